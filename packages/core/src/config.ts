@@ -1,0 +1,125 @@
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { FleetError } from './errors.js';
+
+export const SITE_IDS = ['a', 'b'] as const;
+export type SiteId = (typeof SITE_IDS)[number];
+
+/** Where one site's parts listen and keep their state. Locally both sites share a machine; in production
+ * each maps to its own host (infra/README.md) with the same field names. */
+export interface SiteConfig {
+  readonly id: SiteId;
+  readonly dir: string;
+  readonly pgPort: number;
+  readonly redisPort: number;
+  readonly apiPort: number;
+  readonly statusPort: number;
+  readonly databaseUrl: string;
+  readonly redisUrl: string;
+  /** SoftHSM2 configuration file of this site's token directory (SOFTHSM2_CONF). */
+  readonly softhsmConf: string;
+  readonly hsmTokenLabel: string;
+  readonly hsmPinFile: string;
+}
+
+export interface FleetConfig {
+  readonly repoRoot: string;
+  readonly stateDir: string;
+  /** The site this process belongs to. */
+  readonly site: SiteId;
+  readonly sites: Readonly<Record<SiteId, SiteConfig>>;
+  readonly pkcs11Module: string;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  /** Name of the PostgreSQL superuser and database the local clusters are created with. */
+  readonly pgUser: string;
+  readonly pgDatabase: string;
+}
+
+const port = z.coerce.number().int().min(1024).max(65535);
+
+/** Every variable fleetpki reads, with its default for the local two-site topology. */
+const envSchema = z.object({
+  FLEETPKI_STATE_DIR: z.string().min(1).optional(),
+  FLEETPKI_SITE: z.enum(SITE_IDS).default('a'),
+  FLEETPKI_PG_PORT_A: port.default(15432),
+  FLEETPKI_PG_PORT_B: port.default(15433),
+  FLEETPKI_REDIS_PORT_A: port.default(16379),
+  FLEETPKI_REDIS_PORT_B: port.default(16380),
+  FLEETPKI_API_PORT_A: port.default(18080),
+  FLEETPKI_API_PORT_B: port.default(18081),
+  FLEETPKI_STATUS_PORT_A: port.default(18090),
+  FLEETPKI_STATUS_PORT_B: port.default(18091),
+  FLEETPKI_DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
+  FLEETPKI_REDIS_URL: z.url({ protocol: /^rediss?$/ }).optional(),
+  FLEETPKI_PKCS11_MODULE: z.string().min(1).default('/usr/lib/softhsm/libsofthsm2.so'),
+  FLEETPKI_HSM_PIN_FILE: z.string().min(1).optional(),
+  FLEETPKI_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  FLEETPKI_PG_USER: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki'),
+  FLEETPKI_PG_DATABASE: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki'),
+});
+
+export type FleetEnv = Record<string, string | undefined>;
+
+/** The repository root: the folder holding pnpm-workspace.yaml above this file (src/ or dist/). */
+export function findRepoRoot(start = dirname(fileURLToPath(import.meta.url))): string {
+  let dir = start;
+  for (;;) {
+    if (existsSync(join(dir, 'pnpm-workspace.yaml'))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) throw new FleetError('CONFIG_INVALID', `no pnpm-workspace.yaml above ${start}`);
+    dir = parent;
+  }
+}
+
+/**
+ * Reads and validates the configuration once. A bad value throws CONFIG_INVALID naming the variable,
+ * so a process stops at start-up instead of failing later somewhere less obvious.
+ */
+export function loadConfig(env: FleetEnv = process.env): FleetConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message} (got ${JSON.stringify(env[String(issue.path[0])])})`);
+    throw new FleetError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, { details: { problems } });
+  }
+  const e = parsed.data;
+  const repoRoot = findRepoRoot();
+  const stateDir = resolve(e.FLEETPKI_STATE_DIR ?? join(repoRoot, '.fleetpki'));
+  const site = (id: SiteId): SiteConfig => {
+    const upper = id.toUpperCase() as 'A' | 'B';
+    const dir = join(stateDir, `site-${id}`);
+    const pgPort = e[`FLEETPKI_PG_PORT_${upper}`];
+    const redisPort = e[`FLEETPKI_REDIS_PORT_${upper}`];
+    const own = id === e.FLEETPKI_SITE;
+    return {
+      id,
+      dir,
+      pgPort,
+      redisPort,
+      apiPort: e[`FLEETPKI_API_PORT_${upper}`],
+      statusPort: e[`FLEETPKI_STATUS_PORT_${upper}`],
+      // An explicit URL applies to this process's own site only; the other site keeps its local default.
+      databaseUrl: (own ? e.FLEETPKI_DATABASE_URL : undefined) ?? `postgres://${e.FLEETPKI_PG_USER}@127.0.0.1:${pgPort}/${e.FLEETPKI_PG_DATABASE}`,
+      redisUrl: (own ? e.FLEETPKI_REDIS_URL : undefined) ?? `redis://127.0.0.1:${redisPort}`,
+      softhsmConf: join(dir, 'hsm', 'softhsm2.conf'),
+      hsmTokenLabel: `fleetpki-${id}`,
+      hsmPinFile: (own ? e.FLEETPKI_HSM_PIN_FILE : undefined) ?? join(stateDir, 'secrets', `hsm-${id}.pin`),
+    };
+  };
+  const sites = { a: site('a'), b: site('b') };
+  const ports = [sites.a.pgPort, sites.b.pgPort, sites.a.redisPort, sites.b.redisPort, sites.a.apiPort, sites.b.apiPort, sites.a.statusPort, sites.b.statusPort];
+  if (new Set(ports).size !== ports.length) {
+    throw new FleetError('CONFIG_INVALID', `invalid configuration: FLEETPKI_*_PORT_* values must all differ (got ${ports.join(', ')})`);
+  }
+  return {
+    repoRoot,
+    stateDir,
+    site: e.FLEETPKI_SITE,
+    sites,
+    pkcs11Module: e.FLEETPKI_PKCS11_MODULE,
+    logLevel: e.FLEETPKI_LOG_LEVEL,
+    pgUser: e.FLEETPKI_PG_USER,
+    pgDatabase: e.FLEETPKI_PG_DATABASE,
+  };
+}

@@ -1,0 +1,4 @@
+export * from './errors.js';
+export * from './eui64.js';
+export * from './key-role.js';
+export * from './config.js';

@@ -1,0 +1,34 @@
+import { FleetError } from '@fleetpki/core';
+
+/** Typed HSM failures, each naming what to check (module path, token, PIN source, key label). */
+export type HsmErrorCode =
+  | 'HSM_MODULE_NOT_FOUND'
+  | 'HSM_TOKEN_NOT_FOUND'
+  | 'HSM_PIN_MISSING'
+  | 'HSM_PIN_INCORRECT'
+  | 'HSM_KEY_NOT_FOUND'
+  | 'HSM_KEY_EXISTS'
+  | 'HSM_URI_INVALID'
+  | 'HSM_OPERATION_FAILED';
+
+export class HsmError extends FleetError {
+  constructor(code: HsmErrorCode, message: string, cause?: unknown) {
+    super(code, message, { httpStatus: 503, cause });
+    this.name = 'HsmError';
+  }
+}
+
+/** PKCS#11 return value, when the error came from the module (pkcs11js sets `code`). */
+export function pkcs11Code(err: unknown): number | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+/** PKCS#11 v2.40 return values we branch on. */
+export const CKR = {
+  PIN_INCORRECT: 0xa0,
+  PIN_LEN_RANGE: 0xa2,
+  USER_ALREADY_LOGGED_IN: 0x100,
+  USER_ANOTHER_ALREADY_LOGGED_IN: 0x104,
+  ATTRIBUTE_SENSITIVE: 0x11,
+} as const;

@@ -1,0 +1,35 @@
+/**
+ * What the CA needs from a key store, kept small so another backend (a network HSM, a cloud KMS) is a
+ * new implementation of these interfaces, tested by the same contract suite (test/hsm-contract.test.ts).
+ */
+export interface Signer {
+  readonly algorithm: 'ecdsa-p256-sha256';
+  /** DER SubjectPublicKeyInfo of the key. */
+  readonly publicKeySpki: Buffer;
+  /** Signs `data` (SHA-256 computed on the host) and returns a DER ECDSA-Sig-Value. */
+  sign(data: Uint8Array): Promise<Buffer>;
+}
+
+export interface KeyInfo {
+  readonly label: string;
+  readonly publicKeySpki: Buffer;
+  readonly extractable: boolean;
+  readonly sensitive: boolean;
+}
+
+export interface GenerateKeyOptions {
+  /**
+   * Extractable keys can still only leave the token wrapped (they are always CKA_SENSITIVE); CA keys
+   * need it for cloning into the standby site's token. Device-facing keys never do.
+   */
+  readonly extractable?: boolean;
+}
+
+export interface KeyStore {
+  readonly tokenLabel: string;
+  generateSigningKey(label: string, options?: GenerateKeyOptions): Promise<KeyInfo>;
+  getSigner(label: string): Promise<Signer>;
+  describeKey(label: string): Promise<KeyInfo>;
+  hasKey(label: string): Promise<boolean>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,223 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import * as graphene from 'graphene-pk11';
+import { CKR, HsmError, pkcs11Code } from './errors.js';
+import { P256_EC_PARAMS, ecdsaRawToDer, p256SpkiFromPoint, unwrapEcPoint } from './ecdsa.js';
+import type { GenerateKeyOptions, KeyInfo, KeyStore, Signer } from './key-store.js';
+import { SessionPool } from './session-pool.js';
+
+export interface Pkcs11Options {
+  readonly modulePath: string;
+  readonly tokenLabel: string;
+  readonly pin: string;
+  /** Sessions kept open for concurrent operations (default 4). */
+  readonly sessions?: number;
+  /** SoftHSM2 only: the configuration file naming the token directory (SOFTHSM2_CONF). */
+  readonly softhsmConf?: string;
+}
+
+// One loaded, initialised module per library path per process. C_Initialize and C_Login are per process
+// (PKCS#11 v2.40 5.4, 5.6), so several key stores on one module share them.
+const modules = new Map<string, { module: graphene.Module; users: number; softhsmConf: string | undefined }>();
+
+function loadModule(modulePath: string, softhsmConf: string | undefined): graphene.Module {
+  const cached = modules.get(modulePath);
+  if (cached) {
+    if (softhsmConf && cached.softhsmConf && softhsmConf !== cached.softhsmConf) {
+      throw new HsmError('HSM_OPERATION_FAILED', `PKCS#11 module ${modulePath} is already initialised with ${cached.softhsmConf}; one process serves one site's HSM`);
+    }
+    cached.users++;
+    return cached.module;
+  }
+  if (!existsSync(modulePath)) {
+    throw new HsmError('HSM_MODULE_NOT_FOUND', `PKCS#11 module not found at ${modulePath} (set FLEETPKI_PKCS11_MODULE; for SoftHSM2 install the softhsm2 package)`);
+  }
+  // SoftHSM reads its token directory from SOFTHSM2_CONF once, at C_Initialize.
+  if (softhsmConf) process.env.SOFTHSM2_CONF = softhsmConf;
+  let module: graphene.Module;
+  try {
+    module = graphene.Module.load(modulePath, 'fleetpki-hsm');
+    // CKF_OS_LOCKING_OK: sessions are used from libuv worker threads concurrently.
+    module.initialize({ flags: 2 });
+  } catch (err) {
+    throw new HsmError('HSM_MODULE_NOT_FOUND', `cannot load PKCS#11 module ${modulePath}: ${(err as Error).message}`, err);
+  }
+  modules.set(modulePath, { module, users: 1, softhsmConf });
+  return module;
+}
+
+function releaseModule(modulePath: string): void {
+  const cached = modules.get(modulePath);
+  if (!cached) return;
+  if (--cached.users > 0) return;
+  modules.delete(modulePath);
+  try {
+    cached.module.finalize();
+  } catch {
+    // finalising a module whose process is exiting anyway; nothing to recover
+  }
+}
+
+function findSlot(module: graphene.Module, tokenLabel: string, modulePath: string): graphene.Slot {
+  const slots = module.getSlots(true);
+  const labels: string[] = [];
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots.items(i);
+    const label = slot.getToken().label.trim();
+    if (label === tokenLabel) return slot;
+    labels.push(label);
+  }
+  throw new HsmError('HSM_TOKEN_NOT_FOUND', `no token labelled "${tokenLabel}" in ${modulePath} (tokens present: ${labels.length ? labels.join(', ') : 'none'}); run \`pnpm sites up\``);
+}
+
+/**
+ * Several processes logging in to one SoftHSM token at the same moment fail at random (file locking in
+ * its object store), so login retries a few times with jitter. A wrong PIN is final at once.
+ */
+async function loginWithRetry(session: graphene.Session, pin: string, tokenLabel: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      session.login(pin, graphene.UserType.USER);
+      return;
+    } catch (err) {
+      const code = pkcs11Code(err);
+      if (code === CKR.USER_ALREADY_LOGGED_IN) return;
+      if (code === CKR.PIN_INCORRECT || code === CKR.PIN_LEN_RANGE) throw new HsmError('HSM_PIN_INCORRECT', `the PIN for token "${tokenLabel}" was refused`, err);
+      if (attempt >= 6) throw new HsmError('HSM_OPERATION_FAILED', `login to token "${tokenLabel}" failed after ${attempt} attempts: ${(err as Error).message}`, err);
+      await new Promise((r) => setTimeout(r, 20 * attempt + Math.random() * 50));
+    }
+  }
+}
+
+export class Pkcs11KeyStore implements KeyStore {
+  readonly tokenLabel: string;
+  private closed = false;
+
+  private constructor(
+    private readonly modulePath: string,
+    readonly slot: graphene.Slot,
+    private readonly sessions: graphene.Session[],
+    private readonly pool: SessionPool<graphene.Session>,
+    tokenLabel: string,
+  ) {
+    this.tokenLabel = tokenLabel;
+  }
+
+  static async open(options: Pkcs11Options): Promise<Pkcs11KeyStore> {
+    const module = loadModule(options.modulePath, options.softhsmConf);
+    try {
+      const slot = findSlot(module, options.tokenLabel, options.modulePath);
+      const flags = graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION;
+      const sessions = Array.from({ length: options.sessions ?? 4 }, () => slot.open(flags));
+      await loginWithRetry(sessions[0]!, options.pin, options.tokenLabel);
+      return new Pkcs11KeyStore(options.modulePath, slot, sessions, new SessionPool(sessions), options.tokenLabel);
+    } catch (err) {
+      releaseModule(options.modulePath);
+      throw err;
+    }
+  }
+
+  async generateSigningKey(label: string, options: GenerateKeyOptions = {}): Promise<KeyInfo> {
+    if (await this.hasKey(label)) throw new HsmError('HSM_KEY_EXISTS', `token "${this.tokenLabel}" already holds a key labelled "${label}"`);
+    const id = createHash('sha256').update(label).digest().subarray(0, 8);
+    await this.pool.use((session) => {
+      session.generateKeyPair(
+        graphene.KeyGenMechanism.EC,
+        { keyType: graphene.KeyType.EC, token: true, private: false, verify: true, paramsEC: P256_EC_PARAMS, label, id },
+        {
+          keyType: graphene.KeyType.EC,
+          token: true,
+          private: true,
+          sign: true,
+          // Never readable in clear; extractable only means "may be wrapped" (PKCS#11 v2.40 4.9).
+          sensitive: true,
+          extractable: options.extractable ?? false,
+          label,
+          id,
+        },
+      );
+    });
+    return this.describeKey(label);
+  }
+
+  async hasKey(label: string): Promise<boolean> {
+    return this.pool.use((session) => session.find({ class: graphene.ObjectClass.PRIVATE_KEY, label }).length > 0);
+  }
+
+  async describeKey(label: string): Promise<KeyInfo> {
+    return this.pool.use((session) => {
+      const privateKey = this.findPrivateKey(session, label);
+      const attrs = privateKey.getAttribute({ sensitive: null, extractable: null });
+      return { label, publicKeySpki: this.readPublicKey(session, label), sensitive: attrs.sensitive === true, extractable: attrs.extractable === true };
+    });
+  }
+
+  async getSigner(label: string): Promise<Signer> {
+    const publicKeySpki = await this.pool.use((session) => {
+      this.findPrivateKey(session, label);
+      return this.readPublicKey(session, label);
+    });
+    // Object handles are valid in every session of the application (PKCS#11 v2.40 2.4), so look the key
+    // up once per session rather than once per signature.
+    const handles = new Map<graphene.Session, graphene.PrivateKey>();
+    const pool = this.pool;
+    const findPrivateKey = (session: graphene.Session) => this.findPrivateKey(session, label);
+    return {
+      algorithm: 'ecdsa-p256-sha256',
+      publicKeySpki,
+      sign(data: Uint8Array): Promise<Buffer> {
+        // SoftHSM has no CKM_ECDSA_SHA256: hash here, sign the digest with CKM_ECDSA.
+        const digest = createHash('sha256').update(data).digest();
+        return pool.use((session) => {
+          let key = handles.get(session);
+          if (!key) handles.set(session, (key = findPrivateKey(session)));
+          return new Promise<Buffer>((resolve, reject) => {
+            // The callback form runs C_Sign on a libuv worker thread, so sessions sign in parallel.
+            session.createSign('ECDSA', key).once(digest, (err, raw) => {
+              if (err) reject(new HsmError('HSM_OPERATION_FAILED', `signing with "${label}" failed: ${err.message}`, err));
+              else resolve(ecdsaRawToDer(raw));
+            });
+          });
+        });
+      },
+    };
+  }
+
+  /** Reads the CKA_VALUE of a private key. Exists for tests that prove it is refused (CKA_SENSITIVE). */
+  async tryReadPrivateValue(label: string): Promise<Buffer> {
+    return this.pool.use((session) => {
+      try {
+        return this.findPrivateKey(session, label).getAttribute({ value: null }).value as Buffer;
+      } catch (err) {
+        if (pkcs11Code(err) === CKR.ATTRIBUTE_SENSITIVE) throw new HsmError('HSM_OPERATION_FAILED', `CKA_VALUE of "${label}" is sensitive`, err);
+        throw err;
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const session of this.sessions) {
+      try {
+        session.close();
+      } catch {
+        // the module may already be gone at process exit
+      }
+    }
+    releaseModule(this.modulePath);
+  }
+
+  private findPrivateKey(session: graphene.Session, label: string): graphene.PrivateKey {
+    const found = session.find({ class: graphene.ObjectClass.PRIVATE_KEY, label });
+    if (found.length === 0) throw new HsmError('HSM_KEY_NOT_FOUND', `no private key labelled "${label}" in token "${this.tokenLabel}"`);
+    return found.items(0).toType<graphene.PrivateKey>();
+  }
+
+  private readPublicKey(session: graphene.Session, label: string): Buffer {
+    const found = session.find({ class: graphene.ObjectClass.PUBLIC_KEY, label });
+    if (found.length === 0) throw new HsmError('HSM_KEY_NOT_FOUND', `no public key labelled "${label}" in token "${this.tokenLabel}"`);
+    const point = found.items(0).getAttribute({ pointEC: null }).pointEC as Buffer;
+    return p256SpkiFromPoint(unwrapEcPoint(point));
+  }
+}

@@ -1,0 +1,5 @@
+export * from './topology.js';
+export * from './hsm-tokens.js';
+export * from './postgres-cluster.js';
+export * from './redis-server.js';
+export * from './state-dir.js';

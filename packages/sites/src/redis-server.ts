@@ -1,0 +1,69 @@
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { SiteConfig } from '@fleetpki/core';
+import { probeRedis } from '@fleetpki/queue';
+import { run } from './exec.js';
+
+function redisDir(site: SiteConfig): string {
+  return join(site.dir, 'redis');
+}
+
+function pidFile(site: SiteConfig): string {
+  return join(redisDir(site), 'redis.pid');
+}
+
+export function redisPid(site: SiteConfig): number | undefined {
+  const file = pidFile(site);
+  if (!existsSync(file)) return undefined;
+  const pid = Number(readFileSync(file, 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Each site's Redis holds only the work list (PostgreSQL holds the truth), so it runs without
+ * persistence: losing it costs a re-enqueue by the reconciler, never data.
+ */
+export async function ensureRedis(site: SiteConfig): Promise<'started' | 'running'> {
+  if (redisPid(site) !== undefined && (await probeRedis(site.redisUrl)).up) return 'running';
+  const dir = redisDir(site);
+  mkdirSync(dir, { recursive: true });
+  rmSync(pidFile(site), { force: true });
+  await run('redis-server', [
+    '--port', String(site.redisPort),
+    '--bind', '127.0.0.1',
+    '--daemonize', 'yes',
+    '--pidfile', pidFile(site),
+    '--dir', dir,
+    '--logfile', join(dir, 'redis.log'),
+    '--save', '',
+    '--appendonly', 'no',
+    // BullMQ requires that Redis never evicts its keys.
+    '--maxmemory-policy', 'noeviction',
+  ]);
+  for (let i = 0; i < 50; i++) {
+    if ((await probeRedis(site.redisUrl, 200)).up) return 'started';
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`Redis for site ${site.id} did not answer on port ${site.redisPort}; see ${join(dir, 'redis.log')}`);
+}
+
+export async function stopRedis(site: SiteConfig, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  const pid = redisPid(site);
+  if (pid === undefined) return;
+  process.kill(pid, signal);
+  for (let i = 0; i < 100; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  process.kill(pid, 'SIGKILL');
+}

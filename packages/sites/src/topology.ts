@@ -1,0 +1,127 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
+import { probeRedis } from '@fleetpki/queue';
+import { createPool, readDatabaseRole } from '@fleetpki/store';
+import { ensureTokens, listTokens, tokensOfSite } from './hsm-tokens.js';
+import { ensurePrimary, ensureStandby, isClusterRunning, pgDataDir, stopCluster } from './postgres-cluster.js';
+import { ensureRedis, stopRedis } from './redis-server.js';
+import { ensureStateDir } from './state-dir.js';
+
+export type Log = (line: string) => void;
+
+/** Brings both local sites up; every step is a no-op when its part already runs. */
+export async function sitesUp(config: FleetConfig, log: Log = () => undefined): Promise<void> {
+  ensureStateDir(config.stateDir);
+  for (const site of [config.sites.a, config.sites.b]) {
+    const created = await ensureTokens(config, site);
+    log(`site ${site.id}: HSM tokens ${tokensOfSite(config, site).join(', ')}${created.length ? ` (initialised ${created.join(', ')})` : ''}`);
+  }
+  log(`site a: PostgreSQL primary on 127.0.0.1:${config.sites.a.pgPort} ${await ensurePrimary(config)}`);
+  log(`site b: PostgreSQL hot standby on 127.0.0.1:${config.sites.b.pgPort} ${await ensureStandby(config)}`);
+  for (const site of [config.sites.a, config.sites.b]) {
+    log(`site ${site.id}: Redis on 127.0.0.1:${site.redisPort} ${await ensureRedis(site)}`);
+  }
+}
+
+/** Stops every process of ours (standby first, so the primary does not wait on it while shutting down). */
+export async function sitesDown(config: FleetConfig, log: Log = () => undefined): Promise<void> {
+  for (const site of [config.sites.b, config.sites.a]) {
+    await stopCluster(site);
+    await stopRedis(site);
+    log(`site ${site.id}: stopped`);
+  }
+  const leftovers = processesUnder(config.stateDir);
+  for (const pid of leftovers) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  if (leftovers.length) log(`killed ${leftovers.length} leftover process(es) using ${config.stateDir}`);
+}
+
+/** PIDs whose command line names our state folder (a crashed service, a stray postgres child). */
+export function processesUnder(stateDir: string): number[] {
+  const out = spawnSync('pgrep', ['-f', stateDir], { encoding: 'utf8' });
+  return (out.stdout ?? '')
+    .split('\n')
+    .map(Number)
+    .filter((pid) => Number.isInteger(pid) && pid > 0 && pid !== process.pid);
+}
+
+export interface SiteStatus {
+  readonly site: SiteId;
+  readonly postgres: {
+    readonly up: boolean;
+    readonly port: number;
+    readonly role?: 'primary' | 'standby';
+    readonly standbys?: readonly { name: string; state: string; sync: string; lagBytes: number }[];
+    readonly replayLagBytes?: number | null;
+    readonly error?: string;
+  };
+  readonly redis: { readonly up: boolean; readonly port: number; readonly version?: string; readonly error?: string };
+  readonly hsm: { readonly tokens: readonly string[]; readonly expected: readonly string[]; readonly ready: boolean };
+  /** The site's role in the CA (site_state), as this site's own database sees it. */
+  readonly caRole?: string;
+}
+
+export async function siteStatus(config: FleetConfig, site: SiteConfig): Promise<SiteStatus> {
+  const [postgres, caRole] = await postgresStatus(config, site);
+  const redis = await probeRedis(site.redisUrl, 500);
+  const tokens = await listTokens(site).catch((): string[] => []);
+  const expected = tokensOfSite(config, site);
+  return {
+    site: site.id,
+    postgres,
+    redis: { ...redis, port: site.redisPort },
+    hsm: { tokens, expected, ready: expected.every((t) => tokens.includes(t)) },
+    ...(caRole ? { caRole } : {}),
+  };
+}
+
+async function postgresStatus(config: FleetConfig, site: SiteConfig): Promise<[SiteStatus['postgres'], string | undefined]> {
+  if (!existsSync(pgDataDir(site)) || !(await isClusterRunning(site))) return [{ up: false, port: site.pgPort }, undefined];
+  const pool = createPool(site.databaseUrl, { applicationName: 'fleetpki-status', max: 1, connectionTimeoutMillis: 1_000 });
+  try {
+    const role = await readDatabaseRole(pool);
+    let caRole: string | undefined;
+    try {
+      const r = await pool.query<{ role: string }>('SELECT role FROM site_state WHERE site = $1', [site.id]);
+      caRole = r.rows[0]?.role;
+    } catch {
+      // not migrated yet
+    }
+    const status: SiteStatus['postgres'] = role.inRecovery
+      ? { up: true, port: site.pgPort, role: 'standby', replayLagBytes: role.replayLagBytes }
+      : { up: true, port: site.pgPort, role: 'primary', standbys: role.standbys.map((s) => ({ name: s.applicationName, state: s.state, sync: s.syncState, lagBytes: s.replayLagBytes })) };
+    return [status, caRole];
+  } catch (err) {
+    return [{ up: false, port: site.pgPort, error: (err as Error).message }, undefined];
+  } finally {
+    await pool.end();
+  }
+}
+
+export async function sitesStatus(config: FleetConfig): Promise<SiteStatus[]> {
+  return Promise.all([siteStatus(config, config.sites.a), siteStatus(config, config.sites.b)]);
+}
+
+/** A plain-text table of sitesStatus for terminals. */
+export function formatStatus(statuses: readonly SiteStatus[]): string {
+  const rows = [['site', 'part', 'state', 'detail']];
+  for (const s of statuses) {
+    const pgDetail = !s.postgres.up
+      ? s.postgres.error ?? 'not running'
+      : s.postgres.role === 'primary'
+        ? `primary; standbys: ${s.postgres.standbys?.map((b) => `${b.name} ${b.state}/${b.sync} lag ${b.lagBytes} B`).join(', ') || 'none'}`
+        : `hot standby; replay lag ${s.postgres.replayLagBytes ?? '?'} B`;
+    rows.push([s.site, `postgres :${s.postgres.port}`, s.postgres.up ? 'up' : 'down', pgDetail]);
+    rows.push([s.site, `redis :${s.redis.port}`, s.redis.up ? 'up' : 'down', s.redis.up ? `v${s.redis.version ?? '?'}` : s.redis.error ?? '']);
+    rows.push([s.site, 'hsm', s.hsm.ready ? 'ready' : 'missing', `tokens: ${s.hsm.tokens.join(', ') || 'none'}`]);
+    rows.push([s.site, 'ca role', s.caRole ?? '-', s.caRole ? '' : 'not migrated yet']);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}

@@ -1,0 +1,52 @@
+import pg from 'pg';
+import { FleetError } from '@fleetpki/core';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
+
+export interface PoolOptions {
+  /** Name shown in pg_stat_activity, so an operator can tell which process holds which connection. */
+  applicationName?: string;
+  max?: number;
+  connectionTimeoutMillis?: number;
+}
+
+// BYTEA comes back as Buffer already; BIGINT (OID 20) and NUMERIC stay strings unless parsed. Counts and
+// sequence numbers here fit in 2^53, so parse BIGINT as a number once, here, rather than at every caller.
+pg.types.setTypeParser(20, (value: string) => Number(value));
+
+export function createPool(databaseUrl: string, options: PoolOptions = {}): Pool {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: options.max ?? 10,
+    connectionTimeoutMillis: options.connectionTimeoutMillis ?? 5_000,
+    application_name: options.applicationName ?? 'fleetpki',
+  });
+  // An idle client losing its server (site failover, `sites down`) must not crash the process.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** Runs fn inside BEGIN/COMMIT on one connection; any throw rolls back. */
+export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** Turns a connection failure into a FleetError naming where we tried to connect (never the password). */
+export function describeConnectionError(databaseUrl: string, err: unknown): FleetError {
+  const url = new URL(databaseUrl);
+  url.password = '';
+  return new FleetError('STORE_UNAVAILABLE', `cannot reach PostgreSQL at ${url.host}${url.pathname}: ${(err as Error).message}`, { httpStatus: 503, cause: err });
+}

@@ -1,0 +1,21 @@
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { loadConfig } from '@fleetpki/core';
+import { createPool, migrate } from '@fleetpki/store';
+
+export function registerDbCommands(program: Command): void {
+  const db = program.command('db').description('the CA database');
+  db.command('migrate')
+    .description("apply pending migrations/NNNN_name.sql to the active site's database")
+    .action(async () => {
+      const config = loadConfig();
+      const pool = createPool(config.sites[config.site].databaseUrl, { applicationName: 'fleetpki-migrate', max: 1 });
+      try {
+        const result = await migrate(pool, join(config.repoRoot, 'migrations'));
+        for (const m of result.applied) console.log(`applied ${String(m.version).padStart(4, '0')}_${m.name}`);
+        console.log(`database at version ${result.alreadyApplied + result.applied.length} (${result.applied.length} applied now)`);
+      } finally {
+        await pool.end();
+      }
+    });
+}
