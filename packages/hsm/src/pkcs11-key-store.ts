@@ -195,6 +195,17 @@ export class Pkcs11KeyStore implements KeyStore {
     });
   }
 
+  /** Removes a key pair (test clean-up and aborted ceremonies); returns how many objects went. */
+  async destroyKey(label: string): Promise<number> {
+    return this.pool.use((session) => {
+      let removed = 0;
+      for (const objectClass of [graphene.ObjectClass.PRIVATE_KEY, graphene.ObjectClass.PUBLIC_KEY]) {
+        removed += session.destroy({ class: objectClass, label });
+      }
+      return removed;
+    });
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -16,6 +16,11 @@ export interface MigrationResult {
   readonly alreadyApplied: number;
 }
 
+/** The file a migration came from, e.g. 0001_initial.sql. */
+export function migrationFileName(m: Pick<Migration, 'version' | 'name'>): string {
+  return `${String(m.version).padStart(4, '0')}_${m.name}.sql`;
+}
+
 const FILE_PATTERN = /^(\d{4})_([a-z0-9_]+)\.sql$/;
 // Any constant works; it only has to be the same in every process that migrates this database.
 const MIGRATION_LOCK_KEY = 0x666c6565; // 'flee'
@@ -55,8 +60,8 @@ export async function migrate(pool: Pool, dir: string): Promise<MigrationResult>
     const recorded = new Map(rows.map((r) => [r.version, r]));
     for (const row of rows) {
       const file = migrations.find((m) => m.version === row.version);
-      if (!file) throw new FleetError('MIGRATION_MISSING', `the database has migration ${row.version} (${row.name}) but ${dir} does not: is this checkout older than the database?`);
-      if (file.sha256 !== row.sha256) throw new FleetError('MIGRATION_MODIFIED', `migration ${row.version}_${row.name}.sql changed after it was applied; add a new migration instead`);
+      if (!file) throw new FleetError('MIGRATION_MISSING', `the database has migration ${migrationFileName(row)} but ${dir} does not: is this checkout older than the database?`);
+      if (file.sha256 !== row.sha256) throw new FleetError('MIGRATION_MODIFIED', `migration ${migrationFileName(row)} changed after it was applied; add a new migration instead`);
     }
     const applied: Migration[] = [];
     for (const migration of migrations) {
@@ -68,7 +73,7 @@ export async function migrate(pool: Pool, dir: string): Promise<MigrationResult>
         await client.query('COMMIT');
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
-        throw new FleetError('MIGRATION_FAILED', `migration ${migration.version}_${migration.name}.sql failed: ${(err as Error).message}`, { cause: err });
+        throw new FleetError('MIGRATION_FAILED', `migration ${migrationFileName(migration)} failed: ${(err as Error).message}`, { cause: err });
       }
       applied.push(migration);
     }

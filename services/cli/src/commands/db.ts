@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '@fleetpki/core';
-import { createPool, migrate } from '@fleetpki/store';
+import { createPool, migrate, migrationFileName } from '@fleetpki/store';
 
 export function registerDbCommands(program: Command): void {
   const db = program.command('db').description('the CA database');
@@ -12,7 +12,7 @@ export function registerDbCommands(program: Command): void {
       const pool = createPool(config.sites[config.site].databaseUrl, { applicationName: 'fleetpki-migrate', max: 1 });
       try {
         const result = await migrate(pool, join(config.repoRoot, 'migrations'));
-        for (const m of result.applied) console.log(`applied ${String(m.version).padStart(4, '0')}_${m.name}`);
+        for (const m of result.applied) console.log(`applied ${migrationFileName(m)}`);
         console.log(`database at version ${result.alreadyApplied + result.applied.length} (${result.applied.length} applied now)`);
       } finally {
         await pool.end();

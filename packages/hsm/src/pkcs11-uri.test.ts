@@ -1,0 +1,17 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { HsmError } from './errors.js';
+import { formatPkcs11Uri, parsePkcs11Uri } from './pkcs11-uri.js';
+
+describe('RFC 7512 PKCS#11 URIs', () => {
+  it('parses token, object, type and the pin-source query attribute', () => {
+    const key = parsePkcs11Uri('pkcs11:token=fleetpki-a;object=device%20ca;type=private?pin-source=file:/run/pin&module-path=/usr/lib/x.so');
+    assert.deepEqual(key, { token: 'fleetpki-a', object: 'device ca', type: 'private', pinSource: 'file:/run/pin', modulePath: '/usr/lib/x.so' });
+    assert.deepEqual(parsePkcs11Uri(formatPkcs11Uri(key)), key);
+  });
+  for (const bad of ['file:/x', 'pkcs11:token=a', 'pkcs11:object=b', 'pkcs11:token=a;object=b;type=weird', 'pkcs11:token=a;object=%zz', 'pkcs11:token=a;junk']) {
+    it(`rejects ${bad}`, () => {
+      assert.throws(() => parsePkcs11Uri(bad), (err: unknown) => err instanceof HsmError && err.code === 'HSM_URI_INVALID');
+    });
+  }
+});

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# README command 2: set everything up, then type-check, lint and run every test against the real
+# SoftHSM, PostgreSQL and Redis of the two local sites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.fleetpki/tools/node_modules/.bin:$PATH"
+pnpm -s typecheck
+pnpm -s lint
+pnpm -s test
