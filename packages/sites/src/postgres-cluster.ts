@@ -4,6 +4,7 @@ import type { FleetConfig, SiteConfig } from '@fleetpki/core';
 import { createPool } from '@fleetpki/store';
 import { isRoot, pgBinDir, run } from './exec.js';
 import { osUserIds } from './os-user.js';
+import { assertPortFree } from './ports.js';
 
 /** The slot and application name B streams under; A's synchronous_standby_names waits for it. */
 export const STANDBY_NAME = 'site_b';
@@ -89,6 +90,7 @@ export function pgLogFile(site: SiteConfig): string {
 
 async function startCluster(site: SiteConfig): Promise<void> {
   const dataDir = pgDataDir(site);
+  await assertPortFree(site.pgPort, `PostgreSQL of site ${site.id}`, `FLEETPKI_PG_PORT_${site.id.toUpperCase()}`);
   prepareDir(join(site.dir, 'pg-log'));
   await run(pg('pg_ctl'), ['start', '-D', dataDir, '-l', pgLogFile(site), '-w', '-t', '60'], { asPgUser: true });
 }

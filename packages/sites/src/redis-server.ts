@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { SiteConfig } from '@fleetpki/core';
 import { probeRedis } from '@fleetpki/queue';
 import { run } from './exec.js';
+import { assertPortFree } from './ports.js';
 
 function redisDir(site: SiteConfig): string {
   return join(site.dir, 'redis');
@@ -32,6 +33,7 @@ export function redisPid(site: SiteConfig): number | undefined {
 export async function ensureRedis(site: SiteConfig): Promise<'started' | 'running'> {
   if (redisPid(site) !== undefined && (await probeRedis(site.redisUrl)).up) return 'running';
   const dir = redisDir(site);
+  await assertPortFree(site.redisPort, `Redis of site ${site.id}`, `FLEETPKI_REDIS_PORT_${site.id.toUpperCase()}`);
   mkdirSync(dir, { recursive: true });
   rmSync(pidFile(site), { force: true });
   await run('redis-server', [
