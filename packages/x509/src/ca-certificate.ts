@@ -1,0 +1,100 @@
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
+import { OID } from './oids.js';
+import { subjectKeyIdMethod2 } from './device-template.js';
+
+export interface CaName {
+  readonly commonName: string;
+  readonly organization?: string;
+  readonly country?: string;
+}
+
+export interface CaCertificateRequest {
+  readonly subject: CaName;
+  /** DER of the issuer's subject; undefined for a self-signed root. */
+  readonly issuerSubjectDer?: Buffer;
+  /** Issuer's key id for authorityKeyIdentifier; undefined for a self-signed root (uses its own). */
+  readonly issuerKeyId?: Buffer;
+  readonly serial: Buffer;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly publicKeySpki: Buffer;
+  /** basicConstraints pathLenConstraint; undefined = unlimited (root). */
+  readonly pathLength?: number;
+}
+
+export interface CaTbs {
+  readonly der: Buffer;
+  readonly keyId: Buffer;
+  readonly subjectDer: Buffer;
+}
+
+export function encodeName(name: CaName): Buffer {
+  const rdn = (type: string, value: asn1js.Utf8String | asn1js.PrintableString) => new pkijs.AttributeTypeAndValue({ type, value });
+  const values: pkijs.AttributeTypeAndValue[] = [];
+  if (name.country) values.push(rdn(OID.countryName, new asn1js.PrintableString({ value: name.country })));
+  if (name.organization) values.push(rdn(OID.organizationName, new asn1js.Utf8String({ value: name.organization })));
+  values.push(rdn(OID.commonName, new asn1js.Utf8String({ value: name.commonName })));
+  // One attribute per RDN, in the usual C, O, CN order.
+  const rdns = new asn1js.Sequence({ value: values.map((v) => new asn1js.Set({ value: [v.toSchema()] })) });
+  return Buffer.from(rdns.toBER(false));
+}
+
+function time(date: Date): pkijs.Time {
+  // RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
+  return new pkijs.Time({ type: date.getUTCFullYear() < 2050 ? 0 : 1, value: date });
+}
+
+/**
+ * Builds a CA TBSCertificate (RFC 5280 profile for CA certificates: basicConstraints critical cA,
+ * keyUsage critical keyCertSign + cRLSign, 8-byte key identifiers). Ceremonies are rare, so the general
+ * pkijs builders are fine here.
+ */
+export function buildCaTbs(req: CaCertificateRequest): CaTbs {
+  const subjectDer = encodeName(req.subject);
+  const keyId = subjectKeyIdMethod2(req.publicKeySpki.subarray(req.publicKeySpki.length - 65));
+  const cert = new pkijs.Certificate();
+  cert.version = 2;
+  cert.serialNumber = new asn1js.Integer({ valueHex: req.serial });
+  cert.signature = new pkijs.AlgorithmIdentifier({ algorithmId: OID.ecdsaWithSha256 });
+  cert.issuer = pkijs.RelativeDistinguishedNames.fromBER(req.issuerSubjectDer ?? subjectDer);
+  cert.subject = pkijs.RelativeDistinguishedNames.fromBER(subjectDer);
+  cert.notBefore = time(req.notBefore);
+  cert.notAfter = time(req.notAfter);
+  cert.subjectPublicKeyInfo = pkijs.PublicKeyInfo.fromBER(req.publicKeySpki);
+  const ext = (extnID: string, critical: boolean, value: asn1js.AsnType) => new pkijs.Extension({ extnID, critical, extnValue: value.toBER(false) });
+  const basic = new pkijs.BasicConstraints({ cA: true, ...(req.pathLength !== undefined ? { pathLenConstraint: req.pathLength } : {}) });
+  // keyCertSign (5) and cRLSign (6): bits 0000 0110, unused 1.
+  const keyUsage = new asn1js.BitString({ valueHex: Buffer.from([0x06]), unusedBits: 1 });
+  cert.extensions = [
+    ext(OID.basicConstraints, true, basic.toSchema()),
+    ext(OID.keyUsage, true, keyUsage),
+    ext(OID.subjectKeyIdentifier, false, new asn1js.OctetString({ valueHex: keyId })),
+    ext(OID.authorityKeyIdentifier, false, new pkijs.AuthorityKeyIdentifier({ keyIdentifier: new asn1js.OctetString({ valueHex: req.issuerKeyId ?? keyId }) }).toSchema()),
+  ];
+  return { der: Buffer.from(cert.encodeTBS().toBER(false)), keyId, subjectDer };
+}
+
+export interface ParsedCaCertificate {
+  readonly subjectDer: Buffer;
+  readonly keyId: Buffer;
+  readonly publicKeySpki: Buffer;
+  readonly notAfter: Date;
+  readonly subjectText: string;
+}
+
+/** Reads what the issuance path needs from a CA certificate (DER). */
+export function parseCaCertificate(der: Uint8Array): ParsedCaCertificate {
+  const cert = pkijs.Certificate.fromBER(der);
+  const ski = cert.extensions?.find((e) => e.extnID === OID.subjectKeyIdentifier);
+  if (!ski) throw new Error('CA certificate has no subjectKeyIdentifier');
+  const keyId = Buffer.from((asn1js.fromBER(ski.extnValue.valueBlock.valueHexView).result as asn1js.OctetString).valueBlock.valueHexView);
+  const subjectText = cert.subject.typesAndValues.map((tv) => `${tv.type === OID.commonName ? 'CN' : tv.type === OID.organizationName ? 'O' : tv.type === OID.countryName ? 'C' : tv.type}=${tv.value.valueBlock.value}`).join(', ');
+  return {
+    subjectDer: Buffer.from(cert.subject.toSchema().toBER(false)),
+    keyId,
+    publicKeySpki: Buffer.from(cert.subjectPublicKeyInfo.toSchema().toBER(false)),
+    notAfter: cert.notAfter.value,
+    subjectText,
+  };
+}

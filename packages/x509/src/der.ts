@@ -1,0 +1,67 @@
+/**
+ * The few DER primitives the per-device hot path needs (X.690 8.1.3 lengths, 8.3 integers, 11.7 times).
+ * Hand-written on purpose: asn1js builds an object graph per call (~1 ms a certificate); these write bytes.
+ * Everything that is not on the hot path is built and checked with asn1js/pkijs.
+ */
+export function derLength(length: number): Buffer {
+  if (length < 0x80) return Buffer.from([length]);
+  if (length < 0x100) return Buffer.from([0x81, length]);
+  if (length < 0x10000) return Buffer.from([0x82, length >> 8, length & 0xff]);
+  return Buffer.from([0x83, length >> 16, (length >> 8) & 0xff, length & 0xff]);
+}
+
+export function derTlv(tag: number, value: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.from([tag]), derLength(value.length), value]);
+}
+
+export const TAG = {
+  INTEGER: 0x02,
+  BIT_STRING: 0x03,
+  OCTET_STRING: 0x04,
+  UTC_TIME: 0x17,
+  GENERALIZED_TIME: 0x18,
+  SEQUENCE: 0x30,
+} as const;
+
+/** RFC 5280 4.1.2.5: UTCTime for 1950-2049, GeneralizedTime otherwise; seconds precision, always Z. */
+export function timeTag(date: Date): number {
+  const year = date.getUTCFullYear();
+  return year >= 1950 && year < 2050 ? TAG.UTC_TIME : TAG.GENERALIZED_TIME;
+}
+
+export function encodeTimeValue(date: Date): string {
+  const iso = date.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
+  const digits = iso.slice(0, 4) + iso.slice(5, 7) + iso.slice(8, 10) + iso.slice(11, 13) + iso.slice(14, 16) + iso.slice(17, 19) + 'Z';
+  return timeTag(date) === TAG.UTC_TIME ? digits.slice(2) : digits;
+}
+
+export function derTime(date: Date): Buffer {
+  return derTlv(timeTag(date), Buffer.from(encodeTimeValue(date), 'ascii'));
+}
+
+/** ecdsa-with-SHA256 AlgorithmIdentifier, parameters absent (RFC 5758 3.2). */
+export const ECDSA_WITH_SHA256_ALGID = Buffer.from('300a06082a8648ce3d040302', 'hex');
+
+/** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING } (RFC 5280 4.1). */
+export function assembleSignedCertificate(tbs: Uint8Array, signatureDer: Uint8Array): Buffer {
+  const bitString = derTlv(TAG.BIT_STRING, Buffer.concat([Buffer.from([0]), signatureDer]));
+  return derTlv(TAG.SEQUENCE, Buffer.concat([tbs, ECDSA_WITH_SHA256_ALGID, bitString]));
+}
+
+export function toPem(der: Uint8Array, label = 'CERTIFICATE'): string {
+  const b64 = Buffer.from(der).toString('base64');
+  return `-----BEGIN ${label}-----\n${b64.replace(/.{1,64}/g, '$&\n')}-----END ${label}-----\n`;
+}
+
+/** Accepts PEM (any label) or base64 DER or raw DER bytes; returns DER. */
+export function derFromPemOrBase64(input: string | Uint8Array, expectedLabels: readonly string[]): Buffer {
+  if (typeof input !== 'string') return Buffer.from(input);
+  const text = input.trim();
+  const pem = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/.exec(text);
+  if (pem) {
+    if (!expectedLabels.includes(pem[1]!)) throw new Error(`PEM label "${pem[1]}" is not one of ${expectedLabels.join(', ')}`);
+    return Buffer.from(pem[2]!.replace(/\s+/g, ''), 'base64');
+  }
+  if (!/^[A-Za-z0-9+/=_-]+$/.test(text)) throw new Error('neither PEM nor base64');
+  return Buffer.from(text, 'base64');
+}
