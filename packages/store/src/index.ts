@@ -2,3 +2,8 @@ export * from './pool.js';
 export * from './copy.js';
 export * from './migrate.js';
 export * from './site-status.js';
+export * from './repositories/audit.js';
+export * from './repositories/cas.js';
+export * from './repositories/tokens.js';
+export * from './repositories/site.js';
+export * from './repositories/issuance.js';

@@ -1,14 +1,24 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { isFleetError } from '@fleetpki/core';
+import { registerCeremonyCommands } from './commands/ceremony.js';
 import { registerDbCommands } from './commands/db.js';
 import { registerHsmCommands } from './commands/hsm.js';
 import { registerSitesCommands } from './commands/sites.js';
+import { registerTokenCommands } from './commands/tokens.js';
+
+// `fleetpki ... | head` closes stdout early; that is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 
 const program = new Command('fleetpki').description('fleetpki: a certificate authority for millions of devices').showHelpAfterError();
 registerSitesCommands(program);
 registerDbCommands(program);
 registerHsmCommands(program);
+registerCeremonyCommands(program);
+registerTokenCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Expected failures print their stable code and message; anything else is a bug and keeps its stack.

@@ -1,0 +1,123 @@
+import { createPublicKey, verify } from 'node:crypto';
+import { FleetError, type SiteId } from '@fleetpki/core';
+import { formatPkcs11Uri, parsePkcs11Uri, type KeyStore } from '@fleetpki/hsm';
+import { appendAuditEvents, insertCa, listCas, withTransaction, type CaKind, type CaRecord, type Pool } from '@fleetpki/store';
+import { assembleSignedCertificate, buildCaTbs, parseCaCertificate, type CaName } from '@fleetpki/x509';
+import { CA_IDS } from './ca-ids.js';
+import { newSerial } from './serials.js';
+
+export interface CeremonyOptions {
+  readonly pool: Pool;
+  /** Token of the offline root (fleetpki-root). */
+  readonly rootKeyStore: KeyStore;
+  /** The active site's token, holding the online CA keys. */
+  readonly siteKeyStore: KeyStore;
+  readonly site: SiteId;
+  readonly serialPrefix: number;
+  readonly actor: string;
+  readonly now?: Date;
+}
+
+export interface CeremonyResult {
+  readonly created: boolean;
+  readonly chain: readonly CaRecord[];
+}
+
+interface CaPlan {
+  readonly id: string;
+  readonly kind: CaKind;
+  readonly name: CaName;
+  readonly years: number;
+  readonly pathLength?: number;
+  readonly store: KeyStore;
+}
+
+function addYears(date: Date, years: number): Date {
+  const d = new Date(date);
+  d.setUTCFullYear(d.getUTCFullYear() + years);
+  return d;
+}
+
+/** Checks every recorded CA's key against its certificate; throws CA_KEY_MISMATCH naming the first that differs. */
+export async function verifyCaKeys(records: readonly CaRecord[], stores: readonly KeyStore[]): Promise<void> {
+  for (const record of records) {
+    const uri = parsePkcs11Uri(record.keyUri);
+    // On a standby site the clone sits in that site's own token (the last store), under the same label.
+    const store = stores.find((s) => s.tokenLabel === uri.token) ?? stores[stores.length - 1]!;
+    const signer = await store.getSigner(uri.object);
+    if (!signer.publicKeySpki.equals(parseCaCertificate(record.certificate).publicKeySpki)) {
+      throw new FleetError('CA_KEY_MISMATCH', `CA ${record.id}: the key "${uri.object}" in token "${store.tokenLabel}" does not match its certificate`);
+    }
+  }
+}
+
+/**
+ * The key ceremony: a root CA key in the root's own token and a self-signed root certificate, then a
+ * device issuing CA and an organisation CA, each with its key in the site token and a certificate signed
+ * by the root. All keys are generated inside the HSM (sensitive; extractable only for wrapping, to clone
+ * them into the standby site). Recorded in the store with an audit event, in one transaction.
+ * Run again, it changes nothing: it checks that every key still matches its certificate.
+ */
+export async function runCeremony(options: CeremonyOptions): Promise<CeremonyResult> {
+  const existing = await listCas(options.pool);
+  if (existing.length > 0) {
+    await verifyCaKeys(existing, [options.rootKeyStore, options.siteKeyStore]);
+    return { created: false, chain: existing };
+  }
+  const now = new Date(Math.floor((options.now ?? new Date()).getTime() / 1000) * 1000);
+  const plans: CaPlan[] = [
+    { id: CA_IDS.root, kind: 'root', name: { commonName: 'fleetpki Root CA', organization: 'fleetpki' }, years: 30, store: options.rootKeyStore },
+    // Short subject: it is copied into every device certificate's issuer field (PROFILE.md).
+    { id: CA_IDS.deviceIssuing, kind: 'device-issuing', name: { commonName: 'FPD1' }, years: 25, pathLength: 0, store: options.siteKeyStore },
+    { id: CA_IDS.organisation, kind: 'organisation', name: { commonName: 'fleetpki Organisation CA', organization: 'fleetpki' }, years: 25, pathLength: 0, store: options.siteKeyStore },
+  ];
+  const records: Omit<CaRecord, 'status'>[] = [];
+  await ensureKey(options.rootKeyStore, CA_IDS.root);
+  const rootSigner = await options.rootKeyStore.getSigner(CA_IDS.root);
+  const rootPublicKey = createPublicKey({ key: rootSigner.publicKeySpki, format: 'der', type: 'spki' });
+  let rootSubject: Buffer | undefined;
+  let rootKeyId: Buffer | undefined;
+  for (const plan of plans) {
+    const info = await ensureKey(plan.store, plan.id);
+    const tbs = buildCaTbs({
+      subject: plan.name,
+      ...(rootSubject ? { issuerSubjectDer: rootSubject, issuerKeyId: rootKeyId! } : {}),
+      serial: newSerial(options.serialPrefix),
+      notBefore: now,
+      notAfter: addYears(now, plan.years),
+      publicKeySpki: info.publicKeySpki,
+      ...(plan.pathLength !== undefined ? { pathLength: plan.pathLength } : {}),
+    });
+    const signature = await rootSigner.sign(tbs.der);
+    // Verify what the HSM produced before anything depends on it.
+    if (!verify('sha256', tbs.der, rootPublicKey, signature)) throw new FleetError('HSM_SIGNATURE_INVALID', `the root key's signature over CA ${plan.id} does not verify`);
+    const certificate = assembleSignedCertificate(tbs.der, signature);
+    if (plan.kind === 'root') {
+      rootSubject = tbs.subjectDer;
+      rootKeyId = tbs.keyId;
+    }
+    const parsed = parseCaCertificate(certificate);
+    records.push({
+      id: plan.id,
+      kind: plan.kind,
+      parentId: plan.kind === 'root' ? null : CA_IDS.root,
+      subjectDn: parsed.subjectText,
+      keyUri: formatPkcs11Uri({ token: plan.store.tokenLabel, object: plan.id, type: 'private' }),
+      keyId: tbs.keyId,
+      certificate,
+      notAfter: parsed.notAfter,
+    });
+  }
+  await withTransaction(options.pool, async (client) => {
+    for (const record of records) await insertCa(client, record);
+    await appendAuditEvents(client, [
+      { site: options.site, actor: options.actor, action: 'ceremony.init', subject: CA_IDS.root, details: { cas: records.map((r) => ({ id: r.id, subject: r.subjectDn, keyUri: r.keyUri })) } },
+    ]);
+  });
+  return { created: true, chain: await listCas(options.pool) };
+}
+
+async function ensureKey(store: KeyStore, label: string) {
+  if (await store.hasKey(label)) return store.describeKey(label);
+  return store.generateSigningKey(label, { extractable: true });
+}

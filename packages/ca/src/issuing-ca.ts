@@ -1,0 +1,45 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { FleetError, type KeyRole } from '@fleetpki/core';
+import { parsePkcs11Uri, type KeyStore, type Signer } from '@fleetpki/hsm';
+import type { CaRecord } from '@fleetpki/store';
+import { DeviceTemplate, getProfile, parseCaCertificate, type ParsedCaCertificate } from '@fleetpki/x509';
+
+/** An issuing CA ready to sign: its record, its parsed certificate, an HSM signer for its key. */
+export interface IssuingCa {
+  readonly record: CaRecord;
+  readonly certificate: ParsedCaCertificate;
+  readonly signer: Signer;
+  readonly publicKey: KeyObject;
+  template(profileId: string, keyRole: KeyRole): DeviceTemplate;
+}
+
+/**
+ * Binds a CA record to its key in this site's token and refuses when the key does not match the
+ * certificate (Boulder: an issuer whose key and certificate disagree must not start). Keys are looked up
+ * by object label in the site's own token: the token in key_uri names where the key was generated, and
+ * a standby site holds a clone under the same label.
+ */
+export async function openIssuingCa(record: CaRecord, keyStore: KeyStore, options: { crlBaseUrl?: string } = {}): Promise<IssuingCa> {
+  const certificate = parseCaCertificate(record.certificate);
+  const label = parsePkcs11Uri(record.keyUri).object;
+  const signer = await keyStore.getSigner(label);
+  if (!signer.publicKeySpki.equals(certificate.publicKeySpki)) {
+    throw new FleetError('CA_KEY_MISMATCH', `the key "${label}" in token "${keyStore.tokenLabel}" does not match the certificate of CA ${record.id}; refusing to sign with it`);
+  }
+  const templates = new Map<string, DeviceTemplate>();
+  return {
+    record,
+    certificate,
+    signer,
+    publicKey: createPublicKey({ key: certificate.publicKeySpki, format: 'der', type: 'spki' }),
+    template(profileId, keyRole) {
+      const key = `${profileId}/${keyRole}`;
+      let template = templates.get(key);
+      if (!template) {
+        template = new DeviceTemplate(getProfile(profileId), { caId: record.id, subjectDer: certificate.subjectDer, keyId: certificate.keyId, ...(options.crlBaseUrl ? { crlBaseUrl: options.crlBaseUrl } : {}) }, keyRole);
+        templates.set(key, template);
+      }
+      return template;
+    },
+  };
+}

@@ -1,0 +1,35 @@
+import type { Queryable } from '../pool.js';
+
+export type CaKind = 'root' | 'device-issuing' | 'organisation';
+
+export interface CaRecord {
+  readonly id: string;
+  readonly kind: CaKind;
+  readonly parentId: string | null;
+  readonly subjectDn: string;
+  readonly keyUri: string;
+  readonly keyId: Buffer;
+  readonly certificate: Buffer;
+  readonly notAfter: Date;
+  readonly status: 'active' | 'retired' | 'revoked';
+}
+
+export async function insertCa(db: Queryable, ca: Omit<CaRecord, 'status'>): Promise<void> {
+  await db.query(`INSERT INTO cas (id, kind, parent_id, subject_dn, key_uri, key_id, certificate, not_after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [
+    ca.id,
+    ca.kind,
+    ca.parentId,
+    ca.subjectDn,
+    ca.keyUri,
+    ca.keyId,
+    ca.certificate,
+    ca.notAfter,
+  ]);
+}
+
+export async function listCas(db: Queryable): Promise<CaRecord[]> {
+  const { rows } = await db.query<{ id: string; kind: CaKind; parent_id: string | null; subject_dn: string; key_uri: string; key_id: Buffer; certificate: Buffer; not_after: Date; status: CaRecord['status'] }>(
+    `SELECT id, kind, parent_id, subject_dn, key_uri, key_id, certificate, not_after, status FROM cas ORDER BY parent_id IS NOT NULL, created_at, id`,
+  );
+  return rows.map((r) => ({ id: r.id, kind: r.kind, parentId: r.parent_id, subjectDn: r.subject_dn, keyUri: r.key_uri, keyId: r.key_id, certificate: r.certificate, notAfter: r.not_after, status: r.status }));
+}

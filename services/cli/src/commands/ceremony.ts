@@ -1,0 +1,50 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { FleetError } from '@fleetpki/core';
+import { runCeremony } from '@fleetpki/ca';
+import { openSiteKeyStore } from '@fleetpki/hsm';
+import { ROOT_TOKEN_LABEL } from '@fleetpki/sites';
+import { readSiteStates } from '@fleetpki/store';
+import { toPem } from '@fleetpki/x509';
+import { cliActor, withDatabase } from '../context.js';
+
+export function registerCeremonyCommands(program: Command): void {
+  const ceremony = program.command('ceremony').description('key ceremonies (custodians)');
+  ceremony
+    .command('init')
+    .description('create the CA hierarchy in the HSM: offline root, device issuing CA, organisation CA; a re-run checks keys against certificates')
+    .option('--out <dir>', 'also write root.pem, issuing.pem, organisation.pem and chain.pem here')
+    .action(async (options: { out?: string }) => {
+      await withDatabase(async ({ config, pool }) => {
+        const site = config.sites[config.site];
+        const state = (await readSiteStates(pool)).find((s) => s.site === site.id);
+        if (!state) throw new FleetError('SITE_STATE_MISSING', `no site_state row for site ${site.id}: run \`pnpm fleetpki db migrate\``);
+        if (state.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is ${state.role}; run the ceremony on the active site`);
+        const rootKeyStore = await openSiteKeyStore(config, site, { tokenLabel: ROOT_TOKEN_LABEL, sessions: 1 });
+        const siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 });
+        try {
+          const result = await runCeremony({ pool, rootKeyStore, siteKeyStore, site: site.id, serialPrefix: state.serialPrefix, actor: cliActor() });
+          console.log(result.created ? 'ceremony complete: CA hierarchy created' : 'CA hierarchy already exists; every CA key matches its certificate');
+          for (const ca of result.chain) {
+            const fingerprint = createHash('sha256').update(ca.certificate).digest('hex').toUpperCase().match(/../g)!.join(':');
+            console.log(`\n${ca.id} (${ca.kind}${ca.parentId ? `, issued by ${ca.parentId}` : ', self-signed'})\n  subject: ${ca.subjectDn}\n  key:     ${ca.keyUri}\n  expires: ${ca.notAfter.toISOString()}\n  SHA-256: ${fingerprint}`);
+          }
+          const pem = (id: string) => toPem(result.chain.find((c) => c.id === id)!.certificate);
+          console.log(`\n${pem('fpd1')}${pem('root')}`);
+          if (options.out) {
+            mkdirSync(options.out, { recursive: true });
+            writeFileSync(join(options.out, 'root.pem'), pem('root'));
+            writeFileSync(join(options.out, 'issuing.pem'), pem('fpd1'));
+            writeFileSync(join(options.out, 'organisation.pem'), pem('org1'));
+            writeFileSync(join(options.out, 'chain.pem'), pem('fpd1') + pem('root'));
+            console.log(`wrote root.pem, issuing.pem, organisation.pem, chain.pem to ${options.out}`);
+          }
+        } finally {
+          await siteKeyStore.close();
+          await rootKeyStore.close();
+        }
+      });
+    });
+}
