@@ -6,3 +6,4 @@ export * from './csr.js';
 export * from './device-template.js';
 export * from './lint.js';
 export * from './ca-certificate.js';
+export * from './der-reader.js';

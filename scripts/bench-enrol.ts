@@ -1,0 +1,91 @@
+/**
+ * pnpm bench enrol [--json] [--seconds N] [--clients N] [--mode csr|publicKey]
+ * Online enrolments/s and p50/p99 latency at 64 concurrent HTTP clients against a separately running
+ * issuer-api, next to the raw HSM signing rate measured in the same run (same process count: one).
+ */
+import { parseArgs } from 'node:util';
+import { Pool as HttpPool } from 'undici';
+import { loadConfig } from '@fleetpki/core';
+import { issueApiToken } from '@fleetpki/ca';
+import { createPool, upsertManufacturer } from '@fleetpki/store';
+import { euiGenerator, generateDeviceKeys, measureRawHsmRate, percentile, startService, stopProcess, waitForHttp } from './lib/bench.js';
+
+const { values: args } = parseArgs({
+  options: { json: { type: 'boolean', default: false }, seconds: { type: 'string', default: '15' }, clients: { type: 'string', default: '64' }, mode: { type: 'string', default: 'csr' }, sessions: { type: 'string', default: '4' } },
+});
+const seconds = Number(args.seconds);
+const clients = Number(args.clients);
+const mode = args.mode === 'publicKey' ? 'publicKey' : 'csr';
+const log = (line: string) => {
+  if (!args.json) console.log(line);
+};
+
+const config = loadConfig({ ...process.env, FLEETPKI_SITE: 'a' });
+const site = config.sites.a;
+
+log(`raw HSM signing rate (1 process, ${args.sessions} sessions, 3 s) ...`);
+const rawRate = await measureRawHsmRate(config, { sessions: Number(args.sessions), seconds: 3 });
+log(`  ${rawRate.toFixed(0)} signatures/s`);
+
+const db = createPool(site.databaseUrl, { max: 2 });
+await upsertManufacturer(db, 'bench', 'Benchmark Meters');
+const token = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-enrol', role: 'factory', manufacturerId: 'bench', expiresDays: 1 });
+await db.end();
+
+const expected = Math.ceil(2_000 * (seconds + 2));
+log(`generating ${expected} device keys and CSRs ...`);
+const keys = generateDeviceKeys(expected);
+const eui = euiGenerator();
+const bodies = keys.map((k, i) =>
+  JSON.stringify({ eui64: eui(i), keyRole: 'digitalSignature', ...(mode === 'csr' ? { csr: k.csr.toString('base64') } : { publicKey: k.publicKeySpki.toString('base64') }) }),
+);
+
+const server = startService(config, 'issuer-api', { FLEETPKI_SITE: 'a' });
+try {
+  await waitForHttp(`http://127.0.0.1:${site.apiPort}/readyz`);
+  const http = new HttpPool(`http://127.0.0.1:${site.apiPort}`, { connections: clients, pipelining: 1 });
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+  // Warm-up: JIT, connection setup, templates.
+  let next = 0;
+  const enrolOne = async (): Promise<number> => {
+    const body = bodies[next++];
+    if (body === undefined) throw new Error('ran out of pre-generated keys; raise the estimate');
+    const t0 = performance.now();
+    const res = await http.request({ path: '/v1/enrolments', method: 'POST', headers, body });
+    const text = await res.body.text();
+    if (res.statusCode !== 201) throw new Error(`enrolment failed: ${res.statusCode} ${text}`);
+    return performance.now() - t0;
+  };
+  await Promise.all(Array.from({ length: clients }, () => enrolOne()));
+
+  log(`enrolling for ${seconds} s with ${clients} concurrent clients (${mode}) ...`);
+  const latencies: number[] = [];
+  const deadline = performance.now() + seconds * 1000;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < deadline) latencies.push(await enrolOne());
+    }),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  await http.close();
+  latencies.sort((a, b) => a - b);
+  const rate = latencies.length / elapsed;
+  const result = {
+    benchmark: 'enrol',
+    mode,
+    clients,
+    seconds: Number(elapsed.toFixed(2)),
+    enrolments: latencies.length,
+    enrolments_per_s: Math.round(rate),
+    p50_ms: Number(percentile(latencies, 50).toFixed(2)),
+    p99_ms: Number(percentile(latencies, 99).toFixed(2)),
+    raw_hsm_signatures_per_s: Math.round(rawRate),
+    ratio_to_raw_hsm: Number((rate / rawRate).toFixed(3)),
+  };
+  log(`  ${result.enrolments} enrolments in ${result.seconds} s: ${result.enrolments_per_s}/s, p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms`);
+  log(`  ratio to raw HSM signing rate: ${result.ratio_to_raw_hsm}`);
+  console.log(JSON.stringify(result));
+} finally {
+  await stopProcess(server);
+}

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# pnpm bench NAME [args]: runs scripts/bench-NAME.ts
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name="${1:?usage: pnpm bench NAME [args] (enrol)}"; shift
+exec node --conditions=fleetpki-source --import tsx "scripts/bench-$name.ts" "$@"

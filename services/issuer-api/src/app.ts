@@ -1,0 +1,92 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { FleetError, type FleetConfig } from '@fleetpki/core';
+import { CA_IDS, EnrolmentService, TokenAuthenticator, openIssuingCa, postgresEnrolmentStore, type IssuingCa } from '@fleetpki/ca';
+import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
+import { createPool, listCas, readSiteStates, type Pool } from '@fleetpki/store';
+import { toPem } from '@fleetpki/x509';
+import { installErrorHandling } from './errors.js';
+import { installMetrics } from './metrics.js';
+import { registerCertificateRoutes } from './routes/certificates.js';
+import { registerEnrolmentRoutes } from './routes/enrolments.js';
+import { registerSystemRoutes } from './routes/system.js';
+import { SiteGuard } from './site-guard.js';
+
+export interface IssuerApiDeps {
+  readonly config: FleetConfig;
+  readonly pool: Pool;
+  readonly ca: IssuingCa;
+  readonly chainPem: string;
+  readonly serialPrefix: number;
+  readonly logger?: boolean | { level: string };
+}
+
+/** The HTTP application; every dependency is passed in (tests and benchmarks build it the same way). */
+export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: deps.logger === undefined ? { level: deps.config.logLevel, redact: ['req.headers.authorization'] } : deps.logger,
+    bodyLimit: 64 * 1024,
+    // Keep-alive clients (factory lines) reuse connections; the default 72 s suits load balancers.
+    keepAliveTimeout: 72_000,
+  });
+  installErrorHandling(app);
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('cache-control', reply.getHeader('cache-control') ?? 'no-store');
+  });
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'fleetpki issuer API', version: '1', description: 'Online enrolment and certificate queries for device certificates. Errors are { code, message } with a stable code.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'API token from `pnpm fleetpki tokens create`' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  const metrics = installMetrics(app);
+  const authenticator = new TokenAuthenticator(deps.pool);
+  const guard = new SiteGuard(deps.pool, deps.config);
+  const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix);
+  registerEnrolmentRoutes(app, { enrolment, authenticator, guard, metrics });
+  registerCertificateRoutes(app, { pool: deps.pool, authenticator });
+  registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}
+
+export interface IssuerRuntime {
+  readonly app: FastifyInstance;
+  readonly pool: Pool;
+  readonly keyStore: KeyStore;
+  close(): Promise<void>;
+}
+
+/** Wires config -> database, HSM, issuing CA -> app. Refuses to start when the CA key does not match. */
+export async function createIssuerRuntime(config: FleetConfig, options: { logger?: IssuerApiDeps['logger']; hsmSessions?: number; poolSize?: number } = {}): Promise<IssuerRuntime> {
+  const site = config.sites[config.site];
+  const pool = createPool(site.databaseUrl, { applicationName: `fleetpki-issuer-${site.id}`, max: options.poolSize ?? 16 });
+  const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
+  try {
+    const cas = await listCas(pool);
+    const record = cas.find((c) => c.id === CA_IDS.deviceIssuing);
+    const root = cas.find((c) => c.id === CA_IDS.root);
+    if (!record || !root) throw new FleetError('CA_NOT_INITIALISED', 'no device issuing CA in the store: run `pnpm fleetpki ceremony init` first');
+    const state = (await readSiteStates(pool)).find((s) => s.site === site.id);
+    if (!state) throw new FleetError('SITE_STATE_MISSING', `no site_state row for site ${site.id}`);
+    const ca = await openIssuingCa(record, keyStore, { crlBaseUrl: `http://127.0.0.1:${site.statusPort}/crl/` });
+    const app = await buildIssuerApi({ config, pool, ca, chainPem: toPem(record.certificate) + toPem(root.certificate), serialPrefix: state.serialPrefix, ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    return {
+      app,
+      pool,
+      keyStore,
+      async close() {
+        await app.close();
+        await keyStore.close();
+        await pool.end();
+      },
+    };
+  } catch (err) {
+    await keyStore.close();
+    await pool.end();
+    throw err;
+  }
+}

@@ -1,0 +1,53 @@
+import type { FastifyInstance } from 'fastify';
+import { FleetError, eui64FromBytes, eui64ToBytes, parseEui64 } from '@fleetpki/core';
+import { parseSerialHex, serialHex, type TokenAuthenticator } from '@fleetpki/ca';
+import { getCertificate, listDeviceCertificates, type Pool, type StoredCertificate } from '@fleetpki/store';
+import { toPem } from '@fleetpki/x509';
+import { requireRole, visibleTo } from '../auth.js';
+import { certificateSchema } from './schemas.js';
+
+const READERS = ['factory', 'revocation-officer', 'auditor', 'administrator', 'custodian'] as const;
+
+function present(c: StoredCertificate, format: 'pem' | 'der' = 'pem') {
+  return {
+    serial: serialHex(c.serial),
+    eui64: eui64FromBytes(c.eui64),
+    keyRole: c.keyRole,
+    profile: c.profile,
+    status: c.revocation ? 'revoked' : 'good',
+    ...(c.revocation ? { revocation: { reason: c.revocation.reason, revokedAt: c.revocation.revokedAt.toISOString() } } : {}),
+    notBefore: c.notBefore.toISOString(),
+    notAfter: c.notAfter.toISOString(),
+    crlShard: c.crlShard,
+    certificate: format === 'der' ? c.der.toString('base64') : toPem(c.der),
+    format,
+  };
+}
+
+export function registerCertificateRoutes(app: FastifyInstance, deps: { pool: Pool; authenticator: TokenAuthenticator }): void {
+  const preHandler = requireRole(deps.authenticator, READERS);
+  const format = { type: 'object', properties: { format: { type: 'string', enum: ['pem', 'der'] } } } as const;
+
+  app.get<{ Params: { serial: string }; Querystring: { format?: 'pem' | 'der' } }>(
+    '/v1/certificates/:serial',
+    { preHandler, schema: { summary: 'One certificate by serial (hex)', tags: ['certificates'], security: [{ bearer: [] }], params: { type: 'object', properties: { serial: { type: 'string', maxLength: 64 } } }, querystring: format, response: { 200: certificateSchema } } },
+    async (request) => {
+      const serial = parseSerialHex(request.params.serial);
+      if (!serial) throw new FleetError('SERIAL_INVALID', `"${request.params.serial.slice(0, 64)}" is not a hex serial number`, { httpStatus: 400 });
+      const cert = await getCertificate(deps.pool, serial);
+      if (!cert || !visibleTo(request.principal!, cert.manufacturerId)) throw new FleetError('CERTIFICATE_NOT_FOUND', `no certificate with serial ${serialHex(serial)}`, { httpStatus: 404 });
+      return present(cert, request.query.format);
+    },
+  );
+
+  app.get<{ Params: { eui64: string }; Querystring: { format?: 'pem' | 'der' } }>(
+    '/v1/devices/:eui64/certificates',
+    { preHandler, schema: { summary: "A device's certificates", tags: ['certificates'], security: [{ bearer: [] }], params: { type: 'object', properties: { eui64: { type: 'string', maxLength: 32 } } }, querystring: format } },
+    async (request) => {
+      const eui64 = parseEui64(request.params.eui64);
+      const certs = (await listDeviceCertificates(deps.pool, eui64ToBytes(eui64))).filter((c) => visibleTo(request.principal!, c.manufacturerId));
+      if (certs.length === 0) throw new FleetError('DEVICE_NOT_FOUND', `no certificates for device ${eui64}`, { httpStatus: 404 });
+      return { eui64, certificates: certs.map((c) => present(c, request.query.format)) };
+    },
+  );
+}

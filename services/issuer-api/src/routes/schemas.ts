@@ -1,0 +1,22 @@
+/** Response schemas shared by routes (also the OpenAPI document's components). */
+export const certificateSchema = {
+  type: 'object',
+  properties: {
+    serial: { type: 'string', description: 'hex' },
+    eui64: { type: 'string' },
+    keyRole: { type: 'string' },
+    profile: { type: 'string' },
+    status: { type: 'string', enum: ['good', 'revoked'] },
+    revocation: { type: 'object', properties: { reason: { type: 'integer' }, revokedAt: { type: 'string' } } },
+    notBefore: { type: 'string', format: 'date-time' },
+    notAfter: { type: 'string', format: 'date-time' },
+    crlShard: { type: 'integer' },
+    certificate: { type: 'string', description: 'PEM, or base64 DER with format=der' },
+    format: { type: 'string', enum: ['pem', 'der'] },
+  },
+} as const;
+
+export const errorSchema = {
+  type: 'object',
+  properties: { code: { type: 'string' }, message: { type: 'string' } },
+} as const;
