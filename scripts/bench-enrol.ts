@@ -8,7 +8,9 @@ import { Pool as HttpPool } from 'undici';
 import { loadConfig } from '@fleetpki/core';
 import { issueApiToken } from '@fleetpki/ca';
 import { createPool, upsertManufacturer } from '@fleetpki/store';
-import { euiGenerator, generateDeviceKeys, measureRawHsmRate, percentile, startService, stopProcess, waitForHttp } from './lib/bench.js';
+import { generateDeviceKeys } from '@fleetpki/x509';
+import { euiGenerator, measureRawHsmRate, percentile } from './lib/bench.js';
+import { startService, stopProcess, waitForHttp } from './lib/services.js';
 
 const { values: args } = parseArgs({
   options: { json: { type: 'boolean', default: false }, seconds: { type: 'string', default: '15' }, clients: { type: 'string', default: '64' }, mode: { type: 'string', default: 'csr' }, sessions: { type: 'string', default: '4' } },

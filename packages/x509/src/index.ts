@@ -7,3 +7,4 @@ export * from './device-template.js';
 export * from './lint.js';
 export * from './ca-certificate.js';
 export * from './der-reader.js';
+export * from './device-keys.js';

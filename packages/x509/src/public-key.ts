@@ -14,8 +14,8 @@ const KNOWN_KEY_TYPES: Record<string, string> = {
   '2a864886f70d010101': 'RSA',
   '2b6570': 'Ed25519',
   '2b6571': 'Ed448',
-  '2b8104000022': 'ECDSA P-384',
-  '2b8104000023': 'ECDSA P-521',
+  '2b81040022': 'ECDSA P-384',
+  '2b81040023': 'ECDSA P-521',
   '2b8104000a': 'ECDSA secp256k1',
 };
 

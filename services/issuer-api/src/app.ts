@@ -27,6 +27,8 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const app = Fastify({
     logger: deps.logger === undefined ? { level: deps.config.logLevel, redact: ['req.headers.authorization'] } : deps.logger,
     bodyLimit: 64 * 1024,
+    // Unknown fields are refused, not silently dropped (fastify's default): a typo must not pass unseen.
+    ajv: { customOptions: { removeAdditional: false } },
     // Keep-alive clients (factory lines) reuse connections; the default 72 s suits load balancers.
     keepAliveTimeout: 72_000,
   });

@@ -1,0 +1,57 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FleetConfig } from '@fleetpki/core';
+import { issueApiToken, runCeremony, type Role } from '@fleetpki/ca';
+import { openSiteKeyStore } from '@fleetpki/hsm';
+import { ROOT_TOKEN_LABEL } from '@fleetpki/sites';
+import { createPool, readSiteStates, upsertManufacturer, type Pool } from '@fleetpki/store';
+import { toPem } from '@fleetpki/x509';
+
+export interface TestCa {
+  readonly dir: string;
+  readonly rootPem: string;
+  readonly issuingPem: string;
+  readonly chainPem: string;
+}
+
+/** Runs the ceremony on site A (creates the hierarchy once, checks it afterwards) and writes the chain as files. */
+export async function ensureCa(config: FleetConfig, pool: Pool): Promise<TestCa> {
+  const site = config.sites.a;
+  const state = (await readSiteStates(pool)).find((s) => s.site === 'a')!;
+  const rootKeyStore = await openSiteKeyStore(config, site, { tokenLabel: ROOT_TOKEN_LABEL, sessions: 1 });
+  const siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 });
+  try {
+    const { chain } = await runCeremony({ pool, rootKeyStore, siteKeyStore, site: 'a', serialPrefix: state.serialPrefix, actor: 'test' });
+    const dir = mkdtempSync(join(tmpdir(), 'fleetpki-ca-'));
+    const pem = (id: string) => toPem(chain.find((c) => c.id === id)!.certificate);
+    const files = { rootPem: join(dir, 'root.pem'), issuingPem: join(dir, 'issuing.pem'), chainPem: join(dir, 'chain.pem') };
+    writeFileSync(files.rootPem, pem('root'));
+    writeFileSync(files.issuingPem, pem('fpd1'));
+    writeFileSync(files.chainPem, pem('fpd1') + pem('root'));
+    return { dir, ...files };
+  } finally {
+    await siteKeyStore.close();
+    await rootKeyStore.close();
+  }
+}
+
+export async function createToken(pool: Pool, role: Role, manufacturerId: string | null): Promise<string> {
+  if (manufacturerId) await upsertManufacturer(pool, manufacturerId, `${manufacturerId} (tests)`);
+  return issueApiToken(pool, { site: 'a', actor: 'test', name: `test-${role}`, role, manufacturerId });
+}
+
+export function siteAPool(config: FleetConfig): Pool {
+  return createPool(config.sites.a.databaseUrl, { max: 8, applicationName: 'fleetpki-test' });
+}
+
+/** Runs openssl; returns stdout, throws with stderr when it fails. */
+export function openssl(args: readonly string[], input?: string | Buffer): string {
+  return execFileSync('openssl', args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** A CSR made by OpenSSL for a key of the given kind (e.g. ['-newkey', 'rsa:2048']). */
+export function opensslCsr(newkey: readonly string[]): string {
+  return openssl(['req', '-new', ...newkey, '-nodes', '-keyout', '/dev/null', '-subj', '/CN=device', '-outform', 'PEM']);
+}
