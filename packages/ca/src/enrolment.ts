@@ -1,9 +1,9 @@
-import { createHash, verify } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { FleetError, eui64ToBytes, type Eui64, type KeyRole, type SiteId } from '@fleetpki/core';
 import { explainRefusedIntent, recordIntents, storeCertificates, type CertificateRow, type IntentRow, type Pool } from '@fleetpki/store';
-import { assembleSignedCertificate, lintDeviceTbs, type DevicePublicKey } from '@fleetpki/x509';
+import { lintDeviceTbs, type DevicePublicKey } from '@fleetpki/x509';
 import { GroupCommitter } from './group-commit.js';
-import type { IssuingCa } from './issuing-ca.js';
+import { signCertificate, type IssuingCa } from './issuing-ca.js';
 import { crlShardOf, newSerial } from './serials.js';
 
 export interface EnrolmentRequest {
@@ -104,13 +104,7 @@ export class EnrolmentService {
         : new FleetError('CERTIFICATE_EXISTS', `device ${request.eui64} already has a ${request.keyRole} certificate under profile ${request.profileId}`, { httpStatus: 409 });
     }
 
-    const toSign = linted.redeem();
-    const signature = await this.ca.signer.sign(toSign.der);
-    // A faulty HSM must not produce a certificate that fails to verify (Boulder checks every signature).
-    if (!verify('sha256', toSign.der, this.ca.publicKey, signature)) {
-      throw new FleetError('HSM_SIGNATURE_INVALID', `the HSM's signature for serial ${serial.toString('hex')} does not verify`, { httpStatus: 503 });
-    }
-    const der = assembleSignedCertificate(toSign.der, signature);
+    const der = await signCertificate(this.ca, linted);
     await this.certificates.submit({
       actor: request.actor,
       row: { serial, caId: this.ca.record.id, eui64, keyRole: request.keyRole, profile: request.profileId, der, notBefore, notAfter: tbs.notAfter, crlShard },

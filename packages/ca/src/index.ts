@@ -5,3 +5,7 @@ export * from './issuing-ca.js';
 export * from './ceremony.js';
 export * from './enrolment.js';
 export * from './api-tokens.js';
+export * from './batch-intake.js';
+export * from './batch-chunk.js';
+export * from './site-guard.js';
+export * from './site-issuer.js';

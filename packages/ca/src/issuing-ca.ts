@@ -1,8 +1,8 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { FleetError, type KeyRole } from '@fleetpki/core';
 import { parsePkcs11Uri, type KeyStore, type Signer } from '@fleetpki/hsm';
 import type { CaRecord } from '@fleetpki/store';
-import { DeviceTemplate, getProfile, parseCaCertificate, type ParsedCaCertificate } from '@fleetpki/x509';
+import { DeviceTemplate, assembleSignedCertificate, getProfile, parseCaCertificate, type LintedTbs, type ParsedCaCertificate } from '@fleetpki/x509';
 
 /** An issuing CA ready to sign: its record, its parsed certificate, an HSM signer for its key. */
 export interface IssuingCa {
@@ -42,4 +42,18 @@ export async function openIssuingCa(record: CaRecord, keyStore: KeyStore, option
       return template;
     },
   };
+}
+
+/**
+ * Signs a linted TBS in the HSM and returns the DER certificate. The signature is verified before the
+ * certificate exists: a faulty HSM must not produce a certificate that fails to verify (Boulder checks
+ * every signature).
+ */
+export async function signCertificate(ca: IssuingCa, linted: LintedTbs): Promise<Buffer> {
+  const tbs = linted.redeem();
+  const signature = await ca.signer.sign(tbs.der);
+  if (!verify('sha256', tbs.der, ca.publicKey, signature)) {
+    throw new FleetError('HSM_SIGNATURE_INVALID', `the HSM's signature for serial ${tbs.fields.serial.toString('hex')} does not verify`, { httpStatus: 503 });
+  }
+  return assembleSignedCertificate(tbs.der, signature);
 }

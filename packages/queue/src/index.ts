@@ -1,1 +1,2 @@
 export * from './connection.js';
+export * from './chunk-queue.js';

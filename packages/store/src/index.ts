@@ -7,3 +7,4 @@ export * from './repositories/cas.js';
 export * from './repositories/tokens.js';
 export * from './repositories/site.js';
 export * from './repositories/issuance.js';
+export * from './repositories/batches.js';

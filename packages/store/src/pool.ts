@@ -50,3 +50,8 @@ export function describeConnectionError(databaseUrl: string, err: unknown): Flee
   url.password = '';
   return new FleetError('STORE_UNAVAILABLE', `cannot reach PostgreSQL at ${url.host}${url.pathname}: ${(err as Error).message}`, { httpStatus: 503, cause: err });
 }
+
+/** PostgreSQL SQLSTATE 23505: a unique constraint refused the row (callers decide what that means). */
+export function isUniqueViolation(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === '23505';
+}

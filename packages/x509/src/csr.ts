@@ -19,6 +19,17 @@ function csrError(code: string, message: string): FleetError {
  * profile, not the requester, decides what goes into the certificate.
  */
 export function parseCsr(input: string | Uint8Array): DevicePublicKey {
+  const { publicKey, parts } = readCsr(input);
+  assertPossession(publicKey, parts);
+  return publicKey;
+}
+
+/**
+ * The structural half of parseCsr: DER shape, P-256 key with its point on the curve, signature
+ * algorithm, but not the signature itself. Batch uploads check this per line and leave the proof of
+ * possession to the workers, which verify it in parallel (verifyCsrPossession).
+ */
+export function readCsr(input: string | Uint8Array): { publicKey: DevicePublicKey; der: Buffer; parts: CsrParts } {
   let der: Buffer;
   try {
     der = derFromPemOrBase64(input, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']);
@@ -32,17 +43,25 @@ export function parseCsr(input: string | Uint8Array): DevicePublicKey {
   } catch (err) {
     throw csrError('CSR_MALFORMED', `the CSR is not a DER PKCS#10 CertificationRequest: ${(err as Error).message}`);
   }
-  const key = publicKeyFromSpki(parts.spki);
+  const publicKey = publicKeyFromSpki(parts.spki);
   if (!parts.signatureAlgorithm.equals(ECDSA_WITH_SHA256_ALGID)) {
     throw csrError('CSR_SIGNATURE_ALGORITHM_UNSUPPORTED', `the CSR is signed with ${describeAlgorithm(parts.signatureAlgorithm)}; expected ecdsa-with-SHA256 (${OID.ecdsaWithSha256}) without parameters`);
   }
+  return { publicKey, der, parts };
+}
+
+/** Re-reads a CSR that passed readCsr and checks its signature (proof of possession); returns its key. */
+export function verifyCsrPossession(der: Buffer): DevicePublicKey {
+  return parseCsr(der);
+}
+
+function assertPossession(key: DevicePublicKey, parts: CsrParts): void {
   if (!verifyP256(key, parts.certificationRequestInfo, parts.signature)) {
     throw csrError('CSR_SIGNATURE_INVALID', 'the CSR signature does not verify with its public key (no proof of possession)');
   }
-  return key;
 }
 
-interface CsrParts {
+export interface CsrParts {
   readonly certificationRequestInfo: Buffer;
   readonly spki: Buffer;
   readonly signatureAlgorithm: Buffer;

@@ -1,17 +1,18 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { CA_IDS, EnrolmentService, TokenAuthenticator, openIssuingCa, postgresEnrolmentStore, type IssuingCa } from '@fleetpki/ca';
+import type { FleetConfig } from '@fleetpki/core';
+import { BatchIntake, EnrolmentService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
-import { createPool, listCas, readSiteStates, type Pool } from '@fleetpki/store';
+import { ChunkQueue } from '@fleetpki/queue';
+import { createPool, type Pool } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
 import { installErrorHandling } from './errors.js';
 import { installMetrics } from './metrics.js';
+import { registerBatchRoutes } from './routes/batches.js';
 import { registerCertificateRoutes } from './routes/certificates.js';
 import { registerEnrolmentRoutes } from './routes/enrolments.js';
 import { registerSystemRoutes } from './routes/system.js';
-import { SiteGuard } from './site-guard.js';
 
 export interface IssuerApiDeps {
   readonly config: FleetConfig;
@@ -19,6 +20,8 @@ export interface IssuerApiDeps {
   readonly ca: IssuingCa;
   readonly chainPem: string;
   readonly serialPrefix: number;
+  /** The site's chunk queue (batch uploads queue their chunks; the reconciler would anyway). */
+  readonly queue: ChunkQueue;
   readonly logger?: boolean | { level: string };
 }
 
@@ -50,6 +53,8 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix);
   registerEnrolmentRoutes(app, { enrolment, authenticator, guard, metrics });
   registerCertificateRoutes(app, { pool: deps.pool, authenticator });
+  const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
+  registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site), queue: deps.queue, authenticator, guard, chainPem: chain });
   registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
@@ -68,20 +73,16 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
   const pool = createPool(site.databaseUrl, { applicationName: `fleetpki-issuer-${site.id}`, max: options.poolSize ?? 16 });
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
   try {
-    const cas = await listCas(pool);
-    const record = cas.find((c) => c.id === CA_IDS.deviceIssuing);
-    const root = cas.find((c) => c.id === CA_IDS.root);
-    if (!record || !root) throw new FleetError('CA_NOT_INITIALISED', 'no device issuing CA in the store: run `pnpm fleetpki ceremony init` first');
-    const state = (await readSiteStates(pool)).find((s) => s.site === site.id);
-    if (!state) throw new FleetError('SITE_STATE_MISSING', `no site_state row for site ${site.id}`);
-    const ca = await openIssuingCa(record, keyStore, { crlBaseUrl: `http://127.0.0.1:${site.statusPort}/crl/` });
-    const app = await buildIssuerApi({ config, pool, ca, chainPem: toPem(record.certificate) + toPem(root.certificate), serialPrefix: state.serialPrefix, ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    const { ca, root, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
+    const queue = new ChunkQueue(site.redisUrl);
+    const app = await buildIssuerApi({ config, pool, ca, queue, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
       pool,
       keyStore,
       async close() {
         await app.close();
+        await queue.close();
         await keyStore.close();
         await pool.end();
       },

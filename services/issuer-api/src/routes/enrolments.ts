@@ -5,7 +5,7 @@ import { serialHex } from '@fleetpki/ca';
 import { DEFAULT_PROFILE_ID, getProfile, parseCsr, parseDevicePublicKey, toPem } from '@fleetpki/x509';
 import { requireRole } from '../auth.js';
 import type { IssuerMetrics } from '../metrics.js';
-import type { SiteGuard } from '../site-guard.js';
+import type { SiteGuard } from '@fleetpki/ca';
 import { certificateSchema } from './schemas.js';
 
 interface EnrolmentBody {

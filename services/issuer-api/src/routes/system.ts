@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { IssuingCa } from '@fleetpki/ca';
 import type { Pool } from '@fleetpki/store';
-import type { SiteGuard } from '../site-guard.js';
+import type { SiteGuard } from '@fleetpki/ca';
 
 export function registerSystemRoutes(app: FastifyInstance, deps: { pool: Pool; guard: SiteGuard; chainPem: string; ca: IssuingCa; site: string }): void {
   app.get('/v1/ca/chain', { schema: { summary: 'The device issuing CA and root certificates (PEM)', tags: ['ca'] } }, async (_request, reply) =>

@@ -1,0 +1,27 @@
+import { FleetError, type FleetConfig } from '@fleetpki/core';
+import type { KeyStore } from '@fleetpki/hsm';
+import { listCas, readSiteStates, type CaRecord, type Pool } from '@fleetpki/store';
+import { CA_IDS } from './ca-ids.js';
+import { openIssuingCa, type IssuingCa } from './issuing-ca.js';
+
+export interface SiteIssuer {
+  readonly ca: IssuingCa;
+  readonly root: CaRecord;
+  readonly serialPrefix: number;
+}
+
+/**
+ * The device issuing CA as this site's services use it: its record from the store, its key in the
+ * site's token (checked against the certificate), and the site's serial prefix.
+ */
+export async function loadSiteIssuer(config: FleetConfig, pool: Pool, keyStore: KeyStore): Promise<SiteIssuer> {
+  const site = config.sites[config.site];
+  const cas = await listCas(pool);
+  const record = cas.find((c) => c.id === CA_IDS.deviceIssuing);
+  const root = cas.find((c) => c.id === CA_IDS.root);
+  if (!record || !root) throw new FleetError('CA_NOT_INITIALISED', 'no device issuing CA in the store: run `pnpm fleetpki ceremony init` first');
+  const state = (await readSiteStates(pool)).find((s) => s.site === site.id);
+  if (!state) throw new FleetError('SITE_STATE_MISSING', `no site_state row for site ${site.id}`);
+  const ca = await openIssuingCa(record, keyStore, { crlBaseUrl: `http://127.0.0.1:${site.statusPort}/crl/` });
+  return { ca, root, serialPrefix: state.serialPrefix };
+}

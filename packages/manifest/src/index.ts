@@ -1,0 +1,4 @@
+export * from './lines.js';
+export * from './entries.js';
+export * from './signature.js';
+export * from './generate.js';

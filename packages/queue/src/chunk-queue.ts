@@ -1,0 +1,80 @@
+import { Queue, Worker, type Job } from 'bullmq';
+import { createRedisConnection, type RedisConnection } from './connection.js';
+
+/** One chunk of a factory batch: the unit of work (and of retry) of the batch pipeline. */
+export interface ChunkJob {
+  readonly batchId: string;
+  readonly chunkNo: number;
+}
+
+export const CHUNK_QUEUE = 'fleetpki-batch-chunks';
+
+/**
+ * The work list of the batch pipeline. Redis holds only this list; PostgreSQL's chunk rows are the
+ * truth (the outbox), so the reconciler can always rebuild it. The job id is the chunk's identity, so a
+ * chunk already queued or running is not queued twice.
+ */
+export class ChunkQueue {
+  private readonly connection: RedisConnection;
+  private readonly queue: Queue<ChunkJob>;
+
+  constructor(redisUrl: string) {
+    this.connection = createRedisConnection(redisUrl);
+    this.queue = new Queue<ChunkJob>(CHUNK_QUEUE, {
+      connection: this.connection,
+      defaultJobOptions: {
+        attempts: 5,
+        backoff: { type: 'exponential', delay: 500 },
+        // Finished jobs leave Redis: the chunk row says done. A job that failed all its attempts leaves
+        // too, so the reconciler can queue the chunk again later under the same id.
+        removeOnComplete: true,
+        removeOnFail: true,
+      },
+    });
+  }
+
+  async enqueue(jobs: readonly ChunkJob[]): Promise<void> {
+    if (jobs.length === 0) return;
+    await this.queue.addBulk(jobs.map((data) => ({ name: 'chunk', data, opts: { jobId: chunkJobId(data) } })));
+  }
+
+  /** Waiting + active + delayed jobs, for status pages. */
+  async backlog(): Promise<number> {
+    const counts = await this.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+    return Object.values(counts).reduce((a, b) => a + b, 0);
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+    this.connection.disconnect();
+  }
+}
+
+export function chunkJobId(job: ChunkJob): string {
+  // BullMQ refuses ':' in custom job ids.
+  return `${job.batchId}.${job.chunkNo}`;
+}
+
+export interface ChunkWorker {
+  close(): Promise<void>;
+}
+
+/** Runs `handle` for chunk jobs, `concurrency` at a time in this process. */
+export function startChunkWorker(redisUrl: string, handle: (job: ChunkJob) => Promise<void>, options: { concurrency: number; onError?: (err: Error, job: ChunkJob | undefined) => void }): ChunkWorker {
+  const connection = createRedisConnection(redisUrl);
+  const worker = new Worker<ChunkJob>(CHUNK_QUEUE, async (job: Job<ChunkJob>) => handle(job.data), {
+    connection,
+    concurrency: options.concurrency,
+    // A chunk takes well under a second; a worker killed mid-chunk has its job picked up again after this.
+    lockDuration: 30_000,
+    stalledInterval: 15_000,
+  });
+  worker.on('failed', (job, err) => options.onError?.(err, job?.data));
+  worker.on('error', (err) => options.onError?.(err, undefined));
+  return {
+    async close() {
+      await worker.close();
+      connection.disconnect();
+    },
+  };
+}

@@ -1,0 +1,416 @@
+import { copyRows, type CopyValue } from '../copy.js';
+import type { Pool, PoolClient, Queryable } from '../pool.js';
+import { withTransaction } from '../pool.js';
+import { appendAuditEvents } from './audit.js';
+
+export type BatchStatus = 'accepted' | 'issuing' | 'complete' | 'failed' | 'cancelled';
+
+export interface BatchRecord {
+  readonly id: string;
+  readonly manufacturerId: string;
+  readonly idempotencyKey: string;
+  readonly manifestSha256: Buffer;
+  readonly profile: string;
+  readonly status: BatchStatus;
+  readonly deviceCount: number;
+  readonly itemCount: number;
+  readonly chunkCount: number;
+  readonly chunkSize: number;
+  readonly skippedLines: number;
+  readonly skipReport: unknown[];
+  readonly signed: boolean;
+  readonly createdAt: Date;
+  readonly startedAt: Date | null;
+  readonly completedAt: Date | null;
+}
+
+export interface BatchProgress {
+  readonly chunksDone: number;
+  readonly issued: number;
+  readonly failed: number;
+  /** Items the workers refused, first few, with their manifest line. */
+  readonly errors: { line: number; eui64: Buffer; keyRole: string; code: string }[];
+}
+
+/** A key line of a batch as the upload stores it. */
+export interface BatchItemRow {
+  readonly seq: number;
+  readonly lineNo: number;
+  readonly eui64: Buffer;
+  readonly keyRole: string;
+  readonly deviceType: string;
+  readonly publicKey: Buffer;
+  readonly csr: Buffer | null;
+}
+
+export interface ItemConflict {
+  readonly line: number;
+  readonly eui64: Buffer;
+  readonly keyRole: string;
+  readonly code: 'DUPLICATE_IN_BATCH' | 'CERTIFICATE_EXISTS' | 'DEVICE_FOREIGN';
+  /** For duplicates: the line that came first. */
+  readonly firstLine?: number;
+}
+
+const BATCH_COLUMNS = `id, manufacturer_id, idempotency_key, manifest_sha256, profile, status, device_count, item_count, chunk_count,
+  chunk_size, skipped_lines, skip_report, signed, created_at, started_at, completed_at`;
+
+function toBatch(r: Record<string, unknown>): BatchRecord {
+  return {
+    id: r.id as string,
+    manufacturerId: r.manufacturer_id as string,
+    idempotencyKey: r.idempotency_key as string,
+    manifestSha256: r.manifest_sha256 as Buffer,
+    profile: r.profile as string,
+    status: r.status as BatchStatus,
+    deviceCount: r.device_count as number,
+    itemCount: r.item_count as number,
+    chunkCount: r.chunk_count as number,
+    chunkSize: r.chunk_size as number,
+    skippedLines: r.skipped_lines as number,
+    skipReport: r.skip_report as unknown[],
+    signed: r.signed as boolean,
+    createdAt: r.created_at as Date,
+    startedAt: r.started_at as Date | null,
+    completedAt: r.completed_at as Date | null,
+  };
+}
+
+export async function getBatch(db: Queryable, id: string): Promise<BatchRecord | undefined> {
+  const { rows } = await db.query(`SELECT ${BATCH_COLUMNS} FROM batches WHERE id = $1`, [id]);
+  return rows[0] ? toBatch(rows[0]) : undefined;
+}
+
+export async function findBatchByIdempotencyKey(db: Queryable, manufacturerId: string, key: string): Promise<BatchRecord | undefined> {
+  const { rows } = await db.query(`SELECT ${BATCH_COLUMNS} FROM batches WHERE manufacturer_id = $1 AND idempotency_key = $2`, [manufacturerId, key]);
+  return rows[0] ? toBatch(rows[0]) : undefined;
+}
+
+export async function getManufacturerManifestKey(db: Queryable, manufacturerId: string): Promise<Buffer | null> {
+  const { rows } = await db.query<{ manifest_key: Buffer | null }>('SELECT manifest_key FROM manufacturers WHERE id = $1', [manufacturerId]);
+  return rows[0]?.manifest_key ?? null;
+}
+
+export async function setManufacturerManifestKey(db: Queryable, manufacturerId: string, spki: Buffer): Promise<boolean> {
+  const { rowCount } = await db.query('UPDATE manufacturers SET manifest_key = $2 WHERE id = $1', [manufacturerId, spki]);
+  return rowCount === 1;
+}
+
+/** Opens the batch row inside the upload's transaction, so items can reference it; finalised later. */
+export async function insertBatchDraft(client: PoolClient, batch: { id: string; manufacturerId: string; idempotencyKey: string; profile: string; chunkSize: number; createdBy: string }): Promise<void> {
+  await client.query(
+    `INSERT INTO batches (id, manufacturer_id, idempotency_key, manifest_sha256, profile, status, device_count, certificate_count, chunk_count, chunk_size, created_by)
+     VALUES ($1, $2, $3, '\\x0000000000000000000000000000000000000000000000000000000000000000', $4, 'accepted', 0, 0, 0, $5, $6)`,
+    [batch.id, batch.manufacturerId, batch.idempotencyKey, batch.profile, batch.chunkSize, batch.createdBy],
+  );
+}
+
+const ITEM_COLUMNS = ['batch_id', 'seq', 'line_no', 'eui64', 'key_role', 'device_type', 'public_key', 'csr'] as const;
+
+/** Streams key lines into the batch with COPY, in the caller's transaction. */
+export async function copyBatchItems(client: PoolClient, batchId: string, items: AsyncIterable<BatchItemRow>): Promise<void> {
+  async function* rows(): AsyncGenerator<readonly CopyValue[]> {
+    for await (const i of items) yield [batchId, i.seq, i.lineNo, i.eui64, i.keyRole, i.deviceType, i.publicKey, i.csr];
+  }
+  await copyRows(client, 'batch_items', ITEM_COLUMNS, rows());
+}
+
+/**
+ * Lines that cannot be issued: a (device, role) twice in the batch, one that already has a live
+ * certificate or is waiting in another unfinished batch, or a device registered to another manufacturer.
+ * Ordered by line; at most `limit`.
+ */
+export async function findItemConflicts(client: PoolClient, batchId: string, manufacturerId: string, profile: string, limit: number): Promise<ItemConflict[]> {
+  const { rows } = await client.query<{ line_no: number; eui64: Buffer; key_role: string; code: ItemConflict['code']; first_line: number | null }>(
+    `WITH mine AS (SELECT line_no, eui64, key_role, min(line_no) OVER (PARTITION BY eui64, key_role) AS first_line FROM batch_items WHERE batch_id = $1)
+     SELECT * FROM (
+       SELECT line_no, eui64, key_role, 'DUPLICATE_IN_BATCH' AS code, first_line FROM mine WHERE line_no > first_line
+       UNION ALL
+       SELECT m.line_no, m.eui64, m.key_role, 'CERTIFICATE_EXISTS', NULL FROM mine m
+        WHERE m.line_no = m.first_line AND (
+          EXISTS (SELECT 1 FROM issuance_intents i WHERE i.eui64 = m.eui64 AND i.key_role = m.key_role AND i.profile = $3 AND i.active)
+          OR EXISTS (SELECT 1 FROM batch_items o JOIN batches b ON b.id = o.batch_id
+                      WHERE o.eui64 = m.eui64 AND o.key_role = m.key_role AND o.batch_id <> $1 AND b.profile = $3
+                        AND b.status IN ('accepted', 'issuing') AND o.error_code IS NULL))
+       UNION ALL
+       SELECT m.line_no, m.eui64, m.key_role, 'DEVICE_FOREIGN', NULL FROM mine m JOIN devices d ON d.eui64 = m.eui64 AND d.manufacturer_id <> $2
+        WHERE m.line_no = m.first_line
+     ) c ORDER BY line_no LIMIT $4`,
+    [batchId, manufacturerId, profile, limit],
+  );
+  return rows.map((r) => ({ line: r.line_no, eui64: r.eui64, keyRole: r.key_role, code: r.code, ...(r.first_line !== null ? { firstLine: r.first_line } : {}) }));
+}
+
+/** Removes the given lines from a batch (the "skip invalid lines" upload option). */
+export async function deleteBatchLines(client: PoolClient, batchId: string, lines: readonly number[]): Promise<void> {
+  if (lines.length === 0) return;
+  await client.query('DELETE FROM batch_items WHERE batch_id = $1 AND line_no = ANY($2::int[])', [batchId, lines]);
+}
+
+/** Cuts the batch into chunks (seq / chunk_size), fills in its counts and opens it for the workers. */
+export async function finaliseBatch(
+  client: PoolClient,
+  batch: { id: string; manifestSha256: Buffer; idempotencyKey: string; skipReport: unknown[]; skippedLines: number; signed: boolean; site: 'a' | 'b'; actor: string },
+): Promise<BatchRecord> {
+  await client.query(
+    `INSERT INTO batch_chunks (batch_id, chunk_no, device_count)
+     SELECT $1, i.seq / b.chunk_size, count(*) FROM batch_items i JOIN batches b ON b.id = i.batch_id WHERE i.batch_id = $1 GROUP BY 2`,
+    [batch.id],
+  );
+  const { rows } = await client.query(
+    `UPDATE batches b SET manifest_sha256 = $2, idempotency_key = $3, skip_report = $4, skipped_lines = $5, signed = $6, status = 'issuing',
+            item_count = c.items, device_count = c.devices, chunk_count = c.chunks
+       FROM (SELECT count(*) AS items, count(DISTINCT eui64) AS devices, count(DISTINCT seq / (SELECT chunk_size FROM batches WHERE id = $1)) AS chunks
+               FROM batch_items WHERE batch_id = $1) c
+      WHERE b.id = $1
+      RETURNING ${BATCH_COLUMNS.split(',').map((c) => `b.${c.trim()}`).join(', ')}`,
+    [batch.id, batch.manifestSha256, batch.idempotencyKey, JSON.stringify(batch.skipReport), batch.skippedLines, batch.signed],
+  );
+  const record = toBatch(rows[0]!);
+  await appendAuditEvents(client, [
+    { site: batch.site, actor: batch.actor, action: 'batch.accept', subject: batch.id, details: { manufacturerId: record.manufacturerId, items: record.itemCount, devices: record.deviceCount, chunks: record.chunkCount, skippedLines: batch.skippedLines, manifestSha256: batch.manifestSha256.toString('hex'), signed: batch.signed } },
+  ]);
+  return record;
+}
+
+export async function readBatchProgress(db: Queryable, batchId: string, errorLimit = 20): Promise<BatchProgress> {
+  const { rows } = await db.query<{ done: number; issued: number; failed: number }>(
+    `SELECT count(*) FILTER (WHERE state = 'done')::int AS done, coalesce(sum(issued_count), 0)::int AS issued, coalesce(sum(failed_count), 0)::int AS failed
+       FROM batch_chunks WHERE batch_id = $1`,
+    [batchId],
+  );
+  const errors = await db.query<{ line_no: number; eui64: Buffer; key_role: string; error_code: string }>(
+    'SELECT line_no, eui64, key_role, error_code FROM batch_items WHERE batch_id = $1 AND error_code IS NOT NULL ORDER BY seq LIMIT $2',
+    [batchId, errorLimit],
+  );
+  return {
+    chunksDone: rows[0]!.done,
+    issued: rows[0]!.issued,
+    failed: rows[0]!.failed,
+    errors: errors.rows.map((e) => ({ line: e.line_no, eui64: e.eui64, keyRole: e.key_role, code: e.error_code })),
+  };
+}
+
+export async function listUnfinishedChunks(db: Queryable, limit: number): Promise<{ batchId: string; chunkNo: number }[]> {
+  const { rows } = await db.query<{ batch_id: string; chunk_no: number }>(
+    `SELECT c.batch_id, c.chunk_no FROM batch_chunks c JOIN batches b ON b.id = c.batch_id
+      WHERE c.state <> 'done' AND b.status = 'issuing' ORDER BY b.created_at, c.chunk_no LIMIT $1`,
+    [limit],
+  );
+  return rows.map((r) => ({ batchId: r.batch_id, chunkNo: r.chunk_no }));
+}
+
+/** The work of one chunk: its items, with the intent each already has (a chunk retried after a crash). */
+export interface ChunkWork {
+  readonly batch: BatchRecord;
+  readonly done: boolean;
+  readonly items: readonly (BatchItemRow & { errorCode: string | null; intent: { serial: Buffer; notBefore: Date; tbsSha256: Buffer } | null })[];
+}
+
+export async function loadChunkWork(db: Queryable, batchId: string, chunkNo: number): Promise<ChunkWork | undefined> {
+  const batch = await getBatch(db, batchId);
+  if (!batch) return undefined;
+  const chunk = await db.query<{ state: string }>('SELECT state FROM batch_chunks WHERE batch_id = $1 AND chunk_no = $2', [batchId, chunkNo]);
+  if (!chunk.rows[0]) return undefined;
+  const { rows } = await db.query<{
+    seq: number;
+    line_no: number;
+    eui64: Buffer;
+    key_role: string;
+    device_type: string;
+    public_key: Buffer;
+    csr: Buffer | null;
+    error_code: string | null;
+    serial: Buffer | null;
+    not_before: Date | null;
+    tbs_sha256: Buffer | null;
+  }>(
+    `SELECT i.seq, i.line_no, i.eui64, i.key_role, i.device_type, i.public_key, i.csr, i.error_code, n.serial, n.not_before, n.tbs_sha256
+       FROM batch_items i
+       LEFT JOIN issuance_intents n ON n.batch_id = i.batch_id AND n.chunk_no = $3 AND n.eui64 = i.eui64 AND n.key_role = i.key_role AND n.active
+      WHERE i.batch_id = $1 AND i.seq >= $2 * $4 AND i.seq < ($2 + 1) * $4
+      ORDER BY i.seq`,
+    [batchId, chunkNo, chunkNo, batch.chunkSize],
+  );
+  return {
+    batch,
+    done: chunk.rows[0].state === 'done',
+    items: rows.map((r) => ({
+      seq: r.seq,
+      lineNo: r.line_no,
+      eui64: r.eui64,
+      keyRole: r.key_role,
+      deviceType: r.device_type,
+      publicKey: r.public_key,
+      csr: r.csr,
+      errorCode: r.error_code,
+      intent: r.serial ? { serial: r.serial, notBefore: r.not_before!, tbsSha256: r.tbs_sha256! } : null,
+    })),
+  };
+}
+
+export interface ChunkIntent {
+  readonly seq: number;
+  readonly serial: Buffer;
+  readonly caId: string;
+  readonly eui64: Buffer;
+  readonly keyRole: string;
+  readonly deviceType: string;
+  readonly notBefore: Date;
+  readonly tbsSha256: Buffer;
+}
+
+/**
+ * Commits a chunk's intents before its certificates are signed, and the items the worker refused. An
+ * intent that loses to an existing live one (the device was enrolled another way meanwhile) marks its
+ * item CERTIFICATE_EXISTS. Returns the seqs whose intents are now recorded for this chunk.
+ */
+export async function recordChunkIntents(
+  pool: Pool,
+  ctx: { batchId: string; chunkNo: number; manufacturerId: string; profile: string; site: 'a' | 'b'; actor: string },
+  intents: readonly ChunkIntent[],
+  refused: readonly { seq: number; code: string }[],
+): Promise<Set<number>> {
+  return withTransaction(pool, async (client) => {
+    if (refused.length > 0) {
+      await client.query('UPDATE batch_items SET error_code = t.code FROM unnest($2::int[], $3::text[]) AS t(seq, code) WHERE batch_id = $1 AND batch_items.seq = t.seq', [
+        ctx.batchId,
+        refused.map((r) => r.seq),
+        refused.map((r) => r.code),
+      ]);
+    }
+    if (intents.length === 0) return new Set();
+    await client.query(
+      `INSERT INTO devices (eui64, manufacturer_id, device_type, batch_id)
+       SELECT DISTINCT ON (eui64) eui64, $2, device_type, $3::uuid FROM unnest($1::bytea[], $4::text[]) AS t(eui64, device_type) ON CONFLICT (eui64) DO NOTHING`,
+      [intents.map((i) => i.eui64), ctx.manufacturerId, ctx.batchId, intents.map((i) => i.deviceType)],
+    );
+    const { rows } = await client.query<{ serial: Buffer }>(
+      `INSERT INTO issuance_intents (serial, ca_id, eui64, key_role, profile, tbs_sha256, batch_id, chunk_no, site, not_before)
+       SELECT t.serial, t.ca_id, t.eui64, t.key_role, $5, t.tbs_sha256, $6, $7, $8, t.not_before
+         FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::text[], $9::bytea[], $10::timestamptz[]) AS t(serial, ca_id, eui64, key_role, tbs_sha256, not_before)
+         JOIN devices d ON d.eui64 = t.eui64 AND d.manufacturer_id = $11
+       ON CONFLICT (eui64, key_role, profile) WHERE active DO NOTHING
+       RETURNING serial`,
+      [
+        intents.map((i) => i.serial),
+        intents.map((i) => i.caId),
+        intents.map((i) => i.eui64),
+        intents.map((i) => i.keyRole),
+        ctx.profile,
+        ctx.batchId,
+        ctx.chunkNo,
+        ctx.site,
+        intents.map((i) => i.tbsSha256),
+        intents.map((i) => i.notBefore),
+        ctx.manufacturerId,
+      ],
+    );
+    const recorded = new Set(rows.map((r) => r.serial.toString('hex')));
+    const lost = intents.filter((i) => !recorded.has(i.serial.toString('hex')));
+    if (lost.length > 0) {
+      // Lost to a live intent of another batch or an online enrolment; a concurrent retry of this same
+      // chunk is not a loss (its intent has this chunk's batch_id and chunk_no).
+      await client.query(
+        `UPDATE batch_items b SET error_code = CASE WHEN d.manufacturer_id <> $4 THEN 'DEVICE_FOREIGN' ELSE 'CERTIFICATE_EXISTS' END
+           FROM unnest($2::int[]) AS t(seq), devices d
+          WHERE b.batch_id = $1 AND b.seq = t.seq AND d.eui64 = b.eui64
+            AND NOT EXISTS (SELECT 1 FROM issuance_intents n WHERE n.eui64 = b.eui64 AND n.key_role = b.key_role AND n.active AND n.batch_id = $1 AND n.chunk_no = $3)`,
+        [ctx.batchId, lost.map((l) => l.seq), ctx.chunkNo, ctx.manufacturerId],
+      );
+    }
+    await appendAuditEvents(client, [
+      { site: ctx.site, actor: ctx.actor, action: 'batch.chunk.intents', subject: `${ctx.batchId}/${ctx.chunkNo}`, details: { recorded: recorded.size, refused: refused.length, lost: lost.length } },
+    ]);
+    return new Set(intents.filter((i) => recorded.has(i.serial.toString('hex'))).map((i) => i.seq));
+  });
+}
+
+export interface ChunkCertificate {
+  readonly serial: Buffer;
+  readonly caId: string;
+  readonly eui64: Buffer;
+  readonly keyRole: string;
+  readonly der: Buffer;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly crlShard: number;
+}
+
+/**
+ * Stores a chunk's certificates (COPY) and marks it done, once: the chunk row is locked, so two workers
+ * finishing the same chunk (a job re-queued after Redis was lost) store it once. Closes the batch when its
+ * last chunk is done. Returns false when another worker had already finished the chunk.
+ */
+export async function completeChunk(
+  pool: Pool,
+  ctx: { batchId: string; chunkNo: number; chunkSize: number; profile: string; site: 'a' | 'b'; actor: string },
+  certificates: readonly ChunkCertificate[],
+): Promise<boolean> {
+  return withTransaction(pool, async (client) => {
+    const { rows } = await client.query<{ state: string }>('SELECT state FROM batch_chunks WHERE batch_id = $1 AND chunk_no = $2 FOR UPDATE', [ctx.batchId, ctx.chunkNo]);
+    if (rows[0]?.state !== 'pending') return false;
+    await copyRows(
+      client,
+      'certificates',
+      ['serial', 'ca_id', 'eui64', 'key_role', 'profile', 'der', 'not_before', 'not_after', 'crl_shard', 'batch_id'],
+      certificates.map((c) => [c.serial, c.caId, c.eui64, c.keyRole, ctx.profile, c.der, c.notBefore, c.notAfter, c.crlShard, ctx.batchId]),
+    );
+    const failed = await client.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM batch_items WHERE batch_id = $1 AND seq >= $2 * $3 AND seq < ($2 + 1) * $3 AND error_code IS NOT NULL',
+      [ctx.batchId, ctx.chunkNo, ctx.chunkSize],
+    );
+    await client.query(
+      `UPDATE batch_chunks SET state = 'done', done_by_site = $3, completed_at = now(), attempts = attempts + 1, issued_count = $4, failed_count = $5, last_error = NULL
+        WHERE batch_id = $1 AND chunk_no = $2`,
+      [ctx.batchId, ctx.chunkNo, ctx.site, certificates.length, failed.rows[0]!.n],
+    );
+    await client.query(
+      `UPDATE batches SET certificate_count = certificate_count + $2, started_at = coalesce(started_at, now())
+        WHERE id = $1`,
+      [ctx.batchId, certificates.length],
+    );
+    await client.query(
+      `UPDATE batches SET status = 'complete', completed_at = now()
+        WHERE id = $1 AND status = 'issuing' AND NOT EXISTS (SELECT 1 FROM batch_chunks WHERE batch_id = $1 AND state <> 'done')`,
+      [ctx.batchId],
+    );
+    await appendAuditEvents(client, [
+      {
+        site: ctx.site,
+        actor: ctx.actor,
+        action: 'batch.chunk.issued',
+        subject: `${ctx.batchId}/${ctx.chunkNo}`,
+        details: { certificates: certificates.length, serials: certificates.map((c) => c.serial.toString('hex')) },
+      },
+    ]);
+    return true;
+  });
+}
+
+/** Records a chunk attempt that failed (the job will be retried); the message is for operators. */
+export async function noteChunkError(db: Queryable, batchId: string, chunkNo: number, message: string): Promise<void> {
+  await db.query('UPDATE batch_chunks SET attempts = attempts + 1, last_error = $3 WHERE batch_id = $1 AND chunk_no = $2', [batchId, chunkNo, message.slice(0, 500)]);
+}
+
+export interface BatchResultRow {
+  readonly seq: number;
+  readonly eui64: Buffer;
+  readonly keyRole: string;
+  readonly serial: Buffer;
+  readonly der: Buffer;
+}
+
+/** One page of a batch's certificates after `afterSeq` (keyset pagination: the cursor is a seq). */
+export async function readBatchResults(db: Queryable, batchId: string, afterSeq: number, limit: number): Promise<BatchResultRow[]> {
+  const { rows } = await db.query<{ seq: number; eui64: Buffer; key_role: string; serial: Buffer; der: Buffer }>(
+    `SELECT i.seq, i.eui64, i.key_role, c.serial, c.der
+       FROM batch_items i
+       JOIN issuance_intents n ON n.batch_id = i.batch_id AND n.eui64 = i.eui64 AND n.key_role = i.key_role AND n.active
+       JOIN certificates c ON c.serial = n.serial
+      WHERE i.batch_id = $1 AND i.seq > $2
+      ORDER BY i.seq LIMIT $3`,
+    [batchId, afterSeq, limit],
+  );
+  return rows.map((r) => ({ seq: r.seq, eui64: r.eui64, keyRole: r.key_role, serial: r.serial, der: r.der }));
+}

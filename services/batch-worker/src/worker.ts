@@ -1,0 +1,83 @@
+import pino from 'pino';
+import { isFleetError, type FleetConfig } from '@fleetpki/core';
+import { ChunkIssuer, SiteGuard, loadSiteIssuer } from '@fleetpki/ca';
+import { openSiteKeyStore } from '@fleetpki/hsm';
+import { ChunkQueue, startChunkWorker } from '@fleetpki/queue';
+import { createPool, listUnfinishedChunks, noteChunkError } from '@fleetpki/store';
+
+export interface BatchWorkerOptions {
+  /** Chunks in flight in this process (one signs while another commits). */
+  readonly concurrency?: number;
+  readonly hsmSessions?: number;
+  /** Run the reconciler in this process (one per site is enough; more are harmless). */
+  readonly reconcile?: boolean;
+  readonly reconcileEveryMs?: number;
+}
+
+export interface BatchWorker {
+  close(): Promise<void>;
+}
+
+/**
+ * A batch worker process: takes chunk jobs from the site's queue and issues them (ChunkIssuer), and
+ * runs the reconciler that queues every unfinished chunk from PostgreSQL (the outbox), so a lost Redis
+ * or a killed worker only delays work. Nothing is signed while the site is a standby.
+ */
+export async function startBatchWorker(config: FleetConfig, options: BatchWorkerOptions = {}): Promise<BatchWorker> {
+  const log = pino({ name: `batch-worker-${config.site}`, level: config.logLevel });
+  const site = config.sites[config.site];
+  const pool = createPool(site.databaseUrl, { applicationName: `fleetpki-batch-worker-${site.id}`, max: 6 });
+  const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
+  let closing = false;
+  try {
+    const { ca, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
+    const guard = new SiteGuard(pool, config);
+    const issuer = new ChunkIssuer(pool, ca, config.site, serialPrefix);
+    const worker = startChunkWorker(
+      site.redisUrl,
+      async (job) => {
+        await guard.assertWritable();
+        try {
+          const outcome = await issuer.issue(job.batchId, job.chunkNo);
+          log.debug({ ...job, ...outcome }, 'chunk done');
+        } catch (err) {
+          await noteChunkError(pool, job.batchId, job.chunkNo, isFleetError(err) ? `${err.code}: ${err.message}` : String(err)).catch(() => undefined);
+          throw err;
+        }
+      },
+      {
+        concurrency: options.concurrency ?? 2,
+        onError: (err, job) => {
+          if (!closing) log.warn({ err: { message: err.message }, job }, 'chunk attempt failed; it will be retried');
+        },
+      },
+    );
+
+    const queue = new ChunkQueue(site.redisUrl);
+    let timer: NodeJS.Timeout | undefined;
+    const reconcile = async () => {
+      try {
+        if (!(await guard.isStandby())) await queue.enqueue(await listUnfinishedChunks(pool, 10_000));
+      } catch (err) {
+        log.warn({ err: { message: (err as Error).message } }, 'reconciler pass failed; next pass retries');
+      }
+      if (!closing) timer = setTimeout(reconcile, options.reconcileEveryMs ?? 1_000);
+    };
+    if (options.reconcile ?? true) await reconcile();
+
+    return {
+      async close() {
+        closing = true;
+        if (timer) clearTimeout(timer);
+        await worker.close();
+        await queue.close();
+        await keyStore.close();
+        await pool.end();
+      },
+    };
+  } catch (err) {
+    await keyStore.close();
+    await pool.end();
+    throw err;
+  }
+}

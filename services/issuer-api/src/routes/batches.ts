@@ -1,0 +1,153 @@
+import { Readable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { FleetError, eui64FromBytes } from '@fleetpki/core';
+import { serialHex, type BatchIntake, type Principal, type SiteGuard, type TokenAuthenticator } from '@fleetpki/ca';
+import { MANIFEST_SIGNATURE_HEADER } from '@fleetpki/manifest';
+import type { ChunkQueue } from '@fleetpki/queue';
+import { getBatch, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
+import { requireRole, visibleTo } from '../auth.js';
+
+const MANIFEST_TYPES = { 'application/x-ndjson': 'ndjson', 'application/ndjson': 'ndjson', 'text/csv': 'csv' } as const;
+const RESULT_PAGE = 2_000;
+
+export interface BatchRouteDeps {
+  readonly pool: Pool;
+  readonly intake: BatchIntake;
+  readonly queue: ChunkQueue;
+  readonly authenticator: TokenAuthenticator;
+  readonly guard: SiteGuard;
+  readonly chainPem: readonly string[];
+}
+
+async function describeBatch(pool: Pool, batch: BatchRecord) {
+  const progress = await readBatchProgress(pool, batch.id);
+  const elapsed = batch.startedAt ? ((batch.completedAt ?? new Date()).getTime() - batch.createdAt.getTime()) / 1000 : 0;
+  const finished = progress.issued + progress.failed;
+  const rate = elapsed > 0 ? finished / elapsed : 0;
+  const remaining = batch.itemCount - finished;
+  return {
+    id: batch.id,
+    manufacturer: batch.manufacturerId,
+    status: batch.status,
+    profile: batch.profile,
+    devices: batch.deviceCount,
+    certificatesRequested: batch.itemCount,
+    issued: progress.issued,
+    failed: progress.failed,
+    chunks: { total: batch.chunkCount, done: progress.chunksDone, size: batch.chunkSize },
+    skippedLines: batch.skippedLines,
+    skipped: batch.skipReport,
+    errors: progress.errors.map((e) => ({ line: e.line, eui64: eui64FromBytes(e.eui64), keyRole: e.keyRole, code: e.code })),
+    signedManifest: batch.signed,
+    manifestSha256: batch.manifestSha256.toString('hex'),
+    createdAt: batch.createdAt.toISOString(),
+    completedAt: batch.completedAt?.toISOString() ?? null,
+    certificatesPerSecond: Math.round(rate),
+    etaSeconds: batch.status === 'complete' ? 0 : rate > 0 ? Math.ceil(remaining / rate) : null,
+  };
+}
+
+export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps): void {
+  // The manifest is handed to the route as the raw request stream: it is never buffered whole.
+  app.addContentTypeParser(Object.keys(MANIFEST_TYPES), (_request, payload, done) => done(null, payload));
+
+  app.post<{ Querystring: { profile?: string; onInvalid?: 'reject' | 'skip' } }>(
+    '/v1/batches',
+    {
+      preHandler: requireRole(deps.authenticator, ['factory']),
+      schema: {
+        summary: 'Upload a factory manifest (NDJSON or CSV), streamed; returns the batch',
+        description:
+          'Body: application/x-ndjson (one device a line: {"eui64","deviceType","keys":[{"role","csr"|"publicKey"}]}) or text/csv (header eui64,deviceType,keyRole,csr,publicKey). ' +
+          'Raw public keys need X-Manifest-Signature (base64 DER ECDSA P-256/SHA-256 over the body, by the manufacturer\'s registered key). ' +
+          'Idempotency-Key (or, without it, the manifest hash) makes a resubmission return the same batch (200). A refused manifest (422) lists the first bad lines and writes nothing.',
+        tags: ['batches'],
+        security: [{ bearer: [] }],
+        querystring: { type: 'object', additionalProperties: false, properties: { profile: { type: 'string', maxLength: 40 }, onInvalid: { type: 'string', enum: ['reject', 'skip'] } } },
+      },
+    },
+    async (request, reply) => {
+      await deps.guard.assertWritable();
+      const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() as keyof typeof MANIFEST_TYPES;
+      const format = MANIFEST_TYPES[type];
+      if (!format) throw new FleetError('MEDIA_TYPE_UNSUPPORTED', 'send the manifest as application/x-ndjson or text/csv', { httpStatus: 415 });
+      const header = (name: string) => {
+        const v = request.headers[name];
+        return typeof v === 'string' ? v : undefined;
+      };
+      const principal = request.principal!;
+      const idempotencyKey = header('idempotency-key');
+      const signature = header(MANIFEST_SIGNATURE_HEADER);
+      const { batch, created } = await deps.intake.accept({
+        manufacturerId: principal.manufacturerId!,
+        actor: `token:${principal.name}`,
+        format,
+        body: request.body as Readable,
+        ...(request.query.profile ? { profile: request.query.profile } : {}),
+        ...(request.query.onInvalid ? { onInvalid: request.query.onInvalid } : {}),
+        ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+        ...(signature !== undefined ? { signature } : {}),
+      });
+      if (created) {
+        // Fast path; the reconciler queues them anyway if Redis is down right now.
+        await deps.queue.enqueue(Array.from({ length: batch.chunkCount }, (_, chunkNo) => ({ batchId: batch.id, chunkNo }))).catch((err: Error) => request.log.warn({ err }, 'chunks not queued; the reconciler will'));
+      }
+      return reply
+        .status(created ? 201 : 200)
+        .header('location', `/v1/batches/${batch.id}`)
+        .send(await describeBatch(deps.pool, batch));
+    },
+  );
+
+  const readers = requireRole(deps.authenticator, ['factory', 'auditor', 'administrator']);
+  const findBatch = async (id: string, principal: Principal) => {
+    if (!/^[0-9a-f-]{36}$/i.test(id)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${id.slice(0, 40)}`, { httpStatus: 404 });
+    const batch = await getBatch(deps.pool, id);
+    if (!batch || !visibleTo(principal, batch.manufacturerId)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${id}`, { httpStatus: 404 });
+    return batch;
+  };
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/batches/:id',
+    { preHandler: readers, schema: { summary: 'Batch progress: counts, rate, ETA, refused lines', tags: ['batches'], security: [{ bearer: [] }] } },
+    async (request) => describeBatch(deps.pool, await findBatch(request.params.id, request.principal!)),
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { after?: number } }>(
+    '/v1/batches/:id/results',
+    {
+      preHandler: readers,
+      schema: {
+        summary: 'Issued certificates as NDJSON, resumable',
+        description:
+          'Lines: {"type":"chain",...} first (unless resuming), then {"type":"certificate","cursor","eui64","keyRole","serial","certificate" (base64 DER)}, then {"type":"end","cursor","complete"}. Resume with ?after=<cursor>.',
+        tags: ['batches'],
+        security: [{ bearer: [] }],
+        querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'integer', minimum: -1 } } },
+      },
+    },
+    async (request, reply) => {
+      const batch = await findBatch(request.params.id, request.principal!);
+      const pool = deps.pool;
+      const chain = deps.chainPem;
+      const start = request.query.after ?? -1;
+      async function* lines(): AsyncGenerator<string> {
+        if (start < 0) yield JSON.stringify({ type: 'chain', batch: batch.id, certificates: chain }) + '\n';
+        let cursor = start;
+        for (;;) {
+          const page = await readBatchResults(pool, batch.id, cursor, RESULT_PAGE);
+          if (page.length === 0) break;
+          let text = '';
+          for (const r of page) {
+            text += JSON.stringify({ type: 'certificate', cursor: r.seq, eui64: eui64FromBytes(r.eui64), keyRole: r.keyRole, serial: serialHex(r.serial), certificate: r.der.toString('base64') }) + '\n';
+          }
+          cursor = page[page.length - 1]!.seq;
+          yield text;
+        }
+        const now = await getBatch(pool, batch.id);
+        yield JSON.stringify({ type: 'end', cursor, complete: now?.status === 'complete' }) + '\n';
+      }
+      return reply.type('application/x-ndjson').send(Readable.from(lines()));
+    },
+  );
+}
