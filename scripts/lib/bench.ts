@@ -1,4 +1,7 @@
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 
@@ -40,3 +43,25 @@ export function euiGenerator(): (i: number) => string {
   return (i) => `F0${base}${i.toString(16).toUpperCase().padStart(8, '0')}`;
 }
 
+
+/** The raw HSM signing rate of `processes` processes signing at once (the same count as the workers measured). */
+export async function measureRawHsmRateProcesses(config: FleetConfig, options: { processes: number; sessions: number; seconds: number }): Promise<number> {
+  const runs = Array.from(
+    { length: options.processes },
+    () =>
+      new Promise<number>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'scripts', 'hsm-raw-rate.ts'), '--sessions', String(options.sessions), '--seconds', String(options.seconds)], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.on('exit', (code) => (code === 0 ? resolve((JSON.parse(out.trim().split('\n').pop()!) as { rate: number }).rate) : reject(new Error(`hsm-raw-rate exited ${code}`))));
+      }),
+  );
+  return (await Promise.all(runs)).reduce((a, b) => a + b, 0);
+}
+
+/** Peak resident set size (VmHWM) of a running process, in MB. */
+export function peakRssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
+  return Math.round(kb / 1024);
+}

@@ -159,6 +159,14 @@ export class BatchIntake {
       const batch = await withTransaction(this.pool, async (client) => {
         await insertBatchDraft(client, { id: batchId, manufacturerId: upload.manufacturerId, idempotencyKey: upload.idempotencyKey ?? `upload:${batchId}`, profile: profile.id, chunkSize: limits.chunkSize, createdBy: upload.actor });
         await copyBatchItems(client, batchId, parseAll());
+        // The same manifest again (hash known only now that it has streamed past): the same batch.
+        const digest = hash.digest();
+        digestHex = digest.toString('hex');
+        const idempotencyKey = upload.idempotencyKey ?? `sha256:${digestHex}`;
+        if (upload.idempotencyKey === undefined) {
+          const existing = await findBatchByIdempotencyKey(client, upload.manufacturerId, idempotencyKey);
+          if (existing) throw new AlreadyAccepted(existing);
+        }
         if (lines === 0 && report.count === 0) throw new Rejected(new FleetError('MANIFEST_EMPTY', 'the manifest has no device lines', { httpStatus: 400 }));
         const reject = (code: string, message: string, r: Report) =>
           new Rejected(new FleetError(code, message, { httpStatus: 422, details: { errorCount: r.count, linesRead: lines, errors: r.errors } }));
@@ -180,13 +188,6 @@ export class BatchIntake {
             for (const c of conflicts) addToReport(report, conflictError(c), limits.reportLines);
             await deleteBatchLines(client, batchId, [...new Set(conflicts.map((c) => c.line))]);
           }
-        }
-        const digest = hash.digest();
-        digestHex = digest.toString('hex');
-        const idempotencyKey = upload.idempotencyKey ?? `sha256:${digest.toString('hex')}`;
-        if (upload.idempotencyKey === undefined) {
-          const existing = await findBatchByIdempotencyKey(client, upload.manufacturerId, idempotencyKey);
-          if (existing) throw new AlreadyAccepted(existing);
         }
         const record = await finaliseBatch(client, {
           id: batchId,

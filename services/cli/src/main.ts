@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { isFleetError } from '@fleetpki/core';
+import { registerBatchCommands } from './commands/batch.js';
 import { registerCeremonyCommands } from './commands/ceremony.js';
+import { registerManifestCommands } from './commands/manifest.js';
 import { registerDbCommands } from './commands/db.js';
 import { registerHsmCommands } from './commands/hsm.js';
 import { registerSitesCommands } from './commands/sites.js';
@@ -19,6 +21,8 @@ registerDbCommands(program);
 registerHsmCommands(program);
 registerCeremonyCommands(program);
 registerTokenCommands(program);
+registerManifestCommands(program);
+registerBatchCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Expected failures print their stable code and message; anything else is a bug and keeps its stack.

@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FleetConfig } from '@fleetpki/core';
-import { BatchIntake, EnrolmentService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type IssuingCa } from '@fleetpki/ca';
+import { BatchIntake, DEFAULT_BATCH_LIMITS, EnrolmentService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { createPool, type Pool } from '@fleetpki/store';
@@ -22,6 +22,8 @@ export interface IssuerApiDeps {
   readonly serialPrefix: number;
   /** The site's chunk queue (batch uploads queue their chunks; the reconciler would anyway). */
   readonly queue: ChunkQueue;
+  /** Upload limits for manifests (defaults: DEFAULT_BATCH_LIMITS). */
+  readonly batchLimits?: BatchLimits;
   readonly logger?: boolean | { level: string };
 }
 
@@ -54,7 +56,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   registerEnrolmentRoutes(app, { enrolment, authenticator, guard, metrics });
   registerCertificateRoutes(app, { pool: deps.pool, authenticator });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
-  registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site), queue: deps.queue, authenticator, guard, chainPem: chain });
+  registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS), queue: deps.queue, authenticator, guard, chainPem: chain });
   registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
@@ -68,14 +70,14 @@ export interface IssuerRuntime {
 }
 
 /** Wires config -> database, HSM, issuing CA -> app. Refuses to start when the CA key does not match. */
-export async function createIssuerRuntime(config: FleetConfig, options: { logger?: IssuerApiDeps['logger']; hsmSessions?: number; poolSize?: number } = {}): Promise<IssuerRuntime> {
+export async function createIssuerRuntime(config: FleetConfig, options: { logger?: IssuerApiDeps['logger']; hsmSessions?: number; poolSize?: number; batchLimits?: BatchLimits } = {}): Promise<IssuerRuntime> {
   const site = config.sites[config.site];
   const pool = createPool(site.databaseUrl, { applicationName: `fleetpki-issuer-${site.id}`, max: options.poolSize ?? 16 });
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
   try {
     const { ca, root, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
     const queue = new ChunkQueue(site.redisUrl);
-    const app = await buildIssuerApi({ config, pool, ca, queue, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    const app = await buildIssuerApi({ config, pool, ca, queue, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
       pool,

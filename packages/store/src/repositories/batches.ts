@@ -228,7 +228,7 @@ export async function loadChunkWork(db: Queryable, batchId: string, chunkNo: num
     `SELECT i.seq, i.line_no, i.eui64, i.key_role, i.device_type, i.public_key, i.csr, i.error_code, n.serial, n.not_before, n.tbs_sha256
        FROM batch_items i
        LEFT JOIN issuance_intents n ON n.batch_id = i.batch_id AND n.chunk_no = $3 AND n.eui64 = i.eui64 AND n.key_role = i.key_role AND n.active
-      WHERE i.batch_id = $1 AND i.seq >= $2 * $4 AND i.seq < ($2 + 1) * $4
+      WHERE i.batch_id = $1 AND i.seq >= $2::int * $4::int AND i.seq < ($2::int + 1) * $4::int
       ORDER BY i.seq`,
     [batchId, chunkNo, chunkNo, batch.chunkSize],
   );
@@ -357,7 +357,7 @@ export async function completeChunk(
       certificates.map((c) => [c.serial, c.caId, c.eui64, c.keyRole, ctx.profile, c.der, c.notBefore, c.notAfter, c.crlShard, ctx.batchId]),
     );
     const failed = await client.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM batch_items WHERE batch_id = $1 AND seq >= $2 * $3 AND seq < ($2 + 1) * $3 AND error_code IS NOT NULL',
+      'SELECT count(*)::int AS n FROM batch_items WHERE batch_id = $1 AND seq >= $2::int * $3::int AND seq < ($2::int + 1) * $3::int AND error_code IS NOT NULL',
       [ctx.batchId, ctx.chunkNo, ctx.chunkSize],
     );
     await client.query(

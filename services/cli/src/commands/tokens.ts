@@ -1,13 +1,26 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { FleetError } from '@fleetpki/core';
 import { issueApiToken, ROLES, type Role } from '@fleetpki/ca';
-import { manufacturerExists, upsertManufacturer, appendAuditEvents } from '@fleetpki/store';
+import { manufacturerExists, upsertManufacturer, appendAuditEvents, setManufacturerManifestKey } from '@fleetpki/store';
+import { parseDevicePublicKey } from '@fleetpki/x509';
 import { cliActor, withDatabase } from '../context.js';
 
 export function registerTokenCommands(program: Command): void {
-  program
-    .command('manufacturers')
-    .description('meter makers')
+  const manufacturers = program.command('manufacturers').description('meter makers');
+  manufacturers
+    .command('set-key <id> <publicKeyPem>')
+    .description("register the manufacturer's manifest-signing key (P-256 public key, PEM): raw public keys are accepted only from manifests it signed")
+    .action(async (id: string, file: string) => {
+      await withDatabase(async ({ config, pool }) => {
+        const spki = parseDevicePublicKey(readFileSync(file, 'utf8')).spki;
+        if (!(await setManufacturerManifestKey(pool, id, spki))) throw new FleetError('MANUFACTURER_UNKNOWN', `manufacturer "${id}" is not registered`);
+        await appendAuditEvents(pool, [{ site: config.site, actor: cliActor(), action: 'manufacturer.manifest-key', subject: id, details: { spkiSha256: createHash('sha256').update(spki).digest('hex') } }]);
+        console.log(`manifest-signing key of ${id} registered`);
+      });
+    });
+  manufacturers
     .command('add <id> <name>')
     .description('register (or rename) a manufacturer; id is lower-case letters, digits and dashes')
     .action(async (id: string, name: string) => {

@@ -47,6 +47,35 @@ async function describeBatch(pool: Pool, batch: BatchRecord) {
   };
 }
 
+/**
+ * A refused upload stops reading mid-body. Most HTTP clients cannot read a response while they are still
+ * sending, so the rest of the body is read and discarded (up to 64 MiB; past that the connection closes)
+ * before the error goes out.
+ */
+async function drainOnError<T>(body: Readable, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (!body.readableEnded && !body.destroyed) {
+      let discarded = 0;
+      await new Promise<void>((resolve) => {
+        body.on('data', (chunk: Buffer) => {
+          discarded += chunk.length;
+          if (discarded > 64 * 1024 * 1024) {
+            body.destroy();
+            resolve();
+          }
+        });
+        body.once('end', resolve);
+        body.once('error', () => resolve());
+        body.once('close', resolve);
+        body.resume();
+      });
+    }
+    throw err;
+  }
+}
+
 export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps): void {
   // The manifest is handed to the route as the raw request stream: it is never buffered whole.
   app.addContentTypeParser(Object.keys(MANIFEST_TYPES), (_request, payload, done) => done(null, payload));
@@ -78,16 +107,17 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       const principal = request.principal!;
       const idempotencyKey = header('idempotency-key');
       const signature = header(MANIFEST_SIGNATURE_HEADER);
-      const { batch, created } = await deps.intake.accept({
+      const { batch, created } = await drainOnError(request.raw, deps.intake.accept({
         manufacturerId: principal.manufacturerId!,
         actor: `token:${principal.name}`,
         format,
-        body: request.body as Readable,
+        // Not destroyed when the intake stops reading early: drainOnError still has to read the rest.
+        body: (request.body as Readable).iterator({ destroyOnReturn: false }),
         ...(request.query.profile ? { profile: request.query.profile } : {}),
         ...(request.query.onInvalid ? { onInvalid: request.query.onInvalid } : {}),
         ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
         ...(signature !== undefined ? { signature } : {}),
-      });
+      }));
       if (created) {
         // Fast path; the reconciler queues them anyway if Redis is down right now.
         await deps.queue.enqueue(Array.from({ length: batch.chunkCount }, (_, chunkNo) => ({ batchId: batch.id, chunkNo }))).catch((err: Error) => request.log.warn({ err }, 'chunks not queued; the reconciler will'));

@@ -1,0 +1,132 @@
+import { createReadStream, statSync } from 'node:fs';
+import { Readable, Transform } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { FleetError } from '@fleetpki/core';
+
+/** The batch as GET /v1/batches/:id describes it. */
+export interface BatchView {
+  readonly id: string;
+  readonly status: 'accepted' | 'issuing' | 'complete' | 'failed' | 'cancelled';
+  readonly profile: string;
+  readonly devices: number;
+  readonly certificatesRequested: number;
+  readonly issued: number;
+  readonly failed: number;
+  readonly chunks: { total: number; done: number; size: number };
+  readonly skippedLines: number;
+  readonly skipped: { line: number; code: string; message: string }[];
+  readonly errors: { line: number; eui64: string; keyRole: string; code: string }[];
+  readonly certificatesPerSecond: number;
+  readonly etaSeconds: number | null;
+  readonly createdAt: string;
+  readonly completedAt: string | null;
+}
+
+export type ResultLine =
+  | { type: 'chain'; batch: string; certificates: string[] }
+  | { type: 'certificate'; cursor: number; eui64: string; keyRole: string; serial: string; certificate: string }
+  | { type: 'end'; cursor: number; complete: boolean };
+
+export interface SubmitOptions {
+  readonly format?: 'ndjson' | 'csv';
+  readonly profile?: string;
+  readonly onInvalid?: 'reject' | 'skip';
+  readonly idempotencyKey?: string;
+  readonly signature?: string;
+  readonly onUploadProgress?: (bytesSent: number, totalBytes: number) => void;
+}
+
+/**
+ * A small client of the fleetpki HTTP API, as a factory's tooling would use it: the CLI, the demo,
+ * benchmarks and tests all speak to the service through it. API errors come back as FleetErrors with
+ * the server's code and details.
+ */
+export class FleetApiClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: string,
+  ) {}
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { authorization: `Bearer ${this.token}`, ...extra };
+  }
+
+  private async parse<T>(res: Response): Promise<T> {
+    const text = await res.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new FleetError('API_RESPONSE_INVALID', `${res.status} from the API, not JSON: ${text.slice(0, 200)}`);
+    }
+    if (!res.ok) {
+      const e = body as { code?: string; message?: string; details?: Record<string, unknown> };
+      throw new FleetError(e.code ?? `HTTP_${res.status}`, e.message ?? `HTTP ${res.status}`, { httpStatus: res.status, ...(e.details ? { details: e.details } : {}) });
+    }
+    return body as T;
+  }
+
+  /** Streams a manifest file to POST /v1/batches (never read whole into memory). */
+  async submitBatch(file: string, options: SubmitOptions = {}): Promise<{ batch: BatchView; created: boolean }> {
+    const format = options.format ?? (file.toLowerCase().endsWith('.csv') ? 'csv' : 'ndjson');
+    const total = statSync(file).size;
+    let sent = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        sent += chunk.length;
+        options.onUploadProgress?.(sent, total);
+        done(null, chunk);
+      },
+    });
+    const body = Readable.toWeb(createReadStream(file, { highWaterMark: 256 * 1024 }).pipe(counter)) as ReadableStream;
+    const query = new URLSearchParams();
+    if (options.profile) query.set('profile', options.profile);
+    if (options.onInvalid) query.set('onInvalid', options.onInvalid);
+    const res = await fetch(`${this.baseUrl}/v1/batches${query.size ? `?${query}` : ''}`, {
+      method: 'POST',
+      headers: this.headers({
+        'content-type': format === 'csv' ? 'text/csv' : 'application/x-ndjson',
+        ...(options.idempotencyKey ? { 'idempotency-key': options.idempotencyKey } : {}),
+        ...(options.signature ? { 'x-manifest-signature': options.signature } : {}),
+      }),
+      body,
+      duplex: 'half',
+    } as RequestInit);
+    const batch = await this.parse<BatchView>(res);
+    return { batch, created: res.status === 201 };
+  }
+
+  async getBatch(id: string): Promise<BatchView> {
+    return this.parse<BatchView>(await fetch(`${this.baseUrl}/v1/batches/${encodeURIComponent(id)}`, { headers: this.headers() }));
+  }
+
+  /** The batch's results, line by line, from `after` (a cursor of an earlier read) on. */
+  async *batchResults(id: string, after?: number): AsyncGenerator<ResultLine> {
+    const res = await fetch(`${this.baseUrl}/v1/batches/${encodeURIComponent(id)}/results${after !== undefined ? `?after=${after}` : ''}`, { headers: this.headers() });
+    if (!res.ok || !res.body) {
+      await this.parse(res);
+      return;
+    }
+    let pending = '';
+    for await (const chunk of Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)) {
+      pending += (chunk as Buffer).toString('utf8');
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) !== -1) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        if (line) yield JSON.parse(line) as ResultLine;
+      }
+    }
+    if (pending.trim()) yield JSON.parse(pending) as ResultLine;
+  }
+
+  /** Polls until the batch is complete (or failed), reporting each view. */
+  async waitForBatch(id: string, onProgress?: (batch: BatchView) => void, intervalMs = 500): Promise<BatchView> {
+    for (;;) {
+      const batch = await this.getBatch(id);
+      onProgress?.(batch);
+      if (batch.status === 'complete' || batch.status === 'failed' || batch.status === 'cancelled') return batch;
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  }
+}
