@@ -3,10 +3,12 @@
  * It grows with each capability (ceremony, factory batch, revocation, failover drill).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '@fleetpki/core';
 import { issueApiToken, runCeremony } from '@fleetpki/ca';
+import { FleetApiClient } from '@fleetpki/client';
+import { generateManifest } from '@fleetpki/manifest';
 import { hsmSelfTest, openSiteKeyStore } from '@fleetpki/hsm';
 import { ROOT_TOKEN_LABEL, formatStatus, sitesStatus, sitesUp } from '@fleetpki/sites';
 import { createPool, migrate, readSiteStates, upsertManufacturer } from '@fleetpki/store';
@@ -107,6 +109,48 @@ try {
     writeFileSync(certPath, lastPem);
     const verified = execFileSync('openssl', ['verify', '-CAfile', join(outDir, 'root.pem'), '-untrusted', join(outDir, 'issuing.pem'), certPath], { encoding: 'utf8' }).trim();
     console.log(`  openssl verify: ${verified}`);
+
+    heading('6. Factory batch: 10,000 meters, streamed manifest, queue-driven workers, results bundle');
+    const workers = [startService(config, 'batch-worker', { FLEETPKI_SITE: 'a' }), startService(config, 'batch-worker', { FLEETPKI_SITE: 'a', FLEETPKI_WORKER_RECONCILE: '0' })];
+    try {
+      const manifestPath = join(outDir, 'factory-batch.ndjson');
+      started = performance.now();
+      const generated = await generateManifest({ devices: 10_000, out: manifestPath, roles: ['digitalSignature'] });
+      console.log(`  manifest: ${generated.devices} devices with CSRs (EUI-64 prefix ${generated.euiPrefix}), ${(statSync(manifestPath).size / 1e6).toFixed(1)} MB, made in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+      const client = new FleetApiClient(base, token);
+      started = performance.now();
+      const { batch } = await client.submitBatch(manifestPath);
+      console.log(`  accepted as batch ${batch.id} in ${((performance.now() - started) / 1000).toFixed(2)} s (${batch.chunks.total} chunks of ${batch.chunks.size})`);
+      let shown = 0;
+      const done = await client.waitForBatch(batch.id, (b) => {
+        if (Date.now() - shown > 2_000) {
+          shown = Date.now();
+          console.log(`  ... ${b.issued}/${b.certificatesRequested} issued, ${b.certificatesPerSecond}/s`);
+        }
+      }, 250);
+      const resultsPath = join(outDir, 'factory-batch-results.ndjson');
+      let certificates = 0;
+      const lines: string[] = [];
+      for await (const line of client.batchResults(batch.id)) {
+        if (line.type === 'certificate') {
+          certificates++;
+          if (certificates % 2_500 === 1) writeFileSync(join(outDir, `batch-${certificates}.pem`), toPem(Buffer.from(line.certificate, 'base64')));
+        }
+        lines.push(JSON.stringify(line));
+      }
+      writeFileSync(resultsPath, lines.join('\n') + '\n');
+      const seconds = (performance.now() - started) / 1000;
+      console.log(`  ${done.issued} certificates issued, ${done.failed} refused; upload to last download ${seconds.toFixed(1)} s: ${Math.round(done.issued / seconds)} certificates/s`);
+      console.log(`  results bundle (chain + one line per certificate): ${resultsPath}`);
+      let verifiedSample = 0;
+      for (const n of [1, 2_501, 5_001, 7_501]) {
+        execFileSync('openssl', ['verify', '-CAfile', join(outDir, 'root.pem'), '-untrusted', join(outDir, 'issuing.pem'), join(outDir, `batch-${n}.pem`)], { encoding: 'utf8' });
+        verifiedSample++;
+      }
+      console.log(`  openssl verify: ${verifiedSample} sampled certificates OK`);
+    } finally {
+      await Promise.all(workers.map(stopProcess));
+    }
   } finally {
     await stopProcess(api);
   }
@@ -114,7 +158,7 @@ try {
   await db.end();
 }
 
-heading('6. Status');
+heading('7. Status');
 console.log(
   formatStatus(await sitesStatus(config))
     .split('\n')

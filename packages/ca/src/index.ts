@@ -9,3 +9,6 @@ export * from './batch-intake.js';
 export * from './batch-chunk.js';
 export * from './site-guard.js';
 export * from './site-issuer.js';
+export * from './revocation.js';
+export * from './crl-publisher.js';
+export * from './ocsp-responder.js';

@@ -22,6 +22,6 @@ export async function loadSiteIssuer(config: FleetConfig, pool: Pool, keyStore: 
   if (!record || !root) throw new FleetError('CA_NOT_INITIALISED', 'no device issuing CA in the store: run `pnpm fleetpki ceremony init` first');
   const state = (await readSiteStates(pool)).find((s) => s.site === site.id);
   if (!state) throw new FleetError('SITE_STATE_MISSING', `no site_state row for site ${site.id}`);
-  const ca = await openIssuingCa(record, keyStore, { crlBaseUrl: `http://127.0.0.1:${site.statusPort}/crl/` });
+  const ca = await openIssuingCa(record, keyStore, { crlBaseUrl: config.crlBaseUrl });
   return { ca, root, serialPrefix: state.serialPrefix };
 }

@@ -22,6 +22,15 @@ export interface BatchView {
   readonly completedAt: string | null;
 }
 
+export interface RevocationView {
+  readonly revoked: number;
+  readonly alreadyRevoked: number;
+  readonly notFound: number;
+  readonly notFoundFirst: string[];
+  readonly crlShards: number[];
+  readonly reason: number;
+}
+
 export type ResultLine =
   | { type: 'chain'; batch: string; certificates: string[] }
   | { type: 'certificate'; cursor: number; eui64: string; keyRole: string; serial: string; certificate: string }
@@ -118,6 +127,15 @@ export class FleetApiClient {
       }
     }
     if (pending.trim()) yield JSON.parse(pending) as ResultLine;
+  }
+
+  async revoke(target: { serials: string[] } | { devices: string[] } | { batch: string }, reason?: string | number): Promise<RevocationView> {
+    const res = await fetch(`${this.baseUrl}/v1/revocations`, {
+      method: 'POST',
+      headers: this.headers({ 'content-type': 'application/json' }),
+      body: JSON.stringify({ ...target, ...(reason !== undefined ? { reason } : {}) }),
+    });
+    return this.parse<RevocationView>(res);
   }
 
   /** Polls until the batch is complete (or failed), reporting each view. */

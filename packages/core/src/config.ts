@@ -35,6 +35,14 @@ export interface FleetConfig {
   /** Name of the PostgreSQL superuser and database the local clusters are created with. */
   readonly pgUser: string;
   readonly pgDatabase: string;
+  /**
+   * Base URL of the CRL distribution points written into certificates. One value for the deployment
+   * (in production a name served by whichever site is active), so a shard CRL published by site B after
+   * a failover still matches the certificates site A issued.
+   */
+  readonly crlBaseUrl: string;
+  /** Base URL of the OCSP responder, for operators and tests. */
+  readonly ocspUrl: string;
 }
 
 const port = z.coerce.number().int().min(1024).max(65535);
@@ -58,6 +66,7 @@ const envSchema = z.object({
   FLEETPKI_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   FLEETPKI_PG_USER: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki'),
   FLEETPKI_PG_DATABASE: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki'),
+  FLEETPKI_CRL_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
 });
 
 export type FleetEnv = Record<string, string | undefined>;
@@ -121,5 +130,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     logLevel: e.FLEETPKI_LOG_LEVEL,
     pgUser: e.FLEETPKI_PG_USER,
     pgDatabase: e.FLEETPKI_PG_DATABASE,
+    crlBaseUrl: e.FLEETPKI_CRL_BASE_URL ?? `http://127.0.0.1:${sites.a.statusPort}/crl/`,
+    ocspUrl: `http://127.0.0.1:${sites[e.FLEETPKI_SITE].statusPort}/ocsp`,
   };
 }

@@ -2,3 +2,4 @@ export * from './lines.js';
 export * from './entries.js';
 export * from './signature.js';
 export * from './generate.js';
+export * from './revocation-list.js';

@@ -17,7 +17,7 @@ export interface ManifestLine {
  * length limit, so a 10 MB line with no newline would be buffered whole). `onChunk` sees every byte, for
  * the manifest hash and signature. Blank lines are skipped; CRLF is accepted.
  */
-export async function* readLines(source: AsyncIterable<Buffer | string>, limits: LineLimits, onChunk?: (chunk: Buffer) => void): AsyncGenerator<ManifestLine> {
+export async function* readLines(source: AsyncIterable<Buffer | string> | Iterable<Buffer | string>, limits: LineLimits, onChunk?: (chunk: Buffer) => void): AsyncGenerator<ManifestLine> {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let total = 0;

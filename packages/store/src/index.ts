@@ -8,3 +8,4 @@ export * from './repositories/tokens.js';
 export * from './repositories/site.js';
 export * from './repositories/issuance.js';
 export * from './repositories/batches.js';
+export * from './repositories/revocations.js';

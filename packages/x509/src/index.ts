@@ -8,3 +8,5 @@ export * from './lint.js';
 export * from './ca-certificate.js';
 export * from './der-reader.js';
 export * from './device-keys.js';
+export * from './crl.js';
+export * from './ocsp.js';

@@ -4,6 +4,7 @@ import { isFleetError } from '@fleetpki/core';
 import { registerBatchCommands } from './commands/batch.js';
 import { registerCeremonyCommands } from './commands/ceremony.js';
 import { registerManifestCommands } from './commands/manifest.js';
+import { registerRevokeCommands } from './commands/revoke.js';
 import { registerDbCommands } from './commands/db.js';
 import { registerHsmCommands } from './commands/hsm.js';
 import { registerSitesCommands } from './commands/sites.js';
@@ -23,6 +24,7 @@ registerCeremonyCommands(program);
 registerTokenCommands(program);
 registerManifestCommands(program);
 registerBatchCommands(program);
+registerRevokeCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Expected failures print their stable code and message; anything else is a bug and keeps its stack.

@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FleetConfig } from '@fleetpki/core';
-import { BatchIntake, DEFAULT_BATCH_LIMITS, EnrolmentService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { BatchIntake, DEFAULT_BATCH_LIMITS, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { createPool, type Pool } from '@fleetpki/store';
@@ -12,6 +12,7 @@ import { installMetrics } from './metrics.js';
 import { registerBatchRoutes } from './routes/batches.js';
 import { registerCertificateRoutes } from './routes/certificates.js';
 import { registerEnrolmentRoutes } from './routes/enrolments.js';
+import { registerRevocationRoutes } from './routes/revocations.js';
 import { registerSystemRoutes } from './routes/system.js';
 
 export interface IssuerApiDeps {
@@ -58,6 +59,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
   registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS), queue: deps.queue, authenticator, guard, chainPem: chain });
   registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site });
+  registerRevocationRoutes(app, { revocations: new RevocationService(deps.pool, deps.config.site), authenticator, guard });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

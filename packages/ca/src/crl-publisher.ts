@@ -1,0 +1,122 @@
+import { FleetError } from '@fleetpki/core';
+import { listDirtyShards, listFullCrls, withCrlSnapshot, type CrlSnapshot, type Pool } from '@fleetpki/store';
+import { assembleSignedCertificate, buildCrlTbs, crlShardUrl, getProfile, readCrlSerials, DEFAULT_PROFILE_ID } from '@fleetpki/x509';
+import type { IssuingCa } from './issuing-ca.js';
+
+export interface CrlPublisherOptions {
+  /** nextUpdate - thisUpdate of every CRL. */
+  readonly validityMs?: number;
+  /** A full CRL is republished when less than this is left before its nextUpdate. */
+  readonly refreshBeforeMs?: number;
+  readonly shards?: number;
+}
+
+export interface PublishReport {
+  readonly shards: number[];
+  readonly entries: number;
+  readonly bytes: number;
+  readonly deltas: number;
+}
+
+/** URL of a shard's delta CRL, next to the full one. */
+export function deltaCrlUrl(baseUrl: string, caId: string, shard: number): string {
+  return crlShardUrl(baseUrl, caId, shard).replace(/\.crl$/, '-delta.crl');
+}
+
+/**
+ * Publishes the issuing CA's sharded CRLs: a full CRL per shard (critical issuingDistributionPoint equal
+ * to the certificates' CRL DP, freshestCRL pointing at the delta) and a delta CRL against the previous
+ * full one, each signed in the HSM. Shards are republished when a revocation dirties them, when they
+ * near nextUpdate, or when missing. Before anything is stored, the CRL is read back and must list
+ * exactly the shard's revoked serials (completeness guard).
+ */
+export class CrlPublisher {
+  private readonly validityMs: number;
+  private readonly refreshBeforeMs: number;
+  readonly shards: number;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly ca: IssuingCa,
+    private readonly crlBaseUrl: string,
+    options: CrlPublisherOptions = {},
+  ) {
+    this.validityMs = options.validityMs ?? 24 * 3_600_000;
+    this.refreshBeforeMs = options.refreshBeforeMs ?? 12 * 3_600_000;
+    this.shards = options.shards ?? getProfile(DEFAULT_PROFILE_ID).crl?.shards ?? 1;
+  }
+
+  /** Shards that need publishing now: dirty, missing, or near nextUpdate. */
+  async dueShards(now = new Date()): Promise<number[]> {
+    const caId = this.ca.record.id;
+    const due = new Set(await listDirtyShards(this.pool, caId));
+    const published = new Map((await listFullCrls(this.pool, caId)).map((c) => [c.shard, c]));
+    for (let s = 0; s < this.shards; s++) {
+      const crl = published.get(s);
+      if (!crl || crl.nextUpdate.getTime() - now.getTime() < this.refreshBeforeMs) due.add(s);
+    }
+    return [...due].sort((a, b) => a - b);
+  }
+
+  async publishDue(): Promise<PublishReport> {
+    const shards = await this.dueShards();
+    return shards.length > 0 ? this.publish(shards) : { shards: [], entries: 0, bytes: 0, deltas: 0 };
+  }
+
+  async publishAll(): Promise<PublishReport> {
+    return this.publish(Array.from({ length: this.shards }, (_, s) => s));
+  }
+
+  async publish(shards: readonly number[]): Promise<PublishReport> {
+    return withCrlSnapshot(this.pool, async (snapshot) => {
+      const thisUpdate = new Date(Math.floor(Date.now() / 1000) * 1000);
+      const nextUpdate = new Date(thisUpdate.getTime() + this.validityMs);
+      const results = await Promise.all(shards.map((shard) => this.publishShard(snapshot, shard, thisUpdate, nextUpdate)));
+      await snapshot.clearDirty(this.ca.record.id, shards);
+      return {
+        shards: [...shards],
+        entries: results.reduce((n, r) => n + r.entries, 0),
+        bytes: results.reduce((n, r) => n + r.bytes, 0),
+        deltas: results.filter((r) => r.delta).length,
+      };
+    });
+  }
+
+  private async publishShard(snapshot: CrlSnapshot, shard: number, thisUpdate: Date, nextUpdate: Date): Promise<{ entries: number; bytes: number; delta: boolean }> {
+    const caId = this.ca.record.id;
+    const url = crlShardUrl(this.crlBaseUrl, caId, shard);
+    const base = { issuerSubjectDer: this.ca.certificate.subjectDer, issuerKeyId: this.ca.certificate.keyId, thisUpdate, nextUpdate, distributionPointUrl: url };
+    const previous = await snapshot.previousFull(caId, shard);
+    const entries = await snapshot.revokedInShard(caId, shard);
+    const fullNumber = await snapshot.nextCrlNumber(caId);
+    const full = await this.sign(buildCrlTbs({ ...base, crlNumber: fullNumber, entries, freshestUrl: deltaCrlUrl(this.crlBaseUrl, caId, shard) }));
+    await this.assertComplete(snapshot, shard, full, entries.length);
+    let bytes = full.length;
+    let delta = false;
+    if (previous) {
+      // The delta completes the previous full CRL: what a relying party holding it has not seen yet.
+      const fresh = await snapshot.revokedInShard(caId, shard, previous.coversUntil);
+      const deltaNumber = await snapshot.nextCrlNumber(caId);
+      const deltaDer = await this.sign(buildCrlTbs({ ...base, crlNumber: deltaNumber, entries: fresh, baseCrlNumber: previous.crlNumber }));
+      await snapshot.saveCrl({ caId, shard, kind: 'delta', crlNumber: deltaNumber, baseNumber: previous.crlNumber, thisUpdate, nextUpdate, coversUntil: snapshot.coversUntil, entries: fresh.length, der: deltaDer });
+      bytes += deltaDer.length;
+      delta = true;
+    }
+    await snapshot.saveCrl({ caId, shard, kind: 'full', crlNumber: fullNumber, baseNumber: null, thisUpdate, nextUpdate, coversUntil: snapshot.coversUntil, entries: entries.length, der: full });
+    return { entries: entries.length, bytes, delta };
+  }
+
+  private async sign(tbs: Buffer): Promise<Buffer> {
+    return assembleSignedCertificate(tbs, await this.ca.signer.sign(tbs));
+  }
+
+  /** The completeness guard: the signed CRL, read back, lists exactly the shard's revoked serials. */
+  private async assertComplete(snapshot: CrlSnapshot, shard: number, der: Buffer, expected: number): Promise<void> {
+    const listed = readCrlSerials(der);
+    const distinct = new Set(listed.map((s) => s.toString('hex')));
+    const inStore = await snapshot.countRevokedInShard(this.ca.record.id, shard);
+    if (listed.length !== expected || distinct.size !== listed.length || listed.length !== inStore) {
+      throw new FleetError('CRL_INCOMPLETE', `shard ${shard}: the CRL lists ${listed.length} serials (${distinct.size} distinct) but the store has ${inStore} revoked; not published`);
+    }
+  }
+}

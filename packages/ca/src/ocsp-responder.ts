@@ -1,0 +1,200 @@
+import { createHash } from 'node:crypto';
+import type { Signer } from '@fleetpki/hsm';
+import { getCertificateStatus, getOcspResponse, ocspResponsesExpiringBefore, revocationsSince, saveOcspResponses, type Pool, type StoredOcspResponse } from '@fleetpki/store';
+import {
+  OCSP_ERROR,
+  OcspMalformedError,
+  assembleOcspResponse,
+  buildOcspResponseData,
+  certIdMatchesIssuer,
+  parseOcspRequest,
+  type OcspCertId,
+  type OcspHashAlgorithm,
+  type OcspIssuerHashes,
+  type OcspStatus,
+} from '@fleetpki/x509';
+
+export interface OcspAnswer {
+  readonly der: Buffer;
+  /** Set for signed responses: the HTTP caching headers come from these (RFC 9919 6). */
+  readonly thisUpdate?: Date;
+  readonly nextUpdate?: Date;
+  readonly etag?: string;
+  readonly kind: 'good' | 'revoked' | 'unknown' | 'malformedRequest' | 'unauthorized' | 'tryLater' | 'internalError';
+}
+
+export interface OcspResponderOptions {
+  /** nextUpdate - thisUpdate of a produced response. */
+  readonly validityMs?: number;
+  /** A response is produced again when less than this is left (before nextUpdate, RFC 9919 pre-production). */
+  readonly refreshBeforeMs?: number;
+  /** Responses kept in memory; the store holds them all. */
+  readonly cacheEntries?: number;
+}
+
+interface Cached {
+  readonly answer: OcspAnswer;
+  readonly refreshAt: number;
+}
+
+function answerOf(der: Buffer, kind: OcspAnswer['kind'], thisUpdate: Date, nextUpdate: Date): OcspAnswer {
+  return { der, kind, thisUpdate, nextUpdate, etag: `"${createHash('sha1').update(der).digest('hex')}"` };
+}
+
+/**
+ * An OCSP responder for one issuing CA (RFC 6960, RFC 9919 lightweight profile): responses are
+ * pre-produced, stored (so the standby site serves them too) and cached in memory; a revocation is
+ * picked up within `watchEveryMs` and re-signed at once. Without a signer (a standby site whose HSM has
+ * no clone of the key yet) it serves what is stored and answers tryLater for the rest. Garbage gets
+ * malformedRequest, never an exception.
+ */
+export class OcspResponder {
+  private readonly cache = new Map<string, Cached>();
+  private readonly validityMs: number;
+  private readonly refreshBeforeMs: number;
+  private readonly cacheEntries: number;
+  private watermark = new Date(0);
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly caId: string,
+    private readonly issuer: OcspIssuerHashes,
+    private readonly signer: Signer | undefined,
+    private readonly canWrite: () => Promise<boolean>,
+    options: OcspResponderOptions = {},
+  ) {
+    this.validityMs = options.validityMs ?? 7 * 86_400_000;
+    this.refreshBeforeMs = options.refreshBeforeMs ?? 3.5 * 86_400_000;
+    this.cacheEntries = options.cacheEntries ?? 500_000;
+  }
+
+  async respond(requestDer: Uint8Array): Promise<OcspAnswer> {
+    let ids: OcspCertId[];
+    try {
+      ids = parseOcspRequest(requestDer);
+    } catch (err) {
+      if (err instanceof OcspMalformedError) return { der: OCSP_ERROR.malformedRequest, kind: 'malformedRequest' };
+      throw err;
+    }
+    if (!ids.every((id) => certIdMatchesIssuer(id, this.issuer))) return { der: OCSP_ERROR.unauthorized, kind: 'unauthorized' };
+    try {
+      if (ids.length === 1) return await this.single(ids[0]!);
+      return await this.multiple(ids);
+    } catch {
+      return { der: OCSP_ERROR.internalError, kind: 'internalError' };
+    }
+  }
+
+  private key(alg: OcspHashAlgorithm, serial: Buffer): string {
+    return `${alg}:${serial.toString('hex')}`;
+  }
+
+  private async single(id: OcspCertId): Promise<OcspAnswer> {
+    const alg = id.hashAlgorithm!;
+    const key = this.key(alg, id.serial);
+    const cached = this.cache.get(key);
+    if (cached && Date.now() < cached.refreshAt) return cached.answer;
+    const status = await this.statusOf(id.serial);
+    const stored = status.status === 'unknown' ? undefined : await getOcspResponse(this.pool, id.serial, alg);
+    if (stored && stored.status === status.status && stored.nextUpdate.getTime() - Date.now() > this.refreshBeforeMs / 4) {
+      return this.remember(key, answerOf(stored.der, stored.status, stored.thisUpdate, stored.nextUpdate));
+    }
+    if (!this.signer) return stored && stored.status === status.status && stored.nextUpdate.getTime() > Date.now() ? answerOf(stored.der, stored.status, stored.thisUpdate, stored.nextUpdate) : { der: OCSP_ERROR.tryLater, kind: 'tryLater' };
+    const answer = await this.produce([{ certId: id.der, status }]);
+    if (status.status !== 'unknown') {
+      if (await this.canWrite()) await saveOcspResponses(this.pool, [{ serial: id.serial, hashAlg: alg, status: status.status, thisUpdate: answer.thisUpdate!, nextUpdate: answer.nextUpdate!, der: answer.der }]);
+      return this.remember(key, answer);
+    }
+    return answer;
+  }
+
+  private async multiple(ids: readonly OcspCertId[]): Promise<OcspAnswer> {
+    if (!this.signer) return { der: OCSP_ERROR.tryLater, kind: 'tryLater' };
+    const singles = await Promise.all(ids.map(async (id) => ({ certId: id.der, status: await this.statusOf(id.serial) })));
+    return this.produce(singles);
+  }
+
+  private async statusOf(serial: Buffer): Promise<OcspStatus> {
+    const row = await getCertificateStatus(this.pool, serial);
+    if (!row || row.caId !== this.caId) return { status: 'unknown' };
+    if (row.revokedAt) return { status: 'revoked', revokedAt: row.revokedAt, reason: row.reason ?? 0 };
+    return { status: 'good' };
+  }
+
+  private async produce(singles: readonly { certId: Buffer; status: OcspStatus }[]): Promise<OcspAnswer> {
+    const thisUpdate = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const nextUpdate = new Date(thisUpdate.getTime() + this.validityMs);
+    const data = buildOcspResponseData(
+      this.issuer.responderKeyHash,
+      thisUpdate,
+      singles.map((s) => ({ certId: s.certId, status: s.status, thisUpdate, nextUpdate })),
+    );
+    const der = assembleOcspResponse(data, await this.signer!.sign(data));
+    return answerOf(der, singles.length === 1 ? singles[0]!.status.status : 'good', thisUpdate, nextUpdate);
+  }
+
+  private remember(key: string, answer: OcspAnswer): OcspAnswer {
+    if (this.cache.size >= this.cacheEntries) {
+      // Drop the oldest tenth (Map keeps insertion order): cheap, and the store still has them.
+      let n = Math.ceil(this.cacheEntries / 10);
+      for (const k of this.cache.keys()) {
+        this.cache.delete(k);
+        if (--n === 0) break;
+      }
+    }
+    const refreshAt = answer.nextUpdate ? answer.nextUpdate.getTime() - this.refreshBeforeMs : Date.now() + 60_000;
+    this.cache.set(key, { answer, refreshAt });
+    return answer;
+  }
+
+  /**
+   * Picks up revocations made since the last call: evicts their cached responses and, where this site
+   * can sign and write, re-signs them at once (both CertID hash algorithms) and stores them.
+   */
+  async applyNewRevocations(limit = 20_000): Promise<number> {
+    const fresh = await revocationsSince(this.pool, this.watermark, limit);
+    if (fresh.length === 0) return 0;
+    this.watermark = fresh[fresh.length - 1]!.createdAt;
+    for (const r of fresh) for (const alg of ['sha1', 'sha256'] as const) this.cache.delete(this.key(alg, r.serial));
+    if (this.signer && (await this.canWrite())) await this.resign(fresh.map((r) => ({ serial: r.serial, hashAlg: 'sha1' as const })));
+    return fresh.length;
+  }
+
+  /** Re-produces stored responses that near their nextUpdate (active site only). */
+  async refreshExpiring(limit = 5_000): Promise<number> {
+    if (!this.signer || !(await this.canWrite())) return 0;
+    const due = await ocspResponsesExpiringBefore(this.pool, new Date(Date.now() + this.refreshBeforeMs), limit);
+    await this.resign(due);
+    return due.length;
+  }
+
+  /** Starting the watermark at "now" skips replaying old revocations at start-up (the store has them). */
+  startWatchingFrom(at: Date): void {
+    this.watermark = at;
+  }
+
+  private async resign(items: readonly { serial: Buffer; hashAlg: OcspHashAlgorithm }[]): Promise<void> {
+    const produced: StoredOcspResponse[] = [];
+    await Promise.all(
+      items.map(async ({ serial, hashAlg }) => {
+        const status = await this.statusOf(serial);
+        if (status.status === 'unknown') return;
+        const certId = buildCertId(hashAlg, this.issuer, serial);
+        const answer = await this.produce([{ certId, status }]);
+        produced.push({ serial, hashAlg, status: status.status, thisUpdate: answer.thisUpdate!, nextUpdate: answer.nextUpdate!, der: answer.der });
+        this.remember(this.key(hashAlg, serial), answer);
+      }),
+    );
+    await saveOcspResponses(this.pool, produced);
+  }
+}
+
+/** CertID as OpenSSL sends it: hash AlgorithmIdentifier with NULL parameters (RFC 6960 4.1.1). */
+export function buildCertId(alg: OcspHashAlgorithm, issuer: OcspIssuerHashes, serial: Buffer): Buffer {
+  const algId = alg === 'sha1' ? Buffer.from('300906052b0e03021a0500', 'hex') : Buffer.from('300d06096086480165030402010500', 'hex');
+  const h = issuer[alg];
+  const tlv = (tag: number, v: Buffer) => Buffer.concat([Buffer.from([tag, v.length]), v]);
+  const serialInt = serial[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), serial]) : serial;
+  const body = Buffer.concat([algId, tlv(0x04, h.name), tlv(0x04, h.key), tlv(0x02, serialInt)]);
+  return Buffer.concat([Buffer.from([0x30, body.length]), body]);
+}

@@ -1,0 +1,250 @@
+import type { Pool, PoolClient, Queryable } from '../pool.js';
+import { withTransaction } from '../pool.js';
+import { appendAuditEvents } from './audit.js';
+
+/** Which certificates a revocation request names. */
+export type RevocationTarget =
+  | { readonly kind: 'serials'; readonly serials: readonly Buffer[] }
+  | { readonly kind: 'devices'; readonly eui64s: readonly Buffer[] }
+  | { readonly kind: 'batch'; readonly batchId: string };
+
+export interface RevocationOutcome {
+  /** Certificates revoked by this request. */
+  readonly revoked: number;
+  /** Named certificates that were revoked before (idempotent: unchanged). */
+  readonly alreadyRevoked: number;
+  /** Serials or devices named that match no certificate (of this manufacturer, when scoped). */
+  readonly notFound: readonly Buffer[];
+  readonly shards: readonly number[];
+}
+
+const TARGET_SQL: Record<RevocationTarget['kind'], string> = {
+  serials: 'SELECT c.serial, c.ca_id, c.crl_shard, c.eui64 FROM certificates c WHERE c.serial = ANY($1::bytea[])',
+  devices: 'SELECT c.serial, c.ca_id, c.crl_shard, c.eui64 FROM certificates c WHERE c.eui64 = ANY($1::bytea[])',
+  batch: 'SELECT c.serial, c.ca_id, c.crl_shard, c.eui64 FROM certificates c WHERE c.batch_id = $1::uuid',
+};
+
+/**
+ * Revokes the named certificates in one transaction: revocation rows (a certificate already revoked
+ * keeps its first reason and time), the CRL shards they dirty, and an audit event. `manufacturerId`
+ * limits it to one manufacturer's devices (a factory revoking its own); null for revocation officers.
+ */
+export async function revokeCertificates(
+  pool: Pool,
+  request: { target: RevocationTarget; reason: number; revokedAt: Date; requestedBy: string; manufacturerId: string | null; site: 'a' | 'b' },
+): Promise<RevocationOutcome> {
+  return withTransaction(pool, async (client) => {
+    const param = request.target.kind === 'serials' ? request.target.serials : request.target.kind === 'devices' ? request.target.eui64s : request.target.batchId;
+    const scoped = request.manufacturerId === null ? 'SELECT * FROM t' : 'SELECT t.* FROM t JOIN devices d ON d.eui64 = t.eui64 AND d.manufacturer_id = $5';
+    const { rows } = await client.query<{ serial: Buffer; crl_shard: number; eui64: Buffer; inserted: boolean }>(
+      `WITH t AS (${TARGET_SQL[request.target.kind]}),
+            s AS (${scoped}),
+            ins AS (
+              INSERT INTO revocations (serial, ca_id, crl_shard, reason, revoked_at, requested_by)
+              SELECT s.serial, s.ca_id, s.crl_shard, $2, $3, $4 FROM s
+              ON CONFLICT (serial) DO NOTHING
+              RETURNING serial)
+       SELECT s.serial, s.crl_shard, s.eui64, (ins.serial IS NOT NULL) AS inserted FROM s LEFT JOIN ins ON ins.serial = s.serial`,
+      [param, request.reason, request.revokedAt, request.requestedBy, ...(request.manufacturerId === null ? [] : [request.manufacturerId])],
+    );
+    const inserted = rows.filter((r) => r.inserted);
+    const shards = [...new Set(inserted.map((r) => r.crl_shard))].sort((a, b) => a - b);
+    if (inserted.length > 0) {
+      await client.query(
+        `INSERT INTO crl_dirty (ca_id, shard) SELECT DISTINCT r.ca_id, r.crl_shard FROM revocations r WHERE r.serial = ANY($1::bytea[]) ON CONFLICT DO NOTHING`,
+        [inserted.map((r) => r.serial)],
+      );
+    }
+    let notFound: Buffer[] = [];
+    if (request.target.kind !== 'batch') {
+      const found = new Set(rows.map((r) => (request.target.kind === 'serials' ? r.serial : r.eui64).toString('hex')));
+      const named = request.target.kind === 'serials' ? request.target.serials : request.target.eui64s;
+      notFound = named.filter((n) => !found.has(n.toString('hex')));
+    }
+    await appendAuditEvents(client, [
+      {
+        site: request.site,
+        actor: request.requestedBy,
+        action: 'revocation.request',
+        subject: request.target.kind === 'batch' ? `batch:${request.target.batchId}` : `${request.target.kind}:${param instanceof Array ? param.length : 1}`,
+        details: { reason: request.reason, revoked: inserted.length, alreadyRevoked: rows.length - inserted.length, notFound: notFound.length, serials: inserted.map((r) => r.serial.toString('hex')) },
+      },
+    ]);
+    return { revoked: inserted.length, alreadyRevoked: rows.length - inserted.length, notFound, shards };
+  });
+}
+
+/** Does this batch exist and belong to the manufacturer (when scoped)? */
+export async function batchOwner(db: Queryable, batchId: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ manufacturer_id: string }>('SELECT manufacturer_id FROM batches WHERE id = $1::uuid', [batchId]);
+  return rows[0]?.manufacturer_id;
+}
+
+// --- CRLs -------------------------------------------------------------------------------------------
+
+export interface CrlRecord {
+  readonly caId: string;
+  readonly shard: number;
+  readonly kind: 'full' | 'delta';
+  readonly crlNumber: bigint;
+  readonly baseNumber: bigint | null;
+  readonly thisUpdate: Date;
+  readonly nextUpdate: Date;
+  readonly coversUntil: Date;
+  readonly entries: number;
+  readonly der: Buffer;
+}
+
+function toCrl(r: Record<string, unknown>): CrlRecord {
+  return {
+    caId: r.ca_id as string,
+    shard: r.shard as number,
+    kind: r.kind as 'full' | 'delta',
+    crlNumber: BigInt(r.crl_number as number),
+    baseNumber: r.base_number === null ? null : BigInt(r.base_number as number),
+    thisUpdate: r.this_update as Date,
+    nextUpdate: r.next_update as Date,
+    coversUntil: r.covers_until as Date,
+    entries: r.entries as number,
+    der: r.der as Buffer,
+  };
+}
+
+export async function getCrl(db: Queryable, caId: string, shard: number, kind: 'full' | 'delta'): Promise<CrlRecord | undefined> {
+  const { rows } = await db.query('SELECT * FROM crls WHERE ca_id = $1 AND shard = $2 AND kind = $3', [caId, shard, kind]);
+  return rows[0] ? toCrl(rows[0]) : undefined;
+}
+
+/** Full CRLs (without their DER), for the publisher's schedule. */
+export async function listFullCrls(db: Queryable, caId: string): Promise<Omit<CrlRecord, 'der'>[]> {
+  const { rows } = await db.query("SELECT ca_id, shard, kind, crl_number, base_number, this_update, next_update, covers_until, entries, ''::bytea AS der FROM crls WHERE ca_id = $1 AND kind = 'full'", [caId]);
+  return rows.map(toCrl);
+}
+
+export async function listDirtyShards(db: Queryable, caId: string): Promise<number[]> {
+  const { rows } = await db.query<{ shard: number }>('SELECT shard FROM crl_dirty WHERE ca_id = $1 ORDER BY shard', [caId]);
+  return rows.map((r) => r.shard);
+}
+
+/**
+ * A consistent view for publishing: revocations are locked against new rows while the shards are read
+ * (SHARE lock: concurrent revocations wait a moment), so covers_until is exact and a delta CRL misses
+ * nothing its base does not have. Runs `fn` with helpers bound to that snapshot and commits what it writes.
+ */
+export async function withCrlSnapshot<T>(pool: Pool, fn: (snapshot: CrlSnapshot) => Promise<T>): Promise<T> {
+  return withTransaction(pool, async (client) => {
+    await client.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+    await client.query('LOCK TABLE revocations IN SHARE MODE');
+    const { rows } = await client.query<{ at: Date }>('SELECT clock_timestamp() AS at');
+    return fn(new CrlSnapshot(client, rows[0]!.at));
+  });
+}
+
+export class CrlSnapshot {
+  constructor(
+    private readonly client: PoolClient,
+    /** Every revocation created up to this instant is visible here, and no later one. */
+    readonly coversUntil: Date,
+  ) {}
+
+  async revokedInShard(caId: string, shard: number, after?: Date): Promise<{ serial: Buffer; revokedAt: Date; reason: number }[]> {
+    const { rows } = await this.client.query<{ serial: Buffer; revoked_at: Date; reason: number }>(
+      `SELECT serial, revoked_at, reason FROM revocations WHERE ca_id = $1 AND crl_shard = $2 ${after ? 'AND created_at > $3' : ''} ORDER BY serial`,
+      after ? [caId, shard, after] : [caId, shard],
+    );
+    return rows.map((r) => ({ serial: r.serial, revokedAt: r.revoked_at, reason: r.reason }));
+  }
+
+  async countRevokedInShard(caId: string, shard: number): Promise<number> {
+    const { rows } = await this.client.query<{ n: number }>('SELECT count(*)::int AS n FROM revocations WHERE ca_id = $1 AND crl_shard = $2', [caId, shard]);
+    return rows[0]!.n;
+  }
+
+  async previousFull(caId: string, shard: number): Promise<CrlRecord | undefined> {
+    return getCrl(this.client, caId, shard, 'full');
+  }
+
+  /** The next CRL number: greatest(last + 1, unix seconds), never backwards (RFC 5280 5.2.3). */
+  async nextCrlNumber(caId: string): Promise<bigint> {
+    const { rows } = await this.client.query<{ n: string }>(
+      `INSERT INTO crl_numbers (ca_id, last_number) VALUES ($1, extract(epoch FROM clock_timestamp())::bigint)
+       ON CONFLICT (ca_id) DO UPDATE SET last_number = greatest(crl_numbers.last_number + 1, extract(epoch FROM clock_timestamp())::bigint)
+       RETURNING last_number::text AS n`,
+      [caId],
+    );
+    return BigInt(rows[0]!.n);
+  }
+
+  async saveCrl(crl: CrlRecord): Promise<void> {
+    await this.client.query(
+      `INSERT INTO crls (ca_id, shard, kind, crl_number, base_number, this_update, next_update, covers_until, entries, der)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+       ON CONFLICT (ca_id, shard, kind) DO UPDATE SET crl_number = EXCLUDED.crl_number, base_number = EXCLUDED.base_number, this_update = EXCLUDED.this_update,
+         next_update = EXCLUDED.next_update, covers_until = EXCLUDED.covers_until, entries = EXCLUDED.entries, der = EXCLUDED.der, published_at = now()`,
+      [crl.caId, crl.shard, crl.kind, crl.crlNumber.toString(), crl.baseNumber?.toString() ?? null, crl.thisUpdate, crl.nextUpdate, crl.coversUntil, crl.entries, crl.der],
+    );
+  }
+
+  async clearDirty(caId: string, shards: readonly number[]): Promise<void> {
+    await this.client.query('DELETE FROM crl_dirty WHERE ca_id = $1 AND shard = ANY($2::int[])', [caId, shards]);
+  }
+}
+
+// --- OCSP -------------------------------------------------------------------------------------------
+
+export interface CertificateStatusRow {
+  readonly serial: Buffer;
+  readonly caId: string;
+  readonly revokedAt: Date | null;
+  readonly reason: number | null;
+}
+
+export async function getCertificateStatus(db: Queryable, serial: Buffer): Promise<CertificateStatusRow | undefined> {
+  const { rows } = await db.query<{ serial: Buffer; ca_id: string; revoked_at: Date | null; reason: number | null }>(
+    'SELECT c.serial, c.ca_id, r.revoked_at, r.reason FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial WHERE c.serial = $1',
+    [serial],
+  );
+  const r = rows[0];
+  return r ? { serial: r.serial, caId: r.ca_id, revokedAt: r.revoked_at, reason: r.reason } : undefined;
+}
+
+export interface StoredOcspResponse {
+  readonly serial: Buffer;
+  readonly hashAlg: 'sha1' | 'sha256';
+  readonly status: 'good' | 'revoked';
+  readonly thisUpdate: Date;
+  readonly nextUpdate: Date;
+  readonly der: Buffer;
+}
+
+export async function getOcspResponse(db: Queryable, serial: Buffer, hashAlg: 'sha1' | 'sha256'): Promise<StoredOcspResponse | undefined> {
+  const { rows } = await db.query<{ status: 'good' | 'revoked'; this_update: Date; next_update: Date; der: Buffer }>(
+    'SELECT status, this_update, next_update, der FROM ocsp_responses WHERE serial = $1 AND hash_alg = $2',
+    [serial, hashAlg],
+  );
+  const r = rows[0];
+  return r ? { serial, hashAlg, status: r.status, thisUpdate: r.this_update, nextUpdate: r.next_update, der: r.der } : undefined;
+}
+
+export async function saveOcspResponses(db: Queryable, responses: readonly StoredOcspResponse[]): Promise<void> {
+  if (responses.length === 0) return;
+  await db.query(
+    `INSERT INTO ocsp_responses (serial, hash_alg, status, this_update, next_update, der)
+     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bytea[])
+     ON CONFLICT (serial, hash_alg) DO UPDATE SET status = EXCLUDED.status, this_update = EXCLUDED.this_update, next_update = EXCLUDED.next_update, der = EXCLUDED.der
+       WHERE ocsp_responses.this_update <= EXCLUDED.this_update`,
+    [responses.map((r) => r.serial), responses.map((r) => r.hashAlg), responses.map((r) => r.status), responses.map((r) => r.thisUpdate), responses.map((r) => r.nextUpdate), responses.map((r) => r.der)],
+  );
+}
+
+/** Revocations created after `after` (the responder's watermark), oldest first. */
+export async function revocationsSince(db: Queryable, after: Date, limit: number): Promise<{ serial: Buffer; createdAt: Date }[]> {
+  const { rows } = await db.query<{ serial: Buffer; created_at: Date }>('SELECT serial, created_at FROM revocations WHERE created_at > $1 ORDER BY created_at LIMIT $2', [after, limit]);
+  return rows.map((r) => ({ serial: r.serial, createdAt: r.created_at }));
+}
+
+/** Pre-produced responses whose nextUpdate is near, for the refresher. */
+export async function ocspResponsesExpiringBefore(db: Queryable, before: Date, limit: number): Promise<{ serial: Buffer; hashAlg: 'sha1' | 'sha256' }[]> {
+  const { rows } = await db.query<{ serial: Buffer; hash_alg: 'sha1' | 'sha256' }>('SELECT serial, hash_alg FROM ocsp_responses WHERE next_update < $1 ORDER BY next_update LIMIT $2', [before, limit]);
+  return rows.map((r) => ({ serial: r.serial, hashAlg: r.hash_alg }));
+}

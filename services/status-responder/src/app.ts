@@ -1,0 +1,146 @@
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import client from 'prom-client';
+import { CA_IDS, CrlPublisher, OcspResponder, SiteGuard, loadSiteIssuer, type OcspAnswer } from '@fleetpki/ca';
+import { isFleetError, type FleetConfig } from '@fleetpki/core';
+import { openSiteKeyStore, type KeyStore, type Signer } from '@fleetpki/hsm';
+import { createPool, getCrl, listCas, type Pool } from '@fleetpki/store';
+import { ocspIssuerHashes, parseCaCertificate } from '@fleetpki/x509';
+
+/** Largest OCSP request accepted (a few CertIDs; RFC 6960 requests are ~100 bytes). */
+const MAX_OCSP_REQUEST = 4 * 1024;
+
+export interface StatusRuntime {
+  readonly app: FastifyInstance;
+  readonly ocsp: OcspResponder;
+  readonly publisher: CrlPublisher | undefined;
+  /** One pass of the background work: revocations -> OCSP, due CRL shards, expiring responses. */
+  tick(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function sendOcsp(reply: FastifyReply, answer: OcspAnswer, cacheable: boolean) {
+  reply.type('application/ocsp-response');
+  if (cacheable && answer.nextUpdate && answer.thisUpdate) {
+    // RFC 9919 6 (RFC 5019 6.2): caching headers from the response's own validity.
+    const maxAge = Math.max(0, Math.floor((answer.nextUpdate.getTime() - Date.now()) / 1000));
+    reply.header('cache-control', `max-age=${maxAge}, public, no-transform, must-revalidate`);
+    reply.header('last-modified', answer.thisUpdate.toUTCString());
+    reply.header('expires', answer.nextUpdate.toUTCString());
+    reply.header('etag', answer.etag!);
+  } else reply.header('cache-control', 'no-store');
+  return reply.send(answer.der);
+}
+
+/**
+ * The status service of a site: OCSP over GET and POST, and the CRL shards at their distribution-point
+ * URLs, from the site's own database (a hot standby on site B). On the active site it also publishes
+ * CRLs and pre-produces OCSP responses. Without the CA key in this site's HSM it serves what is stored.
+ */
+export async function createStatusRuntime(config: FleetConfig, options: { logger?: boolean; tickEveryMs?: number } = {}): Promise<StatusRuntime> {
+  const site = config.sites[config.site];
+  const pool: Pool = createPool(site.databaseUrl, { applicationName: `fleetpki-status-${site.id}`, max: 8 });
+  let keyStore: KeyStore | undefined;
+  try {
+    const guard = new SiteGuard(pool, config);
+    const record = (await listCas(pool)).find((c) => c.id === CA_IDS.deviceIssuing);
+    if (!record) throw new Error('no device issuing CA in the store: run the ceremony first');
+    const certificate = parseCaCertificate(record.certificate);
+    let publisher: CrlPublisher | undefined;
+    let signer: Signer | undefined;
+    try {
+      keyStore = await openSiteKeyStore(config, site, { sessions: 2 });
+      const { ca } = await loadSiteIssuer(config, pool, keyStore);
+      signer = ca.signer;
+      publisher = new CrlPublisher(pool, ca, config.crlBaseUrl);
+    } catch (err) {
+      if (!isFleetError(err) && !(err as { code?: string }).code?.startsWith('HSM_')) throw err;
+      // No usable key here (a standby whose HSM has no clone yet): serve stored responses and CRLs.
+      await keyStore?.close();
+      keyStore = undefined;
+    }
+    const canWrite = async () => !(await guard.isStandby());
+    const ocsp = new OcspResponder(pool, record.id, ocspIssuerHashes(certificate.subjectDer, certificate.publicKeySpki), signer, canWrite);
+    ocsp.startWatchingFrom(new Date());
+
+    const registry = new client.Registry();
+    const responses = new client.Counter({ name: 'fleetpki_ocsp_responses_total', help: 'OCSP responses by kind', labelNames: ['kind'] as const, registers: [registry] });
+    const app = Fastify({ logger: options.logger ?? { level: config.logLevel }, bodyLimit: MAX_OCSP_REQUEST });
+    app.addContentTypeParser('application/ocsp-request', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _request, reply) => {
+      if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send({ code: 'BODY_TOO_LARGE', message: `OCSP requests are at most ${MAX_OCSP_REQUEST} bytes` });
+      if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.status(415).send({ code: 'MEDIA_TYPE_UNSUPPORTED', message: 'send application/ocsp-request' });
+      return reply.status(err.statusCode && err.statusCode < 500 ? err.statusCode : 500).send({ code: 'REQUEST_INVALID', message: err.message });
+    });
+
+    app.post('/ocsp', async (request, reply) => {
+      const body = request.body;
+      if (!Buffer.isBuffer(body)) return reply.status(415).send({ code: 'MEDIA_TYPE_UNSUPPORTED', message: 'send application/ocsp-request' });
+      const answer = await ocsp.respond(body);
+      responses.inc({ kind: answer.kind });
+      return sendOcsp(reply, answer, false);
+    });
+    // RFC 6960 A.1: GET {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}
+    app.get<{ Params: { '*': string } }>('/ocsp/*', async (request, reply) => {
+      const encoded = request.params['*'];
+      let der: Buffer;
+      try {
+        der = Buffer.from(decodeURIComponent(encoded), 'base64');
+      } catch {
+        der = Buffer.alloc(0);
+      }
+      const answer = der.length > 0 && der.length <= MAX_OCSP_REQUEST ? await ocsp.respond(der) : { der: Buffer.from('30030a0101', 'hex'), kind: 'malformedRequest' as const };
+      responses.inc({ kind: answer.kind });
+      return sendOcsp(reply, answer, true);
+    });
+
+    app.get<{ Params: { caId: string; name: string } }>('/crl/:caId/:name', async (request, reply) => {
+      const m = /^s(\d{4})(-delta)?\.crl$/.exec(request.params.name);
+      const crl = m ? await getCrl(pool, request.params.caId, Number(m[1]), m[2] ? 'delta' : 'full') : undefined;
+      if (!crl) return reply.status(404).send({ code: 'CRL_NOT_FOUND', message: `no CRL ${request.params.caId}/${request.params.name}` });
+      const maxAge = Math.max(0, Math.floor((crl.nextUpdate.getTime() - Date.now()) / 1000));
+      return reply
+        .type('application/pkix-crl')
+        .header('cache-control', `max-age=${Math.min(maxAge, 60)}, public, no-transform`)
+        .header('last-modified', crl.thisUpdate.toUTCString())
+        .header('expires', crl.nextUpdate.toUTCString())
+        .send(crl.der);
+    });
+    app.get('/healthz', async () => ({ status: 'ok', signing: signer !== undefined }));
+    app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+
+    const tick = async () => {
+      await ocsp.applyNewRevocations();
+      if (publisher && (await canWrite())) await publisher.publishDue();
+      await ocsp.refreshExpiring();
+    };
+    let timer: NodeJS.Timeout | undefined;
+    let closed = false;
+    const loop = async () => {
+      try {
+        await tick();
+      } catch (err) {
+        app.log.warn({ err: { message: (err as Error).message } }, 'status background pass failed; retrying');
+      }
+      if (!closed) timer = setTimeout(loop, options.tickEveryMs ?? 500);
+    };
+    if (options.tickEveryMs !== 0) void loop();
+
+    return {
+      app,
+      ocsp,
+      publisher,
+      tick,
+      async close() {
+        closed = true;
+        if (timer) clearTimeout(timer);
+        await app.close();
+        await keyStore?.close();
+        await pool.end();
+      },
+    };
+  } catch (err) {
+    await keyStore?.close();
+    await pool.end();
+    throw err;
+  }
+}

@@ -1,0 +1,261 @@
+import assert from 'node:assert/strict';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { buildCertId, crlShardOf } from '@fleetpki/ca';
+import { FleetApiClient } from '@fleetpki/client';
+import type { FleetConfig } from '@fleetpki/core';
+import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
+import { generateManifest, readRevocationList } from '@fleetpki/manifest';
+import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
+import type { Pool } from '@fleetpki/store';
+import { generateDeviceKeys, ocspIssuerHashes, parseCaCertificate, readCrlSerials, toPem } from '@fleetpki/x509';
+import { startService, stopProcess } from '../scripts/lib/services.js';
+import { createToken, ensureCa, openssl, siteAPool, type TestCa } from './support/ca.js';
+import { ensureSites, waitFor } from './support/sites.js';
+
+let config: FleetConfig;
+let pool: Pool;
+let ca: TestCa;
+let issuer: IssuerRuntime;
+let status: StatusRuntime;
+let factory: FleetApiClient;
+let officer: FleetApiClient;
+let factoryToken: string;
+let officerToken: string;
+let statusUrl: string;
+let worker: ChildProcess | undefined;
+
+before(async () => {
+  config = await ensureSites();
+  pool = siteAPool(config);
+  ca = await ensureCa(config, pool);
+  issuer = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 2, poolSize: 6 });
+  await issuer.app.listen({ host: '127.0.0.1', port: 0 });
+  const apiUrl = `http://127.0.0.1:${(issuer.app.server.address() as AddressInfo).port}`;
+  factoryToken = await createToken(pool, 'factory', 'revocation-maker');
+  officerToken = await createToken(pool, 'revocation-officer', null);
+  factory = new FleetApiClient(apiUrl, factoryToken);
+  officer = new FleetApiClient(apiUrl, officerToken);
+  status = await createStatusRuntime({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
+  await status.app.listen({ host: '127.0.0.1', port: 0 });
+  statusUrl = `http://127.0.0.1:${(status.app.server.address() as AddressInfo).port}`;
+});
+
+after(async () => {
+  if (worker) await stopProcess(worker);
+  await status?.close();
+  await issuer?.close();
+  await pool?.end();
+});
+
+function file(name: string, content: string | Buffer): string {
+  const path = join(ca.dir, name);
+  writeFileSync(path, content);
+  return path;
+}
+
+/** Enrols one device key (smart-meter profile: it has a CRL distribution point) and writes the PEM. */
+async function enrolDevice(): Promise<{ pem: string; path: string; serial: string; eui64: string; crlPath: string }> {
+  const [key] = generateDeviceKeys(1);
+  const eui64 = `EE${randomBytes(7).toString('hex').toUpperCase()}`;
+  const res = await issuer.app.inject({
+    method: 'POST',
+    url: '/v1/enrolments',
+    headers: { authorization: `Bearer ${factoryToken}`, 'content-type': 'application/json' },
+    payload: { eui64, keyRole: 'digitalSignature', csr: key!.csr.toString('base64') },
+  });
+  assert.equal(res.statusCode, 201, res.body);
+  const body = res.json<{ certificate: string; serial: string }>();
+  const path = file(`${body.serial}.pem`, body.certificate);
+  const dp = openssl(['x509', '-in', path, '-noout', '-ext', 'crlDistributionPoints']);
+  const url = /URI:(\S+)/.exec(dp)![1]!;
+  return { pem: body.certificate, path, serial: body.serial, eui64, crlPath: new URL(url).pathname };
+}
+
+function ocspStatus(certPath: string): string {
+  return openssl(['ocsp', '-issuer', ca.issuingPem, '-cert', certPath, '-url', `${statusUrl}/ocsp`, '-CAfile', ca.rootPem, '-no_nonce']);
+}
+
+async function fetchCrl(path: string, name: string): Promise<string> {
+  const res = await fetch(`${statusUrl}${path}`);
+  assert.equal(res.status, 200, `${path}: ${res.status}`);
+  const der = Buffer.from(await res.arrayBuffer());
+  return file(name, toPem(der, 'X509 CRL'));
+}
+
+describe('revocation, CRLs and OCSP', () => {
+  let revoked: Awaited<ReturnType<typeof enrolDevice>>;
+  let good: Awaited<ReturnType<typeof enrolDevice>>;
+
+  it('OCSP says good, then revoked with time and reason once an officer revokes', async () => {
+    revoked = await enrolDevice();
+    good = await enrolDevice();
+    const before = ocspStatus(revoked.path);
+    assert.match(before, /Response verify OK/);
+    assert.match(before, /: good/);
+    const outcome = await officer.revoke({ serials: [revoked.serial] }, 'keyCompromise');
+    assert.deepEqual([outcome.revoked, outcome.alreadyRevoked, outcome.reason], [1, 0, 1]);
+    const after = await waitFor('OCSP revoked', async () => {
+      const text = ocspStatus(revoked.path);
+      return /: revoked/.test(text) ? text : undefined;
+    }, 10_000, 200);
+    assert.match(after, /Reason: keyCompromise/);
+    assert.match(after, /Revocation Time: /);
+    assert.match(ocspStatus(good.path), /: good/);
+    // Visible in certificate queries.
+    const view = await issuer.app.inject({ url: `/v1/certificates/${revoked.serial}`, headers: { authorization: `Bearer ${officerToken}` } });
+    assert.equal(view.json<{ status: string }>().status, 'revoked');
+  });
+
+  it('is idempotent: a second revocation changes nothing', async () => {
+    const again = await officer.revoke({ serials: [revoked.serial] }, 'superseded');
+    assert.deepEqual([again.revoked, again.alreadyRevoked], [0, 1]);
+    assert.match(ocspStatus(revoked.path), /Reason: keyCompromise/);
+  });
+
+  it('publishes shard CRLs and deltas that OpenSSL verifies; verify -crl_check fails for the revoked certificate only', async () => {
+    await waitFor('shard republished', async () => {
+      const crl = await fetchCrl(revoked.crlPath, 'r.crl.pem');
+      return /Serial Number: /.test(openssl(['crl', '-in', crl, '-noout', '-text'])) ? true : undefined;
+    }, 10_000, 200);
+    const crl = await fetchCrl(revoked.crlPath, 'revoked-shard.crl.pem');
+    assert.match(openssl(['crl', '-in', crl, '-CAfile', ca.issuingPem, '-noout', '-verify']), /verify OK/);
+    const text = openssl(['crl', '-in', crl, '-noout', '-text']);
+    assert.match(text, new RegExp(`Serial Number: ${revoked.serial.toUpperCase()}`));
+    assert.match(text, /Issuing Distribution Point: critical/);
+    assert.ok(text.includes(`URI:${config.crlBaseUrl.replace(/\/$/, '')}`), 'IDP names the shard URL');
+    const delta = await fetchCrl(revoked.crlPath.replace(/\.crl$/, '-delta.crl'), 'revoked-delta.crl.pem');
+    assert.match(openssl(['crl', '-in', delta, '-CAfile', ca.issuingPem, '-noout', '-verify']), /verify OK/);
+    assert.match(openssl(['crl', '-in', delta, '-noout', '-text']), /Delta CRL Indicator: critical/);
+
+    const chain = file('chain-ca.pem', `${openssl(['x509', '-in', ca.issuingPem])}${openssl(['x509', '-in', ca.rootPem])}`);
+    assert.throws(() => openssl(['verify', '-crl_check', '-CAfile', chain, '-CRLfile', crl, revoked.path]), /certificate revoked/);
+    const goodCrl = await fetchCrl(good.crlPath, 'good-shard.crl.pem');
+    assert.match(openssl(['verify', '-crl_check', '-CAfile', chain, '-CRLfile', goodCrl, good.path]), /: OK/);
+  });
+
+  it('never lets a CRL number go backwards', async () => {
+    const number = async () => BigInt(/X509v3 CRL Number: \n\s*(\d+)/.exec(openssl(['crl', '-in', await fetchCrl(revoked.crlPath, 'n.crl.pem'), '-noout', '-text']))![1]!);
+    const first = await number();
+    await status.publisher!.publish([crlShardOf(Buffer.from(revoked.serial, 'hex'), 64)]);
+    assert.ok((await number()) > first);
+  });
+
+  it('revokes 10,000 devices from a list file: each in exactly its own shard and revoked in OCSP', async () => {
+    worker = startService(config, 'batch-worker', { FLEETPKI_SITE: 'a', FLEETPKI_LOG_LEVEL: 'error' });
+    const manifest = join(ca.dir, 'revoke-10k.ndjson');
+    const { euiPrefix } = await generateManifest({ devices: 10_000, out: manifest, threads: 2 });
+    const { batch } = await factory.submitBatch(manifest);
+    await waitFor('batch complete', async () => ((await factory.getBatch(batch.id)).status === 'complete' ? true : undefined), 120_000, 250);
+    const lines = ['eui64', ...Array.from({ length: 10_000 }, (_, i) => `${euiPrefix}${i.toString(16).toUpperCase().padStart(10, '0')}`)];
+    const listPath = file('revoke-list.csv', lines.join('\n') + '\n');
+    const list = await readRevocationList(createReadStream(listPath));
+    assert.equal(list.devices.length, 10_000);
+    const outcome = await officer.revoke({ devices: list.devices }, 'cessationOfOperation');
+    assert.equal(outcome.revoked, 10_000);
+    assert.equal(outcome.notFound, 0);
+
+    const { rows } = await pool.query<{ serial: Buffer; crl_shard: number }>('SELECT serial, crl_shard FROM certificates WHERE batch_id = $1', [batch.id]);
+    assert.equal(rows.length, 10_000);
+    await status.publisher!.publishDue();
+    const inShard = new Map<string, number>();
+    for (let shard = 0; shard < 64; shard++) {
+      const res = await fetch(`${statusUrl}/crl/fpd1/s${String(shard).padStart(4, '0')}.crl`);
+      for (const serial of readCrlSerials(Buffer.from(await res.arrayBuffer()))) {
+        const hex = serial.toString('hex');
+        assert.ok(!inShard.has(hex), `serial ${hex} listed twice`);
+        inShard.set(hex, shard);
+      }
+    }
+    for (const r of rows) {
+      assert.equal(inShard.get(r.serial.toString('hex')), r.crl_shard, `serial ${r.serial.toString('hex')} in shard ${r.crl_shard}`);
+      assert.equal(r.crl_shard, crlShardOf(r.serial, 64));
+    }
+    // OCSP for every one of them, through the responder (a sample over HTTP with OpenSSL above).
+    const record = parseCaCertificate(issuingDer());
+    const hashes = ocspIssuerHashes(record.subjectDer, record.publicKeySpki);
+    await waitFor('responder caught up', async () => ((await status.ocsp.applyNewRevocations()) === 0 ? true : undefined), 30_000, 100);
+    let revokedCount = 0;
+    for (const r of rows) {
+      const answer = await status.ocsp.respond(ocspRequest(buildCertId('sha256', hashes, r.serial)));
+      if (answer.kind === 'revoked') revokedCount++;
+    }
+    assert.equal(revokedCount, 10_000);
+  });
+});
+
+describe('OCSP responder under bad input', () => {
+  const post = (body: Buffer) => fetch(`${statusUrl}/ocsp`, { method: 'POST', headers: { 'content-type': 'application/ocsp-request' }, body });
+  const malformed = '30030a0101';
+
+  const cases: [string, () => Buffer][] = [
+    ['random bytes', () => randomBytes(200)],
+    ['truncated DER', () => Buffer.from('3082010a0201', 'hex')],
+    ['an empty SEQUENCE', () => Buffer.from('3000', 'hex')],
+    ['a certificate instead of a request', () => issuingDer()],
+  ];
+  for (const [name, body] of cases) {
+    it(`${name} -> malformedRequest`, async () => {
+      const res = await post(body());
+      assert.equal(res.status, 200);
+      assert.equal(Buffer.from(await res.arrayBuffer()).toString('hex'), malformed);
+    });
+  }
+
+  it('a huge body -> 413, and the responder keeps answering', async () => {
+    const res = await post(randomBytes(200_000));
+    assert.equal(res.status, 413);
+    const get = await fetch(`${statusUrl}/ocsp/${encodeURIComponent(randomBytes(40).toString('base64'))}`);
+    assert.equal(Buffer.from(await get.arrayBuffer()).toString('hex'), malformed);
+    assert.equal((await fetch(`${statusUrl}/healthz`)).status, 200);
+  });
+
+  it('another issuer -> unauthorized; a serial we never issued -> unknown', async () => {
+    const record = parseCaCertificate(issuingDer());
+    const hashes = ocspIssuerHashes(record.subjectDer, record.publicKeySpki);
+    const foreign = ocspIssuerHashes(Buffer.from('300f310d300b06035504030c0446414b45', 'hex'), record.publicKeySpki);
+    const unauthorized = await post(ocspRequest(buildCertId('sha1', foreign, randomBytes(9))));
+    assert.equal(Buffer.from(await unauthorized.arrayBuffer()).toString('hex'), '30030a0106');
+    const unknown = await post(ocspRequest(buildCertId('sha1', hashes, Buffer.concat([Buffer.from([0x0a]), randomBytes(8)]))));
+    const path = file('unknown.der', Buffer.from(await unknown.arrayBuffer()));
+    assert.match(openssl(['ocsp', '-respin', path, '-resp_text', '-noverify']), /Cert Status: unknown/);
+  });
+
+  it('GET requests get HTTP caching headers', async () => {
+    const dev = await enrolDevice();
+    const reqPath = join(ca.dir, 'get.req');
+    openssl(['ocsp', '-issuer', ca.issuingPem, '-cert', dev.path, '-reqout', reqPath, '-no_nonce']);
+    const der = execFileSync('cat', [reqPath]);
+    const res = await fetch(`${statusUrl}/ocsp/${encodeURIComponent(der.toString('base64'))}`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('cache-control')!, /max-age=\d+, public, no-transform, must-revalidate/);
+    assert.ok(res.headers.get('etag') && res.headers.get('expires') && res.headers.get('last-modified'));
+    const path = file('get.resp', Buffer.from(await res.arrayBuffer()));
+    assert.match(openssl(['ocsp', '-respin', path, '-issuer', ca.issuingPem, '-cert', dev.path, '-CAfile', ca.rootPem]), /: good/);
+  });
+});
+
+describe('revocation requests', () => {
+  it('refuse a bad reason, a factory token and an empty target with stable codes', async () => {
+    await assert.rejects(officer.revoke({ serials: ['0a00'] }, 'becauseISaidSo'), { code: 'REVOCATION_REASON_INVALID' });
+    await assert.rejects(officer.revoke({ serials: [] }), { code: 'REVOCATION_EMPTY' });
+    await assert.rejects(officer.revoke({ serials: ['zz'] }), { code: 'SERIAL_INVALID' });
+    await assert.rejects(factory.revoke({ serials: ['0a00'] }), { code: 'ROLE_FORBIDDEN' });
+    const missing = await officer.revoke({ serials: ['0a0102030405060708'] });
+    assert.deepEqual([missing.revoked, missing.notFound], [0, 1]);
+  });
+});
+
+function issuingDer(): Buffer {
+  return execFileSync('openssl', ['x509', '-in', ca.issuingPem, '-outform', 'DER']);
+}
+
+/** OCSPRequest { TBSRequest { requestList { Request { CertID } } } } */
+function ocspRequest(certId: Buffer): Buffer {
+  const seq = (b: Buffer) => Buffer.concat([Buffer.from([0x30, b.length]), b]);
+  return seq(seq(seq(seq(certId))));
+}
