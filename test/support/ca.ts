@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,4 +54,14 @@ export function openssl(args: readonly string[], input?: string | Buffer): strin
 /** A CSR made by OpenSSL for a key of the given kind (e.g. ['-newkey', 'rsa:2048']). */
 export function opensslCsr(newkey: readonly string[]): string {
   return openssl(['req', '-new', ...newkey, '-nodes', '-keyout', '/dev/null', '-subj', '/CN=device', '-outform', 'PEM']);
+}
+
+/**
+ * openssl without blocking the event loop: needed when it talks to a server running in this process
+ * (OCSP against an in-process responder would deadlock with execFileSync).
+ */
+export function opensslAsync(args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('openssl', args, { encoding: 'utf8' }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout + stderr)));
+  });
 }
