@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AddressInfo } from 'node:net';
@@ -13,7 +12,7 @@ import { generateManifest, signManifestFile } from '@fleetpki/manifest';
 import { setManufacturerManifestKey, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys, readTlv, toPem } from '@fleetpki/x509';
 import { startService, stopProcess } from '../scripts/lib/services.js';
-import { createToken, ensureCa, openssl, opensslCsr, siteAPool, type TestCa } from './support/ca.js';
+import { createToken, ensureCa, writeCaFile, openssl, opensslCsr, siteAPool, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
 
 const MAKER = 'batch-maker';
@@ -50,9 +49,7 @@ after(async () => {
 });
 
 function file(name: string, content: string | Buffer): string {
-  const path = join(ca.dir, name);
-  writeFileSync(path, content);
-  return path;
+  return writeCaFile(ca, name, content);
 }
 
 async function manifest(devices: number, options: { roles?: ('digitalSignature' | 'keyAgreement')[]; keyForm?: 'csr' | 'publicKey' } = {}): Promise<string> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, writeFileSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,7 +14,7 @@ import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-respon
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys, ocspIssuerHashes, parseCaCertificate, readCrlSerials, toPem } from '@fleetpki/x509';
 import { startService, stopProcess } from '../scripts/lib/services.js';
-import { createToken, ensureCa, openssl, opensslAsync, siteAPool, type TestCa } from './support/ca.js';
+import { createToken, ensureCa, writeCaFile, openssl, opensslAsync, siteAPool, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
 
 let config: FleetConfig;
@@ -53,9 +53,7 @@ after(async () => {
 });
 
 function file(name: string, content: string | Buffer): string {
-  const path = join(ca.dir, name);
-  writeFileSync(path, content);
-  return path;
+  return writeCaFile(ca, name, content);
 }
 
 /** Enrols one device key (smart-meter profile: it has a CRL distribution point) and writes the PEM. */

@@ -65,3 +65,10 @@ export function opensslAsync(args: readonly string[]): Promise<string> {
     execFile('openssl', args, { encoding: 'utf8' }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout + stderr)));
   });
 }
+
+/** Writes a file into the test CA's scratch directory and returns its path. */
+export function writeCaFile(ca: TestCa, name: string, content: string | Buffer): string {
+  const path = join(ca.dir, name);
+  writeFileSync(path, content);
+  return path;
+}
