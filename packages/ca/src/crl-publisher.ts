@@ -71,7 +71,9 @@ export class CrlPublisher {
     return withCrlSnapshot(this.pool, async (snapshot) => {
       const thisUpdate = new Date(Math.floor(Date.now() / 1000) * 1000);
       const nextUpdate = new Date(thisUpdate.getTime() + this.validityMs);
-      const results = await Promise.all(shards.map((shard) => this.publishShard(snapshot, shard, thisUpdate, nextUpdate)));
+      // One after another: they share the snapshot's single connection, which runs one query at a time.
+      const results = [];
+      for (const shard of shards) results.push(await this.publishShard(snapshot, shard, thisUpdate, nextUpdate));
       await snapshot.clearDirty(this.ca.record.id, shards);
       return {
         shards: [...shards],

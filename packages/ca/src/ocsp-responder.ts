@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Signer } from '@fleetpki/hsm';
-import { getCertificateStatus, getOcspResponse, ocspResponsesExpiringBefore, revocationsSince, saveOcspResponses, type Pool, type StoredOcspResponse } from '@fleetpki/store';
+import { GroupCommitter } from './group-commit.js';
+import { certificatesIssuedAfter, getCertificateStatus, getOcspResponse, ocspResponsesExpiringBefore, revocationsSince, saveOcspResponses, type IssueCursor, type Pool, type RevocationCursor, type StoredOcspResponse } from '@fleetpki/store';
 import {
   OCSP_ERROR,
   OcspMalformedError,
@@ -53,7 +54,16 @@ export class OcspResponder {
   private readonly validityMs: number;
   private readonly refreshBeforeMs: number;
   private readonly cacheEntries: number;
-  private watermark = new Date(0);
+  private revocationCursor: RevocationCursor = { createdAt: '-infinity', serial: Buffer.alloc(0) };
+  private issueCursor: IssueCursor = { issuedAt: '-infinity', serial: Buffer.alloc(0) };
+  /** Responses produced on request are stored in groups: one synchronous-replication round trip for many. */
+  private readonly saves = new GroupCommitter<StoredOcspResponse, void>(
+    async (items) => {
+      await saveOcspResponses(this.pool, items);
+      return items.map(() => undefined);
+    },
+    { maxBatch: 1_000, maxConcurrent: 2 },
+  );
 
   constructor(
     private readonly pool: Pool,
@@ -102,7 +112,7 @@ export class OcspResponder {
     if (!this.signer) return stored && stored.status === status.status && stored.nextUpdate.getTime() > Date.now() ? answerOf(stored.der, stored.status, stored.thisUpdate, stored.nextUpdate) : { der: OCSP_ERROR.tryLater, kind: 'tryLater' };
     const answer = await this.produce([{ certId: id.der, status }]);
     if (status.status !== 'unknown') {
-      if (await this.canWrite()) await saveOcspResponses(this.pool, [{ serial: id.serial, hashAlg: alg, status: status.status, thisUpdate: answer.thisUpdate!, nextUpdate: answer.nextUpdate!, der: answer.der }]);
+      if (await this.canWrite()) await this.saves.submit({ serial: id.serial, hashAlg: alg, status: status.status, thisUpdate: answer.thisUpdate!, nextUpdate: answer.nextUpdate!, der: answer.der });
       return this.remember(key, answer);
     }
     return answer;
@@ -152,11 +162,15 @@ export class OcspResponder {
    * can sign and write, re-signs them at once (both CertID hash algorithms) and stores them.
    */
   async applyNewRevocations(limit = 20_000): Promise<number> {
-    const fresh = await revocationsSince(this.pool, this.watermark, limit);
+    const fresh = await revocationsSince(this.pool, this.revocationCursor, limit);
     if (fresh.length === 0) return 0;
-    this.watermark = fresh[fresh.length - 1]!.createdAt;
+    const last = fresh[fresh.length - 1]!;
+    this.revocationCursor = { createdAt: last.createdAt, serial: last.serial };
     for (const r of fresh) for (const alg of ['sha1', 'sha256'] as const) this.cache.delete(this.key(alg, r.serial));
-    if (this.signer && (await this.canWrite())) await this.resign(fresh.map((r) => ({ serial: r.serial, hashAlg: 'sha1' as const })));
+    if (this.signer && (await this.canWrite())) {
+      const mine = fresh.filter((r) => r.caId === this.caId);
+      await this.produceAndStore(mine.map((r) => ({ serial: r.serial, hashAlg: 'sha1' as const, status: { status: 'revoked' as const, revokedAt: r.revokedAt, reason: r.reason } })));
+    }
     return fresh.length;
   }
 
@@ -170,14 +184,19 @@ export class OcspResponder {
 
   /** Starting the watermark at "now" skips replaying old revocations at start-up (the store has them). */
   startWatchingFrom(at: Date): void {
-    this.watermark = at;
+    this.revocationCursor = { createdAt: at.toISOString(), serial: Buffer.alloc(0) };
   }
 
   private async resign(items: readonly { serial: Buffer; hashAlg: OcspHashAlgorithm }[]): Promise<void> {
+    const withStatus = await Promise.all(items.map(async (item) => ({ ...item, status: await this.statusOf(item.serial) })));
+    await this.produceAndStore(withStatus);
+  }
+
+  /** Signs a response for each item (in parallel, across the HSM sessions), caches and stores them. */
+  private async produceAndStore(items: readonly { serial: Buffer; hashAlg: OcspHashAlgorithm; status: OcspStatus }[]): Promise<void> {
     const produced: StoredOcspResponse[] = [];
     await Promise.all(
-      items.map(async ({ serial, hashAlg }) => {
-        const status = await this.statusOf(serial);
+      items.map(async ({ serial, hashAlg, status }) => {
         if (status.status === 'unknown') return;
         const certId = buildCertId(hashAlg, this.issuer, serial);
         const answer = await this.produce([{ certId, status }]);
@@ -186,6 +205,32 @@ export class OcspResponder {
       }),
     );
     await saveOcspResponses(this.pool, produced);
+  }
+
+  /**
+   * Pre-produces a SHA-1 CertID response (what OpenSSL and RFC 9919 clients send) for certificates
+   * issued since the last pass that have none, walking the certificates in issue order. Rows younger
+   * than `settleMs` wait for the next pass, so a chunk still committing is not stepped over. Stops after
+   * `limit` signatures or `budgetMs`, so revocations are never kept waiting behind a big backlog.
+   */
+  async preProduceNew(options: { limit?: number; budgetMs?: number; settleMs?: number } = {}): Promise<number> {
+    if (!this.signer || !(await this.canWrite())) return 0;
+    const limit = options.limit ?? 2_000;
+    const deadline = Date.now() + (options.budgetMs ?? 2_000);
+    const until = new Date(Date.now() - (options.settleMs ?? 10_000));
+    let produced = 0;
+    while (produced < limit && Date.now() < deadline) {
+      const rows = await certificatesIssuedAfter(this.pool, this.caId, this.issueCursor, until, limit - produced);
+      if (rows.length === 0) break;
+      const last = rows[rows.length - 1]!;
+      const todo = rows.filter((r) => !r.hasResponse);
+      await this.produceAndStore(
+        todo.map((r) => ({ serial: r.serial, hashAlg: 'sha1' as const, status: r.revokedAt ? { status: 'revoked' as const, revokedAt: r.revokedAt, reason: r.reason ?? 0 } : { status: 'good' as const } })),
+      );
+      this.issueCursor = { issuedAt: last.issuedAt, serial: last.serial };
+      produced += todo.length;
+    }
+    return produced;
   }
 }
 

@@ -13,7 +13,7 @@ export interface StatusRuntime {
   readonly app: FastifyInstance;
   readonly ocsp: OcspResponder;
   readonly publisher: CrlPublisher | undefined;
-  /** One pass of the background work: revocations -> OCSP, due CRL shards, expiring responses. */
+  /** One pass of the background work: revocations -> OCSP, due CRL shards, expiring responses, new certificates. */
   tick(): Promise<void>;
   close(): Promise<void>;
 }
@@ -112,6 +112,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       await ocsp.applyNewRevocations();
       if (publisher && (await canWrite())) await publisher.publishDue();
       await ocsp.refreshExpiring();
+      await ocsp.preProduceNew();
     };
     let timer: NodeJS.Timeout | undefined;
     let closed = false;

@@ -34,6 +34,10 @@ export async function revokeCertificates(
   request: { target: RevocationTarget; reason: number; revokedAt: Date; requestedBy: string; manufacturerId: string | null; site: 'a' | 'b' },
 ): Promise<RevocationOutcome> {
   return withTransaction(pool, async (client) => {
+    // Revocations commit one at a time (the mode conflicts with itself), so rows committed later always
+    // carry a later created_at: the OCSP responder's (created_at, serial) cursor then never steps over a
+    // revocation that was still committing. Bulk requests make this cheap; plain inserts never wait on it.
+    await client.query('LOCK TABLE revocations IN SHARE ROW EXCLUSIVE MODE');
     const param = request.target.kind === 'serials' ? request.target.serials : request.target.kind === 'devices' ? request.target.eui64s : request.target.batchId;
     const scoped = request.manufacturerId === null ? 'SELECT * FROM t' : 'SELECT t.* FROM t JOIN devices d ON d.eui64 = t.eui64 AND d.manufacturer_id = $5';
     const { rows } = await client.query<{ serial: Buffer; crl_shard: number; eui64: Buffer; inserted: boolean }>(
@@ -226,7 +230,15 @@ export async function getOcspResponse(db: Queryable, serial: Buffer, hashAlg: 's
   return r ? { serial, hashAlg, status: r.status, thisUpdate: r.this_update, nextUpdate: r.next_update, der: r.der } : undefined;
 }
 
-export async function saveOcspResponses(db: Queryable, responses: readonly StoredOcspResponse[]): Promise<void> {
+export async function saveOcspResponses(db: Queryable, given: readonly StoredOcspResponse[]): Promise<void> {
+  // One row per (serial, hash) in a statement: ON CONFLICT cannot touch a row twice. The newest wins.
+  const newest = new Map<string, StoredOcspResponse>();
+  for (const r of given) {
+    const key = `${r.hashAlg}:${r.serial.toString('hex')}`;
+    const seen = newest.get(key);
+    if (!seen || seen.thisUpdate <= r.thisUpdate) newest.set(key, r);
+  }
+  const responses = [...newest.values()];
   if (responses.length === 0) return;
   await db.query(
     `INSERT INTO ocsp_responses (serial, hash_alg, status, this_update, next_update, der)
@@ -237,14 +249,54 @@ export async function saveOcspResponses(db: Queryable, responses: readonly Store
   );
 }
 
-/** Revocations created after `after` (the responder's watermark), oldest first. */
-export async function revocationsSince(db: Queryable, after: Date, limit: number): Promise<{ serial: Buffer; createdAt: Date }[]> {
-  const { rows } = await db.query<{ serial: Buffer; created_at: Date }>('SELECT serial, created_at FROM revocations WHERE created_at > $1 ORDER BY created_at LIMIT $2', [after, limit]);
-  return rows.map((r) => ({ serial: r.serial, createdAt: r.created_at }));
+export interface RevocationCursor {
+  /** PostgreSQL's text of created_at (microseconds). */
+  readonly createdAt: string;
+  readonly serial: Buffer;
+}
+
+/** Revocations after `cursor` in (created_at, serial) order: the responder's feed of new revocations. */
+export async function revocationsSince(db: Queryable, cursor: RevocationCursor, limit: number): Promise<{ serial: Buffer; caId: string; revokedAt: Date; reason: number; createdAt: string }[]> {
+  const { rows } = await db.query<{ serial: Buffer; ca_id: string; revoked_at: Date; reason: number; created_at: string }>(
+    'SELECT serial, ca_id, revoked_at, reason, created_at::text AS created_at FROM revocations WHERE (created_at, serial) > ($1::timestamptz, $2::bytea) ORDER BY created_at, serial LIMIT $3',
+    [cursor.createdAt, cursor.serial, limit],
+  );
+  return rows.map((r) => ({ serial: r.serial, caId: r.ca_id, revokedAt: r.revoked_at, reason: r.reason, createdAt: r.created_at }));
 }
 
 /** Pre-produced responses whose nextUpdate is near, for the refresher. */
 export async function ocspResponsesExpiringBefore(db: Queryable, before: Date, limit: number): Promise<{ serial: Buffer; hashAlg: 'sha1' | 'sha256' }[]> {
   const { rows } = await db.query<{ serial: Buffer; hash_alg: 'sha1' | 'sha256' }>('SELECT serial, hash_alg FROM ocsp_responses WHERE next_update < $1 ORDER BY next_update LIMIT $2', [before, limit]);
   return rows.map((r) => ({ serial: r.serial, hashAlg: r.hash_alg }));
+}
+
+/** Timestamps in cursors are PostgreSQL's own text (microseconds): a JS Date would cut them to ms. */
+export interface IssueCursor {
+  readonly issuedAt: string;
+  readonly serial: Buffer;
+}
+
+export interface IssuedCertificateStatus {
+  readonly serial: Buffer;
+  readonly issuedAt: string;
+  readonly revokedAt: Date | null;
+  readonly reason: number | null;
+  /** A SHA-1 CertID response is already stored. */
+  readonly hasResponse: boolean;
+}
+
+/**
+ * Certificates of a CA in issue order after `cursor` and issued before `until`, with their revocation
+ * and whether a pre-produced response exists: the OCSP pre-producer's work list.
+ */
+export async function certificatesIssuedAfter(db: Queryable, caId: string, cursor: IssueCursor, until: Date, limit: number): Promise<IssuedCertificateStatus[]> {
+  const { rows } = await db.query<{ serial: Buffer; issued_at: string; revoked_at: Date | null; reason: number | null; has_response: boolean }>(
+    `SELECT c.serial, c.issued_at::text AS issued_at, r.revoked_at, r.reason,
+            EXISTS (SELECT 1 FROM ocsp_responses o WHERE o.serial = c.serial AND o.hash_alg = 'sha1') AS has_response
+       FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
+      WHERE c.ca_id = $1 AND (c.issued_at, c.serial) > ($2::timestamptz, $3::bytea) AND c.issued_at < $4
+      ORDER BY c.issued_at, c.serial LIMIT $5`,
+    [caId, cursor.issuedAt, cursor.serial, until, limit],
+  );
+  return rows.map((r) => ({ serial: r.serial, issuedAt: r.issued_at, revokedAt: r.revoked_at, reason: r.reason, hasResponse: r.has_response }));
 }

@@ -1,0 +1,85 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { FleetConfig } from '@fleetpki/core';
+import { createPool, insertCa, listCas, migrate, type Pool } from '@fleetpki/store';
+import { CA_IDS } from '@fleetpki/ca';
+
+export interface SyntheticCaDatabase {
+  readonly url: string;
+  readonly pool: Pool;
+  readonly caId: string;
+  /** Serials of the synthetic certificates, in insertion order. */
+  serials(limit: number, offset?: number): Promise<Buffer[]>;
+  drop(): Promise<void>;
+}
+
+function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/**
+ * A throw-away database on site A with the real CA hierarchy (copied from the site's database, keys in
+ * the HSM as usual) and `certificates` synthetic certificate rows: real serials, shards computed as at
+ * issuance (last serial byte mod 64), but a placeholder DER. The status benchmarks measure revocation,
+ * CRLs and OCSP, which read serials and shards only; signing a million certificates first would take
+ * the batch benchmark's 20 minutes and measure nothing more. Nothing here touches the site's own data.
+ */
+export async function createSyntheticCaDatabase(config: FleetConfig, certificates: number, onProgress?: (line: string) => void): Promise<SyntheticCaDatabase> {
+  const siteUrl = config.sites.a.databaseUrl;
+  const source = createPool(siteUrl, { max: 1 });
+  const cas = await listCas(source);
+  await source.end();
+  if (!cas.some((c) => c.id === CA_IDS.deviceIssuing)) throw new Error('no device issuing CA on site A: run `pnpm fleetpki ceremony init` (or `pnpm demo`) first');
+
+  const name = `bench_${randomBytes(4).toString('hex')}`;
+  const admin = createPool(withDatabase(siteUrl, 'postgres'), { max: 1 });
+  await admin.query(`CREATE DATABASE ${name}`);
+  const url = withDatabase(siteUrl, name);
+  const pool = createPool(url, { max: 8, applicationName: 'fleetpki-bench' });
+  const drop = async () => {
+    await pool.end();
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.end();
+  };
+  try {
+    await migrate(pool, join(config.repoRoot, 'migrations'));
+    for (const ca of cas) await insertCa(pool, ca);
+    const caId = CA_IDS.deviceIssuing;
+    // In slices of 100k, so a million rows show progress and no statement holds a huge snapshot.
+    const slice = 100_000;
+    for (let from = 1; from <= certificates; from += slice) {
+      const to = Math.min(certificates, from + slice - 1);
+      await pool.query(
+        `WITH rows AS (
+           SELECT i, '\\x5b'::bytea || substring(sha256(int8send(i)) FROM 1 FOR 15) AS serial FROM generate_series($2::bigint, $3::bigint) AS i
+         ), intents AS (
+           INSERT INTO issuance_intents (serial, ca_id, eui64, key_role, profile, tbs_sha256, site)
+           SELECT serial, $1, int8send(i + 7000000000000000000), 'digitalSignature', 'smart-meter', sha256(serial), 'a' FROM rows
+         )
+         INSERT INTO certificates (serial, ca_id, eui64, key_role, profile, der, not_before, not_after, crl_shard)
+         SELECT serial, $1, int8send(i + 7000000000000000000), 'digitalSignature', 'smart-meter', '\\x3000'::bytea, now(), 'infinity', get_byte(serial, 15) % 64 FROM rows`,
+        [caId, from, to],
+      );
+      onProgress?.(`${to}/${certificates} synthetic certificates`);
+    }
+    await pool.query('ANALYZE');
+    return {
+      url,
+      pool,
+      caId,
+      async serials(limit, offset = 0) {
+        const { rows } = await pool.query<{ serial: Buffer }>(
+          `SELECT '\\x5b'::bytea || substring(sha256(int8send(i)) FROM 1 FOR 15) AS serial FROM generate_series($1::bigint, $2::bigint) AS i`,
+          [offset + 1, offset + limit],
+        );
+        return rows.map((r) => r.serial);
+      },
+      drop,
+    };
+  } catch (err) {
+    await drop();
+    throw err;
+  }
+}
