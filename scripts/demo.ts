@@ -3,7 +3,7 @@
  * It grows with each capability (ceremony, factory batch, revocation, failover drill).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '@fleetpki/core';
 import { issueApiToken, runCeremony } from '@fleetpki/ca';
@@ -148,6 +148,60 @@ try {
         verifiedSample++;
       }
       console.log(`  openssl verify: ${verifiedSample} sampled certificates OK`);
+
+      heading('7. Revocation: 1,000 compromised meters of the batch, OCSP within seconds, sharded CRLs');
+      const officerToken = await issueApiToken(db, { site: 'a', actor: 'demo', name: 'demo-officer', role: 'revocation-officer', manufacturerId: null, expiresDays: 1 });
+      const officer = new FleetApiClient(base, officerToken);
+      const status = startService(config, 'status-responder', { FLEETPKI_SITE: 'a' });
+      try {
+        const statusBase = `http://127.0.0.1:${config.sites.a.statusPort}`;
+        await waitForHttp(`${statusBase}/healthz`);
+        const chainPath = join(outDir, 'chain.pem');
+        writeFileSync(chainPath, readFileSync(join(outDir, 'issuing.pem'), 'utf8') + readFileSync(join(outDir, 'root.pem'), 'utf8'));
+        const ocsp = (certPath: string) =>
+          execFileSync('openssl', ['ocsp', '-issuer', join(outDir, 'issuing.pem'), '-CAfile', join(outDir, 'root.pem'), '-cert', certPath, '-url', `${statusBase}/ocsp`, '-no_nonce'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+        const compromised = join(outDir, 'batch-1.pem');
+        const untouched = join(outDir, 'batch-2501.pem');
+        console.log(`  before: openssl ocsp says ${/: (\w+)/.exec(ocsp(compromised))![1]} for ${compromised}`);
+        const devices = lines
+          .map((l) => JSON.parse(l) as { type: string; eui64?: string })
+          .filter((l) => l.type === 'certificate')
+          .slice(0, 1_000)
+          .map((l) => l.eui64!);
+        started = performance.now();
+        const outcome = await officer.revoke({ devices }, 'keyCompromise');
+        console.log(`  revocation request (1,000 devices, keyCompromise): ${outcome.revoked} revoked in ${outcome.crlShards.length} CRL shards, answered in ${(performance.now() - started).toFixed(0)} ms`);
+        let answer = '';
+        while (!/: revoked/.test((answer = ocsp(compromised)))) await new Promise((r) => setTimeout(r, 100));
+        console.log(`  OCSP reports it revoked ${((performance.now() - started) / 1000).toFixed(2)} s after the request: ${answer.split('\n').filter((l) => /revoked|Reason|Response verify/.test(l)).map((l) => l.trim()).join('; ')}`);
+        console.log(`  the untouched meter: openssl ocsp says ${/: (\w+)/.exec(ocsp(untouched))![1]}`);
+        const dp = /URI:(\S+)/.exec(execFileSync('openssl', ['x509', '-in', compromised, '-noout', '-ext', 'crlDistributionPoints'], { encoding: 'utf8' }))![1]!;
+        let crlText = '';
+        const crlPath = join(outDir, 'shard.crl');
+        for (;;) {
+          const res = await fetch(dp);
+          if (res.ok) {
+            writeFileSync(crlPath, Buffer.from(await res.arrayBuffer()));
+            crlText = execFileSync('openssl', ['crl', '-inform', 'DER', '-in', crlPath, '-noout', '-text'], { encoding: 'utf8' });
+            if ((crlText.match(/Serial Number:/g) ?? []).length > 0 && crlText.includes(execFileSync('openssl', ['x509', '-in', compromised, '-noout', '-serial'], { encoding: 'utf8' }).trim().split('=')[1]!)) break;
+          }
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        console.log(`  its CRL shard ${dp} republished ${((performance.now() - started) / 1000).toFixed(2)} s after the request: ${(crlText.match(/Serial Number:/g) ?? []).length} entries, ${statSync(crlPath).size} bytes`);
+        const crlVerify = execFileSync('openssl', ['crl', '-inform', 'DER', '-in', crlPath, '-CAfile', join(outDir, 'issuing.pem'), '-noout', '-verify'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+        console.log(`  openssl crl -verify: ${crlVerify.trim() || 'verify OK'}`);
+        const crlPem = join(outDir, 'shard.crl.pem');
+        execFileSync('openssl', ['crl', '-inform', 'DER', '-in', crlPath, '-out', crlPem]);
+        try {
+          execFileSync('openssl', ['verify', '-crl_check', '-CAfile', chainPath, '-CRLfile', crlPem, compromised], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+          console.log('  openssl verify -crl_check: accepted the revoked certificate (unexpected)');
+          process.exitCode = 1;
+        } catch (err) {
+          console.log(`  openssl verify -crl_check on the revoked meter: ${/certificate revoked/.test(String((err as { stdout?: string }).stdout) + String((err as { stderr?: string }).stderr)) ? 'refused, certificate revoked' : (err as Error).message}`);
+        }
+      } finally {
+        await stopProcess(status);
+      }
     } finally {
       await Promise.all(workers.map(stopProcess));
     }
@@ -158,7 +212,7 @@ try {
   await db.end();
 }
 
-heading('7. Status');
+heading('8. Status');
 console.log(
   formatStatus(await sitesStatus(config))
     .split('\n')

@@ -56,10 +56,10 @@ export async function createSyntheticCaDatabase(config: FleetConfig, certificate
            SELECT i, '\\x5b'::bytea || substring(sha256(int8send(i)) FROM 1 FOR 15) AS serial FROM generate_series($2::bigint, $3::bigint) AS i
          ), intents AS (
            INSERT INTO issuance_intents (serial, ca_id, eui64, key_role, profile, tbs_sha256, site)
-           SELECT serial, $1, int8send(i + 7000000000000000000), 'digitalSignature', 'smart-meter', sha256(serial), 'a' FROM rows
+           SELECT serial, $1, int8send(i + 7000000000000000000) /* syntheticEui64(i) */, 'digitalSignature', 'smart-meter', sha256(serial), 'a' FROM rows
          )
          INSERT INTO certificates (serial, ca_id, eui64, key_role, profile, der, not_before, not_after, crl_shard)
-         SELECT serial, $1, int8send(i + 7000000000000000000), 'digitalSignature', 'smart-meter', '\\x3000'::bytea, now(), 'infinity', get_byte(serial, 15) % 64 FROM rows`,
+         SELECT serial, $1, int8send(i + 7000000000000000000) /* syntheticEui64(i) */, 'digitalSignature', 'smart-meter', '\\x3000'::bytea, now(), 'infinity', get_byte(serial, 15) % 64 FROM rows`,
         [caId, from, to],
       );
       onProgress?.(`${to}/${certificates} synthetic certificates`);
@@ -82,4 +82,9 @@ export async function createSyntheticCaDatabase(config: FleetConfig, certificate
     await drop();
     throw err;
   }
+}
+
+/** The EUI-64 of the i-th synthetic certificate (1-based), as the API takes it. */
+export function syntheticEui64(i: number): string {
+  return (7_000_000_000_000_000_000n + BigInt(i)).toString(16).toUpperCase().padStart(16, '0');
 }

@@ -158,20 +158,52 @@ export class OcspResponder {
   }
 
   /**
-   * Picks up revocations made since the last call: evicts their cached responses and, where this site
-   * can sign and write, re-signs them at once (both CertID hash algorithms) and stores them.
+   * Picks up revocations made since the last call. Where this site can sign and write, the SHA-1 CertID
+   * response (the one pre-produced) is re-signed and stored slice by slice, each slice's cached answers
+   * evicted just before it is signed: a request meanwhile gets the old answer from the cache or, once
+   * evicted, a fresh one, but never makes the responder sign the same revocation twice over. SHA-256
+   * CertID answers are evicted and produced on their next request. Without a signer, only evicts.
    */
   async applyNewRevocations(limit = 20_000): Promise<number> {
     const fresh = await revocationsSince(this.pool, this.revocationCursor, limit);
     if (fresh.length === 0) return 0;
     const last = fresh[fresh.length - 1]!;
     this.revocationCursor = { createdAt: last.createdAt, serial: last.serial };
-    for (const r of fresh) for (const alg of ['sha1', 'sha256'] as const) this.cache.delete(this.key(alg, r.serial));
-    if (this.signer && (await this.canWrite())) {
-      const mine = fresh.filter((r) => r.caId === this.caId);
-      await this.produceAndStore(mine.map((r) => ({ serial: r.serial, hashAlg: 'sha1' as const, status: { status: 'revoked' as const, revokedAt: r.revokedAt, reason: r.reason } })));
+    const evict = (rows: typeof fresh) => {
+      for (const r of rows) for (const alg of ['sha1', 'sha256'] as const) this.cache.delete(this.key(alg, r.serial));
+    };
+    if (!this.signer || !(await this.canWrite())) {
+      evict(fresh);
+      return fresh.length;
     }
+    const mine = fresh.filter((r) => r.caId === this.caId);
+    evict(fresh.filter((r) => r.caId !== this.caId));
+    const slice = 1_000;
+    let next = 0;
+    // Two slices in flight: one signing while the other's rows are committed.
+    await Promise.all(
+      [0, 1].map(async () => {
+        for (let from = next; from < mine.length; from = next) {
+          next += slice;
+          const rows = mine.slice(from, from + slice);
+          evict(rows);
+          await this.produceAndStore(rows.map((r) => ({ serial: r.serial, hashAlg: 'sha1' as const, status: { status: 'revoked' as const, revokedAt: r.revokedAt, reason: r.reason } })));
+        }
+      }),
+    );
     return fresh.length;
+  }
+
+  /** Applies every revocation waiting (in passes of `limit`), for at most `budgetMs`. */
+  async applyAllNewRevocations(options: { limit?: number; budgetMs?: number } = {}): Promise<number> {
+    const limit = options.limit ?? 20_000;
+    const deadline = Date.now() + (options.budgetMs ?? 30_000);
+    let total = 0;
+    for (;;) {
+      const n = await this.applyNewRevocations(limit);
+      total += n;
+      if (n < limit || Date.now() > deadline) return total;
+    }
   }
 
   /** Re-produces stored responses that near their nextUpdate (active site only). */

@@ -48,7 +48,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     let publisher: CrlPublisher | undefined;
     let signer: Signer | undefined;
     try {
-      keyStore = await openSiteKeyStore(config, site, { sessions: 2 });
+      keyStore = await openSiteKeyStore(config, site, { sessions: 4 });
       const { ca } = await loadSiteIssuer(config, pool, keyStore);
       signer = ca.signer;
       publisher = new CrlPublisher(pool, ca, config.crlBaseUrl);
@@ -109,7 +109,8 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 
     const tick = async () => {
-      await ocsp.applyNewRevocations();
+      // Revocations first and all of them: relying parties must see them within seconds.
+      await ocsp.applyAllNewRevocations();
       if (publisher && (await canWrite())) await publisher.publishDue();
       await ocsp.refreshExpiring();
       await ocsp.preProduceNew();
