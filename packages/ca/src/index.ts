@@ -12,3 +12,4 @@ export * from './site-issuer.js';
 export * from './revocation.js';
 export * from './crl-publisher.js';
 export * from './ocsp-responder.js';
+export * from './key-custody.js';

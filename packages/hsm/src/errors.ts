@@ -9,6 +9,8 @@ export type HsmErrorCode =
   | 'HSM_KEY_NOT_FOUND'
   | 'HSM_KEY_EXISTS'
   | 'HSM_URI_INVALID'
+  | 'HSM_KEY_NOT_EXTRACTABLE'
+  | 'HSM_UNWRAP_FAILED'
   | 'HSM_OPERATION_FAILED';
 
 export class HsmError extends FleetError {
@@ -31,4 +33,5 @@ export const CKR = {
   USER_ALREADY_LOGGED_IN: 0x100,
   USER_ANOTHER_ALREADY_LOGGED_IN: 0x104,
   ATTRIBUTE_SENSITIVE: 0x11,
+  KEY_UNEXTRACTABLE: 0x6a,
 } as const;

@@ -25,11 +25,27 @@ export interface GenerateKeyOptions {
   readonly extractable?: boolean;
 }
 
+/** A private key encrypted under a key-encryption key, as it travels from one HSM to another. */
+export interface WrappedKey {
+  readonly label: string;
+  /** CKM_AES_KEY_WRAP_PAD (RFC 5649) of the PKCS#8 private key. */
+  readonly mechanism: 'aes-key-wrap-pad';
+  readonly wrapped: Buffer;
+  readonly publicKeySpki: Buffer;
+}
+
 export interface KeyStore {
   readonly tokenLabel: string;
   generateSigningKey(label: string, options?: GenerateKeyOptions): Promise<KeyInfo>;
   getSigner(label: string): Promise<Signer>;
   describeKey(label: string): Promise<KeyInfo>;
   hasKey(label: string): Promise<boolean>;
+  /**
+   * Wraps an extractable private key under `kek` (a 256-bit AES key, present in the token only for the
+   * call, as a non-extractable session object): how an HSM clones a key into another HSM.
+   */
+  wrapPrivateKey(label: string, kek: Uint8Array): Promise<WrappedKey>;
+  /** Unwraps into this token as a sensitive, non-extractable key pair with the wrapped key's label. */
+  unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array): Promise<KeyInfo>;
   close(): Promise<void>;
 }

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import * as graphene from 'graphene-pk11';
 import { CKR, HsmError, pkcs11Code } from './errors.js';
 import { P256_EC_PARAMS, ecdsaRawToDer, p256SpkiFromPoint, unwrapEcPoint } from './ecdsa.js';
-import type { GenerateKeyOptions, KeyInfo, KeyStore, Signer } from './key-store.js';
+import type { GenerateKeyOptions, KeyInfo, KeyStore, Signer, WrappedKey } from './key-store.js';
 import { SessionPool } from './session-pool.js';
 
 export interface Pkcs11Options {
@@ -181,6 +181,84 @@ export class Pkcs11KeyStore implements KeyStore {
         });
       },
     };
+  }
+
+  async wrapPrivateKey(label: string, kek: Uint8Array): Promise<WrappedKey> {
+    return this.pool.use((session) => {
+      const privateKey = this.findPrivateKey(session, label);
+      if (privateKey.getAttribute({ extractable: null }).extractable !== true) {
+        throw new HsmError('HSM_KEY_NOT_EXTRACTABLE', `key "${label}" in token "${this.tokenLabel}" was generated non-extractable and cannot be cloned`);
+      }
+      const publicKeySpki = this.readPublicKey(session, label);
+      return this.withTransientKek(session, kek, (kekObject) => {
+        try {
+          return { label, mechanism: 'aes-key-wrap-pad' as const, wrapped: session.wrapKey(graphene.MechanismEnum.AES_KEY_WRAP_PAD, kekObject, privateKey), publicKeySpki };
+        } catch (err) {
+          if (pkcs11Code(err) === CKR.KEY_UNEXTRACTABLE) throw new HsmError('HSM_KEY_NOT_EXTRACTABLE', `token "${this.tokenLabel}" refuses to wrap "${label}"`, err);
+          throw new HsmError('HSM_OPERATION_FAILED', `wrapping "${label}" failed: ${(err as Error).message}`, err);
+        }
+      });
+    });
+  }
+
+  async unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array): Promise<KeyInfo> {
+    if (await this.hasKey(wrapped.label)) throw new HsmError('HSM_KEY_EXISTS', `token "${this.tokenLabel}" already holds a key labelled "${wrapped.label}"`);
+    const label = wrapped.label;
+    const id = createHash('sha256').update(label).digest().subarray(0, 8);
+    await this.pool.use((session) =>
+      this.withTransientKek(session, kek, (kekObject) => {
+        let privateKey: graphene.Key;
+        try {
+          privateKey = session.unwrapKey(graphene.MechanismEnum.AES_KEY_WRAP_PAD, kekObject, wrapped.wrapped, {
+            class: graphene.ObjectClass.PRIVATE_KEY,
+            keyType: graphene.KeyType.EC,
+            token: true,
+            private: true,
+            sign: true,
+            // A clone is final: it never leaves this token again, not even wrapped.
+            sensitive: true,
+            extractable: false,
+            label,
+            id,
+          });
+        } catch (err) {
+          // Wrong KEK or a corrupted blob: RFC 5649's integrity check fails inside the HSM.
+          throw new HsmError('HSM_UNWRAP_FAILED', `unwrapping "${label}" into token "${this.tokenLabel}" failed (wrong key-encryption key or damaged blob): ${(err as Error).message}`, err);
+        }
+        try {
+          // The public half travels in clear beside the blob; SPKI of P-256 ends with the 65-byte point.
+          const point = wrapped.publicKeySpki.subarray(wrapped.publicKeySpki.length - 65);
+          session.create({
+            class: graphene.ObjectClass.PUBLIC_KEY,
+            keyType: graphene.KeyType.EC,
+            token: true,
+            private: false,
+            verify: true,
+            paramsEC: P256_EC_PARAMS,
+            pointEC: Buffer.concat([Buffer.from([0x04, point.length]), point]),
+            label,
+            id,
+          });
+        } catch (err) {
+          privateKey.destroy();
+          throw new HsmError('HSM_OPERATION_FAILED', `storing the public key of "${label}" failed: ${(err as Error).message}`, err);
+        }
+      }),
+    );
+    return this.describeKey(label);
+  }
+
+  /** Runs `fn` with the KEK present as a session object, destroyed afterwards whatever happens. */
+  private withTransientKek<T>(session: graphene.Session, kek: Uint8Array, fn: (kek: graphene.SecretKey) => T): T {
+    if (kek.length !== 32) throw new HsmError('HSM_OPERATION_FAILED', `a key-encryption key is 32 bytes (AES-256), got ${kek.length}`);
+    const kekObject = session
+      .create({ class: graphene.ObjectClass.SECRET_KEY, keyType: graphene.KeyType.AES, token: false, private: true, value: Buffer.from(kek), wrap: true, unwrap: true, sensitive: true, extractable: false, label: 'fleetpki-transient-kek' })
+      .toType<graphene.SecretKey>();
+    try {
+      return fn(kekObject);
+    } finally {
+      kekObject.destroy();
+    }
   }
 
   /** Reads the CKA_VALUE of a private key. Exists for tests that prove it is refused (CKA_SENSITIVE). */

@@ -9,3 +9,4 @@ export * from './repositories/site.js';
 export * from './repositories/issuance.js';
 export * from './repositories/batches.js';
 export * from './repositories/revocations.js';
+export * from './repositories/key-custody.js';

@@ -23,4 +23,20 @@ export function registerHsmCommands(program: Command): void {
         await store.close();
       }
     });
+  hsm
+    .command('describe <label>')
+    .description("a key pair in the site's token: sensitive, extractable, public key (nothing secret is readable)")
+    .option('--site <id>', 'the site whose token to read')
+    .option('--json', 'print JSON')
+    .action(async (label: string, options: { site?: string; json?: boolean }) => {
+      const config = loadConfig(options.site ? { ...process.env, FLEETPKI_SITE: options.site } : process.env);
+      const store = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
+      try {
+        const info = await store.describeKey(label);
+        const view = { token: store.tokenLabel, label, sensitive: info.sensitive, extractable: info.extractable, publicKeySpki: info.publicKeySpki.toString('base64') };
+        console.log(options.json ? JSON.stringify(view) : `token ${view.token}: "${label}" sensitive=${view.sensitive} extractable=${view.extractable}\npublic key (SPKI, base64): ${view.publicKeySpki}`);
+      } finally {
+        await store.close();
+      }
+    });
 }

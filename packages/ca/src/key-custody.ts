@@ -1,0 +1,138 @@
+import { createHmac, createPublicKey, randomBytes, randomUUID, timingSafeEqual, verify } from 'node:crypto';
+import { combine, split } from 'shamir-secret-sharing';
+import { FleetError, type SiteId } from '@fleetpki/core';
+import { parsePkcs11Uri, type KeyStore, type WrappedKey } from '@fleetpki/hsm';
+import { appendAuditEvents, getKek, insertKek, insertKeyBackup, listCas, listKeyBackups, withTransaction, type Pool } from '@fleetpki/store';
+
+export const SHARE_FORMAT = 'fleetpki-kek-share/1';
+
+/** What one custodian holds (on a smart card in production; a file here). */
+export interface CustodianShare {
+  readonly format: typeof SHARE_FORMAT;
+  readonly kekId: string;
+  readonly custodian: number;
+  readonly custodians: number;
+  readonly threshold: number;
+  /** base64 of the Shamir share (GF(2^8), last byte is the share's x-coordinate). */
+  readonly share: string;
+}
+
+/** 16 bytes that identify a KEK without revealing it: a restore checks the combined shares against it. */
+export function kekCheckValue(kek: Uint8Array): Buffer {
+  return createHmac('sha256', kek).update('fleetpki key-encryption key check v1').digest().subarray(0, 16);
+}
+
+/** Labels of the site token's CA keys (every CA but the offline root, which never leaves its token). */
+async function siteCaKeyLabels(pool: Pool, tokenLabel: string): Promise<string[]> {
+  return (await listCas(pool))
+    .filter((ca) => ca.kind !== 'root')
+    .map((ca) => parsePkcs11Uri(ca.keyUri))
+    .filter((uri) => uri.token === tokenLabel)
+    .map((uri) => uri.object);
+}
+
+/**
+ * Key-custody ceremony on the active site: a fresh AES-256 key-encryption key wraps every CA key of the
+ * site's token (CKM_AES_KEY_WRAP_PAD, inside the HSM); the wrapped keys are stored (and so replicated to
+ * the standby); the KEK itself leaves only as `custodians` Shamir shares, any `threshold` of which
+ * rebuild it, and is then forgotten. Shamir splitting is done by an audited library
+ * (shamir-secret-sharing); SoftHSM offers no secret-sharing mechanism, as real HSMs do with card sets.
+ */
+export async function createKeyCustody(
+  pool: Pool,
+  keyStore: KeyStore,
+  options: { custodians: number; threshold: number; site: SiteId; actor: string },
+): Promise<{ kekId: string; shares: CustodianShare[]; keys: string[] }> {
+  const { custodians, threshold } = options;
+  if (!Number.isInteger(custodians) || !Number.isInteger(threshold) || threshold < 2 || custodians < threshold || custodians > 20) {
+    throw new FleetError('CUSTODY_INVALID', `need 2 <= threshold <= custodians <= 20 (got ${threshold} of ${custodians})`, { httpStatus: 400 });
+  }
+  const labels = await siteCaKeyLabels(pool, keyStore.tokenLabel);
+  if (labels.length === 0) throw new FleetError('CA_NOT_INITIALISED', `no CA keys in token "${keyStore.tokenLabel}": run \`pnpm fleetpki ceremony init\` first`);
+  const kek = randomBytes(32);
+  try {
+    const kekId = randomUUID();
+    const wrapped: WrappedKey[] = [];
+    for (const label of labels) wrapped.push(await keyStore.wrapPrivateKey(label, kek));
+    // The library wants a plain Uint8Array (a Buffer fails its check); the copy is wiped below too.
+    const secret = new Uint8Array(kek);
+    const parts = await split(secret, custodians, threshold);
+    secret.fill(0);
+    await withTransaction(pool, async (client) => {
+      await insertKek(client, { id: kekId, custodians, threshold, kekCheck: kekCheckValue(kek) });
+      for (const w of wrapped) await insertKeyBackup(client, { kekId, keyLabel: w.label, mechanism: w.mechanism, wrapped: w.wrapped, publicKeySpki: w.publicKeySpki });
+      await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'custody.create', subject: kekId, details: { custodians, threshold, keys: labels } }]);
+    });
+    const shares = parts.map((p, i) => ({ format: SHARE_FORMAT, kekId, custodian: i + 1, custodians, threshold, share: Buffer.from(p).toString('base64') }) as const);
+    return { kekId, shares, keys: labels };
+  } finally {
+    kek.fill(0);
+  }
+}
+
+/** Reads a custodian's share file, naming the file and the field at fault. */
+export function parseCustodianShare(text: string, source: string): CustodianShare {
+  let v: Partial<CustodianShare>;
+  try {
+    v = JSON.parse(text) as Partial<CustodianShare>;
+  } catch {
+    throw new FleetError('SHARE_INVALID', `${source}: not a fleetpki share (not JSON)`, { httpStatus: 400 });
+  }
+  const bad = (what: string) => new FleetError('SHARE_INVALID', `${source}: ${what}`, { httpStatus: 400 });
+  if (v.format !== SHARE_FORMAT) throw bad(`format must be ${SHARE_FORMAT}`);
+  if (typeof v.kekId !== 'string' || !/^[0-9a-f-]{36}$/.test(v.kekId)) throw bad('kekId missing or malformed');
+  for (const f of ['custodian', 'custodians', 'threshold'] as const) if (!Number.isInteger(v[f]) || v[f]! < 1) throw bad(`${f} must be a positive integer`);
+  if (typeof v.share !== 'string' || Buffer.from(v.share, 'base64').length !== 33) throw bad('share must be the base64 of 33 bytes');
+  return v as CustodianShare;
+}
+
+export interface RestoreReport {
+  readonly kekId: string;
+  readonly restored: string[];
+  readonly alreadyPresent: string[];
+}
+
+/**
+ * Restores the CA keys into this site's token (the standby's, typically) from M custodian shares: the
+ * shares must name one KEK, be distinct and at least its threshold, and rebuild a KEK whose check value
+ * matches the store's; each key is unwrapped inside the HSM as non-extractable and must then produce
+ * signatures that verify under the public key recorded at wrapping time. Keys already present are
+ * checked, not replaced. Reads only: works against a hot standby.
+ */
+export async function restoreKeysFromShares(pool: Pool, keyStore: KeyStore, shares: readonly CustodianShare[]): Promise<RestoreReport> {
+  if (shares.length === 0) throw new FleetError('CUSTODY_SHARES_INSUFFICIENT', 'no shares given', { httpStatus: 400 });
+  const kekId = shares[0]!.kekId;
+  if (shares.some((s) => s.kekId !== kekId)) throw new FleetError('CUSTODY_SHARES_MISMATCH', 'the shares belong to different key-encryption keys', { httpStatus: 400 });
+  const kekRecord = await getKek(pool, kekId);
+  if (!kekRecord) throw new FleetError('CUSTODY_KEK_UNKNOWN', `no key-encryption key ${kekId} in this site's store (was the custody ceremony run, and has it replicated?)`, { httpStatus: 404 });
+  const distinct = new Map(shares.map((s) => [s.custodian, s]));
+  if (distinct.size < kekRecord.threshold) {
+    throw new FleetError('CUSTODY_SHARES_INSUFFICIENT', `${distinct.size} distinct custodian share(s) given; ${kekRecord.threshold} of ${kekRecord.custodians} are needed`, { httpStatus: 400 });
+  }
+  const kek = Buffer.from(await combine([...distinct.values()].map((s) => new Uint8Array(Buffer.from(s.share, 'base64')))));
+  try {
+    if (!timingSafeEqual(kekCheckValue(kek), kekRecord.kekCheck)) {
+      throw new FleetError('CUSTODY_SHARES_MISMATCH', 'the shares do not rebuild the key-encryption key: one of them is wrong or damaged', { httpStatus: 400 });
+    }
+    const restored: string[] = [];
+    const alreadyPresent: string[] = [];
+    for (const backup of await listKeyBackups(pool, kekId)) {
+      if (await keyStore.hasKey(backup.keyLabel)) {
+        const present = await keyStore.describeKey(backup.keyLabel);
+        if (!present.publicKeySpki.equals(backup.publicKeySpki)) throw new FleetError('CA_KEY_MISMATCH', `token "${keyStore.tokenLabel}" holds a different key labelled "${backup.keyLabel}"`);
+        alreadyPresent.push(backup.keyLabel);
+        continue;
+      }
+      await keyStore.unwrapPrivateKey({ label: backup.keyLabel, mechanism: backup.mechanism, wrapped: backup.wrapped, publicKeySpki: backup.publicKeySpki }, kek);
+      const probe = randomBytes(32);
+      const signature = await (await keyStore.getSigner(backup.keyLabel)).sign(probe);
+      if (!verify('sha256', probe, createPublicKey({ key: backup.publicKeySpki, format: 'der', type: 'spki' }), signature)) {
+        throw new FleetError('CA_KEY_MISMATCH', `the key unwrapped as "${backup.keyLabel}" does not sign for its public key`);
+      }
+      restored.push(backup.keyLabel);
+    }
+    return { kekId, restored, alreadyPresent };
+  } finally {
+    kek.fill(0);
+  }
+}

@@ -1,0 +1,45 @@
+import type { Queryable } from '../pool.js';
+
+export interface KekRecord {
+  readonly id: string;
+  readonly custodians: number;
+  readonly threshold: number;
+  readonly kekCheck: Buffer;
+  readonly createdAt: Date;
+}
+
+export interface KeyBackupRecord {
+  readonly kekId: string;
+  readonly keyLabel: string;
+  readonly mechanism: 'aes-key-wrap-pad';
+  readonly wrapped: Buffer;
+  readonly publicKeySpki: Buffer;
+}
+
+export async function insertKek(db: Queryable, kek: Omit<KekRecord, 'createdAt'>): Promise<void> {
+  await db.query('INSERT INTO key_encryption_keys (id, custodians, threshold, kek_check) VALUES ($1, $2, $3, $4)', [kek.id, kek.custodians, kek.threshold, kek.kekCheck]);
+}
+
+export async function getKek(db: Queryable, id: string): Promise<KekRecord | undefined> {
+  const { rows } = await db.query<{ id: string; custodians: number; threshold: number; kek_check: Buffer; created_at: Date }>('SELECT * FROM key_encryption_keys WHERE id = $1', [id]);
+  const r = rows[0];
+  return r && { id: r.id, custodians: r.custodians, threshold: r.threshold, kekCheck: r.kek_check, createdAt: r.created_at };
+}
+
+export async function insertKeyBackup(db: Queryable, backup: KeyBackupRecord): Promise<void> {
+  await db.query('INSERT INTO key_backups (kek_id, key_label, mechanism, wrapped, public_key_spki) VALUES ($1, $2, $3, $4, $5)', [
+    backup.kekId,
+    backup.keyLabel,
+    backup.mechanism,
+    backup.wrapped,
+    backup.publicKeySpki,
+  ]);
+}
+
+export async function listKeyBackups(db: Queryable, kekId: string): Promise<KeyBackupRecord[]> {
+  const { rows } = await db.query<{ kek_id: string; key_label: string; mechanism: 'aes-key-wrap-pad'; wrapped: Buffer; public_key_spki: Buffer }>(
+    'SELECT kek_id, key_label, mechanism, wrapped, public_key_spki FROM key_backups WHERE kek_id = $1 ORDER BY key_label',
+    [kekId],
+  );
+  return rows.map((r) => ({ kekId: r.kek_id, keyLabel: r.key_label, mechanism: r.mechanism, wrapped: r.wrapped, publicKeySpki: r.public_key_spki }));
+}

@@ -1,0 +1,64 @@
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { createKeyCustody, parseCustodianShare, restoreKeysFromShares } from '@fleetpki/ca';
+import { FleetError } from '@fleetpki/core';
+import { openSiteKeyStore } from '@fleetpki/hsm';
+import { isInRecovery } from '@fleetpki/store';
+import { cliActor, withDatabase } from '../context.js';
+
+export function registerCustodyCommands(program: Command): void {
+  const custody = program.command('custody').description('key custody: clone CA keys into the standby HSM under an M-of-N key-encryption key');
+  custody
+    .command('create')
+    .description('on the active site: wrap the CA keys under a new key-encryption key and split it into custodian shares')
+    .requiredOption('--custodians <n>', 'number of custodians (shares)', Number)
+    .requiredOption('--threshold <m>', 'shares needed to restore', Number)
+    .requiredOption('--out <dir>', 'where to write custodian-N.share (hand each to its custodian, then delete)')
+    .action(async (options: { custodians: number; threshold: number; out: string }) => {
+      await withDatabase(async ({ config, pool }) => {
+        if (await isInRecovery(pool)) throw new FleetError('SITE_STANDBY', `site ${config.site} is a standby; run the custody ceremony on the active site`);
+        const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
+        try {
+          const result = await createKeyCustody(pool, keyStore, { custodians: options.custodians, threshold: options.threshold, site: config.site, actor: cliActor() });
+          mkdirSync(options.out, { recursive: true, mode: 0o700 });
+          for (const share of result.shares) {
+            const path = join(options.out, `custodian-${share.custodian}.share`);
+            writeFileSync(path, JSON.stringify(share, null, 2) + '\n', { mode: 0o600 });
+            chmodSync(path, 0o600);
+          }
+          console.log(`key-encryption key ${result.kekId}: ${result.keys.join(', ')} wrapped; ${options.custodians} shares in ${options.out}, any ${options.threshold} restore`);
+        } finally {
+          await keyStore.close();
+        }
+      });
+    });
+  custody
+    .command('restore')
+    .description("put the CA keys into a site's HSM token (the standby's) from M custodian shares")
+    .option('--site <id>', 'the site whose token receives the keys', 'b')
+    .requiredOption('--share <file...>', 'custodian share files (at least the threshold)')
+    .action(async (options: { site: string; share: string[] }) => {
+      const shares = options.share.map((f) => {
+        let text: string;
+        try {
+          text = readFileSync(f, 'utf8');
+        } catch (err) {
+          throw new FleetError('SHARE_UNREADABLE', `cannot read share file ${f}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+        return parseCustodianShare(text, f);
+      });
+      await withDatabase(
+        async ({ config, pool }) => {
+          const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
+          try {
+            const report = await restoreKeysFromShares(pool, keyStore, shares);
+            console.log(`site ${config.site} token ${keyStore.tokenLabel}: restored ${report.restored.join(', ') || 'none'}; already present ${report.alreadyPresent.join(', ') || 'none'}`);
+          } finally {
+            await keyStore.close();
+          }
+        },
+        { site: options.site },
+      );
+    });
+}

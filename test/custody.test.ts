@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseCustodianShare } from '@fleetpki/ca';
+import type { FleetConfig } from '@fleetpki/core';
+import type { Pool } from '@fleetpki/store';
+import { ensureCa, siteAPool } from './support/ca.js';
+import { cli } from './support/cli.js';
+import { ensureSites } from './support/sites.js';
+
+let config: FleetConfig;
+let pool: Pool;
+let dir: string;
+const share = (n: number) => join(dir, `custodian-${n}.share`);
+
+before(async () => {
+  config = await ensureSites();
+  pool = siteAPool(config);
+  await ensureCa(config, pool);
+  dir = mkdtempSync(join(tmpdir(), 'fleetpki-custody-'));
+});
+
+after(async () => {
+  await pool?.end();
+});
+
+describe('key custody: CA keys cloned into the standby HSM under a 3-of-5 key-encryption key', () => {
+  it('creates five shares on the active site and stores the wrapped keys', async () => {
+    const created = await cli(['custody', 'create', '--custodians', '5', '--threshold', '3', '--out', dir]);
+    assert.equal(created.code, 0, created.stderr);
+    const shares = [1, 2, 3, 4, 5].map((n) => parseCustodianShare(readFileSync(share(n), 'utf8'), share(n)));
+    assert.equal(new Set(shares.map((s) => s.share)).size, 5, 'five different shares');
+    const { rows } = await pool.query<{ key_label: string; n: number }>('SELECT key_label, octet_length(wrapped) AS n FROM key_backups WHERE kek_id = $1 ORDER BY key_label', [shares[0]!.kekId]);
+    assert.deepEqual(rows.map((r) => r.key_label), ['fpd1', 'org1']);
+    // RFC 5649 wrapping of a P-256 PKCS#8 key: a few dozen bytes, never the clear key.
+    for (const r of rows) assert.ok(r.n >= 64 && r.n <= 160, `wrapped ${r.key_label} is ${r.n} bytes`);
+  });
+
+  it('refuses two shares, a tampered share and a missing file, each with its code', async () => {
+    const two = await cli(['custody', 'restore', '--share', share(1), '--share', share(2)]);
+    assert.match(two.stderr, /CUSTODY_SHARES_INSUFFICIENT: 2 distinct custodian share\(s\) given; 3 of 5 are needed/);
+    const forged = JSON.parse(readFileSync(share(3), 'utf8')) as { share: string };
+    const bytes = Buffer.from(forged.share, 'base64');
+    bytes[0] ^= 0x01;
+    writeFileSync(join(dir, 'forged.share'), JSON.stringify({ ...forged, share: bytes.toString('base64') }));
+    const tampered = await cli(['custody', 'restore', '--share', share(1), '--share', share(2), '--share', join(dir, 'forged.share')]);
+    assert.match(tampered.stderr, /CUSTODY_SHARES_MISMATCH: the shares do not rebuild/);
+    const missing = await cli(['custody', 'restore', '--share', join(dir, 'nope.share')]);
+    assert.match(missing.stderr, /SHARE_UNREADABLE/);
+    assert.notEqual(missing.code, 0);
+  });
+
+  it('any three shares put the keys into site B as non-extractable clones of the same public keys', async () => {
+    const restored = await cli(['custody', 'restore', '--site', 'b', '--share', share(2), '--share', share(4), '--share', share(5)]);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.match(restored.stdout, /site b token fleetpki-b: /);
+    for (const label of ['fpd1', 'org1']) {
+      const a = JSON.parse((await cli(['hsm', 'describe', label, '--site', 'a', '--json'])).stdout) as { publicKeySpki: string; extractable: boolean };
+      const b = JSON.parse((await cli(['hsm', 'describe', label, '--site', 'b', '--json'])).stdout) as { publicKeySpki: string; extractable: boolean; sensitive: boolean };
+      assert.equal(b.publicKeySpki, a.publicKeySpki, `${label}: same public key on both sites`);
+      assert.equal(a.extractable, true);
+      assert.deepEqual([b.sensitive, b.extractable], [true, false], `${label} on site B can never leave its token`);
+    }
+    // A second restore finds the keys and checks them instead of adding copies.
+    const again = await cli(['custody', 'restore', '--site', 'b', '--share', share(1), '--share', share(3), '--share', share(5)]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /restored none; already present fpd1, org1/);
+  });
+});

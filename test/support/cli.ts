@@ -1,0 +1,22 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { findRepoRoot } from '@fleetpki/core';
+
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `fleetpki ...` as an operator would, in its own process (one process per site's HSM). */
+export function cli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  const root = findRepoRoot();
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--conditions=fleetpki-source', '--import', 'tsx', join(root, 'services', 'cli', 'src', 'main.ts'), ...args],
+      { env: { ...process.env, FLEETPKI_LOG_LEVEL: 'warn', ...env }, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
