@@ -43,7 +43,7 @@ describe('key custody: CA keys cloned into the standby HSM under a 3-of-5 key-en
     assert.match(two.stderr, /CUSTODY_SHARES_INSUFFICIENT: 2 distinct custodian share\(s\) given; 3 of 5 are needed/);
     const forged = JSON.parse(readFileSync(share(3), 'utf8')) as { share: string };
     const bytes = Buffer.from(forged.share, 'base64');
-    bytes[0] ^= 0x01;
+    bytes[0] = bytes[0]! ^ 0x01;
     writeFileSync(join(dir, 'forged.share'), JSON.stringify({ ...forged, share: bytes.toString('base64') }));
     const tampered = await cli(['custody', 'restore', '--share', share(1), '--share', share(2), '--share', join(dir, 'forged.share')]);
     assert.match(tampered.stderr, /CUSTODY_SHARES_MISMATCH: the shares do not rebuild/);

@@ -3,3 +3,5 @@ export * from './hsm-tokens.js';
 export * from './postgres-cluster.js';
 export * from './redis-server.js';
 export * from './state-dir.js';
+export * from './topology-file.js';
+export * from './failover.js';

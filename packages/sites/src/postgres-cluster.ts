@@ -1,4 +1,4 @@
-import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FleetConfig, SiteConfig } from '@fleetpki/core';
 import { createPool } from '@fleetpki/store';
@@ -6,8 +6,13 @@ import { isRoot, pgBinDir, run } from './exec.js';
 import { osUserIds } from './os-user.js';
 import { assertPortFree } from './ports.js';
 
-/** The slot and application name B streams under; A's synchronous_standby_names waits for it. */
-export const STANDBY_NAME = 'site_b';
+/** The slot and application name a site streams under as a standby; the primary's synchronous_standby_names waits for it. */
+export function standbyName(site: SiteConfig): string {
+  return `site_${site.id}`;
+}
+
+/** What a cluster is in the current topology: the primary (with the standby it waits for, if any) or a standby of a primary. */
+export type ClusterRole = { readonly role: 'primary'; readonly syncStandby?: SiteConfig } | { readonly role: 'standby'; readonly primary: SiteConfig };
 
 export function pgDataDir(site: SiteConfig): string {
   return join(site.dir, 'pg');
@@ -18,7 +23,7 @@ function pg(bin: string): string {
 }
 
 /** Settings we own, in a file included from postgresql.conf, so a re-run of `sites up` can change them. */
-function clusterSettings(config: FleetConfig, site: SiteConfig, primary: SiteConfig): string {
+function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRole): string {
   const lines = [
     `# Written by fleetpki sites up; edits are overwritten. See infra/README.md.`,
     `port = ${site.pgPort}`,
@@ -37,19 +42,20 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, primary: SiteCon
     `hot_standby_feedback = on`,
     // RPO 0: a commit on the primary returns only once the standby has flushed it. If the standby is down,
     // commits wait (no silent degradation); operations decide, e.g. by promoting or by clearing this setting.
-    `synchronous_standby_names = 'FIRST 1 (${STANDBY_NAME})'`,
+    // A primary promoted by a failover runs without one until the failed site is rebuilt as its standby.
+    `synchronous_standby_names = '${role.role === 'primary' && role.syncStandby ? `FIRST 1 (${standbyName(role.syncStandby)})` : ''}'`,
     `synchronous_commit = on`,
     `log_destination = 'stderr'`,
     `log_min_messages = warning`,
   ];
-  if (site.id === 'b') {
-    lines.push(`primary_conninfo = 'host=127.0.0.1 port=${primary.pgPort} user=${config.pgUser} application_name=${STANDBY_NAME}'`);
-    lines.push(`primary_slot_name = '${STANDBY_NAME}'`);
+  if (role.role === 'standby') {
+    lines.push(`primary_conninfo = 'host=127.0.0.1 port=${role.primary.pgPort} user=${config.pgUser} application_name=${standbyName(site)}'`);
+    lines.push(`primary_slot_name = '${standbyName(site)}'`);
   }
   return lines.join('\n') + '\n';
 }
 
-function writeSettings(config: FleetConfig, site: SiteConfig): void {
+export function writeSettings(config: FleetConfig, site: SiteConfig, role: ClusterRole): void {
   const dataDir = pgDataDir(site);
   const conf = join(dataDir, 'postgresql.conf');
   const include = `include_if_exists = 'fleetpki.conf'`;
@@ -57,7 +63,7 @@ function writeSettings(config: FleetConfig, site: SiteConfig): void {
   if (!text.includes(include)) writeFileSync(conf, `${text}\n${include}\n`);
   // pg_basebackup -R writes primary_conninfo into postgresql.auto.conf, which would win over ours.
   writeFileSync(join(dataDir, 'postgresql.auto.conf'), '# managed by fleetpki: see fleetpki.conf\n');
-  writeFileSync(join(dataDir, 'fleetpki.conf'), clusterSettings(config, site, config.sites.a));
+  writeFileSync(join(dataDir, 'fleetpki.conf'), clusterSettings(config, site, role));
   chownToPgUser(join(dataDir, 'fleetpki.conf'), join(dataDir, 'postgresql.auto.conf'), conf);
 }
 
@@ -88,7 +94,7 @@ export function pgLogFile(site: SiteConfig): string {
   return join(site.dir, 'pg-log', 'postgresql.log');
 }
 
-async function startCluster(site: SiteConfig): Promise<void> {
+export async function startCluster(site: SiteConfig): Promise<void> {
   const dataDir = pgDataDir(site);
   await assertPortFree(site.pgPort, `PostgreSQL of site ${site.id}`, `FLEETPKI_PG_PORT_${site.id.toUpperCase()}`);
   prepareDir(join(site.dir, 'pg-log'));
@@ -100,9 +106,11 @@ export async function stopCluster(site: SiteConfig, mode: 'fast' | 'immediate' =
   await run(pg('pg_ctl'), ['stop', '-D', pgDataDir(site), '-m', mode, '-w', '-t', '60'], { asPgUser: true });
 }
 
-/** Creates (first run) and starts site A's primary cluster and the fleetpki database. */
-export async function ensurePrimary(config: FleetConfig): Promise<'created' | 'started' | 'running'> {
-  const site = config.sites.a;
+/**
+ * Creates (first run: initdb) and starts the primary cluster and the fleetpki database. The first primary
+ * is site A; after a failover the topology file names the other.
+ */
+export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncStandby: SiteConfig): Promise<'created' | 'started' | 'running'> {
   const dataDir = pgDataDir(site);
   let outcome: 'created' | 'started' | 'running' = 'running';
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
@@ -110,7 +118,7 @@ export async function ensurePrimary(config: FleetConfig): Promise<'created' | 's
     await run(pg('initdb'), ['-D', dataDir, '-U', config.pgUser, '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-instructions'], { asPgUser: true });
     outcome = 'created';
   }
-  writeSettings(config, site);
+  writeSettings(config, site, { role: 'primary', syncStandby });
   if (!(await isClusterRunning(site))) {
     await startCluster(site);
     if (outcome === 'running') outcome = 'started';
@@ -132,32 +140,77 @@ export async function ensurePrimary(config: FleetConfig): Promise<'created' | 's
   return outcome;
 }
 
-/** Creates site B as a hot standby of A by base backup (first run) and starts it. */
-export async function ensureStandby(config: FleetConfig): Promise<'created' | 'started' | 'running'> {
-  const site = config.sites.b;
-  const primary = config.sites.a;
+/** Creates `site` as a hot standby of `primary` by base backup (first run) and starts it. */
+export async function ensureStandby(config: FleetConfig, site: SiteConfig, primary: SiteConfig): Promise<'created' | 'started' | 'running'> {
   const dataDir = pgDataDir(site);
   let outcome: 'created' | 'started' | 'running' = 'running';
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
-    const pool = createPool(`postgres://${config.pgUser}@127.0.0.1:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
-    try {
-      // A slot left from an earlier standby would hold WAL forever and make -C fail.
-      await pool.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, [STANDBY_NAME]);
-    } finally {
-      await pool.end();
-    }
-    prepareDir(dataDir);
-    await run(
-      pg('pg_basebackup'),
-      ['-h', '127.0.0.1', '-p', String(primary.pgPort), '-U', config.pgUser, '-D', dataDir, '-X', 'stream', '-C', '-S', STANDBY_NAME, '-R', '--checkpoint=fast'],
-      { asPgUser: true, timeoutMs: 600_000 },
-    );
+    await baseBackup(config, site, primary);
     outcome = 'created';
   }
-  writeSettings(config, site);
+  writeSettings(config, site, { role: 'standby', primary });
   if (!(await isClusterRunning(site))) {
     await startCluster(site);
     if (outcome === 'running') outcome = 'started';
   }
   return outcome;
+}
+
+/** A fresh copy of `primary` into `site`'s (empty) data directory, with its replication slot. */
+export async function baseBackup(config: FleetConfig, site: SiteConfig, primary: SiteConfig): Promise<void> {
+  const pool = createPool(`postgres://${config.pgUser}@127.0.0.1:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  try {
+    // A slot left from an earlier standby would hold WAL forever and make -C fail.
+    await pool.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, [standbyName(site)]);
+  } finally {
+    await pool.end();
+  }
+  const dataDir = pgDataDir(site);
+  prepareDir(dataDir);
+  await run(
+    pg('pg_basebackup'),
+    ['-h', '127.0.0.1', '-p', String(primary.pgPort), '-U', config.pgUser, '-D', dataDir, '-X', 'stream', '-C', '-S', standbyName(site), '-R', '--checkpoint=fast'],
+    { asPgUser: true, timeoutMs: 600_000 },
+  );
+}
+
+/** Reloads a running cluster's configuration files (after writeSettings). */
+export async function reloadCluster(site: SiteConfig): Promise<void> {
+  await run(pg('pg_ctl'), ['reload', '-D', pgDataDir(site)], { asPgUser: true });
+}
+
+/** Promotes a hot standby to primary and waits until it accepts writes. */
+export async function promoteCluster(site: SiteConfig): Promise<void> {
+  await run(pg('pg_ctl'), ['promote', '-D', pgDataDir(site), '-w', '-t', '60'], { asPgUser: true });
+}
+
+/**
+ * Makes a former primary (stopped, cleanly or not) the hot standby of the new one: pg_rewind brings its
+ * data directory back to the point where the timelines split (wal_log_hints is on for this), so only the
+ * difference is copied; if rewinding is impossible, a fresh base backup. Then the slot, standby.signal,
+ * settings, start.
+ */
+export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, primary: SiteConfig, log: (line: string) => void = () => undefined): Promise<'rewound' | 'copied'> {
+  await stopCluster(site, 'immediate').catch(() => undefined);
+  const dataDir = pgDataDir(site);
+  let how: 'rewound' | 'copied' = 'rewound';
+  try {
+    await run(pg('pg_rewind'), ['-D', dataDir, '--source-server', `host=127.0.0.1 port=${primary.pgPort} user=${config.pgUser} dbname=postgres`], { asPgUser: true, timeoutMs: 600_000 });
+  } catch (err) {
+    log(`pg_rewind failed (${(err as Error).message.split('\n')[0]}); taking a fresh base backup`);
+    rmSync(dataDir, { recursive: true, force: true });
+    await baseBackup(config, site, primary);
+    how = 'copied';
+  }
+  const pool = createPool(`postgres://${config.pgUser}@127.0.0.1:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  try {
+    await pool.query(`SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, [standbyName(site)]);
+  } finally {
+    await pool.end();
+  }
+  writeFileSync(join(dataDir, 'standby.signal'), '');
+  chownToPgUser(join(dataDir, 'standby.signal'));
+  writeSettings(config, site, { role: 'standby', primary });
+  await startCluster(site);
+  return how;
 }

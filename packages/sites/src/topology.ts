@@ -7,6 +7,7 @@ import { ensureTokens, listTokens, tokensOfSite } from './hsm-tokens.js';
 import { ensurePrimary, ensureStandby, isClusterRunning, pgDataDir, stopCluster } from './postgres-cluster.js';
 import { ensureRedis, stopRedis } from './redis-server.js';
 import { ensureStateDir } from './state-dir.js';
+import { currentRoles } from './topology-file.js';
 
 export type Log = (line: string) => void;
 
@@ -17,8 +18,9 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined): 
     const created = await ensureTokens(config, site);
     log(`site ${site.id}: HSM tokens ${tokensOfSite(config, site).join(', ')}${created.length ? ` (initialised ${created.join(', ')})` : ''}`);
   }
-  log(`site a: PostgreSQL primary on 127.0.0.1:${config.sites.a.pgPort} ${await ensurePrimary(config)}`);
-  log(`site b: PostgreSQL hot standby on 127.0.0.1:${config.sites.b.pgPort} ${await ensureStandby(config)}`);
+  const { primary, standby } = currentRoles(config);
+  log(`site ${primary.id}: PostgreSQL primary on 127.0.0.1:${primary.pgPort} ${await ensurePrimary(config, primary, standby)}`);
+  log(`site ${standby.id}: PostgreSQL hot standby on 127.0.0.1:${standby.pgPort} ${await ensureStandby(config, standby, primary)}`);
   for (const site of [config.sites.a, config.sites.b]) {
     log(`site ${site.id}: Redis on 127.0.0.1:${site.redisPort} ${await ensureRedis(site)}`);
   }
@@ -26,7 +28,8 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined): 
 
 /** Stops every process of ours (standby first, so the primary does not wait on it while shutting down). */
 export async function sitesDown(config: FleetConfig, log: Log = () => undefined): Promise<void> {
-  for (const site of [config.sites.b, config.sites.a]) {
+  const { primary, standby } = currentRoles(config);
+  for (const site of [standby, primary]) {
     await stopCluster(site);
     await stopRedis(site);
     log(`site ${site.id}: stopped`);

@@ -16,3 +16,22 @@ export async function isInRecovery(db: Queryable): Promise<boolean> {
   const { rows } = await db.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
   return rows[0]!.r;
 }
+
+/**
+ * Run on the newly promoted primary: `site` becomes active and the other fenced, with an epoch above any
+ * seen, so a writer still holding the old epoch is refused (SiteGuard, chunk completion).
+ */
+export async function activateSite(db: Queryable, site: 'a' | 'b', note: string): Promise<number> {
+  const { rows } = await db.query<{ epoch: string }>(
+    `UPDATE site_state SET role = CASE WHEN site = $1 THEN 'active' ELSE 'fenced' END,
+            epoch = (SELECT max(epoch) + 1 FROM site_state), changed_at = now(), note = $2
+      RETURNING epoch::text`,
+    [site, note],
+  );
+  return Number(rows[0]!.epoch);
+}
+
+/** Marks a rebuilt site as the standby again (it was fenced since the failover). */
+export async function markSiteStandby(db: Queryable, site: 'a' | 'b', note: string): Promise<void> {
+  await db.query(`UPDATE site_state SET role = 'standby', changed_at = now(), note = $2 WHERE site = $1`, [site, note]);
+}
