@@ -15,7 +15,7 @@ import { loadConfig } from '@fleetpki/core';
 import { generateManifest, signManifestFile } from '@fleetpki/manifest';
 import { createPool, setManufacturerManifestKey, upsertManufacturer } from '@fleetpki/store';
 import { measureRawHsmRateProcesses, peakRssMb } from './lib/bench.js';
-import { startService, stopProcess, waitForHttp } from './lib/services.js';
+import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
 
 const { values: args } = parseArgs({
   options: {

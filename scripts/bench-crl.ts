@@ -20,7 +20,7 @@ import { openSiteKeyStore } from '@fleetpki/hsm';
 import { getCrl, listCas } from '@fleetpki/store';
 import { ocspIssuerHashes, parseCaCertificate, toPem } from '@fleetpki/x509';
 import { measureRawHsmRate, percentile } from './lib/bench.js';
-import { startService, stopProcess, waitForHttp } from './lib/services.js';
+import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
 import { createSyntheticCaDatabase, syntheticEui64 } from './lib/synthetic-ca.js';
 
 const { values: args } = parseArgs({

@@ -10,7 +10,7 @@ import { issueApiToken } from '@fleetpki/ca';
 import { createPool, upsertManufacturer } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { euiGenerator, measureRawHsmRate, percentile } from './lib/bench.js';
-import { startService, stopProcess, waitForHttp } from './lib/services.js';
+import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
 
 const { values: args } = parseArgs({
   options: { json: { type: 'boolean', default: false }, seconds: { type: 'string', default: '15' }, clients: { type: 'string', default: '64' }, mode: { type: 'string', default: 'csr' }, sessions: { type: 'string', default: '4' } },

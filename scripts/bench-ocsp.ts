@@ -17,7 +17,7 @@ import { loadConfig } from '@fleetpki/core';
 import { listCas } from '@fleetpki/store';
 import { ocspIssuerHashes, parseCaCertificate, toPem } from '@fleetpki/x509';
 import { measureRawHsmRate, peakRssMb } from './lib/bench.js';
-import { startService, stopProcess, waitForHttp } from './lib/services.js';
+import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
 import { createSyntheticCaDatabase } from './lib/synthetic-ca.js';
 
 /** preProduceNew's default settle time: certificates younger than this are left for the next pass. */

@@ -14,7 +14,7 @@ import { ROOT_TOKEN_LABEL, formatStatus, sitesStatus, sitesUp } from '@fleetpki/
 import { createPool, migrate, readSiteStates, upsertManufacturer } from '@fleetpki/store';
 import { generateDeviceKeys, toPem } from '@fleetpki/x509';
 import { euiGenerator, percentile } from './lib/bench.js';
-import { startService, stopProcess, waitForHttp } from './lib/services.js';
+import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
 
 function heading(text: string): void {
   console.log(`\n\x1b[1m== ${text}\x1b[0m`);

@@ -11,7 +11,7 @@ import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { generateManifest, signManifestFile } from '@fleetpki/manifest';
 import { setManufacturerManifestKey, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys, readTlv, toPem } from '@fleetpki/x509';
-import { startService, stopProcess } from '../scripts/lib/services.js';
+import { startService, stopProcess } from '@fleetpki/sites';
 import { createToken, ensureCa, writeCaFile, openssl, opensslCsr, siteAPool, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
 

@@ -13,7 +13,7 @@ import { generateManifest, readRevocationList } from '@fleetpki/manifest';
 import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys, ocspIssuerHashes, parseCaCertificate, readCrlSerials, toPem } from '@fleetpki/x509';
-import { startService, stopProcess } from '../scripts/lib/services.js';
+import { startService, stopProcess } from '@fleetpki/sites';
 import { createToken, ensureCa, writeCaFile, openssl, opensslAsync, siteAPool, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
 

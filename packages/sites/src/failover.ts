@@ -56,7 +56,7 @@ export async function promoteStandby(config: FleetConfig, site: SiteConfig, note
   await promoteCluster(site);
   writeSettings(config, site, { role: 'primary' });
   await reloadCluster(site);
-  writeTopology(config, { primary: site.id });
+  writeTopology(config, { primary: site.id, rebuild: site.id === 'a' ? 'b' : 'a' });
   const epoch = await withDb(config, site, (pool) => activateSite(pool, site.id, note));
   log(`site ${site.id}: promoted to primary, active CA site at epoch ${epoch}; the other site is fenced`);
   return { epoch };
@@ -69,6 +69,7 @@ export async function promoteStandby(config: FleetConfig, site: SiteConfig, note
 export async function rebuildFormerPrimary(config: FleetConfig, log: Log = () => undefined): Promise<'rewound' | 'copied'> {
   const { primary, standby } = currentRoles(config);
   const how = await rebuildAsStandby(config, standby, primary, log);
+  writeTopology(config, { primary: primary.id });
   writeSettings(config, primary, { role: 'primary', syncStandby: standby });
   await reloadCluster(primary);
   await withDb(config, primary, (pool) => markSiteStandby(pool, standby.id, `rebuilt as standby of ${primary.id} (${how})`));

@@ -5,3 +5,4 @@ export * from './redis-server.js';
 export * from './state-dir.js';
 export * from './topology-file.js';
 export * from './failover.js';
+export * from './service-process.js';

@@ -110,7 +110,7 @@ export async function stopCluster(site: SiteConfig, mode: 'fast' | 'immediate' =
  * Creates (first run: initdb) and starts the primary cluster and the fleetpki database. The first primary
  * is site A; after a failover the topology file names the other.
  */
-export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncStandby: SiteConfig): Promise<'created' | 'started' | 'running'> {
+export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncStandby: SiteConfig | undefined): Promise<'created' | 'started' | 'running'> {
   const dataDir = pgDataDir(site);
   let outcome: 'created' | 'started' | 'running' = 'running';
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
@@ -118,7 +118,7 @@ export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncS
     await run(pg('initdb'), ['-D', dataDir, '-U', config.pgUser, '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-instructions'], { asPgUser: true });
     outcome = 'created';
   }
-  writeSettings(config, site, { role: 'primary', syncStandby });
+  writeSettings(config, site, syncStandby ? { role: 'primary', syncStandby } : { role: 'primary' });
   if (!(await isClusterRunning(site))) {
     await startCluster(site);
     if (outcome === 'running') outcome = 'started';
@@ -193,24 +193,31 @@ export async function promoteCluster(site: SiteConfig): Promise<void> {
 export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, primary: SiteConfig, log: (line: string) => void = () => undefined): Promise<'rewound' | 'copied'> {
   await stopCluster(site, 'immediate').catch(() => undefined);
   const dataDir = pgDataDir(site);
-  let how: 'rewound' | 'copied' = 'rewound';
-  try {
-    await run(pg('pg_rewind'), ['-D', dataDir, '--source-server', `host=127.0.0.1 port=${primary.pgPort} user=${config.pgUser} dbname=postgres`], { asPgUser: true, timeoutMs: 600_000 });
-  } catch (err) {
-    log(`pg_rewind failed (${(err as Error).message.split('\n')[0]}); taking a fresh base backup`);
-    rmSync(dataDir, { recursive: true, force: true });
-    await baseBackup(config, site, primary);
-    how = 'copied';
-  }
   const pool = createPool(`postgres://${config.pgUser}@127.0.0.1:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
     await pool.query(`SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, [standbyName(site)]);
   } finally {
     await pool.end();
   }
-  writeFileSync(join(dataDir, 'standby.signal'), '');
-  chownToPgUser(join(dataDir, 'standby.signal'));
-  writeSettings(config, site, { role: 'standby', primary });
-  await startCluster(site);
-  return how;
+  const asStandby = async () => {
+    writeFileSync(join(dataDir, 'standby.signal'), '');
+    chownToPgUser(join(dataDir, 'standby.signal'));
+    writeSettings(config, site, { role: 'standby', primary });
+    await startCluster(site);
+  };
+  try {
+    // Crash recovery first (pg_rewind runs it in single-user mode, which refuses standby.signal).
+    rmSync(join(dataDir, 'standby.signal'), { force: true });
+    await run(pg('pg_rewind'), ['-D', dataDir, '--source-server', `host=127.0.0.1 port=${primary.pgPort} user=${config.pgUser} dbname=postgres`], { asPgUser: true, timeoutMs: 600_000 });
+    await asStandby();
+    return 'rewound';
+  } catch (err) {
+    // Rewinding needs WAL back to the split on both sides; when anything is missing, copy instead.
+    log(`rewinding site ${site.id} did not work (${(err as Error).message.split('\n')[0]!.slice(0, 200)}); taking a fresh base backup`);
+    await stopCluster(site, 'immediate').catch(() => undefined);
+    rmSync(dataDir, { recursive: true, force: true });
+    await baseBackup(config, site, primary);
+    await asStandby();
+    return 'copied';
+  }
 }

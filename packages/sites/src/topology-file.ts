@@ -9,6 +9,8 @@ import { FleetError, SITE_IDS, type FleetConfig, type SiteConfig, type SiteId } 
  */
 export interface Topology {
   readonly primary: SiteId;
+  /** A failed former primary: it must be rebuilt (failback) before it runs again, never just restarted. */
+  readonly rebuild?: SiteId;
 }
 
 function topologyFile(config: FleetConfig): string {
@@ -20,7 +22,8 @@ export function readTopology(config: FleetConfig): Topology {
   if (!existsSync(file)) return { primary: 'a' };
   const value = JSON.parse(readFileSync(file, 'utf8')) as Partial<Topology>;
   if (!SITE_IDS.includes(value.primary as SiteId)) throw new FleetError('TOPOLOGY_INVALID', `${file}: "primary" must be one of ${SITE_IDS.join(', ')}`);
-  return { primary: value.primary! };
+  if (value.rebuild !== undefined && (!SITE_IDS.includes(value.rebuild) || value.rebuild === value.primary)) throw new FleetError('TOPOLOGY_INVALID', `${file}: "rebuild" must name the other site`);
+  return { primary: value.primary!, ...(value.rebuild ? { rebuild: value.rebuild } : {}) };
 }
 
 export function writeTopology(config: FleetConfig, topology: Topology): void {

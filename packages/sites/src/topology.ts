@@ -7,7 +7,7 @@ import { ensureTokens, listTokens, tokensOfSite } from './hsm-tokens.js';
 import { ensurePrimary, ensureStandby, isClusterRunning, pgDataDir, stopCluster } from './postgres-cluster.js';
 import { ensureRedis, stopRedis } from './redis-server.js';
 import { ensureStateDir } from './state-dir.js';
-import { currentRoles } from './topology-file.js';
+import { currentRoles, readTopology } from './topology-file.js';
 
 export type Log = (line: string) => void;
 
@@ -19,8 +19,12 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined): 
     log(`site ${site.id}: HSM tokens ${tokensOfSite(config, site).join(', ')}${created.length ? ` (initialised ${created.join(', ')})` : ''}`);
   }
   const { primary, standby } = currentRoles(config);
-  log(`site ${primary.id}: PostgreSQL primary on 127.0.0.1:${primary.pgPort} ${await ensurePrimary(config, primary, standby)}`);
-  log(`site ${standby.id}: PostgreSQL hot standby on 127.0.0.1:${standby.pgPort} ${await ensureStandby(config, standby, primary)}`);
+  const { rebuild } = readTopology(config);
+  log(`site ${primary.id}: PostgreSQL primary on 127.0.0.1:${primary.pgPort} ${await ensurePrimary(config, primary, rebuild ? undefined : standby)}`);
+  if (rebuild) {
+    // A failed primary may hold WAL its successor never saw; restarting it as is would fork the history.
+    log(`site ${standby.id}: PostgreSQL left down: failed over, needs a rebuild (\`pnpm fleetpki drill failback\`)`);
+  } else log(`site ${standby.id}: PostgreSQL hot standby on 127.0.0.1:${standby.pgPort} ${await ensureStandby(config, standby, primary)}`);
   for (const site of [config.sites.a, config.sites.b]) {
     log(`site ${site.id}: Redis on 127.0.0.1:${site.redisPort} ${await ensureRedis(site)}`);
   }

@@ -10,3 +10,4 @@ export * from './repositories/issuance.js';
 export * from './repositories/batches.js';
 export * from './repositories/revocations.js';
 export * from './repositories/key-custody.js';
+export * from './repositories/drill-checks.js';

@@ -7,6 +7,7 @@ import { registerCustodyCommands } from './commands/custody.js';
 import { registerManifestCommands } from './commands/manifest.js';
 import { registerRevokeCommands } from './commands/revoke.js';
 import { registerDbCommands } from './commands/db.js';
+import { registerDrillCommands } from './commands/drill.js';
 import { registerHsmCommands } from './commands/hsm.js';
 import { registerSitesCommands } from './commands/sites.js';
 import { registerTokenCommands } from './commands/tokens.js';
@@ -27,6 +28,7 @@ registerTokenCommands(program);
 registerManifestCommands(program);
 registerBatchCommands(program);
 registerRevokeCommands(program);
+registerDrillCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Expected failures print their stable code and message; anything else is a bug and keeps its stack.

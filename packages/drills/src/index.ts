@@ -1,0 +1,3 @@
+export * from './probes.js';
+export * from './failover-drill.js';
+export * from './switchover-drill.js';

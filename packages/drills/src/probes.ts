@@ -1,0 +1,115 @@
+import type { ChildProcess } from 'node:child_process';
+import { buildCertId } from '@fleetpki/ca';
+import type { SiteConfig } from '@fleetpki/core';
+import type { OcspIssuerHashes } from '@fleetpki/x509';
+
+/** One acknowledged online enrolment: what the factory was told, and by which site. */
+export interface Acknowledged {
+  readonly serial: string;
+  readonly eui64: string;
+  readonly site: string;
+  readonly at: number;
+}
+
+/**
+ * A factory's online enrolment traffic during a drill: `clients` loops enrol new devices on the active
+ * site and, when it stops answering (connection refused, 503), on the other site, as a client with both
+ * addresses does. Every 201 is recorded; nothing else counts as acknowledged.
+ */
+export class EnrolmentTraffic {
+  readonly acknowledged: Acknowledged[] = [];
+  failures = 0;
+  private stopped = false;
+  private readonly loops: Promise<void>[] = [];
+  private next = 0;
+
+  constructor(
+    private readonly sites: readonly SiteConfig[],
+    private readonly token: string,
+    private readonly csrs: readonly Buffer[],
+    private readonly euiPrefix: string,
+  ) {}
+
+  start(clients: number): void {
+    for (let c = 0; c < clients; c++) this.loops.push(this.loop());
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.loops);
+  }
+
+  private async loop(): Promise<void> {
+    let siteIndex = 0;
+    while (!this.stopped && this.next < this.csrs.length) {
+      const i = this.next++;
+      const eui64 = `${this.euiPrefix}${i.toString(16).toUpperCase().padStart(16 - this.euiPrefix.length, '0')}`;
+      for (;;) {
+        if (this.stopped) return;
+        const site = this.sites[siteIndex]!;
+        try {
+          const res = await fetch(`http://127.0.0.1:${site.apiPort}/v1/enrolments`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${this.token}` },
+            body: JSON.stringify({ eui64, keyRole: 'digitalSignature', csr: this.csrs[i]!.toString('base64') }),
+            signal: AbortSignal.timeout(5_000),
+          });
+          const body = (await res.json()) as { serial?: string };
+          if (res.status === 201) {
+            this.acknowledged.push({ serial: body.serial!, eui64, site: site.id, at: Date.now() });
+            break;
+          }
+          // 409: a retry after a lost answer found the device enrolled; it counts once, from the store.
+          if (res.status === 409) break;
+        } catch {
+          // connection refused or timed out: the site is gone
+        }
+        this.failures++;
+        siteIndex = (siteIndex + 1) % this.sites.length;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+}
+
+/** OCSP requests for one certificate to a site's status responder, every `everyMs`, counting answers. */
+export class OcspProbe {
+  answered = 0;
+  failed = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly request: Buffer;
+
+  constructor(
+    private readonly site: SiteConfig,
+    issuer: OcspIssuerHashes,
+    serial: Buffer,
+  ) {
+    const seq = (body: Buffer) => Buffer.concat([Buffer.from([0x30, body.length]), body]);
+    this.request = seq(seq(seq(seq(buildCertId('sha1', issuer, serial)))));
+  }
+
+  start(everyMs = 100): void {
+    const tick = async () => {
+      try {
+        const res = await fetch(`http://127.0.0.1:${this.site.statusPort}/ocsp`, { method: 'POST', headers: { 'content-type': 'application/ocsp-request' }, body: this.request, signal: AbortSignal.timeout(2_000) });
+        const der = Buffer.from(await res.arrayBuffer());
+        // OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED (0 = successful), ... }
+        const off = der[1]! < 0x80 ? 2 : 2 + (der[1]! & 0x7f);
+        if (res.status === 200 && der[off] === 0x0a && der[off + 2] === 0) this.answered++;
+        else this.failed++;
+      } catch {
+        this.failed++;
+      }
+      this.timer = setTimeout(tick, everyMs);
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
+
+export function killProcesses(children: readonly ChildProcess[]): void {
+  for (const child of children) child.kill('SIGKILL');
+}

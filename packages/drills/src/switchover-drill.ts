@@ -1,0 +1,114 @@
+import type { ChildProcess } from 'node:child_process';
+import { issueApiToken } from '@fleetpki/ca';
+import { FleetError, type FleetConfig } from '@fleetpki/core';
+import { currentRoles, ensureRedis, readTopology, rebuildFormerPrimary, sitesUp, startService, stopProcess, switchover, waitForHttp } from '@fleetpki/sites';
+import { countMissingCertificates, createPool, upsertManufacturer } from '@fleetpki/store';
+import { generateDeviceKeys } from '@fleetpki/x509';
+import { EnrolmentTraffic } from './probes.js';
+
+export interface SwitchoverReport {
+  readonly drill: 'switchover';
+  readonly from: string;
+  readonly to: string;
+  readonly epoch: number;
+  readonly switchover_s: number;
+  /** Last enrolment acknowledged by the old active site to the first by the new one. */
+  readonly downtime_s: number;
+  readonly rpo_lost: number;
+  readonly enrolments_acknowledged: Record<string, number>;
+}
+
+/**
+ * Planned switchover with traffic: online enrolments run against the active site; its issuer-api is
+ * stopped (in-flight requests finish), PostgreSQL switches over with zero loss (clean shutdown, promote,
+ * rewind the old primary into the standby), and the new active site's issuer-api takes the traffic.
+ */
+export async function runSwitchoverDrill(config: FleetConfig, log: (line: string) => void = () => undefined): Promise<SwitchoverReport> {
+  if (readTopology(config).rebuild) throw new FleetError('DRILL_NOT_READY', 'a site is still down from a failover: run `pnpm fleetpki drill failback` first');
+  await sitesUp(config);
+  const { primary: from, standby: to } = currentRoles(config);
+  const db = createPool(from.databaseUrl, { max: 1, applicationName: 'fleetpki-drill' });
+  let api: ChildProcess | undefined;
+  let traffic: EnrolmentTraffic | undefined;
+  try {
+    await upsertManufacturer(db, 'drill-meters', 'Drill Meters');
+    const token = await issueApiToken(db, { site: from.id, actor: 'drill', name: 'drill-switchover', role: 'factory', manufacturerId: 'drill-meters', expiresDays: 1 });
+    await db.end();
+    api = startService(config, 'issuer-api', { FLEETPKI_SITE: from.id });
+    await waitForHttp(`http://127.0.0.1:${from.apiPort}/readyz`, 60_000);
+    traffic = new EnrolmentTraffic([from, to], token, generateDeviceKeys(5_000).map((k) => k.csr), `F3${Date.now().toString(16).slice(-4).toUpperCase()}`);
+    traffic.start(2);
+    while (traffic.acknowledged.length < 50) await new Promise((r) => setTimeout(r, 20));
+    log(`site ${from.id}: ${traffic.acknowledged.length} enrolments acknowledged; switching over to ${to.id}`);
+    const started = performance.now();
+    await stopProcess(api);
+    api = undefined;
+    const result = await switchover(config, log);
+    api = startService(config, 'issuer-api', { FLEETPKI_SITE: to.id });
+    await waitForHttp(`http://127.0.0.1:${to.apiPort}/readyz`, 60_000);
+    const switchoverSeconds = (performance.now() - started) / 1000;
+    while (!traffic.acknowledged.some((a) => a.site === to.id)) await new Promise((r) => setTimeout(r, 20));
+    await traffic.stop();
+    const onFrom = traffic.acknowledged.filter((a) => a.site === from.id);
+    const onTo = traffic.acknowledged.filter((a) => a.site === to.id);
+    const check = createPool(to.databaseUrl, { max: 1, applicationName: 'fleetpki-drill' });
+    try {
+      return {
+        drill: 'switchover',
+        from: from.id,
+        to: to.id,
+        epoch: result.epoch,
+        switchover_s: Number(switchoverSeconds.toFixed(2)),
+        downtime_s: Number(((Math.min(...onTo.map((a) => a.at)) - Math.max(...onFrom.map((a) => a.at))) / 1000).toFixed(2)),
+        rpo_lost: await countMissingCertificates(check, onFrom.map((a) => a.serial)),
+        enrolments_acknowledged: { [from.id]: onFrom.length, [to.id]: onTo.length },
+      };
+    } finally {
+      await check.end();
+    }
+  } finally {
+    await traffic?.stop();
+    if (api) await stopProcess(api);
+    await db.end().catch(() => undefined);
+  }
+}
+
+export interface FailbackReport {
+  readonly drill: 'failback';
+  readonly rebuilt: string;
+  readonly how: 'rewound' | 'copied';
+  readonly rebuild_s: number;
+  readonly switched_back: boolean;
+  readonly switchover_s: number;
+  readonly active: string;
+}
+
+/**
+ * After a failover: the failed site is rebuilt as the standby of the surviving one (pg_rewind, else a
+ * base backup; its Redis restarted), then, unless `stayOnStandby`, a planned switchover makes it active again.
+ */
+export async function runFailback(config: FleetConfig, options: { switchBack?: boolean; log?: (line: string) => void } = {}): Promise<FailbackReport> {
+  const log = options.log ?? (() => undefined);
+  const { rebuild } = readTopology(config);
+  if (!rebuild) throw new FleetError('DRILL_NOT_READY', 'no site is waiting for a rebuild (no failover since the last failback)');
+  const site = config.sites[rebuild];
+  let t = performance.now();
+  const how = await rebuildFormerPrimary(config, log);
+  await ensureRedis(site);
+  const rebuildSeconds = (performance.now() - t) / 1000;
+  let switchoverSeconds = 0;
+  if (options.switchBack !== false) {
+    t = performance.now();
+    await switchover(config, log);
+    switchoverSeconds = (performance.now() - t) / 1000;
+  }
+  return {
+    drill: 'failback',
+    rebuilt: rebuild,
+    how,
+    rebuild_s: Number(rebuildSeconds.toFixed(2)),
+    switched_back: options.switchBack !== false,
+    switchover_s: Number(switchoverSeconds.toFixed(2)),
+    active: currentRoles(config).primary.id,
+  };
+}

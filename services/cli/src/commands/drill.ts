@@ -1,0 +1,47 @@
+import type { Command } from 'commander';
+import { loadConfig } from '@fleetpki/core';
+import { runFailback, runFailoverDrill, runSwitchoverDrill } from '@fleetpki/drills';
+import { formatStatus, sitesStatus } from '@fleetpki/sites';
+
+/** Prints the report: a readable list, or with --json one object on the last line. */
+async function report(result: object, json: boolean | undefined): Promise<void> {
+  if (json) {
+    console.log(JSON.stringify(result));
+    return;
+  }
+  for (const [k, v] of Object.entries(result)) console.log(`  ${k.padEnd(30)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  console.log(`\n${formatStatus(await sitesStatus(loadConfig()))}`);
+}
+
+export function registerDrillCommands(program: Command): void {
+  const drill = program.command('drill').description('site drills: failover (unplanned), switchover (planned), failback');
+  drill
+    .command('failover')
+    .description('SIGKILL the active site mid-batch with enrolments running, promote the standby, finish the batch there; RTO, RPO, duplicates')
+    .option('--devices <n>', 'devices in the batch in flight', Number, 20_000)
+    .option('--json', 'one JSON object on the last line')
+    .action(async (options: { devices: number; json?: boolean }) => {
+      const config = loadConfig();
+      const result = await runFailoverDrill(config, { devices: options.devices, log: options.json ? undefined : (l) => console.log(l) });
+      await report(result, options.json);
+      if (result.rpo_lost !== 0 || result.duplicate_serials !== 0 || !result.batch_complete || result.batch_devices_not_exactly_one !== 0) process.exitCode = 1;
+    });
+  drill
+    .command('switchover')
+    .description('planned switchover to the standby with enrolments running: zero loss; measures the downtime')
+    .option('--json', 'one JSON object on the last line')
+    .action(async (options: { json?: boolean }) => {
+      const result = await runSwitchoverDrill(loadConfig(), options.json ? undefined : (l) => console.log(l));
+      await report(result, options.json);
+      if (result.rpo_lost !== 0) process.exitCode = 1;
+    });
+  drill
+    .command('failback')
+    .description('after a failover: rebuild the failed site as standby (pg_rewind), then switch back to it')
+    .option('--stay', 'rebuild only; keep the current active site')
+    .option('--json', 'one JSON object on the last line')
+    .action(async (options: { stay?: boolean; json?: boolean }) => {
+      const result = await runFailback(loadConfig(), { switchBack: !options.stay, log: options.json ? undefined : (l) => console.log(l) });
+      await report(result, options.json);
+    });
+}
