@@ -110,11 +110,12 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     const manifest = join(dir, `failover-${options.devices}.ndjson`);
     log(`manifest of ${options.devices} devices ...`);
     await generateManifest({ devices: options.devices, out: manifest });
+    // Keys for the online enrolments, made before anything is timed (key generation blocks this process).
+    const csrs = generateDeviceKeys(5_000).map((k) => k.csr);
     const client = new FleetApiClient(`http://127.0.0.1:${from.apiPort}`, token);
     const { batch } = await client.submitBatch(manifest);
     log(`batch ${batch.id} accepted by site ${from.id} (${batch.chunks.total} chunks)`);
 
-    const csrs = generateDeviceKeys(20_000).map((k) => k.csr);
     traffic = new EnrolmentTraffic([from, to], token, csrs, `F2${batch.id.replace(/-/g, '').slice(0, 4).toUpperCase()}`);
     traffic.start(4);
     while (traffic.acknowledged.length === 0) await new Promise((r) => setTimeout(r, 50));

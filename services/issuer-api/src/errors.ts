@@ -14,7 +14,9 @@ const FASTIFY_CODES: Record<string, { status: number; code: string; message: str
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | FleetError, request, reply) => {
     if (isFleetError(err)) {
-      if (err.httpStatus >= 500) request.log.error({ err }, 'request failed');
+      // A standby refusing writes is the design working, not a fault.
+      if (err.code === 'SITE_STANDBY') request.log.info({ code: err.code }, 'write refused on a standby');
+      else if (err.httpStatus >= 500) request.log.error({ err }, 'request failed');
       return reply.status(err.httpStatus).send(err.toJSON());
     }
     const fastifyErr = err as FastifyError;

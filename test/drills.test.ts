@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { FleetConfig } from '@fleetpki/core';
+import { readTopology } from '@fleetpki/sites';
+import { ensureCa, siteAPool } from './support/ca.js';
+import { cli } from './support/cli.js';
+import { ensureSites } from './support/sites.js';
+
+let config: FleetConfig;
+
+/** The last line of a --json drill: its report. */
+function lastJson<T>(stdout: string): T {
+  return JSON.parse(stdout.trim().split('\n').pop()!) as T;
+}
+
+before(async () => {
+  config = await ensureSites();
+  const pool = siteAPool(config);
+  try {
+    await ensureCa(config, pool);
+  } finally {
+    await pool.end();
+  }
+  // Site B needs its clone of the CA keys (3 of 5 custodian shares).
+  const dir = mkdtempSync(join(tmpdir(), 'fleetpki-drill-custody-'));
+  const created = await cli(['custody', 'create', '--custodians', '5', '--threshold', '3', '--out', dir]);
+  assert.equal(created.code, 0, created.stderr);
+  const restored = await cli(['custody', 'restore', '--site', 'b', ...[1, 2, 3].flatMap((n) => ['--share', join(dir, `custodian-${n}.share`)])]);
+  assert.equal(restored.code, 0, restored.stderr);
+});
+
+after(async () => {
+  // Whatever happened above, leave site A active with B as its standby for the other test files.
+  if (readTopology(config).rebuild) await cli(['drill', 'failback']);
+  if (readTopology(config).primary !== 'a') await cli(['drill', 'switchover']);
+});
+
+describe('site drills', () => {
+  it('failover: site A killed mid-batch; B finishes it with RPO 0, no duplicates, OCSP served throughout, CRL numbers continuing', async () => {
+    const run = await cli(['drill', 'failover', '--devices', '20000', '--json']);
+    assert.equal(run.code, 0, `${run.stderr}\n${run.stdout.slice(-2000)}`);
+    const r = lastJson<Record<string, unknown>>(run.stdout);
+    assert.deepEqual([r.from, r.to], ['a', 'b']);
+    assert.equal(r.rpo_lost, 0);
+    assert.equal(r.duplicate_serials, 0);
+    assert.equal(r.batch_devices_not_exactly_one, 0);
+    assert.equal(r.batch_complete, true);
+    assert.equal(r.batch_devices, 20_000);
+    assert.ok((r.enrolments_acknowledged as Record<string, number>).a! > 0 && (r.enrolments_acknowledged as Record<string, number>).b! > 0, 'enrolments acknowledged on both sides of the failover');
+    assert.ok((r.ocsp_answered as number) > 0);
+    assert.equal(r.ocsp_failed, 0, 'the standby answered every OCSP request during the drill');
+    assert.equal(r.crl_numbers_continue, true);
+    assert.ok(typeof r.rto_s === 'number' && r.rto_s > 0);
+    assert.deepEqual(readTopology(config), { primary: 'b', rebuild: 'a' });
+  });
+
+  it('refuses a second failover before the failed site is rebuilt', async () => {
+    const run = await cli(['drill', 'failover', '--devices', '100']);
+    assert.match(run.stderr, /DRILL_NOT_READY: site a is still down/);
+  });
+
+  it('failback: A rebuilt as standby of B, then switched back to active', async () => {
+    const run = await cli(['drill', 'failback', '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const r = lastJson<Record<string, unknown>>(run.stdout);
+    assert.deepEqual([r.rebuilt, r.active, r.switched_back], ['a', 'a', true]);
+    assert.deepEqual(readTopology(config), { primary: 'a' });
+    const status = await cli(['sites', 'status']);
+    assert.match(status.stdout, /a\s+postgres :\d+\s+up\s+primary; standbys: site_b streaming\/sync/);
+    assert.match(status.stdout, /b\s+postgres :\d+\s+up\s+hot standby/);
+  });
+
+  it('switchover there and back with enrolments running loses nothing', async () => {
+    for (const [from, to] of [['a', 'b'], ['b', 'a']] as const) {
+      const run = await cli(['drill', 'switchover', '--json']);
+      assert.equal(run.code, 0, run.stderr);
+      const r = lastJson<Record<string, unknown>>(run.stdout);
+      assert.deepEqual([r.from, r.to, r.rpo_lost], [from, to, 0]);
+      const acks = r.enrolments_acknowledged as Record<string, number>;
+      assert.ok(acks[from]! > 0 && acks[to]! > 0);
+    }
+    assert.deepEqual(readTopology(config), { primary: 'a' });
+  });
+});
