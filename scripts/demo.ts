@@ -8,9 +8,10 @@ import { join } from 'node:path';
 import { loadConfig } from '@fleetpki/core';
 import { issueApiToken, runCeremony } from '@fleetpki/ca';
 import { FleetApiClient } from '@fleetpki/client';
+import { runFailback, runFailoverDrill } from '@fleetpki/drills';
 import { generateManifest } from '@fleetpki/manifest';
 import { hsmSelfTest, openSiteKeyStore } from '@fleetpki/hsm';
-import { ROOT_TOKEN_LABEL, formatStatus, sitesStatus, sitesUp } from '@fleetpki/sites';
+import { ROOT_TOKEN_LABEL, formatStatus, readTopology, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
 import { createPool, migrate, readSiteStates, upsertManufacturer } from '@fleetpki/store';
 import { generateDeviceKeys, toPem } from '@fleetpki/x509';
 import { euiGenerator, percentile } from './lib/bench.js';
@@ -25,6 +26,9 @@ const config = loadConfig();
 heading('1. Sites: SoftHSM tokens, PostgreSQL primary (A) with synchronous hot standby (B), Redis per site');
 let started = Date.now();
 await sitesUp(config, (line) => console.log(`  ${line}`));
+// An earlier run stopped mid-drill: put site A back in front first (the tour below runs on A).
+if (readTopology(config).rebuild) await runFailback(config, { log: (line) => console.log(`  ${line}`) });
+if (readTopology(config).primary !== 'a') await switchover(config, (line) => console.log(`  ${line}`));
 console.log(`  (${Date.now() - started} ms)`);
 
 heading('2. Database schema');
@@ -212,7 +216,20 @@ try {
   await db.end();
 }
 
-heading('8. Status');
+heading('8. Standby site: CA keys cloned under a 3-of-5 custodian key, then a failover drill mid-batch');
+const custodyDir = join(outDir, 'custodians');
+const fleetpki = (args: string[]) => execFileSync(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'services', 'cli', 'src', 'main.ts'), ...args], { encoding: 'utf8' }).trim();
+console.log(`  ${fleetpki(['custody', 'create', '--custodians', '5', '--threshold', '3', '--out', custodyDir])}`);
+console.log(`  ${fleetpki(['custody', 'restore', '--site', 'b', '--share', join(custodyDir, 'custodian-1.share'), '--share', join(custodyDir, 'custodian-3.share'), '--share', join(custodyDir, 'custodian-5.share')])}`);
+const drill = await runFailoverDrill(config, { devices: 10_000, log: (line) => console.log(`  ${line}`) });
+console.log(`  RTO ${drill.rto_s} s (last enrolment acknowledged by ${drill.from} to first by ${drill.to}; promotion ${drill.promote_s} s)`);
+console.log(`  RPO ${drill.rpo_lost} certificates lost; ${drill.duplicate_serials} duplicates; batch complete: ${drill.batch_complete} (${drill.batch_devices} devices, ${drill.batch_issued_before_kill} issued before the kill, by site ${JSON.stringify(drill.batch_issued_by_site)})`);
+console.log(`  enrolments acknowledged ${JSON.stringify(drill.enrolments_acknowledged)}; OCSP from the standby during the drill: ${drill.ocsp_answered} answered, ${drill.ocsp_failed} failed; CRL numbers ${drill.crl_number_before} -> ${drill.crl_number_after}`);
+if (drill.rpo_lost !== 0 || drill.duplicate_serials !== 0 || !drill.batch_complete) process.exitCode = 1;
+const back = await runFailback(config, { log: (line) => console.log(`  ${line}`) });
+console.log(`  failback: site ${back.rebuilt} ${back.how} in ${back.rebuild_s} s, switched back in ${back.switchover_s} s; active site ${back.active}`);
+
+heading('9. Status');
 console.log(
   formatStatus(await sitesStatus(config))
     .split('\n')
