@@ -85,6 +85,9 @@ export async function rebuildFormerPrimary(config: FleetConfig, log: Log = () =>
 export async function switchover(config: FleetConfig, log: Log = () => undefined): Promise<{ from: string; to: string; epoch: number }> {
   const { primary, standby } = currentRoles(config);
   if (!(await isClusterRunning(standby))) throw new FleetError('SITE_DOWN', `site ${standby.id}'s PostgreSQL is not running; cannot switch over to it`);
+  // Zero loss needs a standby that is streaming synchronously right now.
+  const sync = await withDb(config, primary, async (pool) => (await pool.query<{ s: string }>(`SELECT sync_state AS s FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'`, [`site_${standby.id}`])).rows[0]?.s);
+  if (sync !== 'sync') throw new FleetError('SWITCHOVER_STANDBY_NOT_IN_SYNC', `site ${standby.id} is not a streaming synchronous standby of ${primary.id} (${sync ?? 'not connected'}); a switchover now could lose data`);
   await stopCluster(primary, 'fast');
   log(`site ${primary.id}: PostgreSQL stopped cleanly`);
   const { epoch } = await promoteStandby(config, standby, `switchover from ${primary.id}`, log);

@@ -1,6 +1,6 @@
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FleetConfig, SiteConfig } from '@fleetpki/core';
+import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { createPool } from '@fleetpki/store';
 import { isRoot, pgBinDir, run } from './exec.js';
 import { osUserIds } from './os-user.js';
@@ -204,6 +204,7 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
     chownToPgUser(join(dataDir, 'standby.signal'));
     writeSettings(config, site, { role: 'standby', primary });
     await startCluster(site);
+    await waitUntilStreaming(config, site, primary);
   };
   try {
     // Crash recovery first (pg_rewind runs it in single-user mode, which refuses standby.signal).
@@ -219,5 +220,29 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
     await baseBackup(config, site, primary);
     await asStandby();
     return 'copied';
+  }
+}
+
+/**
+ * A rebuilt standby counts only once it has replayed everything the primary had when we started
+ * waiting: a rewind that left it on a timeline it cannot follow still connects (and even shows as
+ * streaming for a moment) but never replays past the fork.
+ */
+async function waitUntilStreaming(config: FleetConfig, site: SiteConfig, primary: SiteConfig, timeoutMs = 60_000): Promise<void> {
+  const pool = createPool(`postgres://${config.pgUser}@127.0.0.1:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  try {
+    const { rows: at } = await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { rows } = await pool.query<{ state: string; caught_up: boolean }>(
+        'SELECT state, coalesce(replay_lsn >= $2::pg_lsn, false) AS caught_up FROM pg_stat_replication WHERE application_name = $1',
+        [standbyName(site), at[0]!.lsn],
+      );
+      if (rows[0]?.state === 'streaming' && rows[0].caught_up) return;
+      if (Date.now() > deadline) throw new FleetError('SITES_STANDBY_NOT_STREAMING', `site ${site.id} started but has not replayed ${primary.id}'s WAL up to ${at[0]!.lsn} within ${timeoutMs / 1000} s (${rows[0]?.state ?? 'not connected'})`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    await pool.end();
   }
 }
