@@ -117,9 +117,10 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     };
     let timer: NodeJS.Timeout | undefined;
     let closed = false;
+    let pass: Promise<void> | undefined;
     const loop = async () => {
       try {
-        await tick();
+        await (pass = tick());
       } catch (err) {
         app.log.warn({ err: { message: (err as Error).message } }, 'status background pass failed; retrying');
       }
@@ -135,6 +136,8 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       async close() {
         closed = true;
         if (timer) clearTimeout(timer);
+        // A pass still signing must finish before the HSM session goes away under it.
+        await pass?.catch(() => undefined);
         await app.close();
         await keyStore?.close();
         await pool.end();
