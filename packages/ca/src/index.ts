@@ -13,3 +13,4 @@ export * from './revocation.js';
 export * from './crl-publisher.js';
 export * from './ocsp-responder.js';
 export * from './key-custody.js';
+export * from './device-key-service.js';

@@ -148,3 +148,4 @@ export class FleetApiClient {
     }
   }
 }
+export * from './device-key-bundle.js';

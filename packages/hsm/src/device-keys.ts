@@ -160,4 +160,39 @@ export class DeviceKeyOperations {
       key.destroy();
     }
   }
+
+  /** Imports a known key value as an extractable session object: known-answer tests only. */
+  private importKnown(value: Buffer, template: graphene.ITemplate): graphene.SecretKey {
+    return this.session
+      .create({ class: graphene.ObjectClass.SECRET_KEY, token: false, sensitive: false, extractable: true, value, ...template })
+      .toType<graphene.SecretKey>();
+  }
+
+  /**
+   * Known-answer test of the token's wrap mechanisms: wraps `keyMaterial` under `kek` with
+   * CKM_AES_KEY_WRAP (RFC 3394) or CKM_AES_KEY_WRAP_PAD (RFC 5649), both imported as session objects.
+   */
+  knownAnswerWrap(mechanism: 'aes-key-wrap' | 'aes-key-wrap-pad', kek: Buffer, keyMaterial: Buffer): Buffer {
+    const kekObject = this.importKnown(kek, { keyType: graphene.KeyType.AES, wrap: true });
+    const key = this.importKnown(keyMaterial, { keyType: keyMaterial.length % 8 === 0 && [16, 24, 32].includes(keyMaterial.length) ? graphene.KeyType.AES : graphene.KeyType.GENERIC_SECRET });
+    try {
+      return this.session.wrapKey(mechanism === 'aes-key-wrap' ? graphene.MechanismEnum.AES_KEY_WRAP : graphene.MechanismEnum.AES_KEY_WRAP_PAD, kekObject, key);
+    } finally {
+      key.destroy();
+      kekObject.destroy();
+    }
+  }
+
+  /** Known-answer test of the diversification: a known master, the device key wrapped under a known KEK. */
+  knownAnswerDiversify(master: Buffer, kek: Buffer, data: Buffer): WrappedDeviceKey {
+    const masterObject = this.importKnown(master, { keyType: graphene.KeyType.AES, derive: true });
+    const kekObject = this.importKnown(kek, { keyType: graphene.KeyType.AES, wrap: true });
+    try {
+      return this.diversifyAndWrap(masterObject, kekObject, data);
+    } finally {
+      kekObject.destroy();
+      masterObject.destroy();
+    }
+  }
 }
+

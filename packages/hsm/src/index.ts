@@ -7,3 +7,4 @@ export * from './session-pool.js';
 export * from './pkcs11-key-store.js';
 export * from './self-test.js';
 export * from './open-site-key-store.js';
+export * from './device-keys.js';

@@ -34,6 +34,15 @@ export interface WrappedKey {
   readonly publicKeySpki: Buffer;
 }
 
+/** A per-batch transport to a factory: device keys diversified in the HSM, wrapped under an agreed KEK. */
+export interface DeviceKeyTransport {
+  /** The HSM's ephemeral P-256 public key (uncompressed point), for the bundle header. */
+  readonly ephemeralPoint: Buffer;
+  /** Diversifies each device key from its master key and wraps it (RFC 3394) under the transport KEK. */
+  wrapDeviceKeys(items: readonly { masterLabel: string; data: Buffer }[]): Promise<{ wrapped: Buffer; kcv: Buffer }[]>;
+  close(): Promise<void>;
+}
+
 export interface KeyStore {
   readonly tokenLabel: string;
   generateSigningKey(label: string, options?: GenerateKeyOptions): Promise<KeyInfo>;
@@ -47,5 +56,15 @@ export interface KeyStore {
   wrapPrivateKey(label: string, kek: Uint8Array): Promise<WrappedKey>;
   /** Unwraps into this token as a sensitive, non-extractable key pair with the wrapped key's label. */
   unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array): Promise<KeyInfo>;
+  /** An AES-256 master key for device-key diversification (sensitive; extractable only to be wrapped). */
+  generateMasterKey(label: string): Promise<void>;
+  hasSecretKey(label: string): Promise<boolean>;
+  /** Ephemeral-static ECDH with the factory's P-256 point and the transport KDF over `context`, in the HSM. */
+  openDeviceKeyTransport(factoryPoint: Buffer, context: Buffer): Promise<DeviceKeyTransport>;
+  /** Known-answer tests of the wrap mechanisms and the diversification (self-tests; no stored key involved). */
+  knownAnswerWrap(mechanism: 'aes-key-wrap' | 'aes-key-wrap-pad', kek: Buffer, keyMaterial: Buffer): Promise<Buffer>;
+  knownAnswerDiversify(master: Buffer, kek: Buffer, data: Buffer): Promise<{ wrapped: Buffer; kcv: Buffer }>;
+  /** AES-CMAC of `message` under the device key diversified by `data` (tests, device authentication). */
+  deviceMac(masterLabel: string, data: Buffer, message: Buffer): Promise<Buffer>;
   close(): Promise<void>;
 }

@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import * as graphene from 'graphene-pk11';
 import { CKR, HsmError, pkcs11Code } from './errors.js';
 import { P256_EC_PARAMS, ecdsaRawToDer, p256SpkiFromPoint, unwrapEcPoint } from './ecdsa.js';
-import type { GenerateKeyOptions, KeyInfo, KeyStore, Signer, WrappedKey } from './key-store.js';
+import { DeviceKeyOperations } from './device-keys.js';
+import type { DeviceKeyTransport, GenerateKeyOptions, KeyInfo, KeyStore, Signer, WrappedKey } from './key-store.js';
 import { SessionPool } from './session-pool.js';
 
 export interface Pkcs11Options {
@@ -246,6 +247,73 @@ export class Pkcs11KeyStore implements KeyStore {
       }),
     );
     return this.describeKey(label);
+  }
+
+  async generateMasterKey(label: string): Promise<void> {
+    if (await this.hasSecretKey(label)) throw new HsmError('HSM_KEY_EXISTS', `token "${this.tokenLabel}" already holds a secret key labelled "${label}"`);
+    await this.pool.use((session) => new DeviceKeyOperations(session).generateMasterKey(label));
+  }
+
+  async hasSecretKey(label: string): Promise<boolean> {
+    return this.pool.use((session) => session.find({ class: graphene.ObjectClass.SECRET_KEY, label }).length > 0);
+  }
+
+  async openDeviceKeyTransport(factoryPoint: Buffer, context: Buffer): Promise<DeviceKeyTransport> {
+    if (factoryPoint.length !== 65 || factoryPoint[0] !== 0x04) throw new HsmError('HSM_OPERATION_FAILED', 'the factory key must be an uncompressed P-256 point (65 bytes)');
+    // Session objects live as long as the session that made them: the transport keeps one session.
+    const session = this.slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
+    try {
+      const ops = new DeviceKeyOperations(session);
+      const { kek, ephemeralPoint } = ops.agreeTransportKey(factoryPoint, context);
+      const masters = new Map<string, graphene.SecretKey>();
+      return {
+        ephemeralPoint,
+        async wrapDeviceKeys(items) {
+          return items.map(({ masterLabel, data }) => {
+            let master = masters.get(masterLabel);
+            if (!master) masters.set(masterLabel, (master = ops.findSecretKey(masterLabel)));
+            return ops.diversifyAndWrap(master, kek, data);
+          });
+        },
+        async close() {
+          try {
+            kek.destroy();
+          } finally {
+            session.close();
+          }
+        },
+      };
+    } catch (err) {
+      session.close();
+      throw err;
+    }
+  }
+
+  async knownAnswerWrap(mechanism: 'aes-key-wrap' | 'aes-key-wrap-pad', kek: Buffer, keyMaterial: Buffer): Promise<Buffer> {
+    return this.pool.use((session) => new DeviceKeyOperations(session).knownAnswerWrap(mechanism, kek, keyMaterial));
+  }
+
+  async knownAnswerDiversify(master: Buffer, kek: Buffer, data: Buffer): Promise<{ wrapped: Buffer; kcv: Buffer }> {
+    return this.pool.use((session) => new DeviceKeyOperations(session).knownAnswerDiversify(master, kek, data));
+  }
+
+  /** Reads CKA_VALUE of a secret key. Exists for tests that prove it is refused (CKA_SENSITIVE). */
+  async tryReadSecretValue(label: string): Promise<Buffer> {
+    return this.pool.use((session) => {
+      try {
+        return new DeviceKeyOperations(session).findSecretKey(label).getAttribute({ value: null }).value as Buffer;
+      } catch (err) {
+        if (pkcs11Code(err) === CKR.ATTRIBUTE_SENSITIVE) throw new HsmError('HSM_OPERATION_FAILED', `CKA_VALUE of "${label}" is sensitive`, err);
+        throw err;
+      }
+    });
+  }
+
+  async deviceMac(masterLabel: string, data: Buffer, message: Buffer): Promise<Buffer> {
+    return this.pool.use((session) => {
+      const ops = new DeviceKeyOperations(session);
+      return ops.deviceMac(ops.findSecretKey(masterLabel), data, message);
+    });
   }
 
   /** Runs `fn` with the KEK present as a session object, destroyed afterwards whatever happens. */

@@ -207,8 +207,15 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
     await waitUntilStreaming(config, site, primary);
   };
   try {
-    // Crash recovery first (pg_rewind runs it in single-user mode, which refuses standby.signal).
     rmSync(join(dataDir, 'standby.signal'), { force: true });
+    // pg_rewind wants a cleanly shut down target. A killed primary is not: let it finish crash recovery
+    // alone (no listener, waiting on no standby), then stop it cleanly. pg_rewind's own single-user
+    // recovery failed on these machines.
+    const state = await run(pg('pg_controldata'), ['-D', dataDir], { asPgUser: true });
+    if (!/Database cluster state:\s+shut down/.test(state)) {
+      await run(pg('pg_ctl'), ['start', '-D', dataDir, '-l', pgLogFile(site), '-w', '-t', '120', '-o', "-c listen_addresses='' -c synchronous_standby_names=''"], { asPgUser: true, timeoutMs: 180_000 });
+      await run(pg('pg_ctl'), ['stop', '-D', dataDir, '-m', 'fast', '-w', '-t', '60'], { asPgUser: true });
+    }
     await run(pg('pg_rewind'), ['-D', dataDir, '--source-server', `host=127.0.0.1 port=${primary.pgPort} user=${config.pgUser} dbname=postgres`], { asPgUser: true, timeoutMs: 600_000 });
     await asStandby();
     return 'rewound';

@@ -11,3 +11,4 @@ export * from './repositories/batches.js';
 export * from './repositories/revocations.js';
 export * from './repositories/key-custody.js';
 export * from './repositories/drill-checks.js';
+export * from './repositories/device-keys.js';

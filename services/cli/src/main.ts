@@ -9,6 +9,7 @@ import { registerRevokeCommands } from './commands/revoke.js';
 import { registerDbCommands } from './commands/db.js';
 import { registerDrillCommands } from './commands/drill.js';
 import { registerHsmCommands } from './commands/hsm.js';
+import { registerKeyCommands } from './commands/keys.js';
 import { registerSitesCommands } from './commands/sites.js';
 import { registerTokenCommands } from './commands/tokens.js';
 
@@ -29,6 +30,7 @@ registerManifestCommands(program);
 registerBatchCommands(program);
 registerRevokeCommands(program);
 registerDrillCommands(program);
+registerKeyCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Expected failures print their stable code and message; anything else is a bug and keeps its stack.

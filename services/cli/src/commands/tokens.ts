@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { FleetError } from '@fleetpki/core';
 import { issueApiToken, ROLES, type Role } from '@fleetpki/ca';
-import { manufacturerExists, upsertManufacturer, appendAuditEvents, setManufacturerManifestKey } from '@fleetpki/store';
+import { manufacturerExists, upsertManufacturer, appendAuditEvents, setManufacturerManifestKey, setManufacturerTransportKey } from '@fleetpki/store';
 import { parseDevicePublicKey } from '@fleetpki/x509';
 import { cliActor, withDatabase } from '../context.js';
 
@@ -18,6 +18,17 @@ export function registerTokenCommands(program: Command): void {
         if (!(await setManufacturerManifestKey(pool, id, spki))) throw new FleetError('MANUFACTURER_UNKNOWN', `manufacturer "${id}" is not registered`);
         await appendAuditEvents(pool, [{ site: config.site, actor: cliActor(), action: 'manufacturer.manifest-key', subject: id, details: { spkiSha256: createHash('sha256').update(spki).digest('hex') } }]);
         console.log(`manifest-signing key of ${id} registered`);
+      });
+    });
+  manufacturers
+    .command('set-transport-key <id> <publicKeyPem>')
+    .description("register the factory's P-256 key-agreement key: device-key bundles for it are wrapped under a key agreed with it")
+    .action(async (id: string, file: string) => {
+      await withDatabase(async ({ config, pool }) => {
+        const spki = parseDevicePublicKey(readFileSync(file, 'utf8')).spki;
+        if (!(await setManufacturerTransportKey(pool, id, spki))) throw new FleetError('MANUFACTURER_UNKNOWN', `manufacturer "${id}" is not registered`);
+        await appendAuditEvents(pool, [{ site: config.site, actor: cliActor(), action: 'manufacturer.transport-key', subject: id, details: { spkiSha256: createHash('sha256').update(spki).digest('hex') } }]);
+        console.log(`transport key of ${id} registered`);
       });
     });
   manufacturers
