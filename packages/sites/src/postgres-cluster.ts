@@ -38,6 +38,8 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
     `max_replication_slots = 10`,
     // Needed by pg_rewind when a failed primary is rebuilt as the new primary's standby (failback).
     `wal_log_hints = on`,
+    // pg_rewind reads the failed primary's WAL back to where the timelines split; keep enough of it.
+    `wal_keep_size = '1GB'`,
     `hot_standby = on`,
     `hot_standby_feedback = on`,
     // RPO 0: a commit on the primary returns only once the standby has flushed it. If the standby is down,
@@ -213,7 +215,7 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
     // recovery failed on these machines.
     const state = await run(pg('pg_controldata'), ['-D', dataDir], { asPgUser: true });
     if (!/Database cluster state:\s+shut down/.test(state)) {
-      await run(pg('pg_ctl'), ['start', '-D', dataDir, '-l', pgLogFile(site), '-w', '-t', '120', '-o', "-c listen_addresses='' -c synchronous_standby_names=''"], { asPgUser: true, timeoutMs: 180_000 });
+      await run(pg('pg_ctl'), ['start', '-D', dataDir, '-l', pgLogFile(site), '-w', '-t', '120', '-o', "-c listen_addresses='' -c unix_socket_directories=/tmp -c synchronous_standby_names=''"], { asPgUser: true, timeoutMs: 180_000 });
       await run(pg('pg_ctl'), ['stop', '-D', dataDir, '-m', 'fast', '-w', '-t', '60'], { asPgUser: true });
     }
     await run(pg('pg_rewind'), ['-D', dataDir, '--source-server', `host=127.0.0.1 port=${primary.pgPort} user=${config.pgUser} dbname=postgres`], { asPgUser: true, timeoutMs: 600_000 });
