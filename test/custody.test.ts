@@ -32,7 +32,7 @@ describe('key custody: CA keys cloned into the standby HSM under a 3-of-5 key-en
     assert.equal(created.code, 0, created.stderr);
     const shares = [1, 2, 3, 4, 5].map((n) => parseCustodianShare(readFileSync(share(n), 'utf8'), share(n)));
     assert.equal(new Set(shares.map((s) => s.share)).size, 5, 'five different shares');
-    const { rows } = await pool.query<{ key_label: string; n: number }>('SELECT key_label, octet_length(wrapped) AS n FROM key_backups WHERE kek_id = $1 ORDER BY key_label', [shares[0]!.kekId]);
+    const { rows } = await pool.query<{ key_label: string; n: number }>("SELECT key_label, octet_length(wrapped) AS n FROM key_backups WHERE kek_id = $1 AND key_class = 'private' ORDER BY key_label", [shares[0]!.kekId]);
     assert.deepEqual(rows.map((r) => r.key_label), ['fpd1', 'org1']);
     // RFC 5649 wrapping of a P-256 PKCS#8 key: a few dozen bytes, never the clear key.
     for (const r of rows) assert.ok(r.n >= 64 && r.n <= 160, `wrapped ${r.key_label} is ${r.n} bytes`);

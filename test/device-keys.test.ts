@@ -148,6 +148,19 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
     assert.match(refused.stderr, /DEVICE_KEY_UNWRAP_FAILED: .* does not open under this transport key/);
   });
 
+  it('custody takes the master keys to the standby token too, checked by their check values', async () => {
+    const shares = mkdtempSync(join(tmpdir(), 'fleetpki-device-keys-custody-'));
+    const created = await cli(['custody', 'create', '--custodians', '3', '--threshold', '2', '--out', shares]);
+    assert.equal(created.code, 0, created.stderr);
+    const masters = (await listMasterKeys(pool)).map((m) => m.keyLabel);
+    for (const label of masters) assert.ok(created.stdout.includes(label), `${label} wrapped`);
+    const restored = await cli(['custody', 'restore', '--site', 'b', '--share', join(shares, 'custodian-1.share'), '--share', join(shares, 'custodian-3.share')]);
+    assert.equal(restored.code, 0, restored.stderr);
+    for (const label of masters) assert.ok(restored.stdout.includes(label), `${label} on site B: ${restored.stdout}`);
+    const { rows } = await pool.query<{ key_class: string; n: number }>("SELECT key_class, octet_length(wrapped) AS n FROM key_backups WHERE key_label = $1 ORDER BY created_at DESC LIMIT 1", [masters[0]]);
+    assert.deepEqual([rows[0]!.key_class, rows[0]!.n], ['secret', 40], 'an AES-256 master key wrapped by RFC 3394 is 40 bytes');
+  });
+
   it('refuses a manufacturer without a transport key with a stable code', async () => {
     await upsertManufacturer(pool, 'no-transport-key', 'No Key Ltd');
     const refused = await cli(['keys', 'issue', '--manufacturer', 'no-transport-key', '--devices', join(dir, 'devices.txt'), '--out', join(dir, 'x.ndjson')]);

@@ -2,7 +2,7 @@ import { createHmac, createPublicKey, randomBytes, randomUUID, timingSafeEqual, 
 import { combine, split } from 'shamir-secret-sharing';
 import { FleetError, type SiteId } from '@fleetpki/core';
 import { parsePkcs11Uri, type KeyStore, type WrappedKey } from '@fleetpki/hsm';
-import { appendAuditEvents, getKek, insertKek, insertKeyBackup, listCas, listKeyBackups, withTransaction, type Pool } from '@fleetpki/store';
+import { appendAuditEvents, getKek, insertKek, insertKeyBackup, listCas, listKeyBackups, listMasterKeys, withTransaction, type Pool } from '@fleetpki/store';
 
 export const SHARE_FORMAT = 'fleetpki-kek-share/1';
 
@@ -54,17 +54,21 @@ export async function createKeyCustody(
     const kekId = randomUUID();
     const wrapped: WrappedKey[] = [];
     for (const label of labels) wrapped.push(await keyStore.wrapPrivateKey(label, kek));
+    // Device master keys (hybrid keys) go the same way, so the standby can issue device keys too.
+    const masters: { label: string; wrapped: Buffer; checkValue: Buffer }[] = [];
+    for (const m of await listMasterKeys(pool)) masters.push({ label: m.keyLabel, ...(await keyStore.wrapSecretKey(m.keyLabel, kek)) });
     // The library wants a plain Uint8Array (a Buffer fails its check); the copy is wiped below too.
     const secret = new Uint8Array(kek);
     const parts = await split(secret, custodians, threshold);
     secret.fill(0);
     await withTransaction(pool, async (client) => {
       await insertKek(client, { id: kekId, custodians, threshold, kekCheck: kekCheckValue(kek) });
-      for (const w of wrapped) await insertKeyBackup(client, { kekId, keyLabel: w.label, mechanism: w.mechanism, wrapped: w.wrapped, publicKeySpki: w.publicKeySpki });
-      await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'custody.create', subject: kekId, details: { custodians, threshold, keys: labels } }]);
+      for (const w of wrapped) await insertKeyBackup(client, { kekId, keyLabel: w.label, keyClass: 'private', mechanism: w.mechanism, wrapped: w.wrapped, publicKeySpki: w.publicKeySpki });
+      for (const m of masters) await insertKeyBackup(client, { kekId, keyLabel: m.label, keyClass: 'secret', mechanism: 'aes-key-wrap', wrapped: m.wrapped, checkValue: m.checkValue });
+      await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'custody.create', subject: kekId, details: { custodians, threshold, keys: [...labels, ...masters.map((m) => m.label)] } }]);
     });
     const shares = parts.map((p, i) => ({ format: SHARE_FORMAT, kekId, custodian: i + 1, custodians, threshold, share: Buffer.from(p).toString('base64') }) as const);
-    return { kekId, shares, keys: labels };
+    return { kekId, shares, keys: [...labels, ...masters.map((m) => m.label)] };
   } finally {
     kek.fill(0);
   }
@@ -117,6 +121,13 @@ export async function restoreKeysFromShares(pool: Pool, keyStore: KeyStore, shar
     const restored: string[] = [];
     const alreadyPresent: string[] = [];
     for (const backup of await listKeyBackups(pool, kekId)) {
+      if (backup.keyClass === 'secret') {
+        const present = await keyStore.hasSecretKey(backup.keyLabel);
+        const { checkValue } = present ? { checkValue: await keyStore.masterCheckValue(backup.keyLabel) } : await keyStore.unwrapSecretKey(backup.keyLabel, backup.wrapped, kek);
+        if (!checkValue.equals(backup.checkValue)) throw new FleetError('CA_KEY_MISMATCH', `master key "${backup.keyLabel}" in token "${keyStore.tokenLabel}" does not match its check value`);
+        (present ? alreadyPresent : restored).push(backup.keyLabel);
+        continue;
+      }
       if (await keyStore.hasKey(backup.keyLabel)) {
         const present = await keyStore.describeKey(backup.keyLabel);
         if (!present.publicKeySpki.equals(backup.publicKeySpki)) throw new FleetError('CA_KEY_MISMATCH', `token "${keyStore.tokenLabel}" holds a different key labelled "${backup.keyLabel}"`);

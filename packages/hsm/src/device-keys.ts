@@ -55,6 +55,8 @@ export interface WrappedDeviceKey {
 }
 
 const ZERO_IV = Buffer.alloc(16);
+/** Fixed diversification input whose derived key's KCV identifies a master key without revealing it. */
+const MASTER_PROBE = Buffer.from('fleetpki master check v1', 'latin1').subarray(0, 16);
 
 /** Operations on one session; the callers (Pkcs11KeyStore) hold the session pool. */
 export class DeviceKeyOperations {
@@ -148,6 +150,16 @@ export class DeviceKeyOperations {
       return { wrapped, kcv };
     } finally {
       key.destroy();
+    }
+  }
+
+  /** Identifies a master key: the KCV of the key it derives from a fixed probe block. */
+  masterCheckValue(master: graphene.SecretKey): Buffer {
+    const probe = this.deriveAes(master, MASTER_PROBE, { encrypt: true });
+    try {
+      return this.kcv(probe);
+    } finally {
+      probe.destroy();
     }
   }
 

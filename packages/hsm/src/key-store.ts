@@ -56,6 +56,10 @@ export interface KeyStore {
   wrapPrivateKey(label: string, kek: Uint8Array): Promise<WrappedKey>;
   /** Unwraps into this token as a sensitive, non-extractable key pair with the wrapped key's label. */
   unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array): Promise<KeyInfo>;
+  /** The same for a device master key (AES); `checkValue` identifies the key (masterCheckValue). */
+  wrapSecretKey(label: string, kek: Uint8Array): Promise<{ wrapped: Buffer; checkValue: Buffer }>;
+  unwrapSecretKey(label: string, wrapped: Buffer, kek: Uint8Array): Promise<{ checkValue: Buffer }>;
+  masterCheckValue(label: string): Promise<Buffer>;
   /** An AES-256 master key for device-key diversification (sensitive; extractable only to be wrapped). */
   generateMasterKey(label: string): Promise<void>;
   hasSecretKey(label: string): Promise<boolean>;

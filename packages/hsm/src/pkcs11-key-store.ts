@@ -316,6 +316,49 @@ export class Pkcs11KeyStore implements KeyStore {
     });
   }
 
+  async wrapSecretKey(label: string, kek: Uint8Array): Promise<{ wrapped: Buffer; checkValue: Buffer }> {
+    return this.pool.use((session) => {
+      const ops = new DeviceKeyOperations(session);
+      const key = ops.findSecretKey(label);
+      const checkValue = ops.masterCheckValue(key);
+      return this.withTransientKek(session, kek, (kekObject) => ({ wrapped: session.wrapKey(graphene.MechanismEnum.AES_KEY_WRAP, kekObject, key), checkValue }));
+    });
+  }
+
+  async unwrapSecretKey(label: string, wrapped: Buffer, kek: Uint8Array): Promise<{ checkValue: Buffer }> {
+    if (await this.hasSecretKey(label)) throw new HsmError('HSM_KEY_EXISTS', `token "${this.tokenLabel}" already holds a secret key labelled "${label}"`);
+    return this.pool.use((session) =>
+      this.withTransientKek(session, kek, (kekObject) => {
+        let key: graphene.SecretKey;
+        try {
+          key = session
+            .unwrapKey(graphene.MechanismEnum.AES_KEY_WRAP, kekObject, wrapped, {
+              class: graphene.ObjectClass.SECRET_KEY,
+              keyType: graphene.KeyType.AES,
+              token: true,
+              private: true,
+              sensitive: true,
+              extractable: false,
+              derive: true,
+              label,
+              id: createHash('sha256').update(label).digest().subarray(0, 8),
+            })
+            .toType<graphene.SecretKey>();
+        } catch (err) {
+          throw new HsmError('HSM_UNWRAP_FAILED', `unwrapping "${label}" into token "${this.tokenLabel}" failed (wrong key-encryption key or damaged blob): ${(err as Error).message}`, err);
+        }
+        return { checkValue: new DeviceKeyOperations(session).masterCheckValue(key) };
+      }),
+    );
+  }
+
+  async masterCheckValue(label: string): Promise<Buffer> {
+    return this.pool.use((session) => {
+      const ops = new DeviceKeyOperations(session);
+      return ops.masterCheckValue(ops.findSecretKey(label));
+    });
+  }
+
   /** Runs `fn` with the KEK present as a session object, destroyed afterwards whatever happens. */
   private withTransientKek<T>(session: graphene.Session, kek: Uint8Array, fn: (kek: graphene.SecretKey) => T): T {
     if (kek.length !== 32) throw new HsmError('HSM_OPERATION_FAILED', `a key-encryption key is 32 bytes (AES-256), got ${kek.length}`);

@@ -1,0 +1,58 @@
+/**
+ * pnpm bench keys [--devices N] [--json]
+ * Hybrid keys: N devices x 2 roles (mac, enc) diversified and wrapped in site A's HSM for a factory's
+ * transport key, one bundle, as `fleetpki keys issue` does. Prints keys/s, the raw HSM signing rate
+ * measured in the same run and the ratio, and checks the bundle with the factory-side unwrap.
+ */
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { DeviceKeyService } from '@fleetpki/ca';
+import { factoryTransportKek, unwrapDeviceKey, type DeviceKeyBundleHeader } from '@fleetpki/client';
+import { loadConfig } from '@fleetpki/core';
+import { openSiteKeyStore } from '@fleetpki/hsm';
+import { createPool, listMasterKeys, setManufacturerTransportKey, upsertManufacturer } from '@fleetpki/store';
+import { measureRawHsmRate } from './lib/bench.js';
+
+const { values: args } = parseArgs({ options: { devices: { type: 'string', default: '20000' }, json: { type: 'boolean', default: false } } });
+const devices = Number(args.devices);
+const log = (line: string) => {
+  if (!args.json) console.log(line);
+};
+const config = loadConfig({ ...process.env, FLEETPKI_SITE: 'a' });
+
+log('raw HSM signing rate (1 process x 4 sessions, 3 s) ...');
+const rawRate = await measureRawHsmRate(config, { sessions: 4, seconds: 3 });
+log(`  ${Math.round(rawRate)} signatures/s`);
+
+const pool = createPool(config.sites.a.databaseUrl, { max: 2 });
+const keyStore = await openSiteKeyStore(config, config.sites.a, { sessions: 1 });
+try {
+  const service = new DeviceKeyService(pool, keyStore, 'a');
+  const active = new Set((await listMasterKeys(pool)).filter((m) => m.status === 'active').map((m) => m.role));
+  for (const role of ['mac', 'enc'] as const) if (!active.has(role)) log(`  created master key ${(await service.createMasterKey(role, 'bench')).label}`);
+  const factory = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  await upsertManufacturer(pool, 'bench-hybrid', 'Benchmark Hybrid Meters');
+  await setManufacturerTransportKey(pool, 'bench-hybrid', factory.publicKey.export({ format: 'der', type: 'spki' }));
+  const eui64s = Array.from({ length: devices }, () => randomBytes(8));
+  log(`diversifying and wrapping ${devices * 2} device keys (${devices} devices x mac, enc) ...`);
+  const t = performance.now();
+  const bundle = await service.issueBundle({ manufacturerId: 'bench-hybrid', eui64s, roles: ['mac', 'enc'], actor: 'bench' });
+  const seconds = (performance.now() - t) / 1000;
+  const kek = factoryTransportKek(bundle.header as DeviceKeyBundleHeader, factory.privateKey);
+  for (const line of bundle.keys) unwrapDeviceKey(kek, line);
+  const result = {
+    benchmark: 'keys',
+    devices,
+    keys: bundle.keys.length,
+    seconds: Number(seconds.toFixed(2)),
+    keys_per_s: Math.round(bundle.keys.length / seconds),
+    raw_hsm_signatures_per_s: Math.round(rawRate),
+    ratio_to_raw_hsm: Number((bundle.keys.length / seconds / rawRate).toFixed(2)),
+    factory_unwrap: 'every key unwrapped, every KCV matched',
+  };
+  log(`  ${result.keys} keys in ${result.seconds} s: ${result.keys_per_s} keys/s (one HSM session); ratio to raw signing ${result.ratio_to_raw_hsm}; factory side: ${result.factory_unwrap}`);
+  console.log(JSON.stringify(result));
+} finally {
+  await keyStore.close();
+  await pool.end();
+}
