@@ -6,8 +6,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { diversificationData, openSiteKeyStore, type Pkcs11KeyStore } from '@fleetpki/hsm';
+import { createPrivateKey } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { FleetApiClient, factoryTransportKek, unwrapDeviceKey, type DeviceKeyBundleHeader, type DeviceKeyLine } from '@fleetpki/client';
+import { createIssuerRuntime } from '@fleetpki/issuer-api';
+import { generateManifest } from '@fleetpki/manifest';
+import { startService, stopProcess } from '@fleetpki/sites';
 import { listMasterKeys, upsertManufacturer, type Pool } from '@fleetpki/store';
-import { ensureCa, siteAPool } from './support/ca.js';
+import { createToken, ensureCa, siteAPool } from './support/ca.js';
 import { cli } from './support/cli.js';
 import { ensureSites } from './support/sites.js';
 
@@ -165,5 +171,39 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
     await upsertManufacturer(pool, 'no-transport-key', 'No Key Ltd');
     const refused = await cli(['keys', 'issue', '--manufacturer', 'no-transport-key', '--devices', join(dir, 'devices.txt'), '--out', join(dir, 'x.ndjson')]);
     assert.match(refused.stderr, /TRANSPORT_KEY_MISSING/);
+  });
+});
+
+describe('device keys beside a factory batch', () => {
+  it("the factory downloads its batch's device keys and opens every one; a second download carries the same keys", async () => {
+    const issuer = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 2, poolSize: 4 });
+    await issuer.app.listen({ host: '127.0.0.1', port: 0 });
+    const worker = startService(config, 'batch-worker', { FLEETPKI_SITE: 'a', FLEETPKI_LOG_LEVEL: 'error' });
+    try {
+      const client = new FleetApiClient(`http://127.0.0.1:${(issuer.app.server.address() as AddressInfo).port}`, await createToken(pool, 'factory', 'hybrid-meters'));
+      const manifest = join(dir, 'hybrid-batch.ndjson');
+      await generateManifest({ devices: 300, out: manifest, threads: 2 });
+      const { batch } = await client.submitBatch(manifest);
+      assert.equal((await client.waitForBatch(batch.id, undefined, 200)).status, 'complete');
+      const download = async () => {
+        const lines: Record<string, unknown>[] = [];
+        for await (const line of client.batchDeviceKeys(batch.id)) lines.push(line);
+        return lines;
+      };
+      const factoryKey = createPrivateKey(readFileSync(join(dir, 'factory.key.pem'), 'utf8'));
+      const open = (lines: Record<string, unknown>[]) => {
+        const kek = factoryTransportKek(lines[0] as unknown as DeviceKeyBundleHeader, factoryKey);
+        return new Map(lines.slice(1).map((l) => [`${l.eui64}/${l.role}`, unwrapDeviceKey(kek, l as unknown as DeviceKeyLine).toString('hex')]));
+      };
+      const first = await download();
+      assert.equal(first[0]!.type, 'device-key-transport');
+      const keys = open(first);
+      assert.equal(keys.size, 600, 'mac and enc for each of 300 devices');
+      const again = open(await download());
+      assert.deepEqual([...again.entries()].sort(), [...keys.entries()].sort(), 'the same keys, wrapped again');
+    } finally {
+      await stopProcess(worker);
+      await issuer.close();
+    }
   });
 });

@@ -19,6 +19,12 @@ export interface DeviceKeyBundle {
   readonly keys: { type: 'device-key'; eui64: string; role: DeviceKeyRole; version: number; wrapped: string; kcv: string }[];
 }
 
+export interface OpenBundle {
+  readonly header: DeviceKeyBundle['header'];
+  wrap(eui64s: readonly Buffer[]): Promise<DeviceKeyBundle['keys']>;
+  close(): Promise<void>;
+}
+
 /** The uncompressed P-256 point of a factory's registered transport key (SPKI DER). */
 export function transportPoint(spki: Buffer): Buffer {
   const jwk = createPublicKey({ key: spki, format: 'der', type: 'spki' }).export({ format: 'jwk' });
@@ -52,41 +58,55 @@ export class DeviceKeyService {
   }
 
   /**
-   * Diversifies and wraps the active version of each role's key for each device, for one manufacturer's
-   * registered transport key. `context` names the bundle (a batch id); it is bound into the KEK.
+   * Opens a bundle for one manufacturer's registered transport key: one ephemeral ECDH, then device
+   * keys wrapped in as many calls as the caller likes (a million devices stream through in pages).
+   * `context` names the bundle (a batch id) and is bound into the KEK. Diversification is deterministic,
+   * so a bundle made again for the same devices carries the same keys (differently wrapped).
    */
-  async issueBundle(request: { manufacturerId: string; eui64s: readonly Buffer[]; roles: readonly DeviceKeyRole[]; context?: string; actor: string }): Promise<DeviceKeyBundle> {
+  async openBundle(request: { manufacturerId: string; roles: readonly DeviceKeyRole[]; context?: string; actor: string }): Promise<OpenBundle> {
     const spki = await getManufacturerTransportKey(this.pool, request.manufacturerId);
     if (spki === undefined) throw new FleetError('MANUFACTURER_NOT_FOUND', `no manufacturer ${request.manufacturerId}`, { httpStatus: 404 });
     if (spki === null) throw new FleetError('TRANSPORT_KEY_MISSING', `manufacturer ${request.manufacturerId} has no registered transport key: \`pnpm fleetpki manufacturers set-transport-key\``, { httpStatus: 409 });
+    if (request.roles.length === 0 || request.roles.some((r) => !DEVICE_KEY_ROLES.includes(r))) throw new FleetError('DEVICE_KEY_ROLE_INVALID', `device key roles must be among ${DEVICE_KEY_ROLES.join(', ')}`, { httpStatus: 400 });
     const active = new Map((await listMasterKeys(this.pool)).filter((m) => m.status === 'active').map((m) => [m.role, m]));
     for (const role of request.roles) if (!active.has(role)) throw new FleetError('DEVICE_MASTER_KEY_MISSING', `no active ${role} master key: \`pnpm fleetpki keys master create --role ${role}\``, { httpStatus: 409 });
     const context = request.context ?? randomUUID();
     const contextBytes = Buffer.from(`${request.manufacturerId}/${context}`);
     const transport = await this.keyStore.openDeviceKeyTransport(transportPoint(spki), contextBytes);
+    const pool = this.pool;
+    let devices = 0;
+    return {
+      header: {
+        type: 'device-key-transport',
+        format: 'fleetpki-device-keys/1',
+        diversification: 'fleetpki-div-aescbc-v1',
+        kdf: 'fleetpki-ecdh-aescbc-v1',
+        wrap: 'aes-key-wrap-rfc3394',
+        ephemeralPublicKey: transport.ephemeralPoint.toString('base64'),
+        context: contextBytes.toString('base64'),
+        manufacturer: request.manufacturerId,
+      },
+      async wrap(eui64s) {
+        const items = eui64s.flatMap((eui64) => request.roles.map((role) => ({ eui64, role, master: active.get(role)! })));
+        const wrapped = await transport.wrapDeviceKeys(items.map((i) => ({ masterLabel: i.master.keyLabel, data: diversificationData(i.eui64, i.role, i.master.version, 1) })));
+        await saveDeviceKeyChecks(pool, context, items.map((item, k) => ({ eui64: item.eui64, role: item.role, version: item.master.version, kcv: wrapped[k]!.kcv })));
+        devices += eui64s.length;
+        return items.map((item, k) => ({ type: 'device-key' as const, eui64: eui64FromBytes(item.eui64), role: item.role, version: item.master.version, wrapped: wrapped[k]!.wrapped.toString('base64'), kcv: wrapped[k]!.kcv.toString('hex') }));
+      },
+      close: async () => {
+        await transport.close();
+        await appendAuditEvents(pool, [{ site: this.site, actor: request.actor, action: 'device-key.bundle', subject: context, details: { manufacturer: request.manufacturerId, devices, roles: request.roles } }]);
+      },
+    };
+  }
+
+  /** A whole bundle at once (CLI, tests). */
+  async issueBundle(request: { manufacturerId: string; eui64s: readonly Buffer[]; roles: readonly DeviceKeyRole[]; context?: string; actor: string }): Promise<DeviceKeyBundle> {
+    const bundle = await this.openBundle(request);
     try {
-      const items = request.eui64s.flatMap((eui64) => request.roles.map((role) => ({ eui64, role, master: active.get(role)! })));
-      const wrapped = await transport.wrapDeviceKeys(items.map((i) => ({ masterLabel: i.master.keyLabel, data: diversificationData(i.eui64, i.role, i.master.version, 1) })));
-      const keys = items.map((item, k) => ({ type: 'device-key' as const, eui64: eui64FromBytes(item.eui64), role: item.role, version: item.master.version, wrapped: wrapped[k]!.wrapped.toString('base64'), kcv: wrapped[k]!.kcv.toString('hex') }));
-      await withTransaction(this.pool, async (client) => {
-        await saveDeviceKeyChecks(client, context, items.map((item, k) => ({ eui64: item.eui64, role: item.role, version: item.master.version, kcv: wrapped[k]!.kcv })));
-        await appendAuditEvents(client, [{ site: this.site, actor: request.actor, action: 'device-key.bundle', subject: context, details: { manufacturer: request.manufacturerId, devices: request.eui64s.length, roles: request.roles } }]);
-      });
-      return {
-        header: {
-          type: 'device-key-transport',
-          format: 'fleetpki-device-keys/1',
-          diversification: 'fleetpki-div-aescbc-v1',
-          kdf: 'fleetpki-ecdh-aescbc-v1',
-          wrap: 'aes-key-wrap-rfc3394',
-          ephemeralPublicKey: transport.ephemeralPoint.toString('base64'),
-          context: contextBytes.toString('base64'),
-          manufacturer: request.manufacturerId,
-        },
-        keys,
-      };
+      return { header: bundle.header, keys: await bundle.wrap(request.eui64s) };
     } finally {
-      await transport.close();
+      await bundle.close();
     }
   }
 }

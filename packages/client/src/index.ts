@@ -138,6 +138,23 @@ export class FleetApiClient {
     return this.parse<RevocationView>(res);
   }
 
+  /** The batch's device-key bundle (header line, then one line per device and role), streamed. */
+  async *batchDeviceKeys(id: string, roles: readonly string[] = ['mac', 'enc']): AsyncGenerator<Record<string, unknown>> {
+    const res = await fetch(`${this.baseUrl}/v1/batches/${encodeURIComponent(id)}/device-keys?roles=${roles.join(',')}`, { headers: this.headers() });
+    if (!res.ok || !res.body) {
+      await this.parse(res);
+      return;
+    }
+    let pending = '';
+    for await (const chunk of Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)) {
+      pending += Buffer.from(chunk as Uint8Array).toString('utf8');
+      const lines = pending.split('\n');
+      pending = lines.pop()!;
+      for (const line of lines) if (line) yield JSON.parse(line) as Record<string, unknown>;
+    }
+    if (pending) yield JSON.parse(pending) as Record<string, unknown>;
+  }
+
   /** Polls until the batch is complete (or failed), reporting each view. */
   async waitForBatch(id: string, onProgress?: (batch: BatchView) => void, intervalMs = 500): Promise<BatchView> {
     for (;;) {

@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FleetConfig } from '@fleetpki/core';
-import { BatchIntake, DEFAULT_BATCH_LIMITS, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { BatchIntake, DEFAULT_BATCH_LIMITS, DeviceKeyService, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { createPool, type Pool } from '@fleetpki/store';
@@ -19,6 +19,8 @@ export interface IssuerApiDeps {
   readonly config: FleetConfig;
   readonly pool: Pool;
   readonly ca: IssuingCa;
+  /** The site's HSM key store: device keys are diversified and wrapped in it. */
+  readonly keyStore: KeyStore;
   readonly chainPem: string;
   readonly serialPrefix: number;
   /** The site's chunk queue (batch uploads queue their chunks; the reconciler would anyway). */
@@ -57,7 +59,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   registerEnrolmentRoutes(app, { enrolment, authenticator, guard, metrics });
   registerCertificateRoutes(app, { pool: deps.pool, authenticator });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
-  registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS), queue: deps.queue, authenticator, guard, chainPem: chain });
+  registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS), queue: deps.queue, authenticator, guard, chainPem: chain, deviceKeys: new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site) });
   registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site });
   registerRevocationRoutes(app, { revocations: new RevocationService(deps.pool, deps.config.site), authenticator, guard });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
@@ -79,7 +81,7 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
   try {
     const { ca, root, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
     const queue = new ChunkQueue(site.redisUrl);
-    const app = await buildIssuerApi({ config, pool, ca, queue, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    const app = await buildIssuerApi({ config, pool, ca, keyStore, queue, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
       pool,

@@ -414,3 +414,12 @@ export async function readBatchResults(db: Queryable, batchId: string, afterSeq:
   );
   return rows.map((r) => ({ seq: r.seq, eui64: r.eui64, keyRole: r.key_role, serial: r.serial, der: r.der }));
 }
+
+/** The devices of a batch with at least one issued certificate, in EUI-64 order, a page after `after`. */
+export async function listBatchDevices(db: Queryable, batchId: string, after: Buffer | null, limit: number): Promise<Buffer[]> {
+  const { rows } = await db.query<{ eui64: Buffer }>(
+    `SELECT DISTINCT c.eui64 FROM certificates c WHERE c.batch_id = $1 AND ($2::bytea IS NULL OR c.eui64 > $2) ORDER BY c.eui64 LIMIT $3`,
+    [batchId, after, limit],
+  );
+  return rows.map((r) => r.eui64);
+}

@@ -102,4 +102,21 @@ export function registerBatchCommands(program: Command): void {
       await once(out, 'finish');
       console.log(`${certificates} certificates written to ${options.out}; cursor ${end?.cursor}${end?.complete ? ' (batch complete)' : ' (batch still issuing: resume with --after)'}`);
     });
+  withApiOptions(batch.command('device-keys <id>'))
+    .description("download the batch's symmetric device keys, wrapped for the factory's transport key (open with `keys unwrap`)")
+    .requiredOption('-o, --out <file>', 'where to write the bundle')
+    .option('--roles <roles>', 'comma-separated key roles', 'mac,enc')
+    .action(async (id: string, options: ApiOptions & { out: string; roles: string }) => {
+      const client = apiClient(options);
+      const out = createWriteStream(options.out);
+      let keys = 0;
+      for await (const line of client.batchDeviceKeys(id, options.roles.split(','))) {
+        if (line.type === 'device-key') keys++;
+        if (!out.write(JSON.stringify(line) + '\n')) await once(out, 'drain');
+      }
+      out.end();
+      await once(out, 'finish');
+      console.log(`${keys} device keys written to ${options.out}`);
+    });
 }
+

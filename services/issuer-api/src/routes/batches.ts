@@ -1,10 +1,11 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64FromBytes } from '@fleetpki/core';
-import { serialHex, type BatchIntake, type Principal, type SiteGuard, type TokenAuthenticator } from '@fleetpki/ca';
+import { DEVICE_KEY_ROLES, serialHex, type BatchIntake, type DeviceKeyService, type Principal, type SiteGuard, type TokenAuthenticator } from '@fleetpki/ca';
 import { MANIFEST_SIGNATURE_HEADER } from '@fleetpki/manifest';
 import type { ChunkQueue } from '@fleetpki/queue';
-import { getBatch, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
+import { getBatch, listBatchDevices, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
+import type { DeviceKeyRole } from '@fleetpki/hsm';
 import { requireRole, visibleTo } from '../auth.js';
 
 const MANIFEST_TYPES = { 'application/x-ndjson': 'ndjson', 'application/ndjson': 'ndjson', 'text/csv': 'csv' } as const;
@@ -17,6 +18,7 @@ export interface BatchRouteDeps {
   readonly authenticator: TokenAuthenticator;
   readonly guard: SiteGuard;
   readonly chainPem: readonly string[];
+  readonly deviceKeys: DeviceKeyService;
 }
 
 async function describeBatch(pool: Pool, batch: BatchRecord) {
@@ -180,4 +182,44 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       return reply.type('application/x-ndjson').send(Readable.from(lines()));
     },
   );
+
+  app.get<{ Params: { id: string }; Querystring: { roles?: string } }>(
+    '/v1/batches/:id/device-keys',
+    {
+      preHandler: readers,
+      schema: {
+        summary: "The batch's symmetric device keys, wrapped for the manufacturer's transport key (NDJSON)",
+        description:
+          'First line {"type":"device-key-transport", ephemeralPublicKey, context, kdf, ...}, then {"type":"device-key", eui64, role, version, wrapped, kcv} per device and role, for every device of the batch with an issued certificate. Keys are diversified deterministically: downloading again gives the same keys, wrapped under a fresh transport key.',
+        tags: ['batches'],
+        security: [{ bearer: [] }],
+        querystring: { type: 'object', additionalProperties: false, properties: { roles: { type: 'string', maxLength: 20, description: 'comma-separated: mac,enc (default both)' } } },
+      },
+    },
+    async (request, reply) => {
+      // Key check values are recorded as keys go out: the active site only.
+      await deps.guard.assertWritable();
+      const batch = await findBatch(request.params.id, request.principal!);
+      const roles = (request.query.roles ?? 'mac,enc').split(',').map((r) => r.trim()) as DeviceKeyRole[];
+      if (roles.some((r) => !DEVICE_KEY_ROLES.includes(r))) throw new FleetError('DEVICE_KEY_ROLE_INVALID', `roles must be among ${DEVICE_KEY_ROLES.join(', ')}`, { httpStatus: 400 });
+      const bundle = await deps.deviceKeys.openBundle({ manufacturerId: batch.manufacturerId, roles, context: batch.id, actor: `token:${request.principal!.name}` });
+      const pool = deps.pool;
+      async function* lines(): AsyncGenerator<string> {
+        try {
+          yield JSON.stringify(bundle.header) + '\n';
+          let after: Buffer | null = null;
+          for (;;) {
+            const page = await listBatchDevices(pool, batch.id, after, 1_000);
+            if (page.length === 0) break;
+            after = page[page.length - 1]!;
+            yield (await bundle.wrap(page)).map((k) => JSON.stringify(k)).join('\n') + '\n';
+          }
+        } finally {
+          await bundle.close();
+        }
+      }
+      return reply.type('application/x-ndjson').send(Readable.from(lines()));
+    },
+  );
 }
+
