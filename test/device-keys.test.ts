@@ -206,4 +206,32 @@ describe('device keys beside a factory batch', () => {
       await issuer.close();
     }
   });
+
+  it('online enrolment returns the device keys on request, for profiles that have them', async () => {
+    const issuer = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 1, poolSize: 2 });
+    try {
+      const token = await createToken(pool, 'factory', 'hybrid-meters');
+      const enrol = (profile: string) => {
+        const key = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+        return issuer.app.inject({
+          method: 'POST',
+          url: '/v1/enrolments',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          payload: { eui64: randomBytes(8).toString('hex'), keyRole: 'digitalSignature', profile, publicKey: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'), deviceKeys: true },
+        });
+      };
+      const res = await enrol('smart-meter');
+      assert.equal(res.statusCode, 201, res.body);
+      const body = res.json<{ eui64: string; deviceKeys: { header: DeviceKeyBundleHeader; keys: DeviceKeyLine[] } }>();
+      assert.deepEqual(body.deviceKeys.keys.map((k) => k.role), ['mac', 'enc']);
+      const kek = factoryTransportKek(body.deviceKeys.header, createPrivateKey(readFileSync(join(dir, 'factory.key.pem'), 'utf8')));
+      for (const k of body.deviceKeys.keys) assert.equal(unwrapDeviceKey(kek, k).length, 16);
+      const compact = await enrol('smart-meter-compact');
+      assert.equal(compact.statusCode, 400);
+      assert.equal(compact.json<{ code: string }>().code, 'HYBRID_KEYS_OFF');
+    } finally {
+      await issuer.close();
+    }
+  });
 });
+

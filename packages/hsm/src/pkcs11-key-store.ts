@@ -105,9 +105,21 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
   static async open(options: Pkcs11Options): Promise<Pkcs11KeyStore> {
-    const module = loadModule(options.modulePath, options.softhsmConf);
+    let module = loadModule(options.modulePath, options.softhsmConf);
     try {
-      const slot = findSlot(module, options.tokenLabel, options.modulePath);
+      let slot: graphene.Slot | undefined;
+      // SoftHSM reads its token files at C_Initialize; another process writing to the token at that
+      // moment makes it show with an empty label. Initialise again (when we are the only user) and retry.
+      for (let attempt = 1; !slot; attempt++) {
+        try {
+          slot = findSlot(module, options.tokenLabel, options.modulePath);
+        } catch (err) {
+          if (attempt >= 5 || (err as HsmError).code !== 'HSM_TOKEN_NOT_FOUND' || (modules.get(options.modulePath)?.users ?? 0) > 1) throw err;
+          releaseModule(options.modulePath);
+          await new Promise((r) => setTimeout(r, 50 * attempt + Math.random() * 100));
+          module = loadModule(options.modulePath, options.softhsmConf);
+        }
+      }
       const flags = graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION;
       const sessions = Array.from({ length: options.sessions ?? 4 }, () => slot.open(flags));
       await loginWithRetry(sessions[0]!, options.pin, options.tokenLabel);

@@ -20,6 +20,8 @@ export interface DeviceProfile {
   readonly lifetimeDays?: number;
   /** Largest DER certificate the pre-issuance lint lets through. */
   readonly derBudget: number;
+  /** Symmetric device keys (hybrid PKI) delivered beside the certificates; none when absent. */
+  readonly hybridKeys?: readonly ('mac' | 'enc')[];
 }
 
 export const KEY_USAGE_BIT: Record<KeyRole, number> = {
@@ -37,10 +39,11 @@ export const DEVICE_PROFILES: Readonly<Record<string, DeviceProfile>> = {
     policyOid: OID.policyTest,
     crl: { shards: 64 },
     derBudget: 480,
+    hybridKeys: ['mac', 'enc'],
   },
   'smart-meter-compact': {
     id: 'smart-meter-compact',
-    description: 'compact variant: no policies, no SKI, no CRL DP (status by OCSP)',
+    description: 'compact variant: no policies, no SKI, no CRL DP (status by OCSP), certificates only',
     deviceTypeOid: OID.smartMeterDeviceType,
     includeSubjectKeyId: false,
     // Measured: 356-361 bytes. Every field here is mandatory (RFC 5280 AKI, critical SAN with RFC 4108

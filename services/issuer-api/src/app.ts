@@ -56,10 +56,11 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const authenticator = new TokenAuthenticator(deps.pool);
   const guard = new SiteGuard(deps.pool, deps.config);
   const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix);
-  registerEnrolmentRoutes(app, { enrolment, authenticator, guard, metrics });
+  const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site);
+  registerEnrolmentRoutes(app, { enrolment, deviceKeys, authenticator, guard, metrics });
   registerCertificateRoutes(app, { pool: deps.pool, authenticator });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
-  registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS), queue: deps.queue, authenticator, guard, chainPem: chain, deviceKeys: new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site) });
+  registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS), queue: deps.queue, authenticator, guard, chainPem: chain, deviceKeys });
   registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site });
   registerRevocationRoutes(app, { revocations: new RevocationService(deps.pool, deps.config.site), authenticator, guard });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -6,6 +6,7 @@ import { MANIFEST_SIGNATURE_HEADER } from '@fleetpki/manifest';
 import type { ChunkQueue } from '@fleetpki/queue';
 import { getBatch, listBatchDevices, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
 import type { DeviceKeyRole } from '@fleetpki/hsm';
+import { getProfile } from '@fleetpki/x509';
 import { requireRole, visibleTo } from '../auth.js';
 
 const MANIFEST_TYPES = { 'application/x-ndjson': 'ndjson', 'application/ndjson': 'ndjson', 'text/csv': 'csv' } as const;
@@ -200,8 +201,10 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       // Key check values are recorded as keys go out: the active site only.
       await deps.guard.assertWritable();
       const batch = await findBatch(request.params.id, request.principal!);
-      const roles = (request.query.roles ?? 'mac,enc').split(',').map((r) => r.trim()) as DeviceKeyRole[];
-      if (roles.some((r) => !DEVICE_KEY_ROLES.includes(r))) throw new FleetError('DEVICE_KEY_ROLE_INVALID', `roles must be among ${DEVICE_KEY_ROLES.join(', ')}`, { httpStatus: 400 });
+      const allowed = getProfile(batch.profile).hybridKeys ?? [];
+      if (allowed.length === 0) throw new FleetError('HYBRID_KEYS_OFF', `profile ${batch.profile} delivers no device keys`, { httpStatus: 409 });
+      const roles = (request.query.roles?.split(',').map((r) => r.trim()) ?? [...allowed]) as DeviceKeyRole[];
+      if (roles.some((r) => !DEVICE_KEY_ROLES.includes(r) || !allowed.includes(r))) throw new FleetError('DEVICE_KEY_ROLE_INVALID', `profile ${batch.profile} delivers device keys ${allowed.join(', ')}`, { httpStatus: 400 });
       const bundle = await deps.deviceKeys.openBundle({ manufacturerId: batch.manufacturerId, roles, context: batch.id, actor: `token:${request.principal!.name}` });
       const pool = deps.pool;
       async function* lines(): AsyncGenerator<string> {

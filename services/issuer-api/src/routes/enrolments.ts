@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { FleetError, parseEui64, parseKeyRole } from '@fleetpki/core';
-import type { EnrolmentService, TokenAuthenticator } from '@fleetpki/ca';
+import { FleetError, eui64ToBytes, parseEui64, parseKeyRole } from '@fleetpki/core';
+import type { DeviceKeyService, EnrolmentService, TokenAuthenticator } from '@fleetpki/ca';
 import { serialHex } from '@fleetpki/ca';
 import { DEFAULT_PROFILE_ID, getProfile, parseCsr, parseDevicePublicKey, toPem } from '@fleetpki/x509';
 import { requireRole } from '../auth.js';
@@ -16,9 +16,10 @@ interface EnrolmentBody {
   csr?: string;
   publicKey?: string;
   format?: 'pem' | 'der';
+  deviceKeys?: boolean;
 }
 
-export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment: EnrolmentService; authenticator: TokenAuthenticator; guard: SiteGuard; metrics: IssuerMetrics }): void {
+export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment: EnrolmentService; deviceKeys: DeviceKeyService; authenticator: TokenAuthenticator; guard: SiteGuard; metrics: IssuerMetrics }): void {
   app.post<{ Body: EnrolmentBody }>(
     '/v1/enrolments',
     {
@@ -41,6 +42,7 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
             csr: { type: 'string', maxLength: 12_000 },
             publicKey: { type: 'string', maxLength: 4_096 },
             format: { type: 'string', enum: ['pem', 'der'], description: 'certificate encoding in the response (der = base64)' },
+            deviceKeys: { type: 'boolean', description: "also return the device's symmetric keys (profiles with hybrid keys), wrapped for the manufacturer's transport key" },
           },
         },
         response: { 201: certificateSchema },
@@ -57,6 +59,7 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
       }
       const publicKey = body.csr !== undefined ? parseCsr(body.csr) : parseDevicePublicKey(body.publicKey!);
       const principal = request.principal!;
+      if (body.deviceKeys && !profile.hybridKeys?.length) throw new FleetError('HYBRID_KEYS_OFF', `profile ${profile.id} delivers no device keys`, { httpStatus: 400 });
       const issued = await deps.enrolment.enrol({
         eui64,
         keyRole,
@@ -67,7 +70,12 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
         actor: `token:${principal.name}`,
       });
       deps.metrics.issued.inc({ profile: profile.id, key_role: keyRole });
+      // Keys are deterministic per device, role and master version: asking again returns the same keys.
+      const deviceKeys = body.deviceKeys
+        ? await deps.deviceKeys.issueBundle({ manufacturerId: principal.manufacturerId!, eui64s: [eui64ToBytes(eui64)], roles: profile.hybridKeys!, context: serialHex(issued.serial), actor: `token:${principal.name}` })
+        : undefined;
       return reply.status(201).send({
+        ...(deviceKeys ? { deviceKeys } : {}),
         serial: serialHex(issued.serial),
         eui64,
         keyRole,

@@ -13,6 +13,11 @@ export const certificateSchema = {
     crlShard: { type: 'integer' },
     certificate: { type: 'string', description: 'PEM, or base64 DER with format=der' },
     format: { type: 'string', enum: ['pem', 'der'] },
+    deviceKeys: {
+      type: 'object',
+      description: 'present when requested: {header, keys} as in a device-key bundle',
+      properties: { header: { type: 'object', additionalProperties: true }, keys: { type: 'array', items: { type: 'object', additionalProperties: true } } },
+    },
   },
 } as const;
 
