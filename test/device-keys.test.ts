@@ -167,6 +167,24 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
     assert.deepEqual([rows[0]!.key_class, rows[0]!.n], ['secret', 40], 'an AES-256 master key wrapped by RFC 3394 is 40 bytes');
   });
 
+  it('rotates a master key: new devices get the new version, existing keys stay derivable from the old one', async () => {
+    const before = (await listMasterKeys(pool)).find((m) => m.role === 'mac' && m.status === 'active')!;
+    const rotated = await cli(['keys', 'master', 'create', '--role', 'mac']);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const masters = await listMasterKeys(pool);
+    const now = masters.find((m) => m.role === 'mac' && m.status === 'active')!;
+    assert.equal(now.version, before.version + 1);
+    assert.equal(masters.find((m) => m.keyLabel === before.keyLabel)!.status, 'retired');
+    // The old version still derives: a MAC under a device's old key is computed in the HSM as before.
+    const data = diversificationData(randomBytes(8), 'mac', before.version, 1);
+    assert.equal((await store.deviceMac(before.keyLabel, data, Buffer.from('x'))).length, 16);
+    writeFileSync(join(dir, 'one.txt'), `${randomBytes(8).toString('hex')}\n`);
+    const issued = await cli(['keys', 'issue', '--manufacturer', 'hybrid-meters', '--devices', join(dir, 'one.txt'), '--roles', 'mac', '--out', join(dir, 'one.ndjson')]);
+    assert.equal(issued.code, 0, issued.stderr);
+    const line = JSON.parse(readFileSync(join(dir, 'one.ndjson'), 'utf8').trim().split('\n')[1]!) as { version: number };
+    assert.equal(line.version, now.version);
+  });
+
   it('refuses a manufacturer without a transport key with a stable code', async () => {
     await upsertManufacturer(pool, 'no-transport-key', 'No Key Ltd');
     const refused = await cli(['keys', 'issue', '--manufacturer', 'no-transport-key', '--devices', join(dir, 'devices.txt'), '--out', join(dir, 'x.ndjson')]);
