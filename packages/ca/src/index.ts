@@ -14,3 +14,4 @@ export * from './crl-publisher.js';
 export * from './ocsp-responder.js';
 export * from './key-custody.js';
 export * from './device-key-service.js';
+export * from './audit-chain.js';

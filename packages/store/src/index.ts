@@ -12,3 +12,4 @@ export * from './repositories/revocations.js';
 export * from './repositories/key-custody.js';
 export * from './repositories/drill-checks.js';
 export * from './repositories/device-keys.js';
+export * from './repositories/audit-chain.js';

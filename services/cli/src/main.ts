@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { isFleetError } from '@fleetpki/core';
+import { registerAuditCommands } from './commands/audit.js';
 import { registerBatchCommands } from './commands/batch.js';
 import { registerCeremonyCommands } from './commands/ceremony.js';
 import { registerCustodyCommands } from './commands/custody.js';
@@ -31,6 +32,7 @@ registerBatchCommands(program);
 registerRevokeCommands(program);
 registerDrillCommands(program);
 registerKeyCommands(program);
+registerAuditCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Expected failures print their stable code and message; anything else is a bug and keeps its stack.

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import client from 'prom-client';
-import { CA_IDS, CrlPublisher, OcspResponder, SiteGuard, loadSiteIssuer, type OcspAnswer } from '@fleetpki/ca';
+import { CA_IDS, CrlPublisher, auditCheckpointFile, sealAuditLog, OcspResponder, SiteGuard, loadSiteIssuer, type OcspAnswer } from '@fleetpki/ca';
 import { isFleetError, type FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore, type KeyStore, type Signer } from '@fleetpki/hsm';
 import { createPool, getCrl, listCas, type Pool } from '@fleetpki/store';
@@ -114,7 +114,13 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       if (publisher && (await canWrite())) await publisher.publishDue();
       await ocsp.refreshExpiring();
       await ocsp.preProduceNew();
+      // The active site seals its audit log every few seconds (hash chain + checkpoint outside the database).
+      if (Date.now() - lastSeal > 5_000 && (await canWrite())) {
+        lastSeal = Date.now();
+        await sealAuditLog(pool, auditCheckpointFile(config.stateDir));
+      }
     };
+    let lastSeal = 0;
     let timer: NodeJS.Timeout | undefined;
     let closed = false;
     let pass: Promise<void> | undefined;

@@ -1,0 +1,48 @@
+import type { Queryable } from '../pool.js';
+
+export interface AuditRow {
+  readonly seq: string;
+  /** PostgreSQL's text of `at` (microseconds), so the canonical form is exact. */
+  readonly at: string;
+  readonly site: string;
+  readonly actor: string;
+  readonly action: string;
+  readonly subject: string | null;
+  /** details as PostgreSQL's jsonb text (normalised key order). */
+  readonly details: string;
+  readonly chainHash: Buffer | null;
+}
+
+const COLUMNS = `seq::text, at::text, site, actor, action, subject, details::text, chain_hash`;
+type Raw = { seq: string; at: string; site: string; actor: string; action: string; subject: string | null; details: string; chain_hash: Buffer | null };
+const toRow = (r: Raw): AuditRow => ({ seq: r.seq, at: r.at, site: r.site, actor: r.actor, action: r.action, subject: r.subject, details: r.details, chainHash: r.chain_hash });
+
+/** Unsealed rows older than `settleMs` (a transaction still open could yet commit a lower seq), in seq order. */
+export async function unsealedAuditRows(db: Queryable, settleMs: number, limit: number): Promise<AuditRow[]> {
+  const { rows } = await db.query<Raw>(`SELECT ${COLUMNS} FROM audit_events WHERE chain_hash IS NULL AND at < now() - make_interval(secs => $1::float8 / 1000) ORDER BY audit_events.seq LIMIT $2`, [settleMs, limit]);
+  return rows.map(toRow);
+}
+
+export async function lastAuditSeal(db: Queryable): Promise<{ seq: string; chainHash: Buffer } | undefined> {
+  const { rows } = await db.query<{ seq: string; chain_hash: Buffer }>('SELECT seq::text, chain_hash FROM audit_seals ORDER BY audit_seals.seq DESC LIMIT 1');
+  return rows[0] && { seq: rows[0].seq, chainHash: rows[0].chain_hash };
+}
+
+/** Stores the chain hashes of newly sealed rows and the seal itself, in the caller's transaction. */
+export async function saveAuditSeal(db: Queryable, sealed: readonly { seq: string; chainHash: Buffer }[]): Promise<void> {
+  if (sealed.length === 0) return;
+  await db.query(`UPDATE audit_events e SET chain_hash = t.h FROM unnest($1::bigint[], $2::bytea[]) AS t(s, h) WHERE e.seq = t.s AND e.chain_hash IS NULL`, [sealed.map((s) => s.seq), sealed.map((s) => s.chainHash)]);
+  const last = sealed[sealed.length - 1]!;
+  await db.query('INSERT INTO audit_seals (seq, chain_hash, rows) VALUES ($1, $2, $3)', [last.seq, last.chainHash, sealed.length]);
+}
+
+/** Every row in seq order (ordered by the column, not its text alias), a page at a time, for verification. */
+export async function auditRowsAfter(db: Queryable, afterSeq: string, limit: number): Promise<AuditRow[]> {
+  const { rows } = await db.query<Raw>(`SELECT ${COLUMNS} FROM audit_events WHERE audit_events.seq > $1::bigint ORDER BY audit_events.seq LIMIT $2`, [afterSeq, limit]);
+  return rows.map(toRow);
+}
+
+export async function listAuditSeals(db: Queryable): Promise<{ seq: string; chainHash: Buffer; rows: number }[]> {
+  const { rows } = await db.query<{ seq: string; chain_hash: Buffer; rows: number }>('SELECT seq::text, chain_hash, rows FROM audit_seals ORDER BY audit_seals.seq');
+  return rows.map((r) => ({ seq: r.seq, chainHash: r.chain_hash, rows: r.rows }));
+}
