@@ -14,6 +14,8 @@ let round = 0;
 
 /** A fresh log of 30 events in three sealed stretches, each test tampering with its own copy. */
 async function sealedLog(): Promise<string[]> {
+  // The tests play an attacker with the table owner's rights: the append-only triggers are off for them.
+  await pool.query('ALTER TABLE audit_events DISABLE TRIGGER USER; ALTER TABLE audit_seals DISABLE TRIGGER USER');
   await pool.query('TRUNCATE audit_events, audit_seals RESTART IDENTITY');
   checkpoints = join(mkdtempSync(join(tmpdir(), 'fleetpki-audit-')), `checkpoints-${round++}.ndjson`);
   for (let stretch = 0; stretch < 3; stretch++) {
@@ -35,6 +37,21 @@ before(async () => {
 after(async () => {
   await pool?.end();
   await drop?.();
+});
+
+describe('append-only audit tables', () => {
+  it('refuse UPDATE, DELETE and TRUNCATE, but let the sealer set a chain hash once', async () => {
+    await pool.query('ALTER TABLE audit_events ENABLE TRIGGER USER; ALTER TABLE audit_seals ENABLE TRIGGER USER');
+    await appendAuditEvents(pool, [{ site: 'a', actor: 'test', action: 'test.append-only' }]);
+    const { rows } = await pool.query<{ seq: string }>('SELECT max(seq)::text AS seq FROM audit_events');
+    const seq = rows[0]!.seq;
+    await assert.rejects(pool.query(`UPDATE audit_events SET actor = 'mallory' WHERE seq = $1`, [seq]), /append-only: UPDATE refused/);
+    await assert.rejects(pool.query('DELETE FROM audit_events WHERE seq = $1', [seq]), /append-only: DELETE refused/);
+    await assert.rejects(pool.query('TRUNCATE audit_events'), /append-only: TRUNCATE refused/);
+    await sealAuditLog(pool, join(mkdtempSync(join(tmpdir(), 'fleetpki-audit-')), 'c.ndjson'), { settleMs: 0 });
+    await assert.rejects(pool.query(`UPDATE audit_events SET chain_hash = '\\x00' WHERE seq = $1`, [seq]), /append-only: UPDATE refused/);
+    await assert.rejects(pool.query('DELETE FROM audit_seals'), /audit_seals is append-only/);
+  });
 });
 
 describe('tamper-evident audit log', () => {
