@@ -1,22 +1,13 @@
 import { createPublicKey, randomUUID } from 'node:crypto';
-import { FleetError, eui64FromBytes, type SiteId } from '@fleetpki/core';
+import { FleetError, eui64FromBytes, type DeviceKeyBundleHeader, type DeviceKeyLine, type SiteId } from '@fleetpki/core';
 import { diversificationData, type DeviceKeyRole, type KeyStore } from '@fleetpki/hsm';
 import { appendAuditEvents, getManufacturerTransportKey, insertMasterKey, listMasterKeys, saveDeviceKeyChecks, withTransaction, type Pool } from '@fleetpki/store';
 
 export const DEVICE_KEY_ROLES: readonly DeviceKeyRole[] = ['mac', 'enc'];
 
 export interface DeviceKeyBundle {
-  readonly header: {
-    readonly type: 'device-key-transport';
-    readonly format: 'fleetpki-device-keys/1';
-    readonly diversification: 'fleetpki-div-aescbc-v1';
-    readonly kdf: 'fleetpki-ecdh-aescbc-v1';
-    readonly wrap: 'aes-key-wrap-rfc3394';
-    readonly ephemeralPublicKey: string;
-    readonly context: string;
-    readonly manufacturer: string;
-  };
-  readonly keys: { type: 'device-key'; eui64: string; role: DeviceKeyRole; version: number; wrapped: string; kcv: string }[];
+  readonly header: DeviceKeyBundleHeader;
+  readonly keys: DeviceKeyLine[];
 }
 
 export interface OpenBundle {

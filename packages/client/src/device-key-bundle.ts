@@ -1,35 +1,8 @@
 import { createCipheriv, createDecipheriv, createHash, createPublicKey, diffieHellman, type KeyObject } from 'node:crypto';
-import { FleetError } from '@fleetpki/core';
+import { FleetError, type DeviceKeyBundleHeader, type DeviceKeyLine } from '@fleetpki/core';
 
-/**
- * The device-key bundle a factory receives (NDJSON): a header line, then one line per device key.
- * This module is also the reference factory-side unwrap: plain node:crypto, no HSM, so a factory can
- * check its own implementation against it.
- */
-export interface DeviceKeyBundleHeader {
-  readonly type: 'device-key-transport';
-  readonly format: 'fleetpki-device-keys/1';
-  /** Diversification construction (see packages/hsm/src/device-keys.ts). */
-  readonly diversification: 'fleetpki-div-aescbc-v1';
-  readonly kdf: 'fleetpki-ecdh-aescbc-v1';
-  readonly wrap: 'aes-key-wrap-rfc3394';
-  /** The HSM's ephemeral P-256 public key, base64 of the uncompressed point. */
-  readonly ephemeralPublicKey: string;
-  /** base64 of the KDF context (bound into the KEK). */
-  readonly context: string;
-  readonly manufacturer: string;
-}
-
-export interface DeviceKeyLine {
-  readonly type: 'device-key';
-  readonly eui64: string;
-  readonly role: 'mac' | 'enc';
-  readonly version: number;
-  /** base64 of the RFC 3394 wrapped key. */
-  readonly wrapped: string;
-  /** hex of the key check value (first 3 bytes of AES-ECB(key, 0^16)). */
-  readonly kcv: string;
-}
+/** The reference factory-side unwrap of a device-key bundle: plain node:crypto, no HSM. */
+export type { DeviceKeyBundleHeader, DeviceKeyLine } from '@fleetpki/core';
 
 const TRANSPORT_LABEL = 'fleetpki transport kek v1';
 

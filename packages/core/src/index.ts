@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './eui64.js';
 export * from './key-role.js';
 export * from './config.js';
+export * from './device-key-bundle.js';
