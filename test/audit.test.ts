@@ -20,7 +20,7 @@ async function sealedLog(): Promise<string[]> {
   checkpoints = join(mkdtempSync(join(tmpdir(), 'fleetpki-audit-')), `checkpoints-${round++}.ndjson`);
   for (let stretch = 0; stretch < 3; stretch++) {
     await appendAuditEvents(pool, Array.from({ length: 10 }, (_, i) => ({ site: 'a' as const, actor: 'test', action: 'test.event', subject: `s${stretch}-${i}`, details: { n: i, nested: { b: 2, a: 1 } } })));
-    const sealed = await sealAuditLog(pool, checkpoints, { settleMs: 0 });
+    const sealed = await sealAuditLog(pool, checkpoints, { settleMs: 0, gapSettleMs: 0 });
     assert.equal(sealed.sealed, 10);
   }
   return (await pool.query<{ seq: string }>('SELECT seq::text FROM audit_events ORDER BY audit_events.seq')).rows.map((r) => r.seq);
@@ -102,6 +102,22 @@ describe('tamper-evident audit log', () => {
     await appendAuditEvents(pool, [{ site: 'a', actor: 'test', action: 'test.late' }]);
     assert.equal((await sealAuditLog(pool, checkpoints, { settleMs: 60_000 })).sealed, 0);
     assert.equal((await sealAuditLog(pool, checkpoints, { settleMs: 0 })).sealed, 1);
+    assert.deepEqual((await verifyAuditLog(pool, checkpoints)).problems, []);
+  });
+
+  it('waits at a young hole in the seq numbers (a transaction may still commit there), then seals past it', async () => {
+    // A rolled-back insert leaves a hole, as an open transaction would.
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await appendAuditEvents(client, [{ site: 'a', actor: 'test', action: 'test.rolled-back' }]);
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+    await appendAuditEvents(pool, [{ site: 'a', actor: 'test', action: 'test.after-hole' }]);
+    assert.equal((await sealAuditLog(pool, checkpoints, { settleMs: 0 })).sealed, 0, 'stops at the hole while it is young');
+    assert.equal((await sealAuditLog(pool, checkpoints, { settleMs: 0, gapSettleMs: 0 })).sealed, 1);
     assert.deepEqual((await verifyAuditLog(pool, checkpoints)).problems, []);
   });
 });

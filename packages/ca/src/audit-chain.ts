@@ -27,14 +27,25 @@ export interface SealResult {
 /**
  * Links the committed, settled audit rows after the last seal into the hash chain and records a seal,
  * in the database and as a line in `checkpointFile` (outside the database: a deleted tail cannot take
- * its own evidence with it). One sealer at a time (advisory lock). Rows younger than `settleMs` wait,
- * so a transaction still open cannot commit a lower seq below a seal.
+ * its own evidence with it). One sealer at a time (advisory lock).
  */
-export async function sealAuditLog(pool: Pool, checkpointFile: string, options: { settleMs?: number; limit?: number } = {}): Promise<SealResult> {
+export async function sealAuditLog(pool: Pool, checkpointFile: string, options: { settleMs?: number; gapSettleMs?: number; limit?: number } = {}): Promise<SealResult> {
   const result = await withTransaction(pool, async (client) => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('fleetpki-audit-seal'))`);
     const last = await lastAuditSeal(client);
-    const rows = (await unsealedAuditRows(client, options.settleMs ?? 5_000, options.limit ?? 50_000)).filter((r) => !last || BigInt(r.seq) > BigInt(last.seq));
+    const settleMs = options.settleMs ?? 5_000;
+    const gapSettleMs = options.gapSettleMs ?? 120_000;
+    // Seal a prefix only: stop at the first row still settling, and at a hole in the seq numbers while
+    // it is young (a transaction still open holds that seq and would commit below the seal). Holes
+    // older than gapSettleMs are rolled-back inserts.
+    const rows: AuditRow[] = [];
+    let expected = BigInt(last?.seq ?? '0') + 1n;
+    for (const row of await unsealedAuditRows(client, last?.seq ?? '0', options.limit ?? 50_000)) {
+      if (row.ageMs < settleMs) break;
+      if (BigInt(row.seq) !== expected && row.ageMs < gapSettleMs) break;
+      rows.push(row);
+      expected = BigInt(row.seq) + 1n;
+    }
     let previous: Buffer = last?.chainHash ?? GENESIS;
     const sealed = rows.map((row) => ({ seq: row.seq, chainHash: (previous = chainHash(previous, row)) }));
     await saveAuditSeal(client, sealed);

@@ -17,10 +17,13 @@ const COLUMNS = `seq::text, at::text, site, actor, action, subject, details::tex
 type Raw = { seq: string; at: string; site: string; actor: string; action: string; subject: string | null; details: string; chain_hash: Buffer | null };
 const toRow = (r: Raw): AuditRow => ({ seq: r.seq, at: r.at, site: r.site, actor: r.actor, action: r.action, subject: r.subject, details: r.details, chainHash: r.chain_hash });
 
-/** Unsealed rows older than `settleMs` (a transaction still open could yet commit a lower seq), in seq order. */
-export async function unsealedAuditRows(db: Queryable, settleMs: number, limit: number): Promise<AuditRow[]> {
-  const { rows } = await db.query<Raw>(`SELECT ${COLUMNS} FROM audit_events WHERE chain_hash IS NULL AND at < now() - make_interval(secs => $1::float8 / 1000) ORDER BY audit_events.seq LIMIT $2`, [settleMs, limit]);
-  return rows.map(toRow);
+/** Unsealed rows after `afterSeq` in seq order, each with its age in ms (by the database clock). */
+export async function unsealedAuditRows(db: Queryable, afterSeq: string, limit: number): Promise<(AuditRow & { ageMs: number })[]> {
+  const { rows } = await db.query<Raw & { age_ms: number }>(
+    `SELECT ${COLUMNS}, (extract(epoch FROM clock_timestamp() - at) * 1000)::float8 AS age_ms FROM audit_events WHERE chain_hash IS NULL AND audit_events.seq > $1::bigint ORDER BY audit_events.seq LIMIT $2`,
+    [afterSeq, limit],
+  );
+  return rows.map((r) => ({ ...toRow(r), ageMs: r.age_ms }));
 }
 
 export async function lastAuditSeal(db: Queryable): Promise<{ seq: string; chainHash: Buffer } | undefined> {
