@@ -3,3 +3,4 @@ export * from './eui64.js';
 export * from './key-role.js';
 export * from './config.js';
 export * from './device-key-bundle.js';
+export * from './run-service.js';

@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { isFleetError, loadConfig } from '@fleetpki/core';
+import { isFleetError, runService } from '@fleetpki/core';
 import { createIssuerRuntime } from './app.js';
 
 // Thin entry point: configuration in, wired runtime out, listen, stop cleanly on SIGTERM/SIGINT.
@@ -10,15 +10,11 @@ import { createIssuerRuntime } from './app.js';
 const workers = Math.max(1, Math.min(Number(process.env.FLEETPKI_API_WORKERS ?? 1), availableParallelism()));
 
 async function serve(): Promise<void> {
-  const config = loadConfig();
-  const runtime = await createIssuerRuntime(config);
-  await runtime.app.listen({ host: '127.0.0.1', port: config.sites[config.site].apiPort });
-  const stop = async () => {
-    await runtime.close();
-    process.exit(0);
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  await runService('issuer-api', async (config) => {
+    const runtime = await createIssuerRuntime(config);
+    await runtime.app.listen({ host: '127.0.0.1', port: config.sites[config.site].apiPort });
+    return runtime;
+  });
 }
 
 try {

@@ -1,0 +1,22 @@
+import { loadConfig, type FleetConfig } from './config.js';
+import { isFleetError } from './errors.js';
+
+/**
+ * The life of a service process, written once: read the configuration, start, stop cleanly on SIGTERM
+ * or SIGINT, and exit 1 with the stable error code when starting fails (so supervisors and tests see
+ * why at once).
+ */
+export async function runService(name: string, start: (config: FleetConfig) => Promise<{ close(): Promise<void> }>): Promise<void> {
+  try {
+    const running = await start(loadConfig());
+    const stop = async () => {
+      await running.close();
+      process.exit(0);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  } catch (err) {
+    console.error(isFleetError(err) ? `${name}: ${err.code}: ${err.message}` : err);
+    process.exit(1);
+  }
+}
