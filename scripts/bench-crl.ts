@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CrlPublisher, buildCertId, issueApiToken, loadSiteIssuer } from '@fleetpki/ca';
+import { CrlPublisher, buildCertId, buildOcspRequest, issueApiToken, loadSiteIssuer } from '@fleetpki/ca';
 import { FleetApiClient } from '@fleetpki/client';
 import { loadConfig } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
@@ -107,8 +107,7 @@ try {
   const issuing = parseCaCertificate((await listCas(revoking.pool)).find((c) => c.id === revoking.caId)!.certificate);
   const hashes = ocspIssuerHashes(issuing.subjectDer, issuing.publicKeySpki);
   const serials = await revoking.serials(requestCount);
-  const seq = (body: Buffer) => Buffer.concat([Buffer.from([0x30, body.length]), body]);
-  const requests = serials.map((s) => seq(seq(seq(seq(buildCertId('sha1', hashes, s))))));
+  const requests = serials.map((s) => buildOcspRequest(buildCertId('sha1', hashes, s)));
 
   log(`  waiting for the responder to pre-produce ${requestCount} good responses ...`);
   let t = performance.now();

@@ -12,7 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { buildCertId } from '@fleetpki/ca';
+import { buildCertId, buildOcspRequest } from '@fleetpki/ca';
 import { loadConfig } from '@fleetpki/core';
 import { listCas } from '@fleetpki/store';
 import { ocspIssuerHashes, parseCaCertificate, toPem } from '@fleetpki/x509';
@@ -37,12 +37,6 @@ const log = (line: string) => {
   if (!args.json) console.log(line);
 };
 
-/** An OCSPRequest with one CertID and no extensions, as `openssl ocsp -no_nonce` sends it. */
-function ocspRequest(certId: Buffer): Buffer {
-  const seq = (body: Buffer) => Buffer.concat([Buffer.from([0x30, body.length]), body]);
-  return seq(seq(seq(seq(certId))));
-}
-
 const config = loadConfig({ ...process.env, FLEETPKI_SITE: 'a' });
 log('raw HSM signing rate (1 process x 4 sessions, 3 s) ...');
 const rawRate = await measureRawHsmRate(config, { sessions: 4, seconds: 3 });
@@ -59,7 +53,7 @@ try {
   const issuing = parseCaCertificate(issuingRecord.certificate);
   const hashes = ocspIssuerHashes(issuing.subjectDer, issuing.publicKeySpki);
   const serials = await data.serials(certificates);
-  const bodies = serials.map((s) => ocspRequest(buildCertId('sha1', hashes, s)));
+  const bodies = serials.map((s) => buildOcspRequest(buildCertId('sha1', hashes, s)));
 
   // The responder pre-produces a response for every certificate in the background (RFC 9919); the
   // load starts once all are stored, so every request is answered from what was pre-produced.

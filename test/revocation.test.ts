@@ -5,7 +5,7 @@ import { createReadStream } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { buildCertId, crlShardOf } from '@fleetpki/ca';
+import { buildCertId, buildOcspRequest, crlShardOf } from '@fleetpki/ca';
 import { FleetApiClient } from '@fleetpki/client';
 import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
@@ -178,7 +178,7 @@ describe('revocation, CRLs and OCSP', () => {
     const hashes = ocspIssuerHashes(record.subjectDer, record.publicKeySpki);
     let revokedCount = 0;
     for (const r of rows) {
-      const answer = await status.ocsp.respond(ocspRequest(buildCertId('sha256', hashes, r.serial)));
+      const answer = await status.ocsp.respond(buildOcspRequest(buildCertId('sha256', hashes, r.serial)));
       if (answer.kind === 'revoked') revokedCount++;
     }
     assert.equal(revokedCount, 10_000);
@@ -215,9 +215,9 @@ describe('OCSP responder under bad input', () => {
     const record = parseCaCertificate(issuingDer());
     const hashes = ocspIssuerHashes(record.subjectDer, record.publicKeySpki);
     const foreign = ocspIssuerHashes(Buffer.from('300f310d300b06035504030c0446414b45', 'hex'), record.publicKeySpki);
-    const unauthorized = await post(ocspRequest(buildCertId('sha1', foreign, randomBytes(9))));
+    const unauthorized = await post(buildOcspRequest(buildCertId('sha1', foreign, randomBytes(9))));
     assert.equal(Buffer.from(await unauthorized.arrayBuffer()).toString('hex'), '30030a0106');
-    const unknown = await post(ocspRequest(buildCertId('sha1', hashes, Buffer.concat([Buffer.from([0x0a]), randomBytes(8)]))));
+    const unknown = await post(buildOcspRequest(buildCertId('sha1', hashes, Buffer.concat([Buffer.from([0x0a]), randomBytes(8)]))));
     const path = file('unknown.der', Buffer.from(await unknown.arrayBuffer()));
     assert.match(openssl(['ocsp', '-respin', path, '-resp_text', '-noverify']), /Cert Status: unknown/);
   });
@@ -283,8 +283,3 @@ function issuingDer(): Buffer {
   return execFileSync('openssl', ['x509', '-in', ca.issuingPem, '-outform', 'DER']);
 }
 
-/** OCSPRequest { TBSRequest { requestList { Request { CertID } } } } */
-function ocspRequest(certId: Buffer): Buffer {
-  const seq = (b: Buffer) => Buffer.concat([Buffer.from([0x30, b.length]), b]);
-  return seq(seq(seq(seq(certId))));
-}

@@ -275,3 +275,9 @@ export function buildCertId(alg: OcspHashAlgorithm, issuer: OcspIssuerHashes, se
   const body = Buffer.concat([algId, tlv(0x04, h.name), tlv(0x04, h.key), tlv(0x02, serialInt)]);
   return Buffer.concat([Buffer.from([0x30, body.length]), body]);
 }
+
+/** OCSPRequest { TBSRequest { requestList { Request { CertID } } } }, no nonce, as `openssl ocsp -no_nonce` sends it. */
+export function buildOcspRequest(certId: Buffer): Buffer {
+  const seq = (body: Buffer) => Buffer.concat([Buffer.from([0x30, body.length]), body]);
+  return seq(seq(seq(seq(certId))));
+}

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { buildCertId } from '@fleetpki/ca';
+import { buildCertId, buildOcspRequest } from '@fleetpki/ca';
 import type { SiteConfig } from '@fleetpki/core';
 import type { OcspIssuerHashes } from '@fleetpki/x509';
 
@@ -84,8 +84,7 @@ export class OcspProbe {
     issuer: OcspIssuerHashes,
     serial: Buffer,
   ) {
-    const seq = (body: Buffer) => Buffer.concat([Buffer.from([0x30, body.length]), body]);
-    this.request = seq(seq(seq(seq(buildCertId('sha1', issuer, serial)))));
+    this.request = buildOcspRequest(buildCertId('sha1', issuer, serial));
   }
 
   start(everyMs = 100): void {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { activateSite, createPool, isInRecovery, markSiteStandby } from '@fleetpki/store';
-import { isClusterRunning, pgDataDir, promoteCluster, rebuildAsStandby, reloadCluster, stopCluster, writeSettings } from './postgres-cluster.js';
+import { isClusterRunning, pgDataDir, standbyName, promoteCluster, rebuildAsStandby, reloadCluster, stopCluster, writeSettings } from './postgres-cluster.js';
 import { redisPid } from './redis-server.js';
 import { currentRoles, writeTopology } from './topology-file.js';
 
@@ -86,7 +86,7 @@ export async function switchover(config: FleetConfig, log: Log = () => undefined
   const { primary, standby } = currentRoles(config);
   if (!(await isClusterRunning(standby))) throw new FleetError('SITE_DOWN', `site ${standby.id}'s PostgreSQL is not running; cannot switch over to it`);
   // Zero loss needs a standby that is streaming synchronously right now.
-  const sync = await withDb(config, primary, async (pool) => (await pool.query<{ s: string }>(`SELECT sync_state AS s FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'`, [`site_${standby.id}`])).rows[0]?.s);
+  const sync = await withDb(config, primary, async (pool) => (await pool.query<{ s: string }>(`SELECT sync_state AS s FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'`, [standbyName(standby)])).rows[0]?.s);
   if (sync !== 'sync') throw new FleetError('SWITCHOVER_STANDBY_NOT_IN_SYNC', `site ${standby.id} is not a streaming synchronous standby of ${primary.id} (${sync ?? 'not connected'}); a switchover now could lose data`);
   await stopCluster(primary, 'fast');
   log(`site ${primary.id}: PostgreSQL stopped cleanly`);
