@@ -109,9 +109,10 @@ export class FleetApiClient {
     return this.parse<BatchView>(await fetch(`${this.baseUrl}/v1/batches/${encodeURIComponent(id)}`, { headers: this.headers() }));
   }
 
-  /** The batch's results, line by line, from `after` (a cursor of an earlier read) on. */
-  async *batchResults(id: string, after?: number): AsyncGenerator<ResultLine> {
-    const res = await fetch(`${this.baseUrl}/v1/batches/${encodeURIComponent(id)}/results${after !== undefined ? `?after=${after}` : ''}`, { headers: this.headers() });
+  /** The batch's results, line by line, from `after` (a cursor of an earlier read) on; format der (default), pem or c509. */
+  async *batchResults(id: string, after?: number, format?: 'der' | 'pem' | 'c509'): AsyncGenerator<ResultLine> {
+    const query = new URLSearchParams({ ...(after !== undefined ? { after: String(after) } : {}), ...(format ? { format } : {}) }).toString();
+    const res = await fetch(`${this.baseUrl}/v1/batches/${encodeURIComponent(id)}/results${query ? `?${query}` : ''}`, { headers: this.headers() });
     if (!res.ok || !res.body) {
       await this.parse(res);
       return;

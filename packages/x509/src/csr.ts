@@ -6,6 +6,8 @@ import { ECDSA_WITH_SHA256_ALGID, TAG, derFromPemOrBase64, derTlv } from './der.
 import { DerError, expectTlv } from './der-reader.js';
 import { OID } from './oids.js';
 import { publicKeyFromSpki, type DevicePublicKey } from './public-key.js';
+import { C509Error } from './c509/errors.js';
+import { parseC509Request, verifyNativeC509RequestP256, type ParsedC509Request } from './c509/csr.js';
 
 export const MAX_CSR_BYTES = 8 * 1024;
 
@@ -48,6 +50,28 @@ export function readCsr(input: string | Uint8Array): { publicKey: DevicePublicKe
     throw csrError('CSR_SIGNATURE_ALGORITHM_UNSUPPORTED', `the CSR is signed with ${describeAlgorithm(parts.signatureAlgorithm)}; expected ecdsa-with-SHA256 (${OID.ecdsaWithSha256}) without parameters`);
   }
   return { publicKey, der, parts };
+}
+
+/**
+ * A C509 certification request (base64 CBOR) from online enrolment. Type 3 re-encodes a PKCS#10 and
+ * goes through parseCsr; type 2 is signed over its CBOR and must be ECDSA P-256 with SHA-256 (C509
+ * algorithms 0 and 1). Either way the result is the proven P-256 key.
+ */
+export function parseC509Csr(input: string): DevicePublicKey {
+  const bytes = Buffer.from(input.trim(), 'base64');
+  if (bytes.length === 0 || bytes.length > MAX_CSR_BYTES || !/^[A-Za-z0-9+/=\s]+$/.test(input)) throw csrError('CSR_MALFORMED', `c509Csr must be 1-${MAX_CSR_BYTES} bytes of base64 CBOR`);
+  let request: ParsedC509Request;
+  try {
+    request = parseC509Request(bytes);
+  } catch (err) {
+    if (err instanceof C509Error) throw csrError('CSR_MALFORMED', `c509Csr: ${err.message}`);
+    throw err;
+  }
+  if (request.pkcs10) return parseCsr(request.pkcs10);
+  const publicKey = publicKeyFromSpki(request.subjectPublicKeyInfo);
+  if (request.signatureAlgorithm !== 0) throw csrError('CSR_SIGNATURE_ALGORITHM_UNSUPPORTED', `c509Csr is signed with C509 algorithm ${String(request.signatureAlgorithm)}; expected 0 (ecdsa-with-SHA256)`);
+  if (!verifyNativeC509RequestP256(request)) throw csrError('CSR_SIGNATURE_INVALID', 'the c509Csr signature does not verify with its public key (no proof of possession)');
+  return publicKey;
 }
 
 /** Re-reads a CSR that passed readCsr and checks its signature (proof of possession); returns its key. */

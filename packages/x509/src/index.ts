@@ -10,3 +10,5 @@ export * from './der-reader.js';
 export * from './device-keys.js';
 export * from './crl.js';
 export * from './ocsp.js';
+export * from './c509/index.js';
+export * from './certificate-format.js';

@@ -22,6 +22,12 @@ export interface DeviceProfile {
   readonly derBudget: number;
   /** Symmetric device keys (hybrid PKI) delivered beside the certificates; none when absent. */
   readonly hybridKeys?: readonly ('mac' | 'enc')[];
+  /**
+   * Natively signed C509 (draft-ietf-cose-cbor-encoded-cert, type 2): the HSM signs the CBOR TBS, so
+   * the certificate exists only as C509 and the store keeps those bytes. The DER TBS is still built,
+   * linted and hashed into the intent: the CBOR is a pure function of it.
+   */
+  readonly nativeC509?: boolean;
 }
 
 export const KEY_USAGE_BIT: Record<KeyRole, number> = {
@@ -49,6 +55,14 @@ export const DEVICE_PROFILES: Readonly<Record<string, DeviceProfile>> = {
     // Measured: 356-361 bytes. Every field here is mandatory (RFC 5280 AKI, critical SAN with RFC 4108
     // hardwareModuleName, notAfter 9999), so PROFILE.md's "well under 350" is not reachable; see README.
     derBudget: 365,
+  },
+  'smart-meter-compact-c509': {
+    id: 'smart-meter-compact-c509',
+    description: 'the compact profile natively signed as C509 (type 2): for meters that parse only CBOR',
+    deviceTypeOid: OID.smartMeterDeviceType,
+    includeSubjectKeyId: false,
+    derBudget: 365,
+    nativeC509: true,
   },
 };
 

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { isFleetError } from '@fleetpki/core';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerBatchCommands } from './commands/batch.js';
+import { registerC509Commands } from './commands/c509.js';
 import { registerCeremonyCommands } from './commands/ceremony.js';
 import { registerCustodyCommands } from './commands/custody.js';
 import { registerManifestCommands } from './commands/manifest.js';
@@ -33,6 +34,7 @@ registerRevokeCommands(program);
 registerDrillCommands(program);
 registerKeyCommands(program);
 registerAuditCommands(program);
+registerC509Commands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Expected failures print their stable code and message; anything else is a bug and keeps its stack.

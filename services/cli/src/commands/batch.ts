@@ -88,12 +88,13 @@ export function registerBatchCommands(program: Command): void {
     .description('download the certificates as NDJSON (chain first, then one line per certificate); --after resumes')
     .requiredOption('-o, --out <file>', 'where to write (appends when resuming with --after)')
     .option('--after <cursor>', 'resume after this cursor (the last line written says it)', (v) => Number(v))
-    .action(async (id: string, options: ApiOptions & { out: string; after?: number }) => {
+    .option('--format <format>', 'certificate encoding: der (base64, default), pem or c509 (base64 CBOR)')
+    .action(async (id: string, options: ApiOptions & { out: string; after?: number; format?: 'der' | 'pem' | 'c509' }) => {
       const client = apiClient(options);
       const out = createWriteStream(options.out, { flags: options.after !== undefined ? 'a' : 'w' });
       let certificates = 0;
       let end: { cursor: number; complete: boolean } | undefined;
-      for await (const line of client.batchResults(id, options.after)) {
+      for await (const line of client.batchResults(id, options.after, options.format)) {
         if (line.type === 'certificate') certificates++;
         if (line.type === 'end') end = line;
         if (!out.write(JSON.stringify(line) + '\n')) await once(out, 'drain');

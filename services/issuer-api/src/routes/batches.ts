@@ -6,7 +6,7 @@ import { MANIFEST_SIGNATURE_HEADER } from '@fleetpki/manifest';
 import type { ChunkQueue } from '@fleetpki/queue';
 import { getBatch, listBatchDevices, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
 import type { DeviceKeyRole } from '@fleetpki/hsm';
-import { getProfile } from '@fleetpki/x509';
+import { CERTIFICATE_FORMATS, encodeIssuedCertificate, getProfile, parseCertificateFormat } from '@fleetpki/x509';
 import { requireRole, visibleTo } from '../auth.js';
 
 const MANIFEST_TYPES = { 'application/x-ndjson': 'ndjson', 'application/ndjson': 'ndjson', 'text/csv': 'csv' } as const;
@@ -146,17 +146,17 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
     async (request) => describeBatch(deps.pool, await findBatch(request.params.id, request.principal!)),
   );
 
-  app.get<{ Params: { id: string }; Querystring: { after?: number } }>(
+  app.get<{ Params: { id: string }; Querystring: { after?: number; format?: string } }>(
     '/v1/batches/:id/results',
     {
       preHandler: readers,
       schema: {
         summary: 'Issued certificates as NDJSON, resumable',
         description:
-          'Lines: {"type":"chain",...} first (unless resuming), then {"type":"certificate","cursor","eui64","keyRole","serial","certificate" (base64 DER)}, then {"type":"end","cursor","complete"}. Resume with ?after=<cursor>.',
+          'Lines: {"type":"chain",...} first (unless resuming), then {"type":"certificate","cursor","eui64","keyRole","serial","certificate"} (base64 DER by default; ?format=pem or ?format=c509 for base64 C509), then {"type":"end","cursor","complete"}. Resume with ?after=<cursor>.',
         tags: ['batches'],
         security: [{ bearer: [] }],
-        querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'integer', minimum: -1 } } },
+        querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'integer', minimum: -1 }, format: { type: 'string', enum: CERTIFICATE_FORMATS } } },
       },
     },
     async (request, reply) => {
@@ -164,6 +164,10 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       const pool = deps.pool;
       const chain = deps.chainPem;
       const start = request.query.after ?? -1;
+      const profile = getProfile(batch.profile);
+      // DER by default here (the results were base64 DER before formats existed); native C509 profiles give C509.
+      const format = parseCertificateFormat(request.query.format ?? (profile.nativeC509 ? 'c509' : 'der'), profile);
+      if (profile.nativeC509 && format !== 'c509') encodeIssuedCertificate(Buffer.alloc(0), profile, format);
       async function* lines(): AsyncGenerator<string> {
         if (start < 0) yield JSON.stringify({ type: 'chain', batch: batch.id, certificates: chain }) + '\n';
         let cursor = start;
@@ -172,7 +176,7 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
           if (page.length === 0) break;
           let text = '';
           for (const r of page) {
-            text += JSON.stringify({ type: 'certificate', cursor: r.seq, eui64: eui64FromBytes(r.eui64), keyRole: r.keyRole, serial: serialHex(r.serial), certificate: r.der.toString('base64') }) + '\n';
+            text += JSON.stringify({ type: 'certificate', cursor: r.seq, eui64: eui64FromBytes(r.eui64), keyRole: r.keyRole, serial: serialHex(r.serial), certificate: encodeIssuedCertificate(r.der, profile, format) }) + '\n';
           }
           cursor = page[page.length - 1]!.seq;
           yield text;

@@ -2,13 +2,15 @@ import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64FromBytes, eui64ToBytes, parseEui64 } from '@fleetpki/core';
 import { parseSerialHex, serialHex, type TokenAuthenticator } from '@fleetpki/ca';
 import { getCertificate, listDeviceCertificates, type Pool, type StoredCertificate } from '@fleetpki/store';
-import { toPem } from '@fleetpki/x509';
+import { CERTIFICATE_FORMATS, encodeIssuedCertificate, getProfile, parseCertificateFormat } from '@fleetpki/x509';
 import { requireRole, visibleTo } from '../auth.js';
 import { certificateSchema } from './schemas.js';
 
 const READERS = ['factory', 'revocation-officer', 'auditor', 'administrator', 'custodian'] as const;
 
-function present(c: StoredCertificate, format: 'pem' | 'der' = 'pem') {
+function present(c: StoredCertificate, requested: string | undefined) {
+  const profile = getProfile(c.profile);
+  const format = parseCertificateFormat(requested, profile);
   return {
     serial: serialHex(c.serial),
     eui64: eui64FromBytes(c.eui64),
@@ -19,16 +21,16 @@ function present(c: StoredCertificate, format: 'pem' | 'der' = 'pem') {
     notBefore: c.notBefore.toISOString(),
     notAfter: c.notAfter.toISOString(),
     crlShard: c.crlShard,
-    certificate: format === 'der' ? c.der.toString('base64') : toPem(c.der),
+    certificate: encodeIssuedCertificate(c.der, profile, format),
     format,
   };
 }
 
 export function registerCertificateRoutes(app: FastifyInstance, deps: { pool: Pool; authenticator: TokenAuthenticator }): void {
   const preHandler = requireRole(deps.authenticator, READERS);
-  const format = { type: 'object', properties: { format: { type: 'string', enum: ['pem', 'der'] } } } as const;
+  const format = { type: 'object', properties: { format: { type: 'string', enum: CERTIFICATE_FORMATS } } } as const;
 
-  app.get<{ Params: { serial: string }; Querystring: { format?: 'pem' | 'der' } }>(
+  app.get<{ Params: { serial: string }; Querystring: { format?: string } }>(
     '/v1/certificates/:serial',
     { preHandler, schema: { summary: 'One certificate by serial (hex)', tags: ['certificates'], security: [{ bearer: [] }], params: { type: 'object', properties: { serial: { type: 'string', maxLength: 64 } } }, querystring: format, response: { 200: certificateSchema } } },
     async (request) => {
@@ -40,7 +42,7 @@ export function registerCertificateRoutes(app: FastifyInstance, deps: { pool: Po
     },
   );
 
-  app.get<{ Params: { eui64: string }; Querystring: { format?: 'pem' | 'der' } }>(
+  app.get<{ Params: { eui64: string }; Querystring: { format?: string } }>(
     '/v1/devices/:eui64/certificates',
     { preHandler, schema: { summary: "A device's certificates", tags: ['certificates'], security: [{ bearer: [] }], params: { type: 'object', properties: { eui64: { type: 'string', maxLength: 32 } } }, querystring: format } },
     async (request) => {

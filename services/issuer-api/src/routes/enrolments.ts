@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64ToBytes, parseEui64, parseKeyRole } from '@fleetpki/core';
 import type { DeviceKeyService, EnrolmentService, TokenAuthenticator } from '@fleetpki/ca';
 import { serialHex } from '@fleetpki/ca';
-import { DEFAULT_PROFILE_ID, getProfile, parseCsr, parseDevicePublicKey, toPem } from '@fleetpki/x509';
+import { CERTIFICATE_FORMATS, DEFAULT_PROFILE_ID, encodeIssuedCertificate, getProfile, parseC509Csr, parseCertificateFormat, parseCsr, parseDevicePublicKey } from '@fleetpki/x509';
 import { requireRole } from '../auth.js';
 import type { IssuerMetrics } from '../metrics.js';
 import type { SiteGuard } from '@fleetpki/ca';
@@ -15,7 +15,8 @@ interface EnrolmentBody {
   deviceType?: string;
   csr?: string;
   publicKey?: string;
-  format?: 'pem' | 'der';
+  c509Csr?: string;
+  format?: string;
   deviceKeys?: boolean;
 }
 
@@ -27,7 +28,7 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
       bodyLimit: 16 * 1024,
       schema: {
         summary: 'Enrol one device key: returns its certificate',
-        description: 'Give exactly one of `csr` (PKCS#10, PEM or base64 DER, proves possession) or `publicKey` (P-256 SPKI or point). One certificate per (device, key role, profile).',
+        description: 'Give exactly one of `csr` (PKCS#10, PEM or base64 DER, proves possession), `c509Csr` (C509 certification request, type 2 or 3, base64 CBOR, proves possession) or `publicKey` (P-256 SPKI or point). One certificate per (device, key role, profile).',
         tags: ['enrolment'],
         security: [{ bearer: [] }],
         body: {
@@ -41,7 +42,8 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
             deviceType: { type: 'string', maxLength: 64, pattern: '^[A-Za-z0-9._-]+$' },
             csr: { type: 'string', maxLength: 12_000 },
             publicKey: { type: 'string', maxLength: 4_096 },
-            format: { type: 'string', enum: ['pem', 'der'], description: 'certificate encoding in the response (der = base64)' },
+            c509Csr: { type: 'string', maxLength: 12_000, description: 'C509 certification request (draft-ietf-cose-cbor-encoded-cert), base64' },
+            format: { type: 'string', enum: CERTIFICATE_FORMATS, description: 'certificate encoding in the response: pem (default), der (base64) or c509 (base64 CBOR; the only one for natively signed profiles)' },
             deviceKeys: { type: 'boolean', description: "also return the device's symmetric keys (profiles with hybrid keys), wrapped for the manufacturer's transport key" },
           },
         },
@@ -54,10 +56,13 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
       const eui64 = parseEui64(body.eui64);
       const keyRole = parseKeyRole(body.keyRole);
       const profile = getProfile(body.profile ?? DEFAULT_PROFILE_ID);
-      if ((body.csr === undefined) === (body.publicKey === undefined)) {
-        throw new FleetError('KEY_SOURCE_INVALID', 'give exactly one of "csr" or "publicKey"', { httpStatus: 400 });
+      const format = parseCertificateFormat(body.format, profile);
+      if ([body.csr, body.c509Csr, body.publicKey].filter((k) => k !== undefined).length !== 1) {
+        throw new FleetError('KEY_SOURCE_INVALID', 'give exactly one of "csr", "c509Csr" or "publicKey"', { httpStatus: 400 });
       }
-      const publicKey = body.csr !== undefined ? parseCsr(body.csr) : parseDevicePublicKey(body.publicKey!);
+      const publicKey = body.csr !== undefined ? parseCsr(body.csr) : body.c509Csr !== undefined ? parseC509Csr(body.c509Csr) : parseDevicePublicKey(body.publicKey!);
+      // Refuse an impossible format before anything is recorded or signed.
+      if (profile.nativeC509 && format !== 'c509') encodeIssuedCertificate(Buffer.alloc(0), profile, format);
       const principal = request.principal!;
       if (body.deviceKeys && !profile.hybridKeys?.length) throw new FleetError('HYBRID_KEYS_OFF', `profile ${profile.id} delivers no device keys`, { httpStatus: 400 });
       const issued = await deps.enrolment.enrol({
@@ -84,8 +89,8 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
         notBefore: issued.notBefore.toISOString(),
         notAfter: issued.notAfter.toISOString(),
         crlShard: issued.crlShard,
-        certificate: body.format === 'der' ? issued.der.toString('base64') : toPem(issued.der),
-        format: body.format ?? 'pem',
+        certificate: encodeIssuedCertificate(issued.der, profile, format),
+        format,
       });
     },
   );

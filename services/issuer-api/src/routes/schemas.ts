@@ -11,8 +11,8 @@ export const certificateSchema = {
     notBefore: { type: 'string', format: 'date-time' },
     notAfter: { type: 'string', format: 'date-time' },
     crlShard: { type: 'integer' },
-    certificate: { type: 'string', description: 'PEM, or base64 DER with format=der' },
-    format: { type: 'string', enum: ['pem', 'der'] },
+    certificate: { type: 'string', description: 'PEM; base64 DER with format=der; base64 C509 (CBOR) with format=c509' },
+    format: { type: 'string', enum: ['pem', 'der', 'c509'] },
     deviceKeys: {
       type: 'object',
       description: 'present when requested: {header, keys} as in a device-key bundle',
