@@ -4,7 +4,7 @@ import { Tag, decodeStrict, encodeItem, encodeSequence, type CborValue } from '.
 import { children, derUnsignedInteger, expectTag, octetAlignedBits, parseElement, seq, unconvertible, unsignedIntegerBytes, type Element } from './der-walk.js';
 import { C509Error } from './errors.js';
 import { decodeExtensions, encodeExtensions } from './extensions.js';
-import { algorithmCode, canonicalSpki, bitString, decodeAlgorithm, decodePublicKey, decodeSignatureValue, encodeAlgorithm, encodePublicKey, encodeSignatureValue, spkiDer, curveBytesOf, PUBLIC_KEY_ALGORITHMS, SIGNATURE_ALGORITHMS } from './fields.js';
+import { ecdsaDerToRaw, algorithmCode, canonicalSpki, bitString, decodeAlgorithm, decodePublicKey, decodeSignatureValue, encodeAlgorithm, encodePublicKey, encodeSignatureValue, spkiDer, curveBytesOf, PUBLIC_KEY_ALGORITHMS, SIGNATURE_ALGORITHMS } from './fields.js';
 import { decodeName, encodeName } from './name.js';
 import { CR_ATTRIBUTES } from './registry.js';
 import { asArray, asBytes, asInt, asText, malformed, pairs } from './values.js';
@@ -147,4 +147,20 @@ export function verifyNativeC509RequestP256(request: ParsedC509Request): boolean
   if (request.type !== C509_NATIVE || request.signatureAlgorithm !== 0) return false;
   const key = createPublicKey({ key: request.subjectPublicKeyInfo, format: 'der', type: 'spki' });
   return verify('sha256', request.tbsCbor, { key, dsaEncoding: 'ieee-p1363' }, request.signatureValue);
+}
+
+/**
+ * A natively signed (type 2) request for a P-256 key, as a meter that speaks only CBOR would make it:
+ * empty subject, compressed point, no attributes, ECDSA with SHA-256 over the CBOR TBS. `signTbs`
+ * returns a DER ECDSA signature (what node:crypto and the HSM give).
+ */
+export function buildNativeC509RequestP256(publicKeySpki: Buffer, signTbs: (tbs: Buffer) => Buffer): Buffer {
+  const spki = parseElement(publicKeySpki, 'subjectPublicKeyInfo');
+  const [, bits] = children(spki, 'subjectPublicKeyInfo');
+  const point = octetAlignedBits(bits!, 'subjectPublicKey');
+  if (point.length !== 65 || point[0] !== 0x04) throw unconvertible('subjectPublicKey', 'expected an uncompressed P-256 point');
+  const compressed = Buffer.concat([Buffer.from([(point[64]! & 1) === 1 ? 0x03 : 0x02]), point.subarray(1, 33)]);
+  const items: CborValue[] = [C509_NATIVE, 0, [], 1, compressed, []];
+  const tbs = encodeSequence(items);
+  return encodeItem([...items, ecdsaDerToRaw(signTbs(tbs), 'signature', 32)]);
 }
