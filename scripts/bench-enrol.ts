@@ -8,7 +8,7 @@ import { Pool as HttpPool } from 'undici';
 import { loadConfig } from '@fleetpki/core';
 import { issueApiToken } from '@fleetpki/ca';
 import { createPool, upsertManufacturer } from '@fleetpki/store';
-import { generateDeviceKeys } from '@fleetpki/x509';
+import { DEVICE_PROFILES, c509ToX509, generateDeviceKeys } from '@fleetpki/x509';
 import { euiGenerator, measureRawHsmRate, percentile } from './lib/bench.js';
 import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
 
@@ -70,6 +70,24 @@ try {
     }),
   );
   const elapsed = (performance.now() - started) / 1000;
+
+  // Size report: real certificates of every profile, as DER and as C509 (type 3, or type 2 when native).
+  const sizes: Record<string, { der_bytes: string; c509_bytes: string; c509_type: number }> = {};
+  const sizeKeys = generateDeviceKeys(20 * Object.keys(DEVICE_PROFILES).length);
+  for (const [p, profile] of Object.entries(DEVICE_PROFILES)) {
+    const der: number[] = [];
+    const c509: number[] = [];
+    for (const k of sizeKeys.splice(0, 20)) {
+      const res = await http.request({ path: '/v1/enrolments', method: 'POST', headers, body: JSON.stringify({ eui64: eui(next++), keyRole: 'digitalSignature', profile: p, csr: k.csr.toString('base64'), format: 'c509' }) });
+      const json = (await res.body.json()) as { certificate: string };
+      if (res.statusCode !== 201) throw new Error(`size enrolment failed: ${res.statusCode} ${JSON.stringify(json)}`);
+      const bytes = Buffer.from(json.certificate, 'base64');
+      c509.push(bytes.length);
+      if (!profile.nativeC509) der.push(c509ToX509(bytes).length);
+    }
+    const range = (xs: number[]) => (xs.length ? `${Math.min(...xs)}-${Math.max(...xs)}` : 'none (natively signed)');
+    sizes[p] = { der_bytes: range(der), c509_bytes: range(c509), c509_type: profile.nativeC509 ? 2 : 3 };
+  }
   await http.close();
   latencies.sort((a, b) => a - b);
   const rate = latencies.length / elapsed;
@@ -84,9 +102,12 @@ try {
     p99_ms: Number(percentile(latencies, 99).toFixed(2)),
     raw_hsm_signatures_per_s: Math.round(rawRate),
     ratio_to_raw_hsm: Number((rate / rawRate).toFixed(3)),
+    certificate_sizes: sizes,
   };
   log(`  ${result.enrolments} enrolments in ${result.seconds} s: ${result.enrolments_per_s}/s, p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms`);
   log(`  ratio to raw HSM signing rate: ${result.ratio_to_raw_hsm}`);
+  log('  certificate sizes (20 enrolments per profile):');
+  for (const [p, size] of Object.entries(sizes)) log(`    ${p.padEnd(26)} DER ${size.der_bytes.padEnd(22)} C509 type ${size.c509_type}: ${size.c509_bytes} bytes`);
   console.log(JSON.stringify(result));
 } finally {
   await stopProcess(server);

@@ -13,7 +13,7 @@ import { generateManifest } from '@fleetpki/manifest';
 import { hsmSelfTest, openSiteKeyStore } from '@fleetpki/hsm';
 import { ROOT_TOKEN_LABEL, formatStatus, readTopology, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
 import { createPool, migrate, readSiteStates, upsertManufacturer } from '@fleetpki/store';
-import { generateDeviceKeys, toPem } from '@fleetpki/x509';
+import { generateDeviceKeys, toPem, x509ToC509 } from '@fleetpki/x509';
 import { euiGenerator, percentile } from './lib/bench.js';
 import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
 
@@ -83,7 +83,7 @@ try {
     const keys = generateDeviceKeys(devices);
     const eui = euiGenerator();
     const latencies: number[] = [];
-    const sizes = new Map<string, number>();
+    const sizes = new Map<string, Buffer>();
     let next = 0;
     let lastPem = '';
     started = performance.now();
@@ -100,7 +100,7 @@ try {
           const body = (await res.json()) as { certificate: string; code?: string; message?: string };
           if (res.status !== 201) throw new Error(`enrolment failed: ${res.status} ${body.code}: ${body.message}`);
           latencies.push(performance.now() - t0);
-          sizes.set(profile, Buffer.from(body.certificate.replace(/-----[^-]+-----|\s/g, ''), 'base64').length);
+          sizes.set(profile, Buffer.from(body.certificate.replace(/-----[^-]+-----|\s/g, ''), 'base64'));
           lastPem = body.certificate;
         }
       }),
@@ -108,7 +108,7 @@ try {
     const seconds = (performance.now() - started) / 1000;
     latencies.sort((a, b) => a - b);
     console.log(`  ${devices} certificates in ${seconds.toFixed(2)} s: ${Math.round(devices / seconds)}/s, p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms (32 clients)`);
-    for (const [profile, size] of sizes) console.log(`  ${profile}: ${size} bytes DER`);
+    for (const [profile, der] of sizes) console.log(`  ${profile}: ${der.length} bytes DER, ${x509ToC509(der).length} bytes as C509 (type 3; decodes back to the same DER)`);
     const certPath = join(outDir, 'device.pem');
     writeFileSync(certPath, lastPem);
     const verified = execFileSync('openssl', ['verify', '-CAfile', join(outDir, 'root.pem'), '-untrusted', join(outDir, 'issuing.pem'), certPath], { encoding: 'utf8' }).trim();
