@@ -14,7 +14,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CrlPublisher, buildCertId, buildOcspRequest, issueApiToken, loadSiteIssuer } from '@fleetpki/ca';
-import { FleetApiClient } from '@fleetpki/client';
+import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
 import { loadConfig } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { getCrl, listCas } from '@fleetpki/store';
@@ -144,9 +144,11 @@ try {
 
   const officer = await issueApiToken(revoking.pool, { site: 'a', actor: 'bench', name: 'bench-officer', role: 'revocation-officer', manufacturerId: null, expiresDays: 1 });
   const client = new FleetApiClient(`http://127.0.0.1:${ports.api}`, officer);
+  const approver = new FleetApiClient(`http://127.0.0.1:${ports.api}`, await issueApiToken(revoking.pool, { site: 'a', actor: 'bench', name: 'bench-second-officer', role: 'revocation-officer', manufacturerId: null, expiresDays: 1 }));
   const devices = Array.from({ length: requestCount }, (_, i) => syntheticEui64(i + 1));
   t = performance.now();
-  const outcome = await client.revoke({ devices }, 'keyCompromise');
+  // Dual control: above the threshold one officer requests, a second approves, the first executes.
+  const outcome = await revokeUnderDualControl(client, approver, { devices }, 'keyCompromise');
   const requestSeconds = seconds(t);
   if (outcome.revoked !== requestCount) throw new Error(`the request revoked ${outcome.revoked} of ${requestCount}`);
   log(`  request answered in ${requestSeconds} s: ${outcome.revoked} revoked in ${outcome.crlShards.length} shards`);

@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '@fleetpki/core';
 import { issueApiToken, runCeremony } from '@fleetpki/ca';
-import { FleetApiClient } from '@fleetpki/client';
+import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
 import { runFailback, runFailoverDrill } from '@fleetpki/drills';
 import { generateManifest } from '@fleetpki/manifest';
 import { hsmSelfTest, openSiteKeyStore } from '@fleetpki/hsm';
@@ -156,6 +156,7 @@ try {
       heading('7. Revocation: 1,000 compromised meters of the batch, OCSP within seconds, sharded CRLs');
       const officerToken = await issueApiToken(db, { site: 'a', actor: 'demo', name: 'demo-officer', role: 'revocation-officer', manufacturerId: null, expiresDays: 1 });
       const officer = new FleetApiClient(base, officerToken);
+      const secondOfficer = new FleetApiClient(base, await issueApiToken(db, { site: 'a', actor: 'demo', name: 'demo-second-officer', role: 'revocation-officer', manufacturerId: null, expiresDays: 1 }));
       const status = startService(config, 'status-responder', { FLEETPKI_SITE: 'a' });
       try {
         const statusBase = `http://127.0.0.1:${config.sites.a.statusPort}`;
@@ -173,8 +174,9 @@ try {
           .slice(0, 1_000)
           .map((l) => l.eui64!);
         started = performance.now();
-        const outcome = await officer.revoke({ devices }, 'keyCompromise');
-        console.log(`  revocation request (1,000 devices, keyCompromise): ${outcome.revoked} revoked in ${outcome.crlShards.length} CRL shards, answered in ${(performance.now() - started).toFixed(0)} ms`);
+        const outcome = await revokeUnderDualControl(officer, secondOfficer, { devices }, 'keyCompromise');
+        if (outcome.approvalId) console.log(`  dual control: 1,000 devices is above ${config.dualControl.revocationThreshold}; demo-officer requested, demo-second-officer approved, demo-officer executed (approval ${outcome.approvalId})`);
+        console.log(`  revocation (1,000 devices, keyCompromise): ${outcome.revoked} revoked in ${outcome.crlShards.length} CRL shards, done in ${(performance.now() - started).toFixed(0)} ms`);
         let answer = '';
         while (!/: revoked/.test((answer = ocsp(compromised)))) await new Promise((r) => setTimeout(r, 100));
         console.log(`  OCSP reports it revoked ${((performance.now() - started) / 1000).toFixed(2)} s after the request: ${answer.split('\n').filter((l) => /revoked|Reason|Response verify/.test(l)).map((l) => l.trim()).join('; ')}`);

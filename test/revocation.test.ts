@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildCertId, buildOcspRequest, crlShardOf } from '@fleetpki/ca';
-import { FleetApiClient } from '@fleetpki/client';
+import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
 import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { generateManifest, readRevocationList } from '@fleetpki/manifest';
@@ -24,6 +24,7 @@ let issuer: IssuerRuntime;
 let status: StatusRuntime;
 let factory: FleetApiClient;
 let officer: FleetApiClient;
+let secondOfficer: FleetApiClient;
 let factoryToken: string;
 let officerToken: string;
 let statusUrl: string;
@@ -40,6 +41,7 @@ before(async () => {
   officerToken = await createToken(pool, 'revocation-officer', null);
   factory = new FleetApiClient(apiUrl, factoryToken);
   officer = new FleetApiClient(apiUrl, officerToken);
+  secondOfficer = new FleetApiClient(apiUrl, await createToken(pool, 'revocation-officer', null, 'test-second-officer'));
   status = await createStatusRuntime({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
   await status.app.listen({ host: '127.0.0.1', port: 0 });
   statusUrl = `http://127.0.0.1:${(status.app.server.address() as AddressInfo).port}`;
@@ -153,7 +155,10 @@ describe('revocation, CRLs and OCSP', () => {
     const listPath = file('revoke-list.csv', lines.join('\n') + '\n');
     const list = await readRevocationList(createReadStream(listPath));
     assert.equal(list.devices.length, 10_000);
-    const outcome = await officer.revoke({ devices: list.devices }, 'cessationOfOperation');
+    // Above the dual-control threshold: one officer requests, a second approves, the first executes.
+    await assert.rejects(officer.revoke({ devices: list.devices }, 'cessationOfOperation'), { code: 'APPROVAL_REQUIRED' });
+    const outcome = await revokeUnderDualControl(officer, secondOfficer, { devices: list.devices }, 'cessationOfOperation');
+    assert.ok(outcome.approvalId);
     assert.equal(outcome.revoked, 10_000);
     assert.equal(outcome.notFound, 0);
 

@@ -37,9 +37,10 @@ export async function ensureCa(config: FleetConfig, pool: Pool): Promise<TestCa>
   }
 }
 
-export async function createToken(pool: Pool, role: Role, manufacturerId: string | null): Promise<string> {
+/** A token for a test principal; `name` tells two officers of one role apart (dual control needs that). */
+export async function createToken(pool: Pool, role: Role, manufacturerId: string | null, name = `test-${role}`): Promise<string> {
   if (manufacturerId) await upsertManufacturer(pool, manufacturerId, `${manufacturerId} (tests)`);
-  return issueApiToken(pool, { site: 'a', actor: 'test', name: `test-${role}`, role, manufacturerId });
+  return issueApiToken(pool, { site: 'a', actor: 'test', name, role, manufacturerId });
 }
 
 export function siteAPool(config: FleetConfig): Pool {

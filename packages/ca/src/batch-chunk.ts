@@ -3,6 +3,7 @@ import { FleetError, isFleetError, type KeyRole, type SiteId } from '@fleetpki/c
 import { completeChunk, loadChunkWork, recordChunkIntents, type ChunkCertificate, type ChunkIntent, type Pool } from '@fleetpki/store';
 import { lintDeviceTbs, verifyCsrPossession, type LintedTbs } from '@fleetpki/x509';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
+import { CaStatusGuard } from './site-guard.js';
 import { crlShardOf, newSerial } from './serials.js';
 
 export interface ChunkOutcome {
@@ -26,9 +27,12 @@ export class ChunkIssuer {
     private readonly site: SiteId,
     private readonly serialPrefix: number,
     private readonly actor = `batch-worker:${site}`,
+    private readonly caGuard = new CaStatusGuard(pool),
   ) {}
 
   async issue(batchId: string, chunkNo: number): Promise<ChunkOutcome> {
+    // A revoked CA signs nothing more; the chunk fails and stays in the outbox.
+    await this.caGuard.assertActive(this.ca.record.id);
     const work = await loadChunkWork(this.pool, batchId, chunkNo);
     if (!work) throw new FleetError('CHUNK_NOT_FOUND', `batch ${batchId} has no chunk ${chunkNo}`, { httpStatus: 404 });
     if (work.done) return { issued: 0, refused: 0, alreadyDone: true };

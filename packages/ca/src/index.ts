@@ -15,3 +15,4 @@ export * from './ocsp-responder.js';
 export * from './key-custody.js';
 export * from './device-key-service.js';
 export * from './audit-chain.js';
+export * from './dual-control.js';

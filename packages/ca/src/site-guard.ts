@@ -1,5 +1,5 @@
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { isInRecovery, type Pool } from '@fleetpki/store';
+import { isInRecovery, listCas, type Pool } from '@fleetpki/store';
 
 /**
  * Writes go to the active site only. A site whose database is a hot standby answers writes with 503 and
@@ -29,5 +29,25 @@ export class SiteGuard {
       httpStatus: 503,
       details: { activeSite: other.id },
     });
+  }
+}
+
+/**
+ * Issuance stops within a second of a CA's revocation (dual control, ca.revoke): the signing paths ask
+ * this before they sign, and it reads the CA's status at most once a second.
+ */
+export class CaStatusGuard {
+  private statuses = new Map<string, string>();
+  private checkedAt = 0;
+
+  constructor(private readonly pool: Pool) {}
+
+  async assertActive(caId: string): Promise<void> {
+    if (Date.now() - this.checkedAt > 1_000) {
+      this.statuses = new Map((await listCas(this.pool)).map((c) => [c.id, c.status]));
+      this.checkedAt = Date.now();
+    }
+    const status = this.statuses.get(caId);
+    if (status !== 'active') throw new FleetError('CA_NOT_ACTIVE', `CA ${caId} is ${status ?? 'unknown'}; it issues no more certificates`, { httpStatus: 409 });
   }
 }

@@ -36,6 +36,25 @@ export type ResultLine =
   | { type: 'certificate'; cursor: number; eui64: string; keyRole: string; serial: string; certificate: string }
   | { type: 'end'; cursor: number; complete: boolean };
 
+export interface ApprovalView {
+  readonly id: string;
+  readonly action: string;
+  readonly status: 'pending' | 'approved' | 'executed' | 'expired';
+  readonly summary: string;
+  readonly requestedBy: string;
+  readonly requestedAt: string;
+  readonly expiresAt: string;
+  readonly approvedBy?: string;
+  readonly executedAt?: string;
+  readonly outcome?: Record<string, unknown>;
+}
+
+export interface ApprovalRequiredView {
+  readonly approvalRequired: true;
+  readonly threshold: number;
+  readonly approval: ApprovalView;
+}
+
 export interface SubmitOptions {
   readonly format?: 'ndjson' | 'csv';
   readonly profile?: string;
@@ -130,13 +149,41 @@ export class FleetApiClient {
     if (pending.trim()) yield JSON.parse(pending) as ResultLine;
   }
 
+  /**
+   * A revocation. Above the dual-control threshold the API answers 202 with an approval request
+   * instead: that comes back as FleetError APPROVAL_REQUIRED with the request in `details.approval`.
+   */
   async revoke(target: { serials: string[] } | { devices: string[] } | { batch: string }, reason?: string | number): Promise<RevocationView> {
     const res = await fetch(`${this.baseUrl}/v1/revocations`, {
       method: 'POST',
       headers: this.headers({ 'content-type': 'application/json' }),
       body: JSON.stringify({ ...target, ...(reason !== undefined ? { reason } : {}) }),
     });
-    return this.parse<RevocationView>(res);
+    const body = await this.parse<RevocationView | ApprovalRequiredView>(res);
+    if ('approvalRequired' in body) {
+      throw new FleetError('APPROVAL_REQUIRED', `more than ${body.threshold} certificates: a second officer must approve request ${body.approval.id} (${body.approval.summary})`, { httpStatus: 202, details: { approval: body.approval } });
+    }
+    return body;
+  }
+
+  async approvals(): Promise<ApprovalView[]> {
+    return (await this.parse<{ approvals: ApprovalView[] }>(await fetch(`${this.baseUrl}/v1/approvals`, { headers: this.headers() }))).approvals;
+  }
+
+  async approval(id: string): Promise<ApprovalView> {
+    return this.parse<ApprovalView>(await fetch(`${this.baseUrl}/v1/approvals/${encodeURIComponent(id)}`, { headers: this.headers() }));
+  }
+
+  async requestApproval(body: { action: 'ca.revoke' | 'master-key.rotate' | 'site.switchover'; caId?: string; role?: string; reason?: string }): Promise<ApprovalView> {
+    return this.parse<ApprovalView>(await fetch(`${this.baseUrl}/v1/approvals`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body: JSON.stringify(body) }));
+  }
+
+  async approve(id: string): Promise<ApprovalView> {
+    return this.parse<ApprovalView>(await fetch(`${this.baseUrl}/v1/approvals/${encodeURIComponent(id)}/approve`, { method: 'POST', headers: this.headers() }));
+  }
+
+  async executeApproval(id: string): Promise<ApprovalView> {
+    return this.parse<ApprovalView>(await fetch(`${this.baseUrl}/v1/approvals/${encodeURIComponent(id)}/execute`, { method: 'POST', headers: this.headers() }));
   }
 
   /** The batch's device-key bundle (header line, then one line per device and role), streamed. */
@@ -167,3 +214,19 @@ export class FleetApiClient {
   }
 }
 export * from './device-key-bundle.js';
+
+/**
+ * A revocation of any size, as two officers carry it out: the requester asks, the approver approves
+ * (when the size needs it), the requester executes. For scripts, benchmarks and tests.
+ */
+export async function revokeUnderDualControl(requester: FleetApiClient, approver: FleetApiClient, target: Parameters<FleetApiClient['revoke']>[0], reason?: string | number): Promise<RevocationView & { approvalId?: string }> {
+  try {
+    return await requester.revoke(target, reason);
+  } catch (err) {
+    const approval = (err as FleetError).details?.approval as ApprovalView | undefined;
+    if ((err as FleetError).code !== 'APPROVAL_REQUIRED' || !approval) throw err;
+    await approver.approve(approval.id);
+    const done = await requester.executeApproval(approval.id);
+    return { ...(done.outcome as unknown as RevocationView), approvalId: approval.id };
+  }
+}

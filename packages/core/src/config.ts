@@ -43,6 +43,12 @@ export interface FleetConfig {
   readonly crlBaseUrl: string;
   /** Base URL of the OCSP responder, for operators and tests. */
   readonly ocspUrl: string;
+  /** Two-person rule: what needs a second officer's approval, and how long a request waits for it. */
+  readonly dualControl: {
+    /** A revocation of more certificates than this needs an approval. */
+    readonly revocationThreshold: number;
+    readonly approvalTtlMinutes: number;
+  };
 }
 
 const port = z.coerce.number().int().min(1024).max(65535);
@@ -67,6 +73,8 @@ const envSchema = z.object({
   FLEETPKI_PG_USER: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki'),
   FLEETPKI_PG_DATABASE: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki'),
   FLEETPKI_CRL_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  FLEETPKI_DUAL_CONTROL_REVOCATIONS: z.coerce.number().int().min(0).default(100),
+  FLEETPKI_APPROVAL_TTL_MINUTES: z.coerce.number().int().min(1).max(7 * 24 * 60).default(240),
 });
 
 export type FleetEnv = Record<string, string | undefined>;
@@ -132,5 +140,6 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     pgDatabase: e.FLEETPKI_PG_DATABASE,
     crlBaseUrl: e.FLEETPKI_CRL_BASE_URL ?? `http://127.0.0.1:${sites.a.statusPort}/crl/`,
     ocspUrl: `http://127.0.0.1:${sites[e.FLEETPKI_SITE].statusPort}/ocsp`,
+    dualControl: { revocationThreshold: e.FLEETPKI_DUAL_CONTROL_REVOCATIONS, approvalTtlMinutes: e.FLEETPKI_APPROVAL_TTL_MINUTES },
   };
 }

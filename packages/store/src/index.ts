@@ -13,3 +13,4 @@ export * from './repositories/key-custody.js';
 export * from './repositories/drill-checks.js';
 export * from './repositories/device-keys.js';
 export * from './repositories/audit-chain.js';
+export * from './repositories/approvals.js';

@@ -1,4 +1,6 @@
-import { loadConfig, type FleetConfig } from '@fleetpki/core';
+import { readFileSync } from 'node:fs';
+import { DualControl, TokenAuthenticator, type ApprovalAction } from '@fleetpki/ca';
+import { FleetError, loadConfig, type FleetConfig } from '@fleetpki/core';
 import { createPool, type Pool } from '@fleetpki/store';
 
 /** Config and a database pool for this process's site, closed when `fn` ends. */
@@ -15,4 +17,17 @@ export async function withDatabase<T>(fn: (ctx: { config: FleetConfig; pool: Poo
 /** Operator identity for the audit log: FLEETPKI_ACTOR, else the OS user. */
 export function cliActor(): string {
   return process.env.FLEETPKI_ACTOR ?? `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`;
+}
+
+/**
+ * Runs an approved dual-control request from the command line (where the HSM and the sites are). The
+ * executing officer is the one whose API token is given: the requester or the approver.
+ */
+export async function executeApproved<T>(config: FleetConfig, pool: Pool, approvalId: string, tokenFile: string | undefined, action: ApprovalAction, run: (payload: Record<string, unknown>, actor: string) => Promise<T>): Promise<T> {
+  const token = tokenFile ? readFileSync(tokenFile, 'utf8').trim() : process.env.FLEETPKI_TOKEN;
+  if (!token) throw new FleetError('TOKEN_MISSING', 'executing an approved request needs your API token: --token-file FILE or FLEETPKI_TOKEN');
+  const officer = await new TokenAuthenticator(pool).authenticate(`Bearer ${token}`);
+  const dualControl = new DualControl(pool, config.site, config.dualControl.approvalTtlMinutes);
+  const { outcome } = await dualControl.execute(officer, approvalId, action, (payload) => run(payload, `token:${officer.name} (approval ${approvalId})`));
+  return outcome;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { isFleetError } from '@fleetpki/core';
+import { registerApprovalCommands } from './commands/approvals.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerBatchCommands } from './commands/batch.js';
 import { registerC509Commands } from './commands/c509.js';
@@ -35,6 +36,7 @@ registerDrillCommands(program);
 registerKeyCommands(program);
 registerAuditCommands(program);
 registerC509Commands(program);
+registerApprovalCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Expected failures print their stable code and message; anything else is a bug and keeps its stack.

@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FleetConfig } from '@fleetpki/core';
-import { BatchIntake, DEFAULT_BATCH_LIMITS, DeviceKeyService, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { createPool, type Pool } from '@fleetpki/store';
@@ -12,6 +12,7 @@ import { installMetrics } from './metrics.js';
 import { registerBatchRoutes } from './routes/batches.js';
 import { registerCertificateRoutes } from './routes/certificates.js';
 import { registerEnrolmentRoutes } from './routes/enrolments.js';
+import { registerApprovalRoutes } from './routes/approvals.js';
 import { registerRevocationRoutes } from './routes/revocations.js';
 import { registerSystemRoutes } from './routes/system.js';
 
@@ -57,12 +58,16 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const guard = new SiteGuard(deps.pool, deps.config);
   const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix);
   const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site);
-  registerEnrolmentRoutes(app, { enrolment, deviceKeys, authenticator, guard, metrics });
+  const caGuard = new CaStatusGuard(deps.pool);
+  registerEnrolmentRoutes(app, { enrolment, deviceKeys, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics });
   registerCertificateRoutes(app, { pool: deps.pool, authenticator });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
   registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS), queue: deps.queue, authenticator, guard, chainPem: chain, deviceKeys });
   registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site });
-  registerRevocationRoutes(app, { revocations: new RevocationService(deps.pool, deps.config.site), authenticator, guard });
+  const revocations = new RevocationService(deps.pool, deps.config.site);
+  const dualControl = new DualControl(deps.pool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
+  registerRevocationRoutes(app, { pool: deps.pool, revocations, dualControl, threshold: deps.config.dualControl.revocationThreshold, authenticator, guard });
+  registerApprovalRoutes(app, { pool: deps.pool, dualControl, revocations, authenticator, guard });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

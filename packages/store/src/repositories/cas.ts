@@ -33,3 +33,7 @@ export async function listCas(db: Queryable): Promise<CaRecord[]> {
   );
   return rows.map((r) => ({ id: r.id, kind: r.kind, parentId: r.parent_id, subjectDn: r.subject_dn, keyUri: r.key_uri, keyId: r.key_id, certificate: r.certificate, notAfter: r.not_after, status: r.status }));
 }
+
+export async function setCaStatus(db: Queryable, id: string, status: CaRecord['status']): Promise<void> {
+  await db.query('UPDATE cas SET status = $2 WHERE id = $1', [id, status]);
+}

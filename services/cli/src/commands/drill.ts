@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { loadConfig } from '@fleetpki/core';
+import { FleetError, loadConfig } from '@fleetpki/core';
 import { runFailback, runFailoverDrill, runSwitchoverDrill } from '@fleetpki/drills';
 import { formatStatus, sitesStatus } from '@fleetpki/sites';
+import { executeApproved, withDatabase } from '../context.js';
 
 /** Prints the report: a readable list, or with --json one object on the last line. */
 async function report(result: object, json: boolean | undefined): Promise<void> {
@@ -28,10 +29,14 @@ export function registerDrillCommands(program: Command): void {
     });
   drill
     .command('switchover')
-    .description('planned switchover to the standby with enrolments running: zero loss; measures the downtime')
+    .description('planned switchover to the standby with enrolments running: zero loss; measures the downtime. Dual control: needs an approved site.switchover request')
     .option('--json', 'one JSON object on the last line')
-    .action(async (options: { json?: boolean }) => {
-      const result = await runSwitchoverDrill(loadConfig(), options.json ? undefined : (l) => console.log(l));
+    .option('--approval <id>', 'the approved site.switchover request (pnpm fleetpki approvals request site.switchover)')
+    .option('--token-file <file>', "the executing administrator's API token (the requester or the approver)")
+    .action(async (options: { json?: boolean; approval?: string; tokenFile?: string }) => {
+      if (!options.approval) throw new FleetError('DUAL_CONTROL_REQUIRED', 'a planned switchover needs a second administrator: pnpm fleetpki approvals request site.switchover --token-file <yours>, then --approval <id> --token-file <yours> here once another administrator approved it');
+      const config = loadConfig();
+      const result = await withDatabase(({ pool }) => executeApproved(config, pool, options.approval!, options.tokenFile, 'site.switchover', () => runSwitchoverDrill(config, options.json ? undefined : (l) => console.log(l))));
       await report(result, options.json);
       if (result.rpo_lost !== 0) process.exitCode = 1;
     });

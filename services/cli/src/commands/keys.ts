@@ -5,7 +5,8 @@ import { DEVICE_KEY_ROLES, DeviceKeyService } from '@fleetpki/ca';
 import { factoryTransportKek, unwrapDeviceKey, type DeviceKeyBundleHeader, type DeviceKeyLine } from '@fleetpki/client';
 import { FleetError, eui64ToBytes, parseEui64 } from '@fleetpki/core';
 import { openSiteKeyStore, type DeviceKeyRole } from '@fleetpki/hsm';
-import { cliActor, withDatabase } from '../context.js';
+import { listMasterKeys } from '@fleetpki/store';
+import { cliActor, executeApproved, withDatabase } from '../context.js';
 
 function parseRoles(text: string): DeviceKeyRole[] {
   const roles = text.split(',').map((r) => r.trim());
@@ -21,11 +22,24 @@ export function registerKeyCommands(program: Command): void {
     .command('create')
     .description('generate a new master key version in the HSM for a role (earlier versions stay for existing devices)')
     .requiredOption('--role <role>', 'mac or enc')
-    .action(async (options: { role: string }) => {
+    .option('--approval <id>', 'an approved master-key.rotate request: needed when the role already has an active key (dual control)')
+    .option('--token-file <file>', "the executing custodian's API token (the requester or the approver)")
+    .action(async (options: { role: string; approval?: string; tokenFile?: string }) => {
       await withDatabase(async ({ config, pool }) => {
+        const role = parseRoles(options.role)[0]!;
+        const rotation = (await listMasterKeys(pool)).some((m) => m.role === role && m.status === 'active');
+        if (rotation && !options.approval) {
+          throw new FleetError('DUAL_CONTROL_REQUIRED', `a ${role} master key is active: rotating it needs a second custodian. Request it: pnpm fleetpki approvals request master-key.rotate --role ${role} --token-file <yours>; once another custodian approved it, run this again with --approval <id> --token-file <yours>`);
+        }
         const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
         try {
-          const created = await new DeviceKeyService(pool, keyStore, config.site).createMasterKey(parseRoles(options.role)[0]!, cliActor());
+          const service = new DeviceKeyService(pool, keyStore, config.site);
+          const created = rotation
+            ? await executeApproved(config, pool, options.approval!, options.tokenFile, 'master-key.rotate', async (payload, actor) => {
+                if (payload.role !== role) throw new FleetError('APPROVAL_PAYLOAD_MISMATCH', `approval ${options.approval} is for the ${String(payload.role)} master key, not ${role}`);
+                return service.createMasterKey(role, actor);
+              })
+            : await service.createMasterKey(role, cliActor());
           console.log(`master key ${created.label}: role ${created.role}, version ${created.version}, in token ${keyStore.tokenLabel}`);
         } finally {
           await keyStore.close();

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import type { Command } from 'commander';
-import { FleetError } from '@fleetpki/core';
+import { FleetError, isFleetError } from '@fleetpki/core';
+import type { ApprovalView, RevocationView } from '@fleetpki/client';
 import { readRevocationList } from '@fleetpki/manifest';
 import { apiClient, withApiOptions, type ApiOptions } from '../api.js';
 
@@ -17,15 +18,31 @@ export function registerRevokeCommands(program: Command): void {
       const given = [options.serial, options.device, options.file, options.batch].filter((x) => x !== undefined).length;
       if (given !== 1) throw new FleetError('ARGUMENT_INVALID', 'give exactly one of --serial, --device, --file, --batch');
       const client = apiClient(options);
-      const outcomes = [];
+      const targets: Parameters<typeof client.revoke>[0][] = [];
       if (options.file) {
         const list = await readRevocationList(createReadStream(options.file));
-        if (list.serials.length) outcomes.push(await client.revoke({ serials: list.serials }, options.reason));
-        if (list.devices.length) outcomes.push(await client.revoke({ devices: list.devices }, options.reason));
-        if (outcomes.length === 0) throw new FleetError('LIST_EMPTY', `${options.file} names no serial or device`);
-      } else if (options.serial) outcomes.push(await client.revoke({ serials: options.serial }, options.reason));
-      else if (options.device) outcomes.push(await client.revoke({ devices: options.device }, options.reason));
-      else outcomes.push(await client.revoke({ batch: options.batch! }, options.reason));
+        if (list.serials.length) targets.push({ serials: list.serials });
+        if (list.devices.length) targets.push({ devices: list.devices });
+        if (targets.length === 0) throw new FleetError('LIST_EMPTY', `${options.file} names no serial or device`);
+      } else if (options.serial) targets.push({ serials: options.serial });
+      else if (options.device) targets.push({ devices: options.device });
+      else targets.push({ batch: options.batch! });
+      const outcomes: RevocationView[] = [];
+      for (const target of targets) {
+        try {
+          outcomes.push(await client.revoke(target, options.reason));
+        } catch (err) {
+          // Above the dual-control threshold: the request waits for a second officer.
+          const approval = isFleetError(err, 'APPROVAL_REQUIRED') ? (err.details?.approval as ApprovalView) : undefined;
+          if (!approval) throw err;
+          if (options.json) console.log(JSON.stringify({ approvalRequired: true, approval }));
+          else {
+            console.log(`${(err as Error).message}; it expires ${approval.expiresAt}`);
+            console.log(`  second officer: pnpm fleetpki approvals approve ${approval.id} --token-file <their token>`);
+            console.log(`  then:           pnpm fleetpki approvals execute ${approval.id} --token-file <yours>`);
+          }
+        }
+      }
       for (const o of outcomes) {
         if (options.json) console.log(JSON.stringify(o));
         else {

@@ -5,7 +5,7 @@ import { serialHex } from '@fleetpki/ca';
 import { CERTIFICATE_FORMATS, DEFAULT_PROFILE_ID, encodeIssuedCertificate, getProfile, parseC509Csr, parseCertificateFormat, parseCsr, parseDevicePublicKey } from '@fleetpki/x509';
 import { requireRole } from '../auth.js';
 import type { IssuerMetrics } from '../metrics.js';
-import type { SiteGuard } from '@fleetpki/ca';
+import type { CaStatusGuard, SiteGuard } from '@fleetpki/ca';
 import { certificateSchema } from './schemas.js';
 
 interface EnrolmentBody {
@@ -20,7 +20,7 @@ interface EnrolmentBody {
   deviceKeys?: boolean;
 }
 
-export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment: EnrolmentService; deviceKeys: DeviceKeyService; authenticator: TokenAuthenticator; guard: SiteGuard; metrics: IssuerMetrics }): void {
+export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment: EnrolmentService; deviceKeys: DeviceKeyService; authenticator: TokenAuthenticator; guard: SiteGuard; caGuard: CaStatusGuard; caId: string; metrics: IssuerMetrics }): void {
   app.post<{ Body: EnrolmentBody }>(
     '/v1/enrolments',
     {
@@ -64,6 +64,7 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
       // Refuse an impossible format before anything is recorded or signed.
       if (profile.nativeC509 && format !== 'c509') encodeIssuedCertificate(Buffer.alloc(0), profile, format);
       const principal = request.principal!;
+      await deps.caGuard.assertActive(deps.caId);
       if (body.deviceKeys && !profile.hybridKeys?.length) throw new FleetError('HYBRID_KEYS_OFF', `profile ${profile.id} delivers no device keys`, { httpStatus: 400 });
       const issued = await deps.enrolment.enrol({
         eui64,

@@ -1,17 +1,76 @@
 import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64FromBytes, eui64ToBytes, parseEui64 } from '@fleetpki/core';
-import { parseRevocationReason, parseSerialHex, serialHex, type RevocationService, type SiteGuard, type TokenAuthenticator } from '@fleetpki/ca';
-import type { RevocationTarget } from '@fleetpki/store';
+import { parseRevocationReason, parseSerialHex, presentApproval, serialHex, type DualControl, type RevocationService, type SiteGuard, type TokenAuthenticator } from '@fleetpki/ca';
+import { databaseNow, getBatch, type Pool, type RevocationTarget } from '@fleetpki/store';
 import { requireRole } from '../auth.js';
 
-interface RevocationBody {
+export interface RevocationBody {
   serials?: string[];
   devices?: string[];
   batch?: string;
   reason?: string | number;
 }
 
-export function registerRevocationRoutes(app: FastifyInstance, deps: { revocations: RevocationService; authenticator: TokenAuthenticator; guard: SiteGuard }): void {
+/** The body as a revocation: one target and an RFC 5280 reason. Also re-run on an approved request. */
+export function parseRevocationBody(b: RevocationBody): { target: RevocationTarget; reason: number } {
+  const given = [b.serials, b.devices, b.batch].filter((x) => x !== undefined).length;
+  if (given !== 1) throw new FleetError('REVOCATION_TARGET_INVALID', 'give exactly one of "serials", "devices" or "batch"', { httpStatus: 400 });
+  const reason = parseRevocationReason(b.reason);
+  if (b.serials) {
+    return {
+      reason,
+      target: {
+        kind: 'serials',
+        serials: b.serials.map((s, i) => {
+          const serial = parseSerialHex(s);
+          if (!serial) throw new FleetError('SERIAL_INVALID', `serials[${i}]: "${String(s).slice(0, 64)}" is not a hex serial number`, { httpStatus: 400 });
+          return serial;
+        }),
+      },
+    };
+  }
+  if (b.devices) {
+    return {
+      reason,
+      target: {
+        kind: 'devices',
+        eui64s: b.devices.map((d, i) => {
+          try {
+            return eui64ToBytes(parseEui64(d));
+          } catch (err) {
+            throw new FleetError('EUI64_INVALID', `devices[${i}]: ${(err as Error).message}`, { httpStatus: 400 });
+          }
+        }),
+      },
+    };
+  }
+  if (!/^[0-9a-f-]{36}$/i.test(b.batch!)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${b.batch!.slice(0, 40)}`, { httpStatus: 404 });
+  return { reason, target: { kind: 'batch', batchId: b.batch! } };
+}
+
+/** How many certificates a target can reach, for the dual-control threshold. */
+async function targetSize(pool: Pool, target: RevocationTarget): Promise<number> {
+  if (target.kind === 'serials') return target.serials.length;
+  if (target.kind === 'devices') return target.eui64s.length;
+  const batch = await getBatch(pool, target.batchId);
+  if (!batch) throw new FleetError('BATCH_NOT_FOUND', `no batch ${target.batchId}`, { httpStatus: 404 });
+  return batch.itemCount;
+}
+
+export async function runRevocation(revocations: RevocationService, body: RevocationBody, requestedBy: string): Promise<Record<string, unknown>> {
+  const { target, reason } = parseRevocationBody(body);
+  const outcome = await revocations.revoke({ target, reason, requestedBy, manufacturerId: null });
+  return {
+    revoked: outcome.revoked,
+    alreadyRevoked: outcome.alreadyRevoked,
+    notFound: outcome.notFound.length,
+    notFoundFirst: outcome.notFound.slice(0, 100).map((n) => (target.kind === 'devices' ? eui64FromBytes(n) : serialHex(n))),
+    crlShards: outcome.shards,
+    reason,
+  };
+}
+
+export function registerRevocationRoutes(app: FastifyInstance, deps: { pool: Pool; revocations: RevocationService; dualControl: DualControl; threshold: number; authenticator: TokenAuthenticator; guard: SiteGuard }): void {
   app.post<{ Body: RevocationBody }>(
     '/v1/revocations',
     {
@@ -20,7 +79,7 @@ export function registerRevocationRoutes(app: FastifyInstance, deps: { revocatio
       bodyLimit: 32 * 1024 * 1024,
       schema: {
         summary: 'Revoke certificates by serial, by device (all its certificates) or by batch',
-        description: 'Exactly one of serials, devices, batch. Idempotent: a certificate already revoked keeps its first reason and time. OCSP reports it within seconds; the next CRL of its shard lists it.',
+        description: `Exactly one of serials, devices, batch. Idempotent: a certificate already revoked keeps its first reason and time. OCSP reports it within seconds; the next CRL of its shard lists it. A revocation of more than ${deps.threshold} certificates needs a second officer: it answers 202 with an approval request (POST /v1/approvals/{id}/approve by another officer, then /execute).`,
         tags: ['revocation'],
         security: [{ bearer: [] }],
         body: {
@@ -35,46 +94,16 @@ export function registerRevocationRoutes(app: FastifyInstance, deps: { revocatio
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       await deps.guard.assertWritable();
-      const b = request.body;
-      const given = [b.serials, b.devices, b.batch].filter((x) => x !== undefined).length;
-      if (given !== 1) throw new FleetError('REVOCATION_TARGET_INVALID', 'give exactly one of "serials", "devices" or "batch"', { httpStatus: 400 });
-      const reason = parseRevocationReason(b.reason);
-      let target: RevocationTarget;
-      if (b.serials) {
-        target = {
-          kind: 'serials',
-          serials: b.serials.map((s, i) => {
-            const serial = parseSerialHex(s);
-            if (!serial) throw new FleetError('SERIAL_INVALID', `serials[${i}]: "${s.slice(0, 64)}" is not a hex serial number`, { httpStatus: 400 });
-            return serial;
-          }),
-        };
-      } else if (b.devices) {
-        target = {
-          kind: 'devices',
-          eui64s: b.devices.map((d, i) => {
-            try {
-              return eui64ToBytes(parseEui64(d));
-            } catch (err) {
-              throw new FleetError('EUI64_INVALID', `devices[${i}]: ${(err as Error).message}`, { httpStatus: 400 });
-            }
-          }),
-        };
-      } else {
-        if (!/^[0-9a-f-]{36}$/i.test(b.batch!)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${b.batch!.slice(0, 40)}`, { httpStatus: 404 });
-        target = { kind: 'batch', batchId: b.batch! };
+      const { target, reason } = parseRevocationBody(request.body);
+      const size = await targetSize(deps.pool, target);
+      if (size > deps.threshold) {
+        const summary = `revoke ${target.kind === 'batch' ? `batch ${target.batchId} (${size} certificates)` : `${size} ${target.kind}`}, reason ${reason}`;
+        const approval = await deps.dualControl.request(request.principal!, 'revocation.bulk', request.body as Record<string, unknown>, summary);
+        return reply.status(202).send({ approvalRequired: true, threshold: deps.threshold, approval: presentApproval(approval, await databaseNow(deps.pool)) });
       }
-      const outcome = await deps.revocations.revoke({ target, reason, requestedBy: `token:${request.principal!.name}`, manufacturerId: null });
-      return {
-        revoked: outcome.revoked,
-        alreadyRevoked: outcome.alreadyRevoked,
-        notFound: outcome.notFound.length,
-        notFoundFirst: outcome.notFound.slice(0, 100).map((n) => (target.kind === 'devices' ? eui64FromBytes(n) : serialHex(n))),
-        crlShards: outcome.shards,
-        reason,
-      };
+      return runRevocation(deps.revocations, request.body, `token:${request.principal!.name}`);
     },
   );
 }

@@ -1,0 +1,36 @@
+import type { Command } from 'commander';
+import type { ApprovalView } from '@fleetpki/client';
+import { apiClient, withApiOptions, type ApiOptions } from '../api.js';
+
+function show(a: ApprovalView): string {
+  return `${a.id}  ${a.status.padEnd(8)} ${a.action.padEnd(17)} ${a.summary}  (requested by ${a.requestedBy}${a.approvedBy ? `, approved by ${a.approvedBy}` : ''}; expires ${a.expiresAt})`;
+}
+
+/** Dual control from the command line: every call is made with the officer's own API token. */
+export function registerApprovalCommands(program: Command): void {
+  const approvals = program.command('approvals').description('dual control: request, approve (a second, distinct officer) and execute dangerous operations');
+  withApiOptions(approvals.command('list')).description('open and recent requests').action(async (options: ApiOptions) => {
+    for (const a of await apiClient(options).approvals()) console.log(show(a));
+  });
+  withApiOptions(approvals.command('show <id>')).description('one request, with its outcome').action(async (id: string, options: ApiOptions) => {
+    console.log(JSON.stringify(await apiClient(options).approval(id), null, 2));
+  });
+  withApiOptions(approvals.command('request <action>'))
+    .description('request ca.revoke (--ca), master-key.rotate (--role) or site.switchover; bulk revocations are requested by `revoke` itself')
+    .option('--ca <id>', 'the CA to revoke')
+    .option('--role <role>', 'the master key role to rotate (mac or enc)')
+    .option('--reason <reason>', 'for ca.revoke: RFC 5280 reason (default keyCompromise)')
+    .action(async (action: 'ca.revoke' | 'master-key.rotate' | 'site.switchover', options: ApiOptions & { ca?: string; role?: string; reason?: string }) => {
+      const a = await apiClient(options).requestApproval({ action, ...(options.ca ? { caId: options.ca } : {}), ...(options.role ? { role: options.role } : {}), ...(options.reason ? { reason: options.reason } : {}) });
+      console.log(show(a));
+      console.log(`a second officer approves with: pnpm fleetpki approvals approve ${a.id} --token-file <their token>`);
+    });
+  withApiOptions(approvals.command('approve <id>')).description("approve another officer's request").action(async (id: string, options: ApiOptions) => {
+    console.log(show(await apiClient(options).approve(id)));
+  });
+  withApiOptions(approvals.command('execute <id>')).description('run an approved bulk revocation or CA revocation (once)').action(async (id: string, options: ApiOptions) => {
+    const a = await apiClient(options).executeApproval(id);
+    console.log(show(a));
+    if (a.outcome) console.log(JSON.stringify(a.outcome));
+  });
+}

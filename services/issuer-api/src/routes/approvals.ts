@@ -1,0 +1,104 @@
+import type { FastifyInstance } from 'fastify';
+import { FleetError } from '@fleetpki/core';
+import { DUAL_CONTROL_ROLES, presentApproval, type ApprovalAction, type DualControl, type RevocationService, type SiteGuard, type TokenAuthenticator } from '@fleetpki/ca';
+import { databaseNow, listApprovalRequests, type Pool } from '@fleetpki/store';
+import { requireRole } from '../auth.js';
+import { runRevocation, type RevocationBody } from './revocations.js';
+
+const OFFICERS = ['revocation-officer', 'administrator', 'custodian'] as const;
+const READERS = [...OFFICERS, 'auditor'] as const;
+/** Requested here rather than by a route of their own (bulk revocations come from POST /v1/revocations). */
+const REQUESTABLE: readonly ApprovalAction[] = ['ca.revoke', 'master-key.rotate', 'site.switchover'];
+/** Executed by the CLI, where the HSM and the sites are. */
+const CLI_EXECUTED: Partial<Record<ApprovalAction, string>> = {
+  'master-key.rotate': 'pnpm fleetpki keys master create --role <role> --approval <id> --token-file <file>',
+  'site.switchover': 'pnpm fleetpki drill switchover --approval <id> --token-file <file>',
+};
+
+interface RequestBody {
+  action: ApprovalAction;
+  caId?: string;
+  role?: string;
+  reason?: string;
+}
+
+function summarise(body: RequestBody): { payload: Record<string, unknown>; summary: string } {
+  switch (body.action) {
+    case 'ca.revoke':
+      if (!body.caId) throw new FleetError('REQUEST_INVALID', 'ca.revoke needs "caId"', { httpStatus: 400 });
+      return { payload: { caId: body.caId, reason: body.reason ?? 'keyCompromise' }, summary: `revoke CA ${body.caId} (${body.reason ?? 'keyCompromise'})` };
+    case 'master-key.rotate':
+      if (body.role !== 'mac' && body.role !== 'enc') throw new FleetError('REQUEST_INVALID', 'master-key.rotate needs "role": mac or enc', { httpStatus: 400 });
+      return { payload: { role: body.role }, summary: `rotate the ${body.role} device master key` };
+    case 'site.switchover':
+      return { payload: {}, summary: 'planned switchover to the standby site' };
+    default:
+      throw new FleetError('REQUEST_INVALID', `action must be one of ${REQUESTABLE.join(', ')}`, { httpStatus: 400 });
+  }
+}
+
+export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool; dualControl: DualControl; revocations: RevocationService; authenticator: TokenAuthenticator; guard: SiteGuard }): void {
+  const idParams = { type: 'object', properties: { id: { type: 'string', maxLength: 64 } } } as const;
+  const now = () => databaseNow(deps.pool);
+
+  app.get('/v1/approvals', { preHandler: requireRole(deps.authenticator, READERS), schema: { summary: 'Open and recent dual-control requests', tags: ['dual control'], security: [{ bearer: [] }] } }, async () => {
+    const at = await now();
+    return { approvals: (await listApprovalRequests(deps.pool, { limit: 100 })).map((r) => presentApproval(r, at)) };
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/approvals/:id', { preHandler: requireRole(deps.authenticator, READERS), schema: { summary: 'One dual-control request', tags: ['dual control'], security: [{ bearer: [] }], params: idParams } }, async (request) => {
+    return presentApproval(await deps.dualControl.get(request.params.id), await now());
+  });
+
+  app.post<{ Body: RequestBody }>(
+    '/v1/approvals',
+    {
+      preHandler: requireRole(deps.authenticator, OFFICERS),
+      schema: {
+        summary: 'Request a dual-control operation (revoking a CA, rotating a master key, a planned switchover)',
+        description: `Who may request and approve: ${Object.entries(DUAL_CONTROL_ROLES).map(([a, r]) => `${a}: ${r.join('/')}`).join('; ')}. Bulk revocations are requested by POST /v1/revocations.`,
+        tags: ['dual control'],
+        security: [{ bearer: [] }],
+        body: {
+          type: 'object',
+          required: ['action'],
+          additionalProperties: false,
+          properties: { action: { type: 'string', enum: REQUESTABLE }, caId: { type: 'string', maxLength: 40 }, role: { type: 'string', maxLength: 8 }, reason: { type: 'string', maxLength: 40 } },
+        },
+      },
+    },
+    async (request, reply) => {
+      await deps.guard.assertWritable();
+      const { payload, summary } = summarise(request.body);
+      const record = await deps.dualControl.request(request.principal!, request.body.action, payload, summary);
+      return reply.status(201).send(presentApproval(record, await now()));
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/v1/approvals/:id/approve',
+    { preHandler: requireRole(deps.authenticator, OFFICERS), schema: { summary: "A second officer's approval (never the requester's own)", tags: ['dual control'], security: [{ bearer: [] }], params: idParams } },
+    async (request) => {
+      await deps.guard.assertWritable();
+      return presentApproval(await deps.dualControl.approve(request.principal!, request.params.id), await now());
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/v1/approvals/:id/execute',
+    { preHandler: requireRole(deps.authenticator, OFFICERS), schema: { summary: 'Run an approved request once (bulk revocation, CA revocation)', tags: ['dual control'], security: [{ bearer: [] }], params: idParams } },
+    async (request) => {
+      await deps.guard.assertWritable();
+      const record = await deps.dualControl.get(request.params.id);
+      const cli = CLI_EXECUTED[record.action];
+      if (cli) throw new FleetError('APPROVAL_EXECUTE_ELSEWHERE', `${record.action} runs where the HSM and the sites are: ${cli}`, { httpStatus: 409 });
+      const principal = request.principal!;
+      if (record.action === 'revocation.bulk') {
+        const { record: done } = await deps.dualControl.execute(principal, record.id, 'revocation.bulk', (payload) => runRevocation(deps.revocations, payload as RevocationBody, `token:${principal.name} (approval ${record.id})`));
+        return presentApproval(done, await now());
+      }
+      const { record: done } = await deps.dualControl.execute(principal, record.id, 'ca.revoke', (payload) => deps.revocations.revokeCa(String(payload.caId), String(payload.reason), `token:${principal.name} (approval ${record.id})`));
+      return presentApproval(done, await now());
+    },
+  );
+}
