@@ -13,7 +13,8 @@ import { createIssuerRuntime } from '@fleetpki/issuer-api';
 import { generateManifest } from '@fleetpki/manifest';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { listMasterKeys, upsertManufacturer, type Pool } from '@fleetpki/store';
-import { createToken, ensureCa, siteAPool } from './support/ca.js';
+import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
+import { masterKeyCreateArgs } from './support/dual-control.js';
 import { cli } from './support/cli.js';
 import { ensureSites } from './support/sites.js';
 
@@ -21,6 +22,7 @@ let config: FleetConfig;
 let pool: Pool;
 let store: Pkcs11KeyStore;
 let dir: string;
+let ca: TestCa;
 
 /** AES-CMAC (RFC 4493) with node:crypto, to check MACs the HSM computed. */
 function aesCmac(key: Buffer, message: Buffer): Buffer {
@@ -47,7 +49,7 @@ function aesCmac(key: Buffer, message: Buffer): Buffer {
 before(async () => {
   config = await ensureSites();
   pool = siteAPool(config);
-  await ensureCa(config, pool);
+  ca = await ensureCa(config, pool);
   store = await openSiteKeyStore(config, config.sites.a, { sessions: 2 });
   dir = mkdtempSync(join(tmpdir(), 'fleetpki-device-keys-'));
 });
@@ -104,7 +106,8 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
 
   it('creates versioned master keys whose values the token never reveals', async () => {
     for (const role of ['mac', 'enc']) {
-      const made = await cli(['keys', 'master', 'create', '--role', role]);
+      // A first key needs no approval; on a database that has one, this is a rotation (dual control).
+      const made = await cli(await masterKeyCreateArgs(pool, ca, role as 'mac' | 'enc'));
       assert.equal(made.code, 0, made.stderr);
       assert.match(made.stdout, new RegExp(`master key dk-${role}-v\\d+: role ${role}`));
     }
@@ -169,7 +172,9 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
 
   it('rotates a master key: new devices get the new version, existing keys stay derivable from the old one', async () => {
     const before = (await listMasterKeys(pool)).find((m) => m.role === 'mac' && m.status === 'active')!;
-    const rotated = await cli(['keys', 'master', 'create', '--role', 'mac']);
+    const plain = await cli(['keys', 'master', 'create', '--role', 'mac']);
+    assert.match(plain.stderr, /DUAL_CONTROL_REQUIRED/, 'a rotation without an approval is refused');
+    const rotated = await cli(await masterKeyCreateArgs(pool, ca, 'mac'));
     assert.equal(rotated.code, 0, rotated.stderr);
     const masters = await listMasterKeys(pool);
     const now = masters.find((m) => m.role === 'mac' && m.status === 'active')!;

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { FleetError, type SiteId } from '@fleetpki/core';
-import { appendAuditEvents, findApiTokenByHash, insertApiToken, withTransaction, type Pool, type Role } from '@fleetpki/store';
+import { appendAuditEvents, findApiTokenByHash, insertApiToken, manufacturerExists, revokeApiToken, withTransaction, type Pool, type Role } from '@fleetpki/store';
 
 export const ROLES = ['factory', 'revocation-officer', 'auditor', 'administrator', 'custodian'] as const satisfies readonly Role[];
 export type { Role };
@@ -26,6 +26,8 @@ export async function issueApiToken(
   options: { site: SiteId; actor: string; name: string; role: Role; manufacturerId: string | null; expiresDays?: number },
 ): Promise<string> {
   if (options.role === 'factory' && !options.manufacturerId) throw new FleetError('TOKEN_SCOPE_MISSING', 'a factory token must name its manufacturer', { httpStatus: 400 });
+  if (options.role !== 'factory' && options.manufacturerId) throw new FleetError('TOKEN_SCOPE_INVALID', `only factory tokens are scoped to a manufacturer, not ${options.role}`, { httpStatus: 400 });
+  if (options.manufacturerId && !(await manufacturerExists(pool, options.manufacturerId))) throw new FleetError('MANUFACTURER_NOT_FOUND', `no manufacturer ${options.manufacturerId.slice(0, 64)}`, { httpStatus: 404 });
   const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
   const id = randomUUID();
   const expiresAt = options.expiresDays === undefined ? null : new Date(Date.now() + options.expiresDays * 86_400_000);
@@ -34,6 +36,15 @@ export async function issueApiToken(
     await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'token.create', subject: id, details: { name: options.name, role: options.role, manufacturerId: options.manufacturerId } }]);
   });
   return token;
+}
+
+/** Revokes a token (it stops working within the authenticator's cache time, 5 s). */
+export async function revokeToken(pool: Pool, options: { site: SiteId; actor: string; id: string }): Promise<void> {
+  if (!/^[0-9a-f-]{36}$/i.test(options.id)) throw new FleetError('TOKEN_NOT_FOUND', `no live token ${options.id.slice(0, 40)}`, { httpStatus: 404 });
+  await withTransaction(pool, async (client) => {
+    if (!(await revokeApiToken(client, options.id))) throw new FleetError('TOKEN_NOT_FOUND', `no live token ${options.id}`, { httpStatus: 404 });
+    await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'token.revoke', subject: options.id }]);
+  });
 }
 
 /**

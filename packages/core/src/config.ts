@@ -49,6 +49,11 @@ export interface FleetConfig {
     readonly revocationThreshold: number;
     readonly approvalTtlMinutes: number;
   };
+  /** Abuse limits of the HTTP API, per client address. */
+  readonly api: {
+    readonly rateLimitPerMinute: number;
+    readonly failedAuthPerMinute: number;
+  };
 }
 
 const port = z.coerce.number().int().min(1024).max(65535);
@@ -74,6 +79,8 @@ const envSchema = z.object({
   FLEETPKI_PG_DATABASE: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki'),
   FLEETPKI_CRL_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
   FLEETPKI_DUAL_CONTROL_REVOCATIONS: z.coerce.number().int().min(0).default(100),
+  FLEETPKI_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(120_000),
+  FLEETPKI_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(300),
   FLEETPKI_APPROVAL_TTL_MINUTES: z.coerce.number().int().min(1).max(7 * 24 * 60).default(240),
 });
 
@@ -140,6 +147,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     pgDatabase: e.FLEETPKI_PG_DATABASE,
     crlBaseUrl: e.FLEETPKI_CRL_BASE_URL ?? `http://127.0.0.1:${sites.a.statusPort}/crl/`,
     ocspUrl: `http://127.0.0.1:${sites[e.FLEETPKI_SITE].statusPort}/ocsp`,
+    api: { rateLimitPerMinute: e.FLEETPKI_RATE_LIMIT_PER_MINUTE, failedAuthPerMinute: e.FLEETPKI_AUTH_FAILURES_PER_MINUTE },
     dualControl: { revocationThreshold: e.FLEETPKI_DUAL_CONTROL_REVOCATIONS, approvalTtlMinutes: e.FLEETPKI_APPROVAL_TTL_MINUTES },
   };
 }

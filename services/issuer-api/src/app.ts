@@ -7,7 +7,9 @@ import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { createPool, type Pool } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
+import { ApiAccess } from './auth.js';
 import { installErrorHandling } from './errors.js';
+import { installRateLimits, installSecurityHeaders } from './hardening.js';
 import { installMetrics } from './metrics.js';
 import { registerBatchRoutes } from './routes/batches.js';
 import { registerCertificateRoutes } from './routes/certificates.js';
@@ -15,6 +17,7 @@ import { registerEnrolmentRoutes } from './routes/enrolments.js';
 import { registerApprovalRoutes } from './routes/approvals.js';
 import { registerRevocationRoutes } from './routes/revocations.js';
 import { registerSystemRoutes } from './routes/system.js';
+import { registerTokenRoutes } from './routes/tokens.js';
 
 export interface IssuerApiDeps {
   readonly config: FleetConfig;
@@ -28,13 +31,15 @@ export interface IssuerApiDeps {
   readonly queue: ChunkQueue;
   /** Upload limits for manifests (defaults: DEFAULT_BATCH_LIMITS). */
   readonly batchLimits?: BatchLimits;
-  readonly logger?: boolean | { level: string };
+  /** false for none; or a level and an optional stream (tests read the log to check what it leaks). */
+  readonly logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
 }
 
 /** The HTTP application; every dependency is passed in (tests and benchmarks build it the same way). */
 export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: deps.logger === undefined ? { level: deps.config.logLevel, redact: ['req.headers.authorization'] } : deps.logger,
+    // Tokens and cookies never reach the log, whichever logger the caller chose.
+    logger: deps.logger === false ? false : { level: deps.config.logLevel, ...(typeof deps.logger === 'object' ? deps.logger : {}), redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-manifest-signature"]'] },
     bodyLimit: 64 * 1024,
     // Unknown fields are refused, not silently dropped (fastify's default): a typo must not pass unseen.
     ajv: { customOptions: { removeAdditional: false } },
@@ -42,10 +47,8 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     keepAliveTimeout: 72_000,
   });
   installErrorHandling(app);
-  app.addHook('onSend', async (_request, reply) => {
-    reply.header('x-content-type-options', 'nosniff');
-    reply.header('cache-control', reply.getHeader('cache-control') ?? 'no-store');
-  });
+  installSecurityHeaders(app, { https: false });
+  await installRateLimits(app, deps.config.api.rateLimitPerMinute);
   await app.register(swagger, {
     openapi: {
       info: { title: 'fleetpki issuer API', version: '1', description: 'Online enrolment and certificate queries for device certificates. Errors are { code, message } with a stable code.' },
@@ -54,7 +57,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   const metrics = installMetrics(app);
-  const authenticator = new TokenAuthenticator(deps.pool);
+  const authenticator = new ApiAccess(new TokenAuthenticator(deps.pool), deps.pool, deps.config.site, { failedAuthPerMinute: deps.config.api.failedAuthPerMinute });
   const guard = new SiteGuard(deps.pool, deps.config);
   const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix);
   const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site);
@@ -68,6 +71,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const dualControl = new DualControl(deps.pool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
   registerRevocationRoutes(app, { pool: deps.pool, revocations, dualControl, threshold: deps.config.dualControl.revocationThreshold, authenticator, guard });
   registerApprovalRoutes(app, { pool: deps.pool, dualControl, revocations, authenticator, guard });
+  registerTokenRoutes(app, { pool: deps.pool, site: deps.config.site, authenticator });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { FleetError } from '@fleetpki/core';
+import { FleetError, isFleetError, type SiteId } from '@fleetpki/core';
 import type { Principal, Role, TokenAuthenticator } from '@fleetpki/ca';
+import { appendAuditEvents, type Pool } from '@fleetpki/store';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -8,14 +9,78 @@ declare module 'fastify' {
   }
 }
 
-/** A preHandler that authenticates the bearer token and admits only the given roles. */
-export function requireRole(authenticator: TokenAuthenticator, roles: readonly Role[]) {
-  return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
-    const principal = await authenticator.authenticate(request.headers.authorization);
+/**
+ * Failed authentications per client address in a sliding minute. Past the limit the address gets 429
+ * for the rest of the window: tokens have 256 random bits, so this is about load and noise in the
+ * audit log, not about guessing.
+ */
+class FailedAuthLimiter {
+  private readonly windows = new Map<string, { start: number; count: number }>();
+  constructor(private readonly perMinute: number) {}
+
+  assertAllowed(address: string): void {
+    const w = this.windows.get(address);
+    if (w && Date.now() - w.start < 60_000 && w.count >= this.perMinute) {
+      throw new FleetError('AUTH_RATE_LIMITED', `too many failed authentications from this address; try again in ${Math.ceil((60_000 - (Date.now() - w.start)) / 1000)} s`, { httpStatus: 429 });
+    }
+  }
+
+  recordFailure(address: string): void {
+    const now = Date.now();
+    const w = this.windows.get(address);
+    if (!w || now - w.start >= 60_000) {
+      if (this.windows.size > 100_000) this.windows.clear();
+      this.windows.set(address, { start: now, count: 1 });
+    } else w.count++;
+  }
+}
+
+/** Who may call the API: token authentication, failed-attempt limiting, and an audit record of every refusal. */
+export class ApiAccess {
+  private readonly limiter: FailedAuthLimiter;
+
+  constructor(
+    readonly authenticator: TokenAuthenticator,
+    private readonly pool: Pool,
+    private readonly site: SiteId,
+    options: { failedAuthPerMinute: number },
+  ) {
+    this.limiter = new FailedAuthLimiter(options.failedAuthPerMinute);
+  }
+
+  async admit(request: FastifyRequest, roles: readonly Role[]): Promise<Principal> {
+    this.limiter.assertAllowed(request.ip);
+    let principal: Principal;
+    try {
+      principal = await this.authenticator.authenticate(request.headers.authorization);
+    } catch (err) {
+      if (isFleetError(err)) {
+        this.limiter.recordFailure(request.ip);
+        await this.audit('auth.failed', 'anonymous', request, err.code);
+      }
+      throw err;
+    }
     if (!roles.includes(principal.role)) {
+      await this.audit('auth.forbidden', `token:${principal.name}`, request, 'ROLE_FORBIDDEN');
       throw new FleetError('ROLE_FORBIDDEN', `role ${principal.role} may not ${request.method} ${request.routeOptions.url}; needs ${roles.join(' or ')}`, { httpStatus: 403 });
     }
-    request.principal = principal;
+    return principal;
+  }
+
+  /** Never the token itself: the route, the address and why. A failing audit write must not hide the refusal. */
+  private async audit(action: string, actor: string, request: FastifyRequest, code: string): Promise<void> {
+    try {
+      await appendAuditEvents(this.pool, [{ site: this.site, actor, action, subject: `${request.method} ${request.routeOptions.url ?? request.url.split('?')[0]}`, details: { code, address: request.ip } }]);
+    } catch (err) {
+      request.log.warn({ code: (err as { code?: string }).code }, 'could not audit a refused request');
+    }
+  }
+}
+
+/** A preHandler that authenticates the bearer token and admits only the given roles. */
+export function requireRole(access: ApiAccess, roles: readonly Role[]) {
+  return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    request.principal = await access.admit(request, roles);
   };
 }
 

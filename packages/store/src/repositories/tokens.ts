@@ -39,3 +39,16 @@ export async function manufacturerExists(db: Queryable, id: string): Promise<boo
   const { rowCount } = await db.query(`SELECT 1 FROM manufacturers WHERE id = $1`, [id]);
   return rowCount === 1;
 }
+
+export async function listApiTokens(db: Queryable): Promise<(ApiTokenRecord & { createdAt: Date })[]> {
+  const { rows } = await db.query<{ id: string; name: string; role: Role; manufacturer_id: string | null; expires_at: Date | null; revoked_at: Date | null; created_at: Date }>(
+    `SELECT id, name, role, manufacturer_id, expires_at, revoked_at, created_at FROM api_tokens ORDER BY created_at DESC LIMIT 1000`,
+  );
+  return rows.map((r) => ({ id: r.id, name: r.name, role: r.role, manufacturerId: r.manufacturer_id, expiresAt: r.expires_at, revokedAt: r.revoked_at, createdAt: r.created_at }));
+}
+
+/** True when the token existed and was live. */
+export async function revokeApiToken(db: Queryable, id: string): Promise<boolean> {
+  const { rowCount } = await db.query(`UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL`, [id]);
+  return rowCount === 1;
+}

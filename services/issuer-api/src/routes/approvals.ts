@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { FleetError } from '@fleetpki/core';
-import { DUAL_CONTROL_ROLES, presentApproval, type ApprovalAction, type DualControl, type RevocationService, type SiteGuard, type TokenAuthenticator } from '@fleetpki/ca';
+import { DUAL_CONTROL_ROLES, presentApproval, type ApprovalAction, type DualControl, type RevocationService, type SiteGuard } from '@fleetpki/ca';
 import { databaseNow, listApprovalRequests, type Pool } from '@fleetpki/store';
-import { requireRole } from '../auth.js';
+import { type ApiAccess, requireRole } from '../auth.js';
 import { runRevocation, type RevocationBody } from './revocations.js';
 
 const OFFICERS = ['revocation-officer', 'administrator', 'custodian'] as const;
@@ -37,7 +37,7 @@ function summarise(body: RequestBody): { payload: Record<string, unknown>; summa
   }
 }
 
-export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool; dualControl: DualControl; revocations: RevocationService; authenticator: TokenAuthenticator; guard: SiteGuard }): void {
+export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool; dualControl: DualControl; revocations: RevocationService; authenticator: ApiAccess; guard: SiteGuard }): void {
   const idParams = { type: 'object', properties: { id: { type: 'string', maxLength: 64 } } } as const;
   const now = () => databaseNow(deps.pool);
 

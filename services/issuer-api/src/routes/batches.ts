@@ -1,13 +1,13 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64FromBytes } from '@fleetpki/core';
-import { DEVICE_KEY_ROLES, serialHex, type BatchIntake, type DeviceKeyService, type Principal, type SiteGuard, type TokenAuthenticator } from '@fleetpki/ca';
+import { DEVICE_KEY_ROLES, serialHex, type BatchIntake, type DeviceKeyService, type Principal, type SiteGuard } from '@fleetpki/ca';
 import { MANIFEST_SIGNATURE_HEADER } from '@fleetpki/manifest';
 import type { ChunkQueue } from '@fleetpki/queue';
 import { getBatch, listBatchDevices, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
 import type { DeviceKeyRole } from '@fleetpki/hsm';
 import { CERTIFICATE_FORMATS, encodeIssuedCertificate, getProfile, parseCertificateFormat } from '@fleetpki/x509';
-import { requireRole, visibleTo } from '../auth.js';
+import { type ApiAccess, requireRole, visibleTo } from '../auth.js';
 
 const MANIFEST_TYPES = { 'application/x-ndjson': 'ndjson', 'application/ndjson': 'ndjson', 'text/csv': 'csv' } as const;
 const RESULT_PAGE = 2_000;
@@ -16,7 +16,7 @@ export interface BatchRouteDeps {
   readonly pool: Pool;
   readonly intake: BatchIntake;
   readonly queue: ChunkQueue;
-  readonly authenticator: TokenAuthenticator;
+  readonly authenticator: ApiAccess;
   readonly guard: SiteGuard;
   readonly chainPem: readonly string[];
   readonly deviceKeys: DeviceKeyService;
@@ -191,7 +191,8 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
   app.get<{ Params: { id: string }; Querystring: { roles?: string } }>(
     '/v1/batches/:id/device-keys',
     {
-      preHandler: readers,
+      // Key material, even wrapped, goes to the factory that injects it and to nobody else.
+      preHandler: requireRole(deps.authenticator, ['factory']),
       schema: {
         summary: "The batch's symmetric device keys, wrapped for the manufacturer's transport key (NDJSON)",
         description:

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64FromBytes, eui64ToBytes, parseEui64 } from '@fleetpki/core';
-import { parseSerialHex, serialHex, type TokenAuthenticator } from '@fleetpki/ca';
+import { parseSerialHex, serialHex } from '@fleetpki/ca';
 import { getCertificate, listDeviceCertificates, type Pool, type StoredCertificate } from '@fleetpki/store';
 import { CERTIFICATE_FORMATS, encodeIssuedCertificate, getProfile, parseCertificateFormat } from '@fleetpki/x509';
-import { requireRole, visibleTo } from '../auth.js';
+import { type ApiAccess, requireRole, visibleTo } from '../auth.js';
 import { certificateSchema } from './schemas.js';
 
 const READERS = ['factory', 'revocation-officer', 'auditor', 'administrator', 'custodian'] as const;
@@ -26,7 +26,7 @@ function present(c: StoredCertificate, requested: string | undefined) {
   };
 }
 
-export function registerCertificateRoutes(app: FastifyInstance, deps: { pool: Pool; authenticator: TokenAuthenticator }): void {
+export function registerCertificateRoutes(app: FastifyInstance, deps: { pool: Pool; authenticator: ApiAccess }): void {
   const preHandler = requireRole(deps.authenticator, READERS);
   const format = { type: 'object', properties: { format: { type: 'string', enum: CERTIFICATE_FORMATS } } } as const;
 

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64ToBytes, parseEui64, parseKeyRole } from '@fleetpki/core';
-import type { DeviceKeyService, EnrolmentService, TokenAuthenticator } from '@fleetpki/ca';
+import type { DeviceKeyService, EnrolmentService } from '@fleetpki/ca';
 import { serialHex } from '@fleetpki/ca';
 import { CERTIFICATE_FORMATS, DEFAULT_PROFILE_ID, encodeIssuedCertificate, getProfile, parseC509Csr, parseCertificateFormat, parseCsr, parseDevicePublicKey } from '@fleetpki/x509';
-import { requireRole } from '../auth.js';
+import { type ApiAccess, requireRole } from '../auth.js';
 import type { IssuerMetrics } from '../metrics.js';
 import type { CaStatusGuard, SiteGuard } from '@fleetpki/ca';
 import { certificateSchema } from './schemas.js';
@@ -20,7 +20,7 @@ interface EnrolmentBody {
   deviceKeys?: boolean;
 }
 
-export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment: EnrolmentService; deviceKeys: DeviceKeyService; authenticator: TokenAuthenticator; guard: SiteGuard; caGuard: CaStatusGuard; caId: string; metrics: IssuerMetrics }): void {
+export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment: EnrolmentService; deviceKeys: DeviceKeyService; authenticator: ApiAccess; guard: SiteGuard; caGuard: CaStatusGuard; caId: string; metrics: IssuerMetrics }): void {
   app.post<{ Body: EnrolmentBody }>(
     '/v1/enrolments',
     {

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64FromBytes, eui64ToBytes, parseEui64 } from '@fleetpki/core';
-import { parseRevocationReason, parseSerialHex, presentApproval, serialHex, type DualControl, type RevocationService, type SiteGuard, type TokenAuthenticator } from '@fleetpki/ca';
+import { parseRevocationReason, parseSerialHex, presentApproval, serialHex, type DualControl, type RevocationService, type SiteGuard } from '@fleetpki/ca';
 import { databaseNow, getBatch, type Pool, type RevocationTarget } from '@fleetpki/store';
-import { requireRole } from '../auth.js';
+import { type ApiAccess, requireRole } from '../auth.js';
 
 export interface RevocationBody {
   serials?: string[];
@@ -70,7 +70,7 @@ export async function runRevocation(revocations: RevocationService, body: Revoca
   };
 }
 
-export function registerRevocationRoutes(app: FastifyInstance, deps: { pool: Pool; revocations: RevocationService; dualControl: DualControl; threshold: number; authenticator: TokenAuthenticator; guard: SiteGuard }): void {
+export function registerRevocationRoutes(app: FastifyInstance, deps: { pool: Pool; revocations: RevocationService; dualControl: DualControl; threshold: number; authenticator: ApiAccess; guard: SiteGuard }): void {
   app.post<{ Body: RevocationBody }>(
     '/v1/revocations',
     {
