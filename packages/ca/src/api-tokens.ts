@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { FleetError, type SiteId } from '@fleetpki/core';
+import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
 import { appendAuditEvents, findApiTokenByHash, insertApiToken, manufacturerExists, revokeApiToken, withTransaction, type Pool, type Role } from '@fleetpki/store';
 
 export const ROLES = ['factory', 'revocation-officer', 'auditor', 'administrator', 'custodian'] as const satisfies readonly Role[];
@@ -40,7 +40,7 @@ export async function issueApiToken(
 
 /** Revokes a token (it stops working within the authenticator's cache time, 5 s). */
 export async function revokeToken(pool: Pool, options: { site: SiteId; actor: string; id: string }): Promise<void> {
-  if (!/^[0-9a-f-]{36}$/i.test(options.id)) throw new FleetError('TOKEN_NOT_FOUND', `no live token ${options.id.slice(0, 40)}`, { httpStatus: 404 });
+  if (!isUuid(options.id)) throw new FleetError('TOKEN_NOT_FOUND', `no live token ${options.id.slice(0, 40)}`, { httpStatus: 404 });
   await withTransaction(pool, async (client) => {
     if (!(await revokeApiToken(client, options.id))) throw new FleetError('TOKEN_NOT_FOUND', `no live token ${options.id}`, { httpStatus: 404 });
     await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'token.revoke', subject: options.id }]);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { FleetError, type SiteId } from '@fleetpki/core';
+import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
 import {
   appendAuditEvents,
   databaseNow,
@@ -63,14 +63,14 @@ export class DualControl {
   }
 
   async get(id: string): Promise<ApprovalRecord> {
-    if (!/^[0-9a-f-]{36}$/i.test(id)) throw notFound(id);
+    if (!isUuid(id)) throw notFound(id);
     const record = await getApprovalRequest(this.pool, id);
     if (!record) throw notFound(id);
     return record;
   }
 
   async approve(officer: Principal, id: string): Promise<ApprovalRecord> {
-    if (!/^[0-9a-f-]{36}$/i.test(id)) throw notFound(id);
+    if (!isUuid(id)) throw notFound(id);
     const refusal = await withTransaction(this.pool, async (client) => {
       const record = await getApprovalRequest(client, id, true);
       if (!record) throw notFound(id);
@@ -103,7 +103,7 @@ export class DualControl {
    * (every operation here is idempotent).
    */
   async execute<T>(officer: Principal | { readonly tokenId: string; readonly name: string; readonly role: Role }, id: string, action: ApprovalAction, run: (payload: Record<string, unknown>) => Promise<T>): Promise<{ record: ApprovalRecord; outcome: T }> {
-    if (!/^[0-9a-f-]{36}$/i.test(id)) throw notFound(id);
+    if (!isUuid(id)) throw notFound(id);
     const record = await withTransaction(this.pool, async (client) => {
       const r = await getApprovalRequest(client, id, true);
       if (!r) throw notFound(id);

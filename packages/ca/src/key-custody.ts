@@ -1,6 +1,6 @@
 import { createHmac, createPublicKey, randomBytes, randomUUID, timingSafeEqual, verify } from 'node:crypto';
 import { combine, split } from 'shamir-secret-sharing';
-import { FleetError, type SiteId } from '@fleetpki/core';
+import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
 import { parsePkcs11Uri, type KeyStore, type WrappedKey } from '@fleetpki/hsm';
 import { appendAuditEvents, getKek, insertKek, insertKeyBackup, listCas, listKeyBackups, listMasterKeys, withTransaction, type Pool } from '@fleetpki/store';
 
@@ -84,7 +84,7 @@ export function parseCustodianShare(text: string, source: string): CustodianShar
   }
   const bad = (what: string) => new FleetError('SHARE_INVALID', `${source}: ${what}`, { httpStatus: 400 });
   if (v.format !== SHARE_FORMAT) throw bad(`format must be ${SHARE_FORMAT}`);
-  if (typeof v.kekId !== 'string' || !/^[0-9a-f-]{36}$/.test(v.kekId)) throw bad('kekId missing or malformed');
+  if (typeof v.kekId !== 'string' || !isUuid(v.kekId)) throw bad('kekId missing or malformed');
   for (const f of ['custodian', 'custodians', 'threshold'] as const) if (!Number.isInteger(v[f]) || v[f]! < 1) throw bad(`${f} must be a positive integer`);
   if (typeof v.share !== 'string' || Buffer.from(v.share, 'base64').length !== 33) throw bad('share must be the base64 of 33 bytes');
   return v as CustodianShare;

@@ -23,3 +23,8 @@ export class FleetError extends Error {
 export function isFleetError(err: unknown, code?: string): err is FleetError {
   return err instanceof FleetError && (code === undefined || err.code === code);
 }
+
+/** RFC 9562 text form: ids the database stores as uuid. A looser check lets PostgreSQL's cast fail with a 500. */
+export function isUuid(value: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+}

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { FleetError, eui64FromBytes } from '@fleetpki/core';
+import { FleetError, eui64FromBytes, isUuid } from '@fleetpki/core';
 import { DEVICE_KEY_ROLES, serialHex, type BatchIntake, type DeviceKeyService, type Principal, type SiteGuard } from '@fleetpki/ca';
 import { MANIFEST_SIGNATURE_HEADER } from '@fleetpki/manifest';
 import type { ChunkQueue } from '@fleetpki/queue';
@@ -134,7 +134,7 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
 
   const readers = requireRole(deps.authenticator, ['factory', 'auditor', 'administrator']);
   const findBatch = async (id: string, principal: Principal) => {
-    if (!/^[0-9a-f-]{36}$/i.test(id)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${id.slice(0, 40)}`, { httpStatus: 404 });
+    if (!isUuid(id)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${id.slice(0, 40)}`, { httpStatus: 404 });
     const batch = await getBatch(deps.pool, id);
     if (!batch || !visibleTo(principal, batch.manufacturerId)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${id}`, { httpStatus: 404 });
     return batch;

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { FleetError, eui64FromBytes, eui64ToBytes, parseEui64 } from '@fleetpki/core';
+import { FleetError, eui64FromBytes, eui64ToBytes, parseEui64, isUuid } from '@fleetpki/core';
 import { parseRevocationReason, parseSerialHex, presentApproval, serialHex, type DualControl, type RevocationService, type SiteGuard } from '@fleetpki/ca';
 import { databaseNow, getBatch, type Pool, type RevocationTarget } from '@fleetpki/store';
 import { type ApiAccess, requireRole } from '../auth.js';
@@ -44,7 +44,7 @@ export function parseRevocationBody(b: RevocationBody): { target: RevocationTarg
       },
     };
   }
-  if (!/^[0-9a-f-]{36}$/i.test(b.batch!)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${b.batch!.slice(0, 40)}`, { httpStatus: 404 });
+  if (typeof b.batch !== 'string' || !isUuid(b.batch)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${b.batch!.slice(0, 40)}`, { httpStatus: 404 });
   return { reason, target: { kind: 'batch', batchId: b.batch! } };
 }
 
