@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { sealAuditLog, verifyAuditLog } from '@fleetpki/ca';
-import { appendAuditEvents, createPool, migrate, type Pool } from '@fleetpki/store';
+import { ensureAuditKey, sealAuditLog, verifyAuditLog, type AuditSigner } from '@fleetpki/ca';
+import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
+import { assembleSignedCertificate, buildCaTbs, toPem } from '@fleetpki/x509';
+import { ensureCa } from './support/ca.js';
+import { appendAuditEvents, createPool, insertCa, listAuditKeys, listCas, migrate, type Pool } from '@fleetpki/store';
 import { createScratchDatabase, ensureSites } from './support/sites.js';
 
 let pool: Pool;
@@ -119,5 +124,89 @@ describe('tamper-evident audit log', () => {
     assert.equal((await sealAuditLog(pool, checkpoints, { settleMs: 0 })).sealed, 0, 'stops at the hole while it is young');
     assert.equal((await sealAuditLog(pool, checkpoints, { settleMs: 0, gapSettleMs: 0 })).sealed, 1);
     assert.deepEqual((await verifyAuditLog(pool, checkpoints)).problems, []);
+  });
+});
+
+describe('seals signed by the HSM audit key, certified by the organisation CA', () => {
+  let signer: AuditSigner;
+  let keyStore: KeyStore;
+  let rootDer: Buffer;
+  let orgDer: Buffer;
+  let main: Pool;
+
+  before(async () => {
+    const config = await ensureSites();
+    main = createPool(config.sites.a.databaseUrl, { max: 2 });
+    await ensureCa(config, main);
+    // The scratch database gets the real root and organisation CA (their keys are in the site's HSM).
+    for (const ca of (await listCas(main)).filter((c) => c.id === 'root' || c.id === 'org1')) {
+      await pool.query('DELETE FROM cas WHERE id = $1', [ca.id]);
+      await insertCa(pool, ca);
+      if (ca.id === 'root') rootDer = ca.certificate;
+      else orgDer = ca.certificate;
+    }
+    keyStore = await openSiteKeyStore(config, config.sites.a, { sessions: 1 });
+    signer = await ensureAuditKey(pool, keyStore, 'a', 'test');
+  });
+
+  after(async () => {
+    await keyStore?.close();
+    await main?.end();
+  });
+
+  async function signedLog(): Promise<string[]> {
+    await pool.query('ALTER TABLE audit_events DISABLE TRIGGER USER; ALTER TABLE audit_seals DISABLE TRIGGER USER');
+    await pool.query('TRUNCATE audit_events, audit_seals RESTART IDENTITY');
+    checkpoints = join(mkdtempSync(join(tmpdir(), 'fleetpki-audit-')), `signed-${round++}.ndjson`);
+    for (let stretch = 0; stretch < 3; stretch++) {
+      await appendAuditEvents(pool, Array.from({ length: 5 }, (_, i) => ({ site: 'a' as const, actor: 'test', action: 'test.signed', subject: `s${stretch}-${i}` })));
+      await sealAuditLog(pool, checkpoints, { settleMs: 0, gapSettleMs: 0, signer });
+    }
+    return (await pool.query<{ seq: string }>('SELECT seq::text FROM audit_seals ORDER BY audit_seals.seq')).rows.map((r) => r.seq);
+  }
+
+  it('every seal carries a signature that verifies with the certified key; OpenSSL accepts the key certificate', async () => {
+    await signedLog();
+    const r = await verifyAuditLog(pool, checkpoints, { trustedRoot: rootDer });
+    assert.deepEqual([r.signedSeals, r.unsignedEarlySeals, r.problems], [3, 0, []]);
+    const dir = mkdtempSync(join(tmpdir(), 'fleetpki-audit-key-'));
+    const [key] = await listAuditKeys(pool);
+    writeFileSync(join(dir, 'root.pem'), toPem(rootDer));
+    writeFileSync(join(dir, 'org.pem'), toPem(orgDer));
+    writeFileSync(join(dir, 'audit.pem'), toPem(key!.certificate));
+    assert.match(execFileSync('openssl', ['verify', '-CAfile', join(dir, 'root.pem'), '-untrusted', join(dir, 'org.pem'), join(dir, 'audit.pem')], { encoding: 'utf8' }), /: OK/);
+  });
+
+  it('a seal forged without the key, or one whose signature was altered, is reported at its seq', async () => {
+    const seals = await signedLog();
+    // Someone with database rights appends rows and seals them, but has no audit key: unsigned.
+    await appendAuditEvents(pool, [{ site: 'a', actor: 'mallory', action: 'test.forged' }]);
+    await sealAuditLog(pool, checkpoints, { settleMs: 0, gapSettleMs: 0 });
+    await pool.query(`UPDATE audit_seals SET signature = set_byte(signature, 10, get_byte(signature, 10) # 1) WHERE seq = $1`, [seals[1]]);
+    const r = await verifyAuditLog(pool, checkpoints, { trustedRoot: rootDer });
+    const forgedSeq = (await pool.query<{ seq: string }>('SELECT max(seq)::text AS seq FROM audit_seals')).rows[0]!.seq;
+    assert.deepEqual(r.problems.map((p) => [p.kind, p.seq]), [['signature', seals[1]], ['unsigned', forgedSeq]]);
+  });
+
+  it('against another root the audit key is untrusted and no seal verifies', async () => {
+    await signedLog();
+    const other = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const tbs = buildCaTbs({ subject: { commonName: 'Not our root' }, serial: Buffer.from('01', 'hex'), notBefore: new Date(), notAfter: new Date(Date.now() + 86_400_000), publicKeySpki: other.publicKey.export({ format: 'der', type: 'spki' }) });
+    const otherRoot = assembleSignedCertificate(tbs.der, sign('sha256', tbs.der, other.privateKey));
+    const r = await verifyAuditLog(pool, checkpoints, { trustedRoot: otherRoot });
+    assert.deepEqual([...new Set(r.problems.map((p) => p.kind))].sort(), ['key-untrusted', 'signature']);
+    assert.equal(r.signedSeals, 0);
+  });
+
+  it('an edited checkpoint file is caught by its signature', async () => {
+    await signedLog();
+    const lines = readFileSync(checkpoints, 'utf8').trim().split('\n');
+    const last = JSON.parse(lines[lines.length - 1]!) as { chainHash: string };
+    last.chainHash = '00'.repeat(32);
+    lines[lines.length - 1] = JSON.stringify(last);
+    writeFileSync(checkpoints, lines.join('\n') + '\n');
+    const r = await verifyAuditLog(pool, checkpoints, { trustedRoot: rootDer });
+    assert.deepEqual(r.problems.map((p) => p.kind), ['signature']);
+    assert.match(r.problems[0]!.detail, /checkpoint/);
   });
 });

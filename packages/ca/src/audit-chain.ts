@@ -1,7 +1,12 @@
-import { createHash } from 'node:crypto';
+import { X509Certificate, createHash, verify, type KeyObject } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { auditRowsAfter, lastAuditSeal, listAuditSeals, saveAuditSeal, unsealedAuditRows, withTransaction, type AuditRow, type Pool } from '@fleetpki/store';
+import type { SiteId } from '@fleetpki/core';
+import type { KeyStore } from '@fleetpki/hsm';
+import { auditRowsAfter, insertAuditKey, lastAuditSeal, listAuditKeys, listAuditSeals, listCas, saveAuditSeal, unsealedAuditRows, withTransaction, type AuditRow, type Pool } from '@fleetpki/store';
+import { OID, subjectKeyIdMethod2 } from '@fleetpki/x509';
+import { CA_IDS } from './ca-ids.js';
+import { issueOrganisationCertificate } from './organisation-issuer.js';
 
 const GENESIS = Buffer.alloc(32);
 
@@ -19,6 +24,34 @@ export function chainHash(previous: Buffer, row: AuditRow): Buffer {
   return createHash('sha256').update(previous).update(canonical(row)).digest();
 }
 
+/** Signs seals: a site's audit key in its HSM, certified by the organisation CA. */
+export interface AuditSigner {
+  readonly keyId: Buffer;
+  /** DER ECDSA-Sig-Value over SHA-256 of the statement. */
+  sign(statement: Buffer): Promise<Buffer>;
+}
+
+/** What a seal's signature covers: the seq it ends at, the chain hash there, and how many rows it seals. */
+export function sealStatement(seq: string, chainHash: Buffer, rows: number): Buffer {
+  return Buffer.from(`fleetpki-audit-seal-v1\n${seq}\n${chainHash.toString('hex')}\n${rows}\n`, 'utf8');
+}
+
+/**
+ * The site's audit key: generated in its HSM on first use (non-extractable: each site has its own) and
+ * certified once by the organisation CA, so a verifier who trusts only the root can check every seal.
+ */
+export async function ensureAuditKey(pool: Pool, keyStore: KeyStore, site: SiteId, actor: string): Promise<AuditSigner> {
+  const label = `audit-${site}`;
+  if (!(await keyStore.hasKey(label))) await keyStore.generateSigningKey(label);
+  const signer = await keyStore.getSigner(label);
+  const keyId = subjectKeyIdMethod2(signer.publicKeySpki.subarray(signer.publicKeySpki.length - 65));
+  if (!(await listAuditKeys(pool)).some((k) => k.keyId.equals(keyId))) {
+    const issued = await issueOrganisationCertificate(pool, keyStore, site, { purpose: 'audit', subject: { organization: 'fleetpki', organizationalUnit: 'audit', commonName: `fleetpki audit key site ${site}` }, publicKeySpki: signer.publicKeySpki, days: 3650, actor });
+    await insertAuditKey(pool, { keyId, site, keyLabel: label, certificate: issued.der });
+  }
+  return { keyId, sign: (statement) => signer.sign(statement) };
+}
+
 export interface SealResult {
   readonly sealed: number;
   readonly lastSeq: string | null;
@@ -29,7 +62,7 @@ export interface SealResult {
  * in the database and as a line in `checkpointFile` (outside the database: a deleted tail cannot take
  * its own evidence with it). One sealer at a time (advisory lock).
  */
-export async function sealAuditLog(pool: Pool, checkpointFile: string, options: { settleMs?: number; gapSettleMs?: number; limit?: number } = {}): Promise<SealResult> {
+export async function sealAuditLog(pool: Pool, checkpointFile: string, options: { settleMs?: number; gapSettleMs?: number; limit?: number; signer?: AuditSigner } = {}): Promise<SealResult> {
   const result = await withTransaction(pool, async (client) => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('fleetpki-audit-seal'))`);
     const last = await lastAuditSeal(client);
@@ -48,16 +81,21 @@ export async function sealAuditLog(pool: Pool, checkpointFile: string, options: 
     }
     let previous: Buffer = last?.chainHash ?? GENESIS;
     const sealed = rows.map((row) => ({ seq: row.seq, chainHash: (previous = chainHash(previous, row)) }));
-    await saveAuditSeal(client, sealed);
-    return sealed;
+    const end = sealed[sealed.length - 1];
+    const signature = end && options.signer ? { keyId: options.signer.keyId, signature: await options.signer.sign(sealStatement(end.seq, end.chainHash, sealed.length)) } : undefined;
+    await saveAuditSeal(client, sealed, signature);
+    return { sealed, signature };
   });
-  const last = result[result.length - 1];
-  if (last) appendFileSync(checkpointFile, JSON.stringify({ seq: last.seq, chainHash: last.chainHash.toString('hex'), at: new Date().toISOString() }) + '\n');
-  return { sealed: result.length, lastSeq: last?.seq ?? null };
+  const last = result.sealed[result.sealed.length - 1];
+  if (last) {
+    const signed = result.signature ? { rows: result.sealed.length, keyId: result.signature.keyId.toString('hex'), signature: result.signature.signature.toString('base64') } : {};
+    appendFileSync(checkpointFile, JSON.stringify({ seq: last.seq, chainHash: last.chainHash.toString('hex'), at: new Date().toISOString(), ...signed }) + '\n');
+  }
+  return { sealed: result.sealed.length, lastSeq: last?.seq ?? null };
 }
 
 export interface AuditProblem {
-  readonly kind: 'modified' | 'deleted' | 'truncated' | 'unsealed-inside';
+  readonly kind: 'modified' | 'deleted' | 'truncated' | 'unsealed-inside' | 'signature' | 'unsigned' | 'key-untrusted';
   readonly seq: string;
   readonly detail: string;
 }
@@ -65,7 +103,32 @@ export interface AuditProblem {
 export interface AuditVerification {
   readonly rows: number;
   readonly sealedUpTo: string | null;
+  /** Seals whose HSM signature verified with a key certified up to the trusted root. */
+  readonly signedSeals: number;
+  /** Seals from before signing began (none after the first signed one is acceptable). */
+  readonly unsignedEarlySeals: number;
   readonly problems: AuditProblem[];
+}
+
+/**
+ * The audit keys whose certificates chain to the trusted root through the organisation CA and carry
+ * the audit EKU. `trustedRoot` (DER) is the operator's own copy; without it the root in the database is
+ * used, which a database attacker could have replaced too.
+ */
+function trustedAuditKeys(keys: Awaited<ReturnType<typeof listAuditKeys>>, cas: Awaited<ReturnType<typeof listCas>>, trustedRoot: Buffer | undefined, problems: AuditProblem[]): Map<string, KeyObject> {
+  const out = new Map<string, KeyObject>();
+  const rootDer = trustedRoot ?? cas.find((c) => c.id === CA_IDS.root)?.certificate;
+  const orgDer = cas.find((c) => c.id === CA_IDS.organisation)?.certificate;
+  if (!rootDer || !orgDer) return out;
+  const root = new X509Certificate(rootDer);
+  const org = new X509Certificate(orgDer);
+  const orgTrusted = org.verify(root.publicKey) && org.checkIssued(root);
+  for (const key of keys) {
+    const cert = new X509Certificate(key.certificate);
+    if (orgTrusted && cert.verify(org.publicKey) && cert.checkIssued(org) && (cert.keyUsage ?? []).includes(OID.auditSigning)) out.set(key.keyId.toString('hex'), cert.publicKey);
+    else problems.push({ kind: 'key-untrusted', seq: '-', detail: `audit key ${key.keyId.toString('hex')} (site ${key.site}) is not certified by the organisation CA under the trusted root` });
+  }
+  return out;
 }
 
 /**
@@ -75,9 +138,22 @@ export interface AuditVerification {
  * per seal), rows missing after the last seal the checkpoint file knows (truncated), and unsealed rows
  * below a seal.
  */
-export async function verifyAuditLog(pool: Pool, checkpointFile: string): Promise<AuditVerification> {
+export async function verifyAuditLog(pool: Pool, checkpointFile: string, options: { trustedRoot?: Buffer } = {}): Promise<AuditVerification> {
   const problems: AuditProblem[] = [];
   const seals = await listAuditSeals(pool);
+  const keys = trustedAuditKeys(await listAuditKeys(pool), await listCas(pool), options.trustedRoot, problems);
+  let signedSeals = 0;
+  let unsignedEarlySeals = 0;
+  for (const seal of seals) {
+    if (!seal.signature || !seal.keyId) {
+      if (signedSeals === 0) unsignedEarlySeals++;
+      else problems.push({ kind: 'unsigned', seq: seal.seq, detail: 'a seal without an HSM signature after signed seals began (written by someone without the audit key)' });
+      continue;
+    }
+    const key = keys.get(seal.keyId.toString('hex'));
+    if (key && verify('sha256', sealStatement(seal.seq, seal.chainHash, seal.rows), key, seal.signature)) signedSeals++;
+    else problems.push({ kind: 'signature', seq: seal.seq, detail: key ? 'the seal signature does not verify (seal altered or forged)' : `signed with audit key ${seal.keyId.toString('hex')}, which is unknown or untrusted` });
+  }
   const sealAt = new Map(seals.map((s) => [s.seq, s]));
   let previousStored: Buffer = GENESIS;
   let previousSeal = '0';
@@ -113,10 +189,16 @@ export async function verifyAuditLog(pool: Pool, checkpointFile: string): Promis
   for (const seal of sealAt.values()) problems.push({ kind: 'deleted', seq: seal.seq, detail: `the row a seal ends at is missing` });
   if (existsSync(checkpointFile)) {
     const lines = readFileSync(checkpointFile, 'utf8').trim().split('\n').filter(Boolean);
-    const lastCheckpoint = lines.length ? (JSON.parse(lines[lines.length - 1]!) as { seq: string; chainHash: string }) : undefined;
+    const lastCheckpoint = lines.length ? (JSON.parse(lines[lines.length - 1]!) as { seq: string; chainHash: string; rows?: number; keyId?: string; signature?: string }) : undefined;
+    if (lastCheckpoint?.signature && lastCheckpoint.keyId && lastCheckpoint.rows !== undefined) {
+      const key = keys.get(lastCheckpoint.keyId);
+      if (!key || !verify('sha256', sealStatement(lastCheckpoint.seq, Buffer.from(lastCheckpoint.chainHash, 'hex'), lastCheckpoint.rows), key, Buffer.from(lastCheckpoint.signature, 'base64'))) {
+        problems.push({ kind: 'signature', seq: lastCheckpoint.seq, detail: 'the last checkpoint in the file does not carry a valid audit-key signature (the file was edited)' });
+      }
+    }
     if (lastCheckpoint && (lastSealSeq === null || BigInt(lastSealSeq) < BigInt(lastCheckpoint.seq) || BigInt(lastSeq) < BigInt(lastCheckpoint.seq))) {
       problems.push({ kind: 'truncated', seq: lastCheckpoint.seq, detail: `the checkpoint file says the log was sealed up to seq ${lastCheckpoint.seq}; the database ends at ${lastSeq} (seals up to ${lastSealSeq ?? 'none'})` });
     }
   }
-  return { rows, sealedUpTo: lastSealSeq, problems };
+  return { rows, sealedUpTo: lastSealSeq, signedSeals, unsignedEarlySeals, problems };
 }

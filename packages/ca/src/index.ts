@@ -16,3 +16,4 @@ export * from './key-custody.js';
 export * from './device-key-service.js';
 export * from './audit-chain.js';
 export * from './dual-control.js';
+export * from './organisation-issuer.js';

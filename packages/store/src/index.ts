@@ -14,3 +14,4 @@ export * from './repositories/drill-checks.js';
 export * from './repositories/device-keys.js';
 export * from './repositories/audit-chain.js';
 export * from './repositories/approvals.js';
+export * from './repositories/organisation-certificates.js';

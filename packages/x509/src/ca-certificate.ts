@@ -6,6 +6,8 @@ import { subjectKeyIdMethod2 } from './device-template.js';
 export interface CaName {
   readonly commonName: string;
   readonly organization?: string;
+  /** An organisation certificate's role (factory, revocation-officer, audit, server, ...). */
+  readonly organizationalUnit?: string;
   readonly country?: string;
 }
 
@@ -34,13 +36,14 @@ export function encodeName(name: CaName): Buffer {
   const values: pkijs.AttributeTypeAndValue[] = [];
   if (name.country) values.push(rdn(OID.countryName, new asn1js.PrintableString({ value: name.country })));
   if (name.organization) values.push(rdn(OID.organizationName, new asn1js.Utf8String({ value: name.organization })));
+  if (name.organizationalUnit) values.push(rdn(OID.organizationalUnitName, new asn1js.Utf8String({ value: name.organizationalUnit })));
   values.push(rdn(OID.commonName, new asn1js.Utf8String({ value: name.commonName })));
-  // One attribute per RDN, in the usual C, O, CN order.
+  // One attribute per RDN, in the usual C, O, OU, CN order.
   const rdns = new asn1js.Sequence({ value: values.map((v) => new asn1js.Set({ value: [v.toSchema()] })) });
   return Buffer.from(rdns.toBER(false));
 }
 
-function time(date: Date): pkijs.Time {
+export function certificateTime(date: Date): pkijs.Time {
   // RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
   return new pkijs.Time({ type: date.getUTCFullYear() < 2050 ? 0 : 1, value: date });
 }
@@ -59,8 +62,8 @@ export function buildCaTbs(req: CaCertificateRequest): CaTbs {
   cert.signature = new pkijs.AlgorithmIdentifier({ algorithmId: OID.ecdsaWithSha256 });
   cert.issuer = pkijs.RelativeDistinguishedNames.fromBER(req.issuerSubjectDer ?? subjectDer);
   cert.subject = pkijs.RelativeDistinguishedNames.fromBER(subjectDer);
-  cert.notBefore = time(req.notBefore);
-  cert.notAfter = time(req.notAfter);
+  cert.notBefore = certificateTime(req.notBefore);
+  cert.notAfter = certificateTime(req.notAfter);
   cert.subjectPublicKeyInfo = pkijs.PublicKeyInfo.fromBER(req.publicKeySpki);
   const ext = (extnID: string, critical: boolean, value: asn1js.AsnType) => new pkijs.Extension({ extnID, critical, extnValue: value.toBER(false) });
   const basic = new pkijs.BasicConstraints({ cA: true, ...(req.pathLength !== undefined ? { pathLenConstraint: req.pathLength } : {}) });

@@ -12,3 +12,4 @@ export * from './crl.js';
 export * from './ocsp.js';
 export * from './c509/index.js';
 export * from './certificate-format.js';
+export * from './organisation-certificate.js';

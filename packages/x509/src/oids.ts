@@ -8,6 +8,9 @@ export const OID = {
   ecdsaWithSha256: '1.2.840.10045.4.3.2', // RFC 5758 3.2
   commonName: '2.5.4.3',
   organizationName: '2.5.4.10',
+  organizationalUnitName: '2.5.4.11',
+  serverAuth: '1.3.6.1.5.5.7.3.1', // RFC 5280 4.2.1.12
+  clientAuth: '1.3.6.1.5.5.7.3.2',
   countryName: '2.5.4.6',
   subjectKeyIdentifier: '2.5.29.14',
   keyUsage: '2.5.29.15',
@@ -27,4 +30,6 @@ export const OID = {
   smartMeterDeviceType: '1.3.6.1.4.1.65535.1.1.1',
   policyTest: '1.3.6.1.4.1.65535.1.2.1',
   policyProduction: '1.3.6.1.4.1.65535.1.2.2',
+  /** Extended key usage of a site's audit key (no public EKU exists for signing audit checkpoints). */
+  auditSigning: '1.3.6.1.4.1.65535.1.3.1',
 } as const;

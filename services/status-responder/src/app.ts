@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import client from 'prom-client';
-import { CA_IDS, CrlPublisher, auditCheckpointFile, sealAuditLog, OcspResponder, SiteGuard, loadSiteIssuer, type OcspAnswer } from '@fleetpki/ca';
+import { CA_IDS, CrlPublisher, auditCheckpointFile, ensureAuditKey, sealAuditLog, OcspResponder, SiteGuard, loadSiteIssuer, type AuditSigner, type OcspAnswer } from '@fleetpki/ca';
 import { isFleetError, type FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore, type KeyStore, type Signer } from '@fleetpki/hsm';
 import { createPool, getCrl, listCas, type Pool } from '@fleetpki/store';
@@ -117,10 +117,25 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       // The active site seals its audit log every few seconds (hash chain + checkpoint outside the database).
       if (Date.now() - lastSeal > 5_000 && (await canWrite())) {
         lastSeal = Date.now();
-        await sealAuditLog(pool, auditCheckpointFile(config.stateDir));
+        await sealAuditLog(pool, auditCheckpointFile(config.stateDir), { ...(await signerForSeals()) });
       }
     };
     let lastSeal = 0;
+    // Seals are signed by this site's audit key (made and certified on first use). Without one they are
+    // still sealed, and `audit verify` reports them as unsigned: better seen than silently unsealed.
+    let auditSigner: AuditSigner | undefined;
+    let auditKeyWarned = false;
+    const signerForSeals = async (): Promise<{ signer?: AuditSigner }> => {
+      if (!auditSigner && keyStore) {
+        try {
+          auditSigner = await ensureAuditKey(pool, keyStore, site.id, `status-responder:${site.id}`);
+        } catch (err) {
+          if (!auditKeyWarned) app.log.warn({ code: (err as { code?: string }).code, message: (err as Error).message }, 'no audit key: seals are not signed');
+          auditKeyWarned = true;
+        }
+      }
+      return auditSigner ? { signer: auditSigner } : {};
+    };
     let timer: NodeJS.Timeout | undefined;
     let closed = false;
     let pass: Promise<void> | undefined;

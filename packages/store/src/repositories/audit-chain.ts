@@ -32,11 +32,11 @@ export async function lastAuditSeal(db: Queryable): Promise<{ seq: string; chain
 }
 
 /** Stores the chain hashes of newly sealed rows and the seal itself, in the caller's transaction. */
-export async function saveAuditSeal(db: Queryable, sealed: readonly { seq: string; chainHash: Buffer }[]): Promise<void> {
+export async function saveAuditSeal(db: Queryable, sealed: readonly { seq: string; chainHash: Buffer }[], signed?: { keyId: Buffer; signature: Buffer }): Promise<void> {
   if (sealed.length === 0) return;
   await db.query(`UPDATE audit_events e SET chain_hash = t.h FROM unnest($1::bigint[], $2::bytea[]) AS t(s, h) WHERE e.seq = t.s AND e.chain_hash IS NULL`, [sealed.map((s) => s.seq), sealed.map((s) => s.chainHash)]);
   const last = sealed[sealed.length - 1]!;
-  await db.query('INSERT INTO audit_seals (seq, chain_hash, rows) VALUES ($1, $2, $3)', [last.seq, last.chainHash, sealed.length]);
+  await db.query('INSERT INTO audit_seals (seq, chain_hash, rows, key_id, signature) VALUES ($1, $2, $3, $4, $5)', [last.seq, last.chainHash, sealed.length, signed?.keyId ?? null, signed?.signature ?? null]);
 }
 
 /** Every row in seq order (ordered by the column, not its text alias), a page at a time, for verification. */
@@ -45,7 +45,7 @@ export async function auditRowsAfter(db: Queryable, afterSeq: string, limit: num
   return rows.map(toRow);
 }
 
-export async function listAuditSeals(db: Queryable): Promise<{ seq: string; chainHash: Buffer; rows: number }[]> {
-  const { rows } = await db.query<{ seq: string; chain_hash: Buffer; rows: number }>('SELECT seq::text, chain_hash, rows FROM audit_seals ORDER BY audit_seals.seq');
-  return rows.map((r) => ({ seq: r.seq, chainHash: r.chain_hash, rows: r.rows }));
+export async function listAuditSeals(db: Queryable): Promise<{ seq: string; chainHash: Buffer; rows: number; keyId: Buffer | null; signature: Buffer | null }[]> {
+  const { rows } = await db.query<{ seq: string; chain_hash: Buffer; rows: number; key_id: Buffer | null; signature: Buffer | null }>('SELECT seq::text, chain_hash, rows, key_id, signature FROM audit_seals ORDER BY audit_seals.seq');
+  return rows.map((r) => ({ seq: r.seq, chainHash: r.chain_hash, rows: r.rows, keyId: r.key_id, signature: r.signature }));
 }

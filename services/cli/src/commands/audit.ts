@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
-import { auditCheckpointFile, sealAuditLog, verifyAuditLog } from '@fleetpki/ca';
-import { withDatabase } from '../context.js';
+import { readFileSync } from 'node:fs';
+import { auditCheckpointFile, ensureAuditKey, sealAuditLog, verifyAuditLog } from '@fleetpki/ca';
+import { openSiteKeyStore } from '@fleetpki/hsm';
+import { derFromPemOrBase64 } from '@fleetpki/x509';
+import { cliActor, withDatabase } from '../context.js';
 
 export function registerAuditCommands(program: Command): void {
   const audit = program.command('audit').description('the tamper-evident audit log: hash chain, seals, checkpoints outside the database');
@@ -12,21 +15,30 @@ export function registerAuditCommands(program: Command): void {
     .option('--settle-ms <ms>', 'leave rows younger than this for the next seal', Number, 5_000)
     .action(async (options: { checkpoints?: string; settleMs: number }) => {
       await withDatabase(async ({ config, pool }) => {
-        const r = await sealAuditLog(pool, checkpoints(config.stateDir, options.checkpoints), { settleMs: options.settleMs });
-        console.log(r.sealed ? `sealed ${r.sealed} rows up to seq ${r.lastSeq}` : 'nothing to seal');
+        // Signed by the site's audit key in its HSM (made and certified by the organisation CA on first use).
+        const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
+        try {
+          const signer = await ensureAuditKey(pool, keyStore, config.site, cliActor());
+          const r = await sealAuditLog(pool, checkpoints(config.stateDir, options.checkpoints), { settleMs: options.settleMs, signer });
+          console.log(r.sealed ? `sealed ${r.sealed} rows up to seq ${r.lastSeq}, signed by audit key ${signer.keyId.toString('hex')}` : 'nothing to seal');
+        } finally {
+          await keyStore.close();
+        }
       });
     });
   audit
     .command('verify')
     .description('recompute the chain and check seals and checkpoints: reports modified, deleted and truncated records')
     .option('--checkpoints <file>', 'checkpoint file outside the database')
+    .option('--root <pem>', "your own copy of the root CA certificate: the audit keys must chain to it (default: the database's root)")
     .option('--json', 'print JSON')
-    .action(async (options: { checkpoints?: string; json?: boolean }) => {
+    .action(async (options: { checkpoints?: string; root?: string; json?: boolean }) => {
       await withDatabase(async ({ config, pool }) => {
-        const r = await verifyAuditLog(pool, checkpoints(config.stateDir, options.checkpoints));
+        const trustedRoot = options.root ? derFromPemOrBase64(readFileSync(options.root, 'utf8'), ['CERTIFICATE']) : undefined;
+        const r = await verifyAuditLog(pool, checkpoints(config.stateDir, options.checkpoints), trustedRoot ? { trustedRoot } : {});
         if (options.json) console.log(JSON.stringify(r));
         else {
-          console.log(`${r.rows} audit rows, sealed up to seq ${r.sealedUpTo ?? '-'}: ${r.problems.length ? `${r.problems.length} problem(s)` : 'the chain is intact'}`);
+          console.log(`${r.rows} audit rows, sealed up to seq ${r.sealedUpTo ?? '-'}; ${r.signedSeals} seals signed by a certified audit key${r.unsignedEarlySeals ? `, ${r.unsignedEarlySeals} from before signing began` : ''}${trustedRoot ? '' : ' (root taken from the database: pass --root for your own copy)'}: ${r.problems.length ? `${r.problems.length} problem(s)` : 'the chain is intact'}`);
           for (const p of r.problems) console.log(`  ${p.kind.padEnd(16)} seq ${p.seq}: ${p.detail}`);
         }
         if (r.problems.length) process.exitCode = 1;

@@ -1,0 +1,36 @@
+import type { Queryable } from '../pool.js';
+import type { Role } from './tokens.js';
+
+export interface OrganisationCertificateRecord {
+  readonly serial: Buffer;
+  readonly purpose: 'server' | 'client' | 'audit';
+  readonly subjectDn: string;
+  readonly role: Role | null;
+  readonly manufacturerId: string | null;
+  readonly keyId: Buffer;
+  readonly certificate: Buffer;
+  readonly notAfter: Date;
+  readonly revokedAt: Date | null;
+}
+
+export async function insertOrganisationCertificate(db: Queryable, c: Omit<OrganisationCertificateRecord, 'revokedAt'>): Promise<void> {
+  await db.query(
+    `INSERT INTO organisation_certificates (serial, purpose, subject_dn, role, manufacturer_id, key_id, certificate, not_after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    [c.serial, c.purpose, c.subjectDn, c.role, c.manufacturerId, c.keyId, c.certificate, c.notAfter],
+  );
+}
+
+export async function getOrganisationCertificate(db: Queryable, serial: Buffer): Promise<OrganisationCertificateRecord | undefined> {
+  const { rows } = await db.query(`SELECT serial, purpose, subject_dn, role, manufacturer_id, key_id, certificate, not_after, revoked_at FROM organisation_certificates WHERE serial = $1`, [serial]);
+  const r = rows[0] as Record<string, unknown> | undefined;
+  return r && { serial: r.serial as Buffer, purpose: r.purpose as OrganisationCertificateRecord['purpose'], subjectDn: r.subject_dn as string, role: (r.role as Role | null) ?? null, manufacturerId: (r.manufacturer_id as string | null) ?? null, keyId: r.key_id as Buffer, certificate: r.certificate as Buffer, notAfter: r.not_after as Date, revokedAt: (r.revoked_at as Date | null) ?? null };
+}
+
+export async function insertAuditKey(db: Queryable, key: { keyId: Buffer; site: string; keyLabel: string; certificate: Buffer }): Promise<void> {
+  await db.query(`INSERT INTO audit_keys (key_id, site, key_label, certificate) VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING`, [key.keyId, key.site, key.keyLabel, key.certificate]);
+}
+
+export async function listAuditKeys(db: Queryable): Promise<{ keyId: Buffer; site: string; keyLabel: string; certificate: Buffer }[]> {
+  const { rows } = await db.query<{ key_id: Buffer; site: string; key_label: string; certificate: Buffer }>('SELECT key_id, site, key_label, certificate FROM audit_keys ORDER BY created_at');
+  return rows.map((r) => ({ keyId: r.key_id, site: r.site, keyLabel: r.key_label, certificate: r.certificate }));
+}

@@ -1,0 +1,68 @@
+import { isIP } from 'node:net';
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
+import { certificateTime, encodeName, type CaName } from './ca-certificate.js';
+import { subjectKeyIdMethod2 } from './device-template.js';
+import { OID } from './oids.js';
+
+/** What an organisation certificate is for: TLS server, TLS client (mTLS), or a site's audit key. */
+export type OrganisationPurpose = 'server' | 'client' | 'audit';
+
+export interface OrganisationCertificateRequest {
+  readonly subject: CaName;
+  readonly purpose: OrganisationPurpose;
+  readonly issuerSubjectDer: Buffer;
+  readonly issuerKeyId: Buffer;
+  readonly serial: Buffer;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly publicKeySpki: Buffer;
+  /** subjectAltName for servers: host names and IP addresses. */
+  readonly names?: readonly string[];
+}
+
+const EKU: Record<OrganisationPurpose, string> = { server: OID.serverAuth, client: OID.clientAuth, audit: OID.auditSigning };
+
+/**
+ * An end-entity certificate from the organisation CA (PROFILE.md, organisation certificates): ECDSA
+ * P-256, keyUsage digitalSignature (critical), one extended key usage for its purpose, SAN for servers,
+ * 8-byte key identifiers. Issued rarely, so built with pkijs.
+ */
+export function buildOrganisationTbs(req: OrganisationCertificateRequest): { der: Buffer; keyId: Buffer } {
+  const keyId = subjectKeyIdMethod2(req.publicKeySpki.subarray(req.publicKeySpki.length - 65));
+  const cert = new pkijs.Certificate();
+  cert.version = 2;
+  cert.serialNumber = new asn1js.Integer({ valueHex: req.serial });
+  cert.signature = new pkijs.AlgorithmIdentifier({ algorithmId: OID.ecdsaWithSha256 });
+  cert.issuer = pkijs.RelativeDistinguishedNames.fromBER(req.issuerSubjectDer);
+  cert.subject = pkijs.RelativeDistinguishedNames.fromBER(encodeName(req.subject));
+  cert.notBefore = certificateTime(req.notBefore);
+  cert.notAfter = certificateTime(req.notAfter);
+  cert.subjectPublicKeyInfo = pkijs.PublicKeyInfo.fromBER(req.publicKeySpki);
+  const ext = (extnID: string, critical: boolean, value: asn1js.AsnType) => new pkijs.Extension({ extnID, critical, extnValue: value.toBER(false) });
+  // digitalSignature (0): bit 1000 0000, unused 7.
+  const keyUsage = new asn1js.BitString({ valueHex: Buffer.from([0x80]), unusedBits: 7 });
+  cert.extensions = [
+    ext(OID.keyUsage, true, keyUsage),
+    ext(OID.extendedKeyUsage, false, new pkijs.ExtKeyUsage({ keyPurposes: [EKU[req.purpose]] }).toSchema()),
+    ext(OID.subjectKeyIdentifier, false, new asn1js.OctetString({ valueHex: keyId })),
+    ext(OID.authorityKeyIdentifier, false, new pkijs.AuthorityKeyIdentifier({ keyIdentifier: new asn1js.OctetString({ valueHex: req.issuerKeyId }) }).toSchema()),
+  ];
+  if (req.names?.length) {
+    const altNames = req.names.map((n) =>
+      isIP(n) ? new pkijs.GeneralName({ type: 7, value: new asn1js.OctetString({ valueHex: ipBytes(n) }) }) : new pkijs.GeneralName({ type: 2, value: n }),
+    );
+    cert.extensions.push(ext(OID.subjectAltName, false, new pkijs.GeneralNames({ names: altNames }).toSchema()));
+  }
+  return { der: Buffer.from(cert.encodeTBS().toBER(false)), keyId };
+}
+
+function ipBytes(ip: string): Buffer {
+  if (isIP(ip) === 4) return Buffer.from(ip.split('.').map(Number));
+  // IPv6: expand "::" and write eight 16-bit groups.
+  const [head, tail] = ip.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  return Buffer.concat(groups.map((g) => { const b = Buffer.alloc(2); b.writeUInt16BE(parseInt(g, 16)); return b; }));
+}
