@@ -15,6 +15,7 @@ import { createScratchDatabase, ensureSites } from './support/sites.js';
 let pool: Pool;
 let drop: () => Promise<void>;
 let checkpoints: string;
+let scratchUrl: string;
 let round = 0;
 
 /** A fresh log of 30 events in three sealed stretches, each test tampering with its own copy. */
@@ -35,6 +36,7 @@ before(async () => {
   const config = await ensureSites();
   const scratch = await createScratchDatabase(config);
   drop = scratch.drop;
+  scratchUrl = scratch.urlA;
   pool = createPool(scratch.urlA, { max: 2 });
   await migrate(pool, join(config.repoRoot, 'migrations'));
 });
@@ -208,5 +210,29 @@ describe('seals signed by the HSM audit key, certified by the organisation CA', 
     const r = await verifyAuditLog(pool, checkpoints, { trustedRoot: rootDer });
     assert.deepEqual(r.problems.map((p) => p.kind), ['signature']);
     assert.match(r.problems[0]!.detail, /checkpoint/);
+  });
+});
+
+describe("the services' database role", () => {
+  it('cannot UPDATE, DELETE or TRUNCATE audit rows or seals, nor switch the triggers off; it may append and seal', async () => {
+    await pool.query('ALTER TABLE audit_events ENABLE TRIGGER USER; ALTER TABLE audit_seals ENABLE TRIGGER USER');
+    const url = new URL(scratchUrl);
+    url.username = 'fleetpki_service';
+    const service = createPool(url.toString(), { max: 1 });
+    try {
+      await appendAuditEvents(service, [{ site: 'a', actor: 'service', action: 'test.service-role' }]);
+      const seq = (await service.query<{ seq: string }>('SELECT max(seq)::text AS seq FROM audit_events')).rows[0]!.seq;
+      await assert.rejects(service.query(`UPDATE audit_events SET actor = 'mallory' WHERE seq = $1`, [seq]), /permission denied/);
+      await assert.rejects(service.query('DELETE FROM audit_events WHERE seq = $1', [seq]), /permission denied/);
+      await assert.rejects(service.query('TRUNCATE audit_events'), /permission denied/);
+      await assert.rejects(service.query('DELETE FROM audit_seals'), /permission denied/);
+      await assert.rejects(service.query('ALTER TABLE audit_events DISABLE TRIGGER USER'), /must be owner/);
+      await assert.rejects(service.query('SET session_replication_role = replica'), /permission denied/);
+      // The sealer's one permitted change: chain_hash, once.
+      await service.query(`UPDATE audit_events SET chain_hash = '\\x${'00'.repeat(32)}' WHERE seq = $1 AND chain_hash IS NULL`, [seq]);
+      await assert.rejects(service.query(`UPDATE audit_events SET chain_hash = '\\x${'11'.repeat(32)}' WHERE seq = $1`, [seq]), /append-only/);
+    } finally {
+      await service.end();
+    }
   });
 });

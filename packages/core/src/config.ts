@@ -16,7 +16,10 @@ export interface SiteConfig {
   readonly redisPort: number;
   readonly apiPort: number;
   readonly statusPort: number;
+  /** The owner's connection: operators, migrations, ceremonies, drills (the CLI). */
   readonly databaseUrl: string;
+  /** The services' connection (role fleetpki_service: no UPDATE/DELETE of audit rows, no DDL). */
+  readonly serviceDatabaseUrl: string;
   readonly redisUrl: string;
   /** SoftHSM2 configuration file of this site's token directory (SOFTHSM2_CONF). */
   readonly softhsmConf: string;
@@ -77,6 +80,8 @@ const envSchema = z.object({
   FLEETPKI_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   FLEETPKI_PG_USER: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki'),
   FLEETPKI_PG_DATABASE: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki'),
+  FLEETPKI_PG_SERVICE_USER: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki_service'),
+  FLEETPKI_SERVICE_DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
   FLEETPKI_CRL_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
   FLEETPKI_DUAL_CONTROL_REVOCATIONS: z.coerce.number().int().min(0).default(100),
   FLEETPKI_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(120_000),
@@ -125,6 +130,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       statusPort: e[`FLEETPKI_STATUS_PORT_${upper}`],
       // An explicit URL applies to this process's own site only; the other site keeps its local default.
       databaseUrl: (own ? e.FLEETPKI_DATABASE_URL : undefined) ?? `postgres://${e.FLEETPKI_PG_USER}@127.0.0.1:${pgPort}/${e.FLEETPKI_PG_DATABASE}`,
+      serviceDatabaseUrl: (own ? e.FLEETPKI_SERVICE_DATABASE_URL : undefined) ?? `postgres://${e.FLEETPKI_PG_SERVICE_USER}@127.0.0.1:${pgPort}/${e.FLEETPKI_PG_DATABASE}`,
       redisUrl: (own ? e.FLEETPKI_REDIS_URL : undefined) ?? `redis://127.0.0.1:${redisPort}`,
       softhsmConf: join(dir, 'hsm', 'softhsm2.conf'),
       hsmTokenLabel: `fleetpki-${id}`,

@@ -86,7 +86,7 @@ export interface IssuerRuntime {
 /** Wires config -> database, HSM, issuing CA -> app. Refuses to start when the CA key does not match. */
 export async function createIssuerRuntime(config: FleetConfig, options: { logger?: IssuerApiDeps['logger']; hsmSessions?: number; poolSize?: number; batchLimits?: BatchLimits } = {}): Promise<IssuerRuntime> {
   const site = config.sites[config.site];
-  const pool = createPool(site.databaseUrl, { applicationName: `fleetpki-issuer-${site.id}`, max: options.poolSize ?? 16 });
+  const pool = createPool(site.serviceDatabaseUrl, { applicationName: `fleetpki-issuer-${site.id}`, max: options.poolSize ?? 16 });
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
   try {
     const { ca, root, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);

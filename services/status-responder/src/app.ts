@@ -38,7 +38,7 @@ function sendOcsp(reply: FastifyReply, answer: OcspAnswer, cacheable: boolean) {
  */
 export async function createStatusRuntime(config: FleetConfig, options: { logger?: boolean; tickEveryMs?: number } = {}): Promise<StatusRuntime> {
   const site = config.sites[config.site];
-  const pool: Pool = createPool(site.databaseUrl, { applicationName: `fleetpki-status-${site.id}`, max: 8 });
+  const pool: Pool = createPool(site.serviceDatabaseUrl, { applicationName: `fleetpki-status-${site.id}`, max: 8 });
   let keyStore: KeyStore | undefined;
   try {
     const guard = new SiteGuard(pool, config);
