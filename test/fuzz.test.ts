@@ -62,7 +62,7 @@ before(async () => {
   adminToken = await createToken(pool, 'administrator', null, 'fuzz-admin');
   const stream = new Writable({ write(chunk, _enc, done) { logLines.push(String(chunk)); done(); } });
   // Limits high enough that the campaign measures input handling, not the rate limiter (tested apart).
-  runtime = await createIssuerRuntime({ ...config, site: 'a', api: { rateLimitPerMinute: 10_000_000, failedAuthPerMinute: 10_000_000 } }, { logger: { level: 'info', stream }, hsmSessions: 1, poolSize: 6, batchLimits: { ...DEFAULT_BATCH_LIMITS, maxLineBytes: 16 * 1024 } });
+  runtime = await createIssuerRuntime({ ...config, site: 'a', api: { ...config.api, rateLimitPerMinute: 10_000_000, failedAuthPerMinute: 10_000_000 } }, { logger: { level: 'info', stream }, hsmSessions: 1, poolSize: 6, batchLimits: { ...DEFAULT_BATCH_LIMITS, maxLineBytes: 16 * 1024 } });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   base = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
 });
@@ -243,7 +243,7 @@ describe('fuzz campaign against the running API', () => {
 
 describe('rate limits', () => {
   it('per address: past the limit 429 RATE_LIMITED; failed authentications: 429 AUTH_RATE_LIMITED', async () => {
-    const limited = await createIssuerRuntime({ ...config, site: 'a', api: { rateLimitPerMinute: 20, failedAuthPerMinute: 3 } }, { logger: false, hsmSessions: 1, poolSize: 2 });
+    const limited = await createIssuerRuntime({ ...config, site: 'a', api: { ...config.api, rateLimitPerMinute: 20, failedAuthPerMinute: 3 } }, { logger: false, hsmSessions: 1, poolSize: 2 });
     try {
       await limited.app.listen({ host: '127.0.0.1', port: 0 });
       const url = `http://127.0.0.1:${(limited.app.server.address() as AddressInfo).port}`;

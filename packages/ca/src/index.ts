@@ -17,3 +17,4 @@ export * from './device-key-service.js';
 export * from './audit-chain.js';
 export * from './dual-control.js';
 export * from './organisation-issuer.js';
+export * from './client-certificates.js';

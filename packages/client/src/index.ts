@@ -1,3 +1,4 @@
+import { Agent, fetch as undiciFetch } from 'undici';
 import { createReadStream, statSync } from 'node:fs';
 import { Readable, Transform } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
@@ -70,13 +71,31 @@ export interface SubmitOptions {
  * the server's code and details.
  */
 export class FleetApiClient {
+  private readonly dispatcher: Agent | undefined;
+
+  /**
+   * `token` authenticates with a bearer token; `tls` (over https) with a client certificate from the
+   * organisation CA instead, and `tls.ca` is what the server's certificate must chain to.
+   */
   constructor(
     readonly baseUrl: string,
-    private readonly token: string,
-  ) {}
+    private readonly token: string | undefined,
+    tls?: { key?: string | Buffer; cert?: string | Buffer; ca?: string | Buffer },
+  ) {
+    this.dispatcher = tls ? new Agent({ connect: { ...(tls.key ? { key: tls.key } : {}), ...(tls.cert ? { cert: tls.cert } : {}), ...(tls.ca ? { ca: tls.ca } : {}) } }) : undefined;
+  }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { authorization: `Bearer ${this.token}`, ...extra };
+    return { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), ...extra };
+  }
+
+  /** fetch through the TLS agent when there is one. */
+  private fetch(url: string, init: RequestInit = {}): Promise<Response> {
+    return this.dispatcher ? (undiciFetch(url, { ...(init as object), dispatcher: this.dispatcher }) as unknown as Promise<Response>) : fetch(url, init);
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher?.close();
   }
 
   private async parse<T>(res: Response): Promise<T> {
@@ -110,7 +129,7 @@ export class FleetApiClient {
     const query = new URLSearchParams();
     if (options.profile) query.set('profile', options.profile);
     if (options.onInvalid) query.set('onInvalid', options.onInvalid);
-    const res = await fetch(`${this.baseUrl}/v1/batches${query.size ? `?${query}` : ''}`, {
+    const res = await this.fetch(`${this.baseUrl}/v1/batches${query.size ? `?${query}` : ''}`, {
       method: 'POST',
       headers: this.headers({
         'content-type': format === 'csv' ? 'text/csv' : 'application/x-ndjson',
@@ -125,13 +144,13 @@ export class FleetApiClient {
   }
 
   async getBatch(id: string): Promise<BatchView> {
-    return this.parse<BatchView>(await fetch(`${this.baseUrl}/v1/batches/${encodeURIComponent(id)}`, { headers: this.headers() }));
+    return this.parse<BatchView>(await this.fetch(`${this.baseUrl}/v1/batches/${encodeURIComponent(id)}`, { headers: this.headers() }));
   }
 
   /** The batch's results, line by line, from `after` (a cursor of an earlier read) on; format der (default), pem or c509. */
   async *batchResults(id: string, after?: number, format?: 'der' | 'pem' | 'c509'): AsyncGenerator<ResultLine> {
     const query = new URLSearchParams({ ...(after !== undefined ? { after: String(after) } : {}), ...(format ? { format } : {}) }).toString();
-    const res = await fetch(`${this.baseUrl}/v1/batches/${encodeURIComponent(id)}/results${query ? `?${query}` : ''}`, { headers: this.headers() });
+    const res = await this.fetch(`${this.baseUrl}/v1/batches/${encodeURIComponent(id)}/results${query ? `?${query}` : ''}`, { headers: this.headers() });
     if (!res.ok || !res.body) {
       await this.parse(res);
       return;
@@ -154,7 +173,7 @@ export class FleetApiClient {
    * instead: that comes back as FleetError APPROVAL_REQUIRED with the request in `details.approval`.
    */
   async revoke(target: { serials: string[] } | { devices: string[] } | { batch: string }, reason?: string | number): Promise<RevocationView> {
-    const res = await fetch(`${this.baseUrl}/v1/revocations`, {
+    const res = await this.fetch(`${this.baseUrl}/v1/revocations`, {
       method: 'POST',
       headers: this.headers({ 'content-type': 'application/json' }),
       body: JSON.stringify({ ...target, ...(reason !== undefined ? { reason } : {}) }),
@@ -166,29 +185,41 @@ export class FleetApiClient {
     return body;
   }
 
+  /** The issuing CA and root certificates (PEM). */
+  async ca(): Promise<string> {
+    const res = await this.fetch(`${this.baseUrl}/v1/ca/chain`);
+    if (!res.ok) await this.parse(res);
+    return res.text();
+  }
+
+  /** One device key's certificate (online enrolment). */
+  async enrol(body: { eui64: string; keyRole: string; csr?: string; c509Csr?: string; publicKey?: string; profile?: string; format?: 'pem' | 'der' | 'c509' }): Promise<{ serial: string; certificate: string; format: string }> {
+    return this.parse(await this.fetch(`${this.baseUrl}/v1/enrolments`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body: JSON.stringify(body) }));
+  }
+
   async approvals(): Promise<ApprovalView[]> {
-    return (await this.parse<{ approvals: ApprovalView[] }>(await fetch(`${this.baseUrl}/v1/approvals`, { headers: this.headers() }))).approvals;
+    return (await this.parse<{ approvals: ApprovalView[] }>(await this.fetch(`${this.baseUrl}/v1/approvals`, { headers: this.headers() }))).approvals;
   }
 
   async approval(id: string): Promise<ApprovalView> {
-    return this.parse<ApprovalView>(await fetch(`${this.baseUrl}/v1/approvals/${encodeURIComponent(id)}`, { headers: this.headers() }));
+    return this.parse<ApprovalView>(await this.fetch(`${this.baseUrl}/v1/approvals/${encodeURIComponent(id)}`, { headers: this.headers() }));
   }
 
   async requestApproval(body: { action: 'ca.revoke' | 'master-key.rotate' | 'site.switchover'; caId?: string; role?: string; reason?: string }): Promise<ApprovalView> {
-    return this.parse<ApprovalView>(await fetch(`${this.baseUrl}/v1/approvals`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body: JSON.stringify(body) }));
+    return this.parse<ApprovalView>(await this.fetch(`${this.baseUrl}/v1/approvals`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body: JSON.stringify(body) }));
   }
 
   async approve(id: string): Promise<ApprovalView> {
-    return this.parse<ApprovalView>(await fetch(`${this.baseUrl}/v1/approvals/${encodeURIComponent(id)}/approve`, { method: 'POST', headers: this.headers() }));
+    return this.parse<ApprovalView>(await this.fetch(`${this.baseUrl}/v1/approvals/${encodeURIComponent(id)}/approve`, { method: 'POST', headers: this.headers() }));
   }
 
   async executeApproval(id: string): Promise<ApprovalView> {
-    return this.parse<ApprovalView>(await fetch(`${this.baseUrl}/v1/approvals/${encodeURIComponent(id)}/execute`, { method: 'POST', headers: this.headers() }));
+    return this.parse<ApprovalView>(await this.fetch(`${this.baseUrl}/v1/approvals/${encodeURIComponent(id)}/execute`, { method: 'POST', headers: this.headers() }));
   }
 
   /** The batch's device-key bundle (header line, then one line per device and role), streamed. */
   async *batchDeviceKeys(id: string, roles: readonly string[] = ['mac', 'enc']): AsyncGenerator<Record<string, unknown>> {
-    const res = await fetch(`${this.baseUrl}/v1/batches/${encodeURIComponent(id)}/device-keys?roles=${roles.join(',')}`, { headers: this.headers() });
+    const res = await this.fetch(`${this.baseUrl}/v1/batches/${encodeURIComponent(id)}/device-keys?roles=${roles.join(',')}`, { headers: this.headers() });
     if (!res.ok || !res.body) {
       await this.parse(res);
       return;

@@ -52,10 +52,15 @@ export interface FleetConfig {
     readonly revocationThreshold: number;
     readonly approvalTtlMinutes: number;
   };
-  /** Abuse limits of the HTTP API, per client address. */
+  /** Abuse limits of the HTTP API, per client address; where it listens and whether over TLS. */
   readonly api: {
     readonly rateLimitPerMinute: number;
     readonly failedAuthPerMinute: number;
+    readonly host: string;
+    /** HTTPS with the organisation CA's server certificate; client certificates accepted (mTLS). */
+    readonly tls: boolean;
+    /** Where `fleetpki tls server` writes this site's key, certificate and client CA bundle. */
+    readonly tlsDir: string;
   };
 }
 
@@ -84,6 +89,8 @@ const envSchema = z.object({
   FLEETPKI_SERVICE_DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
   FLEETPKI_CRL_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
   FLEETPKI_DUAL_CONTROL_REVOCATIONS: z.coerce.number().int().min(0).default(100),
+  FLEETPKI_API_HOST: z.string().min(1).default('127.0.0.1'),
+  FLEETPKI_API_TLS: z.enum(['on', 'off']).default('off'),
   FLEETPKI_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(120_000),
   FLEETPKI_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(300),
   FLEETPKI_APPROVAL_TTL_MINUTES: z.coerce.number().int().min(1).max(7 * 24 * 60).default(240),
@@ -142,6 +149,10 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
   if (new Set(ports).size !== ports.length) {
     throw new FleetError('CONFIG_INVALID', `invalid configuration: FLEETPKI_*_PORT_* values must all differ (got ${ports.join(', ')})`);
   }
+  // Tokens travel in headers: off loopback they need TLS.
+  if (e.FLEETPKI_API_TLS === 'off' && !['127.0.0.1', '::1', 'localhost'].includes(e.FLEETPKI_API_HOST)) {
+    throw new FleetError('CONFIG_INVALID', `invalid configuration: FLEETPKI_API_HOST=${e.FLEETPKI_API_HOST} needs FLEETPKI_API_TLS=on (plain HTTP is for loopback only)`);
+  }
   return {
     repoRoot,
     stateDir,
@@ -153,7 +164,13 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     pgDatabase: e.FLEETPKI_PG_DATABASE,
     crlBaseUrl: e.FLEETPKI_CRL_BASE_URL ?? `http://127.0.0.1:${sites.a.statusPort}/crl/`,
     ocspUrl: `http://127.0.0.1:${sites[e.FLEETPKI_SITE].statusPort}/ocsp`,
-    api: { rateLimitPerMinute: e.FLEETPKI_RATE_LIMIT_PER_MINUTE, failedAuthPerMinute: e.FLEETPKI_AUTH_FAILURES_PER_MINUTE },
+    api: {
+      rateLimitPerMinute: e.FLEETPKI_RATE_LIMIT_PER_MINUTE,
+      failedAuthPerMinute: e.FLEETPKI_AUTH_FAILURES_PER_MINUTE,
+      host: e.FLEETPKI_API_HOST,
+      tls: e.FLEETPKI_API_TLS === 'on',
+      tlsDir: join(stateDir, 'tls', `site-${e.FLEETPKI_SITE}`),
+    },
     dualControl: { revocationThreshold: e.FLEETPKI_DUAL_CONTROL_REVOCATIONS, approvalTtlMinutes: e.FLEETPKI_APPROVAL_TTL_MINUTES },
   };
 }

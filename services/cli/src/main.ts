@@ -14,6 +14,7 @@ import { registerDrillCommands } from './commands/drill.js';
 import { registerHsmCommands } from './commands/hsm.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerSitesCommands } from './commands/sites.js';
+import { registerTlsCommands } from './commands/tls.js';
 import { registerTokenCommands } from './commands/tokens.js';
 
 // `fleetpki ... | head` closes stdout early; that is not an error.
@@ -37,6 +38,7 @@ registerKeyCommands(program);
 registerAuditCommands(program);
 registerC509Commands(program);
 registerApprovalCommands(program);
+registerTlsCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Expected failures print their stable code and message; anything else is a bug and keeps its stack.

@@ -1,7 +1,9 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import type { FleetConfig } from '@fleetpki/core';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
@@ -33,11 +35,31 @@ export interface IssuerApiDeps {
   readonly batchLimits?: BatchLimits;
   /** false for none; or a level and an optional stream (tests read the log to check what it leaks). */
   readonly logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
+  /** HTTPS: the server's key and certificate chain, and the CAs whose client certificates are accepted. */
+  readonly tls?: TlsMaterial;
+}
+
+export interface TlsMaterial {
+  readonly key: Buffer;
+  readonly cert: Buffer;
+  readonly clientCa: Buffer;
+}
+
+/** The files `fleetpki tls server` writes for a site. */
+export function readTlsMaterial(dir: string): TlsMaterial {
+  const file = (name: string) => {
+    const path = join(dir, name);
+    if (!existsSync(path)) throw new FleetError('TLS_MISSING', `FLEETPKI_API_TLS=on but ${path} is missing: run \`pnpm fleetpki tls server\``);
+    return readFileSync(path);
+  };
+  return { key: file('server.key'), cert: file('server.pem'), clientCa: file('clients-ca.pem') };
 }
 
 /** The HTTP application; every dependency is passed in (tests and benchmarks build it the same way). */
 export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstance> {
   const app = Fastify({
+    // Client certificates are asked for, not required: token clients keep working over the same port.
+    ...(deps.tls ? { https: { key: deps.tls.key, cert: deps.tls.cert, ca: deps.tls.clientCa, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const } } : {}),
     // Tokens and cookies never reach the log, whichever logger the caller chose.
     logger: deps.logger === false ? false : { level: deps.config.logLevel, ...(typeof deps.logger === 'object' ? deps.logger : {}), redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-manifest-signature"]'] },
     bodyLimit: 64 * 1024,
@@ -47,7 +69,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     keepAliveTimeout: 72_000,
   });
   installErrorHandling(app);
-  installSecurityHeaders(app, { https: false });
+  installSecurityHeaders(app, { https: deps.tls !== undefined });
   await installRateLimits(app, deps.config.api.rateLimitPerMinute);
   await app.register(swagger, {
     openapi: {
@@ -84,14 +106,14 @@ export interface IssuerRuntime {
 }
 
 /** Wires config -> database, HSM, issuing CA -> app. Refuses to start when the CA key does not match. */
-export async function createIssuerRuntime(config: FleetConfig, options: { logger?: IssuerApiDeps['logger']; hsmSessions?: number; poolSize?: number; batchLimits?: BatchLimits } = {}): Promise<IssuerRuntime> {
+export async function createIssuerRuntime(config: FleetConfig, options: { logger?: IssuerApiDeps['logger']; hsmSessions?: number; poolSize?: number; batchLimits?: BatchLimits; tls?: TlsMaterial } = {}): Promise<IssuerRuntime> {
   const site = config.sites[config.site];
   const pool = createPool(site.serviceDatabaseUrl, { applicationName: `fleetpki-issuer-${site.id}`, max: options.poolSize ?? 16 });
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
   try {
     const { ca, root, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
     const queue = new ChunkQueue(site.redisUrl);
-    const app = await buildIssuerApi({ config, pool, ca, keyStore, queue, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    const app = await buildIssuerApi({ config, pool, ca, keyStore, queue, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
       pool,

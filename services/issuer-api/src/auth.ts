@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, isFleetError, type SiteId } from '@fleetpki/core';
-import type { Principal, Role, TokenAuthenticator } from '@fleetpki/ca';
+import type { TLSSocket } from 'node:tls';
+import { ClientCertificateAuthenticator, type Principal, type Role, type TokenAuthenticator } from '@fleetpki/ca';
 import { appendAuditEvents, type Pool } from '@fleetpki/store';
 
 declare module 'fastify' {
@@ -35,9 +36,13 @@ class FailedAuthLimiter {
   }
 }
 
-/** Who may call the API: token authentication, failed-attempt limiting, and an audit record of every refusal. */
+/**
+ * Who may call the API: a bearer token, or (over HTTPS) a client certificate from the organisation CA;
+ * failed-attempt limiting; an audit record of every refusal.
+ */
 export class ApiAccess {
   private readonly limiter: FailedAuthLimiter;
+  private readonly certificates: ClientCertificateAuthenticator;
 
   constructor(
     readonly authenticator: TokenAuthenticator,
@@ -46,13 +51,27 @@ export class ApiAccess {
     options: { failedAuthPerMinute: number },
   ) {
     this.limiter = new FailedAuthLimiter(options.failedAuthPerMinute);
+    this.certificates = new ClientCertificateAuthenticator(pool);
+  }
+
+  /** A token when one is sent; else a client certificate TLS has checked against the organisation CA. */
+  private async authenticate(request: FastifyRequest): Promise<Principal> {
+    const socket = request.raw.socket as Partial<TLSSocket>;
+    if (request.headers.authorization === undefined && socket.encrypted && socket.getPeerCertificate) {
+      const peer = socket.getPeerCertificate();
+      if (peer?.raw) {
+        if (!socket.authorized) throw new FleetError('CLIENT_CERT_INVALID', `the client certificate does not chain to the organisation CA (${String(socket.authorizationError ?? 'unverified')})`, { httpStatus: 401 });
+        return this.certificates.authenticate({ raw: peer.raw, serialNumber: peer.serialNumber });
+      }
+    }
+    return this.authenticator.authenticate(request.headers.authorization);
   }
 
   async admit(request: FastifyRequest, roles: readonly Role[]): Promise<Principal> {
     this.limiter.assertAllowed(request.ip);
     let principal: Principal;
     try {
-      principal = await this.authenticator.authenticate(request.headers.authorization);
+      principal = await this.authenticate(request);
     } catch (err) {
       if (isFleetError(err)) {
         this.limiter.recordFailure(request.ip);

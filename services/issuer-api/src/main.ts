@@ -12,7 +12,7 @@ const workers = Math.max(1, Math.min(Number(process.env.FLEETPKI_API_WORKERS ?? 
 async function serve(): Promise<void> {
   await runService('issuer-api', async (config) => {
     const runtime = await createIssuerRuntime(config);
-    await runtime.app.listen({ host: '127.0.0.1', port: config.sites[config.site].apiPort });
+    await runtime.app.listen({ host: config.api.host, port: config.sites[config.site].apiPort });
     return runtime;
   });
 }

@@ -34,3 +34,9 @@ export async function listAuditKeys(db: Queryable): Promise<{ keyId: Buffer; sit
   const { rows } = await db.query<{ key_id: Buffer; site: string; key_label: string; certificate: Buffer }>('SELECT key_id, site, key_label, certificate FROM audit_keys ORDER BY created_at');
   return rows.map((r) => ({ keyId: r.key_id, site: r.site, keyLabel: r.key_label, certificate: r.certificate }));
 }
+
+/** True when it existed and was not revoked yet. */
+export async function revokeOrganisationCertificate(db: Queryable, serial: Buffer): Promise<boolean> {
+  const { rowCount } = await db.query('UPDATE organisation_certificates SET revoked_at = now() WHERE serial = $1 AND revoked_at IS NULL', [serial]);
+  return rowCount === 1;
+}

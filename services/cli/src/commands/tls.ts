@@ -1,0 +1,102 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { CA_IDS, ROLES, issueOrganisationCertificate, revokeClientCertificate, type Role } from '@fleetpki/ca';
+import { FleetError } from '@fleetpki/core';
+import { openSiteKeyStore } from '@fleetpki/hsm';
+import { listCas, type Pool } from '@fleetpki/store';
+import { toPem } from '@fleetpki/x509';
+import { cliActor, withDatabase } from '../context.js';
+
+/** A fresh P-256 key for a TLS endpoint (software: Node's TLS stack cannot use a PKCS#11 key). */
+function newKey(): { privatePem: string; spki: Buffer } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { privatePem: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, spki: publicKey.export({ format: 'der', type: 'spki' }) };
+}
+
+async function chainPems(pool: Pool): Promise<{ org: string; root: string }> {
+  const cas = await listCas(pool);
+  const pem = (id: string) => {
+    const ca = cas.find((c) => c.id === id);
+    if (!ca) throw new FleetError('CA_NOT_FOUND', `no CA ${id}: run \`pnpm fleetpki ceremony init\` first`);
+    return toPem(ca.certificate);
+  };
+  return { org: pem(CA_IDS.organisation), root: pem(CA_IDS.root) };
+}
+
+function writeSecret(path: string, content: string): void {
+  writeFileSync(path, content, { mode: 0o600 });
+  chmodSync(path, 0o600);
+}
+
+export function registerTlsCommands(program: Command): void {
+  const tls = program.command('tls').description('HTTPS and mutual TLS with certificates from the organisation CA');
+  tls
+    .command('server')
+    .description("issue this site's API server certificate (and write the client CA bundle) into FLEETPKI_API_TLS's folder")
+    .option('--names <list>', 'subjectAltName: host names and IP addresses', '127.0.0.1,localhost,::1')
+    .option('--days <n>', 'validity', Number, 397)
+    .action(async (options: { names: string; days: number }) => {
+      await withDatabase(async ({ config, pool }) => {
+        const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
+        try {
+          const key = newKey();
+          const names = options.names.split(',').map((n) => n.trim()).filter(Boolean);
+          const issued = await issueOrganisationCertificate(pool, keyStore, config.site, { purpose: 'server', subject: { organization: 'fleetpki', organizationalUnit: 'server', commonName: `fleetpki issuer api site ${config.site}` }, publicKeySpki: key.spki, days: options.days, names, actor: cliActor() });
+          const { org, root } = await chainPems(pool);
+          const dir = config.api.tlsDir;
+          mkdirSync(dir, { recursive: true, mode: 0o700 });
+          writeSecret(join(dir, 'server.key'), key.privatePem);
+          writeFileSync(join(dir, 'server.pem'), toPem(issued.der) + org);
+          writeFileSync(join(dir, 'clients-ca.pem'), org + root);
+          console.log(`server certificate ${issued.serial.toString('hex')} for ${names.join(', ')} in ${dir}; start the API with FLEETPKI_API_TLS=on`);
+        } finally {
+          await keyStore.close();
+        }
+      });
+    });
+  tls
+    .command('client')
+    .description('issue a client certificate that stands for a role (mTLS instead of a token)')
+    .requiredOption('--role <role>', ROLES.join(' | '))
+    .option('--manufacturer <id>', "for factories: the manufacturer it is scoped to")
+    .requiredOption('--name <name>', 'who holds it (a line, an officer): its CN')
+    .requiredOption('--out <dir>', 'writes client.key (0600), client.pem and ca.pem (to verify the server)')
+    .option('--days <n>', 'validity', Number, 397)
+    .action(async (options: { role: string; manufacturer?: string; name: string; out: string; days: number }) => {
+      if (!(ROLES as readonly string[]).includes(options.role)) throw new FleetError('ROLE_UNKNOWN', `unknown role ${options.role}; one of ${ROLES.join(', ')}`);
+      await withDatabase(async ({ config, pool }) => {
+        const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
+        try {
+          const key = newKey();
+          const issued = await issueOrganisationCertificate(pool, keyStore, config.site, {
+            purpose: 'client',
+            role: options.role as Role,
+            ...(options.manufacturer ? { manufacturerId: options.manufacturer } : {}),
+            subject: { organization: options.manufacturer ?? 'fleetpki', organizationalUnit: options.role, commonName: options.name },
+            publicKeySpki: key.spki,
+            days: options.days,
+            actor: cliActor(),
+          });
+          const { org, root } = await chainPems(pool);
+          mkdirSync(options.out, { recursive: true, mode: 0o700 });
+          writeSecret(join(options.out, 'client.key'), key.privatePem);
+          writeFileSync(join(options.out, 'client.pem'), toPem(issued.der) + org);
+          writeFileSync(join(options.out, 'ca.pem'), org + root);
+          console.log(`client certificate ${issued.serial.toString('hex')} (${options.role}${options.manufacturer ? `, ${options.manufacturer}` : ''}) for ${options.name} in ${options.out}`);
+        } finally {
+          await keyStore.close();
+        }
+      });
+    });
+  tls
+    .command('revoke <serial>')
+    .description('revoke a client certificate (refused within 5 s)')
+    .action(async (serial: string) => {
+      await withDatabase(async ({ config, pool }) => {
+        await revokeClientCertificate(pool, config.site, serial, cliActor());
+        console.log(`revoked ${serial}`);
+      });
+    });
+}
