@@ -5,11 +5,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { readTopology } from '@fleetpki/sites';
-import { ensureCa, siteAPool } from './support/ca.js';
+import { createPool } from '@fleetpki/store';
+import { ensureCa, siteAPool, type TestCa } from './support/ca.js';
+import { approvedRequest } from './support/dual-control.js';
 import { cli } from './support/cli.js';
 import { ensureSites } from './support/sites.js';
 
 let config: FleetConfig;
+let ca: TestCa;
 
 /** The last line of a --json drill: its report. */
 function lastJson<T>(stdout: string): T {
@@ -20,7 +23,7 @@ before(async () => {
   config = await ensureSites();
   const pool = siteAPool(config);
   try {
-    await ensureCa(config, pool);
+    ca = await ensureCa(config, pool);
   } finally {
     await pool.end();
   }
@@ -75,7 +78,10 @@ describe('site drills', () => {
 
   it('switchover there and back with enrolments running loses nothing', async () => {
     for (const [from, to] of [['a', 'b'], ['b', 'a']] as const) {
-      const run = await cli(['drill', 'switchover', '--json']);
+      // Dual control: two administrators on the active site request and approve it.
+      const active = createPool(config.sites[from].databaseUrl, { max: 2 });
+      const approval = await approvedRequest(active, ca, 'site.switchover', 'administrator', {}).finally(() => active.end());
+      const run = await cli(['drill', 'switchover', '--json', '--approval', approval.id, '--token-file', approval.tokenFile]);
       assert.equal(run.code, 0, run.stderr);
       const r = lastJson<Record<string, unknown>>(run.stdout);
       assert.deepEqual([r.from, r.to, r.rpo_lost], [from, to, 0]);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { FleetError, loadConfig } from '@fleetpki/core';
 import { runFailback, runFailoverDrill, runSwitchoverDrill } from '@fleetpki/drills';
-import { formatStatus, sitesStatus } from '@fleetpki/sites';
+import { formatStatus, readTopology, sitesStatus } from '@fleetpki/sites';
 import { executeApproved, withDatabase } from '../context.js';
 
 /** Prints the report: a readable list, or with --json one object on the last line. */
@@ -36,7 +36,8 @@ export function registerDrillCommands(program: Command): void {
     .action(async (options: { json?: boolean; approval?: string; tokenFile?: string }) => {
       if (!options.approval) throw new FleetError('DUAL_CONTROL_REQUIRED', 'a planned switchover needs a second administrator: pnpm fleetpki approvals request site.switchover --token-file <yours>, then --approval <id> --token-file <yours> here once another administrator approved it');
       const config = loadConfig();
-      const result = await withDatabase(({ pool }) => executeApproved(config, pool, options.approval!, options.tokenFile, 'site.switchover', () => runSwitchoverDrill(config, options.json ? undefined : (l) => console.log(l))));
+      // The approval lives on the active site, whichever that is now.
+      const result = await withDatabase(({ pool }) => executeApproved(config, pool, options.approval!, options.tokenFile, 'site.switchover', () => runSwitchoverDrill(config, options.json ? undefined : (l) => console.log(l))), { site: readTopology(config).primary });
       await report(result, options.json);
       if (result.rpo_lost !== 0) process.exitCode = 1;
     });
