@@ -25,6 +25,8 @@ export interface C509EncodeOptions {
 
 interface TbsItems {
   readonly items: CborValue[];
+  /** tbsCertificate.signature, which the outer signatureAlgorithm must repeat (RFC 5280 4.1.1.2). */
+  readonly signatureDer: Buffer;
   readonly signatureAlgorithm: number | undefined;
   readonly issuerCurveBytes: number | undefined;
 }
@@ -61,7 +63,7 @@ function tbsItems(tbs: Element, type: number, options: C509EncodeOptions): TbsIt
     encodeExtensions(extensions ? children(extensions, 'extensions')[0] : undefined, 'extensions'),
   ];
   if (native) assertNativeForm(items);
-  return { items, signatureAlgorithm: algorithmCode(sigAlg), issuerCurveBytes: selfIssued ? curveBytesOf(algorithmCode(keyAlg)) : undefined };
+  return { items, signatureDer: signature!.der, signatureAlgorithm: algorithmCode(sigAlg), issuerCurveBytes: selfIssued ? curveBytesOf(algorithmCode(keyAlg)) : undefined };
 }
 
 /** Natively signed C509 uses only specific encodings and non-negative attribute types (draft 3.1, 3.8). */
@@ -100,9 +102,8 @@ export function x509ToC509(der: Uint8Array, options: C509EncodeOptions = {}): Bu
   const original = Buffer.from(der);
   const [tbs, sigAlg, sigBits, extra] = children(expectTag(parseElement(original, 'certificate'), 0x30, 'certificate'), 'certificate');
   if (!tbs || !sigAlg || !sigBits || extra) throw new C509Error('C509_MALFORMED', 'certificate: expected tbsCertificate, signatureAlgorithm, signatureValue');
-  const { items, signatureAlgorithm, issuerCurveBytes } = tbsItems(tbs, C509_REENCODED, options);
-  const [, innerAlg] = children(tbs, 'tbsCertificate').slice(1, 3);
-  if (!sigAlg.der.equals(innerAlg!.der)) throw unconvertible('signatureAlgorithm', 'differs from tbsCertificate.signature');
+  const { items, signatureDer, signatureAlgorithm, issuerCurveBytes } = tbsItems(tbs, C509_REENCODED, options);
+  if (!sigAlg.der.equals(signatureDer)) throw unconvertible('signatureAlgorithm', 'differs from tbsCertificate.signature');
   items.push(encodeSignatureValue(signatureAlgorithm, octetAlignedBits(expectTag(sigBits, 0x03, 'signatureValue'), 'signatureValue'), 'signatureValue', issuerCurveBytes));
   const c509 = encodeItem(items);
   const back = c509ToX509(c509);

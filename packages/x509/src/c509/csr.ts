@@ -52,7 +52,9 @@ function decodeAttributes(v: unknown, path: string): Buffer {
   const attributes = list.length === 0 ? [] : pairs(list, path).map(([type, value], i) => {
     const attrPath = `${path} ${i + 1}`;
     const code = asInt(type, `${attrPath} type`);
-    const oid = derTlv(0x06, Buffer.from(CR_ATTRIBUTES.key(code) ?? '', 'hex'));
+    const oidHex = CR_ATTRIBUTES.key(code);
+    if (oidHex === undefined) throw malformed(attrPath, `unknown certification request attribute ${code}`);
+    const oid = derTlv(0x06, Buffer.from(oidHex, 'hex'));
     if (code === EXTENSION_REQUEST) return seq(oid, derTlv(0x31, decodeExtensions(value, attrPath) ?? seq()));
     if (code === POSSESSION_STATEMENT) return seq(oid, derTlv(0x31, decodePossessionStatement(value, attrPath)));
     if (code === CHALLENGE_PASSWORD) {
