@@ -220,7 +220,10 @@ try {
 
 heading('8. Standby site: CA keys cloned under a 3-of-5 custodian key, then a failover drill mid-batch');
 const custodyDir = join(outDir, 'custodians');
-const fleetpki = (args: string[]) => execFileSync(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'services', 'cli', 'src', 'main.ts'), ...args], { encoding: 'utf8' }).trim();
+// Custody is a custodian's: the CLI takes their token.
+const custodianDb = createPool(config.sites.a.databaseUrl, { max: 1 });
+const custodianToken = await issueApiToken(custodianDb, { site: 'a', actor: 'demo', name: 'demo-custodian', role: 'custodian', manufacturerId: null, expiresDays: 1 }).finally(() => custodianDb.end());
+const fleetpki = (args: string[]) => execFileSync(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'services', 'cli', 'src', 'main.ts'), ...args], { encoding: 'utf8', env: { ...process.env, FLEETPKI_TOKEN: custodianToken } }).trim();
 console.log(`  ${fleetpki(['custody', 'create', '--custodians', '5', '--threshold', '3', '--out', custodyDir])}`);
 console.log(`  ${fleetpki(['custody', 'restore', '--site', 'b', '--share', join(custodyDir, 'custodian-1.share'), '--share', join(custodyDir, 'custodian-3.share'), '--share', join(custodyDir, 'custodian-5.share')])}`);
 const drill = await runFailoverDrill(config, { devices: 10_000, log: (line) => console.log(`  ${line}`) });

@@ -6,11 +6,14 @@ import { after, before, describe, it } from 'node:test';
 import { parseCustodianShare } from '@fleetpki/ca';
 import type { FleetConfig } from '@fleetpki/core';
 import type { Pool } from '@fleetpki/store';
-import { ensureCa, siteAPool } from './support/ca.js';
+import { createToken, ensureCa, siteAPool } from './support/ca.js';
 import { cli } from './support/cli.js';
 import { ensureSites } from './support/sites.js';
 
 let config: FleetConfig;
+let custodianToken: string;
+/** Custody ceremonies and key restores are a custodian's: the CLI takes their token. */
+const custodianEnv = () => ({ FLEETPKI_TOKEN: custodianToken });
 let pool: Pool;
 let dir: string;
 const share = (n: number) => join(dir, `custodian-${n}.share`);
@@ -19,6 +22,7 @@ before(async () => {
   config = await ensureSites();
   pool = siteAPool(config);
   await ensureCa(config, pool);
+  custodianToken = await createToken(pool, 'custodian', null, `test-custodian-${Date.now()}`);
   dir = mkdtempSync(join(tmpdir(), 'fleetpki-custody-'));
 });
 
@@ -28,7 +32,7 @@ after(async () => {
 
 describe('key custody: CA keys cloned into the standby HSM under a 3-of-5 key-encryption key', () => {
   it('creates five shares on the active site and stores the wrapped keys', async () => {
-    const created = await cli(['custody', 'create', '--custodians', '5', '--threshold', '3', '--out', dir]);
+    const created = await cli(['custody', 'create', '--custodians', '5', '--threshold', '3', '--out', dir], custodianEnv());
     assert.equal(created.code, 0, created.stderr);
     const shares = [1, 2, 3, 4, 5].map((n) => parseCustodianShare(readFileSync(share(n), 'utf8'), share(n)));
     assert.equal(new Set(shares.map((s) => s.share)).size, 5, 'five different shares');
@@ -38,22 +42,31 @@ describe('key custody: CA keys cloned into the standby HSM under a 3-of-5 key-en
     for (const r of rows) assert.ok(r.n >= 64 && r.n <= 160, `wrapped ${r.key_label} is ${r.n} bytes`);
   });
 
+  it("is a custodian's: without a token, or with another role's, nothing happens", async () => {
+    const none = await cli(['custody', 'create', '--custodians', '3', '--threshold', '2', '--out', join(dir, 'x')], { FLEETPKI_TOKEN: '' });
+    assert.match(none.stderr, /TOKEN_MISSING/);
+    const factory = await createToken(pool, 'factory', 'custody-maker', `custody-factory-${Date.now()}`);
+    const wrongRole = await cli(['custody', 'restore', '--share', share(1), '--share', share(2), '--share', share(3)], { FLEETPKI_TOKEN: factory });
+    assert.match(wrongRole.stderr, /ROLE_FORBIDDEN/);
+    assert.match((await cli(['ceremony', 'init'], { FLEETPKI_TOKEN: factory })).stderr, /ROLE_FORBIDDEN/);
+  });
+
   it('refuses two shares, a tampered share and a missing file, each with its code', async () => {
-    const two = await cli(['custody', 'restore', '--share', share(1), '--share', share(2)]);
+    const two = await cli(['custody', 'restore', '--share', share(1), '--share', share(2)], custodianEnv());
     assert.match(two.stderr, /CUSTODY_SHARES_INSUFFICIENT: 2 distinct custodian share\(s\) given; 3 of 5 are needed/);
     const forged = JSON.parse(readFileSync(share(3), 'utf8')) as { share: string };
     const bytes = Buffer.from(forged.share, 'base64');
     bytes[0] = bytes[0]! ^ 0x01;
     writeFileSync(join(dir, 'forged.share'), JSON.stringify({ ...forged, share: bytes.toString('base64') }));
-    const tampered = await cli(['custody', 'restore', '--share', share(1), '--share', share(2), '--share', join(dir, 'forged.share')]);
+    const tampered = await cli(['custody', 'restore', '--share', share(1), '--share', share(2), '--share', join(dir, 'forged.share')], custodianEnv());
     assert.match(tampered.stderr, /CUSTODY_SHARES_MISMATCH: the shares do not rebuild/);
-    const missing = await cli(['custody', 'restore', '--share', join(dir, 'nope.share')]);
+    const missing = await cli(['custody', 'restore', '--share', join(dir, 'nope.share')], custodianEnv());
     assert.match(missing.stderr, /SHARE_UNREADABLE/);
     assert.notEqual(missing.code, 0);
   });
 
   it('any three shares put the keys into site B as non-extractable clones of the same public keys', async () => {
-    const restored = await cli(['custody', 'restore', '--site', 'b', '--share', share(2), '--share', share(4), '--share', share(5)]);
+    const restored = await cli(['custody', 'restore', '--site', 'b', '--share', share(2), '--share', share(4), '--share', share(5)], custodianEnv());
     assert.equal(restored.code, 0, restored.stderr);
     assert.match(restored.stdout, /site b token fleetpki-b: /);
     for (const label of ['fpd1', 'org1']) {
@@ -64,7 +77,7 @@ describe('key custody: CA keys cloned into the standby HSM under a 3-of-5 key-en
       assert.deepEqual([b.sensitive, b.extractable], [true, false], `${label} on site B can never leave its token`);
     }
     // A second restore finds the keys and checks them instead of adding copies.
-    const again = await cli(['custody', 'restore', '--site', 'b', '--share', share(1), '--share', share(3), '--share', share(5)]);
+    const again = await cli(['custody', 'restore', '--site', 'b', '--share', share(1), '--share', share(3), '--share', share(5)], custodianEnv());
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /restored none; already present fpd1, org1/);
   });

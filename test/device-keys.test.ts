@@ -19,6 +19,9 @@ import { cli } from './support/cli.js';
 import { ensureSites } from './support/sites.js';
 
 let config: FleetConfig;
+let custodianToken: string;
+/** Custody ceremonies and key restores are a custodian's: the CLI takes their token. */
+const custodianEnv = () => ({ FLEETPKI_TOKEN: custodianToken });
 let pool: Pool;
 let store: Pkcs11KeyStore;
 let dir: string;
@@ -50,6 +53,7 @@ before(async () => {
   config = await ensureSites();
   pool = siteAPool(config);
   ca = await ensureCa(config, pool);
+  custodianToken = await createToken(pool, 'custodian', null, `test-custodian-${Date.now()}`);
   store = await openSiteKeyStore(config, config.sites.a, { sessions: 2 });
   dir = mkdtempSync(join(tmpdir(), 'fleetpki-device-keys-'));
 });
@@ -159,11 +163,11 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
 
   it('custody takes the master keys to the standby token too, checked by their check values', async () => {
     const shares = mkdtempSync(join(tmpdir(), 'fleetpki-device-keys-custody-'));
-    const created = await cli(['custody', 'create', '--custodians', '3', '--threshold', '2', '--out', shares]);
+    const created = await cli(['custody', 'create', '--custodians', '3', '--threshold', '2', '--out', shares], custodianEnv());
     assert.equal(created.code, 0, created.stderr);
     const masters = (await listMasterKeys(pool)).map((m) => m.keyLabel);
     for (const label of masters) assert.ok(created.stdout.includes(label), `${label} wrapped`);
-    const restored = await cli(['custody', 'restore', '--site', 'b', '--share', join(shares, 'custodian-1.share'), '--share', join(shares, 'custodian-3.share')]);
+    const restored = await cli(['custody', 'restore', '--site', 'b', '--share', join(shares, 'custodian-1.share'), '--share', join(shares, 'custodian-3.share')], custodianEnv());
     assert.equal(restored.code, 0, restored.stderr);
     for (const label of masters) assert.ok(restored.stdout.includes(label), `${label} on site B: ${restored.stdout}`);
     const { rows } = await pool.query<{ key_class: string; n: number }>("SELECT key_class, octet_length(wrapped) AS n FROM key_backups WHERE key_label = $1 ORDER BY created_at DESC LIMIT 1", [masters[0]]);

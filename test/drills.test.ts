@@ -6,12 +6,15 @@ import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { readTopology } from '@fleetpki/sites';
 import { createPool } from '@fleetpki/store';
-import { ensureCa, siteAPool, type TestCa } from './support/ca.js';
+import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
 import { approvedRequest } from './support/dual-control.js';
 import { cli } from './support/cli.js';
 import { ensureSites } from './support/sites.js';
 
 let config: FleetConfig;
+let custodianToken: string;
+/** Custody ceremonies and key restores are a custodian's: the CLI takes their token. */
+const custodianEnv = () => ({ FLEETPKI_TOKEN: custodianToken });
 let ca: TestCa;
 
 /** The last line of a --json drill: its report. */
@@ -24,14 +27,15 @@ before(async () => {
   const pool = siteAPool(config);
   try {
     ca = await ensureCa(config, pool);
+    custodianToken = await createToken(pool, 'custodian', null, `test-custodian-${Date.now()}`);
   } finally {
     await pool.end();
   }
   // Site B needs its clone of the CA keys (3 of 5 custodian shares).
   const dir = mkdtempSync(join(tmpdir(), 'fleetpki-drill-custody-'));
-  const created = await cli(['custody', 'create', '--custodians', '5', '--threshold', '3', '--out', dir]);
+  const created = await cli(['custody', 'create', '--custodians', '5', '--threshold', '3', '--out', dir], custodianEnv());
   assert.equal(created.code, 0, created.stderr);
-  const restored = await cli(['custody', 'restore', '--site', 'b', ...[1, 2, 3].flatMap((n) => ['--share', join(dir, `custodian-${n}.share`)])]);
+  const restored = await cli(['custody', 'restore', '--site', 'b', ...[1, 2, 3].flatMap((n) => ['--share', join(dir, `custodian-${n}.share`)])], custodianEnv());
   assert.equal(restored.code, 0, restored.stderr);
 });
 

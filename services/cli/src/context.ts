@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { DualControl, TokenAuthenticator, type ApprovalAction } from '@fleetpki/ca';
+import { DualControl, TokenAuthenticator, type ApprovalAction, type Principal, type Role } from '@fleetpki/ca';
 import { FleetError, loadConfig, type FleetConfig } from '@fleetpki/core';
 import { createPool, type Pool } from '@fleetpki/store';
 
@@ -17,6 +17,15 @@ export async function withDatabase<T>(fn: (ctx: { config: FleetConfig; pool: Poo
 /** Operator identity for the audit log: FLEETPKI_ACTOR, else the OS user. */
 export function cliActor(): string {
   return process.env.FLEETPKI_ACTOR ?? `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`;
+}
+
+/** The officer a token file (or FLEETPKI_TOKEN) names, refused unless their role is one of `roles`. */
+export async function requireOfficer(pool: Pool, tokenFile: string | undefined, roles: readonly Role[], what: string): Promise<Principal> {
+  const token = tokenFile ? readFileSync(tokenFile, 'utf8').trim() : process.env.FLEETPKI_TOKEN;
+  if (!token) throw new FleetError('TOKEN_MISSING', `${what} is for a ${roles.join(' or ')}: give your API token with --token-file FILE or FLEETPKI_TOKEN`);
+  const officer = await new TokenAuthenticator(pool).authenticate(`Bearer ${token}`);
+  if (!roles.includes(officer.role)) throw new FleetError('ROLE_FORBIDDEN', `${what} is for a ${roles.join(' or ')}; the token is a ${officer.role}'s`);
+  return officer;
 }
 
 /**

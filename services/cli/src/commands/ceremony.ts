@@ -8,7 +8,7 @@ import { openSiteKeyStore } from '@fleetpki/hsm';
 import { ROOT_TOKEN_LABEL } from '@fleetpki/sites';
 import { readSiteStates } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
-import { cliActor, withDatabase } from '../context.js';
+import { requireOfficer, withDatabase } from '../context.js';
 
 export function registerCeremonyCommands(program: Command): void {
   const ceremony = program.command('ceremony').description('key ceremonies (custodians)');
@@ -16,16 +16,18 @@ export function registerCeremonyCommands(program: Command): void {
     .command('init')
     .description('create the CA hierarchy in the HSM: offline root, device issuing CA, organisation CA; a re-run checks keys against certificates')
     .option('--out <dir>', 'also write root.pem, issuing.pem, organisation.pem and chain.pem here')
-    .action(async (options: { out?: string }) => {
+    .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)")
+    .action(async (options: { out?: string; tokenFile?: string }) => {
       await withDatabase(async ({ config, pool }) => {
         const site = config.sites[config.site];
         const state = (await readSiteStates(pool)).find((s) => s.site === site.id);
         if (!state) throw new FleetError('SITE_STATE_MISSING', `no site_state row for site ${site.id}: run \`pnpm fleetpki db migrate\``);
         if (state.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is ${state.role}; run the ceremony on the active site`);
+        const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'the key ceremony');
         const rootKeyStore = await openSiteKeyStore(config, site, { tokenLabel: ROOT_TOKEN_LABEL, sessions: 1 });
         const siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 });
         try {
-          const result = await runCeremony({ pool, rootKeyStore, siteKeyStore, site: site.id, serialPrefix: state.serialPrefix, actor: cliActor() });
+          const result = await runCeremony({ pool, rootKeyStore, siteKeyStore, site: site.id, serialPrefix: state.serialPrefix, actor: `token:${custodian.name}` });
           console.log(result.created ? 'ceremony complete: CA hierarchy created' : 'CA hierarchy already exists; every CA key matches its certificate');
           for (const ca of result.chain) {
             const fingerprint = createHash('sha256').update(ca.certificate).digest('hex').toUpperCase().match(/../g)!.join(':');

@@ -5,7 +5,7 @@ import { createKeyCustody, parseCustodianShare, restoreKeysFromShares } from '@f
 import { FleetError } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { isInRecovery } from '@fleetpki/store';
-import { cliActor, withDatabase } from '../context.js';
+import { requireOfficer, withDatabase } from '../context.js';
 
 export function registerCustodyCommands(program: Command): void {
   const custody = program.command('custody').description('key custody: clone CA keys into the standby HSM under an M-of-N key-encryption key');
@@ -15,12 +15,14 @@ export function registerCustodyCommands(program: Command): void {
     .requiredOption('--custodians <n>', 'number of custodians (shares)', Number)
     .requiredOption('--threshold <m>', 'shares needed to restore', Number)
     .requiredOption('--out <dir>', 'where to write custodian-N.share (hand each to its custodian, then delete)')
-    .action(async (options: { custodians: number; threshold: number; out: string }) => {
+    .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)")
+    .action(async (options: { custodians: number; threshold: number; out: string; tokenFile?: string }) => {
       await withDatabase(async ({ config, pool }) => {
+        const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'a custody ceremony');
         if (await isInRecovery(pool)) throw new FleetError('SITE_STANDBY', `site ${config.site} is a standby; run the custody ceremony on the active site`);
         const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
         try {
-          const result = await createKeyCustody(pool, keyStore, { custodians: options.custodians, threshold: options.threshold, site: config.site, actor: cliActor() });
+          const result = await createKeyCustody(pool, keyStore, { custodians: options.custodians, threshold: options.threshold, site: config.site, actor: `token:${custodian.name}` });
           mkdirSync(options.out, { recursive: true, mode: 0o700 });
           for (const share of result.shares) {
             const path = join(options.out, `custodian-${share.custodian}.share`);
@@ -38,7 +40,8 @@ export function registerCustodyCommands(program: Command): void {
     .description("put the CA keys into a site's HSM token (the standby's) from M custodian shares")
     .option('--site <id>', 'the site whose token receives the keys', 'b')
     .requiredOption('--share <file...>', 'custodian share files (at least the threshold)')
-    .action(async (options: { site: string; share: string[] }) => {
+    .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)")
+    .action(async (options: { site: string; share: string[]; tokenFile?: string }) => {
       const shares = options.share.map((f) => {
         let text: string;
         try {
@@ -50,6 +53,7 @@ export function registerCustodyCommands(program: Command): void {
       });
       await withDatabase(
         async ({ config, pool }) => {
+          await requireOfficer(pool, options.tokenFile, ['custodian'], 'a key restore');
           const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
           try {
             const report = await restoreKeysFromShares(pool, keyStore, shares);
