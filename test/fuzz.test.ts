@@ -241,6 +241,24 @@ describe('fuzz campaign against the running API', () => {
   });
 });
 
+describe('type-confused bodies', () => {
+  it('are refused, not coerced (the fuzz campaign found [[null]] taken as a revocation reason)', async () => {
+    const bodies: [string, string, unknown][] = [
+      ['/v1/revocations', officerToken, { serials: ['0a00'], reason: [[null]] }],
+      ['/v1/revocations', officerToken, { serials: ['0a00'], reason: ['keyCompromise'] }],
+      ['/v1/revocations', officerToken, { serials: '0a00' }],
+      ['/v1/revocations', officerToken, { serials: [['0a00']] }],
+      ['/v1/enrolments', factoryToken, { eui64: ['0011223344556677'], keyRole: 'digitalSignature', publicKey: 'x' }],
+      ['/v1/approvals', adminToken, { action: ['site.switchover'] }],
+    ];
+    for (const [path, token, body] of bodies) {
+      const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
+      assert.equal(res.status, 400, `${path} ${JSON.stringify(body)}`);
+      assert.equal(((await res.json()) as { code: string }).code, 'REQUEST_INVALID');
+    }
+  });
+});
+
 describe('rate limits', () => {
   it('per address: past the limit 429 RATE_LIMITED; failed authentications: 429 AUTH_RATE_LIMITED', async () => {
     const limited = await createIssuerRuntime({ ...config, site: 'a', api: { ...config.api, rateLimitPerMinute: 20, failedAuthPerMinute: 3 } }, { logger: false, hsmSessions: 1, poolSize: 2 });

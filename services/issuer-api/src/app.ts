@@ -64,7 +64,9 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     logger: deps.logger === false ? false : { level: deps.config.logLevel, ...(typeof deps.logger === 'object' ? deps.logger : {}), redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-manifest-signature"]'] },
     bodyLimit: 64 * 1024,
     // Unknown fields are refused, not silently dropped (fastify's default): a typo must not pass unseen.
-    ajv: { customOptions: { removeAdditional: false } },
+    // coerceTypes true, not fastify's 'array': "5" may become 5 in a query string, but [[null]] is not a
+    // reason and "x" is not a list; bad input is refused, never reshaped.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: true } },
     // Keep-alive clients (factory lines) reuse connections; the default 72 s suits load balancers.
     keepAliveTimeout: 72_000,
   });

@@ -96,10 +96,15 @@ export class ApiAccess {
   }
 }
 
-/** A preHandler that authenticates the bearer token and admits only the given roles. */
+/**
+ * A preParsing hook that authenticates (token or client certificate) and admits only the given roles.
+ * preParsing: after the per-address rate limit (onRequest), before the body is read, so a caller who
+ * is not admitted never has a body parsed or validated.
+ */
 export function requireRole(access: ApiAccess, roles: readonly Role[]) {
-  return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+  return async <P>(request: FastifyRequest, _reply: FastifyReply, payload: P): Promise<P> => {
     request.principal = await access.admit(request, roles);
+    return payload;
   };
 }
 

@@ -41,19 +41,19 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool;
   const idParams = { type: 'object', properties: { id: { type: 'string', maxLength: 64 } } } as const;
   const now = () => databaseNow(deps.pool);
 
-  app.get('/v1/approvals', { preHandler: requireRole(deps.authenticator, READERS), schema: { summary: 'Open and recent dual-control requests', tags: ['dual control'], security: [{ bearer: [] }] } }, async () => {
+  app.get('/v1/approvals', { preParsing: requireRole(deps.authenticator, READERS), schema: { summary: 'Open and recent dual-control requests', tags: ['dual control'], security: [{ bearer: [] }] } }, async () => {
     const at = await now();
     return { approvals: (await listApprovalRequests(deps.pool, { limit: 100 })).map((r) => presentApproval(r, at)) };
   });
 
-  app.get<{ Params: { id: string } }>('/v1/approvals/:id', { preHandler: requireRole(deps.authenticator, READERS), schema: { summary: 'One dual-control request', tags: ['dual control'], security: [{ bearer: [] }], params: idParams } }, async (request) => {
+  app.get<{ Params: { id: string } }>('/v1/approvals/:id', { preParsing: requireRole(deps.authenticator, READERS), schema: { summary: 'One dual-control request', tags: ['dual control'], security: [{ bearer: [] }], params: idParams } }, async (request) => {
     return presentApproval(await deps.dualControl.get(request.params.id), await now());
   });
 
   app.post<{ Body: RequestBody }>(
     '/v1/approvals',
     {
-      preHandler: requireRole(deps.authenticator, OFFICERS),
+      preParsing: requireRole(deps.authenticator, OFFICERS),
       schema: {
         summary: 'Request a dual-control operation (revoking a CA, rotating a master key, a planned switchover)',
         description: `Who may request and approve: ${Object.entries(DUAL_CONTROL_ROLES).map(([a, r]) => `${a}: ${r.join('/')}`).join('; ')}. Bulk revocations are requested by POST /v1/revocations.`,
@@ -77,7 +77,7 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool;
 
   app.post<{ Params: { id: string } }>(
     '/v1/approvals/:id/approve',
-    { preHandler: requireRole(deps.authenticator, OFFICERS), schema: { summary: "A second officer's approval (never the requester's own)", tags: ['dual control'], security: [{ bearer: [] }], params: idParams } },
+    { preParsing: requireRole(deps.authenticator, OFFICERS), schema: { summary: "A second officer's approval (never the requester's own)", tags: ['dual control'], security: [{ bearer: [] }], params: idParams } },
     async (request) => {
       await deps.guard.assertWritable();
       return presentApproval(await deps.dualControl.approve(request.principal!, request.params.id), await now());
@@ -86,7 +86,7 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool;
 
   app.post<{ Params: { id: string } }>(
     '/v1/approvals/:id/execute',
-    { preHandler: requireRole(deps.authenticator, OFFICERS), schema: { summary: 'Run an approved request once (bulk revocation, CA revocation)', tags: ['dual control'], security: [{ bearer: [] }], params: idParams } },
+    { preParsing: requireRole(deps.authenticator, OFFICERS), schema: { summary: 'Run an approved request once (bulk revocation, CA revocation)', tags: ['dual control'], security: [{ bearer: [] }], params: idParams } },
     async (request) => {
       await deps.guard.assertWritable();
       const record = await deps.dualControl.get(request.params.id);

@@ -86,7 +86,7 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
   app.post<{ Querystring: { profile?: string; onInvalid?: 'reject' | 'skip' } }>(
     '/v1/batches',
     {
-      preHandler: requireRole(deps.authenticator, ['factory']),
+      preParsing: requireRole(deps.authenticator, ['factory']),
       schema: {
         summary: 'Upload a factory manifest (NDJSON or CSV), streamed; returns the batch',
         description:
@@ -142,14 +142,14 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
 
   app.get<{ Params: { id: string } }>(
     '/v1/batches/:id',
-    { preHandler: readers, schema: { summary: 'Batch progress: counts, rate, ETA, refused lines', tags: ['batches'], security: [{ bearer: [] }] } },
+    { preParsing: readers, schema: { summary: 'Batch progress: counts, rate, ETA, refused lines', tags: ['batches'], security: [{ bearer: [] }] } },
     async (request) => describeBatch(deps.pool, await findBatch(request.params.id, request.principal!)),
   );
 
   app.get<{ Params: { id: string }; Querystring: { after?: number; format?: string } }>(
     '/v1/batches/:id/results',
     {
-      preHandler: readers,
+      preParsing: readers,
       schema: {
         summary: 'Issued certificates as NDJSON, resumable',
         description:
@@ -192,7 +192,7 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
     '/v1/batches/:id/device-keys',
     {
       // Key material, even wrapped, goes to the factory that injects it and to nobody else.
-      preHandler: requireRole(deps.authenticator, ['factory']),
+      preParsing: requireRole(deps.authenticator, ['factory']),
       schema: {
         summary: "The batch's symmetric device keys, wrapped for the manufacturer's transport key (NDJSON)",
         description:

@@ -27,12 +27,13 @@ function present(c: StoredCertificate, requested: string | undefined) {
 }
 
 export function registerCertificateRoutes(app: FastifyInstance, deps: { pool: Pool; authenticator: ApiAccess }): void {
-  const preHandler = requireRole(deps.authenticator, READERS);
+  // Authentication runs before the body is read (preParsing): a stranger's body is never parsed or validated.
+  const admit = requireRole(deps.authenticator, READERS);
   const format = { type: 'object', properties: { format: { type: 'string', enum: CERTIFICATE_FORMATS } } } as const;
 
   app.get<{ Params: { serial: string }; Querystring: { format?: string } }>(
     '/v1/certificates/:serial',
-    { preHandler, schema: { summary: 'One certificate by serial (hex)', tags: ['certificates'], security: [{ bearer: [] }], params: { type: 'object', properties: { serial: { type: 'string', maxLength: 64 } } }, querystring: format, response: { 200: certificateSchema } } },
+    { preParsing: admit, schema: { summary: 'One certificate by serial (hex)', tags: ['certificates'], security: [{ bearer: [] }], params: { type: 'object', properties: { serial: { type: 'string', maxLength: 64 } } }, querystring: format, response: { 200: certificateSchema } } },
     async (request) => {
       const serial = parseSerialHex(request.params.serial);
       if (!serial) throw new FleetError('SERIAL_INVALID', `"${request.params.serial.slice(0, 64)}" is not a hex serial number`, { httpStatus: 400 });
@@ -44,7 +45,7 @@ export function registerCertificateRoutes(app: FastifyInstance, deps: { pool: Po
 
   app.get<{ Params: { eui64: string }; Querystring: { format?: string } }>(
     '/v1/devices/:eui64/certificates',
-    { preHandler, schema: { summary: "A device's certificates", tags: ['certificates'], security: [{ bearer: [] }], params: { type: 'object', properties: { eui64: { type: 'string', maxLength: 32 } } }, querystring: format } },
+    { preParsing: admit, schema: { summary: "A device's certificates", tags: ['certificates'], security: [{ bearer: [] }], params: { type: 'object', properties: { eui64: { type: 'string', maxLength: 32 } } }, querystring: format } },
     async (request) => {
       const eui64 = parseEui64(request.params.eui64);
       const certs = (await listDeviceCertificates(deps.pool, eui64ToBytes(eui64))).filter((c) => visibleTo(request.principal!, c.manufacturerId));

@@ -24,7 +24,7 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
   app.post<{ Body: EnrolmentBody }>(
     '/v1/enrolments',
     {
-      preHandler: requireRole(deps.authenticator, ['factory']),
+      preParsing: requireRole(deps.authenticator, ['factory']),
       bodyLimit: 16 * 1024,
       schema: {
         summary: 'Enrol one device key: returns its certificate',

@@ -74,7 +74,7 @@ export function registerRevocationRoutes(app: FastifyInstance, deps: { pool: Poo
   app.post<{ Body: RevocationBody }>(
     '/v1/revocations',
     {
-      preHandler: requireRole(deps.authenticator, ['revocation-officer', 'administrator']),
+      preParsing: requireRole(deps.authenticator, ['revocation-officer', 'administrator']),
       // A list of a million serials is ~22 MB of JSON.
       bodyLimit: 32 * 1024 * 1024,
       schema: {

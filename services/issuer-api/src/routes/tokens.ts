@@ -14,7 +14,7 @@ interface CreateBody {
 /** API clients and their tokens: administrators manage them, auditors may read the list. Secrets are shown once, at creation. */
 export function registerTokenRoutes(app: FastifyInstance, deps: { pool: Pool; site: SiteId; authenticator: ApiAccess }): void {
   const admins = requireRole(deps.authenticator, ['administrator']);
-  app.get('/v1/tokens', { preHandler: requireRole(deps.authenticator, ['administrator', 'auditor']), schema: { summary: 'API tokens (never their secrets)', tags: ['access'], security: [{ bearer: [] }] } }, async () => ({
+  app.get('/v1/tokens', { preParsing: requireRole(deps.authenticator, ['administrator', 'auditor']), schema: { summary: 'API tokens (never their secrets)', tags: ['access'], security: [{ bearer: [] }] } }, async () => ({
     tokens: (await listApiTokens(deps.pool)).map((t) => ({
       id: t.id,
       name: t.name,
@@ -28,7 +28,7 @@ export function registerTokenRoutes(app: FastifyInstance, deps: { pool: Pool; si
   app.post<{ Body: CreateBody }>(
     '/v1/tokens',
     {
-      preHandler: admins,
+      preParsing: admins,
       schema: {
         summary: 'Create an API token; the secret is in this answer only (stored as SHA-256)',
         tags: ['access'],
@@ -54,7 +54,7 @@ export function registerTokenRoutes(app: FastifyInstance, deps: { pool: Pool; si
   );
   app.post<{ Params: { id: string } }>(
     '/v1/tokens/:id/revoke',
-    { preHandler: admins, schema: { summary: 'Revoke a token (stops working within 5 s)', tags: ['access'], security: [{ bearer: [] }], params: { type: 'object', properties: { id: { type: 'string', maxLength: 64 } } } } },
+    { preParsing: admins, schema: { summary: 'Revoke a token (stops working within 5 s)', tags: ['access'], security: [{ bearer: [] }], params: { type: 'object', properties: { id: { type: 'string', maxLength: 64 } } } } },
     async (request) => {
       await revokeToken(deps.pool, { site: deps.site, actor: `token:${request.principal!.name}`, id: request.params.id });
       return { id: request.params.id, revoked: true };
