@@ -102,7 +102,7 @@ export class DualControl {
    * executors cannot both run it; if the operation fails the claim is released and it can run again
    * (every operation here is idempotent).
    */
-  async execute<T>(officer: Principal | { readonly tokenId: string; readonly name: string; readonly role: Role }, id: string, action: ApprovalAction, run: (payload: Record<string, unknown>) => Promise<T>): Promise<{ record: ApprovalRecord; outcome: T }> {
+  async execute<T>(officer: Principal, id: string, action: ApprovalAction, run: (payload: Record<string, unknown>) => Promise<T>): Promise<{ record: ApprovalRecord; outcome: T }> {
     if (!isUuid(id)) throw notFound(id);
     const record = await withTransaction(this.pool, async (client) => {
       const r = await getApprovalRequest(client, id, true);

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { DualControl, TokenAuthenticator, type ApprovalAction, type Principal, type Role } from '@fleetpki/ca';
+import { DUAL_CONTROL_ROLES, DualControl, TokenAuthenticator, type ApprovalAction, type Principal, type Role } from '@fleetpki/ca';
 import { FleetError, loadConfig, type FleetConfig } from '@fleetpki/core';
 import { createPool, type Pool } from '@fleetpki/store';
 
@@ -33,9 +33,7 @@ export async function requireOfficer(pool: Pool, tokenFile: string | undefined, 
  * executing officer is the one whose API token is given: the requester or the approver.
  */
 export async function executeApproved<T>(config: FleetConfig, pool: Pool, approvalId: string, tokenFile: string | undefined, action: ApprovalAction, run: (payload: Record<string, unknown>, actor: string) => Promise<T>): Promise<T> {
-  const token = tokenFile ? readFileSync(tokenFile, 'utf8').trim() : process.env.FLEETPKI_TOKEN;
-  if (!token) throw new FleetError('TOKEN_MISSING', 'executing an approved request needs your API token: --token-file FILE or FLEETPKI_TOKEN');
-  const officer = await new TokenAuthenticator(pool).authenticate(`Bearer ${token}`);
+  const officer = await requireOfficer(pool, tokenFile, DUAL_CONTROL_ROLES[action], `executing an approved ${action}`);
   const dualControl = new DualControl(pool, config.site, config.dualControl.approvalTtlMinutes);
   const { outcome } = await dualControl.execute(officer, approvalId, action, (payload) => run(payload, `token:${officer.name} (approval ${approvalId})`));
   return outcome;
