@@ -1,5 +1,5 @@
 /**
- * pnpm bench batch --devices N [--workers W] [--public-keys] [--hybrid] [--json]
+ * pnpm bench batch --devices N [--workers W] [--public-keys] [--hybrid] [--json] [--deadline S]
  * End to end, as a factory sees it: upload the manifest (streamed) to an issuer-api process, W batch
  * worker processes issue it, then every certificate is downloaded. Prints devices/s, certificates/s, the
  * raw HSM signing rate of W processes measured in the same run and the ratio, each process's peak RSS,
@@ -17,8 +17,9 @@ import { FleetApiClient } from '@fleetpki/client';
 import { loadConfig } from '@fleetpki/core';
 import { generateManifest, signManifestFile } from '@fleetpki/manifest';
 import { createPool, listMasterKeys, setManufacturerManifestKey, setManufacturerTransportKey, upsertManufacturer } from '@fleetpki/store';
-import { measureRawHsmRateProcesses, peakRssMb } from './lib/bench.js';
-import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
+import { startService, stopProcess } from '@fleetpki/sites';
+import { benchOptions, measureRawHsmRateProcesses, peakRssMb } from './lib/bench.js';
+import { BenchRun } from './lib/bench-run.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -26,68 +27,75 @@ const { values: args } = parseArgs({
     workers: { type: 'string', default: '2' },
     'public-keys': { type: 'boolean', default: false },
     hybrid: { type: 'boolean', default: false },
-    json: { type: 'boolean', default: false },
+    // Generous by default: a million devices took 22 minutes before issue 18's work.
+    ...benchOptions(600 + Math.ceil(Number(process.argv[process.argv.indexOf('--devices') + 1] ?? 100_000) / 100)),
   },
 });
 const devices = Number(args.devices);
 const workerCount = Number(args.workers);
 const keyForm = args['public-keys'] ? 'publicKey' : 'csr';
-const log = (line: string) => {
-  if (!args.json) console.log(line);
-};
+const run = new BenchRun('batch', { deadlineSeconds: Number(args.deadline), json: args.json });
+const log = (line: string) => run.log(line);
 
-const config = loadConfig({ ...process.env, FLEETPKI_SITE: 'a' });
-const site = config.sites.a;
-const dir = join(config.stateDir, 'bench');
-mkdirSync(dir, { recursive: true });
+await run.main(async () => {
+  const config = loadConfig({ ...process.env, FLEETPKI_SITE: 'a' });
+  const site = config.sites.a;
+  const dir = join(config.stateDir, 'bench');
+  mkdirSync(dir, { recursive: true });
 
-log(`raw HSM signing rate (${workerCount} processes x 4 sessions, 3 s) ...`);
-const rawRate = await measureRawHsmRateProcesses(config, { processes: workerCount, sessions: 4, seconds: 3 });
-log(`  ${Math.round(rawRate)} signatures/s`);
+  run.begin(`raw HSM signing rate (${workerCount} processes x 4 sessions, ${args['hsm-seconds']} s)`);
+  const rawRate = await measureRawHsmRateProcesses(config, { processes: workerCount, sessions: 4, seconds: Number(args['hsm-seconds']) });
+  log(`  ${Math.round(rawRate)} signatures/s`);
 
-const manifestPath = join(dir, `manifest-${devices}-${keyForm}.ndjson`);
-log(`generating a manifest of ${devices} devices (${keyForm}) ...`);
-let t = performance.now();
-await generateManifest({ devices, out: manifestPath, keyForm });
-log(`  ${statSync(manifestPath).size} bytes in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  const manifestPath = join(dir, `manifest-${devices}-${keyForm}.ndjson`);
+  run.begin(`generating a manifest of ${devices} devices (${keyForm})`);
+  let t = performance.now();
+  await generateManifest({ devices, out: manifestPath, keyForm });
+  log(`  ${statSync(manifestPath).size} bytes in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
-const db = createPool(site.databaseUrl, { max: 2 });
-await upsertManufacturer(db, 'bench', 'Benchmark Meters');
-const token = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-batch', role: 'factory', manufacturerId: 'bench', expiresDays: 1 });
-let signature: string | undefined;
-if (keyForm === 'publicKey') {
-  const factory = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  await setManufacturerManifestKey(db, 'bench', factory.publicKey.export({ format: 'der', type: 'spki' }));
-  signature = await signManifestFile(manifestPath, factory.privateKey);
-}
+  const db = createPool(site.databaseUrl, { max: 2 });
+  run.onCleanup(() => db.end());
+  await upsertManufacturer(db, 'bench', 'Benchmark Meters');
+  const token = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-batch', role: 'factory', manufacturerId: 'bench', expiresDays: 1 });
+  let signature: string | undefined;
+  if (keyForm === 'publicKey') {
+    const factory = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    await setManufacturerManifestKey(db, 'bench', factory.publicKey.export({ format: 'der', type: 'spki' }));
+    signature = await signManifestFile(manifestPath, factory.privateKey);
+  }
 
-// The benchmark's own HSM session, for creating master keys when --hybrid needs them.
-const hybridStore = args.hybrid ? await openSiteKeyStore(config, site, { sessions: 1 }) : undefined;
-const api = startService(config, 'issuer-api', { FLEETPKI_SITE: 'a' });
-const workers = Array.from({ length: workerCount }, (_, i) => startService(config, 'batch-worker', { FLEETPKI_SITE: 'a', FLEETPKI_WORKER_RECONCILE: i === 0 ? '1' : '0' }));
-try {
-  await waitForHttp(`http://127.0.0.1:${site.apiPort}/readyz`);
+  // The benchmark's own HSM session, for creating master keys when --hybrid needs them.
+  const hybridStore = args.hybrid ? await openSiteKeyStore(config, site, { sessions: 1 }) : undefined;
+  if (hybridStore) run.onCleanup(() => hybridStore.close());
+  const api = run.track(startService(config, 'issuer-api', { FLEETPKI_SITE: 'a' }), 'issuer-api');
+  const workers = Array.from({ length: workerCount }, (_, i) => run.track(startService(config, 'batch-worker', { FLEETPKI_SITE: 'a', FLEETPKI_WORKER_RECONCILE: i === 0 ? '1' : '0' }), `batch-worker ${i + 1}`));
+  run.onCleanup(async () => {
+    for (const child of [api, ...workers]) run.untrack(child);
+    await Promise.all([api, ...workers].map(stopProcess));
+  });
+  await run.waitForHttp(`http://127.0.0.1:${site.apiPort}/readyz`, 'the issuer API to start');
   const client = new FleetApiClient(`http://127.0.0.1:${site.apiPort}`, token);
-  log(`submitting (upload, then ${workerCount} workers issue) ...`);
+  run.begin(`submitting (upload, then ${workerCount} workers issue)`);
   t = performance.now();
   const { batch } = await client.submitBatch(manifestPath, signature ? { signature } : {});
   const uploaded = (performance.now() - t) / 1000;
   log(`  accepted in ${uploaded.toFixed(1)} s: ${batch.certificatesRequested} certificates in ${batch.chunks.total} chunks`);
-  let lastShown = 0;
-  const done = await client.waitForBatch(batch.id, (b) => {
-    if (!args.json && Date.now() - lastShown > 5_000) {
-      lastShown = Date.now();
-      console.log(`  ${b.issued}/${b.certificatesRequested} issued, ${b.certificatesPerSecond}/s`);
-    }
-  }, 250);
+  let done = batch;
+  await run.waitUntil(`${workerCount} workers to issue batch ${batch.id}`, async () => {
+    done = await client.getBatch(batch.id);
+    return { done: ['complete', 'failed', 'cancelled'].includes(done.status), progress: `${done.issued}/${done.certificatesRequested} issued (${done.status}), ${done.certificatesPerSecond}/s` };
+  });
+  if (done.status !== 'complete') run.fail('BENCH_BATCH_FAILED', `batch ${batch.id} ended ${done.status}: ${done.issued} issued, ${done.failed} failed`);
   const issuedAt = (performance.now() - t) / 1000;
+  run.begin(`downloading ${done.issued} certificates`);
   let downloaded = 0;
   for await (const line of client.batchResults(batch.id)) if (line.type === 'certificate') downloaded++;
   const elapsed = (performance.now() - t) / 1000;
-  if (downloaded !== done.issued || done.issued !== devices) throw new Error(`expected ${devices} certificates, issued ${done.issued}, downloaded ${downloaded}`);
+  if (downloaded !== done.issued || done.issued !== batch.certificatesRequested) run.fail('BENCH_BATCH_INCOMPLETE', `expected ${batch.certificatesRequested} certificates, issued ${done.issued}, downloaded ${downloaded}`);
 
   let hybrid: { keys: number; keys_s: number; keys_per_s: number; devices_per_s_with_keys: number; ratio_to_raw_hsm_with_keys: number } | undefined;
   if (args.hybrid) {
+    run.begin('downloading the batch\'s device keys (mac + enc)');
     const service = new DeviceKeyService(db, hybridStore!, 'a');
     const active = new Set((await listMasterKeys(db)).filter((m) => m.status === 'active').map((m) => m.role));
     for (const role of ['mac', 'enc'] as const) if (!active.has(role)) await service.createMasterKey(role, 'bench');
@@ -104,7 +112,6 @@ try {
   const rss = { api: peakRssMb(api.pid!), workers: workers.map((w) => peakRssMb(w.pid!)) };
   const dbSize = (await db.query<{ size: string }>('SELECT pg_database_size(current_database())::text AS size')).rows[0]!.size;
   const result = {
-    benchmark: 'batch',
     devices,
     key_form: keyForm,
     workers: workerCount,
@@ -122,9 +129,5 @@ try {
   log(`  ${devices} devices end to end in ${result.end_to_end_s} s (upload ${result.upload_s} s, all issued at ${result.issued_s} s): ${result.devices_per_s} devices/s, ${result.certificates_per_s} certificates/s`);
   log(`  ratio to raw HSM signing rate (${result.raw_hsm_signatures_per_s}/s with ${workerCount} processes): ${result.ratio_to_raw_hsm}`);
   log(`  peak RSS: issuer-api ${rss.api} MB, workers ${rss.workers.join(', ')} MB; database ${result.database_mb} MB`);
-  console.log(JSON.stringify(result));
-} finally {
-  await Promise.all([api, ...workers].map(stopProcess));
-  await hybridStore?.close();
-  await db.end();
-}
+  return result;
+});

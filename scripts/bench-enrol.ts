@@ -1,5 +1,5 @@
 /**
- * pnpm bench enrol [--json] [--seconds N] [--clients N] [--mode csr|publicKey]
+ * pnpm bench enrol [--json] [--seconds N] [--clients N] [--mode csr|publicKey] [--deadline S]
  * Online enrolments/s and p50/p99 latency at 64 concurrent HTTP clients against a separately running
  * issuer-api, next to the raw HSM signing rate measured in the same run (same process count: one).
  */
@@ -9,42 +9,46 @@ import { loadConfig } from '@fleetpki/core';
 import { issueApiToken } from '@fleetpki/ca';
 import { createPool, upsertManufacturer } from '@fleetpki/store';
 import { DEVICE_PROFILES, c509ToX509, generateDeviceKeys } from '@fleetpki/x509';
-import { euiGenerator, measureRawHsmRate, percentile } from './lib/bench.js';
-import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
+import { startService, stopProcess } from '@fleetpki/sites';
+import { benchOptions, euiGenerator, measureRawHsmRate, percentile } from './lib/bench.js';
+import { BenchRun } from './lib/bench-run.js';
 
 const { values: args } = parseArgs({
-  options: { json: { type: 'boolean', default: false }, seconds: { type: 'string', default: '15' }, clients: { type: 'string', default: '64' }, mode: { type: 'string', default: 'csr' }, sessions: { type: 'string', default: '4' } },
+  options: { seconds: { type: 'string', default: '15' }, clients: { type: 'string', default: '64' }, mode: { type: 'string', default: 'csr' }, sessions: { type: 'string', default: '4' }, ...benchOptions(600) },
 });
 const seconds = Number(args.seconds);
 const clients = Number(args.clients);
 const mode = args.mode === 'publicKey' ? 'publicKey' : 'csr';
-const log = (line: string) => {
-  if (!args.json) console.log(line);
-};
+const run = new BenchRun('enrol', { deadlineSeconds: Number(args.deadline), json: args.json });
+const log = (line: string) => run.log(line);
 
-const config = loadConfig({ ...process.env, FLEETPKI_SITE: 'a' });
-const site = config.sites.a;
+await run.main(async () => {
+  const config = loadConfig({ ...process.env, FLEETPKI_SITE: 'a' });
+  const site = config.sites.a;
 
-log(`raw HSM signing rate (1 process, ${args.sessions} sessions, 3 s) ...`);
-const rawRate = await measureRawHsmRate(config, { sessions: Number(args.sessions), seconds: 3 });
-log(`  ${rawRate.toFixed(0)} signatures/s`);
+  run.begin(`raw HSM signing rate (1 process, ${args.sessions} sessions, ${args['hsm-seconds']} s)`);
+  const rawRate = await measureRawHsmRate(config, { sessions: Number(args.sessions), seconds: Number(args['hsm-seconds']) });
+  log(`  ${rawRate.toFixed(0)} signatures/s`);
 
-const db = createPool(site.databaseUrl, { max: 2 });
-await upsertManufacturer(db, 'bench', 'Benchmark Meters');
-const token = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-enrol', role: 'factory', manufacturerId: 'bench', expiresDays: 1 });
-await db.end();
+  const db = createPool(site.databaseUrl, { max: 2 });
+  await upsertManufacturer(db, 'bench', 'Benchmark Meters');
+  const token = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-enrol', role: 'factory', manufacturerId: 'bench', expiresDays: 1 });
+  await db.end();
 
-const expected = Math.ceil(2_000 * (seconds + 2));
-log(`generating ${expected} device keys and CSRs ...`);
-const keys = generateDeviceKeys(expected);
-const eui = euiGenerator();
-const bodies = keys.map((k, i) =>
-  JSON.stringify({ eui64: eui(i), keyRole: 'digitalSignature', ...(mode === 'csr' ? { csr: k.csr.toString('base64') } : { publicKey: k.publicKeySpki.toString('base64') }) }),
-);
+  const expected = Math.ceil(2_000 * (seconds + 2));
+  run.begin(`generating ${expected} device keys and CSRs`);
+  const keys = generateDeviceKeys(expected);
+  const eui = euiGenerator();
+  const bodies = keys.map((k, i) =>
+    JSON.stringify({ eui64: eui(i), keyRole: 'digitalSignature', ...(mode === 'csr' ? { csr: k.csr.toString('base64') } : { publicKey: k.publicKeySpki.toString('base64') }) }),
+  );
 
-const server = startService(config, 'issuer-api', { FLEETPKI_SITE: 'a' });
-try {
-  await waitForHttp(`http://127.0.0.1:${site.apiPort}/readyz`);
+  const server = run.track(startService(config, 'issuer-api', { FLEETPKI_SITE: 'a' }), 'issuer-api');
+  run.onCleanup(async () => {
+    run.untrack(server);
+    await stopProcess(server);
+  });
+  await run.waitForHttp(`http://127.0.0.1:${site.apiPort}/readyz`, 'the issuer API to start');
   const http = new HttpPool(`http://127.0.0.1:${site.apiPort}`, { connections: clients, pipelining: 1 });
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
   // Warm-up: JIT, connection setup, templates.
@@ -53,14 +57,14 @@ try {
     const body = bodies[next++];
     if (body === undefined) throw new Error('ran out of pre-generated keys; raise the estimate');
     const t0 = performance.now();
-    const res = await http.request({ path: '/v1/enrolments', method: 'POST', headers, body });
+    const res = await http.request({ path: '/v1/enrolments', method: 'POST', headers, body, headersTimeout: 30_000, bodyTimeout: 30_000 });
     const text = await res.body.text();
     if (res.statusCode !== 201) throw new Error(`enrolment failed: ${res.statusCode} ${text}`);
     return performance.now() - t0;
   };
   await Promise.all(Array.from({ length: clients }, () => enrolOne()));
 
-  log(`enrolling for ${seconds} s with ${clients} concurrent clients (${mode}) ...`);
+  run.begin(`enrolling for ${seconds} s with ${clients} concurrent clients (${mode})`);
   const latencies: number[] = [];
   const deadline = performance.now() + seconds * 1000;
   const started = performance.now();
@@ -92,7 +96,6 @@ try {
   latencies.sort((a, b) => a - b);
   const rate = latencies.length / elapsed;
   const result = {
-    benchmark: 'enrol',
     mode,
     clients,
     seconds: Number(elapsed.toFixed(2)),
@@ -108,7 +111,5 @@ try {
   log(`  ratio to raw HSM signing rate: ${result.ratio_to_raw_hsm}`);
   log('  certificate sizes (20 enrolments per profile):');
   for (const [p, size] of Object.entries(sizes)) log(`    ${p.padEnd(26)} DER ${size.der_bytes.padEnd(22)} C509 type ${size.c509_type}: ${size.c509_bytes} bytes`);
-  console.log(JSON.stringify(result));
-} finally {
-  await stopProcess(server);
-}
+  return result;
+});

@@ -11,7 +11,7 @@ import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
 import { runFailback, runFailoverDrill } from '@fleetpki/drills';
 import { generateManifest } from '@fleetpki/manifest';
 import { hsmSelfTest, openSiteKeyStore } from '@fleetpki/hsm';
-import { ROOT_TOKEN_LABEL, formatStatus, readTopology, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
+import { formatStatus, readTopology, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
 import { createPool, migrate, readSiteStates, upsertManufacturer } from '@fleetpki/store';
 import { generateDeviceKeys, toPem, x509ToC509 } from '@fleetpki/x509';
 import { euiGenerator, percentile } from './lib/bench.js';
@@ -58,7 +58,7 @@ mkdirSync(outDir, { recursive: true });
 const db = createPool(config.sites.a.databaseUrl, { max: 4, applicationName: 'fleetpki-demo' });
 try {
   const state = (await readSiteStates(db)).find((s) => s.site === 'a')!;
-  const rootKeyStore = await openSiteKeyStore(config, config.sites.a, { tokenLabel: ROOT_TOKEN_LABEL, sessions: 1 });
+  const rootKeyStore = await openSiteKeyStore(config, config.sites.a, { tokenLabel: config.rootTokenLabel, sessions: 1 });
   const siteKeyStore = await openSiteKeyStore(config, config.sites.a, { sessions: 1 });
   try {
     const { created, chain } = await runCeremony({ pool: db, rootKeyStore, siteKeyStore, site: 'a', serialPrefix: state.serialPrefix, actor: 'demo' });

@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # Runs unit tests (beside the code) and integration tests (test/) with node's test runner. Files run one
 # at a time: integration tests share the two local sites and some stop a part of them on purpose.
+# The run has a deployment of its own on those sites: a throw-away database (fleetpki_test_<id>) and
+# SoftHSM tokens (fleetpki-test-<id>-a|b|root), removed at the end; the installation's `fleetpki`
+# database and tokens are never read or written by a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mapfile -t files < <(find packages services test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 if [ "$#" -gt 0 ]; then files=("$@"); fi
-exec node --conditions=fleetpki-source --import tsx --test --test-concurrency=1 "${files[@]}"
+node_run=(node --conditions=fleetpki-source --import tsx)
+run_id=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+export FLEETPKI_PG_DATABASE="fleetpki_test_${run_id}" FLEETPKI_HSM_TOKEN_PREFIX="fleetpki-test-${run_id}"
+unset FLEETPKI_DATABASE_URL FLEETPKI_SERVICE_DATABASE_URL
+"${node_run[@]}" scripts/test-deployment.ts sweep
+trap '"${node_run[@]}" scripts/test-deployment.ts drop || true' EXIT
+"${node_run[@]}" --test --test-concurrency=1 "${files[@]}"

@@ -1,20 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { readTopology } from '@fleetpki/sites';
 import { createPool } from '@fleetpki/store';
-import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
+import { ensureCa, siteAPool, type TestCa } from './support/ca.js';
+import { ensureStandbyKeys } from './support/custody.js';
 import { approvedRequest } from './support/dual-control.js';
 import { cli } from './support/cli.js';
 import { ensureSites } from './support/sites.js';
 
 let config: FleetConfig;
-let custodianToken: string;
-/** Custody ceremonies and key restores are a custodian's: the CLI takes their token. */
-const custodianEnv = () => ({ FLEETPKI_TOKEN: custodianToken });
 let ca: TestCa;
 
 /** The last line of a --json drill: its report. */
@@ -27,16 +22,11 @@ before(async () => {
   const pool = siteAPool(config);
   try {
     ca = await ensureCa(config, pool);
-    custodianToken = await createToken(pool, 'custodian', null, `test-custodian-${Date.now()}`);
+    // Site B needs its clone of the CA keys (3 of 5 custodian shares).
+    await ensureStandbyKeys(pool);
   } finally {
     await pool.end();
   }
-  // Site B needs its clone of the CA keys (3 of 5 custodian shares).
-  const dir = mkdtempSync(join(tmpdir(), 'fleetpki-drill-custody-'));
-  const created = await cli(['custody', 'create', '--custodians', '5', '--threshold', '3', '--out', dir], custodianEnv());
-  assert.equal(created.code, 0, created.stderr);
-  const restored = await cli(['custody', 'restore', '--site', 'b', ...[1, 2, 3].flatMap((n) => ['--share', join(dir, `custodian-${n}.share`)])], custodianEnv());
-  assert.equal(restored.code, 0, restored.stderr);
 });
 
 after(async () => {

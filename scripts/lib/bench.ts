@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import type { ParseArgsConfig } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -50,7 +51,7 @@ export async function measureRawHsmRateProcesses(config: FleetConfig, options: {
     { length: options.processes },
     () =>
       new Promise<number>((resolve, reject) => {
-        const child = spawn(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'scripts', 'hsm-raw-rate.ts'), '--sessions', String(options.sessions), '--seconds', String(options.seconds)], { stdio: ['ignore', 'pipe', 'inherit'] });
+        const child = spawn(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'scripts', 'hsm-raw-rate.ts'), '--sessions', String(options.sessions), '--seconds', String(options.seconds)], { stdio: ['ignore', 'pipe', 'inherit'], timeout: (options.seconds + 60) * 1000, killSignal: 'SIGKILL' });
         let out = '';
         child.stdout.on('data', (d: Buffer) => (out += d.toString()));
         child.on('exit', (code) => (code === 0 ? resolve((JSON.parse(out.trim().split('\n').pop()!) as { rate: number }).rate) : reject(new Error(`hsm-raw-rate exited ${code}`))));
@@ -64,4 +65,16 @@ export function peakRssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
   return Math.round(kb / 1024);
+}
+
+/**
+ * Options every benchmark takes: --json (one JSON object as the last stdout line), --deadline SECONDS
+ * (the whole run; see BenchRun) and --hsm-seconds (how long the raw HSM signing rate is measured).
+ */
+export function benchOptions(deadlineSeconds: number) {
+  return {
+    json: { type: 'boolean', default: false },
+    deadline: { type: 'string', default: String(deadlineSeconds) },
+    'hsm-seconds': { type: 'string', default: '3' },
+  } as const satisfies ParseArgsConfig['options'];
 }

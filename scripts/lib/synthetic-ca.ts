@@ -5,7 +5,10 @@ import { createPool, insertCa, listCas, migrate, type Pool } from '@fleetpki/sto
 import { CA_IDS } from '@fleetpki/ca';
 
 export interface SyntheticCaDatabase {
+  readonly name: string;
   readonly url: string;
+  /** Environment for a service process that must work on this database (and no other). */
+  readonly env: Record<string, string>;
   readonly pool: Pool;
   readonly caId: string;
   /** Serials of the synthetic certificates, in insertion order. */
@@ -38,7 +41,11 @@ export async function createSyntheticCaDatabase(config: FleetConfig, certificate
   await admin.query(`CREATE DATABASE ${name}`);
   const url = withDatabase(siteUrl, name);
   const pool = createPool(url, { max: 8, applicationName: 'fleetpki-bench' });
+  let dropped = false;
+  // Idempotent: a benchmark drops it when done and again from its clean-up after a failure.
   const drop = async () => {
+    if (dropped) return;
+    dropped = true;
     await pool.end();
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.end();
@@ -58,15 +65,18 @@ export async function createSyntheticCaDatabase(config: FleetConfig, certificate
            INSERT INTO issuance_intents (serial, ca_id, eui64, key_role, profile, tbs_sha256, site)
            SELECT serial, $1, int8send(i + 7000000000000000000) /* syntheticEui64(i) */, 'digitalSignature', 'smart-meter', sha256(serial), 'a' FROM rows
          )
-         INSERT INTO certificates (serial, ca_id, eui64, key_role, profile, der, not_before, not_after, crl_shard)
-         SELECT serial, $1, int8send(i + 7000000000000000000) /* syntheticEui64(i) */, 'digitalSignature', 'smart-meter', '\\x3000'::bytea, now(), 'infinity', get_byte(serial, 15) % 64 FROM rows`,
+         -- Issued a minute ago: past the responder's settle time, so pre-production starts at once.
+         INSERT INTO certificates (serial, ca_id, eui64, key_role, profile, der, not_before, not_after, crl_shard, issued_at)
+         SELECT serial, $1, int8send(i + 7000000000000000000) /* syntheticEui64(i) */, 'digitalSignature', 'smart-meter', '\\x3000'::bytea, now(), 'infinity', get_byte(serial, 15) % 64, now() - interval '1 minute' FROM rows`,
         [caId, from, to],
       );
       onProgress?.(`${to}/${certificates} synthetic certificates`);
     }
     await pool.query('ANALYZE');
     return {
+      name,
       url,
+      env: { FLEETPKI_DATABASE_URL: url, FLEETPKI_PG_DATABASE: name },
       pool,
       caId,
       async serials(limit, offset = 0) {

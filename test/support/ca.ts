@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import type { FleetConfig } from '@fleetpki/core';
 import { issueApiToken, runCeremony, type Role } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
-import { ROOT_TOKEN_LABEL } from '@fleetpki/sites';
 import { createPool, readSiteStates, upsertManufacturer, type Pool } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
 
@@ -20,7 +19,7 @@ export interface TestCa {
 export async function ensureCa(config: FleetConfig, pool: Pool): Promise<TestCa> {
   const site = config.sites.a;
   const state = (await readSiteStates(pool)).find((s) => s.site === 'a')!;
-  const rootKeyStore = await openSiteKeyStore(config, site, { tokenLabel: ROOT_TOKEN_LABEL, sessions: 1 });
+  const rootKeyStore = await openSiteKeyStore(config, site, { tokenLabel: config.rootTokenLabel, sessions: 1 });
   const siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 });
   try {
     const { chain } = await runCeremony({ pool, rootKeyStore, siteKeyStore, site: 'a', serialPrefix: state.serialPrefix, actor: 'test' });

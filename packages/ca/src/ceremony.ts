@@ -8,7 +8,7 @@ import { newSerial } from './serials.js';
 
 export interface CeremonyOptions {
   readonly pool: Pool;
-  /** Token of the offline root (fleetpki-root). */
+  /** Token of the offline root (config.rootTokenLabel). */
   readonly rootKeyStore: KeyStore;
   /** The active site's token, holding the online CA keys. */
   readonly siteKeyStore: KeyStore;

@@ -14,10 +14,36 @@ describe('loadConfig', () => {
     assert.ok(config.stateDir.endsWith('.fleetpki'));
   });
 
-  it('applies an explicit URL to its own site only', () => {
+  it('applies an explicit URL to its own site only; the database follows it on both sites', () => {
     const config = loadConfig({ FLEETPKI_SITE: 'b', FLEETPKI_DATABASE_URL: 'postgres://u@db.example:5432/ca' });
     assert.equal(config.sites.b.databaseUrl, 'postgres://u@db.example:5432/ca');
-    assert.match(config.sites.a.databaseUrl, /:15432\//);
+    assert.equal(config.sites.a.databaseUrl, 'postgres://fleetpki@127.0.0.1:15432/ca');
+    assert.equal(config.pgDatabase, 'ca');
+  });
+
+  it('derives the service connection from the owner connection (same host, port and database)', () => {
+    const config = loadConfig({ FLEETPKI_DATABASE_URL: 'postgres://owner:secret@db.example:6432/bench_1' });
+    assert.equal(config.sites.a.serviceDatabaseUrl, 'postgres://fleetpki_service@db.example:6432/bench_1');
+    assert.equal(config.sites.b.serviceDatabaseUrl, 'postgres://fleetpki_service@127.0.0.1:15433/bench_1');
+    const byName = loadConfig({ FLEETPKI_PG_DATABASE: 'fleetpki_test_1' });
+    assert.equal(byName.sites.a.serviceDatabaseUrl, 'postgres://fleetpki_service@127.0.0.1:15432/fleetpki_test_1');
+    assert.equal(byName.sites.a.databaseUrl, 'postgres://fleetpki@127.0.0.1:15432/fleetpki_test_1');
+  });
+
+  for (const [name, env, pattern] of [
+    ['a service URL naming another database', { FLEETPKI_DATABASE_URL: 'postgres://o@127.0.0.1:15432/bench_1', FLEETPKI_SERVICE_DATABASE_URL: 'postgres://s@127.0.0.1:15432/fleetpki' }, /FLEETPKI_SERVICE_DATABASE_URL reaches 127\.0\.0\.1:15432\/fleetpki .* 127\.0\.0\.1:15432\/bench_1/],
+    ['a service URL on another host', { FLEETPKI_SERVICE_DATABASE_URL: 'postgres://s@10.0.0.9:15432/fleetpki' }, /FLEETPKI_SERVICE_DATABASE_URL reaches 10\.0\.0\.9/],
+    ['FLEETPKI_DATABASE_URL and FLEETPKI_PG_DATABASE disagreeing', { FLEETPKI_DATABASE_URL: 'postgres://o@127.0.0.1:15432/bench_1', FLEETPKI_PG_DATABASE: 'fleetpki' }, /names database "bench_1" but FLEETPKI_PG_DATABASE is "fleetpki"/],
+  ] as const) {
+    it(`refuses ${name}`, () => {
+      assert.throws(() => loadConfig(env), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && pattern.test(err.message));
+    });
+  }
+
+  it('names tokens after FLEETPKI_HSM_TOKEN_PREFIX', () => {
+    const config = loadConfig({ FLEETPKI_HSM_TOKEN_PREFIX: 'fleetpki-test-1a2b' });
+    assert.equal(config.sites.a.hsmTokenLabel, 'fleetpki-test-1a2b-a');
+    assert.equal(config.rootTokenLabel, 'fleetpki-test-1a2b-root');
   });
 
   for (const [variable, value] of [

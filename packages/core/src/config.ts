@@ -18,7 +18,11 @@ export interface SiteConfig {
   readonly statusPort: number;
   /** The owner's connection: operators, migrations, ceremonies, drills (the CLI). */
   readonly databaseUrl: string;
-  /** The services' connection (role fleetpki_service: no UPDATE/DELETE of audit rows, no DDL). */
+  /**
+   * The services' connection (role fleetpki_service: no UPDATE/DELETE of audit rows, no DDL). Derived
+   * from databaseUrl (same host, port and database, the service role as user), so the two can never
+   * name different databases (databaseUrls).
+   */
   readonly serviceDatabaseUrl: string;
   readonly redisUrl: string;
   /** SoftHSM2 configuration file of this site's token directory (SOFTHSM2_CONF). */
@@ -35,9 +39,18 @@ export interface FleetConfig {
   readonly sites: Readonly<Record<SiteId, SiteConfig>>;
   readonly pkcs11Module: string;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
-  /** Name of the PostgreSQL superuser and database the local clusters are created with. */
+  /** Name of the PostgreSQL superuser the local clusters are created with. */
   readonly pgUser: string;
+  /**
+   * The CA's database on every site: FLEETPKI_PG_DATABASE, or the database FLEETPKI_DATABASE_URL names.
+   * The test suite and the benchmarks run on throw-away databases of the same clusters; this one name
+   * is what every URL below, the queue's Redis prefix and the service start-up check follow.
+   */
   readonly pgDatabase: string;
+  /** Prefix of the SoftHSM token labels (`<prefix>-a`, `<prefix>-b`, `<prefix>-root`); tests use their own tokens. */
+  readonly hsmTokenPrefix: string;
+  /** Label of the token holding the offline root CA key (site A's HSM; in production a separate, offline HSM). */
+  readonly rootTokenLabel: string;
   /**
    * Base URL of the CRL distribution points written into certificates. One value for the deployment
    * (in production a name served by whichever site is active), so a shard CRL published by site B after
@@ -84,7 +97,9 @@ const envSchema = z.object({
   FLEETPKI_HSM_PIN_FILE: z.string().min(1).optional(),
   FLEETPKI_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   FLEETPKI_PG_USER: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki'),
-  FLEETPKI_PG_DATABASE: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki'),
+  FLEETPKI_PG_DATABASE: z.string().regex(/^[a-z_][a-z0-9_]*$/).optional(),
+  // SoftHSM token labels are at most 32 characters; "-root" is appended.
+  FLEETPKI_HSM_TOKEN_PREFIX: z.string().regex(/^[a-z][a-z0-9-]{0,26}$/).default('fleetpki'),
   FLEETPKI_PG_SERVICE_USER: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki_service'),
   FLEETPKI_SERVICE_DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
   FLEETPKI_CRL_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
@@ -109,6 +124,49 @@ export function findRepoRoot(start = dirname(fileURLToPath(import.meta.url))): s
   }
 }
 
+type ParsedEnv = z.infer<typeof envSchema>;
+
+function databaseOf(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+}
+
+/** host:port/database of a URL, the part two URLs must share to reach the same database. */
+function endpointOf(url: string): string {
+  const u = new URL(url);
+  return `${u.hostname}:${u.port || '5432'}/${databaseOf(url)}`;
+}
+
+/**
+ * The one place where the database name and this site's owner and service URLs are derived, from the
+ * same settings. The service URL is the owner URL with the service role as user, unless it is given
+ * explicitly; then it must reach the same host, port and database, or the configuration is refused
+ * (a status responder once wrote into another database than the one its process was pointed at).
+ */
+function databaseUrls(e: ParsedEnv): { database: string; ownUrl: string | undefined; ownServiceUrl: string | undefined } {
+  const refuse = (message: string) => new FleetError('CONFIG_INVALID', `invalid configuration: ${message}`);
+  const urlDatabase = e.FLEETPKI_DATABASE_URL ? databaseOf(e.FLEETPKI_DATABASE_URL) : undefined;
+  if (urlDatabase !== undefined && !/^[a-z_][a-z0-9_]*$/.test(urlDatabase)) throw refuse(`FLEETPKI_DATABASE_URL must name a database (lower-case letters, digits, _), got "${urlDatabase}"`);
+  if (urlDatabase && e.FLEETPKI_PG_DATABASE && urlDatabase !== e.FLEETPKI_PG_DATABASE) {
+    throw refuse(`FLEETPKI_DATABASE_URL names database "${urlDatabase}" but FLEETPKI_PG_DATABASE is "${e.FLEETPKI_PG_DATABASE}"; set one of them`);
+  }
+  const database = urlDatabase ?? e.FLEETPKI_PG_DATABASE ?? 'fleetpki';
+  let ownServiceUrl: string | undefined;
+  if (e.FLEETPKI_SERVICE_DATABASE_URL) {
+    const owner = e.FLEETPKI_DATABASE_URL ?? `postgres://x@127.0.0.1:${e[`FLEETPKI_PG_PORT_${e.FLEETPKI_SITE.toUpperCase() as 'A' | 'B'}`]}/${database}`;
+    if (endpointOf(e.FLEETPKI_SERVICE_DATABASE_URL) !== endpointOf(owner)) {
+      throw refuse(`FLEETPKI_SERVICE_DATABASE_URL reaches ${endpointOf(e.FLEETPKI_SERVICE_DATABASE_URL)} but the owner's connection reaches ${endpointOf(owner)}; the services must use the CA's database`);
+    }
+    ownServiceUrl = e.FLEETPKI_SERVICE_DATABASE_URL;
+  } else if (e.FLEETPKI_DATABASE_URL) {
+    const u = new URL(e.FLEETPKI_DATABASE_URL);
+    u.username = e.FLEETPKI_PG_SERVICE_USER;
+    // The owner's password is not the service role's; production sets FLEETPKI_SERVICE_DATABASE_URL.
+    u.password = '';
+    ownServiceUrl = u.toString();
+  }
+  return { database, ownUrl: e.FLEETPKI_DATABASE_URL, ownServiceUrl };
+}
+
 /**
  * Reads and validates the configuration once. A bad value throws CONFIG_INVALID naming the variable,
  * so a process stops at start-up instead of failing later somewhere less obvious.
@@ -121,6 +179,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
   }
   const e = parsed.data;
   const repoRoot = findRepoRoot();
+  const { database, ownUrl, ownServiceUrl } = databaseUrls(e);
   const stateDir = resolve(e.FLEETPKI_STATE_DIR ?? join(repoRoot, '.fleetpki'));
   const site = (id: SiteId): SiteConfig => {
     const upper = id.toUpperCase() as 'A' | 'B';
@@ -135,12 +194,13 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       redisPort,
       apiPort: e[`FLEETPKI_API_PORT_${upper}`],
       statusPort: e[`FLEETPKI_STATUS_PORT_${upper}`],
-      // An explicit URL applies to this process's own site only; the other site keeps its local default.
-      databaseUrl: (own ? e.FLEETPKI_DATABASE_URL : undefined) ?? `postgres://${e.FLEETPKI_PG_USER}@127.0.0.1:${pgPort}/${e.FLEETPKI_PG_DATABASE}`,
-      serviceDatabaseUrl: (own ? e.FLEETPKI_SERVICE_DATABASE_URL : undefined) ?? `postgres://${e.FLEETPKI_PG_SERVICE_USER}@127.0.0.1:${pgPort}/${e.FLEETPKI_PG_DATABASE}`,
+      // An explicit URL applies to this process's own site only; the other site keeps its local host and
+      // port, but always the same database.
+      databaseUrl: (own ? ownUrl : undefined) ?? `postgres://${e.FLEETPKI_PG_USER}@127.0.0.1:${pgPort}/${database}`,
+      serviceDatabaseUrl: (own ? ownServiceUrl : undefined) ?? `postgres://${e.FLEETPKI_PG_SERVICE_USER}@127.0.0.1:${pgPort}/${database}`,
       redisUrl: (own ? e.FLEETPKI_REDIS_URL : undefined) ?? `redis://127.0.0.1:${redisPort}`,
       softhsmConf: join(dir, 'hsm', 'softhsm2.conf'),
-      hsmTokenLabel: `fleetpki-${id}`,
+      hsmTokenLabel: `${e.FLEETPKI_HSM_TOKEN_PREFIX}-${id}`,
       hsmPinFile: (own ? e.FLEETPKI_HSM_PIN_FILE : undefined) ?? join(stateDir, 'secrets', `hsm-${id}.pin`),
     };
   };
@@ -161,7 +221,9 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     pkcs11Module: e.FLEETPKI_PKCS11_MODULE,
     logLevel: e.FLEETPKI_LOG_LEVEL,
     pgUser: e.FLEETPKI_PG_USER,
-    pgDatabase: e.FLEETPKI_PG_DATABASE,
+    pgDatabase: database,
+    hsmTokenPrefix: e.FLEETPKI_HSM_TOKEN_PREFIX,
+    rootTokenLabel: `${e.FLEETPKI_HSM_TOKEN_PREFIX}-root`,
     crlBaseUrl: e.FLEETPKI_CRL_BASE_URL ?? `http://127.0.0.1:${sites.a.statusPort}/crl/`,
     ocspUrl: `http://127.0.0.1:${sites[e.FLEETPKI_SITE].statusPort}/ocsp`,
     api: {

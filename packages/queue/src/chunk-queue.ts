@@ -10,6 +10,14 @@ export interface ChunkJob {
 export const CHUNK_QUEUE = 'fleetpki-batch-chunks';
 
 /**
+ * Redis key prefix of one CA database's work list: chunk jobs name rows of that database, so a worker
+ * of another database (the test suite's, a benchmark's) sharing the site's Redis never takes them.
+ */
+export function queuePrefix(database: string): string {
+  return `fleetpki:${database}`;
+}
+
+/**
  * The work list of the batch pipeline. Redis holds only this list; PostgreSQL's chunk rows are the
  * truth (the outbox), so the reconciler can always rebuild it. The job id is the chunk's identity, so a
  * chunk already queued or running is not queued twice.
@@ -18,10 +26,11 @@ export class ChunkQueue {
   private readonly connection: RedisConnection;
   private readonly queue: Queue<ChunkJob>;
 
-  constructor(redisUrl: string) {
+  constructor(redisUrl: string, database: string) {
     this.connection = createRedisConnection(redisUrl);
     this.queue = new Queue<ChunkJob>(CHUNK_QUEUE, {
       connection: this.connection,
+      prefix: queuePrefix(database),
       defaultJobOptions: {
         attempts: 5,
         backoff: { type: 'exponential', delay: 500 },
@@ -60,10 +69,11 @@ export interface ChunkWorker {
 }
 
 /** Runs `handle` for chunk jobs, `concurrency` at a time in this process. */
-export function startChunkWorker(redisUrl: string, handle: (job: ChunkJob) => Promise<void>, options: { concurrency: number; onError?: (err: Error, job: ChunkJob | undefined) => void }): ChunkWorker {
+export function startChunkWorker(redisUrl: string, database: string, handle: (job: ChunkJob) => Promise<void>, options: { concurrency: number; onError?: (err: Error, job: ChunkJob | undefined) => void }): ChunkWorker {
   const connection = createRedisConnection(redisUrl);
   const worker = new Worker<ChunkJob>(CHUNK_QUEUE, async (job: Job<ChunkJob>) => handle(job.data), {
     connection,
+    prefix: queuePrefix(database),
     concurrency: options.concurrency,
     // A chunk takes well under a second; a worker killed mid-chunk has its job picked up again after this.
     lockDuration: 30_000,
@@ -77,4 +87,19 @@ export function startChunkWorker(redisUrl: string, handle: (job: ChunkJob) => Pr
       connection.disconnect();
     },
   };
+}
+
+/** Removes every key of one database's work list from a site's Redis (throw-away databases of tests). */
+export async function dropChunkQueue(redisUrl: string, database: string): Promise<void> {
+  const redis = createRedisConnection(redisUrl);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${queuePrefix(database)}:*`, 'COUNT', 1000);
+      if (keys.length) await redis.unlink(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
 }

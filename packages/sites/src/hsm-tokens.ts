@@ -4,11 +4,9 @@ import { dirname, join } from 'node:path';
 import type { FleetConfig, SiteConfig } from '@fleetpki/core';
 import { run } from './exec.js';
 
-/** Token that holds the offline root CA key (in production: a separate, offline HSM). Lives at site A. */
-export const ROOT_TOKEN_LABEL = 'fleetpki-root';
-
+/** The site's token, and at site A the offline root's token (config.rootTokenLabel; in production a separate, offline HSM). */
 export function tokensOfSite(config: FleetConfig, site: SiteConfig): string[] {
-  return site.id === 'a' ? [site.hsmTokenLabel, ROOT_TOKEN_LABEL] : [site.hsmTokenLabel];
+  return site.id === 'a' ? [site.hsmTokenLabel, config.rootTokenLabel] : [site.hsmTokenLabel];
 }
 
 export function soPinFile(config: FleetConfig, site: SiteConfig): string {

@@ -6,3 +6,4 @@ export * from './state-dir.js';
 export * from './topology-file.js';
 export * from './failover.js';
 export * from './service-process.js';
+export * from './deployments.js';

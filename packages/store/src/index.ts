@@ -2,6 +2,7 @@ export * from './pool.js';
 export * from './copy.js';
 export * from './migrate.js';
 export * from './site-status.js';
+export * from './service-pool.js';
 export * from './repositories/audit.js';
 export * from './repositories/cas.js';
 export * from './repositories/tokens.js';

@@ -3,7 +3,7 @@ import { isFleetError, type FleetConfig } from '@fleetpki/core';
 import { ChunkIssuer, SiteGuard, loadSiteIssuer } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { ChunkQueue, startChunkWorker } from '@fleetpki/queue';
-import { createPool, listUnfinishedChunks, noteChunkError } from '@fleetpki/store';
+import { listUnfinishedChunks, openServicePool, noteChunkError } from '@fleetpki/store';
 
 export interface BatchWorkerOptions {
   /** Chunks in flight in this process (one signs while another commits). */
@@ -26,7 +26,7 @@ export interface BatchWorker {
 export async function startBatchWorker(config: FleetConfig, options: BatchWorkerOptions = {}): Promise<BatchWorker> {
   const log = pino({ name: `batch-worker-${config.site}`, level: config.logLevel });
   const site = config.sites[config.site];
-  const pool = createPool(site.serviceDatabaseUrl, { applicationName: `fleetpki-batch-worker-${site.id}`, max: 6 });
+  const pool = await openServicePool(config, 'batch-worker', 6);
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
   let closing = false;
   try {
@@ -35,6 +35,7 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
     const issuer = new ChunkIssuer(pool, ca, config.site, serialPrefix);
     const worker = startChunkWorker(
       site.redisUrl,
+      config.pgDatabase,
       async (job) => {
         await guard.assertWritable();
         try {
@@ -53,7 +54,7 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
       },
     );
 
-    const queue = new ChunkQueue(site.redisUrl);
+    const queue = new ChunkQueue(site.redisUrl, config.pgDatabase);
     let timer: NodeJS.Timeout | undefined;
     const reconcile = async () => {
       try {

@@ -7,7 +7,7 @@ import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
-import { createPool, type Pool } from '@fleetpki/store';
+import { openServicePool, type Pool } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
 import { ApiAccess } from './auth.js';
 import { installErrorHandling } from './errors.js';
@@ -110,11 +110,11 @@ export interface IssuerRuntime {
 /** Wires config -> database, HSM, issuing CA -> app. Refuses to start when the CA key does not match. */
 export async function createIssuerRuntime(config: FleetConfig, options: { logger?: IssuerApiDeps['logger']; hsmSessions?: number; poolSize?: number; batchLimits?: BatchLimits; tls?: TlsMaterial } = {}): Promise<IssuerRuntime> {
   const site = config.sites[config.site];
-  const pool = createPool(site.serviceDatabaseUrl, { applicationName: `fleetpki-issuer-${site.id}`, max: options.poolSize ?? 16 });
+  const pool = await openServicePool(config, 'issuer', options.poolSize ?? 16);
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
   try {
     const { ca, root, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
-    const queue = new ChunkQueue(site.redisUrl);
+    const queue = new ChunkQueue(site.redisUrl, config.pgDatabase);
     const app = await buildIssuerApi({ config, pool, ca, keyStore, queue, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,

@@ -3,7 +3,7 @@ import client from 'prom-client';
 import { CA_IDS, CrlPublisher, auditCheckpointFile, ensureAuditKey, sealAuditLog, OcspResponder, SiteGuard, loadSiteIssuer, type AuditSigner, type OcspAnswer } from '@fleetpki/ca';
 import { isFleetError, type FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore, type KeyStore, type Signer } from '@fleetpki/hsm';
-import { createPool, getCrl, listCas, type Pool } from '@fleetpki/store';
+import { getCrl, listCas, openServicePool, type Pool } from '@fleetpki/store';
 import { ocspIssuerHashes, parseCaCertificate } from '@fleetpki/x509';
 
 /** Largest OCSP request accepted (a few CertIDs; RFC 6960 requests are ~100 bytes). */
@@ -38,7 +38,7 @@ function sendOcsp(reply: FastifyReply, answer: OcspAnswer, cacheable: boolean) {
  */
 export async function createStatusRuntime(config: FleetConfig, options: { logger?: boolean; tickEveryMs?: number } = {}): Promise<StatusRuntime> {
   const site = config.sites[config.site];
-  const pool: Pool = createPool(site.serviceDatabaseUrl, { applicationName: `fleetpki-status-${site.id}`, max: 8 });
+  const pool: Pool = await openServicePool(config, 'status', 8);
   let keyStore: KeyStore | undefined;
   try {
     const guard = new SiteGuard(pool, config);

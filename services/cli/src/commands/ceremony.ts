@@ -5,7 +5,6 @@ import type { Command } from 'commander';
 import { FleetError } from '@fleetpki/core';
 import { runCeremony } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
-import { ROOT_TOKEN_LABEL } from '@fleetpki/sites';
 import { readSiteStates } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
 import { requireOfficer, withDatabase } from '../context.js';
@@ -24,7 +23,7 @@ export function registerCeremonyCommands(program: Command): void {
         if (!state) throw new FleetError('SITE_STATE_MISSING', `no site_state row for site ${site.id}: run \`pnpm fleetpki db migrate\``);
         if (state.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is ${state.role}; run the ceremony on the active site`);
         const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'the key ceremony');
-        const rootKeyStore = await openSiteKeyStore(config, site, { tokenLabel: ROOT_TOKEN_LABEL, sessions: 1 });
+        const rootKeyStore = await openSiteKeyStore(config, site, { tokenLabel: config.rootTokenLabel, sessions: 1 });
         const siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 });
         try {
           const result = await runCeremony({ pool, rootKeyStore, siteKeyStore, site: site.id, serialPrefix: state.serialPrefix, actor: `token:${custodian.name}` });

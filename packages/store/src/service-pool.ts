@@ -1,0 +1,25 @@
+import { FleetError, type FleetConfig } from '@fleetpki/core';
+import { createPool, describeConnectionError, type Pool } from './pool.js';
+
+/**
+ * A service's connection pool to its site's CA database, checked before the service starts: the
+ * database the connection actually reaches must be the configured one (config.pgDatabase). A service
+ * that silently worked on another database than the one it was pointed at is how a benchmark once
+ * waited for ever; now it refuses to start and says which two differ.
+ */
+export async function openServicePool(config: FleetConfig, service: string, max: number): Promise<Pool> {
+  const site = config.sites[config.site];
+  const pool = createPool(site.serviceDatabaseUrl, { applicationName: `fleetpki-${service}-${site.id}`, max });
+  let reached: string;
+  try {
+    reached = (await pool.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db;
+  } catch (err) {
+    await pool.end();
+    throw describeConnectionError(site.serviceDatabaseUrl, err);
+  }
+  if (reached !== config.pgDatabase) {
+    await pool.end();
+    throw new FleetError('CONFIG_INVALID', `the ${service} service's connection reaches database "${reached}" but the configured CA database is "${config.pgDatabase}"; refusing to start`);
+  }
+  return pool;
+}
