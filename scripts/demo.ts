@@ -10,8 +10,8 @@ import { issueApiToken, runCeremony } from '@fleetpki/ca';
 import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
 import { runFailback, runFailoverDrill } from '@fleetpki/drills';
 import { generateManifest } from '@fleetpki/manifest';
-import { hsmSelfTest, openSiteKeyStore } from '@fleetpki/hsm';
-import { formatStatus, readTopology, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
+import { hsmSelfTest, openSiteKeyStore, readPin } from '@fleetpki/hsm';
+import { custodianPinFiles, formatStatus, openRootKeyStore, readTopology, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
 import { createPool, migrate, readSiteStates, upsertManufacturer } from '@fleetpki/store';
 import { generateDeviceKeys, toPem, x509ToC509 } from '@fleetpki/x509';
 import { euiGenerator, percentile } from './lib/bench.js';
@@ -58,7 +58,8 @@ mkdirSync(outDir, { recursive: true });
 const db = createPool(config.sites.a.databaseUrl, { max: 4, applicationName: 'fleetpki-demo' });
 try {
   const state = (await readSiteStates(db)).find((s) => s.site === 'a')!;
-  const rootKeyStore = await openSiteKeyStore(config, config.sites.a, { tokenLabel: config.rootTokenLabel, sessions: 1 });
+  // The custodians bring the root's PIN (locally their folder, .fleetpki/custodians/); the root's HSM is its own.
+  const rootKeyStore = await openRootKeyStore(config, readPin(`file:${custodianPinFiles(config).rootPin}`));
   const siteKeyStore = await openSiteKeyStore(config, config.sites.a, { sessions: 1 });
   try {
     const { created, chain } = await runCeremony({ pool: db, rootKeyStore, siteKeyStore, site: 'a', serialPrefix: state.serialPrefix, actor: 'demo' });

@@ -2,15 +2,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { CA_IDS, openIssuingCa, runCeremony, verifyCaKeys } from '@fleetpki/ca';
-import { openSiteKeyStore, type Pkcs11KeyStore } from '@fleetpki/hsm';
+import { openSiteKeyStore, type Pkcs11KeyStore, type SigningKeyStore } from '@fleetpki/hsm';
 import { listCas, type CaRecord, type Pool } from '@fleetpki/store';
-import { ensureCa, openssl, siteAPool, type TestCa } from './support/ca.js';
+import { ensureCa, openCustodianRootKeyStore, openssl, siteAPool, type TestCa } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
 
 let config: FleetConfig;
 let pool: Pool;
 let ca: TestCa;
-let rootStore: Pkcs11KeyStore;
+let rootStore: SigningKeyStore;
 let siteStore: Pkcs11KeyStore;
 let chain: CaRecord[];
 
@@ -18,7 +18,7 @@ before(async () => {
   config = await ensureSites();
   pool = siteAPool(config);
   ca = await ensureCa(config, pool);
-  rootStore = await openSiteKeyStore(config, config.sites.a, { tokenLabel: config.rootTokenLabel, sessions: 1 });
+  rootStore = await openCustodianRootKeyStore(config);
   siteStore = await openSiteKeyStore(config, config.sites.a, { sessions: 1 });
   chain = await listCas(pool);
 });
@@ -63,21 +63,31 @@ describe('key ceremony', () => {
   });
 
   it('never lets the CA private keys out of the token', async () => {
-    await assert.rejects(rootStore.tryReadPrivateValue(CA_IDS.root), /sensitive/);
     await assert.rejects(siteStore.tryReadPrivateValue(CA_IDS.deviceIssuing), /sensitive/);
     await assert.rejects(siteStore.tryReadPrivateValue(CA_IDS.organisation), /sensitive/);
+    // The root never leaves its token at all; the online CA keys only wrapped under a trusted key.
+    const root = await rootStore.describeKey(CA_IDS.root);
+    assert.deepEqual([root.sensitive, root.extractable, root.wrapWithTrusted, root.neverExtractable], [true, false, true, true]);
+    for (const id of [CA_IDS.deviceIssuing, CA_IDS.organisation]) {
+      const key = await siteStore.describeKey(id);
+      assert.deepEqual([key.sensitive, key.alwaysSensitive, key.extractable, key.wrapWithTrusted], [true, true, true, true], id);
+    }
   });
 
   it('refuses to start when a configured key does not match its certificate (CA_KEY_MISMATCH)', async () => {
     const issuing = chain.find((c) => c.id === CA_IDS.deviceIssuing)!;
     // The organisation CA's key, configured for the device issuing CA's certificate.
-    const swapped: CaRecord = { ...issuing, keyUri: issuing.keyUri.replace(`object=${CA_IDS.deviceIssuing}`, `object=${CA_IDS.organisation}`) };
+    const organisation = chain.find((c) => c.id === CA_IDS.organisation)!;
+    const swapped: CaRecord = { ...issuing, keyUri: organisation.keyUri };
     await assert.rejects(verifyCaKeys([swapped], [rootStore, siteStore]), (err: Error & { code?: string }) => {
       assert.equal(err.code, 'CA_KEY_MISMATCH');
       assert.match(err.message, /fpd1/);
       return true;
     });
     await assert.rejects(openIssuingCa(swapped, siteStore), { code: 'CA_KEY_MISMATCH' });
+    // A URI whose label names the right key but whose CKA_ID another is not that key.
+    const otherId: CaRecord = { ...issuing, keyUri: issuing.keyUri.replace(/id=[^;]+/, 'id=%00%01%02%03%04%05%06%07') };
+    await assert.rejects(openIssuingCa(otherId, siteStore), (err: Error & { code?: string }) => err.code === 'HSM_KEY_NOT_FOUND' && /CKA_ID/.test(err.message));
     // And the real configuration opens.
     const opened = await openIssuingCa(issuing, siteStore);
     assert.equal(opened.record.id, CA_IDS.deviceIssuing);

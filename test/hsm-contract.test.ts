@@ -72,7 +72,7 @@ function keyStoreContract(name: string, open: () => Promise<KeyStore & { destroy
     });
 
     it('generates a sensitive P-256 key whose signatures node:crypto verifies', async () => {
-      const info = await store.generateSigningKey(label, { extractable: true });
+      const info = await store.generateSigningKey(label, { cloneable: true });
       assert.equal(info.sensitive, true);
       assert.equal(info.extractable, true);
       const signer = await store.getSigner(label);

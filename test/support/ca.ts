@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FleetConfig } from '@fleetpki/core';
 import { issueApiToken, runCeremony, type Role } from '@fleetpki/ca';
-import { openSiteKeyStore } from '@fleetpki/hsm';
+import { openSiteKeyStore, readPin, type SigningKeyStore } from '@fleetpki/hsm';
+import { custodianPinFiles, openRootKeyStore } from '@fleetpki/sites';
 import { createPool, readSiteStates, upsertManufacturer, type Pool } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
 
@@ -19,7 +20,7 @@ export interface TestCa {
 export async function ensureCa(config: FleetConfig, pool: Pool): Promise<TestCa> {
   const site = config.sites.a;
   const state = (await readSiteStates(pool)).find((s) => s.site === 'a')!;
-  const rootKeyStore = await openSiteKeyStore(config, site, { tokenLabel: config.rootTokenLabel, sessions: 1 });
+  const rootKeyStore = await openCustodianRootKeyStore(config);
   const siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 });
   try {
     const { chain } = await runCeremony({ pool, rootKeyStore, siteKeyStore, site: 'a', serialPrefix: state.serialPrefix, actor: 'test' });
@@ -34,6 +35,11 @@ export async function ensureCa(config: FleetConfig, pool: Pool): Promise<TestCa>
     await siteKeyStore.close();
     await rootKeyStore.close();
   }
+}
+
+/** The offline root's key store, opened as the custodians would (their PIN file, the root's own HSM). */
+export async function openCustodianRootKeyStore(config: FleetConfig): Promise<SigningKeyStore> {
+  return openRootKeyStore(config, readPin(`file:${custodianPinFiles(config).rootPin}`));
 }
 
 /** A token for a test principal; `name` tells two officers of one role apart (dual control needs that). */

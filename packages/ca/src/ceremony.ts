@@ -1,6 +1,6 @@
 import { createPublicKey, verify } from 'node:crypto';
 import { FleetError, type SiteId } from '@fleetpki/core';
-import { formatPkcs11Uri, parsePkcs11Uri, type KeyStore } from '@fleetpki/hsm';
+import { formatPkcs11Uri, parsePkcs11Uri, type KeyInfo, type SigningKeyStore } from '@fleetpki/hsm';
 import { appendAuditEvents, insertCa, listCas, withTransaction, type CaKind, type CaRecord, type Pool } from '@fleetpki/store';
 import { assembleSignedCertificate, buildCaTbs, parseCaCertificate, type CaName } from '@fleetpki/x509';
 import { CA_IDS } from './ca-ids.js';
@@ -8,10 +8,10 @@ import { newSerial } from './serials.js';
 
 export interface CeremonyOptions {
   readonly pool: Pool;
-  /** Token of the offline root (config.rootTokenLabel). */
-  readonly rootKeyStore: KeyStore;
+  /** Token of the offline root (config.rootTokenLabel), in its own HSM (openRemoteKeyStore). */
+  readonly rootKeyStore: SigningKeyStore;
   /** The active site's token, holding the online CA keys. */
-  readonly siteKeyStore: KeyStore;
+  readonly siteKeyStore: SigningKeyStore;
   readonly site: SiteId;
   readonly serialPrefix: number;
   readonly actor: string;
@@ -29,7 +29,9 @@ interface CaPlan {
   readonly name: CaName;
   readonly years: number;
   readonly pathLength?: number;
-  readonly store: KeyStore;
+  readonly store: SigningKeyStore;
+  /** The online CA keys are cloned into the standby's HSM; the root never leaves its token. */
+  readonly cloneable: boolean;
 }
 
 function addYears(date: Date, years: number): Date {
@@ -39,12 +41,12 @@ function addYears(date: Date, years: number): Date {
 }
 
 /** Checks every recorded CA's key against its certificate; throws CA_KEY_MISMATCH naming the first that differs. */
-export async function verifyCaKeys(records: readonly CaRecord[], stores: readonly KeyStore[]): Promise<void> {
+export async function verifyCaKeys(records: readonly CaRecord[], stores: readonly SigningKeyStore[]): Promise<void> {
   for (const record of records) {
     const uri = parsePkcs11Uri(record.keyUri);
-    // On a standby site the clone sits in that site's own token (the last store), under the same label.
+    // On a standby site the clone sits in that site's own token (the last store), under the same label and id.
     const store = stores.find((s) => s.tokenLabel === uri.token) ?? stores[stores.length - 1]!;
-    const signer = await store.getSigner(uri.object);
+    const signer = await store.getSigner({ label: uri.object, ...(uri.id ? { id: uri.id } : {}) });
     if (!signer.publicKeySpki.equals(parseCaCertificate(record.certificate).publicKeySpki)) {
       throw new FleetError('CA_KEY_MISMATCH', `CA ${record.id}: the key "${uri.object}" in token "${store.tokenLabel}" does not match its certificate`);
     }
@@ -66,19 +68,19 @@ export async function runCeremony(options: CeremonyOptions): Promise<CeremonyRes
   }
   const now = new Date(Math.floor((options.now ?? new Date()).getTime() / 1000) * 1000);
   const plans: CaPlan[] = [
-    { id: CA_IDS.root, kind: 'root', name: { commonName: 'fleetpki Root CA', organization: 'fleetpki' }, years: 30, store: options.rootKeyStore },
+    { id: CA_IDS.root, kind: 'root', name: { commonName: 'fleetpki Root CA', organization: 'fleetpki' }, years: 30, store: options.rootKeyStore, cloneable: false },
     // Short subject: it is copied into every device certificate's issuer field (PROFILE.md).
-    { id: CA_IDS.deviceIssuing, kind: 'device-issuing', name: { commonName: 'FPD1' }, years: 25, pathLength: 0, store: options.siteKeyStore },
-    { id: CA_IDS.organisation, kind: 'organisation', name: { commonName: 'fleetpki Organisation CA', organization: 'fleetpki' }, years: 25, pathLength: 0, store: options.siteKeyStore },
+    { id: CA_IDS.deviceIssuing, kind: 'device-issuing', name: { commonName: 'FPD1' }, years: 25, pathLength: 0, store: options.siteKeyStore, cloneable: true },
+    { id: CA_IDS.organisation, kind: 'organisation', name: { commonName: 'fleetpki Organisation CA', organization: 'fleetpki' }, years: 25, pathLength: 0, store: options.siteKeyStore, cloneable: true },
   ];
   const records: Omit<CaRecord, 'status'>[] = [];
-  await ensureKey(options.rootKeyStore, CA_IDS.root);
-  const rootSigner = await options.rootKeyStore.getSigner(CA_IDS.root);
+  const rootKey = await ensureKey(options.rootKeyStore, CA_IDS.root, false);
+  const rootSigner = await options.rootKeyStore.getSigner({ label: rootKey.label, id: rootKey.id });
   const rootPublicKey = createPublicKey({ key: rootSigner.publicKeySpki, format: 'der', type: 'spki' });
   let rootSubject: Buffer | undefined;
   let rootKeyId: Buffer | undefined;
   for (const plan of plans) {
-    const info = await ensureKey(plan.store, plan.id);
+    const info = plan.kind === 'root' ? rootKey : await ensureKey(plan.store, plan.id, plan.cloneable);
     const tbs = buildCaTbs({
       subject: plan.name,
       ...(rootSubject ? { issuerSubjectDer: rootSubject, issuerKeyId: rootKeyId! } : {}),
@@ -102,7 +104,7 @@ export async function runCeremony(options: CeremonyOptions): Promise<CeremonyRes
       kind: plan.kind,
       parentId: plan.kind === 'root' ? null : CA_IDS.root,
       subjectDn: parsed.subjectText,
-      keyUri: formatPkcs11Uri({ token: plan.store.tokenLabel, object: plan.id, type: 'private' }),
+      keyUri: formatPkcs11Uri({ token: plan.store.tokenLabel, object: info.label, id: info.id, type: 'private' }),
       keyId: tbs.keyId,
       certificate,
       notAfter: parsed.notAfter,
@@ -117,7 +119,16 @@ export async function runCeremony(options: CeremonyOptions): Promise<CeremonyRes
   return { created: true, chain: await listCas(options.pool) };
 }
 
-async function ensureKey(store: KeyStore, label: string) {
-  if (await store.hasKey(label)) return store.describeKey(label);
-  return store.generateSigningKey(label, { extractable: true });
+/**
+ * The CA key labelled `label`: generated in the HSM, or (a ceremony interrupted after key generation)
+ * the one already there, provided it is protected as fleetpki protects keys now. A key that can be
+ * wrapped under any key (made by an older fleetpki) is refused: `fleetpki hsm check` tells what to do.
+ */
+async function ensureKey(store: SigningKeyStore, label: string, cloneable: boolean): Promise<KeyInfo> {
+  if (!(await store.hasKey(label))) return store.generateSigningKey(label, { cloneable });
+  const info = await store.describeKey(label);
+  if (!info.sensitive || (info.extractable && !info.wrapWithTrusted)) {
+    throw new FleetError('HSM_KEY_WEAK', `token "${store.tokenLabel}" already holds a key "${label}" that can leave it wrapped under any key (CKA_WRAP_WITH_TRUSTED off); run \`pnpm fleetpki hsm check\``);
+  }
+  return info;
 }

@@ -40,9 +40,9 @@ export class DeviceKeyService {
     if (!DEVICE_KEY_ROLES.includes(role)) throw new FleetError('DEVICE_KEY_ROLE_INVALID', `device key role must be one of ${DEVICE_KEY_ROLES.join(', ')}`, { httpStatus: 400 });
     const version = Math.max(0, ...(await listMasterKeys(this.pool)).filter((m) => m.role === role).map((m) => m.version)) + 1;
     const label = `dk-${role}-v${version}`;
-    await this.keyStore.generateMasterKey(label);
+    const { id } = await this.keyStore.generateMasterKey(label);
     await withTransaction(this.pool, async (client) => {
-      await insertMasterKey(client, role, version, label);
+      await insertMasterKey(client, role, version, label, id);
       await appendAuditEvents(client, [{ site: this.site, actor, action: 'device-key.master.create', subject: label, details: { role, version } }]);
     });
     return { role, version, label };

@@ -1,6 +1,6 @@
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { FleetError, type KeyRole } from '@fleetpki/core';
-import { parsePkcs11Uri, type KeyStore, type Signer } from '@fleetpki/hsm';
+import { parsePkcs11Uri, type Signer, type SigningKeyStore } from '@fleetpki/hsm';
 import type { CaRecord } from '@fleetpki/store';
 import { DeviceTemplate, assembleNativeC509, assembleSignedCertificate, ecdsaDerToRaw, getProfile, nativeC509Tbs, parseCaCertificate, type LintedTbs, type ParsedCaCertificate } from '@fleetpki/x509';
 
@@ -19,10 +19,11 @@ export interface IssuingCa {
  * by object label in the site's own token: the token in key_uri names where the key was generated, and
  * a standby site holds a clone under the same label.
  */
-export async function openIssuingCa(record: CaRecord, keyStore: KeyStore, options: { crlBaseUrl?: string } = {}): Promise<IssuingCa> {
+export async function openIssuingCa(record: CaRecord, keyStore: SigningKeyStore, options: { crlBaseUrl?: string } = {}): Promise<IssuingCa> {
   const certificate = parseCaCertificate(record.certificate);
-  const label = parsePkcs11Uri(record.keyUri).object;
-  const signer = await keyStore.getSigner(label);
+  const uri = parsePkcs11Uri(record.keyUri);
+  const label = uri.object;
+  const signer = await keyStore.getSigner({ label, ...(uri.id ? { id: uri.id } : {}) });
   if (!signer.publicKeySpki.equals(certificate.publicKeySpki)) {
     throw new FleetError('CA_KEY_MISMATCH', `the key "${label}" in token "${keyStore.tokenLabel}" does not match the certificate of CA ${record.id}; refusing to sign with it`);
   }

@@ -1,7 +1,7 @@
-import { createHmac, createPublicKey, randomBytes, randomUUID, timingSafeEqual, verify } from 'node:crypto';
+import { createHash, createHmac, createPublicKey, randomBytes, randomUUID, timingSafeEqual, verify } from 'node:crypto';
 import { combine, split } from 'shamir-secret-sharing';
 import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
-import { parsePkcs11Uri, type KeyStore, type WrappedKey } from '@fleetpki/hsm';
+import { parsePkcs11Uri, type KeyRef, type KeyStore, type WrappedKey } from '@fleetpki/hsm';
 import { appendAuditEvents, getKek, insertKek, insertKeyBackup, listCas, listKeyBackups, listMasterKeys, withTransaction, type Pool } from '@fleetpki/store';
 
 export const SHARE_FORMAT = 'fleetpki-kek-share/1';
@@ -22,13 +22,25 @@ export function kekCheckValue(kek: Uint8Array): Buffer {
   return createHmac('sha256', kek).update('fleetpki key-encryption key check v1').digest().subarray(0, 16);
 }
 
-/** Labels of the site token's CA keys (every CA but the offline root, which never leaves its token). */
-async function siteCaKeyLabels(pool: Pool, tokenLabel: string): Promise<string[]> {
+/** The site token's CA keys (every CA but the offline root, which never leaves its token). */
+async function siteCaKeys(pool: Pool, tokenLabel: string): Promise<KeyRef[]> {
   return (await listCas(pool))
     .filter((ca) => ca.kind !== 'root')
     .map((ca) => parsePkcs11Uri(ca.keyUri))
     .filter((uri) => uri.token === tokenLabel)
-    .map((uri) => uri.object);
+    .map((uri) => ({ label: uri.object, ...(uri.id ? { id: uri.id } : {}) }));
+}
+
+/** Keys recorded before CKA_IDs were random carry the id fleetpki derived from the label then. */
+function legacyKeyId(label: string): Buffer {
+  return createHash('sha256').update(label).digest().subarray(0, 8);
+}
+
+/** The trusted key-encryption key as the security officer puts it into the token for one ceremony. */
+export interface TrustedKekMaterial {
+  readonly label: string;
+  readonly id: Uint8Array;
+  readonly value: Uint8Array;
 }
 
 /**
@@ -37,38 +49,48 @@ async function siteCaKeyLabels(pool: Pool, tokenLabel: string): Promise<string[]
  * the standby); the KEK itself leaves only as `custodians` Shamir shares, any `threshold` of which
  * rebuild it, and is then forgotten. Shamir splitting is done by an audited library
  * (shamir-secret-sharing); SoftHSM offers no secret-sharing mechanism, as real HSMs do with card sets.
+ *
+ * The CA and master keys can be wrapped only under a trusted key (CKA_WRAP_WITH_TRUSTED), which only
+ * the token's security officer can make: `installKek` is that step (the caller logs in as the SO with
+ * the PIN the custodian brings). The KEK can wrap and nothing else, and is destroyed before this returns.
  */
 export async function createKeyCustody(
   pool: Pool,
   keyStore: KeyStore,
-  options: { custodians: number; threshold: number; site: SiteId; actor: string },
+  options: { custodians: number; threshold: number; site: SiteId; actor: string; installKek: (kek: TrustedKekMaterial) => Promise<void> },
 ): Promise<{ kekId: string; shares: CustodianShare[]; keys: string[] }> {
   const { custodians, threshold } = options;
   if (!Number.isInteger(custodians) || !Number.isInteger(threshold) || threshold < 2 || custodians < threshold || custodians > 20) {
     throw new FleetError('CUSTODY_INVALID', `need 2 <= threshold <= custodians <= 20 (got ${threshold} of ${custodians})`, { httpStatus: 400 });
   }
-  const labels = await siteCaKeyLabels(pool, keyStore.tokenLabel);
-  if (labels.length === 0) throw new FleetError('CA_NOT_INITIALISED', `no CA keys in token "${keyStore.tokenLabel}": run \`pnpm fleetpki ceremony init\` first`);
+  const caKeys = await siteCaKeys(pool, keyStore.tokenLabel);
+  if (caKeys.length === 0) throw new FleetError('CA_NOT_INITIALISED', `no CA keys in token "${keyStore.tokenLabel}": run \`pnpm fleetpki ceremony init\` first`);
   const kek = randomBytes(32);
   try {
     const kekId = randomUUID();
+    const kekLabel = `custody-kek-${kekId.slice(0, 8)}`;
+    await options.installKek({ label: kekLabel, id: randomBytes(8), value: kek });
     const wrapped: WrappedKey[] = [];
-    for (const label of labels) wrapped.push(await keyStore.wrapPrivateKey(label, kek));
     // Device master keys (hybrid keys) go the same way, so the standby can issue device keys too.
-    const masters: { label: string; wrapped: Buffer; checkValue: Buffer }[] = [];
-    for (const m of await listMasterKeys(pool)) masters.push({ label: m.keyLabel, ...(await keyStore.wrapSecretKey(m.keyLabel, kek)) });
+    const masters: { label: string; id: Buffer; wrapped: Buffer; checkValue: Buffer }[] = [];
+    try {
+      for (const ref of caKeys) wrapped.push(await keyStore.wrapPrivateKey(ref, kekLabel));
+      for (const m of await listMasterKeys(pool)) masters.push({ label: m.keyLabel, ...(await keyStore.wrapSecretKey({ label: m.keyLabel, ...(m.keyObjectId ? { id: m.keyObjectId } : {}) }, kekLabel)) });
+    } finally {
+      await keyStore.destroyTrustedKek(kekLabel);
+    }
     // The library wants a plain Uint8Array (a Buffer fails its check); the copy is wiped below too.
     const secret = new Uint8Array(kek);
     const parts = await split(secret, custodians, threshold);
     secret.fill(0);
     await withTransaction(pool, async (client) => {
       await insertKek(client, { id: kekId, custodians, threshold, kekCheck: kekCheckValue(kek) });
-      for (const w of wrapped) await insertKeyBackup(client, { kekId, keyLabel: w.label, keyClass: 'private', mechanism: w.mechanism, wrapped: w.wrapped, publicKeySpki: w.publicKeySpki });
-      for (const m of masters) await insertKeyBackup(client, { kekId, keyLabel: m.label, keyClass: 'secret', mechanism: 'aes-key-wrap', wrapped: m.wrapped, checkValue: m.checkValue });
-      await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'custody.create', subject: kekId, details: { custodians, threshold, keys: [...labels, ...masters.map((m) => m.label)] } }]);
+      for (const w of wrapped) await insertKeyBackup(client, { kekId, keyLabel: w.label, keyObjectId: w.id, keyClass: 'private', mechanism: w.mechanism, wrapped: w.wrapped, publicKeySpki: w.publicKeySpki });
+      for (const m of masters) await insertKeyBackup(client, { kekId, keyLabel: m.label, keyObjectId: m.id, keyClass: 'secret', mechanism: 'aes-key-wrap', wrapped: m.wrapped, checkValue: m.checkValue });
+      await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'custody.create', subject: kekId, details: { custodians, threshold, keys: [...wrapped.map((w) => w.label), ...masters.map((m) => m.label)], kek: 'trusted, installed by the security officer, destroyed after wrapping' } }]);
     });
     const shares = parts.map((p, i) => ({ format: SHARE_FORMAT, kekId, custodian: i + 1, custodians, threshold, share: Buffer.from(p).toString('base64') }) as const);
-    return { kekId, shares, keys: [...labels, ...masters.map((m) => m.label)] };
+    return { kekId, shares, keys: [...wrapped.map((w) => w.label), ...masters.map((m) => m.label)] };
   } finally {
     kek.fill(0);
   }
@@ -121,9 +143,10 @@ export async function restoreKeysFromShares(pool: Pool, keyStore: KeyStore, shar
     const restored: string[] = [];
     const alreadyPresent: string[] = [];
     for (const backup of await listKeyBackups(pool, kekId)) {
+      const ref = { label: backup.keyLabel, id: backup.keyObjectId ?? legacyKeyId(backup.keyLabel) };
       if (backup.keyClass === 'secret') {
         const present = await keyStore.hasSecretKey(backup.keyLabel);
-        const { checkValue } = present ? { checkValue: await keyStore.masterCheckValue(backup.keyLabel) } : await keyStore.unwrapSecretKey(backup.keyLabel, backup.wrapped, kek);
+        const { checkValue } = present ? { checkValue: await keyStore.masterCheckValue(backup.keyLabel) } : await keyStore.unwrapSecretKey(ref, backup.wrapped, kek);
         if (!checkValue.equals(backup.checkValue)) throw new FleetError('CA_KEY_MISMATCH', `master key "${backup.keyLabel}" in token "${keyStore.tokenLabel}" does not match its check value`);
         (present ? alreadyPresent : restored).push(backup.keyLabel);
         continue;
@@ -134,9 +157,9 @@ export async function restoreKeysFromShares(pool: Pool, keyStore: KeyStore, shar
         alreadyPresent.push(backup.keyLabel);
         continue;
       }
-      await keyStore.unwrapPrivateKey({ label: backup.keyLabel, mechanism: backup.mechanism, wrapped: backup.wrapped, publicKeySpki: backup.publicKeySpki }, kek);
+      await keyStore.unwrapPrivateKey({ ...ref, mechanism: backup.mechanism, wrapped: backup.wrapped, publicKeySpki: backup.publicKeySpki }, kek);
       const probe = randomBytes(32);
-      const signature = await (await keyStore.getSigner(backup.keyLabel)).sign(probe);
+      const signature = await (await keyStore.getSigner(ref)).sign(probe);
       if (!verify('sha256', probe, createPublicKey({ key: backup.publicKeySpki, format: 'der', type: 'spki' }), signature)) {
         throw new FleetError('CA_KEY_MISMATCH', `the key unwrapped as "${backup.keyLabel}" does not sign for its public key`);
       }

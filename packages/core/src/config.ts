@@ -49,8 +49,13 @@ export interface FleetConfig {
   readonly pgDatabase: string;
   /** Prefix of the SoftHSM token labels (`<prefix>-a`, `<prefix>-b`, `<prefix>-root`); tests use their own tokens. */
   readonly hsmTokenPrefix: string;
-  /** Label of the token holding the offline root CA key (site A's HSM; in production a separate, offline HSM). */
+  /** Label of the token holding the offline root CA key, in the root's own HSM (rootHsm). */
   readonly rootTokenLabel: string;
+  /**
+   * The offline root's HSM: locally a SoftHSM token directory of its own, which no service's PKCS#11
+   * configuration lists; in production a separate HSM kept offline. Only ceremonies open it.
+   */
+  readonly rootHsm: { readonly dir: string; readonly softhsmConf: string };
   /**
    * Base URL of the CRL distribution points written into certificates. One value for the deployment
    * (in production a name served by whichever site is active), so a shard CRL published by site B after
@@ -224,6 +229,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     pgDatabase: database,
     hsmTokenPrefix: e.FLEETPKI_HSM_TOKEN_PREFIX,
     rootTokenLabel: `${e.FLEETPKI_HSM_TOKEN_PREFIX}-root`,
+    rootHsm: { dir: join(stateDir, 'root-hsm'), softhsmConf: join(stateDir, 'root-hsm', 'softhsm2.conf') },
     crlBaseUrl: e.FLEETPKI_CRL_BASE_URL ?? `http://127.0.0.1:${sites.a.statusPort}/crl/`,
     ocspUrl: `http://127.0.0.1:${sites[e.FLEETPKI_SITE].statusPort}/ocsp`,
     api: {

@@ -17,6 +17,7 @@
 import { createHash } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
 import { HsmError } from './errors.js';
+import { MASTER_KEY_PROTECTION } from './key-protection.js';
 
 export const DIVERSIFICATION = 'fleetpki-div-aescbc-v1';
 export const TRANSPORT_KDF = 'fleetpki-ecdh-aescbc-v1';
@@ -62,29 +63,21 @@ const MASTER_PROBE = Buffer.from('fleetpki master check v1', 'latin1').subarray(
 export class DeviceKeyOperations {
   constructor(private readonly session: graphene.Session) {}
 
-  findSecretKey(label: string): graphene.SecretKey {
-    const found = this.session.find({ class: graphene.ObjectClass.SECRET_KEY, label });
-    if (found.length === 0) throw new HsmError('HSM_KEY_NOT_FOUND', `no secret key labelled "${label}"`);
-    return found.items(0).toType<graphene.SecretKey>();
-  }
-
-  /** A master key: AES-256 token object, never readable; extractable only to be wrapped for the standby's token. */
-  generateMasterKey(label: string): void {
+  /**
+   * A master key: AES-256 token object, never readable, good only for deriving device keys; cloneable to
+   * the standby's token, and then only under the custody ceremony's trusted key-encryption key.
+   */
+  generateMasterKey(label: string, id: Buffer): void {
     this.session.generateKey(graphene.KeyGenMechanism.AES, {
       class: graphene.ObjectClass.SECRET_KEY,
       keyType: graphene.KeyType.AES,
       valueLen: 32,
       token: true,
       private: true,
-      sensitive: true,
-      extractable: true,
+      ...MASTER_KEY_PROTECTION(true),
       derive: true,
-      encrypt: false,
-      decrypt: false,
-      wrap: false,
-      unwrap: false,
       label,
-      id: createHash('sha256').update(label).digest().subarray(0, 8),
+      id,
     });
   }
 

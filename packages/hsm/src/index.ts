@@ -8,3 +8,7 @@ export * from './pkcs11-key-store.js';
 export * from './self-test.js';
 export * from './open-site-key-store.js';
 export * from './device-keys.js';
+export * from './key-protection.js';
+export * from './hsm-process.js';
+export * from './root-key-store.js';
+export * from './pkcs11-probes.js';

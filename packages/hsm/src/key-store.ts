@@ -10,24 +10,46 @@ export interface Signer {
   sign(data: Uint8Array): Promise<Buffer>;
 }
 
+/**
+ * Which key: its label and, where known, its CKA_ID. Keys are found by both (RFC 7512 `object` and
+ * `id`); two objects of a class with one label are an error that names them, never "take the first".
+ */
+export interface KeyRef {
+  readonly label: string;
+  readonly id?: Buffer;
+}
+
+/** A bare label is a KeyRef without an id. */
+export function keyRef(ref: KeyRef | string): KeyRef {
+  return typeof ref === 'string' ? { label: ref } : ref;
+}
+
 export interface KeyInfo {
   readonly label: string;
+  readonly id: Buffer;
   readonly publicKeySpki: Buffer;
   readonly extractable: boolean;
   readonly sensitive: boolean;
+  /** Wrappable only under a key the security officer marked CKA_TRUSTED (PKCS#11 v2.40 4.9). */
+  readonly wrapWithTrusted: boolean;
+  /** Set by the token: the key was never readable in clear / never extractable since its creation. */
+  readonly alwaysSensitive: boolean;
+  readonly neverExtractable: boolean;
 }
 
 export interface GenerateKeyOptions {
   /**
-   * Extractable keys can still only leave the token wrapped (they are always CKA_SENSITIVE); CA keys
-   * need it for cloning into the standby site's token. Device-facing keys never do.
+   * Cloneable keys (CKA_EXTRACTABLE) may leave the token only wrapped, and (CKA_WRAP_WITH_TRUSTED)
+   * only under the custody ceremony's trusted key-encryption key: the online CA keys, cloned into the
+   * standby's token. Every other key is never extractable at all.
    */
-  readonly extractable?: boolean;
+  readonly cloneable?: boolean;
 }
 
 /** A private key encrypted under a key-encryption key, as it travels from one HSM to another. */
 export interface WrappedKey {
   readonly label: string;
+  readonly id: Buffer;
   /** CKM_AES_KEY_WRAP_PAD (RFC 5649) of the PKCS#8 private key. */
   readonly mechanism: 'aes-key-wrap-pad';
   readonly wrapped: Buffer;
@@ -43,26 +65,55 @@ export interface DeviceKeyTransport {
   close(): Promise<void>;
 }
 
-export interface KeyStore {
+/** Signing keys: what a ceremony needs of the offline root's HSM, and the services of their site's. */
+export interface SigningKeyStore {
   readonly tokenLabel: string;
   generateSigningKey(label: string, options?: GenerateKeyOptions): Promise<KeyInfo>;
-  getSigner(label: string): Promise<Signer>;
-  describeKey(label: string): Promise<KeyInfo>;
-  hasKey(label: string): Promise<boolean>;
+  getSigner(ref: KeyRef | string): Promise<Signer>;
+  describeKey(ref: KeyRef | string): Promise<KeyInfo>;
+  hasKey(ref: KeyRef | string): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** A key's protection as the token reports it, for `fleetpki hsm check`. */
+export interface KeyProtection {
+  readonly class: 'private' | 'secret';
+  readonly label: string;
+  readonly id: Buffer;
+  readonly sensitive: boolean;
+  readonly extractable: boolean;
+  readonly wrapWithTrusted: boolean;
+  readonly alwaysSensitive: boolean;
+  readonly neverExtractable: boolean;
+  readonly trusted: boolean;
+  readonly private: boolean;
+}
+
+export interface KeyStore extends SigningKeyStore {
   /**
-   * Wraps an extractable private key under `kek` (a 256-bit AES key, present in the token only for the
-   * call, as a non-extractable session object): how an HSM clones a key into another HSM.
+   * Wraps a cloneable private key under the trusted key-encryption key `kekLabel` (put in this token by
+   * its security officer for the custody ceremony): how an HSM clones a key into another HSM. Under any
+   * other key the token refuses (CKA_WRAP_WITH_TRUSTED).
    */
-  wrapPrivateKey(label: string, kek: Uint8Array): Promise<WrappedKey>;
-  /** Unwraps into this token as a sensitive, non-extractable key pair with the wrapped key's label. */
+  wrapPrivateKey(ref: KeyRef | string, kekLabel: string): Promise<WrappedKey>;
+  /**
+   * Unwraps into this token as a sensitive, non-extractable key pair with the wrapped key's label and
+   * id; `kek` (the value the custodians' shares rebuild) is a session object for the call only.
+   */
   unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array): Promise<KeyInfo>;
   /** The same for a device master key (AES); `checkValue` identifies the key (masterCheckValue). */
-  wrapSecretKey(label: string, kek: Uint8Array): Promise<{ wrapped: Buffer; checkValue: Buffer }>;
-  unwrapSecretKey(label: string, wrapped: Buffer, kek: Uint8Array): Promise<{ checkValue: Buffer }>;
-  masterCheckValue(label: string): Promise<Buffer>;
-  /** An AES-256 master key for device-key diversification (sensitive; extractable only to be wrapped). */
-  generateMasterKey(label: string): Promise<void>;
-  hasSecretKey(label: string): Promise<boolean>;
+  wrapSecretKey(ref: KeyRef | string, kekLabel: string): Promise<{ id: Buffer; wrapped: Buffer; checkValue: Buffer }>;
+  unwrapSecretKey(ref: KeyRef, wrapped: Buffer, kek: Uint8Array): Promise<{ checkValue: Buffer }>;
+  /** Removes the custody ceremony's trusted key-encryption key once the keys are wrapped. */
+  destroyTrustedKek(kekLabel: string): Promise<void>;
+  masterCheckValue(ref: KeyRef | string): Promise<Buffer>;
+  /** An AES-256 master key for device-key diversification (sensitive; wrappable only under a trusted key). */
+  generateMasterKey(label: string): Promise<{ id: Buffer }>;
+  hasSecretKey(ref: KeyRef | string): Promise<boolean>;
+  /** Every private and secret key in the token with its protection attributes. */
+  listKeyProtection(): Promise<KeyProtection[]>;
+  /** Makes a key non-extractable in place (true -> false is the one change PKCS#11 allows): migration. */
+  restrictToToken(ref: KeyRef | string, keyClass: 'private' | 'secret'): Promise<void>;
   /** Ephemeral-static ECDH with the factory's P-256 point and the transport KDF over `context`, in the HSM. */
   openDeviceKeyTransport(factoryPoint: Buffer, context: Buffer): Promise<DeviceKeyTransport>;
   /** Known-answer tests of the wrap mechanisms and the diversification (self-tests; no stored key involved). */
@@ -70,5 +121,4 @@ export interface KeyStore {
   knownAnswerDiversify(master: Buffer, kek: Buffer, data: Buffer): Promise<{ wrapped: Buffer; kcv: Buffer }>;
   /** AES-CMAC of `message` under the device key diversified by `data` (tests, device authentication). */
   deviceMac(masterLabel: string, data: Buffer, message: Buffer): Promise<Buffer>;
-  close(): Promise<void>;
 }

@@ -1,10 +1,11 @@
-import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
 import { CKR, HsmError, pkcs11Code } from './errors.js';
 import { P256_EC_PARAMS, ecdsaRawToDer, p256SpkiFromPoint, unwrapEcPoint } from './ecdsa.js';
 import { DeviceKeyOperations } from './device-keys.js';
-import type { DeviceKeyTransport, GenerateKeyOptions, KeyInfo, KeyStore, Signer, WrappedKey } from './key-store.js';
+import { keyRef, type DeviceKeyTransport, type GenerateKeyOptions, type KeyInfo, type KeyProtection, type KeyRef, type KeyStore, type Signer, type WrappedKey } from './key-store.js';
+import { MASTER_KEY_PROTECTION, PRIVATE_KEY_PROTECTION } from './key-protection.js';
+import { findSlot, loadModule, loginWithRetry, moduleUsers, releaseModule } from './pkcs11-module.js';
 import { SessionPool } from './session-pool.js';
 
 export interface Pkcs11Options {
@@ -15,79 +16,6 @@ export interface Pkcs11Options {
   readonly sessions?: number;
   /** SoftHSM2 only: the configuration file naming the token directory (SOFTHSM2_CONF). */
   readonly softhsmConf?: string;
-}
-
-// One loaded, initialised module per library path per process. C_Initialize and C_Login are per process
-// (PKCS#11 v2.40 5.4, 5.6), so several key stores on one module share them.
-const modules = new Map<string, { module: graphene.Module; users: number; softhsmConf: string | undefined }>();
-
-function loadModule(modulePath: string, softhsmConf: string | undefined): graphene.Module {
-  const cached = modules.get(modulePath);
-  if (cached) {
-    if (softhsmConf && cached.softhsmConf && softhsmConf !== cached.softhsmConf) {
-      throw new HsmError('HSM_OPERATION_FAILED', `PKCS#11 module ${modulePath} is already initialised with ${cached.softhsmConf}; one process serves one site's HSM`);
-    }
-    cached.users++;
-    return cached.module;
-  }
-  if (!existsSync(modulePath)) {
-    throw new HsmError('HSM_MODULE_NOT_FOUND', `PKCS#11 module not found at ${modulePath} (set FLEETPKI_PKCS11_MODULE; for SoftHSM2 install the softhsm2 package)`);
-  }
-  // SoftHSM reads its token directory from SOFTHSM2_CONF once, at C_Initialize.
-  if (softhsmConf) process.env.SOFTHSM2_CONF = softhsmConf;
-  let module: graphene.Module;
-  try {
-    module = graphene.Module.load(modulePath, 'fleetpki-hsm');
-    // CKF_OS_LOCKING_OK: sessions are used from libuv worker threads concurrently.
-    module.initialize({ flags: 2 });
-  } catch (err) {
-    throw new HsmError('HSM_MODULE_NOT_FOUND', `cannot load PKCS#11 module ${modulePath}: ${(err as Error).message}`, err);
-  }
-  modules.set(modulePath, { module, users: 1, softhsmConf });
-  return module;
-}
-
-function releaseModule(modulePath: string): void {
-  const cached = modules.get(modulePath);
-  if (!cached) return;
-  if (--cached.users > 0) return;
-  modules.delete(modulePath);
-  try {
-    cached.module.finalize();
-  } catch {
-    // finalising a module whose process is exiting anyway; nothing to recover
-  }
-}
-
-function findSlot(module: graphene.Module, tokenLabel: string, modulePath: string): graphene.Slot {
-  const slots = module.getSlots(true);
-  const labels: string[] = [];
-  for (let i = 0; i < slots.length; i++) {
-    const slot = slots.items(i);
-    const label = slot.getToken().label.trim();
-    if (label === tokenLabel) return slot;
-    labels.push(label);
-  }
-  throw new HsmError('HSM_TOKEN_NOT_FOUND', `no token labelled "${tokenLabel}" in ${modulePath} (tokens present: ${labels.length ? labels.join(', ') : 'none'}); run \`pnpm sites up\``);
-}
-
-/**
- * Several processes logging in to one SoftHSM token at the same moment fail at random (file locking in
- * its object store), so login retries a few times with jitter. A wrong PIN is final at once.
- */
-async function loginWithRetry(session: graphene.Session, pin: string, tokenLabel: string): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      session.login(pin, graphene.UserType.USER);
-      return;
-    } catch (err) {
-      const code = pkcs11Code(err);
-      if (code === CKR.USER_ALREADY_LOGGED_IN) return;
-      if (code === CKR.PIN_INCORRECT || code === CKR.PIN_LEN_RANGE) throw new HsmError('HSM_PIN_INCORRECT', `the PIN for token "${tokenLabel}" was refused`, err);
-      if (attempt >= 6) throw new HsmError('HSM_OPERATION_FAILED', `login to token "${tokenLabel}" failed after ${attempt} attempts: ${(err as Error).message}`, err);
-      await new Promise((r) => setTimeout(r, 20 * attempt + Math.random() * 50));
-    }
-  }
 }
 
 export class Pkcs11KeyStore implements KeyStore {
@@ -114,7 +42,7 @@ export class Pkcs11KeyStore implements KeyStore {
         try {
           slot = findSlot(module, options.tokenLabel, options.modulePath);
         } catch (err) {
-          if (attempt >= 5 || (err as HsmError).code !== 'HSM_TOKEN_NOT_FOUND' || (modules.get(options.modulePath)?.users ?? 0) > 1) throw err;
+          if (attempt >= 5 || (err as HsmError).code !== 'HSM_TOKEN_NOT_FOUND' || moduleUsers(options.modulePath) > 1) throw err;
           releaseModule(options.modulePath);
           await new Promise((r) => setTimeout(r, 50 * attempt + Math.random() * 100));
           module = loadModule(options.modulePath, options.softhsmConf);
@@ -132,49 +60,41 @@ export class Pkcs11KeyStore implements KeyStore {
 
   async generateSigningKey(label: string, options: GenerateKeyOptions = {}): Promise<KeyInfo> {
     if (await this.hasKey(label)) throw new HsmError('HSM_KEY_EXISTS', `token "${this.tokenLabel}" already holds a key labelled "${label}"`);
-    const id = createHash('sha256').update(label).digest().subarray(0, 8);
+    // A fresh CKA_ID per key: the label names a key, the id tells two generations apart (RFC 7512 id=).
+    const id = randomBytes(8);
     await this.pool.use((session) => {
       session.generateKeyPair(
         graphene.KeyGenMechanism.EC,
         { keyType: graphene.KeyType.EC, token: true, private: false, verify: true, paramsEC: P256_EC_PARAMS, label, id },
-        {
-          keyType: graphene.KeyType.EC,
-          token: true,
-          private: true,
-          sign: true,
-          // Never readable in clear; extractable only means "may be wrapped" (PKCS#11 v2.40 4.9).
-          sensitive: true,
-          extractable: options.extractable ?? false,
-          label,
-          id,
-        },
+        { keyType: graphene.KeyType.EC, token: true, private: true, sign: true, label, id, ...PRIVATE_KEY_PROTECTION(options.cloneable === true) },
       );
     });
-    return this.describeKey(label);
+    return this.describeKey({ label, id });
   }
 
-  async hasKey(label: string): Promise<boolean> {
-    return this.pool.use((session) => session.find({ class: graphene.ObjectClass.PRIVATE_KEY, label }).length > 0);
+  async hasKey(ref: KeyRef | string): Promise<boolean> {
+    return this.pool.use((session) => findObjects(session, graphene.ObjectClass.PRIVATE_KEY, keyRef(ref)).length > 0);
   }
 
-  async describeKey(label: string): Promise<KeyInfo> {
+  async describeKey(ref: KeyRef | string): Promise<KeyInfo> {
     return this.pool.use((session) => {
-      const privateKey = this.findPrivateKey(session, label);
-      const attrs = privateKey.getAttribute({ sensitive: null, extractable: null });
-      return { label, publicKeySpki: this.readPublicKey(session, label), sensitive: attrs.sensitive === true, extractable: attrs.extractable === true };
+      const privateKey = this.findKey(session, graphene.ObjectClass.PRIVATE_KEY, keyRef(ref));
+      const p = protectionOf(privateKey, 'private');
+      return { label: p.label, id: p.id, publicKeySpki: this.readPublicKey(session, { label: p.label, id: p.id }), sensitive: p.sensitive, extractable: p.extractable, wrapWithTrusted: p.wrapWithTrusted, alwaysSensitive: p.alwaysSensitive, neverExtractable: p.neverExtractable };
     });
   }
 
-  async getSigner(label: string): Promise<Signer> {
+  async getSigner(ref: KeyRef | string): Promise<Signer> {
+    const key = keyRef(ref);
     const publicKeySpki = await this.pool.use((session) => {
-      this.findPrivateKey(session, label);
-      return this.readPublicKey(session, label);
+      this.findKey(session, graphene.ObjectClass.PRIVATE_KEY, key);
+      return this.readPublicKey(session, key);
     });
     // Object handles are valid in every session of the application (PKCS#11 v2.40 2.4), so look the key
     // up once per session rather than once per signature.
     const handles = new Map<graphene.Session, graphene.PrivateKey>();
     const pool = this.pool;
-    const findPrivateKey = (session: graphene.Session) => this.findPrivateKey(session, label);
+    const findPrivateKey = (session: graphene.Session) => this.findKey(session, graphene.ObjectClass.PRIVATE_KEY, key).toType<graphene.PrivateKey>();
     return {
       algorithm: 'ecdsa-p256-sha256',
       publicKeySpki,
@@ -182,12 +102,12 @@ export class Pkcs11KeyStore implements KeyStore {
         // SoftHSM has no CKM_ECDSA_SHA256: hash here, sign the digest with CKM_ECDSA.
         const digest = createHash('sha256').update(data).digest();
         return pool.use((session) => {
-          let key = handles.get(session);
-          if (!key) handles.set(session, (key = findPrivateKey(session)));
+          let privateKey = handles.get(session);
+          if (!privateKey) handles.set(session, (privateKey = findPrivateKey(session)));
           return new Promise<Buffer>((resolve, reject) => {
             // The callback form runs C_Sign on a libuv worker thread, so sessions sign in parallel.
-            session.createSign('ECDSA', key).once(digest, (err, raw) => {
-              if (err) reject(new HsmError('HSM_OPERATION_FAILED', `signing with "${label}" failed: ${err.message}`, err));
+            session.createSign('ECDSA', privateKey).once(digest, (err, raw) => {
+              if (err) reject(new HsmError('HSM_OPERATION_FAILED', `signing with "${key.label}" failed: ${err.message}`, err));
               else resolve(ecdsaRawToDer(raw));
             });
           });
@@ -196,30 +116,21 @@ export class Pkcs11KeyStore implements KeyStore {
     };
   }
 
-  async wrapPrivateKey(label: string, kek: Uint8Array): Promise<WrappedKey> {
+  async wrapPrivateKey(ref: KeyRef | string, kekLabel: string): Promise<WrappedKey> {
     return this.pool.use((session) => {
-      const privateKey = this.findPrivateKey(session, label);
-      if (privateKey.getAttribute({ extractable: null }).extractable !== true) {
-        throw new HsmError('HSM_KEY_NOT_EXTRACTABLE', `key "${label}" in token "${this.tokenLabel}" was generated non-extractable and cannot be cloned`);
-      }
-      const publicKeySpki = this.readPublicKey(session, label);
-      return this.withTransientKek(session, kek, (kekObject) => {
-        try {
-          return { label, mechanism: 'aes-key-wrap-pad' as const, wrapped: session.wrapKey(graphene.MechanismEnum.AES_KEY_WRAP_PAD, kekObject, privateKey), publicKeySpki };
-        } catch (err) {
-          if (pkcs11Code(err) === CKR.KEY_UNEXTRACTABLE) throw new HsmError('HSM_KEY_NOT_EXTRACTABLE', `token "${this.tokenLabel}" refuses to wrap "${label}"`, err);
-          throw new HsmError('HSM_OPERATION_FAILED', `wrapping "${label}" failed: ${(err as Error).message}`, err);
-        }
-      });
+      const privateKey = this.findKey(session, graphene.ObjectClass.PRIVATE_KEY, keyRef(ref));
+      const p = protectionOf(privateKey, 'private');
+      const publicKeySpki = this.readPublicKey(session, { label: p.label, id: p.id });
+      const wrapped = this.wrapUnderTrustedKek(session, graphene.MechanismEnum.AES_KEY_WRAP_PAD, kekLabel, privateKey, p.label);
+      return { label: p.label, id: p.id, mechanism: 'aes-key-wrap-pad' as const, wrapped, publicKeySpki };
     });
   }
 
   async unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array): Promise<KeyInfo> {
     if (await this.hasKey(wrapped.label)) throw new HsmError('HSM_KEY_EXISTS', `token "${this.tokenLabel}" already holds a key labelled "${wrapped.label}"`);
-    const label = wrapped.label;
-    const id = createHash('sha256').update(label).digest().subarray(0, 8);
+    const { label, id } = wrapped;
     await this.pool.use((session) =>
-      this.withTransientKek(session, kek, (kekObject) => {
+      this.withUnwrappingKek(session, kek, (kekObject) => {
         let privateKey: graphene.Key;
         try {
           privateKey = session.unwrapKey(graphene.MechanismEnum.AES_KEY_WRAP_PAD, kekObject, wrapped.wrapped, {
@@ -229,8 +140,7 @@ export class Pkcs11KeyStore implements KeyStore {
             private: true,
             sign: true,
             // A clone is final: it never leaves this token again, not even wrapped.
-            sensitive: true,
-            extractable: false,
+            ...PRIVATE_KEY_PROTECTION(false),
             label,
             id,
           });
@@ -258,16 +168,18 @@ export class Pkcs11KeyStore implements KeyStore {
         }
       }),
     );
-    return this.describeKey(label);
+    return this.describeKey({ label, id });
   }
 
-  async generateMasterKey(label: string): Promise<void> {
+  async generateMasterKey(label: string): Promise<{ id: Buffer }> {
     if (await this.hasSecretKey(label)) throw new HsmError('HSM_KEY_EXISTS', `token "${this.tokenLabel}" already holds a secret key labelled "${label}"`);
-    await this.pool.use((session) => new DeviceKeyOperations(session).generateMasterKey(label));
+    const id = randomBytes(8);
+    await this.pool.use((session) => new DeviceKeyOperations(session).generateMasterKey(label, id));
+    return { id };
   }
 
-  async hasSecretKey(label: string): Promise<boolean> {
-    return this.pool.use((session) => session.find({ class: graphene.ObjectClass.SECRET_KEY, label }).length > 0);
+  async hasSecretKey(ref: KeyRef | string): Promise<boolean> {
+    return this.pool.use((session) => findObjects(session, graphene.ObjectClass.SECRET_KEY, keyRef(ref)).length > 0);
   }
 
   async openDeviceKeyTransport(factoryPoint: Buffer, context: Buffer): Promise<DeviceKeyTransport> {
@@ -278,12 +190,13 @@ export class Pkcs11KeyStore implements KeyStore {
       const ops = new DeviceKeyOperations(session);
       const { kek, ephemeralPoint } = ops.agreeTransportKey(factoryPoint, context);
       const masters = new Map<string, graphene.SecretKey>();
+      const findMaster = (label: string) => this.findKey(session, graphene.ObjectClass.SECRET_KEY, { label }).toType<graphene.SecretKey>();
       return {
         ephemeralPoint,
         async wrapDeviceKeys(items) {
           return items.map(({ masterLabel, data }) => {
             let master = masters.get(masterLabel);
-            if (!master) masters.set(masterLabel, (master = ops.findSecretKey(masterLabel)));
+            if (!master) masters.set(masterLabel, (master = findMaster(masterLabel)));
             return ops.diversifyAndWrap(master, kek, data);
           });
         },
@@ -313,7 +226,7 @@ export class Pkcs11KeyStore implements KeyStore {
   async tryReadSecretValue(label: string): Promise<Buffer> {
     return this.pool.use((session) => {
       try {
-        return new DeviceKeyOperations(session).findSecretKey(label).getAttribute({ value: null }).value as Buffer;
+        return this.findKey(session, graphene.ObjectClass.SECRET_KEY, { label }).getAttribute({ value: null }).value as Buffer;
       } catch (err) {
         if (pkcs11Code(err) === CKR.ATTRIBUTE_SENSITIVE) throw new HsmError('HSM_OPERATION_FAILED', `CKA_VALUE of "${label}" is sensitive`, err);
         throw err;
@@ -322,25 +235,22 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
   async deviceMac(masterLabel: string, data: Buffer, message: Buffer): Promise<Buffer> {
+    return this.pool.use((session) => new DeviceKeyOperations(session).deviceMac(this.findKey(session, graphene.ObjectClass.SECRET_KEY, { label: masterLabel }).toType<graphene.SecretKey>(), data, message));
+  }
+
+  async wrapSecretKey(ref: KeyRef | string, kekLabel: string): Promise<{ id: Buffer; wrapped: Buffer; checkValue: Buffer }> {
     return this.pool.use((session) => {
-      const ops = new DeviceKeyOperations(session);
-      return ops.deviceMac(ops.findSecretKey(masterLabel), data, message);
+      const key = this.findKey(session, graphene.ObjectClass.SECRET_KEY, keyRef(ref)).toType<graphene.SecretKey>();
+      const p = protectionOf(key, 'secret');
+      const checkValue = new DeviceKeyOperations(session).masterCheckValue(key);
+      return { id: p.id, wrapped: this.wrapUnderTrustedKek(session, graphene.MechanismEnum.AES_KEY_WRAP, kekLabel, key, p.label), checkValue };
     });
   }
 
-  async wrapSecretKey(label: string, kek: Uint8Array): Promise<{ wrapped: Buffer; checkValue: Buffer }> {
-    return this.pool.use((session) => {
-      const ops = new DeviceKeyOperations(session);
-      const key = ops.findSecretKey(label);
-      const checkValue = ops.masterCheckValue(key);
-      return this.withTransientKek(session, kek, (kekObject) => ({ wrapped: session.wrapKey(graphene.MechanismEnum.AES_KEY_WRAP, kekObject, key), checkValue }));
-    });
-  }
-
-  async unwrapSecretKey(label: string, wrapped: Buffer, kek: Uint8Array): Promise<{ checkValue: Buffer }> {
-    if (await this.hasSecretKey(label)) throw new HsmError('HSM_KEY_EXISTS', `token "${this.tokenLabel}" already holds a secret key labelled "${label}"`);
+  async unwrapSecretKey(ref: KeyRef, wrapped: Buffer, kek: Uint8Array): Promise<{ checkValue: Buffer }> {
+    if (await this.hasSecretKey(ref.label)) throw new HsmError('HSM_KEY_EXISTS', `token "${this.tokenLabel}" already holds a secret key labelled "${ref.label}"`);
     return this.pool.use((session) =>
-      this.withTransientKek(session, kek, (kekObject) => {
+      this.withUnwrappingKek(session, kek, (kekObject) => {
         let key: graphene.SecretKey;
         try {
           key = session
@@ -349,33 +259,61 @@ export class Pkcs11KeyStore implements KeyStore {
               keyType: graphene.KeyType.AES,
               token: true,
               private: true,
-              sensitive: true,
-              extractable: false,
+              ...MASTER_KEY_PROTECTION(false),
               derive: true,
-              label,
-              id: createHash('sha256').update(label).digest().subarray(0, 8),
+              label: ref.label,
+              id: ref.id ?? createHash('sha256').update(ref.label).digest().subarray(0, 8),
             })
             .toType<graphene.SecretKey>();
         } catch (err) {
-          throw new HsmError('HSM_UNWRAP_FAILED', `unwrapping "${label}" into token "${this.tokenLabel}" failed (wrong key-encryption key or damaged blob): ${(err as Error).message}`, err);
+          throw new HsmError('HSM_UNWRAP_FAILED', `unwrapping "${ref.label}" into token "${this.tokenLabel}" failed (wrong key-encryption key or damaged blob): ${(err as Error).message}`, err);
         }
         return { checkValue: new DeviceKeyOperations(session).masterCheckValue(key) };
       }),
     );
   }
 
-  async masterCheckValue(label: string): Promise<Buffer> {
-    return this.pool.use((session) => {
-      const ops = new DeviceKeyOperations(session);
-      return ops.masterCheckValue(ops.findSecretKey(label));
+  async masterCheckValue(ref: KeyRef | string): Promise<Buffer> {
+    return this.pool.use((session) => new DeviceKeyOperations(session).masterCheckValue(this.findKey(session, graphene.ObjectClass.SECRET_KEY, keyRef(ref)).toType<graphene.SecretKey>()));
+  }
+
+  async destroyTrustedKek(kekLabel: string): Promise<void> {
+    await this.pool.use((session) => {
+      for (const object of collect(session.find({ class: graphene.ObjectClass.SECRET_KEY, label: kekLabel }))) object.destroy();
     });
   }
 
-  /** Runs `fn` with the KEK present as a session object, destroyed afterwards whatever happens. */
-  private withTransientKek<T>(session: graphene.Session, kek: Uint8Array, fn: (kek: graphene.SecretKey) => T): T {
+  async listKeyProtection(): Promise<KeyProtection[]> {
+    return this.pool.use((session) => [
+      ...collect(session.find({ class: graphene.ObjectClass.PRIVATE_KEY })).map((o) => protectionOf(o.toType<graphene.Key>(), 'private')),
+      ...collect(session.find({ class: graphene.ObjectClass.SECRET_KEY })).map((o) => protectionOf(o.toType<graphene.Key>(), 'secret')),
+    ]);
+  }
+
+  async restrictToToken(ref: KeyRef | string, keyClass: 'private' | 'secret'): Promise<void> {
+    await this.pool.use((session) => {
+      this.findKey(session, keyClass === 'private' ? graphene.ObjectClass.PRIVATE_KEY : graphene.ObjectClass.SECRET_KEY, keyRef(ref)).setAttribute({ extractable: false });
+    });
+  }
+
+  /** Wraps `key` under the trusted KEK `kekLabel` of this token; any refusal is reported with its reason. */
+  private wrapUnderTrustedKek(session: graphene.Session, mechanism: graphene.MechanismEnum, kekLabel: string, key: graphene.Key, label: string): Buffer {
+    const kek = this.findKey(session, graphene.ObjectClass.SECRET_KEY, { label: kekLabel }).toType<graphene.SecretKey>();
+    try {
+      return session.wrapKey(mechanism, kek, key);
+    } catch (err) {
+      const code = pkcs11Code(err);
+      if (code === CKR.KEY_UNEXTRACTABLE) throw new HsmError('HSM_KEY_NOT_EXTRACTABLE', `key "${label}" in token "${this.tokenLabel}" is not extractable and cannot be cloned`, err);
+      if (code === CKR.KEY_NOT_WRAPPABLE) throw new HsmError('HSM_KEY_NOT_EXTRACTABLE', `token "${this.tokenLabel}" refuses to wrap "${label}" under "${kekLabel}" (not a trusted key-encryption key?)`, err);
+      throw new HsmError('HSM_OPERATION_FAILED', `wrapping "${label}" failed: ${(err as Error).message}`, err);
+    }
+  }
+
+  /** Runs `fn` with `kek` present as a session object that can only unwrap, destroyed afterwards whatever happens. */
+  private withUnwrappingKek<T>(session: graphene.Session, kek: Uint8Array, fn: (kek: graphene.SecretKey) => T): T {
     if (kek.length !== 32) throw new HsmError('HSM_OPERATION_FAILED', `a key-encryption key is 32 bytes (AES-256), got ${kek.length}`);
     const kekObject = session
-      .create({ class: graphene.ObjectClass.SECRET_KEY, keyType: graphene.KeyType.AES, token: false, private: true, value: Buffer.from(kek), wrap: true, unwrap: true, sensitive: true, extractable: false, label: 'fleetpki-transient-kek' })
+      .create({ class: graphene.ObjectClass.SECRET_KEY, keyType: graphene.KeyType.AES, token: false, private: true, value: Buffer.from(kek), wrap: false, unwrap: true, encrypt: false, decrypt: false, sensitive: true, extractable: false, label: 'fleetpki-transient-kek' })
       .toType<graphene.SecretKey>();
     try {
       return fn(kekObject);
@@ -388,7 +326,7 @@ export class Pkcs11KeyStore implements KeyStore {
   async tryReadPrivateValue(label: string): Promise<Buffer> {
     return this.pool.use((session) => {
       try {
-        return this.findPrivateKey(session, label).getAttribute({ value: null }).value as Buffer;
+        return this.findKey(session, graphene.ObjectClass.PRIVATE_KEY, { label }).getAttribute({ value: null }).value as Buffer;
       } catch (err) {
         if (pkcs11Code(err) === CKR.ATTRIBUTE_SENSITIVE) throw new HsmError('HSM_OPERATION_FAILED', `CKA_VALUE of "${label}" is sensitive`, err);
         throw err;
@@ -420,16 +358,52 @@ export class Pkcs11KeyStore implements KeyStore {
     releaseModule(this.modulePath);
   }
 
-  private findPrivateKey(session: graphene.Session, label: string): graphene.PrivateKey {
-    const found = session.find({ class: graphene.ObjectClass.PRIVATE_KEY, label });
-    if (found.length === 0) throw new HsmError('HSM_KEY_NOT_FOUND', `no private key labelled "${label}" in token "${this.tokenLabel}"`);
-    return found.items(0).toType<graphene.PrivateKey>();
+  /** The one object of `objectClass` the ref names; none, several with its label, or another id is an error. */
+  private findKey(session: graphene.Session, objectClass: graphene.ObjectClass, ref: KeyRef): graphene.Key {
+    const found = findObjects(session, objectClass, { label: ref.label });
+    const kind = objectClass === graphene.ObjectClass.PRIVATE_KEY ? 'private key' : objectClass === graphene.ObjectClass.SECRET_KEY ? 'secret key' : 'public key';
+    if (found.length > 1) {
+      const ids = found.map((o) => (o.getAttribute({ id: null }).id as Buffer).toString('hex'));
+      throw new HsmError('HSM_KEY_AMBIGUOUS', `token "${this.tokenLabel}" holds ${found.length} objects of class ${kind} labelled "${ref.label}" (CKA_ID ${ids.join(', ')}); a label must name one key`);
+    }
+    const key = found[0];
+    if (!key) throw new HsmError('HSM_KEY_NOT_FOUND', `no ${kind} labelled "${ref.label}" in token "${this.tokenLabel}"`);
+    if (ref.id) {
+      const id = key.getAttribute({ id: null }).id as Buffer;
+      if (!id.equals(ref.id)) throw new HsmError('HSM_KEY_NOT_FOUND', `the ${kind} labelled "${ref.label}" in token "${this.tokenLabel}" has CKA_ID ${id.toString('hex')}, not ${ref.id.toString('hex')}: another key than the one recorded`);
+    }
+    return key.toType<graphene.Key>();
   }
 
-  private readPublicKey(session: graphene.Session, label: string): Buffer {
-    const found = session.find({ class: graphene.ObjectClass.PUBLIC_KEY, label });
-    if (found.length === 0) throw new HsmError('HSM_KEY_NOT_FOUND', `no public key labelled "${label}" in token "${this.tokenLabel}"`);
-    const point = found.items(0).getAttribute({ pointEC: null }).pointEC as Buffer;
+  private readPublicKey(session: graphene.Session, ref: KeyRef): Buffer {
+    const point = this.findKey(session, graphene.ObjectClass.PUBLIC_KEY, ref).getAttribute({ pointEC: null }).pointEC as Buffer;
     return p256SpkiFromPoint(unwrapEcPoint(point));
   }
+}
+
+function collect(found: graphene.SessionObjectCollection): graphene.SessionObject[] {
+  return Array.from({ length: found.length }, (_, i) => found.items(i));
+}
+
+/** Objects of a class with the ref's label (and id, when it has one). */
+function findObjects(session: graphene.Session, objectClass: graphene.ObjectClass, ref: KeyRef): graphene.SessionObject[] {
+  return collect(session.find({ class: objectClass, label: ref.label, ...(ref.id ? { id: ref.id } : {}) }));
+}
+
+function protectionOf(key: graphene.SessionObject, keyClass: 'private' | 'secret'): KeyProtection {
+  const a = key.getAttribute({ label: null, id: null, sensitive: null, extractable: null, wrapWithTrusted: null, alwaysSensitive: null, neverExtractable: null, private: null });
+  // CKA_TRUSTED belongs to secret and public keys only (PKCS#11 v2.40 4.7); a private key has none.
+  const trusted = keyClass === 'secret' ? key.getAttribute({ trusted: null }).trusted === true : false;
+  return {
+    class: keyClass,
+    label: String(a.label ?? ''),
+    id: (a.id as Buffer | undefined) ?? Buffer.alloc(0),
+    sensitive: a.sensitive === true,
+    extractable: a.extractable === true,
+    wrapWithTrusted: a.wrapWithTrusted === true,
+    alwaysSensitive: a.alwaysSensitive === true,
+    neverExtractable: a.neverExtractable === true,
+    trusted,
+    private: a.private === true,
+  };
 }

@@ -9,7 +9,14 @@ describe('RFC 7512 PKCS#11 URIs', () => {
     assert.deepEqual(key, { token: 'fleetpki-a', object: 'device ca', type: 'private', pinSource: 'file:/run/pin', modulePath: '/usr/lib/x.so' });
     assert.deepEqual(parsePkcs11Uri(formatPkcs11Uri(key)), key);
   });
-  for (const bad of ['file:/x', 'pkcs11:token=a', 'pkcs11:object=b', 'pkcs11:token=a;object=b;type=weird', 'pkcs11:token=a;object=%zz', 'pkcs11:token=a;junk']) {
+  it('carries a binary CKA_ID as percent-encoded bytes (RFC 7512 id=)', () => {
+    const id = Buffer.from('00ff7f80e9a1b2c3', 'hex');
+    const uri = formatPkcs11Uri({ token: 'fleetpki-a', object: 'fpd1', id, type: 'private' });
+    assert.equal(uri, 'pkcs11:token=fleetpki-a;object=fpd1;id=%00%ff%7f%80%e9%a1%b2%c3;type=private');
+    assert.deepEqual(parsePkcs11Uri(uri).id, id);
+    assert.deepEqual(parsePkcs11Uri('pkcs11:token=a;object=b;id=A%01').id, Buffer.from([0x41, 0x01]));
+  });
+  for (const bad of ['file:/x', 'pkcs11:token=a;object=b;id=%z1', 'pkcs11:token=a', 'pkcs11:object=b', 'pkcs11:token=a;object=b;type=weird', 'pkcs11:token=a;object=%zz', 'pkcs11:token=a;junk']) {
     it(`rejects ${bad}`, () => {
       assert.throws(() => parsePkcs11Uri(bad), (err: unknown) => err instanceof HsmError && err.code === 'HSM_URI_INVALID');
     });

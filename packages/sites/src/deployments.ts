@@ -1,7 +1,7 @@
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { dropChunkQueue } from '@fleetpki/queue';
 import { createPool } from '@fleetpki/store';
-import { listTokens, tokensOfSite } from './hsm-tokens.js';
+import { listTokens, listTokensOf, tokensOfSite } from './hsm-tokens.js';
 import { isClusterRunning } from './postgres-cluster.js';
 import { run } from './exec.js';
 import { currentRoles } from './topology-file.js';
@@ -21,10 +21,9 @@ export function testDeployment(runId: string): { database: string; tokenPrefix: 
   return { database: `${TEST_DATABASE_PREFIX}${runId}`, tokenPrefix: `${TEST_TOKEN_PREFIX}${runId}` };
 }
 
-async function deleteToken(config: FleetConfig, siteId: 'a' | 'b', label: string): Promise<void> {
-  const site = config.sites[siteId];
+async function deleteToken(softhsmConf: string, label: string): Promise<void> {
   // No PIN needed: SoftHSM removes the token's folder (and with it every object in it).
-  await run('softhsm2-util', ['--delete-token', '--token', label], { env: { SOFTHSM2_CONF: site.softhsmConf } });
+  await run('softhsm2-util', ['--delete-token', '--token', label], { env: { SOFTHSM2_CONF: softhsmConf } });
 }
 
 /** Drops this configuration's database, tokens and queue keys. Refuses the installation's own deployment. */
@@ -46,10 +45,14 @@ export async function dropDeployment(config: FleetConfig, log: (line: string) =>
     const present = await listTokens(site);
     for (const label of tokensOfSite(config, site)) {
       if (!present.includes(label)) continue;
-      await deleteToken(config, site.id, label);
+      await deleteToken(site.softhsmConf, label);
       log(`site ${site.id}: deleted token ${label}`);
     }
     await dropChunkQueue(site.redisUrl, config.pgDatabase).catch(() => undefined);
+  }
+  if ((await listTokensOf(config.rootHsm.softhsmConf)).includes(config.rootTokenLabel)) {
+    await deleteToken(config.rootHsm.softhsmConf, config.rootTokenLabel);
+    log(`offline root: deleted token ${config.rootTokenLabel}`);
   }
 }
 
@@ -75,12 +78,12 @@ export async function sweepTestDeployments(config: FleetConfig, log: (line: stri
   } finally {
     await admin.end();
   }
-  for (const site of [config.sites.a, config.sites.b]) {
-    for (const label of await listTokens(site)) {
+  for (const hsm of [config.sites.a.softhsmConf, config.sites.b.softhsmConf, config.rootHsm.softhsmConf]) {
+    for (const label of await listTokensOf(hsm)) {
       const m = new RegExp(`^${TEST_TOKEN_PREFIX}([0-9a-f]+)-(a|b|root)$`).exec(label);
       if (!m || live.has(`${TEST_DATABASE_PREFIX}${m[1]}`)) continue;
-      await deleteToken(config, site.id, label);
-      log(`site ${site.id}: deleted stale test token ${label}`);
+      await deleteToken(hsm, label);
+      log(`deleted stale test token ${label}`);
     }
   }
 }

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
 import { probeRedis } from '@fleetpki/queue';
 import { createPool, readDatabaseRole } from '@fleetpki/store';
-import { ensureTokens, listTokens, tokensOfSite } from './hsm-tokens.js';
+import { ensureRootToken, ensureTokens, listTokens, tokensOfSite } from './hsm-tokens.js';
 import { ensurePrimary, ensureStandby, isClusterRunning, pgDataDir, stopCluster } from './postgres-cluster.js';
 import { ensureRedis, stopRedis } from './redis-server.js';
 import { ensureStateDir } from './state-dir.js';
@@ -16,8 +16,14 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined): 
   ensureStateDir(config.stateDir);
   for (const site of [config.sites.a, config.sites.b]) {
     const created = await ensureTokens(config, site);
-    log(`site ${site.id}: HSM tokens ${tokensOfSite(config, site).join(', ')}${created.length ? ` (initialised ${created.join(', ')})` : ''}`);
+    log(`site ${site.id}: HSM token ${tokensOfSite(config, site).join(', ')}${created.length ? ` (initialised ${created.join(', ')})` : ''}`);
   }
+  const root = await ensureRootToken(config);
+  log(
+    root === 'legacy'
+      ? `offline root: token ${config.rootTokenLabel} is still inside site a's HSM and opens with its PIN; move it with \`pnpm fleetpki ceremony migrate-root\``
+      : `offline root: token ${config.rootTokenLabel} in its own HSM (${config.rootHsm.dir})${root === 'created' ? ' (initialised; PINs with the custodians)' : ''}`,
+  );
   const { primary, standby } = currentRoles(config);
   const { rebuild } = readTopology(config);
   log(`site ${primary.id}: PostgreSQL primary on 127.0.0.1:${primary.pgPort} ${await ensurePrimary(config, primary, rebuild ? undefined : standby)}`);

@@ -6,18 +6,20 @@ export interface MasterKeyRecord {
   readonly role: DeviceKeyRoleName;
   readonly version: number;
   readonly keyLabel: string;
+  /** CKA_ID of the key in the HSM (null for keys recorded before ids were). */
+  readonly keyObjectId: Buffer | null;
   readonly status: 'active' | 'retired';
 }
 
 /** Records a new master key version as the active one for its role; earlier versions are retired (kept for existing devices). */
-export async function insertMasterKey(db: Queryable, role: DeviceKeyRoleName, version: number, keyLabel: string): Promise<void> {
+export async function insertMasterKey(db: Queryable, role: DeviceKeyRoleName, version: number, keyLabel: string, keyObjectId: Buffer): Promise<void> {
   await db.query(`UPDATE device_master_keys SET status = 'retired' WHERE role = $1 AND status = 'active'`, [role]);
-  await db.query('INSERT INTO device_master_keys (role, version, key_label) VALUES ($1, $2, $3)', [role, version, keyLabel]);
+  await db.query('INSERT INTO device_master_keys (role, version, key_label, key_object_id) VALUES ($1, $2, $3, $4)', [role, version, keyLabel, keyObjectId]);
 }
 
 export async function listMasterKeys(db: Queryable): Promise<MasterKeyRecord[]> {
-  const { rows } = await db.query<{ role: DeviceKeyRoleName; version: number; key_label: string; status: 'active' | 'retired' }>('SELECT role, version, key_label, status FROM device_master_keys ORDER BY role, version');
-  return rows.map((r) => ({ role: r.role, version: r.version, keyLabel: r.key_label, status: r.status }));
+  const { rows } = await db.query<{ role: DeviceKeyRoleName; version: number; key_label: string; key_object_id: Buffer | null; status: 'active' | 'retired' }>('SELECT role, version, key_label, key_object_id, status FROM device_master_keys ORDER BY role, version');
+  return rows.map((r) => ({ role: r.role, version: r.version, keyLabel: r.key_label, keyObjectId: r.key_object_id, status: r.status }));
 }
 
 export async function setManufacturerTransportKey(db: Queryable, manufacturerId: string, spki: Buffer): Promise<boolean> {

@@ -7,25 +7,29 @@ import { runCeremony } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { readSiteStates } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
+import { openRootKeyStore } from '@fleetpki/sites';
 import { requireOfficer, withDatabase } from '../context.js';
+import { readRootPin, rootPinOption } from '../custodian-pins.js';
 
 export function registerCeremonyCommands(program: Command): void {
   const ceremony = program.command('ceremony').description('key ceremonies (custodians)');
-  ceremony
-    .command('init')
-    .description('create the CA hierarchy in the HSM: offline root, device issuing CA, organisation CA; a re-run checks keys against certificates')
-    .option('--out <dir>', 'also write root.pem, issuing.pem, organisation.pem and chain.pem here')
-    .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)")
-    .action(async (options: { out?: string; tokenFile?: string }) => {
+  rootPinOption(
+    ceremony
+      .command('init')
+      .description("create the CA hierarchy: the root key in the offline root's HSM, device issuing and organisation CA keys in the site's; a re-run checks keys against certificates")
+      .option('--out <dir>', 'also write root.pem, issuing.pem, organisation.pem and chain.pem here')
+      .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)"),
+  ).action(async (options: { out?: string; tokenFile?: string; rootPinFile?: string }) => {
       await withDatabase(async ({ config, pool }) => {
         const site = config.sites[config.site];
         const state = (await readSiteStates(pool)).find((s) => s.site === site.id);
         if (!state) throw new FleetError('SITE_STATE_MISSING', `no site_state row for site ${site.id}: run \`pnpm fleetpki db migrate\``);
         if (state.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is ${state.role}; run the ceremony on the active site`);
         const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'the key ceremony');
-        const rootKeyStore = await openSiteKeyStore(config, site, { tokenLabel: config.rootTokenLabel, sessions: 1 });
-        const siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 });
+        const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
+        let siteKeyStore: Awaited<ReturnType<typeof openSiteKeyStore>> | undefined;
         try {
+          siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 });
           const result = await runCeremony({ pool, rootKeyStore, siteKeyStore, site: site.id, serialPrefix: state.serialPrefix, actor: `token:${custodian.name}` });
           console.log(result.created ? 'ceremony complete: CA hierarchy created' : 'CA hierarchy already exists; every CA key matches its certificate');
           for (const ca of result.chain) {
@@ -43,7 +47,7 @@ export function registerCeremonyCommands(program: Command): void {
             console.log(`wrote root.pem, issuing.pem, organisation.pem, chain.pem to ${options.out}`);
           }
         } finally {
-          await siteKeyStore.close();
+          await siteKeyStore?.close();
           await rootKeyStore.close();
         }
       });

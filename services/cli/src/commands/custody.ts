@@ -5,24 +5,35 @@ import { createKeyCustody, parseCustodianShare, restoreKeysFromShares } from '@f
 import { FleetError } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { isInRecovery } from '@fleetpki/store';
+import { installTrustedKek } from '@fleetpki/sites';
 import { requireOfficer, withDatabase } from '../context.js';
+import { readSoPin, soPinOption } from '../custodian-pins.js';
 
 export function registerCustodyCommands(program: Command): void {
   const custody = program.command('custody').description('key custody: clone CA keys into the standby HSM under an M-of-N key-encryption key');
-  custody
-    .command('create')
-    .description('on the active site: wrap the CA keys under a new key-encryption key and split it into custodian shares')
-    .requiredOption('--custodians <n>', 'number of custodians (shares)', Number)
-    .requiredOption('--threshold <m>', 'shares needed to restore', Number)
-    .requiredOption('--out <dir>', 'where to write custodian-N.share (hand each to its custodian, then delete)')
-    .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)")
-    .action(async (options: { custodians: number; threshold: number; out: string; tokenFile?: string }) => {
+  soPinOption(
+    custody
+      .command('create')
+      .description("on the active site: the token's security officer puts a trusted key-encryption key in, the CA and master keys are wrapped under it, it is split into custodian shares and destroyed")
+      .requiredOption('--custodians <n>', 'number of custodians (shares)', Number)
+      .requiredOption('--threshold <m>', 'shares needed to restore', Number)
+      .requiredOption('--out <dir>', 'where to write custodian-N.share (hand each to its custodian, then delete)')
+      .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)"),
+  ).action(async (options: { custodians: number; threshold: number; out: string; tokenFile?: string; soPinFile?: string }) => {
       await withDatabase(async ({ config, pool }) => {
         const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'a custody ceremony');
         if (await isInRecovery(pool)) throw new FleetError('SITE_STANDBY', `site ${config.site} is a standby; run the custody ceremony on the active site`);
-        const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
+        const site = config.sites[config.site];
+        const soPin = await readSoPin(config, site, options.soPinFile);
+        const keyStore = await openSiteKeyStore(config, site, { sessions: 1 });
         try {
-          const result = await createKeyCustody(pool, keyStore, { custodians: options.custodians, threshold: options.threshold, site: config.site, actor: `token:${custodian.name}` });
+          const result = await createKeyCustody(pool, keyStore, {
+            custodians: options.custodians,
+            threshold: options.threshold,
+            site: config.site,
+            actor: `token:${custodian.name}`,
+            installKek: (kek) => installTrustedKek(config, site, soPin, kek),
+          });
           mkdirSync(options.out, { recursive: true, mode: 0o700 });
           for (const share of result.shares) {
             const path = join(options.out, `custodian-${share.custodian}.share`);

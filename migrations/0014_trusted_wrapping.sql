@@ -1,0 +1,10 @@
+-- Keys are named by label and CKA_ID together (RFC 7512 object= and id=): the id tells one generation
+-- of a key from another under the same label, so a restore or a signer can never take the wrong one.
+-- Key URIs (cas.key_uri) carry it as id=; master keys and custody backups record it here. Rows from
+-- before have none and are found by label alone (which must then be unique in the token).
+ALTER TABLE device_master_keys ADD COLUMN key_object_id bytea;
+ALTER TABLE key_backups ADD COLUMN key_object_id bytea;
+
+-- The offline root publishes a CRL of the CA certificates it signed (an ARL, RFC 5280 5.2.5
+-- onlyContainsCACerts), stored like a shard CRL of CA 'root' (shard 0, kind full).
+COMMENT ON TABLE crls IS 'Current CRLs: device CRL shards (full, delta) per issuing CA, and the root''s ARL (ca_id = the root, shard 0)';
