@@ -6,6 +6,7 @@
 import { isFleetError } from '@fleetpki/core';
 import { initToken, installTrustedWrappingKey, listTokenLabels, rePinToken, type TrustedKeyMaterial } from './pkcs11-admin.js';
 import { Pkcs11KeyStore } from './pkcs11-key-store.js';
+import { Pkcs11Probes, type ProbeOutcome } from './pkcs11-probes.js';
 import type { GenerateKeyOptions, KeyInfo, KeyProtection, KeyRef } from './key-store.js';
 
 let modulePath = '';
@@ -53,6 +54,19 @@ export const operations = {
   },
   async listKeyProtection(): Promise<KeyProtection[]> {
     return openStore().listKeyProtection();
+  },
+  /** What an attacker holding this token's user PIN would try (Pkcs11Probes), run inside this HSM's process. */
+  async probeWrapUnderOwnKey(ref: KeyRef, keyClass: 'private' | 'secret'): Promise<{ refused: boolean; reason?: string }> {
+    const outcome = new Pkcs11Probes(openStore()).wrapUnderOwnKey(ref, keyClass);
+    // The blob and the attacker's key stay here: the caller learns only whether the token refused.
+    return outcome.refused ? { refused: true, reason: outcome.reason } : { refused: false };
+  },
+  async probeWeaken(ref: KeyRef, keyClass: 'private' | 'secret', change: { wrapWithTrusted: false } | { extractable: true }): Promise<ProbeOutcome> {
+    return new Pkcs11Probes(openStore()).weakenKey(ref, keyClass, change);
+  },
+  /** An old-style key (Pkcs11Probes.generateLegacySigningKey), to reproduce an older installation in tests. */
+  async probeGenerateLegacySigningKey(label: string): Promise<{ id: Buffer }> {
+    return new Pkcs11Probes(openStore()).generateLegacySigningKey(label);
   },
   async close(): Promise<void> {
     await store?.close();

@@ -1,7 +1,9 @@
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { dropChunkQueue } from '@fleetpki/queue';
 import { createPool } from '@fleetpki/store';
-import { listTokens, listTokensOf, tokensOfSite } from './hsm-tokens.js';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { custodianPinFiles, listTokens, listTokensOf, tokensOfSite } from './hsm-tokens.js';
 import { isClusterRunning } from './postgres-cluster.js';
 import { run } from './exec.js';
 import { currentRoles } from './topology-file.js';
@@ -54,6 +56,8 @@ export async function dropDeployment(config: FleetConfig, log: (line: string) =>
     await deleteToken(config.rootHsm.softhsmConf, config.rootTokenLabel);
     log(`offline root: deleted token ${config.rootTokenLabel}`);
   }
+  const pins = custodianPinFiles(config);
+  for (const file of [pins.rootPin, pins.rootSoPin, pins.soPin(config.sites.a), pins.soPin(config.sites.b)]) rmSync(file, { force: true });
 }
 
 /**
@@ -85,5 +89,10 @@ export async function sweepTestDeployments(config: FleetConfig, log: (line: stri
       await deleteToken(hsm, label);
       log(`deleted stale test token ${label}`);
     }
+  }
+  const custodians = custodianPinFiles(config).dir;
+  for (const file of existsSync(custodians) ? readdirSync(custodians) : []) {
+    const m = new RegExp(`^${TEST_TOKEN_PREFIX}([0-9a-f]+)-`).exec(file);
+    if (m && !live.has(`${TEST_DATABASE_PREFIX}${m[1]}`)) rmSync(join(custodians, file), { force: true });
   }
 }

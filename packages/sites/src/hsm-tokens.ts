@@ -35,11 +35,12 @@ export function rootHsm(config: FleetConfig): LocalHsm {
  */
 export function custodianPinFiles(config: FleetConfig): { dir: string; rootPin: string; rootSoPin: string; soPin(site: SiteConfig): string } {
   const dir = join(config.stateDir, 'custodians');
+  // Named after the token, so a test deployment's tokens never share (or overwrite) the installation's.
   return {
     dir,
-    rootPin: join(dir, 'root.pin'),
-    rootSoPin: join(dir, 'root.so-pin'),
-    soPin: (site) => join(dir, `site-${site.id}.so-pin`),
+    rootPin: join(dir, `${config.rootTokenLabel}.pin`),
+    rootSoPin: join(dir, `${config.rootTokenLabel}.so-pin`),
+    soPin: (site) => join(dir, `${site.hsmTokenLabel}.so-pin`),
   };
 }
 

@@ -7,3 +7,5 @@ export * from './topology-file.js';
 export * from './failover.js';
 export * from './service-process.js';
 export * from './deployments.js';
+export * from './key-protection-check.js';
+export * from './key-migration.js';

@@ -8,11 +8,11 @@ import { custodianPinFiles, readCeremonyPin, siteSoPinFile } from '@fleetpki/sit
  * standard input with `-`; never from an argument (visible in /proc) or the services' environment.
  */
 export function rootPinOption(command: Command): Command {
-  return command.option('--root-pin-file <file>', "the offline root token's PIN (custodians); - to type it (default: .fleetpki/custodians/root.pin)");
+  return command.option('--root-pin-file <file>', "the offline root token's PIN (custodians); - to type it (default: .fleetpki/custodians/<root token>.pin)");
 }
 
 export function soPinOption(command: Command): Command {
-  return command.option('--so-pin-file <file>', "the site token's security officer PIN (custodians); - to type it (default: .fleetpki/custodians/site-<x>.so-pin)");
+  return command.option('--so-pin-file <file>', "the site token's security officer PIN (custodians); - to type it (default: .fleetpki/custodians/<site token>.so-pin)");
 }
 
 export function readRootPin(config: FleetConfig, file: string | undefined): Promise<string> {

@@ -5,9 +5,9 @@ import type { Command } from 'commander';
 import { FleetError } from '@fleetpki/core';
 import { runCeremony } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
-import { readSiteStates } from '@fleetpki/store';
+import { appendAuditEvents, readSiteStates } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
-import { openRootKeyStore } from '@fleetpki/sites';
+import { hardenSiteKeys, migrateRootToken, openRootKeyStore } from '@fleetpki/sites';
 import { requireOfficer, withDatabase } from '../context.js';
 import { readRootPin, rootPinOption } from '../custodian-pins.js';
 
@@ -50,6 +50,31 @@ export function registerCeremonyCommands(program: Command): void {
           await siteKeyStore?.close();
           await rootKeyStore.close();
         }
+      });
+    });
+  ceremony
+    .command('harden')
+    .description('migration of an older installation: every key the token would wrap under any key is made non-extractable in place, SO PINs go to the custodians; then `hsm check`')
+    .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)")
+    .action(async (options: { tokenFile?: string }) => {
+      await withDatabase(async ({ config, pool }) => {
+        const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'hardening the HSM keys');
+        const report = await hardenSiteKeys(config, (line) => console.log(line));
+        await appendAuditEvents(pool, [{ site: config.site, actor: `token:${custodian.name}`, action: 'hsm.harden', subject: config.sites[config.site].hsmTokenLabel, details: { restricted: report.restricted, movedPinFiles: report.movedPinFiles.length } }]);
+        if (report.restricted.length === 0) console.log('no key was wrappable under any key; nothing to restrict');
+        else console.log(`${report.restricted.length} key(s) made non-extractable: they cannot be cloned any more (rotate them to clone again: device master keys with \`keys master create\`; CA keys need a new CA generation, infra/README.md)`);
+      });
+    });
+  ceremony
+    .command('migrate-root')
+    .description("migration of an older installation: move the root token out of site A's HSM into the root's own, with new PINs for the custodians; stop site A's services first")
+    .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)")
+    .action(async (options: { tokenFile?: string }) => {
+      await withDatabase(async ({ config, pool }) => {
+        const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'moving the root token');
+        const outcome = await migrateRootToken(config, (line) => console.log(line));
+        if (outcome === 'moved') await appendAuditEvents(pool, [{ site: config.site, actor: `token:${custodian.name}`, action: 'hsm.migrate-root', subject: config.rootTokenLabel, details: { to: config.rootHsm.dir } }]);
+        else console.log(`the root token ${config.rootTokenLabel} is not in site a's HSM: nothing to do`);
       });
     });
 }

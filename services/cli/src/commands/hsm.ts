@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { loadConfig } from '@fleetpki/core';
 import { hsmSelfTest, openSiteKeyStore } from '@fleetpki/hsm';
+import { checkKeyProtection, custodianPinFiles, formatKeyProtectionReport, readCeremonyPin } from '@fleetpki/sites';
+import { existsSync } from 'node:fs';
 
 export function registerHsmCommands(program: Command): void {
   const hsm = program.command('hsm').description("the site's HSM token");
@@ -33,10 +35,27 @@ export function registerHsmCommands(program: Command): void {
       const store = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
       try {
         const info = await store.describeKey(label);
-        const view = { token: store.tokenLabel, label, sensitive: info.sensitive, extractable: info.extractable, publicKeySpki: info.publicKeySpki.toString('base64') };
-        console.log(options.json ? JSON.stringify(view) : `token ${view.token}: "${label}" sensitive=${view.sensitive} extractable=${view.extractable}\npublic key (SPKI, base64): ${view.publicKeySpki}`);
+        const view = { token: store.tokenLabel, label, id: info.id.toString('hex'), sensitive: info.sensitive, extractable: info.extractable, wrapWithTrusted: info.wrapWithTrusted, alwaysSensitive: info.alwaysSensitive, neverExtractable: info.neverExtractable, publicKeySpki: info.publicKeySpki.toString('base64') };
+        console.log(
+          options.json
+            ? JSON.stringify(view)
+            : `token ${view.token}: "${label}" (CKA_ID ${view.id}) sensitive=${view.sensitive} extractable=${view.extractable} wrap-with-trusted=${view.wrapWithTrusted} never-extractable=${view.neverExtractable}\npublic key (SPKI, base64): ${view.publicKeySpki}`,
+        );
       } finally {
         await store.close();
       }
+    });
+  hsm
+    .command('check')
+    .description("every key in the sites' tokens (and the root's, with its PIN): protection attributes, plus a wrap under a key of one's own that the token must refuse; exits 1 when anything is too weak")
+    .option('--root-pin-file <file>', "the offline root's PIN (custodians), to inspect the root token too; - to type it (default: .fleetpki/custodians/<root token>.pin when present)")
+    .option('--json', 'print JSON')
+    .action(async (options: { rootPinFile?: string; json?: boolean }) => {
+      const config = loadConfig();
+      const rootPinFile = options.rootPinFile ?? (existsSync(custodianPinFiles(config).rootPin) ? custodianPinFiles(config).rootPin : undefined);
+      const rootPin = rootPinFile ? await readCeremonyPin(rootPinFile, `root token ${config.rootTokenLabel} PIN`) : undefined;
+      const report = await checkKeyProtection(config, rootPin ? { rootPin } : {});
+      console.log(options.json ? JSON.stringify(report) : formatKeyProtectionReport(report));
+      if (!report.ok) process.exitCode = 1;
     });
 }
