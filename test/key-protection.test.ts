@@ -4,7 +4,8 @@ import { mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } fro
 import { after, before, describe, it } from 'node:test';
 import { CA_IDS, DeviceKeyService, ensureAuditKey } from '@fleetpki/ca';
 import { loadConfig, type FleetConfig } from '@fleetpki/core';
-import { HsmProcess, Pkcs11KeyStore, Pkcs11Probes, openSiteKeyStore, parsePkcs11Uri, readPin, type KeyRef } from '@fleetpki/hsm';
+import type { Pkcs11KeyStore} from '@fleetpki/hsm';
+import { HsmProcess, Pkcs11Probes, openSiteKeyStore, parsePkcs11Uri, readPin, type KeyRef } from '@fleetpki/hsm';
 import { checkKeyProtection, custodianPinFiles, dropDeployment, hardenSiteKeys, listTokensOf, migrateRootToken, siteSoPinFile, startService, stopProcess, waitForHttp } from '@fleetpki/sites';
 import { listCas, listMasterKeys, type Pool } from '@fleetpki/store';
 import { ensureCa, siteAPool } from './support/ca.js';
