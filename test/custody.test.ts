@@ -3,10 +3,14 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseCustodianShare } from '@fleetpki/ca';
+import { randomBytes } from 'node:crypto';
+import { CA_IDS, newSerial, openIssuingCa, parseCustodianShare, signCertificate } from '@fleetpki/ca';
+import { openRemoteKeyStore, readPin } from '@fleetpki/hsm';
+import { listCas } from '@fleetpki/store';
+import { generateDeviceKeys, lintDeviceTbs, toPem } from '@fleetpki/x509';
 import type { FleetConfig } from '@fleetpki/core';
 import type { Pool } from '@fleetpki/store';
-import { createToken, ensureCa, siteAPool } from './support/ca.js';
+import { createToken, ensureCa, openssl, siteAPool, writeCaFile } from './support/ca.js';
 import { cli } from './support/cli.js';
 import { ensureSites } from './support/sites.js';
 
@@ -75,10 +79,28 @@ describe('key custody: CA keys cloned into the standby HSM under a 3-of-5 key-en
       assert.equal(b.publicKeySpki, a.publicKeySpki, `${label}: same public key on both sites`);
       assert.equal(a.extractable, true);
       assert.deepEqual([b.sensitive, b.extractable], [true, false], `${label} on site B can never leave its token`);
+      assert.equal((b as unknown as { wrapWithTrusted: boolean }).wrapWithTrusted, true);
     }
     // A second restore finds the keys and checks them instead of adding copies.
     const again = await cli(['custody', 'restore', '--site', 'b', '--share', share(1), '--share', share(3), '--share', share(5)], custodianEnv());
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /restored none; already present fpd1, org1/);
+  });
+
+  it("site B's clone signs: a device certificate signed in B's HSM passes openssl verify", async () => {
+    const record = (await listCas(pool)).find((c) => c.id === CA_IDS.deviceIssuing)!;
+    // B's HSM in a process of its own (this one's PKCS#11 module serves site A's).
+    const b = await openRemoteKeyStore({ modulePath: config.pkcs11Module, softhsmConf: config.sites.b.softhsmConf }, config.sites.b.hsmTokenLabel, readPin(`file:${config.sites.b.hsmPinFile}`));
+    try {
+      const ca = await openIssuingCa(record, b, { crlBaseUrl: config.crlBaseUrl });
+      const [key] = generateDeviceKeys(1);
+      const tbs = ca.template('smart-meter', 'digitalSignature').assemble({ serial: newSerial(11), notBefore: new Date(Math.floor(Date.now() / 1000) * 1000), eui64: randomBytes(8), publicKeySpki: key!.publicKeySpki, crlShard: 0 });
+      const der = await signCertificate(ca, lintDeviceTbs(tbs));
+      const ca1 = await ensureCa(config, pool);
+      const path = writeCaFile(ca1, 'signed-on-b.pem', toPem(der));
+      assert.match(openssl(['verify', '-CAfile', ca1.rootPem, '-untrusted', ca1.issuingPem, path]), /: OK/);
+    } finally {
+      await b.close();
+    }
   });
 });
