@@ -8,3 +8,7 @@ ALTER TABLE key_backups ADD COLUMN key_object_id bytea;
 -- The offline root publishes a CRL of the CA certificates it signed (an ARL, RFC 5280 5.2.5
 -- onlyContainsCACerts), stored like a shard CRL of CA 'root' (shard 0, kind full).
 COMMENT ON TABLE crls IS 'Current CRLs: device CRL shards (full, delta) per issuing CA, and the root''s ARL (ca_id = the root, shard 0)';
+
+-- A revoked CA keeps when and why, for the ARL entry that lists its certificate (RFC 5280 5.3.1).
+ALTER TABLE cas ADD COLUMN revoked_at timestamptz;
+ALTER TABLE cas ADD COLUMN revocation_reason smallint CHECK (revocation_reason BETWEEN 0 AND 10 AND revocation_reason <> 7);

@@ -1,9 +1,9 @@
-import { createPublicKey, verify } from 'node:crypto';
 import { FleetError, type SiteId } from '@fleetpki/core';
 import { formatPkcs11Uri, parsePkcs11Uri, type KeyInfo, type SigningKeyStore } from '@fleetpki/hsm';
 import { appendAuditEvents, insertCa, listCas, withTransaction, type CaKind, type CaRecord, type Pool } from '@fleetpki/store';
 import { assembleSignedCertificate, buildCaTbs, parseCaCertificate, type CaName } from '@fleetpki/x509';
 import { CA_IDS } from './ca-ids.js';
+import { rootSigns } from './root-ceremonies.js';
 import { newSerial } from './serials.js';
 
 export interface CeremonyOptions {
@@ -76,7 +76,6 @@ export async function runCeremony(options: CeremonyOptions): Promise<CeremonyRes
   const records: Omit<CaRecord, 'status'>[] = [];
   const rootKey = await ensureKey(options.rootKeyStore, CA_IDS.root, false);
   const rootSigner = await options.rootKeyStore.getSigner({ label: rootKey.label, id: rootKey.id });
-  const rootPublicKey = createPublicKey({ key: rootSigner.publicKeySpki, format: 'der', type: 'spki' });
   let rootSubject: Buffer | undefined;
   let rootKeyId: Buffer | undefined;
   for (const plan of plans) {
@@ -90,10 +89,7 @@ export async function runCeremony(options: CeremonyOptions): Promise<CeremonyRes
       publicKeySpki: info.publicKeySpki,
       ...(plan.pathLength !== undefined ? { pathLength: plan.pathLength } : {}),
     });
-    const signature = await rootSigner.sign(tbs.der);
-    // Verify what the HSM produced before anything depends on it.
-    if (!verify('sha256', tbs.der, rootPublicKey, signature)) throw new FleetError('HSM_SIGNATURE_INVALID', `the root key's signature over CA ${plan.id} does not verify`);
-    const certificate = assembleSignedCertificate(tbs.der, signature);
+    const certificate = assembleSignedCertificate(tbs.der, await rootSigns(rootSigner, tbs.der, `CA ${plan.id}`));
     if (plan.kind === 'root') {
       rootSubject = tbs.subjectDer;
       rootKeyId = tbs.keyId;

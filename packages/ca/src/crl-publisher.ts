@@ -87,7 +87,7 @@ export class CrlPublisher {
   private async publishShard(snapshot: CrlSnapshot, shard: number, thisUpdate: Date, nextUpdate: Date): Promise<{ entries: number; bytes: number; delta: boolean }> {
     const caId = this.ca.record.id;
     const url = crlShardUrl(this.crlBaseUrl, caId, shard);
-    const base = { issuerSubjectDer: this.ca.certificate.subjectDer, issuerKeyId: this.ca.certificate.keyId, thisUpdate, nextUpdate, distributionPointUrl: url };
+    const base = { issuerSubjectDer: this.ca.certificate.subjectDer, issuerKeyId: this.ca.certificate.keyId, thisUpdate, nextUpdate, scope: { userCertsAt: url } };
     const previous = await snapshot.previousFull(caId, shard);
     const entries = await snapshot.revokedInShard(caId, shard);
     const fullNumber = await snapshot.nextCrlNumber(caId);

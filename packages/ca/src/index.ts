@@ -18,3 +18,4 @@ export * from './audit-chain.js';
 export * from './dual-control.js';
 export * from './organisation-issuer.js';
 export * from './client-certificates.js';
+export * from './root-ceremonies.js';

@@ -1,5 +1,5 @@
 import { FleetError, type SiteId } from '@fleetpki/core';
-import { appendAuditEvents, batchOwner, listCas, revokeCertificates, setCaStatus, withTransaction, type Pool, type RevocationOutcome, type RevocationTarget } from '@fleetpki/store';
+import { appendAuditEvents, batchOwner, listCas, markCaRevoked, revokeCertificates, withTransaction, type Pool, type RevocationOutcome, type RevocationTarget } from '@fleetpki/store';
 import { CRL_REASONS, type CrlReasonName } from '@fleetpki/x509';
 
 /** Accepts an RFC 5280 reason name (keyCompromise) or its code (1); 7 and removeFromCRL are refused. */
@@ -43,15 +43,16 @@ export class RevocationService {
    * Marks an issuing or organisation CA revoked (only through an approved dual-control request): its
    * issuance stops within a second (CaStatusGuard). The root is offline and is not revoked here.
    */
-  async revokeCa(caId: string, reason: string, requestedBy: string): Promise<{ caId: string; status: 'revoked'; reason: string }> {
+  async revokeCa(caId: string, reason: string, requestedBy: string): Promise<{ caId: string; status: 'revoked'; reason: string; arl: string }> {
     const ca = (await listCas(this.pool)).find((c) => c.id === caId);
     if (!ca) throw new FleetError('CA_NOT_FOUND', `no CA ${caId.slice(0, 40)}`, { httpStatus: 404 });
     if (ca.kind === 'root') throw new FleetError('CA_ROOT_OFFLINE', 'the root CA is revoked by withdrawing it from trust stores, not here', { httpStatus: 400 });
-    parseRevocationReason(reason);
+    const code = parseRevocationReason(reason);
     await withTransaction(this.pool, async (client) => {
-      await setCaStatus(client, caId, 'revoked');
+      await markCaRevoked(client, caId, code);
       await appendAuditEvents(client, [{ site: this.site, actor: requestedBy, action: 'ca.revoke', subject: caId, details: { reason } }]);
     });
-    return { caId, status: 'revoked', reason };
+    // Relying parties learn of it from the root's ARL, which only the offline root signs (a ceremony).
+    return { caId, status: 'revoked', reason, arl: 'due: the root custodians sign and publish it with `pnpm fleetpki ceremony arl`' };
   }
 }

@@ -79,6 +79,8 @@ export function buildCaTbs(req: CaCertificateRequest): CaTbs {
 }
 
 export interface ParsedCaCertificate {
+  /** Serial number (unsigned big-endian bytes), as a CRL entry names the certificate. */
+  readonly serial: Buffer;
   readonly subjectDer: Buffer;
   readonly keyId: Buffer;
   readonly publicKeySpki: Buffer;
@@ -93,7 +95,10 @@ export function parseCaCertificate(der: Uint8Array): ParsedCaCertificate {
   if (!ski) throw new Error('CA certificate has no subjectKeyIdentifier');
   const keyId = Buffer.from((asn1js.fromBER(ski.extnValue.valueBlock.valueHexView).result as asn1js.OctetString).valueBlock.valueHexView);
   const subjectText = cert.subject.typesAndValues.map((tv) => `${tv.type === OID.commonName ? 'CN' : tv.type === OID.organizationName ? 'O' : tv.type === OID.countryName ? 'C' : tv.type}=${tv.value.valueBlock.value}`).join(', ');
+  let serial = Buffer.from(cert.serialNumber.valueBlock.valueHexView);
+  while (serial.length > 1 && serial[0] === 0) serial = serial.subarray(1);
   return {
+    serial,
     subjectDer: Buffer.from(cert.subject.toSchema().toBER(false)),
     keyId,
     publicKeySpki: Buffer.from(cert.subjectPublicKeyInfo.toSchema().toBER(false)),

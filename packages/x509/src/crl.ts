@@ -35,8 +35,12 @@ export interface CrlRequest {
   readonly thisUpdate: Date;
   readonly nextUpdate: Date;
   readonly crlNumber: bigint;
-  /** The shard's URL: the certificates' CRL DP and this CRL's issuingDistributionPoint (must match). */
-  readonly distributionPointUrl: string;
+  /**
+   * What the CRL covers (its issuingDistributionPoint, RFC 5280 5.2.5): a device CRL shard names its
+   * URL, which is the certificates' CRL DP (they must match), and covers user certificates only; the
+   * root's ARL covers CA certificates only and names no distribution point.
+   */
+  readonly scope: { readonly userCertsAt: string } | { readonly caCertsOnly: true };
   readonly entries: readonly CrlEntry[];
   /** A delta CRL (RFC 5280 5.2.4): deltaCRLIndicator names the base CRL number. */
   readonly baseCrlNumber?: bigint;
@@ -98,8 +102,9 @@ export function buildCrlTbs(req: CrlRequest): Buffer {
     extension(OID_DER.cRLNumber, derBigInt(req.crlNumber)),
   ];
   if (req.baseCrlNumber !== undefined) extensions.push(extension(OID_DER.deltaCRLIndicator, derBigInt(req.baseCrlNumber), true));
-  // RFC 5280 5.2.5: critical; onlyContainsUserCerts, since device CRLs never list CA certificates.
-  extensions.push(extension(OID_DER.issuingDistributionPoint, derTlv(TAG.SEQUENCE, Buffer.concat([distributionPointName(req.distributionPointUrl), Buffer.from('8101ff', 'hex')])), true));
+  // RFC 5280 5.2.5: critical. Device CRLs: their DP and onlyContainsUserCerts [1]; the ARL: onlyContainsCACerts [2].
+  const idp = 'userCertsAt' in req.scope ? Buffer.concat([distributionPointName(req.scope.userCertsAt), Buffer.from('8101ff', 'hex')]) : Buffer.from('8201ff', 'hex');
+  extensions.push(extension(OID_DER.issuingDistributionPoint, derTlv(TAG.SEQUENCE, idp), true));
   if (req.freshestUrl) extensions.push(extension(OID_DER.freshestCRL, derTlv(TAG.SEQUENCE, derTlv(TAG.SEQUENCE, distributionPointName(req.freshestUrl)))));
   const parts = [
     Buffer.from('020101', 'hex'), // version v2

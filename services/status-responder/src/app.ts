@@ -94,8 +94,10 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     });
 
     app.get<{ Params: { caId: string; name: string } }>('/crl/:caId/:name', async (request, reply) => {
+      // Device CRL shards sNNNN.crl (and -delta), and the root's ARL (arl.crl: its CRL of CA certificates).
       const m = /^s(\d{4})(-delta)?\.crl$/.exec(request.params.name);
-      const crl = m ? await getCrl(pool, request.params.caId, Number(m[1]), m[2] ? 'delta' : 'full') : undefined;
+      const arl = request.params.name === 'arl.crl' && request.params.caId === CA_IDS.root;
+      const crl = m ? await getCrl(pool, request.params.caId, Number(m[1]), m[2] ? 'delta' : 'full') : arl ? await getCrl(pool, CA_IDS.root, 0, 'full') : undefined;
       if (!crl) return reply.status(404).send({ code: 'CRL_NOT_FOUND', message: `no CRL ${request.params.caId}/${request.params.name}` });
       const maxAge = Math.max(0, Math.floor((crl.nextUpdate.getTime() - Date.now()) / 1000));
       return reply

@@ -12,6 +12,9 @@ export interface CaRecord {
   readonly certificate: Buffer;
   readonly notAfter: Date;
   readonly status: 'active' | 'retired' | 'revoked';
+  /** Set when revoked: when, and the RFC 5280 reason code (for the root's ARL). */
+  readonly revokedAt?: Date | null;
+  readonly revocationReason?: number | null;
 }
 
 export async function insertCa(db: Queryable, ca: Omit<CaRecord, 'status'>): Promise<void> {
@@ -28,12 +31,17 @@ export async function insertCa(db: Queryable, ca: Omit<CaRecord, 'status'>): Pro
 }
 
 export async function listCas(db: Queryable): Promise<CaRecord[]> {
-  const { rows } = await db.query<{ id: string; kind: CaKind; parent_id: string | null; subject_dn: string; key_uri: string; key_id: Buffer; certificate: Buffer; not_after: Date; status: CaRecord['status'] }>(
-    `SELECT id, kind, parent_id, subject_dn, key_uri, key_id, certificate, not_after, status FROM cas ORDER BY parent_id IS NOT NULL, created_at, id`,
+  const { rows } = await db.query<{ id: string; kind: CaKind; parent_id: string | null; subject_dn: string; key_uri: string; key_id: Buffer; certificate: Buffer; not_after: Date; status: CaRecord['status']; revoked_at: Date | null; revocation_reason: number | null }>(
+    `SELECT id, kind, parent_id, subject_dn, key_uri, key_id, certificate, not_after, status, revoked_at, revocation_reason FROM cas ORDER BY parent_id IS NOT NULL, created_at, id`,
   );
-  return rows.map((r) => ({ id: r.id, kind: r.kind, parentId: r.parent_id, subjectDn: r.subject_dn, keyUri: r.key_uri, keyId: r.key_id, certificate: r.certificate, notAfter: r.not_after, status: r.status }));
+  return rows.map((r) => ({ id: r.id, kind: r.kind, parentId: r.parent_id, subjectDn: r.subject_dn, keyUri: r.key_uri, keyId: r.key_id, certificate: r.certificate, notAfter: r.not_after, status: r.status, revokedAt: r.revoked_at, revocationReason: r.revocation_reason }));
 }
 
 export async function setCaStatus(db: Queryable, id: string, status: CaRecord['status']): Promise<void> {
   await db.query('UPDATE cas SET status = $2 WHERE id = $1', [id, status]);
+}
+
+/** Marks a CA revoked with its time and reason; a CA keeps its first revocation. */
+export async function markCaRevoked(db: Queryable, id: string, reason: number): Promise<void> {
+  await db.query(`UPDATE cas SET status = 'revoked', revoked_at = coalesce(revoked_at, date_trunc('second', now())), revocation_reason = coalesce(revocation_reason, $2) WHERE id = $1`, [id, reason]);
 }

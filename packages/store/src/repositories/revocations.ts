@@ -144,6 +144,28 @@ export async function withCrlSnapshot<T>(pool: Pool, fn: (snapshot: CrlSnapshot)
   });
 }
 
+/** The next CRL number of a CA: greatest(last + 1, unix seconds), never backwards (RFC 5280 5.2.3). */
+export async function nextCrlNumber(db: Queryable, caId: string): Promise<bigint> {
+  const { rows } = await db.query<{ n: string }>(
+    `INSERT INTO crl_numbers (ca_id, last_number) VALUES ($1, extract(epoch FROM clock_timestamp())::bigint)
+     ON CONFLICT (ca_id) DO UPDATE SET last_number = greatest(crl_numbers.last_number + 1, extract(epoch FROM clock_timestamp())::bigint)
+     RETURNING last_number::text AS n`,
+    [caId],
+  );
+  return BigInt(rows[0]!.n);
+}
+
+/** Stores a CA's current CRL of its kind and shard, replacing the previous one. */
+export async function saveCrl(db: Queryable, crl: CrlRecord): Promise<void> {
+  await db.query(
+    `INSERT INTO crls (ca_id, shard, kind, crl_number, base_number, this_update, next_update, covers_until, entries, der)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+     ON CONFLICT (ca_id, shard, kind) DO UPDATE SET crl_number = EXCLUDED.crl_number, base_number = EXCLUDED.base_number, this_update = EXCLUDED.this_update,
+       next_update = EXCLUDED.next_update, covers_until = EXCLUDED.covers_until, entries = EXCLUDED.entries, der = EXCLUDED.der, published_at = now()`,
+    [crl.caId, crl.shard, crl.kind, crl.crlNumber.toString(), crl.baseNumber?.toString() ?? null, crl.thisUpdate, crl.nextUpdate, crl.coversUntil, crl.entries, crl.der],
+  );
+}
+
 export class CrlSnapshot {
   constructor(
     private readonly client: PoolClient,
@@ -170,23 +192,11 @@ export class CrlSnapshot {
 
   /** The next CRL number: greatest(last + 1, unix seconds), never backwards (RFC 5280 5.2.3). */
   async nextCrlNumber(caId: string): Promise<bigint> {
-    const { rows } = await this.client.query<{ n: string }>(
-      `INSERT INTO crl_numbers (ca_id, last_number) VALUES ($1, extract(epoch FROM clock_timestamp())::bigint)
-       ON CONFLICT (ca_id) DO UPDATE SET last_number = greatest(crl_numbers.last_number + 1, extract(epoch FROM clock_timestamp())::bigint)
-       RETURNING last_number::text AS n`,
-      [caId],
-    );
-    return BigInt(rows[0]!.n);
+    return nextCrlNumber(this.client, caId);
   }
 
   async saveCrl(crl: CrlRecord): Promise<void> {
-    await this.client.query(
-      `INSERT INTO crls (ca_id, shard, kind, crl_number, base_number, this_update, next_update, covers_until, entries, der)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-       ON CONFLICT (ca_id, shard, kind) DO UPDATE SET crl_number = EXCLUDED.crl_number, base_number = EXCLUDED.base_number, this_update = EXCLUDED.this_update,
-         next_update = EXCLUDED.next_update, covers_until = EXCLUDED.covers_until, entries = EXCLUDED.entries, der = EXCLUDED.der, published_at = now()`,
-      [crl.caId, crl.shard, crl.kind, crl.crlNumber.toString(), crl.baseNumber?.toString() ?? null, crl.thisUpdate, crl.nextUpdate, crl.coversUntil, crl.entries, crl.der],
-    );
+    await saveCrl(this.client, crl);
   }
 
   async clearDirty(caId: string, shards: readonly number[]): Promise<void> {

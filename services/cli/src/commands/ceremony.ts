@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError } from '@fleetpki/core';
-import { runCeremony } from '@fleetpki/ca';
+import { arlUrl, createSubordinateCa, publishAuthorityRevocationList, runCeremony } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { appendAuditEvents, readSiteStates } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
@@ -77,4 +77,57 @@ export function registerCeremonyCommands(program: Command): void {
         else console.log(`the root token ${config.rootTokenLabel} is not in site a's HSM: nothing to do`);
       });
     });
+  rootPinOption(
+    ceremony
+      .command('new-ca')
+      .description('a new subordinate CA: its key in the site HSM (cloneable under the trusted KEK only), its certificate signed by the offline root')
+      .requiredOption('--id <id>', 'CA id (2-16 lower-case letters and digits; it appears in CRL URLs), e.g. fpd2')
+      .option('--kind <kind>', 'device-issuing or organisation', 'device-issuing')
+      .requiredOption('--name <cn>', 'subject common name (short for device CAs: it is copied into every certificate)')
+      .option('--years <n>', 'validity in years', (v) => Number(v), 25)
+      .option('--out <file>', 'also write the certificate (PEM) here')
+      .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)"),
+  ).action(async (options: { id: string; kind: string; name: string; years: number; out?: string; tokenFile?: string; rootPinFile?: string }) => {
+    if (options.kind !== 'device-issuing' && options.kind !== 'organisation') throw new FleetError('CA_KIND_INVALID', `--kind must be device-issuing or organisation, not ${options.kind}`);
+    const kind = options.kind;
+    await withDatabase(async ({ config, pool }) => {
+      const site = config.sites[config.site];
+      const state = (await readSiteStates(pool)).find((s) => s.site === site.id);
+      if (state?.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is not the active site; run the ceremony there`);
+      const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'a new CA');
+      const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
+      const siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 }).catch(async (err: unknown) => {
+        await rootKeyStore.close();
+        throw err;
+      });
+      try {
+        const ca = await createSubordinateCa({ pool, rootKeyStore, siteKeyStore, site: site.id, actor: `token:${custodian.name}`, id: options.id, kind, name: { commonName: options.name }, years: options.years, serialPrefix: state.serialPrefix });
+        console.log(`CA ${ca.id} (${ca.kind}) created: ${ca.subjectDn}, key ${ca.keyUri}, expires ${ca.notAfter.toISOString()}`);
+        if (options.out) writeFileSync(options.out, toPem(ca.certificate));
+        console.log('run a custody ceremony next, so the standby site gets a clone of its key');
+      } finally {
+        await siteKeyStore.close();
+        await rootKeyStore.close();
+      }
+    });
+  });
+  rootPinOption(
+    ceremony
+      .command('arl')
+      .description("sign and publish the root's CRL of CA certificates (ARL): every revoked CA; run after each CA revocation and before the ARL's nextUpdate")
+      .option('--out <file>', 'also write the ARL (DER) here')
+      .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)"),
+  ).action(async (options: { out?: string; tokenFile?: string; rootPinFile?: string }) => {
+    await withDatabase(async ({ config, pool }) => {
+      const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'signing the ARL');
+      const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
+      try {
+        const arl = await publishAuthorityRevocationList({ pool, rootKeyStore, site: config.site, actor: `token:${custodian.name}` });
+        if (options.out) writeFileSync(options.out, arl.der);
+        console.log(`ARL number ${arl.crlNumber}: ${arl.entries.length ? arl.entries.map((e) => `${e.caId} (serial ${e.serial}, reason ${e.reason})`).join(', ') : 'no revoked CA'}; next update ${arl.nextUpdate.toISOString()}; served at ${arlUrl(config.crlBaseUrl)}`);
+      } finally {
+        await rootKeyStore.close();
+      }
+    });
+  });
 }

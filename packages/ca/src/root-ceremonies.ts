@@ -1,0 +1,105 @@
+import { createPublicKey, verify } from 'node:crypto';
+import { FleetError, type SiteId } from '@fleetpki/core';
+import { formatPkcs11Uri, parsePkcs11Uri, type Signer, type SigningKeyStore } from '@fleetpki/hsm';
+import { appendAuditEvents, insertCa, listCas, nextCrlNumber, saveCrl, withTransaction, type CaKind, type CaRecord, type Pool } from '@fleetpki/store';
+import { assembleSignedCertificate, buildCaTbs, buildCrlTbs, parseCaCertificate, type CaName, type CrlEntry } from '@fleetpki/x509';
+import { CA_IDS } from './ca-ids.js';
+import { newSerial } from './serials.js';
+
+/**
+ * What only the offline root signs, each a ceremony run by custodians at the CLI with the root's HSM
+ * and PIN (no service process ever opens the root token): a new subordinate CA, and the root's CRL of
+ * CA certificates (ARL, RFC 5280 5.2.5 onlyContainsCACerts), published beside the device CRLs.
+ */
+export interface RootCeremony {
+  readonly pool: Pool;
+  /** The offline root's key store (openRootKeyStore), opened with the custodians' PIN. */
+  readonly rootKeyStore: SigningKeyStore;
+  readonly site: SiteId;
+  readonly actor: string;
+  readonly now?: Date;
+}
+
+/** The root's record and a signer for its key (found by the label and CKA_ID its URI records). */
+export async function rootSigner(pool: Pool, rootKeyStore: SigningKeyStore): Promise<{ root: CaRecord; signer: Signer }> {
+  const root = (await listCas(pool)).find((c) => c.kind === 'root');
+  if (!root) throw new FleetError('CA_NOT_INITIALISED', 'no root CA in the store: run `pnpm fleetpki ceremony init` first');
+  const uri = parsePkcs11Uri(root.keyUri);
+  const signer = await rootKeyStore.getSigner({ label: uri.object, ...(uri.id ? { id: uri.id } : {}) });
+  if (!signer.publicKeySpki.equals(parseCaCertificate(root.certificate).publicKeySpki)) throw new FleetError('CA_KEY_MISMATCH', `the root key in token "${rootKeyStore.tokenLabel}" does not match the root certificate`);
+  return { root, signer };
+}
+
+/** Signs `tbs` with the root and checks the signature before anything depends on it. */
+export async function rootSigns(signer: Signer, tbs: Buffer, what: string): Promise<Buffer> {
+  const signature = await signer.sign(tbs);
+  if (!verify('sha256', tbs, createPublicKey({ key: signer.publicKeySpki, format: 'der', type: 'spki' }), signature)) {
+    throw new FleetError('HSM_SIGNATURE_INVALID', `the root key's signature over ${what} does not verify`);
+  }
+  return signature;
+}
+
+/**
+ * A new subordinate CA: its key generated in the site's HSM (cloneable under the trusted KEK only),
+ * its certificate signed by the offline root, recorded with an audit event. Refuses an id in use.
+ */
+export async function createSubordinateCa(
+  ceremony: RootCeremony & { siteKeyStore: SigningKeyStore; id: string; kind: Exclude<CaKind, 'root'>; name: CaName; years: number; serialPrefix: number },
+): Promise<CaRecord> {
+  if (!/^[a-z][a-z0-9]{1,15}$/.test(ceremony.id)) throw new FleetError('CA_ID_INVALID', `a CA id is 2-16 lower-case letters and digits starting with a letter (it appears in CRL URLs), got "${ceremony.id}"`, { httpStatus: 400 });
+  if ((await listCas(ceremony.pool)).some((c) => c.id === ceremony.id)) throw new FleetError('CA_EXISTS', `CA ${ceremony.id} exists already`, { httpStatus: 409 });
+  const { root, signer } = await rootSigner(ceremony.pool, ceremony.rootKeyStore);
+  const rootCertificate = parseCaCertificate(root.certificate);
+  const key = await ceremony.siteKeyStore.generateSigningKey(ceremony.id, { cloneable: true });
+  const now = new Date(Math.floor((ceremony.now ?? new Date()).getTime() / 1000) * 1000);
+  const notAfter = new Date(now);
+  notAfter.setUTCFullYear(notAfter.getUTCFullYear() + ceremony.years);
+  const tbs = buildCaTbs({ subject: ceremony.name, issuerSubjectDer: rootCertificate.subjectDer, issuerKeyId: rootCertificate.keyId, serial: newSerial(ceremony.serialPrefix), notBefore: now, notAfter, publicKeySpki: key.publicKeySpki, pathLength: 0 });
+  const certificate = assembleSignedCertificate(tbs.der, await rootSigns(signer, tbs.der, `CA ${ceremony.id}`));
+  const parsed = parseCaCertificate(certificate);
+  const record = { id: ceremony.id, kind: ceremony.kind, parentId: root.id, subjectDn: parsed.subjectText, keyUri: formatPkcs11Uri({ token: ceremony.siteKeyStore.tokenLabel, object: key.label, id: key.id, type: 'private' }), keyId: tbs.keyId, certificate, notAfter: parsed.notAfter };
+  await withTransaction(ceremony.pool, async (client) => {
+    await insertCa(client, record);
+    await appendAuditEvents(client, [{ site: ceremony.site, actor: ceremony.actor, action: 'ceremony.new-ca', subject: ceremony.id, details: { kind: ceremony.kind, subject: record.subjectDn, keyUri: record.keyUri } }]);
+  });
+  return { ...record, status: 'active' };
+}
+
+/** Where the root's ARL is served, beside the device CRL shards (status responder: /crl/<root>/arl.crl). */
+export function arlUrl(crlBaseUrl: string): string {
+  return `${crlBaseUrl.replace(/\/?$/, '/')}${CA_IDS.root}/arl.crl`;
+}
+
+export interface ArlResult {
+  readonly crlNumber: bigint;
+  readonly entries: readonly { caId: string; serial: string; reason: number }[];
+  readonly thisUpdate: Date;
+  readonly nextUpdate: Date;
+  readonly der: Buffer;
+}
+
+/**
+ * The root's CRL of CA certificates (ARL): every revoked subordinate CA's certificate with its time and
+ * reason, numbered like the device CRLs (never backwards), stored as CRL shard 0 of the root so every
+ * site's status responder serves it. An offline root publishes rarely: nextUpdate is `validityDays` on
+ * (default 180) and the ceremony runs again after any CA revocation and before that date.
+ */
+export async function publishAuthorityRevocationList(ceremony: RootCeremony & { validityDays?: number }): Promise<ArlResult> {
+  const { root, signer } = await rootSigner(ceremony.pool, ceremony.rootKeyStore);
+  const rootCertificate = parseCaCertificate(root.certificate);
+  const revoked = (await listCas(ceremony.pool)).filter((c) => c.parentId === root.id && c.status === 'revoked');
+  const entries: (CrlEntry & { caId: string })[] = revoked
+    .map((c) => ({ caId: c.id, serial: parseCaCertificate(c.certificate).serial, revokedAt: c.revokedAt ?? new Date(0), reason: c.revocationReason ?? 0 }))
+    .sort((a, b) => Buffer.compare(a.serial, b.serial));
+  const thisUpdate = new Date(Math.floor((ceremony.now ?? new Date()).getTime() / 1000) * 1000);
+  const nextUpdate = new Date(thisUpdate.getTime() + (ceremony.validityDays ?? 180) * 86_400_000);
+  return withTransaction(ceremony.pool, async (client) => {
+    const crlNumber = await nextCrlNumber(client, root.id);
+    const tbs = buildCrlTbs({ issuerSubjectDer: rootCertificate.subjectDer, issuerKeyId: rootCertificate.keyId, thisUpdate, nextUpdate, crlNumber, scope: { caCertsOnly: true }, entries });
+    const der = assembleSignedCertificate(tbs, await rootSigns(signer, tbs, 'the ARL'));
+    await saveCrl(client, { caId: root.id, shard: 0, kind: 'full', crlNumber, baseNumber: null, thisUpdate, nextUpdate, coversUntil: thisUpdate, entries: entries.length, der });
+    const listed = entries.map((e) => ({ caId: e.caId, serial: e.serial.toString('hex'), reason: e.reason }));
+    await appendAuditEvents(client, [{ site: ceremony.site, actor: ceremony.actor, action: 'ceremony.arl', subject: root.id, details: { crlNumber: crlNumber.toString(), revoked: listed, nextUpdate: nextUpdate.toISOString() } }]);
+    return { crlNumber, entries: listed, thisUpdate, nextUpdate, der };
+  });
+}
