@@ -22,10 +22,10 @@ export function kekCheckValue(kek: Uint8Array): Buffer {
   return createHmac('sha256', kek).update('fleetpki key-encryption key check v1').digest().subarray(0, 16);
 }
 
-/** The site token's CA keys (every CA but the offline root, which never leaves its token). */
+/** The site token's CA keys (every CA but the offline root, which never leaves its token, and revoked CAs, which sign nothing more). */
 async function siteCaKeys(pool: Pool, tokenLabel: string): Promise<KeyRef[]> {
   return (await listCas(pool))
-    .filter((ca) => ca.kind !== 'root')
+    .filter((ca) => ca.kind !== 'root' && ca.status !== 'revoked')
     .map((ca) => parsePkcs11Uri(ca.keyUri))
     .filter((uri) => uri.token === tokenLabel)
     .map((uri) => ({ label: uri.object, ...(uri.id ? { id: uri.id } : {}) }));

@@ -1,7 +1,7 @@
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { dropChunkQueue } from '@fleetpki/queue';
 import { createPool } from '@fleetpki/store';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { custodianPinFiles, listTokens, listTokensOf, tokensOfSite } from './hsm-tokens.js';
 import { isClusterRunning } from './postgres-cluster.js';
@@ -60,21 +60,37 @@ export async function dropDeployment(config: FleetConfig, log: (line: string) =>
   for (const file of [pins.rootPin, pins.rootSoPin, pins.soPin(config.sites.a), pins.soPin(config.sites.b)]) rmSync(file, { force: true });
 }
 
+/** Test databases that a running process still works in (its environment names it): another run's. */
+function databasesInUse(): Set<string> {
+  const inUse = new Set<string>();
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const m = /(?:^|\0)FLEETPKI_PG_DATABASE=([^\0]+)/.exec(readFileSync(`/proc/${pid}/environ`, 'utf8'));
+      if (m && Number(pid) !== process.pid) inUse.add(m[1]!);
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return inUse;
+}
+
 /**
- * Removes what killed test runs left behind: test databases nobody is connected to, and test tokens
- * whose database is gone. Run before a test run; concurrent runs keep theirs (they are connected).
+ * Removes what killed test runs left behind: test databases nobody is connected to and no running
+ * process works in (a concurrent run between two files has no connection, but its processes name its
+ * database), and test tokens and custodian PIN files whose database is gone. Run before a test run.
  */
 export async function sweepTestDeployments(config: FleetConfig, log: (line: string) => void = () => undefined): Promise<void> {
   const { primary } = currentRoles(config);
   if (!(await isClusterRunning(primary))) return;
   const admin = createPool(`postgres://${config.pgUser}@127.0.0.1:${primary.pgPort}/postgres`, { max: 1, applicationName: 'fleetpki-sites' });
   let live: Set<string>;
+  const inUse = databasesInUse();
   try {
     const { rows } = await admin.query<{ datname: string }>(
       `SELECT datname FROM pg_database d WHERE datname LIKE $1 AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)`,
       [`${TEST_DATABASE_PREFIX}%`],
     );
-    for (const { datname } of rows) {
+    for (const { datname } of rows.filter((r) => !inUse.has(r.datname) && r.datname !== config.pgDatabase)) {
       await admin.query(`DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`);
       log(`dropped stale test database ${datname}`);
     }
