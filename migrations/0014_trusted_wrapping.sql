@@ -12,3 +12,12 @@ COMMENT ON TABLE crls IS 'Current CRLs: device CRL shards (full, delta) per issu
 -- A revoked CA keeps when and why, for the ARL entry that lists its certificate (RFC 5280 5.3.1).
 ALTER TABLE cas ADD COLUMN revoked_at timestamptz;
 ALTER TABLE cas ADD COLUMN revocation_reason smallint CHECK (revocation_reason BETWEEN 0 AND 10 AND revocation_reason <> 7);
+
+-- A CA's earlier certificates (renewed by the offline root with the same key): the ARL lists every
+-- certificate of a revoked CA, not only its current one.
+CREATE TABLE ca_certificate_history (
+  ca_id        text NOT NULL REFERENCES cas (id),
+  certificate  bytea NOT NULL,
+  replaced_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (ca_id, replaced_at)
+);

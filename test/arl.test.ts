@@ -26,6 +26,7 @@ let custodianFile: string;
 // Four characters, like fpd1: the id and name go into every device certificate (its size budget).
 const caId = `x${randomBytes(2).toString('hex').slice(0, 3)}`;
 let caPem: string;
+let firstCaPem: string;
 let devicePem: string;
 let shardPem: string;
 
@@ -86,6 +87,16 @@ describe("the root's ARL", () => {
     assert.match(verifyWithCrls(before.path), /: OK/);
   });
 
+  it('renews the CA certificate with the root (same key: its devices still verify under the new one)', async () => {
+    const before = openssl(['x509', '-in', caPem, '-noout', '-serial']).trim();
+    const renewed = await cli(['ceremony', 'renew-ca', '--ca', caId, '--years', '20', '--token-file', custodianFile]);
+    assert.equal(renewed.code, 0, renewed.stderr);
+    firstCaPem = caPem;
+    caPem = writeCaFile(ca, `${caId}-renewed.pem`, toPem((await listCas(pool)).find((c) => c.id === caId)!.certificate));
+    assert.notEqual(openssl(['x509', '-in', caPem, '-noout', '-serial']).trim(), before);
+    assert.match(openssl(['verify', '-CAfile', ca.rootPem, '-untrusted', caPem, devicePem]), /: OK/);
+  });
+
   it('after an approved ca.revoke the ceremony lists the CA in a root-signed ARL, and openssl verify -crl_check_all refuses its device', async () => {
     // Dual control: an officer requests, a second approves, the first executes.
     const [first, second] = await Promise.all([1, 2].map((n) => issueApiToken(pool, { site: 'a', actor: 'test', name: `arl-officer-${n}-${caId}`, role: 'revocation-officer', manufacturerId: null, expiresDays: 1 })));
@@ -99,13 +110,19 @@ describe("the root's ARL", () => {
     const after = await arl('arl-after');
     assert.match(crlVerify(after.path), /verify OK/i);
     const text = openssl(['crl', '-in', after.path, '-noout', '-text']);
-    const serial = openssl(['x509', '-in', caPem, '-noout', '-serial']).trim().split('=')[1]!;
-    assert.ok(text.toUpperCase().includes(serial.toUpperCase()), `${serial} listed:\n${text}`);
+    for (const pem of [caPem, firstCaPem]) {
+      // Both certificates the CA had: the renewed one and the one it replaced.
+      const serial = openssl(['x509', '-in', pem, '-noout', '-serial']).trim().split('=')[1]!;
+      assert.ok(text.toUpperCase().includes(serial.toUpperCase()), `${serial} listed:\n${text}`);
+    }
     assert.match(text, /CA Compromise/);
     assert.match(text, /Only CA Certificates/);
     const verdict = verifyWithCrls(after.path);
     assert.match(verdict, /certificate revoked/);
     assert.doesNotMatch(verdict, /: OK/);
+    // The certificate it had before the renewal is refused too.
+    const old = spawnSync('openssl', ['verify', '-crl_check_all', '-CAfile', ca.rootPem, '-untrusted', firstCaPem, '-CRLfile', after.path, '-CRLfile', shardPem, devicePem], { encoding: 'utf8' });
+    assert.match(`${old.stdout}${old.stderr}`, /certificate revoked/);
   });
 
   it('is served by the status responder beside the device CRLs', async () => {

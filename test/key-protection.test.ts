@@ -109,6 +109,18 @@ describe('CA and master keys that no PIN holder can take out of the HSM', () => 
     assert.equal(probes.weakenKey(audit.ref, 'private', { extractable: true }).refused, true, 'audit key: CKA_EXTRACTABLE on');
   });
 
+  it('two keys with one label are an error that names both, never "take the first"', async () => {
+    const label = `twin-${randomBytes(3).toString('hex')}`;
+    const first = probes.generateLegacySigningKey(label);
+    const second = probes.generateLegacySigningKey(label);
+    try {
+      await assert.rejects(site.getSigner(label), (err: Error & { code?: string }) => err.code === 'HSM_KEY_AMBIGUOUS' && err.message.includes(first.id.toString('hex')) && err.message.includes(second.id.toString('hex')));
+      await assert.rejects(site.describeKey({ label, id: first.id }), { code: 'HSM_KEY_AMBIGUOUS' });
+    } finally {
+      await site.destroyKey(label);
+    }
+  });
+
   it('the root token cannot be opened with the site\'s user PIN, and the site HSM does not even list it', async () => {
     assert.ok(!(await listTokensOf(config.sites.a.softhsmConf)).includes(config.rootTokenLabel));
     assert.ok((await listTokensOf(config.rootHsm.softhsmConf)).includes(config.rootTokenLabel));

@@ -1,7 +1,7 @@
 import { createPublicKey, verify } from 'node:crypto';
 import { FleetError, type SiteId } from '@fleetpki/core';
 import { formatPkcs11Uri, parsePkcs11Uri, type Signer, type SigningKeyStore } from '@fleetpki/hsm';
-import { appendAuditEvents, insertCa, listCas, nextCrlNumber, saveCrl, withTransaction, type CaKind, type CaRecord, type Pool } from '@fleetpki/store';
+import { appendAuditEvents, insertCa, listCas, nextCrlNumber, previousCaCertificates, renewCaCertificate, saveCrl, withTransaction, type CaKind, type CaRecord, type Pool } from '@fleetpki/store';
 import { assembleSignedCertificate, buildCaTbs, buildCrlTbs, parseCaCertificate, type CaName, type CrlEntry } from '@fleetpki/x509';
 import { CA_IDS } from './ca-ids.js';
 import { newSerial } from './serials.js';
@@ -65,6 +65,30 @@ export async function createSubordinateCa(
   return { ...record, status: 'active' };
 }
 
+/**
+ * Renews a subordinate CA's certificate: same subject and key (so the certificates it issued stay
+ * valid and identical in their issuer fields), a new serial and validity, signed by the offline root.
+ * The previous certificate goes into the CA's history (the ARL lists it too if the CA is revoked).
+ */
+export async function renewSubordinateCa(ceremony: RootCeremony & { caId: string; years: number; serialPrefix: number }): Promise<CaRecord> {
+  const ca = (await listCas(ceremony.pool)).find((c) => c.id === ceremony.caId);
+  if (!ca || ca.kind === 'root') throw new FleetError('CA_NOT_FOUND', `no subordinate CA ${ceremony.caId.slice(0, 40)}`, { httpStatus: 404 });
+  if (ca.status === 'revoked') throw new FleetError('CA_NOT_ACTIVE', `CA ${ca.id} is revoked; it is not renewed`, { httpStatus: 409 });
+  const { root, signer } = await rootSigner(ceremony.pool, ceremony.rootKeyStore);
+  const rootCertificate = parseCaCertificate(root.certificate);
+  const current = parseCaCertificate(ca.certificate);
+  const now = new Date(Math.floor((ceremony.now ?? new Date()).getTime() / 1000) * 1000);
+  const notAfter = new Date(now);
+  notAfter.setUTCFullYear(notAfter.getUTCFullYear() + ceremony.years);
+  const tbs = buildCaTbs({ subjectDer: current.subjectDer, issuerSubjectDer: rootCertificate.subjectDer, issuerKeyId: rootCertificate.keyId, serial: newSerial(ceremony.serialPrefix), notBefore: now, notAfter, publicKeySpki: current.publicKeySpki, pathLength: 0 });
+  const certificate = assembleSignedCertificate(tbs.der, await rootSigns(signer, tbs.der, `the renewal of CA ${ca.id}`));
+  await withTransaction(ceremony.pool, async (client) => {
+    await renewCaCertificate(client, ca.id, certificate, notAfter);
+    await appendAuditEvents(client, [{ site: ceremony.site, actor: ceremony.actor, action: 'ceremony.renew-ca', subject: ca.id, details: { previousSerial: current.serial.toString('hex'), serial: parseCaCertificate(certificate).serial.toString('hex'), notAfter: notAfter.toISOString() } }]);
+  });
+  return { ...ca, certificate, notAfter };
+}
+
 /** Where the root's ARL is served, beside the device CRL shards (status responder: /crl/<root>/arl.crl). */
 export function arlUrl(crlBaseUrl: string): string {
   return `${crlBaseUrl.replace(/\/?$/, '/')}${CA_IDS.root}/arl.crl`;
@@ -88,9 +112,14 @@ export async function publishAuthorityRevocationList(ceremony: RootCeremony & { 
   const { root, signer } = await rootSigner(ceremony.pool, ceremony.rootKeyStore);
   const rootCertificate = parseCaCertificate(root.certificate);
   const revoked = (await listCas(ceremony.pool)).filter((c) => c.parentId === root.id && c.status === 'revoked');
-  const entries: (CrlEntry & { caId: string })[] = revoked
-    .map((c) => ({ caId: c.id, serial: parseCaCertificate(c.certificate).serial, revokedAt: c.revokedAt ?? new Date(0), reason: c.revocationReason ?? 0 }))
-    .sort((a, b) => Buffer.compare(a.serial, b.serial));
+  const entries: (CrlEntry & { caId: string })[] = [];
+  for (const c of revoked) {
+    // Every certificate the CA had, renewals included: any of them would otherwise still chain.
+    for (const certificate of [c.certificate, ...(await previousCaCertificates(ceremony.pool, c.id))]) {
+      entries.push({ caId: c.id, serial: parseCaCertificate(certificate).serial, revokedAt: c.revokedAt ?? new Date(0), reason: c.revocationReason ?? 0 });
+    }
+  }
+  entries.sort((a, b) => Buffer.compare(a.serial, b.serial));
   const thisUpdate = new Date(Math.floor((ceremony.now ?? new Date()).getTime() / 1000) * 1000);
   const nextUpdate = new Date(thisUpdate.getTime() + (ceremony.validityDays ?? 180) * 86_400_000);
   return withTransaction(ceremony.pool, async (client) => {

@@ -12,7 +12,9 @@ export interface CaName {
 }
 
 export interface CaCertificateRequest {
-  readonly subject: CaName;
+  /** The subject as a name, or (a renewal) the exact DER of the current certificate's subject. */
+  readonly subject?: CaName;
+  readonly subjectDer?: Buffer;
   /** DER of the issuer's subject; undefined for a self-signed root. */
   readonly issuerSubjectDer?: Buffer;
   /** Issuer's key id for authorityKeyIdentifier; undefined for a self-signed root (uses its own). */
@@ -54,7 +56,8 @@ export function certificateTime(date: Date): pkijs.Time {
  * pkijs builders are fine here.
  */
 export function buildCaTbs(req: CaCertificateRequest): CaTbs {
-  const subjectDer = encodeName(req.subject);
+  if (!req.subjectDer && !req.subject) throw new Error('buildCaTbs needs subject or subjectDer');
+  const subjectDer = req.subjectDer ?? encodeName(req.subject!);
   const keyId = subjectKeyIdMethod2(req.publicKeySpki.subarray(req.publicKeySpki.length - 65));
   const cert = new pkijs.Certificate();
   cert.version = 2;

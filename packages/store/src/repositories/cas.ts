@@ -45,3 +45,15 @@ export async function setCaStatus(db: Queryable, id: string, status: CaRecord['s
 export async function markCaRevoked(db: Queryable, id: string, reason: number): Promise<void> {
   await db.query(`UPDATE cas SET status = 'revoked', revoked_at = coalesce(revoked_at, date_trunc('second', now())), revocation_reason = coalesce(revocation_reason, $2) WHERE id = $1`, [id, reason]);
 }
+
+/** Replaces a CA's certificate (a renewal: same key and subject), keeping the previous one in its history. */
+export async function renewCaCertificate(db: Queryable, id: string, certificate: Buffer, notAfter: Date): Promise<void> {
+  await db.query('INSERT INTO ca_certificate_history (ca_id, certificate) SELECT id, certificate FROM cas WHERE id = $1', [id]);
+  await db.query('UPDATE cas SET certificate = $2, not_after = $3 WHERE id = $1', [id, certificate, notAfter]);
+}
+
+/** Every certificate a CA has had before its current one. */
+export async function previousCaCertificates(db: Queryable, id: string): Promise<Buffer[]> {
+  const { rows } = await db.query<{ certificate: Buffer }>('SELECT certificate FROM ca_certificate_history WHERE ca_id = $1 ORDER BY replaced_at', [id]);
+  return rows.map((r) => r.certificate);
+}

@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError } from '@fleetpki/core';
-import { arlUrl, createSubordinateCa, publishAuthorityRevocationList, runCeremony } from '@fleetpki/ca';
+import { arlUrl, createSubordinateCa, publishAuthorityRevocationList, renewSubordinateCa, runCeremony } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { appendAuditEvents, readSiteStates } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
@@ -125,6 +125,30 @@ export function registerCeremonyCommands(program: Command): void {
         const arl = await publishAuthorityRevocationList({ pool, rootKeyStore, site: config.site, actor: `token:${custodian.name}` });
         if (options.out) writeFileSync(options.out, arl.der);
         console.log(`ARL number ${arl.crlNumber}: ${arl.entries.length ? arl.entries.map((e) => `${e.caId} (serial ${e.serial}, reason ${e.reason})`).join(', ') : 'no revoked CA'}; next update ${arl.nextUpdate.toISOString()}; served at ${arlUrl(config.crlBaseUrl)}`);
+      } finally {
+        await rootKeyStore.close();
+      }
+    });
+  });
+  rootPinOption(
+    ceremony
+      .command('renew-ca')
+      .description("renew a subordinate CA's certificate with the offline root: same key and subject, new serial and validity")
+      .requiredOption('--ca <id>', 'the CA, e.g. fpd1')
+      .option('--years <n>', 'validity in years from now', (v) => Number(v), 25)
+      .option('--out <file>', 'also write the new certificate (PEM) here')
+      .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)"),
+  ).action(async (options: { ca: string; years: number; out?: string; tokenFile?: string; rootPinFile?: string }) => {
+    await withDatabase(async ({ config, pool }) => {
+      const site = config.sites[config.site];
+      const state = (await readSiteStates(pool)).find((s) => s.site === site.id);
+      if (state?.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is not the active site; run the ceremony there`);
+      const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'renewing a CA certificate');
+      const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
+      try {
+        const ca = await renewSubordinateCa({ pool, rootKeyStore, site: site.id, actor: `token:${custodian.name}`, caId: options.ca, years: options.years, serialPrefix: state.serialPrefix });
+        if (options.out) writeFileSync(options.out, toPem(ca.certificate));
+        console.log(`CA ${ca.id} renewed: expires ${ca.notAfter.toISOString()}; restart the services to serve the new chain`);
       } finally {
         await rootKeyStore.close();
       }
