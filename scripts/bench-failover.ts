@@ -8,7 +8,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '@fleetpki/core';
-import { runFailback, runFailoverDrill } from '@fleetpki/drills';
+import { approvedSwitchoverForDrill, runFailback, runFailoverDrill } from '@fleetpki/drills';
 import { createPool } from '@fleetpki/store';
 import { benchOptions } from './lib/bench.js';
 import { BenchRun } from './lib/bench-run.js';
@@ -45,7 +45,7 @@ await run.main(async () => {
     const drill = await runFailoverDrill(config, { devices: Number(args.devices), log: (l) => run.log(`  ${l}`) });
     run.log(`  RTO ${drill.rto_s} s (promotion ${drill.promote_s} s), RPO ${drill.rpo_lost}, duplicates ${drill.duplicate_serials}, batch complete ${drill.batch_complete}, OCSP ${drill.ocsp_answered} answered / ${drill.ocsp_failed} failed`);
     run.begin(`failback (${stored} extra stored)`);
-    const back = await runFailback(config, { log: (l) => run.log(`  ${l}`) });
+    const back = await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), log: (l) => run.log(`  ${l}`) });
     run.log(`  failback: ${back.how} in ${back.rebuild_s} s, switchover back ${back.switchover_s} s`);
     results.push({ stored_extra: stored, cluster_mb: size, certificates_in_ca_db: drill.certificates_stored, rto_s: drill.rto_s, promote_s: drill.promote_s, rpo_lost: drill.rpo_lost, duplicate_serials: drill.duplicate_serials, batch_complete: drill.batch_complete, failback: back.how, rebuild_s: back.rebuild_s, switchover_back_s: back.switchover_s });
     await side?.drop();

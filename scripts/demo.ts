@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { loadConfig } from '@fleetpki/core';
 import { issueApiToken, runCeremony } from '@fleetpki/ca';
 import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
-import { runFailback, runFailoverDrill } from '@fleetpki/drills';
+import { approvedSwitchoverForDrill, runFailback, runFailoverDrill } from '@fleetpki/drills';
 import { generateManifest } from '@fleetpki/manifest';
 import { hsmSelfTest, openSiteKeyStore, readPin } from '@fleetpki/hsm';
 import { custodianPinFiles, formatStatus, openRootKeyStore, readTopology, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
@@ -27,7 +27,7 @@ heading('1. Sites: SoftHSM tokens, PostgreSQL primary (A) with synchronous hot s
 let started = Date.now();
 await sitesUp(config, (line) => console.log(`  ${line}`));
 // An earlier run stopped mid-drill: put site A back in front first (the tour below runs on A).
-if (readTopology(config).rebuild) await runFailback(config, { log: (line) => console.log(`  ${line}`) });
+if (readTopology(config).rebuild) await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), log: (line) => console.log(`  ${line}`) });
 if (readTopology(config).primary !== 'a') await switchover(config, (line) => console.log(`  ${line}`));
 console.log(`  (${Date.now() - started} ms)`);
 
@@ -232,7 +232,7 @@ console.log(`  RTO ${drill.rto_s} s (last enrolment acknowledged by ${drill.from
 console.log(`  RPO ${drill.rpo_lost} certificates lost; ${drill.duplicate_serials} duplicates; batch complete: ${drill.batch_complete} (${drill.batch_devices} devices, ${drill.batch_issued_before_kill} issued before the kill, by site ${JSON.stringify(drill.batch_issued_by_site)})`);
 console.log(`  enrolments acknowledged ${JSON.stringify(drill.enrolments_acknowledged)}; OCSP from the standby during the drill: ${drill.ocsp_answered} answered, ${drill.ocsp_failed} failed; CRL numbers ${drill.crl_number_before} -> ${drill.crl_number_after}`);
 if (drill.rpo_lost !== 0 || drill.duplicate_serials !== 0 || !drill.batch_complete) process.exitCode = 1;
-const back = await runFailback(config, { log: (line) => console.log(`  ${line}`) });
+const back = await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), log: (line) => console.log(`  ${line}`) });
 console.log(`  failback: site ${back.rebuilt} ${back.how} in ${back.rebuild_s} s, switched back in ${back.switchover_s} s; active site ${back.active}`);
 
 heading('9. Status');

@@ -8,7 +8,7 @@ import type { FleetConfig } from '@fleetpki/core';
 import { issueApiToken } from '@fleetpki/ca';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { generateManifest } from '@fleetpki/manifest';
-import { revokeApiToken, type Pool } from '@fleetpki/store';
+import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
@@ -118,7 +118,9 @@ const ROUTES: readonly RouteCase[] = [
   { method: 'POST', route: '/v1/approvals/{id}/approve', path: () => `/v1/approvals/${randomUUID()}/approve`, expect: { 'revocation-officer': 404, administrator: 404, custodian: 404 } },
   { method: 'POST', route: '/v1/approvals/{id}/execute', path: () => `/v1/approvals/${randomUUID()}/execute`, expect: { 'revocation-officer': 404, administrator: 404, custodian: 404 } },
   { method: 'GET', route: '/v1/tokens', path: () => '/v1/tokens', expect: { administrator: 200, auditor: 200 } },
-  { method: 'POST', route: '/v1/tokens', path: () => '/v1/tokens', body: () => ({ name: `authz-created-${randomUUID().slice(0, 8)}`, role: 'auditor', expiresDays: 1 }), expect: { administrator: 201 } },
+  { method: 'POST', route: '/v1/tokens', path: () => '/v1/tokens', body: () => ({ name: `authz-created-${randomUUID().slice(0, 8)}`, role: 'factory', manufacturer: 'authz-maker', expiresDays: 1 }), expect: { administrator: 201 } },
+  { method: 'GET', route: '/v1/people', path: () => '/v1/people', expect: { administrator: 200, auditor: 200 } },
+  { method: 'POST', route: '/v1/people/{name}/role', path: () => `/v1/people/nobody-${randomUUID().slice(0, 8)}/role`, body: () => ({ role: 'auditor', approval: randomUUID() }), expect: { administrator: 404 } },
   { method: 'POST', route: '/v1/tokens/{id}/revoke', path: () => `/v1/tokens/${randomUUID()}/revoke`, expect: { administrator: 404 } },
 ];
 const PUBLIC = [
@@ -163,7 +165,7 @@ describe('authorization matrix', () => {
   it('revoked and expired tokens are refused like unknown ones, and every refusal is audited', async () => {
     const revokedToken = await issueApiToken(pool, { site: 'a', actor: 'test', name: `authz-revoked-${randomUUID().slice(0, 8)}`, role: 'auditor', manufacturerId: null });
     const { rows } = await pool.query<{ id: string }>('SELECT id FROM api_tokens ORDER BY created_at DESC LIMIT 1');
-    await revokeApiToken(pool, rows[0]!.id);
+    await pool.query('UPDATE api_tokens SET revoked_at = now() WHERE id = $1', [rows[0]!.id]);
     const expiredToken = await issueApiToken(pool, { site: 'a', actor: 'test', name: `authz-expired-${randomUUID().slice(0, 8)}`, role: 'auditor', manufacturerId: null, expiresDays: 1 });
     await pool.query(`UPDATE api_tokens SET expires_at = now() - interval '1 minute' WHERE name LIKE 'authz-expired-%'`);
     const before = Number((await pool.query<{ n: string }>(`SELECT count(*) AS n FROM audit_events WHERE action IN ('auth.failed', 'auth.forbidden')`)).rows[0]!.n);

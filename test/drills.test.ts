@@ -31,7 +31,7 @@ before(async () => {
 
 after(async () => {
   // Whatever happened above, leave site A active with B as its standby for the other test files.
-  if (readTopology(config).rebuild) await cli(['drill', 'failback']);
+  if (readTopology(config).rebuild) await cli(['drill', 'failback', '--stay']);
   if (readTopology(config).primary !== 'a') await cli(['drill', 'switchover']);
 });
 
@@ -59,8 +59,13 @@ describe('site drills', () => {
     assert.match(run.stderr, /DRILL_NOT_READY: site a is still down/);
   });
 
-  it('failback: A rebuilt as standby of B, then switched back to active', async () => {
-    const run = await cli(['drill', 'failback', '--json']);
+  it('failback: A rebuilt as standby of B, then switched back to active, under the same approval as a switchover', async () => {
+    const refused = await cli(['drill', 'failback']);
+    assert.match(refused.stderr, /DUAL_CONTROL_REQUIRED/, 'no switch back without an approval');
+    assert.deepEqual(readTopology(config), { primary: 'b', rebuild: 'a' }, 'and nothing was done');
+    const active = createPool(config.sites.b.databaseUrl, { max: 2 });
+    const approval = await approvedRequest(active, ca, 'site.switchover', 'administrator', {}).finally(() => active.end());
+    const run = await cli(['drill', 'failback', '--json', '--approval', approval.id, '--token-file', approval.tokenFile]);
     assert.equal(run.code, 0, run.stderr);
     const r = lastJson<Record<string, unknown>>(run.stdout);
     assert.deepEqual([r.rebuilt, r.active, r.switched_back], ['a', 'a', true]);

@@ -55,14 +55,14 @@ describe('a service and its database', () => {
       const { rows } = await pool.query<{ datname: string; usename: string }>(`SELECT datname, usename FROM pg_stat_activity WHERE application_name = 'fleetpki-status-a'`);
       assert.ok(rows.length > 0, 'the responder holds connections');
       assert.deepEqual(new Set(rows.map((r) => r.datname)), new Set([scratch.name]), 'every connection is in the database it was pointed at');
-      assert.deepEqual(new Set(rows.map((r) => r.usename)), new Set(['fleetpki_service']));
+      assert.deepEqual(new Set(rows.map((r) => r.usename)), new Set(['fleetpki_status']));
     } finally {
       await stopProcess(responder);
     }
   });
 
   it('refuses to start when the service connection names another database than the owner connection', async () => {
-    const { code, stderr } = await failingStart({ FLEETPKI_DATABASE_URL: scratch.urlA, FLEETPKI_PG_DATABASE: undefined, FLEETPKI_SERVICE_DATABASE_URL: config.sites.a.serviceDatabaseUrl });
+    const { code, stderr } = await failingStart({ FLEETPKI_DATABASE_URL: scratch.urlA, FLEETPKI_PG_DATABASE: undefined, FLEETPKI_SERVICE_DATABASE_URL: config.sites.a.serviceDatabaseUrls.status });
     assert.equal(code, 1, stderr);
     assert.match(stderr, /CONFIG_INVALID/);
     assert.ok(stderr.includes(`/${config.pgDatabase}`) && stderr.includes(`/${scratch.name}`), stderr);

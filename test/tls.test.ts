@@ -9,10 +9,12 @@ import type { AddressInfo } from 'node:net';
 import { loadConfig, type FleetConfig } from '@fleetpki/core';
 import { FleetApiClient } from '@fleetpki/client';
 import { createIssuerRuntime, readTlsMaterial, type IssuerRuntime } from '@fleetpki/issuer-api';
-import type { Pool } from '@fleetpki/store';
+import { findPersonByName, type Pool } from '@fleetpki/store';
+import { PRIVILEGED_ROLES, type Role } from '@fleetpki/ca';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { cli } from './support/cli.js';
-import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
+import { createToken, ensureCa, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
+import { approvedRequest } from './support/dual-control.js';
 import { ensureSites } from './support/sites.js';
 
 /** HTTPS with the organisation CA's server certificate, and client certificates standing for roles. */
@@ -25,9 +27,17 @@ let port: number;
 const dir = mkdtempSync(join(tmpdir(), 'fleetpki-tls-'));
 const MAKER = 'tls-maker';
 
-async function clientCert(name: string, role: string, manufacturer?: string): Promise<{ dir: string; serial: string }> {
+/**
+ * A client certificate for a new person, as administrators issue one: the person exists first; a
+ * privileged one's certificate executes an approved credential.create (two administrators).
+ */
+async function clientCert(name: string, role: Role, manufacturer?: string): Promise<{ dir: string; serial: string }> {
   const out = join(dir, name);
-  const r = await cli(['tls', 'client', '--role', role, ...(manufacturer ? ['--manufacturer', manufacturer] : []), '--name', name, '--out', out]);
+  await createToken(pool, role, manufacturer ?? null, name);
+  const person = (await findPersonByName(pool, name))!;
+  const approval = PRIVILEGED_ROLES.includes(role) ? await approvedRequest(pool, ca, 'credential.create', 'administrator', { person: person.id, name }) : undefined;
+  const adminFile = approval?.tokenFile ?? writeCaFile(ca, `tls-admin-${name}.token`, await createToken(pool, 'administrator', null, `tls-admin-${name}`));
+  const r = await cli(['tls', 'client', '--name', name, '--out', out, '--token-file', adminFile, ...(approval ? ['--approval', approval.id] : [])]);
   assert.equal(r.code, 0, r.stderr);
   return { dir: out, serial: /client certificate ([0-9a-f]+)/.exec(r.stdout)![1]! };
 }
@@ -76,7 +86,7 @@ describe('HTTPS and mutual TLS', () => {
     assert.ok(enrolled.serial);
     await assert.rejects(client.approvals(), { code: 'ROLE_FORBIDDEN' });
     const { rows } = await pool.query<{ actor: string }>(`SELECT actor FROM audit_events WHERE action = 'issuance.certificate' AND subject = $1 ORDER BY seq DESC LIMIT 1`, [enrolled.serial.toLowerCase()]);
-    assert.match(rows[0]?.actor ?? '', /cert:line-/);
+    assert.match(rows[0]?.actor ?? '', /^person:line-[0-9a-f]+ via cert:[0-9a-f]+$/, 'the person and the credential they used');
     await client.close();
   });
 

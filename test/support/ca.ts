@@ -43,7 +43,7 @@ export async function openCustodianRootKeyStore(config: FleetConfig): Promise<Si
 }
 
 /** A token for a test principal; `name` tells two officers of one role apart (dual control needs that). */
-export async function createToken(pool: Pool, role: Role, manufacturerId: string | null, name = `test-${role}`): Promise<string> {
+export async function createToken(pool: Pool, role: Role, manufacturerId: string | null, name = `test-${role}${manufacturerId ? `-${manufacturerId}` : ''}`): Promise<string> {
   if (manufacturerId) await upsertManufacturer(pool, manufacturerId, `${manufacturerId} (tests)`);
   return issueApiToken(pool, { site: 'a', actor: 'test', name, role, manufacturerId });
 }

@@ -1,13 +1,19 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
-import { appendAuditEvents, findApiTokenByHash, insertApiToken, manufacturerExists, revokeApiToken, withTransaction, type Pool, type Role } from '@fleetpki/store';
+import { appendAuditEvents, findApiTokenByHash, findPersonByName, insertApiToken, insertPersonAsOwner, manufacturerExists, revokeApiTokenAs, withTransaction, type Pool, type Role } from '@fleetpki/store';
 
 export const ROLES = ['factory', 'revocation-officer', 'auditor', 'administrator', 'custodian'] as const satisfies readonly Role[];
 export type { Role };
 
-/** Who is calling, as established from their API token. */
+/** Roles whose holders switch meters off, hand keys out or approve: creating or re-scoping such a person is dual-controlled. */
+export const PRIVILEGED_ROLES: readonly Role[] = ['administrator', 'revocation-officer', 'custodian', 'auditor'];
+
+/** Who is calling: a person, established from one of their credentials (a token or a client certificate). */
 export interface Principal {
-  readonly tokenId: string;
+  /** The credential used, as approvals record it: 'token:<id>' or 'cert:<serial hex>'. */
+  readonly credential: string;
+  readonly personId: string;
+  /** The person's name (the audit log's and the approvals' "who"). */
   readonly name: string;
   readonly role: Role;
   /** Set for factories: everything they see and do is scoped to it. */
@@ -16,11 +22,28 @@ export interface Principal {
 
 const TOKEN_PREFIX = 'fpk_';
 
+/** How the audit log names who did something: the person, and the credential they used. */
+export function auditActor(principal: Principal): string {
+  return `person:${principal.name} via ${principal.credential}`;
+}
+
 function hashToken(token: string): Buffer {
   return createHash('sha256').update(token).digest();
 }
 
-/** Creates a token (256 random bits), stores only its SHA-256, and returns it for showing once. */
+/** A fresh token secret (256 random bits) and the SHA-256 that alone is stored. */
+export function newTokenSecret(): { token: string; sha256: Buffer } {
+  const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+  return { token, sha256: hashToken(token) };
+}
+
+/**
+ * Owner only (the installation's bootstrap, owner recovery, tests' and benchmarks' set-up): a token
+ * for the person called `name`, who is created with `role` if they do not exist. Nothing here checks
+ * dual control: the services' and the CLI's database roles cannot write these rows, and the owner's
+ * connection is the documented trust boundary (every use is audited). Everyone else goes through
+ * AccessAdministration.
+ */
 export async function issueApiToken(
   pool: Pool,
   options: { site: SiteId; actor: string; name: string; role: Role; manufacturerId: string | null; expiresDays?: number },
@@ -28,22 +51,32 @@ export async function issueApiToken(
   if (options.role === 'factory' && !options.manufacturerId) throw new FleetError('TOKEN_SCOPE_MISSING', 'a factory token must name its manufacturer', { httpStatus: 400 });
   if (options.role !== 'factory' && options.manufacturerId) throw new FleetError('TOKEN_SCOPE_INVALID', `only factory tokens are scoped to a manufacturer, not ${options.role}`, { httpStatus: 400 });
   if (options.manufacturerId && !(await manufacturerExists(pool, options.manufacturerId))) throw new FleetError('MANUFACTURER_NOT_FOUND', `no manufacturer ${options.manufacturerId.slice(0, 64)}`, { httpStatus: 404 });
-  const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+  const { token, sha256 } = newTokenSecret();
   const id = randomUUID();
   const expiresAt = options.expiresDays === undefined ? null : new Date(Date.now() + options.expiresDays * 86_400_000);
   await withTransaction(pool, async (client) => {
-    await insertApiToken(client, { id, name: options.name, tokenSha256: hashToken(token), role: options.role, manufacturerId: options.manufacturerId, expiresAt });
-    await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'token.create', subject: id, details: { name: options.name, role: options.role, manufacturerId: options.manufacturerId } }]);
+    let person = await findPersonByName(client, options.name);
+    if (person && (person.role !== options.role || person.manufacturerId !== options.manufacturerId)) {
+      throw new FleetError('PERSON_ROLE_MISMATCH', `${options.name} is a ${person.role}${person.manufacturerId ? ` of ${person.manufacturerId}` : ''}, not a ${options.role}${options.manufacturerId ? ` of ${options.manufacturerId}` : ''}`, { httpStatus: 409 });
+    }
+    if (!person) {
+      const personId = randomUUID();
+      await insertPersonAsOwner(client, { id: personId, name: options.name, role: options.role, manufacturerId: options.manufacturerId });
+      await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'person.create.owner', subject: personId, details: { name: options.name, role: options.role, manufacturerId: options.manufacturerId } }]);
+      person = (await findPersonByName(client, options.name))!;
+    }
+    await insertApiToken(client, { id, personId: person.id, name: options.name, tokenSha256: sha256, role: options.role, manufacturerId: options.manufacturerId, expiresAt });
+    await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'token.create.owner', subject: id, details: { name: options.name, role: options.role, manufacturerId: options.manufacturerId, person: person.id } }]);
   });
   return token;
 }
 
-/** Revokes a token (it stops working within the authenticator's cache time, 5 s). */
-export async function revokeToken(pool: Pool, options: { site: SiteId; actor: string; id: string }): Promise<void> {
+/** Revokes a token as the administrator `actor` (it stops working within the authenticator's cache time, 5 s). */
+export async function revokeToken(pool: Pool, options: { site: SiteId; actor: Principal; id: string }): Promise<void> {
   if (!isUuid(options.id)) throw new FleetError('TOKEN_NOT_FOUND', `no live token ${options.id.slice(0, 40)}`, { httpStatus: 404 });
   await withTransaction(pool, async (client) => {
-    if (!(await revokeApiToken(client, options.id))) throw new FleetError('TOKEN_NOT_FOUND', `no live token ${options.id}`, { httpStatus: 404 });
-    await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'token.revoke', subject: options.id }]);
+    if (!(await revokeApiTokenAs(client, options.id, options.actor.credential))) throw new FleetError('TOKEN_NOT_FOUND', `no live token ${options.id}`, { httpStatus: 404 });
+    await appendAuditEvents(client, [{ site: options.site, actor: `person:${options.actor.name}`, action: 'token.revoke', subject: options.id, details: { credential: options.actor.credential } }]);
   });
 }
 
@@ -73,7 +106,7 @@ export class TokenAuthenticator {
       const record = await findApiTokenByHash(this.pool, Buffer.from(key, 'hex'));
       const usable = record && !record.revokedAt;
       entry = {
-        principal: usable ? { tokenId: record.id, name: record.name, role: record.role, manufacturerId: record.manufacturerId } : null,
+        principal: usable ? { credential: `token:${record.id}`, personId: record.personId, name: record.name, role: record.role, manufacturerId: record.manufacturerId } : null,
         expiresAt: now + this.cacheMs,
         tokenExpiresAt: record?.expiresAt?.getTime() ?? null,
       };

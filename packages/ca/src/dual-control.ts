@@ -2,11 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
 import {
   appendAuditEvents,
-  databaseNow,
+  approveRequest,
+  claimExecution,
   getApprovalRequest,
   insertApprovalRequest,
-  markApproved,
-  markExecuting,
   recordOutcome,
   releaseExecution,
   withTransaction,
@@ -20,15 +19,21 @@ import type { Principal } from './api-tokens.js';
 export type { ApprovalAction, ApprovalRecord };
 
 /**
- * The two-person rule for the operations that can switch meters off or hand keys out: a request names
- * the exact operation, a second officer (another token and another name) approves it, one of the two
- * executes it once, before it expires. Each step is an audit event in the step's own transaction.
+ * The two-person rule for the operations that can switch meters off, hand keys out or give someone
+ * those powers: a request names the exact operation, a second person approves it, one of the two
+ * executes it once, before it expires. "Second person" means nobody in common: behind a credential
+ * stand its holder and whoever created it, so an administrator who mints two officer tokens cannot
+ * request with one and approve with the other. The rule is enforced by the database (fp_approval_*,
+ * migrations/0015_people.sql); this table is its mirror for messages and the API's documentation.
  */
 export const DUAL_CONTROL_ROLES: Readonly<Record<ApprovalAction, readonly Role[]>> = {
   'revocation.bulk': ['revocation-officer', 'administrator'],
   'ca.revoke': ['revocation-officer', 'administrator'],
   'master-key.rotate': ['custodian'],
   'site.switchover': ['administrator'],
+  'person.create': ['administrator'],
+  'person.rescope': ['administrator'],
+  'credential.create': ['administrator'],
 };
 
 export type ApprovalStatus = 'pending' | 'approved' | 'executed' | 'expired';
@@ -48,16 +53,10 @@ export class DualControl {
     private readonly ttlMinutes: number,
   ) {}
 
-  private assertRole(officer: Principal, action: ApprovalAction, verb: string): void {
-    const roles = DUAL_CONTROL_ROLES[action];
-    if (!roles.includes(officer.role)) throw new FleetError('ROLE_FORBIDDEN', `role ${officer.role} may not ${verb} ${action}; needs ${roles.join(' or ')}`, { httpStatus: 403 });
-  }
-
-  async request(officer: Principal, action: ApprovalAction, payload: Record<string, unknown>, summary: string): Promise<ApprovalRecord> {
-    this.assertRole(officer, action, 'request');
+  async request(person: Principal, action: ApprovalAction, payload: Record<string, unknown>, summary: string): Promise<ApprovalRecord> {
     return withTransaction(this.pool, async (client) => {
-      const record = await insertApprovalRequest(client, { id: randomUUID(), action, payload, summary, requestedBy: officer.tokenId, requestedByName: officer.name, ttlSeconds: this.ttlMinutes * 60 });
-      await appendAuditEvents(client, [{ site: this.site, actor: `token:${officer.name}`, action: 'approval.request', subject: record.id, details: { action, summary, expiresAt: record.expiresAt.toISOString() } }]);
+      const record = await insertApprovalRequest(client, { id: randomUUID(), action, payload, summary, credential: person.credential, ttlSeconds: this.ttlMinutes * 60 });
+      await appendAuditEvents(client, [{ site: this.site, actor: `person:${person.name}`, action: 'approval.request', subject: record.id, details: { action, summary, credential: person.credential, expiresAt: record.expiresAt.toISOString() } }]);
       return record;
     });
   }
@@ -69,54 +68,45 @@ export class DualControl {
     return record;
   }
 
-  async approve(officer: Principal, id: string): Promise<ApprovalRecord> {
-    if (!isUuid(id)) throw notFound(id);
-    const refusal = await withTransaction(this.pool, async (client) => {
-      const record = await getApprovalRequest(client, id, true);
-      if (!record) throw notFound(id);
-      this.assertRole(officer, record.action, 'approve');
-      const status = approvalStatus(record, await databaseNow(client));
-      let refused: FleetError | undefined;
-      if (record.requestedBy === officer.tokenId || record.requestedByName === officer.name) {
-        refused = new FleetError('APPROVAL_SELF', `${officer.name} requested ${id}; a second, distinct officer must approve it`, { httpStatus: 403 });
-      } else if (status === 'expired') {
-        refused = new FleetError('APPROVAL_EXPIRED', `approval request ${id} expired at ${record.expiresAt.toISOString()}; request it again`, { httpStatus: 409 });
-      } else if (status !== 'pending') {
-        refused = new FleetError('APPROVAL_NOT_PENDING', `approval request ${id} is already ${status}`, { httpStatus: 409 });
-      }
-      if (refused) return refused;
-      await markApproved(client, id, officer.tokenId, officer.name);
-      await appendAuditEvents(client, [{ site: this.site, actor: `token:${officer.name}`, action: 'approval.approve', subject: id, details: { action: record.action, requestedBy: record.requestedByName } }]);
-      return undefined;
-    });
-    if (refusal) {
-      // Refused attempts are part of the record too (a self-approval is worth seeing).
-      await appendAuditEvents(this.pool, [{ site: this.site, actor: `token:${officer.name}`, action: 'approval.refused', subject: id, details: { code: refusal.code } }]);
-      throw refusal;
+  /** Refused attempts are part of the record too (a self-approval is worth seeing). */
+  private async refused(person: Principal, id: string, step: string, err: unknown): Promise<never> {
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[A-Z_]+$/.test(code)) {
+      await appendAuditEvents(this.pool, [{ site: this.site, actor: `person:${person.name}`, action: 'approval.refused', subject: id, details: { step, code, credential: person.credential } }]).catch(() => undefined);
     }
-    return (await getApprovalRequest(this.pool, id))!;
+    throw err;
+  }
+
+  async approve(person: Principal, id: string): Promise<ApprovalRecord> {
+    if (!isUuid(id)) throw notFound(id);
+    try {
+      return await withTransaction(this.pool, async (client) => {
+        const record = await approveRequest(client, id, person.credential);
+        await appendAuditEvents(client, [{ site: this.site, actor: `person:${person.name}`, action: 'approval.approve', subject: id, details: { action: record.action, requestedBy: record.requestedByName, credential: person.credential } }]);
+        return record;
+      });
+    } catch (err) {
+      return this.refused(person, id, 'approve', err);
+    }
   }
 
   /**
-   * Runs an approved request once. The claim (executed_at) commits before the operation runs, so two
-   * executors cannot both run it; if the operation fails the claim is released and it can run again
-   * (every operation here is idempotent).
+   * Runs an approved request once. The claim commits before the operation runs, so two executors
+   * cannot both run it; if the operation fails the claim is released and it can run again (every
+   * operation here is idempotent).
    */
-  async execute<T>(officer: Principal, id: string, action: ApprovalAction, run: (payload: Record<string, unknown>) => Promise<T>): Promise<{ record: ApprovalRecord; outcome: T }> {
+  async execute<T>(person: Principal, id: string, action: ApprovalAction, run: (payload: Record<string, unknown>) => Promise<T>, recorded: (outcome: T) => unknown = (outcome) => outcome): Promise<{ record: ApprovalRecord; outcome: T }> {
     if (!isUuid(id)) throw notFound(id);
-    const record = await withTransaction(this.pool, async (client) => {
-      const r = await getApprovalRequest(client, id, true);
-      if (!r) throw notFound(id);
-      if (r.action !== action) throw new FleetError('APPROVAL_ACTION_MISMATCH', `approval request ${id} is for ${r.action}, not ${action}`, { httpStatus: 409 });
-      const status = approvalStatus(r, await databaseNow(client));
-      if (status === 'expired') throw new FleetError('APPROVAL_EXPIRED', `approval request ${id} expired at ${r.expiresAt.toISOString()} without being executed; request it again`, { httpStatus: 409 });
-      if (status === 'pending') throw new FleetError('APPROVAL_NOT_APPROVED', `approval request ${id} waits for a second officer's approval`, { httpStatus: 409 });
-      if (status === 'executed') throw new FleetError('APPROVAL_NOT_PENDING', `approval request ${id} was executed at ${r.executedAt!.toISOString()}`, { httpStatus: 409 });
-      if (officer.tokenId !== r.requestedBy && officer.tokenId !== r.approvedBy) throw new FleetError('APPROVAL_EXECUTOR_INVALID', `only the requesting or the approving officer may execute ${id}`, { httpStatus: 403 });
-      await markExecuting(client, id, officer.tokenId);
-      await appendAuditEvents(client, [{ site: this.site, actor: `token:${officer.name}`, action: 'approval.execute', subject: id, details: { action, requestedBy: r.requestedByName, approvedBy: r.approvedByName } }]);
-      return r;
-    });
+    let record: ApprovalRecord;
+    try {
+      record = await withTransaction(this.pool, async (client) => {
+        const r = await claimExecution(client, id, action, person.credential);
+        await appendAuditEvents(client, [{ site: this.site, actor: `person:${person.name}`, action: 'approval.execute', subject: id, details: { action, requestedBy: r.requestedByName, approvedBy: r.approvedByName, credential: person.credential } }]);
+        return r;
+      });
+    } catch (err) {
+      return this.refused(person, id, 'execute', err);
+    }
     let outcome: T;
     try {
       outcome = await run(record.payload);
@@ -125,7 +115,8 @@ export class DualControl {
       throw err;
     }
     try {
-      await recordOutcome(this.pool, id, outcome);
+      // What is recorded may be less than what the caller gets back (never a credential's secret).
+      await recordOutcome(this.pool, id, recorded(outcome));
     } catch {
       // A switchover turns this database into a standby: the claim and its audit event are committed
       // and replicated; only the outcome note is lost.
@@ -142,10 +133,11 @@ export function presentApproval(record: ApprovalRecord, now: Date): Record<strin
     status: approvalStatus(record, now),
     summary: record.summary,
     requestedBy: record.requestedByName,
+    requestedWith: record.requestedBy,
     requestedAt: record.requestedAt.toISOString(),
     expiresAt: record.expiresAt.toISOString(),
-    ...(record.approvedByName ? { approvedBy: record.approvedByName, approvedAt: record.approvedAt!.toISOString() } : {}),
-    ...(record.executedAt ? { executedAt: record.executedAt.toISOString() } : {}),
+    ...(record.approvedByName ? { approvedBy: record.approvedByName, approvedWith: record.approvedBy, approvedAt: record.approvedAt!.toISOString() } : {}),
+    ...(record.executedAt ? { executedBy: record.executedByName ?? undefined, executedWith: record.executedBy, executedAt: record.executedAt.toISOString() } : {}),
     ...(record.outcome ? { outcome: record.outcome } : {}),
   };
 }

@@ -19,3 +19,4 @@ export * from './dual-control.js';
 export * from './organisation-issuer.js';
 export * from './client-certificates.js';
 export * from './root-ceremonies.js';
+export * from './access-administration.js';

@@ -16,6 +16,8 @@ export interface OrganisationCertificateOrder {
   /** For client certificates: the role (and for factories the manufacturer) the certificate stands for. */
   readonly role?: Role;
   readonly manufacturerId?: string;
+  /** For client certificates: the person it is a credential of, and the administrator who had it issued. */
+  readonly person?: { readonly id: string; readonly createdBy: string | null };
   readonly actor: string;
 }
 
@@ -26,6 +28,7 @@ export interface OrganisationCertificateOrder {
 export async function issueOrganisationCertificate(pool: Pool, keyStore: KeyStore, site: SiteId, order: OrganisationCertificateOrder): Promise<{ der: Buffer; serial: Buffer; keyId: Buffer }> {
   if ((order.purpose === 'client') !== (order.role !== undefined)) throw new FleetError('ORG_CERT_ROLE_INVALID', 'a client certificate names a role; server and audit certificates do not', { httpStatus: 400 });
   if (order.role === 'factory' && !order.manufacturerId) throw new FleetError('TOKEN_SCOPE_MISSING', 'a factory client certificate must name its manufacturer', { httpStatus: 400 });
+  if (order.purpose === 'client' && !order.person) throw new FleetError('PERSON_REQUIRED', 'a client certificate is a credential of a person: name them', { httpStatus: 400 });
   const ca = (await listCas(pool)).find((c) => c.id === CA_IDS.organisation);
   if (!ca) throw new FleetError('CA_NOT_FOUND', 'no organisation CA: run `pnpm fleetpki ceremony init` first', { httpStatus: 409 });
   if (ca.status !== 'active') throw new FleetError('CA_NOT_ACTIVE', `the organisation CA is ${ca.status}`, { httpStatus: 409 });
@@ -42,7 +45,7 @@ export async function issueOrganisationCertificate(pool: Pool, keyStore: KeyStor
   const der = assembleSignedCertificate(tbs.der, signature);
   const subjectDn = [order.subject.organization && `O=${order.subject.organization}`, order.subject.organizationalUnit && `OU=${order.subject.organizationalUnit}`, `CN=${order.subject.commonName}`].filter(Boolean).join(', ');
   await withTransaction(pool, async (client) => {
-    await insertOrganisationCertificate(client, { serial, purpose: order.purpose, subjectDn, role: order.role ?? null, manufacturerId: order.manufacturerId ?? null, keyId: tbs.keyId, certificate: der, notAfter });
+    await insertOrganisationCertificate(client, { serial, purpose: order.purpose, subjectDn, role: order.role ?? null, manufacturerId: order.manufacturerId ?? null, keyId: tbs.keyId, certificate: der, notAfter, personId: order.person?.id ?? null, createdBy: order.person?.createdBy ?? null });
     await appendAuditEvents(client, [{ site, actor: order.actor, action: 'org-certificate.issue', subject: serial.toString('hex'), details: { purpose: order.purpose, subject: subjectDn, role: order.role ?? null } }]);
   });
   return { der, serial, keyId: tbs.keyId };

@@ -26,7 +26,16 @@ export class RevocationService {
     private readonly site: SiteId,
   ) {}
 
-  async revoke(request: { target: RevocationTarget; reason: number; requestedBy: string; manufacturerId: string | null; revokedAt?: Date }): Promise<RevocationOutcome> {
+  async revoke(request: {
+    target: RevocationTarget;
+    reason: number;
+    requestedBy: string;
+    manufacturerId: string | null;
+    revokedAt?: Date;
+    personId?: string | null;
+    approvalId?: string | null;
+    threshold?: { certificates: number; windowMinutes: number };
+  }): Promise<RevocationOutcome> {
     const t = request.target;
     const count = t.kind === 'serials' ? t.serials.length : t.kind === 'devices' ? t.eui64s.length : 1;
     if (count === 0) throw new FleetError('REVOCATION_EMPTY', 'name at least one serial, device or batch to revoke', { httpStatus: 400 });
@@ -36,7 +45,17 @@ export class RevocationService {
       if (!owner || (request.manufacturerId !== null && owner !== request.manufacturerId)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${t.batchId}`, { httpStatus: 404 });
     }
     const revokedAt = new Date(Math.floor((request.revokedAt ?? new Date()).getTime() / 1000) * 1000);
-    return revokeCertificates(this.pool, { target: t, reason: request.reason, revokedAt, requestedBy: request.requestedBy, manufacturerId: request.manufacturerId, site: this.site });
+    return revokeCertificates(this.pool, {
+      target: t,
+      reason: request.reason,
+      revokedAt,
+      requestedBy: request.requestedBy,
+      manufacturerId: request.manufacturerId,
+      site: this.site,
+      personId: request.personId ?? null,
+      approvalId: request.approvalId ?? null,
+      ...(request.threshold ? { threshold: request.threshold } : {}),
+    });
   }
 
   /**

@@ -42,10 +42,15 @@ export interface ApprovalView {
   readonly action: string;
   readonly status: 'pending' | 'approved' | 'executed' | 'expired';
   readonly summary: string;
+  /** The people, and the credential each step used ('token:<id>' or 'cert:<serial>'). */
   readonly requestedBy: string;
+  readonly requestedWith: string;
   readonly requestedAt: string;
   readonly expiresAt: string;
   readonly approvedBy?: string;
+  readonly approvedWith?: string;
+  readonly executedBy?: string;
+  readonly executedWith?: string;
   readonly executedAt?: string;
   readonly outcome?: Record<string, unknown>;
 }
@@ -205,7 +210,7 @@ export class FleetApiClient {
     return this.parse<ApprovalView>(await this.fetch(`${this.baseUrl}/v1/approvals/${encodeURIComponent(id)}`, { headers: this.headers() }));
   }
 
-  async requestApproval(body: { action: 'ca.revoke' | 'master-key.rotate' | 'site.switchover'; caId?: string; role?: string; reason?: string }): Promise<ApprovalView> {
+  async requestApproval(body: { action: 'ca.revoke' | 'master-key.rotate' | 'site.switchover' | 'person.create' | 'person.rescope' | 'credential.create'; caId?: string; role?: string; reason?: string; name?: string }): Promise<ApprovalView> {
     return this.parse<ApprovalView>(await this.fetch(`${this.baseUrl}/v1/approvals`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body: JSON.stringify(body) }));
   }
 

@@ -23,10 +23,11 @@ describe('loadConfig', () => {
 
   it('derives the service connection from the owner connection (same host, port and database)', () => {
     const config = loadConfig({ FLEETPKI_DATABASE_URL: 'postgres://owner:secret@db.example:6432/bench_1' });
-    assert.equal(config.sites.a.serviceDatabaseUrl, 'postgres://fleetpki_service@db.example:6432/bench_1');
-    assert.equal(config.sites.b.serviceDatabaseUrl, 'postgres://fleetpki_service@127.0.0.1:15433/bench_1');
+    assert.equal(config.sites.a.serviceDatabaseUrls.status, 'postgres://fleetpki_status@db.example:6432/bench_1');
+    assert.equal(config.sites.b.serviceDatabaseUrls.issuer, 'postgres://fleetpki_issuer@127.0.0.1:15433/bench_1');
     const byName = loadConfig({ FLEETPKI_PG_DATABASE: 'fleetpki_test_1' });
-    assert.equal(byName.sites.a.serviceDatabaseUrl, 'postgres://fleetpki_service@127.0.0.1:15432/fleetpki_test_1');
+    assert.equal(byName.sites.a.serviceDatabaseUrls.worker, 'postgres://fleetpki_worker@127.0.0.1:15432/fleetpki_test_1');
+    assert.equal(byName.sites.a.serviceDatabaseUrls.operator, 'postgres://fleetpki_operator@127.0.0.1:15432/fleetpki_test_1');
     assert.equal(byName.sites.a.databaseUrl, 'postgres://fleetpki@127.0.0.1:15432/fleetpki_test_1');
   });
 

@@ -7,6 +7,15 @@ import { FleetError } from './errors.js';
 export const SITE_IDS = ['a', 'b'] as const;
 export type SiteId = (typeof SITE_IDS)[number];
 
+/**
+ * Who connects to the CA's database, each as a role of its own with exactly the grants its code uses
+ * (migrations/0016_service_roles.sql): the three services and the operators' CLI. The owner role is
+ * for migrations (and the owner-only paths: bootstrap, recovery, tests' and benchmarks' set-up).
+ */
+export const DATABASE_CLIENTS = ['issuer', 'worker', 'status', 'operator'] as const;
+export type DatabaseClient = (typeof DATABASE_CLIENTS)[number];
+export const DATABASE_ROLES: Readonly<Record<DatabaseClient, string>> = { issuer: 'fleetpki_issuer', worker: 'fleetpki_worker', status: 'fleetpki_status', operator: 'fleetpki_operator' };
+
 /** Where one site's parts listen and keep their state. Locally both sites share a machine; in production
  * each maps to its own host (infra/README.md) with the same field names. */
 export interface SiteConfig {
@@ -19,11 +28,11 @@ export interface SiteConfig {
   /** The owner's connection: operators, migrations, ceremonies, drills (the CLI). */
   readonly databaseUrl: string;
   /**
-   * The services' connection (role fleetpki_service: no UPDATE/DELETE of audit rows, no DDL). Derived
-   * from databaseUrl (same host, port and database, the service role as user), so the two can never
-   * name different databases (databaseUrls).
+   * Each service's connection, as its own role (DATABASE_ROLES). Derived from databaseUrl (same host,
+   * port and database, the role as user), or from FLEETPKI_SERVICE_DATABASE_URL with the role as user,
+   * so the owner's and a service's connections can never name different databases (databaseUrls).
    */
-  readonly serviceDatabaseUrl: string;
+  readonly serviceDatabaseUrls: Readonly<Record<DatabaseClient, string>>;
   readonly redisUrl: string;
   /** SoftHSM2 configuration file of this site's token directory (SOFTHSM2_CONF). */
   readonly softhsmConf: string;
@@ -66,8 +75,13 @@ export interface FleetConfig {
   readonly ocspUrl: string;
   /** Two-person rule: what needs a second officer's approval, and how long a request waits for it. */
   readonly dualControl: {
-    /** A revocation of more certificates than this needs an approval. */
+    /**
+     * Revoking more certificates than this needs an approval, counted per person over a sliding window
+     * (what they revoked without approval in the last revocationWindowMinutes plus the new request),
+     * so a large revocation split into small requests needs one all the same.
+     */
     readonly revocationThreshold: number;
+    readonly revocationWindowMinutes: number;
     readonly approvalTtlMinutes: number;
   };
   /** Abuse limits of the HTTP API, per client address; where it listens and whether over TLS. */
@@ -105,10 +119,10 @@ const envSchema = z.object({
   FLEETPKI_PG_DATABASE: z.string().regex(/^[a-z_][a-z0-9_]*$/).optional(),
   // SoftHSM token labels are at most 32 characters; "-root" is appended.
   FLEETPKI_HSM_TOKEN_PREFIX: z.string().regex(/^[a-z][a-z0-9-]{0,26}$/).default('fleetpki'),
-  FLEETPKI_PG_SERVICE_USER: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('fleetpki_service'),
   FLEETPKI_SERVICE_DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
   FLEETPKI_CRL_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
   FLEETPKI_DUAL_CONTROL_REVOCATIONS: z.coerce.number().int().min(0).default(100),
+  FLEETPKI_DUAL_CONTROL_WINDOW_MINUTES: z.coerce.number().int().min(1).max(7 * 24 * 60).default(24 * 60),
   FLEETPKI_API_HOST: z.string().min(1).default('127.0.0.1'),
   FLEETPKI_API_TLS: z.enum(['on', 'off']).default('off'),
   FLEETPKI_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(120_000),
@@ -147,7 +161,7 @@ function endpointOf(url: string): string {
  * explicitly; then it must reach the same host, port and database, or the configuration is refused
  * (a status responder once wrote into another database than the one its process was pointed at).
  */
-function databaseUrls(e: ParsedEnv): { database: string; ownUrl: string | undefined; ownServiceUrl: string | undefined } {
+function databaseUrls(e: ParsedEnv): { database: string; ownUrl: string | undefined; ownServiceBase: string | undefined } {
   const refuse = (message: string) => new FleetError('CONFIG_INVALID', `invalid configuration: ${message}`);
   const urlDatabase = e.FLEETPKI_DATABASE_URL ? databaseOf(e.FLEETPKI_DATABASE_URL) : undefined;
   if (urlDatabase !== undefined && !/^[a-z_][a-z0-9_]*$/.test(urlDatabase)) throw refuse(`FLEETPKI_DATABASE_URL must name a database (lower-case letters, digits, _), got "${urlDatabase}"`);
@@ -155,21 +169,20 @@ function databaseUrls(e: ParsedEnv): { database: string; ownUrl: string | undefi
     throw refuse(`FLEETPKI_DATABASE_URL names database "${urlDatabase}" but FLEETPKI_PG_DATABASE is "${e.FLEETPKI_PG_DATABASE}"; set one of them`);
   }
   const database = urlDatabase ?? e.FLEETPKI_PG_DATABASE ?? 'fleetpki';
-  let ownServiceUrl: string | undefined;
+  let ownServiceBase: string | undefined;
   if (e.FLEETPKI_SERVICE_DATABASE_URL) {
     const owner = e.FLEETPKI_DATABASE_URL ?? `postgres://x@127.0.0.1:${e[`FLEETPKI_PG_PORT_${e.FLEETPKI_SITE.toUpperCase() as 'A' | 'B'}`]}/${database}`;
     if (endpointOf(e.FLEETPKI_SERVICE_DATABASE_URL) !== endpointOf(owner)) {
       throw refuse(`FLEETPKI_SERVICE_DATABASE_URL reaches ${endpointOf(e.FLEETPKI_SERVICE_DATABASE_URL)} but the owner's connection reaches ${endpointOf(owner)}; the services must use the CA's database`);
     }
-    ownServiceUrl = e.FLEETPKI_SERVICE_DATABASE_URL;
+    ownServiceBase = e.FLEETPKI_SERVICE_DATABASE_URL;
   } else if (e.FLEETPKI_DATABASE_URL) {
     const u = new URL(e.FLEETPKI_DATABASE_URL);
-    u.username = e.FLEETPKI_PG_SERVICE_USER;
-    // The owner's password is not the service role's; production sets FLEETPKI_SERVICE_DATABASE_URL.
+    // The owner's password is not a service role's (production: a .pgpass per service host).
     u.password = '';
-    ownServiceUrl = u.toString();
+    ownServiceBase = u.toString();
   }
-  return { database, ownUrl: e.FLEETPKI_DATABASE_URL, ownServiceUrl };
+  return { database, ownUrl: e.FLEETPKI_DATABASE_URL, ownServiceBase };
 }
 
 /**
@@ -184,7 +197,13 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
   }
   const e = parsed.data;
   const repoRoot = findRepoRoot();
-  const { database, ownUrl, ownServiceUrl } = databaseUrls(e);
+  const { database, ownUrl, ownServiceBase } = databaseUrls(e);
+  /** A service's URL: the base (host, port, database, and any password) with the client's role as user. */
+  const asRole = (base: string, client: DatabaseClient): string => {
+    const u = new URL(base);
+    u.username = DATABASE_ROLES[client];
+    return u.toString();
+  };
   const stateDir = resolve(e.FLEETPKI_STATE_DIR ?? join(repoRoot, '.fleetpki'));
   const site = (id: SiteId): SiteConfig => {
     const upper = id.toUpperCase() as 'A' | 'B';
@@ -202,7 +221,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       // An explicit URL applies to this process's own site only; the other site keeps its local host and
       // port, but always the same database.
       databaseUrl: (own ? ownUrl : undefined) ?? `postgres://${e.FLEETPKI_PG_USER}@127.0.0.1:${pgPort}/${database}`,
-      serviceDatabaseUrl: (own ? ownServiceUrl : undefined) ?? `postgres://${e.FLEETPKI_PG_SERVICE_USER}@127.0.0.1:${pgPort}/${database}`,
+      serviceDatabaseUrls: Object.fromEntries(DATABASE_CLIENTS.map((c) => [c, asRole((own ? ownServiceBase : undefined) ?? `postgres://x@127.0.0.1:${pgPort}/${database}`, c)])) as Record<DatabaseClient, string>,
       redisUrl: (own ? e.FLEETPKI_REDIS_URL : undefined) ?? `redis://127.0.0.1:${redisPort}`,
       softhsmConf: join(dir, 'hsm', 'softhsm2.conf'),
       hsmTokenLabel: `${e.FLEETPKI_HSM_TOKEN_PREFIX}-${id}`,
@@ -239,6 +258,6 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       tls: e.FLEETPKI_API_TLS === 'on',
       tlsDir: join(stateDir, 'tls', `site-${e.FLEETPKI_SITE}`),
     },
-    dualControl: { revocationThreshold: e.FLEETPKI_DUAL_CONTROL_REVOCATIONS, approvalTtlMinutes: e.FLEETPKI_APPROVAL_TTL_MINUTES },
+    dualControl: { revocationThreshold: e.FLEETPKI_DUAL_CONTROL_REVOCATIONS, revocationWindowMinutes: e.FLEETPKI_DUAL_CONTROL_WINDOW_MINUTES, approvalTtlMinutes: e.FLEETPKI_APPROVAL_TTL_MINUTES },
   };
 }

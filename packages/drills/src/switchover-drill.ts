@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
-import { issueApiToken } from '@fleetpki/ca';
+import { randomUUID } from 'node:crypto';
+import { DualControl, TokenAuthenticator, issueApiToken, type Principal } from '@fleetpki/ca';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { currentRoles, ensureRedis, readTopology, rebuildFormerPrimary, sitesUp, startService, stopProcess, switchover, waitForHttp } from '@fleetpki/sites';
 import { countMissingCertificates, createPool, upsertManufacturer } from '@fleetpki/store';
@@ -84,10 +85,21 @@ export interface FailbackReport {
 }
 
 /**
- * After a failover: the failed site is rebuilt as the standby of the surviving one (pg_rewind, else a
- * base backup; its Redis restarted), then, unless `stayOnStandby`, a planned switchover makes it active again.
+ * The planned switchover back after a failover is a planned switchover like any other: it runs only as
+ * the execution of an approved site.switchover request, by its requester or approver.
  */
-export async function runFailback(config: FleetConfig, options: { switchBack?: boolean; log?: (line: string) => void } = {}): Promise<FailbackReport> {
+export interface SwitchBackApproval {
+  readonly approvalId: string;
+  readonly executor: Principal;
+}
+
+/**
+ * After a failover: the failed site is rebuilt as the standby of the surviving one (pg_rewind, else a
+ * base backup; its Redis restarted), then, given an approved site.switchover, a planned switchover
+ * makes it active again. Without one it stays the standby (the rebuild is recovery, not a change of
+ * who is active).
+ */
+export async function runFailback(config: FleetConfig, options: { switchBack?: SwitchBackApproval; log?: (line: string) => void } = {}): Promise<FailbackReport> {
   const log = options.log ?? (() => undefined);
   const { rebuild } = readTopology(config);
   if (!rebuild) throw new FleetError('DRILL_NOT_READY', 'no site is waiting for a rebuild (no failover since the last failback)');
@@ -97,18 +109,47 @@ export async function runFailback(config: FleetConfig, options: { switchBack?: b
   await ensureRedis(site);
   const rebuildSeconds = (performance.now() - t) / 1000;
   let switchoverSeconds = 0;
-  if (options.switchBack !== false) {
-    t = performance.now();
-    await switchover(config, log);
-    switchoverSeconds = (performance.now() - t) / 1000;
+  if (options.switchBack) {
+    const approval = options.switchBack;
+    // The approval lives on the active site's database; the claim commits there before the switch.
+    const db = createPool(currentRoles(config).primary.serviceDatabaseUrls.operator, { max: 2, applicationName: 'fleetpki-failback' });
+    try {
+      t = performance.now();
+      await new DualControl(db, currentRoles(config).primary.id, config.dualControl.approvalTtlMinutes).execute(approval.executor, approval.approvalId, 'site.switchover', () => switchover(config, log));
+      switchoverSeconds = (performance.now() - t) / 1000;
+    } finally {
+      await db.end().catch(() => undefined);
+    }
   }
   return {
     drill: 'failback',
     rebuilt: rebuild,
     how,
     rebuild_s: Number(rebuildSeconds.toFixed(2)),
-    switched_back: options.switchBack !== false,
+    switched_back: options.switchBack !== undefined,
     switchover_s: Number(switchoverSeconds.toFixed(2)),
     active: currentRoles(config).primary.id,
   };
+}
+
+/**
+ * For drills and benchmarks on a test installation: two administrators made with the owner's access
+ * request and approve a site.switchover on the active site; returns what runFailback needs. A real
+ * installation's administrators use `approvals request site.switchover` and `approvals approve`.
+ */
+export async function approvedSwitchoverForDrill(config: FleetConfig): Promise<SwitchBackApproval> {
+  const primary = currentRoles(config).primary;
+  const owner = createPool(primary.databaseUrl, { max: 2, applicationName: 'fleetpki-drill' });
+  try {
+    const suffix = randomUUID().slice(0, 8);
+    const [first, second] = await Promise.all([1, 2].map((n) => issueApiToken(owner, { site: primary.id, actor: 'drill', name: `drill-admin-${n}-${suffix}`, role: 'administrator', manufacturerId: null, expiresDays: 1 })));
+    const authenticator = new TokenAuthenticator(owner);
+    const dual = new DualControl(owner, primary.id, config.dualControl.approvalTtlMinutes);
+    const executor = await authenticator.authenticate(`Bearer ${first}`);
+    const request = await dual.request(executor, 'site.switchover', { back: true }, 'drill: switch back after the failover drill');
+    await dual.approve(await authenticator.authenticate(`Bearer ${second}`), request.id);
+    return { approvalId: request.id, executor };
+  } finally {
+    await owner.end();
+  }
 }

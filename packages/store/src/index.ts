@@ -6,6 +6,7 @@ export * from './service-pool.js';
 export * from './repositories/audit.js';
 export * from './repositories/cas.js';
 export * from './repositories/tokens.js';
+export * from './repositories/people.js';
 export * from './repositories/site.js';
 export * from './repositories/issuance.js';
 export * from './repositories/batches.js';

@@ -1,4 +1,4 @@
-import { FleetError, type FleetConfig } from '@fleetpki/core';
+import { FleetError, type DatabaseClient, type FleetConfig } from '@fleetpki/core';
 import { createPool, describeConnectionError, type Pool } from './pool.js';
 
 /**
@@ -7,15 +7,16 @@ import { createPool, describeConnectionError, type Pool } from './pool.js';
  * that silently worked on another database than the one it was pointed at is how a benchmark once
  * waited for ever; now it refuses to start and says which two differ.
  */
-export async function openServicePool(config: FleetConfig, service: string, max: number): Promise<Pool> {
+export async function openServicePool(config: FleetConfig, service: DatabaseClient, max: number): Promise<Pool> {
   const site = config.sites[config.site];
-  const pool = createPool(site.serviceDatabaseUrl, { applicationName: `fleetpki-${service}-${site.id}`, max });
+  const url = site.serviceDatabaseUrls[service];
+  const pool = createPool(url, { applicationName: `fleetpki-${service}-${site.id}`, max });
   let reached: string;
   try {
     reached = (await pool.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db;
   } catch (err) {
     await pool.end();
-    throw describeConnectionError(site.serviceDatabaseUrl, err);
+    throw describeConnectionError(url, err);
   }
   if (reached !== config.pgDatabase) {
     await pool.end();

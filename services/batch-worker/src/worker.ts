@@ -26,7 +26,7 @@ export interface BatchWorker {
 export async function startBatchWorker(config: FleetConfig, options: BatchWorkerOptions = {}): Promise<BatchWorker> {
   const log = pino({ name: `batch-worker-${config.site}`, level: config.logLevel });
   const site = config.sites[config.site];
-  const pool = await openServicePool(config, 'batch-worker', 6);
+  const pool = await openServicePool(config, 'worker', 6);
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
   let closing = false;
   try {

@@ -1,12 +1,18 @@
 import { readFileSync } from 'node:fs';
-import { DUAL_CONTROL_ROLES, DualControl, TokenAuthenticator, type ApprovalAction, type Principal, type Role } from '@fleetpki/ca';
+import { DUAL_CONTROL_ROLES, DualControl, TokenAuthenticator, type ApprovalAction, type Principal, type Role, auditActor } from '@fleetpki/ca';
 import { FleetError, loadConfig, type FleetConfig } from '@fleetpki/core';
 import { createPool, type Pool } from '@fleetpki/store';
 
-/** Config and a database pool for this process's site, closed when `fn` ends. */
-export async function withDatabase<T>(fn: (ctx: { config: FleetConfig; pool: Pool }) => Promise<T>, options: { site?: string } = {}): Promise<T> {
+/**
+ * Config and a database pool for this process's site, closed when `fn` ends. The CLI connects as the
+ * operators' role (fleetpki_operator: what ceremonies, custody, keys and TLS need; people, tokens and
+ * approvals only through the database's rule functions). `owner` is for migrations and the audited
+ * owner-only paths (bootstrap, recovery): the host's owner access is the trust boundary there.
+ */
+export async function withDatabase<T>(fn: (ctx: { config: FleetConfig; pool: Pool }) => Promise<T>, options: { site?: string; owner?: boolean } = {}): Promise<T> {
   const config = loadConfig(options.site ? { ...process.env, FLEETPKI_SITE: options.site } : process.env);
-  const pool = createPool(config.sites[config.site].databaseUrl, { applicationName: 'fleetpki-cli', max: 4 });
+  const site = config.sites[config.site];
+  const pool = createPool(options.owner ? site.databaseUrl : site.serviceDatabaseUrls.operator, { applicationName: options.owner ? 'fleetpki-cli-owner' : 'fleetpki-cli', max: 4 });
   try {
     return await fn({ config, pool });
   } finally {
@@ -35,6 +41,6 @@ export async function requireOfficer(pool: Pool, tokenFile: string | undefined, 
 export async function executeApproved<T>(config: FleetConfig, pool: Pool, approvalId: string, tokenFile: string | undefined, action: ApprovalAction, run: (payload: Record<string, unknown>, actor: string) => Promise<T>): Promise<T> {
   const officer = await requireOfficer(pool, tokenFile, DUAL_CONTROL_ROLES[action], `executing an approved ${action}`);
   const dualControl = new DualControl(pool, config.site, config.dualControl.approvalTtlMinutes);
-  const { outcome } = await dualControl.execute(officer, approvalId, action, (payload) => run(payload, `token:${officer.name} (approval ${approvalId})`));
+  const { outcome } = await dualControl.execute(officer, approvalId, action, (payload) => run(payload, `${auditActor(officer)} (approval ${approvalId})`));
   return outcome;
 }

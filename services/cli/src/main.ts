@@ -15,7 +15,7 @@ import { registerHsmCommands } from './commands/hsm.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerSitesCommands } from './commands/sites.js';
 import { registerTlsCommands } from './commands/tls.js';
-import { registerTokenCommands } from './commands/tokens.js';
+import { registerBootstrapCommands, registerTokenCommands } from './commands/tokens.js';
 
 // `fleetpki ... | head` closes stdout early; that is not an error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -30,6 +30,7 @@ registerHsmCommands(program);
 registerCeremonyCommands(program);
 registerCustodyCommands(program);
 registerTokenCommands(program);
+registerBootstrapCommands(program);
 registerManifestCommands(program);
 registerBatchCommands(program);
 registerRevokeCommands(program);

@@ -4,7 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { openServicePool, type Pool } from '@fleetpki/store';
@@ -93,9 +93,9 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site });
   const revocations = new RevocationService(deps.pool, deps.config.site);
   const dualControl = new DualControl(deps.pool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
-  registerRevocationRoutes(app, { pool: deps.pool, revocations, dualControl, threshold: deps.config.dualControl.revocationThreshold, authenticator, guard });
+  registerRevocationRoutes(app, { pool: deps.pool, revocations, dualControl, threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes }, authenticator, guard });
   registerApprovalRoutes(app, { pool: deps.pool, dualControl, revocations, authenticator, guard });
-  registerTokenRoutes(app, { pool: deps.pool, site: deps.config.site, authenticator });
+  registerTokenRoutes(app, { pool: deps.pool, site: deps.config.site, authenticator, access: new AccessAdministration(deps.pool, deps.config.site, dualControl) });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

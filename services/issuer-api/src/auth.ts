@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, isFleetError, type SiteId } from '@fleetpki/core';
 import type { TLSSocket } from 'node:tls';
-import { ClientCertificateAuthenticator, type Principal, type Role, type TokenAuthenticator } from '@fleetpki/ca';
+import { ClientCertificateAuthenticator, type Principal, type Role, type TokenAuthenticator, auditActor } from '@fleetpki/ca';
 import { appendAuditEvents, type Pool } from '@fleetpki/store';
 
 declare module 'fastify' {
@@ -80,7 +80,7 @@ export class ApiAccess {
       throw err;
     }
     if (!roles.includes(principal.role)) {
-      await this.audit('auth.forbidden', `token:${principal.name}`, request, 'ROLE_FORBIDDEN');
+      await this.audit('auth.forbidden', auditActor(principal), request, 'ROLE_FORBIDDEN');
       throw new FleetError('ROLE_FORBIDDEN', `role ${principal.role} may not ${request.method} ${request.routeOptions.url}; needs ${roles.join(' or ')}`, { httpStatus: 403 });
     }
     return principal;

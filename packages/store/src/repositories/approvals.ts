@@ -1,25 +1,31 @@
+import { FleetError } from '@fleetpki/core';
 import type { Queryable } from '../pool.js';
 
-export type ApprovalAction = 'revocation.bulk' | 'ca.revoke' | 'master-key.rotate' | 'site.switchover';
+export type ApprovalAction = 'revocation.bulk' | 'ca.revoke' | 'master-key.rotate' | 'site.switchover' | 'person.create' | 'person.rescope' | 'credential.create';
 
 export interface ApprovalRecord {
   readonly id: string;
   readonly action: ApprovalAction;
   readonly payload: Record<string, unknown>;
   readonly summary: string;
+  /** The credential each step used ('token:<id>' or 'cert:<serial>'), and the person behind it. */
   readonly requestedBy: string;
   readonly requestedByName: string;
+  readonly requestedByPerson: string | null;
   readonly requestedAt: Date;
   readonly expiresAt: Date;
   readonly approvedBy: string | null;
   readonly approvedByName: string | null;
+  readonly approvedByPerson: string | null;
   readonly approvedAt: Date | null;
   readonly executedBy: string | null;
+  readonly executedByName: string | null;
+  readonly executedByPerson: string | null;
   readonly executedAt: Date | null;
   readonly outcome: Record<string, unknown> | null;
 }
 
-const COLUMNS = `id, action, payload, summary, requested_by, requested_by_name, requested_at, expires_at, approved_by, approved_by_name, approved_at, executed_by, executed_at, outcome`;
+const COLUMNS = `id, action, payload, summary, requested_by, requested_by_name, requested_by_person, requested_at, expires_at, approved_by, approved_by_name, approved_by_person, approved_at, executed_by, executed_by_name, executed_by_person, executed_at, outcome`;
 
 function toRecord(r: Record<string, unknown>): ApprovalRecord {
   return {
@@ -29,23 +35,53 @@ function toRecord(r: Record<string, unknown>): ApprovalRecord {
     summary: r.summary as string,
     requestedBy: r.requested_by as string,
     requestedByName: r.requested_by_name as string,
+    requestedByPerson: (r.requested_by_person as string | null) ?? null,
     requestedAt: r.requested_at as Date,
     expiresAt: r.expires_at as Date,
     approvedBy: (r.approved_by as string | null) ?? null,
     approvedByName: (r.approved_by_name as string | null) ?? null,
+    approvedByPerson: (r.approved_by_person as string | null) ?? null,
     approvedAt: (r.approved_at as Date | null) ?? null,
     executedBy: (r.executed_by as string | null) ?? null,
+    executedByName: (r.executed_by_name as string | null) ?? null,
+    executedByPerson: (r.executed_by_person as string | null) ?? null,
     executedAt: (r.executed_at as Date | null) ?? null,
     outcome: (r.outcome as Record<string, unknown> | null) ?? null,
   };
 }
 
-export async function insertApprovalRequest(db: Queryable, request: { id: string; action: ApprovalAction; payload: unknown; summary: string; requestedBy: string; requestedByName: string; ttlSeconds: number }): Promise<ApprovalRecord> {
-  const { rows } = await db.query(
-    `INSERT INTO approval_requests (id, action, payload, summary, requested_by, requested_by_name, expires_at)
-     VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7)) RETURNING ${COLUMNS}`,
-    [request.id, request.action, JSON.stringify(request.payload), request.summary, request.requestedBy, request.requestedByName, request.ttlSeconds],
-  );
+/**
+ * The two-people rule is the database's (migrations/0015_people.sql): every change of state goes
+ * through a SECURITY DEFINER function that resolves the people behind the credential itself and refuses
+ * with "CODE: message", which this turns into the stable error.
+ */
+const RULE_STATUS: Record<string, number> = {
+  AUTH_INVALID: 401,
+  ROLE_FORBIDDEN: 403,
+  APPROVAL_SELF: 403,
+  APPROVAL_SAME_PEOPLE: 403,
+  APPROVAL_EXECUTOR_INVALID: 403,
+  APPROVAL_REQUIRED: 403,
+  APPROVAL_NOT_FOUND: 404,
+  PERSON_NOT_FOUND: 404,
+};
+
+export function ruleError(err: unknown): unknown {
+  const e = err as { code?: string; message?: string };
+  const m = e?.code === 'P0001' ? /^([A-Z][A-Z_]+): ([\s\S]*)$/.exec(e.message ?? '') : null;
+  return m ? new FleetError(m[1]!, m[2]!, { httpStatus: RULE_STATUS[m[1]!] ?? 409, cause: err }) : err;
+}
+
+async function callRule<T>(db: Queryable, sql: string, params: unknown[]): Promise<T[]> {
+  try {
+    return (await db.query(sql, params)).rows as T[];
+  } catch (err) {
+    throw ruleError(err);
+  }
+}
+
+export async function insertApprovalRequest(db: Queryable, request: { id: string; action: ApprovalAction; payload: unknown; summary: string; credential: string; ttlSeconds: number }): Promise<ApprovalRecord> {
+  const rows = await callRule<Record<string, unknown>>(db, `SELECT ${COLUMNS} FROM fp_approval_request($1, $2, $3, $4, $5, $6)`, [request.id, request.action, JSON.stringify(request.payload), request.summary, request.credential, request.ttlSeconds]);
   return toRecord(rows[0]!);
 }
 
@@ -60,21 +96,22 @@ export async function listApprovalRequests(db: Queryable, options: { open?: bool
   return rows.map(toRecord);
 }
 
-export async function markApproved(db: Queryable, id: string, by: string, byName: string): Promise<void> {
-  await db.query('UPDATE approval_requests SET approved_by = $2, approved_by_name = $3, approved_at = now() WHERE id = $1', [id, by, byName]);
+export async function approveRequest(db: Queryable, id: string, credential: string): Promise<ApprovalRecord> {
+  return toRecord((await callRule<Record<string, unknown>>(db, `SELECT ${COLUMNS} FROM fp_approval_approve($1, $2)`, [id, credential]))[0]!);
 }
 
-export async function markExecuting(db: Queryable, id: string, by: string): Promise<void> {
-  await db.query('UPDATE approval_requests SET executed_by = $2, executed_at = now() WHERE id = $1', [id, by]);
+/** The claim to execute, committed before the operation runs (the database checks who may). */
+export async function claimExecution(db: Queryable, id: string, action: ApprovalAction, credential: string): Promise<ApprovalRecord> {
+  return toRecord((await callRule<Record<string, unknown>>(db, `SELECT ${COLUMNS} FROM fp_approval_claim($1, $2, $3)`, [id, action, credential]))[0]!);
 }
 
-/** Undoes markExecuting when the action failed, so the approved request can be run again. */
+/** Gives the claim back when the action failed, so the approved request can be run again. */
 export async function releaseExecution(db: Queryable, id: string): Promise<void> {
-  await db.query('UPDATE approval_requests SET executed_by = NULL, executed_at = NULL WHERE id = $1 AND outcome IS NULL', [id]);
+  await callRule(db, 'SELECT fp_approval_release($1)', [id]);
 }
 
 export async function recordOutcome(db: Queryable, id: string, outcome: unknown): Promise<void> {
-  await db.query('UPDATE approval_requests SET outcome = $2 WHERE id = $1', [id, JSON.stringify(outcome)]);
+  await callRule(db, 'SELECT fp_approval_outcome($1, $2)', [id, JSON.stringify(outcome)]);
 }
 
 /** Database time, so expiry does not depend on the clocks of the hosts running the services. */

@@ -11,19 +11,42 @@ export interface OrganisationCertificateRecord {
   readonly certificate: Buffer;
   readonly notAfter: Date;
   readonly revokedAt: Date | null;
+  /** Client certificates: the person the certificate stands for, and who had it issued. */
+  readonly personId?: string | null;
+  readonly personName?: string | null;
+  readonly createdBy?: string | null;
 }
 
-export async function insertOrganisationCertificate(db: Queryable, c: Omit<OrganisationCertificateRecord, 'revokedAt'>): Promise<void> {
+export async function insertOrganisationCertificate(db: Queryable, c: Omit<OrganisationCertificateRecord, 'revokedAt' | 'personName'>): Promise<void> {
   await db.query(
-    `INSERT INTO organisation_certificates (serial, purpose, subject_dn, role, manufacturer_id, key_id, certificate, not_after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-    [c.serial, c.purpose, c.subjectDn, c.role, c.manufacturerId, c.keyId, c.certificate, c.notAfter],
+    `INSERT INTO organisation_certificates (serial, purpose, subject_dn, role, manufacturer_id, key_id, certificate, not_after, person_id, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+    [c.serial, c.purpose, c.subjectDn, c.role, c.manufacturerId, c.keyId, c.certificate, c.notAfter, c.personId ?? null, c.createdBy ?? null],
   );
 }
 
 export async function getOrganisationCertificate(db: Queryable, serial: Buffer): Promise<OrganisationCertificateRecord | undefined> {
-  const { rows } = await db.query(`SELECT serial, purpose, subject_dn, role, manufacturer_id, key_id, certificate, not_after, revoked_at FROM organisation_certificates WHERE serial = $1`, [serial]);
+  const { rows } = await db.query(
+    `SELECT c.serial, c.purpose, c.subject_dn, coalesce(p.role, c.role) AS role, c.manufacturer_id, c.key_id, c.certificate, c.not_after, coalesce(c.revoked_at, p.disabled_at) AS revoked_at, c.person_id, p.name AS person_name, c.created_by
+       FROM organisation_certificates c LEFT JOIN people p ON p.id = c.person_id WHERE c.serial = $1`,
+    [serial],
+  );
   const r = rows[0] as Record<string, unknown> | undefined;
-  return r && { serial: r.serial as Buffer, purpose: r.purpose as OrganisationCertificateRecord['purpose'], subjectDn: r.subject_dn as string, role: (r.role as Role | null) ?? null, manufacturerId: (r.manufacturer_id as string | null) ?? null, keyId: r.key_id as Buffer, certificate: r.certificate as Buffer, notAfter: r.not_after as Date, revokedAt: (r.revoked_at as Date | null) ?? null };
+  return (
+    r && {
+      serial: r.serial as Buffer,
+      purpose: r.purpose as OrganisationCertificateRecord['purpose'],
+      subjectDn: r.subject_dn as string,
+      role: (r.role as Role | null) ?? null,
+      manufacturerId: (r.manufacturer_id as string | null) ?? null,
+      keyId: r.key_id as Buffer,
+      certificate: r.certificate as Buffer,
+      notAfter: r.not_after as Date,
+      revokedAt: (r.revoked_at as Date | null) ?? null,
+      personId: (r.person_id as string | null) ?? null,
+      personName: (r.person_name as string | null) ?? null,
+      createdBy: (r.created_by as string | null) ?? null,
+    }
+  );
 }
 
 export async function insertAuditKey(db: Queryable, key: { keyId: Buffer; site: string; keyLabel: string; certificate: Buffer }): Promise<void> {

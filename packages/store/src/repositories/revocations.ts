@@ -1,3 +1,4 @@
+import { FleetError } from '@fleetpki/core';
 import type { Pool, PoolClient, Queryable } from '../pool.js';
 import { withTransaction } from '../pool.js';
 import { appendAuditEvents } from './audit.js';
@@ -31,25 +32,59 @@ const TARGET_SQL: Record<RevocationTarget['kind'], string> = {
  */
 export async function revokeCertificates(
   pool: Pool,
-  request: { target: RevocationTarget; reason: number; revokedAt: Date; requestedBy: string; manufacturerId: string | null; site: 'a' | 'b' },
+  request: {
+    target: RevocationTarget;
+    reason: number;
+    revokedAt: Date;
+    requestedBy: string;
+    manufacturerId: string | null;
+    site: 'a' | 'b';
+    /** The person asking, and the approval that allowed it (null: none needed). */
+    personId?: string | null;
+    approvalId?: string | null;
+    /**
+     * The two-person threshold, counted in certificates and cumulative per person: what this request
+     * would newly revoke plus what the person revoked without approval in the last `windowMinutes`.
+     * Past it nothing is written and DUAL_CONTROL_THRESHOLD is thrown (the caller asks for approval).
+     */
+    threshold?: { certificates: number; windowMinutes: number };
+  },
 ): Promise<RevocationOutcome> {
   return withTransaction(pool, async (client) => {
     // Revocations commit one at a time (the mode conflicts with itself), so rows committed later always
     // carry a later created_at: the OCSP responder's (created_at, serial) cursor then never steps over a
-    // revocation that was still committing. Bulk requests make this cheap; plain inserts never wait on it.
-    await client.query('LOCK TABLE revocations IN SHARE ROW EXCLUSIVE MODE');
+    // revocation that was still committing, and the threshold below is counted without a race.
+    await client.query('SELECT fp_lock_revocations_for_insert()');
     const param = request.target.kind === 'serials' ? request.target.serials : request.target.kind === 'devices' ? request.target.eui64s : request.target.batchId;
-    const scoped = request.manufacturerId === null ? 'SELECT * FROM t' : 'SELECT t.* FROM t JOIN devices d ON d.eui64 = t.eui64 AND d.manufacturer_id = $5';
+    const scoped = request.manufacturerId === null ? 'SELECT * FROM t' : 'SELECT t.* FROM t JOIN devices d ON d.eui64 = t.eui64 AND d.manufacturer_id = $2';
+    const scopeParams = request.manufacturerId === null ? [] : [request.manufacturerId];
+    if (request.threshold && request.personId) {
+      const { rows: counted } = await client.query<{ fresh: number; recent: number }>(
+        `WITH t AS (${TARGET_SQL[request.target.kind]}), s AS (${scoped})
+         SELECT (SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = s.serial))::int AS fresh,
+                (SELECT count(*) FROM revocations WHERE requested_by_person = $${scopeParams.length + 2} AND approval_id IS NULL
+                   AND created_at > clock_timestamp() - make_interval(mins => $${scopeParams.length + 3}))::int AS recent`,
+        [param, ...scopeParams, request.personId, request.threshold.windowMinutes],
+      );
+      const { fresh, recent } = counted[0]!;
+      if (fresh > 0 && fresh + recent > request.threshold.certificates) {
+        throw new FleetError('DUAL_CONTROL_THRESHOLD', `revoking ${fresh} certificate(s) after ${recent} in the last ${request.threshold.windowMinutes} min without approval is more than ${request.threshold.certificates}: a second officer must approve`, {
+          httpStatus: 202,
+          details: { wouldRevoke: fresh, recentWithoutApproval: recent, threshold: request.threshold.certificates, windowMinutes: request.threshold.windowMinutes },
+        });
+      }
+    }
+    const at = scopeParams.length + 2;
     const { rows } = await client.query<{ serial: Buffer; crl_shard: number; eui64: Buffer; inserted: boolean }>(
       `WITH t AS (${TARGET_SQL[request.target.kind]}),
             s AS (${scoped}),
             ins AS (
-              INSERT INTO revocations (serial, ca_id, crl_shard, reason, revoked_at, requested_by)
-              SELECT s.serial, s.ca_id, s.crl_shard, $2, $3, $4 FROM s
+              INSERT INTO revocations (serial, ca_id, crl_shard, reason, revoked_at, requested_by, requested_by_person, approval_id)
+              SELECT s.serial, s.ca_id, s.crl_shard, $${at}, $${at + 1}, $${at + 2}, $${at + 3}, $${at + 4} FROM s
               ON CONFLICT (serial) DO NOTHING
               RETURNING serial)
        SELECT s.serial, s.crl_shard, s.eui64, (ins.serial IS NOT NULL) AS inserted FROM s LEFT JOIN ins ON ins.serial = s.serial`,
-      [param, request.reason, request.revokedAt, request.requestedBy, ...(request.manufacturerId === null ? [] : [request.manufacturerId])],
+      [param, ...scopeParams, request.reason, request.revokedAt, request.requestedBy, request.personId ?? null, request.approvalId ?? null],
     );
     const inserted = rows.filter((r) => r.inserted);
     const shards = [...new Set(inserted.map((r) => r.crl_shard))].sort((a, b) => a - b);
@@ -138,7 +173,7 @@ export async function listDirtyShards(db: Queryable, caId: string): Promise<numb
 export async function withCrlSnapshot<T>(pool: Pool, fn: (snapshot: CrlSnapshot) => Promise<T>): Promise<T> {
   return withTransaction(pool, async (client) => {
     await client.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-    await client.query('LOCK TABLE revocations IN SHARE MODE');
+    await client.query('SELECT fp_lock_revocations()');
     const { rows } = await client.query<{ at: Date }>('SELECT clock_timestamp() AS at');
     return fn(new CrlSnapshot(client, rows[0]!.at));
   });

@@ -3,7 +3,8 @@ import type { ApprovalView } from '@fleetpki/client';
 import { apiClient, withApiOptions, type ApiOptions } from '../api.js';
 
 function show(a: ApprovalView): string {
-  return `${a.id}  ${a.status.padEnd(8)} ${a.action.padEnd(17)} ${a.summary}  (requested by ${a.requestedBy}${a.approvedBy ? `, approved by ${a.approvedBy}` : ''}; expires ${a.expiresAt})`;
+  const who = [`requested by ${a.requestedBy} (${a.requestedWith})`, ...(a.approvedBy ? [`approved by ${a.approvedBy} (${a.approvedWith})`] : []), ...(a.executedBy ? [`executed by ${a.executedBy} (${a.executedWith})`] : [])];
+  return `${a.id}  ${a.status.padEnd(8)} ${a.action.padEnd(17)} ${a.summary}  (${who.join(', ')}; expires ${a.expiresAt})`;
 }
 
 /** Dual control from the command line: every call is made with the officer's own API token. */
@@ -16,12 +17,13 @@ export function registerApprovalCommands(program: Command): void {
     console.log(JSON.stringify(await apiClient(options).approval(id), null, 2));
   });
   withApiOptions(approvals.command('request <action>'))
-    .description('request ca.revoke (--ca), master-key.rotate (--role) or site.switchover; bulk revocations are requested by `revoke` itself')
+    .description('request ca.revoke (--ca), master-key.rotate (--role), site.switchover, person.create (--name --role), person.rescope (--name --role) or credential.create (--name); bulk revocations are requested by `revoke` itself')
     .option('--ca <id>', 'the CA to revoke')
-    .option('--role <role>', 'the master key role to rotate (mac or enc)')
+    .option('--role <role>', 'master-key.rotate: the key role (mac or enc); person.create, person.rescope: the person\'s role')
+    .option('--name <name>', 'person.create, person.rescope, credential.create: the person')
     .option('--reason <reason>', 'for ca.revoke: RFC 5280 reason (default keyCompromise)')
-    .action(async (action: 'ca.revoke' | 'master-key.rotate' | 'site.switchover', options: ApiOptions & { ca?: string; role?: string; reason?: string }) => {
-      const a = await apiClient(options).requestApproval({ action, ...(options.ca ? { caId: options.ca } : {}), ...(options.role ? { role: options.role } : {}), ...(options.reason ? { reason: options.reason } : {}) });
+    .action(async (action: 'ca.revoke' | 'master-key.rotate' | 'site.switchover' | 'person.create' | 'person.rescope' | 'credential.create', options: ApiOptions & { ca?: string; role?: string; reason?: string; name?: string }) => {
+      const a = await apiClient(options).requestApproval({ action, ...(options.ca ? { caId: options.ca } : {}), ...(options.role ? { role: options.role } : {}), ...(options.reason ? { reason: options.reason } : {}), ...(options.name ? { name: options.name } : {}) });
       console.log(show(a));
       console.log(`a second officer approves with: pnpm fleetpki approvals approve ${a.id} --token-file <their token>`);
     });

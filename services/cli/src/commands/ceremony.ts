@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError } from '@fleetpki/core';
-import { arlUrl, createSubordinateCa, publishAuthorityRevocationList, renewSubordinateCa, runCeremony } from '@fleetpki/ca';
+import { arlUrl, createSubordinateCa, publishAuthorityRevocationList, renewSubordinateCa, runCeremony, auditActor } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { appendAuditEvents, readSiteStates } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
@@ -30,7 +30,7 @@ export function registerCeremonyCommands(program: Command): void {
         let siteKeyStore: Awaited<ReturnType<typeof openSiteKeyStore>> | undefined;
         try {
           siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 });
-          const result = await runCeremony({ pool, rootKeyStore, siteKeyStore, site: site.id, serialPrefix: state.serialPrefix, actor: `token:${custodian.name}` });
+          const result = await runCeremony({ pool, rootKeyStore, siteKeyStore, site: site.id, serialPrefix: state.serialPrefix, actor: auditActor(custodian) });
           console.log(result.created ? 'ceremony complete: CA hierarchy created' : 'CA hierarchy already exists; every CA key matches its certificate');
           for (const ca of result.chain) {
             const fingerprint = createHash('sha256').update(ca.certificate).digest('hex').toUpperCase().match(/../g)!.join(':');
@@ -60,7 +60,7 @@ export function registerCeremonyCommands(program: Command): void {
       await withDatabase(async ({ config, pool }) => {
         const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'hardening the HSM keys');
         const report = await hardenSiteKeys(config, (line) => console.log(line));
-        await appendAuditEvents(pool, [{ site: config.site, actor: `token:${custodian.name}`, action: 'hsm.harden', subject: config.sites[config.site].hsmTokenLabel, details: { restricted: report.restricted, movedPinFiles: report.movedPinFiles.length } }]);
+        await appendAuditEvents(pool, [{ site: config.site, actor: auditActor(custodian), action: 'hsm.harden', subject: config.sites[config.site].hsmTokenLabel, details: { restricted: report.restricted, movedPinFiles: report.movedPinFiles.length } }]);
         if (report.restricted.length === 0) console.log('no key was wrappable under any key; nothing to restrict');
         else console.log(`${report.restricted.length} key(s) made non-extractable: they cannot be cloned any more (rotate them to clone again: device master keys with \`keys master create\`; CA keys need a new CA generation, infra/README.md)`);
       });
@@ -73,7 +73,7 @@ export function registerCeremonyCommands(program: Command): void {
       await withDatabase(async ({ config, pool }) => {
         const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'moving the root token');
         const outcome = await migrateRootToken(config, (line) => console.log(line));
-        if (outcome === 'moved') await appendAuditEvents(pool, [{ site: config.site, actor: `token:${custodian.name}`, action: 'hsm.migrate-root', subject: config.rootTokenLabel, details: { to: config.rootHsm.dir } }]);
+        if (outcome === 'moved') await appendAuditEvents(pool, [{ site: config.site, actor: auditActor(custodian), action: 'hsm.migrate-root', subject: config.rootTokenLabel, details: { to: config.rootHsm.dir } }]);
         else console.log(`the root token ${config.rootTokenLabel} is not in site a's HSM: nothing to do`);
       });
     });
@@ -101,7 +101,7 @@ export function registerCeremonyCommands(program: Command): void {
         throw err;
       });
       try {
-        const ca = await createSubordinateCa({ pool, rootKeyStore, siteKeyStore, site: site.id, actor: `token:${custodian.name}`, id: options.id, kind, name: { commonName: options.name }, years: options.years, serialPrefix: state.serialPrefix });
+        const ca = await createSubordinateCa({ pool, rootKeyStore, siteKeyStore, site: site.id, actor: auditActor(custodian), id: options.id, kind, name: { commonName: options.name }, years: options.years, serialPrefix: state.serialPrefix });
         console.log(`CA ${ca.id} (${ca.kind}) created: ${ca.subjectDn}, key ${ca.keyUri}, expires ${ca.notAfter.toISOString()}`);
         if (options.out) writeFileSync(options.out, toPem(ca.certificate));
         console.log('run a custody ceremony next, so the standby site gets a clone of its key');
@@ -122,7 +122,7 @@ export function registerCeremonyCommands(program: Command): void {
       const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'signing the ARL');
       const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
       try {
-        const arl = await publishAuthorityRevocationList({ pool, rootKeyStore, site: config.site, actor: `token:${custodian.name}` });
+        const arl = await publishAuthorityRevocationList({ pool, rootKeyStore, site: config.site, actor: auditActor(custodian) });
         if (options.out) writeFileSync(options.out, arl.der);
         console.log(`ARL number ${arl.crlNumber}: ${arl.entries.length ? arl.entries.map((e) => `${e.caId} (serial ${e.serial}, reason ${e.reason})`).join(', ') : 'no revoked CA'}; next update ${arl.nextUpdate.toISOString()}; served at ${arlUrl(config.crlBaseUrl)}`);
       } finally {
@@ -146,7 +146,7 @@ export function registerCeremonyCommands(program: Command): void {
       const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'renewing a CA certificate');
       const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
       try {
-        const ca = await renewSubordinateCa({ pool, rootKeyStore, site: site.id, actor: `token:${custodian.name}`, caId: options.ca, years: options.years, serialPrefix: state.serialPrefix });
+        const ca = await renewSubordinateCa({ pool, rootKeyStore, site: site.id, actor: auditActor(custodian), caId: options.ca, years: options.years, serialPrefix: state.serialPrefix });
         if (options.out) writeFileSync(options.out, toPem(ca.certificate));
         console.log(`CA ${ca.id} renewed: expires ${ca.notAfter.toISOString()}; restart the services to serve the new chain`);
       } finally {

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { createKeyCustody, parseCustodianShare, restoreKeysFromShares } from '@fleetpki/ca';
+import { createKeyCustody, parseCustodianShare, restoreKeysFromShares, auditActor } from '@fleetpki/ca';
 import { FleetError } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { isInRecovery } from '@fleetpki/store';
@@ -31,7 +31,7 @@ export function registerCustodyCommands(program: Command): void {
             custodians: options.custodians,
             threshold: options.threshold,
             site: config.site,
-            actor: `token:${custodian.name}`,
+            actor: auditActor(custodian),
             installKek: (kek) => installTrustedKek(config, site, soPin, kek),
           });
           mkdirSync(options.out, { recursive: true, mode: 0o700 });

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { FleetError, loadConfig } from '@fleetpki/core';
 import { runFailback, runFailoverDrill, runSwitchoverDrill } from '@fleetpki/drills';
 import { formatStatus, readTopology, sitesStatus } from '@fleetpki/sites';
-import { executeApproved, withDatabase } from '../context.js';
+import { executeApproved, requireOfficer, withDatabase } from '../context.js';
 
 /** Prints the report: a readable list, or with --json one object on the last line. */
 async function report(result: object, json: boolean | undefined): Promise<void> {
@@ -43,11 +43,20 @@ export function registerDrillCommands(program: Command): void {
     });
   drill
     .command('failback')
-    .description('after a failover: rebuild the failed site as standby (pg_rewind), then switch back to it')
+    .description('after a failover: rebuild the failed site as standby (pg_rewind), then switch back to it, which is a planned switchover: it needs an approved site.switchover request (requested on the active site)')
     .option('--stay', 'rebuild only; keep the current active site')
+    .option('--approval <id>', 'the approved site.switchover request for the switch back')
+    .option('--token-file <file>', "the executing administrator's API token (the requester or the approver)")
     .option('--json', 'one JSON object on the last line')
-    .action(async (options: { stay?: boolean; json?: boolean }) => {
-      const result = await runFailback(loadConfig(), { switchBack: !options.stay, log: options.json ? undefined : (l) => console.log(l) });
+    .action(async (options: { stay?: boolean; approval?: string; tokenFile?: string; json?: boolean }) => {
+      const config = loadConfig();
+      if (!options.stay && !options.approval) {
+        throw new FleetError('DUAL_CONTROL_REQUIRED', 'switching back is a planned switchover: pnpm fleetpki approvals request site.switchover (on the active site), a second administrator approves, then --approval <id> --token-file <yours> here; or --stay to rebuild only');
+      }
+      const switchBack = options.approval
+        ? { approvalId: options.approval, executor: await withDatabase(({ pool }) => requireOfficer(pool, options.tokenFile, ['administrator'], 'switching back'), { site: readTopology(config).primary }) }
+        : undefined;
+      const result = await runFailback(config, { ...(switchBack ? { switchBack } : {}), log: options.json ? undefined : (l) => console.log(l) });
       await report(result, options.json);
     });
 }

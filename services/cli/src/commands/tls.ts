@@ -2,12 +2,12 @@ import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { CA_IDS, ROLES, issueOrganisationCertificate, revokeClientCertificate, type Role } from '@fleetpki/ca';
+import { AccessAdministration, CA_IDS, DualControl, issueOrganisationCertificate, revokeClientCertificate } from '@fleetpki/ca';
 import { FleetError } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { listCas, type Pool } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
-import { cliActor, withDatabase } from '../context.js';
+import { cliActor, requireOfficer, withDatabase } from '../context.js';
 
 /** A fresh P-256 key for a TLS endpoint (software: Node's TLS stack cannot use a PKCS#11 key). */
 function newKey(): { privatePem: string; spki: Buffer } {
@@ -58,33 +58,39 @@ export function registerTlsCommands(program: Command): void {
     });
   tls
     .command('client')
-    .description('issue a client certificate that stands for a role (mTLS instead of a token)')
-    .requiredOption('--role <role>', ROLES.join(' | '))
-    .option('--manufacturer <id>', "for factories: the manufacturer it is scoped to")
-    .requiredOption('--name <name>', 'who holds it (a line, an officer): its CN')
+    .description("issue a client certificate for a person (mTLS instead of a token), as an administrator; for a privileged person it executes an approved credential.create")
+    .requiredOption('--name <name>', 'the person who holds it (they exist already: tokens create); its CN')
     .requiredOption('--out <dir>', 'writes client.key (0600), client.pem and ca.pem (to verify the server)')
     .option('--days <n>', 'validity', Number, 397)
-    .action(async (options: { role: string; manufacturer?: string; name: string; out: string; days: number }) => {
-      if (!(ROLES as readonly string[]).includes(options.role)) throw new FleetError('ROLE_UNKNOWN', `unknown role ${options.role}; one of ${ROLES.join(', ')}`);
+    .option('--approval <id>', 'the approved credential.create request (privileged people)')
+    .option('--token-file <file>', "the administrator's API token (default: $FLEETPKI_TOKEN)")
+    .action(async (options: { name: string; out: string; days: number; approval?: string; tokenFile?: string }) => {
       await withDatabase(async ({ config, pool }) => {
+        const admin = await requireOfficer(pool, options.tokenFile, ['administrator'], 'issuing a client certificate');
+        const access = new AccessAdministration(pool, config.site, new DualControl(pool, config.site, config.dualControl.approvalTtlMinutes));
         const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
         try {
           const key = newKey();
-          const issued = await issueOrganisationCertificate(pool, keyStore, config.site, {
-            purpose: 'client',
-            role: options.role as Role,
-            ...(options.manufacturer ? { manufacturerId: options.manufacturer } : {}),
-            subject: { organization: options.manufacturer ?? 'fleetpki', organizationalUnit: options.role, commonName: options.name },
-            publicKeySpki: key.spki,
-            days: options.days,
-            actor: cliActor(),
-          });
+          const { issued, person } = await access.issueOtherCredential(admin, { name: options.name, ...(options.approval ? { approvalId: options.approval } : {}) }, async (person) => ({
+            person,
+            issued: await issueOrganisationCertificate(pool, keyStore, config.site, {
+              purpose: 'client',
+              role: person.role,
+              ...(person.manufacturerId ? { manufacturerId: person.manufacturerId } : {}),
+              subject: { organization: person.manufacturerId ?? 'fleetpki', organizationalUnit: person.role, commonName: person.name },
+              publicKeySpki: key.spki,
+              days: options.days,
+              person: { id: person.id, createdBy: admin.personId },
+              actor: `person:${admin.name}`,
+            }),
+          }));
+          const options_ = { role: person.role, manufacturer: person.manufacturerId };
           const { org, root } = await chainPems(pool);
           mkdirSync(options.out, { recursive: true, mode: 0o700 });
           writeSecret(join(options.out, 'client.key'), key.privatePem);
           writeFileSync(join(options.out, 'client.pem'), toPem(issued.der) + org);
           writeFileSync(join(options.out, 'ca.pem'), org + root);
-          console.log(`client certificate ${issued.serial.toString('hex')} (${options.role}${options.manufacturer ? `, ${options.manufacturer}` : ''}) for ${options.name} in ${options.out}`);
+          console.log(`client certificate ${issued.serial.toString('hex')} (${options_.role}${options_.manufacturer ? `, ${options_.manufacturer}` : ''}) for ${options.name} in ${options.out}`);
         } finally {
           await keyStore.close();
         }

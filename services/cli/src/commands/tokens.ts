@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError } from '@fleetpki/core';
-import { issueApiToken, ROLES, type Role } from '@fleetpki/ca';
+import { AccessAdministration, DualControl, issueApiToken, ROLES, type Role } from '@fleetpki/ca';
 import { manufacturerExists, upsertManufacturer, appendAuditEvents, setManufacturerManifestKey, setManufacturerTransportKey } from '@fleetpki/store';
 import { parseDevicePublicKey } from '@fleetpki/x509';
-import { cliActor, withDatabase } from '../context.js';
+import { cliActor, requireOfficer, withDatabase } from '../context.js';
 
 export function registerTokenCommands(program: Command): void {
   const manufacturers = program.command('manufacturers').description('meter makers');
@@ -42,31 +43,81 @@ export function registerTokenCommands(program: Command): void {
         console.log(`manufacturer ${id} (${name}) registered`);
       });
     });
-  program
-    .command('tokens')
-    .description('API tokens')
+  const tokens = program.command('tokens').description('people and their API tokens');
+  tokens
     .command('create')
-    .description('create an API token; it is printed once and stored only as a hash')
+    .description("create an API token for a person (created when missing), as an administrator; printed once and stored only as a hash. A privileged person (officer, custodian, administrator, auditor), and any further credential of one, needs --approval: an approved person.create or credential.create")
     .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`)
+    .requiredOption('--name <name>', 'the person (or factory line) who holds the token')
     .option('--manufacturer <id>', 'the manufacturer a factory token acts for (required for --role factory)')
-    .option('--name <name>', 'who or what holds the token', 'unnamed')
     .option('--expires-days <days>', 'days until the token expires', (v) => Number(v))
+    .option('--approval <id>', 'the approved person.create / credential.create request this executes')
+    .option('--token-file <file>', "the administrator's API token (default: $FLEETPKI_TOKEN)")
     .option('--quiet', 'print only the token')
-    .action(async (options: { role: string; manufacturer?: string; name: string; expiresDays?: number; quiet?: boolean }) => {
+    .action(async (options: { role: string; manufacturer?: string; name: string; expiresDays?: number; approval?: string; tokenFile?: string; quiet?: boolean }) => {
       await withDatabase(async ({ config, pool }) => {
         if (!(ROLES as readonly string[]).includes(options.role)) throw new FleetError('ROLE_UNKNOWN', `unknown role "${options.role}"; expected one of ${ROLES.join(', ')}`);
         if (options.manufacturer && !(await manufacturerExists(pool, options.manufacturer))) {
           throw new FleetError('MANUFACTURER_UNKNOWN', `manufacturer "${options.manufacturer}" is not registered (pnpm fleetpki manufacturers add ...)`);
         }
-        const token = await issueApiToken(pool, {
-          site: config.site,
-          actor: cliActor(),
+        const admin = await requireOfficer(pool, options.tokenFile, ['administrator'], 'creating a token');
+        const access = new AccessAdministration(pool, config.site, new DualControl(pool, config.site, config.dualControl.approvalTtlMinutes));
+        const issued = await access.issueToken(admin, {
           name: options.name,
           role: options.role as Role,
           manufacturerId: options.manufacturer ?? null,
           ...(options.expiresDays !== undefined ? { expiresDays: options.expiresDays } : {}),
+          ...(options.approval ? { approvalId: options.approval } : {}),
         });
-        console.log(options.quiet ? token : `token (shown once): ${token}`);
+        console.log(options.quiet ? issued.token : `token (shown once) for ${issued.person.name}${issued.personCreated ? ' (new person)' : ''}: ${issued.token}`);
       });
+    });
+}
+
+/**
+ * Installation and disaster recovery: the two commands that use the database owner's connection to
+ * create privileged people without dual control. The host's owner access is the trust boundary here
+ * (as it is for the database itself); both refuse unless that is really the situation, and both are
+ * in the audit log.
+ */
+export function registerBootstrapCommands(program: Command): void {
+  program
+    .command('bootstrap')
+    .description('installation only: the first two administrators (no administrator may exist yet); their tokens go to files in --out (0600)')
+    .requiredOption('--admin <name...>', 'two names (the first two administrators)')
+    .requiredOption('--out <dir>', 'where to write <name>.token')
+    .action(async (options: { admin: string[]; out: string }) => {
+      if (options.admin.length !== 2 || options.admin[0] === options.admin[1]) throw new FleetError('BOOTSTRAP_INVALID', 'give exactly two different --admin names: after this, every privileged person needs two of them');
+      await withDatabase(
+        async ({ config, pool }) => {
+          const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM people WHERE role = 'administrator' AND disabled_at IS NULL");
+          if (rows[0]!.n > 0) throw new FleetError('BOOTSTRAP_DONE', `${rows[0]!.n} administrator(s) exist already: create people through approvals (tokens create --approval), or see \`fleetpki recovery\` for a lost installation`);
+          mkdirSync(options.out, { recursive: true, mode: 0o700 });
+          for (const name of options.admin) {
+            const token = await issueApiToken(pool, { site: config.site, actor: `bootstrap:${cliActor()}`, name, role: 'administrator', manufacturerId: null });
+            writeFileSync(join(options.out, `${name}.token`), token + '\n', { mode: 0o600 });
+          }
+          await appendAuditEvents(pool, [{ site: config.site, actor: `bootstrap:${cliActor()}`, action: 'access.bootstrap', subject: options.admin.join(','), details: { administrators: options.admin } }]);
+          console.log(`administrators ${options.admin.join(' and ')} created; their tokens are in ${options.out} (hand each to its person, then delete)`);
+        },
+        { owner: true },
+      );
+    });
+  program
+    .command('recovery')
+    .description('disaster recovery with the database owner\'s access: a new administrator when too few are left to approve; audited')
+    .requiredOption('--admin <name>', 'the administrator to create (or give a new token)')
+    .requiredOption('--reason <text>', 'why (goes into the audit log)')
+    .requiredOption('--out <file>', 'where to write the token (0600)')
+    .action(async (options: { admin: string; reason: string; out: string }) => {
+      await withDatabase(
+        async ({ config, pool }) => {
+          const token = await issueApiToken(pool, { site: config.site, actor: `recovery:${cliActor()}`, name: options.admin, role: 'administrator', manufacturerId: null });
+          writeFileSync(options.out, token + '\n', { mode: 0o600 });
+          await appendAuditEvents(pool, [{ site: config.site, actor: `recovery:${cliActor()}`, action: 'access.recovery.owner', subject: options.admin, details: { reason: options.reason } }]);
+          console.log(`administrator ${options.admin}: token in ${options.out}; this owner-access recovery is in the audit log`);
+        },
+        { owner: true },
+      );
     });
 }

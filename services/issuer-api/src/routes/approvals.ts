@@ -1,18 +1,24 @@
 import type { FastifyInstance } from 'fastify';
 import { FleetError } from '@fleetpki/core';
-import { DUAL_CONTROL_ROLES, presentApproval, type ApprovalAction, type DualControl, type RevocationService, type SiteGuard } from '@fleetpki/ca';
-import { databaseNow, listApprovalRequests, type Pool } from '@fleetpki/store';
+import { DUAL_CONTROL_ROLES, ROLES, presentApproval, type ApprovalAction, type DualControl, type RevocationService, type SiteGuard } from '@fleetpki/ca';
+import { databaseNow, findPersonByName, listApprovalRequests, type Pool } from '@fleetpki/store';
 import { type ApiAccess, requireRole } from '../auth.js';
 import { runRevocation, type RevocationBody } from './revocations.js';
 
 const OFFICERS = ['revocation-officer', 'administrator', 'custodian'] as const;
 const READERS = [...OFFICERS, 'auditor'] as const;
 /** Requested here rather than by a route of their own (bulk revocations come from POST /v1/revocations). */
-const REQUESTABLE: readonly ApprovalAction[] = ['ca.revoke', 'master-key.rotate', 'site.switchover'];
+const REQUESTABLE: readonly ApprovalAction[] = ['ca.revoke', 'master-key.rotate', 'site.switchover', 'person.create', 'person.rescope', 'credential.create'];
 /** Executed by the CLI, where the HSM and the sites are. */
 const CLI_EXECUTED: Partial<Record<ApprovalAction, string>> = {
   'master-key.rotate': 'pnpm fleetpki keys master create --role <role> --approval <id> --token-file <file>',
   'site.switchover': 'pnpm fleetpki drill switchover --approval <id> --token-file <file>',
+};
+/** Executed by the route that does the change, with the approval's id. */
+const ROUTE_EXECUTED: Partial<Record<ApprovalAction, string>> = {
+  'person.create': 'POST /v1/tokens {name, role, approval} (or pnpm fleetpki tokens create --approval <id>)',
+  'credential.create': 'POST /v1/tokens {name, role, approval} (or pnpm fleetpki tokens create --approval <id>)',
+  'person.rescope': 'POST /v1/people/{name}/role {role, approval}',
 };
 
 interface RequestBody {
@@ -20,10 +26,36 @@ interface RequestBody {
   caId?: string;
   role?: string;
   reason?: string;
+  /** person.create, person.rescope, credential.create: the person concerned. */
+  name?: string;
+  manufacturer?: string;
 }
 
-function summarise(body: RequestBody): { payload: Record<string, unknown>; summary: string } {
+async function summarise(pool: Pool, body: RequestBody): Promise<{ payload: Record<string, unknown>; summary: string }> {
+  const person = async () => {
+    if (!body.name) throw new FleetError('REQUEST_INVALID', `${body.action} needs "name"`, { httpStatus: 400 });
+    const found = await findPersonByName(pool, body.name);
+    if (!found) throw new FleetError('PERSON_NOT_FOUND', `no person ${body.name.slice(0, 64)}`, { httpStatus: 404 });
+    return found;
+  };
+  const role = () => {
+    if (!body.role || !(ROLES as readonly string[]).includes(body.role)) throw new FleetError('REQUEST_INVALID', `${body.action} needs "role": one of ${ROLES.join(', ')}`, { httpStatus: 400 });
+    return body.role;
+  };
   switch (body.action) {
+    case 'person.create': {
+      if (!body.name || !/^[A-Za-z0-9._@/-]{1,64}$/.test(body.name)) throw new FleetError('REQUEST_INVALID', 'person.create needs "name" (1-64 letters, digits, . _ @ / -)', { httpStatus: 400 });
+      if (await findPersonByName(pool, body.name)) throw new FleetError('PERSON_EXISTS', `${body.name} exists already; a further credential is credential.create`, { httpStatus: 409 });
+      return { payload: { name: body.name, role: role() }, summary: `create ${body.name} as ${role()}` };
+    }
+    case 'person.rescope': {
+      const p = await person();
+      return { payload: { person: p.id, name: p.name, from: p.role, role: role() }, summary: `move ${p.name} from ${p.role} to ${role()}` };
+    }
+    case 'credential.create': {
+      const p = await person();
+      return { payload: { person: p.id, name: p.name }, summary: `a new API token for ${p.name} (${p.role})` };
+    }
     case 'ca.revoke':
       if (!body.caId) throw new FleetError('REQUEST_INVALID', 'ca.revoke needs "caId"', { httpStatus: 400 });
       return { payload: { caId: body.caId, reason: body.reason ?? 'keyCompromise' }, summary: `revoke CA ${body.caId} (${body.reason ?? 'keyCompromise'})` };
@@ -63,13 +95,19 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool;
           type: 'object',
           required: ['action'],
           additionalProperties: false,
-          properties: { action: { type: 'string', enum: REQUESTABLE }, caId: { type: 'string', maxLength: 40 }, role: { type: 'string', maxLength: 8 }, reason: { type: 'string', maxLength: 40 } },
+          properties: {
+            action: { type: 'string', enum: REQUESTABLE },
+            caId: { type: 'string', maxLength: 40 },
+            role: { type: 'string', maxLength: 24 },
+            reason: { type: 'string', maxLength: 40 },
+            name: { type: 'string', maxLength: 64 },
+          },
         },
       },
     },
     async (request, reply) => {
       await deps.guard.assertWritable();
-      const { payload, summary } = summarise(request.body);
+      const { payload, summary } = await summarise(deps.pool, request.body);
       const record = await deps.dualControl.request(request.principal!, request.body.action, payload, summary);
       return reply.status(201).send(presentApproval(record, await now()));
     },
@@ -92,12 +130,14 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool;
       const record = await deps.dualControl.get(request.params.id);
       const cli = CLI_EXECUTED[record.action];
       if (cli) throw new FleetError('APPROVAL_EXECUTE_ELSEWHERE', `${record.action} runs where the HSM and the sites are: ${cli}`, { httpStatus: 409 });
+      const route = ROUTE_EXECUTED[record.action];
+      if (route) throw new FleetError('APPROVAL_EXECUTE_ELSEWHERE', `${record.action} is executed by the change itself: ${route}`, { httpStatus: 409 });
       const principal = request.principal!;
       if (record.action === 'revocation.bulk') {
-        const { record: done } = await deps.dualControl.execute(principal, record.id, 'revocation.bulk', (payload) => runRevocation(deps.revocations, payload as RevocationBody, `token:${principal.name} (approval ${record.id})`));
+        const { record: done } = await deps.dualControl.execute(principal, record.id, 'revocation.bulk', (payload) => runRevocation(deps.revocations, payload as RevocationBody, { by: principal, approvalId: record.id }));
         return presentApproval(done, await now());
       }
-      const { record: done } = await deps.dualControl.execute(principal, record.id, 'ca.revoke', (payload) => deps.revocations.revokeCa(String(payload.caId), String(payload.reason), `token:${principal.name} (approval ${record.id})`));
+      const { record: done } = await deps.dualControl.execute(principal, record.id, 'ca.revoke', (payload) => deps.revocations.revokeCa(String(payload.caId), String(payload.reason), `person:${principal.name} (approval ${record.id})`));
       return presentApproval(done, await now());
     },
   );

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64FromBytes, isUuid } from '@fleetpki/core';
-import { DEVICE_KEY_ROLES, serialHex, type BatchIntake, type DeviceKeyService, type Principal, type SiteGuard } from '@fleetpki/ca';
+import { DEVICE_KEY_ROLES, serialHex, type BatchIntake, type DeviceKeyService, type Principal, type SiteGuard, auditActor } from '@fleetpki/ca';
 import { MANIFEST_SIGNATURE_HEADER } from '@fleetpki/manifest';
 import type { ChunkQueue } from '@fleetpki/queue';
 import { getBatch, listBatchDevices, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
@@ -112,7 +112,7 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       const signature = header(MANIFEST_SIGNATURE_HEADER);
       const { batch, created } = await drainOnError(request.raw, deps.intake.accept({
         manufacturerId: principal.manufacturerId!,
-        actor: `token:${principal.name}`,
+        actor: auditActor(principal),
         format,
         // Not destroyed when the intake stops reading early: drainOnError still has to read the rest.
         body: (request.body as Readable).iterator({ destroyOnReturn: false }),
@@ -210,7 +210,7 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       if (allowed.length === 0) throw new FleetError('HYBRID_KEYS_OFF', `profile ${batch.profile} delivers no device keys`, { httpStatus: 409 });
       const roles = (request.query.roles?.split(',').map((r) => r.trim()) ?? [...allowed]) as DeviceKeyRole[];
       if (roles.some((r) => !DEVICE_KEY_ROLES.includes(r) || !allowed.includes(r))) throw new FleetError('DEVICE_KEY_ROLE_INVALID', `profile ${batch.profile} delivers device keys ${allowed.join(', ')}`, { httpStatus: 400 });
-      const bundle = await deps.deviceKeys.openBundle({ manufacturerId: batch.manufacturerId, roles, context: batch.id, actor: `token:${request.principal!.name}` });
+      const bundle = await deps.deviceKeys.openBundle({ manufacturerId: batch.manufacturerId, roles, context: batch.id, actor: auditActor(request.principal!) });
       const pool = deps.pool;
       async function* lines(): AsyncGenerator<string> {
         try {

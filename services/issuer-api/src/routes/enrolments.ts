@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64ToBytes, parseEui64, parseKeyRole } from '@fleetpki/core';
 import type { DeviceKeyService, EnrolmentService } from '@fleetpki/ca';
-import { serialHex } from '@fleetpki/ca';
+import { serialHex, auditActor } from '@fleetpki/ca';
 import { CERTIFICATE_FORMATS, DEFAULT_PROFILE_ID, encodeIssuedCertificate, getProfile, parseC509Csr, parseCertificateFormat, parseCsr, parseDevicePublicKey } from '@fleetpki/x509';
 import { type ApiAccess, requireRole } from '../auth.js';
 import type { IssuerMetrics } from '../metrics.js';
@@ -73,12 +73,12 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
         deviceType: body.deviceType ?? 'smart-meter',
         publicKey,
         manufacturerId: principal.manufacturerId!,
-        actor: `token:${principal.name}`,
+        actor: auditActor(principal),
       });
       deps.metrics.issued.inc({ profile: profile.id, key_role: keyRole });
       // Keys are deterministic per device, role and master version: asking again returns the same keys.
       const deviceKeys = body.deviceKeys
-        ? await deps.deviceKeys.issueBundle({ manufacturerId: principal.manufacturerId!, eui64s: [eui64ToBytes(eui64)], roles: profile.hybridKeys!, context: serialHex(issued.serial), actor: `token:${principal.name}` })
+        ? await deps.deviceKeys.issueBundle({ manufacturerId: principal.manufacturerId!, eui64s: [eui64ToBytes(eui64)], roles: profile.hybridKeys!, context: serialHex(issued.serial), actor: auditActor(principal) })
         : undefined;
       return reply.status(201).send({
         ...(deviceKeys ? { deviceKeys } : {}),

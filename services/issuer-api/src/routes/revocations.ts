@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import { FleetError, eui64FromBytes, eui64ToBytes, parseEui64, isUuid } from '@fleetpki/core';
-import { parseRevocationReason, parseSerialHex, presentApproval, serialHex, type DualControl, type RevocationService, type SiteGuard } from '@fleetpki/ca';
-import { databaseNow, getBatch, type Pool, type RevocationTarget } from '@fleetpki/store';
+import { FleetError, eui64FromBytes, eui64ToBytes, isFleetError, parseEui64, isUuid } from '@fleetpki/core';
+import { parseRevocationReason, parseSerialHex, presentApproval, serialHex, type DualControl, type Principal, type RevocationService, type SiteGuard } from '@fleetpki/ca';
+import { databaseNow, type Pool, type RevocationTarget } from '@fleetpki/store';
 import { type ApiAccess, requireRole } from '../auth.js';
 
 export interface RevocationBody {
@@ -48,18 +48,15 @@ export function parseRevocationBody(b: RevocationBody): { target: RevocationTarg
   return { reason, target: { kind: 'batch', batchId: b.batch! } };
 }
 
-/** How many certificates a target can reach, for the dual-control threshold. */
-async function targetSize(pool: Pool, target: RevocationTarget): Promise<number> {
-  if (target.kind === 'serials') return target.serials.length;
-  if (target.kind === 'devices') return target.eui64s.length;
-  const batch = await getBatch(pool, target.batchId);
-  if (!batch) throw new FleetError('BATCH_NOT_FOUND', `no batch ${target.batchId}`, { httpStatus: 404 });
-  return batch.itemCount;
-}
-
-export async function runRevocation(revocations: RevocationService, body: RevocationBody, requestedBy: string): Promise<Record<string, unknown>> {
+/**
+ * Runs a revocation as `by`: under an approval (`approvalId`), or, without one, within the person's
+ * cumulative dual-control threshold (`threshold`), which the store checks in the revocation's own
+ * transaction and refuses past with DUAL_CONTROL_THRESHOLD, writing nothing.
+ */
+export async function runRevocation(revocations: RevocationService, body: RevocationBody, context: { by: Principal; approvalId: string | null; threshold?: { certificates: number; windowMinutes: number } }): Promise<Record<string, unknown>> {
   const { target, reason } = parseRevocationBody(body);
-  const outcome = await revocations.revoke({ target, reason, requestedBy, manufacturerId: null });
+  const requestedBy = `person:${context.by.name}${context.approvalId ? ` (approval ${context.approvalId})` : ''}`;
+  const outcome = await revocations.revoke({ target, reason, requestedBy, manufacturerId: null, personId: context.by.personId, approvalId: context.approvalId, ...(context.threshold ? { threshold: context.threshold } : {}) });
   return {
     revoked: outcome.revoked,
     alreadyRevoked: outcome.alreadyRevoked,
@@ -70,7 +67,7 @@ export async function runRevocation(revocations: RevocationService, body: Revoca
   };
 }
 
-export function registerRevocationRoutes(app: FastifyInstance, deps: { pool: Pool; revocations: RevocationService; dualControl: DualControl; threshold: number; authenticator: ApiAccess; guard: SiteGuard }): void {
+export function registerRevocationRoutes(app: FastifyInstance, deps: { pool: Pool; revocations: RevocationService; dualControl: DualControl; threshold: { certificates: number; windowMinutes: number }; authenticator: ApiAccess; guard: SiteGuard }): void {
   app.post<{ Body: RevocationBody }>(
     '/v1/revocations',
     {
@@ -79,7 +76,7 @@ export function registerRevocationRoutes(app: FastifyInstance, deps: { pool: Poo
       bodyLimit: 32 * 1024 * 1024,
       schema: {
         summary: 'Revoke certificates by serial, by device (all its certificates) or by batch',
-        description: `Exactly one of serials, devices, batch. Idempotent: a certificate already revoked keeps its first reason and time. OCSP reports it within seconds; the next CRL of its shard lists it. A revocation of more than ${deps.threshold} certificates needs a second officer: it answers 202 with an approval request (POST /v1/approvals/{id}/approve by another officer, then /execute).`,
+        description: `Exactly one of serials, devices, batch. Idempotent: a certificate already revoked keeps its first reason and time. OCSP reports it within seconds; the next CRL of its shard lists it. Two-person rule: when the certificates this would newly revoke, plus those the same person revoked without approval in the last ${deps.threshold.windowMinutes} minutes, are more than ${deps.threshold.certificates}, it answers 202 with an approval request (POST /v1/approvals/{id}/approve by another person, then /execute) and revokes nothing yet.`,
         tags: ['revocation'],
         security: [{ bearer: [] }],
         body: {
@@ -97,13 +94,16 @@ export function registerRevocationRoutes(app: FastifyInstance, deps: { pool: Poo
     async (request, reply) => {
       await deps.guard.assertWritable();
       const { target, reason } = parseRevocationBody(request.body);
-      const size = await targetSize(deps.pool, target);
-      if (size > deps.threshold) {
-        const summary = `revoke ${target.kind === 'batch' ? `batch ${target.batchId} (${size} certificates)` : `${size} ${target.kind}`}, reason ${reason}`;
+      try {
+        return await runRevocation(deps.revocations, request.body, { by: request.principal!, approvalId: null, threshold: deps.threshold });
+      } catch (err) {
+        if (!isFleetError(err, 'DUAL_CONTROL_THRESHOLD')) throw err;
+        const counted = err.details as { wouldRevoke: number; recentWithoutApproval: number };
+        const what = target.kind === 'batch' ? `batch ${target.batchId}` : `${target.kind === 'serials' ? target.serials.length : target.eui64s.length} ${target.kind}`;
+        const summary = `revoke ${what}: ${counted.wouldRevoke} certificate(s), reason ${reason}`;
         const approval = await deps.dualControl.request(request.principal!, 'revocation.bulk', request.body as Record<string, unknown>, summary);
-        return reply.status(202).send({ approvalRequired: true, threshold: deps.threshold, approval: presentApproval(approval, await databaseNow(deps.pool)) });
+        return reply.status(202).send({ approvalRequired: true, threshold: deps.threshold.certificates, windowMinutes: deps.threshold.windowMinutes, ...counted, approval: presentApproval(approval, await databaseNow(deps.pool)) });
       }
-      return runRevocation(deps.revocations, request.body, `token:${request.principal!.name}`);
     },
   );
 }

@@ -1,0 +1,105 @@
+import { randomUUID } from 'node:crypto';
+import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
+import { appendAuditEvents, createPersonAs, createTokenAs, findPersonByName, manufacturerExists, rescopePersonAs, withTransaction, type PersonRecord, type Pool, type Role } from '@fleetpki/store';
+import { PRIVILEGED_ROLES, newTokenSecret, type Principal } from './api-tokens.js';
+import type { DualControl } from './dual-control.js';
+
+export interface IssuedCredential {
+  readonly token: string;
+  readonly tokenId: string;
+  readonly person: { readonly id: string; readonly name: string; readonly role: Role; readonly manufacturerId: string | null };
+  readonly personCreated: boolean;
+}
+
+/**
+ * People and their credentials, as administrators manage them (API routes and the CLI alike). A
+ * factory identity and its tokens are one administrator's to create. A privileged person — anyone who
+ * could revoke, approve, hold custody or audit — is created, re-scoped or given another credential only
+ * as the execution of an approval (person.create, person.rescope, credential.create) that a second
+ * administrator approved; the database checks the same, whoever calls it.
+ */
+export class AccessAdministration {
+  constructor(
+    private readonly pool: Pool,
+    private readonly site: SiteId,
+    private readonly dualControl: DualControl,
+  ) {}
+
+  /**
+   * A token for the person called `name`; the person is created first when missing (with `role`). For a
+   * privileged person `approvalId` names the approved person.create (new) or credential.create (existing).
+   */
+  async issueToken(admin: Principal, request: { name: string; role: Role; manufacturerId: string | null; expiresDays?: number; approvalId?: string }): Promise<IssuedCredential> {
+    if (request.role === 'factory' && !request.manufacturerId) throw new FleetError('TOKEN_SCOPE_MISSING', 'a factory token must name its manufacturer', { httpStatus: 400 });
+    if (request.role !== 'factory' && request.manufacturerId) throw new FleetError('TOKEN_SCOPE_INVALID', `only factory tokens are scoped to a manufacturer, not ${request.role}`, { httpStatus: 400 });
+    if (request.manufacturerId && !(await manufacturerExists(this.pool, request.manufacturerId))) throw new FleetError('MANUFACTURER_NOT_FOUND', `no manufacturer ${request.manufacturerId.slice(0, 64)}`, { httpStatus: 404 });
+    const existing = await findPersonByName(this.pool, request.name);
+    if (existing && (existing.role !== request.role || existing.manufacturerId !== request.manufacturerId)) {
+      throw new FleetError('PERSON_ROLE_MISMATCH', `${request.name} is a ${existing.role}${existing.manufacturerId ? ` of ${existing.manufacturerId}` : ''}, not a ${request.role}${request.manufacturerId ? ` of ${request.manufacturerId}` : ''}; changing a role is person.rescope`, { httpStatus: 409 });
+    }
+    const privileged = PRIVILEGED_ROLES.includes(request.role);
+    if (!privileged) return this.createCredential(admin, request, existing, null);
+    if (!request.approvalId || !isUuid(request.approvalId)) {
+      throw new FleetError('APPROVAL_REQUIRED', `${existing ? `a credential for ${request.name}` : `creating ${request.name}`} (a ${request.role}) needs an approved ${existing ? 'credential.create' : 'person.create'} request: ask for it (POST /v1/approvals), have a second administrator approve it, then give its id`, { httpStatus: 403 });
+    }
+    const { outcome } = await this.dualControl.execute(
+      admin,
+      request.approvalId,
+      existing ? 'credential.create' : 'person.create',
+      (payload) => this.createCredential(admin, request, existing, request.approvalId!, payload),
+      (issued) => ({ person: issued.person.name, role: issued.person.role, tokenId: issued.tokenId }),
+    );
+    return outcome;
+  }
+
+  /**
+   * Another kind of credential (a client certificate) for an existing person, issued by `issue`: for a
+   * privileged person only as the execution of an approved credential.create for them.
+   */
+  async issueOtherCredential<T>(admin: Principal, request: { name: string; approvalId?: string }, issue: (person: PersonRecord) => Promise<T>): Promise<T> {
+    if (admin.role !== 'administrator') throw new FleetError('ROLE_FORBIDDEN', 'only administrators create credentials', { httpStatus: 403 });
+    const person = await findPersonByName(this.pool, request.name);
+    if (!person) throw new FleetError('PERSON_NOT_FOUND', `no person ${request.name.slice(0, 64)}: create them first (tokens create)`, { httpStatus: 404 });
+    if (!PRIVILEGED_ROLES.includes(person.role)) return issue(person);
+    if (!request.approvalId || !isUuid(request.approvalId)) throw new FleetError('APPROVAL_REQUIRED', `a credential for ${person.name} (a ${person.role}) needs an approved credential.create request`, { httpStatus: 403 });
+    const { outcome } = await this.dualControl.execute(admin, request.approvalId, 'credential.create', async (payload) => {
+      if (payload.person !== person.id) throw new FleetError('APPROVAL_ACTION_MISMATCH', `approval ${request.approvalId} is for another person`, { httpStatus: 409 });
+      return issue(person);
+    }, () => ({ person: person.name }));
+    return outcome;
+  }
+
+  /** Moves a person to another role: only as an approved person.rescope, never one's own. */
+  async rescope(admin: Principal, request: { name: string; role: Role; approvalId: string }): Promise<PersonRecord> {
+    const person = await findPersonByName(this.pool, request.name);
+    if (!person) throw new FleetError('PERSON_NOT_FOUND', `no person ${request.name.slice(0, 64)}`, { httpStatus: 404 });
+    if (!isUuid(request.approvalId)) throw new FleetError('APPROVAL_NOT_FOUND', `no approval request ${request.approvalId.slice(0, 40)}`, { httpStatus: 404 });
+    await this.dualControl.execute(admin, request.approvalId, 'person.rescope', async () => {
+      await withTransaction(this.pool, async (client) => {
+        await rescopePersonAs(client, { personId: person.id, role: request.role, actorCredential: admin.credential, approvalId: request.approvalId });
+        await appendAuditEvents(client, [{ site: this.site, actor: `person:${admin.name}`, action: 'person.rescope', subject: person.id, details: { name: person.name, from: person.role, to: request.role, approval: request.approvalId, credential: admin.credential } }]);
+      });
+      return { person: person.name, from: person.role, to: request.role };
+    });
+    return (await findPersonByName(this.pool, request.name))!;
+  }
+
+  private async createCredential(admin: Principal, request: { name: string; role: Role; manufacturerId: string | null; expiresDays?: number }, existing: PersonRecord | undefined, approvalId: string | null, approved?: Record<string, unknown>): Promise<IssuedCredential> {
+    if (approved && (existing ? approved.person !== existing.id : approved.name !== request.name || approved.role !== request.role)) {
+      throw new FleetError('APPROVAL_ACTION_MISMATCH', `approval ${approvalId} was for ${JSON.stringify(approved)}, not for this`, { httpStatus: 409 });
+    }
+    const { token, sha256 } = newTokenSecret();
+    const tokenId = randomUUID();
+    const personId = existing?.id ?? randomUUID();
+    const expiresAt = request.expiresDays === undefined ? null : new Date(Date.now() + request.expiresDays * 86_400_000);
+    await withTransaction(this.pool, async (client) => {
+      if (!existing) {
+        await createPersonAs(client, { id: personId, name: request.name, role: request.role, manufacturerId: request.manufacturerId, actorCredential: admin.credential, approvalId });
+        await appendAuditEvents(client, [{ site: this.site, actor: `person:${admin.name}`, action: 'person.create', subject: personId, details: { name: request.name, role: request.role, manufacturerId: request.manufacturerId, approval: approvalId, credential: admin.credential } }]);
+      }
+      await createTokenAs(client, { id: tokenId, personId, name: request.name, tokenSha256: sha256, expiresAt, actorCredential: admin.credential, approvalId });
+      await appendAuditEvents(client, [{ site: this.site, actor: `person:${admin.name}`, action: 'token.create', subject: tokenId, details: { person: request.name, role: request.role, approval: approvalId, credential: admin.credential } }]);
+    });
+    return { token, tokenId, person: { id: personId, name: request.name, role: request.role, manufacturerId: request.manufacturerId }, personCreated: !existing };
+  }
+}
