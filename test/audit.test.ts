@@ -213,11 +213,11 @@ describe('seals signed by the HSM audit key, certified by the organisation CA', 
   });
 });
 
-describe("the services' database role", () => {
+describe("the status responder's database role (the sealer)", () => {
   it('cannot UPDATE, DELETE or TRUNCATE audit rows or seals, nor switch the triggers off; it may append and seal', async () => {
     await pool.query('ALTER TABLE audit_events ENABLE TRIGGER USER; ALTER TABLE audit_seals ENABLE TRIGGER USER');
     const url = new URL(scratchUrl);
-    url.username = 'fleetpki_service';
+    url.username = 'fleetpki_status';
     const service = createPool(url.toString(), { max: 1 });
     try {
       await appendAuditEvents(service, [{ site: 'a', actor: 'service', action: 'test.service-role' }]);

@@ -58,6 +58,10 @@ export interface ApprovalView {
 export interface ApprovalRequiredView {
   readonly approvalRequired: true;
   readonly threshold: number;
+  /** Certificates this request would newly revoke, and those its person revoked without approval in the window. */
+  readonly wouldRevoke?: number;
+  readonly recentWithoutApproval?: number;
+  readonly windowMinutes?: number;
   readonly approval: ApprovalView;
 }
 
@@ -185,7 +189,7 @@ export class FleetApiClient {
     });
     const body = await this.parse<RevocationView | ApprovalRequiredView>(res);
     if ('approvalRequired' in body) {
-      throw new FleetError('APPROVAL_REQUIRED', `more than ${body.threshold} certificates: a second officer must approve request ${body.approval.id} (${body.approval.summary})`, { httpStatus: 202, details: { approval: body.approval } });
+      throw new FleetError('APPROVAL_REQUIRED', `more than ${body.threshold} certificates: a second officer must approve request ${body.approval.id} (${body.approval.summary})`, { httpStatus: 202, details: { ...body } });
     }
     return body;
   }
