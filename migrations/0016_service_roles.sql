@@ -46,7 +46,7 @@ GRANT DELETE ON batch_items TO fleetpki_issuer;
 GRANT UPDATE (status, revoked_at, revocation_reason) ON cas TO fleetpki_issuer;
 
 -- Batch workers.
-GRANT INSERT ON issuance_intents, certificates, audit_events TO fleetpki_worker;
+GRANT INSERT ON issuance_intents, certificates, devices, audit_events TO fleetpki_worker;
 GRANT UPDATE ON batch_chunks, batches TO fleetpki_worker;
 GRANT UPDATE (error_code) ON batch_items TO fleetpki_worker;
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,7 +34,10 @@ before(async () => {
   env = { FLEETPKI_PG_DATABASE: fresh.pgDatabase, FLEETPKI_HSM_TOKEN_PREFIX: fresh.hsmTokenPrefix, PATH: `${shims}:${process.env.PATH}` };
 });
 
+const recorders: ChildProcess[] = [];
+
 after(async () => {
+  for (const r of recorders) r.kill('SIGKILL');
   await dropDeployment(fresh).catch(() => undefined);
 });
 
@@ -57,6 +60,9 @@ function recordCommandLines(file: string): { stop(): Promise<string[]> } {
       process.exit(0);
     })();`;
   const child = spawn(process.execPath, ['-e', code, file], { stdio: 'ignore' });
+  // A failing step must not leave it running (or keep this test process alive).
+  recorders.push(child);
+  child.unref();
   return {
     stop: () =>
       new Promise((resolve) => {
@@ -74,9 +80,10 @@ describe('no PIN on any command line', () => {
       const r = await cli(step, env);
       assert.equal(r.code, 0, `${step.join(' ')}: ${r.stderr}`);
     }
-    const custodian = await cli(['tokens', 'create', '--role', 'custodian', '--name', 'pin-test', '--quiet'], env);
-    assert.equal(custodian.code, 0, custodian.stderr);
-    writeFileSync(join(dir, 'custodian.token'), custodian.stdout.trim());
+    // The installation's bootstrap: two administrators and the ceremony's custodian.
+    const people = await cli(['bootstrap', '--admin', 'pin-admin-1', '--admin', 'pin-admin-2', '--custodian', 'pin-custodian', '--out', join(dir, 'people')], env);
+    assert.equal(people.code, 0, people.stderr);
+    writeFileSync(join(dir, 'custodian.token'), readFileSync(join(dir, 'people', 'pin-custodian.token'), 'utf8'));
     for (const step of [
       ['ceremony', 'init', '--token-file', join(dir, 'custodian.token')],
       ['custody', 'create', '--custodians', '3', '--threshold', '2', '--out', join(dir, 'shares'), '--token-file', join(dir, 'custodian.token')],

@@ -17,3 +17,4 @@ export * from './repositories/device-keys.js';
 export * from './repositories/audit-chain.js';
 export * from './repositories/approvals.js';
 export * from './repositories/organisation-certificates.js';
+export * from './lease-connection.js';

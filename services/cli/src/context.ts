@@ -28,9 +28,10 @@ export function cliActor(): string {
 /** The officer a token file (or FLEETPKI_TOKEN) names, refused unless their role is one of `roles`. */
 export async function requireOfficer(pool: Pool, tokenFile: string | undefined, roles: readonly Role[], what: string): Promise<Principal> {
   const token = tokenFile ? readFileSync(tokenFile, 'utf8').trim() : process.env.FLEETPKI_TOKEN;
-  if (!token) throw new FleetError('TOKEN_MISSING', `${what} is for a ${roles.join(' or ')}: give your API token with --token-file FILE or FLEETPKI_TOKEN`);
+  const article = (role: string) => (/^[aeiou]/.test(role) ? 'an' : 'a');
+  if (!token) throw new FleetError('TOKEN_MISSING', `${what} is for ${article(roles[0]!)} ${roles.join(' or ')}: give your API token with --token-file FILE or FLEETPKI_TOKEN`);
   const officer = await new TokenAuthenticator(pool).authenticate(`Bearer ${token}`);
-  if (!roles.includes(officer.role)) throw new FleetError('ROLE_FORBIDDEN', `${what} is for a ${roles.join(' or ')}; the token is a ${officer.role}'s`);
+  if (!roles.includes(officer.role)) throw new FleetError('ROLE_FORBIDDEN', `${what} is for ${article(roles[0]!)} ${roles.join(' or ')}; the token is ${article(officer.role)} ${officer.role}'s`);
   return officer;
 }
 

@@ -83,22 +83,24 @@ export function registerTokenCommands(program: Command): void {
 export function registerBootstrapCommands(program: Command): void {
   program
     .command('bootstrap')
-    .description('installation only: the first two administrators (no administrator may exist yet); their tokens go to files in --out (0600)')
+    .description('installation only: the first two administrators and the key custodians of the installation ceremony (no administrator may exist yet); their tokens go to files in --out (0600)')
     .requiredOption('--admin <name...>', 'two names (the first two administrators)')
+    .option('--custodian <name...>', 'the key custodians who run the first key ceremony')
     .requiredOption('--out <dir>', 'where to write <name>.token')
-    .action(async (options: { admin: string[]; out: string }) => {
+    .action(async (options: { admin: string[]; custodian?: string[]; out: string }) => {
       if (options.admin.length !== 2 || options.admin[0] === options.admin[1]) throw new FleetError('BOOTSTRAP_INVALID', 'give exactly two different --admin names: after this, every privileged person needs two of them');
       await withDatabase(
         async ({ config, pool }) => {
           const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM people WHERE role = 'administrator' AND disabled_at IS NULL");
           if (rows[0]!.n > 0) throw new FleetError('BOOTSTRAP_DONE', `${rows[0]!.n} administrator(s) exist already: create people through approvals (tokens create --approval), or see \`fleetpki recovery\` for a lost installation`);
           mkdirSync(options.out, { recursive: true, mode: 0o700 });
-          for (const name of options.admin) {
-            const token = await issueApiToken(pool, { site: config.site, actor: `bootstrap:${cliActor()}`, name, role: 'administrator', manufacturerId: null });
+          const people = [...options.admin.map((name) => ({ name, role: 'administrator' as const })), ...(options.custodian ?? []).map((name) => ({ name, role: 'custodian' as const }))];
+          for (const { name, role } of people) {
+            const token = await issueApiToken(pool, { site: config.site, actor: `bootstrap:${cliActor()}`, name, role, manufacturerId: null });
             writeFileSync(join(options.out, `${name}.token`), token + '\n', { mode: 0o600 });
           }
-          await appendAuditEvents(pool, [{ site: config.site, actor: `bootstrap:${cliActor()}`, action: 'access.bootstrap', subject: options.admin.join(','), details: { administrators: options.admin } }]);
-          console.log(`administrators ${options.admin.join(' and ')} created; their tokens are in ${options.out} (hand each to its person, then delete)`);
+          await appendAuditEvents(pool, [{ site: config.site, actor: `bootstrap:${cliActor()}`, action: 'access.bootstrap', subject: options.admin.join(','), details: { administrators: options.admin, custodians: options.custodian ?? [] } }]);
+          console.log(`${people.map((p) => `${p.name} (${p.role})`).join(', ')} created; their tokens are in ${options.out} (hand each to its person, then delete)`);
         },
         { owner: true },
       );

@@ -1,0 +1,63 @@
+import pg from 'pg';
+
+/**
+ * The site lease's own connection (ca/site-lease.ts): one client, apart from the pools, so a renewal
+ * stuck waiting for an unreachable synchronous standby blocks nothing else and can be abandoned.
+ */
+export class LeaseConnection {
+  private client: pg.Client | undefined;
+
+  constructor(
+    private readonly connectionString: string,
+    private readonly applicationName: string,
+    private readonly connectTimeoutMs: number,
+  ) {}
+
+  private async connect(): Promise<pg.Client> {
+    if (this.client) return this.client;
+    const client = new pg.Client({ connectionString: this.connectionString, application_name: this.applicationName, connectionTimeoutMillis: this.connectTimeoutMs });
+    client.on('error', () => undefined);
+    await client.connect();
+    this.client = client;
+    return client;
+  }
+
+  async inRecovery(): Promise<boolean> {
+    return (await (await this.connect()).query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r;
+  }
+
+  /** Renews `site`'s lease if it is the active site at the highest epoch; returns that epoch, or undefined. */
+  async renew(site: string, leaseMs: number): Promise<number | undefined> {
+    const { rows } = await (await this.connect()).query<{ epoch: string }>(
+      `UPDATE site_state SET lease_until = clock_timestamp() + make_interval(secs => $2::float8 / 1000)
+        WHERE site = $1 AND role = 'active' AND epoch = (SELECT max(epoch) FROM site_state)
+        RETURNING epoch::text`,
+      [site, leaseMs],
+    );
+    return rows[0] ? Number(rows[0].epoch) : undefined;
+  }
+
+  /** On a hot standby: the WAL receiver's state and how long ago it last heard from the primary. */
+  async receiver(site: string): Promise<{ status: string | null; ageMs: number | null; epoch: number | null }> {
+    const { rows } = await (await this.connect()).query<{ status: string | null; age_ms: number | null; epoch: string | null }>(
+      `SELECT (SELECT status FROM pg_stat_wal_receiver) AS status,
+              (SELECT (extract(epoch FROM clock_timestamp() - last_msg_receipt_time) * 1000)::float8 FROM pg_stat_wal_receiver) AS age_ms,
+              (SELECT epoch::text FROM site_state WHERE site = $1) AS epoch`,
+      [site],
+    );
+    const r = rows[0]!;
+    return { status: r.status, ageMs: r.age_ms, epoch: r.epoch === null ? null : Number(r.epoch) };
+  }
+
+  async siteStates(): Promise<{ site: string; role: string; epoch: number }[]> {
+    const { rows } = await (await this.connect()).query<{ site: string; role: string; epoch: string }>('SELECT site, role, epoch::text FROM site_state ORDER BY epoch DESC, site');
+    return rows.map((r) => ({ site: r.site, role: r.role, epoch: Number(r.epoch) }));
+  }
+
+  /** Abandons the connection (and whatever it is waiting for). */
+  drop(): void {
+    const client = this.client;
+    this.client = undefined;
+    void client?.end().catch(() => undefined);
+  }
+}
