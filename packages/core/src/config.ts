@@ -84,6 +84,16 @@ export interface FleetConfig {
     readonly revocationWindowMinutes: number;
     readonly approvalTtlMinutes: number;
   };
+  /**
+   * The active site's lease (ca/site-lease.ts): renewed through the synchronous standby every
+   * renewEveryMs; a site that cannot renew stops issuing and stops answering OCSP "good" within leaseMs,
+   * and a site taking over waits until the old lease has lapsed.
+   */
+  readonly siteLease: { readonly leaseMs: number; readonly renewEveryMs: number };
+  /** OCSP over HTTP GET: max-age never beyond this, whatever the response's nextUpdate (RFC 5019 6.2). */
+  readonly ocspMaxAgeSeconds: number;
+  /** An online intent with no certificate after this long is released by the reconciler (the device may enrol again). */
+  readonly intentTimeoutSeconds: number;
   /** Abuse limits of the HTTP API, per client address; where it listens and whether over TLS. */
   readonly api: {
     readonly rateLimitPerMinute: number;
@@ -127,6 +137,9 @@ const envSchema = z.object({
   FLEETPKI_API_TLS: z.enum(['on', 'off']).default('off'),
   FLEETPKI_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(120_000),
   FLEETPKI_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(300),
+  FLEETPKI_SITE_LEASE_MS: z.coerce.number().int().min(1_000).max(10_000).default(5_000),
+  FLEETPKI_OCSP_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
+  FLEETPKI_INTENT_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
   FLEETPKI_APPROVAL_TTL_MINUTES: z.coerce.number().int().min(1).max(7 * 24 * 60).default(240),
 });
 
@@ -258,6 +271,9 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       tls: e.FLEETPKI_API_TLS === 'on',
       tlsDir: join(stateDir, 'tls', `site-${e.FLEETPKI_SITE}`),
     },
+    siteLease: { leaseMs: e.FLEETPKI_SITE_LEASE_MS, renewEveryMs: Math.max(200, Math.floor(e.FLEETPKI_SITE_LEASE_MS / 5)) },
+    ocspMaxAgeSeconds: e.FLEETPKI_OCSP_MAX_AGE_SECONDS,
+    intentTimeoutSeconds: e.FLEETPKI_INTENT_TIMEOUT_SECONDS,
     dualControl: { revocationThreshold: e.FLEETPKI_DUAL_CONTROL_REVOCATIONS, revocationWindowMinutes: e.FLEETPKI_DUAL_CONTROL_WINDOW_MINUTES, approvalTtlMinutes: e.FLEETPKI_APPROVAL_TTL_MINUTES },
   };
 }
