@@ -19,6 +19,13 @@ export interface PublishReport {
 }
 
 /** URL of a shard's delta CRL, next to the full one. */
+/** A serial as readCrlSerials gives it back: big-endian without leading zero bytes. */
+function unsignedHex(serial: Buffer): string {
+  let start = 0;
+  while (start < serial.length - 1 && serial[start] === 0) start++;
+  return serial.subarray(start).toString('hex');
+}
+
 export function deltaCrlUrl(baseUrl: string, caId: string, shard: number): string {
   return crlShardUrl(baseUrl, caId, shard).replace(/\.crl$/, '-delta.crl');
 }
@@ -92,7 +99,7 @@ export class CrlPublisher {
     const entries = await snapshot.revokedInShard(caId, shard);
     const fullNumber = await snapshot.nextCrlNumber(caId);
     const full = await this.sign(buildCrlTbs({ ...base, crlNumber: fullNumber, entries, freshestUrl: deltaCrlUrl(this.crlBaseUrl, caId, shard) }));
-    await this.assertComplete(snapshot, shard, full, entries.length);
+    await this.assertComplete(snapshot, shard, full, 'full');
     let bytes = full.length;
     let delta = false;
     if (previous) {
@@ -100,6 +107,7 @@ export class CrlPublisher {
       const fresh = await snapshot.revokedInShard(caId, shard, previous.coversUntil);
       const deltaNumber = await snapshot.nextCrlNumber(caId);
       const deltaDer = await this.sign(buildCrlTbs({ ...base, crlNumber: deltaNumber, entries: fresh, baseCrlNumber: previous.crlNumber }));
+      await this.assertComplete(snapshot, shard, deltaDer, 'delta', previous.coversUntil);
       await snapshot.saveCrl({ caId, shard, kind: 'delta', crlNumber: deltaNumber, baseNumber: previous.crlNumber, thisUpdate, nextUpdate, coversUntil: snapshot.coversUntil, entries: fresh.length, der: deltaDer });
       bytes += deltaDer.length;
       delta = true;
@@ -112,13 +120,22 @@ export class CrlPublisher {
     return assembleSignedCertificate(tbs, await this.ca.signer.sign(tbs));
   }
 
-  /** The completeness guard: the signed CRL, read back, lists exactly the shard's revoked serials. */
-  private async assertComplete(snapshot: CrlSnapshot, shard: number, der: Buffer, expected: number): Promise<void> {
-    const listed = readCrlSerials(der);
-    const distinct = new Set(listed.map((s) => s.toString('hex')));
-    const inStore = await snapshot.countRevokedInShard(this.ca.record.id, shard);
-    if (listed.length !== expected || distinct.size !== listed.length || listed.length !== inStore) {
-      throw new FleetError('CRL_INCOMPLETE', `shard ${shard}: the CRL lists ${listed.length} serials (${distinct.size} distinct) but the store has ${inStore} revoked; not published`);
+  /**
+   * The completeness guard: the signed CRL, read back, lists exactly the serials the snapshot has
+   * revoked in the shard (full), or revoked since the base CRL (delta), as sets read independently of
+   * what the CRL was built from: a serial missing, extra or listed twice stops the publication.
+   */
+  private async assertComplete(snapshot: CrlSnapshot, shard: number, der: Buffer, kind: 'full' | 'delta', since?: Date): Promise<void> {
+    const listed = readCrlSerials(der).map((s) => s.toString('hex'));
+    const inCrl = new Set(listed);
+    const inStore = new Set((await snapshot.revokedInShard(this.ca.record.id, shard, since)).map((r) => unsignedHex(r.serial)));
+    const missing = [...inStore].filter((s) => !inCrl.has(s));
+    const extra = [...inCrl].filter((s) => !inStore.has(s));
+    if (missing.length > 0 || extra.length > 0 || inCrl.size !== listed.length) {
+      throw new FleetError(
+        'CRL_INCOMPLETE',
+        `shard ${shard} (${kind}): the signed CRL lists ${listed.length} serials (${inCrl.size} distinct), the store ${inStore.size}; missing ${missing.length}${missing[0] ? ` (e.g. ${missing[0]})` : ''}, extra ${extra.length}${extra[0] ? ` (e.g. ${extra[0]})` : ''}; not published`,
+      );
     }
   }
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { FleetError, eui64ToBytes, type Eui64, type KeyRole, type SiteId } from '@fleetpki/core';
-import { explainRefusedIntent, recordIntents, storeCertificates, type CertificateRow, type IntentRow, type Pool } from '@fleetpki/store';
+import { explainRefusedIntent, findActiveEnrolment, recordIntents, retireIntent, staleOnlineIntents, storeCertificates, type ActiveEnrolment, type CertificateRow, type IntentRow, type Pool } from '@fleetpki/store';
 import { lintDeviceTbs, type DevicePublicKey } from '@fleetpki/x509';
 import { GroupCommitter } from './group-commit.js';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
@@ -23,13 +23,19 @@ export interface IssuedCertificate {
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly crlShard: number;
+  /** The device already had this certificate for this key (a retry): nothing was signed now. */
+  readonly reused: boolean;
 }
 
 /** The store calls enrolment needs, and nothing more (Boulder: narrow storage interfaces per caller). */
 export interface EnrolmentStore {
   recordIntents(site: SiteId, actor: string, intents: readonly IntentRow[]): Promise<Set<string>>;
-  storeCertificates(site: SiteId, actor: string, certificates: readonly CertificateRow[]): Promise<void>;
+  /** Returns the serials not stored because their intent was released meanwhile. */
+  storeCertificates(site: SiteId, actor: string, certificates: readonly CertificateRow[]): Promise<Set<string>>;
   explainRefusedIntent(eui64: Buffer, manufacturerId: string): Promise<'foreign-device' | 'already-enrolled'>;
+  findActiveEnrolment(eui64: Buffer, keyRole: string, profile: string): Promise<ActiveEnrolment | undefined>;
+  retireIntent(site: SiteId, actor: string, serial: Buffer, why: { kind: 'revoked' } | { kind: 'stale'; olderThanSeconds: number }): Promise<boolean>;
+  staleOnlineIntents(olderThanSeconds: number): Promise<Buffer[]>;
 }
 
 export function postgresEnrolmentStore(pool: Pool): EnrolmentStore {
@@ -37,6 +43,9 @@ export function postgresEnrolmentStore(pool: Pool): EnrolmentStore {
     recordIntents: (site, actor, intents) => recordIntents(pool, site, actor, intents),
     storeCertificates: (site, actor, certificates) => storeCertificates(pool, site, actor, certificates),
     explainRefusedIntent: (eui64, manufacturerId) => explainRefusedIntent(pool, eui64, manufacturerId),
+    findActiveEnrolment: (eui64, keyRole, profile) => findActiveEnrolment(pool, eui64, keyRole, profile),
+    retireIntent: (site, actor, serial, why) => retireIntent(pool, site, actor, serial, why),
+    staleOnlineIntents: (olderThanSeconds) => staleOnlineIntents(pool, olderThanSeconds),
   };
 }
 
@@ -52,15 +61,26 @@ interface Pending<T> {
  */
 export class EnrolmentService {
   private readonly intents: GroupCommitter<Pending<IntentRow>, boolean>;
-  private readonly certificates: GroupCommitter<Pending<CertificateRow>, undefined>;
+  private readonly certificates: GroupCommitter<Pending<CertificateRow>, boolean>;
+  private readonly intentTimeoutSeconds: number;
+  private readonly afterIntent: (() => void) | undefined;
 
   constructor(
     private readonly ca: IssuingCa,
     private readonly store: EnrolmentStore,
     private readonly site: SiteId,
     private readonly serialPrefix: number,
-    options: { maxBatch?: number; maxConcurrent?: number } = {},
+    options: {
+      maxBatch?: number;
+      maxConcurrent?: number;
+      /** An online intent with no certificate after this long is released (default 60 s). */
+      intentTimeoutSeconds?: number;
+      /** Test hook: runs after the intent committed and before the HSM signs (crash tests). */
+      afterIntent?: () => void;
+    } = {},
   ) {
+    this.intentTimeoutSeconds = options.intentTimeoutSeconds ?? 60;
+    this.afterIntent = options.afterIntent;
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrent ?? 3 };
     // One transaction per batch; its audit rows carry each request's own actor.
     this.intents = new GroupCommitter(async (items) => {
@@ -70,12 +90,36 @@ export class EnrolmentService {
       return items.map((i) => recorded.has(i.row.serial.toString('hex')));
     }, batching);
     this.certificates = new GroupCommitter(async (items) => {
-      for (const [actor, rows] of groupByActor(items)) await store.storeCertificates(site, actor, rows);
-      return items.map(() => undefined);
+      const released = new Set<string>();
+      for (const [actor, rows] of groupByActor(items)) for (const serial of await store.storeCertificates(site, actor, rows)) released.add(serial);
+      return items.map((i) => !released.has(i.row.serial.toString('hex')));
     }, batching);
   }
 
+  /**
+   * The reconciler's pass: online intents that never got their certificate (a crash between the intent
+   * and the store, an HSM error, a commit whose outcome was lost) are released after the intent
+   * timeout, with an audit row, so their devices can enrol again. Returns how many were released.
+   */
+  async releaseStaleIntents(actor: string): Promise<number> {
+    let released = 0;
+    for (const serial of await this.store.staleOnlineIntents(this.intentTimeoutSeconds)) {
+      if (await this.store.retireIntent(this.site, actor, serial, { kind: 'stale', olderThanSeconds: this.intentTimeoutSeconds })) released++;
+    }
+    return released;
+  }
+
+  /**
+   * Enrols a device key. When (device, role, profile) is already taken: the same key gets its
+   * certificate back (a retry after a lost answer: 200, nothing signed); a revoked certificate is
+   * superseded (a new certificate, audited); an intent that never got its certificate within the intent
+   * timeout is released first; anything else is CERTIFICATE_EXISTS (another key) or CERTIFICATE_PENDING.
+   */
   async enrol(request: EnrolmentRequest): Promise<IssuedCertificate> {
+    return this.enrolOnce(request, true);
+  }
+
+  private async enrolOnce(request: EnrolmentRequest, mayResolve: boolean): Promise<IssuedCertificate> {
     const template = this.ca.template(request.profileId, request.keyRole);
     const serial = newSerial(this.serialPrefix);
     const notBefore = new Date(Math.floor(Date.now() / 1000) * 1000);
@@ -97,19 +141,41 @@ export class EnrolmentService {
         deviceType: request.deviceType,
       },
     });
-    if (!recorded) {
-      const why = await this.store.explainRefusedIntent(eui64, request.manufacturerId);
-      throw why === 'foreign-device'
-        ? new FleetError('EUI64_NOT_AVAILABLE', `EUI-64 ${request.eui64} is registered to another manufacturer`, { httpStatus: 409 })
-        : new FleetError('CERTIFICATE_EXISTS', `device ${request.eui64} already has a ${request.keyRole} certificate under profile ${request.profileId}`, { httpStatus: 409 });
-    }
+    if (!recorded) return this.resolveConflict(request, eui64, mayResolve);
+    this.afterIntent?.();
 
     const der = await signCertificate(this.ca, linted);
-    await this.certificates.submit({
+    const stored = await this.certificates.submit({
       actor: request.actor,
       row: { serial, caId: this.ca.record.id, eui64, keyRole: request.keyRole, profile: request.profileId, der, notBefore, notAfter: tbs.notAfter, crlShard },
     });
-    return { serial, der, notBefore, notAfter: tbs.notAfter, crlShard };
+    if (!stored) throw new FleetError('ENROLMENT_TIMED_OUT', `the enrolment of ${request.eui64} took longer than ${this.intentTimeoutSeconds} s and was released; enrol again`, { httpStatus: 503 });
+    return { serial, der, notBefore, notAfter: tbs.notAfter, crlShard, reused: false };
+  }
+
+  private async resolveConflict(request: EnrolmentRequest, eui64: Buffer, mayResolve: boolean): Promise<IssuedCertificate> {
+    if ((await this.store.explainRefusedIntent(eui64, request.manufacturerId)) === 'foreign-device') {
+      throw new FleetError('EUI64_NOT_AVAILABLE', `EUI-64 ${request.eui64} is registered to another manufacturer`, { httpStatus: 409 });
+    }
+    const existing = await this.store.findActiveEnrolment(eui64, request.keyRole, request.profileId);
+    const cert = existing?.certificate;
+    // The same key: the x coordinate of its point is in the stored certificate (DER or C509 alike).
+    if (existing && cert && !cert.revoked && cert.der.includes(request.publicKey.point.subarray(1, 33))) {
+      return { serial: existing.serial, der: cert.der, notBefore: cert.notBefore, notAfter: cert.notAfter, crlShard: cert.crlShard, reused: true };
+    }
+    if (mayResolve && existing && cert?.revoked && (await this.store.retireIntent(this.site, request.actor, existing.serial, { kind: 'revoked' }))) {
+      return this.enrolOnce(request, false);
+    }
+    if (mayResolve && existing && !cert && !existing.batchId && existing.ageSeconds > this.intentTimeoutSeconds && (await this.store.retireIntent(this.site, request.actor, existing.serial, { kind: 'stale', olderThanSeconds: this.intentTimeoutSeconds }))) {
+      return this.enrolOnce(request, false);
+    }
+    if (existing && !cert) {
+      throw new FleetError('CERTIFICATE_PENDING', `device ${request.eui64} has a ${request.keyRole} enrolment in progress since ${existing.createdAt.toISOString()}; if it does not complete it is released after ${this.intentTimeoutSeconds} s`, {
+        httpStatus: 409,
+        details: { retryAfterSeconds: Math.max(1, Math.ceil(this.intentTimeoutSeconds - existing.ageSeconds)) },
+      });
+    }
+    throw new FleetError('CERTIFICATE_EXISTS', `device ${request.eui64} already has a ${request.keyRole} certificate under profile ${request.profileId} for another key`, { httpStatus: 409 });
   }
 }
 

@@ -20,3 +20,4 @@ export * from './organisation-issuer.js';
 export * from './client-certificates.js';
 export * from './root-ceremonies.js';
 export * from './access-administration.js';
+export * from './site-lease.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Signer } from '@fleetpki/hsm';
 import { GroupCommitter } from './group-commit.js';
-import { certificatesIssuedAfter, getCertificateStatus, getOcspResponse, ocspResponsesExpiringBefore, revocationsSince, saveOcspResponses, type IssueCursor, type Pool, type RevocationCursor, type StoredOcspResponse } from '@fleetpki/store';
+import { certificatesIssuedAfter, getCertificateStatus, getOcspResponse, ocspResponsesExpiringBefore, revocationGeneration, revocationsSince, saveOcspResponses, type IssueCursor, type Pool, type RevocationCursor, type StoredOcspResponse } from '@fleetpki/store';
 import {
   OCSP_ERROR,
   OcspMalformedError,
@@ -27,6 +27,17 @@ export interface OcspAnswer {
 export interface OcspResponderOptions {
   /** nextUpdate - thisUpdate of a produced response. */
   readonly validityMs?: number;
+  /**
+   * May this site say "good" now (ca/site-lease.ts: the active site holding its lease, or a standby
+   * streaming from its primary)? When not, a "good" answer becomes tryLater; revoked stays revoked.
+   */
+  readonly vouching?: () => boolean;
+  /**
+   * Signing on request (unknown serials, several CertIDs, a response not pre-produced) takes a bounded
+   * share of the HSM, so revocation re-signing keeps its pace: at most `concurrency` such signatures at
+   * once, and unknown or multi-CertID requests at most `perAddressPerSecond` per client address.
+   */
+  readonly onDemand?: { readonly concurrency: number; readonly perAddressPerSecond: number };
   /** A response is produced again when less than this is left (before nextUpdate, RFC 9919 pre-production). */
   readonly refreshBeforeMs?: number;
   /** Responses kept in memory; the store holds them all. */
@@ -36,7 +47,70 @@ export interface OcspResponderOptions {
 interface Cached {
   readonly answer: OcspAnswer;
   readonly refreshAt: number;
+  /** The revocation generation read before the status this answer says: "good" is served only while it is current. */
+  readonly generation: number;
 }
+
+/**
+ * The revocation generation as of a read that started after the caller asked: requests arriving while
+ * a read is in flight share the next one. One small query serves every concurrent "good" answer.
+ */
+class GenerationWatch {
+  private running: Promise<number> | undefined;
+  private next: Promise<number> | undefined;
+
+  constructor(private readonly read: () => Promise<number>) {}
+
+  current(): Promise<number> {
+    if (!this.running) {
+      this.running = this.read().finally(() => {
+        this.running = undefined;
+      });
+      return this.running;
+    }
+    this.next ??= this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.next = undefined;
+        return this.current();
+      });
+    return this.next;
+  }
+}
+
+/** Token buckets per client address and a bound on concurrent on-demand signatures. */
+class OnDemandSigning {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly limits: { concurrency: number; perAddressPerSecond: number }) {}
+
+  admit(address: string): boolean {
+    const now = Date.now();
+    const b = this.buckets.get(address) ?? { tokens: this.limits.perAddressPerSecond, at: now };
+    b.tokens = Math.min(this.limits.perAddressPerSecond, b.tokens + ((now - b.at) / 1000) * this.limits.perAddressPerSecond);
+    b.at = now;
+    if (this.buckets.size > 100_000) this.buckets.clear();
+    this.buckets.set(address, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limits.concurrency) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
+const TRY_LATER: OcspAnswer = { der: OCSP_ERROR.tryLater, kind: 'tryLater' };
 
 function answerOf(der: Buffer, kind: OcspAnswer['kind'], thisUpdate: Date, nextUpdate: Date): OcspAnswer {
   return { der, kind, thisUpdate, nextUpdate, etag: `"${createHash('sha1').update(der).digest('hex')}"` };
@@ -56,6 +130,9 @@ export class OcspResponder {
   private readonly cacheEntries: number;
   private revocationCursor: RevocationCursor = { createdAt: '-infinity', serial: Buffer.alloc(0) };
   private issueCursor: IssueCursor = { issuedAt: '-infinity', serial: Buffer.alloc(0) };
+  private readonly generations: GenerationWatch;
+  private readonly vouching: () => boolean;
+  private readonly onDemand: OnDemandSigning;
   /** Responses produced on request are stored in groups: one synchronous-replication round trip for many. */
   private readonly saves = new GroupCommitter<StoredOcspResponse, void>(
     async (items) => {
@@ -76,9 +153,18 @@ export class OcspResponder {
     this.validityMs = options.validityMs ?? 7 * 86_400_000;
     this.refreshBeforeMs = options.refreshBeforeMs ?? 3.5 * 86_400_000;
     this.cacheEntries = options.cacheEntries ?? 500_000;
+    this.generations = new GenerationWatch(() => revocationGeneration(this.pool));
+    this.vouching = options.vouching ?? (() => true);
+    this.onDemand = new OnDemandSigning(options.onDemand ?? { concurrency: 1, perAddressPerSecond: 50 });
   }
 
-  async respond(requestDer: Uint8Array): Promise<OcspAnswer> {
+  /**
+   * The invariant this serves: once a revocation has committed (and, on a standby, been applied, which
+   * synchronous remote_apply guarantees before it is acknowledged), no answer to a request that arrived
+   * afterwards says "good" for it. A cached "good" is served only if the revocation generation, read
+   * after the request arrived, is the one read before its status; otherwise the status is read again.
+   */
+  async respond(requestDer: Uint8Array, clientAddress = 'local'): Promise<OcspAnswer> {
     let ids: OcspCertId[];
     try {
       ids = parseOcspRequest(requestDer);
@@ -88,7 +174,8 @@ export class OcspResponder {
     }
     if (!ids.every((id) => certIdMatchesIssuer(id, this.issuer))) return { der: OCSP_ERROR.unauthorized, kind: 'unauthorized' };
     try {
-      if (ids.length === 1) return await this.single(ids[0]!);
+      if (ids.length === 1) return await this.single(ids[0]!, clientAddress);
+      if (!this.onDemand.admit(clientAddress)) return TRY_LATER;
       return await this.multiple(ids);
     } catch {
       return { der: OCSP_ERROR.internalError, kind: 'internalError' };
@@ -99,29 +186,39 @@ export class OcspResponder {
     return `${alg}:${serial.toString('hex')}`;
   }
 
-  private async single(id: OcspCertId): Promise<OcspAnswer> {
+  private async single(id: OcspCertId, clientAddress: string): Promise<OcspAnswer> {
     const alg = id.hashAlgorithm!;
     const key = this.key(alg, id.serial);
     const cached = this.cache.get(key);
-    if (cached && Date.now() < cached.refreshAt) return cached.answer;
+    if (cached && Date.now() < cached.refreshAt) {
+      if (cached.answer.kind !== 'good') return cached.answer;
+      if (!this.vouching()) return TRY_LATER;
+      if ((await this.generations.current()) === cached.generation) return cached.answer;
+      // A revocation committed since this status was read: read it again below.
+    }
+    const generation = await revocationGeneration(this.pool);
     const status = await this.statusOf(id.serial);
+    if (status.status === 'good' && !this.vouching()) return TRY_LATER;
     const stored = status.status === 'unknown' ? undefined : await getOcspResponse(this.pool, id.serial, alg);
     if (stored && stored.status === status.status && stored.nextUpdate.getTime() - Date.now() > this.refreshBeforeMs / 4) {
-      return this.remember(key, answerOf(stored.der, stored.status, stored.thisUpdate, stored.nextUpdate));
+      return this.remember(key, answerOf(stored.der, stored.status, stored.thisUpdate, stored.nextUpdate), generation);
     }
-    if (!this.signer) return stored && stored.status === status.status && stored.nextUpdate.getTime() > Date.now() ? answerOf(stored.der, stored.status, stored.thisUpdate, stored.nextUpdate) : { der: OCSP_ERROR.tryLater, kind: 'tryLater' };
-    const answer = await this.produce([{ certId: id.der, status }]);
+    if (!this.signer) return stored && stored.status === status.status && stored.nextUpdate.getTime() > Date.now() ? answerOf(stored.der, stored.status, stored.thisUpdate, stored.nextUpdate) : TRY_LATER;
+    // Unknown serials are never cached or stored: each one is a signature, limited per address.
+    if (status.status === 'unknown' && !this.onDemand.admit(clientAddress)) return TRY_LATER;
+    const answer = await this.onDemand.run(() => this.produce([{ certId: id.der, status }]));
     if (status.status !== 'unknown') {
       if (await this.canWrite()) await this.saves.submit({ serial: id.serial, hashAlg: alg, status: status.status, thisUpdate: answer.thisUpdate!, nextUpdate: answer.nextUpdate!, der: answer.der });
-      return this.remember(key, answer);
+      return this.remember(key, answer, generation);
     }
     return answer;
   }
 
   private async multiple(ids: readonly OcspCertId[]): Promise<OcspAnswer> {
-    if (!this.signer) return { der: OCSP_ERROR.tryLater, kind: 'tryLater' };
+    if (!this.signer) return TRY_LATER;
     const singles = await Promise.all(ids.map(async (id) => ({ certId: id.der, status: await this.statusOf(id.serial) })));
-    return this.produce(singles);
+    if (singles.some((s) => s.status.status === 'good') && !this.vouching()) return TRY_LATER;
+    return this.onDemand.run(() => this.produce(singles));
   }
 
   private async statusOf(serial: Buffer): Promise<OcspStatus> {
@@ -143,7 +240,7 @@ export class OcspResponder {
     return answerOf(der, singles.length === 1 ? singles[0]!.status.status : 'good', thisUpdate, nextUpdate);
   }
 
-  private remember(key: string, answer: OcspAnswer): OcspAnswer {
+  private remember(key: string, answer: OcspAnswer, generation: number): OcspAnswer {
     if (this.cache.size >= this.cacheEntries) {
       // Drop the oldest tenth (Map keeps insertion order): cheap, and the store still has them.
       let n = Math.ceil(this.cacheEntries / 10);
@@ -153,7 +250,8 @@ export class OcspResponder {
       }
     }
     const refreshAt = answer.nextUpdate ? answer.nextUpdate.getTime() - this.refreshBeforeMs : Date.now() + 60_000;
-    this.cache.set(key, { answer, refreshAt });
+    this.cache.set(key, { answer, refreshAt, generation });
+    if (answer.kind === 'good' && !this.vouching()) return TRY_LATER;
     return answer;
   }
 
@@ -187,7 +285,8 @@ export class OcspResponder {
           next += slice;
           const rows = mine.slice(from, from + slice);
           evict(rows);
-          await this.produceAndStore(rows.map((r) => ({ serial: r.serial, hashAlg: 'sha1' as const, status: { status: 'revoked' as const, revokedAt: r.revokedAt, reason: r.reason } })));
+          // Revoked is final: the generation does not matter for these.
+          await this.produceAndStore(rows.map((r) => ({ serial: r.serial, hashAlg: 'sha1' as const, status: { status: 'revoked' as const, revokedAt: r.revokedAt, reason: r.reason } })), 0);
         }
       }),
     );
@@ -220,12 +319,16 @@ export class OcspResponder {
   }
 
   private async resign(items: readonly { serial: Buffer; hashAlg: OcspHashAlgorithm }[]): Promise<void> {
+    const generation = await revocationGeneration(this.pool);
     const withStatus = await Promise.all(items.map(async (item) => ({ ...item, status: await this.statusOf(item.serial) })));
-    await this.produceAndStore(withStatus);
+    await this.produceAndStore(withStatus, generation);
   }
 
-  /** Signs a response for each item (in parallel, across the HSM sessions), caches and stores them. */
-  private async produceAndStore(items: readonly { serial: Buffer; hashAlg: OcspHashAlgorithm; status: OcspStatus }[]): Promise<void> {
+  /**
+   * Signs a response for each item (in parallel, across the HSM sessions), caches and stores them.
+   * `generation` was read before the statuses were (a "good" among them is served only while current).
+   */
+  private async produceAndStore(items: readonly { serial: Buffer; hashAlg: OcspHashAlgorithm; status: OcspStatus }[], generation: number): Promise<void> {
     const produced: StoredOcspResponse[] = [];
     await Promise.all(
       items.map(async ({ serial, hashAlg, status }) => {
@@ -233,7 +336,7 @@ export class OcspResponder {
         const certId = buildCertId(hashAlg, this.issuer, serial);
         const answer = await this.produce([{ certId, status }]);
         produced.push({ serial, hashAlg, status: status.status, thisUpdate: answer.thisUpdate!, nextUpdate: answer.nextUpdate!, der: answer.der });
-        this.remember(this.key(hashAlg, serial), answer);
+        this.remember(this.key(hashAlg, serial), answer, generation);
       }),
     );
     await saveOcspResponses(this.pool, produced);
@@ -252,12 +355,14 @@ export class OcspResponder {
     const until = new Date(Date.now() - (options.settleMs ?? 10_000));
     let produced = 0;
     while (produced < limit && Date.now() < deadline) {
+      const generation = await revocationGeneration(this.pool);
       const rows = await certificatesIssuedAfter(this.pool, this.caId, this.issueCursor, until, limit - produced);
       if (rows.length === 0) break;
       const last = rows[rows.length - 1]!;
       const todo = rows.filter((r) => !r.hasResponse);
       await this.produceAndStore(
         todo.map((r) => ({ serial: r.serial, hashAlg: 'sha1' as const, status: r.revokedAt ? { status: 'revoked' as const, revokedAt: r.revokedAt, reason: r.reason ?? 0 } : { status: 'good' as const } })),
+        generation,
       );
       this.issueCursor = { issuedAt: last.issuedAt, serial: last.serial };
       produced += todo.length;

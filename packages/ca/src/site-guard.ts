@@ -1,9 +1,12 @@
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { isInRecovery, listCas, type Pool } from '@fleetpki/store';
+import type { SiteLease } from './site-lease.js';
 
 /**
- * Writes go to the active site only. A site whose database is a hot standby answers writes with 503 and
- * names the other site, until a failover promotes it. Checked at most once a second.
+ * Writes go to the active site only, and only while it holds its lease. A site whose database is a hot
+ * standby answers writes with 503 and names the other site, until a failover promotes it; a site that
+ * lost its lease (cut off from its standby, or fenced by a higher epoch) answers 503 SITE_NOT_LEASED
+ * and says why. The database role is checked at most once a second; the lease on every call.
  */
 export class SiteGuard {
   private standby: boolean | undefined;
@@ -12,7 +15,13 @@ export class SiteGuard {
   constructor(
     private readonly pool: Pool,
     private readonly config: FleetConfig,
+    readonly lease?: SiteLease,
   ) {}
+
+  /** May this process issue and sign for the CA now (not a standby, lease held)? */
+  async canAct(): Promise<boolean> {
+    return !(await this.isStandby()) && (this.lease?.state().issuing ?? true);
+  }
 
   async isStandby(): Promise<boolean> {
     if (this.standby === undefined || Date.now() - this.checkedAt > 1_000) {
@@ -23,12 +32,15 @@ export class SiteGuard {
   }
 
   async assertWritable(): Promise<void> {
-    if (!(await this.isStandby())) return;
-    const other = this.config.sites[this.config.site === 'a' ? 'b' : 'a'];
-    throw new FleetError('SITE_STANDBY', `site ${this.config.site} is a standby and accepts no writes; the active site is ${other.id} (http://127.0.0.1:${other.apiPort})`, {
-      httpStatus: 503,
-      details: { activeSite: other.id },
-    });
+    if (await this.isStandby()) {
+      const other = this.config.sites[this.config.site === 'a' ? 'b' : 'a'];
+      throw new FleetError('SITE_STANDBY', `site ${this.config.site} is a standby and accepts no writes; the active site is ${other.id} (http://127.0.0.1:${other.apiPort})`, {
+        httpStatus: 503,
+        details: { activeSite: other.id },
+      });
+    }
+    const lease = this.lease?.state();
+    if (lease && !lease.issuing) throw new FleetError('SITE_NOT_LEASED', `site ${this.config.site} does not hold the CA's lease and issues nothing: ${lease.reason}`, { httpStatus: 503, details: { lease } });
   }
 }
 

@@ -22,14 +22,40 @@ export class Pkcs11KeyStore implements KeyStore {
   readonly tokenLabel: string;
   private closed = false;
 
+  private readonly pool: SessionPool<graphene.Session>;
+
   private constructor(
     private readonly modulePath: string,
     readonly slot: graphene.Slot,
     private readonly sessions: graphene.Session[],
-    private readonly pool: SessionPool<graphene.Session>,
     tokenLabel: string,
+    private readonly pin: string,
   ) {
     this.tokenLabel = tokenLabel;
+    this.pool = new SessionPool(sessions, { isBroken: isBrokenSession, replace: (broken) => this.replaceSession(broken) });
+  }
+
+  /**
+   * A session closed underneath us, a token logged out, a device reset: close what is left of the
+   * session, open a new one and log in again (CKR_USER_ALREADY_LOGGED_IN is fine), in its place.
+   */
+  private async replaceSession(broken: graphene.Session): Promise<graphene.Session> {
+    try {
+      broken.close();
+    } catch {
+      // already gone: that is why it is being replaced
+    }
+    const fresh = this.slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
+    await loginWithRetry(fresh, this.pin, this.tokenLabel);
+    const at = this.sessions.indexOf(broken);
+    if (at >= 0) this.sessions[at] = fresh;
+    else this.sessions.push(fresh);
+    return fresh;
+  }
+
+  /** For fault-injection tests (Pkcs11Probes): the sessions the pool lends out. */
+  sessionsForFaultInjection(): readonly graphene.Session[] {
+    return this.sessions;
   }
 
   static async open(options: Pkcs11Options): Promise<Pkcs11KeyStore> {
@@ -51,7 +77,7 @@ export class Pkcs11KeyStore implements KeyStore {
       const flags = graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION;
       const sessions = Array.from({ length: options.sessions ?? 4 }, () => slot.open(flags));
       await loginWithRetry(sessions[0]!, options.pin, options.tokenLabel);
-      return new Pkcs11KeyStore(options.modulePath, slot, sessions, new SessionPool(sessions), options.tokenLabel);
+      return new Pkcs11KeyStore(options.modulePath, slot, sessions, options.tokenLabel, options.pin);
     } catch (err) {
       releaseModule(options.modulePath);
       throw err;
@@ -379,6 +405,18 @@ export class Pkcs11KeyStore implements KeyStore {
     const point = this.findKey(session, graphene.ObjectClass.PUBLIC_KEY, ref).getAttribute({ pointEC: null }).pointEC as Buffer;
     return p256SpkiFromPoint(unwrapEcPoint(point));
   }
+}
+
+/** PKCS#11 return values after which a session is replaced and the operation tried once more. */
+const BROKEN_SESSION = new Set([CKR.SESSION_HANDLE_INVALID, CKR.SESSION_CLOSED, CKR.USER_NOT_LOGGED_IN, CKR.DEVICE_REMOVED, CKR.TOKEN_NOT_PRESENT]);
+
+function isBrokenSession(err: unknown): boolean {
+  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
+    const code = pkcs11Code(e);
+    if (code !== undefined && BROKEN_SESSION.has(code as never)) return true;
+    if (/CKR_(SESSION_HANDLE_INVALID|SESSION_CLOSED|USER_NOT_LOGGED_IN|DEVICE_REMOVED|TOKEN_NOT_PRESENT)/.test((e as Error).message ?? '')) return true;
+  }
+  return false;
 }
 
 function collect(found: graphene.SessionObjectCollection): graphene.SessionObject[] {

@@ -99,6 +99,25 @@ export class Pkcs11Probes {
     });
   }
 
+  /** Fault injection: C_CloseSession on every session the store's pool lends out, behind its back. */
+  closeSessionsUnderneath(): number {
+    let closed = 0;
+    for (const session of this.store.sessionsForFaultInjection()) {
+      try {
+        session.close();
+        closed++;
+      } catch {
+        // closed already
+      }
+    }
+    return closed;
+  }
+
+  /** Fault injection: C_Logout of the token (per application: every session of this process is logged out). */
+  logoutUnderneath(): void {
+    this.store.sessionsForFaultInjection()[0]!.logout();
+  }
+
   /**
    * A key pair as fleetpki made them before the trusted-wrap rule (sensitive, extractable, wrappable
    * under any key): reproduces an old deployment for the migration's tests and drills. Never used to

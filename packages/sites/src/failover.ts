@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
-import { activateSite, createPool, isInRecovery, markSiteStandby } from '@fleetpki/store';
+import { activateSite, createPool, isInRecovery, leaseRemainingMs, markSiteStandby } from '@fleetpki/store';
 import { isClusterRunning, pgDataDir, standbyName, promoteCluster, rebuildAsStandby, reloadCluster, stopCluster, writeSettings } from './postgres-cluster.js';
 import { redisPid } from './redis-server.js';
 import { currentRoles, writeTopology } from './topology-file.js';
@@ -51,15 +51,23 @@ async function withDb<T>(config: FleetConfig, site: SiteConfig, fn: (pool: Retur
  * synchronous replication), make it the active CA site with a new epoch and fence the other. The new
  * primary runs without a synchronous standby until the failed site is rebuilt (failback).
  */
-export async function promoteStandby(config: FleetConfig, site: SiteConfig, note: string, log: Log = () => undefined): Promise<{ epoch: number }> {
+export async function promoteStandby(config: FleetConfig, site: SiteConfig, note: string, log: Log = () => undefined): Promise<{ epoch: number; leaseWaitMs: number }> {
   if (!(await withDb(config, site, isInRecovery))) throw new FleetError('SITE_NOT_STANDBY', `site ${site.id} is not a standby; nothing to promote`);
   await promoteCluster(site);
   writeSettings(config, site, { role: 'primary' });
   await reloadCluster(site);
   writeTopology(config, { primary: site.id, rebuild: site.id === 'a' ? 'b' : 'a' });
+  // The old site's processes may act until their lease runs out; the new site acts only afterwards.
+  // The last renewal that reached this database bounds it (a renewal commits only once applied here).
+  const other = site.id === 'a' ? 'b' : 'a';
+  const leaseWaitMs = await withDb(config, site, (pool) => leaseRemainingMs(pool, other));
+  if (leaseWaitMs > 0) {
+    log(`site ${site.id}: waiting ${(leaseWaitMs / 1000).toFixed(1)} s for site ${other}'s lease to lapse`);
+    await new Promise((r) => setTimeout(r, leaseWaitMs + 250));
+  }
   const epoch = await withDb(config, site, (pool) => activateSite(pool, site.id, note));
   log(`site ${site.id}: promoted to primary, active CA site at epoch ${epoch}; the other site is fenced`);
-  return { epoch };
+  return { epoch, leaseWaitMs };
 }
 
 /**

@@ -42,11 +42,13 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
     `wal_keep_size = '1GB'`,
     `hot_standby = on`,
     `hot_standby_feedback = on`,
-    // RPO 0: a commit on the primary returns only once the standby has flushed it. If the standby is down,
+    // RPO 0: a commit on the primary returns only once the standby has it. If the standby is down,
     // commits wait (no silent degradation); operations decide, e.g. by promoting or by clearing this setting.
     // A primary promoted by a failover runs without one until the failed site is rebuilt as its standby.
     `synchronous_standby_names = '${role.role === 'primary' && role.syncStandby ? `FIRST 1 (${standbyName(role.syncStandby)})` : ''}'`,
-    `synchronous_commit = on`,
+    // remote_apply, not on: a commit returns once the standby has applied it, so a read on the standby
+    // after an acknowledged revocation sees it (its OCSP responder never says "good" for it afterwards).
+    `synchronous_commit = remote_apply`,
     `log_destination = 'stderr'`,
     `log_min_messages = warning`,
   ];

@@ -2,17 +2,23 @@ import { createPublicKey, verify } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { FleetError } from '@fleetpki/core';
-import { ECDSA_WITH_SHA256_ALGID, TAG, derFromPemOrBase64, derTlv } from './der.js';
+import { ECDSA_WITH_SHA256_ALGID, TAG, derTlv } from './der.js';
 import { DerError, expectTlv } from './der-reader.js';
 import { OID } from './oids.js';
 import { publicKeyFromSpki, type DevicePublicKey } from './public-key.js';
 import { C509Error } from './c509/errors.js';
 import { parseC509Request, verifyNativeC509RequestP256, type ParsedC509Request } from './c509/csr.js';
+import { InputRuleError, assertStrictDer, readPemOrBase64 } from './strict-input.js';
 
 export const MAX_CSR_BYTES = 8 * 1024;
 
-function csrError(code: string, message: string): FleetError {
-  return new FleetError(code, message, { httpStatus: 400 });
+function csrError(code: string, message: string, details?: Record<string, unknown>): FleetError {
+  return new FleetError(code, message, { httpStatus: 400, ...(details ? { details } : {}) });
+}
+
+/** A strict-reader refusal as CSR_MALFORMED, naming the rule (and offset) in the message and details. */
+function csrRuleError(err: InputRuleError): FleetError {
+  return csrError('CSR_MALFORMED', `${err.message} [${err.rule}]`, { rule: err.rule, ...(err.offset !== undefined ? { offset: err.offset } : {}) });
 }
 
 /**
@@ -34,11 +40,14 @@ export function parseCsr(input: string | Uint8Array): DevicePublicKey {
 export function readCsr(input: string | Uint8Array): { publicKey: DevicePublicKey; der: Buffer; parts: CsrParts } {
   let der: Buffer;
   try {
-    der = derFromPemOrBase64(input, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']);
+    // One strict reader: exactly one PEM block or canonical base64, and DER all the way down.
+    der = typeof input === 'string' ? readPemOrBase64(input, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'], 'the CSR') : Buffer.from(input);
+    if (der.length === 0 || der.length > MAX_CSR_BYTES) throw csrError('CSR_MALFORMED', `the CSR must be 1-${MAX_CSR_BYTES} bytes of DER, got ${der.length}`);
+    assertStrictDer(der, 'the CSR');
   } catch (err) {
-    throw csrError('CSR_MALFORMED', `the CSR is not PEM or base64 DER: ${(err as Error).message}`);
+    if (err instanceof InputRuleError) throw csrRuleError(err);
+    throw err;
   }
-  if (der.length === 0 || der.length > MAX_CSR_BYTES) throw csrError('CSR_MALFORMED', `the CSR must be 1-${MAX_CSR_BYTES} bytes of DER, got ${der.length}`);
   let parts: CsrParts;
   try {
     parts = splitCsr(der);
@@ -58,8 +67,14 @@ export function readCsr(input: string | Uint8Array): { publicKey: DevicePublicKe
  * algorithms 0 and 1). Either way the result is the proven P-256 key.
  */
 export function parseC509Csr(input: string): DevicePublicKey {
-  const bytes = Buffer.from(input.trim(), 'base64');
-  if (bytes.length === 0 || bytes.length > MAX_CSR_BYTES || !/^[A-Za-z0-9+/=\s]+$/.test(input)) throw csrError('CSR_MALFORMED', `c509Csr must be 1-${MAX_CSR_BYTES} bytes of base64 CBOR`);
+  let bytes: Buffer;
+  try {
+    bytes = readPemOrBase64(input, [], 'c509Csr');
+  } catch (err) {
+    if (err instanceof InputRuleError) throw csrRuleError(err);
+    throw err;
+  }
+  if (bytes.length === 0 || bytes.length > MAX_CSR_BYTES) throw csrError('CSR_MALFORMED', `c509Csr must be 1-${MAX_CSR_BYTES} bytes of base64 CBOR`);
   let request: ParsedC509Request;
   try {
     request = parseC509Request(bytes);

@@ -52,16 +52,3 @@ export function toPem(der: Uint8Array, label = 'CERTIFICATE'): string {
   const b64 = Buffer.from(der).toString('base64');
   return `-----BEGIN ${label}-----\n${b64.replace(/.{1,64}/g, '$&\n')}-----END ${label}-----\n`;
 }
-
-/** Accepts PEM (any label) or base64 DER or raw DER bytes; returns DER. */
-export function derFromPemOrBase64(input: string | Uint8Array, expectedLabels: readonly string[]): Buffer {
-  if (typeof input !== 'string') return Buffer.from(input);
-  const text = input.trim();
-  const pem = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/.exec(text);
-  if (pem) {
-    if (!expectedLabels.includes(pem[1]!)) throw new Error(`PEM label "${pem[1]}" is not one of ${expectedLabels.join(', ')}`);
-    return Buffer.from(pem[2]!.replace(/\s+/g, ''), 'base64');
-  }
-  if (!/^[A-Za-z0-9+/=_-]+$/.test(text)) throw new Error('neither PEM nor base64');
-  return Buffer.from(text, 'base64');
-}

@@ -13,3 +13,4 @@ export * from './ocsp.js';
 export * from './c509/index.js';
 export * from './certificate-format.js';
 export * from './organisation-certificate.js';
+export * from './strict-input.js';

@@ -1,6 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { FleetError } from '@fleetpki/core';
-import { derFromPemOrBase64 } from './der.js';
+import { InputRuleError, assertStrictDer, readPemOrBase64 } from './strict-input.js';
 
 /** P-256 SubjectPublicKeyInfo header (RFC 5480): id-ecPublicKey + prime256v1, BIT STRING of 66 bytes. */
 export const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
@@ -90,17 +90,18 @@ export function publicKeyFromSpki(spki: Uint8Array): DevicePublicKey {
  * DER SubjectPublicKeyInfo, or base64/hex of the bare point.
  */
 export function parseDevicePublicKey(input: string): DevicePublicKey {
-  const text = input.trim();
+  const text = input;
   if (text.length === 0 || text.length > 4096) throw keyError(`public key must be 1-4096 characters, got ${text.length}`);
   let bytes: Buffer;
-  if (/^(04|02|03)[0-9a-fA-F]+$/.test(text) && (text.length === 130 || text.length === 66)) bytes = Buffer.from(text, 'hex');
-  else if (/^[0-9a-fA-F]+$/.test(text) && text.length % 2 === 0 && text.startsWith('30')) bytes = Buffer.from(text, 'hex');
-  else {
-    try {
-      bytes = derFromPemOrBase64(text, ['PUBLIC KEY']);
-    } catch (err) {
-      throw keyError(`public key is not PEM, base64 or hex: ${(err as Error).message}`);
-    }
+  try {
+    // Hex only as exactly a point (130 or 66 digits) or an SPKI; otherwise one strict PEM block or canonical base64.
+    if (/^(04|02|03)[0-9a-fA-F]+$/.test(text) && (text.length === 130 || text.length === 66)) bytes = Buffer.from(text, 'hex');
+    else if (/^30[0-9a-fA-F]+$/.test(text) && text.length % 2 === 0) bytes = Buffer.from(text, 'hex');
+    else bytes = readPemOrBase64(text, ['PUBLIC KEY'], 'the public key');
+    if (bytes[0] === 0x30) assertStrictDer(bytes, 'the public key');
+  } catch (err) {
+    if (err instanceof InputRuleError) throw new FleetError('PUBLIC_KEY_INVALID', `${err.message} [${err.rule}]`, { httpStatus: 400, details: { rule: err.rule, ...(err.offset !== undefined ? { offset: err.offset } : {}) } });
+    throw err;
   }
   if (bytes[0] === 0x30) return publicKeyFromSpki(bytes);
   return publicKeyFromPoint(bytes);

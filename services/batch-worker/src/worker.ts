@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { isFleetError, type FleetConfig } from '@fleetpki/core';
-import { ChunkIssuer, SiteGuard, loadSiteIssuer } from '@fleetpki/ca';
+import { ChunkIssuer, SiteGuard, SiteLease, loadSiteIssuer, siteLeaseOptions } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { ChunkQueue, startChunkWorker } from '@fleetpki/queue';
 import { listUnfinishedChunks, openServicePool, noteChunkError } from '@fleetpki/store';
@@ -28,10 +28,12 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
   const site = config.sites[config.site];
   const pool = await openServicePool(config, 'worker', 6);
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
+  const lease = new SiteLease(site.serviceDatabaseUrls.worker, site.id, siteLeaseOptions(config));
   let closing = false;
   try {
+    await lease.start();
     const { ca, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
-    const guard = new SiteGuard(pool, config);
+    const guard = new SiteGuard(pool, config, lease);
     const issuer = new ChunkIssuer(pool, ca, config.site, serialPrefix);
     const worker = startChunkWorker(
       site.redisUrl,
@@ -58,7 +60,7 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
     let timer: NodeJS.Timeout | undefined;
     const reconcile = async () => {
       try {
-        if (!(await guard.isStandby())) await queue.enqueue(await listUnfinishedChunks(pool, 10_000));
+        if (await guard.canAct()) await queue.enqueue(await listUnfinishedChunks(pool, 10_000));
       } catch (err) {
         log.warn({ err: { message: (err as Error).message } }, 'reconciler pass failed; next pass retries');
       }
@@ -72,11 +74,13 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
         if (timer) clearTimeout(timer);
         await worker.close();
         await queue.close();
+        await lease.close();
         await keyStore.close();
         await pool.end();
       },
     };
   } catch (err) {
+    await lease.close();
     await keyStore.close();
     await pool.end();
     throw err;

@@ -4,7 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, SiteLease, siteLeaseOptions, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { openServicePool, type Pool } from '@fleetpki/store';
@@ -37,6 +37,8 @@ export interface IssuerApiDeps {
   readonly logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
   /** HTTPS: the server's key and certificate chain, and the CAs whose client certificates are accepted. */
   readonly tls?: TlsMaterial;
+  /** The site's lease (issuance needs it held); absent only in tests that build the app alone. */
+  readonly lease?: SiteLease;
 }
 
 export interface TlsMaterial {
@@ -82,8 +84,23 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   await app.register(swaggerUi, { routePrefix: '/docs' });
   const metrics = installMetrics(app);
   const authenticator = new ApiAccess(new TokenAuthenticator(deps.pool), deps.pool, deps.config.site, { failedAuthPerMinute: deps.config.api.failedAuthPerMinute });
-  const guard = new SiteGuard(deps.pool, deps.config);
-  const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix);
+  const guard = new SiteGuard(deps.pool, deps.config, deps.lease);
+  const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix, {
+    intentTimeoutSeconds: deps.config.intentTimeoutSeconds,
+    // Crash tests only: die between the intent's commit and the signature, as a process could.
+    ...(process.env.FLEETPKI_TEST_CRASH_AFTER_INTENT === '1' ? { afterIntent: () => process.kill(process.pid, 'SIGKILL') } : {}),
+  });
+  // The online-intent reconciler: intents that never got their certificate are released (active site only).
+  const reconcileTimer = setInterval(() => {
+    void (async () => {
+      if (await guard.canAct()) {
+        const released = await enrolment.releaseStaleIntents(`issuer-api:${deps.config.site}`);
+        if (released > 0) app.log.warn({ released }, 'released online intents that never got their certificate');
+      }
+    })().catch((err: unknown) => app.log.warn({ err: { message: (err as Error).message } }, 'intent reconciler pass failed; next pass retries'));
+  }, Math.max(1_000, Math.min(10_000, deps.config.intentTimeoutSeconds * 250)));
+  reconcileTimer.unref();
+  app.addHook('onClose', async () => clearInterval(reconcileTimer));
   const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site);
   const caGuard = new CaStatusGuard(deps.pool);
   registerEnrolmentRoutes(app, { enrolment, deviceKeys, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics });
@@ -112,10 +129,12 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
   const site = config.sites[config.site];
   const pool = await openServicePool(config, 'issuer', options.poolSize ?? 16);
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
+  const lease = new SiteLease(site.serviceDatabaseUrls.issuer, site.id, siteLeaseOptions(config));
   try {
+    await lease.start();
     const { ca, root, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
     const queue = new ChunkQueue(site.redisUrl, config.pgDatabase);
-    const app = await buildIssuerApi({ config, pool, ca, keyStore, queue, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    const app = await buildIssuerApi({ config, pool, ca, keyStore, queue, lease, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
       pool,
@@ -123,11 +142,13 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
       async close() {
         await app.close();
         await queue.close();
+        await lease.close();
         await keyStore.close();
         await pool.end();
       },
     };
   } catch (err) {
+    await lease.close();
     await keyStore.close();
     await pool.end();
     throw err;

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import client from 'prom-client';
-import { CA_IDS, CrlPublisher, auditCheckpointFile, ensureAuditKey, sealAuditLog, OcspResponder, SiteGuard, loadSiteIssuer, type AuditSigner, type OcspAnswer } from '@fleetpki/ca';
+import { CA_IDS, CrlPublisher, auditCheckpointFile, ensureAuditKey, sealAuditLog, OcspResponder, SiteGuard, SiteLease, loadSiteIssuer, siteLeaseOptions, type AuditSigner, type OcspAnswer } from '@fleetpki/ca';
 import { isFleetError, type FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore, type KeyStore, type Signer } from '@fleetpki/hsm';
 import { getCrl, listCas, openServicePool, type Pool } from '@fleetpki/store';
@@ -18,11 +18,12 @@ export interface StatusRuntime {
   close(): Promise<void>;
 }
 
-function sendOcsp(reply: FastifyReply, answer: OcspAnswer, cacheable: boolean) {
+function sendOcsp(reply: FastifyReply, answer: OcspAnswer, cacheable: boolean, maxAgeSeconds: number) {
   reply.type('application/ocsp-response');
   if (cacheable && answer.nextUpdate && answer.thisUpdate) {
-    // RFC 9919 6 (RFC 5019 6.2): caching headers from the response's own validity.
-    const maxAge = Math.max(0, Math.floor((answer.nextUpdate.getTime() - Date.now()) / 1000));
+    // RFC 9919 6 (RFC 5019 6.2): caching headers from the response's own validity, but never longer than
+    // the configured staleness: a cache must not hold a "good" for days after a revocation.
+    const maxAge = Math.min(maxAgeSeconds, Math.max(0, Math.floor((answer.nextUpdate.getTime() - Date.now()) / 1000)));
     reply.header('cache-control', `max-age=${maxAge}, public, no-transform, must-revalidate`);
     reply.header('last-modified', answer.thisUpdate.toUTCString());
     reply.header('expires', answer.nextUpdate.toUTCString());
@@ -40,8 +41,11 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
   const site = config.sites[config.site];
   const pool: Pool = await openServicePool(config, 'status', 8);
   let keyStore: KeyStore | undefined;
+  // Whether this site may say "good" (lease held, or a standby streaming from its primary).
+  const lease = new SiteLease(site.serviceDatabaseUrls.status, site.id, siteLeaseOptions(config));
   try {
-    const guard = new SiteGuard(pool, config);
+    await lease.start();
+    const guard = new SiteGuard(pool, config, lease);
     const record = (await listCas(pool)).find((c) => c.id === CA_IDS.deviceIssuing);
     if (!record) throw new Error('no device issuing CA in the store: run the ceremony first');
     const certificate = parseCaCertificate(record.certificate);
@@ -58,8 +62,8 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       await keyStore?.close();
       keyStore = undefined;
     }
-    const canWrite = async () => !(await guard.isStandby());
-    const ocsp = new OcspResponder(pool, record.id, ocspIssuerHashes(certificate.subjectDer, certificate.publicKeySpki), signer, canWrite);
+    const canWrite = () => guard.canAct();
+    const ocsp = new OcspResponder(pool, record.id, ocspIssuerHashes(certificate.subjectDer, certificate.publicKeySpki), signer, canWrite, { vouching: () => lease.state().vouching });
     ocsp.startWatchingFrom(new Date());
 
     const registry = new client.Registry();
@@ -75,9 +79,9 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     app.post('/ocsp', async (request, reply) => {
       const body = request.body;
       if (!Buffer.isBuffer(body)) return reply.status(415).send({ code: 'MEDIA_TYPE_UNSUPPORTED', message: 'send application/ocsp-request' });
-      const answer = await ocsp.respond(body);
+      const answer = await ocsp.respond(body, request.ip);
       responses.inc({ kind: answer.kind });
-      return sendOcsp(reply, answer, false);
+      return sendOcsp(reply, answer, false, config.ocspMaxAgeSeconds);
     });
     // RFC 6960 A.1: GET {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}
     app.get<{ Params: { '*': string } }>('/ocsp/*', async (request, reply) => {
@@ -88,9 +92,9 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       } catch {
         der = Buffer.alloc(0);
       }
-      const answer = der.length > 0 && der.length <= MAX_OCSP_REQUEST ? await ocsp.respond(der) : { der: Buffer.from('30030a0101', 'hex'), kind: 'malformedRequest' as const };
+      const answer = der.length > 0 && der.length <= MAX_OCSP_REQUEST ? await ocsp.respond(der, request.ip) : { der: Buffer.from('30030a0101', 'hex'), kind: 'malformedRequest' as const };
       responses.inc({ kind: answer.kind });
-      return sendOcsp(reply, answer, true);
+      return sendOcsp(reply, answer, true, config.ocspMaxAgeSeconds);
     });
 
     app.get<{ Params: { caId: string; name: string } }>('/crl/:caId/:name', async (request, reply) => {
@@ -107,7 +111,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
         .header('expires', crl.nextUpdate.toUTCString())
         .send(crl.der);
     });
-    app.get('/healthz', async () => ({ status: 'ok', signing: signer !== undefined }));
+    app.get('/healthz', async () => ({ status: 'ok', signing: signer !== undefined, lease: lease.state() }));
     app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 
     const tick = async () => {
@@ -162,11 +166,13 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
         // A pass still signing must finish before the HSM session goes away under it.
         await pass?.catch(() => undefined);
         await app.close();
+        await lease.close();
         await keyStore?.close();
         await pool.end();
       },
     };
   } catch (err) {
+    await lease.close();
     await keyStore?.close();
     await pool.end();
     throw err;

@@ -75,9 +75,19 @@ export async function recordIntents(pool: Pool, site: 'a' | 'b', actor: string, 
 }
 
 /** Stores signed certificates for recorded intents; a retry of the same serial is a no-op. */
-export async function storeCertificates(pool: Pool, site: 'a' | 'b', actor: string, certificates: readonly CertificateRow[]): Promise<void> {
-  if (certificates.length === 0) return;
-  await withTransaction(pool, async (client) => {
+/**
+ * Stores certificates whose intents are still active: an intent the reconciler released (its process
+ * took longer than the intent timeout) gets no certificate, so a device can never hold two. The intents
+ * are locked (FOR SHARE) first, so a release and a store of one intent never both go through. Returns
+ * the serials that were not stored because their intent was released.
+ */
+export async function storeCertificates(pool: Pool, site: 'a' | 'b', actor: string, certificates: readonly CertificateRow[]): Promise<Set<string>> {
+  if (certificates.length === 0) return new Set();
+  return withTransaction(pool, async (client) => {
+    const live = await client.query<{ serial: Buffer }>('SELECT serial FROM issuance_intents WHERE serial = ANY($1::bytea[]) AND active FOR SHARE', [certificates.map((c) => c.serial)]);
+    const activeSerials = new Set(live.rows.map((r) => r.serial.toString('hex')));
+    const released = new Set(certificates.map((c) => c.serial.toString('hex')).filter((s) => !activeSerials.has(s)));
+    certificates = certificates.filter((c) => activeSerials.has(c.serial.toString('hex')));
     const { rows } = await client.query<{ serial: Buffer }>(
       `INSERT INTO certificates (serial, ca_id, eui64, key_role, profile, der, not_before, not_after, crl_shard, batch_id)
        SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $8::timestamptz[], $9::int[], $10::uuid[])
@@ -99,7 +109,73 @@ export async function storeCertificates(pool: Pool, site: 'a' | 'b', actor: stri
       client,
       rows.map((r) => ({ site, actor, action: 'issuance.certificate', subject: r.serial.toString('hex') })),
     );
+    return released;
   });
+}
+
+/** The active online or batch enrolment of (device, role, profile), with its certificate and status if it has one. */
+export interface ActiveEnrolment {
+  readonly serial: Buffer;
+  readonly createdAt: Date;
+  readonly ageSeconds: number;
+  readonly batchId: string | null;
+  readonly certificate: { readonly der: Buffer; readonly notBefore: Date; readonly notAfter: Date; readonly crlShard: number; readonly revoked: boolean } | null;
+}
+
+export async function findActiveEnrolment(db: Queryable, eui64: Buffer, keyRole: string, profile: string): Promise<ActiveEnrolment | undefined> {
+  const { rows } = await db.query<{ serial: Buffer; created_at: Date; age: number; batch_id: string | null; der: Buffer | null; not_before: Date | null; not_after: Date | null; crl_shard: number | null; revoked: boolean }>(
+    `SELECT i.serial, i.created_at, extract(epoch FROM clock_timestamp() - i.created_at)::float8 AS age, i.batch_id, c.der, c.not_before, c.not_after, c.crl_shard,
+            EXISTS (SELECT 1 FROM revocations r WHERE r.serial = i.serial) AS revoked
+       FROM issuance_intents i LEFT JOIN certificates c ON c.serial = i.serial
+      WHERE i.eui64 = $1 AND i.key_role = $2 AND i.profile = $3 AND i.active`,
+    [eui64, keyRole, profile],
+  );
+  const r = rows[0];
+  if (!r) return undefined;
+  return {
+    serial: r.serial,
+    createdAt: r.created_at,
+    ageSeconds: r.age,
+    batchId: r.batch_id,
+    certificate: r.der ? { der: r.der, notBefore: r.not_before!, notAfter: r.not_after!, crlShard: r.crl_shard!, revoked: r.revoked } : null,
+  };
+}
+
+/**
+ * Ends an intent so its device may enrol again, keeping the row (every signature stays accounted for):
+ * 'revoked' when its certificate is revoked (a re-enrolment after revocation), 'stale' when an online
+ * intent got no certificate within `olderThanSeconds` (a crash, an HSM error, a lost commit). The intent
+ * is locked first and the condition checked after, so a certificate stored meanwhile wins.
+ */
+export async function retireIntent(pool: Pool, site: 'a' | 'b', actor: string, serial: Buffer, why: { kind: 'revoked' } | { kind: 'stale'; olderThanSeconds: number }): Promise<boolean> {
+  return withTransaction(pool, async (client) => {
+    const locked = await client.query('SELECT 1 FROM issuance_intents WHERE serial = $1 AND active FOR UPDATE', [serial]);
+    if (locked.rowCount !== 1) return false;
+    const { rows } = await client.query<{ has_certificate: boolean; revoked: boolean; age: number }>(
+      `SELECT EXISTS (SELECT 1 FROM certificates WHERE serial = $1) AS has_certificate, EXISTS (SELECT 1 FROM revocations WHERE serial = $1) AS revoked,
+              (SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM issuance_intents WHERE serial = $1) AS age`,
+      [serial],
+    );
+    const state = rows[0]!;
+    const ok = why.kind === 'revoked' ? state.revoked : !state.has_certificate && state.age > why.olderThanSeconds;
+    if (!ok) return false;
+    const reason = why.kind === 'revoked' ? 'certificate revoked; the device enrols again' : `no certificate ${Math.round(state.age)} s after the intent (timeout ${why.olderThanSeconds} s)`;
+    await client.query('UPDATE issuance_intents SET active = false, released_at = clock_timestamp(), released_reason = $2 WHERE serial = $1', [serial, reason]);
+    await appendAuditEvents(client, [{ site, actor, action: why.kind === 'revoked' ? 'issuance.intent.superseded' : 'issuance.intent.released', subject: serial.toString('hex'), details: { reason } }]);
+    return true;
+  });
+}
+
+/** Online intents (not a batch's) still without a certificate after `olderThanSeconds`: the reconciler's work. */
+export async function staleOnlineIntents(db: Queryable, olderThanSeconds: number, limit = 1_000): Promise<Buffer[]> {
+  const { rows } = await db.query<{ serial: Buffer }>(
+    `SELECT i.serial FROM issuance_intents i
+      WHERE i.batch_id IS NULL AND i.active AND i.created_at < clock_timestamp() - make_interval(secs => $1)
+        AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.serial = i.serial)
+      ORDER BY i.created_at LIMIT $2`,
+    [olderThanSeconds, limit],
+  );
+  return rows.map((r) => r.serial);
 }
 
 export interface StoredCertificate {

@@ -25,92 +25,124 @@ const TARGET_SQL: Record<RevocationTarget['kind'], string> = {
   batch: 'SELECT c.serial, c.ca_id, c.crl_shard, c.eui64 FROM certificates c WHERE c.batch_id = $1::uuid',
 };
 
+export interface RevocationRequest {
+  readonly target: RevocationTarget;
+  readonly reason: number;
+  readonly revokedAt: Date;
+  readonly requestedBy: string;
+  readonly manufacturerId: string | null;
+  readonly site: 'a' | 'b';
+  /** The person asking, and the approval that allowed it (null: none needed). */
+  readonly personId?: string | null;
+  readonly approvalId?: string | null;
+  /**
+   * The two-person threshold, counted in certificates and cumulative per person: what this request
+   * would newly revoke plus what the person revoked without approval in the last `windowMinutes`.
+   * Past it nothing is written and DUAL_CONTROL_THRESHOLD is thrown (the caller asks for approval).
+   */
+  readonly threshold?: { certificates: number; windowMinutes: number };
+}
+
+/** A batch is revoked in slices of this many certificates: bounded memory, an audit row per slice. */
+export const REVOCATION_SLICE = 10_000;
+
 /**
- * Revokes the named certificates in one transaction: revocation rows (a certificate already revoked
- * keeps its first reason and time), the CRL shards they dirty, and an audit event. `manufacturerId`
- * limits it to one manufacturer's devices (a factory revoking its own); null for revocation officers.
+ * Revokes the named certificates: revocation rows (a certificate already revoked keeps its first reason
+ * and time), the CRL shards they dirty, stored "good" OCSP responses for them deleted and the
+ * revocation generation bumped (so no responder serves "good" for them once this returns), and an
+ * audit event. Serials and devices in one transaction; a batch in transactions of REVOCATION_SLICE
+ * certificates (in serial order, resumable: a retry skips what is revoked). `manufacturerId` limits it
+ * to one manufacturer's devices (a factory revoking its own); null for revocation officers.
  */
-export async function revokeCertificates(
-  pool: Pool,
-  request: {
-    target: RevocationTarget;
-    reason: number;
-    revokedAt: Date;
-    requestedBy: string;
-    manufacturerId: string | null;
-    site: 'a' | 'b';
-    /** The person asking, and the approval that allowed it (null: none needed). */
-    personId?: string | null;
-    approvalId?: string | null;
-    /**
-     * The two-person threshold, counted in certificates and cumulative per person: what this request
-     * would newly revoke plus what the person revoked without approval in the last `windowMinutes`.
-     * Past it nothing is written and DUAL_CONTROL_THRESHOLD is thrown (the caller asks for approval).
-     */
-    threshold?: { certificates: number; windowMinutes: number };
-  },
-): Promise<RevocationOutcome> {
-  return withTransaction(pool, async (client) => {
-    // Revocations commit one at a time (the mode conflicts with itself), so rows committed later always
-    // carry a later created_at: the OCSP responder's (created_at, serial) cursor then never steps over a
-    // revocation that was still committing, and the threshold below is counted without a race.
-    await client.query('SELECT fp_lock_revocations_for_insert()');
-    const param = request.target.kind === 'serials' ? request.target.serials : request.target.kind === 'devices' ? request.target.eui64s : request.target.batchId;
-    const scoped = request.manufacturerId === null ? 'SELECT * FROM t' : 'SELECT t.* FROM t JOIN devices d ON d.eui64 = t.eui64 AND d.manufacturer_id = $2';
-    const scopeParams = request.manufacturerId === null ? [] : [request.manufacturerId];
-    if (request.threshold && request.personId) {
-      const { rows: counted } = await client.query<{ fresh: number; recent: number }>(
-        `WITH t AS (${TARGET_SQL[request.target.kind]}), s AS (${scoped})
-         SELECT (SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = s.serial))::int AS fresh,
-                (SELECT count(*) FROM revocations WHERE requested_by_person = $${scopeParams.length + 2} AND approval_id IS NULL
-                   AND created_at > clock_timestamp() - make_interval(mins => $${scopeParams.length + 3}))::int AS recent`,
-        [param, ...scopeParams, request.personId, request.threshold.windowMinutes],
-      );
-      const { fresh, recent } = counted[0]!;
-      if (fresh > 0 && fresh + recent > request.threshold.certificates) {
-        throw new FleetError('DUAL_CONTROL_THRESHOLD', `revoking ${fresh} certificate(s) after ${recent} in the last ${request.threshold.windowMinutes} min without approval is more than ${request.threshold.certificates}: a second officer must approve`, {
-          httpStatus: 202,
-          details: { wouldRevoke: fresh, recentWithoutApproval: recent, threshold: request.threshold.certificates, windowMinutes: request.threshold.windowMinutes },
-        });
-      }
-    }
-    const at = scopeParams.length + 2;
-    const { rows } = await client.query<{ serial: Buffer; crl_shard: number; eui64: Buffer; inserted: boolean }>(
-      `WITH t AS (${TARGET_SQL[request.target.kind]}),
-            s AS (${scoped}),
-            ins AS (
-              INSERT INTO revocations (serial, ca_id, crl_shard, reason, revoked_at, requested_by, requested_by_person, approval_id)
-              SELECT s.serial, s.ca_id, s.crl_shard, $${at}, $${at + 1}, $${at + 2}, $${at + 3}, $${at + 4} FROM s
-              ON CONFLICT (serial) DO NOTHING
-              RETURNING serial)
-       SELECT s.serial, s.crl_shard, s.eui64, (ins.serial IS NOT NULL) AS inserted FROM s LEFT JOIN ins ON ins.serial = s.serial`,
-      [param, ...scopeParams, request.reason, request.revokedAt, request.requestedBy, request.personId ?? null, request.approvalId ?? null],
+export async function revokeCertificates(pool: Pool, request: RevocationRequest): Promise<RevocationOutcome> {
+  if (request.target.kind !== 'batch') return withTransaction(pool, (client) => revokeInTransaction(client, request, request.target, true));
+  const batchId = request.target.batchId;
+  let after: Buffer = Buffer.alloc(0);
+  let total: RevocationOutcome = { revoked: 0, alreadyRevoked: 0, notFound: [], shards: [] };
+  const shards = new Set<number>();
+  for (let slice = 0; ; slice++) {
+    const { rows } = await pool.query<{ serial: Buffer }>('SELECT serial FROM certificates WHERE batch_id = $1::uuid AND serial > $2 ORDER BY serial LIMIT $3', [batchId, after, REVOCATION_SLICE]);
+    if (rows.length === 0 && slice > 0) break;
+    const serials = rows.map((r) => r.serial);
+    // The first slice checks the threshold for the whole batch (what is not yet revoked in it).
+    const outcome = await withTransaction(pool, (client) => revokeInTransaction(client, request, { kind: 'serials', serials }, slice === 0, { batchId, slice }));
+    total = { revoked: total.revoked + outcome.revoked, alreadyRevoked: total.alreadyRevoked + outcome.alreadyRevoked, notFound: [], shards: [] };
+    for (const s of outcome.shards) shards.add(s);
+    if (rows.length < REVOCATION_SLICE) break;
+    after = serials[serials.length - 1]!;
+  }
+  return { ...total, shards: [...shards].sort((a, b) => a - b) };
+}
+
+async function revokeInTransaction(client: PoolClient, request: RevocationRequest, target: RevocationTarget, checkThreshold: boolean, batch?: { batchId: string; slice: number }): Promise<RevocationOutcome> {
+  // Revocations commit one at a time (the mode conflicts with itself), so rows committed later always
+  // carry a later created_at: the OCSP responder's (created_at, serial) cursor then never steps over a
+  // revocation that was still committing, and the threshold below is counted without a race.
+  await client.query('SELECT fp_lock_revocations_for_insert()');
+  const param = target.kind === 'serials' ? target.serials : target.kind === 'devices' ? target.eui64s : target.batchId;
+  const scoped = request.manufacturerId === null ? 'SELECT * FROM t' : 'SELECT t.* FROM t JOIN devices d ON d.eui64 = t.eui64 AND d.manufacturer_id = $2';
+  const scopeParams = request.manufacturerId === null ? [] : [request.manufacturerId];
+  if (checkThreshold && request.threshold && request.personId) {
+    // For a batch, the whole batch counts (the first slice checks it).
+    const counted = batch ? `(SELECT count(*) FROM certificates c WHERE c.batch_id = $${scopeParams.length + 4}::uuid AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial))` : '(SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = s.serial))';
+    const { rows: c } = await client.query<{ fresh: number; recent: number }>(
+      `WITH t AS (${TARGET_SQL[target.kind]}), s AS (${scoped})
+       SELECT ${counted}::int AS fresh,
+              (SELECT count(*) FROM revocations WHERE requested_by_person = $${scopeParams.length + 2} AND approval_id IS NULL
+                 AND created_at > clock_timestamp() - make_interval(mins => $${scopeParams.length + 3}))::int AS recent`,
+      [param, ...scopeParams, request.personId, request.threshold.windowMinutes, ...(batch ? [batch.batchId] : [])],
     );
-    const inserted = rows.filter((r) => r.inserted);
-    const shards = [...new Set(inserted.map((r) => r.crl_shard))].sort((a, b) => a - b);
-    if (inserted.length > 0) {
-      await client.query(
-        `INSERT INTO crl_dirty (ca_id, shard) SELECT DISTINCT r.ca_id, r.crl_shard FROM revocations r WHERE r.serial = ANY($1::bytea[]) ON CONFLICT DO NOTHING`,
-        [inserted.map((r) => r.serial)],
-      );
+    const { fresh, recent } = c[0]!;
+    if (fresh > 0 && fresh + recent > request.threshold.certificates) {
+      throw new FleetError('DUAL_CONTROL_THRESHOLD', `revoking ${fresh} certificate(s) after ${recent} in the last ${request.threshold.windowMinutes} min without approval is more than ${request.threshold.certificates}: a second officer must approve`, {
+        httpStatus: 202,
+        details: { wouldRevoke: fresh, recentWithoutApproval: recent, threshold: request.threshold.certificates, windowMinutes: request.threshold.windowMinutes },
+      });
     }
-    let notFound: Buffer[] = [];
-    if (request.target.kind !== 'batch') {
-      const found = new Set(rows.map((r) => (request.target.kind === 'serials' ? r.serial : r.eui64).toString('hex')));
-      const named = request.target.kind === 'serials' ? request.target.serials : request.target.eui64s;
-      notFound = named.filter((n) => !found.has(n.toString('hex')));
-    }
-    await appendAuditEvents(client, [
-      {
-        site: request.site,
-        actor: request.requestedBy,
-        action: 'revocation.request',
-        subject: request.target.kind === 'batch' ? `batch:${request.target.batchId}` : `${request.target.kind}:${param instanceof Array ? param.length : 1}`,
-        details: { reason: request.reason, revoked: inserted.length, alreadyRevoked: rows.length - inserted.length, notFound: notFound.length, serials: inserted.map((r) => r.serial.toString('hex')) },
-      },
-    ]);
-    return { revoked: inserted.length, alreadyRevoked: rows.length - inserted.length, notFound, shards };
-  });
+  }
+  const at = scopeParams.length + 2;
+  const { rows } = await client.query<{ serial: Buffer; crl_shard: number; eui64: Buffer; inserted: boolean }>(
+    `WITH t AS (${TARGET_SQL[target.kind]}),
+          s AS (${scoped}),
+          ins AS (
+            INSERT INTO revocations (serial, ca_id, crl_shard, reason, revoked_at, requested_by, requested_by_person, approval_id)
+            SELECT s.serial, s.ca_id, s.crl_shard, $${at}, $${at + 1}, $${at + 2}, $${at + 3}, $${at + 4} FROM s
+            ON CONFLICT (serial) DO NOTHING
+            RETURNING serial)
+     SELECT s.serial, s.crl_shard, s.eui64, (ins.serial IS NOT NULL) AS inserted FROM s LEFT JOIN ins ON ins.serial = s.serial`,
+    [param, ...scopeParams, request.reason, request.revokedAt, request.requestedBy, request.personId ?? null, request.approvalId ?? null],
+  );
+  const inserted = rows.filter((r) => r.inserted);
+  const shards = [...new Set(inserted.map((r) => r.crl_shard))].sort((a, b) => a - b);
+  if (inserted.length > 0) {
+    const serials = inserted.map((r) => r.serial);
+    await client.query(`INSERT INTO crl_dirty (ca_id, shard) SELECT DISTINCT r.ca_id, r.crl_shard FROM revocations r WHERE r.serial = ANY($1::bytea[]) ON CONFLICT DO NOTHING`, [serials]);
+    // In this transaction: no stored "good" survives the revocation, and every responder sees a new generation.
+    await client.query(`DELETE FROM ocsp_responses WHERE serial = ANY($1::bytea[]) AND status = 'good'`, [serials]);
+    await client.query('UPDATE revocation_generation SET generation = generation + 1');
+  }
+  let notFound: Buffer[] = [];
+  if (target.kind !== 'batch' && !batch) {
+    const found = new Set(rows.map((r) => (target.kind === 'serials' ? r.serial : r.eui64).toString('hex')));
+    const named = target.kind === 'serials' ? target.serials : target.eui64s;
+    notFound = named.filter((n) => !found.has(n.toString('hex')));
+  }
+  await appendAuditEvents(client, [
+    {
+      site: request.site,
+      actor: request.requestedBy,
+      action: 'revocation.request',
+      subject: batch ? `batch:${batch.batchId}` : `${target.kind}:${param instanceof Array ? param.length : 1}`,
+      details: { reason: request.reason, revoked: inserted.length, alreadyRevoked: rows.length - inserted.length, notFound: notFound.length, ...(batch ? { slice: batch.slice } : {}), serials: inserted.map((r) => r.serial.toString('hex')) },
+    },
+  ]);
+  return { revoked: inserted.length, alreadyRevoked: rows.length - inserted.length, notFound, shards };
+}
+
+/** The revocation generation (one row, bumped by every revocation that revoked something). */
+export async function revocationGeneration(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ g: number }>('SELECT generation AS g FROM revocation_generation');
+  return Number(rows[0]!.g);
 }
 
 /** Does this batch exist and belong to the manufacturer (when scoped)? */
@@ -216,11 +248,6 @@ export class CrlSnapshot {
     return rows.map((r) => ({ serial: r.serial, revokedAt: r.revoked_at, reason: r.reason }));
   }
 
-  async countRevokedInShard(caId: string, shard: number): Promise<number> {
-    const { rows } = await this.client.query<{ n: number }>('SELECT count(*)::int AS n FROM revocations WHERE ca_id = $1 AND crl_shard = $2', [caId, shard]);
-    return rows[0]!.n;
-  }
-
   async previousFull(caId: string, shard: number): Promise<CrlRecord | undefined> {
     return getCrl(this.client, caId, shard, 'full');
   }
@@ -285,11 +312,13 @@ export async function saveOcspResponses(db: Queryable, given: readonly StoredOcs
   }
   const responses = [...newest.values()];
   if (responses.length === 0) return;
+  // Never a "good" for a revoked certificate, and never "good" over "revoked", whatever arrives late.
   await db.query(
     `INSERT INTO ocsp_responses (serial, hash_alg, status, this_update, next_update, der)
-     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bytea[])
+     SELECT t.* FROM unnest($1::bytea[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bytea[]) AS t(serial, hash_alg, status, this_update, next_update, der)
+      WHERE t.status = 'revoked' OR NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = t.serial)
      ON CONFLICT (serial, hash_alg) DO UPDATE SET status = EXCLUDED.status, this_update = EXCLUDED.this_update, next_update = EXCLUDED.next_update, der = EXCLUDED.der
-       WHERE ocsp_responses.this_update <= EXCLUDED.this_update`,
+       WHERE ocsp_responses.this_update <= EXCLUDED.this_update AND NOT (ocsp_responses.status = 'revoked' AND EXCLUDED.status = 'good')`,
     [responses.map((r) => r.serial), responses.map((r) => r.hashAlg), responses.map((r) => r.status), responses.map((r) => r.thisUpdate), responses.map((r) => r.nextUpdate), responses.map((r) => r.der)],
   );
 }

@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { auditCheckpointFile, ensureAuditKey, sealAuditLog, verifyAuditLog } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
-import { derFromPemOrBase64 } from '@fleetpki/x509';
+import { InputRuleError, readStrictPem } from '@fleetpki/x509';
+import { FleetError } from '@fleetpki/core';
 import { cliActor, withDatabase } from '../context.js';
 
 export function registerAuditCommands(program: Command): void {
@@ -34,7 +35,13 @@ export function registerAuditCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (options: { checkpoints?: string; root?: string; json?: boolean }) => {
       await withDatabase(async ({ config, pool }) => {
-        const trustedRoot = options.root ? derFromPemOrBase64(readFileSync(options.root, 'utf8'), ['CERTIFICATE']) : undefined;
+        let trustedRoot: Buffer | undefined;
+        try {
+          trustedRoot = options.root ? readStrictPem(readFileSync(options.root, 'utf8'), ['CERTIFICATE'], options.root) : undefined;
+        } catch (err) {
+          if (err instanceof InputRuleError) throw new FleetError('INPUT_INVALID', `${err.message} [${err.rule}]`);
+          throw err;
+        }
         const r = await verifyAuditLog(pool, checkpoints(config.stateDir, options.checkpoints), trustedRoot ? { trustedRoot } : {});
         if (options.json) console.log(JSON.stringify(r));
         else {

@@ -1,13 +1,20 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { FleetError } from '@fleetpki/core';
-import { c509ToPkcs10, c509ToX509, derFromPemOrBase64, pkcs10ToC509, toPem, x509ToC509 } from '@fleetpki/x509';
+import { InputRuleError, c509ToPkcs10, c509ToX509, pkcs10ToC509, readStrictPem, toPem, x509ToC509 } from '@fleetpki/x509';
 
 /** A file as bytes: binary, PEM, or hex/base64 text (what operators paste from tickets). */
 function readInput(file: string, pemLabels: readonly string[]): Buffer {
   const raw = readFileSync(file);
   const text = raw.toString('latin1').trim();
-  if (text.startsWith('-----BEGIN')) return derFromPemOrBase64(text, pemLabels);
+  if (text.startsWith('-----BEGIN')) {
+    try {
+      return readStrictPem(raw.toString('latin1'), pemLabels, file);
+    } catch (err) {
+      if (err instanceof InputRuleError) throw new FleetError('INPUT_INVALID', `${err.message} [${err.rule}]`);
+      throw err;
+    }
+  }
   if (/^[0-9a-fA-F\s]+$/.test(text) && text.replace(/\s/g, '').length % 2 === 0) return Buffer.from(text.replace(/\s/g, ''), 'hex');
   return raw;
 }

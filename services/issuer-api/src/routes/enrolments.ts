@@ -47,7 +47,7 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
             deviceKeys: { type: 'boolean', description: "also return the device's symmetric keys (profiles with hybrid keys), wrapped for the manufacturer's transport key" },
           },
         },
-        response: { 201: certificateSchema },
+        response: { 200: certificateSchema, 201: certificateSchema },
       },
     },
     async (request, reply) => {
@@ -66,6 +66,11 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
       const principal = request.principal!;
       await deps.caGuard.assertActive(deps.caId);
       if (body.deviceKeys && !profile.hybridKeys?.length) throw new FleetError('HYBRID_KEYS_OFF', `profile ${profile.id} delivers no device keys`, { httpStatus: 400 });
+      // Device keys first: they do not depend on the certificate (deterministic per device, role and master
+      // version), so whatever fails here fails before a certificate is recorded and the answer is 4xx.
+      const deviceKeys = body.deviceKeys
+        ? await deps.deviceKeys.issueBundle({ manufacturerId: principal.manufacturerId!, eui64s: [eui64ToBytes(eui64)], roles: profile.hybridKeys!, context: `${eui64}/${keyRole}/${profile.id}`, actor: auditActor(principal) })
+        : undefined;
       const issued = await deps.enrolment.enrol({
         eui64,
         keyRole,
@@ -75,12 +80,9 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
         manufacturerId: principal.manufacturerId!,
         actor: auditActor(principal),
       });
-      deps.metrics.issued.inc({ profile: profile.id, key_role: keyRole });
-      // Keys are deterministic per device, role and master version: asking again returns the same keys.
-      const deviceKeys = body.deviceKeys
-        ? await deps.deviceKeys.issueBundle({ manufacturerId: principal.manufacturerId!, eui64s: [eui64ToBytes(eui64)], roles: profile.hybridKeys!, context: serialHex(issued.serial), actor: auditActor(principal) })
-        : undefined;
-      return reply.status(201).send({
+      if (!issued.reused) deps.metrics.issued.inc({ profile: profile.id, key_role: keyRole });
+      // A retry with the same key gets its certificate again: 200, nothing new signed (201 when issued now).
+      return reply.status(issued.reused ? 200 : 201).send({
         ...(deviceKeys ? { deviceKeys } : {}),
         serial: serialHex(issued.serial),
         eui64,
@@ -92,6 +94,7 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
         crlShard: issued.crlShard,
         certificate: encodeIssuedCertificate(issued.der, profile, format),
         format,
+        ...(issued.reused ? { reused: true } : {}),
       });
     },
   );

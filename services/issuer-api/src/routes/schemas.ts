@@ -13,6 +13,7 @@ export const certificateSchema = {
     crlShard: { type: 'integer' },
     certificate: { type: 'string', description: 'PEM; base64 DER with format=der; base64 C509 (CBOR) with format=c509' },
     format: { type: 'string', enum: ['pem', 'der', 'c509'] },
+    reused: { type: 'boolean', description: 'true when the device already had this certificate for this key (a retry; answered 200, nothing signed)' },
     deviceKeys: {
       type: 'object',
       description: 'present when requested: {header, keys} as in a device-key bundle',

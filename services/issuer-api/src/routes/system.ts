@@ -1,19 +1,54 @@
+import { randomBytes, verify } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import type { IssuingCa } from '@fleetpki/ca';
+import type { IssuingCa, SiteGuard } from '@fleetpki/ca';
 import type { Pool } from '@fleetpki/store';
-import type { SiteGuard } from '@fleetpki/ca';
+
+/**
+ * The HSM as /readyz sees it: the CA key signs and the signature verifies, checked at most once a
+ * second (a probe every request would be load of its own).
+ */
+function hsmProbe(ca: IssuingCa): () => Promise<{ ok: boolean; detail: string }> {
+  let last: { at: number; result: Promise<{ ok: boolean; detail: string }> } | undefined;
+  return () => {
+    if (last && Date.now() - last.at < 1_000) return last.result;
+    const result = (async () => {
+      const data = randomBytes(32);
+      try {
+        const ok = verify('sha256', data, ca.publicKey, await ca.signer.sign(data));
+        return { ok, detail: ok ? `CA key ${ca.record.id} signs` : `CA key ${ca.record.id}: the signature does not verify` };
+      } catch (err) {
+        return { ok: false, detail: `CA key ${ca.record.id} cannot sign: ${(err as Error).message}` };
+      }
+    })();
+    last = { at: Date.now(), result };
+    return result;
+  };
+}
 
 export function registerSystemRoutes(app: FastifyInstance, deps: { pool: Pool; guard: SiteGuard; chainPem: string; ca: IssuingCa; site: string }): void {
+  const hsm = hsmProbe(deps.ca);
   app.get('/v1/ca/chain', { schema: { summary: 'The device issuing CA and root certificates (PEM)', tags: ['ca'] } }, async (_request, reply) =>
     reply.type('application/pem-certificate-chain').header('cache-control', 'public, max-age=3600').send(deps.chainPem),
   );
   app.get('/healthz', { schema: { summary: 'Liveness', tags: ['system'] } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: { summary: 'Readiness: database reachable, CA key usable', tags: ['system'] } }, async (_request, reply) => {
-    try {
-      const standby = await deps.guard.isStandby();
-      return { status: 'ready', site: deps.site, role: standby ? 'standby' : 'active', ca: deps.ca.record.id };
-    } catch (err) {
-      return reply.status(503).send({ code: 'NOT_READY', message: `database unreachable: ${(err as Error).message}` });
-    }
-  });
+  app.get(
+    '/readyz',
+    { schema: { summary: 'Readiness: database reachable, the site lease (who may issue), the CA key signing in the HSM', tags: ['system'] } },
+    async (_request, reply) => {
+      let standby: boolean;
+      try {
+        standby = await deps.guard.isStandby();
+      } catch (err) {
+        return reply.status(503).send({ code: 'NOT_READY', message: `database unreachable: ${(err as Error).message}` });
+      }
+      const lease = deps.guard.lease?.state();
+      const key = await hsm();
+      const body = { site: deps.site, role: standby ? 'standby' : 'active', ca: deps.ca.record.id, issuing: !standby && (lease?.issuing ?? true), lease, hsm: key };
+      // A standby is ready to stand by (it answers writes with 503 SITE_STANDBY); an active site that
+      // lost its lease, or whose HSM does not sign, is not ready at all.
+      if (!key.ok) return reply.status(503).send({ status: 'not-ready', code: 'HSM_NOT_READY', message: key.detail, ...body });
+      if (!standby && lease && !lease.issuing) return reply.status(503).send({ status: 'not-ready', code: 'SITE_NOT_LEASED', message: lease.reason, ...body });
+      return { status: 'ready', ...body };
+    },
+  );
 }
