@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, createPublicKey, verify } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
-import { HsmError, Pkcs11KeyStore, hsmSelfTest, openSiteKeyStore, readPin, type KeyStore } from '@fleetpki/hsm';
+import { HsmError, Pkcs11KeyStore, Pkcs11Probes, hsmSelfTest, openSiteKeyStore, readPin, type KeyStore } from '@fleetpki/hsm';
 import { ensureSites } from './support/sites.js';
 
 let config: FleetConfig;
@@ -108,6 +108,33 @@ describe('HSM self-test', () => {
       assert.equal(result.signatureVerified, true);
       assert.equal(result.privateKeySensitive, true);
       assert.ok(result.signaturesPerSecond > 0);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('PKCS#11 faults under the session pool', () => {
+  it('a session closed underneath the pool, then a token logout: the next signatures succeed', async () => {
+    const store = await openSiteKeyStore(config, config.sites.a, { sessions: 2 });
+    try {
+      const label = `fault-${randomBytes(3).toString('hex')}`;
+      await store.generateSigningKey(label);
+      const signer = await store.getSigner(label);
+      const publicKey = createPublicKey({ key: signer.publicKeySpki, format: 'der', type: 'spki' });
+      const signsTen = async () => {
+        const messages = Array.from({ length: 10 }, () => randomBytes(40));
+        const signatures = await Promise.all(messages.map((m) => signer.sign(m)));
+        messages.forEach((m, i) => assert.equal(verify('sha256', m, publicKey, signatures[i]!), true));
+      };
+      await signsTen();
+      const probes = new Pkcs11Probes(store);
+      assert.equal(probes.closeSessionsUnderneath(), 2, 'both sessions closed behind the pool');
+      await signsTen();
+      probes.logoutUnderneath();
+      await signsTen();
+      assert.equal(await store.hasKey(label), true, 'lookups work again too');
+      await store.destroyKey(label);
     } finally {
       await store.close();
     }

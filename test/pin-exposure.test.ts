@@ -67,6 +67,8 @@ function recordCommandLines(file: string): { stop(): Promise<string[]> } {
     stop: () =>
       new Promise((resolve) => {
         child.once('exit', () => resolve(readFileSync(file, 'utf8').split('\n')));
+        // Referenced again while we wait for its exit, or this process may end with the wait unresolved.
+        child.ref();
         child.kill('SIGTERM');
       }),
   };

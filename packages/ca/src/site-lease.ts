@@ -45,6 +45,7 @@ export class SiteLease {
   private closed = false;
   private running: Promise<void> | undefined;
   private lastFailure: { since: number; why: string } | undefined;
+  private inFlight: { started: number; result: ReturnType<SiteLease['attempt']> } | undefined;
 
   constructor(
     connectionString: string,
@@ -80,34 +81,47 @@ export class SiteLease {
   }
 
   private async renew(): Promise<void> {
-    const started = Date.now();
+    // A renewal that outlived its timeout is still waiting for the synchronous standby; wait for that one
+    // rather than open another connection (each abandoned one would leave a backend waiting on the
+    // primary until the standby returns, and a long partition would use up max_connections).
+    const flight = (this.inFlight ??= { started: Date.now(), result: this.attempt() });
     const timeout = Math.max(300, Math.floor(this.options.leaseMs / 2));
     let timer: NodeJS.Timeout | undefined;
     try {
       const result = await Promise.race([
-        this.attempt(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no acknowledgement within ${timeout} ms (synchronous standby unreachable?)`)), timeout);
+        flight.result.then((r) => ({ done: true as const, r })),
+        new Promise<{ done: false }>((resolve) => {
+          timer = setTimeout(() => resolve({ done: false }), timeout);
         }),
       ]);
+      if (!result.done) {
+        const since = flight.started;
+        this.lastFailure ??= { since, why: `cannot renew the lease: no acknowledgement within ${timeout} ms (synchronous standby unreachable?)` };
+        if (this.view.role !== 'active') this.view = { ...this.view, issuing: false, vouching: false, reason: this.lastFailure.why };
+        return;
+      }
+      this.inFlight = undefined;
       this.lastFailure = undefined;
-      if (result.kind === 'active') {
-        this.deadline = started + this.options.leaseMs;
-        this.view = { issuing: true, vouching: true, role: 'active', epoch: result.epoch, until: new Date(this.deadline).toISOString(), reason: 'active, lease held' };
-      } else if (result.kind === 'standby') {
-        this.view = { issuing: false, vouching: result.streaming, role: 'standby', epoch: result.epoch, until: null, reason: result.streaming ? 'standby, streaming from the primary' : `standby, not streaming from the primary (${result.detail})` };
+      const r = result.r;
+      if (r.kind === 'active') {
+        // The process's own clock from before the renewal was sent: never later than what the database recorded.
+        this.deadline = flight.started + this.options.leaseMs;
+        this.view = { issuing: true, vouching: true, role: 'active', epoch: r.epoch, until: new Date(this.deadline).toISOString(), reason: 'active, lease held' };
+      } else if (r.kind === 'standby') {
+        this.view = { issuing: false, vouching: r.streaming, role: 'standby', epoch: r.epoch, until: null, reason: r.streaming ? 'standby, streaming from the primary' : `standby, not streaming from the primary (${r.detail})` };
       } else {
-        this.view = { issuing: false, vouching: false, role: 'fenced', epoch: result.epoch, until: null, reason: result.detail };
+        this.view = { issuing: false, vouching: false, role: 'fenced', epoch: r.epoch, until: null, reason: r.detail };
       }
     } catch (err) {
-      // A renewal stuck waiting for the synchronous standby is abandoned with its connection.
+      // The database refused or the connection broke: start again on a new connection next time.
+      this.inFlight = undefined;
       this.db.drop();
-      this.lastFailure ??= { since: started, why: `cannot renew the lease: ${(err as Error).message}` };
+      this.lastFailure ??= { since: flight.started, why: `cannot renew the lease: ${(err as Error).message}` };
       if (this.view.role !== 'active') this.view = { ...this.view, issuing: false, vouching: false, reason: this.lastFailure.why };
     } finally {
       clearTimeout(timer);
+      this.state();
     }
-    this.state();
   }
 
   private async attempt(): Promise<{ kind: 'active'; epoch: number } | { kind: 'standby'; epoch: number | null; streaming: boolean; detail: string } | { kind: 'fenced'; epoch: number | null; detail: string }> {
@@ -128,7 +142,9 @@ export class SiteLease {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    await this.running?.catch(() => undefined);
+    // A renewal stuck on an unreachable standby is abandoned with its connection.
+    await Promise.race([this.running?.catch(() => undefined), new Promise((r) => setTimeout(r, 100))]);
+    this.inFlight?.result.catch(() => undefined);
     this.db.drop();
   }
 }

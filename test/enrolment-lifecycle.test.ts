@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type { FleetConfig } from '@fleetpki/core';
+import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
+import type { Pool } from '@fleetpki/store';
+import { generateDeviceKeys } from '@fleetpki/x509';
+import { createToken, ensureCa, siteAPool } from './support/ca.js';
+import { ensureSites, waitFor } from './support/sites.js';
+
+/**
+ * An intent never strands a device: the issuer-api killed between the intent's commit and the
+ * certificate's store leaves an intent the reconciler releases (audited), after which the device enrols
+ * with no duplicate serial; a retry with the same key gets the certificate already issued (200, nothing
+ * signed); a revoked device enrols again for the same role (a new certificate, audited).
+ */
+let config: FleetConfig;
+let pool: Pool;
+let factoryToken: string;
+let officerToken: string;
+const port = () => config.sites.a.apiPort + 500;
+const env = { FLEETPKI_SITE: 'a', FLEETPKI_INTENT_TIMEOUT_SECONDS: '2' };
+
+before(async () => {
+  config = await ensureSites();
+  pool = siteAPool(config);
+  await ensureCa(config, pool);
+  factoryToken = await createToken(pool, 'factory', 'lifecycle-maker', `lifecycle-factory-${randomBytes(3).toString('hex')}`);
+  officerToken = await createToken(pool, 'revocation-officer', null, `lifecycle-officer-${randomBytes(3).toString('hex')}`);
+});
+
+after(async () => {
+  await pool?.end();
+});
+
+async function enrol(eui64: string, csr: Buffer): Promise<{ status: number; body: { serial?: string; code?: string; reused?: boolean } }> {
+  const res = await fetch(`http://127.0.0.1:${port()}/v1/enrolments`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${factoryToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ eui64, keyRole: 'digitalSignature', csr: csr.toString('base64') }),
+  });
+  return { status: res.status, body: (await res.json()) as { serial?: string; code?: string } };
+}
+
+async function rowsFor(eui64: string): Promise<{ intents: { serial: string; active: boolean; released: string | null }[]; certificates: string[] }> {
+  const eui = Buffer.from(eui64, 'hex');
+  const intents = (await pool.query<{ serial: Buffer; active: boolean; released_reason: string | null }>('SELECT serial, active, released_reason FROM issuance_intents WHERE eui64 = $1 ORDER BY created_at', [eui])).rows;
+  const certificates = (await pool.query<{ serial: Buffer }>('SELECT serial FROM certificates WHERE eui64 = $1 ORDER BY issued_at', [eui])).rows;
+  return { intents: intents.map((r) => ({ serial: r.serial.toString('hex'), active: r.active, released: r.released_reason })), certificates: certificates.map((r) => r.serial.toString('hex')) };
+}
+
+describe('online enrolment never strands a device', () => {
+  it('killed between the intent and the certificate: the reconciler releases the intent, the device then enrols, no duplicate serial', async () => {
+    const eui64 = `CC${randomBytes(7).toString('hex')}`;
+    const [key] = generateDeviceKeys(1);
+    // An issuer-api that dies (SIGKILL) right after committing an intent, before the HSM signs.
+    const crashing = startService(config, 'issuer-api', { ...env, FLEETPKI_API_PORT_A: String(port()), FLEETPKI_TEST_CRASH_AFTER_INTENT: '1' });
+    try {
+      await waitForHttp(`http://127.0.0.1:${port()}/readyz`);
+      await assert.rejects(enrol(eui64, key!.csr), 'the connection dies with the process');
+      await new Promise<void>((resolve) => (crashing.exitCode !== null || crashing.signalCode !== null ? resolve() : crashing.once('exit', () => resolve())));
+      assert.equal(crashing.signalCode, 'SIGKILL');
+    } finally {
+      await stopProcess(crashing);
+    }
+    const stranded = await rowsFor(eui64);
+    assert.equal(stranded.intents.length, 1);
+    assert.deepEqual([stranded.intents[0]!.active, stranded.certificates.length], [true, 0], 'an intent without its certificate');
+
+    const issuer = startService(config, 'issuer-api', { ...env, FLEETPKI_API_PORT_A: String(port()) });
+    try {
+      await waitForHttp(`http://127.0.0.1:${port()}/readyz`);
+      // The reconciler releases it on its own, with an audit row.
+      await waitFor('the reconciler to release the intent', async () => ((await rowsFor(eui64)).intents[0]!.active ? undefined : true), 20_000, 200);
+      const audit = await pool.query('SELECT 1 FROM audit_events WHERE action = $1 AND subject = $2', ['issuance.intent.released', stranded.intents[0]!.serial]);
+      assert.equal(audit.rowCount, 1);
+      const done = await enrol(eui64, key!.csr);
+      assert.equal(done.status, 201, JSON.stringify(done.body));
+      const after = await rowsFor(eui64);
+      assert.deepEqual(after.certificates, [done.body.serial!.toLowerCase()], 'one certificate, the new serial');
+      assert.notEqual(done.body.serial!.toLowerCase(), stranded.intents[0]!.serial, 'no serial reused');
+      assert.equal(after.intents.filter((i) => i.active).length, 1);
+      assert.match(after.intents[0]!.released ?? '', /no certificate/);
+    } finally {
+      await stopProcess(issuer);
+    }
+  });
+
+  it('a retry with the same key gets the same certificate (200, nothing signed); another key is refused; after a revocation the device enrols again', async () => {
+    const issuer = startService(config, 'issuer-api', { ...env, FLEETPKI_API_PORT_A: String(port()) });
+    try {
+      await waitForHttp(`http://127.0.0.1:${port()}/readyz`);
+      const eui64 = `CD${randomBytes(7).toString('hex')}`;
+      const [key, other] = generateDeviceKeys(2);
+      const first = await enrol(eui64, key!.csr);
+      assert.equal(first.status, 201);
+      const again = await enrol(eui64, key!.csr);
+      assert.deepEqual([again.status, again.body.serial, again.body.reused], [200, first.body.serial, true]);
+      const otherKey = await enrol(eui64, other!.csr);
+      assert.deepEqual([otherKey.status, otherKey.body.code], [409, 'CERTIFICATE_EXISTS']);
+      assert.equal((await rowsFor(eui64)).certificates.length, 1, 'nothing new signed');
+
+      const revoked = await fetch(`http://127.0.0.1:${port()}/v1/revocations`, { method: 'POST', headers: { authorization: `Bearer ${officerToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ serials: [first.body.serial], reason: 'keyCompromise' }) });
+      assert.equal(revoked.status, 200, await revoked.text());
+      const reenrolled = await enrol(eui64, other!.csr);
+      assert.equal(reenrolled.status, 201, JSON.stringify(reenrolled.body));
+      assert.notEqual(reenrolled.body.serial, first.body.serial);
+      const rows = await rowsFor(eui64);
+      assert.equal(rows.certificates.length, 2);
+      assert.deepEqual(rows.intents.map((i) => i.active), [false, true]);
+      const audit = await pool.query('SELECT 1 FROM audit_events WHERE action = $1 AND subject = $2', ['issuance.intent.superseded', first.body.serial!.toLowerCase()]);
+      assert.equal(audit.rowCount, 1, 'the re-enrolment after revocation is audited');
+    } finally {
+      await stopProcess(issuer);
+    }
+  });
+});
