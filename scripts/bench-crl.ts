@@ -13,8 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CrlPublisher, buildCertId, buildOcspRequest, issueApiToken, loadSiteIssuer } from '@fleetpki/ca';
-import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
+import { CrlPublisher, buildCertId, buildOcspRequest, loadSiteIssuer } from '@fleetpki/ca';
 import { loadConfig } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { getCrl, listCas } from '@fleetpki/store';
@@ -22,6 +21,7 @@ import { ocspIssuerHashes, parseCaCertificate, toPem } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { benchOptions, measureRawHsmRate, percentile } from './lib/bench.js';
 import { BenchRun } from './lib/bench-run.js';
+import { revokeAndPollOcsp } from './lib/revocation-to-ocsp.js';
 import { createSyntheticCaDatabase, syntheticEui64 } from './lib/synthetic-ca.js';
 
 const { values: args } = parseArgs({
@@ -113,62 +113,14 @@ await run.main(async () => {
   const serials = await revoking.serials(requestCount);
   const requests = serials.map((s) => buildOcspRequest(buildCertId('sha1', hashes, s)));
 
-  let t = performance.now();
+  const t = performance.now();
   await run.waitUntil(`the responder to pre-produce ${requestCount} good responses in ${revoking.name}`, async () => {
     const { rows } = await revoking.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM ocsp_responses WHERE hash_alg = 'sha1'");
     return { done: rows[0]!.n >= requestCount, progress: `${rows[0]!.n}/${requestCount} stored` };
   });
   run.log(`  pre-produced in ${run.seconds(t)} s`);
 
-  /** One OCSP pass over the serials still pending; returns those not yet reported revoked. */
-  const ocspUrl = `http://127.0.0.1:${ports.status}/ocsp`;
-  const pass = async (pending: number[]): Promise<number[]> => {
-    const still: number[] = [];
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 64 }, async () => {
-        for (let k = next++; k < pending.length; k = next++) {
-          const i = pending[k]!;
-          const res = await fetch(ocspUrl, { method: 'POST', headers: { 'content-type': 'application/ocsp-request' }, body: requests[i], signal: AbortSignal.timeout(30_000) });
-          const der = Buffer.from(await res.arrayBuffer());
-          // certStatus revoked is [1] (0xa1) constructed, inside the SingleResponse after the CertID.
-          const certId = requests[i]!.subarray(8);
-          const at = der.indexOf(certId);
-          if (at < 0 || der[at + certId.length] !== 0xa1) still.push(i);
-        }
-      }),
-    );
-    return still;
-  };
-  // Before: every one is good.
-  run.begin('checking that every device is good before the request');
-  const before = await pass(serials.map((_, i) => i));
-  if (before.length !== requestCount) run.fail('BENCH_PRECONDITION', `${requestCount - before.length} devices reported revoked before the request`);
-
-  const officer = await issueApiToken(revoking.pool, { site: 'a', actor: 'bench', name: 'bench-officer', role: 'revocation-officer', manufacturerId: null, expiresDays: 1 });
-  const client = new FleetApiClient(`http://127.0.0.1:${ports.api}`, officer);
-  const approver = new FleetApiClient(`http://127.0.0.1:${ports.api}`, await issueApiToken(revoking.pool, { site: 'a', actor: 'bench', name: 'bench-second-officer', role: 'revocation-officer', manufacturerId: null, expiresDays: 1 }));
   const devices = Array.from({ length: requestCount }, (_, i) => syntheticEui64(i + 1));
-  run.begin(`revoking ${requestCount} devices (dual control: request, approve, execute)`);
-  t = performance.now();
-  // Dual control: above the threshold one officer requests, a second approves, the first executes.
-  const outcome = await revokeUnderDualControl(client, approver, { devices }, 'keyCompromise');
-  const requestSeconds = run.seconds(t);
-  if (outcome.revoked !== requestCount) run.fail('BENCH_PRECONDITION', `the request revoked ${outcome.revoked} of ${requestCount}`);
-  run.log(`  request answered in ${requestSeconds} s: ${outcome.revoked} revoked in ${outcome.crlShards.length} shards`);
-  let pending = serials.map((_, i) => i);
-  let passes = 0;
-  await run.waitUntil(
-    `OCSP to report all ${requestCount} devices revoked`,
-    async () => {
-      pending = await pass(pending);
-      passes++;
-      return { done: pending.length === 0, progress: `${requestCount - pending.length}/${requestCount} reported revoked after ${passes} passes` };
-    },
-    { intervalMs: 0 },
-  );
-  const allRevokedSeconds = run.seconds(t);
-  const revocationResult = { devices: requestCount, request_s: requestSeconds, all_revoked_in_ocsp_s: allRevokedSeconds, ocsp_passes: passes };
-  run.log(`  every device revoked in OCSP ${allRevokedSeconds} s after the request was sent (${passes} polling passes)`);
+  const revocationResult = await revokeAndPollOcsp(run, { apiUrl: `http://127.0.0.1:${ports.api}`, ocspUrl: `http://127.0.0.1:${ports.status}/ocsp`, pool: revoking.pool, devices, ocspRequests: requests, label: '2' });
   return { raw_hsm_signatures_per_s: Math.round(rawRate), publishing: publishResult, revocation_to_ocsp: revocationResult };
 });

@@ -1,13 +1,19 @@
 /**
- * pnpm bench ocsp [--certificates N] [--connections C] [--seconds S] [--json] [--deadline S]
- * The OCSP responder under load, as relying parties see it: a status-responder process (its own
- * process, as in production) answers POST requests from C concurrent connections for random serials
- * among N certificates whose responses the responder pre-produced in the background. Prints how long
- * pre-production took, responses/s, p50, p99, errors, and the raw HSM signing rate measured in the same
- * run with the ratio. One response is checked with `openssl ocsp`.
+ * pnpm bench ocsp [--certificates N] [--connections C] [--seconds S] [--revoke R] [--json] [--deadline S]
+ * 1. The OCSP responder under load, as relying parties see it: a status-responder process (its own
+ *    process, as in production) answers POST requests from C concurrent connections for random serials
+ *    among N certificates whose responses the responder pre-produced in the background. Prints how long
+ *    pre-production took, responses/s, p50, p99, errors, and the raw HSM signing rate measured in the
+ *    same run with the ratio. One response is checked with `openssl ocsp`.
+ * 2. Revocation to OCSP, twice: R devices revoked in one request to an issuer-api process until the
+ *    responder says "revoked" for all of them, first on a quiet responder, then while C connections
+ *    flood it with requests for serials nobody issued (each would be an HSM signature; they get a
+ *    bounded share and a per-address budget). Prints both times: the flood must not slow revocation.
+ *    Needs N >= 2R (the two revocations take different devices).
  * Certificates are synthetic rows in a throw-away database (scripts/lib/synthetic-ca.ts).
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,22 +25,26 @@ import { ocspIssuerHashes, parseCaCertificate, toPem } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { benchOptions, measureRawHsmRate, peakRssMb } from './lib/bench.js';
 import { BenchRun } from './lib/bench-run.js';
-import { createSyntheticCaDatabase } from './lib/synthetic-ca.js';
+import { revokeAndPollOcsp } from './lib/revocation-to-ocsp.js';
+import { createSyntheticCaDatabase, syntheticEui64 } from './lib/synthetic-ca.js';
 
 const { values: args } = parseArgs({
   options: {
     certificates: { type: 'string', default: '20000' },
     connections: { type: 'string', default: '64' },
     seconds: { type: 'string', default: '10' },
+    revoke: { type: 'string', default: '10000' },
     ...benchOptions(600),
   },
 });
 const certificates = Number(args.certificates);
 const connections = Number(args.connections);
+const revokeCount = Number(args.revoke);
 const run = new BenchRun('ocsp', { deadlineSeconds: Number(args.deadline), json: args.json });
 
 await run.main(async () => {
   const config = loadConfig({ ...process.env, FLEETPKI_SITE: 'a' });
+  if (!(revokeCount >= 1 && certificates >= 2 * revokeCount)) run.fail('BENCH_ARGUMENTS', `--certificates (${certificates}) must be at least twice --revoke (${revokeCount})`);
   run.begin(`raw HSM signing rate (1 process x 4 sessions, ${args['hsm-seconds']} s)`);
   const rawRate = await measureRawHsmRate(config, { sessions: 4, seconds: Number(args['hsm-seconds']) });
   run.log(`  ${Math.round(rawRate)} signatures/s`);
@@ -43,7 +53,9 @@ await run.main(async () => {
   const data = await createSyntheticCaDatabase(config, certificates);
   run.onCleanup(() => data.drop());
   const statusPort = config.sites.a.statusPort + 100;
-  const responder = run.track(startService(config, 'status-responder', { FLEETPKI_SITE: 'a', ...data.env, FLEETPKI_STATUS_PORT_A: String(statusPort) }), 'status-responder');
+  const apiPort = config.sites.a.apiPort + 100;
+  const env = { FLEETPKI_SITE: 'a', ...data.env, FLEETPKI_STATUS_PORT_A: String(statusPort), FLEETPKI_API_PORT_A: String(apiPort) };
+  const responder = run.track(startService(config, 'status-responder', env), 'status-responder');
   run.onCleanup(async () => {
     run.untrack(responder);
     await stopProcess(responder);
@@ -84,6 +96,46 @@ await run.main(async () => {
   writeFileSync(join(dir, 'ocsp-root.pem'), toPem(root.certificate));
   const openssl = execFileSync('openssl', ['ocsp', '-issuer', join(dir, 'ocsp-issuing.pem'), '-CAfile', join(dir, 'ocsp-root.pem'), '-serial', `0x${serials[0]!.toString('hex')}`, '-url', url, '-no_nonce'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 }).trim();
 
+  // --- 2. Revocation to OCSP, quiet and under a flood of unknown serials ---------------------------
+  const api = run.track(startService(config, 'issuer-api', env), 'issuer-api');
+  run.onCleanup(async () => {
+    run.untrack(api);
+    await stopProcess(api);
+  });
+  await run.waitForHttp(`http://127.0.0.1:${apiPort}/readyz`, 'the issuer API to start');
+  const revocation = (label: string, first: number) =>
+    revokeAndPollOcsp(run, {
+      apiUrl: `http://127.0.0.1:${apiPort}`,
+      ocspUrl: url,
+      pool: data.pool,
+      devices: Array.from({ length: revokeCount }, (_, i) => syntheticEui64(first + i)),
+      ocspRequests: bodies.slice(first - 1, first - 1 + revokeCount),
+      label,
+    });
+  const quiet = await revocation('2a. quiet responder', 1);
+  run.begin(`2b. ${connections} connections asking for unknown serials while ${revokeCount} more devices are revoked`);
+  const unknownBodies = Array.from({ length: 1_000 }, () => buildOcspRequest(buildCertId('sha1', hashes, Buffer.concat([Buffer.from([0x0c]), randomBytes(15)]))));
+  let flood!: autocannon.Instance;
+  const floodDone = new Promise<autocannon.Result>((resolve, reject) => {
+    flood = autocannon(
+      {
+        url,
+        connections,
+        duration: 24 * 3600,
+        method: 'POST',
+        headers: { 'content-type': 'application/ocsp-request' },
+        requests: [{ setupRequest: (req) => ({ ...req, body: unknownBodies[Math.floor(Math.random() * unknownBodies.length)] }) }],
+      },
+      (err, result) => (err ? reject(err) : resolve(result)),
+    );
+  });
+  run.onCleanup(async () => flood.stop());
+  await new Promise((r) => setTimeout(r, 1_000));
+  const loaded = await revocation('2b. under the unknown-serial flood', revokeCount + 1);
+  flood.stop();
+  const floodResult = await floodDone;
+  const floodRate = Math.round(floodResult.requests.average);
+
   const summary = {
     certificates,
     connections,
@@ -98,9 +150,13 @@ await run.main(async () => {
     ratio_to_raw_hsm: Number((result.requests.average / rawRate).toFixed(2)),
     responder_peak_rss_mb: peakRssMb(responder.pid!),
     openssl: openssl.split('\n')[0],
+    revocation_quiet: quiet,
+    revocation_under_unknown_load: { ...loaded, unknown_serial_requests_per_s: floodRate },
+    revocation_slowdown: Number((loaded.all_revoked_in_ocsp_s / quiet.all_revoked_in_ocsp_s).toFixed(2)),
   };
   run.log(`  ${summary.responses_per_s} responses/s, p50 ${summary.latency_p50_ms} ms, p99 ${summary.latency_p99_ms} ms, ${summary.errors} errors (${summary.responses} responses)`);
   run.log(`  ratio to raw HSM signing rate (${summary.raw_hsm_signatures_per_s}/s): ${summary.ratio_to_raw_hsm} (pre-produced responses are served without signing)`);
+  run.log(`  revocation of ${revokeCount} to OCSP: ${quiet.all_revoked_in_ocsp_s} s quiet, ${loaded.all_revoked_in_ocsp_s} s under ${floodRate} unknown-serial requests/s (x${summary.revocation_slowdown})`);
   run.log(`  responder peak RSS ${summary.responder_peak_rss_mb} MB; openssl ocsp: ${openssl.replace(/\n/g, ' | ')}`);
   return summary;
 });

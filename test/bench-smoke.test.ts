@@ -19,7 +19,7 @@ let config: FleetConfig;
 const TINY: Record<string, string[][]> = {
   enrol: [['--seconds', '2', '--clients', '8']],
   batch: [['--devices', '300'], ['--devices', '300', '--public-keys'], ['--devices', '200', '--hybrid']],
-  ocsp: [['--certificates', '300', '--seconds', '2']],
+  ocsp: [['--certificates', '300', '--seconds', '2', '--revoke', '100']],
   crl: [['--revoked', '500', '--request', '150']],
   keys: [['--devices', '200']],
   failover: [['--stored', '0', '--devices', '300']],
@@ -97,7 +97,7 @@ describe('benchmark smoke (tiny sizes)', () => {
 
   it('a benchmark past its deadline exits non-zero, says where it was, and leaves no database behind', async () => {
     const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile('bash', [join(config.repoRoot, 'scripts', 'bench.sh'), 'ocsp', '--certificates', '200', '--seconds', '30', '--json', '--hsm-seconds', '1', '--deadline', '6'], { env: process.env, timeout: 60_000 }, (err, stdout, stderr) =>
+      execFile('bash', [join(config.repoRoot, 'scripts', 'bench.sh'), 'ocsp', '--certificates', '200', '--revoke', '50', '--seconds', '30', '--json', '--hsm-seconds', '1', '--deadline', '6'], { env: process.env, timeout: 60_000 }, (err, stdout, stderr) =>
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
       );
     });

@@ -37,8 +37,9 @@ before(async () => {
   factoryToken = await createToken(pool, 'factory', 'race-maker', `race-factory-${randomBytes(3).toString('hex')}`);
   issuer = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 2, poolSize: 6 });
   asker = await OcspAsker.forIssuingCa(pool);
+  // Responders on ports of their own publish CRLs under the deployment's CRL URL, not one made from their port.
   for (const site of ['a', 'b'] as const) {
-    responders.push(startService(config, 'status-responder', { FLEETPKI_SITE: site, FLEETPKI_STATUS_PORT_A: String(config.sites.a.statusPort + 600), FLEETPKI_STATUS_PORT_B: String(config.sites.b.statusPort + 600) }));
+    responders.push(startService(config, 'status-responder', { FLEETPKI_SITE: site, FLEETPKI_CRL_BASE_URL: config.crlBaseUrl, FLEETPKI_STATUS_PORT_A: String(config.sites.a.statusPort + 600), FLEETPKI_STATUS_PORT_B: String(config.sites.b.statusPort + 600) }));
     await waitForHttp(`${statusUrl(site)}/healthz`);
   }
 });

@@ -32,6 +32,8 @@ const ports = () => ({
   FLEETPKI_API_PORT_B: String(config.sites.b.apiPort + OFFSET),
   FLEETPKI_STATUS_PORT_A: String(config.sites.a.statusPort + OFFSET),
   FLEETPKI_STATUS_PORT_B: String(config.sites.b.statusPort + OFFSET),
+  // CRLs these processes publish (and certificates they issue) name the deployment's CRL URL, not one made from these ports.
+  FLEETPKI_CRL_BASE_URL: config.crlBaseUrl,
 });
 
 function start(name: string, site: 'a' | 'b'): ChildProcess {
@@ -61,6 +63,10 @@ async function enrol(eui64: string, csr: Buffer): Promise<{ status: number; body
   });
   return { status: res.status, body: (await res.json()) as { serial?: string; code?: string } };
 }
+
+const started = Date.now();
+/** Where the minutes go (the failback copies a cluster): printed as test comments. */
+const step = (what: string) => console.log(`# ${((Date.now() - started) / 1000).toFixed(1)} s: ${what}`);
 
 const ask = (site: 'a' | 'b', serial: Buffer): Promise<Verdict> => asker.ask(statusUrl(config, site, OFFSET), serial).catch((): Verdict => 'other');
 
@@ -100,6 +106,7 @@ describe('a partition between the sites', () => {
     const [compromised, healthy] = meters as [Buffer, Buffer];
     await waitFor('both sites to say "good" before the partition', async () => ((await ask('a', compromised)) === 'good' && (await ask('b', compromised)) === 'good' ? true : undefined), 20_000, 200);
 
+    step('both sites say good; cutting the replication to B');
     // The partition.
     const cutAt = Date.now();
     await setStandbyConnection(true);
@@ -120,6 +127,7 @@ describe('a partition between the sites', () => {
     const refused = await enrol(`EE${randomBytes(7).toString('hex')}`, k3!.csr);
     assert.deepEqual([refused.status, refused.body.code], [503, 'SITE_NOT_LEASED'], 'no issuance without the lease');
 
+    step('site A lost its lease, B stopped vouching; promoting B');
     // Failover: B is promoted once A's lease (as B last saw it) has lapsed, and a meter is revoked there.
     const promoted = await promoteStandby(config, config.sites.b, 'partition test');
     // B is a primary now; its WAL receiver setting must not follow it into later rebuilds (pg_rewind copies it).
@@ -136,6 +144,7 @@ describe('a partition between the sites', () => {
     await waitFor('site B to say "revoked"', async () => ((await ask('b', compromised)) === 'revoked' ? true : undefined), 20_000, 100);
     await waitFor('site B, now active, to vouch for the healthy meter', async () => ((await ask('b', healthy)) === 'good' ? true : undefined), 20_000, 100);
 
+    step('revoked on B');
     // Site A, cut off with its old data, is asked about the revoked meter for a while: never "good".
     const seenAtA = new Map<Verdict, number>();
     for (let i = 0; i < 50; i++) {
@@ -147,11 +156,13 @@ describe('a partition between the sites', () => {
     const readyA = await fetch(`${apiUrl('a')}/readyz`);
     assert.equal(readyA.status, 503);
 
+    step('site A never said good; failback');
     // Failback: A's processes stop, A is rebuilt as B's standby and switched back under an approval.
     await Promise.all(children.splice(0).map(stopProcess));
     const back = await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config) });
     assert.deepEqual([back.rebuilt, back.active, back.switched_back], ['a', 'a', true]);
     assert.deepEqual(readTopology(config), { primary: 'a' });
+    step('failback done');
     start('status-responder', 'a');
     await waitForHttp(`${statusUrl(config, 'a', OFFSET)}/healthz`, 60_000);
     await waitFor('site A, active again, to say "revoked" for the meter revoked on B', async () => ((await ask('a', compromised)) === 'revoked' ? true : undefined), 20_000, 100);

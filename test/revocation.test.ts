@@ -227,6 +227,25 @@ describe('OCSP responder under bad input', () => {
     assert.match(openssl(['ocsp', '-respin', path, '-resp_text', '-noverify']), /Cert Status: unknown/);
   });
 
+  it('unknown serials past the per-address budget get tryLater, signed for nobody; a known device is still answered', async () => {
+    const record = parseCaCertificate(issuingDer());
+    const hashes = ocspIssuerHashes(record.subjectDer, record.publicKeySpki);
+    const budget = config.ocspOnDemand.perAddressPerSecond;
+    const answers = await Promise.all(
+      Array.from({ length: budget * 3 }, async () => {
+        const res = await post(buildOcspRequest(buildCertId('sha256', hashes, Buffer.concat([Buffer.from([0x0b]), randomBytes(8)]))));
+        return Buffer.from(await res.arrayBuffer()).toString('hex');
+      }),
+    );
+    const tryLater = answers.filter((a) => a === '30030a0103').length;
+    const signed = answers.length - tryLater;
+    // The bucket starts full and refills while the burst is served: at most about twice the budget.
+    assert.ok(signed >= 1 && signed <= budget * 2, `signed ${signed} unknown-serial answers for one address (budget ${budget}/s)`);
+    assert.ok(tryLater >= budget, `tryLater for the rest: ${tryLater}`);
+    const dev = await enrolDevice();
+    assert.match(await ocspStatus(dev.path), /: good/, 'a known device from the same address is not held back by the budget');
+  });
+
   it('GET requests get HTTP caching headers', async () => {
     const dev = await enrolDevice();
     const reqPath = join(ca.dir, 'get.req');

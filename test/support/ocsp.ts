@@ -27,8 +27,8 @@ export class OcspAsker {
     const body = buildOcspRequest(certId);
     const res =
       method === 'POST'
-        ? await fetch(`${baseUrl}/ocsp`, { method: 'POST', headers: { 'content-type': 'application/ocsp-request' }, body })
-        : await fetch(`${baseUrl}/ocsp/${encodeURIComponent(body.toString('base64'))}`);
+        ? await fetch(`${baseUrl}/ocsp`, { method: 'POST', headers: { 'content-type': 'application/ocsp-request' }, body, signal: AbortSignal.timeout(10_000) })
+        : await fetch(`${baseUrl}/ocsp/${encodeURIComponent(body.toString('base64'))}`, { signal: AbortSignal.timeout(10_000) });
     return verdictOf(Buffer.from(await res.arrayBuffer()), certId);
   }
 }

@@ -155,7 +155,7 @@ export class OcspResponder {
     this.cacheEntries = options.cacheEntries ?? 500_000;
     this.generations = new GenerationWatch(() => revocationGeneration(this.pool));
     this.vouching = options.vouching ?? (() => true);
-    this.onDemand = new OnDemandSigning(options.onDemand ?? { concurrency: 1, perAddressPerSecond: 50 });
+    this.onDemand = new OnDemandSigning(options.onDemand ?? { concurrency: 1, perAddressPerSecond: 20 });
   }
 
   /**
@@ -205,13 +205,19 @@ export class OcspResponder {
     }
     if (!this.signer) return stored && stored.status === status.status && stored.nextUpdate.getTime() > Date.now() ? answerOf(stored.der, stored.status, stored.thisUpdate, stored.nextUpdate) : TRY_LATER;
     // Unknown serials are never cached or stored: each one is a signature, limited per address.
-    if (status.status === 'unknown' && !this.onDemand.admit(clientAddress)) return TRY_LATER;
-    const answer = await this.onDemand.run(() => this.produce([{ certId: id.der, status }]));
-    if (status.status !== 'unknown') {
-      if (await this.canWrite()) await this.saves.submit({ serial: id.serial, hashAlg: alg, status: status.status, thisUpdate: answer.thisUpdate!, nextUpdate: answer.nextUpdate!, der: answer.der });
-      return this.remember(key, answer, generation);
+    if (status.status === 'unknown') {
+      if (!this.onDemand.admit(clientAddress)) return TRY_LATER;
+      return this.onDemand.run(() => this.produce([{ certId: id.der, status }]));
     }
-    return answer;
+    // A known serial's response (re-signed after a revocation, or not pre-produced yet) is the
+    // responder's own work: it does not queue behind the bounded share that unknown serials get.
+    const answer = await this.produce([{ certId: id.der, status }]);
+    // Stored for the other processes and the standby, but the answer does not wait for it: a store that
+    // cannot commit (a synchronous standby out of reach) must not hold relying parties' requests.
+    if (await this.canWrite()) {
+      this.saves.submit({ serial: id.serial, hashAlg: alg, status: status.status, thisUpdate: answer.thisUpdate!, nextUpdate: answer.nextUpdate!, der: answer.der }).catch(() => undefined);
+    }
+    return this.remember(key, answer, generation);
   }
 
   private async multiple(ids: readonly OcspCertId[]): Promise<OcspAnswer> {

@@ -92,6 +92,12 @@ export interface FleetConfig {
   readonly siteLease: { readonly leaseMs: number; readonly renewEveryMs: number };
   /** OCSP over HTTP GET: max-age never beyond this, whatever the response's nextUpdate (RFC 5019 6.2). */
   readonly ocspMaxAgeSeconds: number;
+  /**
+   * OCSP answers that need a signature on request and that anyone can ask for (unknown serials,
+   * several CertIDs in one request): at most perAddressPerSecond per client address, and at most
+   * `concurrency` signatures at once, so they never take the HSM from the responder's own re-signing.
+   */
+  readonly ocspOnDemand: { readonly perAddressPerSecond: number; readonly concurrency: number };
   /** An online intent with no certificate after this long is released by the reconciler (the device may enrol again). */
   readonly intentTimeoutSeconds: number;
   /** Abuse limits of the HTTP API, per client address; where it listens and whether over TLS. */
@@ -139,6 +145,8 @@ const envSchema = z.object({
   FLEETPKI_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(300),
   FLEETPKI_SITE_LEASE_MS: z.coerce.number().int().min(1_000).max(10_000).default(5_000),
   FLEETPKI_OCSP_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
+  FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS: z.coerce.number().int().min(1).default(20),
+  FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
   FLEETPKI_INTENT_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
   FLEETPKI_APPROVAL_TTL_MINUTES: z.coerce.number().int().min(1).max(7 * 24 * 60).default(240),
 });
@@ -273,6 +281,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     },
     siteLease: { leaseMs: e.FLEETPKI_SITE_LEASE_MS, renewEveryMs: Math.max(200, Math.floor(e.FLEETPKI_SITE_LEASE_MS / 5)) },
     ocspMaxAgeSeconds: e.FLEETPKI_OCSP_MAX_AGE_SECONDS,
+    ocspOnDemand: { perAddressPerSecond: e.FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS, concurrency: e.FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY },
     intentTimeoutSeconds: e.FLEETPKI_INTENT_TIMEOUT_SECONDS,
     dualControl: { revocationThreshold: e.FLEETPKI_DUAL_CONTROL_REVOCATIONS, revocationWindowMinutes: e.FLEETPKI_DUAL_CONTROL_WINDOW_MINUTES, approvalTtlMinutes: e.FLEETPKI_APPROVAL_TTL_MINUTES },
   };

@@ -63,7 +63,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       keyStore = undefined;
     }
     const canWrite = () => guard.canAct();
-    const ocsp = new OcspResponder(pool, record.id, ocspIssuerHashes(certificate.subjectDer, certificate.publicKeySpki), signer, canWrite, { vouching: () => lease.state().vouching });
+    const ocsp = new OcspResponder(pool, record.id, ocspIssuerHashes(certificate.subjectDer, certificate.publicKeySpki), signer, canWrite, { vouching: () => lease.state().vouching, onDemand: config.ocspOnDemand });
     ocsp.startWatchingFrom(new Date());
 
     const registry = new client.Registry();

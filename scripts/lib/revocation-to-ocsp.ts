@@ -1,0 +1,76 @@
+import { issueApiToken } from '@fleetpki/ca';
+import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
+import type { Pool } from '@fleetpki/store';
+import type { BenchRun } from './bench-run.js';
+
+export interface RevocationToOcsp {
+  readonly devices: number;
+  /** From sending the request (dual control: request, approve, execute) to its answer. */
+  readonly request_s: number;
+  /** From sending the request until the responder said "revoked" for every one of the devices. */
+  readonly all_revoked_in_ocsp_s: number;
+  readonly ocsp_passes: number;
+}
+
+/** Did this OCSP response say "revoked" ([1], 0xa1) for the CertID of this request? */
+function saysRevoked(response: Buffer, request: Buffer): boolean {
+  // The request is OCSPRequest { TBSRequest { requestList { Request { CertID ... } } } }: 8 bytes of
+  // headers for a one-CertID request without extensions, as buildOcspRequest makes.
+  const certId = request.subarray(8);
+  const at = response.indexOf(certId);
+  return at >= 0 && response[at + certId.length] === 0xa1;
+}
+
+/**
+ * Revokes `devices` in one request to the issuer API (under dual control, two officers made for the
+ * run) and polls the responder over OCSP, 64 requests at a time, until every one of them is reported
+ * revoked, as relying parties would see it. Every device must be reported not revoked before.
+ */
+export async function revokeAndPollOcsp(
+  run: BenchRun,
+  options: { apiUrl: string; ocspUrl: string; pool: Pool; devices: readonly string[]; ocspRequests: readonly Buffer[]; label: string },
+): Promise<RevocationToOcsp> {
+  const { devices, ocspRequests } = options;
+  const pass = async (pending: number[]): Promise<number[]> => {
+    const still: number[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        for (let k = next++; k < pending.length; k = next++) {
+          const i = pending[k]!;
+          const res = await fetch(options.ocspUrl, { method: 'POST', headers: { 'content-type': 'application/ocsp-request' }, body: ocspRequests[i], signal: AbortSignal.timeout(30_000) });
+          if (!saysRevoked(Buffer.from(await res.arrayBuffer()), ocspRequests[i]!)) still.push(i);
+        }
+      }),
+    );
+    return still;
+  };
+  run.begin(`${options.label}: checking that none of ${devices.length} devices is revoked before the request`);
+  const before = await pass(devices.map((_, i) => i));
+  if (before.length !== devices.length) run.fail('BENCH_PRECONDITION', `${devices.length - before.length} devices reported revoked before the request`);
+
+  const suffix = Math.random().toString(36).slice(2, 8);
+  const token = (n: number) => issueApiToken(options.pool, { site: 'a', actor: 'bench', name: `bench-officer-${n}-${suffix}`, role: 'revocation-officer', manufacturerId: null, expiresDays: 1 });
+  const officer = new FleetApiClient(options.apiUrl, await token(1));
+  const approver = new FleetApiClient(options.apiUrl, await token(2));
+  run.begin(`${options.label}: revoking ${devices.length} devices (dual control: request, approve, execute)`);
+  const t = performance.now();
+  const outcome = await revokeUnderDualControl(officer, approver, { devices: [...devices] }, 'keyCompromise');
+  const requestSeconds = run.seconds(t);
+  if (outcome.revoked !== devices.length) run.fail('BENCH_PRECONDITION', `the request revoked ${outcome.revoked} of ${devices.length}`);
+  run.log(`  request answered in ${requestSeconds} s: ${outcome.revoked} revoked in ${outcome.crlShards.length} shards`);
+  let pending = devices.map((_, i) => i);
+  let passes = 0;
+  await run.waitUntil(
+    `OCSP to report all ${devices.length} devices revoked`,
+    async () => {
+      pending = await pass(pending);
+      passes++;
+      return { done: pending.length === 0, progress: `${devices.length - pending.length}/${devices.length} reported revoked after ${passes} passes` };
+    },
+    { intervalMs: 0 },
+  );
+  const allRevokedSeconds = run.seconds(t);
+  run.log(`  every device revoked in OCSP ${allRevokedSeconds} s after the request was sent (${passes} polling passes)`);
+  return { devices: devices.length, request_s: requestSeconds, all_revoked_in_ocsp_s: allRevokedSeconds, ocsp_passes: passes };
+}
