@@ -16,28 +16,35 @@ CREATE TABLE people (
   CHECK ((role = 'factory') = (manufacturer_id IS NOT NULL))
 );
 
--- Every existing credential gets its person: one per (name, role, manufacturer); a name used for two
--- roles becomes name/role, since a person has one role.
+-- Every existing credential gets its person: one per (name, role, manufacturer). A person has one role
+-- and one manufacturer and a unique name, so a name used more than once becomes name/role[/manufacturer];
+-- characters a person's name may not hold become '_', and a name that still collides gets a short hash.
+CREATE TEMPORARY TABLE legacy_people ON COMMIT DROP AS
 WITH kinds AS (
-  SELECT name, role, manufacturer_id, count(*) OVER (PARTITION BY name) AS roles_of_name
-    FROM (SELECT DISTINCT name, role, manufacturer_id FROM api_tokens
-          UNION SELECT DISTINCT coalesce(substring(subject_dn FROM 'CN=([^,]+)'), encode(serial, 'hex')), role, manufacturer_id FROM organisation_certificates WHERE purpose = 'client') k
+  SELECT DISTINCT name, role, manufacturer_id FROM api_tokens
+  UNION SELECT DISTINCT coalesce(substring(subject_dn FROM 'CN=([^,]+)'), encode(serial, 'hex')), role, manufacturer_id FROM organisation_certificates WHERE purpose = 'client'
+), named AS (
+  SELECT name, role, manufacturer_id,
+         left(regexp_replace(CASE WHEN count(*) OVER (PARTITION BY name) > 1 THEN name || '/' || role || coalesce('/' || manufacturer_id, '') ELSE name END, '[^A-Za-z0-9._@/-]', '_', 'g'), 57) AS candidate
+    FROM kinds
 )
-INSERT INTO people (id, name, role, manufacturer_id)
-SELECT gen_random_uuid(), left(CASE WHEN roles_of_name > 1 THEN name || '/' || role ELSE name END, 64), role, manufacturer_id FROM kinds
-ON CONFLICT (name) DO NOTHING;
+SELECT gen_random_uuid() AS person_id, name, role, manufacturer_id,
+       CASE WHEN count(*) OVER (PARTITION BY candidate) > 1 OR candidate = '' THEN candidate || '-' || left(md5(name || '|' || role || '|' || coalesce(manufacturer_id, '')), 6) ELSE candidate END AS person_name
+  FROM named;
+-- Only factory people belong to a manufacturer (a token of another role may have carried one).
+INSERT INTO people (id, name, role, manufacturer_id) SELECT person_id, person_name, role, CASE WHEN role = 'factory' THEN manufacturer_id END FROM legacy_people;
 
 ALTER TABLE api_tokens ADD COLUMN person_id uuid REFERENCES people (id);
 ALTER TABLE api_tokens ADD COLUMN created_by uuid REFERENCES people (id);
-UPDATE api_tokens t SET person_id = p.id FROM people p
- WHERE p.role = t.role AND p.manufacturer_id IS NOT DISTINCT FROM t.manufacturer_id AND (p.name = t.name OR p.name = left(t.name || '/' || t.role, 64));
+UPDATE api_tokens t SET person_id = m.person_id FROM legacy_people m
+ WHERE m.name = t.name AND m.role = t.role AND m.manufacturer_id IS NOT DISTINCT FROM t.manufacturer_id;
 ALTER TABLE api_tokens ALTER COLUMN person_id SET NOT NULL;
 
 ALTER TABLE organisation_certificates ADD COLUMN person_id uuid REFERENCES people (id);
 ALTER TABLE organisation_certificates ADD COLUMN created_by uuid REFERENCES people (id);
-UPDATE organisation_certificates c SET person_id = p.id FROM people p
- WHERE c.purpose = 'client' AND p.role = c.role AND p.manufacturer_id IS NOT DISTINCT FROM c.manufacturer_id
-   AND (p.name = coalesce(substring(c.subject_dn FROM 'CN=([^,]+)'), encode(c.serial, 'hex')) OR p.name = left(coalesce(substring(c.subject_dn FROM 'CN=([^,]+)'), encode(c.serial, 'hex')) || '/' || c.role, 64));
+UPDATE organisation_certificates c SET person_id = m.person_id FROM legacy_people m
+ WHERE c.purpose = 'client' AND m.role = c.role AND m.manufacturer_id IS NOT DISTINCT FROM c.manufacturer_id
+   AND m.name = coalesce(substring(c.subject_dn FROM 'CN=([^,]+)'), encode(c.serial, 'hex'));
 ALTER TABLE organisation_certificates ADD CONSTRAINT organisation_certificates_client_person CHECK (purpose <> 'client' OR person_id IS NOT NULL);
 
 -- Approvals record the person and the credential of each step; creating and re-scoping privileged
