@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Signer } from '@fleetpki/hsm';
 import { GroupCommitter } from './group-commit.js';
-import { certificatesIssuedAfter, getCertificateStatus, getOcspResponse, ocspResponsesExpiringBefore, revocationGeneration, revocationsSince, saveOcspResponses, type IssueCursor, type Pool, type RevocationCursor, type StoredOcspResponse } from '@fleetpki/store';
+import { certificatesIssuedAfter, getCertificateStatus, lookupOcsp, ocspResponsesExpiringBefore, revocationGeneration, revocationsSince, saveOcspResponses, type CertificateStatusRow, type IssueCursor, type Pool, type RevocationCursor, type StoredOcspResponse } from '@fleetpki/store';
 import {
   OCSP_ERROR,
   OcspMalformedError,
@@ -86,16 +86,27 @@ class OnDemandSigning {
 
   constructor(private readonly limits: { concurrency: number; perAddressPerSecond: number }) {}
 
-  admit(address: string): boolean {
+  private bucket(address: string): { tokens: number; at: number } {
     const now = Date.now();
     const b = this.buckets.get(address) ?? { tokens: this.limits.perAddressPerSecond, at: now };
     b.tokens = Math.min(this.limits.perAddressPerSecond, b.tokens + ((now - b.at) / 1000) * this.limits.perAddressPerSecond);
     b.at = now;
     if (this.buckets.size > 100_000) this.buckets.clear();
     this.buckets.set(address, b);
+    return b;
+  }
+
+  /** Takes one on-demand signature from the address's budget, if it has one left. */
+  admit(address: string): boolean {
+    const b = this.bucket(address);
     if (b.tokens < 1) return false;
     b.tokens -= 1;
     return true;
+  }
+
+  /** Has the address spent its budget (it is asking for serials nobody issued faster than allowed)? */
+  exhausted(address: string): boolean {
+    return this.buckets.has(address) && this.bucket(address).tokens < 1;
   }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
@@ -196,10 +207,14 @@ export class OcspResponder {
       if ((await this.generations.current()) === cached.generation) return cached.answer;
       // A revocation committed since this status was read: read it again below.
     }
-    const generation = await revocationGeneration(this.pool);
-    const status = await this.statusOf(id.serial);
+    // An address that has spent its unknown-serial budget is flooding: until the budget refills, what
+    // is not in the cache gets tryLater without a database read, so the flood costs the responder
+    // (and the revocations it must re-sign) next to nothing.
+    if (this.onDemand.exhausted(clientAddress)) return TRY_LATER;
+    // The generation, the status and the stored response of one snapshot, in one round trip.
+    const { generation, certificate, stored } = await lookupOcsp(this.pool, id.serial, alg);
+    const status = this.statusFrom(certificate);
     if (status.status === 'good' && !this.vouching()) return TRY_LATER;
-    const stored = status.status === 'unknown' ? undefined : await getOcspResponse(this.pool, id.serial, alg);
     if (stored && stored.status === status.status && stored.nextUpdate.getTime() - Date.now() > this.refreshBeforeMs / 4) {
       return this.remember(key, answerOf(stored.der, stored.status, stored.thisUpdate, stored.nextUpdate), generation);
     }
@@ -228,7 +243,10 @@ export class OcspResponder {
   }
 
   private async statusOf(serial: Buffer): Promise<OcspStatus> {
-    const row = await getCertificateStatus(this.pool, serial);
+    return this.statusFrom(await getCertificateStatus(this.pool, serial));
+  }
+
+  private statusFrom(row: CertificateStatusRow | undefined): OcspStatus {
     if (!row || row.caId !== this.caId) return { status: 'unknown' };
     if (row.revokedAt) return { status: 'revoked', revokedAt: row.revokedAt, reason: row.reason ?? 0 };
     return { status: 'good' };

@@ -293,6 +293,32 @@ export interface StoredOcspResponse {
   readonly der: Buffer;
 }
 
+/** What an OCSP answer for one serial needs, read in one statement (one snapshot, one round trip). */
+export interface OcspLookup {
+  /** The revocation generation of the same snapshot as the status. */
+  readonly generation: number;
+  readonly certificate: CertificateStatusRow | undefined;
+  /** The stored response for this hash algorithm, if any (only for a known serial). */
+  readonly stored: StoredOcspResponse | undefined;
+}
+
+export async function lookupOcsp(db: Queryable, serial: Buffer, hashAlg: 'sha1' | 'sha256'): Promise<OcspLookup> {
+  const { rows } = await db.query<{ g: string; ca_id: string | null; revoked_at: Date | null; reason: number | null; status: 'good' | 'revoked' | null; this_update: Date | null; next_update: Date | null; der: Buffer | null }>(
+    `SELECT g.generation::text AS g, c.ca_id, r.revoked_at, r.reason, o.status, o.this_update, o.next_update, o.der
+       FROM revocation_generation g
+       LEFT JOIN certificates c ON c.serial = $1
+       LEFT JOIN revocations r ON r.serial = c.serial
+       LEFT JOIN ocsp_responses o ON o.serial = c.serial AND o.hash_alg = $2`,
+    [serial, hashAlg],
+  );
+  const r = rows[0]!;
+  return {
+    generation: Number(r.g),
+    certificate: r.ca_id === null ? undefined : { serial, caId: r.ca_id, revokedAt: r.revoked_at, reason: r.reason },
+    stored: r.status === null ? undefined : { serial, hashAlg, status: r.status, thisUpdate: r.this_update!, nextUpdate: r.next_update!, der: r.der! },
+  };
+}
+
 export async function getOcspResponse(db: Queryable, serial: Buffer, hashAlg: 'sha1' | 'sha256'): Promise<StoredOcspResponse | undefined> {
   const { rows } = await db.query<{ status: 'good' | 'revoked'; this_update: Date; next_update: Date; der: Buffer }>(
     'SELECT status, this_update, next_update, der FROM ocsp_responses WHERE serial = $1 AND hash_alg = $2',
