@@ -8,8 +8,11 @@ import { LeaseConnection } from '@fleetpki/store';
  * stop issuing and stop answering OCSP "good" when their last acknowledged renewal runs out. The site
  * taking over waits until the old lease has lapsed (failover.ts), so the two never overlap.
  *
- * A hot standby holds no lease; it vouches for "good" only while it is streaming from its primary (its
- * data is then at most a renewal behind: with synchronous remote_apply nothing acknowledged is missing).
+ * A hot standby holds no lease and vouches for "good" even when it no longer hears from its primary:
+ * the primary runs strictly synchronous (remote_apply, never without its standby), so it cannot
+ * acknowledge a revocation this standby has not applied; whatever the standby does not have, nobody
+ * was told. (Running the primary without its synchronous standby would break this, which is why that is
+ * never automatic.) Its view still says whether it streams, for /readyz.
  *
  * Each process keeps its own view, from its own renewals: the lease lapses for a process at the start
  * of its last acknowledged renewal plus the lease time, never later than what the database recorded.
@@ -17,7 +20,7 @@ import { LeaseConnection } from '@fleetpki/store';
 export interface LeaseView {
   /** The site may issue and sign (active, lease held, not fenced). */
   readonly issuing: boolean;
-  /** The site may answer OCSP "good" (lease held, or a standby streaming from its primary). */
+  /** The site may answer OCSP "good" (lease held, or the primary's synchronous standby). */
   readonly vouching: boolean;
   readonly role: 'active' | 'standby' | 'fenced' | 'unknown';
   readonly epoch: number | null;
@@ -108,7 +111,7 @@ export class SiteLease {
         this.deadline = flight.started + this.options.leaseMs;
         this.view = { issuing: true, vouching: true, role: 'active', epoch: r.epoch, until: new Date(this.deadline).toISOString(), reason: 'active, lease held' };
       } else if (r.kind === 'standby') {
-        this.view = { issuing: false, vouching: r.streaming, role: 'standby', epoch: r.epoch, until: null, reason: r.streaming ? 'standby, streaming from the primary' : `standby, not streaming from the primary (${r.detail})` };
+        this.view = { issuing: false, vouching: true, role: 'standby', epoch: r.epoch, until: null, reason: r.streaming ? 'standby, streaming from the primary' : `standby, not streaming from the primary (${r.detail}); it holds every commit the primary acknowledged` };
       } else {
         this.view = { issuing: false, vouching: false, role: 'fenced', epoch: r.epoch, until: null, reason: r.detail };
       }
@@ -136,6 +139,11 @@ export class SiteLease {
     const states = await this.db.siteStates();
     const mine = states.find((s) => s.site === this.site);
     const active = states.find((s) => s.role === 'active' && s.site !== this.site);
+    if (mine?.role === 'standby') {
+      // Promoted, not yet the active site (the failover waits for the old site's lease to lapse): its data
+      // has every commit the old primary acknowledged, and nobody can commit a revocation meanwhile.
+      return { kind: 'standby', epoch: mine.epoch, streaming: false, detail: 'promoted, waiting to become the active site' };
+    }
     return { kind: 'fenced', epoch: mine?.epoch ?? null, detail: `site ${this.site} is ${mine?.role ?? 'unknown'}${active ? `; site ${active.site} is active at epoch ${active.epoch}` : ''}: this site neither issues nor vouches for "good"` };
   }
 
