@@ -22,6 +22,16 @@ export function migrationFileName(m: Pick<Migration, 'version' | 'name'>): strin
 }
 
 const FILE_PATTERN = /^(\d{4})_([a-z0-9_]+)\.sql$/;
+
+/**
+ * Earlier texts of a migration that a database may have recorded, accepted as that migration. Only for a
+ * fix that changes no schema a successful run of the old text produced: 0015's first text failed (and
+ * rolled back) on installations where one token name was used by two manufacturers; where it succeeded,
+ * the fixed text would have done the same.
+ */
+const EARLIER_TEXTS: Readonly<Record<number, readonly string[]>> = {
+  15: ['18c5420b6849afd4c17505ae52358b8d8efdae156c5fd2d6fe2babe17a3d1ea2'],
+};
 // Any constant works; it only has to be the same in every process that migrates this database.
 const MIGRATION_LOCK_KEY = 0x666c6565; // 'flee'
 
@@ -61,7 +71,7 @@ export async function migrate(pool: Pool, dir: string): Promise<MigrationResult>
     for (const row of rows) {
       const file = migrations.find((m) => m.version === row.version);
       if (!file) throw new FleetError('MIGRATION_MISSING', `the database has migration ${migrationFileName(row)} but ${dir} does not: is this checkout older than the database?`);
-      if (file.sha256 !== row.sha256) throw new FleetError('MIGRATION_MODIFIED', `migration ${migrationFileName(row)} changed after it was applied; add a new migration instead`);
+      if (file.sha256 !== row.sha256 && !EARLIER_TEXTS[row.version]?.includes(row.sha256)) throw new FleetError('MIGRATION_MODIFIED', `migration ${migrationFileName(row)} changed after it was applied; add a new migration instead`);
     }
     const applied: Migration[] = [];
     for (const migration of migrations) {
