@@ -11,7 +11,7 @@ import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
 import { approvedSwitchoverForDrill, runFailback, runFailoverDrill } from '@fleetpki/drills';
 import { generateManifest } from '@fleetpki/manifest';
 import { hsmSelfTest, openSiteKeyStore, readPin } from '@fleetpki/hsm';
-import { custodianPinFiles, formatStatus, openRootKeyStore, readTopology, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
+import { consensusStatus, custodianPinFiles, formatStatus, openRootKeyStore, readTopology, sitesStatus, sitesUp } from '@fleetpki/sites';
 import { createPool, migrate, readSiteStates, upsertManufacturer } from '@fleetpki/store';
 import { generateDeviceKeys, toPem, x509ToC509 } from '@fleetpki/x509';
 import { euiGenerator, percentile } from './lib/bench.js';
@@ -27,8 +27,7 @@ heading('1. Sites: SoftHSM tokens, PostgreSQL primary (A) with synchronous hot s
 let started = Date.now();
 await sitesUp(config, (line) => console.log(`  ${line}`));
 // An earlier run stopped mid-drill: put site A back in front first (the tour below runs on A).
-if (readTopology(config).rebuild) await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), log: (line) => console.log(`  ${line}`) });
-if (readTopology(config).primary !== 'a') await switchover(config, (line) => console.log(`  ${line}`));
+if (readTopology(config).primary !== 'a') await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), log: (line) => console.log(`  ${line}`) });
 console.log(`  (${Date.now() - started} ms)`);
 
 heading('2. Database schema');
@@ -237,7 +236,7 @@ console.log(`  failback: site ${back.rebuilt} ${back.how} in ${back.rebuild_s} s
 
 heading('9. Status');
 console.log(
-  formatStatus(await sitesStatus(config))
+  formatStatus(await sitesStatus(config), await consensusStatus(config))
     .split('\n')
     .map((l) => `  ${l}`)
     .join('\n'),

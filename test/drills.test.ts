@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
-import { readTopology } from '@fleetpki/sites';
+import { approvedSwitchoverForDrill, runFailback } from '@fleetpki/drills';
+import { currentRoles, lastRejoin, readTopology, waitForSyncStandby } from '@fleetpki/sites';
 import { createPool } from '@fleetpki/store';
 import { ensureCa, siteAPool, type TestCa } from './support/ca.js';
 import { ensureStandbyKeys } from './support/custody.js';
@@ -30,13 +31,12 @@ before(async () => {
 });
 
 after(async () => {
-  // Whatever happened above, leave site A active with B as its standby for the other test files.
-  if (readTopology(config).rebuild) await cli(['drill', 'failback', '--stay']);
-  if (readTopology(config).primary !== 'a') await cli(['drill', 'switchover']);
+  // Whatever happened above, leave site A active with B as its synchronous standby for the other test files.
+  if (currentRoles(config).primary.id !== 'a') await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config) });
 });
 
 describe('site drills', () => {
-  it('failover: site A killed mid-batch; B finishes it with RPO 0, no duplicates, OCSP served throughout, CRL numbers continuing', async () => {
+  it('failover: site A killed mid-batch; the agents and etcd fail over to B, which finishes it with RPO 0, no duplicates, OCSP served throughout, CRL numbers continuing', async () => {
     const run = await cli(['drill', 'failover', '--devices', '20000', '--json']);
     assert.equal(run.code, 0, `${run.stderr}\n${run.stdout.slice(-2000)}`);
     const r = lastJson<Record<string, unknown>>(run.stdout);
@@ -51,18 +51,19 @@ describe('site drills', () => {
     assert.equal(r.ocsp_failed, 0, 'the standby answered every OCSP request during the drill');
     assert.equal(r.crl_numbers_continue, true);
     assert.ok(typeof r.rto_s === 'number' && r.rto_s > 0);
-    assert.deepEqual(readTopology(config), { primary: 'b', rebuild: 'a' });
+    assert.deepEqual(readTopology(config), { primary: 'b' });
   });
 
-  it('refuses a second failover before the failed site is rebuilt', async () => {
-    const run = await cli(['drill', 'failover', '--devices', '100']);
-    assert.match(run.stderr, /DRILL_NOT_READY: site a is still down/);
+  it("site A's agent rewinds the killed primary into B's synchronous standby on its own, with pg_rewind", async () => {
+    await waitForSyncStandby(config, config.sites.b, config.sites.a);
+    const rejoin = await lastRejoin(config, config.sites.a);
+    assert.equal(rejoin?.how, 'rewound', `rejoined by ${rejoin?.how}: ${rejoin?.why ?? ''}`);
   });
 
   it('failback: A rebuilt as standby of B, then switched back to active, under the same approval as a switchover', async () => {
     const refused = await cli(['drill', 'failback']);
     assert.match(refused.stderr, /DUAL_CONTROL_REQUIRED/, 'no switch back without an approval');
-    assert.deepEqual(readTopology(config), { primary: 'b', rebuild: 'a' }, 'and nothing was done');
+    assert.deepEqual(readTopology(config), { primary: 'b' }, 'and nothing was done');
     const active = createPool(config.sites.b.databaseUrl, { max: 2 });
     const approval = await approvedRequest(active, ca, 'site.switchover', 'administrator', {}).finally(() => active.end());
     const run = await cli(['drill', 'failback', '--json', '--approval', approval.id, '--token-file', approval.tokenFile]);

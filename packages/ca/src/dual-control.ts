@@ -12,6 +12,7 @@ import {
   type ApprovalAction,
   type ApprovalRecord,
   type Pool,
+  type Queryable,
   type Role,
 } from '@fleetpki/store';
 import type { Principal } from './api-tokens.js';
@@ -140,4 +141,23 @@ export function presentApproval(record: ApprovalRecord, now: Date): Record<strin
     ...(record.executedAt ? { executedBy: record.executedByName ?? undefined, executedWith: record.executedBy, executedAt: record.executedAt.toISOString() } : {}),
     ...(record.outcome ? { outcome: record.outcome } : {}),
   };
+}
+
+/**
+ * Two people present together, for the one decision that cannot wait for an approval to be written: a
+ * forced failover while the active site's database (where approvals live) is out of reach. Both
+ * credentials are checked on the standby (read-only); the two people, and whoever created each one's
+ * credential, must have no one in common, as for an approval (migrations/0015_people.sql).
+ */
+export async function assertTwoPeopleTogether(db: Queryable, first: Principal, second: Principal, roles: readonly Role[], what: string): Promise<void> {
+  for (const p of [first, second]) {
+    if (!roles.includes(p.role)) throw new FleetError('ROLE_FORBIDDEN', `${what} takes two people with role ${roles.join(' or ')}; ${p.name} is ${p.role}`, { httpStatus: 403 });
+  }
+  const people = async (p: Principal) => (await db.query<{ person_id: string; creator: string | null }>('SELECT person_id, creator FROM fp_credential_people($1)', [p.credential])).rows[0]!;
+  const [a, b] = [await people(first), await people(second)];
+  const sideA = new Set([a.person_id, a.creator].filter((x): x is string => x !== null));
+  const sideB = [b.person_id, b.creator].filter((x): x is string => x !== null);
+  if (sideB.some((id) => sideA.has(id))) {
+    throw new FleetError('APPROVAL_SAME_PEOPLE', `${what} takes two different people: ${first.name} and ${second.name} are the same person, or one created the other's credential`, { httpStatus: 403 });
+  }
 }

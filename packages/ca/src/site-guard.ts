@@ -1,5 +1,5 @@
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { isInRecovery, listCas, type Pool } from '@fleetpki/store';
+import { isInRecovery, listCas, syncStandbyState, type Pool } from '@fleetpki/store';
 import type { SiteLease } from './site-lease.js';
 
 /**
@@ -11,12 +11,48 @@ import type { SiteLease } from './site-lease.js';
 export class SiteGuard {
   private standby: boolean | undefined;
   private checkedAt = 0;
+  private blocked: { since: Date } | undefined;
+  private blockCheckedAt = 0;
+  private blockCheck: Promise<{ since: Date } | undefined> | undefined;
+  /** Told when writes become blocked or flow again (the service logs it at error and sets a metric). */
+  onWritesBlocked: (blocked: { since: Date } | undefined) => void = () => undefined;
 
   constructor(
     private readonly pool: Pool,
     private readonly config: FleetConfig,
     readonly lease?: SiteLease,
   ) {}
+
+  /**
+   * Are writes blocked here: a primary whose commits wait for a synchronous standby and none is streaming?
+   * Asked of the database at most twice a second (fresh: now), which answers without waiting itself.
+   */
+  async writesBlocked(fresh = false): Promise<{ since: Date } | undefined> {
+    if (!fresh && Date.now() - this.blockCheckedAt < 500) return this.blocked;
+    this.blockCheck ??= (async () => {
+      try {
+        const state = await syncStandbyState(this.pool);
+        const blocked = state.required && !state.connected;
+        const before = this.blocked;
+        this.blocked = blocked ? (this.blocked ?? { since: new Date() }) : undefined;
+        if ((before === undefined) !== (this.blocked === undefined)) this.onWritesBlocked(this.blocked);
+      } finally {
+        this.blockCheckedAt = Date.now();
+        this.blockCheck = undefined;
+      }
+      return this.blocked;
+    })();
+    return this.blockCheck;
+  }
+
+  /** The refusal for a write that cannot commit now, with when to try again. */
+  standbyUnavailable(since: Date): FleetError {
+    const other = this.config.sites[this.config.site === 'a' ? 'b' : 'a'];
+    return new FleetError('STANDBY_UNAVAILABLE', `writes blocked: the synchronous standby (site ${other.id}) has been unreachable since ${since.toISOString()}; nothing is committed without it (RPO 0). Try again later; operators: bring site ${other.id} back, or decide to run unprotected (\`fleetpki sites unprotect\`, two people)`, {
+      httpStatus: 503,
+      details: { since: since.toISOString(), retryAfterSeconds: Math.max(1, Math.ceil(this.config.writeWaitMs / 1000)) },
+    });
+  }
 
   /** May this process issue and sign for the CA now (not a standby, lease held)? */
   async canAct(): Promise<boolean> {
@@ -41,6 +77,8 @@ export class SiteGuard {
     }
     const lease = this.lease?.state();
     if (lease && !lease.issuing) throw new FleetError('SITE_NOT_LEASED', `site ${this.config.site} does not hold the CA's lease and issues nothing: ${lease.reason}`, { httpStatus: 503, details: { lease } });
+    const blocked = await this.writesBlocked();
+    if (blocked) throw this.standbyUnavailable(blocked.since);
   }
 }
 

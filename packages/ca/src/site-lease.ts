@@ -1,32 +1,36 @@
+import { CaSiteReader, openConsensus, type CaSiteState } from '@fleetpki/consensus';
 import type { FleetConfig, SiteId } from '@fleetpki/core';
 import { LeaseConnection } from '@fleetpki/store';
 
 /**
- * Who may act as the CA: the active site holds a lease in the replicated database and renews it every
- * second or so. A renewal commits only when the synchronous standby has applied it, so a site cut off
- * from its standby, or superseded by a higher epoch (a failover), cannot renew, and its processes
- * stop issuing and stop answering OCSP "good" when their last acknowledged renewal runs out. The site
- * taking over waits until the old lease has lapsed (failover.ts), so the two never overlap.
+ * Who may act as the CA, as one process sees it. etcd decides (three members: both sites and a
+ * witness): the active CA site is the leader of the "ca-site" election, kept by its site agent
+ * (packages/sites/src/site-agent.ts) with a lease. Every service process reads the leader and the time
+ * left on its lease about once a second, with a linearizable read (a process cut off from the majority
+ * gets no answer), and acts only until the lease it last read runs out: from the moment it sent that
+ * read, plus the seconds etcd said were left. The site taking over waits a lease time before it acts
+ * (unless the old leader handed over cleanly), so the two never overlap.
  *
- * A hot standby holds no lease and vouches for "good" even when it no longer hears from its primary:
- * the primary runs strictly synchronous (remote_apply, never without its standby), so it cannot
- * acknowledge a revocation this standby has not applied; whatever the standby does not have, nobody
- * was told. (Running the primary without its synchronous standby would break this, which is why that is
- * never automatic.) Its view still says whether it streams, for /readyz.
- *
- * Each process keeps its own view, from its own renewals: the lease lapses for a process at the start
- * of its last acknowledged renewal plus the lease time, never later than what the database recorded.
+ * - The leader's processes issue and vouch for "good", once their database is the primary and the site
+ *   is active in it (the agent promotes and activates it right after the election).
+ * - The standby vouches for "good" while etcd confirms the primary runs strictly synchronous (no
+ *   `unprotected` key): the primary then cannot acknowledge a revocation the standby has not applied,
+ *   so whatever the standby does not have, nobody was told. Not while etcd is out of reach for a lease
+ *   time (the primary might have gone unprotected meanwhile).
+ * - A primary that is not the leader (cut off, or failed over) neither issues nor vouches.
  */
 export interface LeaseView {
-  /** The site may issue and sign (active, lease held, not fenced). */
+  /** The site may issue and sign (it leads, its database is the primary, it is active there). */
   readonly issuing: boolean;
-  /** The site may answer OCSP "good" (lease held, or the primary's synchronous standby). */
+  /** The site may answer OCSP "good" (it leads, or it is the synchronous standby of a protected primary). */
   readonly vouching: boolean;
   readonly role: 'active' | 'standby' | 'fenced' | 'unknown';
   readonly epoch: number | null;
-  /** When this process's lease runs out (active site), ISO time. */
+  /** When this process's view runs out unless confirmed again, ISO time. */
   readonly until: string | null;
-  /** Why the site may not issue or vouch, for /readyz and the errors. */
+  /** Whether the standby streams from its primary (for /readyz), or null on a primary. */
+  readonly streaming: boolean | null;
+  /** Why the site may or may not issue or vouch, for /readyz and the errors. */
   readonly reason: string;
 }
 
@@ -40,29 +44,36 @@ export function siteLeaseOptions(config: FleetConfig): SiteLeaseOptions {
   return { leaseMs: config.siteLease.leaseMs, renewEveryMs: config.siteLease.renewEveryMs };
 }
 
+type Observation = { state: CaSiteState; inRecovery: boolean; epoch: number | null; activeHere: boolean; streaming: boolean | null; detail: string };
+
 export class SiteLease {
-  private view: LeaseView = { issuing: false, vouching: false, role: 'unknown', epoch: null, until: null, reason: 'not checked yet' };
+  private view: LeaseView = { issuing: false, vouching: false, role: 'unknown', epoch: null, until: null, streaming: null, reason: 'not checked yet' };
   private deadline = 0;
   private readonly db: LeaseConnection;
+  private readonly consensus;
+  private readonly reader: CaSiteReader;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private running: Promise<void> | undefined;
   private lastFailure: { since: number; why: string } | undefined;
-  private inFlight: { started: number; result: ReturnType<SiteLease['attempt']> } | undefined;
+  private readonly options: SiteLeaseOptions;
 
   constructor(
-    connectionString: string,
+    config: FleetConfig,
     private readonly site: SiteId,
-    private readonly options: SiteLeaseOptions,
+    connectionString: string,
   ) {
-    this.db = new LeaseConnection(connectionString, `fleetpki-lease-${site}`, Math.max(500, Math.floor(options.leaseMs / 3)));
+    this.options = siteLeaseOptions(config);
+    this.db = new LeaseConnection(connectionString, `fleetpki-lease-${site}`, 2_000);
+    this.consensus = openConsensus(config, Math.max(500, Math.floor(this.options.leaseMs / 3)));
+    this.reader = new CaSiteReader(this.consensus, config);
   }
 
   private get every(): number {
     return this.options.renewEveryMs ?? Math.max(200, Math.floor(this.options.leaseMs / 5));
   }
 
-  /** Renews now (awaits the first answer, so a service starts with its real state) and then in the background. */
+  /** Reads now (awaits the first answer, so a service starts with its real state) and then in the background. */
   async start(): Promise<this> {
     await this.renew();
     const loop = async () => {
@@ -74,85 +85,88 @@ export class SiteLease {
     return this;
   }
 
-  /** The current view; the lease's expiry is checked on every call, not only at renewals. */
+  /** The current view; its expiry is checked on every call, not only at reads. */
   state(): LeaseView {
-    if (this.view.role === 'active' && this.view.issuing && Date.now() >= this.deadline) {
-      const why = this.lastFailure ? `${this.lastFailure.why} since ${new Date(this.lastFailure.since).toISOString()}` : 'no renewal acknowledged in time';
-      this.view = { ...this.view, issuing: false, vouching: false, reason: `site ${this.site}'s lease ran out at ${new Date(this.deadline).toISOString()}: ${why}` };
+    if ((this.view.issuing || this.view.vouching) && Date.now() >= this.deadline) {
+      const why = this.lastFailure ? `${this.lastFailure.why} since ${new Date(this.lastFailure.since).toISOString()}` : 'not confirmed by etcd in time';
+      this.view = { ...this.view, issuing: false, vouching: false, reason: `site ${this.site}'s role ran out at ${new Date(this.deadline).toISOString()}: ${why}` };
     }
     return this.view;
   }
 
   private async renew(): Promise<void> {
-    // A renewal that outlived its timeout is still waiting for the synchronous standby; wait for that one
-    // rather than open another connection (each abandoned one would leave a backend waiting on the
-    // primary until the standby returns, and a long partition would use up max_connections).
-    const flight = (this.inFlight ??= { started: Date.now(), result: this.attempt() });
+    const sentAt = Date.now();
     const timeout = Math.max(300, Math.floor(this.options.leaseMs / 2));
     let timer: NodeJS.Timeout | undefined;
     try {
-      const result = await Promise.race([
-        flight.result.then((r) => ({ done: true as const, r })),
-        new Promise<{ done: false }>((resolve) => {
-          timer = setTimeout(() => resolve({ done: false }), timeout);
+      const o = await Promise.race([
+        this.observe(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer from etcd within ${timeout} ms (cut off from the majority?)`)), timeout);
         }),
       ]);
-      if (!result.done) {
-        const since = flight.started;
-        this.lastFailure ??= { since, why: `cannot renew the lease: no acknowledgement within ${timeout} ms (synchronous standby unreachable?)` };
-        if (this.view.role !== 'active') this.view = { ...this.view, issuing: false, vouching: false, reason: this.lastFailure.why };
-        return;
-      }
-      this.inFlight = undefined;
       this.lastFailure = undefined;
-      const r = result.r;
-      if (r.kind === 'active') {
-        // The process's own clock from before the renewal was sent: never later than what the database recorded.
-        this.deadline = flight.started + this.options.leaseMs;
-        this.view = { issuing: true, vouching: true, role: 'active', epoch: r.epoch, until: new Date(this.deadline).toISOString(), reason: 'active, lease held' };
-      } else if (r.kind === 'standby') {
-        this.view = { issuing: false, vouching: true, role: 'standby', epoch: r.epoch, until: null, reason: r.streaming ? 'standby, streaming from the primary' : `standby, not streaming from the primary (${r.detail}); it holds every commit the primary acknowledged` };
-      } else {
-        this.view = { issuing: false, vouching: false, role: 'fenced', epoch: r.epoch, until: null, reason: r.detail };
-      }
+      this.view = this.judge(o, sentAt);
     } catch (err) {
-      // The database refused or the connection broke: start again on a new connection next time.
-      this.inFlight = undefined;
-      this.db.drop();
-      this.lastFailure ??= { since: flight.started, why: `cannot renew the lease: ${(err as Error).message}` };
-      if (this.view.role !== 'active') this.view = { ...this.view, issuing: false, vouching: false, reason: this.lastFailure.why };
+      this.lastFailure ??= { since: sentAt, why: `cannot read the CA-site role: ${(err as Error).message}` };
+      if (!this.view.issuing && !this.view.vouching) this.view = { ...this.view, reason: this.lastFailure.why };
     } finally {
       clearTimeout(timer);
       this.state();
     }
   }
 
-  private async attempt(): Promise<{ kind: 'active'; epoch: number } | { kind: 'standby'; epoch: number | null; streaming: boolean; detail: string } | { kind: 'fenced'; epoch: number | null; detail: string }> {
-    if (await this.db.inRecovery()) {
+  private judge(o: Observation, sentAt: number): LeaseView {
+    const { leader, unprotected } = o.state;
+    const leads = leader?.site === this.site;
+    if (leads && !o.inRecovery && o.activeHere) {
+      // etcd rounds the seconds left down: the view never outlives the lease.
+      this.deadline = sentAt + leader.ttlSeconds * 1000;
+      return { issuing: true, vouching: true, role: 'active', epoch: o.epoch, until: new Date(this.deadline).toISOString(), streaming: null, reason: `active: site ${this.site} leads (etcd lease ${leader.lease})` };
+    }
+    if (o.inRecovery) {
+      this.deadline = sentAt + this.options.leaseMs;
+      const vouching = unprotected === undefined;
+      const why = leads
+        ? 'elected, being promoted'
+        : unprotected
+          ? `standby of a primary running unprotected since ${unprotected.since} (by ${unprotected.by}): it may lack acknowledged commits, so it vouches for nothing`
+          : `standby; ${o.detail}; the primary is strictly synchronous, so it holds every commit the primary acknowledged`;
+      return { issuing: false, vouching, role: 'standby', epoch: o.epoch, until: new Date(this.deadline).toISOString(), streaming: o.streaming, reason: why };
+    }
+    if (leads) {
+      // Promoted, not yet activated in this database: the agent does that next.
+      this.deadline = sentAt + this.options.leaseMs;
+      return { issuing: false, vouching: true, role: 'standby', epoch: o.epoch, until: new Date(this.deadline).toISOString(), streaming: null, reason: 'elected and promoted; becoming the active site' };
+    }
+    return {
+      issuing: false,
+      vouching: false,
+      role: 'fenced',
+      epoch: o.epoch,
+      until: null,
+      streaming: null,
+      reason: leader ? `site ${leader.site} leads (etcd); this primary neither issues nor vouches for "good" and will be rewound into its standby` : 'no site leads (etcd): nobody issues until a site agent is elected',
+    };
+  }
+
+  private async observe(): Promise<Observation> {
+    const [state, inRecovery] = await Promise.all([this.reader.read(), this.db.inRecovery()]);
+    if (inRecovery) {
       const r = await this.db.receiver(this.site);
       const streaming = r.status === 'streaming' && r.ageMs !== null && r.ageMs < this.options.leaseMs;
-      return { kind: 'standby', epoch: r.epoch, streaming, detail: r.status === 'streaming' ? `last message ${Math.round(r.ageMs ?? 0)} ms ago` : `WAL receiver ${r.status ?? 'not running'}` };
+      return { state, inRecovery, epoch: r.epoch, activeHere: false, streaming, detail: r.status === 'streaming' ? `streaming, last message ${Math.round(r.ageMs ?? 0)} ms ago` : `WAL receiver ${r.status ?? 'not running'}` };
     }
-    // Renewed only for the active site at the highest epoch; the commit returns once the standby applied it.
-    const epoch = await this.db.renew(this.site, this.options.leaseMs);
-    if (epoch !== undefined) return { kind: 'active', epoch };
     const states = await this.db.siteStates();
     const mine = states.find((s) => s.site === this.site);
-    const active = states.find((s) => s.role === 'active' && s.site !== this.site);
-    if (mine?.role === 'standby') {
-      // Promoted, not yet the active site (the failover waits for the old site's lease to lapse): its data
-      // has every commit the old primary acknowledged, and nobody can commit a revocation meanwhile.
-      return { kind: 'standby', epoch: mine.epoch, streaming: false, detail: 'promoted, waiting to become the active site' };
-    }
-    return { kind: 'fenced', epoch: mine?.epoch ?? null, detail: `site ${this.site} is ${mine?.role ?? 'unknown'}${active ? `; site ${active.site} is active at epoch ${active.epoch}` : ''}: this site neither issues nor vouches for "good"` };
+    return { state, inRecovery, epoch: mine?.epoch ?? null, activeHere: mine?.role === 'active', streaming: null, detail: '' };
   }
 
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    // A renewal stuck on an unreachable standby is abandoned with its connection.
     await Promise.race([this.running?.catch(() => undefined), new Promise((r) => setTimeout(r, 100))]);
-    this.inFlight?.result.catch(() => undefined);
+    this.consensus.close();
     this.db.drop();
   }
 }

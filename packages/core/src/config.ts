@@ -40,6 +40,15 @@ export interface SiteConfig {
   readonly hsmPinFile: string;
 }
 
+export type EtcdMemberName = SiteId | 'witness';
+
+export interface EtcdMember {
+  readonly name: EtcdMemberName;
+  readonly clientUrl: string;
+  readonly peerUrl: string;
+  readonly dir: string;
+}
+
 export interface FleetConfig {
   readonly repoRoot: string;
   readonly stateDir: string;
@@ -90,6 +99,24 @@ export interface FleetConfig {
    * and a site taking over waits until the old lease has lapsed.
    */
   readonly siteLease: { readonly leaseMs: number; readonly renewEveryMs: number };
+  /**
+   * Who is the active CA site is decided by etcd, three members: one per site and a witness in a third
+   * place, so either site with the witness is a majority. The site agents campaign for the CA-site role
+   * with a lease of ttlSeconds; every service process reads the leader and its lease from here.
+   */
+  readonly consensus: {
+    readonly members: readonly EtcdMember[];
+    /** Client URLs of every member. */
+    readonly endpoints: readonly string[];
+    /** Key prefix of this pair of sites (every deployment on the same clusters shares it). */
+    readonly prefix: string;
+    readonly ttlSeconds: number;
+  };
+  /**
+   * How long a write may wait on a primary whose synchronous standby is unreachable before it answers
+   * 503 STANDBY_UNAVAILABLE with Retry-After (the write itself completes if the standby comes back).
+   */
+  readonly writeWaitMs: number;
   /** OCSP over HTTP GET: max-age never beyond this, whatever the response's nextUpdate (RFC 5019 6.2). */
   readonly ocspMaxAgeSeconds: number;
   /**
@@ -126,6 +153,10 @@ const envSchema = z.object({
   FLEETPKI_API_PORT_B: port.default(18081),
   FLEETPKI_STATUS_PORT_A: port.default(18090),
   FLEETPKI_STATUS_PORT_B: port.default(18091),
+  // etcd client ports of the three members (site A, site B, the witness); each peer port is the next one.
+  FLEETPKI_ETCD_PORT_A: port.default(12379),
+  FLEETPKI_ETCD_PORT_B: port.default(12381),
+  FLEETPKI_ETCD_PORT_WITNESS: port.default(12383),
   FLEETPKI_DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
   FLEETPKI_REDIS_URL: z.url({ protocol: /^rediss?$/ }).optional(),
   FLEETPKI_PKCS11_MODULE: z.string().min(1).default('/usr/lib/softhsm/libsofthsm2.so'),
@@ -144,6 +175,7 @@ const envSchema = z.object({
   FLEETPKI_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(120_000),
   FLEETPKI_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(300),
   FLEETPKI_SITE_LEASE_MS: z.coerce.number().int().min(1_000).max(10_000).default(5_000),
+  FLEETPKI_WRITE_WAIT_MS: z.coerce.number().int().min(500).max(60_000).default(3_000),
   FLEETPKI_OCSP_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
   FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS: z.coerce.number().int().min(1).default(20),
   FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
@@ -250,7 +282,14 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     };
   };
   const sites = { a: site('a'), b: site('b') };
-  const ports = [sites.a.pgPort, sites.b.pgPort, sites.a.redisPort, sites.b.redisPort, sites.a.apiPort, sites.b.apiPort, sites.a.statusPort, sites.b.statusPort];
+  const member = (name: EtcdMemberName, clientPort: number, dir: string): EtcdMember => ({ name, clientUrl: `http://127.0.0.1:${clientPort}`, peerUrl: `http://127.0.0.1:${clientPort + 1}`, dir });
+  const members = [
+    member('a', e.FLEETPKI_ETCD_PORT_A, join(sites.a.dir, 'etcd')),
+    member('b', e.FLEETPKI_ETCD_PORT_B, join(sites.b.dir, 'etcd')),
+    member('witness', e.FLEETPKI_ETCD_PORT_WITNESS, join(stateDir, 'witness', 'etcd')),
+  ];
+  const etcdPorts = [e.FLEETPKI_ETCD_PORT_A, e.FLEETPKI_ETCD_PORT_B, e.FLEETPKI_ETCD_PORT_WITNESS].flatMap((p) => [p, p + 1]);
+  const ports = [sites.a.pgPort, sites.b.pgPort, sites.a.redisPort, sites.b.redisPort, sites.a.apiPort, sites.b.apiPort, sites.a.statusPort, sites.b.statusPort, ...etcdPorts];
   if (new Set(ports).size !== ports.length) {
     throw new FleetError('CONFIG_INVALID', `invalid configuration: FLEETPKI_*_PORT_* values must all differ (got ${ports.join(', ')})`);
   }
@@ -280,6 +319,13 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       tlsDir: join(stateDir, 'tls', `site-${e.FLEETPKI_SITE}`),
     },
     siteLease: { leaseMs: e.FLEETPKI_SITE_LEASE_MS, renewEveryMs: Math.max(200, Math.floor(e.FLEETPKI_SITE_LEASE_MS / 5)) },
+    consensus: {
+      members,
+      endpoints: members.map((m) => m.clientUrl),
+      prefix: '/fleetpki/sites/',
+      ttlSeconds: Math.max(2, Math.ceil(e.FLEETPKI_SITE_LEASE_MS / 1000)),
+    },
+    writeWaitMs: e.FLEETPKI_WRITE_WAIT_MS,
     ocspMaxAgeSeconds: e.FLEETPKI_OCSP_MAX_AGE_SECONDS,
     ocspOnDemand: { perAddressPerSecond: e.FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS, concurrency: e.FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY },
     intentTimeoutSeconds: e.FLEETPKI_INTENT_TIMEOUT_SECONDS,

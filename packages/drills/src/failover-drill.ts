@@ -5,7 +5,7 @@ import { CA_IDS, issueApiToken } from '@fleetpki/ca';
 import { FleetApiClient, type BatchView } from '@fleetpki/client';
 import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { generateManifest } from '@fleetpki/manifest';
-import { currentRoles, killSiteInfrastructure, promoteStandby, readTopology, sitesUp, startService, stopProcess, waitForHttp } from '@fleetpki/sites';
+import { currentRoles, killSiteInfrastructure, sitesUp, startService, stopProcess, waitForActiveSite, waitForHttp, waitForSyncStandby } from '@fleetpki/sites';
 import {
   batchCertificatesBySerialPrefix,
   batchDevicesNotExactlyOne,
@@ -71,10 +71,12 @@ async function serviceSet(config: FleetConfig, site: SiteConfig, workers: number
  */
 export async function runFailoverDrill(config: FleetConfig, options: FailoverDrillOptions): Promise<FailoverDrillReport> {
   const log = options.log ?? (() => undefined);
-  const topology = readTopology(config);
-  if (topology.rebuild) throw new FleetError('DRILL_NOT_READY', `site ${topology.rebuild} is still down from an earlier failover: run \`pnpm fleetpki drill failback\` first`);
   await sitesUp(config);
   const { primary: from, standby: to } = currentRoles(config);
+  // Zero loss needs a standby in sync; right after an earlier failover the failed site may still be rejoining.
+  await waitForSyncStandby(config, from, to, 5_000).catch((err: Error) => {
+    throw new FleetError('DRILL_NOT_READY', `site ${to.id} is not (yet) the synchronous standby of ${from.id}: ${err.message}`);
+  });
   const dir = join(config.stateDir, 'drill');
   mkdirSync(dir, { recursive: true });
 
@@ -139,10 +141,12 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     await dbFrom.end().catch(() => undefined);
     log(`  ${killed + children.length} processes killed`);
 
+    // Nothing is promoted by hand: the site agents and etcd fail over, as they would in a real disaster.
     const promoteStarted = performance.now();
-    await promoteStandby(config, to, `failover drill: site ${from.id} lost`, log);
+    const epoch = await waitForActiveSite(config, to);
     const promoteSeconds = (performance.now() - promoteStarted) / 1000;
-    log(`site ${to.id}: promoted ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; its services see it within a second`);
+    log(`site ${to.id}: elected in etcd and active at epoch ${epoch}, ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; its services see it within a second`);
+    log(`site ${from.id}: its agent rewinds it into ${to.id}'s synchronous standby; writes on ${to.id} wait for that (RPO 0)`);
 
     const toClient = new FleetApiClient(`http://127.0.0.1:${to.apiPort}`, token);
     const done = await toClient.waitForBatch(batch.id, undefined, 250);

@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { DualControl, TokenAuthenticator, issueApiToken, type Principal } from '@fleetpki/ca';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { currentRoles, ensureRedis, readTopology, rebuildFormerPrimary, sitesUp, startService, stopProcess, switchover, waitForHttp } from '@fleetpki/sites';
+import { currentRoles, ensureRedis, lastRejoin, sitesUp, startService, stopProcess, switchover, waitForHttp, waitForSyncStandby } from '@fleetpki/sites';
 import { countMissingCertificates, createPool, upsertManufacturer } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { EnrolmentTraffic } from './probes.js';
@@ -25,9 +25,11 @@ export interface SwitchoverReport {
  * rewind the old primary into the standby), and the new active site's issuer-api takes the traffic.
  */
 export async function runSwitchoverDrill(config: FleetConfig, log: (line: string) => void = () => undefined): Promise<SwitchoverReport> {
-  if (readTopology(config).rebuild) throw new FleetError('DRILL_NOT_READY', 'a site is still down from a failover: run `pnpm fleetpki drill failback` first');
   await sitesUp(config);
   const { primary: from, standby: to } = currentRoles(config);
+  await waitForSyncStandby(config, from, to, 5_000).catch((err: Error) => {
+    throw new FleetError('DRILL_NOT_READY', `site ${to.id} is not (yet) the synchronous standby of ${from.id}: ${err.message}`);
+  });
   const db = createPool(from.databaseUrl, { max: 1, applicationName: 'fleetpki-drill' });
   let api: ChildProcess | undefined;
   let traffic: EnrolmentTraffic | undefined;
@@ -44,7 +46,7 @@ export async function runSwitchoverDrill(config: FleetConfig, log: (line: string
     const started = performance.now();
     await stopProcess(api);
     api = undefined;
-    const result = await switchover(config, log);
+    const result = await switchover(config, 'switchover drill', log);
     api = startService(config, 'issuer-api', { FLEETPKI_SITE: to.id });
     await waitForHttp(`http://127.0.0.1:${to.apiPort}/readyz`, 60_000);
     const switchoverSeconds = (performance.now() - started) / 1000;
@@ -94,28 +96,29 @@ export interface SwitchBackApproval {
 }
 
 /**
- * After a failover: the failed site is rebuilt as the standby of the surviving one (pg_rewind, else a
- * base backup; its Redis restarted), then, given an approved site.switchover, a planned switchover
- * makes it active again. Without one it stays the standby (the rebuild is recovery, not a change of
- * who is active).
+ * After a failover: the failed site's agent rewinds it into the standby of the surviving one on its own
+ * (pg_rewind, else a base backup); this waits for that (and restarts its Redis), then, given an approved
+ * site.switchover, a planned switchover makes it active again. Without one it stays the standby (the
+ * rebuild is recovery, not a change of who is active).
  */
 export async function runFailback(config: FleetConfig, options: { switchBack?: SwitchBackApproval; log?: (line: string) => void } = {}): Promise<FailbackReport> {
   const log = options.log ?? (() => undefined);
-  const { rebuild } = readTopology(config);
-  if (!rebuild) throw new FleetError('DRILL_NOT_READY', 'no site is waiting for a rebuild (no failover since the last failback)');
-  const site = config.sites[rebuild];
+  const { primary, standby: site } = currentRoles(config);
+  if (primary.id === 'a') throw new FleetError('DRILL_NOT_READY', 'site a is the active site already: no failover to fail back from');
   let t = performance.now();
-  const how = await rebuildFormerPrimary(config, log);
+  await waitForSyncStandby(config, primary, site);
   await ensureRedis(site);
-  const rebuildSeconds = (performance.now() - t) / 1000;
+  const waited = (performance.now() - t) / 1000;
+  const rejoin = await lastRejoin(config, site);
+  log(`site ${site.id}: the synchronous standby of ${primary.id} (${rejoin ? `${rejoin.how} in ${rejoin.seconds} s by its agent${rejoin.why ? `: ${rejoin.why}` : ''}` : 'rejoined'})`);
   let switchoverSeconds = 0;
   if (options.switchBack) {
     const approval = options.switchBack;
     // The approval lives on the active site's database; the claim commits there before the switch.
-    const db = createPool(currentRoles(config).primary.serviceDatabaseUrls.operator, { max: 2, applicationName: 'fleetpki-failback' });
+    const db = createPool(primary.serviceDatabaseUrls.operator, { max: 2, applicationName: 'fleetpki-failback' });
     try {
       t = performance.now();
-      await new DualControl(db, currentRoles(config).primary.id, config.dualControl.approvalTtlMinutes).execute(approval.executor, approval.approvalId, 'site.switchover', () => switchover(config, log));
+      await new DualControl(db, primary.id, config.dualControl.approvalTtlMinutes).execute(approval.executor, approval.approvalId, 'site.switchover', () => switchover(config, approval.executor.name, log));
       switchoverSeconds = (performance.now() - t) / 1000;
     } finally {
       await db.end().catch(() => undefined);
@@ -123,9 +126,9 @@ export async function runFailback(config: FleetConfig, options: { switchBack?: S
   }
   return {
     drill: 'failback',
-    rebuilt: rebuild,
-    how,
-    rebuild_s: Number(rebuildSeconds.toFixed(2)),
+    rebuilt: site.id,
+    how: rejoin?.how ?? 'rewound',
+    rebuild_s: Number((rejoin?.seconds ?? waited).toFixed(2)),
     switched_back: options.switchBack !== undefined,
     switchover_s: Number(switchoverSeconds.toFixed(2)),
     active: currentRoles(config).primary.id,

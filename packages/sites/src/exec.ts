@@ -8,6 +8,8 @@ export interface RunOptions {
   readonly asPgUser?: boolean;
   readonly env?: NodeJS.ProcessEnv;
   readonly timeoutMs?: number;
+  /** Resolve with stderr appended to stdout (tools that report progress on stderr). */
+  readonly stderrToo?: boolean;
 }
 
 export const isRoot = process.getuid?.() === 0;
@@ -20,7 +22,7 @@ export function run(cmd: string, args: readonly string[], options: RunOptions = 
     execFile(file, argv, { env: { ...process.env, ...options.env }, timeout: options.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) {
         reject(new FleetError('SITES_COMMAND_FAILED', `${cmd} ${args.join(' ')} failed: ${(stderr || err.message).trim().slice(-2000)}`, { cause: err }));
-      } else resolve(stdout);
+      } else resolve(options.stderrToo ? `${stdout}${stderr}` : stdout);
     });
   });
 }

@@ -1,11 +1,13 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
-import { activateSite, createPool, isInRecovery, leaseRemainingMs, markSiteStandby } from '@fleetpki/store';
-import { isClusterRunning, pgDataDir, standbyName, promoteCluster, rebuildAsStandby, reloadCluster, stopCluster, writeSettings } from './postgres-cluster.js';
+import { CaSiteReader, openConsensus, readRejoin, revokeLeaderLease, setSwitchover, type RejoinRecord } from '@fleetpki/consensus';
+import { FleetError, type FleetConfig, type SiteConfig, type SiteId } from '@fleetpki/core';
+import { activateSite, isInRecovery, markSiteStandby } from '@fleetpki/store';
+import { caDatabases, withOwnerPool } from './ca-databases.js';
+import { pgDataDir, standbyName, promoteCluster, rebuildAsStandby, reloadCluster, writeSettings } from './postgres-cluster.js';
 import { redisPid } from './redis-server.js';
-import { currentRoles, writeTopology } from './topology-file.js';
+import { writeTopology } from './topology-file.js';
 
 type Log = (line: string) => void;
 
@@ -37,68 +39,178 @@ export function killSiteInfrastructure(site: SiteConfig): number {
   return killed;
 }
 
-async function withDb<T>(config: FleetConfig, site: SiteConfig, fn: (pool: ReturnType<typeof createPool>) => Promise<T>): Promise<T> {
-  const pool = createPool(`postgres://${config.pgUser}@127.0.0.1:${site.pgPort}/${config.pgDatabase}`, { applicationName: 'fleetpki-failover', max: 1 });
+/**
+ * Waits until `site` is the active CA site: it leads in etcd, its database is the primary and the site
+ * is active in `config.pgDatabase` there. Returns the epoch.
+ */
+export async function waitForActiveSite(config: FleetConfig, site: SiteConfig, timeoutMs = 120_000): Promise<number> {
+  const client = openConsensus(config);
+  const reader = new CaSiteReader(client, config);
+  const deadline = Date.now() + timeoutMs;
+  let last = 'not checked yet';
   try {
-    return await fn(pool);
+    for (;;) {
+      try {
+        const state = await reader.read();
+        if (state.leader?.site !== site.id) last = state.leader ? `site ${state.leader.site} leads` : 'no site leads';
+        else {
+          const row = await withOwnerPool(config, site, config.pgDatabase, async (pool) => ((await isInRecovery(pool)) ? undefined : (await pool.query<{ role: string; epoch: string }>('SELECT role, epoch::text FROM site_state WHERE site = $1', [site.id])).rows[0]));
+          if (row?.role === 'active') return Number(row.epoch);
+          last = `site ${site.id} leads; its database is ${row ? `at role ${row.role}` : 'still a standby'}`;
+        }
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      if (Date.now() > deadline) throw new FleetError('SITE_TAKEOVER_TIMEOUT', `site ${site.id} did not become the active CA site within ${timeoutMs / 1000} s (${last}); see ${join(site.dir, 'agent.log')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   } finally {
-    await pool.end();
+    client.close();
+  }
+}
+
+/** Waits until `standby` streams as `primary`'s synchronous standby (writes flow again, zero loss possible). */
+export async function waitForSyncStandby(config: FleetConfig, primary: SiteConfig, standby: SiteConfig, timeoutMs = 180_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'not connected';
+  for (;;) {
+    const sync = await withOwnerPool(config, primary, 'postgres', async (pool) => (await pool.query<{ s: string }>(`SELECT sync_state AS s FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'`, [standbyName(standby)])).rows[0]?.s).catch((err: Error) => `error: ${err.message}`);
+    if (sync === 'sync') return;
+    last = sync ?? 'not connected';
+    if (Date.now() > deadline) throw new FleetError('SITE_STANDBY_NOT_IN_SYNC', `site ${standby.id} is not streaming as ${primary.id}'s synchronous standby after ${timeoutMs / 1000} s (${last}); see ${join(standby.dir, 'agent.log')}`);
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 
 /**
- * Unplanned: promote the standby `site` (its data is complete up to the last acknowledged commit, by
- * synchronous replication), make it the active CA site with a new epoch and fence the other. The new
- * primary runs without a synchronous standby until the failed site is rebuilt (failback).
+ * A planned switchover, the way operations run it: the leader's agent is asked (in etcd) to hand the
+ * CA-site role to the standby; it does so only while the standby streams synchronously (zero loss),
+ * stopping its own database cleanly first. Waits until the other site is active and the old one is its
+ * synchronous standby again.
  */
-export async function promoteStandby(config: FleetConfig, site: SiteConfig, note: string, log: Log = () => undefined): Promise<{ epoch: number; leaseWaitMs: number }> {
-  if (!(await withDb(config, site, isInRecovery))) throw new FleetError('SITE_NOT_STANDBY', `site ${site.id} is not a standby; nothing to promote`);
-  await promoteCluster(site);
-  writeSettings(config, site, { role: 'primary' });
+export async function switchover(config: FleetConfig, requestedBy: string, log: Log = () => undefined): Promise<{ from: SiteId; to: SiteId; epoch: number }> {
+  const client = openConsensus(config);
+  try {
+    const state = await new CaSiteReader(client, config).read();
+    if (!state.leader) throw new FleetError('SITE_NO_LEADER', 'no site leads the CA (etcd); start the site agents (`pnpm sites up`)');
+    const from = config.sites[state.leader.site];
+    const to = config.sites[from.id === 'a' ? 'b' : 'a'];
+    await setSwitchover(client, config, { to: to.id, requestedBy, at: new Date().toISOString() });
+    log(`asked site ${from.id}'s agent to hand over to site ${to.id}`);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const now = await new CaSiteReader(client, config).read().catch(() => undefined);
+      if (now?.switchover?.refused) {
+        await setSwitchover(client, config, undefined);
+        throw new FleetError('SWITCHOVER_STANDBY_NOT_IN_SYNC', now.switchover.refused);
+      }
+      if (now?.leader?.site === to.id) break;
+      if (Date.now() > deadline) {
+        await setSwitchover(client, config, undefined).catch(() => undefined);
+        throw new FleetError('SWITCHOVER_TIMEOUT', `site ${from.id}'s agent did not hand over within 60 s; see ${join(from.dir, 'agent.log')}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const epoch = await waitForActiveSite(config, to);
+    log(`site ${to.id}: active CA site at epoch ${epoch}`);
+    await waitForSyncStandby(config, to, from);
+    log(`site ${from.id}: rejoined as synchronous standby of ${to.id}`);
+    return { from: from.id, to: to.id, epoch };
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * The elected site takes the CA over (site agent): its standby is promoted, keeps the other site as its
+ * synchronous standby (writes wait until that site is back: strict, no silent loss of RPO 0), and the
+ * site is activated with a new epoch in every CA database on the cluster. The activation commits locally
+ * (the standby it would wait for is the site that just failed). Returns the highest new epoch.
+ */
+export async function takeOver(config: FleetConfig, site: SiteConfig, note: string): Promise<number> {
+  const other = config.sites[site.id === 'a' ? 'b' : 'a'];
+  if (await withOwnerPool(config, site, 'postgres', isInRecovery)) await promoteCluster(site);
+  writeSettings(config, site, { role: 'primary', syncStandby: other });
   await reloadCluster(site);
-  writeTopology(config, { primary: site.id, rebuild: site.id === 'a' ? 'b' : 'a' });
-  // The old site's processes may act until their lease runs out; the new site acts only afterwards.
-  // The last renewal that reached this database bounds it (a renewal commits only once applied here).
-  const other = site.id === 'a' ? 'b' : 'a';
-  const leaseWaitMs = await withDb(config, site, (pool) => leaseRemainingMs(pool, other));
-  if (leaseWaitMs > 0) {
-    log(`site ${site.id}: waiting ${(leaseWaitMs / 1000).toFixed(1)} s for site ${other}'s lease to lapse`);
-    await new Promise((r) => setTimeout(r, leaseWaitMs + 250));
+  writeTopology(config, { primary: site.id });
+  let epoch = 0;
+  for (const database of await caDatabases(config, site)) {
+    epoch = Math.max(
+      epoch,
+      await withOwnerPool(config, site, database, async (pool) => {
+        const client = await pool.connect();
+        try {
+          await client.query('SET synchronous_commit = local');
+          return await activateSite(client, site.id, note);
+        } finally {
+          client.release();
+        }
+      }),
+    );
   }
-  const epoch = await withDb(config, site, (pool) => activateSite(pool, site.id, note));
-  log(`site ${site.id}: promoted to primary, active CA site at epoch ${epoch}; the other site is fenced`);
-  return { epoch, leaseWaitMs };
+  return epoch;
 }
 
 /**
- * Failback, first half: the former primary becomes the standby of the current one (pg_rewind, else a
- * base backup), synchronous replication is restored, and its CA role goes from fenced to standby.
+ * A site that is not the leader and whose database is down or a stale primary becomes the leader's
+ * standby: pg_rewind (after crash recovery), a base backup only if rewinding is impossible. Refuses to
+ * touch the local data while the leader's database cannot be reached (there would be nothing to copy).
  */
-export async function rebuildFormerPrimary(config: FleetConfig, log: Log = () => undefined): Promise<'rewound' | 'copied'> {
-  const { primary, standby } = currentRoles(config);
-  const how = await rebuildAsStandby(config, standby, primary, log);
-  writeTopology(config, { primary: primary.id });
-  writeSettings(config, primary, { role: 'primary', syncStandby: standby });
-  await reloadCluster(primary);
-  await withDb(config, primary, (pool) => markSiteStandby(pool, standby.id, `rebuilt as standby of ${primary.id} (${how})`));
-  log(`site ${standby.id}: rebuilt as synchronous standby of ${primary.id} (${how})`);
-  return how;
+export async function rejoinAsStandby(config: FleetConfig, site: SiteConfig, leader: SiteConfig, log: Log = () => undefined): Promise<'rewound' | 'copied'> {
+  const leaderIsPrimary = await withOwnerPool(config, leader, 'postgres', async (pool) => !(await isInRecovery(pool))).catch(() => false);
+  if (!leaderIsPrimary) throw new FleetError('SITE_LEADER_UNREACHABLE', `site ${leader.id} leads but its PostgreSQL is not a reachable primary yet; site ${site.id} waits before rejoining`);
+  return rebuildAsStandby(config, site, leader, log);
+}
+
+/** On the leader, once the other site streams as its synchronous standby again: it is the standby (no longer fenced) in every CA database. */
+export async function acknowledgeStandby(config: FleetConfig, leader: SiteConfig, standby: SiteConfig): Promise<void> {
+  for (const database of await caDatabases(config, leader)) {
+    await withOwnerPool(config, leader, database, async (pool) => {
+      const { rows } = await pool.query<{ role: string }>('SELECT role FROM site_state WHERE site = $1', [standby.id]);
+      if (rows[0]?.role === 'fenced') await markSiteStandby(pool, standby.id, `streams as ${leader.id}'s synchronous standby again`);
+    });
+  }
+}
+
+/** How `site` last rejoined as the standby, as its agent recorded it in etcd. */
+export async function lastRejoin(config: FleetConfig, site: SiteConfig): Promise<RejoinRecord | undefined> {
+  const client = openConsensus(config);
+  try {
+    return await readRejoin(client, config, site.id);
+  } finally {
+    client.close();
+  }
 }
 
 /**
- * Planned switchover to the current standby with zero loss: the primary is shut down cleanly (its last
- * WAL, shutdown checkpoint included, reaches the synchronous standby first), the standby is promoted, and
- * the old primary is rewound into the new standby. Callers stop the old primary's services first.
+ * A manual failover to `to` (the operator's `sites failover`). While the active site still holds its
+ * lease in etcd (its agent alive and in the majority) this is refused unless forced, and forcing (two
+ * people, checked by the caller) revokes that lease: the site's processes stop acting within their last
+ * read of etcd, and `to`'s agent, elected next, waits one lease time before it promotes. Never to a
+ * standby of a primary that ran unprotected (it may lack acknowledged commits).
  */
-export async function switchover(config: FleetConfig, log: Log = () => undefined): Promise<{ from: string; to: string; epoch: number }> {
-  const { primary, standby } = currentRoles(config);
-  if (!(await isClusterRunning(standby))) throw new FleetError('SITE_DOWN', `site ${standby.id}'s PostgreSQL is not running; cannot switch over to it`);
-  // Zero loss needs a standby that is streaming synchronously right now.
-  const sync = await withDb(config, primary, async (pool) => (await pool.query<{ s: string }>(`SELECT sync_state AS s FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'`, [standbyName(standby)])).rows[0]?.s);
-  if (sync !== 'sync') throw new FleetError('SWITCHOVER_STANDBY_NOT_IN_SYNC', `site ${standby.id} is not a streaming synchronous standby of ${primary.id} (${sync ?? 'not connected'}); a switchover now could lose data`);
-  await stopCluster(primary, 'fast');
-  log(`site ${primary.id}: PostgreSQL stopped cleanly`);
-  const { epoch } = await promoteStandby(config, standby, `switchover from ${primary.id}`, log);
-  await rebuildFormerPrimary(config, log);
-  return { from: primary.id, to: standby.id, epoch };
+export async function failoverTo(config: FleetConfig, to: SiteConfig, options: { force: boolean; log?: Log }): Promise<{ epoch: number; revokedLeaseOf: SiteId | undefined }> {
+  const log = options.log ?? (() => undefined);
+  const client = openConsensus(config);
+  try {
+    const state = await new CaSiteReader(client, config).read();
+    if (state.leader?.site === to.id) return { epoch: await waitForActiveSite(config, to), revokedLeaseOf: undefined };
+    if (state.unprotected) {
+      throw new FleetError('SITE_STANDBY_NOT_ELIGIBLE', `the primary has run without its synchronous standby since ${state.unprotected.since} (by ${state.unprotected.by}): site ${to.id} may lack acknowledged commits and is not promoted`);
+    }
+    let revokedLeaseOf: SiteId | undefined;
+    if (state.leader) {
+      if (!options.force) {
+        throw new FleetError('SITE_LEASE_HELD', `site ${state.leader.site} holds the CA-site lease (${state.leader.ttlSeconds} s left, renewed by its agent): it is alive and in the majority. A failover now needs --force and two administrators (--token-file and --second-token-file)`);
+      }
+      log(`revoking site ${state.leader.site}'s lease ${state.leader.lease} in etcd`);
+      await revokeLeaderLease(client, state.leader.lease);
+      revokedLeaseOf = state.leader.site;
+    } else log(`no site leads; site ${to.id}'s agent campaigns on its own within ${2 * config.consensus.ttlSeconds} s`);
+    const epoch = await waitForActiveSite(config, to);
+    log(`site ${to.id}: active CA site at epoch ${epoch}`);
+    return { epoch, revokedLeaseOf };
+  } finally {
+    client.close();
+  }
 }

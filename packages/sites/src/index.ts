@@ -9,3 +9,7 @@ export * from './service-process.js';
 export * from './deployments.js';
 export * from './key-protection-check.js';
 export * from './key-migration.js';
+export * from './etcd-cluster.js';
+export * from './site-agent.js';
+export * from './ca-databases.js';
+export * from './site-agent-process.js';

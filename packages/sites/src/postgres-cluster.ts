@@ -220,7 +220,11 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
       await run(pg('pg_ctl'), ['start', '-D', dataDir, '-l', pgLogFile(site), '-w', '-t', '120', '-o', "-c listen_addresses='' -c unix_socket_directories=/tmp -c synchronous_standby_names=''"], { asPgUser: true, timeoutMs: 180_000 });
       await run(pg('pg_ctl'), ['stop', '-D', dataDir, '-m', 'fast', '-w', '-t', '60'], { asPgUser: true });
     }
-    await run(pg('pg_rewind'), ['-D', dataDir, '--source-server', `host=127.0.0.1 port=${primary.pgPort} user=${config.pgUser} dbname=postgres`], { asPgUser: true, timeoutMs: 600_000 });
+    // A just-promoted source still names its old timeline in its control file until its first
+    // checkpoint on the new one, and pg_rewind then finds "no rewind required": checkpoint it first.
+    await withSourceCheckpoint(config, primary);
+    const rewound = await run(pg('pg_rewind'), ['-D', dataDir, '--source-server', `host=127.0.0.1 port=${primary.pgPort} user=${config.pgUser} dbname=postgres`, '--progress'], { asPgUser: true, timeoutMs: 600_000, stderrToo: true });
+    log(`pg_rewind: ${rewound.trim().split('\n').filter(Boolean).slice(-4).join(' | ')}`);
     await asStandby();
     return 'rewound';
   } catch (err) {
@@ -253,6 +257,15 @@ async function waitUntilStreaming(config: FleetConfig, site: SiteConfig, primary
       if (Date.now() > deadline) throw new FleetError('SITES_STANDBY_NOT_STREAMING', `site ${site.id} started but has not replayed ${primary.id}'s WAL up to ${at[0]!.lsn} within ${timeoutMs / 1000} s (${rows[0]?.state ?? 'not connected'})`);
       await new Promise((r) => setTimeout(r, 200));
     }
+  } finally {
+    await pool.end();
+  }
+}
+
+async function withSourceCheckpoint(config: FleetConfig, primary: SiteConfig): Promise<void> {
+  const pool = createPool(`postgres://${config.pgUser}@127.0.0.1:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  try {
+    await pool.query('CHECKPOINT');
   } finally {
     await pool.end();
   }

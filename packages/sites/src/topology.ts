@@ -1,11 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
+import { SITE_IDS, type FleetConfig, type SiteConfig, type SiteId } from '@fleetpki/core';
 import { probeRedis } from '@fleetpki/queue';
 import { createPool, readDatabaseRole } from '@fleetpki/store';
 import { ensureRootToken, ensureTokens, listTokens, tokensOfSite } from './hsm-tokens.js';
 import { ensurePrimary, ensureStandby, isClusterRunning, pgDataDir, stopCluster } from './postgres-cluster.js';
+import { ensureEtcd, etcdHealth, stopEtcd } from './etcd-cluster.js';
 import { ensureRedis, stopRedis } from './redis-server.js';
+import { agentLogFile, agentPid, ensureAgent, stopAgent } from './site-agent-process.js';
+import { CaSiteReader, openConsensus, readRejoin, type RejoinRecord } from '@fleetpki/consensus';
 import { ensureStateDir } from './state-dir.js';
 import { currentRoles, readTopology } from './topology-file.js';
 
@@ -34,16 +37,23 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined): 
   for (const site of [config.sites.a, config.sites.b]) {
     log(`site ${site.id}: Redis on 127.0.0.1:${site.redisPort} ${await ensureRedis(site)}`);
   }
+  const etcd = await ensureEtcd(config);
+  log(`etcd: ${config.consensus.members.map((m) => `${m.name} on ${new URL(m.clientUrl).host} ${etcd[m.name]}`).join(', ')}`);
+  for (const site of [primary, standby]) log(`site ${site.id}: agent ${ensureAgent(config, site)} (log ${agentLogFile(site)})`);
 }
 
 /** Stops every process of ours (standby first, so the primary does not wait on it while shutting down). */
 export async function sitesDown(config: FleetConfig, log: Log = () => undefined): Promise<void> {
   const { primary, standby } = currentRoles(config);
+  // The agents first: they would otherwise take a stopping database for a failure and fail over.
+  for (const site of [standby, primary]) await stopAgent(site);
   for (const site of [standby, primary]) {
     await stopCluster(site);
     await stopRedis(site);
     log(`site ${site.id}: stopped`);
   }
+  await stopEtcd(config);
+  log('etcd: stopped');
   const leftovers = processesUnder(config.stateDir);
   for (const pid of leftovers) {
     try {
@@ -78,6 +88,45 @@ export interface SiteStatus {
   readonly hsm: { readonly tokens: readonly string[]; readonly expected: readonly string[]; readonly ready: boolean };
   /** The site's role in the CA (site_state), as this site's own database sees it. */
   readonly caRole?: string;
+  readonly etcd: { readonly up: boolean; readonly healthy: boolean; readonly error?: string };
+  readonly agent: { readonly running: boolean; readonly pid?: number };
+}
+
+/** What etcd says: who leads, and what the agents recorded. */
+export interface ConsensusStatus {
+  readonly reachable: boolean;
+  readonly error?: string;
+  readonly leader?: { readonly site: SiteId; readonly ttlSeconds: number };
+  readonly unprotected?: { readonly since: string; readonly by: string };
+  readonly writesBlocked: Readonly<Partial<Record<SiteId, string>>>;
+  readonly witness: { readonly up: boolean; readonly healthy: boolean; readonly error?: string };
+  readonly lastRejoin: Readonly<Partial<Record<SiteId, RejoinRecord>>>;
+}
+
+export async function consensusStatus(config: FleetConfig): Promise<ConsensusStatus> {
+  const witnessMember = config.consensus.members.find((m) => m.name === 'witness')!;
+  const witness = await etcdHealth(witnessMember);
+  const client = openConsensus(config, 1_000);
+  try {
+    const state = await new CaSiteReader(client, config).read();
+    const lastRejoin: Partial<Record<SiteId, RejoinRecord>> = {};
+    for (const id of SITE_IDS) {
+      const r = await readRejoin(client, config, id);
+      if (r) lastRejoin[id] = r;
+    }
+    return {
+      reachable: true,
+      ...(state.leader ? { leader: { site: state.leader.site, ttlSeconds: state.leader.ttlSeconds } } : {}),
+      ...(state.unprotected ? { unprotected: state.unprotected } : {}),
+      writesBlocked: state.writesBlocked,
+      witness,
+      lastRejoin,
+    };
+  } catch (err) {
+    return { reachable: false, error: (err as Error).message, writesBlocked: {}, witness, lastRejoin: {} };
+  } finally {
+    client.close();
+  }
 }
 
 export async function siteStatus(config: FleetConfig, site: SiteConfig): Promise<SiteStatus> {
@@ -85,7 +134,11 @@ export async function siteStatus(config: FleetConfig, site: SiteConfig): Promise
   const redis = await probeRedis(site.redisUrl, 500);
   const tokens = await listTokens(site).catch((): string[] => []);
   const expected = tokensOfSite(config, site);
+  const member = config.consensus.members.find((m) => m.name === site.id)!;
+  const pid = agentPid(site);
   return {
+    etcd: await etcdHealth(member),
+    agent: { running: pid !== undefined, ...(pid !== undefined ? { pid } : {}) },
     site: site.id,
     postgres,
     redis: { ...redis, port: site.redisPort },
@@ -121,19 +174,27 @@ export async function sitesStatus(config: FleetConfig): Promise<SiteStatus[]> {
   return Promise.all([siteStatus(config, config.sites.a), siteStatus(config, config.sites.b)]);
 }
 
-/** A plain-text table of sitesStatus for terminals. */
-export function formatStatus(statuses: readonly SiteStatus[]): string {
+/** A plain-text table of sitesStatus (and what etcd says) for terminals. */
+export function formatStatus(statuses: readonly SiteStatus[], consensus?: ConsensusStatus): string {
   const rows = [['site', 'part', 'state', 'detail']];
   for (const s of statuses) {
+    const blocked = consensus?.writesBlocked[s.site];
     const pgDetail = !s.postgres.up
       ? s.postgres.error ?? 'not running'
       : s.postgres.role === 'primary'
-        ? `primary; standbys: ${s.postgres.standbys?.map((b) => `${b.name} ${b.state}/${b.sync} lag ${b.lagBytes} B`).join(', ') || 'none'}`
+        ? `primary; standbys: ${s.postgres.standbys?.map((b) => `${b.name} ${b.state}/${b.sync} lag ${b.lagBytes} B`).join(', ') || 'none'}${blocked ? `; writes blocked: synchronous standby unreachable since ${blocked}` : ''}`
         : `hot standby; replay lag ${s.postgres.replayLagBytes ?? '?'} B`;
     rows.push([s.site, `postgres :${s.postgres.port}`, s.postgres.up ? 'up' : 'down', pgDetail]);
     rows.push([s.site, `redis :${s.redis.port}`, s.redis.up ? 'up' : 'down', s.redis.up ? `v${s.redis.version ?? '?'}` : s.redis.error ?? '']);
     rows.push([s.site, 'hsm', s.hsm.ready ? 'ready' : 'missing', `tokens: ${s.hsm.tokens.join(', ') || 'none'}`]);
+    rows.push([s.site, 'etcd', s.etcd.healthy ? 'up' : s.etcd.up ? 'no quorum' : 'down', s.etcd.error ?? '']);
+    const rejoin = consensus?.lastRejoin[s.site];
+    rows.push([s.site, 'agent', s.agent.running ? 'up' : 'down', `${consensus?.leader?.site === s.site ? `leads (lease ${consensus.leader.ttlSeconds} s left)` : 'does not lead'}${rejoin ? `; last rejoined ${rejoin.at} (${rejoin.how}, ${rejoin.seconds} s)` : ''}`]);
     rows.push([s.site, 'ca role', s.caRole ?? '-', s.caRole ? '' : 'not migrated yet']);
+  }
+  if (consensus) {
+    rows.push(['witness', 'etcd', consensus.witness.healthy ? 'up' : consensus.witness.up ? 'no quorum' : 'down', consensus.witness.error ?? '']);
+    rows.push(['-', 'ca site', consensus.leader ? consensus.leader.site : 'none', consensus.reachable ? (consensus.unprotected ? `UNPROTECTED since ${consensus.unprotected.since} (by ${consensus.unprotected.by}): the primary commits without its standby` : 'strictly synchronous') : `etcd unreachable: ${consensus.error ?? ''}`]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');

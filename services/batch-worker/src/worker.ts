@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { isFleetError, type FleetConfig } from '@fleetpki/core';
-import { ChunkIssuer, SiteGuard, SiteLease, loadSiteIssuer, siteLeaseOptions } from '@fleetpki/ca';
+import { ChunkIssuer, SiteGuard, SiteLease, loadSiteIssuer } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { ChunkQueue, startChunkWorker } from '@fleetpki/queue';
 import { listUnfinishedChunks, openServicePool, noteChunkError } from '@fleetpki/store';
@@ -28,7 +28,7 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
   const site = config.sites[config.site];
   const pool = await openServicePool(config, 'worker', 6);
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
-  const lease = new SiteLease(site.serviceDatabaseUrls.worker, site.id, siteLeaseOptions(config));
+  const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.worker);
   let closing = false;
   try {
     await lease.start();

@@ -4,7 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, SiteLease, siteLeaseOptions, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { openServicePool, type Pool } from '@fleetpki/store';
@@ -13,6 +13,7 @@ import { ApiAccess } from './auth.js';
 import { installErrorHandling } from './errors.js';
 import { installRateLimits, installSecurityHeaders } from './hardening.js';
 import { installMetrics } from './metrics.js';
+import { installWriteDeadline } from './write-deadline.js';
 import { registerBatchRoutes } from './routes/batches.js';
 import { registerCertificateRoutes } from './routes/certificates.js';
 import { registerEnrolmentRoutes } from './routes/enrolments.js';
@@ -85,6 +86,12 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const metrics = installMetrics(app);
   const authenticator = new ApiAccess(new TokenAuthenticator(deps.pool), deps.pool, deps.config.site, { failedAuthPerMinute: deps.config.api.failedAuthPerMinute });
   const guard = new SiteGuard(deps.pool, deps.config, deps.lease);
+  installWriteDeadline(app, guard, deps.config.writeWaitMs);
+  guard.onWritesBlocked = (blocked) => {
+    metrics.writesBlocked.set(blocked ? 1 : 0);
+    if (blocked) app.log.error({ since: blocked.since }, 'writes blocked: the synchronous standby is unreachable; writes answer 503 STANDBY_UNAVAILABLE');
+    else app.log.warn('writes flow again: the synchronous standby is back');
+  };
   const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix, {
     intentTimeoutSeconds: deps.config.intentTimeoutSeconds,
     // Crash tests only: die between the intent's commit and the signature, as a process could.
@@ -129,7 +136,7 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
   const site = config.sites[config.site];
   const pool = await openServicePool(config, 'issuer', options.poolSize ?? 16);
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
-  const lease = new SiteLease(site.serviceDatabaseUrls.issuer, site.id, siteLeaseOptions(config));
+  const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.issuer);
   try {
     await lease.start();
     const { ca, root, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);

@@ -16,7 +16,12 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (isFleetError(err)) {
       // A standby refusing writes is the design working, not a fault.
       if (err.code === 'SITE_STANDBY') request.log.info({ code: err.code }, 'write refused on a standby');
+      else if (err.code === 'STANDBY_UNAVAILABLE') request.log.warn({ code: err.code }, 'write refused: the synchronous standby is unreachable');
       else if (err.httpStatus >= 500) request.log.error({ err }, 'request failed');
+      // Clients that should come back later are told when (RFC 9110 10.2.3).
+      const retryAfter = (err.details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+      if (typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
+      if (reply.sent) return;
       return reply.status(err.httpStatus).send(err.toJSON());
     }
     const fastifyErr = err as FastifyError;

@@ -4,6 +4,8 @@ import client from 'prom-client';
 export interface IssuerMetrics {
   readonly registry: client.Registry;
   readonly issued: client.Counter<'profile' | 'key_role'>;
+  /** 1 while writes are blocked (the synchronous standby unreachable), else 0. */
+  readonly writesBlocked: client.Gauge;
 }
 
 /** Prometheus metrics: HTTP requests by route and status, latency, certificates issued, process stats. */
@@ -24,6 +26,7 @@ export function installMetrics(app: FastifyInstance): IssuerMetrics {
     requests.inc({ method: request.method, route, status: String(reply.statusCode) });
     latency.observe({ route }, reply.elapsedTime / 1000);
   });
+  const writesBlocked = new client.Gauge({ name: 'fleetpki_writes_blocked', help: '1 while writes are blocked because the synchronous standby is unreachable', registers: [registry] });
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
-  return { registry, issued };
+  return { registry, issued, writesBlocked };
 }

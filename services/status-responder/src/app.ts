@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import client from 'prom-client';
-import { CA_IDS, CrlPublisher, auditCheckpointFile, ensureAuditKey, sealAuditLog, OcspResponder, SiteGuard, SiteLease, loadSiteIssuer, siteLeaseOptions, type AuditSigner, type OcspAnswer } from '@fleetpki/ca';
+import { CA_IDS, CrlPublisher, auditCheckpointFile, ensureAuditKey, sealAuditLog, OcspResponder, SiteGuard, SiteLease, loadSiteIssuer, type AuditSigner, type OcspAnswer } from '@fleetpki/ca';
 import { isFleetError, type FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore, type KeyStore, type Signer } from '@fleetpki/hsm';
 import { getCrl, listCas, openServicePool, type Pool } from '@fleetpki/store';
@@ -42,7 +42,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
   const pool: Pool = await openServicePool(config, 'status', 8);
   let keyStore: KeyStore | undefined;
   // Whether this site may say "good" (lease held, or a standby streaming from its primary).
-  const lease = new SiteLease(site.serviceDatabaseUrls.status, site.id, siteLeaseOptions(config));
+  const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.status);
   try {
     await lease.start();
     const guard = new SiteGuard(pool, config, lease);

@@ -41,3 +41,9 @@ export async function leaseRemainingMs(db: Queryable, site: 'a' | 'b'): Promise<
   const { rows } = await db.query<{ ms: number | null }>(`SELECT (extract(epoch FROM lease_until - clock_timestamp()) * 1000)::float8 AS ms FROM site_state WHERE site = $1`, [site]);
   return Math.max(0, rows[0]?.ms ?? 0);
 }
+
+/** Can the primary commit now? False when it must wait for a synchronous standby and none is streaming. */
+export async function syncStandbyState(db: Queryable): Promise<{ required: boolean; connected: boolean }> {
+  const { rows } = await db.query<{ required: string; connected: boolean }>('SELECT required, connected FROM fp_sync_standby()');
+  return { required: rows[0]!.required.trim() !== '', connected: rows[0]!.connected };
+}

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { FleetError, loadConfig } from '@fleetpki/core';
 import { runFailback, runFailoverDrill, runSwitchoverDrill } from '@fleetpki/drills';
-import { formatStatus, readTopology, sitesStatus } from '@fleetpki/sites';
+import { consensusStatus, formatStatus, readTopology, sitesStatus } from '@fleetpki/sites';
 import { executeApproved, requireOfficer, withDatabase } from '../context.js';
 
 /** Prints the report: a readable list, or with --json one object on the last line. */
@@ -11,7 +11,8 @@ async function report(result: object, json: boolean | undefined): Promise<void> 
     return;
   }
   for (const [k, v] of Object.entries(result)) console.log(`  ${k.padEnd(30)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
-  console.log(`\n${formatStatus(await sitesStatus(loadConfig()))}`);
+  const config = loadConfig();
+  console.log(`\n${formatStatus(await sitesStatus(config), await consensusStatus(config))}`);
 }
 
 export function registerDrillCommands(program: Command): void {

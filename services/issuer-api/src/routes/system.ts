@@ -33,7 +33,7 @@ export function registerSystemRoutes(app: FastifyInstance, deps: { pool: Pool; g
   app.get('/healthz', { schema: { summary: 'Liveness', tags: ['system'] } }, async () => ({ status: 'ok' }));
   app.get(
     '/readyz',
-    { schema: { summary: 'Readiness: database reachable, the site lease (who may issue), the CA key signing in the HSM', tags: ['system'] } },
+    { schema: { summary: 'Readiness: database reachable, the site lease (who may issue), writes not blocked by an unreachable synchronous standby, the CA key signing in the HSM', tags: ['system'] } },
     async (_request, reply) => {
       let standby: boolean;
       try {
@@ -48,6 +48,8 @@ export function registerSystemRoutes(app: FastifyInstance, deps: { pool: Pool; g
       // lost its lease, or whose HSM does not sign, is not ready at all.
       if (!key.ok) return reply.status(503).send({ status: 'not-ready', code: 'HSM_NOT_READY', message: key.detail, ...body });
       if (!standby && lease && !lease.issuing) return reply.status(503).send({ status: 'not-ready', code: 'SITE_NOT_LEASED', message: lease.reason, ...body });
+      const blocked = standby ? undefined : await deps.guard.writesBlocked().catch(() => undefined);
+      if (blocked) return reply.status(503).send({ status: 'not-ready', code: 'STANDBY_UNAVAILABLE', message: `writes blocked: synchronous standby unreachable since ${blocked.since.toISOString()}`, ...body });
       return { status: 'ready', ...body };
     },
   );

@@ -1,0 +1,196 @@
+import { Etcd3, type Campaign, type Namespace } from 'etcd3';
+import { FleetError, SITE_IDS, type FleetConfig, type SiteId } from '@fleetpki/core';
+
+/**
+ * The CA-site role in etcd. The active CA site is the leader of the election "ca-site" under the
+ * pair's prefix: the site agent of each site campaigns with a lease of consensus.ttlSeconds, and etcd
+ * (three members: both sites and a witness) decides. Every service process reads the leader and the
+ * time left on its lease (CaSiteReader) and acts only while its own site leads.
+ *
+ * Keys under the prefix:
+ *   election/ca-site/<lease>  the candidates; the oldest is the leader (etcd's election recipe)
+ *   unprotected               present while the primary runs without its synchronous standby (an
+ *                             explicit two-person decision): the standby then vouches for nothing and
+ *                             may not be promoted automatically
+ *   handover/<lease>          written by a leader that stopped its PostgreSQL cleanly before resigning
+ *                             (a planned switchover): the next leader need not wait out its lease
+ *   switchover                a planned switchover asked of the leader's agent ({to, requestedBy, at});
+ *                             the agent answers in the same key ({refused}) or by handing over
+ *   rejoin/<site>             how the site last rejoined as the standby ({how, seconds, at}): for
+ *                             `sites status`, the failback drill and the benchmark
+ *   writes/<site>             present while the leader's primary cannot commit (its synchronous standby
+ *                             unreachable): {since}, for `sites status`
+ */
+export const ELECTION = 'ca-site';
+
+export interface CaSiteLeader {
+  readonly site: SiteId;
+  /** The leader's etcd lease, hex. */
+  readonly lease: string;
+  /** Seconds etcd says are left on it (whole seconds, rounded down by etcd: never more than real). */
+  readonly ttlSeconds: number;
+}
+
+export interface CaSiteState {
+  readonly leader: CaSiteLeader | undefined;
+  readonly unprotected: { readonly since: string; readonly by: string } | undefined;
+  /** The lease of a leader that handed over cleanly (switchover), if any. */
+  readonly handedOver: readonly string[];
+  readonly switchover: SwitchoverRequest | undefined;
+  /** Sites whose primary cannot commit (synchronous standby unreachable), since when. */
+  readonly writesBlocked: Readonly<Partial<Record<SiteId, string>>>;
+}
+
+export interface SwitchoverRequest {
+  readonly to: SiteId;
+  readonly requestedBy: string;
+  readonly at: string;
+  /** Set by the leader's agent when it will not hand over (the standby is not in sync). */
+  readonly refused?: string;
+}
+
+/** One etcd client for the pair of sites; calls fail within `callTimeoutMs` rather than hang. */
+export function openConsensus(config: FleetConfig, callTimeoutMs = 1_500): Etcd3 {
+  return new Etcd3({
+    hosts: [...config.consensus.endpoints],
+    dialTimeout: callTimeoutMs,
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
+  });
+}
+
+function namespaceOf(client: Etcd3, config: FleetConfig): Namespace {
+  return client.namespace(config.consensus.prefix);
+}
+
+function parseSite(value: string): SiteId {
+  const site = (JSON.parse(value) as { site?: string }).site;
+  if (!SITE_IDS.includes(site as SiteId)) throw new FleetError('CONSENSUS_INVALID', `the ca-site leader's value names no site: ${value}`);
+  return site as SiteId;
+}
+
+/** Reads the CA-site role: a linearizable read, so a member cut off from the majority answers nothing. */
+export class CaSiteReader {
+  private readonly ns: Namespace;
+
+  constructor(
+    private readonly client: Etcd3,
+    config: FleetConfig,
+  ) {
+    this.ns = namespaceOf(client, config);
+  }
+
+  async read(): Promise<CaSiteState> {
+    const [candidates, unprotected, handovers, switchover, writes] = await Promise.all([
+      this.ns.getAll().prefix(`election/${ELECTION}/`).sort('Create', 'Ascend').limit(1).exec(),
+      this.ns.get('unprotected').string(),
+      this.ns.getAll().prefix('handover/').keys(),
+      this.ns.get('switchover').string(),
+      this.ns.getAll().prefix('writes/').strings(),
+    ]);
+    const first = candidates.kvs[0];
+    let leader: CaSiteLeader | undefined;
+    if (first) {
+      const lease = BigInt(first.lease).toString(16);
+      const live = await this.client.leaseClient.leaseTimeToLive({ ID: first.lease });
+      const ttl = Number(live.TTL);
+      if (ttl > 0) leader = { site: parseSite(first.value.toString()), lease, ttlSeconds: ttl };
+    }
+    return {
+      leader,
+      unprotected: unprotected ? (JSON.parse(unprotected) as { since: string; by: string }) : undefined,
+      handedOver: handovers.map((k) => k.slice('handover/'.length)),
+      switchover: switchover ? (JSON.parse(switchover) as SwitchoverRequest) : undefined,
+      writesBlocked: Object.fromEntries(Object.entries(writes).map(([k, v]) => [k.slice('writes/'.length), (JSON.parse(v) as { since: string }).since])),
+    };
+  }
+}
+
+export interface Candidacy {
+  /** Resolves when this site leads. */
+  readonly elected: Promise<void>;
+  /** Fires when the campaign failed (its lease lost): the site no longer leads, or never will. */
+  onLost(handler: (err: Error) => void): void;
+  /** This campaign's lease, hex. */
+  lease(): Promise<string>;
+  /** Steps down; with handedOver, tells the next leader this one stopped cleanly. */
+  resign(handedOver?: boolean): Promise<void>;
+  /** Milliseconds since the lease was last confirmed by etcd (for the agent's own deadline). */
+  sinceKeepAliveMs(): number;
+}
+
+/** The site agent's campaign for the CA-site role. */
+export function campaignForCaSite(client: Etcd3, config: FleetConfig, site: SiteId): Candidacy {
+  const ns = namespaceOf(client, config);
+  const campaign: Campaign = ns.election(ELECTION, config.consensus.ttlSeconds).campaign(JSON.stringify({ site, pid: process.pid, since: new Date().toISOString() }));
+  let lastKeepAlive = Date.now();
+  // Campaign keeps its lease private; its keep-alives are what tell us etcd still counts us.
+  const lease = (campaign as unknown as { lease: { on(event: 'keepaliveSucceeded', h: () => void): void; grant(): Promise<string> } }).lease;
+  lease.on('keepaliveSucceeded', () => {
+    lastKeepAlive = Date.now();
+  });
+  const lost: ((err: Error) => void)[] = [];
+  campaign.on('error', (err) => lost.forEach((h) => h(err)));
+  const elected = new Promise<void>((resolve, reject) => {
+    campaign.on('elected', () => resolve());
+    campaign.on('error', reject);
+  });
+  elected.catch(() => undefined);
+  return {
+    elected,
+    onLost: (handler) => lost.push(handler),
+    lease: async () => BigInt(await lease.grant()).toString(16),
+    resign: async (handedOver = false) => {
+      if (handedOver) {
+        const id = BigInt(await lease.grant()).toString(16);
+        // Outlives the campaign's lease by a little, then goes: only the next election needs it.
+        const marker = ns.lease(config.consensus.ttlSeconds * 3, { autoKeepAlive: false });
+        await marker.put(`handover/${id}`).value(new Date().toISOString());
+      }
+      await campaign.resign();
+    },
+    sinceKeepAliveMs: () => Date.now() - lastKeepAlive,
+  };
+}
+
+/** Records (or clears) that the primary runs without its synchronous standby. */
+export async function setUnprotected(client: Etcd3, config: FleetConfig, value: { since: string; by: string } | undefined): Promise<void> {
+  const ns = namespaceOf(client, config);
+  if (value) await ns.put('unprotected').value(JSON.stringify(value));
+  else await ns.delete().key('unprotected');
+}
+
+/** Revokes the leader's lease (a forced failover, approved by two people): it stops leading at once. */
+export async function revokeLeaderLease(client: Etcd3, leaseHex: string): Promise<void> {
+  await client.leaseClient.leaseRevoke({ ID: BigInt(`0x${leaseHex}`).toString() });
+}
+
+/** Asks the leader's agent to hand the CA-site role to `to` (or clears the request). */
+export async function setSwitchover(client: Etcd3, config: FleetConfig, request: SwitchoverRequest | undefined): Promise<void> {
+  const ns = namespaceOf(client, config);
+  if (request) await ns.put('switchover').value(JSON.stringify(request));
+  else await ns.delete().key('switchover');
+}
+
+export interface RejoinRecord {
+  readonly how: 'rewound' | 'copied';
+  readonly seconds: number;
+  readonly at: string;
+  /** Why rewinding did not work, when the site was copied instead. */
+  readonly why?: string;
+}
+
+export async function recordRejoin(client: Etcd3, config: FleetConfig, site: SiteId, record: RejoinRecord): Promise<void> {
+  await namespaceOf(client, config).put(`rejoin/${site}`).value(JSON.stringify(record));
+}
+
+export async function readRejoin(client: Etcd3, config: FleetConfig, site: SiteId): Promise<RejoinRecord | undefined> {
+  const value = await namespaceOf(client, config).get(`rejoin/${site}`).string();
+  return value ? (JSON.parse(value) as RejoinRecord) : undefined;
+}
+
+/** Records (or clears) that `site`'s primary cannot commit because its synchronous standby is unreachable. */
+export async function recordWritesBlocked(client: Etcd3, config: FleetConfig, site: SiteId, since: string | undefined): Promise<void> {
+  const ns = namespaceOf(client, config);
+  if (since) await ns.put(`writes/${site}`).value(JSON.stringify({ since }));
+  else await ns.delete().key(`writes/${site}`);
+}

@@ -1,0 +1,31 @@
+import type { FleetConfig, SiteConfig } from '@fleetpki/core';
+import { createPool, type Pool } from '@fleetpki/store';
+
+/** The owner's connection to one database of a site's cluster. */
+export function ownerUrl(config: FleetConfig, site: SiteConfig, database: string): string {
+  return `postgres://${config.pgUser}@127.0.0.1:${site.pgPort}/${database}`;
+}
+
+export async function withOwnerPool<T>(config: FleetConfig, site: SiteConfig, database: string, fn: (pool: Pool) => Promise<T>): Promise<T> {
+  const pool = createPool(ownerUrl(config, site, database), { applicationName: 'fleetpki-site-agent', max: 1, connectionTimeoutMillis: 2_000 });
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Every CA database on a site's cluster (the installation's and any test or benchmark deployment's):
+ * the cluster's role is one for all of them, so a promotion activates the site in each.
+ */
+export async function caDatabases(config: FleetConfig, site: SiteConfig): Promise<string[]> {
+  const names = await withOwnerPool(config, site, 'postgres', async (pool) => (await pool.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname')).rows.map((r) => r.datname));
+  const found: string[] = [];
+  for (const name of names) {
+    if (name === 'postgres') continue;
+    const has = await withOwnerPool(config, site, name, async (pool) => (await pool.query<{ t: string | null }>(`SELECT to_regclass('public.site_state')::text AS t`)).rows[0]!.t !== null).catch(() => false);
+    if (has) found.push(name);
+  }
+  return found;
+}

@@ -1,0 +1,118 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FleetError, type EtcdMember, type FleetConfig } from '@fleetpki/core';
+import { assertPortFree } from './ports.js';
+
+/**
+ * The three etcd members that decide which site is the active CA site: one beside each site and a
+ * witness in a third place (locally: three processes with their own ports and data folders). etcd does
+ * the consensus; fleetpki only starts, stops and watches the members here (Debian package etcd-server).
+ */
+function pidFile(member: EtcdMember): string {
+  return join(member.dir, 'etcd.pid');
+}
+
+export function etcdLogFile(member: EtcdMember): string {
+  return join(member.dir, '..', `etcd-${member.name}.log`);
+}
+
+export function etcdPid(member: EtcdMember): number | undefined {
+  const file = pidFile(member);
+  if (!existsSync(file)) return undefined;
+  const pid = Number(readFileSync(file, 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Is the member answering, and does it see a leader (a quorum of the three)? */
+export async function etcdHealth(member: EtcdMember, timeoutMs = 1_000): Promise<{ up: boolean; healthy: boolean; error?: string }> {
+  try {
+    const res = await fetch(`${member.clientUrl}/health`, { signal: AbortSignal.timeout(timeoutMs) });
+    const body = (await res.json()) as { health?: string; reason?: string };
+    return { up: true, healthy: body.health === 'true', ...(body.health === 'true' ? {} : { error: body.reason ?? `health ${body.health}` }) };
+  } catch (err) {
+    return { up: false, healthy: false, error: (err as Error).message };
+  }
+}
+
+function portOf(url: string): number {
+  return Number(new URL(url).port);
+}
+
+/** Starts one member (a no-op when it runs); the first start of the three forms the cluster. */
+async function startMember(config: FleetConfig, member: EtcdMember): Promise<'started' | 'running'> {
+  if (etcdPid(member) !== undefined) return 'running';
+  for (const url of [member.clientUrl, member.peerUrl]) await assertPortFree(portOf(url), `etcd member ${member.name}`, `FLEETPKI_ETCD_PORT_${member.name.toUpperCase()}`);
+  mkdirSync(member.dir, { recursive: true, mode: 0o700 });
+  const members = config.consensus.members;
+  // One cluster token per state folder: two checkouts' members never join each other.
+  const token = `fleetpki-${createHash('sha256').update(config.stateDir).digest('hex').slice(0, 12)}`;
+  const log = openSync(etcdLogFile(member), 'a');
+  const child = spawn(
+    'etcd',
+    [
+      '--name', member.name,
+      '--data-dir', join(member.dir, 'data'),
+      '--listen-client-urls', member.clientUrl,
+      '--advertise-client-urls', member.clientUrl,
+      '--listen-peer-urls', member.peerUrl,
+      '--initial-advertise-peer-urls', member.peerUrl,
+      '--initial-cluster', members.map((m) => `${m.name}=${m.peerUrl}`).join(','),
+      '--initial-cluster-state', 'new',
+      '--initial-cluster-token', token,
+      // Loopback or a LAN between sites: a leader is re-elected within about a second.
+      '--heartbeat-interval', '100',
+      '--election-timeout', '1000',
+      '--logger', 'zap',
+      '--log-level', 'warn',
+    ],
+    { detached: true, stdio: ['ignore', log, log] },
+  );
+  closeSync(log);
+  child.unref();
+  writeFileSync(pidFile(member), `${child.pid}\n`);
+  return 'started';
+}
+
+/** Starts every member that is not running and waits until each sees a leader. */
+export async function ensureEtcd(config: FleetConfig): Promise<Record<string, 'started' | 'running'>> {
+  const outcome: Record<string, 'started' | 'running'> = {};
+  for (const member of config.consensus.members) outcome[member.name] = await startMember(config, member);
+  for (const member of config.consensus.members) {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const health = await etcdHealth(member, 500);
+      if (health.healthy) break;
+      if (etcdPid(member) === undefined) throw new FleetError('SITES_ETCD_DOWN', `etcd member ${member.name} exited; see ${etcdLogFile(member)}`);
+      if (Date.now() > deadline) throw new FleetError('SITES_ETCD_DOWN', `etcd member ${member.name} is not healthy after 30 s (${health.error ?? 'no answer'}); see ${etcdLogFile(member)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return outcome;
+}
+
+export async function stopEtcdMember(member: EtcdMember, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  const pid = etcdPid(member);
+  if (pid === undefined) return;
+  process.kill(pid, signal);
+  for (let i = 0; i < 100; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  process.kill(pid, 'SIGKILL');
+}
+
+export async function stopEtcd(config: FleetConfig): Promise<void> {
+  for (const member of config.consensus.members) await stopEtcdMember(member);
+}

@@ -1,0 +1,60 @@
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FleetConfig, SiteConfig } from '@fleetpki/core';
+
+/** The site agent runs as a daemon beside its site's PostgreSQL: a pid file and a log in the site folder. */
+function pidFile(site: SiteConfig): string {
+  return join(site.dir, 'agent.pid');
+}
+
+export function agentLogFile(site: SiteConfig): string {
+  return join(site.dir, 'agent.log');
+}
+
+export function agentPid(site: SiteConfig): number | undefined {
+  const file = pidFile(site);
+  if (!existsSync(file)) return undefined;
+  const pid = Number(readFileSync(file, 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+export function ensureAgent(config: FleetConfig, site: SiteConfig): 'started' | 'running' {
+  if (agentPid(site) !== undefined) return 'running';
+  mkdirSync(site.dir, { recursive: true });
+  const log = openSync(agentLogFile(site), 'a');
+  // The state folder on the command line marks it as ours (sitesDown's sweep of leftovers finds it).
+  const child = spawn(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'services', 'site-agent', 'src', 'main.ts'), `--state-dir=${config.stateDir}`], {
+    cwd: config.repoRoot,
+    env: { ...process.env, FLEETPKI_SITE: site.id, FLEETPKI_STATE_DIR: config.stateDir },
+    detached: true,
+    stdio: ['ignore', log, log],
+  });
+  closeSync(log);
+  child.unref();
+  writeFileSync(pidFile(site), `${child.pid}\n`);
+  return 'started';
+}
+
+export async function stopAgent(site: SiteConfig, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  const pid = agentPid(site);
+  if (pid === undefined) return;
+  process.kill(pid, signal);
+  for (let i = 0; i < 100; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      rmSync(pidFile(site), { force: true });
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  process.kill(pid, 'SIGKILL');
+  rmSync(pidFile(site), { force: true });
+}

@@ -1,0 +1,266 @@
+import { CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, recordWritesBlocked, setSwitchover, type Candidacy, type CaSiteState, type SwitchoverRequest } from '@fleetpki/consensus';
+import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
+import { readDatabaseRole } from '@fleetpki/store';
+import { acknowledgeStandby, rejoinAsStandby, takeOver } from './failover.js';
+import { isClusterRunning, startCluster, stopCluster } from './postgres-cluster.js';
+import { withOwnerPool } from './ca-databases.js';
+import { readTopology } from './topology-file.js';
+
+type Log = (line: string) => void;
+
+/** What the agent sees of its own site's PostgreSQL. */
+interface LocalDatabase {
+  readonly running: boolean;
+  readonly standby: boolean;
+  /** On a primary: the other site streams from it as its synchronous standby. */
+  readonly syncStandbyStreaming: boolean;
+  /** On a primary: its commits wait for a synchronous standby (synchronous_standby_names is set). */
+  readonly syncRequired: boolean;
+}
+
+async function observeLocal(config: FleetConfig, site: SiteConfig, other: SiteConfig): Promise<LocalDatabase> {
+  const down = { running: false, standby: false, syncStandbyStreaming: false, syncRequired: false };
+  if (!(await isClusterRunning(site))) return down;
+  // Running but not answering (starting, or out of connections): not "down"; decide nothing this time.
+  // Refused connections are the exception: nothing listens, the postmaster is gone (pg_ctl may not
+  // have noticed yet after a SIGKILL).
+  try {
+    return await withOwnerPool(config, site, 'postgres', async (pool) => {
+      const role = await readDatabaseRole(pool);
+      const sync = role.standbys.some((s) => s.applicationName === `site_${other.id}` && s.state === 'streaming' && s.syncState === 'sync');
+      const required = (await pool.query<{ s: string }>(`SELECT current_setting('synchronous_standby_names') AS s`)).rows[0]!.s.trim() !== '';
+      return { running: true, standby: role.inRecovery, syncStandbyStreaming: sync, syncRequired: required };
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ECONNREFUSED') return down;
+    throw err;
+  }
+}
+
+/**
+ * One per site, always running beside its PostgreSQL (started by `sites up`). It campaigns in etcd for
+ * the CA-site role and makes the site's database follow what etcd decided:
+ *
+ * - the leader's database is the primary: a standby elected leader is promoted (after the old leader's
+ *   lease has run out, unless it handed over cleanly) and the site activated, with a new epoch, in every
+ *   CA database on the cluster; the other site stays its synchronous standby (strict: without it, writes
+ *   wait; running without it is an operator's two-person decision, `sites unprotect`);
+ * - a primary that is not the leader (it was cut off, or its site was failed over) is rewound into the
+ *   leader's standby (pg_rewind, a base backup only when rewinding is impossible);
+ * - a site whose PostgreSQL is down does not lead: the agent resigns at once, so the standby takes over
+ *   without waiting for the lease to run out.
+ *
+ * A standby campaigns only behind a leader (it queues in etcd's election and is elected when the leader's
+ * key goes), or when nobody has led for two lease times (a cold start without the old primary), so a cold
+ * start never promotes the standby while the primary is coming up. The services never ask the agent: they
+ * read etcd themselves (ca/site-lease.ts), so an agent that dies takes its site's role with it.
+ */
+export class SiteAgent {
+  private readonly site: SiteConfig;
+  private readonly other: SiteConfig;
+  private readonly client;
+  private readonly reader: CaSiteReader;
+  private candidacy: Candidacy | undefined;
+  private elected = false;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private leaderlessSince: number | undefined;
+  /** The last leader seen that was not this site, with its lease: its services' views run out with it. */
+  private lastOtherLeader: { lease: string; seenAt: number } | undefined;
+  private busy = false;
+  /** The other site has been marked standby again (not fenced) since it last streamed. */
+  private standbyAcknowledged = false;
+
+  constructor(
+    private readonly config: FleetConfig,
+    siteId: SiteId,
+    private readonly log: Log,
+    private readonly tickMs = 500,
+  ) {
+    this.site = config.sites[siteId];
+    this.other = config.sites[siteId === 'a' ? 'b' : 'a'];
+    this.client = openConsensus(config);
+    this.reader = new CaSiteReader(this.client, config);
+  }
+
+  start(): void {
+    const loop = async () => {
+      if (this.stopped) return;
+      try {
+        await this.tick();
+      } catch (err) {
+        this.log(`site ${this.site.id}: ${(err as Error).message}`);
+      }
+      if (!this.stopped) this.timer = setTimeout(loop, this.tickMs);
+    };
+    this.timer = setTimeout(loop, 0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    // Stepping down is not the agent's to do on a stop: the lease runs out by itself, and a restart
+    // of the agent campaigns again. An orderly shutdown of the whole site resigns first (`sites down`).
+    this.client.close();
+  }
+
+  /** Steps down now (the site's services lose the role within their last read of etcd). */
+  async resign(handedOver = false): Promise<void> {
+    const candidacy = this.candidacy;
+    this.candidacy = undefined;
+    this.elected = false;
+    await candidacy?.resign(handedOver).catch(() => undefined);
+  }
+
+  private campaign(): void {
+    if (this.candidacy) return;
+    const candidacy = campaignForCaSite(this.client, this.config, this.site.id);
+    this.candidacy = candidacy;
+    candidacy.elected.then(
+      () => {
+        if (this.candidacy === candidacy) this.elected = true;
+      },
+      () => undefined,
+    );
+    candidacy.onLost((err) => {
+      if (this.candidacy !== candidacy) return;
+      this.log(`site ${this.site.id}: campaign lost (${err.message}); campaigning again`);
+      this.candidacy = undefined;
+      this.elected = false;
+    });
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      await this.step();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async step(): Promise<void> {
+    let state: CaSiteState;
+    try {
+      state = await this.reader.read();
+    } catch {
+      // Cut off from the majority: nothing to decide; the services stop acting on their own.
+      return;
+    }
+    const local = await observeLocal(this.config, this.site, this.other);
+    const leader = state.leader;
+    if (leader && leader.site !== this.site.id) this.lastOtherLeader = { lease: leader.lease, seenAt: Date.now() };
+    this.leaderlessSince = leader ? undefined : (this.leaderlessSince ?? Date.now());
+
+    if (!local.running) {
+      // A site whose PostgreSQL is not running does not lead, and nothing of it can act: its services
+      // cannot commit, and they answer OCSP "good" only after reading the revocation generation from
+      // that database. So the other site may take over at once (a handover), not a lease time later.
+      if (this.candidacy) {
+        this.log(`site ${this.site.id}: PostgreSQL is not running; resigning the CA-site role`);
+        await this.resign(true);
+      }
+      // It comes back only as the leader's standby (it may hold WAL the leader never received); with
+      // nobody leading, the site that was the primary restarts as it was (crash recovery) and campaigns.
+      if (leader && leader.site === this.other.id) await this.rejoin();
+      else if (!leader && readTopology(this.config).primary === this.site.id) {
+        this.log(`site ${this.site.id}: PostgreSQL is down and nobody leads; restarting it as the primary`);
+        await startCluster(this.site);
+      }
+      return;
+    }
+
+    if (!local.standby) {
+      if (leader && leader.site === this.other.id) {
+        // A primary the majority does not follow: its writes already wait for a standby that left.
+        this.log(`site ${this.site.id}: site ${this.other.id} leads; this primary is rewound into its standby`);
+        await this.resign();
+        await this.rejoin();
+        return;
+      }
+      this.campaign();
+      if (this.elected && leader?.site === this.site.id && state.switchover?.to === this.other.id && !state.switchover.refused) {
+        await this.handOver(local, state.switchover);
+        return;
+      }
+      await this.watchWrites(local, state);
+      if (!local.syncStandbyStreaming) this.standbyAcknowledged = false;
+      else if (this.elected && !this.standbyAcknowledged) {
+        await acknowledgeStandby(this.config, this.site, this.other);
+        this.standbyAcknowledged = true;
+      }
+      return;
+    }
+
+    // A standby.
+    if (this.elected && leader?.site === this.site.id) {
+      const handedOver = this.lastOtherLeader !== undefined && state.handedOver.includes(this.lastOtherLeader.lease);
+      // The old leader's processes act until the lease they last read runs out: at most one lease time
+      // after they last saw it, which is no later than now plus a lease time.
+      const waitMs = handedOver || this.lastOtherLeader === undefined ? 0 : this.config.consensus.ttlSeconds * 1000 + 250;
+      this.log(`site ${this.site.id}: elected CA site; ${handedOver ? 'clean handover' : `waiting ${(waitMs / 1000).toFixed(1)} s for site ${this.other.id}'s processes to stop`}, then promoting`);
+      if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
+      const still = await this.reader.read().catch(() => undefined);
+      if (!this.elected || still?.leader?.site !== this.site.id) {
+        this.log(`site ${this.site.id}: no longer the leader after waiting; not promoting`);
+        return;
+      }
+      const epoch = await takeOver(this.config, this.site, `elected in etcd${handedOver ? ' (switchover)' : ''}`);
+      this.log(`site ${this.site.id}: promoted; active CA site at epoch ${epoch}`);
+      return;
+    }
+    if (state.unprotected) {
+      // The primary runs without waiting for this standby: it may lack acknowledged commits.
+      if (this.candidacy) await this.resign();
+      return;
+    }
+    const coldStart = this.leaderlessSince !== undefined && Date.now() - this.leaderlessSince > 2 * this.config.consensus.ttlSeconds * 1000;
+    if (leader || coldStart || this.candidacy) this.campaign();
+  }
+
+  /**
+   * A planned switchover: only to a standby streaming synchronously right now (zero loss). The primary
+   * stops cleanly (its last WAL, shutdown checkpoint included, reaches the standby first), then resigns
+   * saying so, and the standby, elected next, takes over without waiting out the lease (nothing runs here
+   * any more). This site then rejoins as its standby (a clean stop: pg_rewind has little to do).
+   */
+  private async handOver(local: LocalDatabase, request: SwitchoverRequest): Promise<void> {
+    if (!local.syncStandbyStreaming) {
+      const refused = `site ${this.other.id} is not streaming as the synchronous standby; a switchover now could lose data`;
+      this.log(`site ${this.site.id}: switchover to ${this.other.id} refused: ${refused}`);
+      await setSwitchover(this.client, this.config, { ...request, refused });
+      return;
+    }
+    this.log(`site ${this.site.id}: switchover to ${this.other.id} (asked by ${request.requestedBy}): stopping PostgreSQL cleanly, handing over`);
+    await stopCluster(this.site, 'fast');
+    await this.resign(true);
+    await setSwitchover(this.client, this.config, undefined);
+  }
+
+  /** Writes blocked on the leader's primary (its synchronous standby unreachable): said at error, recorded in etcd. */
+  private async watchWrites(local: LocalDatabase, state: CaSiteState): Promise<void> {
+    const blocked = this.elected && local.syncRequired && !local.syncStandbyStreaming;
+    const recorded = state.writesBlocked[this.site.id];
+    if (blocked && !recorded) {
+      const since = new Date().toISOString();
+      this.log(`site ${this.site.id}: ERROR writes blocked: synchronous standby (site ${this.other.id}) unreachable since ${since}`);
+      await recordWritesBlocked(this.client, this.config, this.site.id, since);
+    } else if (!blocked && recorded) {
+      this.log(`site ${this.site.id}: writes flow again (blocked since ${recorded})`);
+      await recordWritesBlocked(this.client, this.config, this.site.id, undefined);
+    }
+  }
+
+  private async rejoin(): Promise<void> {
+    const started = performance.now();
+    let why: string | undefined;
+    const how = await rejoinAsStandby(this.config, this.site, this.other, (line) => {
+      if (/did not work/.test(line)) why = line;
+      this.log(line);
+    });
+    const seconds = Number(((performance.now() - started) / 1000).toFixed(2));
+    this.log(`site ${this.site.id}: rejoined as site ${this.other.id}'s standby (${how}, ${seconds} s)`);
+    await recordRejoin(this.client, this.config, this.site.id, { how, seconds, at: new Date().toISOString(), ...(why ? { why } : {}) }).catch(() => undefined);
+  }
+}

@@ -1,0 +1,33 @@
+import type { FastifyInstance } from 'fastify';
+import type { SiteGuard } from '@fleetpki/ca';
+
+const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/**
+ * No write hangs on a standby that is gone: a write still unanswered after `waitMs`, on a primary whose
+ * synchronous standby is unreachable, is answered 503 STANDBY_UNAVAILABLE with Retry-After. Its
+ * transaction keeps waiting and completes if the standby returns (a retry then finds the result: an
+ * enrolment retried with the same key gets the certificate). A write that is merely slow (a large
+ * batch upload) while the standby streams is left alone: the check is made again after another wait.
+ */
+export function installWriteDeadline(app: FastifyInstance, guard: SiteGuard, waitMs: number): void {
+  app.addHook('onRequest', async (request, reply) => {
+    if (!WRITES.has(request.method)) return;
+    let timer: NodeJS.Timeout;
+    const arm = () => {
+      timer = setTimeout(() => {
+        void (async () => {
+          if (reply.sent) return;
+          const blocked = await guard.writesBlocked(true).catch(() => undefined);
+          if (reply.sent) return;
+          if (!blocked) return arm();
+          const err = guard.standbyUnavailable(blocked.since);
+          request.log.warn({ code: err.code, url: request.url }, 'write answered 503 after waiting for the synchronous standby');
+          void reply.status(503).header('retry-after', String((err.details as { retryAfterSeconds: number }).retryAfterSeconds)).send(err.toJSON());
+        })();
+      }, waitMs);
+    };
+    arm();
+    reply.raw.once('close', () => clearTimeout(timer));
+  });
+}
