@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PNPM_VERSION=12.21.0
-OS_PACKAGES=(softhsm2 opensc postgresql redis-server openssl procps util-linux)
+OS_PACKAGES=(softhsm2 opensc postgresql redis-server openssl procps util-linux etcd-server etcd-client)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CaSiteReader, openConsensus, readRejoin, revokeLeaderLease, setSwitchover, type RejoinRecord } from '@fleetpki/consensus';
+import { CaSiteReader, openConsensus, readRejoin, revokeLeaderLease, setSwitchover, setUnprotected, type RejoinRecord } from '@fleetpki/consensus';
 import { FleetError, type FleetConfig, type SiteConfig, type SiteId } from '@fleetpki/core';
 import { activateSite, isInRecovery, markSiteStandby } from '@fleetpki/store';
 import { caDatabases, withOwnerPool } from './ca-databases.js';
@@ -212,5 +212,65 @@ export async function failoverTo(config: FleetConfig, to: SiteConfig, options: {
     return { epoch, revokedLeaseOf };
   } finally {
     client.close();
+  }
+}
+
+async function readSyncStandbyNames(config: FleetConfig, site: SiteConfig): Promise<string | undefined> {
+  return withOwnerPool(config, site, 'postgres', async (pool) => (await pool.query<{ s: string }>(`SELECT current_setting('synchronous_standby_names') AS s`)).rows[0]!.s.trim()).catch(() => undefined);
+}
+
+/**
+ * Runs the active site without its synchronous standby (asynchronous replication): commits stop
+ * waiting for a standby that is gone, at the price of RPO 0. An operator's two-person decision (checked
+ * by the caller), recorded in etcd, where the standby's agent reads it and stops being a candidate (it
+ * may lack acknowledged commits from now on); the leader's agent clears synchronous_standby_names.
+ * Waits until the primary runs asynchronously. Undone by `protect`.
+ */
+export async function unprotect(config: FleetConfig, by: string, log: Log = () => undefined): Promise<{ site: SiteId; since: string }> {
+  const client = openConsensus(config);
+  try {
+    const state = await new CaSiteReader(client, config).read();
+    if (!state.leader) throw new FleetError('SITE_NO_LEADER', 'no site leads the CA (etcd); nothing to unprotect');
+    const site = config.sites[state.leader.site];
+    const since = state.unprotected?.since ?? new Date().toISOString();
+    if (!state.unprotected) await setUnprotected(client, config, { since, by });
+    log(`recorded in etcd: site ${site.id} runs unprotected since ${since} (by ${by}); waiting for its agent`);
+    await waitForSyncSetting(config, site, false);
+    log(`site ${site.id}: commits no longer wait for a synchronous standby`);
+    return { site: site.id, since };
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Undoes `unprotect`: the active site's commits wait for the other site again, which becomes a candidate
+ * again once it streams. With nobody leading (the primary is gone while unprotected), this makes a
+ * standby eligible that may lack commits acknowledged meanwhile: the caller asks two people for that.
+ */
+export async function protect(config: FleetConfig, log: Log = () => undefined): Promise<{ site: SiteId | undefined; wasUnprotectedSince: string | undefined }> {
+  const client = openConsensus(config);
+  try {
+    const state = await new CaSiteReader(client, config).read();
+    if (!state.unprotected) return { site: state.leader?.site, wasUnprotectedSince: undefined };
+    await setUnprotected(client, config, undefined);
+    log(`cleared in etcd: the primary runs with its synchronous standby again (unprotected since ${state.unprotected.since})`);
+    if (state.leader) {
+      await waitForSyncSetting(config, config.sites[state.leader.site], true);
+      log(`site ${state.leader.site}: commits wait for site ${state.leader.site === 'a' ? 'b' : 'a'} as the synchronous standby again`);
+    }
+    return { site: state.leader?.site, wasUnprotectedSince: state.unprotected.since };
+  } finally {
+    client.close();
+  }
+}
+
+async function waitForSyncSetting(config: FleetConfig, site: SiteConfig, required: boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const names = await readSyncStandbyNames(config, site);
+    if (names !== undefined && (names !== '') === required) return;
+    if (Date.now() > deadline) throw new FleetError('SITE_AGENT_TIMEOUT', `site ${site.id}'s agent did not ${required ? 'restore' : 'clear'} synchronous_standby_names within ${timeoutMs / 1000} s; see ${join(site.dir, 'agent.log')}`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -43,8 +43,8 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
     `hot_standby = on`,
     `hot_standby_feedback = on`,
     // RPO 0: a commit on the primary returns only once the standby has it. If the standby is down,
-    // commits wait (no silent degradation); operations decide, e.g. by promoting or by clearing this setting.
-    // A primary promoted by a failover runs without one until the failed site is rebuilt as its standby.
+    // commits wait (no silent degradation; the services answer 503 STANDBY_UNAVAILABLE after
+    // FLEETPKI_WRITE_WAIT_MS). Only `sites unprotect` (two people) clears it; the site agent applies it.
     `synchronous_standby_names = '${role.role === 'primary' && role.syncStandby ? `FIRST 1 (${standbyName(role.syncStandby)})` : ''}'`,
     // remote_apply, not on: a commit returns once the standby has applied it, so a read on the standby
     // after an acknowledged revocation sees it (its OCSP responder never says "good" for it afterwards).

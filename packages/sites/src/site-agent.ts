@@ -2,7 +2,7 @@ import { CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, recordWri
 import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
 import { readDatabaseRole } from '@fleetpki/store';
 import { acknowledgeStandby, rejoinAsStandby, takeOver } from './failover.js';
-import { isClusterRunning, startCluster, stopCluster } from './postgres-cluster.js';
+import { isClusterRunning, reloadCluster, startCluster, stopCluster, writeSettings } from './postgres-cluster.js';
 import { withOwnerPool } from './ca-databases.js';
 import { readTopology } from './topology-file.js';
 
@@ -184,6 +184,7 @@ export class SiteAgent {
         await this.handOver(local, state.switchover);
         return;
       }
+      if (this.elected && leader?.site === this.site.id) await this.applyProtection(local, state);
       await this.watchWrites(local, state);
       if (!local.syncStandbyStreaming) this.standbyAcknowledged = false;
       else if (this.elected && !this.standbyAcknowledged) {
@@ -194,6 +195,15 @@ export class SiteAgent {
     }
 
     // A standby.
+    if (state.unprotected) {
+      // The primary runs without waiting for this standby: it may lack acknowledged commits, so it
+      // neither campaigns nor promotes until an operator restores protection (`sites protect`).
+      if (this.candidacy) {
+        this.log(`site ${this.site.id}: the primary runs unprotected (since ${state.unprotected.since}, by ${state.unprotected.by}); this standby withdraws its candidacy`);
+        await this.resign();
+      }
+      return;
+    }
     if (this.elected && leader?.site === this.site.id) {
       const handedOver = this.lastOtherLeader !== undefined && state.handedOver.includes(this.lastOtherLeader.lease);
       // The old leader's processes act until the lease they last read runs out: at most one lease time
@@ -202,17 +212,17 @@ export class SiteAgent {
       this.log(`site ${this.site.id}: elected CA site; ${handedOver ? 'clean handover' : `waiting ${(waitMs / 1000).toFixed(1)} s for site ${this.other.id}'s processes to stop`}, then promoting`);
       if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
       const still = await this.reader.read().catch(() => undefined);
+      if (still?.unprotected) {
+        this.log(`site ${this.site.id}: the primary ran unprotected; not promoting`);
+        await this.resign();
+        return;
+      }
       if (!this.elected || still?.leader?.site !== this.site.id) {
         this.log(`site ${this.site.id}: no longer the leader after waiting; not promoting`);
         return;
       }
       const epoch = await takeOver(this.config, this.site, `elected in etcd${handedOver ? ' (switchover)' : ''}`);
       this.log(`site ${this.site.id}: promoted; active CA site at epoch ${epoch}`);
-      return;
-    }
-    if (state.unprotected) {
-      // The primary runs without waiting for this standby: it may lack acknowledged commits.
-      if (this.candidacy) await this.resign();
       return;
     }
     const coldStart = this.leaderlessSince !== undefined && Date.now() - this.leaderlessSince > 2 * this.config.consensus.ttlSeconds * 1000;
@@ -236,6 +246,23 @@ export class SiteAgent {
     await stopCluster(this.site, 'fast');
     await this.resign(true);
     await setSwitchover(this.client, this.config, undefined);
+  }
+
+  /**
+   * The leader's primary waits for its synchronous standby unless operations decided otherwise
+   * (`sites unprotect`, two people, recorded in etcd): the agent owns synchronous_standby_names, so a
+   * restart or `sites up` cannot silently drop or restore it.
+   */
+  private async applyProtection(local: LocalDatabase, state: CaSiteState): Promise<void> {
+    const wantSync = state.unprotected === undefined;
+    if (wantSync === local.syncRequired) return;
+    writeSettings(this.config, this.site, wantSync ? { role: 'primary', syncStandby: this.other } : { role: 'primary' });
+    await reloadCluster(this.site);
+    this.log(
+      wantSync
+        ? `site ${this.site.id}: protected again: commits wait for site ${this.other.id} as the synchronous standby`
+        : `site ${this.site.id}: WARNING running unprotected (asynchronous) since ${state.unprotected!.since}, by ${state.unprotected!.by}: commits no longer wait for site ${this.other.id}, which may not be promoted`,
+    );
   }
 
   /** Writes blocked on the leader's primary (its synchronous standby unreachable): said at error, recorded in etcd. */

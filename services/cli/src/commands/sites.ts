@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { assertTwoPeopleTogether, auditActor } from '@fleetpki/ca';
-import { FleetError, SITE_IDS, loadConfig, type SiteId } from '@fleetpki/core';
-import { consensusStatus, failoverTo, formatStatus, readTopology, sitesDown, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
+import { assertTwoPeopleTogether, auditActor, type Principal } from '@fleetpki/ca';
+import { FleetError, SITE_IDS, loadConfig, type FleetConfig, type SiteId } from '@fleetpki/core';
+import { consensusStatus, failoverTo, formatStatus, protect, readTopology, sitesDown, sitesStatus, sitesUp, switchover, unprotect } from '@fleetpki/sites';
 import { appendAuditEvents, withTransaction } from '@fleetpki/store';
 import { executeApproved, requireOfficer, withDatabase } from '../context.js';
 
@@ -51,36 +51,70 @@ export function registerSitesCommands(program: Command): void {
       const config = loadConfig({ ...process.env, FLEETPKI_SITE: options.to });
       const to = config.sites[options.to as SiteId];
       // The credentials are checked on the site taking over (its standby database answers reads).
-      const people = options.force
-        ? await withDatabase(
-            async ({ pool }) => {
-              if (!options.secondTokenFile) throw new FleetError('DUAL_CONTROL_REQUIRED', 'a forced failover takes two administrators: --token-file and --second-token-file');
-              const first = await requireOfficer(pool, options.tokenFile, ['administrator'], 'a forced failover');
-              const second = await requireOfficer(pool, options.secondTokenFile, ['administrator'], 'a forced failover');
-              await assertTwoPeopleTogether(pool, first, second, ['administrator'], 'a forced failover');
-              return [first, second] as const;
-            },
-            { site: to.id },
-          )
-        : undefined;
+      const people = options.force ? await twoAdministrators(config, to.id, options.tokenFile, options.secondTokenFile, 'a forced failover') : undefined;
       const result = await failoverTo(config, to, { force: options.force === true, log: (l) => console.log(l) });
-      await withDatabase(
-        ({ pool }) =>
-          withTransaction(pool, async (client) => {
-            // Recorded on the new active site even while its synchronous standby is still away.
-            await client.query('SET LOCAL synchronous_commit = local');
-            await appendAuditEvents(client, [
-              {
-                site: to.id,
-                actor: people ? people.map(auditActor).join(' + ') : (process.env.FLEETPKI_ACTOR ?? 'cli'),
-                action: 'site.failover',
-                subject: to.id,
-                details: { epoch: result.epoch, forced: options.force === true, revokedLeaseOf: result.revokedLeaseOf ?? null },
-              },
-            ]);
-          }),
-        { site: to.id },
-      );
+      await auditLocally(config, to.id, people ? people.map(auditActor).join(' + ') : (process.env.FLEETPKI_ACTOR ?? 'cli'), 'site.failover', { epoch: result.epoch, forced: options.force === true, revokedLeaseOf: result.revokedLeaseOf ?? null });
       console.log(`site ${to.id} is the active CA site (epoch ${result.epoch})${result.revokedLeaseOf ? `; site ${result.revokedLeaseOf}'s lease was revoked` : ''}`);
     });
+  sites
+    .command('unprotect')
+    .description('run the active site without its synchronous standby (asynchronous): writes stop waiting for a standby that is gone, RPO 0 is given up and the standby is no longer promoted. Two administrators together; undone by `sites protect`')
+    .requiredOption('--reason <text>', 'why (recorded in the audit log)')
+    .option('--token-file <file>', "an administrator's API token")
+    .option('--second-token-file <file>', "a second administrator's API token (another person)")
+    .action(async (options: { reason: string; tokenFile?: string; secondTokenFile?: string }) => {
+      const config = loadConfig();
+      const site = readTopology(config).primary;
+      const people = await twoAdministrators(config, site, options.tokenFile, options.secondTokenFile, 'running unprotected');
+      const actor = people.map(auditActor).join(' + ');
+      const result = await unprotect(config, actor, (l) => console.log(l));
+      await auditLocally(config, result.site, actor, 'site.unprotect', { since: result.since, reason: options.reason });
+      console.log(`site ${result.site} runs UNPROTECTED since ${result.since}: acknowledged writes may be lost if it fails; \`pnpm fleetpki sites protect\` undoes this`);
+    });
+  sites
+    .command('protect')
+    .description("undo `sites unprotect`: the active site's writes wait for its synchronous standby again. One administrator; two when no site leads (the standby, which may lack writes acknowledged meanwhile, becomes eligible)")
+    .option('--token-file <file>', "an administrator's API token")
+    .option('--second-token-file <file>', "a second administrator's API token, needed when no site leads")
+    .action(async (options: { tokenFile?: string; secondTokenFile?: string }) => {
+      const config = loadConfig();
+      const consensus = await consensusStatus(config);
+      const site = consensus.leader?.site ?? readTopology(config).primary;
+      const people = consensus.leader
+        ? [await withDatabase(({ pool }) => requireOfficer(pool, options.tokenFile, ['administrator'], 'restoring protection'), { site })]
+        : await twoAdministrators(config, site, options.tokenFile, options.secondTokenFile, 'restoring protection with no site leading');
+      const result = await protect(config, (l) => console.log(l));
+      if (!result.wasUnprotectedSince) {
+        console.log('already protected: the primary waits for its synchronous standby');
+        return;
+      }
+      if (result.site) await auditLocally(config, result.site, people.map(auditActor).join(' + '), 'site.protect', { unprotectedSince: result.wasUnprotectedSince });
+      console.log(`protected again (unprotected since ${result.wasUnprotectedSince}): writes wait for the synchronous standby`);
+    });
+}
+
+/** Two administrators presenting their tokens together (read-only checks: they work while writes are blocked). */
+async function twoAdministrators(config: FleetConfig, site: SiteId, tokenFile: string | undefined, secondTokenFile: string | undefined, what: string): Promise<readonly [Principal, Principal]> {
+  return withDatabase(
+    async ({ pool }) => {
+      if (!secondTokenFile) throw new FleetError('DUAL_CONTROL_REQUIRED', `${what} takes two administrators: --token-file and --second-token-file`);
+      const first = await requireOfficer(pool, tokenFile, ['administrator'], what);
+      const second = await requireOfficer(pool, secondTokenFile, ['administrator'], what);
+      await assertTwoPeopleTogether(pool, first, second, ['administrator'], what);
+      return [first, second] as const;
+    },
+    { site },
+  );
+}
+
+/** An audit event on `site` that commits locally: it is recorded even while the synchronous standby is away. */
+async function auditLocally(config: FleetConfig, site: SiteId, actor: string, action: string, details: Record<string, unknown>): Promise<void> {
+  await withDatabase(
+    ({ pool }) =>
+      withTransaction(pool, async (client) => {
+        await client.query('SET LOCAL synchronous_commit = local');
+        await appendAuditEvents(client, [{ site, actor, action, subject: site, details }]);
+      }),
+    { site },
+  );
 }
