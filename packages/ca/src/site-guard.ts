@@ -24,7 +24,8 @@ export class SiteGuard {
   ) {}
 
   /**
-   * Are writes blocked here: a primary whose commits wait for a synchronous standby and none is streaming?
+   * Are writes blocked here: a primary whose commits wait for a synchronous standby and none is streaming,
+   * or the one streaming has not answered for longer than a write may wait?
    * Asked of the database at most twice a second (fresh: now), which answers without waiting itself.
    */
   async writesBlocked(fresh = false): Promise<{ since: Date } | undefined> {
@@ -32,7 +33,9 @@ export class SiteGuard {
     this.blockCheck ??= (async () => {
       try {
         const state = await syncStandbyState(this.pool);
-        const blocked = state.required && !state.connected;
+        // Silent for longer than a write may wait: frozen or cut off, even if its walsender still streams.
+        const silent = state.replyAgeMs !== null && state.replyAgeMs > this.config.writeWaitMs;
+        const blocked = state.required && (!state.connected || silent);
         const before = this.blocked;
         this.blocked = blocked ? (this.blocked ?? { since: new Date() }) : undefined;
         if ((before === undefined) !== (this.blocked === undefined)) this.onWritesBlocked(this.blocked);

@@ -55,12 +55,11 @@ export class EnrolmentTraffic {
             signal: AbortSignal.timeout(5_000),
           });
           const body = (await res.json()) as { serial?: string };
-          if (res.status === 201) {
+          // 200: a retry after a lost answer (same key) is given the certificate already issued.
+          if (res.status === 201 || res.status === 200) {
             this.acknowledged.push({ serial: body.serial!, eui64, site: site.id, at: Date.now() });
             break;
           }
-          // 409: a retry after a lost answer found the device enrolled; it counts once, from the store.
-          if (res.status === 409) break;
         } catch {
           // connection refused or timed out: the site is gone
         }

@@ -49,6 +49,10 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
     // remote_apply, not on: a commit returns once the standby has applied it, so a read on the standby
     // after an acknowledged revocation sees it (its OCSP responder never says "good" for it afterwards).
     `synchronous_commit = remote_apply`,
+    // A standby reports every second, and a walsender gives up on a silent one after 10 s: the primary
+    // tells "frozen or cut off" from "streaming" soon (fp_sync_standby's reply_age_ms, the site agent).
+    `wal_receiver_status_interval = 1s`,
+    `wal_sender_timeout = 10s`,
     `log_destination = 'stderr'`,
     `log_min_messages = warning`,
   ];

@@ -27,7 +27,8 @@ async function observeLocal(config: FleetConfig, site: SiteConfig, other: SiteCo
   try {
     return await withOwnerPool(config, site, 'postgres', async (pool) => {
       const role = await readDatabaseRole(pool);
-      const sync = role.standbys.some((s) => s.applicationName === `site_${other.id}` && s.state === 'streaming' && s.syncState === 'sync');
+      // Streaming, and heard from within a write's wait (a frozen host's walsender streams on for a while).
+      const sync = role.standbys.some((s) => s.applicationName === `site_${other.id}` && s.state === 'streaming' && s.syncState === 'sync' && (s.lastReplySecondsAgo ?? 0) * 1000 <= config.writeWaitMs);
       const required = (await pool.query<{ s: string }>(`SELECT current_setting('synchronous_standby_names') AS s`)).rows[0]!.s.trim() !== '';
       return { running: true, standby: role.inRecovery, syncStandbyStreaming: sync, syncRequired: required };
     });

@@ -43,7 +43,8 @@ export async function leaseRemainingMs(db: Queryable, site: 'a' | 'b'): Promise<
 }
 
 /** Can the primary commit now? False when it must wait for a synchronous standby and none is streaming. */
-export async function syncStandbyState(db: Queryable): Promise<{ required: boolean; connected: boolean }> {
-  const { rows } = await db.query<{ required: string; connected: boolean }>('SELECT required, connected FROM fp_sync_standby()');
-  return { required: rows[0]!.required.trim() !== '', connected: rows[0]!.connected };
+/** Whether commits wait for a synchronous standby, whether one streams, and since when it has been silent (ms). */
+export async function syncStandbyState(db: Queryable): Promise<{ required: boolean; connected: boolean; replyAgeMs: number | null }> {
+  const { rows } = await db.query<{ required: string; connected: boolean; reply_age_ms: number | null }>('SELECT required, connected, reply_age_ms FROM fp_sync_standby()');
+  return { required: rows[0]!.required.trim() !== '', connected: rows[0]!.connected, replyAgeMs: rows[0]!.reply_age_ms };
 }
