@@ -1,3 +1,4 @@
 export * from './probes.js';
 export * from './failover-drill.js';
 export * from './switchover-drill.js';
+export * from './takeover-runs.js';

@@ -28,6 +28,8 @@ export class EnrolmentTraffic {
     private readonly token: string,
     private readonly csrs: readonly Buffer[],
     private readonly euiPrefix: string,
+    /** Pause after each acknowledged enrolment, per client (a steady rate that lasts through long runs). */
+    private readonly paceMs = 0,
   ) {}
 
   start(clients: number): void {
@@ -58,6 +60,7 @@ export class EnrolmentTraffic {
           // 200: a retry after a lost answer (same key) is given the certificate already issued.
           if (res.status === 201 || res.status === 200) {
             this.acknowledged.push({ serial: body.serial!, eui64, site: site.id, at: Date.now() });
+            if (this.paceMs > 0) await new Promise((r) => setTimeout(r, this.paceMs));
             break;
           }
         } catch {

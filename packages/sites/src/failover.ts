@@ -25,6 +25,14 @@ function killPid(pid: number): boolean {
  * Redis. Its service processes belong to whoever started them (the drill kills those itself).
  */
 export function killSiteInfrastructure(site: SiteConfig): number {
+  let killed = killPostgres(site);
+  const redis = redisPid(site);
+  if (redis !== undefined && killPid(redis)) killed++;
+  return killed;
+}
+
+/** SIGKILL a site's PostgreSQL alone (postmaster and every backend); its services and Redis live on. */
+export function killPostgres(site: SiteConfig): number {
   let killed = 0;
   try {
     const postmaster = Number(readFileSync(join(pgDataDir(site), 'postmaster.pid'), 'utf8').split('\n')[0]);
@@ -34,8 +42,6 @@ export function killSiteInfrastructure(site: SiteConfig): number {
   }
   const backends = spawnSync('pgrep', ['-f', `postgres: fleetpki-${site.id}:`], { encoding: 'utf8' }).stdout ?? '';
   for (const pid of backends.split('\n').map(Number).filter((p) => p > 0)) if (killPid(pid)) killed++;
-  const redis = redisPid(site);
-  if (redis !== undefined && killPid(redis)) killed++;
   return killed;
 }
 
