@@ -154,6 +154,8 @@ export class SiteAgent {
     if (leader && leader.site !== this.site.id) this.lastOtherLeader = { lease: leader.lease, seenAt: Date.now() };
     this.leaderlessSince = leader ? undefined : (this.leaderlessSince ?? Date.now());
 
+    // Acknowledging the standby is a duty of the primary's term; a new term does it again.
+    if (!local.running || local.standby) this.standbyAcknowledged = false;
     if (!local.running) {
       // A site whose PostgreSQL is not running does not lead, and nothing of it can act: its services
       // cannot commit, and they answer OCSP "good" only after reading the revocation generation from

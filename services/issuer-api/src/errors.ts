@@ -10,13 +10,15 @@ const FASTIFY_CODES: Record<string, { status: number; code: string; message: str
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'BODY_MALFORMED', message: 'the body is not valid JSON' },
 };
 
+const REFUSALS_BY_DESIGN = new Set(['SITE_STANDBY', 'SITE_NOT_LEASED', 'STANDBY_UNAVAILABLE']);
+
 /** Every error leaves as { code, message[, details] } with the right status; 5xx never leak internals. */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | FleetError, request, reply) => {
     if (isFleetError(err)) {
-      // A standby refusing writes is the design working, not a fault.
-      if (err.code === 'SITE_STANDBY') request.log.info({ code: err.code }, 'write refused on a standby');
-      else if (err.code === 'STANDBY_UNAVAILABLE') request.log.warn({ code: err.code }, 'write refused: the synchronous standby is unreachable');
+      // A standby, a site without the lease or one waiting for its standby refusing writes is the design
+      // working, not a fault: each request at info; the change of state itself is logged once, at error.
+      if (REFUSALS_BY_DESIGN.has(err.code)) request.log.info({ code: err.code }, 'write refused by the site guard');
       else if (err.httpStatus >= 500) request.log.error({ err }, 'request failed');
       // Clients that should come back later are told when (RFC 9110 10.2.3).
       const retryAfter = (err.details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
