@@ -86,15 +86,31 @@ function prepareDir(dir: string): void {
   chownToPgUser(dir);
 }
 
-export async function isClusterRunning(site: SiteConfig): Promise<boolean> {
-  const dataDir = pgDataDir(site);
-  if (!existsSync(join(dataDir, 'PG_VERSION'))) return false;
+/**
+ * Is the cluster's postmaster alive? Read from postmaster.pid and /proc, in-process: a `pg_ctl status`
+ * subprocess under load once said "not running" of a live primary, and the site agent resigned for it.
+ * A zombie (killed, not yet reaped by a PID 1 that does not reap) counts as dead.
+ */
+export function postmasterAlive(site: SiteConfig): boolean {
+  let pid: number;
   try {
-    await run(pg('pg_ctl'), ['status', '-D', dataDir], { asPgUser: true });
-    return true;
+    pid = Number(readFileSync(join(pgDataDir(site), 'postmaster.pid'), 'utf8').split('\n')[0]);
   } catch {
     return false;
   }
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "<pid> (<comm>) <state> ...": comm is "postgres" for the postmaster; pid reuse by another program is not alive.
+    const m = /^\d+ \((.*)\) (\S)/.exec(stat);
+    return m !== null && m[1] === 'postgres' && m[2] !== 'Z' && m[2] !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+export async function isClusterRunning(site: SiteConfig): Promise<boolean> {
+  return existsSync(join(pgDataDir(site), 'PG_VERSION')) && postmasterAlive(site);
 }
 
 /** Server log, outside the data directory so a base backup does not copy it to the other site. */

@@ -2,7 +2,7 @@ import { CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, recordWri
 import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
 import { readDatabaseRole } from '@fleetpki/store';
 import { acknowledgeStandby, rejoinAsStandby, takeOver } from './failover.js';
-import { isClusterRunning, reloadCluster, startCluster, stopCluster, writeSettings } from './postgres-cluster.js';
+import { isClusterRunning, postmasterAlive, reloadCluster, startCluster, stopCluster, writeSettings } from './postgres-cluster.js';
 import { withOwnerPool } from './ca-databases.js';
 import { readTopology } from './topology-file.js';
 
@@ -33,7 +33,8 @@ async function observeLocal(config: FleetConfig, site: SiteConfig, other: SiteCo
       return { running: true, standby: role.inRecovery, syncStandbyStreaming: sync, syncRequired: required };
     });
   } catch (err) {
-    if ((err as { code?: string }).code === 'ECONNREFUSED') return down;
+    // Refused while the postmaster is still alive (starting, shutting down): decide nothing this time.
+    if ((err as { code?: string }).code === 'ECONNREFUSED' && !postmasterAlive(site)) return down;
     throw err;
   }
 }

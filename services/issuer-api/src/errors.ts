@@ -12,6 +12,13 @@ const FASTIFY_CODES: Record<string, { status: number; code: string; message: str
 
 const REFUSALS_BY_DESIGN = new Set(['SITE_STANDBY', 'SITE_NOT_LEASED', 'STANDBY_UNAVAILABLE']);
 
+/** Connection-level failures of PostgreSQL: refused, reset, shutting down or starting up (SQLSTATE 57P01-57P03, class 08). */
+function isDatabaseUnreachable(err: Error): boolean {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string') return /Connection terminated/.test(err.message);
+  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === '57P01' || code === '57P02' || code === '57P03' || code.startsWith('08');
+}
+
 /** Every error leaves as { code, message[, details] } with the right status; 5xx never leak internals. */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | FleetError, request, reply) => {
@@ -37,6 +44,11 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (known) return reply.status(known.status).send({ code: known.code, message: known.message });
     if (err instanceof SyntaxError || (fastifyErr.statusCode !== undefined && fastifyErr.statusCode < 500)) {
       return reply.status(fastifyErr.statusCode ?? 400).send({ code: 'REQUEST_INVALID', message: fastifyErr.message });
+    }
+    if (isDatabaseUnreachable(err)) {
+      // The site's database restarting, failing over or rewinding: the client retries (here or at the other site).
+      request.log.warn({ code: 'DATABASE_UNAVAILABLE', cause: (err as { code?: string }).code ?? err.message }, 'request refused: the database is unreachable');
+      return reply.status(503).header('retry-after', '1').send({ code: 'DATABASE_UNAVAILABLE', message: `site's database is unreachable (${(err as { code?: string }).code ?? 'connection failed'}); try again, or the other site` });
     }
     request.log.error({ err }, 'unexpected error');
     return reply.status(500).send({ code: 'INTERNAL', message: `internal error (request ${request.id}); the operators have the details` });
