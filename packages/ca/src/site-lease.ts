@@ -108,6 +108,8 @@ export class SiteLease {
       this.lastFailure = undefined;
       this.view = this.judge(o, sentAt);
     } catch (err) {
+      // Whatever the database connection was doing, start afresh next time (it may hang or be broken).
+      this.db.drop();
       this.lastFailure ??= { since: sentAt, why: `cannot read the CA-site role: ${(err as Error).message}` };
       if (!this.view.issuing && !this.view.vouching) this.view = { ...this.view, reason: this.lastFailure.why };
     } finally {

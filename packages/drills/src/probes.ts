@@ -41,6 +41,14 @@ export class EnrolmentTraffic {
     await Promise.all(this.loops);
   }
 
+  /** What the sites answered instead of a certificate, counted per "site: answer" (for reports and diagnosis). */
+  readonly refusals = new Map<string, number>();
+
+  private refused(site: string, what: string): void {
+    const key = `${site}: ${what}`;
+    this.refusals.set(key, (this.refusals.get(key) ?? 0) + 1);
+  }
+
   private async loop(): Promise<void> {
     let siteIndex = 0;
     while (!this.stopped && this.next < this.csrs.length) {
@@ -56,15 +64,17 @@ export class EnrolmentTraffic {
             body: JSON.stringify({ eui64, keyRole: 'digitalSignature', csr: this.csrs[i]!.toString('base64') }),
             signal: AbortSignal.timeout(5_000),
           });
-          const body = (await res.json()) as { serial?: string };
+          const body = (await res.json()) as { serial?: string; code?: string };
           // 200: a retry after a lost answer (same key) is given the certificate already issued.
           if (res.status === 201 || res.status === 200) {
             this.acknowledged.push({ serial: body.serial!, eui64, site: site.id, at: Date.now() });
             if (this.paceMs > 0) await new Promise((r) => setTimeout(r, this.paceMs));
             break;
           }
-        } catch {
+          this.refused(site.id, `${res.status} ${body.code ?? ''}`.trim());
+        } catch (err) {
           // connection refused or timed out: the site is gone
+          this.refused(site.id, (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name);
         }
         this.failures++;
         siteIndex = (siteIndex + 1) % this.sites.length;

@@ -107,7 +107,7 @@ export class TakeoverRuns {
   private async until(what: string, done: () => boolean, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!done()) {
-      if (Date.now() > deadline) throw new FleetError('BENCH_TAKEOVER_TIMEOUT', `timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+      if (Date.now() > deadline) throw new FleetError('BENCH_TAKEOVER_TIMEOUT', `timed out after ${timeoutMs / 1000} s waiting for ${what}; answers instead of certificates: ${JSON.stringify(Object.fromEntries(this.traffic.refusals))}`);
       await new Promise((r) => setTimeout(r, 20));
     }
   }

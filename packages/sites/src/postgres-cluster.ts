@@ -109,6 +109,38 @@ export function postmasterAlive(site: SiteConfig): boolean {
   }
 }
 
+/**
+ * After a SIGKILL the postmaster's pid stays taken until its parent reaps it, and PostgreSQL refuses to
+ * start over a lock file whose pid exists ("another postmaster running"). Waits for it to go; one that
+ * stays a zombie holds nothing (its shared memory, which PostgreSQL also checks, protects against live
+ * backends), so its lock file is removed.
+ */
+async function waitForPostmasterExit(site: SiteConfig, log: (line: string) => void): Promise<void> {
+  const lockFile = join(pgDataDir(site), 'postmaster.pid');
+  let pid: number;
+  try {
+    pid = Number(readFileSync(lockFile, 'utf8').split('\n')[0]);
+  } catch {
+    return;
+  }
+  const exists = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPERM';
+    }
+  };
+  for (let i = 0; i < 100 && exists(); i++) {
+    if (postmasterAlive(site)) return; // running for real: the caller's stop handles it
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (exists() && !postmasterAlive(site)) {
+    log(`site ${site.id}: the killed postmaster (pid ${pid}) was not reaped; removing its lock file`);
+    rmSync(lockFile, { force: true });
+  }
+}
+
 export async function isClusterRunning(site: SiteConfig): Promise<boolean> {
   return existsSync(join(pgDataDir(site), 'PG_VERSION')) && postmasterAlive(site);
 }
@@ -216,6 +248,7 @@ export async function promoteCluster(site: SiteConfig): Promise<void> {
  */
 export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, primary: SiteConfig, log: (line: string) => void = () => undefined): Promise<'rewound' | 'copied'> {
   await stopCluster(site, 'immediate').catch(() => undefined);
+  await waitForPostmasterExit(site, log);
   const dataDir = pgDataDir(site);
   const pool = createPool(`postgres://${config.pgUser}@127.0.0.1:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
@@ -249,7 +282,8 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
     return 'rewound';
   } catch (err) {
     // Rewinding needs WAL back to the split on both sides; when anything is missing, copy instead.
-    log(`rewinding site ${site.id} did not work (${(err as Error).message.split('\n')[0]!.slice(0, 200)}); taking a fresh base backup`);
+    const lines = (err as Error).message.split('\n').filter(Boolean);
+    log(`rewinding site ${site.id} did not work (${lines[lines.length - 1]!.slice(-300)}); taking a fresh base backup`);
     await stopCluster(site, 'immediate').catch(() => undefined);
     rmSync(dataDir, { recursive: true, force: true });
     await baseBackup(config, site, primary);

@@ -1,8 +1,8 @@
 import pg from 'pg';
 
 /**
- * The site lease's own connection (ca/site-lease.ts): one client, apart from the pools, so a renewal
- * stuck waiting for an unreachable synchronous standby blocks nothing else and can be abandoned.
+ * The site lease's own connection (ca/site-lease.ts): one client, apart from the pools, so a read that
+ * hangs (a server cut off mid-query) blocks nothing else and can be abandoned.
  */
 export class LeaseConnection {
   private client: pg.Client | undefined;
@@ -16,7 +16,13 @@ export class LeaseConnection {
   private async connect(): Promise<pg.Client> {
     if (this.client) return this.client;
     const client = new pg.Client({ connectionString: this.connectionString, application_name: this.applicationName, connectionTimeoutMillis: this.connectTimeoutMs });
-    client.on('error', () => undefined);
+    // A connection that broke (the server was killed, restarted, rewound) is never used again: the next
+    // read connects anew.
+    const forget = () => {
+      if (this.client === client) this.client = undefined;
+    };
+    client.on('error', forget);
+    client.on('end', forget);
     await client.connect();
     this.client = client;
     return client;
@@ -24,17 +30,6 @@ export class LeaseConnection {
 
   async inRecovery(): Promise<boolean> {
     return (await (await this.connect()).query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r;
-  }
-
-  /** Renews `site`'s lease if it is the active site at the highest epoch; returns that epoch, or undefined. */
-  async renew(site: string, leaseMs: number): Promise<number | undefined> {
-    const { rows } = await (await this.connect()).query<{ epoch: string }>(
-      `UPDATE site_state SET lease_until = clock_timestamp() + make_interval(secs => $2::float8 / 1000)
-        WHERE site = $1 AND role = 'active' AND epoch = (SELECT max(epoch) FROM site_state)
-        RETURNING epoch::text`,
-      [site, leaseMs],
-    );
-    return rows[0] ? Number(rows[0].epoch) : undefined;
   }
 
   /** On a hot standby: the WAL receiver's state and how long ago it last heard from the primary. */

@@ -36,12 +36,6 @@ export async function markSiteStandby(db: Queryable, site: 'a' | 'b', note: stri
   await db.query(`UPDATE site_state SET role = 'standby', changed_at = now(), note = $2 WHERE site = $1`, [site, note]);
 }
 
-/** How long `site`'s recorded lease has left (0 when lapsed or never taken), by the database's clock. */
-export async function leaseRemainingMs(db: Queryable, site: 'a' | 'b'): Promise<number> {
-  const { rows } = await db.query<{ ms: number | null }>(`SELECT (extract(epoch FROM lease_until - clock_timestamp()) * 1000)::float8 AS ms FROM site_state WHERE site = $1`, [site]);
-  return Math.max(0, rows[0]?.ms ?? 0);
-}
-
 /** Can the primary commit now? False when it must wait for a synchronous standby and none is streaming. */
 /** Whether commits wait for a synchronous standby, whether one streams, and since when it has been silent (ms). */
 export async function syncStandbyState(db: Queryable): Promise<{ required: boolean; connected: boolean; replyAgeMs: number | null }> {
