@@ -23,8 +23,12 @@ export function createPool(databaseUrl: string, options: PoolOptions = {}): Pool
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? 5_000,
     application_name: options.applicationName ?? 'fleetpki',
   });
-  // An idle client losing its server (site failover, `sites down`) must not crash the process.
+  // A client losing its server (site failover, `sites down`, a killed PostgreSQL) must not crash the
+  // process: idle in the pool (pool 'error'), or checked out between two queries of a transaction that
+  // awaits something else, such as the HSM (the client's own 'error', which nobody else listens to).
+  // Its next query fails, and the pool discards it when it is released with that error.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 
