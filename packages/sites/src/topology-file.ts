@@ -3,14 +3,12 @@ import { join } from 'node:path';
 import { FleetError, SITE_IDS, type FleetConfig, type SiteConfig, type SiteId } from '@fleetpki/core';
 
 /**
- * Which site's PostgreSQL is the primary, kept beside the clusters so `sites up` restarts each in its
- * current role after a failover. (The CA's own view, with epochs and fencing, is site_state in the
- * database; this file only tells the local tooling how to start things.)
+ * Which site's PostgreSQL the agents last made the primary, kept beside the clusters so `sites up`
+ * restarts each in its current role. (Who is the CA site is etcd's decision; the CA's own record, with
+ * epochs, is site_state in the database; this file only tells the local tooling how to start things.)
  */
 export interface Topology {
   readonly primary: SiteId;
-  /** A failed former primary: it must be rebuilt (failback) before it runs again, never just restarted. */
-  readonly rebuild?: SiteId;
 }
 
 function topologyFile(config: FleetConfig): string {
@@ -22,8 +20,7 @@ export function readTopology(config: FleetConfig): Topology {
   if (!existsSync(file)) return { primary: 'a' };
   const value = JSON.parse(readFileSync(file, 'utf8')) as Partial<Topology>;
   if (!SITE_IDS.includes(value.primary as SiteId)) throw new FleetError('TOPOLOGY_INVALID', `${file}: "primary" must be one of ${SITE_IDS.join(', ')}`);
-  if (value.rebuild !== undefined && (!SITE_IDS.includes(value.rebuild) || value.rebuild === value.primary)) throw new FleetError('TOPOLOGY_INVALID', `${file}: "rebuild" must name the other site`);
-  return { primary: value.primary!, ...(value.rebuild ? { rebuild: value.rebuild } : {}) };
+  return { primary: value.primary! };
 }
 
 export function writeTopology(config: FleetConfig, topology: Topology): void {

@@ -10,7 +10,7 @@ import { ensureRedis, stopRedis } from './redis-server.js';
 import { agentLogFile, agentPid, ensureAgent, stopAgent } from './site-agent-process.js';
 import { CaSiteReader, openConsensus, readRejoin, type RejoinRecord } from '@fleetpki/consensus';
 import { ensureStateDir } from './state-dir.js';
-import { currentRoles, readTopology } from './topology-file.js';
+import { currentRoles } from './topology-file.js';
 
 export type Log = (line: string) => void;
 
@@ -28,12 +28,8 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined): 
       : `offline root: token ${config.rootTokenLabel} in its own HSM (${config.rootHsm.dir})${root === 'created' ? ' (initialised; PINs with the custodians)' : ''}`,
   );
   const { primary, standby } = currentRoles(config);
-  const { rebuild } = readTopology(config);
-  log(`site ${primary.id}: PostgreSQL primary on 127.0.0.1:${primary.pgPort} ${await ensurePrimary(config, primary, rebuild ? undefined : standby)}`);
-  if (rebuild) {
-    // A failed primary may hold WAL its successor never saw; restarting it as is would fork the history.
-    log(`site ${standby.id}: PostgreSQL left down: failed over, needs a rebuild (\`pnpm fleetpki drill failback\`)`);
-  } else log(`site ${standby.id}: PostgreSQL hot standby on 127.0.0.1:${standby.pgPort} ${await ensureStandby(config, standby, primary)}`);
+  log(`site ${primary.id}: PostgreSQL primary on 127.0.0.1:${primary.pgPort} ${await ensurePrimary(config, primary, standby)}`);
+  log(`site ${standby.id}: PostgreSQL hot standby on 127.0.0.1:${standby.pgPort} ${await ensureStandby(config, standby, primary)}`);
   for (const site of [config.sites.a, config.sites.b]) {
     log(`site ${site.id}: Redis on 127.0.0.1:${site.redisPort} ${await ensureRedis(site)}`);
   }
