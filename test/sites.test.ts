@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { join } from 'node:path';
 import type { FleetConfig } from '@fleetpki/core';
 import { probeRedis } from '@fleetpki/queue';
-import { processesUnder, sitesDown, sitesStatus, sitesUp, stopCluster } from '@fleetpki/sites';
+import { processesUnder, sitesDown, sitesStatus, sitesUp, stopAgent, stopCluster } from '@fleetpki/sites';
 import { createPool, migrate } from '@fleetpki/store';
 import { createScratchDatabase, ensureSites, waitFor } from './support/sites.js';
 
@@ -74,6 +74,8 @@ describe('local two-site topology', () => {
     const poolA = createPool(scratch.urlA, { max: 2 });
     try {
       await poolA.query('CREATE TABLE marker (id int PRIMARY KEY)');
+      // B's host goes down: its agent (which would restart its PostgreSQL at once) and its PostgreSQL.
+      await stopAgent(config.sites.b);
       await stopCluster(config.sites.b);
       let committed = false;
       const insert = poolA.query('INSERT INTO marker VALUES (1)').then(() => {

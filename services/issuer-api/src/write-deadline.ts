@@ -23,7 +23,16 @@ export function installWriteDeadline(app: FastifyInstance, guard: SiteGuard, wai
           if (!blocked) return arm();
           const err = guard.standbyUnavailable(blocked.since);
           request.log.warn({ code: err.code, url: request.url }, 'write answered 503 after waiting for the synchronous standby');
-          void reply.status(503).header('retry-after', String((err.details as { retryAfterSeconds: number }).retryAfterSeconds)).send(err.toJSON());
+          // Answered here, outside the route: the route's own answer, when its transaction completes
+          // later, goes nowhere (a hijacked reply ignores it) instead of being an error.
+          reply.hijack();
+          reply.raw.writeHead(503, {
+            'content-type': 'application/json; charset=utf-8',
+            'retry-after': String((err.details as { retryAfterSeconds: number }).retryAfterSeconds),
+            'cache-control': 'no-store',
+            'x-content-type-options': 'nosniff',
+          });
+          reply.raw.end(JSON.stringify(err.toJSON()));
         })();
       }, waitMs);
     };

@@ -81,6 +81,9 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
         actor: auditActor(principal),
       });
       if (!issued.reused) deps.metrics.issued.inc({ profile: profile.id, key_role: keyRole });
+      // Already answered 503 by the write deadline (its commit waited for the standby): the client
+      // retries and gets this certificate then.
+      if (reply.sent) return reply;
       // A retry with the same key gets its certificate again: 200, nothing new signed (201 when issued now).
       return reply.status(issued.reused ? 200 : 201).send({
         ...(deviceKeys ? { deviceKeys } : {}),
