@@ -39,6 +39,8 @@ export async function ensureRedis(site: SiteConfig): Promise<'started' | 'runnin
   await run('redis-server', [
     '--port', String(site.redisPort),
     '--bind', site.host,
+    // Redis refuses clients off loopback without a password; the namespaces' link is this machine's own.
+    ...(site.netns ? ['--protected-mode', 'no'] : []),
     '--daemonize', 'yes',
     '--pidfile', pidFile(site),
     '--dir', dir,
