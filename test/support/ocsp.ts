@@ -34,5 +34,5 @@ export class OcspAsker {
 }
 
 export function statusUrl(config: FleetConfig, site: 'a' | 'b', offset: number): string {
-  return `http://127.0.0.1:${config.sites[site].statusPort + offset}`;
+  return `http://${config.sites[site].host}:${config.sites[site].statusPort + offset}`;
 }

@@ -73,7 +73,7 @@ export class SiteGuard {
   async assertWritable(): Promise<void> {
     if (await this.isStandby()) {
       const other = this.config.sites[this.config.site === 'a' ? 'b' : 'a'];
-      throw new FleetError('SITE_STANDBY', `site ${this.config.site} is a standby and accepts no writes; the active site is ${other.id} (http://127.0.0.1:${other.apiPort})`, {
+      throw new FleetError('SITE_STANDBY', `site ${this.config.site} is a standby and accepts no writes; the active site is ${other.id} (http://${other.host}:${other.apiPort})`, {
         httpStatus: 503,
         details: { activeSite: other.id },
       });

@@ -21,6 +21,10 @@ export const DATABASE_ROLES: Readonly<Record<DatabaseClient, string>> = { issuer
 export interface SiteConfig {
   readonly id: SiteId;
   readonly dir: string;
+  /** The address the site's parts listen on and are reached at: 127.0.0.1, or the site's own in its network namespace. */
+  readonly host: string;
+  /** The network namespace the site's processes run in (FLEETPKI_NETNS=on), else undefined. */
+  readonly netns: string | undefined;
   readonly pgPort: number;
   readonly redisPort: number;
   readonly apiPort: number;
@@ -42,8 +46,18 @@ export interface SiteConfig {
 
 export type EtcdMemberName = SiteId | 'witness';
 
+/**
+ * FLEETPKI_NETNS=on: the addresses of site A, site B and the witness on the namespaces' private link
+ * (10.77.0.0/24; this machine's own end, where tests and the CLI run, is 10.77.0.254).
+ */
+export const NETNS_HOSTS: Readonly<Record<EtcdMemberName, string>> = { a: '10.77.0.1', b: '10.77.0.2', witness: '10.77.0.3' };
+export const NETNS_SUBNET = '10.77.0.0/24';
+export const NETNS_ROOT_HOST = '10.77.0.254';
+
 export interface EtcdMember {
   readonly name: EtcdMemberName;
+  readonly host: string;
+  readonly netns: string | undefined;
   readonly clientUrl: string;
   readonly peerUrl: string;
   readonly dir: string;
@@ -170,12 +184,13 @@ const envSchema = z.object({
   FLEETPKI_CRL_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
   FLEETPKI_DUAL_CONTROL_REVOCATIONS: z.coerce.number().int().min(0).default(100),
   FLEETPKI_DUAL_CONTROL_WINDOW_MINUTES: z.coerce.number().int().min(1).max(7 * 24 * 60).default(24 * 60),
-  FLEETPKI_API_HOST: z.string().min(1).default('127.0.0.1'),
+  FLEETPKI_API_HOST: z.string().min(1).optional(),
   FLEETPKI_API_TLS: z.enum(['on', 'off']).default('off'),
   FLEETPKI_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(120_000),
   FLEETPKI_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(300),
   FLEETPKI_SITE_LEASE_MS: z.coerce.number().int().min(1_000).max(10_000).default(5_000),
   FLEETPKI_WRITE_WAIT_MS: z.coerce.number().int().min(500).max(60_000).default(3_000),
+  FLEETPKI_NETNS: z.enum(['on', 'off']).default('off'),
   FLEETPKI_OCSP_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
   FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS: z.coerce.number().int().min(1).default(20),
   FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
@@ -258,8 +273,13 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     return u.toString();
   };
   const stateDir = resolve(e.FLEETPKI_STATE_DIR ?? join(repoRoot, '.fleetpki'));
+  // Two hosts on one machine: each site (and the witness) in its own network namespace, on a private
+  // link (packages/sites/src/netns.ts); otherwise everything on loopback.
+  const netns = e.FLEETPKI_NETNS === 'on';
+  const placement = (name: EtcdMemberName): { host: string; netns: string | undefined } => (netns ? { host: NETNS_HOSTS[name], netns: `fleetpki-${name}` } : { host: '127.0.0.1', netns: undefined });
   const site = (id: SiteId): SiteConfig => {
     const upper = id.toUpperCase() as 'A' | 'B';
+    const { host } = placement(id);
     const dir = join(stateDir, `site-${id}`);
     const pgPort = e[`FLEETPKI_PG_PORT_${upper}`];
     const redisPort = e[`FLEETPKI_REDIS_PORT_${upper}`];
@@ -267,22 +287,26 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     return {
       id,
       dir,
+      ...placement(id),
       pgPort,
       redisPort,
       apiPort: e[`FLEETPKI_API_PORT_${upper}`],
       statusPort: e[`FLEETPKI_STATUS_PORT_${upper}`],
       // An explicit URL applies to this process's own site only; the other site keeps its local host and
       // port, but always the same database.
-      databaseUrl: (own ? ownUrl : undefined) ?? `postgres://${e.FLEETPKI_PG_USER}@127.0.0.1:${pgPort}/${database}`,
-      serviceDatabaseUrls: Object.fromEntries(DATABASE_CLIENTS.map((c) => [c, asRole((own ? ownServiceBase : undefined) ?? `postgres://x@127.0.0.1:${pgPort}/${database}`, c)])) as Record<DatabaseClient, string>,
-      redisUrl: (own ? e.FLEETPKI_REDIS_URL : undefined) ?? `redis://127.0.0.1:${redisPort}`,
+      databaseUrl: (own ? ownUrl : undefined) ?? `postgres://${e.FLEETPKI_PG_USER}@${host}:${pgPort}/${database}`,
+      serviceDatabaseUrls: Object.fromEntries(DATABASE_CLIENTS.map((c) => [c, asRole((own ? ownServiceBase : undefined) ?? `postgres://x@${host}:${pgPort}/${database}`, c)])) as Record<DatabaseClient, string>,
+      redisUrl: (own ? e.FLEETPKI_REDIS_URL : undefined) ?? `redis://${host}:${redisPort}`,
       softhsmConf: join(dir, 'hsm', 'softhsm2.conf'),
       hsmTokenLabel: `${e.FLEETPKI_HSM_TOKEN_PREFIX}-${id}`,
       hsmPinFile: (own ? e.FLEETPKI_HSM_PIN_FILE : undefined) ?? join(stateDir, 'secrets', `hsm-${id}.pin`),
     };
   };
   const sites = { a: site('a'), b: site('b') };
-  const member = (name: EtcdMemberName, clientPort: number, dir: string): EtcdMember => ({ name, clientUrl: `http://127.0.0.1:${clientPort}`, peerUrl: `http://127.0.0.1:${clientPort + 1}`, dir });
+  const member = (name: EtcdMemberName, clientPort: number, dir: string): EtcdMember => {
+    const where = placement(name);
+    return { name, ...where, clientUrl: `http://${where.host}:${clientPort}`, peerUrl: `http://${where.host}:${clientPort + 1}`, dir };
+  };
   const members = [
     member('a', e.FLEETPKI_ETCD_PORT_A, join(sites.a.dir, 'etcd')),
     member('b', e.FLEETPKI_ETCD_PORT_B, join(sites.b.dir, 'etcd')),
@@ -293,9 +317,10 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
   if (new Set(ports).size !== ports.length) {
     throw new FleetError('CONFIG_INVALID', `invalid configuration: FLEETPKI_*_PORT_* values must all differ (got ${ports.join(', ')})`);
   }
-  // Tokens travel in headers: off loopback they need TLS.
-  if (e.FLEETPKI_API_TLS === 'off' && !['127.0.0.1', '::1', 'localhost'].includes(e.FLEETPKI_API_HOST)) {
-    throw new FleetError('CONFIG_INVALID', `invalid configuration: FLEETPKI_API_HOST=${e.FLEETPKI_API_HOST} needs FLEETPKI_API_TLS=on (plain HTTP is for loopback only)`);
+  const apiHost = e.FLEETPKI_API_HOST ?? sites[e.FLEETPKI_SITE].host;
+  // Tokens travel in headers: off loopback they need TLS (the namespaces' link never leaves this machine).
+  if (e.FLEETPKI_API_TLS === 'off' && !['127.0.0.1', '::1', 'localhost'].includes(apiHost) && !(netns && Object.values(NETNS_HOSTS).includes(apiHost))) {
+    throw new FleetError('CONFIG_INVALID', `invalid configuration: FLEETPKI_API_HOST=${apiHost} needs FLEETPKI_API_TLS=on (plain HTTP is for loopback only)`);
   }
   return {
     repoRoot,
@@ -309,12 +334,12 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     hsmTokenPrefix: e.FLEETPKI_HSM_TOKEN_PREFIX,
     rootTokenLabel: `${e.FLEETPKI_HSM_TOKEN_PREFIX}-root`,
     rootHsm: { dir: join(stateDir, 'root-hsm'), softhsmConf: join(stateDir, 'root-hsm', 'softhsm2.conf') },
-    crlBaseUrl: e.FLEETPKI_CRL_BASE_URL ?? `http://127.0.0.1:${sites.a.statusPort}/crl/`,
-    ocspUrl: `http://127.0.0.1:${sites[e.FLEETPKI_SITE].statusPort}/ocsp`,
+    crlBaseUrl: e.FLEETPKI_CRL_BASE_URL ?? `http://${sites.a.host}:${sites.a.statusPort}/crl/`,
+    ocspUrl: `http://${sites[e.FLEETPKI_SITE].host}:${sites[e.FLEETPKI_SITE].statusPort}/ocsp`,
     api: {
       rateLimitPerMinute: e.FLEETPKI_RATE_LIMIT_PER_MINUTE,
       failedAuthPerMinute: e.FLEETPKI_AUTH_FAILURES_PER_MINUTE,
-      host: e.FLEETPKI_API_HOST,
+      host: apiHost,
       tls: e.FLEETPKI_API_TLS === 'on',
       tlsDir: join(stateDir, 'tls', `site-${e.FLEETPKI_SITE}`),
     },

@@ -58,7 +58,7 @@ export interface FailoverDrillReport {
 async function serviceSet(config: FleetConfig, site: SiteConfig, workers: number): Promise<ChildProcess[]> {
   const env = { FLEETPKI_SITE: site.id };
   const children = [startService(config, 'issuer-api', env), ...Array.from({ length: workers }, (_, i) => startService(config, 'batch-worker', { ...env, FLEETPKI_WORKER_RECONCILE: i === 0 ? '1' : '0' }))];
-  await waitForHttp(`http://127.0.0.1:${site.apiPort}/readyz`, 60_000);
+  await waitForHttp(`http://${site.host}:${site.apiPort}/readyz`, 60_000);
   return children;
 }
 
@@ -99,8 +99,8 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     log(`site ${to.id}: starting the status responder on the hot standby`);
     const toStatus = startService(config, 'status-responder', { FLEETPKI_SITE: to.id });
     toChildren.push(toStatus);
-    await waitForHttp(`http://127.0.0.1:${to.statusPort}/healthz`, 60_000);
-    const health = (await (await fetch(`http://127.0.0.1:${to.statusPort}/healthz`)).json()) as { signing: boolean };
+    await waitForHttp(`http://${to.host}:${to.statusPort}/healthz`, 60_000);
+    const health = (await (await fetch(`http://${to.host}:${to.statusPort}/healthz`)).json()) as { signing: boolean };
     if (!health.signing) throw new FleetError('DRILL_NOT_READY', `site ${to.id}'s HSM token has no clone of the CA key: run \`pnpm fleetpki custody restore --site ${to.id} --share ...\``);
 
     // Warm standby: the standby's issuer-api (503 to writes) and workers (idle) run before anything fails.
@@ -108,13 +108,13 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     toChildren.push(...(await serviceSet(config, to, 2)));
     log(`site ${from.id}: starting issuer-api, 2 batch workers and the status responder`);
     children.push(...(await serviceSet(config, from, 2)), startService(config, 'status-responder', { FLEETPKI_SITE: from.id }));
-    await waitForHttp(`http://127.0.0.1:${from.statusPort}/healthz`, 60_000);
+    await waitForHttp(`http://${from.host}:${from.statusPort}/healthz`, 60_000);
     const manifest = join(dir, `failover-${options.devices}.ndjson`);
     log(`manifest of ${options.devices} devices ...`);
     await generateManifest({ devices: options.devices, out: manifest });
     // Keys for the online enrolments, made before anything is timed (key generation blocks this process).
     const csrs = generateDeviceKeys(5_000).map((k) => k.csr);
-    const client = new FleetApiClient(`http://127.0.0.1:${from.apiPort}`, token);
+    const client = new FleetApiClient(`http://${from.host}:${from.apiPort}`, token);
     const { batch } = await client.submitBatch(manifest);
     log(`batch ${batch.id} accepted by site ${from.id} (${batch.chunks.total} chunks)`);
 
@@ -148,7 +148,7 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     log(`site ${to.id}: elected in etcd and active at epoch ${epoch}, ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; its services see it within a second`);
     log(`site ${from.id}: its agent rewinds it into ${to.id}'s synchronous standby; writes on ${to.id} wait for that (RPO 0)`);
 
-    const toClient = new FleetApiClient(`http://127.0.0.1:${to.apiPort}`, token);
+    const toClient = new FleetApiClient(`http://${to.host}:${to.apiPort}`, token);
     const done = await toClient.waitForBatch(batch.id, undefined, 250);
     while (!traffic.acknowledged.some((a) => a.site === to.id)) await new Promise((r) => setTimeout(r, 50));
     await traffic.stop();
@@ -156,7 +156,7 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
 
     // CRL numbers continue above the failed site's: revoke one device on the new site and wait for its shard.
     dbTo = createPool(to.databaseUrl, { max: 2, applicationName: 'fleetpki-drill' });
-    const officer = new FleetApiClient(`http://127.0.0.1:${to.apiPort}`, officerToken);
+    const officer = new FleetApiClient(`http://${to.host}:${to.apiPort}`, officerToken);
     await officer.revoke({ serials: [traffic.acknowledged[traffic.acknowledged.length - 1]!.serial] }, 'cessationOfOperation');
     let crlAfter = await highestCrlNumber(dbTo, issuing.id);
     for (let i = 0; i < 100 && crlAfter <= crlBefore; i++) {

@@ -58,7 +58,7 @@ export class EnrolmentTraffic {
         if (this.stopped) return;
         const site = this.sites[siteIndex]!;
         try {
-          const res = await fetch(`http://127.0.0.1:${site.apiPort}/v1/enrolments`, {
+          const res = await fetch(`http://${site.host}:${site.apiPort}/v1/enrolments`, {
             method: 'POST',
             headers: { 'content-type': 'application/json', authorization: `Bearer ${this.token}` },
             body: JSON.stringify({ eui64, keyRole: 'digitalSignature', csr: this.csrs[i]!.toString('base64') }),
@@ -102,7 +102,7 @@ export class OcspProbe {
   start(everyMs = 100): void {
     const tick = async () => {
       try {
-        const res = await fetch(`http://127.0.0.1:${this.site.statusPort}/ocsp`, { method: 'POST', headers: { 'content-type': 'application/ocsp-request' }, body: this.request, signal: AbortSignal.timeout(2_000) });
+        const res = await fetch(`http://${this.site.host}:${this.site.statusPort}/ocsp`, { method: 'POST', headers: { 'content-type': 'application/ocsp-request' }, body: this.request, signal: AbortSignal.timeout(2_000) });
         const der = Buffer.from(await res.arrayBuffer());
         // OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED (0 = successful), ... }
         const off = der[1]! < 0x80 ? 2 : 2 + (der[1]! & 0x7f);

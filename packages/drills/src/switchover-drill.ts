@@ -38,7 +38,7 @@ export async function runSwitchoverDrill(config: FleetConfig, log: (line: string
     const token = await issueApiToken(db, { site: from.id, actor: 'drill', name: 'drill-switchover', role: 'factory', manufacturerId: 'drill-meters', expiresDays: 1 });
     await db.end();
     api = startService(config, 'issuer-api', { FLEETPKI_SITE: from.id });
-    await waitForHttp(`http://127.0.0.1:${from.apiPort}/readyz`, 60_000);
+    await waitForHttp(`http://${from.host}:${from.apiPort}/readyz`, 60_000);
     traffic = new EnrolmentTraffic([from, to], token, generateDeviceKeys(5_000).map((k) => k.csr), `F3${Date.now().toString(16).slice(-4).toUpperCase()}`);
     traffic.start(2);
     while (traffic.acknowledged.length < 50) await new Promise((r) => setTimeout(r, 20));
@@ -48,7 +48,7 @@ export async function runSwitchoverDrill(config: FleetConfig, log: (line: string
     api = undefined;
     const result = await switchover(config, 'switchover drill', log);
     api = startService(config, 'issuer-api', { FLEETPKI_SITE: to.id });
-    await waitForHttp(`http://127.0.0.1:${to.apiPort}/readyz`, 60_000);
+    await waitForHttp(`http://${to.host}:${to.apiPort}/readyz`, 60_000);
     const switchoverSeconds = (performance.now() - started) / 1000;
     while (!traffic.acknowledged.some((a) => a.site === to.id)) await new Promise((r) => setTimeout(r, 20));
     await traffic.stop();

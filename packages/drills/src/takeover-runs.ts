@@ -57,7 +57,7 @@ export class TakeoverRuns {
       await db.end();
     }
     const services = [primary, standby].map((site) => startService(config, 'issuer-api', { FLEETPKI_SITE: site.id }));
-    await waitForHttp(`http://127.0.0.1:${primary.apiPort}/readyz`, 60_000);
+    await waitForHttp(`http://${primary.host}:${primary.apiPort}/readyz`, 60_000);
     log(`keys for ${options.devices} online enrolments ...`);
     const csrs = generateDeviceKeys(options.devices).map((k) => k.csr);
     // Two clients, each pausing 20 ms after an answer: a steady flow that resolves the RTO to a few tens of ms.

@@ -3,7 +3,7 @@ import { createPool, type Pool } from '@fleetpki/store';
 
 /** The owner's connection to one database of a site's cluster. */
 export function ownerUrl(config: FleetConfig, site: SiteConfig, database: string): string {
-  return `postgres://${config.pgUser}@127.0.0.1:${site.pgPort}/${database}`;
+  return `postgres://${config.pgUser}@${site.host}:${site.pgPort}/${database}`;
 }
 
 export async function withOwnerPool<T>(config: FleetConfig, site: SiteConfig, database: string, fn: (pool: Pool) => Promise<T>): Promise<T> {

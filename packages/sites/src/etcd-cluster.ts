@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type EtcdMember, type FleetConfig } from '@fleetpki/core';
+import { inNetns } from './exec.js';
 import { assertPortFree } from './ports.js';
 
 /**
@@ -49,13 +50,14 @@ function portOf(url: string): number {
 /** Starts one member (a no-op when it runs); the first start of the three forms the cluster. */
 async function startMember(config: FleetConfig, member: EtcdMember): Promise<'started' | 'running'> {
   if (etcdPid(member) !== undefined) return 'running';
-  for (const url of [member.clientUrl, member.peerUrl]) await assertPortFree(portOf(url), `etcd member ${member.name}`, `FLEETPKI_ETCD_PORT_${member.name.toUpperCase()}`);
+  for (const url of [member.clientUrl, member.peerUrl]) await assertPortFree(portOf(url), `etcd member ${member.name}`, `FLEETPKI_ETCD_PORT_${member.name.toUpperCase()}`, member.host);
   mkdirSync(member.dir, { recursive: true, mode: 0o700 });
   const members = config.consensus.members;
   // One cluster token per state folder: two checkouts' members never join each other.
   const token = `fleetpki-${createHash('sha256').update(config.stateDir).digest('hex').slice(0, 12)}`;
   const log = openSync(etcdLogFile(member), 'a');
-  const child = spawn(
+  const [file, args] = inNetns(
+    member.netns,
     'etcd',
     [
       '--name', member.name,
@@ -73,8 +75,8 @@ async function startMember(config: FleetConfig, member: EtcdMember): Promise<'st
       '--logger', 'zap',
       '--log-level', 'warn',
     ],
-    { detached: true, stdio: ['ignore', log, log] },
   );
+  const child = spawn(file, args, { detached: true, stdio: ['ignore', log, log] });
   closeSync(log);
   child.unref();
   writeFileSync(pidFile(member), `${child.pid}\n`);

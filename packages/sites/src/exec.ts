@@ -10,6 +10,13 @@ export interface RunOptions {
   readonly timeoutMs?: number;
   /** Resolve with stderr appended to stdout (tools that report progress on stderr). */
   readonly stderrToo?: boolean;
+  /** Run inside this network namespace (a site's host, FLEETPKI_NETNS=on). */
+  readonly netns?: string | undefined;
+}
+
+/** `cmd args` as run inside network namespace `netns` (`ip netns exec` execs it: same pid), or as is. */
+export function inNetns(netns: string | undefined, cmd: string, args: readonly string[]): [string, string[]] {
+  return netns ? ['ip', ['netns', 'exec', netns, cmd, ...args]] : [cmd, [...args]];
 }
 
 export const isRoot = process.getuid?.() === 0;
@@ -17,7 +24,7 @@ export const isRoot = process.getuid?.() === 0;
 export const PG_OS_USER = 'postgres';
 
 export function run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<string> {
-  const [file, argv] = options.asPgUser && isRoot ? ['runuser', ['-u', PG_OS_USER, '--', cmd, ...args]] : [cmd, [...args]];
+  const [file, argv] = inNetns(options.netns, ...(options.asPgUser && isRoot ? (['runuser', ['-u', PG_OS_USER, '--', cmd, ...args]] as const) : ([cmd, args] as const)));
   return new Promise((resolve, reject) => {
     execFile(file, argv, { env: { ...process.env, ...options.env }, timeout: options.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) {

@@ -13,3 +13,4 @@ export * from './etcd-cluster.js';
 export * from './site-agent.js';
 export * from './ca-databases.js';
 export * from './site-agent-process.js';
+export * from './netns.js';

@@ -1,6 +1,6 @@
-import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
+import { FleetError, NETNS_SUBNET, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { createPool } from '@fleetpki/store';
 import { isRoot, pgBinDir, run } from './exec.js';
 import { osUserIds } from './os-user.js';
@@ -27,7 +27,7 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
   const lines = [
     `# Written by fleetpki sites up; edits are overwritten. See infra/README.md.`,
     `port = ${site.pgPort}`,
-    `listen_addresses = '127.0.0.1'`,
+    `listen_addresses = '${site.host}'`,
     // No Unix socket: the state folder path can exceed the 107-byte socket path limit, and TCP is enough.
     `unix_socket_directories = ''`,
     `cluster_name = 'fleetpki-${site.id}'`,
@@ -57,7 +57,7 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
     `log_min_messages = warning`,
   ];
   if (role.role === 'standby') {
-    lines.push(`primary_conninfo = 'host=127.0.0.1 port=${role.primary.pgPort} user=${config.pgUser} application_name=${standbyName(site)}'`);
+    lines.push(`primary_conninfo = 'host=${role.primary.host} port=${role.primary.pgPort} user=${config.pgUser} application_name=${standbyName(site)}'`);
     lines.push(`primary_slot_name = '${standbyName(site)}'`);
   }
   return lines.join('\n') + '\n';
@@ -152,9 +152,9 @@ export function pgLogFile(site: SiteConfig): string {
 
 export async function startCluster(site: SiteConfig): Promise<void> {
   const dataDir = pgDataDir(site);
-  await assertPortFree(site.pgPort, `PostgreSQL of site ${site.id}`, `FLEETPKI_PG_PORT_${site.id.toUpperCase()}`);
+  await assertPortFree(site.pgPort, `PostgreSQL of site ${site.id}`, `FLEETPKI_PG_PORT_${site.id.toUpperCase()}`, site.host);
   prepareDir(join(site.dir, 'pg-log'));
-  await run(pg('pg_ctl'), ['start', '-D', dataDir, '-l', pgLogFile(site), '-w', '-t', '60'], { asPgUser: true });
+  await run(pg('pg_ctl'), ['start', '-D', dataDir, '-l', pgLogFile(site), '-w', '-t', '60'], { asPgUser: true, netns: site.netns });
 }
 
 export async function stopCluster(site: SiteConfig, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
@@ -172,6 +172,11 @@ export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncS
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
     prepareDir(dataDir);
     await run(pg('initdb'), ['-D', dataDir, '-U', config.pgUser, '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-instructions'], { asPgUser: true });
+    if (site.netns) {
+      // The sites in network namespaces reach each other (replication, pg_rewind, the services of the
+      // other site) over the namespaces' private link; trust, as on loopback (production: scram, TLS).
+      appendFileSync(join(dataDir, 'pg_hba.conf'), `host all all ${NETNS_SUBNET} trust\nhost replication all ${NETNS_SUBNET} trust\n`);
+    }
     outcome = 'created';
   }
   writeSettings(config, site, syncStandby ? { role: 'primary', syncStandby } : { role: 'primary' });
@@ -179,7 +184,7 @@ export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncS
     await startCluster(site);
     if (outcome === 'running') outcome = 'started';
   }
-  const pool = createPool(`postgres://${config.pgUser}@127.0.0.1:${site.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = createPool(`postgres://${config.pgUser}@${site.host}:${site.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
     // Bootstrap statements must not wait for a standby that does not exist yet.
     const client = await pool.connect();
@@ -214,7 +219,7 @@ export async function ensureStandby(config: FleetConfig, site: SiteConfig, prima
 
 /** A fresh copy of `primary` into `site`'s (empty) data directory, with its replication slot. */
 export async function baseBackup(config: FleetConfig, site: SiteConfig, primary: SiteConfig): Promise<void> {
-  const pool = createPool(`postgres://${config.pgUser}@127.0.0.1:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = createPool(`postgres://${config.pgUser}@${primary.host}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
     // A slot left from an earlier standby would hold WAL forever and make -C fail.
     await pool.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, [standbyName(site)]);
@@ -225,7 +230,7 @@ export async function baseBackup(config: FleetConfig, site: SiteConfig, primary:
   prepareDir(dataDir);
   await run(
     pg('pg_basebackup'),
-    ['-h', '127.0.0.1', '-p', String(primary.pgPort), '-U', config.pgUser, '-D', dataDir, '-X', 'stream', '-C', '-S', standbyName(site), '-R', '--checkpoint=fast'],
+    ['-h', primary.host, '-p', String(primary.pgPort), '-U', config.pgUser, '-D', dataDir, '-X', 'stream', '-C', '-S', standbyName(site), '-R', '--checkpoint=fast'],
     { asPgUser: true, timeoutMs: 600_000 },
   );
 }
@@ -250,7 +255,7 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
   await stopCluster(site, 'immediate').catch(() => undefined);
   await waitForPostmasterExit(site, log);
   const dataDir = pgDataDir(site);
-  const pool = createPool(`postgres://${config.pgUser}@127.0.0.1:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = createPool(`postgres://${config.pgUser}@${primary.host}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
     await pool.query(`SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, [standbyName(site)]);
   } finally {
@@ -276,7 +281,7 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
     // A just-promoted source still names its old timeline in its control file until its first
     // checkpoint on the new one, and pg_rewind then finds "no rewind required": checkpoint it first.
     await withSourceCheckpoint(config, primary);
-    const rewound = await run(pg('pg_rewind'), ['-D', dataDir, '--source-server', `host=127.0.0.1 port=${primary.pgPort} user=${config.pgUser} dbname=postgres`, '--progress'], { asPgUser: true, timeoutMs: 600_000, stderrToo: true });
+    const rewound = await run(pg('pg_rewind'), ['-D', dataDir, '--source-server', `host=${primary.host} port=${primary.pgPort} user=${config.pgUser} dbname=postgres`, '--progress'], { asPgUser: true, timeoutMs: 600_000, stderrToo: true });
     log(`pg_rewind: ${rewound.trim().split('\n').filter(Boolean).slice(-4).join(' | ')}`);
     await asStandby();
     return 'rewound';
@@ -298,7 +303,7 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
  * streaming for a moment) but never replays past the fork.
  */
 async function waitUntilStreaming(config: FleetConfig, site: SiteConfig, primary: SiteConfig, timeoutMs = 20_000): Promise<void> {
-  const pool = createPool(`postgres://${config.pgUser}@127.0.0.1:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = createPool(`postgres://${config.pgUser}@${primary.host}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
     const { rows: at } = await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
     const deadline = Date.now() + timeoutMs;
@@ -317,7 +322,7 @@ async function waitUntilStreaming(config: FleetConfig, site: SiteConfig, primary
 }
 
 async function withSourceCheckpoint(config: FleetConfig, primary: SiteConfig): Promise<void> {
-  const pool = createPool(`postgres://${config.pgUser}@127.0.0.1:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = createPool(`postgres://${config.pgUser}@${primary.host}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
     await pool.query('CHECKPOINT');
   } finally {

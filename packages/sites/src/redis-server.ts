@@ -33,12 +33,14 @@ export function redisPid(site: SiteConfig): number | undefined {
 export async function ensureRedis(site: SiteConfig): Promise<'started' | 'running'> {
   if (redisPid(site) !== undefined && (await probeRedis(site.redisUrl)).up) return 'running';
   const dir = redisDir(site);
-  await assertPortFree(site.redisPort, `Redis of site ${site.id}`, `FLEETPKI_REDIS_PORT_${site.id.toUpperCase()}`);
+  await assertPortFree(site.redisPort, `Redis of site ${site.id}`, `FLEETPKI_REDIS_PORT_${site.id.toUpperCase()}`, site.host);
   mkdirSync(dir, { recursive: true });
   rmSync(pidFile(site), { force: true });
   await run('redis-server', [
     '--port', String(site.redisPort),
-    '--bind', '127.0.0.1',
+    '--bind', site.host,
+    // Redis refuses clients off loopback without a password; the namespaces' link is this machine's own.
+    ...(site.netns ? ['--protected-mode', 'no'] : []),
     '--daemonize', 'yes',
     '--pidfile', pidFile(site),
     '--dir', dir,
@@ -47,7 +49,7 @@ export async function ensureRedis(site: SiteConfig): Promise<'started' | 'runnin
     '--appendonly', 'no',
     // BullMQ requires that Redis never evicts its keys.
     '--maxmemory-policy', 'noeviction',
-  ]);
+  ], { netns: site.netns });
   for (let i = 0; i < 50; i++) {
     if ((await probeRedis(site.redisUrl, 200)).up) return 'started';
     await new Promise((r) => setTimeout(r, 100));

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FleetConfig, SiteConfig } from '@fleetpki/core';
+import { inNetns } from './exec.js';
 
 /** The site agent runs as a daemon beside its site's PostgreSQL: a pid file and a log in the site folder. */
 function pidFile(site: SiteConfig): string {
@@ -30,7 +31,8 @@ export function ensureAgent(config: FleetConfig, site: SiteConfig): 'started' | 
   mkdirSync(site.dir, { recursive: true });
   const log = openSync(agentLogFile(site), 'a');
   // The state folder on the command line marks it as ours (sitesDown's sweep of leftovers finds it).
-  const child = spawn(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'services', 'site-agent', 'src', 'main.ts'), `--state-dir=${config.stateDir}`], {
+  const [file, args] = inNetns(site.netns, process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'services', 'site-agent', 'src', 'main.ts'), `--state-dir=${config.stateDir}`]);
+  const child = spawn(file, args, {
     cwd: config.repoRoot,
     env: { ...process.env, FLEETPKI_SITE: site.id, FLEETPKI_STATE_DIR: config.stateDir },
     detached: true,

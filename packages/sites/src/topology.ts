@@ -11,6 +11,7 @@ import { agentLogFile, agentPid, ensureAgent, stopAgent } from './site-agent-pro
 import { CaSiteReader, openConsensus, readRejoin, type RejoinRecord } from '@fleetpki/consensus';
 import { ensureStateDir } from './state-dir.js';
 import { currentRoles } from './topology-file.js';
+import { ensureNetns } from './netns.js';
 
 export type Log = (line: string) => void;
 
@@ -27,11 +28,15 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined): 
       ? `offline root: token ${config.rootTokenLabel} is still inside site a's HSM and opens with its PIN; move it with \`pnpm fleetpki ceremony migrate-root\``
       : `offline root: token ${config.rootTokenLabel} in its own HSM (${config.rootHsm.dir})${root === 'created' ? ' (initialised; PINs with the custodians)' : ''}`,
   );
+  if (config.sites.a.netns) {
+    ensureNetns();
+    log(`network namespaces: ${config.consensus.members.map((m) => `${m.netns} (${m.host})`).join(', ')}, linked point to point`);
+  }
   const { primary, standby } = currentRoles(config);
-  log(`site ${primary.id}: PostgreSQL primary on 127.0.0.1:${primary.pgPort} ${await ensurePrimary(config, primary, standby)}`);
-  log(`site ${standby.id}: PostgreSQL hot standby on 127.0.0.1:${standby.pgPort} ${await ensureStandby(config, standby, primary)}`);
+  log(`site ${primary.id}: PostgreSQL primary on ${primary.host}:${primary.pgPort} ${await ensurePrimary(config, primary, standby)}`);
+  log(`site ${standby.id}: PostgreSQL hot standby on ${standby.host}:${standby.pgPort} ${await ensureStandby(config, standby, primary)}`);
   for (const site of [config.sites.a, config.sites.b]) {
-    log(`site ${site.id}: Redis on 127.0.0.1:${site.redisPort} ${await ensureRedis(site)}`);
+    log(`site ${site.id}: Redis on ${site.host}:${site.redisPort} ${await ensureRedis(site)}`);
   }
   const etcd = await ensureEtcd(config);
   log(`etcd: ${config.consensus.members.map((m) => `${m.name} on ${new URL(m.clientUrl).host} ${etcd[m.name]}`).join(', ')}`);

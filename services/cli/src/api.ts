@@ -13,7 +13,7 @@ export function apiClient(options: ApiOptions): FleetApiClient {
   const token = options.tokenFile ? readFileSync(options.tokenFile, 'utf8').trim() : process.env.FLEETPKI_TOKEN;
   if (!token) throw new FleetError('TOKEN_MISSING', 'give the API token with --token-file FILE or FLEETPKI_TOKEN (pnpm fleetpki tokens create ...)');
   const config = loadConfig();
-  return new FleetApiClient(options.api ?? `http://127.0.0.1:${config.sites[config.site].apiPort}`, token);
+  return new FleetApiClient(options.api ?? `http://${config.sites[config.site].host}:${config.sites[config.site].apiPort}`, token);
 }
 
 export function withApiOptions(command: Command): Command {
