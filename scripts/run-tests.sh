@@ -14,4 +14,6 @@ export FLEETPKI_PG_DATABASE="fleetpki_test_${run_id}" FLEETPKI_HSM_TOKEN_PREFIX=
 unset FLEETPKI_DATABASE_URL FLEETPKI_SERVICE_DATABASE_URL
 "${node_run[@]}" scripts/test-deployment.ts sweep
 trap '"${node_run[@]}" scripts/test-deployment.ts drop || true' EXIT
-"${node_run[@]}" --test --test-concurrency=1 "${files[@]}"
+# A test file whose tests are done exits even if something it started still holds the event loop (a
+# failed test's traffic loop, say): a failure must never turn into a CI run that hangs.
+"${node_run[@]}" --test --test-concurrency=1 --test-force-exit "${files[@]}"

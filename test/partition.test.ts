@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -9,7 +9,7 @@ import { FleetApiClient } from '@fleetpki/client';
 import { findRepoRoot, loadConfig, type FleetConfig } from '@fleetpki/core';
 import { EnrolmentTraffic } from '@fleetpki/drills';
 import { generateManifest } from '@fleetpki/manifest';
-import { cutOff, lastRejoin, netnsAvailable, reconnect, removeNetns, sitesDown, sitesUp, startService, stopProcess, waitForActiveSite, waitForHttp, waitForSyncStandby } from '@fleetpki/sites';
+import { agentLogFile, cutOff, lastRejoin, netnsAvailable, reconnect, removeNetns, sitesDown, sitesUp, startService, stopProcess, waitForActiveSite, waitForHttp, waitForSyncStandby } from '@fleetpki/sites';
 import { batchDevicesNotExactlyOne, countDuplicateIssuance, countMissingCertificates, createPool, migrate, upsertManufacturer, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { ensureCa } from './support/ca.js';
@@ -36,6 +36,7 @@ const available = netnsAvailable();
 let config: FleetConfig;
 let pool: Pool;
 const children: ChildProcess[] = [];
+let traffic: EnrolmentTraffic | undefined;
 
 async function teardown(): Promise<void> {
   const c = loadConfig({ ...process.env, ...nsEnv });
@@ -70,13 +71,38 @@ before(async () => {
 
 after(async () => {
   if (!available) return;
+  await traffic?.stop();
   await Promise.all(children.map(stopProcess));
   await pool?.end();
   await teardown();
 });
 
+/** The agents' last lines, for a failure's message (the deployment is removed afterwards). */
+function agentLogs(): string {
+  return (['a', 'b'] as const)
+    .map((id) => {
+      try {
+        return `--- site ${id} agent ---\n${readFileSync(agentLogFile(config.sites[id]), 'utf8').split('\n').slice(-25).join('\n')}`;
+      } catch {
+        return `--- site ${id} agent: no log ---`;
+      }
+    })
+    .join('\n');
+}
+
 describe('a partition between two hosts (network namespaces)', { skip: available ? false : 'needs root and ip netns (the sites run on loopback here)' }, () => {
   it('cut A off mid-batch: A stops before B promotes; after the link is back A is rewound into the standby; the batch completes, nothing duplicated or lost', async () => {
+    try {
+      await partitionMidBatch();
+    } catch (err) {
+      (err as Error).message += `\n${agentLogs()}`;
+      throw err;
+    }
+  });
+});
+
+async function partitionMidBatch(): Promise<void> {
+  {
     const [a, b] = [config.sites.a, config.sites.b];
     await upsertManufacturer(pool, 'ns-meters', 'Namespace Meters');
     const token = await issueApiToken(pool, { site: 'a', actor: 'test', name: 'partition-factory', role: 'factory', manufacturerId: 'ns-meters', expiresDays: 1 });
@@ -92,7 +118,7 @@ describe('a partition between two hosts (network namespaces)', { skip: available
     await generateManifest({ devices: 3000, out: manifest });
     const factoryA = new FleetApiClient(`http://${a.host}:${a.apiPort}`, token);
     const { batch } = await factoryA.submitBatch(manifest);
-    const traffic = new EnrolmentTraffic([a, b], token, generateDeviceKeys(3000).map((k) => k.csr), 'F5', 20);
+    traffic = new EnrolmentTraffic([a, b], token, generateDeviceKeys(3000).map((k) => k.csr), 'F5', 20);
     traffic.start(2);
     while (traffic.acknowledged.length < 20) await new Promise((r) => setTimeout(r, 50));
     const asker = await OcspAsker.forIssuingCa(pool);
@@ -148,5 +174,5 @@ describe('a partition between two hosts (network namespaces)', { skip: available
     } finally {
       await dbB.end();
     }
-  });
-});
+  }
+}

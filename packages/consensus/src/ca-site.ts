@@ -54,6 +54,11 @@ export function openConsensus(config: FleetConfig, callTimeoutMs = 1_500): Etcd3
   return new Etcd3({
     hosts: [...config.consensus.endpoints],
     dialTimeout: callTimeoutMs,
+    // A connection to a member that was cut off sends nothing back, not even a reset: pings find it
+    // within 3 s, so the streams on it (a campaign's watch, lease keep-alives) move to another member.
+    // The members accept pings every second (etcd-cluster.ts: --grpc-keepalive-min-time), while a call or
+    // stream is open (they refuse pings on idle connections).
+    grpcOptions: { 'grpc.keepalive_time_ms': 2_000, 'grpc.keepalive_timeout_ms': 1_000, 'grpc.keepalive_permit_without_calls': 0 },
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
   });
 }

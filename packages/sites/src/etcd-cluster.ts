@@ -72,6 +72,8 @@ async function startMember(config: FleetConfig, member: EtcdMember): Promise<'st
       // Loopback or a LAN between sites: a leader is re-elected within about a second.
       '--heartbeat-interval', '100',
       '--election-timeout', '1000',
+      // Clients ping every 2 s to find a connection to a cut-off member (consensus/ca-site.ts).
+      '--grpc-keepalive-min-time', '1s',
       '--logger', 'zap',
       '--log-level', 'warn',
     ],

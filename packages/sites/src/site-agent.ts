@@ -70,6 +70,8 @@ export class SiteAgent {
   /** The last leader seen that was not this site, with its lease: its services' views run out with it. */
   private lastOtherLeader: { lease: string; seenAt: number } | undefined;
   private busy = false;
+  /** This site's candidacy's etcd lease (hex), once granted. */
+  private candidacyLease: string | undefined;
   /** The other site has been marked standby again (not fenced) since it last streamed. */
   private standbyAcknowledged = false;
 
@@ -110,6 +112,7 @@ export class SiteAgent {
   async resign(handedOver = false): Promise<void> {
     const candidacy = this.candidacy;
     this.candidacy = undefined;
+    this.candidacyLease = undefined;
     this.elected = false;
     await candidacy?.resign(handedOver).catch(() => undefined);
   }
@@ -118,6 +121,13 @@ export class SiteAgent {
     if (this.candidacy) return;
     const candidacy = campaignForCaSite(this.client, this.config, this.site.id);
     this.candidacy = candidacy;
+    this.candidacyLease = undefined;
+    candidacy.lease().then(
+      (lease) => {
+        if (this.candidacy === candidacy) this.candidacyLease = lease;
+      },
+      () => undefined,
+    );
     candidacy.elected.then(
       () => {
         if (this.candidacy === candidacy) this.elected = true;
@@ -152,6 +162,9 @@ export class SiteAgent {
     }
     const local = await observeLocal(this.config, this.site, this.other);
     const leader = state.leader;
+    // Elected when etcd's leader key is this candidacy's, whatever became of the campaign's own watch
+    // (a watch stream on a member that was cut off can stay broken for long; the reads above cannot).
+    if (this.candidacy && !this.elected && leader && this.candidacyLease === leader.lease) this.elected = true;
     if (leader && leader.site !== this.site.id) this.lastOtherLeader = { lease: leader.lease, seenAt: Date.now() };
     this.leaderlessSince = leader ? undefined : (this.leaderlessSince ?? Date.now());
 
