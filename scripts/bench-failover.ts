@@ -51,10 +51,11 @@ await run.main(async () => {
     if (side) run.onCleanup(() => side.drop());
     const size = await clusterMb();
     run.begin(`failover drill with ${args.devices} devices (${stored} extra stored)`);
+    const failedOverAt = Date.now();
     const drill = await runFailoverDrill(config, { devices: Number(args.devices), log: (l) => run.log(`  ${l}`) });
     run.log(`  RTO ${drill.rto_s} s (promotion ${drill.promote_s} s), RPO ${drill.rpo_lost}, duplicates ${drill.duplicate_serials}, batch complete ${drill.batch_complete}, OCSP ${drill.ocsp_answered} answered / ${drill.ocsp_failed} failed`);
     run.begin(`failback (${stored} extra stored)`);
-    const back = await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), log: (l) => run.log(`  ${l}`) });
+    const back = await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), failedOverAt, log: (l) => run.log(`  ${l}`) });
     run.log(`  failback: ${back.how} in ${back.rebuild_s} s, switchover back ${back.switchover_s} s`);
     run.begin(`${args.runs} automatic takeovers (kill -9 of the active site's PostgreSQL), then a forced failover and a switchover (${stored} extra stored)`);
     const takeovers = await TakeoverRuns.start(config, { devices: Math.max(2_000, (Number(args.runs) + 3) * 1_500), log: (l) => run.log(`  ${l}`) });
@@ -65,7 +66,7 @@ await run.main(async () => {
       for (let i = 0; i < Number(args.runs); i++) {
         const r = await takeovers.run('kill-postgres');
         automatic.push(r);
-        run.log(`  run ${i + 1}: ${r.from} -> ${r.to} RTO ${r.rto_s} s, RPO ${r.rpo_lost}, ${r.from} ${r.rejoin ? `${r.rejoin.how} in ${r.rejoin.seconds} s` : 'rejoined (no record)'}`);
+        run.log(`  run ${i + 1}: ${r.from} -> ${r.to} RTO ${r.rto_s} s, RPO ${r.rpo_lost}, ${r.from} ${r.rejoin.how} in ${r.rejoin.seconds} s`);
       }
       forced = await takeovers.run('forced');
       run.log(`  forced failover ${forced.from} -> ${forced.to}: RTO ${forced.rto_s} s, RPO ${forced.rpo_lost}`);
@@ -77,7 +78,7 @@ await run.main(async () => {
       await takeovers.stop();
     }
     const rto = spread(automatic.map((r) => r.rto_s));
-    const rejoins = automatic.map((r) => r.rejoin).filter((r) => r !== undefined);
+    const rejoins = automatic.map((r) => r.rejoin);
     const rewind = spread(rejoins.filter((r) => r.how === 'rewound').map((r) => r.seconds));
     results.push({
       stored_extra: stored,

@@ -226,12 +226,13 @@ const custodianToken = await issueApiToken(custodianDb, { site: 'a', actor: 'dem
 const fleetpki = (args: string[]) => execFileSync(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'services', 'cli', 'src', 'main.ts'), ...args], { encoding: 'utf8', env: { ...process.env, FLEETPKI_TOKEN: custodianToken } }).trim();
 console.log(`  ${fleetpki(['custody', 'create', '--custodians', '5', '--threshold', '3', '--out', custodyDir])}`);
 console.log(`  ${fleetpki(['custody', 'restore', '--site', 'b', '--share', join(custodyDir, 'custodian-1.share'), '--share', join(custodyDir, 'custodian-3.share'), '--share', join(custodyDir, 'custodian-5.share')])}`);
+const failedOverAt = Date.now();
 const drill = await runFailoverDrill(config, { devices: 10_000, log: (line) => console.log(`  ${line}`) });
 console.log(`  RTO ${drill.rto_s} s (last enrolment acknowledged by ${drill.from} to first by ${drill.to}; promotion ${drill.promote_s} s)`);
 console.log(`  RPO ${drill.rpo_lost} certificates lost; ${drill.duplicate_serials} duplicates; batch complete: ${drill.batch_complete} (${drill.batch_devices} devices, ${drill.batch_issued_before_kill} issued before the kill, by site ${JSON.stringify(drill.batch_issued_by_site)})`);
 console.log(`  enrolments acknowledged ${JSON.stringify(drill.enrolments_acknowledged)}; OCSP from the standby during the drill: ${drill.ocsp_answered} answered, ${drill.ocsp_failed} failed; CRL numbers ${drill.crl_number_before} -> ${drill.crl_number_after}`);
 if (drill.rpo_lost !== 0 || drill.duplicate_serials !== 0 || !drill.batch_complete) process.exitCode = 1;
-const back = await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), log: (line) => console.log(`  ${line}`) });
+const back = await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), failedOverAt, log: (line) => console.log(`  ${line}`) });
 console.log(`  failback: site ${back.rebuilt} ${back.how} in ${back.rebuild_s} s, switched back in ${back.switchover_s} s; active site ${back.active}`);
 
 heading('9. Status');

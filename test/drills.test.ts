@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { approvedSwitchoverForDrill, runFailback } from '@fleetpki/drills';
-import { currentRoles, lastRejoin, readTopology, waitForSyncStandby } from '@fleetpki/sites';
+import { currentRoles, readTopology, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { createPool } from '@fleetpki/store';
 import { ensureCa, siteAPool, type TestCa } from './support/ca.js';
 import { ensureStandbyKeys } from './support/custody.js';
@@ -36,7 +36,9 @@ after(async () => {
 });
 
 describe('site drills', () => {
+  let failedOverAt = 0;
   it('failover: site A killed mid-batch; the agents and etcd fail over to B, which finishes it with RPO 0, no duplicates, OCSP served throughout, CRL numbers continuing', async () => {
+    failedOverAt = Date.now();
     const run = await cli(['drill', 'failover', '--devices', '20000', '--json']);
     assert.equal(run.code, 0, `${run.stderr}\n${run.stdout.slice(-2000)}`);
     const r = lastJson<Record<string, unknown>>(run.stdout);
@@ -56,8 +58,8 @@ describe('site drills', () => {
 
   it("site A's agent rewinds the killed primary into B's synchronous standby on its own, with pg_rewind", async () => {
     await waitForSyncStandby(config, config.sites.b, config.sites.a);
-    const rejoin = await lastRejoin(config, config.sites.a);
-    assert.equal(rejoin?.how, 'rewound', `rejoined by ${rejoin?.how}: ${rejoin?.why ?? ''}`);
+    const rejoin = await waitForRejoin(config, config.sites.a, failedOverAt);
+    assert.equal(rejoin.how, 'rewound', `rejoined by ${rejoin.how}: ${rejoin.why ?? ''}`);
   });
 
   it('failback: A rebuilt as standby of B, then switched back to active, under the same approval as a switchover', async () => {

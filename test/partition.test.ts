@@ -9,7 +9,7 @@ import { FleetApiClient } from '@fleetpki/client';
 import { findRepoRoot, loadConfig, type FleetConfig } from '@fleetpki/core';
 import { EnrolmentTraffic } from '@fleetpki/drills';
 import { generateManifest } from '@fleetpki/manifest';
-import { agentLogFile, cutOff, lastRejoin, netnsAvailable, reconnect, removeNetns, sitesDown, sitesUp, startService, stopProcess, waitForActiveSite, waitForHttp, waitForSyncStandby } from '@fleetpki/sites';
+import { agentLogFile, cutOff, netnsAvailable, reconnect, removeNetns, sitesDown, sitesUp, startService, stopProcess, waitForActiveSite, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { batchDevicesNotExactlyOne, countDuplicateIssuance, countMissingCertificates, createPool, migrate, upsertManufacturer, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { ensureCa } from './support/ca.js';
@@ -155,9 +155,8 @@ async function partitionMidBatch(): Promise<void> {
     reconnect('a');
     const healedAt = Date.now();
     await waitForSyncStandby(config, b, a, 180_000);
-    const rejoin = await lastRejoin(config, a);
-    assert.equal(rejoin?.how, 'rewound', `A rejoined by ${rejoin?.how}${rejoin?.why ? `: ${rejoin.why}` : ''}`);
-    assert.ok(Date.parse(rejoin.at) >= cutAt);
+    const rejoin = await waitForRejoin(config, a, cutAt);
+    assert.equal(rejoin.how, 'rewound', `A rejoined by ${rejoin.how}${rejoin.why ? `: ${rejoin.why}` : ''}`);
     console.log(`# partition healed: A rewound into B's standby in ${rejoin.seconds} s (${((Date.now() - healedAt) / 1000).toFixed(1)} s after the link came back)`);
 
     const factoryB = new FleetApiClient(`http://${b.host}:${b.apiPort}`, token);

@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { DualControl, TokenAuthenticator, issueApiToken, type Principal } from '@fleetpki/ca';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { currentRoles, ensureRedis, lastRejoin, sitesUp, startService, stopProcess, switchover, waitForHttp, waitForSyncStandby } from '@fleetpki/sites';
+import { currentRoles, ensureRedis, sitesUp, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { countMissingCertificates, createPool, upsertManufacturer } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { EnrolmentTraffic } from './probes.js';
@@ -80,7 +80,10 @@ export interface FailbackReport {
   readonly drill: 'failback';
   readonly rebuilt: string;
   readonly how: 'rewound' | 'copied';
+  /** The rebuild's own time, by its agent (pg_rewind or base backup, start, streaming again). */
   readonly rebuild_s: number;
+  /** How long this waited for the site to stream as the synchronous standby. */
+  readonly waited_s: number;
   readonly switched_back: boolean;
   readonly switchover_s: number;
   readonly active: string;
@@ -95,13 +98,20 @@ export interface SwitchBackApproval {
   readonly executor: Principal;
 }
 
+export interface FailbackOptions {
+  readonly switchBack?: SwitchBackApproval;
+  /** When the failover began (ms since the epoch): the rebuild reported is the first one after it. Without it, the last one recorded. */
+  readonly failedOverAt?: number;
+  readonly log?: (line: string) => void;
+}
+
 /**
  * After a failover: the failed site's agent rewinds it into the standby of the surviving one on its own
  * (pg_rewind, else a base backup); this waits for that (and restarts its Redis), then, given an approved
  * site.switchover, a planned switchover makes it active again. Without one it stays the standby (the
  * rebuild is recovery, not a change of who is active).
  */
-export async function runFailback(config: FleetConfig, options: { switchBack?: SwitchBackApproval; log?: (line: string) => void } = {}): Promise<FailbackReport> {
+export async function runFailback(config: FleetConfig, options: FailbackOptions = {}): Promise<FailbackReport> {
   const log = options.log ?? (() => undefined);
   const { primary, standby: site } = currentRoles(config);
   if (primary.id === 'a') throw new FleetError('DRILL_NOT_READY', 'site a is the active site already: no failover to fail back from');
@@ -109,8 +119,8 @@ export async function runFailback(config: FleetConfig, options: { switchBack?: S
   await waitForSyncStandby(config, primary, site);
   await ensureRedis(site);
   const waited = (performance.now() - t) / 1000;
-  const rejoin = await lastRejoin(config, site);
-  log(`site ${site.id}: the synchronous standby of ${primary.id} (${rejoin ? `${rejoin.how} in ${rejoin.seconds} s by its agent${rejoin.why ? `: ${rejoin.why}` : ''}` : 'rejoined'})`);
+  const rejoin = await waitForRejoin(config, site, options.failedOverAt ?? 0);
+  log(`site ${site.id}: the synchronous standby of ${primary.id} (${rejoin.how} in ${rejoin.seconds} s by its agent${rejoin.why ? `: ${rejoin.why}` : ''})`);
   let switchoverSeconds = 0;
   if (options.switchBack) {
     const approval = options.switchBack;
@@ -127,8 +137,9 @@ export async function runFailback(config: FleetConfig, options: { switchBack?: S
   return {
     drill: 'failback',
     rebuilt: site.id,
-    how: rejoin?.how ?? 'rewound',
-    rebuild_s: Number((rejoin?.seconds ?? waited).toFixed(2)),
+    how: rejoin.how,
+    rebuild_s: rejoin.seconds,
+    waited_s: Number(waited.toFixed(2)),
     switched_back: options.switchBack !== undefined,
     switchover_s: Number(switchoverSeconds.toFixed(2)),
     active: currentRoles(config).primary.id,

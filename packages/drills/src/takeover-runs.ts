@@ -1,12 +1,12 @@
 import type { ChildProcess } from 'node:child_process';
 import { issueApiToken } from '@fleetpki/ca';
 import { FleetError, type FleetConfig, type SiteId } from '@fleetpki/core';
-import { currentRoles, failoverTo, killPostgres, lastRejoin, startService, stopProcess, switchover, waitForHttp, waitForSyncStandby } from '@fleetpki/sites';
+import { currentRoles, failoverTo, killPostgres, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { countMissingCertificates, createPool, upsertManufacturer } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { EnrolmentTraffic } from './probes.js';
 
-type RejoinRecord = NonNullable<Awaited<ReturnType<typeof lastRejoin>>>;
+type RejoinRecord = Awaited<ReturnType<typeof waitForRejoin>>;
 
 /** How the active site is made to give up the CA-site role. */
 export type TakeoverKind =
@@ -25,8 +25,8 @@ export interface TakeoverRun {
   readonly rto_s: number;
   /** Enrolments acknowledged by `from` whose certificate `to` does not hold. */
   readonly rpo_lost: number;
-  /** How `from` rejoined as the standby in this run (its agent's record), when it did. */
-  readonly rejoin: RejoinRecord | undefined;
+  /** How `from` rejoined as the standby in this run (its agent's record). */
+  readonly rejoin: RejoinRecord;
 }
 
 /**
@@ -83,7 +83,7 @@ export class TakeoverRuns {
     // The old site rejoins as the new one's synchronous standby before the next run (the new site's
     // writes waited for that anyway: strict synchronous replication).
     await waitForSyncStandby(this.config, to, from, 180_000);
-    const rejoin = await lastRejoin(this.config, from);
+    const rejoin = await waitForRejoin(this.config, from, started);
     const check = createPool(to.databaseUrl, { max: 1, applicationName: 'fleetpki-bench' });
     try {
       return {
@@ -92,7 +92,7 @@ export class TakeoverRuns {
         to: to.id,
         rto_s: Number(((firstOnTo - lastOnFrom) / 1000).toFixed(2)),
         rpo_lost: await countMissingCertificates(check, onFrom.map((a) => a.serial)),
-        rejoin: rejoin && Date.parse(rejoin.at) >= started ? rejoin : undefined,
+        rejoin,
       };
     } finally {
       await check.end();

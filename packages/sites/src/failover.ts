@@ -189,6 +189,26 @@ export async function lastRejoin(config: FleetConfig, site: SiteConfig): Promise
 }
 
 /**
+ * How `site` rejoined as the standby at or after `since` (ms since the epoch). The agent records the
+ * rejoin in etcd only once its PostgreSQL streams again, so a caller that saw it streaming can still be
+ * a moment ahead of the record: this waits for it rather than read a stale one (or none).
+ */
+export async function waitForRejoin(config: FleetConfig, site: SiteConfig, since: number, timeoutMs = 30_000): Promise<RejoinRecord> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const record = await lastRejoin(config, site).catch(() => undefined);
+    if (record && Date.parse(record.at) >= since) return record;
+    if (Date.now() > deadline) {
+      throw new FleetError(
+        'SITE_REJOIN_NOT_RECORDED',
+        `site ${site.id}'s agent recorded no rejoin since ${new Date(since).toISOString()} within ${timeoutMs / 1000} s (last: ${record ? `${record.how} at ${record.at}` : 'none'}); see ${join(site.dir, 'agent.log')}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
  * A manual failover to `to` (the operator's `sites failover`). While the active site still holds its
  * lease in etcd (its agent alive and in the majority) this is refused unless forced, and forcing (two
  * people, checked by the caller) revokes that lease: the site's processes stop acting within their last
