@@ -2,8 +2,9 @@
  * pnpm bench batch --devices N [--workers W] [--public-keys] [--hybrid] [--json] [--deadline S]
  * End to end, as a factory sees it: upload the manifest (streamed) to an issuer-api process, W batch
  * worker processes issue it, then every certificate is downloaded. Prints devices/s, certificates/s, the
- * raw HSM signing rate of W processes measured in the same run and the ratio, each process's peak RSS,
- * and the database size. The manifest is generated first (not timed). --hybrid then downloads the
+ * raw HSM signing rate measured in the same run and the ratio, the CPU time per certificate of every
+ * process (API, workers, both PostgreSQL clusters, Redis; scripts/lib/cpu-meter.ts), each process's
+ * peak RSS, and the database size. The manifest is generated first (not timed). --hybrid then downloads the
  * batch's symmetric device keys (mac + enc per device, diversified and wrapped in the HSM) and prints
  * keys/s and the end-to-end rate with them.
  */
@@ -18,8 +19,9 @@ import { loadConfig } from '@fleetpki/core';
 import { generateManifest, signManifestFile } from '@fleetpki/manifest';
 import { createPool, listMasterKeys, setManufacturerManifestKey, setManufacturerTransportKey, upsertManufacturer } from '@fleetpki/store';
 import { startService, stopProcess } from '@fleetpki/sites';
-import { benchOptions, measureRawHsmRateProcesses, peakRssMb } from './lib/bench.js';
+import { benchOptions, measureRawHsmRate, peakRssMb } from './lib/bench.js';
 import { BenchRun } from './lib/bench-run.js';
+import { CpuMeter, cpuPerCertificate } from './lib/cpu-meter.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -43,8 +45,8 @@ await run.main(async () => {
   const dir = join(config.stateDir, 'bench');
   mkdirSync(dir, { recursive: true });
 
-  run.begin(`raw HSM signing rate (${workerCount} processes x 4 sessions, ${args['hsm-seconds']} s)`);
-  const rawRate = await measureRawHsmRateProcesses(config, { processes: workerCount, sessions: 4, seconds: Number(args['hsm-seconds']) });
+  run.begin(`raw HSM signing rate (one signing thread per core, ${args['hsm-seconds']} s)`);
+  const rawRate = await measureRawHsmRate(config, { seconds: Number(args['hsm-seconds']) });
   log(`  ${Math.round(rawRate)} signatures/s`);
 
   const manifestPath = join(dir, `manifest-${devices}-${keyForm}.ndjson`);
@@ -76,6 +78,13 @@ await run.main(async () => {
   await run.waitForHttp(`http://127.0.0.1:${site.apiPort}/readyz`, 'the issuer API to start');
   const client = new FleetApiClient(`http://127.0.0.1:${site.apiPort}`, token);
   run.begin(`submitting (upload, then ${workerCount} workers issue)`);
+  const meter = new CpuMeter(() => ({
+    'issuer-api': [{ pid: api.pid!, withChildren: false }],
+    ...Object.fromEntries(workers.map((w, i) => [`batch-worker ${i + 1}`, [{ pid: w.pid!, withChildren: false }]])),
+    ...CpuMeter.siteProcesses(site, 'primary'),
+    ...CpuMeter.siteProcesses(config.sites.b, 'standby'),
+  }));
+  meter.begin();
   t = performance.now();
   const { batch } = await client.submitBatch(manifestPath, signature ? { signature } : {});
   const uploaded = (performance.now() - t) / 1000;
@@ -91,6 +100,7 @@ await run.main(async () => {
   let downloaded = 0;
   for await (const line of client.batchResults(batch.id)) if (line.type === 'certificate') downloaded++;
   const elapsed = (performance.now() - t) / 1000;
+  const cpu = cpuPerCertificate(meter.end(), done.issued);
   if (downloaded !== done.issued || done.issued !== batch.certificatesRequested) run.fail('BENCH_BATCH_INCOMPLETE', `expected ${batch.certificatesRequested} certificates, issued ${done.issued}, downloaded ${downloaded}`);
 
   let hybrid: { keys: number; keys_s: number; keys_per_s: number; devices_per_s_with_keys: number; ratio_to_raw_hsm_with_keys: number } | undefined;
@@ -122,12 +132,14 @@ await run.main(async () => {
     certificates_per_s: Math.round(done.issued / elapsed),
     raw_hsm_signatures_per_s: Math.round(rawRate),
     ratio_to_raw_hsm: Number((done.issued / elapsed / rawRate).toFixed(3)),
+    cpu_core_us_per_certificate: cpu,
     peak_rss_mb: rss,
     database_mb: Math.round(Number(dbSize) / 1024 / 1024),
     ...(hybrid ? { hybrid } : {}),
   };
   log(`  ${devices} devices end to end in ${result.end_to_end_s} s (upload ${result.upload_s} s, all issued at ${result.issued_s} s): ${result.devices_per_s} devices/s, ${result.certificates_per_s} certificates/s`);
-  log(`  ratio to raw HSM signing rate (${result.raw_hsm_signatures_per_s}/s with ${workerCount} processes): ${result.ratio_to_raw_hsm}`);
+  log(`  ratio to raw HSM signing rate (${result.raw_hsm_signatures_per_s}/s): ${result.ratio_to_raw_hsm}`);
+  log(`  CPU per certificate: ${cpu.total_core_us_per_certificate} core-us (${Object.entries(cpu.by_process).map(([k, v]) => `${k} ${v}`).join(', ')})`);
   log(`  peak RSS: issuer-api ${rss.api} MB, workers ${rss.workers.join(', ')} MB; database ${result.database_mb} MB`);
   return result;
 });

@@ -1,7 +1,8 @@
 /**
  * pnpm bench enrol [--json] [--seconds N] [--clients N] [--mode csr|publicKey] [--deadline S]
  * Online enrolments/s and p50/p99 latency at 64 concurrent HTTP clients against a separately running
- * issuer-api, next to the raw HSM signing rate measured in the same run (same process count: one).
+ * issuer-api, next to the raw HSM signing rate measured in the same run, and the CPU time per enrolment
+ * of the API, both PostgreSQL clusters and Redis (scripts/lib/cpu-meter.ts).
  */
 import { parseArgs } from 'node:util';
 import { Pool as HttpPool } from 'undici';
@@ -10,11 +11,12 @@ import { issueApiToken } from '@fleetpki/ca';
 import { createPool, upsertManufacturer } from '@fleetpki/store';
 import { DEVICE_PROFILES, c509ToX509, generateDeviceKeys } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
+import { CpuMeter, cpuPerCertificate } from './lib/cpu-meter.js';
 import { benchOptions, euiGenerator, measureRawHsmRate, percentile } from './lib/bench.js';
 import { BenchRun } from './lib/bench-run.js';
 
 const { values: args } = parseArgs({
-  options: { seconds: { type: 'string', default: '15' }, clients: { type: 'string', default: '64' }, mode: { type: 'string', default: 'csr' }, sessions: { type: 'string', default: '4' }, ...benchOptions(600) },
+  options: { seconds: { type: 'string', default: '15' }, clients: { type: 'string', default: '64' }, mode: { type: 'string', default: 'csr' }, ...benchOptions(600) },
 });
 const seconds = Number(args.seconds);
 const clients = Number(args.clients);
@@ -26,8 +28,8 @@ await run.main(async () => {
   const config = loadConfig({ ...process.env, FLEETPKI_SITE: 'a' });
   const site = config.sites.a;
 
-  run.begin(`raw HSM signing rate (1 process, ${args.sessions} sessions, ${args['hsm-seconds']} s)`);
-  const rawRate = await measureRawHsmRate(config, { sessions: Number(args.sessions), seconds: Number(args['hsm-seconds']) });
+  run.begin(`raw HSM signing rate (one signing thread per core, ${args['hsm-seconds']} s)`);
+  const rawRate = await measureRawHsmRate(config, { seconds: Number(args['hsm-seconds']) });
   log(`  ${rawRate.toFixed(0)} signatures/s`);
 
   const db = createPool(site.databaseUrl, { max: 2 });
@@ -65,6 +67,8 @@ await run.main(async () => {
   await Promise.all(Array.from({ length: clients }, () => enrolOne()));
 
   run.begin(`enrolling for ${seconds} s with ${clients} concurrent clients (${mode})`);
+  const meter = new CpuMeter(() => ({ 'issuer-api': [{ pid: server.pid!, withChildren: false }], ...CpuMeter.siteProcesses(site, 'primary'), ...CpuMeter.siteProcesses(config.sites.b, 'standby') }));
+  meter.begin();
   const latencies: number[] = [];
   const deadline = performance.now() + seconds * 1000;
   const started = performance.now();
@@ -74,6 +78,7 @@ await run.main(async () => {
     }),
   );
   const elapsed = (performance.now() - started) / 1000;
+  const cpu = cpuPerCertificate(meter.end(), latencies.length);
 
   // Size report: real certificates of every profile, as DER and as C509 (type 3, or type 2 when native).
   const sizes: Record<string, { der_bytes: string; c509_bytes: string; c509_type: number }> = {};
@@ -105,10 +110,12 @@ await run.main(async () => {
     p99_ms: Number(percentile(latencies, 99).toFixed(2)),
     raw_hsm_signatures_per_s: Math.round(rawRate),
     ratio_to_raw_hsm: Number((rate / rawRate).toFixed(3)),
+    cpu_core_us_per_enrolment: cpu,
     certificate_sizes: sizes,
   };
   log(`  ${result.enrolments} enrolments in ${result.seconds} s: ${result.enrolments_per_s}/s, p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms`);
-  log(`  ratio to raw HSM signing rate: ${result.ratio_to_raw_hsm}`);
+  log(`  ratio to raw HSM signing rate (${result.raw_hsm_signatures_per_s}/s): ${result.ratio_to_raw_hsm}`);
+  log(`  CPU per enrolment: ${cpu.total_core_us_per_certificate} core-us (${Object.entries(cpu.by_process).map(([k, v]) => `${k} ${v}`).join(', ')})`);
   log('  certificate sizes (20 enrolments per profile):');
   for (const [p, size] of Object.entries(sizes)) log(`    ${p.padEnd(26)} DER ${size.der_bytes.padEnd(22)} C509 type ${size.c509_type}: ${size.c509_bytes} bytes`);
   return result;

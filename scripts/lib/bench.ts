@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process';
 import type { ParseArgsConfig } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import type { FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 
@@ -12,20 +11,23 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 /**
- * The raw HSM signing rate: one process, `sessions` sessions signing in parallel as fast as they can.
- * Every throughput figure is printed next to this, measured in the same run, as a ratio.
+ * The raw HSM signing rate: the token flat out, one process with a signing thread per core (the fastest
+ * way this machine signs; `pnpm bench sign` compares the ways), no verification (r and s range-checked
+ * only). Every throughput figure is printed next to this, measured in the same run, as a ratio.
  */
-export async function measureRawHsmRate(config: FleetConfig, options: { sessions: number; seconds: number }): Promise<number> {
-  const store = await openSiteKeyStore(config, config.sites[config.site], { sessions: options.sessions });
+export async function measureRawHsmRate(config: FleetConfig, options: { seconds: number; threads?: number }): Promise<number> {
+  const threads = options.threads ?? availableParallelism();
+  const store = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1, signingThreads: threads, check: { every: 1_000_000 } });
   try {
     if (!(await store.hasKey('self-test'))) await store.generateSigningKey('self-test');
     const signer = await store.getSigner('self-test');
     const data = randomBytes(300);
+    await Promise.all(Array.from({ length: 64 }, () => signer.sign(data)));
     let count = 0;
     const deadline = Date.now() + options.seconds * 1000;
     const started = process.hrtime.bigint();
     await Promise.all(
-      Array.from({ length: options.sessions * 2 }, async () => {
+      Array.from({ length: threads * 128 }, async () => {
         while (Date.now() < deadline) {
           await signer.sign(data);
           count++;
@@ -44,21 +46,6 @@ export function euiGenerator(): (i: number) => string {
   return (i) => `F0${base}${i.toString(16).toUpperCase().padStart(8, '0')}`;
 }
 
-
-/** The raw HSM signing rate of `processes` processes signing at once (the same count as the workers measured). */
-export async function measureRawHsmRateProcesses(config: FleetConfig, options: { processes: number; sessions: number; seconds: number }): Promise<number> {
-  const runs = Array.from(
-    { length: options.processes },
-    () =>
-      new Promise<number>((resolve, reject) => {
-        const child = spawn(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'scripts', 'hsm-raw-rate.ts'), '--sessions', String(options.sessions), '--seconds', String(options.seconds)], { stdio: ['ignore', 'pipe', 'inherit'], timeout: (options.seconds + 60) * 1000, killSignal: 'SIGKILL' });
-        let out = '';
-        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-        child.on('exit', (code) => (code === 0 ? resolve((JSON.parse(out.trim().split('\n').pop()!) as { rate: number }).rate) : reject(new Error(`hsm-raw-rate exited ${code}`))));
-      }),
-  );
-  return (await Promise.all(runs)).reduce((a, b) => a + b, 0);
-}
 
 /** Peak resident set size (VmHWM) of a running process, in MB. */
 export function peakRssMb(pid: number): number {

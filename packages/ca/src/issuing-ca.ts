@@ -1,4 +1,4 @@
-import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { FleetError, type KeyRole } from '@fleetpki/core';
 import { parsePkcs11Uri, type Signer, type SigningKeyStore } from '@fleetpki/hsm';
 import type { CaRecord } from '@fleetpki/store';
@@ -47,17 +47,14 @@ export async function openIssuingCa(record: CaRecord, keyStore: SigningKeyStore,
 
 /**
  * Signs a linted TBS in the HSM and returns the certificate as stored: DER, or C509 for a natively
- * signed profile (the HSM then signs the CBOR TBS derived from the linted DER TBS). The signature is
- * verified before the certificate exists: a faulty HSM must not produce a certificate that fails to
- * verify (Boulder checks every signature).
+ * signed profile (the HSM then signs the CBOR TBS derived from the linted DER TBS). The signer checks
+ * the signature before it returns it (SignatureCheck, on its signing thread): a faulty HSM must not
+ * produce a certificate that fails to verify (Boulder checks every signature).
  */
 export async function signCertificate(ca: IssuingCa, linted: LintedTbs): Promise<Buffer> {
   const tbs = linted.redeem();
   const toBeSigned = tbs.profile.nativeC509 ? nativeC509Tbs(tbs.der) : tbs.der;
   const signature = await ca.signer.sign(toBeSigned);
-  if (!verify('sha256', toBeSigned, ca.publicKey, signature)) {
-    throw new FleetError('HSM_SIGNATURE_INVALID', `the HSM's signature for serial ${tbs.fields.serial.toString('hex')} does not verify`, { httpStatus: 503 });
-  }
   // C509 carries ECDSA as r || s (RFC 9053 2.1); the CA keys are P-256.
   return tbs.profile.nativeC509 ? assembleNativeC509(toBeSigned, ecdsaDerToRaw(signature, 'signature', 32)) : assembleSignedCertificate(tbs.der, signature);
 }

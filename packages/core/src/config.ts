@@ -131,6 +131,11 @@ export interface FleetConfig {
    * 503 STANDBY_UNAVAILABLE with Retry-After (the write itself completes if the standby comes back).
    */
   readonly writeWaitMs: number;
+  /**
+   * Signing in the HSM: `threads` signing threads per process (0: sessions on the libuv pool, for a
+   * process that signs rarely), and which signatures are verified before use (1 in checkEvery; 1 = all).
+   */
+  readonly signing: { readonly threads: number; readonly checkEvery: number };
   /** OCSP over HTTP GET: max-age never beyond this, whatever the response's nextUpdate (RFC 5019 6.2). */
   readonly ocspMaxAgeSeconds: number;
   /**
@@ -190,6 +195,8 @@ const envSchema = z.object({
   FLEETPKI_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(300),
   FLEETPKI_SITE_LEASE_MS: z.coerce.number().int().min(1_000).max(10_000).default(5_000),
   FLEETPKI_WRITE_WAIT_MS: z.coerce.number().int().min(500).max(60_000).default(3_000),
+  FLEETPKI_SIGNING_THREADS: z.coerce.number().int().min(0).max(64).default(2),
+  FLEETPKI_SIGNATURE_CHECK: z.string().regex(/^(all|1-in-[1-9][0-9]{0,5})$/, 'must be "all" or "1-in-N"').default('all'),
   FLEETPKI_NETNS: z.enum(['on', 'off']).default('off'),
   FLEETPKI_OCSP_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
   FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS: z.coerce.number().int().min(1).default(20),
@@ -351,6 +358,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       ttlSeconds: Math.max(2, Math.ceil(e.FLEETPKI_SITE_LEASE_MS / 1000)),
     },
     writeWaitMs: e.FLEETPKI_WRITE_WAIT_MS,
+    signing: { threads: e.FLEETPKI_SIGNING_THREADS, checkEvery: e.FLEETPKI_SIGNATURE_CHECK === 'all' ? 1 : Number(e.FLEETPKI_SIGNATURE_CHECK.slice(5)) },
     ocspMaxAgeSeconds: e.FLEETPKI_OCSP_MAX_AGE_SECONDS,
     ocspOnDemand: { perAddressPerSecond: e.FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS, concurrency: e.FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY },
     intentTimeoutSeconds: e.FLEETPKI_INTENT_TIMEOUT_SECONDS,

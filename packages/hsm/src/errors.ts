@@ -12,6 +12,7 @@ export type HsmErrorCode =
   | 'HSM_URI_INVALID'
   | 'HSM_KEY_NOT_EXTRACTABLE'
   | 'HSM_UNWRAP_FAILED'
+  | 'HSM_SIGNATURE_INVALID'
   | 'HSM_OPERATION_FAILED';
 
 export class HsmError extends FleetError {
@@ -44,4 +45,5 @@ export const CKR = {
   TOKEN_NOT_PRESENT: 0xe0,
   OBJECT_HANDLE_INVALID: 0x82,
   KEY_HANDLE_INVALID: 0x60,
+  CRYPTOKI_ALREADY_INITIALIZED: 0x191,
 } as const;

@@ -12,3 +12,5 @@ export * from './key-protection.js';
 export * from './hsm-process.js';
 export * from './root-key-store.js';
 export * from './pkcs11-probes.js';
+export * from './signature-check.js';
+export * from './signing-threads.js';

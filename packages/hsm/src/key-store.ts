@@ -6,7 +6,11 @@ export interface Signer {
   readonly algorithm: 'ecdsa-p256-sha256';
   /** DER SubjectPublicKeyInfo of the key. */
   readonly publicKeySpki: Buffer;
-  /** Signs `data` (SHA-256 computed on the host) and returns a DER ECDSA-Sig-Value. */
+  /**
+   * Signs `data` (SHA-256 computed on the host) and returns a DER ECDSA-Sig-Value, checked before it is
+   * returned as the store's SignatureCheck says (default: verified with the public key); a signature
+   * that fails the check is an HSM_SIGNATURE_INVALID error, never returned.
+   */
   sign(data: Uint8Array): Promise<Buffer>;
 }
 

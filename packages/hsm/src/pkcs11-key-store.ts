@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, verify } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
 import { CKR, HsmError, pkcs11Code } from './errors.js';
 import { P256_EC_PARAMS, ecdsaRawToDer, p256SpkiFromPoint, unwrapEcPoint } from './ecdsa.js';
@@ -7,6 +7,9 @@ import { keyRef, type DeviceKeyTransport, type GenerateKeyOptions, type KeyInfo,
 import { MASTER_KEY_PROTECTION, PRIVATE_KEY_PROTECTION } from './key-protection.js';
 import { findSlot, loadModule, loginWithRetry, moduleUsers, releaseModule } from './pkcs11-module.js';
 import { SessionPool } from './session-pool.js';
+import { collect, findObjects, findOneKey } from './pkcs11-objects.js';
+import { CHECK_EVERY_SIGNATURE, inP256ScalarRange, type SignatureCheck } from './signature-check.js';
+import { SigningThreads } from './signing-threads.js';
 
 export interface Pkcs11Options {
   readonly modulePath: string;
@@ -16,6 +19,11 @@ export interface Pkcs11Options {
   readonly sessions?: number;
   /** SoftHSM2 only: the configuration file naming the token directory (SOFTHSM2_CONF). */
   readonly softhsmConf?: string;
+  /**
+   * Signing threads (SigningThreads; default 0: signatures on the libuv pool, C_SignInit on the main
+   * thread) and the signature check policy (default: every signature verified).
+   */
+  readonly signing?: { readonly threads: number; readonly check?: SignatureCheck };
 }
 
 export class Pkcs11KeyStore implements KeyStore {
@@ -30,6 +38,8 @@ export class Pkcs11KeyStore implements KeyStore {
     private readonly sessions: graphene.Session[],
     tokenLabel: string,
     private readonly pin: string,
+    private readonly check: SignatureCheck,
+    private threads: SigningThreads | undefined,
   ) {
     this.tokenLabel = tokenLabel;
     this.pool = new SessionPool(sessions, { isBroken: isBrokenSession, replace: (broken) => this.replaceSession(broken) });
@@ -77,7 +87,9 @@ export class Pkcs11KeyStore implements KeyStore {
       const flags = graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION;
       const sessions = Array.from({ length: options.sessions ?? 4 }, () => slot.open(flags));
       await loginWithRetry(sessions[0]!, options.pin, options.tokenLabel);
-      return new Pkcs11KeyStore(options.modulePath, slot, sessions, options.tokenLabel, options.pin);
+      const check = options.signing?.check ?? CHECK_EVERY_SIGNATURE;
+      const threads = options.signing?.threads ? SigningThreads.start({ modulePath: options.modulePath, tokenLabel: options.tokenLabel, pin: options.pin, check }, options.signing.threads) : undefined;
+      return new Pkcs11KeyStore(options.modulePath, slot, sessions, options.tokenLabel, options.pin, check, threads);
     } catch (err) {
       releaseModule(options.modulePath);
       throw err;
@@ -116,28 +128,36 @@ export class Pkcs11KeyStore implements KeyStore {
       this.findKey(session, graphene.ObjectClass.PRIVATE_KEY, key);
       return this.readPublicKey(session, key);
     });
+    if (this.threads) return this.threads.signer(key, publicKeySpki);
     // Object handles are valid in every session of the application (PKCS#11 v2.40 2.4), so look the key
     // up once per session rather than once per signature.
     const handles = new Map<graphene.Session, graphene.PrivateKey>();
     const pool = this.pool;
     const findPrivateKey = (session: graphene.Session) => this.findKey(session, graphene.ObjectClass.PRIVATE_KEY, key).toType<graphene.PrivateKey>();
+    const publicKey = createPublicKey({ key: publicKeySpki, format: 'der', type: 'spki' });
+    const every = this.check.every;
+    let signed = 0;
     return {
       algorithm: 'ecdsa-p256-sha256',
       publicKeySpki,
-      sign(data: Uint8Array): Promise<Buffer> {
+      async sign(data: Uint8Array): Promise<Buffer> {
         // SoftHSM has no CKM_ECDSA_SHA256: hash here, sign the digest with CKM_ECDSA.
         const digest = createHash('sha256').update(data).digest();
-        return pool.use((session) => {
+        const raw = await pool.use((session) => {
           let privateKey = handles.get(session);
           if (!privateKey) handles.set(session, (privateKey = findPrivateKey(session)));
           return new Promise<Buffer>((resolve, reject) => {
             // The callback form runs C_Sign on a libuv worker thread, so sessions sign in parallel.
             session.createSign('ECDSA', privateKey).once(digest, (err, raw) => {
               if (err) reject(new HsmError('HSM_OPERATION_FAILED', `signing with "${key.label}" failed: ${err.message}`, err));
-              else resolve(ecdsaRawToDer(raw));
+              else resolve(raw);
             });
           });
         });
+        if (!inP256ScalarRange(raw)) throw new HsmError('HSM_SIGNATURE_INVALID', `the HSM returned r or s out of range signing with "${key.label}"`);
+        const der = ecdsaRawToDer(raw);
+        if (signed++ % every === 0 && !verify('sha256', data, publicKey, der)) throw new HsmError('HSM_SIGNATURE_INVALID', `the HSM's signature with "${key.label}" does not verify with its public key`);
+        return der;
       },
     };
   }
@@ -374,6 +394,9 @@ export class Pkcs11KeyStore implements KeyStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // The threads' sessions first: finalising the module under them would end them mid-signature.
+    await this.threads?.close();
+    this.threads = undefined;
     for (const session of this.sessions) {
       try {
         session.close();
@@ -384,21 +407,8 @@ export class Pkcs11KeyStore implements KeyStore {
     releaseModule(this.modulePath);
   }
 
-  /** The one object of `objectClass` the ref names; none, several with its label, or another id is an error. */
   private findKey(session: graphene.Session, objectClass: graphene.ObjectClass, ref: KeyRef): graphene.Key {
-    const found = findObjects(session, objectClass, { label: ref.label });
-    const kind = objectClass === graphene.ObjectClass.PRIVATE_KEY ? 'private key' : objectClass === graphene.ObjectClass.SECRET_KEY ? 'secret key' : 'public key';
-    if (found.length > 1) {
-      const ids = found.map((o) => (o.getAttribute({ id: null }).id as Buffer).toString('hex'));
-      throw new HsmError('HSM_KEY_AMBIGUOUS', `token "${this.tokenLabel}" holds ${found.length} objects of class ${kind} labelled "${ref.label}" (CKA_ID ${ids.join(', ')}); a label must name one key`);
-    }
-    const key = found[0];
-    if (!key) throw new HsmError('HSM_KEY_NOT_FOUND', `no ${kind} labelled "${ref.label}" in token "${this.tokenLabel}"`);
-    if (ref.id) {
-      const id = key.getAttribute({ id: null }).id as Buffer;
-      if (!id.equals(ref.id)) throw new HsmError('HSM_KEY_NOT_FOUND', `the ${kind} labelled "${ref.label}" in token "${this.tokenLabel}" has CKA_ID ${id.toString('hex')}, not ${ref.id.toString('hex')}: another key than the one recorded`);
-    }
-    return key.toType<graphene.Key>();
+    return findOneKey(session, objectClass, ref, this.tokenLabel);
   }
 
   private readPublicKey(session: graphene.Session, ref: KeyRef): Buffer {
@@ -422,15 +432,6 @@ function isBrokenSession(err: unknown): boolean {
     if (/CKR_(SESSION_HANDLE_INVALID|SESSION_CLOSED|USER_NOT_LOGGED_IN|DEVICE_REMOVED|TOKEN_NOT_PRESENT|OBJECT_HANDLE_INVALID|KEY_HANDLE_INVALID)/.test((e as Error).message ?? '')) return true;
   }
   return false;
-}
-
-function collect(found: graphene.SessionObjectCollection): graphene.SessionObject[] {
-  return Array.from({ length: found.length }, (_, i) => found.items(i));
-}
-
-/** Objects of a class with the ref's label (and id, when it has one). */
-function findObjects(session: graphene.Session, objectClass: graphene.ObjectClass, ref: KeyRef): graphene.SessionObject[] {
-  return collect(session.find({ class: objectClass, label: ref.label, ...(ref.id ? { id: ref.id } : {}) }));
 }
 
 function protectionOf(key: graphene.SessionObject, keyClass: 'private' | 'secret'): KeyProtection {

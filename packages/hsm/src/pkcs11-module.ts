@@ -32,6 +32,24 @@ export function loadModule(modulePath: string, softhsmConf: string | undefined):
   return module;
 }
 
+/**
+ * The module as a signing thread (SigningThreads) sees it: loaded and initialised by the key store that
+ * started the thread, in this same process. PKCS#11 state is per process, so C_Initialize answers
+ * CKR_CRYPTOKI_ALREADY_INITIALIZED here, and the thread must never C_Finalize (that would end every
+ * session of the process).
+ */
+export function attachModule(modulePath: string): graphene.Module {
+  const module = graphene.Module.load(modulePath, 'fleetpki-signing-thread');
+  try {
+    module.initialize({ flags: 2 });
+  } catch (err) {
+    if (pkcs11Code(err) !== CKR.CRYPTOKI_ALREADY_INITIALIZED && !/CKR_CRYPTOKI_ALREADY_INITIALIZED/.test((err as Error).message)) {
+      throw new HsmError('HSM_MODULE_NOT_FOUND', `cannot attach to PKCS#11 module ${modulePath}: ${(err as Error).message}`, err);
+    }
+  }
+  return module;
+}
+
 export function releaseModule(modulePath: string): void {
   const cached = modules.get(modulePath);
   if (!cached) return;

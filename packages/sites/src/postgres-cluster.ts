@@ -53,6 +53,15 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
     // tells "frozen or cut off" from "streaming" soon (fp_sync_standby's reply_age_ms, the site agent).
     `wal_receiver_status_interval = 1s`,
     `wal_sender_timeout = 10s`,
+    // Bulk issuance: a million-device batch writes several GB of WAL. Checkpoints every 1 GB (the
+    // default) would each be followed by full-page images of every B-tree page touched again, and
+    // serials are random, so that is most of them: fewer, spread checkpoints keep WAL and I/O down.
+    `max_wal_size = '8GB'`,
+    `checkpoint_timeout = '15min'`,
+    `checkpoint_completion_target = 0.9`,
+    // Batch intake sorts and de-duplicates manifests in memory rather than on disk.
+    `work_mem = '32MB'`,
+    `maintenance_work_mem = '256MB'`,
     `log_destination = 'stderr'`,
     `log_min_messages = warning`,
   ];
@@ -183,7 +192,7 @@ export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncS
   if (!(await isClusterRunning(site))) {
     await startCluster(site);
     if (outcome === 'running') outcome = 'started';
-  }
+  } else await reloadCluster(site);
   const pool = createPool(`postgres://${config.pgUser}@${site.host}:${site.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
     // Bootstrap statements must not wait for a standby that does not exist yet.
@@ -213,7 +222,7 @@ export async function ensureStandby(config: FleetConfig, site: SiteConfig, prima
   if (!(await isClusterRunning(site))) {
     await startCluster(site);
     if (outcome === 'running') outcome = 'started';
-  }
+  } else await reloadCluster(site);
   return outcome;
 }
 
