@@ -116,7 +116,8 @@ describe('HSM self-test', () => {
 
 describe('PKCS#11 faults under the session pool', () => {
   it('a session closed underneath the pool, then a token logout: the next signatures succeed', async () => {
-    const store = await openSiteKeyStore(config, config.sites.a, { sessions: 2 });
+    // The pool's own signing path (no signing threads; test/signing-threads.test.ts covers theirs).
+    const store = await openSiteKeyStore(config, config.sites.a, { sessions: 2, signingThreads: 0 });
     try {
       const label = `fault-${randomBytes(3).toString('hex')}`;
       await store.generateSigningKey(label);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
-import { HsmError, SigningThreads, openSiteKeyStore, readPin, type Pkcs11KeyStore } from '@fleetpki/hsm';
+import { HsmError, Pkcs11Probes, SigningThreads, openSiteKeyStore, readPin, type Pkcs11KeyStore } from '@fleetpki/hsm';
 import { ensureSites } from './support/sites.js';
 
 let config: FleetConfig;
@@ -64,6 +64,20 @@ describe('signing threads', () => {
       assert.equal(signatures.filter((s, i) => verifies(data[i]!, s)).length, data.length, 'every signature came back and verifies');
       assert.equal(settled, data.length);
       assert.equal(pool.threadCount, 2, 'a new thread took the place of the one killed');
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a token logged out underneath the threads (logins are per process): they log in again and the next signatures succeed', async () => {
+    const pool = threads(2);
+    try {
+      const signer = pool.signer({ label }, spki);
+      const data = Array.from({ length: 200 }, (_, i) => Buffer.from(`logout ${i}`));
+      await Promise.all(data.map((d) => signer.sign(d)));
+      new Pkcs11Probes(store).logoutUnderneath();
+      const signatures = await Promise.all(data.map((d) => signer.sign(d)));
+      assert.equal(signatures.filter((s, i) => verifies(data[i]!, s)).length, data.length);
     } finally {
       await pool.close();
     }

@@ -5,7 +5,7 @@ import { P256_EC_PARAMS, ecdsaRawToDer, p256SpkiFromPoint, unwrapEcPoint } from 
 import { DeviceKeyOperations } from './device-keys.js';
 import { keyRef, type DeviceKeyTransport, type GenerateKeyOptions, type KeyInfo, type KeyProtection, type KeyRef, type KeyStore, type Signer, type WrappedKey } from './key-store.js';
 import { MASTER_KEY_PROTECTION, PRIVATE_KEY_PROTECTION } from './key-protection.js';
-import { findSlot, loadModule, loginWithRetry, moduleUsers, releaseModule } from './pkcs11-module.js';
+import { findSlot, isBrokenSession, loadModule, loginWithRetry, moduleUsers, releaseModule } from './pkcs11-module.js';
 import { SessionPool } from './session-pool.js';
 import { collect, findObjects, findOneKey } from './pkcs11-objects.js';
 import { CHECK_EVERY_SIGNATURE, inP256ScalarRange, type SignatureCheck } from './signature-check.js';
@@ -417,22 +417,6 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 }
 
-/**
- * PKCS#11 return values after which a session is replaced and the operation tried once more. Stale
- * object handles count too: when an application's last session closes or the token logs out, SoftHSM
- * (like other HSMs) forgets the handles it gave out, and the pool's cached key handles go with them; a
- * fresh session looks its keys up again.
- */
-const BROKEN_SESSION = new Set<number>([CKR.SESSION_HANDLE_INVALID, CKR.SESSION_CLOSED, CKR.USER_NOT_LOGGED_IN, CKR.DEVICE_REMOVED, CKR.TOKEN_NOT_PRESENT, CKR.OBJECT_HANDLE_INVALID, CKR.KEY_HANDLE_INVALID]);
-
-function isBrokenSession(err: unknown): boolean {
-  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
-    const code = pkcs11Code(e);
-    if (code !== undefined && BROKEN_SESSION.has(code)) return true;
-    if (/CKR_(SESSION_HANDLE_INVALID|SESSION_CLOSED|USER_NOT_LOGGED_IN|DEVICE_REMOVED|TOKEN_NOT_PRESENT|OBJECT_HANDLE_INVALID|KEY_HANDLE_INVALID)/.test((e as Error).message ?? '')) return true;
-  }
-  return false;
-}
 
 function protectionOf(key: graphene.SessionObject, keyClass: 'private' | 'secret'): KeyProtection {
   const a = key.getAttribute({ label: null, id: null, sensitive: null, extractable: null, wrapWithTrusted: null, alwaysSensitive: null, neverExtractable: null, private: null });

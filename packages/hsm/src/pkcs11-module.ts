@@ -104,3 +104,20 @@ export function slotsOf(module: graphene.Module): graphene.Slot[] {
 export function moduleUsers(modulePath: string): number {
   return modules.get(modulePath)?.users ?? 0;
 }
+
+/**
+ * PKCS#11 return values after which a session is replaced and the operation tried once more. Stale
+ * object handles count too: when an application's last session closes or the token logs out, SoftHSM
+ * (like other HSMs) forgets the handles it gave out, and the pool's cached key handles go with them; a
+ * fresh session looks its keys up again.
+ */
+const BROKEN_SESSION = new Set<number>([CKR.SESSION_HANDLE_INVALID, CKR.SESSION_CLOSED, CKR.USER_NOT_LOGGED_IN, CKR.DEVICE_REMOVED, CKR.TOKEN_NOT_PRESENT, CKR.OBJECT_HANDLE_INVALID, CKR.KEY_HANDLE_INVALID]);
+
+export function isBrokenSession(err: unknown): boolean {
+  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
+    const code = pkcs11Code(e);
+    if (code !== undefined && BROKEN_SESSION.has(code)) return true;
+    if (/CKR_(SESSION_HANDLE_INVALID|SESSION_CLOSED|USER_NOT_LOGGED_IN|DEVICE_REMOVED|TOKEN_NOT_PRESENT|OBJECT_HANDLE_INVALID|KEY_HANDLE_INVALID)/.test((e as Error).message ?? '')) return true;
+  }
+  return false;
+}

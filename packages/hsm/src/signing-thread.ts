@@ -10,7 +10,7 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as graphene from 'graphene-pk11';
 import { isFleetError } from '@fleetpki/core';
 import { ecdsaRawToDer } from './ecdsa.js';
-import { attachModule, findSlot, loginWithRetry } from './pkcs11-module.js';
+import { attachModule, findSlot, isBrokenSession, loginWithRetry } from './pkcs11-module.js';
 import { findOneKey } from './pkcs11-objects.js';
 import { inP256ScalarRange, type SignatureCheck } from './signature-check.js';
 
@@ -40,13 +40,46 @@ export type ThreadMessage = { readonly ready: true } | { readonly ready: false; 
 
 class SliceSigner {
   private readonly keys = new Map<string, { key: graphene.Key; publicKey: KeyObject }>();
+  private session: graphene.Session | undefined;
 
-  constructor(
-    private readonly session: graphene.Session,
-    private readonly tokenLabel: string,
+  private constructor(
+    private readonly slot: graphene.Slot,
+    private readonly init: SigningThreadInit,
   ) {}
 
-  sign(request: SliceRequest): SliceReply {
+  static async open(init: SigningThreadInit): Promise<SliceSigner> {
+    const signer = new SliceSigner(findSlot(attachModule(init.modulePath), init.tokenLabel, init.modulePath), init);
+    await signer.openSession();
+    return signer;
+  }
+
+  /**
+   * Signs a slice. A session closed underneath or a token logged out (PKCS#11 logins are per process:
+   * anything in it can log the token out) is replaced, logged in again, and the slice signed once more.
+   */
+  async sign(request: SliceRequest): Promise<SliceReply> {
+    try {
+      return this.signSlice(request);
+    } catch (err) {
+      if (!isBrokenSession(err)) throw err;
+      await this.openSession();
+      return this.signSlice(request);
+    }
+  }
+
+  private async openSession(): Promise<void> {
+    try {
+      this.session?.close();
+    } catch {
+      // already gone: that is why it is being replaced
+    }
+    this.keys.clear();
+    this.session = this.slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
+    await loginWithRetry(this.session, this.init.pin, this.init.tokenLabel);
+  }
+
+  private signSlice(request: SliceRequest): SliceReply {
+    const session = this.session!;
     const { key, publicKey } = this.keyFor(request);
     const out: Buffer[] = [];
     const ends = new Uint32Array(request.ends.length);
@@ -56,7 +89,7 @@ class SliceSigner {
       const data = request.data.subarray(start, request.ends[i]);
       start = request.ends[i]!;
       // SoftHSM has no CKM_ECDSA_SHA256: hash here, sign the digest with CKM_ECDSA (r || s).
-      const raw = this.session.createSign('ECDSA', key).once(createHash('sha256').update(data).digest());
+      const raw = session.createSign('ECDSA', key).once(createHash('sha256').update(data).digest());
       if (!inP256ScalarRange(raw)) return refused(request, `the HSM returned r or s out of range for item ${i} of the slice`);
       const der = ecdsaRawToDer(raw);
       if (request.verify[i] && !verify('sha256', data, publicKey, der)) return refused(request, `the HSM's signature for item ${i} of the slice does not verify with the public key of "${request.key.label}"`);
@@ -80,7 +113,7 @@ class SliceSigner {
     if (!found) {
       const ref = { label: request.key.label, ...(request.key.id ? { id: Buffer.from(request.key.id) } : {}) };
       found = {
-        key: findOneKey(this.session, graphene.ObjectClass.PRIVATE_KEY, ref, this.tokenLabel),
+        key: findOneKey(this.session!, graphene.ObjectClass.PRIVATE_KEY, ref, this.init.tokenLabel),
         publicKey: createPublicKey({ key: Buffer.from(request.publicKeySpki), format: 'der', type: 'spki' }),
       };
       this.keys.set(name, found);
@@ -97,22 +130,23 @@ async function serve(init: SigningThreadInit): Promise<void> {
   const port = parentPort!;
   let signer: SliceSigner;
   try {
-    const module = attachModule(init.modulePath);
-    const session = findSlot(module, init.tokenLabel, init.modulePath).open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
-    await loginWithRetry(session, init.pin, init.tokenLabel);
-    signer = new SliceSigner(session, init.tokenLabel);
+    signer = await SliceSigner.open(init);
   } catch (err) {
     port.postMessage({ ready: false, code: isFleetError(err) ? err.code : 'HSM_OPERATION_FAILED', message: (err as Error).message } satisfies ThreadMessage);
     return;
   }
+  // One slice at a time: a slice whose session is being replaced holds the next back.
+  let previous: Promise<void> = Promise.resolve();
   port.on('message', (request: SliceRequest) => {
-    let reply: SliceReply;
-    try {
-      reply = signer.sign(request);
-    } catch (err) {
-      reply = { slice: request.slice, ok: false, code: isFleetError(err) ? err.code : 'HSM_OPERATION_FAILED', message: `signing with "${request.key.label}" failed: ${(err as Error).message}` };
-    }
-    port.postMessage(reply, reply.ok ? [reply.signatures.buffer as ArrayBuffer, reply.ends.buffer as ArrayBuffer] : []);
+    previous = previous.then(async () => {
+      let reply: SliceReply;
+      try {
+        reply = await signer.sign(request);
+      } catch (err) {
+        reply = { slice: request.slice, ok: false, code: isFleetError(err) ? err.code : 'HSM_OPERATION_FAILED', message: `signing with "${request.key.label}" failed: ${(err as Error).message}` };
+      }
+      port.postMessage(reply, reply.ok ? [reply.signatures.buffer as ArrayBuffer, reply.ends.buffer as ArrayBuffer] : []);
+    });
   });
   port.postMessage({ ready: true } satisfies ThreadMessage);
 }
