@@ -22,6 +22,7 @@ const TINY: Record<string, string[][]> = {
   ocsp: [['--certificates', '300', '--seconds', '2', '--revoke', '100']],
   crl: [['--revoked', '500', '--request', '150']],
   keys: [['--devices', '200']],
+  sign: [['--seconds', '1', '--threads', '1']],
   failover: [['--stored', '0', '--devices', '300', '--runs', '1']],
 };
 
