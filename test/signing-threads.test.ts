@@ -21,7 +21,7 @@ after(async () => {
   await store.close();
 });
 
-function threads(count: number, every = 1): SigningThreads {
+function threads(count: number, every = 1): Promise<SigningThreads> {
   const site = config.sites.a;
   return SigningThreads.start({ modulePath: config.pkcs11Module, tokenLabel: site.hsmTokenLabel, pin: readPin(`file:${site.hsmPinFile}`), check: { every } }, count);
 }
@@ -32,7 +32,7 @@ function verifies(data: Buffer, signature: Buffer): boolean {
 
 describe('signing threads', () => {
   it('sign slices off the main thread: 1,000 signatures asked at once all verify, each for its own data', async () => {
-    const pool = threads(2);
+    const pool = await threads(2);
     try {
       const signer = pool.signer({ label }, spki);
       const data = Array.from({ length: 1000 }, (_, i) => Buffer.from(`tbs ${i} ${randomBytes(8).toString('hex')}`));
@@ -46,7 +46,7 @@ describe('signing threads', () => {
   });
 
   it('a thread killed mid-slice loses nothing and answers nothing twice: its slices are signed by another thread', { timeout: 120_000 }, async () => {
-    const pool = threads(2);
+    const pool = await threads(2);
     try {
       const signer = pool.signer({ label }, spki);
       await signer.sign(Buffer.from('warm-up'));
@@ -70,7 +70,7 @@ describe('signing threads', () => {
   });
 
   it('a token logged out underneath the threads (logins are per process): they log in again and the next signatures succeed', async () => {
-    const pool = threads(2);
+    const pool = await threads(2);
     try {
       const signer = pool.signer({ label }, spki);
       const data = Array.from({ length: 200 }, (_, i) => Buffer.from(`logout ${i}`));
@@ -84,7 +84,7 @@ describe('signing threads', () => {
   });
 
   it('a signature that does not verify with the key is refused, never returned (HSM_SIGNATURE_INVALID)', async () => {
-    const pool = threads(1);
+    const pool = await threads(1);
     try {
       // A public key that is not the signing key's: every check fails, as it would for a faulty HSM.
       const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'der', type: 'spki' });
@@ -96,7 +96,7 @@ describe('signing threads', () => {
   });
 
   it('a key the token does not hold is named in the error', async () => {
-    const pool = threads(1);
+    const pool = await threads(1);
     try {
       await assert.rejects(pool.signer({ label: 'no-such-key' }, spki).sign(Buffer.from('x')), (err: unknown) => err instanceof HsmError && err.code === 'HSM_KEY_NOT_FOUND' && /no-such-key/.test(err.message));
     } finally {

@@ -3,7 +3,11 @@ import { Pkcs11KeyStore } from './pkcs11-key-store.js';
 import { readPin } from './pin.js';
 import type { SignatureCheck } from './signature-check.js';
 
-/** Opens a token of the given site (default: the site's own token) with the configured module and PIN. */
+/**
+ * Opens a token of the given site (default: the site's own token) with the configured module and PIN.
+ * Signing threads only when asked for: the services that sign all day pass config.signing.threads; a
+ * CLI command or a ceremony signs a few times on the libuv pool.
+ */
 export function openSiteKeyStore(config: FleetConfig, site: SiteConfig = config.sites[config.site], options: { tokenLabel?: string; sessions?: number; signingThreads?: number; check?: SignatureCheck } = {}): Promise<Pkcs11KeyStore> {
   return Pkcs11KeyStore.open({
     modulePath: config.pkcs11Module,
@@ -11,6 +15,6 @@ export function openSiteKeyStore(config: FleetConfig, site: SiteConfig = config.
     pin: readPin(`file:${site.hsmPinFile}`),
     softhsmConf: site.softhsmConf,
     ...(options.sessions ? { sessions: options.sessions } : {}),
-    signing: { threads: options.signingThreads ?? config.signing.threads, check: options.check ?? { every: config.signing.checkEvery } },
+    signing: { threads: options.signingThreads ?? 0, check: options.check ?? { every: config.signing.checkEvery } },
   });
 }

@@ -88,7 +88,7 @@ export class Pkcs11KeyStore implements KeyStore {
       const sessions = Array.from({ length: options.sessions ?? 4 }, () => slot.open(flags));
       await loginWithRetry(sessions[0]!, options.pin, options.tokenLabel);
       const check = options.signing?.check ?? CHECK_EVERY_SIGNATURE;
-      const threads = options.signing?.threads ? SigningThreads.start({ modulePath: options.modulePath, tokenLabel: options.tokenLabel, pin: options.pin, check }, options.signing.threads) : undefined;
+      const threads = options.signing?.threads ? await SigningThreads.start({ modulePath: options.modulePath, tokenLabel: options.tokenLabel, pin: options.pin, check }, options.signing.threads) : undefined;
       return new Pkcs11KeyStore(options.modulePath, slot, sessions, options.tokenLabel, options.pin, check, threads);
     } catch (err) {
       releaseModule(options.modulePath);

@@ -73,11 +73,19 @@ export class SigningThreads {
   ) {}
 
   /**
-   * Signing threads for a token this process has already opened and logged in to. They start with the
-   * first signature (a process that opens the token and never signs, a CLI command say, starts none).
+   * Starts `threads` signing threads on a token this process has already opened and logged in to, and
+   * waits until they are ready: a service is ready only once its signers are (a thread's first start
+   * under tsx takes a second or two, too long for the first OCSP request to wait).
    */
-  static start(init: { modulePath: string; tokenLabel: string; pin: string; check: SignatureCheck }, threads: number): SigningThreads {
-    return new SigningThreads(init, threads);
+  static async start(init: { modulePath: string; tokenLabel: string; pin: string; check: SignatureCheck }, threads: number): Promise<SigningThreads> {
+    const pool = new SigningThreads(init, threads);
+    try {
+      await Promise.all(Array.from({ length: threads }, () => pool.spawn()));
+    } catch (err) {
+      await pool.close();
+      throw err;
+    }
+    return pool;
   }
 
   /** How many threads are running (fault-injection tests). */

@@ -27,7 +27,7 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
   const log = pino({ name: `batch-worker-${config.site}`, level: config.logLevel });
   const site = config.sites[config.site];
   const pool = await openServicePool(config, 'worker', 6);
-  const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
+  const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4, signingThreads: config.signing.threads });
   const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.worker);
   let closing = false;
   try {

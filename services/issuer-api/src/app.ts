@@ -135,7 +135,7 @@ export interface IssuerRuntime {
 export async function createIssuerRuntime(config: FleetConfig, options: { logger?: IssuerApiDeps['logger']; hsmSessions?: number; poolSize?: number; batchLimits?: BatchLimits; tls?: TlsMaterial } = {}): Promise<IssuerRuntime> {
   const site = config.sites[config.site];
   const pool = await openServicePool(config, 'issuer', options.poolSize ?? 16);
-  const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4 });
+  const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4, signingThreads: config.signing.threads });
   const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.issuer);
   try {
     await lease.start();

@@ -52,7 +52,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     let publisher: CrlPublisher | undefined;
     let signer: Signer | undefined;
     try {
-      keyStore = await openSiteKeyStore(config, site, { sessions: 4 });
+      keyStore = await openSiteKeyStore(config, site, { sessions: 4, signingThreads: config.signing.threads });
       const { ca } = await loadSiteIssuer(config, pool, keyStore);
       signer = ca.signer;
       publisher = new CrlPublisher(pool, ca, config.crlBaseUrl);
