@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import { FleetError, isFleetError, type KeyRole, type SiteId } from '@fleetpki/core';
-import { completeChunk, loadChunkWork, recordChunkIntents, type ChunkCertificate, type ChunkIntent, type Pool } from '@fleetpki/store';
-import { lintDeviceTbs, verifyCsrPossession, type LintedTbs } from '@fleetpki/x509';
+import { completeChunk, loadChunkWork, recordChunkIntents, type ChunkCertificate, type ChunkIntent, type ChunkWork, type Pool } from '@fleetpki/store';
+import { verifyCsrPossession, type LintedTbs } from '@fleetpki/x509';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
+import { issuanceTime, prepareIssuance, rebuildIssuance } from './prepare-issuance.js';
 import { CaStatusGuard } from './site-guard.js';
-import { crlShardOf, newSerial } from './serials.js';
 
 export interface ChunkOutcome {
   readonly issued: number;
@@ -13,47 +12,66 @@ export interface ChunkOutcome {
   readonly alreadyDone: boolean;
 }
 
+type ChunkContext = Parameters<typeof recordChunkIntents>[1];
+
+/** The store calls a chunk needs, and nothing more (as EnrolmentStore for online enrolment). */
+export interface ChunkStore {
+  loadChunkWork(batchId: string, chunkNo: number): Promise<ChunkWork | undefined>;
+  /** Commits the intents (and the items refused) before anything is signed; returns the seqs recorded. */
+  recordChunkIntents(ctx: ChunkContext, intents: readonly ChunkIntent[], refused: readonly { seq: number; code: string }[]): Promise<Set<number>>;
+  /** Stores the certificates and marks the chunk done, once; false when another attempt had. */
+  completeChunk(ctx: ChunkContext & { chunkSize: number }, certificates: readonly ChunkCertificate[]): Promise<boolean>;
+}
+
+export function postgresChunkStore(pool: Pool): ChunkStore {
+  return {
+    loadChunkWork: (batchId, chunkNo) => loadChunkWork(pool, batchId, chunkNo),
+    recordChunkIntents: (ctx, intents, refused) => recordChunkIntents(pool, ctx, intents, refused),
+    completeChunk: (ctx, certificates) => completeChunk(pool, ctx, certificates),
+  };
+}
+
 /**
- * Issues one chunk of a batch, idempotently: verify proofs of possession, assemble and lint each TBS,
- * commit the intents (replicated) before signing, sign through the HSM session pool, store the
- * certificates and mark the chunk done in one transaction. A retry after a crash finds the intents it
- * committed and re-signs exactly those TBSs (same serial, same notBefore), so each (device, role) ends
- * with one certificate whatever happens in between.
+ * Issues one chunk of a batch, idempotently: verify proofs of possession, prepare each certificate
+ * (prepareIssuance, as online enrolment does), commit the intents (replicated) before signing, sign
+ * (the signing threads take the chunk as slices), store the certificates and mark the chunk done in one
+ * transaction. A retry after a crash finds the intents it committed and re-signs exactly those TBSs
+ * (same serial, same notBefore), so each (device, role) ends with one certificate whatever happens.
  */
 export class ChunkIssuer {
   constructor(
-    private readonly pool: Pool,
+    private readonly store: ChunkStore,
     private readonly ca: IssuingCa,
     private readonly site: SiteId,
     private readonly serialPrefix: number,
+    private readonly caGuard: Pick<CaStatusGuard, 'assertActive'>,
     private readonly actor = `batch-worker:${site}`,
-    private readonly caGuard = new CaStatusGuard(pool),
   ) {}
+
+  static forPool(pool: Pool, ca: IssuingCa, site: SiteId, serialPrefix: number): ChunkIssuer {
+    return new ChunkIssuer(postgresChunkStore(pool), ca, site, serialPrefix, new CaStatusGuard(pool));
+  }
 
   async issue(batchId: string, chunkNo: number): Promise<ChunkOutcome> {
     // A revoked CA signs nothing more; the chunk fails and stays in the outbox.
     await this.caGuard.assertActive(this.ca.record.id);
-    const work = await loadChunkWork(this.pool, batchId, chunkNo);
+    const work = await this.store.loadChunkWork(batchId, chunkNo);
     if (!work) throw new FleetError('CHUNK_NOT_FOUND', `batch ${batchId} has no chunk ${chunkNo}`, { httpStatus: 404 });
     if (work.done) return { issued: 0, refused: 0, alreadyDone: true };
     const { batch } = work;
-    const notBefore = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const notBefore = issuanceTime();
     const fresh: ChunkIntent[] = [];
     const refused: { seq: number; code: string }[] = [];
     const toSign = new Map<number, { linted: LintedTbs; intent: ChunkIntent; notAfter: Date; crlShard: number }>();
 
     for (const item of work.items) {
       if (item.errorCode) continue;
-      const template = this.ca.template(batch.profile, item.keyRole as KeyRole);
+      const subject = { profileId: batch.profile, keyRole: item.keyRole as KeyRole, eui64: item.eui64, publicKeySpki: item.publicKey };
       if (item.intent) {
-        // Retry: rebuild the TBS the intent committed to and check it is byte for byte the same.
-        const crlShard = crlShardOf(item.intent.serial, template.profile.crl?.shards ?? 1);
-        const tbs = template.assemble({ serial: item.intent.serial, notBefore: item.intent.notBefore, eui64: item.eui64, publicKeySpki: item.publicKey, crlShard });
-        if (!createHash('sha256').update(tbs.der).digest().equals(item.intent.tbsSha256)) {
-          throw new FleetError('INTENT_MISMATCH', `batch ${batchId} chunk ${chunkNo}: the TBS rebuilt for serial ${item.intent.serial.toString('hex')} differs from its intent`);
-        }
-        const intent: ChunkIntent = { seq: item.seq, serial: item.intent.serial, caId: this.ca.record.id, eui64: item.eui64, keyRole: item.keyRole, deviceType: item.deviceType, notBefore: item.intent.notBefore, tbsSha256: item.intent.tbsSha256 };
-        toSign.set(item.seq, { linted: lintDeviceTbs(tbs), intent, notAfter: tbs.notAfter, crlShard });
+        // Retry: rebuild the TBS the intent committed to; it must be byte for byte the same.
+        const p = rebuildIssuance(this.ca, subject, item.intent, `batch ${batchId} chunk ${chunkNo}`);
+        const intent: ChunkIntent = { seq: item.seq, serial: p.serial, caId: this.ca.record.id, eui64: item.eui64, keyRole: item.keyRole, deviceType: item.deviceType, notBefore: p.notBefore, tbsSha256: p.tbsSha256 };
+        toSign.set(item.seq, { linted: p.linted, intent, notAfter: p.notAfter, crlShard: p.crlShard });
         continue;
       }
       if (item.csr) {
@@ -66,18 +84,15 @@ export class ChunkIssuer {
           continue;
         }
       }
-      const serial = newSerial(this.serialPrefix);
-      const crlShard = crlShardOf(serial, template.profile.crl?.shards ?? 1);
-      const tbs = template.assemble({ serial, notBefore, eui64: item.eui64, publicKeySpki: item.publicKey, crlShard });
-      const linted = lintDeviceTbs(tbs);
-      const intent: ChunkIntent = { seq: item.seq, serial, caId: this.ca.record.id, eui64: item.eui64, keyRole: item.keyRole, deviceType: item.deviceType, notBefore, tbsSha256: createHash('sha256').update(tbs.der).digest() };
+      const p = prepareIssuance(this.ca, this.serialPrefix, subject, notBefore);
+      const intent: ChunkIntent = { seq: item.seq, serial: p.serial, caId: this.ca.record.id, eui64: item.eui64, keyRole: item.keyRole, deviceType: item.deviceType, notBefore, tbsSha256: p.tbsSha256 };
       fresh.push(intent);
-      toSign.set(item.seq, { linted, intent, notAfter: tbs.notAfter, crlShard });
+      toSign.set(item.seq, { linted: p.linted, intent, notAfter: p.notAfter, crlShard: p.crlShard });
     }
 
     const ctx = { batchId, chunkNo, manufacturerId: batch.manufacturerId, profile: batch.profile, site: this.site, actor: this.actor };
     if (fresh.length > 0 || refused.length > 0) {
-      const recorded = await recordChunkIntents(this.pool, ctx, fresh, refused);
+      const recorded = await this.store.recordChunkIntents(ctx, fresh, refused);
       // An intent that was not recorded lost either to another certificate (its item is now marked) or to
       // a duplicate job of this same chunk; either way this attempt's view is stale: start over from the store.
       if (fresh.some((i) => !recorded.has(i.seq))) {
@@ -97,7 +112,7 @@ export class ChunkIssuer {
         crlShard,
       })),
     );
-    const stored = await completeChunk(this.pool, { ...ctx, chunkSize: batch.chunkSize }, certificates);
+    const stored = await this.store.completeChunk({ ...ctx, chunkSize: batch.chunkSize }, certificates);
     return { issued: stored ? certificates.length : 0, refused: refused.length, alreadyDone: !stored };
   }
 }

@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import { FleetError, eui64ToBytes, type Eui64, type KeyRole, type SiteId } from '@fleetpki/core';
 import { explainRefusedIntent, findActiveEnrolment, recordIntents, retireIntent, staleOnlineIntents, storeCertificates, type ActiveEnrolment, type CertificateRow, type IntentRow, type Pool } from '@fleetpki/store';
-import { lintDeviceTbs, type DevicePublicKey } from '@fleetpki/x509';
+import type { DevicePublicKey } from '@fleetpki/x509';
 import { GroupCommitter } from './group-commit.js';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
-import { crlShardOf, newSerial } from './serials.js';
+import { issuanceTime, prepareIssuance } from './prepare-issuance.js';
 
 export interface EnrolmentRequest {
   readonly eui64: Eui64;
@@ -55,8 +54,8 @@ interface Pending<T> {
 }
 
 /**
- * Online enrolment: assemble the TBS from the profile's template, lint it, commit the intent (and its
- * replication to the standby) before the HSM signs, sign, check the signature, store the certificate.
+ * Online enrolment: prepare the certificate (prepareIssuance, as a batch chunk does), commit the intent
+ * (and its replication to the standby) before the HSM signs, sign, store the certificate.
  * Intents and certificates of concurrent requests are group-committed.
  */
 export class EnrolmentService {
@@ -120,13 +119,9 @@ export class EnrolmentService {
   }
 
   private async enrolOnce(request: EnrolmentRequest, mayResolve: boolean): Promise<IssuedCertificate> {
-    const template = this.ca.template(request.profileId, request.keyRole);
-    const serial = newSerial(this.serialPrefix);
-    const notBefore = new Date(Math.floor(Date.now() / 1000) * 1000);
     const eui64 = eui64ToBytes(request.eui64);
-    const crlShard = crlShardOf(serial, template.profile.crl?.shards ?? 1);
-    const tbs = template.assemble({ serial, notBefore, eui64, publicKeySpki: request.publicKey.spki, crlShard });
-    const linted = lintDeviceTbs(tbs);
+    const prepared = prepareIssuance(this.ca, this.serialPrefix, { profileId: request.profileId, keyRole: request.keyRole, eui64, publicKeySpki: request.publicKey.spki }, issuanceTime());
+    const { serial, notBefore, notAfter, crlShard } = prepared;
 
     const recorded = await this.intents.submit({
       actor: request.actor,
@@ -136,7 +131,7 @@ export class EnrolmentService {
         eui64,
         keyRole: request.keyRole,
         profile: request.profileId,
-        tbsSha256: createHash('sha256').update(tbs.der).digest(),
+        tbsSha256: prepared.tbsSha256,
         manufacturerId: request.manufacturerId,
         deviceType: request.deviceType,
       },
@@ -144,13 +139,13 @@ export class EnrolmentService {
     if (!recorded) return this.resolveConflict(request, eui64, mayResolve);
     this.afterIntent?.();
 
-    const der = await signCertificate(this.ca, linted);
+    const der = await signCertificate(this.ca, prepared.linted);
     const stored = await this.certificates.submit({
       actor: request.actor,
-      row: { serial, caId: this.ca.record.id, eui64, keyRole: request.keyRole, profile: request.profileId, der, notBefore, notAfter: tbs.notAfter, crlShard },
+      row: { serial, caId: this.ca.record.id, eui64, keyRole: request.keyRole, profile: request.profileId, der, notBefore, notAfter, crlShard },
     });
     if (!stored) throw new FleetError('ENROLMENT_TIMED_OUT', `the enrolment of ${request.eui64} took longer than ${this.intentTimeoutSeconds} s and was released; enrol again`, { httpStatus: 503 });
-    return { serial, der, notBefore, notAfter: tbs.notAfter, crlShard, reused: false };
+    return { serial, der, notBefore, notAfter, crlShard, reused: false };
   }
 
   private async resolveConflict(request: EnrolmentRequest, eui64: Buffer, mayResolve: boolean): Promise<IssuedCertificate> {

@@ -3,6 +3,7 @@ export * from './serials.js';
 export * from './group-commit.js';
 export * from './issuing-ca.js';
 export * from './ceremony.js';
+export * from './prepare-issuance.js';
 export * from './enrolment.js';
 export * from './api-tokens.js';
 export * from './batch-intake.js';

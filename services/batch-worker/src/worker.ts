@@ -3,7 +3,7 @@ import { isFleetError, type FleetConfig } from '@fleetpki/core';
 import { ChunkIssuer, SiteGuard, SiteLease, loadSiteIssuer } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { ChunkQueue, startChunkWorker } from '@fleetpki/queue';
-import { listUnfinishedChunks, openServicePool, noteChunkError } from '@fleetpki/store';
+import { completeFinishedBatches, listUnfinishedChunks, openServicePool, noteChunkError } from '@fleetpki/store';
 
 export interface BatchWorkerOptions {
   /** Chunks in flight in this process (one signs while another commits). */
@@ -34,7 +34,7 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
     await lease.start();
     const { ca, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
     const guard = new SiteGuard(pool, config, lease);
-    const issuer = new ChunkIssuer(pool, ca, config.site, serialPrefix);
+    const issuer = ChunkIssuer.forPool(pool, ca, config.site, serialPrefix);
     const worker = startChunkWorker(
       site.redisUrl,
       config.pgDatabase,
@@ -60,7 +60,10 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
     let timer: NodeJS.Timeout | undefined;
     const reconcile = async () => {
       try {
-        if (await guard.canAct()) await queue.enqueue(await listUnfinishedChunks(pool, 10_000));
+        if (await guard.canAct()) {
+          await queue.enqueue(await listUnfinishedChunks(pool, 10_000));
+          await completeFinishedBatches(pool);
+        }
       } catch (err) {
         log.warn({ err: { message: (err as Error).message } }, 'reconciler pass failed; next pass retries');
       }

@@ -99,8 +99,8 @@ export async function setManufacturerManifestKey(db: Queryable, manufacturerId: 
 /** Opens the batch row inside the upload's transaction, so items can reference it; finalised later. */
 export async function insertBatchDraft(client: PoolClient, batch: { id: string; manufacturerId: string; idempotencyKey: string; profile: string; chunkSize: number; createdBy: string }): Promise<void> {
   await client.query(
-    `INSERT INTO batches (id, manufacturer_id, idempotency_key, manifest_sha256, profile, status, device_count, certificate_count, chunk_count, chunk_size, created_by)
-     VALUES ($1, $2, $3, '\\x0000000000000000000000000000000000000000000000000000000000000000', $4, 'accepted', 0, 0, 0, $5, $6)`,
+    `INSERT INTO batches (id, manufacturer_id, idempotency_key, manifest_sha256, profile, status, device_count, chunk_count, chunk_size, created_by)
+     VALUES ($1, $2, $3, '\\x0000000000000000000000000000000000000000000000000000000000000000', $4, 'accepted', 0, 0, $5, $6)`,
     [batch.id, batch.manufacturerId, batch.idempotencyKey, batch.profile, batch.chunkSize, batch.createdBy],
   );
 }
@@ -158,7 +158,7 @@ export async function finaliseBatch(
     [batch.id],
   );
   const { rows } = await client.query(
-    `UPDATE batches b SET manifest_sha256 = $2, idempotency_key = $3, skip_report = $4, skipped_lines = $5, signed = $6, status = 'issuing',
+    `UPDATE batches b SET manifest_sha256 = $2, idempotency_key = $3, skip_report = $4, skipped_lines = $5, signed = $6, status = 'issuing', started_at = now(),
             item_count = c.items, device_count = c.devices, chunk_count = c.chunks
        FROM (SELECT count(*) AS items, count(DISTINCT eui64) AS devices, count(DISTINCT seq / (SELECT chunk_size FROM batches WHERE id = $1)) AS chunks
                FROM batch_items WHERE batch_id = $1) c
@@ -342,12 +342,28 @@ export interface ChunkCertificate {
  * finishing the same chunk (a job re-queued after Redis was lost) store it once. Closes the batch when its
  * last chunk is done. Returns false when another worker had already finished the chunk.
  */
+/**
+ * Marks complete the issuing batches (one, or all) whose chunks are all done. Run after a chunk's commit,
+ * not inside it: two last chunks committing at once would each see the other's as not done yet, and
+ * the batch would stay open; after its own commit, the last chunk to commit sees them all. The
+ * reconciler runs it for every batch too (a worker that dies between its commit and this).
+ */
+export async function completeFinishedBatches(db: Queryable, batchId?: string): Promise<number> {
+  const { rowCount } = await db.query(
+    `UPDATE batches b SET status = 'complete', completed_at = now()
+      WHERE b.status = 'issuing' AND ($1::uuid IS NULL OR b.id = $1)
+        AND NOT EXISTS (SELECT 1 FROM batch_chunks c WHERE c.batch_id = b.id AND c.state <> 'done')`,
+    [batchId ?? null],
+  );
+  return rowCount ?? 0;
+}
+
 export async function completeChunk(
   pool: Pool,
   ctx: { batchId: string; chunkNo: number; chunkSize: number; profile: string; site: 'a' | 'b'; actor: string },
   certificates: readonly ChunkCertificate[],
 ): Promise<boolean> {
-  return withTransaction(pool, async (client) => {
+  const stored = await withTransaction(pool, async (client) => {
     const { rows } = await client.query<{ state: string }>('SELECT state FROM batch_chunks WHERE batch_id = $1 AND chunk_no = $2 FOR UPDATE', [ctx.batchId, ctx.chunkNo]);
     if (rows[0]?.state !== 'pending') return false;
     await copyRows(
@@ -365,16 +381,7 @@ export async function completeChunk(
         WHERE batch_id = $1 AND chunk_no = $2`,
       [ctx.batchId, ctx.chunkNo, ctx.site, certificates.length, failed.rows[0]!.n],
     );
-    await client.query(
-      `UPDATE batches SET certificate_count = certificate_count + $2, started_at = coalesce(started_at, now())
-        WHERE id = $1`,
-      [ctx.batchId, certificates.length],
-    );
-    await client.query(
-      `UPDATE batches SET status = 'complete', completed_at = now()
-        WHERE id = $1 AND status = 'issuing' AND NOT EXISTS (SELECT 1 FROM batch_chunks WHERE batch_id = $1 AND state <> 'done')`,
-      [ctx.batchId],
-    );
+    // No count on the batch's row: chunks of one batch finish in parallel (readBatchProgress sums them).
     await appendAuditEvents(client, [
       {
         site: ctx.site,
@@ -386,6 +393,8 @@ export async function completeChunk(
     ]);
     return true;
   });
+  if (stored) await completeFinishedBatches(pool, ctx.batchId);
+  return stored;
 }
 
 /** Records a chunk attempt that failed (the job will be retried); the message is for operators. */
