@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { AddressInfo } from 'node:net';
 import type { FleetConfig } from '@fleetpki/core';
-import { DEFAULT_BATCH_LIMITS } from '@fleetpki/ca';
+import { DEFAULT_BATCH_LIMITS, parseRevocationReason } from '@fleetpki/ca';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys, pkcs10ToC509 } from '@fleetpki/x509';
@@ -172,6 +172,22 @@ function randomJson(depth = 0): unknown {
   return pick(kinds)();
 }
 
+/**
+ * Random JSON that is not a revocation reason: a random one-byte string can be "3" (keyCompromise), and
+ * revoking an unknown serial with a valid reason is a valid request (200, nothing revoked).
+ */
+function invalidReason(): unknown {
+  for (;;) {
+    const value = randomJson();
+    if (typeof value !== 'string' && typeof value !== 'number') return value;
+    try {
+      parseRevocationReason(value);
+    } catch {
+      return value;
+    }
+  }
+}
+
 function fuzzCase(): FuzzCase {
   const generators: (() => FuzzCase)[] = [
     () => ({ kind: 'mutated CSR', method: 'POST', path: '/v1/enrolments', headers: { ...json(0), ...auth(factoryToken) }, body: JSON.stringify({ eui64: eui(), keyRole: 'digitalSignature', csr: mutate(validCsr).toString('base64') }) }),
@@ -186,7 +202,7 @@ function fuzzCase(): FuzzCase {
     () => ({ kind: 'empty body', method: 'POST', path: pick(['/v1/enrolments', '/v1/revocations', '/v1/approvals', '/v1/tokens', '/v1/batches']), headers: { ...(random() < 0.7 ? json(0) : {}), ...auth(pick([factoryToken, officerToken, adminToken])) }, body: '' }),
     () => ({ kind: 'not JSON', method: 'POST', path: pick(['/v1/enrolments', '/v1/revocations', '/v1/tokens']), headers: { ...json(0), ...auth(pick([factoryToken, officerToken, adminToken])) }, body: bytes(1 + int(200)) }),
     () => ({ kind: 'bad token', method: pick(['GET', 'POST']), path: pick(['/v1/enrolments', '/v1/approvals', '/v1/tokens', '/v1/batches', `/v1/certificates/0a${bytes(8).toString('hex')}`]), headers: { ...json(0), ...badTokenHeader() }, body: '{}' }),
-    () => ({ kind: 'random revocation', method: 'POST', path: '/v1/revocations', headers: { ...json(0), ...auth(officerToken) }, body: JSON.stringify(pick([{ serials: [bytes(int(40)).toString('latin1')] }, { devices: [randomJson()] }, { batch: bytes(18).toString('hex') + '/../x' }, { serials: ['0a00'], reason: randomJson() }, { serials: [], devices: [] }])) }),
+    () => ({ kind: 'random revocation', method: 'POST', path: '/v1/revocations', headers: { ...json(0), ...auth(officerToken) }, body: JSON.stringify(pick([{ serials: [bytes(int(40)).toString('latin1')] }, { devices: [randomJson()] }, { batch: bytes(18).toString('hex') + '/../x' }, { serials: ['0a00'], reason: invalidReason() }, { serials: [], devices: [] }])) }),
     () => ({ kind: 'random approval', method: 'POST', path: pick(['/v1/approvals', `/v1/approvals/${bytes(int(40)).toString('hex')}/approve`, `/v1/approvals/${encodeURIComponent(bytes(10).toString('latin1'))}/execute`]), headers: { ...json(0), ...auth(pick([officerToken, adminToken])) }, body: JSON.stringify({ action: randomJson(), caId: randomJson(), role: randomJson() }) }),
     () => ({ kind: 'random token request', method: 'POST', path: '/v1/tokens', headers: { ...json(0), ...auth(adminToken) }, body: JSON.stringify({ name: pick(['', 'a b', '../x', bytes(10).toString('latin1'), 'x'.repeat(100)]), role: pick(['root', 'factory', 'administrator', randomJson()]), manufacturer: pick([undefined, 'no-such-maker', '']) }) }),
     () => ({ kind: 'odd path parameter', method: 'GET', path: pick([`/v1/certificates/${encodeURIComponent(bytes(int(70)).toString('latin1'))}`, `/v1/devices/${encodeURIComponent(bytes(int(40)).toString('latin1'))}/certificates`, `/v1/batches/${bytes(int(40)).toString('hex')}`, `/v1/batches/${bytes(16).toString('hex')}/results?after=${pick(['-5', 'x', '1e99'])}`, `/v1/certificates/0a00?format=${pick(['xml', '', 'DER'])}`]), headers: auth(pick([factoryToken, officerToken])) }),
