@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PNPM_VERSION=12.21.0
-OS_PACKAGES=(softhsm2 opensc postgresql redis-server openssl procps util-linux etcd-server etcd-client)
+# strongswan-pki and its plugins: the EST client the tests enrol with (pki --est, pki --estca); curl: the README recipe.
+OS_PACKAGES=(softhsm2 opensc postgresql redis-server openssl procps util-linux etcd-server etcd-client strongswan-pki libstrongswan-standard-plugins libstrongswan-extra-plugins curl)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 

@@ -1,5 +1,5 @@
 import { FleetError, eui64ToBytes, type Eui64, type KeyRole, type SiteId } from '@fleetpki/core';
-import { explainRefusedIntent, findActiveEnrolment, recordIntents, retireIntent, staleOnlineIntents, storeCertificates, type ActiveEnrolment, type CertificateRow, type IntentRow, type Pool } from '@fleetpki/store';
+import { explainRefusedIntent, findActiveEnrolment, findPresentedCertificate, recordIntents, retireIntent, staleOnlineIntents, storeCertificates, type ActiveEnrolment, type CertificateRow, type IntentRow, type Pool, type PresentedCertificate, type RetireReason } from '@fleetpki/store';
 import type { DevicePublicKey } from '@fleetpki/x509';
 import { GroupCommitter } from './group-commit.js';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
@@ -33,8 +33,10 @@ export interface EnrolmentStore {
   storeCertificates(site: SiteId, actor: string, certificates: readonly CertificateRow[]): Promise<Set<string>>;
   explainRefusedIntent(eui64: Buffer, manufacturerId: string): Promise<'foreign-device' | 'already-enrolled'>;
   findActiveEnrolment(eui64: Buffer, keyRole: string, profile: string): Promise<ActiveEnrolment | undefined>;
-  retireIntent(site: SiteId, actor: string, serial: Buffer, why: { kind: 'revoked' } | { kind: 'stale'; olderThanSeconds: number }): Promise<boolean>;
+  retireIntent(site: SiteId, actor: string, serial: Buffer, why: RetireReason): Promise<boolean>;
   staleOnlineIntents(olderThanSeconds: number): Promise<Buffer[]>;
+  /** The certificate a re-enrolling device authenticated with, and where it stands. */
+  findPresentedCertificate(serial: Buffer): Promise<PresentedCertificate | undefined>;
 }
 
 export function postgresEnrolmentStore(pool: Pool): EnrolmentStore {
@@ -45,6 +47,7 @@ export function postgresEnrolmentStore(pool: Pool): EnrolmentStore {
     findActiveEnrolment: (eui64, keyRole, profile) => findActiveEnrolment(pool, eui64, keyRole, profile),
     retireIntent: (site, actor, serial, why) => retireIntent(pool, site, actor, serial, why),
     staleOnlineIntents: (olderThanSeconds) => staleOnlineIntents(pool, olderThanSeconds),
+    findPresentedCertificate: (serial) => findPresentedCertificate(pool, serial),
   };
 }
 
@@ -116,6 +119,46 @@ export class EnrolmentService {
    */
   async enrol(request: EnrolmentRequest): Promise<IssuedCertificate> {
     return this.enrolOnce(request, true);
+  }
+
+  /**
+   * Re-enrolment (EST simplereenroll; CMP kur later): the device authenticated with `presentedSerial`,
+   * its current certificate (the caller checked the chain and that the peer holds its key). The new
+   * key gets a certificate for the same device, role and profile, and the presented one is superseded:
+   * its intent retired (kind 'renewed', audited), the certificate still good until revoked. A retry
+   * after a lost answer presents the superseded certificate again and gets the live one back when the
+   * key matches; a crash between the retirement and the new intent leaves the device able to retry.
+   * The same key as the presented certificate changes nothing (no profile here has an expiry to renew):
+   * the presented certificate comes back, reused. `presentedCertificate` is what TLS saw: the stored
+   * certificate with its serial must be byte-identical.
+   */
+  async renew(renewal: Omit<EnrolmentRequest, 'manufacturerId'>, presentedCertificate: { serial: Buffer; der: Buffer }): Promise<IssuedCertificate> {
+    const presentedSerial = presentedCertificate.serial;
+    const presented = await this.store.findPresentedCertificate(presentedSerial);
+    if (!presented || !presented.der.equals(presentedCertificate.der)) throw new FleetError('REENROL_CERTIFICATE_UNKNOWN', 'the certificate presented is not a device certificate this CA issued', { httpStatus: 403 });
+    // The device's manufacturer stays its manufacturer: nobody else's factory is involved.
+    const request: EnrolmentRequest = { ...renewal, manufacturerId: presented.manufacturerId };
+    const eui64 = eui64ToBytes(request.eui64);
+    if (!presented.eui64.equals(eui64) || presented.keyRole !== request.keyRole || presented.profile !== request.profileId) {
+      throw new FleetError(
+        'REENROL_MISMATCH',
+        `the certificate presented is for device ${presented.eui64.toString('hex').toUpperCase()} (${presented.keyRole}, ${presented.profile}); re-enrolment is for that same device, role and profile, not ${request.eui64} (${request.keyRole}, ${request.profileId})`,
+        { httpStatus: 403 },
+      );
+    }
+    if (presented.revoked) throw new FleetError('REENROL_CERTIFICATE_REVOKED', `certificate ${presentedSerial.toString('hex')} is revoked; a revoked device re-enrols through its factory`, { httpStatus: 403 });
+    if (presented.live) {
+      if (presented.der.includes(request.publicKey.point.subarray(1, 33))) {
+        const existing = await this.store.findActiveEnrolment(eui64, request.keyRole, request.profileId);
+        const cert = existing?.certificate;
+        if (existing?.serial.equals(presentedSerial) && cert) return { serial: presentedSerial, der: cert.der, notBefore: cert.notBefore, notAfter: cert.notAfter, crlShard: cert.crlShard, reused: true };
+      }
+      // Lost to a concurrent re-enrolment: the conflict path below answers (its key, or CERTIFICATE_EXISTS).
+      await this.store.retireIntent(this.site, request.actor, presentedSerial, { kind: 'renewed' });
+    } else if (!presented.renewed) {
+      throw new FleetError('REENROL_CERTIFICATE_NOT_LIVE', `certificate ${presentedSerial.toString('hex')} is no longer the device's certificate`, { httpStatus: 403 });
+    }
+    return this.enrolOnce(request, false);
   }
 
   private async enrolOnce(request: EnrolmentRequest, mayResolve: boolean): Promise<IssuedCertificate> {

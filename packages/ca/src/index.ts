@@ -22,3 +22,4 @@ export * from './client-certificates.js';
 export * from './root-ceremonies.js';
 export * from './access-administration.js';
 export * from './site-lease.js';
+export * from './enrolment-labels.js';

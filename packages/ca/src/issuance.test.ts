@@ -172,6 +172,7 @@ describe('the one issuance path', () => {
       findActiveEnrolment: async (): Promise<ActiveEnrolment | undefined> => undefined,
       retireIntent: async () => false,
       staleOnlineIntents: async () => [],
+      findPresentedCertificate: async () => undefined,
     };
     const [key] = generateDeviceKeys(1);
     const service = new EnrolmentService(ca, store, 'a', 0x0a);

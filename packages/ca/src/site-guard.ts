@@ -73,13 +73,15 @@ export class SiteGuard {
   async assertWritable(): Promise<void> {
     if (await this.isStandby()) {
       const other = this.config.sites[this.config.site === 'a' ? 'b' : 'a'];
-      throw new FleetError('SITE_STANDBY', `site ${this.config.site} is a standby and accepts no writes; the active site is ${other.id} (http://${other.host}:${other.apiPort})`, {
+      throw new FleetError('SITE_STANDBY', `site ${this.config.site} is a standby and accepts no writes; the active site is ${other.id} (${this.config.api.tls ? 'https' : 'http'}://${other.host}:${other.apiPort})`, {
         httpStatus: 503,
-        details: { activeSite: other.id },
+        // Retry-After: a switchover or failover makes this site active within seconds; a client that
+        // cannot switch sites waits for that.
+        details: { activeSite: other.id, activeUrl: `${this.config.api.tls ? 'https' : 'http'}://${other.host}:${other.apiPort}`, retryAfterSeconds: 10 },
       });
     }
     const lease = this.lease?.state();
-    if (lease && !lease.issuing) throw new FleetError('SITE_NOT_LEASED', `site ${this.config.site} does not hold the CA's lease and issues nothing: ${lease.reason}`, { httpStatus: 503, details: { lease } });
+    if (lease && !lease.issuing) throw new FleetError('SITE_NOT_LEASED', `site ${this.config.site} does not hold the CA's lease and issues nothing: ${lease.reason}`, { httpStatus: 503, details: { lease, retryAfterSeconds: 5 } });
     const blocked = await this.writesBlocked();
     if (blocked) throw this.standbyUnavailable(blocked.since);
   }

@@ -146,6 +146,12 @@ export interface FleetConfig {
   readonly ocspOnDemand: { readonly perAddressPerSecond: number; readonly concurrency: number };
   /** An online intent with no certificate after this long is released by the reconciler (the device may enrol again). */
   readonly intentTimeoutSeconds: number;
+  /**
+   * EST (RFC 7030): labels whose enrolments wait for an administrator's approval (202 + Retry-After
+   * until then); the Retry-After it answers; and how long a certificate superseded by a re-enrolment
+   * stays good before it is revoked (reason superseded), null for never.
+   */
+  readonly est: { readonly approvalLabels: readonly string[]; readonly retryAfterSeconds: number; readonly revokeSupersededAfterSeconds: number | null };
   /** Abuse limits of the HTTP API, per client address; where it listens and whether over TLS. */
   readonly api: {
     readonly rateLimitPerMinute: number;
@@ -202,6 +208,9 @@ const envSchema = z.object({
   FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS: z.coerce.number().int().min(1).default(20),
   FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
   FLEETPKI_INTENT_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  FLEETPKI_EST_APPROVAL_LABELS: z.string().regex(/^[a-z0-9-]*(,[a-z0-9-]+)*$/, 'a comma-separated list of EST labels').default(''),
+  FLEETPKI_EST_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3_600).default(60),
+  FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S: z.union([z.literal('never'), z.coerce.number().int().min(0).max(365 * 86_400)]).default('never'),
   FLEETPKI_APPROVAL_TTL_MINUTES: z.coerce.number().int().min(1).max(7 * 24 * 60).default(240),
 });
 
@@ -362,6 +371,11 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     ocspMaxAgeSeconds: e.FLEETPKI_OCSP_MAX_AGE_SECONDS,
     ocspOnDemand: { perAddressPerSecond: e.FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS, concurrency: e.FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY },
     intentTimeoutSeconds: e.FLEETPKI_INTENT_TIMEOUT_SECONDS,
+    est: {
+      approvalLabels: e.FLEETPKI_EST_APPROVAL_LABELS.split(',').filter(Boolean),
+      retryAfterSeconds: e.FLEETPKI_EST_RETRY_AFTER_S,
+      revokeSupersededAfterSeconds: e.FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S === 'never' ? null : e.FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S,
+    },
     dualControl: { revocationThreshold: e.FLEETPKI_DUAL_CONTROL_REVOCATIONS, revocationWindowMinutes: e.FLEETPKI_DUAL_CONTROL_WINDOW_MINUTES, approvalTtlMinutes: e.FLEETPKI_APPROVAL_TTL_MINUTES },
   };
 }

@@ -18,3 +18,4 @@ export * from './repositories/audit-chain.js';
 export * from './repositories/approvals.js';
 export * from './repositories/organisation-certificates.js';
 export * from './lease-connection.js';
+export * from './repositories/est-requests.js';

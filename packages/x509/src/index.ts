@@ -14,3 +14,5 @@ export * from './c509/index.js';
 export * from './certificate-format.js';
 export * from './organisation-certificate.js';
 export * from './strict-input.js';
+export * from './csr-identity.js';
+export * from './est-messages.js';

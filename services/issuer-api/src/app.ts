@@ -7,8 +7,8 @@ import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { AccessAdministration, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
-import { openServicePool, type Pool } from '@fleetpki/store';
-import { toPem } from '@fleetpki/x509';
+import { openServicePool, supersededUnrevoked, type Pool } from '@fleetpki/store';
+import { readStrictPem, toPem } from '@fleetpki/x509';
 import { ApiAccess } from './auth.js';
 import { installErrorHandling } from './errors.js';
 import { installRateLimits, installSecurityHeaders } from './hardening.js';
@@ -21,6 +21,10 @@ import { registerApprovalRoutes } from './routes/approvals.js';
 import { registerRevocationRoutes } from './routes/revocations.js';
 import { registerSystemRoutes } from './routes/system.js';
 import { registerTokenRoutes } from './routes/tokens.js';
+import { registerEstRequestRoutes, registerEstRoutes } from './routes/est.js';
+
+/** RFC 5280 5.3.1 CRLReason superseded. */
+const REASON_SUPERSEDED = 4;
 
 export interface IssuerApiDeps {
   readonly config: FleetConfig;
@@ -62,7 +66,9 @@ export function readTlsMaterial(dir: string): TlsMaterial {
 export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstance> {
   const app = Fastify({
     // Client certificates are asked for, not required: token clients keep working over the same port.
-    ...(deps.tls ? { https: { key: deps.tls.key, cert: deps.tls.cert, ca: deps.tls.clientCa, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const } } : {}),
+    // Trusted for client certificates: the organisation CA (people, factories) and the issuing CA (devices
+    // re-enrolling over EST with their current certificate; only that route accepts them).
+    ...(deps.tls ? { https: { key: deps.tls.key, cert: deps.tls.cert, ca: [deps.tls.clientCa, Buffer.from(deps.chainPem)], requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const } } : {}),
     // Tokens and cookies never reach the log, whichever logger the caller chose.
     logger: deps.logger === false ? false : { level: deps.config.logLevel, ...(typeof deps.logger === 'object' ? deps.logger : {}), redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-manifest-signature"]'] },
     bodyLimit: 64 * 1024,
@@ -97,12 +103,20 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     // Crash tests only: die between the intent's commit and the signature, as a process could.
     ...(process.env.FLEETPKI_TEST_CRASH_AFTER_INTENT === '1' ? { afterIntent: () => process.kill(process.pid, 'SIGKILL') } : {}),
   });
-  // The online-intent reconciler: intents that never got their certificate are released (active site only).
+  const revocations = new RevocationService(deps.pool, deps.config.site);
+  // The online-intent reconciler: intents that never got their certificate are released (active site
+  // only), and certificates superseded by a re-enrolment are revoked once their grace period is over.
   const reconcileTimer = setInterval(() => {
     void (async () => {
       if (await guard.canAct()) {
         const released = await enrolment.releaseStaleIntents(`issuer-api:${deps.config.site}`);
         if (released > 0) app.log.warn({ released }, 'released online intents that never got their certificate');
+        const grace = deps.config.est.revokeSupersededAfterSeconds;
+        const superseded = grace === null ? [] : await supersededUnrevoked(deps.pool, grace);
+        if (superseded.length > 0) {
+          await revocations.revoke({ target: { kind: 'serials', serials: superseded }, reason: REASON_SUPERSEDED, requestedBy: `issuer-api:${deps.config.site}`, manufacturerId: null });
+          app.log.info({ revoked: superseded.length, graceSeconds: grace }, 'revoked certificates superseded by re-enrolment');
+        }
       }
     })().catch((err: unknown) => app.log.warn({ err: { message: (err as Error).message } }, 'intent reconciler pass failed; next pass retries'));
   }, Math.max(1_000, Math.min(10_000, deps.config.intentTimeoutSeconds * 250)));
@@ -113,9 +127,10 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   registerEnrolmentRoutes(app, { enrolment, deviceKeys, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics });
   registerCertificateRoutes(app, { pool: deps.pool, authenticator });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
+  registerEstRoutes(app, { config: deps.config, pool: deps.pool, enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer: chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain')) });
+  registerEstRequestRoutes(app, { pool: deps.pool, authenticator, guard, site: deps.config.site });
   registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS), queue: deps.queue, authenticator, guard, chainPem: chain, deviceKeys });
   registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site });
-  const revocations = new RevocationService(deps.pool, deps.config.site);
   const dualControl = new DualControl(deps.pool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
   registerRevocationRoutes(app, { pool: deps.pool, revocations, dualControl, threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes }, authenticator, guard });
   registerApprovalRoutes(app, { pool: deps.pool, dualControl, revocations, authenticator, guard });

@@ -37,6 +37,19 @@ class FailedAuthLimiter {
 }
 
 /**
+ * HTTP Basic (RFC 7617), for clients that can send nothing else (EST clients: `pki --est --userpass`,
+ * `curl -u`): the password is an API token, the user name is free (a factory line's name, say) and
+ * not checked. Only over TLS: Basic sends the token in the clear otherwise.
+ */
+function basicPassword(authorization: string, overTls: boolean): string {
+  if (!overTls) throw new FleetError('AUTH_BASIC_NEEDS_TLS', 'HTTP Basic credentials are accepted only over HTTPS', { httpStatus: 401 });
+  const decoded = Buffer.from(authorization.replace(/^Basic\s+/i, ''), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) throw new FleetError('AUTH_INVALID', 'HTTP Basic credentials must be user:token, base64-encoded', { httpStatus: 401 });
+  return decoded.slice(colon + 1);
+}
+
+/**
  * Who may call the API: a bearer token, or (over HTTPS) a client certificate from the organisation CA;
  * failed-attempt limiting; an audit record of every refusal.
  */
@@ -54,7 +67,7 @@ export class ApiAccess {
     this.certificates = new ClientCertificateAuthenticator(pool);
   }
 
-  /** A token when one is sent; else a client certificate TLS has checked against the organisation CA. */
+  /** A token when one is sent (Bearer, or Basic over TLS); else a client certificate TLS has checked against the organisation CA. */
   private async authenticate(request: FastifyRequest): Promise<Principal> {
     const socket = request.raw.socket as Partial<TLSSocket>;
     if (request.headers.authorization === undefined && socket.encrypted && socket.getPeerCertificate) {
@@ -64,7 +77,9 @@ export class ApiAccess {
         return this.certificates.authenticate({ raw: peer.raw, serialNumber: peer.serialNumber });
       }
     }
-    return this.authenticator.authenticate(request.headers.authorization);
+    const authorization = request.headers.authorization;
+    if (authorization !== undefined && /^Basic\s/i.test(authorization)) return this.authenticator.authenticate(`Bearer ${basicPassword(authorization, socket.encrypted === true)}`);
+    return this.authenticator.authenticate(authorization);
   }
 
   async admit(request: FastifyRequest, roles: readonly Role[]): Promise<Principal> {

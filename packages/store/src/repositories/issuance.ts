@@ -147,7 +147,9 @@ export async function findActiveEnrolment(db: Queryable, eui64: Buffer, keyRole:
  * intent got no certificate within `olderThanSeconds` (a crash, an HSM error, a lost commit). The intent
  * is locked first and the condition checked after, so a certificate stored meanwhile wins.
  */
-export async function retireIntent(pool: Pool, site: 'a' | 'b', actor: string, serial: Buffer, why: { kind: 'revoked' } | { kind: 'stale'; olderThanSeconds: number }): Promise<boolean> {
+export type RetireReason = { kind: 'revoked' } | { kind: 'stale'; olderThanSeconds: number } | { kind: 'renewed' };
+
+export async function retireIntent(pool: Pool, site: 'a' | 'b', actor: string, serial: Buffer, why: RetireReason): Promise<boolean> {
   return withTransaction(pool, async (client) => {
     const locked = await client.query('SELECT 1 FROM issuance_intents WHERE serial = $1 AND active FOR UPDATE', [serial]);
     if (locked.rowCount !== 1) return false;
@@ -157,13 +159,54 @@ export async function retireIntent(pool: Pool, site: 'a' | 'b', actor: string, s
       [serial],
     );
     const state = rows[0]!;
-    const ok = why.kind === 'revoked' ? state.revoked : !state.has_certificate && state.age > why.olderThanSeconds;
+    const ok = why.kind === 'revoked' ? state.revoked : why.kind === 'renewed' ? state.has_certificate && !state.revoked : !state.has_certificate && state.age > why.olderThanSeconds;
     if (!ok) return false;
-    const reason = why.kind === 'revoked' ? 'certificate revoked; the device enrols again' : `no certificate ${Math.round(state.age)} s after the intent (timeout ${why.olderThanSeconds} s)`;
-    await client.query('UPDATE issuance_intents SET active = false, released_at = clock_timestamp(), released_reason = $2 WHERE serial = $1', [serial, reason]);
-    await appendAuditEvents(client, [{ site, actor, action: why.kind === 'revoked' ? 'issuance.intent.superseded' : 'issuance.intent.released', subject: serial.toString('hex'), details: { reason } }]);
+    const reason =
+      why.kind === 'revoked' ? 'certificate revoked; the device enrols again' : why.kind === 'renewed' ? 'superseded by a re-enrolment of the device' : `no certificate ${Math.round(state.age)} s after the intent (timeout ${why.olderThanSeconds} s)`;
+    await client.query(`UPDATE issuance_intents SET active = false, released_at = clock_timestamp(), released_reason = $2, renewed_at = CASE WHEN $3 THEN clock_timestamp() END WHERE serial = $1`, [serial, reason, why.kind === 'renewed']);
+    const action = why.kind === 'revoked' ? 'issuance.intent.superseded' : why.kind === 'renewed' ? 'certificate.superseded' : 'issuance.intent.released';
+    await appendAuditEvents(client, [{ site, actor, action, subject: serial.toString('hex'), details: { reason } }]);
     return true;
   });
+}
+
+/** A stored device certificate with where it stands: the one a re-enrolling device presents. */
+export interface PresentedCertificate {
+  readonly serial: Buffer;
+  readonly eui64: Buffer;
+  readonly keyRole: string;
+  readonly profile: string;
+  readonly der: Buffer;
+  readonly manufacturerId: string;
+  readonly revoked: boolean;
+  /** Its intent is the live one of (device, role, profile). */
+  readonly live: boolean;
+  /** Superseded by a re-enrolment (not live, not revoked). */
+  readonly renewed: boolean;
+}
+
+export async function findPresentedCertificate(db: Queryable, serial: Buffer): Promise<PresentedCertificate | undefined> {
+  const { rows } = await db.query<{ eui64: Buffer; key_role: string; profile: string; der: Buffer; manufacturer_id: string; revoked: boolean; active: boolean; renewed: boolean }>(
+    `SELECT c.eui64, c.key_role, c.profile, c.der, d.manufacturer_id, i.active, i.renewed_at IS NOT NULL AS renewed,
+            EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial) AS revoked
+       FROM certificates c JOIN issuance_intents i ON i.serial = c.serial JOIN devices d ON d.eui64 = c.eui64
+      WHERE c.serial = $1`,
+    [serial],
+  );
+  const r = rows[0];
+  return r ? { serial, eui64: r.eui64, keyRole: r.key_role, profile: r.profile, der: r.der, manufacturerId: r.manufacturer_id, revoked: r.revoked, live: r.active, renewed: r.renewed } : undefined;
+}
+
+/** Certificates superseded by a re-enrolment more than `graceSeconds` ago and not yet revoked. */
+export async function supersededUnrevoked(db: Queryable, graceSeconds: number, limit = 1_000): Promise<Buffer[]> {
+  const { rows } = await db.query<{ serial: Buffer }>(
+    `SELECT i.serial FROM issuance_intents i
+      WHERE i.renewed_at IS NOT NULL AND i.renewed_at < clock_timestamp() - make_interval(secs => $1)
+        AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = i.serial)
+      ORDER BY i.renewed_at LIMIT $2`,
+    [graceSeconds, limit],
+  );
+  return rows.map((r) => r.serial);
 }
 
 /** Online intents (not a batch's) still without a certificate after `olderThanSeconds`: the reconciler's work. */

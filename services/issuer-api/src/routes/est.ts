@@ -1,0 +1,189 @@
+import { createHash } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { FleetError, eui64FromBytes, eui64ToBytes, isFleetError, isUuid, type FleetConfig } from '@fleetpki/core';
+import { ENROLMENT_LABELS, auditActor, enrolmentLabel, type CaStatusGuard, type EnrolmentService, type IssuedCertificate, type SiteGuard } from '@fleetpki/ca';
+import { decideEstRequest, getEstRequest, holdEstRequest, listEstRequests, type Pool } from '@fleetpki/store';
+import { certsOnly, estBase64, estCsrAttributes, getProfile, parseCsr, readCsrDeviceId, readEstBase64 } from '@fleetpki/x509';
+import { type ApiAccess, requireRole } from '../auth.js';
+import type { IssuerMetrics } from '../metrics.js';
+
+export interface EstDeps {
+  readonly config: FleetConfig;
+  readonly pool: Pool;
+  readonly enrolment: EnrolmentService;
+  readonly authenticator: ApiAccess;
+  readonly guard: SiteGuard;
+  readonly caGuard: CaStatusGuard;
+  readonly caId: string;
+  readonly metrics: IssuerMetrics;
+  /** The issuing CA's certificate and the root's, DER: /cacerts. */
+  readonly chainDer: readonly Buffer[];
+}
+
+const CERTS_ONLY = 'application/pkcs7-mime; smime-type=certs-only';
+
+/** EST runs over TLS only (RFC 7030 3.3): its credentials and the CSRs' binding depend on it. */
+function requireTls(request: FastifyRequest): void {
+  if (!(request.raw.socket as Partial<TLSSocket>).encrypted) {
+    throw new FleetError('EST_TLS_REQUIRED', 'EST is served over HTTPS only (RFC 7030 3.3): start the API with FLEETPKI_API_TLS=on and use https://', { httpStatus: 403 });
+  }
+}
+
+/**
+ * The device certificate a re-enrolling device presented in the TLS handshake, chained by TLS to the
+ * issuing CA (the API trusts the device chain as well as the organisation CA for client certificates).
+ */
+function presentedDeviceCertificate(request: FastifyRequest): { serial: Buffer; der: Buffer } {
+  requireTls(request);
+  const socket = request.raw.socket as TLSSocket;
+  const peer = socket.getPeerCertificate();
+  if (!peer?.raw) throw new FleetError('EST_DEVICE_CERT_REQUIRED', "simplereenroll is authenticated by the device's current certificate as the TLS client certificate; none was presented", { httpStatus: 401 });
+  if (!socket.authorized) throw new FleetError('CLIENT_CERT_INVALID', `the client certificate does not chain to the issuing CA (${String(socket.authorizationError ?? 'unverified')})`, { httpStatus: 401 });
+  const hex = peer.serialNumber.toLowerCase();
+  return { serial: Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex'), der: peer.raw };
+}
+
+/**
+ * Enrolment over EST (RFC 7030) at /.well-known/est/ and /.well-known/est/<label>/, the label picking
+ * the profile and key role (ENROLMENT_LABELS). The same enrolment service, audit rows, rate limits and
+ * metrics as POST /v1/enrolments; only the envelope differs (PKCS#10 in, certs-only CMS out).
+ */
+export function registerEstRoutes(app: FastifyInstance, deps: EstDeps): void {
+  const approvalLabels = new Set(deps.config.est.approvalLabels);
+  for (const label of approvalLabels) enrolmentLabel(label); // a typo in the configuration stops the start, named
+  const retryAfter = String(deps.config.est.retryAfterSeconds);
+  const factoryOnly = requireRole(deps.authenticator, ['factory']);
+
+  const respondCertificate = (reply: FastifyReply, issued: IssuedCertificate) =>
+    reply.status(200).header('content-type', CERTS_ONLY).header('content-transfer-encoding', 'base64').send(estBase64(certsOnly([issued.der])));
+
+  async function enrol(request: FastifyRequest<{ Params: { label?: string }; Body: string }>, reply: FastifyReply, renewal: boolean) {
+    requireTls(request);
+    const label = enrolmentLabel(request.params.label);
+    const type = String(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== 'application/pkcs10') throw new FleetError('EST_MEDIA_TYPE', `send the CSR as application/pkcs10 (base64 DER), not "${type.slice(0, 60)}"`, { httpStatus: 415 });
+    const der = readEstBase64(request.body, 'the CSR');
+    const publicKey = parseCsr(der);
+    const { eui64 } = readCsrDeviceId(der);
+    const profile = getProfile(label.profileId);
+    await deps.guard.assertWritable();
+    await deps.caGuard.assertActive(deps.caId);
+    const device = renewal ? presentedDeviceCertificate(request) : undefined;
+    const principal = request.principal;
+    const actor = principal ? auditActor(principal) : `device:${eui64}`;
+    const enrolment = { eui64, keyRole: label.keyRole, profileId: profile.id, deviceType: 'smart-meter', publicKey, actor };
+
+    if (!renewal && approvalLabels.has(label.label)) {
+      const held = await holdEstRequest(deps.pool, deps.config.site, { label: label.label, csrSha256: createHash('sha256').update(der).digest(), manufacturerId: principal!.manufacturerId!, eui64: eui64ToBytes(eui64), requestedBy: actor });
+      if (held.manufacturerId !== principal!.manufacturerId) throw new FleetError('EST_REQUEST_FOREIGN', `this CSR is held for another manufacturer's request`, { httpStatus: 403 });
+      if (held.status === 'refused') throw new FleetError('EST_REQUEST_REFUSED', `EST request ${held.id} was refused by ${held.decidedBy ?? 'an administrator'}`, { httpStatus: 403 });
+      if (held.status === 'pending') {
+        return reply.status(202).header('retry-after', retryAfter).send({ code: 'EST_APPROVAL_PENDING', message: `label ${label.label} needs an administrator's approval: request ${held.id}; send the same CSR again after ${retryAfter} s`, details: { request: held.id } });
+      }
+    }
+
+    let issued: IssuedCertificate;
+    try {
+      issued = device ? await deps.enrolment.renew(enrolment, device) : await deps.enrolment.enrol({ ...enrolment, manufacturerId: principal!.manufacturerId! });
+    } catch (err) {
+      // Another enrolment of this device and role is in flight: RFC 7030 4.2.3's "come back later".
+      if (isFleetError(err, 'CERTIFICATE_PENDING')) {
+        return reply.status(202).header('retry-after', String((err.details as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds ?? retryAfter)).send(err.toJSON());
+      }
+      throw err;
+    }
+    if (!issued.reused) deps.metrics.issued.inc({ profile: profile.id, key_role: label.keyRole });
+    if (reply.sent) return reply; // answered 503 by the write deadline; the retry gets this certificate
+    return respondCertificate(reply, issued);
+  }
+
+  app.register(async (est) => {
+    // EST bodies are base64 text under their own media types; anything else is refused by the route
+    // with a message naming the type (fastify's default would speak of JSON).
+    est.addContentTypeParser('*', { parseAs: 'string', bodyLimit: 16 * 1024 }, (_request, body, done) => done(null, body));
+    // The third form is the second as strongSwan's `pki --est` (5.9.8) sends it: it appends
+    // /.well-known/est/<operation> to whatever URL it is given, so a label can only go before that.
+    for (const prefix of ['/.well-known/est', '/.well-known/est/:label', '/.well-known/est/:label/.well-known/est']) {
+      const labelled = prefix.includes(':label');
+      const params = labelled ? { type: 'object', properties: { label: { type: 'string', maxLength: 64, description: `profile and key role: ${ENROLMENT_LABELS.map((l) => l.label).join(', ')}` } } } : undefined;
+      const docs = (summary: string, extra: Record<string, unknown> = {}) => ({ schema: { summary, tags: ['est'], ...(params ? { params } : {}), ...extra } });
+      est.get<{ Params: { label?: string } }>(`${prefix}/cacerts`, docs('EST: the CA certificates (issuing CA and root), certs-only CMS, base64', { produces: ['application/pkcs7-mime'] }), async (request, reply) => {
+        requireTls(request);
+        enrolmentLabel(request.params.label);
+        return reply.header('content-type', 'application/pkcs7-mime').header('content-transfer-encoding', 'base64').send(estBase64(certsOnly(deps.chainDer)));
+      });
+      est.get<{ Params: { label?: string } }>(`${prefix}/csrattrs`, docs('EST: what a CSR must carry (P-256, ecdsa-with-SHA256, hardwareModuleName)', { produces: ['application/csrattrs'] }), async (request, reply) => {
+        requireTls(request);
+        enrolmentLabel(request.params.label);
+        return reply.header('content-type', 'application/csrattrs').header('content-transfer-encoding', 'base64').send(estBase64(estCsrAttributes()));
+      });
+      est.post<{ Params: { label?: string }; Body: string }>(
+        `${prefix}/simpleenroll`,
+        {
+          // TLS first, then the factory's credential, both before the body is read.
+          preParsing: async (request, reply, payload) => {
+            requireTls(request);
+            return factoryOnly(request, reply, payload);
+          },
+          bodyLimit: 16 * 1024,
+          ...docs('EST: enrol a device key (factory: client certificate or HTTP Basic with its API token)', { consumes: ['application/pkcs10'], produces: [CERTS_ONLY], security: [{ bearer: [] }] }),
+        },
+        (request, reply) => enrol(request, reply, false),
+      );
+      est.post<{ Params: { label?: string }; Body: string }>(
+        `${prefix}/simplereenroll`,
+        {
+          preParsing: async (request, _reply, payload) => {
+            presentedDeviceCertificate(request);
+            return payload;
+          },
+          bodyLimit: 16 * 1024,
+          ...docs("EST: re-key a device, authenticated by its current certificate (TLS client certificate)", { consumes: ['application/pkcs10'], produces: [CERTS_ONLY] }) },
+        (request, reply) => enrol(request, reply, true),
+      );
+    }
+  });
+}
+
+/**
+ * The administrators' side of held EST requests: list them, approve or refuse one (once). The factory's
+ * client is polling with the same CSR; its next poll after an approval gets the certificate.
+ */
+export function registerEstRequestRoutes(app: FastifyInstance, deps: { pool: Pool; authenticator: ApiAccess; guard: SiteGuard; site: FleetConfig['site'] }): void {
+  const present = (r: Awaited<ReturnType<typeof getEstRequest>> & object) => ({
+    id: r.id,
+    label: r.label,
+    manufacturer: r.manufacturerId,
+    eui64: eui64FromBytes(r.eui64),
+    requestedBy: r.requestedBy,
+    status: r.status,
+    decidedBy: r.decidedBy,
+    decidedAt: r.decidedAt?.toISOString() ?? null,
+    createdAt: r.createdAt.toISOString(),
+  });
+  app.get<{ Querystring: { status?: 'pending' | 'approved' | 'refused' } }>(
+    '/v1/est/requests',
+    {
+      preParsing: requireRole(deps.authenticator, ['administrator', 'auditor']),
+      schema: { summary: 'EST requests held for approval', tags: ['est'], security: [{ bearer: [] }], querystring: { type: 'object', additionalProperties: false, properties: { status: { type: 'string', enum: ['pending', 'approved', 'refused'] } } } },
+    },
+    async (request) => (await listEstRequests(deps.pool, request.query.status ?? 'pending')).map(present),
+  );
+  for (const decision of ['approve', 'refuse'] as const) {
+    app.post<{ Params: { id: string } }>(
+      `/v1/est/requests/:id/${decision}`,
+      { preParsing: requireRole(deps.authenticator, ['administrator']), schema: { summary: `${decision} a held EST request`, tags: ['est'], security: [{ bearer: [] }], params: { type: 'object', properties: { id: { type: 'string', maxLength: 64 } } } } },
+      async (request) => {
+        await deps.guard.assertWritable();
+        const id = request.params.id;
+        const found = isUuid(id) ? await getEstRequest(deps.pool, id) : undefined;
+        if (!found) throw new FleetError('EST_REQUEST_NOT_FOUND', `no EST request ${id.slice(0, 40)}`, { httpStatus: 404 });
+        if (!(await decideEstRequest(deps.pool, deps.site, id, decision === 'approve' ? 'approved' : 'refused', auditActor(request.principal!)))) {
+          throw new FleetError('EST_REQUEST_DECIDED', `EST request ${id} was already ${found.status}`, { httpStatus: 409 });
+        }
+        return present((await getEstRequest(deps.pool, id))!);
+      },
+    );
+  }
+}
