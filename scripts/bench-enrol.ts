@@ -2,14 +2,19 @@
  * pnpm bench enrol [--json] [--seconds N] [--clients N] [--mode csr|publicKey] [--deadline S]
  * Online enrolments/s and p50/p99 latency at 64 concurrent HTTP clients against a separately running
  * issuer-api, next to the raw HSM signing rate measured in the same run, and the CPU time per enrolment
- * of the API, both PostgreSQL clusters and Redis (scripts/lib/cpu-meter.ts).
+ * of the API, both PostgreSQL clusters and Redis (scripts/lib/cpu-meter.ts). Then the same over EST
+ * (RFC 7030 simpleenroll, HTTPS, HTTP Basic with the factory's token) against the API restarted with TLS.
  */
+import { execFileSync } from 'node:child_process';
+import { sign } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool as HttpPool } from 'undici';
 import { loadConfig } from '@fleetpki/core';
 import { issueApiToken } from '@fleetpki/ca';
 import { createPool, upsertManufacturer } from '@fleetpki/store';
-import { DEVICE_PROFILES, c509ToX509, generateDeviceKeys } from '@fleetpki/x509';
+import { DEVICE_PROFILES, buildMinimalCsr, c509ToX509, generateDeviceKeys } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { CpuMeter, cpuPerCertificate } from './lib/cpu-meter.js';
 import { benchOptions, euiGenerator, measureRawHsmRate, percentile } from './lib/bench.js';
@@ -100,6 +105,10 @@ await run.main(async () => {
   await http.close();
   latencies.sort((a, b) => a - b);
   const rate = latencies.length / elapsed;
+  run.untrack(server);
+  await stopProcess(server);
+  const est = await measureEst(token, keys.slice(next), eui, next + 1_000);
+
   const result = {
     mode,
     clients,
@@ -111,12 +120,68 @@ await run.main(async () => {
     raw_hsm_signatures_per_s: Math.round(rawRate),
     ratio_to_raw_hsm: Number((rate / rawRate).toFixed(3)),
     cpu_core_us_per_enrolment: cpu,
+    est,
     certificate_sizes: sizes,
   };
   log(`  ${result.enrolments} enrolments in ${result.seconds} s: ${result.enrolments_per_s}/s, p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms`);
   log(`  ratio to raw HSM signing rate (${result.raw_hsm_signatures_per_s}/s): ${result.ratio_to_raw_hsm}`);
   log(`  CPU per enrolment: ${cpu.total_core_us_per_certificate} core-us (${Object.entries(cpu.by_process).map(([k, v]) => `${k} ${v}`).join(', ')})`);
+  log(`  EST (HTTPS, ${clients} clients, ${est.seconds} s): ${est.enrolments} enrolments, ${est.enrolments_per_s}/s, p50 ${est.p50_ms} ms, p99 ${est.p99_ms} ms; ratio to raw HSM ${(est.enrolments_per_s / rawRate).toFixed(3)}`);
   log('  certificate sizes (20 enrolments per profile):');
   for (const [p, size] of Object.entries(sizes)) log(`    ${p.padEnd(26)} DER ${size.der_bytes.padEnd(22)} C509 type ${size.c509_type}: ${size.c509_bytes} bytes`);
   return result;
+
+  /** EST simpleenroll over HTTPS with the same keys' successors: the API restarted with TLS on. */
+  async function measureEst(factoryToken: string, estKeys: ReturnType<typeof generateDeviceKeys>, euiOf: (i: number) => string, firstEui: number) {
+    run.begin(`EST: enrolling for ${seconds} s with ${clients} concurrent HTTPS clients (simpleenroll)`);
+    if (!existsSync(join(config.api.tlsDir, 'server.pem'))) {
+      execFileSync(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', 'services/cli/src/main.ts', 'tls', 'server'], { stdio: 'ignore', env: { ...process.env, FLEETPKI_SITE: 'a' } });
+    }
+    const tlsServer = run.track(startService(config, 'issuer-api', { FLEETPKI_SITE: 'a', FLEETPKI_API_TLS: 'on' }), 'issuer-api (TLS)');
+    run.onCleanup(async () => {
+      run.untrack(tlsServer);
+      await stopProcess(tlsServer);
+    });
+    const ca = readFileSync(join(config.api.tlsDir, 'clients-ca.pem'));
+    const https = new HttpPool(`https://127.0.0.1:${site.apiPort}`, { connections: clients, pipelining: 1, connect: { ca } });
+    const deadlineReady = Date.now() + 60_000;
+    for (;;) {
+      const ready = await https.request({ path: '/readyz', method: 'GET' }).then(async (r) => (await r.body.text(), r.statusCode === 200), () => false);
+      if (ready) break;
+      if (Date.now() > deadlineReady) throw new Error('the issuer API with TLS did not become ready in 60 s');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const estHeaders = { 'content-type': 'application/pkcs10', authorization: `Basic ${Buffer.from(`bench-line:${factoryToken}`).toString('base64')}` };
+    // CSRs naming their device (subject serialNumber), made before the clock starts.
+    const estBodies = estKeys.map((key, k) => buildMinimalCsr(key.publicKeySpki, (info) => sign('sha256', info, key.privateKey), euiOf(firstEui + k).replace(/[-:]/g, '')).toString('base64'));
+    let i = 0;
+    const estOne = async (): Promise<number> => {
+      const body = estBodies[i++];
+      if (body === undefined) throw new Error('ran out of pre-generated keys for EST; raise the estimate');
+      const t0 = performance.now();
+      const res = await https.request({ path: '/.well-known/est/simpleenroll', method: 'POST', headers: estHeaders, body, headersTimeout: 30_000, bodyTimeout: 30_000 });
+      const text = await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`EST enrolment failed: ${res.statusCode} ${text}`);
+      return performance.now() - t0;
+    };
+    await Promise.all(Array.from({ length: clients }, () => estOne()));
+    const estLatencies: number[] = [];
+    const estDeadline = performance.now() + seconds * 1000;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: clients }, async () => {
+        while (performance.now() < estDeadline) estLatencies.push(await estOne());
+      }),
+    );
+    const estElapsed = (performance.now() - t0) / 1000;
+    await https.close();
+    estLatencies.sort((a, b) => a - b);
+    return {
+      seconds: Number(estElapsed.toFixed(2)),
+      enrolments: estLatencies.length,
+      enrolments_per_s: Math.round(estLatencies.length / estElapsed),
+      p50_ms: Number(percentile(estLatencies, 50).toFixed(2)),
+      p99_ms: Number(percentile(estLatencies, 99).toFixed(2)),
+    };
+  }
 });

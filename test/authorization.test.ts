@@ -122,7 +122,12 @@ const ROUTES: readonly RouteCase[] = [
   { method: 'GET', route: '/v1/people', path: () => '/v1/people', expect: { administrator: 200, auditor: 200 } },
   { method: 'POST', route: '/v1/people/{name}/role', path: () => `/v1/people/nobody-${randomUUID().slice(0, 8)}/role`, body: () => ({ role: 'auditor', approval: randomUUID() }), expect: { administrator: 404 } },
   { method: 'POST', route: '/v1/tokens/{id}/revoke', path: () => `/v1/tokens/${randomUUID()}/revoke`, expect: { administrator: 404 } },
+  { method: 'GET', route: '/v1/est/requests', path: () => '/v1/est/requests', expect: { administrator: 200, auditor: 200 } },
+  { method: 'POST', route: '/v1/est/requests/{id}/approve', path: () => `/v1/est/requests/${randomUUID()}/approve`, expect: { administrator: 404 } },
+  { method: 'POST', route: '/v1/est/requests/{id}/refuse', path: () => `/v1/est/requests/${randomUUID()}/refuse`, expect: { administrator: 404 } },
 ];
+/** EST: HTTPS only, so over this test's plain HTTP every caller gets 403 EST_TLS_REQUIRED; test/est.test.ts covers who may do what. */
+const TLS_ONLY = ['GET /.well-known/est/{label}/cacerts', 'GET /.well-known/est/{label}/csrattrs', 'POST /.well-known/est/{label}/simpleenroll', 'POST /.well-known/est/{label}/simplereenroll'].flatMap((r) => [r, r.replace('/{label}', '')]);
 const PUBLIC = [
   ['GET', '/v1/ca/chain'],
   ['GET', '/healthz'],
@@ -185,10 +190,21 @@ describe('authorization matrix', () => {
     for (const [method, path] of PUBLIC) assert.equal((await call('anonymous', method, path)).status, 200, path);
   });
 
+  it('EST over plain HTTP: 403 EST_TLS_REQUIRED for every caller, before any credential is looked at', async () => {
+    for (const route of TLS_ONLY) {
+      const [method, path] = route.split(' ') as [string, string];
+      for (const who of [...EVERYONE, 'anonymous'] as const) {
+        const { status, body } = await call(who, method, path.replace('{label}', 'compact-signing'), method === 'POST' ? 'MIIB' : undefined);
+        assert.equal(status, 403, `${who}: ${route}`);
+        assert.equal((body as { code: string }).code, 'EST_TLS_REQUIRED', `${who}: ${route}`);
+      }
+    }
+  });
+
   it('the table covers every route the API documents', async () => {
     const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     const documented = Object.entries(doc.paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`));
-    const covered = new Set([...ROUTES.map((r) => `${r.method} ${r.route}`), ...PUBLIC.map(([m, p]) => `${m} ${p}`)]);
+    const covered = new Set([...ROUTES.map((r) => `${r.method} ${r.route}`), ...PUBLIC.map(([m, p]) => `${m} ${p}`), ...TLS_ONLY]);
     const missing = documented.filter((r) => !covered.has(r) && !r.includes('/docs'));
     assert.deepEqual(missing, []);
   });

@@ -158,9 +158,13 @@ export function verifyP256(key: DevicePublicKey, data: Uint8Array, signatureDer:
  * factory produces it. Written by hand because generating a million through pkijs costs a millisecond
  * each; `sign` returns a DER ECDSA signature over the CertificationRequestInfo.
  */
-export function buildMinimalCsr(publicKeySpki: Buffer, sign: (certificationRequestInfo: Buffer) => Buffer): Buffer {
-  // CertificationRequestInfo ::= SEQUENCE { version 0, subject Name (empty), SPKI, attributes [0] {} }
-  const body = Buffer.concat([Buffer.from('020100', 'hex'), Buffer.from('3000', 'hex'), publicKeySpki, Buffer.from('a000', 'hex')]);
+export function buildMinimalCsr(publicKeySpki: Buffer, sign: (certificationRequestInfo: Buffer) => Buffer, subjectSerialNumber?: string): Buffer {
+  // CertificationRequestInfo ::= SEQUENCE { version 0, subject Name (empty, or serialNumber=<EUI-64>
+  // for EST and CMP, which carry no other device field), SPKI, attributes [0] {} }
+  const subject = subjectSerialNumber === undefined
+    ? Buffer.from('3000', 'hex')
+    : derTlv(TAG.SEQUENCE, derTlv(0x31, derTlv(TAG.SEQUENCE, Buffer.concat([Buffer.from('0603550405', 'hex'), derTlv(0x13, Buffer.from(subjectSerialNumber, 'ascii'))]))));
+  const body = Buffer.concat([Buffer.from('020100', 'hex'), subject, publicKeySpki, Buffer.from('a000', 'hex')]);
   const info = derTlv(TAG.SEQUENCE, body);
   const signature = sign(info);
   return derTlv(TAG.SEQUENCE, Buffer.concat([info, ECDSA_WITH_SHA256_ALGID, derTlv(TAG.BIT_STRING, Buffer.concat([Buffer.from([0]), signature]))]));

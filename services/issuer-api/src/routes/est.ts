@@ -107,7 +107,9 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstDeps): void {
     for (const prefix of ['/.well-known/est', '/.well-known/est/:label', '/.well-known/est/:label/.well-known/est']) {
       const labelled = prefix.includes(':label');
       const params = labelled ? { type: 'object', properties: { label: { type: 'string', maxLength: 64, description: `profile and key role: ${ENROLMENT_LABELS.map((l) => l.label).join(', ')}` } } } : undefined;
-      const docs = (summary: string, extra: Record<string, unknown> = {}) => ({ schema: { summary, tags: ['est'], ...(params ? { params } : {}), ...extra } });
+      // The strongSwan form is the labelled one again: documented once, in the README.
+      const hide = prefix.endsWith('/.well-known/est') && labelled;
+      const docs = (summary: string, extra: Record<string, unknown> = {}) => ({ schema: { summary, tags: ['est'], ...(params ? { params } : {}), ...extra, ...(hide ? { hide: true } : {}) } });
       est.get<{ Params: { label?: string } }>(`${prefix}/cacerts`, docs('EST: the CA certificates (issuing CA and root), certs-only CMS, base64', { produces: ['application/pkcs7-mime'] }), async (request, reply) => {
         requireTls(request);
         enrolmentLabel(request.params.label);
