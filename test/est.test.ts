@@ -319,6 +319,38 @@ describe('EST refusals write nothing', () => {
     assert.deepEqual(await rowsFor(eui64), { intents: 0, certificates: 0, devices: 0 });
   });
 
+  it('the standby site: 503 SITE_STANDBY with Retry-After, naming the active site', async () => {
+    const standby = await createIssuerRuntime({ ...config, site: 'b' }, { logger: false, hsmSessions: 1, poolSize: 2, tls: readTlsMaterial(config.api.tlsDir) });
+    try {
+      await standby.app.listen({ host: '127.0.0.1', port: 0 });
+      const eui64 = newEui();
+      const body = await csrBody('standby', eui64);
+      const res = await new Promise<Answer>((resolve, reject) => {
+        const req = httpsRequest(
+          `https://127.0.0.1:${(standby.app.server.address() as AddressInfo).port}/.well-known/est/simpleenroll`,
+          { method: 'POST', ca: readFileSync(join(config.api.tlsDir, 'clients-ca.pem')), headers: { 'content-type': 'application/pkcs10', authorization: basic(factoryToken) } },
+          (r) => {
+            let text = '';
+            r.setEncoding('utf8');
+            r.on('data', (c: string) => (text += c));
+            r.on('end', () => resolve({ status: r.statusCode ?? 0, headers: r.headers, body: text }));
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+      assert.equal(res.status, 503);
+      assert.equal(res.headers['retry-after'], '10');
+      const answer = JSON.parse(res.body) as { code: string; message: string; details: { activeSite: string; activeUrl: string } };
+      assert.equal(answer.code, 'SITE_STANDBY');
+      assert.equal(answer.details.activeSite, 'a');
+      assert.match(answer.details.activeUrl, /^https:\/\/.+:\d+$/);
+      assert.deepEqual(await rowsFor(eui64), { intents: 0, certificates: 0, devices: 0 });
+    } finally {
+      await standby.close();
+    }
+  });
+
   it('no credential: 401; a token of another role: 403', async () => {
     const eui64 = newEui();
     const body = await csrBody('nocred', eui64);

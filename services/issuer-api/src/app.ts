@@ -91,7 +91,8 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   await app.register(swaggerUi, { routePrefix: '/docs' });
   const metrics = installMetrics(app);
   const authenticator = new ApiAccess(new TokenAuthenticator(deps.pool), deps.pool, deps.config.site, { failedAuthPerMinute: deps.config.api.failedAuthPerMinute });
-  const guard = new SiteGuard(deps.pool, deps.config, deps.lease);
+  // The other site is named with this one's scheme: both sites serve the API the same way.
+  const guard = new SiteGuard(deps.pool, { ...deps.config, api: { ...deps.config.api, tls: deps.tls !== undefined } }, deps.lease);
   installWriteDeadline(app, guard, deps.config.writeWaitMs);
   guard.onWritesBlocked = (blocked) => {
     metrics.writesBlocked.set(blocked ? 1 : 0);
