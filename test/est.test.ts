@@ -8,8 +8,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AddressInfo } from 'node:net';
 import type { FleetConfig } from '@fleetpki/core';
-import { createIssuerRuntime, readTlsMaterial, type IssuerRuntime } from '@fleetpki/issuer-api';
-import type { Pool } from '@fleetpki/store';
+import { buildIssuerApi, createIssuerRuntime, readTlsMaterial, type IssuerRuntime } from '@fleetpki/issuer-api';
+import { loadSiteIssuer } from '@fleetpki/ca';
+import { ChunkQueue } from '@fleetpki/queue';
+import { toPem } from '@fleetpki/x509';
+import { createPool, type Pool } from '@fleetpki/store';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
@@ -62,10 +65,10 @@ interface Answer {
   body: string;
 }
 
-function estRequest(path: string, options: { method?: string; body?: string; contentType?: string; auth?: string; cert?: string; key?: string } = {}): Promise<Answer> {
+function estRequest(path: string, options: { method?: string; body?: string; contentType?: string; auth?: string; cert?: string; key?: string; base?: string } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
-      `${base}${path}`,
+      `${options.base ?? base}${path}`,
       {
         method: options.method ?? (options.body === undefined ? 'GET' : 'POST'),
         ca: readFileSync(join(config.api.tlsDir, 'clients-ca.pem')),
@@ -320,34 +323,29 @@ describe('EST refusals write nothing', () => {
   });
 
   it('the standby site: 503 SITE_STANDBY with Retry-After, naming the active site', async () => {
-    const standby = await createIssuerRuntime({ ...config, site: 'b' }, { logger: false, hsmSessions: 1, poolSize: 2, tls: readTlsMaterial(config.api.tlsDir) });
+    // Site B's API built in this process on B's database (a hot standby), with A's key store: one process
+    // serves one site's HSM, and B's token holds no keys in this test deployment. The refusal comes
+    // from the database being in recovery, which is what makes a site a standby.
+    const configB = { ...config, site: 'b' as const };
+    const poolB = createPool(config.sites.b.databaseUrl, { max: 2, applicationName: 'fleetpki-test' });
+    const queue = new ChunkQueue(config.sites.b.redisUrl, config.pgDatabase);
+    const issuer = await loadSiteIssuer(configB, poolB, runtime.keyStore);
+    const standby = await buildIssuerApi({ config: configB, pool: poolB, ca: issuer.ca, keyStore: runtime.keyStore, queue, chainPem: toPem(issuer.ca.record.certificate) + toPem(issuer.root.certificate), serialPrefix: issuer.serialPrefix, logger: false, tls: readTlsMaterial(config.api.tlsDir) });
     try {
-      await standby.app.listen({ host: '127.0.0.1', port: 0 });
+      await standby.listen({ host: '127.0.0.1', port: 0 });
       const eui64 = newEui();
-      const body = await csrBody('standby', eui64);
-      const res = await new Promise<Answer>((resolve, reject) => {
-        const req = httpsRequest(
-          `https://127.0.0.1:${(standby.app.server.address() as AddressInfo).port}/.well-known/est/simpleenroll`,
-          { method: 'POST', ca: readFileSync(join(config.api.tlsDir, 'clients-ca.pem')), headers: { 'content-type': 'application/pkcs10', authorization: basic(factoryToken) } },
-          (r) => {
-            let text = '';
-            r.setEncoding('utf8');
-            r.on('data', (c: string) => (text += c));
-            r.on('end', () => resolve({ status: r.statusCode ?? 0, headers: r.headers, body: text }));
-          },
-        );
-        req.on('error', reject);
-        req.end(body);
-      });
-      assert.equal(res.status, 503);
+      const res = await estRequest('/.well-known/est/simpleenroll', { body: await csrBody('standby', eui64), contentType: 'application/pkcs10', auth: basic(factoryToken), base: `https://127.0.0.1:${(standby.server.address() as AddressInfo).port}` });
+      assert.equal(res.status, 503, res.body);
       assert.equal(res.headers['retry-after'], '10');
       const answer = JSON.parse(res.body) as { code: string; message: string; details: { activeSite: string; activeUrl: string } };
       assert.equal(answer.code, 'SITE_STANDBY');
       assert.equal(answer.details.activeSite, 'a');
-      assert.match(answer.details.activeUrl, /^https:\/\/.+:\d+$/);
+      assert.equal(answer.details.activeUrl, `https://${config.sites.a.host}:${config.sites.a.apiPort}`);
       assert.deepEqual(await rowsFor(eui64), { intents: 0, certificates: 0, devices: 0 });
     } finally {
       await standby.close();
+      await queue.close();
+      await poolB.end();
     }
   });
 
