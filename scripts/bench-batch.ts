@@ -1,7 +1,7 @@
 /**
  * pnpm bench batch --devices N [--workers W] [--public-keys] [--hybrid] [--json] [--deadline S]
  * End to end, as a factory sees it: upload the manifest (streamed) to an issuer-api process, W batch
- * worker processes issue it, then every certificate is downloaded. Prints devices/s, certificates/s, the
+ * worker processes issue it, and every certificate is downloaded while they do. Prints devices/s, certificates/s, the
  * raw HSM signing rate measured in the same run and the ratio, the CPU time per certificate of every
  * process (API, workers, both PostgreSQL clusters, Redis; scripts/lib/cpu-meter.ts), each process's
  * peak RSS, and the database size. The manifest is generated first (not timed). --hybrid then downloads the
@@ -89,6 +89,11 @@ await run.main(async () => {
   const { batch } = await client.submitBatch(manifestPath, signature ? { signature } : {});
   const uploaded = (performance.now() - t) / 1000;
   log(`  accepted in ${uploaded.toFixed(1)} s: ${batch.certificatesRequested} certificates in ${batch.chunks.total} chunks`);
+  // The download follows the issuance (as `batch submit --wait -o` does), so it ends soon after the last chunk.
+  let downloaded = 0;
+  const download = (async () => {
+    for await (const line of client.followBatchResults(batch.id, { intervalMs: 500 })) if (line.type === 'certificate') downloaded++;
+  })();
   let done = batch;
   await run.waitUntil(`${workerCount} workers to issue batch ${batch.id}`, async () => {
     done = await client.getBatch(batch.id);
@@ -96,9 +101,8 @@ await run.main(async () => {
   });
   if (done.status !== 'complete') run.fail('BENCH_BATCH_FAILED', `batch ${batch.id} ended ${done.status}: ${done.issued} issued, ${done.failed} failed`);
   const issuedAt = (performance.now() - t) / 1000;
-  run.begin(`downloading ${done.issued} certificates`);
-  let downloaded = 0;
-  for await (const line of client.batchResults(batch.id)) if (line.type === 'certificate') downloaded++;
+  run.begin(`downloading the last of ${done.issued} certificates (${downloaded} so far)`);
+  await download;
   const elapsed = (performance.now() - t) / 1000;
   const cpu = cpuPerCertificate(meter.end(), done.issued);
   if (downloaded !== done.issued || done.issued !== batch.certificatesRequested) run.fail('BENCH_BATCH_INCOMPLETE', `expected ${batch.certificatesRequested} certificates, issued ${done.issued}, downloaded ${downloaded}`);

@@ -244,6 +244,30 @@ export class FleetApiClient {
   }
 
   /** Polls until the batch is complete (or failed), reporting each view. */
+  /**
+   * A batch's results as it issues them: every certificate once, in order, until the batch is
+   * complete (or failed or cancelled), asking again with the last cursor every `intervalMs`. The chain
+   * comes first unless resuming (`after`); the last line is the final {"type":"end"}.
+   */
+  async *followBatchResults(id: string, options: { after?: number; format?: 'der' | 'pem' | 'c509'; intervalMs?: number } = {}): AsyncGenerator<ResultLine> {
+    let cursor = options.after;
+    let first = true;
+    for (;;) {
+      let end: Extract<ResultLine, { type: 'end' }> | undefined;
+      for await (const line of this.batchResults(id, cursor, options.format)) {
+        if (line.type === 'end') end = line;
+        else if (line.type !== 'chain' || first) yield line;
+      }
+      first = false;
+      if (!end) throw new FleetError('RESULTS_TRUNCATED', `the results of batch ${id} ended without their end line; resume with --after ${cursor ?? -1}`);
+      cursor = end.cursor;
+      if (end.complete) return yield end;
+      const batch = await this.getBatch(id);
+      if (batch.status === 'failed' || batch.status === 'cancelled') return yield end;
+      await new Promise((r) => setTimeout(r, options.intervalMs ?? 1_000));
+    }
+  }
+
   async waitForBatch(id: string, onProgress?: (batch: BatchView) => void, intervalMs = 500): Promise<BatchView> {
     for (;;) {
       const batch = await this.getBatch(id);

@@ -410,16 +410,30 @@ export interface BatchResultRow {
   readonly der: Buffer;
 }
 
-/** One page of a batch's certificates after `afterSeq` (keyset pagination: the cursor is a seq). */
-export async function readBatchResults(db: Queryable, batchId: string, afterSeq: number, limit: number): Promise<BatchResultRow[]> {
+/**
+ * Where a batch's results are final: every item below the returned seq is in a finished chunk.
+ * Chunks finish out of order (several workers), so a reader that went past an unfinished chunk and
+ * resumed from its cursor would never see that chunk's certificates; results are read below this.
+ */
+export async function batchFinishedPrefix(db: Queryable, batchId: string): Promise<number> {
+  const { rows } = await db.query<{ below: number }>(
+    `SELECT coalesce((SELECT min(c.chunk_no) FROM batch_chunks c WHERE c.batch_id = b.id AND c.state <> 'done') * b.chunk_size, b.item_count)::int AS below
+       FROM batches b WHERE b.id = $1`,
+    [batchId],
+  );
+  return rows[0]?.below ?? 0;
+}
+
+/** One page of a batch's certificates after `afterSeq` and below `belowSeq` (keyset pagination: the cursor is a seq). */
+export async function readBatchResults(db: Queryable, batchId: string, afterSeq: number, limit: number, belowSeq = 2 ** 31 - 1): Promise<BatchResultRow[]> {
   const { rows } = await db.query<{ seq: number; eui64: Buffer; key_role: string; serial: Buffer; der: Buffer }>(
     `SELECT i.seq, i.eui64, i.key_role, c.serial, c.der
        FROM batch_items i
        JOIN issuance_intents n ON n.batch_id = i.batch_id AND n.eui64 = i.eui64 AND n.key_role = i.key_role AND n.active
        JOIN certificates c ON c.serial = n.serial
-      WHERE i.batch_id = $1 AND i.seq > $2
+      WHERE i.batch_id = $1 AND i.seq > $2 AND i.seq < $4
       ORDER BY i.seq LIMIT $3`,
-    [batchId, afterSeq, limit],
+    [batchId, afterSeq, limit, belowSeq],
   );
   return rows.map((r) => ({ seq: r.seq, eui64: r.eui64, keyRole: r.key_role, serial: r.serial, der: r.der }));
 }

@@ -4,7 +4,7 @@ import { FleetError, eui64FromBytes, isUuid } from '@fleetpki/core';
 import { DEVICE_KEY_ROLES, serialHex, type BatchIntake, type DeviceKeyService, type Principal, type SiteGuard, auditActor } from '@fleetpki/ca';
 import { MANIFEST_SIGNATURE_HEADER } from '@fleetpki/manifest';
 import type { ChunkQueue } from '@fleetpki/queue';
-import { getBatch, listBatchDevices, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
+import { batchFinishedPrefix, getBatch, listBatchDevices, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
 import type { DeviceKeyRole } from '@fleetpki/hsm';
 import { CERTIFICATE_FORMATS, encodeIssuedCertificate, getProfile, parseCertificateFormat } from '@fleetpki/x509';
 import { type ApiAccess, requireRole, visibleTo } from '../auth.js';
@@ -153,7 +153,7 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       schema: {
         summary: 'Issued certificates as NDJSON, resumable',
         description:
-          'Lines: {"type":"chain",...} first (unless resuming), then {"type":"certificate","cursor","eui64","keyRole","serial","certificate"} (base64 DER by default; ?format=pem or ?format=c509 for base64 C509), then {"type":"end","cursor","complete"}. Resume with ?after=<cursor>.',
+          'Lines: {"type":"chain",...} first (unless resuming), then {"type":"certificate","cursor","eui64","keyRole","serial","certificate"} (base64 DER by default; ?format=pem or ?format=c509 for base64 C509), then {"type":"end","cursor","complete"}. While the batch issues, only the chunks finished in order are listed, so resuming with ?after=<cursor> never skips a certificate; follow a running batch by asking again with the last cursor until complete.',
         tags: ['batches'],
         security: [{ bearer: [] }],
         querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'integer', minimum: -1 }, format: { type: 'string', enum: CERTIFICATE_FORMATS } } },
@@ -171,8 +171,12 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       async function* lines(): AsyncGenerator<string> {
         if (start < 0) yield JSON.stringify({ type: 'chain', batch: batch.id, certificates: chain }) + '\n';
         let cursor = start;
+        // Only chunks finished in order: a resumed download must not skip one still being issued.
+        // The status first: a batch seen complete has every chunk done, so the prefix read after it is all of it.
+        const before = await getBatch(pool, batch.id);
+        const below = await batchFinishedPrefix(pool, batch.id);
         for (;;) {
-          const page = await readBatchResults(pool, batch.id, cursor, RESULT_PAGE);
+          const page = await readBatchResults(pool, batch.id, cursor, RESULT_PAGE, below);
           if (page.length === 0) break;
           let text = '';
           for (const r of page) {
@@ -181,8 +185,8 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
           cursor = page[page.length - 1]!.seq;
           yield text;
         }
-        const now = await getBatch(pool, batch.id);
-        yield JSON.stringify({ type: 'end', cursor, complete: now?.status === 'complete' }) + '\n';
+        // Past refused items at the end of the finished part too, so the next resume starts after them.
+        yield JSON.stringify({ type: 'end', cursor: Math.max(cursor, below - 1), complete: before?.status === 'complete' }) + '\n';
       }
       return reply.type('application/x-ndjson').send(Readable.from(lines()));
     },
