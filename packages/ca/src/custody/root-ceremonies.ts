@@ -3,8 +3,8 @@ import { FleetError, type SiteId } from '@fleetpki/core';
 import { formatPkcs11Uri, parsePkcs11Uri, type Signer, type SigningKeyStore } from '@fleetpki/hsm';
 import { appendAuditEvents, insertCa, listCas, nextCrlNumber, previousCaCertificates, renewCaCertificate, saveCrl, withTransaction, type CaKind, type CaRecord, type Pool } from '@fleetpki/store';
 import { assembleSignedCertificate, buildCaTbs, buildCrlTbs, parseCaCertificate, type CaName, type CrlEntry } from '@fleetpki/x509';
-import { CA_IDS } from './ca-ids.js';
-import { newSerial } from './serials.js';
+import { CA_IDS } from '../ca-ids.js';
+import { newSerial } from '../issuance/serials.js';
 
 /**
  * What only the offline root signs, each a ceremony run by custodians at the CLI with the root's HSM

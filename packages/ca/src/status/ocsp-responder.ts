@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Signer } from '@fleetpki/hsm';
-import { GroupCommitter } from './group-commit.js';
+import { GroupCommitter } from '../issuance/group-commit.js';
 import { certificatesIssuedAfter, getCertificateStatus, lookupOcsp, ocspResponsesExpiringBefore, revocationGeneration, revocationsSince, saveOcspResponses, type CertificateStatusRow, type IssueCursor, type Pool, type RevocationCursor, type StoredOcspResponse } from '@fleetpki/store';
 import {
   OCSP_ERROR,

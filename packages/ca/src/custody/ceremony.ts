@@ -2,9 +2,9 @@ import { FleetError, type SiteId } from '@fleetpki/core';
 import { formatPkcs11Uri, parsePkcs11Uri, type KeyInfo, type SigningKeyStore } from '@fleetpki/hsm';
 import { appendAuditEvents, insertCa, listCas, withTransaction, type CaKind, type CaRecord, type Pool } from '@fleetpki/store';
 import { assembleSignedCertificate, buildCaTbs, parseCaCertificate, type CaName } from '@fleetpki/x509';
-import { CA_IDS } from './ca-ids.js';
+import { CA_IDS } from '../ca-ids.js';
 import { rootSigns } from './root-ceremonies.js';
-import { newSerial } from './serials.js';
+import { newSerial } from '../issuance/serials.js';
 
 export interface CeremonyOptions {
   readonly pool: Pool;

@@ -1,7 +1,7 @@
 import { FleetError } from '@fleetpki/core';
 import { listDirtyShards, listFullCrls, withCrlSnapshot, type CrlSnapshot, type Pool } from '@fleetpki/store';
 import { assembleSignedCertificate, buildCrlTbs, crlShardUrl, getProfile, readCrlSerials, DEFAULT_PROFILE_ID } from '@fleetpki/x509';
-import type { IssuingCa } from './issuing-ca.js';
+import type { IssuingCa } from '../issuance/issuing-ca.js';
 
 export interface CrlPublisherOptions {
   /** nextUpdate - thisUpdate of every CRL. */

@@ -3,8 +3,8 @@ import { FleetError, type SiteId } from '@fleetpki/core';
 import { parsePkcs11Uri, type KeyStore } from '@fleetpki/hsm';
 import { appendAuditEvents, insertOrganisationCertificate, listCas, readSiteStates, withTransaction, type Pool, type Role } from '@fleetpki/store';
 import { assembleSignedCertificate, buildOrganisationTbs, parseCaCertificate, type CaName, type OrganisationPurpose } from '@fleetpki/x509';
-import { CA_IDS } from './ca-ids.js';
-import { newSerial } from './serials.js';
+import { CA_IDS } from '../ca-ids.js';
+import { newSerial } from '../issuance/serials.js';
 
 export interface OrganisationCertificateOrder {
   readonly purpose: OrganisationPurpose;

@@ -3,7 +3,7 @@ import { completeChunk, loadChunkWork, recordChunkIntents, type ChunkCertificate
 import { verifyCsrPossession, type LintedTbs } from '@fleetpki/x509';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
 import { issuanceTime, prepareIssuance, rebuildIssuance } from './prepare-issuance.js';
-import { CaStatusGuard } from './site-guard.js';
+import { CaStatusGuard } from '../sites/site-guard.js';
 
 export interface ChunkOutcome {
   readonly issued: number;

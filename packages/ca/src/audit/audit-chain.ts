@@ -5,8 +5,8 @@ import type { SiteId } from '@fleetpki/core';
 import type { KeyStore } from '@fleetpki/hsm';
 import { auditRowsAfter, insertAuditKey, lastAuditSeal, listAuditKeys, listAuditSeals, listCas, saveAuditSeal, unsealedAuditRows, withTransaction, type AuditRow, type Pool } from '@fleetpki/store';
 import { OID, subjectKeyIdMethod2 } from '@fleetpki/x509';
-import { CA_IDS } from './ca-ids.js';
-import { issueOrganisationCertificate } from './organisation-issuer.js';
+import { CA_IDS } from '../ca-ids.js';
+import { issueOrganisationCertificate } from '../access/organisation-issuer.js';
 
 const GENESIS = Buffer.alloc(32);
 

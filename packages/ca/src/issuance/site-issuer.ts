@@ -1,7 +1,7 @@
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import type { KeyStore } from '@fleetpki/hsm';
 import { listCas, readSiteStates, type CaRecord, type Pool } from '@fleetpki/store';
-import { CA_IDS } from './ca-ids.js';
+import { CA_IDS } from '../ca-ids.js';
 import { openIssuingCa, type IssuingCa } from './issuing-ca.js';
 
 export interface SiteIssuer {
