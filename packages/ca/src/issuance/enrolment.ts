@@ -207,6 +207,12 @@ export class EnrolmentService {
     if (mayResolve && existing && !cert && !existing.batchId && existing.ageSeconds > this.intentTimeoutSeconds && (await this.store.retireIntent(this.site, request.actor, existing.serial, { kind: 'stale', olderThanSeconds: this.intentTimeoutSeconds }))) {
       return this.enrolOnce(request, false);
     }
+    // In flight on the other site when it stopped acting (a failover): this site writes now, so the
+    // other site's database is no longer the primary and that certificate can never be stored. Waiting
+    // out the intent timeout would keep the device (and a factory line retrying it) stuck for a minute.
+    if (mayResolve && existing && !cert && !existing.batchId && existing.site !== this.site && (await this.store.retireIntent(this.site, request.actor, existing.serial, { kind: 'abandoned', bySite: existing.site }))) {
+      return this.enrolOnce(request, false);
+    }
     if (existing && !cert) {
       throw new FleetError('CERTIFICATE_PENDING', `device ${request.eui64} has a ${request.keyRole} enrolment in progress since ${existing.createdAt.toISOString()}; if it does not complete it is released after ${this.intentTimeoutSeconds} s`, {
         httpStatus: 409,

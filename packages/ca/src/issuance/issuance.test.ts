@@ -182,4 +182,36 @@ describe('the one issuance path', () => {
     assert.ok(createHash('sha256').update(tbsOf(issued.der)).digest().equals(intents[0]!.tbsSha256));
     assert.ok(stored[0]!.serial.equals(intents[0]!.serial));
   });
+
+  it("after a failover, an intent the other site left without a certificate is released at once, not after the intent timeout", async () => {
+    const ca = await issuingCa();
+    const abandoned = { serial: Buffer.from('0b0102030405060708', 'hex'), site: 'b' as const, createdAt: new Date(), ageSeconds: 2, batchId: null, certificate: null };
+    let live: ActiveEnrolment | undefined = abandoned;
+    const retired: unknown[] = [];
+    const store: EnrolmentStore = {
+      // The unique live intent refuses a second one until the abandoned one is retired.
+      recordIntents: async (_site, _actor, rows) => (live ? new Set() : new Set(rows.map((r) => r.serial.toString('hex')))),
+      storeCertificates: async () => new Set(),
+      explainRefusedIntent: async () => 'already-enrolled',
+      findActiveEnrolment: async () => live,
+      retireIntent: async (_site, _actor, serial, why) => {
+        retired.push({ serial: serial.toString('hex'), why });
+        live = undefined;
+        return true;
+      },
+      staleOnlineIntents: async () => [],
+      findPresentedCertificate: async () => undefined,
+    };
+    const [key] = generateDeviceKeys(1);
+    const request = { eui64: parseEui64('00-11-22-33-44-55-66-78'), keyRole: 'digitalSignature' as const, profileId: DEFAULT_PROFILE_ID, deviceType: 'smart-meter', publicKey: parseDevicePublicKey(key!.publicKeySpki.toString('base64')), manufacturerId: 'm', actor: 'test' };
+    const issued = await new EnrolmentService(ca, store, 'a', 0x0a, { intentTimeoutSeconds: 60 }).enrol(request);
+    assert.match(opensslVerify(issued.der), /: OK$/);
+    assert.deepEqual(retired, [{ serial: '0b0102030405060708', why: { kind: 'abandoned', bySite: 'b' } }]);
+
+    // This site's own intent of 2 s is in flight here: the device waits (CERTIFICATE_PENDING), nothing is retired.
+    live = { ...abandoned, site: 'a' };
+    retired.length = 0;
+    await assert.rejects(new EnrolmentService(ca, store, 'a', 0x0a, { intentTimeoutSeconds: 60 }).enrol(request), (err: unknown) => isFleetError(err, 'CERTIFICATE_PENDING'));
+    assert.deepEqual(retired, []);
+  });
 });

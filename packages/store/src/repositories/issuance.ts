@@ -116,6 +116,8 @@ export async function storeCertificates(pool: Pool, site: 'a' | 'b', actor: stri
 /** The active online or batch enrolment of (device, role, profile), with its certificate and status if it has one. */
 export interface ActiveEnrolment {
   readonly serial: Buffer;
+  /** The site that recorded the intent. */
+  readonly site: 'a' | 'b';
   readonly createdAt: Date;
   readonly ageSeconds: number;
   readonly batchId: string | null;
@@ -123,8 +125,8 @@ export interface ActiveEnrolment {
 }
 
 export async function findActiveEnrolment(db: Queryable, eui64: Buffer, keyRole: string, profile: string): Promise<ActiveEnrolment | undefined> {
-  const { rows } = await db.query<{ serial: Buffer; created_at: Date; age: number; batch_id: string | null; der: Buffer | null; not_before: Date | null; not_after: Date | null; crl_shard: number | null; revoked: boolean }>(
-    `SELECT i.serial, i.created_at, extract(epoch FROM clock_timestamp() - i.created_at)::float8 AS age, i.batch_id, c.der, c.not_before, c.not_after, c.crl_shard,
+  const { rows } = await db.query<{ serial: Buffer; site: 'a' | 'b'; created_at: Date; age: number; batch_id: string | null; der: Buffer | null; not_before: Date | null; not_after: Date | null; crl_shard: number | null; revoked: boolean }>(
+    `SELECT i.serial, i.site, i.created_at, extract(epoch FROM clock_timestamp() - i.created_at)::float8 AS age, i.batch_id, c.der, c.not_before, c.not_after, c.crl_shard,
             EXISTS (SELECT 1 FROM revocations r WHERE r.serial = i.serial) AS revoked
        FROM issuance_intents i LEFT JOIN certificates c ON c.serial = i.serial
       WHERE i.eui64 = $1 AND i.key_role = $2 AND i.profile = $3 AND i.active`,
@@ -134,6 +136,7 @@ export async function findActiveEnrolment(db: Queryable, eui64: Buffer, keyRole:
   if (!r) return undefined;
   return {
     serial: r.serial,
+    site: r.site,
     createdAt: r.created_at,
     ageSeconds: r.age,
     batchId: r.batch_id,
@@ -147,7 +150,12 @@ export async function findActiveEnrolment(db: Queryable, eui64: Buffer, keyRole:
  * intent got no certificate within `olderThanSeconds` (a crash, an HSM error, a lost commit). The intent
  * is locked first and the condition checked after, so a certificate stored meanwhile wins.
  */
-export type RetireReason = { kind: 'revoked' } | { kind: 'stale'; olderThanSeconds: number } | { kind: 'renewed' };
+/**
+ * revoked: its certificate was revoked; stale: no certificate after the timeout; renewed: superseded by
+ * a re-enrolment; abandoned: recorded by the other site, which no longer acts as the CA site, so its
+ * certificate can never be stored (its database is not the primary any more).
+ */
+export type RetireReason = { kind: 'revoked' } | { kind: 'stale'; olderThanSeconds: number } | { kind: 'renewed' } | { kind: 'abandoned'; bySite: 'a' | 'b' };
 
 export async function retireIntent(pool: Pool, site: 'a' | 'b', actor: string, serial: Buffer, why: RetireReason): Promise<boolean> {
   return withTransaction(pool, async (client) => {
@@ -159,10 +167,17 @@ export async function retireIntent(pool: Pool, site: 'a' | 'b', actor: string, s
       [serial],
     );
     const state = rows[0]!;
-    const ok = why.kind === 'revoked' ? state.revoked : why.kind === 'renewed' ? state.has_certificate && !state.revoked : !state.has_certificate && state.age > why.olderThanSeconds;
+    const ok =
+      why.kind === 'revoked' ? state.revoked : why.kind === 'renewed' ? state.has_certificate && !state.revoked : why.kind === 'abandoned' ? !state.has_certificate : !state.has_certificate && state.age > why.olderThanSeconds;
     if (!ok) return false;
     const reason =
-      why.kind === 'revoked' ? 'certificate revoked; the device enrols again' : why.kind === 'renewed' ? 'superseded by a re-enrolment of the device' : `no certificate ${Math.round(state.age)} s after the intent (timeout ${why.olderThanSeconds} s)`;
+      why.kind === 'revoked'
+        ? 'certificate revoked; the device enrols again'
+        : why.kind === 'renewed'
+          ? 'superseded by a re-enrolment of the device'
+          : why.kind === 'abandoned'
+            ? `recorded by site ${why.bySite}, which no longer acts as the CA site; its certificate was never stored`
+            : `no certificate ${Math.round(state.age)} s after the intent (timeout ${why.olderThanSeconds} s)`;
     await client.query(`UPDATE issuance_intents SET active = false, released_at = clock_timestamp(), released_reason = $2, renewed_at = CASE WHEN $3 THEN clock_timestamp() END WHERE serial = $1`, [serial, reason, why.kind === 'renewed']);
     const action = why.kind === 'revoked' ? 'issuance.intent.superseded' : why.kind === 'renewed' ? 'certificate.superseded' : 'issuance.intent.released';
     await appendAuditEvents(client, [{ site, actor, action, subject: serial.toString('hex'), details: { reason } }]);
