@@ -25,9 +25,17 @@ export async function batchDevicesNotExactlyOne(db: Queryable, batchId: string):
   return rows[0]!.n;
 }
 
-/** (device, role, profile) holding more than one certificate: a duplicate issuance. */
+/**
+ * (device, role, profile) holding more than one certificate in force: a duplicate issuance. A
+ * certificate revoked, or superseded by a re-enrolment (EST), has a legitimate successor.
+ */
 export async function countDuplicateIssuance(db: Queryable): Promise<number> {
-  const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM (SELECT 1 FROM certificates GROUP BY eui64, key_role, profile HAVING count(*) > 1) d`);
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (
+       SELECT 1 FROM certificates c JOIN issuance_intents i ON i.serial = c.serial
+        WHERE i.renewed_at IS NULL AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = c.serial)
+        GROUP BY c.eui64, c.key_role, c.profile HAVING count(*) > 1) d`,
+  );
   return rows[0]!.n;
 }
 
