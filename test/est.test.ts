@@ -31,6 +31,8 @@ let otherFactoryToken: string;
 let adminToken: string;
 const dir = mkdtempSync(join(tmpdir(), 'fleetpki-est-'));
 const MAKER = 'est-maker';
+const SUPERSEDED_GRACE_S = 20;
+let renewedSerial = '';
 const OTHER_MAKER = 'est-other-maker';
 const file = (name: string) => join(dir, name);
 
@@ -124,8 +126,10 @@ before(async () => {
   const server = await cli(['tls', 'server']);
   assert.equal(server.code, 0, server.stderr);
   tlsTrust = splitPem(join(config.api.tlsDir, 'clients-ca.pem'), 'tls');
-  const estConfig = { ...config.est, approvalLabels: ['compact-kex'], retryAfterSeconds: 1, revokeSupersededAfterSeconds: null };
-  runtime = await createIssuerRuntime({ ...config, site: 'a', est: estConfig }, { logger: false, hsmSessions: 1, poolSize: 4, tls: readTlsMaterial(config.api.tlsDir) });
+  // Superseded certificates are revoked 20 s after their re-enrolment; the reconciler looks every second
+  // (its interval follows the intent timeout).
+  const estConfig = { ...config.est, approvalLabels: ['compact-kex'], retryAfterSeconds: 1, revokeSupersededAfterSeconds: SUPERSEDED_GRACE_S };
+  runtime = await createIssuerRuntime({ ...config, site: 'a', est: estConfig, intentTimeoutSeconds: 4 }, { logger: false, hsmSessions: 1, poolSize: 4, tls: readTlsMaterial(config.api.tlsDir) });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   base = `https://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
 });
@@ -184,6 +188,7 @@ describe('EST with strongSwan pki', () => {
     ]);
     const audit = await pool.query(`SELECT 1 FROM audit_events WHERE action = 'certificate.superseded' AND subject = $1 AND actor = $2`, [oldSerial, `device:${eui64}`]);
     assert.equal(audit.rowCount, 1, 'the supersession is audited, with the device as actor');
+    renewedSerial = oldSerial;
 
     // A retry after a lost answer (same CSR, the old certificate again) gets the same new certificate.
     const retry = await run('pki', ['--est', '--url', `${base}/.well-known/est/compact-signing`, ...pkiTrust(), '--in', second.csr, '--cert', file('old.pem'), '--key', first.key, '--outform', 'pem']);
@@ -194,6 +199,23 @@ describe('EST with strongSwan pki', () => {
     const refused = await estRequest('/.well-known/est/compact-signing/simplereenroll', { body: readFileSync(stranger.csr).toString('base64'), contentType: 'application/pkcs10', cert: file('new.pem'), key: second.key });
     assert.equal(refused.status, 403);
     assert.equal(JSON.parse(refused.body).code, 'REENROL_MISMATCH');
+  });
+
+  it('the superseded certificate is revoked, reason superseded, once the grace period is over', async () => {
+    assert.ok(renewedSerial, 'the re-enrolment test ran first');
+    const serial = Buffer.from(renewedSerial, 'hex');
+    let row: { reason: number; after_s: number } | undefined;
+    for (let i = 0; i < 120 && !row; i++) {
+      const { rows } = await pool.query<{ reason: number; after_s: number }>(
+        `SELECT r.reason, extract(epoch FROM r.created_at - i.renewed_at)::float8 AS after_s FROM revocations r JOIN issuance_intents i ON i.serial = r.serial WHERE r.serial = $1`,
+        [serial],
+      );
+      row = rows[0];
+      if (!row) await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.ok(row, `certificate ${renewedSerial} was revoked`);
+    assert.equal(row.reason, 4, 'CRLReason superseded');
+    assert.ok(row.after_s >= SUPERSEDED_GRACE_S, `revoked ${row.after_s} s after the re-enrolment, not before the ${SUPERSEDED_GRACE_S} s grace`);
   });
 
   it('a label that needs approval answers 202 with Retry-After until an administrator approves; the same CSR then gets the certificate', async () => {
