@@ -116,7 +116,9 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
 
     const tick = async () => {
       // Revocations first and all of them: relying parties must see them within seconds.
-      await ocsp.applyAllNewRevocations();
+      const started = Date.now();
+      const revoked = await ocsp.applyAllNewRevocations();
+      if (revoked > 0) app.log.info({ revocations: revoked, ms: Date.now() - started }, 'revocations applied to OCSP');
       if (publisher && (await canWrite())) await publisher.publishDue();
       await ocsp.refreshExpiring();
       await ocsp.preProduceNew();

@@ -44,6 +44,22 @@ export interface OcspResponderOptions {
   readonly cacheEntries?: number;
 }
 
+/** Revocations are re-signed in slices of this many (one store commit each). */
+const REVOCATION_SLICE = 500;
+/** Enough to keep the signing threads fed while a slice's commit waits for the standby. */
+const REVOCATION_SLICES_IN_FLIGHT = 4;
+
+/** A revocation picked up and waiting for its re-signed response. */
+interface PendingRevocation {
+  readonly serial: Buffer;
+  readonly hashAlg: 'sha1';
+  readonly status: OcspStatus;
+  /** In a slice being signed (a request for it no longer moves it forward). */
+  taken: boolean;
+  readonly done: Promise<OcspAnswer | undefined>;
+  readonly resolve: (answer: OcspAnswer | undefined) => void;
+}
+
 interface Cached {
   readonly answer: OcspAnswer;
   readonly refreshAt: number;
@@ -144,6 +160,9 @@ export class OcspResponder {
   private readonly generations: GenerationWatch;
   private readonly vouching: () => boolean;
   private readonly onDemand: OnDemandSigning;
+  /** Revocations picked up and not re-signed yet, by serial (hex); `urgent` are those asked for. */
+  private readonly pendingRevocations = new Map<string, PendingRevocation>();
+  private readonly urgent: PendingRevocation[] = [];
   /** Responses produced on request are stored in groups: one synchronous-replication round trip for many. */
   private readonly saves = new GroupCommitter<StoredOcspResponse, void>(
     async (items) => {
@@ -200,6 +219,14 @@ export class OcspResponder {
   private async single(id: OcspCertId, clientAddress: string): Promise<OcspAnswer> {
     const alg = id.hashAlgorithm!;
     const key = this.key(alg, id.serial);
+    // A revocation picked up but not re-signed yet: the answer is the one being produced, moved to the
+    // front of the queue, rather than a status read and a second signature of our own.
+    const pending = alg === 'sha1' ? this.pendingRevocations.get(id.serial.toString('hex')) : undefined;
+    if (pending) {
+      if (!pending.taken) this.urgent.push(pending);
+      const answer = await pending.done;
+      if (answer) return answer;
+    }
     const cached = this.cache.get(key);
     if (cached && Date.now() < cached.refreshAt) {
       if (cached.answer.kind !== 'good') return cached.answer;
@@ -281,45 +308,82 @@ export class OcspResponder {
 
   /**
    * Picks up revocations made since the last call. Where this site can sign and write, the SHA-1 CertID
-   * response (the one pre-produced) is re-signed and stored slice by slice, each slice's cached answers
-   * evicted just before it is signed: a request meanwhile gets the old answer from the cache or, once
-   * evicted, a fresh one, but never makes the responder sign the same revocation twice over. SHA-256
-   * CertID answers are evicted and produced on their next request. Without a signer, only evicts.
+   * response (the one pre-produced) is re-signed and stored slice by slice. Each one is pending from the
+   * moment it is picked up: a request for it waits for its signature and moves it into the next slice
+   * (relying parties that ask first are answered first), so no request makes the responder sign the
+   * same revocation twice, and none reads a status the pass already knows. SHA-256 CertID answers are
+   * evicted and produced on their next request. Without a signer, only evicts.
    */
-  async applyNewRevocations(limit = 20_000): Promise<number> {
+  async applyNewRevocations(limit = 100_000): Promise<number> {
     const fresh = await revocationsSince(this.pool, this.revocationCursor, limit);
     if (fresh.length === 0) return 0;
     const last = fresh[fresh.length - 1]!;
     this.revocationCursor = { createdAt: last.createdAt, serial: last.serial };
-    const evict = (rows: typeof fresh) => {
+    const evict = (rows: readonly { serial: Buffer }[]) => {
       for (const r of rows) for (const alg of ['sha1', 'sha256'] as const) this.cache.delete(this.key(alg, r.serial));
     };
     if (!this.signer || !(await this.canWrite())) {
       evict(fresh);
       return fresh.length;
     }
-    const mine = fresh.filter((r) => r.caId === this.caId);
     evict(fresh.filter((r) => r.caId !== this.caId));
-    const slice = 1_000;
-    let next = 0;
-    // Two slices in flight: one signing while the other's rows are committed.
-    await Promise.all(
-      [0, 1].map(async () => {
-        for (let from = next; from < mine.length; from = next) {
-          next += slice;
-          const rows = mine.slice(from, from + slice);
-          evict(rows);
-          // Revoked is final: the generation does not matter for these.
-          await this.produceAndStore(rows.map((r) => ({ serial: r.serial, hashAlg: 'sha1' as const, status: { status: 'revoked' as const, revokedAt: r.revokedAt, reason: r.reason } })), 0);
-        }
-      }),
-    );
+    const queue = fresh.filter((r) => r.caId === this.caId).map((r) => this.expectRevoked(r.serial, { status: 'revoked', revokedAt: r.revokedAt, reason: r.reason }));
+    let cursor = 0;
+    const nextSlice = (): PendingRevocation[] => {
+      const slice: PendingRevocation[] = [];
+      const take = (p: PendingRevocation) => {
+        if (p.taken) return;
+        p.taken = true;
+        slice.push(p);
+      };
+      while (slice.length < REVOCATION_SLICE && this.urgent.length > 0) take(this.urgent.shift()!);
+      while (slice.length < REVOCATION_SLICE && cursor < queue.length) take(queue[cursor++]!);
+      return slice;
+    };
+    try {
+      // Slices in flight: some signing while the others' rows are committed.
+      await Promise.all(
+        Array.from({ length: REVOCATION_SLICES_IN_FLIGHT }, async () => {
+          for (let slice = nextSlice(); slice.length > 0; slice = nextSlice()) {
+            evict(slice);
+            try {
+              // Revoked is final: the generation does not matter for these.
+              await this.produceAndStore(slice, 0, (i, answer) => this.settle(slice[i]!, answer));
+            } finally {
+              // Signed or not (a failed slice is answered from the store and on demand), none stays pending.
+              for (const p of slice) this.settle(p, undefined);
+            }
+          }
+        }),
+      );
+    } finally {
+      for (const p of queue) this.settle(p, undefined);
+    }
     return fresh.length;
+  }
+
+  private expectRevoked(serial: Buffer, status: OcspStatus): PendingRevocation {
+    const key = serial.toString('hex');
+    const existing = this.pendingRevocations.get(key);
+    if (existing) return existing;
+    let resolve!: (answer: OcspAnswer | undefined) => void;
+    const done = new Promise<OcspAnswer | undefined>((r) => (resolve = r));
+    const p: PendingRevocation = { serial, hashAlg: 'sha1', status, taken: false, done, resolve };
+    this.pendingRevocations.set(key, p);
+    return p;
+  }
+
+  /** Answers the requests waiting for this revocation (undefined: they take the ordinary path). */
+  private settle(p: PendingRevocation, answer: OcspAnswer | undefined): void {
+    const key = p.serial.toString('hex');
+    if (this.pendingRevocations.get(key) !== p) return;
+    this.pendingRevocations.delete(key);
+    p.resolve(answer);
   }
 
   /** Applies every revocation waiting (in passes of `limit`), for at most `budgetMs`. */
   async applyAllNewRevocations(options: { limit?: number; budgetMs?: number } = {}): Promise<number> {
-    const limit = options.limit ?? 20_000;
+    const limit = options.limit ?? 100_000;
     const deadline = Date.now() + (options.budgetMs ?? 30_000);
     let total = 0;
     for (;;) {
@@ -352,15 +416,20 @@ export class OcspResponder {
    * Signs a response for each item (in parallel, across the HSM sessions), caches and stores them.
    * `generation` was read before the statuses were (a "good" among them is served only while current).
    */
-  private async produceAndStore(items: readonly { serial: Buffer; hashAlg: OcspHashAlgorithm; status: OcspStatus }[], generation: number): Promise<void> {
+  private async produceAndStore(
+    items: readonly { serial: Buffer; hashAlg: OcspHashAlgorithm; status: OcspStatus }[],
+    generation: number,
+    onAnswer?: (index: number, answer: OcspAnswer) => void,
+  ): Promise<void> {
     const produced: StoredOcspResponse[] = [];
     await Promise.all(
-      items.map(async ({ serial, hashAlg, status }) => {
+      items.map(async ({ serial, hashAlg, status }, i) => {
         if (status.status === 'unknown') return;
         const certId = buildCertId(hashAlg, this.issuer, serial);
         const answer = await this.produce([{ certId, status }]);
         produced.push({ serial, hashAlg, status: status.status, thisUpdate: answer.thisUpdate!, nextUpdate: answer.nextUpdate!, der: answer.der });
         this.remember(this.key(hashAlg, serial), answer, generation);
+        onAnswer?.(i, answer);
       }),
     );
     await saveOcspResponses(this.pool, produced);
