@@ -106,11 +106,15 @@ const ROUTES: readonly RouteCase[] = [
   { method: 'GET', route: '/v1/certificates/{serial}', path: () => `/v1/certificates/${fixture.serial}`, expect: { factory: 200, 'factory-other': 404, 'revocation-officer': 200, auditor: 200, administrator: 200, custodian: 200 } },
   { method: 'GET', route: '/v1/devices/{eui64}/certificates', path: () => `/v1/devices/${fixture.eui64}/certificates`, expect: { factory: 200, 'factory-other': 404, 'revocation-officer': 200, auditor: 200, administrator: 200, custodian: 200 } },
   { method: 'POST', route: '/v1/batches', path: () => '/v1/batches', body: manifestBody, expect: { factory: 201, 'factory-other': 201 } },
+  { method: 'GET', route: '/v1/batches', path: () => '/v1/batches', expect: { factory: 200, 'factory-other': 200, auditor: 200, administrator: 200 } },
   { method: 'GET', route: '/v1/batches/{id}', path: () => `/v1/batches/${fixture.batch}`, expect: readersOfBatches },
   { method: 'GET', route: '/v1/batches/{id}/results', path: () => `/v1/batches/${fixture.batch}/results`, expect: readersOfBatches },
   // The factory has no transport key registered here: 409 is "allowed, but not possible yet".
   { method: 'GET', route: '/v1/batches/{id}/device-keys', path: () => `/v1/batches/${fixture.batch}/device-keys`, expect: { factory: 409, 'factory-other': 404 } },
   { method: 'POST', route: '/v1/revocations', path: () => '/v1/revocations', body: () => ({ serials: ['0a' + randomBytes(8).toString('hex')] }), expect: { 'revocation-officer': 200, administrator: 200 } },
+  { method: 'POST', route: '/v1/revocations/preview', path: () => '/v1/revocations/preview', body: () => ({ serials: ['0a' + randomBytes(8).toString('hex')] }), expect: { 'revocation-officer': 200, administrator: 200 } },
+  { method: 'GET', route: '/v1/overview', path: () => '/v1/overview', expect: { 'revocation-officer': 200, auditor: 200, administrator: 200, custodian: 200 } },
+  { method: 'GET', route: '/v1/audit/verify', path: () => '/v1/audit/verify', expect: { auditor: 200, administrator: 200, custodian: 200 } },
   { method: 'GET', route: '/v1/approvals', path: () => '/v1/approvals', expect: { 'revocation-officer': 200, auditor: 200, administrator: 200, custodian: 200 } },
   { method: 'GET', route: '/v1/approvals/{id}', path: () => `/v1/approvals/${fixture.approval}`, expect: { 'revocation-officer': 200, auditor: 200, administrator: 200, custodian: 200 } },
   // Who may request which action is the dual-control table: site.switchover is for administrators.

@@ -152,6 +152,8 @@ export interface FleetConfig {
    * stays good before it is revoked (reason superseded), null for never.
    */
   readonly est: { readonly approvalLabels: readonly string[]; readonly retryAfterSeconds: number; readonly revokeSupersededAfterSeconds: number | null };
+  /** The operator console's sessions: ended after `idleSeconds` without a request, and `maxAgeSeconds` after sign-in in any case. */
+  readonly console: { readonly idleSeconds: number; readonly maxAgeSeconds: number };
   /** Abuse limits of the HTTP API, per client address; where it listens and whether over TLS. */
   readonly api: {
     readonly rateLimitPerMinute: number;
@@ -210,6 +212,8 @@ const envSchema = z.object({
   FLEETPKI_INTENT_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
   FLEETPKI_EST_APPROVAL_LABELS: z.string().regex(/^[a-z0-9-]*(,[a-z0-9-]+)*$/, 'a comma-separated list of EST labels').default(''),
   FLEETPKI_EST_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3_600).default(60),
+  FLEETPKI_CONSOLE_IDLE_S: z.coerce.number().int().min(30).max(86_400).default(900),
+  FLEETPKI_CONSOLE_SESSION_MAX_S: z.coerce.number().int().min(60).max(7 * 86_400).default(8 * 3_600),
   FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S: z.union([z.literal('never'), z.coerce.number().int().min(0).max(365 * 86_400)]).default('never'),
   FLEETPKI_APPROVAL_TTL_MINUTES: z.coerce.number().int().min(1).max(7 * 24 * 60).default(240),
 });
@@ -376,6 +380,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       retryAfterSeconds: e.FLEETPKI_EST_RETRY_AFTER_S,
       revokeSupersededAfterSeconds: e.FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S === 'never' ? null : e.FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S,
     },
+    console: { idleSeconds: e.FLEETPKI_CONSOLE_IDLE_S, maxAgeSeconds: e.FLEETPKI_CONSOLE_SESSION_MAX_S },
     dualControl: { revocationThreshold: e.FLEETPKI_DUAL_CONTROL_REVOCATIONS, revocationWindowMinutes: e.FLEETPKI_DUAL_CONTROL_WINDOW_MINUTES, approvalTtlMinutes: e.FLEETPKI_APPROVAL_TTL_MINUTES },
   };
 }

@@ -19,3 +19,5 @@ export * from './repositories/approvals.js';
 export * from './repositories/organisation-certificates.js';
 export * from './lease-connection.js';
 export * from './repositories/est-requests.js';
+export * from './repositories/console-sessions.js';
+export * from './repositories/overview.js';

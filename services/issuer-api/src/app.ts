@@ -1,13 +1,14 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, ConsoleSessions, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
-import { openServicePool, supersededUnrevoked, type Pool } from '@fleetpki/store';
+import { openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
 import { readStrictPem, toPem } from '@fleetpki/x509';
 import { ApiAccess } from './auth.js';
 import { installErrorHandling } from './errors.js';
@@ -19,7 +20,10 @@ import { registerCertificateRoutes } from './routes/certificates.js';
 import { registerEnrolmentRoutes } from './routes/enrolments.js';
 import { registerApprovalRoutes } from './routes/approvals.js';
 import { registerRevocationRoutes } from './routes/revocations.js';
-import { registerSystemRoutes } from './routes/system.js';
+import { hsmProbe, registerSystemRoutes } from './routes/system.js';
+import { registerOverviewRoutes } from './routes/overview.js';
+import { registerAuditRoutes } from './routes/audit.js';
+import { registerConsole } from './console/routes.js';
 import { registerTokenRoutes } from './routes/tokens.js';
 import { registerEstRequestRoutes, registerEstRoutes } from './routes/est.js';
 
@@ -90,7 +94,10 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   const metrics = installMetrics(app);
-  const authenticator = new ApiAccess(new TokenAuthenticator(deps.pool), deps.pool, deps.config.site, { failedAuthPerMinute: deps.config.api.failedAuthPerMinute });
+  // Cookies are read for console sessions only (ApiAccess); every other credential is a header or TLS.
+  await app.register(cookie);
+  const sessions = new ConsoleSessions(postgresConsoleSessionStore(deps.pool), deps.config.console);
+  const authenticator = new ApiAccess(new TokenAuthenticator(deps.pool), deps.pool, deps.config.site, { failedAuthPerMinute: deps.config.api.failedAuthPerMinute, sessions });
   // The other site is named with this one's scheme: both sites serve the API the same way.
   const guard = new SiteGuard(deps.pool, { ...deps.config, api: { ...deps.config.api, tls: deps.tls !== undefined } }, deps.lease);
   installWriteDeadline(app, guard, deps.config.writeWaitMs);
@@ -131,11 +138,15 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   registerEstRoutes(app, { config: deps.config, pool: deps.pool, enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer: chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain')) });
   registerEstRequestRoutes(app, { pool: deps.pool, authenticator, guard, site: deps.config.site });
   registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS), queue: deps.queue, authenticator, guard, chainPem: chain, deviceKeys });
-  registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site });
+  const hsm = hsmProbe(deps.ca);
+  registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site, hsm });
+  registerOverviewRoutes(app, { config: deps.config, pool: deps.pool, guard, ca: deps.ca, queue: deps.queue, hsm, authenticator });
+  registerAuditRoutes(app, { pool: deps.pool, stateDir: deps.config.stateDir, authenticator });
   const dualControl = new DualControl(deps.pool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
   registerRevocationRoutes(app, { pool: deps.pool, revocations, dualControl, threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes }, authenticator, guard });
   registerApprovalRoutes(app, { pool: deps.pool, dualControl, revocations, authenticator, guard });
   registerTokenRoutes(app, { pool: deps.pool, site: deps.config.site, authenticator, access: new AccessAdministration(deps.pool, deps.config.site, dualControl) });
+  await registerConsole(app, { access: authenticator, tls: deps.tls !== undefined });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, isFleetError, type SiteId } from '@fleetpki/core';
 import type { TLSSocket } from 'node:tls';
-import { ClientCertificateAuthenticator, type Principal, type Role, type TokenAuthenticator, auditActor } from '@fleetpki/ca';
+import { ClientCertificateAuthenticator, type ConsoleSessions, type Principal, type Role, type TokenAuthenticator, auditActor } from '@fleetpki/ca';
 import { appendAuditEvents, type Pool } from '@fleetpki/store';
 
 declare module 'fastify' {
@@ -9,6 +9,15 @@ declare module 'fastify' {
     principal?: Principal;
   }
 }
+
+/**
+ * The console's session cookie. __Host-: Secure, Path=/, no Domain (RFC 6265bis 4.1.3.2), so no other
+ * host or path can set or shadow it.
+ */
+export const CONSOLE_COOKIE = '__Host-fleetpki-console';
+/** The header a session's state-changing request carries its CSRF token in (the console's own calls set it). */
+export const CSRF_HEADER = 'x-fleetpki-csrf';
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /**
  * Failed authentications per client address in a sliding minute. Past the limit the address gets 429
@@ -61,15 +70,26 @@ export class ApiAccess {
     readonly authenticator: TokenAuthenticator,
     private readonly pool: Pool,
     private readonly site: SiteId,
-    options: { failedAuthPerMinute: number },
+    options: { failedAuthPerMinute: number; sessions?: ConsoleSessions },
   ) {
     this.limiter = new FailedAuthLimiter(options.failedAuthPerMinute);
     this.certificates = new ClientCertificateAuthenticator(pool);
+    this.sessions = options.sessions;
   }
+
+  readonly sessions: ConsoleSessions | undefined;
 
   /** A token when one is sent (Bearer, or Basic over TLS); else a client certificate TLS has checked against the organisation CA. */
   private async authenticate(request: FastifyRequest): Promise<Principal> {
     const socket = request.raw.socket as Partial<TLSSocket>;
+    // A console session (cookie): the person and credential it was opened with, still usable. A browser
+    // sends cookies with every request, so whatever changes state must also carry the session's CSRF token.
+    const session = request.headers.authorization === undefined ? request.cookies?.[CONSOLE_COOKIE] : undefined;
+    if (session !== undefined && this.sessions) {
+      const principal = await this.sessions.principal(session);
+      if (!SAFE_METHODS.has(request.method)) this.sessions.assertCsrf(session, request.headers[CSRF_HEADER]);
+      return principal;
+    }
     if (request.headers.authorization === undefined && socket.encrypted && socket.getPeerCertificate) {
       const peer = socket.getPeerCertificate();
       if (peer?.raw) {
@@ -80,6 +100,38 @@ export class ApiAccess {
     const authorization = request.headers.authorization;
     if (authorization !== undefined && /^Basic\s/i.test(authorization)) return this.authenticator.authenticate(`Bearer ${basicPassword(authorization, socket.encrypted === true)}`);
     return this.authenticator.authenticate(authorization);
+  }
+
+  /** Console sign-in: who the token given (or else the TLS client certificate) is, refused and audited as admit does. */
+  async identify(request: FastifyRequest, token: string | undefined): Promise<Principal> {
+    this.limiter.assertAllowed(request.ip);
+    try {
+      if (token) return await this.authenticator.authenticate(`Bearer ${token.trim()}`);
+      const socket = request.raw.socket as Partial<TLSSocket>;
+      const peer = socket.encrypted && socket.getPeerCertificate ? socket.getPeerCertificate() : undefined;
+      if (!peer?.raw) throw new FleetError('AUTH_REQUIRED', 'sign in with an API token, or present a client certificate from the organisation CA', { httpStatus: 401 });
+      if (!socket.authorized) throw new FleetError('CLIENT_CERT_INVALID', `the client certificate does not chain to the organisation CA (${String(socket.authorizationError ?? 'unverified')})`, { httpStatus: 401 });
+      return await this.certificates.authenticate({ raw: peer.raw, serialNumber: peer.serialNumber });
+    } catch (err) {
+      if (isFleetError(err)) {
+        this.limiter.recordFailure(request.ip);
+        await this.audit('auth.failed', 'anonymous', request, err.code);
+      }
+      throw err;
+    }
+  }
+
+  /** The organisation-CA client certificate TLS presented, if any (the sign-in page offers it). */
+  presentedClientCertificate(request: FastifyRequest): { subject: string } | undefined {
+    const socket = request.raw.socket as Partial<TLSSocket>;
+    if (!socket.encrypted || !socket.getPeerCertificate || !socket.authorized) return undefined;
+    const peer = socket.getPeerCertificate();
+    return peer?.raw ? { subject: String(peer.subject?.CN ?? peer.serialNumber) } : undefined;
+  }
+
+  /** An audit row for something done through the console (sign-in, sign-out). */
+  async record(request: FastifyRequest, action: string, principal: Principal): Promise<void> {
+    await appendAuditEvents(this.pool, [{ site: this.site, actor: auditActor(principal), action, subject: principal.personId, details: { address: request.ip, credential: principal.credential } }]);
   }
 
   async admit(request: FastifyRequest, roles: readonly Role[]): Promise<Principal> {

@@ -13,7 +13,8 @@ export function installSecurityHeaders(app: FastifyInstance, options: { https: b
     reply.header('cache-control', reply.getHeader('cache-control') ?? 'no-store');
     reply.header('referrer-policy', 'no-referrer');
     reply.header('x-frame-options', 'DENY');
-    if (!request.url.startsWith('/docs')) reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
+    // The API docs (swagger UI) keep their own scripts; console pages set their own, narrower policy.
+    if (!request.url.startsWith('/docs') && !request.url.startsWith('/console')) reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
     if (options.https) reply.header('strict-transport-security', 'max-age=31536000');
   });
 }

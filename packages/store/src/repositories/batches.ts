@@ -81,6 +81,12 @@ export async function getBatch(db: Queryable, id: string): Promise<BatchRecord |
   return rows[0] ? toBatch(rows[0]) : undefined;
 }
 
+/** The newest batches first, one manufacturer's or everyone's (null). */
+export async function listBatches(db: Queryable, options: { manufacturerId: string | null; limit: number }): Promise<BatchRecord[]> {
+  const { rows } = await db.query(`SELECT ${BATCH_COLUMNS} FROM batches WHERE ($1::text IS NULL OR manufacturer_id = $1) ORDER BY created_at DESC LIMIT $2`, [options.manufacturerId, options.limit]);
+  return rows.map(toBatch);
+}
+
 export async function findBatchByIdempotencyKey(db: Queryable, manufacturerId: string, key: string): Promise<BatchRecord | undefined> {
   const { rows } = await db.query(`SELECT ${BATCH_COLUMNS} FROM batches WHERE manufacturer_id = $1 AND idempotency_key = $2`, [manufacturerId, key]);
   return rows[0] ? toBatch(rows[0]) : undefined;

@@ -43,6 +43,31 @@ export interface RevocationRequest {
   readonly threshold?: { certificates: number; windowMinutes: number };
 }
 
+/** What a revocation would do, counted before anything is submitted (the console's preview). */
+export interface RevocationPreview {
+  /** Certificates the target names. */
+  readonly certificates: number;
+  readonly alreadyRevoked: number;
+  /** certificates - alreadyRevoked: what the revocation would newly revoke (what dual control counts). */
+  readonly wouldRevoke: number;
+  /** Certificates per batch (null: issued online, outside any batch), largest first, at most 20. */
+  readonly batches: readonly { batchId: string | null; certificates: number }[];
+}
+
+export async function previewRevocation(db: Queryable, target: RevocationTarget): Promise<RevocationPreview> {
+  const param = target.kind === 'serials' ? target.serials : target.kind === 'devices' ? target.eui64s : target.batchId;
+  const { rows } = await db.query<{ batch_id: string | null; certificates: number; revoked: number }>(
+    `WITH t AS (${TARGET_SQL[target.kind]})
+     SELECT c.batch_id::text AS batch_id, count(*)::int AS certificates, count(r.serial)::int AS revoked
+       FROM t JOIN certificates c ON c.serial = t.serial LEFT JOIN revocations r ON r.serial = t.serial
+      GROUP BY c.batch_id ORDER BY count(*) DESC`,
+    [param],
+  );
+  const certificates = rows.reduce((n, r) => n + r.certificates, 0);
+  const alreadyRevoked = rows.reduce((n, r) => n + r.revoked, 0);
+  return { certificates, alreadyRevoked, wouldRevoke: certificates - alreadyRevoked, batches: rows.slice(0, 20).map((r) => ({ batchId: r.batch_id, certificates: r.certificates })) };
+}
+
 /** A batch is revoked in slices of this many certificates: bounded memory, an audit row per slice. */
 export const REVOCATION_SLICE = 10_000;
 

@@ -4,7 +4,7 @@ import { FleetError, eui64FromBytes, isUuid } from '@fleetpki/core';
 import { DEVICE_KEY_ROLES, serialHex, type BatchIntake, type DeviceKeyService, type Principal, type SiteGuard, auditActor } from '@fleetpki/ca';
 import { MANIFEST_SIGNATURE_HEADER } from '@fleetpki/manifest';
 import type { ChunkQueue } from '@fleetpki/queue';
-import { batchFinishedPrefix, getBatch, listBatchDevices, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
+import { batchFinishedPrefix, getBatch, listBatches, listBatchDevices, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
 import type { DeviceKeyRole } from '@fleetpki/hsm';
 import { CERTIFICATE_FORMATS, encodeIssuedCertificate, getProfile, parseCertificateFormat } from '@fleetpki/x509';
 import { type ApiAccess, requireRole, visibleTo } from '../auth.js';
@@ -139,6 +139,26 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
     if (!batch || !visibleTo(principal, batch.manufacturerId)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${id}`, { httpStatus: 404 });
     return batch;
   };
+
+  app.get<{ Querystring: { limit?: number } }>(
+    '/v1/batches',
+    {
+      preParsing: readers,
+      schema: {
+        summary: 'The newest batches (a factory sees its own)',
+        tags: ['batches'],
+        security: [{ bearer: [] }],
+        querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 } } },
+      },
+    },
+    async (request) => {
+      const principal = request.principal!;
+      const batches = await listBatches(deps.pool, { manufacturerId: principal.role === 'factory' ? principal.manufacturerId : null, limit: request.query.limit ?? 50 });
+      return {
+        batches: batches.map((b) => ({ id: b.id, manufacturer: b.manufacturerId, status: b.status, profile: b.profile, devices: b.deviceCount, certificatesRequested: b.itemCount, createdAt: b.createdAt.toISOString(), completedAt: b.completedAt?.toISOString() ?? null })),
+      };
+    },
+  );
 
   app.get<{ Params: { id: string } }>(
     '/v1/batches/:id',

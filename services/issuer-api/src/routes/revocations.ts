@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64FromBytes, eui64ToBytes, isFleetError, parseEui64, isUuid } from '@fleetpki/core';
 import { parseRevocationReason, parseSerialHex, presentApproval, serialHex, type DualControl, type Principal, type RevocationService, type SiteGuard } from '@fleetpki/ca';
-import { databaseNow, type Pool, type RevocationTarget } from '@fleetpki/store';
+import { databaseNow, previewRevocation, type Pool, type RevocationTarget } from '@fleetpki/store';
 import { type ApiAccess, requireRole } from '../auth.js';
 
 export interface RevocationBody {
@@ -67,7 +67,33 @@ export async function runRevocation(revocations: RevocationService, body: Revoca
   };
 }
 
+const REVOCATION_BODY_PROPERTIES = {
+  serials: { type: 'array', items: { type: 'string', maxLength: 64 }, maxItems: 1_000_000 },
+  devices: { type: 'array', items: { type: 'string', maxLength: 32 }, maxItems: 1_000_000 },
+  batch: { type: 'string', maxLength: 36 },
+  reason: { anyOf: [{ type: 'string', maxLength: 40 }, { type: 'integer' }], description: 'RFC 5280 reason: keyCompromise, superseded, cessationOfOperation, ... or its code' },
+} as const;
+
 export function registerRevocationRoutes(app: FastifyInstance, deps: { pool: Pool; revocations: RevocationService; dualControl: DualControl; threshold: { certificates: number; windowMinutes: number }; authenticator: ApiAccess; guard: SiteGuard }): void {
+  app.post<{ Body: RevocationBody }>(
+    '/v1/revocations/preview',
+    {
+      preParsing: requireRole(deps.authenticator, ['revocation-officer', 'administrator']),
+      bodyLimit: 32 * 1024 * 1024,
+      schema: {
+        summary: 'Count what a revocation would revoke (certificates, already revoked, per batch) and whether it needs a second person; changes nothing',
+        tags: ['revocation'],
+        security: [{ bearer: [] }],
+        body: { type: 'object', additionalProperties: false, properties: REVOCATION_BODY_PROPERTIES },
+      },
+    },
+    async (request) => {
+      const { target, reason } = parseRevocationBody(request.body);
+      const preview = await previewRevocation(deps.pool, target);
+      return { ...preview, reason, approvalRequired: preview.wouldRevoke > deps.threshold.certificates, threshold: deps.threshold.certificates, windowMinutes: deps.threshold.windowMinutes };
+    },
+  );
+
   app.post<{ Body: RevocationBody }>(
     '/v1/revocations',
     {
@@ -82,12 +108,7 @@ export function registerRevocationRoutes(app: FastifyInstance, deps: { pool: Poo
         body: {
           type: 'object',
           additionalProperties: false,
-          properties: {
-            serials: { type: 'array', items: { type: 'string', maxLength: 64 }, maxItems: 1_000_000 },
-            devices: { type: 'array', items: { type: 'string', maxLength: 32 }, maxItems: 1_000_000 },
-            batch: { type: 'string', maxLength: 36 },
-            reason: { anyOf: [{ type: 'string', maxLength: 40 }, { type: 'integer' }], description: 'RFC 5280 reason: keyCompromise, superseded, cessationOfOperation, ... or its code' },
-          },
+          properties: REVOCATION_BODY_PROPERTIES,
         },
       },
     },

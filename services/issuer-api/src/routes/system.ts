@@ -7,7 +7,7 @@ import type { Pool } from '@fleetpki/store';
  * The HSM as /readyz sees it: the CA key signs and the signature verifies, checked at most once a
  * second (a probe every request would be load of its own).
  */
-function hsmProbe(ca: IssuingCa): () => Promise<{ ok: boolean; detail: string }> {
+export function hsmProbe(ca: IssuingCa): () => Promise<{ ok: boolean; detail: string }> {
   let last: { at: number; result: Promise<{ ok: boolean; detail: string }> } | undefined;
   return () => {
     if (last && Date.now() - last.at < 1_000) return last.result;
@@ -25,8 +25,8 @@ function hsmProbe(ca: IssuingCa): () => Promise<{ ok: boolean; detail: string }>
   };
 }
 
-export function registerSystemRoutes(app: FastifyInstance, deps: { pool: Pool; guard: SiteGuard; chainPem: string; ca: IssuingCa; site: string }): void {
-  const hsm = hsmProbe(deps.ca);
+export function registerSystemRoutes(app: FastifyInstance, deps: { pool: Pool; guard: SiteGuard; chainPem: string; ca: IssuingCa; site: string; hsm: ReturnType<typeof hsmProbe> }): void {
+  const hsm = deps.hsm;
   app.get('/v1/ca/chain', { schema: { summary: 'The device issuing CA and root certificates (PEM)', tags: ['ca'] } }, async (_request, reply) =>
     reply.type('application/pem-certificate-chain').header('cache-control', 'public, max-age=3600').send(deps.chainPem),
   );

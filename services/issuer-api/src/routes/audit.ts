@@ -1,0 +1,20 @@
+import type { FastifyInstance } from 'fastify';
+import { auditCheckpointFile, verifyAuditLog } from '@fleetpki/ca';
+import type { Pool } from '@fleetpki/store';
+import { type ApiAccess, requireRole } from '../auth.js';
+
+/**
+ * GET /v1/audit/verify: the same check as `fleetpki audit verify` (chain recomputed over every row,
+ * seals, the checkpoint file outside the database, seal signatures up to the root in the database).
+ * A person who distrusts the database too runs the CLI with `--root` and their own copy of the root.
+ */
+export function registerAuditRoutes(app: FastifyInstance, deps: { pool: Pool; stateDir: string; authenticator: ApiAccess }): void {
+  app.get(
+    '/v1/audit/verify',
+    { preParsing: requireRole(deps.authenticator, ['auditor', 'administrator', 'custodian']), schema: { summary: 'Verify the audit log: hash chain, seals, checkpoints', tags: ['audit'], security: [{ bearer: [] }] } },
+    async () => {
+      const r = await verifyAuditLog(deps.pool, auditCheckpointFile(deps.stateDir));
+      return { intact: r.problems.length === 0, rows: r.rows, sealedUpTo: r.sealedUpTo, signedSeals: r.signedSeals, unsignedEarlySeals: r.unsignedEarlySeals, problems: r.problems };
+    },
+  );
+}

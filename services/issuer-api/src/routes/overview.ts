@@ -1,0 +1,53 @@
+import type { FastifyInstance } from 'fastify';
+import type { FleetConfig, SiteId } from '@fleetpki/core';
+import type { IssuingCa, SiteGuard } from '@fleetpki/ca';
+import type { ChunkQueue } from '@fleetpki/queue';
+import { readStatusPublication, type Pool } from '@fleetpki/store';
+import { type ApiAccess, requireRole } from '../auth.js';
+import type { hsmProbe } from './system.js';
+
+/** The other site as its own /readyz says, or why it did not answer (within a second: an overview must not hang on a dead site). */
+async function otherSite(config: FleetConfig, id: SiteId): Promise<Record<string, unknown>> {
+  const site = config.sites[id];
+  const url = `${config.api.tls ? 'https' : 'http'}://${site.host}:${site.apiPort}/readyz`;
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+    return { reachable: true, ...((await res.json()) as Record<string, unknown>) };
+  } catch (err) {
+    return { site: id, reachable: false, status: 'unreachable', message: `${url}: ${(err as Error).message}` };
+  }
+}
+
+/**
+ * GET /v1/overview: what an operator checks first, in one answer: both sites (role, lease, HSM, writes),
+ * the CA's status publication (CRL shards' age and next update, OCSP pre-production backlog) and the
+ * batch queue. The console's overview page is this, rendered.
+ */
+export function registerOverviewRoutes(app: FastifyInstance, deps: { config: FleetConfig; pool: Pool; guard: SiteGuard; ca: IssuingCa; queue: ChunkQueue; hsm: ReturnType<typeof hsmProbe>; authenticator: ApiAccess }): void {
+  app.get(
+    '/v1/overview',
+    { preParsing: requireRole(deps.authenticator, ['revocation-officer', 'auditor', 'administrator', 'custodian']), schema: { summary: 'Sites, CA status publication and the batch queue at a glance', tags: ['system'], security: [{ bearer: [] }] } },
+    async () => {
+      const self = deps.config.site;
+      const [standby, key, blocked, publication, backlog, other] = await Promise.all([
+        deps.guard.isStandby(),
+        deps.hsm(),
+        deps.guard.writesBlocked().catch(() => undefined),
+        readStatusPublication(deps.pool, deps.ca.record.id),
+        deps.queue.backlog().catch(() => null),
+        otherSite(deps.config, self === 'a' ? 'b' : 'a'),
+      ]);
+      const lease = deps.guard.lease?.state();
+      return {
+        site: { site: self, reachable: true, role: standby ? 'standby' : 'active', issuing: !standby && (lease?.issuing ?? true), lease: lease ?? null, hsm: key, writesBlockedSince: blocked?.since.toISOString() ?? null },
+        otherSite: other,
+        ca: {
+          id: deps.ca.record.id,
+          crl: { shards: publication.crlShards, entries: publication.crlEntries, oldestThisUpdate: publication.oldestCrlThisUpdate?.toISOString() ?? null, earliestNextUpdate: publication.earliestCrlNextUpdate?.toISOString() ?? null },
+          ocsp: { notPreProducedLastDay: publication.ocspNotPreProduced, revocationsNotResignedLastDay: publication.ocspRevocationsNotResigned },
+        },
+        queue: { chunksWaiting: backlog },
+      };
+    },
+  );
+}
