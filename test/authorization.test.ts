@@ -114,6 +114,7 @@ const ROUTES: readonly RouteCase[] = [
   { method: 'POST', route: '/v1/revocations', path: () => '/v1/revocations', body: () => ({ serials: ['0a' + randomBytes(8).toString('hex')] }), expect: { 'revocation-officer': 200, administrator: 200 } },
   { method: 'POST', route: '/v1/revocations/preview', path: () => '/v1/revocations/preview', body: () => ({ serials: ['0a' + randomBytes(8).toString('hex')] }), expect: { 'revocation-officer': 200, administrator: 200 } },
   { method: 'GET', route: '/v1/overview', path: () => '/v1/overview', expect: { 'revocation-officer': 200, auditor: 200, administrator: 200, custodian: 200 } },
+  { method: 'GET', route: '/v1/drills', path: () => '/v1/drills', expect: { auditor: 200, administrator: 200, custodian: 200 } },
   { method: 'GET', route: '/v1/audit/verify', path: () => '/v1/audit/verify', expect: { auditor: 200, administrator: 200, custodian: 200 } },
   { method: 'GET', route: '/v1/approvals', path: () => '/v1/approvals', expect: { 'revocation-officer': 200, auditor: 200, administrator: 200, custodian: 200 } },
   { method: 'GET', route: '/v1/approvals/{id}', path: () => `/v1/approvals/${fixture.approval}`, expect: { 'revocation-officer': 200, auditor: 200, administrator: 200, custodian: 200 } },

@@ -13,7 +13,7 @@ import { FleetApiClient } from '@fleetpki/client';
 import { createIssuerRuntime, readTlsMaterial, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { generateManifest } from '@fleetpki/manifest';
 import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
-import type { Pool } from '@fleetpki/store';
+import { recordDrillRun, type Pool } from '@fleetpki/store';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
@@ -182,7 +182,7 @@ describe('console sessions', () => {
 
   it('every console page and form without a session leads to sign-in and does nothing', async () => {
     const id = '00000000-0000-4000-8000-000000000000';
-    const pages = ['/console', '/console/batches', `/console/batches/${id}`, `/console/batches/${id}/progress`, '/console/approvals', '/console/revocations', '/console/devices?q=0011223344556677', '/console/audit?verify=1', `/console/certificates/0a11/download?format=pem`];
+    const pages = ['/console', '/console/batches', `/console/batches/${id}`, `/console/batches/${id}/progress`, '/console/approvals', '/console/revocations', '/console/devices?q=0011223344556677', '/console/audit?verify=1', '/console/drills', `/console/certificates/0a11/download?format=pem`];
     const forms = [`/console/approvals/${id}/approve`, `/console/approvals/${id}/execute`, '/console/revocations', '/console/sign-out'];
     for (const path of pages) {
       const res = await raw(path);
@@ -340,6 +340,34 @@ describe('console in a browser', () => {
         await pool.query(`UPDATE audit_events SET actor = $2 WHERE seq = $1`, [victim.seq, victim.actor]);
         await pool.query('ALTER TABLE audit_events ENABLE TRIGGER USER');
       }
+      await context.close();
+    }
+  });
+
+  it('the drills page lists each drill with its RTO, RPO and a timeline picture', async () => {
+    // A drill's own row, as runFailoverDrill records it (the drills themselves run in test/drills.test.ts).
+    const t0 = Date.now() - 60_000;
+    const at = (ms: number) => new Date(t0 + ms).toISOString();
+    const timeline = [
+      { at: at(0), event: 'last acknowledgement by site a' },
+      { at: at(120), event: 'site a killed (SIGKILL, every process)' },
+      { at: at(3_900), event: 'site b active (epoch 7)' },
+      { at: at(9_910), event: 'first acknowledgement by site b' },
+    ];
+    await recordDrillRun(pool, { kind: 'failover', from: 'a', to: 'b', rtoSeconds: 9.91, rpoLost: 0, report: { drill: 'failover', rto_s: 9.91, rpo_lost: 0, duplicate_serials: 0, batch_complete: true, timeline } });
+    const { context, page } = await signedInPage(tokens.auditor!);
+    try {
+      await page.goto(`${base}/console/drills`);
+      const drill = page.getByTestId('drill').first();
+      const text = await drill.innerText();
+      assert.match(text, /failover a → b/);
+      assert.match(text, /RTO\s+9\.91 s/);
+      assert.match(text, /0 certificates lost/);
+      assert.match(text, /\+3\.90 s .*site b active \(epoch 7\)/);
+      assert.equal(await drill.locator('svg[role=img] circle').count(), 4, 'one mark per event on the time axis');
+      await assertAccessible(page, 'drills');
+      await screenshot(page, 'drills');
+    } finally {
       await context.close();
     }
   });

@@ -16,6 +16,7 @@ import {
   highestCrlNumber,
   listCas,
   readSiteStates,
+  recordDrillRun,
   upsertManufacturer,
   type Pool,
 } from '@fleetpki/store';
@@ -53,6 +54,13 @@ export interface FailoverDrillReport {
   readonly crl_number_after: string;
   readonly crl_numbers_continue: boolean;
   readonly certificates_stored: number;
+  /** What happened when (ISO times): the kill, the promotion, the last acknowledgement of the failed site, the first of the new one. */
+  readonly timeline: readonly DrillEvent[];
+}
+
+export interface DrillEvent {
+  readonly at: string;
+  readonly event: string;
 }
 
 async function serviceSet(config: FleetConfig, site: SiteConfig, workers: number): Promise<ChildProcess[]> {
@@ -145,6 +153,7 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     const promoteStarted = performance.now();
     const epoch = await waitForActiveSite(config, to);
     const promoteSeconds = (performance.now() - promoteStarted) / 1000;
+    const promotedAt = Date.now();
     log(`site ${to.id}: elected in etcd and active at epoch ${epoch}, ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; its services see it within a second`);
     log(`site ${from.id}: its agent rewinds it into ${to.id}'s synchronous standby; writes on ${to.id} wait for that (RPO 0)`);
 
@@ -174,7 +183,7 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     const prefixes = new Map(states2.map((s) => [s.serialPrefix, s.site]));
     const bySite: Record<string, number> = {};
     for (const [prefix, n] of await batchCertificatesBySerialPrefix(dbTo, batch.id)) bySite[prefixes.get(prefix) ?? `prefix ${prefix}`] = n;
-    return {
+    const report: FailoverDrillReport = {
       drill: 'failover',
       from: from.id,
       to: to.id,
@@ -194,7 +203,16 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
       crl_number_after: crlAfter.toString(),
       crl_numbers_continue: crlAfter > crlBefore,
       certificates_stored: await countCertificates(dbTo),
+      timeline: [
+        { at: new Date(lastFrom).toISOString(), event: `last acknowledgement by site ${from.id}` },
+        { at: new Date(killedAt).toISOString(), event: `site ${from.id} killed (SIGKILL, every process)` },
+        { at: new Date(promotedAt).toISOString(), event: `site ${to.id} active (epoch ${epoch})` },
+        { at: new Date(firstTo).toISOString(), event: `first acknowledgement by site ${to.id}` },
+      ].sort((a, b) => a.at.localeCompare(b.at)),
     };
+    // The history the console and auditors read, on the site now active.
+    await recordDrillRun(dbTo, { kind: 'failover', from: from.id, to: to.id, rtoSeconds: report.rto_s, rpoLost: report.rpo_lost, report: { ...report } });
+    return report;
   } finally {
     probe?.stop();
     await traffic?.stop();

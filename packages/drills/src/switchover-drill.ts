@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { DualControl, TokenAuthenticator, issueApiToken, type Principal } from '@fleetpki/ca';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { currentRoles, ensureRedis, sitesUp, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
-import { countMissingCertificates, createPool, upsertManufacturer } from '@fleetpki/store';
+import { countMissingCertificates, createPool, recordDrillRun, upsertManufacturer } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { EnrolmentTraffic } from './probes.js';
 
@@ -17,6 +17,8 @@ export interface SwitchoverReport {
   readonly downtime_s: number;
   readonly rpo_lost: number;
   readonly enrolments_acknowledged: Record<string, number>;
+  /** What happened when (ISO times). */
+  readonly timeline: readonly { at: string; event: string }[];
 }
 
 /**
@@ -44,6 +46,7 @@ export async function runSwitchoverDrill(config: FleetConfig, log: (line: string
     while (traffic.acknowledged.length < 50) await new Promise((r) => setTimeout(r, 20));
     log(`site ${from.id}: ${traffic.acknowledged.length} enrolments acknowledged; switching over to ${to.id}`);
     const started = performance.now();
+    const startedAt = Date.now();
     await stopProcess(api);
     api = undefined;
     const result = await switchover(config, 'switchover drill', log);
@@ -56,16 +59,25 @@ export async function runSwitchoverDrill(config: FleetConfig, log: (line: string
     const onTo = traffic.acknowledged.filter((a) => a.site === to.id);
     const check = createPool(to.databaseUrl, { max: 1, applicationName: 'fleetpki-drill' });
     try {
-      return {
+      const lastFrom = Math.max(...onFrom.map((a) => a.at));
+      const firstTo = Math.min(...onTo.map((a) => a.at));
+      const report: SwitchoverReport = {
         drill: 'switchover',
         from: from.id,
         to: to.id,
         epoch: result.epoch,
         switchover_s: Number(switchoverSeconds.toFixed(2)),
-        downtime_s: Number(((Math.min(...onTo.map((a) => a.at)) - Math.max(...onFrom.map((a) => a.at))) / 1000).toFixed(2)),
+        downtime_s: Number(((firstTo - lastFrom) / 1000).toFixed(2)),
         rpo_lost: await countMissingCertificates(check, onFrom.map((a) => a.serial)),
         enrolments_acknowledged: { [from.id]: onFrom.length, [to.id]: onTo.length },
+        timeline: [
+          { at: new Date(startedAt).toISOString(), event: `switchover to site ${to.id} begins` },
+          { at: new Date(lastFrom).toISOString(), event: `last acknowledgement by site ${from.id}` },
+          { at: new Date(firstTo).toISOString(), event: `first acknowledgement by site ${to.id}` },
+        ].sort((a, b) => a.at.localeCompare(b.at)),
       };
+      await recordDrillRun(check, { kind: 'switchover', from: from.id, to: to.id, rtoSeconds: report.downtime_s, rpoLost: report.rpo_lost, report: { ...report } });
+      return report;
     } finally {
       await check.end();
     }

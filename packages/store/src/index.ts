@@ -21,3 +21,4 @@ export * from './lease-connection.js';
 export * from './repositories/est-requests.js';
 export * from './repositories/console-sessions.js';
 export * from './repositories/overview.js';
+export * from './repositories/drill-runs.js';

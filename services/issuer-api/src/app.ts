@@ -23,6 +23,7 @@ import { registerRevocationRoutes } from './routes/revocations.js';
 import { hsmProbe, registerSystemRoutes } from './routes/system.js';
 import { registerOverviewRoutes } from './routes/overview.js';
 import { registerAuditRoutes } from './routes/audit.js';
+import { registerDrillRoutes } from './routes/drills.js';
 import { registerConsole } from './console/routes.js';
 import { registerTokenRoutes } from './routes/tokens.js';
 import { registerEstRequestRoutes, registerEstRoutes } from './routes/est.js';
@@ -142,6 +143,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site, hsm });
   registerOverviewRoutes(app, { config: deps.config, pool: deps.pool, guard, ca: deps.ca, queue: deps.queue, hsm, authenticator });
   registerAuditRoutes(app, { pool: deps.pool, stateDir: deps.config.stateDir, authenticator });
+  registerDrillRoutes(app, { pool: deps.pool, authenticator });
   const dualControl = new DualControl(deps.pool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
   registerRevocationRoutes(app, { pool: deps.pool, revocations, dualControl, threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes }, authenticator, guard });
   registerApprovalRoutes(app, { pool: deps.pool, dualControl, revocations, authenticator, guard });

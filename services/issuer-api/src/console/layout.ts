@@ -9,6 +9,7 @@ const SCREENS: readonly { path: string; label: string; roles: readonly Role[] }[
   { path: '/console/revocations', label: 'Revoke', roles: ['revocation-officer', 'administrator'] },
   { path: '/console/devices', label: 'Devices', roles: ['factory', 'revocation-officer', 'auditor', 'administrator'] },
   { path: '/console/audit', label: 'Audit', roles: ['auditor', 'administrator', 'custodian'] },
+  { path: '/console/drills', label: 'Drills', roles: ['auditor', 'administrator', 'custodian'] },
 ];
 
 /** The first screen a role may see: where sign-in lands. */

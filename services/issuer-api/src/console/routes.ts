@@ -11,6 +11,7 @@ import { homeFor, notice, page, problem, type PageContext } from './layout.js';
 import { approvalsBody, type ApprovalView } from './pages/approvals.js';
 import { auditBody, type AuditView } from './pages/audit.js';
 import { batchDetailBody, batchListBody, batchProgress, type BatchDetail, type BatchSummary } from './pages/batches.js';
+import { drillsBody, type DrillView } from './pages/drills.js';
 import { certificatesBody, searchForm, type CertificateView } from './pages/devices.js';
 import { overviewBody, type Overview } from './pages/overview.js';
 import { REASONS, previewBody, revocationBody, revocationFormBody, type RevocationForm, type RevocationPreviewView } from './pages/revocations.js';
@@ -198,6 +199,11 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       void reply.header('content-disposition', `attachment; filename="${file}"`);
       if (format === 'pem') return reply.type('application/x-pem-file').send(r.body.certificate);
       return reply.type(format === 'der' ? 'application/pkix-cert' : 'application/cose-c509-cert').send(Buffer.from(r.body.certificate, 'base64'));
+    });
+
+    scope.get('/console/drills', { preHandler: signedIn }, async (request, reply) => {
+      const r = await api<{ drills: DrillView[] }>(request, 'GET', '/v1/drills?limit=20');
+      return send(reply, 'Drills', r.ok ? drillsBody(r.body.drills) : problem(r.error), ctx(request, '/console/drills'), r.ok ? 200 : r.status);
     });
 
     scope.get<{ Querystring: { verify?: string } }>('/console/audit', { preHandler: signedIn }, async (request, reply) => {

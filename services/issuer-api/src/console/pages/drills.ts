@@ -1,0 +1,48 @@
+import { html, type Html } from '../html.js';
+import { status, when } from '../layout.js';
+
+export interface DrillView {
+  id: string;
+  kind: string;
+  from: string | null;
+  to: string | null;
+  finishedAt: string;
+  rtoSeconds: number | null;
+  rpoLost: number | null;
+  report: { timeline?: { at: string; event: string }[]; duplicate_serials?: number; batch_complete?: boolean } & Record<string, unknown>;
+}
+
+/**
+ * A drill's timeline as a picture: events on a time axis (seconds from the first), drawn as SVG by the
+ * server, with the same facts as a list beside it for screen readers and text browsers.
+ */
+function timeline(events: readonly { at: string; event: string }[], id: string): Html {
+  if (events.length === 0) return html`<span class="hint">no timeline recorded</span>`;
+  const t0 = Date.parse(events[0]!.at);
+  const span = Math.max(1, Date.parse(events[events.length - 1]!.at) - t0);
+  const width = 560;
+  const x = (at: string) => 20 + ((Date.parse(at) - t0) / span) * (width - 40);
+  const rows = events.map((e, i) => ({ ...e, x: x(e.at), y: 22 + i * 18, s: ((Date.parse(e.at) - t0) / 1000).toFixed(2) }));
+  const height = 30 + events.length * 18;
+  return html`<figure><svg role="img" aria-labelledby="tl-${id}" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" xmlns="http://www.w3.org/2000/svg">
+    <title id="tl-${id}">Timeline of drill ${id.slice(0, 8)}</title>
+    <line x1="20" y1="10" x2="${width - 20}" y2="10" stroke="#4a525c" stroke-width="2"/>
+    ${rows.map(
+      (r) => html`<line x1="${r.x}" y1="4" x2="${r.x}" y2="${r.y - 4}" stroke="#0b5cad" stroke-width="2"/><circle cx="${r.x}" cy="10" r="4" fill="#0b5cad"/>
+      <text x="${Math.min(r.x, width - 260)}" y="${r.y + 4}" font-size="12" fill="#1b1f24">+${r.s} s ${r.event}</text>`,
+    )}
+  </svg><figcaption><ol class="hint">${events.map((e) => html`<li>+${((Date.parse(e.at) - t0) / 1000).toFixed(2)} s (${when(e.at)}): ${e.event}</li>`)}</ol></figcaption></figure>`;
+}
+
+export function drillsBody(drills: readonly DrillView[]): Html {
+  const intro = html`<p class="hint">Drills run from the CLI, where the sites are: <code>pnpm fleetpki drill failover</code>, <code>drill switchover --approval &lt;id&gt;</code> and <code>drill failback</code> (see the README). Each leaves its figures here.</p>`;
+  if (drills.length === 0) return html`${intro}<p>No drills recorded yet.</p>`;
+  return html`${intro}${drills.map(
+    (d) => html`<section class="card" aria-labelledby="drill-${d.id}" data-testid="drill"><h2 id="drill-${d.id}">${d.kind} ${d.from ?? '?'} → ${d.to ?? '?'}, ${when(d.finishedAt)}</h2>
+    <dl class="facts"><dt>${d.kind === 'failover' ? 'RTO' : 'Downtime'}</dt><dd>${d.rtoSeconds === null ? '—' : `${d.rtoSeconds} s`}</dd>
+    <dt>RPO</dt><dd>${d.rpoLost === null ? '—' : d.rpoLost === 0 ? status('ok', '0 certificates lost') : status('bad', `${d.rpoLost} certificates lost`)}</dd>
+    ${d.report.duplicate_serials !== undefined ? html`<dt>Duplicates</dt><dd>${d.report.duplicate_serials === 0 ? status('ok', 'none') : status('bad', String(d.report.duplicate_serials))}</dd>` : ''}
+    ${d.report.batch_complete !== undefined ? html`<dt>Batch in flight</dt><dd>${d.report.batch_complete ? status('ok', 'completed on the new site') : status('bad', 'not completed')}</dd>` : ''}</dl>
+    ${timeline(d.report.timeline ?? [], d.id)}</section>`,
+  )}`;
+}
