@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { ensureCa, siteAPool } from './support/ca.js';
 import { ensureStandbyKeys } from './support/custody.js';
-import { ensureSites } from './support/sites.js';
+import { ensureSites, waitFor } from './support/sites.js';
 
 /**
  * Every benchmark at a tiny size, as `pnpm bench NAME --json` runs it: it must exit 0 within its
@@ -95,6 +96,36 @@ describe('benchmark smoke (tiny sizes)', () => {
       });
     }
   }
+
+  it('a benchmark stopped with SIGTERM stops the services it started and drops its database', async () => {
+    const child = spawn('bash', [join(config.repoRoot, 'scripts', 'bench.sh'), 'ocsp', '--certificates', '2000', '--revoke', '500', '--seconds', '30', '--json', '--hsm-seconds', '1'], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // Stopped once its status responder is up and pre-producing: a service of its own to leave behind.
+    await waitFor('the benchmark to start its responder', async () => (/pre-produce/.test(stderr) ? true : undefined), 60_000, 100);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 130, stderr);
+    const json = JSON.parse(stdout.trim().split('\n').pop()!) as { error: string; message: string };
+    assert.equal(json.error, 'BENCH_INTERRUPTED');
+    assert.match(json.message, /stopped by SIGTERM during "/);
+    // The benchmark's responder listened on the status port + 100: free again once it is gone.
+    const port = config.sites.a.statusPort + 100;
+    await new Promise<void>((resolve, reject) => {
+      const probe = createServer();
+      probe.once('error', (err) => reject(new Error(`port ${port} still taken after the benchmark stopped: ${err.message}`)));
+      probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
+    });
+    const pool = siteAPool(config);
+    try {
+      const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_database WHERE datname LIKE 'bench\\_%'`);
+      assert.equal(rows[0]!.n, 0, 'the synthetic database was dropped');
+    } finally {
+      await pool.end();
+    }
+  });
 
   it('a benchmark past its deadline exits non-zero, says where it was, and leaves no database behind', async () => {
     const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +16,7 @@ import { recordDrillRun, type Pool } from '@fleetpki/store';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
+import { httpsCall, type HttpsAnswer } from './support/https.js';
 
 /**
  * The operator console in a real browser (Debian's chromium, driven by playwright-core) against an
@@ -41,24 +41,11 @@ const tokens: Record<string, string> = {};
 const screenshots = () => join(config.repoRoot, 'docs', 'console');
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
+type Answer = HttpsAnswer;
 
 /** A raw HTTPS request (what a forging site or a script could send), trusting the organisation CA. */
 function raw(path: string, options: { method?: string; body?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(`${base}${path}`, { method: options.method ?? 'GET', ca: readFileSync(join(config.api.tlsDir, 'clients-ca.pem')), headers: options.headers ?? {} }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end(options.body);
-  });
+  return httpsCall(`${base}${path}`, { ca: readFileSync(join(config.api.tlsDir, 'clients-ca.pem')), method: options.method ?? 'GET', ...(options.body !== undefined ? { body: options.body } : {}), headers: options.headers ?? {} });
 }
 
 /** Signs in with a token over raw HTTPS; returns the session cookie (name=value). */
@@ -220,6 +207,9 @@ describe('console in a browser', () => {
       await issueAll(batchId, devices);
       await page.getByTestId('batch-status').filter({ hasText: 'complete' }).waitFor({ timeout: 15_000 });
       assert.equal(await page.getByTestId('batch-issued').innerText(), String(devices));
+      // The throughput chart, drawn from the chunks' completion times, ends at the whole batch.
+      assert.match((await page.locator('svg[role=img] title').first().textContent()) ?? '', new RegExp(`^Certificates issued over time: ${devices} of ${devices} after`));
+      assert.equal(await page.locator('svg[role=img] polyline').count(), 1);
       await assertAccessible(page, 'batch detail');
       await screenshot(page, 'batch-complete');
     } finally {
@@ -262,9 +252,20 @@ describe('console in a browser', () => {
     const a = await signedInPage(tokens.officerA!);
     const b = await signedInPage(tokens.officerB!);
     try {
+      const overview = await a.page.locator('main').innerText();
+      assert.match(overview, /This site: site a\s+active/);
+      assert.match(overview, /Standbys streaming from this site[\s\S]*streaming\s+sync/, 'site b streams synchronously from a');
       await assertAccessible(a.page, 'overview');
       await screenshot(a.page, 'overview');
       await a.page.goto(`${base}/console/revocations`);
+      // A list as a file, as an inventory exports it: three meters of the batch, previewed.
+      const three = (await pool.query<{ eui64: Buffer }>('SELECT eui64 FROM certificates WHERE batch_id = $1 ORDER BY serial LIMIT 3', [batchId])).rows.map((r) => r.eui64.toString('hex').toUpperCase());
+      const listFile = writeCaFile(ca, `console-list-${randomBytes(3).toString('hex')}.txt`, `${three.join('\n')}\n`);
+      await a.page.getByLabel('Revoke by').selectOption('devices');
+      await a.page.getByLabel('Or a file with the list').setInputFiles(listFile);
+      await a.page.getByRole('button', { name: 'Preview: count certificates' }).click();
+      assert.match(await a.page.getByTestId('revocation-preview').innerText(), /\b3\s+certificate\(s\) would be revoked \(3 named, 0 already revoked\)/);
+      await a.page.getByLabel('Devices, serials or batch id').fill('');
       await a.page.getByLabel('Revoke by').selectOption('batch');
       await a.page.getByLabel('Devices, serials or batch id').fill(batchId);
       await a.page.getByRole('button', { name: 'Preview: count certificates' }).click();
@@ -285,6 +286,8 @@ describe('console in a browser', () => {
       await screenshot(a.page, 'approvals');
 
       await b.page.goto(`${base}/console/approvals`);
+      // What the approver sees: how many certificates, from which batch.
+      assert.match(await b.page.locator('tr', { hasText: batchId }).first().innerText(), new RegExp(`Now: ${devices} certificate\\(s\\) to revoke \\(0 already revoked\\), from batch ${batchId.slice(0, 8)} \\(${devices}\\)`));
       await b.page.locator('tr', { hasText: batchId }).first().getByRole('button', { name: /^Approve/ }).click();
       assert.match(await b.page.locator('[role=status]').innerText(), /Approved/);
 
@@ -325,6 +328,7 @@ describe('console in a browser', () => {
       await page.getByRole('button', { name: 'Verify the chain now' }).click();
       const result = page.getByTestId('audit-result');
       assert.match(await result.innerText(), /The chain is intact/);
+      assert.match(await page.locator('main').innerText(), /Recent seals[\s\S]*Signed by audit key/);
       await assertAccessible(page, 'audit');
       await screenshot(page, 'audit');
       // The owner can switch the append-only trigger off: what an attacker with the database would do.
@@ -367,6 +371,58 @@ describe('console in a browser', () => {
       assert.equal(await drill.locator('svg[role=img] circle').count(), 4, 'one mark per event on the time axis');
       await assertAccessible(page, 'drills');
       await screenshot(page, 'drills');
+      assert.equal(await page.getByRole('button', { name: /Run a failover drill/ }).count(), 0, 'no drill button: not a test deployment, and not an administrator');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('works with JavaScript off: sign-in, a batch page, a revocation preview', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, javaScriptEnabled: false });
+    try {
+      const page = await context.newPage();
+      await page.goto(`${base}/console/sign-in`);
+      await page.getByLabel('API token').fill(tokens.admin!);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.goto(`${base}/console/batches/${batchId}`);
+      assert.equal(await page.getByTestId('batch-issued').innerText(), String(devices));
+      const officer = await browser.newContext({ ignoreHTTPSErrors: true, javaScriptEnabled: false });
+      try {
+        const p = await officer.newPage();
+        await p.goto(`${base}/console/sign-in`);
+        await p.getByLabel('API token').fill(tokens.officerB!);
+        await p.getByRole('button', { name: 'Sign in' }).click();
+        await p.goto(`${base}/console/revocations`);
+        await p.getByLabel('Revoke by').selectOption('batch');
+        await p.getByLabel('Devices, serials or batch id').fill(batchId);
+        await p.getByRole('button', { name: 'Preview: count certificates' }).click();
+        assert.match(await p.getByTestId('revocation-preview').innerText(), new RegExp(`${devices} named`));
+      } finally {
+        await officer.close();
+      }
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('a client certificate from the organisation CA signs in without a token, as its person', async () => {
+    const name = `console-cert-factory-${randomBytes(3).toString('hex')}`;
+    await createToken(pool, 'factory', MAKER, name);
+    const adminFile = writeCaFile(ca, `console-admin-${name}.token`, tokens.admin!);
+    const out = join(ca.dir, name);
+    const issued = await cli(['tls', 'client', '--name', name, '--out', out, '--token-file', adminFile]);
+    assert.equal(issued.code, 0, issued.stderr);
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, clientCertificates: [{ origin: base, certPath: join(out, 'client.pem'), keyPath: join(out, 'client.key') }] });
+    try {
+      const page = await context.newPage();
+      await page.goto(`${base}/console/sign-in`);
+      assert.match(await page.locator('main').innerText(), new RegExp(`client certificate of ${name}`));
+      await page.getByRole('button', { name: 'Sign in with this certificate' }).click();
+      await page.waitForLoadState();
+      assert.match(page.url(), /\/console\/batches$/);
+      assert.match(await page.locator('header').innerText(), new RegExp(`${name} · factory of ${MAKER}`));
+      const { rows } = await pool.query<{ actor: string }>(`SELECT actor FROM audit_events WHERE action = 'console.sign-in' AND actor LIKE $1`, [`person:${name} via cert:%`]);
+      assert.equal(rows.length, 1, 'the sign-in names the certificate it used');
     } finally {
       await context.close();
     }

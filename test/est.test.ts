@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -16,6 +15,7 @@ import { createPool, type Pool } from '@fleetpki/store';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
+import { httpsCall, type HttpsAnswer } from './support/https.js';
 
 /**
  * EST (RFC 7030) against real clients: strongSwan's `pki --estca` / `pki --est` and the curl + openssl
@@ -61,31 +61,15 @@ function splitPem(path: string, prefix: string): string[] {
 let tlsTrust: string[];
 const pkiTrust = () => [...tlsTrust, ca.rootPem, ca.issuingPem].flatMap((f) => ['--cacert', f]);
 
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
+type Answer = HttpsAnswer;
 
 function estRequest(path: string, options: { method?: string; body?: string; contentType?: string; auth?: string; cert?: string; key?: string; base?: string } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      `${options.base ?? base}${path}`,
-      {
-        method: options.method ?? (options.body === undefined ? 'GET' : 'POST'),
-        ca: readFileSync(join(config.api.tlsDir, 'clients-ca.pem')),
-        ...(options.cert ? { cert: readFileSync(options.cert), key: readFileSync(options.key!) } : {}),
-        headers: { ...(options.contentType ? { 'content-type': options.contentType } : {}), ...(options.auth ? { authorization: options.auth } : {}) },
-      },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end(options.body);
+  return httpsCall(`${options.base ?? base}${path}`, {
+    ca: readFileSync(join(config.api.tlsDir, 'clients-ca.pem')),
+    ...(options.method ? { method: options.method } : {}),
+    ...(options.body !== undefined ? { body: options.body } : {}),
+    ...(options.cert ? { cert: readFileSync(options.cert), key: readFileSync(options.key!) } : {}),
+    headers: { ...(options.contentType ? { 'content-type': options.contentType } : {}), ...(options.auth ? { authorization: options.auth } : {}) },
   });
 }
 

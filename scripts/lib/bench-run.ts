@@ -31,6 +31,9 @@ export class BenchRun {
     };
     process.on('unhandledRejection', onError);
     process.on('uncaughtException', onError);
+    // Stopped from outside (Ctrl-C, kill, a CI timeout): the services it started and its throw-away
+    // database go too, as on any other failure; without this they outlived the run and held its ports.
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => this.abort('BENCH_INTERRUPTED', `stopped by ${signal} during "${this.step}"`, 130));
   }
 
   private readonly deadline: NodeJS.Timeout;

@@ -21,6 +21,8 @@ export interface BatchView {
   readonly etaSeconds: number | null;
   readonly createdAt: string;
   readonly completedAt: string | null;
+  /** Certificates issued by each moment (up to 60 points): the throughput over time. */
+  readonly issuedOverTime?: readonly { at: string; issued: number }[];
 }
 
 export interface RevocationView {

@@ -153,7 +153,12 @@ export interface FleetConfig {
    */
   readonly est: { readonly approvalLabels: readonly string[]; readonly retryAfterSeconds: number; readonly revokeSupersededAfterSeconds: number | null };
   /** The operator console's sessions: ended after `idleSeconds` without a request, and `maxAgeSeconds` after sign-in in any case. */
-  readonly console: { readonly idleSeconds: number; readonly maxAgeSeconds: number };
+  readonly console: {
+    readonly idleSeconds: number;
+    readonly maxAgeSeconds: number;
+    /** A test deployment: administrators may start a failover drill from the API and the console (it kills the active site). */
+    readonly drills: boolean;
+  };
   /** Abuse limits of the HTTP API, per client address; where it listens and whether over TLS. */
   readonly api: {
     readonly rateLimitPerMinute: number;
@@ -214,6 +219,7 @@ const envSchema = z.object({
   FLEETPKI_EST_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3_600).default(60),
   FLEETPKI_CONSOLE_IDLE_S: z.coerce.number().int().min(30).max(86_400).default(900),
   FLEETPKI_CONSOLE_SESSION_MAX_S: z.coerce.number().int().min(60).max(7 * 86_400).default(8 * 3_600),
+  FLEETPKI_CONSOLE_DRILLS: z.enum(['on', 'off']).default('off'),
   FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S: z.union([z.literal('never'), z.coerce.number().int().min(0).max(365 * 86_400)]).default('never'),
   FLEETPKI_APPROVAL_TTL_MINUTES: z.coerce.number().int().min(1).max(7 * 24 * 60).default(240),
 });
@@ -380,7 +386,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       retryAfterSeconds: e.FLEETPKI_EST_RETRY_AFTER_S,
       revokeSupersededAfterSeconds: e.FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S === 'never' ? null : e.FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S,
     },
-    console: { idleSeconds: e.FLEETPKI_CONSOLE_IDLE_S, maxAgeSeconds: e.FLEETPKI_CONSOLE_SESSION_MAX_S },
+    console: { idleSeconds: e.FLEETPKI_CONSOLE_IDLE_S, maxAgeSeconds: e.FLEETPKI_CONSOLE_SESSION_MAX_S, drills: e.FLEETPKI_CONSOLE_DRILLS === 'on' },
     dualControl: { revocationThreshold: e.FLEETPKI_DUAL_CONTROL_REVOCATIONS, revocationWindowMinutes: e.FLEETPKI_DUAL_CONTROL_WINDOW_MINUTES, approvalTtlMinutes: e.FLEETPKI_APPROVAL_TTL_MINUTES },
   };
 }

@@ -53,6 +53,11 @@ export class ChunkQueue {
     return Object.values(counts).reduce((a, b) => a + b, 0);
   }
 
+  /** Batch workers connected to this site's queue now (BullMQ's worker registry in Redis). */
+  async workers(): Promise<number> {
+    return this.queue.getWorkersCount();
+  }
+
   async close(): Promise<void> {
     await this.queue.close();
     this.connection.disconnect();

@@ -49,3 +49,9 @@ export async function listAuditSeals(db: Queryable): Promise<{ seq: string; chai
   const { rows } = await db.query<{ seq: string; chain_hash: Buffer; rows: number; key_id: Buffer | null; signature: Buffer | null }>('SELECT seq::text, chain_hash, rows, key_id, signature FROM audit_seals ORDER BY audit_seals.seq');
   return rows.map((r) => ({ seq: r.seq, chainHash: r.chain_hash, rows: r.rows, keyId: r.key_id, signature: r.signature }));
 }
+
+/** The newest seals, for people looking (the console's audit page): what each covers, when, and by which key. */
+export async function recentAuditSeals(db: Queryable, limit: number): Promise<{ seq: string; rows: number; sealedAt: Date; keyId: Buffer | null }[]> {
+  const { rows } = await db.query<{ seq: string; rows: number; sealed_at: Date; key_id: Buffer | null }>('SELECT seq::text, rows, sealed_at, key_id FROM audit_seals ORDER BY seq DESC LIMIT $1', [limit]);
+  return rows.map((r) => ({ seq: r.seq, rows: r.rows, sealedAt: r.sealed_at, keyId: r.key_id }));
+}

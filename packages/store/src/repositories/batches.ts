@@ -458,3 +458,19 @@ export async function listBatchDevices(db: Queryable, batchId: string, after: Bu
   );
   return rows.map((r) => r.eui64);
 }
+
+/**
+ * Certificates issued over time, from the chunks' completion times (one row per chunk, so cheap at any
+ * batch size): cumulative counts at up to `points` moments, for a throughput chart.
+ */
+export async function batchIssueSeries(db: Queryable, batchId: string, points = 60): Promise<{ at: Date; issued: number }[]> {
+  const { rows } = await db.query<{ completed_at: Date; issued: number }>(
+    `SELECT completed_at, sum(issued_count) OVER (ORDER BY completed_at, chunk_no)::int AS issued
+       FROM batch_chunks WHERE batch_id = $1 AND state = 'done' AND completed_at IS NOT NULL ORDER BY completed_at, chunk_no`,
+    [batchId],
+  );
+  if (rows.length <= points) return rows.map((r) => ({ at: r.completed_at, issued: r.issued }));
+  // Evenly spaced samples, always ending with the latest.
+  const step = (rows.length - 1) / (points - 1);
+  return Array.from({ length: points }, (_, i) => rows[Math.round(i * step)]!).map((r) => ({ at: r.completed_at, issued: r.issued }));
+}

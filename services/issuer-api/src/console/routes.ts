@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import formbody from '@fastify/formbody';
+import multipart from '@fastify/multipart';
 import type { TLSSocket } from 'node:tls';
 import { FleetError, isFleetError } from '@fleetpki/core';
 import type { Principal } from '@fleetpki/ca';
@@ -30,6 +31,8 @@ interface ConsoleDeps {
   readonly access: ApiAccess;
   /** Served over HTTPS: the console signs in only then (its cookie is Secure). */
   readonly tls: boolean;
+  /** A test deployment: the drills page offers administrators a button that starts a failover drill. */
+  readonly drills: boolean;
 }
 
 /**
@@ -48,6 +51,8 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
     });
     // Form bodies only here: the API's own routes keep taking JSON alone.
     await scope.register(formbody, { bodyLimit: 32 * 1024 * 1024 });
+    // The revocation form takes a list as a file too (multipart); fields and the file's bytes land in the body.
+    await scope.register(multipart, { attachFieldsToBody: 'keyValues', limits: { fileSize: 32 * 1024 * 1024, files: 1, fields: 10 } });
     scope.addHook('onSend', async (_request, reply) => {
       reply.header('content-security-policy', CONSOLE_CSP);
     });
@@ -155,11 +160,13 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
     scope.get('/console/revocations', { preHandler: signedIn }, async (request, reply) =>
       send(reply, 'Revoke certificates', revocationFormBody({ kind: 'devices', list: '', reason: 'keyCompromise' }, request.consoleSession!.csrf), ctx(request, '/console/revocations')),
     );
-    scope.post<{ Body: { kind?: string; list?: string; reason?: string; step?: string } }>('/console/revocations', { preHandler: signedIn }, async (request, reply) => {
+    scope.post<{ Body: { kind?: string; list?: string; upload?: Buffer | string; reason?: string; step?: string } }>('/console/revocations', { preHandler: signedIn }, async (request, reply) => {
       const b = request.body ?? {};
+      // A list uploaded as a file (one per line, as inventories export them) joins what was typed.
+      const uploaded = Buffer.isBuffer(b.upload) ? b.upload.toString('utf8') : '';
       const form: RevocationForm = {
         kind: b.kind === 'serials' || b.kind === 'batch' ? b.kind : 'devices',
-        list: String(b.list ?? '').slice(0, 30_000_000),
+        list: [String(b.list ?? ''), uploaded].filter((t) => t.trim()).join('\n').slice(0, 30_000_000),
         reason: (REASONS as readonly string[]).includes(String(b.reason)) ? String(b.reason) : 'keyCompromise',
       };
       const csrf = request.consoleSession!.csrf;
@@ -201,9 +208,16 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       return reply.type(format === 'der' ? 'application/pkix-cert' : 'application/cose-c509-cert').send(Buffer.from(r.body.certificate, 'base64'));
     });
 
-    scope.get('/console/drills', { preHandler: signedIn }, async (request, reply) => {
+    const drillsPage = async (request: FastifyRequest, reply: FastifyReply, message?: Html, code = 200) => {
       const r = await api<{ drills: DrillView[] }>(request, 'GET', '/v1/drills?limit=20');
-      return send(reply, 'Drills', r.ok ? drillsBody(r.body.drills) : problem(r.error), ctx(request, '/console/drills'), r.ok ? 200 : r.status);
+      const canStart = deps.drills && request.consoleSession!.principal.role === 'administrator';
+      const body = r.ok ? html`${message ?? ''}${drillsBody(r.body.drills, canStart ? request.consoleSession!.csrf : undefined)}` : problem(r.error);
+      return send(reply, 'Drills', body, ctx(request, '/console/drills'), r.ok ? code : r.status);
+    };
+    scope.get('/console/drills', { preHandler: signedIn }, async (request, reply) => drillsPage(request, reply));
+    scope.post('/console/drills', { preHandler: signedIn }, async (request, reply) => {
+      const r = await api<{ pid: number; log: string }>(request, 'POST', '/v1/drills', { kind: 'failover' });
+      return drillsPage(request, reply, r.ok ? notice(`Failover drill started (process ${r.body.pid}, log ${r.body.log}). This site's database is about to be killed: follow it on the other site's console.`) : problem(r.error), r.ok ? 202 : r.status);
     });
 
     scope.get<{ Querystring: { verify?: string } }>('/console/audit', { preHandler: signedIn }, async (request, reply) => {

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { FleetError } from '@fleetpki/core';
 import { DUAL_CONTROL_ROLES, ROLES, presentApproval, type ApprovalAction, type DualControl, type RevocationService, type SiteGuard } from '@fleetpki/ca';
-import { databaseNow, findPersonByName, listApprovalRequests, type Pool } from '@fleetpki/store';
+import { databaseNow, findPersonByName, listApprovalRequests, previewRevocation, type Pool } from '@fleetpki/store';
 import { type ApiAccess, requireRole } from '../auth.js';
-import { runRevocation, type RevocationBody } from './revocations.js';
+import { parseRevocationBody, runRevocation, type RevocationBody } from './revocations.js';
 
 const OFFICERS = ['revocation-officer', 'administrator', 'custodian'] as const;
 const READERS = [...OFFICERS, 'auditor'] as const;
@@ -75,7 +75,18 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool;
 
   app.get('/v1/approvals', { preParsing: requireRole(deps.authenticator, READERS), schema: { summary: 'Open and recent dual-control requests', tags: ['dual control'], security: [{ bearer: [] }] } }, async () => {
     const at = await now();
-    return { approvals: (await listApprovalRequests(deps.pool, { limit: 100 })).map((r) => presentApproval(r, at)) };
+    const records = await listApprovalRequests(deps.pool, { limit: 100 });
+    return {
+      approvals: await Promise.all(
+        records.map(async (r) => {
+          const view = presentApproval(r, at);
+          // What an open bulk revocation would do now, counted: certificates and which batches (the approver's question).
+          if (r.action !== 'revocation.bulk' || (view.status !== 'pending' && view.status !== 'approved')) return view;
+          const { target } = parseRevocationBody(r.payload as RevocationBody);
+          return { ...view, wouldDo: await previewRevocation(deps.pool, target) };
+        }),
+      ),
+    };
   });
 
   app.get<{ Params: { id: string } }>('/v1/approvals/:id', { preParsing: requireRole(deps.authenticator, READERS), schema: { summary: 'One dual-control request', tags: ['dual control'], security: [{ bearer: [] }], params: idParams } }, async (request) => {

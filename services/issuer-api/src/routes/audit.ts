@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { auditCheckpointFile, verifyAuditLog } from '@fleetpki/ca';
-import type { Pool } from '@fleetpki/store';
+import { recentAuditSeals, type Pool } from '@fleetpki/store';
 import { type ApiAccess, requireRole } from '../auth.js';
 
 /**
@@ -14,7 +14,8 @@ export function registerAuditRoutes(app: FastifyInstance, deps: { pool: Pool; st
     { preParsing: requireRole(deps.authenticator, ['auditor', 'administrator', 'custodian']), schema: { summary: 'Verify the audit log: hash chain, seals, checkpoints', tags: ['audit'], security: [{ bearer: [] }] } },
     async () => {
       const r = await verifyAuditLog(deps.pool, auditCheckpointFile(deps.stateDir));
-      return { intact: r.problems.length === 0, rows: r.rows, sealedUpTo: r.sealedUpTo, signedSeals: r.signedSeals, unsignedEarlySeals: r.unsignedEarlySeals, problems: r.problems };
+      const seals = (await recentAuditSeals(deps.pool, 20)).map((s) => ({ seq: s.seq, rows: s.rows, sealedAt: s.sealedAt.toISOString(), keyId: s.keyId?.toString('hex') ?? null }));
+      return { intact: r.problems.length === 0, rows: r.rows, sealedUpTo: r.sealedUpTo, signedSeals: r.signedSeals, unsignedEarlySeals: r.unsignedEarlySeals, problems: r.problems, recentSeals: seals };
     },
   );
 }

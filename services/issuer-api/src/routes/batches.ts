@@ -4,7 +4,7 @@ import { FleetError, eui64FromBytes, isUuid } from '@fleetpki/core';
 import { DEVICE_KEY_ROLES, serialHex, type BatchIntake, type DeviceKeyService, type Principal, type SiteGuard, auditActor } from '@fleetpki/ca';
 import { MANIFEST_SIGNATURE_HEADER } from '@fleetpki/manifest';
 import type { ChunkQueue } from '@fleetpki/queue';
-import { batchFinishedPrefix, getBatch, listBatches, listBatchDevices, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
+import { batchFinishedPrefix, batchIssueSeries, getBatch, listBatches, listBatchDevices, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
 import type { DeviceKeyRole } from '@fleetpki/hsm';
 import { CERTIFICATE_FORMATS, encodeIssuedCertificate, getProfile, parseCertificateFormat } from '@fleetpki/x509';
 import { type ApiAccess, requireRole, visibleTo } from '../auth.js';
@@ -23,7 +23,7 @@ export interface BatchRouteDeps {
 }
 
 async function describeBatch(pool: Pool, batch: BatchRecord) {
-  const progress = await readBatchProgress(pool, batch.id);
+  const [progress, series] = await Promise.all([readBatchProgress(pool, batch.id), batchIssueSeries(pool, batch.id)]);
   const elapsed = batch.startedAt ? ((batch.completedAt ?? new Date()).getTime() - batch.createdAt.getTime()) / 1000 : 0;
   const finished = progress.issued + progress.failed;
   const rate = elapsed > 0 ? finished / elapsed : 0;
@@ -47,6 +47,8 @@ async function describeBatch(pool: Pool, batch: BatchRecord) {
     completedAt: batch.completedAt?.toISOString() ?? null,
     certificatesPerSecond: Math.round(rate),
     etaSeconds: batch.status === 'complete' ? 0 : rate > 0 ? Math.ceil(remaining / rate) : null,
+    /** Certificates issued by each moment (up to 60 points, from chunk completions): the throughput chart. */
+    issuedOverTime: series.map((p) => ({ at: p.at.toISOString(), issued: p.issued })),
   };
 }
 

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { FleetConfig, SiteId } from '@fleetpki/core';
 import type { IssuingCa, SiteGuard } from '@fleetpki/ca';
 import type { ChunkQueue } from '@fleetpki/queue';
-import { readStatusPublication, type Pool } from '@fleetpki/store';
+import { readDatabaseRole, readStatusPublication, type Pool } from '@fleetpki/store';
 import { type ApiAccess, requireRole } from '../auth.js';
 import type { hsmProbe } from './system.js';
 
@@ -29,24 +29,34 @@ export function registerOverviewRoutes(app: FastifyInstance, deps: { config: Fle
     { preParsing: requireRole(deps.authenticator, ['revocation-officer', 'auditor', 'administrator', 'custodian']), schema: { summary: 'Sites, CA status publication and the batch queue at a glance', tags: ['system'], security: [{ bearer: [] }] } },
     async () => {
       const self = deps.config.site;
-      const [standby, key, blocked, publication, backlog, other] = await Promise.all([
+      const [standby, key, blocked, publication, backlog, other, database, workers] = await Promise.all([
         deps.guard.isStandby(),
         deps.hsm(),
         deps.guard.writesBlocked().catch(() => undefined),
         readStatusPublication(deps.pool, deps.ca.record.id),
         deps.queue.backlog().catch(() => null),
         otherSite(deps.config, self === 'a' ? 'b' : 'a'),
+        readDatabaseRole(deps.pool).catch(() => undefined),
+        deps.queue.workers().catch(() => null),
       ]);
       const lease = deps.guard.lease?.state();
       return {
         site: { site: self, reachable: true, role: standby ? 'standby' : 'active', issuing: !standby && (lease?.issuing ?? true), lease: lease ?? null, hsm: key, writesBlockedSince: blocked?.since.toISOString() ?? null },
+        // Replication as this site's database sees it: its standbys (on a primary) or its own replay lag.
+        replication: database
+          ? {
+              standbys: database.standbys.map((s) => ({ name: s.applicationName, state: s.state, sync: s.syncState, replayLagBytes: s.replayLagBytes, replayLagSeconds: s.replayLagSeconds })),
+              replayLagBytes: database.replayLagBytes,
+              lastReplaySecondsAgo: database.lastReplaySecondsAgo,
+            }
+          : null,
         otherSite: other,
         ca: {
           id: deps.ca.record.id,
           crl: { shards: publication.crlShards, entries: publication.crlEntries, oldestThisUpdate: publication.oldestCrlThisUpdate?.toISOString() ?? null, earliestNextUpdate: publication.earliestCrlNextUpdate?.toISOString() ?? null },
           ocsp: { notPreProducedLastDay: publication.ocspNotPreProduced, revocationsNotResignedLastDay: publication.ocspRevocationsNotResigned },
         },
-        queue: { chunksWaiting: backlog },
+        queue: { chunksWaiting: backlog, workers },
       };
     },
   );

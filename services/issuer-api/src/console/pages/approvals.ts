@@ -14,6 +14,14 @@ export interface ApprovalView {
   executedBy?: string;
   executedAt?: string;
   outcome?: Record<string, unknown>;
+  /** An open bulk revocation, counted now. */
+  wouldDo?: { certificates: number; alreadyRevoked: number; wouldRevoke: number; batches: { batchId: string | null; certificates: number }[] };
+}
+
+function wouldDo(w: NonNullable<ApprovalView['wouldDo']>): Html {
+  return html`<p class="hint">Now: ${w.wouldRevoke} certificate(s) to revoke (${w.alreadyRevoked} already revoked)${
+    w.batches.length ? html`, from ${w.batches.map((b, i) => html`${i ? ', ' : ''}${b.batchId ? html`batch <span class="mono">${b.batchId.slice(0, 8)}</span>` : 'online enrolment'} (${b.certificates})`)}` : ''
+  }</p>`;
 }
 
 /** Approve and execute are offered where the API would allow them; the API still decides (two distinct people). */
@@ -22,7 +30,7 @@ export function approvalsBody(approvals: readonly ApprovalView[], me: string, cs
   const rest = approvals.filter((a) => !open.includes(a));
   const row = (a: ApprovalView) => html`<tr data-approval="${a.id}">
     <td><span class="mono">${a.id.slice(0, 8)}</span><br><span class="hint">${a.action}</span></td>
-    <td>${a.summary}</td>
+    <td>${a.summary}${a.wouldDo ? wouldDo(a.wouldDo) : ''}</td>
     <td>${a.requestedBy}<br><span class="hint">${when(a.requestedAt)}</span></td>
     <td>${status(a.status === 'executed' ? 'ok' : a.status === 'pending' || a.status === 'approved' ? 'warn' : 'bad', a.status)}${a.approvedBy ? html`<br><span class="hint">approved by ${a.approvedBy}</span>` : ''}${a.executedBy ? html`<br><span class="hint">executed by ${a.executedBy}</span>` : ''}</td>
     <td>${

@@ -1,5 +1,5 @@
 import { html, type Html } from '../html.js';
-import { status } from '../layout.js';
+import { status, when } from '../layout.js';
 
 export interface AuditView {
   intact: boolean;
@@ -8,6 +8,7 @@ export interface AuditView {
   signedSeals: number;
   unsignedEarlySeals: number;
   problems: { kind: string; seq: string; detail: string }[];
+  recentSeals: { seq: string; rows: number; sealedAt: string; keyId: string | null }[];
 }
 
 export function auditBody(result: AuditView | undefined): Html {
@@ -20,5 +21,13 @@ export function auditBody(result: AuditView | undefined): Html {
     result.problems.length
       ? html`<table><thead><tr><th scope="col">Kind</th><th scope="col">Seq</th><th scope="col">Detail</th></tr></thead><tbody>${result.problems.slice(0, 200).map((p) => html`<tr><td>${status('bad', p.kind)}</td><td class="num">${p.seq}</td><td>${p.detail}</td></tr>`)}</tbody></table>`
       : ''
-  }</section>`;
+  }</section>
+  <h2>Recent seals</h2>
+  ${
+    result.recentSeals.length
+      ? html`<table><thead><tr><th scope="col" class="num">Up to seq</th><th scope="col" class="num">Rows</th><th scope="col">Sealed</th><th scope="col">Signed by audit key</th></tr></thead><tbody>${result.recentSeals.map(
+          (s) => html`<tr><td class="num">${s.seq}</td><td class="num">${s.rows}</td><td>${when(s.sealedAt)}</td><td class="mono">${s.keyId ? s.keyId.slice(0, 16) : status('warn', 'unsigned')}</td></tr>`,
+        )}</tbody></table>`
+      : html`<p>No seals yet.</p>`
+  }`;
 }

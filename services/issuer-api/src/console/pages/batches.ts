@@ -20,6 +20,30 @@ export interface BatchDetail extends BatchSummary {
   errors: { line: number; eui64: string; keyRole: string; code: string }[];
   certificatesPerSecond: number;
   etaSeconds: number | null;
+  issuedOverTime: { at: string; issued: number }[];
+}
+
+/**
+ * Certificates issued over time since the batch was accepted, as an SVG line the server draws (its
+ * slope is the throughput); the figures beside it say the same in words.
+ */
+function throughputChart(b: BatchDetail): Html {
+  const t0 = Date.parse(b.createdAt);
+  const points = [{ t: 0, n: 0 }, ...b.issuedOverTime.map((p) => ({ t: (Date.parse(p.at) - t0) / 1000, n: p.issued }))];
+  if (points.length < 2) return html`<p class="hint">The chart starts with the first finished chunk.</p>`;
+  const [w, h, pad] = [560, 160, 36];
+  const tMax = Math.max(1, points[points.length - 1]!.t);
+  const nMax = Math.max(1, b.certificatesRequested);
+  const x = (t: number) => pad + (t / tMax) * (w - pad - 10);
+  const y = (n: number) => h - pad + 10 - (n / nMax) * (h - pad - 10);
+  const line = points.map((p) => `${x(p.t).toFixed(1)},${y(p.n).toFixed(1)}`).join(' ');
+  return html`<figure><svg role="img" aria-labelledby="chart-${b.id}" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" xmlns="http://www.w3.org/2000/svg">
+    <title id="chart-${b.id}">Certificates issued over time: ${points[points.length - 1]!.n} of ${b.certificatesRequested} after ${tMax.toFixed(0)} s</title>
+    <line x1="${pad}" y1="${y(0)}" x2="${w - 10}" y2="${y(0)}" stroke="#4a525c"/><line x1="${pad}" y1="${y(0)}" x2="${pad}" y2="${y(nMax)}" stroke="#4a525c"/>
+    <text x="${pad - 4}" y="${y(nMax) + 4}" font-size="11" text-anchor="end" fill="#1b1f24">${nMax}</text><text x="${pad - 4}" y="${y(0)}" font-size="11" text-anchor="end" fill="#1b1f24">0</text>
+    <text x="${w - 10}" y="${h - 6}" font-size="11" text-anchor="end" fill="#1b1f24">${tMax.toFixed(0)} s</text><text x="${pad}" y="${h - 6}" font-size="11" fill="#1b1f24">0 s</text>
+    <polyline points="${line}" fill="none" stroke="#0b5cad" stroke-width="2"/>
+  </svg><figcaption class="hint">Certificates issued since the batch was accepted; the steeper, the faster.</figcaption></figure>`;
 }
 
 function batchStatus(s: string): Html {
@@ -46,7 +70,7 @@ export function batchProgress(b: BatchDetail): Html {
     <dt>Chunks</dt><dd>${b.chunks.done} of ${b.chunks.total} done (${b.chunks.size} devices each)</dd>
     <dt>Rate</dt><dd>${b.certificatesPerSecond} certificates/s</dd>
     <dt>ETA</dt><dd>${b.etaSeconds === null ? '—' : b.etaSeconds === 0 ? 'done' : `${b.etaSeconds} s`}</dd>
-  </dl></div>`;
+  </dl>${throughputChart(b)}</div>`;
 }
 
 export function batchDetailBody(b: BatchDetail): Html {

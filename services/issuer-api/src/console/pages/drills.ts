@@ -1,5 +1,5 @@
 import { html, type Html } from '../html.js';
-import { status, when } from '../layout.js';
+import { csrfField, status, when } from '../layout.js';
 
 export interface DrillView {
   id: string;
@@ -34,8 +34,12 @@ function timeline(events: readonly { at: string; event: string }[], id: string):
   </svg><figcaption><ol class="hint">${events.map((e) => html`<li>+${((Date.parse(e.at) - t0) / 1000).toFixed(2)} s (${when(e.at)}): ${e.event}</li>`)}</ol></figcaption></figure>`;
 }
 
-export function drillsBody(drills: readonly DrillView[]): Html {
-  const intro = html`<p class="hint">Drills run from the CLI, where the sites are: <code>pnpm fleetpki drill failover</code>, <code>drill switchover --approval &lt;id&gt;</code> and <code>drill failback</code> (see the README). Each leaves its figures here.</p>`;
+/** `csrf` is given when this person may start a drill here (an administrator, on a test deployment). */
+export function drillsBody(drills: readonly DrillView[], csrf?: string): Html {
+  const start = csrf
+    ? html`<form method="post" action="/console/drills">${csrfField(csrf)}<p><button type="submit" class="danger">Run a failover drill (test deployment)</button></p><p class="hint">It kills this site's database and services mid-batch; the standby takes over and the figures appear here, on the site that is active afterwards.</p></form>`
+    : '';
+  const intro = html`<p class="hint">Drills run from the CLI, where the sites are: <code>pnpm fleetpki drill failover</code>, <code>drill switchover --approval &lt;id&gt;</code> and <code>drill failback</code> (see the README). Each leaves its figures here.</p>${start}`;
   if (drills.length === 0) return html`${intro}<p>No drills recorded yet.</p>`;
   return html`${intro}${drills.map(
     (d) => html`<section class="card" aria-labelledby="drill-${d.id}" data-testid="drill"><h2 id="drill-${d.id}">${d.kind} ${d.from ?? '?'} → ${d.to ?? '?'}, ${when(d.finishedAt)}</h2>

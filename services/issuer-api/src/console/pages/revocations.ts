@@ -27,12 +27,14 @@ export function revocationBody(form: RevocationForm): Record<string, unknown> {
 
 export function revocationFormBody(form: RevocationForm, csrf: string, extra?: Html): Html {
   const option = (value: string, label: string) => html`<option value="${value}" ${form.kind === value ? html`selected` : ''}>${label}</option>`;
-  return html`${extra ?? ''}<form method="post" action="/console/revocations">${csrfField(csrf)}
+  return html`${extra ?? ''}<form method="post" action="/console/revocations" enctype="multipart/form-data">${csrfField(csrf)}
   <label for="kind">Revoke by</label>
   <select id="kind" name="kind">${option('devices', 'Devices (EUI-64): every certificate of each')}${option('serials', 'Certificate serial numbers (hex)')}${option('batch', 'A whole batch (its id)')}</select>
   <label for="list">Devices, serials or batch id</label>
   <p class="hint" id="list-hint">One per line (or separated by commas or spaces); paste a list exported from your inventory.</p>
-  <textarea id="list" name="list" aria-describedby="list-hint" required>${form.list}</textarea>
+  <textarea id="list" name="list" aria-describedby="list-hint">${form.list}</textarea>
+  <label for="upload">Or a file with the list</label>
+  <input id="upload" name="upload" type="file" accept=".txt,.csv,text/plain,text/csv">
   <label for="reason">Reason (RFC 5280)</label>
   <select id="reason" name="reason">${REASONS.map((r) => html`<option value="${r}" ${form.reason === r ? html`selected` : ''}>${r}</option>`)}</select>
   <p><button type="submit" name="step" value="preview" class="secondary">Preview: count certificates</button>
