@@ -2,3 +2,4 @@
 // and proof of possession. The HTTP endpoint and responses come next (issue 20).
 export * from './pki-message.js';
 export * from './protection.js';
+export * from './responses.js';
