@@ -34,6 +34,9 @@ function requireTls(request: FastifyRequest): void {
  * The device certificate a re-enrolling device presented in the TLS handshake, chained by TLS to the
  * issuing CA (the API trusts the device chain as well as the organisation CA for client certificates).
  */
+/** The device certificate a re-enrolment presented, found once per request (before its body is read). */
+const presentedDevices = new WeakMap<FastifyRequest, { serial: Buffer; der: Buffer }>();
+
 function presentedDeviceCertificate(request: FastifyRequest): { serial: Buffer; der: Buffer } {
   requireTls(request);
   const socket = request.raw.socket as TLSSocket;
@@ -69,7 +72,7 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstDeps): void {
     const profile = getProfile(label.profileId);
     await deps.guard.assertWritable();
     await deps.caGuard.assertActive(deps.caId);
-    const device = renewal ? presentedDeviceCertificate(request) : undefined;
+    const device = renewal ? (presentedDevices.get(request) ?? presentedDeviceCertificate(request)) : undefined;
     const principal = request.principal;
     const actor = principal ? auditActor(principal) : `device:${eui64}`;
     const enrolment = { eui64, keyRole: label.keyRole, profileId: profile.id, deviceType: 'smart-meter', publicKey, actor };
@@ -137,7 +140,8 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstDeps): void {
         `${prefix}/simplereenroll`,
         {
           preParsing: async (request, _reply, payload) => {
-            presentedDeviceCertificate(request);
+            // Checked before the body is read; the handler takes what was found here.
+            presentedDevices.set(request, presentedDeviceCertificate(request));
             return payload;
           },
           bodyLimit: 16 * 1024,
