@@ -8,14 +8,17 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs `fleetpki ...` as an operator would, in its own process (one process per site's HSM). */
-export function cli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+/**
+ * Runs `fleetpki ...` as an operator would, in its own process (one process per site's HSM). Killed
+ * after `timeoutMs` (a drill of 20,000 devices takes ~95 s on 2 cores, more when the machine is shared).
+ */
+export function cli(args: readonly string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<CliResult> {
   const root = findRepoRoot();
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       ['--conditions=fleetpki-source', '--import', 'tsx', join(root, 'services', 'cli', 'src', 'main.ts'), ...args],
-      { env: { ...process.env, FLEETPKI_LOG_LEVEL: 'warn', ...env }, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 },
+      { env: { ...process.env, FLEETPKI_LOG_LEVEL: 'warn', ...env }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
