@@ -1,4 +1,4 @@
-import { DerError, derLength, expectTlv, readTlv, type Tlv } from '@fleetpki/x509';
+import { DerError, childrenOf, derLength, expectTlv, readTlv, type Tlv } from '@fleetpki/x509';
 
 /**
  * PKIMessage (RFC 9810 / RFC 4210 5.1, profiled by RFC 9483), read with the strict DER walker of
@@ -110,16 +110,7 @@ const NULL = 0x05;
 const GENERALIZED_TIME = 0x18;
 const ctx = (n: number, constructed = true) => (constructed ? 0xa0 : 0x80) | n;
 
-/** The elements inside a constructed element, in order. */
-function children(der: Buffer, tlv: Tlv): Tlv[] {
-  const out: Tlv[] = [];
-  for (let at = tlv.contentStart; at < tlv.end; ) {
-    const child = readTlv(der, at, tlv.end);
-    out.push(child);
-    at = child.end;
-  }
-  return out;
-}
+const children = childrenOf;
 
 const bytes = (der: Buffer, t: Tlv) => der.subarray(t.start, t.end);
 const content = (der: Buffer, t: Tlv) => der.subarray(t.contentStart, t.end);

@@ -1,6 +1,6 @@
 import { FleetError, eui64FromBytes, parseEui64, type Eui64 } from '@fleetpki/core';
 import { TAG } from './der.js';
-import { DerError, expectTlv, readTlv, type Tlv } from './der-reader.js';
+import { DerError, childrenOf, expectTlv, readTlv, type Tlv } from './der-reader.js';
 
 // DER of the object identifiers compared below (tag, length, content).
 const OID_SERIAL_NUMBER = Buffer.from('0603550405', 'hex'); // 2.5.4.5, X.520 serialNumber
@@ -14,16 +14,7 @@ function identityError(code: string, message: string): FleetError {
   return new FleetError(code, message, { httpStatus: 400 });
 }
 
-/** The elements inside a constructed one. */
-function children(der: Buffer, parent: Tlv): Tlv[] {
-  const out: Tlv[] = [];
-  for (let at = parent.contentStart; at < parent.end; ) {
-    const tlv = readTlv(der, at, parent.end);
-    out.push(tlv);
-    at = tlv.end;
-  }
-  return out;
-}
+const children = childrenOf;
 
 const bytesOf = (der: Buffer, tlv: Tlv) => der.subarray(tlv.start, tlv.end);
 const contentOf = (der: Buffer, tlv: Tlv) => der.subarray(tlv.contentStart, tlv.end);

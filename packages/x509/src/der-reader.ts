@@ -41,3 +41,14 @@ export function expectTlv(der: Uint8Array, offset: number, tag: number, what: st
   if (tlv.tag !== tag) throw new DerError(`${what}: expected tag 0x${tag.toString(16)} at byte ${offset}, found 0x${tlv.tag.toString(16)}`);
   return tlv;
 }
+
+/** The elements inside a constructed element, in order (each bounds-checked against its parent). */
+export function childrenOf(der: Uint8Array, parent: Tlv): Tlv[] {
+  const out: Tlv[] = [];
+  for (let at = parent.contentStart; at < parent.end; ) {
+    const tlv = readTlv(der, at, parent.end);
+    out.push(tlv);
+    at = tlv.end;
+  }
+  return out;
+}
