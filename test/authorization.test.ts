@@ -134,7 +134,12 @@ const ROUTES: readonly RouteCase[] = [
   { method: 'GET', route: '/v1/est/requests', path: () => '/v1/est/requests', expect: { administrator: 200, auditor: 200 } },
   { method: 'POST', route: '/v1/est/requests/{id}/approve', path: () => `/v1/est/requests/${randomUUID()}/approve`, expect: { administrator: 404 } },
   { method: 'POST', route: '/v1/est/requests/{id}/refuse', path: () => `/v1/est/requests/${randomUUID()}/refuse`, expect: { administrator: 404 } },
+  // 409 when this deployment has no device MAC master key yet (CMP secrets are derived from it).
+  { method: 'POST', route: '/v1/cmp/secrets', path: () => '/v1/cmp/secrets', body: () => ({ reference: `authz-${randomUUID().slice(0, 8)}`, manufacturer: 'authz-maker' }), expect: { administrator: [201, 409] } },
+  { method: 'DELETE', route: '/v1/cmp/secrets/{reference}', path: () => `/v1/cmp/secrets/nobody-${randomUUID().slice(0, 8)}`, expect: { administrator: 404 } },
 ];
+/** CMP: each message carries its own protection (MAC or signature); tokens play no part. test/cmp.test.ts covers who may do what. */
+const MESSAGE_PROTECTED = ['POST /.well-known/cmp', 'POST /.well-known/cmp/p/{label}'];
 /** EST: HTTPS only, so over this test's plain HTTP every caller gets 403 EST_TLS_REQUIRED; test/est.test.ts covers who may do what. */
 const TLS_ONLY = ['GET /.well-known/est/{label}/cacerts', 'GET /.well-known/est/{label}/csrattrs', 'POST /.well-known/est/{label}/simpleenroll', 'POST /.well-known/est/{label}/simplereenroll'].flatMap((r) => [r, r.replace('/{label}', '')]);
 const PUBLIC = [
@@ -212,10 +217,21 @@ describe('authorization matrix', () => {
     }
   });
 
+  it('CMP: a message without valid protection gets a CMP error (badMessageCheck or badDataFormat) whoever sends it, token or not', async () => {
+    for (const route of MESSAGE_PROTECTED) {
+      const path = route.split(' ')[1]!.replace('{label}', 'compact-signing');
+      for (const who of [...EVERYONE, 'anonymous'] as const) {
+        const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/pkixcmp', ...(who === 'anonymous' ? {} : { authorization: `Bearer ${tokens[who]}` }) }, body: Buffer.from('30030201', 'hex') });
+        assert.equal(res.status, 200, `${who}: ${route}`);
+        assert.equal(res.headers.get('content-type'), 'application/pkixcmp', `${who}: ${route}`);
+      }
+    }
+  });
+
   it('the table covers every route the API documents', async () => {
     const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     const documented = Object.entries(doc.paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`));
-    const covered = new Set([...ROUTES.map((r) => `${r.method} ${r.route}`), ...PUBLIC.map(([m, p]) => `${m} ${p}`), ...TLS_ONLY]);
+    const covered = new Set([...ROUTES.map((r) => `${r.method} ${r.route}`), ...PUBLIC.map(([m, p]) => `${m} ${p}`), ...TLS_ONLY, ...MESSAGE_PROTECTED]);
     const missing = documented.filter((r) => !covered.has(r) && !r.includes('/docs'));
     assert.deepEqual(missing, []);
   });

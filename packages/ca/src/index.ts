@@ -20,6 +20,7 @@ export * from './access/dual-control.js';
 export * from './access/access-administration.js';
 export * from './access/organisation-issuer.js';
 export * from './access/console-sessions.js';
+export * from './access/cmp-credentials.js';
 export * from './custody/ceremony.js';
 export * from './custody/root-ceremonies.js';
 export * from './custody/key-custody.js';

@@ -84,7 +84,9 @@ export type PkiBody =
   | { readonly type: 'certConf'; readonly statuses: readonly CertStatus[] }
   | { readonly type: 'pollReq'; readonly certReqIds: readonly number[] }
   | { readonly type: 'pkiconf' }
-  | { readonly type: Exclude<BodyType, 'ir' | 'cr' | 'kur' | 'p10cr' | 'rr' | 'genm' | 'certConf' | 'pollReq' | 'pkiconf'>; readonly der: Buffer };
+  /** ErrorMsgContent: the PKIStatus, the PKIFailureInfo bits set (RFC 4210 5.2.3 numbering) and the texts. */
+  | { readonly type: 'error'; readonly status: number; readonly failInfo: readonly number[]; readonly texts: readonly string[] }
+  | { readonly type: Exclude<BodyType, 'ir' | 'cr' | 'kur' | 'p10cr' | 'rr' | 'genm' | 'certConf' | 'pollReq' | 'pkiconf' | 'error'>; readonly der: Buffer };
 
 export interface PkiMessage {
   readonly der: Buffer;
@@ -300,6 +302,17 @@ function body(der: Buffer, t: Tlv): PkiBody {
     case 'pkiconf':
       if (inner.tag !== NULL) throw new DerError('pkiconf: not NULL');
       return { type };
+    case 'error': {
+      const [info] = children(der, inner);
+      if (!info || info.tag !== SEQUENCE) throw new DerError('ErrorMsgContent: pKIStatusInfo is required');
+      const [status, ...rest] = children(der, info);
+      if (!status) throw new DerError('PKIStatusInfo: status is required');
+      const texts = rest.filter((f) => f.tag === SEQUENCE).flatMap((f) => children(der, f).map((t) => content(der, t).toString('utf8')));
+      const bits = rest.find((f) => f.tag === BIT_STRING);
+      const failInfo: number[] = [];
+      if (bits) for (let i = 0; i < (bits.end - bits.contentStart - 1) * 8; i++) if (der[bits.contentStart + 1 + (i >> 3)]! & (0x80 >> (i & 7))) failInfo.push(i);
+      return { type, status: integer(der, status, 'PKIStatus'), failInfo, texts };
+    }
     default:
       return { type, der: Buffer.from(bytes(der, inner)) };
   }

@@ -126,6 +126,8 @@ export interface ResponseOptions {
   readonly extraCerts?: readonly Buffer[];
   /** Grant implicit confirmation (the client asked for it and the CA allows it). */
   readonly implicitConfirm?: boolean;
+  /** The senderNonce to send (a fresh one otherwise); the server keeps it to check the certConf's recipNonce. */
+  readonly senderNonce?: Buffer;
   /** For tests: the PBM parameters (a fresh salt otherwise). */
   readonly pbm?: PbmParameters;
   readonly now?: Date;
@@ -153,7 +155,7 @@ export async function buildResponse(options: ResponseOptions, body: ResponseBody
     protectionAlg ? explicit(1, protectionAlg) : Buffer.alloc(0),
     senderKid ? explicit(2, octets(senderKid)) : Buffer.alloc(0),
     request?.transactionId ? explicit(4, octets(request.transactionId)) : Buffer.alloc(0),
-    explicit(5, octets(randomBytes(16))),
+    explicit(5, octets(options.senderNonce ?? randomBytes(16))),
     request?.senderNonce ? explicit(6, octets(request.senderNonce)) : Buffer.alloc(0),
     options.implicitConfirm ? explicit(8, seq(seq(derOid(OID_IMPLICIT_CONFIRM), nullValue()))) : Buffer.alloc(0),
   );

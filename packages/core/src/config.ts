@@ -152,6 +152,12 @@ export interface FleetConfig {
    * stays good before it is revoked (reason superseded), null for never.
    */
   readonly est: { readonly approvalLabels: readonly string[]; readonly retryAfterSeconds: number; readonly revokeSupersededAfterSeconds: number | null };
+  /**
+   * CMP: grant implicit confirmation when a client asks (RFC 9483 4.1.1; off: every certificate waits
+   * for its certConf), how long an answered certificate waits for it before it is marked unconfirmed,
+   * and how far a request's messageTime may be from this server's clock.
+   */
+  readonly cmp: { readonly implicitConfirm: boolean; readonly confirmWaitSeconds: number; readonly maxClockSkewSeconds: number };
   /** The operator console's sessions: ended after `idleSeconds` without a request, and `maxAgeSeconds` after sign-in in any case. */
   readonly console: {
     readonly idleSeconds: number;
@@ -217,6 +223,9 @@ const envSchema = z.object({
   FLEETPKI_INTENT_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
   FLEETPKI_EST_APPROVAL_LABELS: z.string().regex(/^[a-z0-9-]*(,[a-z0-9-]+)*$/, 'a comma-separated list of EST labels').default(''),
   FLEETPKI_EST_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3_600).default(60),
+  FLEETPKI_CMP_IMPLICIT_CONFIRM: z.enum(['on', 'off']).default('off'),
+  FLEETPKI_CMP_CONFIRM_WAIT_S: z.coerce.number().int().min(1).max(86_400).default(300),
+  FLEETPKI_CMP_MAX_CLOCK_SKEW_S: z.coerce.number().int().min(1).max(86_400).default(600),
   FLEETPKI_CONSOLE_IDLE_S: z.coerce.number().int().min(30).max(86_400).default(900),
   FLEETPKI_CONSOLE_SESSION_MAX_S: z.coerce.number().int().min(60).max(7 * 86_400).default(8 * 3_600),
   FLEETPKI_CONSOLE_DRILLS: z.enum(['on', 'off']).default('off'),
@@ -381,6 +390,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     ocspMaxAgeSeconds: e.FLEETPKI_OCSP_MAX_AGE_SECONDS,
     ocspOnDemand: { perAddressPerSecond: e.FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS, concurrency: e.FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY },
     intentTimeoutSeconds: e.FLEETPKI_INTENT_TIMEOUT_SECONDS,
+    cmp: { implicitConfirm: e.FLEETPKI_CMP_IMPLICIT_CONFIRM === 'on', confirmWaitSeconds: e.FLEETPKI_CMP_CONFIRM_WAIT_S, maxClockSkewSeconds: e.FLEETPKI_CMP_MAX_CLOCK_SKEW_S },
     est: {
       approvalLabels: e.FLEETPKI_EST_APPROVAL_LABELS.split(',').filter(Boolean),
       retryAfterSeconds: e.FLEETPKI_EST_RETRY_AFTER_S,

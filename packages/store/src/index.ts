@@ -19,6 +19,7 @@ export * from './repositories/approvals.js';
 export * from './repositories/organisation-certificates.js';
 export * from './lease-connection.js';
 export * from './repositories/est-requests.js';
+export * from './repositories/cmp.js';
 export * from './repositories/console-sessions.js';
 export * from './repositories/overview.js';
 export * from './repositories/drill-runs.js';

@@ -77,28 +77,77 @@ function hardwareModuleSerial(der: Buffer, attributes: Tlv): Eui64 | undefined {
   for (const attribute of children(der, attributes)) {
     const [type, values] = children(der, attribute);
     if (!type || !values || values.tag !== SET || !bytesOf(der, type).equals(OID_EXTENSION_REQUEST)) continue;
-    for (const extensions of children(der, values)) {
-      for (const extension of children(der, extensions)) {
-        const parts = children(der, extension);
-        const value = parts[parts.length - 1];
-        if (!parts[0] || !value || value.tag !== TAG.OCTET_STRING || !bytesOf(der, parts[0]).equals(OID_SUBJECT_ALT_NAME)) continue;
-        const names = readTlv(der, value.contentStart, value.end);
-        if (names.tag !== TAG.SEQUENCE || names.end !== value.end) throw identityError('CSR_MALFORMED', 'the requested subjectAltName is not a GeneralNames sequence');
-        for (const name of children(der, names)) {
-          // otherName [0] IMPLICIT SEQUENCE { type-id OID, value [0] EXPLICIT ANY } (RFC 5280 4.2.1.6)
-          if (name.tag !== CONTEXT_0) continue;
-          const [typeId, wrapped] = children(der, name);
-          if (!typeId || !bytesOf(der, typeId).equals(OID_HARDWARE_MODULE_NAME)) continue;
-          const module = wrapped?.tag === CONTEXT_0 ? children(der, wrapped)[0] : undefined;
-          const serial = module?.tag === TAG.SEQUENCE ? children(der, module)[1] : undefined;
-          if (!serial || serial.tag !== TAG.OCTET_STRING) throw identityError('CSR_DEVICE_ID_INVALID', 'the hardwareModuleName is not SEQUENCE { hwType OID, hwSerialNum OCTET STRING }');
-          const bytes = contentOf(der, serial);
-          if (bytes.length !== 8) throw identityError('CSR_DEVICE_ID_INVALID', `the hardwareModuleName's hwSerialNum must be the 8-byte EUI-64, got ${bytes.length} bytes`);
-          found.add(eui64FromBytes(bytes));
-        }
-      }
-    }
+    for (const extensions of children(der, values)) moduleSerialsIn(der, extensions, found);
   }
   if (found.size > 1) throw identityError('CSR_DEVICE_ID_CONFLICT', `the CSR names more than one hardware module: ${[...found].join(', ')}`);
   return found.values().next().value;
+}
+
+/** Adds the hwSerialNum of every hardwareModuleName in a subjectAltName of `extensions` (Extensions) to `found`. */
+function moduleSerialsIn(der: Buffer, extensions: Tlv, found: Set<Eui64>): void {
+  for (const extension of children(der, extensions)) {
+    const parts = children(der, extension);
+    const value = parts[parts.length - 1];
+    if (!parts[0] || !value || value.tag !== TAG.OCTET_STRING || !bytesOf(der, parts[0]).equals(OID_SUBJECT_ALT_NAME)) continue;
+    const names = readTlv(der, value.contentStart, value.end);
+    if (names.tag !== TAG.SEQUENCE || names.end !== value.end) throw identityError('CSR_MALFORMED', 'the requested subjectAltName is not a GeneralNames sequence');
+    for (const name of children(der, names)) {
+      // otherName [0] IMPLICIT SEQUENCE { type-id OID, value [0] EXPLICIT ANY } (RFC 5280 4.2.1.6)
+      if (name.tag !== CONTEXT_0) continue;
+      const [typeId, wrapped] = children(der, name);
+      if (!typeId || !bytesOf(der, typeId).equals(OID_HARDWARE_MODULE_NAME)) continue;
+      const module = wrapped?.tag === CONTEXT_0 ? children(der, wrapped)[0] : undefined;
+      const serial = module?.tag === TAG.SEQUENCE ? children(der, module)[1] : undefined;
+      if (!serial || serial.tag !== TAG.OCTET_STRING) throw identityError('CSR_DEVICE_ID_INVALID', 'the hardwareModuleName is not SEQUENCE { hwType OID, hwSerialNum OCTET STRING }');
+      const bytes = contentOf(der, serial);
+      if (bytes.length !== 8) throw identityError('CSR_DEVICE_ID_INVALID', `the hardwareModuleName's hwSerialNum must be the 8-byte EUI-64, got ${bytes.length} bytes`);
+      found.add(eui64FromBytes(bytes));
+    }
+  }
+}
+
+/**
+ * The device a CMP certificate template names (RFC 4211 CertTemplate: the subject Name's DER and the
+ * Extensions' DER, either absent), by the same rules as readCsrDeviceId: hardwareModuleName in a
+ * subjectAltName, or the subject's serialNumber; both and different is a conflict.
+ */
+export function readTemplateDeviceId(subject: Buffer | undefined, extensions: Buffer | undefined): { eui64: Eui64; from: 'hardwareModuleName' | 'serialNumber' } {
+  let fromSubject: Eui64 | undefined;
+  const modules = new Set<Eui64>();
+  try {
+    if (subject) fromSubject = subjectSerialNumber(subject, expectTlv(subject, 0, TAG.SEQUENCE, 'subject'));
+    if (extensions) moduleSerialsIn(extensions, expectTlv(extensions, 0, TAG.SEQUENCE, 'extensions'), modules);
+  } catch (err) {
+    if (err instanceof DerError) throw identityError('CSR_MALFORMED', `the certificate template cannot be read: ${err.message}`);
+    throw err;
+  }
+  if (modules.size > 1) throw identityError('CSR_DEVICE_ID_CONFLICT', `the template names more than one hardware module: ${[...modules].join(', ')}`);
+  const fromModule = modules.values().next().value;
+  if (fromModule && fromSubject && fromModule !== fromSubject) throw identityError('CSR_DEVICE_ID_CONFLICT', `the template names two devices: hardwareModuleName ${fromModule}, subject serialNumber ${fromSubject}`);
+  if (fromModule) return { eui64: fromModule, from: 'hardwareModuleName' };
+  if (fromSubject) return { eui64: fromSubject, from: 'serialNumber' };
+  throw identityError('CSR_DEVICE_ID_MISSING', 'the certificate template does not name its device: give the subject serialNumber=<16 hex digits> (openssl cmp -subject /serialNumber=...) or a hardwareModuleName subjectAltName');
+}
+
+/** The device an X.509 device certificate names (subject serialNumber or hardwareModuleName), read as a template's. */
+export function readCertificateDeviceId(certificate: Uint8Array): { eui64: Eui64; from: 'hardwareModuleName' | 'serialNumber' } {
+  const der = Buffer.from(certificate.buffer, certificate.byteOffset, certificate.byteLength);
+  let subject: Buffer | undefined;
+  let extensions: Buffer | undefined;
+  try {
+    const outer = expectTlv(der, 0, TAG.SEQUENCE, 'Certificate');
+    const tbs = expectTlv(der, outer.contentStart, TAG.SEQUENCE, 'tbsCertificate', outer.end);
+    const fields = children(der, tbs);
+    const first = fields[0]?.tag === CONTEXT_0 ? 1 : 0; // version [0] is optional
+    const subjectTlv = fields[first + 4];
+    if (!subjectTlv || subjectTlv.tag !== TAG.SEQUENCE) throw new DerError('tbsCertificate has no subject');
+    subject = bytesOf(der, subjectTlv);
+    const wrapped = fields.find((f) => f.tag === 0xa3);
+    const inner = wrapped ? children(der, wrapped)[0] : undefined;
+    extensions = inner ? bytesOf(der, inner) : undefined;
+  } catch (err) {
+    if (err instanceof DerError) throw identityError('CERTIFICATE_MALFORMED', `the certificate cannot be read: ${err.message}`);
+    throw err;
+  }
+  return readTemplateDeviceId(subject, extensions);
 }

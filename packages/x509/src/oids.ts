@@ -11,6 +11,8 @@ export const OID = {
   organizationalUnitName: '2.5.4.11',
   serverAuth: '1.3.6.1.5.5.7.3.1', // RFC 5280 4.2.1.12
   clientAuth: '1.3.6.1.5.5.7.3.2',
+  /** id-kp-cmcRA (RFC 6402 2.10): what RFC 9483 3.3 names for a key protecting CMP messages of a PKI management entity. */
+  cmcRA: '1.3.6.1.5.5.7.3.28',
   countryName: '2.5.4.6',
   subjectKeyIdentifier: '2.5.29.14',
   keyUsage: '2.5.29.15',

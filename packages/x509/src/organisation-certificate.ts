@@ -5,8 +5,8 @@ import { certificateTime, encodeName, type CaName } from './ca-certificate.js';
 import { subjectKeyIdMethod2 } from './device-template.js';
 import { OID } from './oids.js';
 
-/** What an organisation certificate is for: TLS server, TLS client (mTLS), or a site's audit key. */
-export type OrganisationPurpose = 'server' | 'client' | 'audit';
+/** What an organisation certificate is for: TLS server, TLS client (mTLS), a site's audit key, or a site's CMP protection key. */
+export type OrganisationPurpose = 'server' | 'client' | 'audit' | 'cmp';
 
 export interface OrganisationCertificateRequest {
   readonly subject: CaName;
@@ -21,7 +21,7 @@ export interface OrganisationCertificateRequest {
   readonly names?: readonly string[];
 }
 
-const EKU: Record<OrganisationPurpose, string> = { server: OID.serverAuth, client: OID.clientAuth, audit: OID.auditSigning };
+const EKU: Record<OrganisationPurpose, string> = { server: OID.serverAuth, client: OID.clientAuth, audit: OID.auditSigning, cmp: OID.cmcRA };
 
 /**
  * An end-entity certificate from the organisation CA (PROFILE.md, organisation certificates): ECDSA

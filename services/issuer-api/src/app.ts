@@ -5,10 +5,10 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, ConsoleSessions, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { CA_IDS, AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
-import { openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
+import { expireWaitingCmpTransactions, listCas, openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
 import { readStrictPem, toPem } from '@fleetpki/x509';
 import { ApiAccess } from './auth.js';
 import { installErrorHandling } from './errors.js';
@@ -27,6 +27,17 @@ import { registerDrillRoutes } from './routes/drills.js';
 import { registerConsole } from './console/routes.js';
 import { registerTokenRoutes } from './routes/tokens.js';
 import { registerEstRequestRoutes, registerEstRoutes } from './routes/est.js';
+import { registerCmpRoutes, registerCmpSecretRoutes } from './routes/cmp.js';
+import { CmpServer, postgresCmpStore } from './cmp/cmp-server.js';
+
+/** A value computed once when first asked for; a failure is not kept (the next call tries again). */
+function memoise<T>(make: () => Promise<T>): () => Promise<T> {
+  let value: Promise<T> | undefined;
+  return () => (value ??= make().catch((err: unknown) => {
+    value = undefined;
+    throw err;
+  }));
+}
 
 /** RFC 5280 5.3.1 CRLReason superseded. */
 const REASON_SUPERSEDED = 4;
@@ -120,6 +131,8 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
       if (await guard.canAct()) {
         const released = await enrolment.releaseStaleIntents(`issuer-api:${deps.config.site}`);
         if (released > 0) app.log.warn({ released }, 'released online intents that never got their certificate');
+        const unconfirmed = await expireWaitingCmpTransactions(deps.pool, deps.config.site, deps.config.cmp.confirmWaitSeconds, `issuer-api:${deps.config.site}`);
+        if (unconfirmed > 0) app.log.warn({ unconfirmed }, 'CMP certificates answered but never confirmed (certConf); audited, the certificates stay valid');
         const grace = deps.config.est.revokeSupersededAfterSeconds;
         const superseded = grace === null ? [] : await supersededUnrevoked(deps.pool, grace);
         if (superseded.length > 0) {
@@ -136,8 +149,33 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   registerEnrolmentRoutes(app, { enrolment, deviceKeys, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics });
   registerCertificateRoutes(app, { pool: deps.pool, authenticator });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
-  registerEstRoutes(app, { config: deps.config, pool: deps.pool, enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer: chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain')) });
+  const chainDer = chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain'));
+  registerEstRoutes(app, { config: deps.config, pool: deps.pool, enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer });
   registerEstRequestRoutes(app, { pool: deps.pool, authenticator, guard, site: deps.config.site });
+  const cmpSecrets = new CmpSharedSecrets(deps.pool, deps.keyStore, deps.config.site);
+  registerCmpSecretRoutes(app, { pool: deps.pool, secrets: cmpSecrets, authenticator, guard, site: deps.config.site });
+  registerCmpRoutes(app, {
+    server: new CmpServer({
+      config: deps.config,
+      enrolment,
+      revocations,
+      secrets: cmpSecrets,
+      protectionKey: memoise(() => ensureCmpProtectionKey(deps.pool, deps.keyStore, deps.config.site, `issuer-api:${deps.config.site}`)),
+      clientCertificates: new ClientCertificateAuthenticator(deps.pool),
+      store: postgresCmpStore(deps.pool, deps.config.site),
+      guard,
+      caGuard,
+      caId: deps.ca.record.id,
+      chainDer,
+      organisationCaDer: memoise(async () => {
+        const organisation = (await listCas(deps.pool)).find((c) => c.id === CA_IDS.organisation);
+        if (!organisation) throw new FleetError('CA_NOT_FOUND', 'no organisation CA: run `pnpm fleetpki ceremony init` first', { httpStatus: 409 });
+        return organisation.certificate;
+      }),
+      threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes },
+      onIssued: (profile, keyRole) => metrics.issued.inc({ profile, key_role: keyRole }),
+    }),
+  });
   registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS), queue: deps.queue, authenticator, guard, chainPem: chain, deviceKeys });
   const hsm = hsmProbe(deps.ca);
   registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site, hsm });

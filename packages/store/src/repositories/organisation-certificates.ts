@@ -3,7 +3,7 @@ import type { Role } from './tokens.js';
 
 export interface OrganisationCertificateRecord {
   readonly serial: Buffer;
-  readonly purpose: 'server' | 'client' | 'audit';
+  readonly purpose: 'server' | 'client' | 'audit' | 'cmp';
   readonly subjectDn: string;
   readonly role: Role | null;
   readonly manufacturerId: string | null;
@@ -62,4 +62,13 @@ export async function listAuditKeys(db: Queryable): Promise<{ keyId: Buffer; sit
 export async function revokeOrganisationCertificate(db: Queryable, serial: Buffer): Promise<boolean> {
   const { rowCount } = await db.query('UPDATE organisation_certificates SET revoked_at = now() WHERE serial = $1 AND revoked_at IS NULL', [serial]);
   return rowCount === 1;
+}
+
+/** The newest live certificate of `purpose` for the key `keyId` (a site's CMP protection key), if any. */
+export async function findOrganisationCertificateByKey(db: Queryable, purpose: OrganisationCertificateRecord['purpose'], keyId: Buffer): Promise<Buffer | undefined> {
+  const { rows } = await db.query<{ certificate: Buffer }>(
+    `SELECT certificate FROM organisation_certificates WHERE purpose = $1 AND key_id = $2 AND revoked_at IS NULL AND not_after > now() ORDER BY not_after DESC LIMIT 1`,
+    [purpose, keyId],
+  );
+  return rows[0]?.certificate;
 }

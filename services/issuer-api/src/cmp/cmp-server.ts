@@ -1,0 +1,339 @@
+import { X509Certificate, createHash, randomBytes } from 'node:crypto';
+import { FleetError, isFleetError, type FleetConfig, type SiteId } from '@fleetpki/core';
+import { auditActor, type CaStatusGuard, type ClientCertificateAuthenticator, type CmpProtectionKey, type CmpSharedSecrets, type EnrolmentLabel, type EnrolmentService, type IssuedCertificate, type Principal, type RevocationService, type SiteGuard } from '@fleetpki/ca';
+import { CmpMessageError, OID_PASSWORD_BASED_MAC, buildResponse, derOid, readPkiMessage, verifyMacProtection, verifyPop, verifySignatureProtection, type CertReqMsg, type CertStatus, type PkiMessage, type RevDetails, type ResponseBody, type ResponseProtection } from '@fleetpki/cmp';
+import { getCmpTransaction, openCmpTransaction, settleCmpTransaction, type CmpTransactionRecord, type CmpTransactionStatus, type Pool } from '@fleetpki/store';
+import { derTlv, parseCsr, publicKeyFromSpki, readCertificateDeviceId, readCsrDeviceId, readTemplateDeviceId, type DevicePublicKey } from '@fleetpki/x509';
+
+/** The store calls the CMP server needs (migrations/0023_cmp.sql), and nothing more. */
+export interface CmpStore {
+  openTransaction(t: { transactionId: Buffer; bodyType: CmpTransactionRecord['bodyType']; sender: string }): Promise<boolean>;
+  getTransaction(transactionId: Buffer): Promise<CmpTransactionRecord | undefined>;
+  settleTransaction(
+    transactionId: Buffer,
+    from: CmpTransactionStatus,
+    to: CmpTransactionStatus,
+    values?: { certificateSerial?: Buffer; certificateSha256?: Buffer; responseNonce?: Buffer },
+    audit?: { actor: string; action: string; subject: string; details?: Record<string, unknown> },
+  ): Promise<boolean>;
+}
+
+export interface CmpServerDeps {
+  readonly config: FleetConfig;
+  readonly enrolment: EnrolmentService;
+  readonly revocations: RevocationService;
+  readonly secrets: CmpSharedSecrets;
+  /** The site's CMP protection key (made on first use). */
+  readonly protectionKey: () => Promise<CmpProtectionKey>;
+  readonly clientCertificates: ClientCertificateAuthenticator;
+  readonly store: CmpStore;
+  readonly guard: SiteGuard;
+  readonly caGuard: CaStatusGuard;
+  readonly caId: string;
+  /** The issuing CA's certificate and the root's, DER (caPubs, genm caCerts). */
+  readonly chainDer: readonly Buffer[];
+  /** The organisation CA's certificate: it issues factories' and officers' client certificates. */
+  readonly organisationCaDer: () => Promise<Buffer>;
+  readonly threshold: { readonly certificates: number; readonly windowMinutes: number };
+  /** Counts a certificate issued (metrics), as the other enrolment routes do. */
+  readonly onIssued?: (profile: string, keyRole: string) => void;
+}
+
+/** Who a request's protection proved it comes from. */
+type Sender =
+  | { readonly kind: 'secret'; readonly reference: string; readonly manufacturerId: string; readonly secret: Buffer; readonly senderKid: Buffer; readonly actor: string }
+  | { readonly kind: 'person'; readonly principal: Principal; readonly certificate: X509Certificate; readonly actor: string }
+  | { readonly kind: 'device'; readonly certificate: X509Certificate; readonly der: Buffer; readonly serial: Buffer; readonly actor: string };
+
+export interface CmpAnswer {
+  readonly httpStatus: number;
+  readonly der: Buffer;
+  readonly retryAfterSeconds?: number;
+}
+
+const OID_IT_CA_CERTS = '1.3.6.1.5.5.7.4.17';
+const OID_IT_SIGN_KEY_PAIR_TYPES = '1.3.6.1.5.5.7.4.3';
+const OID_IT_CERT_REQ_TEMPLATE = '1.3.6.1.5.5.7.4.19';
+const OID_IT_IMPLICIT_CONFIRM = '1.3.6.1.5.5.7.4.13';
+const OID_REG_CTRL_ALG_ID = '1.3.6.1.5.5.7.5.1.11';
+const ECDSA_WITH_SHA256 = derTlv(0x30, derOid('1.2.840.10045.4.3.2'));
+const P256_ALGORITHM = derTlv(0x30, Buffer.concat([derOid('1.2.840.10045.2.1'), derOid('1.2.840.10045.3.1.7')]));
+/** RFC 5280 CRLReason cessationOfOperation: a certificate its device refused in certConf (RFC 9483 4.1.1). */
+const REASON_CESSATION = 5;
+
+/** A FleetError from enrolment or revocation, as the PKIFailureInfo a CMP client understands. */
+const FAIL_INFO_OF: Record<string, CmpMessageError['failInfo']> = {
+  CERTIFICATE_EXISTS: 'badRequest',
+  CERTIFICATE_PENDING: 'transactionIdInUse',
+  EUI64_NOT_AVAILABLE: 'notAuthorized',
+  REENROL_MISMATCH: 'badCertId',
+  REENROL_CERTIFICATE_UNKNOWN: 'badCertId',
+  REENROL_CERTIFICATE_REVOKED: 'certRevoked',
+  REENROL_CERTIFICATE_NOT_LIVE: 'certRevoked',
+  KEY_INVALID: 'badDataFormat',
+  DUAL_CONTROL_THRESHOLD: 'notAuthorized',
+  CA_NOT_ACTIVE: 'wrongAuthority',
+};
+/** Answered 503 with Retry-After: the request was fine, this site cannot write now. */
+const UNAVAILABLE = new Set(['SITE_STANDBY', 'SITE_NOT_LEASED', 'STANDBY_UNAVAILABLE', 'ENROLMENT_TIMED_OUT']);
+
+/**
+ * The CMP server (RFC 9810/4210 profiled by RFC 9483): reads a PKIMessage, checks its protection
+ * before anything is written, and answers ir/cr/p10cr (enrolment by a factory), kur (re-key by the
+ * device's current certificate), rr (revocation by the device itself or an officer, under the
+ * dual-control threshold), certConf and genm. Issuance goes through the EnrolmentService, like the JSON
+ * API and EST: same intents, audit rows and guard. Answers are CMP messages (errors too), protected by
+ * the request's MAC secret or the site's CMP protection key.
+ */
+export class CmpServer {
+  constructor(private readonly deps: CmpServerDeps) {}
+
+  async handle(body: Buffer, label: EnrolmentLabel): Promise<CmpAnswer> {
+    let message: PkiMessage | undefined;
+    let sender: Sender | undefined;
+    try {
+      message = readPkiMessage(body);
+      this.checkHeader(message);
+      sender = await this.authenticate(message);
+      const answer = await this.dispatch(message, sender, label);
+      return { httpStatus: 200, der: await this.respond(message, sender, answer.body, answer.implicitConfirm) };
+    } catch (err) {
+      if (err instanceof CmpMessageError) return { httpStatus: 200, der: await this.respond(message, sender, { type: 'error', failInfo: err.failInfo, text: err.message }) };
+      if (err instanceof FleetError) {
+        const text = `${err.code}: ${err.message}`;
+        if (UNAVAILABLE.has(err.code)) return { httpStatus: 503, retryAfterSeconds: 10, der: await this.respond(message, sender, { type: 'error', failInfo: 'systemFailure', text }) };
+        return { httpStatus: 200, der: await this.respond(message, sender, { type: 'error', failInfo: FAIL_INFO_OF[err.code] ?? (err.httpStatus === 403 || err.httpStatus === 401 ? 'notAuthorized' : err.httpStatus >= 500 ? 'systemFailure' : 'badRequest'), text }) };
+      }
+      throw err;
+    }
+  }
+
+  /** RFC 9483 3.1: pvno, a transactionID and a senderNonce of at least 128 bits, a messageTime near ours. */
+  private checkHeader(message: PkiMessage): void {
+    const h = message.header;
+    if (h.pvno !== 2 && h.pvno !== 3) throw new CmpMessageError(`pvno ${h.pvno}: this server speaks cmp2000 (2) and cmp2021 (3)`, 'unsupportedVersion');
+    if (!h.transactionId || h.transactionId.length < 16) throw new CmpMessageError('the header needs a transactionID of at least 128 bits (RFC 9483 3.1)', 'badRequest');
+    if (!h.senderNonce || h.senderNonce.length < 16) throw new CmpMessageError('the header needs a senderNonce of at least 128 bits (RFC 9483 3.1)', 'badSenderNonce');
+    if (h.messageTime) {
+      const skew = Math.abs(h.messageTime.getTime() - Date.now()) / 1000;
+      if (skew > this.deps.config.cmp.maxClockSkewSeconds) throw new CmpMessageError(`messageTime ${h.messageTime.toISOString()} is ${Math.round(skew)} s from this server's clock (at most ${this.deps.config.cmp.maxClockSkewSeconds} s)`, 'badTime');
+    }
+  }
+
+  /** The sender, proven by the message's protection; nothing is read or written for a message whose protection fails. */
+  private async authenticate(message: PkiMessage): Promise<Sender> {
+    const alg = message.header.protectionAlg;
+    if (!alg || !message.protection) throw new CmpMessageError('the message is not protected: use a MAC with the factory reference and secret, or sign it with a certificate', 'badMessageCheck');
+    if (alg.oid === OID_PASSWORD_BASED_MAC) {
+      const kid = message.header.senderKid;
+      const reference = kid && kid.length <= 64 ? kid.toString('utf8') : '';
+      const found = reference ? await this.deps.secrets.secretFor(reference) : undefined;
+      // An unknown reference and a wrong secret look the same from outside.
+      if (!found) throw new CmpMessageError('the MAC protection does not verify', 'badMessageCheck');
+      verifyMacProtection(message, found.secret);
+      return { kind: 'secret', reference, manufacturerId: found.manufacturerId, secret: found.secret, senderKid: kid!, actor: `factory:${found.manufacturerId} via cmp-reference:${reference}` };
+    }
+    const certificate = verifySignatureProtection(message);
+    const now = Date.now();
+    if (Date.parse(certificate.validFrom) > now || Date.parse(certificate.validTo) < now) throw new CmpMessageError('the protecting certificate is not valid now', 'badMessageCheck');
+    const organisationCa = new X509Certificate(await this.deps.organisationCaDer());
+    const issuingCa = new X509Certificate(this.deps.chainDer[0]!);
+    if (certificate.checkIssued(organisationCa) && certificate.verify(organisationCa.publicKey)) {
+      let principal: Principal;
+      try {
+        principal = await this.deps.clientCertificates.authenticate({ raw: certificate.raw, serialNumber: certificate.serialNumber });
+      } catch {
+        throw new CmpMessageError('the protecting certificate is not a live client certificate of this organisation', 'notAuthorized');
+      }
+      return { kind: 'person', principal, certificate, actor: auditActor(principal) };
+    }
+    if (certificate.checkIssued(issuingCa) && certificate.verify(issuingCa.publicKey)) {
+      const hex = certificate.serialNumber.toLowerCase();
+      const serial = Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex');
+      return { kind: 'device', certificate, der: certificate.raw, serial, actor: `device:${readCertificateDeviceId(certificate.raw).eui64}` };
+    }
+    throw new CmpMessageError('the protecting certificate was not issued by this organisation CA or this issuing CA', 'badMessageCheck');
+  }
+
+  private async dispatch(message: PkiMessage, sender: Sender, label: EnrolmentLabel): Promise<{ body: ResponseBody; implicitConfirm?: boolean }> {
+    const body = message.body;
+    switch (body.type) {
+      case 'ir':
+      case 'cr':
+      case 'kur':
+        return this.certificateRequest(message, sender, label, body.type, body.requests);
+      case 'p10cr':
+        return this.certificateRequest(message, sender, label, 'p10cr', [], body.csr);
+      case 'rr':
+        return { body: await this.revocationRequest(message, sender, body.revocations) };
+      case 'certConf':
+        return { body: await this.certificateConfirmation(message, sender, body.statuses) };
+      case 'genm':
+        return { body: this.generalMessage(body.infoTypes) };
+      case 'pollReq':
+        throw new CmpMessageError('nothing is waiting here: this server answers every request at once (no pollRep)', 'badRequest');
+      default:
+        throw new CmpMessageError(`${body.type} is not a request this server answers (ir, cr, p10cr, kur, rr, certConf, genm)`, 'badRequest');
+    }
+  }
+
+  private async certificateRequest(message: PkiMessage, sender: Sender, label: EnrolmentLabel, type: 'ir' | 'cr' | 'kur' | 'p10cr', requests: readonly CertReqMsg[], csr?: Buffer): Promise<{ body: ResponseBody; implicitConfirm?: boolean }> {
+    if (type === 'kur' ? sender.kind !== 'device' : sender.kind === 'device' || (sender.kind === 'person' && sender.principal.role !== 'factory')) {
+      throw new CmpMessageError(type === 'kur' ? "kur is authenticated by the device's current certificate (signature protection)" : `${type} is for a factory: its MAC reference or its client certificate`, 'notAuthorized');
+    }
+    let certReqId = -1;
+    let publicKey: DevicePublicKey;
+    let eui64: ReturnType<typeof readCsrDeviceId>['eui64'];
+    if (csr) {
+      publicKey = parseCsr(csr);
+      eui64 = readCsrDeviceId(csr).eui64;
+    } else {
+      if (requests.length !== 1) throw new CmpMessageError(`${requests.length} certificate requests in one message; RFC 9483 4.1 allows one`, 'badRequest');
+      const request = requests[0]!;
+      certReqId = request.certReqId;
+      verifyPop(request);
+      publicKey = publicKeyFromSpki(request.template.publicKey!);
+      eui64 = this.templateDevice(request, sender);
+    }
+    await this.deps.guard.assertWritable();
+    await this.deps.caGuard.assertActive(this.deps.caId);
+    const transactionId = message.header.transactionId!;
+    if (!(await this.deps.store.openTransaction({ transactionId, bodyType: type, sender: sender.actor }))) throw new CmpMessageError('this transactionID was used before (a replayed or repeated request)', 'transactionIdInUse');
+    const enrolment = { eui64, keyRole: label.keyRole, profileId: label.profileId, deviceType: 'smart-meter', publicKey, actor: sender.actor };
+    let issued: IssuedCertificate;
+    try {
+      if (sender.kind === 'device') issued = await this.deps.enrolment.renew(enrolment, { serial: sender.serial, der: sender.der });
+      else issued = await this.deps.enrolment.enrol({ ...enrolment, manufacturerId: sender.kind === 'secret' ? sender.manufacturerId : sender.principal.manufacturerId! });
+    } catch (err) {
+      await this.deps.store.settleTransaction(transactionId, 'open', 'refused');
+      throw err;
+    }
+    if (!issued.reused) this.deps.onIssued?.(label.profileId, label.keyRole);
+    const implicitConfirm = this.deps.config.cmp.implicitConfirm && message.header.generalInfo.includes(OID_IT_IMPLICIT_CONFIRM);
+    const serialHex = issued.serial.toString('hex');
+    await this.deps.store.settleTransaction(
+      transactionId,
+      'open',
+      implicitConfirm ? 'confirmed' : 'waiting',
+      { certificateSerial: issued.serial, certificateSha256: createHash('sha256').update(issued.der).digest() },
+      implicitConfirm ? { actor: sender.actor, action: 'cmp.certificate.confirmed', subject: serialHex, details: { transaction: transactionId.toString('hex'), implicit: true } } : undefined,
+    );
+    const responseType = type === 'ir' ? 'ip' : type === 'kur' ? 'kup' : 'cp';
+    // The root for a client that trusts nothing yet (RFC 9483 4.1.1: caPubs answer an ir with MAC).
+    const caPubs = type === 'ir' && sender.kind === 'secret' ? [this.deps.chainDer[this.deps.chainDer.length - 1]!] : undefined;
+    return { body: { type: responseType, certReqId, certificate: issued.der, ...(caPubs ? { caPubs } : {}) }, implicitConfirm };
+  }
+
+  /** The template's device (subject serialNumber or hardwareModuleName); a kur without one keeps the presented certificate's. */
+  private templateDevice(request: CertReqMsg, sender: Sender): ReturnType<typeof readCsrDeviceId>['eui64'] {
+    try {
+      return readTemplateDeviceId(request.template.subject, request.template.extensions).eui64;
+    } catch (err) {
+      if (sender.kind === 'device' && isFleetError(err, 'CSR_DEVICE_ID_MISSING')) return readCertificateDeviceId(sender.der).eui64;
+      throw err;
+    }
+  }
+
+  private async revocationRequest(message: PkiMessage, sender: Sender, revocations: readonly RevDetails[]): Promise<ResponseBody> {
+    if (revocations.length !== 1) throw new CmpMessageError(`${revocations.length} revocations in one message; RFC 9483 4.2 allows one`, 'badRequest');
+    const rev = revocations[0]!;
+    const serial = rev.template.serialNumber;
+    if (!serial || serial.length === 0 || serial.length > 20) throw new CmpMessageError('the revocation template must give the serialNumber of the certificate to revoke', 'badCertId');
+    const normalized = Buffer.from(serial.subarray(serial.findIndex((b, i) => b !== 0 || i === serial.length - 1)));
+    if (sender.kind === 'device') {
+      if (!normalized.equals(sender.serial)) throw new CmpMessageError("a device revokes only its own certificate: the template's serial is not the protecting certificate's", 'notAuthorized');
+    } else if (sender.kind !== 'person' || !['revocation-officer', 'administrator'].includes(sender.principal.role)) {
+      throw new CmpMessageError('rr is for the device itself (its certificate) or a revocation officer (client certificate)', 'notAuthorized');
+    }
+    const reason = rev.reason ?? 0;
+    if (!Number.isInteger(reason) || reason < 0 || reason > 10 || reason === 7 || reason === 8) throw new CmpMessageError(`CRLReason ${reason} cannot be used here`, 'badRequest');
+    await this.deps.guard.assertWritable();
+    const transactionId = message.header.transactionId!;
+    if (!(await this.deps.store.openTransaction({ transactionId, bodyType: 'rr', sender: sender.actor }))) throw new CmpMessageError('this transactionID was used before (a replayed or repeated request)', 'transactionIdInUse');
+    const person = sender.kind === 'person' ? sender.principal : undefined;
+    let outcome;
+    try {
+      outcome = await this.deps.revocations.revoke({ target: { kind: 'serials', serials: [normalized] }, reason, requestedBy: sender.actor, manufacturerId: null, personId: person?.personId ?? null, approvalId: null, ...(person ? { threshold: this.deps.threshold } : {}) });
+    } catch (err) {
+      await this.deps.store.settleTransaction(transactionId, 'open', 'refused');
+      throw err;
+    }
+    await this.deps.store.settleTransaction(transactionId, 'open', 'done', { certificateSerial: normalized });
+    if (outcome.notFound.length) throw new CmpMessageError(`no certificate ${normalized.toString('hex')} was issued by this CA`, 'badCertId');
+    if (outcome.revoked === 0) throw new CmpMessageError(`certificate ${normalized.toString('hex')} is already revoked`, 'certRevoked');
+    return { type: 'rp', accepted: [true] };
+  }
+
+  /** certConf (RFC 9483 4.1.1): the certificate answered in this transaction is delivered (or refused and then revoked). */
+  private async certificateConfirmation(message: PkiMessage, sender: Sender, statuses: readonly CertStatus[]): Promise<ResponseBody> {
+    const transactionId = message.header.transactionId!;
+    const transaction = await this.deps.store.getTransaction(transactionId);
+    if (!transaction || transaction.sender !== sender.actor) throw new CmpMessageError('no certificate of this sender waits for confirmation in this transaction', 'badRequest');
+    if (transaction.status !== 'waiting') throw new CmpMessageError(`this transaction is ${transaction.status}, not waiting for a certConf`, 'badRequest');
+    if (!transaction.responseNonce || !message.header.recipNonce?.equals(transaction.responseNonce)) throw new CmpMessageError("recipNonce is not the senderNonce of this server's answer", 'badRecipientNonce');
+    if (statuses.length !== 1) throw new CmpMessageError(`${statuses.length} certificate statuses; one certificate was answered`, 'badRequest');
+    const status = statuses[0]!;
+    if (!transaction.certificateSha256 || !status.certHash.equals(transaction.certificateSha256)) throw new CmpMessageError('certHash is not the hash of the certificate answered', 'badCertId');
+    await this.deps.guard.assertWritable();
+    const serialHex = transaction.certificateSerial!.toString('hex');
+    if (status.status === undefined || status.status === 0 || status.status === 1) {
+      if (!(await this.deps.store.settleTransaction(transactionId, 'waiting', 'confirmed', {}, { actor: sender.actor, action: 'cmp.certificate.confirmed', subject: serialHex, details: { transaction: transactionId.toString('hex') } }))) {
+        throw new CmpMessageError('this transaction was settled meanwhile', 'badRequest');
+      }
+    } else {
+      // The device refused the certificate: it must not stay valid unseen.
+      await this.deps.store.settleTransaction(transactionId, 'waiting', 'rejected', {}, { actor: sender.actor, action: 'cmp.certificate.rejected', subject: serialHex, details: { transaction: transactionId.toString('hex') } });
+      await this.deps.revocations.revoke({ target: { kind: 'serials', serials: [transaction.certificateSerial!] }, reason: REASON_CESSATION, requestedBy: sender.actor, manufacturerId: null });
+    }
+    return { type: 'pkiconf' };
+  }
+
+  /** genm (RFC 9483 4.3): the CA certificates, the key types accepted, the certificate request template. No infoType asks for all. */
+  private generalMessage(infoTypes: readonly string[]): ResponseBody {
+    const supported: Record<string, () => Buffer> = {
+      [OID_IT_CA_CERTS]: () => derTlv(0x30, Buffer.concat(this.deps.chainDer)),
+      [OID_IT_SIGN_KEY_PAIR_TYPES]: () => derTlv(0x30, ECDSA_WITH_SHA256),
+      // CertReqTemplateValue ::= SEQUENCE { certTemplate CertTemplate, keySpec Controls }: any subject
+      // naming the device, and a P-256 key (id-regCtrl-algId).
+      [OID_IT_CERT_REQ_TEMPLATE]: () => derTlv(0x30, Buffer.concat([derTlv(0x30, Buffer.alloc(0)), derTlv(0x30, derTlv(0x30, Buffer.concat([derOid(OID_REG_CTRL_ALG_ID), P256_ALGORITHM])))])),
+    };
+    const asked = infoTypes.length ? infoTypes : Object.keys(supported);
+    return { type: 'genp', values: asked.map((oid) => (supported[oid] ? { infoType: oid, value: supported[oid]!() } : { infoType: oid })) };
+  }
+
+  /**
+   * The answer, protected as RFC 9483 3.2 says: with the request's MAC secret when the request was
+   * MAC-protected (the client may trust nothing else yet), otherwise signed by the site's CMP key with
+   * its certificate and the organisation CA in extraCerts. The senderNonce we send is kept for certConf.
+   */
+  private async respond(request: PkiMessage | undefined, sender: Sender | undefined, body: ResponseBody, implicitConfirm = false): Promise<Buffer> {
+    let protection: ResponseProtection;
+    let extraCerts: readonly Buffer[] = [];
+    let senderName: Buffer;
+    if (sender?.kind === 'secret') {
+      protection = { kind: 'mac', secret: sender.secret, senderKid: sender.senderKid };
+      const key = await this.deps.protectionKey();
+      senderName = key.subjectDer;
+    } else {
+      const key = await this.deps.protectionKey();
+      protection = { kind: 'signature', sign: (data) => key.sign(data), senderKid: key.keyId };
+      extraCerts = key.chain;
+      senderName = key.subjectDer;
+    }
+    const senderNonce = randomBytes(16);
+    const der = await buildResponse({ ...(request ? { request } : {}), sender: senderName, protection, extraCerts, implicitConfirm, senderNonce }, body);
+    if (request && (body.type === 'ip' || body.type === 'cp' || body.type === 'kup') && !implicitConfirm) {
+      await this.deps.store.settleTransaction(request.header.transactionId!, 'waiting', 'waiting', { responseNonce: senderNonce });
+    }
+    return der;
+  }
+}
+
+
+export function postgresCmpStore(pool: Pool, site: SiteId): CmpStore {
+  return {
+    openTransaction: (t) => openCmpTransaction(pool, site, t),
+    getTransaction: (id) => getCmpTransaction(pool, id),
+    settleTransaction: (id, from, to, values, audit) => settleCmpTransaction(pool, site, id, from, to, values, audit),
+  };
+}
