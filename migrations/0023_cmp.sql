@@ -20,7 +20,8 @@ CREATE TABLE cmp_secrets (
   revoked_at      timestamptz
 );
 GRANT SELECT ON cmp_secrets TO fleetpki_issuer, fleetpki_worker, fleetpki_status, fleetpki_operator;
-GRANT INSERT, UPDATE (master_label, version, created_by, created_at, revoked_at) ON cmp_secrets TO fleetpki_issuer;
+-- The issuer API (POST /v1/cmp/secrets) and the operators' CLI (`fleetpki cmp secret`) issue them.
+GRANT INSERT, UPDATE (master_label, version, created_by, created_at, revoked_at) ON cmp_secrets TO fleetpki_issuer, fleetpki_operator;
 
 -- One row per CMP transaction that asked for something (ir/cr/p10cr/kur/rr): the transactionID is
 -- unique (a replayed request is refused with transactionIdInUse) and a certificate waits here for its

@@ -15,6 +15,7 @@ import { findPersonByName, listMasterKeys, type Pool } from '@fleetpki/store';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
+import { approvedRequest } from './support/dual-control.js';
 
 /**
  * CMP (RFC 9483) against OpenSSL's client (`openssl cmp`, 3.0): ir with a factory's MAC reference,
@@ -33,6 +34,7 @@ let adminToken: string;
 let reference: string;
 let secret: string;
 let factoryCert: { cert: string; key: string };
+let officerCert: { cert: string; key: string };
 const MAKER = 'cmp-maker';
 const dir = mkdtempSync(join(tmpdir(), 'fleetpki-cmp-'));
 const file = (name: string) => join(dir, name);
@@ -104,7 +106,8 @@ before(async () => {
   ca = await ensureCa(config, pool);
   adminToken = await createToken(pool, 'administrator', null, 'cmp-admin');
   await createToken(pool, 'factory', MAKER, 'cmp-factory-line');
-  runtime = await createIssuerRuntime({ ...config, site: 'a', intentTimeoutSeconds: 4, cmp: { ...config.cmp, confirmWaitSeconds: CONFIRM_WAIT_S } }, { logger: false, hsmSessions: 1, poolSize: 4 });
+  // A revocation threshold of one certificate: an officer's second rr within the window needs a second person.
+  runtime = await createIssuerRuntime({ ...config, site: 'a', intentTimeoutSeconds: 4, cmp: { ...config.cmp, confirmWaitSeconds: CONFIRM_WAIT_S }, dualControl: { ...config.dualControl, revocationThreshold: 1 } }, { logger: false, hsmSessions: 1, poolSize: 4 });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   port = (runtime.app.server.address() as AddressInfo).port;
   status = await createStatusRuntime({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
@@ -122,6 +125,14 @@ before(async () => {
   assert.equal(made.code, 0, made.stderr);
   factoryCert = { cert: join(out, 'client.pem'), key: join(out, 'client.key') };
   assert.ok(await findPersonByName(pool, 'cmp-factory-line'));
+  // A revocation officer's client certificate: a privileged person's, so two administrators approve it.
+  await createToken(pool, 'revocation-officer', null, 'cmp-officer');
+  const officer = (await findPersonByName(pool, 'cmp-officer'))!;
+  const approval = await approvedRequest(pool, ca, 'credential.create', 'administrator', { person: officer.id, name: 'cmp-officer' });
+  const officerOut = file('officer');
+  const officerMade = await cli(['tls', 'client', '--name', 'cmp-officer', '--out', officerOut, '--token-file', approval.tokenFile, '--approval', approval.id]);
+  assert.equal(officerMade.code, 0, officerMade.stderr);
+  officerCert = { cert: join(officerOut, 'client.pem'), key: join(officerOut, 'client.key') };
 });
 
 after(async () => {
@@ -210,6 +221,47 @@ describe('CMP with openssl cmp', () => {
     const again = await cmp(['-cmd', 'rr', ...signedArgs(device.cert, device.key), '-oldcert', device.cert, '-revreason', '1']);
     assert.notEqual(again.code, 0);
     assert.match(again.stderr + again.stdout, /certRevoked/);
+  });
+
+  it("rr by a revocation officer's client certificate, under the dual-control threshold: past it, notAuthorized and nothing revoked", async () => {
+    const enrol = async (name: string) => {
+      const key = await newKey(name);
+      const out = await cmp(['-cmd', 'ir', ...macArgs(), '-newkey', key, '-subject', `/serialNumber=${newEui()}`, '-certout', file(`${name}.pem`)]);
+      assert.equal(out.code, 0, out.stderr);
+      return file(`${name}.pem`);
+    };
+    const [first, second] = [await enrol('officer-1'), await enrol('officer-2')];
+    const revoked = await cmp(['-cmd', 'rr', ...signedArgs(officerCert.cert, officerCert.key), '-oldcert', first, '-revreason', '4']);
+    assert.equal(revoked.code, 0, revoked.stderr + revoked.stdout);
+    assert.equal((await pool.query('SELECT reason FROM revocations WHERE serial = $1', [Buffer.from(await serialOf(first), 'hex')])).rows[0]?.reason, 4);
+    const refused = await cmp(['-cmd', 'rr', ...signedArgs(officerCert.cert, officerCert.key), '-oldcert', second, '-revreason', '4']);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr + refused.stdout, /notAuthorized[\s\S]*DUAL_CONTROL_THRESHOLD/);
+    assert.equal((await pool.query('SELECT 1 FROM revocations WHERE serial = $1', [Buffer.from(await serialOf(second), 'hex')])).rowCount, 0);
+    // A factory may not revoke over CMP (nor over the API).
+    const factory = await cmp(['-cmd', 'rr', ...signedArgs(factoryCert.cert, factoryCert.key), '-oldcert', second, '-revreason', '4']);
+    assert.match(factory.stderr + factory.stdout, /notAuthorized/);
+  });
+
+  it('fleetpki cmp secret issues a reference; issuing it again replaces the secret (the old one gets badMessageCheck)', async () => {
+    const adminFile = writeCaFile(ca, 'cmp-admin-cli.token', adminToken);
+    const issue = async () => {
+      const r = await cli(['cmp', 'secret', '--reference', 'cli-line', '--manufacturer', MAKER, '--token-file', adminFile]);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.split('\n')[1]!.trim();
+    };
+    const first = await issue();
+    const genm = (s: string) => cmp(['-cmd', 'genm', '-ref', 'cli-line', '-secret', `pass:${s}`, '-infotype', 'signKeyPairTypes']);
+    assert.equal((await genm(first)).code, 0);
+    const second = await issue();
+    assert.notEqual(second, first);
+    assert.equal((await genm(second)).code, 0);
+    // The error answering a MAC that does not verify is signed by the site's CMP key: with the root, openssl reads it.
+    const old = await cmp(['-cmd', 'genm', '-ref', 'cli-line', '-secret', `pass:${first}`, '-infotype', 'signKeyPairTypes', '-trusted', ca.rootPem]);
+    assert.notEqual(old.code, 0);
+    assert.match(old.stderr + old.stdout, /badMessageCheck/);
+    const refused = await cli(['cmp', 'secret', '--reference', 'cli-line', '--manufacturer', 'cmp-nobody', '--token-file', adminFile]);
+    assert.match(refused.stderr, /MANUFACTURER_NOT_FOUND|CMP_REFERENCE_TAKEN/);
   });
 
   it('genm: caCerts, certReqTemplate and signKeyPairTypes', async () => {

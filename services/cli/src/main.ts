@@ -15,6 +15,7 @@ import { registerHsmCommands } from './commands/hsm.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerSitesCommands } from './commands/sites.js';
 import { registerTlsCommands } from './commands/tls.js';
+import { registerCmpCommands } from './commands/cmp.js';
 import { registerBootstrapCommands, registerTokenCommands } from './commands/tokens.js';
 
 // `fleetpki ... | head` closes stdout early; that is not an error.
@@ -40,6 +41,7 @@ registerAuditCommands(program);
 registerC509Commands(program);
 registerApprovalCommands(program);
 registerTlsCommands(program);
+registerCmpCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Expected failures print their stable code and message; anything else is a bug and keeps its stack.
