@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isFleetError } from '@fleetpki/core';
-import { readCsrDeviceId } from './csr-identity.js';
+import { readCertificateDeviceId, readCsrDeviceId, readTemplateDeviceId } from './csr-identity.js';
 import { parseCsr } from './csr.js';
 import { certsOnly, estCsrAttributes, readEstBase64 } from './est-messages.js';
 
@@ -19,6 +19,26 @@ function opensslCsr(subject: string, san?: string): Buffer {
 }
 
 const refused = (code: string) => (err: unknown) => isFleetError(err, code);
+
+/** A self-signed certificate with that subject and subjectAltName (a device certificate's identity, for CMP's kur and rr). */
+function opensslCertificate(subject: string, san?: string): Buffer {
+  opensslCsr(subject, san); // writes req.cnf
+  return execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', '/dev/null', '-config', join(dir, 'req.cnf'), ...(san ? ['-extensions', 'ext'] : []), '-days', '1', '-outform', 'DER'], { stdio: ['ignore', 'pipe', 'ignore'] });
+}
+
+describe('the device a CMP template or a certificate names', () => {
+  it("a certificate's hardwareModuleName or subject serialNumber, by the CSR's rules", () => {
+    assert.deepEqual(readCertificateDeviceId(opensslCertificate('O = maker', 'otherName:1.3.6.1.5.5.7.8.4;SEQUENCE:hmn')), { eui64: '0011223344556677', from: 'hardwareModuleName' });
+    assert.deepEqual(readCertificateDeviceId(opensslCertificate('serialNumber = 0011223344556688')), { eui64: '0011223344556688', from: 'serialNumber' });
+    assert.throws(() => readCertificateDeviceId(opensslCertificate('serialNumber = 0011223344556678', 'otherName:1.3.6.1.5.5.7.8.4;SEQUENCE:hmn')), refused('CSR_DEVICE_ID_CONFLICT'));
+    assert.throws(() => readCertificateDeviceId(Buffer.from('3003020101', 'hex')), refused('CERTIFICATE_MALFORMED'));
+  });
+
+  it('a template without subject or extensions names no device; a broken Name is CSR_MALFORMED', () => {
+    assert.throws(() => readTemplateDeviceId(undefined, undefined), refused('CSR_DEVICE_ID_MISSING'));
+    assert.throws(() => readTemplateDeviceId(Buffer.from('3103', 'hex'), undefined), refused('CSR_MALFORMED'));
+  });
+});
 
 describe('the device a CSR names (EST, CMP)', () => {
   it('reads the hardwareModuleName of a requested subjectAltName', () => {

@@ -42,15 +42,17 @@ export function readCsrDeviceId(csr: Uint8Array): { eui64: Eui64; from: 'hardwar
     if (err instanceof DerError) throw identityError('CSR_MALFORMED', `the CSR cannot be read: ${err.message}`);
     throw err;
   }
+  return oneDevice(fromModule, fromSubject, 'the CSR', 'put the EUI-64 in a hardwareModuleName subjectAltName (extensionRequest, RFC 4108) or in the subject as serialNumber=<16 hex digits>');
+}
+
+/** The device named by a hardwareModuleName and/or a subject serialNumber: both and different is a conflict, neither is missing. */
+function oneDevice(fromModule: Eui64 | undefined, fromSubject: Eui64 | undefined, what: string, how: string): { eui64: Eui64; from: 'hardwareModuleName' | 'serialNumber' } {
   if (fromModule && fromSubject && fromModule !== fromSubject) {
-    throw identityError('CSR_DEVICE_ID_CONFLICT', `the CSR names two devices: hardwareModuleName ${fromModule}, subject serialNumber ${fromSubject}`);
+    throw identityError('CSR_DEVICE_ID_CONFLICT', `${what} names two devices: hardwareModuleName ${fromModule}, subject serialNumber ${fromSubject}`);
   }
   if (fromModule) return { eui64: fromModule, from: 'hardwareModuleName' };
   if (fromSubject) return { eui64: fromSubject, from: 'serialNumber' };
-  throw identityError(
-    'CSR_DEVICE_ID_MISSING',
-    'the CSR does not name its device: put the EUI-64 in a hardwareModuleName subjectAltName (extensionRequest, RFC 4108) or in the subject as serialNumber=<16 hex digits>',
-  );
+  throw identityError('CSR_DEVICE_ID_MISSING', `${what} does not name its device: ${how}`);
 }
 
 /** Name ::= SEQUENCE OF RelativeDistinguishedName (SET OF AttributeTypeAndValue { type, value }). */
@@ -122,11 +124,7 @@ export function readTemplateDeviceId(subject: Buffer | undefined, extensions: Bu
     throw err;
   }
   if (modules.size > 1) throw identityError('CSR_DEVICE_ID_CONFLICT', `the template names more than one hardware module: ${[...modules].join(', ')}`);
-  const fromModule = modules.values().next().value;
-  if (fromModule && fromSubject && fromModule !== fromSubject) throw identityError('CSR_DEVICE_ID_CONFLICT', `the template names two devices: hardwareModuleName ${fromModule}, subject serialNumber ${fromSubject}`);
-  if (fromModule) return { eui64: fromModule, from: 'hardwareModuleName' };
-  if (fromSubject) return { eui64: fromSubject, from: 'serialNumber' };
-  throw identityError('CSR_DEVICE_ID_MISSING', 'the certificate template does not name its device: give the subject serialNumber=<16 hex digits> (openssl cmp -subject /serialNumber=...) or a hardwareModuleName subjectAltName');
+  return oneDevice(modules.values().next().value, fromSubject, 'the certificate template', 'give the subject serialNumber=<16 hex digits> (openssl cmp -subject /serialNumber=...) or a hardwareModuleName subjectAltName');
 }
 
 /** The device an X.509 device certificate names (subject serialNumber or hardwareModuleName), read as a template's. */
