@@ -40,6 +40,8 @@ const dir = mkdtempSync(join(tmpdir(), 'fleetpki-cmp-'));
 const file = (name: string) => join(dir, name);
 const newEui = () => randomBytes(8).toString('hex').toUpperCase();
 const CONFIRM_WAIT_S = 2;
+/** The server's CMP settings: one test turns implicit confirmation on (the server reads them per request). */
+const cmpConfig: { implicitConfirm: boolean; confirmWaitSeconds: number; maxClockSkewSeconds: number } = { implicitConfirm: false, confirmWaitSeconds: CONFIRM_WAIT_S, maxClockSkewSeconds: 600 };
 
 function run(command: string, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -107,7 +109,7 @@ before(async () => {
   adminToken = await createToken(pool, 'administrator', null, 'cmp-admin');
   await createToken(pool, 'factory', MAKER, 'cmp-factory-line');
   // A revocation threshold of one certificate: an officer's second rr within the window needs a second person.
-  runtime = await createIssuerRuntime({ ...config, site: 'a', intentTimeoutSeconds: 4, cmp: { ...config.cmp, confirmWaitSeconds: CONFIRM_WAIT_S }, dualControl: { ...config.dualControl, revocationThreshold: 1 } }, { logger: false, hsmSessions: 1, poolSize: 4 });
+  runtime = await createIssuerRuntime({ ...config, site: 'a', intentTimeoutSeconds: 4, cmp: cmpConfig, dualControl: { ...config.dualControl, revocationThreshold: 1 } }, { logger: false, hsmSessions: 1, poolSize: 4 });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   port = (runtime.app.server.address() as AddressInfo).port;
   status = await createStatusRuntime({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
@@ -288,6 +290,23 @@ describe('CMP with openssl cmp', () => {
     await waitFor('unconfirmed', async () => ((await transaction(serial))?.status === 'unconfirmed' ? true : undefined), 20_000, 200);
     assert.ok((await auditActions(serial)).includes('cmp.certificate.unconfirmed'));
     assert.equal(await verify(file('noconf.pem')), `${file('noconf.pem')}: OK`);
+  });
+
+  it('implicit confirmation: asked for, it is granted only where the CA allows it (FLEETPKI_CMP_IMPLICIT_CONFIRM=on)', async () => {
+    const enrol = async (name: string) => {
+      const out = await cmp(['-cmd', 'ir', ...macArgs(), '-newkey', await newKey(name), '-subject', `/serialNumber=${newEui()}`, '-certout', file(`${name}.pem`), '-implicit_confirm', '-reqout', `${file(`${name}-1.der`)},${file(`${name}-2.der`)}`]);
+      assert.equal(out.code, 0, out.stderr);
+      return transaction(await serialOf(file(`${name}.pem`)));
+    };
+    assert.equal((await enrol('implicit-off'))?.status, 'confirmed', 'off: the client was not granted it and confirmed by certConf');
+    assert.equal(readPkiMessage(readFileSync(file('implicit-off-2.der'))).body.type, 'certConf');
+    cmpConfig.implicitConfirm = true;
+    try {
+      assert.equal((await enrol('implicit-on'))?.status, 'confirmed', 'on: confirmed without a certConf');
+      assert.throws(() => readFileSync(file('implicit-on-2.der')), 'no second message was sent');
+    } finally {
+      cmpConfig.implicitConfirm = false;
+    }
   });
 
   it('a certificate the client refuses in its certConf is revoked', async () => {

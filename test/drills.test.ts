@@ -72,6 +72,9 @@ describe('site drills', () => {
     assert.equal(run.code, 0, run.stderr);
     const r = lastJson<Record<string, unknown>>(run.stdout);
     assert.deepEqual([r.rebuilt, r.active, r.switched_back], ['a', 'a', true]);
+    const history = createPool(config.sites.a.databaseUrl, { max: 1 });
+    const recorded = await history.query<{ kind: string; from_site: string; to_site: string }>(`SELECT kind, from_site, to_site FROM drill_runs ORDER BY finished_at DESC LIMIT 1`).finally(() => history.end());
+    assert.deepEqual(recorded.rows[0], { kind: 'failback', from_site: 'b', to_site: 'a' }, 'recorded in the drill history');
     assert.deepEqual(readTopology(config), { primary: 'a' });
     const status = await cli(['sites', 'status']);
     assert.match(status.stdout, /a\s+postgres :\d+\s+up\s+primary; standbys: site_b streaming\/sync/);

@@ -146,7 +146,8 @@ export async function runFailback(config: FleetConfig, options: FailbackOptions 
       await db.end().catch(() => undefined);
     }
   }
-  return {
+  const active = currentRoles(config).primary;
+  const report: FailbackReport = {
     drill: 'failback',
     rebuilt: site.id,
     how: rejoin.how,
@@ -154,8 +155,17 @@ export async function runFailback(config: FleetConfig, options: FailbackOptions 
     waited_s: Number(waited.toFixed(2)),
     switched_back: options.switchBack !== undefined,
     switchover_s: Number(switchoverSeconds.toFixed(2)),
-    active: currentRoles(config).primary.id,
+    active: active.id,
   };
+  // In the drill history (console, auditors) like failovers and switchovers, on the site active now.
+  // Its "RTO" is the switch back's own time; nothing acknowledged is at stake in a rebuild (no RPO).
+  const history = createPool(active.databaseUrl, { max: 1, applicationName: 'fleetpki-drill' });
+  try {
+    await recordDrillRun(history, { kind: 'failback', from: primary.id, to: report.active, rtoSeconds: report.switched_back ? report.switchover_s : null, rpoLost: null, report: { ...report } });
+  } finally {
+    await history.end().catch(() => undefined);
+  }
+  return report;
 }
 
 /**

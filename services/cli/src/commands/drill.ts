@@ -5,7 +5,21 @@ import { consensusStatus, formatStatus, readTopology, sitesStatus } from '@fleet
 import { executeApproved, requireOfficer, withDatabase } from '../context.js';
 
 /** Prints the report: a readable list, or with --json one object on the last line. */
+/**
+ * A drill process starts, kills and reconnects to many things (services, pools, etcd, probes). Once its
+ * report is out it ends: if something is still open 5 s later, it names it on stderr (a leak to mend)
+ * and exits, so a leak never turns a finished drill into a hung one (a CI run killed it once, its report
+ * printed and complete).
+ */
+function endAfterReport(): void {
+  setTimeout(() => {
+    console.error(`fleetpki drill: still open 5 s after the report: ${process.getActiveResourcesInfo().join(', ')}; exiting`);
+    process.exit();
+  }, 5_000).unref();
+}
+
 async function report(result: object, json: boolean | undefined): Promise<void> {
+  endAfterReport();
   if (json) {
     console.log(JSON.stringify(result));
     return;
