@@ -16,7 +16,7 @@ export class CmpMessageError extends Error {
   constructor(
     message: string,
     /** The PKIFailureInfo bit the error message carries (RFC 4210 5.2.3). */
-    readonly failInfo: 'badAlg' | 'badMessageCheck' | 'badRequest' | 'badTime' | 'badCertId' | 'badDataFormat' | 'wrongAuthority' | 'incorrectData' | 'missingTimeStamp' | 'badPOP' | 'certRevoked' | 'transactionIdInUse' | 'unsupportedVersion' | 'badSenderNonce' | 'badRecipientNonce' | 'notAuthorized' | 'systemFailure',
+    readonly failInfo: 'badAlg' | 'badMessageCheck' | 'badRequest' | 'badTime' | 'badCertId' | 'badDataFormat' | 'wrongAuthority' | 'incorrectData' | 'missingTimeStamp' | 'badPOP' | 'certRevoked' | 'transactionIdInUse' | 'unsupportedVersion' | 'badSenderNonce' | 'badRecipientNonce' | 'notAuthorized' | 'systemUnavail' | 'systemFailure',
   ) {
     super(message);
   }

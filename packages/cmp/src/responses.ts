@@ -27,6 +27,7 @@ const FAIL_INFO_BITS: Record<CmpMessageError['failInfo'], number> = {
   transactionIdInUse: 21,
   unsupportedVersion: 22,
   notAuthorized: 23,
+  systemUnavail: 24,
   systemFailure: 25,
 };
 

@@ -64,13 +64,14 @@ const REASON_CESSATION = 5;
 /** A FleetError from enrolment or revocation, as the PKIFailureInfo a CMP client understands. */
 const FAIL_INFO_OF: Record<string, CmpMessageError['failInfo']> = {
   CERTIFICATE_EXISTS: 'badRequest',
-  CERTIFICATE_PENDING: 'transactionIdInUse',
+  // Another enrolment of this device is in flight: try again shortly.
+  CERTIFICATE_PENDING: 'systemUnavail',
   EUI64_NOT_AVAILABLE: 'notAuthorized',
   REENROL_MISMATCH: 'badCertId',
   REENROL_CERTIFICATE_UNKNOWN: 'badCertId',
   REENROL_CERTIFICATE_REVOKED: 'certRevoked',
   REENROL_CERTIFICATE_NOT_LIVE: 'certRevoked',
-  KEY_INVALID: 'badDataFormat',
+  PUBLIC_KEY_INVALID: 'badDataFormat',
   DUAL_CONTROL_THRESHOLD: 'notAuthorized',
   CA_NOT_ACTIVE: 'wrongAuthority',
 };
@@ -101,7 +102,7 @@ export class CmpServer {
       if (err instanceof CmpMessageError) return { httpStatus: 200, der: await this.respond(message, sender, { type: 'error', failInfo: err.failInfo, text: err.message }) };
       if (err instanceof FleetError) {
         const text = `${err.code}: ${err.message}`;
-        if (UNAVAILABLE.has(err.code)) return { httpStatus: 503, retryAfterSeconds: 10, der: await this.respond(message, sender, { type: 'error', failInfo: 'systemFailure', text }) };
+        if (UNAVAILABLE.has(err.code)) return { httpStatus: 503, retryAfterSeconds: 10, der: await this.respond(message, sender, { type: 'error', failInfo: 'systemUnavail', text }) };
         return { httpStatus: 200, der: await this.respond(message, sender, { type: 'error', failInfo: FAIL_INFO_OF[err.code] ?? (err.httpStatus === 403 || err.httpStatus === 401 ? 'notAuthorized' : err.httpStatus >= 500 ? 'systemFailure' : 'badRequest'), text }) };
       }
       throw err;
