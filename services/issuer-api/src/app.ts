@@ -5,10 +5,10 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { CA_IDS, AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
-import { expireWaitingCmpTransactions, listCas, openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
+import { expireWaitingCmpTransactions, openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
 import { readStrictPem, toPem } from '@fleetpki/x509';
 import { ApiAccess } from './auth.js';
 import { installErrorHandling } from './errors.js';
@@ -167,11 +167,6 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
       caGuard,
       caId: deps.ca.record.id,
       chainDer,
-      organisationCaDer: memoise(async () => {
-        const organisation = (await listCas(deps.pool)).find((c) => c.id === CA_IDS.organisation);
-        if (!organisation) throw new FleetError('CA_NOT_FOUND', 'no organisation CA: run `pnpm fleetpki ceremony init` first', { httpStatus: 409 });
-        return organisation.certificate;
-      }),
       threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes },
       onIssued: (profile, keyRole) => metrics.issued.inc({ profile, key_role: keyRole }),
     }),

@@ -32,8 +32,6 @@ export interface CmpServerDeps {
   readonly caId: string;
   /** The issuing CA's certificate and the root's, DER (caPubs, genm caCerts). */
   readonly chainDer: readonly Buffer[];
-  /** The organisation CA's certificate: it issues factories' and officers' client certificates. */
-  readonly organisationCaDer: () => Promise<Buffer>;
   readonly threshold: { readonly certificates: number; readonly windowMinutes: number };
   /** Counts a certificate issued (metrics), as the other enrolment routes do. */
   readonly onIssued?: (profile: string, keyRole: string) => void;
@@ -137,7 +135,8 @@ export class CmpServer {
     const certificate = verifySignatureProtection(message);
     const now = Date.now();
     if (Date.parse(certificate.validFrom) > now || Date.parse(certificate.validTo) < now) throw new CmpMessageError('the protecting certificate is not valid now', 'badMessageCheck');
-    const organisationCa = new X509Certificate(await this.deps.organisationCaDer());
+    // The organisation CA issues factories' and officers' client certificates; it is the CMP key's issuer too.
+    const organisationCa = new X509Certificate((await this.deps.protectionKey()).chain[1]!);
     const issuingCa = new X509Certificate(this.deps.chainDer[0]!);
     if (certificate.checkIssued(organisationCa) && certificate.verify(organisationCa.publicKey)) {
       let principal: Principal;
@@ -308,21 +307,11 @@ export class CmpServer {
    * its certificate and the organisation CA in extraCerts. The senderNonce we send is kept for certConf.
    */
   private async respond(request: PkiMessage | undefined, sender: Sender | undefined, body: ResponseBody, implicitConfirm = false): Promise<Buffer> {
-    let protection: ResponseProtection;
-    let extraCerts: readonly Buffer[] = [];
-    let senderName: Buffer;
-    if (sender?.kind === 'secret') {
-      protection = { kind: 'mac', secret: sender.secret, senderKid: sender.senderKid };
-      const key = await this.deps.protectionKey();
-      senderName = key.subjectDer;
-    } else {
-      const key = await this.deps.protectionKey();
-      protection = { kind: 'signature', sign: (data) => key.sign(data), senderKid: key.keyId };
-      extraCerts = key.chain;
-      senderName = key.subjectDer;
-    }
+    const key = await this.deps.protectionKey();
+    const mac = sender?.kind === 'secret';
+    const protection: ResponseProtection = sender?.kind === 'secret' ? { kind: 'mac', secret: sender.secret, senderKid: sender.senderKid } : { kind: 'signature', sign: (data) => key.sign(data), senderKid: key.keyId };
     const senderNonce = randomBytes(16);
-    const der = await buildResponse({ ...(request ? { request } : {}), sender: senderName, protection, extraCerts, implicitConfirm, senderNonce }, body);
+    const der = await buildResponse({ ...(request ? { request } : {}), sender: key.subjectDer, protection, extraCerts: mac ? [] : key.chain, implicitConfirm, senderNonce }, body);
     if (request && (body.type === 'ip' || body.type === 'cp' || body.type === 'kup') && !implicitConfirm) {
       await this.deps.store.settleTransaction(request.header.transactionId!, 'waiting', 'waiting', { responseNonce: senderNonce });
     }
