@@ -5,6 +5,7 @@ import { isFleetError, type FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore, type KeyStore, type Signer } from '@fleetpki/hsm';
 import { getCrl, listCas, openServicePool, type Pool } from '@fleetpki/store';
 import { ocspIssuerHashes, parseCaCertificate } from '@fleetpki/x509';
+import { BackgroundLoop } from './background-loop.js';
 
 /** Largest OCSP request accepted (a few CertIDs; RFC 6960 requests are ~100 bytes). */
 const MAX_OCSP_REQUEST = 4 * 1024;
@@ -114,19 +115,26 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     app.get('/healthz', async () => ({ status: 'ok', signing: signer !== undefined, lease: lease.state() }));
     app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 
-    const tick = async () => {
-      // Revocations first and all of them: relying parties must see them within seconds.
+    // Revocations have their own loop: a relying party must see one within a second or so, and CRL
+    // publishing, pre-production and audit seals (seconds each under a backlog) must not delay it.
+    const applyRevocations = async (): Promise<boolean> => {
       const started = Date.now();
       const revoked = await ocsp.applyAllNewRevocations();
       if (revoked > 0) app.log.info({ revocations: revoked, ms: Date.now() - started }, 'revocations applied to OCSP');
+      return false;
+    };
+    const upkeep = async (): Promise<boolean> => {
       if (publisher && (await canWrite())) await publisher.publishDue();
-      await ocsp.refreshExpiring();
-      await ocsp.preProduceNew();
+      const refreshed = await ocsp.refreshExpiring();
+      const produced = await ocsp.preProduceNew();
       // The active site seals its audit log every few seconds (hash chain + checkpoint outside the database).
       if (Date.now() - lastSeal > 5_000 && (await canWrite())) {
         lastSeal = Date.now();
         await sealAuditLog(pool, auditCheckpointFile(config.stateDir), { ...(await signerForSeals()) });
       }
+      // A backlog (a batch just issued, responses nearing nextUpdate) is worked off pass after pass
+      // without the pause; pre-production yields to revocations (OcspResponder.preProduceNew).
+      return refreshed > 0 || produced > 0;
     };
     let lastSeal = 0;
     // Seals are signed by this site's audit key (made and certified on first use). Without one they are
@@ -144,18 +152,18 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       }
       return auditSigner ? { signer: auditSigner } : {};
     };
-    let timer: NodeJS.Timeout | undefined;
-    let closed = false;
-    let pass: Promise<void> | undefined;
-    const loop = async () => {
-      try {
-        await (pass = tick());
-      } catch (err) {
-        app.log.warn({ err: { message: (err as Error).message } }, 'status background pass failed; retrying');
-      }
-      if (!closed) timer = setTimeout(loop, options.tickEveryMs ?? 500);
+    const everyMs = options.tickEveryMs ?? 500;
+    const loops =
+      options.tickEveryMs === 0
+        ? []
+        : [
+            new BackgroundLoop('revocations', applyRevocations, Math.min(everyMs, 200), app.log),
+            new BackgroundLoop('status upkeep', upkeep, everyMs, app.log),
+          ];
+    const tick = async () => {
+      await applyRevocations();
+      await upkeep();
     };
-    if (options.tickEveryMs !== 0) void loop();
 
     return {
       app,
@@ -163,10 +171,8 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       publisher,
       tick,
       async close() {
-        closed = true;
-        if (timer) clearTimeout(timer);
         // A pass still signing must finish before the HSM session goes away under it.
-        await pass?.catch(() => undefined);
+        await Promise.all(loops.map((l) => l.stop()));
         await app.close();
         await lease.close();
         await keyStore?.close();

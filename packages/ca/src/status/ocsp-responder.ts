@@ -439,7 +439,8 @@ export class OcspResponder {
    * Pre-produces a SHA-1 CertID response (what OpenSSL and RFC 9919 clients send) for certificates
    * issued since the last pass that have none, walking the certificates in issue order. Rows younger
    * than `settleMs` wait for the next pass, so a chunk still committing is not stepped over. Stops after
-   * `limit` signatures or `budgetMs`, so revocations are never kept waiting behind a big backlog.
+   * `limit` signatures or `budgetMs`, or when revocations are waiting to be re-signed, so revocations
+   * are never kept waiting behind a big backlog.
    */
   async preProduceNew(options: { limit?: number; budgetMs?: number; settleMs?: number } = {}): Promise<number> {
     if (!this.signer || !(await this.canWrite())) return 0;
@@ -447,7 +448,8 @@ export class OcspResponder {
     const deadline = Date.now() + (options.budgetMs ?? 2_000);
     const until = new Date(Date.now() - (options.settleMs ?? 10_000));
     let produced = 0;
-    while (produced < limit && Date.now() < deadline) {
+    // Revocations being re-signed go first: pre-production waits for its next pass.
+    while (produced < limit && Date.now() < deadline && this.pendingRevocations.size === 0) {
       const generation = await revocationGeneration(this.pool);
       const rows = await certificatesIssuedAfter(this.pool, this.caId, this.issueCursor, until, limit - produced);
       if (rows.length === 0) break;
