@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { ECDSA_WITH_SHA256_ALGID, TAG, derTlv } from './der.js';
+import { ECDSA_WITH_SHA256_ALGID, TAG, derNode, derTlv, encodeDer, type DerPart } from './der.js';
 import { DerError, expectTlv, readTlv } from './der-reader.js';
 
 /**
@@ -107,38 +107,48 @@ export interface OcspSingle {
   readonly nextUpdate: Date;
 }
 
-/** OCSP times are always GeneralizedTime (RFC 6960 4.2.1), seconds, Z. */
+/**
+ * OCSP times are always GeneralizedTime (RFC 6960 4.2.1), seconds, Z. The last few are remembered: a
+ * re-signing pass writes the same thisUpdate, nextUpdate and producedAt into thousands of responses.
+ */
+const recentTimes = new Map<number, Buffer>();
 function generalizedTime(date: Date): Buffer {
-  const iso = date.toISOString();
-  return derTlv(TAG.GENERALIZED_TIME, Buffer.from(iso.slice(0, 4) + iso.slice(5, 7) + iso.slice(8, 10) + iso.slice(11, 13) + iso.slice(14, 16) + iso.slice(17, 19) + 'Z', 'ascii'));
+  const ms = date.getTime();
+  let der = recentTimes.get(ms);
+  if (!der) {
+    const iso = date.toISOString();
+    der = derTlv(TAG.GENERALIZED_TIME, Buffer.from(iso.slice(0, 4) + iso.slice(5, 7) + iso.slice(8, 10) + iso.slice(11, 13) + iso.slice(14, 16) + iso.slice(17, 19) + 'Z', 'ascii'));
+    if (recentTimes.size >= 16) recentTimes.delete(recentTimes.keys().next().value!);
+    recentTimes.set(ms, der);
+  }
+  return der;
 }
 
-function certStatus(s: OcspStatus): Buffer {
-  if (s.status === 'good') return Buffer.from('8000', 'hex');
-  if (s.status === 'unknown') return Buffer.from('8200', 'hex');
+const GOOD = Buffer.from('8000', 'hex');
+const UNKNOWN = Buffer.from('8200', 'hex');
+
+function certStatus(s: OcspStatus): DerPart {
+  if (s.status === 'good') return GOOD;
+  if (s.status === 'unknown') return UNKNOWN;
   // revoked [1] IMPLICIT RevokedInfo { revocationTime, revocationReason [0] EXPLICIT CRLReason OPTIONAL }
-  const reason = s.reason === 0 ? Buffer.alloc(0) : derTlv(0xa0, Buffer.from([0x0a, 0x01, s.reason]));
-  return derTlv(0xa1, Buffer.concat([generalizedTime(s.revokedAt), reason]));
+  return s.reason === 0 ? derNode(0xa1, generalizedTime(s.revokedAt)) : derNode(0xa1, generalizedTime(s.revokedAt), derNode(0xa0, Buffer.from([0x0a, 0x01, s.reason])));
 }
 
 /** ResponseData (RFC 6960 4.2.1): v1, responderID byKey, producedAt, responses; no extensions. */
 export function buildOcspResponseData(responderKeyHash: Buffer, producedAt: Date, singles: readonly OcspSingle[]): Buffer {
-  const responses = singles.map((s) =>
-    derTlv(TAG.SEQUENCE, Buffer.concat([s.certId, certStatus(s.status), generalizedTime(s.thisUpdate), derTlv(0xa0, generalizedTime(s.nextUpdate))])),
-  );
-  return derTlv(
-    TAG.SEQUENCE,
-    Buffer.concat([derTlv(0xa2, derTlv(TAG.OCTET_STRING, responderKeyHash)), generalizedTime(producedAt), derTlv(TAG.SEQUENCE, Buffer.concat(responses))]),
-  );
+  const responses = singles.map((s) => derNode(TAG.SEQUENCE, s.certId, certStatus(s.status), generalizedTime(s.thisUpdate), derNode(0xa0, generalizedTime(s.nextUpdate))));
+  return encodeDer(derNode(TAG.SEQUENCE, derNode(0xa2, derNode(TAG.OCTET_STRING, responderKeyHash)), generalizedTime(producedAt), derNode(TAG.SEQUENCE, ...responses)));
 }
 
 const ID_PKIX_OCSP_BASIC = Buffer.from('06092b0601050507300101', 'hex');
 
 /** OCSPResponse { successful, responseBytes { id-pkix-ocsp-basic, BasicOCSPResponse } }; the CA signs directly, so no certs. */
+const SUCCESSFUL = Buffer.from('0a0100', 'hex');
+const NO_UNUSED_BITS = Buffer.from([0]);
+
 export function assembleOcspResponse(responseData: Buffer, signatureDer: Buffer): Buffer {
-  const basic = derTlv(TAG.SEQUENCE, Buffer.concat([responseData, ECDSA_WITH_SHA256_ALGID, derTlv(TAG.BIT_STRING, Buffer.concat([Buffer.from([0]), signatureDer]))]));
-  const responseBytes = derTlv(TAG.SEQUENCE, Buffer.concat([ID_PKIX_OCSP_BASIC, derTlv(TAG.OCTET_STRING, basic)]));
-  return derTlv(TAG.SEQUENCE, Buffer.concat([Buffer.from('0a0100', 'hex'), derTlv(0xa0, responseBytes)]));
+  const basic = derNode(TAG.SEQUENCE, responseData, ECDSA_WITH_SHA256_ALGID, derNode(TAG.BIT_STRING, NO_UNUSED_BITS, signatureDer));
+  return encodeDer(derNode(TAG.SEQUENCE, SUCCESSFUL, derNode(0xa0, derNode(TAG.SEQUENCE, ID_PKIX_OCSP_BASIC, derNode(TAG.OCTET_STRING, basic)))));
 }
 
 /** Unsigned error responses (RFC 6960 4.2.1 OCSPResponseStatus). */

@@ -124,6 +124,9 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       return false;
     };
     const upkeep = async (): Promise<boolean> => {
+      // OCSP is the channel relying parties see within seconds, CRLs within their publication interval:
+      // while revocations are re-signed, the CRL shards they dirtied wait (a few seconds) for the HSM.
+      if (ocsp.resigningRevocations) return false;
       if (publisher && (await canWrite())) await publisher.publishDue();
       const refreshed = await ocsp.refreshExpiring();
       const produced = await ocsp.preProduceNew();

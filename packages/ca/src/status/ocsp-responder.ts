@@ -139,8 +139,24 @@ class OnDemandSigning {
 
 const TRY_LATER: OcspAnswer = { der: OCSP_ERROR.tryLater, kind: 'tryLater' };
 
+/** A signed answer; its ETag (only GET answers carry one) is hashed on first use, not per signature. */
+class SignedAnswer implements OcspAnswer {
+  private tag: string | undefined;
+
+  constructor(
+    readonly der: Buffer,
+    readonly kind: OcspAnswer['kind'],
+    readonly thisUpdate: Date,
+    readonly nextUpdate: Date,
+  ) {}
+
+  get etag(): string {
+    return (this.tag ??= `"${createHash('sha1').update(this.der).digest('hex')}"`);
+  }
+}
+
 function answerOf(der: Buffer, kind: OcspAnswer['kind'], thisUpdate: Date, nextUpdate: Date): OcspAnswer {
-  return { der, kind, thisUpdate, nextUpdate, etag: `"${createHash('sha1').update(der).digest('hex')}"` };
+  return new SignedAnswer(der, kind, thisUpdate, nextUpdate);
 }
 
 /**
@@ -379,6 +395,11 @@ export class OcspResponder {
     if (this.pendingRevocations.get(key) !== p) return;
     this.pendingRevocations.delete(key);
     p.resolve(answer);
+  }
+
+  /** Are revocations picked up and still being re-signed? */
+  get resigningRevocations(): boolean {
+    return this.pendingRevocations.size > 0;
   }
 
   /** Applies every revocation waiting (in passes of `limit`), for at most `budgetMs`. */
