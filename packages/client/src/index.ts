@@ -285,13 +285,20 @@ export * from './device-key-bundle.js';
  * A revocation of any size, as two officers carry it out: the requester asks, the approver approves
  * (when the size needs it), the requester executes. For scripts, benchmarks and tests.
  */
-export async function revokeUnderDualControl(requester: FleetApiClient, approver: FleetApiClient, target: Parameters<FleetApiClient['revoke']>[0], reason?: string | number): Promise<RevocationView & { approvalId?: string }> {
+export async function revokeUnderDualControl(
+  requester: FleetApiClient,
+  approver: FleetApiClient,
+  target: Parameters<FleetApiClient['revoke']>[0],
+  reason?: string | number,
+  hooks: { beforeExecute?: () => void } = {},
+): Promise<RevocationView & { approvalId?: string }> {
   try {
     return await requester.revoke(target, reason);
   } catch (err) {
     const approval = (err as FleetError).details?.approval as ApprovalView | undefined;
     if ((err as FleetError).code !== 'APPROVAL_REQUIRED' || !approval) throw err;
     await approver.approve(approval.id);
+    hooks.beforeExecute?.();
     const done = await requester.executeApproval(approval.id);
     return { ...(done.outcome as unknown as RevocationView), approvalId: approval.id };
   }
