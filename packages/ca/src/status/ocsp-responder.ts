@@ -8,6 +8,8 @@ import {
   assembleOcspResponse,
   buildOcspResponseData,
   certIdMatchesIssuer,
+  derNode,
+  encodeDer,
   parseOcspRequest,
   type OcspCertId,
   type OcspHashAlgorithm,
@@ -488,13 +490,13 @@ export class OcspResponder {
 }
 
 /** CertID as OpenSSL sends it: hash AlgorithmIdentifier with NULL parameters (RFC 6960 4.1.1). */
+const CERT_ID_HASH_ALGIDS = { sha1: Buffer.from('300906052b0e03021a0500', 'hex'), sha256: Buffer.from('300d06096086480165030402010500', 'hex') } as const;
+const LEADING_ZERO = Buffer.from([0]);
+
 export function buildCertId(alg: OcspHashAlgorithm, issuer: OcspIssuerHashes, serial: Buffer): Buffer {
-  const algId = alg === 'sha1' ? Buffer.from('300906052b0e03021a0500', 'hex') : Buffer.from('300d06096086480165030402010500', 'hex');
   const h = issuer[alg];
-  const tlv = (tag: number, v: Buffer) => Buffer.concat([Buffer.from([tag, v.length]), v]);
-  const serialInt = serial[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), serial]) : serial;
-  const body = Buffer.concat([algId, tlv(0x04, h.name), tlv(0x04, h.key), tlv(0x02, serialInt)]);
-  return Buffer.concat([Buffer.from([0x30, body.length]), body]);
+  const serialInt = serial[0]! & 0x80 ? derNode(0x02, LEADING_ZERO, serial) : derNode(0x02, serial);
+  return encodeDer(derNode(0x30, CERT_ID_HASH_ALGIDS[alg], derNode(0x04, h.name), derNode(0x04, h.key), serialInt));
 }
 
 /** OCSPRequest { TBSRequest { requestList { Request { CertID } } } }, no nonce, as `openssl ocsp -no_nonce` sends it. */
