@@ -217,6 +217,27 @@ describe('OCSP responder under bad input', () => {
     assert.equal((await fetch(`${statusUrl}/healthz`)).status, 200);
   });
 
+  it('POST /ocsp: another media type -> 415 with its code; media type parameters are accepted; a chunked body past the limit -> 413', async () => {
+    const request = buildOcspRequest(buildCertId('sha1', ocspIssuerHashes(parseCaCertificate(issuingDer()).subjectDer, parseCaCertificate(issuingDer()).publicKeySpki), randomBytes(9)));
+    const json = await fetch(`${statusUrl}/ocsp`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(json.status, 415);
+    assert.equal(((await json.json()) as { code: string }).code, 'MEDIA_TYPE_UNSUPPORTED');
+    const withParameter = await fetch(`${statusUrl}/ocsp`, { method: 'POST', headers: { 'content-type': 'Application/OCSP-Request; charset=binary' }, body: request });
+    assert.equal(withParameter.status, 200);
+    assert.equal(withParameter.headers.get('content-type'), 'application/ocsp-response');
+    assert.equal(withParameter.headers.get('cache-control'), 'no-store');
+    // No content-length: the body arrives in chunks and is cut off past the limit.
+    const chunks = new ReadableStream({
+      start(controller) {
+        for (let i = 0; i < 10; i++) controller.enqueue(randomBytes(1_000));
+        controller.close();
+      },
+    });
+    const chunked = await fetch(`${statusUrl}/ocsp`, { method: 'POST', headers: { 'content-type': 'application/ocsp-request' }, body: chunks, duplex: 'half' } as RequestInit);
+    assert.equal(chunked.status, 413);
+    assert.equal(((await chunked.json()) as { code: string }).code, 'BODY_TOO_LARGE');
+  });
+
   it('another issuer -> unauthorized; a serial we never issued -> unknown', async () => {
     const record = parseCaCertificate(issuingDer());
     const hashes = ocspIssuerHashes(record.subjectDer, record.publicKeySpki);
