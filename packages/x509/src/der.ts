@@ -81,10 +81,13 @@ export function derNode(tag: number, ...parts: DerPart[]): DerNode {
 function writeNode(out: Buffer, at: number, node: DerNode): number {
   out[at++] = node.tag;
   const n = node.length;
-  if (n < 0x80) out[at++] = n;
-  else if (n < 0x100) (out[at++] = 0x81), (out[at++] = n);
-  else if (n < 0x10000) (out[at++] = 0x82), (out[at++] = n >> 8), (out[at++] = n & 0xff);
-  else (out[at++] = 0x83), (out[at++] = n >> 16), (out[at++] = (n >> 8) & 0xff), (out[at++] = n & 0xff);
+  if (n < 0x80) {
+    out[at++] = n;
+  } else {
+    const octets = lengthOctets(n) - 1;
+    out[at++] = 0x80 | octets;
+    for (let shift = 8 * (octets - 1); shift >= 0; shift -= 8) out[at++] = (n >> shift) & 0xff;
+  }
   for (const p of node.parts) {
     if (p instanceof Uint8Array) {
       out.set(p, at);
