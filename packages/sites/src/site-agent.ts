@@ -69,6 +69,8 @@ export class SiteAgent {
   private leaderlessSince: number | undefined;
   /** The last leader seen that was not this site, with its lease: its services' views run out with it. */
   private lastOtherLeader: { lease: string; seenAt: number } | undefined;
+  /** When this site last handed its role over in a switchover (it then waits for the other to take it). */
+  private handedOverAt: number | undefined;
   private busy = false;
   /** This site's candidacy's etcd lease (hex), once granted. */
   private candidacyLease: string | undefined;
@@ -182,6 +184,10 @@ export class SiteAgent {
       // nobody leading, the site that was the primary restarts as it was (crash recovery) and campaigns.
       if (leader && leader.site === this.other.id) await this.rejoin();
       else if (!leader && readTopology(this.config).primary === this.site.id) {
+        // Just handed over: the standby is being elected (its candidacy may have been a moment behind
+        // our resignation); restarting here would take the role back from under the switchover. Only if
+        // nobody leads after the grace does this site come back as it was.
+        if (this.handedOverAt !== undefined && Date.now() - this.handedOverAt < 2 * this.config.consensus.ttlSeconds * 1000 + 1_000) return;
         this.log(`site ${this.site.id}: PostgreSQL is down and nobody leads; restarting it as the primary`);
         await startCluster(this.site);
       }
@@ -243,7 +249,9 @@ export class SiteAgent {
       return;
     }
     const coldStart = this.leaderlessSince !== undefined && Date.now() - this.leaderlessSince > 2 * this.config.consensus.ttlSeconds * 1000;
-    if (leader || coldStart || this.candidacy) this.campaign();
+    // The primary handed its role to this standby (a switchover): campaign now, not after a cold start's wait.
+    const handedToUs = this.lastOtherLeader !== undefined && state.handedOver.includes(this.lastOtherLeader.lease);
+    if (leader || coldStart || handedToUs || this.candidacy) this.campaign();
   }
 
   /**
@@ -262,6 +270,7 @@ export class SiteAgent {
     this.log(`site ${this.site.id}: switchover to ${this.other.id} (asked by ${request.requestedBy}): stopping PostgreSQL cleanly, handing over`);
     await stopCluster(this.site, 'fast');
     await this.resign(true);
+    this.handedOverAt = Date.now();
     await setSwitchover(this.client, this.config, undefined);
   }
 

@@ -170,6 +170,7 @@ function answerOf(der: Buffer, kind: OcspAnswer['kind'], thisUpdate: Date, nextU
  */
 export class OcspResponder {
   private readonly cache = new Map<string, Cached>();
+  private validity: { thisUpdate: Date; nextUpdate: Date } | undefined;
   private readonly validityMs: number;
   private readonly refreshBeforeMs: number;
   private readonly cacheEntries: number;
@@ -297,9 +298,18 @@ export class OcspResponder {
     return { status: 'good' };
   }
 
+  /**
+   * This second's thisUpdate and nextUpdate: one pair of Date objects for every response signed in the
+   * same second (hundreds of thousands of cached answers would otherwise carry two Dates each).
+   */
+  private validityNow(): { thisUpdate: Date; nextUpdate: Date } {
+    const second = Math.floor(Date.now() / 1000) * 1000;
+    if (this.validity?.thisUpdate.getTime() !== second) this.validity = { thisUpdate: new Date(second), nextUpdate: new Date(second + this.validityMs) };
+    return this.validity;
+  }
+
   private async produce(singles: readonly { certId: Buffer; status: OcspStatus }[]): Promise<OcspAnswer> {
-    const thisUpdate = new Date(Math.floor(Date.now() / 1000) * 1000);
-    const nextUpdate = new Date(thisUpdate.getTime() + this.validityMs);
+    const { thisUpdate, nextUpdate } = this.validityNow();
     const data = buildOcspResponseData(
       this.issuer.responderKeyHash,
       thisUpdate,
