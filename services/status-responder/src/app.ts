@@ -7,6 +7,10 @@ import { getCrl, listCas, openServicePool, type Pool } from '@fleetpki/store';
 import { ocspIssuerHashes, parseCaCertificate } from '@fleetpki/x509';
 import { BackgroundLoop } from './background-loop.js';
 
+/** Responses pre-produced / refreshed in one upkeep pass at most (a full pass means more is waiting). */
+const PRE_PRODUCE_PER_PASS = 2_000;
+const REFRESH_PER_PASS = 5_000;
+
 /** Largest OCSP request accepted (a few CertIDs; RFC 6960 requests are ~100 bytes). */
 const MAX_OCSP_REQUEST = 4 * 1024;
 
@@ -128,16 +132,19 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       // while revocations are re-signed, the CRL shards they dirtied wait (a few seconds) for the HSM.
       if (ocsp.resigningRevocations) return false;
       if (publisher && (await canWrite())) await publisher.publishDue();
-      const refreshed = await ocsp.refreshExpiring();
-      const produced = await ocsp.preProduceNew();
+      const refreshed = await ocsp.refreshExpiring(REFRESH_PER_PASS);
+      const produced = await ocsp.preProduceNew({ limit: PRE_PRODUCE_PER_PASS });
       // The active site seals its audit log every few seconds (hash chain + checkpoint outside the database).
       if (Date.now() - lastSeal > 5_000 && (await canWrite())) {
         lastSeal = Date.now();
         await sealAuditLog(pool, auditCheckpointFile(config.stateDir), { ...(await signerForSeals()) });
       }
-      // A backlog (a batch just issued, responses nearing nextUpdate) is worked off pass after pass
-      // without the pause; pre-production yields to revocations (OcspResponder.preProduceNew).
-      return refreshed > 0 || produced > 0;
+      // A backlog (a full pass's worth: a batch issued while this site was busy, responses nearing
+      // nextUpdate) is worked off pass after pass without the pause; less than that waits for the next
+      // pass as usual (back-to-back passes that find a few rows each cost PostgreSQL more than they
+      // sign, and took CPU from a batch issuing at the same time). Pre-production yields to revocations
+      // (OcspResponder.preProduceNew).
+      return refreshed >= REFRESH_PER_PASS || produced >= PRE_PRODUCE_PER_PASS;
     };
     let lastSeal = 0;
     // Seals are signed by this site's audit key (made and certified on first use). Without one they are
