@@ -146,6 +146,43 @@ describe('revocation, CRLs and OCSP', () => {
     assert.ok((await number()) > first);
   });
 
+  it('a revocation committing while two CRL publications wait for its lock is in both; neither fails', async () => {
+    // The fault: the publication read its snapshot before its lock was granted, so a revocation that
+    // committed during the wait was missing from a CRL that claimed to cover its time, and its shard's
+    // dirty mark (already there, so the revocation's own insert did nothing) was cleared; two
+    // publications at once failed with a serialization error on the CRL number.
+    const device = await enrolDevice();
+    const serial = Buffer.from(device.serial, 'hex');
+    const { rows: certs } = await pool.query<{ ca_id: string; crl_shard: number }>('SELECT ca_id, crl_shard FROM certificates WHERE serial = $1', [serial]);
+    const { ca_id: caId, crl_shard: shard } = certs[0]!;
+    await pool.query('INSERT INTO crl_dirty (ca_id, shard) VALUES ($1, $2) ON CONFLICT DO NOTHING', [caId, shard]);
+    const writer = await pool.connect();
+    let publications: Promise<{ entries: number }>[] = [];
+    try {
+      // A revocation writer as the store's revoke runs it: the lock, the row, the dirty mark, held open.
+      await writer.query('BEGIN');
+      await writer.query('SELECT fp_lock_revocations_for_insert()');
+      await writer.query(`INSERT INTO revocations (serial, ca_id, crl_shard, reason, requested_by) VALUES ($1, $2, $3, 1, 'test-writer')`, [serial, caId, shard]);
+      await writer.query('INSERT INTO crl_dirty (ca_id, shard) VALUES ($1, $2) ON CONFLICT DO NOTHING', [caId, shard]);
+      publications = [status.publisher!.publish([shard]), status.publisher!.publish([shard])];
+      await waitFor('both publications waiting for the revocations lock', async () => {
+        const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'revocations'::regclass AND NOT granted");
+        return rows[0]!.n >= 2 ? true : undefined;
+      }, 10_000, 20);
+      await writer.query('COMMIT');
+    } catch (err) {
+      await writer.query('ROLLBACK');
+      throw err;
+    } finally {
+      writer.release();
+    }
+    const reports = await Promise.all(publications);
+    const { rows: inShard } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM revocations WHERE ca_id = $1 AND crl_shard = $2', [caId, shard]);
+    for (const report of reports) assert.equal(report.entries, inShard[0]!.n, 'the publication lists every revocation committed before it read');
+    const crl = readCrlSerials(Buffer.from(await (await fetch(`${statusUrl}${device.crlPath}`)).arrayBuffer())).map((s) => s.toString('hex'));
+    assert.ok(crl.includes(device.serial.toLowerCase()), 'the published CRL lists the serial');
+  });
+
   it('revokes 10,000 devices from a list file: each in exactly its own shard and revoked in OCSP', async () => {
     worker = startService(config, 'batch-worker', { FLEETPKI_SITE: 'a', FLEETPKI_LOG_LEVEL: 'error' });
     const manifest = join(ca.dir, 'revoke-10k.ndjson');

@@ -266,7 +266,12 @@ export async function listDirtyShards(db: Queryable, caId: string): Promise<numb
  */
 export async function withCrlSnapshot<T>(pool: Pool, fn: (snapshot: CrlSnapshot) => Promise<T>): Promise<T> {
   return withTransaction(pool, async (client) => {
-    await client.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+    // READ COMMITTED on purpose. The lock is what keeps the view still: every revocation writer takes
+    // the conflicting lock, so while it is held each statement sees the same revocations, all of them
+    // committed before the lock was granted. REPEATABLE READ would fix its snapshot when the locking
+    // SELECT starts, before the lock is granted, and miss a revocation committed during the wait (a CRL
+    // claiming to cover its time without it); a second publication would fail on the CRL number row
+    // instead of waiting for the first (test/revocation.test.ts reproduces both).
     await client.query('SELECT fp_lock_revocations()');
     const { rows } = await client.query<{ at: Date }>('SELECT clock_timestamp() AS at');
     return fn(new CrlSnapshot(client, rows[0]!.at));
