@@ -142,10 +142,10 @@ export function buildOcspResponseData(responderKeyHash: Buffer, producedAt: Date
 
 const ID_PKIX_OCSP_BASIC = Buffer.from('06092b0601050507300101', 'hex');
 
-/** OCSPResponse { successful, responseBytes { id-pkix-ocsp-basic, BasicOCSPResponse } }; the CA signs directly, so no certs. */
 const SUCCESSFUL = Buffer.from('0a0100', 'hex');
 const NO_UNUSED_BITS = Buffer.from([0]);
 
+/** OCSPResponse { successful, responseBytes { id-pkix-ocsp-basic, BasicOCSPResponse } }; the CA signs directly, so no certs. */
 export function assembleOcspResponse(responseData: Buffer, signatureDer: Buffer): Buffer {
   const basic = derNode(TAG.SEQUENCE, responseData, ECDSA_WITH_SHA256_ALGID, derNode(TAG.BIT_STRING, NO_UNUSED_BITS, signatureDer));
   return encodeDer(derNode(TAG.SEQUENCE, SUCCESSFUL, derNode(0xa0, derNode(TAG.SEQUENCE, ID_PKIX_OCSP_BASIC, derNode(TAG.OCTET_STRING, basic)))));

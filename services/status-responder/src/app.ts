@@ -141,9 +141,9 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       }
       // A backlog (a full pass's worth: a batch issued while this site was busy, responses nearing
       // nextUpdate) is worked off pass after pass without the pause; less than that waits for the next
-      // pass as usual (back-to-back passes that find a few rows each cost PostgreSQL more than they
-      // sign, and took CPU from a batch issuing at the same time). Pre-production yields to revocations
-      // (OcspResponder.preProduceNew).
+      // pass as usual (passes back to back that each find a few rows keep PostgreSQL and this process
+      // busy for little signing, beside a batch issuing on the same cores). Pre-production yields to
+      // revocations (OcspResponder.preProduceNew).
       return refreshed >= REFRESH_PER_PASS || produced >= PRE_PRODUCE_PER_PASS;
     };
     let lastSeal = 0;

@@ -499,10 +499,10 @@ export class OcspResponder {
   }
 }
 
-/** CertID as OpenSSL sends it: hash AlgorithmIdentifier with NULL parameters (RFC 6960 4.1.1). */
 const CERT_ID_HASH_ALGIDS = { sha1: Buffer.from('300906052b0e03021a0500', 'hex'), sha256: Buffer.from('300d06096086480165030402010500', 'hex') } as const;
 const LEADING_ZERO = Buffer.from([0]);
 
+/** CertID as OpenSSL sends it: hash AlgorithmIdentifier with NULL parameters (RFC 6960 4.1.1). */
 export function buildCertId(alg: OcspHashAlgorithm, issuer: OcspIssuerHashes, serial: Buffer): Buffer {
   const h = issuer[alg];
   const serialInt = serial[0]! & 0x80 ? derNode(0x02, LEADING_ZERO, serial) : derNode(0x02, serial);
