@@ -33,6 +33,8 @@ export interface CaSiteLeader {
 
 export interface CaSiteState {
   readonly leader: CaSiteLeader | undefined;
+  /** Every candidate's lease (hex), oldest first: the leader's (if its lease lives) and those queued behind it. */
+  readonly candidates: readonly string[];
   readonly unprotected: { readonly since: string; readonly by: string } | undefined;
   /** The lease of a leader that handed over cleanly (switchover), if any. */
   readonly handedOver: readonly string[];
@@ -86,7 +88,7 @@ export class CaSiteReader {
 
   async read(): Promise<CaSiteState> {
     const [candidates, unprotected, handovers, switchover, writes] = await Promise.all([
-      this.ns.getAll().prefix(`election/${ELECTION}/`).sort('Create', 'Ascend').limit(1).exec(),
+      this.ns.getAll().prefix(`election/${ELECTION}/`).sort('Create', 'Ascend').exec(),
       this.ns.get('unprotected').string(),
       this.ns.getAll().prefix('handover/').keys(),
       this.ns.get('switchover').string(),
@@ -102,6 +104,7 @@ export class CaSiteReader {
     }
     return {
       leader,
+      candidates: candidates.kvs.map((kv) => BigInt(kv.lease).toString(16)),
       unprotected: unprotected ? (JSON.parse(unprotected) as { since: string; by: string }) : undefined,
       handedOver: handovers.map((k) => k.slice('handover/'.length)),
       switchover: switchover ? (JSON.parse(switchover) as SwitchoverRequest) : undefined,

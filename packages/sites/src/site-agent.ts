@@ -74,6 +74,10 @@ export class SiteAgent {
   private busy = false;
   /** This site's candidacy's etcd lease (hex), once granted. */
   private candidacyLease: string | undefined;
+  /** A switchover waits for the standby's candidacy (said once in the log). */
+  private waitingForCandidate = false;
+  /** Steps in a row that found this site's candidacy key missing from etcd. */
+  private candidacyMissing = 0;
   /** The other site has been marked standby again (not fenced) since it last streamed. */
   private standbyAcknowledged = false;
 
@@ -92,11 +96,14 @@ export class SiteAgent {
   start(): void {
     const loop = async () => {
       if (this.stopped) return;
+      const started = Date.now();
       try {
         await this.tick();
       } catch (err) {
         this.log(`site ${this.site.id}: ${(err as Error).message}`);
       }
+      // Nothing else runs while a step does: a long one is worth a line when a takeover is late.
+      if (Date.now() - started > 10_000) this.log(`site ${this.site.id}: one step took ${((Date.now() - started) / 1000).toFixed(1)} s`);
       if (!this.stopped) this.timer = setTimeout(loop, this.tickMs);
     };
     this.timer = setTimeout(loop, 0);
@@ -126,7 +133,9 @@ export class SiteAgent {
     this.candidacyLease = undefined;
     candidacy.lease().then(
       (lease) => {
-        if (this.candidacy === candidacy) this.candidacyLease = lease;
+        if (this.candidacy !== candidacy) return;
+        this.candidacyLease = lease;
+        this.log(`site ${this.site.id}: candidate for the CA-site role (lease ${lease})`);
       },
       () => undefined,
     );
@@ -168,6 +177,16 @@ export class SiteAgent {
     // (a watch stream on a member that was cut off can stay broken for long; the reads above cannot).
     if (this.candidacy && !this.elected && leader && this.candidacyLease === leader.lease) this.elected = true;
     if (leader && leader.site !== this.site.id) this.lastOtherLeader = { lease: leader.lease, seenAt: Date.now() };
+    // A candidacy whose key is gone from etcd (its lease ran out without the campaign hearing of it)
+    // would wait for an election it is no longer in, and the other site would lead on by default:
+    // seen twice in a row (the key follows the lease grant by a moment), it is dropped and made again.
+    const keyGone = this.candidacy !== undefined && this.candidacyLease !== undefined && !state.candidates.includes(this.candidacyLease);
+    this.candidacyMissing = keyGone ? this.candidacyMissing + 1 : 0;
+    if (this.candidacyMissing >= 2) {
+      this.log(`site ${this.site.id}: this site's candidacy (lease ${this.candidacyLease}) is no longer in etcd; campaigning again`);
+      this.candidacyMissing = 0;
+      await this.resign();
+    }
     this.leaderlessSince = leader ? undefined : (this.leaderlessSince ?? Date.now());
 
     // Acknowledging the standby is a duty of the primary's term; a new term does it again.
@@ -184,9 +203,9 @@ export class SiteAgent {
       // nobody leading, the site that was the primary restarts as it was (crash recovery) and campaigns.
       if (leader && leader.site === this.other.id) await this.rejoin();
       else if (!leader && readTopology(this.config).primary === this.site.id) {
-        // Just handed over: the standby is being elected (its candidacy may have been a moment behind
-        // our resignation); restarting here would take the role back from under the switchover. Only if
-        // nobody leads after the grace does this site come back as it was.
+        // Just handed over: the standby (queued behind us, see handOver) is being elected and promoted;
+        // restarting here would take the role back from under the switchover. Only if nobody leads after
+        // the grace does this site come back as it was.
         if (this.handedOverAt !== undefined && Date.now() - this.handedOverAt < 2 * this.config.consensus.ttlSeconds * 1000 + 1_000) return;
         this.log(`site ${this.site.id}: PostgreSQL is down and nobody leads; restarting it as the primary`);
         await startCluster(this.site);
@@ -204,7 +223,7 @@ export class SiteAgent {
       }
       this.campaign();
       if (this.elected && leader?.site === this.site.id && state.switchover?.to === this.other.id && !state.switchover.refused) {
-        await this.handOver(local, state.switchover);
+        await this.handOver(local, state, state.switchover);
         return;
       }
       if (this.elected && leader?.site === this.site.id) await this.applyProtection(local, state);
@@ -260,13 +279,22 @@ export class SiteAgent {
    * saying so, and the standby, elected next, takes over without waiting out the lease (nothing runs here
    * any more). This site then rejoins as its standby (a clean stop: pg_rewind has little to do).
    */
-  private async handOver(local: LocalDatabase, request: SwitchoverRequest): Promise<void> {
+  private async handOver(local: LocalDatabase, state: CaSiteState, request: SwitchoverRequest): Promise<void> {
     if (!local.syncStandbyStreaming) {
       const refused = `site ${this.other.id} is not streaming as the synchronous standby; a switchover now could lose data`;
       this.log(`site ${this.site.id}: switchover to ${this.other.id} refused: ${refused}`);
       await setSwitchover(this.client, this.config, { ...request, refused });
       return;
     }
+    // The standby must already be queued behind this site in etcd's election, so that it is the one
+    // elected the moment this site resigns (a standby that had just rejoined was once not queued yet,
+    // and nobody led while this site's database was already stopped). Asked again next step.
+    if (!state.candidates.some((lease) => lease !== this.candidacyLease)) {
+      if (!this.waitingForCandidate) this.log(`site ${this.site.id}: switchover to ${this.other.id} waits for its candidacy in etcd`);
+      this.waitingForCandidate = true;
+      return;
+    }
+    this.waitingForCandidate = false;
     this.log(`site ${this.site.id}: switchover to ${this.other.id} (asked by ${request.requestedBy}): stopping PostgreSQL cleanly, handing over`);
     await stopCluster(this.site, 'fast');
     await this.resign(true);
