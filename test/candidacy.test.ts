@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { CaSiteReader, ELECTION, openConsensus } from '@fleetpki/consensus';
+import { CaSiteReader, ELECTION, openConsensus, type ConsensusClient } from '@fleetpki/consensus';
+import type { FleetConfig } from '@fleetpki/core';
+import { ensureAgent, failoverTo, stopAgent, waitForSyncStandby } from '@fleetpki/sites';
 import { ensureSites, waitFor } from './support/sites.js';
 
 /**
@@ -12,29 +14,61 @@ import { ensureSites, waitFor } from './support/sites.js';
  * every step that its key is there and campaigns again when it is not. The key is deleted here with
  * etcdctl, behind the campaign's back, as an operator or a lost lease would.
  */
+function deleteCandidacyKey(config: FleetConfig, lease: string): void {
+  const key = `${config.consensus.prefix}election/${ELECTION}/${BigInt(`0x${lease}`).toString()}`;
+  const out = execFileSync('etcdctl', ['--endpoints', config.consensus.endpoints.join(','), 'del', key], { encoding: 'utf8' });
+  assert.equal(out.trim(), '1', `etcdctl deleted ${key}`);
+}
+
+async function leaderAndQueued(client: ConsensusClient, config: FleetConfig) {
+  const reader = new CaSiteReader(client, config);
+  return waitFor('a leader and a candidate queued behind it', async () => {
+    const s = await reader.read();
+    return s.leader && s.candidates.some((c) => c.lease !== s.leader!.lease) ? s : undefined;
+  }, 60_000, 100);
+}
+
 describe('a candidacy whose key vanished from etcd', () => {
   it("is made again by the standby's agent within a few steps, behind the same leader", async () => {
     const config = await ensureSites();
     const client = openConsensus(config);
     try {
       const reader = new CaSiteReader(client, config);
-      const before = await waitFor('a leader and a candidate queued behind it', async () => {
-        const s = await reader.read();
-        return s.leader && s.candidates.some((l) => l !== s.leader!.lease) ? s : undefined;
-      }, 60_000, 100);
-      const queued = before.candidates.filter((l) => l !== before.leader!.lease);
-      for (const lease of queued) {
-        const key = `${config.consensus.prefix}election/${ELECTION}/${BigInt(`0x${lease}`).toString()}`;
-        const out = execFileSync('etcdctl', ['--endpoints', config.consensus.endpoints.join(','), 'del', key], { encoding: 'utf8' });
-        assert.equal(out.trim(), '1', `etcdctl deleted ${key}`);
-      }
-      assert.deepEqual((await reader.read()).candidates, [before.leader!.lease], 'only the leader is left in the election');
+      const before = await leaderAndQueued(client, config);
+      const queued = before.candidates.filter((c) => c.lease !== before.leader!.lease).map((c) => c.lease);
+      for (const lease of queued) deleteCandidacyKey(config, lease);
+      assert.deepEqual((await reader.read()).candidates.map((c) => c.lease), [before.leader!.lease], 'only the leader is left in the election');
       const fresh = await waitFor('the standby queued again under a new lease', async () => {
         const s = await reader.read();
-        const others = s.candidates.filter((l) => l !== s.leader?.lease && !queued.includes(l));
+        const others = s.candidates.filter((c) => c.lease !== s.leader?.lease && !queued.includes(c.lease));
         return s.leader?.lease === before.leader!.lease && others.length > 0 ? others : undefined;
       }, 20_000, 100);
       assert.equal(fresh.length, 1, 'one new candidacy');
+    } finally {
+      client.close();
+    }
+  });
+
+  it("a forced failover waits for the target's candidacy; with none it refuses and revokes nothing (the leader leads on)", async () => {
+    // The fault: the leader's lease revoked while the standby was not queued yet (a moment after it
+    // rejoined): the old leader's agent campaigned again first and led on; the failover timed out.
+    const config = await ensureSites();
+    const client = openConsensus(config);
+    try {
+      const before = await leaderAndQueued(client, config);
+      const leaderSite = config.sites[before.leader!.site];
+      const standby = config.sites[leaderSite.id === 'a' ? 'b' : 'a'];
+      await stopAgent(standby);
+      try {
+        for (const c of before.candidates.filter((c) => c.site === standby.id)) deleteCandidacyKey(config, c.lease);
+        await assert.rejects(failoverTo(config, standby, { force: true, candidacyTimeoutMs: 3_000 }), { code: 'SITE_NOT_CANDIDATE' });
+        const after = await new CaSiteReader(client, config).read();
+        assert.equal(after.leader?.lease, before.leader!.lease, 'the leader kept its lease');
+      } finally {
+        ensureAgent(config, standby);
+      }
+      await leaderAndQueued(client, config);
+      await waitForSyncStandby(config, leaderSite, standby, 60_000);
     } finally {
       client.close();
     }

@@ -31,10 +31,16 @@ export interface CaSiteLeader {
   readonly ttlSeconds: number;
 }
 
+export interface CaSiteCandidate {
+  readonly site: SiteId;
+  /** The candidacy's etcd lease, hex. */
+  readonly lease: string;
+}
+
 export interface CaSiteState {
   readonly leader: CaSiteLeader | undefined;
-  /** Every candidate's lease (hex), oldest first: the leader's (if its lease lives) and those queued behind it. */
-  readonly candidates: readonly string[];
+  /** Every candidate, oldest first: the leader (if its lease lives) and those queued behind it. */
+  readonly candidates: readonly CaSiteCandidate[];
   readonly unprotected: { readonly since: string; readonly by: string } | undefined;
   /** The lease of a leader that handed over cleanly (switchover), if any. */
   readonly handedOver: readonly string[];
@@ -50,6 +56,9 @@ export interface SwitchoverRequest {
   /** Set by the leader's agent when it will not hand over (the standby is not in sync). */
   readonly refused?: string;
 }
+
+/** The etcd client the other packages hold (only this package imports etcd3). */
+export type ConsensusClient = Etcd3;
 
 /** One etcd client for the pair of sites; calls fail within `callTimeoutMs` rather than hang. */
 export function openConsensus(config: FleetConfig, callTimeoutMs = 1_500): Etcd3 {
@@ -104,7 +113,7 @@ export class CaSiteReader {
     }
     return {
       leader,
-      candidates: candidates.kvs.map((kv) => BigInt(kv.lease).toString(16)),
+      candidates: candidates.kvs.map((kv) => ({ site: parseSite(kv.value.toString()), lease: BigInt(kv.lease).toString(16) })),
       unprotected: unprotected ? (JSON.parse(unprotected) as { since: string; by: string }) : undefined,
       handedOver: handovers.map((k) => k.slice('handover/'.length)),
       switchover: switchover ? (JSON.parse(switchover) as SwitchoverRequest) : undefined,

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CaSiteReader, openConsensus, readRejoin, revokeLeaderLease, setSwitchover, setUnprotected, type RejoinRecord } from '@fleetpki/consensus';
+import { CaSiteReader, openConsensus, type ConsensusClient, readRejoin, revokeLeaderLease, setSwitchover, setUnprotected, type RejoinRecord } from '@fleetpki/consensus';
 import { FleetError, type FleetConfig, type SiteConfig, type SiteId } from '@fleetpki/core';
 import { activateSite, isInRecovery, markSiteStandby } from '@fleetpki/store';
 import { caDatabases, withOwnerPool } from './ca-databases.js';
@@ -215,7 +215,7 @@ export async function waitForRejoin(config: FleetConfig, site: SiteConfig, since
  * read of etcd, and `to`'s agent, elected next, waits one lease time before it promotes. Never to a
  * standby of a primary that ran unprotected (it may lack acknowledged commits).
  */
-export async function failoverTo(config: FleetConfig, to: SiteConfig, options: { force: boolean; log?: Log }): Promise<{ epoch: number; revokedLeaseOf: SiteId | undefined }> {
+export async function failoverTo(config: FleetConfig, to: SiteConfig, options: { force: boolean; log?: Log; candidacyTimeoutMs?: number }): Promise<{ epoch: number; revokedLeaseOf: SiteId | undefined }> {
   const log = options.log ?? (() => undefined);
   const client = openConsensus(config);
   try {
@@ -229,7 +229,12 @@ export async function failoverTo(config: FleetConfig, to: SiteConfig, options: {
       if (!options.force) {
         throw new FleetError('SITE_LEASE_HELD', `site ${state.leader.site} holds the CA-site lease (${state.leader.ttlSeconds} s left, renewed by its agent): it is alive and in the majority. A failover now needs --force and two administrators (--token-file and --second-token-file)`);
       }
-      log(`revoking site ${state.leader.site}'s lease ${state.leader.lease} in etcd`);
+      // Only with `to` queued in the election: revoked while `to` was not a candidate yet (a standby a
+      // moment after rejoining), the old leader's agent campaigned again first and led on.
+      await waitForCandidacy(client, config, to, options.candidacyTimeoutMs);
+      const now = await new CaSiteReader(client, config).read();
+      if (now.leader?.lease !== state.leader.lease) throw new FleetError('SITE_LEADER_CHANGED', `the leader changed while waiting for site ${to.id}'s candidacy (now ${now.leader ? `site ${now.leader.site}` : 'nobody'}); nothing was revoked, ask again`);
+      log(`revoking site ${state.leader.site}'s lease ${state.leader.lease} in etcd (site ${to.id} is queued behind it)`);
       await revokeLeaderLease(client, state.leader.lease);
       revokedLeaseOf = state.leader.site;
     } else log(`no site leads; site ${to.id}'s agent campaigns on its own within ${2 * config.consensus.ttlSeconds} s`);
@@ -238,6 +243,20 @@ export async function failoverTo(config: FleetConfig, to: SiteConfig, options: {
     return { epoch, revokedLeaseOf };
   } finally {
     client.close();
+  }
+}
+
+/** Waits until `site`'s agent campaigns (queued in the CA-site election); refuses after `timeoutMs`. */
+async function waitForCandidacy(client: ConsensusClient, config: FleetConfig, site: SiteConfig, timeoutMs = 30_000): Promise<void> {
+  const reader = new CaSiteReader(client, config);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const state = await reader.read().catch(() => undefined);
+    if (state?.candidates.some((c) => c.site === site.id)) return;
+    if (Date.now() > deadline) {
+      throw new FleetError('SITE_NOT_CANDIDATE', `site ${site.id} is not a candidate for the CA-site role after ${timeoutMs / 1000} s (its agent campaigns only while its database streams as the standby and the primary is protected); nothing was revoked; see ${join(site.dir, 'agent.log')}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

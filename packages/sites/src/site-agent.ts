@@ -180,7 +180,7 @@ export class SiteAgent {
     // A candidacy whose key is gone from etcd (its lease ran out without the campaign hearing of it)
     // would wait for an election it is no longer in, and the other site would lead on by default:
     // seen twice in a row (the key follows the lease grant by a moment), it is dropped and made again.
-    const keyGone = this.candidacy !== undefined && this.candidacyLease !== undefined && !state.candidates.includes(this.candidacyLease);
+    const keyGone = this.candidacy !== undefined && this.candidacyLease !== undefined && !state.candidates.some((c) => c.lease === this.candidacyLease);
     this.candidacyMissing = keyGone ? this.candidacyMissing + 1 : 0;
     if (this.candidacyMissing >= 2) {
       this.log(`site ${this.site.id}: this site's candidacy (lease ${this.candidacyLease}) is no longer in etcd; campaigning again`);
@@ -289,7 +289,7 @@ export class SiteAgent {
     // The standby must already be queued behind this site in etcd's election, so that it is the one
     // elected the moment this site resigns (a standby that had just rejoined was once not queued yet,
     // and nobody led while this site's database was already stopped). Asked again next step.
-    if (!state.candidates.some((lease) => lease !== this.candidacyLease)) {
+    if (!state.candidates.some((c) => c.site === this.other.id)) {
       if (!this.waitingForCandidate) this.log(`site ${this.site.id}: switchover to ${this.other.id} waits for its candidacy in etcd`);
       this.waitingForCandidate = true;
       return;
