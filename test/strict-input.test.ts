@@ -72,6 +72,9 @@ describe('one strict reader for CSRs and PEM', () => {
   const spki = device!.publicKeySpki;
   const good = csrOver(cri({ spki }), key);
   const b64 = good.toString('base64');
+  // base64url's own characters in place of '+' and '/', or one put in when the encoding happens to have
+  // neither (a CSR with random key and signature does, about once in a few hundred runs).
+  const inBase64url = (text: string): string => (/[+/]/.test(text) ? text.replace(/\+/g, '-').replace(/\//g, '_') : `${text.slice(0, 10)}-${text.slice(11)}`);
 
   const refused: [string, () => string, RegExp][] = [
     ['a non-minimal length on the outer SEQUENCE', () => Buffer.concat([Buffer.from([0x30, 0x82, 0x00, good[1]!]), good.subarray(2)]).toString('base64'), /non-minimal length/],
@@ -81,10 +84,10 @@ describe('one strict reader for CSRs and PEM', () => {
     ['a constructed OCTET STRING (BER) in the attributes (signature valid)', () => csrOver(cri({ spki, attributes: Buffer.from('a00d300b0603551d0f310424020400', 'hex') }), key).toString('base64'), /constructed form/],
     ['bytes after the request', () => Buffer.concat([good, Buffer.from([0x00])]).toString('base64'), /after the|trailing/],
     ['base64 with its last character dropped', () => b64.slice(0, -1), /multiple of 4|base64/],
-    ['the base64url alphabet', () => b64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '') + (b64.includes('+') || b64.includes('/') ? '' : '-'), /base64url|base64 alphabet|multiple of 4/],
+    ['the base64url alphabet', () => inBase64url(b64).replace(/=+$/, ''), /base64url|base64 alphabet|multiple of 4/],
     ['base64 with whitespace inside', () => `${b64.slice(0, 20)} ${b64.slice(20)}`, /base64 alphabet/],
     ['PEM with a dropped final character', () => pemLines(good).replace(/(.)\n-----END/, '\n-----END'), /multiple of 4|line/],
-    ['PEM with the base64url alphabet', () => pemLines(Buffer.concat([good])).replace(/\+/g, '-').replace(/\//g, '_'), /base64url|alphabet/],
+    ['PEM with the base64url alphabet', () => `-----BEGIN CERTIFICATE REQUEST-----\n${inBase64url(b64).replace(/.{1,64}/g, '$&\n')}-----END CERTIFICATE REQUEST-----\n`, /base64url|alphabet/],
     ['two PEM blocks (the first is used by lax readers)', () => pemLines(good) + pemLines(csrOver(cri({ spki }), key)), /2 PEM blocks/],
     ['a PEM block followed by other text', () => `${pemLines(good)}and something else\n`, /text after/],
     ['a PEM block with another label', () => pemLines(good, 'CERTIFICATE'), /label "CERTIFICATE"/],
