@@ -1,15 +1,11 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import client from 'prom-client';
-import { CA_IDS, CrlPublisher, auditCheckpointFile, ensureAuditKey, sealAuditLog, OcspResponder, SiteGuard, SiteLease, loadSiteIssuer, type AuditSigner, type OcspAnswer } from '@fleetpki/ca';
+import { CA_IDS, CrlPublisher, auditCheckpointFile, ensureAuditKey, sealAuditLog, OcspResponder, OCSP_PASS_LIMITS, SiteGuard, SiteLease, loadSiteIssuer, type AuditSigner, type OcspAnswer } from '@fleetpki/ca';
 import { isFleetError, type FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore, type KeyStore, type Signer } from '@fleetpki/hsm';
 import { getCrl, listCas, openServicePool, type Pool } from '@fleetpki/store';
 import { ocspIssuerHashes, parseCaCertificate } from '@fleetpki/x509';
 import { BackgroundLoop } from './background-loop.js';
-
-/** Responses pre-produced / refreshed in one upkeep pass at most (a full pass means more is waiting). */
-const PRE_PRODUCE_PER_PASS = 2_000;
-const REFRESH_PER_PASS = 5_000;
 
 /** Largest OCSP request accepted (a few CertIDs; RFC 6960 requests are ~100 bytes). */
 const MAX_OCSP_REQUEST = 4 * 1024;
@@ -132,8 +128,8 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       // while revocations are re-signed, the CRL shards they dirtied wait (a few seconds) for the HSM.
       if (ocsp.resigningRevocations) return false;
       if (publisher && (await canWrite())) await publisher.publishDue();
-      const refreshed = await ocsp.refreshExpiring(REFRESH_PER_PASS);
-      const produced = await ocsp.preProduceNew({ limit: PRE_PRODUCE_PER_PASS });
+      const refreshed = await ocsp.refreshExpiring();
+      const produced = await ocsp.preProduceNew();
       // The active site seals its audit log every few seconds (hash chain + checkpoint outside the database).
       if (Date.now() - lastSeal > 5_000 && (await canWrite())) {
         lastSeal = Date.now();
@@ -144,7 +140,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       // pass as usual (passes back to back that each find a few rows keep PostgreSQL and this process
       // busy for little signing, beside a batch issuing on the same cores). Pre-production yields to
       // revocations (OcspResponder.preProduceNew).
-      return refreshed >= REFRESH_PER_PASS || produced >= PRE_PRODUCE_PER_PASS;
+      return refreshed >= OCSP_PASS_LIMITS.refresh || produced >= OCSP_PASS_LIMITS.preProduce;
     };
     let lastSeal = 0;
     // Seals are signed by this site's audit key (made and certified on first use). Without one they are

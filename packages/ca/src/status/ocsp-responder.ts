@@ -168,6 +168,9 @@ function answerOf(der: Buffer, kind: OcspAnswer['kind'], thisUpdate: Date, nextU
  * no clone of the key yet) it serves what is stored and answers tryLater for the rest. Garbage gets
  * malformedRequest, never an exception.
  */
+/** Responses refreshed / pre-produced in one pass at most: a full pass means more is waiting. */
+export const OCSP_PASS_LIMITS = { refresh: 5_000, preProduce: 2_000 } as const;
+
 export class OcspResponder {
   private readonly cache = new Map<string, Cached>();
   private validity: { thisUpdate: Date; nextUpdate: Date } | undefined;
@@ -427,7 +430,7 @@ export class OcspResponder {
   }
 
   /** Re-produces stored responses that near their nextUpdate (active site only). */
-  async refreshExpiring(limit = 5_000): Promise<number> {
+  async refreshExpiring(limit = OCSP_PASS_LIMITS.refresh): Promise<number> {
     if (!this.signer || !(await this.canWrite())) return 0;
     const due = await ocspResponsesExpiringBefore(this.pool, new Date(Date.now() + this.refreshBeforeMs), limit);
     await this.resign(due);
@@ -477,7 +480,7 @@ export class OcspResponder {
    */
   async preProduceNew(options: { limit?: number; budgetMs?: number; settleMs?: number } = {}): Promise<number> {
     if (!this.signer || !(await this.canWrite())) return 0;
-    const limit = options.limit ?? 2_000;
+    const limit = options.limit ?? OCSP_PASS_LIMITS.preProduce;
     const deadline = Date.now() + (options.budgetMs ?? 2_000);
     const until = new Date(Date.now() - (options.settleMs ?? 10_000));
     let produced = 0;
