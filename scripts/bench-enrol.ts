@@ -42,7 +42,8 @@ await run.main(async () => {
   const token = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-enrol', role: 'factory', manufacturerId: 'bench', expiresDays: 1 });
   await db.end();
 
-  const expected = Math.ceil(2_000 * (seconds + 2));
+  // Enough for both phases (JSON, then EST with the rest) at up to ~3,000 enrolments/s each.
+  const expected = Math.ceil(6_000 * (seconds + 2));
   run.begin(`generating ${expected} device keys and CSRs`);
   const keys = generateDeviceKeys(expected);
   const eui = euiGenerator();

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
-import type { Pool } from '@fleetpki/store';
+import { recordIntents, staleOnlineIntents, upsertManufacturer, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
@@ -113,5 +113,27 @@ describe('online enrolment never strands a device', () => {
     } finally {
       await stopProcess(issuer);
     }
+  });
+
+  it("the reconciler's windowed scan finds a stale intent created in its window and not one before it; a full scan finds both", async () => {
+    await upsertManufacturer(pool, 'lifecycle-maker', 'Lifecycle Meters');
+    const intent = (eui: string) => ({ serial: randomBytes(9), caId: 'fpd1', eui64: Buffer.from(eui, 'hex'), keyRole: 'digitalSignature', profile: 'smart-meter', tbsSha256: randomBytes(32), manufacturerId: 'lifecycle-maker', deviceType: 'smart-meter' });
+    const old = intent(`CE${randomBytes(7).toString('hex')}`);
+    const recent = intent(`CE${randomBytes(7).toString('hex')}`);
+    assert.equal((await recordIntents(pool, 'a', 'test', [old, recent])).size, 2);
+    // Stranded for two hours and for 90 s: both past a 60 s timeout, without certificates.
+    await pool.query(`UPDATE issuance_intents SET created_at = clock_timestamp() - CASE WHEN serial = $1 THEN interval '2 hours' ELSE interval '90 seconds' END WHERE serial = ANY($2::bytea[])`, [old.serial, [old.serial, recent.serial]]);
+    const hex = (scan: { serials: Buffer[] }) => new Set(scan.serials.map((s) => s.toString('hex')));
+
+    const full = await staleOnlineIntents(pool, 60, null);
+    assert.ok(hex(full).has(old.serial.toString('hex')) && hex(full).has(recent.serial.toString('hex')), 'a full scan finds both');
+    const windowed = await staleOnlineIntents(pool, 60, new Date(Date.now() - 10 * 60_000));
+    assert.deepEqual([hex(windowed).has(old.serial.toString('hex')), hex(windowed).has(recent.serial.toString('hex'))], [false, true], 'a scan from 10 minutes ago finds only the recent one');
+    // The window ends at the horizon (now - timeout, the database's clock), unless it stopped at the limit.
+    assert.ok(Math.abs(windowed.scannedUntil.getTime() - (Date.now() - 60_000)) < 30_000, `scannedUntil ${windowed.scannedUntil.toISOString()}`);
+    const limited = await staleOnlineIntents(pool, 60, null, 1);
+    assert.equal(limited.serials.length, 1);
+    assert.ok(limited.scannedUntil.getTime() < Date.now() - 80_000, 'stopped at the limit: the next pass starts at the last row found');
+    await pool.query('UPDATE issuance_intents SET active = false, released_at = clock_timestamp(), released_reason = $2 WHERE serial = ANY($1::bytea[])', [[old.serial, recent.serial], 'test cleanup']);
   });
 });

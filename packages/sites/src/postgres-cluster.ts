@@ -62,6 +62,9 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
     // Batch intake sorts and de-duplicates manifests in memory rather than on disk.
     `work_mem = '32MB'`,
     `maintenance_work_mem = '256MB'`,
+    // Which statements cost what (`CREATE EXTENSION pg_stat_statements` in the CA database, then read
+    // the view): how the reconciler's full scan of online intents was found. A few % of statement time.
+    `shared_preload_libraries = 'pg_stat_statements'`,
     `log_destination = 'stderr'`,
     `log_min_messages = warning`,
   ];

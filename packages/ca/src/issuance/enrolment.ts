@@ -1,5 +1,5 @@
 import { FleetError, eui64ToBytes, type Eui64, type KeyRole, type SiteId } from '@fleetpki/core';
-import { explainRefusedIntent, findActiveEnrolment, findPresentedCertificate, recordIntents, retireIntent, staleOnlineIntents, storeCertificates, type ActiveEnrolment, type CertificateRow, type IntentRow, type Pool, type PresentedCertificate, type RetireReason } from '@fleetpki/store';
+import { explainRefusedIntent, findActiveEnrolment, findPresentedCertificate, recordIntents, retireIntent, staleOnlineIntents, storeCertificates, type ActiveEnrolment, type CertificateRow, type IntentRow, type Pool, type PresentedCertificate, type RetireReason, type StaleIntentScan } from '@fleetpki/store';
 import type { DevicePublicKey } from '@fleetpki/x509';
 import { GroupCommitter } from './group-commit.js';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
@@ -34,7 +34,8 @@ export interface EnrolmentStore {
   explainRefusedIntent(eui64: Buffer, manufacturerId: string): Promise<'foreign-device' | 'already-enrolled'>;
   findActiveEnrolment(eui64: Buffer, keyRole: string, profile: string): Promise<ActiveEnrolment | undefined>;
   retireIntent(site: SiteId, actor: string, serial: Buffer, why: RetireReason): Promise<boolean>;
-  staleOnlineIntents(olderThanSeconds: number): Promise<Buffer[]>;
+  /** Stale online intents created at or after `createdFrom` (null: all of them). */
+  staleOnlineIntents(olderThanSeconds: number, createdFrom: Date | null): Promise<StaleIntentScan>;
   /** The certificate a re-enrolling device authenticated with, and where it stands. */
   findPresentedCertificate(serial: Buffer): Promise<PresentedCertificate | undefined>;
 }
@@ -46,7 +47,7 @@ export function postgresEnrolmentStore(pool: Pool): EnrolmentStore {
     explainRefusedIntent: (eui64, manufacturerId) => explainRefusedIntent(pool, eui64, manufacturerId),
     findActiveEnrolment: (eui64, keyRole, profile) => findActiveEnrolment(pool, eui64, keyRole, profile),
     retireIntent: (site, actor, serial, why) => retireIntent(pool, site, actor, serial, why),
-    staleOnlineIntents: (olderThanSeconds) => staleOnlineIntents(pool, olderThanSeconds),
+    staleOnlineIntents: (olderThanSeconds, createdFrom) => staleOnlineIntents(pool, olderThanSeconds, createdFrom),
     findPresentedCertificate: (serial) => findPresentedCertificate(pool, serial),
   };
 }
@@ -102,14 +103,30 @@ export class EnrolmentService {
    * The reconciler's pass: online intents that never got their certificate (a crash between the intent
    * and the store, an HSM error, a commit whose outcome was lost) are released after the intent
    * timeout, with an audit row, so their devices can enrol again. Returns how many were released.
+   *
+   * A pass looks only at intents created since the previous pass's window ended, so its cost follows
+   * the enrolment rate, not the size of the fleet. What a window can miss: an intent whose commit became
+   * visible more than the intent timeout after its creation time (writes blocked while the synchronous
+   * standby was away). The first pass and one pass every `FULL_SCAN_EVERY_MS` look at all of them; and
+   * a device that asks again has its stale intent released there and then (resolveConflict).
    */
-  async releaseStaleIntents(actor: string): Promise<number> {
+  async releaseStaleIntents(actor: string, now = Date.now()): Promise<number> {
+    const full = this.staleScanFrom === null || now - this.lastFullScanAt >= EnrolmentService.FULL_SCAN_EVERY_MS;
+    const scan = await this.store.staleOnlineIntents(this.intentTimeoutSeconds, full ? null : this.staleScanFrom);
     let released = 0;
-    for (const serial of await this.store.staleOnlineIntents(this.intentTimeoutSeconds)) {
+    for (const serial of scan.serials) {
       if (await this.store.retireIntent(this.site, actor, serial, { kind: 'stale', olderThanSeconds: this.intentTimeoutSeconds })) released++;
     }
+    // Moved on only once the pass went through: a failed pass is repeated from the same place.
+    if (full) this.lastFullScanAt = now;
+    this.staleScanFrom = scan.scannedUntil;
     return released;
   }
+
+  /** How often the reconciler looks at every live online intent, not only the latest window. */
+  static readonly FULL_SCAN_EVERY_MS = 3_600_000;
+  private staleScanFrom: Date | null = null;
+  private lastFullScanAt = 0;
 
   /**
    * Enrols a device key. When (device, role, profile) is already taken: the same key gets its

@@ -171,7 +171,7 @@ describe('the one issuance path', () => {
       explainRefusedIntent: async () => 'already-enrolled',
       findActiveEnrolment: async (): Promise<ActiveEnrolment | undefined> => undefined,
       retireIntent: async () => false,
-      staleOnlineIntents: async () => [],
+      staleOnlineIntents: async () => ({ serials: [], scannedUntil: new Date() }),
       findPresentedCertificate: async () => undefined,
     };
     const [key] = generateDeviceKeys(1);
@@ -199,7 +199,7 @@ describe('the one issuance path', () => {
         live = undefined;
         return true;
       },
-      staleOnlineIntents: async () => [],
+      staleOnlineIntents: async () => ({ serials: [], scannedUntil: new Date() }),
       findPresentedCertificate: async () => undefined,
     };
     const [key] = generateDeviceKeys(1);
@@ -213,5 +213,39 @@ describe('the one issuance path', () => {
     retired.length = 0;
     await assert.rejects(new EnrolmentService(ca, store, 'a', 0x0a, { intentTimeoutSeconds: 60 }).enrol(request), (err: unknown) => isFleetError(err, 'CERTIFICATE_PENDING'));
     assert.deepEqual(retired, []);
+  });
+
+  it('the stale-intent reconciler scans from where its last pass ended, every live intent on its first pass and once an hour', async () => {
+    const ca = await issuingCa();
+    const asked: (string | null)[] = [];
+    let failRetire = false;
+    let until = new Date('2026-12-01T10:00:00Z');
+    const store: EnrolmentStore = {
+      recordIntents: async () => new Set(),
+      storeCertificates: async () => new Set(),
+      explainRefusedIntent: async () => 'already-enrolled',
+      findActiveEnrolment: async () => undefined,
+      retireIntent: async () => {
+        if (failRetire) throw new Error('database gone');
+        return true;
+      },
+      staleOnlineIntents: async (_timeout, createdFrom) => {
+        asked.push(createdFrom?.toISOString() ?? null);
+        return { serials: [Buffer.from('0a01', 'hex')], scannedUntil: until };
+      },
+      findPresentedCertificate: async () => undefined,
+    };
+    const service = new EnrolmentService(ca, store, 'a', 0x0a, { intentTimeoutSeconds: 60 });
+    const t0 = 1_796_000_000_000;
+    assert.equal(await service.releaseStaleIntents('test', t0), 1);
+    until = new Date('2026-12-01T10:00:10Z');
+    await service.releaseStaleIntents('test', t0 + 10_000);
+    // A pass that fails is repeated from the same place.
+    failRetire = true;
+    await assert.rejects(service.releaseStaleIntents('test', t0 + 20_000));
+    failRetire = false;
+    await service.releaseStaleIntents('test', t0 + 30_000);
+    await service.releaseStaleIntents('test', t0 + EnrolmentService.FULL_SCAN_EVERY_MS);
+    assert.deepEqual(asked, [null, '2026-12-01T10:00:00.000Z', '2026-12-01T10:00:10.000Z', '2026-12-01T10:00:10.000Z', null]);
   });
 });

@@ -224,16 +224,38 @@ export async function supersededUnrevoked(db: Queryable, graceSeconds: number, l
   return rows.map((r) => r.serial);
 }
 
-/** Online intents (not a batch's) still without a certificate after `olderThanSeconds`: the reconciler's work. */
-export async function staleOnlineIntents(db: Queryable, olderThanSeconds: number, limit = 1_000): Promise<Buffer[]> {
-  const { rows } = await db.query<{ serial: Buffer }>(
-    `SELECT i.serial FROM issuance_intents i
-      WHERE i.batch_id IS NULL AND i.active AND i.created_at < clock_timestamp() - make_interval(secs => $1)
-        AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.serial = i.serial)
-      ORDER BY i.created_at LIMIT $2`,
-    [olderThanSeconds, limit],
+/** One pass of the online-intent reconciler over a window of creation times (staleOnlineIntents). */
+export interface StaleIntentScan {
+  /** Online intents past the timeout, still active and without a certificate, oldest first. */
+  readonly serials: Buffer[];
+  /**
+   * Where the next pass may start: every active online intent created before it (and visible now) was
+   * looked at. The time horizon (now - timeout, by the database's clock) when the pass finished its
+   * window, the last row's creation time when it stopped at the limit.
+   */
+  readonly scannedUntil: Date;
+}
+
+/**
+ * Online intents (not a batch's) still without a certificate after `olderThanSeconds`: the reconciler's
+ * work. `createdFrom` bounds the scan to intents created since a previous pass's `scannedUntil`, through
+ * the partial index on open online intents. Unbounded, the scan reads every live online intent and
+ * anti-joins certificates: that is every device enrolled online, so it grows with the fleet (169 ms a
+ * pass at 144,000 intents, in every issuer-api process every 10 s).
+ */
+export async function staleOnlineIntents(db: Queryable, olderThanSeconds: number, createdFrom: Date | null, limit = 1_000): Promise<StaleIntentScan> {
+  const { rows } = await db.query<{ serial: Buffer | null; created_at: Date | null; horizon: Date }>(
+    `WITH h AS (SELECT clock_timestamp() - make_interval(secs => $1) AS horizon)
+     SELECT s.serial, s.created_at, h.horizon FROM h LEFT JOIN LATERAL (
+       SELECT i.serial, i.created_at FROM issuance_intents i
+        WHERE i.batch_id IS NULL AND i.active AND i.created_at < h.horizon AND ($2::timestamptz IS NULL OR i.created_at >= $2)
+          AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.serial = i.serial)
+        ORDER BY i.created_at LIMIT $3) s ON true`,
+    [olderThanSeconds, createdFrom, limit],
   );
-  return rows.map((r) => r.serial);
+  const found = rows.filter((r) => r.serial !== null);
+  const horizon = rows[0]!.horizon;
+  return { serials: found.map((r) => r.serial!), scannedUntil: found.length === limit ? found[found.length - 1]!.created_at! : horizon };
 }
 
 export interface StoredCertificate {
