@@ -136,6 +136,11 @@ export interface FleetConfig {
    * process that signs rarely), and which signatures are verified before use (1 in checkEvery; 1 = all).
    */
   readonly signing: { readonly threads: number; readonly checkEvery: number };
+  /**
+   * Threads per process that check device requests' proofs of possession (ECDSA over a CSR), off the
+   * JavaScript main thread (x509 PossessionThreads); 0 checks on the main thread.
+   */
+  readonly possessionThreads: number;
   /** OCSP over HTTP GET: max-age never beyond this, whatever the response's nextUpdate (RFC 5019 6.2). */
   readonly ocspMaxAgeSeconds: number;
   /**
@@ -215,6 +220,7 @@ const envSchema = z.object({
   FLEETPKI_SITE_LEASE_MS: z.coerce.number().int().min(1_000).max(10_000).default(5_000),
   FLEETPKI_WRITE_WAIT_MS: z.coerce.number().int().min(500).max(60_000).default(3_000),
   FLEETPKI_SIGNING_THREADS: z.coerce.number().int().min(0).max(64).default(2),
+  FLEETPKI_POSSESSION_THREADS: z.coerce.number().int().min(0).max(64).default(1),
   FLEETPKI_SIGNATURE_CHECK: z.string().regex(/^(all|1-in-[1-9][0-9]{0,5})$/, 'must be "all" or "1-in-N"').default('all'),
   FLEETPKI_NETNS: z.enum(['on', 'off']).default('off'),
   FLEETPKI_OCSP_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
@@ -386,6 +392,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       ttlSeconds: Math.max(2, Math.ceil(e.FLEETPKI_SITE_LEASE_MS / 1000)),
     },
     writeWaitMs: e.FLEETPKI_WRITE_WAIT_MS,
+    possessionThreads: e.FLEETPKI_POSSESSION_THREADS,
     signing: { threads: e.FLEETPKI_SIGNING_THREADS, checkEvery: e.FLEETPKI_SIGNATURE_CHECK === 'all' ? 1 : Number(e.FLEETPKI_SIGNATURE_CHECK.slice(5)) },
     ocspMaxAgeSeconds: e.FLEETPKI_OCSP_MAX_AGE_SECONDS,
     ocspOnDemand: { perAddressPerSecond: e.FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS, concurrency: e.FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY },

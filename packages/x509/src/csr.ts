@@ -35,7 +35,7 @@ export function parseCsr(input: string | Uint8Array): DevicePublicKey {
 /**
  * The structural half of parseCsr: DER shape, P-256 key with its point on the curve, signature
  * algorithm, but not the signature itself. Batch uploads check this per line and leave the proof of
- * possession to the workers, which verify it in parallel (verifyCsrPossession).
+ * possession to the workers, which verify it in parallel (checkCsr on their PossessionThreads).
  */
 export function readCsr(input: string | Uint8Array): { publicKey: DevicePublicKey; der: Buffer; parts: CsrParts } {
   let der: Buffer;
@@ -87,11 +87,6 @@ export function parseC509Csr(input: string): DevicePublicKey {
   if (request.signatureAlgorithm !== 0) throw csrError('CSR_SIGNATURE_ALGORITHM_UNSUPPORTED', `c509Csr is signed with C509 algorithm ${String(request.signatureAlgorithm)}; expected 0 (ecdsa-with-SHA256)`);
   if (!verifyNativeC509RequestP256(request)) throw csrError('CSR_SIGNATURE_INVALID', 'the c509Csr signature does not verify with its public key (no proof of possession)');
   return publicKey;
-}
-
-/** Re-reads a CSR that passed readCsr and checks its signature (proof of possession); returns its key. */
-export function verifyCsrPossession(der: Buffer): DevicePublicKey {
-  return parseCsr(der);
 }
 
 function assertPossession(key: DevicePublicKey, parts: CsrParts): void {

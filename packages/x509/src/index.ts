@@ -16,3 +16,4 @@ export * from './organisation-certificate.js';
 export * from './strict-input.js';
 export * from './csr-identity.js';
 export * from './est-messages.js';
+export * from './possession-threads.js';

@@ -2,6 +2,7 @@ import pino from 'pino';
 import { isFleetError, type FleetConfig } from '@fleetpki/core';
 import { ChunkIssuer, SiteGuard, SiteLease, loadSiteIssuer } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
+import { PossessionThreads } from '@fleetpki/x509';
 import { ChunkQueue, startChunkWorker } from '@fleetpki/queue';
 import { completeFinishedBatches, listUnfinishedChunks, openServicePool, noteChunkError } from '@fleetpki/store';
 
@@ -29,12 +30,13 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
   const pool = await openServicePool(config, 'worker', 6);
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4, signingThreads: config.signing.threads });
   const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.worker);
+  const possession = PossessionThreads.start(config.possessionThreads);
   let closing = false;
   try {
     await lease.start();
     const { ca, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
     const guard = new SiteGuard(pool, config, lease);
-    const issuer = ChunkIssuer.forPool(pool, ca, config.site, serialPrefix);
+    const issuer = ChunkIssuer.forPool(pool, ca, config.site, serialPrefix, possession);
     const worker = startChunkWorker(
       site.redisUrl,
       config.pgDatabase,
@@ -78,12 +80,14 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
         await worker.close();
         await queue.close();
         await lease.close();
+        await possession.close();
         await keyStore.close();
         await pool.end();
       },
     };
   } catch (err) {
     await lease.close();
+    await possession.close();
     await keyStore.close();
     await pool.end();
     throw err;

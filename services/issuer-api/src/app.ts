@@ -9,7 +9,7 @@ import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets,
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { expireWaitingCmpTransactions, openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
-import { readStrictPem, toPem } from '@fleetpki/x509';
+import { PossessionThreads, inlinePossessionVerifier, readStrictPem, toPem, type PossessionVerifier } from '@fleetpki/x509';
 import { ApiAccess } from './auth.js';
 import { installErrorHandling } from './errors.js';
 import { installRateLimits, installSecurityHeaders } from './hardening.js';
@@ -60,6 +60,8 @@ export interface IssuerApiDeps {
   readonly tls?: TlsMaterial;
   /** The site's lease (issuance needs it held); absent only in tests that build the app alone. */
   readonly lease?: SiteLease;
+  /** Where CSRs' proofs of possession are checked (PossessionThreads); on the main thread when absent. */
+  readonly possession?: PossessionVerifier;
 }
 
 export interface TlsMaterial {
@@ -146,11 +148,12 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   app.addHook('onClose', async () => clearInterval(reconcileTimer));
   const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site);
   const caGuard = new CaStatusGuard(deps.pool);
-  registerEnrolmentRoutes(app, { enrolment, deviceKeys, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics });
+  const possession = deps.possession ?? inlinePossessionVerifier;
+  registerEnrolmentRoutes(app, { enrolment, deviceKeys, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, possession });
   registerCertificateRoutes(app, { pool: deps.pool, authenticator });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
   const chainDer = chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain'));
-  registerEstRoutes(app, { config: deps.config, pool: deps.pool, enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer });
+  registerEstRoutes(app, { config: deps.config, pool: deps.pool, enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer, possession });
   registerEstRequestRoutes(app, { pool: deps.pool, authenticator, guard, site: deps.config.site });
   const cmpSecrets = new CmpSharedSecrets(deps.pool, deps.keyStore, deps.config.site);
   registerCmpSecretRoutes(app, { pool: deps.pool, secrets: cmpSecrets, authenticator, guard, site: deps.config.site });
@@ -159,6 +162,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
       config: deps.config,
       enrolment,
       revocations,
+      possession,
       secrets: cmpSecrets,
       protectionKey: memoise(() => ensureCmpProtectionKey(deps.pool, deps.keyStore, deps.config.site, `issuer-api:${deps.config.site}`)),
       clientCertificates: new ClientCertificateAuthenticator(deps.pool),
@@ -199,11 +203,12 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
   const pool = await openServicePool(config, 'issuer', options.poolSize ?? 16);
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4, signingThreads: config.signing.threads });
   const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.issuer);
+  const possession = PossessionThreads.start(config.possessionThreads);
   try {
     await lease.start();
     const { ca, root, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
     const queue = new ChunkQueue(site.redisUrl, config.pgDatabase);
-    const app = await buildIssuerApi({ config, pool, ca, keyStore, queue, lease, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    const app = await buildIssuerApi({ config, pool, ca, keyStore, queue, lease, possession, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
       pool,
@@ -212,12 +217,14 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
         await app.close();
         await queue.close();
         await lease.close();
+        await possession.close();
         await keyStore.close();
         await pool.end();
       },
     };
   } catch (err) {
     await lease.close();
+    await possession.close();
     await keyStore.close();
     await pool.end();
     throw err;

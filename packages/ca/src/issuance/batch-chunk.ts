@@ -1,6 +1,6 @@
 import { FleetError, isFleetError, type KeyRole, type SiteId } from '@fleetpki/core';
 import { completeChunk, loadChunkWork, recordChunkIntents, type ChunkCertificate, type ChunkIntent, type ChunkWork, type Pool } from '@fleetpki/store';
-import { verifyCsrPossession, type LintedTbs } from '@fleetpki/x509';
+import { checkCsr, inlinePossessionVerifier, type DevicePublicKey, type LintedTbs, type PossessionVerifier } from '@fleetpki/x509';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
 import { issuanceTime, prepareIssuance, rebuildIssuance } from './prepare-issuance.js';
 import { CaStatusGuard } from '../sites/site-guard.js';
@@ -45,11 +45,13 @@ export class ChunkIssuer {
     private readonly site: SiteId,
     private readonly serialPrefix: number,
     private readonly caGuard: Pick<CaStatusGuard, 'assertActive'>,
+    /** Where the CSRs' proofs of possession are checked (the worker's PossessionThreads). */
+    private readonly possession: PossessionVerifier = inlinePossessionVerifier,
     private readonly actor = `batch-worker:${site}`,
   ) {}
 
-  static forPool(pool: Pool, ca: IssuingCa, site: SiteId, serialPrefix: number): ChunkIssuer {
-    return new ChunkIssuer(postgresChunkStore(pool), ca, site, serialPrefix, new CaStatusGuard(pool));
+  static forPool(pool: Pool, ca: IssuingCa, site: SiteId, serialPrefix: number, possession?: PossessionVerifier): ChunkIssuer {
+    return new ChunkIssuer(postgresChunkStore(pool), ca, site, serialPrefix, new CaStatusGuard(pool), possession);
   }
 
   async issue(batchId: string, chunkNo: number): Promise<ChunkOutcome> {
@@ -63,8 +65,10 @@ export class ChunkIssuer {
     const fresh: ChunkIntent[] = [];
     const refused: { seq: number; code: string }[] = [];
     const toSign = new Map<number, { linted: LintedTbs; intent: ChunkIntent; notAfter: Date; crlShard: number }>();
+    // Every proof of possession of the chunk is asked for at once: the checks travel to the threads together.
+    const proofs = await Promise.all(work.items.map((item) => (item.errorCode || item.intent || !item.csr ? undefined : this.prove(item.csr))));
 
-    for (const item of work.items) {
+    for (const [i, item] of work.items.entries()) {
       if (item.errorCode) continue;
       const subject = { profileId: batch.profile, keyRole: item.keyRole as KeyRole, eui64: item.eui64, publicKeySpki: item.publicKey };
       if (item.intent) {
@@ -74,13 +78,12 @@ export class ChunkIssuer {
         toSign.set(item.seq, { linted: p.linted, intent, notAfter: p.notAfter, crlShard: p.crlShard });
         continue;
       }
-      if (item.csr) {
-        try {
-          const key = verifyCsrPossession(item.csr);
-          if (!key.spki.equals(item.publicKey)) throw new FleetError('CSR_MALFORMED', 'the CSR key differs from the stored key');
-        } catch (err) {
-          if (!isFleetError(err)) throw err;
-          refused.push({ seq: item.seq, code: err.code });
+      const proof = proofs[i];
+      if (proof) {
+        // The key the CSR proves must be the one intake stored for the item.
+        const code = 'refusal' in proof ? proof.refusal : proof.key.spki.equals(item.publicKey) ? undefined : 'CSR_MALFORMED';
+        if (code) {
+          refused.push({ seq: item.seq, code });
           continue;
         }
       }
@@ -114,5 +117,15 @@ export class ChunkIssuer {
     );
     const stored = await this.store.completeChunk({ ...ctx, chunkSize: batch.chunkSize }, certificates);
     return { issued: stored ? certificates.length : 0, refused: refused.length, alreadyDone: !stored };
+  }
+
+  /** A CSR's proof of possession: the key it proves, or the error code it is refused with. */
+  private async prove(csr: Buffer): Promise<{ key: DevicePublicKey } | { refusal: string }> {
+    try {
+      return { key: await checkCsr(csr, this.possession) };
+    } catch (err) {
+      if (!isFleetError(err)) throw err;
+      return { refusal: err.code };
+    }
   }
 }

@@ -3,7 +3,7 @@ import { FleetError, isFleetError, type FleetConfig, type SiteId } from '@fleetp
 import { auditActor, type CaStatusGuard, type ClientCertificateAuthenticator, type CmpProtectionKey, type CmpSharedSecrets, type EnrolmentLabel, type EnrolmentService, type IssuedCertificate, type Principal, type RevocationService, type SiteGuard } from '@fleetpki/ca';
 import { CmpMessageError, OID_PASSWORD_BASED_MAC, buildResponse, derOid, readPkiMessage, verifyMacProtection, verifyPop, verifySignatureProtection, type CertReqMsg, type CertStatus, type PkiMessage, type RevDetails, type ResponseBody, type ResponseProtection } from '@fleetpki/cmp';
 import { getCmpTransaction, openCmpTransaction, settleCmpTransaction, type CmpTransactionRecord, type CmpTransactionStatus, type Pool } from '@fleetpki/store';
-import { derTlv, parseCsr, publicKeyFromSpki, readCertificateDeviceId, readCsrDeviceId, readTemplateDeviceId, type DevicePublicKey } from '@fleetpki/x509';
+import { checkCsr, derTlv, publicKeyFromSpki, readCertificateDeviceId, readCsrDeviceId, readTemplateDeviceId, type DevicePublicKey, type PossessionVerifier } from '@fleetpki/x509';
 
 /** The store calls the CMP server needs (migrations/0023_cmp.sql), and nothing more. */
 export interface CmpStore {
@@ -22,6 +22,8 @@ export interface CmpServerDeps {
   readonly config: FleetConfig;
   readonly enrolment: EnrolmentService;
   readonly revocations: RevocationService;
+  /** Where a p10cr's CSR signature is checked. */
+  readonly possession: PossessionVerifier;
   readonly secrets: CmpSharedSecrets;
   /** The site's CMP protection key (made on first use). */
   readonly protectionKey: () => Promise<CmpProtectionKey>;
@@ -185,7 +187,7 @@ export class CmpServer {
     let publicKey: DevicePublicKey;
     let eui64: ReturnType<typeof readCsrDeviceId>['eui64'];
     if (csr) {
-      publicKey = parseCsr(csr);
+      publicKey = await checkCsr(csr, this.deps.possession);
       eui64 = readCsrDeviceId(csr).eui64;
     } else {
       if (requests.length !== 1) throw new CmpMessageError(`${requests.length} certificate requests in one message; RFC 9483 4.1 allows one`, 'badRequest');

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64ToBytes, parseEui64, parseKeyRole } from '@fleetpki/core';
 import type { DeviceKeyService, EnrolmentService } from '@fleetpki/ca';
 import { serialHex, auditActor } from '@fleetpki/ca';
-import { CERTIFICATE_FORMATS, DEFAULT_PROFILE_ID, encodeIssuedCertificate, getProfile, parseC509Csr, parseCertificateFormat, parseCsr, parseDevicePublicKey } from '@fleetpki/x509';
+import { CERTIFICATE_FORMATS, DEFAULT_PROFILE_ID, encodeIssuedCertificate, getProfile, checkCsr, parseC509Csr, parseCertificateFormat, parseDevicePublicKey, type PossessionVerifier } from '@fleetpki/x509';
 import { type ApiAccess, requireRole } from '../auth.js';
 import type { IssuerMetrics } from '../metrics.js';
 import type { CaStatusGuard, SiteGuard } from '@fleetpki/ca';
@@ -20,7 +20,7 @@ interface EnrolmentBody {
   deviceKeys?: boolean;
 }
 
-export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment: EnrolmentService; deviceKeys: DeviceKeyService; authenticator: ApiAccess; guard: SiteGuard; caGuard: CaStatusGuard; caId: string; metrics: IssuerMetrics }): void {
+export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment: EnrolmentService; deviceKeys: DeviceKeyService; authenticator: ApiAccess; guard: SiteGuard; caGuard: CaStatusGuard; caId: string; metrics: IssuerMetrics; possession: PossessionVerifier }): void {
   app.post<{ Body: EnrolmentBody }>(
     '/v1/enrolments',
     {
@@ -60,7 +60,7 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
       if ([body.csr, body.c509Csr, body.publicKey].filter((k) => k !== undefined).length !== 1) {
         throw new FleetError('KEY_SOURCE_INVALID', 'give exactly one of "csr", "c509Csr" or "publicKey"', { httpStatus: 400 });
       }
-      const publicKey = body.csr !== undefined ? parseCsr(body.csr) : body.c509Csr !== undefined ? parseC509Csr(body.c509Csr) : parseDevicePublicKey(body.publicKey!);
+      const publicKey = body.csr !== undefined ? await checkCsr(body.csr, deps.possession) : body.c509Csr !== undefined ? parseC509Csr(body.c509Csr) : parseDevicePublicKey(body.publicKey!);
       // Refuse an impossible format before anything is recorded or signed.
       if (profile.nativeC509 && format !== 'c509') encodeIssuedCertificate(Buffer.alloc(0), profile, format);
       const principal = request.principal!;

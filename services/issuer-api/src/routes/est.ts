@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, eui64FromBytes, eui64ToBytes, isFleetError, isUuid, type FleetConfig } from '@fleetpki/core';
 import { ENROLMENT_LABELS, auditActor, enrolmentLabel, type CaStatusGuard, type EnrolmentService, type IssuedCertificate, type SiteGuard } from '@fleetpki/ca';
 import { decideEstRequest, getEstRequest, holdEstRequest, listEstRequests, type Pool } from '@fleetpki/store';
-import { certsOnly, estBase64, estCsrAttributes, getProfile, parseCsr, readCsrDeviceId, readEstBase64 } from '@fleetpki/x509';
+import { certsOnly, estBase64, estCsrAttributes, checkCsr, getProfile, readCsrDeviceId, readEstBase64, type PossessionVerifier } from '@fleetpki/x509';
 import { type ApiAccess, requireRole } from '../auth.js';
 import type { IssuerMetrics } from '../metrics.js';
 
@@ -16,6 +16,8 @@ export interface EstDeps {
   readonly guard: SiteGuard;
   readonly caGuard: CaStatusGuard;
   readonly caId: string;
+  /** Where the CSR's proof of possession is checked. */
+  readonly possession: PossessionVerifier;
   readonly metrics: IssuerMetrics;
   /** The issuing CA's certificate and the root's, DER: /cacerts. */
   readonly chainDer: readonly Buffer[];
@@ -67,7 +69,7 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstDeps): void {
     const type = String(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (type !== 'application/pkcs10') throw new FleetError('EST_MEDIA_TYPE', `send the CSR as application/pkcs10 (base64 DER), not "${type.slice(0, 60)}"`, { httpStatus: 415 });
     const der = readEstBase64(request.body, 'the CSR');
-    const publicKey = parseCsr(der);
+    const publicKey = await checkCsr(der, deps.possession);
     const { eui64 } = readCsrDeviceId(der);
     const profile = getProfile(label.profileId);
     await deps.guard.assertWritable();
