@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
-import { recordIntents, staleOnlineIntents, upsertManufacturer, type Pool } from '@fleetpki/store';
+import { recordIntents, staleOnlineIntents, storeCertificates, upsertManufacturer, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
@@ -117,10 +117,10 @@ describe('online enrolment never strands a device', () => {
 
   it("the reconciler's windowed scan finds a stale intent created in its window and not one before it; a full scan finds both", async () => {
     await upsertManufacturer(pool, 'lifecycle-maker', 'Lifecycle Meters');
-    const intent = (eui: string) => ({ serial: randomBytes(9), caId: 'fpd1', eui64: Buffer.from(eui, 'hex'), keyRole: 'digitalSignature', profile: 'smart-meter', tbsSha256: randomBytes(32), manufacturerId: 'lifecycle-maker', deviceType: 'smart-meter' });
+    const intent = (eui: string) => ({ serial: randomBytes(9), caId: 'fpd1', eui64: Buffer.from(eui, 'hex'), keyRole: 'digitalSignature', profile: 'smart-meter', tbsSha256: randomBytes(32), manufacturerId: 'lifecycle-maker', deviceType: 'smart-meter', actor: 'test' });
     const old = intent(`CE${randomBytes(7).toString('hex')}`);
     const recent = intent(`CE${randomBytes(7).toString('hex')}`);
-    assert.equal((await recordIntents(pool, 'a', 'test', [old, recent])).size, 2);
+    assert.equal((await recordIntents(pool, 'a', [old, recent])).size, 2);
     // Stranded for two hours and for 90 s: both past a 60 s timeout, without certificates.
     await pool.query(`UPDATE issuance_intents SET created_at = clock_timestamp() - CASE WHEN serial = $1 THEN interval '2 hours' ELSE interval '90 seconds' END WHERE serial = ANY($2::bytea[])`, [old.serial, [old.serial, recent.serial]]);
     const hex = (scan: { serials: Buffer[] }) => new Set(scan.serials.map((s) => s.toString('hex')));
@@ -135,5 +135,34 @@ describe('online enrolment never strands a device', () => {
     assert.equal(limited.serials.length, 1);
     assert.ok(limited.scannedUntil.getTime() < Date.now() - 80_000, 'stopped at the limit: the next pass starts at the last row found');
     await pool.query('UPDATE issuance_intents SET active = false, released_at = clock_timestamp(), released_reason = $2 WHERE serial = ANY($1::bytea[])', [[old.serial, recent.serial], 'test cleanup']);
+  });
+
+  it('a group commit in one statement: foreign devices and taken roles are refused, released intents get no certificate, each row audited with its own actor', async () => {
+    await upsertManufacturer(pool, 'lifecycle-maker', 'Lifecycle Meters');
+    await upsertManufacturer(pool, 'other-maker', 'Other Meters');
+    const intent = (eui: string, manufacturerId: string, actor: string) => ({ serial: randomBytes(9), caId: 'fpd1', eui64: Buffer.from(eui, 'hex'), keyRole: 'digitalSignature', profile: 'smart-meter', tbsSha256: randomBytes(32), manufacturerId, deviceType: 'smart-meter', actor });
+    const foreign = `CF${randomBytes(7).toString('hex')}`;
+    assert.equal((await recordIntents(pool, 'a', [intent(foreign, 'other-maker', 'x')])).size, 1, "the other maker's device");
+    const a = intent(`CF${randomBytes(7).toString('hex')}`, 'lifecycle-maker', 'line-1');
+    const b = intent(`CF${randomBytes(7).toString('hex')}`, 'lifecycle-maker', 'line-2');
+    const theirs = intent(foreign, 'lifecycle-maker', 'line-1');
+    const recorded = await recordIntents(pool, 'a', [a, b, { ...a, serial: randomBytes(9) }, theirs]);
+    assert.deepEqual([...recorded].sort(), [a.serial.toString('hex'), b.serial.toString('hex')].sort(), 'one intent per (device, role, profile); none for a device of another manufacturer');
+    const audit = await pool.query<{ subject: string; actor: string; details: Record<string, string> }>("SELECT subject, actor, details FROM audit_events WHERE action = 'issuance.intent' AND subject = ANY($1::text[]) ORDER BY actor", [[a.serial.toString('hex'), b.serial.toString('hex')]]);
+    assert.deepEqual(audit.rows, [
+      { subject: a.serial.toString('hex'), actor: 'line-1', details: { eui64: a.eui64.toString('hex').toUpperCase(), keyRole: 'digitalSignature', profile: 'smart-meter', tbsSha256: a.tbsSha256.toString('hex') } },
+      { subject: b.serial.toString('hex'), actor: 'line-2', details: { eui64: b.eui64.toString('hex').toUpperCase(), keyRole: 'digitalSignature', profile: 'smart-meter', tbsSha256: b.tbsSha256.toString('hex') } },
+    ]);
+
+    // b's intent is released (the reconciler, say) before its certificate comes: only a's is stored.
+    await pool.query('UPDATE issuance_intents SET active = false, released_at = clock_timestamp(), released_reason = $2 WHERE serial = $1', [b.serial, 'test: released']);
+    const certificate = (i: typeof a) => ({ serial: i.serial, caId: 'fpd1', eui64: i.eui64, keyRole: i.keyRole, profile: i.profile, der: randomBytes(100), notBefore: new Date(), notAfter: new Date(Date.now() + 86_400_000), crlShard: 0, actor: i.actor });
+    const released = await storeCertificates(pool, 'a', [certificate(a), certificate(b)]);
+    assert.deepEqual([...released], [b.serial.toString('hex')]);
+    assert.deepEqual([...(await storeCertificates(pool, 'a', [certificate(a)]))], [], 'a retry is a no-op');
+    const stored = await pool.query<{ serial: Buffer }>('SELECT serial FROM certificates WHERE serial = ANY($1::bytea[])', [[a.serial, b.serial]]);
+    assert.deepEqual(stored.rows.map((r) => r.serial.toString('hex')), [a.serial.toString('hex')]);
+    const certAudit = await pool.query<{ actor: string }>("SELECT actor FROM audit_events WHERE action = 'issuance.certificate' AND subject = ANY($1::text[])", [[a.serial.toString('hex'), b.serial.toString('hex')]]);
+    assert.deepEqual(certAudit.rows, [{ actor: 'line-1' }], 'one audit row, for the certificate stored');
   });
 });

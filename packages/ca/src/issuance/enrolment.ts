@@ -28,9 +28,10 @@ export interface IssuedCertificate {
 
 /** The store calls enrolment needs, and nothing more (Boulder: narrow storage interfaces per caller). */
 export interface EnrolmentStore {
-  recordIntents(site: SiteId, actor: string, intents: readonly IntentRow[]): Promise<Set<string>>;
+  /** Returns the serials recorded. */
+  recordIntents(site: SiteId, intents: readonly IntentRow[]): Promise<Set<string>>;
   /** Returns the serials not stored because their intent was released meanwhile. */
-  storeCertificates(site: SiteId, actor: string, certificates: readonly CertificateRow[]): Promise<Set<string>>;
+  storeCertificates(site: SiteId, certificates: readonly CertificateRow[]): Promise<Set<string>>;
   explainRefusedIntent(eui64: Buffer, manufacturerId: string): Promise<'foreign-device' | 'already-enrolled'>;
   findActiveEnrolment(eui64: Buffer, keyRole: string, profile: string): Promise<ActiveEnrolment | undefined>;
   retireIntent(site: SiteId, actor: string, serial: Buffer, why: RetireReason): Promise<boolean>;
@@ -42,8 +43,8 @@ export interface EnrolmentStore {
 
 export function postgresEnrolmentStore(pool: Pool): EnrolmentStore {
   return {
-    recordIntents: (site, actor, intents) => recordIntents(pool, site, actor, intents),
-    storeCertificates: (site, actor, certificates) => storeCertificates(pool, site, actor, certificates),
+    recordIntents: (site, intents) => recordIntents(pool, site, intents),
+    storeCertificates: (site, certificates) => storeCertificates(pool, site, certificates),
     explainRefusedIntent: (eui64, manufacturerId) => explainRefusedIntent(pool, eui64, manufacturerId),
     findActiveEnrolment: (eui64, keyRole, profile) => findActiveEnrolment(pool, eui64, keyRole, profile),
     retireIntent: (site, actor, serial, why) => retireIntent(pool, site, actor, serial, why),
@@ -52,19 +53,14 @@ export function postgresEnrolmentStore(pool: Pool): EnrolmentStore {
   };
 }
 
-interface Pending<T> {
-  readonly actor: string;
-  readonly row: T;
-}
-
 /**
  * Online enrolment: prepare the certificate (prepareIssuance, as a batch chunk does), commit the intent
  * (and its replication to the standby) before the HSM signs, sign, store the certificate.
  * Intents and certificates of concurrent requests are group-committed.
  */
 export class EnrolmentService {
-  private readonly intents: GroupCommitter<Pending<IntentRow>, boolean>;
-  private readonly certificates: GroupCommitter<Pending<CertificateRow>, boolean>;
+  private readonly intents: GroupCommitter<IntentRow, boolean>;
+  private readonly certificates: GroupCommitter<CertificateRow, boolean>;
   private readonly intentTimeoutSeconds: number;
   private readonly afterIntent: (() => void) | undefined;
 
@@ -85,17 +81,14 @@ export class EnrolmentService {
     this.intentTimeoutSeconds = options.intentTimeoutSeconds ?? 60;
     this.afterIntent = options.afterIntent;
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrent ?? 3 };
-    // One transaction per batch; its audit rows carry each request's own actor.
-    this.intents = new GroupCommitter(async (items) => {
-      const byActor = groupByActor(items);
-      const recorded = new Set<string>();
-      for (const [actor, rows] of byActor) for (const serial of await store.recordIntents(site, actor, rows)) recorded.add(serial);
-      return items.map((i) => recorded.has(i.row.serial.toString('hex')));
+    // One statement per group; its audit rows carry each request's own actor.
+    this.intents = new GroupCommitter(async (rows) => {
+      const recorded = await store.recordIntents(site, rows);
+      return rows.map((r) => recorded.has(r.serial.toString('hex')));
     }, batching);
-    this.certificates = new GroupCommitter(async (items) => {
-      const released = new Set<string>();
-      for (const [actor, rows] of groupByActor(items)) for (const serial of await store.storeCertificates(site, actor, rows)) released.add(serial);
-      return items.map((i) => !released.has(i.row.serial.toString('hex')));
+    this.certificates = new GroupCommitter(async (rows) => {
+      const released = await store.storeCertificates(site, rows);
+      return rows.map((r) => !released.has(r.serial.toString('hex')));
     }, batching);
   }
 
@@ -104,21 +97,26 @@ export class EnrolmentService {
    * and the store, an HSM error, a commit whose outcome was lost) are released after the intent
    * timeout, with an audit row, so their devices can enrol again. Returns how many were released.
    *
-   * A pass looks only at intents created since the previous pass's window ended, so its cost follows
-   * the enrolment rate, not the size of the fleet. What a window can miss: an intent whose commit became
-   * visible more than the intent timeout after its creation time (writes blocked while the synchronous
-   * standby was away). The first pass and one pass every `FULL_SCAN_EVERY_MS` look at all of them; and
-   * a device that asks again has its stale intent released there and then (resolveConflict).
+   * A pass looks only at intents created since the previous pass's window ended (the first pass: the
+   * last hour), so its cost follows the enrolment rate, not the size of the fleet. What a window can
+   * miss: an intent created before this process started, or one whose commit became visible more than
+   * the intent timeout after its creation time (writes blocked while the synchronous standby was away).
+   * Once an hour a pass looks at every live online intent (about 1 s of PostgreSQL at 900,000 intents),
+   * the first time at a random moment of the process's first hour, so processes started together do not
+   * scan together; and a device that asks again has its stale intent released there and then
+   * (resolveConflict).
    */
   async releaseStaleIntents(actor: string, now = Date.now()): Promise<number> {
-    const full = this.staleScanFrom === null || now - this.lastFullScanAt >= EnrolmentService.FULL_SCAN_EVERY_MS;
-    const scan = await this.store.staleOnlineIntents(this.intentTimeoutSeconds, full ? null : this.staleScanFrom);
+    this.nextFullScanAt ??= now + Math.random() * EnrolmentService.FULL_SCAN_EVERY_MS;
+    const full = now >= this.nextFullScanAt;
+    const from = full ? null : (this.staleScanFrom ?? new Date(now - EnrolmentService.FULL_SCAN_EVERY_MS - this.intentTimeoutSeconds * 1000));
+    const scan = await this.store.staleOnlineIntents(this.intentTimeoutSeconds, from);
     let released = 0;
     for (const serial of scan.serials) {
       if (await this.store.retireIntent(this.site, actor, serial, { kind: 'stale', olderThanSeconds: this.intentTimeoutSeconds })) released++;
     }
     // Moved on only once the pass went through: a failed pass is repeated from the same place.
-    if (full) this.lastFullScanAt = now;
+    if (full) this.nextFullScanAt = now + EnrolmentService.FULL_SCAN_EVERY_MS;
     this.staleScanFrom = scan.scannedUntil;
     return released;
   }
@@ -126,7 +124,7 @@ export class EnrolmentService {
   /** How often the reconciler looks at every live online intent, not only the latest window. */
   static readonly FULL_SCAN_EVERY_MS = 3_600_000;
   private staleScanFrom: Date | null = null;
-  private lastFullScanAt = 0;
+  private nextFullScanAt: number | undefined;
 
   /**
    * Enrols a device key. When (device, role, profile) is already taken: the same key gets its
@@ -184,26 +182,21 @@ export class EnrolmentService {
     const { serial, notBefore, notAfter, crlShard } = prepared;
 
     const recorded = await this.intents.submit({
+      serial,
+      caId: this.ca.record.id,
+      eui64,
+      keyRole: request.keyRole,
+      profile: request.profileId,
+      tbsSha256: prepared.tbsSha256,
+      manufacturerId: request.manufacturerId,
+      deviceType: request.deviceType,
       actor: request.actor,
-      row: {
-        serial,
-        caId: this.ca.record.id,
-        eui64,
-        keyRole: request.keyRole,
-        profile: request.profileId,
-        tbsSha256: prepared.tbsSha256,
-        manufacturerId: request.manufacturerId,
-        deviceType: request.deviceType,
-      },
     });
     if (!recorded) return this.resolveConflict(request, eui64, mayResolve);
     this.afterIntent?.();
 
     const der = await signCertificate(this.ca, prepared.linted);
-    const stored = await this.certificates.submit({
-      actor: request.actor,
-      row: { serial, caId: this.ca.record.id, eui64, keyRole: request.keyRole, profile: request.profileId, der, notBefore, notAfter, crlShard },
-    });
+    const stored = await this.certificates.submit({ serial, caId: this.ca.record.id, eui64, keyRole: request.keyRole, profile: request.profileId, der, notBefore, notAfter, crlShard, actor: request.actor });
     if (!stored) throw new FleetError('ENROLMENT_TIMED_OUT', `the enrolment of ${request.eui64} took longer than ${this.intentTimeoutSeconds} s and was released; enrol again`, { httpStatus: 503 });
     return { serial, der, notBefore, notAfter, crlShard, reused: false };
   }
@@ -238,14 +231,4 @@ export class EnrolmentService {
     }
     throw new FleetError('CERTIFICATE_EXISTS', `device ${request.eui64} already has a ${request.keyRole} certificate under profile ${request.profileId} for another key`, { httpStatus: 409 });
   }
-}
-
-function groupByActor<T>(items: readonly Pending<T>[]): Map<string, T[]> {
-  const map = new Map<string, T[]>();
-  for (const item of items) {
-    const list = map.get(item.actor);
-    if (list) list.push(item.row);
-    else map.set(item.actor, [item.row]);
-  }
-  return map;
 }

@@ -4,7 +4,7 @@ import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import { isFleetError, parseEui64, type SiteId } from '@fleetpki/core';
 import type { SigningKeyStore } from '@fleetpki/hsm';
 import type { ActiveEnrolment, CaRecord, CertificateRow, ChunkCertificate, ChunkIntent, ChunkWork, IntentRow } from '@fleetpki/store';
@@ -160,11 +160,11 @@ describe('the one issuance path', () => {
     const intents: IntentRow[] = [];
     const stored: CertificateRow[] = [];
     const store: EnrolmentStore = {
-      recordIntents: async (_site: SiteId, _actor, rows) => {
+      recordIntents: async (_site: SiteId, rows) => {
         intents.push(...rows);
         return new Set(rows.map((r) => r.serial.toString('hex')));
       },
-      storeCertificates: async (_site, _actor, rows) => {
+      storeCertificates: async (_site, rows) => {
         stored.push(...rows);
         return new Set();
       },
@@ -190,7 +190,7 @@ describe('the one issuance path', () => {
     const retired: unknown[] = [];
     const store: EnrolmentStore = {
       // The unique live intent refuses a second one until the abandoned one is retired.
-      recordIntents: async (_site, _actor, rows) => (live ? new Set() : new Set(rows.map((r) => r.serial.toString('hex')))),
+      recordIntents: async (_site, rows) => (live ? new Set() : new Set(rows.map((r) => r.serial.toString('hex')))),
       storeCertificates: async () => new Set(),
       explainRefusedIntent: async () => 'already-enrolled',
       findActiveEnrolment: async () => live,
@@ -215,7 +215,7 @@ describe('the one issuance path', () => {
     assert.deepEqual(retired, []);
   });
 
-  it('the stale-intent reconciler scans from where its last pass ended, every live intent on its first pass and once an hour', async () => {
+  it('the stale-intent reconciler scans from where its last pass ended (the last hour at first), and every live intent once an hour', async () => {
     const ca = await issuingCa();
     const asked: (string | null)[] = [];
     let failRetire = false;
@@ -236,6 +236,8 @@ describe('the one issuance path', () => {
       findPresentedCertificate: async () => undefined,
     };
     const service = new EnrolmentService(ca, store, 'a', 0x0a, { intentTimeoutSeconds: 60 });
+    // The first full scan comes at a random moment of the first hour: here, half-way.
+    mock.method(Math, 'random', () => 0.5);
     const t0 = 1_796_000_000_000;
     assert.equal(await service.releaseStaleIntents('test', t0), 1);
     until = new Date('2026-12-01T10:00:10Z');
@@ -246,6 +248,7 @@ describe('the one issuance path', () => {
     failRetire = false;
     await service.releaseStaleIntents('test', t0 + 30_000);
     await service.releaseStaleIntents('test', t0 + EnrolmentService.FULL_SCAN_EVERY_MS);
-    assert.deepEqual(asked, [null, '2026-12-01T10:00:00.000Z', '2026-12-01T10:00:10.000Z', '2026-12-01T10:00:10.000Z', null]);
+    mock.restoreAll();
+    assert.deepEqual(asked, [new Date(t0 - 3_600_000 - 60_000).toISOString(), '2026-12-01T10:00:00.000Z', '2026-12-01T10:00:10.000Z', '2026-12-01T10:00:10.000Z', null]);
   });
 });

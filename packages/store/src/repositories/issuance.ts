@@ -2,6 +2,7 @@ import type { Pool, Queryable } from '../pool.js';
 import { withTransaction } from '../pool.js';
 import { appendAuditEvents } from './audit.js';
 
+/** An online enrolment's intent, with who asked (its audit row's actor). */
 export interface IntentRow {
   readonly serial: Buffer;
   readonly caId: string;
@@ -11,10 +12,10 @@ export interface IntentRow {
   readonly tbsSha256: Buffer;
   readonly manufacturerId: string;
   readonly deviceType: string;
-  readonly batchId?: string | null;
-  readonly chunkNo?: number | null;
+  readonly actor: string;
 }
 
+/** An online enrolment's signed certificate, with who asked (its audit row's actor). */
 export interface CertificateRow {
   readonly serial: Buffer;
   readonly caId: string;
@@ -25,92 +26,56 @@ export interface CertificateRow {
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly crlShard: number;
-  readonly batchId?: string | null;
+  readonly actor: string;
 }
 
 /**
- * Commits issuance intents (and their devices) before anything is signed. An intent is refused when its
- * device belongs to another manufacturer or its (device, key role, profile) already has a live
- * certificate; the caller learns which serials were recorded. Many intents share one transaction, so
- * concurrent enrolments pay for one synchronous-replication round trip together.
+ * Commits online intents (and their devices) before anything is signed, in one statement
+ * (fp_record_intents, migration 0024: one round trip). An intent is refused when its device belongs to
+ * another manufacturer or its (device, key role, profile) already has a live intent; the caller learns
+ * which serials were recorded. Many intents share the statement, so concurrent enrolments pay for one
+ * synchronous-replication round trip together.
  */
-export async function recordIntents(pool: Pool, site: 'a' | 'b', actor: string, intents: readonly IntentRow[]): Promise<Set<string>> {
+export async function recordIntents(db: Queryable, site: 'a' | 'b', intents: readonly IntentRow[]): Promise<Set<string>> {
   if (intents.length === 0) return new Set();
-  return withTransaction(pool, async (client) => {
-    await client.query(
-      `INSERT INTO devices (eui64, manufacturer_id, device_type, batch_id)
-       SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::uuid[]) ON CONFLICT (eui64) DO NOTHING`,
-      [intents.map((i) => i.eui64), intents.map((i) => i.manufacturerId), intents.map((i) => i.deviceType), intents.map((i) => i.batchId ?? null)],
-    );
-    const { rows } = await client.query<{ serial: Buffer }>(
-      `INSERT INTO issuance_intents (serial, ca_id, eui64, key_role, profile, tbs_sha256, batch_id, chunk_no, site)
-       SELECT t.serial, t.ca_id, t.eui64, t.key_role, t.profile, t.tbs_sha256, t.batch_id, t.chunk_no, $10
-         FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::bytea[], $7::uuid[], $8::int[], $9::text[])
-              AS t(serial, ca_id, eui64, key_role, profile, tbs_sha256, batch_id, chunk_no, manufacturer_id)
-         JOIN devices d ON d.eui64 = t.eui64 AND d.manufacturer_id = t.manufacturer_id
-       ON CONFLICT (eui64, key_role, profile) WHERE active DO NOTHING
-       RETURNING serial`,
-      [
-        intents.map((i) => i.serial),
-        intents.map((i) => i.caId),
-        intents.map((i) => i.eui64),
-        intents.map((i) => i.keyRole),
-        intents.map((i) => i.profile),
-        intents.map((i) => i.tbsSha256),
-        intents.map((i) => i.batchId ?? null),
-        intents.map((i) => i.chunkNo ?? null),
-        intents.map((i) => i.manufacturerId),
-        site,
-      ],
-    );
-    const recorded = new Set(rows.map((r) => r.serial.toString('hex')));
-    await appendAuditEvents(
-      client,
-      intents
-        .filter((i) => recorded.has(i.serial.toString('hex')))
-        .map((i) => ({ site, actor, action: 'issuance.intent', subject: i.serial.toString('hex'), details: { eui64: i.eui64.toString('hex').toUpperCase(), keyRole: i.keyRole, profile: i.profile, tbsSha256: i.tbsSha256.toString('hex') } })),
-    );
-    return recorded;
-  });
+  const { rows } = await db.query<{ serial: Buffer }>('SELECT fp_record_intents AS serial FROM fp_record_intents($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)', [
+    site,
+    intents.map((i) => i.actor),
+    intents.map((i) => i.serial),
+    intents.map((i) => i.caId),
+    intents.map((i) => i.eui64),
+    intents.map((i) => i.keyRole),
+    intents.map((i) => i.profile),
+    intents.map((i) => i.tbsSha256),
+    intents.map((i) => i.manufacturerId),
+    intents.map((i) => i.deviceType),
+  ]);
+  return new Set(rows.map((r) => r.serial.toString('hex')));
 }
 
-/** Stores signed certificates for recorded intents; a retry of the same serial is a no-op. */
 /**
- * Stores certificates whose intents are still active: an intent the reconciler released (its process
- * took longer than the intent timeout) gets no certificate, so a device can never hold two. The intents
- * are locked (FOR SHARE) first, so a release and a store of one intent never both go through. Returns
- * the serials that were not stored because their intent was released.
+ * Stores certificates whose intents are still active, in one statement (fp_store_certificates): an
+ * intent the reconciler released (its process took longer than the intent timeout) gets no
+ * certificate, so a device can never hold two. The intents are locked (FOR SHARE) first, so a release
+ * and a store of one intent never both go through; a retry of the same serial is a no-op. Returns the
+ * serials that were not stored because their intent was released.
  */
-export async function storeCertificates(pool: Pool, site: 'a' | 'b', actor: string, certificates: readonly CertificateRow[]): Promise<Set<string>> {
+export async function storeCertificates(db: Queryable, site: 'a' | 'b', certificates: readonly CertificateRow[]): Promise<Set<string>> {
   if (certificates.length === 0) return new Set();
-  return withTransaction(pool, async (client) => {
-    const live = await client.query<{ serial: Buffer }>('SELECT serial FROM issuance_intents WHERE serial = ANY($1::bytea[]) AND active FOR SHARE', [certificates.map((c) => c.serial)]);
-    const activeSerials = new Set(live.rows.map((r) => r.serial.toString('hex')));
-    const released = new Set(certificates.map((c) => c.serial.toString('hex')).filter((s) => !activeSerials.has(s)));
-    certificates = certificates.filter((c) => activeSerials.has(c.serial.toString('hex')));
-    const { rows } = await client.query<{ serial: Buffer }>(
-      `INSERT INTO certificates (serial, ca_id, eui64, key_role, profile, der, not_before, not_after, crl_shard, batch_id)
-       SELECT * FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $8::timestamptz[], $9::int[], $10::uuid[])
-       ON CONFLICT (serial) DO NOTHING RETURNING serial`,
-      [
-        certificates.map((c) => c.serial),
-        certificates.map((c) => c.caId),
-        certificates.map((c) => c.eui64),
-        certificates.map((c) => c.keyRole),
-        certificates.map((c) => c.profile),
-        certificates.map((c) => c.der),
-        certificates.map((c) => c.notBefore),
-        certificates.map((c) => c.notAfter),
-        certificates.map((c) => c.crlShard),
-        certificates.map((c) => c.batchId ?? null),
-      ],
-    );
-    await appendAuditEvents(
-      client,
-      rows.map((r) => ({ site, actor, action: 'issuance.certificate', subject: r.serial.toString('hex') })),
-    );
-    return released;
-  });
+  const { rows } = await db.query<{ serial: Buffer }>('SELECT fp_store_certificates AS serial FROM fp_store_certificates($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)', [
+    site,
+    certificates.map((c) => c.actor),
+    certificates.map((c) => c.serial),
+    certificates.map((c) => c.caId),
+    certificates.map((c) => c.eui64),
+    certificates.map((c) => c.keyRole),
+    certificates.map((c) => c.profile),
+    certificates.map((c) => c.der),
+    certificates.map((c) => c.notBefore),
+    certificates.map((c) => c.notAfter),
+    certificates.map((c) => c.crlShard),
+  ]);
+  return new Set(rows.map((r) => r.serial.toString('hex')));
 }
 
 /** The active online or batch enrolment of (device, role, profile), with its certificate and status if it has one. */
