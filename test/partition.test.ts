@@ -115,7 +115,9 @@ async function partitionMidBatch(): Promise<void> {
     for (const site of [a, b]) await waitForHttp(`http://${site.host}:${site.statusPort}/healthz`, 60_000);
 
     const manifest = join(mkdtempSync(join(tmpdir(), 'fleetpki-partition-')), 'batch.ndjson');
-    await generateManifest({ devices: 3000, out: manifest });
+    // Big enough to be still issuing when the link is cut: 3,000 devices were all issued before the
+    // traffic below had 20 enrolments acknowledged, once the workers did ~3,500 certificates/s.
+    await generateManifest({ devices: 20_000, out: manifest });
     const factoryA = new FleetApiClient(`http://${a.host}:${a.apiPort}`, token);
     const { batch } = await factoryA.submitBatch(manifest);
     traffic = new EnrolmentTraffic([a, b], token, generateDeviceKeys(3000).map((k) => k.csr), 'F5', 20);
