@@ -7,9 +7,29 @@ import { randomBytes } from 'node:crypto';
  */
 export function newSerial(sitePrefix: number): Buffer {
   if (!Number.isInteger(sitePrefix) || sitePrefix < 1 || sitePrefix > 0x7f) throw new Error(`serial prefix must be 1-127, got ${sitePrefix}`);
-  const serial = randomBytes(9);
+  const serial = Buffer.allocUnsafe(9);
   serial[0] = sitePrefix;
+  drawRandom(serial, 1);
   return serial;
+}
+
+/**
+ * CSPRNG bytes drawn in blocks and each used once: a call to the CSPRNG costs ~9 us however few bytes it
+ * returns, and a batch worker asked it for 8 bytes per certificate (0.8 % of its main thread in a profile).
+ * Serials are public, so holding the next ones in memory exposes nothing.
+ */
+const RANDOM_BLOCK = 8 * 1024;
+let randomPool = Buffer.alloc(0);
+let randomAt = 0;
+
+function drawRandom(into: Buffer, from: number): void {
+  const n = into.length - from;
+  if (randomAt + n > randomPool.length) {
+    randomPool = randomBytes(RANDOM_BLOCK);
+    randomAt = 0;
+  }
+  randomPool.copy(into, from, randomAt, randomAt + n);
+  randomAt += n;
 }
 
 /** The CRL shard is fixed at issuance from the serial's random part, so it needs no lookup later. */
