@@ -90,9 +90,12 @@ export function parseC509Csr(input: string): DevicePublicKey {
 }
 
 function assertPossession(key: DevicePublicKey, parts: CsrParts): void {
-  if (!verifyP256(key, parts.certificationRequestInfo, parts.signature)) {
-    throw csrError('CSR_SIGNATURE_INVALID', 'the CSR signature does not verify with its public key (no proof of possession)');
-  }
+  if (!verifyP256(key, parts.certificationRequestInfo, parts.signature)) throw csrPossessionRefused();
+}
+
+/** The refusal of a CSR whose signature does not verify with its own key (parseCsr, checkCsr). */
+export function csrPossessionRefused(): FleetError {
+  return csrError('CSR_SIGNATURE_INVALID', 'the CSR signature does not verify with its public key (no proof of possession)');
 }
 
 export interface CsrParts {

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { FleetError } from '@fleetpki/core';
-import { readCsr, verifyP256 } from './csr.js';
+import { csrPossessionRefused, readCsr, verifyP256 } from './csr.js';
 import type { DevicePublicKey } from './public-key.js';
 
 /**
@@ -23,9 +23,7 @@ export const inlinePossessionVerifier: PossessionVerifier = {
  */
 export async function checkCsr(input: string | Uint8Array, verifier: PossessionVerifier): Promise<DevicePublicKey> {
   const { publicKey, parts } = readCsr(input);
-  if (!(await verifier.verify(publicKey, parts.certificationRequestInfo, parts.signature))) {
-    throw new FleetError('CSR_SIGNATURE_INVALID', 'the CSR signature does not verify with its public key (no proof of possession)', { httpStatus: 400 });
-  }
+  if (!(await verifier.verify(publicKey, parts.certificationRequestInfo, parts.signature))) throw csrPossessionRefused();
   return publicKey;
 }
 
@@ -39,6 +37,7 @@ interface Check {
 interface Thread {
   readonly worker: Worker;
   readonly inFlight: Map<number, Check[]>;
+  answered: boolean;
 }
 
 /**
@@ -66,6 +65,8 @@ parentPort.on('message', ({ id, checks }) => {
 
 /** Checks asked for in one turn of the event loop travel together, up to this many per message. */
 const MESSAGE_MAX = 64;
+/** Threads that end before their first answer this many times in a row: checks run inline from then on. */
+const FAILED_STARTS_LIMIT = 3;
 
 /**
  * Proof-of-possession checks on worker threads. Checks asked for in the same turn of the event loop go
@@ -79,6 +80,7 @@ export class PossessionThreads implements PossessionVerifier {
   private nextMessage = 1;
   private scheduled = false;
   private closed = false;
+  private failedStarts = 0;
 
   private constructor(private readonly size: number) {}
 
@@ -92,6 +94,8 @@ export class PossessionThreads implements PossessionVerifier {
 
   verify(key: DevicePublicKey, data: Uint8Array, signatureDer: Uint8Array): Promise<boolean> {
     if (this.closed) return Promise.reject(new FleetError('POSSESSION_CHECKS_CLOSED', 'the proof-of-possession threads are closed', { httpStatus: 503 }));
+    // Threads that cannot start (out of memory, say) must not stop enrolment: the main thread checks.
+    if (this.failedStarts >= FAILED_STARTS_LIMIT) return inlinePossessionVerifier.verify(key, data, signatureDer);
     return new Promise<boolean>((resolve) => {
       this.queue.push({ key, data, signature: signatureDer, resolve });
       if (!this.scheduled) {
@@ -142,6 +146,8 @@ export class PossessionThreads implements PossessionVerifier {
     const checks = thread.inFlight.get(reply.id);
     if (!checks) return;
     thread.inFlight.delete(reply.id);
+    thread.answered = true;
+    this.failedStarts = 0;
     if (thread.inFlight.size === 0) thread.worker.unref();
     checks.forEach((check, i) => check.resolve(reply.ok[i] === 1));
   }
@@ -150,7 +156,7 @@ export class PossessionThreads implements PossessionVerifier {
     while (this.threads.length < this.size) {
       const worker = new Worker(THREAD_PROGRAM, { eval: true });
       worker.unref();
-      const thread: Thread = { worker, inFlight: new Map() };
+      const thread: Thread = { worker, inFlight: new Map(), answered: false };
       this.threads.push(thread);
       worker.on('message', (reply: { id: number; ok: Uint8Array }) => this.onReply(thread, reply));
       worker.on('error', () => undefined);
@@ -166,6 +172,10 @@ export class PossessionThreads implements PossessionVerifier {
     this.queue.unshift(...[...thread.inFlight.values()].flat());
     thread.inFlight.clear();
     if (this.closed) return;
+    if (!thread.answered && ++this.failedStarts >= FAILED_STARTS_LIMIT) {
+      for (const check of this.queue.splice(0)) check.resolve(verifyP256(check.key, check.data, check.signature));
+      return;
+    }
     this.fill();
     this.dispatch();
   }
