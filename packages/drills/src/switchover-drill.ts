@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { DualControl, TokenAuthenticator, issueApiToken, type Principal } from '@fleetpki/ca';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { currentRoles, ensureRedis, sitesUp, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
+import { currentRoles, ensureRedis, lastRejoin, sitesUp, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { countMissingCertificates, createPool, recordDrillRun, upsertManufacturer } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { EnrolmentTraffic } from './probes.js';
@@ -125,8 +125,11 @@ export interface FailbackOptions {
  */
 export async function runFailback(config: FleetConfig, options: FailbackOptions = {}): Promise<FailbackReport> {
   const log = options.log ?? (() => undefined);
+  // The failed site is the standby now, whichever site it is (a drill may start from either).
   const { primary, standby: site } = currentRoles(config);
-  if (primary.id === 'a') throw new FleetError('DRILL_NOT_READY', 'site a is the active site already: no failover to fail back from');
+  if (options.failedOverAt === undefined && !(await lastRejoin(config, site))) {
+    throw new FleetError('DRILL_NOT_READY', `site ${site.id} never rejoined as a standby: no failover to fail back from`);
+  }
   let t = performance.now();
   await waitForSyncStandby(config, primary, site);
   await ensureRedis(site);
