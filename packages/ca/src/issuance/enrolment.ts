@@ -101,10 +101,10 @@ export class EnrolmentService {
    * last hour), so its cost follows the enrolment rate, not the size of the fleet. What a window can
    * miss: an intent created before this process started, or one whose commit became visible more than
    * the intent timeout after its creation time (writes blocked while the synchronous standby was away).
-   * Once an hour a pass looks at every live online intent (about 1 s of PostgreSQL at 900,000 intents),
-   * the first time at a random moment of the process's first hour, so processes started together do not
-   * scan together; and a device that asks again has its stale intent released there and then
-   * (resolveConflict).
+   * Once an hour a pass looks at every live online intent (about 1 s of PostgreSQL with some 750,000
+   * intents stored), the first time at a random moment of the process's first hour, so processes started
+   * together do not scan together; and a device that asks again has its stale intent released there and
+   * then (resolveConflict).
    */
   async releaseStaleIntents(actor: string, now = Date.now()): Promise<number> {
     this.nextFullScanAt ??= now + Math.random() * EnrolmentService.FULL_SCAN_EVERY_MS;
