@@ -44,7 +44,12 @@ function nsOf(node: Node): string | undefined {
 /** Brings the link between two nodes up, with each side's route to the other (idempotent). */
 function linkUp(x: Node, y: Node): void {
   const [xi, yi] = [linkName(x, y), linkName(y, x)];
-  if (!ip(['link', 'show', xi], nsOf(x)).ok) {
+  const [xHas, yHas] = [ip(['link', 'show', xi], nsOf(x)).ok, ip(['link', 'show', yi], nsOf(y)).ok];
+  if (!xHas || !yHas) {
+    // Half a pair: its other end went with a namespace that a killed run left behind (a process still
+    // in it keeps it alive after `ip netns del`). Deleting this end deletes the pair; then a new one.
+    if (xHas) must(['link', 'del', xi], nsOf(x));
+    if (yHas) must(['link', 'del', yi], nsOf(y));
     must(['link', 'add', xi, 'type', 'veth', 'peer', 'name', yi]);
     if (nsOf(x)) must(['link', 'set', xi, 'netns', nsOf(x)!]);
     if (nsOf(y)) must(['link', 'set', yi, 'netns', nsOf(y)!]);
