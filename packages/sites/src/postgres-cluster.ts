@@ -53,11 +53,19 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
     // tells "frozen or cut off" from "streaming" soon (fp_sync_standby's reply_age_ms, the site agent).
     `wal_receiver_status_interval = 1s`,
     `wal_sender_timeout = 10s`,
-    // Bulk issuance: a million-device batch writes several GB of WAL. Checkpoints every 1 GB (the
-    // default) would each be followed by full-page images of every B-tree page touched again, and
-    // serials are random, so that is most of them: fewer, spread checkpoints keep WAL and I/O down.
-    `max_wal_size = '8GB'`,
-    `checkpoint_timeout = '15min'`,
+    // How much WAL a checkpoint may leave behind it bounds failover, not only crash recovery: a killed
+    // primary rejoins by replaying the WAL since its last checkpoint (crash recovery), pg_rewind copies
+    // every block changed since then, and the rewound standby replays that WAL again, while the new
+    // primary's writes wait for it (strictly synchronous). With 15 min / 8 GB (tried for bulk issuance)
+    // the drill's RTO after 2M rows written was 55 s and the cap was minutes; a checkpoint every minute
+    // or GB bounds it. lz4 compresses the full-page images that each checkpoint brings back (random
+    // serials touch most B-tree pages): a 300k batch wrote less WAL than before, at the same rate. No
+    // recycling: pg_rewind copies the source's whole pg_wal, pre-allocated segments included.
+    // Figures: infra/README.md.
+    `max_wal_size = '1GB'`,
+    `checkpoint_timeout = '1min'`,
+    `wal_compression = lz4`,
+    `wal_recycle = off`,
     `checkpoint_completion_target = 0.9`,
     // Batch intake sorts and de-duplicates manifests in memory rather than on disk.
     `work_mem = '32MB'`,
