@@ -2,10 +2,12 @@
  * pnpm bench enrol [--json] [--seconds N] [--clients N] [--mode csr|publicKey] [--deadline S]
  * Online enrolments/s and p50/p99 latency at 64 concurrent HTTP clients against a separately running
  * issuer-api, next to the raw HSM signing rate measured in the same run, and the CPU time per enrolment
- * of the API, both PostgreSQL clusters and Redis (scripts/lib/cpu-meter.ts). Then the same over EST
- * (RFC 7030 simpleenroll, HTTPS, HTTP Basic with the factory's token) against the API restarted with TLS.
+ * of the API, both PostgreSQL clusters and Redis (scripts/lib/cpu-meter.ts), and of the load generator
+ * itself (it shares the cores). Then the same over EST (RFC 7030 simpleenroll, HTTPS, HTTP Basic with the
+ * factory's token) against the API restarted with TLS.
  */
 import { execFileSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { sign } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -75,6 +77,9 @@ await run.main(async () => {
   run.begin(`enrolling for ${seconds} s with ${clients} concurrent clients (${mode})`);
   const meter = new CpuMeter(() => ({ 'issuer-api': [{ pid: server.pid!, withChildren: false }], ...CpuMeter.siteProcesses(site, 'primary'), ...CpuMeter.siteProcesses(config.sites.b, 'standby') }));
   meter.begin();
+  // The load generator runs on the same cores as the CA: its own CPU shows how much of the machine the
+  // measurement itself took, and with the CA's it bounds the rate this machine could reach at all.
+  const clientCpu = process.cpuUsage();
   const latencies: number[] = [];
   const deadline = performance.now() + seconds * 1000;
   const started = performance.now();
@@ -85,6 +90,9 @@ await run.main(async () => {
   );
   const elapsed = (performance.now() - started) / 1000;
   const cpu = cpuPerCertificate(meter.end(), latencies.length);
+  const clientUsed = process.cpuUsage(clientCpu);
+  const loadGeneratorUs = Math.round((clientUsed.user + clientUsed.system) / latencies.length);
+  const cpuBoundRate = Math.round((availableParallelism() * 1e6) / (cpu.total_core_us_per_certificate + loadGeneratorUs));
 
   // Size report: real certificates of every profile, as DER and as C509 (type 3, or type 2 when native).
   const sizes: Record<string, { der_bytes: string; c509_bytes: string; c509_type: number }> = {};
@@ -121,12 +129,15 @@ await run.main(async () => {
     raw_hsm_signatures_per_s: Math.round(rawRate),
     ratio_to_raw_hsm: Number((rate / rawRate).toFixed(3)),
     cpu_core_us_per_enrolment: cpu,
+    load_generator_core_us_per_enrolment: loadGeneratorUs,
+    cpu_bound_enrolments_per_s: cpuBoundRate,
     est,
     certificate_sizes: sizes,
   };
   log(`  ${result.enrolments} enrolments in ${result.seconds} s: ${result.enrolments_per_s}/s, p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms`);
   log(`  ratio to raw HSM signing rate (${result.raw_hsm_signatures_per_s}/s): ${result.ratio_to_raw_hsm}`);
   log(`  CPU per enrolment: ${cpu.total_core_us_per_certificate} core-us (${Object.entries(cpu.by_process).map(([k, v]) => `${k} ${v}`).join(', ')})`);
+  log(`  load generator (this process, on the same ${availableParallelism()} cores): ${loadGeneratorUs} core-us per enrolment; CA and load generator together leave room for at most ${cpuBoundRate}/s here`);
   log(`  EST (HTTPS, ${clients} clients, ${est.seconds} s): ${est.enrolments} enrolments, ${est.enrolments_per_s}/s, p50 ${est.p50_ms} ms, p99 ${est.p99_ms} ms; ratio to raw HSM ${(est.enrolments_per_s / rawRate).toFixed(3)}`);
   log('  certificate sizes (20 enrolments per profile):');
   for (const [p, size] of Object.entries(sizes)) log(`    ${p.padEnd(26)} DER ${size.der_bytes.padEnd(22)} C509 type ${size.c509_type}: ${size.c509_bytes} bytes`);
