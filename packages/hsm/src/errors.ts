@@ -30,6 +30,7 @@ export function pkcs11Code(err: unknown): number | undefined {
 
 /** PKCS#11 v2.40 return values we branch on. */
 export const CKR = {
+  GENERAL_ERROR: 0x05,
   PIN_INCORRECT: 0xa0,
   PIN_LEN_RANGE: 0xa2,
   USER_ALREADY_LOGGED_IN: 0x100,

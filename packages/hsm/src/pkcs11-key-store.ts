@@ -73,12 +73,15 @@ export class Pkcs11KeyStore implements KeyStore {
     try {
       let slot: graphene.Slot | undefined;
       // SoftHSM reads its token files at C_Initialize; another process writing to the token at that
-      // moment makes it show with an empty label. Initialise again (when we are the only user) and retry.
+      // moment makes it show with an empty label, or C_GetTokenInfo fail with CKR_GENERAL_ERROR (seen in
+      // a CI run: a batch worker started beside the issuer-api). Initialise again (when we are the only
+      // user) and retry.
       for (let attempt = 1; !slot; attempt++) {
         try {
           slot = findSlot(module, options.tokenLabel, options.modulePath);
         } catch (err) {
-          if (attempt >= 5 || (err as HsmError).code !== 'HSM_TOKEN_NOT_FOUND' || moduleUsers(options.modulePath) > 1) throw err;
+          const unreadable = (err as HsmError).code === 'HSM_TOKEN_NOT_FOUND' || pkcs11Code(err) === CKR.GENERAL_ERROR;
+          if (attempt >= 5 || !unreadable || moduleUsers(options.modulePath) > 1) throw err;
           releaseModule(options.modulePath);
           await new Promise((r) => setTimeout(r, 50 * attempt + Math.random() * 100));
           module = loadModule(options.modulePath, options.softhsmConf);
