@@ -4,3 +4,4 @@ export * from './key-role.js';
 export * from './config.js';
 export * from './device-key-bundle.js';
 export * from './run-service.js';
+export * from './worker-pool.js';

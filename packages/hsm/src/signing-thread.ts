@@ -8,7 +8,7 @@
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as graphene from 'graphene-pk11';
-import { isFleetError } from '@fleetpki/core';
+import { isFleetError, type PoolHello } from '@fleetpki/core';
 import { ecdsaRawToDer } from './ecdsa.js';
 import { attachModule, findSlot, isBrokenSession, loginWithRetry } from './pkcs11-module.js';
 import { findOneKey } from './pkcs11-objects.js';
@@ -22,7 +22,8 @@ export interface SigningThreadInit {
 }
 
 export interface SliceRequest {
-  readonly slice: number;
+  /** WorkerPool's message id: the reply carries it back. */
+  readonly id: number;
   readonly key: { readonly label: string; readonly id?: Uint8Array };
   readonly publicKeySpki: Uint8Array;
   /** The data to sign, one after another; `ends[i]` is where item i ends. */
@@ -33,10 +34,8 @@ export interface SliceRequest {
 }
 
 export type SliceReply =
-  | { readonly slice: number; readonly ok: true; readonly signatures: Uint8Array; readonly ends: Uint32Array }
-  | { readonly slice: number; readonly ok: false; readonly code: string; readonly message: string };
-
-export type ThreadMessage = { readonly ready: true } | { readonly ready: false; readonly code: string; readonly message: string } | SliceReply;
+  | { readonly id: number; readonly ok: true; readonly signatures: Uint8Array; readonly ends: Uint32Array }
+  | { readonly id: number; readonly ok: false; readonly code: string; readonly message: string };
 
 class SliceSigner {
   private readonly keys = new Map<string, { key: graphene.Key; publicKey: KeyObject }>();
@@ -104,7 +103,7 @@ class SliceSigner {
       signatures.set(der, at);
       at += der.length;
     }
-    return { slice: request.slice, ok: true, signatures, ends };
+    return { id: request.id, ok: true, signatures, ends };
   }
 
   private keyFor(request: SliceRequest): { key: graphene.Key; publicKey: KeyObject } {
@@ -123,7 +122,7 @@ class SliceSigner {
 }
 
 function refused(request: SliceRequest, message: string): SliceReply {
-  return { slice: request.slice, ok: false, code: 'HSM_SIGNATURE_INVALID', message };
+  return { id: request.id, ok: false, code: 'HSM_SIGNATURE_INVALID', message };
 }
 
 async function serve(init: SigningThreadInit): Promise<void> {
@@ -132,7 +131,7 @@ async function serve(init: SigningThreadInit): Promise<void> {
   try {
     signer = await SliceSigner.open(init);
   } catch (err) {
-    port.postMessage({ ready: false, code: isFleetError(err) ? err.code : 'HSM_OPERATION_FAILED', message: (err as Error).message } satisfies ThreadMessage);
+    port.postMessage({ ready: false, code: isFleetError(err) ? err.code : 'HSM_OPERATION_FAILED', message: (err as Error).message } satisfies PoolHello);
     return;
   }
   // One slice at a time: a slice whose session is being replaced holds the next back.
@@ -143,12 +142,12 @@ async function serve(init: SigningThreadInit): Promise<void> {
       try {
         reply = await signer.sign(request);
       } catch (err) {
-        reply = { slice: request.slice, ok: false, code: isFleetError(err) ? err.code : 'HSM_OPERATION_FAILED', message: `signing with "${request.key.label}" failed: ${(err as Error).message}` };
+        reply = { id: request.id, ok: false, code: isFleetError(err) ? err.code : 'HSM_OPERATION_FAILED', message: `signing with "${request.key.label}" failed: ${(err as Error).message}` };
       }
       port.postMessage(reply, reply.ok ? [reply.signatures.buffer as ArrayBuffer, reply.ends.buffer as ArrayBuffer] : []);
     });
   });
-  port.postMessage({ ready: true } satisfies ThreadMessage);
+  port.postMessage({ ready: true } satisfies PoolHello);
 }
 
 // Only as a worker thread (a type import from the main thread runs nothing).

@@ -1,9 +1,10 @@
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { WorkerPool } from '@fleetpki/core';
 import { HsmError, type HsmErrorCode } from './errors.js';
 import type { KeyRef, Signer } from './key-store.js';
 import type { SignatureCheck } from './signature-check.js';
-import type { SigningThreadInit, SliceReply, SliceRequest, ThreadMessage } from './signing-thread.js';
+import type { SigningThreadInit, SliceReply, SliceRequest } from './signing-thread.js';
 
 interface Item {
   readonly data: Uint8Array;
@@ -23,12 +24,6 @@ interface Slice {
   readonly items: Item[];
 }
 
-interface Thread {
-  readonly worker: Worker;
-  readonly inFlight: Map<number, Slice>;
-  ready: boolean;
-}
-
 /**
  * The thread's entry. A build runs the emitted JavaScript; sources run through tsx, whose loader a worker
  * thread of Node 20 does not inherit from the process, so the thread registers it before importing.
@@ -44,8 +39,6 @@ function threadEntry(): [string, { eval?: boolean }] {
 const SLICE_MAX = 64;
 /** Slices queued per thread: one signing, one waiting, so a thread never waits for the main thread. */
 const SLICES_PER_THREAD = 2;
-/** Threads that die before they are ready this many times in a row: the pending signatures fail with the cause. */
-const FAILED_STARTS_LIMIT = 3;
 
 /**
  * Signing threads for one token: the JavaScript main thread only queues data and hands out slices;
@@ -57,20 +50,16 @@ const FAILED_STARTS_LIMIT = 3;
  * of the queue and a new thread takes them. Signing is repeatable (a signature is used only once it is
  * returned, and the certificate does not exist before), so a slice signed twice leaves no trace.
  */
-export class SigningThreads {
-  private readonly threads: Thread[] = [];
+export class SigningThreads extends WorkerPool<Slice, SliceReply> {
   private readonly queues = new Map<string, KeyQueue>();
-  private nextSlice = 1;
-  private scheduled = false;
-  private closed = false;
-  private failedStarts = 0;
-  private lastStartError: HsmError | undefined;
   private sampled = 0;
 
   private constructor(
     private readonly init: SigningThreadInit,
-    private readonly size: number,
-  ) {}
+    size: number,
+  ) {
+    super(size, { maxInFlight: SLICES_PER_THREAD, waitsForHello: true });
+  }
 
   /**
    * Starts `threads` signing threads on a token this process has already opened and logged in to, and
@@ -80,17 +69,12 @@ export class SigningThreads {
   static async start(init: { modulePath: string; tokenLabel: string; pin: string; check: SignatureCheck }, threads: number): Promise<SigningThreads> {
     const pool = new SigningThreads(init, threads);
     try {
-      await Promise.all(Array.from({ length: threads }, () => pool.spawn()));
+      await pool.fill();
     } catch (err) {
       await pool.close();
       throw err;
     }
     return pool;
-  }
-
-  /** How many threads are running (fault-injection tests). */
-  get threadCount(): number {
-    return this.threads.length;
   }
 
   signer(key: KeyRef, publicKeySpki: Buffer): Signer {
@@ -107,55 +91,31 @@ export class SigningThreads {
           // One in checkEvery is verified; with every: 1, all of them.
           const verify = this.sampled++ % this.init.check.every === 0;
           q.items.push({ data, verify, resolve, reject });
-          if (this.threads.length < this.size) this.fill();
+          // After starts kept failing no thread runs: the next signature tries again.
+          if (this.threadCount < this.size) this.fill().catch(() => undefined);
           this.schedule();
         }),
     };
   }
 
-  /** Ends a thread at once, whatever it is doing (tests: a signing thread lost mid-slice). */
-  async terminateThreadForFaultInjection(index = 0): Promise<void> {
-    const thread = this.threads[index];
-    if (thread) await thread.worker.terminate();
-  }
-
   async close(): Promise<void> {
-    this.closed = true;
-    const threads = this.threads.splice(0);
-    await Promise.all(threads.map((t) => t.worker.terminate()));
+    const inFlight = await this.terminateAll();
     const gone = new HsmError('HSM_OPERATION_FAILED', `the signing threads of token "${this.init.tokenLabel}" were closed`);
-    for (const t of threads) for (const slice of t.inFlight.values()) for (const item of slice.items) item.reject(gone);
+    for (const slice of inFlight) for (const item of slice.items) item.reject(gone);
     for (const q of this.queues.values()) for (const item of q.items.splice(0)) item.reject(gone);
   }
 
-  // Signatures asked for in this turn of the event loop are dispatched together, after it.
-  private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    queueMicrotask(() => {
-      this.scheduled = false;
-      this.dispatch();
-    });
+  protected startThread(): Worker {
+    const [entry, how] = threadEntry();
+    return new Worker(entry, { ...how, workerData: { fleetpkiSigningThread: this.init } });
   }
 
-  private dispatch(): void {
-    for (;;) {
-      const queue = [...this.queues.values()].find((q) => q.items.length > 0);
-      if (!queue) return;
-      const thread = this.idlestThread();
-      if (!thread) return;
-      this.send(thread, { queue, items: queue.items.splice(0, SLICE_MAX) });
-    }
+  protected takeWork(): Slice | undefined {
+    const queue = [...this.queues.values()].find((q) => q.items.length > 0);
+    return queue && { queue, items: queue.items.splice(0, SLICE_MAX) };
   }
 
-  private idlestThread(): Thread | undefined {
-    let best: Thread | undefined;
-    for (const t of this.threads) if (t.ready && t.inFlight.size < SLICES_PER_THREAD && (!best || t.inFlight.size < best.inFlight.size)) best = t;
-    return best;
-  }
-
-  private send(thread: Thread, slice: Slice): void {
-    const id = this.nextSlice++;
+  protected request(slice: Slice, id: number): { message: SliceRequest; transfer: ArrayBuffer[] } {
     let total = 0;
     for (const item of slice.items) total += item.data.length;
     const data = new Uint8Array(total);
@@ -169,18 +129,11 @@ export class SigningThreads {
       verify[i] = item.verify ? 1 : 0;
     });
     const { key, publicKeySpki } = slice.queue;
-    const request: SliceRequest = { slice: id, key: { label: key.label, ...(key.id ? { id: new Uint8Array(key.id) } : {}) }, publicKeySpki: new Uint8Array(publicKeySpki), data, ends, verify };
-    thread.inFlight.set(id, slice);
-    // A thread at work keeps the process alive (a script awaiting a signature); an idle one does not.
-    thread.worker.ref();
-    thread.worker.postMessage(request, [data.buffer, ends.buffer, verify.buffer]);
+    const message: SliceRequest = { id, key: { label: key.label, ...(key.id ? { id: new Uint8Array(key.id) } : {}) }, publicKeySpki: new Uint8Array(publicKeySpki), data, ends, verify };
+    return { message, transfer: [data.buffer, ends.buffer, verify.buffer] };
   }
 
-  private onReply(thread: Thread, reply: SliceReply): void {
-    const slice = thread.inFlight.get(reply.slice);
-    if (!slice) return;
-    thread.inFlight.delete(reply.slice);
-    if (thread.inFlight.size === 0) thread.worker.unref();
+  protected answer(slice: Slice, reply: SliceReply): void {
     if (reply.ok) {
       let start = 0;
       slice.items.forEach((item, i) => {
@@ -192,59 +145,20 @@ export class SigningThreads {
       const err = new HsmError(reply.code as HsmErrorCode, reply.message);
       for (const item of slice.items) item.reject(err);
     }
-    this.dispatch();
   }
 
-  private spawn(): Promise<void> {
-    const worker = (() => {
-      const [entry, how] = threadEntry();
-      return new Worker(entry, { ...how, workerData: { fleetpkiSigningThread: this.init } });
-    })();
-    worker.unref();
-    const thread: Thread = { worker, inFlight: new Map(), ready: false };
-    this.threads.push(thread);
-    return new Promise<void>((resolve, reject) => {
-      worker.on('message', (message: ThreadMessage) => {
-        if ('slice' in message) return this.onReply(thread, message);
-        if (message.ready) {
-          thread.ready = true;
-          this.failedStarts = 0;
-          resolve();
-          this.dispatch();
-        } else {
-          this.lastStartError = new HsmError(message.code as HsmErrorCode, message.message);
-          reject(this.lastStartError);
-          void worker.terminate();
-        }
-      });
-      worker.on('error', (err) => {
-        if (thread.ready) return;
-        this.lastStartError = new HsmError('HSM_OPERATION_FAILED', `a signing thread of token "${this.init.tokenLabel}" failed to start: ${err.message}`, err);
-        reject(this.lastStartError);
-      });
-      worker.on('exit', () => this.onExit(thread));
-    });
+  protected requeue(slices: readonly Slice[]): void {
+    for (const slice of [...slices].reverse()) slice.queue.items.unshift(...slice.items);
   }
 
-  /** A thread ended: its slices go back to the front of their queues, and a new thread takes its place. */
-  private onExit(thread: Thread): void {
-    const at = this.threads.indexOf(thread);
-    if (at >= 0) this.threads.splice(at, 1);
-    for (const slice of [...thread.inFlight.values()].reverse()) slice.queue.items.unshift(...slice.items);
-    thread.inFlight.clear();
-    if (this.closed) return;
-    if (!thread.ready && ++this.failedStarts >= FAILED_STARTS_LIMIT) {
-      // Starting keeps failing (a token gone, a PIN changed): what waits fails with the cause, and no
-      // thread starts until the next signature is asked for.
-      const err = this.lastStartError ?? new HsmError('HSM_OPERATION_FAILED', `signing threads of token "${this.init.tokenLabel}" keep failing to start`);
-      for (const q of this.queues.values()) for (const item of q.items.splice(0)) item.reject(err);
-      this.failedStarts = 0;
-      return;
-    }
-    this.fill();
+  /** Starting keeps failing (a token gone, a PIN changed): what waits fails with the cause. */
+  protected startsFailing(cause: Error | undefined): void {
+    const err = cause ?? new HsmError('HSM_OPERATION_FAILED', `signing threads of token "${this.init.tokenLabel}" keep failing to start`);
+    for (const q of this.queues.values()) for (const item of q.items.splice(0)) item.reject(err);
   }
 
-  private fill(): void {
-    while (this.threads.length < this.size) this.spawn().catch(() => undefined);
+  protected startError(cause: { readonly code: string; readonly message: string } | Error): Error {
+    if (cause instanceof Error) return new HsmError('HSM_OPERATION_FAILED', `a signing thread of token "${this.init.tokenLabel}" failed to start: ${cause.message}`, cause);
+    return new HsmError(cause.code as HsmErrorCode, cause.message);
   }
 }

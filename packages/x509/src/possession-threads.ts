@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { FleetError } from '@fleetpki/core';
+import { FleetError, WorkerPool } from '@fleetpki/core';
 import { csrPossessionRefused, readCsr, verifyP256 } from './csr.js';
 import type { DevicePublicKey } from './public-key.js';
 
@@ -34,10 +34,9 @@ interface Check {
   readonly resolve: (ok: boolean) => void;
 }
 
-interface Thread {
-  readonly worker: Worker;
-  readonly inFlight: Map<number, Check[]>;
-  answered: boolean;
+interface Reply {
+  readonly id: number;
+  readonly ok: Uint8Array;
 }
 
 /**
@@ -65,118 +64,72 @@ parentPort.on('message', ({ id, checks }) => {
 
 /** Checks asked for in one turn of the event loop travel together, up to this many per message. */
 const MESSAGE_MAX = 64;
-/** Threads that end before their first answer this many times in a row: checks run inline from then on. */
-const FAILED_STARTS_LIMIT = 3;
 
 /**
- * Proof-of-possession checks on worker threads. Checks asked for in the same turn of the event loop go
- * out together (a batch chunk's in messages of 64, concurrent enrolments' at once), to the thread with
- * the fewest in flight. A thread that dies loses nothing: its checks go back to the queue and a new
- * thread takes them (a check has no effect, so doing one twice is harmless).
+ * Proof-of-possession checks on worker threads (WorkerPool). Checks asked for in the same turn of the
+ * event loop go out together (a batch chunk's in messages of 64, concurrent enrolments' at once). A
+ * thread that dies loses nothing: its checks go back to the queue and a new thread takes them (a check
+ * has no effect, so doing one twice is harmless). Threads that keep dying before their first answer
+ * leave the checks to the main thread.
  */
-export class PossessionThreads implements PossessionVerifier {
-  private readonly threads: Thread[] = [];
+export class PossessionThreads extends WorkerPool<Check[], Reply> implements PossessionVerifier {
   private readonly queue: Check[] = [];
-  private nextMessage = 1;
-  private scheduled = false;
-  private closed = false;
-  private failedStarts = 0;
+  /** Threads could not start: the main thread checks (enrolment must not stop for want of a thread). */
+  private inline = false;
 
-  private constructor(private readonly size: number) {}
+  private constructor(size: number) {
+    super(size, { maxInFlight: Infinity, waitsForHello: false });
+  }
 
   /** `threads` threads; 0 gives the inline verifier (scripts, tests, a one-core deployment). */
   static start(threads: number): PossessionVerifier & { close(): Promise<void> } {
     if (threads <= 0) return { ...inlinePossessionVerifier, close: async () => undefined };
     const pool = new PossessionThreads(threads);
-    pool.fill();
+    void pool.fill();
     return pool;
   }
 
   verify(key: DevicePublicKey, data: Uint8Array, signatureDer: Uint8Array): Promise<boolean> {
     if (this.closed) return Promise.reject(new FleetError('POSSESSION_CHECKS_CLOSED', 'the proof-of-possession threads are closed', { httpStatus: 503 }));
-    // Threads that cannot start (out of memory, say) must not stop enrolment: the main thread checks.
-    if (this.failedStarts >= FAILED_STARTS_LIMIT) return inlinePossessionVerifier.verify(key, data, signatureDer);
+    if (this.inline) return inlinePossessionVerifier.verify(key, data, signatureDer);
     return new Promise<boolean>((resolve) => {
       this.queue.push({ key, data, signature: signatureDer, resolve });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        queueMicrotask(() => {
-          this.scheduled = false;
-          this.dispatch();
-        });
-      }
+      this.schedule();
     });
   }
 
-  /** How many threads are running (fault-injection tests). */
-  get threadCount(): number {
-    return this.threads.length;
-  }
-
-  /** Ends a thread at once, whatever it is doing (tests: a thread lost with checks in flight). */
-  async terminateThreadForFaultInjection(index = 0): Promise<void> {
-    await this.threads[index]?.worker.terminate();
-  }
-
   async close(): Promise<void> {
-    this.closed = true;
-    const threads = this.threads.splice(0);
-    await Promise.all(threads.map((t) => t.worker.terminate()));
+    const inFlight = await this.terminateAll();
     // Nothing waits forever: what was asked is checked here instead.
-    for (const check of [...threads.flatMap((t) => [...t.inFlight.values()].flat()), ...this.queue.splice(0)]) {
-      check.resolve(verifyP256(check.key, check.data, check.signature));
-    }
+    for (const check of [...inFlight.flat(), ...this.queue.splice(0)]) check.resolve(verifyP256(check.key, check.data, check.signature));
   }
 
-  private dispatch(): void {
-    while (this.queue.length > 0) {
-      let thread: Thread | undefined;
-      for (const t of this.threads) if (!thread || t.inFlight.size < thread.inFlight.size) thread = t;
-      if (!thread) return;
-      const checks = this.queue.splice(0, MESSAGE_MAX);
-      const id = this.nextMessage++;
-      thread.inFlight.set(id, checks);
-      // A thread at work keeps the process alive (a script awaiting a check); an idle one does not.
-      thread.worker.ref();
-      thread.worker.postMessage({ id, checks: checks.map((c) => ({ point: c.key.point, data: c.data, signature: c.signature })) });
-    }
+  protected startThread(): Worker {
+    return new Worker(THREAD_PROGRAM, { eval: true });
   }
 
-  private onReply(thread: Thread, reply: { id: number; ok: Uint8Array }): void {
-    const checks = thread.inFlight.get(reply.id);
-    if (!checks) return;
-    thread.inFlight.delete(reply.id);
-    thread.answered = true;
-    this.failedStarts = 0;
-    if (thread.inFlight.size === 0) thread.worker.unref();
+  protected takeWork(): Check[] | undefined {
+    return this.queue.length > 0 ? this.queue.splice(0, MESSAGE_MAX) : undefined;
+  }
+
+  protected request(checks: Check[], id: number): { message: unknown; transfer: [] } {
+    return { message: { id, checks: checks.map((c) => ({ point: c.key.point, data: c.data, signature: c.signature })) }, transfer: [] };
+  }
+
+  protected answer(checks: Check[], reply: Reply): void {
     checks.forEach((check, i) => check.resolve(reply.ok[i] === 1));
   }
 
-  private fill(): void {
-    while (this.threads.length < this.size) {
-      const worker = new Worker(THREAD_PROGRAM, { eval: true });
-      worker.unref();
-      const thread: Thread = { worker, inFlight: new Map(), answered: false };
-      this.threads.push(thread);
-      worker.on('message', (reply: { id: number; ok: Uint8Array }) => this.onReply(thread, reply));
-      worker.on('error', () => undefined);
-      worker.on('exit', () => this.onExit(thread));
-    }
+  protected requeue(lost: readonly Check[][]): void {
+    this.queue.unshift(...lost.flat());
   }
 
-  /** A thread ended: its checks go back to the front of the queue, and a new thread takes its place. */
-  private onExit(thread: Thread): void {
-    const at = this.threads.indexOf(thread);
-    if (at < 0) return;
-    this.threads.splice(at, 1);
-    this.queue.unshift(...[...thread.inFlight.values()].flat());
-    thread.inFlight.clear();
-    if (this.closed) return;
-    if (!thread.answered && ++this.failedStarts >= FAILED_STARTS_LIMIT) {
-      for (const check of this.queue.splice(0)) check.resolve(verifyP256(check.key, check.data, check.signature));
-      return;
-    }
-    this.fill();
-    this.dispatch();
+  protected startsFailing(): void {
+    this.inline = true;
+    for (const check of this.queue.splice(0)) check.resolve(verifyP256(check.key, check.data, check.signature));
+  }
+
+  protected startError(cause: { readonly code: string; readonly message: string } | Error): Error {
+    return new FleetError('POSSESSION_THREAD_FAILED', `a proof-of-possession thread failed to start: ${cause.message}`);
   }
 }
