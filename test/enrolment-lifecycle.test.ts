@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
@@ -164,5 +164,30 @@ describe('online enrolment never strands a device', () => {
     assert.deepEqual(stored.rows.map((r) => r.serial.toString('hex')), [a.serial.toString('hex')]);
     const certAudit = await pool.query<{ actor: string }>("SELECT actor FROM audit_events WHERE action = 'issuance.certificate' AND subject = ANY($1::text[])", [[a.serial.toString('hex'), b.serial.toString('hex')]]);
     assert.deepEqual(certAudit.rows, [{ actor: 'line-1' }], 'one audit row, for the certificate stored');
+  });
+
+  it("one intent writer: a batch chunk's intents carry their batch, chunk and notBefore, lose to a live online intent, and are not audited one by one", async () => {
+    await upsertManufacturer(pool, 'lifecycle-maker', 'Lifecycle Meters');
+    const batchId = randomUUID();
+    await pool.query(
+      `INSERT INTO batches (id, manufacturer_id, idempotency_key, manifest_sha256, profile, status, device_count, chunk_count) VALUES ($1, 'lifecycle-maker', $3, $2, 'smart-meter', 'issuing', 2, 1)`,
+      [batchId, randomBytes(32), `lifecycle-${batchId}`],
+    );
+    const intent = (eui: string, actor: string, notBefore?: Date) => ({ serial: randomBytes(9), caId: 'fpd1', eui64: Buffer.from(eui, 'hex'), keyRole: 'digitalSignature', profile: 'smart-meter', tbsSha256: randomBytes(32), manufacturerId: 'lifecycle-maker', deviceType: 'smart-meter', actor, ...(notBefore ? { notBefore } : {}) });
+    const taken = `CE${randomBytes(7).toString('hex')}`;
+    const online = intent(taken, 'line-1');
+    assert.equal((await recordIntents(pool, 'a', [online])).size, 1);
+    const notBefore = new Date('2026-01-02T03:04:05Z');
+    const fresh = intent(`CE${randomBytes(7).toString('hex')}`, 'batch-worker', notBefore);
+    const lost = intent(taken, 'batch-worker', notBefore);
+    const recorded = await recordIntents(pool, 'b', [fresh, lost], { batchId, chunkNo: 0 });
+    assert.deepEqual([...recorded], [fresh.serial.toString('hex')], 'the device enrolled online keeps its live intent');
+    const row = await pool.query<{ batch_id: string; chunk_no: number; not_before: Date; site: string }>('SELECT batch_id, chunk_no, not_before, site FROM issuance_intents WHERE serial = $1', [fresh.serial]);
+    assert.deepEqual(row.rows, [{ batch_id: batchId, chunk_no: 0, not_before: notBefore, site: 'b' }]);
+    const device = await pool.query<{ batch_id: string }>('SELECT batch_id FROM devices WHERE eui64 = $1', [fresh.eui64]);
+    assert.deepEqual(device.rows, [{ batch_id: batchId }], 'a device first seen in a batch is recorded with it');
+    const audit = await pool.query("SELECT 1 FROM audit_events WHERE action = 'issuance.intent' AND subject = ANY($1::text[])", [[fresh.serial.toString('hex'), online.serial.toString('hex')]]);
+    assert.equal(audit.rowCount, 1, 'only the online intent has an audit row of its own');
+    await pool.query('UPDATE issuance_intents SET active = false, released_at = clock_timestamp(), released_reason = $2 WHERE serial = ANY($1::bytea[])', [[fresh.serial, online.serial], 'test cleanup']);
   });
 });

@@ -2,6 +2,7 @@ import { copyRows, type CopyValue } from '../copy.js';
 import type { Pool, PoolClient, Queryable } from '../pool.js';
 import { withTransaction } from '../pool.js';
 import { appendAuditEvents } from './audit.js';
+import { recordIntents } from './issuance.js';
 
 export type BatchStatus = 'accepted' | 'issuing' | 'complete' | 'failed' | 'cancelled';
 
@@ -286,38 +287,12 @@ export async function recordChunkIntents(
       ]);
     }
     if (intents.length === 0) return new Set();
-    await client.query(
-      `INSERT INTO devices (eui64, manufacturer_id, device_type, batch_id)
-       SELECT DISTINCT ON (eui64) eui64, $2, device_type, $3::uuid FROM unnest($1::bytea[], $4::text[]) AS t(eui64, device_type) ON CONFLICT (eui64) DO NOTHING`,
-      [intents.map((i) => i.eui64), ctx.manufacturerId, ctx.batchId, intents.map((i) => i.deviceType)],
+    const recorded = await recordIntents(
+      client,
+      ctx.site,
+      intents.map((i) => ({ ...i, profile: ctx.profile, manufacturerId: ctx.manufacturerId, actor: ctx.actor })),
+      { batchId: ctx.batchId, chunkNo: ctx.chunkNo },
     );
-    // The device's manufacturer is looked up per intent (a correlated subquery: always one index probe
-    // each), not joined. With a join, on an installation whose `devices` held 23k rows of two other
-    // manufacturers, PostgreSQL chose a hash join over a full scan of `devices` for every chunk: 101
-    // sequential scans reading 7.3M rows in a 100k batch, the primary at 1,086 core-us per certificate;
-    // 121 with the lookup, same state (`pnpm bench batch --devices 100000`).
-    const { rows } = await client.query<{ serial: Buffer }>(
-      `INSERT INTO issuance_intents (serial, ca_id, eui64, key_role, profile, tbs_sha256, batch_id, chunk_no, site, not_before)
-       SELECT t.serial, t.ca_id, t.eui64, t.key_role, $5, t.tbs_sha256, $6, $7, $8, t.not_before
-         FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::text[], $9::bytea[], $10::timestamptz[]) AS t(serial, ca_id, eui64, key_role, tbs_sha256, not_before)
-        WHERE (SELECT d.manufacturer_id FROM devices d WHERE d.eui64 = t.eui64) = $11
-       ON CONFLICT (eui64, key_role, profile) WHERE active DO NOTHING
-       RETURNING serial`,
-      [
-        intents.map((i) => i.serial),
-        intents.map((i) => i.caId),
-        intents.map((i) => i.eui64),
-        intents.map((i) => i.keyRole),
-        ctx.profile,
-        ctx.batchId,
-        ctx.chunkNo,
-        ctx.site,
-        intents.map((i) => i.tbsSha256),
-        intents.map((i) => i.notBefore),
-        ctx.manufacturerId,
-      ],
-    );
-    const recorded = new Set(rows.map((r) => r.serial.toString('hex')));
     const lost = intents.filter((i) => !recorded.has(i.serial.toString('hex')));
     if (lost.length > 0) {
       // Lost to a live intent of another batch or an online enrolment; a concurrent retry of this same

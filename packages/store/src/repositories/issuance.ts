@@ -2,7 +2,7 @@ import type { Pool, Queryable } from '../pool.js';
 import { withTransaction } from '../pool.js';
 import { appendAuditEvents } from './audit.js';
 
-/** An online enrolment's intent, with who asked (its audit row's actor). */
+/** An intent, online or a batch chunk's, with who asked (an online intent's audit row's actor). */
 export interface IntentRow {
   readonly serial: Buffer;
   readonly caId: string;
@@ -13,6 +13,8 @@ export interface IntentRow {
   readonly manufacturerId: string;
   readonly deviceType: string;
   readonly actor: string;
+  /** A batch certificate's notBefore, fixed with its intent (a chunk signed again signs the same TBS). */
+  readonly notBefore?: Date;
 }
 
 /** An online enrolment's signed certificate, with who asked (its audit row's actor). */
@@ -30,15 +32,16 @@ export interface CertificateRow {
 }
 
 /**
- * Commits online intents (and their devices) before anything is signed, in one statement
- * (fp_record_intents, migration 0024: one round trip). An intent is refused when its device belongs to
- * another manufacturer or its (device, key role, profile) already has a live intent; the caller learns
- * which serials were recorded. Many intents share the statement, so concurrent enrolments pay for one
- * synchronous-replication round trip together.
+ * The one intent writer (fp_record_intents, migrations 0024 and 0025): commits intents, and their devices,
+ * before anything is signed, in one statement. An intent is refused when its device belongs to another
+ * manufacturer or its (device, key role, profile) already has a live intent; the caller learns which
+ * serials were recorded. Online, many concurrent enrolments share the statement (one synchronous-
+ * replication round trip together) and each intent is audited; a batch chunk's intents (`chunk`) are
+ * recorded inside the chunk's transaction and audited by it once.
  */
-export async function recordIntents(db: Queryable, site: 'a' | 'b', intents: readonly IntentRow[]): Promise<Set<string>> {
+export async function recordIntents(db: Queryable, site: 'a' | 'b', intents: readonly IntentRow[], chunk?: { readonly batchId: string; readonly chunkNo: number }): Promise<Set<string>> {
   if (intents.length === 0) return new Set();
-  const { rows } = await db.query<{ serial: Buffer }>('SELECT fp_record_intents AS serial FROM fp_record_intents($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)', [
+  const { rows } = await db.query<{ serial: Buffer }>('SELECT fp_record_intents AS serial FROM fp_record_intents($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)', [
     site,
     intents.map((i) => i.actor),
     intents.map((i) => i.serial),
@@ -49,6 +52,9 @@ export async function recordIntents(db: Queryable, site: 'a' | 'b', intents: rea
     intents.map((i) => i.tbsSha256),
     intents.map((i) => i.manufacturerId),
     intents.map((i) => i.deviceType),
+    intents.map((i) => i.notBefore ?? null),
+    chunk?.batchId ?? null,
+    chunk?.chunkNo ?? null,
   ]);
   return new Set(rows.map((r) => r.serial.toString('hex')));
 }
