@@ -10,7 +10,7 @@ const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
  * enrolment retried with the same key gets the certificate). A write that is merely slow (a large
  * batch upload) while the standby streams is left alone: the check is made again after another wait.
  */
-export function installWriteDeadline(app: FastifyInstance, guard: SiteGuard, waitMs: number): void {
+export function installWriteDeadline(app: FastifyInstance, guard: Pick<SiteGuard, 'writesBlocked' | 'standbyUnavailable'>, waitMs: number): void {
   app.addHook('onRequest', async (request, reply) => {
     if (!WRITES.has(request.method)) return;
     let timer: NodeJS.Timeout;
@@ -38,5 +38,21 @@ export function installWriteDeadline(app: FastifyInstance, guard: SiteGuard, wai
     };
     arm();
     reply.raw.once('close', () => clearTimeout(timer));
+  });
+  // A write answered 503 here may still fail later (its connection cut by a failover, say). Its client has
+  // its answer; the failure is told as what it is, not as fastify's "Promise errored, but reply.sent =
+  // true was set" error. Routes registered after this hook only: every API route is.
+  app.addHook('onRoute', (route) => {
+    if (![route.method].flat().some((m) => WRITES.has(m))) return;
+    const handler = route.handler;
+    route.handler = async function (this: FastifyInstance, request, reply) {
+      try {
+        return await handler.call(this, request, reply);
+      } catch (err) {
+        if (!reply.sent) throw err;
+        request.log.warn({ err, url: request.url }, 'a write answered 503 while it waited for the synchronous standby failed afterwards');
+        return undefined;
+      }
+    };
   });
 }
