@@ -101,7 +101,8 @@ export async function sweepTestDeployments(config: FleetConfig, log: (line: stri
   for (const hsm of [config.sites.a.softhsmConf, config.sites.b.softhsmConf, config.rootHsm.softhsmConf]) {
     for (const label of await listTokensOf(hsm)) {
       const m = new RegExp(`^${TEST_TOKEN_PREFIX}([0-9a-f]+)-(a|b|root)$`).exec(label);
-      if (!m || live.has(`${TEST_DATABASE_PREFIX}${m[1]}`)) continue;
+      // A run that is still starting has its tokens before its database: its processes name it.
+      if (!m || live.has(`${TEST_DATABASE_PREFIX}${m[1]}`) || inUse.has(`${TEST_DATABASE_PREFIX}${m[1]}`)) continue;
       await deleteToken(hsm, label);
       log(`deleted stale test token ${label}`);
     }
@@ -109,6 +110,6 @@ export async function sweepTestDeployments(config: FleetConfig, log: (line: stri
   const custodians = custodianPinFiles(config).dir;
   for (const file of existsSync(custodians) ? readdirSync(custodians) : []) {
     const m = new RegExp(`^${TEST_TOKEN_PREFIX}([0-9a-f]+)-`).exec(file);
-    if (m && !live.has(`${TEST_DATABASE_PREFIX}${m[1]}`)) rmSync(join(custodians, file), { force: true });
+    if (m && !live.has(`${TEST_DATABASE_PREFIX}${m[1]}`) && !inUse.has(`${TEST_DATABASE_PREFIX}${m[1]}`)) rmSync(join(custodians, file), { force: true });
   }
 }

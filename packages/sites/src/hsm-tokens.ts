@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
-import { HsmProcess, openRemoteKeyStore, readPin, type SigningKeyStore } from '@fleetpki/hsm';
+import { HsmProcess, openRemoteKeyStore, readPin, type CustodyWrapRequest, type CustodyWrapResult, type SigningKeyStore } from '@fleetpki/hsm';
 import { run } from './exec.js';
 
 /**
@@ -159,11 +159,14 @@ export async function openRootKeyStore(config: FleetConfig, rootPin: string): Pr
   return openRemoteKeyStore({ modulePath: config.pkcs11Module, softhsmConf: config.rootHsm.softhsmConf }, config.rootTokenLabel, rootPin);
 }
 
-/** The security officer's step of a custody ceremony: the trusted key-encryption key into the site token. */
-export async function installTrustedKek(config: FleetConfig, site: SiteConfig, soPin: string, kek: { label: string; id: Uint8Array; value: Uint8Array }): Promise<void> {
+/**
+ * The custody ceremony's HSM part on a site's token (custody-wrap.ts), in an HSM process of its own: the
+ * security officer's key-encryption key exists only inside that process, for the length of the wrap.
+ */
+export async function wrapSiteKeysForCustody(config: FleetConfig, site: SiteConfig, request: Omit<CustodyWrapRequest, 'tokenLabel'>): Promise<CustodyWrapResult> {
   const child = await HsmProcess.start({ modulePath: config.pkcs11Module, softhsmConf: site.softhsmConf });
   try {
-    await child.call('installTrustedKey', site.hsmTokenLabel, soPin, kek);
+    return await child.call('wrapForCustody', { ...request, tokenLabel: site.hsmTokenLabel });
   } finally {
     await child.close();
   }

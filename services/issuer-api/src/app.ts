@@ -176,7 +176,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     }),
   });
   registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS), queue: deps.queue, authenticator, guard, chainPem: chain, deviceKeys });
-  const hsm = hsmProbe(deps.ca);
+  const hsm = hsmProbe(deps.ca, deps.keyStore);
   registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site, hsm });
   registerOverviewRoutes(app, { config: deps.config, pool: deps.pool, guard, ca: deps.ca, queue: deps.queue, hsm, authenticator });
   registerAuditRoutes(app, { pool: deps.pool, stateDir: deps.config.stateDir, authenticator });
