@@ -21,14 +21,9 @@ export class ConsoleSessions {
   /** Opens a session for a principal just authenticated; returns the cookie's secret. */
   async open(principal: Principal): Promise<string> {
     const secret = randomBytes(32).toString('base64url');
-    const [kind, ref] = splitCredential(principal.credential);
-    await this.store.open({
-      idSha256: sessionHash(secret),
-      personId: principal.personId,
-      tokenId: kind === 'token' ? ref : null,
-      certSerial: kind === 'cert' ? Buffer.from(ref.length % 2 ? `0${ref}` : ref, 'hex') : null,
-      maxAgeSeconds: this.limits.maxAgeSeconds,
-    });
+    if (!/^(token|cert):/.test(principal.proof)) throw new FleetError('SESSION_CREDENTIAL', `a console session cannot be opened for credential ${principal.credential}`, { httpStatus: 400 });
+    // The database checks the credential itself (migrations/0026): a token by its proof, a certificate by its record.
+    await this.store.open({ idSha256: sessionHash(secret), credentialProof: principal.proof, maxAgeSeconds: this.limits.maxAgeSeconds });
     return secret;
   }
 
@@ -36,7 +31,9 @@ export class ConsoleSessions {
   async principal(secret: string): Promise<Principal> {
     const found = /^[A-Za-z0-9_-]{43}$/.test(secret) ? await this.store.find(sessionHash(secret), this.limits.idleSeconds) : undefined;
     if (!found) throw new FleetError('SESSION_INVALID', 'the console session has ended (signed out, idle, expired, or its credential was revoked): sign in again', { httpStatus: 401 });
-    return found;
+    // A session signed in with a token proves that token to the rule functions; one signed in with a
+    // certificate proves nothing the database can check.
+    return { ...found, proof: found.credential.startsWith('token:') ? `session:${sessionHash(secret).toString('hex')}` : found.credential };
   }
 
   async end(secret: string): Promise<void> {
@@ -59,10 +56,4 @@ export class ConsoleSessions {
 
 function sessionHash(secret: string): Buffer {
   return createHash('sha256').update(secret).digest();
-}
-
-function splitCredential(credential: string): ['token' | 'cert', string] {
-  const m = /^(token|cert):(.+)$/.exec(credential);
-  if (!m) throw new FleetError('SESSION_CREDENTIAL', `a console session cannot be opened for credential ${credential}`, { httpStatus: 400 });
-  return [m[1] as 'token' | 'cert', m[2]!];
 }

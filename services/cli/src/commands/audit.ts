@@ -22,6 +22,7 @@ export function registerAuditCommands(program: Command): void {
           const signer = await ensureAuditKey(pool, keyStore, config.site, cliActor());
           const r = await sealAuditLog(pool, checkpoints(config.stateDir, options.checkpoints), { settleMs: options.settleMs, signer });
           console.log(r.sealed ? `sealed ${r.sealed} rows up to seq ${r.lastSeq}, signed by audit key ${signer.keyId.toString('hex')}` : 'nothing to seal');
+          if (r.gaps.length) console.error(`warning: no audit rows at seq ${r.gaps.join(', ')} (a rolled-back insert leaves such a hole; \`pnpm fleetpki audit verify\` tells a removed row apart)`);
         } finally {
           await keyStore.close();
         }

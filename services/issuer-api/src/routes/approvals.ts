@@ -148,7 +148,7 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool;
         const { record: done } = await deps.dualControl.execute(principal, record.id, 'revocation.bulk', (payload) => runRevocation(deps.revocations, payload as RevocationBody, { by: principal, approvalId: record.id }));
         return presentApproval(done, await now());
       }
-      const { record: done } = await deps.dualControl.execute(principal, record.id, 'ca.revoke', (payload) => deps.revocations.revokeCa(String(payload.caId), String(payload.reason), `person:${principal.name} (approval ${record.id})`));
+      const { record: done } = await deps.dualControl.execute(principal, record.id, 'ca.revoke', (payload) => deps.revocations.revokeCa(String(payload.caId), String(payload.reason), `person:${principal.name} (approval ${record.id})`, record.id));
       return presentApproval(done, await now());
     },
   );
