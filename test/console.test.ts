@@ -318,7 +318,7 @@ describe('console in a browser', () => {
 
   it('the audit page reports an intact chain, then the row a test alters', async () => {
     // Sealed as the status responder seals: signed by the site's audit key in the HSM.
-    await sealAuditLog(pool, auditCheckpointFile(config.stateDir), { settleMs: 0, signer: await ensureAuditKey(pool, runtime.keyStore, 'a', 'console-test') });
+    await sealAuditLog(pool, auditCheckpointFile(config.deploymentDir), { settleMs: 0, signer: await ensureAuditKey(pool, runtime.keyStore, 'a', 'console-test') });
     const { context, page } = await signedInPage(tokens.auditor!);
     const { rows } = await pool.query<{ seq: string; actor: string }>('SELECT seq::text, actor FROM audit_events WHERE chain_hash IS NOT NULL ORDER BY seq DESC LIMIT 1');
     const victim = rows[0]!;

@@ -353,7 +353,8 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       redisUrl: (own ? e.FLEETPKI_REDIS_URL : undefined) ?? `redis://${host}:${redisPort}`,
       softhsmConf: join(dir, 'hsm', 'softhsm2.conf'),
       hsmTokenLabel: `${e.FLEETPKI_HSM_TOKEN_PREFIX}-${id}`,
-      hsmPinFile: (own ? e.FLEETPKI_HSM_PIN_FILE : undefined) ?? join(stateDir, 'secrets', `hsm-${id}.pin`),
+      // The deployment's tokens, the deployment's PIN: a test run's tokens never open with the installation's.
+      hsmPinFile: (own ? e.FLEETPKI_HSM_PIN_FILE : undefined) ?? join(deploymentDir, 'secrets', `hsm-${id}.pin`),
     };
   };
   const sites = { a: site('a'), b: site('b') };
@@ -388,7 +389,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     pgDatabase: database,
     hsmTokenPrefix: e.FLEETPKI_HSM_TOKEN_PREFIX,
     rootTokenLabel: `${e.FLEETPKI_HSM_TOKEN_PREFIX}-root`,
-    rootHsm: { dir: join(stateDir, 'root-hsm'), softhsmConf: join(stateDir, 'root-hsm', 'softhsm2.conf') },
+    rootHsm: { dir: join(deploymentDir, 'root-hsm'), softhsmConf: join(deploymentDir, 'root-hsm', 'softhsm2.conf') },
     crlBaseUrl: e.FLEETPKI_CRL_BASE_URL ?? `http://${sites.a.host}:${sites.a.statusPort}/crl/`,
     ocspUrl: `http://${sites[e.FLEETPKI_SITE].host}:${sites[e.FLEETPKI_SITE].statusPort}/ocsp`,
     api: {
@@ -396,7 +397,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       failedAuthPerMinute: e.FLEETPKI_AUTH_FAILURES_PER_MINUTE,
       host: apiHost,
       tls: e.FLEETPKI_API_TLS === 'on',
-      tlsDir: join(stateDir, 'tls', `site-${e.FLEETPKI_SITE}`),
+      tlsDir: join(deploymentDir, 'tls', `site-${e.FLEETPKI_SITE}`),
     },
     siteLease: { leaseMs: e.FLEETPKI_SITE_LEASE_MS, renewEveryMs: Math.max(200, Math.floor(e.FLEETPKI_SITE_LEASE_MS / 5)) },
     consensus: {

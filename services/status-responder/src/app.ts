@@ -133,7 +133,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       // The active site seals its audit log every few seconds (hash chain + checkpoint outside the database).
       if (Date.now() - lastSeal > 5_000 && (await canWrite())) {
         lastSeal = Date.now();
-        await sealAuditLog(pool, auditCheckpointFile(config.stateDir), { ...(await signerForSeals()) });
+        await sealAuditLog(pool, auditCheckpointFile(config.deploymentDir), { ...(await signerForSeals()) });
       }
       // A backlog (a full pass's worth: a batch issued while this site was busy, responses nearing
       // nextUpdate) is worked off pass after pass without the pause; less than that waits for the next
