@@ -30,12 +30,14 @@ export interface FingerprintComparison {
 /**
  * Paths under the state folder (relative, '/'-separated) that belong to the shared local clusters rather
  * than to the installation's own deployment: they change while the clusters run, whoever uses them.
- * PostgreSQL's data and log, Redis, the etcd members and their logs, the site agents' pid files and logs,
- * which site is primary, and the SoftHSM token directories (every deployment's tokens live side by side
+ * The sites' folders themselves (a first run on a fresh machine makes them), PostgreSQL's data and log,
+ * Redis, the etcd members and their logs, the site agents' pid files and logs, which site is primary, and
+ * the SoftHSM token directories (every deployment's tokens live side by side
  * there, and SoftHSM rewrites a token's files on mere reading: the installation's own tokens are
  * fingerprinted by their objects instead).
  */
 const CLUSTER_PATHS: readonly RegExp[] = [
+  /^site-[ab]$/,
   /^site-[ab]\/(pg|pg-log|redis|etcd|hsm)(\/|$)/,
   /^site-[ab]\/(agent\.pid|agent\.log|etcd-[a-z]+\.log)$/,
   /^witness(\/|$)/,
