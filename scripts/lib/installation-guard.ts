@@ -166,7 +166,7 @@ if (command === 'record') {
 } else {
   const before = JSON.parse(readFileSync(file, 'utf8')) as Fingerprint;
   const { changes, notCompared } = compareFingerprints(before, now);
-  const what = `${config.stateDir}, database ${config.pgDatabase}, tokens ${config.hsmTokenPrefix}-a|b|root, the files of ${config.repoRoot}`;
+  const what = `${config.stateDir}${config.deploymentDir !== config.stateDir ? ` and ${config.deploymentDir}` : ''}, database ${config.pgDatabase}, tokens ${config.hsmTokenPrefix}-a|b|root, the files of ${config.repoRoot}`;
   if (notCompared.length) console.error(`installation guard: not compared (unreadable before or after): ${notCompared.join('; ')}`);
   if (changes.length) {
     console.error(`installation guard: the run changed the installation (${what}):`);
