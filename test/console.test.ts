@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AddressInfo } from 'node:net';
@@ -21,7 +22,9 @@ import { httpsCall, type HttpsAnswer } from './support/https.js';
 /**
  * The operator console in a real browser (Debian's chromium, driven by playwright-core) against an
  * issuer API over HTTPS: sign-in and sessions, two-person revocation of a batch, live batch progress,
- * a factory's view, the audit page, and axe on every screen. Screenshots go to docs/console/.
+ * a factory's view, the audit page, and axe on every screen. Screenshots go to a temporary folder, or to
+ * FLEETPKI_CONSOLE_SCREENSHOTS: `pnpm docs:screenshots` (scripts/docs-screenshots.sh) copies them into
+ * docs/console/ after a passing run; a test never writes into the repository.
  */
 const MAKER = 'console-maker';
 const OTHER_MAKER = 'console-other-maker';
@@ -38,7 +41,7 @@ let issuer: ChunkIssuer;
 let factory: FleetApiClient;
 let otherFactory: FleetApiClient;
 const tokens: Record<string, string> = {};
-const screenshots = () => join(config.repoRoot, 'docs', 'console');
+const screenshotDir = process.env.FLEETPKI_CONSOLE_SCREENSHOTS ?? mkdtempSync(join(tmpdir(), 'fleetpki-console-'));
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 type Answer = HttpsAnswer;
@@ -80,8 +83,8 @@ async function assertAccessible(page: Page, screen: string): Promise<void> {
 }
 
 async function screenshot(page: Page, name: string): Promise<void> {
-  mkdirSync(screenshots(), { recursive: true });
-  await page.screenshot({ path: join(screenshots(), `${name}.png`), fullPage: false });
+  mkdirSync(screenshotDir, { recursive: true });
+  await page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: false });
 }
 
 async function submitBatch(client: FleetApiClient, devices: number): Promise<string> {
@@ -318,7 +321,7 @@ describe('console in a browser', () => {
 
   it('the audit page reports an intact chain, then the row a test alters', async () => {
     // Sealed as the status responder seals: signed by the site's audit key in the HSM.
-    await sealAuditLog(pool, auditCheckpointFile(config.stateDir), { settleMs: 0, signer: await ensureAuditKey(pool, runtime.keyStore, 'a', 'console-test') });
+    await sealAuditLog(pool, auditCheckpointFile(config.deploymentDir), { settleMs: 0, signer: await ensureAuditKey(pool, runtime.keyStore, 'a', 'console-test') });
     const { context, page } = await signedInPage(tokens.auditor!);
     const { rows } = await pool.query<{ seq: string; actor: string }>('SELECT seq::text, actor FROM audit_events WHERE chain_hash IS NOT NULL ORDER BY seq DESC LIMIT 1');
     const victim = rows[0]!;

@@ -65,7 +65,18 @@ export interface EtcdMember {
 
 export interface FleetConfig {
   readonly repoRoot: string;
+  /**
+   * Where the local clusters live (PostgreSQL, Redis, etcd, the sites' SoftHSM token directories, the
+   * agents): shared by every deployment on them (FLEETPKI_STATE_DIR).
+   */
   readonly stateDir: string;
+  /**
+   * Where this deployment keeps its own files: the API's TLS material, the token PINs, the custodians'
+   * PIN files, the offline root's HSM, audit checkpoints, drill and benchmark output
+   * (FLEETPKI_DEPLOYMENT_DIR). The installation's is its state folder; a test run's is a temporary
+   * folder of its own (scripts/run-tests.sh), so a test leaves the installation's files as they were.
+   */
+  readonly deploymentDir: string;
   /** The site this process belongs to. */
   readonly site: SiteId;
   readonly sites: Readonly<Record<SiteId, SiteConfig>>;
@@ -187,6 +198,7 @@ const port = z.coerce.number().int().min(1024).max(65535);
 /** Every variable fleetpki reads, with its default for the local two-site topology. */
 const envSchema = z.object({
   FLEETPKI_STATE_DIR: z.string().min(1).optional(),
+  FLEETPKI_DEPLOYMENT_DIR: z.string().min(1).optional(),
   FLEETPKI_SITE: z.enum(SITE_IDS).default('a'),
   FLEETPKI_PG_PORT_A: port.default(15432),
   FLEETPKI_PG_PORT_B: port.default(15433),
@@ -314,6 +326,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     return u.toString();
   };
   const stateDir = resolve(e.FLEETPKI_STATE_DIR ?? join(repoRoot, '.fleetpki'));
+  const deploymentDir = e.FLEETPKI_DEPLOYMENT_DIR ? resolve(e.FLEETPKI_DEPLOYMENT_DIR) : stateDir;
   // Two hosts on one machine: each site (and the witness) in its own network namespace, on a private
   // link (packages/sites/src/netns.ts); otherwise everything on loopback.
   const netns = e.FLEETPKI_NETNS === 'on';
@@ -340,7 +353,8 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       redisUrl: (own ? e.FLEETPKI_REDIS_URL : undefined) ?? `redis://${host}:${redisPort}`,
       softhsmConf: join(dir, 'hsm', 'softhsm2.conf'),
       hsmTokenLabel: `${e.FLEETPKI_HSM_TOKEN_PREFIX}-${id}`,
-      hsmPinFile: (own ? e.FLEETPKI_HSM_PIN_FILE : undefined) ?? join(stateDir, 'secrets', `hsm-${id}.pin`),
+      // The deployment's tokens, the deployment's PIN: a test run's tokens never open with the installation's.
+      hsmPinFile: (own ? e.FLEETPKI_HSM_PIN_FILE : undefined) ?? join(deploymentDir, 'secrets', `hsm-${id}.pin`),
     };
   };
   const sites = { a: site('a'), b: site('b') };
@@ -366,6 +380,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
   return {
     repoRoot,
     stateDir,
+    deploymentDir,
     site: e.FLEETPKI_SITE,
     sites,
     pkcs11Module: e.FLEETPKI_PKCS11_MODULE,
@@ -374,7 +389,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     pgDatabase: database,
     hsmTokenPrefix: e.FLEETPKI_HSM_TOKEN_PREFIX,
     rootTokenLabel: `${e.FLEETPKI_HSM_TOKEN_PREFIX}-root`,
-    rootHsm: { dir: join(stateDir, 'root-hsm'), softhsmConf: join(stateDir, 'root-hsm', 'softhsm2.conf') },
+    rootHsm: { dir: join(deploymentDir, 'root-hsm'), softhsmConf: join(deploymentDir, 'root-hsm', 'softhsm2.conf') },
     crlBaseUrl: e.FLEETPKI_CRL_BASE_URL ?? `http://${sites.a.host}:${sites.a.statusPort}/crl/`,
     ocspUrl: `http://${sites[e.FLEETPKI_SITE].host}:${sites[e.FLEETPKI_SITE].statusPort}/ocsp`,
     api: {
@@ -382,7 +397,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       failedAuthPerMinute: e.FLEETPKI_AUTH_FAILURES_PER_MINUTE,
       host: apiHost,
       tls: e.FLEETPKI_API_TLS === 'on',
-      tlsDir: join(stateDir, 'tls', `site-${e.FLEETPKI_SITE}`),
+      tlsDir: join(deploymentDir, 'tls', `site-${e.FLEETPKI_SITE}`),
     },
     siteLease: { leaseMs: e.FLEETPKI_SITE_LEASE_MS, renewEveryMs: Math.max(200, Math.floor(e.FLEETPKI_SITE_LEASE_MS / 5)) },
     consensus: {

@@ -34,8 +34,8 @@ export function rootHsm(config: FleetConfig): LocalHsm {
  * these files, and a ceremony reads them only when the custodian points it at them (or types the PIN).
  */
 export function custodianPinFiles(config: FleetConfig): { dir: string; rootPin: string; rootSoPin: string; soPin(site: SiteConfig): string } {
-  const dir = join(config.stateDir, 'custodians');
-  // Named after the token, so a test deployment's tokens never share (or overwrite) the installation's.
+  const dir = join(config.deploymentDir, 'custodians');
+  // Named after the token: deployments that share a folder (a test and the deployments it makes) never overwrite each other's.
   return {
     dir,
     rootPin: join(dir, `${config.rootTokenLabel}.pin`),
@@ -46,7 +46,7 @@ export function custodianPinFiles(config: FleetConfig): { dir: string; rootPin: 
 
 /** Where the site token's SO PIN was kept by code before the custodian folder existed (migration). */
 export function legacySoPinFile(config: FleetConfig, site: SiteConfig): string {
-  return join(config.stateDir, 'secrets', `hsm-${site.id}.so-pin`);
+  return join(config.deploymentDir, 'secrets', `hsm-${site.id}.so-pin`);
 }
 
 /** The SO PIN file of a site token: the custodians' copy, or (an older installation) the legacy one. */

@@ -15,14 +15,14 @@ function alive(pid: number): boolean {
 /**
  * Starts `fleetpki drill failover` as a process of its own (the drill kills the active site's database
  * and services, so it must not run inside the API it is killing), on a test deployment only. One drill
- * at a time: the pid file in the state folder says whether one runs. Its output goes to a log file; its
+ * at a time: the pid file in the deployment's folder says whether one runs. Its output goes to a log file; its
  * figures land in drill_runs when it ends, where the console's drills page shows them.
  */
 export function launchFailoverDrill(config: FleetConfig, devices: number, cliMain = join(config.repoRoot, 'services', 'cli', 'src', 'main.ts')): { pid: number; log: string } {
   if (!config.console.drills) {
     throw new FleetError('DRILLS_DISABLED', 'drills start from the API only on a test deployment (FLEETPKI_CONSOLE_DRILLS=on); elsewhere run `pnpm fleetpki drill failover` where the sites are', { httpStatus: 403 });
   }
-  const dir = join(config.stateDir, 'drill');
+  const dir = join(config.deploymentDir, 'drill');
   mkdirSync(dir, { recursive: true });
   const pidFile = join(dir, 'console-drill.pid');
   if (existsSync(pidFile)) {

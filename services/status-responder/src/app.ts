@@ -133,7 +133,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       // The active site seals its audit log every few seconds (hash chain + checkpoint outside the database).
       if (Date.now() - lastSeal > 5_000 && (await canWrite())) {
         lastSeal = Date.now();
-        const seal = await sealAuditLog(pool, auditCheckpointFile(config.stateDir), { ...(await signerForSeals()) });
+        const seal = await sealAuditLog(pool, auditCheckpointFile(config.deploymentDir), { ...(await signerForSeals()) });
         if (seal.gaps.length) app.log.warn({ gaps: seal.gaps }, 'audit log: seq numbers with no row sealed over (a rolled-back insert leaves such a hole; `fleetpki audit verify` tells a removed row apart)');
       }
       // A backlog (a full pass's worth: a batch issued while this site was busy, responses nearing

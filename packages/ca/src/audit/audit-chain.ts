@@ -10,9 +10,12 @@ import { issueOrganisationCertificate } from '../access/organisation-issuer.js';
 
 const GENESIS = Buffer.alloc(32);
 
-/** Where seals are checkpointed outside the database by default (production: append-only storage elsewhere). */
-export function auditCheckpointFile(stateDir: string): string {
-  return join(stateDir, 'audit-checkpoints.ndjson');
+/**
+ * Where seals are checkpointed outside the database by default (production: append-only storage
+ * elsewhere): in the deployment's folder, since the checkpoints belong to its database.
+ */
+export function auditCheckpointFile(deploymentDir: string): string {
+  return join(deploymentDir, 'audit-checkpoints.ndjson');
 }
 
 /** The bytes a chain hash covers: every column, in PostgreSQL's exact text forms. */
