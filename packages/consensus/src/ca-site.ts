@@ -20,6 +20,7 @@ import { FleetError, SITE_IDS, type FleetConfig, type SiteId } from '@fleetpki/c
  *                             `sites status`, the failback drill and the benchmark
  *   writes/<site>             present while the leader's primary cannot commit (its synchronous standby
  *                             unreachable): {since}, for `sites status`
+ *   drill                     present while a drill runs ({kind, pid, by, since}; drill-lock.ts): one at a time
  */
 export const ELECTION = 'ca-site';
 

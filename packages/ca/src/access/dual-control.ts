@@ -25,13 +25,14 @@ export type { ApprovalAction, ApprovalRecord };
  * executes it once, before it expires. "Second person" means nobody in common: behind a credential
  * stand its holder and whoever created it, so an administrator who mints two officer tokens cannot
  * request with one and approve with the other. The rule is enforced by the database (fp_approval_*,
- * migrations/0015_people.sql); this table is its mirror for messages and the API's documentation.
+ * migrations/0015_people.sql, 0032); this table is its mirror for messages and the API's documentation.
  */
 export const DUAL_CONTROL_ROLES: Readonly<Record<ApprovalAction, readonly Role[]>> = {
   'revocation.bulk': ['revocation-officer', 'administrator'],
   'ca.revoke': ['revocation-officer', 'administrator'],
   'master-key.rotate': ['custodian'],
   'site.switchover': ['administrator'],
+  'drill.failover': ['administrator'],
   'person.create': ['administrator'],
   'person.rescope': ['administrator'],
   'credential.create': ['administrator'],

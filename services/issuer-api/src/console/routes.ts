@@ -225,8 +225,9 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       return send(reply, 'Drills', body, ctx(request, '/console/drills'), r.ok ? code : r.status);
     };
     scope.get('/console/drills', { preHandler: signedIn }, async (request, reply) => drillsPage(request, reply));
-    scope.post('/console/drills', { preHandler: signedIn }, async (request, reply) => {
-      const r = await api<{ pid: number; log: string }>(request, 'POST', '/v1/drills', { kind: 'failover' });
+    scope.post<{ Body: { approval?: string } }>('/console/drills', { preHandler: signedIn }, async (request, reply) => {
+      const approval = typeof request.body?.approval === 'string' ? request.body.approval.trim() : '';
+      const r = await api<{ pid: number; log: string }>(request, 'POST', '/v1/drills', { kind: 'failover', ...(approval ? { approval } : {}) });
       return drillsPage(request, reply, r.ok ? notice(`Failover drill started (process ${r.body.pid}, log ${r.body.log}). This site's database is about to be killed: follow it on the other site's console.`) : problem(r.error), r.ok ? 202 : r.status);
     });
 
