@@ -51,11 +51,17 @@ function raw(path: string, options: { method?: string; body?: string; headers?: 
   return httpsCall(`${base}${path}`, { ca: readFileSync(join(config.api.tlsDir, 'clients-ca.pem')), method: options.method ?? 'GET', ...(options.body !== undefined ? { body: options.body } : {}), headers: options.headers ?? {} });
 }
 
-/** Signs in with a token over raw HTTPS; returns the session cookie (name=value). */
+/**
+ * Signs in with a token over raw HTTPS, as the sign-in page's form does (its pre-session cookie and CSRF
+ * token first: test/console-sign-in.test.ts); returns the session cookie (name=value).
+ */
 async function rawSignIn(token: string): Promise<{ answer: Answer; cookie: string }> {
-  const answer = await raw('/console/sign-in', { method: 'POST', body: new URLSearchParams({ token }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+  const page = await raw('/console/sign-in');
+  const preSession = ([] as string[]).concat(page.headers['set-cookie'] ?? [])[0]!.split(';')[0]!;
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(page.body)![1]!;
+  const answer = await raw('/console/sign-in', { method: 'POST', body: new URLSearchParams({ token, _csrf: csrf }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: preSession } });
   const set = ([] as string[]).concat(answer.headers['set-cookie'] ?? []);
-  return { answer, cookie: (set[0] ?? '').split(';')[0]! };
+  return { answer, cookie: (set.find((c) => c.startsWith('__Host-fleetpki-console=')) ?? '').split(';')[0]! };
 }
 
 async function signedInPage(token: string): Promise<{ context: BrowserContext; page: Page }> {
@@ -137,10 +143,10 @@ describe('console sessions', () => {
     const bad = await rawSignIn('fpk_not-a-token');
     assert.equal(bad.answer.status, 401);
     assert.match(bad.answer.body, /AUTH_INVALID/);
-    assert.equal(bad.answer.headers['set-cookie'], undefined);
+    assert.equal(bad.cookie, '', 'no session cookie (only the sign-in page\'s pre-session, for the next try)');
     const good = await rawSignIn(tokens.auditor!);
     assert.equal(good.answer.status, 303);
-    const cookie = ([] as string[]).concat(good.answer.headers['set-cookie'] ?? [])[0]!;
+    const cookie = ([] as string[]).concat(good.answer.headers['set-cookie'] ?? []).find((c) => c.startsWith('__Host-fleetpki-console='))!;
     assert.match(cookie, /^__Host-fleetpki-console=[A-Za-z0-9_-]{43}; Path=\/; Secure; HttpOnly; SameSite=Strict; Max-Age=\d+$/);
     const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_events WHERE action = 'console.sign-in' AND actor LIKE 'person:console-auditor via token:%'`);
     assert.ok(rows[0]!.n >= 1, 'the sign-in is in the audit log');

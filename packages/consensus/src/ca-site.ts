@@ -20,6 +20,7 @@ import { FleetError, SITE_IDS, type FleetConfig, type SiteId } from '@fleetpki/c
  *                             `sites status`, the failback drill and the benchmark
  *   writes/<site>             present while the leader's primary cannot commit (its synchronous standby
  *                             unreachable): {since}, for `sites status`
+ *   drill                     present while a drill runs ({kind, pid, by, since}; drill-lock.ts): one at a time
  */
 export const ELECTION = 'ca-site';
 
@@ -139,11 +140,12 @@ export interface Candidacy {
 export function campaignForCaSite(client: Etcd3, config: FleetConfig, site: SiteId): Candidacy {
   const ns = namespaceOf(client, config);
   const campaign: Campaign = ns.election(ELECTION, config.consensus.ttlSeconds).campaign(JSON.stringify({ site, pid: process.pid, since: new Date().toISOString() }));
-  let lastKeepAlive = Date.now();
+  // Monotonic: a deadline derived from it must not move when the wall clock is stepped.
+  let lastKeepAlive = performance.now();
   // Campaign keeps its lease private; its keep-alives are what tell us etcd still counts us.
   const lease = (campaign as unknown as { lease: { on(event: 'keepaliveSucceeded', h: () => void): void; grant(): Promise<string> } }).lease;
   lease.on('keepaliveSucceeded', () => {
-    lastKeepAlive = Date.now();
+    lastKeepAlive = performance.now();
   });
   const lost: ((err: Error) => void)[] = [];
   campaign.on('error', (err) => lost.forEach((h) => h(err)));
@@ -165,7 +167,7 @@ export function campaignForCaSite(client: Etcd3, config: FleetConfig, site: Site
       }
       await campaign.resign();
     },
-    sinceKeepAliveMs: () => Date.now() - lastKeepAlive,
+    sinceKeepAliveMs: () => performance.now() - lastKeepAlive,
   };
 }
 

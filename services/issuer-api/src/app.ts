@@ -180,8 +180,8 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site, hsm });
   registerOverviewRoutes(app, { config: deps.config, pool: deps.pool, guard, ca: deps.ca, queue: deps.queue, hsm, authenticator });
   registerAuditRoutes(app, { pool: deps.pool, deploymentDir: deps.config.deploymentDir, authenticator });
-  registerDrillRoutes(app, { config: deps.config, pool: deps.pool, authenticator });
   const dualControl = new DualControl(deps.pool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
+  registerDrillRoutes(app, { config: deps.config, pool: deps.pool, authenticator, guard, dualControl });
   registerRevocationRoutes(app, { pool: deps.pool, revocations, dualControl, threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes }, authenticator, guard });
   registerApprovalRoutes(app, { pool: deps.pool, dualControl, revocations, authenticator, guard });
   registerTokenRoutes(app, { pool: deps.pool, site: deps.config.site, authenticator, access: new AccessAdministration(deps.pool, deps.config.site, dualControl) });

@@ -15,6 +15,8 @@ declare module 'fastify' {
  * host or path can set or shadow it.
  */
 export const CONSOLE_COOKIE = '__Host-fleetpki-console';
+/** The sign-in page's pre-session cookie, which the sign-in form's CSRF token is bound to (ca SignInCsrf). */
+export const SIGN_IN_COOKIE = '__Host-fleetpki-sign-in';
 /** The header a session's state-changing request carries its CSRF token in (the console's own calls set it). */
 export const CSRF_HEADER = 'x-fleetpki-csrf';
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);

@@ -54,6 +54,39 @@ export class ConsoleSessions {
   }
 }
 
+/**
+ * The sign-in form's CSRF protection (login CSRF: a forged sign-in would put a browser into someone
+ * else's session). There is no session yet, and SameSite on a cookie that does not exist protects
+ * nothing, so the sign-in page sets a pre-session cookie with a random secret and puts a token derived
+ * from it into its forms; a sign-in must carry both, and they must belong together (OWASP's CSRF
+ * prevention: tokens bound to a pre-session). The secret never leaves the cookie (HttpOnly), and another
+ * site can neither read it nor set it (__Host-, SameSite=Strict), so its token cannot be forged or
+ * swapped in from the forger's own pre-session.
+ */
+export class SignInCsrf {
+  /** How long a sign-in page stays usable. */
+  static readonly maxAgeSeconds = 3_600;
+
+  /** The secret of a pre-session cookie: `given` if it is one, otherwise a new one. */
+  static secret(given: unknown): string {
+    return typeof given === 'string' && SECRET.test(given) ? given : randomBytes(32).toString('base64url');
+  }
+
+  static token(secret: string): string {
+    return createHash('sha256').update(`fleetpki-console-sign-in-csrf:${secret}`).digest('base64url');
+  }
+
+  static assert(secret: unknown, given: unknown): void {
+    const got = Buffer.from(typeof given === 'string' ? given : '');
+    const expected = typeof secret === 'string' && SECRET.test(secret) ? Buffer.from(SignInCsrf.token(secret)) : undefined;
+    if (!expected || got.length !== expected.length || !timingSafeEqual(got, expected)) {
+      throw new FleetError('CSRF_INVALID', "the sign-in did not come from this console's own sign-in page (or the page is older than an hour): sign in again from the form below", { httpStatus: 403 });
+    }
+  }
+}
+
+const SECRET = /^[A-Za-z0-9_-]{43}$/;
+
 function sessionHash(secret: string): Buffer {
   return createHash('sha256').update(secret).digest();
 }

@@ -24,7 +24,7 @@ export type { ApprovalAction, ApprovalRecord };
  * executes it once, before it expires. "Second person" means nobody in common: behind a credential
  * stand its holder and whoever created it, so an administrator who mints two officer tokens cannot
  * request with one and approve with the other. The rule is enforced by the database (fp_approval_*,
- * migrations/0015_people.sql and 0026_credential_proofs.sql: each step takes proof of the credential,
+ * migrations/0015_people.sql, 0026_credential_proofs.sql and 0032: each step takes proof of the credential,
  * not its id, and writes its own audit row); this table is its mirror for messages and documentation.
  */
 export const DUAL_CONTROL_ROLES: Readonly<Record<ApprovalAction, readonly Role[]>> = {
@@ -32,6 +32,7 @@ export const DUAL_CONTROL_ROLES: Readonly<Record<ApprovalAction, readonly Role[]
   'ca.revoke': ['revocation-officer', 'administrator'],
   'master-key.rotate': ['custodian'],
   'site.switchover': ['administrator'],
+  'drill.failover': ['administrator'],
   'person.create': ['administrator'],
   'person.rescope': ['administrator'],
   'credential.create': ['administrator'],
