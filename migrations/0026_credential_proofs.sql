@@ -317,11 +317,12 @@ CREATE TRIGGER cas_revocation_is_final BEFORE UPDATE ON cas FOR EACH ROW EXECUTE
 -- ---------------------------------------------------------------------------------------------------
 -- Replication state without pg_monitor (which also reads every setting and every session's query).
 CREATE FUNCTION fp_wal_receiver()
-RETURNS TABLE (status text, age_ms float8, lag_bytes bigint)
+RETURNS TABLE (status text, age_ms float8, lag_bytes bigint, replay_lsn text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
   SELECT (SELECT w.status::text FROM pg_stat_wal_receiver w),
          (SELECT (extract(epoch FROM clock_timestamp() - w.last_msg_receipt_time) * 1000)::float8 FROM pg_stat_wal_receiver w),
-         pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint
+         pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint,
+         pg_last_wal_replay_lsn()::text
 $$;
 REVOKE pg_monitor FROM fleetpki_issuer, fleetpki_worker, fleetpki_status, fleetpki_operator;
 

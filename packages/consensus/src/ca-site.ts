@@ -11,7 +11,11 @@ import { FleetError, SITE_IDS, type FleetConfig, type SiteId } from '@fleetpki/c
  *   election/ca-site/<lease>  the candidates; the oldest is the leader (etcd's election recipe)
  *   unprotected               present while the primary runs without its synchronous standby (an
  *                             explicit two-person decision): the standby then vouches for nothing and
- *                             may not be promoted automatically
+ *                             may not be promoted automatically; {restoring: true} while `sites protect`
+ *                             waits for the standby to replay what the primary acknowledged meanwhile
+ *   vouch-floor               the leader's primary's WAL position ({site, lsn, at}), written by its agent
+ *                             every tick: a standby vouches for "good" only once it has replayed that far
+ *                             (a stalled standby stops vouching within a tick and a lease read)
  *   handover/<lease>          written by a leader that stopped its PostgreSQL cleanly before resigning
  *                             (a planned switchover): the next leader need not wait out its lease
  *   switchover                a planned switchover asked of the leader's agent ({to, requestedBy, at});
@@ -42,12 +46,37 @@ export interface CaSiteState {
   readonly leader: CaSiteLeader | undefined;
   /** Every candidate, oldest first: the leader (if its lease lives) and those queued behind it. */
   readonly candidates: readonly CaSiteCandidate[];
-  readonly unprotected: { readonly since: string; readonly by: string } | undefined;
+  readonly unprotected: UnprotectedState | undefined;
+  readonly vouchFloor: VouchFloor | undefined;
   /** The lease of a leader that handed over cleanly (switchover), if any. */
   readonly handedOver: readonly string[];
   readonly switchover: SwitchoverRequest | undefined;
   /** Sites whose primary cannot commit (synchronous standby unreachable), since when. */
   readonly writesBlocked: Readonly<Partial<Record<SiteId, string>>>;
+}
+
+export interface UnprotectedState {
+  readonly since: string;
+  readonly by: string;
+  /** `sites protect` has begun: the primary waits for its standby again, which is still catching up. */
+  readonly restoring?: boolean;
+}
+
+/** How far the leader's primary had written (pg_current_wal_lsn), as its agent last saw it. */
+export interface VouchFloor {
+  readonly site: SiteId;
+  /** PostgreSQL's text form, X/Y (hex). */
+  readonly lsn: string;
+  readonly at: string;
+}
+
+/** Compares PostgreSQL LSNs in their text form (X/Y, hex): a >= b. */
+export function lsnAtLeast(a: string, b: string): boolean {
+  const value = (lsn: string) => {
+    const [hi, lo] = lsn.split('/');
+    return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+  };
+  return value(a) >= value(b);
 }
 
 export interface SwitchoverRequest {
@@ -97,9 +126,10 @@ export class CaSiteReader {
   }
 
   async read(): Promise<CaSiteState> {
-    const [candidates, unprotected, handovers, switchover, writes] = await Promise.all([
+    const [candidates, unprotected, floor, handovers, switchover, writes] = await Promise.all([
       this.ns.getAll().prefix(`election/${ELECTION}/`).sort('Create', 'Ascend').exec(),
       this.ns.get('unprotected').string(),
+      this.ns.get('vouch-floor').string(),
       this.ns.getAll().prefix('handover/').keys(),
       this.ns.get('switchover').string(),
       this.ns.getAll().prefix('writes/').strings(),
@@ -115,7 +145,8 @@ export class CaSiteReader {
     return {
       leader,
       candidates: candidates.kvs.map((kv) => ({ site: parseSite(kv.value.toString()), lease: BigInt(kv.lease).toString(16) })),
-      unprotected: unprotected ? (JSON.parse(unprotected) as { since: string; by: string }) : undefined,
+      unprotected: unprotected ? (JSON.parse(unprotected) as UnprotectedState) : undefined,
+      vouchFloor: floor ? (JSON.parse(floor) as VouchFloor) : undefined,
       handedOver: handovers.map((k) => k.slice('handover/'.length)),
       switchover: switchover ? (JSON.parse(switchover) as SwitchoverRequest) : undefined,
       writesBlocked: Object.fromEntries(Object.entries(writes).map(([k, v]) => [k.slice('writes/'.length), (JSON.parse(v) as { since: string }).since])),
@@ -171,8 +202,13 @@ export function campaignForCaSite(client: Etcd3, config: FleetConfig, site: Site
   };
 }
 
+/** The leader's agent: how far its primary has written (vouch-floor). */
+export async function setVouchFloor(client: Etcd3, config: FleetConfig, value: VouchFloor): Promise<void> {
+  await namespaceOf(client, config).put('vouch-floor').value(JSON.stringify(value));
+}
+
 /** Records (or clears) that the primary runs without its synchronous standby. */
-export async function setUnprotected(client: Etcd3, config: FleetConfig, value: { since: string; by: string } | undefined): Promise<void> {
+export async function setUnprotected(client: Etcd3, config: FleetConfig, value: UnprotectedState | undefined): Promise<void> {
   const ns = namespaceOf(client, config);
   if (value) await ns.put('unprotected').value(JSON.stringify(value));
   else await ns.delete().key('unprotected');

@@ -1,4 +1,4 @@
-import { CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, recordWritesBlocked, setSwitchover, type Candidacy, type CaSiteState, type SwitchoverRequest } from '@fleetpki/consensus';
+import { CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, recordWritesBlocked, setSwitchover, setVouchFloor, type Candidacy, type CaSiteState, type SwitchoverRequest } from '@fleetpki/consensus';
 import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
 import { readDatabaseRole } from '@fleetpki/store';
 import { acknowledgeStandby, rejoinAsStandby, takeOver } from './failover.js';
@@ -227,7 +227,10 @@ export class SiteAgent {
         await this.handOver(local, state, state.switchover);
         return;
       }
-      if (this.elected && leader?.site === this.site.id) await this.applyProtection(local, state);
+      if (this.elected && leader?.site === this.site.id) {
+        await this.applyProtection(local, state);
+        await this.publishVouchFloor(state);
+      }
       await this.watchWrites(local, state);
       if (!local.syncStandbyStreaming) this.standbyAcknowledged = false;
       else if (this.elected && !this.standbyAcknowledged) {
@@ -309,7 +312,9 @@ export class SiteAgent {
    * restart or `sites up` cannot silently drop or restore it.
    */
   private async applyProtection(local: LocalDatabase, state: CaSiteState): Promise<void> {
-    const wantSync = state.unprotected === undefined;
+    // While `sites protect` restores protection the key stays (the standby still catches up), but the
+    // primary waits for it again.
+    const wantSync = state.unprotected === undefined || state.unprotected.restoring === true;
     if (wantSync === local.syncRequired) return;
     writeSettings(this.config, this.site, wantSync ? { role: 'primary', syncStandby: this.other } : { role: 'primary' });
     await reloadCluster(this.site);
@@ -318,6 +323,17 @@ export class SiteAgent {
         ? `site ${this.site.id}: protected again: commits wait for site ${this.other.id} as the synchronous standby`
         : `site ${this.site.id}: WARNING running unprotected (asynchronous) since ${state.unprotected!.since}, by ${state.unprotected!.by}: commits no longer wait for site ${this.other.id}, which may not be promoted`,
     );
+  }
+
+  /**
+   * How far the leader's primary has written, for the standby's vouching (SiteLease): a standby that has
+   * not replayed this far may lack a revocation the primary already shows, so it does not say "good".
+   * Written when it moved, at most once a tick.
+   */
+  private async publishVouchFloor(state: CaSiteState): Promise<void> {
+    const lsn = await withOwnerPool(this.config, this.site, 'postgres', async (pool) => (await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn).catch(() => undefined);
+    if (!lsn || (state.vouchFloor?.site === this.site.id && state.vouchFloor.lsn === lsn)) return;
+    await setVouchFloor(this.client, this.config, { site: this.site.id, lsn, at: new Date().toISOString() });
   }
 
   /** Writes blocked on the leader's primary (its synchronous standby unreachable): said at error, recorded in etcd. */

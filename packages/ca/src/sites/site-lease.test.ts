@@ -16,7 +16,7 @@ const T0 = Date.parse('2026-12-06T12:00:00Z');
 const HOUR = 3_600_000;
 
 const leading: LeaseObservation = {
-  state: { leader: { site: 'a', lease: '1f', ttlSeconds: 5 }, candidates: [{ site: 'a', lease: '1f' }], unprotected: undefined, handedOver: [], switchover: undefined, writesBlocked: {} },
+  state: { leader: { site: 'a', lease: '1f', ttlSeconds: 5 }, candidates: [{ site: 'a', lease: '1f' }], unprotected: undefined, vouchFloor: undefined, handedOver: [], switchover: undefined, writesBlocked: {} },
   inRecovery: false,
   epoch: 3,
   activeHere: true,
@@ -88,5 +88,54 @@ describe('the site lease runs on a monotonic clock', () => {
     mock.timers.setTime(Date.now() + HOUR);
     pass(4_000);
     assert.equal(lease.state().issuing, true, lease.state().reason);
+  });
+});
+
+/**
+ * Issue 33 §4: a standby vouches for "good" only while it is a streaming synchronous standby that has
+ * replayed at least as far as the primary had written (the vouch floor its agent publishes), and not
+ * while protection is being restored after running unprotected.
+ */
+describe("the standby's vouching", () => {
+  const config = loadConfig({ FLEETPKI_STATE_DIR: mkdtempSync(join(tmpdir(), 'fleetpki-site-lease-')), FLEETPKI_SITE_LEASE_MS: '5000' });
+  const standby = (changes: { replayLsn?: string | null; streaming?: boolean; floor?: string | undefined; unprotected?: { since: string; by: string; restoring?: boolean } }): LeaseObservation => ({
+    state: {
+      ...leading.state,
+      unprotected: changes.unprotected,
+      vouchFloor: changes.floor === undefined ? undefined : { site: 'a', lsn: changes.floor, at: '2026-12-06T12:00:00Z' },
+    },
+    inRecovery: true,
+    epoch: 3,
+    activeHere: false,
+    streaming: changes.streaming ?? true,
+    replayLsn: changes.replayLsn === undefined ? '0/5000000' : changes.replayLsn,
+    detail: 'streaming',
+  });
+  const judge = async (o: LeaseObservation) => {
+    const lease = new SiteLease(config, 'b', 'postgres://unused', { observer: { observe: async () => o, reset() {}, close() {} } });
+    try {
+      await lease.start();
+      return lease.state();
+    } finally {
+      await lease.close();
+    }
+  };
+
+  it('vouches once it has replayed as far as the primary had written', async () => {
+    assert.equal((await judge(standby({ floor: '0/5000000' }))).vouching, true);
+    assert.equal((await judge(standby({ floor: '0/4FFFFFF' }))).vouching, true);
+  });
+
+  it('does not vouch while behind the floor (a stalled replay), nor without a floor at all', async () => {
+    const behind = await judge(standby({ floor: '1/0', replayLsn: '0/FFFFFFFF' }));
+    assert.deepEqual([behind.vouching, /behind the primary/.test(behind.reason)], [false, true], behind.reason);
+    assert.equal((await judge(standby({ floor: undefined }))).vouching, false);
+  });
+
+  it('does not vouch while not streaming, while unprotected, or while protection is being restored', async () => {
+    assert.equal((await judge(standby({ floor: '0/1', streaming: false }))).vouching, false);
+    assert.equal((await judge(standby({ floor: '0/1', unprotected: { since: 'x', by: 'y' } }))).vouching, false);
+    const restoring = await judge(standby({ floor: '0/1', unprotected: { since: 'x', by: 'y', restoring: true } }));
+    assert.deepEqual([restoring.vouching, /catching up/.test(restoring.reason)], [false, true], restoring.reason);
   });
 });

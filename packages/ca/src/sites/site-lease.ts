@@ -1,4 +1,4 @@
-import { CaSiteReader, openConsensus, type CaSiteState } from '@fleetpki/consensus';
+import { CaSiteReader, lsnAtLeast, openConsensus, type CaSiteState } from '@fleetpki/consensus';
 import type { FleetConfig, SiteId } from '@fleetpki/core';
 import { LeaseConnection } from '@fleetpki/store';
 
@@ -14,10 +14,13 @@ import { LeaseConnection } from '@fleetpki/store';
  *
  * - The leader's processes issue and vouch for "good", once their database is the primary and the site
  *   is active in it (the agent promotes and activates it right after the election).
- * - The standby vouches for "good" while etcd confirms the primary runs strictly synchronous (no
- *   `unprotected` key): the primary then cannot acknowledge a revocation the standby has not applied,
- *   so whatever the standby does not have, nobody was told. Not while etcd is out of reach for a lease
- *   time (the primary might have gone unprotected meanwhile).
+ * - The standby vouches for "good" only while etcd confirms the primary runs strictly synchronous (no
+ *   `unprotected` key, not even one being restored), it streams, and it has replayed at least as far as
+ *   the primary had written when its agent last said (`vouch-floor`): the primary then cannot
+ *   acknowledge a revocation the standby has not applied, and a revocation the primary already shows
+ *   but has not acknowledged (it waits for a stalled standby) stops the standby's "good" within a tick
+ *   and a lease read. Not while etcd is out of reach for a lease time (the primary might have gone
+ *   unprotected meanwhile).
  * - A primary that is not the leader (cut off, or failed over) neither issues nor vouches.
  */
 export interface LeaseView {
@@ -46,7 +49,7 @@ export function siteLeaseOptions(config: FleetConfig): SiteLeaseOptions {
 }
 
 /** What one read of etcd and the site's database says (SiteObserver). */
-export type LeaseObservation = { state: CaSiteState; inRecovery: boolean; epoch: number | null; activeHere: boolean; streaming: boolean | null; detail: string };
+export type LeaseObservation = { state: CaSiteState; inRecovery: boolean; epoch: number | null; activeHere: boolean; streaming: boolean | null; detail: string; replayLsn?: string | null };
 
 /** Where SiteLease reads the CA-site role and its database's state; tests give their own. */
 export interface SiteObserver {
@@ -78,7 +81,7 @@ class EtcdAndDatabaseObserver implements SiteObserver {
     if (inRecovery) {
       const r = await this.db.receiver(this.site);
       const streaming = r.status === 'streaming' && r.ageMs !== null && r.ageMs < this.leaseMs;
-      return { state, inRecovery, epoch: r.epoch, activeHere: false, streaming, detail: r.status === 'streaming' ? `streaming, last message ${Math.round(r.ageMs ?? 0)} ms ago` : `WAL receiver ${r.status ?? 'not running'}` };
+      return { state, inRecovery, epoch: r.epoch, activeHere: false, streaming, replayLsn: r.replayLsn, detail: r.status === 'streaming' ? `streaming, last message ${Math.round(r.ageMs ?? 0)} ms ago, replayed to ${r.replayLsn}` : `WAL receiver ${r.status ?? 'not running'}` };
     }
     const states = await this.db.siteStates();
     const mine = states.find((s) => s.site === this.site);
@@ -186,12 +189,20 @@ export class SiteLease {
     }
     if (o.inRecovery) {
       const until = this.runOutAt(sentAt + this.options.leaseMs);
-      const vouching = unprotected === undefined;
+      const floor = o.state.vouchFloor;
+      const caughtUp = floor !== undefined && floor.site !== this.site && o.replayLsn != null && lsnAtLeast(o.replayLsn, floor.lsn);
+      const vouching = unprotected === undefined && (leads || (o.streaming === true && caughtUp));
       const why = leads
         ? 'elected, being promoted'
         : unprotected
-          ? `standby of a primary running unprotected since ${unprotected.since} (by ${unprotected.by}): it may lack acknowledged commits, so it vouches for nothing`
-          : `standby; ${o.detail}; the primary is strictly synchronous, so it holds every commit the primary acknowledged`;
+          ? unprotected.restoring
+            ? `standby catching up after the primary ran unprotected (since ${unprotected.since}): it may lack acknowledged commits until \`sites protect\` sees it replay them, so it vouches for nothing`
+            : `standby of a primary running unprotected since ${unprotected.since} (by ${unprotected.by}): it may lack acknowledged commits, so it vouches for nothing`
+          : o.streaming !== true
+            ? `standby not streaming (${o.detail}): it may lack what the primary shows, so it vouches for nothing`
+            : !caughtUp
+              ? `standby behind the primary (${o.detail}; the primary had written to ${floor?.lsn ?? 'an unknown point'}): it vouches for nothing until it has replayed that far`
+              : `standby; ${o.detail}; the primary is strictly synchronous and this standby has replayed what it had written, so it holds every revocation the primary shows`;
       return { issuing: false, vouching, role: 'standby', epoch: o.epoch, until, streaming: o.streaming, reason: why };
     }
     if (leads) {
