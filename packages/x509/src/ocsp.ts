@@ -80,8 +80,9 @@ function readCertId(buf: Buffer, certId: Tlv): OcspCertId {
   if (serial.end !== certId.end) throw new DerError('extra data in CertID');
   return {
     hashAlgorithm,
-    issuerNameHash: Buffer.from(buf.subarray(nameHash.contentStart, nameHash.end)),
-    issuerKeyHash: Buffer.from(buf.subarray(keyHash.contentStart, keyHash.end)),
+    // The hashes are only compared; the serial is kept (cache keys, pending revocations): a copy.
+    issuerNameHash: buf.subarray(nameHash.contentStart, nameHash.end),
+    issuerKeyHash: buf.subarray(keyHash.contentStart, keyHash.end),
     serial: Buffer.from(positiveIntegerValue(buf.subarray(serial.contentStart, serial.end), 'serialNumber')),
   };
 }
