@@ -58,7 +58,9 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       signer = ca.signer;
       publisher = new CrlPublisher(pool, ca, config.crlBaseUrl);
     } catch (err) {
-      if (!isFleetError(err) && !(err as { code?: string }).code?.startsWith('HSM_')) throw err;
+      // pkcs11js sets a numeric code on its errors: only a string code can name an HSM_ error.
+      const code = (err as { code?: unknown }).code;
+      if (!isFleetError(err) && !(typeof code === 'string' && code.startsWith('HSM_'))) throw err;
       // No usable key here (a standby whose HSM has no clone yet): serve stored responses and CRLs.
       await keyStore?.close();
       keyStore = undefined;
