@@ -31,6 +31,7 @@ let status: StatusRuntime;
 let port: number;
 let statusUrl: string;
 let adminToken: string;
+let factoryToken: string;
 let reference: string;
 let secret: string;
 let factoryCert: { cert: string; key: string };
@@ -107,7 +108,7 @@ before(async () => {
   pool = siteAPool(config);
   ca = await ensureCa(config, pool);
   adminToken = await createToken(pool, 'administrator', null, 'cmp-admin');
-  await createToken(pool, 'factory', MAKER, 'cmp-factory-line');
+  factoryToken = await createToken(pool, 'factory', MAKER, 'cmp-factory-line');
   // A revocation threshold of one certificate: an officer's second rr within the window needs a second person.
   runtime = await createIssuerRuntime({ ...config, site: 'a', intentTimeoutSeconds: 4, cmp: cmpConfig, dualControl: { ...config.dualControl, revocationThreshold: 1 } }, { logger: false, hsmSessions: 1, poolSize: 4 });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
@@ -320,6 +321,31 @@ describe('CMP with openssl cmp', () => {
     const { rows } = await pool.query<{ serial: Buffer; status: string }>(`SELECT t.certificate_serial AS serial, t.status FROM cmp_transactions t JOIN certificates c ON c.serial = t.certificate_serial WHERE c.eui64 = $1`, [Buffer.from(eui64, 'hex')]);
     assert.equal(rows[0]?.status, 'rejected', out.stderr);
     assert.equal((await pool.query('SELECT reason FROM revocations WHERE serial = $1', [rows[0]!.serial])).rows[0]?.reason, 5, 'revoked, cessationOfOperation');
+  });
+
+  it("a p10cr replaying an enrolled device's CSR gets its certificate back, and a rejecting certConf does not revoke it (only a certificate issued in that transaction)", async () => {
+    // The meter enrols through the JSON API, as an end-of-line tester would.
+    const eui64 = newEui();
+    const key = await newKey('replayed');
+    const csr = file('replayed.csr');
+    assert.equal((await run('openssl', ['req', '-new', '-key', key, '-subj', `/serialNumber=${eui64}`, '-out', csr, '-outform', 'DER'])).code, 0);
+    const enrolled = await fetch(`http://127.0.0.1:${port}/v1/enrolments`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${factoryToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ eui64, keyRole: 'digitalSignature', profile: 'smart-meter-compact', csr: readFileSync(csr).toString('base64') }),
+    });
+    assert.equal(enrolled.status, 201, await enrolled.clone().text());
+    const serial = ((await enrolled.json()) as { serial: string }).serial.toLowerCase();
+    // The factory replays the CSR over CMP and refuses what comes back (a trust store that cannot verify it).
+    const wrongTrust = file('replayed-wrong-root.pem');
+    assert.equal((await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', file('replayed-wrong.key'), '-subj', '/CN=not the root', '-out', wrongTrust, '-days', '2'])).code, 0);
+    const out = await cmp(['-cmd', 'p10cr', ...macArgs(), '-csr', csr, '-certout', file('replayed.pem'), '-out_trusted', wrongTrust]);
+    assert.notEqual(out.code, 0, 'the client refused the certificate');
+    const { rows } = await pool.query<{ status: string }>(`SELECT status FROM cmp_transactions WHERE certificate_serial = $1 AND body_type = 'p10cr'`, [Buffer.from(serial, 'hex')]);
+    assert.deepEqual(rows.map((r) => r.status), ['rejected'], `the p10cr answered the existing certificate and its certConf rejected it: ${out.stderr}`);
+    assert.equal((await pool.query('SELECT reason FROM revocations WHERE serial = $1', [Buffer.from(serial, 'hex')])).rowCount, 0, 'not revoked: the rejection is of a certificate issued before this transaction');
+    const audit = await pool.query<{ details: { revoked?: boolean } }>(`SELECT details FROM audit_events WHERE subject = $1 AND action = 'cmp.certificate.rejected'`, [serial]);
+    assert.equal(audit.rows[0]?.details.revoked, false, 'the rejection is audited, saying nothing was revoked');
   });
 });
 

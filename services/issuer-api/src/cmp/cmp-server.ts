@@ -13,7 +13,7 @@ export interface CmpStore {
     transactionId: Buffer,
     from: CmpTransactionStatus,
     to: CmpTransactionStatus,
-    values?: { certificateSerial?: Buffer; certificateSha256?: Buffer; responseNonce?: Buffer },
+    values?: { certificateSerial?: Buffer; certificateSha256?: Buffer; responseNonce?: Buffer; issuedInTransaction?: boolean },
     audit?: { actor: string; action: string; subject: string; details?: Record<string, unknown> },
   ): Promise<boolean>;
 }
@@ -217,7 +217,8 @@ export class CmpServer {
       transactionId,
       'open',
       implicitConfirm ? 'confirmed' : 'waiting',
-      { certificateSerial: issued.serial, certificateSha256: createHash('sha256').update(issued.der).digest() },
+      // A certificate given back (the key was enrolled before: a retry, or a replayed CSR) is not this transaction's to revoke.
+      { certificateSerial: issued.serial, certificateSha256: createHash('sha256').update(issued.der).digest(), issuedInTransaction: !issued.reused },
       implicitConfirm ? { actor: sender.actor, action: 'cmp.certificate.confirmed', subject: serialHex, details: { transaction: transactionId.toString('hex'), implicit: true } } : undefined,
     );
     const responseType = type === 'ir' ? 'ip' : type === 'kur' ? 'kup' : 'cp';
@@ -283,9 +284,15 @@ export class CmpServer {
         throw new CmpMessageError('this transaction was settled meanwhile', 'badRequest');
       }
     } else {
-      // The device refused the certificate: it must not stay valid unseen.
-      await this.deps.store.settleTransaction(transactionId, 'waiting', 'rejected', {}, { actor: sender.actor, action: 'cmp.certificate.rejected', subject: serialHex, details: { transaction: transactionId.toString('hex') } });
-      await this.deps.revocations.revoke({ target: { kind: 'serials', serials: [transaction.certificateSerial!] }, reason: REASON_CESSATION, requestedBy: sender.actor, manufacturerId: null });
+      // The client refused the certificate. One signed for this transaction must not stay valid unseen
+      // (RFC 9483 4.1.1); one it was given back (issued earlier, to this key) is not the client's to
+      // revoke: that goes through the revocation rules (an officer, dual control past the threshold).
+      const revoke = transaction.issuedInTransaction;
+      const details = { transaction: transactionId.toString('hex'), revoked: revoke, ...(revoke ? {} : { why: 'the certificate was issued before this transaction; revoke it through a revocation officer' }) };
+      if (!(await this.deps.store.settleTransaction(transactionId, 'waiting', 'rejected', {}, { actor: sender.actor, action: 'cmp.certificate.rejected', subject: serialHex, details }))) {
+        throw new CmpMessageError('this transaction was settled meanwhile', 'badRequest');
+      }
+      if (revoke) await this.deps.revocations.revoke({ target: { kind: 'serials', serials: [transaction.certificateSerial!] }, reason: REASON_CESSATION, requestedBy: sender.actor, manufacturerId: null });
     }
     return { type: 'pkiconf' };
   }
