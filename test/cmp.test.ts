@@ -246,6 +246,27 @@ describe('CMP with openssl cmp', () => {
     assert.match(factory.stderr + factory.stdout, /notAuthorized/);
   });
 
+  it('a key-agreement certificate signs neither kur nor rr: notAuthorized, nothing issued or revoked', async () => {
+    const eui64 = newEui();
+    const key = await newKey('kex');
+    const kex = file('kex.pem');
+    const enrolled = await cmp(['-cmd', 'ir', ...macArgs(), '-newkey', key, '-subject', `/serialNumber=${eui64}`, '-certout', kex], 'smart-meter-kex');
+    assert.equal(enrolled.code, 0, enrolled.stderr);
+    assert.match((await run('openssl', ['x509', '-in', kex, '-noout', '-ext', 'keyUsage'])).stdout, /Key Agreement/);
+    const serial = await serialOf(kex);
+    const before = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM certificates WHERE eui64 = $1', [Buffer.from(eui64, 'hex')]);
+    // The key-agreement key is for ECDH: a message it signs proves nothing about the device's intent.
+    const kur = await cmp(['-cmd', 'kur', ...signedArgs(kex, key), '-newkey', await newKey('kex-new'), '-certout', file('kex-new.pem')], 'smart-meter-kex');
+    assert.notEqual(kur.code, 0, 'kur signed by a key-agreement certificate is refused');
+    assert.match(kur.stderr + kur.stdout, /notAuthorized/);
+    const rr = await cmp(['-cmd', 'rr', ...signedArgs(kex, key), '-oldcert', kex, '-revreason', '1']);
+    assert.notEqual(rr.code, 0, 'rr signed by a key-agreement certificate is refused');
+    assert.match(rr.stderr + rr.stdout, /notAuthorized/);
+    assert.equal((await pool.query('SELECT 1 FROM revocations WHERE serial = $1', [Buffer.from(serial, 'hex')])).rowCount, 0, 'not revoked');
+    const after = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM certificates WHERE eui64 = $1', [Buffer.from(eui64, 'hex')]);
+    assert.equal(after.rows[0]!.n, before.rows[0]!.n, 'no new certificate');
+  });
+
   it('fleetpki cmp secret issues a reference; issuing it again replaces the secret (the old one gets badMessageCheck)', async () => {
     const adminFile = writeCaFile(ca, 'cmp-admin-cli.token', adminToken);
     const issue = async () => {

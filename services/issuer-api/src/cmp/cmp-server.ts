@@ -2,13 +2,15 @@ import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import { FleetError, isFleetError, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { auditActor, type CaStatusGuard, type ClientCertificateAuthenticator, type CmpProtectionKey, type CmpSharedSecrets, type EnrolmentLabel, type EnrolmentService, type IssuedCertificate, type Principal, type RevocationService, type SiteGuard } from '@fleetpki/ca';
 import { CmpMessageError, OID_PASSWORD_BASED_MAC, buildResponse, derOid, readPkiMessage, verifyMacProtection, verifyPop, verifySignatureProtection, type CertReqMsg, type CertStatus, type PkiMessage, type RevDetails, type ResponseBody, type ResponseProtection } from '@fleetpki/cmp';
-import { getCmpTransaction, openCmpTransaction, settleCmpTransaction, type CmpTransactionRecord, type CmpTransactionStatus, type Pool } from '@fleetpki/store';
+import { findPresentedCertificate, getCmpTransaction, openCmpTransaction, settleCmpTransaction, type CmpTransactionRecord, type CmpTransactionStatus, type Pool, type PresentedCertificate } from '@fleetpki/store';
 import { checkCsr, derTlv, publicKeyFromSpki, readCertificateDeviceId, readCsrDeviceId, readTemplateDeviceId, type DevicePublicKey, type PossessionVerifier } from '@fleetpki/x509';
 
 /** The store calls the CMP server needs (migrations/0023_cmp.sql), and nothing more. */
 export interface CmpStore {
   openTransaction(t: { transactionId: Buffer; bodyType: CmpTransactionRecord['bodyType']; sender: string }): Promise<boolean>;
   getTransaction(transactionId: Buffer): Promise<CmpTransactionRecord | undefined>;
+  /** A device certificate this CA stored, and where it stands: the credential of a device-signed message. */
+  findDeviceCertificate(serial: Buffer): Promise<PresentedCertificate | undefined>;
   settleTransaction(
     transactionId: Buffer,
     from: CmpTransactionStatus,
@@ -152,6 +154,11 @@ export class CmpServer {
     if (certificate.checkIssued(issuingCa) && certificate.verify(issuingCa.publicKey)) {
       const hex = certificate.serialNumber.toLowerCase();
       const serial = Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex');
+      const stored = await this.deps.store.findDeviceCertificate(serial);
+      if (!stored || !stored.der.equals(certificate.raw)) throw new CmpMessageError('the protecting certificate is not a device certificate this CA issued', 'notAuthorized');
+      // A key-agreement key is for ECDH (keyUsage keyAgreement only): what it signs speaks for nobody.
+      if (stored.keyRole !== 'digitalSignature') throw new CmpMessageError(`the protecting certificate is a ${stored.keyRole} certificate; kur, rr and certConf are signed with the device's digitalSignature certificate`, 'notAuthorized');
+      if (stored.revoked) throw new CmpMessageError(`the protecting certificate ${hex} is revoked`, 'certRevoked');
       return { kind: 'device', certificate, der: certificate.raw, serial, actor: `device:${readCertificateDeviceId(certificate.raw).eui64}` };
     }
     throw new CmpMessageError('the protecting certificate was not issued by this organisation CA or this issuing CA', 'badMessageCheck');
@@ -333,6 +340,7 @@ export function postgresCmpStore(pool: Pool, site: SiteId): CmpStore {
   return {
     openTransaction: (t) => openCmpTransaction(pool, site, t),
     getTransaction: (id) => getCmpTransaction(pool, id),
+    findDeviceCertificate: (serial) => findPresentedCertificate(pool, serial),
     settleTransaction: (id, from, to, values, audit) => settleCmpTransaction(pool, site, id, from, to, values, audit),
   };
 }
