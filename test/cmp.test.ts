@@ -110,7 +110,11 @@ before(async () => {
   adminToken = await createToken(pool, 'administrator', null, 'cmp-admin');
   factoryToken = await createToken(pool, 'factory', MAKER, 'cmp-factory-line');
   // A revocation threshold of one certificate: an officer's second rr within the window needs a second person.
-  runtime = await createIssuerRuntime({ ...config, site: 'a', intentTimeoutSeconds: 4, cmp: cmpConfig, dualControl: { ...config.dualControl, revocationThreshold: 1 } }, { logger: false, hsmSessions: 1, poolSize: 4 });
+  // compact-kex is held for an administrator's approval (FLEETPKI_APPROVAL_LABELS), whatever the protocol.
+  runtime = await createIssuerRuntime(
+    { ...config, site: 'a', intentTimeoutSeconds: 4, cmp: cmpConfig, dualControl: { ...config.dualControl, revocationThreshold: 1 }, enrolmentHolds: { labels: ['compact-kex'], retryAfterSeconds: 1 } },
+    { logger: false, hsmSessions: 1, poolSize: 4 },
+  );
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   port = (runtime.app.server.address() as AddressInfo).port;
   status = await createStatusRuntime({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
@@ -265,6 +269,24 @@ describe('CMP with openssl cmp', () => {
     assert.equal((await pool.query('SELECT 1 FROM revocations WHERE serial = $1', [Buffer.from(serial, 'hex')])).rowCount, 0, 'not revoked');
     const after = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM certificates WHERE eui64 = $1', [Buffer.from(eui64, 'hex')]);
     assert.equal(after.rows[0]!.n, before.rows[0]!.n, 'no new certificate');
+  });
+
+  it('a held label holds CMP as it holds EST: the ir is answered systemUnavail naming the request, nothing issued; once approved, the same key enrols', async () => {
+    const eui64 = newEui();
+    const key = await newKey('held-cmp');
+    const ir = () => cmp(['-cmd', 'ir', ...macArgs(), '-newkey', key, '-subject', `/serialNumber=${eui64}`, '-certout', file('held-cmp.pem')], 'compact-kex');
+    const first = await ir();
+    assert.notEqual(first.code, 0, 'held, not issued at once');
+    assert.match(first.stderr + first.stdout, /systemUnavail[\s\S]*ENROLMENT_APPROVAL_PENDING/);
+    assert.equal((await pool.query('SELECT 1 FROM certificates WHERE eui64 = $1', [Buffer.from(eui64, 'hex')])).rowCount, 0, 'nothing issued while it waits');
+    const admin = { authorization: `Bearer ${adminToken}` };
+    const listed = (await (await fetch(`http://127.0.0.1:${port}/v1/est/requests`, { headers: admin })).json()) as { id: string; eui64: string; label: string; protocol: string }[];
+    const held = listed.find((r) => r.eui64 === eui64);
+    assert.deepEqual(held && [held.label, held.protocol], ['compact-kex', 'cmp']);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/v1/est/requests/${held!.id}/approve`, { method: 'POST', headers: admin })).status, 200);
+    const second = await ir();
+    assert.equal(second.code, 0, second.stderr + second.stdout);
+    assert.equal(await verify(file('held-cmp.pem')), `${file('held-cmp.pem')}: OK`);
   });
 
   it('fleetpki cmp secret issues a reference; issuing it again replaces the secret (the old one gets badMessageCheck)', async () => {

@@ -152,11 +152,16 @@ export interface FleetConfig {
   /** An online intent with no certificate after this long is released by the reconciler (the device may enrol again). */
   readonly intentTimeoutSeconds: number;
   /**
-   * EST (RFC 7030): labels whose enrolments wait for an administrator's approval (202 + Retry-After
-   * until then); the Retry-After it answers; and how long a certificate superseded by a re-enrolment
-   * stays good before it is revoked (reason superseded), null for never.
+   * Enrolment labels (a profile and a key role: packages/ca/src/issuance/enrolment-labels.ts) whose new
+   * certificates wait for an administrator's approval, whatever the protocol (JSON API, EST, CMP;
+   * batches refuse their keys), and the Retry-After a held request is answered with.
    */
-  readonly est: { readonly approvalLabels: readonly string[]; readonly retryAfterSeconds: number; readonly revokeSupersededAfterSeconds: number | null };
+  readonly enrolmentHolds: { readonly labels: readonly string[]; readonly retryAfterSeconds: number };
+  /**
+   * EST (RFC 7030): how long a certificate superseded by a re-enrolment stays good before it is revoked
+   * (reason superseded), null for never.
+   */
+  readonly est: { readonly revokeSupersededAfterSeconds: number | null };
   /**
    * CMP: grant implicit confirmation when a client asks (RFC 9483 4.1.1; off: every certificate waits
    * for its certConf), how long an answered certificate waits for it before it is marked unconfirmed,
@@ -227,8 +232,11 @@ const envSchema = z.object({
   FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS: z.coerce.number().int().min(1).default(20),
   FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
   FLEETPKI_INTENT_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
-  FLEETPKI_EST_APPROVAL_LABELS: z.string().regex(/^[a-z0-9-]*(,[a-z0-9-]+)*$/, 'a comma-separated list of EST labels').default(''),
-  FLEETPKI_EST_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3_600).default(60),
+  FLEETPKI_APPROVAL_LABELS: z.string().regex(/^[a-z0-9-]*(,[a-z0-9-]+)*$/, 'a comma-separated list of enrolment labels').optional(),
+  FLEETPKI_APPROVAL_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3_600).optional(),
+  // Their names from when only EST held requests: still read, with the same meaning (every protocol).
+  FLEETPKI_EST_APPROVAL_LABELS: z.string().regex(/^[a-z0-9-]*(,[a-z0-9-]+)*$/, 'a comma-separated list of enrolment labels').optional(),
+  FLEETPKI_EST_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3_600).optional(),
   FLEETPKI_CMP_IMPLICIT_CONFIRM: z.enum(['on', 'off']).default('off'),
   FLEETPKI_CMP_CONFIRM_WAIT_S: z.coerce.number().int().min(1).max(86_400).default(300),
   FLEETPKI_CMP_MAX_CLOCK_SKEW_S: z.coerce.number().int().min(1).max(86_400).default(600),
@@ -292,6 +300,14 @@ function databaseUrls(e: ParsedEnv): { database: string; ownUrl: string | undefi
     ownServiceBase = u.toString();
   }
   return { database, ownUrl: e.FLEETPKI_DATABASE_URL, ownServiceBase };
+}
+
+/** A setting that was renamed: its new name or its old one, never two different values. */
+function renamedSetting<K extends keyof ParsedEnv>(e: ParsedEnv, name: K, oldName: keyof ParsedEnv): ParsedEnv[K] | undefined {
+  const value = e[name];
+  const old = e[oldName] as ParsedEnv[K] | undefined;
+  if (value !== undefined && old !== undefined && value !== old) throw new FleetError('CONFIG_INVALID', `invalid configuration: ${String(name)} and its old name ${String(oldName)} are both set, differently; keep ${String(name)}`);
+  return value ?? old;
 }
 
 /**
@@ -398,9 +414,11 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     ocspOnDemand: { perAddressPerSecond: e.FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS, concurrency: e.FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY },
     intentTimeoutSeconds: e.FLEETPKI_INTENT_TIMEOUT_SECONDS,
     cmp: { implicitConfirm: e.FLEETPKI_CMP_IMPLICIT_CONFIRM === 'on', confirmWaitSeconds: e.FLEETPKI_CMP_CONFIRM_WAIT_S, maxClockSkewSeconds: e.FLEETPKI_CMP_MAX_CLOCK_SKEW_S },
+    enrolmentHolds: {
+      labels: (renamedSetting(e, 'FLEETPKI_APPROVAL_LABELS', 'FLEETPKI_EST_APPROVAL_LABELS') ?? '').split(',').filter(Boolean),
+      retryAfterSeconds: renamedSetting(e, 'FLEETPKI_APPROVAL_RETRY_AFTER_S', 'FLEETPKI_EST_RETRY_AFTER_S') ?? 60,
+    },
     est: {
-      approvalLabels: e.FLEETPKI_EST_APPROVAL_LABELS.split(',').filter(Boolean),
-      retryAfterSeconds: e.FLEETPKI_EST_RETRY_AFTER_S,
       revokeSupersededAfterSeconds: e.FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S === 'never' ? null : e.FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S,
     },
     console: { idleSeconds: e.FLEETPKI_CONSOLE_IDLE_S, maxAgeSeconds: e.FLEETPKI_CONSOLE_SESSION_MAX_S, drills: e.FLEETPKI_CONSOLE_DRILLS === 'on' },

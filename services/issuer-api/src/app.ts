@@ -5,7 +5,7 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { expireWaitingCmpTransactions, openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
@@ -120,8 +120,11 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     if (blocked) app.log.error({ since: blocked.since }, 'writes blocked: the synchronous standby is unreachable; writes answer 503 STANDBY_UNAVAILABLE');
     else app.log.warn('writes flow again: the synchronous standby is back');
   };
+  // A held label is the label's, whatever the protocol (a typo in the configuration stops the start, named).
+  const heldLabels = deps.config.enrolmentHolds.labels.map((name) => enrolmentLabel(name));
   const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix, {
     intentTimeoutSeconds: deps.config.intentTimeoutSeconds,
+    holds: { labels: heldLabels, retryAfterSeconds: deps.config.enrolmentHolds.retryAfterSeconds },
     // Crash tests only: die between the intent's commit and the signature, as a process could.
     ...(process.env.FLEETPKI_TEST_CRASH_AFTER_INTENT === '1' ? { afterIntent: () => process.kill(process.pid, 'SIGKILL') } : {}),
   });
@@ -153,7 +156,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   registerCertificateRoutes(app, { pool: deps.pool, authenticator });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
   const chainDer = chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain'));
-  registerEstRoutes(app, { config: deps.config, pool: deps.pool, enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer, possession });
+  registerEstRoutes(app, { enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer, possession });
   registerEstRequestRoutes(app, { pool: deps.pool, authenticator, guard, site: deps.config.site });
   const cmpSecrets = new CmpSharedSecrets(deps.pool, deps.keyStore, deps.config.site);
   registerCmpSecretRoutes(app, { pool: deps.pool, secrets: cmpSecrets, authenticator, guard, site: deps.config.site });
@@ -175,7 +178,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
       onIssued: (profile, keyRole) => metrics.issued.inc({ profile, key_role: keyRole }),
     }),
   });
-  registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS), queue: deps.queue, authenticator, guard, chainPem: chain, deviceKeys });
+  registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS, heldLabels), queue: deps.queue, authenticator, guard, chainPem: chain, deviceKeys });
   const hsm = hsmProbe(deps.ca);
   registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site, hsm });
   registerOverviewRoutes(app, { config: deps.config, pool: deps.pool, guard, ca: deps.ca, queue: deps.queue, hsm, authenticator });

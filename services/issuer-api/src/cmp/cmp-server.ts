@@ -68,6 +68,9 @@ const FAIL_INFO_OF: Record<string, CmpMessageError['failInfo']> = {
   CERTIFICATE_EXISTS: 'badRequest',
   // Another enrolment of this device is in flight: try again shortly.
   CERTIFICATE_PENDING: 'systemUnavail',
+  // The label is held for an administrator's approval: the same key again once approved (no polling here).
+  ENROLMENT_APPROVAL_PENDING: 'systemUnavail',
+  ENROLMENT_REQUEST_REFUSED: 'notAuthorized',
   EUI64_NOT_AVAILABLE: 'notAuthorized',
   REENROL_MISMATCH: 'badCertId',
   REENROL_CERTIFICATE_UNKNOWN: 'badCertId',
@@ -208,7 +211,7 @@ export class CmpServer {
     await this.deps.caGuard.assertActive(this.deps.caId);
     const transactionId = message.header.transactionId!;
     if (!(await this.deps.store.openTransaction({ transactionId, bodyType: type, sender: sender.actor }))) throw new CmpMessageError('this transactionID was used before (a replayed or repeated request)', 'transactionIdInUse');
-    const enrolment = { eui64, keyRole: label.keyRole, profileId: label.profileId, deviceType: 'smart-meter', publicKey, actor: sender.actor };
+    const enrolment = { eui64, keyRole: label.keyRole, profileId: label.profileId, deviceType: 'smart-meter', publicKey, actor: sender.actor, protocol: 'cmp' as const };
     let issued: IssuedCertificate;
     try {
       if (sender.kind === 'device') issued = await this.deps.enrolment.renew(enrolment, { serial: sender.serial, der: sender.der });
