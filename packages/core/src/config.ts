@@ -165,9 +165,18 @@ export interface FleetConfig {
   /**
    * CMP: grant implicit confirmation when a client asks (RFC 9483 4.1.1; off: every certificate waits
    * for its certConf), how long an answered certificate waits for it before it is marked unconfirmed,
-   * and how far a request's messageTime may be from this server's clock.
+   * and how far a request's messageTime may be from this server's clock. authBudget: per client
+   * address, how many requests may be having their protection checked or have failed it (burst), and how
+   * fast failures are forgiven (services/issuer-api/src/cmp/cmp-auth-budget.ts). pbmThreads: threads
+   * computing password-based MACs off the main thread (0: on it).
    */
-  readonly cmp: { readonly implicitConfirm: boolean; readonly confirmWaitSeconds: number; readonly maxClockSkewSeconds: number };
+  readonly cmp: {
+    readonly implicitConfirm: boolean;
+    readonly confirmWaitSeconds: number;
+    readonly maxClockSkewSeconds: number;
+    readonly authBudget: { readonly burst: number; readonly refillPerSecond: number };
+    readonly pbmThreads: number;
+  };
   /** The operator console's sessions: ended after `idleSeconds` without a request, and `maxAgeSeconds` after sign-in in any case. */
   readonly console: {
     readonly idleSeconds: number;
@@ -240,6 +249,9 @@ const envSchema = z.object({
   FLEETPKI_CMP_IMPLICIT_CONFIRM: z.enum(['on', 'off']).default('off'),
   FLEETPKI_CMP_CONFIRM_WAIT_S: z.coerce.number().int().min(1).max(86_400).default(300),
   FLEETPKI_CMP_MAX_CLOCK_SKEW_S: z.coerce.number().int().min(1).max(86_400).default(600),
+  FLEETPKI_CMP_AUTH_BURST: z.coerce.number().int().min(1).max(100_000).default(20),
+  FLEETPKI_CMP_AUTH_REFILL_PER_SECOND: z.coerce.number().positive().max(100_000).default(1),
+  FLEETPKI_CMP_PBM_THREADS: z.coerce.number().int().min(0).max(16).default(1),
   FLEETPKI_CONSOLE_IDLE_S: z.coerce.number().int().min(30).max(86_400).default(900),
   FLEETPKI_CONSOLE_SESSION_MAX_S: z.coerce.number().int().min(60).max(7 * 86_400).default(8 * 3_600),
   FLEETPKI_CONSOLE_DRILLS: z.enum(['on', 'off']).default('off'),
@@ -413,7 +425,13 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     ocspMaxAgeSeconds: e.FLEETPKI_OCSP_MAX_AGE_SECONDS,
     ocspOnDemand: { perAddressPerSecond: e.FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS, concurrency: e.FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY },
     intentTimeoutSeconds: e.FLEETPKI_INTENT_TIMEOUT_SECONDS,
-    cmp: { implicitConfirm: e.FLEETPKI_CMP_IMPLICIT_CONFIRM === 'on', confirmWaitSeconds: e.FLEETPKI_CMP_CONFIRM_WAIT_S, maxClockSkewSeconds: e.FLEETPKI_CMP_MAX_CLOCK_SKEW_S },
+    cmp: {
+      implicitConfirm: e.FLEETPKI_CMP_IMPLICIT_CONFIRM === 'on',
+      confirmWaitSeconds: e.FLEETPKI_CMP_CONFIRM_WAIT_S,
+      maxClockSkewSeconds: e.FLEETPKI_CMP_MAX_CLOCK_SKEW_S,
+      authBudget: { burst: e.FLEETPKI_CMP_AUTH_BURST, refillPerSecond: e.FLEETPKI_CMP_AUTH_REFILL_PER_SECOND },
+      pbmThreads: e.FLEETPKI_CMP_PBM_THREADS,
+    },
     enrolmentHolds: {
       labels: (renamedSetting(e, 'FLEETPKI_APPROVAL_LABELS', 'FLEETPKI_EST_APPROVAL_LABELS') ?? '').split(',').filter(Boolean),
       retryAfterSeconds: renamedSetting(e, 'FLEETPKI_APPROVAL_RETRY_AFTER_S', 'FLEETPKI_EST_RETRY_AFTER_S') ?? 60,

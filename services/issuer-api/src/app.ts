@@ -29,6 +29,8 @@ import { registerTokenRoutes } from './routes/tokens.js';
 import { registerEstRequestRoutes, registerEstRoutes } from './routes/est.js';
 import { registerCmpRoutes, registerCmpSecretRoutes } from './routes/cmp.js';
 import { CmpServer, postgresCmpStore } from './cmp/cmp-server.js';
+import { CmpAuthBudget } from './cmp/cmp-auth-budget.js';
+import { PbmThreads, type PbmComputer } from '@fleetpki/cmp';
 
 /** A value computed once when first asked for; a failure is not kept (the next call tries again). */
 function memoise<T>(make: () => Promise<T>): () => Promise<T> {
@@ -62,6 +64,8 @@ export interface IssuerApiDeps {
   readonly lease?: SiteLease;
   /** Where CSRs' proofs of possession are checked (PossessionThreads); on the main thread when absent. */
   readonly possession?: PossessionVerifier;
+  /** Where CMP's password-based MACs are computed (PbmThreads); on the main thread when absent. */
+  readonly pbm?: PbmComputer;
 }
 
 export interface TlsMaterial {
@@ -161,6 +165,8 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const cmpSecrets = new CmpSharedSecrets(deps.pool, deps.keyStore, deps.config.site);
   registerCmpSecretRoutes(app, { pool: deps.pool, secrets: cmpSecrets, authenticator, guard, site: deps.config.site });
   registerCmpRoutes(app, {
+    access: authenticator,
+    budget: new CmpAuthBudget(deps.config.cmp.authBudget),
     server: new CmpServer({
       config: deps.config,
       enrolment,
@@ -176,6 +182,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
       chainDer,
       threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes },
       onIssued: (profile, keyRole) => metrics.issued.inc({ profile, key_role: keyRole }),
+      ...(deps.pbm ? { pbm: deps.pbm } : {}),
     }),
   });
   registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS, heldLabels), queue: deps.queue, authenticator, guard, chainPem: chain, deviceKeys });
@@ -207,11 +214,12 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
   const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4, signingThreads: config.signing.threads });
   const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.issuer);
   const possession = PossessionThreads.start(config.possessionThreads);
+  const pbm = PbmThreads.start(config.cmp.pbmThreads);
   try {
     await lease.start();
     const { ca, root, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
     const queue = new ChunkQueue(site.redisUrl, config.pgDatabase);
-    const app = await buildIssuerApi({ config, pool, ca, keyStore, queue, lease, possession, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    const app = await buildIssuerApi({ config, pool, ca, keyStore, queue, lease, possession, pbm, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
       pool,
@@ -221,6 +229,7 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
         await queue.close();
         await lease.close();
         await possession.close();
+        await pbm.close();
         await keyStore.close();
         await pool.end();
       },
@@ -228,6 +237,7 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
   } catch (err) {
     await lease.close();
     await possession.close();
+    await pbm.close();
     await keyStore.close();
     await pool.end();
     throw err;

@@ -1,7 +1,7 @@
 import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import { FleetError, isFleetError, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { auditActor, type CaStatusGuard, type ClientCertificateAuthenticator, type CmpProtectionKey, type CmpSharedSecrets, type EnrolmentLabel, type EnrolmentService, type IssuedCertificate, type Principal, type RevocationService, type SiteGuard } from '@fleetpki/ca';
-import { CmpMessageError, OID_PASSWORD_BASED_MAC, buildResponse, derOid, readPkiMessage, verifyMacProtection, verifyPop, verifySignatureProtection, type CertReqMsg, type CertStatus, type PkiMessage, type RevDetails, type ResponseBody, type ResponseProtection } from '@fleetpki/cmp';
+import { CmpMessageError, OID_PASSWORD_BASED_MAC, buildResponse, derOid, inlinePbm, readPbmParameters, readPkiMessage, verifyMacProtection, verifyPop, verifySignatureProtection, type CertReqMsg, type CertStatus, type PbmComputer, type PkiMessage, type RevDetails, type ResponseBody, type ResponseProtection } from '@fleetpki/cmp';
 import { findPresentedCertificate, getCmpTransaction, openCmpTransaction, settleCmpTransaction, type CmpTransactionRecord, type CmpTransactionStatus, type Pool, type PresentedCertificate } from '@fleetpki/store';
 import { checkCsr, derTlv, publicKeyFromSpki, readCertificateDeviceId, readCsrDeviceId, readTemplateDeviceId, type DevicePublicKey, type PossessionVerifier } from '@fleetpki/x509';
 
@@ -39,6 +39,8 @@ export interface CmpServerDeps {
   readonly threshold: { readonly certificates: number; readonly windowMinutes: number };
   /** Counts a certificate issued (metrics), as the other enrolment routes do. */
   readonly onIssued?: (profile: string, keyRole: string) => void;
+  /** Where password-based MACs are computed (PbmThreads: off the main thread); inline when absent. */
+  readonly pbm?: PbmComputer;
 }
 
 /** Who a request's protection proved it comes from. */
@@ -51,6 +53,8 @@ export interface CmpAnswer {
   readonly httpStatus: number;
   readonly der: Buffer;
   readonly retryAfterSeconds?: number;
+  /** Whether the request's protection proved its sender (false: a failed authentication, to be counted). */
+  readonly authenticated: boolean;
 }
 
 const OID_IT_CA_CERTS = '1.3.6.1.5.5.7.4.17';
@@ -94,21 +98,27 @@ const UNAVAILABLE = new Set(['SITE_STANDBY', 'SITE_NOT_LEASED', 'STANDBY_UNAVAIL
 export class CmpServer {
   constructor(private readonly deps: CmpServerDeps) {}
 
-  async handle(body: Buffer, label: EnrolmentLabel): Promise<CmpAnswer> {
+  /**
+   * One request, one answer. `onAuthenticated` runs as soon as the protection has proved the sender
+   * (the caller gives back what it reserved for an unauthenticated request).
+   */
+  async handle(body: Buffer, label: EnrolmentLabel, onAuthenticated?: () => void): Promise<CmpAnswer> {
     let message: PkiMessage | undefined;
     let sender: Sender | undefined;
     try {
       message = readPkiMessage(body);
       this.checkHeader(message);
       sender = await this.authenticate(message);
+      onAuthenticated?.();
       const answer = await this.dispatch(message, sender, label);
-      return { httpStatus: 200, der: await this.respond(message, sender, answer.body, answer.implicitConfirm) };
+      return { httpStatus: 200, authenticated: true, der: await this.respond(message, sender, answer.body, answer.implicitConfirm) };
     } catch (err) {
-      if (err instanceof CmpMessageError) return { httpStatus: 200, der: await this.respond(message, sender, { type: 'error', failInfo: err.failInfo, text: err.message }) };
+      const authenticated = sender !== undefined;
+      if (err instanceof CmpMessageError) return { httpStatus: 200, authenticated, der: await this.respond(message, sender, { type: 'error', failInfo: err.failInfo, text: err.message }) };
       if (err instanceof FleetError) {
         const text = `${err.code}: ${err.message}`;
-        if (UNAVAILABLE.has(err.code)) return { httpStatus: 503, retryAfterSeconds: 10, der: await this.respond(message, sender, { type: 'error', failInfo: 'systemUnavail', text }) };
-        return { httpStatus: 200, der: await this.respond(message, sender, { type: 'error', failInfo: FAIL_INFO_OF[err.code] ?? (err.httpStatus === 403 || err.httpStatus === 401 ? 'notAuthorized' : err.httpStatus >= 500 ? 'systemFailure' : 'badRequest'), text }) };
+        if (UNAVAILABLE.has(err.code)) return { httpStatus: 503, authenticated, retryAfterSeconds: 10, der: await this.respond(message, sender, { type: 'error', failInfo: 'systemUnavail', text }) };
+        return { httpStatus: 200, authenticated, der: await this.respond(message, sender, { type: 'error', failInfo: FAIL_INFO_OF[err.code] ?? (err.httpStatus === 403 || err.httpStatus === 401 ? 'notAuthorized' : err.httpStatus >= 500 ? 'systemFailure' : 'badRequest'), text }) };
       }
       throw err;
     }
@@ -131,12 +141,15 @@ export class CmpServer {
     const alg = message.header.protectionAlg;
     if (!alg || !message.protection) throw new CmpMessageError('the message is not protected: use a MAC with the factory reference and secret, or sign it with a certificate', 'badMessageCheck');
     if (alg.oid === OID_PASSWORD_BASED_MAC) {
+      // The parameters first (algorithms, at most MAX_PBM_ITERATIONS): refused before a database read
+      // and a secret derived in the HSM.
+      readPbmParameters(alg.parameters);
       const kid = message.header.senderKid;
       const reference = kid && kid.length <= 64 ? kid.toString('utf8') : '';
       const found = reference ? await this.deps.secrets.secretFor(reference) : undefined;
       // An unknown reference and a wrong secret look the same from outside.
       if (!found) throw new CmpMessageError('the MAC protection does not verify', 'badMessageCheck');
-      verifyMacProtection(message, found.secret);
+      await verifyMacProtection(message, found.secret, this.deps.pbm ?? inlinePbm);
       return { kind: 'secret', reference, manufacturerId: found.manufacturerId, secret: found.secret, senderKid: kid!, actor: `factory:${found.manufacturerId} via cmp-reference:${reference}` };
     }
     const certificate = verifySignatureProtection(message);
@@ -328,7 +341,7 @@ export class CmpServer {
   private async respond(request: PkiMessage | undefined, sender: Sender | undefined, body: ResponseBody, implicitConfirm = false): Promise<Buffer> {
     const key = await this.deps.protectionKey();
     const mac = sender?.kind === 'secret';
-    const protection: ResponseProtection = sender?.kind === 'secret' ? { kind: 'mac', secret: sender.secret, senderKid: sender.senderKid } : { kind: 'signature', sign: (data) => key.sign(data), senderKid: key.keyId };
+    const protection: ResponseProtection = sender?.kind === 'secret' ? { kind: 'mac', secret: sender.secret, senderKid: sender.senderKid, pbm: this.deps.pbm ?? inlinePbm } : { kind: 'signature', sign: (data) => key.sign(data), senderKid: key.keyId };
     const senderNonce = randomBytes(16);
     const der = await buildResponse({ ...(request ? { request } : {}), sender: key.subjectDer, protection, extraCerts: mac ? [] : key.chain, implicitConfirm, senderNonce }, body);
     if (request && (body.type === 'ip' || body.type === 'cp' || body.type === 'kup') && !implicitConfirm) {
