@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { AddressInfo } from 'node:net';
 import type { FleetConfig } from '@fleetpki/core';
 import { DeviceKeyService, loadSiteIssuer } from '@fleetpki/ca';
-import { readPkiMessage } from '@fleetpki/cmp';
+import { MAX_PBM_ITERATIONS, derInteger, readPkiMessage } from '@fleetpki/cmp';
 import { buildIssuerApi, createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { ChunkQueue } from '@fleetpki/queue';
 import { toPem } from '@fleetpki/x509';
@@ -506,7 +506,7 @@ describe('CMP before authentication: a per-address budget, failures counted with
     garbage = readFileSync(file('garbage-genm.der'));
     const count = garbage.indexOf(Buffer.from('020201f4', 'hex'));
     assert.ok(count > 0, 'openssl asked for 500 iterations');
-    Buffer.from('2710', 'hex').copy(garbage, count + 2);
+    derInteger(MAX_PBM_ITERATIONS).copy(garbage, count);
     // A second API on the same database and HSM session pool, with a small budget.
     const limitedConfig = { ...config, site: 'a' as const, cmp: { ...cmpConfig, authBudget: { burst: BURST, refillPerSecond: 0.001 } }, api: { ...config.api, failedAuthPerMinute: FAILURES_PER_MINUTE } };
     const issuer = await loadSiteIssuer(limitedConfig, runtime.pool, runtime.keyStore);

@@ -249,7 +249,7 @@ const envSchema = z.object({
   FLEETPKI_CMP_IMPLICIT_CONFIRM: z.enum(['on', 'off']).default('off'),
   FLEETPKI_CMP_CONFIRM_WAIT_S: z.coerce.number().int().min(1).max(86_400).default(300),
   FLEETPKI_CMP_MAX_CLOCK_SKEW_S: z.coerce.number().int().min(1).max(86_400).default(600),
-  FLEETPKI_CMP_AUTH_BURST: z.coerce.number().int().min(1).max(100_000).default(20),
+  FLEETPKI_CMP_AUTH_BURST: z.coerce.number().int().min(1).max(100_000).default(10),
   FLEETPKI_CMP_AUTH_REFILL_PER_SECOND: z.coerce.number().positive().max(100_000).default(1),
   FLEETPKI_CMP_PBM_THREADS: z.coerce.number().int().min(0).max(16).default(1),
   FLEETPKI_CONSOLE_IDLE_S: z.coerce.number().int().min(30).max(86_400).default(900),
