@@ -41,6 +41,13 @@ describe('loadConfig', () => {
     });
   }
 
+  it('reads the approval labels under their name, or their old EST name; both set differently is refused', () => {
+    assert.deepEqual(loadConfig({ FLEETPKI_APPROVAL_LABELS: 'compact-kex,smart-meter-kex' }).enrolmentHolds.labels, ['compact-kex', 'smart-meter-kex']);
+    assert.deepEqual(loadConfig({ FLEETPKI_EST_APPROVAL_LABELS: 'compact-kex', FLEETPKI_EST_RETRY_AFTER_S: '5' }).enrolmentHolds, { labels: ['compact-kex'], retryAfterSeconds: 5 });
+    assert.deepEqual(loadConfig({}).enrolmentHolds, { labels: [], retryAfterSeconds: 60 });
+    assert.throws(() => loadConfig({ FLEETPKI_APPROVAL_LABELS: 'compact-kex', FLEETPKI_EST_APPROVAL_LABELS: 'smart-meter-kex' }), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /FLEETPKI_APPROVAL_LABELS and its old name FLEETPKI_EST_APPROVAL_LABELS/.test(err.message));
+  });
+
   it('names tokens after FLEETPKI_HSM_TOKEN_PREFIX', () => {
     const config = loadConfig({ FLEETPKI_HSM_TOKEN_PREFIX: 'fleetpki-test-1a2b' });
     assert.equal(config.sites.a.hsmTokenLabel, 'fleetpki-test-1a2b-a');

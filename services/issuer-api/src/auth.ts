@@ -123,6 +123,20 @@ export class ApiAccess {
     }
   }
 
+  /**
+   * Before a request that authenticates itself inside its body (a CMP message's protection): an address
+   * past its failed authentications (tokens, certificates, CMP alike) is refused now, 429, unread.
+   */
+  assertAuthenticationAllowed(request: FastifyRequest): void {
+    this.limiter.assertAllowed(request.ip);
+  }
+
+  /** A failed authentication outside admit() (a CMP message whose protection failed): counted and audited as any other. */
+  async recordFailedAuthentication(request: FastifyRequest, code: string): Promise<void> {
+    this.limiter.recordFailure(request.ip);
+    await this.audit('auth.failed', 'anonymous', request, code);
+  }
+
   /** The organisation-CA client certificate TLS presented, if any (the sign-in page offers it). */
   presentedClientCertificate(request: FastifyRequest): { subject: string } | undefined {
     const socket = request.raw.socket as Partial<TLSSocket>;
