@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool as HttpPool } from 'undici';
 import { loadConfig } from '@fleetpki/core';
-import { issueApiToken } from '@fleetpki/ca';
-import { createPool, upsertManufacturer } from '@fleetpki/store';
+import { issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
+import { createPool } from '@fleetpki/store';
 import { DEVICE_PROFILES, buildMinimalCsr, c509ToX509, generateDeviceKeys } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { CpuMeter, cpuPerCertificate } from './lib/cpu-meter.js';
@@ -40,7 +40,7 @@ await run.main(async () => {
   log(`  ${rawRate.toFixed(0)} signatures/s`);
 
   const db = createPool(site.databaseUrl, { max: 2 });
-  await upsertManufacturer(db, 'bench', 'Benchmark Meters');
+  await registerSyntheticManufacturer(db, { site: 'a', id: 'bench', name: 'Benchmark Meters', actor: 'bench' });
   const token = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-enrol', role: 'factory', manufacturerId: 'bench', expiresDays: 1 });
   await db.end();
 
@@ -48,7 +48,7 @@ await run.main(async () => {
   const expected = Math.ceil(6_000 * (seconds + 2));
   run.begin(`generating ${expected} device keys and CSRs`);
   const keys = generateDeviceKeys(expected);
-  const eui = euiGenerator();
+  const eui = euiGenerator('bench');
   const bodies = keys.map((k, i) =>
     JSON.stringify({ eui64: eui(i), keyRole: 'digitalSignature', ...(mode === 'csr' ? { csr: k.csr.toString('base64') } : { publicKey: k.publicKeySpki.toString('base64') }) }),
   );

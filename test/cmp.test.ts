@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { FleetConfig } from '@fleetpki/core';
 import { DeviceKeyService } from '@fleetpki/ca';
 import { readPkiMessage } from '@fleetpki/cmp';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 import { findPersonByName, listMasterKeys, type Pool } from '@fleetpki/store';
@@ -38,7 +39,8 @@ let officerCert: { cert: string; key: string };
 const MAKER = 'cmp-maker';
 const dir = mkdtempSync(join(tmpdir(), 'fleetpki-cmp-'));
 const file = (name: string) => join(dir, name);
-const newEui = () => randomBytes(8).toString('hex').toUpperCase();
+/** A device id of the factory's manufacturer (inside its registered EUI-64 block). */
+const newEui = () => syntheticEui64(MAKER);
 const CONFIRM_WAIT_S = 2;
 /** The server's CMP settings: one test turns implicit confirmation on (the server reads them per request). */
 const cmpConfig: { implicitConfirm: boolean; confirmWaitSeconds: number; maxClockSkewSeconds: number } = { implicitConfirm: false, confirmWaitSeconds: CONFIRM_WAIT_S, maxClockSkewSeconds: 600 };

@@ -10,7 +10,7 @@ import type { FleetConfig } from '@fleetpki/core';
 import { ChunkIssuer, auditCheckpointFile, ensureAuditKey, loadSiteIssuer, sealAuditLog } from '@fleetpki/ca';
 import { FleetApiClient } from '@fleetpki/client';
 import { createIssuerRuntime, readTlsMaterial, type IssuerRuntime } from '@fleetpki/issuer-api';
-import { generateManifest } from '@fleetpki/manifest';
+import { generateManifest, syntheticRunPrefix } from '@fleetpki/manifest';
 import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 import { recordDrillRun, type Pool } from '@fleetpki/store';
 import { cli } from './support/cli.js';
@@ -84,9 +84,9 @@ async function screenshot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(screenshots(), `${name}.png`), fullPage: false });
 }
 
-async function submitBatch(client: FleetApiClient, devices: number): Promise<string> {
+async function submitBatch(client: FleetApiClient, manufacturer: string, devices: number): Promise<string> {
   const path = join(ca.dir, `console-${randomBytes(4).toString('hex')}.ndjson`);
-  await generateManifest({ devices, out: path, roles: ['digitalSignature'], keyForm: 'csr', threads: 2 });
+  await generateManifest({ devices, out: path, roles: ['digitalSignature'], keyForm: 'csr', threads: 2, euiPrefix: syntheticRunPrefix(manufacturer) });
   const { batch } = await client.submitBatch(path, {});
   return batch.id;
 }
@@ -195,7 +195,7 @@ describe('console in a browser', () => {
   const devices = 2_500;
 
   it('a batch submitted through the API shows live progress and ends complete', async () => {
-    batchId = await submitBatch(factory, devices);
+    batchId = await submitBatch(factory, MAKER, devices);
     const { context, page } = await signedInPage(tokens.factory!);
     try {
       await page.goto(`${base}/console/batches/${batchId}`);
@@ -218,7 +218,7 @@ describe('console in a browser', () => {
   });
 
   it('a factory sees only its own batches and devices', async () => {
-    const otherBatch = await submitBatch(otherFactory, 5);
+    const otherBatch = await submitBatch(otherFactory, OTHER_MAKER, 5);
     await issueAll(otherBatch, 5);
     const { context, page } = await signedInPage(tokens.factory!);
     try {

@@ -10,7 +10,7 @@ import { createPrivateKey } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { FleetApiClient, factoryTransportKek, unwrapDeviceKey, type DeviceKeyBundleHeader, type DeviceKeyLine } from '@fleetpki/client';
 import { createIssuerRuntime } from '@fleetpki/issuer-api';
-import { generateManifest } from '@fleetpki/manifest';
+import { generateManifest, syntheticEui64, syntheticRunPrefix } from '@fleetpki/manifest';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { listMasterKeys, upsertManufacturer, type Pool } from '@fleetpki/store';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
@@ -121,14 +121,14 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
   });
 
   it("wraps each device's keys for the factory; the factory's reference unwrap opens every one and its KCV matches", async () => {
-    await upsertManufacturer(pool, 'hybrid-meters', 'Hybrid Meters');
+    await createToken(pool, 'factory', 'hybrid-meters');
     const factory = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     factoryKeyPath = join(dir, 'factory.key.pem');
     writeFileSync(factoryKeyPath, factory.privateKey.export({ format: 'pem', type: 'pkcs8' }));
     writeFileSync(join(dir, 'factory.pub.pem'), factory.publicKey.export({ format: 'pem', type: 'spki' }));
     const registered = await cli(['manufacturers', 'set-transport-key', 'hybrid-meters', join(dir, 'factory.pub.pem')]);
     assert.equal(registered.code, 0, registered.stderr);
-    const devices = Array.from({ length: 50 }, () => randomBytes(8).toString('hex').toUpperCase());
+    const devices = Array.from({ length: 50 }, () => syntheticEui64('hybrid-meters'));
     writeFileSync(join(dir, 'devices.txt'), devices.join('\n') + '\n');
     const context = `batch-test-${randomBytes(4).toString('hex')}`;
     const issued = await cli(['keys', 'issue', '--manufacturer', 'hybrid-meters', '--devices', join(dir, 'devices.txt'), '--out', join(dir, 'bundle.ndjson'), '--context', context]);
@@ -187,7 +187,7 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
     // The old version still derives: a MAC under a device's old key is computed in the HSM as before.
     const data = diversificationData(randomBytes(8), 'mac', before.version, 1);
     assert.equal((await store.deviceMac(before.keyLabel, data, Buffer.from('x'))).length, 16);
-    writeFileSync(join(dir, 'one.txt'), `${randomBytes(8).toString('hex')}\n`);
+    writeFileSync(join(dir, 'one.txt'), `${syntheticEui64('hybrid-meters')}\n`);
     const issued = await cli(['keys', 'issue', '--manufacturer', 'hybrid-meters', '--devices', join(dir, 'one.txt'), '--roles', 'mac', '--out', join(dir, 'one.ndjson')]);
     assert.equal(issued.code, 0, issued.stderr);
     const line = JSON.parse(readFileSync(join(dir, 'one.ndjson'), 'utf8').trim().split('\n')[1]!) as { version: number };
@@ -209,7 +209,7 @@ describe('device keys beside a factory batch', () => {
     try {
       const client = new FleetApiClient(`http://127.0.0.1:${(issuer.app.server.address() as AddressInfo).port}`, await createToken(pool, 'factory', 'hybrid-meters'));
       const manifest = join(dir, 'hybrid-batch.ndjson');
-      await generateManifest({ devices: 300, out: manifest, threads: 2 });
+      await generateManifest({ devices: 300, out: manifest, threads: 2, euiPrefix: syntheticRunPrefix('hybrid-meters') });
       const { batch } = await client.submitBatch(manifest);
       assert.equal((await client.waitForBatch(batch.id, undefined, 200)).status, 'complete');
       const download = async () => {
@@ -244,7 +244,7 @@ describe('device keys beside a factory batch', () => {
           method: 'POST',
           url: '/v1/enrolments',
           headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-          payload: { eui64: randomBytes(8).toString('hex'), keyRole: 'digitalSignature', profile, publicKey: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'), deviceKeys: true },
+          payload: { eui64: syntheticEui64('hybrid-meters'), keyRole: 'digitalSignature', profile, publicKey: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'), deviceKeys: true },
         });
       };
       const res = await enrol('smart-meter');

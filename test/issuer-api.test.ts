@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import type { Pool } from '@fleetpki/store';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { buildMinimalCsr, generateDeviceKeys, getProfile, P256_SPKI_PREFIX } from '@fleetpki/x509';
 import { createToken, ensureCa, openssl, opensslCsr, siteAPool, type TestCa } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
@@ -35,9 +36,9 @@ after(async () => {
   await pool?.end();
 });
 
-/** A fresh device id per call: the database outlives test runs. */
+/** A fresh device id of test-maker's block per call: the database outlives test runs. */
 function newEui(): string {
-  return `FE${randomBytes(7).toString('hex').toUpperCase()}`;
+  return syntheticEui64('test-maker');
 }
 
 function enrol(body: unknown, token: string | null = factoryToken, headers: Record<string, string> = {}) {
@@ -205,13 +206,14 @@ describe('bad input: a 4xx with a stable code, and nothing written', () => {
     assert.equal((await enrol({ eui64, keyRole: 'keyAgreement', csr: k2!.csr.toString('base64') })).statusCode, 201);
   });
 
-  it("another manufacturer's device -> 409, nothing written", async () => {
+  it("another manufacturer's device (outside this one's EUI-64 ranges) -> 403 EUI64_OUTSIDE_RANGE, nothing written", async () => {
     const eui64 = newEui();
     const [k1, k2] = generateDeviceKeys(2);
     assert.equal((await enrol({ eui64, keyRole: 'digitalSignature', csr: k1!.csr.toString('base64') })).statusCode, 201);
     const before = await rowCounts();
     const res = await enrol({ eui64, keyRole: 'keyAgreement', csr: k2!.csr.toString('base64') }, otherFactoryToken);
-    assert.ok(res.statusCode === 409 || res.statusCode === 403, res.body);
+    assert.equal(res.statusCode, 403, res.body);
+    assert.equal(res.json<{ code: string }>().code, 'EUI64_OUTSIDE_RANGE');
     assert.deepEqual(await rowCounts(), before);
   });
 });

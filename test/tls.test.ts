@@ -12,6 +12,7 @@ import { createIssuerRuntime, readTlsMaterial, type IssuerRuntime } from '@fleet
 import { findPersonByName, type Pool } from '@fleetpki/store';
 import { PRIVILEGED_ROLES, type Role } from '@fleetpki/ca';
 import { generateDeviceKeys } from '@fleetpki/x509';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { approvedRequest } from './support/dual-control.js';
@@ -82,7 +83,7 @@ describe('HTTPS and mutual TLS', () => {
     assert.match(execFileSync('openssl', ['verify', '-CAfile', ca.rootPem, '-untrusted', join(line.dir, 'ca.pem'), '-purpose', 'sslclient', join(line.dir, 'client.pem')], { encoding: 'utf8' }), /: OK/);
     const client = asClient(line);
     const [key] = generateDeviceKeys(1);
-    const enrolled = await client.enrol({ eui64: randomBytes(8).toString('hex'), keyRole: 'digitalSignature', csr: key!.csr.toString('base64') });
+    const enrolled = await client.enrol({ eui64: syntheticEui64(MAKER), keyRole: 'digitalSignature', csr: key!.csr.toString('base64') });
     assert.ok(enrolled.serial);
     await assert.rejects(client.approvals(), { code: 'ROLE_FORBIDDEN' });
     const { rows } = await pool.query<{ actor: string }>(`SELECT actor FROM audit_events WHERE action = 'issuance.certificate' AND subject = $1 ORDER BY seq DESC LIMIT 1`, [enrolled.serial.toLowerCase()]);

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { FleetError } from '@fleetpki/core';
-import { AccessAdministration, DualControl, issueApiToken, ROLES, type Role } from '@fleetpki/ca';
+import { FleetError, eui64PrefixRange, parseEui64Range } from '@fleetpki/core';
+import { AccessAdministration, DualControl, ManufacturerRegistry, issueApiToken, ROLES, type Role } from '@fleetpki/ca';
 import { manufacturerExists, upsertManufacturer, appendAuditEvents, setManufacturerManifestKey, setManufacturerTransportKey } from '@fleetpki/store';
 import { parseDevicePublicKey } from '@fleetpki/x509';
 import { cliActor, requireOfficer, withDatabase } from '../context.js';
@@ -41,6 +41,32 @@ export function registerTokenCommands(program: Command): void {
         await upsertManufacturer(pool, id, name);
         await appendAuditEvents(pool, [{ site: config.site, actor: cliActor(), action: 'manufacturer.upsert', subject: id, details: { name } }]);
         console.log(`manufacturer ${id} (${name}) registered`);
+      });
+    });
+  manufacturers
+    .command('add-range <id>')
+    .description("give the manufacturer a block of device ids: it enrols only EUI-64s inside its ranges (none: it enrols nothing); ranges of two manufacturers never overlap")
+    .option('--prefix <hex>', 'every EUI-64 that starts with it: an OUI (00-1B-C5), an MA-M or MA-S block (1-15 hex digits)')
+    .option('--first <eui64>', 'the first EUI-64 of the range (with --last)')
+    .option('--last <eui64>', 'the last EUI-64 of the range, included')
+    .option('--token-file <file>', "the administrator's API token (default: $FLEETPKI_TOKEN)")
+    .action(async (id: string, options: { prefix?: string; first?: string; last?: string; tokenFile?: string }) => {
+      if ((options.prefix !== undefined) === (options.first !== undefined || options.last !== undefined) || (options.first === undefined) !== (options.last === undefined)) {
+        throw new FleetError('EUI64_RANGE_INVALID', 'give --prefix, or --first and --last');
+      }
+      const range = options.prefix !== undefined ? eui64PrefixRange(options.prefix) : parseEui64Range(options.first!, options.last!);
+      const outcome = await withDatabase(async ({ config, pool }) => {
+        const admin = await requireOfficer(pool, options.tokenFile, ['administrator'], "registering a manufacturer's EUI-64 range");
+        return new ManufacturerRegistry(pool, config.site).addRange(admin, id, range);
+      });
+      console.log(`${range.first}..${range.last} ${outcome === 'added' ? 'registered to' : 'was already registered to'} ${id}`);
+    });
+  manufacturers
+    .command('ranges [id]')
+    .description("the registered EUI-64 ranges (of one manufacturer, or all)")
+    .action(async (id: string | undefined) => {
+      await withDatabase(async ({ config, pool }) => {
+        for (const r of await new ManufacturerRegistry(pool, config.site).ranges(id)) console.log(`${r.manufacturerId.padEnd(24)} ${r.range.first} ${r.range.last}  (${r.createdBy}, ${r.createdAt.toISOString()})`);
       });
     });
   const tokens = program.command('tokens').description('people and their API tokens');

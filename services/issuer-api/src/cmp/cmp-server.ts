@@ -67,6 +67,7 @@ const FAIL_INFO_OF: Record<string, CmpMessageError['failInfo']> = {
   // Another enrolment of this device is in flight: try again shortly.
   CERTIFICATE_PENDING: 'systemUnavail',
   EUI64_NOT_AVAILABLE: 'notAuthorized',
+  EUI64_OUTSIDE_RANGE: 'notAuthorized',
   REENROL_MISMATCH: 'badCertId',
   REENROL_CERTIFICATE_UNKNOWN: 'badCertId',
   REENROL_CERTIFICATE_REVOKED: 'certRevoked',
