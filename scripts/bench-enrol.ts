@@ -42,6 +42,8 @@ await run.main(async () => {
   const db = createPool(site.databaseUrl, { max: 2 });
   await registerSyntheticManufacturer(db, { site: 'a', id: 'bench', name: 'Benchmark Meters', actor: 'bench' });
   const token = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-enrol', role: 'factory', manufacturerId: 'bench', expiresDays: 1 });
+  // The API's server certificate (EST phase) is an administrator's to issue.
+  const adminToken = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-administrator', role: 'administrator', manufacturerId: null, expiresDays: 1 });
   await db.end();
 
   // Enough for both phases (JSON, then EST with the rest) at up to ~3,000 enrolments/s each.
@@ -147,7 +149,7 @@ await run.main(async () => {
   async function measureEst(factoryToken: string, estKeys: ReturnType<typeof generateDeviceKeys>, euiOf: (i: number) => string, firstEui: number) {
     run.begin(`EST: enrolling for ${seconds} s with ${clients} concurrent HTTPS clients (simpleenroll)`);
     if (!existsSync(join(config.api.tlsDir, 'server.pem'))) {
-      execFileSync(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', 'services/cli/src/main.ts', 'tls', 'server'], { stdio: 'ignore', env: { ...process.env, FLEETPKI_SITE: 'a' } });
+      execFileSync(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', 'services/cli/src/main.ts', 'tls', 'server'], { stdio: 'ignore', env: { ...process.env, FLEETPKI_SITE: 'a', FLEETPKI_TOKEN: adminToken } });
     }
     const tlsServer = run.track(startService(config, 'issuer-api', { FLEETPKI_SITE: 'a', FLEETPKI_API_TLS: 'on' }), 'issuer-api (TLS)');
     run.onCleanup(async () => {

@@ -99,14 +99,14 @@ before(async () => {
   config = await ensureSites();
   pool = siteAPool(config);
   ca = await ensureCa(config, pool);
-  const server = await cli(['tls', 'server']);
+  tokens.admin = await createToken(pool, 'administrator', null, 'console-admin');
+  const server = await cli(['tls', 'server'], { FLEETPKI_TOKEN: tokens.admin });
   assert.equal(server.code, 0, server.stderr);
   tokens.officerA = await createToken(pool, 'revocation-officer', null, 'console-officer-a');
   tokens.officerB = await createToken(pool, 'revocation-officer', null, 'console-officer-b');
   tokens.auditor = await createToken(pool, 'auditor', null, 'console-auditor');
   tokens.factory = await createToken(pool, 'factory', MAKER, 'console-factory');
   tokens.otherFactory = await createToken(pool, 'factory', OTHER_MAKER, 'console-other-factory');
-  tokens.admin = await createToken(pool, 'administrator', null, 'console-admin');
   // A revocation of more than 10 certificates needs a second officer.
   runtime = await createIssuerRuntime({ ...config, site: 'a', dualControl: { ...config.dualControl, revocationThreshold: 10 } }, { logger: false, hsmSessions: 1, poolSize: 6, tls: readTlsMaterial(config.api.tlsDir) });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });

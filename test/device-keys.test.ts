@@ -22,6 +22,9 @@ let config: FleetConfig;
 let custodianToken: string;
 /** Custody ceremonies and key restores are a custodian's: the CLI takes their token. */
 const custodianEnv = () => ({ FLEETPKI_TOKEN: custodianToken });
+let adminToken: string;
+/** Manufacturers' keys and device-key bundles are an administrator's. */
+const adminEnv = () => ({ FLEETPKI_TOKEN: adminToken });
 let pool: Pool;
 let store: Pkcs11KeyStore;
 let dir: string;
@@ -54,6 +57,7 @@ before(async () => {
   pool = siteAPool(config);
   ca = await ensureCa(config, pool);
   custodianToken = await createToken(pool, 'custodian', null, `test-custodian-${Date.now()}`);
+  adminToken = await createToken(pool, 'administrator', null, `test-keys-admin-${Date.now()}`);
   store = await openSiteKeyStore(config, config.sites.a, { sessions: 2 });
   dir = mkdtempSync(join(tmpdir(), 'fleetpki-device-keys-'));
 });
@@ -126,12 +130,12 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
     factoryKeyPath = join(dir, 'factory.key.pem');
     writeFileSync(factoryKeyPath, factory.privateKey.export({ format: 'pem', type: 'pkcs8' }));
     writeFileSync(join(dir, 'factory.pub.pem'), factory.publicKey.export({ format: 'pem', type: 'spki' }));
-    const registered = await cli(['manufacturers', 'set-transport-key', 'hybrid-meters', join(dir, 'factory.pub.pem')]);
+    const registered = await cli(['manufacturers', 'set-transport-key', 'hybrid-meters', join(dir, 'factory.pub.pem')], adminEnv());
     assert.equal(registered.code, 0, registered.stderr);
     const devices = Array.from({ length: 50 }, () => syntheticEui64('hybrid-meters'));
     writeFileSync(join(dir, 'devices.txt'), devices.join('\n') + '\n');
     const context = `batch-test-${randomBytes(4).toString('hex')}`;
-    const issued = await cli(['keys', 'issue', '--manufacturer', 'hybrid-meters', '--devices', join(dir, 'devices.txt'), '--out', join(dir, 'bundle.ndjson'), '--context', context]);
+    const issued = await cli(['keys', 'issue', '--manufacturer', 'hybrid-meters', '--devices', join(dir, 'devices.txt'), '--out', join(dir, 'bundle.ndjson'), '--context', context], adminEnv());
     assert.equal(issued.code, 0, issued.stderr);
     const lines = readFileSync(join(dir, 'bundle.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>);
     assert.equal(lines[0]!.type, 'device-key-transport');
@@ -176,7 +180,7 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
 
   it('rotates a master key: new devices get the new version, existing keys stay derivable from the old one', async () => {
     const before = (await listMasterKeys(pool)).find((m) => m.role === 'mac' && m.status === 'active')!;
-    const plain = await cli(['keys', 'master', 'create', '--role', 'mac']);
+    const plain = await cli(['keys', 'master', 'create', '--role', 'mac'], custodianEnv());
     assert.match(plain.stderr, /DUAL_CONTROL_REQUIRED/, 'a rotation without an approval is refused');
     const rotated = await cli(await masterKeyCreateArgs(pool, ca, 'mac'));
     assert.equal(rotated.code, 0, rotated.stderr);
@@ -188,7 +192,7 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
     const data = diversificationData(randomBytes(8), 'mac', before.version, 1);
     assert.equal((await store.deviceMac(before.keyLabel, data, Buffer.from('x'))).length, 16);
     writeFileSync(join(dir, 'one.txt'), `${syntheticEui64('hybrid-meters')}\n`);
-    const issued = await cli(['keys', 'issue', '--manufacturer', 'hybrid-meters', '--devices', join(dir, 'one.txt'), '--roles', 'mac', '--out', join(dir, 'one.ndjson')]);
+    const issued = await cli(['keys', 'issue', '--manufacturer', 'hybrid-meters', '--devices', join(dir, 'one.txt'), '--roles', 'mac', '--out', join(dir, 'one.ndjson')], adminEnv());
     assert.equal(issued.code, 0, issued.stderr);
     const line = JSON.parse(readFileSync(join(dir, 'one.ndjson'), 'utf8').trim().split('\n')[1]!) as { version: number };
     assert.equal(line.version, now.version);
@@ -196,7 +200,7 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
 
   it('refuses a manufacturer without a transport key with a stable code', async () => {
     await upsertManufacturer(pool, 'no-transport-key', 'No Key Ltd');
-    const refused = await cli(['keys', 'issue', '--manufacturer', 'no-transport-key', '--devices', join(dir, 'devices.txt'), '--out', join(dir, 'x.ndjson')]);
+    const refused = await cli(['keys', 'issue', '--manufacturer', 'no-transport-key', '--devices', join(dir, 'devices.txt'), '--out', join(dir, 'x.ndjson')], adminEnv());
     assert.match(refused.stderr, /TRANSPORT_KEY_MISSING/);
   });
 });

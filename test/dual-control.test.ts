@@ -165,10 +165,10 @@ describe('dual control at the command line', () => {
     const first = writeCaFile(ca, 'custodian-1.token', custodians.first);
     const second = writeCaFile(ca, 'custodian-2.token', custodians.second);
     const env = { FLEETPKI_API_PORT_A: String((runtime.app.server.address() as AddressInfo).port) };
-    for (const role of ['mac', 'enc']) if (!(await listMasterKeys(pool)).some((m) => m.role === role && m.status === 'active')) assert.equal((await cli(['keys', 'master', 'create', '--role', role])).code, 0);
+    for (const role of ['mac', 'enc']) if (!(await listMasterKeys(pool)).some((m) => m.role === role && m.status === 'active')) assert.equal((await cli(['keys', 'master', 'create', '--role', role, '--token-file', first])).code, 0);
     const versions = async () => (await listMasterKeys(pool)).filter((m) => m.role === 'mac').length;
     const before = await versions();
-    const refused = await cli(['keys', 'master', 'create', '--role', 'mac']);
+    const refused = await cli(['keys', 'master', 'create', '--role', 'mac', '--token-file', first]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /DUAL_CONTROL_REQUIRED/);
     const requested = await cli(['approvals', 'request', 'master-key.rotate', '--role', 'mac', '--token-file', first], env);

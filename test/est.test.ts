@@ -108,7 +108,7 @@ before(async () => {
   factoryToken = await createToken(pool, 'factory', MAKER, 'est-factory');
   otherFactoryToken = await createToken(pool, 'factory', OTHER_MAKER, 'est-other-factory');
   adminToken = await createToken(pool, 'administrator', null, 'est-admin');
-  const server = await cli(['tls', 'server']);
+  const server = await cli(['tls', 'server'], { FLEETPKI_TOKEN: adminToken });
   assert.equal(server.code, 0, server.stderr);
   tlsTrust = splitPem(join(config.api.tlsDir, 'clients-ca.pem'), 'tls');
   // Superseded certificates are revoked 20 s after their re-enrolment; the reconciler looks every second

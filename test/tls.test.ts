@@ -27,6 +27,7 @@ let base: string;
 let port: number;
 const dir = mkdtempSync(join(tmpdir(), 'fleetpki-tls-'));
 const MAKER = 'tls-maker';
+let adminFile: string;
 
 /**
  * A client certificate for a new person, as administrators issue one: the person exists first; a
@@ -50,7 +51,8 @@ before(async () => {
   pool = siteAPool(config);
   ca = await ensureCa(config, pool);
   await createToken(pool, 'factory', MAKER, 'tls-factory-token');
-  const server = await cli(['tls', 'server']);
+  adminFile = writeCaFile(ca, 'tls-admin.token', await createToken(pool, 'administrator', null, 'tls-admin'));
+  const server = await cli(['tls', 'server', '--token-file', adminFile]);
   assert.equal(server.code, 0, server.stderr);
   runtime = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 1, poolSize: 4, tls: readTlsMaterial(config.api.tlsDir) });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
@@ -102,7 +104,7 @@ describe('HTTPS and mutual TLS', () => {
     execFileSync('sh', ['-c', `mkdir -p ${foreign} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=intruder -days 1 -keyout ${foreign}/client.key -out ${foreign}/client.pem 2>/dev/null && cp ${join(config.api.tlsDir, 'clients-ca.pem')} ${foreign}/ca.pem`]);
     await assert.rejects(asClient({ dir: foreign }).approvals(), { code: 'CLIENT_CERT_INVALID' });
     const officer = await clientCert(`officer-${randomBytes(3).toString('hex')}`, 'revocation-officer');
-    const revoked = await cli(['tls', 'revoke', officer.serial]);
+    const revoked = await cli(['tls', 'revoke', officer.serial, '--token-file', adminFile]);
     assert.equal(revoked.code, 0, revoked.stderr);
     await assert.rejects(asClient(officer).approvals(), { code: 'CLIENT_CERT_INVALID' });
   });

@@ -23,6 +23,7 @@ export * from './access/organisation-issuer.js';
 export * from './access/console-sessions.js';
 export * from './access/cmp-credentials.js';
 export * from './access/manufacturers.js';
+export * from './access/owner-recovery.js';
 export * from './custody/ceremony.js';
 export * from './custody/root-ceremonies.js';
 export * from './custody/key-custody.js';

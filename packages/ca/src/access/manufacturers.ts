@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { FleetError, eui64FromBytes, eui64PrefixRange, eui64ToBytes, type Eui64Range, type SiteId } from '@fleetpki/core';
 import { syntheticEuiBlock } from '@fleetpki/manifest';
 import {
@@ -8,18 +9,24 @@ import {
   isExclusionViolation,
   listManufacturerRanges,
   manufacturerExists,
+  setManufacturerManifestKey,
+  setManufacturerTransportKey,
   upsertManufacturer,
   withTransaction,
   type Pool,
 } from '@fleetpki/store';
 import { auditActor, type Principal } from './api-tokens.js';
 
+const MANUFACTURER_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const unknown = (id: string) => new FleetError('MANUFACTURER_UNKNOWN', `manufacturer "${id.slice(0, 63)}" is not registered (pnpm fleetpki manufacturers add ...)`, { httpStatus: 404 });
+const spkiSha256 = (spki: Buffer) => createHash('sha256').update(spki).digest('hex');
 const show = (range: { first: Buffer; last: Buffer }) => `${eui64FromBytes(range.first)}..${eui64FromBytes(range.last)}`;
 
 /**
- * Manufacturers' EUI-64 ranges: the only device ids each may enrol. Registering one is an
- * administrator's, recorded in the audit log with that person as the actor.
+ * What decides whose device ids and keys fleetpki trusts: manufacturers, their manifest-signing key
+ * (raw public keys are accepted only under it), their transport key (device keys are wrapped for it)
+ * and their EUI-64 ranges (the only device ids they may enrol). Each change is an administrator's,
+ * recorded in the audit log with that person as the actor.
  */
 export class ManufacturerRegistry {
   constructor(
@@ -29,6 +36,32 @@ export class ManufacturerRegistry {
 
   private assertAdministrator(by: Principal, what: string): void {
     if (by.role !== 'administrator') throw new FleetError('ROLE_FORBIDDEN', `${what} is for an administrator; ${by.name} is ${by.role}`, { httpStatus: 403 });
+  }
+
+  /** Registers (or renames) a manufacturer. */
+  async add(by: Principal, id: string, name: string): Promise<void> {
+    this.assertAdministrator(by, 'registering a manufacturer');
+    if (!MANUFACTURER_ID.test(id)) throw new FleetError('MANUFACTURER_ID_INVALID', `manufacturer id "${id.slice(0, 63)}" must be 1-63 lower-case letters, digits or dashes`, { httpStatus: 400 });
+    await withTransaction(this.pool, async (client) => {
+      await upsertManufacturer(client, id, name);
+      await appendAuditEvents(client, [{ site: this.site, actor: auditActor(by), action: 'manufacturer.upsert', subject: id, details: { name } }]);
+    });
+  }
+
+  async setManifestKey(by: Principal, id: string, spki: Buffer): Promise<void> {
+    this.assertAdministrator(by, "registering a manufacturer's manifest-signing key");
+    await withTransaction(this.pool, async (client) => {
+      if (!(await setManufacturerManifestKey(client, id, spki))) throw unknown(id);
+      await appendAuditEvents(client, [{ site: this.site, actor: auditActor(by), action: 'manufacturer.manifest-key', subject: id, details: { spkiSha256: spkiSha256(spki) } }]);
+    });
+  }
+
+  async setTransportKey(by: Principal, id: string, spki: Buffer): Promise<void> {
+    this.assertAdministrator(by, "registering a manufacturer's transport key");
+    await withTransaction(this.pool, async (client) => {
+      if (!(await setManufacturerTransportKey(client, id, spki))) throw unknown(id);
+      await appendAuditEvents(client, [{ site: this.site, actor: auditActor(by), action: 'manufacturer.transport-key', subject: id, details: { spkiSha256: spkiSha256(spki) } }]);
+    });
   }
 
   /**
