@@ -8,14 +8,15 @@
  */
 import { execFileSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
-import { sign } from 'node:crypto';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool as HttpPool } from 'undici';
 import { loadConfig } from '@fleetpki/core';
 import { issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
-import { createPool } from '@fleetpki/store';
+import { signRawKeyStatement } from '@fleetpki/manifest';
+import { createPool, setManufacturerManifestKey } from '@fleetpki/store';
 import { DEVICE_PROFILES, buildMinimalCsr, c509ToX509, generateDeviceKeys } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { CpuMeter, cpuPerCertificate } from './lib/cpu-meter.js';
@@ -44,6 +45,9 @@ await run.main(async () => {
   const token = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-enrol', role: 'factory', manufacturerId: 'bench', expiresDays: 1 });
   // The API's server certificate (EST phase) is an administrator's to issue.
   const adminToken = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-administrator', role: 'administrator', manufacturerId: null, expiresDays: 1 });
+  // Raw public keys come with a statement signed by the manufacturer's registered key (README: raw public keys).
+  const manufacturerKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  if (mode === 'publicKey') await setManufacturerManifestKey(db, 'bench', manufacturerKey.publicKey.export({ format: 'der', type: 'spki' }));
   await db.end();
 
   // Enough for both phases (JSON, then EST with the rest) at up to ~3,000 enrolments/s each.
@@ -52,7 +56,13 @@ await run.main(async () => {
   const keys = generateDeviceKeys(expected);
   const eui = euiGenerator('bench');
   const bodies = keys.map((k, i) =>
-    JSON.stringify({ eui64: eui(i), keyRole: 'digitalSignature', ...(mode === 'csr' ? { csr: k.csr.toString('base64') } : { publicKey: k.publicKeySpki.toString('base64') }) }),
+    JSON.stringify({
+      eui64: eui(i),
+      keyRole: 'digitalSignature',
+      ...(mode === 'csr'
+        ? { csr: k.csr.toString('base64') }
+        : { publicKey: k.publicKeySpki.toString('base64'), publicKeySignature: signRawKeyStatement({ manufacturerId: 'bench', eui64: eui(i), keyRole: 'digitalSignature', spki: k.publicKeySpki }, manufacturerKey.privateKey) }),
+    }),
   );
 
   const server = run.track(startService(config, 'issuer-api', { FLEETPKI_SITE: 'a' }), 'issuer-api');

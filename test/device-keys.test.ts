@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { FleetApiClient, factoryTransportKek, unwrapDeviceKey, type DeviceKeyBundleHeader, type DeviceKeyLine } from '@fleetpki/client';
 import { createIssuerRuntime } from '@fleetpki/issuer-api';
 import { generateManifest, syntheticEui64, syntheticRunPrefix } from '@fleetpki/manifest';
+import { generateDeviceKeys } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { listMasterKeys, upsertManufacturer, type Pool } from '@fleetpki/store';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
@@ -243,12 +244,12 @@ describe('device keys beside a factory batch', () => {
     try {
       const token = await createToken(pool, 'factory', 'hybrid-meters');
       const enrol = (profile: string) => {
-        const key = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+        const [key] = generateDeviceKeys(1);
         return issuer.app.inject({
           method: 'POST',
           url: '/v1/enrolments',
           headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-          payload: { eui64: syntheticEui64('hybrid-meters'), keyRole: 'digitalSignature', profile, publicKey: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'), deviceKeys: true },
+          payload: { eui64: syntheticEui64('hybrid-meters'), keyRole: 'digitalSignature', profile, csr: key!.csr.toString('base64'), deviceKeys: true },
         });
       };
       const res = await enrol('smart-meter');

@@ -8,6 +8,7 @@ export * from './issuance/issuing-ca.js';
 export * from './issuance/prepare-issuance.js';
 export * from './issuance/enrolment.js';
 export * from './issuance/device-ownership.js';
+export * from './issuance/raw-key-statement.js';
 export * from './issuance/enrolment-labels.js';
 export * from './issuance/batch-intake.js';
 export * from './issuance/batch-chunk.js';

@@ -21,7 +21,7 @@ export function registerTokenCommands(program: Command): void {
   const manufacturers = program.command('manufacturers').description("meter makers: their keys and EUI-64 ranges decide whose device ids and keys are trusted (an administrator's)");
   manufacturers
     .command('set-key <id> <publicKeyPem>')
-    .description("register the manufacturer's manifest-signing key (P-256 public key, PEM): raw public keys are accepted only from manifests it signed")
+    .description("register the manufacturer's manifest-signing key (P-256 public key, PEM): raw public keys are accepted only from manifests, or online statements, it signed")
     .option(...adminTokenOption)
     .action(async (id: string, file: string, options: { tokenFile?: string }) => {
       const spki = parseDevicePublicKey(readFileSync(file, 'utf8')).spki;
