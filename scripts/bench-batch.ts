@@ -12,12 +12,12 @@ import { mkdirSync, statSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DeviceKeyService, issueApiToken } from '@fleetpki/ca';
+import { DeviceKeyService, issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { FleetApiClient } from '@fleetpki/client';
 import { loadConfig } from '@fleetpki/core';
-import { generateManifest, signManifestFile } from '@fleetpki/manifest';
-import { createPool, listMasterKeys, setManufacturerManifestKey, setManufacturerTransportKey, upsertManufacturer } from '@fleetpki/store';
+import { generateManifest, signManifestFile, syntheticRunPrefix } from '@fleetpki/manifest';
+import { createPool, listMasterKeys, setManufacturerManifestKey, setManufacturerTransportKey } from '@fleetpki/store';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { benchOptions, measureRawHsmRate, peakRssMb } from './lib/bench.js';
 import { BenchRun } from './lib/bench-run.js';
@@ -52,12 +52,12 @@ await run.main(async () => {
   const manifestPath = join(dir, `manifest-${devices}-${keyForm}.ndjson`);
   run.begin(`generating a manifest of ${devices} devices (${keyForm})`);
   let t = performance.now();
-  await generateManifest({ devices, out: manifestPath, keyForm });
+  await generateManifest({ devices, out: manifestPath, keyForm, euiPrefix: syntheticRunPrefix('bench') });
   log(`  ${statSync(manifestPath).size} bytes in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
   const db = createPool(site.databaseUrl, { max: 2 });
   run.onCleanup(() => db.end());
-  await upsertManufacturer(db, 'bench', 'Benchmark Meters');
+  await registerSyntheticManufacturer(db, { site: 'a', id: 'bench', name: 'Benchmark Meters', actor: 'bench' });
   const token = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-batch', role: 'factory', manufacturerId: 'bench', expiresDays: 1 });
   let signature: string | undefined;
   if (keyForm === 'publicKey') {

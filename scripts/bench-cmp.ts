@@ -19,10 +19,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool as HttpPool } from 'undici';
 import { loadConfig } from '@fleetpki/core';
-import { CmpSharedSecrets, DeviceKeyService, issueApiToken } from '@fleetpki/ca';
+import { CmpSharedSecrets, DeviceKeyService, issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
 import { MAX_PBM_ITERATIONS, derInteger } from '@fleetpki/cmp';
 import { openSiteKeyStore } from '@fleetpki/hsm';
-import { createPool, listMasterKeys, upsertManufacturer } from '@fleetpki/store';
+import { createPool, listMasterKeys } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { benchOptions, euiGenerator, measureRawHsmRate, percentile } from './lib/bench.js';
@@ -62,7 +62,8 @@ await run.main(async () => {
   run.begin('a factory token, and a CMP reference with its secret (derived from the device MAC master key)');
   const db = createPool(site.databaseUrl, { max: 2 });
   run.onCleanup(() => db.end());
-  await upsertManufacturer(db, 'bench', 'Benchmark Meters');
+  // Device ids only inside the manufacturer's registered EUI-64 block (README: EUI-64 ranges).
+  await registerSyntheticManufacturer(db, { site: 'a', id: 'bench', name: 'Benchmark Meters', actor: 'bench' });
   const token = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-cmp', role: 'factory', manufacturerId: 'bench', expiresDays: 1 });
   const keyStore = await openSiteKeyStore(config, site, { sessions: 1 });
   const reference = 'bench-cmp-line';
@@ -92,7 +93,7 @@ await run.main(async () => {
   // Enough at up to ~800 enrolments/s (this machine does ~100-400 at 16 clients), warm-ups included.
   const expected = Math.ceil(800 * (2 * seconds + 3)) * (args.unbounded ? 2 : 1);
   run.begin(`generating ${expected} device keys and CSRs for the honest clients`);
-  const eui = euiGenerator();
+  const eui = euiGenerator('bench');
   const bodies = generateDeviceKeys(expected).map((k, i) => JSON.stringify({ eui64: eui(i), keyRole: 'digitalSignature', csr: k.csr.toString('base64') }));
   let next = 0;
 

@@ -8,14 +8,15 @@
  */
 import { execFileSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
-import { sign } from 'node:crypto';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool as HttpPool } from 'undici';
 import { loadConfig } from '@fleetpki/core';
-import { issueApiToken } from '@fleetpki/ca';
-import { createPool, upsertManufacturer } from '@fleetpki/store';
+import { issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
+import { signRawKeyStatement } from '@fleetpki/manifest';
+import { createPool, setManufacturerManifestKey } from '@fleetpki/store';
 import { DEVICE_PROFILES, buildMinimalCsr, c509ToX509, generateDeviceKeys } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { CpuMeter, cpuPerCertificate } from './lib/cpu-meter.js';
@@ -40,17 +41,28 @@ await run.main(async () => {
   log(`  ${rawRate.toFixed(0)} signatures/s`);
 
   const db = createPool(site.databaseUrl, { max: 2 });
-  await upsertManufacturer(db, 'bench', 'Benchmark Meters');
+  await registerSyntheticManufacturer(db, { site: 'a', id: 'bench', name: 'Benchmark Meters', actor: 'bench' });
   const token = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-enrol', role: 'factory', manufacturerId: 'bench', expiresDays: 1 });
+  // The API's server certificate (EST phase) is an administrator's to issue.
+  const adminToken = await issueApiToken(db, { site: 'a', actor: 'bench', name: 'bench-administrator', role: 'administrator', manufacturerId: null, expiresDays: 1 });
+  // Raw public keys come with a statement signed by the manufacturer's registered key (README: raw public keys).
+  const manufacturerKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  if (mode === 'publicKey') await setManufacturerManifestKey(db, 'bench', manufacturerKey.publicKey.export({ format: 'der', type: 'spki' }));
   await db.end();
 
   // Enough for both phases (JSON, then EST with the rest) at up to ~3,000 enrolments/s each.
   const expected = Math.ceil(6_000 * (seconds + 2));
   run.begin(`generating ${expected} device keys and CSRs`);
   const keys = generateDeviceKeys(expected);
-  const eui = euiGenerator();
+  const eui = euiGenerator('bench');
   const bodies = keys.map((k, i) =>
-    JSON.stringify({ eui64: eui(i), keyRole: 'digitalSignature', ...(mode === 'csr' ? { csr: k.csr.toString('base64') } : { publicKey: k.publicKeySpki.toString('base64') }) }),
+    JSON.stringify({
+      eui64: eui(i),
+      keyRole: 'digitalSignature',
+      ...(mode === 'csr'
+        ? { csr: k.csr.toString('base64') }
+        : { publicKey: k.publicKeySpki.toString('base64'), publicKeySignature: signRawKeyStatement({ manufacturerId: 'bench', eui64: eui(i), keyRole: 'digitalSignature', spki: k.publicKeySpki }, manufacturerKey.privateKey) }),
+    }),
   );
 
   const server = run.track(startService(config, 'issuer-api', { FLEETPKI_SITE: 'a' }), 'issuer-api');
@@ -147,7 +159,7 @@ await run.main(async () => {
   async function measureEst(factoryToken: string, estKeys: ReturnType<typeof generateDeviceKeys>, euiOf: (i: number) => string, firstEui: number) {
     run.begin(`EST: enrolling for ${seconds} s with ${clients} concurrent HTTPS clients (simpleenroll)`);
     if (!existsSync(join(config.api.tlsDir, 'server.pem'))) {
-      execFileSync(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', 'services/cli/src/main.ts', 'tls', 'server'], { stdio: 'ignore', env: { ...process.env, FLEETPKI_SITE: 'a' } });
+      execFileSync(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', 'services/cli/src/main.ts', 'tls', 'server'], { stdio: 'ignore', env: { ...process.env, FLEETPKI_SITE: 'a', FLEETPKI_TOKEN: adminToken } });
     }
     const tlsServer = run.track(startService(config, 'issuer-api', { FLEETPKI_SITE: 'a', FLEETPKI_API_TLS: 'on' }), 'issuer-api (TLS)');
     run.onCleanup(async () => {

@@ -4,13 +4,14 @@
  * transport key, one bundle, as `fleetpki keys issue` does. Prints keys/s, the raw HSM signing rate
  * measured in the same run and the ratio, and checks the bundle with the factory-side unwrap.
  */
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { DeviceKeyService } from '@fleetpki/ca';
+import { DeviceKeyService, registerSyntheticManufacturer } from '@fleetpki/ca';
 import { factoryTransportKek, unwrapDeviceKey, type DeviceKeyBundleHeader } from '@fleetpki/client';
 import { loadConfig } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
-import { createPool, listMasterKeys, setManufacturerTransportKey, upsertManufacturer } from '@fleetpki/store';
+import { syntheticEui64 } from '@fleetpki/manifest';
+import { createPool, listMasterKeys, setManufacturerTransportKey } from '@fleetpki/store';
 import { benchOptions, measureRawHsmRate } from './lib/bench.js';
 import { BenchRun } from './lib/bench-run.js';
 
@@ -32,9 +33,9 @@ await run.main(async () => {
   const active = new Set((await listMasterKeys(pool)).filter((m) => m.status === 'active').map((m) => m.role));
   for (const role of ['mac', 'enc'] as const) if (!active.has(role)) run.log(`  created master key ${(await service.createMasterKey(role, 'bench')).label}`);
   const factory = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  await upsertManufacturer(pool, 'bench-hybrid', 'Benchmark Hybrid Meters');
+  await registerSyntheticManufacturer(pool, { site: 'a', id: 'bench-hybrid', name: 'Benchmark Hybrid Meters', actor: 'bench' });
   await setManufacturerTransportKey(pool, 'bench-hybrid', factory.publicKey.export({ format: 'der', type: 'spki' }));
-  const eui64s = Array.from({ length: devices }, () => randomBytes(8));
+  const eui64s = Array.from({ length: devices }, () => Buffer.from(syntheticEui64('bench-hybrid'), 'hex'));
   run.begin(`diversifying and wrapping ${devices * 2} device keys (${devices} devices x mac, enc)`);
   const t = performance.now();
   const bundle = await service.issueBundle({ manufacturerId: 'bench-hybrid', eui64s, roles: ['mac', 'enc'], actor: 'bench' });

@@ -6,13 +6,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '@fleetpki/core';
-import { issueApiToken, runCeremony } from '@fleetpki/ca';
+import { issueApiToken, registerSyntheticManufacturer, runCeremony } from '@fleetpki/ca';
 import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
 import { approvedSwitchoverForDrill, runFailback, runFailoverDrill } from '@fleetpki/drills';
-import { generateManifest } from '@fleetpki/manifest';
+import { generateManifest, syntheticRunPrefix } from '@fleetpki/manifest';
 import { hsmSelfTest, openSiteKeyStore, readPin } from '@fleetpki/hsm';
 import { consensusStatus, custodianPinFiles, formatStatus, openRootKeyStore, readTopology, sitesStatus, sitesUp } from '@fleetpki/sites';
-import { createPool, migrate, readSiteStates, upsertManufacturer } from '@fleetpki/store';
+import { createPool, migrate, readSiteStates } from '@fleetpki/store';
 import { generateDeviceKeys, toPem, x509ToC509 } from '@fleetpki/x509';
 import { euiGenerator, percentile } from './lib/bench.js';
 import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
@@ -73,7 +73,9 @@ try {
   }
 
   heading('5. Online enrolment over HTTP (issuer-api process, factory token, CSRs with proof of possession)');
-  await upsertManufacturer(db, 'demo-meters', 'Demo Meters Ltd');
+  // Its block of (synthetic) device ids, as a real factory's OUI: it enrols nothing outside it.
+  const demoRange = await registerSyntheticManufacturer(db, { site: 'a', id: 'demo-meters', name: 'Demo Meters Ltd', actor: 'demo' });
+  console.log(`  manufacturer demo-meters enrols device ids ${demoRange.first}..${demoRange.last} (its registered EUI-64 range)`);
   const token = await issueApiToken(db, { site: 'a', actor: 'demo', name: 'demo-factory', role: 'factory', manufacturerId: 'demo-meters', expiresDays: 1 });
   const api = startService(config, 'issuer-api', { FLEETPKI_SITE: 'a' });
   try {
@@ -81,7 +83,7 @@ try {
     await waitForHttp(`${base}/readyz`);
     const devices = 2_000;
     const keys = generateDeviceKeys(devices);
-    const eui = euiGenerator();
+    const eui = euiGenerator('demo-meters');
     const latencies: number[] = [];
     const sizes = new Map<string, Buffer>();
     let next = 0;
@@ -119,7 +121,7 @@ try {
     try {
       const manifestPath = join(outDir, 'factory-batch.ndjson');
       started = performance.now();
-      const generated = await generateManifest({ devices: 10_000, out: manifestPath, roles: ['digitalSignature'] });
+      const generated = await generateManifest({ devices: 10_000, out: manifestPath, roles: ['digitalSignature'], euiPrefix: syntheticRunPrefix('demo-meters') });
       console.log(`  manifest: ${generated.devices} devices with CSRs (EUI-64 prefix ${generated.euiPrefix}), ${(statSync(manifestPath).size / 1e6).toFixed(1)} MB, made in ${((performance.now() - started) / 1000).toFixed(1)} s`);
       const client = new FleetApiClient(base, token);
       started = performance.now();

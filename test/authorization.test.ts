@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { FleetConfig } from '@fleetpki/core';
 import { issueApiToken } from '@fleetpki/ca';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
-import { generateManifest } from '@fleetpki/manifest';
+import { generateManifest, syntheticEui64, syntheticRunPrefix } from '@fleetpki/manifest';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
@@ -44,11 +44,11 @@ before(async () => {
   for (const role of ['revocation-officer', 'auditor', 'administrator', 'custodian'] as const) tokens[role] = await createToken(pool, role, null, `authz-${role}-${suffix}`);
   // What the factory owns: one device certificate, one batch; and one approval request to read.
   const [key] = generateDeviceKeys(1);
-  fixture.eui64 = randomBytes(8).toString('hex').toUpperCase();
+  fixture.eui64 = syntheticEui64('authz-maker');
   const enrolled = await call('factory', 'POST', '/v1/enrolments', { eui64: fixture.eui64, keyRole: 'digitalSignature', csr: key!.csr.toString('base64') });
   assert.equal(enrolled.status, 201);
   fixture.serial = (enrolled.body as { serial: string }).serial;
-  const created = await call('factory', 'POST', '/v1/batches', await manifestBody());
+  const created = await call('factory', 'POST', '/v1/batches', await manifestBody('factory'));
   assert.equal(created.status, 201, JSON.stringify(created.body));
   fixture.batch = (created.body as { id: string }).id;
   const approval = await call('administrator', 'POST', '/v1/approvals', { action: 'site.switchover' });
@@ -60,9 +60,12 @@ after(async () => {
   await pool?.end();
 });
 
-async function manifestBody(): Promise<{ raw: Buffer; type: string }> {
+/** The manufacturer whose device ids a caller's requests name (anyone else's are refused by other rules first). */
+const makerOf = (who: unknown) => (who === 'factory-other' ? 'authz-other-maker' : 'authz-maker');
+
+async function manifestBody(who: unknown): Promise<{ raw: Buffer; type: string }> {
   const path = join(ca.dir, `authz-${randomUUID()}.ndjson`);
-  await generateManifest({ devices: 1, out: path, roles: ['digitalSignature'], keyForm: 'csr', threads: 1 });
+  await generateManifest({ devices: 1, out: path, roles: ['digitalSignature'], keyForm: 'csr', threads: 1, euiPrefix: syntheticRunPrefix(makerOf(who)) });
   return { raw: readFileSync(path), type: 'application/x-ndjson' };
 }
 
@@ -95,14 +98,15 @@ interface RouteCase {
   /** The route as the API documents it. */
   readonly route: string;
   readonly path: () => string;
-  readonly body?: () => Promise<unknown> | unknown;
+  /** The body `who` sends (a factory's device ids are inside its manufacturer's EUI-64 ranges). */
+  readonly body?: (who: Who | 'anonymous' | { token: string }) => Promise<unknown> | unknown;
   /** The expected status for each caller; a caller not listed gets 403 ROLE_FORBIDDEN. */
   readonly expect: Partial<Record<Who, number | readonly number[]>>;
   /** The error code expected where the expected status is a refusal of the route's own. */
   readonly code?: Partial<Record<Who, string>>;
 }
 
-const newEnrolment = () => ({ eui64: randomBytes(8).toString('hex'), keyRole: 'digitalSignature', csr: generateDeviceKeys(1)[0]!.csr.toString('base64') });
+const newEnrolment = (who: unknown) => ({ eui64: syntheticEui64(makerOf(who)), keyRole: 'digitalSignature', csr: generateDeviceKeys(1)[0]!.csr.toString('base64') });
 const readersOfBatches = { factory: 200, 'factory-other': 404, auditor: 200, administrator: 200 } as const;
 
 const ROUTES: readonly RouteCase[] = [
@@ -154,7 +158,7 @@ describe('authorization matrix', () => {
   for (const route of ROUTES) {
     it(`${route.method} ${route.route}: every role, own and other manufacturer, no or bad token`, async () => {
       for (const who of EVERYONE) {
-        const { status, body } = await call(who, route.method, route.path(), await route.body?.());
+        const { status, body } = await call(who, route.method, route.path(), await route.body?.(who));
         const expected = route.expect[who] ?? 403;
         const allowed = Array.isArray(expected) ? expected : [expected];
         assert.ok(allowed.includes(status), `${who}: ${route.method} ${route.route} gave ${status} ${JSON.stringify(body).slice(0, 200)}, expected ${allowed.join('|')}`);
@@ -162,10 +166,10 @@ describe('authorization matrix', () => {
         if (status === 403 && route.expect[who] === undefined) assert.equal((body as { code: string }).code, 'ROLE_FORBIDDEN', `${who}: ${JSON.stringify(body)}`);
         if (route.code?.[who]) assert.equal((body as { code: string }).code, route.code[who], `${who}: ${JSON.stringify(body)}`);
       }
-      const anonymous = await call('anonymous', route.method, route.path(), await route.body?.());
+      const anonymous = await call('anonymous', route.method, route.path(), await route.body?.('anonymous'));
       assert.equal(anonymous.status, 401);
       assert.equal((anonymous.body as { code: string }).code, 'AUTH_REQUIRED');
-      const forged = await call({ token: `fpk_${randomBytes(32).toString('base64url')}` }, route.method, route.path(), await route.body?.());
+      const forged = await call({ token: `fpk_${randomBytes(32).toString('base64url')}` }, route.method, route.path(), await route.body?.('anonymous'));
       assert.equal(forged.status, 401);
       assert.equal((forged.body as { code: string }).code, 'AUTH_INVALID');
     });

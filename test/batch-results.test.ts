@@ -7,7 +7,7 @@ import type { FleetConfig } from '@fleetpki/core';
 import { ChunkIssuer, loadSiteIssuer } from '@fleetpki/ca';
 import { FleetApiClient, type ResultLine } from '@fleetpki/client';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
-import { generateManifest } from '@fleetpki/manifest';
+import { generateManifest, syntheticRunPrefix } from '@fleetpki/manifest';
 import type { Pool } from '@fleetpki/store';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
@@ -56,7 +56,7 @@ async function read(batchId: string, after?: number): Promise<{ certificates: nu
 describe('batch results while the batch issues', () => {
   it('lists only chunks finished in order, so resuming from the cursor never skips one; following gets every certificate once', async () => {
     const path = join(ca.dir, `results-${randomBytes(4).toString('hex')}.ndjson`);
-    await generateManifest({ devices: 2_500, out: path, roles: ['digitalSignature'], keyForm: 'csr', threads: 2 });
+    await generateManifest({ devices: 2_500, out: path, roles: ['digitalSignature'], keyForm: 'csr', threads: 2, euiPrefix: syntheticRunPrefix('results-maker') });
     const { batch } = await client.submitBatch(path, {});
     assert.equal(batch.status, 'issuing');
     const followed: ResultLine[] = [];

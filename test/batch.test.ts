@@ -8,7 +8,7 @@ import type { FleetConfig } from '@fleetpki/core';
 import { DEFAULT_BATCH_LIMITS } from '@fleetpki/ca';
 import { FleetApiClient, type BatchView, type ResultLine } from '@fleetpki/client';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
-import { generateManifest, signManifestFile } from '@fleetpki/manifest';
+import { generateManifest, signManifestFile, syntheticEui64, syntheticRunPrefix } from '@fleetpki/manifest';
 import { setManufacturerManifestKey, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys, readTlv, toPem } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
@@ -54,7 +54,7 @@ function file(name: string, content: string | Buffer): string {
 
 async function manifest(devices: number, options: { roles?: ('digitalSignature' | 'keyAgreement')[]; keyForm?: 'csr' | 'publicKey' } = {}): Promise<string> {
   const out = join(ca.dir, `m-${randomBytes(4).toString('hex')}.ndjson`);
-  await generateManifest({ devices, out, roles: options.roles ?? ['digitalSignature'], keyForm: options.keyForm ?? 'csr', threads: 2 });
+  await generateManifest({ devices, out, roles: options.roles ?? ['digitalSignature'], keyForm: options.keyForm ?? 'csr', threads: 2, euiPrefix: syntheticRunPrefix(MAKER) });
   return out;
 }
 
@@ -185,7 +185,7 @@ describe('factory batch enrolment', () => {
 
   it('skips invalid lines when asked, reports them, and issues the rest', async () => {
     const [a, b] = generateDeviceKeys(2);
-    const eui = () => `FA${randomBytes(7).toString('hex').toUpperCase()}`;
+    const eui = () => syntheticEui64(MAKER);
     const dup = eui();
     const text = [
       JSON.stringify({ eui64: dup, keys: [{ role: 'digitalSignature', csr: a!.csr.toString('base64') }] }),
@@ -203,7 +203,7 @@ describe('factory batch enrolment', () => {
     const [k] = generateDeviceKeys(1);
     const csr = Buffer.from(k!.csr);
     csr[csr.length - 3] = csr[csr.length - 3]! ^ 1;
-    const text = JSON.stringify({ eui64: `FB${randomBytes(7).toString('hex')}`, keys: [{ role: 'digitalSignature', csr: csr.toString('base64') }] });
+    const text = JSON.stringify({ eui64: syntheticEui64(MAKER), keys: [{ role: 'digitalSignature', csr: csr.toString('base64') }] });
     const { batch } = await client.submitBatch(file('badsig.ndjson', text));
     const done = await waitFor('batch done', async () => {
       const b = await client.getBatch(batch.id);
@@ -218,7 +218,7 @@ describe('factory batch enrolment', () => {
 describe('bad manifests: a clear report and no partial batch', () => {
   const good = () => {
     const [k] = generateDeviceKeys(1);
-    return JSON.stringify({ eui64: `FC${randomBytes(7).toString('hex')}`, deviceType: 'meter-x', keys: [{ role: 'digitalSignature', csr: k!.csr.toString('base64') }] });
+    return JSON.stringify({ eui64: syntheticEui64(MAKER), deviceType: 'meter-x', keys: [{ role: 'digitalSignature', csr: k!.csr.toString('base64') }] });
   };
   const p384Csr = () => opensslCsr(['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384']).replace(/-----[^-]+-----|\s/g, '');
   const cases: { name: string; body: () => string | Buffer; code: string; line?: number; lineCode?: string; format?: 'csv' }[] = [
@@ -263,7 +263,7 @@ describe('bad manifests: a clear report and no partial batch', () => {
 
   it('CSV manifests are accepted too', async () => {
     const [k] = generateDeviceKeys(1);
-    const text = `eui64,deviceType,keyRole,csr\nFD${randomBytes(7).toString('hex')},meter-x,keyAgreement,${k!.csr.toString('base64')}\n`;
+    const text = `eui64,deviceType,keyRole,csr\n${syntheticEui64(MAKER)},meter-x,keyAgreement,${k!.csr.toString('base64')}\n`;
     const { batch } = await client.submitBatch(file('ok.csv', text));
     assert.equal(batch.certificatesRequested, 1);
   });

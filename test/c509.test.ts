@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { X509Certificate, createPublicKey, randomBytes, sign } from 'node:crypto';
+import { X509Certificate, createPublicKey, sign } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AddressInfo } from 'node:net';
 import type { FleetConfig } from '@fleetpki/core';
 import { FleetApiClient, type ResultLine } from '@fleetpki/client';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
-import { generateManifest } from '@fleetpki/manifest';
+import { generateManifest, syntheticEui64, syntheticRunPrefix } from '@fleetpki/manifest';
 import type { Pool } from '@fleetpki/store';
 import { buildNativeC509RequestP256, c509ToX509, generateDeviceKeys, parseC509, pkcs10ToC509, toPem, verifyNativeC509, x509ToC509 } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
@@ -39,7 +39,8 @@ after(async () => {
   await pool?.end();
 });
 
-const eui = () => [...randomBytes(8)].map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join('-');
+/** A device id of the factory's manufacturer, written with separators (any EUI-64 notation is accepted). */
+const eui = () => syntheticEui64(MAKER).replace(/(..)(?!$)/g, '$1-');
 
 async function enrol(body: Record<string, unknown>): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`${baseUrl}/v1/enrolments`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ keyRole: 'digitalSignature', ...body }) });
@@ -137,7 +138,7 @@ describe('C509 on batch results', () => {
     const client = new FleetApiClient(baseUrl, token);
     worker = startService(config, 'batch-worker', { FLEETPKI_SITE: 'a', FLEETPKI_LOG_LEVEL: 'error' });
     const path = join(ca.dir, 'c509-batch.ndjson');
-    await generateManifest({ devices: 10_000, out: path, roles: ['digitalSignature'], keyForm: 'csr', threads: 2 });
+    await generateManifest({ devices: 10_000, out: path, roles: ['digitalSignature'], keyForm: 'csr', threads: 2, euiPrefix: syntheticRunPrefix(MAKER) });
     const { batch } = await client.submitBatch(path, { profile: 'smart-meter-compact' });
     await waitFor('batch complete', async () => ((await client.getBatch(batch.id)).status === 'complete' ? true : undefined), 240_000, 250);
     const collect = async (format: 'der' | 'c509') => {

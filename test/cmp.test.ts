@@ -12,6 +12,7 @@ import { MAX_PBM_ITERATIONS, derInteger, readPkiMessage } from '@fleetpki/cmp';
 import { buildIssuerApi, createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { ChunkQueue } from '@fleetpki/queue';
 import { toPem } from '@fleetpki/x509';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 import { findPersonByName, listMasterKeys, type Pool } from '@fleetpki/store';
 import { cli } from './support/cli.js';
@@ -41,7 +42,8 @@ let officerCert: { cert: string; key: string };
 const MAKER = 'cmp-maker';
 const dir = mkdtempSync(join(tmpdir(), 'fleetpki-cmp-'));
 const file = (name: string) => join(dir, name);
-const newEui = () => randomBytes(8).toString('hex').toUpperCase();
+/** A device id of the factory's manufacturer (inside its registered EUI-64 block). */
+const newEui = () => syntheticEui64(MAKER);
 const CONFIRM_WAIT_S = 2;
 /** The server's CMP settings: one test turns implicit confirmation on (the server reads them per request). */
 const cmpConfig: FleetConfig['cmp'] & { implicitConfirm: boolean } = {

@@ -11,7 +11,7 @@ import type { FleetConfig } from '@fleetpki/core';
 import { ChunkIssuer, auditCheckpointFile, ensureAuditKey, loadSiteIssuer, sealAuditLog } from '@fleetpki/ca';
 import { FleetApiClient } from '@fleetpki/client';
 import { createIssuerRuntime, readTlsMaterial, type IssuerRuntime } from '@fleetpki/issuer-api';
-import { generateManifest } from '@fleetpki/manifest';
+import { generateManifest, syntheticRunPrefix } from '@fleetpki/manifest';
 import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 import { recordDrillRun, type Pool } from '@fleetpki/store';
 import { cli } from './support/cli.js';
@@ -93,9 +93,9 @@ async function screenshot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: false });
 }
 
-async function submitBatch(client: FleetApiClient, devices: number): Promise<string> {
+async function submitBatch(client: FleetApiClient, manufacturer: string, devices: number): Promise<string> {
   const path = join(ca.dir, `console-${randomBytes(4).toString('hex')}.ndjson`);
-  await generateManifest({ devices, out: path, roles: ['digitalSignature'], keyForm: 'csr', threads: 2 });
+  await generateManifest({ devices, out: path, roles: ['digitalSignature'], keyForm: 'csr', threads: 2, euiPrefix: syntheticRunPrefix(manufacturer) });
   const { batch } = await client.submitBatch(path, {});
   return batch.id;
 }
@@ -108,14 +108,14 @@ before(async () => {
   config = await ensureSites();
   pool = siteAPool(config);
   ca = await ensureCa(config, pool);
-  const server = await cli(['tls', 'server']);
+  tokens.admin = await createToken(pool, 'administrator', null, 'console-admin');
+  const server = await cli(['tls', 'server'], { FLEETPKI_TOKEN: tokens.admin });
   assert.equal(server.code, 0, server.stderr);
   tokens.officerA = await createToken(pool, 'revocation-officer', null, 'console-officer-a');
   tokens.officerB = await createToken(pool, 'revocation-officer', null, 'console-officer-b');
   tokens.auditor = await createToken(pool, 'auditor', null, 'console-auditor');
   tokens.factory = await createToken(pool, 'factory', MAKER, 'console-factory');
   tokens.otherFactory = await createToken(pool, 'factory', OTHER_MAKER, 'console-other-factory');
-  tokens.admin = await createToken(pool, 'administrator', null, 'console-admin');
   // A revocation of more than 10 certificates needs a second officer.
   runtime = await createIssuerRuntime({ ...config, site: 'a', dualControl: { ...config.dualControl, revocationThreshold: 10 } }, { logger: false, hsmSessions: 1, poolSize: 6, tls: readTlsMaterial(config.api.tlsDir) });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
@@ -204,7 +204,7 @@ describe('console in a browser', () => {
   const devices = 2_500;
 
   it('a batch submitted through the API shows live progress and ends complete', async () => {
-    batchId = await submitBatch(factory, devices);
+    batchId = await submitBatch(factory, MAKER, devices);
     const { context, page } = await signedInPage(tokens.factory!);
     try {
       await page.goto(`${base}/console/batches/${batchId}`);
@@ -227,7 +227,7 @@ describe('console in a browser', () => {
   });
 
   it('a factory sees only its own batches and devices', async () => {
-    const otherBatch = await submitBatch(otherFactory, 5);
+    const otherBatch = await submitBatch(otherFactory, OTHER_MAKER, 5);
     await issueAll(otherBatch, 5);
     const { context, page } = await signedInPage(tokens.factory!);
     try {

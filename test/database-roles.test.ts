@@ -67,6 +67,7 @@ const CLIENT_CERTIFICATE = `INSERT INTO organisation_certificates (serial, purpo
 /** And per role, writes that belong to another part of the system. */
 const FORBIDDEN_PER_ROLE: Readonly<Record<DatabaseClient, readonly [string, string][]>> = {
   issuer: [
+    ['give a manufacturer device ids', `INSERT INTO manufacturer_eui64_ranges (manufacturer_id, first_eui64, last_eui64, created_by) SELECT id, '\\x0000000000000000', '\\xffffffffffffffff', 'mallory' FROM manufacturers LIMIT 1`],
     ['re-key a CA', `UPDATE cas SET certificate = '\\x00'`],
     ['write OCSP responses', `INSERT INTO ocsp_responses (serial, hash_alg, status, this_update, next_update, der) VALUES ('\\x00', 'sha1', 'good', now(), now(), '\\x00')`],
     ['write a CRL', `DELETE FROM crls`],
@@ -75,6 +76,7 @@ const FORBIDDEN_PER_ROLE: Readonly<Record<DatabaseClient, readonly [string, stri
     ['record a client certificate for anyone', CLIENT_CERTIFICATE],
   ],
   worker: [
+    ['give a manufacturer device ids', `INSERT INTO manufacturer_eui64_ranges (manufacturer_id, first_eui64, last_eui64, created_by) SELECT id, '\\x0000000000000000', '\\xffffffffffffffff', 'mallory' FROM manufacturers LIMIT 1`],
     ['revoke', `INSERT INTO revocations (serial, ca_id, crl_shard, reason, requested_by) SELECT serial, ca_id, crl_shard, 1, 'x' FROM certificates LIMIT 1`],
     ['revoke a CA', `UPDATE cas SET status = 'revoked'`],
     ['change site roles', `UPDATE site_state SET role = 'active'`],
@@ -82,6 +84,7 @@ const FORBIDDEN_PER_ROLE: Readonly<Record<DatabaseClient, readonly [string, stri
     ['record a client certificate for anyone', CLIENT_CERTIFICATE],
   ],
   status: [
+    ['give a manufacturer device ids', `INSERT INTO manufacturer_eui64_ranges (manufacturer_id, first_eui64, last_eui64, created_by) SELECT id, '\\x0000000000000000', '\\xffffffffffffffff', 'mallory' FROM manufacturers LIMIT 1`],
     ['revoke', `INSERT INTO revocations (serial, ca_id, crl_shard, reason, requested_by) SELECT serial, ca_id, crl_shard, 1, 'x' FROM certificates LIMIT 1`],
     ['issue', `INSERT INTO issuance_intents (serial, ca_id, eui64, key_role, profile, tbs_sha256, site) VALUES ('\\x0a0000000000000001', 'fpd1', '\\x0000000000000001', 'digitalSignature', 'smart-meter', sha256('x'), 'a')`],
     ['revoke a CA', `UPDATE cas SET status = 'revoked'`],

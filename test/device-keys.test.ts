@@ -10,7 +10,8 @@ import { createPrivateKey } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { FleetApiClient, factoryTransportKek, unwrapDeviceKey, type DeviceKeyBundleHeader, type DeviceKeyLine } from '@fleetpki/client';
 import { createIssuerRuntime } from '@fleetpki/issuer-api';
-import { generateManifest } from '@fleetpki/manifest';
+import { generateManifest, syntheticEui64, syntheticRunPrefix } from '@fleetpki/manifest';
+import { generateDeviceKeys } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { listMasterKeys, upsertManufacturer, type Pool } from '@fleetpki/store';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
@@ -22,6 +23,9 @@ let config: FleetConfig;
 let custodianToken: string;
 /** Custody ceremonies and key restores are a custodian's: the CLI takes their token. */
 const custodianEnv = () => ({ FLEETPKI_TOKEN: custodianToken });
+let adminToken: string;
+/** Manufacturers' keys and device-key bundles are an administrator's. */
+const adminEnv = () => ({ FLEETPKI_TOKEN: adminToken });
 let pool: Pool;
 let store: Pkcs11KeyStore;
 let dir: string;
@@ -54,6 +58,7 @@ before(async () => {
   pool = siteAPool(config);
   ca = await ensureCa(config, pool);
   custodianToken = await createToken(pool, 'custodian', null, `test-custodian-${Date.now()}`);
+  adminToken = await createToken(pool, 'administrator', null, `test-keys-admin-${Date.now()}`);
   store = await openSiteKeyStore(config, config.sites.a, { sessions: 2 });
   dir = mkdtempSync(join(tmpdir(), 'fleetpki-device-keys-'));
 });
@@ -121,17 +126,17 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
   });
 
   it("wraps each device's keys for the factory; the factory's reference unwrap opens every one and its KCV matches", async () => {
-    await upsertManufacturer(pool, 'hybrid-meters', 'Hybrid Meters');
+    await createToken(pool, 'factory', 'hybrid-meters');
     const factory = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     factoryKeyPath = join(dir, 'factory.key.pem');
     writeFileSync(factoryKeyPath, factory.privateKey.export({ format: 'pem', type: 'pkcs8' }));
     writeFileSync(join(dir, 'factory.pub.pem'), factory.publicKey.export({ format: 'pem', type: 'spki' }));
-    const registered = await cli(['manufacturers', 'set-transport-key', 'hybrid-meters', join(dir, 'factory.pub.pem')]);
+    const registered = await cli(['manufacturers', 'set-transport-key', 'hybrid-meters', join(dir, 'factory.pub.pem')], adminEnv());
     assert.equal(registered.code, 0, registered.stderr);
-    const devices = Array.from({ length: 50 }, () => randomBytes(8).toString('hex').toUpperCase());
+    const devices = Array.from({ length: 50 }, () => syntheticEui64('hybrid-meters'));
     writeFileSync(join(dir, 'devices.txt'), devices.join('\n') + '\n');
     const context = `batch-test-${randomBytes(4).toString('hex')}`;
-    const issued = await cli(['keys', 'issue', '--manufacturer', 'hybrid-meters', '--devices', join(dir, 'devices.txt'), '--out', join(dir, 'bundle.ndjson'), '--context', context]);
+    const issued = await cli(['keys', 'issue', '--manufacturer', 'hybrid-meters', '--devices', join(dir, 'devices.txt'), '--out', join(dir, 'bundle.ndjson'), '--context', context], adminEnv());
     assert.equal(issued.code, 0, issued.stderr);
     const lines = readFileSync(join(dir, 'bundle.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>);
     assert.equal(lines[0]!.type, 'device-key-transport');
@@ -176,7 +181,7 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
 
   it('rotates a master key: new devices get the new version, existing keys stay derivable from the old one', async () => {
     const before = (await listMasterKeys(pool)).find((m) => m.role === 'mac' && m.status === 'active')!;
-    const plain = await cli(['keys', 'master', 'create', '--role', 'mac']);
+    const plain = await cli(['keys', 'master', 'create', '--role', 'mac'], custodianEnv());
     assert.match(plain.stderr, /DUAL_CONTROL_REQUIRED/, 'a rotation without an approval is refused');
     const rotated = await cli(await masterKeyCreateArgs(pool, ca, 'mac'));
     assert.equal(rotated.code, 0, rotated.stderr);
@@ -187,8 +192,8 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
     // The old version still derives: a MAC under a device's old key is computed in the HSM as before.
     const data = diversificationData(randomBytes(8), 'mac', before.version, 1);
     assert.equal((await store.deviceMac(before.keyLabel, data, Buffer.from('x'))).length, 16);
-    writeFileSync(join(dir, 'one.txt'), `${randomBytes(8).toString('hex')}\n`);
-    const issued = await cli(['keys', 'issue', '--manufacturer', 'hybrid-meters', '--devices', join(dir, 'one.txt'), '--roles', 'mac', '--out', join(dir, 'one.ndjson')]);
+    writeFileSync(join(dir, 'one.txt'), `${syntheticEui64('hybrid-meters')}\n`);
+    const issued = await cli(['keys', 'issue', '--manufacturer', 'hybrid-meters', '--devices', join(dir, 'one.txt'), '--roles', 'mac', '--out', join(dir, 'one.ndjson')], adminEnv());
     assert.equal(issued.code, 0, issued.stderr);
     const line = JSON.parse(readFileSync(join(dir, 'one.ndjson'), 'utf8').trim().split('\n')[1]!) as { version: number };
     assert.equal(line.version, now.version);
@@ -196,7 +201,7 @@ describe('hybrid keys end to end: master keys, a bundle for a factory, the facto
 
   it('refuses a manufacturer without a transport key with a stable code', async () => {
     await upsertManufacturer(pool, 'no-transport-key', 'No Key Ltd');
-    const refused = await cli(['keys', 'issue', '--manufacturer', 'no-transport-key', '--devices', join(dir, 'devices.txt'), '--out', join(dir, 'x.ndjson')]);
+    const refused = await cli(['keys', 'issue', '--manufacturer', 'no-transport-key', '--devices', join(dir, 'devices.txt'), '--out', join(dir, 'x.ndjson')], adminEnv());
     assert.match(refused.stderr, /TRANSPORT_KEY_MISSING/);
   });
 });
@@ -209,7 +214,7 @@ describe('device keys beside a factory batch', () => {
     try {
       const client = new FleetApiClient(`http://127.0.0.1:${(issuer.app.server.address() as AddressInfo).port}`, await createToken(pool, 'factory', 'hybrid-meters'));
       const manifest = join(dir, 'hybrid-batch.ndjson');
-      await generateManifest({ devices: 300, out: manifest, threads: 2 });
+      await generateManifest({ devices: 300, out: manifest, threads: 2, euiPrefix: syntheticRunPrefix('hybrid-meters') });
       const { batch } = await client.submitBatch(manifest);
       assert.equal((await client.waitForBatch(batch.id, undefined, 200)).status, 'complete');
       const download = async () => {
@@ -239,12 +244,12 @@ describe('device keys beside a factory batch', () => {
     try {
       const token = await createToken(pool, 'factory', 'hybrid-meters');
       const enrol = (profile: string) => {
-        const key = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+        const [key] = generateDeviceKeys(1);
         return issuer.app.inject({
           method: 'POST',
           url: '/v1/enrolments',
           headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-          payload: { eui64: randomBytes(8).toString('hex'), keyRole: 'digitalSignature', profile, publicKey: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'), deviceKeys: true },
+          payload: { eui64: syntheticEui64('hybrid-meters'), keyRole: 'digitalSignature', profile, csr: key!.csr.toString('base64'), deviceKeys: true },
         });
       };
       const res = await enrol('smart-meter');

@@ -6,6 +6,7 @@ import type { FleetConfig } from '@fleetpki/core';
 import { CaStatusGuard } from '@fleetpki/ca';
 import { FleetApiClient } from '@fleetpki/client';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { insertCa, listMasterKeys, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { cli } from './support/cli.js';
@@ -58,7 +59,7 @@ after(async () => {
 async function enrolSome(n: number): Promise<string[]> {
   const serials: string[] = [];
   for (const key of generateDeviceKeys(n)) {
-    const eui64 = [...randomBytes(8)].map((b) => b.toString(16).padStart(2, '0')).join('');
+    const eui64 = syntheticEui64(MAKER);
     const res = await fetch(`${apiUrl}/v1/enrolments`, { method: 'POST', headers: { authorization: `Bearer ${factoryToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ eui64, keyRole: 'digitalSignature', csr: key.csr.toString('base64') }) });
     const body = (await res.json()) as { serial: string };
     assert.equal(res.status, 201, JSON.stringify(body));
@@ -164,10 +165,10 @@ describe('dual control at the command line', () => {
     const first = writeCaFile(ca, 'custodian-1.token', custodians.first);
     const second = writeCaFile(ca, 'custodian-2.token', custodians.second);
     const env = { FLEETPKI_API_PORT_A: String((runtime.app.server.address() as AddressInfo).port) };
-    for (const role of ['mac', 'enc']) if (!(await listMasterKeys(pool)).some((m) => m.role === role && m.status === 'active')) assert.equal((await cli(['keys', 'master', 'create', '--role', role])).code, 0);
+    for (const role of ['mac', 'enc']) if (!(await listMasterKeys(pool)).some((m) => m.role === role && m.status === 'active')) assert.equal((await cli(['keys', 'master', 'create', '--role', role, '--token-file', first])).code, 0);
     const versions = async () => (await listMasterKeys(pool)).filter((m) => m.role === 'mac').length;
     const before = await versions();
-    const refused = await cli(['keys', 'master', 'create', '--role', 'mac']);
+    const refused = await cli(['keys', 'master', 'create', '--role', 'mac', '--token-file', first]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /DUAL_CONTROL_REQUIRED/);
     const requested = await cli(['approvals', 'request', 'master-key.rotate', '--role', 'mac', '--token-file', first], env);

@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
+import { registerSyntheticManufacturer } from '@fleetpki/ca';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
-import { recordIntents, staleOnlineIntents, storeCertificates, upsertManufacturer, type Pool } from '@fleetpki/store';
+import { recordIntents, staleOnlineIntents, storeCertificates, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
@@ -51,7 +53,7 @@ async function rowsFor(eui64: string): Promise<{ intents: { serial: string; acti
 
 describe('online enrolment never strands a device', () => {
   it('killed between the intent and the certificate: the reconciler releases the intent, the device then enrols, no duplicate serial', async () => {
-    const eui64 = `CC${randomBytes(7).toString('hex')}`;
+    const eui64 = syntheticEui64('lifecycle-maker');
     const [key] = generateDeviceKeys(1);
     // An issuer-api that dies (SIGKILL) right after committing an intent, before the HSM signs.
     const crashing = startService(config, 'issuer-api', { ...env, FLEETPKI_API_PORT_A: String(port()), FLEETPKI_TEST_CRASH_AFTER_INTENT: '1' });
@@ -90,7 +92,7 @@ describe('online enrolment never strands a device', () => {
     const issuer = startService(config, 'issuer-api', { ...env, FLEETPKI_API_PORT_A: String(port()) });
     try {
       await waitForHttp(`http://127.0.0.1:${port()}/readyz`);
-      const eui64 = `CD${randomBytes(7).toString('hex')}`;
+      const eui64 = syntheticEui64('lifecycle-maker');
       const [key, other] = generateDeviceKeys(2);
       const first = await enrol(eui64, key!.csr);
       assert.equal(first.status, 201);
@@ -116,10 +118,10 @@ describe('online enrolment never strands a device', () => {
   });
 
   it("the reconciler's windowed scan finds a stale intent created in its window and not one before it; a full scan finds both", async () => {
-    await upsertManufacturer(pool, 'lifecycle-maker', 'Lifecycle Meters');
+    await registerSyntheticManufacturer(pool, { site: 'a', id: 'lifecycle-maker', name: 'Lifecycle Meters', actor: 'test' });
     const intent = (eui: string) => ({ serial: randomBytes(9), caId: 'fpd1', eui64: Buffer.from(eui, 'hex'), keyRole: 'digitalSignature', profile: 'smart-meter', tbsSha256: randomBytes(32), manufacturerId: 'lifecycle-maker', deviceType: 'smart-meter', actor: 'test' });
-    const old = intent(`CE${randomBytes(7).toString('hex')}`);
-    const recent = intent(`CE${randomBytes(7).toString('hex')}`);
+    const old = intent(syntheticEui64('lifecycle-maker'));
+    const recent = intent(syntheticEui64('lifecycle-maker'));
     assert.equal((await recordIntents(pool, 'a', [old, recent])).size, 2);
     // Stranded for two hours and for 90 s: both past a 60 s timeout, without certificates.
     await pool.query(`UPDATE issuance_intents SET created_at = clock_timestamp() - CASE WHEN serial = $1 THEN interval '2 hours' ELSE interval '90 seconds' END WHERE serial = ANY($2::bytea[])`, [old.serial, [old.serial, recent.serial]]);
@@ -137,17 +139,20 @@ describe('online enrolment never strands a device', () => {
     await pool.query('UPDATE issuance_intents SET active = false, released_at = clock_timestamp(), released_reason = $2 WHERE serial = ANY($1::bytea[])', [[old.serial, recent.serial], 'test cleanup']);
   });
 
-  it('a group commit in one statement: foreign devices and taken roles are refused, released intents get no certificate, each row audited with its own actor', async () => {
-    await upsertManufacturer(pool, 'lifecycle-maker', 'Lifecycle Meters');
-    await upsertManufacturer(pool, 'other-maker', 'Other Meters');
+  it('a group commit in one statement: foreign devices, ids outside the ranges and taken roles are refused, released intents get no certificate, each row audited with its own actor', async () => {
+    await registerSyntheticManufacturer(pool, { site: 'a', id: 'lifecycle-maker', name: 'Lifecycle Meters', actor: 'test' });
+    await registerSyntheticManufacturer(pool, { site: 'a', id: 'other-maker', name: 'Other Meters', actor: 'test' });
     const intent = (eui: string, manufacturerId: string, actor: string) => ({ serial: randomBytes(9), caId: 'fpd1', eui64: Buffer.from(eui, 'hex'), keyRole: 'digitalSignature', profile: 'smart-meter', tbsSha256: randomBytes(32), manufacturerId, deviceType: 'smart-meter', actor });
-    const foreign = `CF${randomBytes(7).toString('hex')}`;
+    const foreign = syntheticEui64('other-maker');
     assert.equal((await recordIntents(pool, 'a', [intent(foreign, 'other-maker', 'x')])).size, 1, "the other maker's device");
-    const a = intent(`CF${randomBytes(7).toString('hex')}`, 'lifecycle-maker', 'line-1');
-    const b = intent(`CF${randomBytes(7).toString('hex')}`, 'lifecycle-maker', 'line-2');
+    const a = intent(syntheticEui64('lifecycle-maker'), 'lifecycle-maker', 'line-1');
+    const b = intent(syntheticEui64('lifecycle-maker'), 'lifecycle-maker', 'line-2');
     const theirs = intent(foreign, 'lifecycle-maker', 'line-1');
-    const recorded = await recordIntents(pool, 'a', [a, b, { ...a, serial: randomBytes(9) }, theirs]);
-    assert.deepEqual([...recorded].sort(), [a.serial.toString('hex'), b.serial.toString('hex')].sort(), 'one intent per (device, role, profile); none for a device of another manufacturer');
+    // First octet 01 (U/L bit clear): in no synthetic block, so outside every registered range.
+    const unranged = intent(`01${randomBytes(7).toString('hex')}`, 'lifecycle-maker', 'line-1');
+    const recorded = await recordIntents(pool, 'a', [a, b, { ...a, serial: randomBytes(9) }, theirs, unranged]);
+    assert.deepEqual([...recorded].sort(), [a.serial.toString('hex'), b.serial.toString('hex')].sort(), "one intent per (device, role, profile); none for a device of another manufacturer, none outside the manufacturer's ranges");
+    assert.equal((await pool.query('SELECT 1 FROM devices WHERE eui64 = $1', [unranged.eui64])).rowCount, 0, 'an id outside the ranges is not claimed either');
     const audit = await pool.query<{ subject: string; actor: string; details: Record<string, string> }>("SELECT subject, actor, details FROM audit_events WHERE action = 'issuance.intent' AND subject = ANY($1::text[]) ORDER BY actor", [[a.serial.toString('hex'), b.serial.toString('hex')]]);
     assert.deepEqual(audit.rows, [
       { subject: a.serial.toString('hex'), actor: 'line-1', details: { eui64: a.eui64.toString('hex').toUpperCase(), keyRole: 'digitalSignature', profile: 'smart-meter', tbsSha256: a.tbsSha256.toString('hex') } },
@@ -167,18 +172,18 @@ describe('online enrolment never strands a device', () => {
   });
 
   it("one intent writer: a batch chunk's intents carry their batch, chunk and notBefore, lose to a live online intent, and are not audited one by one", async () => {
-    await upsertManufacturer(pool, 'lifecycle-maker', 'Lifecycle Meters');
+    await registerSyntheticManufacturer(pool, { site: 'a', id: 'lifecycle-maker', name: 'Lifecycle Meters', actor: 'test' });
     const batchId = randomUUID();
     await pool.query(
       `INSERT INTO batches (id, manufacturer_id, idempotency_key, manifest_sha256, profile, status, device_count, chunk_count) VALUES ($1, 'lifecycle-maker', $3, $2, 'smart-meter', 'issuing', 2, 1)`,
       [batchId, randomBytes(32), `lifecycle-${batchId}`],
     );
     const intent = (eui: string, actor: string, notBefore?: Date) => ({ serial: randomBytes(9), caId: 'fpd1', eui64: Buffer.from(eui, 'hex'), keyRole: 'digitalSignature', profile: 'smart-meter', tbsSha256: randomBytes(32), manufacturerId: 'lifecycle-maker', deviceType: 'smart-meter', actor, ...(notBefore ? { notBefore } : {}) });
-    const taken = `CE${randomBytes(7).toString('hex')}`;
+    const taken = syntheticEui64('lifecycle-maker');
     const online = intent(taken, 'line-1');
     assert.equal((await recordIntents(pool, 'a', [online])).size, 1);
     const notBefore = new Date('2026-01-02T03:04:05Z');
-    const fresh = intent(`CE${randomBytes(7).toString('hex')}`, 'batch-worker', notBefore);
+    const fresh = intent(syntheticEui64('lifecycle-maker'), 'batch-worker', notBefore);
     const lost = intent(taken, 'batch-worker', notBefore);
     const recorded = await recordIntents(pool, 'b', [fresh, lost], { batchId, chunkNo: 0 });
     assert.deepEqual([...recorded], [fresh.serial.toString('hex')], 'the device enrolled online keeps its live intent');

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +10,7 @@ import { buildIssuerApi, createIssuerRuntime, readTlsMaterial, type IssuerRuntim
 import { loadSiteIssuer } from '@fleetpki/ca';
 import { ChunkQueue } from '@fleetpki/queue';
 import { toPem } from '@fleetpki/x509';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { createPool, type Pool } from '@fleetpki/store';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
@@ -74,7 +74,8 @@ function estRequest(path: string, options: { method?: string; body?: string; con
 }
 
 const basic = (token: string) => `Basic ${Buffer.from(`line-7:${token}`).toString('base64')}`;
-const newEui = () => randomBytes(8).toString('hex').toUpperCase();
+/** A device id of the factory's manufacturer (inside its registered EUI-64 block). */
+const newEui = () => syntheticEui64(MAKER);
 
 /** A P-256 key and a DER CSR naming the device by subject serialNumber (pki --req). */
 async function strongswanCsr(name: string, eui64: string, key?: string): Promise<{ key: string; csr: string }> {
@@ -107,7 +108,7 @@ before(async () => {
   factoryToken = await createToken(pool, 'factory', MAKER, 'est-factory');
   otherFactoryToken = await createToken(pool, 'factory', OTHER_MAKER, 'est-other-factory');
   adminToken = await createToken(pool, 'administrator', null, 'est-admin');
-  const server = await cli(['tls', 'server']);
+  const server = await cli(['tls', 'server'], { FLEETPKI_TOKEN: adminToken });
   assert.equal(server.code, 0, server.stderr);
   tlsTrust = splitPem(join(config.api.tlsDir, 'clients-ca.pem'), 'tls');
   // Superseded certificates are revoked 20 s after their re-enrolment; the reconciler looks every second
@@ -315,14 +316,14 @@ describe('EST with curl and openssl (the README recipe)', () => {
 describe('EST refusals write nothing', () => {
   const csrBody = async (name: string, eui64: string) => readFileSync((await strongswanCsr(name, eui64)).csr).toString('base64');
 
-  it("another manufacturer's device: 409 EUI64_NOT_AVAILABLE", async () => {
+  it("another manufacturer's device (outside its EUI-64 ranges): 403 EUI64_OUTSIDE_RANGE", async () => {
     const eui64 = newEui();
     const mine = await estRequest('/.well-known/est/compact-signing/simpleenroll', { body: await csrBody('mine', eui64), contentType: 'application/pkcs10', auth: basic(factoryToken) });
     assert.equal(mine.status, 200, mine.body);
     const before = await rowsFor(eui64);
     const theirs = await estRequest('/.well-known/est/smart-meter-signing/simpleenroll', { body: await csrBody('theirs', eui64), contentType: 'application/pkcs10', auth: basic(otherFactoryToken) });
-    assert.equal(theirs.status, 409);
-    assert.equal(JSON.parse(theirs.body).code, 'EUI64_NOT_AVAILABLE');
+    assert.equal(theirs.status, 403);
+    assert.equal(JSON.parse(theirs.body).code, 'EUI64_OUTSIDE_RANGE');
     assert.deepEqual(await rowsFor(eui64), before);
   });
 

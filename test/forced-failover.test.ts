@@ -7,6 +7,7 @@ import { approvedSwitchoverForDrill, runFailback } from '@fleetpki/drills';
 import { currentRoles, readTopology, startService, stopProcess, waitForHttp } from '@fleetpki/sites';
 import { createPool, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { createToken, ensureCa, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { cli } from './support/cli.js';
 import { ensureStandbyKeys } from './support/custody.js';
@@ -80,7 +81,7 @@ describe('a manual failover while the active site is alive', () => {
       const res = await fetch(`${apiUrl('a')}/v1/enrolments`, {
         method: 'POST',
         headers: { authorization: `Bearer ${factoryToken}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ eui64: `EF${randomBytes(7).toString('hex')}`, keyRole: 'digitalSignature', csr: key.csr.toString('base64') }),
+        body: JSON.stringify({ eui64: syntheticEui64('failover-maker'), keyRole: 'digitalSignature', csr: key.csr.toString('base64') }),
       });
       const text = await res.text();
       assert.equal(res.status, 201, text);

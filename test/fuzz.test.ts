@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { FleetConfig } from '@fleetpki/core';
 import { DEFAULT_BATCH_LIMITS, parseRevocationReason } from '@fleetpki/ca';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
+import { syntheticEuiBlock } from '@fleetpki/manifest';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys, pkcs10ToC509 } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
@@ -83,7 +84,8 @@ interface FuzzCase {
 const [validKey] = generateDeviceKeys(1);
 const validCsr = validKey!.csr;
 const validC509Csr = pkcs10ToC509(validCsr);
-const eui = () => bytes(8).toString('hex');
+/** A device id of fuzz-maker's block (seeded: the campaign replays from its seed). */
+const eui = () => `${syntheticEuiBlock('fuzz-maker')}${bytes(5).toString('hex')}`;
 
 /** A change that is never a no-op (writing 0x81 over 0x81 would leave a valid CSR). */
 function mutate(input: Buffer): Buffer {

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
-import type { Pool } from '@fleetpki/store';
+import { setManufacturerManifestKey, type Pool } from '@fleetpki/store';
+import { signRawKeyStatement, syntheticEui64 } from '@fleetpki/manifest';
 import { buildMinimalCsr, generateDeviceKeys, getProfile, P256_SPKI_PREFIX } from '@fleetpki/x509';
 import { createToken, ensureCa, openssl, opensslCsr, siteAPool, type TestCa } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
@@ -18,12 +19,17 @@ let app: IssuerRuntime['app'];
 let factoryToken: string;
 let otherFactoryToken: string;
 let auditorToken: string;
+let manufacturerKey: KeyObject;
 
 before(async () => {
   config = await ensureSites();
   pool = siteAPool(config);
   ca = await ensureCa(config, pool);
   factoryToken = await createToken(pool, 'factory', 'test-maker');
+  // Raw public keys come with a statement signed by the manufacturer's registered key.
+  const manifestKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  manufacturerKey = manifestKey.privateKey;
+  await setManufacturerManifestKey(pool, 'test-maker', manifestKey.publicKey.export({ format: 'der', type: 'spki' }));
   otherFactoryToken = await createToken(pool, 'factory', 'other-maker');
   auditorToken = await createToken(pool, 'auditor', null);
   runtime = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 2, poolSize: 4 });
@@ -35,9 +41,9 @@ after(async () => {
   await pool?.end();
 });
 
-/** A fresh device id per call: the database outlives test runs. */
+/** A fresh device id of test-maker's block per call: the database outlives test runs. */
 function newEui(): string {
-  return `FE${randomBytes(7).toString('hex').toUpperCase()}`;
+  return syntheticEui64('test-maker');
 }
 
 function enrol(body: unknown, token: string | null = factoryToken, headers: Record<string, string> = {}) {
@@ -91,9 +97,11 @@ describe('online enrolment', () => {
     });
   }
 
-  it('issues from a raw public key (SPKI) and returns DER when asked', async () => {
+  it("issues from a raw public key (SPKI) the manufacturer's key vouches for, and returns DER when asked", async () => {
     const [key] = generateDeviceKeys(1);
-    const res = await enrol({ eui64: newEui(), keyRole: 'digitalSignature', publicKey: key!.publicKeySpki.toString('base64'), format: 'der' });
+    const eui64 = newEui();
+    const publicKeySignature = signRawKeyStatement({ manufacturerId: 'test-maker', eui64, keyRole: 'digitalSignature', spki: key!.publicKeySpki }, manufacturerKey);
+    const res = await enrol({ eui64, keyRole: 'digitalSignature', publicKey: key!.publicKeySpki.toString('base64'), publicKeySignature, format: 'der' });
     assert.equal(res.statusCode, 201, res.body);
     const der = Buffer.from(res.json<{ certificate: string }>().certificate, 'base64');
     const path = writeTemp('raw.der', '');
@@ -205,13 +213,14 @@ describe('bad input: a 4xx with a stable code, and nothing written', () => {
     assert.equal((await enrol({ eui64, keyRole: 'keyAgreement', csr: k2!.csr.toString('base64') })).statusCode, 201);
   });
 
-  it("another manufacturer's device -> 409, nothing written", async () => {
+  it("another manufacturer's device (outside this one's EUI-64 ranges) -> 403 EUI64_OUTSIDE_RANGE, nothing written", async () => {
     const eui64 = newEui();
     const [k1, k2] = generateDeviceKeys(2);
     assert.equal((await enrol({ eui64, keyRole: 'digitalSignature', csr: k1!.csr.toString('base64') })).statusCode, 201);
     const before = await rowCounts();
     const res = await enrol({ eui64, keyRole: 'keyAgreement', csr: k2!.csr.toString('base64') }, otherFactoryToken);
-    assert.ok(res.statusCode === 409 || res.statusCode === 403, res.body);
+    assert.equal(res.statusCode, 403, res.body);
+    assert.equal(res.json<{ code: string }>().code, 'EUI64_OUTSIDE_RANGE');
     assert.deepEqual(await rowCounts(), before);
   });
 });

@@ -7,6 +7,7 @@ import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { protect, startService, stopProcess, unprotect, waitForHttp, withOwnerPool } from '@fleetpki/sites';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
 import { OcspAsker, type Verdict } from './support/ocsp.js';
 import { ensureSites } from './support/sites.js';
@@ -53,7 +54,7 @@ after(async () => {
 async function enrolSome(n: number): Promise<Buffer[]> {
   const serials: Buffer[] = [];
   for (const key of generateDeviceKeys(n)) {
-    const res = await issuer.app.inject({ method: 'POST', url: '/v1/enrolments', headers: { authorization: `Bearer ${factoryToken}` }, payload: { eui64: `DA${randomBytes(7).toString('hex')}`, keyRole: 'digitalSignature', csr: key.csr.toString('base64') } });
+    const res = await issuer.app.inject({ method: 'POST', url: '/v1/enrolments', headers: { authorization: `Bearer ${factoryToken}` }, payload: { eui64: syntheticEui64('race-maker'), keyRole: 'digitalSignature', csr: key.csr.toString('base64') } });
     assert.equal(res.statusCode, 201, res.body);
     serials.push(Buffer.from(res.json<{ serial: string }>().serial, 'hex'));
   }

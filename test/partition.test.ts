@@ -4,13 +4,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { issueApiToken } from '@fleetpki/ca';
+import { issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
 import { FleetApiClient } from '@fleetpki/client';
 import { findRepoRoot, loadConfig, type FleetConfig } from '@fleetpki/core';
 import { EnrolmentTraffic } from '@fleetpki/drills';
-import { generateManifest } from '@fleetpki/manifest';
+import { generateManifest, syntheticRunPrefix } from '@fleetpki/manifest';
 import { agentLogFile, cutOff, netnsAvailable, reconnect, removeNetns, sitesDown, sitesUp, startService, stopProcess, waitForActiveSite, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
-import { batchDevicesNotExactlyOne, countDuplicateIssuance, countMissingCertificates, createPool, migrate, upsertManufacturer, type Pool } from '@fleetpki/store';
+import { batchDevicesNotExactlyOne, countDuplicateIssuance, countMissingCertificates, createPool, migrate, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { ensureCa } from './support/ca.js';
 import { cli } from './support/cli.js';
@@ -104,7 +104,7 @@ describe('a partition between two hosts (network namespaces)', { skip: available
 async function partitionMidBatch(): Promise<void> {
   {
     const [a, b] = [config.sites.a, config.sites.b];
-    await upsertManufacturer(pool, 'ns-meters', 'Namespace Meters');
+    await registerSyntheticManufacturer(pool, { site: 'a', id: 'ns-meters', name: 'Namespace Meters', actor: 'test' });
     const token = await issueApiToken(pool, { site: 'a', actor: 'test', name: 'partition-factory', role: 'factory', manufacturerId: 'ns-meters', expiresDays: 1 });
     for (const site of ['a', 'b'] as const) {
       start('issuer-api', site);
@@ -117,10 +117,10 @@ async function partitionMidBatch(): Promise<void> {
     const manifest = join(mkdtempSync(join(tmpdir(), 'fleetpki-partition-')), 'batch.ndjson');
     // Big enough to be still issuing when the link is cut: 3,000 devices were all issued before the
     // traffic below had 20 enrolments acknowledged, once the workers did ~3,500 certificates/s.
-    await generateManifest({ devices: 20_000, out: manifest });
+    await generateManifest({ devices: 20_000, out: manifest, euiPrefix: syntheticRunPrefix('ns-meters') });
     const factoryA = new FleetApiClient(`http://${a.host}:${a.apiPort}`, token);
     const { batch } = await factoryA.submitBatch(manifest);
-    traffic = new EnrolmentTraffic([a, b], token, generateDeviceKeys(3000).map((k) => k.csr), 'F5', 20);
+    traffic = new EnrolmentTraffic([a, b], token, generateDeviceKeys(3000).map((k) => k.csr), syntheticRunPrefix('ns-meters'), 20);
     traffic.start(2);
     while (traffic.acknowledged.length < 20) await new Promise((r) => setTimeout(r, 50));
     const asker = await OcspAsker.forIssuingCa(pool);

@@ -9,7 +9,7 @@ import { buildCertId, buildOcspRequest, crlShardOf } from '@fleetpki/ca';
 import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
 import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
-import { generateManifest, readRevocationList } from '@fleetpki/manifest';
+import { generateManifest, generatedEui64, readRevocationList, syntheticEui64, syntheticRunPrefix } from '@fleetpki/manifest';
 import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys, ocspIssuerHashes, parseCaCertificate, readCrlSerials, toPem } from '@fleetpki/x509';
@@ -61,7 +61,7 @@ function file(name: string, content: string | Buffer): string {
 /** Enrols one device key (smart-meter profile: it has a CRL distribution point) and writes the PEM. */
 async function enrolDevice(): Promise<{ pem: string; path: string; serial: string; eui64: string; crlPath: string }> {
   const [key] = generateDeviceKeys(1);
-  const eui64 = `EE${randomBytes(7).toString('hex').toUpperCase()}`;
+  const eui64 = syntheticEui64('revocation-maker');
   const res = await issuer.app.inject({
     method: 'POST',
     url: '/v1/enrolments',
@@ -186,10 +186,10 @@ describe('revocation, CRLs and OCSP', () => {
   it('revokes 10,000 devices from a list file: each in exactly its own shard and revoked in OCSP', async () => {
     worker = startService(config, 'batch-worker', { FLEETPKI_SITE: 'a', FLEETPKI_LOG_LEVEL: 'error' });
     const manifest = join(ca.dir, 'revoke-10k.ndjson');
-    const { euiPrefix } = await generateManifest({ devices: 10_000, out: manifest, threads: 2 });
+    const { euiPrefix } = await generateManifest({ devices: 10_000, out: manifest, threads: 2, euiPrefix: syntheticRunPrefix('revocation-maker') });
     const { batch } = await factory.submitBatch(manifest);
     await waitFor('batch complete', async () => ((await factory.getBatch(batch.id)).status === 'complete' ? true : undefined), 120_000, 250);
-    const lines = ['eui64', ...Array.from({ length: 10_000 }, (_, i) => `${euiPrefix}${i.toString(16).toUpperCase().padStart(10, '0')}`)];
+    const lines = ['eui64', ...Array.from({ length: 10_000 }, (_, i) => generatedEui64(euiPrefix, i))];
     const listPath = file('revoke-list.csv', lines.join('\n') + '\n');
     const list = await readRevocationList(createReadStream(listPath));
     assert.equal(list.devices.length, 10_000);

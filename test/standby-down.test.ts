@@ -8,6 +8,7 @@ import type { FleetConfig } from '@fleetpki/core';
 import { agentPid, consensusStatus, pgDataDir, protect, sitesUp, startService, stopProcess, waitForHttp, waitForSyncStandby } from '@fleetpki/sites';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { createToken, ensureCa, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { cli } from './support/cli.js';
 import { ensureSites, waitFor } from './support/sites.js';
@@ -87,7 +88,7 @@ describe('the standby site goes down', () => {
     children.push(issuer);
     await waitForHttp(`${apiUrl()}/readyz`, 60_000);
     const [k0, lostKey, refusedKey, unprotectedKey, blockedAgainKey] = generateDeviceKeys(5) as [ReturnType<typeof generateDeviceKeys>[number], ...ReturnType<typeof generateDeviceKeys>];
-    const eui = () => `5D${randomBytes(7).toString('hex')}`;
+    const eui = () => syntheticEui64('standby-maker');
     assert.equal((await enrol(eui(), k0!.csr)).status, 201, 'writes flow while B streams');
 
     // The standby host freezes (a hung host, or a cut link: its walsender on A still says "streaming"):

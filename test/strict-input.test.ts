@@ -7,6 +7,7 @@ import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys, toPem } from '@fleetpki/x509';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
 
@@ -60,7 +61,7 @@ function pemLines(der: Buffer, label = 'CERTIFICATE REQUEST', eol = '\n'): strin
 }
 
 async function enrol(csr: string): Promise<{ status: number; body: { code?: string; message?: string } }> {
-  const res = await runtime.app.inject({ method: 'POST', url: '/v1/enrolments', headers: { authorization: `Bearer ${token}` }, payload: { eui64: `5E${randomBytes(7).toString('hex')}`, keyRole: 'digitalSignature', csr } });
+  const res = await runtime.app.inject({ method: 'POST', url: '/v1/enrolments', headers: { authorization: `Bearer ${token}` }, payload: { eui64: syntheticEui64('strict-maker'), keyRole: 'digitalSignature', csr } });
   return { status: res.statusCode, body: res.json() };
 }
 

@@ -12,6 +12,7 @@ import { createIssuerRuntime, readTlsMaterial, type IssuerRuntime } from '@fleet
 import { findPersonByName, type Pool } from '@fleetpki/store';
 import { PRIVILEGED_ROLES, type Role } from '@fleetpki/ca';
 import { generateDeviceKeys } from '@fleetpki/x509';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { approvedRequest } from './support/dual-control.js';
@@ -26,6 +27,7 @@ let base: string;
 let port: number;
 const dir = mkdtempSync(join(tmpdir(), 'fleetpki-tls-'));
 const MAKER = 'tls-maker';
+let adminFile: string;
 
 /**
  * A client certificate for a new person, as administrators issue one: the person exists first; a
@@ -49,7 +51,8 @@ before(async () => {
   pool = siteAPool(config);
   ca = await ensureCa(config, pool);
   await createToken(pool, 'factory', MAKER, 'tls-factory-token');
-  const server = await cli(['tls', 'server']);
+  adminFile = writeCaFile(ca, 'tls-admin.token', await createToken(pool, 'administrator', null, 'tls-admin'));
+  const server = await cli(['tls', 'server', '--token-file', adminFile]);
   assert.equal(server.code, 0, server.stderr);
   runtime = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 1, poolSize: 4, tls: readTlsMaterial(config.api.tlsDir) });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
@@ -82,7 +85,7 @@ describe('HTTPS and mutual TLS', () => {
     assert.match(execFileSync('openssl', ['verify', '-CAfile', ca.rootPem, '-untrusted', join(line.dir, 'ca.pem'), '-purpose', 'sslclient', join(line.dir, 'client.pem')], { encoding: 'utf8' }), /: OK/);
     const client = asClient(line);
     const [key] = generateDeviceKeys(1);
-    const enrolled = await client.enrol({ eui64: randomBytes(8).toString('hex'), keyRole: 'digitalSignature', csr: key!.csr.toString('base64') });
+    const enrolled = await client.enrol({ eui64: syntheticEui64(MAKER), keyRole: 'digitalSignature', csr: key!.csr.toString('base64') });
     assert.ok(enrolled.serial);
     await assert.rejects(client.approvals(), { code: 'ROLE_FORBIDDEN' });
     const { rows } = await pool.query<{ actor: string }>(`SELECT actor FROM audit_events WHERE action = 'issuance.certificate' AND subject = $1 ORDER BY seq DESC LIMIT 1`, [enrolled.serial.toLowerCase()]);
@@ -101,7 +104,7 @@ describe('HTTPS and mutual TLS', () => {
     execFileSync('sh', ['-c', `mkdir -p ${foreign} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=intruder -days 1 -keyout ${foreign}/client.key -out ${foreign}/client.pem 2>/dev/null && cp ${join(config.api.tlsDir, 'clients-ca.pem')} ${foreign}/ca.pem`]);
     await assert.rejects(asClient({ dir: foreign }).approvals(), { code: 'CLIENT_CERT_INVALID' });
     const officer = await clientCert(`officer-${randomBytes(3).toString('hex')}`, 'revocation-officer');
-    const revoked = await cli(['tls', 'revoke', officer.serial]);
+    const revoked = await cli(['tls', 'revoke', officer.serial, '--token-file', adminFile]);
     assert.equal(revoked.code, 0, revoked.stderr);
     await assert.rejects(asClient(officer).approvals(), { code: 'CLIENT_CERT_INVALID' });
   });

@@ -7,6 +7,7 @@ import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { createPool, listCas, listMasterKeys, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
@@ -142,7 +143,7 @@ describe('two people, not two tokens', () => {
     const officer = api(await createToken(pool, 'revocation-officer', null, `splitter-${suffix}`));
     const devices: string[] = [];
     for (let i = 0; i < 200; i++) {
-      const eui64 = `AB${randomBytes(7).toString('hex').toUpperCase()}`;
+      const eui64 = syntheticEui64(MAKER);
       for (const [keyRole, key] of [['digitalSignature', generateDeviceKeys(1)[0]!], ['keyAgreement', generateDeviceKeys(1)[0]!]] as const) {
         const res = await runtime.app.inject({ method: 'POST', url: '/v1/enrolments', headers: { authorization: `Bearer ${factoryToken}` }, payload: { eui64, keyRole, csr: key.csr.toString('base64') } });
         assert.equal(res.statusCode, 201, res.body);

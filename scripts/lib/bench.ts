@@ -1,9 +1,10 @@
 import type { ParseArgsConfig } from 'node:util';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
+import { syntheticRunPrefix } from '@fleetpki/manifest';
 
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -40,10 +41,13 @@ export async function measureRawHsmRate(config: FleetConfig, options: { seconds:
   }
 }
 
-/** A random EUI-64 prefix per run, so repeated benchmarks never collide with enrolled devices. */
-export function euiGenerator(): (i: number) => string {
-  const base = createHash('sha256').update(randomBytes(16)).digest().subarray(0, 3).toString('hex').toUpperCase();
-  return (i) => `F0${base}${i.toString(16).toUpperCase().padStart(8, '0')}`;
+/**
+ * Device ids for one run inside a synthetic manufacturer's registered block (registerSyntheticManufacturer),
+ * a random prefix per run so repeated benchmarks never collide with enrolled devices.
+ */
+export function euiGenerator(manufacturerId: string): (i: number) => string {
+  const prefix = syntheticRunPrefix(manufacturerId);
+  return (i) => `${prefix}${i.toString(16).toUpperCase().padStart(16 - prefix.length, '0')}`;
 }
 
 

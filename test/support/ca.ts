@@ -3,10 +3,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FleetConfig } from '@fleetpki/core';
-import { issueApiToken, runCeremony, type Role } from '@fleetpki/ca';
+import { issueApiToken, registerSyntheticManufacturer, runCeremony, type Role } from '@fleetpki/ca';
 import { openSiteKeyStore, readPin, type SigningKeyStore } from '@fleetpki/hsm';
 import { custodianPinFiles, openRootKeyStore } from '@fleetpki/sites';
-import { createPool, readSiteStates, upsertManufacturer, type Pool } from '@fleetpki/store';
+import { createPool, readSiteStates, type Pool } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
 
 export interface TestCa {
@@ -42,9 +42,13 @@ export async function openCustodianRootKeyStore(config: FleetConfig): Promise<Si
   return openRootKeyStore(config, readPin(`file:${custodianPinFiles(config).rootPin}`));
 }
 
-/** A token for a test principal; `name` tells two officers of one role apart (dual control needs that). */
+/**
+ * A token for a test principal; `name` tells two officers of one role apart (dual control needs that).
+ * A factory's manufacturer is registered with its block of synthetic device ids: enrol inside it with
+ * `syntheticEui64(manufacturer)` (@fleetpki/manifest), as a real factory enrols inside its OUI.
+ */
 export async function createToken(pool: Pool, role: Role, manufacturerId: string | null, name = `test-${role}${manufacturerId ? `-${manufacturerId}` : ''}`): Promise<string> {
-  if (manufacturerId) await upsertManufacturer(pool, manufacturerId, `${manufacturerId} (tests)`);
+  if (manufacturerId) await registerSyntheticManufacturer(pool, { site: 'a', id: manufacturerId, name: `${manufacturerId} (tests)`, actor: 'test' });
   return issueApiToken(pool, { site: 'a', actor: 'test', name, role, manufacturerId });
 }
 

@@ -19,10 +19,13 @@ export async function approvedRequest(pool: Pool, ca: TestCa, action: ApprovalAc
   return { id: request.id, tokenFile: writeCaFile(ca, `${role}-${suffix}.token`, first!) };
 }
 
-/** `keys master create` arguments for a role: with an approval when it is a rotation (an active key exists). */
+/** `keys master create` arguments for a role, with a custodian's token; with an approval when it is a rotation (an active key exists). */
 export async function masterKeyCreateArgs(pool: Pool, ca: TestCa, role: 'mac' | 'enc'): Promise<string[]> {
   const args = ['keys', 'master', 'create', '--role', role];
-  if (!(await listMasterKeys(pool)).some((m) => m.role === role && m.status === 'active')) return args;
+  if (!(await listMasterKeys(pool)).some((m) => m.role === role && m.status === 'active')) {
+    const custodian = await issueApiToken(pool, { site: 'a', actor: 'test', name: `test-custodian-${randomUUID().slice(0, 8)}`, role: 'custodian', manufacturerId: null, expiresDays: 1 });
+    return [...args, '--token-file', writeCaFile(ca, `custodian-${randomUUID().slice(0, 8)}.token`, custodian)];
+  }
   const { id, tokenFile } = await approvedRequest(pool, ca, 'master-key.rotate', 'custodian', { role });
   return [...args, '--approval', id, '--token-file', tokenFile];
 }

@@ -204,7 +204,7 @@ export class FleetApiClient {
   }
 
   /** One device key's certificate (online enrolment). */
-  async enrol(body: { eui64: string; keyRole: string; csr?: string; c509Csr?: string; publicKey?: string; profile?: string; format?: 'pem' | 'der' | 'c509' }): Promise<{ serial: string; certificate: string; format: string }> {
+  async enrol(body: { eui64: string; keyRole: string; csr?: string; c509Csr?: string; publicKey?: string; publicKeySignature?: string; profile?: string; format?: 'pem' | 'der' | 'c509' }): Promise<{ serial: string; certificate: string; format: string }> {
     return this.parse(await this.fetch(`${this.baseUrl}/v1/enrolments`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body: JSON.stringify(body) }));
   }
 

@@ -1,10 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { CA_IDS, issueApiToken } from '@fleetpki/ca';
+import { CA_IDS, issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
 import { FleetApiClient, type BatchView } from '@fleetpki/client';
 import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
-import { generateManifest } from '@fleetpki/manifest';
+import { generateManifest, syntheticRunPrefix } from '@fleetpki/manifest';
 import { currentRoles, killSiteInfrastructure, sitesUp, startService, stopProcess, waitForActiveSite, waitForHttp, waitForSyncStandby } from '@fleetpki/sites';
 import {
   batchCertificatesBySerialPrefix,
@@ -17,7 +17,6 @@ import {
   listCas,
   readSiteStates,
   recordDrillRun,
-  upsertManufacturer,
   type Pool,
 } from '@fleetpki/store';
 import { generateDeviceKeys, ocspIssuerHashes, parseCaCertificate } from '@fleetpki/x509';
@@ -99,7 +98,7 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     if (states.find((s) => s.site === from.id)?.role !== 'active') throw new FleetError('DRILL_NOT_READY', `site ${from.id} is not the active CA site`);
     const issuing = (await listCas(dbFrom)).find((c) => c.id === CA_IDS.deviceIssuing);
     if (!issuing) throw new FleetError('CA_NOT_INITIALISED', 'no device issuing CA: run `pnpm fleetpki ceremony init` first');
-    await upsertManufacturer(dbFrom, 'drill-meters', 'Drill Meters');
+    await registerSyntheticManufacturer(dbFrom, { site: from.id, id: 'drill-meters', name: 'Drill Meters', actor: 'drill' });
     const token = await issueApiToken(dbFrom, { site: from.id, actor: 'drill', name: 'drill-factory', role: 'factory', manufacturerId: 'drill-meters', expiresDays: 1 });
     const officerToken = await issueApiToken(dbFrom, { site: from.id, actor: 'drill', name: 'drill-officer', role: 'revocation-officer', manufacturerId: null, expiresDays: 1 });
 
@@ -119,14 +118,14 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     await waitForHttp(`http://${from.host}:${from.statusPort}/healthz`, 60_000);
     const manifest = join(dir, `failover-${options.devices}.ndjson`);
     log(`manifest of ${options.devices} devices ...`);
-    await generateManifest({ devices: options.devices, out: manifest });
+    await generateManifest({ devices: options.devices, out: manifest, euiPrefix: syntheticRunPrefix('drill-meters') });
     // Keys for the online enrolments, made before anything is timed (key generation blocks this process).
     const csrs = generateDeviceKeys(5_000).map((k) => k.csr);
     const client = new FleetApiClient(`http://${from.host}:${from.apiPort}`, token);
     const { batch } = await client.submitBatch(manifest);
     log(`batch ${batch.id} accepted by site ${from.id} (${batch.chunks.total} chunks)`);
 
-    traffic = new EnrolmentTraffic([from, to], token, csrs, `F2${batch.id.replace(/-/g, '').slice(0, 4).toUpperCase()}`);
+    traffic = new EnrolmentTraffic([from, to], token, csrs, syntheticRunPrefix('drill-meters'));
     traffic.start(4);
     while (traffic.acknowledged.length === 0) await new Promise((r) => setTimeout(r, 50));
     const probeSerial = Buffer.from(traffic.acknowledged[0]!.serial, 'hex');

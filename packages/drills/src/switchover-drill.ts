@@ -1,9 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { DualControl, TokenAuthenticator, issueApiToken, type Principal } from '@fleetpki/ca';
+import { DualControl, TokenAuthenticator, issueApiToken, registerSyntheticManufacturer, type Principal } from '@fleetpki/ca';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { currentRoles, ensureRedis, lastRejoin, sitesUp, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
-import { countMissingCertificates, createPool, recordDrillRun, upsertManufacturer } from '@fleetpki/store';
+import { syntheticRunPrefix } from '@fleetpki/manifest';
+import { countMissingCertificates, createPool, recordDrillRun } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { EnrolmentTraffic } from './probes.js';
 
@@ -36,12 +37,12 @@ export async function runSwitchoverDrill(config: FleetConfig, log: (line: string
   let api: ChildProcess | undefined;
   let traffic: EnrolmentTraffic | undefined;
   try {
-    await upsertManufacturer(db, 'drill-meters', 'Drill Meters');
+    await registerSyntheticManufacturer(db, { site: from.id, id: 'drill-meters', name: 'Drill Meters', actor: 'drill' });
     const token = await issueApiToken(db, { site: from.id, actor: 'drill', name: 'drill-switchover', role: 'factory', manufacturerId: 'drill-meters', expiresDays: 1 });
     await db.end();
     api = startService(config, 'issuer-api', { FLEETPKI_SITE: from.id });
     await waitForHttp(`http://${from.host}:${from.apiPort}/readyz`, 60_000);
-    traffic = new EnrolmentTraffic([from, to], token, generateDeviceKeys(5_000).map((k) => k.csr), `F3${Date.now().toString(16).slice(-4).toUpperCase()}`);
+    traffic = new EnrolmentTraffic([from, to], token, generateDeviceKeys(5_000).map((k) => k.csr), syntheticRunPrefix('drill-meters'));
     traffic.start(2);
     while (traffic.acknowledged.length < 50) await new Promise((r) => setTimeout(r, 20));
     log(`site ${from.id}: ${traffic.acknowledged.length} enrolments acknowledged; switching over to ${to.id}`);

@@ -1,8 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
-import { issueApiToken } from '@fleetpki/ca';
+import { issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
 import { FleetError, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { currentRoles, failoverTo, killPostgres, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
-import { countMissingCertificates, createPool, upsertManufacturer } from '@fleetpki/store';
+import { syntheticRunPrefix } from '@fleetpki/manifest';
+import { countMissingCertificates, createPool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { EnrolmentTraffic } from './probes.js';
 
@@ -51,7 +52,7 @@ export class TakeoverRuns {
     const db = createPool(primary.databaseUrl, { max: 1, applicationName: 'fleetpki-bench' });
     let token: string;
     try {
-      await upsertManufacturer(db, 'drill-meters', 'Drill Meters');
+      await registerSyntheticManufacturer(db, { site: primary.id, id: 'drill-meters', name: 'Drill Meters', actor: 'bench' });
       token = await issueApiToken(db, { site: primary.id, actor: 'bench', name: `bench-takeover-${Date.now()}`, role: 'factory', manufacturerId: 'drill-meters', expiresDays: 1 });
     } finally {
       await db.end();
@@ -61,7 +62,7 @@ export class TakeoverRuns {
     log(`keys for ${options.devices} online enrolments ...`);
     const csrs = generateDeviceKeys(options.devices).map((k) => k.csr);
     // Two clients, each pausing 20 ms after an answer: a steady flow that resolves the RTO to a few tens of ms.
-    const traffic = new EnrolmentTraffic([primary, standby], token, csrs, `F4${Date.now().toString(16).slice(-4).toUpperCase()}`, 20);
+    const traffic = new EnrolmentTraffic([primary, standby], token, csrs, syntheticRunPrefix('drill-meters'), 20);
     traffic.start(2);
     return new TakeoverRuns(config, traffic, services, log);
   }

@@ -59,3 +59,8 @@ export function describeConnectionError(databaseUrl: string, err: unknown): Flee
 export function isUniqueViolation(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === '23505';
 }
+
+/** PostgreSQL SQLSTATE 23P01: an exclusion constraint refused the row (e.g. two overlapping EUI-64 ranges). */
+export function isExclusionViolation(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === '23P01';
+}

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
 import { DUAL_CONTROL_ROLES, DualControl, TokenAuthenticator, type ApprovalAction, type Principal, type Role, auditActor } from '@fleetpki/ca';
 import { FleetError, loadConfig, type FleetConfig } from '@fleetpki/core';
 import { createPool, type Pool } from '@fleetpki/store';
@@ -20,9 +21,14 @@ export async function withDatabase<T>(fn: (ctx: { config: FleetConfig; pool: Poo
   }
 }
 
-/** Operator identity for the audit log: FLEETPKI_ACTOR, else the OS user. */
-export function cliActor(): string {
-  return process.env.FLEETPKI_ACTOR ?? `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`;
+/**
+ * Who acted, for the audit log, where no person's credential is involved: the owner-access paths
+ * (bootstrap, recovery) and housekeeping (audit sealing, an unforced failover). The operating system's
+ * account running the process, never a name from the environment: everything that changes trust takes
+ * a person's token instead, and the audit row names that person (auditActor).
+ */
+export function hostActor(): string {
+  return `host:${userInfo().username}@${hostname()}`;
 }
 
 /** The officer a token file (or FLEETPKI_TOKEN) names, refused unless their role is one of `roles`. */

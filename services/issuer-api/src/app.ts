@@ -5,7 +5,7 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { expireWaitingCmpTransactions, openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
@@ -156,7 +156,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site);
   const caGuard = new CaStatusGuard(deps.pool);
   const possession = deps.possession ?? inlinePossessionVerifier;
-  registerEnrolmentRoutes(app, { enrolment, deviceKeys, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, possession });
+  registerEnrolmentRoutes(app, { enrolment, deviceKeys, rawKeys: new RawKeyStatements(deps.pool, possession), authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, possession });
   registerCertificateRoutes(app, { pool: deps.pool, authenticator });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
   const chainDer = chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain'));

@@ -1,6 +1,7 @@
 import { FleetError, type SiteId } from '@fleetpki/core';
 import { appendAuditEvents, getOrganisationCertificate, revokeOrganisationCertificate, withTransaction, type Pool } from '@fleetpki/store';
-import type { Principal } from './api-tokens.js';
+import { auditActor, type Principal } from './api-tokens.js';
+import { assertTwoPeopleTogether } from './dual-control.js';
 
 /**
  * Mutual TLS: a client certificate from the organisation CA stands for a role (and a manufacturer for
@@ -34,10 +35,33 @@ export class ClientCertificateAuthenticator {
   }
 }
 
-export async function revokeClientCertificate(pool: Pool, site: SiteId, serialHex: string, actor: string): Promise<void> {
+/**
+ * Organisation certificates whose revocation takes two administrators together: the site's CMP
+ * protection certificate and the audit keys' (revoking one silences CMP, or audit sealing, for everyone).
+ */
+export const TWO_ADMINISTRATOR_PURPOSES: readonly string[] = ['cmp', 'audit'];
+
+/**
+ * Revokes an organisation certificate (a person's client certificate, a server's, the CMP or an audit
+ * key's) as the administrators given: one, or two together with nobody in common for the purposes above.
+ * Refused within the authenticators' cache time (5 s).
+ */
+export async function revokeOrganisationCertificateAs(pool: Pool, site: SiteId, serialHex: string, administrators: readonly Principal[]): Promise<{ purpose: string }> {
   if (!/^[0-9a-f]{2,40}$/i.test(serialHex)) throw new FleetError('SERIAL_INVALID', `"${serialHex.slice(0, 40)}" is not a hex serial`, { httpStatus: 400 });
+  const what = `revoking organisation certificate ${serialHex.toLowerCase()}`;
+  const [first, second] = administrators;
+  if (!first) throw new FleetError('AUTH_REQUIRED', `${what} is for an administrator`, { httpStatus: 401 });
+  for (const p of administrators) if (p.role !== 'administrator') throw new FleetError('ROLE_FORBIDDEN', `${what} is for an administrator; ${p.name} is ${p.role}`, { httpStatus: 403 });
+  const serial = Buffer.from(serialHex, 'hex');
+  const record = await getOrganisationCertificate(pool, serial);
+  if (!record || record.revokedAt) throw new FleetError('CERTIFICATE_NOT_FOUND', `no live organisation certificate ${serialHex}`, { httpStatus: 404 });
+  if (TWO_ADMINISTRATOR_PURPOSES.includes(record.purpose)) {
+    if (!second) throw new FleetError('DUAL_CONTROL_REQUIRED', `${what} (the ${record.purpose} certificate) takes two administrators together`, { httpStatus: 403 });
+    await assertTwoPeopleTogether(pool, first, second, ['administrator'], what);
+  }
   await withTransaction(pool, async (client) => {
-    if (!(await revokeOrganisationCertificate(client, Buffer.from(serialHex, 'hex')))) throw new FleetError('CERTIFICATE_NOT_FOUND', `no live organisation certificate ${serialHex}`, { httpStatus: 404 });
-    await appendAuditEvents(client, [{ site, actor, action: 'org-certificate.revoke', subject: serialHex.toLowerCase() }]);
+    if (!(await revokeOrganisationCertificate(client, serial))) throw new FleetError('CERTIFICATE_NOT_FOUND', `no live organisation certificate ${serialHex}`, { httpStatus: 404 });
+    await appendAuditEvents(client, [{ site, actor: administrators.map(auditActor).join(' + '), action: 'org-certificate.revoke', subject: serialHex.toLowerCase(), details: { purpose: record.purpose, subject: record.subjectDn } }]);
   });
+  return { purpose: record.purpose };
 }

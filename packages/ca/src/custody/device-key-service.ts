@@ -2,6 +2,7 @@ import { createPublicKey, randomUUID } from 'node:crypto';
 import { FleetError, eui64FromBytes, type DeviceKeyBundleHeader, type DeviceKeyLine, type SiteId } from '@fleetpki/core';
 import { diversificationData, type DeviceKeyRole, type KeyStore } from '@fleetpki/hsm';
 import { appendAuditEvents, getManufacturerTransportKey, insertMasterKey, listMasterKeys, saveDeviceKeyChecks, withTransaction, type Pool } from '@fleetpki/store';
+import { assertDevicesOwned } from '../issuance/device-ownership.js';
 
 export const DEVICE_KEY_ROLES: readonly DeviceKeyRole[] = ['mac', 'enc'];
 
@@ -50,17 +51,19 @@ export class DeviceKeyService {
 
   /**
    * Opens a bundle for one manufacturer's registered transport key: one ephemeral ECDH, then device
-   * keys wrapped in as many calls as the caller likes (a million devices stream through in pages).
+   * keys (of the manufacturer's own devices only: EUI64_OUTSIDE_RANGE otherwise) wrapped in as many calls as the caller likes (a million devices stream through in pages).
    * `context` names the bundle (a batch id) and is bound into the KEK. Diversification is deterministic,
    * so a bundle made again for the same devices carries the same keys (differently wrapped).
    */
-  async openBundle(request: { manufacturerId: string; roles: readonly DeviceKeyRole[]; context?: string; actor: string }): Promise<OpenBundle> {
+  async openBundle(request: { manufacturerId: string; roles: readonly DeviceKeyRole[]; context?: string; actor: string; devices?: readonly Buffer[] }): Promise<OpenBundle> {
     const spki = await getManufacturerTransportKey(this.pool, request.manufacturerId);
     if (spki === undefined) throw new FleetError('MANUFACTURER_NOT_FOUND', `no manufacturer ${request.manufacturerId}`, { httpStatus: 404 });
     if (spki === null) throw new FleetError('TRANSPORT_KEY_MISSING', `manufacturer ${request.manufacturerId} has no registered transport key: \`pnpm fleetpki manufacturers set-transport-key\``, { httpStatus: 409 });
     if (request.roles.length === 0 || request.roles.some((r) => !DEVICE_KEY_ROLES.includes(r))) throw new FleetError('DEVICE_KEY_ROLE_INVALID', `device key roles must be among ${DEVICE_KEY_ROLES.join(', ')}`, { httpStatus: 400 });
     const active = new Map((await listMasterKeys(this.pool)).filter((m) => m.status === 'active').map((m) => [m.role, m]));
     for (const role of request.roles) if (!active.has(role)) throw new FleetError('DEVICE_MASTER_KEY_MISSING', `no active ${role} master key: \`pnpm fleetpki keys master create --role ${role}\``, { httpStatus: 409 });
+    // Devices known up front are refused before the HSM agrees a transport key, and before a bundle is audited as handed out.
+    if (request.devices) await assertDevicesOwned(this.pool, request.manufacturerId, request.devices);
     const context = request.context ?? randomUUID();
     const contextBytes = Buffer.from(`${request.manufacturerId}/${context}`);
     const transport = await this.keyStore.openDeviceKeyTransport(transportPoint(spki), contextBytes);
@@ -78,6 +81,9 @@ export class DeviceKeyService {
         manufacturer: request.manufacturerId,
       },
       async wrap(eui64s) {
+        // Only the manufacturer's own devices: inside its EUI-64 ranges, registered to nobody else (checked
+        // already when these are the devices given up front).
+        if (eui64s !== request.devices) await assertDevicesOwned(pool, request.manufacturerId, eui64s);
         const items = eui64s.flatMap((eui64) => request.roles.map((role) => ({ eui64, role, master: active.get(role)! })));
         const wrapped = await transport.wrapDeviceKeys(items.map((i) => ({ masterLabel: i.master.keyLabel, data: diversificationData(i.eui64, i.role, i.master.version, 1) })));
         await saveDeviceKeyChecks(pool, context, items.map((item, k) => ({ eui64: item.eui64, role: item.role, version: item.master.version, kcv: wrapped[k]!.kcv })));
@@ -93,7 +99,7 @@ export class DeviceKeyService {
 
   /** A whole bundle at once (CLI, tests). */
   async issueBundle(request: { manufacturerId: string; eui64s: readonly Buffer[]; roles: readonly DeviceKeyRole[]; context?: string; actor: string }): Promise<DeviceKeyBundle> {
-    const bundle = await this.openBundle(request);
+    const bundle = await this.openBundle({ ...request, devices: request.eui64s });
     try {
       return { header: bundle.header, keys: await bundle.wrap(request.eui64s) };
     } finally {

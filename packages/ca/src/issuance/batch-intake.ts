@@ -67,14 +67,16 @@ function addToReport(report: Report, error: LineError, limit: number): void {
   if (report.errors.length < limit) report.errors.push(error);
 }
 
-function conflictError(c: ItemConflict): LineError {
+function conflictError(c: ItemConflict, manufacturerId: string): LineError {
   const eui = c.eui64.toString('hex').toUpperCase();
   const message =
     c.code === 'DUPLICATE_IN_BATCH'
       ? `device ${eui} ${c.keyRole} already appears on line ${c.firstLine}`
-      : c.code === 'DEVICE_FOREIGN'
-        ? `device ${eui} is registered to another manufacturer`
-        : `device ${eui} already has (or is waiting for) a ${c.keyRole} certificate`;
+      : c.code === 'EUI64_OUTSIDE_RANGE'
+        ? `device ${eui} is outside the EUI-64 ranges registered to manufacturer ${manufacturerId}`
+        : c.code === 'DEVICE_FOREIGN'
+          ? `device ${eui} is registered to another manufacturer`
+          : `device ${eui} already has (or is waiting for) a ${c.keyRole} certificate`;
   return { line: c.line, code: c.code, message };
 }
 
@@ -92,8 +94,8 @@ class AlreadyAccepted extends Error {
 
 /**
  * Takes a factory manifest as it streams in: every line is parsed and checked (syntax, EUI-64, key
- * type, point on the curve) and COPYed into batch_items inside one transaction; duplicates and
- * conflicts with enrolled devices are found by SQL over what was copied (memory stays flat whatever the
+ * type, point on the curve) and COPYed into batch_items inside one transaction; duplicates, devices
+ * outside the manufacturer's EUI-64 ranges and conflicts with enrolled devices are found by SQL over what was copied (memory stays flat whatever the
  * batch size). A refused manifest rolls back: nothing of it remains. Proofs of possession are verified
  * by the workers, in parallel.
  */
@@ -188,14 +190,14 @@ export class BatchIntake {
         if (mode === 'reject') {
           const conflicts = await findItemConflicts(client, batchId, upload.manufacturerId, profile.id, limits.reportLines);
           if (conflicts.length > 0) {
-            for (const c of conflicts) addToReport(report, conflictError(c), limits.reportLines);
+            for (const c of conflicts) addToReport(report, conflictError(c, upload.manufacturerId), limits.reportLines);
             throw reject('MANIFEST_REJECTED', `lines of the manifest conflict with each other or with enrolled devices; nothing was accepted (the first ${report.errors.length} are listed)`, report);
           }
         } else {
           for (;;) {
             const conflicts = await findItemConflicts(client, batchId, upload.manufacturerId, profile.id, 10_000);
             if (conflicts.length === 0) break;
-            for (const c of conflicts) addToReport(report, conflictError(c), limits.reportLines);
+            for (const c of conflicts) addToReport(report, conflictError(c, upload.manufacturerId), limits.reportLines);
             await deleteBatchLines(client, batchId, [...new Set(conflicts.map((c) => c.line))]);
           }
         }

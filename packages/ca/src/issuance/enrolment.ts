@@ -3,6 +3,7 @@ import { FleetError, eui64ToBytes, type Eui64, type KeyRole, type SiteId } from 
 import {
   explainRefusedIntent,
   findActiveEnrolment,
+  type DeviceRefusal,
   findPresentedCertificate,
   holdEnrolmentRequest,
   recordIntents,
@@ -21,6 +22,7 @@ import {
 } from '@fleetpki/store';
 import type { DevicePublicKey } from '@fleetpki/x509';
 import type { EnrolmentLabel } from './enrolment-labels.js';
+import { deviceRefusalError } from './device-ownership.js';
 import { GroupCommitter } from './group-commit.js';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
 import { issuanceTime, prepareIssuance } from './prepare-issuance.js';
@@ -54,7 +56,8 @@ export interface EnrolmentStore {
   recordIntents(site: SiteId, intents: readonly IntentRow[]): Promise<Set<string>>;
   /** Returns the serials not stored because their intent was released meanwhile. */
   storeCertificates(site: SiteId, certificates: readonly CertificateRow[]): Promise<Set<string>>;
-  explainRefusedIntent(eui64: Buffer, manufacturerId: string): Promise<'foreign-device' | 'already-enrolled'>;
+  /** Why an intent was not recorded: the device is not the manufacturer's (DeviceRefusal), or its role is taken. */
+  explainRefusedIntent(eui64: Buffer, manufacturerId: string): Promise<DeviceRefusal | 'already-enrolled'>;
   findActiveEnrolment(eui64: Buffer, keyRole: string, profile: string): Promise<ActiveEnrolment | undefined>;
   retireIntent(site: SiteId, actor: string, serial: Buffer, why: RetireReason): Promise<boolean>;
   /** Stale online intents created at or after `createdFrom` (null: all of them). */
@@ -257,9 +260,9 @@ export class EnrolmentService {
   }
 
   private async resolveConflict(request: EnrolmentRequest, eui64: Buffer, mayResolve: boolean): Promise<IssuedCertificate> {
-    if ((await this.store.explainRefusedIntent(eui64, request.manufacturerId)) === 'foreign-device') {
-      throw new FleetError('EUI64_NOT_AVAILABLE', `EUI-64 ${request.eui64} is registered to another manufacturer`, { httpStatus: 409 });
-    }
+    // Not the manufacturer's device (outside its EUI-64 ranges): the intent writer recorded nothing.
+    const why = await this.store.explainRefusedIntent(eui64, request.manufacturerId);
+    if (why !== 'already-enrolled') throw deviceRefusalError(request.eui64, request.manufacturerId, why);
     const existing = await this.store.findActiveEnrolment(eui64, request.keyRole, request.profileId);
     const cert = existing?.certificate;
     // The same key: the x coordinate of its point is in the stored certificate (DER or C509 alike).

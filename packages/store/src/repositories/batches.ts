@@ -48,7 +48,7 @@ export interface ItemConflict {
   readonly line: number;
   readonly eui64: Buffer;
   readonly keyRole: string;
-  readonly code: 'DUPLICATE_IN_BATCH' | 'CERTIFICATE_EXISTS' | 'DEVICE_FOREIGN';
+  readonly code: 'DUPLICATE_IN_BATCH' | 'CERTIFICATE_EXISTS' | 'DEVICE_FOREIGN' | 'EUI64_OUTSIDE_RANGE';
   /** For duplicates: the line that came first. */
   readonly firstLine?: number;
 }
@@ -140,8 +140,11 @@ export async function findItemConflicts(client: PoolClient, batchId: string, man
                       WHERE o.eui64 = m.eui64 AND o.key_role = m.key_role AND o.batch_id <> $1 AND b.profile = $3
                         AND b.status IN ('accepted', 'issuing') AND o.error_code IS NULL))
        UNION ALL
+       SELECT m.line_no, m.eui64, m.key_role, 'EUI64_OUTSIDE_RANGE', NULL FROM mine m
+        WHERE m.line_no = m.first_line AND NOT fp_eui64_in_ranges($2, m.eui64)
+       UNION ALL
        SELECT m.line_no, m.eui64, m.key_role, 'DEVICE_FOREIGN', NULL FROM mine m JOIN devices d ON d.eui64 = m.eui64 AND d.manufacturer_id <> $2
-        WHERE m.line_no = m.first_line
+        WHERE m.line_no = m.first_line AND fp_eui64_in_ranges($2, m.eui64)
      ) c ORDER BY line_no LIMIT $4`,
     [batchId, manufacturerId, profile, limit],
   );
@@ -270,7 +273,9 @@ export interface ChunkIntent {
 /**
  * Commits a chunk's intents before its certificates are signed, and the items the worker refused. An
  * intent that loses to an existing live one (the device was enrolled another way meanwhile) marks its
- * item CERTIFICATE_EXISTS. Returns the seqs whose intents are now recorded for this chunk.
+ * item CERTIFICATE_EXISTS; one refused because the device is not the manufacturer's (intake checked,
+ * but a range may be gone or the device claimed since) EUI64_OUTSIDE_RANGE or DEVICE_FOREIGN. Returns
+ * the seqs whose intents are now recorded for this chunk.
  */
 export async function recordChunkIntents(
   pool: Pool,
@@ -298,9 +303,11 @@ export async function recordChunkIntents(
       // Lost to a live intent of another batch or an online enrolment; a concurrent retry of this same
       // chunk is not a loss (its intent has this chunk's batch_id and chunk_no).
       await client.query(
-        `UPDATE batch_items b SET error_code = CASE WHEN d.manufacturer_id <> $4 THEN 'DEVICE_FOREIGN' ELSE 'CERTIFICATE_EXISTS' END
-           FROM unnest($2::int[]) AS t(seq), devices d
-          WHERE b.batch_id = $1 AND b.seq = t.seq AND d.eui64 = b.eui64
+        `UPDATE batch_items b SET error_code = CASE WHEN NOT fp_eui64_in_ranges($4, b.eui64) THEN 'EUI64_OUTSIDE_RANGE'
+                                                    WHEN (SELECT d.manufacturer_id FROM devices d WHERE d.eui64 = b.eui64) <> $4 THEN 'DEVICE_FOREIGN'
+                                                    ELSE 'CERTIFICATE_EXISTS' END
+           FROM unnest($2::int[]) AS t(seq)
+          WHERE b.batch_id = $1 AND b.seq = t.seq
             AND NOT EXISTS (SELECT 1 FROM issuance_intents n WHERE n.eui64 = b.eui64 AND n.key_role = b.key_role AND n.active AND n.batch_id = $1 AND n.chunk_no = $3)`,
         [ctx.batchId, lost.map((l) => l.seq), ctx.chunkNo, ctx.manufacturerId],
       );

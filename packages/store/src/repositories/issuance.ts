@@ -1,6 +1,7 @@
 import type { Pool, Queryable } from '../pool.js';
 import { withTransaction } from '../pool.js';
 import { appendAuditEvents } from './audit.js';
+import { findDeviceNotOwned, type DeviceRefusal } from './eui64-ranges.js';
 
 /** An intent, online or a batch chunk's, with who asked (an online intent's audit row's actor). */
 export interface IntentRow {
@@ -299,8 +300,7 @@ export async function listDeviceCertificates(db: Queryable, eui64: Buffer): Prom
   return rows.map(toStored);
 }
 
-/** Why an intent was not recorded: the device is another manufacturer's, or the role already has a certificate. */
-export async function explainRefusedIntent(db: Queryable, eui64: Buffer, manufacturerId: string): Promise<'foreign-device' | 'already-enrolled'> {
-  const { rows } = await db.query<{ manufacturer_id: string }>(`SELECT manufacturer_id FROM devices WHERE eui64 = $1`, [eui64]);
-  return rows[0] && rows[0].manufacturer_id !== manufacturerId ? 'foreign-device' : 'already-enrolled';
+/** Why an intent was not recorded: the device is not the manufacturer's (outside its ranges, or another's), or the role already has one. */
+export async function explainRefusedIntent(db: Queryable, eui64: Buffer, manufacturerId: string): Promise<DeviceRefusal | 'already-enrolled'> {
+  return (await findDeviceNotOwned(db, manufacturerId, [eui64]))?.refusal ?? 'already-enrolled';
 }

@@ -53,3 +53,26 @@ export async function rescopePersonAs(db: Queryable, change: { personId: string;
     throw ruleError(err);
   }
 }
+
+/**
+ * Owner only: two administrators who can still approve together, or undefined when no two can. Each
+ * holds a live credential, and nobody stands behind both (neither created the other's credential, nor
+ * one person both), as fp_approval_approve demands (migrations/0015_people.sql). Locks people first, so
+ * two owner-access recoveries cannot both see too few administrators.
+ */
+export async function findAdministratorsWhoCanApprove(db: Queryable): Promise<readonly [string, string] | undefined> {
+  await db.query('LOCK TABLE people IN SHARE ROW EXCLUSIVE MODE');
+  const { rows } = await db.query<{ first: string; second: string }>(
+    `WITH credentials AS (
+       SELECT p.id AS person, p.name, t.created_by AS creator FROM people p JOIN api_tokens t ON t.person_id = p.id
+        WHERE p.role = 'administrator' AND p.disabled_at IS NULL AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
+       UNION
+       SELECT p.id, p.name, c.created_by FROM people p JOIN organisation_certificates c ON c.person_id = p.id
+        WHERE p.role = 'administrator' AND p.disabled_at IS NULL AND c.purpose = 'client' AND c.revoked_at IS NULL AND c.not_after > now()
+     )
+     SELECT x.name AS first, y.name AS second FROM credentials x JOIN credentials y ON x.person < y.person
+      WHERE x.person IS DISTINCT FROM y.creator AND y.person IS DISTINCT FROM x.creator AND (x.creator IS NULL OR y.creator IS NULL OR x.creator <> y.creator)
+      ORDER BY x.name, y.name LIMIT 1`,
+  );
+  return rows[0] && ([rows[0].first, rows[0].second] as const);
+}

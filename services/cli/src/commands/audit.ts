@@ -4,7 +4,7 @@ import { auditCheckpointFile, ensureAuditKey, sealAuditLog, verifyAuditLog } fro
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { InputRuleError, readStrictPem } from '@fleetpki/x509';
 import { FleetError } from '@fleetpki/core';
-import { cliActor, withDatabase } from '../context.js';
+import { hostActor, withDatabase } from '../context.js';
 
 export function registerAuditCommands(program: Command): void {
   const audit = program.command('audit').description('the tamper-evident audit log: hash chain, seals, checkpoints outside the database');
@@ -19,7 +19,7 @@ export function registerAuditCommands(program: Command): void {
         // Signed by the site's audit key in its HSM (made and certified by the organisation CA on first use).
         const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
         try {
-          const signer = await ensureAuditKey(pool, keyStore, config.site, cliActor());
+          const signer = await ensureAuditKey(pool, keyStore, config.site, `audit-seal:${hostActor()}`);
           const r = await sealAuditLog(pool, checkpoints(config.deploymentDir, options.checkpoints), { settleMs: options.settleMs, signer });
           console.log(r.sealed ? `sealed ${r.sealed} rows up to seq ${r.lastSeq}, signed by audit key ${signer.keyId.toString('hex')}` : 'nothing to seal');
           if (r.gaps.length) console.error(`warning: no audit rows at seq ${r.gaps.join(', ')} (a rolled-back insert leaves such a hole; \`pnpm fleetpki audit verify\` tells a removed row apart)`);

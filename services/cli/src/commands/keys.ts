@@ -1,12 +1,12 @@
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { DEVICE_KEY_ROLES, DeviceKeyService } from '@fleetpki/ca';
+import { DEVICE_KEY_ROLES, DeviceKeyService, auditActor } from '@fleetpki/ca';
 import { factoryTransportKek, unwrapDeviceKey, type DeviceKeyBundleHeader, type DeviceKeyLine } from '@fleetpki/client';
 import { FleetError, eui64ToBytes, parseEui64 } from '@fleetpki/core';
 import { openSiteKeyStore, type DeviceKeyRole } from '@fleetpki/hsm';
 import { listMasterKeys } from '@fleetpki/store';
-import { cliActor, executeApproved, withDatabase } from '../context.js';
+import { executeApproved, requireOfficer, withDatabase } from '../context.js';
 
 function parseRoles(text: string): DeviceKeyRole[] {
   const roles = text.split(',').map((r) => r.trim());
@@ -23,10 +23,11 @@ export function registerKeyCommands(program: Command): void {
     .description('generate a new master key version in the HSM for a role (earlier versions stay for existing devices)')
     .requiredOption('--role <role>', 'mac or enc')
     .option('--approval <id>', 'an approved master-key.rotate request: needed when the role already has an active key (dual control)')
-    .option('--token-file <file>', "the executing custodian's API token (the requester or the approver)")
+    .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN); for a rotation the executing custodian's (the requester or the approver)")
     .action(async (options: { role: string; approval?: string; tokenFile?: string }) => {
       await withDatabase(async ({ config, pool }) => {
         const role = parseRoles(options.role)[0]!;
+        const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'creating a device master key');
         const rotation = (await listMasterKeys(pool)).some((m) => m.role === role && m.status === 'active');
         if (rotation && !options.approval) {
           throw new FleetError('DUAL_CONTROL_REQUIRED', `a ${role} master key is active: rotating it needs a second custodian. Request it: pnpm fleetpki approvals request master-key.rotate --role ${role} --token-file <yours>; once another custodian approved it, run this again with --approval <id> --token-file <yours>`);
@@ -39,7 +40,7 @@ export function registerKeyCommands(program: Command): void {
                 if (payload.role !== role) throw new FleetError('APPROVAL_PAYLOAD_MISMATCH', `approval ${options.approval} is for the ${String(payload.role)} master key, not ${role}`);
                 return service.createMasterKey(role, actor);
               })
-            : await service.createMasterKey(role, cliActor());
+            : await service.createMasterKey(role, auditActor(custodian));
           console.log(`master key ${created.label}: role ${created.role}, version ${created.version}, in token ${keyStore.tokenLabel}`);
         } finally {
           await keyStore.close();
@@ -48,13 +49,14 @@ export function registerKeyCommands(program: Command): void {
     });
   keys
     .command('issue')
-    .description("diversify and wrap device keys for a manufacturer's registered transport key; writes an NDJSON bundle")
+    .description("diversify and wrap device keys of a manufacturer's own devices for its registered transport key, as an administrator; writes an NDJSON bundle")
     .requiredOption('--manufacturer <id>', 'the factory')
     .requiredOption('--devices <file>', 'EUI-64s, one per line')
     .option('--roles <roles>', 'comma-separated key roles', 'mac,enc')
     .option('--context <name>', 'bundle name bound into the transport key (e.g. the batch id)')
     .requiredOption('--out <file>', 'the bundle')
-    .action(async (options: { manufacturer: string; devices: string; roles: string; context?: string; out: string }) => {
+    .option('--token-file <file>', "the administrator's API token (default: $FLEETPKI_TOKEN)")
+    .action(async (options: { manufacturer: string; devices: string; roles: string; context?: string; out: string; tokenFile?: string }) => {
       const eui64s = readFileSync(options.devices, 'utf8')
         .split('\n')
         .map((l) => l.trim())
@@ -67,9 +69,11 @@ export function registerKeyCommands(program: Command): void {
           }
         });
       await withDatabase(async ({ config, pool }) => {
+        const admin = await requireOfficer(pool, options.tokenFile, ['administrator'], 'issuing device keys');
         const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
         try {
-          const bundle = await new DeviceKeyService(pool, keyStore, config.site).issueBundle({ manufacturerId: options.manufacturer, eui64s, roles: parseRoles(options.roles), ...(options.context ? { context: options.context } : {}), actor: cliActor() });
+          // Only the manufacturer's own devices (its EUI-64 ranges): refused before anything is wrapped.
+          const bundle = await new DeviceKeyService(pool, keyStore, config.site).issueBundle({ manufacturerId: options.manufacturer, eui64s, roles: parseRoles(options.roles), ...(options.context ? { context: options.context } : {}), actor: auditActor(admin) });
           writeFileSync(options.out, [bundle.header, ...bundle.keys].map((l) => JSON.stringify(l)).join('\n') + '\n');
           console.log(`${bundle.keys.length} device keys for ${eui64s.length} devices wrapped for ${options.manufacturer} in ${options.out}`);
         } finally {

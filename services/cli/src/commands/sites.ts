@@ -3,7 +3,7 @@ import { assertTwoPeopleTogether, auditActor, type Principal } from '@fleetpki/c
 import { FleetError, SITE_IDS, loadConfig, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { consensusStatus, failoverTo, formatStatus, protect, readTopology, sitesDown, sitesStatus, sitesUp, switchover, unprotect } from '@fleetpki/sites';
 import { appendAuditEvents, withTransaction } from '@fleetpki/store';
-import { executeApproved, requireOfficer, withDatabase } from '../context.js';
+import { executeApproved, hostActor, requireOfficer, withDatabase } from '../context.js';
 
 export function registerSitesCommands(program: Command): void {
   const sites = program.command('sites').description('the local two-site topology: SoftHSM tokens, PostgreSQL primary/standby, Redis');
@@ -53,7 +53,7 @@ export function registerSitesCommands(program: Command): void {
       // The credentials are checked on the site taking over (its standby database answers reads).
       const people = options.force ? await twoAdministrators(config, to.id, options.tokenFile, options.secondTokenFile, 'a forced failover') : undefined;
       const result = await failoverTo(config, to, { force: options.force === true, log: (l) => console.log(l) });
-      await auditLocally(config, to.id, people ? people.map(auditActor).join(' + ') : (process.env.FLEETPKI_ACTOR ?? 'cli'), 'site.failover', { epoch: result.epoch, forced: options.force === true, revokedLeaseOf: result.revokedLeaseOf ?? null });
+      await auditLocally(config, to.id, people ? people.map(auditActor).join(' + ') : hostActor(), 'site.failover', { epoch: result.epoch, forced: options.force === true, revokedLeaseOf: result.revokedLeaseOf ?? null });
       console.log(`site ${to.id} is the active CA site (epoch ${result.epoch})${result.revokedLeaseOf ? `; site ${result.revokedLeaseOf}'s lease was revoked` : ''}`);
     });
   sites

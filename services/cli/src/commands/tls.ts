@@ -2,12 +2,12 @@ import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { AccessAdministration, CA_IDS, DualControl, issueOrganisationCertificate, revokeClientCertificate } from '@fleetpki/ca';
+import { AccessAdministration, CA_IDS, DualControl, auditActor, issueOrganisationCertificate, revokeOrganisationCertificateAs } from '@fleetpki/ca';
 import { FleetError } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { listCas, type Pool } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
-import { cliActor, requireOfficer, withDatabase } from '../context.js';
+import { requireOfficer, withDatabase } from '../context.js';
 
 /** A fresh P-256 key for a TLS endpoint (software: Node's TLS stack cannot use a PKCS#11 key). */
 function newKey(): { privatePem: string; spki: Buffer } {
@@ -34,16 +34,18 @@ export function registerTlsCommands(program: Command): void {
   const tls = program.command('tls').description('HTTPS and mutual TLS with certificates from the organisation CA');
   tls
     .command('server')
-    .description("issue this site's API server certificate (and write the client CA bundle) into FLEETPKI_API_TLS's folder")
+    .description("issue this site's API server certificate (and write the client CA bundle) into FLEETPKI_API_TLS's folder, as an administrator")
     .option('--names <list>', 'subjectAltName: host names and IP addresses', '127.0.0.1,localhost,::1')
     .option('--days <n>', 'validity', Number, 397)
-    .action(async (options: { names: string; days: number }) => {
+    .option('--token-file <file>', "the administrator's API token (default: $FLEETPKI_TOKEN)")
+    .action(async (options: { names: string; days: number; tokenFile?: string }) => {
       await withDatabase(async ({ config, pool }) => {
+        const admin = await requireOfficer(pool, options.tokenFile, ['administrator'], "issuing the API's server certificate");
         const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
         try {
           const key = newKey();
           const names = options.names.split(',').map((n) => n.trim()).filter(Boolean);
-          const issued = await issueOrganisationCertificate(pool, keyStore, config.site, { purpose: 'server', subject: { organization: 'fleetpki', organizationalUnit: 'server', commonName: `fleetpki issuer api site ${config.site}` }, publicKeySpki: key.spki, days: options.days, names, actor: cliActor() });
+          const issued = await issueOrganisationCertificate(pool, keyStore, config.site, { purpose: 'server', subject: { organization: 'fleetpki', organizationalUnit: 'server', commonName: `fleetpki issuer api site ${config.site}` }, publicKeySpki: key.spki, days: options.days, names, actor: auditActor(admin) });
           const { org, root } = await chainPems(pool);
           const dir = config.api.tlsDir;
           mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -98,11 +100,16 @@ export function registerTlsCommands(program: Command): void {
     });
   tls
     .command('revoke <serial>')
-    .description('revoke a client certificate (refused within 5 s)')
-    .action(async (serial: string) => {
+    .description("revoke an organisation certificate (refused within 5 s), as an administrator; the CMP protection and audit certificates take two administrators together")
+    .option('--token-file <file>', "the administrator's API token (default: $FLEETPKI_TOKEN)")
+    .option('--second-token-file <file>', "a second administrator's API token (another person): the CMP and audit certificates")
+    .action(async (serial: string, options: { tokenFile?: string; secondTokenFile?: string }) => {
       await withDatabase(async ({ config, pool }) => {
-        await revokeClientCertificate(pool, config.site, serial, cliActor());
-        console.log(`revoked ${serial}`);
+        const what = 'revoking an organisation certificate';
+        const administrators = [await requireOfficer(pool, options.tokenFile, ['administrator'], what)];
+        if (options.secondTokenFile) administrators.push(await requireOfficer(pool, options.secondTokenFile, ['administrator'], what));
+        const { purpose } = await revokeOrganisationCertificateAs(pool, config.site, serial, administrators);
+        console.log(`revoked ${serial} (${purpose})`);
       });
     });
 }

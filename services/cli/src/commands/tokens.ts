@@ -1,46 +1,71 @@
-import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { FleetError } from '@fleetpki/core';
-import { AccessAdministration, DualControl, issueApiToken, ROLES, type Role } from '@fleetpki/ca';
-import { manufacturerExists, upsertManufacturer, appendAuditEvents, setManufacturerManifestKey, setManufacturerTransportKey } from '@fleetpki/store';
+import { FleetError, eui64PrefixRange, parseEui64Range } from '@fleetpki/core';
+import { AccessAdministration, DualControl, ManufacturerRegistry, issueApiToken, recoverAdministrator, ROLES, type Principal, type Role } from '@fleetpki/ca';
+import { manufacturerExists, appendAuditEvents } from '@fleetpki/store';
 import { parseDevicePublicKey } from '@fleetpki/x509';
-import { cliActor, requireOfficer, withDatabase } from '../context.js';
+import { hostActor, requireOfficer, withDatabase } from '../context.js';
+
+const adminTokenOption = ['--token-file <file>', "the administrator's API token (default: $FLEETPKI_TOKEN)"] as const;
+
+/** An administrator's registry of manufacturers: every change is that person's, in the audit log. */
+async function asAdministrator<T>(tokenFile: string | undefined, what: string, run: (registry: ManufacturerRegistry, admin: Principal) => Promise<T>): Promise<T> {
+  return withDatabase(async ({ config, pool }) => {
+    const admin = await requireOfficer(pool, tokenFile, ['administrator'], what);
+    return run(new ManufacturerRegistry(pool, config.site), admin);
+  });
+}
 
 export function registerTokenCommands(program: Command): void {
-  const manufacturers = program.command('manufacturers').description('meter makers');
+  const manufacturers = program.command('manufacturers').description("meter makers: their keys and EUI-64 ranges decide whose device ids and keys are trusted (an administrator's)");
   manufacturers
     .command('set-key <id> <publicKeyPem>')
-    .description("register the manufacturer's manifest-signing key (P-256 public key, PEM): raw public keys are accepted only from manifests it signed")
-    .action(async (id: string, file: string) => {
-      await withDatabase(async ({ config, pool }) => {
-        const spki = parseDevicePublicKey(readFileSync(file, 'utf8')).spki;
-        if (!(await setManufacturerManifestKey(pool, id, spki))) throw new FleetError('MANUFACTURER_UNKNOWN', `manufacturer "${id}" is not registered`);
-        await appendAuditEvents(pool, [{ site: config.site, actor: cliActor(), action: 'manufacturer.manifest-key', subject: id, details: { spkiSha256: createHash('sha256').update(spki).digest('hex') } }]);
-        console.log(`manifest-signing key of ${id} registered`);
-      });
+    .description("register the manufacturer's manifest-signing key (P-256 public key, PEM): raw public keys are accepted only from manifests, or online statements, it signed")
+    .option(...adminTokenOption)
+    .action(async (id: string, file: string, options: { tokenFile?: string }) => {
+      const spki = parseDevicePublicKey(readFileSync(file, 'utf8')).spki;
+      await asAdministrator(options.tokenFile, "registering a manufacturer's manifest-signing key", (registry, admin) => registry.setManifestKey(admin, id, spki));
+      console.log(`manifest-signing key of ${id} registered`);
     });
   manufacturers
     .command('set-transport-key <id> <publicKeyPem>')
     .description("register the factory's P-256 key-agreement key: device-key bundles for it are wrapped under a key agreed with it")
-    .action(async (id: string, file: string) => {
-      await withDatabase(async ({ config, pool }) => {
-        const spki = parseDevicePublicKey(readFileSync(file, 'utf8')).spki;
-        if (!(await setManufacturerTransportKey(pool, id, spki))) throw new FleetError('MANUFACTURER_UNKNOWN', `manufacturer "${id}" is not registered`);
-        await appendAuditEvents(pool, [{ site: config.site, actor: cliActor(), action: 'manufacturer.transport-key', subject: id, details: { spkiSha256: createHash('sha256').update(spki).digest('hex') } }]);
-        console.log(`transport key of ${id} registered`);
-      });
+    .option(...adminTokenOption)
+    .action(async (id: string, file: string, options: { tokenFile?: string }) => {
+      const spki = parseDevicePublicKey(readFileSync(file, 'utf8')).spki;
+      await asAdministrator(options.tokenFile, "registering a manufacturer's transport key", (registry, admin) => registry.setTransportKey(admin, id, spki));
+      console.log(`transport key of ${id} registered`);
     });
   manufacturers
     .command('add <id> <name>')
     .description('register (or rename) a manufacturer; id is lower-case letters, digits and dashes')
-    .action(async (id: string, name: string) => {
+    .option(...adminTokenOption)
+    .action(async (id: string, name: string, options: { tokenFile?: string }) => {
+      await asAdministrator(options.tokenFile, 'registering a manufacturer', (registry, admin) => registry.add(admin, id, name));
+      console.log(`manufacturer ${id} (${name}) registered`);
+    });
+  manufacturers
+    .command('add-range <id>')
+    .description("give the manufacturer a block of device ids: it enrols only EUI-64s inside its ranges (none: it enrols nothing); ranges of two manufacturers never overlap")
+    .option('--prefix <hex>', 'every EUI-64 that starts with it: an OUI (00-1B-C5), an MA-M or MA-S block (1-15 hex digits)')
+    .option('--first <eui64>', 'the first EUI-64 of the range (with --last)')
+    .option('--last <eui64>', 'the last EUI-64 of the range, included')
+    .option(...adminTokenOption)
+    .action(async (id: string, options: { prefix?: string; first?: string; last?: string; tokenFile?: string }) => {
+      if ((options.prefix !== undefined) === (options.first !== undefined || options.last !== undefined) || (options.first === undefined) !== (options.last === undefined)) {
+        throw new FleetError('EUI64_RANGE_INVALID', 'give --prefix, or --first and --last');
+      }
+      const range = options.prefix !== undefined ? eui64PrefixRange(options.prefix) : parseEui64Range(options.first!, options.last!);
+      const outcome = await asAdministrator(options.tokenFile, "registering a manufacturer's EUI-64 range", (registry, admin) => registry.addRange(admin, id, range));
+      console.log(`${range.first}..${range.last} ${outcome === 'added' ? 'registered to' : 'was already registered to'} ${id}`);
+    });
+  manufacturers
+    .command('ranges [id]')
+    .description("the registered EUI-64 ranges (of one manufacturer, or all)")
+    .action(async (id: string | undefined) => {
       await withDatabase(async ({ config, pool }) => {
-        if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(id)) throw new FleetError('MANUFACTURER_ID_INVALID', `manufacturer id "${id}" must be 1-63 lower-case letters, digits or dashes`);
-        await upsertManufacturer(pool, id, name);
-        await appendAuditEvents(pool, [{ site: config.site, actor: cliActor(), action: 'manufacturer.upsert', subject: id, details: { name } }]);
-        console.log(`manufacturer ${id} (${name}) registered`);
+        for (const r of await new ManufacturerRegistry(pool, config.site).ranges(id)) console.log(`${r.manufacturerId.padEnd(24)} ${r.range.first} ${r.range.last}  (${r.createdBy}, ${r.createdAt.toISOString()})`);
       });
     });
   const tokens = program.command('tokens').description('people and their API tokens');
@@ -77,8 +102,9 @@ export function registerTokenCommands(program: Command): void {
 /**
  * Installation and disaster recovery: the two commands that use the database owner's connection to
  * create privileged people without dual control. The host's owner access is the trust boundary here
- * (as it is for the database itself); both refuse unless that is really the situation, and both are
- * in the audit log.
+ * (as it is for the database itself); both refuse unless that is really the situation (no administrator
+ * yet; no two administrators able to approve together), neither gives an existing person a credential,
+ * and both are in the audit log under the host account that ran them.
  */
 export function registerBootstrapCommands(program: Command): void {
   program
@@ -96,10 +122,10 @@ export function registerBootstrapCommands(program: Command): void {
           mkdirSync(options.out, { recursive: true, mode: 0o700 });
           const people = [...options.admin.map((name) => ({ name, role: 'administrator' as const })), ...(options.custodian ?? []).map((name) => ({ name, role: 'custodian' as const }))];
           for (const { name, role } of people) {
-            const token = await issueApiToken(pool, { site: config.site, actor: `bootstrap:${cliActor()}`, name, role, manufacturerId: null });
+            const token = await issueApiToken(pool, { site: config.site, actor: `bootstrap:${hostActor()}`, name, role, manufacturerId: null });
             writeFileSync(join(options.out, `${name}.token`), token + '\n', { mode: 0o600 });
           }
-          await appendAuditEvents(pool, [{ site: config.site, actor: `bootstrap:${cliActor()}`, action: 'access.bootstrap', subject: options.admin.join(','), details: { administrators: options.admin, custodians: options.custodian ?? [] } }]);
+          await appendAuditEvents(pool, [{ site: config.site, actor: `bootstrap:${hostActor()}`, action: 'access.bootstrap', subject: options.admin.join(','), details: { administrators: options.admin, custodians: options.custodian ?? [] } }]);
           console.log(`${people.map((p) => `${p.name} (${p.role})`).join(', ')} created; their tokens are in ${options.out} (hand each to its person, then delete)`);
         },
         { owner: true },
@@ -107,19 +133,28 @@ export function registerBootstrapCommands(program: Command): void {
     });
   program
     .command('recovery')
-    .description('disaster recovery with the database owner\'s access: a new administrator when too few are left to approve; audited')
-    .requiredOption('--admin <name>', 'the administrator to create (or give a new token)')
+    .description("disaster recovery with the database owner's access: a new administrator, only while no two administrators can approve together (never a new token for someone who exists); audited")
+    .requiredOption('--admin <name>', 'the new administrator (a name nobody has)')
     .requiredOption('--reason <text>', 'why (goes into the audit log)')
-    .requiredOption('--out <file>', 'where to write the token (0600)')
+    .requiredOption('--out <file>', 'a new file for the token (0600)')
     .action(async (options: { admin: string; reason: string; out: string }) => {
-      await withDatabase(
-        async ({ config, pool }) => {
-          const token = await issueApiToken(pool, { site: config.site, actor: `recovery:${cliActor()}`, name: options.admin, role: 'administrator', manufacturerId: null });
-          writeFileSync(options.out, token + '\n', { mode: 0o600 });
-          await appendAuditEvents(pool, [{ site: config.site, actor: `recovery:${cliActor()}`, action: 'access.recovery.owner', subject: options.admin, details: { reason: options.reason } }]);
-          console.log(`administrator ${options.admin}: token in ${options.out}; this owner-access recovery is in the audit log`);
-        },
-        { owner: true },
-      );
+      // Opened first: a token minted and then lost to an unwritable path would count as a live administrator.
+      if (existsSync(options.out)) throw new FleetError('OUT_FILE_EXISTS', `${options.out} exists: give a new file for the token`);
+      const out = openSync(options.out, 'wx', 0o600);
+      try {
+        await withDatabase(
+          async ({ config, pool }) => {
+            const token = await recoverAdministrator(pool, { site: config.site, actor: `recovery:${hostActor()}`, name: options.admin, reason: options.reason });
+            writeFileSync(out, token + '\n');
+            console.log(`administrator ${options.admin}: token in ${options.out}; this owner-access recovery is in the audit log`);
+          },
+          { owner: true },
+        );
+      } catch (err) {
+        rmSync(options.out, { force: true });
+        throw err;
+      } finally {
+        closeSync(out);
+      }
     });
 }

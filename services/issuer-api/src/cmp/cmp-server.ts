@@ -76,6 +76,7 @@ const FAIL_INFO_OF: Record<string, CmpMessageError['failInfo']> = {
   ENROLMENT_APPROVAL_PENDING: 'systemUnavail',
   ENROLMENT_REQUEST_REFUSED: 'notAuthorized',
   EUI64_NOT_AVAILABLE: 'notAuthorized',
+  EUI64_OUTSIDE_RANGE: 'notAuthorized',
   REENROL_MISMATCH: 'badCertId',
   REENROL_CERTIFICATE_UNKNOWN: 'badCertId',
   REENROL_CERTIFICATE_REVOKED: 'certRevoked',

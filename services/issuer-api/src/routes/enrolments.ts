@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64ToBytes, parseEui64, parseKeyRole } from '@fleetpki/core';
-import type { DeviceKeyService, EnrolmentService } from '@fleetpki/ca';
+import type { DeviceKeyService, EnrolmentService, RawKeyStatements } from '@fleetpki/ca';
 import { serialHex, auditActor } from '@fleetpki/ca';
 import { CERTIFICATE_FORMATS, DEFAULT_PROFILE_ID, encodeIssuedCertificate, getProfile, checkCsr, parseC509Csr, parseCertificateFormat, parseDevicePublicKey, type PossessionVerifier } from '@fleetpki/x509';
 import { type ApiAccess, requireRole } from '../auth.js';
@@ -15,12 +15,13 @@ interface EnrolmentBody {
   deviceType?: string;
   csr?: string;
   publicKey?: string;
+  publicKeySignature?: string;
   c509Csr?: string;
   format?: string;
   deviceKeys?: boolean;
 }
 
-export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment: EnrolmentService; deviceKeys: DeviceKeyService; authenticator: ApiAccess; guard: SiteGuard; caGuard: CaStatusGuard; caId: string; metrics: IssuerMetrics; possession: PossessionVerifier }): void {
+export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment: EnrolmentService; deviceKeys: DeviceKeyService; rawKeys: RawKeyStatements; authenticator: ApiAccess; guard: SiteGuard; caGuard: CaStatusGuard; caId: string; metrics: IssuerMetrics; possession: PossessionVerifier }): void {
   app.post<{ Body: EnrolmentBody }>(
     '/v1/enrolments',
     {
@@ -28,7 +29,8 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
       bodyLimit: 16 * 1024,
       schema: {
         summary: 'Enrol one device key: returns its certificate',
-        description: 'Give exactly one of `csr` (PKCS#10, PEM or base64 DER, proves possession), `c509Csr` (C509 certification request, type 2 or 3, base64 CBOR, proves possession) or `publicKey` (P-256 SPKI or point). One certificate per (device, key role, profile).',
+        description:
+          "Give exactly one of `csr` (PKCS#10, PEM or base64 DER, proves possession), `c509Csr` (C509 certification request, type 2 or 3, base64 CBOR, proves possession) or `publicKey` (P-256 SPKI or point) with `publicKeySignature`: the manufacturer's registered manifest-signing key over `fleetpki-raw-key/1\\n<manufacturer>\\n<EUI-64, 16 upper-case hex>\\n<keyRole>\\n<base64 SPKI DER>\\n` (ECDSA P-256, SHA-256, base64 DER). One certificate per (device, key role, profile).",
         tags: ['enrolment'],
         security: [{ bearer: [] }],
         body: {
@@ -42,6 +44,7 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
             deviceType: { type: 'string', maxLength: 64, pattern: '^[A-Za-z0-9._-]+$' },
             csr: { type: 'string', maxLength: 12_000 },
             publicKey: { type: 'string', maxLength: 4_096 },
+            publicKeySignature: { type: 'string', maxLength: 200, description: "with publicKey: the manufacturer's signature over the raw-key statement (base64 DER ECDSA)" },
             c509Csr: { type: 'string', maxLength: 12_000, description: 'C509 certification request (draft-ietf-cose-cbor-encoded-cert), base64' },
             format: { type: 'string', enum: CERTIFICATE_FORMATS, description: 'certificate encoding in the response: pem (default), der (base64) or c509 (base64 CBOR; the only one for natively signed profiles)' },
             deviceKeys: { type: 'boolean', description: "also return the device's symmetric keys (profiles with hybrid keys), wrapped for the manufacturer's transport key" },
@@ -60,10 +63,17 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
       if ([body.csr, body.c509Csr, body.publicKey].filter((k) => k !== undefined).length !== 1) {
         throw new FleetError('KEY_SOURCE_INVALID', 'give exactly one of "csr", "c509Csr" or "publicKey"', { httpStatus: 400 });
       }
-      const publicKey = body.csr !== undefined ? await checkCsr(body.csr, deps.possession) : body.c509Csr !== undefined ? parseC509Csr(body.c509Csr) : parseDevicePublicKey(body.publicKey!);
+      if (body.publicKeySignature !== undefined && body.publicKey === undefined) throw new FleetError('KEY_SOURCE_INVALID', '"publicKeySignature" goes with "publicKey" only (a CSR proves possession itself)', { httpStatus: 400 });
+      const principal = request.principal!;
+      // A raw key has no proof of possession: the manufacturer's signed statement stands in for it (as a signed manifest does in a batch).
+      const publicKey =
+        body.csr !== undefined
+          ? await checkCsr(body.csr, deps.possession)
+          : body.c509Csr !== undefined
+            ? parseC509Csr(body.c509Csr)
+            : await deps.rawKeys.prove({ manufacturerId: principal.manufacturerId!, eui64, keyRole, publicKey: parseDevicePublicKey(body.publicKey!), signature: body.publicKeySignature });
       // Refuse an impossible format before anything is recorded or signed.
       if (profile.nativeC509 && format !== 'c509') encodeIssuedCertificate(Buffer.alloc(0), profile, format);
-      const principal = request.principal!;
       await deps.caGuard.assertActive(deps.caId);
       if (body.deviceKeys && !profile.hybridKeys?.length) throw new FleetError('HYBRID_KEYS_OFF', `profile ${profile.id} delivers no device keys`, { httpStatus: 400 });
       // Device keys first: they do not depend on the certificate (deterministic per device, role and master
