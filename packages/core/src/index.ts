@@ -5,3 +5,4 @@ export * from './config.js';
 export * from './device-key-bundle.js';
 export * from './run-service.js';
 export * from './worker-pool.js';
+export * from './progress-deadline.js';
