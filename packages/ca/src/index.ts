@@ -9,6 +9,7 @@ export * from './issuance/prepare-issuance.js';
 export * from './issuance/enrolment.js';
 export * from './issuance/enrolment-labels.js';
 export * from './issuance/batch-intake.js';
+export * from './issuance/upload-admission.js';
 export * from './issuance/batch-chunk.js';
 export * from './issuance/site-issuer.js';
 export * from './status/revocation.js';
