@@ -163,7 +163,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   }, Math.max(1_000, Math.min(10_000, deps.config.intentTimeoutSeconds * 250)));
   reconcileTimer.unref();
   app.addHook('onClose', async () => clearInterval(reconcileTimer));
-  const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site);
+  const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site, { concurrency: deps.config.deviceKeyBundles.concurrency, maxMs: deps.config.deviceKeyBundles.maxSeconds * 1000 });
   const caGuard = new CaStatusGuard(deps.pool);
   const possession = deps.possession ?? inlinePossessionVerifier;
   registerEnrolmentRoutes(app, { enrolment, deviceKeys, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, possession });

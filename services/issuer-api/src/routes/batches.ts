@@ -273,14 +273,17 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       if (allowed.length === 0) throw new FleetError('HYBRID_KEYS_OFF', `profile ${batch.profile} delivers no device keys`, { httpStatus: 409 });
       const roles = (request.query.roles?.split(',').map((r) => r.trim()) ?? [...allowed]) as DeviceKeyRole[];
       if (roles.some((r) => !DEVICE_KEY_ROLES.includes(r) || !allowed.includes(r))) throw new FleetError('DEVICE_KEY_ROLE_INVALID', `profile ${batch.profile} delivers device keys ${allowed.join(', ')}`, { httpStatus: 400 });
-      const bundle = await deps.deviceKeys.openBundle({ manufacturerId: batch.manufacturerId, roles, context: batch.id, actor: auditActor(request.principal!) });
+      // Past its deadline the bundle releases its HSM session; the download ends there, unfinished
+      // (the client sees the connection cut; downloading again gives the same keys).
+      const bundle = await deps.deviceKeys.openBundle({ manufacturerId: batch.manufacturerId, roles, context: batch.id, actor: auditActor(request.principal!) }, { onExpired: () => reply.raw.destroy() });
       const pool = deps.pool;
       async function* lines(): AsyncGenerator<string> {
         try {
           yield JSON.stringify(bundle.header) + '\n';
           let after: Buffer | null = null;
           for (;;) {
-            const page = await listBatchDevices(pool, batch.id, after, 1_000);
+            // Pages of 250 devices: each page's wrapping runs on the main thread, so keep each stretch short.
+            const page = await listBatchDevices(pool, batch.id, after, 250);
             if (page.length === 0) break;
             after = page[page.length - 1]!;
             yield (await bundle.wrap(page)).map((k) => JSON.stringify(k)).join('\n') + '\n';
