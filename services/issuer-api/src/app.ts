@@ -126,7 +126,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const sessions = new ConsoleSessions(postgresConsoleSessionStore(deps.pool), deps.config.console);
   const authenticator = new ApiAccess(new TokenAuthenticator(deps.pool), deps.pool, deps.config.site, { failedAuthPerMinute: deps.config.api.failedAuthPerMinute, sessions });
   // Revocation, status and health authenticate, read and write over the reserved pool.
-  const reservedAccess = authenticator.over(reservedPool);
+  const reservedAccess = authenticator.over(reservedPool, new ConsoleSessions(postgresConsoleSessionStore(reservedPool), deps.config.console));
   // The other site is named with this one's scheme: both sites serve the API the same way. Every route
   // asks the guard (a few small queries a second at most): on the reserved pool, so that a busy general
   // pool never keeps a revocation, or /readyz, waiting on it.

@@ -80,11 +80,12 @@ export class ApiAccess {
   readonly sessions: ConsoleSessions | undefined;
 
   /**
-   * The same rules over another connection pool (the reserved one): credentials are looked up and
-   * refusals audited there, and failed attempts count against the same per-address limit.
+   * The same rules over another connection pool (the reserved one): credentials (and console sessions,
+   * given a store over that pool) are looked up and refusals audited there, and failed attempts count
+   * against the same per-address limit.
    */
-  over(pool: Pool): ApiAccess {
-    return new ApiAccess(new TokenAuthenticator(pool), pool, this.site, { failedAuthPerMinute: this.limiter, sessions: this.sessions });
+  over(pool: Pool, sessions: ConsoleSessions | undefined = this.sessions): ApiAccess {
+    return new ApiAccess(new TokenAuthenticator(pool), pool, this.site, { failedAuthPerMinute: this.limiter, sessions });
   }
 
   /** A token when one is sent (Bearer, or Basic over TLS); else a client certificate TLS has checked against the organisation CA. */
