@@ -42,7 +42,7 @@ const log = (line: string) => run.log(line);
 await run.main(async () => {
   const config = loadConfig({ ...process.env, FLEETPKI_SITE: 'a' });
   const site = config.sites.a;
-  const dir = join(config.stateDir, 'bench');
+  const dir = join(config.deploymentDir, 'bench');
   mkdirSync(dir, { recursive: true });
 
   run.begin(`raw HSM signing rate (one signing thread per core, ${args['hsm-seconds']} s)`);

@@ -37,7 +37,7 @@ const run = new BenchRun('crl', { deadlineSeconds: Number(args.deadline), json: 
 
 await run.main(async () => {
   const config = loadConfig({ ...process.env, FLEETPKI_SITE: 'a' });
-  const dir = join(config.stateDir, 'bench');
+  const dir = join(config.deploymentDir, 'bench');
   mkdirSync(dir, { recursive: true });
 
   run.begin(`raw HSM signing rate (one signing thread per core, ${args['hsm-seconds']} s)`);

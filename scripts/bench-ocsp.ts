@@ -92,7 +92,7 @@ await run.main(async () => {
   });
 
   // One response, checked by a real client.
-  const dir = join(config.stateDir, 'bench');
+  const dir = join(config.deploymentDir, 'bench');
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'ocsp-issuing.pem'), toPem(issuingRecord.certificate));
   const root = (await listCas(data.pool)).find((c) => c.kind === 'root')!;

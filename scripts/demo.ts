@@ -52,7 +52,7 @@ try {
 }
 
 heading('4. Key ceremony: offline root, device issuing CA, organisation CA (keys generated in the HSM)');
-const outDir = join(config.stateDir, 'demo');
+const outDir = join(config.deploymentDir, 'demo');
 mkdirSync(outDir, { recursive: true });
 const db = createPool(config.sites.a.databaseUrl, { max: 4, applicationName: 'fleetpki-demo' });
 try {

@@ -104,7 +104,7 @@ describe("the root's ARL", () => {
     const dual = new DualControl(pool, 'a', 60);
     const request = await dual.request(await auth.authenticate(`Bearer ${first}`), 'ca.revoke', { caId, reason: 'cACompromise' }, `revoke ${caId}`);
     await dual.approve(await auth.authenticate(`Bearer ${second}`), request.id);
-    const { outcome } = await dual.execute(await auth.authenticate(`Bearer ${first}`), request.id, 'ca.revoke', (payload) => new RevocationService(pool, 'a').revokeCa(String(payload.caId), String(payload.reason), 'test'));
+    const { outcome } = await dual.execute(await auth.authenticate(`Bearer ${first}`), request.id, 'ca.revoke', (payload) => new RevocationService(pool, 'a').revokeCa(String(payload.caId), String(payload.reason), 'test', request.id));
     assert.match(outcome.arl, /ceremony arl/, 'the outcome says the ARL is due');
 
     const after = await arl('arl-after');

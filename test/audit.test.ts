@@ -228,9 +228,12 @@ describe("the status responder's database role (the sealer)", () => {
       await assert.rejects(service.query('DELETE FROM audit_seals'), /permission denied/);
       await assert.rejects(service.query('ALTER TABLE audit_events DISABLE TRIGGER USER'), /must be owner/);
       await assert.rejects(service.query('SET session_replication_role = replica'), /permission denied/);
-      // The sealer's one permitted change: chain_hash, once.
-      await service.query(`UPDATE audit_events SET chain_hash = '\\x${'00'.repeat(32)}' WHERE seq = $1 AND chain_hash IS NULL`, [seq]);
-      await assert.rejects(service.query(`UPDATE audit_events SET chain_hash = '\\x${'11'.repeat(32)}' WHERE seq = $1`, [seq]), /append-only/);
+      // Not even chain_hash by hand (issue 40 §3): the sealer's one path is fp_audit_seal, which chains
+      // each row once, in order, after the last seal.
+      await assert.rejects(service.query(`UPDATE audit_events SET chain_hash = '\\x${'00'.repeat(32)}' WHERE seq = $1 AND chain_hash IS NULL`, [seq]), /permission denied/);
+      const sealed = await sealAuditLog(service, join(mkdtempSync(join(tmpdir(), 'fleetpki-audit-')), 'checkpoints.ndjson'), { settleMs: 0, gapSettleMs: 0 });
+      assert.equal(sealed.lastSeq, seq);
+      await assert.rejects(service.query(`SELECT fp_audit_seal(ARRAY[$1]::bigint[], ARRAY['\\x${'11'.repeat(32)}'::bytea], NULL, NULL)`, [seq]), /AUDIT_SEAL_INVALID/);
     } finally {
       await service.end();
     }

@@ -33,7 +33,9 @@ before(async () => {
   config = await ensureSites();
   pool = siteAPool(config);
   ca = await ensureCa(config, pool);
-  runtime = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 1, poolSize: 4 });
+  // Every role sends unprotected CMP below from one address: more failed CMP authentications than the
+  // default per-address budget allows (test/cmp.test.ts tests the budget).
+  runtime = await createIssuerRuntime({ ...config, site: 'a', cmp: { ...config.cmp, authBudget: { burst: 1_000, refillPerSecond: 1_000 } } }, { logger: false, hsmSessions: 1, poolSize: 4 });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   base = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
   const suffix = randomUUID().slice(0, 8);

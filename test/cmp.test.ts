@@ -7,9 +7,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AddressInfo } from 'node:net';
 import type { FleetConfig } from '@fleetpki/core';
-import { DeviceKeyService } from '@fleetpki/ca';
-import { readPkiMessage } from '@fleetpki/cmp';
-import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
+import { DeviceKeyService, loadSiteIssuer } from '@fleetpki/ca';
+import { MAX_PBM_ITERATIONS, derInteger, readPkiMessage } from '@fleetpki/cmp';
+import { buildIssuerApi, createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
+import { ChunkQueue } from '@fleetpki/queue';
+import { toPem } from '@fleetpki/x509';
 import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 import { findPersonByName, listMasterKeys, type Pool } from '@fleetpki/store';
 import { cli } from './support/cli.js';
@@ -31,6 +33,7 @@ let status: StatusRuntime;
 let port: number;
 let statusUrl: string;
 let adminToken: string;
+let factoryToken: string;
 let reference: string;
 let secret: string;
 let factoryCert: { cert: string; key: string };
@@ -41,7 +44,14 @@ const file = (name: string) => join(dir, name);
 const newEui = () => randomBytes(8).toString('hex').toUpperCase();
 const CONFIRM_WAIT_S = 2;
 /** The server's CMP settings: one test turns implicit confirmation on (the server reads them per request). */
-const cmpConfig: { implicitConfirm: boolean; confirmWaitSeconds: number; maxClockSkewSeconds: number } = { implicitConfirm: false, confirmWaitSeconds: CONFIRM_WAIT_S, maxClockSkewSeconds: 600 };
+const cmpConfig: FleetConfig['cmp'] & { implicitConfirm: boolean } = {
+  implicitConfirm: false,
+  confirmWaitSeconds: CONFIRM_WAIT_S,
+  maxClockSkewSeconds: 600,
+  // This server takes the fuzz pass's 1,500 bad requests from one address; the budget has a server of its own below.
+  authBudget: { burst: 100_000, refillPerSecond: 100_000 },
+  pbmThreads: 1,
+};
 
 function run(command: string, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -95,11 +105,16 @@ function errorOf(der: Buffer): { failInfo: readonly number[]; text: string } {
   return { failInfo: body.failInfo, text: body.texts.join(' ') };
 }
 
+/** What a request could have written; failed authentications are audited (auth.failed) and counted apart. */
 async function counts(): Promise<{ transactions: number; certificates: number; audit: number }> {
   const { rows } = await pool.query<{ transactions: number; certificates: number; audit: number }>(
-    'SELECT (SELECT count(*)::int FROM cmp_transactions) AS transactions, (SELECT count(*)::int FROM certificates) AS certificates, (SELECT count(*)::int FROM audit_events) AS audit',
+    `SELECT (SELECT count(*)::int FROM cmp_transactions) AS transactions, (SELECT count(*)::int FROM certificates) AS certificates, (SELECT count(*)::int FROM audit_events WHERE action <> 'auth.failed') AS audit`,
   );
   return rows[0]!;
+}
+
+async function failedCmpAuthentications(): Promise<number> {
+  return (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_events WHERE action = 'auth.failed' AND details->>'code' = 'CMP_PROTECTION_FAILED'`)).rows[0]!.n;
 }
 
 before(async () => {
@@ -107,9 +122,13 @@ before(async () => {
   pool = siteAPool(config);
   ca = await ensureCa(config, pool);
   adminToken = await createToken(pool, 'administrator', null, 'cmp-admin');
-  await createToken(pool, 'factory', MAKER, 'cmp-factory-line');
+  factoryToken = await createToken(pool, 'factory', MAKER, 'cmp-factory-line');
   // A revocation threshold of one certificate: an officer's second rr within the window needs a second person.
-  runtime = await createIssuerRuntime({ ...config, site: 'a', intentTimeoutSeconds: 4, cmp: cmpConfig, dualControl: { ...config.dualControl, revocationThreshold: 1 } }, { logger: false, hsmSessions: 1, poolSize: 4 });
+  // compact-kex is held for an administrator's approval (FLEETPKI_APPROVAL_LABELS), whatever the protocol.
+  runtime = await createIssuerRuntime(
+    { ...config, site: 'a', intentTimeoutSeconds: 4, cmp: cmpConfig, api: { ...config.api, failedAuthPerMinute: 100_000 }, dualControl: { ...config.dualControl, revocationThreshold: 1 }, enrolmentHolds: { labels: ['compact-kex'], retryAfterSeconds: 1 } },
+    { logger: false, hsmSessions: 1, poolSize: 4 },
+  );
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   port = (runtime.app.server.address() as AddressInfo).port;
   status = await createStatusRuntime({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
@@ -245,6 +264,45 @@ describe('CMP with openssl cmp', () => {
     assert.match(factory.stderr + factory.stdout, /notAuthorized/);
   });
 
+  it('a key-agreement certificate signs neither kur nor rr: notAuthorized, nothing issued or revoked', async () => {
+    const eui64 = newEui();
+    const key = await newKey('kex');
+    const kex = file('kex.pem');
+    const enrolled = await cmp(['-cmd', 'ir', ...macArgs(), '-newkey', key, '-subject', `/serialNumber=${eui64}`, '-certout', kex], 'smart-meter-kex');
+    assert.equal(enrolled.code, 0, enrolled.stderr);
+    assert.match((await run('openssl', ['x509', '-in', kex, '-noout', '-ext', 'keyUsage'])).stdout, /Key Agreement/);
+    const serial = await serialOf(kex);
+    const before = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM certificates WHERE eui64 = $1', [Buffer.from(eui64, 'hex')]);
+    // The key-agreement key is for ECDH: a message it signs proves nothing about the device's intent.
+    const kur = await cmp(['-cmd', 'kur', ...signedArgs(kex, key), '-newkey', await newKey('kex-new'), '-certout', file('kex-new.pem')], 'smart-meter-kex');
+    assert.notEqual(kur.code, 0, 'kur signed by a key-agreement certificate is refused');
+    assert.match(kur.stderr + kur.stdout, /notAuthorized/);
+    const rr = await cmp(['-cmd', 'rr', ...signedArgs(kex, key), '-oldcert', kex, '-revreason', '1']);
+    assert.notEqual(rr.code, 0, 'rr signed by a key-agreement certificate is refused');
+    assert.match(rr.stderr + rr.stdout, /notAuthorized/);
+    assert.equal((await pool.query('SELECT 1 FROM revocations WHERE serial = $1', [Buffer.from(serial, 'hex')])).rowCount, 0, 'not revoked');
+    const after = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM certificates WHERE eui64 = $1', [Buffer.from(eui64, 'hex')]);
+    assert.equal(after.rows[0]!.n, before.rows[0]!.n, 'no new certificate');
+  });
+
+  it('a held label holds CMP as it holds EST: the ir is answered systemUnavail naming the request, nothing issued; once approved, the same key enrols', async () => {
+    const eui64 = newEui();
+    const key = await newKey('held-cmp');
+    const ir = () => cmp(['-cmd', 'ir', ...macArgs(), '-newkey', key, '-subject', `/serialNumber=${eui64}`, '-certout', file('held-cmp.pem')], 'compact-kex');
+    const first = await ir();
+    assert.notEqual(first.code, 0, 'held, not issued at once');
+    assert.match(first.stderr + first.stdout, /systemUnavail[\s\S]*ENROLMENT_APPROVAL_PENDING/);
+    assert.equal((await pool.query('SELECT 1 FROM certificates WHERE eui64 = $1', [Buffer.from(eui64, 'hex')])).rowCount, 0, 'nothing issued while it waits');
+    const admin = { authorization: `Bearer ${adminToken}` };
+    const listed = (await (await fetch(`http://127.0.0.1:${port}/v1/est/requests`, { headers: admin })).json()) as { id: string; eui64: string; label: string; protocol: string }[];
+    const held = listed.find((r) => r.eui64 === eui64);
+    assert.deepEqual(held && [held.label, held.protocol], ['compact-kex', 'cmp']);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/v1/est/requests/${held!.id}/approve`, { method: 'POST', headers: admin })).status, 200);
+    const second = await ir();
+    assert.equal(second.code, 0, second.stderr + second.stdout);
+    assert.equal(await verify(file('held-cmp.pem')), `${file('held-cmp.pem')}: OK`);
+  });
+
   it('fleetpki cmp secret issues a reference; issuing it again replaces the secret (the old one gets badMessageCheck)', async () => {
     const adminFile = writeCaFile(ca, 'cmp-admin-cli.token', adminToken);
     const issue = async () => {
@@ -321,6 +379,31 @@ describe('CMP with openssl cmp', () => {
     assert.equal(rows[0]?.status, 'rejected', out.stderr);
     assert.equal((await pool.query('SELECT reason FROM revocations WHERE serial = $1', [rows[0]!.serial])).rows[0]?.reason, 5, 'revoked, cessationOfOperation');
   });
+
+  it("a p10cr replaying an enrolled device's CSR gets its certificate back, and a rejecting certConf does not revoke it (only a certificate issued in that transaction)", async () => {
+    // The meter enrols through the JSON API, as an end-of-line tester would.
+    const eui64 = newEui();
+    const key = await newKey('replayed');
+    const csr = file('replayed.csr');
+    assert.equal((await run('openssl', ['req', '-new', '-key', key, '-subj', `/serialNumber=${eui64}`, '-out', csr, '-outform', 'DER'])).code, 0);
+    const enrolled = await fetch(`http://127.0.0.1:${port}/v1/enrolments`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${factoryToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ eui64, keyRole: 'digitalSignature', profile: 'smart-meter-compact', csr: readFileSync(csr).toString('base64') }),
+    });
+    assert.equal(enrolled.status, 201, await enrolled.clone().text());
+    const serial = ((await enrolled.json()) as { serial: string }).serial.toLowerCase();
+    // The factory replays the CSR over CMP and refuses what comes back (a trust store that cannot verify it).
+    const wrongTrust = file('replayed-wrong-root.pem');
+    assert.equal((await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', file('replayed-wrong.key'), '-subj', '/CN=not the root', '-out', wrongTrust, '-days', '2'])).code, 0);
+    const out = await cmp(['-cmd', 'p10cr', ...macArgs(), '-csr', csr, '-certout', file('replayed.pem'), '-out_trusted', wrongTrust]);
+    assert.notEqual(out.code, 0, 'the client refused the certificate');
+    const { rows } = await pool.query<{ status: string }>(`SELECT status FROM cmp_transactions WHERE certificate_serial = $1 AND body_type = 'p10cr'`, [Buffer.from(serial, 'hex')]);
+    assert.deepEqual(rows.map((r) => r.status), ['rejected'], `the p10cr answered the existing certificate and its certConf rejected it: ${out.stderr}`);
+    assert.equal((await pool.query('SELECT reason FROM revocations WHERE serial = $1', [Buffer.from(serial, 'hex')])).rowCount, 0, 'not revoked: the rejection is of a certificate issued before this transaction');
+    const audit = await pool.query<{ details: { revoked?: boolean } }>(`SELECT details FROM audit_events WHERE subject = $1 AND action = 'cmp.certificate.rejected'`, [serial]);
+    assert.equal(audit.rows[0]?.details.revoked, false, 'the rejection is audited, saying nothing was revoked');
+  });
 });
 
 describe('CMP: bad protection, replays, fuzz', () => {
@@ -343,8 +426,9 @@ describe('CMP: bad protection, replays, fuzz', () => {
     assert.deepEqual(await counts(), before);
   });
 
-  it('a flipped protection bit, another sender KID, an unknown reference: badMessageCheck, nothing written', async () => {
+  it('a flipped protection bit, another sender KID, an unknown reference: badMessageCheck, nothing written but the failed authentications', async () => {
     const before = await counts();
+    const failedBefore = await failedCmpAuthentications();
     const message = readPkiMessage(captured);
     const flipped = Buffer.from(captured);
     const at = flipped.lastIndexOf(message.protection!);
@@ -361,6 +445,7 @@ describe('CMP: bad protection, replays, fuzz', () => {
     const signed = readPkiMessage((await post(flipped)).body);
     assert.equal(signed.header.protectionAlg?.oid, '1.2.840.10045.4.3.2');
     assert.deepEqual(await counts(), before);
+    assert.equal((await failedCmpAuthentications()) - failedBefore, 3, 'each audited as a failed authentication');
   });
 
   it('not CMP at all: 415 for another media type; garbage is a CMP error (badDataFormat), never a 5xx', async () => {
@@ -370,8 +455,9 @@ describe('CMP: bad protection, replays, fuzz', () => {
     assert.deepEqual(errorOf(garbage.body).failInfo, [5]);
   });
 
-  it('fuzz: 1,500 mutated and truncated requests get CMP errors or a 4xx, never a 5xx, and write nothing', async () => {
+  it('fuzz: 1,500 mutated and truncated requests get CMP errors or a 4xx, never a 5xx, and write nothing but the failed authentications', async () => {
     const before = await counts();
+    const failedBefore = await failedCmpAuthentications();
     const statuses = new Map<number, number>();
     let seed = 7;
     const random = (n: number) => {
@@ -392,6 +478,7 @@ describe('CMP: bad protection, replays, fuzz', () => {
     }
     assert.deepEqual(await counts(), before, 'nothing written');
     assert.ok((statuses.get(200) ?? 0) > 1_000, `mostly CMP error answers: ${JSON.stringify([...statuses])}`);
+    assert.ok((await failedCmpAuthentications()) - failedBefore > 1_000, 'audited as failed authentications');
   });
 
   it('the certConf of a finished transaction, replayed, is refused', async () => {
@@ -399,5 +486,73 @@ describe('CMP: bad protection, replays, fuzz', () => {
     assert.equal(answer.status, 200);
     const error = errorOf(answer.body);
     assert.ok(error.text.includes('not waiting'), error.text);
+  });
+});
+
+describe('CMP before authentication: a per-address budget, failures counted with the others', () => {
+  let limited: Awaited<ReturnType<typeof buildIssuerApi>>;
+  let limitedQueue: ChunkQueue;
+  let limitedPort: number;
+  let garbage: Buffer;
+  const BURST = 3;
+  const FAILURES_PER_MINUTE = 4;
+
+  before(async () => {
+    // A request with a real reference and a wrong secret, as anyone who saw the reference in clear can
+    // send, asking for as many PBM iterations as are accepted: each costs a secret derived in the HSM,
+    // the iterations and an HSM-signed error.
+    const out = await cmp(['-cmd', 'genm', '-ref', reference, '-secret', 'pass:not-the-secret', '-infotype', 'signKeyPairTypes', '-reqout', file('garbage-genm.der')]);
+    assert.notEqual(out.code, 0);
+    garbage = readFileSync(file('garbage-genm.der'));
+    const count = garbage.indexOf(Buffer.from('020201f4', 'hex'));
+    assert.ok(count > 0, 'openssl asked for 500 iterations');
+    derInteger(MAX_PBM_ITERATIONS).copy(garbage, count);
+    // A second API on the same database and HSM session pool, with a small budget.
+    const limitedConfig = { ...config, site: 'a' as const, cmp: { ...cmpConfig, authBudget: { burst: BURST, refillPerSecond: 0.001 } }, api: { ...config.api, failedAuthPerMinute: FAILURES_PER_MINUTE } };
+    const issuer = await loadSiteIssuer(limitedConfig, runtime.pool, runtime.keyStore);
+    limitedQueue = new ChunkQueue(config.sites.a.redisUrl, config.pgDatabase);
+    limited = await buildIssuerApi({ config: limitedConfig, pool: runtime.pool, ca: issuer.ca, keyStore: runtime.keyStore, queue: limitedQueue, chainPem: toPem(issuer.ca.record.certificate) + toPem(issuer.root.certificate), serialPrefix: issuer.serialPrefix, logger: false });
+    await limited.listen({ host: '127.0.0.1', port: 0 });
+    limitedPort = (limited.server.address() as AddressInfo).port;
+  });
+
+  after(async () => {
+    await limited?.close();
+    await limitedQueue?.close();
+  });
+
+  const postLimited = async (body: Buffer) => {
+    const res = await fetch(`http://127.0.0.1:${limitedPort}/.well-known/cmp`, { method: 'POST', headers: { 'content-type': 'application/pkixcmp' }, body, signal: AbortSignal.timeout(30_000) });
+    return { status: res.status, retryAfter: res.headers.get('retry-after'), body: Buffer.from(await res.arrayBuffer()) };
+  };
+  it('honest requests spend nothing; garbage past the budget gets a plain 429 (nothing signed), each failure is audited, and the failures count against the address as failed token authentications do', async () => {
+    // More honest (authenticated) requests than the budget holds: each gives its place back.
+    for (let i = 0; i < BURST + 2; i++) {
+      const honest = await run('openssl', ['cmp', '-server', `127.0.0.1:${limitedPort}`, '-path', '.well-known/cmp', '-cmd', 'genm', ...macArgs(), '-infotype', 'signKeyPairTypes', '-msg_timeout', '30']);
+      assert.equal(honest.code, 0, honest.stderr);
+    }
+    const audited = await failedCmpAuthentications();
+    for (let i = 0; i < BURST; i++) {
+      const answer = await postLimited(garbage);
+      assert.equal(answer.status, 200, `within the budget: a CMP error (${i})`);
+      const error = readPkiMessage(answer.body);
+      assert.equal(error.body.type, 'error');
+      assert.equal(error.header.protectionAlg?.oid, '1.2.840.10045.4.3.2', 'signed by the CMP key, so the client can trust it');
+    }
+    const refused = await postLimited(garbage);
+    assert.equal(refused.status, 429, `past the budget: ${refused.status} ${refused.body.toString('utf8').slice(0, 200)}`);
+    assert.equal((JSON.parse(refused.body.toString('utf8')) as { code: string }).code, 'CMP_RATE_LIMITED', 'a plain JSON refusal: no PKIMessage, nothing derived or signed');
+    assert.ok(Number(refused.retryAfter) >= 1);
+    assert.equal((await failedCmpAuthentications()) - audited, BURST, 'each failed CMP authentication is audited (auth.failed), the refused one is not');
+    // The address has 3 failed CMP authentications; a bad token makes it 4, the limit: now even a good
+    // token from this address is refused, as after four bad tokens.
+    const api = (token: string) => fetch(`http://127.0.0.1:${limitedPort}/v1/est/requests`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal((await api('not-a-token')).status, 401);
+    const good = await api(adminToken);
+    assert.equal(good.status, 429, 'the CMP failures counted with the token failure');
+    assert.equal(((await good.json()) as { code: string }).code, 'AUTH_RATE_LIMITED');
+    const cmpAgain = await postLimited(garbage);
+    assert.equal(cmpAgain.status, 429);
+    assert.equal((JSON.parse(cmpAgain.body.toString('utf8')) as { code: string }).code, 'AUTH_RATE_LIMITED');
   });
 });

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AddressInfo } from 'node:net';
@@ -21,7 +22,9 @@ import { httpsCall, type HttpsAnswer } from './support/https.js';
 /**
  * The operator console in a real browser (Debian's chromium, driven by playwright-core) against an
  * issuer API over HTTPS: sign-in and sessions, two-person revocation of a batch, live batch progress,
- * a factory's view, the audit page, and axe on every screen. Screenshots go to docs/console/.
+ * a factory's view, the audit page, and axe on every screen. Screenshots go to a temporary folder, or to
+ * FLEETPKI_CONSOLE_SCREENSHOTS: `pnpm docs:screenshots` (scripts/docs-screenshots.sh) copies them into
+ * docs/console/ after a passing run; a test never writes into the repository.
  */
 const MAKER = 'console-maker';
 const OTHER_MAKER = 'console-other-maker';
@@ -38,7 +41,7 @@ let issuer: ChunkIssuer;
 let factory: FleetApiClient;
 let otherFactory: FleetApiClient;
 const tokens: Record<string, string> = {};
-const screenshots = () => join(config.repoRoot, 'docs', 'console');
+const screenshotDir = process.env.FLEETPKI_CONSOLE_SCREENSHOTS ?? mkdtempSync(join(tmpdir(), 'fleetpki-console-'));
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 type Answer = HttpsAnswer;
@@ -48,11 +51,17 @@ function raw(path: string, options: { method?: string; body?: string; headers?: 
   return httpsCall(`${base}${path}`, { ca: readFileSync(join(config.api.tlsDir, 'clients-ca.pem')), method: options.method ?? 'GET', ...(options.body !== undefined ? { body: options.body } : {}), headers: options.headers ?? {} });
 }
 
-/** Signs in with a token over raw HTTPS; returns the session cookie (name=value). */
+/**
+ * Signs in with a token over raw HTTPS, as the sign-in page's form does (its pre-session cookie and CSRF
+ * token first: test/console-sign-in.test.ts); returns the session cookie (name=value).
+ */
 async function rawSignIn(token: string): Promise<{ answer: Answer; cookie: string }> {
-  const answer = await raw('/console/sign-in', { method: 'POST', body: new URLSearchParams({ token }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+  const page = await raw('/console/sign-in');
+  const preSession = ([] as string[]).concat(page.headers['set-cookie'] ?? [])[0]!.split(';')[0]!;
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(page.body)![1]!;
+  const answer = await raw('/console/sign-in', { method: 'POST', body: new URLSearchParams({ token, _csrf: csrf }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: preSession } });
   const set = ([] as string[]).concat(answer.headers['set-cookie'] ?? []);
-  return { answer, cookie: (set[0] ?? '').split(';')[0]! };
+  return { answer, cookie: (set.find((c) => c.startsWith('__Host-fleetpki-console=')) ?? '').split(';')[0]! };
 }
 
 async function signedInPage(token: string): Promise<{ context: BrowserContext; page: Page }> {
@@ -80,8 +89,8 @@ async function assertAccessible(page: Page, screen: string): Promise<void> {
 }
 
 async function screenshot(page: Page, name: string): Promise<void> {
-  mkdirSync(screenshots(), { recursive: true });
-  await page.screenshot({ path: join(screenshots(), `${name}.png`), fullPage: false });
+  mkdirSync(screenshotDir, { recursive: true });
+  await page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: false });
 }
 
 async function submitBatch(client: FleetApiClient, devices: number): Promise<string> {
@@ -134,10 +143,10 @@ describe('console sessions', () => {
     const bad = await rawSignIn('fpk_not-a-token');
     assert.equal(bad.answer.status, 401);
     assert.match(bad.answer.body, /AUTH_INVALID/);
-    assert.equal(bad.answer.headers['set-cookie'], undefined);
+    assert.equal(bad.cookie, '', 'no session cookie (only the sign-in page\'s pre-session, for the next try)');
     const good = await rawSignIn(tokens.auditor!);
     assert.equal(good.answer.status, 303);
-    const cookie = ([] as string[]).concat(good.answer.headers['set-cookie'] ?? [])[0]!;
+    const cookie = ([] as string[]).concat(good.answer.headers['set-cookie'] ?? []).find((c) => c.startsWith('__Host-fleetpki-console='))!;
     assert.match(cookie, /^__Host-fleetpki-console=[A-Za-z0-9_-]{43}; Path=\/; Secure; HttpOnly; SameSite=Strict; Max-Age=\d+$/);
     const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_events WHERE action = 'console.sign-in' AND actor LIKE 'person:console-auditor via token:%'`);
     assert.ok(rows[0]!.n >= 1, 'the sign-in is in the audit log');
@@ -318,7 +327,7 @@ describe('console in a browser', () => {
 
   it('the audit page reports an intact chain, then the row a test alters', async () => {
     // Sealed as the status responder seals: signed by the site's audit key in the HSM.
-    await sealAuditLog(pool, auditCheckpointFile(config.stateDir), { settleMs: 0, signer: await ensureAuditKey(pool, runtime.keyStore, 'a', 'console-test') });
+    await sealAuditLog(pool, auditCheckpointFile(config.deploymentDir), { settleMs: 0, signer: await ensureAuditKey(pool, runtime.keyStore, 'a', 'console-test') });
     const { context, page } = await signedInPage(tokens.auditor!);
     const { rows } = await pool.query<{ seq: string; actor: string }>('SELECT seq::text, actor FROM audit_events WHERE chain_hash IS NOT NULL ORDER BY seq DESC LIMIT 1');
     const victim = rows[0]!;

@@ -51,7 +51,18 @@ const FORBIDDEN: readonly [string, string][] = [
   ['delete seals', `DELETE FROM audit_seals`],
   ['switch triggers off', `SET session_replication_role = replica`],
   ['move the migrations', `INSERT INTO schema_migrations (version, name, sha256) VALUES (9999, 'x', '\\x00')`],
+  // Issue 33 §2: a console session's cookie hash is proof of its token to the rule functions.
+  // Issue 40 §3: the audit chain. Rows come only through fp_audit_append, seals only through fp_audit_seal.
+  ['choose an audit row\'s seq and time', `INSERT INTO audit_events (seq, at, site, actor, action) OVERRIDING SYSTEM VALUE VALUES (9000000000, now() - interval '1 day', 'a', 'mallory', 'x')`],
+  ['insert an audit row around the function', `INSERT INTO audit_events (site, actor, action) VALUES ('a', 'mallory', 'x')`],
+  ['forge a seal far ahead', `INSERT INTO audit_seals (seq, chain_hash, rows) VALUES (9000000000, sha256('x'), 1)`],
+  ['chain rows by hand', `UPDATE audit_events SET chain_hash = sha256('x') WHERE chain_hash IS NULL`],
+  ['read console session secrets', `SELECT id_sha256 FROM console_sessions`],
+  ['open a console session for anyone', `INSERT INTO console_sessions (id_sha256, person_id, token_id, expires_at) SELECT sha256('x'), person_id, id, now() + interval '1 day' FROM api_tokens LIMIT 1`],
 ];
+
+/** A client certificate for an administrator, as a subverted service would record one. */
+const CLIENT_CERTIFICATE = `INSERT INTO organisation_certificates (serial, purpose, subject_dn, role, key_id, certificate, not_after, person_id) SELECT '\\x0a01', 'client', 'CN=mallory', 'administrator', '\\x00', '\\x00', now() + interval '1 year', id FROM people LIMIT 1`;
 
 /** And per role, writes that belong to another part of the system. */
 const FORBIDDEN_PER_ROLE: Readonly<Record<DatabaseClient, readonly [string, string][]>> = {
@@ -60,18 +71,22 @@ const FORBIDDEN_PER_ROLE: Readonly<Record<DatabaseClient, readonly [string, stri
     ['write OCSP responses', `INSERT INTO ocsp_responses (serial, hash_alg, status, this_update, next_update, der) VALUES ('\\x00', 'sha1', 'good', now(), now(), '\\x00')`],
     ['write a CRL', `DELETE FROM crls`],
     ['change site roles', `UPDATE site_state SET role = 'active'`],
+    ['un-revoke a CA two people revoked', `UPDATE cas SET status = 'active'`],
+    ['record a client certificate for anyone', CLIENT_CERTIFICATE],
   ],
   worker: [
     ['revoke', `INSERT INTO revocations (serial, ca_id, crl_shard, reason, requested_by) SELECT serial, ca_id, crl_shard, 1, 'x' FROM certificates LIMIT 1`],
     ['revoke a CA', `UPDATE cas SET status = 'revoked'`],
     ['change site roles', `UPDATE site_state SET role = 'active'`],
     ['register a manufacturer', `INSERT INTO manufacturers (id, name) VALUES ('mallory', 'x')`],
+    ['record a client certificate for anyone', CLIENT_CERTIFICATE],
   ],
   status: [
     ['revoke', `INSERT INTO revocations (serial, ca_id, crl_shard, reason, requested_by) SELECT serial, ca_id, crl_shard, 1, 'x' FROM certificates LIMIT 1`],
     ['issue', `INSERT INTO issuance_intents (serial, ca_id, eui64, key_role, profile, tbs_sha256, site) VALUES ('\\x0a0000000000000001', 'fpd1', '\\x0000000000000001', 'digitalSignature', 'smart-meter', sha256('x'), 'a')`],
     ['revoke a CA', `UPDATE cas SET status = 'revoked'`],
     ['change site roles', `UPDATE site_state SET role = 'active'`],
+    ['record a client certificate for anyone', CLIENT_CERTIFICATE],
   ],
   operator: [
     ['revoke', `INSERT INTO revocations (serial, ca_id, crl_shard, reason, requested_by) SELECT serial, ca_id, crl_shard, 1, 'x' FROM certificates LIMIT 1`],
@@ -115,6 +130,48 @@ describe('database roles: one per service, each with only its grants', () => {
       const message = await refused(pools.get(client)!, `SELECT fp_approval_approve('${randomUUID()}', 'token:${randomUUID()}')`);
       assert.match(message ?? '', /APPROVAL_NOT_FOUND|AUTH_INVALID/, client);
     }
+  });
+
+  it('no service role reads the whole server\'s state (pg_monitor); replication state comes through functions', async () => {
+    for (const client of DATABASE_CLIENTS) {
+      const { rows } = await owner.query<{ member: boolean }>("SELECT pg_has_role($1, 'pg_monitor', 'MEMBER') AS member", [`fleetpki_${client}`]);
+      assert.equal(rows[0]!.member, false, `fleetpki_${client} is a pg_monitor member`);
+      const receiver = await pools.get(client)!.query('SELECT * FROM fp_wal_receiver()');
+      assert.equal(receiver.rowCount, 1, client);
+    }
+  });
+
+  it('fp_audit_seal refuses a seal that does not continue the last one or leaves a row out', async () => {
+    const status = pools.get('status')!;
+    const far = await refused(status, `SELECT fp_audit_seal(ARRAY[9000000000]::bigint[], ARRAY[sha256('x')], NULL, NULL)`);
+    assert.match(far ?? '', /AUDIT_SEAL_INVALID|AUDIT_SEAL_GAP/, 'a seal of a row that does not exist');
+    const client = await status.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT fp_audit_append(ARRAY['a','a'], ARRAY['test','test'], ARRAY['x','y'], ARRAY[NULL,NULL]::text[], ARRAY['{}','{}']::jsonb[])`);
+      const { rows } = await client.query<{ seq: string }>(`SELECT seq::text FROM audit_events WHERE actor = 'test' AND action = 'y' ORDER BY seq DESC LIMIT 1`);
+      await assert.rejects(client.query(`SELECT fp_audit_seal(ARRAY[$1]::bigint[], ARRAY[sha256('x')], NULL, NULL)`, [rows[0]!.seq]), /AUDIT_SEAL_GAP/, 'sealing the newest row over older unsealed ones');
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release();
+    }
+  });
+
+  it('a revoked CA stays revoked, whoever writes (the owner included)', async () => {
+    const client = await owner.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query("UPDATE cas SET status = 'revoked', revoked_at = now(), revocation_reason = 1 WHERE id = 'org1'");
+      await assert.rejects(client.query("UPDATE cas SET status = 'active' WHERE id = 'org1'"), /CA_REVOKED/);
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release();
+    }
+  });
+
+  it('the issuer revokes a CA only as the execution of an approved ca.revoke for it', async () => {
+    const message = await refused(pools.get('issuer')!, `SELECT fp_ca_revoke('org1', 1::smallint, '${randomUUID()}')`);
+    assert.match(message ?? '', /APPROVAL_REQUIRED/);
   });
 
   it('the owner role is the only one that may migrate', async () => {

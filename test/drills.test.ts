@@ -1,14 +1,20 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { approvedSwitchoverForDrill, runFailback } from '@fleetpki/drills';
+import { createIssuerRuntime } from '@fleetpki/issuer-api';
 import { currentRoles, readTopology, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { createPool } from '@fleetpki/store';
-import { ensureCa, siteAPool, type TestCa } from './support/ca.js';
+import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
 import { ensureStandbyKeys } from './support/custody.js';
 import { approvedRequest } from './support/dual-control.js';
 import { cli } from './support/cli.js';
-import { ensureSites } from './support/sites.js';
+import { ensureSites, waitFor } from './support/sites.js';
 
 let config: FleetConfig;
 let ca: TestCa;
@@ -93,6 +99,61 @@ describe('site drills', () => {
       const acks = r.enrolments_acknowledged as Record<string, number>;
       assert.ok(acks[from]! > 0 && acks[to]! > 0);
     }
+    assert.deepEqual(readTopology(config), { primary: 'a' });
+  });
+
+  it('from the API (a test deployment): two administrators, and of two concurrent starts exactly one real drill runs; the other is 409 DRILL_RUNNING', async () => {
+    // test/drill-api.test.ts covers the refusals with a stand-in drill; this one kills site A for real.
+    const stateDir = mkdtempSync(join(tmpdir(), 'fleetpki-drills-api-'));
+    const runtime = await createIssuerRuntime({ ...config, site: 'a', stateDir, console: { ...config.console, drills: true } }, { logger: false, hsmSessions: 1, poolSize: 4 });
+    try {
+      await runtime.app.listen({ host: '127.0.0.1', port: 0 });
+      const url = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
+      const pool = siteAPool(config);
+      const admins = await Promise.all([0, 1, 2].map((i) => createToken(pool, 'administrator', null, `drills-api-admin-${i}-${randomUUID().slice(0, 8)}`))).finally(() => pool.end());
+      const call = async (token: string, path: string, body?: unknown) => {
+        const res = await fetch(`${url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
+        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+      };
+      const alone = await call(admins[0]!, '/v1/drills', { kind: 'failover', devices: 2_000 });
+      assert.deepEqual([alone.status, alone.body.code], [403, 'DUAL_CONTROL_REQUIRED']);
+      const approve = async (requester: string, approver: string) => {
+        const requested = await call(requester, '/v1/approvals', { action: 'drill.failover' });
+        assert.equal(requested.status, 201, JSON.stringify(requested.body));
+        assert.equal((await call(approver, `/v1/approvals/${String(requested.body.id)}/approve`)).status, 200);
+        return String(requested.body.id);
+      };
+      const approvals = [await approve(admins[0]!, admins[1]!), await approve(admins[1]!, admins[2]!)];
+      failedOverAt = Date.now();
+      const answers = await Promise.all(approvals.map((approval, i) => call(admins[i]!, '/v1/drills', { kind: 'failover', devices: 2_000, approval })));
+      assert.deepEqual(answers.map((a) => a.status).sort(), [202, 409], JSON.stringify(answers.map((a) => a.body)));
+      assert.equal(answers.find((a) => a.status === 409)!.body.code, 'DRILL_RUNNING');
+      const started = answers.find((a) => a.status === 202)!.body as { pid: number; log: string };
+      await waitFor(
+        'the failover drill started from the API to end',
+        async () => {
+          try {
+            process.kill(started.pid, 0);
+            return undefined;
+          } catch {
+            return true;
+          }
+        },
+        300_000,
+        500,
+      );
+      const log = readFileSync(started.log, 'utf8');
+      assert.match(log, /rpo_lost\s+0\b/, log.slice(-3000));
+      assert.deepEqual(readTopology(config), { primary: 'b' }, 'the one drill failed site A over to B');
+      const history = createPool(config.sites.b.databaseUrl, { max: 1 });
+      const runs = await history.query<{ n: number }>(`SELECT count(*)::int AS n FROM drill_runs WHERE kind = 'failover' AND finished_at > to_timestamp($1 / 1000.0)`, [failedOverAt]).finally(() => history.end());
+      assert.equal(runs.rows[0]!.n, 1, 'one failover drill recorded');
+    } finally {
+      // Its site's database was killed under it: closing may find nothing to say goodbye to.
+      await Promise.race([runtime.close().catch(() => undefined), new Promise((r) => setTimeout(r, 15_000))]);
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+    await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), failedOverAt });
     assert.deepEqual(readTopology(config), { primary: 'a' });
   });
 });

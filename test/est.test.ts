@@ -112,8 +112,9 @@ before(async () => {
   tlsTrust = splitPem(join(config.api.tlsDir, 'clients-ca.pem'), 'tls');
   // Superseded certificates are revoked 20 s after their re-enrolment; the reconciler looks every second
   // (its interval follows the intent timeout).
-  const estConfig = { ...config.est, approvalLabels: ['compact-kex'], retryAfterSeconds: 1, revokeSupersededAfterSeconds: SUPERSEDED_GRACE_S };
-  runtime = await createIssuerRuntime({ ...config, site: 'a', est: estConfig, intentTimeoutSeconds: 4 }, { logger: false, hsmSessions: 1, poolSize: 4, tls: readTlsMaterial(config.api.tlsDir) });
+  const estConfig = { ...config.est, revokeSupersededAfterSeconds: SUPERSEDED_GRACE_S };
+  // compact-kex (profile smart-meter-compact, keyAgreement) is held for an administrator, whatever the protocol.
+  runtime = await createIssuerRuntime({ ...config, site: 'a', est: estConfig, enrolmentHolds: { labels: ['compact-kex'], retryAfterSeconds: 1 }, intentTimeoutSeconds: 4 }, { logger: false, hsmSessions: 1, poolSize: 4, tls: readTlsMaterial(config.api.tlsDir) });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   base = `https://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
 });
@@ -229,7 +230,46 @@ describe('EST with strongSwan pki', () => {
     assert.equal(await verify(file('held.pem')), `${file('held.pem')}: OK`);
     assert.match((await run('openssl', ['x509', '-in', file('held.pem'), '-noout', '-ext', 'keyUsage'])).stdout, /Key Agreement/);
     const audit = await pool.query<{ action: string }>(`SELECT action FROM audit_events WHERE subject = $1 ORDER BY seq`, [held]);
-    assert.deepEqual(audit.rows.map((r) => r.action), ['est.request.held', 'est.request.approved']);
+    assert.deepEqual(audit.rows.map((r) => r.action), ['enrolment.request.held', 'enrolment.request.approved']);
+  });
+});
+
+describe('a held label is the label, whatever the protocol', () => {
+  const enrolJson = (eui64: string, csr: string, profile = 'smart-meter-compact') =>
+    estRequest('/v1/enrolments', { method: 'POST', body: JSON.stringify({ eui64, keyRole: 'keyAgreement', profile, csr: readFileSync(csr).toString('base64') }), contentType: 'application/json', auth: `Bearer ${factoryToken}` });
+
+  it("POST /v1/enrolments for compact-kex's profile and role waits for the approval (202), then the same key enrols", async () => {
+    const eui64 = newEui();
+    const { csr } = await strongswanCsr('held-api', eui64);
+    const first = await enrolJson(eui64, csr);
+    assert.equal(first.status, 202, `held like EST, not issued at once: ${first.status} ${first.body}`);
+    assert.equal(first.headers['retry-after'], '1');
+    const body = JSON.parse(first.body) as { code: string; details: { request: string } };
+    assert.equal(body.code, 'ENROLMENT_APPROVAL_PENDING');
+    assert.deepEqual(await rowsFor(eui64), { intents: 0, certificates: 0, devices: 0 }, 'nothing is issued while it waits');
+    const listed = (await fetchJson('/v1/est/requests', adminToken)) as { id: string; label: string; protocol: string }[];
+    assert.deepEqual(listed.filter((r) => r.id === body.details.request).map((r) => [r.label, r.protocol]), [['compact-kex', 'api']]);
+    // Another profile with the same role is not the held label.
+    const { csr: other } = await strongswanCsr('not-held-api', eui64);
+    assert.equal((await enrolJson(eui64, other, 'smart-meter')).status, 201);
+    await fetchJson(`/v1/est/requests/${body.details.request}/approve`, adminToken, 'POST');
+    const issued = await enrolJson(eui64, csr);
+    assert.equal(issued.status, 201, issued.body);
+    // Approved for this key: EST gets the same certificate back.
+    const est = await estRequest('/.well-known/est/compact-kex/simpleenroll', { body: readFileSync(csr).toString('base64'), contentType: 'application/pkcs10', auth: basic(factoryToken) });
+    assert.equal(est.status, 200, est.body);
+  });
+
+  it("a batch carrying compact-kex keys is refused line by line (ENROLMENT_APPROVAL_REQUIRED); nothing is accepted", async () => {
+    const eui64 = newEui();
+    const { csr } = await strongswanCsr('held-batch', eui64);
+    const line = JSON.stringify({ eui64, keys: [{ role: 'keyAgreement', csr: readFileSync(csr).toString('base64') }] });
+    const refused = await estRequest('/v1/batches?profile=smart-meter-compact', { method: 'POST', body: `${line}\n`, contentType: 'application/x-ndjson', auth: `Bearer ${factoryToken}` });
+    assert.equal(refused.status, 422, refused.body);
+    const answer = JSON.parse(refused.body) as { code: string; details: { errors: { line: number; code: string }[] } };
+    assert.equal(answer.code, 'MANIFEST_REJECTED');
+    assert.deepEqual(answer.details.errors.map((e) => [e.line, e.code]), [[1, 'ENROLMENT_APPROVAL_REQUIRED']]);
+    assert.equal((await pool.query('SELECT 1 FROM batch_items WHERE eui64 = $1', [Buffer.from(eui64, 'hex')])).rowCount, 0);
   });
 });
 

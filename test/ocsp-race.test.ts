@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
-import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
+import { protect, startService, stopProcess, unprotect, waitForHttp, withOwnerPool } from '@fleetpki/sites';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
@@ -103,5 +103,62 @@ describe('OCSP never says "good" after a revocation returned', () => {
     assert.ok(goodBefore > 0, 'the serials were "good" before (the test saw both states)');
     assert.ok(bySite.a > 0 && bySite.b > 0, `both sites answered "revoked" afterwards (a ${bySite.a}, b ${bySite.b})`);
     assert.ok(revokedAfter > ROUNDS * 100, `revoked answers afterwards: ${revokedAfter}`);
+  });
+
+  /**
+   * Issue 33 §4: the standby across unprotect/protect, with its replay stalled (pg_wal_replay_pause on B
+   * stands in for a standby that stopped applying). A revocation acknowledged while unprotected must
+   * never read "good" from B: not while unprotected, not while `protect` waits for B (it must not finish
+   * while B is behind), and after it finished only once B has replayed it. Then, with protection back,
+   * a stall makes B stop vouching rather than answer from the past.
+   */
+  it('the standby never vouches for what it has not replayed: across unprotect and protect, and when its replay stalls', async () => {
+    const serials = await enrolSome(5);
+    const askB = async () => Promise.all(serials.map((s) => asker.ask(statusUrl('b'), s, 'sha256', 'POST').catch((): Verdict => 'other')));
+    // B vouches before all this (the floor is published, B streams and has replayed it).
+    let before: Verdict[] = [];
+    for (let i = 0; i < 50 && !(before = await askB()).every((v) => v === 'good'); i++) await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(before, serials.map(() => 'good'), 'B says "good" before');
+    const onB = <T>(sql: string) => withOwnerPool(config, config.sites.b, 'postgres', async (p) => (await p.query<T & Record<string, unknown>>(sql)).rows);
+    await onB('SELECT pg_wal_replay_pause()');
+    try {
+      await unprotect(config, 'test: issue 33 §4');
+      const officer = await createToken(pool, 'revocation-officer', null, `race-officer-stall-${randomBytes(3).toString('hex')}`);
+      const revocation = await issuer.app.inject({ method: 'POST', url: '/v1/revocations', headers: { authorization: `Bearer ${officer}` }, payload: { serials: serials.map((s) => s.toString('hex')), reason: 'keyCompromise' } });
+      assert.equal(revocation.statusCode, 200, revocation.body);
+      // Acknowledged while unprotected; B has not replayed it.
+      for (let i = 0; i < 5; i++) assert.ok(!(await askB()).includes('good'), 'B said "good" for a revocation acknowledged while unprotected');
+      await assert.rejects(protect(config, () => undefined, { replayTimeoutMs: 5_000 }), { code: 'SITE_STANDBY_BEHIND' });
+      assert.ok(!(await askB()).includes('good'), 'B said "good" while protection was being restored and it was behind');
+    } finally {
+      await onB('SELECT pg_wal_replay_resume()');
+    }
+    await protect(config);
+    let after: Verdict[] = [];
+    for (let i = 0; i < 50 && !(after = await askB()).every((v) => v === 'revoked'); i++) {
+      assert.ok(!after.includes('good'), 'B said "good" after protection came back');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(after, serials.map(() => 'revoked'), 'B says "revoked" once it has replayed and is protected again');
+
+    // Protected, then B stalls: whatever A shows from then on, B stops saying "good" (it answers from
+    // the past only while it has replayed as far as A had written).
+    const fresh = await enrolSome(3);
+    await onB('SELECT pg_wal_replay_pause()');
+    try {
+      const askFreshB = async () => Promise.all(fresh.map((s) => asker.ask(statusUrl('b'), s, 'sha256', 'POST').catch((): Verdict => 'other')));
+      let stalled: Verdict[] = [];
+      // A revocation A shows at once but cannot acknowledge (its commit waits for B: 503 after the write
+      // deadline). The agent's floor moves on with A's WAL, and B falls behind it.
+      const officer = await createToken(pool, 'revocation-officer', null, `race-officer-stall2-${randomBytes(3).toString('hex')}`);
+      const pending = issuer.app.inject({ method: 'POST', url: '/v1/revocations', headers: { authorization: `Bearer ${officer}` }, payload: { serials: fresh.map((s) => s.toString('hex')), reason: 'keyCompromise' } });
+      for (let i = 0; i < 75 && (stalled = await askFreshB()).includes('good'); i++) await new Promise((r) => setTimeout(r, 200));
+      assert.ok(!stalled.includes('good'), `a stalled B still vouches: ${stalled.join(', ')}`);
+      for (let i = 0; i < 5; i++) assert.ok(!(await askFreshB()).includes('good'), 'B vouched again while still stalled');
+      await onB('SELECT pg_wal_replay_resume()');
+      assert.ok([200, 503].includes((await pending).statusCode));
+    } finally {
+      await onB('SELECT pg_wal_replay_resume()').catch(() => undefined);
+    }
   });
 });

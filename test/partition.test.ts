@@ -27,8 +27,8 @@ import { OcspAsker, statusUrl, type Verdict } from './support/ocsp.js';
  */
 const repoRoot = findRepoRoot();
 const stateDir = join(repoRoot, '.two-hosts');
-// Its own deployment: the test runner's throw-away database and tokens are for the loopback sites.
-const nsEnv = { FLEETPKI_NETNS: 'on', FLEETPKI_STATE_DIR: stateDir, FLEETPKI_PG_DATABASE: 'fleetpki', FLEETPKI_HSM_TOKEN_PREFIX: 'fleetpki', FLEETPKI_SITE: 'a', FLEETPKI_LOG_LEVEL: 'warn' };
+// Its own deployment, files included: the test runner's throw-away database, tokens and folder are for the loopback sites.
+const nsEnv = { FLEETPKI_NETNS: 'on', FLEETPKI_STATE_DIR: stateDir, FLEETPKI_DEPLOYMENT_DIR: stateDir, FLEETPKI_PG_DATABASE: 'fleetpki', FLEETPKI_HSM_TOKEN_PREFIX: 'fleetpki', FLEETPKI_SITE: 'a', FLEETPKI_LOG_LEVEL: 'warn' };
 // This file's process belongs to that deployment (node --test runs each file in its own process): the
 // agents, services and CLI it starts inherit the settings.
 Object.assign(process.env, nsEnv);

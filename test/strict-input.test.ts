@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes, sign, type KeyObject } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import type { AddressInfo } from 'node:net';
 import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import type { Pool } from '@fleetpki/store';
@@ -11,7 +12,8 @@ import { ensureSites } from './support/sites.js';
 
 /**
  * A CA parses exactly one thing one way: CSRs that are not DER (even with a valid signature over the
- * non-DER bytes), PEM that a strict RFC 7468 reader refuses, and several PEM blocks in one text are
+ * non-DER bytes), PEM that RFC 7468's lax grammar refuses (whitespace and line length are free, as
+ * section 3 asks of parsers; the base64 is canonical), and several PEM blocks in one text are
  * refused with 400, a stable code and the rule broken, and write nothing; the valid forms still pass.
  */
 let config: FleetConfig;
@@ -91,7 +93,8 @@ describe('one strict reader for CSRs and PEM', () => {
     ['two PEM blocks (the first is used by lax readers)', () => pemLines(good) + pemLines(csrOver(cri({ spki }), key)), /2 PEM blocks/],
     ['a PEM block followed by other text', () => `${pemLines(good)}and something else\n`, /text after/],
     ['a PEM block with another label', () => pemLines(good, 'CERTIFICATE'), /label "CERTIFICATE"/],
-    ['PEM lines of 76 characters', () => `-----BEGIN CERTIFICATE REQUEST-----\n${b64.replace(/.{1,76}/g, '$&\n')}-----END CERTIFICATE REQUEST-----\n`, /line \d+ .* 64/],
+    ['PEM whose base64 is not canonical once its whitespace is gone (a dropped character)', () => `-----BEGIN CERTIFICATE REQUEST-----\n${b64.slice(0, -1).replace(/.{1,76}/g, '$&\n')}-----END CERTIFICATE REQUEST-----\n`, /multiple of 4/],
+    ['PEM with a character that is neither base64 nor whitespace', () => `-----BEGIN CERTIFICATE REQUEST-----\n${b64.slice(0, 30)}.${b64.slice(30).replace(/.{1,64}/g, '$&\n')}-----END CERTIFICATE REQUEST-----\n`, /neither base64 .* nor whitespace/],
   ];
 
   for (const [what, input, rule] of refused) {
@@ -111,12 +114,31 @@ describe('one strict reader for CSRs and PEM', () => {
     ['PEM with CRLF', () => pemLines(good, 'CERTIFICATE REQUEST', '\r\n')],
     ['PEM with surrounding whitespace', () => `\n  ${pemLines(good)}\n\n`],
     ['NEW CERTIFICATE REQUEST', () => pemLines(good, 'NEW CERTIFICATE REQUEST')],
+    ['PEM with the whole body on one line', () => `-----BEGIN CERTIFICATE REQUEST-----\n${b64}\n-----END CERTIFICATE REQUEST-----\n`],
+    ['PEM with 72-column lines', () => `-----BEGIN CERTIFICATE REQUEST-----\n${b64.replace(/.{1,72}/g, '$&\n')}-----END CERTIFICATE REQUEST-----\n`],
+    ['PEM with 16-column lines', () => `-----BEGIN CERTIFICATE REQUEST-----\n${b64.replace(/.{1,16}/g, '$&\n')}-----END CERTIFICATE REQUEST-----\n`],
+    ['PEM with trailing spaces and tabs', () => `-----BEGIN CERTIFICATE REQUEST----- \t\n${b64.replace(/.{1,64}/g, '$& \t\n')}-----END CERTIFICATE REQUEST-----\t \n`],
+    ['PEM with CRLF and trailing spaces', () => `-----BEGIN CERTIFICATE REQUEST-----  \r\n${b64.replace(/.{1,64}/g, '$&  \r\n')}-----END CERTIFICATE REQUEST-----  \r\n`],
   ] as const) {
     it(`still accepts ${what}`, async () => {
       const { status, body } = await enrol(input());
       assert.equal(status, 201, JSON.stringify(body));
     });
   }
+
+  // RFC 7468 3: a parser accepts whitespace and line ends anywhere in the base64 text, at any line
+  // length. coreutils `base64` wraps at 76 columns (MIME); this goes over a real HTTP connection.
+  it('accepts a PEM CSR with 76-column lines, as coreutils base64 writes it, over HTTP', async () => {
+    const wrapped = spawnSync('base64', { input: good, encoding: 'utf8' });
+    assert.equal(wrapped.status, 0, wrapped.stderr);
+    assert.match(wrapped.stdout, /^[A-Za-z0-9+/]{76}\n/, 'coreutils base64 wraps at 76 columns');
+    const csr = `-----BEGIN CERTIFICATE REQUEST-----\n${wrapped.stdout}-----END CERTIFICATE REQUEST-----\n`;
+    await runtime.app.listen({ host: '127.0.0.1', port: 0 });
+    const url = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}/v1/enrolments`;
+    const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ eui64: `5E${randomBytes(7).toString('hex')}`, keyRole: 'digitalSignature', csr }) });
+    const body = (await res.json()) as { code?: string; message?: string; certificate?: string };
+    assert.equal(res.status, 201, JSON.stringify(body));
+  });
 
   it('the reference CSR, built the same way, verifies with openssl req -verify (so the refusals above are about encoding)', () => {
     const r = spawnSync('openssl', ['req', '-noout', '-verify'], { input: toPem(good, 'CERTIFICATE REQUEST'), encoding: 'utf8' });

@@ -1,18 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { loadConfig, type FleetConfig } from '@fleetpki/core';
-import { TEST_DATABASE_PREFIX, TEST_TOKEN_PREFIX, sitesUp } from '@fleetpki/sites';
+import { TEST_DATABASE_PREFIX, TEST_TOKEN_PREFIX, hasTestDeploymentDir, sitesUp } from '@fleetpki/sites';
 import { createPool, migrate, type Pool } from '@fleetpki/store';
 
 /**
  * Brings both local sites up (a no-op when running) and migrates site A. Tests use the real parts, in a
- * deployment of their own (a throw-away database and tokens that scripts/run-tests.sh names and removes),
- * never the installation's.
+ * deployment of their own (a throw-away database, tokens and folder that scripts/run-tests.sh names and
+ * removes), never the installation's.
  */
 export async function ensureSites(): Promise<FleetConfig> {
   const config = loadConfig({ ...process.env, FLEETPKI_SITE: 'a' });
-  if (!config.pgDatabase.startsWith(TEST_DATABASE_PREFIX) || !config.hsmTokenPrefix.startsWith(TEST_TOKEN_PREFIX)) {
-    throw new Error(`tests run in a deployment of their own, not in "${config.pgDatabase}": run them with \`pnpm test [file]\` (scripts/run-tests.sh)`);
+  if (!config.pgDatabase.startsWith(TEST_DATABASE_PREFIX) || !config.hsmTokenPrefix.startsWith(TEST_TOKEN_PREFIX) || !hasTestDeploymentDir(config)) {
+    throw new Error(`tests run in a deployment of their own, not in "${config.pgDatabase}" with files in ${config.deploymentDir}: run them with \`pnpm test [file]\` (scripts/run-tests.sh)`);
   }
   await sitesUp(config);
   const pool = createPool(config.sites.a.databaseUrl, { max: 1 });

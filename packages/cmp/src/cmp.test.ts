@@ -3,7 +3,7 @@ import { X509Certificate, randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { readCsr } from '@fleetpki/x509';
-import { CmpMessageError, readPkiMessage, verifyMacProtection, verifyPop, verifySignatureProtection, type PkiMessage } from './index.js';
+import { CmpMessageError, MAX_PBM_ITERATIONS, readPbmParameters, readPkiMessage, verifyMacProtection, verifyPop, verifySignatureProtection, type PkiMessage } from './index.js';
 
 /** Requests captured from `openssl cmp -reqout` (fixtures/README.md says how). */
 const golden = (name: string) => readFileSync(new URL(`./fixtures/${name}.der`, import.meta.url));
@@ -14,6 +14,10 @@ const deviceOld = certificate('device-old');
 
 function refusal(fn: () => unknown, failInfo: string): void {
   assert.throws(fn, (err: unknown) => err instanceof CmpMessageError && err.failInfo === failInfo, `expected a CmpMessageError ${failInfo}`);
+}
+
+async function refusalOf(fn: () => Promise<unknown>, failInfo: string): Promise<void> {
+  await assert.rejects(fn, (err: unknown) => err instanceof CmpMessageError && err.failInfo === failInfo, `expected a CmpMessageError ${failInfo}`);
 }
 
 /** A copy with one byte changed at `at` (xor 0x01). */
@@ -33,7 +37,7 @@ function offsetOf(der: Buffer, needle: Buffer): number {
 const subjectSerial = Buffer.from('0011223344556677');
 
 describe('CMP requests from openssl cmp', () => {
-  it('ir with a password-based MAC: header, template, MAC with the factory secret, signature POP', () => {
+  it('ir with a password-based MAC: header, template, MAC with the factory secret, signature POP', async () => {
     const m = readPkiMessage(golden('ir'));
     assert.equal(m.body.type, 'ir');
     assert.equal(m.header.pvno, 2);
@@ -41,8 +45,8 @@ describe('CMP requests from openssl cmp', () => {
     assert.equal(m.header.transactionId?.length, 16);
     assert.equal(m.header.senderNonce?.length, 16);
     assert.ok(m.header.messageTime instanceof Date);
-    verifyMacProtection(m, SECRET);
-    refusal(() => verifyMacProtection(m, Buffer.from('s3creT')), 'badMessageCheck');
+    await verifyMacProtection(m, SECRET);
+    await refusalOf(() => verifyMacProtection(m, Buffer.from('s3creT')), 'badMessageCheck');
     if (m.body.type !== 'ir') return;
     const [request] = m.body.requests;
     assert.equal(request!.certReqId, 0);
@@ -50,16 +54,16 @@ describe('CMP requests from openssl cmp', () => {
     verifyPop(request!);
   });
 
-  it('p10cr carries a PKCS#10 request the CSR reader accepts; MAC-protected', () => {
+  it('p10cr carries a PKCS#10 request the CSR reader accepts; MAC-protected', async () => {
     const m = readPkiMessage(golden('p10cr'));
     assert.equal(m.body.type, 'p10cr');
-    verifyMacProtection(m, SECRET);
+    await verifyMacProtection(m, SECRET);
     if (m.body.type !== 'p10cr') return;
     // The CSR's key is the device key the fixtures were made with (device-old.pem's key).
     assert.deepEqual(readCsr(m.body.csr).publicKey.spki, deviceOld.publicKey.export({ format: 'der', type: 'spki' }));
   });
 
-  it('cr signed with a factory certificate: the protection verifies with it, not with another', () => {
+  it('cr signed with a factory certificate: the protection verifies with it, not with another', async () => {
     const m = readPkiMessage(golden('cr'));
     assert.equal(m.body.type, 'cr');
     assert.equal(m.extraCerts.length, 0, 'OpenSSL 3.0 leaves a self-signed protecting certificate out of extraCerts');
@@ -68,7 +72,7 @@ describe('CMP requests from openssl cmp', () => {
     assert.equal(verifySignatureProtection(m, factory), factory);
     refusal(() => verifySignatureProtection(m, deviceOld), 'badMessageCheck');
     refusal(() => verifySignatureProtection(m), 'badMessageCheck');
-    refusal(() => verifyMacProtection(m, SECRET), 'badMessageCheck');
+    await refusalOf(() => verifyMacProtection(m, SECRET), 'badMessageCheck');
   });
 
   it('kur signed with the old device key; the new key proves possession', () => {
@@ -91,36 +95,52 @@ describe('CMP requests from openssl cmp', () => {
     assert.equal(m.body.revocations[0]!.template.serialNumber!.toString('hex').toUpperCase(), deviceOld.serialNumber.replace(/^0+/, ''));
   });
 
-  it('genm asks by infoType OID; MAC-protected', () => {
+  it('genm asks by infoType OID; MAC-protected', async () => {
     const m = readPkiMessage(golden('genm'));
-    verifyMacProtection(m, SECRET);
+    await verifyMacProtection(m, SECRET);
     assert.deepEqual(m.body.type === 'genm' ? m.body.infoTypes : [], ['1.3.6.1.5.5.7.4.2']);
   });
 });
 
 describe('tampered CMP requests', () => {
-  it('a flipped bit in the protected part: badMessageCheck (MAC and signature)', () => {
+  it('a flipped bit in the protected part: badMessageCheck (MAC and signature)', async () => {
     for (const [name, check] of [
       ['ir', (m: PkiMessage) => verifyMacProtection(m, SECRET)],
-      ['cr', (m: PkiMessage) => verifySignatureProtection(m, factory)],
+      ['cr', async (m: PkiMessage) => verifySignatureProtection(m, factory)],
     ] as const) {
       const der = golden(name);
       const tampered = flipped(der, offsetOf(der, subjectSerial) + 3);
-      refusal(() => check(readPkiMessage(tampered)), 'badMessageCheck');
+      await refusalOf(() => check(readPkiMessage(tampered)), 'badMessageCheck');
     }
   });
 
-  it('a flipped bit in the protection itself: badMessageCheck', () => {
+  it('a flipped bit in the protection itself: badMessageCheck', async () => {
     const der = golden('ir');
-    refusal(() => verifyMacProtection(readPkiMessage(flipped(der, der.length - 1)), SECRET), 'badMessageCheck');
+    await refusalOf(() => verifyMacProtection(readPkiMessage(flipped(der, der.length - 1)), SECRET), 'badMessageCheck');
   });
 
-  it('another sender KID (factory-2 presenting factory-1 MAC): badMessageCheck', () => {
+  it('another sender KID (factory-2 presenting factory-1 MAC): badMessageCheck', async () => {
     const der = golden('ir');
     const at = offsetOf(der, Buffer.from('factory-1'));
     const other = Buffer.from(der);
     Buffer.from('factory-2').copy(other, at);
-    refusal(() => verifyMacProtection(readPkiMessage(other), SECRET), 'badMessageCheck');
+    await refusalOf(() => verifyMacProtection(readPkiMessage(other), SECRET), 'badMessageCheck');
+  });
+
+  it('an iteration count past MAX_PBM_ITERATIONS is refused when the parameters are read (badAlg), before any secret is looked up', async () => {
+    const der = golden('ir');
+    // openssl sends 500 (INTEGER 01f4); 2,001 (07d1) is one past the cap, 2,000 (07d0) the cap itself.
+    const at = offsetOf(der, Buffer.from('020201f4', 'hex'));
+    const withCount = (hex: string) => {
+      const copy = Buffer.from(der);
+      Buffer.from(hex, 'hex').copy(copy, at + 2);
+      return readPkiMessage(copy);
+    };
+    assert.equal(MAX_PBM_ITERATIONS, 2_000);
+    refusal(() => readPbmParameters(withCount('07d1').header.protectionAlg!.parameters), 'badAlg');
+    assert.equal(readPbmParameters(withCount('07d0').header.protectionAlg!.parameters).iterations, 2_000);
+    // The cap's own count is read and computed: it only fails to verify (the MAC was made with 500).
+    await refusalOf(() => verifyMacProtection(withCount('07d0'), SECRET), 'badMessageCheck');
   });
 
   it('a changed template key breaks the proof of possession: badPOP', () => {
@@ -132,7 +152,7 @@ describe('tampered CMP requests', () => {
     refusal(() => verifyPop({ ...request, template: { ...request.template, publicKey: key } }), 'badPOP');
   });
 
-  it('fuzz: mutated requests are read or refused with a CMP failInfo, never another error', () => {
+  it('fuzz: mutated requests are read or refused with a CMP failInfo, never another error', async () => {
     for (const name of ['ir', 'p10cr', 'cr', 'kur', 'rr', 'genm']) {
       const der = golden(name);
       for (let i = 0; i < 1_500; i++) {
@@ -143,7 +163,7 @@ describe('tampered CMP requests', () => {
         try {
           const m = readPkiMessage(cut);
           try {
-            if (m.header.protectionAlg?.oid === '1.2.840.113533.7.66.13') verifyMacProtection(m, SECRET);
+            if (m.header.protectionAlg?.oid === '1.2.840.113533.7.66.13') await verifyMacProtection(m, SECRET);
             else verifySignatureProtection(m, factory);
           } catch (err) {
             assert.ok(err instanceof CmpMessageError, `${name}: protection check threw ${String(err)}`);

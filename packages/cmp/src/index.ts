@@ -3,3 +3,4 @@
 export * from './pki-message.js';
 export * from './protection.js';
 export * from './responses.js';
+export * from './pbm-threads.js';

@@ -8,10 +8,25 @@ const OID_ECDSA_SHA256 = '1.2.840.10045.4.3.2';
 const HASHES: Record<string, string> = { '1.3.14.3.2.26': 'sha1', '2.16.840.1.101.3.4.2.1': 'sha256', '2.16.840.1.101.3.4.2.2': 'sha384', '2.16.840.1.101.3.4.2.3': 'sha512' };
 const HMACS: Record<string, string> = { '1.3.6.1.5.5.8.1.2': 'sha1', '1.2.840.113549.2.9': 'sha256', '1.2.840.113549.2.10': 'sha384', '1.2.840.113549.2.11': 'sha512' };
 /**
- * Iterations a client may ask the server to compute. RFC 9483 4.1.1 has the server bound it: each
- * iteration is a hash, and an unauthenticated request must not buy seconds of CPU.
+ * Iterations a client may ask the server to compute before anything authenticates it: each is a hash,
+ * paid for a sender nobody knows yet. Iterations slow down guessing a low-entropy password from a
+ * captured message; fleetpki's secrets are 128 random bits derived in the HSM
+ * (packages/ca/src/access/cmp-credentials.ts), which no iteration count makes easier or harder to guess,
+ * so a high count buys an attacker CPU and a factory nothing. The clients' defaults: OpenSSL 500 (it
+ * accepts 100 to 100,000), BouncyCastle's PKMACBuilder 1,000. 2,000 takes them both and is a fiftieth
+ * of OpenSSL's maximum, which took 0.3-0.5 s of the main thread a request (issue 33); and it runs on a
+ * PBM thread (PbmThreads), not the main one.
  */
-export const MAX_PBM_ITERATIONS = 100_000;
+export const MAX_PBM_ITERATIONS = 2_000;
+/** What our answers use: OpenSSL's own default, enough for a random secret (see MAX_PBM_ITERATIONS). */
+export const RESPONSE_PBM_ITERATIONS = 500;
+
+/** Computes password-based MACs: on a thread of its own in services (PbmThreads), inline in tests and scripts. */
+export interface PbmComputer {
+  mac(secret: Buffer, parameters: PbmParameters, data: Buffer): Promise<Buffer>;
+}
+
+export const inlinePbm: PbmComputer = { mac: async (secret, parameters, data) => passwordBasedMac(secret, parameters, data) };
 
 export interface PbmParameters {
   readonly salt: Buffer;
@@ -37,30 +52,38 @@ export function readPbmParameters(parameters: Buffer | undefined): PbmParameters
     if (!owfName || !macName) throw new CmpMessageError('PasswordBasedMac with a one-way function or MAC this CA does not support (SHA-1/2 and HMAC-SHA-1/2 are)', 'badAlg');
     const salted = parameters.subarray(salt.contentStart, salt.end);
     if (salted.length < 8 || salted.length > 64) throw new CmpMessageError(`PasswordBasedMac salt of ${salted.length} bytes (8 to 64 are accepted)`, 'badAlg');
-    return { salt: Buffer.from(salted), owf: owfName, iterations: countBytes.readUIntBE(0, countBytes.length), mac: macName };
+    const iterations = countBytes.readUIntBE(0, countBytes.length);
+    // Refused here, before the caller looks the sender's secret up (a database read and an HSM derivation).
+    checkIterations(iterations);
+    return { salt: Buffer.from(salted), owf: owfName, iterations, mac: macName };
   } catch (err) {
     if (err instanceof DerError) throw new CmpMessageError(`PBMParameter: ${err.message}`, 'badDataFormat');
     throw err;
   }
 }
 
-/** The MAC a shared secret gives over `data` under these parameters. */
+function checkIterations(iterations: number): void {
+  if (iterations < 1 || iterations > MAX_PBM_ITERATIONS) throw new CmpMessageError(`PasswordBasedMac with ${iterations} iterations (1 to ${MAX_PBM_ITERATIONS} are accepted: the shared secrets are random, see the README)`, 'badAlg');
+}
+
+/** The MAC a shared secret gives over `data` under these parameters (RFC 4211 4.4). */
 export function passwordBasedMac(secret: Buffer, p: PbmParameters, data: Buffer): Buffer {
-  if (p.iterations < 1 || p.iterations > MAX_PBM_ITERATIONS) throw new CmpMessageError(`PasswordBasedMac with ${p.iterations} iterations (1 to ${MAX_PBM_ITERATIONS} are accepted)`, 'badAlg');
+  checkIterations(p.iterations);
   let key = createHash(p.owf).update(secret).update(p.salt).digest();
   for (let i = 1; i < p.iterations; i++) key = createHash(p.owf).update(key).digest();
   return createHmac(p.mac, key).update(data).digest();
 }
 
 /**
- * Checks MAC protection with the shared secret provisioned for the sender's reference (senderKID).
- * Every failure is badMessageCheck: a wrong secret and a changed byte look the same from outside.
+ * Checks MAC protection with the shared secret provisioned for the sender's reference (senderKID),
+ * the iterations computed by `pbm` (a thread of its own in services). Every failure is
+ * badMessageCheck: a wrong secret and a changed byte look the same from outside.
  */
-export function verifyMacProtection(message: PkiMessage, secret: Buffer): void {
+export async function verifyMacProtection(message: PkiMessage, secret: Buffer, pbm: PbmComputer = inlinePbm): Promise<void> {
   const alg = message.header.protectionAlg;
   if (!alg || alg.oid !== OID_PASSWORD_BASED_MAC) throw new CmpMessageError('not protected by a password-based MAC', 'badMessageCheck');
   if (!message.protection) throw new CmpMessageError('the message carries no protection', 'badMessageCheck');
-  const expected = passwordBasedMac(secret, readPbmParameters(alg.parameters), message.protectedPart);
+  const expected = await pbm.mac(secret, readPbmParameters(alg.parameters), message.protectedPart);
   if (expected.length !== message.protection.length || !timingSafeEqual(expected, message.protection)) throw new CmpMessageError('the MAC protection does not verify', 'badMessageCheck');
 }
 

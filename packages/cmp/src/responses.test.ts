@@ -35,7 +35,7 @@ function opensslIr(rspin: readonly string[], extra: readonly string[] = []): Pro
 describe('CMP responses read by openssl cmp', () => {
   it('ip, MAC-protected with the shared secret: openssl saves the certificate, sends certConf and takes our pkiconf', async () => {
     const ip = await response('ip', { type: 'ip', certReqId: 0, certificate: issued.raw });
-    verifyMacProtection(readPkiMessage(readFileSync(ip)), SECRET);
+    await verifyMacProtection(readPkiMessage(readFileSync(ip)), SECRET);
     const conf = await response('pkiconf', { type: 'pkiconf' });
     const run = await opensslIr([ip, conf]);
     assert.equal(run.code, 0, run.out);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { derTlv } from '@fleetpki/x509';
-import { OID_PASSWORD_BASED_MAC, passwordBasedMac, type PbmParameters } from './protection.js';
+import { OID_PASSWORD_BASED_MAC, RESPONSE_PBM_ITERATIONS, inlinePbm, type PbmComputer, type PbmParameters } from './protection.js';
 import type { CmpMessageError, PkiMessage } from './pki-message.js';
 
 /**
@@ -113,7 +113,7 @@ function encodeBody(body: ResponseBody): Buffer {
 
 export type ResponseProtection =
   /** MAC with the secret the request was protected with (RFC 9483 4.1.1: a MAC-protected request gets a MAC-protected response). */
-  | { readonly kind: 'mac'; readonly secret: Buffer; readonly senderKid?: Buffer }
+  | { readonly kind: 'mac'; readonly secret: Buffer; readonly senderKid?: Buffer; /** Where the iterations run (inline when absent). */ readonly pbm?: PbmComputer }
   /** The CA's CMP protection key (in the HSM): sign gives a DER ECDSA signature over the data. */
   | { readonly kind: 'signature'; readonly sign: (data: Buffer) => Promise<Buffer>; readonly senderKid: Buffer };
 
@@ -144,7 +144,7 @@ function pbmParameters(p: PbmParameters): Buffer {
 export async function buildResponse(options: ResponseOptions, body: ResponseBody): Promise<Buffer> {
   const request = options.request?.header;
   const protection = options.protection;
-  const pbm = protection?.kind === 'mac' ? (options.pbm ?? { salt: randomBytes(16), owf: 'sha256', iterations: 10_000, mac: 'sha256' }) : undefined;
+  const pbm = protection?.kind === 'mac' ? (options.pbm ?? { salt: randomBytes(16), owf: 'sha256', iterations: RESPONSE_PBM_ITERATIONS, mac: 'sha256' }) : undefined;
   const protectionAlg = protection?.kind === 'mac' ? seq(derOid(OID_PASSWORD_BASED_MAC), pbmParameters(pbm!)) : protection ? seq(derOid(OID_ECDSA_SHA256)) : undefined;
   const senderKid = protection?.kind === 'signature' ? protection.senderKid : protection?.senderKid;
   const header = seq(
@@ -163,7 +163,7 @@ export async function buildResponse(options: ResponseOptions, body: ResponseBody
   const encodedBody = encodeBody(body);
   const protectedPart = seq(header, encodedBody);
   let protectionBits: Buffer = Buffer.alloc(0);
-  if (protection?.kind === 'mac') protectionBits = passwordBasedMac(protection.secret, pbm!, protectedPart);
+  if (protection?.kind === 'mac') protectionBits = await (protection.pbm ?? inlinePbm).mac(protection.secret, pbm!, protectedPart);
   else if (protection) protectionBits = await protection.sign(protectedPart);
   return seq(
     header,

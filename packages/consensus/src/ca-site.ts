@@ -11,7 +11,11 @@ import { FleetError, SITE_IDS, type FleetConfig, type SiteId } from '@fleetpki/c
  *   election/ca-site/<lease>  the candidates; the oldest is the leader (etcd's election recipe)
  *   unprotected               present while the primary runs without its synchronous standby (an
  *                             explicit two-person decision): the standby then vouches for nothing and
- *                             may not be promoted automatically
+ *                             may not be promoted automatically; {restoring: true} while `sites protect`
+ *                             waits for the standby to replay what the primary acknowledged meanwhile
+ *   vouch-floor               the leader's primary's WAL position ({site, lsn, at}), written by its agent
+ *                             every tick: a standby vouches for "good" only once it has replayed that far
+ *                             (a stalled standby stops vouching within a tick and a lease read)
  *   handover/<lease>          written by a leader that stopped its PostgreSQL cleanly before resigning
  *                             (a planned switchover): the next leader need not wait out its lease
  *   switchover                a planned switchover asked of the leader's agent ({to, requestedBy, at});
@@ -20,6 +24,7 @@ import { FleetError, SITE_IDS, type FleetConfig, type SiteId } from '@fleetpki/c
  *                             `sites status`, the failback drill and the benchmark
  *   writes/<site>             present while the leader's primary cannot commit (its synchronous standby
  *                             unreachable): {since}, for `sites status`
+ *   drill                     present while a drill runs ({kind, pid, by, since}; drill-lock.ts): one at a time
  */
 export const ELECTION = 'ca-site';
 
@@ -41,12 +46,37 @@ export interface CaSiteState {
   readonly leader: CaSiteLeader | undefined;
   /** Every candidate, oldest first: the leader (if its lease lives) and those queued behind it. */
   readonly candidates: readonly CaSiteCandidate[];
-  readonly unprotected: { readonly since: string; readonly by: string } | undefined;
+  readonly unprotected: UnprotectedState | undefined;
+  readonly vouchFloor: VouchFloor | undefined;
   /** The lease of a leader that handed over cleanly (switchover), if any. */
   readonly handedOver: readonly string[];
   readonly switchover: SwitchoverRequest | undefined;
   /** Sites whose primary cannot commit (synchronous standby unreachable), since when. */
   readonly writesBlocked: Readonly<Partial<Record<SiteId, string>>>;
+}
+
+export interface UnprotectedState {
+  readonly since: string;
+  readonly by: string;
+  /** `sites protect` has begun: the primary waits for its standby again, which is still catching up. */
+  readonly restoring?: boolean;
+}
+
+/** How far the leader's primary had written (pg_current_wal_lsn), as its agent last saw it. */
+export interface VouchFloor {
+  readonly site: SiteId;
+  /** PostgreSQL's text form, X/Y (hex). */
+  readonly lsn: string;
+  readonly at: string;
+}
+
+/** Compares PostgreSQL LSNs in their text form (X/Y, hex): a >= b. */
+export function lsnAtLeast(a: string, b: string): boolean {
+  const value = (lsn: string) => {
+    const [hi, lo] = lsn.split('/');
+    return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+  };
+  return value(a) >= value(b);
 }
 
 export interface SwitchoverRequest {
@@ -96,9 +126,10 @@ export class CaSiteReader {
   }
 
   async read(): Promise<CaSiteState> {
-    const [candidates, unprotected, handovers, switchover, writes] = await Promise.all([
+    const [candidates, unprotected, floor, handovers, switchover, writes] = await Promise.all([
       this.ns.getAll().prefix(`election/${ELECTION}/`).sort('Create', 'Ascend').exec(),
       this.ns.get('unprotected').string(),
+      this.ns.get('vouch-floor').string(),
       this.ns.getAll().prefix('handover/').keys(),
       this.ns.get('switchover').string(),
       this.ns.getAll().prefix('writes/').strings(),
@@ -114,7 +145,8 @@ export class CaSiteReader {
     return {
       leader,
       candidates: candidates.kvs.map((kv) => ({ site: parseSite(kv.value.toString()), lease: BigInt(kv.lease).toString(16) })),
-      unprotected: unprotected ? (JSON.parse(unprotected) as { since: string; by: string }) : undefined,
+      unprotected: unprotected ? (JSON.parse(unprotected) as UnprotectedState) : undefined,
+      vouchFloor: floor ? (JSON.parse(floor) as VouchFloor) : undefined,
       handedOver: handovers.map((k) => k.slice('handover/'.length)),
       switchover: switchover ? (JSON.parse(switchover) as SwitchoverRequest) : undefined,
       writesBlocked: Object.fromEntries(Object.entries(writes).map(([k, v]) => [k.slice('writes/'.length), (JSON.parse(v) as { since: string }).since])),
@@ -139,11 +171,12 @@ export interface Candidacy {
 export function campaignForCaSite(client: Etcd3, config: FleetConfig, site: SiteId): Candidacy {
   const ns = namespaceOf(client, config);
   const campaign: Campaign = ns.election(ELECTION, config.consensus.ttlSeconds).campaign(JSON.stringify({ site, pid: process.pid, since: new Date().toISOString() }));
-  let lastKeepAlive = Date.now();
+  // Monotonic: a deadline derived from it must not move when the wall clock is stepped.
+  let lastKeepAlive = performance.now();
   // Campaign keeps its lease private; its keep-alives are what tell us etcd still counts us.
   const lease = (campaign as unknown as { lease: { on(event: 'keepaliveSucceeded', h: () => void): void; grant(): Promise<string> } }).lease;
   lease.on('keepaliveSucceeded', () => {
-    lastKeepAlive = Date.now();
+    lastKeepAlive = performance.now();
   });
   const lost: ((err: Error) => void)[] = [];
   campaign.on('error', (err) => lost.forEach((h) => h(err)));
@@ -165,12 +198,17 @@ export function campaignForCaSite(client: Etcd3, config: FleetConfig, site: Site
       }
       await campaign.resign();
     },
-    sinceKeepAliveMs: () => Date.now() - lastKeepAlive,
+    sinceKeepAliveMs: () => performance.now() - lastKeepAlive,
   };
 }
 
+/** The leader's agent: how far its primary has written (vouch-floor). */
+export async function setVouchFloor(client: Etcd3, config: FleetConfig, value: VouchFloor): Promise<void> {
+  await namespaceOf(client, config).put('vouch-floor').value(JSON.stringify(value));
+}
+
 /** Records (or clears) that the primary runs without its synchronous standby. */
-export async function setUnprotected(client: Etcd3, config: FleetConfig, value: { since: string; by: string } | undefined): Promise<void> {
+export async function setUnprotected(client: Etcd3, config: FleetConfig, value: UnprotectedState | undefined): Promise<void> {
   const ns = namespaceOf(client, config);
   if (value) await ns.put('unprotected').value(JSON.stringify(value));
   else await ns.delete().key('unprotected');

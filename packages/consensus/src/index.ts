@@ -1,1 +1,2 @@
 export * from './ca-site.js';
+export * from './drill-lock.js';

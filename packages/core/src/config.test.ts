@@ -41,6 +41,13 @@ describe('loadConfig', () => {
     });
   }
 
+  it('reads the approval labels under their name, or their old EST name; both set differently is refused', () => {
+    assert.deepEqual(loadConfig({ FLEETPKI_APPROVAL_LABELS: 'compact-kex,smart-meter-kex' }).enrolmentHolds.labels, ['compact-kex', 'smart-meter-kex']);
+    assert.deepEqual(loadConfig({ FLEETPKI_EST_APPROVAL_LABELS: 'compact-kex', FLEETPKI_EST_RETRY_AFTER_S: '5' }).enrolmentHolds, { labels: ['compact-kex'], retryAfterSeconds: 5 });
+    assert.deepEqual(loadConfig({}).enrolmentHolds, { labels: [], retryAfterSeconds: 60 });
+    assert.throws(() => loadConfig({ FLEETPKI_APPROVAL_LABELS: 'compact-kex', FLEETPKI_EST_APPROVAL_LABELS: 'smart-meter-kex' }), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /FLEETPKI_APPROVAL_LABELS and its old name FLEETPKI_EST_APPROVAL_LABELS/.test(err.message));
+  });
+
   it('names tokens after FLEETPKI_HSM_TOKEN_PREFIX', () => {
     const config = loadConfig({ FLEETPKI_HSM_TOKEN_PREFIX: 'fleetpki-test-1a2b' });
     assert.equal(config.sites.a.hsmTokenLabel, 'fleetpki-test-1a2b-a');
@@ -61,6 +68,26 @@ describe('loadConfig', () => {
       );
     });
   }
+
+  it("keeps a deployment's own files in its folder (FLEETPKI_DEPLOYMENT_DIR), apart from where the clusters live", () => {
+    const test = loadConfig({ FLEETPKI_STATE_DIR: '/srv/sites', FLEETPKI_DEPLOYMENT_DIR: '/tmp/fleetpki-test-1a2b.x', FLEETPKI_SITE: 'b' });
+    assert.equal(test.stateDir, '/srv/sites');
+    assert.equal(test.deploymentDir, '/tmp/fleetpki-test-1a2b.x');
+    // The clusters are found where they live: their folders, the sites' HSMs, etcd.
+    assert.equal(test.sites.a.softhsmConf, '/srv/sites/site-a/hsm/softhsm2.conf');
+    assert.equal(test.sites.b.dir, '/srv/sites/site-b');
+    assert.deepEqual(test.consensus.members.map((m) => m.dir), ['/srv/sites/site-a/etcd', '/srv/sites/site-b/etcd', '/srv/sites/witness/etcd']);
+    // What the deployment writes is its own.
+    assert.equal(test.api.tlsDir, '/tmp/fleetpki-test-1a2b.x/tls/site-b');
+    assert.equal(test.sites.a.hsmPinFile, '/tmp/fleetpki-test-1a2b.x/secrets/hsm-a.pin');
+    assert.equal(test.sites.b.hsmPinFile, '/tmp/fleetpki-test-1a2b.x/secrets/hsm-b.pin');
+    assert.deepEqual(test.rootHsm, { dir: '/tmp/fleetpki-test-1a2b.x/root-hsm', softhsmConf: '/tmp/fleetpki-test-1a2b.x/root-hsm/softhsm2.conf' });
+    // An installation keeps both in its state folder, as before.
+    const installation = loadConfig({ FLEETPKI_STATE_DIR: '/srv/sites' });
+    assert.equal(installation.deploymentDir, '/srv/sites');
+    assert.equal(installation.api.tlsDir, '/srv/sites/tls/site-a');
+    assert.equal(installation.sites.a.hsmPinFile, '/srv/sites/secrets/hsm-a.pin');
+  });
 
   it('refuses two parts on one port', () => {
     assert.throws(() => loadConfig({ FLEETPKI_PG_PORT_B: '15432' }), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /must all differ/.test(err.message));

@@ -65,7 +65,18 @@ export interface EtcdMember {
 
 export interface FleetConfig {
   readonly repoRoot: string;
+  /**
+   * Where the local clusters live (PostgreSQL, Redis, etcd, the sites' SoftHSM token directories, the
+   * agents): shared by every deployment on them (FLEETPKI_STATE_DIR).
+   */
   readonly stateDir: string;
+  /**
+   * Where this deployment keeps its own files: the API's TLS material, the token PINs, the custodians'
+   * PIN files, the offline root's HSM, audit checkpoints, drill and benchmark output
+   * (FLEETPKI_DEPLOYMENT_DIR). The installation's is its state folder; a test run's is a temporary
+   * folder of its own (scripts/run-tests.sh), so a test leaves the installation's files as they were.
+   */
+  readonly deploymentDir: string;
   /** The site this process belongs to. */
   readonly site: SiteId;
   readonly sites: Readonly<Record<SiteId, SiteConfig>>;
@@ -152,17 +163,31 @@ export interface FleetConfig {
   /** An online intent with no certificate after this long is released by the reconciler (the device may enrol again). */
   readonly intentTimeoutSeconds: number;
   /**
-   * EST (RFC 7030): labels whose enrolments wait for an administrator's approval (202 + Retry-After
-   * until then); the Retry-After it answers; and how long a certificate superseded by a re-enrolment
-   * stays good before it is revoked (reason superseded), null for never.
+   * Enrolment labels (a profile and a key role: packages/ca/src/issuance/enrolment-labels.ts) whose new
+   * certificates wait for an administrator's approval, whatever the protocol (JSON API, EST, CMP;
+   * batches refuse their keys), and the Retry-After a held request is answered with.
    */
-  readonly est: { readonly approvalLabels: readonly string[]; readonly retryAfterSeconds: number; readonly revokeSupersededAfterSeconds: number | null };
+  readonly enrolmentHolds: { readonly labels: readonly string[]; readonly retryAfterSeconds: number };
+  /**
+   * EST (RFC 7030): how long a certificate superseded by a re-enrolment stays good before it is revoked
+   * (reason superseded), null for never.
+   */
+  readonly est: { readonly revokeSupersededAfterSeconds: number | null };
   /**
    * CMP: grant implicit confirmation when a client asks (RFC 9483 4.1.1; off: every certificate waits
    * for its certConf), how long an answered certificate waits for it before it is marked unconfirmed,
-   * and how far a request's messageTime may be from this server's clock.
+   * and how far a request's messageTime may be from this server's clock. authBudget: per client
+   * address, how many requests may be having their protection checked or have failed it (burst), and how
+   * fast failures are forgiven (services/issuer-api/src/cmp/cmp-auth-budget.ts). pbmThreads: threads
+   * computing password-based MACs off the main thread (0: on it).
    */
-  readonly cmp: { readonly implicitConfirm: boolean; readonly confirmWaitSeconds: number; readonly maxClockSkewSeconds: number };
+  readonly cmp: {
+    readonly implicitConfirm: boolean;
+    readonly confirmWaitSeconds: number;
+    readonly maxClockSkewSeconds: number;
+    readonly authBudget: { readonly burst: number; readonly refillPerSecond: number };
+    readonly pbmThreads: number;
+  };
   /** The operator console's sessions: ended after `idleSeconds` without a request, and `maxAgeSeconds` after sign-in in any case. */
   readonly console: {
     readonly idleSeconds: number;
@@ -212,6 +237,7 @@ const port = z.coerce.number().int().min(1024).max(65535);
 /** Every variable fleetpki reads, with its default for the local two-site topology. */
 const envSchema = z.object({
   FLEETPKI_STATE_DIR: z.string().min(1).optional(),
+  FLEETPKI_DEPLOYMENT_DIR: z.string().min(1).optional(),
   FLEETPKI_SITE: z.enum(SITE_IDS).default('a'),
   FLEETPKI_PG_PORT_A: port.default(15432),
   FLEETPKI_PG_PORT_B: port.default(15433),
@@ -252,11 +278,17 @@ const envSchema = z.object({
   FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS: z.coerce.number().int().min(1).default(20),
   FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
   FLEETPKI_INTENT_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
-  FLEETPKI_EST_APPROVAL_LABELS: z.string().regex(/^[a-z0-9-]*(,[a-z0-9-]+)*$/, 'a comma-separated list of EST labels').default(''),
-  FLEETPKI_EST_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3_600).default(60),
+  FLEETPKI_APPROVAL_LABELS: z.string().regex(/^[a-z0-9-]*(,[a-z0-9-]+)*$/, 'a comma-separated list of enrolment labels').optional(),
+  FLEETPKI_APPROVAL_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3_600).optional(),
+  // Their names from when only EST held requests: still read, with the same meaning (every protocol).
+  FLEETPKI_EST_APPROVAL_LABELS: z.string().regex(/^[a-z0-9-]*(,[a-z0-9-]+)*$/, 'a comma-separated list of enrolment labels').optional(),
+  FLEETPKI_EST_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3_600).optional(),
   FLEETPKI_CMP_IMPLICIT_CONFIRM: z.enum(['on', 'off']).default('off'),
   FLEETPKI_CMP_CONFIRM_WAIT_S: z.coerce.number().int().min(1).max(86_400).default(300),
   FLEETPKI_CMP_MAX_CLOCK_SKEW_S: z.coerce.number().int().min(1).max(86_400).default(600),
+  FLEETPKI_CMP_AUTH_BURST: z.coerce.number().int().min(1).max(100_000).default(10),
+  FLEETPKI_CMP_AUTH_REFILL_PER_SECOND: z.coerce.number().positive().max(100_000).default(1),
+  FLEETPKI_CMP_PBM_THREADS: z.coerce.number().int().min(0).max(16).default(1),
   FLEETPKI_CONSOLE_IDLE_S: z.coerce.number().int().min(30).max(86_400).default(900),
   FLEETPKI_CONSOLE_SESSION_MAX_S: z.coerce.number().int().min(60).max(7 * 86_400).default(8 * 3_600),
   FLEETPKI_CONSOLE_DRILLS: z.enum(['on', 'off']).default('off'),
@@ -328,6 +360,14 @@ function databaseUrls(e: ParsedEnv): { database: string; ownUrl: string | undefi
   return { database, ownUrl: e.FLEETPKI_DATABASE_URL, ownServiceBase };
 }
 
+/** A setting that was renamed: its new name or its old one, never two different values. */
+function renamedSetting<K extends keyof ParsedEnv>(e: ParsedEnv, name: K, oldName: keyof ParsedEnv): ParsedEnv[K] | undefined {
+  const value = e[name];
+  const old = e[oldName] as ParsedEnv[K] | undefined;
+  if (value !== undefined && old !== undefined && value !== old) throw new FleetError('CONFIG_INVALID', `invalid configuration: ${String(name)} and its old name ${String(oldName)} are both set, differently; keep ${String(name)}`);
+  return value ?? old;
+}
+
 /**
  * Reads and validates the configuration once. A bad value throws CONFIG_INVALID naming the variable,
  * so a process stops at start-up instead of failing later somewhere less obvious.
@@ -348,6 +388,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     return u.toString();
   };
   const stateDir = resolve(e.FLEETPKI_STATE_DIR ?? join(repoRoot, '.fleetpki'));
+  const deploymentDir = e.FLEETPKI_DEPLOYMENT_DIR ? resolve(e.FLEETPKI_DEPLOYMENT_DIR) : stateDir;
   // Two hosts on one machine: each site (and the witness) in its own network namespace, on a private
   // link (packages/sites/src/netns.ts); otherwise everything on loopback.
   const netns = e.FLEETPKI_NETNS === 'on';
@@ -374,7 +415,8 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       redisUrl: (own ? e.FLEETPKI_REDIS_URL : undefined) ?? `redis://${host}:${redisPort}`,
       softhsmConf: join(dir, 'hsm', 'softhsm2.conf'),
       hsmTokenLabel: `${e.FLEETPKI_HSM_TOKEN_PREFIX}-${id}`,
-      hsmPinFile: (own ? e.FLEETPKI_HSM_PIN_FILE : undefined) ?? join(stateDir, 'secrets', `hsm-${id}.pin`),
+      // The deployment's tokens, the deployment's PIN: a test run's tokens never open with the installation's.
+      hsmPinFile: (own ? e.FLEETPKI_HSM_PIN_FILE : undefined) ?? join(deploymentDir, 'secrets', `hsm-${id}.pin`),
     };
   };
   const sites = { a: site('a'), b: site('b') };
@@ -400,6 +442,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
   return {
     repoRoot,
     stateDir,
+    deploymentDir,
     site: e.FLEETPKI_SITE,
     sites,
     pkcs11Module: e.FLEETPKI_PKCS11_MODULE,
@@ -408,7 +451,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     pgDatabase: database,
     hsmTokenPrefix: e.FLEETPKI_HSM_TOKEN_PREFIX,
     rootTokenLabel: `${e.FLEETPKI_HSM_TOKEN_PREFIX}-root`,
-    rootHsm: { dir: join(stateDir, 'root-hsm'), softhsmConf: join(stateDir, 'root-hsm', 'softhsm2.conf') },
+    rootHsm: { dir: join(deploymentDir, 'root-hsm'), softhsmConf: join(deploymentDir, 'root-hsm', 'softhsm2.conf') },
     crlBaseUrl: e.FLEETPKI_CRL_BASE_URL ?? `http://${sites.a.host}:${sites.a.statusPort}/crl/`,
     ocspUrl: `http://${sites[e.FLEETPKI_SITE].host}:${sites[e.FLEETPKI_SITE].statusPort}/ocsp`,
     api: {
@@ -416,7 +459,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       failedAuthPerMinute: e.FLEETPKI_AUTH_FAILURES_PER_MINUTE,
       host: apiHost,
       tls: e.FLEETPKI_API_TLS === 'on',
-      tlsDir: join(stateDir, 'tls', `site-${e.FLEETPKI_SITE}`),
+      tlsDir: join(deploymentDir, 'tls', `site-${e.FLEETPKI_SITE}`),
       connections: e.FLEETPKI_API_CONNECTIONS,
       reservedConnections: e.FLEETPKI_API_RESERVED_CONNECTIONS,
     },
@@ -441,10 +484,18 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     ocspMaxAgeSeconds: e.FLEETPKI_OCSP_MAX_AGE_SECONDS,
     ocspOnDemand: { perAddressPerSecond: e.FLEETPKI_OCSP_ON_DEMAND_PER_ADDRESS, concurrency: e.FLEETPKI_OCSP_ON_DEMAND_CONCURRENCY },
     intentTimeoutSeconds: e.FLEETPKI_INTENT_TIMEOUT_SECONDS,
-    cmp: { implicitConfirm: e.FLEETPKI_CMP_IMPLICIT_CONFIRM === 'on', confirmWaitSeconds: e.FLEETPKI_CMP_CONFIRM_WAIT_S, maxClockSkewSeconds: e.FLEETPKI_CMP_MAX_CLOCK_SKEW_S },
+    cmp: {
+      implicitConfirm: e.FLEETPKI_CMP_IMPLICIT_CONFIRM === 'on',
+      confirmWaitSeconds: e.FLEETPKI_CMP_CONFIRM_WAIT_S,
+      maxClockSkewSeconds: e.FLEETPKI_CMP_MAX_CLOCK_SKEW_S,
+      authBudget: { burst: e.FLEETPKI_CMP_AUTH_BURST, refillPerSecond: e.FLEETPKI_CMP_AUTH_REFILL_PER_SECOND },
+      pbmThreads: e.FLEETPKI_CMP_PBM_THREADS,
+    },
+    enrolmentHolds: {
+      labels: (renamedSetting(e, 'FLEETPKI_APPROVAL_LABELS', 'FLEETPKI_EST_APPROVAL_LABELS') ?? '').split(',').filter(Boolean),
+      retryAfterSeconds: renamedSetting(e, 'FLEETPKI_APPROVAL_RETRY_AFTER_S', 'FLEETPKI_EST_RETRY_AFTER_S') ?? 60,
+    },
     est: {
-      approvalLabels: e.FLEETPKI_EST_APPROVAL_LABELS.split(',').filter(Boolean),
-      retryAfterSeconds: e.FLEETPKI_EST_RETRY_AFTER_S,
       revokeSupersededAfterSeconds: e.FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S === 'never' ? null : e.FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S,
     },
     console: { idleSeconds: e.FLEETPKI_CONSOLE_IDLE_S, maxAgeSeconds: e.FLEETPKI_CONSOLE_SESSION_MAX_S, drills: e.FLEETPKI_CONSOLE_DRILLS === 'on' },

@@ -85,7 +85,7 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
   await waitForSyncStandby(config, from, to, 5_000).catch((err: Error) => {
     throw new FleetError('DRILL_NOT_READY', `site ${to.id} is not (yet) the synchronous standby of ${from.id}: ${err.message}`);
   });
-  const dir = join(config.stateDir, 'drill');
+  const dir = join(config.deploymentDir, 'drill');
   mkdirSync(dir, { recursive: true });
 
   const dbFrom = createPool(from.databaseUrl, { max: 2, applicationName: 'fleetpki-drill' });

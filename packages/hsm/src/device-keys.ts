@@ -74,10 +74,9 @@ export class DeviceKeyOperations {
       valueLen: 32,
       token: true,
       private: true,
-      ...MASTER_KEY_PROTECTION(true),
-      derive: true,
       label,
       id,
+      ...MASTER_KEY_PROTECTION(true),
     });
   }
 

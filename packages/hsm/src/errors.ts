@@ -13,6 +13,7 @@ export type HsmErrorCode =
   | 'HSM_KEY_NOT_EXTRACTABLE'
   | 'HSM_UNWRAP_FAILED'
   | 'HSM_SIGNATURE_INVALID'
+  | 'HSM_TRUSTED_KEY_PRESENT'
   | 'HSM_OPERATION_FAILED';
 
 export class HsmError extends FleetError {
@@ -31,6 +32,8 @@ export function pkcs11Code(err: unknown): number | undefined {
 /** PKCS#11 v2.40 return values we branch on. */
 export const CKR = {
   GENERAL_ERROR: 0x05,
+  // v2.40 (CKA_COPYABLE/CKA_MODIFIABLE off); graphene-pk11 names it CKR_VENDOR_DEFINED:27.
+  ACTION_PROHIBITED: 0x1b,
   PIN_INCORRECT: 0xa0,
   PIN_LEN_RANGE: 0xa2,
   USER_ALREADY_LOGGED_IN: 0x100,

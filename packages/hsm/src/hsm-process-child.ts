@@ -4,14 +4,17 @@
  * PIN or puts one in an error message.
  */
 import { isFleetError } from '@fleetpki/core';
-import { initToken, installTrustedWrappingKey, listTokenLabels, rePinToken, type TrustedKeyMaterial } from './pkcs11-admin.js';
+import { wrapForCustody, type CustodyWrapRequest, type CustodyWrapResult } from './custody-wrap.js';
+import { initToken, listTokenLabels, plantLegacyTrustedKek, rePinToken } from './pkcs11-admin.js';
 import { Pkcs11KeyStore } from './pkcs11-key-store.js';
-import { Pkcs11Probes, type ProbeOutcome } from './pkcs11-probes.js';
+import { Pkcs11Probes, type ProbeOutcome, type TrustedKeyTheft } from './pkcs11-probes.js';
 import type { GenerateKeyOptions, KeyInfo, KeyProtection, KeyRef } from './key-store.js';
 
 let modulePath = '';
 const softhsmConf = process.env.SOFTHSM2_CONF;
 let store: Pkcs11KeyStore | undefined;
+/** The trusted-key attack running in the background (probeTheftStart .. probeTheftStop). */
+let theft: { stop: boolean; rounds: number; seen: Set<string>; copies: number; modified: number; extracted: Map<string, Buffer>; done: Promise<void> } | undefined;
 
 function openStore(): Pkcs11KeyStore {
   if (!store) throw new Error('no key store is open in this HSM process (call openKeyStore first)');
@@ -28,8 +31,10 @@ export const operations = {
   async initToken(label: string, soPin: string, userPin: string): Promise<'created' | 'present'> {
     return initToken(modulePath, { label, soPin, userPin });
   },
-  async installTrustedKey(tokenLabel: string, soPin: string, key: TrustedKeyMaterial): Promise<void> {
-    await installTrustedWrappingKey(modulePath, tokenLabel, soPin, key);
+  /** The custody ceremony's wrap (custody-wrap.ts): in this process, which must hold no other login. */
+  async wrapForCustody(request: CustodyWrapRequest): Promise<CustodyWrapResult> {
+    if (store) throw new Error('the custody wrap runs in an HSM process of its own, with no key store open');
+    return wrapForCustody(modulePath, request);
   },
   async rePin(tokenLabel: string, soPin: string, pins: { userPin: string; soPin?: string }): Promise<void> {
     await rePinToken(modulePath, tokenLabel, soPin, pins);
@@ -55,6 +60,9 @@ export const operations = {
   async listKeyProtection(): Promise<KeyProtection[]> {
     return openStore().listKeyProtection();
   },
+  async listTrustedKeys(): Promise<{ label: string; id: Buffer; class: 'secret' | 'public' }[]> {
+    return openStore().listTrustedKeys();
+  },
   /** What an attacker holding this token's user PIN would try (Pkcs11Probes), run inside this HSM's process. */
   async probeWrapUnderOwnKey(ref: KeyRef, keyClass: 'private' | 'secret'): Promise<{ refused: boolean; reason?: string }> {
     const outcome = new Pkcs11Probes(openStore()).wrapUnderOwnKey(ref, keyClass);
@@ -63,6 +71,50 @@ export const operations = {
   },
   async probeWeaken(ref: KeyRef, keyClass: 'private' | 'secret', change: { wrapWithTrusted: false } | { extractable: true }): Promise<ProbeOutcome> {
     return new Pkcs11Probes(openStore()).weakenKey(ref, keyClass, change);
+  },
+  async probeDeriveInClear(ref: KeyRef, data: Buffer): Promise<{ refused: true; reason: string } | { refused: false; value: Buffer }> {
+    return new Pkcs11Probes(openStore()).deriveInClear(ref, Buffer.from(data));
+  },
+  async probeReadValue(ref: KeyRef, keyClass: 'private' | 'secret'): Promise<ProbeOutcome> {
+    return new Pkcs11Probes(openStore()).readValue(ref, keyClass);
+  },
+  async probeCopy(ref: KeyRef, keyClass: 'private' | 'secret' | 'trusted'): Promise<ProbeOutcome> {
+    return new Pkcs11Probes(openStore()).copyKey(ref, keyClass);
+  },
+  async probeModify(ref: KeyRef, keyClass: 'private' | 'secret' | 'trusted'): Promise<ProbeOutcome> {
+    return new Pkcs11Probes(openStore()).modifyKey(ref, keyClass);
+  },
+  /**
+   * Starts the trusted-key attack (Pkcs11Probes.stealThroughTrustedKeys) in a loop, as a process holding
+   * the user PIN would run it beside a custody ceremony; probeTheftStop ends it and says what it got.
+   */
+  async probeTheftStart(targets: { ref: KeyRef; keyClass: 'private' | 'secret' }[]): Promise<void> {
+    const probes = new Pkcs11Probes(openStore());
+    const state = { stop: false, rounds: 0, seen: new Set<string>(), copies: 0, modified: 0, extracted: new Map<string, Buffer>(), done: Promise.resolve() };
+    state.done = (async () => {
+      while (!state.stop) {
+        const got: TrustedKeyTheft = probes.stealThroughTrustedKeys(targets);
+        state.rounds++;
+        for (const label of got.trustedSeen) state.seen.add(label);
+        state.copies += got.copies;
+        state.modified += got.modified;
+        for (const e of got.extracted) state.extracted.set(e.label, e.value);
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    theft = state;
+  },
+  async probeTheftStop(): Promise<{ rounds: number; trustedSeen: string[]; copies: number; modified: number; extracted: { label: string; value: Buffer }[] }> {
+    const state = theft;
+    if (!state) throw new Error('no trusted-key attack is running in this HSM process');
+    state.stop = true;
+    await state.done;
+    theft = undefined;
+    return { rounds: state.rounds, trustedSeen: [...state.seen], copies: state.copies, modified: state.modified, extracted: [...state.extracted].map(([label, value]) => ({ label, value })) };
+  },
+  /** A trusted key as ceremonies made them before issue 33 (pkcs11-admin plantLegacyTrustedKek), as the SO. */
+  async probePlantLegacyTrustedKek(tokenLabel: string, soPin: string, label: string): Promise<void> {
+    plantLegacyTrustedKek(modulePath, tokenLabel, soPin, label);
   },
   /** An old-style key (Pkcs11Probes.generateLegacySigningKey), to reproduce an older installation in tests. */
   async probeGenerateLegacySigningKey(label: string): Promise<{ id: Buffer }> {

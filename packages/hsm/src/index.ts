@@ -9,6 +9,7 @@ export * from './self-test.js';
 export * from './open-site-key-store.js';
 export * from './device-keys.js';
 export * from './key-protection.js';
+export type { CustodyWrapRequest, CustodyWrapResult } from './custody-wrap.js';
 export * from './hsm-process.js';
 export * from './root-key-store.js';
 export * from './pkcs11-probes.js';

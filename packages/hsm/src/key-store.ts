@@ -91,25 +91,27 @@ export interface KeyProtection {
   readonly neverExtractable: boolean;
   readonly trusted: boolean;
   readonly private: boolean;
+  /** CKA_MODIFIABLE and CKA_COPYABLE: whether a user session may change it, or make a copy of it. */
+  readonly modifiable: boolean;
+  readonly copyable: boolean;
 }
 
 export interface KeyStore extends SigningKeyStore {
-  /**
-   * Wraps a cloneable private key under the trusted key-encryption key `kekLabel` (put in this token by
-   * its security officer for the custody ceremony): how an HSM clones a key into another HSM. Under any
-   * other key the token refuses (CKA_WRAP_WITH_TRUSTED).
-   */
-  wrapPrivateKey(ref: KeyRef | string, kekLabel: string): Promise<WrappedKey>;
   /**
    * Unwraps into this token as a sensitive, non-extractable key pair with the wrapped key's label and
    * id; `kek` (the value the custodians' shares rebuild) is a session object for the call only.
    */
   unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array): Promise<KeyInfo>;
   /** The same for a device master key (AES); `checkValue` identifies the key (masterCheckValue). */
-  wrapSecretKey(ref: KeyRef | string, kekLabel: string): Promise<{ id: Buffer; wrapped: Buffer; checkValue: Buffer }>;
   unwrapSecretKey(ref: KeyRef, wrapped: Buffer, kek: Uint8Array): Promise<{ checkValue: Buffer }>;
-  /** Removes the custody ceremony's trusted key-encryption key once the keys are wrapped. */
-  destroyTrustedKek(kekLabel: string): Promise<void>;
+  /**
+   * Token objects marked CKA_TRUSTED (secret or public keys). fleetpki never leaves one on a token (the
+   * custody ceremony's KEK is a session object of its own process), so any is an alarm: planted by a
+   * security officer, or left by an older ceremony (README "Key protection").
+   */
+  listTrustedKeys(): Promise<{ label: string; id: Buffer; class: 'secret' | 'public' }[]>;
+  /** Destroys the trusted token object(s) labelled `label` (what `hsm destroy-trusted-key` does); how many went. */
+  destroyTrustedKey(label: string): Promise<number>;
   masterCheckValue(ref: KeyRef | string): Promise<Buffer>;
   /** An AES-256 master key for device-key diversification (sensitive; wrappable only under a trusted key). */
   generateMasterKey(label: string): Promise<{ id: Buffer }>;

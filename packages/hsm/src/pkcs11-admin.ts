@@ -1,20 +1,12 @@
 /**
- * The security officer's side of a token: initialising it, setting its PINs, and putting in place the
- * trusted key-encryption key under which, alone, the CA and master keys may be wrapped (PKCS#11 v2.40
- * 4.9: a key with CKA_WRAP_WITH_TRUSTED can be wrapped only under a key with CKA_TRUSTED, and only the
- * SO can set CKA_TRUSTED). Runs in a process of its own (HsmProcess): a process holds one login state
- * per token, and the services' processes are logged in as the user.
+ * The security officer's side of a token: initialising it and setting its PINs (the custody ceremony's
+ * trusted key-encryption key is custody-wrap.ts). Runs in a process of its own (HsmProcess): a process
+ * holds one login state per token, and the services' processes are logged in as the user.
  */
+import { randomBytes } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
 import { HsmError, pkcs11Code, CKR } from './errors.js';
 import { findSlot, loadModule, releaseModule, slotsOf } from './pkcs11-module.js';
-
-/** What becomes the trusted KEK: an AES-256 value the custodians' shares rebuild, its label and CKA_ID. */
-export interface TrustedKeyMaterial {
-  readonly label: string;
-  readonly id: Uint8Array;
-  readonly value: Uint8Array;
-}
 
 const RW = graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION;
 
@@ -27,17 +19,22 @@ function withModule<T>(modulePath: string, fn: (module: graphene.Module) => T): 
   }
 }
 
+/** C_Login as the token's security officer; a wrong PIN is HSM_PIN_INCORRECT. */
+export function loginAsSecurityOfficer(session: graphene.Session, soPin: string, tokenLabel: string): void {
+  try {
+    session.login(soPin, graphene.UserType.SO);
+  } catch (err) {
+    if (pkcs11Code(err) === CKR.PIN_INCORRECT || pkcs11Code(err) === CKR.PIN_LEN_RANGE) throw new HsmError('HSM_PIN_INCORRECT', `the security officer's PIN for token "${tokenLabel}" was refused`, err);
+    throw new HsmError('HSM_OPERATION_FAILED', `security officer login to token "${tokenLabel}" failed: ${(err as Error).message}`, err);
+  }
+}
+
 /** Runs `fn` in a read-write session logged in as the token's security officer. */
 function asSecurityOfficer<T>(modulePath: string, tokenLabel: string, soPin: string, fn: (session: graphene.Session) => T): T {
   return withModule(modulePath, (module) => {
     const session = findSlot(module, tokenLabel, modulePath).open(RW);
     try {
-      try {
-        session.login(soPin, graphene.UserType.SO);
-      } catch (err) {
-        if (pkcs11Code(err) === CKR.PIN_INCORRECT || pkcs11Code(err) === CKR.PIN_LEN_RANGE) throw new HsmError('HSM_PIN_INCORRECT', `the security officer's PIN for token "${tokenLabel}" was refused`, err);
-        throw new HsmError('HSM_OPERATION_FAILED', `security officer login to token "${tokenLabel}" failed: ${(err as Error).message}`, err);
-      }
+      loginAsSecurityOfficer(session, soPin, tokenLabel);
       try {
         return fn(session);
       } finally {
@@ -80,42 +77,22 @@ export function initToken(modulePath: string, options: { label: string; soPin: s
   return 'created';
 }
 
-/**
- * The custody ceremony's key-encryption key, made a trusted token object by the SO: public (the SO can
- * create no private object), sensitive and non-extractable (its value exists only as custodian shares),
- * and usable for nothing but wrapping (no unwrap: an unwrap here could re-import a CA key with weaker
- * attributes; no encrypt or decrypt: it is no oracle). The ceremony destroys it once the keys are wrapped.
- */
-export function installTrustedWrappingKey(modulePath: string, tokenLabel: string, soPin: string, key: TrustedKeyMaterial): void {
-  if (key.value.length !== 32) throw new HsmError('HSM_OPERATION_FAILED', `a key-encryption key is 32 bytes (AES-256), got ${key.value.length}`);
-  asSecurityOfficer(modulePath, tokenLabel, soPin, (session) => {
-    if (session.find({ label: key.label }).length > 0) throw new HsmError('HSM_KEY_EXISTS', `token "${tokenLabel}" already holds an object labelled "${key.label}"`);
-    session.create({
-      class: graphene.ObjectClass.SECRET_KEY,
-      keyType: graphene.KeyType.AES,
-      token: true,
-      private: false,
-      value: Buffer.from(key.value),
-      trusted: true,
-      wrap: true,
-      unwrap: false,
-      encrypt: false,
-      decrypt: false,
-      derive: false,
-      sign: false,
-      verify: false,
-      sensitive: true,
-      extractable: false,
-      label: key.label,
-      id: Buffer.from(key.id),
-    });
-  });
-}
-
 /** Sets a token's user PIN (C_InitPIN) and optionally a new SO PIN (C_SetPIN), as its SO. */
 export function rePinToken(modulePath: string, tokenLabel: string, soPin: string, pins: { userPin: string; soPin?: string }): void {
   asSecurityOfficer(modulePath, tokenLabel, soPin, (session) => {
     session.initPin(pins.userPin);
     if (pins.soPin) session.setPin(soPin, pins.soPin);
+  });
+}
+
+/**
+ * A trusted key-encryption key as the security officer made one for custody ceremonies before issue 33:
+ * a token object with CKA_MODIFIABLE and CKA_COPYABLE left at their default (true), so any user session
+ * could copy it or switch it to unwrap. Reproduces that window, or a planted trusted key, for the probes
+ * and tests (test/custody-kek.test.ts); never used by a ceremony.
+ */
+export function plantLegacyTrustedKek(modulePath: string, tokenLabel: string, soPin: string, label: string): void {
+  asSecurityOfficer(modulePath, tokenLabel, soPin, (session) => {
+    session.create({ class: graphene.ObjectClass.SECRET_KEY, keyType: graphene.KeyType.AES, token: true, private: false, value: randomBytes(32), trusted: true, wrap: true, unwrap: false, encrypt: false, decrypt: false, sensitive: true, extractable: false, label });
   });
 }

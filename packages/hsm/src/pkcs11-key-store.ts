@@ -1,13 +1,13 @@
 import { createHash, createPublicKey, randomBytes, verify } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
 import { CKR, HsmError, pkcs11Code } from './errors.js';
-import { P256_EC_PARAMS, ecdsaRawToDer, p256SpkiFromPoint, unwrapEcPoint } from './ecdsa.js';
+import { P256_EC_PARAMS, ecdsaRawToDer } from './ecdsa.js';
 import { DeviceKeyOperations } from './device-keys.js';
 import { keyRef, type DeviceKeyTransport, type GenerateKeyOptions, type KeyInfo, type KeyProtection, type KeyRef, type KeyStore, type Signer, type WrappedKey } from './key-store.js';
 import { MASTER_KEY_PROTECTION, PRIVATE_KEY_PROTECTION } from './key-protection.js';
 import { findSlot, isBrokenSession, loadModule, loginWithRetry, moduleUsers, releaseModule } from './pkcs11-module.js';
 import { SessionPool } from './session-pool.js';
-import { collect, findObjects, findOneKey } from './pkcs11-objects.js';
+import { collect, findObjects, findOneKey, protectionOf, readP256PublicKey } from './pkcs11-objects.js';
 import { CHECK_EVERY_SIGNATURE, inP256ScalarRange, type SignatureCheck } from './signature-check.js';
 import { SigningThreads } from './signing-threads.js';
 
@@ -107,7 +107,7 @@ export class Pkcs11KeyStore implements KeyStore {
       session.generateKeyPair(
         graphene.KeyGenMechanism.EC,
         { keyType: graphene.KeyType.EC, token: true, private: false, verify: true, paramsEC: P256_EC_PARAMS, label, id },
-        { keyType: graphene.KeyType.EC, token: true, private: true, sign: true, label, id, ...PRIVATE_KEY_PROTECTION(options.cloneable === true) },
+        { keyType: graphene.KeyType.EC, token: true, private: true, sign: true, label, id, ...PRIVATE_KEY_PROTECTION(options.cloneable === true) }, // protection last (key-protection.ts)
       );
     });
     return this.describeKey({ label, id });
@@ -165,15 +165,6 @@ export class Pkcs11KeyStore implements KeyStore {
     };
   }
 
-  async wrapPrivateKey(ref: KeyRef | string, kekLabel: string): Promise<WrappedKey> {
-    return this.pool.use((session) => {
-      const privateKey = this.findKey(session, graphene.ObjectClass.PRIVATE_KEY, keyRef(ref));
-      const p = protectionOf(privateKey, 'private');
-      const publicKeySpki = this.readPublicKey(session, { label: p.label, id: p.id });
-      const wrapped = this.wrapUnderTrustedKek(session, graphene.MechanismEnum.AES_KEY_WRAP_PAD, kekLabel, privateKey, p.label);
-      return { label: p.label, id: p.id, mechanism: 'aes-key-wrap-pad' as const, wrapped, publicKeySpki };
-    });
-  }
 
   async unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array): Promise<KeyInfo> {
     if (await this.hasKey(wrapped.label)) throw new HsmError('HSM_KEY_EXISTS', `token "${this.tokenLabel}" already holds a key labelled "${wrapped.label}"`);
@@ -188,10 +179,10 @@ export class Pkcs11KeyStore implements KeyStore {
             token: true,
             private: true,
             sign: true,
-            // A clone is final: it never leaves this token again, not even wrapped.
-            ...PRIVATE_KEY_PROTECTION(false),
             label,
             id,
+            // A clone is final: it never leaves this token again, not even wrapped. Last (key-protection.ts).
+            ...PRIVATE_KEY_PROTECTION(false),
           });
         } catch (err) {
           // Wrong KEK or a corrupted blob: RFC 5649's integrity check fails inside the HSM.
@@ -287,14 +278,6 @@ export class Pkcs11KeyStore implements KeyStore {
     return this.pool.use((session) => new DeviceKeyOperations(session).deviceMac(this.findKey(session, graphene.ObjectClass.SECRET_KEY, { label: masterLabel }).toType<graphene.SecretKey>(), data, message));
   }
 
-  async wrapSecretKey(ref: KeyRef | string, kekLabel: string): Promise<{ id: Buffer; wrapped: Buffer; checkValue: Buffer }> {
-    return this.pool.use((session) => {
-      const key = this.findKey(session, graphene.ObjectClass.SECRET_KEY, keyRef(ref)).toType<graphene.SecretKey>();
-      const p = protectionOf(key, 'secret');
-      const checkValue = new DeviceKeyOperations(session).masterCheckValue(key);
-      return { id: p.id, wrapped: this.wrapUnderTrustedKek(session, graphene.MechanismEnum.AES_KEY_WRAP, kekLabel, key, p.label), checkValue };
-    });
-  }
 
   async unwrapSecretKey(ref: KeyRef, wrapped: Buffer, kek: Uint8Array): Promise<{ checkValue: Buffer }> {
     if (await this.hasSecretKey(ref.label)) throw new HsmError('HSM_KEY_EXISTS', `token "${this.tokenLabel}" already holds a secret key labelled "${ref.label}"`);
@@ -308,10 +291,9 @@ export class Pkcs11KeyStore implements KeyStore {
               keyType: graphene.KeyType.AES,
               token: true,
               private: true,
-              ...MASTER_KEY_PROTECTION(false),
-              derive: true,
               label: ref.label,
               id: ref.id ?? createHash('sha256').update(ref.label).digest().subarray(0, 8),
+              ...MASTER_KEY_PROTECTION(false),
             })
             .toType<graphene.SecretKey>();
         } catch (err) {
@@ -326,9 +308,23 @@ export class Pkcs11KeyStore implements KeyStore {
     return this.pool.use((session) => new DeviceKeyOperations(session).masterCheckValue(this.findKey(session, graphene.ObjectClass.SECRET_KEY, keyRef(ref)).toType<graphene.SecretKey>()));
   }
 
-  async destroyTrustedKek(kekLabel: string): Promise<void> {
-    await this.pool.use((session) => {
-      for (const object of collect(session.find({ class: graphene.ObjectClass.SECRET_KEY, label: kekLabel }))) object.destroy();
+
+  async listTrustedKeys(): Promise<{ label: string; id: Buffer; class: 'secret' | 'public' }[]> {
+    return this.pool.use((session) =>
+      (['secret', 'public'] as const).flatMap((keyClass) =>
+        collect(session.find({ class: keyClass === 'secret' ? graphene.ObjectClass.SECRET_KEY : graphene.ObjectClass.PUBLIC_KEY, token: true, trusted: true })).map((o) => {
+          const a = o.getAttribute({ label: null, id: null });
+          return { label: String(a.label ?? ''), id: (a.id as Buffer | undefined) ?? Buffer.alloc(0), class: keyClass };
+        }),
+      ),
+    );
+  }
+
+  async destroyTrustedKey(label: string): Promise<number> {
+    return this.pool.use((session) => {
+      let removed = 0;
+      for (const objectClass of [graphene.ObjectClass.SECRET_KEY, graphene.ObjectClass.PUBLIC_KEY]) removed += session.destroy({ class: objectClass, token: true, trusted: true, label });
+      return removed;
     });
   }
 
@@ -345,18 +341,6 @@ export class Pkcs11KeyStore implements KeyStore {
     });
   }
 
-  /** Wraps `key` under the trusted KEK `kekLabel` of this token; any refusal is reported with its reason. */
-  private wrapUnderTrustedKek(session: graphene.Session, mechanism: graphene.MechanismEnum, kekLabel: string, key: graphene.Key, label: string): Buffer {
-    const kek = this.findKey(session, graphene.ObjectClass.SECRET_KEY, { label: kekLabel }).toType<graphene.SecretKey>();
-    try {
-      return session.wrapKey(mechanism, kek, key);
-    } catch (err) {
-      const code = pkcs11Code(err);
-      if (code === CKR.KEY_UNEXTRACTABLE) throw new HsmError('HSM_KEY_NOT_EXTRACTABLE', `key "${label}" in token "${this.tokenLabel}" is not extractable and cannot be cloned`, err);
-      if (code === CKR.KEY_NOT_WRAPPABLE) throw new HsmError('HSM_KEY_NOT_EXTRACTABLE', `token "${this.tokenLabel}" refuses to wrap "${label}" under "${kekLabel}" (not a trusted key-encryption key?)`, err);
-      throw new HsmError('HSM_OPERATION_FAILED', `wrapping "${label}" failed: ${(err as Error).message}`, err);
-    }
-  }
 
   /** Runs `fn` with `kek` present as a session object that can only unwrap, destroyed afterwards whatever happens. */
   private withUnwrappingKek<T>(session: graphene.Session, kek: Uint8Array, fn: (kek: graphene.SecretKey) => T): T {
@@ -415,26 +399,9 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
   private readPublicKey(session: graphene.Session, ref: KeyRef): Buffer {
-    const point = this.findKey(session, graphene.ObjectClass.PUBLIC_KEY, ref).getAttribute({ pointEC: null }).pointEC as Buffer;
-    return p256SpkiFromPoint(unwrapEcPoint(point));
+    return readP256PublicKey(session, ref, this.tokenLabel);
   }
+
 }
 
 
-function protectionOf(key: graphene.SessionObject, keyClass: 'private' | 'secret'): KeyProtection {
-  const a = key.getAttribute({ label: null, id: null, sensitive: null, extractable: null, wrapWithTrusted: null, alwaysSensitive: null, neverExtractable: null, private: null });
-  // CKA_TRUSTED belongs to secret and public keys only (PKCS#11 v2.40 4.7); a private key has none.
-  const trusted = keyClass === 'secret' ? key.getAttribute({ trusted: null }).trusted === true : false;
-  return {
-    class: keyClass,
-    label: String(a.label ?? ''),
-    id: (a.id as Buffer | undefined) ?? Buffer.alloc(0),
-    sensitive: a.sensitive === true,
-    extractable: a.extractable === true,
-    wrapWithTrusted: a.wrapWithTrusted === true,
-    alwaysSensitive: a.alwaysSensitive === true,
-    neverExtractable: a.neverExtractable === true,
-    trusted,
-    private: a.private === true,
-  };
-}

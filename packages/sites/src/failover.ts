@@ -5,7 +5,7 @@ import { CaSiteReader, openConsensus, type ConsensusClient, readRejoin, revokeLe
 import { FleetError, type FleetConfig, type SiteConfig, type SiteId } from '@fleetpki/core';
 import { activateSite, isInRecovery, markSiteStandby } from '@fleetpki/store';
 import { caDatabases, withOwnerPool } from './ca-databases.js';
-import { pgDataDir, standbyName, promoteCluster, rebuildAsStandby, reloadCluster, writeSettings } from './postgres-cluster.js';
+import { pgDataDir, standbyName, promoteCluster, rebuildAsStandby, reloadCluster, waitUntilStreaming, writeSettings } from './postgres-cluster.js';
 import { redisPid } from './redis-server.js';
 import { writeTopology } from './topology-file.js';
 
@@ -289,21 +289,36 @@ export async function unprotect(config: FleetConfig, by: string, log: Log = () =
 }
 
 /**
- * Undoes `unprotect`: the active site's commits wait for the other site again, which becomes a candidate
- * again once it streams. With nobody leading (the primary is gone while unprotected), this makes a
- * standby eligible that may lack commits acknowledged meanwhile: the caller asks two people for that.
+ * Undoes `unprotect` in two steps (issue 33 §4). First the key says "restoring": the leader's agent makes
+ * the primary's commits wait for the other site again, while the standby still vouches for nothing and
+ * may not be promoted. Then, once the standby has replayed everything the primary had written by then
+ * (every commit acknowledged while unprotected lies before that point), the key goes and the standby
+ * vouches and is a candidate again. A standby that does not catch up (stalled, cut off) leaves the key
+ * in place and this fails after `replayTimeoutMs`, naming it; running it again resumes. With nobody
+ * leading (the primary is gone while unprotected), the key goes at once, making a standby eligible that
+ * may lack commits acknowledged meanwhile: the caller asks two people for that.
  */
-export async function protect(config: FleetConfig, log: Log = () => undefined): Promise<{ site: SiteId | undefined; wasUnprotectedSince: string | undefined }> {
+export async function protect(config: FleetConfig, log: Log = () => undefined, options: { replayTimeoutMs?: number } = {}): Promise<{ site: SiteId | undefined; wasUnprotectedSince: string | undefined }> {
   const client = openConsensus(config);
   try {
     const state = await new CaSiteReader(client, config).read();
     if (!state.unprotected) return { site: state.leader?.site, wasUnprotectedSince: undefined };
-    await setUnprotected(client, config, undefined);
-    log(`cleared in etcd: the primary runs with its synchronous standby again (unprotected since ${state.unprotected.since})`);
     if (state.leader) {
-      await waitForSyncSetting(config, config.sites[state.leader.site], true);
-      log(`site ${state.leader.site}: commits wait for site ${state.leader.site === 'a' ? 'b' : 'a'} as the synchronous standby again`);
+      const primary = config.sites[state.leader.site];
+      const standby = config.sites[state.leader.site === 'a' ? 'b' : 'a'];
+      if (!state.unprotected.restoring) await setUnprotected(client, config, { ...state.unprotected, restoring: true });
+      log(`recorded in etcd: protection being restored (unprotected since ${state.unprotected.since}); site ${standby.id} vouches for nothing until it has caught up`);
+      await waitForSyncSetting(config, primary, true);
+      log(`site ${primary.id}: commits wait for site ${standby.id} as the synchronous standby again`);
+      try {
+        await waitUntilStreaming(config, standby, primary, options.replayTimeoutMs ?? 60_000);
+      } catch (err) {
+        throw new FleetError('SITE_STANDBY_BEHIND', `site ${standby.id} has not replayed what site ${primary.id} acknowledged while unprotected (${(err as Error).message}); protection stays "restoring": site ${standby.id} neither vouches nor may be promoted. Run \`sites protect\` again once it streams`);
+      }
+      log(`site ${standby.id} has replayed everything site ${primary.id} had written`);
     }
+    await setUnprotected(client, config, undefined);
+    log(`cleared in etcd: the primary runs with its synchronous standby again, which vouches again`);
     return { site: state.leader?.site, wasUnprotectedSince: state.unprotected.since };
   } finally {
     client.close();

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
-import { HsmProcess, openRemoteKeyStore, readPin, type SigningKeyStore } from '@fleetpki/hsm';
+import { HsmProcess, openRemoteKeyStore, readPin, type CustodyWrapRequest, type CustodyWrapResult, type SigningKeyStore } from '@fleetpki/hsm';
 import { run } from './exec.js';
 
 /**
@@ -34,8 +34,8 @@ export function rootHsm(config: FleetConfig): LocalHsm {
  * these files, and a ceremony reads them only when the custodian points it at them (or types the PIN).
  */
 export function custodianPinFiles(config: FleetConfig): { dir: string; rootPin: string; rootSoPin: string; soPin(site: SiteConfig): string } {
-  const dir = join(config.stateDir, 'custodians');
-  // Named after the token, so a test deployment's tokens never share (or overwrite) the installation's.
+  const dir = join(config.deploymentDir, 'custodians');
+  // Named after the token: deployments that share a folder (a test and the deployments it makes) never overwrite each other's.
   return {
     dir,
     rootPin: join(dir, `${config.rootTokenLabel}.pin`),
@@ -46,7 +46,7 @@ export function custodianPinFiles(config: FleetConfig): { dir: string; rootPin: 
 
 /** Where the site token's SO PIN was kept by code before the custodian folder existed (migration). */
 export function legacySoPinFile(config: FleetConfig, site: SiteConfig): string {
-  return join(config.stateDir, 'secrets', `hsm-${site.id}.so-pin`);
+  return join(config.deploymentDir, 'secrets', `hsm-${site.id}.so-pin`);
 }
 
 /** The SO PIN file of a site token: the custodians' copy, or (an older installation) the legacy one. */
@@ -159,11 +159,14 @@ export async function openRootKeyStore(config: FleetConfig, rootPin: string): Pr
   return openRemoteKeyStore({ modulePath: config.pkcs11Module, softhsmConf: config.rootHsm.softhsmConf }, config.rootTokenLabel, rootPin);
 }
 
-/** The security officer's step of a custody ceremony: the trusted key-encryption key into the site token. */
-export async function installTrustedKek(config: FleetConfig, site: SiteConfig, soPin: string, kek: { label: string; id: Uint8Array; value: Uint8Array }): Promise<void> {
+/**
+ * The custody ceremony's HSM part on a site's token (custody-wrap.ts), in an HSM process of its own: the
+ * security officer's key-encryption key exists only inside that process, for the length of the wrap.
+ */
+export async function wrapSiteKeysForCustody(config: FleetConfig, site: SiteConfig, request: Omit<CustodyWrapRequest, 'tokenLabel'>): Promise<CustodyWrapResult> {
   const child = await HsmProcess.start({ modulePath: config.pkcs11Module, softhsmConf: site.softhsmConf });
   try {
-    await child.call('installTrustedKey', site.hsmTokenLabel, soPin, kek);
+    return await child.call('wrapForCustody', { ...request, tokenLabel: site.hsmTokenLabel });
   } finally {
     await child.close();
   }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { HsmProcess, readPin } from '@fleetpki/hsm';
@@ -65,6 +65,17 @@ function softhsmTokenFolder(softhsmConf: string, label: string): string {
   return join(tokenDir, matches[0]!);
 }
 
+/** Moves a folder, also onto another file system (a deployment's folder need not share the sites'). */
+function moveFolder(from: string, to: string): void {
+  try {
+    renameSync(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+    cpSync(from, to, { recursive: true, preserveTimestamps: true });
+    rmSync(from, { recursive: true, force: true });
+  }
+}
+
 /**
  * Moves a root token that older installations kept inside site A's HSM (initialised with site A's PINs)
  * into the root's own HSM, gives it PINs of its own (held by the custodians) and makes the root key
@@ -81,7 +92,7 @@ export async function migrateRootToken(config: FleetConfig, log: (line: string) 
   // The root HSM's folders as `sites up` makes them (conf and token directory).
   mkdirSync(join(dirname(target.softhsmConf), 'tokens'), { recursive: true, mode: 0o700 });
   if (!existsSync(target.softhsmConf)) writeFileSync(target.softhsmConf, `# fleetpki offline root HSM\ndirectories.tokendir = ${join(dirname(target.softhsmConf), 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`);
-  renameSync(folder, join(dirname(target.softhsmConf), 'tokens', folder.split('/').pop()!));
+  moveFolder(folder, join(dirname(target.softhsmConf), 'tokens', folder.split('/').pop()!));
   log(`root token ${label} moved out of site a's HSM into ${config.rootHsm.dir}`);
   const pins = custodianPinFiles(config);
   mkdirSync(pins.dir, { recursive: true, mode: 0o700 });

@@ -16,6 +16,9 @@ export interface KeyFinding {
   readonly neverExtractable: boolean;
   /** The wrap a user-PIN holder would try: the token's answer ("refused: CKR_...", or "WRAPPED"). */
   readonly probe: string;
+  /** C_CopyObject and C_SetAttributeValue as a user-PIN holder would try them ("refused: CKR_...", or "COPIED"/"MODIFIED"). */
+  readonly copyProbe: string;
+  readonly modifyProbe: string;
   readonly problems: readonly string[];
   readonly warnings: readonly string[];
 }
@@ -32,13 +35,20 @@ export interface KeyProtectionReport {
 const HARDEN = 'run `pnpm fleetpki ceremony harden` (makes it non-extractable in place; cloning it again then needs a new key)';
 
 /** What is wrong with one key's protection, and what is only worth knowing. */
-export function judgeKey(key: KeyProtection, probe: { refused: boolean; reason?: string }): { problems: string[]; warnings: string[] } {
+export function judgeKey(key: KeyProtection, probe: { refused: boolean; reason?: string }, probes: { copy: { refused: boolean }; modify: { refused: boolean } } = { copy: { refused: true }, modify: { refused: true } }): { problems: string[]; warnings: string[] } {
   const problems: string[] = [];
   const warnings: string[] = [];
   if (!key.sensitive) problems.push('readable in clear (CKA_SENSITIVE off)');
   if (key.extractable && !key.wrapWithTrusted) problems.push(`can be wrapped out under any key (CKA_EXTRACTABLE on, CKA_WRAP_WITH_TRUSTED off): ${HARDEN}`);
   if (!probe.refused) problems.push('the token wrapped it under a key chosen by the probe: anyone with the user PIN can take it out');
-  if (key.trusted && /^custody-kek-/.test(key.label)) problems.push('a trusted key-encryption key outlived its custody ceremony: destroy it');
+  // The ceremony's key-encryption key is a session object of the ceremony's own process: a trusted token
+  // object is never fleetpki's, and any user session can wrap the CA keys under it (and copy or change it).
+  if (key.trusted) problems.push(`a trusted key outside a custody ceremony: anyone with the user PIN can wrap the CA and master keys under it${probes.copy.refused && probes.modify.refused ? '' : ', copy it or turn it into an unwrapping key'}; find out who made it, destroy it (\`pnpm fleetpki hsm destroy-trusted-key --label ${key.label}\`) and treat the keys as possibly copied`);
+  // Keys made before issue 33 allow both; SoftHSM 2.6.1 lets neither attribute change afterwards. The
+  // protection attributes are one-way (sensitive, non-extractable, wrap-with-trusted stay), so these are
+  // notes for the next rollover, not holes.
+  else if (!probes.copy.refused) warnings.push('copyable (made before CKA_COPYABLE was off): a PIN holder can make copies of it, which keep its protection; the key made at the next rollover is not');
+  if (!key.trusted && !probes.modify.refused) warnings.push('modifiable (made before CKA_MODIFIABLE was off): a PIN holder can change its usage attributes, not its protection; the key made at the next rollover is not');
   if (!key.neverExtractable && !key.wrapWithTrusted && !key.extractable) warnings.push('was wrappable under any key before it was made non-extractable: treat it as possibly copied and rotate it');
   return { problems, warnings };
 }
@@ -86,10 +96,14 @@ export async function checkKeyProtection(config: FleetConfig, options: { rootPin
       const keys = await hsm.call('listKeyProtection');
       const labels = new Map<string, number>();
       for (const key of keys) labels.set(`${key.class}/${key.label}`, (labels.get(`${key.class}/${key.label}`) ?? 0) + 1);
+      for (const t of await hsm.call('listTrustedKeys')) if (t.class === 'public') layout.push(`${place.hsm}: token ${place.token} holds a trusted public key "${t.label}" outside a custody ceremony: destroy it (\`pnpm fleetpki hsm destroy-trusted-key --label ${t.label}\`)`);
       for (const [name, count] of labels) if (count > 1) layout.push(`${place.hsm}: token ${place.token} holds ${count} ${name.replace('/', ' keys labelled ')}: a label must name one key`);
       for (const key of keys) {
-        const probe = await hsm.call('probeWrapUnderOwnKey', { label: key.label, id: Buffer.from(key.id) }, key.class);
-        const { problems, warnings } = judgeKey(key, probe);
+        const ref = { label: key.label, id: Buffer.from(key.id) };
+        const probe = await hsm.call('probeWrapUnderOwnKey', ref, key.class);
+        const copy = await hsm.call('probeCopy', ref, key.class);
+        const modify = await hsm.call('probeModify', ref, key.class);
+        const { problems, warnings } = judgeKey(key, probe, { copy, modify });
         findings.push({
           hsm: place.hsm,
           token: place.token,
@@ -101,6 +115,8 @@ export async function checkKeyProtection(config: FleetConfig, options: { rootPin
           wrapWithTrusted: key.wrapWithTrusted,
           neverExtractable: key.neverExtractable,
           probe: probe.refused ? `refused: ${probe.reason}` : 'WRAPPED',
+          copyProbe: copy.refused ? `refused: ${copy.reason}` : 'COPIED',
+          modifyProbe: modify.refused ? `refused: ${modify.reason}` : 'MODIFIED',
           problems,
           warnings,
         });
@@ -117,7 +133,7 @@ export function formatKeyProtectionReport(report: KeyProtectionReport): string {
   const lines: string[] = [];
   for (const f of report.findings) {
     const flags = `sensitive=${f.sensitive} extractable=${f.extractable} wrap-with-trusted=${f.wrapWithTrusted}`;
-    lines.push(`${f.problems.length ? 'WEAK' : 'ok  '}  ${f.hsm.padEnd(14)} ${f.token.padEnd(26)} ${f.class.padEnd(7)} ${f.label.padEnd(20)} ${flags}; wrap under a key of one's own: ${f.probe}`);
+    lines.push(`${f.problems.length ? 'WEAK' : 'ok  '}  ${f.hsm.padEnd(14)} ${f.token.padEnd(26)} ${f.class.padEnd(7)} ${f.label.padEnd(20)} ${flags}; wrap under a key of one's own: ${f.probe}; copy: ${f.copyProbe}; modify: ${f.modifyProbe}`);
     for (const p of f.problems) lines.push(`        problem: ${p}`);
     for (const w of f.warnings) lines.push(`        note: ${w}`);
   }

@@ -322,7 +322,7 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
  * waiting: a rewind that left it on a timeline it cannot follow still connects (and even shows as
  * streaming for a moment) but never replays past the fork.
  */
-async function waitUntilStreaming(config: FleetConfig, site: SiteConfig, primary: SiteConfig, timeoutMs = 20_000): Promise<void> {
+export async function waitUntilStreaming(config: FleetConfig, site: SiteConfig, primary: SiteConfig, timeoutMs = 20_000): Promise<void> {
   const pool = createPool(`postgres://${config.pgUser}@${primary.host}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
     const { rows: at } = await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');

@@ -1,4 +1,4 @@
-import { CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, recordWritesBlocked, setSwitchover, type Candidacy, type CaSiteState, type SwitchoverRequest } from '@fleetpki/consensus';
+import { CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, recordWritesBlocked, setSwitchover, setVouchFloor, type Candidacy, type CaSiteState, type SwitchoverRequest } from '@fleetpki/consensus';
 import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
 import { readDatabaseRole } from '@fleetpki/store';
 import { acknowledgeStandby, rejoinAsStandby, takeOver } from './failover.js';
@@ -66,6 +66,7 @@ export class SiteAgent {
   private elected = false;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Times below are performance.now() (monotonic): a wall-clock step must not shorten or stretch a wait. */
   private leaderlessSince: number | undefined;
   /** The last leader seen that was not this site, with its lease: its services' views run out with it. */
   private lastOtherLeader: { lease: string; seenAt: number } | undefined;
@@ -96,14 +97,14 @@ export class SiteAgent {
   start(): void {
     const loop = async () => {
       if (this.stopped) return;
-      const started = Date.now();
+      const started = performance.now();
       try {
         await this.tick();
       } catch (err) {
         this.log(`site ${this.site.id}: ${(err as Error).message}`);
       }
       // Nothing else runs while a step does: a long one is worth a line when a takeover is late.
-      if (Date.now() - started > 10_000) this.log(`site ${this.site.id}: one step took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      if (performance.now() - started > 10_000) this.log(`site ${this.site.id}: one step took ${((performance.now() - started) / 1000).toFixed(1)} s`);
       if (!this.stopped) this.timer = setTimeout(loop, this.tickMs);
     };
     this.timer = setTimeout(loop, 0);
@@ -176,7 +177,7 @@ export class SiteAgent {
     // Elected when etcd's leader key is this candidacy's, whatever became of the campaign's own watch
     // (a watch stream on a member that was cut off can stay broken for long; the reads above cannot).
     if (this.candidacy && !this.elected && leader && this.candidacyLease === leader.lease) this.elected = true;
-    if (leader && leader.site !== this.site.id) this.lastOtherLeader = { lease: leader.lease, seenAt: Date.now() };
+    if (leader && leader.site !== this.site.id) this.lastOtherLeader = { lease: leader.lease, seenAt: performance.now() };
     // A candidacy whose key is gone from etcd (its lease ran out without the campaign hearing of it)
     // would wait for an election it is no longer in, and the other site would lead on by default:
     // seen twice in a row (the key follows the lease grant by a moment), it is dropped and made again.
@@ -187,7 +188,7 @@ export class SiteAgent {
       this.candidacyMissing = 0;
       await this.resign();
     }
-    this.leaderlessSince = leader ? undefined : (this.leaderlessSince ?? Date.now());
+    this.leaderlessSince = leader ? undefined : (this.leaderlessSince ?? performance.now());
 
     // Acknowledging the standby is a duty of the primary's term; a new term does it again.
     if (!local.running || local.standby) this.standbyAcknowledged = false;
@@ -206,7 +207,7 @@ export class SiteAgent {
         // Just handed over: the standby (queued behind us, see handOver) is being elected and promoted;
         // restarting here would take the role back from under the switchover. Only if nobody leads after
         // the grace does this site come back as it was.
-        if (this.handedOverAt !== undefined && Date.now() - this.handedOverAt < 2 * this.config.consensus.ttlSeconds * 1000 + 1_000) return;
+        if (this.handedOverAt !== undefined && performance.now() - this.handedOverAt < 2 * this.config.consensus.ttlSeconds * 1000 + 1_000) return;
         this.log(`site ${this.site.id}: PostgreSQL is down and nobody leads; restarting it as the primary`);
         await startCluster(this.site);
       }
@@ -226,7 +227,10 @@ export class SiteAgent {
         await this.handOver(local, state, state.switchover);
         return;
       }
-      if (this.elected && leader?.site === this.site.id) await this.applyProtection(local, state);
+      if (this.elected && leader?.site === this.site.id) {
+        await this.applyProtection(local, state);
+        await this.publishVouchFloor(state);
+      }
       await this.watchWrites(local, state);
       if (!local.syncStandbyStreaming) this.standbyAcknowledged = false;
       else if (this.elected && !this.standbyAcknowledged) {
@@ -267,7 +271,7 @@ export class SiteAgent {
       this.log(`site ${this.site.id}: promoted; active CA site at epoch ${epoch}`);
       return;
     }
-    const coldStart = this.leaderlessSince !== undefined && Date.now() - this.leaderlessSince > 2 * this.config.consensus.ttlSeconds * 1000;
+    const coldStart = this.leaderlessSince !== undefined && performance.now() - this.leaderlessSince > 2 * this.config.consensus.ttlSeconds * 1000;
     // The primary handed its role to this standby (a switchover): campaign now, not after a cold start's wait.
     const handedToUs = this.lastOtherLeader !== undefined && state.handedOver.includes(this.lastOtherLeader.lease);
     if (leader || coldStart || handedToUs || this.candidacy) this.campaign();
@@ -298,7 +302,7 @@ export class SiteAgent {
     this.log(`site ${this.site.id}: switchover to ${this.other.id} (asked by ${request.requestedBy}): stopping PostgreSQL cleanly, handing over`);
     await stopCluster(this.site, 'fast');
     await this.resign(true);
-    this.handedOverAt = Date.now();
+    this.handedOverAt = performance.now();
     await setSwitchover(this.client, this.config, undefined);
   }
 
@@ -308,7 +312,9 @@ export class SiteAgent {
    * restart or `sites up` cannot silently drop or restore it.
    */
   private async applyProtection(local: LocalDatabase, state: CaSiteState): Promise<void> {
-    const wantSync = state.unprotected === undefined;
+    // While `sites protect` restores protection the key stays (the standby still catches up), but the
+    // primary waits for it again.
+    const wantSync = state.unprotected === undefined || state.unprotected.restoring === true;
     if (wantSync === local.syncRequired) return;
     writeSettings(this.config, this.site, wantSync ? { role: 'primary', syncStandby: this.other } : { role: 'primary' });
     await reloadCluster(this.site);
@@ -317,6 +323,17 @@ export class SiteAgent {
         ? `site ${this.site.id}: protected again: commits wait for site ${this.other.id} as the synchronous standby`
         : `site ${this.site.id}: WARNING running unprotected (asynchronous) since ${state.unprotected!.since}, by ${state.unprotected!.by}: commits no longer wait for site ${this.other.id}, which may not be promoted`,
     );
+  }
+
+  /**
+   * How far the leader's primary has written, for the standby's vouching (SiteLease): a standby that has
+   * not replayed this far may lack a revocation the primary already shows, so it does not say "good".
+   * Written when it moved, at most once a tick.
+   */
+  private async publishVouchFloor(state: CaSiteState): Promise<void> {
+    const lsn = await withOwnerPool(this.config, this.site, 'postgres', async (pool) => (await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn).catch(() => undefined);
+    if (!lsn || (state.vouchFloor?.site === this.site.id && state.vouchFloor.lsn === lsn)) return;
+    await setVouchFloor(this.client, this.config, { site: this.site.id, lsn, at: new Date().toISOString() });
   }
 
   /** Writes blocked on the leader's primary (its synchronous standby unreachable): said at error, recorded in etcd. */

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { SITE_IDS, type FleetConfig, type SiteConfig, type SiteId } from '@fleetpki/core';
 import { probeRedis } from '@fleetpki/queue';
 import { createPool, readDatabaseRole } from '@fleetpki/store';
@@ -18,6 +18,8 @@ export type Log = (line: string) => void;
 /** Brings both local sites up; every step is a no-op when its part already runs. */
 export async function sitesUp(config: FleetConfig, log: Log = () => undefined): Promise<void> {
   ensureStateDir(config.stateDir);
+  // A deployment's own folder, when it is not the state folder: its secrets live there (no service but its own reads it).
+  if (config.deploymentDir !== config.stateDir) mkdirSync(config.deploymentDir, { recursive: true, mode: 0o700 });
   for (const site of [config.sites.a, config.sites.b]) {
     const created = await ensureTokens(config, site);
     log(`site ${site.id}: HSM token ${tokensOfSite(config, site).join(', ')}${created.length ? ` (initialised ${created.join(', ')})` : ''}`);

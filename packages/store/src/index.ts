@@ -18,7 +18,7 @@ export * from './repositories/audit-chain.js';
 export * from './repositories/approvals.js';
 export * from './repositories/organisation-certificates.js';
 export * from './lease-connection.js';
-export * from './repositories/est-requests.js';
+export * from './repositories/enrolment-requests.js';
 export * from './repositories/cmp.js';
 export * from './repositories/console-sessions.js';
 export * from './repositories/overview.js';

@@ -33,15 +33,14 @@ export class LeaseConnection {
   }
 
   /** On a hot standby: the WAL receiver's state and how long ago it last heard from the primary. */
-  async receiver(site: string): Promise<{ status: string | null; ageMs: number | null; epoch: number | null }> {
-    const { rows } = await (await this.connect()).query<{ status: string | null; age_ms: number | null; epoch: string | null }>(
-      `SELECT (SELECT status FROM pg_stat_wal_receiver) AS status,
-              (SELECT (extract(epoch FROM clock_timestamp() - last_msg_receipt_time) * 1000)::float8 FROM pg_stat_wal_receiver) AS age_ms,
-              (SELECT epoch::text FROM site_state WHERE site = $1) AS epoch`,
+  async receiver(site: string): Promise<{ status: string | null; ageMs: number | null; epoch: number | null; replayLsn: string | null }> {
+    const { rows } = await (await this.connect()).query<{ status: string | null; age_ms: number | null; epoch: string | null; replay_lsn: string | null }>(
+      // Through a function (migrations/0026): the service roles are not pg_monitor members.
+      `SELECT w.status, w.age_ms, w.replay_lsn, (SELECT epoch::text FROM site_state WHERE site = $1) AS epoch FROM fp_wal_receiver() w`,
       [site],
     );
     const r = rows[0]!;
-    return { status: r.status, ageMs: r.age_ms, epoch: r.epoch === null ? null : Number(r.epoch) };
+    return { status: r.status, ageMs: r.age_ms, epoch: r.epoch === null ? null : Number(r.epoch), replayLsn: r.replay_lsn };
   }
 
   async siteStates(): Promise<{ site: string; role: string; epoch: number }[]> {

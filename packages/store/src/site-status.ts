@@ -9,6 +9,7 @@ export interface DatabaseRole {
   readonly lastReplaySecondsAgo: number | null;
 }
 
+/** Read by the owner (site agents, `sites status`): it reads pg_stat_replication directly, which a service role may not (migrations/0026). */
 export async function readDatabaseRole(db: Queryable): Promise<DatabaseRole> {
   const { rows } = await db.query<{ in_recovery: boolean }>('SELECT pg_is_in_recovery() AS in_recovery');
   const inRecovery = rows[0]!.in_recovery;

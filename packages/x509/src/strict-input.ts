@@ -2,9 +2,10 @@ import { DerError, readTlv } from './der-reader.js';
 
 /**
  * One strict reader for what devices and factories send (CSRs, public keys): a CA parses exactly one
- * thing one way. PEM per RFC 7468 section 3 "strict" (one block, the right label, lines of 64
- * characters, canonical base64, nothing but whitespace around it), base64 per RFC 4648 section 4
- * canonical form (the standard alphabet, exact padding, zero pad bits), and DER per X.690 section 10
+ * thing one way. PEM as RFC 7468 section 3 asks parsers to read it (its lax grammar: whitespace and
+ * line length free), but exactly one block, the right label, nothing but whitespace around it and
+ * canonical base64 inside; base64 per RFC 4648 section 4 canonical form (the standard alphabet, exact
+ * padding, zero pad bits), and DER per X.690 section 10
  * throughout the structure, not only at the levels a parser happens to read: definite minimal lengths,
  * primitive encodings of primitive types, minimal INTEGERs, canonical BOOLEANs and BIT STRINGs,
  * and nothing after the last byte. Hand-written because no library here offers a strict mode: pkijs
@@ -23,8 +24,6 @@ export class InputRuleError extends Error {
   }
 }
 
-const PEM_LINE = 64;
-
 /** Canonical base64 (RFC 4648 4): only the standard alphabet, length a multiple of 4, exact padding, zero pad bits. */
 export function readStrictBase64(text: string, what: string): Buffer {
   const bad = /[^A-Za-z0-9+/=]/.exec(text);
@@ -41,9 +40,15 @@ export function readStrictBase64(text: string, what: string): Buffer {
   return bytes;
 }
 
+/** RFC 7468 3 laxtextualmsg's W: the whitespace (WSP, CR, LF, VT, FF) a parser skips in the base64 text. */
+const PEM_WHITESPACE = new Set([' ', '\t', '\r', '\n', '\v', '\f']);
+
 /**
- * Exactly one PEM block (RFC 7468 3, strict) with one of `labels`: whitespace only around it; inside,
- * lines of exactly 64 base64 characters but the last (1-64), CRLF or LF line ends, canonical base64.
+ * Exactly one PEM block with one of `labels`, whitespace only around it. Inside, RFC 7468 3 asks
+ * parsers for the lax grammar (the strict one is for generators): whitespace and line ends anywhere
+ * between the base64 characters, lines of any length, trailing whitespace after the boundaries; real
+ * tools write 76-column MIME lines, one long line, trailing blanks. The boundaries stand on lines of
+ * their own, and what the whitespace leaves is canonical base64 (RFC 4648 4).
  */
 export function readStrictPem(text: string, labels: readonly string[], what: string): Buffer {
   const begins = [...text.matchAll(/-----BEGIN ([^-]*)-----/g)];
@@ -59,23 +64,35 @@ export function readStrictPem(text: string, labels: readonly string[], what: str
   const tail = text.slice(end + endLine.length);
   if (/\S/.test(tail)) throw new InputRuleError('pem-text-after', `${what}: text after the PEM block (offset ${end + endLine.length + tail.search(/\S/)})`, end + endLine.length + tail.search(/\S/));
   const bodyStart = begins[0]!.index + begins[0]![0].length;
-  const body = text.slice(bodyStart, end);
-  if (!/^\r?\n/.test(body)) throw new InputRuleError('pem-line', `${what}: the BEGIN line must end the line`, bodyStart);
-  const lines = body.replace(/^\r?\n/, '').split(/\r?\n/);
-  if (lines.pop() !== '') throw new InputRuleError('pem-line', `${what}: the END line must start a line`, end);
-  if (lines.length === 0) throw new InputRuleError('base64-empty', `${what}: the PEM block is empty`, bodyStart);
-  let offset = bodyStart;
-  lines.forEach((line, i) => {
-    const last = i === lines.length - 1;
-    if (line.length > PEM_LINE || (!last && line.length !== PEM_LINE) || line.length === 0) {
-      throw new InputRuleError('pem-line-length', `${what}: line ${i + 2} of the PEM block has ${line.length} characters; RFC 7468 strict wants ${PEM_LINE} on every line but the last`, offset);
+  // The base64 characters and where each stands in `text`, so a refusal names the offset the sender sees.
+  const chars: string[] = [];
+  const offsets: number[] = [];
+  for (let at = bodyStart; at < end; at++) {
+    const c = text[at]!;
+    if (PEM_WHITESPACE.has(c)) continue;
+    if (!/[A-Za-z0-9+/=]/.test(c)) {
+      const rule = c === '-' || c === '_' ? 'base64-url-alphabet' : 'base64-alphabet';
+      throw new InputRuleError(rule, `${what}: character ${JSON.stringify(c)} at offset ${at} is neither base64 (RFC 4648 4${rule === 'base64-url-alphabet' ? '; this looks like base64url' : ''}) nor whitespace`, at);
     }
-    offset += line.length + 1;
-  });
-  return readStrictBase64(lines.join(''), what);
+    if (chars.length === 0 && !/[\r\n]/.test(text.slice(bodyStart, at))) throw new InputRuleError('pem-line', `${what}: the BEGIN line must end after its boundary (spaces or tabs at most)`, bodyStart);
+    chars.push(c);
+    offsets.push(at);
+  }
+  if (chars.length > 0 && !/[\r\n]/.test(text.slice(offsets[offsets.length - 1]! + 1, end))) throw new InputRuleError('pem-line', `${what}: the END line must start a line`, end);
+  if (chars.length === 0) {
+    if (!/[\r\n]/.test(text.slice(bodyStart, end))) throw new InputRuleError('pem-line', `${what}: the BEGIN and END lines must be lines of their own`, bodyStart);
+    throw new InputRuleError('base64-empty', `${what}: the PEM block is empty`, bodyStart);
+  }
+  try {
+    return readStrictBase64(chars.join(''), what);
+  } catch (err) {
+    if (!(err instanceof InputRuleError)) throw err;
+    // The base64 reader counts in the text without whitespace; an offset past its end is the END line.
+    throw new InputRuleError(err.rule, err.message.replace(/ at offset \d+/, ''), err.offset === undefined ? undefined : (offsets[err.offset] ?? end));
+  }
 }
 
-/** Input as APIs and manifests carry it: one strict PEM block, or canonical base64 of the DER. */
+/** Input as APIs and manifests carry it: one PEM block (whitespace lax, base64 canonical), or canonical base64 of the DER. */
 export function readPemOrBase64(text: string, labels: readonly string[], what: string): Buffer {
   return text.includes('-----BEGIN') ? readStrictPem(text, labels, what) : readStrictBase64(text, what);
 }

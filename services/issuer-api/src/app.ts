@@ -5,7 +5,7 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, UploadAdmission, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, UploadAdmission, DualControl, EnrolmentService, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { expireWaitingCmpTransactions, openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
@@ -29,6 +29,8 @@ import { registerTokenRoutes } from './routes/tokens.js';
 import { registerEstRequestRoutes, registerEstRoutes } from './routes/est.js';
 import { registerCmpRoutes, registerCmpSecretRoutes } from './routes/cmp.js';
 import { CmpServer, postgresCmpStore } from './cmp/cmp-server.js';
+import { CmpAuthBudget } from './cmp/cmp-auth-budget.js';
+import { PbmThreads, type PbmComputer } from '@fleetpki/cmp';
 
 /** A value computed once when first asked for; a failure is not kept (the next call tries again). */
 function memoise<T>(make: () => Promise<T>): () => Promise<T> {
@@ -70,6 +72,8 @@ export interface IssuerApiDeps {
   readonly lease?: SiteLease;
   /** Where CSRs' proofs of possession are checked (PossessionThreads); on the main thread when absent. */
   readonly possession?: PossessionVerifier;
+  /** Where CMP's password-based MACs are computed (PbmThreads); on the main thread when absent. */
+  readonly pbm?: PbmComputer;
 }
 
 export interface TlsMaterial {
@@ -137,8 +141,11 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     if (blocked) app.log.error({ since: blocked.since }, 'writes blocked: the synchronous standby is unreachable; writes answer 503 STANDBY_UNAVAILABLE');
     else app.log.warn('writes flow again: the synchronous standby is back');
   };
+  // A held label is the label's, whatever the protocol (a typo in the configuration stops the start, named).
+  const heldLabels = deps.config.enrolmentHolds.labels.map((name) => enrolmentLabel(name));
   const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix, {
     intentTimeoutSeconds: deps.config.intentTimeoutSeconds,
+    holds: { labels: heldLabels, retryAfterSeconds: deps.config.enrolmentHolds.retryAfterSeconds },
     // Crash tests only: die between the intent's commit and the signature, as a process could.
     ...(process.env.FLEETPKI_TEST_CRASH_AFTER_INTENT === '1' ? { afterIntent: () => process.kill(process.pid, 'SIGKILL') } : {}),
   });
@@ -170,11 +177,13 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   registerCertificateRoutes(app, { pool: reservedPool, authenticator: reservedAccess });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
   const chainDer = chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain'));
-  registerEstRoutes(app, { config: deps.config, pool: deps.pool, enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer, possession });
+  registerEstRoutes(app, { enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer, possession });
   registerEstRequestRoutes(app, { pool: deps.pool, authenticator, guard, site: deps.config.site });
   const cmpSecrets = new CmpSharedSecrets(deps.pool, deps.keyStore, deps.config.site);
   registerCmpSecretRoutes(app, { pool: deps.pool, secrets: cmpSecrets, authenticator, guard, site: deps.config.site });
   registerCmpRoutes(app, {
+    access: authenticator,
+    budget: new CmpAuthBudget(deps.config.cmp.authBudget),
     server: new CmpServer({
       config: deps.config,
       enrolment,
@@ -190,12 +199,13 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
       chainDer,
       threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes },
       onIssued: (profile, keyRole) => metrics.issued.inc({ profile, key_role: keyRole }),
+      ...(deps.pbm ? { pbm: deps.pbm } : {}),
     }),
   });
   const uploads = deps.config.uploads;
   registerBatchRoutes(app, {
     pool: deps.pool,
-    intake: new BatchIntake(uploadPool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS),
+    intake: new BatchIntake(uploadPool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS, heldLabels),
     // As many uploads at once as their pool has connections: none ever waits for one.
     admission: new UploadAdmission({ total: uploads.connections, perManufacturer: uploads.perManufacturer, retryAfterSeconds: 10 }),
     uploads,
@@ -205,12 +215,12 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     chainPem: chain,
     deviceKeys,
   });
-  const hsm = hsmProbe(deps.ca);
+  const hsm = hsmProbe(deps.ca, deps.keyStore);
   registerSystemRoutes(app, { pool: reservedPool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site, hsm });
   registerOverviewRoutes(app, { config: deps.config, pool: deps.pool, guard, ca: deps.ca, queue: deps.queue, hsm, authenticator });
-  registerAuditRoutes(app, { pool: deps.pool, stateDir: deps.config.stateDir, authenticator });
-  registerDrillRoutes(app, { config: deps.config, pool: deps.pool, authenticator });
+  registerAuditRoutes(app, { pool: deps.pool, deploymentDir: deps.config.deploymentDir, authenticator });
   const dualControl = new DualControl(deps.pool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
+  registerDrillRoutes(app, { config: deps.config, pool: deps.pool, authenticator, guard, dualControl });
   // Revocation must never queue behind a factory, nor behind enrolments: its own connections.
   const reservedRevocations = new RevocationService(reservedPool, deps.config.site);
   const reservedDualControl = new DualControl(reservedPool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
@@ -250,11 +260,12 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
   });
   const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.issuer);
   const possession = PossessionThreads.start(config.possessionThreads);
+  const pbm = PbmThreads.start(config.cmp.pbmThreads);
   try {
     await lease.start();
     const { ca, root, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
     const queue = new ChunkQueue(site.redisUrl, config.pgDatabase);
-    const app = await buildIssuerApi({ config, pool, reservedPool, uploadPool, ca, keyStore, queue, lease, possession, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    const app = await buildIssuerApi({ config, pool, reservedPool, uploadPool, ca, keyStore, queue, lease, possession, pbm, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
       pool,
@@ -264,6 +275,7 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
         await queue.close();
         await lease.close();
         await possession.close();
+        await pbm.close();
         await keyStore.close();
         await endPools();
       },
@@ -271,6 +283,7 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
   } catch (err) {
     await lease.close();
     await possession.close();
+    await pbm.close();
     await keyStore.close();
     await endPools();
     throw err;

@@ -15,6 +15,8 @@ declare module 'fastify' {
  * host or path can set or shadow it.
  */
 export const CONSOLE_COOKIE = '__Host-fleetpki-console';
+/** The sign-in page's pre-session cookie, which the sign-in form's CSRF token is bound to (ca SignInCsrf). */
+export const SIGN_IN_COOKIE = '__Host-fleetpki-sign-in';
 /** The header a session's state-changing request carries its CSRF token in (the console's own calls set it). */
 export const CSRF_HEADER = 'x-fleetpki-csrf';
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -128,6 +130,20 @@ export class ApiAccess {
       }
       throw err;
     }
+  }
+
+  /**
+   * Before a request that authenticates itself inside its body (a CMP message's protection): an address
+   * past its failed authentications (tokens, certificates, CMP alike) is refused now, 429, unread.
+   */
+  assertAuthenticationAllowed(request: FastifyRequest): void {
+    this.limiter.assertAllowed(request.ip);
+  }
+
+  /** A failed authentication outside admit() (a CMP message whose protection failed): counted and audited as any other. */
+  async recordFailedAuthentication(request: FastifyRequest, code: string): Promise<void> {
+    this.limiter.recordFailure(request.ip);
+    await this.audit('auth.failed', 'anonymous', request, code);
   }
 
   /** The organisation-CA client certificate TLS presented, if any (the sign-in page offers it). */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -7,35 +7,40 @@ import { loadConfig } from '@fleetpki/core';
 import { launchFailoverDrill } from './drill-launcher.js';
 
 const configWith = (drills: 'on' | 'off') => {
-  const stateDir = mkdtempSync(join(tmpdir(), 'fleetpki-drill-launcher-'));
-  return loadConfig({ FLEETPKI_STATE_DIR: stateDir, FLEETPKI_CONSOLE_DRILLS: drills });
+  const deploymentDir = mkdtempSync(join(tmpdir(), 'fleetpki-drill-launcher-'));
+  return loadConfig({ FLEETPKI_DEPLOYMENT_DIR: deploymentDir, FLEETPKI_CONSOLE_DRILLS: drills });
 };
 
-async function until(what: string, probe: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !probe(); i++) await new Promise((r) => setTimeout(r, 50));
-  assert.ok(probe(), what);
+/** A stand-in for services/cli/src/main.ts: prints its arguments, then does what `body` says. */
+function standIn(dir: string, body: string): string {
+  const file = join(dir, `stand-in-${Math.random().toString(16).slice(2)}.ts`);
+  writeFileSync(file, `console.log('drill arguments:', process.argv.slice(2).join(' '));\n${body}\n`);
+  return file;
 }
 
+const options = { devices: 1_500, startedBy: 'person:alice (approval 1)' };
+
 describe('drills started from the API (test deployments)', () => {
-  it('are refused unless the deployment says it is a test deployment', () => {
-    assert.throws(() => launchFailoverDrill(configWith('off'), 1_000), { code: 'DRILLS_DISABLED' });
+  it('are refused unless the deployment says it is a test deployment', async () => {
+    await assert.rejects(launchFailoverDrill(configWith('off'), options), { code: 'DRILLS_DISABLED' });
   });
 
-  it('one at a time: a drill whose process still runs refuses a second', () => {
+  it('runs the CLI drill as a process of its own, answers once it says it runs, with its output in a log file', async () => {
     const config = configWith('on');
-    mkdirSync(join(config.stateDir, 'drill'), { recursive: true });
-    writeFileSync(join(config.stateDir, 'drill', 'console-drill.pid'), String(process.pid));
-    assert.throws(() => launchFailoverDrill(config, 1_000), { code: 'DRILL_RUNNING' });
+    const started = await launchFailoverDrill(config, options, standIn(config.deploymentDir, "process.send({ drill: 'started', pid: process.pid }, () => process.disconnect());"));
+    assert.ok(started.pid > 0);
+    assert.match(readFileSync(started.log, 'utf8'), /drill arguments: drill failover --devices 1500 --started-by person:alice \(approval 1\)/);
   });
 
-  it('runs the CLI drill as a process of its own, with its output in a log file and its pid recorded', async () => {
+  it("a drill that is refused (one runs already) is this call's answer, with its code", async () => {
     const config = configWith('on');
-    // A stand-in for services/cli/src/main.ts: it writes the arguments it was given to its output.
-    const fake = join(config.stateDir, 'fake-cli.ts');
-    writeFileSync(fake, "console.log('drill arguments:', process.argv.slice(2).join(' '));\n");
-    const started = launchFailoverDrill(config, 1_500, fake);
-    assert.equal(readFileSync(join(config.stateDir, 'drill', 'console-drill.pid'), 'utf8'), String(started.pid));
-    await until('the drill process wrote its log', () => existsSync(started.log) && readFileSync(started.log, 'utf8').includes('drill arguments'));
-    assert.match(readFileSync(started.log, 'utf8'), /drill arguments: drill failover --devices 1500/);
+    const refusing = standIn(config.deploymentDir, "process.send({ drill: 'refused', code: 'DRILL_RUNNING', message: 'a failover drill runs already', httpStatus: 409 }, () => process.exit(1));");
+    await assert.rejects(launchFailoverDrill(config, options, refusing), { code: 'DRILL_RUNNING', httpStatus: 409 });
+  });
+
+  it('a drill process that ends without a word is a failed start naming its log', async () => {
+    const config = configWith('on');
+    const silent = standIn(config.deploymentDir, "console.error('cannot reach etcd'); process.exit(3);");
+    await assert.rejects(launchFailoverDrill(config, options, silent), (err: Error & { code?: string }) => err.code === 'DRILL_START_FAILED' && /exit code 3/.test(err.message) && /cannot reach etcd/.test(err.message));
   });
 });

@@ -58,7 +58,9 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       signer = ca.signer;
       publisher = new CrlPublisher(pool, ca, config.crlBaseUrl);
     } catch (err) {
-      if (!isFleetError(err) && !(err as { code?: string }).code?.startsWith('HSM_')) throw err;
+      // pkcs11js sets a numeric code on its errors: only a string code can name an HSM_ error.
+      const code = (err as { code?: unknown }).code;
+      if (!isFleetError(err) && !(typeof code === 'string' && code.startsWith('HSM_'))) throw err;
       // No usable key here (a standby whose HSM has no clone yet): serve stored responses and CRLs.
       await keyStore?.close();
       keyStore = undefined;
@@ -133,7 +135,8 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       // The active site seals its audit log every few seconds (hash chain + checkpoint outside the database).
       if (Date.now() - lastSeal > 5_000 && (await canWrite())) {
         lastSeal = Date.now();
-        await sealAuditLog(pool, auditCheckpointFile(config.stateDir), { ...(await signerForSeals()) });
+        const seal = await sealAuditLog(pool, auditCheckpointFile(config.deploymentDir), { ...(await signerForSeals()) });
+        if (seal.gaps.length) app.log.warn({ gaps: seal.gaps }, 'audit log: seq numbers with no row sealed over (a rolled-back insert leaves such a hole; `fleetpki audit verify` tells a removed row apart)');
       }
       // A backlog (a full pass's worth: a batch issued while this site was busy, responses nearing
       // nextUpdate) is worked off pass after pass without the pause; less than that waits for the next

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
-import { appendAuditEvents, createPersonAs, createTokenAs, findPersonByName, manufacturerExists, rescopePersonAs, withTransaction, type PersonRecord, type Pool, type Role } from '@fleetpki/store';
+import { createPersonAs, createTokenAs, findPersonByName, manufacturerExists, rescopePersonAs, withTransaction, type PersonRecord, type Pool, type Role } from '@fleetpki/store';
 import { PRIVILEGED_ROLES, newTokenSecret, type Principal } from './api-tokens.js';
 import type { DualControl } from './dual-control.js';
 
@@ -75,10 +75,8 @@ export class AccessAdministration {
     if (!person) throw new FleetError('PERSON_NOT_FOUND', `no person ${request.name.slice(0, 64)}`, { httpStatus: 404 });
     if (!isUuid(request.approvalId)) throw new FleetError('APPROVAL_NOT_FOUND', `no approval request ${request.approvalId.slice(0, 40)}`, { httpStatus: 404 });
     await this.dualControl.execute(admin, request.approvalId, 'person.rescope', async () => {
-      await withTransaction(this.pool, async (client) => {
-        await rescopePersonAs(client, { personId: person.id, role: request.role, actorCredential: admin.credential, approvalId: request.approvalId });
-        await appendAuditEvents(client, [{ site: this.site, actor: `person:${admin.name}`, action: 'person.rescope', subject: person.id, details: { name: person.name, from: person.role, to: request.role, approval: request.approvalId, credential: admin.credential } }]);
-      });
+      // The database function checks the approval and the proof, and writes the audit row (migrations/0026).
+      await rescopePersonAs(this.pool, { personId: person.id, role: request.role, actorProof: admin.proof, approvalId: request.approvalId });
       return { person: person.name, from: person.role, to: request.role };
     });
     return (await findPersonByName(this.pool, request.name))!;
@@ -93,12 +91,9 @@ export class AccessAdministration {
     const personId = existing?.id ?? randomUUID();
     const expiresAt = request.expiresDays === undefined ? null : new Date(Date.now() + request.expiresDays * 86_400_000);
     await withTransaction(this.pool, async (client) => {
-      if (!existing) {
-        await createPersonAs(client, { id: personId, name: request.name, role: request.role, manufacturerId: request.manufacturerId, actorCredential: admin.credential, approvalId });
-        await appendAuditEvents(client, [{ site: this.site, actor: `person:${admin.name}`, action: 'person.create', subject: personId, details: { name: request.name, role: request.role, manufacturerId: request.manufacturerId, approval: approvalId, credential: admin.credential } }]);
-      }
-      await createTokenAs(client, { id: tokenId, personId, name: request.name, tokenSha256: sha256, expiresAt, actorCredential: admin.credential, approvalId });
-      await appendAuditEvents(client, [{ site: this.site, actor: `person:${admin.name}`, action: 'token.create', subject: tokenId, details: { person: request.name, role: request.role, approval: approvalId, credential: admin.credential } }]);
+      // Each function proves the administrator's credential and writes its own audit row (migrations/0026).
+      if (!existing) await createPersonAs(client, { id: personId, name: request.name, role: request.role, manufacturerId: request.manufacturerId, actorProof: admin.proof, approvalId });
+      await createTokenAs(client, { id: tokenId, personId, name: request.name, tokenSha256: sha256, expiresAt, actorProof: admin.proof, approvalId });
     });
     return { token, tokenId, person: { id: personId, name: request.name, role: request.role, manufacturerId: request.manufacturerId }, personCreated: !existing };
   }

@@ -10,8 +10,15 @@ export const PRIVILEGED_ROLES: readonly Role[] = ['administrator', 'revocation-o
 
 /** Who is calling: a person, established from one of their credentials (a token or a client certificate). */
 export interface Principal {
-  /** The credential used, as approvals record it: 'token:<id>' or 'cert:<serial hex>'. */
+  /** The credential used, as approvals and the audit log name it: 'token:<id>' or 'cert:<serial hex>'. */
   readonly credential: string;
+  /**
+   * What the database's rule functions take as proof of this credential (migrations/0026): the SHA-256
+   * of the token's secret ('token:<hex>'), of a console session's secret ('session:<hex>'), or for a
+   * client certificate 'cert:<serial hex>', which they refuse (the database cannot check TLS). A bearer
+   * proof towards the database: never logged, never in a response or an audit row.
+   */
+  readonly proof: string;
   readonly personId: string;
   /** The person's name (the audit log's and the approvals' "who"). */
   readonly name: string;
@@ -71,13 +78,10 @@ export async function issueApiToken(
   return token;
 }
 
-/** Revokes a token as the administrator `actor` (it stops working within the authenticator's cache time, 5 s). */
+/** Revokes a token as the administrator `actor` (it stops working within the authenticator's cache time, 5 s); the database audits it. */
 export async function revokeToken(pool: Pool, options: { site: SiteId; actor: Principal; id: string }): Promise<void> {
   if (!isUuid(options.id)) throw new FleetError('TOKEN_NOT_FOUND', `no live token ${options.id.slice(0, 40)}`, { httpStatus: 404 });
-  await withTransaction(pool, async (client) => {
-    if (!(await revokeApiTokenAs(client, options.id, options.actor.credential))) throw new FleetError('TOKEN_NOT_FOUND', `no live token ${options.id}`, { httpStatus: 404 });
-    await appendAuditEvents(client, [{ site: options.site, actor: `person:${options.actor.name}`, action: 'token.revoke', subject: options.id, details: { credential: options.actor.credential } }]);
-  });
+  if (!(await revokeApiTokenAs(pool, options.id, options.actor.proof))) throw new FleetError('TOKEN_NOT_FOUND', `no live token ${options.id}`, { httpStatus: 404 });
 }
 
 /**
@@ -107,7 +111,7 @@ export class TokenAuthenticator {
       const record = await findApiTokenByHash(this.pool, Buffer.from(key, 'hex'));
       const usable = record && !record.revokedAt;
       entry = {
-        principal: usable ? { credential: `token:${record.id}`, personId: record.personId, name: record.name, role: record.role, manufacturerId: record.manufacturerId } : null,
+        principal: usable ? { credential: `token:${record.id}`, proof: `token:${key}`, personId: record.personId, name: record.name, role: record.role, manufacturerId: record.manufacturerId } : null,
         expiresAt: now + this.cacheMs,
         tokenExpiresAt: record?.expiresAt?.getTime() ?? null,
       };

@@ -24,7 +24,7 @@ export class ClientCertificateAuthenticator {
       const serial = Buffer.from(serialHex.length % 2 ? `0${serialHex}` : serialHex, 'hex');
       const record = await getOrganisationCertificate(this.pool, serial);
       const usable = record && record.purpose === 'client' && !record.revokedAt && record.notAfter.getTime() > now && record.certificate.equals(peer.raw) && record.role && record.personId;
-      entry = { principal: usable ? { credential: `cert:${serialHex}`, personId: record.personId!, name: record.personName ?? serialHex, role: record.role!, manufacturerId: record.manufacturerId } : null, until: now + this.cacheMs };
+      entry = { principal: usable ? { credential: `cert:${serialHex}`, proof: `cert:${serialHex}`, personId: record.personId!, name: record.personName ?? serialHex, role: record.role!, manufacturerId: record.manufacturerId } : null, until: now + this.cacheMs };
       if (this.cache.size > 10_000) this.cache.clear();
       this.cache.set(serialHex, entry);
     }

@@ -24,10 +24,19 @@ export const CMP_REFERENCE = /^[A-Za-z0-9._-]{1,64}$/;
  * keys; issuing a new version replaces the secret.
  */
 export class CmpSharedSecrets {
+  /**
+   * Secrets derived in the last minute, by reference, version and master key: a request naming a
+   * reference (they travel in clear) must not cost an HSM derivation each time, whoever sends it. The
+   * record is still read for every request, so a withdrawal or a new version takes effect at once.
+   */
+  private readonly derived = new Map<string, { secret: Buffer; until: number }>();
+  private static readonly KEEP_MS = 60_000;
+
   constructor(
     private readonly pool: Pool,
     private readonly keyStore: KeyStore,
     private readonly site: SiteId,
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /** A new secret for `reference` (a new version when it exists): returned once, to give to the factory. */
@@ -46,7 +55,14 @@ export class CmpSharedSecrets {
     if (!CMP_REFERENCE.test(reference)) return undefined;
     const record = await getCmpSecret(this.pool, reference);
     if (!record || record.revokedAt) return undefined;
-    return { secret: Buffer.from(await this.derive(record.masterLabel, reference, record.version), 'utf8'), manufacturerId: record.manufacturerId, version: record.version };
+    const key = `${reference}\0${record.version}\0${record.masterLabel}`;
+    let kept = this.derived.get(key);
+    if (!kept || kept.until < this.now()) {
+      if (this.derived.size >= 10_000) this.derived.clear();
+      kept = { secret: Buffer.from(await this.derive(record.masterLabel, reference, record.version), 'utf8'), until: this.now() + CmpSharedSecrets.KEEP_MS };
+      this.derived.set(key, kept);
+    }
+    return { secret: kept.secret, manufacturerId: record.manufacturerId, version: record.version };
   }
 
   /** 128 bits as 32 hex digits: text, because clients take the secret as a password (`pass:`). */

@@ -8,7 +8,6 @@ import {
   insertApprovalRequest,
   recordOutcome,
   releaseExecution,
-  withTransaction,
   type ApprovalAction,
   type ApprovalRecord,
   type Pool,
@@ -25,13 +24,15 @@ export type { ApprovalAction, ApprovalRecord };
  * executes it once, before it expires. "Second person" means nobody in common: behind a credential
  * stand its holder and whoever created it, so an administrator who mints two officer tokens cannot
  * request with one and approve with the other. The rule is enforced by the database (fp_approval_*,
- * migrations/0015_people.sql); this table is its mirror for messages and the API's documentation.
+ * migrations/0015_people.sql, 0026_credential_proofs.sql and 0032: each step takes proof of the credential,
+ * not its id, and writes its own audit row); this table is its mirror for messages and documentation.
  */
 export const DUAL_CONTROL_ROLES: Readonly<Record<ApprovalAction, readonly Role[]>> = {
   'revocation.bulk': ['revocation-officer', 'administrator'],
   'ca.revoke': ['revocation-officer', 'administrator'],
   'master-key.rotate': ['custodian'],
   'site.switchover': ['administrator'],
+  'drill.failover': ['administrator'],
   'person.create': ['administrator'],
   'person.rescope': ['administrator'],
   'credential.create': ['administrator'],
@@ -55,11 +56,8 @@ export class DualControl {
   ) {}
 
   async request(person: Principal, action: ApprovalAction, payload: Record<string, unknown>, summary: string): Promise<ApprovalRecord> {
-    return withTransaction(this.pool, async (client) => {
-      const record = await insertApprovalRequest(client, { id: randomUUID(), action, payload, summary, credential: person.credential, ttlSeconds: this.ttlMinutes * 60 });
-      await appendAuditEvents(client, [{ site: this.site, actor: `person:${person.name}`, action: 'approval.request', subject: record.id, details: { action, summary, credential: person.credential, expiresAt: record.expiresAt.toISOString() } }]);
-      return record;
-    });
+    // The database function proves the credential and writes the audit row (migrations/0026).
+    return insertApprovalRequest(this.pool, { id: randomUUID(), action, payload, summary, proof: person.proof, ttlSeconds: this.ttlMinutes * 60 });
   }
 
   async get(id: string): Promise<ApprovalRecord> {
@@ -81,11 +79,7 @@ export class DualControl {
   async approve(person: Principal, id: string): Promise<ApprovalRecord> {
     if (!isUuid(id)) throw notFound(id);
     try {
-      return await withTransaction(this.pool, async (client) => {
-        const record = await approveRequest(client, id, person.credential);
-        await appendAuditEvents(client, [{ site: this.site, actor: `person:${person.name}`, action: 'approval.approve', subject: id, details: { action: record.action, requestedBy: record.requestedByName, credential: person.credential } }]);
-        return record;
-      });
+      return await approveRequest(this.pool, id, person.proof);
     } catch (err) {
       return this.refused(person, id, 'approve', err);
     }
@@ -100,11 +94,7 @@ export class DualControl {
     if (!isUuid(id)) throw notFound(id);
     let record: ApprovalRecord;
     try {
-      record = await withTransaction(this.pool, async (client) => {
-        const r = await claimExecution(client, id, action, person.credential);
-        await appendAuditEvents(client, [{ site: this.site, actor: `person:${person.name}`, action: 'approval.execute', subject: id, details: { action, requestedBy: r.requestedByName, approvedBy: r.approvedByName, credential: person.credential } }]);
-        return r;
-      });
+      record = await claimExecution(this.pool, id, action, person.proof);
     } catch (err) {
       return this.refused(person, id, 'execute', err);
     }
@@ -112,12 +102,12 @@ export class DualControl {
     try {
       outcome = await run(record.payload);
     } catch (err) {
-      await releaseExecution(this.pool, id);
+      await releaseExecution(this.pool, id, person.proof);
       throw err;
     }
     try {
       // What is recorded may be less than what the caller gets back (never a credential's secret).
-      await recordOutcome(this.pool, id, recorded(outcome));
+      await recordOutcome(this.pool, id, recorded(outcome), person.proof);
     } catch {
       // A switchover turns this database into a standby: the claim and its audit event are committed
       // and replicated; only the outcome note is lost.
@@ -153,7 +143,7 @@ export async function assertTwoPeopleTogether(db: Queryable, first: Principal, s
   for (const p of [first, second]) {
     if (!roles.includes(p.role)) throw new FleetError('ROLE_FORBIDDEN', `${what} takes two people with role ${roles.join(' or ')}; ${p.name} is ${p.role}`, { httpStatus: 403 });
   }
-  const people = async (p: Principal) => (await db.query<{ person_id: string; creator: string | null }>('SELECT person_id, creator FROM fp_credential_people($1)', [p.credential])).rows[0]!;
+  const people = async (p: Principal) => (await db.query<{ person_id: string; creator: string | null }>('SELECT person_id, creator FROM fp_credential_people($1)', [p.proof])).rows[0]!;
   const [a, b] = [await people(first), await people(second)];
   const sideA = new Set([a.person_id, a.creator].filter((x): x is string => x !== null));
   const sideB = [b.person_id, b.creator].filter((x): x is string => x !== null);

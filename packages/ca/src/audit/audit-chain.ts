@@ -10,9 +10,12 @@ import { issueOrganisationCertificate } from '../access/organisation-issuer.js';
 
 const GENESIS = Buffer.alloc(32);
 
-/** Where seals are checkpointed outside the database by default (production: append-only storage elsewhere). */
-export function auditCheckpointFile(stateDir: string): string {
-  return join(stateDir, 'audit-checkpoints.ndjson');
+/**
+ * Where seals are checkpointed outside the database by default (production: append-only storage
+ * elsewhere): in the deployment's folder, since the checkpoints belong to its database.
+ */
+export function auditCheckpointFile(deploymentDir: string): string {
+  return join(deploymentDir, 'audit-checkpoints.ndjson');
 }
 
 /** The bytes a chain hash covers: every column, in PostgreSQL's exact text forms. */
@@ -55,6 +58,12 @@ export async function ensureAuditKey(pool: Pool, keyStore: KeyStore, site: SiteI
 export interface SealResult {
   readonly sealed: number;
   readonly lastSeq: string | null;
+  /**
+   * Holes in the seq numbers sealed over (each "from-to"): a rolled-back insert leaves one, and nothing
+   * else should, since only the database assigns seq (fp_audit_append). The sealer reports them so a
+   * hole is seen, not silently skipped; `fleetpki audit verify` tells a removed row apart.
+   */
+  readonly gaps: readonly string[];
 }
 
 /**
@@ -72,10 +81,14 @@ export async function sealAuditLog(pool: Pool, checkpointFile: string, options: 
     // it is young (a transaction still open holds that seq and would commit below the seal). Holes
     // older than gapSettleMs are rolled-back inserts.
     const rows: AuditRow[] = [];
+    const gaps: string[] = [];
     let expected = BigInt(last?.seq ?? '0') + 1n;
     for (const row of await unsealedAuditRows(client, last?.seq ?? '0', options.limit ?? 50_000)) {
       if (row.ageMs < settleMs) break;
-      if (BigInt(row.seq) !== expected && row.ageMs < gapSettleMs) break;
+      if (BigInt(row.seq) !== expected) {
+        if (row.ageMs < gapSettleMs) break;
+        gaps.push(`${expected}-${BigInt(row.seq) - 1n}`);
+      }
       rows.push(row);
       expected = BigInt(row.seq) + 1n;
     }
@@ -84,14 +97,14 @@ export async function sealAuditLog(pool: Pool, checkpointFile: string, options: 
     const end = sealed[sealed.length - 1];
     const signature = end && options.signer ? { keyId: options.signer.keyId, signature: await options.signer.sign(sealStatement(end.seq, end.chainHash, sealed.length)) } : undefined;
     await saveAuditSeal(client, sealed, signature);
-    return { sealed, signature };
+    return { sealed, signature, gaps };
   });
   const last = result.sealed[result.sealed.length - 1];
   if (last) {
     const signed = result.signature ? { rows: result.sealed.length, keyId: result.signature.keyId.toString('hex'), signature: result.signature.signature.toString('base64') } : {};
     appendFileSync(checkpointFile, JSON.stringify({ seq: last.seq, chainHash: last.chainHash.toString('hex'), at: new Date().toISOString(), ...signed }) + '\n');
   }
-  return { sealed: result.sealed.length, lastSeq: last?.seq ?? null };
+  return { sealed: result.sealed.length, lastSeq: last?.seq ?? null, gaps: result.gaps };
 }
 
 export interface AuditProblem {

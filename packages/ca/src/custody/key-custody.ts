@@ -1,7 +1,7 @@
 import { createHash, createHmac, createPublicKey, randomBytes, randomUUID, timingSafeEqual, verify } from 'node:crypto';
 import { combine, split } from 'shamir-secret-sharing';
 import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
-import { parsePkcs11Uri, type KeyRef, type KeyStore, type WrappedKey } from '@fleetpki/hsm';
+import { parsePkcs11Uri, type CustodyWrapResult, type KeyRef, type KeyStore } from '@fleetpki/hsm';
 import { appendAuditEvents, getKek, insertKek, insertKeyBackup, listCas, listKeyBackups, listMasterKeys, withTransaction, type Pool } from '@fleetpki/store';
 
 export const SHARE_FORMAT = 'fleetpki-kek-share/1';
@@ -36,12 +36,12 @@ function legacyKeyId(label: string): Buffer {
   return createHash('sha256').update(label).digest().subarray(0, 8);
 }
 
-/** The trusted key-encryption key as the security officer puts it into the token for one ceremony. */
-export interface TrustedKekMaterial {
-  readonly label: string;
-  readonly id: Uint8Array;
-  readonly value: Uint8Array;
-}
+/**
+ * The HSM part of a custody ceremony (hsm custody-wrap.ts, run in an HSM process of its own): the
+ * security officer makes `kek` a trusted session object, the CA and master keys are wrapped under it,
+ * and it is gone when this resolves.
+ */
+export type CustodyWrap = (kek: Uint8Array, keys: { privateKeys: KeyRef[]; secretKeys: KeyRef[] }) => Promise<CustodyWrapResult>;
 
 /**
  * Key-custody ceremony on the active site: a fresh AES-256 key-encryption key wraps every CA key of the
@@ -51,34 +51,25 @@ export interface TrustedKekMaterial {
  * (shamir-secret-sharing); SoftHSM offers no secret-sharing mechanism, as real HSMs do with card sets.
  *
  * The CA and master keys can be wrapped only under a trusted key (CKA_WRAP_WITH_TRUSTED), which only
- * the token's security officer can make: `installKek` is that step (the caller logs in as the SO with
- * the PIN the custodian brings). The KEK can wrap and nothing else, and is destroyed before this returns.
+ * the token's security officer can make: `wrap` is that step, done where no other process can see the
+ * key-encryption key (README "Key protection").
  */
 export async function createKeyCustody(
   pool: Pool,
-  keyStore: KeyStore,
-  options: { custodians: number; threshold: number; site: SiteId; actor: string; installKek: (kek: TrustedKekMaterial) => Promise<void> },
+  options: { custodians: number; threshold: number; site: SiteId; tokenLabel: string; actor: string; wrap: CustodyWrap },
 ): Promise<{ kekId: string; shares: CustodianShare[]; keys: string[] }> {
   const { custodians, threshold } = options;
   if (!Number.isInteger(custodians) || !Number.isInteger(threshold) || threshold < 2 || custodians < threshold || custodians > 20) {
     throw new FleetError('CUSTODY_INVALID', `need 2 <= threshold <= custodians <= 20 (got ${threshold} of ${custodians})`, { httpStatus: 400 });
   }
-  const caKeys = await siteCaKeys(pool, keyStore.tokenLabel);
-  if (caKeys.length === 0) throw new FleetError('CA_NOT_INITIALISED', `no CA keys in token "${keyStore.tokenLabel}": run \`pnpm fleetpki ceremony init\` first`);
+  const caKeys = await siteCaKeys(pool, options.tokenLabel);
+  if (caKeys.length === 0) throw new FleetError('CA_NOT_INITIALISED', `no CA keys in token "${options.tokenLabel}": run \`pnpm fleetpki ceremony init\` first`);
+  // Device master keys (hybrid keys) go the same way, so the standby can issue device keys too.
+  const masterKeys = (await listMasterKeys(pool)).map((m) => ({ label: m.keyLabel, ...(m.keyObjectId ? { id: m.keyObjectId } : {}) }));
   const kek = randomBytes(32);
   try {
     const kekId = randomUUID();
-    const kekLabel = `custody-kek-${kekId.slice(0, 8)}`;
-    await options.installKek({ label: kekLabel, id: randomBytes(8), value: kek });
-    const wrapped: WrappedKey[] = [];
-    // Device master keys (hybrid keys) go the same way, so the standby can issue device keys too.
-    const masters: { label: string; id: Buffer; wrapped: Buffer; checkValue: Buffer }[] = [];
-    try {
-      for (const ref of caKeys) wrapped.push(await keyStore.wrapPrivateKey(ref, kekLabel));
-      for (const m of await listMasterKeys(pool)) masters.push({ label: m.keyLabel, ...(await keyStore.wrapSecretKey({ label: m.keyLabel, ...(m.keyObjectId ? { id: m.keyObjectId } : {}) }, kekLabel)) });
-    } finally {
-      await keyStore.destroyTrustedKek(kekLabel);
-    }
+    const { privateKeys: wrapped, secretKeys: masters } = await options.wrap(kek, { privateKeys: caKeys, secretKeys: masterKeys });
     // The library wants a plain Uint8Array (a Buffer fails its check); the copy is wiped below too.
     const secret = new Uint8Array(kek);
     const parts = await split(secret, custodians, threshold);
@@ -87,7 +78,7 @@ export async function createKeyCustody(
       await insertKek(client, { id: kekId, custodians, threshold, kekCheck: kekCheckValue(kek) });
       for (const w of wrapped) await insertKeyBackup(client, { kekId, keyLabel: w.label, keyObjectId: w.id, keyClass: 'private', mechanism: w.mechanism, wrapped: w.wrapped, publicKeySpki: w.publicKeySpki });
       for (const m of masters) await insertKeyBackup(client, { kekId, keyLabel: m.label, keyObjectId: m.id, keyClass: 'secret', mechanism: 'aes-key-wrap', wrapped: m.wrapped, checkValue: m.checkValue });
-      await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'custody.create', subject: kekId, details: { custodians, threshold, keys: [...wrapped.map((w) => w.label), ...masters.map((m) => m.label)], kek: 'trusted, installed by the security officer, destroyed after wrapping' } }]);
+      await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'custody.create', subject: kekId, details: { custodians, threshold, keys: [...wrapped.map((w) => w.label), ...masters.map((m) => m.label)], kek: "trusted session object of the ceremony's own HSM process, destroyed after wrapping" } }]);
     });
     const shares = parts.map((p, i) => ({ format: SHARE_FORMAT, kekId, custodian: i + 1, custodians, threshold, share: Buffer.from(p).toString('base64') }) as const);
     return { kekId, shares, keys: [...wrapped.map((w) => w.label), ...masters.map((m) => m.label)] };

@@ -17,6 +17,7 @@ import {
   type Pool,
 } from '@fleetpki/store';
 import { DEFAULT_PROFILE_ID, getProfile } from '@fleetpki/x509';
+import type { EnrolmentLabel } from './enrolment-labels.js';
 
 export interface BatchLimits {
   readonly maxBytes: number;
@@ -103,10 +104,13 @@ export class BatchIntake {
     private readonly pool: Pool,
     private readonly site: SiteId,
     private readonly limits: BatchLimits = DEFAULT_BATCH_LIMITS,
+    /** Labels held for an administrator's approval per device key (FLEETPKI_APPROVAL_LABELS): a batch cannot carry their keys. */
+    private readonly heldLabels: readonly EnrolmentLabel[] = [],
   ) {}
 
   async accept(upload: BatchUpload): Promise<BatchAccepted> {
     const profile = getProfile(upload.profile ?? DEFAULT_PROFILE_ID);
+    const heldLabels = this.heldLabels.filter((l) => l.profileId === profile.id);
     const mode = upload.onInvalid ?? 'reject';
     if (upload.idempotencyKey !== undefined) {
       if (!/^[\x21-\x7e]{8,128}$/.test(upload.idempotencyKey)) throw new FleetError('IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 8-128 printable ASCII characters', { httpStatus: 400 });
@@ -149,6 +153,12 @@ export class BatchIntake {
         if (keys.length === 0) continue; // CSV header
         if (++devices > limits.maxDevices) throw new FleetError('MANIFEST_TOO_MANY_DEVICES', `the manifest has more than ${limits.maxDevices} devices`, { httpStatus: 413 });
         for (const key of keys) {
+          // A held label's keys are approved one by one, online; a batch would issue them unseen.
+          const held = heldLabels.find((l) => l.keyRole === key.keyRole);
+          if (held) {
+            addToReport(report, { line: key.lineNo, code: 'ENROLMENT_APPROVAL_REQUIRED', message: `${key.keyRole} keys under profile ${profile.id} (label ${held.label}) wait for an administrator's approval one by one: enrol them online (JSON API, EST or CMP)` }, limits.reportLines);
+            continue;
+          }
           if (!key.csr) addToReport(rawKeyLines, { line: key.lineNo, code: 'MANIFEST_UNSIGNED', message: 'a raw public key needs a manifest signed by the factory (or a CSR)' }, limits.reportLines);
           // Rejecting: after the first bad line only validate, copy nothing more.
           if (mode === 'reject' && report.count > 0) continue;

@@ -1,6 +1,26 @@
+import { createHash } from 'node:crypto';
 import { FleetError, eui64ToBytes, type Eui64, type KeyRole, type SiteId } from '@fleetpki/core';
-import { explainRefusedIntent, findActiveEnrolment, findPresentedCertificate, recordIntents, retireIntent, staleOnlineIntents, storeCertificates, type ActiveEnrolment, type CertificateRow, type IntentRow, type Pool, type PresentedCertificate, type RetireReason, type StaleIntentScan } from '@fleetpki/store';
+import {
+  explainRefusedIntent,
+  findActiveEnrolment,
+  findPresentedCertificate,
+  holdEnrolmentRequest,
+  recordIntents,
+  retireIntent,
+  staleOnlineIntents,
+  storeCertificates,
+  type ActiveEnrolment,
+  type CertificateRow,
+  type EnrolmentProtocol,
+  type EnrolmentRequestRecord,
+  type IntentRow,
+  type Pool,
+  type PresentedCertificate,
+  type RetireReason,
+  type StaleIntentScan,
+} from '@fleetpki/store';
 import type { DevicePublicKey } from '@fleetpki/x509';
+import type { EnrolmentLabel } from './enrolment-labels.js';
 import { GroupCommitter } from './group-commit.js';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
 import { issuanceTime, prepareIssuance } from './prepare-issuance.js';
@@ -14,6 +34,8 @@ export interface EnrolmentRequest {
   readonly manufacturerId: string;
   /** Who asked (token name), for the audit log. */
   readonly actor: string;
+  /** Through which protocol (api when absent): shown with a held request. */
+  readonly protocol?: EnrolmentProtocol;
 }
 
 export interface IssuedCertificate {
@@ -39,6 +61,8 @@ export interface EnrolmentStore {
   staleOnlineIntents(olderThanSeconds: number, createdFrom: Date | null): Promise<StaleIntentScan>;
   /** The certificate a re-enrolling device authenticated with, and where it stands. */
   findPresentedCertificate(serial: Buffer): Promise<PresentedCertificate | undefined>;
+  /** The request held for this device key under a held label: the existing one, or a new pending one (audited). */
+  holdRequest(site: SiteId, request: { label: string; manufacturerId: string; eui64: Buffer; publicKeySha256: Buffer; protocol: EnrolmentProtocol; requestedBy: string }): Promise<EnrolmentRequestRecord>;
 }
 
 export function postgresEnrolmentStore(pool: Pool): EnrolmentStore {
@@ -50,6 +74,7 @@ export function postgresEnrolmentStore(pool: Pool): EnrolmentStore {
     retireIntent: (site, actor, serial, why) => retireIntent(pool, site, actor, serial, why),
     staleOnlineIntents: (olderThanSeconds, createdFrom) => staleOnlineIntents(pool, olderThanSeconds, createdFrom),
     findPresentedCertificate: (serial) => findPresentedCertificate(pool, serial),
+    holdRequest: (site, request) => holdEnrolmentRequest(pool, site, request),
   };
 }
 
@@ -63,6 +88,7 @@ export class EnrolmentService {
   private readonly certificates: GroupCommitter<CertificateRow, boolean>;
   private readonly intentTimeoutSeconds: number;
   private readonly afterIntent: (() => void) | undefined;
+  private readonly holds: { readonly labels: readonly EnrolmentLabel[]; readonly retryAfterSeconds: number };
 
   constructor(
     private readonly ca: IssuingCa,
@@ -76,10 +102,13 @@ export class EnrolmentService {
       intentTimeoutSeconds?: number;
       /** Test hook: runs after the intent committed and before the HSM signs (crash tests). */
       afterIntent?: () => void;
+      /** Labels whose new certificates wait for an administrator's approval (FLEETPKI_APPROVAL_LABELS), and the Retry-After of a held answer. */
+      holds?: { readonly labels: readonly EnrolmentLabel[]; readonly retryAfterSeconds: number };
     } = {},
   ) {
     this.intentTimeoutSeconds = options.intentTimeoutSeconds ?? 60;
     this.afterIntent = options.afterIntent;
+    this.holds = options.holds ?? { labels: [], retryAfterSeconds: 60 };
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrent ?? 3 };
     // One statement per group; its audit rows carry each request's own actor.
     this.intents = new GroupCommitter(async (rows) => {
@@ -133,7 +162,33 @@ export class EnrolmentService {
    * timeout is released first; anything else is CERTIFICATE_EXISTS (another key) or CERTIFICATE_PENDING.
    */
   async enrol(request: EnrolmentRequest): Promise<IssuedCertificate> {
+    await this.assertApproved(request);
     return this.enrolOnce(request, true);
+  }
+
+  /**
+   * A held label (its profile and key role) issues only what an administrator approved, whichever
+   * protocol asks: the first request records a pending request (ENROLMENT_APPROVAL_PENDING, 202 with
+   * Retry-After), and the same device key asked again after the approval, by any protocol, enrols.
+   * Re-enrolment (renew) is not held: the device already holds an approved certificate of that label.
+   */
+  private async assertApproved(request: EnrolmentRequest): Promise<void> {
+    const label = this.holds.labels.find((l) => l.profileId === request.profileId && l.keyRole === request.keyRole);
+    if (!label) return;
+    const held = await this.store.holdRequest(this.site, {
+      label: label.label,
+      manufacturerId: request.manufacturerId,
+      eui64: eui64ToBytes(request.eui64),
+      publicKeySha256: createHash('sha256').update(request.publicKey.spki).digest(),
+      protocol: request.protocol ?? 'api',
+      requestedBy: request.actor,
+    });
+    if (held.status === 'approved') return;
+    if (held.status === 'refused') throw new FleetError('ENROLMENT_REQUEST_REFUSED', `enrolment request ${held.id} (label ${label.label}) was refused by ${held.decidedBy ?? 'an administrator'}`, { httpStatus: 403, details: { request: held.id } });
+    throw new FleetError('ENROLMENT_APPROVAL_PENDING', `label ${label.label} (profile ${label.profileId}, ${label.keyRole}) needs an administrator's approval: request ${held.id}; send the same key again after ${this.holds.retryAfterSeconds} s`, {
+      httpStatus: 202,
+      details: { request: held.id, retryAfterSeconds: this.holds.retryAfterSeconds },
+    });
   }
 
   /**

@@ -173,6 +173,7 @@ describe('the one issuance path', () => {
       retireIntent: async () => false,
       staleOnlineIntents: async () => ({ serials: [], scannedUntil: new Date() }),
       findPresentedCertificate: async () => undefined,
+      holdRequest: async () => assert.fail('no label is held here'),
     };
     const [key] = generateDeviceKeys(1);
     const service = new EnrolmentService(ca, store, 'a', 0x0a);
@@ -201,6 +202,7 @@ describe('the one issuance path', () => {
       },
       staleOnlineIntents: async () => ({ serials: [], scannedUntil: new Date() }),
       findPresentedCertificate: async () => undefined,
+      holdRequest: async () => assert.fail('no label is held here'),
     };
     const [key] = generateDeviceKeys(1);
     const request = { eui64: parseEui64('00-11-22-33-44-55-66-78'), keyRole: 'digitalSignature' as const, profileId: DEFAULT_PROFILE_ID, deviceType: 'smart-meter', publicKey: parseDevicePublicKey(key!.publicKeySpki.toString('base64')), manufacturerId: 'm', actor: 'test' };
@@ -234,6 +236,7 @@ describe('the one issuance path', () => {
         return { serials: [Buffer.from('0a01', 'hex')], scannedUntil: until };
       },
       findPresentedCertificate: async () => undefined,
+      holdRequest: async () => assert.fail('no label is held here'),
     };
     const service = new EnrolmentService(ca, store, 'a', 0x0a, { intentTimeoutSeconds: 60 });
     // The first full scan comes at a random moment of the first hour: here, half-way.

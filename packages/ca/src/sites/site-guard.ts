@@ -6,14 +6,16 @@ import type { SiteLease } from './site-lease.js';
  * Writes go to the active site only, and only while it holds its lease. A site whose database is a hot
  * standby answers writes with 503 and names the other site, until a failover promotes it; a site that
  * lost its lease (cut off from its standby, or fenced by a higher epoch) answers 503 SITE_NOT_LEASED
- * and says why. The database role is checked at most once a second; the lease on every call.
+ * and says why. The database role is checked at most once a second; the lease on every call. Every
+ * "at most once a second" here is measured on the monotonic clock (performance.now()), so a wall clock
+ * set back cannot keep an old answer alive.
  */
 export class SiteGuard {
   private standby: boolean | undefined;
-  private checkedAt = 0;
+  private checkedAt = Number.NEGATIVE_INFINITY;
   private standbyCheck: Promise<boolean> | undefined;
   private blocked: { since: Date } | undefined;
-  private blockCheckedAt = 0;
+  private blockCheckedAt = Number.NEGATIVE_INFINITY;
   private blockCheck: Promise<{ since: Date } | undefined> | undefined;
   /** Told when writes become blocked or flow again (the service logs it at error and sets a metric). */
   onWritesBlocked: (blocked: { since: Date } | undefined) => void = () => undefined;
@@ -30,7 +32,7 @@ export class SiteGuard {
    * Asked of the database at most twice a second (fresh: now), which answers without waiting itself.
    */
   async writesBlocked(fresh = false): Promise<{ since: Date } | undefined> {
-    if (!fresh && Date.now() - this.blockCheckedAt < 500) return this.blocked;
+    if (!fresh && performance.now() - this.blockCheckedAt < 500) return this.blocked;
     this.blockCheck ??= (async () => {
       try {
         const state = await syncStandbyState(this.pool);
@@ -41,7 +43,7 @@ export class SiteGuard {
         this.blocked = blocked ? (this.blocked ?? { since: new Date() }) : undefined;
         if ((before === undefined) !== (this.blocked === undefined)) this.onWritesBlocked(this.blocked);
       } finally {
-        this.blockCheckedAt = Date.now();
+        this.blockCheckedAt = performance.now();
         this.blockCheck = undefined;
       }
       return this.blocked;
@@ -64,12 +66,12 @@ export class SiteGuard {
   }
 
   async isStandby(): Promise<boolean> {
-    if (this.standby !== undefined && Date.now() - this.checkedAt <= 1_000) return this.standby;
+    if (this.standby !== undefined && performance.now() - this.checkedAt <= 1_000) return this.standby;
     // One query however many requests ask at once: every route asks, and the pool is the reserved one.
     this.standbyCheck ??= (async () => {
       try {
         this.standby = await isInRecovery(this.pool);
-        this.checkedAt = Date.now();
+        this.checkedAt = performance.now();
         return this.standby;
       } finally {
         this.standbyCheck = undefined;
@@ -101,14 +103,14 @@ export class SiteGuard {
  */
 export class CaStatusGuard {
   private statuses = new Map<string, string>();
-  private checkedAt = 0;
+  private checkedAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly pool: Pool) {}
 
   async assertActive(caId: string): Promise<void> {
-    if (Date.now() - this.checkedAt > 1_000) {
+    if (performance.now() - this.checkedAt > 1_000) {
       this.statuses = new Map((await listCas(this.pool)).map((c) => [c.id, c.status]));
-      this.checkedAt = Date.now();
+      this.checkedAt = performance.now();
     }
     const status = this.statuses.get(caId);
     if (status !== 'active') throw new FleetError('CA_NOT_ACTIVE', `CA ${caId} is ${status ?? 'unknown'}; it issues no more certificates`, { httpStatus: 409 });

@@ -6,16 +6,19 @@ import {
   OCSP_ERROR,
   OcspMalformedError,
   assembleOcspResponse,
+  buildCertId,
   buildOcspResponseData,
   certIdMatchesIssuer,
-  derNode,
-  encodeDer,
+  ocspResponseCertIds,
   parseOcspRequest,
   type OcspCertId,
   type OcspHashAlgorithm,
   type OcspIssuerHashes,
   type OcspStatus,
 } from '@fleetpki/x509';
+
+// Callers build requests for the responder's CertIDs (tests, drills, benchmarks) from here as before.
+export { buildCertId, buildOcspRequest } from '@fleetpki/x509';
 
 export interface OcspAnswer {
   readonly der: Buffer;
@@ -234,8 +237,23 @@ export class OcspResponder {
     }
   }
 
+  /**
+   * The cache key: (hash algorithm, serial's value). The CA is this responder's own (a request for
+   * another issuer never gets this far), and the parser gives the serial in one spelling only, so no
+   * two requests that mean the same certificate have different keys, and no request shapes an entry.
+   */
   private key(alg: OcspHashAlgorithm, serial: Buffer): string {
     return `${alg}:${serial.toString('hex')}`;
+  }
+
+  /**
+   * A stored response is served only if it names the certificate by the canonical CertID: one stored
+   * before CertIDs were canonical may echo the request that made it, and would be served for days.
+   */
+  private canonical(stored: StoredOcspResponse | undefined): StoredOcspResponse | undefined {
+    if (!stored) return undefined;
+    const ids = ocspResponseCertIds(stored.der);
+    return ids.length === 1 && ids[0]!.equals(buildCertId(stored.hashAlg, this.issuer, stored.serial)) ? stored : undefined;
   }
 
   private async single(id: OcspCertId, clientAddress: string): Promise<OcspAnswer> {
@@ -261,7 +279,9 @@ export class OcspResponder {
     // (and the revocations it must re-sign) next to nothing.
     if (this.onDemand.exhausted(clientAddress)) return TRY_LATER;
     // The generation, the status and the stored response of one snapshot, in one round trip.
-    const { generation, certificate, stored } = await lookupOcsp(this.pool, id.serial, alg);
+    const found = await lookupOcsp(this.pool, id.serial, alg);
+    const { generation, certificate } = found;
+    const stored = this.canonical(found.stored);
     const status = this.statusFrom(certificate);
     if (status.status === 'good' && !this.vouching()) return TRY_LATER;
     if (stored && stored.status === status.status && stored.nextUpdate.getTime() - Date.now() > this.refreshBeforeMs / 4) {
@@ -271,11 +291,11 @@ export class OcspResponder {
     // Unknown serials are never cached or stored: each one is a signature, limited per address.
     if (status.status === 'unknown') {
       if (!this.onDemand.admit(clientAddress)) return TRY_LATER;
-      return this.onDemand.run(() => this.produce([{ certId: id.der, status }]));
+      return this.onDemand.run(() => this.produce([{ hashAlgorithm: alg, serial: id.serial, status }]));
     }
     // A known serial's response (re-signed after a revocation, or not pre-produced yet) is the
     // responder's own work: it does not queue behind the bounded share that unknown serials get.
-    const answer = await this.produce([{ certId: id.der, status }]);
+    const answer = await this.produce([{ hashAlgorithm: alg, serial: id.serial, status }]);
     // Stored for the other processes and the standby, but the answer does not wait for it: a store that
     // cannot commit (a synchronous standby out of reach) must not hold relying parties' requests.
     if (await this.canWrite()) {
@@ -286,7 +306,7 @@ export class OcspResponder {
 
   private async multiple(ids: readonly OcspCertId[]): Promise<OcspAnswer> {
     if (!this.signer) return TRY_LATER;
-    const singles = await Promise.all(ids.map(async (id) => ({ certId: id.der, status: await this.statusOf(id.serial) })));
+    const singles = await Promise.all(ids.map(async (id) => ({ hashAlgorithm: id.hashAlgorithm!, serial: id.serial, status: await this.statusOf(id.serial) })));
     if (singles.some((s) => s.status.status === 'good') && !this.vouching()) return TRY_LATER;
     return this.onDemand.run(() => this.produce(singles));
   }
@@ -311,12 +331,13 @@ export class OcspResponder {
     return this.validity;
   }
 
-  private async produce(singles: readonly { certId: Buffer; status: OcspStatus }[]): Promise<OcspAnswer> {
+  /** Signs a response; each CertID in it is the canonical one for (hash algorithm, serial), never a request's. */
+  private async produce(singles: readonly { hashAlgorithm: OcspHashAlgorithm; serial: Buffer; status: OcspStatus }[]): Promise<OcspAnswer> {
     const { thisUpdate, nextUpdate } = this.validityNow();
     const data = buildOcspResponseData(
-      this.issuer.responderKeyHash,
+      this.issuer,
       thisUpdate,
-      singles.map((s) => ({ certId: s.certId, status: s.status, thisUpdate, nextUpdate })),
+      singles.map((s) => ({ hashAlgorithm: s.hashAlgorithm, serial: s.serial, status: s.status, thisUpdate, nextUpdate })),
     );
     const der = assembleOcspResponse(data, await this.signer!.sign(data));
     return answerOf(der, singles.length === 1 ? singles[0]!.status.status : 'good', thisUpdate, nextUpdate);
@@ -461,8 +482,7 @@ export class OcspResponder {
     await Promise.all(
       items.map(async ({ serial, hashAlg, status }, i) => {
         if (status.status === 'unknown') return;
-        const certId = buildCertId(hashAlg, this.issuer, serial);
-        const answer = await this.produce([{ certId, status }]);
+        const answer = await this.produce([{ hashAlgorithm: hashAlg, serial, status }]);
         produced.push({ serial, hashAlg, status: status.status, thisUpdate: answer.thisUpdate!, nextUpdate: answer.nextUpdate!, der: answer.der });
         this.remember(this.key(hashAlg, serial), answer, generation);
         onAnswer?.(i, answer);
@@ -500,20 +520,4 @@ export class OcspResponder {
     }
     return produced;
   }
-}
-
-const CERT_ID_HASH_ALGIDS = { sha1: Buffer.from('300906052b0e03021a0500', 'hex'), sha256: Buffer.from('300d06096086480165030402010500', 'hex') } as const;
-const LEADING_ZERO = Buffer.from([0]);
-
-/** CertID as OpenSSL sends it: hash AlgorithmIdentifier with NULL parameters (RFC 6960 4.1.1). */
-export function buildCertId(alg: OcspHashAlgorithm, issuer: OcspIssuerHashes, serial: Buffer): Buffer {
-  const h = issuer[alg];
-  const serialInt = serial[0]! & 0x80 ? derNode(0x02, LEADING_ZERO, serial) : derNode(0x02, serial);
-  return encodeDer(derNode(0x30, CERT_ID_HASH_ALGIDS[alg], derNode(0x04, h.name), derNode(0x04, h.key), serialInt));
-}
-
-/** OCSPRequest { TBSRequest { requestList { Request { CertID } } } }, no nonce, as `openssl ocsp -no_nonce` sends it. */
-export function buildOcspRequest(certId: Buffer): Buffer {
-  const seq = (body: Buffer) => Buffer.concat([Buffer.from([0x30, body.length]), body]);
-  return seq(seq(seq(seq(certId))));
 }

@@ -62,13 +62,13 @@ export class RevocationService {
    * Marks an issuing or organisation CA revoked (only through an approved dual-control request): its
    * issuance stops within a second (CaStatusGuard). The root is offline and is not revoked here.
    */
-  async revokeCa(caId: string, reason: string, requestedBy: string): Promise<{ caId: string; status: 'revoked'; reason: string; arl: string }> {
+  async revokeCa(caId: string, reason: string, requestedBy: string, approvalId: string): Promise<{ caId: string; status: 'revoked'; reason: string; arl: string }> {
     const ca = (await listCas(this.pool)).find((c) => c.id === caId);
     if (!ca) throw new FleetError('CA_NOT_FOUND', `no CA ${caId.slice(0, 40)}`, { httpStatus: 404 });
     if (ca.kind === 'root') throw new FleetError('CA_ROOT_OFFLINE', 'the root CA is revoked by withdrawing it from trust stores, not here', { httpStatus: 400 });
     const code = parseRevocationReason(reason);
     await withTransaction(this.pool, async (client) => {
-      await markCaRevoked(client, caId, code);
+      await markCaRevoked(client, caId, code, approvalId);
       await appendAuditEvents(client, [{ site: this.site, actor: requestedBy, action: 'ca.revoke', subject: caId, details: { reason } }]);
     });
     // Relying parties learn of it from the root's ARL, which only the offline root signs (a ceremony).

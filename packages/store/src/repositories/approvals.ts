@@ -1,7 +1,7 @@
 import { FleetError } from '@fleetpki/core';
 import type { Queryable } from '../pool.js';
 
-export type ApprovalAction = 'revocation.bulk' | 'ca.revoke' | 'master-key.rotate' | 'site.switchover' | 'person.create' | 'person.rescope' | 'credential.create';
+export type ApprovalAction = 'revocation.bulk' | 'ca.revoke' | 'master-key.rotate' | 'site.switchover' | 'drill.failover' | 'person.create' | 'person.rescope' | 'credential.create';
 
 export interface ApprovalRecord {
   readonly id: string;
@@ -51,12 +51,15 @@ function toRecord(r: Record<string, unknown>): ApprovalRecord {
 }
 
 /**
- * The two-people rule is the database's (migrations/0015_people.sql): every change of state goes
- * through a SECURITY DEFINER function that resolves the people behind the credential itself and refuses
+ * The two-people rule is the database's (migrations/0015_people.sql, 0026_credential_proofs.sql): every
+ * change of state goes through a SECURITY DEFINER function that takes proof of a credential (the SHA-256
+ * of a token's or a console session's secret, never an identifier a role can read), resolves the people
+ * behind it itself, writes its own audit row, and refuses
  * with "CODE: message", which this turns into the stable error.
  */
 const RULE_STATUS: Record<string, number> = {
   AUTH_INVALID: 401,
+  CREDENTIAL_PROOF_REQUIRED: 403,
   ROLE_FORBIDDEN: 403,
   APPROVAL_SELF: 403,
   APPROVAL_SAME_PEOPLE: 403,
@@ -80,8 +83,8 @@ async function callRule<T>(db: Queryable, sql: string, params: unknown[]): Promi
   }
 }
 
-export async function insertApprovalRequest(db: Queryable, request: { id: string; action: ApprovalAction; payload: unknown; summary: string; credential: string; ttlSeconds: number }): Promise<ApprovalRecord> {
-  const rows = await callRule<Record<string, unknown>>(db, `SELECT ${COLUMNS} FROM fp_approval_request($1, $2, $3, $4, $5, $6)`, [request.id, request.action, JSON.stringify(request.payload), request.summary, request.credential, request.ttlSeconds]);
+export async function insertApprovalRequest(db: Queryable, request: { id: string; action: ApprovalAction; payload: unknown; summary: string; proof: string; ttlSeconds: number }): Promise<ApprovalRecord> {
+  const rows = await callRule<Record<string, unknown>>(db, `SELECT ${COLUMNS} FROM fp_approval_request($1, $2, $3, $4, $5, $6)`, [request.id, request.action, JSON.stringify(request.payload), request.summary, request.proof, request.ttlSeconds]);
   return toRecord(rows[0]!);
 }
 
@@ -96,22 +99,22 @@ export async function listApprovalRequests(db: Queryable, options: { open?: bool
   return rows.map(toRecord);
 }
 
-export async function approveRequest(db: Queryable, id: string, credential: string): Promise<ApprovalRecord> {
-  return toRecord((await callRule<Record<string, unknown>>(db, `SELECT ${COLUMNS} FROM fp_approval_approve($1, $2)`, [id, credential]))[0]!);
+export async function approveRequest(db: Queryable, id: string, proof: string): Promise<ApprovalRecord> {
+  return toRecord((await callRule<Record<string, unknown>>(db, `SELECT ${COLUMNS} FROM fp_approval_approve($1, $2)`, [id, proof]))[0]!);
 }
 
 /** The claim to execute, committed before the operation runs (the database checks who may). */
-export async function claimExecution(db: Queryable, id: string, action: ApprovalAction, credential: string): Promise<ApprovalRecord> {
-  return toRecord((await callRule<Record<string, unknown>>(db, `SELECT ${COLUMNS} FROM fp_approval_claim($1, $2, $3)`, [id, action, credential]))[0]!);
+export async function claimExecution(db: Queryable, id: string, action: ApprovalAction, proof: string): Promise<ApprovalRecord> {
+  return toRecord((await callRule<Record<string, unknown>>(db, `SELECT ${COLUMNS} FROM fp_approval_claim($1, $2, $3)`, [id, action, proof]))[0]!);
 }
 
-/** Gives the claim back when the action failed, so the approved request can be run again. */
-export async function releaseExecution(db: Queryable, id: string): Promise<void> {
-  await callRule(db, 'SELECT fp_approval_release($1)', [id]);
+/** Gives the claim back when the action failed, so the approved request can be run again (only its executor). */
+export async function releaseExecution(db: Queryable, id: string, proof: string): Promise<void> {
+  await callRule(db, 'SELECT fp_approval_release($1, $2)', [id, proof]);
 }
 
-export async function recordOutcome(db: Queryable, id: string, outcome: unknown): Promise<void> {
-  await callRule(db, 'SELECT fp_approval_outcome($1, $2)', [id, JSON.stringify(outcome)]);
+export async function recordOutcome(db: Queryable, id: string, outcome: unknown, proof: string): Promise<void> {
+  await callRule(db, 'SELECT fp_approval_outcome($1, $2, $3)', [id, JSON.stringify(outcome), proof]);
 }
 
 /** Database time, so expiry does not depend on the clocks of the hosts running the services. */

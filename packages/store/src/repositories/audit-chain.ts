@@ -1,3 +1,4 @@
+import { ruleError } from './approvals.js';
 import type { Queryable } from '../pool.js';
 
 export interface AuditRow {
@@ -31,12 +32,18 @@ export async function lastAuditSeal(db: Queryable): Promise<{ seq: string; chain
   return rows[0] && { seq: rows[0].seq, chainHash: rows[0].chain_hash };
 }
 
-/** Stores the chain hashes of newly sealed rows and the seal itself, in the caller's transaction. */
+/**
+ * Stores the chain hashes of newly sealed rows and the seal itself, in the caller's transaction, through
+ * fp_audit_seal (migrations/0027), which refuses a seal that does not continue the last one or leaves out
+ * a row inside it (AUDIT_SEAL_INVALID, AUDIT_SEAL_GAP).
+ */
 export async function saveAuditSeal(db: Queryable, sealed: readonly { seq: string; chainHash: Buffer }[], signed?: { keyId: Buffer; signature: Buffer }): Promise<void> {
   if (sealed.length === 0) return;
-  await db.query(`UPDATE audit_events e SET chain_hash = t.h FROM unnest($1::bigint[], $2::bytea[]) AS t(s, h) WHERE e.seq = t.s AND e.chain_hash IS NULL`, [sealed.map((s) => s.seq), sealed.map((s) => s.chainHash)]);
-  const last = sealed[sealed.length - 1]!;
-  await db.query('INSERT INTO audit_seals (seq, chain_hash, rows, key_id, signature) VALUES ($1, $2, $3, $4, $5)', [last.seq, last.chainHash, sealed.length, signed?.keyId ?? null, signed?.signature ?? null]);
+  try {
+    await db.query('SELECT fp_audit_seal($1::bigint[], $2::bytea[], $3, $4)', [sealed.map((s) => s.seq), sealed.map((s) => s.chainHash), signed?.keyId ?? null, signed?.signature ?? null]);
+  } catch (err) {
+    throw ruleError(err);
+  }
 }
 
 /** Every row in seq order (ordered by the column, not its text alias), a page at a time, for verification. */

@@ -1,3 +1,4 @@
+import { ruleError } from './approvals.js';
 import type { Queryable } from '../pool.js';
 
 export type CaKind = 'root' | 'device-issuing' | 'organisation';
@@ -42,8 +43,13 @@ export async function setCaStatus(db: Queryable, id: string, status: CaRecord['s
 }
 
 /** Marks a CA revoked with its time and reason; a CA keeps its first revocation. */
-export async function markCaRevoked(db: Queryable, id: string, reason: number): Promise<void> {
-  await db.query(`UPDATE cas SET status = 'revoked', revoked_at = coalesce(revoked_at, date_trunc('second', now())), revocation_reason = coalesce(revocation_reason, $2) WHERE id = $1`, [id, reason]);
+/** Marks a CA revoked as the execution of the approved ca.revoke `approvalId` (the database checks; revoked is final). */
+export async function markCaRevoked(db: Queryable, id: string, reason: number, approvalId: string): Promise<void> {
+  try {
+    await db.query('SELECT fp_ca_revoke($1, $2, $3)', [id, reason, approvalId]);
+  } catch (err) {
+    throw ruleError(err);
+  }
 }
 
 /** Replaces a CA's certificate (a renewal: same key and subject), keeping the previous one in its history. */

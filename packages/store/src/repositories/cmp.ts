@@ -71,6 +71,11 @@ export interface CmpTransactionRecord {
   readonly certificateSerial: Buffer | null;
   readonly certificateSha256: Buffer | null;
   readonly responseNonce: Buffer | null;
+  /**
+   * The certificate was signed for this transaction (not an earlier certificate of the same key given
+   * back): only then may a rejecting certConf revoke it (migrations/0030_cmp_rejection_scope.sql).
+   */
+  readonly issuedInTransaction: boolean;
 }
 
 /** Starts a transaction; false when its transactionID was used before (a replay, or a client's bug). */
@@ -80,17 +85,20 @@ export async function openCmpTransaction(pool: Pool, site: 'a' | 'b', t: { trans
 }
 
 export async function getCmpTransaction(pool: Pool, transactionId: Buffer): Promise<CmpTransactionRecord | undefined> {
-  const { rows } = await pool.query<{ transaction_id: Buffer; body_type: CmpTransactionRecord['bodyType']; sender: string; status: CmpTransactionStatus; certificate_serial: Buffer | null; certificate_sha256: Buffer | null; response_nonce: Buffer | null }>(
-    'SELECT transaction_id, body_type, sender, status, certificate_serial, certificate_sha256, response_nonce FROM cmp_transactions WHERE transaction_id = $1',
+  const { rows } = await pool.query<{ transaction_id: Buffer; body_type: CmpTransactionRecord['bodyType']; sender: string; status: CmpTransactionStatus; certificate_serial: Buffer | null; certificate_sha256: Buffer | null; response_nonce: Buffer | null; issued_in_transaction: boolean }>(
+    'SELECT transaction_id, body_type, sender, status, certificate_serial, certificate_sha256, response_nonce, issued_in_transaction FROM cmp_transactions WHERE transaction_id = $1',
     [transactionId],
   );
   const r = rows[0];
-  return r && { transactionId: r.transaction_id, bodyType: r.body_type, sender: r.sender, status: r.status, certificateSerial: r.certificate_serial, certificateSha256: r.certificate_sha256, responseNonce: r.response_nonce };
+  return r && { transactionId: r.transaction_id, bodyType: r.body_type, sender: r.sender, status: r.status, certificateSerial: r.certificate_serial, certificateSha256: r.certificate_sha256, responseNonce: r.response_nonce, issuedInTransaction: r.issued_in_transaction };
 }
 
 /**
  * Moves a transaction from `from` to `to` (with the certificate it answered, if any), and writes the
  * audit row given, in one transaction. False when it was not in `from` (a concurrent certConf won).
+ * `issuedInTransaction` (the certificate was signed for this transaction) is recorded only if the
+ * certificate's intent was recorded after the transaction opened: a certificate given back to a
+ * request that repeats an enrolled key can never be marked as this transaction's.
  */
 export async function settleCmpTransaction(
   pool: Pool,
@@ -98,14 +106,15 @@ export async function settleCmpTransaction(
   transactionId: Buffer,
   from: CmpTransactionStatus,
   to: CmpTransactionStatus,
-  values: { certificateSerial?: Buffer; certificateSha256?: Buffer; responseNonce?: Buffer } = {},
+  values: { certificateSerial?: Buffer; certificateSha256?: Buffer; responseNonce?: Buffer; issuedInTransaction?: boolean } = {},
   audit?: { actor: string; action: string; subject: string; details?: Record<string, unknown> },
 ): Promise<boolean> {
   return withTransaction(pool, async (client) => {
     const { rowCount } = await client.query(
-      `UPDATE cmp_transactions SET status = $3, certificate_serial = coalesce($4, certificate_serial), certificate_sha256 = coalesce($5, certificate_sha256), response_nonce = coalesce($6, response_nonce), updated_at = now()
-        WHERE transaction_id = $1 AND status = $2`,
-      [transactionId, from, to, values.certificateSerial ?? null, values.certificateSha256 ?? null, values.responseNonce ?? null],
+      `UPDATE cmp_transactions t SET status = $3, certificate_serial = coalesce($4, t.certificate_serial), certificate_sha256 = coalesce($5, t.certificate_sha256), response_nonce = coalesce($6, t.response_nonce), updated_at = now(),
+              issued_in_transaction = t.issued_in_transaction OR ($7 AND $4::bytea IS NOT NULL AND EXISTS (SELECT 1 FROM issuance_intents i WHERE i.serial = $4 AND i.created_at >= t.created_at))
+        WHERE t.transaction_id = $1 AND t.status = $2`,
+      [transactionId, from, to, values.certificateSerial ?? null, values.certificateSha256 ?? null, values.responseNonce ?? null, values.issuedInTransaction ?? false],
     );
     if (rowCount !== 1) return false;
     if (audit) await appendAuditEvents(client, [{ site, ...audit }]);

@@ -18,6 +18,12 @@ export interface OrganisationCertificateRecord {
 }
 
 export async function insertOrganisationCertificate(db: Queryable, c: Omit<OrganisationCertificateRecord, 'revokedAt' | 'personName'>): Promise<void> {
+  // A service's own certificate (CMP protection, audit key) goes through the one function the services
+  // may call (migrations/0026): it takes no person and no role, so no service records a credential.
+  if ((c.purpose === 'cmp' || c.purpose === 'audit') && !c.role && !c.personId) {
+    await db.query('SELECT fp_service_certificate_record($1, $2, $3, $4, $5, $6)', [c.serial, c.purpose, c.subjectDn, c.keyId, c.certificate, c.notAfter]);
+    return;
+  }
   await db.query(
     `INSERT INTO organisation_certificates (serial, purpose, subject_dn, role, manufacturer_id, key_id, certificate, not_after, person_id, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
     [c.serial, c.purpose, c.subjectDn, c.role, c.manufacturerId, c.keyId, c.certificate, c.notAfter, c.personId ?? null, c.createdBy ?? null],

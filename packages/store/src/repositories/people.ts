@@ -37,18 +37,18 @@ export async function insertPersonAsOwner(db: Queryable, person: { id: string; n
   await db.query('INSERT INTO people (id, name, role, manufacturer_id) VALUES ($1, $2, $3, $4)', [person.id, person.name, person.role, person.manufacturerId]);
 }
 
-/** Creates a person as the administrator behind `actorCredential`; a privileged role needs the executed person.create approval. */
-export async function createPersonAs(db: Queryable, person: { id: string; name: string; role: Role; manufacturerId: string | null; actorCredential: string; approvalId: string | null }): Promise<void> {
+/** Creates a person as the administrator `actorProof` proves; a privileged role needs the executed person.create approval. */
+export async function createPersonAs(db: Queryable, person: { id: string; name: string; role: Role; manufacturerId: string | null; actorProof: string; approvalId: string | null }): Promise<void> {
   try {
-    await db.query('SELECT fp_person_create($1, $2, $3, $4, $5, $6)', [person.id, person.name, person.role, person.manufacturerId, person.actorCredential, person.approvalId]);
+    await db.query('SELECT fp_person_create($1, $2, $3, $4, $5, $6)', [person.id, person.name, person.role, person.manufacturerId, person.actorProof, person.approvalId]);
   } catch (err) {
     throw ruleError(err);
   }
 }
 
-export async function rescopePersonAs(db: Queryable, change: { personId: string; role: Role; actorCredential: string; approvalId: string }): Promise<void> {
+export async function rescopePersonAs(db: Queryable, change: { personId: string; role: Role; actorProof: string; approvalId: string }): Promise<void> {
   try {
-    await db.query('SELECT fp_person_rescope($1, $2, $3, $4)', [change.personId, change.role, change.actorCredential, change.approvalId]);
+    await db.query('SELECT fp_person_rescope($1, $2, $3, $4)', [change.personId, change.role, change.actorProof, change.approvalId]);
   } catch (err) {
     throw ruleError(err);
   }

@@ -33,10 +33,10 @@ export async function insertApiToken(db: Queryable, token: { id: string; personI
   ]);
 }
 
-/** A new token for an existing person, by the administrator behind `actorCredential` (the database checks). */
-export async function createTokenAs(db: Queryable, token: { id: string; personId: string; name: string; tokenSha256: Buffer; expiresAt: Date | null; actorCredential: string; approvalId: string | null }): Promise<void> {
+/** A new token for an existing person, by the administrator `actorProof` proves (the database checks, and audits). */
+export async function createTokenAs(db: Queryable, token: { id: string; personId: string; name: string; tokenSha256: Buffer; expiresAt: Date | null; actorProof: string; approvalId: string | null }): Promise<void> {
   try {
-    await db.query('SELECT fp_token_create($1, $2, $3, $4, $5, $6, $7)', [token.id, token.personId, token.name, token.tokenSha256, token.expiresAt, token.actorCredential, token.approvalId]);
+    await db.query('SELECT fp_token_create($1, $2, $3, $4, $5, $6, $7)', [token.id, token.personId, token.name, token.tokenSha256, token.expiresAt, token.actorProof, token.approvalId]);
   } catch (err) {
     throw ruleError(err);
   }
@@ -80,10 +80,10 @@ export async function listApiTokens(db: Queryable): Promise<ApiTokenListing[]> {
   return rows.map((r) => ({ id: r.id, name: r.name, role: r.role, manufacturerId: r.manufacturer_id, person: r.person, createdBy: r.created_by, expiresAt: r.expires_at, revokedAt: r.revoked_at, createdAt: r.created_at }));
 }
 
-/** True when the token existed and was live; only an administrator's credential may (the database checks). */
-export async function revokeApiTokenAs(db: Queryable, id: string, actorCredential: string): Promise<boolean> {
+/** True when the token existed and was live; only an administrator's proven credential may (the database checks, and audits). */
+export async function revokeApiTokenAs(db: Queryable, id: string, actorProof: string): Promise<boolean> {
   try {
-    const { rows } = await db.query<{ ok: boolean }>('SELECT fp_token_revoke($1, $2) AS ok', [id, actorCredential]);
+    const { rows } = await db.query<{ ok: boolean }>('SELECT fp_token_revoke($1, $2) AS ok', [id, actorProof]);
     return rows[0]!.ok;
   } catch (err) {
     throw ruleError(err);

@@ -8,7 +8,7 @@ import { cliActor, withDatabase } from '../context.js';
 
 export function registerAuditCommands(program: Command): void {
   const audit = program.command('audit').description('the tamper-evident audit log: hash chain, seals, checkpoints outside the database');
-  const checkpoints = (stateDir: string, given?: string) => given ?? auditCheckpointFile(stateDir);
+  const checkpoints = (deploymentDir: string, given?: string) => given ?? auditCheckpointFile(deploymentDir);
   audit
     .command('seal')
     .description('link the settled rows into the hash chain and record a seal (also in the checkpoint file)')
@@ -20,8 +20,9 @@ export function registerAuditCommands(program: Command): void {
         const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
         try {
           const signer = await ensureAuditKey(pool, keyStore, config.site, cliActor());
-          const r = await sealAuditLog(pool, checkpoints(config.stateDir, options.checkpoints), { settleMs: options.settleMs, signer });
+          const r = await sealAuditLog(pool, checkpoints(config.deploymentDir, options.checkpoints), { settleMs: options.settleMs, signer });
           console.log(r.sealed ? `sealed ${r.sealed} rows up to seq ${r.lastSeq}, signed by audit key ${signer.keyId.toString('hex')}` : 'nothing to seal');
+          if (r.gaps.length) console.error(`warning: no audit rows at seq ${r.gaps.join(', ')} (a rolled-back insert leaves such a hole; \`pnpm fleetpki audit verify\` tells a removed row apart)`);
         } finally {
           await keyStore.close();
         }
@@ -42,7 +43,7 @@ export function registerAuditCommands(program: Command): void {
           if (err instanceof InputRuleError) throw new FleetError('INPUT_INVALID', `${err.message} [${err.rule}]`);
           throw err;
         }
-        const r = await verifyAuditLog(pool, checkpoints(config.stateDir, options.checkpoints), trustedRoot ? { trustedRoot } : {});
+        const r = await verifyAuditLog(pool, checkpoints(config.deploymentDir, options.checkpoints), trustedRoot ? { trustedRoot } : {});
         if (options.json) console.log(JSON.stringify(r));
         else {
           console.log(`${r.rows} audit rows, sealed up to seq ${r.sealedUpTo ?? '-'}; ${r.signedSeals} seals signed by a certified audit key${r.unsignedEarlySeals ? `, ${r.unsignedEarlySeals} from before signing began` : ''}${trustedRoot ? '' : ' (root taken from the database: pass --root for your own copy)'}: ${r.problems.length ? `${r.problems.length} problem(s)` : 'the chain is intact'}`);

@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { createKeyCustody, parseCustodianShare, restoreKeysFromShares, auditActor } from '@fleetpki/ca';
 import { FleetError } from '@fleetpki/core';
-import { openSiteKeyStore } from '@fleetpki/hsm';
+import { openSiteKeyStore, readPin } from '@fleetpki/hsm';
 import { isInRecovery } from '@fleetpki/store';
-import { installTrustedKek } from '@fleetpki/sites';
+import { wrapSiteKeysForCustody } from '@fleetpki/sites';
 import { requireOfficer, withDatabase } from '../context.js';
 import { readSoPin, soPinOption } from '../custodian-pins.js';
 
@@ -25,25 +25,22 @@ export function registerCustodyCommands(program: Command): void {
         if (await isInRecovery(pool)) throw new FleetError('SITE_STANDBY', `site ${config.site} is a standby; run the custody ceremony on the active site`);
         const site = config.sites[config.site];
         const soPin = await readSoPin(config, site, options.soPinFile);
-        const keyStore = await openSiteKeyStore(config, site, { sessions: 1 });
-        try {
-          const result = await createKeyCustody(pool, keyStore, {
-            custodians: options.custodians,
-            threshold: options.threshold,
-            site: config.site,
-            actor: auditActor(custodian),
-            installKek: (kek) => installTrustedKek(config, site, soPin, kek),
-          });
-          mkdirSync(options.out, { recursive: true, mode: 0o700 });
-          for (const share of result.shares) {
-            const path = join(options.out, `custodian-${share.custodian}.share`);
-            writeFileSync(path, JSON.stringify(share, null, 2) + '\n', { mode: 0o600 });
-            chmodSync(path, 0o600);
-          }
-          console.log(`key-encryption key ${result.kekId}: ${result.keys.join(', ')} wrapped; ${options.custodians} shares in ${options.out}, any ${options.threshold} restore`);
-        } finally {
-          await keyStore.close();
+        const userPin = readPin(`file:${site.hsmPinFile}`);
+        const result = await createKeyCustody(pool, {
+          custodians: options.custodians,
+          threshold: options.threshold,
+          site: config.site,
+          tokenLabel: site.hsmTokenLabel,
+          actor: auditActor(custodian),
+          wrap: (kek, keys) => wrapSiteKeysForCustody(config, site, { soPin, userPin, kek, ...keys }),
+        });
+        mkdirSync(options.out, { recursive: true, mode: 0o700 });
+        for (const share of result.shares) {
+          const path = join(options.out, `custodian-${share.custodian}.share`);
+          writeFileSync(path, JSON.stringify(share, null, 2) + '\n', { mode: 0o600 });
+          chmodSync(path, 0o600);
         }
+        console.log(`key-encryption key ${result.kekId}: ${result.keys.join(', ')} wrapped; ${options.custodians} shares in ${options.out}, any ${options.threshold} restore`);
       });
     });
   custody

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { FleetError, loadConfig } from '@fleetpki/core';
-import { runFailback, runFailoverDrill, runSwitchoverDrill } from '@fleetpki/drills';
+import { commandLineStarter, runFailback, runFailoverDrill, runSwitchoverDrill, withDrillLock } from '@fleetpki/drills';
 import { consensusStatus, formatStatus, readTopology, sitesStatus } from '@fleetpki/sites';
 import { executeApproved, requireOfficer, withDatabase } from '../context.js';
 
@@ -30,15 +30,17 @@ async function report(result: object, json: boolean | undefined): Promise<void> 
 }
 
 export function registerDrillCommands(program: Command): void {
-  const drill = program.command('drill').description('site drills: failover (unplanned), switchover (planned), failback');
+  const drill = program.command('drill').description('site drills: failover (unplanned), switchover (planned), failback; one at a time (a lock in etcd)');
   drill
     .command('failover')
     .description('SIGKILL the active site mid-batch with enrolments running, promote the standby, finish the batch there; RTO, RPO, duplicates')
     .option('--devices <n>', 'devices in the batch in flight', Number, 20_000)
     .option('--json', 'one JSON object on the last line')
-    .action(async (options: { devices: number; json?: boolean }) => {
+    .option('--started-by <who>', 'who started it, shown to a drill refused meanwhile (the API names the two administrators)')
+    .action(async (options: { devices: number; json?: boolean; startedBy?: string }) => {
       const config = loadConfig();
-      const result = await runFailoverDrill(config, { devices: options.devices, log: options.json ? undefined : (l) => console.log(l) });
+      const log = options.json ? undefined : (l: string) => console.log(l);
+      const result = await withDrillLock(config, 'failover', options.startedBy ?? commandLineStarter(), () => runFailoverDrill(config, { devices: options.devices, log }), log);
       await report(result, options.json);
       if (result.rpo_lost !== 0 || result.duplicate_serials !== 0 || !result.batch_complete || result.batch_devices_not_exactly_one !== 0) process.exitCode = 1;
     });
@@ -51,8 +53,9 @@ export function registerDrillCommands(program: Command): void {
     .action(async (options: { json?: boolean; approval?: string; tokenFile?: string }) => {
       if (!options.approval) throw new FleetError('DUAL_CONTROL_REQUIRED', 'a planned switchover needs a second administrator: pnpm fleetpki approvals request site.switchover --token-file <yours>, then --approval <id> --token-file <yours> here once another administrator approved it');
       const config = loadConfig();
+      const log = options.json ? undefined : (l: string) => console.log(l);
       // The approval lives on the active site, whichever that is now.
-      const result = await withDatabase(({ pool }) => executeApproved(config, pool, options.approval!, options.tokenFile, 'site.switchover', () => runSwitchoverDrill(config, options.json ? undefined : (l) => console.log(l))), { site: readTopology(config).primary });
+      const result = await withDrillLock(config, 'switchover', commandLineStarter(), () => withDatabase(({ pool }) => executeApproved(config, pool, options.approval!, options.tokenFile, 'site.switchover', () => runSwitchoverDrill(config, log)), { site: readTopology(config).primary }), log);
       await report(result, options.json);
       if (result.rpo_lost !== 0) process.exitCode = 1;
     });
@@ -71,7 +74,8 @@ export function registerDrillCommands(program: Command): void {
       const switchBack = options.approval
         ? { approvalId: options.approval, executor: await withDatabase(({ pool }) => requireOfficer(pool, options.tokenFile, ['administrator'], 'switching back'), { site: readTopology(config).primary }) }
         : undefined;
-      const result = await runFailback(config, { ...(switchBack ? { switchBack } : {}), log: options.json ? undefined : (l) => console.log(l) });
+      const log = options.json ? undefined : (l: string) => console.log(l);
+      const result = await withDrillLock(config, 'failback', commandLineStarter(), () => runFailback(config, { ...(switchBack ? { switchBack } : {}), ...(log ? { log } : {}) }), log);
       await report(result, options.json);
     });
 }

@@ -1,8 +1,11 @@
 import type { Command } from 'commander';
-import { loadConfig } from '@fleetpki/core';
+import { auditActor } from '@fleetpki/ca';
+import { FleetError, loadConfig } from '@fleetpki/core';
 import { hsmSelfTest, openSiteKeyStore } from '@fleetpki/hsm';
 import { checkKeyProtection, custodianPinFiles, formatKeyProtectionReport, readCeremonyPin } from '@fleetpki/sites';
 import { existsSync } from 'node:fs';
+import { appendAuditEvents, isInRecovery } from '@fleetpki/store';
+import { requireOfficer, withDatabase } from '../context.js';
 
 export function registerHsmCommands(program: Command): void {
   const hsm = program.command('hsm').description("the site's HSM token");
@@ -57,5 +60,29 @@ export function registerHsmCommands(program: Command): void {
       const report = await checkKeyProtection(config, rootPin ? { rootPin } : {});
       console.log(options.json ? JSON.stringify(report) : formatKeyProtectionReport(report));
       if (!report.ok) process.exitCode = 1;
+    });
+  hsm
+    .command('destroy-trusted-key')
+    .description("destroy a trusted key found on the site's token outside a custody ceremony (hsm check and /readyz name it); audited")
+    .requiredOption('--label <label>', 'the trusted key\'s label, as hsm check names it')
+    .option('--site <id>', 'the site whose token holds it')
+    .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)")
+    .action(async (options: { label: string; site?: string; tokenFile?: string }) => {
+      await withDatabase(
+        async ({ config, pool }) => {
+          const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'destroying a trusted key');
+          const store = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
+          try {
+            const removed = await store.destroyTrustedKey(options.label);
+            if (removed === 0) throw new FleetError('HSM_KEY_NOT_FOUND', `no trusted key labelled "${options.label}" in token ${store.tokenLabel}`);
+            // A standby's database is read-only: the line in its agent's log is the record there.
+            if (!(await isInRecovery(pool))) await appendAuditEvents(pool, [{ site: config.site, actor: auditActor(custodian), action: 'hsm.trusted-key.destroy', subject: options.label, details: { token: store.tokenLabel, objects: removed } }]);
+            console.log(`token ${store.tokenLabel}: destroyed ${removed} trusted object(s) labelled "${options.label}"; treat the keys that could be wrapped under it as possibly copied`);
+          } finally {
+            await store.close();
+          }
+        },
+        options.site ? { site: options.site } : {},
+      );
     });
 }

@@ -1,19 +1,21 @@
 import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import { FleetError, isFleetError, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { auditActor, type CaStatusGuard, type ClientCertificateAuthenticator, type CmpProtectionKey, type CmpSharedSecrets, type EnrolmentLabel, type EnrolmentService, type IssuedCertificate, type Principal, type RevocationService, type SiteGuard } from '@fleetpki/ca';
-import { CmpMessageError, OID_PASSWORD_BASED_MAC, buildResponse, derOid, readPkiMessage, verifyMacProtection, verifyPop, verifySignatureProtection, type CertReqMsg, type CertStatus, type PkiMessage, type RevDetails, type ResponseBody, type ResponseProtection } from '@fleetpki/cmp';
-import { getCmpTransaction, openCmpTransaction, settleCmpTransaction, type CmpTransactionRecord, type CmpTransactionStatus, type Pool } from '@fleetpki/store';
+import { CmpMessageError, OID_PASSWORD_BASED_MAC, buildResponse, derOid, inlinePbm, readPbmParameters, readPkiMessage, verifyMacProtection, verifyPop, verifySignatureProtection, type CertReqMsg, type CertStatus, type PbmComputer, type PkiMessage, type RevDetails, type ResponseBody, type ResponseProtection } from '@fleetpki/cmp';
+import { findPresentedCertificate, getCmpTransaction, openCmpTransaction, settleCmpTransaction, type CmpTransactionRecord, type CmpTransactionStatus, type Pool, type PresentedCertificate } from '@fleetpki/store';
 import { checkCsr, derTlv, publicKeyFromSpki, readCertificateDeviceId, readCsrDeviceId, readTemplateDeviceId, type DevicePublicKey, type PossessionVerifier } from '@fleetpki/x509';
 
 /** The store calls the CMP server needs (migrations/0023_cmp.sql), and nothing more. */
 export interface CmpStore {
   openTransaction(t: { transactionId: Buffer; bodyType: CmpTransactionRecord['bodyType']; sender: string }): Promise<boolean>;
   getTransaction(transactionId: Buffer): Promise<CmpTransactionRecord | undefined>;
+  /** A device certificate this CA stored, and where it stands: the credential of a device-signed message. */
+  findDeviceCertificate(serial: Buffer): Promise<PresentedCertificate | undefined>;
   settleTransaction(
     transactionId: Buffer,
     from: CmpTransactionStatus,
     to: CmpTransactionStatus,
-    values?: { certificateSerial?: Buffer; certificateSha256?: Buffer; responseNonce?: Buffer },
+    values?: { certificateSerial?: Buffer; certificateSha256?: Buffer; responseNonce?: Buffer; issuedInTransaction?: boolean },
     audit?: { actor: string; action: string; subject: string; details?: Record<string, unknown> },
   ): Promise<boolean>;
 }
@@ -37,6 +39,8 @@ export interface CmpServerDeps {
   readonly threshold: { readonly certificates: number; readonly windowMinutes: number };
   /** Counts a certificate issued (metrics), as the other enrolment routes do. */
   readonly onIssued?: (profile: string, keyRole: string) => void;
+  /** Where password-based MACs are computed (PbmThreads: off the main thread); inline when absent. */
+  readonly pbm?: PbmComputer;
 }
 
 /** Who a request's protection proved it comes from. */
@@ -49,6 +53,8 @@ export interface CmpAnswer {
   readonly httpStatus: number;
   readonly der: Buffer;
   readonly retryAfterSeconds?: number;
+  /** Whether the request's protection proved its sender (false: a failed authentication, to be counted). */
+  readonly authenticated: boolean;
 }
 
 const OID_IT_CA_CERTS = '1.3.6.1.5.5.7.4.17';
@@ -66,6 +72,9 @@ const FAIL_INFO_OF: Record<string, CmpMessageError['failInfo']> = {
   CERTIFICATE_EXISTS: 'badRequest',
   // Another enrolment of this device is in flight: try again shortly.
   CERTIFICATE_PENDING: 'systemUnavail',
+  // The label is held for an administrator's approval: the same key again once approved (no polling here).
+  ENROLMENT_APPROVAL_PENDING: 'systemUnavail',
+  ENROLMENT_REQUEST_REFUSED: 'notAuthorized',
   EUI64_NOT_AVAILABLE: 'notAuthorized',
   REENROL_MISMATCH: 'badCertId',
   REENROL_CERTIFICATE_UNKNOWN: 'badCertId',
@@ -89,21 +98,27 @@ const UNAVAILABLE = new Set(['SITE_STANDBY', 'SITE_NOT_LEASED', 'STANDBY_UNAVAIL
 export class CmpServer {
   constructor(private readonly deps: CmpServerDeps) {}
 
-  async handle(body: Buffer, label: EnrolmentLabel): Promise<CmpAnswer> {
+  /**
+   * One request, one answer. `onAuthenticated` runs as soon as the protection has proved the sender
+   * (the caller gives back what it reserved for an unauthenticated request).
+   */
+  async handle(body: Buffer, label: EnrolmentLabel, onAuthenticated?: () => void): Promise<CmpAnswer> {
     let message: PkiMessage | undefined;
     let sender: Sender | undefined;
     try {
       message = readPkiMessage(body);
       this.checkHeader(message);
       sender = await this.authenticate(message);
+      onAuthenticated?.();
       const answer = await this.dispatch(message, sender, label);
-      return { httpStatus: 200, der: await this.respond(message, sender, answer.body, answer.implicitConfirm) };
+      return { httpStatus: 200, authenticated: true, der: await this.respond(message, sender, answer.body, answer.implicitConfirm) };
     } catch (err) {
-      if (err instanceof CmpMessageError) return { httpStatus: 200, der: await this.respond(message, sender, { type: 'error', failInfo: err.failInfo, text: err.message }) };
+      const authenticated = sender !== undefined;
+      if (err instanceof CmpMessageError) return { httpStatus: 200, authenticated, der: await this.respond(message, sender, { type: 'error', failInfo: err.failInfo, text: err.message }) };
       if (err instanceof FleetError) {
         const text = `${err.code}: ${err.message}`;
-        if (UNAVAILABLE.has(err.code)) return { httpStatus: 503, retryAfterSeconds: 10, der: await this.respond(message, sender, { type: 'error', failInfo: 'systemUnavail', text }) };
-        return { httpStatus: 200, der: await this.respond(message, sender, { type: 'error', failInfo: FAIL_INFO_OF[err.code] ?? (err.httpStatus === 403 || err.httpStatus === 401 ? 'notAuthorized' : err.httpStatus >= 500 ? 'systemFailure' : 'badRequest'), text }) };
+        if (UNAVAILABLE.has(err.code)) return { httpStatus: 503, authenticated, retryAfterSeconds: 10, der: await this.respond(message, sender, { type: 'error', failInfo: 'systemUnavail', text }) };
+        return { httpStatus: 200, authenticated, der: await this.respond(message, sender, { type: 'error', failInfo: FAIL_INFO_OF[err.code] ?? (err.httpStatus === 403 || err.httpStatus === 401 ? 'notAuthorized' : err.httpStatus >= 500 ? 'systemFailure' : 'badRequest'), text }) };
       }
       throw err;
     }
@@ -126,12 +141,15 @@ export class CmpServer {
     const alg = message.header.protectionAlg;
     if (!alg || !message.protection) throw new CmpMessageError('the message is not protected: use a MAC with the factory reference and secret, or sign it with a certificate', 'badMessageCheck');
     if (alg.oid === OID_PASSWORD_BASED_MAC) {
+      // The parameters first (algorithms, at most MAX_PBM_ITERATIONS): refused before a database read
+      // and a secret derived in the HSM.
+      readPbmParameters(alg.parameters);
       const kid = message.header.senderKid;
       const reference = kid && kid.length <= 64 ? kid.toString('utf8') : '';
       const found = reference ? await this.deps.secrets.secretFor(reference) : undefined;
       // An unknown reference and a wrong secret look the same from outside.
       if (!found) throw new CmpMessageError('the MAC protection does not verify', 'badMessageCheck');
-      verifyMacProtection(message, found.secret);
+      await verifyMacProtection(message, found.secret, this.deps.pbm ?? inlinePbm);
       return { kind: 'secret', reference, manufacturerId: found.manufacturerId, secret: found.secret, senderKid: kid!, actor: `factory:${found.manufacturerId} via cmp-reference:${reference}` };
     }
     const certificate = verifySignatureProtection(message);
@@ -152,6 +170,11 @@ export class CmpServer {
     if (certificate.checkIssued(issuingCa) && certificate.verify(issuingCa.publicKey)) {
       const hex = certificate.serialNumber.toLowerCase();
       const serial = Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex');
+      const stored = await this.deps.store.findDeviceCertificate(serial);
+      if (!stored || !stored.der.equals(certificate.raw)) throw new CmpMessageError('the protecting certificate is not a device certificate this CA issued', 'notAuthorized');
+      // A key-agreement key is for ECDH (keyUsage keyAgreement only): what it signs speaks for nobody.
+      if (stored.keyRole !== 'digitalSignature') throw new CmpMessageError(`the protecting certificate is a ${stored.keyRole} certificate; kur, rr and certConf are signed with the device's digitalSignature certificate`, 'notAuthorized');
+      if (stored.revoked) throw new CmpMessageError(`the protecting certificate ${hex} is revoked`, 'certRevoked');
       return { kind: 'device', certificate, der: certificate.raw, serial, actor: `device:${readCertificateDeviceId(certificate.raw).eui64}` };
     }
     throw new CmpMessageError('the protecting certificate was not issued by this organisation CA or this issuing CA', 'badMessageCheck');
@@ -201,7 +224,7 @@ export class CmpServer {
     await this.deps.caGuard.assertActive(this.deps.caId);
     const transactionId = message.header.transactionId!;
     if (!(await this.deps.store.openTransaction({ transactionId, bodyType: type, sender: sender.actor }))) throw new CmpMessageError('this transactionID was used before (a replayed or repeated request)', 'transactionIdInUse');
-    const enrolment = { eui64, keyRole: label.keyRole, profileId: label.profileId, deviceType: 'smart-meter', publicKey, actor: sender.actor };
+    const enrolment = { eui64, keyRole: label.keyRole, profileId: label.profileId, deviceType: 'smart-meter', publicKey, actor: sender.actor, protocol: 'cmp' as const };
     let issued: IssuedCertificate;
     try {
       if (sender.kind === 'device') issued = await this.deps.enrolment.renew(enrolment, { serial: sender.serial, der: sender.der });
@@ -217,7 +240,8 @@ export class CmpServer {
       transactionId,
       'open',
       implicitConfirm ? 'confirmed' : 'waiting',
-      { certificateSerial: issued.serial, certificateSha256: createHash('sha256').update(issued.der).digest() },
+      // A certificate given back (the key was enrolled before: a retry, or a replayed CSR) is not this transaction's to revoke.
+      { certificateSerial: issued.serial, certificateSha256: createHash('sha256').update(issued.der).digest(), issuedInTransaction: !issued.reused },
       implicitConfirm ? { actor: sender.actor, action: 'cmp.certificate.confirmed', subject: serialHex, details: { transaction: transactionId.toString('hex'), implicit: true } } : undefined,
     );
     const responseType = type === 'ir' ? 'ip' : type === 'kur' ? 'kup' : 'cp';
@@ -283,9 +307,15 @@ export class CmpServer {
         throw new CmpMessageError('this transaction was settled meanwhile', 'badRequest');
       }
     } else {
-      // The device refused the certificate: it must not stay valid unseen.
-      await this.deps.store.settleTransaction(transactionId, 'waiting', 'rejected', {}, { actor: sender.actor, action: 'cmp.certificate.rejected', subject: serialHex, details: { transaction: transactionId.toString('hex') } });
-      await this.deps.revocations.revoke({ target: { kind: 'serials', serials: [transaction.certificateSerial!] }, reason: REASON_CESSATION, requestedBy: sender.actor, manufacturerId: null });
+      // The client refused the certificate. One signed for this transaction must not stay valid unseen
+      // (RFC 9483 4.1.1); one it was given back (issued earlier, to this key) is not the client's to
+      // revoke: that goes through the revocation rules (an officer, dual control past the threshold).
+      const revoke = transaction.issuedInTransaction;
+      const details = { transaction: transactionId.toString('hex'), revoked: revoke, ...(revoke ? {} : { why: 'the certificate was issued before this transaction; revoke it through a revocation officer' }) };
+      if (!(await this.deps.store.settleTransaction(transactionId, 'waiting', 'rejected', {}, { actor: sender.actor, action: 'cmp.certificate.rejected', subject: serialHex, details }))) {
+        throw new CmpMessageError('this transaction was settled meanwhile', 'badRequest');
+      }
+      if (revoke) await this.deps.revocations.revoke({ target: { kind: 'serials', serials: [transaction.certificateSerial!] }, reason: REASON_CESSATION, requestedBy: sender.actor, manufacturerId: null });
     }
     return { type: 'pkiconf' };
   }
@@ -311,7 +341,7 @@ export class CmpServer {
   private async respond(request: PkiMessage | undefined, sender: Sender | undefined, body: ResponseBody, implicitConfirm = false): Promise<Buffer> {
     const key = await this.deps.protectionKey();
     const mac = sender?.kind === 'secret';
-    const protection: ResponseProtection = sender?.kind === 'secret' ? { kind: 'mac', secret: sender.secret, senderKid: sender.senderKid } : { kind: 'signature', sign: (data) => key.sign(data), senderKid: key.keyId };
+    const protection: ResponseProtection = sender?.kind === 'secret' ? { kind: 'mac', secret: sender.secret, senderKid: sender.senderKid, pbm: this.deps.pbm ?? inlinePbm } : { kind: 'signature', sign: (data) => key.sign(data), senderKid: key.keyId };
     const senderNonce = randomBytes(16);
     const der = await buildResponse({ ...(request ? { request } : {}), sender: key.subjectDer, protection, extraCerts: mac ? [] : key.chain, implicitConfirm, senderNonce }, body);
     if (request && (body.type === 'ip' || body.type === 'cp' || body.type === 'kup') && !implicitConfirm) {
@@ -326,6 +356,7 @@ export function postgresCmpStore(pool: Pool, site: SiteId): CmpStore {
   return {
     openTransaction: (t) => openCmpTransaction(pool, site, t),
     getTransaction: (id) => getCmpTransaction(pool, id),
+    findDeviceCertificate: (serial) => findPresentedCertificate(pool, serial),
     settleTransaction: (id, from, to, values, audit) => settleCmpTransaction(pool, site, id, from, to, values, audit),
   };
 }

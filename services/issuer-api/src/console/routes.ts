@@ -3,8 +3,8 @@ import formbody from '@fastify/formbody';
 import multipart from '@fastify/multipart';
 import type { TLSSocket } from 'node:tls';
 import { FleetError, isFleetError } from '@fleetpki/core';
-import type { Principal } from '@fleetpki/ca';
-import { CONSOLE_COOKIE, type ApiAccess } from '../auth.js';
+import { SignInCsrf, type Principal } from '@fleetpki/ca';
+import { CONSOLE_COOKIE, SIGN_IN_COOKIE, type ApiAccess } from '../auth.js';
 import { callApi } from './api-call.js';
 import { CONSOLE_CSS, CONSOLE_JS } from './assets.js';
 import { html, type Html } from './html.js';
@@ -75,20 +75,30 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
     // Over TLS, on this request's own connection: the session cookie is Secure, and a token typed into a
     // page must never cross the network in the clear.
     const overTls = (request: FastifyRequest) => deps.tls && (request.raw.socket as Partial<TLSSocket>).encrypted === true;
-    scope.get('/console/sign-in', async (request, reply) => send(reply, 'Sign in', signInBody({ tls: overTls(request), ...certificateOffer(request) }), undefined, overTls(request) ? 200 : 403));
+    // Login CSRF: the sign-in forms carry a token bound to a pre-session cookie that this page sets (the
+    // one a browser already holds, if any, so two open sign-in tabs both work).
+    const signInPage = (request: FastifyRequest, reply: FastifyReply, code: number, error?: Html) => {
+      const pre = SignInCsrf.secret(request.cookies?.[SIGN_IN_COOKIE]);
+      void reply.header('set-cookie', `${SIGN_IN_COOKIE}=${pre}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=${SignInCsrf.maxAgeSeconds}`);
+      return send(reply, 'Sign in', signInBody({ tls: true, csrf: SignInCsrf.token(pre), ...certificateOffer(request), ...(error ? { error } : {}) }), undefined, code);
+    };
+    scope.get('/console/sign-in', async (request, reply) => (overTls(request) ? signInPage(request, reply, 200) : send(reply, 'Sign in', signInBody({ tls: false }), undefined, 403)));
 
-    scope.post<{ Body: { token?: string; method?: string } }>('/console/sign-in', async (request, reply) => {
+    scope.post<{ Body: { token?: string; method?: string; _csrf?: string } }>('/console/sign-in', async (request, reply) => {
       if (!overTls(request)) return send(reply, 'Sign in', signInBody({ tls: false }), undefined, 403);
       const body = request.body ?? {};
       try {
+        // Before the credential is even looked at: a forged sign-in is refused whoever's token it carries.
+        SignInCsrf.assert(request.cookies?.[SIGN_IN_COOKIE], body._csrf);
         const principal = await deps.access.identify(request, body.method === 'certificate' ? undefined : (body.token ?? ''));
         const secret = await sessions.open(principal);
         await deps.access.record(request, 'console.sign-in', principal);
-        void reply.header('set-cookie', `${CONSOLE_COOKIE}=${secret}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=${sessions.maxAgeSeconds}`);
+        // The session replaces the pre-session: its token is spent.
+        void reply.header('set-cookie', [`${CONSOLE_COOKIE}=${secret}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=${sessions.maxAgeSeconds}`, `${SIGN_IN_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0`]);
         return reply.redirect(homeFor(principal.role), 303);
       } catch (err) {
         if (!isFleetError(err)) throw err;
-        return send(reply, 'Sign in', signInBody({ tls: true, ...certificateOffer(request), error: problem({ code: err.code, message: err.message }) }), undefined, err.httpStatus);
+        return signInPage(request, reply, err.httpStatus, problem({ code: err.code, message: err.message }));
       }
     });
 
@@ -215,8 +225,9 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       return send(reply, 'Drills', body, ctx(request, '/console/drills'), r.ok ? code : r.status);
     };
     scope.get('/console/drills', { preHandler: signedIn }, async (request, reply) => drillsPage(request, reply));
-    scope.post('/console/drills', { preHandler: signedIn }, async (request, reply) => {
-      const r = await api<{ pid: number; log: string }>(request, 'POST', '/v1/drills', { kind: 'failover' });
+    scope.post<{ Body: { approval?: string } }>('/console/drills', { preHandler: signedIn }, async (request, reply) => {
+      const approval = typeof request.body?.approval === 'string' ? request.body.approval.trim() : '';
+      const r = await api<{ pid: number; log: string }>(request, 'POST', '/v1/drills', { kind: 'failover', ...(approval ? { approval } : {}) });
       return drillsPage(request, reply, r.ok ? notice(`Failover drill started (process ${r.body.pid}, log ${r.body.log}). This site's database is about to be killed: follow it on the other site's console.`) : problem(r.error), r.ok ? 202 : r.status);
     });
 

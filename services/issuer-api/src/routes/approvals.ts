@@ -8,7 +8,7 @@ import { parseRevocationBody, runRevocation, type RevocationBody } from './revoc
 const OFFICERS = ['revocation-officer', 'administrator', 'custodian'] as const;
 const READERS = [...OFFICERS, 'auditor'] as const;
 /** Requested here rather than by a route of their own (bulk revocations come from POST /v1/revocations). */
-const REQUESTABLE: readonly ApprovalAction[] = ['ca.revoke', 'master-key.rotate', 'site.switchover', 'person.create', 'person.rescope', 'credential.create'];
+const REQUESTABLE: readonly ApprovalAction[] = ['ca.revoke', 'master-key.rotate', 'site.switchover', 'drill.failover', 'person.create', 'person.rescope', 'credential.create'];
 /** Executed by the CLI, where the HSM and the sites are. */
 const CLI_EXECUTED: Partial<Record<ApprovalAction, string>> = {
   'master-key.rotate': 'pnpm fleetpki keys master create --role <role> --approval <id> --token-file <file>',
@@ -19,6 +19,7 @@ const ROUTE_EXECUTED: Partial<Record<ApprovalAction, string>> = {
   'person.create': 'POST /v1/tokens {name, role, approval} (or pnpm fleetpki tokens create --approval <id>)',
   'credential.create': 'POST /v1/tokens {name, role, approval} (or pnpm fleetpki tokens create --approval <id>)',
   'person.rescope': 'POST /v1/people/{name}/role {role, approval}',
+  'drill.failover': 'POST /v1/drills {kind: "failover", approval} (test deployments)',
 };
 
 interface RequestBody {
@@ -64,6 +65,8 @@ async function summarise(pool: Pool, body: RequestBody): Promise<{ payload: Reco
       return { payload: { role: body.role }, summary: `rotate the ${body.role} device master key` };
     case 'site.switchover':
       return { payload: {}, summary: 'planned switchover to the standby site' };
+    case 'drill.failover':
+      return { payload: {}, summary: 'failover drill: kill the active site mid-batch (test deployment)' };
     default:
       throw new FleetError('REQUEST_INVALID', `action must be one of ${REQUESTABLE.join(', ')}`, { httpStatus: 400 });
   }
@@ -98,7 +101,7 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool;
     {
       preParsing: requireRole(deps.authenticator, OFFICERS),
       schema: {
-        summary: 'Request a dual-control operation (revoking a CA, rotating a master key, a planned switchover)',
+        summary: 'Request a dual-control operation (revoking a CA, rotating a master key, a planned switchover, a failover drill)',
         description: `Who may request and approve: ${Object.entries(DUAL_CONTROL_ROLES).map(([a, r]) => `${a}: ${r.join('/')}`).join('; ')}. Bulk revocations are requested by POST /v1/revocations.`,
         tags: ['dual control'],
         security: [{ bearer: [] }],
@@ -148,7 +151,7 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool;
         const { record: done } = await deps.dualControl.execute(principal, record.id, 'revocation.bulk', (payload) => runRevocation(deps.revocations, payload as RevocationBody, { by: principal, approvalId: record.id }));
         return presentApproval(done, await now());
       }
-      const { record: done } = await deps.dualControl.execute(principal, record.id, 'ca.revoke', (payload) => deps.revocations.revokeCa(String(payload.caId), String(payload.reason), `person:${principal.name} (approval ${record.id})`));
+      const { record: done } = await deps.dualControl.execute(principal, record.id, 'ca.revoke', (payload) => deps.revocations.revokeCa(String(payload.caId), String(payload.reason), `person:${principal.name} (approval ${record.id})`, record.id));
       return presentApproval(done, await now());
     },
   );

@@ -1,12 +1,16 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FleetError, isFleetError } from '@fleetpki/core';
 import { ENROLMENT_LABELS, auditActor, enrolmentLabel, type CmpSharedSecrets, type SiteGuard } from '@fleetpki/ca';
 import { MAX_PKI_MESSAGE_BYTES } from '@fleetpki/cmp';
 import { revokeCmpSecret, type Pool } from '@fleetpki/store';
 import { type ApiAccess, requireRole } from '../auth.js';
+import type { CmpAuthBudget, CmpAuthTicket } from '../cmp/cmp-auth-budget.js';
 import type { CmpServer } from '../cmp/cmp-server.js';
 
 const PKIXCMP = 'application/pkixcmp';
+
+/** The place each CMP request took in its address's budget (taken before its body is read). */
+const tickets = new WeakMap<FastifyRequest, CmpAuthTicket>();
 
 /**
  * CMP over HTTP (RFC 6712, RFC 9483 6.1): POST a DER PKIMessage as application/pkixcmp to
@@ -14,8 +18,14 @@ const PKIXCMP = 'application/pkixcmp';
  * The message carries its own protection, so plain HTTP is allowed as well as HTTPS. CMP errors are CMP
  * error messages with 200; only what is not CMP at all (another media type, too big) gets a 4xx, and a
  * site that cannot write now answers 503 with Retry-After.
+ *
+ * Anyone can send one, and checking it costs before anything proves who sent it (a secret derived in
+ * the HSM, PBM iterations, an HSM-signed error), so before its body is read a request must be allowed
+ * by the failed-authentication limit its address shares with tokens and client certificates, and take
+ * a place in the address's CMP budget (CmpAuthBudget); either refusal is a plain 429, nothing parsed,
+ * derived or signed. A request whose protection fails is counted and audited as a failed authentication.
  */
-export function registerCmpRoutes(app: FastifyInstance, deps: { server: CmpServer }): void {
+export function registerCmpRoutes(app: FastifyInstance, deps: { server: CmpServer; access: ApiAccess; budget: CmpAuthBudget }): void {
   app.register(async (cmp) => {
     cmp.addContentTypeParser(PKIXCMP, { parseAs: 'buffer', bodyLimit: MAX_PKI_MESSAGE_BYTES }, (_request, body, done) => done(null, body));
     // Anything else is refused by the handler, with a message naming the type.
@@ -26,6 +36,11 @@ export function registerCmpRoutes(app: FastifyInstance, deps: { server: CmpServe
         path,
         {
           bodyLimit: MAX_PKI_MESSAGE_BYTES,
+          preParsing: async (request, _reply, payload) => {
+            deps.access.assertAuthenticationAllowed(request);
+            tickets.set(request, deps.budget.take(request.ip));
+            return payload;
+          },
           schema: {
             summary: `CMP (RFC 9483): ir, cr, p10cr, kur, rr, certConf, genm as ${PKIXCMP}`,
             tags: ['cmp'],
@@ -35,18 +50,22 @@ export function registerCmpRoutes(app: FastifyInstance, deps: { server: CmpServe
           },
         },
         async (request, reply) => {
+          const ticket = tickets.get(request)!;
           const type = String(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-          if (type !== PKIXCMP || !request.body) throw new FleetError('CMP_MEDIA_TYPE', `send a DER PKIMessage as ${PKIXCMP}, not "${type.slice(0, 60)}"`, { httpStatus: 415 });
-          const label = enrolmentLabel(request.params.label);
           let answer;
           try {
-            answer = await deps.server.handle(request.body, label);
+            if (type !== PKIXCMP || !request.body) throw new FleetError('CMP_MEDIA_TYPE', `send a DER PKIMessage as ${PKIXCMP}, not "${type.slice(0, 60)}"`, { httpStatus: 415 });
+            const label = enrolmentLabel(request.params.label);
+            answer = await deps.server.handle(request.body, label, () => ticket.refund());
           } catch (err) {
-            // Only a fault of this server gets here (the HSM, the database): no CMP answer can be signed.
+            // Not CMP at all, or a fault of this server (the HSM, the database): not the sender's failure.
+            ticket.refund();
             if (isFleetError(err)) throw err;
             request.log.error({ err: { message: (err as Error).message } }, 'CMP request failed');
             throw new FleetError('CMP_UNAVAILABLE', 'the CMP service cannot answer now; try again', { httpStatus: 503 });
           }
+          // Its place in the budget stays spent, and the address's failed authentications count it.
+          if (!answer.authenticated) await deps.access.recordFailedAuthentication(request, 'CMP_PROTECTION_FAILED');
           if (answer.retryAfterSeconds) reply.header('retry-after', String(answer.retryAfterSeconds));
           return reply.status(answer.httpStatus).header('content-type', PKIXCMP).send(answer.der);
         },

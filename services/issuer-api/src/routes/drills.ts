@@ -1,27 +1,51 @@
 import type { FastifyInstance } from 'fastify';
-import { auditActor } from '@fleetpki/ca';
-import type { FleetConfig } from '@fleetpki/core';
+import { type DualControl, type SiteGuard, auditActor } from '@fleetpki/ca';
+import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { appendAuditEvents, listDrillRuns, type Pool } from '@fleetpki/store';
 import { type ApiAccess, requireRole } from '../auth.js';
 import { launchFailoverDrill } from '../drill-launcher.js';
 
-/** GET /v1/drills: the failover, switchover and failback drills run here, newest first, with their figures and timelines. */
-export function registerDrillRoutes(app: FastifyInstance, deps: { config: FleetConfig; pool: Pool; authenticator: ApiAccess }): void {
-  app.post<{ Body: { kind: 'failover'; devices?: number } }>(
+/**
+ * POST /v1/drills starts a failover drill on a test deployment. It kills the active site, so it is a
+ * dual-control action like a planned switchover: an administrator requests drill.failover, a second
+ * approves, one of the two starts it here with the approval's id (claimed once, given back if the drill
+ * does not start). One drill at a time is the drill's own lock in etcd: a second gets 409 DRILL_RUNNING.
+ * GET /v1/drills: the failover, switchover and failback drills run here, newest first, with their
+ * figures and timelines.
+ */
+export function registerDrillRoutes(app: FastifyInstance, deps: { config: FleetConfig; pool: Pool; authenticator: ApiAccess; guard: SiteGuard; dualControl: DualControl }): void {
+  app.post<{ Body: { kind: 'failover'; devices?: number; approval?: string } }>(
     '/v1/drills',
     {
       preParsing: requireRole(deps.authenticator, ['administrator']),
       schema: {
-        summary: 'Start a failover drill (test deployments only: FLEETPKI_CONSOLE_DRILLS=on); its figures appear in GET /v1/drills when it ends',
+        summary: 'Start a failover drill (test deployments only: FLEETPKI_CONSOLE_DRILLS=on) under an approved drill.failover request; its figures appear in GET /v1/drills when it ends',
+        description: 'Dual control: POST /v1/approvals {"action":"drill.failover"}, a second administrator approves, then one of the two starts it here with "approval". One drill at a time (409 DRILL_RUNNING).',
         tags: ['system'],
         security: [{ bearer: [] }],
-        body: { type: 'object', required: ['kind'], additionalProperties: false, properties: { kind: { type: 'string', enum: ['failover'] }, devices: { type: 'integer', minimum: 100, maximum: 100_000, default: 2_000 } } },
+        body: {
+          type: 'object',
+          required: ['kind'],
+          additionalProperties: false,
+          properties: { kind: { type: 'string', enum: ['failover'] }, devices: { type: 'integer', minimum: 100, maximum: 100_000, default: 2_000 }, approval: { type: 'string', maxLength: 64 } },
+        },
       },
     },
     async (request, reply) => {
-      const started = launchFailoverDrill(deps.config, request.body.devices ?? 2_000);
-      await appendAuditEvents(deps.pool, [{ site: deps.config.site, actor: auditActor(request.principal!), action: 'drill.start', subject: 'failover', details: { pid: started.pid, log: started.log } }]);
-      return reply.status(202).send({ started: 'failover', pid: started.pid, log: started.log });
+      if (!deps.config.console.drills) {
+        throw new FleetError('DRILLS_DISABLED', 'drills start from the API only on a test deployment (FLEETPKI_CONSOLE_DRILLS=on); elsewhere run `pnpm fleetpki drill failover` where the sites are', { httpStatus: 403 });
+      }
+      const approval = request.body.approval;
+      if (!approval) {
+        throw new FleetError('DUAL_CONTROL_REQUIRED', 'a failover drill kills the active site: it takes two administrators. Request it (POST /v1/approvals {"action":"drill.failover"}, or pnpm fleetpki approvals request drill.failover), have another administrator approve it, then POST /v1/drills {"kind":"failover","approval":"<id>"}', { httpStatus: 403 });
+      }
+      await deps.guard.assertWritable();
+      const principal = request.principal!;
+      const { record, outcome: started } = await deps.dualControl.execute(principal, approval, 'drill.failover', () =>
+        launchFailoverDrill(deps.config, { devices: request.body.devices ?? 2_000, startedBy: `person:${principal.name} (approval ${approval})` }),
+      );
+      await appendAuditEvents(deps.pool, [{ site: deps.config.site, actor: auditActor(principal), action: 'drill.start', subject: 'failover', details: { pid: started.pid, log: started.log, approval, requestedBy: record.requestedByName, approvedBy: record.approvedByName } }]);
+      return reply.status(202).send({ started: 'failover', pid: started.pid, log: started.log, approval });
     },
   );
 

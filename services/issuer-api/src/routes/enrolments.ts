@@ -79,6 +79,7 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
         publicKey,
         manufacturerId: principal.manufacturerId!,
         actor: auditActor(principal),
+        protocol: 'api',
       });
       if (!issued.reused) deps.metrics.issued.inc({ profile: profile.id, key_role: keyRole });
       // Already answered 503 by the write deadline (its commit waited for the standby): the client

@@ -1,16 +1,13 @@
-import { createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { FleetError, eui64FromBytes, eui64ToBytes, isFleetError, isUuid, type FleetConfig } from '@fleetpki/core';
+import { FleetError, eui64FromBytes, isFleetError, isUuid, type FleetConfig } from '@fleetpki/core';
 import { ENROLMENT_LABELS, auditActor, enrolmentLabel, type CaStatusGuard, type EnrolmentService, type IssuedCertificate, type SiteGuard } from '@fleetpki/ca';
-import { decideEstRequest, getEstRequest, holdEstRequest, listEstRequests, type Pool } from '@fleetpki/store';
+import { decideEnrolmentRequest, getEnrolmentRequest, listEnrolmentRequests, type Pool } from '@fleetpki/store';
 import { certsOnly, estBase64, estCsrAttributes, checkCsr, getProfile, readCsrDeviceId, readEstBase64, type PossessionVerifier } from '@fleetpki/x509';
 import { type ApiAccess, requireRole } from '../auth.js';
 import type { IssuerMetrics } from '../metrics.js';
 
 export interface EstDeps {
-  readonly config: FleetConfig;
-  readonly pool: Pool;
   readonly enrolment: EnrolmentService;
   readonly authenticator: ApiAccess;
   readonly guard: SiteGuard;
@@ -55,9 +52,6 @@ function presentedDeviceCertificate(request: FastifyRequest): { serial: Buffer; 
  * metrics as POST /v1/enrolments; only the envelope differs (PKCS#10 in, certs-only CMS out).
  */
 export function registerEstRoutes(app: FastifyInstance, deps: EstDeps): void {
-  const approvalLabels = new Set(deps.config.est.approvalLabels);
-  for (const label of approvalLabels) enrolmentLabel(label); // a typo in the configuration stops the start, named
-  const retryAfter = String(deps.config.est.retryAfterSeconds);
   const factoryOnly = requireRole(deps.authenticator, ['factory']);
 
   const respondCertificate = (reply: FastifyReply, issued: IssuedCertificate) =>
@@ -77,25 +71,19 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstDeps): void {
     const device = renewal ? (presentedDevices.get(request) ?? presentedDeviceCertificate(request)) : undefined;
     const principal = request.principal;
     const actor = principal ? auditActor(principal) : `device:${eui64}`;
-    const enrolment = { eui64, keyRole: label.keyRole, profileId: profile.id, deviceType: 'smart-meter', publicKey, actor };
-
-    if (!renewal && approvalLabels.has(label.label)) {
-      const held = await holdEstRequest(deps.pool, deps.config.site, { label: label.label, csrSha256: createHash('sha256').update(der).digest(), manufacturerId: principal!.manufacturerId!, eui64: eui64ToBytes(eui64), requestedBy: actor });
-      if (held.manufacturerId !== principal!.manufacturerId) throw new FleetError('EST_REQUEST_FOREIGN', `this CSR is held for another manufacturer's request`, { httpStatus: 403 });
-      if (held.status === 'refused') throw new FleetError('EST_REQUEST_REFUSED', `EST request ${held.id} was refused by ${held.decidedBy ?? 'an administrator'}`, { httpStatus: 403 });
-      if (held.status === 'pending') {
-        return reply.status(202).header('retry-after', retryAfter).send({ code: 'EST_APPROVAL_PENDING', message: `label ${label.label} needs an administrator's approval: request ${held.id}; send the same CSR again after ${retryAfter} s`, details: { request: held.id } });
-      }
-    }
+    const enrolment = { eui64, keyRole: label.keyRole, profileId: profile.id, deviceType: 'smart-meter', publicKey, actor, protocol: 'est' as const };
 
     let issued: IssuedCertificate;
     try {
       issued = device ? await deps.enrolment.renew(enrolment, device) : await deps.enrolment.enrol({ ...enrolment, manufacturerId: principal!.manufacturerId! });
     } catch (err) {
-      // Another enrolment of this device and role is in flight: RFC 7030 4.2.3's "come back later".
-      if (isFleetError(err, 'CERTIFICATE_PENDING')) {
-        return reply.status(202).header('retry-after', String((err.details as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds ?? retryAfter)).send(err.toJSON());
-      }
+      // RFC 7030 4.2.3's "come back later": the label is held for an administrator (the enrolment service
+      // holds it for every protocol; EST keeps the codes it answered with before), or another enrolment
+      // of this device and role is in flight.
+      const retryAfter = (err: FleetError) => String((err.details as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds ?? 1);
+      if (isFleetError(err, 'ENROLMENT_APPROVAL_PENDING')) return reply.status(202).header('retry-after', retryAfter(err)).send({ code: 'EST_APPROVAL_PENDING', message: err.message, details: err.details });
+      if (isFleetError(err, 'ENROLMENT_REQUEST_REFUSED')) throw new FleetError('EST_REQUEST_REFUSED', err.message, { httpStatus: 403, ...(err.details ? { details: err.details } : {}) });
+      if (isFleetError(err, 'CERTIFICATE_PENDING')) return reply.status(202).header('retry-after', retryAfter(err)).send(err.toJSON());
       throw err;
     }
     if (!issued.reused) deps.metrics.issued.inc({ profile: profile.id, key_role: label.keyRole });
@@ -155,15 +143,17 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstDeps): void {
 }
 
 /**
- * The administrators' side of held EST requests: list them, approve or refuse one (once). The factory's
- * client is polling with the same CSR; its next poll after an approval gets the certificate.
+ * The administrators' side of held enrolment requests (every protocol's: the path is from when only EST
+ * held them): list them, approve or refuse one (once). The factory's client is polling with the same
+ * device key; its next request after an approval, by any protocol, gets the certificate.
  */
 export function registerEstRequestRoutes(app: FastifyInstance, deps: { pool: Pool; authenticator: ApiAccess; guard: SiteGuard; site: FleetConfig['site'] }): void {
-  const present = (r: Awaited<ReturnType<typeof getEstRequest>> & object) => ({
+  const present = (r: Awaited<ReturnType<typeof getEnrolmentRequest>> & object) => ({
     id: r.id,
     label: r.label,
     manufacturer: r.manufacturerId,
     eui64: eui64FromBytes(r.eui64),
+    protocol: r.protocol,
     requestedBy: r.requestedBy,
     status: r.status,
     decidedBy: r.decidedBy,
@@ -174,23 +164,23 @@ export function registerEstRequestRoutes(app: FastifyInstance, deps: { pool: Poo
     '/v1/est/requests',
     {
       preParsing: requireRole(deps.authenticator, ['administrator', 'auditor']),
-      schema: { summary: 'EST requests held for approval', tags: ['est'], security: [{ bearer: [] }], querystring: { type: 'object', additionalProperties: false, properties: { status: { type: 'string', enum: ['pending', 'approved', 'refused'] } } } },
+      schema: { summary: 'Enrolment requests held for approval (labels in FLEETPKI_APPROVAL_LABELS; every protocol)', tags: ['est'], security: [{ bearer: [] }], querystring: { type: 'object', additionalProperties: false, properties: { status: { type: 'string', enum: ['pending', 'approved', 'refused'] } } } },
     },
-    async (request) => (await listEstRequests(deps.pool, request.query.status ?? 'pending')).map(present),
+    async (request) => (await listEnrolmentRequests(deps.pool, request.query.status ?? 'pending')).map(present),
   );
   for (const decision of ['approve', 'refuse'] as const) {
     app.post<{ Params: { id: string } }>(
       `/v1/est/requests/:id/${decision}`,
-      { preParsing: requireRole(deps.authenticator, ['administrator']), schema: { summary: `${decision} a held EST request`, tags: ['est'], security: [{ bearer: [] }], params: { type: 'object', properties: { id: { type: 'string', maxLength: 64 } } } } },
+      { preParsing: requireRole(deps.authenticator, ['administrator']), schema: { summary: `${decision} a held enrolment request`, tags: ['est'], security: [{ bearer: [] }], params: { type: 'object', properties: { id: { type: 'string', maxLength: 64 } } } } },
       async (request) => {
         await deps.guard.assertWritable();
         const id = request.params.id;
-        const found = isUuid(id) ? await getEstRequest(deps.pool, id) : undefined;
-        if (!found) throw new FleetError('EST_REQUEST_NOT_FOUND', `no EST request ${id.slice(0, 40)}`, { httpStatus: 404 });
-        if (!(await decideEstRequest(deps.pool, deps.site, id, decision === 'approve' ? 'approved' : 'refused', auditActor(request.principal!)))) {
-          throw new FleetError('EST_REQUEST_DECIDED', `EST request ${id} was already ${found.status}`, { httpStatus: 409 });
+        const found = isUuid(id) ? await getEnrolmentRequest(deps.pool, id) : undefined;
+        if (!found) throw new FleetError('EST_REQUEST_NOT_FOUND', `no held enrolment request ${id.slice(0, 40)}`, { httpStatus: 404 });
+        if (!(await decideEnrolmentRequest(deps.pool, deps.site, id, decision === 'approve' ? 'approved' : 'refused', auditActor(request.principal!)))) {
+          throw new FleetError('EST_REQUEST_DECIDED', `enrolment request ${id} was already ${found.status}`, { httpStatus: 409 });
         }
-        return present((await getEstRequest(deps.pool, id))!);
+        return present((await getEnrolmentRequest(deps.pool, id))!);
       },
     );
   }

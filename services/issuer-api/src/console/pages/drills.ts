@@ -37,7 +37,10 @@ function timeline(events: readonly { at: string; event: string }[], id: string):
 /** `csrf` is given when this person may start a drill here (an administrator, on a test deployment). */
 export function drillsBody(drills: readonly DrillView[], csrf?: string): Html {
   const start = csrf
-    ? html`<form method="post" action="/console/drills">${csrfField(csrf)}<p><button type="submit" class="danger">Run a failover drill (test deployment)</button></p><p class="hint">It kills this site's database and services mid-batch; the standby takes over and the figures appear here, on the site that is active afterwards.</p></form>`
+    ? html`<form method="post" action="/console/drills">${csrfField(csrf)}<label for="drill-approval">Approved drill.failover request</label>
+    <p class="hint" id="drill-approval-hint">It kills this site's database and services mid-batch, so it takes two administrators: one requests it (<code>pnpm fleetpki approvals request drill.failover</code>), another approves it (Approvals), then either starts it here with the request's id. One drill at a time. The standby takes over and the figures appear here, on the site that is active afterwards.</p>
+    <input id="drill-approval" name="approval" required maxlength="64" aria-describedby="drill-approval-hint" autocomplete="off">
+    <p><button type="submit" class="danger">Run a failover drill (test deployment)</button></p></form>`
     : '';
   const intro = html`<p class="hint">Drills run from the CLI, where the sites are: <code>pnpm fleetpki drill failover</code>, <code>drill switchover --approval &lt;id&gt;</code> and <code>drill failback</code> (see the README). Each leaves its figures here.</p>${start}`;
   if (drills.length === 0) return html`${intro}<p>No drills recorded yet.</p>`;
