@@ -62,8 +62,9 @@ before(async () => {
   officerToken = await createToken(pool, 'revocation-officer', null, 'fuzz-officer');
   adminToken = await createToken(pool, 'administrator', null, 'fuzz-admin');
   const stream = new Writable({ write(chunk, _enc, done) { logLines.push(String(chunk)); done(); } });
-  // Limits high enough that the campaign measures input handling, not the rate limiter (tested apart).
-  runtime = await createIssuerRuntime({ ...config, site: 'a', api: { ...config.api, rateLimitPerMinute: 10_000_000, failedAuthPerMinute: 10_000_000 } }, { logger: { level: 'info', stream }, hsmSessions: 1, poolSize: 6, batchLimits: { ...DEFAULT_BATCH_LIMITS, maxLineBytes: 16 * 1024 } });
+  // Limits high enough that the campaign measures input handling, not the rate limiter or the upload
+  // admission (tested apart: test/upload-limits.test.ts); its 16 clients share one factory.
+  runtime = await createIssuerRuntime({ ...config, site: 'a', api: { ...config.api, rateLimitPerMinute: 10_000_000, failedAuthPerMinute: 10_000_000 }, uploads: { ...config.uploads, connections: 16, perManufacturer: 16 } }, { logger: { level: 'info', stream }, hsmSessions: 1, poolSize: 6, batchLimits: { ...DEFAULT_BATCH_LIMITS, maxLineBytes: 16 * 1024 } });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   base = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
 });

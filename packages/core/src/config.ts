@@ -204,7 +204,32 @@ export interface FleetConfig {
     readonly tls: boolean;
     /** Where `fleetpki tls server` writes this site's key, certificate and client CA bundle. */
     readonly tlsDir: string;
+    /** Database connections of the issuer API's general pool (enrolment, batches' reads, tokens, ...). */
+    readonly connections: number;
+    /**
+     * Connections of a pool of their own for revocation, approvals, certificate lookups and health, so
+     * that these are never queued behind anything else the API does.
+     */
+    readonly reservedConnections: number;
   };
+  /**
+   * Factory manifest uploads (POST /v1/batches). They copy into PostgreSQL through a pool of their own
+   * (`connections`, which is also how many the process takes at once), at most `perManufacturer` at a
+   * time for one manufacturer; an upload that sends less than `progressBytes` in `idleSeconds`, or is
+   * still sending after `maxSeconds`, is cut and leaves nothing behind.
+   */
+  readonly uploads: {
+    readonly connections: number;
+    readonly perManufacturer: number;
+    readonly idleSeconds: number;
+    readonly progressBytes: number;
+    readonly maxSeconds: number;
+  };
+  /**
+   * Device-key bundle downloads: each holds an HSM session while it streams; at most `concurrency` at
+   * once per process, each closed (its session released) after `maxSeconds` however slowly it is read.
+   */
+  readonly deviceKeyBundles: { readonly concurrency: number; readonly maxSeconds: number };
 }
 
 const port = z.coerce.number().int().min(1024).max(65535);
@@ -269,6 +294,15 @@ const envSchema = z.object({
   FLEETPKI_CONSOLE_DRILLS: z.enum(['on', 'off']).default('off'),
   FLEETPKI_EST_REVOKE_SUPERSEDED_AFTER_S: z.union([z.literal('never'), z.coerce.number().int().min(0).max(365 * 86_400)]).default('never'),
   FLEETPKI_APPROVAL_TTL_MINUTES: z.coerce.number().int().min(1).max(7 * 24 * 60).default(240),
+  FLEETPKI_API_CONNECTIONS: z.coerce.number().int().min(1).max(500).default(16),
+  FLEETPKI_API_RESERVED_CONNECTIONS: z.coerce.number().int().min(1).max(100).default(4),
+  FLEETPKI_UPLOAD_CONNECTIONS: z.coerce.number().int().min(1).max(100).default(4),
+  FLEETPKI_UPLOADS_PER_MANUFACTURER: z.coerce.number().int().min(1).max(100).default(2),
+  FLEETPKI_UPLOAD_IDLE_S: z.coerce.number().int().min(1).max(3_600).default(30),
+  FLEETPKI_UPLOAD_PROGRESS_BYTES: z.coerce.number().int().min(1).max(64 * 1024 * 1024).default(1024),
+  FLEETPKI_UPLOAD_MAX_S: z.coerce.number().int().min(10).max(7 * 86_400).default(3_600),
+  FLEETPKI_DEVICE_KEY_BUNDLES: z.coerce.number().int().min(1).max(64).default(2),
+  FLEETPKI_DEVICE_KEY_BUNDLE_MAX_S: z.coerce.number().int().min(1).max(86_400).default(600),
 });
 
 export type FleetEnv = Record<string, string | undefined>;
@@ -426,7 +460,17 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       host: apiHost,
       tls: e.FLEETPKI_API_TLS === 'on',
       tlsDir: join(deploymentDir, 'tls', `site-${e.FLEETPKI_SITE}`),
+      connections: e.FLEETPKI_API_CONNECTIONS,
+      reservedConnections: e.FLEETPKI_API_RESERVED_CONNECTIONS,
     },
+    uploads: {
+      connections: e.FLEETPKI_UPLOAD_CONNECTIONS,
+      perManufacturer: e.FLEETPKI_UPLOADS_PER_MANUFACTURER,
+      idleSeconds: e.FLEETPKI_UPLOAD_IDLE_S,
+      progressBytes: e.FLEETPKI_UPLOAD_PROGRESS_BYTES,
+      maxSeconds: e.FLEETPKI_UPLOAD_MAX_S,
+    },
+    deviceKeyBundles: { concurrency: e.FLEETPKI_DEVICE_KEY_BUNDLES, maxSeconds: e.FLEETPKI_DEVICE_KEY_BUNDLE_MAX_S },
     siteLease: { leaseMs: e.FLEETPKI_SITE_LEASE_MS, renewEveryMs: Math.max(200, Math.floor(e.FLEETPKI_SITE_LEASE_MS / 5)) },
     consensus: {
       members,

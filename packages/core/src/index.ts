@@ -5,4 +5,5 @@ export * from './config.js';
 export * from './device-key-bundle.js';
 export * from './run-service.js';
 export * from './worker-pool.js';
+export * from './progress-deadline.js';
 export * from './drill-start-message.js';

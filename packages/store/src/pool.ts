@@ -10,6 +10,11 @@ export interface PoolOptions {
   applicationName?: string;
   max?: number;
   connectionTimeoutMillis?: number;
+  /**
+   * PostgreSQL ends a session left idle inside a transaction this long (idle_in_transaction_session_timeout):
+   * a backstop for pools whose transactions wait on a client (uploads), should the process's own deadline fail.
+   */
+  idleInTransactionTimeoutMs?: number;
 }
 
 // BYTEA comes back as Buffer already; BIGINT (OID 20) and NUMERIC stay strings unless parsed. Counts and
@@ -22,6 +27,7 @@ export function createPool(databaseUrl: string, options: PoolOptions = {}): Pool
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? 5_000,
     application_name: options.applicationName ?? 'fleetpki',
+    ...(options.idleInTransactionTimeoutMs !== undefined ? { idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs } : {}),
   });
   // A client losing its server (site failover, `sites down`, a killed PostgreSQL) must not crash the
   // process: idle in the pool (pool 'error'), or checked out between two queries of a transaction that

@@ -1,5 +1,5 @@
 import { FleetError, type DatabaseClient, type FleetConfig } from '@fleetpki/core';
-import { createPool, describeConnectionError, type Pool } from './pool.js';
+import { createPool, describeConnectionError, type Pool, type PoolOptions } from './pool.js';
 
 /**
  * A service's connection pool to its site's CA database, checked before the service starts: the
@@ -7,10 +7,12 @@ import { createPool, describeConnectionError, type Pool } from './pool.js';
  * that silently worked on another database than the one it was pointed at is how a benchmark once
  * waited for ever; now it refuses to start and says which two differ.
  */
-export async function openServicePool(config: FleetConfig, service: DatabaseClient, max: number): Promise<Pool> {
+export async function openServicePool(config: FleetConfig, service: DatabaseClient, max: number, options: Pick<PoolOptions, 'idleInTransactionTimeoutMs'> & { purpose?: string } = {}): Promise<Pool> {
   const site = config.sites[config.site];
   const url = site.serviceDatabaseUrls[service];
-  const pool = createPool(url, { applicationName: `fleetpki-${service}-${site.id}`, max });
+  // A process may have several pools (the issuer API: general, reserved, uploads): each says which it is.
+  const applicationName = `fleetpki-${service}-${site.id}${options.purpose ? `-${options.purpose}` : ''}`;
+  const pool = createPool(url, { applicationName, max, ...(options.idleInTransactionTimeoutMs !== undefined ? { idleInTransactionTimeoutMs: options.idleInTransactionTimeoutMs } : {}) });
   let reached: string;
   try {
     reached = (await pool.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db;

@@ -5,7 +5,7 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, EnrolmentService, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, UploadAdmission, DualControl, EnrolmentService, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { expireWaitingCmpTransactions, openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
@@ -46,7 +46,15 @@ const REASON_SUPERSEDED = 4;
 
 export interface IssuerApiDeps {
   readonly config: FleetConfig;
+  /** The general pool: enrolment, batches' reads, tokens, the console, the reconciler. */
   readonly pool: Pool;
+  /**
+   * Revocation, approvals, certificate lookups, the site guard and /readyz: a pool of their own, so they
+   * never wait behind the rest (default: the general pool, for tests that build the app alone).
+   */
+  readonly reservedPool?: Pool;
+  /** Manifest uploads, whose transactions last as long as a factory takes to send (default: the general pool). */
+  readonly uploadPool?: Pool;
   readonly ca: IssuingCa;
   /** The site's HSM key store: device keys are diversified and wrapped in it. */
   readonly keyStore: KeyStore;
@@ -100,7 +108,12 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true } },
     // Keep-alive clients (factory lines) reuse connections; the default 72 s suits load balancers.
     keepAliveTimeout: 72_000,
+    // No request takes longer to arrive than the longest upload may (fastify's default is no limit at
+    // all); uploads have their own, tighter deadlines (routes/batches.ts).
+    requestTimeout: (deps.config.uploads.maxSeconds + 60) * 1000,
   });
+  const reservedPool = deps.reservedPool ?? deps.pool;
+  const uploadPool = deps.uploadPool ?? deps.pool;
   installErrorHandling(app);
   installSecurityHeaders(app, { https: deps.tls !== undefined });
   await installRateLimits(app, deps.config.api.rateLimitPerMinute);
@@ -116,8 +129,12 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   await app.register(cookie);
   const sessions = new ConsoleSessions(postgresConsoleSessionStore(deps.pool), deps.config.console);
   const authenticator = new ApiAccess(new TokenAuthenticator(deps.pool), deps.pool, deps.config.site, { failedAuthPerMinute: deps.config.api.failedAuthPerMinute, sessions });
-  // The other site is named with this one's scheme: both sites serve the API the same way.
-  const guard = new SiteGuard(deps.pool, { ...deps.config, api: { ...deps.config.api, tls: deps.tls !== undefined } }, deps.lease);
+  // Revocation, status and health authenticate, read and write over the reserved pool.
+  const reservedAccess = authenticator.over(reservedPool, new ConsoleSessions(postgresConsoleSessionStore(reservedPool), deps.config.console));
+  // The other site is named with this one's scheme: both sites serve the API the same way. Every route
+  // asks the guard (a few small queries a second at most): on the reserved pool, so that a busy general
+  // pool never keeps a revocation, or /readyz, waiting on it.
+  const guard = new SiteGuard(reservedPool, { ...deps.config, api: { ...deps.config.api, tls: deps.tls !== undefined } }, deps.lease);
   installWriteDeadline(app, guard, deps.config.writeWaitMs);
   guard.onWritesBlocked = (blocked) => {
     metrics.writesBlocked.set(blocked ? 1 : 0);
@@ -153,11 +170,11 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   }, Math.max(1_000, Math.min(10_000, deps.config.intentTimeoutSeconds * 250)));
   reconcileTimer.unref();
   app.addHook('onClose', async () => clearInterval(reconcileTimer));
-  const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site);
+  const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site, { concurrency: deps.config.deviceKeyBundles.concurrency, maxMs: deps.config.deviceKeyBundles.maxSeconds * 1000 });
   const caGuard = new CaStatusGuard(deps.pool);
   const possession = deps.possession ?? inlinePossessionVerifier;
   registerEnrolmentRoutes(app, { enrolment, deviceKeys, rawKeys: new RawKeyStatements(deps.pool, possession), authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, possession });
-  registerCertificateRoutes(app, { pool: deps.pool, authenticator });
+  registerCertificateRoutes(app, { pool: reservedPool, authenticator: reservedAccess });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
   const chainDer = chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain'));
   registerEstRoutes(app, { enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer, possession });
@@ -185,15 +202,30 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
       ...(deps.pbm ? { pbm: deps.pbm } : {}),
     }),
   });
-  registerBatchRoutes(app, { pool: deps.pool, intake: new BatchIntake(deps.pool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS, heldLabels), queue: deps.queue, authenticator, guard, chainPem: chain, deviceKeys });
+  const uploads = deps.config.uploads;
+  registerBatchRoutes(app, {
+    pool: deps.pool,
+    intake: new BatchIntake(uploadPool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS, heldLabels),
+    // As many uploads at once as their pool has connections: none ever waits for one.
+    admission: new UploadAdmission({ total: uploads.connections, perManufacturer: uploads.perManufacturer, retryAfterSeconds: 10 }),
+    uploads,
+    queue: deps.queue,
+    authenticator,
+    guard,
+    chainPem: chain,
+    deviceKeys,
+  });
   const hsm = hsmProbe(deps.ca, deps.keyStore);
-  registerSystemRoutes(app, { pool: deps.pool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site, hsm });
+  registerSystemRoutes(app, { pool: reservedPool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site, hsm });
   registerOverviewRoutes(app, { config: deps.config, pool: deps.pool, guard, ca: deps.ca, queue: deps.queue, hsm, authenticator });
   registerAuditRoutes(app, { pool: deps.pool, deploymentDir: deps.config.deploymentDir, authenticator });
   const dualControl = new DualControl(deps.pool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
   registerDrillRoutes(app, { config: deps.config, pool: deps.pool, authenticator, guard, dualControl });
-  registerRevocationRoutes(app, { pool: deps.pool, revocations, dualControl, threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes }, authenticator, guard });
-  registerApprovalRoutes(app, { pool: deps.pool, dualControl, revocations, authenticator, guard });
+  // Revocation must never queue behind a factory, nor behind enrolments: its own connections.
+  const reservedRevocations = new RevocationService(reservedPool, deps.config.site);
+  const reservedDualControl = new DualControl(reservedPool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
+  registerRevocationRoutes(app, { pool: reservedPool, revocations: reservedRevocations, dualControl: reservedDualControl, threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes }, authenticator: reservedAccess, guard });
+  registerApprovalRoutes(app, { pool: reservedPool, dualControl: reservedDualControl, revocations: reservedRevocations, authenticator: reservedAccess, guard });
   registerTokenRoutes(app, { pool: deps.pool, site: deps.config.site, authenticator, access: new AccessAdministration(deps.pool, deps.config.site, dualControl) });
   await registerConsole(app, { access: authenticator, tls: deps.tls !== undefined, drills: deps.config.console.drills });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
@@ -202,6 +234,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
 
 export interface IssuerRuntime {
   readonly app: FastifyInstance;
+  /** The general pool (IssuerApiDeps.pool). */
   readonly pool: Pool;
   readonly keyStore: KeyStore;
   close(): Promise<void>;
@@ -210,8 +243,21 @@ export interface IssuerRuntime {
 /** Wires config -> database, HSM, issuing CA -> app. Refuses to start when the CA key does not match. */
 export async function createIssuerRuntime(config: FleetConfig, options: { logger?: IssuerApiDeps['logger']; hsmSessions?: number; poolSize?: number; batchLimits?: BatchLimits; tls?: TlsMaterial } = {}): Promise<IssuerRuntime> {
   const site = config.sites[config.site];
-  const pool = await openServicePool(config, 'issuer', options.poolSize ?? 16);
-  const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4, signingThreads: config.signing.threads });
+  const pool = await openServicePool(config, 'issuer', options.poolSize ?? config.api.connections);
+  const reservedPool = await openServicePool(config, 'issuer', config.api.reservedConnections, { purpose: 'reserved' }).catch(async (err: unknown) => {
+    await pool.end();
+    throw err;
+  });
+  // PostgreSQL ends an upload's transaction itself if it sits idle well past the upload's own deadline.
+  const uploadPool = await openServicePool(config, 'issuer', config.uploads.connections, { purpose: 'uploads', idleInTransactionTimeoutMs: (config.uploads.idleSeconds + 60) * 1000 }).catch(async (err: unknown) => {
+    await Promise.all([pool.end(), reservedPool.end()]);
+    throw err;
+  });
+  const endPools = () => Promise.all([pool.end(), reservedPool.end(), uploadPool.end()]);
+  const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4, signingThreads: config.signing.threads }).catch(async (err: unknown) => {
+    await endPools();
+    throw err;
+  });
   const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.issuer);
   const possession = PossessionThreads.start(config.possessionThreads);
   const pbm = PbmThreads.start(config.cmp.pbmThreads);
@@ -219,7 +265,7 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
     await lease.start();
     const { ca, root, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
     const queue = new ChunkQueue(site.redisUrl, config.pgDatabase);
-    const app = await buildIssuerApi({ config, pool, ca, keyStore, queue, lease, possession, pbm, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    const app = await buildIssuerApi({ config, pool, reservedPool, uploadPool, ca, keyStore, queue, lease, possession, pbm, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
       pool,
@@ -231,7 +277,7 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
         await possession.close();
         await pbm.close();
         await keyStore.close();
-        await pool.end();
+        await endPools();
       },
     };
   } catch (err) {
@@ -239,7 +285,7 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
     await possession.close();
     await pbm.close();
     await keyStore.close();
-    await pool.end();
+    await endPools();
     throw err;
   }
 }

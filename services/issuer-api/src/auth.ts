@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, isFleetError, type SiteId } from '@fleetpki/core';
 import type { TLSSocket } from 'node:tls';
-import { ClientCertificateAuthenticator, type ConsoleSessions, type Principal, type Role, type TokenAuthenticator, auditActor } from '@fleetpki/ca';
+import { ClientCertificateAuthenticator, TokenAuthenticator, type ConsoleSessions, type Principal, type Role, auditActor } from '@fleetpki/ca';
 import { appendAuditEvents, type Pool } from '@fleetpki/store';
 
 declare module 'fastify' {
@@ -26,7 +26,7 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
  * for the rest of the window: tokens have 256 random bits, so this is about load and noise in the
  * audit log, not about guessing.
  */
-class FailedAuthLimiter {
+export class FailedAuthLimiter {
   private readonly windows = new Map<string, { start: number; count: number }>();
   constructor(private readonly perMinute: number) {}
 
@@ -72,14 +72,23 @@ export class ApiAccess {
     readonly authenticator: TokenAuthenticator,
     private readonly pool: Pool,
     private readonly site: SiteId,
-    options: { failedAuthPerMinute: number; sessions?: ConsoleSessions },
+    options: { failedAuthPerMinute: number | FailedAuthLimiter; sessions?: ConsoleSessions | undefined },
   ) {
-    this.limiter = new FailedAuthLimiter(options.failedAuthPerMinute);
+    this.limiter = typeof options.failedAuthPerMinute === 'number' ? new FailedAuthLimiter(options.failedAuthPerMinute) : options.failedAuthPerMinute;
     this.certificates = new ClientCertificateAuthenticator(pool);
     this.sessions = options.sessions;
   }
 
   readonly sessions: ConsoleSessions | undefined;
+
+  /**
+   * The same rules over another connection pool (the reserved one): credentials (and console sessions,
+   * given a store over that pool) are looked up and refusals audited there, and failed attempts count
+   * against the same per-address limit.
+   */
+  over(pool: Pool, sessions: ConsoleSessions | undefined = this.sessions): ApiAccess {
+    return new ApiAccess(new TokenAuthenticator(pool), pool, this.site, { failedAuthPerMinute: this.limiter, sessions });
+  }
 
   /** A token when one is sent (Bearer, or Basic over TLS); else a client certificate TLS has checked against the organisation CA. */
   private async authenticate(request: FastifyRequest): Promise<Principal> {

@@ -28,6 +28,8 @@ export async function installRateLimits(app: FastifyInstance, perMinute: number)
     max: perMinute,
     timeWindow: 60_000,
     allowList: (request) => ['/healthz', '/readyz', '/metrics'].includes(request.url),
+    // A request over a Unix socket (a local reverse proxy, a test) has no address: they share one budget.
+    keyGenerator: (request) => request.ip ?? 'unix-socket',
     errorResponseBuilder: (_request, context) => new FleetError('RATE_LIMITED', `more than ${context.max} requests a minute from this address; retry in ${Math.ceil(context.ttl / 1000)} s`, { httpStatus: 429 }),
   });
 }

@@ -6,6 +6,15 @@ import { assertDevicesOwned } from '../issuance/device-ownership.js';
 
 export const DEVICE_KEY_ROLES: readonly DeviceKeyRole[] = ['mac', 'enc'];
 
+export interface DeviceKeyBundleRequest {
+  readonly manufacturerId: string;
+  readonly roles: readonly DeviceKeyRole[];
+  readonly context?: string;
+  readonly actor: string;
+  /** Devices known up front: their ownership is checked before the HSM agrees a transport key. */
+  readonly devices?: readonly Buffer[];
+}
+
 export interface DeviceKeyBundle {
   readonly header: DeviceKeyBundleHeader;
   readonly keys: DeviceKeyLine[];
@@ -14,8 +23,18 @@ export interface DeviceKeyBundle {
 export interface OpenBundle {
   readonly header: DeviceKeyBundle['header'];
   wrap(eui64s: readonly Buffer[]): Promise<DeviceKeyBundle['keys']>;
+  /** Releases the bundle's HSM session and audits the bundle; safe to call more than once. */
   close(): Promise<void>;
 }
+
+export interface DeviceKeyBundleLimits {
+  /** Bundles open at once (openBundle); each holds an HSM session until it closes. */
+  readonly concurrency: number;
+  /** A bundle still open this long after it opened is closed: its session released, further wraps refused. */
+  readonly maxMs: number;
+}
+
+export const DEFAULT_DEVICE_KEY_BUNDLE_LIMITS: DeviceKeyBundleLimits = { concurrency: 2, maxMs: 600_000 };
 
 /** The uncompressed P-256 point of a factory's registered transport key (SPKI DER). */
 export function transportPoint(spki: Buffer): Buffer {
@@ -30,10 +49,13 @@ export function transportPoint(spki: Buffer): Buffer {
  * ECDH), with its check value stored here and nothing else.
  */
 export class DeviceKeyService {
+  private openBundles = 0;
+
   constructor(
     private readonly pool: Pool,
     private readonly keyStore: KeyStore,
     private readonly site: SiteId,
+    private readonly limits: DeviceKeyBundleLimits = DEFAULT_DEVICE_KEY_BUNDLE_LIMITS,
   ) {}
 
   /** A new master key version for `role`, generated in the HSM; earlier versions stay for existing devices. */
@@ -54,8 +76,35 @@ export class DeviceKeyService {
    * keys (of the manufacturer's own devices only: EUI64_OUTSIDE_RANGE otherwise) wrapped in as many calls as the caller likes (a million devices stream through in pages).
    * `context` names the bundle (a batch id) and is bound into the KEK. Diversification is deterministic,
    * so a bundle made again for the same devices carries the same keys (differently wrapped).
+   *
+   * A streamed bundle holds an HSM session for as long as its reader takes: at most
+   * `limits.concurrency` are open at once (beyond: 429 DEVICE_KEY_BUNDLES_BUSY), and each is closed
+   * after `limits.maxMs` however slowly it is read (`onExpired` is told, so the caller can end its
+   * response; further wraps are refused with DEVICE_KEY_BUNDLE_EXPIRED).
    */
-  async openBundle(request: { manufacturerId: string; roles: readonly DeviceKeyRole[]; context?: string; actor: string; devices?: readonly Buffer[] }): Promise<OpenBundle> {
+  async openBundle(request: DeviceKeyBundleRequest, options: { onExpired?: () => void } = {}): Promise<OpenBundle> {
+    if (this.openBundles >= this.limits.concurrency) {
+      throw new FleetError('DEVICE_KEY_BUNDLES_BUSY', `${this.openBundles} device-key bundles are being downloaded from this server, the most it serves at once (each holds an HSM session); try again shortly`, {
+        httpStatus: 429,
+        details: { limit: this.limits.concurrency, retryAfterSeconds: 10 },
+      });
+    }
+    this.openBundles++;
+    let counted = true;
+    // The slot is the HSM session: free again as soon as the session is closed, whoever closed it.
+    const uncount = () => {
+      if (counted) this.openBundles--;
+      counted = false;
+    };
+    try {
+      return await this.makeBundle(request, { ...options, onSessionClosed: uncount });
+    } catch (err) {
+      uncount();
+      throw err;
+    }
+  }
+
+  private async makeBundle(request: DeviceKeyBundleRequest, events: { onExpired?: () => void; onSessionClosed?: () => void } = {}): Promise<OpenBundle> {
     const spki = await getManufacturerTransportKey(this.pool, request.manufacturerId);
     if (spki === undefined) throw new FleetError('MANUFACTURER_NOT_FOUND', `no manufacturer ${request.manufacturerId}`, { httpStatus: 404 });
     if (spki === null) throw new FleetError('TRANSPORT_KEY_MISSING', `manufacturer ${request.manufacturerId} has no registered transport key: \`pnpm fleetpki manufacturers set-transport-key\``, { httpStatus: 409 });
@@ -68,7 +117,30 @@ export class DeviceKeyService {
     const contextBytes = Buffer.from(`${request.manufacturerId}/${context}`);
     const transport = await this.keyStore.openDeviceKeyTransport(transportPoint(spki), contextBytes);
     const pool = this.pool;
+    const maxMs = this.limits.maxMs;
     let devices = 0;
+    let expired = false;
+    // A wrap in progress finishes on its session before the session closes.
+    let inFlight: Promise<unknown> = Promise.resolve();
+    let closing: Promise<void> | undefined;
+    const finish = (): Promise<void> =>
+      (closing ??= (async () => {
+        clearTimeout(deadline);
+        await inFlight.catch(() => undefined);
+        try {
+          await transport.close();
+        } finally {
+          events.onSessionClosed?.();
+          await appendAuditEvents(pool, [{ site: this.site, actor: request.actor, action: 'device-key.bundle', subject: context, details: { manufacturer: request.manufacturerId, devices, roles: request.roles, ...(expired ? { expired: true, maxSeconds: maxMs / 1000 } : {}) } }]);
+        }
+      })());
+    const deadline = setTimeout(() => {
+      expired = true;
+      events.onExpired?.();
+      // Whoever closes the bundle next gets this promise (and its failure, if the audit write failed).
+      finish().catch(() => undefined);
+    }, maxMs);
+    deadline.unref();
     return {
       header: {
         type: 'device-key-transport',
@@ -80,26 +152,32 @@ export class DeviceKeyService {
         context: contextBytes.toString('base64'),
         manufacturer: request.manufacturerId,
       },
-      async wrap(eui64s) {
-        // Only the manufacturer's own devices: inside its EUI-64 ranges, registered to nobody else (checked
-        // already when these are the devices given up front).
-        if (eui64s !== request.devices) await assertDevicesOwned(pool, request.manufacturerId, eui64s);
-        const items = eui64s.flatMap((eui64) => request.roles.map((role) => ({ eui64, role, master: active.get(role)! })));
-        const wrapped = await transport.wrapDeviceKeys(items.map((i) => ({ masterLabel: i.master.keyLabel, data: diversificationData(i.eui64, i.role, i.master.version, 1) })));
-        await saveDeviceKeyChecks(pool, context, items.map((item, k) => ({ eui64: item.eui64, role: item.role, version: item.master.version, kcv: wrapped[k]!.kcv })));
-        devices += eui64s.length;
-        return items.map((item, k) => ({ type: 'device-key' as const, eui64: eui64FromBytes(item.eui64), role: item.role, version: item.master.version, wrapped: wrapped[k]!.wrapped.toString('base64'), kcv: wrapped[k]!.kcv.toString('hex') }));
+      wrap(eui64s) {
+        if (expired || closing) {
+          return Promise.reject(
+            new FleetError('DEVICE_KEY_BUNDLE_EXPIRED', expired ? `the device-key bundle was open for ${maxMs / 1000} s, the most one may take (FLEETPKI_DEVICE_KEY_BUNDLE_MAX_S); download it again: the same keys come back` : 'the device-key bundle is closed', { httpStatus: 408 }),
+          );
+        }
+        const work = (async () => {
+          // Only the manufacturer's own devices: inside its EUI-64 ranges, registered to nobody else (checked
+          // already when these are the devices given up front).
+          if (eui64s !== request.devices) await assertDevicesOwned(pool, request.manufacturerId, eui64s);
+          const items = eui64s.flatMap((eui64) => request.roles.map((role) => ({ eui64, role, master: active.get(role)! })));
+          const wrapped = await transport.wrapDeviceKeys(items.map((i) => ({ masterLabel: i.master.keyLabel, data: diversificationData(i.eui64, i.role, i.master.version, 1) })));
+          await saveDeviceKeyChecks(pool, context, items.map((item, k) => ({ eui64: item.eui64, role: item.role, version: item.master.version, kcv: wrapped[k]!.kcv })));
+          devices += eui64s.length;
+          return items.map((item, k) => ({ type: 'device-key' as const, eui64: eui64FromBytes(item.eui64), role: item.role, version: item.master.version, wrapped: wrapped[k]!.wrapped.toString('base64'), kcv: wrapped[k]!.kcv.toString('hex') }));
+        })();
+        inFlight = work;
+        return work;
       },
-      close: async () => {
-        await transport.close();
-        await appendAuditEvents(pool, [{ site: this.site, actor: request.actor, action: 'device-key.bundle', subject: context, details: { manufacturer: request.manufacturerId, devices, roles: request.roles } }]);
-      },
+      close: finish,
     };
   }
 
-  /** A whole bundle at once (CLI, tests). */
-  async issueBundle(request: { manufacturerId: string; eui64s: readonly Buffer[]; roles: readonly DeviceKeyRole[]; context?: string; actor: string }): Promise<DeviceKeyBundle> {
-    const bundle = await this.openBundle({ ...request, devices: request.eui64s });
+  /** A whole bundle at once (online enrolment, CLI, tests): bounded work with no reader to wait for, so outside the streamed bundles' cap. */
+  async issueBundle(request: DeviceKeyBundleRequest & { eui64s: readonly Buffer[] }): Promise<DeviceKeyBundle> {
+    const bundle = await this.makeBundle({ ...request, devices: request.eui64s });
     try {
       return { header: bundle.header, keys: await bundle.wrap(request.eui64s) };
     } finally {

@@ -97,7 +97,9 @@ class AlreadyAccepted extends Error {
  * type, point on the curve) and COPYed into batch_items inside one transaction; duplicates, devices
  * outside the manufacturer's EUI-64 ranges and conflicts with enrolled devices are found by SQL over what was copied (memory stays flat whatever the
  * batch size). A refused manifest rolls back: nothing of it remains. Proofs of possession are verified
- * by the workers, in parallel.
+ * by the workers, in parallel. `pool` is the uploads' own: a transaction here lasts as long as the
+ * client takes to send its manifest (the caller bounds that), and must never hold a connection that
+ * anything else needs.
  */
 export class BatchIntake {
   constructor(
@@ -167,10 +169,20 @@ export class BatchIntake {
       }
     };
 
+    // The body is read up to its first good line (or its end) before a connection is taken: a client
+    // that opens an upload and sends nothing holds no connection and no transaction.
+    const parsed = parseAll();
+    const first = await parsed.next();
+    const rows = async function* (): AsyncGenerator<BatchItemRow> {
+      if (first.done) return;
+      yield first.value;
+      yield* parsed;
+    };
+
     try {
       const batch = await withTransaction(this.pool, async (client) => {
         await insertBatchDraft(client, { id: batchId, manufacturerId: upload.manufacturerId, idempotencyKey: upload.idempotencyKey ?? `upload:${batchId}`, profile: profile.id, chunkSize: limits.chunkSize, createdBy: upload.actor });
-        await copyBatchItems(client, batchId, parseAll());
+        await copyBatchItems(client, batchId, rows());
         // The same manifest again (hash known only now that it has streamed past): the same batch.
         const digest = hash.digest();
         digestHex = digest.toString('hex');

@@ -13,6 +13,7 @@ import type { SiteLease } from './site-lease.js';
 export class SiteGuard {
   private standby: boolean | undefined;
   private checkedAt = Number.NEGATIVE_INFINITY;
+  private standbyCheck: Promise<boolean> | undefined;
   private blocked: { since: Date } | undefined;
   private blockCheckedAt = Number.NEGATIVE_INFINITY;
   private blockCheck: Promise<{ since: Date } | undefined> | undefined;
@@ -65,11 +66,18 @@ export class SiteGuard {
   }
 
   async isStandby(): Promise<boolean> {
-    if (this.standby === undefined || performance.now() - this.checkedAt > 1_000) {
-      this.standby = await isInRecovery(this.pool);
-      this.checkedAt = performance.now();
-    }
-    return this.standby;
+    if (this.standby !== undefined && performance.now() - this.checkedAt <= 1_000) return this.standby;
+    // One query however many requests ask at once: every route asks, and the pool is the reserved one.
+    this.standbyCheck ??= (async () => {
+      try {
+        this.standby = await isInRecovery(this.pool);
+        this.checkedAt = performance.now();
+        return this.standby;
+      } finally {
+        this.standbyCheck = undefined;
+      }
+    })();
+    return this.standbyCheck;
   }
 
   async assertWritable(): Promise<void> {

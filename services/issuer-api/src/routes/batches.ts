@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
-import { FleetError, eui64FromBytes, isUuid } from '@fleetpki/core';
-import { DEVICE_KEY_ROLES, serialHex, type BatchIntake, type DeviceKeyService, type Principal, type SiteGuard, auditActor } from '@fleetpki/ca';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { FleetError, ProgressDeadline, eui64FromBytes, isUuid, type FleetConfig } from '@fleetpki/core';
+import { DEVICE_KEY_ROLES, serialHex, type BatchIntake, type DeviceKeyService, type Principal, type SiteGuard, type UploadAdmission, auditActor } from '@fleetpki/ca';
 import { MANIFEST_SIGNATURE_HEADER } from '@fleetpki/manifest';
 import type { ChunkQueue } from '@fleetpki/queue';
 import { batchFinishedPrefix, batchIssueSeries, getBatch, listBatches, listBatchDevices, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
@@ -20,6 +20,26 @@ export interface BatchRouteDeps {
   readonly guard: SiteGuard;
   readonly chainPem: readonly string[];
   readonly deviceKeys: DeviceKeyService;
+  /** Who may start an upload now (per manufacturer, and the uploads' pool). */
+  readonly admission: UploadAdmission;
+  /** How slowly an upload may send, and for how long. */
+  readonly uploads: Pick<FleetConfig['uploads'], 'idleSeconds' | 'progressBytes' | 'maxSeconds'>;
+}
+
+/** A manifest body read with the upload deadlines; a client that cannot keep to them is cut with 408. */
+function readWithDeadlines(body: AsyncIterable<Buffer>, limits: BatchRouteDeps['uploads'], maxMs = limits.maxSeconds * 1000): ProgressDeadline<Buffer> {
+  return new ProgressDeadline(body, {
+    idleMs: limits.idleSeconds * 1000,
+    progressBytes: limits.progressBytes,
+    totalMs: maxMs,
+    stalled: () => new FleetError('UPLOAD_STALLED', `the upload sent less than ${limits.progressBytes} bytes in ${limits.idleSeconds} s (FLEETPKI_UPLOAD_IDLE_S); it was cut and nothing of it was kept: send the manifest again at a steady pace`, { httpStatus: 408 }),
+    overdue: () => new FleetError('UPLOAD_TOO_SLOW', `the upload was still sending after ${limits.maxSeconds} s, the most an upload may take (FLEETPKI_UPLOAD_MAX_S); it was cut and nothing of it was kept`, { httpStatus: 408 }),
+  });
+}
+
+/** The connection closes once the answer is out, whatever of the body is still coming: it is never read. */
+function closeAfterAnswer(reply: FastifyReply): void {
+  void reply.header('connection', 'close');
 }
 
 async function describeBatch(pool: Pool, batch: BatchRecord) {
@@ -54,28 +74,29 @@ async function describeBatch(pool: Pool, batch: BatchRecord) {
 
 /**
  * A refused upload stops reading mid-body. Most HTTP clients cannot read a response while they are still
- * sending, so the rest of the body is read and discarded (up to 64 MiB; past that the connection closes)
- * before the error goes out.
+ * sending, so the rest of the body is read and discarded (up to 64 MiB, and within the upload deadlines;
+ * past either the connection closes after the answer) before the error goes out. An upload cut by a
+ * deadline is not drained: its connection closes.
  */
-async function drainOnError<T>(body: Readable, work: Promise<T>): Promise<T> {
+async function drainOnError<T>(body: Readable, read: ProgressDeadline<Buffer>, reply: FastifyReply, limits: BatchRouteDeps['uploads'], startedAt: number, work: Promise<T>): Promise<T> {
   try {
     return await work;
   } catch (err) {
+    if (read.expired) {
+      closeAfterAnswer(reply);
+      throw err;
+    }
     if (!body.readableEnded && !body.destroyed) {
       let discarded = 0;
-      await new Promise<void>((resolve) => {
-        body.on('data', (chunk: Buffer) => {
-          discarded += chunk.length;
-          if (discarded > 64 * 1024 * 1024) {
-            body.destroy();
-            resolve();
-          }
-        });
-        body.once('end', resolve);
-        body.once('error', () => resolve());
-        body.once('close', resolve);
-        body.resume();
-      });
+      try {
+        for await (const chunk of readWithDeadlines(body.iterator({ destroyOnReturn: false }), limits, limits.maxSeconds * 1000 - (Date.now() - startedAt))) {
+          discarded += (chunk as Buffer).length;
+          if (discarded > 64 * 1024 * 1024) break;
+        }
+      } catch {
+        // a deadline: the connection closes instead
+      }
+      if (!body.readableEnded) closeAfterAnswer(reply);
     }
     throw err;
   }
@@ -112,17 +133,33 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       const principal = request.principal!;
       const idempotencyKey = header('idempotency-key');
       const signature = header(MANIFEST_SIGNATURE_HEADER);
-      const { batch, created } = await drainOnError(request.raw, deps.intake.accept({
-        manufacturerId: principal.manufacturerId!,
-        actor: auditActor(principal),
-        format,
+      // Admitted, or refused before a byte of the body is read (the body is never read then).
+      let release: () => void;
+      try {
+        release = deps.admission.admit(principal.manufacturerId!);
+      } catch (err) {
+        closeAfterAnswer(reply);
+        throw err;
+      }
+      let accepted: Awaited<ReturnType<BatchIntake['accept']>>;
+      try {
+        const startedAt = Date.now();
         // Not destroyed when the intake stops reading early: drainOnError still has to read the rest.
-        body: (request.body as Readable).iterator({ destroyOnReturn: false }),
-        ...(request.query.profile ? { profile: request.query.profile } : {}),
-        ...(request.query.onInvalid ? { onInvalid: request.query.onInvalid } : {}),
-        ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
-        ...(signature !== undefined ? { signature } : {}),
-      }));
+        const body = readWithDeadlines((request.body as Readable).iterator({ destroyOnReturn: false }), deps.uploads);
+        accepted = await drainOnError(request.raw, body, reply, deps.uploads, startedAt, deps.intake.accept({
+          manufacturerId: principal.manufacturerId!,
+          actor: auditActor(principal),
+          format,
+          body,
+          ...(request.query.profile ? { profile: request.query.profile } : {}),
+          ...(request.query.onInvalid ? { onInvalid: request.query.onInvalid } : {}),
+          ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+          ...(signature !== undefined ? { signature } : {}),
+        }));
+      } finally {
+        release();
+      }
+      const { batch, created } = accepted;
       if (created) {
         // Fast path; the reconciler queues them anyway if Redis is down right now.
         await deps.queue.enqueue(Array.from({ length: batch.chunkCount }, (_, chunkNo) => ({ batchId: batch.id, chunkNo }))).catch((err: Error) => request.log.warn({ err }, 'chunks not queued; the reconciler will'));
@@ -236,14 +273,17 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       if (allowed.length === 0) throw new FleetError('HYBRID_KEYS_OFF', `profile ${batch.profile} delivers no device keys`, { httpStatus: 409 });
       const roles = (request.query.roles?.split(',').map((r) => r.trim()) ?? [...allowed]) as DeviceKeyRole[];
       if (roles.some((r) => !DEVICE_KEY_ROLES.includes(r) || !allowed.includes(r))) throw new FleetError('DEVICE_KEY_ROLE_INVALID', `profile ${batch.profile} delivers device keys ${allowed.join(', ')}`, { httpStatus: 400 });
-      const bundle = await deps.deviceKeys.openBundle({ manufacturerId: batch.manufacturerId, roles, context: batch.id, actor: auditActor(request.principal!) });
+      // Past its deadline the bundle releases its HSM session; the download ends there, unfinished
+      // (the client sees the connection cut; downloading again gives the same keys).
+      const bundle = await deps.deviceKeys.openBundle({ manufacturerId: batch.manufacturerId, roles, context: batch.id, actor: auditActor(request.principal!) }, { onExpired: () => reply.raw.destroy() });
       const pool = deps.pool;
       async function* lines(): AsyncGenerator<string> {
         try {
           yield JSON.stringify(bundle.header) + '\n';
           let after: Buffer | null = null;
           for (;;) {
-            const page = await listBatchDevices(pool, batch.id, after, 1_000);
+            // Pages of 250 devices: each page's wrapping runs on the main thread, so keep each stretch short.
+            const page = await listBatchDevices(pool, batch.id, after, 250);
             if (page.length === 0) break;
             after = page[page.length - 1]!;
             yield (await bundle.wrap(page)).map((k) => JSON.stringify(k)).join('\n') + '\n';
