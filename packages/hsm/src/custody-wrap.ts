@@ -51,6 +51,9 @@ export async function wrapForCustody(modulePath: string, request: CustodyWrapReq
       }
       try {
         await loginWithRetry(session, request.userPin, request.tokenLabel);
+        // Again as the user: the SO sees no private objects, and a PIN holder's private copy of an older
+        // trusted key keeps CKA_TRUSTED. Token objects only: the ceremony's own KEK is a session object.
+        refuseTrustedTokenObjects(session, request.tokenLabel);
         return {
           privateKeys: request.privateKeys.map((ref) => {
             const key = findOneKey(session, graphene.ObjectClass.PRIVATE_KEY, ref, request.tokenLabel);

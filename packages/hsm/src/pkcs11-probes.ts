@@ -93,13 +93,16 @@ export class Pkcs11Probes {
 
   /**
    * C_SetAttributeValue of a usage attribute on a key (CKA_UNWRAP on a key-encryption key, CKA_DERIVE on
-   * a signing key, CKA_ENCRYPT on a master key): refused for a key made with CKA_MODIFIABLE=false.
+   * a signing key, CKA_ENCRYPT on a master key): refused for a key made with CKA_MODIFIABLE=false. The
+   * probe writes the value the key already has, so a key that allows it is left as it was.
    */
   modifyKey(ref: KeyRef, keyClass: 'private' | 'secret' | 'trusted'): ProbeOutcome {
     return this.withSession((session) => {
       try {
         const target = keyClass === 'trusted' ? this.findTrusted(session, ref) : this.find(session, ref, keyClass);
-        target.setAttribute(keyClass === 'private' ? { derive: true } : keyClass === 'trusted' ? { unwrap: true } : { encrypt: true });
+        const attribute = keyClass === 'private' ? 'derive' : keyClass === 'trusted' ? 'unwrap' : 'encrypt';
+        const current = target.getAttribute({ [attribute]: null })[attribute] === true;
+        target.setAttribute({ [attribute]: current });
         return { refused: false };
       } catch (err) {
         return { refused: true, reason: reasonOf(err) };

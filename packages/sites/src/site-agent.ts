@@ -330,9 +330,16 @@ export class SiteAgent {
    * not replayed this far may lack a revocation the primary already shows, so it does not say "good".
    * Written when it moved, at most once a tick.
    */
-  private async publishVouchFloor(state: CaSiteState): Promise<void> {
-    const lsn = await withOwnerPool(this.config, this.site, 'postgres', async (pool) => (await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn).catch(() => undefined);
-    if (!lsn || (state.vouchFloor?.site === this.site.id && state.vouchFloor.lsn === lsn)) return;
+  private async publishVouchFloor(_state: CaSiteState): Promise<void> {
+    let lsn: string;
+    try {
+      lsn = await withOwnerPool(this.config, this.site, 'postgres', async (pool) => (await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn);
+    } catch (err) {
+      // Not published: the standby stops vouching once the last floor is too old (SiteLease).
+      this.log(`site ${this.site.id}: cannot read the primary's WAL position for the standby's vouching: ${(err as Error).message}`);
+      return;
+    }
+    // Every tick, moved or not: its time says the primary's agent is still watching (SiteLease refuses a stale floor).
     await setVouchFloor(this.client, this.config, { site: this.site.id, lsn, at: new Date().toISOString() });
   }
 

@@ -155,6 +155,16 @@ export function buildOcspRequest(certId: Buffer): Buffer {
  * served from the store is checked against (one stored before CertIDs were canonical may echo a request).
  */
 export function ocspResponseCertIds(response: Buffer): Buffer[] {
+  return ocspResponseEntries(response).map((e) => e.certId);
+}
+
+/**
+ * Each SingleResponse's CertID and the certificate status it signs (RFC 6960 4.2.1: good [0], revoked
+ * [1], unknown [2]), or none when the response is not one this parser reads. A stored response is
+ * served only when the status signed inside it is the status the database says now: a database writer
+ * could put an older, validly signed "good" back beside a "revoked" status column.
+ */
+export function ocspResponseEntries(response: Buffer): { certId: Buffer; status: 'good' | 'revoked' | 'unknown' }[] {
   try {
     const outer = expectTlv(response, 0, TAG.SEQUENCE, 'OCSPResponse');
     const status = expectTlv(response, outer.contentStart, 0x0a, 'responseStatus', outer.end);
@@ -170,14 +180,17 @@ export function ocspResponseCertIds(response: Buffer): Buffer[] {
     // responderID, then producedAt, then responses
     const producedAt = expectTlv(response, next.end, TAG.GENERALIZED_TIME, 'producedAt', data.end);
     const responses = expectTlv(response, producedAt.end, TAG.SEQUENCE, 'responses', data.end);
-    const ids: Buffer[] = [];
+    const entries: { certId: Buffer; status: 'good' | 'revoked' | 'unknown' }[] = [];
     for (let r = responses.contentStart; r < responses.end; ) {
       const single = expectTlv(response, r, TAG.SEQUENCE, 'SingleResponse', responses.end);
       const certId = expectTlv(response, single.contentStart, TAG.SEQUENCE, 'CertID', single.end);
-      ids.push(response.subarray(certId.start, certId.end));
+      const certStatus = readTlv(response, certId.end, single.end);
+      const status = certStatus.tag === 0x80 ? 'good' : certStatus.tag === 0xa1 ? 'revoked' : certStatus.tag === 0x82 ? 'unknown' : undefined;
+      if (!status) return [];
+      entries.push({ certId: response.subarray(certId.start, certId.end), status });
       r = single.end;
     }
-    return ids;
+    return entries;
   } catch {
     return [];
   }

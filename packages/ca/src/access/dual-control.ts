@@ -143,11 +143,10 @@ export async function assertTwoPeopleTogether(db: Queryable, first: Principal, s
   for (const p of [first, second]) {
     if (!roles.includes(p.role)) throw new FleetError('ROLE_FORBIDDEN', `${what} takes two people with role ${roles.join(' or ')}; ${p.name} is ${p.role}`, { httpStatus: 403 });
   }
-  const people = async (p: Principal) => (await db.query<{ person_id: string; creator: string | null }>('SELECT person_id, creator FROM fp_credential_people($1)', [p.proof])).rows[0]!;
-  const [a, b] = [await people(first), await people(second)];
-  const sideA = new Set([a.person_id, a.creator].filter((x): x is string => x !== null));
-  const sideB = [b.person_id, b.creator].filter((x): x is string => x !== null);
-  if (sideB.some((id) => sideA.has(id))) {
-    throw new FleetError('APPROVAL_SAME_PEOPLE', `${what} takes two different people: ${first.name} and ${second.name} are the same person, or one created the other's credential`, { httpStatus: 403 });
+  // Everyone behind each credential: its holder, its creator, and who created them, up the chain (migrations/0028).
+  const behind = async (p: Principal) => (await db.query<{ behind: string[] }>('SELECT fp_people_behind(person_id, creator) AS behind FROM fp_credential_people($1)', [p.proof])).rows[0]!.behind;
+  const [a, b] = [new Set(await behind(first)), await behind(second)];
+  if (b.some((id) => a.has(id))) {
+    throw new FleetError('APPROVAL_SAME_PEOPLE', `${what} takes two different people: ${first.name} and ${second.name} have someone in common (the same person, or one created the other's credential or the other)`, { httpStatus: 403 });
   }
 }

@@ -98,11 +98,11 @@ describe('the site lease runs on a monotonic clock', () => {
  */
 describe("the standby's vouching", () => {
   const config = loadConfig({ FLEETPKI_STATE_DIR: mkdtempSync(join(tmpdir(), 'fleetpki-site-lease-')), FLEETPKI_SITE_LEASE_MS: '5000' });
-  const standby = (changes: { replayLsn?: string | null; streaming?: boolean; floor?: string | undefined; unprotected?: { since: string; by: string; restoring?: boolean } }): LeaseObservation => ({
+  const standby = (changes: { replayLsn?: string | null; streaming?: boolean; floor?: string | undefined; floorAt?: string; unprotected?: { since: string; by: string; restoring?: boolean } }): LeaseObservation => ({
     state: {
       ...leading.state,
       unprotected: changes.unprotected,
-      vouchFloor: changes.floor === undefined ? undefined : { site: 'a', lsn: changes.floor, at: '2026-12-06T12:00:00Z' },
+      vouchFloor: changes.floor === undefined ? undefined : { site: 'a', lsn: changes.floor, at: changes.floorAt ?? new Date().toISOString() },
     },
     inRecovery: true,
     epoch: 3,
@@ -130,6 +130,11 @@ describe("the standby's vouching", () => {
     const behind = await judge(standby({ floor: '1/0', replayLsn: '0/FFFFFFFF' }));
     assert.deepEqual([behind.vouching, /behind the primary/.test(behind.reason)], [false, true], behind.reason);
     assert.equal((await judge(standby({ floor: undefined }))).vouching, false);
+  });
+
+  it('does not vouch on a floor nobody has republished for long (the primary\'s agent cannot see its WAL, or is gone)', async () => {
+    const stale = await judge(standby({ floor: '0/1', floorAt: new Date(Date.now() - 3_600_000).toISOString() }));
+    assert.deepEqual([stale.vouching, /last published/.test(stale.reason)], [false, true], stale.reason);
   });
 
   it('does not vouch while not streaming, while unprotected, or while protection is being restored', async () => {

@@ -190,7 +190,12 @@ export class SiteLease {
     if (o.inRecovery) {
       const until = this.runOutAt(sentAt + this.options.leaseMs);
       const floor = o.state.vouchFloor;
-      const caughtUp = floor !== undefined && floor.site !== this.site && o.replayLsn != null && lsnAtLeast(o.replayLsn, floor.lsn);
+      // The leader's agent republishes it every tick; an old one means nobody watches the primary's WAL
+      // (the agent cannot read it, or is gone), so the standby cannot know what it lacks. Generous, for
+      // the clocks of two hosts.
+      const floorAgeMs = floor ? Date.now() - Date.parse(floor.at) : Infinity;
+      const freshFloor = floorAgeMs <= Math.max(3 * this.options.leaseMs, 15_000);
+      const caughtUp = floor !== undefined && freshFloor && floor.site !== this.site && o.replayLsn != null && lsnAtLeast(o.replayLsn, floor.lsn);
       const vouching = unprotected === undefined && (leads || (o.streaming === true && caughtUp));
       const why = leads
         ? 'elected, being promoted'
@@ -200,7 +205,9 @@ export class SiteLease {
             : `standby of a primary running unprotected since ${unprotected.since} (by ${unprotected.by}): it may lack acknowledged commits, so it vouches for nothing`
           : o.streaming !== true
             ? `standby not streaming (${o.detail}): it may lack what the primary shows, so it vouches for nothing`
-            : !caughtUp
+            : floor && !freshFloor
+              ? `the primary's WAL position was last published at ${floor.at}: nobody watches what the standby may lack, so it vouches for nothing`
+              : !caughtUp
               ? `standby behind the primary (${o.detail}; the primary had written to ${floor?.lsn ?? 'an unknown point'}): it vouches for nothing until it has replayed that far`
               : `standby; ${o.detail}; the primary is strictly synchronous and this standby has replayed what it had written, so it holds every revocation the primary shows`;
       return { issuing: false, vouching, role: 'standby', epoch: o.epoch, until, streaming: o.streaming, reason: why };

@@ -9,7 +9,7 @@ import {
   buildCertId,
   buildOcspResponseData,
   certIdMatchesIssuer,
-  ocspResponseCertIds,
+  ocspResponseEntries,
   parseOcspRequest,
   type OcspCertId,
   type OcspHashAlgorithm,
@@ -247,13 +247,16 @@ export class OcspResponder {
   }
 
   /**
-   * A stored response is served only if it names the certificate by the canonical CertID: one stored
-   * before CertIDs were canonical may echo the request that made it, and would be served for days.
+   * A stored response is served only if it names the certificate by the canonical CertID (one stored
+   * before CertIDs were canonical may echo the request that made it, and would be served for days), and
+   * if the status signed inside it is the row's status (which callers compare with the live one): a
+   * holder of a database role that writes ocsp_responses could put an older, validly signed "good" back
+   * under a "revoked" status column.
    */
   private canonical(stored: StoredOcspResponse | undefined): StoredOcspResponse | undefined {
     if (!stored) return undefined;
-    const ids = ocspResponseCertIds(stored.der);
-    return ids.length === 1 && ids[0]!.equals(buildCertId(stored.hashAlg, this.issuer, stored.serial)) ? stored : undefined;
+    const entries = ocspResponseEntries(stored.der);
+    return entries.length === 1 && entries[0]!.status === stored.status && entries[0]!.certId.equals(buildCertId(stored.hashAlg, this.issuer, stored.serial)) ? stored : undefined;
   }
 
   private async single(id: OcspCertId, clientAddress: string): Promise<OcspAnswer> {

@@ -140,7 +140,15 @@ async function revokeInTransaction(
   // Revocations commit one at a time (the mode conflicts with itself), so rows committed later always
   // carry a later created_at: the OCSP responder's (created_at, serial) cursor then never steps over a
   // revocation that was still committing, and the threshold below is counted without a race.
-  await client.query('SELECT fp_lock_revocations_for_insert()');
+  // Bounded: a publisher (or anyone holding fp_lock_revocations) that never lets go must not hold an
+  // officer's revocation for ever (migrations/0028 also ends such idle transactions after 30 s).
+  await client.query(`SET LOCAL lock_timeout = '30s'`);
+  try {
+    await client.query('SELECT fp_lock_revocations_for_insert()');
+  } catch (err) {
+    if ((err as { code?: string }).code === '55P03') throw new FleetError('REVOCATIONS_BUSY', 'revocations are held by a CRL publication that has not finished within 30 s; nothing was revoked, try again', { httpStatus: 503, cause: err, details: { retryAfterSeconds: 5 } });
+    throw err;
+  }
   const param = target.kind === 'serials' ? target.serials : target.kind === 'devices' ? target.eui64s : target.batchId;
   const scoped = request.manufacturerId === null ? 'SELECT * FROM t' : 'SELECT t.* FROM t JOIN devices d ON d.eui64 = t.eui64 AND d.manufacturer_id = $2';
   const scopeParams = request.manufacturerId === null ? [] : [request.manufacturerId];
