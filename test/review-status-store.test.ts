@@ -132,4 +132,38 @@ describe('review: status data a database role can put back', () => {
     const number = /X509v3 CRL Number:\s*\n\s*(\d+)/.exec(text)?.[1];
     assert.ok(text.toUpperCase().includes(device.serial.toUpperCase()), `the served CRL of shard ${shard} (CRL number ${number}, the operator's UPDATE: ${written}) no longer lists the revoked meter ${device.serial}`);
   });
+
+  it('no service role holds back every revocation: fp_lock_revocations in a transaction left open by fleetpki_operator', async () => {
+    const device = await enrolDevice();
+    const operatorRole = createPool(config.sites.a.serviceDatabaseUrls.operator, { max: 1, applicationName: 'fleetpki-review-lock' });
+    const held = await operatorRole.connect();
+    try {
+      await held.query('BEGIN');
+      await held.query('SELECT fp_lock_revocations()'); // granted to fleetpki_operator and fleetpki_status (0015/0016)
+      const holder = (await held.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      const revocation = officer.revoke({ serials: [device.serial] }, 'keyCompromise').then(
+        (r) => `answered: ${r.revoked} revoked`,
+        (err: Error) => `answered: ${err.message}`,
+      );
+      // The officer's revocation, as PostgreSQL sees it: waiting for the operator's lock, for as long as it is held.
+      const blocked = await new Promise<boolean>((resolve) => {
+        const deadline = Date.now() + 15_000;
+        const poll = async () => {
+          const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))', [holder]);
+          if (rows[0]!.n > 0) return resolve(true);
+          if (Date.now() > deadline) return resolve(false);
+          setTimeout(poll, 100);
+        };
+        void poll();
+      });
+      const early = await Promise.race([revocation, new Promise<string>((r) => setTimeout(() => r('still waiting'), 3_000))]);
+      await held.query('ROLLBACK');
+      const late = await revocation;
+      assert.equal(blocked, false, `the officer's revocation waited on the lock fleetpki_operator holds (after 3 s: ${early}; after the operator let go: ${late})`);
+    } finally {
+      await held.query('ROLLBACK').catch(() => undefined);
+      held.release();
+      await operatorRole.end();
+    }
+  });
 });
