@@ -128,4 +128,19 @@ describe('review: trusted keys a user-PIN holder can keep on the token', () => {
       await probe.close();
     }
   });
+
+  it('a user-PIN holder cannot destroy a CA key (CKA_DESTROYABLE is left at its default, true)', async () => {
+    const key = await caKey('review-ca-destroy');
+    const [found] = collect(session.find({ class: graphene.ObjectClass.PRIVATE_KEY, label: key.label, id: key.id }));
+    assert.ok(found, 'the CA key is there');
+    const outcome = (() => {
+      try {
+        found.destroy();
+        return 'destroyed';
+      } catch (err) {
+        return (err as Error).message;
+      }
+    })();
+    assert.notEqual(outcome, 'destroyed', 'C_DestroyObject of a CA key made with PRIVATE_KEY_PROTECTION succeeded with the user PIN alone');
+  });
 });
