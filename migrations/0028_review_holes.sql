@@ -206,10 +206,11 @@ END $$;
 CREATE TRIGGER crls_only_forward BEFORE UPDATE ON crls FOR EACH ROW EXECUTE FUNCTION crls_only_forward();
 
 -- 8. A transaction of the status responder or the CLI left open while holding fp_lock_revocations held
---    every revocation back for as long as it stayed open: such sessions end after 30 s idle in a
---    transaction (revocation writers give up waiting for the lock after 30 s with a clear error).
-ALTER ROLE fleetpki_status SET idle_in_transaction_session_timeout = '30s';
-ALTER ROLE fleetpki_operator SET idle_in_transaction_session_timeout = '30s';
+--    every revocation back for as long as it stayed open: such sessions end after 10 s idle in a
+--    transaction (neither role's code leaves a transaction idle; revocation writers give up waiting for
+--    the lock after 30 s with a clear error, REVOCATIONS_BUSY).
+ALTER ROLE fleetpki_status SET idle_in_transaction_session_timeout = '10s';
+ALTER ROLE fleetpki_operator SET idle_in_transaction_session_timeout = '10s';
 
 REVOKE ALL ON FUNCTION fp_people_behind(uuid, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION fp_people_behind(uuid, uuid) TO fleetpki_issuer, fleetpki_operator;

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { FleetApiClient } from '@fleetpki/client';
@@ -8,6 +7,7 @@ import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 import { createPool, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { createToken, ensureCa, openssl, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
 
@@ -54,7 +54,7 @@ async function enrolDevice(): Promise<{ serial: string; path: string }> {
     method: 'POST',
     url: '/v1/enrolments',
     headers: { authorization: `Bearer ${factoryToken}` },
-    payload: { eui64: `ED${randomBytes(7).toString('hex').toUpperCase()}`, keyRole: 'digitalSignature', csr: key!.csr.toString('base64') },
+    payload: { eui64: syntheticEui64('review-maker'), keyRole: 'digitalSignature', csr: key!.csr.toString('base64') },
   });
   assert.equal(res.statusCode, 201, res.body);
   const body = res.json<{ certificate: string; serial: string }>();
@@ -137,6 +137,8 @@ describe('review: status data a database role can put back', () => {
     const device = await enrolDevice();
     const operatorRole = createPool(config.sites.a.serviceDatabaseUrls.operator, { max: 1, applicationName: 'fleetpki-review-lock' });
     const held = await operatorRole.connect();
+    // The server ends this connection (idle in transaction): an error event, expected here.
+    held.on('error', () => undefined);
     try {
       await held.query('BEGIN');
       await held.query('SELECT fp_lock_revocations()'); // granted to fleetpki_operator and fleetpki_status (0015/0016)
@@ -156,10 +158,12 @@ describe('review: status data a database role can put back', () => {
         };
         void poll();
       });
-      const early = await Promise.race([revocation, new Promise<string>((r) => setTimeout(() => r('still waiting'), 3_000))]);
-      await held.query('ROLLBACK');
-      const late = await revocation;
-      assert.equal(blocked, false, `the officer's revocation waited on the lock fleetpki_operator holds (after 3 s: ${early}; after the operator let go: ${late})`);
+      // The holder does nothing more: its idle transaction is ended by the server (migrations/0028), the
+      // lock goes with it, and the revocation completes; nobody has to notice and let go.
+      const answered = await Promise.race([revocation, new Promise<string>((r) => setTimeout(() => r('still waiting after 25 s'), 25_000))]);
+      assert.equal(blocked, true, 'the revocation did wait for the lock (the scenario happened)');
+      assert.equal(answered, 'answered: 1 revoked', `the officer's revocation waited on the lock fleetpki_operator holds: ${answered}`);
+      await assert.rejects(held.query('SELECT 1'), 'the idle transaction holding the lock was ended by the server');
     } finally {
       await held.query('ROLLBACK').catch(() => undefined);
       held.release();
