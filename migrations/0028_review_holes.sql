@@ -214,3 +214,17 @@ ALTER ROLE fleetpki_operator SET idle_in_transaction_session_timeout = '10s';
 
 REVOKE ALL ON FUNCTION fp_people_behind(uuid, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION fp_people_behind(uuid, uuid) TO fleetpki_issuer, fleetpki_operator;
+
+-- 9. The console's overview (issuer role) read pg_stat_replication, whose columns a role outside
+--    pg_monitor sees as NULL since 0026: the standbys as the primary sees them, through a function.
+CREATE FUNCTION fp_replication_standbys()
+RETURNS TABLE (application_name text, state text, sync_state text, lag_bytes bigint, lag_s float8, reply_s float8)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+  SELECT r.application_name::text, r.state::text, r.sync_state::text,
+         pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint,
+         extract(epoch FROM r.replay_lag)::float8,
+         extract(epoch FROM clock_timestamp() - r.reply_time)::float8
+    FROM pg_stat_replication r ORDER BY r.application_name
+$$;
+REVOKE ALL ON FUNCTION fp_replication_standbys() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION fp_replication_standbys() TO fleetpki_issuer, fleetpki_worker, fleetpki_status, fleetpki_operator;

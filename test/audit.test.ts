@@ -5,11 +5,11 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { ensureAuditKey, sealAuditLog, verifyAuditLog, type AuditSigner } from '@fleetpki/ca';
+import { chainHash, ensureAuditKey, sealAuditLog, verifyAuditLog, type AuditSigner } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { assembleSignedCertificate, buildCaTbs, toPem } from '@fleetpki/x509';
 import { ensureCa } from './support/ca.js';
-import { appendAuditEvents, createPool, insertCa, listAuditKeys, listCas, migrate, type Pool } from '@fleetpki/store';
+import { appendAuditEvents, createPool, insertCa, lastAuditSeal, listAuditKeys, listCas, migrate, unsealedAuditRows, type Pool } from '@fleetpki/store';
 import { createScratchDatabase, ensureSites } from './support/sites.js';
 
 let pool: Pool;
@@ -181,9 +181,16 @@ describe('seals signed by the HSM audit key, certified by the organisation CA', 
 
   it('a seal forged without the key, or one whose signature was altered, is reported at its seq', async () => {
     const seals = await signedLog();
-    // Someone with database rights appends rows and seals them, but has no audit key: unsigned.
+    // Someone with database rights appends rows and seals them, but has no audit key: the sealing
+    // function refuses an unsigned seal once seals are signed (migrations/0028)...
     await appendAuditEvents(pool, [{ site: 'a', actor: 'mallory', action: 'test.forged' }]);
-    await sealAuditLog(pool, checkpoints, { settleMs: 0, gapSettleMs: 0 });
+    await assert.rejects(sealAuditLog(pool, checkpoints, { settleMs: 0, gapSettleMs: 0 }), { code: 'AUDIT_SEAL_UNSIGNED' });
+    // ...so the owner, who can write the tables themselves, does it by hand: still reported.
+    const last = (await lastAuditSeal(pool))!;
+    const [row] = await unsealedAuditRows(pool, last.seq, 1);
+    const forged = chainHash(last.chainHash, row!);
+    await pool.query('UPDATE audit_events SET chain_hash = $2 WHERE seq = $1', [row!.seq, forged]);
+    await pool.query('INSERT INTO audit_seals (seq, chain_hash, rows) VALUES ($1, $2, 1)', [row!.seq, forged]);
     await pool.query(`UPDATE audit_seals SET signature = set_byte(signature, 10, get_byte(signature, 10) # 1) WHERE seq = $1`, [seals[1]]);
     const r = await verifyAuditLog(pool, checkpoints, { trustedRoot: rootDer });
     const forgedSeq = (await pool.query<{ seq: string }>('SELECT max(seq)::text AS seq FROM audit_seals')).rows[0]!.seq;
@@ -231,7 +238,12 @@ describe("the status responder's database role (the sealer)", () => {
       // Not even chain_hash by hand (issue 40 §3): the sealer's one path is fp_audit_seal, which chains
       // each row once, in order, after the last seal.
       await assert.rejects(service.query(`UPDATE audit_events SET chain_hash = '\\x${'00'.repeat(32)}' WHERE seq = $1 AND chain_hash IS NULL`, [seq]), /permission denied/);
-      const sealed = await sealAuditLog(service, join(mkdtempSync(join(tmpdir(), 'fleetpki-audit-')), 'checkpoints.ndjson'), { settleMs: 0, gapSettleMs: 0 });
+      // Seals here are signed already (the describe above), so an unsigned one is refused; what this
+      // checks is the role's path to sealing, so a stand-in signer will do (signatures are checked by
+      // `audit verify`, against the certified key, not by the database).
+      await assert.rejects(sealAuditLog(service, join(mkdtempSync(join(tmpdir(), 'fleetpki-audit-')), 'checkpoints.ndjson'), { settleMs: 0, gapSettleMs: 0 }), { code: 'AUDIT_SEAL_UNSIGNED' });
+      const standIn: AuditSigner = { keyId: Buffer.alloc(20), sign: async () => Buffer.from('stand-in') };
+      const sealed = await sealAuditLog(service, join(mkdtempSync(join(tmpdir(), 'fleetpki-audit-')), 'checkpoints.ndjson'), { settleMs: 0, gapSettleMs: 0, signer: standIn });
       assert.equal(sealed.lastSeq, seq);
       await assert.rejects(service.query(`SELECT fp_audit_seal(ARRAY[$1]::bigint[], ARRAY['\\x${'11'.repeat(32)}'::bytea], NULL, NULL)`, [seq]), /AUDIT_SEAL_INVALID/);
     } finally {

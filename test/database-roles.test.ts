@@ -146,14 +146,14 @@ describe('database roles: one per service, each with only its grants', () => {
 
   it('fp_audit_seal refuses a seal that does not continue the last one or leaves a row out', async () => {
     const status = pools.get('status')!;
-    const far = await refused(status, `SELECT fp_audit_seal(ARRAY[9000000000]::bigint[], ARRAY[sha256('x')], NULL, NULL)`);
+    const far = await refused(status, `SELECT fp_audit_seal(ARRAY[9000000000]::bigint[], ARRAY[sha256('x')], '\\x00', '\\x00')`);
     assert.match(far ?? '', /AUDIT_SEAL_INVALID|AUDIT_SEAL_GAP/, 'a seal of a row that does not exist');
     const client = await status.connect();
     try {
       await client.query('BEGIN');
       await client.query(`SELECT fp_audit_append(ARRAY['a','a'], ARRAY['test','test'], ARRAY['x','y'], ARRAY[NULL,NULL]::text[], ARRAY['{}','{}']::jsonb[])`);
       const { rows } = await client.query<{ seq: string }>(`SELECT seq::text FROM audit_events WHERE actor = 'test' AND action = 'y' ORDER BY seq DESC LIMIT 1`);
-      await assert.rejects(client.query(`SELECT fp_audit_seal(ARRAY[$1]::bigint[], ARRAY[sha256('x')], NULL, NULL)`, [rows[0]!.seq]), /AUDIT_SEAL_GAP/, 'sealing the newest row over older unsealed ones');
+      await assert.rejects(client.query(`SELECT fp_audit_seal(ARRAY[$1]::bigint[], ARRAY[sha256('x')], '\\x00', '\\x00')`, [rows[0]!.seq]), /AUDIT_SEAL_GAP/, 'sealing the newest row over older unsealed ones');
     } finally {
       await client.query('ROLLBACK').catch(() => undefined);
       client.release();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createReadStream, mkdtempSync } from 'node:fs';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { ChunkIssuer, DeviceKeyService, loadSiteIssuer } from '@fleetpki/ca';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
-import { generateManifest } from '@fleetpki/manifest';
+import { generateManifest, syntheticEui64, syntheticRunPrefix } from '@fleetpki/manifest';
 import { listMasterKeys, setManufacturerTransportKey } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
@@ -73,7 +73,7 @@ before(async () => {
   }
   // A batch of DEVICES issued certificates (issued here, chunk by chunk, as a worker would).
   const manifest = join(dir, 'batch.ndjson');
-  await generateManifest({ devices: DEVICES, out: manifest, roles: ['digitalSignature'], keyForm: 'csr', threads: 2 });
+  await generateManifest({ devices: DEVICES, out: manifest, roles: ['digitalSignature'], keyForm: 'csr', threads: 2, euiPrefix: syntheticRunPrefix(MAKER) });
   const uploaded = await call('POST', '/v1/batches', createReadStream(manifest), { 'content-type': 'application/x-ndjson' });
   assert.equal(uploaded.status, 201, uploaded.text);
   const batch = JSON.parse(uploaded.text) as { id: string; chunks: { total: number } };
@@ -163,7 +163,7 @@ describe('device-key bundle downloads are capped and have a deadline', () => {
     try {
       assert.match(await slow.firstBytes, /^HTTP\/1\.1 200 /);
       const [key] = generateDeviceKeys(1);
-      const body = JSON.stringify({ eui64: randomBytes(8).toString('hex'), keyRole: 'digitalSignature', csr: key!.csr.toString('base64'), deviceKeys: true });
+      const body = JSON.stringify({ eui64: syntheticEui64(MAKER), keyRole: 'digitalSignature', csr: key!.csr.toString('base64'), deviceKeys: true });
       const res = await new Promise<Answer>((resolve, reject) => {
         const req = http.request({ socketPath, method: 'POST', path: '/v1/enrolments', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (r) => {
           let text = '';

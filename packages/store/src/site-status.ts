@@ -9,17 +9,24 @@ export interface DatabaseRole {
   readonly lastReplaySecondsAgo: number | null;
 }
 
-/** Read by the owner (site agents, `sites status`): it reads pg_stat_replication directly, which a service role may not (migrations/0026). */
+/**
+ * The database's role and replication. A CA database has fp_replication_standbys (migrations/0028): a
+ * service role, outside pg_monitor, sees pg_stat_replication's columns as NULL. The owner's connections
+ * to the cluster's `postgres` database (site agents, `sites status`) read the view itself.
+ */
 export async function readDatabaseRole(db: Queryable): Promise<DatabaseRole> {
   const { rows } = await db.query<{ in_recovery: boolean }>('SELECT pg_is_in_recovery() AS in_recovery');
   const inRecovery = rows[0]!.in_recovery;
   if (!inRecovery) {
+    const { rows: fn } = await db.query<{ ok: boolean }>(`SELECT to_regprocedure('fp_replication_standbys()') IS NOT NULL AS ok`);
     const standbys = await db.query<{ application_name: string; state: string; sync_state: string; lag_bytes: number | null; lag_s: number | null; reply_s: number | null }>(
-      `SELECT application_name, state, sync_state,
-              extract(epoch FROM clock_timestamp() - reply_time)::float8 AS reply_s,
-              pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS lag_bytes,
-              extract(epoch FROM replay_lag)::float8 AS lag_s
-         FROM pg_stat_replication ORDER BY application_name`,
+      fn[0]!.ok
+        ? 'SELECT application_name, state, sync_state, reply_s, lag_bytes, lag_s FROM fp_replication_standbys()'
+        : `SELECT application_name, state, sync_state,
+                  extract(epoch FROM clock_timestamp() - reply_time)::float8 AS reply_s,
+                  pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS lag_bytes,
+                  extract(epoch FROM replay_lag)::float8 AS lag_s
+             FROM pg_stat_replication ORDER BY application_name`,
     );
     return {
       inRecovery,
