@@ -154,7 +154,7 @@ describe('console sessions', () => {
 
   it('a forged cross-site POST with the session cookie but no CSRF token changes nothing, on the console and on the API', async () => {
     const { cookie } = await rawSignIn(tokens.officerA!);
-    const eui = randomBytes(8).toString('hex');
+    const eui = randomBytes(8).toString('hex'); // nobody's: the forged revocation must not even look it up
     const form = await raw('/console/revocations', { method: 'POST', body: new URLSearchParams({ kind: 'devices', list: eui, reason: 'keyCompromise', step: 'submit' }).toString(), headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' } });
     assert.equal(form.status, 403);
     assert.match(form.body, /CSRF_INVALID/);

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 import type { Pool } from '@fleetpki/store';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
@@ -66,7 +66,7 @@ async function enrolDevice(): Promise<Device> {
     method: 'POST',
     url: '/v1/enrolments',
     headers: { authorization: `Bearer ${factoryToken}` },
-    payload: { eui64: `EC${randomBytes(7).toString('hex').toUpperCase()}`, keyRole: 'digitalSignature', csr: key!.csr.toString('base64') },
+    payload: { eui64: syntheticEui64('certid-maker'), keyRole: 'digitalSignature', csr: key!.csr.toString('base64') },
   });
   assert.equal(res.statusCode, 201, res.body);
   const body = res.json<{ certificate: string; serial: string }>();

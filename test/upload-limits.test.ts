@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import type { PoolClient } from '@fleetpki/store';
+import { syntheticEui64 } from '@fleetpki/manifest';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
 import { ensureSites, type Pool } from './support/sites.js';
@@ -65,9 +66,10 @@ function call(method: string, path: string, token: string | null, body?: unknown
   });
 }
 
-function deviceLine(): string {
+/** A manifest line for a device inside `maker`'s EUI-64 block (createToken registers it). */
+function deviceLine(maker: string): string {
   const [key] = generateDeviceKeys(1);
-  return JSON.stringify({ eui64: randomBytes(8).toString('hex').toUpperCase(), keys: [{ role: 'digitalSignature', csr: key!.csr.toString('base64') }] });
+  return JSON.stringify({ eui64: syntheticEui64(maker), keys: [{ role: 'digitalSignature', csr: key!.csr.toString('base64') }] });
 }
 
 interface Trickle {
@@ -82,7 +84,8 @@ interface Trickle {
  * A manifest upload as a slow attacker sends it: a first valid line at once, then one byte every
  * 200 ms, far less than the server asks for in its idle window.
  */
-function trickleUpload(token: string): Trickle {
+function trickleUpload(maker: string): Trickle {
+  const token = factory[maker]!;
   let finished = false;
   const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/batches', agent: false, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' } });
   const timer = setInterval(() => {
@@ -103,7 +106,7 @@ function trickleUpload(token: string): Trickle {
     finished = true;
     clearInterval(timer);
   });
-  req.write(deviceLine() + '\n');
+  req.write(deviceLine(maker) + '\n');
   return {
     answer,
     done: () => finished,
@@ -132,7 +135,7 @@ async function uploadsInProgress(): Promise<number> {
 
 describe('slow batch uploads do not stall the API', () => {
   it('while more uploads trickle than the API has connections, enrolment, a certificate lookup, a revocation and /readyz answer; a further upload is refused with 429; the trickling ones are cut by the idle deadline and leave nothing behind', async () => {
-    const trickles = TRICKLERS.flatMap((m) => [trickleUpload(factory[m]!), trickleUpload(factory[m]!)]);
+    const trickles = TRICKLERS.flatMap((m) => [trickleUpload(m), trickleUpload(m)]);
     try {
       // Every upload has its first line in, and as many as the server holds are being copied.
       await within('uploads started', (async () => {
@@ -140,7 +143,7 @@ describe('slow batch uploads do not stall the API', () => {
       })(), 30_000);
 
       const [key] = generateDeviceKeys(1);
-      const eui64 = randomBytes(8).toString('hex').toUpperCase();
+      const eui64 = syntheticEui64('steady-maker');
       const enrolled = await within('enrolment', call('POST', '/v1/enrolments', factory['steady-maker']!, { eui64, keyRole: 'digitalSignature', csr: key!.csr.toString('base64') }), 30_000);
       assert.equal(enrolled.status, 201, JSON.stringify(enrolled.body));
       const serial = enrolled.body.serial as string;
@@ -153,13 +156,13 @@ describe('slow batch uploads do not stall the API', () => {
       assert.equal(ready.status, 200, JSON.stringify(ready.body));
 
       // One more upload from a manufacturer that already has its two in progress: refused before its body is read.
-      const extra = await within('a third upload of one manufacturer', trickleUpload(factory['trickle-1']!).answer, 30_000);
+      const extra = await within('a third upload of one manufacturer', trickleUpload('trickle-1').answer, 30_000);
       assert.equal(extra?.status, 429, JSON.stringify(extra?.body));
       assert.equal(extra.body.code, 'UPLOADS_PER_MANUFACTURER');
       assert.match(String(extra.headers['retry-after']), /^[1-9][0-9]*$/);
       assert.equal(extra.headers.connection, 'close', 'the body is never read: the connection closes');
       // Every upload connection is taken: another manufacturer's upload is told to come back.
-      const full = await within('an upload beyond the server-wide limit', trickleUpload(factory['fourth-maker']!).answer, 30_000);
+      const full = await within('an upload beyond the server-wide limit', trickleUpload('fourth-maker').answer, 30_000);
       assert.equal(full?.status, 503, JSON.stringify(full?.body));
       assert.equal(full.body.code, 'UPLOADS_BUSY');
       assert.match(String(full.headers['retry-after']), /^[1-9][0-9]*$/);
@@ -191,7 +194,7 @@ describe('slow batch uploads do not stall the API', () => {
         res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: JSON.parse(text) as Answer['body'] }));
       });
       req.on('error', reject);
-      req.end(`${deviceLine()}\n${deviceLine()}\n`);
+      req.end(`${deviceLine('trickle-1')}\n${deviceLine('trickle-1')}\n`);
     });
     assert.equal(accepted.status, 201, JSON.stringify(accepted.body));
     assert.equal(accepted.body.devices, 2);
@@ -199,7 +202,7 @@ describe('slow batch uploads do not stall the API', () => {
 
   it('revocation, certificate lookups and /readyz have connections of their own: with every general connection taken they still answer', async () => {
     const [key] = generateDeviceKeys(1);
-    const enrolled = await call('POST', '/v1/enrolments', factory['steady-maker']!, { eui64: randomBytes(8).toString('hex').toUpperCase(), keyRole: 'digitalSignature', csr: key!.csr.toString('base64') });
+    const enrolled = await call('POST', '/v1/enrolments', factory['steady-maker']!, { eui64: syntheticEui64('steady-maker'), keyRole: 'digitalSignature', csr: key!.csr.toString('base64') });
     assert.equal(enrolled.status, 201, JSON.stringify(enrolled.body));
     const serial = enrolled.body.serial as string;
     const held: PoolClient[] = [];
