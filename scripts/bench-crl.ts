@@ -46,8 +46,7 @@ await run.main(async () => {
 
   // --- 1. Publishing all shards with N revoked ----------------------------------------------------
   run.begin(`1. ${revokedCount} revoked certificates: synthetic CA database`);
-  const publishing = await createSyntheticCaDatabase(config, revokedCount, (line) => run.log(`  ${line}`));
-  run.onCleanup(() => publishing.drop());
+  const publishing = await createSyntheticCaDatabase(config, revokedCount, (line) => run.log(`  ${line}`), (drop) => run.onCleanup(drop));
   let publishResult: Record<string, unknown>;
   {
     await publishing.pool.query(
@@ -96,8 +95,7 @@ await run.main(async () => {
 
   // --- 2. A revocation request of M devices until OCSP says revoked for all -----------------------
   run.begin(`2. revoking ${requestCount} devices in one request: synthetic CA database`);
-  const revoking = await createSyntheticCaDatabase(config, requestCount, (line) => run.log(`  ${line}`));
-  run.onCleanup(() => revoking.drop());
+  const revoking = await createSyntheticCaDatabase(config, requestCount, (line) => run.log(`  ${line}`), (drop) => run.onCleanup(drop));
   const ports = { api: config.sites.a.apiPort + 100, status: config.sites.a.statusPort + 100 };
   const env = { FLEETPKI_SITE: 'a', ...revoking.env, FLEETPKI_API_PORT_A: String(ports.api), FLEETPKI_STATUS_PORT_A: String(ports.status) };
   const api = run.track(startService(config, 'issuer-api', env), 'issuer-api');

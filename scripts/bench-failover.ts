@@ -49,8 +49,7 @@ await run.main(async () => {
   const results = [];
   for (const stored of args.stored.split(',').map(Number)) {
     run.begin(`== ${stored} extra certificates stored`);
-    const side = stored > 0 ? await createSyntheticCaDatabase(config, stored, (l) => run.log(`  ${l}`)) : undefined;
-    if (side) run.onCleanup(() => side.drop());
+    const side = stored > 0 ? await createSyntheticCaDatabase(config, stored, (l) => run.log(`  ${l}`), (drop) => run.onCleanup(drop)) : undefined;
     const size = await clusterMb();
     run.begin(`failover drill with ${args.devices} devices (${stored} extra stored)`);
     const failedOverAt = Date.now();

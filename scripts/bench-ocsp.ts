@@ -53,8 +53,7 @@ await run.main(async () => {
   run.log(`  ${Math.round(rawRate)} signatures/s`);
 
   run.begin(`synthetic CA database with ${certificates} certificates`);
-  const data = await createSyntheticCaDatabase(config, certificates);
-  run.onCleanup(() => data.drop());
+  const data = await createSyntheticCaDatabase(config, certificates, undefined, (drop) => run.onCleanup(drop));
   const statusPort = config.sites.a.statusPort + 100;
   const apiPort = config.sites.a.apiPort + 100;
   const env = { FLEETPKI_SITE: 'a', ...data.env, FLEETPKI_STATUS_PORT_A: String(statusPort), FLEETPKI_API_PORT_A: String(apiPort) };

@@ -245,7 +245,7 @@ describe("the status responder's database role (the sealer)", () => {
       const standIn: AuditSigner = { keyId: Buffer.alloc(20), sign: async () => Buffer.from('stand-in') };
       const sealed = await sealAuditLog(service, join(mkdtempSync(join(tmpdir(), 'fleetpki-audit-')), 'checkpoints.ndjson'), { settleMs: 0, gapSettleMs: 0, signer: standIn });
       assert.equal(sealed.lastSeq, seq);
-      await assert.rejects(service.query(`SELECT fp_audit_seal(ARRAY[$1]::bigint[], ARRAY['\\x${'11'.repeat(32)}'::bytea], NULL, NULL)`, [seq]), /AUDIT_SEAL_INVALID/);
+      await assert.rejects(service.query(`SELECT fp_audit_seal(ARRAY[$1]::bigint[], ARRAY['\\x${'11'.repeat(32)}'::bytea], '\\x01', 'stand-in')`, [seq]), /AUDIT_SEAL_INVALID/);
     } finally {
       await service.end();
     }

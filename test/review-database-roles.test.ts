@@ -4,11 +4,15 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { issueApiToken, sealAuditLog, verifyAuditLog } from '@fleetpki/ca';
+import { issueApiToken, sealAuditLog, verifyAuditLog, type AuditSigner } from '@fleetpki/ca';
 import type { FleetConfig } from '@fleetpki/core';
 import { createPool, type Pool } from '@fleetpki/store';
 import { ensureCa, siteAPool } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
+
+// Seals in a test deployment are signed once an earlier test sealed with the HSM's audit key; this file
+// looks at chain hashes, not signatures, so a stand-in signer keeps it independent of test order.
+const standInSigner: AuditSigner = { keyId: Buffer.alloc(20), sign: async () => Buffer.from('stand-in') };
 
 /**
  * Review of issues 33 §2 and 40 §3 (branch review-1), as the holder of a database role would try it
@@ -106,12 +110,14 @@ describe('review: what a database role can still do', () => {
     const { rows } = await operator.query<{ seq: string }>(`SELECT seq::text FROM audit_events WHERE chain_hash IS NULL AND seq > coalesce((SELECT max(seq) FROM audit_seals), 0) ORDER BY seq`);
     const seqs = rows.map((r) => r.seq);
     const forged = await operator
-      .query('SELECT fp_audit_seal($1::bigint[], $2::bytea[], NULL, NULL)', [seqs, seqs.map(() => randomBytes(32))])
+      // A signature of any bytes: the database cannot check one (`audit verify` does), so what stops
+      // the forgery must be the hashes; with NULL the refusal would be AUDIT_SEAL_UNSIGNED instead.
+      .query(`SELECT fp_audit_seal($1::bigint[], $2::bytea[], '\\x01', 'stand-in')`, [seqs, seqs.map(() => randomBytes(32))])
       .then(() => 'sealed', (err: Error) => err.message);
     // What the auditor sees from then on, even after the sealer has sealed more rows properly.
     const checkpoints = join(mkdtempSync(join(tmpdir(), 'fleetpki-review-audit-')), 'checkpoints.ndjson');
     await owner.query(`SELECT fp_audit_append(ARRAY['a'], ARRAY['review'], ARRAY['review.row'], ARRAY[NULL]::text[], ARRAY['{}'::jsonb])`);
-    await sealAuditLog(owner, checkpoints, { settleMs: 0, gapSettleMs: 0 });
+    await sealAuditLog(owner, checkpoints, { settleMs: 0, gapSettleMs: 0, signer: standInSigner });
     const verdict = await verifyAuditLog(owner, checkpoints);
     const modified = verdict.problems.filter((p) => p.kind === 'modified').length;
     assert.match(forged, /AUDIT_SEAL_INVALID/, `fleetpki_operator sealed ${seqs.length} rows with random chain hashes (${forged}); audit verify now reports ${modified} untouched rows as modified, and no later seal can repair it`);

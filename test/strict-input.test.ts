@@ -136,7 +136,7 @@ describe('one strict reader for CSRs and PEM', () => {
     const csr = `-----BEGIN CERTIFICATE REQUEST-----\n${wrapped.stdout}-----END CERTIFICATE REQUEST-----\n`;
     await runtime.app.listen({ host: '127.0.0.1', port: 0 });
     const url = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}/v1/enrolments`;
-    const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ eui64: `5E${randomBytes(7).toString('hex')}`, keyRole: 'digitalSignature', csr }) });
+    const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ eui64: syntheticEui64('strict-maker'), keyRole: 'digitalSignature', csr }) });
     const body = (await res.json()) as { code?: string; message?: string; certificate?: string };
     assert.equal(res.status, 201, JSON.stringify(body));
   });

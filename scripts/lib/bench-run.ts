@@ -158,16 +158,21 @@ export class BenchRun {
     // Processes started deeper down (a drill's services, a raw-rate probe) are children of this process too.
     spawnSync('pkill', ['-KILL', '-P', String(process.pid)]);
     // Clean-ups get 20 s together: a wedged database must not turn a deadline into another hang.
-    const bounded = Promise.race([this.cleanUp(), new Promise((r) => setTimeout(r, 20_000).unref())]);
+    // Side by side, not one after another: the services are killed already, so no order is needed, and
+    // one clean-up that hangs (a store closing over a dead connection) must not keep a database from
+    // being dropped.
+    const bounded = Promise.race([this.cleanUp({ concurrently: true }), new Promise((r) => setTimeout(r, 20_000).unref())]);
     void bounded.finally(() => {
       console.log(JSON.stringify({ benchmark: this.name, error: code, message, step: this.step, progress: this.progress, run_s: this.seconds() }));
       process.exit(exitCode);
     });
   }
 
-  private async cleanUp(): Promise<void> {
+  private async cleanUp(options: { concurrently?: boolean } = {}): Promise<void> {
     const fns = this.cleanups.splice(0);
-    for (const fn of fns) await fn().catch((err: unknown) => process.stderr.write(`bench ${this.name}: clean-up failed: ${messageOf(err)}\n`));
+    const run = (fn: () => Promise<void>) => fn().catch((err: unknown) => process.stderr.write(`bench ${this.name}: clean-up failed: ${messageOf(err)}\n`));
+    if (options.concurrently) await Promise.all(fns.map(run));
+    else for (const fn of fns) await run(fn);
   }
 }
 

@@ -29,7 +29,13 @@ function withDatabase(url: string, database: string): string {
  * CRLs and OCSP, which read serials and shards only; signing a million certificates first would take
  * the batch benchmark's 20 minutes and measure nothing more. Nothing here touches the site's own data.
  */
-export async function createSyntheticCaDatabase(config: FleetConfig, certificates: number, onProgress?: (line: string) => void): Promise<SyntheticCaDatabase> {
+export async function createSyntheticCaDatabase(
+  config: FleetConfig,
+  certificates: number,
+  onProgress?: (line: string) => void,
+  /** Called as soon as the database exists, before it is filled: a benchmark stopped meanwhile drops it too. */
+  onCreated?: (drop: () => Promise<void>) => void,
+): Promise<SyntheticCaDatabase> {
   const siteUrl = config.sites.a.databaseUrl;
   const source = createPool(siteUrl, { max: 1 });
   const cas = await listCas(source);
@@ -43,13 +49,19 @@ export async function createSyntheticCaDatabase(config: FleetConfig, certificate
   const pool = createPool(url, { max: 8, applicationName: 'fleetpki-bench' });
   let dropped = false;
   // Idempotent: a benchmark drops it when done and again from its clean-up after a failure.
+  // The DROP first: WITH (FORCE) ends the pool's connections, so a pool busy with a query (a benchmark
+  // stopped mid-way) cannot keep the database alive by not ending.
   const drop = async () => {
     if (dropped) return;
     dropped = true;
-    await pool.end();
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.end();
+    try {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    } finally {
+      await admin.end();
+      await pool.end().catch(() => undefined);
+    }
   };
+  onCreated?.(drop);
   try {
     await migrate(pool, join(config.repoRoot, 'migrations'));
     for (const ca of cas) await insertCa(pool, ca);

@@ -367,12 +367,24 @@ export class Pkcs11KeyStore implements KeyStore {
     });
   }
 
-  /** Removes a key pair (test clean-up and aborted ceremonies); returns how many objects went. */
+  /**
+   * Removes a key pair; returns how many objects went. Keys fleetpki generates are not destroyable
+   * (key-protection.ts: a CA key gone is a CA stopped), so this succeeds only for keys made without that
+   * protection (probes, keys of older versions) and is refused, with nothing removed, for the others.
+   */
   async destroyKey(label: string): Promise<number> {
     return this.pool.use((session) => {
       let removed = 0;
+      // The private key first: if it is refused, its public half stays beside it.
       for (const objectClass of [graphene.ObjectClass.PRIVATE_KEY, graphene.ObjectClass.PUBLIC_KEY]) {
-        removed += session.destroy({ class: objectClass, label });
+        try {
+          removed += session.destroy({ class: objectClass, label });
+        } catch (err) {
+          if (pkcs11Code(err) === CKR.ACTION_PROHIBITED) {
+            throw new HsmError('HSM_KEY_NOT_DESTROYABLE', `key "${label}" on token "${this.tokenLabel}" is not destroyable (CKA_DESTROYABLE false): no PIN holder can remove it`, err);
+          }
+          throw err;
+        }
       }
       return removed;
     });
