@@ -46,6 +46,9 @@ before(async () => {
 });
 
 after(async () => {
+  // Whatever happened in the stall case, the next file finds B replaying and the primary protected.
+  await withOwnerPool(config, config.sites.b, 'postgres', (p) => p.query('SELECT pg_wal_replay_resume()')).catch(() => undefined);
+  await protect(config).catch((err: Error) => console.error(`ocsp-race: restoring protection failed: ${err.message}`));
   await Promise.all(responders.map(stopProcess));
   await issuer?.close();
   await pool?.end();
@@ -113,7 +116,9 @@ describe('OCSP never says "good" after a revocation returned', () => {
    * while B is behind), and after it finished only once B has replayed it. Then, with protection back,
    * a stall makes B stop vouching rather than answer from the past.
    */
-  it('the standby never vouches for what it has not replayed: across unprotect and protect, and when its replay stalls', async () => {
+  // Bounded: a commit the test itself waits on while B's replay is paused would otherwise wait for ever
+  // (the after hook resumes B's replay for the files that follow).
+  it('the standby never vouches for what it has not replayed: across unprotect and protect, and when its replay stalls', { timeout: 240_000 }, async () => {
     const serials = await enrolSome(5);
     const askB = async () => Promise.all(serials.map((s) => asker.ask(statusUrl('b'), s, 'sha256', 'POST').catch((): Verdict => 'other')));
     // B vouches before all this (the floor is published, B streams and has replayed it).
@@ -145,13 +150,14 @@ describe('OCSP never says "good" after a revocation returned', () => {
     // Protected, then B stalls: whatever A shows from then on, B stops saying "good" (it answers from
     // the past only while it has replayed as far as A had written).
     const fresh = await enrolSome(3);
+    // Before the stall: with B's replay paused every commit on A waits for it (remote_apply), a token's too.
+    const officer = await createToken(pool, 'revocation-officer', null, `race-officer-stall2-${randomBytes(3).toString('hex')}`);
     await onB('SELECT pg_wal_replay_pause()');
     try {
       const askFreshB = async () => Promise.all(fresh.map((s) => asker.ask(statusUrl('b'), s, 'sha256', 'POST').catch((): Verdict => 'other')));
       let stalled: Verdict[] = [];
       // A revocation A shows at once but cannot acknowledge (its commit waits for B: 503 after the write
       // deadline). The agent's floor moves on with A's WAL, and B falls behind it.
-      const officer = await createToken(pool, 'revocation-officer', null, `race-officer-stall2-${randomBytes(3).toString('hex')}`);
       const pending = issuer.app.inject({ method: 'POST', url: '/v1/revocations', headers: { authorization: `Bearer ${officer}` }, payload: { serials: fresh.map((s) => s.toString('hex')), reason: 'keyCompromise' } });
       for (let i = 0; i < 75 && (stalled = await askFreshB()).includes('good'); i++) await new Promise((r) => setTimeout(r, 200));
       assert.ok(!stalled.includes('good'), `a stalled B still vouches: ${stalled.join(', ')}`);
