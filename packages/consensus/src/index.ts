@@ -1,2 +1,3 @@
 export * from './ca-site.js';
 export * from './drill-lock.js';
+export * from './etcd-auth.js';
