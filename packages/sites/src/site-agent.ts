@@ -1,4 +1,4 @@
-import { CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, recordWritesBlocked, setSwitchover, setVouchFloor, type Candidacy, type CaSiteState, type SwitchoverRequest } from '@fleetpki/consensus';
+import { agentIdentity, CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, recordWritesBlocked, setSwitchover, setVouchFloor, type Candidacy, type CaSiteState, type SwitchoverRequest } from '@fleetpki/consensus';
 import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
 import { readDatabaseRole } from '@fleetpki/store';
 import { acknowledgeStandby, rejoinAsStandby, takeOver } from './failover.js';
@@ -90,7 +90,7 @@ export class SiteAgent {
   ) {
     this.site = config.sites[siteId];
     this.other = config.sites[siteId === 'a' ? 'b' : 'a'];
-    this.client = openConsensus(config);
+    this.client = openConsensus(config, agentIdentity(siteId));
     this.reader = new CaSiteReader(this.client, config);
   }
 
