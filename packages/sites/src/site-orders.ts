@@ -155,7 +155,7 @@ export class SiteOrderDesk {
     try {
       let done: Record<string, unknown>;
       if (order.action === 'site.failover') {
-        const result = await failoverTo(this.config, this.site, { force: true, log: (l) => this.log(`site ${this.site.id}: ${l}`) });
+        const result = await failoverTo(this.config, this.site, { force: true, log: (l) => this.log(`site ${this.site.id}: order ${entry.id}: ${l}`) });
         done = { epoch: result.epoch, revokedLeaseOf: result.revokedLeaseOf ?? null };
       } else {
         // Taken on the primary before acting: a second delivery of the same order finds it executed.
@@ -163,7 +163,8 @@ export class SiteOrderDesk {
           await this.refuse(entry, 'SITE_ORDER_EXECUTED', `order ${entry.id} was executed already`);
           return;
         }
-        done = order.action === 'site.unprotect' ? { ...(await unprotect(this.config, `${people} (order ${entry.id})`, (l) => this.log(`site ${this.site.id}: ${l}`))) } : { ...(await protect(this.config, (l) => this.log(`site ${this.site.id}: ${l}`))) };
+        const log = (l: string) => this.log(`site ${this.site.id}: order ${entry.id}: ${l}`);
+        done = order.action === 'site.unprotect' ? { ...(await unprotect(this.config, `${people} (order ${entry.id})`, log)) } : { ...(await protect(this.config, log)) };
       }
       // A failover's row becomes writable here once this site is the primary.
       await this.onPrimary(order.database, (db) => recordSiteOrderOutcome(db, entry.id, { done })).catch(() => undefined);
