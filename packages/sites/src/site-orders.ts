@@ -80,7 +80,7 @@ export async function placeSiteOrder(
 export class SiteOrderDesk {
   private readonly client: ConsensusClient;
   private readonly reader: CaSiteReader;
-  /** Orders this agent answered (an answer is in etcd too, but a replaced key must not make it act twice). */
+  /** Orders this agent took (an answer is in etcd too, but a replaced key must not make it act twice). */
   private readonly handled = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -116,14 +116,19 @@ export class SiteOrderDesk {
 
   /** One look at orders/: exported for tests that drive a desk by hand. */
   async poll(): Promise<void> {
-    const pending = (await readSiteOrders(this.client, this.config)).filter((e) => !e.answer && !this.handled.has(e.id));
+    const pending = (await readSiteOrders(this.client, this.config)).filter((e) => !e.answer);
     if (pending.length === 0) return;
     const state = await this.reader.read();
     for (const entry of pending) {
       const mine = entry.order.action === 'site.failover' ? entry.order.to === this.site.id : state.leader?.site === this.site.id;
       if (!mine) continue;
-      this.handled.add(entry.id);
-      await this.carryOut(entry);
+      // Put again after this agent answered it (a replay): answered from memory, since a standby's row
+      // cannot say it was executed.
+      if (this.handled.has(entry.id)) await this.refuse(entry, 'SITE_ORDER_EXECUTED', `this agent answered order ${entry.id} already`, entry.order.database);
+      else {
+        this.handled.add(entry.id);
+        await this.carryOut(entry);
+      }
     }
   }
 
