@@ -26,6 +26,15 @@ import { readEtcdPassword, type EtcdIdentity } from './etcd-auth.js';
  *   writes/<site>             present while the leader's primary cannot commit (its synchronous standby
  *                             unreachable): {since}, for `sites status`
  *   drill                     present while a drill runs ({kind, pid, by, since}; drill-lock.ts): one at a time
+ *   orders/<id>               a two-person decision (site.unprotect, site.protect, site.failover) the CLI
+ *                             recorded in the database first and asks an agent to carry out ({order});
+ *                             the agent answers in the same key ({order, answer: {done} | {refused}});
+ *                             on the writer's lease, gone after ORDER_TTL_SECONDS (site-orders.ts)
+ *
+ * etcd runs with authentication (etcd-auth.ts): only the site agents write under the prefix beyond
+ * orders/, `drill` and `switchover` (the CLI's) and only they can revoke a candidacy's lease, so
+ * `unprotected` and a forced failover happen only through an agent acting on a recorded order
+ * (packages/sites/src/site-orders.ts). The services only read.
  */
 export const ELECTION = 'ca-site';
 
