@@ -73,6 +73,8 @@ export function registerSitesCommands(program: Command): void {
       const config = loadConfig();
       const site = readTopology(config).primary;
       const people = await twoAdministrators(config, site, options.tokenFile, options.secondTokenFile, 'running unprotected');
+      // The leader's agent carries the order out: with none, say so now rather than after the order's wait.
+      if (!(await consensusStatus(config)).leader) throw new FleetError('SITE_NO_LEADER', 'no site leads the CA (etcd); nothing to unprotect');
       const actor = people.map(auditActor).join(' + ');
       // The leader's agent writes `unprotected` (nobody else may: etcd authentication), on this recorded order.
       const order = await withDatabase(({ pool }) => placeSiteOrder(config, pool, { action: 'site.unprotect', payload: { reason: options.reason }, proofs: [people[0].proof, people[1].proof] }, { log: (l) => console.log(l) }), { site });
