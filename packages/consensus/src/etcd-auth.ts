@@ -138,8 +138,9 @@ export async function ensureEtcdAuth(config: FleetConfig): Promise<{ enabled: 'n
     const existingRoles = new Set((await auth.roleList()).roles);
     const ensureUser = async (name: string, password: string) => {
       if (!existingUsers.has(name)) await auth.userAdd({ name, password });
-      // Every run: a password file lost or replaced by hand takes effect, and an old cluster's user gets ours.
-      else await auth.userChangePassword({ name, password });
+      // A password file replaced by hand, or an old cluster's user, gets the file's password. Changed only
+      // when it differs: a change ends the user's tokens, and every `sites up` (each test file) runs this.
+      else if (!enabled || !(await auth.authenticate({ name, password }).then(() => true, () => false))) await auth.userChangePassword({ name, password });
     };
     await ensureUser(ETCD_ROOT, root.password);
     if (!existingRoles.has('root')) await auth.roleAdd({ name: 'root' });
