@@ -116,9 +116,16 @@ export class SiteOrderDesk {
 
   /** One look at orders/: exported for tests that drive a desk by hand. */
   async poll(): Promise<void> {
-    const pending = (await readSiteOrders(this.client, this.config)).filter((e) => !e.answer);
-    if (pending.length === 0) return;
-    const state = await this.reader.read();
+    let pending: SiteOrderEntry[];
+    let state;
+    try {
+      pending = (await readSiteOrders(this.client, this.config)).filter((e) => !e.answer);
+      if (pending.length === 0) return;
+      state = await this.reader.read();
+    } catch {
+      // Cut off from the majority: no order can be answered anyway (the step loop says nothing either).
+      return;
+    }
     for (const entry of pending) {
       const mine = entry.order.action === 'site.failover' ? entry.order.to === this.site.id : state.leader?.site === this.site.id;
       if (!mine) continue;
@@ -164,7 +171,12 @@ export class SiteOrderDesk {
         done = { epoch: result.epoch, revokedLeaseOf: result.revokedLeaseOf ?? null };
       } else {
         // Taken on the primary before acting: a second delivery of the same order finds it executed.
-        if (!(await this.onPrimary(order.database, (db) => claimSiteOrder(db, entry.id)))) {
+        const claimed = await this.onPrimary(order.database, (db) => claimSiteOrder(db, entry.id));
+        if (claimed === undefined) {
+          await this.refuse(entry, 'SITE_NOT_PRIMARY', `site ${this.site.id} leads but its database is not the primary yet; ask again once it is active`);
+          return;
+        }
+        if (!claimed) {
           await this.refuse(entry, 'SITE_ORDER_EXECUTED', `order ${entry.id} was executed already`);
           return;
         }
