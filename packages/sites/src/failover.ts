@@ -7,8 +7,7 @@ import { activateSite, isInRecovery, markSiteStandby } from '@fleetpki/store';
 import { caDatabases, withOwnerPool } from './ca-databases.js';
 import { pgDataDir, standbyName, promoteCluster, rebuildAsStandby, reloadCluster, waitUntilStreaming, writeSettings } from './postgres-cluster.js';
 import { redisPid } from './redis-server.js';
-import { readTopology } from './topology-file.js';
-import { writeTopology } from './topology-file.js';
+import { readTopology, writeTopology } from './topology-file.js';
 
 type Log = (line: string) => void;
 
