@@ -134,7 +134,9 @@ export class SiteOrderDesk {
       if (this.handled.has(entry.id)) await this.refuse(entry, 'SITE_ORDER_EXECUTED', `this agent answered order ${entry.id} already`, entry.order.database);
       else {
         this.handled.add(entry.id);
-        await this.carryOut(entry);
+        // Whatever fails before the action (this site's database unreachable, say) is answered too:
+        // the CLI waits for an answer, and a taken order is never taken again.
+        await this.carryOut(entry).catch((err: Error) => this.answer(entry, { refused: { code: isFleetError(err) ? err.code : 'SITE_ORDER_FAILED', message: err.message } }));
       }
     }
   }
