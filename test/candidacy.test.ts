@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { CaSiteReader, ELECTION, openConsensus, type ConsensusClient } from '@fleetpki/consensus';
+import { CaSiteReader, ELECTION, openConsensus, readEtcdPassword, type ConsensusClient } from '@fleetpki/consensus';
 import type { FleetConfig } from '@fleetpki/core';
 import { ensureAgent, failoverTo, stopAgent, waitForSyncStandby } from '@fleetpki/sites';
 import { ensureSites, waitFor } from './support/sites.js';
@@ -12,11 +12,12 @@ import { ensureSites, waitFor } from './support/sites.js';
  * it is no longer in: when the leader's lease then went (a forced failover), the leader's agent
  * campaigned again and led on by default, and the failover never reached the standby. The agent checks
  * every step that its key is there and campaigns again when it is not. The key is deleted here with
- * etcdctl, behind the campaign's back, as an operator or a lost lease would.
+ * etcdctl, behind the campaign's back, as a lost lease would (with an agent's etcd credential: since
+ * issue 33 §2 nobody else may write the election's keys, test/etcd-auth.test.ts).
  */
 function deleteCandidacyKey(config: FleetConfig, lease: string): void {
   const key = `${config.consensus.prefix}election/${ELECTION}/${BigInt(`0x${lease}`).toString()}`;
-  const out = execFileSync('etcdctl', ['--endpoints', config.consensus.endpoints.join(','), 'del', key], { encoding: 'utf8' });
+  const out = execFileSync('etcdctl', ['--endpoints', config.consensus.endpoints.join(','), '--user', `agent-a:${readEtcdPassword(config, 'agent-a')}`, 'del', key], { encoding: 'utf8' });
   assert.equal(out.trim(), '1', `etcdctl deleted ${key}`);
 }
 
@@ -31,7 +32,7 @@ async function leaderAndQueued(client: ConsensusClient, config: FleetConfig) {
 describe('a candidacy whose key vanished from etcd', () => {
   it("is made again by the standby's agent within a few steps, behind the same leader", async () => {
     const config = await ensureSites();
-    const client = openConsensus(config);
+    const client = openConsensus(config, 'service');
     try {
       const reader = new CaSiteReader(client, config);
       const before = await leaderAndQueued(client, config);
@@ -53,7 +54,7 @@ describe('a candidacy whose key vanished from etcd', () => {
     // The fault: the leader's lease revoked while the standby was not queued yet (a moment after it
     // rejoined): the old leader's agent campaigned again first and led on; the failover timed out.
     const config = await ensureSites();
-    const client = openConsensus(config);
+    const client = openConsensus(config, 'service');
     try {
       const before = await leaderAndQueued(client, config);
       const leaderSite = config.sites[before.leader!.site];

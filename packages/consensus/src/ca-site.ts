@@ -1,5 +1,6 @@
 import { Etcd3, type Campaign, type Namespace } from 'etcd3';
 import { FleetError, SITE_IDS, type FleetConfig, type SiteId } from '@fleetpki/core';
+import { readEtcdPassword, type EtcdIdentity } from './etcd-auth.js';
 
 /**
  * The CA-site role in etcd. The active CA site is the leader of the election "ca-site" under the
@@ -25,6 +26,15 @@ import { FleetError, SITE_IDS, type FleetConfig, type SiteId } from '@fleetpki/c
  *   writes/<site>             present while the leader's primary cannot commit (its synchronous standby
  *                             unreachable): {since}, for `sites status`
  *   drill                     present while a drill runs ({kind, pid, by, since}; drill-lock.ts): one at a time
+ *   orders/<id>               a two-person decision (site.unprotect, site.protect, site.failover) the CLI
+ *                             recorded in the database first and asks an agent to carry out ({order});
+ *                             the agent answers in the same key ({order, answer: {done} | {refused}});
+ *                             on the writer's lease, gone after ORDER_TTL_SECONDS (site-orders.ts)
+ *
+ * etcd runs with authentication (etcd-auth.ts): only the site agents write under the prefix beyond
+ * orders/, `drill` and `switchover` (the CLI's) and only they can revoke a candidacy's lease, so
+ * `unprotected` and a forced failover happen only through an agent acting on a recorded order
+ * (packages/sites/src/site-orders.ts). The services only read.
  */
 export const ELECTION = 'ca-site';
 
@@ -90,11 +100,15 @@ export interface SwitchoverRequest {
 /** The etcd client the other packages hold (only this package imports etcd3). */
 export type ConsensusClient = Etcd3;
 
-/** One etcd client for the pair of sites; calls fail within `callTimeoutMs` rather than hang. */
-export function openConsensus(config: FleetConfig, callTimeoutMs = 1_500): Etcd3 {
+/**
+ * One etcd client for the pair of sites, authenticated as `as` (etcd-auth.ts: each caller takes the
+ * narrowest identity its code needs); calls fail within `callTimeoutMs` rather than hang.
+ */
+export function openConsensus(config: FleetConfig, as: EtcdIdentity, callTimeoutMs = 1_500): Etcd3 {
   return new Etcd3({
     hosts: [...config.consensus.endpoints],
     dialTimeout: callTimeoutMs,
+    auth: { username: as, password: readEtcdPassword(config, as) },
     // A connection to a member that was cut off sends nothing back, not even a reset: pings find it
     // within 3 s, so the streams on it (a campaign's watch, lease keep-alives) move to another member.
     // The members accept pings every second (etcd-cluster.ts: --grpc-keepalive-min-time), while a call or

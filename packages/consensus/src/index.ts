@@ -1,2 +1,4 @@
 export * from './ca-site.js';
 export * from './drill-lock.js';
+export * from './etcd-auth.js';
+export * from './site-orders.js';

@@ -19,7 +19,8 @@ function tellLauncher(message: DrillStartMessage): void {
  * process dies. A second drill is refused with 409 DRILL_RUNNING naming the first.
  */
 export async function withDrillLock<T>(config: FleetConfig, kind: 'failover' | 'switchover' | 'failback', startedBy: string, run: () => Promise<T>, log: (line: string) => void = () => undefined): Promise<T> {
-  const client = openConsensus(config);
+  // The CLI's etcd credential: it may write `drill` (and orders/), nothing the agents decide.
+  const client = openConsensus(config, 'operator');
   let lock;
   try {
     lock = await acquireDrillLock(client, config, { kind, pid: process.pid, by: startedBy });

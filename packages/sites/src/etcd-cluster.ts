@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensureEtcdAuth } from '@fleetpki/consensus';
 import { FleetError, type EtcdMember, type FleetConfig } from '@fleetpki/core';
 import { inNetns } from './exec.js';
 import { assertPortFree } from './ports.js';
@@ -85,7 +86,11 @@ async function startMember(config: FleetConfig, member: EtcdMember): Promise<'st
   return 'started';
 }
 
-/** Starts every member that is not running and waits until each sees a leader. */
+/**
+ * Starts every member that is not running, waits until each sees a leader, then makes sure
+ * authentication is on with our users and roles (consensus/etcd-auth.ts): also on a cluster that ran
+ * without it, so anyone who can reach etcd can no longer write what two administrators decide.
+ */
 export async function ensureEtcd(config: FleetConfig): Promise<Record<string, 'started' | 'running'>> {
   const outcome: Record<string, 'started' | 'running'> = {};
   for (const member of config.consensus.members) outcome[member.name] = await startMember(config, member);
@@ -99,6 +104,7 @@ export async function ensureEtcd(config: FleetConfig): Promise<Record<string, 's
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+  await ensureEtcdAuth(config);
   return outcome;
 }
 

@@ -1,13 +1,13 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CaSiteReader, openConsensus, type ConsensusClient, readRejoin, revokeLeaderLease, setSwitchover, setUnprotected, type RejoinRecord } from '@fleetpki/consensus';
+import { agentIdentity, CaSiteReader, openConsensus, type ConsensusClient, type EtcdIdentity, readRejoin, revokeLeaderLease, setSwitchover, setUnprotected, type RejoinRecord } from '@fleetpki/consensus';
 import { FleetError, type FleetConfig, type SiteConfig, type SiteId } from '@fleetpki/core';
 import { activateSite, isInRecovery, markSiteStandby } from '@fleetpki/store';
 import { caDatabases, withOwnerPool } from './ca-databases.js';
 import { pgDataDir, standbyName, promoteCluster, rebuildAsStandby, reloadCluster, waitUntilStreaming, writeSettings } from './postgres-cluster.js';
 import { redisPid } from './redis-server.js';
-import { writeTopology } from './topology-file.js';
+import { readTopology, writeTopology } from './topology-file.js';
 
 type Log = (line: string) => void;
 
@@ -50,7 +50,7 @@ export function killPostgres(site: SiteConfig): number {
  * is active in `config.pgDatabase` there. Returns the epoch.
  */
 export async function waitForActiveSite(config: FleetConfig, site: SiteConfig, timeoutMs = 120_000): Promise<number> {
-  const client = openConsensus(config);
+  const client = openConsensus(config, 'service');
   const reader = new CaSiteReader(client, config);
   const deadline = Date.now() + timeoutMs;
   let last = 'not checked yet';
@@ -95,7 +95,9 @@ export async function waitForSyncStandby(config: FleetConfig, primary: SiteConfi
  * synchronous standby again.
  */
 export async function switchover(config: FleetConfig, requestedBy: string, log: Log = () => undefined): Promise<{ from: SiteId; to: SiteId; epoch: number }> {
-  const client = openConsensus(config);
+  // The operator's credential may write `switchover`: the leader's agent hands over only to a standby
+  // streaming synchronously (zero loss), so a request is no unsafe decision by itself.
+  const client = openConsensus(config, 'operator');
   try {
     const state = await new CaSiteReader(client, config).read();
     if (!state.leader) throw new FleetError('SITE_NO_LEADER', 'no site leads the CA (etcd); start the site agents (`pnpm sites up`)');
@@ -180,7 +182,7 @@ export async function acknowledgeStandby(config: FleetConfig, leader: SiteConfig
 
 /** How `site` last rejoined as the standby, as its agent recorded it in etcd. */
 export async function lastRejoin(config: FleetConfig, site: SiteConfig): Promise<RejoinRecord | undefined> {
-  const client = openConsensus(config);
+  const client = openConsensus(config, 'service');
   try {
     return await readRejoin(client, config, site.id);
   } finally {
@@ -214,10 +216,14 @@ export async function waitForRejoin(config: FleetConfig, site: SiteConfig, since
  * people, checked by the caller) revokes that lease: the site's processes stop acting within their last
  * read of etcd, and `to`'s agent, elected next, waits one lease time before it promotes. Never to a
  * standby of a primary that ran unprotected (it may lack acknowledged commits).
+ *
+ * Revoking a lease takes an agent's etcd credential (write permission on the lease's key): `to`'s agent
+ * runs this when it executes a recorded two-person order (site-orders.ts); drills and tests, which hold
+ * the state folder as the host's infrastructure tooling, run it as that agent too.
  */
 export async function failoverTo(config: FleetConfig, to: SiteConfig, options: { force: boolean; log?: Log; candidacyTimeoutMs?: number }): Promise<{ epoch: number; revokedLeaseOf: SiteId | undefined }> {
   const log = options.log ?? (() => undefined);
-  const client = openConsensus(config);
+  const client = openConsensus(config, options.force ? agentIdentity(to.id) : 'service');
   try {
     const state = await new CaSiteReader(client, config).read();
     if (state.leader?.site === to.id) return { epoch: await waitForActiveSite(config, to), revokedLeaseOf: undefined };
@@ -270,12 +276,15 @@ async function readSyncStandbyNames(config: FleetConfig, site: SiteConfig): Prom
  * by the caller), recorded in etcd, where the standby's agent reads it and stops being a candidate (it
  * may lack acknowledged commits from now on); the leader's agent clears synchronous_standby_names.
  * Waits until the primary runs asynchronously. Undone by `protect`.
+ *
+ * Writes `unprotected` with the leader's agent credential: its agent runs this when it executes a
+ * recorded two-person order (site-orders.ts); tests, as infrastructure tooling, run it as that agent too.
  */
 export async function unprotect(config: FleetConfig, by: string, log: Log = () => undefined): Promise<{ site: SiteId; since: string }> {
-  const client = openConsensus(config);
+  const state = await readCaSite(config);
+  if (!state.leader) throw new FleetError('SITE_NO_LEADER', 'no site leads the CA (etcd); nothing to unprotect');
+  const client = openConsensus(config, agentIdentity(state.leader.site));
   try {
-    const state = await new CaSiteReader(client, config).read();
-    if (!state.leader) throw new FleetError('SITE_NO_LEADER', 'no site leads the CA (etcd); nothing to unprotect');
     const site = config.sites[state.leader.site];
     const since = state.unprotected?.since ?? new Date().toISOString();
     if (!state.unprotected) await setUnprotected(client, config, { since, by });
@@ -297,12 +306,16 @@ export async function unprotect(config: FleetConfig, by: string, log: Log = () =
  * in place and this fails after `replayTimeoutMs`, naming it; running it again resumes. With nobody
  * leading (the primary is gone while unprotected), the key goes at once, making a standby eligible that
  * may lack commits acknowledged meanwhile: the caller asks two people for that.
+ *
+ * Writes with an agent's etcd credential (`as`; by default the leader's, or with nobody leading the
+ * agent of the site the topology file names primary): the leader's agent runs this when it executes a
+ * recorded order; with nobody leading no database can record one, and the CLI acts as an agent itself.
  */
-export async function protect(config: FleetConfig, log: Log = () => undefined, options: { replayTimeoutMs?: number } = {}): Promise<{ site: SiteId | undefined; wasUnprotectedSince: string | undefined }> {
-  const client = openConsensus(config);
+export async function protect(config: FleetConfig, log: Log = () => undefined, options: { replayTimeoutMs?: number; as?: EtcdIdentity } = {}): Promise<{ site: SiteId | undefined; wasUnprotectedSince: string | undefined }> {
+  const state = await readCaSite(config);
+  if (!state.unprotected) return { site: state.leader?.site, wasUnprotectedSince: undefined };
+  const client = openConsensus(config, options.as ?? agentIdentity(state.leader?.site ?? readTopology(config).primary));
   try {
-    const state = await new CaSiteReader(client, config).read();
-    if (!state.unprotected) return { site: state.leader?.site, wasUnprotectedSince: undefined };
     if (state.leader) {
       const primary = config.sites[state.leader.site];
       const standby = config.sites[state.leader.site === 'a' ? 'b' : 'a'];
@@ -320,6 +333,16 @@ export async function protect(config: FleetConfig, log: Log = () => undefined, o
     await setUnprotected(client, config, undefined);
     log(`cleared in etcd: the primary runs with its synchronous standby again, which vouches again`);
     return { site: state.leader?.site, wasUnprotectedSince: state.unprotected.since };
+  } finally {
+    client.close();
+  }
+}
+
+/** One read of the CA-site role with the services' (read-only) credential. */
+async function readCaSite(config: FleetConfig) {
+  const client = openConsensus(config, 'service');
+  try {
+    return await new CaSiteReader(client, config).read();
   } finally {
     client.close();
   }

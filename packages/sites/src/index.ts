@@ -14,3 +14,4 @@ export * from './site-agent.js';
 export * from './ca-databases.js';
 export * from './site-agent-process.js';
 export * from './netns.js';
+export * from './site-orders.js';

@@ -1,10 +1,11 @@
-import { CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, recordWritesBlocked, setSwitchover, setVouchFloor, type Candidacy, type CaSiteState, type SwitchoverRequest } from '@fleetpki/consensus';
+import { agentIdentity, CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, recordWritesBlocked, setSwitchover, setVouchFloor, type Candidacy, type CaSiteState, type SwitchoverRequest } from '@fleetpki/consensus';
 import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
 import { readDatabaseRole } from '@fleetpki/store';
 import { acknowledgeStandby, rejoinAsStandby, takeOver } from './failover.js';
 import { isClusterRunning, postmasterAlive, reloadCluster, startCluster, stopCluster, writeSettings } from './postgres-cluster.js';
 import { withOwnerPool } from './ca-databases.js';
 import { readTopology } from './topology-file.js';
+import { SiteOrderDesk } from './site-orders.js';
 
 type Log = (line: string) => void;
 
@@ -62,6 +63,8 @@ export class SiteAgent {
   private readonly other: SiteConfig;
   private readonly client;
   private readonly reader: CaSiteReader;
+  /** Carries out the operators' recorded two-person orders (site-orders.ts), beside the step loop. */
+  private readonly orders: SiteOrderDesk;
   private candidacy: Candidacy | undefined;
   private elected = false;
   private timer: NodeJS.Timeout | undefined;
@@ -90,8 +93,9 @@ export class SiteAgent {
   ) {
     this.site = config.sites[siteId];
     this.other = config.sites[siteId === 'a' ? 'b' : 'a'];
-    this.client = openConsensus(config);
+    this.client = openConsensus(config, agentIdentity(siteId));
     this.reader = new CaSiteReader(this.client, config);
+    this.orders = new SiteOrderDesk(config, this.site, log);
   }
 
   start(): void {
@@ -108,11 +112,13 @@ export class SiteAgent {
       if (!this.stopped) this.timer = setTimeout(loop, this.tickMs);
     };
     this.timer = setTimeout(loop, 0);
+    this.orders.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    this.orders.stop();
     // Stepping down is not the agent's to do on a stop: the lease runs out by itself, and a restart
     // of the agent campaigns again. An orderly shutdown of the whole site resigns first (`sites down`).
     this.client.close();

@@ -109,7 +109,7 @@ export interface ConsensusStatus {
 export async function consensusStatus(config: FleetConfig): Promise<ConsensusStatus> {
   const witnessMember = config.consensus.members.find((m) => m.name === 'witness')!;
   const witness = await etcdHealth(witnessMember);
-  const client = openConsensus(config, 1_000);
+  const client = openConsensus(config, 'service', 1_000);
   try {
     const state = await new CaSiteReader(client, config).read();
     const lastRejoin: Partial<Record<SiteId, RejoinRecord>> = {};

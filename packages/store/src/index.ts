@@ -24,3 +24,4 @@ export * from './repositories/console-sessions.js';
 export * from './repositories/overview.js';
 export * from './repositories/drill-runs.js';
 export * from './repositories/eui64-ranges.js';
+export * from './repositories/site-orders.js';

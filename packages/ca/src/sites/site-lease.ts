@@ -72,7 +72,7 @@ class EtcdAndDatabaseObserver implements SiteObserver {
     private readonly leaseMs: number,
   ) {
     this.db = new LeaseConnection(connectionString, `fleetpki-lease-${site}`, 2_000);
-    this.consensus = openConsensus(config, Math.max(500, Math.floor(leaseMs / 3)));
+    this.consensus = openConsensus(config, 'service', Math.max(500, Math.floor(leaseMs / 3)));
     this.reader = new CaSiteReader(this.consensus, config);
   }
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { assertTwoPeopleTogether, auditActor, type Principal } from '@fleetpki/ca';
 import { FleetError, SITE_IDS, loadConfig, type FleetConfig, type SiteId } from '@fleetpki/core';
-import { consensusStatus, failoverTo, formatStatus, protect, readTopology, sitesDown, sitesStatus, sitesUp, switchover, unprotect } from '@fleetpki/sites';
+import { consensusStatus, failoverTo, formatStatus, placeSiteOrder, protect, readTopology, sitesDown, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
 import { appendAuditEvents, withTransaction } from '@fleetpki/store';
 import { executeApproved, hostActor, requireOfficer, withDatabase } from '../context.js';
 
@@ -52,7 +52,14 @@ export function registerSitesCommands(program: Command): void {
       const to = config.sites[options.to as SiteId];
       // The credentials are checked on the site taking over (its standby database answers reads).
       const people = options.force ? await twoAdministrators(config, to.id, options.tokenFile, options.secondTokenFile, 'a forced failover') : undefined;
-      const result = await failoverTo(config, to, { force: options.force === true, log: (l) => console.log(l) });
+      const leader = people ? (await consensusStatus(config)).leader : undefined;
+      let result: { epoch: number; revokedLeaseOf: SiteId | undefined };
+      if (people && leader && leader.site !== to.id) {
+        // Only `to`'s agent may revoke the leader's lease (etcd authentication), and only on an order
+        // recorded in the database: on the primary, whence it replicates to `to`'s standby.
+        const order = await withDatabase(({ pool }) => placeSiteOrder(config, pool, { action: 'site.failover', payload: {}, to: to.id, proofs: [people[0].proof, people[1].proof] }, { log: (l) => console.log(l) }), { site: leader.site });
+        result = { epoch: Number(order.done.epoch), revokedLeaseOf: (order.done.revokedLeaseOf as SiteId | null) ?? undefined };
+      } else result = await failoverTo(config, to, { force: false, log: (l) => console.log(l) });
       await auditLocally(config, to.id, people ? people.map(auditActor).join(' + ') : hostActor(), 'site.failover', { epoch: result.epoch, forced: options.force === true, revokedLeaseOf: result.revokedLeaseOf ?? null });
       console.log(`site ${to.id} is the active CA site (epoch ${result.epoch})${result.revokedLeaseOf ? `; site ${result.revokedLeaseOf}'s lease was revoked` : ''}`);
     });
@@ -66,9 +73,13 @@ export function registerSitesCommands(program: Command): void {
       const config = loadConfig();
       const site = readTopology(config).primary;
       const people = await twoAdministrators(config, site, options.tokenFile, options.secondTokenFile, 'running unprotected');
+      // The leader's agent carries the order out: with none, say so now rather than after the order's wait.
+      if (!(await consensusStatus(config)).leader) throw new FleetError('SITE_NO_LEADER', 'no site leads the CA (etcd); nothing to unprotect');
       const actor = people.map(auditActor).join(' + ');
-      const result = await unprotect(config, actor, (l) => console.log(l));
-      await auditLocally(config, result.site, actor, 'site.unprotect', { since: result.since, reason: options.reason });
+      // The leader's agent writes `unprotected` (nobody else may: etcd authentication), on this recorded order.
+      const order = await withDatabase(({ pool }) => placeSiteOrder(config, pool, { action: 'site.unprotect', payload: { reason: options.reason }, proofs: [people[0].proof, people[1].proof] }, { log: (l) => console.log(l) }), { site });
+      const result = { site: order.done.site as SiteId, since: order.done.since as string };
+      await auditLocally(config, result.site, actor, 'site.unprotect', { since: result.since, reason: options.reason, order: order.id });
       console.log(`site ${result.site} runs UNPROTECTED since ${result.since}: acknowledged writes may be lost if it fails; \`pnpm fleetpki sites protect\` undoes this`);
     });
   sites
@@ -83,7 +94,21 @@ export function registerSitesCommands(program: Command): void {
       const people = consensus.leader
         ? [await withDatabase(({ pool }) => requireOfficer(pool, options.tokenFile, ['administrator'], 'restoring protection'), { site })]
         : await twoAdministrators(config, site, options.tokenFile, options.secondTokenFile, 'restoring protection with no site leading');
-      const result = await protect(config, (l) => console.log(l));
+      if (!consensus.unprotected) {
+        console.log('already protected: the primary waits for its synchronous standby');
+        return;
+      }
+      let result: { site: SiteId | undefined; wasUnprotectedSince: string | undefined };
+      if (consensus.leader) {
+        // The leader's agent restores it, on a recorded order (one administrator: the safe direction).
+        const order = await withDatabase(({ pool }) => placeSiteOrder(config, pool, { action: 'site.protect', payload: {}, proofs: [people[0]!.proof] }, { log: (l) => console.log(l) }), { site });
+        result = { site: order.done.site as SiteId | undefined, wasUnprotectedSince: order.done.wasUnprotectedSince as string | undefined };
+      } else {
+        // Nobody leads: no primary can record an order and no agent leads to carry it out. Two
+        // administrators checked above; the key is cleared with an agent's etcd credential, which only
+        // the host account holding the state folder can read (the owner's boundary, as for recovery).
+        result = await protect(config, (l) => console.log(l));
+      }
       if (!result.wasUnprotectedSince) {
         console.log('already protected: the primary waits for its synchronous standby');
         return;
