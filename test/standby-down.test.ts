@@ -134,9 +134,13 @@ describe('the standby site goes down', () => {
     assert.equal(whileUnprotected.status, 201, `unprotected, writes commit without B: ${JSON.stringify(whileUnprotected.body)}`);
     assert.match((await cli(['sites', 'status'])).stdout, /UNPROTECTED since .* \(by .*standby-admin-1.* \+ .*standby-admin-2.*\)/);
 
-    // One administrator restores protection: writes wait for B again.
-    const restored = await cli(['sites', 'protect', '--token-file', firstAdmin]);
-    assert.equal(restored.code, 0, restored.stderr);
+    // One administrator asks for protection while B is still frozen: writes wait for B again at once
+    // (protection "restoring"), but protection is not restored, nor B vouching or eligible, while B has
+    // not replayed what A acknowledged unprotected (issue 33 §4): the order is refused, naming why.
+    const early = await cli(['sites', 'protect', '--token-file', firstAdmin]);
+    assert.notEqual(early.code, 0, early.stdout);
+    assert.match(early.stderr, /SITE_STANDBY_BEHIND/);
+    assert.match((await cli(['sites', 'status'])).stdout, /UNPROTECTED since|restoring/i);
     const blockedAgainEui = eui();
     const blockedAgain = await enrol(blockedAgainEui, blockedAgainKey!.csr);
     assert.deepEqual([blockedAgain.status, blockedAgain.body.code], [503, 'STANDBY_UNAVAILABLE']);
@@ -146,6 +150,10 @@ describe('the standby site goes down', () => {
     thaw();
     thaw = undefined;
     await waitForSyncStandby(config, config.sites.a, config.sites.b);
+    // Back and caught up: the same administrator's request now restores protection.
+    const restored = await cli(['sites', 'protect', '--token-file', firstAdmin]);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.equal((await consensusStatus(config)).unprotected, undefined, 'protected again');
     await waitFor('/readyz to be ready again', async () => ((await fetch(`${apiUrl()}/readyz`)).status === 200 ? true : undefined), 20_000, 200);
     assert.equal((await certificatesOf(lostEui)).length, 1, 'the lost enrolment committed');
     for (const [eui64, key] of [[lostEui, lostKey!], [refusedEui, refusedKey!], [blockedAgainEui, blockedAgainKey!]] as const) {

@@ -100,7 +100,7 @@ export interface ConsensusStatus {
   readonly reachable: boolean;
   readonly error?: string;
   readonly leader?: { readonly site: SiteId; readonly ttlSeconds: number };
-  readonly unprotected?: { readonly since: string; readonly by: string };
+  readonly unprotected?: { readonly since: string; readonly by: string; readonly restoring?: boolean };
   readonly writesBlocked: Readonly<Partial<Record<SiteId, string>>>;
   readonly witness: { readonly up: boolean; readonly healthy: boolean; readonly error?: string };
   readonly lastRejoin: Readonly<Partial<Record<SiteId, RejoinRecord>>>;
@@ -197,7 +197,7 @@ export function formatStatus(statuses: readonly SiteStatus[], consensus?: Consen
   }
   if (consensus) {
     rows.push(['witness', 'etcd', consensus.witness.healthy ? 'up' : consensus.witness.up ? 'no quorum' : 'down', consensus.witness.error ?? '']);
-    rows.push(['-', 'ca site', consensus.leader ? consensus.leader.site : 'none', consensus.reachable ? (consensus.unprotected ? `UNPROTECTED since ${consensus.unprotected.since} (by ${consensus.unprotected.by}): the primary commits without its standby` : 'strictly synchronous') : `etcd unreachable: ${consensus.error ?? ''}`]);
+    rows.push(['-', 'ca site', consensus.leader ? consensus.leader.site : 'none', consensus.reachable ? (consensus.unprotected ? consensus.unprotected.restoring ? `UNPROTECTED since ${consensus.unprotected.since} (by ${consensus.unprotected.by}), restoring: commits wait for the standby again, which neither vouches nor may be promoted until it has caught up` : `UNPROTECTED since ${consensus.unprotected.since} (by ${consensus.unprotected.by}): the primary commits without its standby` : 'strictly synchronous') : `etcd unreachable: ${consensus.error ?? ''}`]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
