@@ -17,7 +17,8 @@ import { ensureSites, waitFor } from './support/sites.js';
  */
 function deleteCandidacyKey(config: FleetConfig, lease: string): void {
   const key = `${config.consensus.prefix}election/${ELECTION}/${BigInt(`0x${lease}`).toString()}`;
-  const out = execFileSync('etcdctl', ['--endpoints', config.consensus.endpoints.join(','), '--user', `agent-a:${readEtcdPassword(config, 'agent-a')}`, 'del', key], { encoding: 'utf8' });
+  // The credential in the child's environment, not on its command line (readable in /proc).
+  const out = execFileSync('etcdctl', ['--endpoints', config.consensus.endpoints.join(','), 'del', key], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3', ETCDCTL_USER: `agent-a:${readEtcdPassword(config, 'agent-a')}` } });
   assert.equal(out.trim(), '1', `etcdctl deleted ${key}`);
 }
 

@@ -12,8 +12,9 @@ import type { FleetConfig } from '@fleetpki/core';
 export type Attempt = 'put unprotected' | 'delete unprotected' | 'delete election key' | 'revoke leader lease' | 'put vouch-floor';
 
 export function etcdctl(config: FleetConfig, as: EtcdIdentity | undefined, args: readonly string[]): { ok: boolean; output: string } {
-  const user = as ? ['--user', `${as}:${readEtcdPassword(config, as)}`] : [];
-  const run = spawnSync('etcdctl', ['--endpoints', config.consensus.endpoints.join(','), '--dial-timeout', '2s', '--command-timeout', '3s', ...user, ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
+  // In the child's environment, not on its command line (which every local account can read in /proc).
+  const user = as ? { ETCDCTL_USER: `${as}:${readEtcdPassword(config, as)}` } : {};
+  const run = spawnSync('etcdctl', ['--endpoints', config.consensus.endpoints.join(','), '--dial-timeout', '2s', '--command-timeout', '3s', ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3', ...user } });
   return { ok: run.status === 0, output: `${run.stdout ?? ''}${run.stderr ?? ''}` };
 }
 

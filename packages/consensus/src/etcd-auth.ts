@@ -34,7 +34,7 @@ export function agentIdentity(site: SiteId): EtcdIdentity {
 }
 
 export function etcdCredentialsDir(config: FleetConfig): string {
-  return join(config.stateDir, 'etcd-credentials');
+  return config.consensus.credentialsDir;
 }
 
 /** The password of `user`, from its file; FleetError ETCD_CREDENTIALS_MISSING when the setup has not run. */
@@ -53,7 +53,12 @@ function passwordFile(config: FleetConfig, user: string): { password: string; cr
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
   const file = join(dir, user);
-  if (existsSync(file)) return { password: readFileSync(file, 'utf8').trim(), created: false };
+  if (existsSync(file)) {
+    chmodSync(file, 0o600);
+    const password = readFileSync(file, 'utf8').trim();
+    if (password.length < 16) throw new FleetError('ETCD_CREDENTIAL_INVALID', `${file} holds no usable password (${password.length} characters); remove it and run \`pnpm sites up\` again`);
+    return { password, created: false };
+  }
   const password = randomBytes(24).toString('base64url');
   // 'wx': two setups racing never overwrite each other's password.
   writeFileSync(file, `${password}\n`, { mode: 0o600, flag: 'wx' });

@@ -4,8 +4,8 @@ import type { FleetConfig, SiteId } from '@fleetpki/core';
 /**
  * orders/<id>: the CLI asks a site agent to carry out a two-person decision it recorded in the database
  * first (site_orders, migrations/0040). Writing here proves nothing (the operator's credential may write
- * orders/): the agent acts only on the database's row, and answers in the same key. The key lives on the
- * writer's lease (ORDER_TTL_SECONDS), so orders do not pile up in etcd.
+ * orders/): the agent acts only on the database's row, and answers under answers/<id>, which only the
+ * agents may write. Both keys live on leases of ORDER_TTL_SECONDS, so orders do not pile up in etcd.
  */
 export type SiteOrderKind = 'site.unprotect' | 'site.protect' | 'site.failover';
 
@@ -42,27 +42,37 @@ export async function putSiteOrder(client: Etcd3, config: FleetConfig, id: strin
   lease.release();
 }
 
-function parse(key: string, value: string): SiteOrderEntry | undefined {
+function parse(key: string, value: string, answer: string | undefined): SiteOrderEntry | undefined {
   try {
-    const v = JSON.parse(value) as { order?: SiteOrderRequest; answer?: SiteOrderAnswer };
+    // Only the order part of orders/<id>: an answer there would be the writer's own (see answerSiteOrder).
+    const v = JSON.parse(value) as { order?: SiteOrderRequest };
     if (!v.order || typeof v.order.action !== 'string' || typeof v.order.database !== 'string') return undefined;
-    return { id: key.slice('orders/'.length), order: v.order, ...(v.answer ? { answer: v.answer } : {}) };
+    const a = answer ? (JSON.parse(answer) as SiteOrderAnswer) : undefined;
+    return { id: key.slice('orders/'.length), order: v.order, ...(a ? { answer: a } : {}) };
   } catch {
     return undefined;
   }
 }
 
 export async function readSiteOrders(client: Etcd3, config: FleetConfig): Promise<SiteOrderEntry[]> {
-  const all = await client.namespace(config.consensus.prefix).getAll().prefix('orders/').strings();
-  return Object.entries(all).flatMap(([k, v]) => parse(k, v) ?? []);
+  const ns = client.namespace(config.consensus.prefix);
+  const [orders, answers] = await Promise.all([ns.getAll().prefix('orders/').strings(), ns.getAll().prefix('answers/').strings()]);
+  return Object.entries(orders).flatMap(([k, v]) => parse(k, v, answers[`answers/${k.slice('orders/'.length)}`]) ?? []);
 }
 
 export async function readSiteOrderEntry(client: Etcd3, config: FleetConfig, id: string): Promise<SiteOrderEntry | undefined> {
-  const value = await client.namespace(config.consensus.prefix).get(`orders/${id}`).string();
-  return value ? parse(`orders/${id}`, value) : undefined;
+  const ns = client.namespace(config.consensus.prefix);
+  const [value, answer] = await Promise.all([ns.get(`orders/${id}`).string(), ns.get(`answers/${id}`).string()]);
+  return value ? parse(`orders/${id}`, value, answer ?? undefined) : undefined;
 }
 
-/** The agent's answer, in the same key and on the order's lease (it goes with the order). */
+/**
+ * The agent's answer, under answers/<id>: a key only the agents may write (etcd-auth.ts), so whoever may
+ * put orders (the operator's credential) can neither answer an order in an agent's name ("protected
+ * again" while nothing happened) nor keep an agent from answering. It lives as long as an order does.
+ */
 export async function answerSiteOrder(client: Etcd3, config: FleetConfig, entry: SiteOrderEntry, answer: SiteOrderAnswer): Promise<void> {
-  await client.namespace(config.consensus.prefix).put(`orders/${entry.id}`).value(JSON.stringify({ order: entry.order, answer })).ignoreLease();
+  const lease = client.namespace(config.consensus.prefix).lease(ORDER_TTL_SECONDS, { autoKeepAlive: false });
+  await lease.put(`answers/${entry.id}`).value(JSON.stringify(answer));
+  lease.release();
 }

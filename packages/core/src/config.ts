@@ -136,6 +136,12 @@ export interface FleetConfig {
     /** Key prefix of this pair of sites (every deployment on the same clusters shares it). */
     readonly prefix: string;
     readonly ttlSeconds: number;
+    /**
+     * The etcd users' password files (consensus/etcd-auth.ts). They belong to the cluster, not to a
+     * deployment: fixed here, so a configuration copied with another state folder (a drill's, a test's)
+     * still reaches the members it shares.
+     */
+    readonly credentialsDir: string;
   };
   /**
    * How long a write may wait on a primary whose synchronous standby is unreachable before it answers
@@ -477,6 +483,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       endpoints: members.map((m) => m.clientUrl),
       prefix: '/fleetpki/sites/',
       ttlSeconds: Math.max(2, Math.ceil(e.FLEETPKI_SITE_LEASE_MS / 1000)),
+      credentialsDir: join(stateDir, 'etcd-credentials'),
     },
     writeWaitMs: e.FLEETPKI_WRITE_WAIT_MS,
     possessionThreads: e.FLEETPKI_POSSESSION_THREADS,

@@ -7,6 +7,9 @@ import { failoverTo, protect, unprotect } from './failover.js';
 
 type Log = (line: string) => void;
 
+
+/** What a database name in an order may look like (PostgreSQL identifiers fleetpki creates). */
+const DATABASE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /**
  * Two-person decisions about the sites, carried out by the agent that must act (issue 33 §2). The
  * administrators' checks once lived in the CLI's process only, and anyone who could write to etcd set the
@@ -131,7 +134,8 @@ export class SiteOrderDesk {
       if (!mine) continue;
       // Put again after this agent answered it (a replay): answered from memory, since a standby's row
       // cannot say it was executed.
-      if (this.handled.has(entry.id)) await this.refuse(entry, 'SITE_ORDER_EXECUTED', `this agent answered order ${entry.id} already`, entry.order.database);
+      // Answered without touching any database: nothing in this entry has been checked.
+      if (this.handled.has(entry.id)) await this.refuse(entry, 'SITE_ORDER_EXECUTED', `this agent answered order ${entry.id} already`);
       else {
         this.handled.add(entry.id);
         // Whatever fails before the action (this site's database unreachable, say) is answered too:
@@ -154,7 +158,9 @@ export class SiteOrderDesk {
 
   private async carryOut(entry: SiteOrderEntry): Promise<void> {
     const { order } = entry;
-    if (!(await caDatabases(this.config, this.site)).includes(order.database)) {
+    // A plain identifier and one of this cluster's CA databases, before the name goes anywhere near a
+    // connection (a name with '?host=...' would point the owner's connection elsewhere).
+    if (!DATABASE_NAME.test(order.database) || !(await caDatabases(this.config, this.site)).includes(order.database)) {
       await this.refuse(entry, 'SITE_ORDER_UNKNOWN', `no CA database "${order.database}" on site ${this.site.id}`);
       return;
     }
