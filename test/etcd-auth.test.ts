@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CaSiteReader, ensureEtcdAuth, etcdCredentialsDir, openConsensus, putSiteOrder, readSiteOrderEntry, type ConsensusClient, type SiteOrderAnswer, type SiteOrderRequest } from '@fleetpki/consensus';
@@ -115,6 +116,35 @@ describe('site orders', () => {
     assert.equal((await answerOf(id)).refused?.code, 'SITE_ORDER_MISMATCH');
     assert.equal((await new CaSiteReader(service, config).read()).unprotected, undefined);
     assert.equal(((await readSiteOrder(pool, id))?.outcome?.refused as { code?: string } | undefined)?.code, 'SITE_ORDER_MISMATCH');
+  });
+
+  it("an order naming a database with connection parameters in it ('?host=') is refused before the agent connects anywhere", async () => {
+    // A listener standing in for an attacker's server: the agent's owner connection must never reach it.
+    const connections: string[] = [];
+    const trap = createServer((socket) => {
+      connections.push(`${socket.remoteAddress}:${socket.remotePort}`);
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => trap.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (trap.address() as AddressInfo).port;
+      // A replay of an order the agent has answered, now naming the trap (the agent used to answer a
+      // replay from memory and record the refusal in the database the entry named).
+      const answered = randomUUID();
+      await putSiteOrder(operator, config, answered, order('site.unprotect'));
+      assert.equal((await answerOf(answered)).refused?.code, 'SITE_ORDER_NOT_RECORDED');
+      await putSiteOrder(operator, config, answered, order('site.unprotect', { database: `${config.pgDatabase}?host=127.0.0.1&port=${port}&sslmode=disable` }));
+      await new Promise((r) => setTimeout(r, 2_000));
+      assert.deepEqual(connections, [], 'the agent connected to the host a replayed order named');
+      // New orders naming it.
+      const forged = [randomUUID(), randomUUID()];
+      await putSiteOrder(operator, config, forged[0]!, order('site.unprotect', { database: `${config.pgDatabase}?host=127.0.0.1&port=${port}&sslmode=disable` }));
+      await putSiteOrder(operator, config, forged[1]!, order('site.failover', { to: 'b', database: `x?host=127.0.0.1&port=${port}` }));
+      for (const id of forged) assert.equal((await answerOf(id)).refused?.code, 'SITE_ORDER_UNKNOWN');
+      assert.deepEqual(connections, [], 'the agent connected to the host the order named');
+    } finally {
+      trap.close();
+    }
   });
 
   it('the database records unprotect and failover orders only for two distinct administrators', async () => {

@@ -66,6 +66,8 @@ export class SiteAgent {
   /** Carries out the operators' recorded two-person orders (site-orders.ts), beside the step loop. */
   private readonly orders: SiteOrderDesk;
   private candidacy: Candidacy | undefined;
+  /** When this agent first saw `unprotected` while its primary still waited for the standby (monotonic). */
+  private unprotectSeenAt: number | undefined;
   private elected = false;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -321,7 +323,18 @@ export class SiteAgent {
     // While `sites protect` restores protection the key stays (the standby still catches up), but the
     // primary waits for it again.
     const wantSync = state.unprotected === undefined || state.unprotected.restoring === true;
+    if (wantSync || !local.syncRequired) this.unprotectSeenAt = undefined;
     if (wantSync === local.syncRequired) return;
+    if (!wantSync) {
+      // Not before every view the standby's processes formed before the key was written has run out
+      // (SiteLease: a view lasts leaseMs from when its read was sent, and the key was written before this
+      // agent saw it): until then a standby process may still vouch from such a view, and must not miss
+      // a commit acknowledged meanwhile (a revocation would read "good" there). Commits keep waiting for
+      // the standby until then.
+      this.unprotectSeenAt ??= performance.now();
+      const waitedMs = performance.now() - this.unprotectSeenAt;
+      if (waitedMs < this.config.siteLease.leaseMs) return;
+    }
     writeSettings(this.config, this.site, wantSync ? { role: 'primary', syncStandby: this.other } : { role: 'primary' });
     await reloadCluster(this.site);
     this.log(
