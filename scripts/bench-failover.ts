@@ -54,7 +54,7 @@ await run.main(async () => {
     run.begin(`failover drill with ${args.devices} devices (${stored} extra stored)`);
     const failedOverAt = Date.now();
     const drill = await runFailoverDrill(config, { devices: Number(args.devices), log: (l) => run.log(`  ${l}`) });
-    run.log(`  RTO ${drill.rto_s} s (promotion ${drill.promote_s} s), RPO ${drill.rpo_lost}, duplicates ${drill.duplicate_serials}, batch complete ${drill.batch_complete}, OCSP ${drill.ocsp_answered} answered / ${drill.ocsp_failed} failed`);
+    run.log(`  RTO ${drill.rto_s} s (promotion ${drill.promote_s} s), RPO ${drill.rpo_lost}, duplicates ${drill.duplicate_serials}, batch complete ${drill.batch_complete}, OCSP ${drill.ocsp_answered} answered / ${drill.ocsp_try_later} tryLater / ${drill.ocsp_failed} failed`);
     run.begin(`failback (${stored} extra stored)`);
     const back = await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), failedOverAt, log: (l) => run.log(`  ${l}`) });
     run.log(`  failback: ${back.how} in ${back.rebuild_s} s, switchover back ${back.switchover_s} s`);

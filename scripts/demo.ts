@@ -232,7 +232,7 @@ const failedOverAt = Date.now();
 const drill = await runFailoverDrill(config, { devices: 10_000, log: (line) => console.log(`  ${line}`) });
 console.log(`  RTO ${drill.rto_s} s (last enrolment acknowledged by ${drill.from} to first by ${drill.to}; promotion ${drill.promote_s} s)`);
 console.log(`  RPO ${drill.rpo_lost} certificates lost; ${drill.duplicate_serials} duplicates; batch complete: ${drill.batch_complete} (${drill.batch_devices} devices, ${drill.batch_issued_before_kill} issued before the kill, by site ${JSON.stringify(drill.batch_issued_by_site)})`);
-console.log(`  enrolments acknowledged ${JSON.stringify(drill.enrolments_acknowledged)}; OCSP from the standby during the drill: ${drill.ocsp_answered} answered, ${drill.ocsp_failed} failed; CRL numbers ${drill.crl_number_before} -> ${drill.crl_number_after}`);
+console.log(`  enrolments acknowledged ${JSON.stringify(drill.enrolments_acknowledged)}; OCSP from the standby during the drill: ${drill.ocsp_answered} answered, ${drill.ocsp_try_later} tryLater, ${drill.ocsp_failed} failed; CRL numbers ${drill.crl_number_before} -> ${drill.crl_number_after}`);
 if (drill.rpo_lost !== 0 || drill.duplicate_serials !== 0 || !drill.batch_complete) process.exitCode = 1;
 const back = await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), failedOverAt, log: (line) => console.log(`  ${line}`) });
 console.log(`  failback: site ${back.rebuilt} ${back.how} in ${back.rebuild_s} s, switched back in ${back.switchover_s} s; active site ${back.active}`);

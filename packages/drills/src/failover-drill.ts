@@ -48,6 +48,8 @@ export interface FailoverDrillReport {
   readonly batch_issued_by_site: Record<string, number>;
   readonly enrolments_acknowledged: Record<string, number>;
   readonly ocsp_answered: number;
+  /** tryLater answers: the standby declining to vouch for a moment (OcspProbe). */
+  readonly ocsp_try_later: number;
   readonly ocsp_failed: number;
   readonly crl_number_before: string;
   readonly crl_number_after: string;
@@ -197,6 +199,7 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
       batch_issued_by_site: bySite,
       enrolments_acknowledged: { [from.id]: onFrom.length, [to.id]: onTo.length },
       ocsp_answered: probe.answered,
+      ocsp_try_later: probe.tryLater,
       ocsp_failed: probe.failed,
       crl_number_before: crlBefore.toString(),
       crl_number_after: crlAfter.toString(),

@@ -87,6 +87,12 @@ export class EnrolmentTraffic {
 /** OCSP requests for one certificate to a site's status responder, every `everyMs`, counting answers. */
 export class OcspProbe {
   answered = 0;
+  /**
+   * Answered tryLater: a signed-off OCSP answer, not a failure. The standby says it while it declines to
+   * vouch for "good" (behind the primary's last published WAL position, issue 33 §4), which a busy
+   * primary can cause for a moment; a relying party asks again.
+   */
+  tryLater = 0;
   failed = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly request: Buffer;
@@ -106,7 +112,9 @@ export class OcspProbe {
         const der = Buffer.from(await res.arrayBuffer());
         // OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED (0 = successful), ... }
         const off = der[1]! < 0x80 ? 2 : 2 + (der[1]! & 0x7f);
+        // responseStatus 0 successful, 3 tryLater (RFC 6960 4.2.1).
         if (res.status === 200 && der[off] === 0x0a && der[off + 2] === 0) this.answered++;
+        else if (res.status === 200 && der[off] === 0x0a && der[off + 2] === 3) this.tryLater++;
         else this.failed++;
       } catch {
         this.failed++;
