@@ -4,7 +4,7 @@ import { DualControl, TokenAuthenticator, issueApiToken, registerSyntheticManufa
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { currentRoles, ensureRedis, lastRejoin, sitesUp, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { syntheticRunPrefix } from '@fleetpki/manifest';
-import { countMissingCertificates, createPool, recordDrillRun } from '@fleetpki/store';
+import { countMissingCertificates, createPool, disablePeopleAsOwner, recordDrillRun } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { EnrolmentTraffic } from './probes.js';
 
@@ -109,6 +109,8 @@ export interface FailbackReport {
 export interface SwitchBackApproval {
   readonly approvalId: string;
   readonly executor: Principal;
+  /** Made for this switch back only (approvedSwitchoverForDrill): disabled once it is done. */
+  readonly throwAwayPeople?: readonly string[];
 }
 
 export interface FailbackOptions {
@@ -148,6 +150,7 @@ export async function runFailback(config: FleetConfig, options: FailbackOptions 
       switchoverSeconds = (performance.now() - t) / 1000;
     } finally {
       await db.end().catch(() => undefined);
+      if (approval.throwAwayPeople?.length) await disableThrowAwayPeople(config, approval.throwAwayPeople, log);
     }
   }
   const active = currentRoles(config).primary;
@@ -188,8 +191,24 @@ export async function approvedSwitchoverForDrill(config: FleetConfig): Promise<S
     const executor = await authenticator.authenticate(`Bearer ${first}`);
     const request = await dual.request(executor, 'site.switchover', { back: true }, 'drill: switch back after the failover drill');
     await dual.approve(await authenticator.authenticate(`Bearer ${second}`), request.id);
-    return { approvalId: request.id, executor };
+    return { approvalId: request.id, executor, throwAwayPeople: [1, 2].map((n) => `drill-admin-${n}-${suffix}`) };
   } finally {
     await owner.end();
+  }
+}
+
+/**
+ * The drill's two administrators exist for one switch back: left enabled, they would be administrators
+ * of the installation nobody holds (and `fleetpki bootstrap` after the demo would refuse, BOOTSTRAP_DONE).
+ */
+async function disableThrowAwayPeople(config: FleetConfig, names: readonly string[], log: (line: string) => void): Promise<void> {
+  const owner = createPool(currentRoles(config).primary.databaseUrl, { max: 1, applicationName: 'fleetpki-drill' });
+  try {
+    const n = await disablePeopleAsOwner(owner, names);
+    log(`disabled the drill's ${n} throw-away administrators`);
+  } catch (err) {
+    log(`could not disable the drill's throw-away administrators (${names.join(', ')}): ${(err as Error).message}`);
+  } finally {
+    await owner.end().catch(() => undefined);
   }
 }

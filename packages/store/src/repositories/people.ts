@@ -38,6 +38,16 @@ export async function insertPersonAsOwner(db: Queryable, person: { id: string; n
 }
 
 /** Creates a person as the administrator `actorProof` proves; a privileged role needs the executed person.create approval. */
+/**
+ * Disables people by name with the owner's access (the drills' throw-away administrators, once their
+ * switch back is done): their credentials stop working, and an installation where only they were
+ * administrators can still be bootstrapped. Returns how many were disabled.
+ */
+export async function disablePeopleAsOwner(db: Queryable, names: readonly string[]): Promise<number> {
+  const { rowCount } = await db.query('UPDATE people SET disabled_at = now() WHERE name = ANY($1::text[]) AND disabled_at IS NULL', [names]);
+  return rowCount ?? 0;
+}
+
 export async function createPersonAs(db: Queryable, person: { id: string; name: string; role: Role; manufacturerId: string | null; actorProof: string; approvalId: string | null }): Promise<void> {
   try {
     await db.query('SELECT fp_person_create($1, $2, $3, $4, $5, $6)', [person.id, person.name, person.role, person.manufacturerId, person.actorProof, person.approvalId]);
