@@ -25,7 +25,7 @@ import { openSiteKeyStore } from '@fleetpki/hsm';
 import { createPool, listMasterKeys } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
-import { benchOptions, euiGenerator, measureRawHsmRate, percentile } from './lib/bench.js';
+import { TimedEnrolments, benchOptions, euiGenerator, measureRawHsmRate, percentile } from './lib/bench.js';
 import { BenchRun } from './lib/bench-run.js';
 
 const { values: args } = parseArgs({
@@ -95,7 +95,7 @@ await run.main(async () => {
   run.begin(`generating ${expected} device keys and CSRs for the honest clients`);
   const eui = euiGenerator('bench');
   const bodies = generateDeviceKeys(expected).map((k, i) => JSON.stringify({ eui64: eui(i), keyRole: 'digitalSignature', csr: k.csr.toString('base64') }));
-  let next = 0;
+  const enrolments = new TimedEnrolments(token, bodies);
 
   const startApi = async (env: Record<string, string>, what: string) => {
     const server = run.track(startService(config, 'issuer-api', { FLEETPKI_SITE: 'a', FLEETPKI_API_PORT_A: String(apiPort), ...env }), what);
@@ -112,16 +112,6 @@ await run.main(async () => {
 
   /** One window of honest enrolments at C clients, with a flood beside them when asked. */
   const window = async (http: HttpPool, flood: boolean, length: number): Promise<{ latencies: number[]; seconds: number; flood?: Flood }> => {
-    const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
-    const enrolOne = async (): Promise<number> => {
-      const body = bodies[next++];
-      if (body === undefined) throw new Error('ran out of pre-generated keys; raise the estimate');
-      const t0 = performance.now();
-      const res = await http.request({ path: '/v1/enrolments', method: 'POST', headers, body, headersTimeout: 30_000, bodyTimeout: 30_000 });
-      const text = await res.body.text();
-      if (res.statusCode !== 201) throw new Error(`honest enrolment failed: ${res.statusCode} ${text}`);
-      return performance.now() - t0;
-    };
     let stopFlood: (() => Promise<Flood>) | undefined;
     if (flood) {
       const child = run.track(
@@ -142,15 +132,8 @@ await run.main(async () => {
       };
       await run.waitUntil('the garbage CMP process to start', async () => ({ done: out.includes('flooding\n'), progress: 'starting' }));
     }
-    const latencies: number[] = [];
-    const deadline = performance.now() + length * 1000;
-    const started = performance.now();
-    await Promise.all(
-      Array.from({ length: clients }, async () => {
-        while (performance.now() < deadline) latencies.push(await enrolOne());
-      }),
-    );
-    return { latencies, seconds: (performance.now() - started) / 1000, ...(stopFlood ? { flood: await stopFlood() } : {}) };
+    const { latencies, seconds } = await enrolments.forSeconds(http, clients, length);
+    return { latencies, seconds, ...(stopFlood ? { flood: await stopFlood() } : {}) };
   };
 
   const summary = (latencies: number[], seconds: number) => {

@@ -20,7 +20,7 @@ import { createPool, setManufacturerManifestKey } from '@fleetpki/store';
 import { DEVICE_PROFILES, buildMinimalCsr, c509ToX509, generateDeviceKeys } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { CpuMeter, cpuPerCertificate } from './lib/cpu-meter.js';
-import { benchOptions, euiGenerator, measureRawHsmRate, percentile } from './lib/bench.js';
+import { TimedEnrolments, benchOptions, euiGenerator, measureRawHsmRate, percentile } from './lib/bench.js';
 import { BenchRun } from './lib/bench-run.js';
 
 const { values: args } = parseArgs({
@@ -74,17 +74,8 @@ await run.main(async () => {
   const http = new HttpPool(`http://127.0.0.1:${site.apiPort}`, { connections: clients, pipelining: 1 });
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
   // Warm-up: JIT, connection setup, templates.
-  let next = 0;
-  const enrolOne = async (): Promise<number> => {
-    const body = bodies[next++];
-    if (body === undefined) throw new Error('ran out of pre-generated keys; raise the estimate');
-    const t0 = performance.now();
-    const res = await http.request({ path: '/v1/enrolments', method: 'POST', headers, body, headersTimeout: 30_000, bodyTimeout: 30_000 });
-    const text = await res.body.text();
-    if (res.statusCode !== 201) throw new Error(`enrolment failed: ${res.statusCode} ${text}`);
-    return performance.now() - t0;
-  };
-  await Promise.all(Array.from({ length: clients }, () => enrolOne()));
+  const enrolments = new TimedEnrolments(token, bodies);
+  await Promise.all(Array.from({ length: clients }, () => enrolments.one(http)));
 
   run.begin(`enrolling for ${seconds} s with ${clients} concurrent clients (${mode})`);
   const meter = new CpuMeter(() => ({ 'issuer-api': [{ pid: server.pid!, withChildren: false }], ...CpuMeter.siteProcesses(site, 'primary'), ...CpuMeter.siteProcesses(config.sites.b, 'standby') }));
@@ -92,15 +83,8 @@ await run.main(async () => {
   // The load generator runs on the same cores as the CA: its own CPU shows how much of the machine the
   // measurement itself took, and with the CA's it bounds the rate this machine could reach at all.
   const clientCpu = process.cpuUsage();
-  const latencies: number[] = [];
-  const deadline = performance.now() + seconds * 1000;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: clients }, async () => {
-      while (performance.now() < deadline) latencies.push(await enrolOne());
-    }),
-  );
-  const elapsed = (performance.now() - started) / 1000;
+  const { latencies, seconds: elapsed } = await enrolments.forSeconds(http, clients, seconds);
+  let next = enrolments.taken;
   const cpu = cpuPerCertificate(meter.end(), latencies.length);
   const clientUsed = process.cpuUsage(clientCpu);
   const loadGeneratorUs = Math.round((clientUsed.user + clientUsed.system) / latencies.length);

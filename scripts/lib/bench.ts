@@ -5,6 +5,7 @@ import { availableParallelism } from 'node:os';
 import type { FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { syntheticRunPrefix } from '@fleetpki/manifest';
+import type { Pool as HttpPool } from 'undici';
 
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -68,4 +69,47 @@ export function benchOptions(deadlineSeconds: number) {
     deadline: { type: 'string', default: String(deadlineSeconds) },
     'hsm-seconds': { type: 'string', default: '3' },
   } as const satisfies ParseArgsConfig['options'];
+}
+
+/**
+ * Online enrolments as the enrolment benchmarks send them: pre-generated request bodies (key generation
+ * would otherwise be timed too), taken in order across every window of a run, each `POST /v1/enrolments`
+ * timed until its answer is read (201 expected; anything else ends the run with the answer).
+ */
+export class TimedEnrolments {
+  private next = 0;
+
+  constructor(
+    private readonly token: string,
+    private readonly bodies: readonly string[],
+  ) {}
+
+  /** How many bodies have been sent (later steps number their devices on from here). */
+  get taken(): number {
+    return this.next;
+  }
+
+  /** One enrolment; its latency in ms. */
+  async one(http: HttpPool): Promise<number> {
+    const body = this.bodies[this.next++];
+    if (body === undefined) throw new Error('ran out of pre-generated keys; raise the estimate');
+    const t0 = performance.now();
+    const res = await http.request({ path: '/v1/enrolments', method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${this.token}` }, body, headersTimeout: 30_000, bodyTimeout: 30_000 });
+    const text = await res.body.text();
+    if (res.statusCode !== 201) throw new Error(`enrolment failed: ${res.statusCode} ${text}`);
+    return performance.now() - t0;
+  }
+
+  /** `clients` clients enrolling back to back for `seconds`: every latency (ms) and the seconds it took. */
+  async forSeconds(http: HttpPool, clients: number, seconds: number): Promise<{ latencies: number[]; seconds: number }> {
+    const latencies: number[] = [];
+    const started = performance.now();
+    const deadline = started + seconds * 1000;
+    await Promise.all(
+      Array.from({ length: clients }, async () => {
+        while (performance.now() < deadline) latencies.push(await this.one(http));
+      }),
+    );
+    return { latencies, seconds: (performance.now() - started) / 1000 };
+  }
 }
