@@ -7,3 +7,4 @@ export * from './run-service.js';
 export * from './worker-pool.js';
 export * from './progress-deadline.js';
 export * from './drill-start-message.js';
+export * from './daemon-job.js';
