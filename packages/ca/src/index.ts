@@ -33,3 +33,4 @@ export * from './custody/device-key-service.js';
 export * from './audit/audit-chain.js';
 export * from './sites/site-guard.js';
 export * from './sites/site-lease.js';
+export * from './protocols/index.js';

@@ -5,7 +5,7 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, UploadAdmission, DualControl, EnrolmentService, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, ClientCertificateAuthenticator, CmpAuthBudget, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, UploadAdmission, DualControl, EnrolmentService, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresCmpStore, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { expireWaitingCmpTransactions, openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
@@ -28,8 +28,6 @@ import { registerConsole } from './console/routes.js';
 import { registerTokenRoutes } from './routes/tokens.js';
 import { registerEstRequestRoutes, registerEstRoutes } from './routes/est.js';
 import { registerCmpRoutes, registerCmpSecretRoutes } from './routes/cmp.js';
-import { CmpServer, postgresCmpStore } from './cmp/cmp-server.js';
-import { CmpAuthBudget } from './cmp/cmp-auth-budget.js';
 import { PbmThreads, type PbmComputer } from '@fleetpki/cmp';
 
 /** A value computed once when first asked for; a failure is not kept (the next call tries again). */
@@ -180,7 +178,8 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   registerEstRoutes(app, { enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer, possession });
   registerEstRequestRoutes(app, { pool: deps.pool, authenticator, guard, site: deps.config.site });
   const cmpSecrets = new CmpSharedSecrets(deps.pool, deps.keyStore, deps.config.site);
-  registerCmpSecretRoutes(app, { pool: deps.pool, secrets: cmpSecrets, authenticator, guard, site: deps.config.site });
+  const cmpStore = postgresCmpStore(deps.pool, deps.config.site);
+  registerCmpSecretRoutes(app, { secrets: new CmpSecretAdministration(cmpSecrets, cmpStore, guard), authenticator });
   registerCmpRoutes(app, {
     access: authenticator,
     budget: new CmpAuthBudget(deps.config.cmp.authBudget),
@@ -192,7 +191,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
       secrets: cmpSecrets,
       protectionKey: memoise(() => ensureCmpProtectionKey(deps.pool, deps.keyStore, deps.config.site, `issuer-api:${deps.config.site}`)),
       clientCertificates: new ClientCertificateAuthenticator(deps.pool),
-      store: postgresCmpStore(deps.pool, deps.config.site),
+      store: cmpStore,
       guard,
       caGuard,
       caId: deps.ca.record.id,
