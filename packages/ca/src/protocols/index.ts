@@ -6,3 +6,5 @@ export * from './cmp-auth-budget.js';
 export * from './cmp-sender.js';
 export * from './cmp-server.js';
 export * from './cmp-secret-administration.js';
+export * from './est-enrolment.js';
+export * from './est-requests.js';
