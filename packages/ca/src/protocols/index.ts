@@ -8,3 +8,4 @@ export * from './cmp-server.js';
 export * from './cmp-secret-administration.js';
 export * from './est-enrolment.js';
 export * from './est-requests.js';
+export * from './protocol-jobs.js';
