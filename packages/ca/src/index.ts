@@ -1,6 +1,6 @@
 // The CA's capabilities, one folder each: issuance (online and batch, one path), status (revocation,
 // CRLs, OCSP), access (who may do what: tokens, certificates, two people), custody (keys and
-// ceremonies), audit (the tamper-evident log) and sites (which site may act).
+// ceremonies), audit (the tamper-evident log), sites (which site may act) and protocols (CMP and EST).
 export * from './ca-ids.js';
 export * from './issuance/serials.js';
 export * from './issuance/group-commit.js';
@@ -33,3 +33,4 @@ export * from './custody/device-key-service.js';
 export * from './audit/audit-chain.js';
 export * from './sites/site-guard.js';
 export * from './sites/site-lease.js';
+export * from './protocols/index.js';

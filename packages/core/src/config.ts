@@ -184,7 +184,7 @@ export interface FleetConfig {
    * for its certConf), how long an answered certificate waits for it before it is marked unconfirmed,
    * and how far a request's messageTime may be from this server's clock. authBudget: per client
    * address, how many requests may be having their protection checked or have failed it (burst), and how
-   * fast failures are forgiven (services/issuer-api/src/cmp/cmp-auth-budget.ts). pbmThreads: threads
+   * fast failures are forgiven (packages/ca/src/protocols/cmp-auth-budget.ts). pbmThreads: threads
    * computing password-based MACs off the main thread (0: on it).
    */
   readonly cmp: {

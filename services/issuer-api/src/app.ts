@@ -5,10 +5,10 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, UploadAdmission, DualControl, EnrolmentService, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, ClientCertificateAuthenticator, CmpAuthBudget, CmpSecretAdministration, CmpServer, CmpSharedSecrets, cmpConfirmExpiry, ConsoleSessions, EnrolmentRequestDecisions, EstEnrolment, estSupersededRevoker, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, UploadAdmission, DualControl, EnrolmentService, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresCmpStore, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresSupersededStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
-import { expireWaitingCmpTransactions, openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
+import { openServicePool, postgresConsoleSessionStore, type Pool } from '@fleetpki/store';
 import { PossessionThreads, inlinePossessionVerifier, readStrictPem, toPem, type PossessionVerifier } from '@fleetpki/x509';
 import { ApiAccess } from './auth.js';
 import { installErrorHandling } from './errors.js';
@@ -28,8 +28,6 @@ import { registerConsole } from './console/routes.js';
 import { registerTokenRoutes } from './routes/tokens.js';
 import { registerEstRequestRoutes, registerEstRoutes } from './routes/est.js';
 import { registerCmpRoutes, registerCmpSecretRoutes } from './routes/cmp.js';
-import { CmpServer, postgresCmpStore } from './cmp/cmp-server.js';
-import { CmpAuthBudget } from './cmp/cmp-auth-budget.js';
 import { PbmThreads, type PbmComputer } from '@fleetpki/cmp';
 
 /** A value computed once when first asked for; a failure is not kept (the next call tries again). */
@@ -40,9 +38,6 @@ function memoise<T>(make: () => Promise<T>): () => Promise<T> {
     throw err;
   }));
 }
-
-/** RFC 5280 5.3.1 CRLReason superseded. */
-const REASON_SUPERSEDED = 4;
 
 export interface IssuerApiDeps {
   readonly config: FleetConfig;
@@ -150,6 +145,13 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     ...(process.env.FLEETPKI_TEST_CRASH_AFTER_INTENT === '1' ? { afterIntent: () => process.kill(process.pid, 'SIGKILL') } : {}),
   });
   const revocations = new RevocationService(deps.pool, deps.config.site);
+  // The protocols' reconcilers (DaemonJobs), passed by the interval below until the daemon runner runs them.
+  const reconcileEveryMs = Math.max(1_000, Math.min(10_000, deps.config.intentTimeoutSeconds * 250));
+  const graceSeconds = deps.config.est.revokeSupersededAfterSeconds;
+  const protocolJobs = [
+    cmpConfirmExpiry({ store: postgresCmpStore(deps.pool, deps.config.site), confirmWaitSeconds: deps.config.cmp.confirmWaitSeconds, actor: `issuer-api:${deps.config.site}`, everyMs: reconcileEveryMs, onExpired: (unconfirmed) => app.log.warn({ unconfirmed }, 'CMP certificates answered but never confirmed (certConf); audited, the certificates stay valid') }),
+    ...(graceSeconds === null ? [] : [estSupersededRevoker({ store: postgresSupersededStore(deps.pool), revocations, graceSeconds, actor: `issuer-api:${deps.config.site}`, everyMs: reconcileEveryMs, onRevoked: (revoked) => app.log.info({ revoked, graceSeconds }, 'revoked certificates superseded by re-enrolment') })]),
+  ];
   // The online-intent reconciler: intents that never got their certificate are released (active site
   // only), and certificates superseded by a re-enrolment are revoked once their grace period is over.
   const reconcileTimer = setInterval(() => {
@@ -157,14 +159,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
       if (await guard.canAct()) {
         const released = await enrolment.releaseStaleIntents(`issuer-api:${deps.config.site}`);
         if (released > 0) app.log.warn({ released }, 'released online intents that never got their certificate');
-        const unconfirmed = await expireWaitingCmpTransactions(deps.pool, deps.config.site, deps.config.cmp.confirmWaitSeconds, `issuer-api:${deps.config.site}`);
-        if (unconfirmed > 0) app.log.warn({ unconfirmed }, 'CMP certificates answered but never confirmed (certConf); audited, the certificates stay valid');
-        const grace = deps.config.est.revokeSupersededAfterSeconds;
-        const superseded = grace === null ? [] : await supersededUnrevoked(deps.pool, grace);
-        if (superseded.length > 0) {
-          await revocations.revoke({ target: { kind: 'serials', serials: superseded }, reason: REASON_SUPERSEDED, requestedBy: `issuer-api:${deps.config.site}`, manufacturerId: null });
-          app.log.info({ revoked: superseded.length, graceSeconds: grace }, 'revoked certificates superseded by re-enrolment');
-        }
+        for (const job of protocolJobs) await job.pass();
       }
     })().catch((err: unknown) => app.log.warn({ err: { message: (err as Error).message } }, 'intent reconciler pass failed; next pass retries'));
   }, Math.max(1_000, Math.min(10_000, deps.config.intentTimeoutSeconds * 250)));
@@ -177,10 +172,11 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   registerCertificateRoutes(app, { pool: reservedPool, authenticator: reservedAccess });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
   const chainDer = chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain'));
-  registerEstRoutes(app, { enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer, possession });
-  registerEstRequestRoutes(app, { pool: deps.pool, authenticator, guard, site: deps.config.site });
+  registerEstRoutes(app, { est: new EstEnrolment({ enrolment, guard, caGuard, caId: deps.ca.record.id, possession }), authenticator, metrics, chainDer });
+  registerEstRequestRoutes(app, { requests: new EnrolmentRequestDecisions(postgresEnrolmentRequestStore(deps.pool, deps.config.site), guard), authenticator });
   const cmpSecrets = new CmpSharedSecrets(deps.pool, deps.keyStore, deps.config.site);
-  registerCmpSecretRoutes(app, { pool: deps.pool, secrets: cmpSecrets, authenticator, guard, site: deps.config.site });
+  const cmpStore = postgresCmpStore(deps.pool, deps.config.site);
+  registerCmpSecretRoutes(app, { secrets: new CmpSecretAdministration(cmpSecrets, cmpStore, guard), authenticator });
   registerCmpRoutes(app, {
     access: authenticator,
     budget: new CmpAuthBudget(deps.config.cmp.authBudget),
@@ -192,7 +188,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
       secrets: cmpSecrets,
       protectionKey: memoise(() => ensureCmpProtectionKey(deps.pool, deps.keyStore, deps.config.site, `issuer-api:${deps.config.site}`)),
       clientCertificates: new ClientCertificateAuthenticator(deps.pool),
-      store: postgresCmpStore(deps.pool, deps.config.site),
+      store: cmpStore,
       guard,
       caGuard,
       caId: deps.ca.record.id,

@@ -1,11 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FleetError, isFleetError } from '@fleetpki/core';
-import { ENROLMENT_LABELS, auditActor, enrolmentLabel, type CmpSharedSecrets, type SiteGuard } from '@fleetpki/ca';
+import { ENROLMENT_LABELS, auditActor, enrolmentLabel, type CmpAuthBudget, type CmpAuthTicket, type CmpSecretAdministration, type CmpServer } from '@fleetpki/ca';
 import { MAX_PKI_MESSAGE_BYTES } from '@fleetpki/cmp';
-import { revokeCmpSecret, type Pool } from '@fleetpki/store';
 import { type ApiAccess, requireRole } from '../auth.js';
-import type { CmpAuthBudget, CmpAuthTicket } from '../cmp/cmp-auth-budget.js';
-import type { CmpServer } from '../cmp/cmp-server.js';
 
 const PKIXCMP = 'application/pkixcmp';
 
@@ -75,7 +72,7 @@ export function registerCmpRoutes(app: FastifyInstance, deps: { server: CmpServe
 }
 
 /** Administrators provision factories' CMP MAC references (the secret is shown once) and withdraw them. */
-export function registerCmpSecretRoutes(app: FastifyInstance, deps: { pool: Pool; secrets: CmpSharedSecrets; authenticator: ApiAccess; guard: SiteGuard; site: 'a' | 'b' }): void {
+export function registerCmpSecretRoutes(app: FastifyInstance, deps: { secrets: CmpSecretAdministration; authenticator: ApiAccess }): void {
   app.post<{ Body: { reference: string; manufacturer: string } }>(
     '/v1/cmp/secrets',
     {
@@ -89,7 +86,6 @@ export function registerCmpSecretRoutes(app: FastifyInstance, deps: { pool: Pool
       },
     },
     async (request, reply) => {
-      await deps.guard.assertWritable();
       const issued = await deps.secrets.issue(request.body.reference, request.body.manufacturer, auditActor(request.principal!));
       return reply.status(201).send(issued);
     },
@@ -98,8 +94,7 @@ export function registerCmpSecretRoutes(app: FastifyInstance, deps: { pool: Pool
     '/v1/cmp/secrets/:reference',
     { preParsing: requireRole(deps.authenticator, ['administrator']), schema: { summary: "Withdraw a factory's CMP reference", tags: ['cmp'], security: [{ bearer: [] }], params: { type: 'object', properties: { reference: { type: 'string', maxLength: 64 } } } } },
     async (request) => {
-      await deps.guard.assertWritable();
-      if (!(await revokeCmpSecret(deps.pool, deps.site, request.params.reference, auditActor(request.principal!)))) throw new FleetError('CMP_REFERENCE_NOT_FOUND', `no live CMP reference ${request.params.reference.slice(0, 64)}`, { httpStatus: 404 });
+      await deps.secrets.withdraw(request.params.reference, auditActor(request.principal!));
       return { reference: request.params.reference, revoked: true };
     },
   );

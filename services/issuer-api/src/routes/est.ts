@@ -1,20 +1,14 @@
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { FleetError, eui64FromBytes, isFleetError, isUuid, type FleetConfig } from '@fleetpki/core';
-import { ENROLMENT_LABELS, auditActor, enrolmentLabel, type CaStatusGuard, type EnrolmentService, type IssuedCertificate, type SiteGuard } from '@fleetpki/ca';
-import { decideEnrolmentRequest, getEnrolmentRequest, listEnrolmentRequests, type Pool } from '@fleetpki/store';
-import { certsOnly, estBase64, estCsrAttributes, checkCsr, getProfile, readCsrDeviceId, readEstBase64, type PossessionVerifier } from '@fleetpki/x509';
+import { FleetError, eui64FromBytes } from '@fleetpki/core';
+import { ENROLMENT_LABELS, auditActor, enrolmentLabel, type EnrolmentRequestDecisions, type EstEnrolment, type HeldEnrolmentRequest, type IssuedCertificate } from '@fleetpki/ca';
+import { certsOnly, estBase64, estCsrAttributes, readEstBase64 } from '@fleetpki/x509';
 import { type ApiAccess, requireRole } from '../auth.js';
 import type { IssuerMetrics } from '../metrics.js';
 
 export interface EstDeps {
-  readonly enrolment: EnrolmentService;
+  readonly est: EstEnrolment;
   readonly authenticator: ApiAccess;
-  readonly guard: SiteGuard;
-  readonly caGuard: CaStatusGuard;
-  readonly caId: string;
-  /** Where the CSR's proof of possession is checked. */
-  readonly possession: PossessionVerifier;
   readonly metrics: IssuerMetrics;
   /** The issuing CA's certificate and the root's, DER: /cacerts. */
   readonly chainDer: readonly Buffer[];
@@ -62,31 +56,12 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstDeps): void {
     const label = enrolmentLabel(request.params.label);
     const type = String(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (type !== 'application/pkcs10') throw new FleetError('EST_MEDIA_TYPE', `send the CSR as application/pkcs10 (base64 DER), not "${type.slice(0, 60)}"`, { httpStatus: 415 });
-    const der = readEstBase64(request.body, 'the CSR');
-    const publicKey = await checkCsr(der, deps.possession);
-    const { eui64 } = readCsrDeviceId(der);
-    const profile = getProfile(label.profileId);
-    await deps.guard.assertWritable();
-    await deps.caGuard.assertActive(deps.caId);
+    const csr = readEstBase64(request.body, 'the CSR');
     const device = renewal ? (presentedDevices.get(request) ?? presentedDeviceCertificate(request)) : undefined;
-    const principal = request.principal;
-    const actor = principal ? auditActor(principal) : `device:${eui64}`;
-    const enrolment = { eui64, keyRole: label.keyRole, profileId: profile.id, deviceType: 'smart-meter', publicKey, actor, protocol: 'est' as const };
-
-    let issued: IssuedCertificate;
-    try {
-      issued = device ? await deps.enrolment.renew(enrolment, device) : await deps.enrolment.enrol({ ...enrolment, manufacturerId: principal!.manufacturerId! });
-    } catch (err) {
-      // RFC 7030 4.2.3's "come back later": the label is held for an administrator (the enrolment service
-      // holds it for every protocol; EST keeps the codes it answered with before), or another enrolment
-      // of this device and role is in flight.
-      const retryAfter = (err: FleetError) => String((err.details as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds ?? 1);
-      if (isFleetError(err, 'ENROLMENT_APPROVAL_PENDING')) return reply.status(202).header('retry-after', retryAfter(err)).send({ code: 'EST_APPROVAL_PENDING', message: err.message, details: err.details });
-      if (isFleetError(err, 'ENROLMENT_REQUEST_REFUSED')) throw new FleetError('EST_REQUEST_REFUSED', err.message, { httpStatus: 403, ...(err.details ? { details: err.details } : {}) });
-      if (isFleetError(err, 'CERTIFICATE_PENDING')) return reply.status(202).header('retry-after', retryAfter(err)).send(err.toJSON());
-      throw err;
-    }
-    if (!issued.reused) deps.metrics.issued.inc({ profile: profile.id, key_role: label.keyRole });
+    const outcome = await deps.est.enrol({ csr, label, principal: request.principal, device });
+    if (outcome.kind === 'later') return reply.status(202).header('retry-after', outcome.retryAfterSeconds).send(outcome.body);
+    const issued = outcome.certificate;
+    if (!issued.reused) deps.metrics.issued.inc({ profile: outcome.profileId, key_role: label.keyRole });
     if (reply.sent) return reply; // answered 503 by the write deadline; the retry gets this certificate
     return respondCertificate(reply, issued);
   }
@@ -147,8 +122,8 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstDeps): void {
  * held them): list them, approve or refuse one (once). The factory's client is polling with the same
  * device key; its next request after an approval, by any protocol, gets the certificate.
  */
-export function registerEstRequestRoutes(app: FastifyInstance, deps: { pool: Pool; authenticator: ApiAccess; guard: SiteGuard; site: FleetConfig['site'] }): void {
-  const present = (r: Awaited<ReturnType<typeof getEnrolmentRequest>> & object) => ({
+export function registerEstRequestRoutes(app: FastifyInstance, deps: { requests: EnrolmentRequestDecisions; authenticator: ApiAccess }): void {
+  const present = (r: HeldEnrolmentRequest) => ({
     id: r.id,
     label: r.label,
     manufacturer: r.manufacturerId,
@@ -166,22 +141,13 @@ export function registerEstRequestRoutes(app: FastifyInstance, deps: { pool: Poo
       preParsing: requireRole(deps.authenticator, ['administrator', 'auditor']),
       schema: { summary: 'Enrolment requests held for approval (labels in FLEETPKI_APPROVAL_LABELS; every protocol)', tags: ['est'], security: [{ bearer: [] }], querystring: { type: 'object', additionalProperties: false, properties: { status: { type: 'string', enum: ['pending', 'approved', 'refused'] } } } },
     },
-    async (request) => (await listEnrolmentRequests(deps.pool, request.query.status ?? 'pending')).map(present),
+    async (request) => (await deps.requests.list(request.query.status ?? 'pending')).map(present),
   );
   for (const decision of ['approve', 'refuse'] as const) {
     app.post<{ Params: { id: string } }>(
       `/v1/est/requests/:id/${decision}`,
       { preParsing: requireRole(deps.authenticator, ['administrator']), schema: { summary: `${decision} a held enrolment request`, tags: ['est'], security: [{ bearer: [] }], params: { type: 'object', properties: { id: { type: 'string', maxLength: 64 } } } } },
-      async (request) => {
-        await deps.guard.assertWritable();
-        const id = request.params.id;
-        const found = isUuid(id) ? await getEnrolmentRequest(deps.pool, id) : undefined;
-        if (!found) throw new FleetError('EST_REQUEST_NOT_FOUND', `no held enrolment request ${id.slice(0, 40)}`, { httpStatus: 404 });
-        if (!(await decideEnrolmentRequest(deps.pool, deps.site, id, decision === 'approve' ? 'approved' : 'refused', auditActor(request.principal!)))) {
-          throw new FleetError('EST_REQUEST_DECIDED', `enrolment request ${id} was already ${found.status}`, { httpStatus: 409 });
-        }
-        return present((await getEnrolmentRequest(deps.pool, id))!);
-      },
+      async (request) => present(await deps.requests.decide(request.params.id, decision === 'approve' ? 'approved' : 'refused', auditActor(request.principal!))),
     );
   }
 }

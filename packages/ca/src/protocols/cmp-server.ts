@@ -1,53 +1,28 @@
-import { X509Certificate, createHash, randomBytes } from 'node:crypto';
-import { FleetError, isFleetError, type FleetConfig, type SiteId } from '@fleetpki/core';
-import { auditActor, type CaStatusGuard, type ClientCertificateAuthenticator, type CmpProtectionKey, type CmpSharedSecrets, type EnrolmentLabel, type EnrolmentService, type IssuedCertificate, type Principal, type RevocationService, type SiteGuard } from '@fleetpki/ca';
-import { CmpMessageError, OID_PASSWORD_BASED_MAC, buildResponse, derOid, inlinePbm, readPbmParameters, readPkiMessage, verifyMacProtection, verifyPop, verifySignatureProtection, type CertReqMsg, type CertStatus, type PbmComputer, type PkiMessage, type RevDetails, type ResponseBody, type ResponseProtection } from '@fleetpki/cmp';
-import { findPresentedCertificate, getCmpTransaction, openCmpTransaction, settleCmpTransaction, type CmpTransactionRecord, type CmpTransactionStatus, type Pool, type PresentedCertificate } from '@fleetpki/store';
+import { createHash, randomBytes } from 'node:crypto';
+import { FleetError, isFleetError, type FleetConfig } from '@fleetpki/core';
+import { CmpMessageError, buildResponse, derOid, inlinePbm, readPkiMessage, verifyPop, type CertReqMsg, type CertStatus, type PkiMessage, type RevDetails, type ResponseBody, type ResponseProtection } from '@fleetpki/cmp';
 import { checkCsr, derTlv, publicKeyFromSpki, readCertificateDeviceId, readCsrDeviceId, readTemplateDeviceId, type DevicePublicKey, type PossessionVerifier } from '@fleetpki/x509';
+import type { EnrolmentService, IssuedCertificate } from '../issuance/enrolment.js';
+import type { EnrolmentLabel } from '../issuance/enrolment-labels.js';
+import type { CaStatusGuard, SiteGuard } from '../sites/site-guard.js';
+import type { RevocationService } from '../status/revocation.js';
+import { authenticateCmpSender, type CmpCredentials, type CmpSender } from './cmp-sender.js';
+import type { CmpStore } from './store.js';
 
-/** The store calls the CMP server needs (migrations/0023_cmp.sql), and nothing more. */
-export interface CmpStore {
-  openTransaction(t: { transactionId: Buffer; bodyType: CmpTransactionRecord['bodyType']; sender: string }): Promise<boolean>;
-  getTransaction(transactionId: Buffer): Promise<CmpTransactionRecord | undefined>;
-  /** A device certificate this CA stored, and where it stands: the credential of a device-signed message. */
-  findDeviceCertificate(serial: Buffer): Promise<PresentedCertificate | undefined>;
-  settleTransaction(
-    transactionId: Buffer,
-    from: CmpTransactionStatus,
-    to: CmpTransactionStatus,
-    values?: { certificateSerial?: Buffer; certificateSha256?: Buffer; responseNonce?: Buffer; issuedInTransaction?: boolean },
-    audit?: { actor: string; action: string; subject: string; details?: Record<string, unknown> },
-  ): Promise<boolean>;
-}
-
-export interface CmpServerDeps {
+export interface CmpServerDeps extends CmpCredentials {
   readonly config: FleetConfig;
-  readonly enrolment: EnrolmentService;
-  readonly revocations: RevocationService;
+  readonly enrolment: Pick<EnrolmentService, 'enrol' | 'renew'>;
+  readonly revocations: Pick<RevocationService, 'revoke'>;
   /** Where a p10cr's CSR signature is checked. */
   readonly possession: PossessionVerifier;
-  readonly secrets: CmpSharedSecrets;
-  /** The site's CMP protection key (made on first use). */
-  readonly protectionKey: () => Promise<CmpProtectionKey>;
-  readonly clientCertificates: ClientCertificateAuthenticator;
   readonly store: CmpStore;
-  readonly guard: SiteGuard;
-  readonly caGuard: CaStatusGuard;
+  readonly guard: Pick<SiteGuard, 'assertWritable'>;
+  readonly caGuard: Pick<CaStatusGuard, 'assertActive'>;
   readonly caId: string;
-  /** The issuing CA's certificate and the root's, DER (caPubs, genm caCerts). */
-  readonly chainDer: readonly Buffer[];
   readonly threshold: { readonly certificates: number; readonly windowMinutes: number };
   /** Counts a certificate issued (metrics), as the other enrolment routes do. */
   readonly onIssued?: (profile: string, keyRole: string) => void;
-  /** Where password-based MACs are computed (PbmThreads: off the main thread); inline when absent. */
-  readonly pbm?: PbmComputer;
 }
-
-/** Who a request's protection proved it comes from. */
-type Sender =
-  | { readonly kind: 'secret'; readonly reference: string; readonly manufacturerId: string; readonly secret: Buffer; readonly senderKid: Buffer; readonly actor: string }
-  | { readonly kind: 'person'; readonly principal: Principal; readonly certificate: X509Certificate; readonly actor: string }
-  | { readonly kind: 'device'; readonly certificate: X509Certificate; readonly der: Buffer; readonly serial: Buffer; readonly actor: string };
 
 export interface CmpAnswer {
   readonly httpStatus: number;
@@ -105,11 +80,11 @@ export class CmpServer {
    */
   async handle(body: Buffer, label: EnrolmentLabel, onAuthenticated?: () => void): Promise<CmpAnswer> {
     let message: PkiMessage | undefined;
-    let sender: Sender | undefined;
+    let sender: CmpSender | undefined;
     try {
       message = readPkiMessage(body);
       this.checkHeader(message);
-      sender = await this.authenticate(message);
+      sender = await authenticateCmpSender(message, this.deps);
       onAuthenticated?.();
       const answer = await this.dispatch(message, sender, label);
       return { httpStatus: 200, authenticated: true, der: await this.respond(message, sender, answer.body, answer.implicitConfirm) };
@@ -137,51 +112,7 @@ export class CmpServer {
     }
   }
 
-  /** The sender, proven by the message's protection; nothing is read or written for a message whose protection fails. */
-  private async authenticate(message: PkiMessage): Promise<Sender> {
-    const alg = message.header.protectionAlg;
-    if (!alg || !message.protection) throw new CmpMessageError('the message is not protected: use a MAC with the factory reference and secret, or sign it with a certificate', 'badMessageCheck');
-    if (alg.oid === OID_PASSWORD_BASED_MAC) {
-      // The parameters first (algorithms, at most MAX_PBM_ITERATIONS): refused before a database read
-      // and a secret derived in the HSM.
-      readPbmParameters(alg.parameters);
-      const kid = message.header.senderKid;
-      const reference = kid && kid.length <= 64 ? kid.toString('utf8') : '';
-      const found = reference ? await this.deps.secrets.secretFor(reference) : undefined;
-      // An unknown reference and a wrong secret look the same from outside.
-      if (!found) throw new CmpMessageError('the MAC protection does not verify', 'badMessageCheck');
-      await verifyMacProtection(message, found.secret, this.deps.pbm ?? inlinePbm);
-      return { kind: 'secret', reference, manufacturerId: found.manufacturerId, secret: found.secret, senderKid: kid!, actor: `factory:${found.manufacturerId} via cmp-reference:${reference}` };
-    }
-    const certificate = verifySignatureProtection(message);
-    const now = Date.now();
-    if (Date.parse(certificate.validFrom) > now || Date.parse(certificate.validTo) < now) throw new CmpMessageError('the protecting certificate is not valid now', 'badMessageCheck');
-    // The organisation CA issues factories' and officers' client certificates; it is the CMP key's issuer too.
-    const organisationCa = new X509Certificate((await this.deps.protectionKey()).chain[1]!);
-    const issuingCa = new X509Certificate(this.deps.chainDer[0]!);
-    if (certificate.checkIssued(organisationCa) && certificate.verify(organisationCa.publicKey)) {
-      let principal: Principal;
-      try {
-        principal = await this.deps.clientCertificates.authenticate({ raw: certificate.raw, serialNumber: certificate.serialNumber });
-      } catch {
-        throw new CmpMessageError('the protecting certificate is not a live client certificate of this organisation', 'notAuthorized');
-      }
-      return { kind: 'person', principal, certificate, actor: auditActor(principal) };
-    }
-    if (certificate.checkIssued(issuingCa) && certificate.verify(issuingCa.publicKey)) {
-      const hex = certificate.serialNumber.toLowerCase();
-      const serial = Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex');
-      const stored = await this.deps.store.findDeviceCertificate(serial);
-      if (!stored || !stored.der.equals(certificate.raw)) throw new CmpMessageError('the protecting certificate is not a device certificate this CA issued', 'notAuthorized');
-      // A key-agreement key is for ECDH (keyUsage keyAgreement only): what it signs speaks for nobody.
-      if (stored.keyRole !== 'digitalSignature') throw new CmpMessageError(`the protecting certificate is a ${stored.keyRole} certificate; kur, rr and certConf are signed with the device's digitalSignature certificate`, 'notAuthorized');
-      if (stored.revoked) throw new CmpMessageError(`the protecting certificate ${hex} is revoked`, 'certRevoked');
-      return { kind: 'device', certificate, der: certificate.raw, serial, actor: `device:${readCertificateDeviceId(certificate.raw).eui64}` };
-    }
-    throw new CmpMessageError('the protecting certificate was not issued by this organisation CA or this issuing CA', 'badMessageCheck');
-  }
-
-  private async dispatch(message: PkiMessage, sender: Sender, label: EnrolmentLabel): Promise<{ body: ResponseBody; implicitConfirm?: boolean }> {
+  private async dispatch(message: PkiMessage, sender: CmpSender, label: EnrolmentLabel): Promise<{ body: ResponseBody; implicitConfirm?: boolean }> {
     const body = message.body;
     switch (body.type) {
       case 'ir':
@@ -203,7 +134,7 @@ export class CmpServer {
     }
   }
 
-  private async certificateRequest(message: PkiMessage, sender: Sender, label: EnrolmentLabel, type: 'ir' | 'cr' | 'kur' | 'p10cr', requests: readonly CertReqMsg[], csr?: Buffer): Promise<{ body: ResponseBody; implicitConfirm?: boolean }> {
+  private async certificateRequest(message: PkiMessage, sender: CmpSender, label: EnrolmentLabel, type: 'ir' | 'cr' | 'kur' | 'p10cr', requests: readonly CertReqMsg[], csr?: Buffer): Promise<{ body: ResponseBody; implicitConfirm?: boolean }> {
     if (type === 'kur' ? sender.kind !== 'device' : sender.kind === 'device' || (sender.kind === 'person' && sender.principal.role !== 'factory')) {
       throw new CmpMessageError(type === 'kur' ? "kur is authenticated by the device's current certificate (signature protection)" : `${type} is for a factory: its MAC reference or its client certificate`, 'notAuthorized');
     }
@@ -252,7 +183,7 @@ export class CmpServer {
   }
 
   /** The template's device (subject serialNumber or hardwareModuleName); a kur without one keeps the presented certificate's. */
-  private templateDevice(request: CertReqMsg, sender: Sender): ReturnType<typeof readCsrDeviceId>['eui64'] {
+  private templateDevice(request: CertReqMsg, sender: CmpSender): ReturnType<typeof readCsrDeviceId>['eui64'] {
     try {
       return readTemplateDeviceId(request.template.subject, request.template.extensions).eui64;
     } catch (err) {
@@ -261,7 +192,7 @@ export class CmpServer {
     }
   }
 
-  private async revocationRequest(message: PkiMessage, sender: Sender, revocations: readonly RevDetails[]): Promise<ResponseBody> {
+  private async revocationRequest(message: PkiMessage, sender: CmpSender, revocations: readonly RevDetails[]): Promise<ResponseBody> {
     if (revocations.length !== 1) throw new CmpMessageError(`${revocations.length} revocations in one message; RFC 9483 4.2 allows one`, 'badRequest');
     const rev = revocations[0]!;
     const serial = rev.template.serialNumber;
@@ -292,7 +223,7 @@ export class CmpServer {
   }
 
   /** certConf (RFC 9483 4.1.1): the certificate answered in this transaction is delivered (or refused and then revoked). */
-  private async certificateConfirmation(message: PkiMessage, sender: Sender, statuses: readonly CertStatus[]): Promise<ResponseBody> {
+  private async certificateConfirmation(message: PkiMessage, sender: CmpSender, statuses: readonly CertStatus[]): Promise<ResponseBody> {
     const transactionId = message.header.transactionId!;
     const transaction = await this.deps.store.getTransaction(transactionId);
     if (!transaction || transaction.sender !== sender.actor) throw new CmpMessageError('no certificate of this sender waits for confirmation in this transaction', 'badRequest');
@@ -339,7 +270,7 @@ export class CmpServer {
    * MAC-protected (the client may trust nothing else yet), otherwise signed by the site's CMP key with
    * its certificate and the organisation CA in extraCerts. The senderNonce we send is kept for certConf.
    */
-  private async respond(request: PkiMessage | undefined, sender: Sender | undefined, body: ResponseBody, implicitConfirm = false): Promise<Buffer> {
+  private async respond(request: PkiMessage | undefined, sender: CmpSender | undefined, body: ResponseBody, implicitConfirm = false): Promise<Buffer> {
     const key = await this.deps.protectionKey();
     const mac = sender?.kind === 'secret';
     const protection: ResponseProtection = sender?.kind === 'secret' ? { kind: 'mac', secret: sender.secret, senderKid: sender.senderKid, pbm: this.deps.pbm ?? inlinePbm } : { kind: 'signature', sign: (data) => key.sign(data), senderKid: key.keyId };
@@ -352,12 +283,3 @@ export class CmpServer {
   }
 }
 
-
-export function postgresCmpStore(pool: Pool, site: SiteId): CmpStore {
-  return {
-    openTransaction: (t) => openCmpTransaction(pool, site, t),
-    getTransaction: (id) => getCmpTransaction(pool, id),
-    findDeviceCertificate: (serial) => findPresentedCertificate(pool, serial),
-    settleTransaction: (id, from, to, values, audit) => settleCmpTransaction(pool, site, id, from, to, values, audit),
-  };
-}
