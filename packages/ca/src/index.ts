@@ -14,6 +14,8 @@ export * from './issuance/batch-intake.js';
 export * from './issuance/upload-admission.js';
 export * from './issuance/batch-chunk.js';
 export * from './issuance/site-issuer.js';
+export * from './issuance/store.js';
+export * from './issuance/postgres-store.js';
 export * from './status/revocation.js';
 export * from './status/crl-publisher.js';
 export * from './status/ocsp-responder.js';

@@ -1,31 +1,13 @@
 import { createHash } from 'node:crypto';
 import { FleetError, eui64ToBytes, type Eui64, type KeyRole, type SiteId } from '@fleetpki/core';
-import {
-  explainRefusedIntent,
-  findActiveEnrolment,
-  type DeviceRefusal,
-  findPresentedCertificate,
-  holdEnrolmentRequest,
-  recordIntents,
-  retireIntent,
-  staleOnlineIntents,
-  storeCertificates,
-  type ActiveEnrolment,
-  type CertificateRow,
-  type EnrolmentProtocol,
-  type EnrolmentRequestRecord,
-  type IntentRow,
-  type Pool,
-  type PresentedCertificate,
-  type RetireReason,
-  type StaleIntentScan,
-} from '@fleetpki/store';
+import type { CertificateRow, EnrolmentProtocol, IntentRow } from '@fleetpki/store';
 import type { DevicePublicKey } from '@fleetpki/x509';
 import type { EnrolmentLabel } from './enrolment-labels.js';
 import { deviceRefusalError } from './device-ownership.js';
 import { GroupCommitter } from './group-commit.js';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
 import { issuanceTime, prepareIssuance } from './prepare-issuance.js';
+import type { EnrolmentStore } from './store.js';
 
 export interface EnrolmentRequest {
   readonly eui64: Eui64;
@@ -48,37 +30,6 @@ export interface IssuedCertificate {
   readonly crlShard: number;
   /** The device already had this certificate for this key (a retry): nothing was signed now. */
   readonly reused: boolean;
-}
-
-/** The store calls enrolment needs, and nothing more (Boulder: narrow storage interfaces per caller). */
-export interface EnrolmentStore {
-  /** Returns the serials recorded. */
-  recordIntents(site: SiteId, intents: readonly IntentRow[]): Promise<Set<string>>;
-  /** Returns the serials not stored because their intent was released meanwhile. */
-  storeCertificates(site: SiteId, certificates: readonly CertificateRow[]): Promise<Set<string>>;
-  /** Why an intent was not recorded: the device is not the manufacturer's (DeviceRefusal), or its role is taken. */
-  explainRefusedIntent(eui64: Buffer, manufacturerId: string): Promise<DeviceRefusal | 'already-enrolled'>;
-  findActiveEnrolment(eui64: Buffer, keyRole: string, profile: string): Promise<ActiveEnrolment | undefined>;
-  retireIntent(site: SiteId, actor: string, serial: Buffer, why: RetireReason): Promise<boolean>;
-  /** Stale online intents created at or after `createdFrom` (null: all of them). */
-  staleOnlineIntents(olderThanSeconds: number, createdFrom: Date | null): Promise<StaleIntentScan>;
-  /** The certificate a re-enrolling device authenticated with, and where it stands. */
-  findPresentedCertificate(serial: Buffer): Promise<PresentedCertificate | undefined>;
-  /** The request held for this device key under a held label: the existing one, or a new pending one (audited). */
-  holdRequest(site: SiteId, request: { label: string; manufacturerId: string; eui64: Buffer; publicKeySha256: Buffer; protocol: EnrolmentProtocol; requestedBy: string }): Promise<EnrolmentRequestRecord>;
-}
-
-export function postgresEnrolmentStore(pool: Pool): EnrolmentStore {
-  return {
-    recordIntents: (site, intents) => recordIntents(pool, site, intents),
-    storeCertificates: (site, certificates) => storeCertificates(pool, site, certificates),
-    explainRefusedIntent: (eui64, manufacturerId) => explainRefusedIntent(pool, eui64, manufacturerId),
-    findActiveEnrolment: (eui64, keyRole, profile) => findActiveEnrolment(pool, eui64, keyRole, profile),
-    retireIntent: (site, actor, serial, why) => retireIntent(pool, site, actor, serial, why),
-    staleOnlineIntents: (olderThanSeconds, createdFrom) => staleOnlineIntents(pool, olderThanSeconds, createdFrom),
-    findPresentedCertificate: (serial) => findPresentedCertificate(pool, serial),
-    holdRequest: (site, request) => holdEnrolmentRequest(pool, site, request),
-  };
 }
 
 /**

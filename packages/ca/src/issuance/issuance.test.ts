@@ -9,8 +9,9 @@ import { isFleetError, parseEui64, type SiteId } from '@fleetpki/core';
 import type { SigningKeyStore } from '@fleetpki/hsm';
 import type { ActiveEnrolment, CaRecord, CertificateRow, ChunkCertificate, ChunkIntent, ChunkWork, IntentRow } from '@fleetpki/store';
 import { DEFAULT_PROFILE_ID, assembleSignedCertificate, buildCaTbs, generateDeviceKeys, parseDevicePublicKey, readTlv, toPem } from '@fleetpki/x509';
-import { ChunkIssuer, type ChunkStore } from './batch-chunk.js';
-import { EnrolmentService, type EnrolmentStore } from './enrolment.js';
+import { ChunkIssuer } from './batch-chunk.js';
+import { EnrolmentService } from './enrolment.js';
+import type { ChunkStore, EnrolmentStore } from './store.js';
 import { openIssuingCa, type IssuingCa } from './issuing-ca.js';
 import { issuanceTime, prepareIssuance, rebuildIssuance } from './prepare-issuance.js';
 
@@ -98,6 +99,11 @@ class MemoryChunkStore implements ChunkStore {
     this.certificates.push(...certificates);
     this.done = true;
     return true;
+  }
+
+  errors: string[] = [];
+  async noteChunkError(_batchId: string, _chunkNo: number, message: string): Promise<void> {
+    this.errors.push(message);
   }
 }
 
