@@ -13,6 +13,8 @@ export * from './issuance/enrolment-labels.js';
 export * from './issuance/batch-intake.js';
 export * from './issuance/upload-admission.js';
 export * from './issuance/batch-chunk.js';
+export * from './issuance/batch-reads.js';
+export * from './issuance/certificate-reads.js';
 export * from './issuance/site-issuer.js';
 export * from './issuance/store.js';
 export * from './issuance/postgres-store.js';

@@ -5,7 +5,7 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, UploadAdmission, DualControl, EnrolmentService, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresBatchIntakeStore, postgresEnrolmentStore, postgresManifestKeyStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, DEFAULT_BATCH_LIMITS, DeviceKeyService, UploadAdmission, DualControl, EnrolmentService, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresBatchIntakeStore, postgresEnrolmentStore, postgresManifestKeyStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { expireWaitingCmpTransactions, openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
@@ -174,7 +174,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const caGuard = new CaStatusGuard(deps.pool);
   const possession = deps.possession ?? inlinePossessionVerifier;
   registerEnrolmentRoutes(app, { enrolment, deviceKeys, rawKeys: new RawKeyStatements(postgresManifestKeyStore(deps.pool), possession), authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, possession });
-  registerCertificateRoutes(app, { pool: reservedPool, authenticator: reservedAccess });
+  registerCertificateRoutes(app, { certificates: CertificateReads.forPool(reservedPool), authenticator: reservedAccess });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
   const chainDer = chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain'));
   registerEstRoutes(app, { enrolment, authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, chainDer, possession });
@@ -204,7 +204,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   });
   const uploads = deps.config.uploads;
   registerBatchRoutes(app, {
-    pool: deps.pool,
+    reads: BatchReads.forPool(deps.pool),
     intake: new BatchIntake(postgresBatchIntakeStore(uploadPool), deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS, heldLabels),
     // As many uploads at once as their pool has connections: none ever waits for one.
     admission: new UploadAdmission({ total: uploads.connections, perManufacturer: uploads.perManufacturer, retryAfterSeconds: 10 }),
