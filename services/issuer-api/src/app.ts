@@ -143,7 +143,8 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   };
   // A held label is the label's, whatever the protocol (a typo in the configuration stops the start, named).
   const heldLabels = deps.config.enrolmentHolds.labels.map((name) => enrolmentLabel(name));
-  const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix, {
+  const caGuard = new CaStatusGuard(deps.pool);
+  const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix, { site: guard, ca: caGuard }, {
     intentTimeoutSeconds: deps.config.intentTimeoutSeconds,
     holds: { labels: heldLabels, retryAfterSeconds: deps.config.enrolmentHolds.retryAfterSeconds },
     // Crash tests only: die between the intent's commit and the signature, as a process could.
@@ -171,9 +172,8 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   reconcileTimer.unref();
   app.addHook('onClose', async () => clearInterval(reconcileTimer));
   const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site, { concurrency: deps.config.deviceKeyBundles.concurrency, maxMs: deps.config.deviceKeyBundles.maxSeconds * 1000 });
-  const caGuard = new CaStatusGuard(deps.pool);
   const possession = deps.possession ?? inlinePossessionVerifier;
-  registerEnrolmentRoutes(app, { enrolment, deviceKeys, rawKeys: new RawKeyStatements(postgresManifestKeyStore(deps.pool), possession), authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, possession });
+  registerEnrolmentRoutes(app, { enrolment, deviceKeys, rawKeys: new RawKeyStatements(postgresManifestKeyStore(deps.pool), possession), authenticator, metrics, possession });
   registerCertificateRoutes(app, { certificates: CertificateReads.forPool(reservedPool), authenticator: reservedAccess });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
   const chainDer = chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain'));

@@ -8,6 +8,7 @@ import { GroupCommitter } from './group-commit.js';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
 import { issuanceTime, prepareIssuance } from './prepare-issuance.js';
 import type { EnrolmentStore } from './store.js';
+import type { CaStatusGuard, SiteGuard } from '../sites/site-guard.js';
 
 export interface EnrolmentRequest {
   readonly eui64: Eui64;
@@ -33,6 +34,18 @@ export interface IssuedCertificate {
 }
 
 /**
+ * What must hold before an enrolment records or signs anything: this site may write (not a standby,
+ * lease held, the synchronous standby answering) and the issuing CA is active (not revoked).
+ */
+export interface EnrolmentGuards {
+  readonly site: Pick<SiteGuard, 'assertWritable'>;
+  readonly ca: Pick<CaStatusGuard, 'assertActive'>;
+}
+
+/** Work of the caller that must fail, if it fails, before anything is recorded (e.g. device keys), run once the guards passed. */
+export type BeforeEnrolment = () => Promise<void>;
+
+/**
  * Online enrolment: prepare the certificate (prepareIssuance, as a batch chunk does), commit the intent
  * (and its replication to the standby) before the HSM signs, sign, store the certificate.
  * Intents and certificates of concurrent requests are group-committed.
@@ -49,6 +62,8 @@ export class EnrolmentService {
     private readonly store: EnrolmentStore,
     private readonly site: SiteId,
     private readonly serialPrefix: number,
+    /** Asked before every enrolment and re-enrolment, whichever protocol calls (SITE_STANDBY, SITE_NOT_LEASED, STANDBY_UNAVAILABLE, CA_NOT_ACTIVE). */
+    private readonly guards: EnrolmentGuards,
     options: {
       maxBatch?: number;
       maxConcurrent?: number;
@@ -115,9 +130,17 @@ export class EnrolmentService {
    * superseded (a new certificate, audited); an intent that never got its certificate within the intent
    * timeout is released first; anything else is CERTIFICATE_EXISTS (another key) or CERTIFICATE_PENDING.
    */
-  async enrol(request: EnrolmentRequest): Promise<IssuedCertificate> {
+  async enrol(request: EnrolmentRequest, before?: BeforeEnrolment): Promise<IssuedCertificate> {
+    await this.assertMayIssue();
+    await before?.();
     await this.assertApproved(request);
     return this.enrolOnce(request, true);
+  }
+
+  /** The guards, in the order the routes asked them before they moved here: the site first, then the CA. */
+  private async assertMayIssue(): Promise<void> {
+    await this.guards.site.assertWritable();
+    await this.guards.ca.assertActive(this.ca.record.id);
   }
 
   /**
@@ -157,6 +180,7 @@ export class EnrolmentService {
    * certificate with its serial must be byte-identical.
    */
   async renew(renewal: Omit<EnrolmentRequest, 'manufacturerId'>, presentedCertificate: { serial: Buffer; der: Buffer }): Promise<IssuedCertificate> {
+    await this.assertMayIssue();
     const presentedSerial = presentedCertificate.serial;
     const presented = await this.store.findPresentedCertificate(presentedSerial);
     if (!presented || !presented.der.equals(presentedCertificate.der)) throw new FleetError('REENROL_CERTIFICATE_UNKNOWN', 'the certificate presented is not a device certificate this CA issued', { httpStatus: 403 });
