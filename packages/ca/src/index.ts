@@ -15,6 +15,7 @@ export * from './issuance/upload-admission.js';
 export * from './issuance/batch-chunk.js';
 export * from './issuance/batch-reads.js';
 export * from './issuance/certificate-reads.js';
+export * from './issuance/reconcilers.js';
 export * from './issuance/site-issuer.js';
 export * from './issuance/store.js';
 export * from './issuance/postgres-store.js';

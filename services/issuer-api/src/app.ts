@@ -5,7 +5,7 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, DEFAULT_BATCH_LIMITS, DeviceKeyService, UploadAdmission, DualControl, EnrolmentService, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresBatchIntakeStore, postgresEnrolmentStore, postgresManifestKeyStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, DEFAULT_BATCH_LIMITS, DeviceKeyService, UploadAdmission, DualControl, EnrolmentService, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, onlineIntentReconciler, postgresBatchIntakeStore, postgresEnrolmentStore, postgresManifestKeyStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { expireWaitingCmpTransactions, openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
@@ -153,11 +153,16 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const revocations = new RevocationService(deps.pool, deps.config.site);
   // The online-intent reconciler: intents that never got their certificate are released (active site
   // only), and certificates superseded by a re-enrolment are revoked once their grace period is over.
+  // The intent part is issuance's job (onlineIntentReconciler), run here until the daemon runner does.
+  const intents = onlineIntentReconciler(enrolment, {
+    actor: `issuer-api:${deps.config.site}`,
+    everyMs: Math.max(1_000, Math.min(10_000, deps.config.intentTimeoutSeconds * 250)),
+    onReleased: (released) => app.log.warn({ released }, 'released online intents that never got their certificate'),
+  });
   const reconcileTimer = setInterval(() => {
     void (async () => {
       if (await guard.canAct()) {
-        const released = await enrolment.releaseStaleIntents(`issuer-api:${deps.config.site}`);
-        if (released > 0) app.log.warn({ released }, 'released online intents that never got their certificate');
+        await intents.pass();
         const unconfirmed = await expireWaitingCmpTransactions(deps.pool, deps.config.site, deps.config.cmp.confirmWaitSeconds, `issuer-api:${deps.config.site}`);
         if (unconfirmed > 0) app.log.warn({ unconfirmed }, 'CMP certificates answered but never confirmed (certConf); audited, the certificates stay valid');
         const grace = deps.config.est.revokeSupersededAfterSeconds;
@@ -168,7 +173,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
         }
       }
     })().catch((err: unknown) => app.log.warn({ err: { message: (err as Error).message } }, 'intent reconciler pass failed; next pass retries'));
-  }, Math.max(1_000, Math.min(10_000, deps.config.intentTimeoutSeconds * 250)));
+  }, intents.everyMs);
   reconcileTimer.unref();
   app.addHook('onClose', async () => clearInterval(reconcileTimer));
   const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site, { concurrency: deps.config.deviceKeyBundles.concurrency, maxMs: deps.config.deviceKeyBundles.maxSeconds * 1000 });

@@ -102,6 +102,19 @@ export class ChunkIssuer {
     return { issued: stored ? certificates.length : 0, refused: refused.length, alreadyDone: !stored };
   }
 
+  /**
+   * A queued job's attempt: the chunk issued, or its failure noted on the chunk (attempts and last
+   * error, for the batch's operators) before the error goes back to the queue, which retries it.
+   */
+  async attempt(batchId: string, chunkNo: number): Promise<ChunkOutcome> {
+    try {
+      return await this.issue(batchId, chunkNo);
+    } catch (err) {
+      await this.store.noteChunkError(batchId, chunkNo, isFleetError(err) ? `${err.code}: ${err.message}` : String(err)).catch(() => undefined);
+      throw err;
+    }
+  }
+
   /** A CSR's proof of possession: the key it proves, or the error code it is refused with. */
   private async prove(csr: Buffer): Promise<{ key: DevicePublicKey } | { refusal: string }> {
     try {
