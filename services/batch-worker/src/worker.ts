@@ -1,10 +1,11 @@
 import pino from 'pino';
-import { isFleetError, type FleetConfig } from '@fleetpki/core';
-import { ChunkIssuer, SiteGuard, SiteLease, loadSiteIssuer } from '@fleetpki/ca';
+import type { FleetConfig } from '@fleetpki/core';
+import { ChunkIssuer, SiteGuard, SiteLease, batchOutboxReconciler, loadSiteIssuer, postgresBatchOutboxStore } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { PossessionThreads } from '@fleetpki/x509';
 import { ChunkQueue, startChunkWorker } from '@fleetpki/queue';
-import { completeFinishedBatches, listUnfinishedChunks, openServicePool, noteChunkError } from '@fleetpki/store';
+// Only the pool's opening: the shared site start-up (issue 37, openSiteRuntime) is to take it.
+import { openServicePool } from '@fleetpki/store';
 
 export interface BatchWorkerOptions {
   /** Chunks in flight in this process (one signs while another commits). */
@@ -20,9 +21,9 @@ export interface BatchWorker {
 }
 
 /**
- * A batch worker process: takes chunk jobs from the site's queue and issues them (ChunkIssuer), and
- * runs the reconciler that queues every unfinished chunk from PostgreSQL (the outbox), so a lost Redis
- * or a killed worker only delays work. Nothing is signed while the site is a standby.
+ * A batch worker process: takes chunk jobs from the site's queue and issues them (ChunkIssuer.attempt),
+ * and, for now, runs issuance's outbox reconciler (batchOutboxReconciler), so a lost Redis or a killed
+ * worker only delays work. Nothing is signed while the site is a standby.
  */
 export async function startBatchWorker(config: FleetConfig, options: BatchWorkerOptions = {}): Promise<BatchWorker> {
   const log = pino({ name: `batch-worker-${config.site}`, level: config.logLevel });
@@ -42,13 +43,8 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
       config.pgDatabase,
       async (job) => {
         await guard.assertWritable();
-        try {
-          const outcome = await issuer.issue(job.batchId, job.chunkNo);
-          log.debug({ ...job, ...outcome }, 'chunk done');
-        } catch (err) {
-          await noteChunkError(pool, job.batchId, job.chunkNo, isFleetError(err) ? `${err.code}: ${err.message}` : String(err)).catch(() => undefined);
-          throw err;
-        }
+        const outcome = await issuer.attempt(job.batchId, job.chunkNo);
+        log.debug({ ...job, ...outcome }, 'chunk done');
       },
       {
         concurrency: options.concurrency ?? 2,
@@ -59,17 +55,17 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
     );
 
     const queue = new ChunkQueue(site.redisUrl, config.pgDatabase);
+    // The outbox reconciler is issuance's (a DaemonJob); this process runs it, on the active site only,
+    // until the daemon runner does.
+    const outbox = batchOutboxReconciler({ store: postgresBatchOutboxStore(pool), queue }, { everyMs: options.reconcileEveryMs ?? 1_000 });
     let timer: NodeJS.Timeout | undefined;
     const reconcile = async () => {
       try {
-        if (await guard.canAct()) {
-          await queue.enqueue(await listUnfinishedChunks(pool, 10_000));
-          await completeFinishedBatches(pool);
-        }
+        if (await guard.canAct()) await outbox.pass();
       } catch (err) {
         log.warn({ err: { message: (err as Error).message } }, 'reconciler pass failed; next pass retries');
       }
-      if (!closing) timer = setTimeout(reconcile, options.reconcileEveryMs ?? 1_000);
+      if (!closing) timer = setTimeout(reconcile, outbox.everyMs);
     };
     if (options.reconcile ?? true) await reconcile();
 

@@ -5,7 +5,7 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, ClientCertificateAuthenticator, CmpAuthBudget, CmpSecretAdministration, CmpServer, CmpSharedSecrets, cmpConfirmExpiry, ConsoleSessions, EnrolmentRequestDecisions, EstEnrolment, estSupersededRevoker, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, UploadAdmission, DualControl, EnrolmentService, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresCmpStore, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresSupersededStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, cmpConfirmExpiry, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, estSupersededRevoker, loadSiteIssuer, onlineIntentReconciler, postgresBatchIntakeStore, postgresCmpStore, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresSupersededStore, RawKeyStatements, RevocationService, SiteGuard, SiteLease, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { openServicePool, postgresConsoleSessionStore, type Pool } from '@fleetpki/store';
@@ -138,7 +138,8 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   };
   // A held label is the label's, whatever the protocol (a typo in the configuration stops the start, named).
   const heldLabels = deps.config.enrolmentHolds.labels.map((name) => enrolmentLabel(name));
-  const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix, {
+  const caGuard = new CaStatusGuard(deps.pool);
+  const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix, { site: guard, ca: caGuard }, {
     intentTimeoutSeconds: deps.config.intentTimeoutSeconds,
     holds: { labels: heldLabels, retryAfterSeconds: deps.config.enrolmentHolds.retryAfterSeconds },
     // Crash tests only: die between the intent's commit and the signature, as a process could.
@@ -154,22 +155,25 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   ];
   // The online-intent reconciler: intents that never got their certificate are released (active site
   // only), and certificates superseded by a re-enrolment are revoked once their grace period is over.
+  // The intent part is issuance's job (onlineIntentReconciler), run here until the daemon runner does.
+  const intents = onlineIntentReconciler(enrolment, {
+    actor: `issuer-api:${deps.config.site}`,
+    everyMs: reconcileEveryMs,
+    onReleased: (released) => app.log.warn({ released }, 'released online intents that never got their certificate'),
+  });
   const reconcileTimer = setInterval(() => {
     void (async () => {
       if (await guard.canAct()) {
-        const released = await enrolment.releaseStaleIntents(`issuer-api:${deps.config.site}`);
-        if (released > 0) app.log.warn({ released }, 'released online intents that never got their certificate');
-        for (const job of protocolJobs) await job.pass();
+        for (const job of [intents, ...protocolJobs]) await job.pass();
       }
     })().catch((err: unknown) => app.log.warn({ err: { message: (err as Error).message } }, 'intent reconciler pass failed; next pass retries'));
-  }, Math.max(1_000, Math.min(10_000, deps.config.intentTimeoutSeconds * 250)));
+  }, intents.everyMs);
   reconcileTimer.unref();
   app.addHook('onClose', async () => clearInterval(reconcileTimer));
   const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site, { concurrency: deps.config.deviceKeyBundles.concurrency, maxMs: deps.config.deviceKeyBundles.maxSeconds * 1000 });
-  const caGuard = new CaStatusGuard(deps.pool);
   const possession = deps.possession ?? inlinePossessionVerifier;
-  registerEnrolmentRoutes(app, { enrolment, deviceKeys, rawKeys: new RawKeyStatements(deps.pool, possession), authenticator, guard, caGuard, caId: deps.ca.record.id, metrics, possession });
-  registerCertificateRoutes(app, { pool: reservedPool, authenticator: reservedAccess });
+  registerEnrolmentRoutes(app, { enrolment, deviceKeys, rawKeys: new RawKeyStatements(postgresManifestKeyStore(deps.pool), possession), authenticator, metrics, possession });
+  registerCertificateRoutes(app, { certificates: CertificateReads.forPool(reservedPool), authenticator: reservedAccess });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
   const chainDer = chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain'));
   registerEstRoutes(app, { est: new EstEnrolment({ enrolment, guard, caGuard, caId: deps.ca.record.id, possession }), authenticator, metrics, chainDer });
@@ -200,8 +204,8 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   });
   const uploads = deps.config.uploads;
   registerBatchRoutes(app, {
-    pool: deps.pool,
-    intake: new BatchIntake(uploadPool, deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS, heldLabels),
+    reads: BatchReads.forPool(deps.pool),
+    intake: new BatchIntake(postgresBatchIntakeStore(uploadPool), deps.config.site, deps.batchLimits ?? DEFAULT_BATCH_LIMITS, heldLabels),
     // As many uploads at once as their pool has connections: none ever waits for one.
     admission: new UploadAdmission({ total: uploads.connections, perManufacturer: uploads.perManufacturer, retryAfterSeconds: 10 }),
     uploads,

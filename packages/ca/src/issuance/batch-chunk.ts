@@ -1,34 +1,17 @@
 import { FleetError, isFleetError, type KeyRole, type SiteId } from '@fleetpki/core';
-import { completeChunk, loadChunkWork, recordChunkIntents, type ChunkCertificate, type ChunkIntent, type ChunkWork, type Pool } from '@fleetpki/store';
+import type { ChunkCertificate, ChunkIntent, Pool } from '@fleetpki/store';
 import { checkCsr, inlinePossessionVerifier, type DevicePublicKey, type LintedTbs, type PossessionVerifier } from '@fleetpki/x509';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
 import { issuanceTime, prepareIssuance, rebuildIssuance } from './prepare-issuance.js';
 import { CaStatusGuard } from '../sites/site-guard.js';
+import { postgresChunkStore } from './postgres-store.js';
+import type { ChunkStore } from './store.js';
 
 export interface ChunkOutcome {
   readonly issued: number;
   readonly refused: number;
   /** Another worker had finished this chunk already (a duplicate job): nothing was stored twice. */
   readonly alreadyDone: boolean;
-}
-
-type ChunkContext = Parameters<typeof recordChunkIntents>[1];
-
-/** The store calls a chunk needs, and nothing more (as EnrolmentStore for online enrolment). */
-export interface ChunkStore {
-  loadChunkWork(batchId: string, chunkNo: number): Promise<ChunkWork | undefined>;
-  /** Commits the intents (and the items refused) before anything is signed; returns the seqs recorded. */
-  recordChunkIntents(ctx: ChunkContext, intents: readonly ChunkIntent[], refused: readonly { seq: number; code: string }[]): Promise<Set<number>>;
-  /** Stores the certificates and marks the chunk done, once; false when another attempt had. */
-  completeChunk(ctx: ChunkContext & { chunkSize: number }, certificates: readonly ChunkCertificate[]): Promise<boolean>;
-}
-
-export function postgresChunkStore(pool: Pool): ChunkStore {
-  return {
-    loadChunkWork: (batchId, chunkNo) => loadChunkWork(pool, batchId, chunkNo),
-    recordChunkIntents: (ctx, intents, refused) => recordChunkIntents(pool, ctx, intents, refused),
-    completeChunk: (ctx, certificates) => completeChunk(pool, ctx, certificates),
-  };
 }
 
 /**
@@ -117,6 +100,19 @@ export class ChunkIssuer {
     );
     const stored = await this.store.completeChunk({ ...ctx, chunkSize: batch.chunkSize }, certificates);
     return { issued: stored ? certificates.length : 0, refused: refused.length, alreadyDone: !stored };
+  }
+
+  /**
+   * A queued job's attempt: the chunk issued, or its failure noted on the chunk (attempts and last
+   * error, for the batch's operators) before the error goes back to the queue, which retries it.
+   */
+  async attempt(batchId: string, chunkNo: number): Promise<ChunkOutcome> {
+    try {
+      return await this.issue(batchId, chunkNo);
+    } catch (err) {
+      await this.store.noteChunkError(batchId, chunkNo, isFleetError(err) ? `${err.code}: ${err.message}` : String(err)).catch(() => undefined);
+      throw err;
+    }
   }
 
   /** A CSR's proof of possession: the key it proves, or the error code it is refused with. */

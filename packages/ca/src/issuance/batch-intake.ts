@@ -1,23 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { FleetError, type SiteId } from '@fleetpki/core';
 import { CsvManifestReader, ManifestSignatureCheck, parseNdjsonLine, readLines, toLineError, type LineError, type ManifestFormat, type ManifestKey } from '@fleetpki/manifest';
-import {
-  copyBatchItems,
-  deleteBatchLines,
-  finaliseBatch,
-  findBatchByIdempotencyKey,
-  findItemConflicts,
-  getManufacturerManifestKey,
-  insertBatchDraft,
-  isUniqueViolation,
-  withTransaction,
-  type BatchItemRow,
-  type BatchRecord,
-  type ItemConflict,
-  type Pool,
-} from '@fleetpki/store';
+import type { BatchItemRow, BatchRecord, ItemConflict } from '@fleetpki/store';
 import { DEFAULT_PROFILE_ID, getProfile } from '@fleetpki/x509';
 import type { EnrolmentLabel } from './enrolment-labels.js';
+import type { BatchIntakeStore } from './store.js';
 
 export interface BatchLimits {
   readonly maxBytes: number;
@@ -97,13 +84,13 @@ class AlreadyAccepted extends Error {
  * type, point on the curve) and COPYed into batch_items inside one transaction; duplicates, devices
  * outside the manufacturer's EUI-64 ranges and conflicts with enrolled devices are found by SQL over what was copied (memory stays flat whatever the
  * batch size). A refused manifest rolls back: nothing of it remains. Proofs of possession are verified
- * by the workers, in parallel. `pool` is the uploads' own: a transaction here lasts as long as the
+ * by the workers, in parallel. `store` is over the uploads' own pool: a transaction here lasts as long as the
  * client takes to send its manifest (the caller bounds that), and must never hold a connection that
  * anything else needs.
  */
 export class BatchIntake {
   constructor(
-    private readonly pool: Pool,
+    private readonly store: BatchIntakeStore,
     private readonly site: SiteId,
     private readonly limits: BatchLimits = DEFAULT_BATCH_LIMITS,
     /** Labels held for an administrator's approval per device key (FLEETPKI_APPROVAL_LABELS): a batch cannot carry their keys. */
@@ -116,12 +103,12 @@ export class BatchIntake {
     const mode = upload.onInvalid ?? 'reject';
     if (upload.idempotencyKey !== undefined) {
       if (!/^[\x21-\x7e]{8,128}$/.test(upload.idempotencyKey)) throw new FleetError('IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 8-128 printable ASCII characters', { httpStatus: 400 });
-      const existing = await findBatchByIdempotencyKey(this.pool, upload.manufacturerId, upload.idempotencyKey);
+      const existing = await this.store.findBatchByIdempotencyKey(upload.manufacturerId, upload.idempotencyKey);
       if (existing) return { batch: existing, created: false };
     }
     let signatureCheck: ManifestSignatureCheck | undefined;
     if (upload.signature !== undefined) {
-      const key = await getManufacturerManifestKey(this.pool, upload.manufacturerId);
+      const key = await this.store.getManufacturerManifestKey(upload.manufacturerId);
       if (!key) throw new FleetError('MANIFEST_KEY_MISSING', `manufacturer ${upload.manufacturerId} has no registered manifest-signing key (pnpm fleetpki manufacturers set-key)`, { httpStatus: 400 });
       signatureCheck = new ManifestSignatureCheck(key, upload.signature);
     }
@@ -180,15 +167,15 @@ export class BatchIntake {
     };
 
     try {
-      const batch = await withTransaction(this.pool, async (client) => {
-        await insertBatchDraft(client, { id: batchId, manufacturerId: upload.manufacturerId, idempotencyKey: upload.idempotencyKey ?? `upload:${batchId}`, profile: profile.id, chunkSize: limits.chunkSize, createdBy: upload.actor });
-        await copyBatchItems(client, batchId, rows());
+      const batch = await this.store.inTransaction(async (tx) => {
+        await tx.insertBatchDraft({ id: batchId, manufacturerId: upload.manufacturerId, idempotencyKey: upload.idempotencyKey ?? `upload:${batchId}`, profile: profile.id, chunkSize: limits.chunkSize, createdBy: upload.actor });
+        await tx.copyBatchItems(batchId, rows());
         // The same manifest again (hash known only now that it has streamed past): the same batch.
         const digest = hash.digest();
         digestHex = digest.toString('hex');
         const idempotencyKey = upload.idempotencyKey ?? `sha256:${digestHex}`;
         if (upload.idempotencyKey === undefined) {
-          const existing = await findBatchByIdempotencyKey(client, upload.manufacturerId, idempotencyKey);
+          const existing = await tx.findBatchByIdempotencyKey(upload.manufacturerId, idempotencyKey);
           if (existing) throw new AlreadyAccepted(existing);
         }
         if (lines === 0 && report.count === 0) throw new Rejected(new FleetError('MANIFEST_EMPTY', 'the manifest has no device lines', { httpStatus: 400 }));
@@ -200,20 +187,20 @@ export class BatchIntake {
 
         // Conflicts, found over what was copied.
         if (mode === 'reject') {
-          const conflicts = await findItemConflicts(client, batchId, upload.manufacturerId, profile.id, limits.reportLines);
+          const conflicts = await tx.findItemConflicts(batchId, upload.manufacturerId, profile.id, limits.reportLines);
           if (conflicts.length > 0) {
             for (const c of conflicts) addToReport(report, conflictError(c, upload.manufacturerId), limits.reportLines);
             throw reject('MANIFEST_REJECTED', `lines of the manifest conflict with each other or with enrolled devices; nothing was accepted (the first ${report.errors.length} are listed)`, report);
           }
         } else {
           for (;;) {
-            const conflicts = await findItemConflicts(client, batchId, upload.manufacturerId, profile.id, 10_000);
+            const conflicts = await tx.findItemConflicts(batchId, upload.manufacturerId, profile.id, 10_000);
             if (conflicts.length === 0) break;
             for (const c of conflicts) addToReport(report, conflictError(c, upload.manufacturerId), limits.reportLines);
-            await deleteBatchLines(client, batchId, [...new Set(conflicts.map((c) => c.line))]);
+            await tx.deleteBatchLines(batchId, [...new Set(conflicts.map((c) => c.line))]);
           }
         }
-        const record = await finaliseBatch(client, {
+        const record = await tx.finaliseBatch({
           id: batchId,
           manifestSha256: digest,
           idempotencyKey,
@@ -230,10 +217,10 @@ export class BatchIntake {
     } catch (err) {
       if (err instanceof Rejected) throw err.error;
       if (err instanceof AlreadyAccepted) return { batch: err.batch, created: false };
-      if (isUniqueViolation(err)) {
+      if (this.store.isDuplicate(err)) {
         // The same manifest (or key) committed concurrently: answer with that batch.
         const key = upload.idempotencyKey ?? `sha256:${digestHex}`;
-        const existing = await findBatchByIdempotencyKey(this.pool, upload.manufacturerId, key);
+        const existing = await this.store.findBatchByIdempotencyKey(upload.manufacturerId, key);
         if (existing) return { batch: existing, created: false };
       }
       throw err;

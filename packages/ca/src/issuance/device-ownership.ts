@@ -1,5 +1,6 @@
 import { FleetError, eui64FromBytes } from '@fleetpki/core';
-import { findDeviceNotOwned, type DeviceRefusal, type Queryable } from '@fleetpki/store';
+import type { DeviceRefusal, Queryable } from '@fleetpki/store';
+import { postgresDeviceOwnershipStore } from './postgres-store.js';
 
 /**
  * A device id is a manufacturer's when its registered EUI-64 ranges hold it (migrations/0036): the rule
@@ -20,6 +21,6 @@ export function deviceRefusalError(eui64: string, manufacturerId: string, refusa
 
 /** Refuses, naming the first, when any of `eui64s` is not `manufacturerId`'s. */
 export async function assertDevicesOwned(db: Queryable, manufacturerId: string, eui64s: readonly Buffer[]): Promise<void> {
-  const refused = await findDeviceNotOwned(db, manufacturerId, eui64s);
+  const refused = await postgresDeviceOwnershipStore(db).findDeviceNotOwned(manufacturerId, eui64s);
   if (refused) throw deviceRefusalError(eui64FromBytes(refused.eui64), manufacturerId, refused.refusal);
 }

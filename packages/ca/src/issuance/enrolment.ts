@@ -1,31 +1,14 @@
 import { createHash } from 'node:crypto';
 import { FleetError, eui64ToBytes, type Eui64, type KeyRole, type SiteId } from '@fleetpki/core';
-import {
-  explainRefusedIntent,
-  findActiveEnrolment,
-  type DeviceRefusal,
-  findPresentedCertificate,
-  holdEnrolmentRequest,
-  recordIntents,
-  retireIntent,
-  staleOnlineIntents,
-  storeCertificates,
-  type ActiveEnrolment,
-  type CertificateRow,
-  type EnrolmentProtocol,
-  type EnrolmentRequestRecord,
-  type IntentRow,
-  type Pool,
-  type PresentedCertificate,
-  type RetireReason,
-  type StaleIntentScan,
-} from '@fleetpki/store';
+import type { CertificateRow, EnrolmentProtocol, IntentRow } from '@fleetpki/store';
 import type { DevicePublicKey } from '@fleetpki/x509';
 import type { EnrolmentLabel } from './enrolment-labels.js';
 import { deviceRefusalError } from './device-ownership.js';
 import { GroupCommitter } from './group-commit.js';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
 import { issuanceTime, prepareIssuance } from './prepare-issuance.js';
+import type { EnrolmentStore } from './store.js';
+import type { CaStatusGuard, SiteGuard } from '../sites/site-guard.js';
 
 export interface EnrolmentRequest {
   readonly eui64: Eui64;
@@ -50,36 +33,17 @@ export interface IssuedCertificate {
   readonly reused: boolean;
 }
 
-/** The store calls enrolment needs, and nothing more (Boulder: narrow storage interfaces per caller). */
-export interface EnrolmentStore {
-  /** Returns the serials recorded. */
-  recordIntents(site: SiteId, intents: readonly IntentRow[]): Promise<Set<string>>;
-  /** Returns the serials not stored because their intent was released meanwhile. */
-  storeCertificates(site: SiteId, certificates: readonly CertificateRow[]): Promise<Set<string>>;
-  /** Why an intent was not recorded: the device is not the manufacturer's (DeviceRefusal), or its role is taken. */
-  explainRefusedIntent(eui64: Buffer, manufacturerId: string): Promise<DeviceRefusal | 'already-enrolled'>;
-  findActiveEnrolment(eui64: Buffer, keyRole: string, profile: string): Promise<ActiveEnrolment | undefined>;
-  retireIntent(site: SiteId, actor: string, serial: Buffer, why: RetireReason): Promise<boolean>;
-  /** Stale online intents created at or after `createdFrom` (null: all of them). */
-  staleOnlineIntents(olderThanSeconds: number, createdFrom: Date | null): Promise<StaleIntentScan>;
-  /** The certificate a re-enrolling device authenticated with, and where it stands. */
-  findPresentedCertificate(serial: Buffer): Promise<PresentedCertificate | undefined>;
-  /** The request held for this device key under a held label: the existing one, or a new pending one (audited). */
-  holdRequest(site: SiteId, request: { label: string; manufacturerId: string; eui64: Buffer; publicKeySha256: Buffer; protocol: EnrolmentProtocol; requestedBy: string }): Promise<EnrolmentRequestRecord>;
+/**
+ * What must hold before an enrolment records or signs anything: this site may write (not a standby,
+ * lease held, the synchronous standby answering) and the issuing CA is active (not revoked).
+ */
+export interface EnrolmentGuards {
+  readonly site: Pick<SiteGuard, 'assertWritable'>;
+  readonly ca: Pick<CaStatusGuard, 'assertActive'>;
 }
 
-export function postgresEnrolmentStore(pool: Pool): EnrolmentStore {
-  return {
-    recordIntents: (site, intents) => recordIntents(pool, site, intents),
-    storeCertificates: (site, certificates) => storeCertificates(pool, site, certificates),
-    explainRefusedIntent: (eui64, manufacturerId) => explainRefusedIntent(pool, eui64, manufacturerId),
-    findActiveEnrolment: (eui64, keyRole, profile) => findActiveEnrolment(pool, eui64, keyRole, profile),
-    retireIntent: (site, actor, serial, why) => retireIntent(pool, site, actor, serial, why),
-    staleOnlineIntents: (olderThanSeconds, createdFrom) => staleOnlineIntents(pool, olderThanSeconds, createdFrom),
-    findPresentedCertificate: (serial) => findPresentedCertificate(pool, serial),
-    holdRequest: (site, request) => holdEnrolmentRequest(pool, site, request),
-  };
-}
+/** Work of the caller that must fail, if it fails, before anything is recorded (e.g. device keys), run once the guards passed. */
+export type BeforeEnrolment = () => Promise<void>;
 
 /**
  * Online enrolment: prepare the certificate (prepareIssuance, as a batch chunk does), commit the intent
@@ -98,6 +62,8 @@ export class EnrolmentService {
     private readonly store: EnrolmentStore,
     private readonly site: SiteId,
     private readonly serialPrefix: number,
+    /** Asked before every enrolment and re-enrolment, whichever protocol calls (SITE_STANDBY, SITE_NOT_LEASED, STANDBY_UNAVAILABLE, CA_NOT_ACTIVE). */
+    private readonly guards: EnrolmentGuards,
     options: {
       maxBatch?: number;
       maxConcurrent?: number;
@@ -164,9 +130,17 @@ export class EnrolmentService {
    * superseded (a new certificate, audited); an intent that never got its certificate within the intent
    * timeout is released first; anything else is CERTIFICATE_EXISTS (another key) or CERTIFICATE_PENDING.
    */
-  async enrol(request: EnrolmentRequest): Promise<IssuedCertificate> {
+  async enrol(request: EnrolmentRequest, before?: BeforeEnrolment): Promise<IssuedCertificate> {
+    await this.assertMayIssue();
+    await before?.();
     await this.assertApproved(request);
     return this.enrolOnce(request, true);
+  }
+
+  /** The guards, in the order the routes asked them before they moved here: the site first, then the CA. */
+  private async assertMayIssue(): Promise<void> {
+    await this.guards.site.assertWritable();
+    await this.guards.ca.assertActive(this.ca.record.id);
   }
 
   /**
@@ -206,6 +180,7 @@ export class EnrolmentService {
    * certificate with its serial must be byte-identical.
    */
   async renew(renewal: Omit<EnrolmentRequest, 'manufacturerId'>, presentedCertificate: { serial: Buffer; der: Buffer }): Promise<IssuedCertificate> {
+    await this.assertMayIssue();
     const presentedSerial = presentedCertificate.serial;
     const presented = await this.store.findPresentedCertificate(presentedSerial);
     if (!presented || !presented.der.equals(presentedCertificate.der)) throw new FleetError('REENROL_CERTIFICATE_UNKNOWN', 'the certificate presented is not a device certificate this CA issued', { httpStatus: 403 });

@@ -9,8 +9,9 @@ import { isFleetError, parseEui64, type SiteId } from '@fleetpki/core';
 import type { SigningKeyStore } from '@fleetpki/hsm';
 import type { ActiveEnrolment, CaRecord, CertificateRow, ChunkCertificate, ChunkIntent, ChunkWork, IntentRow } from '@fleetpki/store';
 import { DEFAULT_PROFILE_ID, assembleSignedCertificate, buildCaTbs, generateDeviceKeys, parseDevicePublicKey, readTlv, toPem } from '@fleetpki/x509';
-import { ChunkIssuer, type ChunkStore } from './batch-chunk.js';
-import { EnrolmentService, type EnrolmentStore } from './enrolment.js';
+import { ChunkIssuer } from './batch-chunk.js';
+import { EnrolmentService } from './enrolment.js';
+import type { ChunkStore, EnrolmentStore } from './store.js';
 import { openIssuingCa, type IssuingCa } from './issuing-ca.js';
 import { issuanceTime, prepareIssuance, rebuildIssuance } from './prepare-issuance.js';
 
@@ -48,6 +49,7 @@ const keyStore: SigningKeyStore = {
 };
 const record: CaRecord = { id: 'fpd1', kind: 'device-issuing', parentId: null, subjectDn: 'CN=FPD1', keyUri: 'pkcs11:token=software;object=fpd1', keyId: caTbs.keyId, certificate: caCert, notAfter: new Date('2050-01-01T00:00:00Z'), status: 'active' };
 const active = { assertActive: async () => undefined };
+const open = { site: { assertWritable: async () => undefined }, ca: active };
 
 function opensslVerify(der: Buffer): string {
   const path = join(dir, `${createHash('sha256').update(der).digest('hex').slice(0, 12)}.pem`);
@@ -98,6 +100,11 @@ class MemoryChunkStore implements ChunkStore {
     this.certificates.push(...certificates);
     this.done = true;
     return true;
+  }
+
+  errors: string[] = [];
+  async noteChunkError(_batchId: string, _chunkNo: number, message: string): Promise<void> {
+    this.errors.push(message);
   }
 }
 
@@ -176,7 +183,7 @@ describe('the one issuance path', () => {
       holdRequest: async () => assert.fail('no label is held here'),
     };
     const [key] = generateDeviceKeys(1);
-    const service = new EnrolmentService(ca, store, 'a', 0x0a);
+    const service = new EnrolmentService(ca, store, 'a', 0x0a, open);
     const issued = await service.enrol({ eui64: parseEui64('00-11-22-33-44-55-66-77'), keyRole: 'digitalSignature', profileId: DEFAULT_PROFILE_ID, deviceType: 'smart-meter', publicKey: parseDevicePublicKey(key!.publicKeySpki.toString('base64')), manufacturerId: 'm', actor: 'test' });
     assert.match(opensslVerify(issued.der), /: OK$/);
     assert.equal(intents.length, 1);
@@ -206,14 +213,14 @@ describe('the one issuance path', () => {
     };
     const [key] = generateDeviceKeys(1);
     const request = { eui64: parseEui64('00-11-22-33-44-55-66-78'), keyRole: 'digitalSignature' as const, profileId: DEFAULT_PROFILE_ID, deviceType: 'smart-meter', publicKey: parseDevicePublicKey(key!.publicKeySpki.toString('base64')), manufacturerId: 'm', actor: 'test' };
-    const issued = await new EnrolmentService(ca, store, 'a', 0x0a, { intentTimeoutSeconds: 60 }).enrol(request);
+    const issued = await new EnrolmentService(ca, store, 'a', 0x0a, open, { intentTimeoutSeconds: 60 }).enrol(request);
     assert.match(opensslVerify(issued.der), /: OK$/);
     assert.deepEqual(retired, [{ serial: '0b0102030405060708', why: { kind: 'abandoned', bySite: 'b' } }]);
 
     // This site's own intent of 2 s is in flight here: the device waits (CERTIFICATE_PENDING), nothing is retired.
     live = { ...abandoned, site: 'a' };
     retired.length = 0;
-    await assert.rejects(new EnrolmentService(ca, store, 'a', 0x0a, { intentTimeoutSeconds: 60 }).enrol(request), (err: unknown) => isFleetError(err, 'CERTIFICATE_PENDING'));
+    await assert.rejects(new EnrolmentService(ca, store, 'a', 0x0a, open, { intentTimeoutSeconds: 60 }).enrol(request), (err: unknown) => isFleetError(err, 'CERTIFICATE_PENDING'));
     assert.deepEqual(retired, []);
   });
 
@@ -238,7 +245,7 @@ describe('the one issuance path', () => {
       findPresentedCertificate: async () => undefined,
       holdRequest: async () => assert.fail('no label is held here'),
     };
-    const service = new EnrolmentService(ca, store, 'a', 0x0a, { intentTimeoutSeconds: 60 });
+    const service = new EnrolmentService(ca, store, 'a', 0x0a, open, { intentTimeoutSeconds: 60 });
     // The first full scan comes at a random moment of the first hour: here, half-way.
     mock.method(Math, 'random', () => 0.5);
     const t0 = 1_796_000_000_000;

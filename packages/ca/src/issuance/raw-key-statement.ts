@@ -1,6 +1,6 @@
 import { FleetError, type Eui64, type KeyRole } from '@fleetpki/core';
 import { rawKeyStatementBytes } from '@fleetpki/manifest';
-import { getManufacturerManifestKey, type Queryable } from '@fleetpki/store';
+import type { ManifestKeyStore } from './store.js';
 import { InputRuleError, parseDevicePublicKey, readStrictBase64, type DevicePublicKey, type PossessionVerifier } from '@fleetpki/x509';
 
 /**
@@ -12,13 +12,13 @@ import { InputRuleError, parseDevicePublicKey, readStrictBase64, type DevicePubl
  */
 export class RawKeyStatements {
   constructor(
-    private readonly db: Queryable,
+    private readonly store: ManifestKeyStore,
     private readonly possession: PossessionVerifier,
   ) {}
 
   /** The key, once its statement verifies; RAW_KEY_UNSIGNED, MANIFEST_KEY_MISSING or RAW_KEY_SIGNATURE_INVALID otherwise. */
   async prove(request: { manufacturerId: string; eui64: Eui64; keyRole: KeyRole; publicKey: DevicePublicKey; signature: string | undefined }): Promise<DevicePublicKey> {
-    const manifestKey = await getManufacturerManifestKey(this.db, request.manufacturerId);
+    const manifestKey = await this.store.getManufacturerManifestKey(request.manufacturerId);
     if (request.signature === undefined) {
       throw new FleetError(
         'RAW_KEY_UNSIGNED',

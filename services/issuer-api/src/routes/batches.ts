@@ -1,19 +1,18 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { FleetError, ProgressDeadline, eui64FromBytes, isUuid, type FleetConfig } from '@fleetpki/core';
-import { DEVICE_KEY_ROLES, serialHex, type BatchIntake, type DeviceKeyService, type Principal, type SiteGuard, type UploadAdmission, auditActor } from '@fleetpki/ca';
+import { FleetError, ProgressDeadline, eui64FromBytes, type FleetConfig } from '@fleetpki/core';
+import { DEVICE_KEY_ROLES, serialHex, type BatchIntake, type BatchReads, type DeviceKeyService, type Principal, type SiteGuard, type UploadAdmission, auditActor } from '@fleetpki/ca';
 import { MANIFEST_SIGNATURE_HEADER } from '@fleetpki/manifest';
 import type { ChunkQueue } from '@fleetpki/queue';
-import { batchFinishedPrefix, batchIssueSeries, getBatch, listBatches, listBatchDevices, readBatchProgress, readBatchResults, type BatchRecord, type Pool } from '@fleetpki/store';
 import type { DeviceKeyRole } from '@fleetpki/hsm';
 import { CERTIFICATE_FORMATS, encodeIssuedCertificate, getProfile, parseCertificateFormat } from '@fleetpki/x509';
 import { type ApiAccess, requireRole, visibleTo } from '../auth.js';
 
 const MANIFEST_TYPES = { 'application/x-ndjson': 'ndjson', 'application/ndjson': 'ndjson', 'text/csv': 'csv' } as const;
-const RESULT_PAGE = 2_000;
 
 export interface BatchRouteDeps {
-  readonly pool: Pool;
+  /** The batches' progress, results and device pages. */
+  readonly reads: BatchReads;
   readonly intake: BatchIntake;
   readonly queue: ChunkQueue;
   readonly authenticator: ApiAccess;
@@ -40,36 +39,6 @@ function readWithDeadlines(body: AsyncIterable<Buffer>, limits: BatchRouteDeps['
 /** The connection closes once the answer is out, whatever of the body is still coming: it is never read. */
 function closeAfterAnswer(reply: FastifyReply): void {
   void reply.header('connection', 'close');
-}
-
-async function describeBatch(pool: Pool, batch: BatchRecord) {
-  const [progress, series] = await Promise.all([readBatchProgress(pool, batch.id), batchIssueSeries(pool, batch.id)]);
-  const elapsed = batch.startedAt ? ((batch.completedAt ?? new Date()).getTime() - batch.createdAt.getTime()) / 1000 : 0;
-  const finished = progress.issued + progress.failed;
-  const rate = elapsed > 0 ? finished / elapsed : 0;
-  const remaining = batch.itemCount - finished;
-  return {
-    id: batch.id,
-    manufacturer: batch.manufacturerId,
-    status: batch.status,
-    profile: batch.profile,
-    devices: batch.deviceCount,
-    certificatesRequested: batch.itemCount,
-    issued: progress.issued,
-    failed: progress.failed,
-    chunks: { total: batch.chunkCount, done: progress.chunksDone, size: batch.chunkSize },
-    skippedLines: batch.skippedLines,
-    skipped: batch.skipReport,
-    errors: progress.errors.map((e) => ({ line: e.line, eui64: eui64FromBytes(e.eui64), keyRole: e.keyRole, code: e.code })),
-    signedManifest: batch.signed,
-    manifestSha256: batch.manifestSha256.toString('hex'),
-    createdAt: batch.createdAt.toISOString(),
-    completedAt: batch.completedAt?.toISOString() ?? null,
-    certificatesPerSecond: Math.round(rate),
-    etaSeconds: batch.status === 'complete' ? 0 : rate > 0 ? Math.ceil(remaining / rate) : null,
-    /** Certificates issued by each moment (up to 60 points, from chunk completions): the throughput chart. */
-    issuedOverTime: series.map((p) => ({ at: p.at.toISOString(), issued: p.issued })),
-  };
 }
 
 /**
@@ -167,17 +136,12 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       return reply
         .status(created ? 201 : 200)
         .header('location', `/v1/batches/${batch.id}`)
-        .send(await describeBatch(deps.pool, batch));
+        .send(await deps.reads.describe(batch));
     },
   );
 
   const readers = requireRole(deps.authenticator, ['factory', 'auditor', 'administrator']);
-  const findBatch = async (id: string, principal: Principal) => {
-    if (!isUuid(id)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${id.slice(0, 40)}`, { httpStatus: 404 });
-    const batch = await getBatch(deps.pool, id);
-    if (!batch || !visibleTo(principal, batch.manufacturerId)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${id}`, { httpStatus: 404 });
-    return batch;
-  };
+  const findBatch = (id: string, principal: Principal) => deps.reads.find(id, (manufacturerId) => visibleTo(principal, manufacturerId));
 
   app.get<{ Querystring: { limit?: number } }>(
     '/v1/batches',
@@ -192,17 +156,14 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
     },
     async (request) => {
       const principal = request.principal!;
-      const batches = await listBatches(deps.pool, { manufacturerId: principal.role === 'factory' ? principal.manufacturerId : null, limit: request.query.limit ?? 50 });
-      return {
-        batches: batches.map((b) => ({ id: b.id, manufacturer: b.manufacturerId, status: b.status, profile: b.profile, devices: b.deviceCount, certificatesRequested: b.itemCount, createdAt: b.createdAt.toISOString(), completedAt: b.completedAt?.toISOString() ?? null })),
-      };
+      return { batches: await deps.reads.list({ manufacturerId: principal.role === 'factory' ? principal.manufacturerId : null, limit: request.query.limit ?? 50 }) };
     },
   );
 
   app.get<{ Params: { id: string } }>(
     '/v1/batches/:id',
     { preParsing: readers, schema: { summary: 'Batch progress: counts, rate, ETA, refused lines', tags: ['batches'], security: [{ bearer: [] }] } },
-    async (request) => describeBatch(deps.pool, await findBatch(request.params.id, request.principal!)),
+    async (request) => deps.reads.describe(await findBatch(request.params.id, request.principal!)),
   );
 
   app.get<{ Params: { id: string }; Querystring: { after?: number; format?: string } }>(
@@ -220,7 +181,7 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
     },
     async (request, reply) => {
       const batch = await findBatch(request.params.id, request.principal!);
-      const pool = deps.pool;
+      const reads = deps.reads;
       const chain = deps.chainPem;
       const start = request.query.after ?? -1;
       const profile = getProfile(batch.profile);
@@ -229,23 +190,17 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       if (profile.nativeC509 && format !== 'c509') encodeIssuedCertificate(Buffer.alloc(0), profile, format);
       async function* lines(): AsyncGenerator<string> {
         if (start < 0) yield JSON.stringify({ type: 'chain', batch: batch.id, certificates: chain }) + '\n';
-        let cursor = start;
-        // Only chunks finished in order: a resumed download must not skip one still being issued.
-        // The status first: a batch seen complete has every chunk done, so the prefix read after it is all of it.
-        const before = await getBatch(pool, batch.id);
-        const below = await batchFinishedPrefix(pool, batch.id);
-        for (;;) {
-          const page = await readBatchResults(pool, batch.id, cursor, RESULT_PAGE, below);
-          if (page.length === 0) break;
+        for await (const part of reads.results(batch.id, start)) {
+          if ('end' in part) {
+            yield JSON.stringify({ type: 'end', cursor: part.end.cursor, complete: part.end.complete }) + '\n';
+            continue;
+          }
           let text = '';
-          for (const r of page) {
+          for (const r of part.page) {
             text += JSON.stringify({ type: 'certificate', cursor: r.seq, eui64: eui64FromBytes(r.eui64), keyRole: r.keyRole, serial: serialHex(r.serial), certificate: encodeIssuedCertificate(r.der, profile, format) }) + '\n';
           }
-          cursor = page[page.length - 1]!.seq;
           yield text;
         }
-        // Past refused items at the end of the finished part too, so the next resume starts after them.
-        yield JSON.stringify({ type: 'end', cursor: Math.max(cursor, below - 1), complete: before?.status === 'complete' }) + '\n';
       }
       return reply.type('application/x-ndjson').send(Readable.from(lines()));
     },
@@ -276,18 +231,11 @@ export function registerBatchRoutes(app: FastifyInstance, deps: BatchRouteDeps):
       // Past its deadline the bundle releases its HSM session; the download ends there, unfinished
       // (the client sees the connection cut; downloading again gives the same keys).
       const bundle = await deps.deviceKeys.openBundle({ manufacturerId: batch.manufacturerId, roles, context: batch.id, actor: auditActor(request.principal!) }, { onExpired: () => reply.raw.destroy() });
-      const pool = deps.pool;
+      const reads = deps.reads;
       async function* lines(): AsyncGenerator<string> {
         try {
           yield JSON.stringify(bundle.header) + '\n';
-          let after: Buffer | null = null;
-          for (;;) {
-            // Pages of 250 devices: each page's wrapping runs on the main thread, so keep each stretch short.
-            const page = await listBatchDevices(pool, batch.id, after, 250);
-            if (page.length === 0) break;
-            after = page[page.length - 1]!;
-            yield (await bundle.wrap(page)).map((k) => JSON.stringify(k)).join('\n') + '\n';
-          }
+          for await (const page of reads.devicePages(batch.id)) yield (await bundle.wrap(page)).map((k) => JSON.stringify(k)).join('\n') + '\n';
         } finally {
           await bundle.close();
         }

@@ -1,10 +1,11 @@
 import type { FastifyInstance } from 'fastify';
-import { FleetError, eui64FromBytes, eui64ToBytes, parseEui64 } from '@fleetpki/core';
-import { parseSerialHex, serialHex } from '@fleetpki/ca';
-import { getCertificate, listDeviceCertificates, type Pool, type StoredCertificate } from '@fleetpki/store';
+import { FleetError, eui64FromBytes, parseEui64 } from '@fleetpki/core';
+import { parseSerialHex, serialHex, type CertificateReads } from '@fleetpki/ca';
 import { CERTIFICATE_FORMATS, encodeIssuedCertificate, getProfile, parseCertificateFormat } from '@fleetpki/x509';
 import { type ApiAccess, requireRole, visibleTo } from '../auth.js';
 import { certificateSchema } from './schemas.js';
+
+type StoredCertificate = Awaited<ReturnType<CertificateReads['get']>>;
 
 const READERS = ['factory', 'revocation-officer', 'auditor', 'administrator', 'custodian'] as const;
 
@@ -26,7 +27,7 @@ function present(c: StoredCertificate, requested: string | undefined) {
   };
 }
 
-export function registerCertificateRoutes(app: FastifyInstance, deps: { pool: Pool; authenticator: ApiAccess }): void {
+export function registerCertificateRoutes(app: FastifyInstance, deps: { certificates: CertificateReads; authenticator: ApiAccess }): void {
   // Authentication runs before the body is read (preParsing): a stranger's body is never parsed or validated.
   const admit = requireRole(deps.authenticator, READERS);
   const format = { type: 'object', properties: { format: { type: 'string', enum: CERTIFICATE_FORMATS } } } as const;
@@ -37,8 +38,7 @@ export function registerCertificateRoutes(app: FastifyInstance, deps: { pool: Po
     async (request) => {
       const serial = parseSerialHex(request.params.serial);
       if (!serial) throw new FleetError('SERIAL_INVALID', `"${request.params.serial.slice(0, 64)}" is not a hex serial number`, { httpStatus: 400 });
-      const cert = await getCertificate(deps.pool, serial);
-      if (!cert || !visibleTo(request.principal!, cert.manufacturerId)) throw new FleetError('CERTIFICATE_NOT_FOUND', `no certificate with serial ${serialHex(serial)}`, { httpStatus: 404 });
+      const cert = await deps.certificates.get(serial, (manufacturerId) => visibleTo(request.principal!, manufacturerId));
       return present(cert, request.query.format);
     },
   );
@@ -48,8 +48,7 @@ export function registerCertificateRoutes(app: FastifyInstance, deps: { pool: Po
     { preParsing: admit, schema: { summary: "A device's certificates", tags: ['certificates'], security: [{ bearer: [] }], params: { type: 'object', properties: { eui64: { type: 'string', maxLength: 32 } } }, querystring: format } },
     async (request) => {
       const eui64 = parseEui64(request.params.eui64);
-      const certs = (await listDeviceCertificates(deps.pool, eui64ToBytes(eui64))).filter((c) => visibleTo(request.principal!, c.manufacturerId));
-      if (certs.length === 0) throw new FleetError('DEVICE_NOT_FOUND', `no certificates for device ${eui64}`, { httpStatus: 404 });
+      const certs = await deps.certificates.forDevice(eui64, (manufacturerId) => visibleTo(request.principal!, manufacturerId));
       return { eui64, certificates: certs.map((c) => present(c, request.query.format)) };
     },
   );

@@ -5,7 +5,6 @@ import { serialHex, auditActor } from '@fleetpki/ca';
 import { CERTIFICATE_FORMATS, DEFAULT_PROFILE_ID, encodeIssuedCertificate, getProfile, checkCsr, parseC509Csr, parseCertificateFormat, parseDevicePublicKey, type PossessionVerifier } from '@fleetpki/x509';
 import { type ApiAccess, requireRole } from '../auth.js';
 import type { IssuerMetrics } from '../metrics.js';
-import type { CaStatusGuard, SiteGuard } from '@fleetpki/ca';
 import { certificateSchema } from './schemas.js';
 
 interface EnrolmentBody {
@@ -21,7 +20,7 @@ interface EnrolmentBody {
   deviceKeys?: boolean;
 }
 
-export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment: EnrolmentService; deviceKeys: DeviceKeyService; rawKeys: RawKeyStatements; authenticator: ApiAccess; guard: SiteGuard; caGuard: CaStatusGuard; caId: string; metrics: IssuerMetrics; possession: PossessionVerifier }): void {
+export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment: EnrolmentService; deviceKeys: DeviceKeyService; rawKeys: RawKeyStatements; authenticator: ApiAccess; metrics: IssuerMetrics; possession: PossessionVerifier }): void {
   app.post<{ Body: EnrolmentBody }>(
     '/v1/enrolments',
     {
@@ -54,7 +53,7 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
       },
     },
     async (request, reply) => {
-      await deps.guard.assertWritable();
+      // "Site writable" and "CA active" are EnrolmentService's to check (before the device keys below).
       const body = request.body;
       const eui64 = parseEui64(body.eui64);
       const keyRole = parseKeyRole(body.keyRole);
@@ -74,23 +73,27 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
             : await deps.rawKeys.prove({ manufacturerId: principal.manufacturerId!, eui64, keyRole, publicKey: parseDevicePublicKey(body.publicKey!), signature: body.publicKeySignature });
       // Refuse an impossible format before anything is recorded or signed.
       if (profile.nativeC509 && format !== 'c509') encodeIssuedCertificate(Buffer.alloc(0), profile, format);
-      await deps.caGuard.assertActive(deps.caId);
-      if (body.deviceKeys && !profile.hybridKeys?.length) throw new FleetError('HYBRID_KEYS_OFF', `profile ${profile.id} delivers no device keys`, { httpStatus: 400 });
-      // Device keys first: they do not depend on the certificate (deterministic per device, role and master
-      // version), so whatever fails here fails before a certificate is recorded and the answer is 4xx.
-      const deviceKeys = body.deviceKeys
-        ? await deps.deviceKeys.issueBundle({ manufacturerId: principal.manufacturerId!, eui64s: [eui64ToBytes(eui64)], roles: profile.hybridKeys!, context: `${eui64}/${keyRole}/${profile.id}`, actor: auditActor(principal) })
-        : undefined;
-      const issued = await deps.enrolment.enrol({
-        eui64,
-        keyRole,
-        profileId: profile.id,
-        deviceType: body.deviceType ?? 'smart-meter',
-        publicKey,
-        manufacturerId: principal.manufacturerId!,
-        actor: auditActor(principal),
-        protocol: 'api',
-      });
+      // Device keys once the guards passed and before the intent: they do not depend on the certificate
+      // (deterministic per device, role and master version), so whatever fails here fails before a
+      // certificate is recorded and the answer is 4xx.
+      let deviceKeys: Awaited<ReturnType<DeviceKeyService['issueBundle']>> | undefined;
+      const issued = await deps.enrolment.enrol(
+        {
+          eui64,
+          keyRole,
+          profileId: profile.id,
+          deviceType: body.deviceType ?? 'smart-meter',
+          publicKey,
+          manufacturerId: principal.manufacturerId!,
+          actor: auditActor(principal),
+          protocol: 'api',
+        },
+        async () => {
+          if (!body.deviceKeys) return;
+          if (!profile.hybridKeys?.length) throw new FleetError('HYBRID_KEYS_OFF', `profile ${profile.id} delivers no device keys`, { httpStatus: 400 });
+          deviceKeys = await deps.deviceKeys.issueBundle({ manufacturerId: principal.manufacturerId!, eui64s: [eui64ToBytes(eui64)], roles: profile.hybridKeys, context: `${eui64}/${keyRole}/${profile.id}`, actor: auditActor(principal) });
+        },
+      );
       if (!issued.reused) deps.metrics.issued.inc({ profile: profile.id, key_role: keyRole });
       // Already answered 503 by the write deadline (its commit waited for the standby): the client
       // retries and gets this certificate then.

@@ -1,0 +1,56 @@
+import type { DaemonJob } from '@fleetpki/core';
+import type { EnrolmentService } from './enrolment.js';
+import type { BatchOutboxStore, ChunkJobQueue } from './store.js';
+
+/**
+ * Issuance's background jobs, as DaemonJobs: one pass each, safe to run twice at once; the runner owns
+ * the timing and the leader check (only the active site's leader passes).
+ */
+
+/** Chunks queued by one outbox pass at most. */
+export const OUTBOX_PASS_LIMIT = 10_000;
+
+/**
+ * The batch outbox: every unfinished chunk in PostgreSQL goes (again) to the queue, and batches whose
+ * chunks are all done are marked complete. A lost Redis, a chunk whose first queueing failed, or a
+ * killed worker only delays work. Queueing twice is harmless (a chunk's job id is its batch and number).
+ * A pass that found a full page leaves a backlog.
+ */
+export function batchOutboxReconciler(ports: { readonly store: BatchOutboxStore; readonly queue: ChunkJobQueue }, options: { readonly everyMs?: number; readonly limit?: number } = {}): DaemonJob {
+  const limit = options.limit ?? OUTBOX_PASS_LIMIT;
+  return {
+    name: 'batch-outbox-reconciler',
+    everyMs: options.everyMs ?? 1_000,
+    async pass() {
+      const chunks = await ports.store.listUnfinishedChunks(limit);
+      await ports.queue.enqueue(chunks);
+      await ports.store.completeFinishedBatches();
+      return chunks.length >= limit;
+    },
+  };
+}
+
+/**
+ * Online intents that never got their certificate are released after the intent timeout, audited, so
+ * their devices can enrol again (EnrolmentService.releaseStaleIntents says which it looks at).
+ */
+export function onlineIntentReconciler(
+  enrolment: Pick<EnrolmentService, 'releaseStaleIntents'>,
+  options: {
+    /** Who the audit rows name, e.g. issuer-api:a. */
+    readonly actor: string;
+    readonly everyMs: number;
+    /** Told how many a pass released, when any (the service logs it). */
+    readonly onReleased?: (released: number) => void;
+  },
+): DaemonJob {
+  return {
+    name: 'online-intent-reconciler',
+    everyMs: options.everyMs,
+    async pass() {
+      const released = await enrolment.releaseStaleIntents(options.actor);
+      if (released > 0) options.onReleased?.(released);
+      return false;
+    },
+  };
+}
