@@ -34,6 +34,7 @@ import {
   readDatabaseRole,
   readSiteStates,
   readStatusPublication,
+  recordOrganisationIntent,
   recordOutcome,
   releaseExecution,
   rescopePersonAs,
@@ -102,11 +103,12 @@ export function postgresAccessStore(pool: Pool): AccessStore {
     findOrganisationCertificateByKey: (purpose, keyId) => findOrganisationCertificateByKey(pool, purpose, keyId),
     listCas: () => listCas(pool),
     readSiteStates: () => readSiteStates(pool),
-    recordOrganisationCertificate: (certificate, audit) =>
+    recordOrganisationIntent: (intent, audit) =>
       withTransaction(pool, async (client) => {
-        await insertOrganisationCertificate(client, certificate);
+        await recordOrganisationIntent(client, intent);
         await appendAuditEvents(client, [audit]);
       }),
+    storeOrganisationCertificate: (certificate) => insertOrganisationCertificate(pool, certificate),
     listMasterKeys: () => listMasterKeys(pool),
     issueCmpSecret: (site, secret) => issueCmpSecret(pool, site, secret),
     getCmpSecret: (reference) => getCmpSecret(pool, reference),

@@ -92,12 +92,22 @@ export interface OrganisationCertificateStore extends PeopleBehindStore {
   revokeOrganisationCertificate(serial: Buffer, audit: AuditEvent): Promise<boolean>;
 }
 
-/** The organisation CA's issuance. */
+/** What an organisation certificate's intent commits to before the HSM signs: its serial, purpose and TBS. */
+export interface OrganisationCertificateIntent {
+  readonly serial: Buffer;
+  readonly purpose: OrganisationCertificateRecord['purpose'];
+  /** SHA-256 of the linted DER TBS. */
+  readonly tbsSha256: Buffer;
+}
+
+/** The organisation CA's issuance: prepare -> lint -> record -> sign -> store, as device certificates. */
 export interface OrganisationIssuerStore {
   listCas(): Promise<CaRecord[]>;
   readSiteStates(): Promise<SiteStateRecord[]>;
-  /** Records the certificate and its audit row in one transaction. */
-  recordOrganisationCertificate(certificate: Omit<OrganisationCertificateRecord, 'revokedAt' | 'personName'>, audit: AuditEvent): Promise<void>;
+  /** Commits the intent and the issuance's audit row, in one transaction, before the HSM signs. */
+  recordOrganisationIntent(intent: OrganisationCertificateIntent, audit: AuditEvent): Promise<void>;
+  /** Stores the signed certificate of a recorded intent. */
+  storeOrganisationCertificate(certificate: Omit<OrganisationCertificateRecord, 'revokedAt' | 'personName'>): Promise<void>;
 }
 
 /** CmpSharedSecrets: which master key derives, and the references' records. */

@@ -22,7 +22,8 @@ export function postgresAuditStore(pool: Pool): AuditStore {
     recentAuditSeals: (limit) => recentAuditSeals(pool, limit),
     insertAuditKey: (key) => insertAuditKey(pool, key),
     readSiteStates: access.readSiteStates,
-    recordOrganisationCertificate: access.recordOrganisationCertificate,
+    recordOrganisationIntent: access.recordOrganisationIntent,
+    storeOrganisationCertificate: access.storeOrganisationCertificate,
     appendAuditEvents: (events) => appendAuditEvents(pool, events),
   };
 }
