@@ -13,6 +13,7 @@ export * from './ocsp.js';
 export * from './c509/index.js';
 export * from './certificate-format.js';
 export * from './organisation-certificate.js';
+export * from './organisation-lint.js';
 export * from './strict-input.js';
 export * from './csr-identity.js';
 export * from './est-messages.js';

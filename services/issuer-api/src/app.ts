@@ -5,10 +5,10 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, cmpConfirmExpiry, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, estSupersededRevoker, loadSiteIssuer, onlineIntentReconciler, postgresBatchIntakeStore, postgresCmpStore, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresSupersededStore, RawKeyStatements, RevocationService, SiteGuard, SiteLease, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { AccessAdministration, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, cmpConfirmExpiry, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, estSupersededRevoker, FailoverDrills, loadSiteIssuer, onlineIntentReconciler, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresSupersededStore, RawKeyStatements, RevocationService, SiteGuard, SiteLease, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
-import { openServicePool, postgresConsoleSessionStore, type Pool } from '@fleetpki/store';
+import { openServicePool, type Pool } from '@fleetpki/store';
 import { PossessionThreads, inlinePossessionVerifier, readStrictPem, toPem, type PossessionVerifier } from '@fleetpki/x509';
 import { ApiAccess } from './auth.js';
 import { installErrorHandling } from './errors.js';
@@ -122,10 +122,12 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const metrics = installMetrics(app);
   // Cookies are read for console sessions only (ApiAccess); every other credential is a header or TLS.
   await app.register(cookie);
-  const sessions = new ConsoleSessions(postgresConsoleSessionStore(deps.pool), deps.config.console);
-  const authenticator = new ApiAccess(new TokenAuthenticator(deps.pool), deps.pool, deps.config.site, { failedAuthPerMinute: deps.config.api.failedAuthPerMinute, sessions });
+  const accessStore = postgresAccessStore(deps.pool);
+  const reservedAccessStore = postgresAccessStore(reservedPool);
+  const sessions = new ConsoleSessions(postgresConsoleSessions(deps.pool), deps.config.console);
+  const authenticator = new ApiAccess(new TokenAuthenticator(accessStore), accessStore, deps.config.site, { failedAuthPerMinute: deps.config.api.failedAuthPerMinute, sessions });
   // Revocation, status and health authenticate, read and write over the reserved pool.
-  const reservedAccess = authenticator.over(reservedPool, new ConsoleSessions(postgresConsoleSessionStore(reservedPool), deps.config.console));
+  const reservedAccess = authenticator.over(reservedAccessStore, new ConsoleSessions(postgresConsoleSessions(reservedPool), deps.config.console));
   // The other site is named with this one's scheme: both sites serve the API the same way. Every route
   // asks the guard (a few small queries a second at most): on the reserved pool, so that a busy general
   // pool never keeps a revocation, or /readyz, waiting on it.
@@ -216,17 +218,17 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     deviceKeys,
   });
   const hsm = hsmProbe(deps.ca, deps.keyStore);
-  registerSystemRoutes(app, { pool: reservedPool, guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site, hsm });
-  registerOverviewRoutes(app, { config: deps.config, pool: deps.pool, guard, ca: deps.ca, queue: deps.queue, hsm, authenticator });
-  registerAuditRoutes(app, { pool: deps.pool, deploymentDir: deps.config.deploymentDir, authenticator });
-  const dualControl = new DualControl(deps.pool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
-  registerDrillRoutes(app, { config: deps.config, pool: deps.pool, authenticator, guard, dualControl });
+  registerSystemRoutes(app, { guard, chainPem: deps.chainPem, ca: deps.ca, site: deps.config.site, hsm });
+  registerOverviewRoutes(app, { config: deps.config, reads: new OperatorReads(accessStore), guard, ca: deps.ca, queue: deps.queue, hsm, authenticator });
+  registerAuditRoutes(app, { audit: postgresAuditStore(deps.pool), deploymentDir: deps.config.deploymentDir, authenticator });
+  const dualControl = new DualControl(accessStore, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
+  registerDrillRoutes(app, { config: deps.config, drills: new FailoverDrills(accessStore, deps.config.site, dualControl), authenticator, guard });
   // Revocation must never queue behind a factory, nor behind enrolments: its own connections.
   const reservedRevocations = new RevocationService(reservedPool, deps.config.site);
-  const reservedDualControl = new DualControl(reservedPool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
+  const reservedDualControl = new DualControl(reservedAccessStore, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
   registerRevocationRoutes(app, { pool: reservedPool, revocations: reservedRevocations, dualControl: reservedDualControl, threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes }, authenticator: reservedAccess, guard });
-  registerApprovalRoutes(app, { pool: reservedPool, dualControl: reservedDualControl, revocations: reservedRevocations, authenticator: reservedAccess, guard });
-  registerTokenRoutes(app, { pool: deps.pool, site: deps.config.site, authenticator, access: new AccessAdministration(deps.pool, deps.config.site, dualControl) });
+  registerApprovalRoutes(app, { people: new AccessAdministration(reservedAccessStore, deps.config.site, reservedDualControl), reads: new OperatorReads(reservedAccessStore), dualControl: reservedDualControl, revocations: reservedRevocations, authenticator: reservedAccess, guard });
+  registerTokenRoutes(app, { authenticator, access: new AccessAdministration(accessStore, deps.config.site, dualControl) });
   await registerConsole(app, { access: authenticator, tls: deps.tls !== undefined, drills: deps.config.console.drills });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;

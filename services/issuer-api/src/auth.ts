@@ -1,8 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FleetError, isFleetError, type SiteId } from '@fleetpki/core';
 import type { TLSSocket } from 'node:tls';
-import { ClientCertificateAuthenticator, TokenAuthenticator, type ConsoleSessions, type Principal, type Role, auditActor } from '@fleetpki/ca';
-import { appendAuditEvents, type Pool } from '@fleetpki/store';
+import { AccessLog, ClientCertificateAuthenticator, TokenAuthenticator, type AccessStore, type ConsoleSessions, type Principal, type Role, auditActor } from '@fleetpki/ca';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -67,27 +66,29 @@ function basicPassword(authorization: string, overTls: boolean): string {
 export class ApiAccess {
   private readonly limiter: FailedAuthLimiter;
   private readonly certificates: ClientCertificateAuthenticator;
+  private readonly log: AccessLog;
 
   constructor(
     readonly authenticator: TokenAuthenticator,
-    private readonly pool: Pool,
+    private readonly store: AccessStore,
     private readonly site: SiteId,
     options: { failedAuthPerMinute: number | FailedAuthLimiter; sessions?: ConsoleSessions | undefined },
   ) {
     this.limiter = typeof options.failedAuthPerMinute === 'number' ? new FailedAuthLimiter(options.failedAuthPerMinute) : options.failedAuthPerMinute;
-    this.certificates = new ClientCertificateAuthenticator(pool);
+    this.certificates = new ClientCertificateAuthenticator(store);
+    this.log = new AccessLog(store, site);
     this.sessions = options.sessions;
   }
 
   readonly sessions: ConsoleSessions | undefined;
 
   /**
-   * The same rules over another connection pool (the reserved one): credentials (and console sessions,
-   * given a store over that pool) are looked up and refusals audited there, and failed attempts count
-   * against the same per-address limit.
+   * The same rules over another connection pool's store (the reserved one): credentials (and console
+   * sessions, given a store over that pool) are looked up and refusals audited there, and failed
+   * attempts count against the same per-address limit.
    */
-  over(pool: Pool, sessions: ConsoleSessions | undefined = this.sessions): ApiAccess {
-    return new ApiAccess(new TokenAuthenticator(pool), pool, this.site, { failedAuthPerMinute: this.limiter, sessions });
+  over(store: AccessStore, sessions: ConsoleSessions | undefined = this.sessions): ApiAccess {
+    return new ApiAccess(new TokenAuthenticator(store), store, this.site, { failedAuthPerMinute: this.limiter, sessions });
   }
 
   /** A token when one is sent (Bearer, or Basic over TLS); else a client certificate TLS has checked against the organisation CA. */
@@ -156,7 +157,7 @@ export class ApiAccess {
 
   /** An audit row for something done through the console (sign-in, sign-out). */
   async record(request: FastifyRequest, action: string, principal: Principal): Promise<void> {
-    await appendAuditEvents(this.pool, [{ site: this.site, actor: auditActor(principal), action, subject: principal.personId, details: { address: request.ip, credential: principal.credential } }]);
+    await this.log.consoleEvent(action, principal, request.ip);
   }
 
   async admit(request: FastifyRequest, roles: readonly Role[]): Promise<Principal> {
@@ -179,9 +180,9 @@ export class ApiAccess {
   }
 
   /** Never the token itself: the route, the address and why. A failing audit write must not hide the refusal. */
-  private async audit(action: string, actor: string, request: FastifyRequest, code: string): Promise<void> {
+  private async audit(action: 'auth.failed' | 'auth.forbidden', actor: string, request: FastifyRequest, code: string): Promise<void> {
     try {
-      await appendAuditEvents(this.pool, [{ site: this.site, actor, action, subject: `${request.method} ${request.routeOptions.url ?? request.url.split('?')[0]}`, details: { code, address: request.ip } }]);
+      await this.log.refused(action, actor, `${request.method} ${request.routeOptions.url ?? request.url.split('?')[0]}`, code, request.ip);
     } catch (err) {
       request.log.warn({ code: (err as { code?: string }).code }, 'could not audit a refused request');
     }

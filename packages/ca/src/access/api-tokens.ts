@@ -1,6 +1,8 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
-import { appendAuditEvents, findApiTokenByHash, findPersonByName, insertApiToken, insertPersonAsOwner, manufacturerExists, revokeApiTokenAs, withTransaction, type Pool, type Role } from '@fleetpki/store';
+import { FleetError, type SiteId } from '@fleetpki/core';
+import type { Pool, Role } from '@fleetpki/store';
+import { accessStoreOf } from './postgres-store.js';
+import type { OwnerAccessStore, TokenLookupStore } from './store.js';
 
 export const ROLES = ['factory', 'revocation-officer', 'auditor', 'administrator', 'custodian'] as const satisfies readonly Role[];
 export type { Role };
@@ -52,36 +54,31 @@ export function newTokenSecret(): { token: string; sha256: Buffer } {
  * AccessAdministration.
  */
 export async function issueApiToken(
-  pool: Pool,
+  db: OwnerAccessStore | Pool,
   options: { site: SiteId; actor: string; name: string; role: Role; manufacturerId: string | null; expiresDays?: number },
 ): Promise<string> {
+  const store: OwnerAccessStore = accessStoreOf(db);
   if (options.role === 'factory' && !options.manufacturerId) throw new FleetError('TOKEN_SCOPE_MISSING', 'a factory token must name its manufacturer', { httpStatus: 400 });
   if (options.role !== 'factory' && options.manufacturerId) throw new FleetError('TOKEN_SCOPE_INVALID', `only factory tokens are scoped to a manufacturer, not ${options.role}`, { httpStatus: 400 });
-  if (options.manufacturerId && !(await manufacturerExists(pool, options.manufacturerId))) throw new FleetError('MANUFACTURER_NOT_FOUND', `no manufacturer ${options.manufacturerId.slice(0, 64)}`, { httpStatus: 404 });
+  if (options.manufacturerId && !(await store.manufacturerExists(options.manufacturerId))) throw new FleetError('MANUFACTURER_NOT_FOUND', `no manufacturer ${options.manufacturerId.slice(0, 64)}`, { httpStatus: 404 });
   const { token, sha256 } = newTokenSecret();
   const id = randomUUID();
   const expiresAt = options.expiresDays === undefined ? null : new Date(Date.now() + options.expiresDays * 86_400_000);
-  await withTransaction(pool, async (client) => {
-    let person = await findPersonByName(client, options.name);
+  await store.ownerTransaction(async (tx) => {
+    let person = await tx.findPersonByName(options.name);
     if (person && (person.role !== options.role || person.manufacturerId !== options.manufacturerId)) {
       throw new FleetError('PERSON_ROLE_MISMATCH', `${options.name} is a ${person.role}${person.manufacturerId ? ` of ${person.manufacturerId}` : ''}, not a ${options.role}${options.manufacturerId ? ` of ${options.manufacturerId}` : ''}`, { httpStatus: 409 });
     }
     if (!person) {
       const personId = randomUUID();
-      await insertPersonAsOwner(client, { id: personId, name: options.name, role: options.role, manufacturerId: options.manufacturerId });
-      await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'person.create.owner', subject: personId, details: { name: options.name, role: options.role, manufacturerId: options.manufacturerId } }]);
-      person = (await findPersonByName(client, options.name))!;
+      await tx.insertPersonAsOwner({ id: personId, name: options.name, role: options.role, manufacturerId: options.manufacturerId });
+      await tx.appendAuditEvents([{ site: options.site, actor: options.actor, action: 'person.create.owner', subject: personId, details: { name: options.name, role: options.role, manufacturerId: options.manufacturerId } }]);
+      person = (await tx.findPersonByName(options.name))!;
     }
-    await insertApiToken(client, { id, personId: person.id, name: options.name, tokenSha256: sha256, role: options.role, manufacturerId: options.manufacturerId, expiresAt });
-    await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'token.create.owner', subject: id, details: { name: options.name, role: options.role, manufacturerId: options.manufacturerId, person: person.id } }]);
+    await tx.insertApiToken({ id, personId: person.id, name: options.name, tokenSha256: sha256, role: options.role, manufacturerId: options.manufacturerId, expiresAt });
+    await tx.appendAuditEvents([{ site: options.site, actor: options.actor, action: 'token.create.owner', subject: id, details: { name: options.name, role: options.role, manufacturerId: options.manufacturerId, person: person.id } }]);
   });
   return token;
-}
-
-/** Revokes a token as the administrator `actor` (it stops working within the authenticator's cache time, 5 s); the database audits it. */
-export async function revokeToken(pool: Pool, options: { site: SiteId; actor: Principal; id: string }): Promise<void> {
-  if (!isUuid(options.id)) throw new FleetError('TOKEN_NOT_FOUND', `no live token ${options.id.slice(0, 40)}`, { httpStatus: 404 });
-  if (!(await revokeApiTokenAs(pool, options.id, options.actor.proof))) throw new FleetError('TOKEN_NOT_FOUND', `no live token ${options.id}`, { httpStatus: 404 });
 }
 
 /**
@@ -90,11 +87,15 @@ export async function revokeToken(pool: Pool, options: { site: SiteId; actor: Pr
  */
 export class TokenAuthenticator {
   private readonly cache = new Map<string, { principal: Principal | null; expiresAt: number; tokenExpiresAt: number | null }>();
+  private readonly store: TokenLookupStore;
 
+  /** `db`: the port (a Pool still works for callers not moved to ports yet). */
   constructor(
-    private readonly pool: Pool,
+    db: TokenLookupStore | Pool,
     private readonly cacheMs = 5_000,
-  ) {}
+  ) {
+    this.store = accessStoreOf(db);
+  }
 
   async authenticate(authorization: string | undefined): Promise<Principal> {
     const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
@@ -108,7 +109,7 @@ export class TokenAuthenticator {
     const now = Date.now();
     let entry = this.cache.get(key);
     if (!entry || entry.expiresAt < now) {
-      const record = await findApiTokenByHash(this.pool, Buffer.from(key, 'hex'));
+      const record = await this.store.findApiTokenByHash(Buffer.from(key, 'hex'));
       const usable = record && !record.revokedAt;
       entry = {
         principal: usable ? { credential: `token:${record.id}`, proof: `token:${key}`, personId: record.personId, name: record.name, role: record.role, manufacturerId: record.manufacturerId } : null,

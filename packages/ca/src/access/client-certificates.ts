@@ -1,5 +1,7 @@
 import { FleetError, type SiteId } from '@fleetpki/core';
-import { appendAuditEvents, getOrganisationCertificate, revokeOrganisationCertificate, withTransaction, type Pool } from '@fleetpki/store';
+import type { Pool } from '@fleetpki/store';
+import { accessStoreOf } from './postgres-store.js';
+import type { OrganisationCertificateStore } from './store.js';
 import { auditActor, type Principal } from './api-tokens.js';
 import { assertTwoPeopleTogether } from './dual-control.js';
 
@@ -11,11 +13,15 @@ import { assertTwoPeopleTogether } from './dual-control.js';
  */
 export class ClientCertificateAuthenticator {
   private readonly cache = new Map<string, { principal: Principal | null; until: number }>();
+  private readonly store: Pick<OrganisationCertificateStore, 'getOrganisationCertificate'>;
 
+  /** `db`: the port (a Pool still works for callers not moved to ports yet). */
   constructor(
-    private readonly pool: Pool,
+    db: Pick<OrganisationCertificateStore, 'getOrganisationCertificate'> | Pool,
     private readonly cacheMs = 5_000,
-  ) {}
+  ) {
+    this.store = accessStoreOf(db);
+  }
 
   async authenticate(peer: { raw: Buffer; serialNumber: string }): Promise<Principal> {
     const serialHex = peer.serialNumber.toLowerCase().replace(/^0+(?=..)/, '');
@@ -23,7 +29,7 @@ export class ClientCertificateAuthenticator {
     let entry = this.cache.get(serialHex);
     if (!entry || entry.until < now) {
       const serial = Buffer.from(serialHex.length % 2 ? `0${serialHex}` : serialHex, 'hex');
-      const record = await getOrganisationCertificate(this.pool, serial);
+      const record = await this.store.getOrganisationCertificate(serial);
       const usable = record && record.purpose === 'client' && !record.revokedAt && record.notAfter.getTime() > now && record.certificate.equals(peer.raw) && record.role && record.personId;
       entry = { principal: usable ? { credential: `cert:${serialHex}`, proof: `cert:${serialHex}`, personId: record.personId!, name: record.personName ?? serialHex, role: record.role!, manufacturerId: record.manufacturerId } : null, until: now + this.cacheMs };
       if (this.cache.size > 10_000) this.cache.clear();
@@ -46,22 +52,21 @@ export const TWO_ADMINISTRATOR_PURPOSES: readonly string[] = ['cmp', 'audit'];
  * key's) as the administrators given: one, or two together with nobody in common for the purposes above.
  * Refused within the authenticators' cache time (5 s).
  */
-export async function revokeOrganisationCertificateAs(pool: Pool, site: SiteId, serialHex: string, administrators: readonly Principal[]): Promise<{ purpose: string }> {
+export async function revokeOrganisationCertificateAs(db: OrganisationCertificateStore | Pool, site: SiteId, serialHex: string, administrators: readonly Principal[]): Promise<{ purpose: string }> {
   if (!/^[0-9a-f]{2,40}$/i.test(serialHex)) throw new FleetError('SERIAL_INVALID', `"${serialHex.slice(0, 40)}" is not a hex serial`, { httpStatus: 400 });
   const what = `revoking organisation certificate ${serialHex.toLowerCase()}`;
   const [first, second] = administrators;
   if (!first) throw new FleetError('AUTH_REQUIRED', `${what} is for an administrator`, { httpStatus: 401 });
   for (const p of administrators) if (p.role !== 'administrator') throw new FleetError('ROLE_FORBIDDEN', `${what} is for an administrator; ${p.name} is ${p.role}`, { httpStatus: 403 });
+  const store: OrganisationCertificateStore = accessStoreOf(db);
   const serial = Buffer.from(serialHex, 'hex');
-  const record = await getOrganisationCertificate(pool, serial);
+  const record = await store.getOrganisationCertificate(serial);
   if (!record || record.revokedAt) throw new FleetError('CERTIFICATE_NOT_FOUND', `no live organisation certificate ${serialHex}`, { httpStatus: 404 });
   if (TWO_ADMINISTRATOR_PURPOSES.includes(record.purpose)) {
     if (!second) throw new FleetError('DUAL_CONTROL_REQUIRED', `${what} (the ${record.purpose} certificate) takes two administrators together`, { httpStatus: 403 });
-    await assertTwoPeopleTogether(pool, first, second, ['administrator'], what);
+    await assertTwoPeopleTogether(store, first, second, ['administrator'], what);
   }
-  await withTransaction(pool, async (client) => {
-    if (!(await revokeOrganisationCertificate(client, serial))) throw new FleetError('CERTIFICATE_NOT_FOUND', `no live organisation certificate ${serialHex}`, { httpStatus: 404 });
-    await appendAuditEvents(client, [{ site, actor: administrators.map(auditActor).join(' + '), action: 'org-certificate.revoke', subject: serialHex.toLowerCase(), details: { purpose: record.purpose, subject: record.subjectDn } }]);
-  });
+  const audit = { site, actor: administrators.map(auditActor).join(' + '), action: 'org-certificate.revoke', subject: serialHex.toLowerCase(), details: { purpose: record.purpose, subject: record.subjectDn } };
+  if (!(await store.revokeOrganisationCertificate(serial, audit))) throw new FleetError('CERTIFICATE_NOT_FOUND', `no live organisation certificate ${serialHex}`, { httpStatus: 404 });
   return { purpose: record.purpose };
 }

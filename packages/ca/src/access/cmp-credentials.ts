@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
 import { FleetError, type SiteId } from '@fleetpki/core';
 import type { KeyStore } from '@fleetpki/hsm';
-import { findOrganisationCertificateByKey, getCmpSecret, issueCmpSecret, listCas, listMasterKeys, type Pool } from '@fleetpki/store';
+import type { Pool } from '@fleetpki/store';
 import { parseCaCertificate, subjectKeyIdMethod2 } from '@fleetpki/x509';
 import { CA_IDS } from '../ca-ids.js';
 import { issueOrganisationCertificate } from './organisation-issuer.js';
+import { accessStoreOf } from './postgres-store.js';
+import type { CmpProtectionStore, CmpSecretStore } from './store.js';
 
 /** What a CMP reference's secret is derived from, besides the master key: domain-separated from device keys. */
 function derivationData(reference: string, version: number): Buffer {
@@ -31,20 +33,24 @@ export class CmpSharedSecrets {
    */
   private readonly derived = new Map<string, { secret: Buffer; until: number }>();
   private static readonly KEEP_MS = 60_000;
+  private readonly store: CmpSecretStore;
 
+  /** `db`: the port (a Pool still works for callers not moved to ports yet). */
   constructor(
-    private readonly pool: Pool,
-    private readonly keyStore: KeyStore,
+    db: CmpSecretStore | Pool,
+    private readonly keyStore: Pick<KeyStore, 'deviceMac'>,
     private readonly site: SiteId,
     private readonly now: () => number = () => performance.now(),
-  ) {}
+  ) {
+    this.store = accessStoreOf(db);
+  }
 
   /** A new secret for `reference` (a new version when it exists): returned once, to give to the factory. */
   async issue(reference: string, manufacturerId: string, actor: string): Promise<{ reference: string; version: number; secret: string }> {
     if (!CMP_REFERENCE.test(reference)) throw new FleetError('CMP_REFERENCE_INVALID', `a CMP reference is 1 to 64 letters, digits, ".", "_" or "-", not "${reference.slice(0, 70)}"`, { httpStatus: 400 });
-    const master = (await listMasterKeys(this.pool)).filter((m) => m.role === 'mac' && m.status === 'active').sort((a, b) => b.version - a.version)[0];
+    const master = (await this.store.listMasterKeys()).filter((m) => m.role === 'mac' && m.status === 'active').sort((a, b) => b.version - a.version)[0];
     if (!master) throw new FleetError('DEVICE_MASTER_KEY_MISSING', 'CMP secrets are derived from the active device MAC master key, and there is none: `pnpm fleetpki keys master create --role mac`', { httpStatus: 409 });
-    const record = await issueCmpSecret(this.pool, this.site, { reference, manufacturerId, masterLabel: master.keyLabel, actor });
+    const record = await this.store.issueCmpSecret(this.site, { reference, manufacturerId, masterLabel: master.keyLabel, actor });
     if (record === 'unknown-manufacturer') throw new FleetError('MANUFACTURER_NOT_FOUND', `no manufacturer ${manufacturerId.slice(0, 64)}`, { httpStatus: 404 });
     if (record === 'foreign') throw new FleetError('CMP_REFERENCE_TAKEN', `CMP reference ${reference} belongs to another manufacturer`, { httpStatus: 409 });
     return { reference, version: record.version, secret: await this.derive(record.masterLabel, reference, record.version) };
@@ -53,7 +59,7 @@ export class CmpSharedSecrets {
   /** The secret (as the bytes PBM hashes) and manufacturer of a live reference; undefined for an unknown or revoked one. */
   async secretFor(reference: string): Promise<{ secret: Buffer; manufacturerId: string; version: number } | undefined> {
     if (!CMP_REFERENCE.test(reference)) return undefined;
-    const record = await getCmpSecret(this.pool, reference);
+    const record = await this.store.getCmpSecret(reference);
     if (!record || record.revokedAt) return undefined;
     const key = `${reference}\0${record.version}\0${record.masterLabel}`;
     let kept = this.derived.get(key);
@@ -89,16 +95,17 @@ export interface CmpProtectionKey {
  * key), certified once by the organisation CA with id-kp-cmcRA, so a client that trusts the root can
  * check every answer.
  */
-export async function ensureCmpProtectionKey(pool: Pool, keyStore: KeyStore, site: SiteId, actor: string): Promise<CmpProtectionKey> {
+export async function ensureCmpProtectionKey(db: CmpProtectionStore | Pool, keyStore: KeyStore, site: SiteId, actor: string): Promise<CmpProtectionKey> {
+  const store: CmpProtectionStore = accessStoreOf(db);
   const label = `cmp-${site}`;
   if (!(await keyStore.hasKey(label))) await keyStore.generateSigningKey(label);
   const signer = await keyStore.getSigner(label);
   const keyId = subjectKeyIdMethod2(signer.publicKeySpki.subarray(signer.publicKeySpki.length - 65));
-  let certificate = await findOrganisationCertificateByKey(pool, 'cmp', keyId);
+  let certificate = await store.findOrganisationCertificateByKey('cmp', keyId);
   if (!certificate) {
-    certificate = (await issueOrganisationCertificate(pool, keyStore, site, { purpose: 'cmp', subject: { organization: 'fleetpki', organizationalUnit: 'cmp', commonName: `fleetpki CMP site ${site}` }, publicKeySpki: signer.publicKeySpki, days: 3650, actor })).der;
+    certificate = (await issueOrganisationCertificate(store, keyStore, site, { purpose: 'cmp', subject: { organization: 'fleetpki', organizationalUnit: 'cmp', commonName: `fleetpki CMP site ${site}` }, publicKeySpki: signer.publicKeySpki, days: 3650, actor })).der;
   }
-  const organisationCa = (await listCas(pool)).find((c) => c.id === CA_IDS.organisation);
+  const organisationCa = (await store.listCas()).find((c) => c.id === CA_IDS.organisation);
   if (!organisationCa) throw new FleetError('CA_NOT_FOUND', 'no organisation CA: run `pnpm fleetpki ceremony init` first', { httpStatus: 409 });
   return { certificate, chain: [certificate, organisationCa.certificate], subjectDer: parseCaCertificate(certificate).subjectDer, keyId, sign: (data) => signer.sign(data) };
 }

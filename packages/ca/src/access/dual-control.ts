@@ -1,19 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
-import {
-  appendAuditEvents,
-  approveRequest,
-  claimExecution,
-  getApprovalRequest,
-  insertApprovalRequest,
-  recordOutcome,
-  releaseExecution,
-  type ApprovalAction,
-  type ApprovalRecord,
-  type Pool,
-  type Queryable,
-  type Role,
-} from '@fleetpki/store';
+import type { ApprovalAction, ApprovalRecord, Pool, Role } from '@fleetpki/store';
+import { accessStoreOf } from './postgres-store.js';
+import type { DualControlStore, PeopleBehindStore } from './store.js';
 import type { Principal } from './api-tokens.js';
 
 export type { ApprovalAction, ApprovalRecord };
@@ -49,20 +38,35 @@ export function approvalStatus(record: ApprovalRecord, now: Date): ApprovalStatu
 const notFound = (id: string) => new FleetError('APPROVAL_NOT_FOUND', `no approval request ${id.slice(0, 40)}`, { httpStatus: 404 });
 
 export class DualControl {
+  private readonly store: DualControlStore;
+
+  /** `db`: the port (a Pool still works for callers not moved to ports yet). */
   constructor(
-    private readonly pool: Pool,
+    db: DualControlStore | Pool,
     private readonly site: SiteId,
     private readonly ttlMinutes: number,
-  ) {}
+  ) {
+    this.store = accessStoreOf(db);
+  }
+
+  /** The database's clock, by which approvals expire (what an approval's status is judged at). */
+  async now(): Promise<Date> {
+    return this.store.databaseNow();
+  }
+
+  /** Open and recent requests, newest first. */
+  async list(limit: number): Promise<ApprovalRecord[]> {
+    return this.store.listApprovalRequests({ limit });
+  }
 
   async request(person: Principal, action: ApprovalAction, payload: Record<string, unknown>, summary: string): Promise<ApprovalRecord> {
     // The database function proves the credential and writes the audit row (migrations/0026).
-    return insertApprovalRequest(this.pool, { id: randomUUID(), action, payload, summary, proof: person.proof, ttlSeconds: this.ttlMinutes * 60 });
+    return this.store.insertApprovalRequest({ id: randomUUID(), action, payload, summary, proof: person.proof, ttlSeconds: this.ttlMinutes * 60 });
   }
 
   async get(id: string): Promise<ApprovalRecord> {
     if (!isUuid(id)) throw notFound(id);
-    const record = await getApprovalRequest(this.pool, id);
+    const record = await this.store.getApprovalRequest(id);
     if (!record) throw notFound(id);
     return record;
   }
@@ -71,7 +75,7 @@ export class DualControl {
   private async refused(person: Principal, id: string, step: string, err: unknown): Promise<never> {
     const code = (err as { code?: unknown }).code;
     if (typeof code === 'string' && /^[A-Z_]+$/.test(code)) {
-      await appendAuditEvents(this.pool, [{ site: this.site, actor: `person:${person.name}`, action: 'approval.refused', subject: id, details: { step, code, credential: person.credential } }]).catch(() => undefined);
+      await this.store.appendAuditEvents([{ site: this.site, actor: `person:${person.name}`, action: 'approval.refused', subject: id, details: { step, code, credential: person.credential } }]).catch(() => undefined);
     }
     throw err;
   }
@@ -79,7 +83,7 @@ export class DualControl {
   async approve(person: Principal, id: string): Promise<ApprovalRecord> {
     if (!isUuid(id)) throw notFound(id);
     try {
-      return await approveRequest(this.pool, id, person.proof);
+      return await this.store.approveRequest(id, person.proof);
     } catch (err) {
       return this.refused(person, id, 'approve', err);
     }
@@ -94,7 +98,7 @@ export class DualControl {
     if (!isUuid(id)) throw notFound(id);
     let record: ApprovalRecord;
     try {
-      record = await claimExecution(this.pool, id, action, person.proof);
+      record = await this.store.claimExecution(id, action, person.proof);
     } catch (err) {
       return this.refused(person, id, 'execute', err);
     }
@@ -102,17 +106,17 @@ export class DualControl {
     try {
       outcome = await run(record.payload);
     } catch (err) {
-      await releaseExecution(this.pool, id, person.proof);
+      await this.store.releaseExecution(id, person.proof);
       throw err;
     }
     try {
       // What is recorded may be less than what the caller gets back (never a credential's secret).
-      await recordOutcome(this.pool, id, recorded(outcome), person.proof);
+      await this.store.recordOutcome(id, recorded(outcome), person.proof);
     } catch {
       // A switchover turns this database into a standby: the claim and its audit event are committed
       // and replicated; only the outcome note is lost.
     }
-    return { record: (await getApprovalRequest(this.pool, id))!, outcome };
+    return { record: (await this.store.getApprovalRequest(id))!, outcome };
   }
 }
 
@@ -139,14 +143,16 @@ export function presentApproval(record: ApprovalRecord, now: Date): Record<strin
  * credentials are checked on the standby (read-only); the two people, and whoever created each one's
  * credential, must have no one in common, as for an approval (migrations/0015_people.sql).
  */
-export async function assertTwoPeopleTogether(db: Queryable, first: Principal, second: Principal, roles: readonly Role[], what: string): Promise<void> {
+export async function assertTwoPeopleTogether(db: PeopleBehindStore | Pool, first: Principal, second: Principal, roles: readonly Role[], what: string): Promise<void> {
   for (const p of [first, second]) {
     if (!roles.includes(p.role)) throw new FleetError('ROLE_FORBIDDEN', `${what} takes two people with role ${roles.join(' or ')}; ${p.name} is ${p.role}`, { httpStatus: 403 });
   }
   // Everyone behind each credential: its holder, its creator, and who created them, up the chain (migrations/0028).
-  const behind = async (p: Principal) => (await db.query<{ behind: string[] }>('SELECT fp_people_behind(person_id, creator) AS behind FROM fp_credential_people($1)', [p.proof])).rows[0]!.behind;
+  const store: PeopleBehindStore = accessStoreOf(db);
+  const behind = (p: Principal) => store.peopleBehind(p.proof);
   const [a, b] = [new Set(await behind(first)), await behind(second)];
   if (b.some((id) => a.has(id))) {
     throw new FleetError('APPROVAL_SAME_PEOPLE', `${what} takes two different people: ${first.name} and ${second.name} have someone in common (the same person, or one created the other's credential or the other)`, { httpStatus: 403 });
   }
 }
+

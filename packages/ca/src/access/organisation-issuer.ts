@@ -1,10 +1,12 @@
-import { verify, createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey, verify } from 'node:crypto';
 import { FleetError, type SiteId } from '@fleetpki/core';
 import { parsePkcs11Uri, type KeyStore } from '@fleetpki/hsm';
-import { appendAuditEvents, insertOrganisationCertificate, listCas, readSiteStates, withTransaction, type Pool, type Role } from '@fleetpki/store';
-import { assembleSignedCertificate, buildOrganisationTbs, parseCaCertificate, type CaName, type OrganisationPurpose } from '@fleetpki/x509';
+import type { Pool, Role } from '@fleetpki/store';
+import { assembleSignedCertificate, buildOrganisationTbs, lintOrganisationTbs, parseCaCertificate, type CaName, type LintedOrganisationTbs, type OrganisationPurpose, type ParsedCaCertificate } from '@fleetpki/x509';
 import { CA_IDS } from '../ca-ids.js';
 import { newSerial } from '../issuance/serials.js';
+import { accessStoreOf } from './postgres-store.js';
+import type { OrganisationIssuerStore } from './store.js';
 
 export interface OrganisationCertificateOrder {
   readonly purpose: OrganisationPurpose;
@@ -21,32 +23,73 @@ export interface OrganisationCertificateOrder {
   readonly actor: string;
 }
 
+/** An organisation certificate ready to be signed: the linted TBS and what its intent commits to. */
+export interface PreparedOrganisationCertificate {
+  readonly linted: LintedOrganisationTbs;
+  readonly serial: Buffer;
+  readonly keyId: Buffer;
+  readonly notAfter: Date;
+  readonly subjectDn: string;
+  /** SHA-256 of the DER TBS: the intent's commitment. */
+  readonly tbsSha256: Buffer;
+}
+
 /**
- * Issues an end-entity certificate from the organisation CA, whose key is in this site's HSM. Recorded
- * (and audited) before it is returned; the signature is checked like every other CA signature.
+ * Issues an end-entity certificate from the organisation CA, whose key is in this site's HSM, the way
+ * device certificates are issued: prepared (TBS built, serial from the CSPRNG with the site's prefix),
+ * linted, recorded (the intent and its audit row commit before the HSM signs, so no certificate is ever
+ * signed that the database does not know of), signed (the signature checked like every other CA
+ * signature), then stored.
  */
-export async function issueOrganisationCertificate(pool: Pool, keyStore: KeyStore, site: SiteId, order: OrganisationCertificateOrder): Promise<{ der: Buffer; serial: Buffer; keyId: Buffer }> {
+export async function issueOrganisationCertificate(db: OrganisationIssuerStore | Pool, keyStore: Pick<KeyStore, 'getSigner'>, site: SiteId, order: OrganisationCertificateOrder): Promise<{ der: Buffer; serial: Buffer; keyId: Buffer }> {
   if ((order.purpose === 'client') !== (order.role !== undefined)) throw new FleetError('ORG_CERT_ROLE_INVALID', 'a client certificate names a role; server and audit certificates do not', { httpStatus: 400 });
   if (order.role === 'factory' && !order.manufacturerId) throw new FleetError('TOKEN_SCOPE_MISSING', 'a factory client certificate must name its manufacturer', { httpStatus: 400 });
   if (order.purpose === 'client' && !order.person) throw new FleetError('PERSON_REQUIRED', 'a client certificate is a credential of a person: name them', { httpStatus: 400 });
-  const ca = (await listCas(pool)).find((c) => c.id === CA_IDS.organisation);
+  const store: OrganisationIssuerStore = accessStoreOf(db);
+  const ca = (await store.listCas()).find((c) => c.id === CA_IDS.organisation);
   if (!ca) throw new FleetError('CA_NOT_FOUND', 'no organisation CA: run `pnpm fleetpki ceremony init` first', { httpStatus: 409 });
   if (ca.status !== 'active') throw new FleetError('CA_NOT_ACTIVE', `the organisation CA is ${ca.status}`, { httpStatus: 409 });
   const issuer = parseCaCertificate(ca.certificate);
-  const prefix = (await readSiteStates(pool)).find((s) => s.site === site)?.serialPrefix;
+  const prefix = (await store.readSiteStates()).find((s) => s.site === site)?.serialPrefix;
   if (!prefix) throw new FleetError('SITE_UNKNOWN', `no site state for ${site}`);
-  const serial = newSerial(prefix);
-  const notBefore = new Date(Math.floor(Date.now() / 1000) * 1000);
-  const notAfter = new Date(notBefore.getTime() + order.days * 86_400_000);
-  const tbs = buildOrganisationTbs({ subject: order.subject, purpose: order.purpose, issuerSubjectDer: issuer.subjectDer, issuerKeyId: issuer.keyId, serial, notBefore, notAfter, publicKeySpki: order.publicKeySpki, ...(order.names ? { names: order.names } : {}) });
+  const prepared = prepareOrganisationCertificate(issuer, prefix, order, new Date(Math.floor(Date.now() / 1000) * 1000));
+  // The key is found before anything is recorded: a site without it records nothing.
   const signer = await keyStore.getSigner(parsePkcs11Uri(ca.keyUri).object);
+  await store.recordOrganisationIntent(
+    { serial: prepared.serial, purpose: order.purpose, tbsSha256: prepared.tbsSha256 },
+    { site, actor: order.actor, action: 'org-certificate.issue', subject: prepared.serial.toString('hex'), details: { purpose: order.purpose, subject: prepared.subjectDn, role: order.role ?? null } },
+  );
+  const der = await signOrganisationCertificate(signer, issuer, prepared.linted);
+  await store.storeOrganisationCertificate({
+    serial: prepared.serial,
+    purpose: order.purpose,
+    subjectDn: prepared.subjectDn,
+    role: order.role ?? null,
+    manufacturerId: order.manufacturerId ?? null,
+    keyId: prepared.keyId,
+    certificate: der,
+    notAfter: prepared.notAfter,
+    personId: order.person?.id ?? null,
+    createdBy: order.person?.createdBy ?? null,
+  });
+  return { der, serial: prepared.serial, keyId: prepared.keyId };
+}
+
+/** Prepare and lint: the TBS from the order (PROFILE.md, organisation certificates), refused unless every lint passes. */
+export function prepareOrganisationCertificate(issuer: Pick<ParsedCaCertificate, 'subjectDer' | 'keyId'>, serialPrefix: number, order: OrganisationCertificateOrder, notBefore: Date): PreparedOrganisationCertificate {
+  const serial = newSerial(serialPrefix);
+  const notAfter = new Date(notBefore.getTime() + order.days * 86_400_000);
+  const request = { subject: order.subject, purpose: order.purpose, issuerSubjectDer: issuer.subjectDer, issuerKeyId: issuer.keyId, serial, notBefore, notAfter, publicKeySpki: order.publicKeySpki, ...(order.names ? { names: order.names } : {}) };
+  const tbs = buildOrganisationTbs(request);
+  const linted = lintOrganisationTbs({ ...tbs, request });
+  const subjectDn = [order.subject.organization && `O=${order.subject.organization}`, order.subject.organizationalUnit && `OU=${order.subject.organizationalUnit}`, `CN=${order.subject.commonName}`].filter(Boolean).join(', ');
+  return { linted, serial, keyId: tbs.keyId, notAfter, subjectDn, tbsSha256: createHash('sha256').update(tbs.der).digest() };
+}
+
+/** Signs a linted TBS (once) with the organisation CA's key and checks the signature against its certificate. */
+async function signOrganisationCertificate(signer: { sign(data: Uint8Array): Promise<Buffer> }, issuer: Pick<ParsedCaCertificate, 'publicKeySpki'>, linted: LintedOrganisationTbs): Promise<Buffer> {
+  const tbs = linted.redeem();
   const signature = await signer.sign(tbs.der);
   if (!verify('sha256', tbs.der, createPublicKey({ key: issuer.publicKeySpki, format: 'der', type: 'spki' }), signature)) throw new FleetError('HSM_SIGNATURE_INVALID', "the organisation CA key's signature does not verify", { httpStatus: 503 });
-  const der = assembleSignedCertificate(tbs.der, signature);
-  const subjectDn = [order.subject.organization && `O=${order.subject.organization}`, order.subject.organizationalUnit && `OU=${order.subject.organizationalUnit}`, `CN=${order.subject.commonName}`].filter(Boolean).join(', ');
-  await withTransaction(pool, async (client) => {
-    await insertOrganisationCertificate(client, { serial, purpose: order.purpose, subjectDn, role: order.role ?? null, manufacturerId: order.manufacturerId ?? null, keyId: tbs.keyId, certificate: der, notAfter, personId: order.person?.id ?? null, createdBy: order.person?.createdBy ?? null });
-    await appendAuditEvents(client, [{ site, actor: order.actor, action: 'org-certificate.issue', subject: serial.toString('hex'), details: { purpose: order.purpose, subject: subjectDn, role: order.role ?? null } }]);
-  });
-  return { der, serial, keyId: tbs.keyId };
+  return assembleSignedCertificate(tbs.der, signature);
 }

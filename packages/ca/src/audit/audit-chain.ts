@@ -3,10 +3,12 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SiteId } from '@fleetpki/core';
 import type { KeyStore } from '@fleetpki/hsm';
-import { auditRowsAfter, insertAuditKey, lastAuditSeal, listAuditKeys, listAuditSeals, listCas, saveAuditSeal, unsealedAuditRows, withTransaction, type AuditRow, type Pool } from '@fleetpki/store';
+import type { AuditRow, CaRecord, Pool } from '@fleetpki/store';
 import { OID, subjectKeyIdMethod2 } from '@fleetpki/x509';
 import { CA_IDS } from '../ca-ids.js';
 import { issueOrganisationCertificate } from '../access/organisation-issuer.js';
+import { auditStoreOf } from './postgres-store.js';
+import type { AuditKeyRecord, AuditKeyStore, AuditSealStore, AuditVerifyStore } from './store.js';
 
 const GENESIS = Buffer.alloc(32);
 
@@ -43,14 +45,15 @@ export function sealStatement(seq: string, chainHash: Buffer, rows: number): Buf
  * The site's audit key: generated in its HSM on first use (non-extractable: each site has its own) and
  * certified once by the organisation CA, so a verifier who trusts only the root can check every seal.
  */
-export async function ensureAuditKey(pool: Pool, keyStore: KeyStore, site: SiteId, actor: string): Promise<AuditSigner> {
+export async function ensureAuditKey(db: AuditKeyStore | Pool, keyStore: KeyStore, site: SiteId, actor: string): Promise<AuditSigner> {
+  const store: AuditKeyStore = auditStoreOf(db);
   const label = `audit-${site}`;
   if (!(await keyStore.hasKey(label))) await keyStore.generateSigningKey(label);
   const signer = await keyStore.getSigner(label);
   const keyId = subjectKeyIdMethod2(signer.publicKeySpki.subarray(signer.publicKeySpki.length - 65));
-  if (!(await listAuditKeys(pool)).some((k) => k.keyId.equals(keyId))) {
-    const issued = await issueOrganisationCertificate(pool, keyStore, site, { purpose: 'audit', subject: { organization: 'fleetpki', organizationalUnit: 'audit', commonName: `fleetpki audit key site ${site}` }, publicKeySpki: signer.publicKeySpki, days: 3650, actor });
-    await insertAuditKey(pool, { keyId, site, keyLabel: label, certificate: issued.der });
+  if (!(await store.listAuditKeys()).some((k) => k.keyId.equals(keyId))) {
+    const issued = await issueOrganisationCertificate(store, keyStore, site, { purpose: 'audit', subject: { organization: 'fleetpki', organizationalUnit: 'audit', commonName: `fleetpki audit key site ${site}` }, publicKeySpki: signer.publicKeySpki, days: 3650, actor });
+    await store.insertAuditKey({ keyId, site, keyLabel: label, certificate: issued.der });
   }
   return { keyId, sign: (statement) => signer.sign(statement) };
 }
@@ -71,10 +74,10 @@ export interface SealResult {
  * in the database and as a line in `checkpointFile` (outside the database: a deleted tail cannot take
  * its own evidence with it). One sealer at a time (advisory lock).
  */
-export async function sealAuditLog(pool: Pool, checkpointFile: string, options: { settleMs?: number; gapSettleMs?: number; limit?: number; signer?: AuditSigner } = {}): Promise<SealResult> {
-  const result = await withTransaction(pool, async (client) => {
-    await client.query(`SELECT pg_advisory_xact_lock(hashtext('fleetpki-audit-seal'))`);
-    const last = await lastAuditSeal(client);
+export async function sealAuditLog(db: AuditSealStore | Pool, checkpointFile: string, options: { settleMs?: number; gapSettleMs?: number; limit?: number; signer?: AuditSigner } = {}): Promise<SealResult> {
+  const store: AuditSealStore = auditStoreOf(db);
+  const result = await store.sealTransaction(async (tx) => {
+    const last = await tx.lastAuditSeal();
     const settleMs = options.settleMs ?? 5_000;
     const gapSettleMs = options.gapSettleMs ?? 120_000;
     // Seal a prefix only: stop at the first row still settling, and at a hole in the seq numbers while
@@ -83,7 +86,7 @@ export async function sealAuditLog(pool: Pool, checkpointFile: string, options: 
     const rows: AuditRow[] = [];
     const gaps: string[] = [];
     let expected = BigInt(last?.seq ?? '0') + 1n;
-    for (const row of await unsealedAuditRows(client, last?.seq ?? '0', options.limit ?? 50_000)) {
+    for (const row of await tx.unsealedAuditRows(last?.seq ?? '0', options.limit ?? 50_000)) {
       if (row.ageMs < settleMs) break;
       if (BigInt(row.seq) !== expected) {
         if (row.ageMs < gapSettleMs) break;
@@ -96,7 +99,7 @@ export async function sealAuditLog(pool: Pool, checkpointFile: string, options: 
     const sealed = rows.map((row) => ({ seq: row.seq, chainHash: (previous = chainHash(previous, row)) }));
     const end = sealed[sealed.length - 1];
     const signature = end && options.signer ? { keyId: options.signer.keyId, signature: await options.signer.sign(sealStatement(end.seq, end.chainHash, sealed.length)) } : undefined;
-    await saveAuditSeal(client, sealed, signature);
+    await tx.saveAuditSeal(sealed, signature);
     return { sealed, signature, gaps };
   });
   const last = result.sealed[result.sealed.length - 1];
@@ -128,7 +131,7 @@ export interface AuditVerification {
  * the audit EKU. `trustedRoot` (DER) is the operator's own copy; without it the root in the database is
  * used, which a database attacker could have replaced too.
  */
-function trustedAuditKeys(keys: Awaited<ReturnType<typeof listAuditKeys>>, cas: Awaited<ReturnType<typeof listCas>>, trustedRoot: Buffer | undefined, problems: AuditProblem[]): Map<string, KeyObject> {
+function trustedAuditKeys(keys: readonly AuditKeyRecord[], cas: readonly CaRecord[], trustedRoot: Buffer | undefined, problems: AuditProblem[]): Map<string, KeyObject> {
   const out = new Map<string, KeyObject>();
   const rootDer = trustedRoot ?? cas.find((c) => c.id === CA_IDS.root)?.certificate;
   const orgDer = cas.find((c) => c.id === CA_IDS.organisation)?.certificate;
@@ -151,10 +154,11 @@ function trustedAuditKeys(keys: Awaited<ReturnType<typeof listAuditKeys>>, cas: 
  * per seal), rows missing after the last seal the checkpoint file knows (truncated), and unsealed rows
  * below a seal.
  */
-export async function verifyAuditLog(pool: Pool, checkpointFile: string, options: { trustedRoot?: Buffer } = {}): Promise<AuditVerification> {
+export async function verifyAuditLog(db: AuditVerifyStore | Pool, checkpointFile: string, options: { trustedRoot?: Buffer } = {}): Promise<AuditVerification> {
+  const store: AuditVerifyStore = auditStoreOf(db);
   const problems: AuditProblem[] = [];
-  const seals = await listAuditSeals(pool);
-  const keys = trustedAuditKeys(await listAuditKeys(pool), await listCas(pool), options.trustedRoot, problems);
+  const seals = await store.listAuditSeals();
+  const keys = trustedAuditKeys(await store.listAuditKeys(), await store.listCas(), options.trustedRoot, problems);
   let signedSeals = 0;
   let unsignedEarlySeals = 0;
   for (const seal of seals) {
@@ -175,7 +179,7 @@ export async function verifyAuditLog(pool: Pool, checkpointFile: string, options
   let lastSeq = '0';
   const lastSealSeq = seals.length ? seals[seals.length - 1]!.seq : null;
   const sealRows = new Map(seals.map((s) => [s.seq, s.rows]));
-  for (let page = await auditRowsAfter(pool, '0', 10_000); page.length > 0; page = await auditRowsAfter(pool, lastSeq, 10_000)) {
+  for (let page = await store.auditRowsAfter('0', 10_000); page.length > 0; page = await store.auditRowsAfter(lastSeq, 10_000)) {
     for (const row of page) {
       rows++;
       lastSeq = row.seq;
@@ -214,4 +218,10 @@ export async function verifyAuditLog(pool: Pool, checkpointFile: string, options
     }
   }
   return { rows, sealedUpTo: lastSealSeq, signedSeals, unsignedEarlySeals, problems };
+}
+
+/** What GET /v1/audit/verify answers: the verification, and the most recent seals (who sealed, when). */
+export async function auditReport(store: AuditVerifyStore, checkpointFile: string, recentSeals = 20): Promise<AuditVerification & { recentSeals: { seq: string; rows: number; sealedAt: Date; keyId: Buffer | null }[] }> {
+  const verification = await verifyAuditLog(store, checkpointFile);
+  return { ...verification, recentSeals: await store.recentAuditSeals(recentSeals) };
 }

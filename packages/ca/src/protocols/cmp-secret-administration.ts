@@ -1,7 +1,7 @@
 import { FleetError } from '@fleetpki/core';
 import type { CmpSharedSecrets } from '../access/cmp-credentials.js';
 import type { SiteGuard } from '../sites/site-guard.js';
-import type { CmpSecretStore } from './store.js';
+import type { CmpSecretWithdrawalStore } from './store.js';
 
 /**
  * Administrators provision factories' CMP MAC references (the secret is shown once, derived in the HSM
@@ -10,7 +10,7 @@ import type { CmpSecretStore } from './store.js';
 export class CmpSecretAdministration {
   constructor(
     private readonly secrets: Pick<CmpSharedSecrets, 'issue'>,
-    private readonly store: CmpSecretStore,
+    private readonly store: CmpSecretWithdrawalStore,
     private readonly guard: Pick<SiteGuard, 'assertWritable'>,
   ) {}
 

@@ -12,10 +12,10 @@ import {
   supersededUnrevoked,
   type Pool,
 } from '@fleetpki/store';
-import type { CmpConfirmStore, CmpSecretStore, CmpStore, EnrolmentRequestStore, SupersededStore } from './store.js';
+import type { CmpConfirmStore, CmpSecretWithdrawalStore, CmpStore, EnrolmentRequestStore, SupersededStore } from './store.js';
 
 /** The protocols' ports over PostgreSQL: the one file of protocols/ that reaches the store. */
-export function postgresCmpStore(pool: Pool, site: SiteId): CmpStore & CmpSecretStore & CmpConfirmStore {
+export function postgresCmpStore(pool: Pool, site: SiteId): CmpStore & CmpSecretWithdrawalStore & CmpConfirmStore {
   return {
     openTransaction: (t) => openCmpTransaction(pool, site, t),
     getTransaction: (id) => getCmpTransaction(pool, id),

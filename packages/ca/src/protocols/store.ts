@@ -26,7 +26,7 @@ export interface CmpStore {
 }
 
 /** What withdrawing a factory's CMP reference needs. */
-export interface CmpSecretStore {
+export interface CmpSecretWithdrawalStore {
   /** False when there is no live reference of that name; audited otherwise. */
   revokeSecret(reference: string, actor: string): Promise<boolean>;
 }

@@ -30,6 +30,14 @@ export async function insertOrganisationCertificate(db: Queryable, c: Omit<Organ
   );
 }
 
+/**
+ * Commits an organisation certificate's intent before the organisation CA's key signs it: its serial,
+ * purpose and the SHA-256 of its linted TBS (migrations/0041), in the caller's transaction.
+ */
+export async function recordOrganisationIntent(db: Queryable, intent: { serial: Buffer; purpose: OrganisationCertificateRecord['purpose']; tbsSha256: Buffer }): Promise<void> {
+  await db.query('SELECT fp_organisation_intent_record($1, $2, $3)', [intent.serial, intent.purpose, intent.tbsSha256]);
+}
+
 export async function getOrganisationCertificate(db: Queryable, serial: Buffer): Promise<OrganisationCertificateRecord | undefined> {
   const { rows } = await db.query(
     `SELECT c.serial, c.purpose, c.subject_dn, coalesce(p.role, c.role) AS role, c.manufacturer_id, c.key_id, c.certificate, c.not_after, coalesce(c.revoked_at, p.disabled_at) AS revoked_at, c.person_id, p.name AS person_name, c.created_by

@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { FleetError } from '@fleetpki/core';
-import { DUAL_CONTROL_ROLES, ROLES, presentApproval, type ApprovalAction, type DualControl, type RevocationService, type SiteGuard } from '@fleetpki/ca';
-import { databaseNow, findPersonByName, listApprovalRequests, previewRevocation, type Pool } from '@fleetpki/store';
+import { DUAL_CONTROL_ROLES, ROLES, presentApproval, type AccessAdministration, type ApprovalAction, type DualControl, type OperatorReads, type RevocationService, type SiteGuard } from '@fleetpki/ca';
 import { type ApiAccess, requireRole } from '../auth.js';
 import { parseRevocationBody, runRevocation, type RevocationBody } from './revocations.js';
 
@@ -32,10 +31,10 @@ interface RequestBody {
   manufacturer?: string;
 }
 
-async function summarise(pool: Pool, body: RequestBody): Promise<{ payload: Record<string, unknown>; summary: string }> {
+async function summarise(people: Pick<AccessAdministration, 'person'>, body: RequestBody): Promise<{ payload: Record<string, unknown>; summary: string }> {
   const person = async () => {
     if (!body.name) throw new FleetError('REQUEST_INVALID', `${body.action} needs "name"`, { httpStatus: 400 });
-    const found = await findPersonByName(pool, body.name);
+    const found = await people.person(body.name);
     if (!found) throw new FleetError('PERSON_NOT_FOUND', `no person ${body.name.slice(0, 64)}`, { httpStatus: 404 });
     return found;
   };
@@ -46,7 +45,7 @@ async function summarise(pool: Pool, body: RequestBody): Promise<{ payload: Reco
   switch (body.action) {
     case 'person.create': {
       if (!body.name || !/^[A-Za-z0-9._@/-]{1,64}$/.test(body.name)) throw new FleetError('REQUEST_INVALID', 'person.create needs "name" (1-64 letters, digits, . _ @ / -)', { httpStatus: 400 });
-      if (await findPersonByName(pool, body.name)) throw new FleetError('PERSON_EXISTS', `${body.name} exists already; a further credential is credential.create`, { httpStatus: 409 });
+      if (await people.person(body.name)) throw new FleetError('PERSON_EXISTS', `${body.name} exists already; a further credential is credential.create`, { httpStatus: 409 });
       return { payload: { name: body.name, role: role() }, summary: `create ${body.name} as ${role()}` };
     }
     case 'person.rescope': {
@@ -72,13 +71,13 @@ async function summarise(pool: Pool, body: RequestBody): Promise<{ payload: Reco
   }
 }
 
-export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool; dualControl: DualControl; revocations: RevocationService; authenticator: ApiAccess; guard: SiteGuard }): void {
+export function registerApprovalRoutes(app: FastifyInstance, deps: { people: Pick<AccessAdministration, 'person'>; reads: OperatorReads; dualControl: DualControl; revocations: RevocationService; authenticator: ApiAccess; guard: SiteGuard }): void {
   const idParams = { type: 'object', properties: { id: { type: 'string', maxLength: 64 } } } as const;
-  const now = () => databaseNow(deps.pool);
+  const now = () => deps.dualControl.now();
 
   app.get('/v1/approvals', { preParsing: requireRole(deps.authenticator, READERS), schema: { summary: 'Open and recent dual-control requests', tags: ['dual control'], security: [{ bearer: [] }] } }, async () => {
     const at = await now();
-    const records = await listApprovalRequests(deps.pool, { limit: 100 });
+    const records = await deps.dualControl.list(100);
     return {
       approvals: await Promise.all(
         records.map(async (r) => {
@@ -86,7 +85,7 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool;
           // What an open bulk revocation would do now, counted: certificates and which batches (the approver's question).
           if (r.action !== 'revocation.bulk' || (view.status !== 'pending' && view.status !== 'approved')) return view;
           const { target } = parseRevocationBody(r.payload as RevocationBody);
-          return { ...view, wouldDo: await previewRevocation(deps.pool, target) };
+          return { ...view, wouldDo: await deps.reads.previewRevocation(target) };
         }),
       ),
     };
@@ -121,7 +120,7 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { pool: Pool;
     },
     async (request, reply) => {
       await deps.guard.assertWritable();
-      const { payload, summary } = await summarise(deps.pool, request.body);
+      const { payload, summary } = await summarise(deps.people, request.body);
       const record = await deps.dualControl.request(request.principal!, request.body.action, payload, summary);
       return reply.status(201).send(presentApproval(record, await now()));
     },

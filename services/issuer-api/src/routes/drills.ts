@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { type DualControl, type SiteGuard, auditActor } from '@fleetpki/ca';
+import type { FailoverDrills, SiteGuard } from '@fleetpki/ca';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { appendAuditEvents, listDrillRuns, type Pool } from '@fleetpki/store';
 import { type ApiAccess, requireRole } from '../auth.js';
 import { launchFailoverDrill } from '../drill-launcher.js';
 
@@ -13,7 +12,7 @@ import { launchFailoverDrill } from '../drill-launcher.js';
  * GET /v1/drills: the failover, switchover and failback drills run here, newest first, with their
  * figures and timelines.
  */
-export function registerDrillRoutes(app: FastifyInstance, deps: { config: FleetConfig; pool: Pool; authenticator: ApiAccess; guard: SiteGuard; dualControl: DualControl }): void {
+export function registerDrillRoutes(app: FastifyInstance, deps: { config: FleetConfig; drills: FailoverDrills; authenticator: ApiAccess; guard: SiteGuard }): void {
   app.post<{ Body: { kind: 'failover'; devices?: number; approval?: string } }>(
     '/v1/drills',
     {
@@ -41,10 +40,7 @@ export function registerDrillRoutes(app: FastifyInstance, deps: { config: FleetC
       }
       await deps.guard.assertWritable();
       const principal = request.principal!;
-      const { record, outcome: started } = await deps.dualControl.execute(principal, approval, 'drill.failover', () =>
-        launchFailoverDrill(deps.config, { devices: request.body.devices ?? 2_000, startedBy: `person:${principal.name} (approval ${approval})` }),
-      );
-      await appendAuditEvents(deps.pool, [{ site: deps.config.site, actor: auditActor(principal), action: 'drill.start', subject: 'failover', details: { pid: started.pid, log: started.log, approval, requestedBy: record.requestedByName, approvedBy: record.approvedByName } }]);
+      const started = await deps.drills.start(principal, approval, () => launchFailoverDrill(deps.config, { devices: request.body.devices ?? 2_000, startedBy: `person:${principal.name} (approval ${approval})` }));
       return reply.status(202).send({ started: 'failover', pid: started.pid, log: started.log, approval });
     },
   );
@@ -61,7 +57,7 @@ export function registerDrillRoutes(app: FastifyInstance, deps: { config: FleetC
       },
     },
     async (request) => ({
-      drills: (await listDrillRuns(deps.pool, request.query.limit ?? 50)).map((d) => ({ id: d.id, kind: d.kind, from: d.from, to: d.to, finishedAt: d.finishedAt.toISOString(), rtoSeconds: d.rtoSeconds, rpoLost: d.rpoLost, report: d.report })),
+      drills: (await deps.drills.history(request.query.limit ?? 50)).map((d) => ({ id: d.id, kind: d.kind, from: d.from, to: d.to, finishedAt: d.finishedAt.toISOString(), rtoSeconds: d.rtoSeconds, rpoLost: d.rpoLost, report: d.report })),
     }),
   );
 }

@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { FleetConfig, SiteId } from '@fleetpki/core';
-import type { IssuingCa, SiteGuard } from '@fleetpki/ca';
+import type { IssuingCa, OperatorReads, SiteGuard } from '@fleetpki/ca';
 import type { ChunkQueue } from '@fleetpki/queue';
-import { readDatabaseRole, readStatusPublication, type Pool } from '@fleetpki/store';
 import { type ApiAccess, requireRole } from '../auth.js';
 import type { hsmProbe } from './system.js';
 
@@ -23,7 +22,7 @@ async function otherSite(config: FleetConfig, id: SiteId): Promise<Record<string
  * the CA's status publication (CRL shards' age and next update, OCSP pre-production backlog) and the
  * batch queue. The console's overview page is this, rendered.
  */
-export function registerOverviewRoutes(app: FastifyInstance, deps: { config: FleetConfig; pool: Pool; guard: SiteGuard; ca: IssuingCa; queue: ChunkQueue; hsm: ReturnType<typeof hsmProbe>; authenticator: ApiAccess }): void {
+export function registerOverviewRoutes(app: FastifyInstance, deps: { config: FleetConfig; reads: OperatorReads; guard: SiteGuard; ca: IssuingCa; queue: ChunkQueue; hsm: ReturnType<typeof hsmProbe>; authenticator: ApiAccess }): void {
   app.get(
     '/v1/overview',
     { preParsing: requireRole(deps.authenticator, ['revocation-officer', 'auditor', 'administrator', 'custodian']), schema: { summary: 'Sites, CA status publication and the batch queue at a glance', tags: ['system'], security: [{ bearer: [] }] } },
@@ -33,10 +32,10 @@ export function registerOverviewRoutes(app: FastifyInstance, deps: { config: Fle
         deps.guard.isStandby(),
         deps.hsm(),
         deps.guard.writesBlocked().catch(() => undefined),
-        readStatusPublication(deps.pool, deps.ca.record.id),
+        deps.reads.statusPublication(deps.ca.record.id),
         deps.queue.backlog().catch(() => null),
         otherSite(deps.config, self === 'a' ? 'b' : 'a'),
-        readDatabaseRole(deps.pool).catch(() => undefined),
+        deps.reads.databaseRole().catch(() => undefined),
         deps.queue.workers().catch(() => null),
       ]);
       const lease = deps.guard.lease?.state();

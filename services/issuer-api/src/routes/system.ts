@@ -2,7 +2,6 @@ import { randomBytes, verify } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { IssuingCa, SiteGuard } from '@fleetpki/ca';
 import type { KeyStore } from '@fleetpki/hsm';
-import type { Pool } from '@fleetpki/store';
 
 export interface HsmReadiness {
   readonly ok: boolean;
@@ -38,7 +37,7 @@ export function hsmProbe(ca: IssuingCa, keyStore: Pick<KeyStore, 'listTrustedKey
   };
 }
 
-export function registerSystemRoutes(app: FastifyInstance, deps: { pool: Pool; guard: SiteGuard; chainPem: string; ca: IssuingCa; site: string; hsm: ReturnType<typeof hsmProbe> }): void {
+export function registerSystemRoutes(app: FastifyInstance, deps: { guard: SiteGuard; chainPem: string; ca: IssuingCa; site: string; hsm: ReturnType<typeof hsmProbe> }): void {
   const hsm = deps.hsm;
   app.get('/v1/ca/chain', { schema: { summary: 'The device issuing CA and root certificates (PEM)', tags: ['ca'] } }, async (_request, reply) =>
     reply.type('application/pem-certificate-chain').header('cache-control', 'public, max-age=3600').send(deps.chainPem),

@@ -1,7 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { SiteId } from '@fleetpki/core';
-import { ROLES, revokeToken, type AccessAdministration } from '@fleetpki/ca';
-import { listApiTokens, listPeople, type Pool, type Role } from '@fleetpki/store';
+import { ROLES, type AccessAdministration, type Role } from '@fleetpki/ca';
 import { type ApiAccess, requireRole } from '../auth.js';
 
 interface CreateBody {
@@ -17,11 +15,11 @@ interface CreateBody {
  * shown once, at creation. A privileged person (officer, custodian, administrator, auditor) and any
  * further credential of theirs need an approved request (AccessAdministration).
  */
-export function registerTokenRoutes(app: FastifyInstance, deps: { pool: Pool; site: SiteId; authenticator: ApiAccess; access: AccessAdministration }): void {
+export function registerTokenRoutes(app: FastifyInstance, deps: { authenticator: ApiAccess; access: AccessAdministration }): void {
   const admins = requireRole(deps.authenticator, ['administrator']);
   const readers = requireRole(deps.authenticator, ['administrator', 'auditor']);
   app.get('/v1/people', { preParsing: readers, schema: { summary: 'People (identities) and their roles', tags: ['access'], security: [{ bearer: [] }] } }, async () => {
-    const people = await listPeople(deps.pool);
+    const people = await deps.access.people();
     const names = new Map(people.map((p) => [p.id, p.name]));
     return { people: people.map((p) => ({ id: p.id, name: p.name, role: p.role, manufacturer: p.manufacturerId, createdBy: p.createdBy ? (names.get(p.createdBy) ?? p.createdBy) : null, createdAt: p.createdAt.toISOString(), disabledAt: p.disabledAt?.toISOString() ?? null })) };
   });
@@ -43,7 +41,7 @@ export function registerTokenRoutes(app: FastifyInstance, deps: { pool: Pool; si
     },
   );
   app.get('/v1/tokens', { preParsing: readers, schema: { summary: 'API tokens (never their secrets)', tags: ['access'], security: [{ bearer: [] }] } }, async () => ({
-    tokens: (await listApiTokens(deps.pool)).map((t) => ({
+    tokens: (await deps.access.tokens()).map((t) => ({
       id: t.id,
       name: t.name,
       role: t.role,
@@ -88,7 +86,7 @@ export function registerTokenRoutes(app: FastifyInstance, deps: { pool: Pool; si
     '/v1/tokens/:id/revoke',
     { preParsing: admins, schema: { summary: 'Revoke a token (stops working within 5 s)', tags: ['access'], security: [{ bearer: [] }], params: { type: 'object', properties: { id: { type: 'string', maxLength: 64 } } } } },
     async (request) => {
-      await revokeToken(deps.pool, { site: deps.site, actor: request.principal!, id: request.params.id });
+      await deps.access.revokeToken(request.principal!, request.params.id);
       return { id: request.params.id, revoked: true };
     },
   );

@@ -1,0 +1,139 @@
+import {
+  appendAuditEvents,
+  approveRequest,
+  claimExecution,
+  createPersonAs,
+  createTokenAs,
+  databaseNow,
+  findAdministratorsWhoCanApprove,
+  findApiTokenByHash,
+  findForeignDeviceInRange,
+  findOrganisationCertificateByKey,
+  findOverlappingRanges,
+  findPersonByName,
+  getApprovalRequest,
+  getCmpSecret,
+  getOrganisationCertificate,
+  insertApiToken,
+  insertApprovalRequest,
+  insertManufacturerRange,
+  insertOrganisationCertificate,
+  insertPersonAsOwner,
+  isExclusionViolation,
+  issueCmpSecret,
+  listApiTokens,
+  listApprovalRequests,
+  listCas,
+  listDrillRuns,
+  listManufacturerRanges,
+  listMasterKeys,
+  listPeople,
+  manufacturerExists,
+  postgresConsoleSessionStore,
+  previewRevocation,
+  readDatabaseRole,
+  readSiteStates,
+  readStatusPublication,
+  recordOrganisationIntent,
+  recordOutcome,
+  releaseExecution,
+  rescopePersonAs,
+  revokeApiTokenAs,
+  revokeOrganisationCertificate,
+  setManufacturerManifestKey,
+  setManufacturerTransportKey,
+  upsertManufacturer,
+  withTransaction,
+  type ConsoleSessionStore,
+  type Pool,
+  type Queryable,
+} from '@fleetpki/store';
+import type { AccessStore, ManufacturerTransaction, OwnerAccessTransaction } from './store.js';
+
+/** The calls that run on one connection: the pool's, or a transaction's. */
+function onConnection(db: Queryable): OwnerAccessTransaction & ManufacturerTransaction {
+  return {
+    appendAuditEvents: (events) => appendAuditEvents(db, events),
+    findPersonByName: (name) => findPersonByName(db, name),
+    insertPersonAsOwner: (person) => insertPersonAsOwner(db, person),
+    insertApiToken: (token) => insertApiToken(db, token),
+    findAdministratorsWhoCanApprove: () => findAdministratorsWhoCanApprove(db),
+    upsertManufacturer: (id, name) => upsertManufacturer(db, id, name),
+    setManufacturerManifestKey: (id, spki) => setManufacturerManifestKey(db, id, spki),
+    setManufacturerTransportKey: (id, spki) => setManufacturerTransportKey(db, id, spki),
+    manufacturerExists: (id) => manufacturerExists(db, id),
+    findOverlappingRanges: (first, last) => findOverlappingRanges(db, first, last),
+    findForeignDeviceInRange: (manufacturerId, first, last) => findForeignDeviceInRange(db, manufacturerId, first, last),
+    insertManufacturerRange: (range) => insertManufacturerRange(db, range),
+  };
+}
+
+/** The access capability's ports over PostgreSQL (the existing repositories of @fleetpki/store). */
+export function postgresAccessStore(pool: Pool): AccessStore {
+  return {
+    ...onConnection(pool),
+    ownerTransaction: (work) => withTransaction(pool, (client) => work(onConnection(client))),
+    manufacturerTransaction: (work) => withTransaction(pool, (client) => work(onConnection(client))),
+    findApiTokenByHash: (sha256) => findApiTokenByHash(pool, sha256),
+    listPeople: () => listPeople(pool),
+    listApiTokens: () => listApiTokens(pool),
+    rescopePersonAs: (change) => rescopePersonAs(pool, change),
+    createCredentialAs: (credential) =>
+      withTransaction(pool, async (client) => {
+        if (credential.person) await createPersonAs(client, credential.person);
+        await createTokenAs(client, credential.token);
+      }),
+    revokeApiTokenAs: (id, proof) => revokeApiTokenAs(pool, id, proof),
+    peopleBehind: async (proof) => (await pool.query<{ behind: string[] }>('SELECT fp_people_behind(person_id, creator) AS behind FROM fp_credential_people($1)', [proof])).rows[0]!.behind,
+    insertApprovalRequest: (request) => insertApprovalRequest(pool, request),
+    getApprovalRequest: (id) => getApprovalRequest(pool, id),
+    listApprovalRequests: (options) => listApprovalRequests(pool, options),
+    approveRequest: (id, proof) => approveRequest(pool, id, proof),
+    claimExecution: (id, action, proof) => claimExecution(pool, id, action, proof),
+    releaseExecution: (id, proof) => releaseExecution(pool, id, proof),
+    recordOutcome: (id, outcome, proof) => recordOutcome(pool, id, outcome, proof),
+    databaseNow: () => databaseNow(pool),
+    getOrganisationCertificate: (serial) => getOrganisationCertificate(pool, serial),
+    revokeOrganisationCertificate: (serial, audit) =>
+      withTransaction(pool, async (client) => {
+        if (!(await revokeOrganisationCertificate(client, serial))) return false;
+        await appendAuditEvents(client, [audit]);
+        return true;
+      }),
+    findOrganisationCertificateByKey: (purpose, keyId) => findOrganisationCertificateByKey(pool, purpose, keyId),
+    listCas: () => listCas(pool),
+    readSiteStates: () => readSiteStates(pool),
+    recordOrganisationIntent: (intent, audit) =>
+      withTransaction(pool, async (client) => {
+        await recordOrganisationIntent(client, intent);
+        await appendAuditEvents(client, [audit]);
+      }),
+    storeOrganisationCertificate: (certificate) => insertOrganisationCertificate(pool, certificate),
+    listMasterKeys: () => listMasterKeys(pool),
+    issueCmpSecret: (site, secret) => issueCmpSecret(pool, site, secret),
+    getCmpSecret: (reference) => getCmpSecret(pool, reference),
+    listManufacturerRanges: (manufacturerId) => listManufacturerRanges(pool, manufacturerId),
+    isRangeConflict: isExclusionViolation,
+    listDrillRuns: (limit) => listDrillRuns(pool, limit),
+    previewRevocation: (target) => previewRevocation(pool, target),
+    readStatusPublication: (caId) => readStatusPublication(pool, caId),
+    readDatabaseRole: () => readDatabaseRole(pool),
+  };
+}
+
+/** The console's sessions over PostgreSQL (the functions of migrations/0026). */
+export function postgresConsoleSessions(pool: Pool): ConsoleSessionStore {
+  return postgresConsoleSessionStore(pool);
+}
+
+/**
+ * Callers not moved to ports yet (the CLI, the drills, tests, benchmarks) still hand a Pool where a
+ * port is taken: they get the PostgreSQL adapter over it. A Pool is told from a port by `connect`.
+ */
+export function accessStoreOf<S extends object>(db: S | Pool): S | AccessStore {
+  return isPool(db) ? postgresAccessStore(db) : db;
+}
+
+export function isPool(db: unknown): db is Pool {
+  return typeof db === 'object' && db !== null && typeof (db as Pool).connect === 'function' && typeof (db as Pool).query === 'function';
+}
