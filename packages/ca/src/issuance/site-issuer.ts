@@ -1,7 +1,9 @@
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import type { KeyStore } from '@fleetpki/hsm';
-import { listCas, readSiteStates, type CaRecord, type Pool } from '@fleetpki/store';
+import type { SigningKeyStore } from '@fleetpki/hsm';
+import type { CaRecord, Pool } from '@fleetpki/store';
 import { CA_IDS } from '../ca-ids.js';
+import { siteStoreOf } from '../sites/postgres-store.js';
+import type { SiteIssuerStore } from '../sites/store.js';
 import { openIssuingCa, type IssuingCa } from './issuing-ca.js';
 
 export interface SiteIssuer {
@@ -14,13 +16,14 @@ export interface SiteIssuer {
  * The device issuing CA as this site's services use it: its record from the store, its key in the
  * site's token (checked against the certificate), and the site's serial prefix.
  */
-export async function loadSiteIssuer(config: FleetConfig, pool: Pool, keyStore: KeyStore): Promise<SiteIssuer> {
+export async function loadSiteIssuer(config: FleetConfig, source: SiteIssuerStore | Pool, keyStore: SigningKeyStore): Promise<SiteIssuer> {
+  const store = siteStoreOf(source);
   const site = config.sites[config.site];
-  const cas = await listCas(pool);
+  const cas = await store.listCas();
   const record = cas.find((c) => c.id === CA_IDS.deviceIssuing);
   const root = cas.find((c) => c.id === CA_IDS.root);
   if (!record || !root) throw new FleetError('CA_NOT_INITIALISED', 'no device issuing CA in the store: run `pnpm fleetpki ceremony init` first');
-  const state = (await readSiteStates(pool)).find((s) => s.site === site.id);
+  const state = (await store.readSiteStates()).find((s) => s.site === site.id);
   if (!state) throw new FleetError('SITE_STATE_MISSING', `no site_state row for site ${site.id}`);
   const ca = await openIssuingCa(record, keyStore, { crlBaseUrl: config.crlBaseUrl });
   return { ca, root, serialPrefix: state.serialPrefix };
