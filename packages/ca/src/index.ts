@@ -39,3 +39,6 @@ export * from './sites/site-lease.js';
 export * from './sites/site-state.js';
 export type * from './sites/store.js';
 export * from './sites/postgres-store.js';
+export * from './cli-support/installation.js';
+export type * from './cli-support/store.js';
+export * from './cli-support/postgres-store.js';

@@ -44,6 +44,11 @@ export function transportPoint(spki: Buffer): Buffer {
   return Buffer.concat([Buffer.from([0x04]), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]);
 }
 
+/** Does `role` have an active master key (then a new one is a rotation, under dual control)? */
+export async function hasActiveMasterKey(store: Pick<DeviceKeyStore, 'listMasterKeys'>, role: DeviceKeyRole): Promise<boolean> {
+  return (await store.listMasterKeys()).some((m) => m.role === role && m.status === 'active');
+}
+
 /**
  * Per-device symmetric keys: master keys per role and version live in the HSM; each device key is
  * diversified there and leaves wrapped under a transport key agreed with the factory (ephemeral-static
@@ -63,10 +68,6 @@ export class DeviceKeyService {
     this.store = custodyStoreOf(source);
   }
 
-  /** Does `role` have an active master key (then a new one is a rotation, under dual control)? */
-  async hasActiveMasterKey(role: DeviceKeyRole): Promise<boolean> {
-    return (await this.store.listMasterKeys()).some((m) => m.role === role && m.status === 'active');
-  }
 
   /** A new master key version for `role`, generated in the HSM; earlier versions stay for existing devices. */
   async createMasterKey(role: DeviceKeyRole, actor: string): Promise<{ role: DeviceKeyRole; version: number; label: string }> {
