@@ -42,3 +42,4 @@ export * from './sites/postgres-store.js';
 export * from './cli-support/installation.js';
 export type * from './cli-support/store.js';
 export * from './cli-support/postgres-store.js';
+export * from './sites/site-runtime.js';
