@@ -39,6 +39,14 @@ export interface SiteRuntime<P extends string = never> {
   close(): Promise<void>;
 }
 
+/** How the parts are opened; tests give their own (the defaults open PostgreSQL, etcd and the HSM). */
+export interface SiteRuntimeSeams {
+  openPool?(spec: SitePoolSpec, purpose: string | undefined): Promise<Pool>;
+  openLease?(): SiteLease;
+  openKeyStore?(): Promise<KeyStore>;
+  loadIssuer?(pool: Pool, keyStore: KeyStore): Promise<SiteIssuer>;
+}
+
 /** Runs the closers in reverse order of opening; every one runs, the first failure is rethrown. */
 async function closeAll(closers: readonly (() => Promise<unknown>)[]): Promise<void> {
   let failure: unknown;
@@ -56,11 +64,13 @@ async function closeAll(closers: readonly (() => Promise<unknown>)[]): Promise<v
  * Opens a service's site runtime (SiteRuntime); on a failure part way, closes what was opened, in
  * reverse, and rethrows the failure.
  */
-export async function openSiteRuntime<P extends string = never>(config: FleetConfig, spec: SiteRuntimeSpec<P>): Promise<SiteRuntime<P>> {
+export async function openSiteRuntime<P extends string = never>(config: FleetConfig, spec: SiteRuntimeSpec<P>, seams: SiteRuntimeSeams = {}): Promise<SiteRuntime<P>> {
   const site = config.sites[config.site];
   const closers: (() => Promise<unknown>)[] = [];
   const openPool = async (s: SitePoolSpec, purpose?: string): Promise<Pool> => {
-    const pool = await openSitePool(config, spec.service, s.max, { ...(purpose ? { purpose } : {}), ...(s.idleInTransactionTimeoutMs !== undefined ? { idleInTransactionTimeoutMs: s.idleInTransactionTimeoutMs } : {}) });
+    const pool = seams.openPool
+      ? await seams.openPool(s, purpose)
+      : await openSitePool(config, spec.service, s.max, { ...(purpose ? { purpose } : {}), ...(s.idleInTransactionTimeoutMs !== undefined ? { idleInTransactionTimeoutMs: s.idleInTransactionTimeoutMs } : {}) });
     closers.push(() => pool.end());
     return pool;
   };
@@ -68,13 +78,13 @@ export async function openSiteRuntime<P extends string = never>(config: FleetCon
     const pool = await openPool(spec.pool);
     const pools = {} as Record<P, Pool>;
     for (const [purpose, s] of Object.entries(spec.pools ?? {}) as [P, SitePoolSpec][]) pools[purpose] = await openPool(s, purpose);
-    const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls[spec.service]);
+    const lease = seams.openLease ? seams.openLease() : new SiteLease(config, site.id, site.serviceDatabaseUrls[spec.service]);
     closers.push(() => lease.close());
     await lease.start();
     const guard = new SiteGuard(spec.guardPool !== undefined ? pools[spec.guardPool] : pool, config, lease);
-    const keyStore = await openSiteKeyStore(config, site, { sessions: spec.hsm.sessions, ...(spec.hsm.signingThreads !== undefined ? { signingThreads: spec.hsm.signingThreads } : {}) });
+    const keyStore = seams.openKeyStore ? await seams.openKeyStore() : await openSiteKeyStore(config, site, { sessions: spec.hsm.sessions, ...(spec.hsm.signingThreads !== undefined ? { signingThreads: spec.hsm.signingThreads } : {}) });
     closers.push(() => keyStore.close());
-    const issuer = await loadSiteIssuer(config, pool, keyStore);
+    const issuer = seams.loadIssuer ? await seams.loadIssuer(pool, keyStore) : await loadSiteIssuer(config, pool, keyStore);
     return { config, pool, pools, lease, guard, keyStore, issuer, close: () => closeAll(closers) };
   } catch (err) {
     await closeAll(closers).catch(() => undefined);
