@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '@fleetpki/core';
-import { issueApiToken, registerSyntheticManufacturer, runCeremony } from '@fleetpki/ca';
+import { issueApiToken, postgresCustodyStore, registerSyntheticManufacturer, runCeremony } from '@fleetpki/ca';
 import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
 import { approvedSwitchoverForDrill, runFailback, runFailoverDrill } from '@fleetpki/drills';
 import { generateManifest, syntheticRunPrefix } from '@fleetpki/manifest';
@@ -61,7 +61,7 @@ try {
   const rootKeyStore = await openRootKeyStore(config, readPin(`file:${custodianPinFiles(config).rootPin}`));
   const siteKeyStore = await openSiteKeyStore(config, config.sites.a, { sessions: 1 });
   try {
-    const { created, chain } = await runCeremony({ pool: db, rootKeyStore, siteKeyStore, site: 'a', serialPrefix: state.serialPrefix, actor: 'demo' });
+    const { created, chain } = await runCeremony({ store: postgresCustodyStore(db), rootKeyStore, siteKeyStore, site: 'a', serialPrefix: state.serialPrefix, actor: 'demo' });
     console.log(`  ${created ? 'hierarchy created' : 'hierarchy already present; every CA key matches its certificate'}`);
     for (const ca of chain) console.log(`  ${ca.id.padEnd(5)} ${ca.kind.padEnd(15)} ${ca.subjectDn.padEnd(45)} ${ca.keyUri}`);
     const pem = (id: string) => toPem(chain.find((c) => c.id === id)!.certificate);

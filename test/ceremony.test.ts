@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
-import { CA_IDS, openIssuingCa, runCeremony, verifyCaKeys } from '@fleetpki/ca';
+import { CA_IDS, openIssuingCa, postgresCustodyStore, runCeremony, verifyCaKeys } from '@fleetpki/ca';
 import { openSiteKeyStore, type Pkcs11KeyStore, type SigningKeyStore } from '@fleetpki/hsm';
 import { listCas, type CaRecord, type Pool } from '@fleetpki/store';
 import { ensureCa, openCustodianRootKeyStore, openssl, siteAPool, type TestCa } from './support/ca.js';
@@ -55,7 +55,7 @@ describe('key ceremony', () => {
   });
 
   it('a second run creates nothing and checks every key', async () => {
-    const again = await runCeremony({ pool, rootKeyStore: rootStore, siteKeyStore: siteStore, site: 'a', serialPrefix: 10, actor: 'test' });
+    const again = await runCeremony({ store: postgresCustodyStore(pool), rootKeyStore: rootStore, siteKeyStore: siteStore, site: 'a', serialPrefix: 10, actor: 'test' });
     assert.equal(again.created, false);
     assert.deepEqual(
       again.chain.map((c) => c.certificate.toString('hex')),

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FleetConfig } from '@fleetpki/core';
-import { issueApiToken, registerSyntheticManufacturer, runCeremony, type Role } from '@fleetpki/ca';
+import { issueApiToken, postgresCustodyStore, registerSyntheticManufacturer, runCeremony, type Role } from '@fleetpki/ca';
 import { openSiteKeyStore, readPin, type SigningKeyStore } from '@fleetpki/hsm';
 import { custodianPinFiles, openRootKeyStore } from '@fleetpki/sites';
 import { createPool, readSiteStates, type Pool } from '@fleetpki/store';
@@ -23,7 +23,7 @@ export async function ensureCa(config: FleetConfig, pool: Pool): Promise<TestCa>
   const rootKeyStore = await openCustodianRootKeyStore(config);
   const siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 });
   try {
-    const { chain } = await runCeremony({ pool, rootKeyStore, siteKeyStore, site: 'a', serialPrefix: state.serialPrefix, actor: 'test' });
+    const { chain } = await runCeremony({ store: postgresCustodyStore(pool), rootKeyStore, siteKeyStore, site: 'a', serialPrefix: state.serialPrefix, actor: 'test' });
     const dir = mkdtempSync(join(tmpdir(), 'fleetpki-ca-'));
     const pem = (id: string) => toPem(chain.find((c) => c.id === id)!.certificate);
     const files = { rootPem: join(dir, 'root.pem'), issuingPem: join(dir, 'issuing.pem'), chainPem: join(dir, 'chain.pem') };

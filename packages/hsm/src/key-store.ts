@@ -96,7 +96,17 @@ export interface KeyProtection {
   readonly copyable: boolean;
 }
 
-export interface KeyStore extends SigningKeyStore {
+/** Master keys (AES) for device-key diversification: what DeviceKeyService creates and custody checks. */
+export interface MasterKeyStore {
+  readonly tokenLabel: string;
+  /** An AES-256 master key for device-key diversification (sensitive; wrappable only under a trusted key). */
+  generateMasterKey(label: string): Promise<{ id: Buffer }>;
+  hasSecretKey(ref: KeyRef | string): Promise<boolean>;
+  masterCheckValue(ref: KeyRef | string): Promise<Buffer>;
+}
+
+/** Key custody: what a restore from custodian shares needs of the receiving token. */
+export interface CustodyKeyStore extends SigningKeyStore, MasterKeyStore {
   /**
    * Unwraps into this token as a sensitive, non-extractable key pair with the wrapped key's label and
    * id; `kek` (the value the custodians' shares rebuild) is a session object for the call only.
@@ -104,6 +114,20 @@ export interface KeyStore extends SigningKeyStore {
   unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array): Promise<KeyInfo>;
   /** The same for a device master key (AES); `checkValue` identifies the key (masterCheckValue). */
   unwrapSecretKey(ref: KeyRef, wrapped: Buffer, kek: Uint8Array): Promise<{ checkValue: Buffer }>;
+}
+
+/** Device keys: diversified from a master key and wrapped for a factory, or used to MAC. */
+export interface DeviceKeyHsm {
+  readonly tokenLabel: string;
+  /** Ephemeral-static ECDH with the factory's P-256 point and the transport KDF over `context`, in the HSM. */
+  openDeviceKeyTransport(factoryPoint: Buffer, context: Buffer): Promise<DeviceKeyTransport>;
+  /** AES-CMAC of `message` under the device key diversified by `data` (tests, device authentication). */
+  deviceMac(masterLabel: string, data: Buffer, message: Buffer): Promise<Buffer>;
+}
+
+/** Trusted token objects: an alarm when any is found (readiness, `hsm check`, `hsm destroy-trusted-key`). */
+export interface TrustedKeyStore {
+  readonly tokenLabel: string;
   /**
    * Token objects marked CKA_TRUSTED (secret or public keys). fleetpki never leaves one on a token (the
    * custody ceremony's KEK is a session object of its own process), so any is an alarm: planted by a
@@ -112,19 +136,21 @@ export interface KeyStore extends SigningKeyStore {
   listTrustedKeys(): Promise<{ label: string; id: Buffer; class: 'secret' | 'public' }[]>;
   /** Destroys the trusted token object(s) labelled `label` (what `hsm destroy-trusted-key` does); how many went. */
   destroyTrustedKey(label: string): Promise<number>;
-  masterCheckValue(ref: KeyRef | string): Promise<Buffer>;
-  /** An AES-256 master key for device-key diversification (sensitive; wrappable only under a trusted key). */
-  generateMasterKey(label: string): Promise<{ id: Buffer }>;
-  hasSecretKey(ref: KeyRef | string): Promise<boolean>;
+}
+
+/** Probes and checks: key protection (`hsm check`, harden) and the self-tests' known answers. */
+export interface KeyProbeStore extends TrustedKeyStore {
   /** Every private and secret key in the token with its protection attributes. */
   listKeyProtection(): Promise<KeyProtection[]>;
   /** Makes a key non-extractable in place (true -> false is the one change PKCS#11 allows): migration. */
   restrictToToken(ref: KeyRef | string, keyClass: 'private' | 'secret'): Promise<void>;
-  /** Ephemeral-static ECDH with the factory's P-256 point and the transport KDF over `context`, in the HSM. */
-  openDeviceKeyTransport(factoryPoint: Buffer, context: Buffer): Promise<DeviceKeyTransport>;
   /** Known-answer tests of the wrap mechanisms and the diversification (self-tests; no stored key involved). */
   knownAnswerWrap(mechanism: 'aes-key-wrap' | 'aes-key-wrap-pad', kek: Buffer, keyMaterial: Buffer): Promise<Buffer>;
   knownAnswerDiversify(master: Buffer, kek: Buffer, data: Buffer): Promise<{ wrapped: Buffer; kcv: Buffer }>;
-  /** AES-CMAC of `message` under the device key diversified by `data` (tests, device authentication). */
-  deviceMac(masterLabel: string, data: Buffer, message: Buffer): Promise<Buffer>;
 }
+
+/**
+ * A whole token, as the PKCS#11 store implements it: the union of the interfaces above. Callers take
+ * the narrowest one they need (a signing service a SigningKeyStore, a restore a CustodyKeyStore).
+ */
+export interface KeyStore extends SigningKeyStore, CustodyKeyStore, DeviceKeyHsm, KeyProbeStore {}

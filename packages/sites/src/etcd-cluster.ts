@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureEtcdAuth } from '@fleetpki/consensus';
 import { FleetError, type EtcdMember, type FleetConfig } from '@fleetpki/core';
 import { inNetns } from './exec.js';
+import { livePid, writePidFile } from './pid-file.js';
 import { assertPortFree } from './ports.js';
 
 /**
@@ -21,16 +22,7 @@ export function etcdLogFile(member: EtcdMember): string {
 }
 
 export function etcdPid(member: EtcdMember): number | undefined {
-  const file = pidFile(member);
-  if (!existsSync(file)) return undefined;
-  const pid = Number(readFileSync(file, 'utf8').trim());
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
+  return livePid(pidFile(member));
 }
 
 /** Is the member answering, and does it see a leader (a quorum of the three)? */
@@ -82,7 +74,7 @@ async function startMember(config: FleetConfig, member: EtcdMember): Promise<'st
   const child = spawn(file, args, { detached: true, stdio: ['ignore', log, log] });
   closeSync(log);
   child.unref();
-  writeFileSync(pidFile(member), `${child.pid}\n`);
+  writePidFile(pidFile(member), child.pid);
   return 'started';
 }
 

@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SiteConfig } from '@fleetpki/core';
 import { probeRedis } from '@fleetpki/queue';
 import { run } from './exec.js';
+import { livePid, removePidFile } from './pid-file.js';
 import { assertPortFree } from './ports.js';
 
 function redisDir(site: SiteConfig): string {
@@ -14,16 +15,7 @@ function pidFile(site: SiteConfig): string {
 }
 
 export function redisPid(site: SiteConfig): number | undefined {
-  const file = pidFile(site);
-  if (!existsSync(file)) return undefined;
-  const pid = Number(readFileSync(file, 'utf8').trim());
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
+  return livePid(pidFile(site));
 }
 
 /**
@@ -35,7 +27,7 @@ export async function ensureRedis(site: SiteConfig): Promise<'started' | 'runnin
   const dir = redisDir(site);
   await assertPortFree(site.redisPort, `Redis of site ${site.id}`, `FLEETPKI_REDIS_PORT_${site.id.toUpperCase()}`, site.host);
   mkdirSync(dir, { recursive: true });
-  rmSync(pidFile(site), { force: true });
+  removePidFile(pidFile(site));
   await run('redis-server', [
     '--port', String(site.redisPort),
     '--bind', site.host,

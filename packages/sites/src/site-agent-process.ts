@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FleetConfig, SiteConfig } from '@fleetpki/core';
 import { inNetns } from './exec.js';
+import { livePid, removePidFile, writePidFile } from './pid-file.js';
 
 /** The site agent runs as a daemon beside its site's PostgreSQL: a pid file and a log in the site folder. */
 function pidFile(site: SiteConfig): string {
@@ -14,16 +15,7 @@ export function agentLogFile(site: SiteConfig): string {
 }
 
 export function agentPid(site: SiteConfig): number | undefined {
-  const file = pidFile(site);
-  if (!existsSync(file)) return undefined;
-  const pid = Number(readFileSync(file, 'utf8').trim());
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
+  return livePid(pidFile(site));
 }
 
 export function ensureAgent(config: FleetConfig, site: SiteConfig): 'started' | 'running' {
@@ -40,7 +32,7 @@ export function ensureAgent(config: FleetConfig, site: SiteConfig): 'started' | 
   });
   closeSync(log);
   child.unref();
-  writeFileSync(pidFile(site), `${child.pid}\n`);
+  writePidFile(pidFile(site), child.pid);
   return 'started';
 }
 
@@ -52,11 +44,11 @@ export async function stopAgent(site: SiteConfig, signal: NodeJS.Signals = 'SIGT
     try {
       process.kill(pid, 0);
     } catch {
-      rmSync(pidFile(site), { force: true });
+      removePidFile(pidFile(site));
       return;
     }
     await new Promise((r) => setTimeout(r, 50));
   }
   process.kill(pid, 'SIGKILL');
-  rmSync(pidFile(site), { force: true });
+  removePidFile(pidFile(site));
 }

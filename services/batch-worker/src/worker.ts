@@ -1,11 +1,8 @@
 import pino from 'pino';
 import type { FleetConfig } from '@fleetpki/core';
-import { ChunkIssuer, SiteGuard, SiteLease, batchOutboxReconciler, loadSiteIssuer, postgresBatchOutboxStore } from '@fleetpki/ca';
-import { openSiteKeyStore } from '@fleetpki/hsm';
+import { ChunkIssuer, batchOutboxReconciler, openSiteRuntime, postgresBatchOutboxStore } from '@fleetpki/ca';
 import { PossessionThreads } from '@fleetpki/x509';
 import { ChunkQueue, startChunkWorker } from '@fleetpki/queue';
-// Only the pool's opening: the shared site start-up (issue 37, openSiteRuntime) is to take it.
-import { openServicePool } from '@fleetpki/store';
 
 export interface BatchWorkerOptions {
   /** Chunks in flight in this process (one signs while another commits). */
@@ -28,15 +25,13 @@ export interface BatchWorker {
 export async function startBatchWorker(config: FleetConfig, options: BatchWorkerOptions = {}): Promise<BatchWorker> {
   const log = pino({ name: `batch-worker-${config.site}`, level: config.logLevel });
   const site = config.sites[config.site];
-  const pool = await openServicePool(config, 'worker', 6);
-  const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4, signingThreads: config.signing.threads });
-  const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.worker);
+  // Pool, lease, guard, HSM and issuing CA, opened in order and closed in reverse (site.close()).
+  const runtime = await openSiteRuntime(config, { service: 'worker', pool: { max: 6 }, hsm: { sessions: options.hsmSessions ?? 4, signingThreads: config.signing.threads } });
+  const { pool, guard } = runtime;
+  const { ca, serialPrefix } = runtime.issuer;
   const possession = PossessionThreads.start(config.possessionThreads);
   let closing = false;
   try {
-    await lease.start();
-    const { ca, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
-    const guard = new SiteGuard(pool, config, lease);
     const issuer = ChunkIssuer.forPool(pool, ca, config.site, serialPrefix, possession);
     const worker = startChunkWorker(
       site.redisUrl,
@@ -75,17 +70,13 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
         if (timer) clearTimeout(timer);
         await worker.close();
         await queue.close();
-        await lease.close();
         await possession.close();
-        await keyStore.close();
-        await pool.end();
+        await runtime.close();
       },
     };
   } catch (err) {
-    await lease.close();
     await possession.close();
-    await keyStore.close();
-    await pool.end();
+    await runtime.close();
     throw err;
   }
 }

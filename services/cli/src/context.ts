@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
-import { DUAL_CONTROL_ROLES, DualControl, TokenAuthenticator, type ApprovalAction, type Principal, type Role, auditActor } from '@fleetpki/ca';
+import { DUAL_CONTROL_ROLES, DualControl, TokenAuthenticator, openOperatorPool, type ApprovalAction, type Principal, type Role, auditActor } from '@fleetpki/ca';
 import { FleetError, loadConfig, type FleetConfig } from '@fleetpki/core';
-import { createPool, type Pool } from '@fleetpki/store';
+import type { Pool } from '@fleetpki/store';
 
 /**
  * Config and a database pool for this process's site, closed when `fn` ends. The CLI connects as the
@@ -12,8 +12,7 @@ import { createPool, type Pool } from '@fleetpki/store';
  */
 export async function withDatabase<T>(fn: (ctx: { config: FleetConfig; pool: Pool }) => Promise<T>, options: { site?: string; owner?: boolean } = {}): Promise<T> {
   const config = loadConfig(options.site ? { ...process.env, FLEETPKI_SITE: options.site } : process.env);
-  const site = config.sites[config.site];
-  const pool = createPool(options.owner ? site.databaseUrl : site.serviceDatabaseUrls.operator, { applicationName: options.owner ? 'fleetpki-cli-owner' : 'fleetpki-cli', max: 4 });
+  const pool = openOperatorPool(config, options.owner ? { owner: true } : {});
   try {
     return await fn({ config, pool });
   } finally {

@@ -5,10 +5,10 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, cmpConfirmExpiry, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, estSupersededRevoker, FailoverDrills, loadSiteIssuer, onlineIntentReconciler, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresSupersededStore, RawKeyStatements, RevocationService, SiteGuard, SiteLease, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
-import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
+import { AccessAdministration, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, cmpConfirmExpiry, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, estSupersededRevoker, FailoverDrills, onlineIntentReconciler, openSiteRuntime, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresSupersededStore, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa, type SiteLease } from '@fleetpki/ca';
+import type { KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
-import { openServicePool, type Pool } from '@fleetpki/store';
+import type { Pool } from '@fleetpki/store';
 import { PossessionThreads, inlinePossessionVerifier, readStrictPem, toPem, type PossessionVerifier } from '@fleetpki/x509';
 import { ApiAccess } from './auth.js';
 import { installErrorHandling } from './errors.js';
@@ -244,30 +244,27 @@ export interface IssuerRuntime {
 
 /** Wires config -> database, HSM, issuing CA -> app. Refuses to start when the CA key does not match. */
 export async function createIssuerRuntime(config: FleetConfig, options: { logger?: IssuerApiDeps['logger']; hsmSessions?: number; poolSize?: number; batchLimits?: BatchLimits; tls?: TlsMaterial } = {}): Promise<IssuerRuntime> {
-  const site = config.sites[config.site];
-  const pool = await openServicePool(config, 'issuer', options.poolSize ?? config.api.connections);
-  const reservedPool = await openServicePool(config, 'issuer', config.api.reservedConnections, { purpose: 'reserved' }).catch(async (err: unknown) => {
-    await pool.end();
-    throw err;
-  });
+  // Pools (general; reserved for revocations, approvals and the guard; uploads), lease, guard, HSM, issuing CA.
   // PostgreSQL ends an upload's transaction itself if it sits idle well past the upload's own deadline.
-  const uploadPool = await openServicePool(config, 'issuer', config.uploads.connections, { purpose: 'uploads', idleInTransactionTimeoutMs: (config.uploads.idleSeconds + 60) * 1000 }).catch(async (err: unknown) => {
-    await Promise.all([pool.end(), reservedPool.end()]);
-    throw err;
+  const site = await openSiteRuntime(config, {
+    service: 'issuer',
+    pool: { max: options.poolSize ?? config.api.connections },
+    pools: { reserved: { max: config.api.reservedConnections }, uploads: { max: config.uploads.connections, idleInTransactionTimeoutMs: (config.uploads.idleSeconds + 60) * 1000 } },
+    guardPool: 'reserved',
+    hsm: { sessions: options.hsmSessions ?? 4, signingThreads: config.signing.threads },
   });
-  const endPools = () => Promise.all([pool.end(), reservedPool.end(), uploadPool.end()]);
-  const keyStore = await openSiteKeyStore(config, site, { sessions: options.hsmSessions ?? 4, signingThreads: config.signing.threads }).catch(async (err: unknown) => {
-    await endPools();
-    throw err;
-  });
-  const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.issuer);
+  const { pool, keyStore, lease } = site;
+  const { ca, root, serialPrefix } = site.issuer;
   const possession = PossessionThreads.start(config.possessionThreads);
   const pbm = PbmThreads.start(config.cmp.pbmThreads);
+  const stop = async () => {
+    await possession.close();
+    await pbm.close();
+    await site.close();
+  };
   try {
-    await lease.start();
-    const { ca, root, serialPrefix } = await loadSiteIssuer(config, pool, keyStore);
-    const queue = new ChunkQueue(site.redisUrl, config.pgDatabase);
-    const app = await buildIssuerApi({ config, pool, reservedPool, uploadPool, ca, keyStore, queue, lease, possession, pbm, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    const queue = new ChunkQueue(config.sites[config.site].redisUrl, config.pgDatabase);
+    const app = await buildIssuerApi({ config, pool, reservedPool: site.pools.reserved, uploadPool: site.pools.uploads, ca, keyStore, queue, lease, possession, pbm, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
       pool,
@@ -275,19 +272,11 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
       async close() {
         await app.close();
         await queue.close();
-        await lease.close();
-        await possession.close();
-        await pbm.close();
-        await keyStore.close();
-        await endPools();
+        await stop();
       },
     };
   } catch (err) {
-    await lease.close();
-    await possession.close();
-    await pbm.close();
-    await keyStore.close();
-    await endPools();
+    await stop();
     throw err;
   }
 }

@@ -27,7 +27,7 @@ export class ClientCertificateAuthenticator {
     const serialHex = peer.serialNumber.toLowerCase().replace(/^0+(?=..)/, '');
     const now = Date.now();
     let entry = this.cache.get(serialHex);
-    if (!entry || entry.until < now) {
+    if (!entry || entry.until <= now) {
       const serial = Buffer.from(serialHex.length % 2 ? `0${serialHex}` : serialHex, 'hex');
       const record = await this.store.getOrganisationCertificate(serial);
       const usable = record && record.purpose === 'client' && !record.revokedAt && record.notAfter.getTime() > now && record.certificate.equals(peer.raw) && record.role && record.personId;

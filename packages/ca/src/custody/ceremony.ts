@@ -1,13 +1,14 @@
 import { FleetError, type SiteId } from '@fleetpki/core';
 import { formatPkcs11Uri, parsePkcs11Uri, type KeyInfo, type SigningKeyStore } from '@fleetpki/hsm';
-import { appendAuditEvents, insertCa, listCas, withTransaction, type CaKind, type CaRecord, type Pool } from '@fleetpki/store';
+import type { CaKind, CaRecord } from '@fleetpki/store';
 import { assembleSignedCertificate, buildCaTbs, parseCaCertificate, type CaName } from '@fleetpki/x509';
 import { CA_IDS } from '../ca-ids.js';
 import { rootSigns } from './root-ceremonies.js';
 import { newSerial } from '../issuance/serials.js';
+import type { CaCeremonyStore } from './store.js';
 
 export interface CeremonyOptions {
-  readonly pool: Pool;
+  readonly store: CaCeremonyStore;
   /** Token of the offline root (config.rootTokenLabel), in its own HSM (openRemoteKeyStore). */
   readonly rootKeyStore: SigningKeyStore;
   /** The active site's token, holding the online CA keys. */
@@ -61,7 +62,7 @@ export async function verifyCaKeys(records: readonly CaRecord[], stores: readonl
  * Run again, it changes nothing: it checks that every key still matches its certificate.
  */
 export async function runCeremony(options: CeremonyOptions): Promise<CeremonyResult> {
-  const existing = await listCas(options.pool);
+  const existing = await options.store.listCas();
   if (existing.length > 0) {
     await verifyCaKeys(existing, [options.rootKeyStore, options.siteKeyStore]);
     return { created: false, chain: existing };
@@ -106,13 +107,8 @@ export async function runCeremony(options: CeremonyOptions): Promise<CeremonyRes
       notAfter: parsed.notAfter,
     });
   }
-  await withTransaction(options.pool, async (client) => {
-    for (const record of records) await insertCa(client, record);
-    await appendAuditEvents(client, [
-      { site: options.site, actor: options.actor, action: 'ceremony.init', subject: CA_IDS.root, details: { cas: records.map((r) => ({ id: r.id, subject: r.subjectDn, keyUri: r.keyUri })) } },
-    ]);
-  });
-  return { created: true, chain: await listCas(options.pool) };
+  await options.store.recordCas(records, { site: options.site, actor: options.actor, action: 'ceremony.init', subject: CA_IDS.root, details: { cas: records.map((r) => ({ id: r.id, subject: r.subjectDn, keyUri: r.keyUri })) } });
+  return { created: true, chain: await options.store.listCas() };
 }
 
 /**
@@ -127,4 +123,11 @@ async function ensureKey(store: SigningKeyStore, label: string, cloneable: boole
     throw new FleetError('HSM_KEY_WEAK', `token "${store.tokenLabel}" already holds a key "${label}" that can leave it wrapped under any key (CKA_WRAP_WITH_TRUSTED off); run \`pnpm fleetpki hsm check\``);
   }
   return info;
+}
+
+/** The certificate of CA `id` (for chains written to files); CA_NOT_FOUND before the ceremony. */
+export async function caCertificate(store: Pick<CaCeremonyStore, 'listCas'>, id: string): Promise<Buffer> {
+  const ca = (await store.listCas()).find((c) => c.id === id);
+  if (!ca) throw new FleetError('CA_NOT_FOUND', `no CA ${id}: run \`pnpm fleetpki ceremony init\` first`);
+  return ca.certificate;
 }

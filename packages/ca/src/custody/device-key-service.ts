@@ -1,8 +1,9 @@
 import { createPublicKey, randomUUID } from 'node:crypto';
 import { FleetError, eui64FromBytes, type DeviceKeyBundleHeader, type DeviceKeyLine, type SiteId } from '@fleetpki/core';
-import { diversificationData, type DeviceKeyRole, type KeyStore } from '@fleetpki/hsm';
-import { appendAuditEvents, getManufacturerTransportKey, insertMasterKey, listMasterKeys, saveDeviceKeyChecks, withTransaction, type Pool } from '@fleetpki/store';
-import { assertDevicesOwned } from '../issuance/device-ownership.js';
+import { diversificationData, type DeviceKeyHsm, type DeviceKeyRole, type MasterKeyStore } from '@fleetpki/hsm';
+import type { Pool } from '@fleetpki/store';
+import { custodyStoreOf } from './postgres-store.js';
+import type { DeviceKeyStore } from './store.js';
 
 export const DEVICE_KEY_ROLES: readonly DeviceKeyRole[] = ['mac', 'enc'];
 
@@ -43,6 +44,11 @@ export function transportPoint(spki: Buffer): Buffer {
   return Buffer.concat([Buffer.from([0x04]), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]);
 }
 
+/** Does `role` have an active master key (then a new one is a rotation, under dual control)? */
+export async function hasActiveMasterKey(store: Pick<DeviceKeyStore, 'listMasterKeys'>, role: DeviceKeyRole): Promise<boolean> {
+  return (await store.listMasterKeys()).some((m) => m.role === role && m.status === 'active');
+}
+
 /**
  * Per-device symmetric keys: master keys per role and version live in the HSM; each device key is
  * diversified there and leaves wrapped under a transport key agreed with the factory (ephemeral-static
@@ -50,24 +56,26 @@ export function transportPoint(spki: Buffer): Buffer {
  */
 export class DeviceKeyService {
   private openBundles = 0;
+  private readonly store: DeviceKeyStore;
 
+  /** `source`: the port, or (transitional, for callers not moved yet) a pool it is built on. */
   constructor(
-    private readonly pool: Pool,
-    private readonly keyStore: KeyStore,
+    source: DeviceKeyStore | Pool,
+    private readonly keyStore: MasterKeyStore & DeviceKeyHsm,
     private readonly site: SiteId,
     private readonly limits: DeviceKeyBundleLimits = DEFAULT_DEVICE_KEY_BUNDLE_LIMITS,
-  ) {}
+  ) {
+    this.store = custodyStoreOf(source);
+  }
+
 
   /** A new master key version for `role`, generated in the HSM; earlier versions stay for existing devices. */
   async createMasterKey(role: DeviceKeyRole, actor: string): Promise<{ role: DeviceKeyRole; version: number; label: string }> {
     if (!DEVICE_KEY_ROLES.includes(role)) throw new FleetError('DEVICE_KEY_ROLE_INVALID', `device key role must be one of ${DEVICE_KEY_ROLES.join(', ')}`, { httpStatus: 400 });
-    const version = Math.max(0, ...(await listMasterKeys(this.pool)).filter((m) => m.role === role).map((m) => m.version)) + 1;
+    const version = Math.max(0, ...(await this.store.listMasterKeys()).filter((m) => m.role === role).map((m) => m.version)) + 1;
     const label = `dk-${role}-v${version}`;
     const { id } = await this.keyStore.generateMasterKey(label);
-    await withTransaction(this.pool, async (client) => {
-      await insertMasterKey(client, role, version, label, id);
-      await appendAuditEvents(client, [{ site: this.site, actor, action: 'device-key.master.create', subject: label, details: { role, version } }]);
-    });
+    await this.store.recordMasterKey(role, version, label, id, { site: this.site, actor, action: 'device-key.master.create', subject: label, details: { role, version } });
     return { role, version, label };
   }
 
@@ -105,18 +113,18 @@ export class DeviceKeyService {
   }
 
   private async makeBundle(request: DeviceKeyBundleRequest, events: { onExpired?: () => void; onSessionClosed?: () => void } = {}): Promise<OpenBundle> {
-    const spki = await getManufacturerTransportKey(this.pool, request.manufacturerId);
+    const spki = await this.store.manufacturerTransportKey(request.manufacturerId);
     if (spki === undefined) throw new FleetError('MANUFACTURER_NOT_FOUND', `no manufacturer ${request.manufacturerId}`, { httpStatus: 404 });
     if (spki === null) throw new FleetError('TRANSPORT_KEY_MISSING', `manufacturer ${request.manufacturerId} has no registered transport key: \`pnpm fleetpki manufacturers set-transport-key\``, { httpStatus: 409 });
     if (request.roles.length === 0 || request.roles.some((r) => !DEVICE_KEY_ROLES.includes(r))) throw new FleetError('DEVICE_KEY_ROLE_INVALID', `device key roles must be among ${DEVICE_KEY_ROLES.join(', ')}`, { httpStatus: 400 });
-    const active = new Map((await listMasterKeys(this.pool)).filter((m) => m.status === 'active').map((m) => [m.role, m]));
+    const active = new Map((await this.store.listMasterKeys()).filter((m) => m.status === 'active').map((m) => [m.role, m]));
     for (const role of request.roles) if (!active.has(role)) throw new FleetError('DEVICE_MASTER_KEY_MISSING', `no active ${role} master key: \`pnpm fleetpki keys master create --role ${role}\``, { httpStatus: 409 });
     // Devices known up front are refused before the HSM agrees a transport key, and before a bundle is audited as handed out.
-    if (request.devices) await assertDevicesOwned(this.pool, request.manufacturerId, request.devices);
+    if (request.devices) await this.store.assertDevicesOwned(request.manufacturerId, request.devices);
     const context = request.context ?? randomUUID();
     const contextBytes = Buffer.from(`${request.manufacturerId}/${context}`);
     const transport = await this.keyStore.openDeviceKeyTransport(transportPoint(spki), contextBytes);
-    const pool = this.pool;
+    const store = this.store;
     const maxMs = this.limits.maxMs;
     let devices = 0;
     let expired = false;
@@ -131,7 +139,7 @@ export class DeviceKeyService {
           await transport.close();
         } finally {
           events.onSessionClosed?.();
-          await appendAuditEvents(pool, [{ site: this.site, actor: request.actor, action: 'device-key.bundle', subject: context, details: { manufacturer: request.manufacturerId, devices, roles: request.roles, ...(expired ? { expired: true, maxSeconds: maxMs / 1000 } : {}) } }]);
+          await store.appendAudit({ site: this.site, actor: request.actor, action: 'device-key.bundle', subject: context, details: { manufacturer: request.manufacturerId, devices, roles: request.roles, ...(expired ? { expired: true, maxSeconds: maxMs / 1000 } : {}) } });
         }
       })());
     const deadline = setTimeout(() => {
@@ -161,10 +169,10 @@ export class DeviceKeyService {
         const work = (async () => {
           // Only the manufacturer's own devices: inside its EUI-64 ranges, registered to nobody else (checked
           // already when these are the devices given up front).
-          if (eui64s !== request.devices) await assertDevicesOwned(pool, request.manufacturerId, eui64s);
+          if (eui64s !== request.devices) await store.assertDevicesOwned(request.manufacturerId, eui64s);
           const items = eui64s.flatMap((eui64) => request.roles.map((role) => ({ eui64, role, master: active.get(role)! })));
           const wrapped = await transport.wrapDeviceKeys(items.map((i) => ({ masterLabel: i.master.keyLabel, data: diversificationData(i.eui64, i.role, i.master.version, 1) })));
-          await saveDeviceKeyChecks(pool, context, items.map((item, k) => ({ eui64: item.eui64, role: item.role, version: item.master.version, kcv: wrapped[k]!.kcv })));
+          await store.saveDeviceKeyChecks(context, items.map((item, k) => ({ eui64: item.eui64, role: item.role, version: item.master.version, kcv: wrapped[k]!.kcv })));
           devices += eui64s.length;
           return items.map((item, k) => ({ type: 'device-key' as const, eui64: eui64FromBytes(item.eui64), role: item.role, version: item.master.version, wrapped: wrapped[k]!.wrapped.toString('base64'), kcv: wrapped[k]!.kcv.toString('hex') }));
         })();

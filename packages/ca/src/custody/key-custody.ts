@@ -1,8 +1,9 @@
 import { createHash, createHmac, createPublicKey, randomBytes, randomUUID, timingSafeEqual, verify } from 'node:crypto';
 import { combine, split } from 'shamir-secret-sharing';
 import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
-import { parsePkcs11Uri, type CustodyWrapResult, type KeyRef, type KeyStore } from '@fleetpki/hsm';
-import { appendAuditEvents, getKek, insertKek, insertKeyBackup, listCas, listKeyBackups, listMasterKeys, withTransaction, type Pool } from '@fleetpki/store';
+import { parsePkcs11Uri, type CustodyWrapResult, type KeyRef, type CustodyKeyStore } from '@fleetpki/hsm';
+import type { KeyBackupRecord } from '@fleetpki/store';
+import type { KeyCustodyStore } from './store.js';
 
 export const SHARE_FORMAT = 'fleetpki-kek-share/1';
 
@@ -23,8 +24,8 @@ export function kekCheckValue(kek: Uint8Array): Buffer {
 }
 
 /** The site token's CA keys (every CA but the offline root, which never leaves its token, and revoked CAs, which sign nothing more). */
-async function siteCaKeys(pool: Pool, tokenLabel: string): Promise<KeyRef[]> {
-  return (await listCas(pool))
+async function siteCaKeys(store: KeyCustodyStore, tokenLabel: string): Promise<KeyRef[]> {
+  return (await store.listCas())
     .filter((ca) => ca.kind !== 'root' && ca.status !== 'revoked')
     .map((ca) => parsePkcs11Uri(ca.keyUri))
     .filter((uri) => uri.token === tokenLabel)
@@ -55,17 +56,17 @@ export type CustodyWrap = (kek: Uint8Array, keys: { privateKeys: KeyRef[]; secre
  * key-encryption key (README "Key protection").
  */
 export async function createKeyCustody(
-  pool: Pool,
+  store: KeyCustodyStore,
   options: { custodians: number; threshold: number; site: SiteId; tokenLabel: string; actor: string; wrap: CustodyWrap },
 ): Promise<{ kekId: string; shares: CustodianShare[]; keys: string[] }> {
   const { custodians, threshold } = options;
   if (!Number.isInteger(custodians) || !Number.isInteger(threshold) || threshold < 2 || custodians < threshold || custodians > 20) {
     throw new FleetError('CUSTODY_INVALID', `need 2 <= threshold <= custodians <= 20 (got ${threshold} of ${custodians})`, { httpStatus: 400 });
   }
-  const caKeys = await siteCaKeys(pool, options.tokenLabel);
+  const caKeys = await siteCaKeys(store, options.tokenLabel);
   if (caKeys.length === 0) throw new FleetError('CA_NOT_INITIALISED', `no CA keys in token "${options.tokenLabel}": run \`pnpm fleetpki ceremony init\` first`);
   // Device master keys (hybrid keys) go the same way, so the standby can issue device keys too.
-  const masterKeys = (await listMasterKeys(pool)).map((m) => ({ label: m.keyLabel, ...(m.keyObjectId ? { id: m.keyObjectId } : {}) }));
+  const masterKeys = (await store.listMasterKeys()).map((m) => ({ label: m.keyLabel, ...(m.keyObjectId ? { id: m.keyObjectId } : {}) }));
   const kek = randomBytes(32);
   try {
     const kekId = randomUUID();
@@ -74,11 +75,16 @@ export async function createKeyCustody(
     const secret = new Uint8Array(kek);
     const parts = await split(secret, custodians, threshold);
     secret.fill(0);
-    await withTransaction(pool, async (client) => {
-      await insertKek(client, { id: kekId, custodians, threshold, kekCheck: kekCheckValue(kek) });
-      for (const w of wrapped) await insertKeyBackup(client, { kekId, keyLabel: w.label, keyObjectId: w.id, keyClass: 'private', mechanism: w.mechanism, wrapped: w.wrapped, publicKeySpki: w.publicKeySpki });
-      for (const m of masters) await insertKeyBackup(client, { kekId, keyLabel: m.label, keyObjectId: m.id, keyClass: 'secret', mechanism: 'aes-key-wrap', wrapped: m.wrapped, checkValue: m.checkValue });
-      await appendAuditEvents(client, [{ site: options.site, actor: options.actor, action: 'custody.create', subject: kekId, details: { custodians, threshold, keys: [...wrapped.map((w) => w.label), ...masters.map((m) => m.label)], kek: "trusted session object of the ceremony's own HSM process, destroyed after wrapping" } }]);
+    const backups: KeyBackupRecord[] = [
+      ...wrapped.map((w) => ({ kekId, keyLabel: w.label, keyObjectId: w.id, keyClass: 'private' as const, mechanism: w.mechanism, wrapped: w.wrapped, publicKeySpki: w.publicKeySpki })),
+      ...masters.map((m) => ({ kekId, keyLabel: m.label, keyObjectId: m.id, keyClass: 'secret' as const, mechanism: 'aes-key-wrap' as const, wrapped: m.wrapped, checkValue: m.checkValue })),
+    ];
+    await store.recordCustody({ id: kekId, custodians, threshold, kekCheck: kekCheckValue(kek) }, backups, {
+      site: options.site,
+      actor: options.actor,
+      action: 'custody.create',
+      subject: kekId,
+      details: { custodians, threshold, keys: [...wrapped.map((w) => w.label), ...masters.map((m) => m.label)], kek: "trusted session object of the ceremony's own HSM process, destroyed after wrapping" },
     });
     const shares = parts.map((p, i) => ({ format: SHARE_FORMAT, kekId, custodian: i + 1, custodians, threshold, share: Buffer.from(p).toString('base64') }) as const);
     return { kekId, shares, keys: [...wrapped.map((w) => w.label), ...masters.map((m) => m.label)] };
@@ -116,11 +122,11 @@ export interface RestoreReport {
  * signatures that verify under the public key recorded at wrapping time. Keys already present are
  * checked, not replaced. Reads only: works against a hot standby.
  */
-export async function restoreKeysFromShares(pool: Pool, keyStore: KeyStore, shares: readonly CustodianShare[]): Promise<RestoreReport> {
+export async function restoreKeysFromShares(store: KeyCustodyStore, keyStore: CustodyKeyStore, shares: readonly CustodianShare[]): Promise<RestoreReport> {
   if (shares.length === 0) throw new FleetError('CUSTODY_SHARES_INSUFFICIENT', 'no shares given', { httpStatus: 400 });
   const kekId = shares[0]!.kekId;
   if (shares.some((s) => s.kekId !== kekId)) throw new FleetError('CUSTODY_SHARES_MISMATCH', 'the shares belong to different key-encryption keys', { httpStatus: 400 });
-  const kekRecord = await getKek(pool, kekId);
+  const kekRecord = await store.getKek(kekId);
   if (!kekRecord) throw new FleetError('CUSTODY_KEK_UNKNOWN', `no key-encryption key ${kekId} in this site's store (was the custody ceremony run, and has it replicated?)`, { httpStatus: 404 });
   const distinct = new Map(shares.map((s) => [s.custodian, s]));
   if (distinct.size < kekRecord.threshold) {
@@ -133,7 +139,7 @@ export async function restoreKeysFromShares(pool: Pool, keyStore: KeyStore, shar
     }
     const restored: string[] = [];
     const alreadyPresent: string[] = [];
-    for (const backup of await listKeyBackups(pool, kekId)) {
+    for (const backup of await store.listKeyBackups(kekId)) {
       const ref = { label: backup.keyLabel, id: backup.keyObjectId ?? legacyKeyId(backup.keyLabel) };
       if (backup.keyClass === 'secret') {
         const present = await keyStore.hasSecretKey(backup.keyLabel);

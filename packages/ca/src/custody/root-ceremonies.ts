@@ -1,10 +1,11 @@
 import { createPublicKey, verify } from 'node:crypto';
 import { FleetError, type SiteId } from '@fleetpki/core';
 import { formatPkcs11Uri, parsePkcs11Uri, type Signer, type SigningKeyStore } from '@fleetpki/hsm';
-import { appendAuditEvents, insertCa, listCas, nextCrlNumber, previousCaCertificates, renewCaCertificate, saveCrl, withTransaction, type CaKind, type CaRecord, type Pool } from '@fleetpki/store';
+import type { CaKind, CaRecord } from '@fleetpki/store';
 import { assembleSignedCertificate, buildCaTbs, buildCrlTbs, parseCaCertificate, type CaName, type CrlEntry } from '@fleetpki/x509';
 import { CA_IDS } from '../ca-ids.js';
 import { newSerial } from '../issuance/serials.js';
+import type { CaCeremonyStore, RootCeremonyStore } from './store.js';
 
 /**
  * What only the offline root signs, each a ceremony run by custodians at the CLI with the root's HSM
@@ -12,7 +13,7 @@ import { newSerial } from '../issuance/serials.js';
  * CA certificates (ARL, RFC 5280 5.2.5 onlyContainsCACerts), published beside the device CRLs.
  */
 export interface RootCeremony {
-  readonly pool: Pool;
+  readonly store: RootCeremonyStore;
   /** The offline root's key store (openRootKeyStore), opened with the custodians' PIN. */
   readonly rootKeyStore: SigningKeyStore;
   readonly site: SiteId;
@@ -21,8 +22,8 @@ export interface RootCeremony {
 }
 
 /** The root's record and a signer for its key (found by the label and CKA_ID its URI records). */
-export async function rootSigner(pool: Pool, rootKeyStore: SigningKeyStore): Promise<{ root: CaRecord; signer: Signer }> {
-  const root = (await listCas(pool)).find((c) => c.kind === 'root');
+export async function rootSigner(store: Pick<CaCeremonyStore, 'listCas'>, rootKeyStore: SigningKeyStore): Promise<{ root: CaRecord; signer: Signer }> {
+  const root = (await store.listCas()).find((c) => c.kind === 'root');
   if (!root) throw new FleetError('CA_NOT_INITIALISED', 'no root CA in the store: run `pnpm fleetpki ceremony init` first');
   const uri = parsePkcs11Uri(root.keyUri);
   const signer = await rootKeyStore.getSigner({ label: uri.object, ...(uri.id ? { id: uri.id } : {}) });
@@ -47,8 +48,8 @@ export async function createSubordinateCa(
   ceremony: RootCeremony & { siteKeyStore: SigningKeyStore; id: string; kind: Exclude<CaKind, 'root'>; name: CaName; years: number; serialPrefix: number },
 ): Promise<CaRecord> {
   if (!/^[a-z][a-z0-9]{1,15}$/.test(ceremony.id)) throw new FleetError('CA_ID_INVALID', `a CA id is 2-16 lower-case letters and digits starting with a letter (it appears in CRL URLs), got "${ceremony.id}"`, { httpStatus: 400 });
-  if ((await listCas(ceremony.pool)).some((c) => c.id === ceremony.id)) throw new FleetError('CA_EXISTS', `CA ${ceremony.id} exists already`, { httpStatus: 409 });
-  const { root, signer } = await rootSigner(ceremony.pool, ceremony.rootKeyStore);
+  if ((await ceremony.store.listCas()).some((c) => c.id === ceremony.id)) throw new FleetError('CA_EXISTS', `CA ${ceremony.id} exists already`, { httpStatus: 409 });
+  const { root, signer } = await rootSigner(ceremony.store, ceremony.rootKeyStore);
   const rootCertificate = parseCaCertificate(root.certificate);
   const key = await ceremony.siteKeyStore.generateSigningKey(ceremony.id, { cloneable: true });
   const now = new Date(Math.floor((ceremony.now ?? new Date()).getTime() / 1000) * 1000);
@@ -58,10 +59,7 @@ export async function createSubordinateCa(
   const certificate = assembleSignedCertificate(tbs.der, await rootSigns(signer, tbs.der, `CA ${ceremony.id}`));
   const parsed = parseCaCertificate(certificate);
   const record = { id: ceremony.id, kind: ceremony.kind, parentId: root.id, subjectDn: parsed.subjectText, keyUri: formatPkcs11Uri({ token: ceremony.siteKeyStore.tokenLabel, object: key.label, id: key.id, type: 'private' }), keyId: tbs.keyId, certificate, notAfter: parsed.notAfter };
-  await withTransaction(ceremony.pool, async (client) => {
-    await insertCa(client, record);
-    await appendAuditEvents(client, [{ site: ceremony.site, actor: ceremony.actor, action: 'ceremony.new-ca', subject: ceremony.id, details: { kind: ceremony.kind, subject: record.subjectDn, keyUri: record.keyUri } }]);
-  });
+  await ceremony.store.recordCas([record], { site: ceremony.site, actor: ceremony.actor, action: 'ceremony.new-ca', subject: ceremony.id, details: { kind: ceremony.kind, subject: record.subjectDn, keyUri: record.keyUri } });
   return { ...record, status: 'active' };
 }
 
@@ -71,10 +69,10 @@ export async function createSubordinateCa(
  * The previous certificate goes into the CA's history (the ARL lists it too if the CA is revoked).
  */
 export async function renewSubordinateCa(ceremony: RootCeremony & { caId: string; years: number; serialPrefix: number }): Promise<CaRecord> {
-  const ca = (await listCas(ceremony.pool)).find((c) => c.id === ceremony.caId);
+  const ca = (await ceremony.store.listCas()).find((c) => c.id === ceremony.caId);
   if (!ca || ca.kind === 'root') throw new FleetError('CA_NOT_FOUND', `no subordinate CA ${ceremony.caId.slice(0, 40)}`, { httpStatus: 404 });
   if (ca.status === 'revoked') throw new FleetError('CA_NOT_ACTIVE', `CA ${ca.id} is revoked; it is not renewed`, { httpStatus: 409 });
-  const { root, signer } = await rootSigner(ceremony.pool, ceremony.rootKeyStore);
+  const { root, signer } = await rootSigner(ceremony.store, ceremony.rootKeyStore);
   const rootCertificate = parseCaCertificate(root.certificate);
   const current = parseCaCertificate(ca.certificate);
   const now = new Date(Math.floor((ceremony.now ?? new Date()).getTime() / 1000) * 1000);
@@ -82,10 +80,7 @@ export async function renewSubordinateCa(ceremony: RootCeremony & { caId: string
   notAfter.setUTCFullYear(notAfter.getUTCFullYear() + ceremony.years);
   const tbs = buildCaTbs({ subjectDer: current.subjectDer, issuerSubjectDer: rootCertificate.subjectDer, issuerKeyId: rootCertificate.keyId, serial: newSerial(ceremony.serialPrefix), notBefore: now, notAfter, publicKeySpki: current.publicKeySpki, pathLength: 0 });
   const certificate = assembleSignedCertificate(tbs.der, await rootSigns(signer, tbs.der, `the renewal of CA ${ca.id}`));
-  await withTransaction(ceremony.pool, async (client) => {
-    await renewCaCertificate(client, ca.id, certificate, notAfter);
-    await appendAuditEvents(client, [{ site: ceremony.site, actor: ceremony.actor, action: 'ceremony.renew-ca', subject: ca.id, details: { previousSerial: current.serial.toString('hex'), serial: parseCaCertificate(certificate).serial.toString('hex'), notAfter: notAfter.toISOString() } }]);
-  });
+  await ceremony.store.renewCa(ca.id, certificate, notAfter, { site: ceremony.site, actor: ceremony.actor, action: 'ceremony.renew-ca', subject: ca.id, details: { previousSerial: current.serial.toString('hex'), serial: parseCaCertificate(certificate).serial.toString('hex'), notAfter: notAfter.toISOString() } });
   return { ...ca, certificate, notAfter };
 }
 
@@ -109,26 +104,27 @@ export interface ArlResult {
  * (default 180) and the ceremony runs again after any CA revocation and before that date.
  */
 export async function publishAuthorityRevocationList(ceremony: RootCeremony & { validityDays?: number }): Promise<ArlResult> {
-  const { root, signer } = await rootSigner(ceremony.pool, ceremony.rootKeyStore);
+  const { root, signer } = await rootSigner(ceremony.store, ceremony.rootKeyStore);
   const rootCertificate = parseCaCertificate(root.certificate);
-  const revoked = (await listCas(ceremony.pool)).filter((c) => c.parentId === root.id && c.status === 'revoked');
+  const revoked = (await ceremony.store.listCas()).filter((c) => c.parentId === root.id && c.status === 'revoked');
   const entries: (CrlEntry & { caId: string })[] = [];
   for (const c of revoked) {
     // Every certificate the CA had, renewals included: any of them would otherwise still chain.
-    for (const certificate of [c.certificate, ...(await previousCaCertificates(ceremony.pool, c.id))]) {
+    for (const certificate of [c.certificate, ...(await ceremony.store.previousCaCertificates(c.id))]) {
       entries.push({ caId: c.id, serial: parseCaCertificate(certificate).serial, revokedAt: c.revokedAt ?? new Date(0), reason: c.revocationReason ?? 0 });
     }
   }
   entries.sort((a, b) => Buffer.compare(a.serial, b.serial));
   const thisUpdate = new Date(Math.floor((ceremony.now ?? new Date()).getTime() / 1000) * 1000);
   const nextUpdate = new Date(thisUpdate.getTime() + (ceremony.validityDays ?? 180) * 86_400_000);
-  return withTransaction(ceremony.pool, async (client) => {
-    const crlNumber = await nextCrlNumber(client, root.id);
+  return ceremony.store.publishCrl(root.id, async (crlNumber) => {
     const tbs = buildCrlTbs({ issuerSubjectDer: rootCertificate.subjectDer, issuerKeyId: rootCertificate.keyId, thisUpdate, nextUpdate, crlNumber, scope: { caCertsOnly: true }, entries });
     const der = assembleSignedCertificate(tbs, await rootSigns(signer, tbs, 'the ARL'));
-    await saveCrl(client, { caId: root.id, shard: 0, kind: 'full', crlNumber, baseNumber: null, thisUpdate, nextUpdate, coversUntil: thisUpdate, entries: entries.length, der });
     const listed = entries.map((e) => ({ caId: e.caId, serial: e.serial.toString('hex'), reason: e.reason }));
-    await appendAuditEvents(client, [{ site: ceremony.site, actor: ceremony.actor, action: 'ceremony.arl', subject: root.id, details: { crlNumber: crlNumber.toString(), revoked: listed, nextUpdate: nextUpdate.toISOString() } }]);
-    return { crlNumber, entries: listed, thisUpdate, nextUpdate, der };
+    return {
+      crl: { caId: root.id, shard: 0, kind: 'full', baseNumber: null, thisUpdate, nextUpdate, coversUntil: thisUpdate, entries: entries.length, der },
+      event: { site: ceremony.site, actor: ceremony.actor, action: 'ceremony.arl', subject: root.id, details: { crlNumber: crlNumber.toString(), revoked: listed, nextUpdate: nextUpdate.toISOString() } },
+      result: { crlNumber, entries: listed, thisUpdate, nextUpdate, der },
+    };
   });
 }

@@ -20,14 +20,12 @@ import {
   isUniqueViolation,
   listBatchDevices,
   listBatches,
-  listCas,
   listDeviceCertificates,
   listUnfinishedChunks,
   loadChunkWork,
   noteChunkError,
   readBatchProgress,
   readBatchResults,
-  readSiteStates,
   recordChunkIntents,
   recordIntents,
   retireIntent,
@@ -46,7 +44,6 @@ import type {
   DeviceOwnershipStore,
   EnrolmentStore,
   ManifestKeyStore,
-  SiteIssuerStore,
 } from './store.js';
 
 /*
@@ -102,10 +99,6 @@ export function postgresManifestKeyStore(db: Queryable): ManifestKeyStore {
 
 export function postgresDeviceOwnershipStore(db: Queryable): DeviceOwnershipStore {
   return { findDeviceNotOwned: (manufacturerId, eui64s) => findDeviceNotOwned(db, manufacturerId, eui64s) };
-}
-
-export function postgresSiteIssuerStore(db: Queryable): SiteIssuerStore {
-  return { listCas: () => listCas(db), readSiteStates: () => readSiteStates(db) };
 }
 
 export function postgresBatchReadStore(db: Queryable): BatchReadStore {

@@ -1,9 +1,10 @@
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import type { KeyStore } from '@fleetpki/hsm';
+import type { SigningKeyStore } from '@fleetpki/hsm';
 import type { CaRecord, Pool } from '@fleetpki/store';
 import { CA_IDS } from '../ca-ids.js';
+import { siteStoreOf } from '../sites/postgres-store.js';
+import type { SiteIssuerStore } from '../sites/store.js';
 import { openIssuingCa, type IssuingCa } from './issuing-ca.js';
-import { postgresSiteIssuerStore } from './postgres-store.js';
 
 export interface SiteIssuer {
   readonly ca: IssuingCa;
@@ -15,9 +16,9 @@ export interface SiteIssuer {
  * The device issuing CA as this site's services use it: its record from the store, its key in the
  * site's token (checked against the certificate), and the site's serial prefix.
  */
-export async function loadSiteIssuer(config: FleetConfig, pool: Pool, keyStore: KeyStore): Promise<SiteIssuer> {
+export async function loadSiteIssuer(config: FleetConfig, source: SiteIssuerStore | Pool, keyStore: SigningKeyStore): Promise<SiteIssuer> {
+  const store = siteStoreOf(source);
   const site = config.sites[config.site];
-  const store = postgresSiteIssuerStore(pool);
   const cas = await store.listCas();
   const record = cas.find((c) => c.id === CA_IDS.deviceIssuing);
   const root = cas.find((c) => c.id === CA_IDS.root);

@@ -5,7 +5,6 @@ import type {
   BatchProgress,
   BatchRecord,
   BatchResultRow,
-  CaRecord,
   CertificateRow,
   ChunkCertificate,
   ChunkIntent,
@@ -17,7 +16,6 @@ import type {
   ItemConflict,
   PresentedCertificate,
   RetireReason,
-  SiteStateRecord,
   StaleIntentScan,
   StoredCertificate,
   finaliseBatch,
@@ -91,12 +89,6 @@ export interface ManifestKeyStore {
 /** Whose devices these are (EUI-64 ranges): the first one not `manufacturerId`'s, and why. */
 export interface DeviceOwnershipStore {
   findDeviceNotOwned(manufacturerId: string, eui64s: readonly Buffer[]): Promise<{ eui64: Buffer; refusal: DeviceRefusal } | undefined>;
-}
-
-/** The CA records and site states a site's issuer is loaded from. */
-export interface SiteIssuerStore {
-  listCas(): Promise<CaRecord[]>;
-  readSiteStates(): Promise<SiteStateRecord[]>;
 }
 
 /** The reads behind a batch's progress, results and device keys (BatchReads). */

@@ -1,6 +1,8 @@
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { isInRecovery, listCas, syncStandbyState, type Pool } from '@fleetpki/store';
+import type { Pool } from '@fleetpki/store';
+import { siteStoreOf } from './postgres-store.js';
 import type { SiteLease } from './site-lease.js';
+import type { CaStatusStore, SiteGuardStore } from './store.js';
 
 /**
  * Writes go to the active site only, and only while it holds its lease. A site whose database is a hot
@@ -19,12 +21,16 @@ export class SiteGuard {
   private blockCheck: Promise<{ since: Date } | undefined> | undefined;
   /** Told when writes become blocked or flow again (the service logs it at error and sets a metric). */
   onWritesBlocked: (blocked: { since: Date } | undefined) => void = () => undefined;
+  private readonly store: SiteGuardStore;
 
+  /** `source`: the port, or (transitional, for callers not moved yet) a pool it is built on. */
   constructor(
-    private readonly pool: Pool,
+    source: SiteGuardStore | Pool,
     private readonly config: FleetConfig,
     readonly lease?: SiteLease,
-  ) {}
+  ) {
+    this.store = siteStoreOf(source);
+  }
 
   /**
    * Are writes blocked here: a primary whose commits wait for a synchronous standby and none is streaming,
@@ -35,7 +41,7 @@ export class SiteGuard {
     if (!fresh && performance.now() - this.blockCheckedAt < 500) return this.blocked;
     this.blockCheck ??= (async () => {
       try {
-        const state = await syncStandbyState(this.pool);
+        const state = await this.store.syncStandbyState();
         // Silent for longer than a write may wait: frozen or cut off, even if its walsender still streams.
         const silent = state.replyAgeMs !== null && state.replyAgeMs > this.config.writeWaitMs;
         const blocked = state.required && (!state.connected || silent);
@@ -70,7 +76,7 @@ export class SiteGuard {
     // One query however many requests ask at once: every route asks, and the pool is the reserved one.
     this.standbyCheck ??= (async () => {
       try {
-        this.standby = await isInRecovery(this.pool);
+        this.standby = await this.store.isInRecovery();
         this.checkedAt = performance.now();
         return this.standby;
       } finally {
@@ -104,12 +110,16 @@ export class SiteGuard {
 export class CaStatusGuard {
   private statuses = new Map<string, string>();
   private checkedAt = Number.NEGATIVE_INFINITY;
+  private readonly store: CaStatusStore;
 
-  constructor(private readonly pool: Pool) {}
+  /** `source`: the port, or (transitional) a pool it is built on. */
+  constructor(source: CaStatusStore | Pool) {
+    this.store = siteStoreOf(source);
+  }
 
   async assertActive(caId: string): Promise<void> {
     if (performance.now() - this.checkedAt > 1_000) {
-      this.statuses = new Map((await listCas(this.pool)).map((c) => [c.id, c.status]));
+      this.statuses = new Map((await this.store.listCas()).map((c) => [c.id, c.status]));
       this.checkedAt = performance.now();
     }
     const status = this.statuses.get(caId);

@@ -1,6 +1,7 @@
 import { CaSiteReader, lsnAtLeast, openConsensus, type CaSiteState } from '@fleetpki/consensus';
 import type { FleetConfig, SiteId } from '@fleetpki/core';
-import { LeaseConnection } from '@fleetpki/store';
+import { openLeaseDatabase } from './postgres-store.js';
+import type { LeaseDatabase } from './store.js';
 
 /**
  * Who may act as the CA, as one process sees it. etcd decides (three members: both sites and a
@@ -61,7 +62,7 @@ export interface SiteObserver {
 
 /** etcd (a linearizable read) and the site's own database. */
 class EtcdAndDatabaseObserver implements SiteObserver {
-  private readonly db: LeaseConnection;
+  private readonly db: LeaseDatabase;
   private readonly consensus;
   private readonly reader: CaSiteReader;
 
@@ -71,7 +72,7 @@ class EtcdAndDatabaseObserver implements SiteObserver {
     connectionString: string,
     private readonly leaseMs: number,
   ) {
-    this.db = new LeaseConnection(connectionString, `fleetpki-lease-${site}`, 2_000);
+    this.db = openLeaseDatabase(connectionString, site);
     this.consensus = openConsensus(config, 'service', Math.max(500, Math.floor(leaseMs / 3)));
     this.reader = new CaSiteReader(this.consensus, config);
   }

@@ -3,9 +3,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError } from '@fleetpki/core';
-import { arlUrl, createSubordinateCa, publishAuthorityRevocationList, renewSubordinateCa, runCeremony, auditActor } from '@fleetpki/ca';
+import { arlUrl, createSubordinateCa, hardenTokenKeys, moveRootToken, postgresCustodyStore, postgresSiteStore, publishAuthorityRevocationList, readSiteState, renewSubordinateCa, runCeremony, auditActor } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
-import { appendAuditEvents, readSiteStates } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
 import { hardenSiteKeys, migrateRootToken, openRootKeyStore } from '@fleetpki/sites';
 import { requireOfficer, withDatabase } from '../context.js';
@@ -22,7 +21,7 @@ export function registerCeremonyCommands(program: Command): void {
   ).action(async (options: { out?: string; tokenFile?: string; rootPinFile?: string }) => {
       await withDatabase(async ({ config, pool }) => {
         const site = config.sites[config.site];
-        const state = (await readSiteStates(pool)).find((s) => s.site === site.id);
+        const state = await readSiteState(postgresSiteStore(pool), site.id);
         if (!state) throw new FleetError('SITE_STATE_MISSING', `no site_state row for site ${site.id}: run \`pnpm fleetpki db migrate\``);
         if (state.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is ${state.role}; run the ceremony on the active site`);
         const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'the key ceremony');
@@ -30,7 +29,7 @@ export function registerCeremonyCommands(program: Command): void {
         let siteKeyStore: Awaited<ReturnType<typeof openSiteKeyStore>> | undefined;
         try {
           siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 });
-          const result = await runCeremony({ pool, rootKeyStore, siteKeyStore, site: site.id, serialPrefix: state.serialPrefix, actor: auditActor(custodian) });
+          const result = await runCeremony({ store: postgresCustodyStore(pool), rootKeyStore, siteKeyStore, site: site.id, serialPrefix: state.serialPrefix, actor: auditActor(custodian) });
           console.log(result.created ? 'ceremony complete: CA hierarchy created' : 'CA hierarchy already exists; every CA key matches its certificate');
           for (const ca of result.chain) {
             const fingerprint = createHash('sha256').update(ca.certificate).digest('hex').toUpperCase().match(/../g)!.join(':');
@@ -59,8 +58,8 @@ export function registerCeremonyCommands(program: Command): void {
     .action(async (options: { tokenFile?: string }) => {
       await withDatabase(async ({ config, pool }) => {
         const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'hardening the HSM keys');
-        const report = await hardenSiteKeys(config, (line) => console.log(line));
-        await appendAuditEvents(pool, [{ site: config.site, actor: auditActor(custodian), action: 'hsm.harden', subject: config.sites[config.site].hsmTokenLabel, details: { restricted: report.restricted, movedPinFiles: report.movedPinFiles.length } }]);
+        const maintenance = { store: postgresCustodyStore(pool), site: config.site, actor: auditActor(custodian), tokenLabel: config.sites[config.site].hsmTokenLabel };
+        const report = await hardenTokenKeys(maintenance, () => hardenSiteKeys(config, (line) => console.log(line)));
         if (report.restricted.length === 0) console.log('no key was wrappable under any key; nothing to restrict');
         else console.log(`${report.restricted.length} key(s) made non-extractable: they cannot be cloned any more (rotate them to clone again: device master keys with \`keys master create\`; CA keys need a new CA generation, infra/README.md)`);
       });
@@ -72,9 +71,9 @@ export function registerCeremonyCommands(program: Command): void {
     .action(async (options: { tokenFile?: string }) => {
       await withDatabase(async ({ config, pool }) => {
         const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'moving the root token');
-        const outcome = await migrateRootToken(config, (line) => console.log(line));
-        if (outcome === 'moved') await appendAuditEvents(pool, [{ site: config.site, actor: auditActor(custodian), action: 'hsm.migrate-root', subject: config.rootTokenLabel, details: { to: config.rootHsm.dir } }]);
-        else console.log(`the root token ${config.rootTokenLabel} is not in site a's HSM: nothing to do`);
+        const maintenance = { store: postgresCustodyStore(pool), site: config.site, actor: auditActor(custodian), rootTokenLabel: config.rootTokenLabel, to: config.rootHsm.dir };
+        const outcome = await moveRootToken(maintenance, () => migrateRootToken(config, (line) => console.log(line)));
+        if (outcome !== 'moved') console.log(`the root token ${config.rootTokenLabel} is not in site a's HSM: nothing to do`);
       });
     });
   rootPinOption(
@@ -92,7 +91,7 @@ export function registerCeremonyCommands(program: Command): void {
     const kind = options.kind;
     await withDatabase(async ({ config, pool }) => {
       const site = config.sites[config.site];
-      const state = (await readSiteStates(pool)).find((s) => s.site === site.id);
+      const state = await readSiteState(postgresSiteStore(pool), site.id);
       if (state?.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is not the active site; run the ceremony there`);
       const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'a new CA');
       const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
@@ -101,7 +100,7 @@ export function registerCeremonyCommands(program: Command): void {
         throw err;
       });
       try {
-        const ca = await createSubordinateCa({ pool, rootKeyStore, siteKeyStore, site: site.id, actor: auditActor(custodian), id: options.id, kind, name: { commonName: options.name }, years: options.years, serialPrefix: state.serialPrefix });
+        const ca = await createSubordinateCa({ store: postgresCustodyStore(pool), rootKeyStore, siteKeyStore, site: site.id, actor: auditActor(custodian), id: options.id, kind, name: { commonName: options.name }, years: options.years, serialPrefix: state.serialPrefix });
         console.log(`CA ${ca.id} (${ca.kind}) created: ${ca.subjectDn}, key ${ca.keyUri}, expires ${ca.notAfter.toISOString()}`);
         if (options.out) writeFileSync(options.out, toPem(ca.certificate));
         console.log('run a custody ceremony next, so the standby site gets a clone of its key');
@@ -122,7 +121,7 @@ export function registerCeremonyCommands(program: Command): void {
       const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'signing the ARL');
       const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
       try {
-        const arl = await publishAuthorityRevocationList({ pool, rootKeyStore, site: config.site, actor: auditActor(custodian) });
+        const arl = await publishAuthorityRevocationList({ store: postgresCustodyStore(pool), rootKeyStore, site: config.site, actor: auditActor(custodian) });
         if (options.out) writeFileSync(options.out, arl.der);
         console.log(`ARL number ${arl.crlNumber}: ${arl.entries.length ? arl.entries.map((e) => `${e.caId} (serial ${e.serial}, reason ${e.reason})`).join(', ') : 'no revoked CA'}; next update ${arl.nextUpdate.toISOString()}; served at ${arlUrl(config.crlBaseUrl)}`);
       } finally {
@@ -141,12 +140,12 @@ export function registerCeremonyCommands(program: Command): void {
   ).action(async (options: { ca: string; years: number; out?: string; tokenFile?: string; rootPinFile?: string }) => {
     await withDatabase(async ({ config, pool }) => {
       const site = config.sites[config.site];
-      const state = (await readSiteStates(pool)).find((s) => s.site === site.id);
+      const state = await readSiteState(postgresSiteStore(pool), site.id);
       if (state?.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is not the active site; run the ceremony there`);
       const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'renewing a CA certificate');
       const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
       try {
-        const ca = await renewSubordinateCa({ pool, rootKeyStore, site: site.id, actor: auditActor(custodian), caId: options.ca, years: options.years, serialPrefix: state.serialPrefix });
+        const ca = await renewSubordinateCa({ store: postgresCustodyStore(pool), rootKeyStore, site: site.id, actor: auditActor(custodian), caId: options.ca, years: options.years, serialPrefix: state.serialPrefix });
         if (options.out) writeFileSync(options.out, toPem(ca.certificate));
         console.log(`CA ${ca.id} renewed: expires ${ca.notAfter.toISOString()}; restart the services to serve the new chain`);
       } finally {

@@ -1,10 +1,9 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { createKeyCustody, parseCustodianShare, restoreKeysFromShares, auditActor } from '@fleetpki/ca';
+import { createKeyCustody, parseCustodianShare, postgresCustodyStore, restoreKeysFromShares, auditActor } from '@fleetpki/ca';
 import { FleetError } from '@fleetpki/core';
 import { openSiteKeyStore, readPin } from '@fleetpki/hsm';
-import { isInRecovery } from '@fleetpki/store';
 import { wrapSiteKeysForCustody } from '@fleetpki/sites';
 import { requireOfficer, withDatabase } from '../context.js';
 import { readSoPin, soPinOption } from '../custodian-pins.js';
@@ -22,11 +21,12 @@ export function registerCustodyCommands(program: Command): void {
   ).action(async (options: { custodians: number; threshold: number; out: string; tokenFile?: string; soPinFile?: string }) => {
       await withDatabase(async ({ config, pool }) => {
         const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'a custody ceremony');
-        if (await isInRecovery(pool)) throw new FleetError('SITE_STANDBY', `site ${config.site} is a standby; run the custody ceremony on the active site`);
+        const store = postgresCustodyStore(pool);
+        if (await store.isInRecovery()) throw new FleetError('SITE_STANDBY', `site ${config.site} is a standby; run the custody ceremony on the active site`);
         const site = config.sites[config.site];
         const soPin = await readSoPin(config, site, options.soPinFile);
         const userPin = readPin(`file:${site.hsmPinFile}`);
-        const result = await createKeyCustody(pool, {
+        const result = await createKeyCustody(store, {
           custodians: options.custodians,
           threshold: options.threshold,
           site: config.site,
@@ -64,7 +64,7 @@ export function registerCustodyCommands(program: Command): void {
           await requireOfficer(pool, options.tokenFile, ['custodian'], 'a key restore');
           const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
           try {
-            const report = await restoreKeysFromShares(pool, keyStore, shares);
+            const report = await restoreKeysFromShares(postgresCustodyStore(pool), keyStore, shares);
             console.log(`site ${config.site} token ${keyStore.tokenLabel}: restored ${report.restored.join(', ') || 'none'}; already present ${report.alreadyPresent.join(', ') || 'none'}`);
           } finally {
             await keyStore.close();

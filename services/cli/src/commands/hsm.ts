@@ -1,10 +1,9 @@
 import type { Command } from 'commander';
-import { auditActor } from '@fleetpki/ca';
-import { FleetError, loadConfig } from '@fleetpki/core';
+import { auditActor, destroyTrustedKey, postgresCustodyStore } from '@fleetpki/ca';
+import { loadConfig } from '@fleetpki/core';
 import { hsmSelfTest, openSiteKeyStore } from '@fleetpki/hsm';
 import { checkKeyProtection, custodianPinFiles, formatKeyProtectionReport, readCeremonyPin } from '@fleetpki/sites';
 import { existsSync } from 'node:fs';
-import { appendAuditEvents, isInRecovery } from '@fleetpki/store';
 import { requireOfficer, withDatabase } from '../context.js';
 
 export function registerHsmCommands(program: Command): void {
@@ -73,10 +72,7 @@ export function registerHsmCommands(program: Command): void {
           const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'destroying a trusted key');
           const store = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
           try {
-            const removed = await store.destroyTrustedKey(options.label);
-            if (removed === 0) throw new FleetError('HSM_KEY_NOT_FOUND', `no trusted key labelled "${options.label}" in token ${store.tokenLabel}`);
-            // A standby's database is read-only: the line in its agent's log is the record there.
-            if (!(await isInRecovery(pool))) await appendAuditEvents(pool, [{ site: config.site, actor: auditActor(custodian), action: 'hsm.trusted-key.destroy', subject: options.label, details: { token: store.tokenLabel, objects: removed } }]);
+            const removed = await destroyTrustedKey({ store: postgresCustodyStore(pool), site: config.site, actor: auditActor(custodian) }, store, options.label);
             console.log(`token ${store.tokenLabel}: destroyed ${removed} trusted object(s) labelled "${options.label}"; treat the keys that could be wrapped under it as possibly copied`);
           } finally {
             await store.close();

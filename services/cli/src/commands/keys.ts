@@ -1,11 +1,10 @@
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { DEVICE_KEY_ROLES, DeviceKeyService, auditActor } from '@fleetpki/ca';
+import { DEVICE_KEY_ROLES, DeviceKeyService, auditActor, hasActiveMasterKey, postgresCustodyStore } from '@fleetpki/ca';
 import { factoryTransportKek, unwrapDeviceKey, type DeviceKeyBundleHeader, type DeviceKeyLine } from '@fleetpki/client';
 import { FleetError, eui64ToBytes, parseEui64 } from '@fleetpki/core';
 import { openSiteKeyStore, type DeviceKeyRole } from '@fleetpki/hsm';
-import { listMasterKeys } from '@fleetpki/store';
 import { executeApproved, requireOfficer, withDatabase } from '../context.js';
 
 function parseRoles(text: string): DeviceKeyRole[] {
@@ -28,13 +27,14 @@ export function registerKeyCommands(program: Command): void {
       await withDatabase(async ({ config, pool }) => {
         const role = parseRoles(options.role)[0]!;
         const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'creating a device master key');
-        const rotation = (await listMasterKeys(pool)).some((m) => m.role === role && m.status === 'active');
+        const store = postgresCustodyStore(pool);
+        const rotation = await hasActiveMasterKey(store, role);
         if (rotation && !options.approval) {
           throw new FleetError('DUAL_CONTROL_REQUIRED', `a ${role} master key is active: rotating it needs a second custodian. Request it: pnpm fleetpki approvals request master-key.rotate --role ${role} --token-file <yours>; once another custodian approved it, run this again with --approval <id> --token-file <yours>`);
         }
         const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
         try {
-          const service = new DeviceKeyService(pool, keyStore, config.site);
+          const service = new DeviceKeyService(store, keyStore, config.site);
           const created = rotation
             ? await executeApproved(config, pool, options.approval!, options.tokenFile, 'master-key.rotate', async (payload, actor) => {
                 if (payload.role !== role) throw new FleetError('APPROVAL_PAYLOAD_MISMATCH', `approval ${options.approval} is for the ${String(payload.role)} master key, not ${role}`);
@@ -73,7 +73,7 @@ export function registerKeyCommands(program: Command): void {
         const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
         try {
           // Only the manufacturer's own devices (its EUI-64 ranges): refused before anything is wrapped.
-          const bundle = await new DeviceKeyService(pool, keyStore, config.site).issueBundle({ manufacturerId: options.manufacturer, eui64s, roles: parseRoles(options.roles), ...(options.context ? { context: options.context } : {}), actor: auditActor(admin) });
+          const bundle = await new DeviceKeyService(postgresCustodyStore(pool), keyStore, config.site).issueBundle({ manufacturerId: options.manufacturer, eui64s, roles: parseRoles(options.roles), ...(options.context ? { context: options.context } : {}), actor: auditActor(admin) });
           writeFileSync(options.out, [bundle.header, ...bundle.keys].map((l) => JSON.stringify(l)).join('\n') + '\n');
           console.log(`${bundle.keys.length} device keys for ${eui64s.length} devices wrapped for ${options.manufacturer} in ${options.out}`);
         } finally {

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
-import { assertTwoPeopleTogether, auditActor, type Principal } from '@fleetpki/ca';
+import { assertTwoPeopleTogether, auditActor, postgresSiteStore, recordSiteOperation, type Principal } from '@fleetpki/ca';
 import { FleetError, SITE_IDS, loadConfig, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { consensusStatus, failoverTo, formatStatus, placeSiteOrder, protect, readTopology, sitesDown, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
-import { appendAuditEvents, withTransaction } from '@fleetpki/store';
 import { executeApproved, hostActor, requireOfficer, withDatabase } from '../context.js';
 
 export function registerSitesCommands(program: Command): void {
@@ -134,12 +133,5 @@ async function twoAdministrators(config: FleetConfig, site: SiteId, tokenFile: s
 
 /** An audit event on `site` that commits locally: it is recorded even while the synchronous standby is away. */
 async function auditLocally(config: FleetConfig, site: SiteId, actor: string, action: string, details: Record<string, unknown>): Promise<void> {
-  await withDatabase(
-    ({ pool }) =>
-      withTransaction(pool, async (client) => {
-        await client.query('SET LOCAL synchronous_commit = local');
-        await appendAuditEvents(client, [{ site, actor, action, subject: site, details }]);
-      }),
-    { site },
-  );
+  await withDatabase(({ pool }) => recordSiteOperation(postgresSiteStore(pool), site, actor, action, details), { site });
 }

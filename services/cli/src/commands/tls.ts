@@ -2,10 +2,9 @@ import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { AccessAdministration, CA_IDS, DualControl, auditActor, issueOrganisationCertificate, revokeOrganisationCertificateAs } from '@fleetpki/ca';
-import { FleetError } from '@fleetpki/core';
+import { AccessAdministration, CA_IDS, DualControl, auditActor, caCertificate, issueOrganisationCertificate, postgresCustodyStore, revokeOrganisationCertificateAs } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
-import { listCas, type Pool } from '@fleetpki/store';
+import type { Pool } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
 import { requireOfficer, withDatabase } from '../context.js';
 
@@ -16,13 +15,8 @@ function newKey(): { privatePem: string; spki: Buffer } {
 }
 
 async function chainPems(pool: Pool): Promise<{ org: string; root: string }> {
-  const cas = await listCas(pool);
-  const pem = (id: string) => {
-    const ca = cas.find((c) => c.id === id);
-    if (!ca) throw new FleetError('CA_NOT_FOUND', `no CA ${id}: run \`pnpm fleetpki ceremony init\` first`);
-    return toPem(ca.certificate);
-  };
-  return { org: pem(CA_IDS.organisation), root: pem(CA_IDS.root) };
+  const store = postgresCustodyStore(pool);
+  return { org: toPem(await caCertificate(store, CA_IDS.organisation)), root: toPem(await caCertificate(store, CA_IDS.root)) };
 }
 
 function writeSecret(path: string, content: string): void {

@@ -2,8 +2,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError, eui64PrefixRange, parseEui64Range } from '@fleetpki/core';
-import { AccessAdministration, DualControl, ManufacturerRegistry, issueApiToken, recoverAdministrator, ROLES, type Principal, type Role } from '@fleetpki/ca';
-import { manufacturerExists, appendAuditEvents } from '@fleetpki/store';
+import { AccessAdministration, DualControl, ManufacturerRegistry, assertManufacturerRegistered, assertNoAdministrator, issueApiToken, postgresInstallationStore, recordBootstrap, recoverAdministrator, ROLES, type Principal, type Role } from '@fleetpki/ca';
 import { parseDevicePublicKey } from '@fleetpki/x509';
 import { hostActor, requireOfficer, withDatabase } from '../context.js';
 
@@ -82,9 +81,7 @@ export function registerTokenCommands(program: Command): void {
     .action(async (options: { role: string; manufacturer?: string; name: string; expiresDays?: number; approval?: string; tokenFile?: string; quiet?: boolean }) => {
       await withDatabase(async ({ config, pool }) => {
         if (!(ROLES as readonly string[]).includes(options.role)) throw new FleetError('ROLE_UNKNOWN', `unknown role "${options.role}"; expected one of ${ROLES.join(', ')}`);
-        if (options.manufacturer && !(await manufacturerExists(pool, options.manufacturer))) {
-          throw new FleetError('MANUFACTURER_UNKNOWN', `manufacturer "${options.manufacturer}" is not registered (pnpm fleetpki manufacturers add ...)`);
-        }
+        if (options.manufacturer) await assertManufacturerRegistered(postgresInstallationStore(pool), options.manufacturer);
         const admin = await requireOfficer(pool, options.tokenFile, ['administrator'], 'creating a token');
         const access = new AccessAdministration(pool, config.site, new DualControl(pool, config.site, config.dualControl.approvalTtlMinutes));
         const issued = await access.issueToken(admin, {
@@ -117,15 +114,15 @@ export function registerBootstrapCommands(program: Command): void {
       if (options.admin.length !== 2 || options.admin[0] === options.admin[1]) throw new FleetError('BOOTSTRAP_INVALID', 'give exactly two different --admin names: after this, every privileged person needs two of them');
       await withDatabase(
         async ({ config, pool }) => {
-          const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM people WHERE role = 'administrator' AND disabled_at IS NULL");
-          if (rows[0]!.n > 0) throw new FleetError('BOOTSTRAP_DONE', `${rows[0]!.n} administrator(s) exist already: create people through approvals (tokens create --approval), or see \`fleetpki recovery\` for a lost installation`);
+          const installation = postgresInstallationStore(pool);
+          await assertNoAdministrator(installation);
           mkdirSync(options.out, { recursive: true, mode: 0o700 });
           const people = [...options.admin.map((name) => ({ name, role: 'administrator' as const })), ...(options.custodian ?? []).map((name) => ({ name, role: 'custodian' as const }))];
           for (const { name, role } of people) {
             const token = await issueApiToken(pool, { site: config.site, actor: `bootstrap:${hostActor()}`, name, role, manufacturerId: null });
             writeFileSync(join(options.out, `${name}.token`), token + '\n', { mode: 0o600 });
           }
-          await appendAuditEvents(pool, [{ site: config.site, actor: `bootstrap:${hostActor()}`, action: 'access.bootstrap', subject: options.admin.join(','), details: { administrators: options.admin, custodians: options.custodian ?? [] } }]);
+          await recordBootstrap(installation, { site: config.site, actor: `bootstrap:${hostActor()}`, administrators: options.admin, custodians: options.custodian ?? [] });
           console.log(`${people.map((p) => `${p.name} (${p.role})`).join(', ')} created; their tokens are in ${options.out} (hand each to its person, then delete)`);
         },
         { owner: true },

@@ -1,0 +1,75 @@
+import {
+  appendAuditEvents,
+  getKek,
+  getManufacturerTransportKey,
+  insertCa,
+  insertKek,
+  insertKeyBackup,
+  insertMasterKey,
+  isInRecovery,
+  listCas,
+  listKeyBackups,
+  listMasterKeys,
+  nextCrlNumber,
+  previousCaCertificates,
+  renewCaCertificate,
+  saveCrl,
+  saveDeviceKeyChecks,
+  withTransaction,
+  type Pool,
+} from '@fleetpki/store';
+import { assertDevicesOwned } from '../issuance/device-ownership.js';
+import type { CustodyStore } from './store.js';
+
+/** The custody ports on the site's PostgreSQL database: the only file of custody/ that calls the store. */
+export function postgresCustodyStore(pool: Pool): CustodyStore {
+  return {
+    listCas: () => listCas(pool),
+    recordCas: (records, event) =>
+      withTransaction(pool, async (client) => {
+        for (const record of records) await insertCa(client, record);
+        await appendAuditEvents(client, [event]);
+      }),
+    renewCa: (caId, certificate, notAfter, event) =>
+      withTransaction(pool, async (client) => {
+        await renewCaCertificate(client, caId, certificate, notAfter);
+        await appendAuditEvents(client, [event]);
+      }),
+    previousCaCertificates: (caId) => previousCaCertificates(pool, caId),
+    publishCrl: (caId, build) =>
+      withTransaction(pool, async (client) => {
+        const crlNumber = await nextCrlNumber(client, caId);
+        const { crl, event, result } = await build(crlNumber);
+        await saveCrl(client, { ...crl, crlNumber });
+        await appendAuditEvents(client, [event]);
+        return result;
+      }),
+    listMasterKeys: () => listMasterKeys(pool),
+    recordCustody: (kek, backups, event) =>
+      withTransaction(pool, async (client) => {
+        await insertKek(client, kek);
+        for (const backup of backups) await insertKeyBackup(client, backup);
+        await appendAuditEvents(client, [event]);
+      }),
+    getKek: (id) => getKek(pool, id),
+    listKeyBackups: (kekId) => listKeyBackups(pool, kekId),
+    recordMasterKey: (role, version, label, objectId, event) =>
+      withTransaction(pool, async (client) => {
+        await insertMasterKey(client, role, version, label, objectId);
+        await appendAuditEvents(client, [event]);
+      }),
+    manufacturerTransportKey: (manufacturerId) => getManufacturerTransportKey(pool, manufacturerId),
+    saveDeviceKeyChecks: (bundle, checks) => saveDeviceKeyChecks(pool, bundle, checks),
+    assertDevicesOwned: (manufacturerId, eui64s) => assertDevicesOwned(pool, manufacturerId, eui64s),
+    isInRecovery: () => isInRecovery(pool),
+    appendAudit: (event) => appendAuditEvents(pool, [event]),
+  };
+}
+
+/**
+ * Transitional: the custody classes take their port, and for callers not yet moved (other services,
+ * integration tests) a pool, which is wrapped here. A port never has `query`; a pool always does.
+ */
+export function custodyStoreOf<S>(source: S | Pool): S {
+  return typeof (source as Partial<Pool>).query === 'function' ? (postgresCustodyStore(source as Pool) as S) : (source as S);
+}

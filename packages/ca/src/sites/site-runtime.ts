@@ -1,0 +1,93 @@
+import type { DatabaseClient, FleetConfig } from '@fleetpki/core';
+import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
+import type { Pool } from '@fleetpki/store';
+import { loadSiteIssuer, type SiteIssuer } from '../issuance/site-issuer.js';
+import { openSitePool } from './postgres-store.js';
+import { SiteGuard } from './site-guard.js';
+import { SiteLease } from './site-lease.js';
+
+/** One pool of a service process: its size and, beside the main pool, what it is for. */
+export interface SitePoolSpec {
+  readonly max: number;
+  readonly idleInTransactionTimeoutMs?: number;
+}
+
+export interface SiteRuntimeSpec<P extends string = never> {
+  /** Whose database role the pools and the lease connect as. */
+  readonly service: Exclude<DatabaseClient, 'operator'>;
+  /** The main pool (loading the issuer reads through it), then any others, opened in this order. */
+  readonly pool: SitePoolSpec;
+  readonly pools?: Readonly<Record<P, SitePoolSpec>>;
+  /** Which pool the site guard asks (default the main one): the issuer API keeps a reserved one for it. */
+  readonly guardPool?: NoInfer<P>;
+  readonly hsm: { readonly sessions: number; readonly signingThreads?: number };
+}
+
+/**
+ * What every service process of a site opens before it serves, in this order: its pools, the site
+ * lease (started: the first read of etcd is awaited), the site guard, the HSM key store and the
+ * device issuing CA (its key checked against its certificate). close() ends them in reverse.
+ */
+export interface SiteRuntime<P extends string = never> {
+  readonly config: FleetConfig;
+  readonly pool: Pool;
+  readonly pools: Readonly<Record<P, Pool>>;
+  readonly lease: SiteLease;
+  readonly guard: SiteGuard;
+  readonly keyStore: KeyStore;
+  readonly issuer: SiteIssuer;
+  close(): Promise<void>;
+}
+
+/** How the parts are opened; tests give their own (the defaults open PostgreSQL, etcd and the HSM). */
+export interface SiteRuntimeSeams {
+  openPool?(spec: SitePoolSpec, purpose: string | undefined): Promise<Pool>;
+  openLease?(): SiteLease;
+  openKeyStore?(): Promise<KeyStore>;
+  loadIssuer?(pool: Pool, keyStore: KeyStore): Promise<SiteIssuer>;
+}
+
+/** Runs the closers in reverse order of opening; every one runs, the first failure is rethrown. */
+async function closeAll(closers: readonly (() => Promise<unknown>)[]): Promise<void> {
+  let failure: unknown;
+  for (const close of [...closers].reverse()) {
+    try {
+      await close();
+    } catch (err) {
+      failure ??= err;
+    }
+  }
+  if (failure !== undefined) throw failure;
+}
+
+/**
+ * Opens a service's site runtime (SiteRuntime); on a failure part way, closes what was opened, in
+ * reverse, and rethrows the failure.
+ */
+export async function openSiteRuntime<P extends string = never>(config: FleetConfig, spec: SiteRuntimeSpec<P>, seams: SiteRuntimeSeams = {}): Promise<SiteRuntime<P>> {
+  const site = config.sites[config.site];
+  const closers: (() => Promise<unknown>)[] = [];
+  const openPool = async (s: SitePoolSpec, purpose?: string): Promise<Pool> => {
+    const pool = seams.openPool
+      ? await seams.openPool(s, purpose)
+      : await openSitePool(config, spec.service, s.max, { ...(purpose ? { purpose } : {}), ...(s.idleInTransactionTimeoutMs !== undefined ? { idleInTransactionTimeoutMs: s.idleInTransactionTimeoutMs } : {}) });
+    closers.push(() => pool.end());
+    return pool;
+  };
+  try {
+    const pool = await openPool(spec.pool);
+    const pools = {} as Record<P, Pool>;
+    for (const [purpose, s] of Object.entries(spec.pools ?? {}) as [P, SitePoolSpec][]) pools[purpose] = await openPool(s, purpose);
+    const lease = seams.openLease ? seams.openLease() : new SiteLease(config, site.id, site.serviceDatabaseUrls[spec.service]);
+    closers.push(() => lease.close());
+    await lease.start();
+    const guard = new SiteGuard(spec.guardPool !== undefined ? pools[spec.guardPool] : pool, config, lease);
+    const keyStore = seams.openKeyStore ? await seams.openKeyStore() : await openSiteKeyStore(config, site, { sessions: spec.hsm.sessions, ...(spec.hsm.signingThreads !== undefined ? { signingThreads: spec.hsm.signingThreads } : {}) });
+    closers.push(() => keyStore.close());
+    const issuer = seams.loadIssuer ? await seams.loadIssuer(pool, keyStore) : await loadSiteIssuer(config, pool, keyStore);
+    return { config, pool, pools, lease, guard, keyStore, issuer, close: () => closeAll(closers) };
+  } catch (err) {
+    await closeAll(closers).catch(() => undefined);
+    throw err;
+  }
+}
