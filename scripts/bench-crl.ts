@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CrlPublisher, buildCertId, buildOcspRequest, loadSiteIssuer } from '@fleetpki/ca';
+import { CrlPublisher, buildCertId, buildOcspRequest, loadSiteIssuer, postgresStatusStore } from '@fleetpki/ca';
 import { loadConfig } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { getCrl, listCas } from '@fleetpki/store';
@@ -56,7 +56,7 @@ await run.main(async () => {
     const keyStore = await openSiteKeyStore(config, config.sites.a, { sessions: 4 });
     try {
       const { ca } = await loadSiteIssuer(config, publishing.pool, keyStore);
-      const publisher = new CrlPublisher(publishing.pool, ca, config.crlBaseUrl);
+      const publisher = new CrlPublisher(postgresStatusStore(publishing.pool), ca, config.crlBaseUrl);
       run.begin(`publishing all ${publisher.shards} shards (full CRLs)`);
       let t = performance.now();
       const first = await publisher.publishAll();

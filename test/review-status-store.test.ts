@@ -76,11 +76,11 @@ describe('review: status data a database role can put back', () => {
   it('fleetpki_status cannot make a revoked meter read "good": an old signed response stored under status "revoked" is not served', async () => {
     const device = await enrolDevice();
     const serial = Buffer.from(device.serial, 'hex');
-    await status.ocsp.preProduceNew({ settleMs: 0 });
+    await status.preProducer.preProduceNew({ settleMs: 0 });
     const { rows } = await pool.query<{ der: Buffer }>(`SELECT der FROM ocsp_responses WHERE serial = $1 AND hash_alg = 'sha1' AND status = 'good'`, [serial]);
     const oldGood = rows[0]!.der; // also what any relying party fetched before the revocation
     assert.equal((await officer.revoke({ serials: [device.serial] }, 'keyCompromise')).revoked, 1);
-    await status.ocsp.applyAllNewRevocations();
+    await status.revocations.applyAllNewRevocations();
 
     const statusRole = createPool(config.sites.a.serviceDatabaseUrls.status, { max: 1, applicationName: 'fleetpki-review-status' });
     try {

@@ -325,7 +325,7 @@ describe('OCSP responder under bad input', () => {
 describe('OCSP pre-production and the revocation feed', () => {
   it('pre-produces a stored, verifiable good response for every new certificate', async () => {
     const devices = [await enrolDevice(), await enrolDevice(), await enrolDevice()];
-    await status.ocsp.preProduceNew({ settleMs: 0, limit: 1_000_000, budgetMs: 60_000 });
+    await status.preProducer.preProduceNew({ settleMs: 0, limit: 1_000_000, budgetMs: 60_000 });
     for (const d of devices) {
       const { rows } = await pool.query<{ status: string; der: Buffer }>("SELECT status, der FROM ocsp_responses WHERE serial = $1 AND hash_alg = 'sha1'", [Buffer.from(d.serial, 'hex')]);
       assert.equal(rows.length, 1, `a stored response for ${d.serial}`);
@@ -344,7 +344,7 @@ describe('OCSP pre-production and the revocation feed', () => {
       const devices = await Promise.all(Array.from({ length: 25 }, () => enrolDevice()));
       await officer.revoke({ serials: devices.map((d) => d.serial) }, 'superseded');
       let applied = 0;
-      for (let pass = 0; pass < 10; pass++) applied += await responder.ocsp.applyNewRevocations(7);
+      for (let pass = 0; pass < 10; pass++) applied += await responder.revocations.applyNewRevocations(7);
       assert.equal(applied, 25, 'each revocation applied exactly once across passes of 7');
       const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM ocsp_responses WHERE serial = ANY($1::bytea[]) AND hash_alg = 'sha1' AND status = 'revoked'", [devices.map((d) => Buffer.from(d.serial, 'hex'))]);
       assert.equal(rows[0]!.n, 25);

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { AccessAdministration, ClientCertificateAuthenticator, CmpSharedSecrets, ConsoleSessions, enrolmentLabel, ensureCmpProtectionKey, SiteLease, BatchIntake, CaStatusGuard, DEFAULT_BATCH_LIMITS, DeviceKeyService, UploadAdmission, DualControl, EnrolmentService, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, loadSiteIssuer, postgresEnrolmentStore, type BatchLimits, type IssuingCa } from '@fleetpki/ca';
+import { postgresStatusStore } from '@fleetpki/ca';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import { expireWaitingCmpTransactions, openServicePool, postgresConsoleSessionStore, supersededUnrevoked, type Pool } from '@fleetpki/store';
@@ -149,7 +150,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     // Crash tests only: die between the intent's commit and the signature, as a process could.
     ...(process.env.FLEETPKI_TEST_CRASH_AFTER_INTENT === '1' ? { afterIntent: () => process.kill(process.pid, 'SIGKILL') } : {}),
   });
-  const revocations = new RevocationService(deps.pool, deps.config.site);
+  const revocations = new RevocationService(postgresStatusStore(deps.pool), deps.config.site);
   // The online-intent reconciler: intents that never got their certificate are released (active site
   // only), and certificates superseded by a re-enrolment are revoked once their grace period is over.
   const reconcileTimer = setInterval(() => {
@@ -222,9 +223,9 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const dualControl = new DualControl(deps.pool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
   registerDrillRoutes(app, { config: deps.config, pool: deps.pool, authenticator, guard, dualControl });
   // Revocation must never queue behind a factory, nor behind enrolments: its own connections.
-  const reservedRevocations = new RevocationService(reservedPool, deps.config.site);
+  const reservedRevocations = new RevocationService(postgresStatusStore(reservedPool), deps.config.site);
   const reservedDualControl = new DualControl(reservedPool, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
-  registerRevocationRoutes(app, { pool: reservedPool, revocations: reservedRevocations, dualControl: reservedDualControl, threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes }, authenticator: reservedAccess, guard });
+  registerRevocationRoutes(app, { revocations: reservedRevocations, dualControl: reservedDualControl, threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes }, authenticator: reservedAccess, guard });
   registerApprovalRoutes(app, { pool: reservedPool, dualControl: reservedDualControl, revocations: reservedRevocations, authenticator: reservedAccess, guard });
   registerTokenRoutes(app, { pool: deps.pool, site: deps.config.site, authenticator, access: new AccessAdministration(deps.pool, deps.config.site, dualControl) });
   await registerConsole(app, { access: authenticator, tls: deps.tls !== undefined, drills: deps.config.console.drills });

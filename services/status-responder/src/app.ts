@@ -1,10 +1,22 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import client from 'prom-client';
-import { CA_IDS, CrlPublisher, auditCheckpointFile, ensureAuditKey, sealAuditLog, OcspResponder, OCSP_PASS_LIMITS, SiteGuard, SiteLease, loadSiteIssuer, type AuditSigner, type OcspAnswer } from '@fleetpki/ca';
-import { isFleetError, type FleetConfig } from '@fleetpki/core';
-import { openSiteKeyStore, type KeyStore, type Signer } from '@fleetpki/hsm';
-import { getCrl, listCas, openServicePool, type Pool } from '@fleetpki/store';
-import { ocspIssuerHashes, parseCaCertificate } from '@fleetpki/x509';
+import {
+  CA_IDS,
+  CrlPublisher,
+  OCSP_PASS_LIMITS,
+  OcspAnswerCache,
+  OcspPreProducer,
+  OcspRefresher,
+  OcspResponder,
+  OcspRevocationResigner,
+  auditCheckpointFile,
+  ensureAuditKey,
+  openStatusSite,
+  sealAuditLog,
+  type AuditSigner,
+  type OcspAnswer,
+} from '@fleetpki/ca';
+import type { FleetConfig } from '@fleetpki/core';
 import { BackgroundLoop } from './background-loop.js';
 
 /** Largest OCSP request accepted (a few CertIDs; RFC 6960 requests are ~100 bytes). */
@@ -13,6 +25,10 @@ const MAX_OCSP_REQUEST = 4 * 1024;
 export interface StatusRuntime {
   readonly app: FastifyInstance;
   readonly ocsp: OcspResponder;
+  /** Notices revocations for the cache and re-signs them (kept in this process: see OcspRevocationResigner). */
+  readonly revocations: OcspRevocationResigner;
+  readonly preProducer: OcspPreProducer;
+  readonly refresher: OcspRefresher;
   readonly publisher: CrlPublisher | undefined;
   /** One pass of the background work: revocations -> OCSP, due CRL shards, expiring responses, new certificates. */
   tick(): Promise<void>;
@@ -39,35 +55,18 @@ function sendOcsp(reply: FastifyReply, answer: OcspAnswer, cacheable: boolean, m
  * CRLs and pre-produces OCSP responses. Without the CA key in this site's HSM it serves what is stored.
  */
 export async function createStatusRuntime(config: FleetConfig, options: { logger?: boolean; tickEveryMs?: number } = {}): Promise<StatusRuntime> {
+  const status = await openStatusSite(config, { connections: 8 });
+  const { store, lease, keyStore, signing } = status;
   const site = config.sites[config.site];
-  const pool: Pool = await openServicePool(config, 'status', 8);
-  let keyStore: KeyStore | undefined;
-  // Whether this site may say "good" (lease held, or a standby streaming from its primary).
-  const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.status);
   try {
-    await lease.start();
-    const guard = new SiteGuard(pool, config, lease);
-    const record = (await listCas(pool)).find((c) => c.id === CA_IDS.deviceIssuing);
-    if (!record) throw new Error('no device issuing CA in the store: run the ceremony first');
-    const certificate = parseCaCertificate(record.certificate);
-    let publisher: CrlPublisher | undefined;
-    let signer: Signer | undefined;
-    try {
-      keyStore = await openSiteKeyStore(config, site, { sessions: 4, signingThreads: config.signing.threads });
-      const { ca } = await loadSiteIssuer(config, pool, keyStore);
-      signer = ca.signer;
-      publisher = new CrlPublisher(pool, ca, config.crlBaseUrl);
-    } catch (err) {
-      // pkcs11js sets a numeric code on its errors: only a string code can name an HSM_ error.
-      const code = (err as { code?: unknown }).code;
-      if (!isFleetError(err) && !(typeof code === 'string' && code.startsWith('HSM_'))) throw err;
-      // No usable key here (a standby whose HSM has no clone yet): serve stored responses and CRLs.
-      await keyStore?.close();
-      keyStore = undefined;
-    }
-    const canWrite = () => guard.canAct();
-    const ocsp = new OcspResponder(pool, record.id, ocspIssuerHashes(certificate.subjectDer, certificate.publicKeySpki), signer, canWrite, { vouching: () => lease.state().vouching, onDemand: config.ocspOnDemand });
-    ocsp.startWatchingFrom(new Date());
+    const canWrite = () => status.canAct();
+    const publisher = status.ca ? new CrlPublisher(store, status.ca, config.crlBaseUrl) : undefined;
+    const cache = new OcspAnswerCache();
+    const revocations = new OcspRevocationResigner(store, status.caId, signing, cache, canWrite);
+    revocations.startWatchingFrom(new Date());
+    const ocsp = new OcspResponder(store, status.caId, status.issuer, signing, canWrite, cache, { vouching: () => lease.state().vouching, onDemand: config.ocspOnDemand, revocations });
+    const preProducer = new OcspPreProducer(store, status.caId, signing, canWrite, () => revocations.busy);
+    const refresher = new OcspRefresher(store, status.caId, signing, canWrite);
 
     const registry = new client.Registry();
     const responses = new client.Counter({ name: 'fleetpki_ocsp_responses_total', help: 'OCSP responses by kind', labelNames: ['kind'] as const, registers: [registry] });
@@ -104,7 +103,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       // Device CRL shards sNNNN.crl (and -delta), and the root's ARL (arl.crl: its CRL of CA certificates).
       const m = /^s(\d{4})(-delta)?\.crl$/.exec(request.params.name);
       const arl = request.params.name === 'arl.crl' && request.params.caId === CA_IDS.root;
-      const crl = m ? await getCrl(pool, request.params.caId, Number(m[1]), m[2] ? 'delta' : 'full') : arl ? await getCrl(pool, CA_IDS.root, 0, 'full') : undefined;
+      const crl = m ? await store.crl(request.params.caId, Number(m[1]), m[2] ? 'delta' : 'full') : arl ? await store.crl(CA_IDS.root, 0, 'full') : undefined;
       if (!crl) return reply.status(404).send({ code: 'CRL_NOT_FOUND', message: `no CRL ${request.params.caId}/${request.params.name}` });
       const maxAge = Math.max(0, Math.floor((crl.nextUpdate.getTime() - Date.now()) / 1000));
       return reply
@@ -114,28 +113,28 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
         .header('expires', crl.nextUpdate.toUTCString())
         .send(crl.der);
     });
-    app.get('/healthz', async () => ({ status: 'ok', signing: signer !== undefined, lease: lease.state() }));
+    app.get('/healthz', async () => ({ status: 'ok', signing: signing !== undefined, lease: lease.state() }));
     app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 
     // Revocations have their own loop: a relying party must see one within a second or so, and CRL
     // publishing, pre-production and audit seals (seconds each under a backlog) must not delay it.
     const applyRevocations = async (): Promise<boolean> => {
       const started = Date.now();
-      const revoked = await ocsp.applyAllNewRevocations();
+      const revoked = await revocations.applyAllNewRevocations();
       if (revoked > 0) app.log.info({ revocations: revoked, ms: Date.now() - started }, 'revocations applied to OCSP');
       return false;
     };
     const upkeep = async (): Promise<boolean> => {
       // OCSP is the channel relying parties see within seconds, CRLs within their publication interval:
       // while revocations are re-signed, the CRL shards they dirtied wait (a few seconds) for the HSM.
-      if (ocsp.resigningRevocations) return false;
+      if (revocations.busy) return false;
       if (publisher && (await canWrite())) await publisher.publishDue();
-      const refreshed = await ocsp.refreshExpiring();
-      const produced = await ocsp.preProduceNew();
+      const refreshed = await refresher.refreshExpiring();
+      const produced = await preProducer.preProduceNew();
       // The active site seals its audit log every few seconds (hash chain + checkpoint outside the database).
       if (Date.now() - lastSeal > 5_000 && (await canWrite())) {
         lastSeal = Date.now();
-        const seal = await sealAuditLog(pool, auditCheckpointFile(config.deploymentDir), { ...(await signerForSeals()) });
+        const seal = await sealAuditLog(status.pool, auditCheckpointFile(config.deploymentDir), { ...(await signerForSeals()) });
         if (seal.gaps.length) app.log.warn({ gaps: seal.gaps }, 'audit log: seq numbers with no row sealed over (a rolled-back insert leaves such a hole; `fleetpki audit verify` tells a removed row apart)');
       }
       // A backlog (a full pass's worth: a batch issued while this site was busy, responses nearing
@@ -153,7 +152,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     const signerForSeals = async (): Promise<{ signer?: AuditSigner }> => {
       if (!auditSigner && keyStore) {
         try {
-          auditSigner = await ensureAuditKey(pool, keyStore, site.id, `status-responder:${site.id}`);
+          auditSigner = await ensureAuditKey(status.pool, keyStore, site.id, `status-responder:${site.id}`);
         } catch (err) {
           if (!auditKeyWarned) app.log.warn({ code: (err as { code?: string }).code, message: (err as Error).message }, 'no audit key: seals are not signed');
           auditKeyWarned = true;
@@ -177,21 +176,20 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     return {
       app,
       ocsp,
+      revocations,
+      preProducer,
+      refresher,
       publisher,
       tick,
       async close() {
         // A pass still signing must finish before the HSM session goes away under it.
         await Promise.all(loops.map((l) => l.stop()));
         await app.close();
-        await lease.close();
-        await keyStore?.close();
-        await pool.end();
+        await status.close();
       },
     };
   } catch (err) {
-    await lease.close();
-    await keyStore?.close();
-    await pool.end();
+    await status.close();
     throw err;
   }
 }
