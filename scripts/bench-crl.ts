@@ -100,9 +100,11 @@ await run.main(async () => {
   const env = { FLEETPKI_SITE: 'a', ...revoking.env, FLEETPKI_API_PORT_A: String(ports.api), FLEETPKI_STATUS_PORT_A: String(ports.status) };
   const api = run.track(startService(config, 'issuer-api', env), 'issuer-api');
   const responder = run.track(startService(config, 'status-responder', env), 'status-responder');
+  // The site's daemons publish the CRL shards the revocation dirties (the responder answers only).
+  const daemons = run.track(startService(config, 'daemons', env), 'daemons');
   run.onCleanup(async () => {
-    for (const child of [api, responder]) run.untrack(child);
-    await Promise.all([api, responder].map(stopProcess));
+    for (const child of [api, responder, daemons]) run.untrack(child);
+    await Promise.all([api, responder, daemons].map(stopProcess));
   });
   await run.waitForHttp(`http://127.0.0.1:${ports.api}/readyz`, 'the issuer API to start');
   await run.waitForHttp(`http://127.0.0.1:${ports.status}/healthz`, 'the status responder to start');

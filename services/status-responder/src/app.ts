@@ -1,23 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import client from 'prom-client';
-import {
-  CA_IDS,
-  CrlPublisher,
-  OCSP_PASS_LIMITS,
-  OcspAnswerCache,
-  OcspPreProducer,
-  OcspRefresher,
-  OcspResponder,
-  OcspRevocationResigner,
-  auditCheckpointFile,
-  ensureAuditKey,
-  openStatusSite,
-  sealAuditLog,
-  type AuditSigner,
-  type OcspAnswer,
-} from '@fleetpki/ca';
-import type { FleetConfig } from '@fleetpki/core';
-import { BackgroundLoop } from './background-loop.js';
+import { CA_IDS, OcspAnswerCache, OcspResponder, OcspRevocationResigner, ocspRevocationsJob, openStatusSite, type OcspAnswer } from '@fleetpki/ca';
+import { Daemon, type FleetConfig } from '@fleetpki/core';
 
 /** Largest OCSP request accepted (a few CertIDs; RFC 6960 requests are ~100 bytes). */
 const MAX_OCSP_REQUEST = 4 * 1024;
@@ -27,10 +11,9 @@ export interface StatusRuntime {
   readonly ocsp: OcspResponder;
   /** Notices revocations for the cache and re-signs them (kept in this process: see OcspRevocationResigner). */
   readonly revocations: OcspRevocationResigner;
-  readonly preProducer: OcspPreProducer;
-  readonly refresher: OcspRefresher;
-  readonly publisher: CrlPublisher | undefined;
-  /** One pass of the background work: revocations -> OCSP, due CRL shards, expiring responses, new certificates. */
+  /** The revocation watcher's daemon (its stats are in /metrics). */
+  readonly revocationDaemon: Daemon;
+  /** One pass of the revocation watcher (tests with tickEveryMs 0 drive it with this). */
   tick(): Promise<void>;
   close(): Promise<void>;
 }
@@ -51,22 +34,21 @@ function sendOcsp(reply: FastifyReply, answer: OcspAnswer, cacheable: boolean, m
 
 /**
  * The status service of a site: OCSP over GET and POST, and the CRL shards at their distribution-point
- * URLs, from the site's own database (a hot standby on site B). On the active site it also publishes
- * CRLs and pre-produces OCSP responses. Without the CA key in this site's HSM it serves what is stored.
+ * URLs, from the site's own database (a hot standby on site B). It answers and serves only: CRLs,
+ * pre-produced and refreshed OCSP responses and audit seals come from the site's daemons
+ * (services/daemons). What stays here is noticing revocations (its cache must drop them, and a request
+ * for one being re-signed waits for that signature), so a relying party sees a revocation within a
+ * second. Without the CA key in this site's HSM it serves what is stored.
  */
 export async function createStatusRuntime(config: FleetConfig, options: { logger?: boolean; tickEveryMs?: number } = {}): Promise<StatusRuntime> {
   const status = await openStatusSite(config, { connections: 8 });
-  const { store, lease, keyStore, signing } = status;
-  const site = config.sites[config.site];
+  const { store, lease, signing } = status;
   try {
     const canWrite = () => status.canAct();
-    const publisher = status.ca ? new CrlPublisher(store, status.ca, config.crlBaseUrl) : undefined;
     const cache = new OcspAnswerCache();
     const revocations = new OcspRevocationResigner(store, status.caId, signing, cache, canWrite);
     revocations.startWatchingFrom(new Date());
     const ocsp = new OcspResponder(store, status.caId, status.issuer, signing, canWrite, cache, { vouching: () => lease.state().vouching, onDemand: config.ocspOnDemand, revocations });
-    const preProducer = new OcspPreProducer(store, status.caId, signing, canWrite, () => revocations.busy);
-    const refresher = new OcspRefresher(store, status.caId, signing, canWrite);
 
     const registry = new client.Registry();
     const responses = new client.Counter({ name: 'fleetpki_ocsp_responses_total', help: 'OCSP responses by kind', labelNames: ['kind'] as const, registers: [registry] });
@@ -116,74 +98,32 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     app.get('/healthz', async () => ({ status: 'ok', signing: signing !== undefined, lease: lease.state() }));
     app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 
-    // Revocations have their own loop: a relying party must see one within a second or so, and CRL
-    // publishing, pre-production and audit seals (seconds each under a backlog) must not delay it.
-    const applyRevocations = async (): Promise<boolean> => {
-      const started = Date.now();
-      const revoked = await revocations.applyAllNewRevocations();
-      if (revoked > 0) app.log.info({ revocations: revoked, ms: Date.now() - started }, 'revocations applied to OCSP');
-      return false;
-    };
-    const upkeep = async (): Promise<boolean> => {
-      // OCSP is the channel relying parties see within seconds, CRLs within their publication interval:
-      // while revocations are re-signed, the CRL shards they dirtied wait (a few seconds) for the HSM.
-      if (revocations.busy) return false;
-      if (publisher && (await canWrite())) await publisher.publishDue();
-      const refreshed = await refresher.refreshExpiring();
-      const produced = await preProducer.preProduceNew();
-      // The active site seals its audit log every few seconds (hash chain + checkpoint outside the database).
-      if (Date.now() - lastSeal > 5_000 && (await canWrite())) {
-        lastSeal = Date.now();
-        const seal = await sealAuditLog(status.pool, auditCheckpointFile(config.deploymentDir), { ...(await signerForSeals()) });
-        if (seal.gaps.length) app.log.warn({ gaps: seal.gaps }, 'audit log: seq numbers with no row sealed over (a rolled-back insert leaves such a hole; `fleetpki audit verify` tells a removed row apart)');
-      }
-      // A backlog (a full pass's worth: a batch issued while this site was busy, responses nearing
-      // nextUpdate) is worked off pass after pass without the pause; less than that waits for the next
-      // pass as usual (passes back to back that each find a few rows keep PostgreSQL and this process
-      // busy for little signing, beside a batch issuing on the same cores). Pre-production yields to
-      // revocations (OcspResponder.preProduceNew).
-      return refreshed >= OCSP_PASS_LIMITS.refresh || produced >= OCSP_PASS_LIMITS.preProduce;
-    };
-    let lastSeal = 0;
-    // Seals are signed by this site's audit key (made and certified on first use). Without one they are
-    // still sealed, and `audit verify` reports them as unsigned: better seen than silently unsealed.
-    let auditSigner: AuditSigner | undefined;
-    let auditKeyWarned = false;
-    const signerForSeals = async (): Promise<{ signer?: AuditSigner }> => {
-      if (!auditSigner && keyStore) {
-        try {
-          auditSigner = await ensureAuditKey(status.pool, keyStore, site.id, `status-responder:${site.id}`);
-        } catch (err) {
-          if (!auditKeyWarned) app.log.warn({ code: (err as { code?: string }).code, message: (err as Error).message }, 'no audit key: seals are not signed');
-          auditKeyWarned = true;
-        }
-      }
-      return auditSigner ? { signer: auditSigner } : {};
-    };
-    const everyMs = options.tickEveryMs ?? 500;
-    const loops =
-      options.tickEveryMs === 0
-        ? []
-        : [
-            new BackgroundLoop('revocations', applyRevocations, Math.min(everyMs, 200), app.log),
-            new BackgroundLoop('status upkeep', upkeep, everyMs, app.log),
-          ];
-    const tick = async () => {
-      await applyRevocations();
-      await upkeep();
-    };
+    // Revocations are watched on every site, leader or not: a standby's cache must drop them too.
+    const revocationDaemon = new Daemon(ocspRevocationsJob(revocations, app.log, Math.min(options.tickEveryMs ?? 200, 200)), { log: app.log });
+    new client.Gauge({
+      name: 'fleetpki_daemon_passes',
+      help: "Passes of this process's daemon (the revocation watcher), by outcome",
+      labelNames: ['daemon', 'outcome'] as const,
+      registers: [registry],
+      collect() {
+        const s = revocationDaemon.stats;
+        this.set({ daemon: s.name, outcome: 'ok' }, s.passes);
+        this.set({ daemon: s.name, outcome: 'failed' }, s.failures);
+      },
+    });
+    if (options.tickEveryMs !== 0) revocationDaemon.start();
 
     return {
       app,
       ocsp,
       revocations,
-      preProducer,
-      refresher,
-      publisher,
-      tick,
+      revocationDaemon,
+      async tick() {
+        await revocationDaemon.runOnce();
+      },
       async close() {
         // A pass still signing must finish before the HSM session goes away under it.
-        await Promise.all(loops.map((l) => l.stop()));
+        await revocationDaemon.stop();
         await app.close();
         await status.close();
       },

@@ -25,8 +25,8 @@ export class OcspPreProducer {
   /**
    * Certificates issued since the last pass that have no response get one. Rows younger than `settleMs`
    * wait for the next pass, so a chunk still committing is not stepped over. Stops after `limit`
-   * signatures or `budgetMs`, or when revocations are waiting to be re-signed, so revocations are never
-   * kept waiting behind a big backlog.
+   * signatures or `budgetMs`, or when revocations are waiting to be re-signed or came in, so
+   * revocations are never kept waiting behind a big backlog.
    */
   async preProduceNew(options: { limit?: number; budgetMs?: number; settleMs?: number } = {}): Promise<number> {
     const signing = this.signing;
@@ -35,7 +35,11 @@ export class OcspPreProducer {
     const deadline = Date.now() + (options.budgetMs ?? 2_000);
     const until = new Date(Date.now() - (options.settleMs ?? 10_000));
     let produced = 0;
+    // A revocation committed during the pass (the generation moves) ends it: the responder's re-signer,
+    // in another process, has the HSM first, as when both ran in one process.
+    const generation = await this.store.revocationGeneration();
     while (produced < limit && Date.now() < deadline && !this.revocationsWaiting()) {
+      if (produced > 0 && (await this.store.revocationGeneration()) !== generation) break;
       const rows = await this.store.certificatesIssuedAfter(this.caId, this.cursor, until, limit - produced);
       if (rows.length === 0) break;
       const last = rows[rows.length - 1]!;
