@@ -24,6 +24,8 @@ export interface SiteDaemonsOptions {
   readonly everyMs?: number;
   /** false: no logs (tests). */
   readonly logger?: boolean;
+  /** What the jobs need, opened by the caller (tests share it with a responder); the caller closes it. */
+  readonly site?: StatusSite;
 }
 
 /** Parses `--only a,b` / FLEETPKI_DAEMONS=a,b, refusing a name that is no job (a typo must not run nothing). */
@@ -44,7 +46,7 @@ export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsO
   const names = options.only ?? Object.keys(JOBS);
   for (const n of names) if (!(n in JOBS)) throw new FleetError('DAEMON_UNKNOWN', `no daemon ${n}; the daemons are ${Object.keys(JOBS).join(', ')}`);
   const log = pino({ name: `daemons-${config.site}`, level: options.logger === false ? 'silent' : config.logLevel });
-  const site = await openStatusSite(config, { connections: 4, purpose: 'daemons' });
+  const site = options.site ?? (await openStatusSite(config, { connections: 4, purpose: 'daemons' }));
   const status = statusProducers(config, site);
   const context = { config, site, status, everyMs: options.everyMs, log };
   const daemons: Daemon[] = [];
@@ -70,7 +72,7 @@ export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsO
     async close() {
       // Passes still signing finish before the HSM session goes away under them.
       await Promise.all(daemons.map((d) => d.stop()));
-      await site.close();
+      if (!options.site) await site.close();
     },
   };
 }

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import client from 'prom-client';
-import { CA_IDS, OcspAnswerCache, OcspResponder, OcspRevocationResigner, ocspRevocationsJob, openStatusSite, type OcspAnswer } from '@fleetpki/ca';
+import { CA_IDS, OcspAnswerCache, OcspResponder, OcspRevocationResigner, ocspRevocationsJob, openStatusSite, type OcspAnswer, type StatusSite } from '@fleetpki/ca';
 import { Daemon, type FleetConfig } from '@fleetpki/core';
 
 /** Largest OCSP request accepted (a few CertIDs; RFC 6960 requests are ~100 bytes). */
@@ -40,8 +40,10 @@ function sendOcsp(reply: FastifyReply, answer: OcspAnswer, cacheable: boolean, m
  * for one being re-signed waits for that signature), so a relying party sees a revocation within a
  * second. Without the CA key in this site's HSM it serves what is stored.
  */
-export async function createStatusRuntime(config: FleetConfig, options: { logger?: boolean; tickEveryMs?: number } = {}): Promise<StatusRuntime> {
-  const status = await openStatusSite(config, { connections: 8 });
+export async function createStatusRuntime(config: FleetConfig, options: { logger?: boolean; tickEveryMs?: number; site?: StatusSite } = {}): Promise<StatusRuntime> {
+  // A site opened by the caller (tests share one with the daemons) stays the caller's to close.
+  const status = options.site ?? (await openStatusSite(config, { connections: 8 }));
+  const closeSite = options.site ? async () => undefined : () => status.close();
   const { store, lease, signing } = status;
   try {
     const canWrite = () => status.canAct();
@@ -125,11 +127,11 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
         // A pass still signing must finish before the HSM session goes away under it.
         await revocationDaemon.stop();
         await app.close();
-        await status.close();
+        await closeSite();
       },
     };
   } catch (err) {
-    await status.close();
+    await closeSite();
     throw err;
   }
 }
