@@ -107,8 +107,7 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     // The standby's status responder serves OCSP from its hot standby throughout; it must hold the CA key.
     log(`site ${to.id}: starting the status responder on the hot standby`);
     const toStatus = startService(config, 'status-responder', { FLEETPKI_SITE: to.id });
-    // The site's daemons (CRL publisher, OCSP pre-production, audit seals) run beside it and work once it is active.
-    toChildren.push(toStatus, startService(config, 'daemons', { FLEETPKI_SITE: to.id }));
+    toChildren.push(toStatus);
     await waitForHttp(`http://${to.host}:${to.statusPort}/healthz`, 60_000);
     const health = (await (await fetch(`http://${to.host}:${to.statusPort}/healthz`)).json()) as { signing: boolean };
     if (!health.signing) throw new FleetError('DRILL_NOT_READY', `site ${to.id}'s HSM token has no clone of the CA key: run \`pnpm fleetpki custody restore --site ${to.id} --share ...\``);
@@ -117,8 +116,12 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     log(`site ${to.id}: starting issuer-api and 2 batch workers as a warm standby`);
     toChildren.push(...(await serviceSet(config, to, 2)));
     log(`site ${from.id}: starting issuer-api, 2 batch workers, the status responder and the daemons`);
-    children.push(...(await serviceSet(config, from, 2)), startService(config, 'status-responder', { FLEETPKI_SITE: from.id }), startService(config, 'daemons', { FLEETPKI_SITE: from.id }));
+    children.push(...(await serviceSet(config, from, 2)), startService(config, 'status-responder', { FLEETPKI_SITE: from.id }));
     await waitForHttp(`http://${from.host}:${from.statusPort}/healthz`, 60_000);
+    // Each site's daemons (CRL publisher, OCSP pre-production, audit seals; they work only while their
+    // site is active), started once the services answer rather than in the same start-up burst.
+    children.push(startService(config, 'daemons', { FLEETPKI_SITE: from.id }));
+    toChildren.push(startService(config, 'daemons', { FLEETPKI_SITE: to.id }));
     const manifest = join(dir, `failover-${options.devices}.ndjson`);
     log(`manifest of ${options.devices} devices ...`);
     await generateManifest({ devices: options.devices, out: manifest, euiPrefix: syntheticRunPrefix('drill-meters') });
