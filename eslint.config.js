@@ -9,7 +9,7 @@ const OWNERS = {
   'packages/hsm': ['graphene-pk11', 'pkcs11js'],
   'packages/queue': ['bullmq', 'ioredis'],
 };
-const SERVICES = ['issuer-api', 'batch-worker', 'status-responder', 'crl-publisher', 'cli'];
+const SERVICES = ['issuer-api', 'batch-worker', 'status-responder', 'daemons', 'crl-publisher', 'cli'];
 
 function restrictedFor(area) {
   const paths = [];

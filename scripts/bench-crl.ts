@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CrlPublisher, buildCertId, buildOcspRequest, loadSiteIssuer } from '@fleetpki/ca';
+import { CrlPublisher, buildCertId, buildOcspRequest, loadSiteIssuer, postgresStatusStore } from '@fleetpki/ca';
 import { loadConfig } from '@fleetpki/core';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { getCrl, listCas } from '@fleetpki/store';
@@ -56,7 +56,7 @@ await run.main(async () => {
     const keyStore = await openSiteKeyStore(config, config.sites.a, { sessions: 4 });
     try {
       const { ca } = await loadSiteIssuer(config, publishing.pool, keyStore);
-      const publisher = new CrlPublisher(publishing.pool, ca, config.crlBaseUrl);
+      const publisher = new CrlPublisher(postgresStatusStore(publishing.pool), ca, config.crlBaseUrl);
       run.begin(`publishing all ${publisher.shards} shards (full CRLs)`);
       let t = performance.now();
       const first = await publisher.publishAll();
@@ -100,9 +100,11 @@ await run.main(async () => {
   const env = { FLEETPKI_SITE: 'a', ...revoking.env, FLEETPKI_API_PORT_A: String(ports.api), FLEETPKI_STATUS_PORT_A: String(ports.status) };
   const api = run.track(startService(config, 'issuer-api', env), 'issuer-api');
   const responder = run.track(startService(config, 'status-responder', env), 'status-responder');
+  // The site's daemons publish the CRL shards the revocation dirties (the responder answers only).
+  const daemons = run.track(startService(config, 'daemons', env), 'daemons');
   run.onCleanup(async () => {
-    for (const child of [api, responder]) run.untrack(child);
-    await Promise.all([api, responder].map(stopProcess));
+    for (const child of [api, responder, daemons]) run.untrack(child);
+    await Promise.all([api, responder, daemons].map(stopProcess));
   });
   await run.waitForHttp(`http://127.0.0.1:${ports.api}/readyz`, 'the issuer API to start');
   await run.waitForHttp(`http://127.0.0.1:${ports.status}/healthz`, 'the status responder to start');

@@ -2,7 +2,7 @@
  * pnpm bench ocsp [--certificates N] [--connections C] [--seconds S] [--revoke R] [--quiet-only] [--json] [--deadline S]
  * 1. The OCSP responder under load, as relying parties see it: a status-responder process (its own
  *    process, as in production) answers POST requests from C concurrent connections for random serials
- *    among N certificates whose responses the responder pre-produced in the background. Prints how long
+ *    among N certificates whose responses the site's daemons pre-produced in the background. Prints how long
  *    pre-production took, responses/s, p50, p99, errors, and the raw HSM signing rate measured in the
  *    same run with the ratio. One response is checked with `openssl ocsp`.
  * 2. Revocation to OCSP, twice: R devices revoked in one request to an issuer-api process until the
@@ -58,9 +58,11 @@ await run.main(async () => {
   const apiPort = config.sites.a.apiPort + 100;
   const env = { FLEETPKI_SITE: 'a', ...data.env, FLEETPKI_STATUS_PORT_A: String(statusPort), FLEETPKI_API_PORT_A: String(apiPort) };
   const responder = run.track(startService(config, 'status-responder', env), 'status-responder');
+  // The site's daemons pre-produce the responses (the responder answers only).
+  const daemons = run.track(startService(config, 'daemons', env), 'daemons');
   run.onCleanup(async () => {
-    run.untrack(responder);
-    await stopProcess(responder);
+    for (const child of [responder, daemons]) run.untrack(child);
+    await Promise.all([responder, daemons].map(stopProcess));
   });
   const url = `http://127.0.0.1:${statusPort}/ocsp`;
   await run.waitForHttp(`http://127.0.0.1:${statusPort}/healthz`, 'the status responder to start');
@@ -70,7 +72,7 @@ await run.main(async () => {
   const serials = await data.serials(certificates);
   const bodies = serials.map((s) => buildOcspRequest(buildCertId('sha1', hashes, s)));
 
-  // The responder pre-produces a response for every certificate in the background (RFC 9919); the
+  // The daemons pre-produce a response for every certificate in the background (RFC 9919); the
   // load starts once all are stored, so every request is answered from what was pre-produced.
   const t = performance.now();
   await run.waitUntil(`the responder to pre-produce ${certificates} responses in ${data.name}`, async () => {

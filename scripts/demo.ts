@@ -160,6 +160,8 @@ try {
       const officer = new FleetApiClient(base, officerToken);
       const secondOfficer = new FleetApiClient(base, await issueApiToken(db, { site: 'a', actor: 'demo', name: 'demo-second-officer', role: 'revocation-officer', manufacturerId: null, expiresDays: 1 }));
       const status = startService(config, 'status-responder', { FLEETPKI_SITE: 'a' });
+      // The site's daemons publish the CRL shards and pre-produce OCSP responses; the responder answers.
+      const daemons = startService(config, 'daemons', { FLEETPKI_SITE: 'a' });
       try {
         const statusBase = `http://127.0.0.1:${config.sites.a.statusPort}`;
         await waitForHttp(`${statusBase}/healthz`);
@@ -208,7 +210,7 @@ try {
           console.log(`  openssl verify -crl_check on the revoked meter: ${/certificate revoked/.test(String((err as { stdout?: string }).stdout) + String((err as { stderr?: string }).stderr)) ? 'refused, certificate revoked' : (err as Error).message}`);
         }
       } finally {
-        await stopProcess(status);
+        await Promise.all([stopProcess(status), stopProcess(daemons)]);
       }
     } finally {
       await Promise.all(workers.map(stopProcess));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { CrlPublisher, DualControl, RevocationService, TokenAuthenticator, crlShardOf, issueApiToken, newSerial, openIssuingCa } from '@fleetpki/ca';
+import { CrlPublisher, DualControl, RevocationService, TokenAuthenticator, crlShardOf, issueApiToken, newSerial, openIssuingCa, postgresStatusStore } from '@fleetpki/ca';
 import type { FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore, type Pkcs11KeyStore } from '@fleetpki/hsm';
 import { createStatusRuntime } from '@fleetpki/status-responder';
@@ -70,7 +70,7 @@ before(async () => {
   const shard = crlShardOf(serial, getProfile('smart-meter').crl!.shards);
   const tbs = issuing.template('smart-meter', 'digitalSignature').assemble({ serial, notBefore: new Date(Math.floor(Date.now() / 1000) * 1000), eui64: randomBytes(8), publicKeySpki: key!.publicKeySpki, crlShard: shard });
   devicePem = writeCaFile(ca, `${caId}-device.pem`, toPem(await signCertificate(issuing, lintDeviceTbs(tbs))));
-  await new CrlPublisher(pool, issuing, config.crlBaseUrl).publishAll();
+  await new CrlPublisher(postgresStatusStore(pool), issuing, config.crlBaseUrl).publishAll();
   shardPem = writeCaFile(ca, `${caId}-shard.pem`, crlPem((await getCrl(pool, caId, shard, 'full'))!.der));
 });
 
@@ -104,7 +104,7 @@ describe("the root's ARL", () => {
     const dual = new DualControl(pool, 'a', 60);
     const request = await dual.request(await auth.authenticate(`Bearer ${first}`), 'ca.revoke', { caId, reason: 'cACompromise' }, `revoke ${caId}`);
     await dual.approve(await auth.authenticate(`Bearer ${second}`), request.id);
-    const { outcome } = await dual.execute(await auth.authenticate(`Bearer ${first}`), request.id, 'ca.revoke', (payload) => new RevocationService(pool, 'a').revokeCa(String(payload.caId), String(payload.reason), 'test', request.id));
+    const { outcome } = await dual.execute(await auth.authenticate(`Bearer ${first}`), request.id, 'ca.revoke', (payload) => new RevocationService(postgresStatusStore(pool), 'a').revokeCa(String(payload.caId), String(payload.reason), 'test', request.id));
     assert.match(outcome.arl, /ceremony arl/, 'the outcome says the ARL is due');
 
     const after = await arl('arl-after');

@@ -13,12 +13,12 @@ import { buildIssuerApi, createIssuerRuntime, type IssuerRuntime } from '@fleetp
 import { ChunkQueue } from '@fleetpki/queue';
 import { toPem } from '@fleetpki/x509';
 import { syntheticEui64 } from '@fleetpki/manifest';
-import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 import { findPersonByName, listMasterKeys, type Pool } from '@fleetpki/store';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
 import { approvedRequest } from './support/dual-control.js';
+import { createStatusSite, type StatusSiteRuntime } from './support/status.js';
 
 /**
  * CMP (RFC 9483) against OpenSSL's client (`openssl cmp`, 3.0): ir with a factory's MAC reference,
@@ -30,7 +30,7 @@ let config: FleetConfig;
 let pool: Pool;
 let ca: TestCa;
 let runtime: IssuerRuntime;
-let status: StatusRuntime;
+let status: StatusSiteRuntime;
 let port: number;
 let statusUrl: string;
 let adminToken: string;
@@ -133,7 +133,7 @@ before(async () => {
   );
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   port = (runtime.app.server.address() as AddressInfo).port;
-  status = await createStatusRuntime({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
+  status = await createStatusSite({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
   await status.app.listen({ host: '127.0.0.1', port: 0 });
   statusUrl = `http://127.0.0.1:${(status.app.server.address() as AddressInfo).port}`;
   // CMP secrets are derived from the device MAC master key.

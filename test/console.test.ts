@@ -12,12 +12,12 @@ import { ChunkIssuer, auditCheckpointFile, ensureAuditKey, loadSiteIssuer, sealA
 import { FleetApiClient } from '@fleetpki/client';
 import { createIssuerRuntime, readTlsMaterial, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { generateManifest, syntheticRunPrefix } from '@fleetpki/manifest';
-import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 import { recordDrillRun, type Pool } from '@fleetpki/store';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
 import { httpsCall, type HttpsAnswer } from './support/https.js';
+import { createStatusSite, type StatusSiteRuntime } from './support/status.js';
 
 /**
  * The operator console in a real browser (Debian's chromium, driven by playwright-core) against an
@@ -33,7 +33,7 @@ let config: FleetConfig;
 let pool: Pool;
 let ca: TestCa;
 let runtime: IssuerRuntime;
-let status: StatusRuntime;
+let status: StatusSiteRuntime;
 let statusUrl: string;
 let base: string;
 let browser: Browser;
@@ -120,7 +120,7 @@ before(async () => {
   runtime = await createIssuerRuntime({ ...config, site: 'a', dualControl: { ...config.dualControl, revocationThreshold: 10 } }, { logger: false, hsmSessions: 1, poolSize: 6, tls: readTlsMaterial(config.api.tlsDir) });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   base = `https://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
-  status = await createStatusRuntime({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
+  status = await createStatusSite({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
   await status.app.listen({ host: '127.0.0.1', port: 0 });
   statusUrl = `http://127.0.0.1:${(status.app.server.address() as AddressInfo).port}`;
   const site = await loadSiteIssuer({ ...config, site: 'a' }, pool, runtime.keyStore);

@@ -73,6 +73,8 @@ describe('a manual failover while the active site is alive', () => {
     start('issuer-api', 'a');
     start('status-responder', 'a');
     start('status-responder', 'b');
+    start('daemons', 'a');
+    start('daemons', 'b');
     await waitForHttp(`${apiUrl('a')}/readyz`, 60_000);
     for (const site of ['a', 'b'] as const) await waitForHttp(`${statusUrl(config, site, OFFSET)}/healthz`, 60_000);
 

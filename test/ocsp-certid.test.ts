@@ -6,12 +6,13 @@ import { after, before, describe, it } from 'node:test';
 import { FleetApiClient } from '@fleetpki/client';
 import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
-import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
+import { createStatusRuntime } from '@fleetpki/status-responder';
 import type { Pool } from '@fleetpki/store';
 import { syntheticEui64 } from '@fleetpki/manifest';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
+import { createStatusSite, type StatusSiteRuntime } from './support/status.js';
 
 /**
  * Issue 40.1: a request's CertID bytes must never reach a response that others are served. The
@@ -29,7 +30,7 @@ let config: FleetConfig;
 let pool: Pool;
 let ca: TestCa;
 let issuer: IssuerRuntime;
-let status: StatusRuntime;
+let status: StatusSiteRuntime;
 let statusUrl: string;
 let factoryToken: string;
 let officer: FleetApiClient;
@@ -43,7 +44,7 @@ before(async () => {
   const apiUrl = `http://127.0.0.1:${(issuer.app.server.address() as AddressInfo).port}`;
   factoryToken = await createToken(pool, 'factory', 'certid-maker');
   officer = new FleetApiClient(apiUrl, await createToken(pool, 'revocation-officer', null, 'certid-officer'));
-  status = await createStatusRuntime({ ...config, site: 'a' }, { logger: false, tickEveryMs: 0 });
+  status = await createStatusSite({ ...config, site: 'a' }, { logger: false, tickEveryMs: 0 });
   await status.app.listen({ host: '127.0.0.1', port: 0 });
   statusUrl = `http://127.0.0.1:${(status.app.server.address() as AddressInfo).port}`;
 });
@@ -199,12 +200,12 @@ function assertRefused(answers: readonly { name: string; answer: string }[]): vo
 describe('OCSP CertIDs are canonical: no request decides what others are answered', () => {
   it('a revoked meter: poisoning requests before and after the revocation is re-signed leave SHA-1 and SHA-256 answers revoked for everyone', async () => {
     const device = await enrolDevice();
-    await status.ocsp.preProduceNew({ settleMs: 0 });
+    await status.preProducer!.preProduceNew({ settleMs: 0 });
     const outcome = await officer.revoke({ serials: [device.serial] }, 'keyCompromise');
     assert.equal(outcome.revoked, 1);
     // The revocation has committed; the responder has not picked it up yet.
     const early = await poison(device);
-    await status.ocsp.applyAllNewRevocations();
+    await status.revocations.applyAllNewRevocations();
     const late = await poison(device);
     await assertEveryoneSees(device, 'revoked');
     assertRefused([...early, ...late]);
@@ -213,18 +214,18 @@ describe('OCSP CertIDs are canonical: no request decides what others are answere
   it('a good certificate, before its response is pre-produced: poisoning requests leave SHA-1 and SHA-256 answers good and parseable', async () => {
     const device = await enrolDevice();
     const answers = await poison(device);
-    await status.ocsp.preProduceNew({ settleMs: 0 });
+    await status.preProducer!.preProduceNew({ settleMs: 0 });
     await assertEveryoneSees(device, 'good');
     assertRefused(answers);
   });
 
   it('a good certificate after pre-production, then revoked: poisoning between the two changes nothing', async () => {
     const device = await enrolDevice();
-    await status.ocsp.preProduceNew({ settleMs: 0 });
+    await status.preProducer!.preProduceNew({ settleMs: 0 });
     const answers = await poison(device);
     await assertEveryoneSees(device, 'good');
     await officer.revoke({ serials: [device.serial] }, 'superseded');
-    await status.ocsp.applyAllNewRevocations();
+    await status.revocations.applyAllNewRevocations();
     await assertEveryoneSees(device, 'revoked');
     assertRefused(answers);
   });
@@ -237,13 +238,13 @@ describe('OCSP CertIDs are canonical: no request decides what others are answere
       assert.ok(answer.includes(canonical), `${alg}: the answer names the certificate by the canonical CertID`);
       assert.match(await opensslReads(answer, device, alg, `${alg}-absent`), /: good\b/);
     }
-    await status.ocsp.preProduceNew({ settleMs: 0 });
+    await status.preProducer!.preProduceNew({ settleMs: 0 });
     await assertEveryoneSees(device, 'good');
   });
 
   it('a stored response that does not name its certificate by the canonical CertID (stored before this fix) is not served, and is replaced', async () => {
     const [device, other] = [await enrolDevice(), await enrolDevice()];
-    await status.ocsp.preProduceNew({ settleMs: 0 });
+    await status.preProducer!.preProduceNew({ settleMs: 0 });
     // The row a poisoning request left behind, as far as this responder can tell: a signed response
     // whose CertID is not this certificate's canonical one (here: another certificate's).
     await pool.query(

@@ -40,8 +40,11 @@ before(async () => {
   asker = await OcspAsker.forIssuingCa(pool);
   // Responders on ports of their own publish CRLs under the deployment's CRL URL, not one made from their port.
   for (const site of ['a', 'b'] as const) {
-    responders.push(startService(config, 'status-responder', { FLEETPKI_SITE: site, FLEETPKI_CRL_BASE_URL: config.crlBaseUrl, FLEETPKI_STATUS_PORT_A: String(config.sites.a.statusPort + 600), FLEETPKI_STATUS_PORT_B: String(config.sites.b.statusPort + 600) }));
+    const env = { FLEETPKI_SITE: site, FLEETPKI_CRL_BASE_URL: config.crlBaseUrl, FLEETPKI_STATUS_PORT_A: String(config.sites.a.statusPort + 600), FLEETPKI_STATUS_PORT_B: String(config.sites.b.statusPort + 600) };
+    responders.push(startService(config, 'status-responder', env));
     await waitForHttp(`${statusUrl(site)}/healthz`);
+    // Each site's daemons pre-produce the responses the standby serves from its replica (it has no CA key here).
+    responders.push(startService(config, 'daemons', env));
   }
 });
 

@@ -110,6 +110,7 @@ async function partitionMidBatch(): Promise<void> {
       start('issuer-api', site);
       start('batch-worker', site, { FLEETPKI_WORKER_RECONCILE: '1' });
       start('status-responder', site);
+      start('daemons', site);
     }
     await waitForHttp(`http://${a.host}:${a.apiPort}/readyz`, 60_000);
     for (const site of [a, b]) await waitForHttp(`http://${site.host}:${site.statusPort}/healthz`, 60_000);

@@ -4,12 +4,12 @@ import { after, before, describe, it } from 'node:test';
 import { FleetApiClient } from '@fleetpki/client';
 import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
-import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 import { createPool, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { syntheticEui64 } from '@fleetpki/manifest';
 import { createToken, ensureCa, openssl, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
+import { createStatusSite, type StatusSiteRuntime } from './support/status.js';
 
 /**
  * Review (branch review-1): what the status data in the store lets a database role do to relying
@@ -25,7 +25,7 @@ let config: FleetConfig;
 let pool: Pool;
 let ca: TestCa;
 let issuer: IssuerRuntime;
-let status: StatusRuntime;
+let status: StatusSiteRuntime;
 let factoryToken: string;
 let officer: FleetApiClient;
 
@@ -38,7 +38,7 @@ before(async () => {
   const apiUrl = `http://127.0.0.1:${(issuer.app.server.address() as AddressInfo).port}`;
   factoryToken = await createToken(pool, 'factory', 'review-maker');
   officer = new FleetApiClient(apiUrl, await createToken(pool, 'revocation-officer', null, 'review-officer'));
-  status = await createStatusRuntime({ ...config, site: 'a' }, { logger: false, tickEveryMs: 0 });
+  status = await createStatusSite({ ...config, site: 'a' }, { logger: false, tickEveryMs: 0 });
   await status.app.listen({ host: '127.0.0.1', port: 0 });
 });
 
@@ -62,8 +62,8 @@ async function enrolDevice(): Promise<{ serial: string; path: string }> {
 }
 
 /** A responder with a cold cache, as a restarted process or the standby site's starts. */
-async function withColdResponder<T>(fn: (url: string, cold: StatusRuntime) => Promise<T>): Promise<T> {
-  const cold = await createStatusRuntime({ ...config, site: 'a' }, { logger: false, tickEveryMs: 0 });
+async function withColdResponder<T>(fn: (url: string, cold: StatusSiteRuntime) => Promise<T>): Promise<T> {
+  const cold = await createStatusSite({ ...config, site: 'a' }, { logger: false, tickEveryMs: 0 });
   try {
     await cold.app.listen({ host: '127.0.0.1', port: 0 });
     return await fn(`http://127.0.0.1:${(cold.app.server.address() as AddressInfo).port}`, cold);
@@ -76,11 +76,11 @@ describe('review: status data a database role can put back', () => {
   it('fleetpki_status cannot make a revoked meter read "good": an old signed response stored under status "revoked" is not served', async () => {
     const device = await enrolDevice();
     const serial = Buffer.from(device.serial, 'hex');
-    await status.ocsp.preProduceNew({ settleMs: 0 });
+    await status.preProducer!.preProduceNew({ settleMs: 0 });
     const { rows } = await pool.query<{ der: Buffer }>(`SELECT der FROM ocsp_responses WHERE serial = $1 AND hash_alg = 'sha1' AND status = 'good'`, [serial]);
     const oldGood = rows[0]!.der; // also what any relying party fetched before the revocation
     assert.equal((await officer.revoke({ serials: [device.serial] }, 'keyCompromise')).revoked, 1);
-    await status.ocsp.applyAllNewRevocations();
+    await status.revocations.applyAllNewRevocations();
 
     const statusRole = createPool(config.sites.a.serviceDatabaseUrls.status, { max: 1, applicationName: 'fleetpki-review-status' });
     try {

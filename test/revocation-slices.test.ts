@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { RevocationService } from '@fleetpki/ca';
+import { RevocationService, postgresStatusStore } from '@fleetpki/ca';
 import type { FleetConfig } from '@fleetpki/core';
 import { REVOCATION_SLICE, type Pool } from '@fleetpki/store';
 import { createSyntheticCaDatabase, type SyntheticCaDatabase } from '../scripts/lib/synthetic-ca.js';
@@ -31,7 +31,7 @@ describe('a revocation list longer than one slice', () => {
   it('is revoked in slices of REVOCATION_SLICE (an audit row each), names what it did not find, and a second run skips what is revoked', async () => {
     const serials = await data.serials(count);
     const strangers = [randomBytes(16), randomBytes(16)];
-    const revocations = new RevocationService(data.pool, 'a');
+    const revocations = new RevocationService(postgresStatusStore(data.pool), 'a');
     const request = { target: { kind: 'serials' as const, serials: [...serials, ...strangers] }, reason: 1, requestedBy: 'test:slices', manufacturerId: null, approvalId: null };
     const first = await revocations.revoke(request);
     assert.equal(first.revoked, count);
@@ -56,7 +56,7 @@ describe('a revocation list longer than one slice', () => {
   it('under a person\'s threshold stays one transaction: past it nothing of the list is revoked', async () => {
     const serials = await data.serials(100, count);
     const { rows } = await data.pool.query<{ id: string }>("INSERT INTO people (id, name, role) VALUES (gen_random_uuid(), $1, 'revocation-officer') RETURNING id", [`slices-${randomBytes(4).toString('hex')}`]);
-    const revocations = new RevocationService(data.pool, 'a');
+    const revocations = new RevocationService(postgresStatusStore(data.pool), 'a');
     await assert.rejects(
       revocations.revoke({ target: { kind: 'serials', serials }, reason: 1, requestedBy: 'test:threshold', manufacturerId: null, personId: rows[0]!.id, threshold: { certificates: 10, windowMinutes: 60 } }),
       (err: Error & { code?: string }) => err.code === 'DUAL_CONTROL_THRESHOLD',

@@ -10,18 +10,19 @@ import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
 import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { generateManifest, generatedEui64, readRevocationList, syntheticEui64, syntheticRunPrefix } from '@fleetpki/manifest';
-import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
+import { createStatusRuntime } from '@fleetpki/status-responder';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys, ocspIssuerHashes, parseCaCertificate, readCrlSerials, toPem } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { createToken, ensureCa, writeCaFile, openssl, opensslAsync, siteAPool, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
+import { createStatusSite, type StatusSiteRuntime } from './support/status.js';
 
 let config: FleetConfig;
 let pool: Pool;
 let ca: TestCa;
 let issuer: IssuerRuntime;
-let status: StatusRuntime;
+let status: StatusSiteRuntime;
 let factory: FleetApiClient;
 let officer: FleetApiClient;
 let secondOfficer: FleetApiClient;
@@ -42,7 +43,7 @@ before(async () => {
   factory = new FleetApiClient(apiUrl, factoryToken);
   officer = new FleetApiClient(apiUrl, officerToken);
   secondOfficer = new FleetApiClient(apiUrl, await createToken(pool, 'revocation-officer', null, 'test-second-officer'));
-  status = await createStatusRuntime({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
+  status = await createStatusSite({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
   await status.app.listen({ host: '127.0.0.1', port: 0 });
   statusUrl = `http://127.0.0.1:${(status.app.server.address() as AddressInfo).port}`;
 });
@@ -325,7 +326,7 @@ describe('OCSP responder under bad input', () => {
 describe('OCSP pre-production and the revocation feed', () => {
   it('pre-produces a stored, verifiable good response for every new certificate', async () => {
     const devices = [await enrolDevice(), await enrolDevice(), await enrolDevice()];
-    await status.ocsp.preProduceNew({ settleMs: 0, limit: 1_000_000, budgetMs: 60_000 });
+    await status.preProducer!.preProduceNew({ settleMs: 0, limit: 1_000_000, budgetMs: 60_000 });
     for (const d of devices) {
       const { rows } = await pool.query<{ status: string; der: Buffer }>("SELECT status, der FROM ocsp_responses WHERE serial = $1 AND hash_alg = 'sha1'", [Buffer.from(d.serial, 'hex')]);
       assert.equal(rows.length, 1, `a stored response for ${d.serial}`);
@@ -344,7 +345,7 @@ describe('OCSP pre-production and the revocation feed', () => {
       const devices = await Promise.all(Array.from({ length: 25 }, () => enrolDevice()));
       await officer.revoke({ serials: devices.map((d) => d.serial) }, 'superseded');
       let applied = 0;
-      for (let pass = 0; pass < 10; pass++) applied += await responder.ocsp.applyNewRevocations(7);
+      for (let pass = 0; pass < 10; pass++) applied += await responder.revocations.applyNewRevocations(7);
       assert.equal(applied, 25, 'each revocation applied exactly once across passes of 7');
       const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM ocsp_responses WHERE serial = ANY($1::bytea[]) AND hash_alg = 'sha1' AND status = 'revoked'", [devices.map((d) => Buffer.from(d.serial, 'hex'))]);
       assert.equal(rows[0]!.n, 25);

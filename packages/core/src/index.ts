@@ -8,3 +8,4 @@ export * from './worker-pool.js';
 export * from './progress-deadline.js';
 export * from './drill-start-message.js';
 export * from './daemon-job.js';
+export * from './daemon.js';

@@ -115,9 +115,13 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     // Warm standby: the standby's issuer-api (503 to writes) and workers (idle) run before anything fails.
     log(`site ${to.id}: starting issuer-api and 2 batch workers as a warm standby`);
     toChildren.push(...(await serviceSet(config, to, 2)));
-    log(`site ${from.id}: starting issuer-api, 2 batch workers and the status responder`);
+    log(`site ${from.id}: starting issuer-api, 2 batch workers, the status responder and the daemons`);
     children.push(...(await serviceSet(config, from, 2)), startService(config, 'status-responder', { FLEETPKI_SITE: from.id }));
     await waitForHttp(`http://${from.host}:${from.statusPort}/healthz`, 60_000);
+    // Each site's daemons (CRL publisher, OCSP pre-production, audit seals; they work only while their
+    // site is active), started once the services answer rather than in the same start-up burst.
+    children.push(startService(config, 'daemons', { FLEETPKI_SITE: from.id }));
+    toChildren.push(startService(config, 'daemons', { FLEETPKI_SITE: to.id }));
     const manifest = join(dir, `failover-${options.devices}.ndjson`);
     log(`manifest of ${options.devices} devices ...`);
     await generateManifest({ devices: options.devices, out: manifest, euiPrefix: syntheticRunPrefix('drill-meters') });

@@ -5,7 +5,7 @@ import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, cmpConfirmExpiry, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, estSupersededRevoker, FailoverDrills, onlineIntentReconciler, openSiteRuntime, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresSupersededStore, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa, type SiteLease } from '@fleetpki/ca';
+import { AccessAdministration, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, cmpConfirmExpiry, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, estSupersededRevoker, FailoverDrills, onlineIntentReconciler, openSiteRuntime, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresStatusStore, postgresSupersededStore, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa, type SiteLease } from '@fleetpki/ca';
 import type { KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import type { Pool } from '@fleetpki/store';
@@ -147,7 +147,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     // Crash tests only: die between the intent's commit and the signature, as a process could.
     ...(process.env.FLEETPKI_TEST_CRASH_AFTER_INTENT === '1' ? { afterIntent: () => process.kill(process.pid, 'SIGKILL') } : {}),
   });
-  const revocations = new RevocationService(deps.pool, deps.config.site);
+  const revocations = new RevocationService(postgresStatusStore(deps.pool), deps.config.site);
   // The protocols' reconcilers (DaemonJobs), passed by the interval below until the daemon runner runs them.
   const reconcileEveryMs = Math.max(1_000, Math.min(10_000, deps.config.intentTimeoutSeconds * 250));
   const graceSeconds = deps.config.est.revokeSupersededAfterSeconds;
@@ -224,9 +224,9 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const dualControl = new DualControl(accessStore, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
   registerDrillRoutes(app, { config: deps.config, drills: new FailoverDrills(accessStore, deps.config.site, dualControl), authenticator, guard });
   // Revocation must never queue behind a factory, nor behind enrolments: its own connections.
-  const reservedRevocations = new RevocationService(reservedPool, deps.config.site);
+  const reservedRevocations = new RevocationService(postgresStatusStore(reservedPool), deps.config.site);
   const reservedDualControl = new DualControl(reservedAccessStore, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
-  registerRevocationRoutes(app, { pool: reservedPool, revocations: reservedRevocations, dualControl: reservedDualControl, threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes }, authenticator: reservedAccess, guard });
+  registerRevocationRoutes(app, { revocations: reservedRevocations, dualControl: reservedDualControl, threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes }, authenticator: reservedAccess, guard });
   registerApprovalRoutes(app, { people: new AccessAdministration(reservedAccessStore, deps.config.site, reservedDualControl), reads: new OperatorReads(reservedAccessStore), dualControl: reservedDualControl, revocations: reservedRevocations, authenticator: reservedAccess, guard });
   registerTokenRoutes(app, { authenticator, access: new AccessAdministration(accessStore, deps.config.site, dualControl) });
   await registerConsole(app, { access: authenticator, tls: deps.tls !== undefined, drills: deps.config.console.drills });

@@ -1,11 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import client from 'prom-client';
-import { CA_IDS, CrlPublisher, auditCheckpointFile, ensureAuditKey, sealAuditLog, OcspResponder, OCSP_PASS_LIMITS, SiteGuard, SiteLease, loadSiteIssuer, type AuditSigner, type OcspAnswer } from '@fleetpki/ca';
-import { isFleetError, type FleetConfig } from '@fleetpki/core';
-import { openSiteKeyStore, type KeyStore, type Signer } from '@fleetpki/hsm';
-import { getCrl, listCas, openServicePool, type Pool } from '@fleetpki/store';
-import { ocspIssuerHashes, parseCaCertificate } from '@fleetpki/x509';
-import { BackgroundLoop } from './background-loop.js';
+import { CA_IDS, OcspAnswerCache, OcspResponder, OcspRevocationResigner, ocspRevocationsJob, openStatusSite, type OcspAnswer, type StatusSite } from '@fleetpki/ca';
+import { Daemon, type FleetConfig } from '@fleetpki/core';
 
 /** Largest OCSP request accepted (a few CertIDs; RFC 6960 requests are ~100 bytes). */
 const MAX_OCSP_REQUEST = 4 * 1024;
@@ -13,8 +9,11 @@ const MAX_OCSP_REQUEST = 4 * 1024;
 export interface StatusRuntime {
   readonly app: FastifyInstance;
   readonly ocsp: OcspResponder;
-  readonly publisher: CrlPublisher | undefined;
-  /** One pass of the background work: revocations -> OCSP, due CRL shards, expiring responses, new certificates. */
+  /** Notices revocations for the cache and re-signs them (kept in this process: see OcspRevocationResigner). */
+  readonly revocations: OcspRevocationResigner;
+  /** The revocation watcher's daemon (its stats are in /metrics). */
+  readonly revocationDaemon: Daemon;
+  /** One pass of the revocation watcher (tests with tickEveryMs 0 drive it with this). */
   tick(): Promise<void>;
   close(): Promise<void>;
 }
@@ -35,39 +34,23 @@ function sendOcsp(reply: FastifyReply, answer: OcspAnswer, cacheable: boolean, m
 
 /**
  * The status service of a site: OCSP over GET and POST, and the CRL shards at their distribution-point
- * URLs, from the site's own database (a hot standby on site B). On the active site it also publishes
- * CRLs and pre-produces OCSP responses. Without the CA key in this site's HSM it serves what is stored.
+ * URLs, from the site's own database (a hot standby on site B). It answers and serves only: CRLs,
+ * pre-produced and refreshed OCSP responses and audit seals come from the site's daemons
+ * (services/daemons). What stays here is noticing revocations (its cache must drop them, and a request
+ * for one being re-signed waits for that signature), so a relying party sees a revocation within a
+ * second. Without the CA key in this site's HSM it serves what is stored.
  */
-export async function createStatusRuntime(config: FleetConfig, options: { logger?: boolean; tickEveryMs?: number } = {}): Promise<StatusRuntime> {
-  const site = config.sites[config.site];
-  const pool: Pool = await openServicePool(config, 'status', 8);
-  let keyStore: KeyStore | undefined;
-  // Whether this site may say "good" (lease held, or a standby streaming from its primary).
-  const lease = new SiteLease(config, site.id, site.serviceDatabaseUrls.status);
+export async function createStatusRuntime(config: FleetConfig, options: { logger?: boolean; tickEveryMs?: number; site?: StatusSite } = {}): Promise<StatusRuntime> {
+  // A site opened by the caller (tests share one with the daemons) stays the caller's to close.
+  const status = options.site ?? (await openStatusSite(config, { connections: 8 }));
+  const closeSite = options.site ? async () => undefined : () => status.close();
+  const { store, lease, signing } = status;
   try {
-    await lease.start();
-    const guard = new SiteGuard(pool, config, lease);
-    const record = (await listCas(pool)).find((c) => c.id === CA_IDS.deviceIssuing);
-    if (!record) throw new Error('no device issuing CA in the store: run the ceremony first');
-    const certificate = parseCaCertificate(record.certificate);
-    let publisher: CrlPublisher | undefined;
-    let signer: Signer | undefined;
-    try {
-      keyStore = await openSiteKeyStore(config, site, { sessions: 4, signingThreads: config.signing.threads });
-      const { ca } = await loadSiteIssuer(config, pool, keyStore);
-      signer = ca.signer;
-      publisher = new CrlPublisher(pool, ca, config.crlBaseUrl);
-    } catch (err) {
-      // pkcs11js sets a numeric code on its errors: only a string code can name an HSM_ error.
-      const code = (err as { code?: unknown }).code;
-      if (!isFleetError(err) && !(typeof code === 'string' && code.startsWith('HSM_'))) throw err;
-      // No usable key here (a standby whose HSM has no clone yet): serve stored responses and CRLs.
-      await keyStore?.close();
-      keyStore = undefined;
-    }
-    const canWrite = () => guard.canAct();
-    const ocsp = new OcspResponder(pool, record.id, ocspIssuerHashes(certificate.subjectDer, certificate.publicKeySpki), signer, canWrite, { vouching: () => lease.state().vouching, onDemand: config.ocspOnDemand });
-    ocsp.startWatchingFrom(new Date());
+    const canWrite = () => status.canAct();
+    const cache = new OcspAnswerCache();
+    const revocations = new OcspRevocationResigner(store, status.caId, signing, cache, canWrite);
+    revocations.startWatchingFrom(new Date());
+    const ocsp = new OcspResponder(store, status.caId, status.issuer, signing, canWrite, cache, { vouching: () => lease.state().vouching, onDemand: config.ocspOnDemand, revocations });
 
     const registry = new client.Registry();
     const responses = new client.Counter({ name: 'fleetpki_ocsp_responses_total', help: 'OCSP responses by kind', labelNames: ['kind'] as const, registers: [registry] });
@@ -104,7 +87,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       // Device CRL shards sNNNN.crl (and -delta), and the root's ARL (arl.crl: its CRL of CA certificates).
       const m = /^s(\d{4})(-delta)?\.crl$/.exec(request.params.name);
       const arl = request.params.name === 'arl.crl' && request.params.caId === CA_IDS.root;
-      const crl = m ? await getCrl(pool, request.params.caId, Number(m[1]), m[2] ? 'delta' : 'full') : arl ? await getCrl(pool, CA_IDS.root, 0, 'full') : undefined;
+      const crl = m ? await store.crl(request.params.caId, Number(m[1]), m[2] ? 'delta' : 'full') : arl ? await store.crl(CA_IDS.root, 0, 'full') : undefined;
       if (!crl) return reply.status(404).send({ code: 'CRL_NOT_FOUND', message: `no CRL ${request.params.caId}/${request.params.name}` });
       const maxAge = Math.max(0, Math.floor((crl.nextUpdate.getTime() - Date.now()) / 1000));
       return reply
@@ -114,84 +97,41 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
         .header('expires', crl.nextUpdate.toUTCString())
         .send(crl.der);
     });
-    app.get('/healthz', async () => ({ status: 'ok', signing: signer !== undefined, lease: lease.state() }));
+    app.get('/healthz', async () => ({ status: 'ok', signing: signing !== undefined, lease: lease.state() }));
     app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 
-    // Revocations have their own loop: a relying party must see one within a second or so, and CRL
-    // publishing, pre-production and audit seals (seconds each under a backlog) must not delay it.
-    const applyRevocations = async (): Promise<boolean> => {
-      const started = Date.now();
-      const revoked = await ocsp.applyAllNewRevocations();
-      if (revoked > 0) app.log.info({ revocations: revoked, ms: Date.now() - started }, 'revocations applied to OCSP');
-      return false;
-    };
-    const upkeep = async (): Promise<boolean> => {
-      // OCSP is the channel relying parties see within seconds, CRLs within their publication interval:
-      // while revocations are re-signed, the CRL shards they dirtied wait (a few seconds) for the HSM.
-      if (ocsp.resigningRevocations) return false;
-      if (publisher && (await canWrite())) await publisher.publishDue();
-      const refreshed = await ocsp.refreshExpiring();
-      const produced = await ocsp.preProduceNew();
-      // The active site seals its audit log every few seconds (hash chain + checkpoint outside the database).
-      if (Date.now() - lastSeal > 5_000 && (await canWrite())) {
-        lastSeal = Date.now();
-        const seal = await sealAuditLog(pool, auditCheckpointFile(config.deploymentDir), { ...(await signerForSeals()) });
-        if (seal.gaps.length) app.log.warn({ gaps: seal.gaps }, 'audit log: seq numbers with no row sealed over (a rolled-back insert leaves such a hole; `fleetpki audit verify` tells a removed row apart)');
-      }
-      // A backlog (a full pass's worth: a batch issued while this site was busy, responses nearing
-      // nextUpdate) is worked off pass after pass without the pause; less than that waits for the next
-      // pass as usual (passes back to back that each find a few rows keep PostgreSQL and this process
-      // busy for little signing, beside a batch issuing on the same cores). Pre-production yields to
-      // revocations (OcspResponder.preProduceNew).
-      return refreshed >= OCSP_PASS_LIMITS.refresh || produced >= OCSP_PASS_LIMITS.preProduce;
-    };
-    let lastSeal = 0;
-    // Seals are signed by this site's audit key (made and certified on first use). Without one they are
-    // still sealed, and `audit verify` reports them as unsigned: better seen than silently unsealed.
-    let auditSigner: AuditSigner | undefined;
-    let auditKeyWarned = false;
-    const signerForSeals = async (): Promise<{ signer?: AuditSigner }> => {
-      if (!auditSigner && keyStore) {
-        try {
-          auditSigner = await ensureAuditKey(pool, keyStore, site.id, `status-responder:${site.id}`);
-        } catch (err) {
-          if (!auditKeyWarned) app.log.warn({ code: (err as { code?: string }).code, message: (err as Error).message }, 'no audit key: seals are not signed');
-          auditKeyWarned = true;
-        }
-      }
-      return auditSigner ? { signer: auditSigner } : {};
-    };
-    const everyMs = options.tickEveryMs ?? 500;
-    const loops =
-      options.tickEveryMs === 0
-        ? []
-        : [
-            new BackgroundLoop('revocations', applyRevocations, Math.min(everyMs, 200), app.log),
-            new BackgroundLoop('status upkeep', upkeep, everyMs, app.log),
-          ];
-    const tick = async () => {
-      await applyRevocations();
-      await upkeep();
-    };
+    // Revocations are watched on every site, leader or not: a standby's cache must drop them too.
+    const revocationDaemon = new Daemon(ocspRevocationsJob(revocations, app.log, Math.min(options.tickEveryMs ?? 200, 200)), { log: app.log });
+    new client.Gauge({
+      name: 'fleetpki_daemon_passes',
+      help: "Passes of this process's daemon (the revocation watcher), by outcome",
+      labelNames: ['daemon', 'outcome'] as const,
+      registers: [registry],
+      collect() {
+        const s = revocationDaemon.stats;
+        this.set({ daemon: s.name, outcome: 'ok' }, s.passes);
+        this.set({ daemon: s.name, outcome: 'failed' }, s.failures);
+      },
+    });
+    if (options.tickEveryMs !== 0) revocationDaemon.start();
 
     return {
       app,
       ocsp,
-      publisher,
-      tick,
+      revocations,
+      revocationDaemon,
+      async tick() {
+        await revocationDaemon.runOnce();
+      },
       async close() {
         // A pass still signing must finish before the HSM session goes away under it.
-        await Promise.all(loops.map((l) => l.stop()));
+        await revocationDaemon.stop();
         await app.close();
-        await lease.close();
-        await keyStore?.close();
-        await pool.end();
+        await closeSite();
       },
     };
   } catch (err) {
-    await lease.close();
-    await keyStore?.close();
-    await pool.end();
+    await closeSite();
     throw err;
   }
 }

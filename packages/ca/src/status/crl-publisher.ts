@@ -1,7 +1,7 @@
 import { FleetError } from '@fleetpki/core';
-import { listDirtyShards, listFullCrls, withCrlSnapshot, type CrlSnapshot, type Pool } from '@fleetpki/store';
 import { assembleSignedCertificate, buildCrlTbs, crlShardUrl, getProfile, readCrlSerials, DEFAULT_PROFILE_ID } from '@fleetpki/x509';
 import type { IssuingCa } from '../issuance/issuing-ca.js';
+import type { CrlPublicationStore, CrlSnapshotPort as CrlSnapshot } from './store.js';
 
 export interface CrlPublisherOptions {
   /** nextUpdate - thisUpdate of every CRL. */
@@ -43,7 +43,7 @@ export class CrlPublisher {
   readonly shards: number;
 
   constructor(
-    private readonly pool: Pool,
+    private readonly store: CrlPublicationStore,
     private readonly ca: IssuingCa,
     private readonly crlBaseUrl: string,
     options: CrlPublisherOptions = {},
@@ -56,8 +56,8 @@ export class CrlPublisher {
   /** Shards that need publishing now: dirty, missing, or near nextUpdate. */
   async dueShards(now = new Date()): Promise<number[]> {
     const caId = this.ca.record.id;
-    const due = new Set(await listDirtyShards(this.pool, caId));
-    const published = new Map((await listFullCrls(this.pool, caId)).map((c) => [c.shard, c]));
+    const due = new Set(await this.store.dirtyShards(caId));
+    const published = new Map((await this.store.fullCrls(caId)).map((c) => [c.shard, c]));
     for (let s = 0; s < this.shards; s++) {
       const crl = published.get(s);
       if (!crl || crl.nextUpdate.getTime() - now.getTime() < this.refreshBeforeMs) due.add(s);
@@ -75,7 +75,7 @@ export class CrlPublisher {
   }
 
   async publish(shards: readonly number[]): Promise<PublishReport> {
-    return withCrlSnapshot(this.pool, async (snapshot) => {
+    return this.store.withCrlSnapshot(async (snapshot) => {
       const thisUpdate = new Date(Math.floor(Date.now() / 1000) * 1000);
       const nextUpdate = new Date(thisUpdate.getTime() + this.validityMs);
       // One after another: they share the snapshot's single connection, which runs one query at a time.

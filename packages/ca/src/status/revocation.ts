@@ -1,6 +1,7 @@
 import { FleetError, type SiteId } from '@fleetpki/core';
-import { appendAuditEvents, batchOwner, listCas, markCaRevoked, revokeCertificates, withTransaction, type Pool, type RevocationOutcome, type RevocationTarget } from '@fleetpki/store';
+import type { RevocationOutcome, RevocationPreview, RevocationTarget } from '@fleetpki/store';
 import { CRL_REASONS, type CrlReasonName } from '@fleetpki/x509';
+import type { RevocationStore } from './store.js';
 
 /** Accepts an RFC 5280 reason name (keyCompromise) or its code (1); 7 and removeFromCRL are refused. */
 export function parseRevocationReason(input: string | number | undefined): number {
@@ -22,9 +23,19 @@ export const MAX_REVOCATION_TARGETS = 1_000_000;
  */
 export class RevocationService {
   constructor(
-    private readonly pool: Pool,
+    private readonly store: RevocationStore,
     private readonly site: SiteId,
   ) {}
+
+  /** What a revocation would revoke (certificates, already revoked, per batch); changes nothing. */
+  preview(target: RevocationTarget): Promise<RevocationPreview> {
+    return this.store.previewRevocation(target);
+  }
+
+  /** Database time, for approval expiry (independent of this host's clock). */
+  databaseNow(): Promise<Date> {
+    return this.store.databaseNow();
+  }
 
   async revoke(request: {
     target: RevocationTarget;
@@ -41,11 +52,11 @@ export class RevocationService {
     if (count === 0) throw new FleetError('REVOCATION_EMPTY', 'name at least one serial, device or batch to revoke', { httpStatus: 400 });
     if (count > MAX_REVOCATION_TARGETS) throw new FleetError('REVOCATION_TOO_LARGE', `at most ${MAX_REVOCATION_TARGETS} serials or devices a request`, { httpStatus: 413 });
     if (t.kind === 'batch') {
-      const owner = await batchOwner(this.pool, t.batchId);
+      const owner = await this.store.batchOwner(t.batchId);
       if (!owner || (request.manufacturerId !== null && owner !== request.manufacturerId)) throw new FleetError('BATCH_NOT_FOUND', `no batch ${t.batchId}`, { httpStatus: 404 });
     }
     const revokedAt = new Date(Math.floor((request.revokedAt ?? new Date()).getTime() / 1000) * 1000);
-    return revokeCertificates(this.pool, {
+    return this.store.revokeCertificates({
       target: t,
       reason: request.reason,
       revokedAt,
@@ -63,14 +74,11 @@ export class RevocationService {
    * issuance stops within a second (CaStatusGuard). The root is offline and is not revoked here.
    */
   async revokeCa(caId: string, reason: string, requestedBy: string, approvalId: string): Promise<{ caId: string; status: 'revoked'; reason: string; arl: string }> {
-    const ca = (await listCas(this.pool)).find((c) => c.id === caId);
+    const ca = (await this.store.cas()).find((c) => c.id === caId);
     if (!ca) throw new FleetError('CA_NOT_FOUND', `no CA ${caId.slice(0, 40)}`, { httpStatus: 404 });
     if (ca.kind === 'root') throw new FleetError('CA_ROOT_OFFLINE', 'the root CA is revoked by withdrawing it from trust stores, not here', { httpStatus: 400 });
     const code = parseRevocationReason(reason);
-    await withTransaction(this.pool, async (client) => {
-      await markCaRevoked(client, caId, code, approvalId);
-      await appendAuditEvents(client, [{ site: this.site, actor: requestedBy, action: 'ca.revoke', subject: caId, details: { reason } }]);
-    });
+    await this.store.markCaRevoked(caId, code, approvalId, { site: this.site, actor: requestedBy, details: { reason } });
     // Relying parties learn of it from the root's ARL, which only the offline root signs (a ceremony).
     return { caId, status: 'revoked', reason, arl: 'due: the root custodians sign and publish it with `pnpm fleetpki ceremony arl`' };
   }

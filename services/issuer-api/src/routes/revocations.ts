@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { FleetError, eui64FromBytes, eui64ToBytes, isFleetError, parseEui64, isUuid } from '@fleetpki/core';
 import { parseRevocationReason, parseSerialHex, presentApproval, serialHex, type DualControl, type Principal, type RevocationService, type SiteGuard } from '@fleetpki/ca';
-import { databaseNow, previewRevocation, type Pool, type RevocationTarget } from '@fleetpki/store';
+import type { RevocationTarget } from '@fleetpki/store';
 import { type ApiAccess, requireRole } from '../auth.js';
 
 export interface RevocationBody {
@@ -74,7 +74,7 @@ const REVOCATION_BODY_PROPERTIES = {
   reason: { anyOf: [{ type: 'string', maxLength: 40 }, { type: 'integer' }], description: 'RFC 5280 reason: keyCompromise, superseded, cessationOfOperation, ... or its code' },
 } as const;
 
-export function registerRevocationRoutes(app: FastifyInstance, deps: { pool: Pool; revocations: RevocationService; dualControl: DualControl; threshold: { certificates: number; windowMinutes: number }; authenticator: ApiAccess; guard: SiteGuard }): void {
+export function registerRevocationRoutes(app: FastifyInstance, deps: { revocations: RevocationService; dualControl: DualControl; threshold: { certificates: number; windowMinutes: number }; authenticator: ApiAccess; guard: SiteGuard }): void {
   app.post<{ Body: RevocationBody }>(
     '/v1/revocations/preview',
     {
@@ -89,7 +89,7 @@ export function registerRevocationRoutes(app: FastifyInstance, deps: { pool: Poo
     },
     async (request) => {
       const { target, reason } = parseRevocationBody(request.body);
-      const preview = await previewRevocation(deps.pool, target);
+      const preview = await deps.revocations.preview(target);
       return { ...preview, reason, approvalRequired: preview.wouldRevoke > deps.threshold.certificates, threshold: deps.threshold.certificates, windowMinutes: deps.threshold.windowMinutes };
     },
   );
@@ -123,7 +123,7 @@ export function registerRevocationRoutes(app: FastifyInstance, deps: { pool: Poo
         const what = target.kind === 'batch' ? `batch ${target.batchId}` : `${target.kind === 'serials' ? target.serials.length : target.eui64s.length} ${target.kind}`;
         const summary = `revoke ${what}: ${counted.wouldRevoke} certificate(s), reason ${reason}`;
         const approval = await deps.dualControl.request(request.principal!, 'revocation.bulk', request.body as Record<string, unknown>, summary);
-        return reply.status(202).send({ approvalRequired: true, threshold: deps.threshold.certificates, windowMinutes: deps.threshold.windowMinutes, ...counted, approval: presentApproval(approval, await databaseNow(deps.pool)) });
+        return reply.status(202).send({ approvalRequired: true, threshold: deps.threshold.certificates, windowMinutes: deps.threshold.windowMinutes, ...counted, approval: presentApproval(approval, await deps.revocations.databaseNow()) });
       }
     },
   );

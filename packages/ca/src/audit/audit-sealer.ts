@@ -1,0 +1,40 @@
+import type { DaemonJob, SiteId } from '@fleetpki/core';
+import type { KeyStore } from '@fleetpki/hsm';
+import type { Pool } from '@fleetpki/store';
+import { ensureAuditKey, sealAuditLog, type AuditSigner } from './audit-chain.js';
+
+export interface AuditSealerLogger {
+  warn(details: object, message: string): void;
+}
+
+/**
+ * The audit sealer as a daemon job: every few seconds the active site links its settled audit rows into
+ * the hash chain and writes a checkpoint outside the database (audit-chain.ts). Seals are signed by the
+ * site's audit key, made and certified on first use; without one (no HSM key store here, or the key
+ * cannot be made) they are still sealed, and `audit verify` reports them as unsigned: better seen than
+ * silently unsealed. The runner's leader check keeps it to the active site.
+ */
+export function auditSealerJob(deps: { pool: Pool; keyStore: KeyStore | undefined; site: SiteId; checkpointFile: string; actor: string; log: AuditSealerLogger; everyMs?: number }): DaemonJob {
+  let signer: AuditSigner | undefined;
+  let keyWarned = false;
+  const signerForSeals = async (): Promise<{ signer?: AuditSigner }> => {
+    if (!signer && deps.keyStore) {
+      try {
+        signer = await ensureAuditKey(deps.pool, deps.keyStore, deps.site, deps.actor);
+      } catch (err) {
+        if (!keyWarned) deps.log.warn({ code: (err as { code?: string }).code, message: (err as Error).message }, 'no audit key: seals are not signed');
+        keyWarned = true;
+      }
+    }
+    return signer ? { signer } : {};
+  };
+  return {
+    name: 'audit-sealer',
+    everyMs: deps.everyMs ?? 5_000,
+    async pass() {
+      const seal = await sealAuditLog(deps.pool, deps.checkpointFile, await signerForSeals());
+      if (seal.gaps.length) deps.log.warn({ gaps: seal.gaps }, 'audit log: seq numbers with no row sealed over (a rolled-back insert leaves such a hole; `fleetpki audit verify` tells a removed row apart)');
+      return false;
+    },
+  };
+}

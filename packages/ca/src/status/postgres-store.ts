@@ -1,0 +1,60 @@
+import type { FleetConfig } from '@fleetpki/core';
+import {
+  appendAuditEvents,
+  batchOwner,
+  certificatesIssuedAfter,
+  databaseNow,
+  getCertificateStatus,
+  getCrl,
+  listCas,
+  listDirtyShards,
+  listFullCrls,
+  lookupOcsp,
+  markCaRevoked,
+  openServicePool,
+  ocspResponsesExpiringBefore,
+  previewRevocation,
+  revocationGeneration,
+  revocationsSince,
+  revokeCertificates,
+  saveOcspResponses,
+  withCrlSnapshot,
+  withTransaction,
+  type Pool,
+} from '@fleetpki/store';
+import type { StatusStore } from './store.js';
+
+/**
+ * The status capability's one door to PostgreSQL: every port of store.ts over the repository
+ * functions of packages/store. The only file of ca/src/status that imports store values.
+ */
+export function postgresStatusStore(pool: Pool): StatusStore {
+  return {
+    lookupOcsp: (serial, hashAlg) => lookupOcsp(pool, serial, hashAlg),
+    certificateStatus: (serial) => getCertificateStatus(pool, serial),
+    revocationGeneration: () => revocationGeneration(pool),
+    saveOcspResponses: (responses) => saveOcspResponses(pool, responses),
+    revocationsSince: (cursor, limit) => revocationsSince(pool, cursor, limit),
+    certificatesIssuedAfter: (caId, cursor, until, limit) => certificatesIssuedAfter(pool, caId, cursor, until, limit),
+    ocspResponsesExpiringBefore: (before, limit) => ocspResponsesExpiringBefore(pool, before, limit),
+    dirtyShards: (caId) => listDirtyShards(pool, caId),
+    fullCrls: (caId) => listFullCrls(pool, caId),
+    withCrlSnapshot: (fn) => withCrlSnapshot(pool, fn),
+    crl: (caId, shard, kind) => getCrl(pool, caId, shard, kind),
+    cas: () => listCas(pool),
+    batchOwner: (batchId) => batchOwner(pool, batchId),
+    revokeCertificates: (request) => revokeCertificates(pool, request),
+    previewRevocation: (target) => previewRevocation(pool, target),
+    databaseNow: () => databaseNow(pool),
+    markCaRevoked: (caId, reason, approvalId, audit) =>
+      withTransaction(pool, async (client) => {
+        await markCaRevoked(client, caId, reason, approvalId);
+        await appendAuditEvents(client, [{ site: audit.site, actor: audit.actor, action: 'ca.revoke', subject: caId, details: audit.details }]);
+      }),
+  };
+}
+
+/** The status processes' pool to their site's database (the `status` role), checked before use. */
+export function openStatusPool(config: FleetConfig, connections: number, purpose?: string): Promise<Pool> {
+  return openServicePool(config, 'status', connections, purpose ? { purpose } : {});
+}
