@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- every setting of a deployment in one schema, read once, so an operator finds all of them in one place; issue 34 turns the environment variables into one configuration file and splits this by part */
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';

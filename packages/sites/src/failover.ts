@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- the local simulation's failover and failback steps in their order, read top to bottom during a drill; issue 35 replaces them with Patroni's */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- the local simulation's PostgreSQL clusters (initdb, roles, replication, pg_rewind) in one place; issue 35 replaces them with Patroni */
 import { appendFileSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, NETNS_SUBNET, type FleetConfig, type SiteConfig } from '@fleetpki/core';

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- the site agent's one state machine (lease, epoch, fencing, orders), kept whole so its transitions read in one place; issue 35 moves it onto Patroni's leader */
 import { agentIdentity, CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, recordWritesBlocked, setSwitchover, setVouchFloor, type Candidacy, type CaSiteState, type SwitchoverRequest } from '@fleetpki/consensus';
 import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
 import { readDatabaseRole } from '@fleetpki/store';

@@ -1,5 +1,5 @@
 import pino from 'pino';
-import type { FleetConfig } from '@fleetpki/core';
+import { Daemon, type FleetConfig } from '@fleetpki/core';
 import { ChunkIssuer, batchOutboxReconciler, openSiteRuntime, postgresBatchOutboxStore } from '@fleetpki/ca';
 import { PossessionThreads } from '@fleetpki/x509';
 import { ChunkQueue, startChunkWorker } from '@fleetpki/queue';
@@ -53,21 +53,16 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
     // The outbox reconciler is issuance's (a DaemonJob); this process runs it, on the active site only,
     // until the daemon runner does.
     const outbox = batchOutboxReconciler({ store: postgresBatchOutboxStore(pool), queue }, { everyMs: options.reconcileEveryMs ?? 1_000 });
-    let timer: NodeJS.Timeout | undefined;
-    const reconcile = async () => {
-      try {
-        if (await guard.canAct()) await outbox.pass();
-      } catch (err) {
-        log.warn({ err: { message: (err as Error).message } }, 'reconciler pass failed; next pass retries');
-      }
-      if (!closing) timer = setTimeout(reconcile, outbox.everyMs);
-    };
-    if (options.reconcile ?? true) await reconcile();
+    const reconciler = new Daemon(outbox, { mayRun: () => guard.canAct(), log });
+    if (options.reconcile ?? true) {
+      await reconciler.runOnce();
+      reconciler.start();
+    }
 
     return {
       async close() {
         closing = true;
-        if (timer) clearTimeout(timer);
+        await reconciler.stop();
         await worker.close();
         await queue.close();
         await possession.close();

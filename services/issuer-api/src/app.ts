@@ -4,7 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FleetError, type FleetConfig } from '@fleetpki/core';
+import { Daemon, FleetError, type FleetConfig } from '@fleetpki/core';
 import { AccessAdministration, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, cmpConfirmExpiry, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, estSupersededRevoker, FailoverDrills, onlineIntentReconciler, openSiteRuntime, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresStatusStore, postgresSupersededStore, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa, type SiteLease } from '@fleetpki/ca';
 import type { KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
@@ -148,30 +148,21 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     ...(process.env.FLEETPKI_TEST_CRASH_AFTER_INTENT === '1' ? { afterIntent: () => process.kill(process.pid, 'SIGKILL') } : {}),
   });
   const revocations = new RevocationService(postgresStatusStore(deps.pool), deps.config.site);
-  // The protocols' reconcilers (DaemonJobs), passed by the interval below until the daemon runner runs them.
+  // The reconcilers of issuance and the protocols, each a Daemon of its own run on the active site only:
+  // online intents that never got their certificate are released, CMP certificates never confirmed are
+  // marked, certificates superseded by a re-enrolment are revoked after their grace period.
   const reconcileEveryMs = Math.max(1_000, Math.min(10_000, deps.config.intentTimeoutSeconds * 250));
   const graceSeconds = deps.config.est.revokeSupersededAfterSeconds;
-  const protocolJobs = [
-    cmpConfirmExpiry({ store: postgresCmpStore(deps.pool, deps.config.site), confirmWaitSeconds: deps.config.cmp.confirmWaitSeconds, actor: `issuer-api:${deps.config.site}`, everyMs: reconcileEveryMs, onExpired: (unconfirmed) => app.log.warn({ unconfirmed }, 'CMP certificates answered but never confirmed (certConf); audited, the certificates stay valid') }),
-    ...(graceSeconds === null ? [] : [estSupersededRevoker({ store: postgresSupersededStore(deps.pool), revocations, graceSeconds, actor: `issuer-api:${deps.config.site}`, everyMs: reconcileEveryMs, onRevoked: (revoked) => app.log.info({ revoked, graceSeconds }, 'revoked certificates superseded by re-enrolment') })]),
-  ];
-  // The online-intent reconciler: intents that never got their certificate are released (active site
-  // only), and certificates superseded by a re-enrolment are revoked once their grace period is over.
-  // The intent part is issuance's job (onlineIntentReconciler), run here until the daemon runner does.
-  const intents = onlineIntentReconciler(enrolment, {
-    actor: `issuer-api:${deps.config.site}`,
-    everyMs: reconcileEveryMs,
-    onReleased: (released) => app.log.warn({ released }, 'released online intents that never got their certificate'),
+  const actor = `issuer-api:${deps.config.site}`;
+  const reconcilers = [
+    onlineIntentReconciler(enrolment, { actor, everyMs: reconcileEveryMs, onReleased: (released) => app.log.warn({ released }, 'released online intents that never got their certificate') }),
+    cmpConfirmExpiry({ store: postgresCmpStore(deps.pool, deps.config.site), confirmWaitSeconds: deps.config.cmp.confirmWaitSeconds, actor, everyMs: reconcileEveryMs, onExpired: (unconfirmed) => app.log.warn({ unconfirmed }, 'CMP certificates answered but never confirmed (certConf); audited, the certificates stay valid') }),
+    ...(graceSeconds === null ? [] : [estSupersededRevoker({ store: postgresSupersededStore(deps.pool), revocations, graceSeconds, actor, everyMs: reconcileEveryMs, onRevoked: (revoked) => app.log.info({ revoked, graceSeconds }, 'revoked certificates superseded by re-enrolment') })]),
+  ].map((job) => new Daemon(job, { mayRun: () => guard.canAct(), log: app.log }));
+  for (const daemon of reconcilers) daemon.start();
+  app.addHook('onClose', async () => {
+    await Promise.all(reconcilers.map((daemon) => daemon.stop()));
   });
-  const reconcileTimer = setInterval(() => {
-    void (async () => {
-      if (await guard.canAct()) {
-        for (const job of [intents, ...protocolJobs]) await job.pass();
-      }
-    })().catch((err: unknown) => app.log.warn({ err: { message: (err as Error).message } }, 'intent reconciler pass failed; next pass retries'));
-  }, intents.everyMs);
-  reconcileTimer.unref();
-  app.addHook('onClose', async () => clearInterval(reconcileTimer));
   const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site, { concurrency: deps.config.deviceKeyBundles.concurrency, maxMs: deps.config.deviceKeyBundles.maxSeconds * 1000 });
   const possession = deps.possession ?? inlinePossessionVerifier;
   registerEnrolmentRoutes(app, { enrolment, deviceKeys, rawKeys: new RawKeyStatements(postgresManifestKeyStore(deps.pool), possession), authenticator, metrics, possession });

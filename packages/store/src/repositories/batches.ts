@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- all SQL over batches, chunks and their items in one file, so a change of those tables is made and reviewed in one place */
 import { copyRows, type CopyValue } from '../copy.js';
 import type { Pool, PoolClient, Queryable } from '../pool.js';
 import { withTransaction } from '../pool.js';

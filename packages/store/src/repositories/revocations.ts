@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- all SQL over revocations, CRL shards and OCSP responses in one file, so a change of those tables is made and reviewed in one place */
 import { FleetError } from '@fleetpki/core';
 import type { Pool, PoolClient, Queryable } from '../pool.js';
 import { withTransaction } from '../pool.js';
