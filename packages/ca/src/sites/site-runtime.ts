@@ -1,4 +1,4 @@
-import type { DatabaseClient, FleetConfig } from '@fleetpki/core';
+import { isFleetError, type DatabaseClient, type FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
 import type { Pool } from '@fleetpki/store';
 import { loadSiteIssuer, type SiteIssuer } from '../issuance/site-issuer.js';
@@ -21,6 +21,8 @@ export interface SiteRuntimeSpec<P extends string = never> {
   /** Which pool the site guard asks (default the main one): the issuer API keeps a reserved one for it. */
   readonly guardPool?: NoInfer<P>;
   readonly hsm: { readonly sessions: number; readonly signingThreads?: number };
+  /** Which pool gets this name in PostgreSQL's application_name (the main one's purpose). */
+  readonly purpose?: string;
 }
 
 /**
@@ -37,6 +39,15 @@ export interface SiteRuntime<P extends string = never> {
   readonly keyStore: KeyStore;
   readonly issuer: SiteIssuer;
   close(): Promise<void>;
+}
+
+/**
+ * A site runtime that serves without the CA key: the status responder and the daemons of a standby
+ * whose HSM has no clone yet serve what is stored. keyStore and issuer are undefined then.
+ */
+export interface KeyOptionalSiteRuntime<P extends string = never> extends Omit<SiteRuntime<P>, 'keyStore' | 'issuer'> {
+  readonly keyStore: KeyStore | undefined;
+  readonly issuer: SiteIssuer | undefined;
 }
 
 /** How the parts are opened; tests give their own (the defaults open PostgreSQL, etcd and the HSM). */
@@ -65,6 +76,25 @@ async function closeAll(closers: readonly (() => Promise<unknown>)[]): Promise<v
  * reverse, and rethrows the failure.
  */
 export async function openSiteRuntime<P extends string = never>(config: FleetConfig, spec: SiteRuntimeSpec<P>, seams: SiteRuntimeSeams = {}): Promise<SiteRuntime<P>> {
+  return (await open(config, spec, seams, false)) as SiteRuntime<P>;
+}
+
+/**
+ * As openSiteRuntime, but a site whose HSM cannot give the CA key (a FleetError or an HSM_ error while
+ * opening the key store or loading the issuer) still opens, without keyStore and issuer; any other
+ * failure is thrown as there.
+ */
+export async function openSiteRuntimeKeyOptional<P extends string = never>(config: FleetConfig, spec: SiteRuntimeSpec<P>, seams: SiteRuntimeSeams = {}): Promise<KeyOptionalSiteRuntime<P>> {
+  return open(config, spec, seams, true);
+}
+
+/** pkcs11js sets a numeric code on its errors: only a string code can name an HSM_ error. */
+function isKeyUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return isFleetError(err) || (typeof code === 'string' && code.startsWith('HSM_'));
+}
+
+async function open<P extends string>(config: FleetConfig, spec: SiteRuntimeSpec<P>, seams: SiteRuntimeSeams, keyOptional: boolean): Promise<KeyOptionalSiteRuntime<P>> {
   const site = config.sites[config.site];
   const closers: (() => Promise<unknown>)[] = [];
   const openPool = async (s: SitePoolSpec, purpose?: string): Promise<Pool> => {
@@ -75,16 +105,27 @@ export async function openSiteRuntime<P extends string = never>(config: FleetCon
     return pool;
   };
   try {
-    const pool = await openPool(spec.pool);
+    const pool = await openPool(spec.pool, spec.purpose);
     const pools = {} as Record<P, Pool>;
     for (const [purpose, s] of Object.entries(spec.pools ?? {}) as [P, SitePoolSpec][]) pools[purpose] = await openPool(s, purpose);
     const lease = seams.openLease ? seams.openLease() : new SiteLease(config, site.id, site.serviceDatabaseUrls[spec.service]);
     closers.push(() => lease.close());
     await lease.start();
     const guard = new SiteGuard(spec.guardPool !== undefined ? pools[spec.guardPool] : pool, config, lease);
-    const keyStore = seams.openKeyStore ? await seams.openKeyStore() : await openSiteKeyStore(config, site, { sessions: spec.hsm.sessions, ...(spec.hsm.signingThreads !== undefined ? { signingThreads: spec.hsm.signingThreads } : {}) });
-    closers.push(() => keyStore.close());
-    const issuer = seams.loadIssuer ? await seams.loadIssuer(pool, keyStore) : await loadSiteIssuer(config, pool, keyStore);
+    let keyStore: KeyStore | undefined;
+    let issuer: SiteIssuer | undefined;
+    try {
+      keyStore = seams.openKeyStore ? await seams.openKeyStore() : await openSiteKeyStore(config, site, { sessions: spec.hsm.sessions, ...(spec.hsm.signingThreads !== undefined ? { signingThreads: spec.hsm.signingThreads } : {}) });
+      const opened = keyStore;
+      closers.push(() => opened.close());
+      issuer = seams.loadIssuer ? await seams.loadIssuer(pool, keyStore) : await loadSiteIssuer(config, pool, keyStore);
+    } catch (err) {
+      if (!keyOptional || !isKeyUnavailable(err)) throw err;
+      // No usable key here: serve what is stored. The key store, if it opened, closes now.
+      if (keyStore) await closers.pop()!();
+      keyStore = undefined;
+      issuer = undefined;
+    }
     return { config, pool, pools, lease, guard, keyStore, issuer, close: () => closeAll(closers) };
   } catch (err) {
     await closeAll(closers).catch(() => undefined);

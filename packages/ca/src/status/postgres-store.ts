@@ -1,4 +1,3 @@
-import type { FleetConfig } from '@fleetpki/core';
 import {
   appendAuditEvents,
   batchOwner,
@@ -11,7 +10,6 @@ import {
   listFullCrls,
   lookupOcsp,
   markCaRevoked,
-  openServicePool,
   ocspResponsesExpiringBefore,
   previewRevocation,
   revocationGeneration,
@@ -52,9 +50,4 @@ export function postgresStatusStore(pool: Pool): StatusStore {
         await appendAuditEvents(client, [{ site: audit.site, actor: audit.actor, action: 'ca.revoke', subject: caId, details: audit.details }]);
       }),
   };
-}
-
-/** The status processes' pool to their site's database (the `status` role), checked before use. */
-export function openStatusPool(config: FleetConfig, connections: number, purpose?: string): Promise<Pool> {
-  return openServicePool(config, 'status', connections, purpose ? { purpose } : {});
 }
