@@ -10,12 +10,18 @@ CREATE TABLE organisation_certificate_intents (
 );
 
 -- Every role that issues organisation certificates records their intents through this one function
--- (the CLI: servers and clients; the issuer API: its CMP key's; the status responder: its audit key's);
--- none writes the table itself.
+-- (the CLI as operator: servers and clients; the issuer API: its CMP key's; the status daemons: their
+-- audit key's); none writes the table itself. A service role records only its own kinds (cmp, audit), as
+-- fp_service_certificate_record (0026) stores only those: a stolen service credential cannot plant
+-- intents for client or server certificates. The issuance's audit row comes with the certificate.
 CREATE FUNCTION fp_organisation_intent_record(p_serial bytea, p_purpose text, p_tbs_sha256 bytea) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+  IF p_purpose NOT IN ('cmp', 'audit') AND NOT pg_has_role(session_user, 'fleetpki_operator', 'MEMBER') THEN
+    RAISE EXCEPTION 'ROLE_FORBIDDEN: a service records intents only for its own CMP or audit certificate, not a % certificate', p_purpose;
+  END IF;
   INSERT INTO organisation_certificate_intents (serial, purpose, tbs_sha256) VALUES (p_serial, p_purpose, p_tbs_sha256);
-$$;
+END $$;
 REVOKE ALL ON FUNCTION fp_organisation_intent_record(bytea, text, bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION fp_organisation_intent_record(bytea, text, bytea) TO fleetpki_issuer, fleetpki_status, fleetpki_operator;
 REVOKE ALL ON organisation_certificate_intents FROM PUBLIC;

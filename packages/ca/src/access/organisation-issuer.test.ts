@@ -9,7 +9,7 @@ import type { OrganisationIssuerStore } from './store.js';
 
 /**
  * Organisation certificates go the device certificates' way: prepared, linted, recorded (the intent
- * and its audit row commit before the HSM signs), signed, stored. In-memory store, software CA key.
+ * commits before the HSM signs), signed, stored with its audit row. In-memory store, software CA key.
  */
 const caKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const caSpki = caKeys.publicKey.export({ format: 'der', type: 'spki' });
@@ -39,8 +39,8 @@ function softwareKeyStore(options: { corrupt?: boolean } = {}) {
 }
 
 class MemoryOrganisationIssuer implements OrganisationIssuerStore {
-  intents: { serial: Buffer; purpose: string; tbsSha256: Buffer; audit: AuditEvent; signaturesBefore: number }[] = [];
-  stored: Omit<OrganisationCertificateRecord, 'revokedAt' | 'personName'>[] = [];
+  intents: { serial: Buffer; purpose: string; tbsSha256: Buffer; signaturesBefore: number }[] = [];
+  stored: (Omit<OrganisationCertificateRecord, 'revokedAt' | 'personName'> & { audit: AuditEvent })[] = [];
   constructor(private readonly keyStore: { signatures: number }) {}
   async listCas() {
     return [caRecord];
@@ -48,11 +48,11 @@ class MemoryOrganisationIssuer implements OrganisationIssuerStore {
   async readSiteStates(): Promise<SiteStateRecord[]> {
     return [{ site: 'a', role: 'active', epoch: 1, serialPrefix: 0x21 }];
   }
-  async recordOrganisationIntent(intent: { serial: Buffer; purpose: OrganisationCertificateRecord['purpose']; tbsSha256: Buffer }, audit: AuditEvent) {
-    this.intents.push({ ...intent, audit, signaturesBefore: this.keyStore.signatures });
+  async recordOrganisationIntent(intent: { serial: Buffer; purpose: OrganisationCertificateRecord['purpose']; tbsSha256: Buffer }) {
+    this.intents.push({ ...intent, signaturesBefore: this.keyStore.signatures });
   }
-  async storeOrganisationCertificate(certificate: Omit<OrganisationCertificateRecord, 'revokedAt' | 'personName'>) {
-    this.stored.push(certificate);
+  async storeOrganisationCertificate(certificate: Omit<OrganisationCertificateRecord, 'revokedAt' | 'personName'>, audit: AuditEvent) {
+    this.stored.push({ ...certificate, audit });
   }
 }
 
@@ -67,7 +67,7 @@ const serverKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.e
 const order = { purpose: 'server' as const, subject: { organization: 'fleetpki', organizationalUnit: 'server', commonName: 'fleetpki issuer api site a' }, publicKeySpki: serverKey, days: 30, names: ['127.0.0.1', 'api.example'], actor: 'person:admin via token:1' };
 
 describe('issueOrganisationCertificate', () => {
-  it('records the intent and its audit row before the HSM signs, then stores exactly the certificate it returns', async () => {
+  it('records the intent before the HSM signs, then stores exactly the certificate it returns with its audit row', async () => {
     const keyStore = softwareKeyStore();
     const store = new MemoryOrganisationIssuer(keyStore);
     const issued = await issueOrganisationCertificate(store, keyStore, 'a', order);
@@ -77,7 +77,7 @@ describe('issueOrganisationCertificate', () => {
     assert.equal(intent!.signaturesBefore, 0, 'nothing was signed before the intent was recorded');
     assert.ok(intent!.serial.equals(issued.serial));
     assert.ok(intent!.tbsSha256.equals(createHash('sha256').update(tbsOf(issued.der)).digest()), 'the intent commits to the TBS that was signed');
-    assert.deepEqual(intent!.audit, { site: 'a', actor: order.actor, action: 'org-certificate.issue', subject: issued.serial.toString('hex'), details: { purpose: 'server', subject: 'O=fleetpki, OU=server, CN=fleetpki issuer api site a', role: null } });
+    assert.deepEqual(store.stored[0]!.audit, { site: 'a', actor: order.actor, action: 'org-certificate.issue', subject: issued.serial.toString('hex'), details: { purpose: 'server', subject: 'O=fleetpki, OU=server, CN=fleetpki issuer api site a', role: null } });
     assert.equal(store.stored.length, 1);
     assert.ok(store.stored[0]!.certificate.equals(issued.der));
     assert.equal(store.stored[0]!.subjectDn, 'O=fleetpki, OU=server, CN=fleetpki issuer api site a');
@@ -105,7 +105,7 @@ describe('issueOrganisationCertificate', () => {
     assert.deepEqual([store.intents.length, store.stored.length, keyStore.signatures], [0, 0, 0]);
   });
 
-  it('stores no certificate whose signature does not verify (the intent stays, as evidence)', async () => {
+  it('stores no certificate whose signature does not verify, and logs no issuance (the intent stays, as evidence)', async () => {
     const keyStore = softwareKeyStore({ corrupt: true });
     const store = new MemoryOrganisationIssuer(keyStore);
     await assert.rejects(issueOrganisationCertificate(store, keyStore, 'a', order), { code: 'HSM_SIGNATURE_INVALID' });

@@ -37,9 +37,9 @@ export interface PreparedOrganisationCertificate {
 /**
  * Issues an end-entity certificate from the organisation CA, whose key is in this site's HSM, the way
  * device certificates are issued: prepared (TBS built, serial from the CSPRNG with the site's prefix),
- * linted, recorded (the intent and its audit row commit before the HSM signs, so no certificate is ever
- * signed that the database does not know of), signed (the signature checked like every other CA
- * signature), then stored.
+ * linted, recorded (the intent commits before the HSM signs, so no certificate is ever signed that the
+ * database does not know of), signed (the signature checked like every other CA signature), then stored
+ * with its `org-certificate.issue` audit row in one transaction: the log says issued only once it is.
  */
 export async function issueOrganisationCertificate(db: OrganisationIssuerStore | Pool, keyStore: Pick<KeyStore, 'getSigner'>, site: SiteId, order: OrganisationCertificateOrder): Promise<{ der: Buffer; serial: Buffer; keyId: Buffer }> {
   if ((order.purpose === 'client') !== (order.role !== undefined)) throw new FleetError('ORG_CERT_ROLE_INVALID', 'a client certificate names a role; server and audit certificates do not', { httpStatus: 400 });
@@ -55,10 +55,7 @@ export async function issueOrganisationCertificate(db: OrganisationIssuerStore |
   const prepared = prepareOrganisationCertificate(issuer, prefix, order, new Date(Math.floor(Date.now() / 1000) * 1000));
   // The key is found before anything is recorded: a site without it records nothing.
   const signer = await keyStore.getSigner(parsePkcs11Uri(ca.keyUri).object);
-  await store.recordOrganisationIntent(
-    { serial: prepared.serial, purpose: order.purpose, tbsSha256: prepared.tbsSha256 },
-    { site, actor: order.actor, action: 'org-certificate.issue', subject: prepared.serial.toString('hex'), details: { purpose: order.purpose, subject: prepared.subjectDn, role: order.role ?? null } },
-  );
+  await store.recordOrganisationIntent({ serial: prepared.serial, purpose: order.purpose, tbsSha256: prepared.tbsSha256 });
   const der = await signOrganisationCertificate(signer, issuer, prepared.linted);
   await store.storeOrganisationCertificate({
     serial: prepared.serial,
@@ -71,7 +68,7 @@ export async function issueOrganisationCertificate(db: OrganisationIssuerStore |
     notAfter: prepared.notAfter,
     personId: order.person?.id ?? null,
     createdBy: order.person?.createdBy ?? null,
-  });
+  }, { site, actor: order.actor, action: 'org-certificate.issue', subject: prepared.serial.toString('hex'), details: { purpose: order.purpose, subject: prepared.subjectDn, role: order.role ?? null } });
   return { der, serial: prepared.serial, keyId: prepared.keyId };
 }
 

@@ -103,12 +103,12 @@ export function postgresAccessStore(pool: Pool): AccessStore {
     findOrganisationCertificateByKey: (purpose, keyId) => findOrganisationCertificateByKey(pool, purpose, keyId),
     listCas: () => listCas(pool),
     readSiteStates: () => readSiteStates(pool),
-    recordOrganisationIntent: (intent, audit) =>
+    recordOrganisationIntent: (intent) => recordOrganisationIntent(pool, intent),
+    storeOrganisationCertificate: (certificate, audit) =>
       withTransaction(pool, async (client) => {
-        await recordOrganisationIntent(client, intent);
+        await insertOrganisationCertificate(client, certificate);
         await appendAuditEvents(client, [audit]);
       }),
-    storeOrganisationCertificate: (certificate) => insertOrganisationCertificate(pool, certificate),
     listMasterKeys: () => listMasterKeys(pool),
     issueCmpSecret: (site, secret) => issueCmpSecret(pool, site, secret),
     getCmpSecret: (reference) => getCmpSecret(pool, reference),

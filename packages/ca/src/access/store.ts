@@ -104,10 +104,10 @@ export interface OrganisationCertificateIntent {
 export interface OrganisationIssuerStore {
   listCas(): Promise<CaRecord[]>;
   readSiteStates(): Promise<SiteStateRecord[]>;
-  /** Commits the intent and the issuance's audit row, in one transaction, before the HSM signs. */
-  recordOrganisationIntent(intent: OrganisationCertificateIntent, audit: AuditEvent): Promise<void>;
-  /** Stores the signed certificate of a recorded intent. */
-  storeOrganisationCertificate(certificate: Omit<OrganisationCertificateRecord, 'revokedAt' | 'personName'>): Promise<void>;
+  /** Commits the intent before the HSM signs (no audit row: nothing is issued yet). */
+  recordOrganisationIntent(intent: OrganisationCertificateIntent): Promise<void>;
+  /** Stores the signed certificate of a recorded intent and the issuance's audit row, in one transaction. */
+  storeOrganisationCertificate(certificate: Omit<OrganisationCertificateRecord, 'revokedAt' | 'personName'>, audit: AuditEvent): Promise<void>;
 }
 
 /** CmpSharedSecrets: which master key derives, and the references' records. */

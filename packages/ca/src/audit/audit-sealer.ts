@@ -3,6 +3,9 @@ import type { KeyStore } from '@fleetpki/hsm';
 import type { Pool } from '@fleetpki/store';
 import { ensureAuditKey, sealAuditLog, type AuditSigner } from './audit-chain.js';
 
+/** How long the sealer waits before trying to make or certify its audit key again after a failure. */
+export const AUDIT_KEY_RETRY_MS = 60_000;
+
 export interface AuditSealerLogger {
   warn(details: object, message: string): void;
 }
@@ -17,12 +20,17 @@ export interface AuditSealerLogger {
 export function auditSealerJob(deps: { pool: Pool; keyStore: KeyStore | undefined; site: SiteId; checkpointFile: string; actor: string; log: AuditSealerLogger; everyMs?: number }): DaemonJob {
   let signer: AuditSigner | undefined;
   let keyWarned = false;
+  // After a failure the key is tried again once every AUDIT_KEY_RETRY_MS, not every pass: each try may
+  // record an organisation-certificate intent and ask the HSM for a signature (an outside review counted
+  // one intent per 5 s pass while the organisation CA's key could not sign).
+  let nextTry = 0;
   const signerForSeals = async (): Promise<{ signer?: AuditSigner }> => {
-    if (!signer && deps.keyStore) {
+    if (!signer && deps.keyStore && Date.now() >= nextTry) {
       try {
         signer = await ensureAuditKey(deps.pool, deps.keyStore, deps.site, deps.actor);
       } catch (err) {
-        if (!keyWarned) deps.log.warn({ code: (err as { code?: string }).code, message: (err as Error).message }, 'no audit key: seals are not signed');
+        nextTry = Date.now() + AUDIT_KEY_RETRY_MS;
+        if (!keyWarned) deps.log.warn({ code: (err as { code?: string }).code, message: (err as Error).message }, 'no audit key: seals are not signed (tried again every minute)');
         keyWarned = true;
       }
     }

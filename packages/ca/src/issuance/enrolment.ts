@@ -137,8 +137,13 @@ export class EnrolmentService {
     return this.enrolOnce(request, true);
   }
 
-  /** The guards, in the order the routes asked them before they moved here: the site first, then the CA. */
-  private async assertMayIssue(): Promise<void> {
+  /**
+   * The guards, in the order the routes asked them before they moved here: the site first, then the CA.
+   * enrol() and renew() ask them themselves; a protocol front asks here first as well, before it parses
+   * and checks a request (a CSR's proof of possession, a raw key's statement), so a standby answers 503
+   * with Retry-After at once, as it did, instead of spending its CPU and database on a request it refuses.
+   */
+  async assertMayIssue(): Promise<void> {
     await this.guards.site.assertWritable();
     await this.guards.ca.assertActive(this.ca.record.id);
   }

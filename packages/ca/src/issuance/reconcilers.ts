@@ -14,7 +14,9 @@ export const OUTBOX_PASS_LIMIT = 10_000;
  * The batch outbox: every unfinished chunk in PostgreSQL goes (again) to the queue, and batches whose
  * chunks are all done are marked complete. A lost Redis, a chunk whose first queueing failed, or a
  * killed worker only delays work. Queueing twice is harmless (a chunk's job id is its batch and number).
- * A pass that found a full page leaves a backlog.
+ * A pass never reports a backlog: the unfinished chunks are read from the start each time (no cursor),
+ * so a full page is the same page until workers finish it, and passes back to back would re-queue it
+ * hundreds of times a second (an outside review measured 817 passes in 1 s). The pause paces it.
  */
 export function batchOutboxReconciler(ports: { readonly store: BatchOutboxStore; readonly queue: ChunkJobQueue }, options: { readonly everyMs?: number; readonly limit?: number } = {}): DaemonJob {
   const limit = options.limit ?? OUTBOX_PASS_LIMIT;
@@ -25,7 +27,7 @@ export function batchOutboxReconciler(ports: { readonly store: BatchOutboxStore;
       const chunks = await ports.store.listUnfinishedChunks(limit);
       await ports.queue.enqueue(chunks);
       await ports.store.completeFinishedBatches();
-      return chunks.length >= limit;
+      return false;
     },
   };
 }

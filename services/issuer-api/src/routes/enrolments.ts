@@ -53,7 +53,9 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
       },
     },
     async (request, reply) => {
-      // "Site writable" and "CA active" are EnrolmentService's to check (before the device keys below).
+      // "Site writable" and "CA active" are EnrolmentService's: asked first, before the request is parsed
+      // and checked (enrol asks them again, before the device keys below and the intent).
+      await deps.enrolment.assertMayIssue();
       const body = request.body;
       const eui64 = parseEui64(body.eui64);
       const keyRole = parseKeyRole(body.keyRole);
