@@ -57,20 +57,32 @@ const LINTS: Record<string, Lint> = {
   ski_length: (t) => (t.profile.includeSubjectKeyId && t.subjectKeyId?.length !== 8 ? 'subjectKeyIdentifier must be 8 bytes' : undefined),
 };
 
-export function lintProblems(tbs: AssembledTbs): LintProblem[] {
+/** A table of lint rules: each names what is wrong with a TBS, or nothing. */
+export type LintRules<T> = Readonly<Record<string, (tbs: T) => string | undefined>>;
+
+/** Every rule of `rules` that `tbs` breaks, by name. */
+export function runLints<T>(rules: LintRules<T>, tbs: T): LintProblem[] {
   const problems: LintProblem[] = [];
-  for (const [lint, check] of Object.entries(LINTS)) {
+  for (const [lint, check] of Object.entries(rules)) {
     const message = check(tbs);
     if (message) problems.push({ lint, message });
   }
   return problems;
 }
 
+/** Throws LINT_FAILED naming each broken rule, when there is one (`what`: "the certificate", ...). */
+export function refuseLintProblems(problems: readonly LintProblem[], what: string): void {
+  if (problems.length) {
+    throw new FleetError('LINT_FAILED', `pre-issuance lint refused ${what}: ${problems.map((p) => `${p.lint}: ${p.message}`).join('; ')}`, { httpStatus: 500, details: { problems } });
+  }
+}
+
+export function lintProblems(tbs: AssembledTbs): LintProblem[] {
+  return runLints(LINTS, tbs);
+}
+
 /** Runs every lint; returns the one-shot token the signer accepts, or throws naming each failed rule. */
 export function lintDeviceTbs(tbs: AssembledTbs): LintedTbs {
-  const problems = lintProblems(tbs);
-  if (problems.length) {
-    throw new FleetError('LINT_FAILED', `pre-issuance lint refused the certificate: ${problems.map((p) => `${p.lint}: ${p.message}`).join('; ')}`, { httpStatus: 500, details: { problems } });
-  }
+  refuseLintProblems(lintProblems(tbs), 'the certificate');
   return new LintedTbs(LINT_KEY, tbs);
 }

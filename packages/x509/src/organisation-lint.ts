@@ -1,6 +1,6 @@
 import { FleetError } from '@fleetpki/core';
 import { SERIAL_LENGTH } from './device-template.js';
-import type { LintProblem } from './lint.js';
+import { refuseLintProblems, runLints, type LintProblem } from './lint.js';
 import type { OrganisationCertificateRequest } from './organisation-certificate.js';
 import { P256_SPKI_LENGTH, P256_SPKI_PREFIX } from './public-key.js';
 
@@ -59,19 +59,11 @@ const LINTS: Record<string, Lint> = {
 };
 
 export function lintOrganisationProblems(tbs: OrganisationTbs): LintProblem[] {
-  const problems: LintProblem[] = [];
-  for (const [lint, check] of Object.entries(LINTS)) {
-    const message = check(tbs);
-    if (message) problems.push({ lint, message });
-  }
-  return problems;
+  return runLints(LINTS, tbs);
 }
 
 /** Runs every lint; returns the one-shot token the organisation CA's signer accepts, or throws naming each failed rule. */
 export function lintOrganisationTbs(tbs: OrganisationTbs): LintedOrganisationTbs {
-  const problems = lintOrganisationProblems(tbs);
-  if (problems.length) {
-    throw new FleetError('LINT_FAILED', `pre-issuance lint refused the organisation certificate: ${problems.map((p) => `${p.lint}: ${p.message}`).join('; ')}`, { httpStatus: 500, details: { problems } });
-  }
+  refuseLintProblems(lintOrganisationProblems(tbs), 'the organisation certificate');
   return new LintedOrganisationTbs(LINT_KEY, tbs);
 }
