@@ -21,6 +21,15 @@ export interface PoolOptions {
 // sequence numbers here fit in 2^53, so parse BIGINT as a number once, here, rather than at every caller.
 pg.types.setTypeParser(20, (value: string) => Number(value));
 
+/**
+ * Whether a value is a pool made by createPool (pg.Pool), not a port or a single client: ca's capabilities
+ * still take either a pool or their port from callers not moved to ports yet, and tell them apart here,
+ * once (a client has connect, query and end too, so a duck test cannot).
+ */
+export function isPool(value: unknown): value is Pool {
+  return value instanceof pg.Pool;
+}
+
 export function createPool(databaseUrl: string, options: PoolOptions = {}): Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,

@@ -47,6 +47,7 @@ import {
   type ConsoleSessionStore,
   type Pool,
   type Queryable,
+  isPool,
 } from '@fleetpki/store';
 import type { AccessStore, ManufacturerTransaction, OwnerAccessTransaction } from './store.js';
 
@@ -128,12 +129,8 @@ export function postgresConsoleSessions(pool: Pool): ConsoleSessionStore {
 
 /**
  * Callers not moved to ports yet (the CLI, the drills, tests, benchmarks) still hand a Pool where a
- * port is taken: they get the PostgreSQL adapter over it. A Pool is told from a port by `connect`.
+ * port is taken: they get the PostgreSQL adapter over it (isPool tells them apart).
  */
 export function accessStoreOf<S extends object>(db: S | Pool): S | AccessStore {
   return isPool(db) ? postgresAccessStore(db) : db;
-}
-
-export function isPool(db: unknown): db is Pool {
-  return typeof db === 'object' && db !== null && typeof (db as Pool).connect === 'function' && typeof (db as Pool).query === 'function';
 }

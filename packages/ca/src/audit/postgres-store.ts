@@ -1,5 +1,5 @@
-import { appendAuditEvents, auditRowsAfter, insertAuditKey, lastAuditSeal, listAuditKeys, listAuditSeals, listCas, recentAuditSeals, saveAuditSeal, unsealedAuditRows, withTransaction, type Pool } from '@fleetpki/store';
-import { isPool, postgresAccessStore } from '../access/postgres-store.js';
+import { appendAuditEvents, isPool, auditRowsAfter, insertAuditKey, lastAuditSeal, listAuditKeys, listAuditSeals, listCas, recentAuditSeals, saveAuditSeal, unsealedAuditRows, withTransaction, type Pool } from '@fleetpki/store';
+import { postgresAccessStore } from '../access/postgres-store.js';
 import type { AuditStore } from './store.js';
 
 /** The audit capability's ports over PostgreSQL (the existing repositories of @fleetpki/store). */

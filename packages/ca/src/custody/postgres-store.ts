@@ -17,6 +17,7 @@ import {
   saveDeviceKeyChecks,
   withTransaction,
   type Pool,
+  isPool,
 } from '@fleetpki/store';
 import { assertDevicesOwned } from '../issuance/device-ownership.js';
 import type { CustodyStore } from './store.js';
@@ -68,8 +69,8 @@ export function postgresCustodyStore(pool: Pool): CustodyStore {
 
 /**
  * Transitional: the custody classes take their port, and for callers not yet moved (other services,
- * integration tests) a pool, which is wrapped here. A port never has `query`; a pool always does.
+ * integration tests) a pool, which is wrapped here (isPool tells them apart).
  */
 export function custodyStoreOf<S>(source: S | Pool): S {
-  return typeof (source as Partial<Pool>).query === 'function' ? (postgresCustodyStore(source as Pool) as S) : (source as S);
+  return isPool(source) ? (postgresCustodyStore(source) as S) : source;
 }

@@ -1,5 +1,5 @@
 import type { DatabaseClient, FleetConfig, SiteId } from '@fleetpki/core';
-import { LeaseConnection, appendAuditEvents, createPool, isInRecovery, listCas, openServicePool, readSiteStates, syncStandbyState, withTransaction, type Pool } from '@fleetpki/store';
+import { LeaseConnection, appendAuditEvents, createPool, isInRecovery, isPool, listCas, openServicePool, readSiteStates, syncStandbyState, withTransaction, type Pool } from '@fleetpki/store';
 import type { LeaseDatabase, SiteStore } from './store.js';
 
 /** The sites ports on the site's PostgreSQL database: the only file of sites/ that calls the store. */
@@ -19,10 +19,10 @@ export function postgresSiteStore(pool: Pool): SiteStore {
 
 /**
  * Transitional: the guards take their port, and for callers not yet moved (other services, tests) a
- * pool, which is wrapped here. A port never has `query`; a pool always does.
+ * pool, which is wrapped here (isPool tells them apart).
  */
 export function siteStoreOf<S>(source: S | Pool): S {
-  return typeof (source as Partial<Pool>).query === 'function' ? (postgresSiteStore(source as Pool) as S) : (source as S);
+  return isPool(source) ? (postgresSiteStore(source) as S) : source;
 }
 
 /** SiteLease's own connection (not from a pool: it must answer when the pools are exhausted). */

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { afterEach, describe, it, mock } from 'node:test';
 import { loadConfig } from '@fleetpki/core';
 import type { Pool } from '@fleetpki/store';
+import { postgresSiteStore } from './postgres-store.js';
 import { CaStatusGuard, SiteGuard } from './site-guard.js';
+import type { SiteStore } from './store.js';
 
 /**
  * The guards read the database at most once a second and act on what they read in between. "A second"
@@ -13,13 +15,13 @@ import { CaStatusGuard, SiteGuard } from './site-guard.js';
  * that hour, nor a site that became a standby go on taking writes. The database here is a stand-in that
  * answers the two queries the guards make; the wall clock is node:test's mock.
  */
-function standInDatabase(answers: { caStatus: string; inRecovery: boolean }): Pool {
+function standInDatabase(answers: { caStatus: string; inRecovery: boolean }): SiteStore {
   const query = async (sql: string) => {
     if (sql.includes('pg_is_in_recovery')) return { rows: [{ r: answers.inRecovery }] };
     if (sql.includes('FROM cas')) return { rows: [{ id: 'fpd1', kind: 'issuing', parent_id: 'root', subject_dn: 'CN=x', key_uri: 'pkcs11:', key_id: Buffer.alloc(0), certificate: Buffer.alloc(0), not_after: new Date(), status: answers.caStatus, revoked_at: null, revocation_reason: null }] };
     throw new Error(`unexpected query ${sql}`);
   };
-  return { query } as unknown as Pool;
+  return postgresSiteStore({ query } as unknown as Pool);
 }
 
 const realSecond = () => new Promise((r) => setTimeout(r, 1_100));
