@@ -218,7 +218,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const reservedRevocations = new RevocationService(postgresStatusStore(reservedPool), deps.config.site);
   const reservedDualControl = new DualControl(reservedAccessStore, deps.config.site, deps.config.dualControl.approvalTtlMinutes);
   registerRevocationRoutes(app, { revocations: reservedRevocations, dualControl: reservedDualControl, threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes }, authenticator: reservedAccess, guard });
-  registerApprovalRoutes(app, { people: new AccessAdministration(reservedAccessStore, deps.config.site, reservedDualControl), reads: new OperatorReads(reservedAccessStore), dualControl: reservedDualControl, revocations: reservedRevocations, authenticator: reservedAccess, guard });
+  registerApprovalRoutes(app, { people: new AccessAdministration(reservedAccessStore, deps.config.site, reservedDualControl), dualControl: reservedDualControl, revocations: reservedRevocations, authenticator: reservedAccess, guard });
   registerTokenRoutes(app, { authenticator, access: new AccessAdministration(accessStore, deps.config.site, dualControl) });
   await registerConsole(app, { access: authenticator, tls: deps.tls !== undefined, drills: deps.config.console.drills });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

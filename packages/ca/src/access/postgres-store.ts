@@ -30,7 +30,6 @@ import {
   listPeople,
   manufacturerExists,
   postgresConsoleSessionStore,
-  previewRevocation,
   readDatabaseRole,
   readSiteStates,
   readStatusPublication,
@@ -116,7 +115,6 @@ export function postgresAccessStore(pool: Pool): AccessStore {
     listManufacturerRanges: (manufacturerId) => listManufacturerRanges(pool, manufacturerId),
     isRangeConflict: isExclusionViolation,
     listDrillRuns: (limit) => listDrillRuns(pool, limit),
-    previewRevocation: (target) => previewRevocation(pool, target),
     readStatusPublication: (caId) => readStatusPublication(pool, caId),
     readDatabaseRole: () => readDatabaseRole(pool),
   };

@@ -12,8 +12,6 @@ import type {
   MasterKeyRecord,
   OrganisationCertificateRecord,
   PersonRecord,
-  RevocationPreview,
-  RevocationTarget,
   Role,
   SiteStateRecord,
   StatusPublication,
@@ -149,11 +147,10 @@ export interface DrillRecordStore extends AuditAppender {
 }
 
 /**
- * OperatorReads: what the operators' pages show from other capabilities (a bulk revocation's preview,
- * the status publication, the database's replication role), read-only.
+ * OperatorReads: what the operators' overview shows from other capabilities (the status publication,
+ * the database's replication role), read-only.
  */
 export interface OperatorReadStore {
-  previewRevocation(target: RevocationTarget): Promise<RevocationPreview>;
   readStatusPublication(caId: string): Promise<StatusPublication>;
   readDatabaseRole(): Promise<DatabaseRole>;
 }

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { FleetError } from '@fleetpki/core';
-import { DUAL_CONTROL_ROLES, ROLES, presentApproval, type AccessAdministration, type ApprovalAction, type DualControl, type OperatorReads, type RevocationService, type SiteGuard } from '@fleetpki/ca';
+import { DUAL_CONTROL_ROLES, ROLES, presentApproval, type AccessAdministration, type ApprovalAction, type DualControl, type RevocationService, type SiteGuard } from '@fleetpki/ca';
 import { type ApiAccess, requireRole } from '../auth.js';
 import { parseRevocationBody, runRevocation, type RevocationBody } from './revocations.js';
 
@@ -71,7 +71,7 @@ async function summarise(people: Pick<AccessAdministration, 'person'>, body: Req
   }
 }
 
-export function registerApprovalRoutes(app: FastifyInstance, deps: { people: Pick<AccessAdministration, 'person'>; reads: OperatorReads; dualControl: DualControl; revocations: RevocationService; authenticator: ApiAccess; guard: SiteGuard }): void {
+export function registerApprovalRoutes(app: FastifyInstance, deps: { people: Pick<AccessAdministration, 'person'>; dualControl: DualControl; revocations: RevocationService; authenticator: ApiAccess; guard: SiteGuard }): void {
   const idParams = { type: 'object', properties: { id: { type: 'string', maxLength: 64 } } } as const;
   const now = () => deps.dualControl.now();
 
@@ -85,7 +85,7 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { people: Pic
           // What an open bulk revocation would do now, counted: certificates and which batches (the approver's question).
           if (r.action !== 'revocation.bulk' || (view.status !== 'pending' && view.status !== 'approved')) return view;
           const { target } = parseRevocationBody(r.payload as RevocationBody);
-          return { ...view, wouldDo: await deps.reads.previewRevocation(target) };
+          return { ...view, wouldDo: await deps.revocations.preview(target) };
         }),
       ),
     };
