@@ -7,4 +7,5 @@ bash scripts/setup.sh
 export PATH="$PWD/.fleetpki/tools/node_modules/.bin:$PATH"
 pnpm -s typecheck
 pnpm -s lint
+bash scripts/check-units.sh
 pnpm -s test
