@@ -70,10 +70,12 @@ await run.main(async () => {
   const hybridStore = args.hybrid ? await openSiteKeyStore(config, site, { sessions: 1 }) : undefined;
   if (hybridStore) run.onCleanup(() => hybridStore.close());
   const api = run.track(startService(config, 'issuer-api', { FLEETPKI_SITE: 'a' }), 'issuer-api');
-  const workers = Array.from({ length: workerCount }, (_, i) => run.track(startService(config, 'batch-worker', { FLEETPKI_SITE: 'a', FLEETPKI_WORKER_RECONCILE: i === 0 ? '1' : '0' }), `batch-worker ${i + 1}`));
+  const workers = Array.from({ length: workerCount }, (_, i) => run.track(startService(config, 'batch-worker', { FLEETPKI_SITE: 'a' }), `batch-worker ${i + 1}`));
+  // The batch outbox runs in the site's daemons (the workers only pull chunk jobs), as in production.
+  const outbox = run.track(startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: 'batch-outbox', FLEETPKI_DAEMONS_METRICS_PORT: '0' }), 'daemons');
   run.onCleanup(async () => {
-    for (const child of [api, ...workers]) run.untrack(child);
-    await Promise.all([api, ...workers].map(stopProcess));
+    for (const child of [api, ...workers, outbox]) run.untrack(child);
+    await Promise.all([api, ...workers, outbox].map(stopProcess));
   });
   await run.waitForHttp(`http://127.0.0.1:${site.apiPort}/readyz`, 'the issuer API to start');
   const client = new FleetApiClient(`http://127.0.0.1:${site.apiPort}`, token);

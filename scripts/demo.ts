@@ -117,7 +117,13 @@ try {
     console.log(`  openssl verify: ${verified}`);
 
     heading('6. Factory batch: 10,000 meters, streamed manifest, queue-driven workers, results bundle');
-    const workers = [startService(config, 'batch-worker', { FLEETPKI_SITE: 'a' }), startService(config, 'batch-worker', { FLEETPKI_SITE: 'a', FLEETPKI_WORKER_RECONCILE: '0' })];
+    // The workers only pull chunk jobs; the batch outbox (chunks lost with Redis or a worker queued again)
+    // and the other reconcilers are the site's daemons' jobs, one daemon each.
+    const workers = [
+      startService(config, 'batch-worker', { FLEETPKI_SITE: 'a' }),
+      startService(config, 'batch-worker', { FLEETPKI_SITE: 'a' }),
+      startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: 'batch-outbox,online-intents,cmp-confirm-expiry,est-superseded', FLEETPKI_DAEMONS_METRICS_PORT: '0' }),
+    ];
     try {
       const manifestPath = join(outDir, 'factory-batch.ndjson');
       started = performance.now();
@@ -161,7 +167,7 @@ try {
       const secondOfficer = new FleetApiClient(base, await issueApiToken(db, { site: 'a', actor: 'demo', name: 'demo-second-officer', role: 'revocation-officer', manufacturerId: null, expiresDays: 1 }));
       const status = startService(config, 'status-responder', { FLEETPKI_SITE: 'a' });
       // The site's daemons publish the CRL shards and pre-produce OCSP responses; the responder answers.
-      const daemons = startService(config, 'daemons', { FLEETPKI_SITE: 'a' });
+      const daemons = startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: 'crl-publisher,ocsp-preproducer,ocsp-refresher,audit-sealer' });
       try {
         const statusBase = `http://127.0.0.1:${config.sites.a.statusPort}`;
         await waitForHttp(`${statusBase}/healthz`);

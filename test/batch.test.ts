@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { FleetConfig } from '@fleetpki/core';
 import { DEFAULT_BATCH_LIMITS } from '@fleetpki/ca';
 import { FleetApiClient, type BatchView, type ResultLine } from '@fleetpki/client';
+import { openSiteDaemons } from '@fleetpki/daemons';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { generateManifest, signManifestFile, syntheticEui64, syntheticRunPrefix } from '@fleetpki/manifest';
 import { setManufacturerManifestKey, type Pool } from '@fleetpki/store';
@@ -156,12 +157,19 @@ describe('factory batch enrolment', () => {
     void second;
     startWorker();
     startWorker();
-    const done = await waitFor('batch complete after the crash', async () => {
-      const b = await client.getBatch(batch.id);
-      return b.status === 'complete' ? b : undefined;
-    }, 180_000, 250);
-    assert.equal(done.issued, 6_000);
-    await assertExactlyOnce(batch.id, 6_000);
+    // The chunks Redis lost are queued again by the daemons' batch-outbox job (the workers only pull).
+    const outbox = await openSiteDaemons({ ...config, site: 'a' }, { only: ['batch-outbox'], logger: false });
+    try {
+      outbox.start();
+      const done = await waitFor('batch complete after the crash', async () => {
+        const b = await client.getBatch(batch.id);
+        return b.status === 'complete' ? b : undefined;
+      }, 180_000, 250);
+      assert.equal(done.issued, 6_000);
+      await assertExactlyOnce(batch.id, 6_000);
+    } finally {
+      await outbox.close();
+    }
   });
 
   it('accepts raw public keys only from a manifest signed by the factory key', async () => {

@@ -18,6 +18,7 @@ import { cli } from './support/cli.js';
 import { createToken, ensureCa, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
 import { approvedRequest } from './support/dual-control.js';
+import { STATUS_JOBS } from '@fleetpki/daemons';
 import { createStatusSite, type StatusSiteRuntime } from './support/status.js';
 
 /**
@@ -133,7 +134,8 @@ before(async () => {
   );
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   port = (runtime.app.server.address() as AddressInfo).port;
-  status = await createStatusSite({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
+  // The status side's daemons and the CMP confirm-expiry reconciler (the daemons run it, not the issuer API).
+  status = await createStatusSite({ ...config, site: 'a', cmp: cmpConfig }, { logger: false, tickEveryMs: 200, daemons: [...STATUS_JOBS, 'cmp-confirm-expiry'] });
   await status.app.listen({ host: '127.0.0.1', port: 0 });
   statusUrl = `http://127.0.0.1:${(status.app.server.address() as AddressInfo).port}`;
   // CMP secrets are derived from the device MAC master key.

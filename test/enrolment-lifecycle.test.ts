@@ -12,7 +12,7 @@ import { ensureSites, waitFor } from './support/sites.js';
 
 /**
  * An intent never strands a device: the issuer-api killed between the intent's commit and the
- * certificate's store leaves an intent the reconciler releases (audited), after which the device enrols
+ * certificate's store leaves an intent the daemons' online-intent reconciler releases (audited), after which the device enrols
  * with no duplicate serial; a retry with the same key gets the certificate already issued (200, nothing
  * signed); a revoked device enrols again for the same role (a new certificate, audited).
  */
@@ -70,6 +70,8 @@ describe('online enrolment never strands a device', () => {
     assert.deepEqual([stranded.intents[0]!.active, stranded.certificates.length], [true, 0], 'an intent without its certificate');
 
     const issuer = startService(config, 'issuer-api', { ...env, FLEETPKI_API_PORT_A: String(port()) });
+    // The site's daemons, with the online-intent reconciler alone, as production runs it.
+    const daemons = startService(config, 'daemons', { ...env, FLEETPKI_DAEMONS: 'online-intents', FLEETPKI_DAEMONS_METRICS_PORT: '0' });
     try {
       await waitForHttp(`http://127.0.0.1:${port()}/readyz`);
       // The reconciler releases it on its own, with an audit row.
@@ -84,6 +86,7 @@ describe('online enrolment never strands a device', () => {
       assert.equal(after.intents.filter((i) => i.active).length, 1);
       assert.match(after.intents[0]!.released ?? '', /no certificate/);
     } finally {
+      await stopProcess(daemons);
       await stopProcess(issuer);
     }
   });

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { FleetConfig } from '@fleetpki/core';
 import { buildIssuerApi, createIssuerRuntime, readTlsMaterial, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { loadSiteIssuer } from '@fleetpki/ca';
+import { openSiteDaemons, type SiteDaemons } from '@fleetpki/daemons';
 import { ChunkQueue } from '@fleetpki/queue';
 import { toPem } from '@fleetpki/x509';
 import { syntheticEui64 } from '@fleetpki/manifest';
@@ -25,6 +26,7 @@ let config: FleetConfig;
 let pool: Pool;
 let ca: TestCa;
 let runtime: IssuerRuntime;
+let reconcilers: SiteDaemons | undefined;
 let base: string;
 let factoryToken: string;
 let otherFactoryToken: string;
@@ -111,16 +113,19 @@ before(async () => {
   const server = await cli(['tls', 'server'], { FLEETPKI_TOKEN: adminToken });
   assert.equal(server.code, 0, server.stderr);
   tlsTrust = splitPem(join(config.api.tlsDir, 'clients-ca.pem'), 'tls');
-  // Superseded certificates are revoked 20 s after their re-enrolment; the reconciler looks every second
-  // (its interval follows the intent timeout).
+  // Superseded certificates are revoked 20 s after their re-enrolment by the daemons' est-superseded
+  // job, which looks every second (its interval follows the intent timeout).
   const estConfig = { ...config.est, revokeSupersededAfterSeconds: SUPERSEDED_GRACE_S };
   // compact-kex (profile smart-meter-compact, keyAgreement) is held for an administrator, whatever the protocol.
   runtime = await createIssuerRuntime({ ...config, site: 'a', est: estConfig, enrolmentHolds: { labels: ['compact-kex'], retryAfterSeconds: 1 }, intentTimeoutSeconds: 4 }, { logger: false, hsmSessions: 1, poolSize: 4, tls: readTlsMaterial(config.api.tlsDir) });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   base = `https://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
+  reconcilers = await openSiteDaemons({ ...config, site: 'a', est: estConfig, intentTimeoutSeconds: 4 }, { only: ['est-superseded'], logger: false });
+  reconcilers.start();
 });
 
 after(async () => {
+  await reconcilers?.close();
   await runtime?.close();
   await pool?.end();
 });

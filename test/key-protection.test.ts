@@ -135,7 +135,7 @@ describe('CA and master keys that no PIN holder can take out of the HSM', () => 
   it('the issuer API, the status responder and a batch worker get no root PIN, SO PIN or custodian file', async () => {
     const secrets = [readPin(`file:${custodianPinFiles(config).rootPin}`), readPin(`file:${siteSoPinFile(config, config.sites.a)}`)];
     const ports = { FLEETPKI_API_PORT_A: String(config.sites.a.apiPort + 300), FLEETPKI_STATUS_PORT_A: String(config.sites.a.statusPort + 300), FLEETPKI_CRL_BASE_URL: config.crlBaseUrl };
-    const services = [startService(config, 'issuer-api', ports), startService(config, 'status-responder', ports), startService(config, 'batch-worker', { ...ports, FLEETPKI_WORKER_RECONCILE: '0' })];
+    const services = [startService(config, 'issuer-api', ports), startService(config, 'status-responder', ports), startService(config, 'batch-worker', ports)];
     try {
       await waitForHttp(`http://127.0.0.1:${ports.FLEETPKI_API_PORT_A}/readyz`);
       await waitForHttp(`http://127.0.0.1:${ports.FLEETPKI_STATUS_PORT_A}/healthz`);

@@ -108,7 +108,7 @@ async function partitionMidBatch(): Promise<void> {
     const token = await issueApiToken(pool, { site: 'a', actor: 'test', name: 'partition-factory', role: 'factory', manufacturerId: 'ns-meters', expiresDays: 1 });
     for (const site of ['a', 'b'] as const) {
       start('issuer-api', site);
-      start('batch-worker', site, { FLEETPKI_WORKER_RECONCILE: '1' });
+      start('batch-worker', site);
       start('status-responder', site);
       start('daemons', site);
     }

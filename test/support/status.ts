@@ -1,12 +1,12 @@
 import { openStatusSite, type StatusSite } from '@fleetpki/ca';
 import type { FleetConfig } from '@fleetpki/core';
-import { openSiteDaemons, type SiteDaemons } from '@fleetpki/daemons';
+import { STATUS_JOBS, openSiteDaemons, type SiteDaemons } from '@fleetpki/daemons';
 import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 
 /**
  * A site's status side in the test process, as production runs it in two: the status responder
  * (answers OCSP, serves CRLs, watches revocations) and the site's daemons (CRL publisher, OCSP
- * pre-producer and refresher, audit sealer). With tickEveryMs 0 nothing runs by itself: `tick()` is one
+ * pre-producer and refresher, audit sealer; `daemons` adds reconcilers or picks fewer). With tickEveryMs 0 nothing runs by itself: `tick()` is one
  * revocation pass of the responder and then one pass of each daemon, as the responder's single
  * background pass was before the daemons were separate. Both share one StatusSite (one lease, one
  * HSM session pool), as the responder alone had in the test process before.
@@ -25,7 +25,7 @@ export async function createStatusSite(config: FleetConfig, options: { logger?: 
   let daemons: SiteDaemons;
   try {
     responder = await createStatusRuntime(config, { ...options, site });
-    daemons = await openSiteDaemons(config, { site, logger: options.logger ?? false, ...(options.tickEveryMs ? { everyMs: options.tickEveryMs } : {}), ...(options.daemons ? { only: options.daemons } : {}) });
+    daemons = await openSiteDaemons(config, { site, logger: options.logger ?? false, ...(options.tickEveryMs ? { everyMs: options.tickEveryMs } : {}), only: options.daemons ?? STATUS_JOBS });
   } catch (err) {
     await responder?.close();
     await site.close();

@@ -16,6 +16,7 @@ export * from './issuance/batch-chunk.js';
 export * from './issuance/batch-reads.js';
 export * from './issuance/certificate-reads.js';
 export * from './issuance/reconcilers.js';
+export * from './issuance/stale-intents.js';
 export * from './issuance/site-issuer.js';
 export * from './issuance/store.js';
 export * from './issuance/postgres-store.js';

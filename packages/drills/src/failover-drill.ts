@@ -66,7 +66,7 @@ export interface DrillEvent {
 
 async function serviceSet(config: FleetConfig, site: SiteConfig, workers: number): Promise<ChildProcess[]> {
   const env = { FLEETPKI_SITE: site.id };
-  const children = [startService(config, 'issuer-api', env), ...Array.from({ length: workers }, (_, i) => startService(config, 'batch-worker', { ...env, FLEETPKI_WORKER_RECONCILE: i === 0 ? '1' : '0' }))];
+  const children = [startService(config, 'issuer-api', env), ...Array.from({ length: workers }, () => startService(config, 'batch-worker', env))];
   await waitForHttp(`http://${site.host}:${site.apiPort}/readyz`, 60_000);
   return children;
 }
@@ -118,10 +118,12 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     log(`site ${from.id}: starting issuer-api, 2 batch workers, the status responder and the daemons`);
     children.push(...(await serviceSet(config, from, 2)), startService(config, 'status-responder', { FLEETPKI_SITE: from.id }));
     await waitForHttp(`http://${from.host}:${from.statusPort}/healthz`, 60_000);
-    // Each site's daemons (CRL publisher, OCSP pre-production, audit seals; they work only while their
-    // site is active), started once the services answer rather than in the same start-up burst.
-    children.push(startService(config, 'daemons', { FLEETPKI_SITE: from.id }));
-    toChildren.push(startService(config, 'daemons', { FLEETPKI_SITE: to.id }));
+    // Each site's daemons (CRL publisher, OCSP pre-production, audit seals, and the reconcilers: the new
+    // site's batch outbox queues the batch's unfinished chunks into its own Redis after the failover; they
+    // work only while their site is active), started once the services answer rather than in the same
+    // start-up burst. Both on one host here: no metrics port, so the second does not find it taken.
+    children.push(startService(config, 'daemons', { FLEETPKI_SITE: from.id, FLEETPKI_DAEMONS_METRICS_PORT: '0' }));
+    toChildren.push(startService(config, 'daemons', { FLEETPKI_SITE: to.id, FLEETPKI_DAEMONS_METRICS_PORT: '0' }));
     const manifest = join(dir, `failover-${options.devices}.ndjson`);
     log(`manifest of ${options.devices} devices ...`);
     await generateManifest({ devices: options.devices, out: manifest, euiPrefix: syntheticRunPrefix('drill-meters') });

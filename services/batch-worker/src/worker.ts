@@ -1,16 +1,13 @@
 import pino from 'pino';
-import { Daemon, type FleetConfig } from '@fleetpki/core';
-import { ChunkIssuer, batchOutboxReconciler, openSiteRuntime, postgresBatchOutboxStore } from '@fleetpki/ca';
+import type { FleetConfig } from '@fleetpki/core';
+import { ChunkIssuer, openSiteRuntime } from '@fleetpki/ca';
 import { PossessionThreads } from '@fleetpki/x509';
-import { ChunkQueue, startChunkWorker } from '@fleetpki/queue';
+import { startChunkWorker } from '@fleetpki/queue';
 
 export interface BatchWorkerOptions {
   /** Chunks in flight in this process (one signs while another commits). */
   readonly concurrency?: number;
   readonly hsmSessions?: number;
-  /** Run the reconciler in this process (one per site is enough; more are harmless). */
-  readonly reconcile?: boolean;
-  readonly reconcileEveryMs?: number;
 }
 
 export interface BatchWorker {
@@ -19,8 +16,8 @@ export interface BatchWorker {
 
 /**
  * A batch worker process: takes chunk jobs from the site's queue and issues them (ChunkIssuer.attempt),
- * and, for now, runs issuance's outbox reconciler (batchOutboxReconciler), so a lost Redis or a killed
- * worker only delays work. Nothing is signed while the site is a standby.
+ * and nothing else. Chunks lost with Redis or with a killed worker are queued again by the daemons'
+ * batch-outbox job (services/daemons). Nothing is signed while the site is a standby.
  */
 export async function startBatchWorker(config: FleetConfig, options: BatchWorkerOptions = {}): Promise<BatchWorker> {
   const log = pino({ name: `batch-worker-${config.site}`, level: config.logLevel });
@@ -48,23 +45,10 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
         },
       },
     );
-
-    const queue = new ChunkQueue(site.redisUrl, config.pgDatabase);
-    // The outbox reconciler is issuance's (a DaemonJob); this process runs it, on the active site only,
-    // until the daemon runner does.
-    const outbox = batchOutboxReconciler({ store: postgresBatchOutboxStore(pool), queue }, { everyMs: options.reconcileEveryMs ?? 1_000 });
-    const reconciler = new Daemon(outbox, { mayRun: () => guard.canAct(), log });
-    if (options.reconcile ?? true) {
-      await reconciler.runOnce();
-      reconciler.start();
-    }
-
     return {
       async close() {
         closing = true;
-        await reconciler.stop();
         await worker.close();
-        await queue.close();
         await possession.close();
         await runtime.close();
       },

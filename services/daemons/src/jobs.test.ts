@@ -1,16 +1,107 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { JOBS, selectJobs } from './site-daemons.js';
+import type { RoleSiteRuntime, StatusSite } from '@fleetpki/ca';
+import { loadConfig } from '@fleetpki/core';
+import { JOBS, RECONCILERS, STATUS_JOBS, openSiteDaemons, rolesOf, selectJobs } from './site-daemons.js';
+
+/** Stand-ins for what the daemons open, recording what was opened and closed; every site may act. */
+function seams() {
+  const opened: string[] = [];
+  const closed: string[] = [];
+  const canAct = async () => true;
+  const lease = { state: () => ({ issuing: true }) };
+  const query = async () => ({ rows: [], rowCount: 0 });
+  return {
+    opened,
+    closed,
+    seams: {
+      openStatusSite: async () => {
+        opened.push('status');
+        // No CA key in this stand-in: the CRL and OCSP jobs are unavailable, the audit sealer runs.
+        return { pool: { query }, lease, canAct, ca: undefined, signing: undefined, keyStore: undefined, close: async () => void closed.push('status') } as unknown as StatusSite;
+      },
+      openRoleSite: async (role: 'issuer' | 'worker') => {
+        opened.push(role);
+        return { pool: { query }, lease, guard: { canAct }, close: async () => void closed.push(role) } as unknown as RoleSiteRuntime;
+      },
+      openQueue: () => {
+        opened.push('queue');
+        return { enqueue: async () => undefined, close: async () => void closed.push('queue') };
+      },
+    },
+  };
+}
 
 describe('the daemons registry', () => {
-  it('names every job of a site once, in kebab-case', () => {
-    assert.deepEqual(Object.keys(JOBS), ['crl-publisher', 'ocsp-preproducer', 'ocsp-refresher', 'audit-sealer']);
+  it('names every job of a site once, in kebab-case, the reconcilers beside the status jobs', () => {
+    assert.deepEqual(Object.keys(JOBS), ['crl-publisher', 'ocsp-preproducer', 'ocsp-refresher', 'audit-sealer', 'batch-outbox', 'online-intents', 'cmp-confirm-expiry', 'est-superseded']);
     for (const name of Object.keys(JOBS)) assert.match(name, /^[a-z]+(-[a-z]+)*$/);
+    assert.deepEqual(STATUS_JOBS, ['crl-publisher', 'ocsp-preproducer', 'ocsp-refresher', 'audit-sealer']);
+    assert.deepEqual(RECONCILERS, ['batch-outbox', 'online-intents', 'cmp-confirm-expiry', 'est-superseded']);
+  });
+
+  it('each job works as the database role whose grants it uses', () => {
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(JOBS).map(([name, spec]) => [name, spec.role])),
+      { 'crl-publisher': 'status', 'ocsp-preproducer': 'status', 'ocsp-refresher': 'status', 'audit-sealer': 'status', 'batch-outbox': 'worker', 'online-intents': 'issuer', 'cmp-confirm-expiry': 'issuer', 'est-superseded': 'issuer' },
+    );
+    assert.deepEqual(rolesOf(['crl-publisher']), ['status']);
+    assert.deepEqual(rolesOf(['est-superseded', 'batch-outbox', 'online-intents']), ['worker', 'issuer']);
+    assert.deepEqual(rolesOf(Object.keys(JOBS)), ['status', 'worker', 'issuer']);
   });
 
   it('--only selects by name and refuses a name that is no job', () => {
     assert.equal(selectJobs(undefined), undefined);
     assert.deepEqual(selectJobs('crl-publisher, audit-sealer'), ['crl-publisher', 'audit-sealer']);
+    assert.deepEqual(selectJobs('batch-outbox,online-intents,cmp-confirm-expiry,est-superseded'), RECONCILERS);
     assert.throws(() => selectJobs('crl-publisher,ocsp-responder'), { code: 'DAEMON_UNKNOWN' });
+    assert.throws(() => selectJobs('batch-outbox-reconciler'), { code: 'DAEMON_UNKNOWN' });
+  });
+});
+
+describe('openSiteDaemons', () => {
+  const config = loadConfig({ FLEETPKI_SITE: 'a' });
+
+  it('--only crl-publisher opens the status site alone: no issuer or worker pool, no queue', async () => {
+    const { opened, closed, seams: s } = seams();
+    const daemons = await openSiteDaemons(config, { only: ['crl-publisher'], logger: false, seams: s });
+    assert.deepEqual(opened, ['status']);
+    assert.deepEqual(daemons.roles, ['status']);
+    assert.deepEqual(daemons.unavailable, ['crl-publisher'], 'no CA key in the stand-in');
+    await daemons.close();
+    assert.deepEqual(closed, ['status']);
+  });
+
+  it('--only batch-outbox opens the worker role and the queue, not the status site (no HSM)', async () => {
+    const { opened, closed, seams: s } = seams();
+    const daemons = await openSiteDaemons(config, { only: ['batch-outbox'], logger: false, seams: s });
+    assert.deepEqual(opened, ['worker', 'queue']);
+    assert.equal(daemons.site, undefined);
+    assert.deepEqual(daemons.daemons.map((d) => d.stats.name), ['batch-outbox']);
+    await daemons.runOnce();
+    assert.equal(daemons.stats()[0]!.passes, 1);
+    await daemons.close();
+    assert.deepEqual(closed, ['queue', 'worker']);
+  });
+
+  it('the issuer reconcilers share one issuer pool; est-superseded is off when the configuration says never', async () => {
+    const { opened, seams: s } = seams();
+    const never = { ...config, est: { revokeSupersededAfterSeconds: null } };
+    const daemons = await openSiteDaemons(never, { only: ['online-intents', 'cmp-confirm-expiry', 'est-superseded'], logger: false, seams: s });
+    assert.deepEqual(opened, ['issuer']);
+    assert.deepEqual(daemons.daemons.map((d) => d.stats.name), ['online-intents', 'cmp-confirm-expiry']);
+    assert.deepEqual(daemons.unavailable, ['est-superseded']);
+    await daemons.close();
+  });
+
+  it('every job opens each role once; an unknown name is DAEMON_UNKNOWN before anything is opened', async () => {
+    const { opened, seams: s } = seams();
+    const daemons = await openSiteDaemons(config, { logger: false, seams: s });
+    assert.deepEqual(opened, ['status', 'worker', 'issuer', 'queue']);
+    assert.deepEqual(Object.keys(daemons.leases()), ['status', 'worker', 'issuer']);
+    await daemons.close();
+    const none = seams();
+    await assert.rejects(openSiteDaemons(config, { only: ['crl-publisher', 'reconciler'], logger: false, seams: none.seams }), { code: 'DAEMON_UNKNOWN' });
+    assert.deepEqual(none.opened, []);
   });
 });

@@ -34,7 +34,7 @@ export async function serveDaemonMetrics(daemons: SiteDaemons, host: string, por
       if (req.url === '/metrics') {
         res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
       } else if (req.url === '/healthz') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok', daemons: daemons.stats(), unavailable: daemons.unavailable, lease: daemons.site.lease.state() }));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok', daemons: daemons.stats(), unavailable: daemons.unavailable, leases: daemons.leases() }));
       } else res.writeHead(404).end();
     })().catch(() => res.writeHead(500).end());
   });

@@ -1,78 +1,141 @@
 import pino from 'pino';
-import { openStatusSite, type StatusSite } from '@fleetpki/ca';
+import { openRoleSiteRuntime, openStatusSite, type ChunkJobQueue, type RoleSiteRuntime, type SiteLease, type StatusSite } from '@fleetpki/ca';
 import { Daemon, FleetError, type DaemonStats, type FleetConfig } from '@fleetpki/core';
-import { JOBS, statusProducers, type StatusProducers } from './jobs.js';
+import { ChunkQueue } from '@fleetpki/queue';
+import { JOBS, rolesOf, statusProducers, type JobContext, type JobRole, type StatusJobSite, type StatusProducers } from './jobs.js';
 
-export { JOBS, type JobContext, type JobFactory, type StatusProducers } from './jobs.js';
+export { JOBS, RECONCILERS, STATUS_JOBS, reconcileEveryMs, rolesOf, type JobContext, type JobRole, type JobSpec, type StatusJobSite, type StatusProducers } from './jobs.js';
 
 export interface SiteDaemons extends StatusProducers {
-  readonly site: StatusSite;
+  /** The status site, when a selected job works as the status role (or the caller gave one). */
+  readonly site: StatusSite | undefined;
+  /** The database roles opened for the selected jobs, in registry order. */
+  readonly roles: readonly JobRole[];
   readonly daemons: readonly Daemon[];
-  /** Job names the site cannot run now (no CA key in its HSM), logged at start. */
+  /** Job names the site cannot run now (no CA key in its HSM, or turned off in the configuration), logged at start. */
   readonly unavailable: readonly string[];
   start(): void;
   /** One pass of each daemon, in registry order, after its leader check: the deterministic tick of tests and scripts. */
   runOnce(): Promise<void>;
   stats(): DaemonStats[];
+  /** The lease each opened role holds its view of the site through (for /healthz). */
+  leases(): Partial<Record<JobRole, ReturnType<SiteLease['state']>>>;
   close(): Promise<void>;
+}
+
+/** How the daemons open what their jobs need; tests give their own (the defaults open PostgreSQL, etcd, the HSM and Redis). */
+export interface SiteDaemonsSeams {
+  openStatusSite?(): Promise<StatusSite>;
+  openRoleSite?(role: 'issuer' | 'worker'): Promise<RoleSiteRuntime>;
+  openQueue?(): ChunkJobQueue & { close(): Promise<void> };
 }
 
 export interface SiteDaemonsOptions {
   /** Job names to run (default: every job of jobs.ts). */
   readonly only?: readonly string[];
-  /** The pause between passes of the CRL and OCSP jobs (default: theirs, 500 ms). */
+  /** The pause between passes of every job (default: each job's own). */
   readonly everyMs?: number;
   /** false: no logs (tests). */
   readonly logger?: boolean;
-  /** What the jobs need, opened by the caller (tests share it with a responder); the caller closes it. */
+  /** The status site, opened by the caller (tests share it with a responder); the caller closes it. */
   readonly site?: StatusSite;
+  readonly seams?: SiteDaemonsSeams;
 }
 
 /** Parses `--only a,b` / FLEETPKI_DAEMONS=a,b, refusing a name that is no job (a typo must not run nothing). */
 export function selectJobs(list: string | undefined): string[] | undefined {
   if (!list) return undefined;
   const names = list.split(',').map((n) => n.trim()).filter(Boolean);
-  const unknown = names.filter((n) => !(n in JOBS));
-  if (unknown.length > 0) throw new FleetError('DAEMON_UNKNOWN', `no daemon ${unknown.join(', ')}; the daemons are ${Object.keys(JOBS).join(', ')}`);
+  assertJobs(names);
   return names;
 }
 
+function assertJobs(names: readonly string[]): void {
+  const unknown = names.filter((n) => !(n in JOBS));
+  if (unknown.length > 0) throw new FleetError('DAEMON_UNKNOWN', `no daemon ${unknown.join(', ')}; the daemons are ${Object.keys(JOBS).join(', ')}`);
+}
+
 /**
- * The site's daemons: what the jobs need is opened once (database, lease, CA key), then one Daemon per
- * job, each asking before every pass whether this site may act (the active site holding its lease), so
- * only the active site's instance works and several instances are safe.
+ * The site's daemons: for the selected jobs, each database role they work as is opened once (the status
+ * site with the CA key; the issuer's and the worker's a small pool, the lease, no HSM), then one Daemon
+ * per job, asking its role's guard before every pass whether this site may act (the active site holding
+ * its lease), so only the active site's instance works and several instances are safe.
  */
 export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsOptions = {}): Promise<SiteDaemons> {
-  const names = options.only ?? Object.keys(JOBS);
-  for (const n of names) if (!(n in JOBS)) throw new FleetError('DAEMON_UNKNOWN', `no daemon ${n}; the daemons are ${Object.keys(JOBS).join(', ')}`);
+  const names = Object.keys(JOBS).filter((n) => (options.only ?? Object.keys(JOBS)).includes(n));
+  assertJobs(options.only ?? []);
   const log = pino({ name: `daemons-${config.site}`, level: options.logger === false ? 'silent' : config.logLevel });
-  const site = options.site ?? (await openStatusSite(config, { connections: 4, purpose: 'daemons' }));
-  const status = statusProducers(config, site);
-  const context = { config, site, status, everyMs: options.everyMs, log };
-  const daemons: Daemon[] = [];
-  const unavailable: string[] = [];
-  for (const name of names) {
-    const job = JOBS[name]!(context);
-    if (job) daemons.push(new Daemon(job, { mayRun: site.canAct, log }));
-    else unavailable.push(name);
-  }
-  if (unavailable.length > 0) log.warn({ unavailable }, 'no CA key in this site\'s HSM: these daemons do not run here');
-  return {
-    ...status,
-    site,
-    daemons,
-    unavailable,
-    start() {
-      for (const d of daemons) d.start();
-    },
-    async runOnce() {
-      for (const d of daemons) await d.runOnce();
-    },
-    stats: () => daemons.map((d) => d.stats),
-    async close() {
-      // Passes still signing finish before the HSM session goes away under them.
-      await Promise.all(daemons.map((d) => d.stop()));
-      if (!options.site) await site.close();
+  const seams = options.seams ?? {};
+  const roles = rolesOf(names);
+  const closers: (() => Promise<unknown>)[] = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await close().catch((err: unknown) => log.warn({ err }, 'closing the daemons'));
+  };
+  let queue: (ChunkJobQueue & { close(): Promise<void> }) | undefined;
+  const context: JobContext = {
+    config,
+    everyMs: options.everyMs,
+    actor: `daemons:${config.site}`,
+    log,
+    queue() {
+      if (!queue) {
+        const opened = seams.openQueue ? seams.openQueue() : new ChunkQueue(config.sites[config.site].redisUrl, config.pgDatabase);
+        closers.push(() => opened.close());
+        queue = opened;
+      }
+      return queue;
     },
   };
+  try {
+    let statusSite: StatusJobSite | undefined;
+    const roleSites: Partial<Record<'issuer' | 'worker', RoleSiteRuntime>> = {};
+    for (const role of roles) {
+      if (role === 'status') {
+        const site = options.site ?? (await (seams.openStatusSite ? seams.openStatusSite() : openStatusSite(config, { connections: 4, purpose: 'daemons' })));
+        if (!options.site) closers.push(() => site.close());
+        statusSite = { site, status: statusProducers(config, site) };
+      } else {
+        const site = await (seams.openRoleSite ? seams.openRoleSite(role) : openRoleSiteRuntime(config, { service: role, pool: { max: 2 }, purpose: 'daemons' }));
+        closers.push(() => site.close());
+        roleSites[role] = site;
+      }
+    }
+    const daemons: Daemon[] = [];
+    const unavailable: string[] = [];
+    for (const name of names) {
+      const spec = JOBS[name]!;
+      const placed = spec.role === 'status' ? { job: spec.make(context, statusSite!), canAct: statusSite!.site.canAct } : { job: spec.make(context, roleSites[spec.role]!), canAct: () => roleSites[spec.role as 'issuer' | 'worker']!.guard.canAct() };
+      if (placed.job) daemons.push(new Daemon(placed.job, { mayRun: placed.canAct, log }));
+      else unavailable.push(name);
+    }
+    if (unavailable.length > 0) log.warn({ unavailable }, 'these daemons do not run here: no CA key in this site\'s HSM, or turned off in the configuration');
+    return {
+      publisher: statusSite?.status.publisher,
+      preProducer: statusSite?.status.preProducer,
+      refresher: statusSite?.status.refresher,
+      site: statusSite?.site,
+      roles,
+      daemons,
+      unavailable,
+      start() {
+        for (const d of daemons) d.start();
+      },
+      async runOnce() {
+        for (const d of daemons) await d.runOnce();
+      },
+      stats: () => daemons.map((d) => d.stats),
+      leases: () => ({
+        ...(statusSite ? { status: statusSite.site.lease.state() } : {}),
+        ...Object.fromEntries(Object.entries(roleSites).map(([role, site]) => [role, site.lease.state()])),
+      }),
+      async close() {
+        // Passes still signing finish before the HSM session goes away under them.
+        await Promise.all(daemons.map((d) => d.stop()));
+        await closeAll();
+      },
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
 }

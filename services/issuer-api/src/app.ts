@@ -4,8 +4,8 @@ import swaggerUi from '@fastify/swagger-ui';
 import cookie from '@fastify/cookie';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon, FleetError, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, cmpConfirmExpiry, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, estSupersededRevoker, FailoverDrills, onlineIntentReconciler, openSiteRuntime, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresStatusStore, postgresSupersededStore, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa, type SiteLease } from '@fleetpki/ca';
+import { FleetError, type FleetConfig } from '@fleetpki/core';
+import { AccessAdministration, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, FailoverDrills, openSiteRuntime, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresStatusStore, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa, type SiteLease } from '@fleetpki/ca';
 import type { KeyStore } from '@fleetpki/hsm';
 import { ChunkQueue } from '@fleetpki/queue';
 import type { Pool } from '@fleetpki/store';
@@ -41,7 +41,7 @@ function memoise<T>(make: () => Promise<T>): () => Promise<T> {
 
 export interface IssuerApiDeps {
   readonly config: FleetConfig;
-  /** The general pool: enrolment, batches' reads, tokens, the console, the reconciler. */
+  /** The general pool: enrolment, batches' reads, tokens, the console. */
   readonly pool: Pool;
   /**
    * Revocation, approvals, certificate lookups, the site guard and /readyz: a pool of their own, so they
@@ -55,7 +55,7 @@ export interface IssuerApiDeps {
   readonly keyStore: KeyStore;
   readonly chainPem: string;
   readonly serialPrefix: number;
-  /** The site's chunk queue (batch uploads queue their chunks; the reconciler would anyway). */
+  /** The site's chunk queue (batch uploads queue their chunks; the daemons' batch-outbox job would anyway). */
   readonly queue: ChunkQueue;
   /** Upload limits for manifests (defaults: DEFAULT_BATCH_LIMITS). */
   readonly batchLimits?: BatchLimits;
@@ -148,21 +148,6 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     ...(process.env.FLEETPKI_TEST_CRASH_AFTER_INTENT === '1' ? { afterIntent: () => process.kill(process.pid, 'SIGKILL') } : {}),
   });
   const revocations = new RevocationService(postgresStatusStore(deps.pool), deps.config.site);
-  // The reconcilers of issuance and the protocols, each a Daemon of its own run on the active site only:
-  // online intents that never got their certificate are released, CMP certificates never confirmed are
-  // marked, certificates superseded by a re-enrolment are revoked after their grace period.
-  const reconcileEveryMs = Math.max(1_000, Math.min(10_000, deps.config.intentTimeoutSeconds * 250));
-  const graceSeconds = deps.config.est.revokeSupersededAfterSeconds;
-  const actor = `issuer-api:${deps.config.site}`;
-  const reconcilers = [
-    onlineIntentReconciler(enrolment, { actor, everyMs: reconcileEveryMs, onReleased: (released) => app.log.warn({ released }, 'released online intents that never got their certificate') }),
-    cmpConfirmExpiry({ store: postgresCmpStore(deps.pool, deps.config.site), confirmWaitSeconds: deps.config.cmp.confirmWaitSeconds, actor, everyMs: reconcileEveryMs, onExpired: (unconfirmed) => app.log.warn({ unconfirmed }, 'CMP certificates answered but never confirmed (certConf); audited, the certificates stay valid') }),
-    ...(graceSeconds === null ? [] : [estSupersededRevoker({ store: postgresSupersededStore(deps.pool), revocations, graceSeconds, actor, everyMs: reconcileEveryMs, onRevoked: (revoked) => app.log.info({ revoked, graceSeconds }, 'revoked certificates superseded by re-enrolment') })]),
-  ].map((job) => new Daemon(job, { mayRun: () => guard.canAct(), log: app.log }));
-  for (const daemon of reconcilers) daemon.start();
-  app.addHook('onClose', async () => {
-    await Promise.all(reconcilers.map((daemon) => daemon.stop()));
-  });
   const deviceKeys = new DeviceKeyService(deps.pool, deps.keyStore, deps.config.site, { concurrency: deps.config.deviceKeyBundles.concurrency, maxMs: deps.config.deviceKeyBundles.maxSeconds * 1000 });
   const possession = deps.possession ?? inlinePossessionVerifier;
   registerEnrolmentRoutes(app, { enrolment, deviceKeys, rawKeys: new RawKeyStatements(postgresManifestKeyStore(deps.pool), possession), authenticator, metrics, possession });

@@ -14,6 +14,7 @@ import { EnrolmentService } from './enrolment.js';
 import type { ChunkStore, EnrolmentStore } from './store.js';
 import { openIssuingCa, type IssuingCa } from './issuing-ca.js';
 import { issuanceTime, prepareIssuance, rebuildIssuance } from './prepare-issuance.js';
+import { StaleIntentRelease, type StaleIntentStore } from './stale-intents.js';
 
 /**
  * The one issuance path (prepareIssuance) under online enrolment and batch chunks, with in-memory
@@ -225,15 +226,10 @@ describe('the one issuance path', () => {
   });
 
   it('the stale-intent reconciler scans from where its last pass ended (the last hour at first), and every live intent once an hour', async () => {
-    const ca = await issuingCa();
     const asked: (string | null)[] = [];
     let failRetire = false;
     let until = new Date('2026-12-01T10:00:00Z');
-    const store: EnrolmentStore = {
-      recordIntents: async () => new Set(),
-      storeCertificates: async () => new Set(),
-      explainRefusedIntent: async () => 'already-enrolled',
-      findActiveEnrolment: async () => undefined,
+    const store: StaleIntentStore = {
       retireIntent: async () => {
         if (failRetire) throw new Error('database gone');
         return true;
@@ -242,10 +238,8 @@ describe('the one issuance path', () => {
         asked.push(createdFrom?.toISOString() ?? null);
         return { serials: [Buffer.from('0a01', 'hex')], scannedUntil: until };
       },
-      findPresentedCertificate: async () => undefined,
-      holdRequest: async () => assert.fail('no label is held here'),
     };
-    const service = new EnrolmentService(ca, store, 'a', 0x0a, open, { intentTimeoutSeconds: 60 });
+    const service = new StaleIntentRelease(store, 'a', 60);
     // The first full scan comes at a random moment of the first hour: here, half-way.
     mock.method(Math, 'random', () => 0.5);
     const t0 = 1_796_000_000_000;
@@ -257,7 +251,7 @@ describe('the one issuance path', () => {
     await assert.rejects(service.releaseStaleIntents('test', t0 + 20_000));
     failRetire = false;
     await service.releaseStaleIntents('test', t0 + 30_000);
-    await service.releaseStaleIntents('test', t0 + EnrolmentService.FULL_SCAN_EVERY_MS);
+    await service.releaseStaleIntents('test', t0 + StaleIntentRelease.FULL_SCAN_EVERY_MS);
     mock.restoreAll();
     assert.deepEqual(asked, [new Date(t0 - 3_600_000 - 60_000).toISOString(), '2026-12-01T10:00:00.000Z', '2026-12-01T10:00:10.000Z', '2026-12-01T10:00:10.000Z', null]);
   });

@@ -39,7 +39,7 @@ describe('batchOutboxReconciler', () => {
     const queue = new MemoryQueue();
     store.unfinished = [0, 1, 2].map((chunkNo) => ({ batchId: 'b', chunkNo }));
     const job = batchOutboxReconciler({ store, queue }, { limit: 3, everyMs: 250 });
-    assert.equal(job.name, 'batch-outbox-reconciler');
+    assert.equal(job.name, 'batch-outbox');
     assert.equal(job.everyMs, 250);
     assert.equal(await job.pass(), false, 'a full page: paced, not run again at once');
     assert.deepEqual(queue.jobs, store.unfinished);
@@ -75,14 +75,14 @@ describe('onlineIntentReconciler', () => {
           return next;
         },
       },
-      { actor: 'issuer-api:a', everyMs: 5_000, onReleased: (n) => told.push(n) },
+      { actor: 'daemons:a', everyMs: 5_000, onReleased: (n) => told.push(n) },
     );
-    assert.equal(job.name, 'online-intent-reconciler');
+    assert.equal(job.name, 'online-intents');
     assert.equal(job.everyMs, 5_000);
     assert.equal(await job.pass(), false);
     next = 0;
     await job.pass();
-    assert.deepEqual(actors, ['issuer-api:a', 'issuer-api:a']);
+    assert.deepEqual(actors, ['daemons:a', 'daemons:a']);
     assert.deepEqual(told, [2]);
   });
 });

@@ -1,5 +1,5 @@
 import type { DaemonJob } from '@fleetpki/core';
-import type { EnrolmentService } from './enrolment.js';
+import type { StaleIntentRelease } from './stale-intents.js';
 import type { BatchOutboxStore, ChunkJobQueue } from './store.js';
 
 /**
@@ -21,7 +21,7 @@ export const OUTBOX_PASS_LIMIT = 10_000;
 export function batchOutboxReconciler(ports: { readonly store: BatchOutboxStore; readonly queue: ChunkJobQueue }, options: { readonly everyMs?: number; readonly limit?: number } = {}): DaemonJob {
   const limit = options.limit ?? OUTBOX_PASS_LIMIT;
   return {
-    name: 'batch-outbox-reconciler',
+    name: 'batch-outbox',
     everyMs: options.everyMs ?? 1_000,
     async pass() {
       const chunks = await ports.store.listUnfinishedChunks(limit);
@@ -34,12 +34,12 @@ export function batchOutboxReconciler(ports: { readonly store: BatchOutboxStore;
 
 /**
  * Online intents that never got their certificate are released after the intent timeout, audited, so
- * their devices can enrol again (EnrolmentService.releaseStaleIntents says which it looks at).
+ * their devices can enrol again (StaleIntentRelease says which it looks at).
  */
 export function onlineIntentReconciler(
-  enrolment: Pick<EnrolmentService, 'releaseStaleIntents'>,
+  release: Pick<StaleIntentRelease, 'releaseStaleIntents'>,
   options: {
-    /** Who the audit rows name, e.g. issuer-api:a. */
+    /** Who the audit rows name, e.g. daemons:a. */
     readonly actor: string;
     readonly everyMs: number;
     /** Told how many a pass released, when any (the service logs it). */
@@ -47,10 +47,10 @@ export function onlineIntentReconciler(
   },
 ): DaemonJob {
   return {
-    name: 'online-intent-reconciler',
+    name: 'online-intents',
     everyMs: options.everyMs,
     async pass() {
-      const released = await enrolment.releaseStaleIntents(options.actor);
+      const released = await release.releaseStaleIntents(options.actor);
       if (released > 0) options.onReleased?.(released);
       return false;
     },

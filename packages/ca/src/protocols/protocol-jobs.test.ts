@@ -51,7 +51,7 @@ describe('protocol DaemonJobs', () => {
       everyMs: 1_000,
       onRevoked: (n) => told.push(n),
     });
-    assert.equal(job.name, 'est-superseded-revoker');
+    assert.equal(job.name, 'est-superseded');
     assert.equal(await job.pass(), true, 'a full page: more wait');
     assert.equal(await job.pass(), false);
     assert.equal(await job.pass(), false, 'nothing left: nothing asked of the revocation service');

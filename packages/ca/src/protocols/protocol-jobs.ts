@@ -16,7 +16,7 @@ const SUPERSEDED_PAGE = 1_000;
 export function cmpConfirmExpiry(deps: {
   readonly store: CmpConfirmStore;
   readonly confirmWaitSeconds: number;
-  /** Who the audit rows name, e.g. `issuer-api:a`. */
+  /** Who the audit rows name, e.g. `daemons:a`. */
   readonly actor: string;
   readonly everyMs: number;
   /** Told how many transactions a pass marked (when any), for the log. */
@@ -43,14 +43,14 @@ export function estSupersededRevoker(deps: {
   readonly store: SupersededStore;
   readonly revocations: Pick<RevocationService, 'revoke'>;
   readonly graceSeconds: number;
-  /** Who requests the revocations (audit), e.g. `issuer-api:a`. */
+  /** Who requests the revocations (audit), e.g. `daemons:a`. */
   readonly actor: string;
   readonly everyMs: number;
   /** Told how many certificates a pass revoked (when any), for the log. */
   readonly onRevoked?: (revoked: number) => void;
 }): DaemonJob {
   return {
-    name: 'est-superseded-revoker',
+    name: 'est-superseded',
     everyMs: deps.everyMs,
     async pass() {
       const superseded = await deps.store.supersededUnrevoked(deps.graceSeconds, SUPERSEDED_PAGE);

@@ -50,6 +50,12 @@ export interface KeyOptionalSiteRuntime<P extends string = never> extends Omit<S
   readonly issuer: SiteIssuer | undefined;
 }
 
+/**
+ * A site runtime without the HSM: one role's pool, the site lease and the guard. The daemons' reconcilers
+ * (no signature) open one per database role their jobs work as, and ask its guard before each pass.
+ */
+export type RoleSiteRuntime = Omit<SiteRuntime, 'keyStore' | 'issuer' | 'pools'>;
+
 /** How the parts are opened; tests give their own (the defaults open PostgreSQL, etcd and the HSM). */
 export interface SiteRuntimeSeams {
   openPool?(spec: SitePoolSpec, purpose: string | undefined): Promise<Pool>;
@@ -76,7 +82,7 @@ async function closeAll(closers: readonly (() => Promise<unknown>)[]): Promise<v
  * reverse, and rethrows the failure.
  */
 export async function openSiteRuntime<P extends string = never>(config: FleetConfig, spec: SiteRuntimeSpec<P>, seams: SiteRuntimeSeams = {}): Promise<SiteRuntime<P>> {
-  return (await open(config, spec, seams, false)) as SiteRuntime<P>;
+  return (await open(config, spec, seams, 'required')) as SiteRuntime<P>;
 }
 
 /**
@@ -85,7 +91,16 @@ export async function openSiteRuntime<P extends string = never>(config: FleetCon
  * failure is thrown as there.
  */
 export async function openSiteRuntimeKeyOptional<P extends string = never>(config: FleetConfig, spec: SiteRuntimeSpec<P>, seams: SiteRuntimeSeams = {}): Promise<KeyOptionalSiteRuntime<P>> {
-  return open(config, spec, seams, true);
+  return open(config, spec, seams, 'optional');
+}
+
+/**
+ * As openSiteRuntime for a job that signs nothing: `service`'s pool, the lease and the guard; no HSM
+ * session is opened (RoleSiteRuntime).
+ */
+export async function openRoleSiteRuntime(config: FleetConfig, spec: Omit<SiteRuntimeSpec, 'hsm' | 'pools' | 'guardPool'>, seams: SiteRuntimeSeams = {}): Promise<RoleSiteRuntime> {
+  const { keyStore: _keyStore, issuer: _issuer, pools: _pools, ...runtime } = await open(config, { ...spec, hsm: { sessions: 0 } }, seams, 'none');
+  return runtime;
 }
 
 /** pkcs11js sets a numeric code on its errors: only a string code can name an HSM_ error. */
@@ -94,7 +109,10 @@ function isKeyUnavailable(err: unknown): boolean {
   return isFleetError(err) || (typeof code === 'string' && code.startsWith('HSM_'));
 }
 
-async function open<P extends string>(config: FleetConfig, spec: SiteRuntimeSpec<P>, seams: SiteRuntimeSeams, keyOptional: boolean): Promise<KeyOptionalSiteRuntime<P>> {
+/** required: no site without the CA key; optional: without it when the HSM cannot give it; none: no HSM at all. */
+type KeyMode = 'required' | 'optional' | 'none';
+
+async function open<P extends string>(config: FleetConfig, spec: SiteRuntimeSpec<P>, seams: SiteRuntimeSeams, key: KeyMode): Promise<KeyOptionalSiteRuntime<P>> {
   const site = config.sites[config.site];
   const closers: (() => Promise<unknown>)[] = [];
   const openPool = async (s: SitePoolSpec, purpose?: string): Promise<Pool> => {
@@ -114,17 +132,20 @@ async function open<P extends string>(config: FleetConfig, spec: SiteRuntimeSpec
     const guard = new SiteGuard(spec.guardPool !== undefined ? pools[spec.guardPool] : pool, config, lease);
     let keyStore: KeyStore | undefined;
     let issuer: SiteIssuer | undefined;
-    try {
-      keyStore = seams.openKeyStore ? await seams.openKeyStore() : await openSiteKeyStore(config, site, { sessions: spec.hsm.sessions, ...(spec.hsm.signingThreads !== undefined ? { signingThreads: spec.hsm.signingThreads } : {}) });
-      const opened = keyStore;
-      closers.push(() => opened.close());
-      issuer = seams.loadIssuer ? await seams.loadIssuer(pool, keyStore) : await loadSiteIssuer(config, pool, keyStore);
-    } catch (err) {
-      if (!keyOptional || !isKeyUnavailable(err)) throw err;
-      // No usable key here: serve what is stored. The key store, if it opened, closes now.
-      if (keyStore) await closers.pop()!();
-      keyStore = undefined;
-      issuer = undefined;
+    // A job that signs nothing opens no HSM session at all.
+    if (key !== 'none') {
+      try {
+        keyStore = seams.openKeyStore ? await seams.openKeyStore() : await openSiteKeyStore(config, site, { sessions: spec.hsm.sessions, ...(spec.hsm.signingThreads !== undefined ? { signingThreads: spec.hsm.signingThreads } : {}) });
+        const opened = keyStore;
+        closers.push(() => opened.close());
+        issuer = seams.loadIssuer ? await seams.loadIssuer(pool, keyStore) : await loadSiteIssuer(config, pool, keyStore);
+      } catch (err) {
+        if (key !== 'optional' || !isKeyUnavailable(err)) throw err;
+        // No usable key here: serve what is stored. The key store, if it opened, closes now.
+        if (keyStore) await closers.pop()!();
+        keyStore = undefined;
+        issuer = undefined;
+      }
     }
     return { config, pool, pools, lease, guard, keyStore, issuer, close: () => closeAll(closers) };
   } catch (err) {

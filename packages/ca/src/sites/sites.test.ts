@@ -11,7 +11,7 @@ import { assembleSignedCertificate, buildCaTbs } from '@fleetpki/x509';
 import { loadSiteIssuer, type SiteIssuer } from '../issuance/site-issuer.js';
 import { CaStatusGuard, SiteGuard } from './site-guard.js';
 import { SiteLease, type LeaseObservation } from './site-lease.js';
-import { openSiteRuntime } from './site-runtime.js';
+import { openRoleSiteRuntime, openSiteRuntime } from './site-runtime.js';
 import { readSiteState, recordSiteOperation } from './site-state.js';
 import type { SiteAuditStore, SiteGuardStore, SiteIssuerStore } from './store.js';
 
@@ -166,4 +166,13 @@ describe('openSiteRuntime', () => {
       assert.deepEqual(closed, opened.filter((o) => o !== 'issuer').reverse());
     });
   }
+
+  it('a role site (reconcilers) opens its pool, the lease and the guard, and no HSM session', async () => {
+    const { log, seams } = parts();
+    const runtime = await openRoleSiteRuntime(config, { service: 'issuer', pool: { max: 2 }, purpose: 'daemons' }, seams);
+    assert.equal(runtime.lease.state().issuing, true);
+    assert.ok(!('keyStore' in runtime) && !('issuer' in runtime));
+    await runtime.close();
+    assert.deepEqual(log, ['open pool daemons', 'open lease', 'close lease', 'close pool daemons']);
+  });
 });
