@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export PATH="$PWD/.fleetpki/tools/node_modules/.bin:$PATH"
+source scripts/env.sh   # the Node and pnpm setup installed, for this shell too
 pnpm -s demo "$@"

@@ -9,6 +9,7 @@
 # naming what changed, if they are not the same afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/env.sh   # the Node setup installed, when run from a shell without it
 mapfile -t files < <(find packages services scripts test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 if [ "$#" -gt 0 ]; then files=("$@"); fi
 node_run=(node --conditions=fleetpki-source --import tsx --import ./scripts/lib/blocking-stdio.mjs)

@@ -13,9 +13,20 @@ OS_PACKAGES=(systemd softhsm2 opensc postgresql redis-server openssl procps util
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 # --- Node.js -------------------------------------------------------------------------------------
-node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-if [ "$node_major" -lt 20 ]; then
-  echo "fleetpki needs Node.js 20.10 or newer (found: $(node --version 2>/dev/null || echo none))" >&2
+# Any Node with npm starts the setup; the project itself runs on the Node pinned in scripts/env.sh,
+# installed from the npm registry (node-linux-<arch>: binary and headers) into .fleetpki/tools/node.
+source scripts/env.sh
+if [ "$("$FLEETPKI_NODE_HOME/bin/node" --version 2>/dev/null)" != "v$FLEETPKI_NODE_VERSION" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "fleetpki installs its Node.js $FLEETPKI_NODE_VERSION with npm, and there is no npm: install Node.js with npm first (e.g. apt-get install nodejs npm)" >&2
+    exit 1
+  fi
+  say "installing Node.js $FLEETPKI_NODE_VERSION ($FLEETPKI_NODE_PACKAGE) into .fleetpki/tools/node"
+  npm install --silent --no-audit --no-fund --prefix "$FLEETPKI_NODE_PREFIX" "$FLEETPKI_NODE_PACKAGE@$FLEETPKI_NODE_VERSION" >/dev/null
+  source scripts/env.sh
+fi
+if [ "$(node --version 2>/dev/null)" != "v$FLEETPKI_NODE_VERSION" ]; then
+  echo "fleetpki runs on Node.js $FLEETPKI_NODE_VERSION, and the node on PATH ($(command -v node)) says $(node --version 2>&1)" >&2
   exit 1
 fi
 
@@ -41,13 +52,13 @@ if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version 2>/dev/null)" != "$P
   if ! npm install -g --silent "pnpm@$PNPM_VERSION" >/dev/null 2>&1; then
     # No rights for a global install: keep pnpm inside the git-ignored state folder instead.
     npm install --silent --prefix .fleetpki/tools "pnpm@$PNPM_VERSION" >/dev/null
-    export PATH="$PWD/.fleetpki/tools/node_modules/.bin:$PATH"
+    source scripts/env.sh
   fi
 fi
 
 # --- node modules --------------------------------------------------------------------------------
-# node-gyp cannot download Node's headers here; pkcs11js builds against the system's (see .npmrc).
-export npm_config_nodedir=/usr
+# node-gyp cannot download Node's headers here: pkcs11js builds against the installed Node's own
+# (npm_config_nodedir, from scripts/env.sh).
 say "installing node modules"
 pnpm install --frozen-lockfile --reporter=silent
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export PATH="$PWD/.fleetpki/tools/node_modules/.bin:$PATH"
+source scripts/env.sh   # the Node and pnpm setup installed, for this shell too
 pnpm -s typecheck
 pnpm -s lint
 bash scripts/check-units.sh

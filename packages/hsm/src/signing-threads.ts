@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { WorkerPool } from '@fleetpki/core';
 import { HsmError, type HsmErrorCode } from './errors.js';
 import type { KeyRef, Signer } from './key-store.js';
@@ -25,15 +25,10 @@ interface Slice {
 }
 
 /**
- * The thread's entry. A build runs the emitted JavaScript; sources run through tsx, whose loader a worker
- * thread of Node 20 does not inherit from the process, so the thread registers it before importing.
+ * The thread's entry, beside this file: the emitted JavaScript in a build, the TypeScript source otherwise.
+ * A worker thread inherits the process's --import hooks (tsx) on Node 24, so either runs as it is.
  */
-function threadEntry(): [string, { eval?: boolean }] {
-  const entry = fileURLToPath(import.meta.url).replace(/signing-threads\.(ts|js)$/, 'signing-thread.$1');
-  if (!entry.endsWith('.ts')) return [entry, {}];
-  const tsx = import.meta.resolve('tsx/esm/api');
-  return [`import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(pathToFileURL(entry).href)}); })`, { eval: true }];
-}
+const THREAD_ENTRY = fileURLToPath(import.meta.url).replace(/signing-threads\.(ts|js)$/, 'signing-thread.$1');
 
 /** Up to this many signatures go to a thread in one message; bigger slices cost latency, smaller ones messages. */
 const SLICE_MAX = 64;
@@ -106,8 +101,7 @@ export class SigningThreads extends WorkerPool<Slice, SliceReply> {
   }
 
   protected startThread(): Worker {
-    const [entry, how] = threadEntry();
-    return new Worker(entry, { ...how, workerData: { fleetpkiSigningThread: this.init } });
+    return new Worker(THREAD_ENTRY, { workerData: { fleetpkiSigningThread: this.init } });
   }
 
   protected takeWork(): Slice | undefined {

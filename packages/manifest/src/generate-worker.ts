@@ -1,8 +1,9 @@
+import { parentPort } from 'node:worker_threads';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { generatedEui64, type GenerateRequest } from './generate.js';
 
 // One chunk of NDJSON lines per request (generate.ts hands out the ranges).
-process.on('message', (request: GenerateRequest) => {
+parentPort?.on('message', (request: GenerateRequest) => {
   let text = '';
   for (let i = 0; i < request.count; i++) {
     const keys = generateDeviceKeys(request.roles.length).map((k, r) => ({
@@ -11,5 +12,5 @@ process.on('message', (request: GenerateRequest) => {
     }));
     text += JSON.stringify({ eui64: generatedEui64(request.euiPrefix, request.first + i), deviceType: request.deviceType, keys }) + '\n';
   }
-  process.send!(text);
+  parentPort?.postMessage(text);
 });

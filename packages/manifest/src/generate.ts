@@ -2,8 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import type { KeyRole } from '@fleetpki/core';
 
 export interface GenerateOptions {
@@ -64,7 +64,7 @@ export function syntheticEui64(manufacturerId: string): string {
 
 /**
  * Writes a test manifest (NDJSON) of `devices` devices with real P-256 keys made by node:crypto, in
- * worker processes (key generation is ~0.2 ms a device, CPU bound). Memory stays flat: each worker has one
+ * worker threads (key generation is ~0.2 ms a device, CPU bound). Memory stays flat: each worker has one
  * chunk in flight and the file stream's back-pressure is respected.
  */
 export async function generateManifest(options: GenerateOptions): Promise<{ devices: number; keys: number; euiPrefix: string }> {
@@ -78,27 +78,26 @@ export async function generateManifest(options: GenerateOptions): Promise<{ devi
   const threads = Math.max(1, Math.min(options.threads ?? availableParallelism(), 8));
   let next = 0;
   let written = 0;
-  const work = async (worker: ChildProcess) => {
+  const work = async (worker: Worker) => {
     while (next < options.devices) {
       const first = next;
       const count = Math.min(CHUNK, options.devices - first);
       next += count;
       const request: GenerateRequest = { first, count, roles, keyForm, deviceType, euiPrefix };
-      worker.send(request);
+      worker.postMessage(request);
       const [text] = (await once(worker, 'message')) as [string];
       if (!out.write(text)) await once(out, 'drain');
       written += count;
       options.onProgress?.(written);
     }
   };
-  // Child processes rather than worker threads: they inherit the parent's loader flags (tsx in
-  // development), which Node 20 worker threads do not.
+  // Worker threads inherit the process's --import hooks (tsx in development) on Node 24.
   const workerFile = fileURLToPath(new URL(`./generate-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url));
-  const workers = Array.from({ length: threads }, () => fork(workerFile, { serialization: 'advanced' }));
+  const workers = Array.from({ length: threads }, () => new Worker(workerFile));
   try {
     await Promise.all(workers.map(work));
   } finally {
-    for (const w of workers) w.kill();
+    await Promise.all(workers.map((w) => w.terminate()));
   }
   out.end();
   await once(out, 'finish');

@@ -1,6 +1,8 @@
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { FleetError, WorkerPool } from '@fleetpki/core';
 import { csrPossessionRefused, readCsr, verifyP256 } from './csr.js';
+import type { PossessionReply, PossessionRequest } from './possession-thread.js';
 import type { DevicePublicKey } from './public-key.js';
 
 /**
@@ -34,33 +36,12 @@ interface Check {
   readonly resolve: (ok: boolean) => void;
 }
 
-interface Reply {
-  readonly id: number;
-  readonly ok: Uint8Array;
-}
-
 /**
- * The thread's whole program. Written as a string and started with `eval`: it needs node:crypto and
- * nothing of ours, so it runs the same from sources (tsx, which a worker thread of Node 20 does not
- * inherit) and from a build. Same import as verifyP256: the key as a JWK, the cheapest OpenSSL 3 offers.
+ * The thread's program (possession-thread.ts, node:crypto and nothing else), beside this file: the emitted
+ * JavaScript in a build, the TypeScript source otherwise (a worker thread inherits the process's --import
+ * hooks, tsx, on Node 24).
  */
-const THREAD_PROGRAM = `
-const { parentPort } = require('node:worker_threads');
-const { createPublicKey, verify } = require('node:crypto');
-parentPort.on('message', ({ id, checks }) => {
-  const ok = new Uint8Array(checks.length);
-  checks.forEach(({ point, data, signature }, i) => {
-    try {
-      const p = Buffer.from(point.buffer, point.byteOffset, point.byteLength);
-      const key = createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: p.subarray(1, 33).toString('base64url'), y: p.subarray(33, 65).toString('base64url') }, format: 'jwk' });
-      ok[i] = verify('sha256', data, key, signature) ? 1 : 0;
-    } catch {
-      ok[i] = 0;
-    }
-  });
-  parentPort.postMessage({ id, ok }, [ok.buffer]);
-});
-`;
+const THREAD_ENTRY = fileURLToPath(import.meta.url).replace(/possession-threads\.(ts|js)$/, 'possession-thread.$1');
 
 /** Checks asked for in one turn of the event loop travel together, up to this many per message. */
 const MESSAGE_MAX = 64;
@@ -72,7 +53,7 @@ const MESSAGE_MAX = 64;
  * has no effect, so doing one twice is harmless). Threads that keep dying before their first answer
  * leave the checks to the main thread.
  */
-export class PossessionThreads extends WorkerPool<Check[], Reply> implements PossessionVerifier {
+export class PossessionThreads extends WorkerPool<Check[], PossessionReply> implements PossessionVerifier {
   private readonly queue: Check[] = [];
   /** Threads could not start: the main thread checks (enrolment must not stop for want of a thread). */
   private inline = false;
@@ -105,18 +86,18 @@ export class PossessionThreads extends WorkerPool<Check[], Reply> implements Pos
   }
 
   protected startThread(): Worker {
-    return new Worker(THREAD_PROGRAM, { eval: true });
+    return new Worker(THREAD_ENTRY);
   }
 
   protected takeWork(): Check[] | undefined {
     return this.queue.length > 0 ? this.queue.splice(0, MESSAGE_MAX) : undefined;
   }
 
-  protected request(checks: Check[], id: number): { message: unknown; transfer: [] } {
+  protected request(checks: Check[], id: number): { message: PossessionRequest; transfer: [] } {
     return { message: { id, checks: checks.map((c) => ({ point: c.key.point, data: c.data, signature: c.signature })) }, transfer: [] };
   }
 
-  protected answer(checks: Check[], reply: Reply): void {
+  protected answer(checks: Check[], reply: PossessionReply): void {
     checks.forEach((check, i) => check.resolve(reply.ok[i] === 1));
   }
 
