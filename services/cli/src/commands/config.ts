@@ -8,7 +8,7 @@ export function registerConfigCommands(program: Command): void {
     .description('validate the configuration (file, environment over it, defaults) and print the resolved deployment, secrets redacted')
     .option('--file <path>', 'the file to check (default: FLEETPKI_CONFIG, else /etc/fleetpki/fleetpki.yaml if present)')
     .action((options: { file?: string }) => {
-      const env = { ...process.env, ...(options.file ? { FLEETPKI_CONFIG: options.file } : {}) };
+      const env: NodeJS.ProcessEnv = { ...process.env, ...(options.file ? { FLEETPKI_CONFIG: options.file } : {}) };
       // systemd gives a service its CREDENTIALS_DIRECTORY; an operator's shell checks the file without one.
       env.CREDENTIALS_DIRECTORY ??= '$CREDENTIALS_DIRECTORY';
       const { fromEnv } = loadDeployment(env);
@@ -18,5 +18,7 @@ export function registerConfigCommands(program: Command): void {
   config
     .command('example')
     .description('print a commented example for three hosts: site A, site B and the witness (infra/fleetpki.example.yaml)')
-    .action(() => process.stdout.write(EXAMPLE_CONFIG));
+    .action(() => {
+      process.stdout.write(EXAMPLE_CONFIG);
+    });
 }
