@@ -6,7 +6,7 @@ import { P256_EC_PARAMS, ecdsaRawToDer } from './ecdsa.js';
 import { DeviceKeyOperations } from './device-keys.js';
 import { keyRef, type DeviceKeyTransport, type GenerateKeyOptions, type KeyInfo, type KeyProtection, type KeyRef, type KeyStore, type Signer, type WrappedKey } from './key-store.js';
 import { MASTER_KEY_PROTECTION, PRIVATE_KEY_PROTECTION } from './key-protection.js';
-import { findSlot, isBrokenSession, loadModule, loginWithRetry, moduleUsers, releaseModule } from './pkcs11-module.js';
+import { findSlot, findSlotById, isBrokenSession, loadModule, loginWithRetry, moduleUsers, releaseModule } from './pkcs11-module.js';
 import { SessionPool } from './session-pool.js';
 import { collect, findObjects, findOneKey, protectionOf, readP256PublicKey } from './pkcs11-objects.js';
 import { CHECK_EVERY_SIGNATURE, inP256ScalarRange, type SignatureCheck } from './signature-check.js';
@@ -15,6 +15,8 @@ import { SigningThreads } from './signing-threads.js';
 export interface Pkcs11Options {
   readonly modulePath: string;
   readonly tokenLabel: string;
+  /** The token's slot by its PKCS#11 slot ID (hsm.<site>.token.slot): it then decides, and the token's own label is used. */
+  readonly slot?: number;
   readonly pin: string;
   /** Sessions kept open for concurrent operations (default 4). */
   readonly sessions?: number;
@@ -79,7 +81,7 @@ export class Pkcs11KeyStore implements KeyStore {
       // user) and retry.
       for (let attempt = 1; !slot; attempt++) {
         try {
-          slot = findSlot(module, options.tokenLabel, options.modulePath);
+          slot = options.slot === undefined ? findSlot(module, options.tokenLabel, options.modulePath) : findSlotById(module, options.slot, options.modulePath);
         } catch (err) {
           const unreadable = (err as HsmError).code === 'HSM_TOKEN_NOT_FOUND' || pkcs11Code(err) === CKR.GENERAL_ERROR;
           if (attempt >= 5 || !unreadable || moduleUsers(options.modulePath) > 1) throw err;
@@ -88,12 +90,14 @@ export class Pkcs11KeyStore implements KeyStore {
           module = loadModule(options.modulePath, options.softhsmConf);
         }
       }
+      // Chosen by slot: the token is whatever the slot holds, named by its own label from here on.
+      const tokenLabel = options.slot === undefined ? options.tokenLabel : slot.getToken().label.trim();
       const flags = graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION;
       const sessions = Array.from({ length: options.sessions ?? 4 }, () => slot.open(flags));
-      await loginWithRetry(sessions[0]!, options.pin, options.tokenLabel);
+      await loginWithRetry(sessions[0]!, options.pin, tokenLabel);
       const check = options.signing?.check ?? CHECK_EVERY_SIGNATURE;
-      const threads = options.signing?.threads ? await SigningThreads.start({ modulePath: options.modulePath, tokenLabel: options.tokenLabel, pin: options.pin, check }, options.signing.threads) : undefined;
-      return new Pkcs11KeyStore(options.modulePath, slot, sessions, options.tokenLabel, options.pin, check, threads);
+      const threads = options.signing?.threads ? await SigningThreads.start({ modulePath: options.modulePath, tokenLabel, pin: options.pin, check }, options.signing.threads) : undefined;
+      return new Pkcs11KeyStore(options.modulePath, slot, sessions, tokenLabel, options.pin, check, threads);
     } catch (err) {
       releaseModule(options.modulePath);
       throw err;

@@ -21,7 +21,7 @@ export function loadModule(modulePath: string, softhsmConf: string | undefined):
     return cached.module;
   }
   if (!existsSync(modulePath)) {
-    throw new HsmError('HSM_MODULE_NOT_FOUND', `PKCS#11 module not found at ${modulePath} (set FLEETPKI_PKCS11_MODULE; for SoftHSM2 install the softhsm2 package)`);
+    throw new HsmError('HSM_MODULE_NOT_FOUND', `PKCS#11 module not found at ${modulePath} (set hsm.<site>.modulePath in the configuration file, or FLEETPKI_PKCS11_MODULE; for SoftHSM2 install the softhsm2 package)`);
   }
   // SoftHSM reads its token directory from SOFTHSM2_CONF once, at C_Initialize.
   if (softhsmConf) process.env.SOFTHSM2_CONF = softhsmConf;
@@ -125,4 +125,22 @@ export function isBrokenSession(err: unknown): boolean {
     if (/CKR_(SESSION_HANDLE_INVALID|SESSION_CLOSED|USER_NOT_LOGGED_IN|DEVICE_REMOVED|TOKEN_NOT_PRESENT|OBJECT_HANDLE_INVALID|KEY_HANDLE_INVALID)/.test((e as Error).message ?? '')) return true;
   }
   return false;
+}
+
+/** A slot's PKCS#11 slot ID (CK_SLOT_ID, a CK_ULONG: graphene keeps it as a native-endian buffer). */
+function slotId(slot: graphene.Slot): bigint {
+  const h = slot.handle;
+  return h.length >= 8 ? h.readBigUInt64LE(0) : BigInt(h.readUInt32LE(0));
+}
+
+/** The slot with this slot ID, holding a token (hsm.<site>.token.slot); the error names the module and the slots there are. */
+export function findSlotById(module: graphene.Module, id: number, modulePath: string): graphene.Slot {
+  const slots = module.getSlots(true);
+  const present: string[] = [];
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots.items(i);
+    if (slotId(slot) === BigInt(id)) return slot;
+    present.push(`${slotId(slot)} (${slot.getToken().label.trim()})`);
+  }
+  throw new HsmError('HSM_TOKEN_NOT_FOUND', `no token in slot ${id} of ${modulePath} (slots with a token: ${present.length ? present.join(', ') : 'none'})`);
 }

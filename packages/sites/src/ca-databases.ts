@@ -4,7 +4,7 @@ import { createPool, type Pool } from '@fleetpki/store';
 /** The owner's connection to one database of a site's cluster. */
 export function ownerUrl(config: FleetConfig, site: SiteConfig, database: string): string {
   // Encoded: a name is never read as part of the URL (a '?host=' in it would move the connection).
-  return `postgres://${config.pgUser}@${site.host}:${site.pgPort}/${encodeURIComponent(database)}`;
+  return `postgres://${config.pgUser}@${site.pgHost}:${site.pgPort}/${encodeURIComponent(database)}`;
 }
 
 export async function withOwnerPool<T>(config: FleetConfig, site: SiteConfig, database: string, fn: (pool: Pool) => Promise<T>): Promise<T> {

@@ -44,7 +44,7 @@ export async function dropDeployment(config: FleetConfig, log: (line: string) =>
   }
   const { primary } = currentRoles(config);
   if (await isClusterRunning(primary)) {
-    const admin = createPool(`postgres://${config.pgUser}@${primary.host}:${primary.pgPort}/postgres`, { max: 1, applicationName: 'fleetpki-sites' });
+    const admin = createPool(`postgres://${config.pgUser}@${primary.pgHost}:${primary.pgPort}/postgres`, { max: 1, applicationName: 'fleetpki-sites' });
     try {
       await admin.query(`DROP DATABASE IF EXISTS ${config.pgDatabase} WITH (FORCE)`);
     } finally {
@@ -113,7 +113,7 @@ function databasesInUse(processes: readonly string[]): Set<string> {
 export async function sweepTestDeployments(config: FleetConfig, log: (line: string) => void = () => undefined): Promise<void> {
   const { primary } = currentRoles(config);
   if (!(await isClusterRunning(primary))) return;
-  const admin = createPool(`postgres://${config.pgUser}@${primary.host}:${primary.pgPort}/postgres`, { max: 1, applicationName: 'fleetpki-sites' });
+  const admin = createPool(`postgres://${config.pgUser}@${primary.pgHost}:${primary.pgPort}/postgres`, { max: 1, applicationName: 'fleetpki-sites' });
   let live: Set<string>;
   const processes = otherProcesses();
   const inUse = databasesInUse(processes);

@@ -164,7 +164,7 @@ export async function openRootKeyStore(config: FleetConfig, rootPin: string): Pr
  * security officer's key-encryption key exists only inside that process, for the length of the wrap.
  */
 export async function wrapSiteKeysForCustody(config: FleetConfig, site: SiteConfig, request: Omit<CustodyWrapRequest, 'tokenLabel'>): Promise<CustodyWrapResult> {
-  const child = await HsmProcess.start({ modulePath: config.pkcs11Module, softhsmConf: site.softhsmConf });
+  const child = await HsmProcess.start({ modulePath: site.hsm.modulePath, softhsmConf: site.softhsmConf });
   try {
     return await child.call('wrapForCustody', { ...request, tokenLabel: site.hsmTokenLabel });
   } finally {

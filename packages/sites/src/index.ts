@@ -15,3 +15,4 @@ export * from './ca-databases.js';
 export * from './site-agent-process.js';
 export * from './netns.js';
 export * from './site-orders.js';
+export * from './deployment-file.js';

@@ -205,7 +205,7 @@ export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncS
     await startCluster(site);
     if (outcome === 'running') outcome = 'started';
   } else await reloadCluster(site);
-  const pool = createPool(`postgres://${config.pgUser}@${site.host}:${site.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = createPool(`postgres://${config.pgUser}@${site.pgHost}:${site.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
     // Bootstrap statements must not wait for a standby that does not exist yet.
     const client = await pool.connect();
@@ -240,7 +240,7 @@ export async function ensureStandby(config: FleetConfig, site: SiteConfig, prima
 
 /** A fresh copy of `primary` into `site`'s (empty) data directory, with its replication slot. */
 export async function baseBackup(config: FleetConfig, site: SiteConfig, primary: SiteConfig): Promise<void> {
-  const pool = createPool(`postgres://${config.pgUser}@${primary.host}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = createPool(`postgres://${config.pgUser}@${primary.pgHost}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
     // A slot left from an earlier standby would hold WAL forever and make -C fail.
     await pool.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, [standbyName(site)]);
@@ -276,7 +276,7 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
   await stopCluster(site, 'immediate').catch(() => undefined);
   await waitForPostmasterExit(site, log);
   const dataDir = pgDataDir(site);
-  const pool = createPool(`postgres://${config.pgUser}@${primary.host}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = createPool(`postgres://${config.pgUser}@${primary.pgHost}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
     await pool.query(`SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, [standbyName(site)]);
   } finally {
@@ -324,7 +324,7 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
  * streaming for a moment) but never replays past the fork.
  */
 export async function waitUntilStreaming(config: FleetConfig, site: SiteConfig, primary: SiteConfig, timeoutMs = 20_000): Promise<void> {
-  const pool = createPool(`postgres://${config.pgUser}@${primary.host}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = createPool(`postgres://${config.pgUser}@${primary.pgHost}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
     const { rows: at } = await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
     const deadline = Date.now() + timeoutMs;
@@ -343,7 +343,7 @@ export async function waitUntilStreaming(config: FleetConfig, site: SiteConfig, 
 }
 
 async function withSourceCheckpoint(config: FleetConfig, primary: SiteConfig): Promise<void> {
-  const pool = createPool(`postgres://${config.pgUser}@${primary.host}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = createPool(`postgres://${config.pgUser}@${primary.pgHost}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
   try {
     await pool.query('CHECKPOINT');
   } finally {

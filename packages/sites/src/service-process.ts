@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FleetConfig, SiteId } from '@fleetpki/core';
 import { inNetns } from './exec.js';
+import { deploymentFile } from './deployment-file.js';
 
 /** Starts a service (services/NAME/src/main.ts) as its own process, as it runs in production. */
 export function startService(config: FleetConfig, name: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
@@ -10,8 +12,10 @@ export function startService(config: FleetConfig, name: string, env: NodeJS.Proc
   // On the site's own host: its network namespace when the sites run in namespaces.
   const site = (env.FLEETPKI_SITE ?? process.env.FLEETPKI_SITE ?? config.site) as SiteId;
   const [file, args] = inNetns(config.sites[site]?.netns, process.execPath, [...extra, '--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'services', name, 'src', 'main.ts')]);
+  // The deployment's file, when `sites up` wrote one (a caller's FLEETPKI_CONFIG wins).
+  const configFile = existsSync(deploymentFile(config)) ? { FLEETPKI_CONFIG: deploymentFile(config) } : {};
   const child = spawn(file, args, {
-    env: { ...process.env, FLEETPKI_LOG_LEVEL: 'warn', ...env },
+    env: { ...process.env, FLEETPKI_LOG_LEVEL: 'warn', ...configFile, ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   return child;

@@ -3,6 +3,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FleetConfig, SiteConfig } from '@fleetpki/core';
 import { inNetns } from './exec.js';
+import { writeDeploymentFile } from './deployment-file.js';
 import { livePid, removePidFile, writePidFile } from './pid-file.js';
 
 /** The site agent runs as a daemon beside its site's PostgreSQL: a pid file and a log in the site folder. */
@@ -26,7 +27,7 @@ export function ensureAgent(config: FleetConfig, site: SiteConfig): 'started' | 
   const [file, args] = inNetns(site.netns, process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'services', 'site-agent', 'src', 'main.ts'), `--state-dir=${config.stateDir}`]);
   const child = spawn(file, args, {
     cwd: config.repoRoot,
-    env: { ...process.env, FLEETPKI_SITE: site.id, FLEETPKI_STATE_DIR: config.stateDir },
+    env: { ...process.env, FLEETPKI_CONFIG: writeDeploymentFile(config).path, FLEETPKI_SITE: site.id, FLEETPKI_STATE_DIR: config.stateDir },
     detached: true,
     stdio: ['ignore', log, log],
   });

@@ -12,6 +12,7 @@ import { CaSiteReader, openConsensus, readRejoin, type RejoinRecord } from '@fle
 import { ensureStateDir } from './state-dir.js';
 import { currentRoles } from './topology-file.js';
 import { ensureNetns } from './netns.js';
+import { writeDeploymentFile } from './deployment-file.js';
 
 export type Log = (line: string) => void;
 
@@ -20,6 +21,9 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined): 
   ensureStateDir(config.stateDir);
   // A deployment's own folder, when it is not the state folder: its secrets live there (no service but its own reads it).
   if (config.deploymentDir !== config.stateDir) mkdirSync(config.deploymentDir, { recursive: true, mode: 0o700 });
+  // The topology as a configuration file: what the agents (and services started here) read.
+  const file = writeDeploymentFile(config);
+  log(`configuration: ${file.path}${file.written ? ' (written)' : ''}`);
   for (const site of [config.sites.a, config.sites.b]) {
     const created = await ensureTokens(config, site);
     log(`site ${site.id}: HSM token ${tokensOfSite(config, site).join(', ')}${created.length ? ` (initialised ${created.join(', ')})` : ''}`);

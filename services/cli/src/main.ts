@@ -9,6 +9,7 @@ import { registerCeremonyCommands } from './commands/ceremony.js';
 import { registerCustodyCommands } from './commands/custody.js';
 import { registerManifestCommands } from './commands/manifest.js';
 import { registerRevokeCommands } from './commands/revoke.js';
+import { registerConfigCommands } from './commands/config.js';
 import { registerDbCommands } from './commands/db.js';
 import { registerDrillCommands } from './commands/drill.js';
 import { registerHsmCommands } from './commands/hsm.js';
@@ -26,6 +27,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 
 const program = new Command('fleetpki').description('fleetpki: a certificate authority for millions of devices').showHelpAfterError();
 registerSitesCommands(program);
+registerConfigCommands(program);
 registerDbCommands(program);
 registerHsmCommands(program);
 registerCeremonyCommands(program);

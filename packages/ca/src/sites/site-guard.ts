@@ -89,11 +89,11 @@ export class SiteGuard {
   async assertWritable(): Promise<void> {
     if (await this.isStandby()) {
       const other = this.config.sites[this.config.site === 'a' ? 'b' : 'a'];
-      throw new FleetError('SITE_STANDBY', `site ${this.config.site} is a standby and accepts no writes; the active site is ${other.id} (${this.config.api.tls ? 'https' : 'http'}://${other.host}:${other.apiPort})`, {
+      throw new FleetError('SITE_STANDBY', `site ${this.config.site} is a standby and accepts no writes; the active site is ${other.id} (${other.apiUrl})`, {
         httpStatus: 503,
         // Retry-After: a switchover or failover makes this site active within seconds; a client that
         // cannot switch sites waits for that.
-        details: { activeSite: other.id, activeUrl: `${this.config.api.tls ? 'https' : 'http'}://${other.host}:${other.apiPort}`, retryAfterSeconds: 10 },
+        details: { activeSite: other.id, activeUrl: other.apiUrl, retryAfterSeconds: 10 },
       });
     }
     const lease = this.lease?.state();

@@ -8,7 +8,7 @@ import type { hsmProbe } from './system.js';
 /** The other site as its own /readyz says, or why it did not answer (within a second: an overview must not hang on a dead site). */
 async function otherSite(config: FleetConfig, id: SiteId): Promise<Record<string, unknown>> {
   const site = config.sites[id];
-  const url = `${config.api.tls ? 'https' : 'http'}://${site.host}:${site.apiPort}/readyz`;
+  const url = `${site.apiUrl}/readyz`;
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
     return { reachable: true, ...((await res.json()) as Record<string, unknown>) };

@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { isFleetError } from '../errors.js';
+import { EXAMPLE_CONFIG } from './example.js';
+import { findRepoRoot, loadConfig } from './load.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'fleetpki-config-test-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+/** A configuration file with this text; the environment that names it. */
+function file(text: string, env: Record<string, string> = {}): Record<string, string> {
+  const path = join(dir, `fleetpki-${n++}.yaml`);
+  writeFileSync(path, text);
+  return { FLEETPKI_CONFIG: path, ...env };
+}
+
+const GOOD = `
+this: { site: b }
+database: { name: ca, owner: ca_owner }
+sites:
+  a: { host: 10.0.1.10, postgres: { port: 5432 }, redis: { port: 6379 }, api: { port: 8443 }, status: { port: 8080 } }
+  b: { host: 10.0.2.10, postgres: { port: 5432, host: db-b.example.net }, redis: { port: 6379 }, api: { port: 8443, url: 'https://ca-b.example.net:8443/' }, status: { port: 8080 } }
+etcd:
+  members:
+    a: { clientUrl: 'https://10.0.1.10:2379', peerUrl: 'https://10.0.1.10:2380' }
+    b: { clientUrl: 'https://10.0.2.10:2379', peerUrl: 'https://10.0.2.10:2380' }
+    witness: { clientUrl: 'https://10.0.3.10:2379', peerUrl: 'https://10.0.3.10:2380' }
+hsm:
+  a: { modulePath: /opt/hsm/libvendor.so, token: { label: ca-a }, pin: /etc/fleetpki/a.pin }
+  b: { modulePath: /opt/hsm/libvendor.so, token: { slot: 3 }, pin: 'file:/etc/fleetpki/b.pin' }
+api: { host: 10.0.2.10, tls: true }
+crl: { baseUrl: 'http://crl.example.net/crl/' }
+ocsp: { maxAgeSeconds: 60 }
+`;
+
+describe('the configuration file', () => {
+  it('describes a deployment on three hosts: sites, their parts, etcd, the HSMs', () => {
+    const c = loadConfig(file(GOOD));
+    assert.equal(c.site, 'b');
+    assert.deepEqual(c.thisHost.name, 'b');
+    assert.equal(c.sites.a.databaseUrl, 'postgres://ca_owner@10.0.1.10:5432/ca');
+    assert.equal(c.sites.b.databaseUrl, 'postgres://ca_owner@db-b.example.net:5432/ca');
+    assert.equal(c.sites.b.serviceDatabaseUrls.issuer, 'postgres://fleetpki_issuer@db-b.example.net:5432/ca');
+    assert.equal(c.sites.a.redisUrl, 'redis://10.0.1.10:6379');
+    assert.equal(c.sites.a.apiUrl, 'https://10.0.1.10:8443');
+    assert.equal(c.sites.b.apiUrl, 'https://ca-b.example.net:8443');
+    assert.equal(c.sites.a.statusUrl, 'http://10.0.1.10:8080');
+    assert.deepEqual(c.consensus.endpoints, ['https://10.0.1.10:2379', 'https://10.0.2.10:2379', 'https://10.0.3.10:2379']);
+    assert.equal(c.consensus.members[2]!.peerUrl, 'https://10.0.3.10:2380');
+    assert.equal(c.pkcs11Module, '/opt/hsm/libvendor.so');
+    assert.deepEqual({ ...c.sites.b.hsm }, { modulePath: '/opt/hsm/libvendor.so', softhsmConf: undefined, tokenLabel: 'fleetpki-b', slot: 3, pinSource: 'file:/etc/fleetpki/b.pin', pinFile: '/etc/fleetpki/b.pin' });
+    assert.equal(c.sites.a.hsmTokenLabel, 'ca-a');
+    assert.equal(c.sites.a.hsmPinFile, '/etc/fleetpki/a.pin');
+    assert.equal(c.ocspMaxAgeSeconds, 60);
+    assert.equal(c.ocspUrl, 'http://10.0.2.10:8080/ocsp');
+    assert.equal(c.crlBaseUrl, 'http://crl.example.net/crl/');
+    // What the file leaves out keeps its default.
+    assert.equal(c.api.rateLimitPerMinute, 120_000);
+    assert.equal(c.cmp.confirmWaitSeconds, 300);
+  });
+
+  it('the example (infra/fleetpki.example.yaml, `fleetpki config example`) validates, for each of its three hosts', () => {
+    assert.equal(readFileSync(join(findRepoRoot(), 'infra', 'fleetpki.example.yaml'), 'utf8'), EXAMPLE_CONFIG);
+    const env = file(EXAMPLE_CONFIG, { CREDENTIALS_DIRECTORY: '/run/credentials/fleetpki-issuer-api.service' });
+    const a = loadConfig(env);
+    assert.equal(a.sites.a.hsmPinFile, '/run/credentials/fleetpki-issuer-api.service/hsm-pin');
+    assert.equal(a.secrets.postgres.operator, '/etc/fleetpki/secrets/pg-operator');
+    assert.equal(a.tls.parts.api?.key, '/run/credentials/fleetpki-issuer-api.service/api-tls-key');
+    assert.equal(a.sites.b.hsm.slot, 0);
+    const b = loadConfig(file(EXAMPLE_CONFIG.replace('site: a ', 'site: b ').replace('host: 10.0.1.10             #', 'host: 10.0.2.10             #'), { CREDENTIALS_DIRECTORY: '/run/credentials/x' }));
+    assert.equal(b.site, 'b');
+    const witness = loadConfig(file(EXAMPLE_CONFIG.replace('site: a ', 'site: witness ').replace(/services: \[postgres[^\]]*\]/, 'services: [etcd]'), { CREDENTIALS_DIRECTORY: '/run/credentials/x' }));
+    assert.deepEqual(witness.thisHost, { name: 'witness', services: ['etcd'] });
+  });
+
+  for (const [name, text, expected] of [
+    ['a port that is not a number', 'sites: { b: { postgres: { port: abc } } }', 'sites.b.postgres.port: expected a port 1-65535, got "abc"'],
+    ['a port out of range', 'sites: { a: { redis: { port: 70000 } } }', 'sites.a.redis.port: expected a port 1-65535, got 70000'],
+    ['a misspelt key', 'sites: { a: { potgres: { port: 5432 } } }', 'sites.a.potgres: unknown key'],
+    ['an unknown site', 'this: { site: c }', 'this.site: expected a, b or witness, got "c"'],
+    ['a relative module path', 'hsm: { a: { modulePath: libsofthsm2.so } }', 'hsm.a.modulePath: expected an absolute path, got "libsofthsm2.so"'],
+    ['a PIN given as a value', 'hsm: { b: { pin: "1234" } }', 'hsm.b.pin: expected a secret source: file:/path, /path or credential:<name>, got "1234"'],
+    ['an etcd URL that is not one', 'etcd: { members: { witness: { clientUrl: "10.0.3.10:2379" } } }', 'etcd.members.witness.clientUrl: expected a http(s):// URL'],
+    ['a tunable out of range', 'ocsp: { onDemand: { concurrency: 99 } }', 'ocsp.onDemand.concurrency: expected a whole number 1-16, got 99'],
+    ['a boolean written as a word', 'api: { tls: yes please }', 'api.tls: expected true or false, got "yes please"'],
+    ['a TLS key with no certificate', 'tls: { api: { key: credential:api-key } }', 'tls.api.cert: expected an absolute path, got nothing'],
+    ['two parts on one host and port', 'sites: { a: { host: h1, postgres: { port: 5432 }, redis: { port: 5432 } } }', 'sites.a.postgres and sites.a.redis both listen on h1:5432'],
+    ['a database URL naming another database', 'database: { name: ca }\nsites: { a: { postgres: { url: "postgres://o@db:5432/other" } } }', 'sites.a.postgres.url names database "other" but database.name is "ca"'],
+    ['plain HTTP off loopback', 'sites: { a: { host: 10.0.1.10 } }', 'api.host=10.0.1.10 needs FLEETPKI_API_TLS=on'],
+    ['a witness running services', 'this: { site: witness, services: [etcd, issuer-api] }', 'this.services: the witness host runs etcd only'],
+    ['a file that is not YAML', 'sites: { a: [', 'not valid YAML'],
+  ] as const) {
+    it(`refuses ${name}, naming the key`, () => {
+      const env = file(text);
+      assert.throws(() => loadConfig(env), (err: unknown) => {
+        assert.ok(isFleetError(err, 'CONFIG_INVALID'), String(err));
+        assert.ok(err.message.includes(expected), `${err.message}\n  does not include\n${expected}`);
+        return true;
+      });
+    });
+  }
+
+  it('names every problem at once, and the file', () => {
+    const env = file('sites: { a: { api: { port: 0 } } }\nlog: { level: loud }');
+    assert.throws(() => loadConfig(env), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && err.message.includes(env.FLEETPKI_CONFIG!) && /sites\.a\.api\.port: .*; log\.level: /.test(err.message));
+  });
+
+  it('refuses a FLEETPKI_CONFIG that names no file', () => {
+    assert.throws(() => loadConfig({ FLEETPKI_CONFIG: join(dir, 'missing.yaml') }), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /cannot read .*missing\.yaml.*ENOENT/.test(err.message));
+  });
+
+  it('lets a variable override one key of the file: environment, then file, then defaults', () => {
+    const env = file('sites: { a: { postgres: { port: 25432 } }, b: { postgres: { port: 25433 } } }\nwriteWaitMs: 9000\nhsm: { a: { token: { label: from-file } } }');
+    const fromFile = loadConfig(env);
+    assert.equal(fromFile.sites.a.pgPort, 25432);
+    assert.equal(fromFile.writeWaitMs, 9000);
+    assert.equal(fromFile.sites.a.hsmTokenLabel, 'from-file');
+    assert.equal(fromFile.siteLease.leaseMs, 5_000); // default
+    const overridden = loadConfig({ ...env, FLEETPKI_PG_PORT_A: '35432', FLEETPKI_WRITE_WAIT_MS: '1000', FLEETPKI_HSM_TOKEN_PREFIX: 'fleetpki-test-1a2b' });
+    assert.equal(overridden.sites.a.pgPort, 35432);
+    assert.equal(overridden.sites.b.pgPort, 25433); // the file's, where no variable says otherwise
+    assert.equal(overridden.writeWaitMs, 1000);
+    // A token prefix names every token of the deployment, over labels the file gives.
+    assert.equal(overridden.sites.a.hsmTokenLabel, 'fleetpki-test-1a2b-a');
+  });
+
+  it('applies the process-site variables to the site the environment or the file says is this one', () => {
+    const env = file('this: { site: b }', { FLEETPKI_DATABASE_URL: 'postgres://u@db.example:5432/ca', FLEETPKI_HSM_PIN_FILE: '/run/pin' });
+    const c = loadConfig(env);
+    assert.equal(c.sites.b.databaseUrl, 'postgres://u@db.example:5432/ca');
+    assert.equal(c.sites.a.databaseUrl, 'postgres://fleetpki@127.0.0.1:15432/ca');
+    assert.equal(c.sites.b.hsmPinFile, '/run/pin');
+    assert.equal(loadConfig({ ...env, FLEETPKI_SITE: 'a' }).sites.a.hsmPinFile, '/run/pin');
+  });
+
+  it('moves an etcd member by its port variable, keeping its scheme and host', () => {
+    const c = loadConfig(file("etcd: { members: { a: { clientUrl: 'https://10.0.1.10:2379', peerUrl: 'https://10.0.1.10:2380' } } }", { FLEETPKI_ETCD_PORT_A: '14879' }));
+    assert.equal(c.consensus.members[0]!.clientUrl, 'https://10.0.1.10:14879');
+    assert.equal(c.consensus.members[0]!.peerUrl, 'https://10.0.1.10:14880');
+  });
+
+  it('names the variable when a value it set is wrong in the file\'s terms', () => {
+    assert.throws(() => loadConfig(file('', { FLEETPKI_ETCD_PORT_WITNESS: '65535' })), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && err.message.includes('etcd.members.witness.peerUrl (from FLEETPKI_ETCD_PORT_WITNESS)'));
+  });
+
+  it('reads a systemd credential from $CREDENTIALS_DIRECTORY, and refuses one without it', () => {
+    const text = 'hsm: { a: { pin: "credential:hsm-pin" } }\nsecrets: { postgres: { issuer: "credential:pg-issuer" }, redis: /etc/fleetpki/redis.pw }';
+    const c = loadConfig(file(text, { CREDENTIALS_DIRECTORY: '/run/credentials/fleetpki-issuer-api.service' }));
+    assert.equal(c.sites.a.hsmPinFile, '/run/credentials/fleetpki-issuer-api.service/hsm-pin');
+    assert.equal(c.sites.a.hsm.pinSource, 'credential:hsm-pin');
+    assert.equal(c.secrets.postgres.issuer, '/run/credentials/fleetpki-issuer-api.service/pg-issuer');
+    assert.equal(c.secrets.redis, '/etc/fleetpki/redis.pw');
+    assert.throws(() => loadConfig(file(text)), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /hsm\.a\.pin: "credential:hsm-pin" is a systemd credential, but CREDENTIALS_DIRECTORY is not set/.test(err.message));
+    // Another site's PIN is not this host's to read: its credential need not resolve here.
+    assert.equal(loadConfig(file('hsm: { b: { pin: "credential:hsm-pin" } }')).sites.b.hsmPinFile, '$CREDENTIALS_DIRECTORY/hsm-pin');
+  });
+
+  it('keeps SoftHSM\'s configuration file for SoftHSM only', () => {
+    assert.match(loadConfig(file('')).sites.a.hsm.softhsmConf ?? '', /site-a\/hsm\/softhsm2\.conf$/);
+    assert.equal(loadConfig(file('hsm: { a: { modulePath: /opt/hsm/libvendor.so } }')).sites.a.hsm.softhsmConf, undefined);
+  });
+});

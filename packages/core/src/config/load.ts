@@ -1,0 +1,121 @@
+// loadConfig: the file (if any), the environment over it, the defaults under both; validated once, at
+// start. Precedence, highest first: a FLEETPKI_* variable, the file's key, the default.
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FleetError } from '../errors.js';
+import { overlayEnv, parseEnv, type FleetEnv } from './env.js';
+import { configFilePath, describeIssues, readConfigFile } from './file.js';
+import { deploymentSchema, type Deployment } from './schema.js';
+import { checkPlacesDiffer, resolveEtcdMembers, resolveSite } from './sites.js';
+import { secretFile } from './sources.js';
+import { HOST_SERVICES, NETNS_HOSTS, TLS_PARTS, type FleetConfig, type SecretFiles, type SiteId, type TlsFiles } from './types.js';
+
+/** The repository root: the folder holding pnpm-workspace.yaml above this file (src/ or dist/). */
+export function findRepoRoot(start = dirname(fileURLToPath(import.meta.url))): string {
+  let dir = start;
+  for (;;) {
+    if (existsSync(join(dir, 'pnpm-workspace.yaml'))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) throw new FleetError('CONFIG_INVALID', `no pnpm-workspace.yaml above ${start}`);
+    dir = parent;
+  }
+}
+
+/** The file's document with the environment laid over it, validated: a CONFIG_INVALID names every bad key. */
+export function loadDeployment(env: FleetEnv = process.env): { deployment: Deployment; file: string | undefined; fromEnv: ReadonlyMap<string, string> } {
+  const e = parseEnv(env);
+  const file = configFilePath(env);
+  const { doc, fromEnv } = overlayEnv(file ? readConfigFile(file) : {}, e);
+  const parsed = deploymentSchema.safeParse(doc);
+  if (!parsed.success) {
+    const problems = describeIssues(parsed.error.issues, doc, fromEnv);
+    throw new FleetError('CONFIG_INVALID', `invalid configuration${file ? ` in ${file}` : ''}: ${problems.join('; ')}`, { details: { problems, ...(file ? { file } : {}) } });
+  }
+  return { deployment: parsed.data, file, fromEnv };
+}
+
+function resolveSecrets(d: Deployment, env: FleetEnv): { secrets: SecretFiles; tls: TlsFiles } {
+  const file = (source: string | undefined, key: string) => (source === undefined ? undefined : secretFile(source, key, env));
+  const postgres = Object.fromEntries(Object.entries(d.secrets.postgres ?? {}).flatMap(([role, source]) => (source ? [[role, file(source, `secrets.postgres.${role}`)!]] : [])));
+  const parts = Object.fromEntries(TLS_PARTS.flatMap((part) => {
+    const pair = d.tls[part];
+    return pair ? [[part, { cert: pair.cert, key: file(pair.key, `tls.${part}.key`)! }]] : [];
+  }));
+  return { secrets: { postgres, redis: file(d.secrets.redis, 'secrets.redis'), etcd: file(d.secrets.etcd, 'secrets.etcd') }, tls: { caBundle: d.tls.caBundle, parts } };
+}
+
+/**
+ * Reads and validates the configuration once. A bad value throws CONFIG_INVALID naming the key (and the
+ * variable, when one set it), so a process stops at start-up instead of failing later somewhere less obvious.
+ */
+export function loadConfig(env: FleetEnv = process.env): FleetConfig {
+  const { deployment: d, file, fromEnv } = loadDeployment(env);
+  const repoRoot = findRepoRoot();
+  const stateDir = resolve(d.paths.state ?? join(repoRoot, '.fleetpki'));
+  const deploymentDir = d.paths.deployment ?? stateDir;
+  const thisName = d.this.site;
+  const own: SiteId = thisName === 'witness' ? 'a' : thisName;
+  const services = d.this.services ?? (thisName === 'witness' ? ['etcd' as const] : [...HOST_SERVICES]);
+  if (thisName === 'witness' && services.some((s) => s !== 'etcd')) throw new FleetError('CONFIG_INVALID', `invalid configuration: this.services: the witness host runs etcd only, got ${JSON.stringify(services)}`);
+  const ctx = { stateDir, deploymentDir, own, onSiteHost: thisName !== 'witness', env, fromEnv };
+  const sites = { a: resolveSite(d, ctx, 'a'), b: resolveSite(d, ctx, 'b') };
+  const members = resolveEtcdMembers(d, sites, stateDir);
+  checkPlacesDiffer(sites, members);
+  const netns = d.simulation.netns;
+  const apiHost = d.api.host ?? sites[own].apiHost;
+  // Tokens travel in headers: off loopback they need TLS (the namespaces' link never leaves this machine).
+  if (!d.api.tls && !['127.0.0.1', '::1', 'localhost'].includes(apiHost) && !(netns && Object.values(NETNS_HOSTS).includes(apiHost))) {
+    throw new FleetError('CONFIG_INVALID', `invalid configuration: ${fromEnv.get('api.host') ?? 'api.host'}=${apiHost} needs FLEETPKI_API_TLS=on (api.tls: true; plain HTTP is for loopback only)`);
+  }
+  const leaseMs = d.siteLease.leaseMs;
+  return {
+    repoRoot,
+    stateDir,
+    deploymentDir,
+    configFile: file,
+    thisHost: { name: thisName, services },
+    ...resolveSecrets(d, env),
+    site: own,
+    sites,
+    pkcs11Module: sites[own].hsm.modulePath,
+    logLevel: d.log.level,
+    pgUser: d.database.owner,
+    pgDatabase: d.database.name ?? 'fleetpki',
+    hsmTokenPrefix: d.hsm.tokenPrefix,
+    rootTokenLabel: d.hsm.root?.tokenLabel ?? `${d.hsm.tokenPrefix}-root`,
+    rootHsm: { dir: join(deploymentDir, 'root-hsm'), softhsmConf: d.hsm.root?.softhsmConf ?? join(deploymentDir, 'root-hsm', 'softhsm2.conf') },
+    crlBaseUrl: d.crl.baseUrl ?? `http://${sites.a.statusHost}:${sites.a.statusPort}/crl/`,
+    ocspUrl: d.ocsp.url ?? `${sites[own].statusUrl}/ocsp`,
+    api: {
+      rateLimitPerMinute: d.api.rateLimitPerMinute,
+      failedAuthPerMinute: d.api.failedAuthPerMinute,
+      host: apiHost,
+      tls: d.api.tls,
+      tlsDir: join(deploymentDir, 'tls', `site-${own}`),
+      connections: d.api.connections,
+      reservedConnections: d.api.reservedConnections,
+    },
+    uploads: d.uploads,
+    deviceKeyBundles: d.deviceKeyBundles,
+    siteLease: { leaseMs, renewEveryMs: Math.max(200, Math.floor(leaseMs / 5)) },
+    consensus: {
+      members,
+      endpoints: members.map((m) => m.clientUrl),
+      prefix: d.etcd.prefix,
+      ttlSeconds: Math.max(2, Math.ceil(leaseMs / 1000)),
+      credentialsDir: d.etcd.credentialsDir ?? join(stateDir, 'etcd-credentials'),
+    },
+    writeWaitMs: d.writeWaitMs,
+    possessionThreads: d.possessionThreads,
+    signing: { threads: d.signing.threads, checkEvery: d.signing.check === 'all' ? 1 : Number(d.signing.check.slice(5)) },
+    ocspMaxAgeSeconds: d.ocsp.maxAgeSeconds,
+    ocspOnDemand: d.ocsp.onDemand,
+    intentTimeoutSeconds: d.intentTimeoutSeconds,
+    cmp: d.cmp,
+    enrolmentHolds: d.enrolmentHolds,
+    est: { revokeSupersededAfterSeconds: d.est.revokeSupersededAfterSeconds === 'never' ? null : d.est.revokeSupersededAfterSeconds },
+    console: d.console,
+    dualControl: d.dualControl,
+  };
+}
