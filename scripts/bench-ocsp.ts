@@ -1,5 +1,5 @@
 /**
- * pnpm bench ocsp [--certificates N] [--connections C] [--seconds S] [--revoke R] [--quiet-only] [--json] [--deadline S]
+ * pnpm bench ocsp [--certificates N] [--connections C] [--seconds S] [--revoke R] [--quiet-only] [--backlog B] [--no-daemons-during-revocation] [--json] [--deadline S]
  * 1. The OCSP responder under load, as relying parties see it: a status-responder process (its own
  *    process, as in production) answers POST requests from C concurrent connections for random serials
  *    among N certificates whose responses the site's daemons pre-produced in the background. Prints how long
@@ -12,6 +12,10 @@
  *    not slow revocation down beyond the CPU it takes on a shared machine. `--quiet-only` stops after
  *    the quiet one (a quicker run while working on the responder).
  *    Needs N >= 2R (the two revocations take different devices).
+ *    Background signing beside the revocation (the daemons are another process): `--backlog B` adds B
+ *    certificates without a response just before the quiet revocation, so the OCSP pre-producer signs
+ *    while the responder re-signs revocations (a batch issuing meanwhile); `--no-daemons-during-revocation`
+ *    stops the daemons first, the figure to compare with.
  * Certificates are synthetic rows in a throw-away database (scripts/lib/synthetic-ca.ts).
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -37,6 +41,8 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '10' },
     revoke: { type: 'string', default: '10000' },
     'quiet-only': { type: 'boolean', default: false },
+    backlog: { type: 'string', default: '0' },
+    'no-daemons-during-revocation': { type: 'boolean', default: false },
     ...benchOptions(600),
   },
 });
@@ -116,10 +122,24 @@ await run.main(async () => {
       ocspRequests: bodies.slice(first - 1, first - 1 + revokeCount),
       label,
     });
+  if (args['no-daemons-during-revocation']) {
+    run.begin('stopping the daemons before the revocations');
+    run.untrack(daemons);
+    await stopProcess(daemons);
+  }
+  const backlog = Number(args.backlog);
+  if (backlog > 0) {
+    run.begin(`${backlog} more certificates without a response (the pre-producer's backlog during the revocation)`);
+    await data.add(backlog);
+  }
   const quiet = await revocation('2a. quiet responder', 1);
+  if (backlog > 0) {
+    const { rows } = await data.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM ocsp_responses WHERE hash_alg = 'sha1' AND status = 'good'");
+    run.log(`  of the backlog of ${backlog}, ${rows[0]!.n - (certificates - revokeCount)} pre-produced by the time every revocation was served`);
+  }
   if (args['quiet-only']) {
     run.log(`  revocation of ${revokeCount} to OCSP: ${quiet.all_revoked_in_ocsp_s} s from the request, ${quiet.all_revoked_after_execute_s} s from the execute call (quiet responder; the flood was not run)`);
-    return { certificates, raw_hsm_signatures_per_s: Math.round(rawRate), preproduced_all_s: produceSeconds, responses_per_s: Math.round(result.requests.average), responder_peak_rss_mb: peakRssMb(responder.pid!), revocation_quiet: quiet };
+    return { certificates, raw_hsm_signatures_per_s: Math.round(rawRate), ratio_to_raw_hsm: Number((result.requests.average / rawRate).toFixed(2)), preproduced_all_s: produceSeconds, responses_per_s: Math.round(result.requests.average), latency_p99_ms: result.latency.p99, responder_peak_rss_mb: peakRssMb(responder.pid!), backlog, daemons_during_revocation: !args['no-daemons-during-revocation'], revocation_quiet: quiet };
   }
   run.begin(`2b. a flood of unknown-serial requests (its own process, 32 connections from 127.0.0.2) while ${revokeCount} more devices are revoked`);
   const unknownBodies = Array.from({ length: 200 }, () => buildOcspRequest(buildCertId('sha1', hashes, Buffer.concat([Buffer.from([0x0c]), randomBytes(15)]))));

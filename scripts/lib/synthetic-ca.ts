@@ -11,6 +11,8 @@ export interface SyntheticCaDatabase {
   readonly env: Record<string, string>;
   readonly pool: Pool;
   readonly caId: string;
+  /** `count` more synthetic certificates after those there (issued a minute ago, no OCSP response yet). */
+  add(count: number): Promise<void>;
   /** Serials of the synthetic certificates, in insertion order. */
   serials(limit: number, offset?: number): Promise<Buffer[]>;
   drop(): Promise<void>;
@@ -66,11 +68,8 @@ export async function createSyntheticCaDatabase(
     await migrate(pool, join(config.repoRoot, 'migrations'));
     for (const ca of cas) await insertCa(pool, ca);
     const caId = CA_IDS.deviceIssuing;
-    // In slices of 100k, so a million rows show progress and no statement holds a huge snapshot.
-    const slice = 100_000;
-    for (let from = 1; from <= certificates; from += slice) {
-      const to = Math.min(certificates, from + slice - 1);
-      await pool.query(
+    const insert = (from: number, to: number) =>
+      pool.query(
         `WITH rows AS (
            SELECT i, '\\x5b'::bytea || substring(sha256(int8send(i)) FROM 1 FOR 15) AS serial FROM generate_series($2::bigint, $3::bigint) AS i
          ), intents AS (
@@ -82,8 +81,14 @@ export async function createSyntheticCaDatabase(
          SELECT serial, $1, int8send(i + 7000000000000000000) /* syntheticEui64(i) */, 'digitalSignature', 'smart-meter', '\\x3000'::bytea, now(), 'infinity', get_byte(serial, 15) % 64, now() - interval '1 minute' FROM rows`,
         [caId, from, to],
       );
+    // In slices of 100k, so a million rows show progress and no statement holds a huge snapshot.
+    const slice = 100_000;
+    for (let from = 1; from <= certificates; from += slice) {
+      const to = Math.min(certificates, from + slice - 1);
+      await insert(from, to);
       onProgress?.(`${to}/${certificates} synthetic certificates`);
     }
+    let count = certificates;
     await pool.query('ANALYZE');
     return {
       name,
@@ -91,6 +96,10 @@ export async function createSyntheticCaDatabase(
       env: { FLEETPKI_DATABASE_URL: url, FLEETPKI_PG_DATABASE: name },
       pool,
       caId,
+      async add(more) {
+        await insert(count + 1, count + more);
+        count += more;
+      },
       async serials(limit, offset = 0) {
         const { rows } = await pool.query<{ serial: Buffer }>(
           `SELECT '\\x5b'::bytea || substring(sha256(int8send(i)) FROM 1 FOR 15) AS serial FROM generate_series($1::bigint, $2::bigint) AS i`,

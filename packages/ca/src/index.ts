@@ -25,6 +25,7 @@ export * from './status/crl-publisher.js';
 export * from './status/ocsp-responder.js';
 export * from './status/ocsp-signing.js';
 export * from './status/ocsp-cache.js';
+export * from './status/ocsp-cache-warmer.js';
 export * from './status/ocsp-revocations.js';
 export * from './status/ocsp-preproducer.js';
 export * from './status/ocsp-refresher.js';

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import client from 'prom-client';
-import { CA_IDS, OcspAnswerCache, OcspResponder, OcspRevocationResigner, ocspRevocationsJob, openStatusSite, type OcspAnswer, type StatusSite } from '@fleetpki/ca';
+import { CA_IDS, OcspAnswerCache, OcspCacheWarmer, OcspResponder, OcspRevocationResigner, ocspCacheFeedJob, ocspRevocationsJob, openStatusSite, type OcspAnswer, type StatusSite } from '@fleetpki/ca';
 import { Daemon, type FleetConfig } from '@fleetpki/core';
 
 /** Largest OCSP request accepted (a few CertIDs; RFC 6960 requests are ~100 bytes). */
@@ -13,7 +13,9 @@ export interface StatusRuntime {
   readonly revocations: OcspRevocationResigner;
   /** The revocation watcher's daemon (its stats are in /metrics). */
   readonly revocationDaemon: Daemon;
-  /** One pass of the revocation watcher (tests with tickEveryMs 0 drive it with this). */
+  /** Fills the cache from the store: the warm-up at start and the feed of what the daemons store since. */
+  readonly warmer: OcspCacheWarmer;
+  /** One pass of the revocation watcher, then one of the cache's feed (tests with tickEveryMs 0 drive them with this). */
   tick(): Promise<void>;
   close(): Promise<void>;
 }
@@ -39,6 +41,12 @@ function sendOcsp(reply: FastifyReply, answer: OcspAnswer, cacheable: boolean, m
  * (services/daemons). What stays here is noticing revocations (its cache must drop them, and a request
  * for one being re-signed waits for that signature), so a relying party sees a revocation within a
  * second. Without the CA key in this site's HSM it serves what is stored.
+ *
+ * Its cache is warmed from the store at start and then follows what the daemons store (OcspCacheWarmer).
+ * Neither /healthz nor anything else waits for the warm-up: a cold responder answers correctly from the
+ * store, only with a database read per first request, so holding it out of service would turn a
+ * slower answer into none (on a failover, site B's responders are the only ones answering). The
+ * warm-up is bounded by the cache's size and a time budget; /healthz and /metrics show its progress.
  */
 export async function createStatusRuntime(config: FleetConfig, options: { logger?: boolean; tickEveryMs?: number; site?: StatusSite } = {}): Promise<StatusRuntime> {
   // A site opened by the caller (tests share one with the daemons) stays the caller's to close.
@@ -51,6 +59,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     const revocations = new OcspRevocationResigner(store, status.caId, signing, cache, canWrite);
     revocations.startWatchingFrom(new Date());
     const ocsp = new OcspResponder(store, status.caId, status.issuer, signing, canWrite, cache, { vouching: () => lease.state().vouching, onDemand: config.ocspOnDemand, revocations });
+    const warmer = new OcspCacheWarmer(store, status.caId, status.issuer, cache);
 
     const registry = new client.Registry();
     const responses = new client.Counter({ name: 'fleetpki_ocsp_responses_total', help: 'OCSP responses by kind', labelNames: ['kind'] as const, registers: [registry] });
@@ -97,35 +106,69 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
         .header('expires', crl.nextUpdate.toUTCString())
         .send(crl.der);
     });
-    app.get('/healthz', async () => ({ status: 'ok', signing: signing !== undefined, lease: lease.state() }));
+    app.get('/healthz', async () => ({ status: 'ok', signing: signing !== undefined, lease: lease.state(), cache: { entries: cache.size, ...warmer.status } }));
     app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 
     // Revocations are watched on every site, leader or not: a standby's cache must drop them too.
     const revocationDaemon = new Daemon(ocspRevocationsJob(revocations, app.log, Math.min(options.tickEveryMs ?? 200, 200)), { log: app.log });
+    // The feed too runs on every site: a standby's responders serve what the active site's daemons produce.
+    const feedDaemon = new Daemon(ocspCacheFeedJob(warmer, Math.min(options.tickEveryMs ?? 250, 250)), { log: app.log });
     new client.Gauge({
       name: 'fleetpki_daemon_passes',
-      help: "Passes of this process's daemon (the revocation watcher), by outcome",
+      help: "Passes of this process's daemons (the revocation watcher, the cache's feed), by outcome",
       labelNames: ['daemon', 'outcome'] as const,
       registers: [registry],
       collect() {
-        const s = revocationDaemon.stats;
-        this.set({ daemon: s.name, outcome: 'ok' }, s.passes);
-        this.set({ daemon: s.name, outcome: 'failed' }, s.failures);
+        for (const s of [revocationDaemon.stats, feedDaemon.stats]) {
+          this.set({ daemon: s.name, outcome: 'ok' }, s.passes);
+          this.set({ daemon: s.name, outcome: 'failed' }, s.failures);
+        }
       },
     });
-    if (options.tickEveryMs !== 0) revocationDaemon.start();
+    new client.Gauge({
+      name: 'fleetpki_ocsp_cache_entries',
+      help: 'Answers in the OCSP cache',
+      registers: [registry],
+      collect() {
+        this.set(cache.size);
+      },
+    });
+    new client.Gauge({
+      name: 'fleetpki_ocsp_cache_loaded',
+      help: 'Answers loaded into the OCSP cache from the store in bulk, by source (warm-up at start, feed)',
+      labelNames: ['source'] as const,
+      registers: [registry],
+      collect() {
+        this.set({ source: 'warm-up' }, warmer.status.warmedUp);
+        this.set({ source: 'feed' }, warmer.status.followed);
+      },
+    });
+    let warming: Promise<void> = Promise.resolve();
+    if (options.tickEveryMs !== 0) {
+      revocationDaemon.start();
+      feedDaemon.start();
+      // In the background: answering starts at once (see above).
+      const started = Date.now();
+      warming = warmer.warmUp().then(
+        (loaded) => app.log.info({ loaded, ended: warmer.status.ended, ms: Date.now() - started }, 'OCSP cache warmed from the store'),
+        (err: unknown) => app.log.warn({ err }, 'OCSP cache warm-up failed: answers are loaded on request'),
+      );
+    }
 
     return {
       app,
       ocsp,
       revocations,
       revocationDaemon,
+      warmer,
       async tick() {
         await revocationDaemon.runOnce();
+        await feedDaemon.runOnce();
       },
       async close() {
         // A pass still signing must finish before the HSM session goes away under it.
-        await revocationDaemon.stop();
+        warmer.stop();
+        await Promise.all([revocationDaemon.stop(), feedDaemon.stop(), warming]);
         await app.close();
         await closeSite();
       },

@@ -33,6 +33,23 @@ export class OcspAnswerCache {
     return cached && Date.now() < cached.refreshAt ? cached : undefined;
   }
 
+  /** How many answers it holds at most (older ones are dropped to make room). */
+  get capacity(): number {
+    return this.maxEntries;
+  }
+
+  /**
+   * An answer read in bulk (the warm-up, the feed of stored responses): taken unless the cache already
+   * holds a revoked answer (final, and perhaps re-signed here after the bulk read's snapshot) or one
+   * at least as new. Says whether it was taken.
+   */
+  offer(alg: OcspHashAlgorithm, serial: Buffer, answer: OcspAnswer, generation: number): boolean {
+    const held = this.entries.get(this.key(alg, serial));
+    if (held && (held.answer.kind === 'revoked' || (held.answer.thisUpdate?.getTime() ?? 0) >= (answer.thisUpdate?.getTime() ?? 0))) return false;
+    this.remember(alg, serial, answer, generation);
+    return true;
+  }
+
   remember(alg: OcspHashAlgorithm, serial: Buffer, answer: OcspAnswer, generation: number): void {
     if (this.entries.size >= this.maxEntries) {
       // Drop the oldest tenth (Map keeps insertion order): cheap, and the store still has them.

@@ -2,9 +2,7 @@ import type { StoredOcspResponse } from '@fleetpki/store';
 import {
   OCSP_ERROR,
   OcspMalformedError,
-  buildCertId,
   certIdMatchesIssuer,
-  ocspResponseEntries,
   parseOcspRequest,
   type OcspCertId,
   type OcspIssuerHashes,
@@ -13,7 +11,7 @@ import { GroupCommitter } from '../issuance/group-commit.js';
 import { OcspAnswerCache } from './ocsp-cache.js';
 import { GenerationWatch, OnDemandSigning } from './ocsp-on-demand.js';
 import type { PendingRevocations } from './ocsp-revocations.js';
-import { TRY_LATER, answerOf, ocspStatusOf, type OcspAnswer, type OcspSigning } from './ocsp-signing.js';
+import { TRY_LATER, answerOf, ocspStatusOf, servableStored, type OcspAnswer, type OcspSigning } from './ocsp-signing.js';
 import type { OcspAnswerStore } from './store.js';
 
 // Callers build requests for the responder's CertIDs (tests, drills, benchmarks) from here as before.
@@ -99,19 +97,6 @@ export class OcspResponder {
     }
   }
 
-  /**
-   * A stored response is served only if it names the certificate by the canonical CertID (one stored
-   * before CertIDs were canonical may echo the request that made it, and would be served for days), and
-   * if the status signed inside it is the row's status (which callers compare with the live one): a
-   * holder of a database role that writes ocsp_responses could put an older, validly signed "good" back
-   * under a "revoked" status column.
-   */
-  private canonical(stored: StoredOcspResponse | undefined): StoredOcspResponse | undefined {
-    if (!stored) return undefined;
-    const entries = ocspResponseEntries(stored.der);
-    return entries.length === 1 && entries[0]!.status === stored.status && entries[0]!.certId.equals(buildCertId(stored.hashAlg, this.issuer, stored.serial)) ? stored : undefined;
-  }
-
   private async single(id: OcspCertId, clientAddress: string): Promise<OcspAnswer> {
     const alg = id.hashAlgorithm!;
     // A revocation picked up but not re-signed yet: the answer is the one being produced, moved to the
@@ -135,7 +120,7 @@ export class OcspResponder {
     // The generation, the status and the stored response of one snapshot, in one round trip.
     const found = await this.store.lookupOcsp(id.serial, alg);
     const { generation, certificate } = found;
-    const stored = this.canonical(found.stored);
+    const stored = servableStored(found.stored, this.issuer);
     const status = ocspStatusOf(certificate, this.caId);
     if (status.status === 'good' && !this.vouching()) return TRY_LATER;
     if (stored && stored.status === status.status && stored.nextUpdate.getTime() - Date.now() > this.cache.refreshBeforeMs / 4) {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Signer } from '@fleetpki/hsm';
 import type { CertificateStatusRow, StoredOcspResponse } from '@fleetpki/store';
-import { OCSP_ERROR, assembleOcspResponse, buildOcspResponseData, type OcspHashAlgorithm, type OcspIssuerHashes, type OcspStatus } from '@fleetpki/x509';
+import { OCSP_ERROR, assembleOcspResponse, buildCertId, buildOcspResponseData, ocspResponseEntries, type OcspHashAlgorithm, type OcspIssuerHashes, type OcspStatus } from '@fleetpki/x509';
 
 export interface OcspAnswer {
   readonly der: Buffer;
@@ -39,6 +39,19 @@ export function ocspStatusOf(row: CertificateStatusRow | undefined, caId: string
   if (!row || row.caId !== caId) return { status: 'unknown' };
   if (row.revokedAt) return { status: 'revoked', revokedAt: row.revokedAt, reason: row.reason ?? 0 };
   return { status: 'good' };
+}
+
+/**
+ * May a stored response be served? Only if it names the certificate by the canonical CertID (one stored
+ * before CertIDs were canonical may echo the request that made it, and would be served for days), and
+ * if the status signed inside it is the row's status (which callers compare with the live one): a
+ * holder of a database role that writes ocsp_responses could put an older, validly signed "good" back
+ * under a "revoked" status column. Answering one request and loading many in bulk both ask this.
+ */
+export function servableStored(stored: StoredOcspResponse | undefined, issuer: OcspIssuerHashes): StoredOcspResponse | undefined {
+  if (!stored) return undefined;
+  const entries = ocspResponseEntries(stored.der);
+  return entries.length === 1 && entries[0]!.status === stored.status && entries[0]!.certId.equals(buildCertId(stored.hashAlg, issuer, stored.serial)) ? stored : undefined;
 }
 
 export interface OcspSingle {

@@ -5,12 +5,13 @@ import type { Signer } from '@fleetpki/hsm';
 import type { CertificateStatusRow, IssueCursor, RevocationCursor, StoredOcspResponse } from '@fleetpki/store';
 import { buildCertId, buildOcspRequest, ocspIssuerHashes, ocspResponseEntries, type OcspHashAlgorithm } from '@fleetpki/x509';
 import { OcspAnswerCache } from './ocsp-cache.js';
+import { OcspCacheWarmer } from './ocsp-cache-warmer.js';
 import { OcspPreProducer } from './ocsp-preproducer.js';
 import { OcspRefresher } from './ocsp-refresher.js';
 import { OcspResponder } from './ocsp-responder.js';
 import { OcspRevocationResigner } from './ocsp-revocations.js';
 import { OcspSigning } from './ocsp-signing.js';
-import type { OcspAnswerStore, OcspProductionStore, RevocationFeedStore } from './store.js';
+import type { OcspAnswerStore, OcspProductionStore, OcspWarmStore, RevocationFeedStore } from './store.js';
 
 // The split OCSP parts against an in-memory store: answering and its cache, revocation re-signing,
 // pre-production and refresh, each through its narrow port.
@@ -41,9 +42,12 @@ interface Cert {
 }
 
 /** The rows the status capability reads, in memory. */
-class MemoryStatusStore implements OcspAnswerStore, RevocationFeedStore, OcspProductionStore {
+class MemoryStatusStore implements OcspAnswerStore, RevocationFeedStore, OcspProductionStore, OcspWarmStore {
   readonly certs = new Map<string, Cert>();
   readonly responses = new Map<string, StoredOcspResponse>();
+  /** Each response's position in the feed (written order). */
+  readonly seqs = new Map<string, number>();
+  private seq = 0;
   readonly revocations: { serial: Buffer; caId: string; revokedAt: Date; reason: number; createdAt: string }[] = [];
   generation = 0;
   lookups = 0;
@@ -80,7 +84,27 @@ class MemoryStatusStore implements OcspAnswerStore, RevocationFeedStore, OcspPro
     return this.generation;
   }
   async saveOcspResponses(responses: readonly StoredOcspResponse[]) {
-    for (const r of responses) this.responses.set(`${r.hashAlg}:${r.serial.toString('hex')}`, r);
+    for (const r of responses) {
+      const key = `${r.hashAlg}:${r.serial.toString('hex')}`;
+      this.responses.set(key, r);
+      this.seqs.set(key, ++this.seq);
+    }
+  }
+  private page(entries: [string, StoredOcspResponse][], limit: number) {
+    const rows = entries.slice(0, limit).map(([key, stored]) => ({ stored, certificate: this.row(stored.serial)!, seq: String(this.seqs.get(key)) }));
+    return { generation: this.generation, rows };
+  }
+  async storedOcspResponsesBySerial(after: { serial: Buffer; hashAlg: OcspHashAlgorithm } | undefined, validBeyond: Date, limit: number) {
+    const from = after ? `${after.serial.toString('hex')}:${after.hashAlg}` : '';
+    const entries = [...this.responses.entries()].filter(([, r]) => r.nextUpdate > validBeyond && `${r.serial.toString('hex')}:${r.hashAlg}` > from);
+    return this.page(entries.sort(([, a], [, b]) => `${a.serial.toString('hex')}:${a.hashAlg}`.localeCompare(`${b.serial.toString('hex')}:${b.hashAlg}`)), limit);
+  }
+  async storedOcspResponsesSince(afterSeq: string, limit: number) {
+    const entries = [...this.responses.entries()].filter(([key]) => this.seqs.get(key)! > Number(afterSeq));
+    return this.page(entries.sort(([a], [b]) => this.seqs.get(a)! - this.seqs.get(b)!), limit);
+  }
+  async ocspResponseFeedPosition() {
+    return String(this.seq);
   }
   async revocationsSince(cursor: RevocationCursor, limit: number) {
     return this.revocations.filter((r) => cursor.createdAt === '-infinity' || r.createdAt > cursor.createdAt).slice(0, limit);
@@ -97,12 +121,12 @@ class MemoryStatusStore implements OcspAnswerStore, RevocationFeedStore, OcspPro
   }
 }
 
-function site(options: { validityMs?: number; canWrite?: boolean } = {}) {
+function site(options: { validityMs?: number; canWrite?: boolean; cacheEntries?: number } = {}) {
   const store = new MemoryStatusStore();
   const signer = new CountingSigner();
   const signing = new OcspSigning(issuer, signer, options.validityMs);
   const canWrite = async () => options.canWrite ?? true;
-  const cache = new OcspAnswerCache();
+  const cache = new OcspAnswerCache(undefined, options.cacheEntries);
   const revocations = new OcspRevocationResigner(store, CA, signing, cache, canWrite);
   const responder = new OcspResponder(store, CA, issuer, signing, canWrite, cache, { revocations });
   const preProducer = new OcspPreProducer(store, CA, signing, canWrite, () => revocations.busy);
@@ -111,7 +135,8 @@ function site(options: { validityMs?: number; canWrite?: boolean } = {}) {
     const answer = await responder.respond(buildOcspRequest(buildCertId(alg, issuer, serial)));
     return { kind: answer.kind, entries: answer.kind === 'good' || answer.kind === 'revoked' || answer.kind === 'unknown' ? ocspResponseEntries(answer.der) : [] };
   };
-  return { store, signer, cache, revocations, responder, preProducer, refresher, ask };
+  const warmer = new OcspCacheWarmer(store, CA, issuer, cache);
+  return { store, signer, cache, revocations, responder, preProducer, refresher, warmer, ask };
 }
 
 describe('OCSP answering with in-memory ports', () => {
@@ -218,5 +243,98 @@ describe('pre-production and refresh', () => {
     s.store.revoke(serial);
     assert.equal(await s.refresher.refreshExpiring(), 1, 'a minute left is less than the refresh margin');
     assert.equal(s.store.responses.get(`sha1:${serial.toString('hex')}`)?.status, 'revoked');
+  });
+});
+
+describe('warming the cache from the store (the daemons produce in another process)', () => {
+  /** A responder process of its own over the same store: what the daemons stored is not in its cache. */
+  function otherProcess(s: ReturnType<typeof site>, cacheEntries?: number) {
+    const cache = new OcspAnswerCache(undefined, cacheEntries);
+    const responder = new OcspResponder(s.store, CA, issuer, new OcspSigning(issuer, s.signer), async () => true, cache);
+    const warmer = new OcspCacheWarmer(s.store, CA, issuer, cache);
+    const ask = async (serial: Buffer) => (await responder.respond(buildOcspRequest(buildCertId('sha1', issuer, serial)))).kind;
+    return { cache, responder, warmer, ask };
+  }
+
+  it('at start loads every stored response; the first requests are answered without a database read', async () => {
+    const s = site();
+    const serials = Array.from({ length: 6 }, () => s.store.issue());
+    s.store.revoke(serials[0]!);
+    assert.equal(await s.preProducer.preProduceNew({ settleMs: 0 }), 6);
+    const p = otherProcess(s);
+    assert.equal(p.warmer.status.state, 'cold');
+    assert.equal(await p.warmer.warmUp(), 6);
+    assert.deepEqual(p.warmer.status, { state: 'warm', warmedUp: 6, followed: 0, ended: 'read-all' });
+    const lookups = s.store.lookups;
+    assert.deepEqual(await Promise.all(serials.map(p.ask)), ['revoked', 'good', 'good', 'good', 'good', 'good']);
+    assert.equal(s.store.lookups, lookups, 'every answer came from the warmed cache');
+  });
+
+  it('loads nothing a lookup would not serve: another CA\'s, a stored status that is not the certificate\'s, a response naming another certificate, one near its nextUpdate', async () => {
+    const s = site();
+    const good = s.store.issue();
+    const foreign = s.store.issue('other');
+    const revokedLater = s.store.issue();
+    const swapped = s.store.issue();
+    await s.preProducer.preProduceNew({ settleMs: 0 });
+    await s.store.saveOcspResponses([{ ...s.store.responses.get(`sha1:${good.toString('hex')}`)!, serial: foreign }]);
+    // A "good" row left beside a revocation (the store deletes it in the revocation's transaction; a writer could put it back).
+    const before = s.store.responses.get(`sha1:${revokedLater.toString('hex')}`)!;
+    s.store.revoke(revokedLater);
+    s.store.responses.set(`sha1:${revokedLater.toString('hex')}`, before);
+    // Another certificate's signed response under this serial.
+    s.store.responses.set(`sha1:${swapped.toString('hex')}`, { ...s.store.responses.get(`sha1:${good.toString('hex')}`)!, serial: swapped });
+    const p = otherProcess(s);
+    assert.equal(await p.warmer.warmUp(), 1, 'only the good one');
+    assert.equal(p.cache.fresh('sha1', good)?.answer.kind, 'good');
+    for (const serial of [foreign, revokedLater, swapped]) assert.equal(p.cache.fresh('sha1', serial), undefined);
+    assert.equal(await p.ask(revokedLater), 'revoked');
+
+    const short = site({ validityMs: 60_000 });
+    short.store.issue();
+    await short.preProducer.preProduceNew({ settleMs: 0 });
+    assert.equal(await otherProcess(short).warmer.warmUp(), 0, 'a minute left is inside the refresh margin: looked up per request anyway');
+  });
+
+  it('stops at nine tenths of the cache\'s capacity', async () => {
+    const s = site();
+    for (let i = 0; i < 30; i++) s.store.issue();
+    await s.preProducer.preProduceNew({ settleMs: 0 });
+    const p = otherProcess(s, 10);
+    await p.warmer.warmUp();
+    assert.equal(p.cache.size, 9);
+    assert.equal(p.warmer.status.ended, 'cache-full');
+  });
+
+  it('a warmed "good" is not served once a revocation has committed, before any watcher ran', async () => {
+    const s = site();
+    const serial = s.store.issue();
+    await s.preProducer.preProduceNew({ settleMs: 0 });
+    const p = otherProcess(s);
+    await p.warmer.warmUp();
+    s.store.revoke(serial);
+    assert.equal(await p.ask(serial), 'revoked');
+  });
+
+  it('follows what is stored after it started (pre-produced elsewhere), and never puts a "good" over a revoked answer', async () => {
+    const s = site();
+    const p = otherProcess(s);
+    await p.warmer.warmUp();
+    const serials = Array.from({ length: 3 }, () => s.store.issue());
+    await s.preProducer.preProduceNew({ settleMs: 0 });
+    assert.equal(await p.warmer.follow(), false, 'no backlog left');
+    assert.equal(p.warmer.status.followed, 3);
+    const lookups = s.store.lookups;
+    assert.deepEqual(await Promise.all(serials.map(p.ask)), ['good', 'good', 'good']);
+    assert.equal(s.store.lookups, lookups);
+
+    // The cache holds a re-signed revocation; a "good" for it read in bulk before the revocation arrives late.
+    const late = s.store.responses.get(`sha1:${serials[1]!.toString('hex')}`)!;
+    s.store.revoke(serials[1]!);
+    await p.ask(serials[1]!);
+    assert.equal(p.cache.offer('sha1', serials[1]!, { der: late.der, kind: 'good', thisUpdate: new Date(Date.now() + 1000), nextUpdate: late.nextUpdate }, s.store.generation), false);
+    assert.equal(p.cache.fresh('sha1', serials[1]!)?.answer.kind, 'revoked');
+    assert.equal(await p.warmer.follow(), false);
+    assert.equal(await p.ask(serials[1]!), 'revoked');
   });
 });

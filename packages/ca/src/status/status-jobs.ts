@@ -1,5 +1,6 @@
 import type { DaemonJob } from '@fleetpki/core';
 import type { CrlPublisher } from './crl-publisher.js';
+import type { OcspCacheWarmer } from './ocsp-cache-warmer.js';
 import { OCSP_PASS_LIMITS, type OcspPreProducer } from './ocsp-preproducer.js';
 import type { OcspRefresher } from './ocsp-refresher.js';
 import type { OcspRevocationResigner } from './ocsp-revocations.js';
@@ -48,4 +49,12 @@ export function ocspRevocationsJob(resigner: OcspRevocationResigner, log: { info
       return false;
     },
   };
+}
+
+/**
+ * Loads into the responder's cache what was stored since its last pass (the daemons' pre-produced and
+ * refreshed responses, re-signed revocations): in the responder's process, on every site.
+ */
+export function ocspCacheFeedJob(warmer: OcspCacheWarmer, everyMs = 250): DaemonJob {
+  return { name: 'ocsp-cache-feed', everyMs, pass: () => warmer.follow() };
 }

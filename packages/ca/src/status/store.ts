@@ -12,6 +12,7 @@ import type {
   RevocationRequest,
   RevocationTarget,
   StoredOcspResponse,
+  StoredOcspResponsePage,
 } from '@fleetpki/store';
 
 // The status capability's ports: each caller sees only the store calls it makes (Boulder's
@@ -24,6 +25,16 @@ export interface OcspAnswerStore {
   /** Bumped by every revocation that revoked something: a cached "good" is served while it is unchanged. */
   revocationGeneration(): Promise<number>;
   saveOcspResponses(responses: readonly StoredOcspResponse[]): Promise<void>;
+}
+
+/** What warming the responder's cache reads: stored responses in pages, each with its certificate's status now. */
+export interface OcspWarmStore {
+  /** Valid beyond `validBeyond`, in (serial, hash algorithm) order after `after`: the warm-up at start. */
+  storedOcspResponsesBySerial(after: { serial: Buffer; hashAlg: 'sha1' | 'sha256' } | undefined, validBeyond: Date, limit: number): Promise<StoredOcspResponsePage>;
+  /** Stored after position `afterSeq` of the feed, in feed order: what the daemons wrote since. */
+  storedOcspResponsesSince(afterSeq: string, limit: number): Promise<StoredOcspResponsePage>;
+  /** The feed's last position written: a responder starting now follows from here. */
+  ocspResponseFeedPosition(): Promise<string>;
 }
 
 /** What re-signing revocations reads: the revocations made since a cursor. */
@@ -77,4 +88,4 @@ export interface RevocationStore {
   databaseNow(): Promise<Date>;
 }
 
-export type StatusStore = OcspAnswerStore & RevocationFeedStore & OcspProductionStore & CrlPublicationStore & StatusReadStore & RevocationStore;
+export type StatusStore = OcspAnswerStore & OcspWarmStore & RevocationFeedStore & OcspProductionStore & CrlPublicationStore & StatusReadStore & RevocationStore;

@@ -415,11 +415,12 @@ export async function saveOcspResponses(db: Queryable, given: readonly StoredOcs
   const responses = [...newest.values()];
   if (responses.length === 0) return;
   // Never a "good" for a revoked certificate, and never "good" over "revoked", whatever arrives late.
+  // A row written or rewritten takes the next position in the responders' feed (0042: stored_seq).
   await db.query(
     `INSERT INTO ocsp_responses (serial, hash_alg, status, this_update, next_update, der)
      SELECT t.* FROM unnest($1::bytea[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bytea[]) AS t(serial, hash_alg, status, this_update, next_update, der)
       WHERE t.status = 'revoked' OR NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = t.serial)
-     ON CONFLICT (serial, hash_alg) DO UPDATE SET status = EXCLUDED.status, this_update = EXCLUDED.this_update, next_update = EXCLUDED.next_update, der = EXCLUDED.der
+     ON CONFLICT (serial, hash_alg) DO UPDATE SET status = EXCLUDED.status, this_update = EXCLUDED.this_update, next_update = EXCLUDED.next_update, der = EXCLUDED.der, stored_seq = nextval('ocsp_response_feed')
        WHERE ocsp_responses.this_update <= EXCLUDED.this_update AND NOT (ocsp_responses.status = 'revoked' AND EXCLUDED.status = 'good')`,
     [responses.map((r) => r.serial), responses.map((r) => r.hashAlg), responses.map((r) => r.status), responses.map((r) => r.thisUpdate), responses.map((r) => r.nextUpdate), responses.map((r) => r.der)],
   );
