@@ -2,5 +2,5 @@
 # pnpm bench NAME [args]: runs scripts/bench-NAME.ts
 set -euo pipefail
 cd "$(dirname "$0")/.."
-name="${1:?usage: pnpm bench NAME [args] (enrol, batch, ocsp, crl, keys, sign, failover, cmp)}"; shift
+name="${1:?usage: pnpm bench NAME [args] (enrol, batch, ocsp, crl, keys, sign, failover, cmp, startup)}"; shift
 exec node --conditions=fleetpki-source --import tsx "scripts/bench-$name.ts" "$@"

@@ -7,4 +7,8 @@ bash scripts/setup.sh
 export PATH="$PWD/.fleetpki/tools/node_modules/.bin:$PATH"
 pnpm -s typecheck
 pnpm -s lint
+# The build first: `pnpm bench startup`'s smoke test starts programs from it too.
+pnpm -s build
 pnpm -s test
+# The tests that start programs, again against a production installation of that build (issue 34).
+FLEETPKI_PACKAGE_SKIP_BUILD=1 bash scripts/test-compiled.sh
