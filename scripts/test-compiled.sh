@@ -20,12 +20,15 @@ cd "$(dirname "$0")/.."
 files=(test/installation.test.ts test/service-database.test.ts test/batch.test.ts test/custody.test.ts test/standby-down.test.ts test/drills.test.ts)
 if [ "$#" -gt 0 ]; then files=("$@"); fi
 node_run=(node --conditions=fleetpki-source --import tsx)
-install=$(mktemp -d "${TMPDIR:-/tmp}/fleetpki-installation.XXXXXX")
+# FLEETPKI_INSTALLATION_DIR names one made before (pnpm package DIR), kept; else a temporary one.
+install="${FLEETPKI_INSTALLATION_DIR:-}"
+made=0
+if [ -z "$install" ]; then install=$(mktemp -d "${TMPDIR:-/tmp}/fleetpki-installation.XXXXXX"); made=1; fi
 finish() {
   "${node_run[@]}" scripts/lib/restart-agents.ts || true
-  rm -rf "$install"
+  if [ "$made" = 1 ]; then rm -rf "$install"; fi
 }
 trap finish EXIT
-bash scripts/package.sh "$install"
+if [ "$made" = 1 ]; then bash scripts/package.sh "$install"; fi
 FLEETPKI_RUNTIME=compiled "${node_run[@]}" scripts/lib/restart-agents.ts
 FLEETPKI_RUNTIME=compiled FLEETPKI_INSTALLATION_DIR="$install" bash scripts/run-tests.sh "${files[@]}"
