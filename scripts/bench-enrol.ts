@@ -13,7 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool as HttpPool } from 'undici';
-import { loadConfig } from '@fleetpki/core';
+import { entryPoint, loadConfig } from '@fleetpki/core';
 import { issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
 import { signRawKeyStatement } from '@fleetpki/manifest';
 import { createPool, setManufacturerManifestKey } from '@fleetpki/store';
@@ -143,7 +143,7 @@ await run.main(async () => {
   async function measureEst(factoryToken: string, estKeys: ReturnType<typeof generateDeviceKeys>, euiOf: (i: number) => string, firstEui: number) {
     run.begin(`EST: enrolling for ${seconds} s with ${clients} concurrent HTTPS clients (simpleenroll)`);
     if (!existsSync(join(config.api.tlsDir, 'server.pem'))) {
-      execFileSync(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', 'services/cli/src/main.ts', 'tls', 'server'], { stdio: 'ignore', env: { ...process.env, FLEETPKI_SITE: 'a', FLEETPKI_TOKEN: adminToken } });
+      execFileSync(process.execPath, [...entryPoint(config.repoRoot, 'cli'), 'tls', 'server'], { stdio: 'ignore', env: { ...process.env, FLEETPKI_SITE: 'a', FLEETPKI_TOKEN: adminToken } });
     }
     const tlsServer = run.track(startService(config, 'issuer-api', { FLEETPKI_SITE: 'a', FLEETPKI_API_TLS: 'on' }), 'issuer-api (TLS)');
     run.onCleanup(async () => {

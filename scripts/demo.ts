@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig } from '@fleetpki/core';
+import { entryPoint, loadConfig } from '@fleetpki/core';
 import { issueApiToken, postgresCustodyStore, registerSyntheticManufacturer, runCeremony } from '@fleetpki/ca';
 import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
 import { approvedSwitchoverForDrill, runFailback, runFailoverDrill } from '@fleetpki/drills';
@@ -233,7 +233,7 @@ const custodyDir = join(outDir, 'custodians');
 // Custody is a custodian's: the CLI takes their token.
 const custodianDb = createPool(config.sites.a.databaseUrl, { max: 1 });
 const custodianToken = await issueApiToken(custodianDb, { site: 'a', actor: 'demo', name: 'demo-custodian', role: 'custodian', manufacturerId: null, expiresDays: 1 }).finally(() => custodianDb.end());
-const fleetpki = (args: string[]) => execFileSync(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'services', 'cli', 'src', 'main.ts'), ...args], { encoding: 'utf8', env: { ...process.env, FLEETPKI_TOKEN: custodianToken } }).trim();
+const fleetpki = (args: string[]) => execFileSync(process.execPath, [...entryPoint(config.repoRoot, 'cli'), ...args], { encoding: 'utf8', env: { ...process.env, FLEETPKI_TOKEN: custodianToken } }).trim();
 console.log(`  ${fleetpki(['custody', 'create', '--custodians', '5', '--threshold', '3', '--out', custodyDir])}`);
 console.log(`  ${fleetpki(['custody', 'restore', '--site', 'b', '--share', join(custodyDir, 'custodian-1.share'), '--share', join(custodyDir, 'custodian-3.share'), '--share', join(custodyDir, 'custodian-5.share')])}`);
 const failedOverAt = Date.now();

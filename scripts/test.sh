@@ -8,4 +8,8 @@ source scripts/env.sh   # the Node and pnpm setup installed, for this shell too
 pnpm -s typecheck
 pnpm -s lint
 bash scripts/check-units.sh
+# The build first: `pnpm bench startup`'s smoke test starts programs from it too.
+pnpm -s build
 pnpm -s test
+# The tests that start programs, again against a production installation of that build (issue 34).
+FLEETPKI_PACKAGE_SKIP_BUILD=1 bash scripts/test-compiled.sh

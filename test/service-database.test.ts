@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { FleetConfig } from '@fleetpki/core';
+import { entryPoint, type FleetConfig } from '@fleetpki/core';
 import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
 import { createPool, insertCa, listCas, migrate, type Pool } from '@fleetpki/store';
 import { ensureCa, siteAPool } from './support/ca.js';
@@ -40,7 +40,7 @@ after(async () => {
 /** Runs a service to its start-up failure and returns its exit code and stderr. */
 function failingStart(env: NodeJS.ProcessEnv): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'services', 'status-responder', 'src', 'main.ts')], { env: { ...process.env, FLEETPKI_LOG_LEVEL: 'warn', ...env }, timeout: 60_000 }, (err, _stdout, stderr) =>
+    execFile(process.execPath, entryPoint(config.repoRoot, 'status-responder'), { env: { ...process.env, FLEETPKI_LOG_LEVEL: 'warn', ...env }, timeout: 60_000 }, (err, _stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
     );
   });

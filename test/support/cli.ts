@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { findRepoRoot } from '@fleetpki/core';
+import { entryPoint, findRepoRoot } from '@fleetpki/core';
 
 export interface CliResult {
   readonly code: number;
@@ -17,7 +16,7 @@ export function cli(args: readonly string[], env: NodeJS.ProcessEnv = {}, timeou
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--conditions=fleetpki-source', '--import', 'tsx', join(root, 'services', 'cli', 'src', 'main.ts'), ...args],
+      [...entryPoint(root, 'cli'), ...args],
       { env: { ...process.env, FLEETPKI_LOG_LEVEL: 'warn', ...env }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );

@@ -6,6 +6,6 @@ export { DEFAULT_CONFIG_FILE, configFilePath, readConfigFile } from './config/fi
 export { envSchema, type FleetEnv } from './config/env.js';
 export { DEFAULT_PKCS11_MODULE } from './config/sites.js';
 export { secretFile } from './config/sources.js';
-export { findRepoRoot, loadConfig, loadDeployment } from './config/load.js';
+export { INSTALLATION_MARKER, findRepoRoot, loadConfig, loadDeployment } from './config/load.js';
 export { EXAMPLE_CONFIG } from './config/example.js';
 export { describeConfig, renderConfigFile } from './config/describe.js';

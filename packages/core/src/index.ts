@@ -4,6 +4,7 @@ export * from './key-role.js';
 export * from './config.js';
 export * from './device-key-bundle.js';
 export * from './run-service.js';
+export * from './runtime.js';
 export * from './worker-pool.js';
 export * from './progress-deadline.js';
 export * from './drill-start-message.js';

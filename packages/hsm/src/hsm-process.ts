@@ -1,5 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { moduleNodeFlags } from '@fleetpki/core';
 import { HsmError } from './errors.js';
 import type { HsmChildOperations } from './hsm-process-child.js';
 
@@ -45,10 +46,9 @@ export class HsmProcess {
 
   static async start(instance: HsmInstance): Promise<HsmProcess> {
     const here = fileURLToPath(import.meta.url);
-    const fromSource = here.endsWith('.ts');
     const child = fork(here.replace(/hsm-process\.(ts|js)$/, `hsm-process-child.$1`), [], {
       // Sources run through tsx, as the parent does; a build runs the emitted JavaScript.
-      execArgv: fromSource ? ['--conditions=fleetpki-source', '--import', 'tsx'] : [],
+      execArgv: moduleNodeFlags(here),
       // Only what the module needs: no PIN variable, no other site's configuration.
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...(instance.softhsmConf ? { SOFTHSM2_CONF: instance.softhsmConf } : {}) },
       serialization: 'advanced',

@@ -1,17 +1,19 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import type { FleetConfig, SiteId } from '@fleetpki/core';
+import { entryPoint, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { inNetns } from './exec.js';
 import { deploymentFile } from './deployment-file.js';
 
-/** Starts a service (services/NAME/src/main.ts) as its own process, as it runs in production. */
+/**
+ * Starts a service as its own process, as it runs in production: its build (services/NAME/dist/main.js)
+ * or its sources through tsx, as FLEETPKI_RUNTIME says (entryPoint).
+ */
 export function startService(config: FleetConfig, name: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
   // FLEETPKI_SERVICE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the service under load.
   const extra = process.env.FLEETPKI_SERVICE_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   // On the site's own host: its network namespace when the sites run in namespaces.
   const site = (env.FLEETPKI_SITE ?? process.env.FLEETPKI_SITE ?? config.site) as SiteId;
-  const [file, args] = inNetns(config.sites[site]?.netns, process.execPath, [...extra, '--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'services', name, 'src', 'main.ts')]);
+  const [file, args] = inNetns(config.sites[site]?.netns, process.execPath, [...extra, ...entryPoint(config.repoRoot, name)]);
   // The deployment's file, when `sites up` wrote one (a caller's FLEETPKI_CONFIG wins).
   const configFile = existsSync(deploymentFile(config)) ? { FLEETPKI_CONFIG: deploymentFile(config) } : {};
   const child = spawn(file, args, {

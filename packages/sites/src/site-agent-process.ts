@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FleetConfig, SiteConfig } from '@fleetpki/core';
+import { entryPoint, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { inNetns } from './exec.js';
 import { writeDeploymentFile } from './deployment-file.js';
 import { livePid, removePidFile, writePidFile } from './pid-file.js';
@@ -24,7 +24,7 @@ export function ensureAgent(config: FleetConfig, site: SiteConfig): 'started' | 
   mkdirSync(site.dir, { recursive: true });
   const log = openSync(agentLogFile(site), 'a');
   // The state folder on the command line marks it as ours (sitesDown's sweep of leftovers finds it).
-  const [file, args] = inNetns(site.netns, process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', join(config.repoRoot, 'services', 'site-agent', 'src', 'main.ts'), `--state-dir=${config.stateDir}`]);
+  const [file, args] = inNetns(site.netns, process.execPath, [...entryPoint(config.repoRoot, 'site-agent'), `--state-dir=${config.stateDir}`]);
   const child = spawn(file, args, {
     cwd: config.repoRoot,
     env: { ...process.env, FLEETPKI_CONFIG: writeDeploymentFile(config).path, FLEETPKI_SITE: site.id, FLEETPKI_STATE_DIR: config.stateDir },

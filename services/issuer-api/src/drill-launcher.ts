@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type DrillStartMessage, FleetError, type FleetConfig } from '@fleetpki/core';
+import { type DrillStartMessage, entryPoint, FleetError, type FleetConfig, moduleNodeFlags } from '@fleetpki/core';
 
 /** How long a drill process may take to start and answer whether it holds the drill lock. */
 const START_TIMEOUT_MS = 60_000;
@@ -21,17 +21,19 @@ export interface DrillLaunch {
  * figures land in drill_runs when it ends, where the console's drills page shows them. Who may start it
  * (two administrators) is the caller's to check.
  */
-export async function launchFailoverDrill(config: FleetConfig, options: { devices: number; startedBy: string }, cliMain = join(config.repoRoot, 'services', 'cli', 'src', 'main.ts')): Promise<DrillLaunch> {
+export async function launchFailoverDrill(config: FleetConfig, options: { devices: number; startedBy: string }, cliMain?: string): Promise<DrillLaunch> {
   if (!config.console.drills) {
     throw new FleetError('DRILLS_DISABLED', 'drills start from the API only on a test deployment (FLEETPKI_CONSOLE_DRILLS=on); elsewhere run `pnpm fleetpki drill failover` where the sites are', { httpStatus: 403 });
   }
+  // The CLI as this deployment runs its programs (entryPoint); a test passes a stand-in file.
+  const cli = cliMain === undefined ? entryPoint(config.repoRoot, 'cli') : [...moduleNodeFlags(cliMain), cliMain];
   const dir = join(config.deploymentDir, 'drill');
   mkdirSync(dir, { recursive: true });
   const log = join(dir, `console-failover-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(3).toString('hex')}.log`);
   const out = openSync(log, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, ['--conditions=fleetpki-source', '--import', 'tsx', cliMain, 'drill', 'failover', '--devices', String(options.devices), '--started-by', options.startedBy], {
+    child = spawn(process.execPath, [...cli, 'drill', 'failover', '--devices', String(options.devices), '--started-by', options.startedBy], {
       cwd: config.repoRoot,
       detached: true,
       // The fourth is the IPC channel the drill answers on (started, or refused and why).

@@ -11,13 +11,19 @@ import { checkPlacesDiffer, resolveEtcdMembers, resolveSite } from './sites.js';
 import { secretFile } from './sources.js';
 import { HOST_SERVICES, NETNS_HOSTS, TLS_PARTS, type FleetConfig, type SecretFiles, type SiteId, type TlsFiles } from './types.js';
 
-/** The repository root: the folder holding pnpm-workspace.yaml above this file (src/ or dist/). */
+/** Marks the root of an installation (scripts/package.sh): the build of every service, no sources. */
+export const INSTALLATION_MARKER = 'fleetpki-installation.json';
+
+/**
+ * The repository root: the folder holding pnpm-workspace.yaml above this file (src/ or dist/), or, in
+ * an installation, the folder holding its marker (services/NAME/dist/, migrations/).
+ */
 export function findRepoRoot(start = dirname(fileURLToPath(import.meta.url))): string {
   let dir = start;
   for (;;) {
-    if (existsSync(join(dir, 'pnpm-workspace.yaml'))) return dir;
+    if (existsSync(join(dir, 'pnpm-workspace.yaml')) || existsSync(join(dir, INSTALLATION_MARKER))) return dir;
     const parent = dirname(dir);
-    if (parent === dir) throw new FleetError('CONFIG_INVALID', `no pnpm-workspace.yaml above ${start}`);
+    if (parent === dir) throw new FleetError('CONFIG_INVALID', `no pnpm-workspace.yaml or ${INSTALLATION_MARKER} above ${start}`);
     dir = parent;
   }
 }
