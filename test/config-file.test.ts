@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig, type FleetConfig } from '@fleetpki/core';
 import { agentPid, deploymentFile, stopProcess, waitForHttp } from '@fleetpki/sites';
+import type { Pool } from '@fleetpki/store';
+import { ensureCa, siteAPool } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
 
 /**
@@ -15,6 +17,7 @@ import { ensureSites } from './support/sites.js';
  */
 let config: FleetConfig;
 let file: string;
+let pool: Pool;
 const scratch = mkdtempSync(join(tmpdir(), 'fleetpki-config-file-'));
 
 // Generous waits: on a loaded machine a tsx service took minutes to start (CPU, not this code); the test
@@ -36,9 +39,15 @@ function run(script: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; 
 before(async () => {
   config = await ensureSites();
   file = deploymentFile(config);
+  // The status responder serves a CA's status: the deployment's CA, made once.
+  pool = siteAPool(config);
+  await ensureCa(config, pool);
 });
 
-after(() => rmSync(scratch, { recursive: true, force: true }));
+after(async () => {
+  await pool?.end();
+  rmSync(scratch, { recursive: true, force: true });
+});
 
 describe('the configuration file of the local sites', () => {
   it('is written by `sites up` and describes the same topology the variables do', () => {
@@ -75,8 +84,10 @@ describe('the configuration file of the local sites', () => {
       env: fileOnlyEnv({ FLEETPKI_CONFIG: file, FLEETPKI_SITE: 'a', FLEETPKI_STATUS_PORT_A: String(port) }),
       stdio: ['ignore', 'inherit', 'inherit'],
     });
+    const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`the status responder exited (${code}) before it answered`))));
+    exited.catch(() => undefined); // stopped by us at the end: not a failure
     try {
-      await waitForHttp(`http://${config.sites.a.statusHost}:${port}/healthz`, 600_000);
+      await Promise.race([waitForHttp(`http://${config.sites.a.statusHost}:${port}/healthz`, 600_000), exited]);
     } finally {
       await stopProcess(child);
     }
