@@ -14,7 +14,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './lib/free-port.js';
 import { parseArgs } from 'node:util';
 import { entryPoint, loadConfig, type Runtime } from '@fleetpki/core';
 import { ensureAgent, stopAgent, stopProcess } from '@fleetpki/sites';
@@ -32,17 +32,6 @@ const RUNTIMES: readonly Runtime[] = ['compiled', 'source'];
 interface Sample {
   readonly ms: number;
   readonly rssMb: number;
-}
-
-/** A free TCP port on loopback (the services must not meet the sites' own, or another run's). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.once('error', reject);
-  });
 }
 
 /** Resident memory of a process and all its descendants, in MB (from /proc). */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../scripts/lib/free-port.js';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { INSTALLATION_MARKER, type FleetConfig } from '@fleetpki/core';
@@ -39,16 +39,6 @@ function hostEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const fleetpki = Object.entries(process.env).filter(([k]) => k.startsWith('FLEETPKI_') && k !== 'FLEETPKI_RUNTIME' && k !== 'FLEETPKI_INSTALLATION_DIR');
   // The sites' clusters and tokens are the repository's (an installation's own state folder would be empty).
   return { ...Object.fromEntries(fleetpki), PATH: '/usr/local/bin:/usr/bin:/bin', HOME: process.env.HOME ?? '/root', FLEETPKI_STATE_DIR: config.stateDir, FLEETPKI_LOG_LEVEL: 'warn', ...extra };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.once('error', reject);
-  });
 }
 
 /** Every package folder of an installation's programs: node_modules/.pnpm/<name@version>/node_modules/<name>. */
@@ -121,7 +111,7 @@ describe('the production installation', { skip }, () => {
 
   for (const service of SERVICES) {
     it(`${service} reaches ready from the installation`, async () => {
-      const env = hostEnv({ FLEETPKI_SITE: 'a', FLEETPKI_API_PORT_A: String(await freePort()), FLEETPKI_STATUS_PORT_A: String(await freePort()), FLEETPKI_WORKER_RECONCILE: '0' });
+      const env = hostEnv({ FLEETPKI_SITE: 'a', FLEETPKI_API_PORT_A: String(await freePort()), FLEETPKI_STATUS_PORT_A: String(await freePort()) });
       const child = spawn(process.execPath, [join(install!, 'services', service, 'dist', 'main.js')], { cwd: install, env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
       let stderr = '';
       child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
