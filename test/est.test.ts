@@ -392,7 +392,8 @@ describe('EST refusals write nothing', () => {
       const answer = JSON.parse(res.body) as { code: string; message: string; details: { activeSite: string; activeUrl: string } };
       assert.equal(answer.code, 'SITE_STANDBY');
       assert.equal(answer.details.activeSite, 'a');
-      assert.equal(answer.details.activeUrl, `https://${config.sites.a.host}:${config.sites.a.apiPort}`);
+      // The active site's URL as the configuration names it (sites.a.api.url, or derived from api.tls).
+      assert.equal(answer.details.activeUrl, config.sites.a.apiUrl);
       assert.deepEqual(await rowsFor(eui64), { intents: 0, certificates: 0, devices: 0 });
     } finally {
       await standby.close();

@@ -12,7 +12,7 @@ import { syntheticEui64 } from '@fleetpki/manifest';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites, waitFor } from './support/sites.js';
-import { createStatusSite, type StatusSiteRuntime } from './support/status.js';
+import { createStatusSite, type StatusSiteRuntime, preProduceFor } from './support/status.js';
 
 /**
  * Issue 40.1: a request's CertID bytes must never reach a response that others are served. The
@@ -200,7 +200,7 @@ function assertRefused(answers: readonly { name: string; answer: string }[]): vo
 describe('OCSP CertIDs are canonical: no request decides what others are answered', () => {
   it('a revoked meter: poisoning requests before and after the revocation is re-signed leave SHA-1 and SHA-256 answers revoked for everyone', async () => {
     const device = await enrolDevice();
-    await status.preProducer!.preProduceNew({ settleMs: 0 });
+    await preProduceFor(status, pool, [device.serial]);
     const outcome = await officer.revoke({ serials: [device.serial] }, 'keyCompromise');
     assert.equal(outcome.revoked, 1);
     // The revocation has committed; the responder has not picked it up yet.
@@ -214,14 +214,14 @@ describe('OCSP CertIDs are canonical: no request decides what others are answere
   it('a good certificate, before its response is pre-produced: poisoning requests leave SHA-1 and SHA-256 answers good and parseable', async () => {
     const device = await enrolDevice();
     const answers = await poison(device);
-    await status.preProducer!.preProduceNew({ settleMs: 0 });
+    await preProduceFor(status, pool, [device.serial]);
     await assertEveryoneSees(device, 'good');
     assertRefused(answers);
   });
 
   it('a good certificate after pre-production, then revoked: poisoning between the two changes nothing', async () => {
     const device = await enrolDevice();
-    await status.preProducer!.preProduceNew({ settleMs: 0 });
+    await preProduceFor(status, pool, [device.serial]);
     const answers = await poison(device);
     await assertEveryoneSees(device, 'good');
     await officer.revoke({ serials: [device.serial] }, 'superseded');
@@ -238,13 +238,13 @@ describe('OCSP CertIDs are canonical: no request decides what others are answere
       assert.ok(answer.includes(canonical), `${alg}: the answer names the certificate by the canonical CertID`);
       assert.match(await opensslReads(answer, device, alg, `${alg}-absent`), /: good\b/);
     }
-    await status.preProducer!.preProduceNew({ settleMs: 0 });
+    await preProduceFor(status, pool, [device.serial]);
     await assertEveryoneSees(device, 'good');
   });
 
   it('a stored response that does not name its certificate by the canonical CertID (stored before this fix) is not served, and is replaced', async () => {
     const [device, other] = [await enrolDevice(), await enrolDevice()];
-    await status.preProducer!.preProduceNew({ settleMs: 0 });
+    await preProduceFor(status, pool, [device.serial, other.serial]);
     // The row a poisoning request left behind, as far as this responder can tell: a signed response
     // whose CertID is not this certificate's canonical one (here: another certificate's).
     await pool.query(

@@ -9,7 +9,7 @@ import { generateDeviceKeys } from '@fleetpki/x509';
 import { syntheticEui64 } from '@fleetpki/manifest';
 import { createToken, ensureCa, openssl, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
-import { createStatusSite, type StatusSiteRuntime } from './support/status.js';
+import { createStatusSite, type StatusSiteRuntime, preProduceFor } from './support/status.js';
 
 /**
  * Review (branch review-1): what the status data in the store lets a database role do to relying
@@ -76,7 +76,7 @@ describe('review: status data a database role can put back', () => {
   it('fleetpki_status cannot make a revoked meter read "good": an old signed response stored under status "revoked" is not served', async () => {
     const device = await enrolDevice();
     const serial = Buffer.from(device.serial, 'hex');
-    await status.preProducer!.preProduceNew({ settleMs: 0 });
+    await preProduceFor(status, pool, [device.serial]);
     const { rows } = await pool.query<{ der: Buffer }>(`SELECT der FROM ocsp_responses WHERE serial = $1 AND hash_alg = 'sha1' AND status = 'good'`, [serial]);
     const oldGood = rows[0]!.der; // also what any relying party fetched before the revocation
     assert.equal((await officer.revoke({ serials: [device.serial] }, 'keyCompromise')).revoked, 1);

@@ -2,6 +2,7 @@ import { openStatusSite, type StatusSite } from '@fleetpki/ca';
 import type { FleetConfig } from '@fleetpki/core';
 import { STATUS_JOBS, openSiteDaemons, type SiteDaemons } from '@fleetpki/daemons';
 import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
+import type { Pool } from '@fleetpki/store';
 
 /**
  * A site's status side in the test process, as production runs it in two: the status responder
@@ -53,4 +54,19 @@ export async function createStatusSite(config: FleetConfig, options: { logger?: 
       await site.close();
     },
   };
+}
+
+/**
+ * Runs the site's OCSP pre-producer until every one of `serials` (hex) has a stored SHA-1 response. A
+ * site opened here walks the certificates from the oldest (as a daemon starting on a real site does),
+ * so in a database the rest of the suite has filled one pass of 2 s may not reach a test's own devices.
+ */
+export async function preProduceFor(status: Pick<StatusSiteRuntime, 'preProducer'>, pool: Pool, serials: readonly string[]): Promise<void> {
+  const wanted = serials.map((s) => Buffer.from(s, 'hex'));
+  for (let pass = 0; pass < 200; pass++) {
+    await status.preProducer!.preProduceNew({ settleMs: 0, limit: 20_000, budgetMs: 10_000 });
+    const { rows } = await pool.query<{ n: string }>(`SELECT count(*)::text AS n FROM ocsp_responses WHERE hash_alg = 'sha1' AND serial = ANY($1::bytea[])`, [wanted]);
+    if (Number(rows[0]!.n) === wanted.length) return;
+  }
+  throw new Error(`the pre-producer did not reach ${serials.join(', ')} in 200 passes`);
 }

@@ -131,7 +131,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   // The other site is named with this one's scheme: both sites serve the API the same way. Every route
   // asks the guard (a few small queries a second at most): on the reserved pool, so that a busy general
   // pool never keeps a revocation, or /readyz, waiting on it.
-  const guard = new SiteGuard(reservedPool, { ...deps.config, api: { ...deps.config.api, tls: deps.tls !== undefined } }, deps.lease);
+  const guard = new SiteGuard(reservedPool, deps.config, deps.lease);
   installWriteDeadline(app, guard, deps.config.writeWaitMs);
   guard.onWritesBlocked = (blocked) => {
     metrics.writesBlocked.set(blocked ? 1 : 0);
