@@ -1,4 +1,4 @@
-// Lint rules, including the architecture's boundaries (ARCHITECTURE.md, Layout): one package owns each
+// Lint rules, including the architecture's boundaries (../shared/ARCHITECTURE.md, Layout): one package owns each
 // outside system, and services never import each other. A boundary is checked here, not by memory.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
@@ -9,7 +9,7 @@ const OWNERS = {
   'packages/hsm': ['graphene-pk11', 'pkcs11js'],
   'packages/queue': ['bullmq', 'ioredis'],
 };
-const SERVICES = ['issuer-api', 'batch-worker', 'status-responder', 'daemons', 'crl-publisher', 'cli'];
+const SERVICES = ['issuer-api', 'batch-worker', 'status-responder', 'daemons', 'site-agent', 'cli'];
 
 /**
  * ca is the only door to the database (issue 37): services, the CLI and ca's capability code call ca,

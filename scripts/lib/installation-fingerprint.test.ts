@@ -44,10 +44,10 @@ describe('installation fingerprint', () => {
   });
 
   it('keeps the clusters data out and the installation own files in', () => {
-    for (const path of ['site-a', 'site-a/pg/postmaster.pid', 'site-b/pg-log/postgresql.log', 'site-a/redis/redis.pid', 'site-a/etcd/data/member/wal/0.wal', 'site-b/agent.pid', 'site-a/agent.log', 'site-a/etcd-a.log', 'site-a/hsm', 'site-a/hsm/tokens/8a4f/token.object', 'site-b/hsm/softhsm2.conf', 'witness/etcd-witness.log', 'root-hsm/tokens/2c0f/generation', 'topology.json']) {
+    for (const path of ['site-a', 'site-a/pg/postmaster.pid', 'site-b/pg-log/postgresql.log', 'site-a/redis/redis.pid', 'site-a/etcd/data/member/wal/0.wal', 'site-b/agent.pid', 'site-a/agent.log', 'site-a/etcd-a.log', 'site-a/hsm', 'site-a/hsm/tokens/8a4f/token.object', 'site-b/hsm/softhsm2.conf', 'witness/etcd-witness.log', 'root-hsm/tokens/2c0f/generation', 'topology.json', 'tools', 'tools/node/bin/node']) {
       assert.equal(isClusterPath(path), true, path);
     }
-    for (const path of ['tls/site-a/server.pem', 'tls/site-a/clients-ca.pem', 'custodians/fleetpki-root.pin', 'secrets/hsm-a.pin', 'root-hsm/softhsm2.conf', 'audit-checkpoints.ndjson', 'drill/console-drill.pid', 'site-a/pgdump.sql', 'site-ab', 'demo/root.pem', 'bench/manifest.ndjson']) {
+    for (const path of ['tls/site-a/server.pem', 'tls/site-a/clients-ca.pem', 'custodians/fleetpki-root.pin', 'secrets/hsm-a.pin', 'root-hsm/softhsm2.conf', 'audit-checkpoints.ndjson', 'drill/console-drill.pid', 'site-a/pgdump.sql', 'site-ab', 'demo/root.pem', 'bench/manifest.ndjson', 'toolsx', 'site-a/tools']) {
       assert.equal(isClusterPath(path), false, path);
     }
   });

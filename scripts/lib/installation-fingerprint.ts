@@ -34,7 +34,8 @@ export interface FingerprintComparison {
  * Redis, the etcd members and their logs, the site agents' pid files and logs, which site is primary, and
  * the SoftHSM token directories (every deployment's tokens live side by side
  * there, and SoftHSM rewrites a token's files on mere reading: the installation's own tokens are
- * fingerprinted by their objects instead).
+ * fingerprinted by their objects instead). Also the Node.js runtime setup installs (tools/: 190 MB of
+ * a registry package, not the installation's data; hashing it cost every run seconds).
  */
 const CLUSTER_PATHS: readonly RegExp[] = [
   /^site-[ab]$/,
@@ -43,6 +44,7 @@ const CLUSTER_PATHS: readonly RegExp[] = [
   /^witness(\/|$)/,
   /^root-hsm\/tokens(\/|$)/,
   /^topology\.json$/,
+  /^tools(\/|$)/,
 ];
 
 export function isClusterPath(relativePath: string): boolean {

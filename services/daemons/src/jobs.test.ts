@@ -72,6 +72,21 @@ describe('openSiteDaemons', () => {
     assert.deepEqual(closed, ['status']);
   });
 
+  it('status jobs without the CA key: blind once the site may act (main.ts exits to be restarted, /healthz 503), not while it is a standby', async () => {
+    let acts = false;
+    const { seams: s } = seams();
+    const standbyFirst = { ...s, openStatusSite: async () => ({ ...(await s.openStatusSite()), canAct: async () => acts }) as StatusSite };
+    const daemons = await openSiteDaemons(config, { only: ['crl-publisher', 'audit-sealer'], logger: false, seams: standbyFirst });
+    assert.deepEqual(daemons.unavailable, ['crl-publisher']);
+    assert.equal(await daemons.blindWhileActive(), false, 'a standby without the key publishes nothing anyway');
+    acts = true;
+    assert.equal(await daemons.blindWhileActive(), true, 'the active site would publish no CRL');
+    await daemons.close();
+    const reconcilersOnly = await openSiteDaemons(config, { only: ['batch-outbox'], logger: false, seams: seams().seams });
+    assert.equal(await reconcilersOnly.blindWhileActive(), false, 'no status job selected: no key needed');
+    await reconcilersOnly.close();
+  });
+
   it('--only batch-outbox opens the worker role and the queue, not the status site (no HSM)', async () => {
     const { opened, closed, seams: s } = seams();
     const daemons = await openSiteDaemons(config, { only: ['batch-outbox'], logger: false, seams: s });

@@ -34,7 +34,8 @@ export async function serveDaemonMetrics(daemons: SiteDaemons, host: string, por
       if (req.url === '/metrics') {
         res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
       } else if (req.url === '/healthz') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok', daemons: daemons.stats(), unavailable: daemons.unavailable, leases: daemons.leases() }));
+        const blind = await daemons.blindWhileActive();
+        res.writeHead(blind ? 503 : 200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: blind ? 'blind' : 'ok', daemons: daemons.stats(), unavailable: daemons.unavailable, leases: daemons.leases() }));
       } else res.writeHead(404).end();
     })().catch(() => res.writeHead(500).end());
   });

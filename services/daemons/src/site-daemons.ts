@@ -15,6 +15,13 @@ export interface SiteDaemons extends StatusProducers {
   /** Job names the site cannot run now (no CA key in its HSM, or turned off in the configuration), logged at start. */
   readonly unavailable: readonly string[];
   start(): void;
+  /**
+   * True when this site may act now (active, lease held) while a selected job could not get the CA key
+   * at start (the key was not yet in this site's HSM, or the HSM failed then): the process must be
+   * restarted to open it again, or the active site publishes no CRL and pre-produces nothing while
+   * looking healthy (an outside review, issue 37). main.ts exits on it; /healthz answers 503.
+   */
+  blindWhileActive(): Promise<boolean>;
   /** One pass of each daemon, in registry order, after its leader check: the deterministic tick of tests and scripts. */
   runOnce(): Promise<void>;
   stats(): DaemonStats[];
@@ -119,6 +126,10 @@ export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsO
       unavailable,
       start() {
         for (const d of daemons) d.start();
+      },
+      async blindWhileActive() {
+        if (!statusSite || statusSite.site.keyStore !== undefined || !unavailable.some((n) => JOBS[n]!.role === 'status')) return false;
+        return statusSite.site.canAct();
       },
       async runOnce() {
         for (const d of daemons) await d.runOnce();

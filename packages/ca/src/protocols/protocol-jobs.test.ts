@@ -58,4 +58,26 @@ describe('protocol DaemonJobs', () => {
     assert.deepEqual(revoked.map((r) => [r.serials.length, r.reason, r.requestedBy, r.manufacturerId]), [[1_000, 4, 'issuer-api:b', null], [500, 4, 'issuer-api:b', null]]);
     assert.deepEqual(told, [1_000, 500]);
   });
+
+  it('estSupersededRevoker: a full page of which nothing is revoked (all revoked meanwhile, or none found) is no backlog: passes do not run back to back', async () => {
+    const page = Array.from({ length: 1_000 }, (_, i) => Buffer.from([0x7b, i >> 8, i & 0xff]));
+    const told: number[] = [];
+    let asked = 0;
+    const job = estSupersededRevoker({
+      store: { supersededUnrevoked: async () => page },
+      revocations: {
+        async revoke() {
+          asked++;
+          return { revoked: 0, alreadyRevoked: 0, notFound: page, shards: [] };
+        },
+      },
+      graceSeconds: 60,
+      actor: 'daemons:a',
+      everyMs: 1_000,
+      onRevoked: (n) => told.push(n),
+    });
+    assert.equal(await job.pass(), false);
+    assert.equal(asked, 1);
+    assert.deepEqual(told, [], 'nothing revoked: nothing to tell');
+  });
 });

@@ -55,9 +55,11 @@ export function estSupersededRevoker(deps: {
     async pass() {
       const superseded = await deps.store.supersededUnrevoked(deps.graceSeconds, SUPERSEDED_PAGE);
       if (superseded.length === 0) return false;
-      await deps.revocations.revoke({ target: { kind: 'serials', serials: superseded }, reason: REASON_SUPERSEDED, requestedBy: deps.actor, manufacturerId: null });
-      deps.onRevoked?.(superseded.length);
-      return superseded.length === SUPERSEDED_PAGE;
+      const outcome = await deps.revocations.revoke({ target: { kind: 'serials', serials: superseded }, reason: REASON_SUPERSEDED, requestedBy: deps.actor, manufacturerId: null });
+      if (outcome.revoked > 0) deps.onRevoked?.(outcome.revoked);
+      // More waits only if this pass made progress: a full page of which nothing could be revoked would
+      // come back first next time too, and passes back to back would hold the revocation lock for nothing.
+      return outcome.revoked > 0 && superseded.length === SUPERSEDED_PAGE;
     },
   };
 }

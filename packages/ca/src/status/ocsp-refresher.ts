@@ -18,7 +18,7 @@ export class OcspRefresher {
   async refreshExpiring(limit: number = OCSP_PASS_LIMITS.refresh): Promise<number> {
     const signing = this.signing;
     if (!signing || !(await this.canWrite())) return 0;
-    const due = await this.store.ocspResponsesExpiringBefore(new Date(Date.now() + this.refreshBeforeMs), limit);
+    const due = await this.store.ocspResponsesExpiringBefore(this.caId, new Date(Date.now() + this.refreshBeforeMs), limit);
     const withStatus = await Promise.all(due.map(async (item) => ({ ...item, status: ocspStatusOf(await this.store.certificateStatus(item.serial), this.caId) })));
     await signing.produceAndStore((responses) => this.store.saveOcspResponses(responses), withStatus);
     return due.length;

@@ -51,7 +51,20 @@ class MemoryStatusStore implements OcspAnswerStore, RevocationFeedStore, OcspPro
   readonly revocations: { serial: Buffer; caId: string; revokedAt: Date; reason: number; createdAt: string }[] = [];
   generation = 0;
   lookups = 0;
+  /** Passes of re-signing revocations under way (the lock the daemons look at), and how many ran. */
+  resigning = 0;
+  resigningPasses = 0;
   private issued = 0;
+
+  async whileResigningRevocations<T>(fn: () => Promise<T>): Promise<T> {
+    this.resigning++;
+    this.resigningPasses++;
+    try {
+      return await fn();
+    } finally {
+      this.resigning--;
+    }
+  }
 
   issue(caId = CA): Buffer {
     const serial = Buffer.from(`7f${(++this.issued).toString(16).padStart(14, '0')}`, 'hex');
@@ -116,8 +129,8 @@ class MemoryStatusStore implements OcspAnswerStore, RevocationFeedStore, OcspPro
       .slice(0, limit)
       .map(([hex, c]) => ({ serial: Buffer.from(hex, 'hex'), issuedAt: c.issuedAt, revokedAt: c.revokedAt, reason: c.reason, hasResponse: this.responses.has(`sha1:${hex}`) }));
   }
-  async ocspResponsesExpiringBefore(before: Date, limit: number) {
-    return [...this.responses.values()].filter((r) => r.nextUpdate < before).slice(0, limit).map((r) => ({ serial: r.serial, hashAlg: r.hashAlg }));
+  async ocspResponsesExpiringBefore(caId: string, before: Date, limit: number) {
+    return [...this.responses.values()].filter((r) => r.nextUpdate < before && this.certs.get(r.serial.toString('hex'))?.caId === caId).slice(0, limit).map((r) => ({ serial: r.serial, hashAlg: r.hashAlg }));
   }
 }
 

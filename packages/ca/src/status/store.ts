@@ -41,6 +41,13 @@ export interface OcspWarmStore {
 export interface RevocationFeedStore {
   revocationsSince(cursor: RevocationCursor, limit: number): Promise<{ serial: Buffer; caId: string; revokedAt: Date; reason: number; createdAt: string }[]>;
   saveOcspResponses(responses: readonly StoredOcspResponse[]): Promise<void>;
+  /** Runs `fn` while the site's daemons can see that revocations are being re-signed (they wait). */
+  whileResigningRevocations<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+/** What the daemons' signing jobs ask before a pass: is a responder re-signing revocations now? */
+export interface ResigningProbe {
+  revocationsBeingResigned(): Promise<boolean>;
 }
 
 /** What pre-producing and refreshing OCSP responses read and write. */
@@ -48,7 +55,7 @@ export interface OcspProductionStore {
   revocationGeneration(): Promise<number>;
   certificateStatus(serial: Buffer): Promise<CertificateStatusRow | undefined>;
   certificatesIssuedAfter(caId: string, cursor: IssueCursor, until: Date, limit: number): Promise<IssuedCertificateStatus[]>;
-  ocspResponsesExpiringBefore(before: Date, limit: number): Promise<{ serial: Buffer; hashAlg: 'sha1' | 'sha256' }[]>;
+  ocspResponsesExpiringBefore(caId: string, before: Date, limit: number): Promise<{ serial: Buffer; hashAlg: 'sha1' | 'sha256' }[]>;
   saveOcspResponses(responses: readonly StoredOcspResponse[]): Promise<void>;
 }
 
@@ -88,4 +95,4 @@ export interface RevocationStore {
   databaseNow(): Promise<Date>;
 }
 
-export type StatusStore = OcspAnswerStore & OcspWarmStore & RevocationFeedStore & OcspProductionStore & CrlPublicationStore & StatusReadStore & RevocationStore;
+export type StatusStore = OcspAnswerStore & OcspWarmStore & RevocationFeedStore & ResigningProbe & OcspProductionStore & CrlPublicationStore & StatusReadStore & RevocationStore;

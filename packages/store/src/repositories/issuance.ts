@@ -184,12 +184,19 @@ export async function findPresentedCertificate(db: Queryable, serial: Buffer): P
   return r ? { serial, eui64: r.eui64, keyRole: r.key_role, profile: r.profile, der: r.der, manufacturerId: r.manufacturer_id, revoked: r.revoked, live: r.active, renewed: r.renewed } : undefined;
 }
 
-/** Certificates superseded by a re-enrolment more than `graceSeconds` ago and not yet revoked. */
+/**
+ * Certificates superseded by a re-enrolment more than `graceSeconds` ago and not yet revoked: only a
+ * stored certificate with a successor (a certificate of the same device and key role issued after it).
+ * `renewed_at` alone is not enough: the issuer role may write it, and intents without a certificate
+ * or without a successor marked renewed would otherwise come back first on every pass, keeping the
+ * daemon busy for nothing (an outside review, issue 37) or revoking a device's only certificate.
+ */
 export async function supersededUnrevoked(db: Queryable, graceSeconds: number, limit = 1_000): Promise<Buffer[]> {
   const { rows } = await db.query<{ serial: Buffer }>(
-    `SELECT i.serial FROM issuance_intents i
+    `SELECT i.serial FROM issuance_intents i JOIN certificates c ON c.serial = i.serial
       WHERE i.renewed_at IS NOT NULL AND i.renewed_at < clock_timestamp() - make_interval(secs => $1)
         AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = i.serial)
+        AND EXISTS (SELECT 1 FROM certificates n WHERE n.eui64 = c.eui64 AND n.key_role = c.key_role AND n.issued_at > c.issued_at)
       ORDER BY i.renewed_at LIMIT $2`,
     [graceSeconds, limit],
   );

@@ -188,9 +188,9 @@ async function revokeInTransaction(
   if (inserted.length > 0) {
     const serials = inserted.map((r) => r.serial);
     await client.query(`INSERT INTO crl_dirty (ca_id, shard) SELECT DISTINCT r.ca_id, r.crl_shard FROM revocations r WHERE r.serial = ANY($1::bytea[]) ON CONFLICT DO NOTHING`, [serials]);
-    // In this transaction: no stored "good" survives the revocation, and every responder sees a new generation.
+    // In this transaction: no stored "good" survives the revocation, and every responder sees a new
+    // generation (the insert's trigger bumps it: migrations/0043).
     await client.query(`DELETE FROM ocsp_responses WHERE serial = ANY($1::bytea[]) AND status = 'good'`, [serials]);
-    await client.query('UPDATE revocation_generation SET generation = generation + 1');
   }
   let notFound: Buffer[] = [];
   if (target.kind !== 'batch' && !batch) {
@@ -415,13 +415,17 @@ export async function saveOcspResponses(db: Queryable, given: readonly StoredOcs
   const responses = [...newest.values()];
   if (responses.length === 0) return;
   // Never a "good" for a revoked certificate, and never "good" over "revoked", whatever arrives late.
-  // A row written or rewritten takes the next position in the responders' feed (0042: stored_seq).
+  // A row written or rewritten takes the next position in the responders' feed (0042: stored_seq; a
+  // trigger assigns it, 0043).
+  // A stored row dated more than five minutes ahead of the database's clock was not signed by a
+  // responder of this CA (its thisUpdate is its signing time): it is replaced, else a writer of the
+  // table could pin rows the refresher then re-signs in vain on every pass (an outside review, issue 37).
   await db.query(
     `INSERT INTO ocsp_responses (serial, hash_alg, status, this_update, next_update, der)
      SELECT t.* FROM unnest($1::bytea[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bytea[]) AS t(serial, hash_alg, status, this_update, next_update, der)
       WHERE t.status = 'revoked' OR NOT EXISTS (SELECT 1 FROM revocations r WHERE r.serial = t.serial)
-     ON CONFLICT (serial, hash_alg) DO UPDATE SET status = EXCLUDED.status, this_update = EXCLUDED.this_update, next_update = EXCLUDED.next_update, der = EXCLUDED.der, stored_seq = nextval('ocsp_response_feed')
-       WHERE ocsp_responses.this_update <= EXCLUDED.this_update AND NOT (ocsp_responses.status = 'revoked' AND EXCLUDED.status = 'good')`,
+     ON CONFLICT (serial, hash_alg) DO UPDATE SET status = EXCLUDED.status, this_update = EXCLUDED.this_update, next_update = EXCLUDED.next_update, der = EXCLUDED.der
+       WHERE (ocsp_responses.this_update <= EXCLUDED.this_update OR ocsp_responses.this_update > clock_timestamp() + interval '5 minutes') AND NOT (ocsp_responses.status = 'revoked' AND EXCLUDED.status = 'good')`,
     [responses.map((r) => r.serial), responses.map((r) => r.hashAlg), responses.map((r) => r.status), responses.map((r) => r.thisUpdate), responses.map((r) => r.nextUpdate), responses.map((r) => r.der)],
   );
 }
@@ -441,9 +445,16 @@ export async function revocationsSince(db: Queryable, cursor: RevocationCursor, 
   return rows.map((r) => ({ serial: r.serial, caId: r.ca_id, revokedAt: r.revoked_at, reason: r.reason, createdAt: r.created_at }));
 }
 
-/** Pre-produced responses whose nextUpdate is near, for the refresher. */
-export async function ocspResponsesExpiringBefore(db: Queryable, before: Date, limit: number): Promise<{ serial: Buffer; hashAlg: 'sha1' | 'sha256' }[]> {
-  const { rows } = await db.query<{ serial: Buffer; hash_alg: 'sha1' | 'sha256' }>('SELECT serial, hash_alg FROM ocsp_responses WHERE next_update < $1 ORDER BY next_update LIMIT $2', [before, limit]);
+/**
+ * Pre-produced responses of CA `caId`'s certificates whose nextUpdate is near, for the refresher. Rows of
+ * another CA's certificates are not this refresher's to sign: returned, they would be skipped and come
+ * back first on every pass (an outside review, issue 37).
+ */
+export async function ocspResponsesExpiringBefore(db: Queryable, caId: string, before: Date, limit: number): Promise<{ serial: Buffer; hashAlg: 'sha1' | 'sha256' }[]> {
+  const { rows } = await db.query<{ serial: Buffer; hash_alg: 'sha1' | 'sha256' }>(
+    'SELECT o.serial, o.hash_alg FROM ocsp_responses o JOIN certificates c ON c.serial = o.serial AND c.ca_id = $1 WHERE o.next_update < $2 ORDER BY o.next_update LIMIT $3',
+    [caId, before, limit],
+  );
   return rows.map((r) => ({ serial: r.serial, hashAlg: r.hash_alg }));
 }
 
