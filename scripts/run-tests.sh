@@ -16,6 +16,9 @@ node_run=(node --conditions=fleetpki-source --import tsx --import ./scripts/lib/
 run_id=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
 # The run id in the folder's name lets a later run's sweep tell a killed run's folder from a live one.
 deployment_dir=$(mktemp -d "${TMPDIR:-/tmp}/fleetpki-test-${run_id}.XXXXXX")
+# The run's pid in its folder: another checkout's sweep (its own clusters, where this run's database is
+# not) leaves a folder alone while this shell lives, between commands too.
+echo $$ > "${deployment_dir}/.run-pid"
 guard=$(mktemp -t fleetpki-test-guard.XXXXXX)
 report=$(mktemp -t fleetpki-test-report.XXXXXX)
 # This shell keeps the installation's environment (the guard's); the run's processes get the deployment's.

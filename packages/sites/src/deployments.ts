@@ -95,6 +95,24 @@ function otherProcesses(): string[] {
   return found;
 }
 
+/** Is the shell of the run that made this folder still running (its pid in .run-pid)? */
+function runShellAlive(dir: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(dir, '.run-pid'), 'utf8').trim());
+  } catch {
+    return false;
+  }
+  if (!Number.isInteger(pid) || pid <= 1) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: alive, another user's.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Test databases that a running process still works in (its environment names it): another run's. */
 function databasesInUse(processes: readonly string[]): Set<string> {
   const inUse = new Set<string>();
@@ -149,11 +167,12 @@ export async function sweepTestDeployments(config: FleetConfig, log: (line: stri
       if (m && !alive(m[1]!)) rmSync(join(custodians, file), { force: true });
     }
   }
-  // Folders of killed runs: no database left, and no process working in them.
+  // Folders of killed runs: no database left, no process working in them, and the run's shell gone
+  // (scripts/run-tests.sh writes its pid there: a run of another checkout has its database elsewhere).
   for (const name of readdirSync(tmpdir())) {
     const m = TEST_DEPLOYMENT_DIR.exec(name);
     const dir = join(tmpdir(), name);
-    if (!m || dir === config.deploymentDir || alive(m[1]!) || processes.some((p) => p.includes(dir))) continue;
+    if (!m || dir === config.deploymentDir || alive(m[1]!) || processes.some((p) => p.includes(dir)) || runShellAlive(dir)) continue;
     rmSync(dir, { recursive: true, force: true });
     log(`removed stale test folder ${dir}`);
   }
