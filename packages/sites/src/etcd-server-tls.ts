@@ -57,6 +57,8 @@ export function etcdServerTlsFlags(config: FleetConfig, member: EtcdMember): str
   const flags: string[] = [];
   if (parts.etcd) {
     checkServerPair(member, member.clientUrl, 'etcd', parts.etcd, caBundle!);
+    // --trusted-ca-file alone already makes etcd demand client certificates (etcd's docs); the explicit
+    // --client-cert-auth says so to whoever reads the command line.
     flags.push('--cert-file', parts.etcd.cert, '--key-file', parts.etcd.key, '--trusted-ca-file', caBundle!, '--client-cert-auth');
   }
   if (parts.etcdPeer) {
