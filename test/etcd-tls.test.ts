@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { SiteLease } from '@fleetpki/ca';
 import { checkEtcdTls, etcdClientTls, etcdctlTlsFlags, openConsensus, readEtcdPassword, type EtcdIdentity } from '@fleetpki/consensus';
 import { isFleetError, loadConfig, type FleetConfig } from '@fleetpki/core';
 import { ensureEtcd, etcdServerTlsFlags, stopEtcd } from '@fleetpki/sites';
@@ -111,6 +112,13 @@ describe('etcd over TLS with client certificates', () => {
     const started = Date.now();
     await assert.rejects(ensureEtcd(untrusting), (err: unknown) => isFleetError(err, 'ETCD_TLS_UNTRUSTED'));
     assert.ok(Date.now() - started < 10_000);
+    // And so does a service's site lease (issuer-api, status-responder, batch-worker) before its first read.
+    const lease = new SiteLease(untrusting, 'a', 'postgres://127.0.0.1:1/unused');
+    try {
+      await assert.rejects(lease.start(), (err: unknown) => isFleetError(err, 'ETCD_TLS_UNTRUSTED'));
+    } finally {
+      await lease.close();
+    }
   });
 
   it('refuses a wrong password over TLS, as over http', async () => {

@@ -7,6 +7,9 @@ import { FleetError, type EtcdMember, type FleetConfig } from '@fleetpki/core';
 import { inNetns } from './exec.js';
 import { livePid, writePidFile } from './pid-file.js';
 import { etcdServerTlsFlags } from './etcd-server-tls.js';
+
+// The agent's entry point checks etcd's TLS at start with the same function the services use.
+export { checkEtcdTls } from '@fleetpki/consensus';
 import { assertPortFree } from './ports.js';
 
 /**
