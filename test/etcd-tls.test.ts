@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SiteLease } from '@fleetpki/ca';
 import { checkEtcdTls, etcdClientTls, etcdctlTlsFlags, openConsensus, readEtcdPassword, type EtcdIdentity } from '@fleetpki/consensus';
-import { isFleetError, loadConfig, type FleetConfig } from '@fleetpki/core';
-import { ensureEtcd, etcdServerTlsFlags, stopEtcd } from '@fleetpki/sites';
+import { isFleetError, loadConfig, renderConfigFile, type FleetConfig } from '@fleetpki/core';
+import { ensureEtcd, etcdServerTlsFlags, localDeployment, stopEtcd } from '@fleetpki/sites';
 import { freePort } from '../scripts/lib/free-port.js';
 import { makeTestTlsCa, type TestTlsCa, type TestTlsPair } from './support/tls-material.js';
 
@@ -170,6 +170,13 @@ describe('etcd TLS material is checked before anything starts', () => {
   it('refuses a client certificate whose CN is an etcd user (it would be that user without a password)', () => {
     const rooted = withTls(config, { etcdClient: ca.client('root-client', 'root') });
     assert.throws(() => etcdClientTls(rooted), (err: unknown) => isFleetError(err, 'ETCD_TLS_MATERIAL') && /CN=root, an etcd user/.test(err.message));
+  });
+
+  it('the file `sites up` writes for the processes it starts carries the TLS material with the https URLs', () => {
+    const reread = configFile(renderConfigFile(localDeployment(config), ['etcd-tls test']));
+    assert.deepEqual(reread.consensus.endpoints, config.consensus.endpoints);
+    assert.deepEqual(reread.tls, config.tls);
+    assert.ok(etcdClientTls(reread), 'a process reading it reaches etcd with the client pair');
   });
 
   it('refuses plaintext next to named material, in the configuration', () => {
