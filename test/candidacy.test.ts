@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { CaSiteReader, ELECTION, openConsensus, readEtcdPassword, type ConsensusClient } from '@fleetpki/consensus';
+import { CaSiteReader, ELECTION, etcdctlTlsFlags, openConsensus, readEtcdPassword, type ConsensusClient } from '@fleetpki/consensus';
 import type { FleetConfig } from '@fleetpki/core';
 import { ensureAgent, failoverTo, stopAgent, waitForSyncStandby } from '@fleetpki/sites';
 import { ensureSites, waitFor } from './support/sites.js';
@@ -18,7 +18,7 @@ import { ensureSites, waitFor } from './support/sites.js';
 function deleteCandidacyKey(config: FleetConfig, lease: string): void {
   const key = `${config.consensus.prefix}election/${ELECTION}/${BigInt(`0x${lease}`).toString()}`;
   // The credential in the child's environment, not on its command line (readable in /proc).
-  const out = execFileSync('etcdctl', ['--endpoints', config.consensus.endpoints.join(','), 'del', key], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3', ETCDCTL_USER: `agent-a:${readEtcdPassword(config, 'agent-a')}` } });
+  const out = execFileSync('etcdctl', ['--endpoints', config.consensus.endpoints.join(','), ...etcdctlTlsFlags(config), 'del', key], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3', ETCDCTL_USER: `agent-a:${readEtcdPassword(config, 'agent-a')}` } });
   assert.equal(out.trim(), '1', `etcdctl deleted ${key}`);
 }
 

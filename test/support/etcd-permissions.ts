@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { CaSiteReader, ELECTION, openConsensus, readEtcdPassword, type EtcdIdentity } from '@fleetpki/consensus';
+import { CaSiteReader, ELECTION, etcdctlTlsFlags, openConsensus, readEtcdPassword, type EtcdIdentity } from '@fleetpki/consensus';
 import type { FleetConfig } from '@fleetpki/core';
 
 /**
@@ -14,7 +14,7 @@ export type Attempt = 'put unprotected' | 'delete unprotected' | 'delete electio
 export function etcdctl(config: FleetConfig, as: EtcdIdentity | undefined, args: readonly string[]): { ok: boolean; output: string } {
   // In the child's environment, not on its command line (which every local account can read in /proc).
   const user = as ? { ETCDCTL_USER: `${as}:${readEtcdPassword(config, as)}` } : {};
-  const run = spawnSync('etcdctl', ['--endpoints', config.consensus.endpoints.join(','), '--dial-timeout', '2s', '--command-timeout', '3s', ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3', ...user } });
+  const run = spawnSync('etcdctl', ['--endpoints', config.consensus.endpoints.join(','), ...etcdctlTlsFlags(config), '--dial-timeout', '2s', '--command-timeout', '3s', ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3', ...user } });
   return { ok: run.status === 0, output: `${run.stdout ?? ''}${run.stderr ?? ''}` };
 }
 

@@ -1,6 +1,7 @@
 import { Etcd3, type Campaign, type Namespace } from 'etcd3';
 import { FleetError, SITE_IDS, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { readEtcdPassword, type EtcdIdentity } from './etcd-auth.js';
+import { etcd3Tls, etcdClientTls } from './etcd-tls.js';
 
 /**
  * The CA-site role in etcd. The active CA site is the leader of the election "ca-site" under the
@@ -108,6 +109,8 @@ export function openConsensus(config: FleetConfig, as: EtcdIdentity, callTimeout
   return new Etcd3({
     hosts: [...config.consensus.endpoints],
     dialTimeout: callTimeoutMs,
+    // Over TLS (etcd-tls.ts) when the config names the material: the password then travels encrypted.
+    ...etcd3Tls(etcdClientTls(config)),
     auth: { username: as, password: readEtcdPassword(config, as) },
     // A connection to a member that was cut off sends nothing back, not even a reset: pings find it
     // within 3 s, so the streams on it (a campaign's watch, lease keep-alives) move to another member.

@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { Etcd3, type IPermission } from 'etcd3';
 import { FleetError, SITE_IDS, type FleetConfig, type SiteId } from '@fleetpki/core';
+import { etcd3Tls, etcdClientTls } from './etcd-tls.js';
 
 /**
  * Who a process is towards etcd (issue 33 §2). With authentication on, a client without credentials can
@@ -116,7 +117,10 @@ const sameGrant = (g: Grant, p: IPermission) => p.permType === g.permType && Buf
  */
 export async function ensureEtcdAuth(config: FleetConfig): Promise<{ enabled: 'now' | 'already' }> {
   const hosts = [...config.consensus.endpoints];
-  const anonymous = new Etcd3({ hosts, dialTimeout: 3_000 });
+  const tls = etcd3Tls(etcdClientTls(config));
+  // "Anonymous" is without a password; over TLS etcd then takes the client certificate's CN as the user
+  // (etcd-tls.ts makes sure that names no user), so the question below is answered the same way.
+  const anonymous = new Etcd3({ hosts, dialTimeout: 3_000, ...tls });
   // With authentication off, anyone may list users; with it on, a caller without a token may not.
   let enabled: boolean;
   try {
@@ -136,7 +140,7 @@ export async function ensureEtcdAuth(config: FleetConfig): Promise<{ enabled: 'n
     throw new FleetError('ETCD_ROOT_CREDENTIAL_LOST', `etcd authentication is on but ${join(etcdCredentialsDir(config), ETCD_ROOT)} is missing: the users cannot be set up without it`);
   }
   const root = passwordFile(config, ETCD_ROOT);
-  const client = new Etcd3({ hosts, dialTimeout: 3_000, ...(enabled ? { auth: { username: ETCD_ROOT, password: root.password } } : {}) });
+  const client = new Etcd3({ hosts, dialTimeout: 3_000, ...tls, ...(enabled ? { auth: { username: ETCD_ROOT, password: root.password } } : {}) });
   try {
     const auth = client.auth;
     const existingUsers = new Set((await auth.userList()).users);

@@ -28,6 +28,9 @@ export function localDeployment(config: FleetConfig): DeploymentInput {
     sites: { a: site('a'), b: site('b') },
     etcd: { members: Object.fromEntries(config.consensus.members.map((m) => [m.name, { clientUrl: m.clientUrl, peerUrl: m.peerUrl }])), prefix: config.consensus.prefix },
     hsm: { tokenPrefix: config.hsmTokenPrefix, a: { modulePath: config.sites.a.hsm.modulePath }, b: { modulePath: config.sites.b.hsm.modulePath } },
+    // The processes `sites up` starts reach the parts as it does: https etcd URLs without the client pair
+    // would leave them no way in (no plaintext fallback). Keys as the resolved files, never their content.
+    ...(config.tls.caBundle || Object.keys(config.tls.parts).length > 0 ? { tls: { ...(config.tls.caBundle ? { caBundle: config.tls.caBundle } : {}), ...config.tls.parts } } : {}),
   };
 }
 

@@ -2,10 +2,14 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureEtcdAuth } from '@fleetpki/consensus';
+import { checkEtcdTls, ensureEtcdAuth, etcdClientTls, etcdHttpGet } from '@fleetpki/consensus';
 import { FleetError, type EtcdMember, type FleetConfig } from '@fleetpki/core';
 import { inNetns } from './exec.js';
 import { livePid, writePidFile } from './pid-file.js';
+import { etcdServerTlsFlags } from './etcd-server-tls.js';
+
+// The agent's entry point checks etcd's TLS at start with the same function the services use.
+export { checkEtcdTls } from '@fleetpki/consensus';
 import { assertPortFree } from './ports.js';
 
 /**
@@ -25,14 +29,16 @@ export function etcdPid(member: EtcdMember): number | undefined {
   return livePid(pidFile(member));
 }
 
-/** Is the member answering, and does it see a leader (a quorum of the three)? */
-export async function etcdHealth(member: EtcdMember, timeoutMs = 1_000): Promise<{ up: boolean; healthy: boolean; error?: string }> {
+/**
+ * Is the member answering, and does it see a leader (a quorum of the three)? Over TLS with this host's
+ * client pair; a certificate problem comes back as `tlsError` (it will not go away by waiting).
+ */
+export async function etcdHealth(config: FleetConfig, member: EtcdMember, timeoutMs = 1_000): Promise<{ up: boolean; healthy: boolean; error?: string; tlsError?: FleetError }> {
   try {
-    const res = await fetch(`${member.clientUrl}/health`, { signal: AbortSignal.timeout(timeoutMs) });
-    const body = (await res.json()) as { health?: string; reason?: string };
+    const body = (await etcdHttpGet(member.clientUrl, '/health', etcdClientTls(config), timeoutMs)) as { health?: string; reason?: string };
     return { up: true, healthy: body.health === 'true', ...(body.health === 'true' ? {} : { error: body.reason ?? `health ${body.health}` }) };
   } catch (err) {
-    return { up: false, healthy: false, error: (err as Error).message };
+    return { up: false, healthy: false, error: (err as Error).message, ...(err instanceof FleetError && err.code.startsWith('ETCD_TLS') ? { tlsError: err } : {}) };
   }
 }
 
@@ -44,6 +50,8 @@ function portOf(url: string): number {
 async function startMember(config: FleetConfig, member: EtcdMember): Promise<'started' | 'running'> {
   if (etcdPid(member) !== undefined) return 'running';
   for (const url of [member.clientUrl, member.peerUrl]) await assertPortFree(portOf(url), `etcd member ${member.name}`, `FLEETPKI_ETCD_PORT_${member.name.toUpperCase()}`, member.host);
+  // Checked before anything starts: bad material is a clear error here, not a Go one in etcd's log.
+  const tlsFlags = etcdServerTlsFlags(config, member);
   mkdirSync(member.dir, { recursive: true, mode: 0o700 });
   const members = config.consensus.members;
   // One cluster token per state folder: two checkouts' members never join each other.
@@ -69,6 +77,7 @@ async function startMember(config: FleetConfig, member: EtcdMember): Promise<'st
       '--grpc-keepalive-min-time', '1s',
       '--logger', 'zap',
       '--log-level', 'warn',
+      ...tlsFlags,
     ],
   );
   const child = spawn(file, args, { detached: true, stdio: ['ignore', log, log] });
@@ -89,13 +98,16 @@ export async function ensureEtcd(config: FleetConfig): Promise<Record<string, 's
   for (const member of config.consensus.members) {
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const health = await etcdHealth(member, 500);
+      const health = await etcdHealth(config, member, 500);
       if (health.healthy) break;
+      if (health.tlsError) throw health.tlsError;
       if (etcdPid(member) === undefined) throw new FleetError('SITES_ETCD_DOWN', `etcd member ${member.name} exited; see ${etcdLogFile(member)}`);
       if (Date.now() > deadline) throw new FleetError('SITES_ETCD_DOWN', `etcd member ${member.name} is not healthy after 30 s (${health.error ?? 'no answer'}); see ${etcdLogFile(member)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+  // Every member, not only the first to answer: a process must not meet an untrusted member later.
+  await checkEtcdTls(config);
   await ensureEtcdAuth(config);
   return outcome;
 }

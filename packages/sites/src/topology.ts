@@ -112,7 +112,7 @@ export interface ConsensusStatus {
 
 export async function consensusStatus(config: FleetConfig): Promise<ConsensusStatus> {
   const witnessMember = config.consensus.members.find((m) => m.name === 'witness')!;
-  const witness = await etcdHealth(witnessMember);
+  const witness = await etcdHealth(config, witnessMember);
   const client = openConsensus(config, 'service', 1_000);
   try {
     const state = await new CaSiteReader(client, config).read();
@@ -144,7 +144,7 @@ export async function siteStatus(config: FleetConfig, site: SiteConfig): Promise
   const member = config.consensus.members.find((m) => m.name === site.id)!;
   const pid = agentPid(site);
   return {
-    etcd: await etcdHealth(member),
+    etcd: await etcdHealth(config, member),
     agent: { running: pid !== undefined, ...(pid !== undefined ? { pid } : {}) },
     site: site.id,
     postgres,

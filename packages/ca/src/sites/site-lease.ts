@@ -1,4 +1,4 @@
-import { CaSiteReader, lsnAtLeast, openConsensus, type CaSiteState } from '@fleetpki/consensus';
+import { CaSiteReader, checkEtcdTls, lsnAtLeast, openConsensus, type CaSiteState } from '@fleetpki/consensus';
 import type { FleetConfig, SiteId } from '@fleetpki/core';
 import { openLeaseDatabase } from './postgres-store.js';
 import type { LeaseDatabase } from './store.js';
@@ -111,6 +111,8 @@ export class SiteLease {
   /** Since when (wall clock, for the message only) reads have failed, and why. */
   private lastFailure: { since: number; why: string } | undefined;
   private readonly options: SiteLeaseOptions;
+  /** etcd's TLS, checked once at start: a wrong CA or certificate is a clear error, not a lease that never comes. */
+  private readonly checkAtStart: () => Promise<void>;
 
   constructor(
     config: FleetConfig,
@@ -122,6 +124,7 @@ export class SiteLease {
     // performance.now() is monotonic (it never steps with the wall clock): what a lease deadline needs.
     this.now = seams.monotonicNow ?? (() => performance.now());
     this.observer = seams.observer ?? new EtcdAndDatabaseObserver(config, site, connectionString, this.options.leaseMs);
+    this.checkAtStart = seams.observer ? async () => {} : () => checkEtcdTls(config);
   }
 
   private get every(): number {
@@ -130,6 +133,7 @@ export class SiteLease {
 
   /** Reads now (awaits the first answer, so a service starts with its real state) and then in the background. */
   async start(): Promise<this> {
+    await this.checkAtStart();
     await this.renew();
     const loop = async () => {
       if (this.closed) return;

@@ -65,7 +65,9 @@ tls:                          # the organisation CA's bundle and each part's cer
   api: { cert: /etc/fleetpki/tls/api.pem, key: credential:api-tls-key }
   status: { cert: /etc/fleetpki/tls/status.pem, key: credential:status-tls-key }
   postgres: { cert: /etc/fleetpki/tls/postgres.pem, key: credential:postgres-tls-key }
-  etcd: { cert: /etc/fleetpki/tls/etcd-client.pem, key: credential:etcd-tls-key }
+  etcd: { cert: /etc/fleetpki/tls/etcd.pem, key: credential:etcd-tls-key }              # etcd members: https, client certificates required
+  etcdPeer: { cert: /etc/fleetpki/tls/etcd-peer.pem, key: credential:etcd-peer-tls-key }
+  etcdClient: { cert: /etc/fleetpki/tls/etcd-client.pem, key: credential:etcd-client-tls-key }  # this host's processes towards etcd
 
 crl:
   baseUrl: http://crl.example.net/crl/        # written into certificates: one name for both sites

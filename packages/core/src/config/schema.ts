@@ -88,6 +88,7 @@ export const deploymentSchema = z.strictObject({
     redis: keyPair.optional(),
     etcd: keyPair.optional(),
     etcdPeer: keyPair.optional(),
+    etcdClient: keyPair.optional(),
   } satisfies Record<TlsPart | 'caBundle', z.ZodType>).prefault({}),
   crl: z.strictObject({ baseUrl: httpUrl.optional() }).prefault({}),
   ocsp: z.strictObject({

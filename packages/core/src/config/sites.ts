@@ -129,14 +129,29 @@ export function resolveSite(d: Deployment, ctx: ResolveContext, id: SiteId): Sit
 
 export function resolveEtcdMembers(d: Deployment, sites: Readonly<Record<SiteId, SiteConfig>>, stateDir: string): EtcdMember[] {
   const netns = d.simulation.netns;
+  checkEtcdTlsMaterial(d);
+  // Named TLS material makes https the default; a URL the file gives must then say https too.
+  const clientScheme = d.tls.etcd ? 'https' : 'http';
+  const peerScheme = d.tls.etcdPeer ? 'https' : 'http';
   return (['a', 'b', 'witness'] as const).map((name: EtcdMemberName): EtcdMember => {
     const m = d.etcd.members[name] ?? {};
     const defaultHost = name === 'witness' ? simulatedHost(name, netns) : sites[name].host;
-    const clientUrl = (m.clientUrl ?? `http://${defaultHost}:${DEFAULT_ETCD_PORTS[name]}`).replace(/\/$/, '');
-    const peerUrl = (m.peerUrl ?? `http://${new URL(clientUrl).hostname}:${Number(new URL(clientUrl).port || 2379) + 1}`).replace(/\/$/, '');
+    const clientUrl = (m.clientUrl ?? `${clientScheme}://${defaultHost}:${DEFAULT_ETCD_PORTS[name]}`).replace(/\/$/, '');
+    const peerUrl = (m.peerUrl ?? `${peerScheme}://${new URL(clientUrl).hostname}:${Number(new URL(clientUrl).port || 2379) + 1}`).replace(/\/$/, '');
+    // No plaintext fallback: material named for etcd means every member is reached over TLS.
+    if (d.tls.etcd && !clientUrl.startsWith('https:')) throw refuse(`etcd.members.${name}.clientUrl=${clientUrl} must be https:// when tls.etcd is set`);
+    if (d.tls.etcdPeer && !peerUrl.startsWith('https:')) throw refuse(`etcd.members.${name}.peerUrl=${peerUrl} must be https:// when tls.etcdPeer is set`);
     const dir = m.dir ?? (name === 'witness' ? join(stateDir, 'witness', 'etcd') : join(sites[name].dir, 'etcd'));
     return { name, host: new URL(clientUrl).hostname, netns: simulatedNetns(name, netns), clientUrl, peerUrl, dir };
   });
+}
+
+/** etcd's TLS comes whole: members that demand client certificates need a CA to check them and clients that have one. */
+function checkEtcdTlsMaterial(d: Deployment): void {
+  const { caBundle, etcd, etcdPeer, etcdClient } = d.tls;
+  if ((etcd || etcdPeer || etcdClient) && !caBundle) throw refuse('tls.etcd, tls.etcdPeer and tls.etcdClient need tls.caBundle (the CA the other side is checked against)');
+  if (etcd && !etcdClient) throw refuse('tls.etcd is set (members require client certificates) but tls.etcdClient, this host\'s client pair, is not');
+  if (etcdClient && !etcd) throw refuse('tls.etcdClient is set but tls.etcd is not: the members would listen without TLS');
 }
 
 /** No two parts may listen on one host and port (on one machine, the simulation's ports must all differ). */

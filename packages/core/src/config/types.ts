@@ -66,8 +66,12 @@ export interface SiteHsmConfig {
 export const HOST_SERVICES = ['postgres', 'redis', 'etcd', 'site-agent', 'issuer-api', 'status-responder', 'batch-worker', 'daemons', 'crl-publisher'] as const;
 export type HostService = (typeof HOST_SERVICES)[number];
 
-/** Parts whose TLS certificate and key the file may name (the TLS work of issue 34 fills them in). */
-export const TLS_PARTS = ['api', 'status', 'postgres', 'redis', 'etcd', 'etcdPeer'] as const;
+/**
+ * Parts whose TLS certificate and key the file may name (the TLS work of issue 34 fills them in). etcd has
+ * three: `etcd` the members' server pair, `etcdPeer` theirs towards each other, `etcdClient` this host's
+ * processes' client pair towards etcd (a process still signs in with its own etcd user's password).
+ */
+export const TLS_PARTS = ['api', 'status', 'postgres', 'redis', 'etcd', 'etcdPeer', 'etcdClient'] as const;
 export type TlsPart = (typeof TLS_PARTS)[number];
 
 /** Secrets as files: a path, or `$CREDENTIALS_DIRECTORY/<name>` for a systemd credential; never the secret itself. */
