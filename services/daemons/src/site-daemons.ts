@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { openRoleSiteRuntime, openStatusSite, type ChunkJobQueue, type RoleSiteRuntime, type SiteLease, type StatusSite } from '@fleetpki/ca';
 import { Daemon, FleetError, type DaemonStats, type FleetConfig } from '@fleetpki/core';
-import { ChunkQueue } from '@fleetpki/queue';
+import { ChunkQueue, redisLink } from '@fleetpki/queue';
 import { JOBS, rolesOf, statusProducers, type JobContext, type JobRole, type StatusJobSite, type StatusProducers } from './jobs.js';
 
 export { JOBS, RECONCILERS, STATUS_JOBS, reconcileEveryMs, rolesOf, type JobContext, type JobRole, type JobSpec, type StatusJobSite, type StatusProducers } from './jobs.js';
@@ -79,7 +79,7 @@ export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsO
     log,
     queue() {
       if (!queue) {
-        const opened = seams.openQueue ? seams.openQueue() : new ChunkQueue(config.sites[config.site].redisUrl, config.pgDatabase);
+        const opened = seams.openQueue ? seams.openQueue() : new ChunkQueue(redisLink(config, config.sites[config.site]), config.pgDatabase);
         closers.push(() => opened.close());
         queue = opened;
       }
