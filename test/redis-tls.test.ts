@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FleetError, loadConfig, type FleetConfig, type SiteConfig } from '@fleetpki/core';
-import { assertRedisLink, ChunkQueue, createRedisConnection, probeRedis, queuePrefix, REDIS_SERVICE_USER, redisLink, startChunkWorker, type ChunkJob, type RedisLink } from '@fleetpki/queue';
+import { assertRedisLink, ChunkQueue, createRedisConnection, probeRedis, queuePrefix, REDIS_CLIENTS, redisLink, redisUser, startChunkWorker, type ChunkJob, type RedisLink } from '@fleetpki/queue';
 import { ensureRedis, stopRedis } from '@fleetpki/sites';
 import { freePort } from '../scripts/lib/free-port.js';
 import { makeTestTlsCa, type TestTlsCa } from './support/tls-material.js';
@@ -65,6 +65,7 @@ describe('Redis with TLS and ACL users', () => {
     assert.equal(statSync(acl).mode & 0o777, 0o600);
     const text = readFileSync(acl, 'utf8');
     assert.match(text, /^user default off/m);
+    for (const client of REDIS_CLIENTS) assert.match(text, new RegExp(`^user ${redisUser(client)} `, 'm'));
     assert.ok(!text.includes(password));
     const health = await probeRedis(link);
     assert.equal(health.up, true, health.error);
@@ -84,7 +85,7 @@ describe('Redis with TLS and ACL users', () => {
 
   it('refuses a wrong password, at a client and at a restart of the part', async () => {
     const wrong = withPassword(randomBytes(24).toString('base64url'));
-    await assert.rejects(assertRedisLink(redisLink(wrong, site)), isFleetError('REDIS_AUTH_FAILED', `"${REDIS_SERVICE_USER}"`, `127.0.0.1:${site.redisPort}`, 'secrets.redis'));
+    await assert.rejects(assertRedisLink(redisLink(wrong, site)), isFleetError('REDIS_AUTH_FAILED', `"${redisUser('operator')}"`, `127.0.0.1:${site.redisPort}`, 'secrets.redis'));
     await assert.rejects(ensureRedis(site, wrong), isFleetError('REDIS_AUTH_FAILED', `127.0.0.1:${site.redisPort}`));
   });
 
@@ -99,19 +100,24 @@ describe('Redis with TLS and ACL users', () => {
     assert.throws(() => redisLink(half, site), isFleetError('CONFIG_INVALID', 'secrets.redis'));
   });
 
-  it('lets the service user enqueue and a worker take the chunk through BullMQ over TLS', async () => {
-    const queue = new ChunkQueue(link, config.pgDatabase);
+  it('lets the issuer API enqueue and a batch worker take the chunk through BullMQ over TLS, each as its own user', async () => {
+    const queue = new ChunkQueue(redisLink(config, site, 'issuer-api'), config.pgDatabase);
     let taken: (job: ChunkJob) => void = () => undefined;
     const got = new Promise<ChunkJob>((resolve) => {
       taken = resolve;
     });
     const errors: Error[] = [];
-    const worker = startChunkWorker(link, config.pgDatabase, async (job) => taken(job), { concurrency: 1, onError: (err) => errors.push(err) });
+    const worker = startChunkWorker(redisLink(config, site, 'batch-worker'), config.pgDatabase, async (job) => taken(job), { concurrency: 1, onError: (err) => errors.push(err) });
     try {
       await queue.enqueue([{ batchId: 'tls-batch', chunkNo: 7 }]);
       const job = await Promise.race([got, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no job taken; worker errors: ${errors.map((e) => e.message).join('; ')}`)), 15_000))]);
       assert.deepEqual(job, { batchId: 'tls-batch', chunkNo: 7 });
       assert.equal(await queue.workers(), 1);
+      // Redis knows who is who: the worker's connections are the batch worker's user.
+      const operator = createRedisConnection(link);
+      const clients = String(await operator.call('CLIENT', 'LIST').finally(() => operator.disconnect()));
+      assert.match(clients, new RegExp(`user=${redisUser('batch-worker')} `));
+      assert.match(clients, new RegExp(`user=${redisUser('issuer-api')} `));
     } finally {
       await worker.close();
       await queue.close();

@@ -5,8 +5,18 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 
-/** The ACL user of the services that touch the work list (issuer-api, batch-worker, daemons). */
-export const REDIS_SERVICE_USER = 'fleetpki';
+/**
+ * Who opens the link: each kind of process that touches the work list has an ACL user of its own, so
+ * Redis's ACL LOG and CLIENT LIST say which one did what, and one service's password can be replaced
+ * without the others'. The rights are the same (BullMQ's producer and worker run the same scripts).
+ */
+export const REDIS_CLIENTS = ['issuer-api', 'batch-worker', 'daemons', 'operator'] as const;
+export type RedisClient = (typeof REDIS_CLIENTS)[number];
+
+/** The ACL user of a client kind: fleetpki-issuer-api, fleetpki-batch-worker, fleetpki-daemons, fleetpki-operator (CLI, `sites`). */
+export function redisUser(client: RedisClient): string {
+  return `fleetpki-${client}`;
+}
 
 export interface RedisLink {
   /** redis:// on loopback without security; always rediss:// when TLS is configured (no plaintext fallback). */
@@ -63,8 +73,11 @@ function readCaBundle(file: string): string {
   }
 }
 
-/** The link of this configuration's services to one site's Redis. */
-export function redisLink(config: Pick<FleetConfig, 'tls' | 'secrets'>, site: Pick<SiteConfig, 'redisUrl'>): RedisLink {
+/**
+ * The link of one client kind of this configuration to one site's Redis. secrets.redis is this process's
+ * own password: in production each unit's credential `redis-password` is a file of its own.
+ */
+export function redisLink(config: Pick<FleetConfig, 'tls' | 'secrets'>, site: Pick<SiteConfig, 'redisUrl'>, client: RedisClient = 'operator'): RedisLink {
   const security = redisSecurity(config);
   if (!security) return { url: site.redisUrl };
   const url = new URL(site.redisUrl);
@@ -75,7 +88,7 @@ export function redisLink(config: Pick<FleetConfig, 'tls' | 'secrets'>, site: Pi
   const host = url.hostname.replace(/^\[|\]$/g, '');
   return {
     url: url.toString(),
-    username: REDIS_SERVICE_USER,
+    username: redisUser(client),
     password: readRedisPassword(security.passwordFile),
     // SNI carries names only (RFC 6066 §3); for an address Node checks the certificate's IP SAN against the host.
     tls: { ca: readCaBundle(security.caBundle), ...(isIP(host) ? {} : { servername: host }) },

@@ -2,7 +2,7 @@
 // for the services with only what BullMQ needs, on the configured CA database's queue keys only.
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { queuePrefix, readRedisPassword, REDIS_SERVICE_USER } from '@fleetpki/queue';
+import { queuePrefix, readRedisPassword, REDIS_CLIENTS, redisUser } from '@fleetpki/queue';
 
 /** Glob characters are escaped so a key pattern means the prefix and nothing wider. */
 function globEscape(text: string): string {
@@ -27,13 +27,17 @@ export function serviceUserRules(database: string): string[] {
   ];
 }
 
-/** Writes the ACL file (0600: it holds password hashes): the service user with a SHA-256 of its password, `default` off. */
+/**
+ * Writes the ACL file (0600: it holds password hashes), `default` off and a user per client kind with the
+ * SHA-256 of its password. The local simulation runs every service from one configuration, so every user
+ * gets secrets.redis; in production each user's line carries the hash of that service's own password.
+ */
 export function writeRedisAclFile(file: string, passwordFile: string, database: string): void {
   const hash = createHash('sha256').update(readRedisPassword(passwordFile)).digest('hex');
   const lines = [
     // `default` is whoever connects without AUTH: nobody may.
     'user default off resetkeys resetchannels -@all',
-    `user ${REDIS_SERVICE_USER} ${serviceUserRules(database).join(' ')} #${hash}`,
+    ...REDIS_CLIENTS.map((client) => `user ${redisUser(client)} ${serviceUserRules(database).join(' ')} #${hash}`),
   ];
   writeFileSync(file, `${lines.join('\n')}\n`, { mode: 0o600 });
 }

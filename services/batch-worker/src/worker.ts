@@ -31,7 +31,7 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
   try {
     const issuer = ChunkIssuer.forPool(pool, ca, config.site, serialPrefix, possession);
     // A wrong Redis password or CA stops the worker at start; Redis merely down is waited for by BullMQ.
-    const link = redisLink(config, site);
+    const link = redisLink(config, site, 'batch-worker');
     await assertRedisLink(link);
     const worker = startChunkWorker(
       link,

@@ -68,7 +68,7 @@ export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsO
   const seams = options.seams ?? {};
   const roles = rolesOf(names);
   // The outbox re-queues into Redis: a wrong Redis password or CA stops the daemons here, not at the first pass.
-  if (names.includes('batch-outbox') && !seams.openQueue) await assertRedisLink(redisLink(config, config.sites[config.site]));
+  if (names.includes('batch-outbox') && !seams.openQueue) await assertRedisLink(redisLink(config, config.sites[config.site], 'daemons'));
   const closers: (() => Promise<unknown>)[] = [];
   const closeAll = async () => {
     for (const close of closers.reverse()) await close().catch((err: unknown) => log.warn({ err }, 'closing the daemons'));
@@ -81,7 +81,7 @@ export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsO
     log,
     queue() {
       if (!queue) {
-        const opened = seams.openQueue ? seams.openQueue() : new ChunkQueue(redisLink(config, config.sites[config.site]), config.pgDatabase);
+        const opened = seams.openQueue ? seams.openQueue() : new ChunkQueue(redisLink(config, config.sites[config.site], 'daemons'), config.pgDatabase);
         closers.push(() => opened.close());
         queue = opened;
       }

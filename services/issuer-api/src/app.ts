@@ -240,7 +240,7 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
   };
   try {
     // A wrong Redis password or CA stops the API here, not at the first batch.
-    const link = redisLink(config, config.sites[config.site]);
+    const link = redisLink(config, config.sites[config.site], 'issuer-api');
     await assertRedisLink(link);
     const queue = new ChunkQueue(link, config.pgDatabase);
     const app = await buildIssuerApi({ config, pool, reservedPool: site.pools.reserved, uploadPool: site.pools.uploads, ca, keyStore, queue, lease, possession, pbm, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
