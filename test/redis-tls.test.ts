@@ -95,6 +95,17 @@ describe('Redis with TLS and ACL users', () => {
     await assert.rejects(ensureRedis(site, untrusting), isFleetError('REDIS_TLS_UNTRUSTED'));
   });
 
+  it('stops at start, with the reason Redis logged, when its TLS key does not match its certificate', async () => {
+    const mismatched: FleetConfig = { ...config, tls: { ...config.tls, parts: { redis: { cert: config.tls.parts.redis!.cert, key: ca.server('other', ['127.0.0.1']).key } } } };
+    const port = await freePort();
+    const second = { ...site, dir: join(dir, 'second'), redisPort: port, redisUrl: `redis://127.0.0.1:${port}` };
+    try {
+      await assert.rejects(ensureRedis(second, mismatched), isFleetError('REDIS_NOT_STARTED', `127.0.0.1:${port}`, 'TLS'));
+    } finally {
+      await stopRedis(second);
+    }
+  });
+
   it('refuses half a configuration (TLS without the password file)', () => {
     const half = { ...config, secrets: { ...config.secrets, redis: undefined } };
     assert.throws(() => redisLink(half, site), isFleetError('CONFIG_INVALID', 'secrets.redis'));

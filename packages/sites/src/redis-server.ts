@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { probeRedis, redisLink, redisSecurity, type RedisLink } from '@fleetpki/queue';
@@ -46,6 +46,13 @@ function securityArgs(site: SiteConfig, config: RedisServerConfig): string[] {
   ];
 }
 
+/** Redis's own words on why it stopped (a TLS key that does not match its certificate, say): its log's warning lines ('#'). */
+function logWarnings(file: string): string {
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const warnings = text.split('\n').filter((line) => / # /.test(line)).slice(-3).map((line) => line.replace(/^.* # /, ''));
+  return warnings.length > 0 ? `: ${warnings.join('; ')}` : '';
+}
+
 /** A refusal (wrong password, untrusted certificate, plaintext to TLS) stops start-up; absence is waited for. */
 async function answering(link: RedisLink, timeoutMs: number): Promise<boolean> {
   const health = await probeRedis(link, timeoutMs);
@@ -83,7 +90,7 @@ export async function ensureRedis(site: SiteConfig, config: RedisServerConfig = 
     if (await answering(link, 200)) return 'started';
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new FleetError('REDIS_NOT_STARTED', `Redis for site ${site.id} did not answer on ${site.host}:${site.redisPort}; see ${join(dir, 'redis.log')}`);
+  throw new FleetError('REDIS_NOT_STARTED', `Redis for site ${site.id} did not answer on ${site.host}:${site.redisPort}${logWarnings(join(dir, 'redis.log'))}; see ${join(dir, 'redis.log')}`);
 }
 
 export async function stopRedis(site: SiteConfig, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
