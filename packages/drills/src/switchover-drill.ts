@@ -135,7 +135,7 @@ export async function runFailback(config: FleetConfig, options: FailbackOptions 
   }
   let t = performance.now();
   await waitForSyncStandby(config, primary, site);
-  await ensureRedis(site);
+  await ensureRedis(site, config);
   const waited = (performance.now() - t) / 1000;
   const rejoin = await waitForRejoin(config, site, options.failedOverAt ?? 0);
   log(`site ${site.id}: the synchronous standby of ${primary.id} (${rejoin.how} in ${rejoin.seconds} s by its agent${rejoin.why ? `: ${rejoin.why}` : ''})`);

@@ -1,5 +1,6 @@
 import { Queue, Worker, type Job } from 'bullmq';
 import { createRedisConnection, type RedisConnection } from './connection.js';
+import type { RedisLink } from './redis-link.js';
 
 /** One chunk of a factory batch: the unit of work (and of retry) of the batch pipeline. */
 export interface ChunkJob {
@@ -26,8 +27,8 @@ export class ChunkQueue {
   private readonly connection: RedisConnection;
   private readonly queue: Queue<ChunkJob>;
 
-  constructor(redisUrl: string, database: string) {
-    this.connection = createRedisConnection(redisUrl);
+  constructor(redis: string | RedisLink, database: string) {
+    this.connection = createRedisConnection(redis);
     this.queue = new Queue<ChunkJob>(CHUNK_QUEUE, {
       connection: this.connection,
       prefix: queuePrefix(database),
@@ -74,8 +75,8 @@ export interface ChunkWorker {
 }
 
 /** Runs `handle` for chunk jobs, `concurrency` at a time in this process. */
-export function startChunkWorker(redisUrl: string, database: string, handle: (job: ChunkJob) => Promise<void>, options: { concurrency: number; onError?: (err: Error, job: ChunkJob | undefined) => void }): ChunkWorker {
-  const connection = createRedisConnection(redisUrl);
+export function startChunkWorker(redis: string | RedisLink, database: string, handle: (job: ChunkJob) => Promise<void>, options: { concurrency: number; onError?: (err: Error, job: ChunkJob | undefined) => void }): ChunkWorker {
+  const connection = createRedisConnection(redis);
   const worker = new Worker<ChunkJob>(CHUNK_QUEUE, async (job: Job<ChunkJob>) => handle(job.data), {
     connection,
     prefix: queuePrefix(database),
@@ -95,8 +96,8 @@ export function startChunkWorker(redisUrl: string, database: string, handle: (jo
 }
 
 /** Removes every key of one database's work list from a site's Redis (throw-away databases of tests). */
-export async function dropChunkQueue(redisUrl: string, database: string): Promise<void> {
-  const redis = createRedisConnection(redisUrl);
+export async function dropChunkQueue(target: string | RedisLink, database: string): Promise<void> {
+  const redis = createRedisConnection(target);
   try {
     let cursor = '0';
     do {

@@ -1,5 +1,5 @@
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { dropChunkQueue } from '@fleetpki/queue';
+import { dropChunkQueue, redisLink } from '@fleetpki/queue';
 import { createPool } from '@fleetpki/store';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -59,7 +59,7 @@ export async function dropDeployment(config: FleetConfig, log: (line: string) =>
       await deleteToken(site.softhsmConf, label);
       log(`site ${site.id}: deleted token ${label}`);
     }
-    await dropChunkQueue(site.redisUrl, config.pgDatabase).catch(() => undefined);
+    await dropChunkQueue(redisLink(config, site), config.pgDatabase).catch(() => undefined);
   }
   if ((await listTokensOf(config.rootHsm.softhsmConf)).includes(config.rootTokenLabel)) {
     await deleteToken(config.rootHsm.softhsmConf, config.rootTokenLabel);

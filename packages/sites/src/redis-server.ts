@@ -1,10 +1,16 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SiteConfig } from '@fleetpki/core';
-import { probeRedis } from '@fleetpki/queue';
+import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
+import { probeRedis, redisLink, redisSecurity, type RedisLink } from '@fleetpki/queue';
 import { run } from './exec.js';
 import { livePid, removePidFile } from './pid-file.js';
 import { assertPortFree } from './ports.js';
+import { writeRedisAclFile } from './redis-acl.js';
+
+/** What ensureRedis reads of the configuration: the TLS material, the password file, and the CA database (queue prefix). */
+export type RedisServerConfig = Pick<FleetConfig, 'tls' | 'secrets' | 'pgDatabase'>;
+
+const OPEN: RedisServerConfig = { tls: { caBundle: undefined, parts: {} }, secrets: { postgres: {}, redis: undefined, etcd: undefined }, pgDatabase: 'fleetpki' };
 
 function redisDir(site: SiteConfig): string {
   return join(site.dir, 'redis');
@@ -19,17 +25,55 @@ export function redisPid(site: SiteConfig): number | undefined {
 }
 
 /**
- * Each site's Redis holds only the work list (PostgreSQL holds the truth), so it runs without
- * persistence: losing it costs a re-enqueue by the reconciler, never data.
+ * TLS on the site's port and no plaintext port at all (--port 0), so nothing can fall back to clear text.
+ * Clients are not asked for certificates (--tls-auth-clients no): Redis 7.0 cannot map a certificate to
+ * an ACL user, so a client certificate would prove only "holds some certificate of the organisation CA"
+ * while costing a key pair per service; the ACL user's password is the client's identity.
  */
-export async function ensureRedis(site: SiteConfig): Promise<'started' | 'running'> {
-  if (redisPid(site) !== undefined && (await probeRedis(site.redisUrl)).up) return 'running';
+function securityArgs(site: SiteConfig, config: RedisServerConfig): string[] {
+  const security = redisSecurity(config);
+  if (!security) return ['--port', String(site.redisPort)];
+  const aclFile = join(redisDir(site), 'users.acl');
+  writeRedisAclFile(aclFile, security.passwordFile, config.pgDatabase);
+  return [
+    '--port', '0',
+    '--tls-port', String(site.redisPort),
+    '--tls-cert-file', security.cert,
+    '--tls-key-file', security.key,
+    '--tls-ca-cert-file', security.caBundle,
+    '--tls-auth-clients', 'no',
+    '--aclfile', aclFile,
+  ];
+}
+
+/** Redis's own words on why it stopped (a TLS key that does not match its certificate, say): its log's warning lines ('#'). */
+function logWarnings(file: string): string {
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const warnings = text.split('\n').filter((line) => / # /.test(line)).slice(-3).map((line) => line.replace(/^.* # /, ''));
+  return warnings.length > 0 ? `: ${warnings.join('; ')}` : '';
+}
+
+/** A refusal (wrong password, untrusted certificate, plaintext to TLS) stops start-up; absence is waited for. */
+async function answering(link: RedisLink, timeoutMs: number): Promise<boolean> {
+  const health = await probeRedis(link, timeoutMs);
+  if (health.failure) throw health.failure;
+  return health.up;
+}
+
+/**
+ * Each site's Redis holds only the work list (PostgreSQL holds the truth), so it runs without
+ * persistence: losing it costs a re-enqueue by the reconciler, never data. With tls.redis, tls.caBundle
+ * and secrets.redis configured it runs TLS-only with ACL users (redis-acl.ts); otherwise open on loopback.
+ */
+export async function ensureRedis(site: SiteConfig, config: RedisServerConfig = OPEN): Promise<'started' | 'running'> {
+  const link = redisLink(config, site);
+  if (redisPid(site) !== undefined && (await answering(link, 1_000))) return 'running';
   const dir = redisDir(site);
   await assertPortFree(site.redisPort, `Redis of site ${site.id}`, `FLEETPKI_REDIS_PORT_${site.id.toUpperCase()}`, site.host);
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   removePidFile(pidFile(site));
   await run('redis-server', [
-    '--port', String(site.redisPort),
+    ...securityArgs(site, config),
     '--bind', site.host,
     // Redis refuses clients off loopback without a password; the namespaces' link is this machine's own.
     ...(site.netns ? ['--protected-mode', 'no'] : []),
@@ -43,10 +87,10 @@ export async function ensureRedis(site: SiteConfig): Promise<'started' | 'runnin
     '--maxmemory-policy', 'noeviction',
   ], { netns: site.netns });
   for (let i = 0; i < 50; i++) {
-    if ((await probeRedis(site.redisUrl, 200)).up) return 'started';
+    if (await answering(link, 200)) return 'started';
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`Redis for site ${site.id} did not answer on port ${site.redisPort}; see ${join(dir, 'redis.log')}`);
+  throw new FleetError('REDIS_NOT_STARTED', `Redis for site ${site.id} did not answer on ${site.host}:${site.redisPort}${logWarnings(join(dir, 'redis.log'))}; see ${join(dir, 'redis.log')}`);
 }
 
 export async function stopRedis(site: SiteConfig, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { SITE_IDS, type FleetConfig, type SiteConfig, type SiteId } from '@fleetpki/core';
-import { probeRedis } from '@fleetpki/queue';
+import { probeRedis, redisLink } from '@fleetpki/queue';
 import { createPool, readDatabaseRole } from '@fleetpki/store';
 import { ensureRootToken, ensureTokens, listTokens, tokensOfSite } from './hsm-tokens.js';
 import { ensurePrimary, ensureStandby, isClusterRunning, pgDataDir, stopCluster } from './postgres-cluster.js';
@@ -42,7 +42,7 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined): 
   log(`site ${primary.id}: PostgreSQL primary on ${primary.host}:${primary.pgPort} ${await ensurePrimary(config, primary, standby)}`);
   log(`site ${standby.id}: PostgreSQL hot standby on ${standby.host}:${standby.pgPort} ${await ensureStandby(config, standby, primary)}`);
   for (const site of [config.sites.a, config.sites.b]) {
-    log(`site ${site.id}: Redis on ${site.host}:${site.redisPort} ${await ensureRedis(site)}`);
+    log(`site ${site.id}: Redis on ${site.host}:${site.redisPort} ${await ensureRedis(site, config)}`);
   }
   const etcd = await ensureEtcd(config);
   log(`etcd: ${config.consensus.members.map((m) => `${m.name} on ${new URL(m.clientUrl).host} ${etcd[m.name]}`).join(', ')}`);
@@ -138,7 +138,7 @@ export async function consensusStatus(config: FleetConfig): Promise<ConsensusSta
 
 export async function siteStatus(config: FleetConfig, site: SiteConfig): Promise<SiteStatus> {
   const [postgres, caRole] = await postgresStatus(config, site);
-  const redis = await probeRedis(site.redisUrl, 500);
+  const redis = await probeRedis(redisLink(config, site), 500);
   const tokens = await listTokens(site).catch((): string[] => []);
   const expected = tokensOfSite(config, site);
   const member = config.consensus.members.find((m) => m.name === site.id)!;

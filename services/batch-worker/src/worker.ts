@@ -2,7 +2,7 @@ import pino from 'pino';
 import type { FleetConfig } from '@fleetpki/core';
 import { ChunkIssuer, openSiteRuntime } from '@fleetpki/ca';
 import { PossessionThreads } from '@fleetpki/x509';
-import { startChunkWorker } from '@fleetpki/queue';
+import { assertRedisLink, redisLink, startChunkWorker } from '@fleetpki/queue';
 
 export interface BatchWorkerOptions {
   /** Chunks in flight in this process (one signs while another commits). */
@@ -30,8 +30,11 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
   let closing = false;
   try {
     const issuer = ChunkIssuer.forPool(pool, ca, config.site, serialPrefix, possession);
+    // A wrong Redis password or CA stops the worker at start; Redis merely down is waited for by BullMQ.
+    const link = redisLink(config, site, 'batch-worker');
+    await assertRedisLink(link);
     const worker = startChunkWorker(
-      site.redisUrl,
+      link,
       config.pgDatabase,
       async (job) => {
         await guard.assertWritable();

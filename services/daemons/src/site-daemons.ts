@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { openRoleSiteRuntime, openStatusSite, type ChunkJobQueue, type RoleSiteRuntime, type SiteLease, type StatusSite } from '@fleetpki/ca';
 import { Daemon, FleetError, type DaemonStats, type FleetConfig } from '@fleetpki/core';
-import { ChunkQueue } from '@fleetpki/queue';
+import { assertRedisLink, ChunkQueue, redisLink } from '@fleetpki/queue';
 import { JOBS, rolesOf, statusProducers, type JobContext, type JobRole, type StatusJobSite, type StatusProducers } from './jobs.js';
 
 export { JOBS, RECONCILERS, STATUS_JOBS, reconcileEveryMs, rolesOf, type JobContext, type JobRole, type JobSpec, type StatusJobSite, type StatusProducers } from './jobs.js';
@@ -74,6 +74,8 @@ export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsO
   const log = pino({ name: `daemons-${config.site}`, level: options.logger === false ? 'silent' : config.logLevel });
   const seams = options.seams ?? {};
   const roles = rolesOf(names);
+  // The outbox re-queues into Redis: a wrong Redis password or CA stops the daemons here, not at the first pass.
+  if (names.includes('batch-outbox') && !seams.openQueue) await assertRedisLink(redisLink(config, config.sites[config.site], 'daemons'));
   const closers: (() => Promise<unknown>)[] = [];
   const closeAll = async () => {
     for (const close of closers.reverse()) await close().catch((err: unknown) => log.warn({ err }, 'closing the daemons'));
@@ -86,7 +88,7 @@ export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsO
     log,
     queue() {
       if (!queue) {
-        const opened = seams.openQueue ? seams.openQueue() : new ChunkQueue(config.sites[config.site].redisUrl, config.pgDatabase);
+        const opened = seams.openQueue ? seams.openQueue() : new ChunkQueue(redisLink(config, config.sites[config.site], 'daemons'), config.pgDatabase);
         closers.push(() => opened.close());
         queue = opened;
       }

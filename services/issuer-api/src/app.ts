@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { AccessAdministration, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, FailoverDrills, openSiteRuntime, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresStatusStore, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa, type SiteLease } from '@fleetpki/ca';
 import type { KeyStore } from '@fleetpki/hsm';
-import { ChunkQueue } from '@fleetpki/queue';
+import { assertRedisLink, ChunkQueue, redisLink } from '@fleetpki/queue';
 import type { Pool } from '@fleetpki/store';
 import { PossessionThreads, inlinePossessionVerifier, readStrictPem, toPem, type PossessionVerifier } from '@fleetpki/x509';
 import { ApiAccess } from './auth.js';
@@ -239,7 +239,10 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
     await site.close();
   };
   try {
-    const queue = new ChunkQueue(config.sites[config.site].redisUrl, config.pgDatabase);
+    // A wrong Redis password or CA stops the API here, not at the first batch.
+    const link = redisLink(config, config.sites[config.site], 'issuer-api');
+    await assertRedisLink(link);
+    const queue = new ChunkQueue(link, config.pgDatabase);
     const app = await buildIssuerApi({ config, pool, reservedPool: site.pools.reserved, uploadPool: site.pools.uploads, ca, keyStore, queue, lease, possession, pbm, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
