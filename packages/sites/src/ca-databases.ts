@@ -1,5 +1,5 @@
 import type { FleetConfig, SiteConfig } from '@fleetpki/core';
-import { createPool, type Pool } from '@fleetpki/store';
+import { createPool, pgLinkSecurity, type Pool, type PoolOptions } from '@fleetpki/store';
 
 /** The owner's connection to one database of a site's cluster. */
 export function ownerUrl(config: FleetConfig, site: SiteConfig, database: string): string {
@@ -7,8 +7,13 @@ export function ownerUrl(config: FleetConfig, site: SiteConfig, database: string
   return `postgres://${config.pgUser}@${site.pgHost}:${site.pgPort}/${encodeURIComponent(database)}`;
 }
 
+/** A pool as the owner, over TLS with the owner's password when tls.postgres is set (pgLinkSecurity). */
+export function ownerPool(config: FleetConfig, site: SiteConfig, database: string, options: Omit<PoolOptions, 'security'> = {}): Pool {
+  return createPool(ownerUrl(config, site, database), { ...options, security: pgLinkSecurity(config, 'owner') });
+}
+
 export async function withOwnerPool<T>(config: FleetConfig, site: SiteConfig, database: string, fn: (pool: Pool) => Promise<T>): Promise<T> {
-  const pool = createPool(ownerUrl(config, site, database), { applicationName: 'fleetpki-site-agent', max: 1, connectionTimeoutMillis: 2_000 });
+  const pool = ownerPool(config, site, database, { applicationName: 'fleetpki-site-agent', max: 1, connectionTimeoutMillis: 2_000 });
   try {
     return await fn(pool);
   } finally {

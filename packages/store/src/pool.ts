@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { FleetError } from '@fleetpki/core';
+import { pgClientSecurityOptions, type PgLinkSecurity } from './pg-link.js';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -15,6 +16,8 @@ export interface PoolOptions {
    * a backstop for pools whose transactions wait on a client (uploads), should the process's own deadline fail.
    */
   idleInTransactionTimeoutMs?: number;
+  /** TLS and the role's password (pgLinkSecurity); undefined: the loopback simulation's plain link. */
+  security?: PgLinkSecurity | undefined;
 }
 
 // BYTEA comes back as Buffer already; BIGINT (OID 20) and NUMERIC stay strings unless parsed. Counts and
@@ -37,6 +40,7 @@ export function createPool(databaseUrl: string, options: PoolOptions = {}): Pool
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? 5_000,
     application_name: options.applicationName ?? 'fleetpki',
     ...(options.idleInTransactionTimeoutMs !== undefined ? { idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs } : {}),
+    ...(options.security ? pgClientSecurityOptions(options.security, new URL(databaseUrl).hostname) : {}),
   });
   // A client losing its server (site failover, `sites down`, a killed PostgreSQL) must not crash the
   // process: idle in the pool (pool 'error'), or checked out between two queries of a transaction that
