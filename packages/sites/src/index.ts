@@ -16,3 +16,4 @@ export * from './site-agent-process.js';
 export * from './netns.js';
 export * from './site-orders.js';
 export * from './deployment-file.js';
+export { pgBinDir } from './exec.js';

@@ -2,7 +2,7 @@
 import { appendFileSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, NETNS_SUBNET, type FleetConfig, type SiteConfig } from '@fleetpki/core';
-import { ownerPool } from './ca-databases.js';
+import { connectOwner, ownerPool } from './ca-databases.js';
 import { isRoot, pgBinDir, run } from './exec.js';
 import { osUserIds } from './os-user.js';
 import { assertPortFree } from './ports.js';
@@ -170,7 +170,7 @@ export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncS
   const pool = ownerPool(config, site, 'postgres', { applicationName: 'fleetpki-sites', max: 1 });
   try {
     // Bootstrap statements must not wait for a standby that does not exist yet.
-    const client = await pool.connect();
+    const client = await connectOwner(config, site, pool, 'postgres');
     try {
       await client.query(`SET synchronous_commit = local`);
       if (pgServerTls(config)) await setRolePasswords(config, client);

@@ -44,6 +44,8 @@ function writePrivate(path: string, from: { file: string } | { text: string }): 
  */
 export function installPgTlsFiles(config: FleetConfig, site: SiteConfig, tls: PgServerTls): void {
   const dir = pgTlsDir(site);
+  // The site's folder first, with the default mode: a recursive mkdir would make it 0700 too, and the postgres user must traverse it.
+  mkdirSync(site.dir, { recursive: true });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
   if (isRoot) {

@@ -33,9 +33,16 @@ export function isPool(value: unknown): value is Pool {
   return value instanceof pg.Pool;
 }
 
+function endpointOf(databaseUrl: string): { host: string; port: number; user: string; database: string } {
+  const u = new URL(databaseUrl);
+  return { host: u.hostname, port: Number(u.port || 5432), user: decodeURIComponent(u.username), database: decodeURIComponent(u.pathname.replace(/^\//, '')) };
+}
+
 export function createPool(databaseUrl: string, options: PoolOptions = {}): Pool {
   const pool = new pg.Pool({
-    connectionString: databaseUrl,
+    // A secured link takes its endpoint from the URL but not its password or ssl settings (a
+    // connectionString's parsed fields would override the password function and ssl options below).
+    ...(options.security ? endpointOf(databaseUrl) : { connectionString: databaseUrl }),
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? 5_000,
     application_name: options.applicationName ?? 'fleetpki',
