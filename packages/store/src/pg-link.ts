@@ -3,7 +3,7 @@
 // PostgreSQL pair and the CA bundle; when on, there is no plaintext fallback.
 import { readFileSync } from 'node:fs';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
-import { DATABASE_ROLES, FleetError, type DatabaseClient, type FleetConfig } from '@fleetpki/core';
+import { DATABASE_CLIENTS, DATABASE_ROLES, FleetError, type DatabaseClient, type FleetConfig } from '@fleetpki/core';
 
 /** Who connects: the owner (config.pgUser: migrations, the sites' bootstrap) or a service's role. */
 export type PgLinkRole = 'owner' | DatabaseClient;
@@ -54,6 +54,29 @@ export function pgClientSecurityOptions(security: PgLinkSecurity, host: string):
     },
     password: () => readPgPassword(security.passwordFile),
   };
+}
+
+/**
+ * What pg.Pool or pg.Client connect with: the URL as is on a plain link; on a secured one its endpoint
+ * only, with the TLS options and the password function (a connectionString's parsed fields would
+ * override both).
+ */
+export function pgConnectionConfig(databaseUrl: string, security: PgLinkSecurity | undefined): object {
+  if (!security) return { connectionString: databaseUrl };
+  const u = new URL(databaseUrl);
+  const endpoint = { host: u.hostname, port: Number(u.port || 5432), user: decodeURIComponent(u.username), database: decodeURIComponent(u.pathname.replace(/^\//, '')) };
+  return { ...endpoint, ...pgClientSecurityOptions(security, u.hostname) };
+}
+
+/** The link's security for whichever role a URL connects as (the owner or a service's), by its user name. */
+export function pgLinkSecurityForUrl(config: FleetConfig, databaseUrl: string): PgLinkSecurity | undefined {
+  const user = decodeURIComponent(new URL(databaseUrl).username);
+  const client = DATABASE_CLIENTS.find((c) => DATABASE_ROLES[c] === user);
+  if (!client && user !== config.pgUser) {
+    if (!config.tls.caBundle || !config.tls.parts.postgres) return undefined;
+    throw new FleetError('CONFIG_INVALID', `invalid configuration: tls.postgres is set, but role ${user} is neither the owner nor a service's, so no secrets.postgres entry gives its password`);
+  }
+  return pgLinkSecurity(config, client ?? 'owner');
 }
 
 const TLS_TRUST_CODES = new Set([

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { FleetError } from '@fleetpki/core';
-import { pgClientSecurityOptions, type PgLinkSecurity } from './pg-link.js';
+import { pgConnectionConfig, type PgLinkSecurity } from './pg-link.js';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -33,21 +33,13 @@ export function isPool(value: unknown): value is Pool {
   return value instanceof pg.Pool;
 }
 
-function endpointOf(databaseUrl: string): { host: string; port: number; user: string; database: string } {
-  const u = new URL(databaseUrl);
-  return { host: u.hostname, port: Number(u.port || 5432), user: decodeURIComponent(u.username), database: decodeURIComponent(u.pathname.replace(/^\//, '')) };
-}
-
 export function createPool(databaseUrl: string, options: PoolOptions = {}): Pool {
   const pool = new pg.Pool({
-    // A secured link takes its endpoint from the URL but not its password or ssl settings (a
-    // connectionString's parsed fields would override the password function and ssl options below).
-    ...(options.security ? endpointOf(databaseUrl) : { connectionString: databaseUrl }),
+    ...pgConnectionConfig(databaseUrl, options.security),
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? 5_000,
     application_name: options.applicationName ?? 'fleetpki',
     ...(options.idleInTransactionTimeoutMs !== undefined ? { idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs } : {}),
-    ...(options.security ? pgClientSecurityOptions(options.security, new URL(databaseUrl).hostname) : {}),
   });
   // A client losing its server (site failover, `sites down`, a killed PostgreSQL) must not crash the
   // process: idle in the pool (pool 'error'), or checked out between two queries of a transaction that
