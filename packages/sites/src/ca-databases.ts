@@ -1,5 +1,5 @@
 import type { FleetConfig, SiteConfig } from '@fleetpki/core';
-import { createPool, type Pool } from '@fleetpki/store';
+import { createPool, describePgLinkError, pgLinkSecurity, type Pool, type PoolClient, type PoolOptions } from '@fleetpki/store';
 
 /** The owner's connection to one database of a site's cluster. */
 export function ownerUrl(config: FleetConfig, site: SiteConfig, database: string): string {
@@ -7,8 +7,23 @@ export function ownerUrl(config: FleetConfig, site: SiteConfig, database: string
   return `postgres://${config.pgUser}@${site.pgHost}:${site.pgPort}/${encodeURIComponent(database)}`;
 }
 
+/** A pool as the owner, over TLS with the owner's password when tls.postgres is set (pgLinkSecurity). */
+export function ownerPool(config: FleetConfig, site: SiteConfig, database: string, options: Omit<PoolOptions, 'security'> = {}): Pool {
+  return createPool(ownerUrl(config, site, database), { ...options, security: pgLinkSecurity(config, 'owner') });
+}
+
+/** One connection of an owner pool; on a secured link a refusal says why (DB_AUTH_FAILED, DB_TLS_UNTRUSTED). */
+export async function connectOwner(config: FleetConfig, site: SiteConfig, pool: Pool, database: string): Promise<PoolClient> {
+  try {
+    return await pool.connect();
+  } catch (err) {
+    const security = pgLinkSecurity(config, 'owner');
+    throw security ? describePgLinkError(ownerUrl(config, site, database), err, security) : err;
+  }
+}
+
 export async function withOwnerPool<T>(config: FleetConfig, site: SiteConfig, database: string, fn: (pool: Pool) => Promise<T>): Promise<T> {
-  const pool = createPool(ownerUrl(config, site, database), { applicationName: 'fleetpki-site-agent', max: 1, connectionTimeoutMillis: 2_000 });
+  const pool = ownerPool(config, site, database, { applicationName: 'fleetpki-site-agent', max: 1, connectionTimeoutMillis: 2_000 });
   try {
     return await fn(pool);
   } finally {

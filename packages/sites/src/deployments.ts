@@ -1,12 +1,12 @@
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { dropChunkQueue, redisLink } from '@fleetpki/queue';
-import { createPool } from '@fleetpki/store';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { custodianPinFiles, listTokens, listTokensOf, tokensOfSite } from './hsm-tokens.js';
 import { isClusterRunning } from './postgres-cluster.js';
 import { run } from './exec.js';
+import { ownerPool } from './ca-databases.js';
 import { currentRoles } from './topology-file.js';
 
 /**
@@ -44,7 +44,7 @@ export async function dropDeployment(config: FleetConfig, log: (line: string) =>
   }
   const { primary } = currentRoles(config);
   if (await isClusterRunning(primary)) {
-    const admin = createPool(`postgres://${config.pgUser}@${primary.pgHost}:${primary.pgPort}/postgres`, { max: 1, applicationName: 'fleetpki-sites' });
+    const admin = ownerPool(config, primary, 'postgres', { max: 1, applicationName: 'fleetpki-sites' });
     try {
       await admin.query(`DROP DATABASE IF EXISTS ${config.pgDatabase} WITH (FORCE)`);
     } finally {
@@ -131,7 +131,7 @@ function databasesInUse(processes: readonly string[]): Set<string> {
 export async function sweepTestDeployments(config: FleetConfig, log: (line: string) => void = () => undefined): Promise<void> {
   const { primary } = currentRoles(config);
   if (!(await isClusterRunning(primary))) return;
-  const admin = createPool(`postgres://${config.pgUser}@${primary.pgHost}:${primary.pgPort}/postgres`, { max: 1, applicationName: 'fleetpki-sites' });
+  const admin = ownerPool(config, primary, 'postgres', { max: 1, applicationName: 'fleetpki-sites' });
   let live: Set<string>;
   const processes = otherProcesses();
   const inUse = databasesInUse(processes);

@@ -17,3 +17,4 @@ export * from './netns.js';
 export * from './site-orders.js';
 export * from './deployment-file.js';
 export * from './etcd-server-tls.js';
+export { pgBinDir } from './exec.js';

@@ -1,11 +1,13 @@
-/* eslint-disable max-lines -- the local simulation's PostgreSQL clusters (initdb, roles, replication, pg_rewind) in one place; issue 35 replaces them with Patroni */
+// The local simulation's PostgreSQL clusters: initdb, settings, start/stop, replication, pg_rewind (issue 35 replaces them with Patroni).
 import { appendFileSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetError, NETNS_SUBNET, type FleetConfig, type SiteConfig } from '@fleetpki/core';
-import { createPool } from '@fleetpki/store';
+import { connectOwner, ownerPool } from './ca-databases.js';
 import { isRoot, pgBinDir, run } from './exec.js';
 import { osUserIds } from './os-user.js';
 import { assertPortFree } from './ports.js';
+import { pgDataDir, postmasterAlive, waitForPostmasterExit } from './postmaster.js';
+import { installPgTlsFiles, libpqTlsEnv, libpqTlsParams, pgHbaWithTls, pgServerTls, pgTlsSettings, setRolePasswords, writeInitdbPasswordFile } from './postgres-tls.js';
 
 /** The slot and application name a site streams under as a standby; the primary's synchronous_standby_names waits for it. */
 export function standbyName(site: SiteConfig): string {
@@ -15,9 +17,7 @@ export function standbyName(site: SiteConfig): string {
 /** What a cluster is in the current topology: the primary (with the standby it waits for, if any) or a standby of a primary. */
 export type ClusterRole = { readonly role: 'primary'; readonly syncStandby?: SiteConfig } | { readonly role: 'standby'; readonly primary: SiteConfig };
 
-export function pgDataDir(site: SiteConfig): string {
-  return join(site.dir, 'pg');
-}
+export { pgDataDir, postmasterAlive };
 
 function pg(bin: string): string {
   return join(pgBinDir(), bin);
@@ -77,8 +77,10 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
     `log_destination = 'stderr'`,
     `log_min_messages = warning`,
   ];
+  if (pgServerTls(config)) lines.push(...pgTlsSettings(site));
   if (role.role === 'standby') {
-    lines.push(`primary_conninfo = 'host=${role.primary.host} port=${role.primary.pgPort} user=${config.pgUser} application_name=${standbyName(site)}'`);
+    const tls = pgServerTls(config) ? ` ${libpqTlsParams(site)}` : '';
+    lines.push(`primary_conninfo = 'host=${role.primary.host} port=${role.primary.pgPort} user=${config.pgUser} application_name=${standbyName(site)}${tls}'`);
     lines.push(`primary_slot_name = '${standbyName(site)}'`);
   }
   return lines.join('\n') + '\n';
@@ -86,6 +88,12 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
 
 export function writeSettings(config: FleetConfig, site: SiteConfig, role: ClusterRole): void {
   const dataDir = pgDataDir(site);
+  const tls = pgServerTls(config);
+  if (tls) {
+    installPgTlsFiles(config, site, tls);
+    writeFileSync(join(dataDir, 'pg_hba.conf'), pgHbaWithTls(config));
+    chownToPgUser(join(dataDir, 'pg_hba.conf'));
+  }
   const conf = join(dataDir, 'postgresql.conf');
   const include = `include_if_exists = 'fleetpki.conf'`;
   const text = readFileSync(conf, 'utf8');
@@ -105,61 +113,6 @@ function chownToPgUser(...paths: string[]): void {
 function prepareDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chownToPgUser(dir);
-}
-
-/**
- * Is the cluster's postmaster alive? Read from postmaster.pid and /proc, in-process: a `pg_ctl status`
- * subprocess under load once said "not running" of a live primary, and the site agent resigned for it.
- * A zombie (killed, not yet reaped by a PID 1 that does not reap) counts as dead.
- */
-export function postmasterAlive(site: SiteConfig): boolean {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(join(pgDataDir(site), 'postmaster.pid'), 'utf8').split('\n')[0]);
-  } catch {
-    return false;
-  }
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // "<pid> (<comm>) <state> ...": comm is "postgres" for the postmaster; pid reuse by another program is not alive.
-    const m = /^\d+ \((.*)\) (\S)/.exec(stat);
-    return m !== null && m[1] === 'postgres' && m[2] !== 'Z' && m[2] !== 'X';
-  } catch {
-    return false;
-  }
-}
-
-/**
- * After a SIGKILL the postmaster's pid stays taken until its parent reaps it, and PostgreSQL refuses to
- * start over a lock file whose pid exists ("another postmaster running"). Waits for it to go; one that
- * stays a zombie holds nothing (its shared memory, which PostgreSQL also checks, protects against live
- * backends), so its lock file is removed.
- */
-async function waitForPostmasterExit(site: SiteConfig, log: (line: string) => void): Promise<void> {
-  const lockFile = join(pgDataDir(site), 'postmaster.pid');
-  let pid: number;
-  try {
-    pid = Number(readFileSync(lockFile, 'utf8').split('\n')[0]);
-  } catch {
-    return;
-  }
-  const exists = () => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'EPERM';
-    }
-  };
-  for (let i = 0; i < 100 && exists(); i++) {
-    if (postmasterAlive(site)) return; // running for real: the caller's stop handles it
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  if (exists() && !postmasterAlive(site)) {
-    log(`site ${site.id}: the killed postmaster (pid ${pid}) was not reaped; removing its lock file`);
-    rmSync(lockFile, { force: true });
-  }
 }
 
 export async function isClusterRunning(site: SiteConfig): Promise<boolean> {
@@ -192,7 +145,16 @@ export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncS
   let outcome: 'created' | 'started' | 'running' = 'running';
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
     prepareDir(dataDir);
-    await run(pg('initdb'), ['-D', dataDir, '-U', config.pgUser, '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-instructions'], { asPgUser: true });
+    const tls = pgServerTls(config);
+    // With TLS the owner has its password from the start: our pg_hba.conf has no trust line to set it over.
+    if (tls) installPgTlsFiles(config, site, tls);
+    const pwfile = tls ? writeInitdbPasswordFile(config, site) : undefined;
+    const auth = pwfile ? ['--auth=scram-sha-256', `--pwfile=${pwfile}`] : ['--auth=trust'];
+    try {
+      await run(pg('initdb'), ['-D', dataDir, '-U', config.pgUser, ...auth, '-E', 'UTF8', '--locale=C', '--no-instructions'], { asPgUser: true });
+    } finally {
+      if (pwfile) rmSync(pwfile, { force: true });
+    }
     if (site.netns) {
       // The sites in network namespaces reach each other (replication, pg_rewind, the services of the
       // other site) over the namespaces' private link; trust, as on loopback (production: scram, TLS).
@@ -205,12 +167,13 @@ export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncS
     await startCluster(site);
     if (outcome === 'running') outcome = 'started';
   } else await reloadCluster(site);
-  const pool = createPool(`postgres://${config.pgUser}@${site.pgHost}:${site.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = ownerPool(config, site, 'postgres', { applicationName: 'fleetpki-sites', max: 1 });
   try {
     // Bootstrap statements must not wait for a standby that does not exist yet.
-    const client = await pool.connect();
+    const client = await connectOwner(config, site, pool, 'postgres');
     try {
       await client.query(`SET synchronous_commit = local`);
+      if (pgServerTls(config)) await setRolePasswords(config, client);
       const db = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [config.pgDatabase]);
       if (db.rowCount === 0) await client.query(`CREATE DATABASE ${config.pgDatabase}`);
     } finally {
@@ -240,7 +203,7 @@ export async function ensureStandby(config: FleetConfig, site: SiteConfig, prima
 
 /** A fresh copy of `primary` into `site`'s (empty) data directory, with its replication slot. */
 export async function baseBackup(config: FleetConfig, site: SiteConfig, primary: SiteConfig): Promise<void> {
-  const pool = createPool(`postgres://${config.pgUser}@${primary.pgHost}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = ownerPool(config, primary, 'postgres', { applicationName: 'fleetpki-sites', max: 1 });
   try {
     // A slot left from an earlier standby would hold WAL forever and make -C fail.
     await pool.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, [standbyName(site)]);
@@ -252,7 +215,7 @@ export async function baseBackup(config: FleetConfig, site: SiteConfig, primary:
   await run(
     pg('pg_basebackup'),
     ['-h', primary.host, '-p', String(primary.pgPort), '-U', config.pgUser, '-D', dataDir, '-X', 'stream', '-C', '-S', standbyName(site), '-R', '--checkpoint=fast'],
-    { asPgUser: true, timeoutMs: 600_000 },
+    { asPgUser: true, timeoutMs: 600_000, env: libpqTlsEnv(config, site) },
   );
 }
 
@@ -276,7 +239,7 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
   await stopCluster(site, 'immediate').catch(() => undefined);
   await waitForPostmasterExit(site, log);
   const dataDir = pgDataDir(site);
-  const pool = createPool(`postgres://${config.pgUser}@${primary.pgHost}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = ownerPool(config, primary, 'postgres', { applicationName: 'fleetpki-sites', max: 1 });
   try {
     await pool.query(`SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, [standbyName(site)]);
   } finally {
@@ -302,7 +265,7 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
     // A just-promoted source still names its old timeline in its control file until its first
     // checkpoint on the new one, and pg_rewind then finds "no rewind required": checkpoint it first.
     await withSourceCheckpoint(config, primary);
-    const rewound = await run(pg('pg_rewind'), ['-D', dataDir, '--source-server', `host=${primary.host} port=${primary.pgPort} user=${config.pgUser} dbname=postgres`, '--progress'], { asPgUser: true, timeoutMs: 600_000, stderrToo: true });
+    const rewound = await run(pg('pg_rewind'), ['-D', dataDir, '--source-server', `host=${primary.host} port=${primary.pgPort} user=${config.pgUser} dbname=postgres`, '--progress'], { asPgUser: true, timeoutMs: 600_000, stderrToo: true, env: libpqTlsEnv(config, site) });
     log(`pg_rewind: ${rewound.trim().split('\n').filter(Boolean).slice(-4).join(' | ')}`);
     await asStandby();
     return 'rewound';
@@ -324,7 +287,7 @@ export async function rebuildAsStandby(config: FleetConfig, site: SiteConfig, pr
  * streaming for a moment) but never replays past the fork.
  */
 export async function waitUntilStreaming(config: FleetConfig, site: SiteConfig, primary: SiteConfig, timeoutMs = 20_000): Promise<void> {
-  const pool = createPool(`postgres://${config.pgUser}@${primary.pgHost}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = ownerPool(config, primary, 'postgres', { applicationName: 'fleetpki-sites', max: 1 });
   try {
     const { rows: at } = await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
     const deadline = Date.now() + timeoutMs;
@@ -343,7 +306,7 @@ export async function waitUntilStreaming(config: FleetConfig, site: SiteConfig, 
 }
 
 async function withSourceCheckpoint(config: FleetConfig, primary: SiteConfig): Promise<void> {
-  const pool = createPool(`postgres://${config.pgUser}@${primary.pgHost}:${primary.pgPort}/postgres`, { applicationName: 'fleetpki-sites', max: 1 });
+  const pool = ownerPool(config, primary, 'postgres', { applicationName: 'fleetpki-sites', max: 1 });
   try {
     await pool.query('CHECKPOINT');
   } finally {

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { SITE_IDS, type FleetConfig, type SiteConfig, type SiteId } from '@fleetpki/core';
 import { probeRedis, redisLink } from '@fleetpki/queue';
-import { createPool, readDatabaseRole } from '@fleetpki/store';
+import { createPool, pgLinkSecurity, readDatabaseRole } from '@fleetpki/store';
 import { ensureRootToken, ensureTokens, listTokens, tokensOfSite } from './hsm-tokens.js';
 import { ensurePrimary, ensureStandby, isClusterRunning, pgDataDir, stopCluster } from './postgres-cluster.js';
 import { ensureEtcd, etcdHealth, stopEtcd } from './etcd-cluster.js';
@@ -156,7 +156,7 @@ export async function siteStatus(config: FleetConfig, site: SiteConfig): Promise
 
 async function postgresStatus(config: FleetConfig, site: SiteConfig): Promise<[SiteStatus['postgres'], string | undefined]> {
   if (!existsSync(pgDataDir(site)) || !(await isClusterRunning(site))) return [{ up: false, port: site.pgPort }, undefined];
-  const pool = createPool(site.databaseUrl, { applicationName: 'fleetpki-status', max: 1, connectionTimeoutMillis: 1_000 });
+  const pool = createPool(site.databaseUrl, { applicationName: 'fleetpki-status', max: 1, connectionTimeoutMillis: 1_000, security: pgLinkSecurity(config, 'owner') });
   try {
     const role = await readDatabaseRole(pool);
     let caRole: string | undefined;

@@ -1,4 +1,5 @@
 export * from './pool.js';
+export * from './pg-link.js';
 export * from './copy.js';
 export * from './migrate.js';
 export * from './site-status.js';

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { pgConnectionConfig, type PgLinkSecurity } from './pg-link.js';
 
 /**
  * The site lease's own connection (ca/site-lease.ts): one client, apart from the pools, so a read that
@@ -11,11 +12,13 @@ export class LeaseConnection {
     private readonly connectionString: string,
     private readonly applicationName: string,
     private readonly connectTimeoutMs: number,
+    /** TLS and the role's password when the link is secured (pgLinkSecurity). */
+    private readonly security?: PgLinkSecurity,
   ) {}
 
   private async connect(): Promise<pg.Client> {
     if (this.client) return this.client;
-    const client = new pg.Client({ connectionString: this.connectionString, application_name: this.applicationName, connectionTimeoutMillis: this.connectTimeoutMs });
+    const client = new pg.Client({ ...pgConnectionConfig(this.connectionString, this.security), application_name: this.applicationName, connectionTimeoutMillis: this.connectTimeoutMs });
     // A connection that broke (the server was killed, restarted, rewound) is never used again: the next
     // read connects anew.
     const forget = () => {

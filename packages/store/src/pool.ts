@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { FleetError } from '@fleetpki/core';
+import { pgConnectionConfig, type PgLinkSecurity } from './pg-link.js';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -15,6 +16,8 @@ export interface PoolOptions {
    * a backstop for pools whose transactions wait on a client (uploads), should the process's own deadline fail.
    */
   idleInTransactionTimeoutMs?: number;
+  /** TLS and the role's password (pgLinkSecurity); undefined: the loopback simulation's plain link. */
+  security?: PgLinkSecurity | undefined;
 }
 
 // BYTEA comes back as Buffer already; BIGINT (OID 20) and NUMERIC stay strings unless parsed. Counts and
@@ -32,7 +35,7 @@ export function isPool(value: unknown): value is Pool {
 
 export function createPool(databaseUrl: string, options: PoolOptions = {}): Pool {
   const pool = new pg.Pool({
-    connectionString: databaseUrl,
+    ...pgConnectionConfig(databaseUrl, options.security),
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? 5_000,
     application_name: options.applicationName ?? 'fleetpki',

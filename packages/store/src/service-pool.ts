@@ -1,4 +1,5 @@
 import { FleetError, type DatabaseClient, type FleetConfig } from '@fleetpki/core';
+import { describePgLinkError, pgLinkSecurity } from './pg-link.js';
 import { createPool, describeConnectionError, type Pool, type PoolOptions } from './pool.js';
 
 /**
@@ -12,13 +13,14 @@ export async function openServicePool(config: FleetConfig, service: DatabaseClie
   const url = site.serviceDatabaseUrls[service];
   // A process may have several pools (the issuer API: general, reserved, uploads): each says which it is.
   const applicationName = `fleetpki-${service}-${site.id}${options.purpose ? `-${options.purpose}` : ''}`;
-  const pool = createPool(url, { applicationName, max, ...(options.idleInTransactionTimeoutMs !== undefined ? { idleInTransactionTimeoutMs: options.idleInTransactionTimeoutMs } : {}) });
+  const security = pgLinkSecurity(config, service);
+  const pool = createPool(url, { applicationName, max, security, ...(options.idleInTransactionTimeoutMs !== undefined ? { idleInTransactionTimeoutMs: options.idleInTransactionTimeoutMs } : {}) });
   let reached: string;
   try {
     reached = (await pool.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db;
   } catch (err) {
     await pool.end();
-    throw describeConnectionError(url, err);
+    throw security ? describePgLinkError(url, err, security) : describeConnectionError(url, err);
   }
   if (reached !== config.pgDatabase) {
     await pool.end();

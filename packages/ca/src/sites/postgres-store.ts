@@ -1,5 +1,5 @@
 import type { DatabaseClient, FleetConfig, SiteId } from '@fleetpki/core';
-import { LeaseConnection, appendAuditEvents, createPool, isInRecovery, isPool, listCas, openServicePool, readSiteStates, syncStandbyState, withTransaction, type Pool } from '@fleetpki/store';
+import { LeaseConnection, appendAuditEvents, createPool, isInRecovery, isPool, listCas, openServicePool, pgLinkSecurity, pgLinkSecurityForUrl, readSiteStates, syncStandbyState, withTransaction, type Pool } from '@fleetpki/store';
 import type { LeaseDatabase, SiteStore } from './store.js';
 
 /** The sites ports on the site's PostgreSQL database: the only file of sites/ that calls the store. */
@@ -26,8 +26,8 @@ export function siteStoreOf<S>(source: S | Pool): S {
 }
 
 /** SiteLease's own connection (not from a pool: it must answer when the pools are exhausted). */
-export function openLeaseDatabase(connectionString: string, site: SiteId): LeaseDatabase {
-  return new LeaseConnection(connectionString, `fleetpki-lease-${site}`, 2_000);
+export function openLeaseDatabase(config: FleetConfig, connectionString: string, site: SiteId): LeaseDatabase {
+  return new LeaseConnection(connectionString, `fleetpki-lease-${site}`, 2_000, pgLinkSecurityForUrl(config, connectionString));
 }
 
 /** A service's pool to its site's database, checked to reach the configured database (openServicePool). */
@@ -42,5 +42,5 @@ export function openSitePool(config: FleetConfig, service: DatabaseClient, max: 
  */
 export function openOperatorPool(config: FleetConfig, options: { owner?: boolean } = {}): Pool {
   const site = config.sites[config.site];
-  return createPool(options.owner ? site.databaseUrl : site.serviceDatabaseUrls.operator, { applicationName: options.owner ? 'fleetpki-cli-owner' : 'fleetpki-cli', max: 4 });
+  return createPool(options.owner ? site.databaseUrl : site.serviceDatabaseUrls.operator, { applicationName: options.owner ? 'fleetpki-cli-owner' : 'fleetpki-cli', max: 4, security: pgLinkSecurity(config, options.owner ? 'owner' : 'operator') });
 }

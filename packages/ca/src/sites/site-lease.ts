@@ -72,7 +72,7 @@ class EtcdAndDatabaseObserver implements SiteObserver {
     connectionString: string,
     private readonly leaseMs: number,
   ) {
-    this.db = openLeaseDatabase(connectionString, site);
+    this.db = openLeaseDatabase(config, connectionString, site);
     this.consensus = openConsensus(config, 'service', Math.max(500, Math.floor(leaseMs / 3)));
     this.reader = new CaSiteReader(this.consensus, config);
   }
