@@ -5,7 +5,7 @@ import type { FleetConfig } from '@fleetpki/core';
 import { openSiteDaemons } from '@fleetpki/daemons';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { syntheticEui64 } from '@fleetpki/manifest';
-import { REVOCATION_RESIGNING_LOCK, createPool, type Pool } from '@fleetpki/store';
+import { createPool, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
@@ -130,35 +130,5 @@ describe('review of issue 37: the daemons and the feed against one service role'
     const { rows } = await pool.query<{ this_update: Date; next_update: Date }>(`SELECT this_update, next_update FROM ocsp_responses WHERE serial = $1 AND hash_alg = 'sha1'`, [serial]);
     assert.ok(rows[0]!.this_update.getTime() <= Date.now() + 60_000, 'signed now, not 2100');
     assert.ok(rows[0]!.next_update.getTime() > Date.now() + 86_400_000, 'valid again for days: no longer due');
-  });
-});
-
-describe('the daemons wait while a responder re-signs revocations (one process before issue 37)', () => {
-  it('the CRL publisher holds back while the re-signing lock is held, and publishes the revocation once it is free', async () => {
-    const device = await enrolDevice();
-    const serial = Buffer.from(device.serial, 'hex');
-    const { rows } = await pool.query<{ ca_id: string; crl_shard: number }>('SELECT ca_id, crl_shard FROM certificates WHERE serial = $1', [serial]);
-    const { ca_id: caId, crl_shard: shard } = rows[0]!;
-    await issuerRole.query(`INSERT INTO revocations (serial, ca_id, crl_shard, reason, requested_by) VALUES ($1, $2, $3, 1, 'review-yield')`, [serial, caId, shard]);
-    await issuerRole.query('INSERT INTO crl_dirty (ca_id, shard) VALUES ($1, $2) ON CONFLICT DO NOTHING', [caId, shard]);
-    const dirty = async () => (await pool.query('SELECT 1 FROM crl_dirty WHERE ca_id = $1 AND shard = $2', [caId, shard])).rowCount === 1;
-
-    // A responder re-signing: the shared lock on a connection of its own.
-    const responder = await pool.connect();
-    try {
-      await responder.query('SELECT pg_advisory_lock_shared($1)', [REVOCATION_RESIGNING_LOCK]);
-      await status.daemons.runOnce();
-      assert.equal(await dirty(), true, 'no CRL signed while the responder re-signs');
-      await responder.query('SELECT pg_advisory_unlock_shared($1)', [REVOCATION_RESIGNING_LOCK]);
-    } finally {
-      responder.release();
-    }
-    await status.daemons.runOnce();
-    assert.equal(await dirty(), false, 'published once the lock is free');
-    const { rows: crl } = await pool.query<{ covered: boolean }>(
-      `SELECT c.covers_until >= r.created_at AS covered FROM crls c, revocations r WHERE c.ca_id = $1 AND c.shard = $2 AND c.kind = 'full' AND r.serial = $3`,
-      [caId, shard, serial],
-    );
-    assert.equal(crl[0]?.covered, true, 'the shard\'s full CRL covers the revocation');
   });
 });

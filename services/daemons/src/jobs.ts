@@ -18,7 +18,6 @@ import {
   postgresEnrolmentStore,
   postgresStatusStore,
   postgresSupersededStore,
-  yieldingToRevocations,
   type ChunkJobQueue,
   type RoleSiteRuntime,
   type StatusSite,
@@ -89,10 +88,9 @@ export function reconcileEveryMs(config: FleetConfig): number {
  * name, and the registry name is the job's name in metrics and logs.
  */
 export const JOBS: Readonly<Record<string, JobSpec>> = {
-  // The three that sign wait while a responder re-signs revocations (yieldingToRevocations).
-  'crl-publisher': status((c, { site, status }) => status.publisher && yieldingToRevocations(crlPublisherJob(status.publisher, c.everyMs), site.store)),
-  'ocsp-preproducer': status((c, { site, status }) => status.preProducer && yieldingToRevocations(ocspPreProducerJob(status.preProducer, c.everyMs), site.store)),
-  'ocsp-refresher': status((c, { site, status }) => status.refresher && yieldingToRevocations(ocspRefresherJob(status.refresher, c.everyMs), site.store)),
+  'crl-publisher': status((c, { status }) => status.publisher && crlPublisherJob(status.publisher, c.everyMs)),
+  'ocsp-preproducer': status((c, { status }) => status.preProducer && ocspPreProducerJob(status.preProducer, c.everyMs)),
+  'ocsp-refresher': status((c, { status }) => status.refresher && ocspRefresherJob(status.refresher, c.everyMs)),
   'audit-sealer': status(({ config, actor, log }, { site }) => auditSealerJob({ pool: site.pool, keyStore: site.keyStore, site: config.site, checkpointFile: auditCheckpointFile(config.deploymentDir), actor, log })),
   // Issuance's and the protocols' reconcilers, none of which signs: a small pool of the role whose grants they use.
   'batch-outbox': worker((c, { pool }) => batchOutboxReconciler({ store: postgresBatchOutboxStore(pool), queue: c.queue() }, c.everyMs !== undefined ? { everyMs: c.everyMs } : {})),

@@ -94,11 +94,9 @@ export class OcspRevocationResigner implements PendingRevocations {
       while (slice.length < REVOCATION_SLICE && cursor < queue.length) take(queue[cursor++]!);
       return slice;
     };
-    // While signing, the site's daemons hold back their own signing (CRLs, pre-production, refresh):
-    // in another process they would otherwise take the cores and the HSM from this (ResigningProbe).
     try {
       // Slices in flight: some signing while the others' rows are committed.
-      await this.store.whileResigningRevocations(() => Promise.all(
+      await Promise.all(
         Array.from({ length: REVOCATION_SLICES_IN_FLIGHT }, async () => {
           for (let slice = nextSlice(); slice.length > 0; slice = nextSlice()) {
             evict(slice);
@@ -118,7 +116,7 @@ export class OcspRevocationResigner implements PendingRevocations {
             }
           }
         }),
-      ));
+      );
     } finally {
       for (const p of queue) this.settle(p, undefined);
     }

@@ -51,20 +51,7 @@ class MemoryStatusStore implements OcspAnswerStore, RevocationFeedStore, OcspPro
   readonly revocations: { serial: Buffer; caId: string; revokedAt: Date; reason: number; createdAt: string }[] = [];
   generation = 0;
   lookups = 0;
-  /** Passes of re-signing revocations under way (the lock the daemons look at), and how many ran. */
-  resigning = 0;
-  resigningPasses = 0;
   private issued = 0;
-
-  async whileResigningRevocations<T>(fn: () => Promise<T>): Promise<T> {
-    this.resigning++;
-    this.resigningPasses++;
-    try {
-      return await fn();
-    } finally {
-      this.resigning--;
-    }
-  }
 
   issue(caId = CA): Buffer {
     const serial = Buffer.from(`7f${(++this.issued).toString(16).padStart(14, '0')}`, 'hex');

@@ -4,34 +4,12 @@ import type { OcspCacheWarmer } from './ocsp-cache-warmer.js';
 import { OCSP_PASS_LIMITS, type OcspPreProducer } from './ocsp-preproducer.js';
 import type { OcspRefresher } from './ocsp-refresher.js';
 import type { OcspRevocationResigner } from './ocsp-revocations.js';
-import type { ResigningProbe } from './store.js';
 
 // The status capability's background work as daemon jobs (core/daemon.ts runs them). A pass that did a
 // full pass's worth (a batch issued while the site was busy, responses nearing nextUpdate) says so, and
 // the runner goes again without the pause; less than that waits for the next pass (passes back to back
 // that each find a few rows keep PostgreSQL busy for little signing, beside a batch issuing on the same
 // cores).
-
-/**
- * A signing job of the daemons that waits while a status responder re-signs revocations (ResigningProbe):
- * relying parties see a revocation in OCSP first, the CRL and the pre-production right after, as when
- * all of it ran in one process. It waits at most `maxDeferMs` in a row, so a responder that holds the
- * lock for too long (stuck, or a status-role holder holding it on purpose) never stops CRLs.
- */
-export function yieldingToRevocations(job: DaemonJob, probe: ResigningProbe, maxDeferMs = 15_000): DaemonJob {
-  let deferredSince: number | undefined;
-  return {
-    ...job,
-    async pass() {
-      if (await probe.revocationsBeingResigned()) {
-        deferredSince ??= Date.now();
-        if (Date.now() - deferredSince < maxDeferMs) return false;
-      }
-      deferredSince = undefined;
-      return job.pass();
-    },
-  };
-}
 
 /** Publishes the CRL shards that are dirty, missing or near nextUpdate. */
 export function crlPublisherJob(publisher: CrlPublisher, everyMs = 500): DaemonJob {

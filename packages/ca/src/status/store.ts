@@ -41,13 +41,6 @@ export interface OcspWarmStore {
 export interface RevocationFeedStore {
   revocationsSince(cursor: RevocationCursor, limit: number): Promise<{ serial: Buffer; caId: string; revokedAt: Date; reason: number; createdAt: string }[]>;
   saveOcspResponses(responses: readonly StoredOcspResponse[]): Promise<void>;
-  /** Runs `fn` while the site's daemons can see that revocations are being re-signed (they wait). */
-  whileResigningRevocations<T>(fn: () => Promise<T>): Promise<T>;
-}
-
-/** What the daemons' signing jobs ask before a pass: is a responder re-signing revocations now? */
-export interface ResigningProbe {
-  revocationsBeingResigned(): Promise<boolean>;
 }
 
 /** What pre-producing and refreshing OCSP responses read and write. */
@@ -95,4 +88,4 @@ export interface RevocationStore {
   databaseNow(): Promise<Date>;
 }
 
-export type StatusStore = OcspAnswerStore & OcspWarmStore & RevocationFeedStore & ResigningProbe & OcspProductionStore & CrlPublicationStore & StatusReadStore & RevocationStore;
+export type StatusStore = OcspAnswerStore & OcspWarmStore & RevocationFeedStore & OcspProductionStore & CrlPublicationStore & StatusReadStore & RevocationStore;

@@ -1,4 +1,4 @@
-import type { Pool, Queryable } from '../pool.js';
+import type { Queryable } from '../pool.js';
 import type { CertificateStatusRow, StoredOcspResponse } from './revocations.js';
 
 /** A stored response with its certificate's status now. */
@@ -65,32 +65,4 @@ export function storedOcspResponsesSince(db: Queryable, afterSeq: string, limit:
 export async function ocspResponseFeedPosition(db: Queryable): Promise<string> {
   const { rows } = await db.query<{ seq: string }>('SELECT coalesce(max(stored_seq), 0)::text AS seq FROM ocsp_responses');
   return rows[0]!.seq;
-}
-
-/**
- * The advisory lock a status responder holds (shared: every responder may) while it re-signs revocations,
- * and the site's daemons look at (exclusive try) before a signing pass: revocations reach relying parties
- * first, CRLs and pre-production right after (the same order as when all ran in one process).
- */
-export const REVOCATION_RESIGNING_LOCK = 0x4650_4b49_0037;
-
-/** Runs `fn` holding the re-signing lock, shared, on a connection of its own (released if the process dies). */
-export async function whileResigningRevocations<T>(pool: Pool, fn: () => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('SELECT pg_advisory_lock_shared($1)', [REVOCATION_RESIGNING_LOCK]);
-    try {
-      return await fn();
-    } finally {
-      await client.query('SELECT pg_advisory_unlock_shared($1)', [REVOCATION_RESIGNING_LOCK]);
-    }
-  } finally {
-    client.release();
-  }
-}
-
-/** Is a responder re-signing revocations now? (An exclusive try of the lock, released at once.) */
-export async function revocationsBeingResigned(db: Queryable): Promise<boolean> {
-  const { rows } = await db.query<{ free: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS free', [REVOCATION_RESIGNING_LOCK]);
-  return !rows[0]!.free;
 }
