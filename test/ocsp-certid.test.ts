@@ -3,16 +3,14 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { FleetApiClient } from '@fleetpki/client';
+import type { FleetApiClient } from '@fleetpki/client';
 import type { FleetConfig } from '@fleetpki/core';
-import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { createStatusRuntime } from '@fleetpki/status-responder';
 import type { Pool } from '@fleetpki/store';
-import { syntheticEui64 } from '@fleetpki/manifest';
-import { generateDeviceKeys } from '@fleetpki/x509';
-import { createToken, ensureCa, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
-import { ensureSites, waitFor } from './support/sites.js';
-import { createStatusSite, type StatusSiteRuntime, preProduceFor } from './support/status.js';
+import { opensslAsync, writeCaFile, type TestCa } from './support/ca.js';
+import { openOcspTestbed, type EnrolledDevice, type OcspTestbed } from './support/ocsp-testbed.js';
+import { waitFor } from './support/sites.js';
+import { type StatusSiteRuntime, preProduceFor } from './support/status.js';
 
 /**
  * Issue 40.1: a request's CertID bytes must never reach a response that others are served. The
@@ -26,53 +24,28 @@ import { createStatusSite, type StatusSiteRuntime, preProduceFor } from './suppo
  * certificate's response is pre-produced) are held open for as long as the test needs.
  */
 
+let bed: OcspTestbed;
 let config: FleetConfig;
 let pool: Pool;
 let ca: TestCa;
-let issuer: IssuerRuntime;
 let status: StatusSiteRuntime;
 let statusUrl: string;
-let factoryToken: string;
 let officer: FleetApiClient;
 
 before(async () => {
-  config = await ensureSites();
-  pool = siteAPool(config);
-  ca = await ensureCa(config, pool);
-  issuer = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 1, poolSize: 4 });
-  await issuer.app.listen({ host: '127.0.0.1', port: 0 });
-  const apiUrl = `http://127.0.0.1:${(issuer.app.server.address() as AddressInfo).port}`;
-  factoryToken = await createToken(pool, 'factory', 'certid-maker');
-  officer = new FleetApiClient(apiUrl, await createToken(pool, 'revocation-officer', null, 'certid-officer'));
-  status = await createStatusSite({ ...config, site: 'a' }, { logger: false, tickEveryMs: 0 });
-  await status.app.listen({ host: '127.0.0.1', port: 0 });
-  statusUrl = `http://127.0.0.1:${(status.app.server.address() as AddressInfo).port}`;
+  bed = await openOcspTestbed('certid');
+  ({ config, pool, ca, status, officer } = bed);
+  statusUrl = bed.statusUrl;
 });
 
 after(async () => {
-  await status?.close();
-  await issuer?.close();
-  await pool?.end();
+  await bed?.close();
 });
 
 type Alg = 'sha1' | 'sha256';
-interface Device {
-  readonly serial: string;
-  readonly path: string;
-}
+type Device = EnrolledDevice;
 
-async function enrolDevice(): Promise<Device> {
-  const [key] = generateDeviceKeys(1);
-  const res = await issuer.app.inject({
-    method: 'POST',
-    url: '/v1/enrolments',
-    headers: { authorization: `Bearer ${factoryToken}` },
-    payload: { eui64: syntheticEui64('certid-maker'), keyRole: 'digitalSignature', csr: key!.csr.toString('base64') },
-  });
-  assert.equal(res.statusCode, 201, res.body);
-  const body = res.json<{ certificate: string; serial: string }>();
-  return { serial: body.serial, path: writeCaFile(ca, `${body.serial}.pem`, body.certificate) };
-}
+const enrolDevice = (): Promise<EnrolledDevice> => bed.enrolDevice();
 
 // --- DER by hand: the poisoning requests must not come from the code under test --------------------
 

@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { FleetApiClient } from '@fleetpki/client';
+import type { FleetApiClient } from '@fleetpki/client';
 import type { FleetConfig } from '@fleetpki/core';
-import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { createStatusRuntime, type StatusRuntime } from '@fleetpki/status-responder';
 import type { Pool } from '@fleetpki/store';
-import { syntheticEui64 } from '@fleetpki/manifest';
-import { generateDeviceKeys } from '@fleetpki/x509';
-import { createToken, ensureCa, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
-import { ensureSites } from './support/sites.js';
-import { createStatusSite, type StatusSiteRuntime, preProduceFor } from './support/status.js';
+import { opensslAsync, type TestCa } from './support/ca.js';
+import { openOcspTestbed, type EnrolledDevice, type OcspTestbed } from './support/ocsp-testbed.js';
+import { type StatusSiteRuntime, preProduceFor } from './support/status.js';
 
 /**
  * The status responder's cache and the daemons in another process (issue 37): a responder started
@@ -20,50 +17,25 @@ import { createStatusSite, type StatusSiteRuntime, preProduceFor } from './suppo
  * Every answer is checked with `openssl ocsp`. Nothing runs by itself here (tickEveryMs 0).
  */
 
+let bed: OcspTestbed;
 let config: FleetConfig;
 let pool: Pool;
 let ca: TestCa;
-let issuer: IssuerRuntime;
 let status: StatusSiteRuntime;
-let factoryToken: string;
 let officer: FleetApiClient;
 
 before(async () => {
-  config = await ensureSites();
-  pool = siteAPool(config);
-  ca = await ensureCa(config, pool);
-  issuer = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 1, poolSize: 4 });
-  await issuer.app.listen({ host: '127.0.0.1', port: 0 });
-  const apiUrl = `http://127.0.0.1:${(issuer.app.server.address() as AddressInfo).port}`;
-  factoryToken = await createToken(pool, 'factory', 'warm-maker');
-  officer = new FleetApiClient(apiUrl, await createToken(pool, 'revocation-officer', null, 'warm-officer'));
-  // The daemons' side (and a first responder); the responders under test are opened per test.
-  status = await createStatusSite({ ...config, site: 'a' }, { logger: false, tickEveryMs: 0 });
+  bed = await openOcspTestbed('warm');
+  ({ config, pool, ca, status, officer } = bed);
 });
 
 after(async () => {
-  await status?.close();
-  await issuer?.close();
-  await pool?.end();
+  await bed?.close();
 });
 
-interface Device {
-  readonly serial: string;
-  readonly path: string;
-}
+type Device = EnrolledDevice;
 
-async function enrolDevice(): Promise<Device> {
-  const [key] = generateDeviceKeys(1);
-  const res = await issuer.app.inject({
-    method: 'POST',
-    url: '/v1/enrolments',
-    headers: { authorization: `Bearer ${factoryToken}` },
-    payload: { eui64: syntheticEui64('warm-maker'), keyRole: 'digitalSignature', csr: key!.csr.toString('base64') },
-  });
-  assert.equal(res.statusCode, 201, res.body);
-  const body = res.json<{ certificate: string; serial: string }>();
-  return { serial: body.serial, path: writeCaFile(ca, `${body.serial}.pem`, body.certificate) };
-}
+const enrolDevice = (): Promise<EnrolledDevice> => bed.enrolDevice();
 
 /** A responder of its own (a process started now), listening, with nothing in its cache. */
 async function freshResponder(): Promise<{ runtime: StatusRuntime; url: string }> {

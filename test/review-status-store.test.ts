@@ -1,14 +1,11 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { FleetApiClient } from '@fleetpki/client';
+import type { FleetApiClient } from '@fleetpki/client';
 import type { FleetConfig } from '@fleetpki/core';
-import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { createPool, type Pool } from '@fleetpki/store';
-import { generateDeviceKeys } from '@fleetpki/x509';
-import { syntheticEui64 } from '@fleetpki/manifest';
-import { createToken, ensureCa, openssl, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
-import { ensureSites } from './support/sites.js';
+import { openssl, opensslAsync, type TestCa } from './support/ca.js';
+import { openOcspTestbed, type EnrolledDevice, type OcspTestbed } from './support/ocsp-testbed.js';
 import { createStatusSite, type StatusSiteRuntime, preProduceFor } from './support/status.js';
 
 /**
@@ -21,45 +18,23 @@ import { createStatusSite, type StatusSiteRuntime, preProduceFor } from './suppo
  * or an old CRL put back is served as current by every responder that has not cached the answer (a
  * restarted process, the standby site).
  */
+let bed: OcspTestbed;
 let config: FleetConfig;
 let pool: Pool;
 let ca: TestCa;
-let issuer: IssuerRuntime;
 let status: StatusSiteRuntime;
-let factoryToken: string;
 let officer: FleetApiClient;
 
 before(async () => {
-  config = await ensureSites();
-  pool = siteAPool(config);
-  ca = await ensureCa(config, pool);
-  issuer = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 1, poolSize: 4 });
-  await issuer.app.listen({ host: '127.0.0.1', port: 0 });
-  const apiUrl = `http://127.0.0.1:${(issuer.app.server.address() as AddressInfo).port}`;
-  factoryToken = await createToken(pool, 'factory', 'review-maker');
-  officer = new FleetApiClient(apiUrl, await createToken(pool, 'revocation-officer', null, 'review-officer'));
-  status = await createStatusSite({ ...config, site: 'a' }, { logger: false, tickEveryMs: 0 });
-  await status.app.listen({ host: '127.0.0.1', port: 0 });
+  bed = await openOcspTestbed('review');
+  ({ config, pool, ca, status, officer } = bed);
 });
 
 after(async () => {
-  await status?.close();
-  await issuer?.close();
-  await pool?.end();
+  await bed?.close();
 });
 
-async function enrolDevice(): Promise<{ serial: string; path: string }> {
-  const [key] = generateDeviceKeys(1);
-  const res = await issuer.app.inject({
-    method: 'POST',
-    url: '/v1/enrolments',
-    headers: { authorization: `Bearer ${factoryToken}` },
-    payload: { eui64: syntheticEui64('review-maker'), keyRole: 'digitalSignature', csr: key!.csr.toString('base64') },
-  });
-  assert.equal(res.statusCode, 201, res.body);
-  const body = res.json<{ certificate: string; serial: string }>();
-  return { serial: body.serial, path: writeCaFile(ca, `${body.serial}.pem`, body.certificate) };
-}
+const enrolDevice = (): Promise<EnrolledDevice> => bed.enrolDevice();
 
 /** A responder with a cold cache, as a restarted process or the standby site's starts. */
 async function withColdResponder<T>(fn: (url: string, cold: StatusSiteRuntime) => Promise<T>): Promise<T> {
