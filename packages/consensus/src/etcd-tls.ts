@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { FleetError, SITE_IDS, type FleetConfig } from '@fleetpki/core';
+import { FleetError, SITE_IDS, isUntrustedCertificateCode, type FleetConfig } from '@fleetpki/core';
 
 /**
  * How this process reaches etcd over TLS (issue 34): the members demand a client certificate
@@ -79,7 +79,6 @@ export function etcdctlTlsFlags(config: FleetConfig): string[] {
 }
 
 // OpenSSL's verdicts on etcd's certificate (Node's err.code): the bundle does not vouch for it.
-const UNTRUSTED = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_SIGNATURE_FAILURE', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID']);
 
 /**
  * A TLS failure towards etcd as a FleetError naming the member and what is wrong (never key material),
@@ -88,7 +87,7 @@ const UNTRUSTED = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_
 export function classifyEtcdTlsError(err: unknown, url: string, tls: EtcdClientTls): FleetError | undefined {
   const code = (err as NodeJS.ErrnoException).code ?? '';
   const reason = `${code}: ${(err as Error).message}`;
-  if (UNTRUSTED.has(code)) return new FleetError('ETCD_TLS_UNTRUSTED', `etcd at ${hostOf(url)} presents a certificate that tls.caBundle (${tls.caFile}) does not trust (${reason})`);
+  if (isUntrustedCertificateCode(code)) return new FleetError('ETCD_TLS_UNTRUSTED', `etcd at ${hostOf(url)} presents a certificate that tls.caBundle (${tls.caFile}) does not trust (${reason})`);
   // A TLS alert from etcd: it checked our certificate against its --trusted-ca-file and said no.
   if (/^ERR_SSL_.*ALERT/.test(code)) return new FleetError('ETCD_TLS_REFUSED', `etcd at ${hostOf(url)} refused this host's client certificate tls.etcdClient (${tls.certFile}) (${reason})`);
   return undefined;

@@ -10,3 +10,4 @@ export * from './progress-deadline.js';
 export * from './drill-start-message.js';
 export * from './daemon-job.js';
 export * from './daemon.js';
+export * from './tls-trust.js';

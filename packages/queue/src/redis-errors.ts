@@ -1,10 +1,9 @@
 // What a failed Redis link means, in words an operator can act on: the stable codes of issue 34's
 // "a service given a wrong certificate or password fails at start with a clear error".
-import { FleetError } from '@fleetpki/core';
+import { FleetError, isUntrustedCertificateCode } from '@fleetpki/core';
 import { redisAddress, type RedisLink } from './redis-link.js';
 
 // Node's codes for a server certificate that does not chain to the trusted CA or does not name the host.
-const UNTRUSTED = new Set(['SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_SIGNATURE_FAILURE', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID']);
 
 /**
  * A FleetError for a link that failed for a reason other than absence, else undefined. `first` is the
@@ -19,7 +18,7 @@ export function redisLinkError(link: RedisLink, first: Error, last: Error): Flee
     return new FleetError('REDIS_AUTH_FAILED', `Redis at ${at} refused user "${who}": ${what}`, { httpStatus: 503, cause: first });
   }
   const code = (first as NodeJS.ErrnoException).code ?? '';
-  if (UNTRUSTED.has(code)) {
+  if (isUntrustedCertificateCode(code)) {
     return new FleetError('REDIS_TLS_UNTRUSTED', `Redis at ${at}: the server's TLS certificate is not trusted (${code}: ${first.message}); it must be issued by the CA in tls.caBundle for this host`, { httpStatus: 503, cause: first });
   }
   // A plaintext client to a TLS-only port: the server drops the connection without a Redis reply.

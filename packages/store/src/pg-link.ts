@@ -3,7 +3,7 @@
 // PostgreSQL pair and the CA bundle; when on, there is no plaintext fallback.
 import { readFileSync } from 'node:fs';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
-import { DATABASE_CLIENTS, DATABASE_ROLES, FleetError, type DatabaseClient, type FleetConfig } from '@fleetpki/core';
+import { DATABASE_CLIENTS, DATABASE_ROLES, FleetError, isUntrustedCertificateCode, type DatabaseClient, type FleetConfig } from '@fleetpki/core';
 
 /** Who connects: the owner (config.pgUser: migrations, the sites' bootstrap) or a service's role. */
 export type PgLinkRole = 'owner' | DatabaseClient;
@@ -79,18 +79,6 @@ export function pgLinkSecurityForUrl(config: FleetConfig, databaseUrl: string): 
   return pgLinkSecurity(config, client ?? 'owner');
 }
 
-const TLS_TRUST_CODES = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'CERT_SIGNATURE_FAILURE',
-]);
-
 /**
  * A failed connection on a secured link as an operator can act on it: a refused password (SQLSTATE
  * 28P01, or 28000 when pg_hba.conf has no line for the role), a server certificate the bundle does not
@@ -103,7 +91,7 @@ export function describePgLinkError(databaseUrl: string, err: unknown, security:
   if (e.code === '28P01' || e.code === '28000') {
     return new FleetError('DB_AUTH_FAILED', `PostgreSQL at ${where} refused role ${security.roleName}: ${e.message ?? ''} (check the password in ${security.passwordFile} against the role's on the server)`, { httpStatus: 503, cause: err });
   }
-  if (e.code !== undefined && TLS_TRUST_CODES.has(e.code)) {
+  if (isUntrustedCertificateCode(e.code)) {
     return new FleetError('DB_TLS_UNTRUSTED', `PostgreSQL at ${where} presented a certificate that ${security.caBundle} does not vouch for (${e.code}: ${e.message ?? ''}); refusing to send role ${security.roleName}'s password`, { httpStatus: 503, cause: err });
   }
   if (/does not support SSL/i.test(e.message ?? '')) {
