@@ -31,6 +31,7 @@ import { ocspIssuerHashes, parseCaCertificate, toPem } from '@fleetpki/x509';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { benchOptions, measureRawHsmRate, peakRssMb } from './lib/bench.js';
 import { BenchRun } from './lib/bench-run.js';
+import { CpuMeter, cpuPerCertificate } from './lib/cpu-meter.js';
 import { revokeAndPollOcsp } from './lib/revocation-to-ocsp.js';
 import { createSyntheticCaDatabase, syntheticEui64 } from './lib/synthetic-ca.js';
 
@@ -132,7 +133,19 @@ await run.main(async () => {
     run.begin(`${backlog} more certificates without a response (the pre-producer's backlog during the revocation)`);
     await data.add(backlog);
   }
-  const quiet = await revocation('2a. quiet responder', 1);
+  // Where the time of the quiet revocation goes, by process: CPU is what a shared machine's noise does
+  // not move much, so it tells the daemons' share apart from the responder's re-signing.
+  const meter = new CpuMeter(() => ({
+    'status-responder': [{ pid: responder.pid!, withChildren: false }],
+    'issuer-api': [{ pid: api.pid!, withChildren: false }],
+    ...(daemons.exitCode === null && daemons.signalCode === null ? { daemons: [{ pid: daemons.pid!, withChildren: false }] } : {}),
+    ...CpuMeter.siteProcesses(config.sites.a, 'primary'),
+    ...CpuMeter.siteProcesses(config.sites.b, 'standby'),
+  }));
+  meter.begin();
+  const quietRun = await revocation('2a. quiet responder', 1);
+  const quiet = { ...quietRun, core_us_per_revocation: cpuPerCertificate(meter.end(), revokeCount) };
+  run.log(`  CPU per revocation (core-µs), by process: ${JSON.stringify(quiet.core_us_per_revocation.by_process)}; total ${quiet.core_us_per_revocation.total_core_us_per_certificate}`);
   if (backlog > 0) {
     const { rows } = await data.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM ocsp_responses WHERE hash_alg = 'sha1' AND status = 'good'");
     run.log(`  of the backlog of ${backlog}, ${rows[0]!.n - (certificates - revokeCount)} pre-produced by the time every revocation was served`);

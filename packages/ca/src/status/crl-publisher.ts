@@ -11,6 +11,16 @@ export interface CrlPublisherOptions {
   readonly shards?: number;
 }
 
+/** What a scheduled pass (the crl-publisher daemon) may defer. */
+export interface PublishDueOptions {
+  /**
+   * While the status responder re-signs recent revocations for OCSP, dirty shards wait, at most this
+   * long after they were first dirtied (then they are published whatever OCSP does: a responder that
+   * is down must not hold CRLs back). 0 or absent: publish at once.
+   */
+  readonly yieldToOcspMs?: number;
+}
+
 export interface PublishReport {
   readonly shards: number[];
   readonly entries: number;
@@ -53,10 +63,20 @@ export class CrlPublisher {
     this.shards = options.shards ?? getProfile(DEFAULT_PROFILE_ID).crl?.shards ?? 1;
   }
 
-  /** Shards that need publishing now: dirty, missing, or near nextUpdate. */
-  async dueShards(now = new Date()): Promise<number[]> {
+  /**
+   * Shards that need publishing now: dirty, missing, or near nextUpdate. With `yieldToOcspMs`, dirty
+   * shards wait while revocations are being re-signed for OCSP, as when the publisher ran in the
+   * responder's process: OCSP is the channel relying parties see within seconds, a CRL within its
+   * publication interval, and republishing 64 shards (128 signatures, each CRL built and read back)
+   * every pass of a revocation burst took the HSM and the cores from the re-signing (issue 37).
+   */
+  async dueShards(now = new Date(), options: PublishDueOptions = {}): Promise<number[]> {
     const caId = this.ca.record.id;
-    const due = new Set(await this.store.dirtyShards(caId));
+    const dirty = await this.store.dirtyShards(caId);
+    const wait = options.yieldToOcspMs ?? 0;
+    const overdue = dirty.filter((d) => now.getTime() - d.since.getTime() >= wait);
+    const yielding = overdue.length < dirty.length && (await this.store.revocationsAwaitingOcsp(caId));
+    const due = new Set((yielding ? overdue : dirty).map((d) => d.shard));
     const published = new Map((await this.store.fullCrls(caId)).map((c) => [c.shard, c]));
     for (let s = 0; s < this.shards; s++) {
       const crl = published.get(s);
@@ -65,8 +85,8 @@ export class CrlPublisher {
     return [...due].sort((a, b) => a - b);
   }
 
-  async publishDue(): Promise<PublishReport> {
-    const shards = await this.dueShards();
+  async publishDue(options: PublishDueOptions = {}): Promise<PublishReport> {
+    const shards = await this.dueShards(new Date(), options);
     return shards.length > 0 ? this.publish(shards) : { shards: [], entries: 0, bytes: 0, deltas: 0 };
   }
 

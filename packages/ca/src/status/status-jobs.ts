@@ -11,13 +11,19 @@ import type { OcspRevocationResigner } from './ocsp-revocations.js';
 // that each find a few rows keep PostgreSQL busy for little signing, beside a batch issuing on the same
 // cores).
 
-/** Publishes the CRL shards that are dirty, missing or near nextUpdate. */
-export function crlPublisherJob(publisher: CrlPublisher, everyMs = 500): DaemonJob {
+/**
+ * Waiting for the responder's re-signing of a revocation burst: at most this long after a shard was
+ * dirtied (10,000 revocations are re-signed in about five seconds on two shared cores).
+ */
+export const CRL_YIELD_TO_OCSP_MS = 30_000;
+
+/** Publishes the CRL shards that are dirty, missing or near nextUpdate; dirty ones yield to OCSP re-signing. */
+export function crlPublisherJob(publisher: CrlPublisher, everyMs = 500, yieldToOcspMs = CRL_YIELD_TO_OCSP_MS): DaemonJob {
   return {
     name: 'crl-publisher',
     everyMs,
     async pass() {
-      await publisher.publishDue();
+      await publisher.publishDue({ yieldToOcspMs });
       return false;
     },
   };

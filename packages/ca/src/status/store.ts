@@ -65,7 +65,9 @@ export interface CrlSnapshotPort {
 
 /** What the CRL publisher reads and writes. */
 export interface CrlPublicationStore {
-  dirtyShards(caId: string): Promise<number[]>;
+  dirtyShards(caId: string): Promise<{ shard: number; since: Date }[]>;
+  /** True while recent revocations have no stored "revoked" OCSP response yet (the responder is re-signing them). */
+  revocationsAwaitingOcsp(caId: string): Promise<boolean>;
   fullCrls(caId: string): Promise<Omit<CrlRecord, 'der'>[]>;
   withCrlSnapshot<T>(fn: (snapshot: CrlSnapshotPort) => Promise<T>): Promise<T>;
 }

@@ -263,9 +263,27 @@ export async function listFullCrls(db: Queryable, caId: string): Promise<Omit<Cr
   return rows.map(toCrl);
 }
 
-export async function listDirtyShards(db: Queryable, caId: string): Promise<number[]> {
-  const { rows } = await db.query<{ shard: number }>('SELECT shard FROM crl_dirty WHERE ca_id = $1 ORDER BY shard', [caId]);
-  return rows.map((r) => r.shard);
+/** Shards with revocations not yet in a published CRL, and since when each has been waiting. */
+export async function listDirtyShards(db: Queryable, caId: string): Promise<{ shard: number; since: Date }[]> {
+  const { rows } = await db.query<{ shard: number; since: Date }>('SELECT shard, since FROM crl_dirty WHERE ca_id = $1 ORDER BY shard', [caId]);
+  return rows.map((r) => ({ shard: r.shard, since: r.since }));
+}
+
+/**
+ * Is the status responder still re-signing recent revocations of the CA? True while a certificate
+ * revoked in the last ten minutes has no stored SHA-1 "revoked" response yet (the revocation deleted
+ * its "good" one; the responder's re-signer stores the new one). Asked by the CRL publisher only while
+ * shards are dirty; EXISTS stops at the first.
+ */
+export async function revocationsAwaitingOcsp(db: Queryable, caId: string): Promise<boolean> {
+  const { rows } = await db.query<{ waiting: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM revocations r
+       WHERE r.ca_id = $1 AND r.created_at > now() - interval '10 minutes'
+         AND NOT EXISTS (SELECT 1 FROM ocsp_responses o WHERE o.serial = r.serial AND o.hash_alg = 'sha1' AND o.status = 'revoked')) AS waiting`,
+    [caId],
+  );
+  return rows[0]!.waiting;
 }
 
 /**
