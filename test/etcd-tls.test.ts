@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SiteLease } from '@fleetpki/ca';
 import { checkEtcdTls, etcdClientTls, etcdctlTlsFlags, openConsensus, readEtcdPassword, type EtcdIdentity } from '@fleetpki/consensus';
-import { isFleetError, loadConfig, renderConfigFile, type FleetConfig } from '@fleetpki/core';
+import { isFleetError, renderConfigFile, type FleetConfig } from '@fleetpki/core';
 import { ensureEtcd, etcdServerTlsFlags, localDeployment, stopEtcd } from '@fleetpki/sites';
-import { freePort } from '../scripts/lib/free-port.js';
+import { etcdTlsConfig, etcdTlsMembers } from './support/etcd-tls.js';
 import { makeTestTlsCa, type TestTlsCa, type TestTlsPair } from './support/tls-material.js';
 
 /**
@@ -25,14 +25,7 @@ let config: FleetConfig;
 
 const HOSTS = ['127.0.0.1', 'localhost'];
 
-function configFile(yaml: string): FleetConfig {
-  const file = join(dir, `fleetpki-${Math.random().toString(36).slice(2)}.yaml`);
-  writeFileSync(file, yaml);
-  const env: NodeJS.ProcessEnv = { ...process.env, FLEETPKI_CONFIG: file, FLEETPKI_STATE_DIR: join(dir, 'state') };
-  // The file places this cluster's members; the shared sites' etcd ports must not.
-  for (const v of ['FLEETPKI_ETCD_PORT_A', 'FLEETPKI_ETCD_PORT_B', 'FLEETPKI_ETCD_PORT_WITNESS', 'FLEETPKI_NETNS']) delete env[v];
-  return loadConfig(env);
-}
+const configFile = (yaml: string): FleetConfig => etcdTlsConfig(dir, yaml);
 
 function withTls(c: FleetConfig, tls: Partial<{ caBundle: string; etcdClient: TestTlsPair; etcd: TestTlsPair }>): FleetConfig {
   return { ...c, tls: { caBundle: tls.caBundle ?? c.tls.caBundle, parts: { ...c.tls.parts, ...(tls.etcdClient ? { etcdClient: tls.etcdClient } : {}), ...(tls.etcd ? { etcd: tls.etcd } : {}) } } };
@@ -52,14 +45,8 @@ before(async () => {
   const peer = ca.server('etcd-peer', HOSTS);
   // A CN that is no etcd user: the certificate alone grants no role (etcd-tls.ts).
   client = ca.client('etcd-client', 'fleetpki-etcd-client');
-  const ports: number[] = [];
-  while (ports.length < 6) {
-    const p = await freePort();
-    if (!ports.includes(p)) ports.push(p);
-  }
-  const member = (i: number) => `{ clientUrl: 'https://127.0.0.1:${ports[2 * i]}', peerUrl: 'https://127.0.0.1:${ports[2 * i + 1]}' }`;
   config = configFile(`etcd:
-  members: { a: ${member(0)}, b: ${member(1)}, witness: ${member(2)} }
+  ${await etcdTlsMembers()}
 tls:
   caBundle: ${ca.caPem}
   etcd: { cert: ${server.cert}, key: ${server.key} }

@@ -38,6 +38,7 @@ export * from './access/client-certificates.js';
 export * from './access/dual-control.js';
 export * from './access/access-administration.js';
 export * from './access/organisation-issuer.js';
+export * from './access/internal-tls.js';
 export * from './access/console-sessions.js';
 export * from './access/cmp-credentials.js';
 export * from './access/manufacturers.js';

@@ -19,6 +19,7 @@ export * from './repositories/device-keys.js';
 export * from './repositories/audit-chain.js';
 export * from './repositories/approvals.js';
 export * from './repositories/organisation-certificates.js';
+export * from './repositories/internal-tls.js';
 export * from './lease-connection.js';
 export * from './repositories/enrolment-requests.js';
 export * from './repositories/cmp.js';

@@ -5,8 +5,16 @@ import { certificateTime, encodeName, type CaName } from './ca-certificate.js';
 import { subjectKeyIdMethod2 } from './device-template.js';
 import { OID } from './oids.js';
 
-/** What an organisation certificate is for: TLS server, TLS client (mTLS), a site's audit key, or a site's CMP protection key. */
-export type OrganisationPurpose = 'server' | 'client' | 'audit' | 'cmp';
+/**
+ * What an organisation certificate is for: TLS server, TLS client (a person's mTLS credential), a site's
+ * audit key, a site's CMP protection key, or one of the deployment's own TLS links between its parts
+ * (`fleetpki tls internal`: a server of PostgreSQL, Redis, etcd, ..., or a host's client towards etcd).
+ * An internal client certificate is never a person's credential, whatever chain it has.
+ */
+export type OrganisationPurpose = 'server' | 'client' | 'audit' | 'cmp' | 'internal-server' | 'internal-client';
+
+/** The purposes whose certificates name their hosts (subjectAltName). */
+export const SERVER_PURPOSES: readonly OrganisationPurpose[] = ['server', 'internal-server'];
 
 export interface OrganisationCertificateRequest {
   readonly subject: CaName;
@@ -19,13 +27,21 @@ export interface OrganisationCertificateRequest {
   readonly publicKeySpki: Buffer;
   /** subjectAltName for servers: host names and IP addresses. */
   readonly names?: readonly string[];
+  /** internal-server only: clientAuth besides serverAuth, for a part that is also its peers' client (etcd). */
+  readonly clientAuthToo?: boolean;
 }
 
-const EKU: Record<OrganisationPurpose, string> = { server: OID.serverAuth, client: OID.clientAuth, audit: OID.auditSigning, cmp: OID.cmcRA };
+const EKU: Record<OrganisationPurpose, string> = { server: OID.serverAuth, client: OID.clientAuth, audit: OID.auditSigning, cmp: OID.cmcRA, 'internal-server': OID.serverAuth, 'internal-client': OID.clientAuth };
+
+/** The extended key usages of a request: its purpose's, and clientAuth when asked (lint eku_client_too). */
+export function organisationKeyPurposes(req: Pick<OrganisationCertificateRequest, 'purpose' | 'clientAuthToo'>): string[] {
+  return req.clientAuthToo ? [EKU[req.purpose], OID.clientAuth] : [EKU[req.purpose]];
+}
 
 /**
  * An end-entity certificate from the organisation CA (PROFILE.md, organisation certificates): ECDSA
- * P-256, keyUsage digitalSignature (critical), one extended key usage for its purpose, SAN for servers,
+ * P-256, keyUsage digitalSignature (critical), the extended key usage of its purpose (an internal server
+ * may add clientAuth), SAN for servers,
  * 8-byte key identifiers. Issued rarely, so built with pkijs.
  */
 export function buildOrganisationTbs(req: OrganisationCertificateRequest): { der: Buffer; keyId: Buffer } {
@@ -44,7 +60,7 @@ export function buildOrganisationTbs(req: OrganisationCertificateRequest): { der
   const keyUsage = new asn1js.BitString({ valueHex: Buffer.from([0x80]), unusedBits: 7 });
   cert.extensions = [
     ext(OID.keyUsage, true, keyUsage),
-    ext(OID.extendedKeyUsage, false, new pkijs.ExtKeyUsage({ keyPurposes: [EKU[req.purpose]] }).toSchema()),
+    ext(OID.extendedKeyUsage, false, new pkijs.ExtKeyUsage({ keyPurposes: organisationKeyPurposes(req) }).toSchema()),
     ext(OID.subjectKeyIdentifier, false, new asn1js.OctetString({ valueHex: keyId })),
     ext(OID.authorityKeyIdentifier, false, new pkijs.AuthorityKeyIdentifier({ keyIdentifier: new asn1js.OctetString({ valueHex: req.issuerKeyId }) }).toSchema()),
   ];

@@ -1,7 +1,7 @@
 import { FleetError } from '@fleetpki/core';
 import { SERIAL_LENGTH } from './device-template.js';
 import { refuseLintProblems, runLints, type LintProblem } from './lint.js';
-import type { OrganisationCertificateRequest } from './organisation-certificate.js';
+import { SERVER_PURPOSES, type OrganisationCertificateRequest } from './organisation-certificate.js';
 import { P256_SPKI_LENGTH, P256_SPKI_PREFIX } from './public-key.js';
 
 /** Only this module can mint LintedOrganisationTbs values: the key is never exported. */
@@ -53,7 +53,11 @@ const LINTS: Record<string, Lint> = {
   ski_length: (t) => (t.keyId.length !== 8 ? 'subjectKeyIdentifier must be 8 bytes' : undefined),
   aki_length: (t) => (t.request.issuerKeyId.length === 0 ? 'authorityKeyIdentifier is empty' : undefined),
   // RFC 5280 4.2.1.6: a server names its hosts; no other purpose carries a subjectAltName here.
-  san_purpose: (t) => (t.request.names?.length && t.request.purpose !== 'server' ? `a ${t.request.purpose} certificate carries no subjectAltName` : undefined),
+  san_purpose: (t) => (t.request.names?.length && !SERVER_PURPOSES.includes(t.request.purpose) ? `a ${t.request.purpose} certificate carries no subjectAltName` : undefined),
+  // RFC 6125 6.4: a client checks the name it dialled against the SAN; an internal server without one is unreachable by name.
+  san_required: (t) => (t.request.purpose === 'internal-server' && !t.request.names?.length ? 'an internal server certificate names its hosts (subjectAltName)' : undefined),
+  // RFC 5280 4.2.1.12: one purpose per certificate, except a part that is both server and client of its peers.
+  eku_client_too: (t) => (t.request.clientAuthToo && t.request.purpose !== 'internal-server' ? `a ${t.request.purpose} certificate has its purpose's extended key usage only` : undefined),
   // RFC 5280 4.1.2.6: a subject with a common name.
   subject_cn: (t) => (!t.request.subject.commonName ? 'subject has no commonName' : undefined),
 };

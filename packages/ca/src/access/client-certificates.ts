@@ -12,7 +12,8 @@ import { assertTwoPeopleTogether } from './dual-control.js';
  * expired. Cached for a few seconds like tokens, so a revocation takes effect within `cacheMs`.
  */
 export class ClientCertificateAuthenticator {
-  private readonly cache = new Map<string, { principal: Principal | null; until: number }>();
+  /** `internal`: the certificate is one of the deployment's internal TLS pairs (its part and host), refused as such. */
+  private readonly cache = new Map<string, { principal: Principal | null; internal?: string; until: number }>();
   private readonly store: Pick<OrganisationCertificateStore, 'getOrganisationCertificate'>;
 
   /** `db`: the port (a Pool still works for callers not moved to ports yet). */
@@ -31,11 +32,15 @@ export class ClientCertificateAuthenticator {
       const serial = Buffer.from(serialHex.length % 2 ? `0${serialHex}` : serialHex, 'hex');
       const record = await this.store.getOrganisationCertificate(serial);
       const usable = record && record.purpose === 'client' && !record.revokedAt && record.notAfter.getTime() > now && record.certificate.equals(peer.raw) && record.role && record.personId;
-      entry = { principal: usable ? { credential: `cert:${serialHex}`, proof: `cert:${serialHex}`, personId: record.personId!, name: record.personName ?? serialHex, role: record.role!, manufacturerId: record.manufacturerId } : null, until: now + this.cacheMs };
+      // Refused like any non-client certificate, under a code of its own: in the audit log, an internal
+      // key presented to the API says a host's key was taken, which a stray certificate does not.
+      const internal = record?.tlsPart && record.certificate.equals(peer.raw) ? `${record.tlsPart} (host ${record.tlsHost})` : undefined;
+      entry = { principal: usable ? { credential: `cert:${serialHex}`, proof: `cert:${serialHex}`, personId: record.personId!, name: record.personName ?? serialHex, role: record.role!, manufacturerId: record.manufacturerId } : null, ...(internal ? { internal } : {}), until: now + this.cacheMs };
       if (this.cache.size > 10_000) this.cache.clear();
       this.cache.set(serialHex, entry);
     }
     // Made only when thrown, as in TokenAuthenticator: a stack trace per request is not free.
+    if (entry.internal) throw new FleetError('CLIENT_CERT_INTERNAL', `the client certificate is the internal TLS certificate of ${entry.internal}, a part of the deployment, not a person's credential`, { httpStatus: 401 });
     if (!entry.principal) throw new FleetError('CLIENT_CERT_INVALID', 'the client certificate is not one fleetpki issued for an API client, or it is revoked or expired', { httpStatus: 401 });
     return entry.principal;
   }

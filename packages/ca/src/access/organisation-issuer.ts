@@ -1,5 +1,5 @@
 import { createHash, createPublicKey, verify } from 'node:crypto';
-import { FleetError, type SiteId } from '@fleetpki/core';
+import { FleetError, type EtcdMemberName, type SiteId, type TlsPart } from '@fleetpki/core';
 import { parsePkcs11Uri, type KeyStore } from '@fleetpki/hsm';
 import type { Pool, Role } from '@fleetpki/store';
 import { assembleSignedCertificate, buildOrganisationTbs, lintOrganisationTbs, parseCaCertificate, type CaName, type LintedOrganisationTbs, type OrganisationPurpose, type ParsedCaCertificate } from '@fleetpki/x509';
@@ -20,6 +20,12 @@ export interface OrganisationCertificateOrder {
   readonly manufacturerId?: string;
   /** For client certificates: the person it is a credential of, and the administrator who had it issued. */
   readonly person?: { readonly id: string; readonly createdBy: string | null };
+  /**
+   * Internal TLS certificates (internal-server, internal-client): the host's part it serves, the
+   * current certificate of that part it takes the place of (null: none; anything else found at store
+   * time refuses the issuance), and whether a server is also its peers' client (both EKUs).
+   */
+  readonly internal?: { readonly part: TlsPart; readonly host: EtcdMemberName; readonly supersedes: Buffer | null; readonly clientAuthToo: boolean };
   readonly actor: string;
 }
 
@@ -45,6 +51,7 @@ export async function issueOrganisationCertificate(db: OrganisationIssuerStore |
   if ((order.purpose === 'client') !== (order.role !== undefined)) throw new FleetError('ORG_CERT_ROLE_INVALID', 'a client certificate names a role; server and audit certificates do not', { httpStatus: 400 });
   if (order.role === 'factory' && !order.manufacturerId) throw new FleetError('TOKEN_SCOPE_MISSING', 'a factory client certificate must name its manufacturer', { httpStatus: 400 });
   if (order.purpose === 'client' && !order.person) throw new FleetError('PERSON_REQUIRED', 'a client certificate is a credential of a person: name them', { httpStatus: 400 });
+  if (order.purpose.startsWith('internal-') !== (order.internal !== undefined) || (order.internal && order.person)) throw new FleetError('ORG_CERT_PART_INVALID', "an internal TLS certificate names its host's part and no person; other certificates name no part", { httpStatus: 400 });
   const store: OrganisationIssuerStore = accessStoreOf(db);
   const ca = (await store.listCas()).find((c) => c.id === CA_IDS.organisation);
   if (!ca) throw new FleetError('CA_NOT_FOUND', 'no organisation CA: run `pnpm fleetpki ceremony init` first', { httpStatus: 409 });
@@ -68,15 +75,21 @@ export async function issueOrganisationCertificate(db: OrganisationIssuerStore |
     notAfter: prepared.notAfter,
     personId: order.person?.id ?? null,
     createdBy: order.person?.createdBy ?? null,
-  }, { site, actor: order.actor, action: 'org-certificate.issue', subject: prepared.serial.toString('hex'), details: { purpose: order.purpose, subject: prepared.subjectDn, role: order.role ?? null } });
+    ...(order.internal ? { tlsPart: order.internal.part, tlsHost: order.internal.host } : {}),
+  }, { site, actor: order.actor, action: 'org-certificate.issue', subject: prepared.serial.toString('hex'), details: { purpose: order.purpose, subject: prepared.subjectDn, role: order.role ?? null, ...internalDetails(order) } }, order.internal ? { supersedes: order.internal.supersedes } : undefined);
   return { der, serial: prepared.serial, keyId: prepared.keyId };
+}
+
+function internalDetails(order: OrganisationCertificateOrder): Record<string, unknown> {
+  const internal = order.internal;
+  return internal ? { part: internal.part, host: internal.host, names: order.names ?? [], supersedes: internal.supersedes?.toString('hex') ?? null } : {};
 }
 
 /** Prepare and lint: the TBS from the order (PROFILE.md, organisation certificates), refused unless every lint passes. */
 export function prepareOrganisationCertificate(issuer: Pick<ParsedCaCertificate, 'subjectDer' | 'keyId'>, serialPrefix: number, order: OrganisationCertificateOrder, notBefore: Date): PreparedOrganisationCertificate {
   const serial = newSerial(serialPrefix);
   const notAfter = new Date(notBefore.getTime() + order.days * 86_400_000);
-  const request = { subject: order.subject, purpose: order.purpose, issuerSubjectDer: issuer.subjectDer, issuerKeyId: issuer.keyId, serial, notBefore, notAfter, publicKeySpki: order.publicKeySpki, ...(order.names ? { names: order.names } : {}) };
+  const request = { subject: order.subject, purpose: order.purpose, issuerSubjectDer: issuer.subjectDer, issuerKeyId: issuer.keyId, serial, notBefore, notAfter, publicKeySpki: order.publicKeySpki, ...(order.names ? { names: order.names } : {}), ...(order.internal?.clientAuthToo ? { clientAuthToo: true } : {}) };
   const tbs = buildOrganisationTbs(request);
   const linted = lintOrganisationTbs({ ...tbs, request });
   const subjectDn = [order.subject.organization && `O=${order.subject.organization}`, order.subject.organizationalUnit && `OU=${order.subject.organizationalUnit}`, `CN=${order.subject.commonName}`].filter(Boolean).join(', ');

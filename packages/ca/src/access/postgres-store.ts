@@ -25,6 +25,7 @@ import {
   listApprovalRequests,
   listCas,
   listDrillRuns,
+  listInternalTlsCertificates,
   listManufacturerRanges,
   listMasterKeys,
   listPeople,
@@ -47,7 +48,10 @@ import {
   type Pool,
   type Queryable,
   isPool,
+  isUniqueViolation,
+  supersedeInternalTls,
 } from '@fleetpki/store';
+import { FleetError } from '@fleetpki/core';
 import type { AccessStore, ManufacturerTransaction, OwnerAccessTransaction } from './store.js';
 
 /** The calls that run on one connection: the pool's, or a transaction's. */
@@ -101,12 +105,20 @@ export function postgresAccessStore(pool: Pool): AccessStore {
         return true;
       }),
     findOrganisationCertificateByKey: (purpose, keyId) => findOrganisationCertificateByKey(pool, purpose, keyId),
+    listInternalTlsCertificates: () => listInternalTlsCertificates(pool),
     listCas: () => listCas(pool),
     readSiteStates: () => readSiteStates(pool),
     recordOrganisationIntent: (intent) => recordOrganisationIntent(pool, intent),
-    storeOrganisationCertificate: (certificate, audit) =>
+    storeOrganisationCertificate: (certificate, audit, internal) =>
       withTransaction(pool, async (client) => {
-        await insertOrganisationCertificate(client, certificate);
+        if (certificate.tlsPart && certificate.tlsHost) await supersedeExpected(client, { host: certificate.tlsHost, part: certificate.tlsPart, by: certificate.serial }, internal?.supersedes ?? null);
+        try {
+          await insertOrganisationCertificate(client, certificate);
+        } catch (err) {
+          // Another issuance for the same host's part committed between our supersession and this insert.
+          if (isUniqueViolation(err) && certificate.tlsPart) throw changedUnderUs(certificate.tlsHost!, certificate.tlsPart);
+          throw err;
+        }
         await appendAuditEvents(client, [audit]);
       }),
     listMasterKeys: () => listMasterKeys(pool),
@@ -118,6 +130,17 @@ export function postgresAccessStore(pool: Pool): AccessStore {
     readStatusPublication: (caId) => readStatusPublication(pool, caId),
     readDatabaseRole: () => readDatabaseRole(pool),
   };
+}
+
+function changedUnderUs(host: string, part: string): FleetError {
+  return new FleetError('INTERNAL_TLS_CHANGED', `the current ${part} certificate of host ${host} changed while a new one was issued (another issue or rotate at the same time?): nothing was stored or written; list them and try again`, { httpStatus: 409 });
+}
+
+/** Supersedes the host's part's current certificate, refusing (rolling back) unless it is the one the issuer saw. */
+async function supersedeExpected(client: Queryable, change: { host: string; part: string; by: Buffer }, expected: Buffer | null): Promise<void> {
+  const marked = await supersedeInternalTls(client, change);
+  const same = expected ? marked.length === 1 && marked[0]!.equals(expected) : marked.length === 0;
+  if (!same) throw changedUnderUs(change.host, change.part);
 }
 
 /** The console's sessions over PostgreSQL (the functions of migrations/0026). */

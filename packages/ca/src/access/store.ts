@@ -8,6 +8,7 @@ import type {
   CmpSecretRecord,
   DatabaseRole,
   DrillRun,
+  InternalTlsRecord,
   ManufacturerRange,
   MasterKeyRecord,
   OrganisationCertificateRecord,
@@ -104,8 +105,17 @@ export interface OrganisationIssuerStore {
   readSiteStates(): Promise<SiteStateRecord[]>;
   /** Commits the intent before the HSM signs (no audit row: nothing is issued yet). */
   recordOrganisationIntent(intent: OrganisationCertificateIntent): Promise<void>;
-  /** Stores the signed certificate of a recorded intent and the issuance's audit row, in one transaction. */
-  storeOrganisationCertificate(certificate: Omit<OrganisationCertificateRecord, 'revokedAt' | 'personName'>, audit: AuditEvent): Promise<void>;
+  /**
+   * Stores the signed certificate of a recorded intent and the issuance's audit row, in one transaction.
+   * An internal TLS certificate (tlsPart) also supersedes its host's part's current one, which must be
+   * `internal.supersedes` (null: none), else nothing is stored: INTERNAL_TLS_CHANGED.
+   */
+  storeOrganisationCertificate(certificate: Omit<OrganisationCertificateRecord, 'revokedAt' | 'personName'>, audit: AuditEvent, internal?: { supersedes: Buffer | null }): Promise<void>;
+}
+
+/** `fleetpki tls internal`: the deployment's own TLS certificates, issued as organisation certificates. */
+export interface InternalTlsStore extends OrganisationIssuerStore {
+  listInternalTlsCertificates(): Promise<InternalTlsRecord[]>;
 }
 
 /** CmpSharedSecrets: which master key derives, and the references' records. */
@@ -162,6 +172,7 @@ export type AccessStore = TokenLookupStore &
   DualControlStore &
   OrganisationCertificateStore &
   CmpProtectionStore &
+  InternalTlsStore &
   CmpSecretStore &
   ManufacturerStore &
   DrillRecordStore &

@@ -3,7 +3,7 @@ import type { Role } from './tokens.js';
 
 export interface OrganisationCertificateRecord {
   readonly serial: Buffer;
-  readonly purpose: 'server' | 'client' | 'audit' | 'cmp';
+  readonly purpose: 'server' | 'client' | 'audit' | 'cmp' | 'internal-server' | 'internal-client';
   readonly subjectDn: string;
   readonly role: Role | null;
   readonly manufacturerId: string | null;
@@ -15,6 +15,9 @@ export interface OrganisationCertificateRecord {
   readonly personId?: string | null;
   readonly personName?: string | null;
   readonly createdBy?: string | null;
+  /** Internal TLS certificates (migrations/0044): the part and the host (a, b, witness) it serves. */
+  readonly tlsPart?: string | null;
+  readonly tlsHost?: string | null;
 }
 
 export async function insertOrganisationCertificate(db: Queryable, c: Omit<OrganisationCertificateRecord, 'revokedAt' | 'personName'>): Promise<void> {
@@ -25,8 +28,8 @@ export async function insertOrganisationCertificate(db: Queryable, c: Omit<Organ
     return;
   }
   await db.query(
-    `INSERT INTO organisation_certificates (serial, purpose, subject_dn, role, manufacturer_id, key_id, certificate, not_after, person_id, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-    [c.serial, c.purpose, c.subjectDn, c.role, c.manufacturerId, c.keyId, c.certificate, c.notAfter, c.personId ?? null, c.createdBy ?? null],
+    `INSERT INTO organisation_certificates (serial, purpose, subject_dn, role, manufacturer_id, key_id, certificate, not_after, person_id, created_by, tls_part, tls_host) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+    [c.serial, c.purpose, c.subjectDn, c.role, c.manufacturerId, c.keyId, c.certificate, c.notAfter, c.personId ?? null, c.createdBy ?? null, c.tlsPart ?? null, c.tlsHost ?? null],
   );
 }
 
@@ -40,7 +43,7 @@ export async function recordOrganisationIntent(db: Queryable, intent: { serial: 
 
 export async function getOrganisationCertificate(db: Queryable, serial: Buffer): Promise<OrganisationCertificateRecord | undefined> {
   const { rows } = await db.query(
-    `SELECT c.serial, c.purpose, c.subject_dn, coalesce(p.role, c.role) AS role, c.manufacturer_id, c.key_id, c.certificate, c.not_after, coalesce(c.revoked_at, p.disabled_at) AS revoked_at, c.person_id, p.name AS person_name, c.created_by
+    `SELECT c.serial, c.purpose, c.subject_dn, coalesce(p.role, c.role) AS role, c.manufacturer_id, c.key_id, c.certificate, c.not_after, coalesce(c.revoked_at, p.disabled_at) AS revoked_at, c.person_id, p.name AS person_name, c.created_by, c.tls_part, c.tls_host
        FROM organisation_certificates c LEFT JOIN people p ON p.id = c.person_id WHERE c.serial = $1`,
     [serial],
   );
@@ -59,6 +62,8 @@ export async function getOrganisationCertificate(db: Queryable, serial: Buffer):
       personId: (r.person_id as string | null) ?? null,
       personName: (r.person_name as string | null) ?? null,
       createdBy: (r.created_by as string | null) ?? null,
+      tlsPart: (r.tls_part as string | null) ?? null,
+      tlsHost: (r.tls_host as string | null) ?? null,
     }
   );
 }

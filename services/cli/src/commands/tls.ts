@@ -1,23 +1,12 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { AccessAdministration, CA_IDS, DualControl, auditActor, caCertificate, issueOrganisationCertificate, postgresCustodyStore, revokeOrganisationCertificateAs } from '@fleetpki/ca';
+import { AccessAdministration, DualControl, auditActor, issueOrganisationCertificate, revokeOrganisationCertificateAs } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
-import type { Pool } from '@fleetpki/store';
 import { toPem } from '@fleetpki/x509';
 import { requireOfficer, withDatabase } from '../context.js';
-
-/** A fresh P-256 key for a TLS endpoint (software: Node's TLS stack cannot use a PKCS#11 key). */
-function newKey(): { privatePem: string; spki: Buffer } {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  return { privatePem: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, spki: publicKey.export({ format: 'der', type: 'spki' }) };
-}
-
-async function chainPems(pool: Pool): Promise<{ org: string; root: string }> {
-  const store = postgresCustodyStore(pool);
-  return { org: toPem(await caCertificate(store, CA_IDS.organisation)), root: toPem(await caCertificate(store, CA_IDS.root)) };
-}
+import { chainPems, newKey } from '../tls-material.js';
+import { registerTlsInternalCommands } from './tls-internal.js';
 
 function writeSecret(path: string, content: string): void {
   writeFileSync(path, content, { mode: 0o600 });
@@ -26,6 +15,7 @@ function writeSecret(path: string, content: string): void {
 
 export function registerTlsCommands(program: Command): void {
   const tls = program.command('tls').description('HTTPS and mutual TLS with certificates from the organisation CA');
+  registerTlsInternalCommands(tls);
   tls
     .command('server')
     .description("issue this site's API server certificate (and write the client CA bundle) into FLEETPKI_API_TLS's folder, as an administrator")
