@@ -22,8 +22,11 @@ export interface EtcdClientTls {
   readonly key: Buffer;
 }
 
-/** The etcd users etcd-auth.ts creates: a client certificate named like one would be that user. */
-const ETCD_USER_NAMES: readonly string[] = ['root', 'operator', 'service', ...SITE_IDS.map((s) => `agent-${s}`)];
+/**
+ * The etcd users etcd-auth.ts creates: a client certificate named like one would be that user (etcd
+ * takes the CN as the user when no password is sent), so the organisation CA names no certificate so.
+ */
+export const ETCD_USER_NAMES: readonly string[] = ['root', 'operator', 'service', ...SITE_IDS.map((s) => `agent-${s}`)];
 
 function hostOf(url: string): string {
   return new URL(url).host;

@@ -102,6 +102,9 @@ describe('issueOrganisationCertificate', () => {
     await assert.rejects(issueOrganisationCertificate(store, keyStore, 'a', { ...order, publicKeySpki: p384 }), (err: { code?: string; message?: string }) => err.code === 'LINT_FAILED' && /spki_p256/.test(err.message ?? ''));
     await assert.rejects(issueOrganisationCertificate(store, keyStore, 'a', { ...order, purpose: 'audit' }), (err: { code?: string; message?: string }) => err.code === 'LINT_FAILED' && /san_purpose/.test(err.message ?? ''));
     await assert.rejects(issueOrganisationCertificate(store, keyStore, 'a', { ...order, purpose: 'client' }), { code: 'ORG_CERT_ROLE_INVALID' });
+    for (const name of ['root', 'agent-a', 'Operator']) {
+      await assert.rejects(issueOrganisationCertificate(store, keyStore, 'a', { ...order, purpose: 'client', role: 'administrator', person: { id: 'p1', createdBy: 'p0' }, subject: { ...order.subject, commonName: name } }), { code: 'ORG_CERT_NAME_RESERVED' }, `a certificate named ${name}`);
+    }
     assert.deepEqual([store.intents.length, store.stored.length, keyStore.signatures], [0, 0, 0]);
   });
 

@@ -1,6 +1,7 @@
 import { createHash, createPublicKey, verify } from 'node:crypto';
 import { FleetError, type EtcdMemberName, type SiteId, type TlsPart } from '@fleetpki/core';
 import { parsePkcs11Uri, type KeyStore } from '@fleetpki/hsm';
+import { ETCD_USER_NAMES } from '@fleetpki/consensus';
 import type { Pool, Role } from '@fleetpki/store';
 import { assembleSignedCertificate, buildOrganisationTbs, lintOrganisationTbs, parseCaCertificate, type CaName, type LintedOrganisationTbs, type OrganisationPurpose, type ParsedCaCertificate } from '@fleetpki/x509';
 import { CA_IDS } from '../ca-ids.js';
@@ -52,6 +53,11 @@ export async function issueOrganisationCertificate(db: OrganisationIssuerStore |
   if (order.role === 'factory' && !order.manufacturerId) throw new FleetError('TOKEN_SCOPE_MISSING', 'a factory client certificate must name its manufacturer', { httpStatus: 400 });
   if (order.purpose === 'client' && !order.person) throw new FleetError('PERSON_REQUIRED', 'a client certificate is a credential of a person: name them', { httpStatus: 400 });
   if (order.purpose.startsWith('internal-') !== (order.internal !== undefined) || (order.internal && order.person)) throw new FleetError('ORG_CERT_PART_INVALID', "an internal TLS certificate names its host's part and no person; other certificates name no part", { httpStatus: 400 });
+  // etcd trusts the organisation CA and takes a client certificate's CN as the etcd user when no
+  // password is sent: a person named "root" (people's names allow it) would get etcd's root role with
+  // their API client certificate. No certificate of this CA is named like an etcd user.
+  const commonName = order.subject.commonName.trim().toLowerCase();
+  if (ETCD_USER_NAMES.includes(commonName)) throw new FleetError('ORG_CERT_NAME_RESERVED', `no certificate of the organisation CA may be named "${order.subject.commonName}": etcd would take it for its user of that name; rename the person`, { httpStatus: 400 });
   const store: OrganisationIssuerStore = accessStoreOf(db);
   const ca = (await store.listCas()).find((c) => c.id === CA_IDS.organisation);
   if (!ca) throw new FleetError('CA_NOT_FOUND', 'no organisation CA: run `pnpm fleetpki ceremony init` first', { httpStatus: 409 });
