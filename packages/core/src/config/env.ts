@@ -188,8 +188,8 @@ function deleteKey(doc: Doc, path: string): void {
 }
 
 /** A URL with another host and/or port (an etcd member's, moved by a variable). */
-function withPlace(url: unknown, fallbackHost: string, place: { host?: string; port?: number }, defaultPort: number): string {
-  const u = new URL(typeof url === 'string' && URL.canParse(url) ? url : `http://${fallbackHost}:${defaultPort}`);
+function withPlace(url: unknown, fallbackHost: string, place: { host?: string; port?: number }, defaultPort: number, scheme: 'http' | 'https'): string {
+  const u = new URL(typeof url === 'string' && URL.canParse(url) ? url : `${scheme}://${fallbackHost}:${defaultPort}`);
   // Written out, not through URL's setters, which ignore a port out of range: the schema must see it.
   return `${u.protocol}//${place.host ?? u.hostname}:${place.port ?? (u.port || defaultPort)}`;
 }
@@ -238,6 +238,11 @@ export function overlayEnv(file: Doc, e: ParsedEnv): { doc: Doc; fromEnv: Map<st
       for (const part of ['postgres', 'redis', 'api', 'status']) deleteKey(doc, `sites.${id}.${part}.host`);
     }
   }
+  // A member the file does not place gets the scheme its TLS settings call for (a port variable must
+  // not turn an https deployment's member into http, which the schema then refuses).
+  const tlsDoc = isObject(doc.tls) ? doc.tls : {};
+  const clientScheme = tlsDoc.etcd !== undefined ? 'https' : 'http';
+  const peerScheme = tlsDoc.etcdPeer !== undefined ? 'https' : 'http';
   const etcdPorts: Record<EtcdMemberName, number | undefined> = { a: e.FLEETPKI_ETCD_PORT_A, b: e.FLEETPKI_ETCD_PORT_B, witness: e.FLEETPKI_ETCD_PORT_WITNESS };
   for (const name of ['a', 'b', 'witness'] as const) {
     const port = etcdPorts[name];
@@ -248,8 +253,8 @@ export function overlayEnv(file: Doc, e: ParsedEnv): { doc: Doc; fromEnv: Map<st
     const fallback = simulatedHost(name, netns);
     const defaultPort = DEFAULT_ETCD_PORTS[name];
     // Only a member the file or a variable places is written: the defaults fill in the rest.
-    if (port !== undefined || member.clientUrl !== undefined) set(variable, `etcd.members.${name}.clientUrl`, withPlace(member.clientUrl, fallback, { ...(host ? { host } : {}), ...(port ? { port } : {}) }, defaultPort));
-    if (port !== undefined || member.peerUrl !== undefined) set(variable, `etcd.members.${name}.peerUrl`, withPlace(member.peerUrl, fallback, { ...(host ? { host } : {}), ...(port ? { port: port + 1 } : {}) }, defaultPort + 1));
+    if (port !== undefined || member.clientUrl !== undefined) set(variable, `etcd.members.${name}.clientUrl`, withPlace(member.clientUrl, fallback, { ...(host ? { host } : {}), ...(port ? { port } : {}) }, defaultPort, clientScheme));
+    if (port !== undefined || member.peerUrl !== undefined) set(variable, `etcd.members.${name}.peerUrl`, withPlace(member.peerUrl, fallback, { ...(host ? { host } : {}), ...(port ? { port: port + 1 } : {}) }, defaultPort + 1, peerScheme));
   }
   const holdLabels = renamedSetting(e, 'FLEETPKI_APPROVAL_LABELS', 'FLEETPKI_EST_APPROVAL_LABELS');
   if (holdLabels !== undefined) set(e.FLEETPKI_APPROVAL_LABELS !== undefined ? 'FLEETPKI_APPROVAL_LABELS' : 'FLEETPKI_EST_APPROVAL_LABELS', 'enrolmentHolds.labels', list(holdLabels));

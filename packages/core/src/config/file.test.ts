@@ -142,6 +142,14 @@ describe('the configuration file', () => {
     assert.equal(c.consensus.members[0]!.peerUrl, 'https://10.0.1.10:14880');
   });
 
+  it('places a member the file leaves out with https when tls.etcd / tls.etcdPeer are set', () => {
+    const tls = 'tls: { caBundle: /etc/fleetpki/tls/ca.pem, etcd: { cert: /etc/fleetpki/tls/etcd.pem, key: /etc/fleetpki/tls/etcd.key }, etcdPeer: { cert: /etc/fleetpki/tls/peer.pem, key: /etc/fleetpki/tls/peer.key }, etcdClient: { cert: /etc/fleetpki/tls/client.pem, key: /etc/fleetpki/tls/client.key } }';
+    const c = loadConfig(file(tls, { FLEETPKI_ETCD_PORT_B: '14979' }));
+    const b = c.consensus.members.find((m) => m.name === 'b')!;
+    assert.match(b.clientUrl, /^https:\/\/[^/]+:14979$/);
+    assert.match(b.peerUrl, /^https:\/\/[^/]+:14980$/);
+  });
+
   it('names the variable when a value it set is wrong in the file\'s terms', () => {
     assert.throws(() => loadConfig(file('', { FLEETPKI_ETCD_PORT_WITNESS: '65535' })), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && err.message.includes('etcd.members.witness.peerUrl (from FLEETPKI_ETCD_PORT_WITNESS)'));
   });
