@@ -22,6 +22,11 @@ export class OcspAsker {
     return new OcspAsker(ocspIssuerHashes(issuing.subjectDer, issuing.publicKeySpki));
   }
 
+  /** The CertID of one of the issuing CA's serials (what a request names, and what the answer repeats). */
+  certId(serial: Buffer, alg: 'sha1' | 'sha256' = 'sha256'): Buffer {
+    return buildCertId(alg, this.hashes, serial);
+  }
+
   async ask(baseUrl: string, serial: Buffer, alg: 'sha1' | 'sha256' = 'sha256', method: 'GET' | 'POST' = 'POST'): Promise<Verdict> {
     const certId = buildCertId(alg, this.hashes, serial);
     const body = buildOcspRequest(certId);

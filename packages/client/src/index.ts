@@ -1,8 +1,8 @@
 import { Agent, fetch as undiciFetch } from 'undici';
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { Readable, Transform } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { FleetError } from '@fleetpki/core';
+import { FleetError, httpsPartError, httpsTrustFile, type FleetConfig, type SiteId } from '@fleetpki/core';
 
 /** The batch as GET /v1/batches/:id describes it. */
 export interface BatchView {
@@ -92,17 +92,41 @@ export class FleetApiClient {
     readonly baseUrl: string,
     private readonly token: string | undefined,
     tls?: { key?: string | Buffer; cert?: string | Buffer; ca?: string | Buffer },
+    /** Where tls.ca came from, for the error that says it does not vouch for the server. */
+    private readonly trustFile?: string,
   ) {
-    this.dispatcher = tls ? new Agent({ connect: { ...(tls.key ? { key: tls.key } : {}), ...(tls.cert ? { cert: tls.cert } : {}), ...(tls.ca ? { ca: tls.ca } : {}) } }) : undefined;
+    // rejectUnauthorized written out: NODE_TLS_REJECT_UNAUTHORIZED=0 only changes the default.
+    this.dispatcher = tls ? new Agent({ connect: { rejectUnauthorized: true, ...(tls.key ? { key: tls.key } : {}), ...(tls.cert ? { cert: tls.cert } : {}), ...(tls.ca ? { ca: tls.ca } : {}) } }) : undefined;
+  }
+
+  /**
+   * A site's API as the configuration names it (sites.<id>.api.url, or `baseUrl`), its server checked
+   * against the configured bundle when the URL is https (httpsTrustFile): the client of the CLI, drills
+   * and daemons. A certificate the bundle does not vouch for is API_TLS_UNTRUSTED, never a plain retry.
+   */
+  static forSite(config: Pick<FleetConfig, 'sites' | 'tls' | 'api'>, site: SiteId, token: string | undefined, baseUrl = config.sites[site].apiUrl): FleetApiClient {
+    const trustFile = baseUrl.startsWith('https:') ? httpsTrustFile(config, 'api') : undefined;
+    if (!trustFile) return new FleetApiClient(baseUrl, token);
+    let ca: Buffer;
+    try {
+      ca = readFileSync(trustFile);
+    } catch (err) {
+      throw new FleetError('API_TLS_MATERIAL', `cannot read ${trustFile}, the bundle the issuer API's certificate is checked against: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    return new FleetApiClient(baseUrl, token, { ca }, trustFile);
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
     return { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), ...extra };
   }
 
-  /** fetch through the TLS agent when there is one. */
-  private fetch(url: string, init: RequestInit = {}): Promise<Response> {
-    return this.dispatcher ? (undiciFetch(url, { ...(init as object), dispatcher: this.dispatcher }) as unknown as Promise<Response>) : fetch(url, init);
+  /** fetch through the TLS agent when there is one; a TLS failure becomes API_TLS_UNTRUSTED / _UNAVAILABLE. */
+  private async fetch(url: string, init: RequestInit = {}): Promise<Response> {
+    try {
+      return await (this.dispatcher ? (undiciFetch(url, { ...(init as object), dispatcher: this.dispatcher }) as unknown as Promise<Response>) : fetch(url, init));
+    } catch (err) {
+      throw httpsPartError('api', url, err, this.trustFile ?? (this.dispatcher ? 'the CA given to the client' : undefined)) ?? err;
+    }
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { isFleetError } from './errors.js';
-import { loadConfig } from './config.js';
+import { envSchema, loadConfig } from './config.js';
 
 describe('loadConfig', () => {
   it('defaults to the local two-site topology', () => {
@@ -87,6 +88,39 @@ describe('loadConfig', () => {
     assert.equal(installation.deploymentDir, '/srv/sites');
     assert.equal(installation.api.tlsDir, '/srv/sites/tls/site-a');
     assert.equal(installation.sites.a.hsmPinFile, '/srv/sites/secrets/hsm-a.pin');
+  });
+
+  it('reads the TLS material from FLEETPKI_TLS_* without a configuration file', () => {
+    const c = loadConfig({
+      FLEETPKI_TLS_CA_BUNDLE: '/t/ca.pem',
+      FLEETPKI_TLS_API_CERT: '/t/api.pem',
+      FLEETPKI_TLS_API_KEY: 'credential:api-key',
+      FLEETPKI_TLS_STATUS_CERT: 'relative/status.pem',
+      FLEETPKI_TLS_STATUS_KEY: 'file:relative/status.key',
+      FLEETPKI_TLS_ETCD_PEER_CERT: '/t/peer.pem',
+      FLEETPKI_TLS_ETCD_PEER_KEY: '/t/peer.key',
+      FLEETPKI_STATUS_HTTP_PORT_A: '18099',
+      CREDENTIALS_DIRECTORY: '/run/credentials/x',
+    });
+    assert.equal(c.tls.caBundle, '/t/ca.pem');
+    assert.deepEqual(c.tls.parts.api, { cert: '/t/api.pem', key: '/run/credentials/x/api-key' });
+    // Relative paths are the working directory's, as the file's absolute paths would be.
+    assert.deepEqual(c.tls.parts.status, { cert: resolve('relative/status.pem'), key: resolve('relative/status.key') });
+    assert.deepEqual(c.tls.parts.etcdPeer, { cert: '/t/peer.pem', key: '/t/peer.key' });
+    assert.equal(c.api.tls, true);
+    assert.equal(c.sites.a.statusUrl, 'https://127.0.0.1:18090');
+    assert.equal(c.sites.a.statusHttpPort, 18099);
+    assert.equal(c.ocspUrl, 'http://127.0.0.1:18099/ocsp');
+    // Every part has its pair of variables.
+    for (const part of ['API', 'STATUS', 'POSTGRES', 'REDIS', 'ETCD', 'ETCD_PEER', 'ETCD_CLIENT']) {
+      assert.ok(`FLEETPKI_TLS_${part}_CERT` in envSchema.shape && `FLEETPKI_TLS_${part}_KEY` in envSchema.shape, part);
+    }
+  });
+
+  it('refuses half a TLS pair from the environment, naming both variables', () => {
+    assert.throws(() => loadConfig({ FLEETPKI_TLS_CA_BUNDLE: '/t/ca.pem', FLEETPKI_TLS_REDIS_CERT: '/t/redis.pem' }), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /FLEETPKI_TLS_REDIS_CERT is set but not FLEETPKI_TLS_REDIS_KEY/.test(err.message));
+    assert.throws(() => loadConfig({ FLEETPKI_TLS_STATUS_CERT: '/t/s.pem', FLEETPKI_TLS_STATUS_KEY: '/t/s.key' }), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /tls\.status needs tls\.caBundle/.test(err.message));
+    assert.throws(() => loadConfig({ FLEETPKI_TLS_CA_BUNDLE: '/t/ca.pem', FLEETPKI_TLS_API_CERT: '/t/a.pem', FLEETPKI_TLS_API_KEY: '/t/a.key', FLEETPKI_API_TLS: 'off' }), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /FLEETPKI_API_TLS is off but tls\.api names/.test(err.message));
   });
 
   it('refuses two parts on one port', () => {

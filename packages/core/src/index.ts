@@ -11,3 +11,4 @@ export * from './drill-start-message.js';
 export * from './daemon-job.js';
 export * from './daemon.js';
 export * from './tls-trust.js';
+export * from './https-parts.js';

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CA_IDS, issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
 import { FleetApiClient, type BatchView } from '@fleetpki/client';
-import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
+import { FleetError, InternalHttps, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { generateManifest, syntheticRunPrefix } from '@fleetpki/manifest';
 import { currentRoles, killSiteInfrastructure, sitesUp, startService, stopProcess, waitForActiveSite, waitForHttp, waitForSyncStandby } from '@fleetpki/sites';
 import {
@@ -64,10 +64,10 @@ export interface DrillEvent {
   readonly event: string;
 }
 
-async function serviceSet(config: FleetConfig, site: SiteConfig, workers: number): Promise<ChildProcess[]> {
+async function serviceSet(config: FleetConfig, https: InternalHttps, site: SiteConfig, workers: number): Promise<ChildProcess[]> {
   const env = { FLEETPKI_SITE: site.id };
   const children = [startService(config, 'issuer-api', env), ...Array.from({ length: workers }, () => startService(config, 'batch-worker', env))];
-  await waitForHttp(`http://${site.host}:${site.apiPort}/readyz`, 60_000);
+  await waitForHttp(`${site.apiUrl}/readyz`, 60_000, { https, part: 'api' });
   return children;
 }
 
@@ -89,6 +89,8 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
   const dir = join(config.deploymentDir, 'drill');
   mkdirSync(dir, { recursive: true });
 
+  // Every request to the sites' APIs and status responders: at their configured URLs, https checked against the configured bundle.
+  const https = new InternalHttps(config);
   const dbFrom = createPool(from.databaseUrl, { max: 2, applicationName: 'fleetpki-drill' });
   let dbTo: Pool | undefined;
   const children: ChildProcess[] = [];
@@ -108,16 +110,16 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     log(`site ${to.id}: starting the status responder on the hot standby`);
     const toStatus = startService(config, 'status-responder', { FLEETPKI_SITE: to.id });
     toChildren.push(toStatus);
-    await waitForHttp(`http://${to.host}:${to.statusPort}/healthz`, 60_000);
-    const health = (await (await fetch(`http://${to.host}:${to.statusPort}/healthz`)).json()) as { signing: boolean };
+    await waitForHttp(`${to.statusUrl}/healthz`, 60_000, { https, part: 'status' });
+    const health = (await https.json<{ signing: boolean }>('status', `${to.statusUrl}/healthz`)).body;
     if (!health.signing) throw new FleetError('DRILL_NOT_READY', `site ${to.id}'s HSM token has no clone of the CA key: run \`pnpm fleetpki custody restore --site ${to.id} --share ...\``);
 
     // Warm standby: the standby's issuer-api (503 to writes) and workers (idle) run before anything fails.
     log(`site ${to.id}: starting issuer-api and 2 batch workers as a warm standby`);
-    toChildren.push(...(await serviceSet(config, to, 2)));
+    toChildren.push(...(await serviceSet(config, https, to, 2)));
     log(`site ${from.id}: starting issuer-api, 2 batch workers, the status responder and the daemons`);
-    children.push(...(await serviceSet(config, from, 2)), startService(config, 'status-responder', { FLEETPKI_SITE: from.id }));
-    await waitForHttp(`http://${from.host}:${from.statusPort}/healthz`, 60_000);
+    children.push(...(await serviceSet(config, https, from, 2)), startService(config, 'status-responder', { FLEETPKI_SITE: from.id }));
+    await waitForHttp(`${from.statusUrl}/healthz`, 60_000, { https, part: 'status' });
     // Each site's daemons (CRL publisher, OCSP pre-production, audit seals, and the reconcilers: the new
     // site's batch outbox queues the batch's unfinished chunks into its own Redis after the failover; they
     // work only while their site is active), started once the services answer rather than in the same
@@ -129,16 +131,16 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     await generateManifest({ devices: options.devices, out: manifest, euiPrefix: syntheticRunPrefix('drill-meters') });
     // Keys for the online enrolments, made before anything is timed (key generation blocks this process).
     const csrs = generateDeviceKeys(5_000).map((k) => k.csr);
-    const client = new FleetApiClient(`http://${from.host}:${from.apiPort}`, token);
+    const client = FleetApiClient.forSite(config, from.id, token);
     const { batch } = await client.submitBatch(manifest);
     log(`batch ${batch.id} accepted by site ${from.id} (${batch.chunks.total} chunks)`);
 
-    traffic = new EnrolmentTraffic([from, to], token, csrs, syntheticRunPrefix('drill-meters'));
+    traffic = new EnrolmentTraffic([from, to], token, csrs, syntheticRunPrefix('drill-meters'), 0, https);
     traffic.start(4);
     while (traffic.acknowledged.length === 0) await new Promise((r) => setTimeout(r, 50));
     const probeSerial = Buffer.from(traffic.acknowledged[0]!.serial, 'hex');
     const issuer = parseCaCertificate(issuing.certificate);
-    probe = new OcspProbe(to, ocspIssuerHashes(issuer.subjectDer, issuer.publicKeySpki), probeSerial);
+    probe = new OcspProbe(to, ocspIssuerHashes(issuer.subjectDer, issuer.publicKeySpki), probeSerial, https);
     probe.start(100);
 
     const killAt = Math.floor(batch.certificatesRequested * (options.killAt ?? 0.3));
@@ -164,7 +166,7 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     log(`site ${to.id}: elected in etcd and active at epoch ${epoch}, ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; its services see it within a second`);
     log(`site ${from.id}: its agent rewinds it into ${to.id}'s synchronous standby; writes on ${to.id} wait for that (RPO 0)`);
 
-    const toClient = new FleetApiClient(`http://${to.host}:${to.apiPort}`, token);
+    const toClient = FleetApiClient.forSite(config, to.id, token);
     const done = await toClient.waitForBatch(batch.id, undefined, 250);
     while (!traffic.acknowledged.some((a) => a.site === to.id)) await new Promise((r) => setTimeout(r, 50));
     await traffic.stop();
@@ -172,7 +174,7 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
 
     // CRL numbers continue above the failed site's: revoke one device on the new site and wait for its shard.
     dbTo = createPool(to.databaseUrl, { max: 2, applicationName: 'fleetpki-drill' });
-    const officer = new FleetApiClient(`http://${to.host}:${to.apiPort}`, officerToken);
+    const officer = FleetApiClient.forSite(config, to.id, officerToken);
     await officer.revoke({ serials: [traffic.acknowledged[traffic.acknowledged.length - 1]!.serial] }, 'cessationOfOperation');
     let crlAfter = await highestCrlNumber(dbTo, issuing.id);
     for (let i = 0; i < 100 && crlAfter <= crlBefore; i++) {

@@ -1,7 +1,23 @@
 import type { ChildProcess } from 'node:child_process';
 import { buildCertId, buildOcspRequest } from '@fleetpki/ca';
-import type { SiteConfig } from '@fleetpki/core';
+import type { HttpsPart, InternalHttps, SiteConfig } from '@fleetpki/core';
 import type { OcspIssuerHashes } from '@fleetpki/x509';
+
+/**
+ * One POST to a site's part at its configured URL: through fleetpki's internal client when given (https
+ * checked against the configured bundle; an untrusted certificate is <PART>_TLS_UNTRUSTED), else fetch.
+ */
+async function post(https: InternalHttps | undefined, part: HttpsPart, url: string, headers: Record<string, string>, body: Buffer | string, timeoutMs: number): Promise<{ status: number; body: Buffer }> {
+  if (https) return https.request(part, url, { method: 'POST', headers, body, timeoutMs });
+  const res = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs) });
+  return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+/** Why a request got no answer, as a short key: a stable code (a TLS failure), a connection error's, or the error's name. */
+function failureOf(err: unknown): string {
+  const e = err as { code?: string; name?: string; cause?: { code?: string } };
+  return e.cause?.code ?? e.code ?? e.name ?? 'Error';
+}
 
 /** One acknowledged online enrolment: what the factory was told, and by which site. */
 export interface Acknowledged {
@@ -30,6 +46,8 @@ export class EnrolmentTraffic {
     private readonly euiPrefix: string,
     /** Pause after each acknowledged enrolment, per client (a steady rate that lasts through long runs). */
     private readonly paceMs = 0,
+    /** The deployment's internal client (InternalHttps): needed once the API serves HTTPS. */
+    private readonly https?: InternalHttps,
   ) {}
 
   start(clients: number): void {
@@ -58,13 +76,8 @@ export class EnrolmentTraffic {
         if (this.stopped) return;
         const site = this.sites[siteIndex]!;
         try {
-          const res = await fetch(`http://${site.host}:${site.apiPort}/v1/enrolments`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', authorization: `Bearer ${this.token}` },
-            body: JSON.stringify({ eui64, keyRole: 'digitalSignature', csr: this.csrs[i]!.toString('base64') }),
-            signal: AbortSignal.timeout(5_000),
-          });
-          const body = (await res.json()) as { serial?: string; code?: string };
+          const res = await post(this.https, 'api', `${site.apiUrl}/v1/enrolments`, { 'content-type': 'application/json', authorization: `Bearer ${this.token}` }, JSON.stringify({ eui64, keyRole: 'digitalSignature', csr: this.csrs[i]!.toString('base64') }), 5_000);
+          const body = JSON.parse(res.body.toString('utf8')) as { serial?: string; code?: string };
           // 200: a retry after a lost answer (same key) is given the certificate already issued.
           if (res.status === 201 || res.status === 200) {
             this.acknowledged.push({ serial: body.serial!, eui64, site: site.id, at: Date.now() });
@@ -73,8 +86,8 @@ export class EnrolmentTraffic {
           }
           this.refused(site.id, `${res.status} ${body.code ?? ''}`.trim());
         } catch (err) {
-          // connection refused or timed out: the site is gone
-          this.refused(site.id, (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name);
+          // connection refused or timed out: the site is gone (or, named by its code, not trusted)
+          this.refused(site.id, failureOf(err));
         }
         this.failures++;
         siteIndex = (siteIndex + 1) % this.sites.length;
@@ -101,6 +114,8 @@ export class OcspProbe {
     private readonly site: SiteConfig,
     issuer: OcspIssuerHashes,
     serial: Buffer,
+    /** The deployment's internal client (InternalHttps): needed once the status responder serves HTTPS. */
+    private readonly https?: InternalHttps,
   ) {
     this.request = buildOcspRequest(buildCertId('sha1', issuer, serial));
   }
@@ -108,8 +123,8 @@ export class OcspProbe {
   start(everyMs = 100): void {
     const tick = async () => {
       try {
-        const res = await fetch(`http://${this.site.host}:${this.site.statusPort}/ocsp`, { method: 'POST', headers: { 'content-type': 'application/ocsp-request' }, body: this.request, signal: AbortSignal.timeout(2_000) });
-        const der = Buffer.from(await res.arrayBuffer());
+        const res = await post(this.https, 'status', `${this.site.statusUrl}/ocsp`, { 'content-type': 'application/ocsp-request' }, this.request, 2_000);
+        const der = res.body;
         // OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED (0 = successful), ... }
         const off = der[1]! < 0x80 ? 2 : 2 + (der[1]! & 0x7f);
         // responseStatus 0 successful, 3 tryLater (RFC 6960 4.2.1).

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { DualControl, TokenAuthenticator, issueApiToken, registerSyntheticManufacturer, type Principal } from '@fleetpki/ca';
-import { FleetError, type FleetConfig } from '@fleetpki/core';
+import { FleetError, InternalHttps, type FleetConfig } from '@fleetpki/core';
 import { currentRoles, ensureRedis, lastRejoin, sitesUp, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { syntheticRunPrefix } from '@fleetpki/manifest';
 import { countMissingCertificates, createPool, disablePeopleAsOwner, recordDrillRun } from '@fleetpki/store';
@@ -33,6 +33,8 @@ export async function runSwitchoverDrill(config: FleetConfig, log: (line: string
   await waitForSyncStandby(config, from, to, 5_000).catch((err: Error) => {
     throw new FleetError('DRILL_NOT_READY', `site ${to.id} is not (yet) the synchronous standby of ${from.id}: ${err.message}`);
   });
+  // The sites' APIs at their configured URLs, https checked against the configured bundle.
+  const https = new InternalHttps(config);
   const db = createPool(from.databaseUrl, { max: 1, applicationName: 'fleetpki-drill' });
   let api: ChildProcess | undefined;
   let traffic: EnrolmentTraffic | undefined;
@@ -41,8 +43,8 @@ export async function runSwitchoverDrill(config: FleetConfig, log: (line: string
     const token = await issueApiToken(db, { site: from.id, actor: 'drill', name: 'drill-switchover', role: 'factory', manufacturerId: 'drill-meters', expiresDays: 1 });
     await db.end();
     api = startService(config, 'issuer-api', { FLEETPKI_SITE: from.id });
-    await waitForHttp(`http://${from.host}:${from.apiPort}/readyz`, 60_000);
-    traffic = new EnrolmentTraffic([from, to], token, generateDeviceKeys(5_000).map((k) => k.csr), syntheticRunPrefix('drill-meters'));
+    await waitForHttp(`${from.apiUrl}/readyz`, 60_000, { https, part: 'api' });
+    traffic = new EnrolmentTraffic([from, to], token, generateDeviceKeys(5_000).map((k) => k.csr), syntheticRunPrefix('drill-meters'), 0, https);
     traffic.start(2);
     while (traffic.acknowledged.length < 50) await new Promise((r) => setTimeout(r, 20));
     log(`site ${from.id}: ${traffic.acknowledged.length} enrolments acknowledged; switching over to ${to.id}`);
@@ -52,7 +54,7 @@ export async function runSwitchoverDrill(config: FleetConfig, log: (line: string
     api = undefined;
     const result = await switchover(config, 'switchover drill', log);
     api = startService(config, 'issuer-api', { FLEETPKI_SITE: to.id });
-    await waitForHttp(`http://${to.host}:${to.apiPort}/readyz`, 60_000);
+    await waitForHttp(`${to.apiUrl}/readyz`, 60_000, { https, part: 'api' });
     const switchoverSeconds = (performance.now() - started) / 1000;
     while (!traffic.acknowledged.some((a) => a.site === to.id)) await new Promise((r) => setTimeout(r, 20));
     await traffic.stop();

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
-import { FleetError, type FleetConfig, type SiteId } from '@fleetpki/core';
+import { FleetError, InternalHttps, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { currentRoles, failoverTo, killPostgres, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { syntheticRunPrefix } from '@fleetpki/manifest';
 import { countMissingCertificates, createPool } from '@fleetpki/store';
@@ -58,11 +58,13 @@ export class TakeoverRuns {
       await db.end();
     }
     const services = [primary, standby].map((site) => startService(config, 'issuer-api', { FLEETPKI_SITE: site.id }));
-    await waitForHttp(`http://${primary.host}:${primary.apiPort}/readyz`, 60_000);
+    // The sites' APIs at their configured URLs, https checked against the configured bundle.
+    const https = new InternalHttps(config);
+    await waitForHttp(`${primary.apiUrl}/readyz`, 60_000, { https, part: 'api' });
     log(`keys for ${options.devices} online enrolments ...`);
     const csrs = generateDeviceKeys(options.devices).map((k) => k.csr);
     // Two clients, each pausing 20 ms after an answer: a steady flow that resolves the RTO to a few tens of ms.
-    const traffic = new EnrolmentTraffic([primary, standby], token, csrs, syntheticRunPrefix('drill-meters'), 20);
+    const traffic = new EnrolmentTraffic([primary, standby], token, csrs, syntheticRunPrefix('drill-meters'), 20, https);
     traffic.start(2);
     return new TakeoverRuns(config, traffic, services, log);
   }

@@ -19,7 +19,8 @@ export function deploymentFile(config: FleetConfig): string {
 export function localDeployment(config: FleetConfig): DeploymentInput {
   const site = (id: SiteId) => {
     const s = config.sites[id];
-    return { host: s.host, postgres: { port: s.pgPort }, redis: { port: s.redisPort }, api: { port: s.apiPort }, status: { port: s.statusPort } };
+    const status = { port: s.statusPort, ...(s.statusHttpPort !== undefined ? { httpPort: s.statusHttpPort } : {}) };
+    return { host: s.host, postgres: { port: s.pgPort }, redis: { port: s.redisPort }, api: { port: s.apiPort }, status };
   };
   return {
     paths: { state: config.stateDir, deployment: config.deploymentDir },

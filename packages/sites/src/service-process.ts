@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { entryPoint, type FleetConfig, type SiteId } from '@fleetpki/core';
+import { entryPoint, isFleetError, type FleetConfig, type HttpsPart, type InternalHttps, type SiteId } from '@fleetpki/core';
 import { inNetns } from './exec.js';
 import { deploymentFile } from './deployment-file.js';
 
@@ -23,16 +23,31 @@ export function startService(config: FleetConfig, name: string, env: NodeJS.Proc
   return child;
 }
 
-export async function waitForHttp(url: string, timeoutMs = 30_000): Promise<void> {
+/**
+ * Waits until `url` answers 2xx. With `via`, through fleetpki's internal client of that part (https
+ * checked against the configured bundle): a certificate it does not vouch for ends the wait at once
+ * (<PART>_TLS_UNTRUSTED), as no amount of waiting mends it.
+ */
+export async function waitForHttp(url: string, timeoutMs = 30_000, via?: { https: InternalHttps; part: HttpsPart }): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
   for (;;) {
     try {
-      const res = await fetch(url);
-      if (res.ok) return;
-    } catch {
-      // not listening yet
+      if (via) {
+        const answer = await via.https.request(via.part, url, { timeoutMs: 5_000 });
+        if (answer.status >= 200 && answer.status < 300) return;
+        last = `HTTP ${answer.status}`;
+      } else {
+        const res = await fetch(url);
+        if (res.ok) return;
+        last = `HTTP ${res.status}`;
+      }
+    } catch (err) {
+      if (isFleetError(err) && /_TLS_(UNTRUSTED|MATERIAL)$/.test(err.code)) throw err;
+      // not listening yet (or, kept for the message, something that is not what was expected)
+      last = isFleetError(err) ? `${err.code}: ${err.message}` : (err as Error).message;
     }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms (last: ${last})`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

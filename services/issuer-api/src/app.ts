@@ -2,9 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import cookie from '@fastify/cookie';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { FleetError, type FleetConfig } from '@fleetpki/core';
+import type { FleetConfig } from '@fleetpki/core';
 import { AccessAdministration, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, FailoverDrills, openSiteRuntime, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresStatusStore, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa, type SiteLease } from '@fleetpki/ca';
 import type { KeyStore } from '@fleetpki/hsm';
 import { assertRedisLink, ChunkQueue, redisLink } from '@fleetpki/queue';
@@ -15,6 +13,7 @@ import { installErrorHandling } from './errors.js';
 import { installRateLimits, installSecurityHeaders } from './hardening.js';
 import { installMetrics } from './metrics.js';
 import { installWriteDeadline } from './write-deadline.js';
+import { apiServerTls, type TlsMaterial } from './server-tls.js';
 import { registerBatchRoutes } from './routes/batches.js';
 import { registerCertificateRoutes } from './routes/certificates.js';
 import { registerEnrolmentRoutes } from './routes/enrolments.js';
@@ -69,22 +68,6 @@ export interface IssuerApiDeps {
   readonly possession?: PossessionVerifier;
   /** Where CMP's password-based MACs are computed (PbmThreads); on the main thread when absent. */
   readonly pbm?: PbmComputer;
-}
-
-export interface TlsMaterial {
-  readonly key: Buffer;
-  readonly cert: Buffer;
-  readonly clientCa: Buffer;
-}
-
-/** The files `fleetpki tls server` writes for a site. */
-export function readTlsMaterial(dir: string): TlsMaterial {
-  const file = (name: string) => {
-    const path = join(dir, name);
-    if (!existsSync(path)) throw new FleetError('TLS_MISSING', `FLEETPKI_API_TLS=on but ${path} is missing: run \`pnpm fleetpki tls server\``);
-    return readFileSync(path);
-  };
-  return { key: file('server.key'), cert: file('server.pem'), clientCa: file('clients-ca.pem') };
 }
 
 /** The HTTP application; every dependency is passed in (tests and benchmarks build it the same way). */
@@ -220,6 +203,8 @@ export interface IssuerRuntime {
 
 /** Wires config -> database, HSM, issuing CA -> app. Refuses to start when the CA key does not match. */
 export async function createIssuerRuntime(config: FleetConfig, options: { logger?: IssuerApiDeps['logger']; hsmSessions?: number; poolSize?: number; batchLimits?: BatchLimits; tls?: TlsMaterial } = {}): Promise<IssuerRuntime> {
+  // A missing or mismatched server key stops the API first, named (API_TLS_MATERIAL, TLS_MISSING).
+  const tls = options.tls ?? apiServerTls(config);
   // Pools (general; reserved for revocations, approvals and the guard; uploads), lease, guard, HSM, issuing CA.
   // PostgreSQL ends an upload's transaction itself if it sits idle well past the upload's own deadline.
   const site = await openSiteRuntime(config, {
@@ -243,7 +228,7 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
     const link = redisLink(config, config.sites[config.site], 'issuer-api');
     await assertRedisLink(link);
     const queue = new ChunkQueue(link, config.pgDatabase);
-    const app = await buildIssuerApi({ config, pool, reservedPool: site.pools.reserved, uploadPool: site.pools.uploads, ca, keyStore, queue, lease, possession, pbm, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...((options.tls ?? (config.api.tls ? readTlsMaterial(config.api.tlsDir) : undefined)) ? { tls: options.tls ?? readTlsMaterial(config.api.tlsDir) } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    const app = await buildIssuerApi({ config, pool, reservedPool: site.pools.reserved, uploadPool: site.pools.uploads, ca, keyStore, queue, lease, possession, pbm, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...(tls ? { tls } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
       pool,
@@ -259,3 +244,5 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
     throw err;
   }
 }
+
+export { apiServerTls, readTlsMaterial, type TlsMaterial } from './server-tls.js';

@@ -1,13 +1,17 @@
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import client from 'prom-client';
-import { CA_IDS, OcspAnswerCache, OcspCacheWarmer, OcspResponder, OcspRevocationResigner, ocspCacheFeedJob, ocspRevocationsJob, openStatusSite, type OcspAnswer, type StatusSite } from '@fleetpki/ca';
-import { Daemon, type FleetConfig } from '@fleetpki/core';
-
-/** Largest OCSP request accepted (a few CertIDs; RFC 6960 requests are ~100 bytes). */
-const MAX_OCSP_REQUEST = 4 * 1024;
+import { OcspAnswerCache, OcspCacheWarmer, OcspResponder, OcspRevocationResigner, ocspCacheFeedJob, ocspRevocationsJob, openStatusSite, type StatusSite } from '@fleetpki/ca';
+import { Daemon, readServerTls, type FleetConfig } from '@fleetpki/core';
+import { MAX_OCSP_REQUEST, installStatusErrors, refuseOperatorRoutes, registerStatusObjectRoutes } from './routes.js';
 
 export interface StatusRuntime {
+  /** Everything, over HTTPS when tls.status is set (else plain HTTP, on loopback only: see config). */
   readonly app: FastifyInstance;
+  /**
+   * With tls.status and sites.<id>.status.httpPort: OCSP and CRLs over plain HTTP, for devices and relying
+   * parties (routes.ts says why); every other path answers 403 HTTPS_REQUIRED. Undefined otherwise.
+   */
+  readonly plainApp: FastifyInstance | undefined;
   readonly ocsp: OcspResponder;
   /** Notices revocations for the cache and re-signs them (kept in this process: see OcspRevocationResigner). */
   readonly revocations: OcspRevocationResigner;
@@ -18,20 +22,6 @@ export interface StatusRuntime {
   /** One pass of the revocation watcher, then one of the cache's feed (tests with tickEveryMs 0 drive them with this). */
   tick(): Promise<void>;
   close(): Promise<void>;
-}
-
-function sendOcsp(reply: FastifyReply, answer: OcspAnswer, cacheable: boolean, maxAgeSeconds: number) {
-  reply.type('application/ocsp-response');
-  if (cacheable && answer.nextUpdate && answer.thisUpdate) {
-    // RFC 9919 6 (RFC 5019 6.2): caching headers from the response's own validity, but never longer than
-    // the configured staleness: a cache must not hold a "good" for days after a revocation.
-    const maxAge = Math.min(maxAgeSeconds, Math.max(0, Math.floor((answer.nextUpdate.getTime() - Date.now()) / 1000)));
-    reply.header('cache-control', `max-age=${maxAge}, public, no-transform, must-revalidate`);
-    reply.header('last-modified', answer.thisUpdate.toUTCString());
-    reply.header('expires', answer.nextUpdate.toUTCString());
-    reply.header('etag', answer.etag!);
-  } else reply.header('cache-control', 'no-store');
-  return reply.send(answer.der);
 }
 
 /**
@@ -49,6 +39,9 @@ function sendOcsp(reply: FastifyReply, answer: OcspAnswer, cacheable: boolean, m
  * warm-up is bounded by the cache's size and a time budget; /healthz and /metrics show its progress.
  */
 export async function createStatusRuntime(config: FleetConfig, options: { logger?: boolean; tickEveryMs?: number; site?: StatusSite } = {}): Promise<StatusRuntime> {
+  // A missing or mismatched server key stops the start here, named (STATUS_TLS_MATERIAL), before the site opens.
+  const serverTls = readServerTls(config, 'status');
+  const own = config.sites[config.site];
   // A site opened by the caller (tests share one with the daemons) stays the caller's to close.
   const status = options.site ?? (await openStatusSite(config, { connections: 8 }));
   const closeSite = options.site ? async () => undefined : () => status.close();
@@ -63,49 +56,17 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
 
     const registry = new client.Registry();
     const responses = new client.Counter({ name: 'fleetpki_ocsp_responses_total', help: 'OCSP responses by kind', labelNames: ['kind'] as const, registers: [registry] });
-    const app = Fastify({ logger: options.logger ?? { level: config.logLevel }, bodyLimit: MAX_OCSP_REQUEST });
-    app.addContentTypeParser('application/ocsp-request', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-    app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _request, reply) => {
-      if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send({ code: 'BODY_TOO_LARGE', message: `OCSP requests are at most ${MAX_OCSP_REQUEST} bytes` });
-      if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.status(415).send({ code: 'MEDIA_TYPE_UNSUPPORTED', message: 'send application/ocsp-request' });
-      return reply.status(err.statusCode && err.statusCode < 500 ? err.statusCode : 500).send({ code: 'REQUEST_INVALID', message: err.message });
-    });
-
-    app.post('/ocsp', async (request, reply) => {
-      const body = request.body;
-      if (!Buffer.isBuffer(body)) return reply.status(415).send({ code: 'MEDIA_TYPE_UNSUPPORTED', message: 'send application/ocsp-request' });
-      const answer = await ocsp.respond(body, request.ip);
-      responses.inc({ kind: answer.kind });
-      return sendOcsp(reply, answer, false, config.ocspMaxAgeSeconds);
-    });
-    // RFC 6960 A.1: GET {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}
-    app.get<{ Params: { '*': string } }>('/ocsp/*', async (request, reply) => {
-      const encoded = request.params['*'];
-      let der: Buffer;
-      try {
-        der = Buffer.from(decodeURIComponent(encoded), 'base64');
-      } catch {
-        der = Buffer.alloc(0);
-      }
-      const answer = der.length > 0 && der.length <= MAX_OCSP_REQUEST ? await ocsp.respond(der, request.ip) : { der: Buffer.from('30030a0101', 'hex'), kind: 'malformedRequest' as const };
-      responses.inc({ kind: answer.kind });
-      return sendOcsp(reply, answer, true, config.ocspMaxAgeSeconds);
-    });
-
-    app.get<{ Params: { caId: string; name: string } }>('/crl/:caId/:name', async (request, reply) => {
-      // Device CRL shards sNNNN.crl (and -delta), and the root's ARL (arl.crl: its CRL of CA certificates).
-      const m = /^s(\d{4})(-delta)?\.crl$/.exec(request.params.name);
-      const arl = request.params.name === 'arl.crl' && request.params.caId === CA_IDS.root;
-      const crl = m ? await store.crl(request.params.caId, Number(m[1]), m[2] ? 'delta' : 'full') : arl ? await store.crl(CA_IDS.root, 0, 'full') : undefined;
-      if (!crl) return reply.status(404).send({ code: 'CRL_NOT_FOUND', message: `no CRL ${request.params.caId}/${request.params.name}` });
-      const maxAge = Math.max(0, Math.floor((crl.nextUpdate.getTime() - Date.now()) / 1000));
-      return reply
-        .type('application/pkix-crl')
-        .header('cache-control', `max-age=${Math.min(maxAge, 60)}, public, no-transform`)
-        .header('last-modified', crl.thisUpdate.toUTCString())
-        .header('expires', crl.nextUpdate.toUTCString())
-        .send(crl.der);
-    });
+    const logger = options.logger ?? { level: config.logLevel };
+    const app = Fastify({ logger, bodyLimit: MAX_OCSP_REQUEST, ...(serverTls ? { https: { key: serverTls.key, cert: serverTls.cert, minVersion: 'TLSv1.2' as const } } : {}) });
+    const objects = { ocsp, store, responses, maxAgeSeconds: config.ocspMaxAgeSeconds };
+    installStatusErrors(app);
+    registerStatusObjectRoutes(app, objects);
+    const plainApp = serverTls && own.statusHttpPort !== undefined ? Fastify({ logger, bodyLimit: MAX_OCSP_REQUEST }) : undefined;
+    if (plainApp) {
+      installStatusErrors(plainApp);
+      registerStatusObjectRoutes(plainApp, objects);
+      refuseOperatorRoutes(plainApp, own.statusUrl);
+    }
     app.get('/healthz', async () => ({ status: 'ok', signing: signing !== undefined, lease: lease.state(), cache: { entries: cache.size, ...warmer.status } }));
     app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 
@@ -157,6 +118,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
 
     return {
       app,
+      plainApp,
       ocsp,
       revocations,
       revocationDaemon,
@@ -170,6 +132,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
         warmer.stop();
         await Promise.all([revocationDaemon.stop(), feedDaemon.stop(), warming]);
         await app.close();
+        await plainApp?.close();
         await closeSite();
       },
     };

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { FleetError } from '../errors.js';
 import { SITE_IDS, type EtcdMemberName, type SiteId } from './types.js';
 import { simulatedHost } from './placement.js';
+import { overlayTlsEnv, tlsEnvSchema } from './env-tls.js';
 
 // A variable's port is above the privileged range, as before; the file accepts any port (a remote 443).
 const port = z.coerce.number().int().min(1024).max(65535);
@@ -25,6 +26,9 @@ export const envSchema = z.object({
   FLEETPKI_API_PORT_B: port.optional(),
   FLEETPKI_STATUS_PORT_A: port.optional(),
   FLEETPKI_STATUS_PORT_B: port.optional(),
+  // With tls.status: each site's plain-HTTP listener for OCSP and CRLs (sites.<id>.status.httpPort).
+  FLEETPKI_STATUS_HTTP_PORT_A: port.optional(),
+  FLEETPKI_STATUS_HTTP_PORT_B: port.optional(),
   // etcd client ports of the three members (site A, site B, the witness); each peer port is the next one.
   FLEETPKI_ETCD_PORT_A: port.optional(),
   FLEETPKI_ETCD_PORT_B: port.optional(),
@@ -81,6 +85,7 @@ export const envSchema = z.object({
   FLEETPKI_UPLOAD_MAX_S: z.coerce.number().int().min(10).max(7 * 86_400).optional(),
   FLEETPKI_DEVICE_KEY_BUNDLES: z.coerce.number().int().min(1).max(64).optional(),
   FLEETPKI_DEVICE_KEY_BUNDLE_MAX_S: z.coerce.number().int().min(1).max(86_400).optional(),
+  ...tlsEnvSchema,
 });
 export type ParsedEnv = z.infer<typeof envSchema>;
 export type FleetEnv = Record<string, string | undefined>;
@@ -98,6 +103,7 @@ const SINGLE_KEYS: readonly (readonly [Variable, string, ((v: unknown) => unknow
     const [variable, part] = pair.split(':') as [string, string];
     return [`FLEETPKI_${variable}_PORT_${id.toUpperCase()}` as Variable, `sites.${id}.${part}.port`] as const;
   })),
+  ...SITE_IDS.map((id) => [`FLEETPKI_STATUS_HTTP_PORT_${id.toUpperCase()}` as Variable, `sites.${id}.status.httpPort`] as const),
   ['FLEETPKI_LOG_LEVEL', 'log.level'],
   ['FLEETPKI_PG_USER', 'database.owner'],
   ['FLEETPKI_PG_DATABASE', 'database.name'],
@@ -209,6 +215,7 @@ export function overlayEnv(file: Doc, e: ParsedEnv): { doc: Doc; fromEnv: Map<st
     const value = e[variable];
     if (value !== undefined) set(variable, path, convert ? convert(value) : value);
   }
+  overlayTlsEnv(doc, e, set);
   // The process's own site: the environment's, the file's, or a.
   const fileSite = isObject(doc.this) ? doc.this.site : undefined;
   const own: SiteId | undefined = SITE_IDS.find((id) => id === fileSite) ?? (fileSite === undefined ? 'a' : undefined);

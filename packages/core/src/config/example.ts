@@ -24,13 +24,13 @@ sites:
     postgres: { port: 5432 }
     redis: { port: 6379 }
     api: { port: 8443, url: https://ca-a.example.net:8443 }
-    status: { port: 8080 }
+    status: { port: 9443, httpPort: 8080 }   # HTTPS (tls.status); OCSP and CRLs also over plain HTTP on httpPort
   b:
     host: 10.0.2.10
     postgres: { port: 5432 }
     redis: { port: 6379 }
     api: { port: 8443, url: https://ca-b.example.net:8443 }
-    status: { port: 8080 }
+    status: { port: 9443, httpPort: 8080 }
 
 etcd:                         # who is the CA site: one member per site and the witness, a majority of three
   members:
@@ -62,8 +62,8 @@ secrets:                      # files (file:/path or /path) or systemd credentia
 
 tls:                          # the organisation CA's bundle and each part's certificate and key
   caBundle: /etc/fleetpki/tls/ca.pem
-  api: { cert: /etc/fleetpki/tls/api.pem, key: credential:api-tls-key }
-  status: { cert: /etc/fleetpki/tls/status.pem, key: credential:status-tls-key }
+  api: { cert: /etc/fleetpki/tls/api.pem, key: credential:api-tls-key }          # the issuer API's HTTPS (clients' certificates checked against caBundle)
+  status: { cert: /etc/fleetpki/tls/status.pem, key: credential:status-tls-key }  # the status responders' HTTPS
   postgres: { cert: /etc/fleetpki/tls/postgres.pem, key: credential:postgres-tls-key }
   etcd: { cert: /etc/fleetpki/tls/etcd.pem, key: credential:etcd-tls-key }              # etcd members: https, client certificates required
   etcdPeer: { cert: /etc/fleetpki/tls/etcd-peer.pem, key: credential:etcd-peer-tls-key }
@@ -72,7 +72,7 @@ tls:                          # the organisation CA's bundle and each part's cer
 crl:
   baseUrl: http://crl.example.net/crl/        # written into certificates: one name for both sites
 ocsp:
-  url: http://ocsp.example.net/ocsp
+  url: http://ocsp.example.net/ocsp           # plain HTTP on purpose (RFC 5019): in front of the sites' status httpPort
   maxAgeSeconds: 300
   onDemand: { perAddressPerSecond: 20, concurrency: 1 }
 
@@ -80,8 +80,8 @@ log:
   level: info
 
 api:
-  host: 10.0.1.10             # where this host's issuer API listens (off loopback it needs tls: true)
-  tls: true
+  host: 10.0.1.10             # where this host's issuer API listens (off loopback it needs HTTPS)
+  tls: true                   # HTTPS; implied by tls.api (without tls.api: the files of 'fleetpki tls server')
   rateLimitPerMinute: 120000
   failedAuthPerMinute: 300
   connections: 16

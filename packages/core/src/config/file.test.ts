@@ -22,7 +22,7 @@ this: { site: b }
 database: { name: ca, owner: ca_owner }
 sites:
   a: { host: 10.0.1.10, postgres: { port: 5432 }, redis: { port: 6379 }, api: { port: 8443 }, status: { port: 8080 } }
-  b: { host: 10.0.2.10, postgres: { port: 5432, host: db-b.example.net }, redis: { port: 6379 }, api: { port: 8443, url: 'https://ca-b.example.net:8443/' }, status: { port: 8080 } }
+  b: { host: 10.0.2.10, postgres: { port: 5432, host: db-b.example.net }, redis: { port: 6379 }, api: { port: 8443, url: 'https://ca-b.example.net:8443/' }, status: { port: 9443, httpPort: 8080 } }
 etcd:
   members:
     a: { clientUrl: 'https://10.0.1.10:2379', peerUrl: 'https://10.0.1.10:2380' }
@@ -32,6 +32,7 @@ hsm:
   a: { modulePath: /opt/hsm/libvendor.so, token: { label: ca-a }, pin: /etc/fleetpki/a.pin }
   b: { modulePath: /opt/hsm/libvendor.so, token: { slot: 3 }, pin: 'file:/etc/fleetpki/b.pin' }
 api: { host: 10.0.2.10, tls: true }
+tls: { caBundle: /etc/fleetpki/tls/ca.pem, status: { cert: /etc/fleetpki/tls/status.pem, key: /etc/fleetpki/tls/status.key } }
 crl: { baseUrl: 'http://crl.example.net/crl/' }
 ocsp: { maxAgeSeconds: 60 }
 `;
@@ -47,7 +48,10 @@ describe('the configuration file', () => {
     assert.equal(c.sites.a.redisUrl, 'redis://10.0.1.10:6379');
     assert.equal(c.sites.a.apiUrl, 'https://10.0.1.10:8443');
     assert.equal(c.sites.b.apiUrl, 'https://ca-b.example.net:8443');
-    assert.equal(c.sites.a.statusUrl, 'http://10.0.1.10:8080');
+    // tls.status: the status port is HTTPS; OCSP and CRLs also on site b's plain listener (httpPort).
+    assert.equal(c.sites.a.statusUrl, 'https://10.0.1.10:8080');
+    assert.equal(c.sites.b.statusUrl, 'https://10.0.2.10:9443');
+    assert.equal(c.sites.b.statusHttpPort, 8080);
     assert.deepEqual(c.consensus.endpoints, ['https://10.0.1.10:2379', 'https://10.0.2.10:2379', 'https://10.0.3.10:2379']);
     assert.equal(c.consensus.members[2]!.peerUrl, 'https://10.0.3.10:2380');
     assert.equal(c.pkcs11Module, '/opt/hsm/libvendor.so');
@@ -90,6 +94,13 @@ describe('the configuration file', () => {
     ['two parts on one host and port', 'sites: { a: { host: h1, postgres: { port: 5432 }, redis: { port: 5432 } } }', 'sites.a.postgres and sites.a.redis both listen on h1:5432'],
     ['a database URL naming another database', 'database: { name: ca }\nsites: { a: { postgres: { url: "postgres://o@db:5432/other" } } }', 'sites.a.postgres.url names database "other" but database.name is "ca"'],
     ['plain HTTP off loopback', 'sites: { a: { host: 10.0.1.10 } }', 'api.host=10.0.1.10 needs FLEETPKI_API_TLS=on'],
+    ['tls.api without a CA bundle', 'tls: { api: { cert: /t/api.pem, key: /t/api.key } }', 'tls.api needs tls.caBundle'],
+    ['api.tls off while tls.api names a pair', 'api: { tls: false }\ntls: { caBundle: /t/ca.pem, api: { cert: /t/api.pem, key: /t/api.key } }', 'api.tls is off but tls.api names'],
+    ['an http status URL with tls.status', "sites: { a: { status: { url: 'http://ocsp.example.net' } } }\ntls: { caBundle: /t/ca.pem, status: { cert: /t/s.pem, key: /t/s.key } }", 'sites.a.status.url=http://ocsp.example.net must be https://'],
+    ['an http API URL with the API on HTTPS', "api: { tls: true }\nsites: { b: { api: { url: 'http://ca-b.example.net' } } }", 'sites.b.api.url=http://ca-b.example.net must be https://'],
+    ['a plain status listener without tls.status', 'sites: { a: { status: { httpPort: 18099 } } }', 'sites.a.status.httpPort is the plain-HTTP listener for OCSP and CRLs beside HTTPS; it needs tls.status'],
+    ['the plain status listener on a port taken', 'sites: { a: { status: { httpPort: 18080 } } }\ntls: { caBundle: /t/ca.pem, status: { cert: /t/s.pem, key: /t/s.key } }', 'sites.a.api and sites.a.status.httpPort both listen on 127.0.0.1:18080'],
+    ['the status responder in plain HTTP off loopback', 'sites: { a: { host: 10.0.1.10 } }\napi: { tls: true }', 'the status responder would listen on sites.a.host=10.0.1.10 in plain HTTP'],
     ['a witness running services', 'this: { site: witness, services: [etcd, issuer-api] }', 'this.services: the witness host runs etcd only'],
     ['a file that is not YAML', 'sites: { a: [', 'not valid YAML'],
   ] as const) {
@@ -164,6 +175,27 @@ describe('the configuration file', () => {
     assert.throws(() => loadConfig(file(text)), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /hsm\.a\.pin: "credential:hsm-pin" is a systemd credential, but CREDENTIALS_DIRECTORY is not set/.test(err.message));
     // Another site's PIN is not this host's to read: its credential need not resolve here.
     assert.equal(loadConfig(file('hsm: { b: { pin: "credential:hsm-pin" } }')).sites.b.hsmPinFile, '$CREDENTIALS_DIRECTORY/hsm-pin');
+  });
+
+  it('serves the API and the status responder over HTTPS as tls.api and tls.status say, OCSP and CRLs also on a plain listener', () => {
+    const tls = 'tls: { caBundle: /t/ca.pem, api: { cert: /t/api.pem, key: "credential:api-key" }, status: { cert: /t/status.pem, key: "file:/t/status.key" } }';
+    const c = loadConfig(file(`${tls}\nsites: { a: { host: 10.0.1.10, status: { httpPort: 8080 } }, b: { host: 10.0.2.10 } }`, { CREDENTIALS_DIRECTORY: '/run/credentials/x' }));
+    // tls.api alone makes the API HTTPS (api.tls unset), on both sites' URLs.
+    assert.equal(c.api.tls, true);
+    assert.deepEqual(c.tls.parts.api, { cert: '/t/api.pem', key: '/run/credentials/x/api-key' });
+    assert.equal(c.tls.parts.status?.key, '/t/status.key');
+    assert.equal(c.sites.b.apiUrl, 'https://10.0.2.10:18081');
+    assert.equal(c.sites.a.statusUrl, 'https://10.0.1.10:18090');
+    assert.equal(c.sites.b.statusUrl, 'https://10.0.2.10:18091');
+    // Devices fetch OCSP and CRLs over plain HTTP where a listener serves them, else over the status port's HTTPS.
+    assert.equal(c.ocspUrl, 'http://10.0.1.10:8080/ocsp');
+    assert.equal(c.crlBaseUrl, 'http://10.0.1.10:8080/crl/');
+    const b = loadConfig(file(`${tls}\nthis: { site: b }\nsites: { b: { host: 10.0.2.10 } }`, { CREDENTIALS_DIRECTORY: '/run/credentials/x' }));
+    assert.equal(b.ocspUrl, 'https://10.0.2.10:18091/ocsp');
+    // The witness runs no status responder: no HTTPS asked of it.
+    assert.equal(loadConfig(file('this: { site: witness }\nsites: { a: { host: 10.0.1.10 } }\napi: { tls: true }')).thisHost.name, 'witness');
+    // Nor a host whose services leave it out.
+    assert.equal(loadConfig(file('this: { services: [postgres, issuer-api] }\nsites: { a: { host: 10.0.1.10 } }\napi: { tls: true }')).sites.a.statusUrl, 'http://10.0.1.10:18090');
   });
 
   it('keeps SoftHSM\'s configuration file for SoftHSM only', () => {

@@ -8,8 +8,9 @@ import { overlayEnv, parseEnv, type FleetEnv } from './env.js';
 import { configFilePath, describeIssues, readConfigFile } from './file.js';
 import { deploymentSchema, type Deployment } from './schema.js';
 import { checkPlacesDiffer, resolveEtcdMembers, resolveSite } from './sites.js';
+import { apiServesHttps, checkHttpsMaterial, isLocalOnly } from './https.js';
 import { secretFile } from './sources.js';
-import { HOST_SERVICES, NETNS_HOSTS, TLS_PARTS, type FleetConfig, type SecretFiles, type SiteId, type TlsFiles } from './types.js';
+import { HOST_SERVICES, TLS_PARTS, type FleetConfig, type SecretFiles, type SiteConfig, type SiteId, type TlsFiles } from './types.js';
 
 /** Marks the root of an installation (scripts/package.sh): the build of every service, no sources. */
 export const INSTALLATION_MARKER = 'fleetpki-installation.json';
@@ -51,6 +52,11 @@ function resolveSecrets(d: Deployment, env: FleetEnv): { secrets: SecretFiles; t
   return { secrets: { postgres, redis: file(d.secrets.redis, 'secrets.redis'), etcd: file(d.secrets.etcd, 'secrets.etcd') }, tls: { caBundle: d.tls.caBundle, parts } };
 }
 
+/** Where a site's OCSP and CRLs are fetched from: its plain-HTTP listener when it has one, else its status URL. */
+function plainStatusUrl(site: SiteConfig): string {
+  return site.statusHttpPort !== undefined ? `http://${site.statusHost}:${site.statusHttpPort}` : site.statusUrl;
+}
+
 /**
  * Reads and validates the configuration once. A bad value throws CONFIG_INVALID naming the key (and the
  * variable, when one set it), so a process stops at start-up instead of failing later somewhere less obvious.
@@ -65,14 +71,23 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
   const services = d.this.services ?? (thisName === 'witness' ? ['etcd' as const] : [...HOST_SERVICES]);
   if (thisName === 'witness' && services.some((s) => s !== 'etcd')) throw new FleetError('CONFIG_INVALID', `invalid configuration: this.services: the witness host runs etcd only, got ${JSON.stringify(services)}`);
   const ctx = { stateDir, deploymentDir, own, onSiteHost: thisName !== 'witness', env, fromEnv };
+  checkHttpsMaterial(d);
   const sites = { a: resolveSite(d, ctx, 'a'), b: resolveSite(d, ctx, 'b') };
   const members = resolveEtcdMembers(d, sites, stateDir);
   checkPlacesDiffer(sites, members);
   const netns = d.simulation.netns;
   const apiHost = d.api.host ?? sites[own].apiHost;
+  const apiTls = apiServesHttps(d, (key) => fromEnv.get(key) ?? key);
   // Tokens travel in headers: off loopback they need TLS (the namespaces' link never leaves this machine).
-  if (!d.api.tls && !['127.0.0.1', '::1', 'localhost'].includes(apiHost) && !(netns && Object.values(NETNS_HOSTS).includes(apiHost))) {
-    throw new FleetError('CONFIG_INVALID', `invalid configuration: ${fromEnv.get('api.host') ?? 'api.host'}=${apiHost} needs FLEETPKI_API_TLS=on (api.tls: true; plain HTTP is for loopback only)`);
+  if (!apiTls && !isLocalOnly(apiHost, netns)) {
+    throw new FleetError('CONFIG_INVALID', `invalid configuration: ${fromEnv.get('api.host') ?? 'api.host'}=${apiHost} needs FLEETPKI_API_TLS=on (api.tls: true, or tls.api; plain HTTP is for loopback only)`);
+  }
+  // The status responder's /healthz and /metrics tell what the site is doing (its lease, its signing):
+  // off loopback they go over HTTPS like the API's. OCSP and CRLs are the exception, on a plain listener
+  // of their own (sites.<id>.status.httpPort): signed objects that relying parties fetch over http.
+  const statusListen = sites[own].host;
+  if (thisName !== 'witness' && services.includes('status-responder') && !d.tls.status && !isLocalOnly(statusListen, netns)) {
+    throw new FleetError('CONFIG_INVALID', `invalid configuration: the status responder would listen on ${fromEnv.get(`sites.${own}.host`) ?? `sites.${own}.host`}=${statusListen} in plain HTTP; off loopback set tls.status (FLEETPKI_TLS_STATUS_CERT/_KEY) for HTTPS, and sites.${own}.status.httpPort for OCSP and CRLs over plain HTTP`);
   }
   const leaseMs = d.siteLease.leaseMs;
   return {
@@ -91,13 +106,15 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     hsmTokenPrefix: d.hsm.tokenPrefix,
     rootTokenLabel: d.hsm.root?.tokenLabel ?? `${d.hsm.tokenPrefix}-root`,
     rootHsm: { dir: join(deploymentDir, 'root-hsm'), softhsmConf: d.hsm.root?.softhsmConf ?? join(deploymentDir, 'root-hsm', 'softhsm2.conf') },
-    crlBaseUrl: d.crl.baseUrl ?? `http://${sites.a.statusHost}:${sites.a.statusPort}/crl/`,
-    ocspUrl: d.ocsp.url ?? `${sites[own].statusUrl}/ocsp`,
+    // Devices fetch both over plain HTTP where there is a listener for it (RFC 5019 5; RFC 5280 4.2.1.13),
+    // else from the status port as it is served.
+    crlBaseUrl: d.crl.baseUrl ?? `${plainStatusUrl(sites.a)}/crl/`,
+    ocspUrl: d.ocsp.url ?? `${plainStatusUrl(sites[own])}/ocsp`,
     api: {
       rateLimitPerMinute: d.api.rateLimitPerMinute,
       failedAuthPerMinute: d.api.failedAuthPerMinute,
       host: apiHost,
-      tls: d.api.tls,
+      tls: apiTls,
       tlsDir: join(deploymentDir, 'tls', `site-${own}`),
       connections: d.api.connections,
       reservedConnections: d.api.reservedConnections,

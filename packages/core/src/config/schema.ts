@@ -36,7 +36,15 @@ const siteSchema = z.strictObject({
   postgres: z.strictObject({ ...endpoint, url: pgUrl.optional(), serviceUrl: pgUrl.optional() }).optional(),
   redis: z.strictObject({ ...endpoint, url: urlOf(/^rediss?$/, 'redis(s)://').optional() }).optional(),
   api: z.strictObject({ ...endpoint, url: httpUrl.optional() }).optional(),
-  status: z.strictObject({ ...endpoint, url: httpUrl.optional() }).optional(),
+  status: z.strictObject({
+    ...endpoint,
+    url: httpUrl.optional(),
+    /**
+     * With tls.status: a second, plain-HTTP listener that serves OCSP and CRLs only (RFC 5019 5: relying
+     * parties fetch these signed objects over http; an https fetch would need the very status it checks).
+     */
+    httpPort: portSchema.optional(),
+  }).optional(),
 });
 
 const etcdMemberSchema = z.strictObject({ clientUrl: httpUrl.optional(), peerUrl: httpUrl.optional(), dir: absolutePath.optional() });
@@ -101,7 +109,8 @@ export const deploymentSchema = z.strictObject({
   simulation: z.strictObject({ netns: onOff.default(false) }).prefault({}),
   api: z.strictObject({
     host: hostSchema.optional(),
-    tls: onOff.default(false),
+    // Unset: HTTPS exactly when tls.api names the server's pair (false with tls.api set is refused: https.ts).
+    tls: onOff.optional(),
     rateLimitPerMinute: count(1, 100_000_000).default(120_000),
     failedAuthPerMinute: count(1, 1_000_000).default(300),
     connections: count(1, 500).default(16),

@@ -5,6 +5,7 @@ import { FleetError } from '../errors.js';
 import type { Deployment } from './schema.js';
 import { simulatedHost, simulatedNetns } from './placement.js';
 import { secretFile } from './sources.js';
+import { apiServesHttps, checkHttpsUrl, statusServesHttps } from './https.js';
 import { DEFAULT_ETCD_PORTS } from './env.js';
 import { DATABASE_CLIENTS, DATABASE_ROLES, SITE_IDS, type DatabaseClient, type EtcdMember, type EtcdMemberName, type SiteConfig, type SiteHsmConfig, type SiteId } from './types.js';
 
@@ -73,6 +74,16 @@ export function resolveSite(d: Deployment, ctx: ResolveContext, id: SiteId): Sit
   const apiPort = s.api?.port ?? DEFAULT_PORTS[id].api;
   const statusHost = s.status?.host ?? host;
   const statusPort = s.status?.port ?? DEFAULT_PORTS[id].status;
+  const apiHttps = apiServesHttps(d, (key) => nameOf(ctx, key));
+  const statusHttps = statusServesHttps(d);
+  const statusHttpPort = s.status?.httpPort;
+  // Without tls.status the status port itself is plain HTTP, so a plain listener beside it means the
+  // file expected HTTPS that is not configured: refused, not served in clear.
+  if (statusHttpPort !== undefined && !statusHttps) throw refuse(`sites.${id}.status.httpPort is the plain-HTTP listener for OCSP and CRLs beside HTTPS; it needs tls.status (without it sites.${id}.status.port is plain HTTP already)`);
+  const apiUrl = (s.api?.url ?? `${apiHttps ? 'https' : 'http'}://${apiHost}:${apiPort}`).replace(/\/$/, '');
+  const statusUrl = (s.status?.url ?? `${statusHttps ? 'https' : 'http'}://${statusHost}:${statusPort}`).replace(/\/$/, '');
+  if (apiHttps) checkHttpsUrl(apiUrl, nameOf(ctx, `sites.${id}.api.url`), 'the issuer API serves HTTPS (api.tls, tls.api)');
+  if (statusHttps) checkHttpsUrl(statusUrl, nameOf(ctx, `sites.${id}.status.url`), 'tls.status is set (the status responder serves HTTPS)');
   const ownerUrl = s.postgres?.url;
   if (ownerUrl && databaseOf(ownerUrl) !== database) {
     throw refuse(`${nameOf(ctx, `sites.${id}.postgres.url`)} names database "${databaseOf(ownerUrl)}" but ${nameOf(ctx, 'database.name')} is "${database}"; set one of them`);
@@ -101,7 +112,6 @@ export function resolveSite(d: Deployment, ctx: ResolveContext, id: SiteId): Sit
     return u.toString();
   };
   const hsm = resolveHsm(d, ctx, id, dir);
-  const scheme = (tls: boolean) => (tls ? 'https' : 'http');
   return {
     id,
     dir,
@@ -111,6 +121,7 @@ export function resolveSite(d: Deployment, ctx: ResolveContext, id: SiteId): Sit
     redisPort,
     apiPort,
     statusPort,
+    statusHttpPort,
     databaseUrl,
     serviceDatabaseUrls: Object.fromEntries(DATABASE_CLIENTS.map((c) => [c, asRole(c)])) as Record<DatabaseClient, string>,
     redisUrl: s.redis?.url ?? `redis://${redisHost}:${redisPort}`,
@@ -121,8 +132,8 @@ export function resolveSite(d: Deployment, ctx: ResolveContext, id: SiteId): Sit
     redisHost,
     apiHost,
     statusHost,
-    apiUrl: (s.api?.url ?? `${scheme(d.api.tls)}://${apiHost}:${apiPort}`).replace(/\/$/, ''),
-    statusUrl: (s.status?.url ?? `http://${statusHost}:${statusPort}`).replace(/\/$/, ''),
+    apiUrl,
+    statusUrl,
     hsm,
   };
 }
@@ -168,6 +179,7 @@ export function checkPlacesDiffer(sites: Readonly<Record<SiteId, SiteConfig>>, m
     claim(`${s.redisHost}:${s.redisPort}`, `sites.${id}.redis`);
     claim(`${s.apiHost}:${s.apiPort}`, `sites.${id}.api`);
     claim(`${s.statusHost}:${s.statusPort}`, `sites.${id}.status`);
+    if (s.statusHttpPort !== undefined) claim(`${s.statusHost}:${s.statusHttpPort}`, `sites.${id}.status.httpPort`);
   }
   for (const m of members) {
     claim(new URL(m.clientUrl).host, `etcd.members.${m.name}.clientUrl`);

@@ -24,6 +24,11 @@ export interface SiteConfig {
   readonly redisPort: number;
   readonly apiPort: number;
   readonly statusPort: number;
+  /**
+   * With tls.status: the plain-HTTP listener for OCSP and CRLs only (sites.<id>.status.httpPort), beside
+   * the HTTPS status port; undefined when there is none.
+   */
+  readonly statusHttpPort: number | undefined;
   /** The owner's connection: operators, migrations, ceremonies, drills (the CLI). */
   readonly databaseUrl: string;
   /**
@@ -42,7 +47,10 @@ export interface SiteConfig {
   readonly redisHost: string;
   readonly apiHost: string;
   readonly statusHost: string;
-  /** Base URLs of the site's issuer API and status responder (sites.<id>.api.url, .status.url), for the other site and operators. */
+  /**
+   * Base URLs of the site's issuer API and status responder (sites.<id>.api.url, .status.url), for the
+   * other site and operators: https when the part serves HTTPS (api.tls or tls.api; tls.status).
+   */
   readonly apiUrl: string;
   readonly statusUrl: string;
   /** The site's HSM as the file describes it (hsm.<id>): any PKCS#11 module, the token by label or slot, the PIN's source. */
@@ -259,9 +267,12 @@ export interface FleetConfig {
     readonly rateLimitPerMinute: number;
     readonly failedAuthPerMinute: number;
     readonly host: string;
-    /** HTTPS with the organisation CA's server certificate; client certificates accepted (mTLS). */
+    /**
+     * HTTPS, client certificates accepted (mTLS): with tls.api's pair (clients checked against
+     * tls.caBundle) when the file names one, else with what `fleetpki tls server` wrote into tlsDir.
+     */
     readonly tls: boolean;
-    /** Where `fleetpki tls server` writes this site's key, certificate and client CA bundle. */
+    /** Where `fleetpki tls server` writes this site's key, certificate and client CA bundle (used when tls.api is not set). */
     readonly tlsDir: string;
     /** Database connections of the issuer API's general pool (enrolment, batches' reads, tokens, ...). */
     readonly connections: number;

@@ -1,19 +1,22 @@
 import type { FastifyInstance } from 'fastify';
-import type { FleetConfig, SiteId } from '@fleetpki/core';
+import { isFleetError, InternalHttps, type FleetConfig, type SiteId } from '@fleetpki/core';
 import type { IssuingCa, OperatorReads, SiteGuard } from '@fleetpki/ca';
 import type { ChunkQueue } from '@fleetpki/queue';
 import { type ApiAccess, requireRole } from '../auth.js';
 import type { hsmProbe } from './system.js';
 
-/** The other site as its own /readyz says, or why it did not answer (within a second: an overview must not hang on a dead site). */
-async function otherSite(config: FleetConfig, id: SiteId): Promise<Record<string, unknown>> {
-  const site = config.sites[id];
-  const url = `${site.apiUrl}/readyz`;
+/**
+ * The other site as its own /readyz says, or why it did not answer (within a second: an overview must not
+ * hang on a dead site). Over https its certificate is checked against the configured bundle; one it does
+ * not vouch for shows as API_TLS_UNTRUSTED, which is not the same trouble as a site that is down.
+ */
+async function otherSite(config: FleetConfig, https: InternalHttps, id: SiteId): Promise<Record<string, unknown>> {
+  const url = `${config.sites[id].apiUrl}/readyz`;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
-    return { reachable: true, ...((await res.json()) as Record<string, unknown>) };
+    const { body } = await https.json<Record<string, unknown>>('api', url, { timeoutMs: 1_000 });
+    return { reachable: true, ...body };
   } catch (err) {
-    return { site: id, reachable: false, status: 'unreachable', message: `${url}: ${(err as Error).message}` };
+    return { site: id, reachable: false, status: 'unreachable', ...(isFleetError(err) ? { code: err.code } : {}), message: `${url}: ${(err as Error).message}` };
   }
 }
 
@@ -23,6 +26,7 @@ async function otherSite(config: FleetConfig, id: SiteId): Promise<Record<string
  * batch queue. The console's overview page is this, rendered.
  */
 export function registerOverviewRoutes(app: FastifyInstance, deps: { config: FleetConfig; reads: OperatorReads; guard: SiteGuard; ca: IssuingCa; queue: ChunkQueue; hsm: ReturnType<typeof hsmProbe>; authenticator: ApiAccess }): void {
+  const https = new InternalHttps(deps.config);
   app.get(
     '/v1/overview',
     { preParsing: requireRole(deps.authenticator, ['revocation-officer', 'auditor', 'administrator', 'custodian']), schema: { summary: 'Sites, CA status publication and the batch queue at a glance', tags: ['system'], security: [{ bearer: [] }] } },
@@ -34,7 +38,7 @@ export function registerOverviewRoutes(app: FastifyInstance, deps: { config: Fle
         deps.guard.writesBlocked().catch(() => undefined),
         deps.reads.statusPublication(deps.ca.record.id),
         deps.queue.backlog().catch(() => null),
-        otherSite(deps.config, self === 'a' ? 'b' : 'a'),
+        otherSite(deps.config, https, self === 'a' ? 'b' : 'a'),
         deps.reads.databaseRole().catch(() => undefined),
         deps.queue.workers().catch(() => null),
       ]);
