@@ -7,10 +7,11 @@ import { after, before, describe, it } from 'node:test';
 import { FleetApiClient } from '@fleetpki/client';
 import { entryPoint, InternalHttps, isFleetError, loadConfig, type FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
-import { syntheticEui64 } from '@fleetpki/manifest';
+import { EnrolmentTraffic, OcspProbe } from '@fleetpki/drills';
+import { syntheticEui64, syntheticRunPrefix } from '@fleetpki/manifest';
 import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
-import type { Pool } from '@fleetpki/store';
-import { generateDeviceKeys, toPem } from '@fleetpki/x509';
+import { listCas, type Pool } from '@fleetpki/store';
+import { generateDeviceKeys, ocspIssuerHashes, parseCaCertificate, toPem } from '@fleetpki/x509';
 import { buildOcspRequest } from '@fleetpki/ca';
 import { freePort } from '../scripts/lib/free-port.js';
 import { createToken, ensureCa, openssl, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
@@ -22,8 +23,8 @@ import { makeTestTlsCa, type TestTlsCa, type TestTlsPair } from './support/tls-m
 /**
  * The issuer API and the status responder over HTTPS with tls.api and tls.status (throw-away material
  * from tls-material.ts, named by the FLEETPKI_TLS_* variables: no configuration file), and the clients
- * that check them against tls.caBundle: OpenSSL's OCSP client, the project's own internal client and API
- * client, curl. OCSP and CRLs stay on plain HTTP too, on the listener for them (sites.a.status.httpPort).
+ * that check them against tls.caBundle: the project's own internal client, API client and drill probes,
+ * curl, openssl s_client (openssl ocsp verifies the response, not the TLS server). OCSP and CRLs stay on plain HTTP too, on the listener for them (sites.a.status.httpPort).
  */
 let config: FleetConfig;
 let https: FleetConfig;
@@ -200,6 +201,32 @@ describe('the issuer API and the status responder over HTTPS', () => {
     } finally {
       server.close();
     }
+  });
+
+  it('the drills\' probes enrol and ask OCSP over HTTPS against the bundle, and count a wrong bundle as a TLS refusal', async () => {
+    const client = new InternalHttps(https);
+    const traffic = new EnrolmentTraffic([https.sites.a], factoryToken, generateDeviceKeys(2).map((k) => k.csr), syntheticRunPrefix(MAKER), 0, client);
+    traffic.start(1);
+    await waitFor('two enrolments acknowledged over https', async () => (traffic.acknowledged.length === 2 ? true : undefined), 30_000, 50);
+    await traffic.stop();
+    assert.deepEqual([...traffic.refusals.keys()], []);
+    const issuing = parseCaCertificate((await listCas(pool)).find((c) => c.id === 'fpd1')!.certificate);
+    const probe = new OcspProbe(https.sites.a, ocspIssuerHashes(issuing.subjectDer, issuing.publicKeySpki), Buffer.from(traffic.acknowledged[0]!.serial, 'hex'), client);
+    probe.start(50);
+    try {
+      await waitFor('two OCSP answers over https', async () => (probe.answered >= 2 ? true : undefined), 30_000, 50);
+    } finally {
+      probe.stop();
+    }
+    assert.equal(probe.failed, 0);
+    const other = makeTestTlsCa('another CA for the probes');
+    const wrong = new InternalHttps(loadConfig({ ...process.env, FLEETPKI_SITE: 'a', ...env, FLEETPKI_TLS_CA_BUNDLE: other.caPem }));
+    const refused = new EnrolmentTraffic([https.sites.a], factoryToken, generateDeviceKeys(1).map((k) => k.csr), syntheticRunPrefix(MAKER), 0, wrong);
+    refused.start(1);
+    await waitFor('a refusal', async () => (refused.refusals.size > 0 ? true : undefined), 30_000, 50);
+    await refused.stop();
+    assert.deepEqual([...refused.refusals.keys()], ['a: API_TLS_UNTRUSTED']);
+    assert.equal(refused.acknowledged.length, 0);
   });
 
   it('the status responder process serves both listeners from the variables alone, and stops at start when its key is not its certificate\'s', async () => {

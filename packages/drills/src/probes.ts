@@ -13,10 +13,13 @@ async function post(https: InternalHttps | undefined, part: HttpsPart, url: stri
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
 }
 
-/** Why a request got no answer, as a short key: a stable code (a TLS failure), a connection error's, or the error's name. */
+/**
+ * Why a request got no answer, as a short key: a stable code (a TLS failure, not its cause's), a
+ * connection error's (node:http puts it on the error, fetch on its cause), or the error's name.
+ */
 function failureOf(err: unknown): string {
   const e = err as { code?: string; name?: string; cause?: { code?: string } };
-  return e.cause?.code ?? e.code ?? e.name ?? 'Error';
+  return e.code ?? e.cause?.code ?? e.name ?? 'Error';
 }
 
 /** One acknowledged online enrolment: what the factory was told, and by which site. */

@@ -79,7 +79,7 @@ export function resolveSite(d: Deployment, ctx: ResolveContext, id: SiteId): Sit
   const statusHttpPort = s.status?.httpPort;
   // Without tls.status the status port itself is plain HTTP, so a plain listener beside it means the
   // file expected HTTPS that is not configured: refused, not served in clear.
-  if (statusHttpPort !== undefined && !statusHttps) throw refuse(`sites.${id}.status.httpPort is the plain-HTTP listener for OCSP and CRLs beside HTTPS; it needs tls.status (without it sites.${id}.status.port is plain HTTP already)`);
+  if (statusHttpPort !== undefined && !statusHttps) throw refuse(`${nameOf(ctx, `sites.${id}.status.httpPort`)} is the plain-HTTP listener for OCSP and CRLs beside HTTPS; it needs tls.status (without it sites.${id}.status.port is plain HTTP already)`);
   const apiUrl = (s.api?.url ?? `${apiHttps ? 'https' : 'http'}://${apiHost}:${apiPort}`).replace(/\/$/, '');
   const statusUrl = (s.status?.url ?? `${statusHttps ? 'https' : 'http'}://${statusHost}:${statusPort}`).replace(/\/$/, '');
   if (apiHttps) checkHttpsUrl(apiUrl, nameOf(ctx, `sites.${id}.api.url`), 'the issuer API serves HTTPS (api.tls, tls.api)');
