@@ -70,6 +70,16 @@ function siteBProcesses(): number[] {
 
 let thaw: (() => void) | undefined;
 
+/** Signals a process that may have ended since it was listed (a PostgreSQL backend whose session
+ *  closed): one that is gone needs neither stopping nor continuing. Anything else is an error. */
+function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
 after(async () => {
   thaw?.();
   await Promise.all(children.map(stopProcess));
@@ -95,8 +105,9 @@ describe('the standby site goes down', () => {
     // its agent and every PostgreSQL process stop.
     const frozen = siteBProcesses();
     assert.ok(frozen.length >= 2, 'site B runs an agent and PostgreSQL');
-    for (const pid of frozen) process.kill(pid, 'SIGSTOP');
-    thaw = () => frozen.forEach((pid) => process.kill(pid, 'SIGCONT'));
+    // The agent and the postmaster first (listed first): a stopped postmaster forks no new backend.
+    for (const pid of frozen) signalIfAlive(pid, 'SIGSTOP');
+    thaw = () => frozen.forEach((pid) => signalIfAlive(pid, 'SIGCONT'));
 
     // A client that gives up before the service answers: the enrolment waits for B in its commit.
     const lostEui = eui();
