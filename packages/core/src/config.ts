@@ -6,6 +6,7 @@ export { DEFAULT_CONFIG_FILE, configFilePath, readConfigFile } from './config/fi
 export { envSchema, type FleetEnv } from './config/env.js';
 export { DEFAULT_PKCS11_MODULE } from './config/sites.js';
 export { secretFile } from './config/sources.js';
+export { SECRET_READING_SERVICES, checkServiceCredentials, credentialNameOf, serviceSecretFiles, type SecretReadingService, type SecretRead } from './config/service-secrets.js';
 export { INSTALLATION_MARKER, findRepoRoot, loadConfig, loadDeployment } from './config/load.js';
 export { EXAMPLE_CONFIG } from './config/example.js';
 export { describeConfig, renderConfigFile } from './config/describe.js';

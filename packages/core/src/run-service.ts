@@ -1,4 +1,5 @@
 import { loadConfig, type FleetConfig } from './config.js';
+import { checkServiceCredentials, type SecretReadingService } from './config/service-secrets.js';
 import { isFleetError } from './errors.js';
 
 /**
@@ -6,9 +7,11 @@ import { isFleetError } from './errors.js';
  * or SIGINT, and exit 1 with the stable error code when starting fails (so supervisors and tests see
  * why at once).
  */
-export async function runService(name: string, start: (config: FleetConfig) => Promise<{ close(): Promise<void> }>): Promise<void> {
+export async function runService(name: SecretReadingService, start: (config: FleetConfig) => Promise<{ close(): Promise<void> }>): Promise<void> {
   try {
-    const running = await start(loadConfig());
+    const config = loadConfig();
+    checkServiceCredentials(config, name);
+    const running = await start(config);
     const stop = async () => {
       await running.close();
       process.exit(0);

@@ -51,22 +51,24 @@ hsm:                          # per site: any PKCS#11 module; the token by label
     pin: file:/etc/fleetpki/secrets/hsm-b.pin
 
 secrets:                      # files (file:/path or /path) or systemd credentials (credential:<name>), never values
+  # Each service's unit loads the credentials named here for what it reads (infra/systemd, LoadCredential=).
   postgres:
     owner: credential:pg-owner
     issuer: credential:pg-issuer
     worker: credential:pg-worker
     status: credential:pg-status
     operator: /etc/fleetpki/secrets/pg-operator
-  redis: credential:redis-password
-  etcd: credential:etcd-password
+  redis: credential:redis-password   # each unit's own file: one Redis ACL user per service
+  # etcd takes no password: a client is the user its certificate names (tls.etcdClient)
 
 tls:                          # the organisation CA's bundle and each part's certificate and key
   caBundle: /etc/fleetpki/tls/ca.pem
   api: { cert: /etc/fleetpki/tls/api.pem, key: credential:api-tls-key }          # the issuer API's HTTPS (clients' certificates checked against caBundle)
   status: { cert: /etc/fleetpki/tls/status.pem, key: credential:status-tls-key }  # the status responders' HTTPS
-  postgres: { cert: /etc/fleetpki/tls/postgres.pem, key: credential:postgres-tls-key }
-  etcd: { cert: /etc/fleetpki/tls/etcd.pem, key: credential:etcd-tls-key }              # etcd members: https, client certificates required
-  etcdPeer: { cert: /etc/fleetpki/tls/etcd-peer.pem, key: credential:etcd-peer-tls-key }
+  postgres: { cert: /etc/fleetpki/tls/postgres.pem, key: credential:postgres-tls-key }    # PostgreSQL, the site agent's child
+  redis: { cert: /etc/fleetpki/tls/redis.pem, key: /run/credentials/redis-server.service/tls-key }   # read by Redis itself (redis.conf)
+  etcd: { cert: /etc/fleetpki/tls/etcd.pem, key: /run/credentials/fleetpki-etcd.service/server-key }   # etcd members: https, client certificates required; read by etcd (its unit)
+  etcdPeer: { cert: /etc/fleetpki/tls/etcd-peer.pem, key: /run/credentials/fleetpki-etcd.service/peer-key }
   etcdClient: { cert: /etc/fleetpki/tls/etcd-client.pem, key: credential:etcd-client-tls-key }  # this host's processes towards etcd
 
 crl:

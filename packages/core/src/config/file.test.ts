@@ -6,6 +6,7 @@ import { after, describe, it } from 'node:test';
 import { isFleetError } from '../errors.js';
 import { EXAMPLE_CONFIG } from './example.js';
 import { findRepoRoot, loadConfig } from './load.js';
+import { checkServiceCredentials, serviceSecretFiles } from './service-secrets.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fleetpki-config-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -165,16 +166,37 @@ describe('the configuration file', () => {
     assert.throws(() => loadConfig(file('', { FLEETPKI_ETCD_PORT_WITNESS: '65535' })), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && err.message.includes('etcd.members.witness.peerUrl (from FLEETPKI_ETCD_PORT_WITNESS)'));
   });
 
-  it('reads a systemd credential from $CREDENTIALS_DIRECTORY, and refuses one without it', () => {
+  it('reads a systemd credential from $CREDENTIALS_DIRECTORY; a service started without it is refused, the CLI is not', () => {
     const text = 'hsm: { a: { pin: "credential:hsm-pin" } }\nsecrets: { postgres: { issuer: "credential:pg-issuer" }, redis: /etc/fleetpki/redis.pw }';
     const c = loadConfig(file(text, { CREDENTIALS_DIRECTORY: '/run/credentials/fleetpki-issuer-api.service' }));
     assert.equal(c.sites.a.hsmPinFile, '/run/credentials/fleetpki-issuer-api.service/hsm-pin');
     assert.equal(c.sites.a.hsm.pinSource, 'credential:hsm-pin');
     assert.equal(c.secrets.postgres.issuer, '/run/credentials/fleetpki-issuer-api.service/pg-issuer');
     assert.equal(c.secrets.redis, '/etc/fleetpki/redis.pw');
-    assert.throws(() => loadConfig(file(text)), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /hsm\.a\.pin: "credential:hsm-pin" is a systemd credential, but CREDENTIALS_DIRECTORY is not set/.test(err.message));
-    // Another site's PIN is not this host's to read: its credential need not resolve here.
-    assert.equal(loadConfig(file('hsm: { b: { pin: "credential:hsm-pin" } }')).sites.b.hsmPinFile, '$CREDENTIALS_DIRECTORY/hsm-pin');
+    // An operator's shell has no CREDENTIALS_DIRECTORY: the CLI loads the file (it reads none of the services' credentials)...
+    const shell = loadConfig(file(text));
+    assert.equal(shell.sites.a.hsmPinFile, '$CREDENTIALS_DIRECTORY/hsm-pin');
+    // ...and a service started the same way is refused at start, naming the key.
+    assert.throws(() => checkServiceCredentials(shell, 'batch-worker', {}), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /hsm\.a\.pin is the systemd credential "hsm-pin", but CREDENTIALS_DIRECTORY is not set/.test(err.message));
+  });
+
+  it('refuses to start a service whose unit does not load a credential its configuration names, and only for what that service reads', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fleetpki-credentials-'));
+    try {
+      writeFileSync(join(dir, 'hsm-pin'), '1234\n');
+      writeFileSync(join(dir, 'pg-issuer'), 'x'.repeat(20));
+      const text = 'hsm: { a: { pin: "credential:hsm-pin" } }\nsecrets: { postgres: { issuer: "credential:pg-issuer", worker: "credential:pg-worker" } }\ntls: { caBundle: /t/ca.pem, postgres: { cert: /t/pg.pem, key: /t/pg.key }, etcd: { cert: /t/e.pem, key: /t/e.key }, etcdClient: { cert: /t/ec.pem, key: "credential:etcd-client-tls-key" } }';
+      const env = { CREDENTIALS_DIRECTORY: dir };
+      const c = loadConfig(file(text, env));
+      assert.deepEqual(serviceSecretFiles(c, 'issuer-api').map((s) => s.key), ['hsm.a.pin', 'secrets.postgres.issuer', 'tls.etcdClient.key']);
+      assert.throws(() => checkServiceCredentials(c, 'issuer-api', env), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && err.message.includes('tls.etcdClient.key is the systemd credential "etcd-client-tls-key", which issuer-api cannot read') && err.message.includes('add LoadCredential=etcd-client-tls-key:<file> to its unit') && !err.message.includes('pg-issuer'));
+      writeFileSync(join(dir, 'etcd-client-tls-key'), 'key');
+      checkServiceCredentials(c, 'issuer-api', env);
+      // The worker's role password is the batch worker's business, not the API's.
+      assert.throws(() => checkServiceCredentials(c, 'batch-worker', env), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && err.message.includes('secrets.postgres.worker is the systemd credential "pg-worker"'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('serves the API and the status responder over HTTPS as tls.api and tls.status say, OCSP and CRLs also on a plain listener', () => {

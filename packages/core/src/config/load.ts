@@ -43,13 +43,13 @@ export function loadDeployment(env: FleetEnv = process.env): { deployment: Deplo
 }
 
 function resolveSecrets(d: Deployment, env: FleetEnv): { secrets: SecretFiles; tls: TlsFiles } {
-  const file = (source: string | undefined, key: string) => (source === undefined ? undefined : secretFile(source, key, env));
-  const postgres = Object.fromEntries(Object.entries(d.secrets.postgres ?? {}).flatMap(([role, source]) => (source ? [[role, file(source, `secrets.postgres.${role}`)!]] : [])));
+  const file = (source: string | undefined) => (source === undefined ? undefined : secretFile(source, env));
+  const postgres = Object.fromEntries(Object.entries(d.secrets.postgres ?? {}).flatMap(([role, source]) => (source ? [[role, file(source)!]] : [])));
   const parts = Object.fromEntries(TLS_PARTS.flatMap((part) => {
     const pair = d.tls[part];
-    return pair ? [[part, { cert: pair.cert, key: file(pair.key, `tls.${part}.key`)! }]] : [];
+    return pair ? [[part, { cert: pair.cert, key: file(pair.key)! }]] : [];
   }));
-  return { secrets: { postgres, redis: file(d.secrets.redis, 'secrets.redis'), etcd: file(d.secrets.etcd, 'secrets.etcd') }, tls: { caBundle: d.tls.caBundle, parts } };
+  return { secrets: { postgres, redis: file(d.secrets.redis), etcd: file(d.secrets.etcd) }, tls: { caBundle: d.tls.caBundle, parts } };
 }
 
 /** Where a site's OCSP and CRLs are fetched from: its plain-HTTP listener when it has one, else its status URL. */
@@ -70,7 +70,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
   const own: SiteId = thisName === 'witness' ? 'a' : thisName;
   const services = d.this.services ?? (thisName === 'witness' ? ['etcd' as const] : [...HOST_SERVICES]);
   if (thisName === 'witness' && services.some((s) => s !== 'etcd')) throw new FleetError('CONFIG_INVALID', `invalid configuration: this.services: the witness host runs etcd only, got ${JSON.stringify(services)}`);
-  const ctx = { stateDir, deploymentDir, own, onSiteHost: thisName !== 'witness', env, fromEnv };
+  const ctx = { stateDir, deploymentDir, own, env, fromEnv };
   checkHttpsMaterial(d);
   const sites = { a: resolveSite(d, ctx, 'a'), b: resolveSite(d, ctx, 'b') };
   const members = resolveEtcdMembers(d, sites, stateDir);

@@ -21,8 +21,6 @@ export interface ResolveContext {
   readonly deploymentDir: string;
   /** This process's site (the file's this.site, or a on the witness). */
   readonly own: SiteId;
-  /** Whether this host is one of the sites' (not the witness's): only then must its own secrets resolve. */
-  readonly onSiteHost: boolean;
   readonly env: Record<string, string | undefined>;
   /** Which key a variable set, so an error names the variable (env.ts). */
   readonly fromEnv: ReadonlyMap<string, string>;
@@ -56,7 +54,7 @@ function resolveHsm(d: Deployment, ctx: ResolveContext, id: SiteId, dir: string)
     tokenLabel: hsm.token?.label ?? `${d.hsm.tokenPrefix}-${id}`,
     slot: hsm.token?.slot,
     pinSource,
-    pinFile: secretFile(pinSource, nameOf(ctx, `hsm.${id}.pin`), ctx.env, ctx.onSiteHost && id === ctx.own),
+    pinFile: secretFile(pinSource, ctx.env),
   };
 }
 

@@ -9,8 +9,6 @@ export function registerConfigCommands(program: Command): void {
     .option('--file <path>', 'the file to check (default: FLEETPKI_CONFIG, else /etc/fleetpki/fleetpki.yaml if present)')
     .action((options: { file?: string }) => {
       const env: NodeJS.ProcessEnv = { ...process.env, ...(options.file ? { FLEETPKI_CONFIG: options.file } : {}) };
-      // systemd gives a service its CREDENTIALS_DIRECTORY; an operator's shell checks the file without one.
-      env.CREDENTIALS_DIRECTORY ??= '$CREDENTIALS_DIRECTORY';
       const { fromEnv } = loadDeployment(env);
       process.stdout.write(describeConfig(loadConfig(env), fromEnv));
       console.error(`configuration valid${env.FLEETPKI_CONFIG ? ` (${env.FLEETPKI_CONFIG})` : ''}`);
