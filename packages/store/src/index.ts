@@ -21,6 +21,7 @@ export * from './repositories/approvals.js';
 export * from './repositories/organisation-certificates.js';
 export * from './repositories/internal-tls.js';
 export * from './lease-connection.js';
+export * from './advisory-leadership.js';
 export * from './repositories/enrolment-requests.js';
 export * from './repositories/cmp.js';
 export * from './repositories/console-sessions.js';

@@ -28,6 +28,11 @@ function seams() {
         opened.push('queue');
         return { enqueue: async () => undefined, close: async () => void closed.push('queue') };
       },
+      // The only instance: it leads every job.
+      openLeadership: async () => {
+        opened.push('leadership');
+        return { holds: async () => true, close: async () => void closed.push('leadership') };
+      },
     },
   };
 }
@@ -65,11 +70,11 @@ describe('openSiteDaemons', () => {
   it('--only crl-publisher opens the status site alone: no issuer or worker pool, no queue', async () => {
     const { opened, closed, seams: s } = seams();
     const daemons = await openSiteDaemons(config, { only: ['crl-publisher'], logger: false, seams: s });
-    assert.deepEqual(opened, ['status']);
+    assert.deepEqual(opened, ['status', 'leadership']);
     assert.deepEqual(daemons.roles, ['status']);
     assert.deepEqual(daemons.unavailable, ['crl-publisher'], 'no CA key in the stand-in');
     await daemons.close();
-    assert.deepEqual(closed, ['status']);
+    assert.deepEqual(closed, ['leadership', 'status']);
   });
 
   it('status jobs without the CA key: blind once the site may act (main.ts exits to be restarted, /healthz 503), not while it is a standby', async () => {
@@ -90,20 +95,20 @@ describe('openSiteDaemons', () => {
   it('--only batch-outbox opens the worker role and the queue, not the status site (no HSM)', async () => {
     const { opened, closed, seams: s } = seams();
     const daemons = await openSiteDaemons(config, { only: ['batch-outbox'], logger: false, seams: s });
-    assert.deepEqual(opened, ['worker', 'queue']);
+    assert.deepEqual(opened, ['worker', 'leadership', 'queue']);
     assert.equal(daemons.site, undefined);
     assert.deepEqual(daemons.daemons.map((d) => d.stats.name), ['batch-outbox']);
     await daemons.runOnce();
     assert.equal(daemons.stats()[0]!.passes, 1);
     await daemons.close();
-    assert.deepEqual(closed, ['queue', 'worker']);
+    assert.deepEqual(closed, ['queue', 'leadership', 'worker']);
   });
 
   it('the issuer reconcilers share one issuer pool; est-superseded is off when the configuration says never', async () => {
     const { opened, seams: s } = seams();
     const never = { ...config, est: { revokeSupersededAfterSeconds: null } };
     const daemons = await openSiteDaemons(never, { only: ['online-intents', 'cmp-confirm-expiry', 'est-superseded'], logger: false, seams: s });
-    assert.deepEqual(opened, ['issuer']);
+    assert.deepEqual(opened, ['issuer', 'leadership']);
     assert.deepEqual(daemons.daemons.map((d) => d.stats.name), ['online-intents', 'cmp-confirm-expiry']);
     assert.deepEqual(daemons.unavailable, ['est-superseded']);
     await daemons.close();
@@ -112,11 +117,25 @@ describe('openSiteDaemons', () => {
   it('every job opens each role once; an unknown name is DAEMON_UNKNOWN before anything is opened', async () => {
     const { opened, seams: s } = seams();
     const daemons = await openSiteDaemons(config, { logger: false, seams: s });
-    assert.deepEqual(opened, ['status', 'worker', 'issuer', 'queue']);
+    assert.deepEqual(opened, ['status', 'worker', 'issuer', 'leadership', 'queue']);
     assert.deepEqual(Object.keys(daemons.leases()), ['status', 'worker', 'issuer']);
     await daemons.close();
     const none = seams();
     await assert.rejects(openSiteDaemons(config, { only: ['crl-publisher', 'reconciler'], logger: false, seams: none.seams }), { code: 'DAEMON_UNKNOWN' });
     assert.deepEqual(none.opened, []);
+  });
+
+  it('a job this process does not lead is skipped, counted as not leader; the one it leads runs', async () => {
+    const { seams: s } = seams();
+    const asked: string[] = [];
+    const followerOfOne = { ...s, openLeadership: async () => ({ holds: async (job: string) => (asked.push(job), job !== 'online-intents'), close: async () => undefined }) };
+    const daemons = await openSiteDaemons(config, { only: ['online-intents', 'cmp-confirm-expiry'], logger: false, seams: followerOfOne });
+    await daemons.runOnce();
+    const stats = Object.fromEntries(daemons.stats().map((d) => [d.name, d]));
+    assert.deepEqual([stats['online-intents']!.passes, stats['online-intents']!.skippedNotLeader], [0, 1]);
+    // The one it leads ran its pass (which the stand-in pool may fail: run, not skipped, is what counts here).
+    assert.deepEqual([stats['cmp-confirm-expiry']!.passes + stats['cmp-confirm-expiry']!.failures, stats['cmp-confirm-expiry']!.skippedNotLeader], [1, 0]);
+    assert.deepEqual(asked, ['online-intents', 'cmp-confirm-expiry']);
+    await daemons.close();
   });
 });

@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { openRoleSiteRuntime, openStatusSite, type ChunkJobQueue, type RoleSiteRuntime, type SiteLease, type StatusSite } from '@fleetpki/ca';
+import { openJobLeadership, openRoleSiteRuntime, openStatusSite, type ChunkJobQueue, type JobLeadership, type RoleSiteRuntime, type SiteLease, type StatusSite } from '@fleetpki/ca';
 import { Daemon, FleetError, type DaemonStats, type FleetConfig } from '@fleetpki/core';
 import { assertRedisLink, ChunkQueue, redisLink } from '@fleetpki/queue';
 import { JOBS, rolesOf, statusProducers, type JobContext, type JobRole, type StatusJobSite, type StatusProducers } from './jobs.js';
@@ -35,6 +35,7 @@ export interface SiteDaemonsSeams {
   openStatusSite?(): Promise<StatusSite>;
   openRoleSite?(role: 'issuer' | 'worker'): Promise<RoleSiteRuntime>;
   openQueue?(): ChunkJobQueue & { close(): Promise<void> };
+  openLeadership?(): Promise<JobLeadership>;
 }
 
 export interface SiteDaemonsOptions {
@@ -66,7 +67,8 @@ function assertJobs(names: readonly string[]): void {
  * The site's daemons: for the selected jobs, each database role they work as is opened once (the status
  * site with the CA key; the issuer's and the worker's a small pool, the lease, no HSM), then one Daemon
  * per job, asking its role's guard before every pass whether this site may act (the active site holding
- * its lease), so only the active site's instance works and several instances are safe.
+ * its lease) and then whether this process leads the job among the site's instances (a PostgreSQL
+ * advisory lock per job, JobLeadership): only one instance of the active site runs each job.
  */
 export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsOptions = {}): Promise<SiteDaemons> {
   const names = Object.keys(JOBS).filter((n) => (options.only ?? Object.keys(JOBS)).includes(n));
@@ -109,12 +111,17 @@ export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsO
         roleSites[role] = site;
       }
     }
+    // As the first role opened: its database role can take advisory locks like any other.
+    const leadership = await (seams.openLeadership ? seams.openLeadership() : openJobLeadership(config, roles[0] ?? 'status'));
+    closers.push(() => leadership.close());
     const daemons: Daemon[] = [];
     const unavailable: string[] = [];
     for (const name of names) {
       const spec = JOBS[name]!;
       const placed = spec.role === 'status' ? { job: spec.make(context, statusSite!), canAct: statusSite!.site.canAct } : { job: spec.make(context, roleSites[spec.role]!), canAct: () => roleSites[spec.role as 'issuer' | 'worker']!.guard.canAct() };
-      if (placed.job) daemons.push(new Daemon(placed.job, { mayRun: placed.canAct, log }));
+      // The site first: a standby's instance takes no lock it could not use.
+      const mayRun = async () => (await placed.canAct()) && (await leadership.holds(name));
+      if (placed.job) daemons.push(new Daemon(placed.job, { mayRun, log }));
       else unavailable.push(name);
     }
     if (unavailable.length > 0) log.warn({ unavailable }, 'these daemons do not run here: no CA key in this site\'s HSM, or turned off in the configuration');

@@ -1,6 +1,6 @@
 import type { DatabaseClient, FleetConfig, SiteId } from '@fleetpki/core';
-import { LeaseConnection, appendAuditEvents, createPool, isInRecovery, isPool, listCas, openServicePool, pgLinkSecurity, pgLinkSecurityForUrl, readSiteStates, syncStandbyState, withTransaction, type Pool } from '@fleetpki/store';
-import type { LeaseDatabase, SiteStore } from './store.js';
+import { AdvisoryLeadership, LeaseConnection, appendAuditEvents, createPool, isInRecovery, isPool, listCas, openServicePool, pgLinkSecurity, pgLinkSecurityForUrl, readSiteStates, syncStandbyState, withTransaction, type Pool } from '@fleetpki/store';
+import type { JobLeadership, LeaseDatabase, SiteStore } from './store.js';
 
 /** The sites ports on the site's PostgreSQL database: the only file of sites/ that calls the store. */
 export function postgresSiteStore(pool: Pool): SiteStore {
@@ -33,6 +33,11 @@ export function openLeaseDatabase(config: FleetConfig, connectionString: string,
 /** A service's pool to its site's database, checked to reach the configured database (openServicePool). */
 export function openSitePool(config: FleetConfig, service: DatabaseClient, max: number, options: { purpose?: string; idleInTransactionTimeoutMs?: number } = {}): Promise<Pool> {
   return openServicePool(config, service, max, options);
+}
+
+/** The daemons' job leadership: advisory locks on a connection of its own to the site's database, as `service`. */
+export async function openJobLeadership(config: FleetConfig, service: DatabaseClient): Promise<JobLeadership> {
+  return new AdvisoryLeadership(await openSitePool(config, service, 1, { purpose: 'daemon-leadership' }));
 }
 
 /**

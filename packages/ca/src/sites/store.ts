@@ -31,5 +31,15 @@ export interface SiteAuditStore {
 /** SiteLease's own connection to the site's database: outside the pools, with short timeouts. */
 export type LeaseDatabase = Pick<LeaseConnection, 'inRecovery' | 'receiver' | 'siteStates' | 'drop'>;
 
+/**
+ * The daemons' leader per job among a site's instances (several daemons processes of one site run each
+ * job in one of them): whether this process leads `job` now, asked before every pass.
+ */
+export interface JobLeadership {
+  holds(job: string): Promise<boolean>;
+  /** Gives up every job (another instance takes them at its next check). */
+  close(): Promise<void>;
+}
+
 /** Every sites port on one pool; what postgresSiteStore implements. */
 export type SiteStore = SiteGuardStore & SiteIssuerStore & SiteAuditStore;

@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { FleetConfig } from '@fleetpki/core';
+import { openSiteDaemons, type SiteDaemons } from '@fleetpki/daemons';
+import type { Pool } from '@fleetpki/store';
+import { ensureCa, siteAPool } from './support/ca.js';
+import { ensureSites } from './support/sites.js';
+
+/**
+ * Two daemons processes of one site (a second host, a restart overlapping the old process): each job
+ * runs in one of them only, by a PostgreSQL advisory lock per job held on the leader's own connection.
+ * When the leader goes, or its database session is killed, the other instance takes the job at its
+ * next check; the old leader, its session gone, does not run it again until it has the lock back.
+ * Against site A's real PostgreSQL; two openSiteDaemons in this process stand for the two processes
+ * (each opens its own connections, as a process would).
+ */
+const JOB = 'online-intents';
+let config: FleetConfig;
+let pool: Pool;
+const opened: SiteDaemons[] = [];
+
+before(async () => {
+  config = await ensureSites();
+  pool = siteAPool(config);
+  await ensureCa(config, pool);
+});
+
+after(async () => {
+  for (const d of opened) await d.close().catch(() => undefined);
+  await pool?.end();
+});
+
+async function instance(): Promise<SiteDaemons> {
+  const d = await openSiteDaemons({ ...config, site: 'a' }, { only: [JOB], logger: false });
+  opened.push(d);
+  return d;
+}
+
+/** One tick of an instance: whether it ran a pass of the job (not skipped as a follower, nor stopped by a failed check). */
+async function ran(d: SiteDaemons): Promise<boolean> {
+  const before = d.stats()[0]!.passes;
+  await d.runOnce();
+  return d.stats()[0]!.passes > before;
+}
+
+/** The leadership connections of site A's daemons (application name ...daemon-leadership). */
+async function leadershipSessions(): Promise<number[]> {
+  const { rows } = await pool.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name LIKE '%daemon-leadership%' AND datname = current_database()`);
+  return rows.map((r) => r.pid);
+}
+
+async function lockHolder(): Promise<number | undefined> {
+  const { rows } = await pool.query<{ pid: number }>(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::oid`, [0x46504b49]);
+  return rows[0]?.pid;
+}
+
+describe('one leader per job among a site\'s daemons instances', () => {
+  it('only one of two instances runs the job; closing it hands the job to the other', async () => {
+    const first = await instance();
+    const second = await instance();
+    assert.equal(await ran(first), true, 'the first instance takes the job');
+    assert.equal(await ran(second), false, 'the second is skipped: not the leader');
+    assert.equal(await ran(first), true, 'the leader keeps it');
+    assert.equal(await ran(second), false);
+    assert.equal(second.stats()[0]!.skippedNotLeader, 2);
+    assert.ok((await leadershipSessions()).includes((await lockHolder())!), 'the lock is held by a leadership session');
+
+    await first.close();
+    opened.splice(opened.indexOf(first), 1);
+    assert.equal(await ran(second), true, 'the leader gone, the other instance takes the job at its next check');
+  });
+
+  it('a leader whose session is killed loses the job to the other instance, and does not run it again without the lock', async () => {
+    for (const d of opened.splice(0)) await d.close();
+    const leader = await instance();
+    assert.equal(await ran(leader), true);
+    const follower = await instance();
+    assert.equal(await ran(follower), false);
+    const holder = await lockHolder();
+    assert.ok(holder !== undefined, 'a session holds the job lock');
+    await pool.query('SELECT pg_terminate_backend($1)', [holder]);
+    // The session is gone with its lock: the follower takes the job.
+    assert.equal(await ran(follower), true, 'the follower takes the job once the leader\'s session is gone');
+    // The old leader's next check finds its session gone (a failed check, not a pass), then it is a follower.
+    assert.equal(await ran(leader), false, 'the old leader does not run the job on a lock it lost');
+    assert.equal(await ran(leader), false);
+    assert.equal(await ran(follower), true);
+    assert.ok(leader.stats()[0]!.skippedNotLeader >= 1, 'the old leader now follows');
+  });
+});
