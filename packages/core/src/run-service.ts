@@ -7,7 +7,17 @@ import { isFleetError } from './errors.js';
  * or SIGINT, and exit 1 with the stable error code when starting fails (so supervisors and tests see
  * why at once).
  */
-export async function runService(name: SecretReadingService, start: (config: FleetConfig) => Promise<{ close(): Promise<void> }>): Promise<void> {
+export interface RunningService {
+  close(): Promise<void>;
+  /**
+   * SIGHUP (`systemctl reload`): read the TLS material again and serve it to new connections. Throws
+   * (a FleetError naming what is wrong) when the new material is unusable; the service keeps serving
+   * what it had.
+   */
+  reload?(): void;
+}
+
+export async function runService(name: SecretReadingService, start: (config: FleetConfig) => Promise<RunningService>): Promise<void> {
   try {
     const config = loadConfig();
     checkServiceCredentials(config, name);
@@ -18,6 +28,15 @@ export async function runService(name: SecretReadingService, start: (config: Fle
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
+    process.on('SIGHUP', () => {
+      if (!running.reload) return console.error(`${name}: SIGHUP: nothing to reload`);
+      try {
+        running.reload();
+        console.error(`${name}: TLS material reloaded: new connections get it`);
+      } catch (err) {
+        console.error(`${name}: reload refused, still serving the previous certificate: ${isFleetError(err) ? `${err.code}: ${err.message}` : String(err)}`);
+      }
+    });
     // A parent that started us with an IPC channel (the start-up benchmark, a supervisor) learns the
     // moment we are ready, the same moment for every service, without knowing how each one serves.
     process.send?.({ fleetpkiReady: name });

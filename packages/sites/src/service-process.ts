@@ -8,7 +8,8 @@ import { deploymentFile } from './deployment-file.js';
  * Starts a service as its own process, as it runs in production: its build (services/NAME/dist/main.js)
  * or its sources through tsx, as FLEETPKI_RUNTIME says (entryPoint).
  */
-export function startService(config: FleetConfig, name: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
+/** `output: 'pipe'` gives the caller the service's stdout and stderr (a test reading what it says); else they are this process's. */
+export function startService(config: FleetConfig, name: string, env: NodeJS.ProcessEnv = {}, options: { output?: 'inherit' | 'pipe' } = {}): ChildProcess {
   // FLEETPKI_SERVICE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the service under load.
   const extra = process.env.FLEETPKI_SERVICE_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   // On the site's own host: its network namespace when the sites run in namespaces.
@@ -18,7 +19,7 @@ export function startService(config: FleetConfig, name: string, env: NodeJS.Proc
   const configFile = existsSync(deploymentFile(config)) ? { FLEETPKI_CONFIG: deploymentFile(config) } : {};
   const child = spawn(file, args, {
     env: { ...process.env, FLEETPKI_LOG_LEVEL: 'warn', ...configFile, ...env },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', options.output ?? 'inherit', options.output ?? 'inherit'],
   });
   return child;
 }

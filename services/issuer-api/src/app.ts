@@ -1,3 +1,4 @@
+import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -76,7 +77,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     // Client certificates are asked for, not required: token clients keep working over the same port.
     // Trusted for client certificates: the organisation CA (people, factories) and the issuing CA (devices
     // re-enrolling over EST with their current certificate; only that route accepts them).
-    ...(deps.tls ? { https: { key: deps.tls.key, cert: deps.tls.cert, ca: [deps.tls.clientCa, Buffer.from(deps.chainPem)], requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const } } : {}),
+    ...(deps.tls ? { https: { ...apiSecureContext(deps.tls, deps.chainPem), requestCert: true, rejectUnauthorized: false } } : {}),
     // Tokens and cookies never reach the log, whichever logger the caller chose.
     logger: deps.logger === false ? false : { level: deps.config.logLevel, ...(typeof deps.logger === 'object' ? deps.logger : {}), redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-manifest-signature"]'] },
     bodyLimit: 64 * 1024,
@@ -198,6 +199,8 @@ export interface IssuerRuntime {
   /** The general pool (IssuerApiDeps.pool). */
   readonly pool: Pool;
   readonly keyStore: KeyStore;
+  /** Reads tls.api again (a rotated pair) and serves it to new connections; throws, changing nothing, if it is unusable. */
+  reload(): void;
   close(): Promise<void>;
 }
 
@@ -228,11 +231,18 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
     const link = redisLink(config, config.sites[config.site], 'issuer-api');
     await assertRedisLink(link);
     const queue = new ChunkQueue(link, config.pgDatabase);
-    const app = await buildIssuerApi({ config, pool, reservedPool: site.pools.reserved, uploadPool: site.pools.uploads, ca, keyStore, queue, lease, possession, pbm, chainPem: toPem(ca.record.certificate) + toPem(root.certificate), serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...(tls ? { tls } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    const chainPem = toPem(ca.record.certificate) + toPem(root.certificate);
+    const app = await buildIssuerApi({ config, pool, reservedPool: site.pools.reserved, uploadPool: site.pools.uploads, ca, keyStore, queue, lease, possession, pbm, chainPem, serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...(tls ? { tls } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
       pool,
       keyStore,
+      reload() {
+        if (!tls) return;
+        const next = apiServerTls(config);
+        if (!next) return;
+        (app.server as HttpsServer).setSecureContext(apiSecureContext(next, chainPem));
+      },
       async close() {
         await app.close();
         await queue.close();
@@ -243,6 +253,11 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
     await stop();
     throw err;
   }
+}
+
+/** The API's TLS context: its pair, and whose client certificates it accepts (the organisation CA, and its own chain for devices'). */
+function apiSecureContext(tls: TlsMaterial, chainPem: string) {
+  return { key: tls.key, cert: tls.cert, ca: [tls.clientCa, Buffer.from(chainPem)], minVersion: 'TLSv1.2' as const };
 }
 
 export { apiServerTls, readTlsMaterial, type TlsMaterial } from './server-tls.js';

@@ -39,6 +39,10 @@ try {
     };
     process.once('SIGTERM', stopAll);
     process.once('SIGINT', stopAll);
+    // `systemctl reload` signals the primary; each worker serves its own TLS context and reloads it.
+    process.on('SIGHUP', () => {
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
+    });
   } else {
     await serve();
   }

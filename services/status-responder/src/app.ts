@@ -1,3 +1,4 @@
+import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance } from 'fastify';
 import client from 'prom-client';
 import { OcspAnswerCache, OcspCacheWarmer, OcspResponder, OcspRevocationResigner, ocspCacheFeedJob, ocspRevocationsJob, openStatusSite, type StatusSite } from '@fleetpki/ca';
@@ -21,6 +22,8 @@ export interface StatusRuntime {
   readonly warmer: OcspCacheWarmer;
   /** One pass of the revocation watcher, then one of the cache's feed (tests with tickEveryMs 0 drive them with this). */
   tick(): Promise<void>;
+  /** Reads tls.status again (a rotated pair) and serves it to new connections; throws, changing nothing, if it is unusable. */
+  reload(): void;
   close(): Promise<void>;
 }
 
@@ -126,6 +129,11 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       async tick() {
         await revocationDaemon.runOnce();
         await feedDaemon.runOnce();
+      },
+      reload() {
+        if (!serverTls) return;
+        const next = readServerTls(config, 'status');
+        if (next) (app.server as HttpsServer).setSecureContext({ key: next.key, cert: next.cert, minVersion: 'TLSv1.2' });
       },
       async close() {
         // A pass still signing must finish before the HSM session goes away under it.
