@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
-import { agentPid, consensusStatus, pgDataDir, protect, sitesUp, startService, stopProcess, waitForHttp, waitForSyncStandby } from '@fleetpki/sites';
+import { agentPid, consensusStatus, pgDataDir, postgresChildren, protect, sitesUp, startService, stopProcess, waitForHttp, waitForSyncStandby } from '@fleetpki/sites';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { syntheticEui64 } from '@fleetpki/manifest';
@@ -60,12 +60,19 @@ before(async () => {
   factoryToken = await createToken(pool, 'factory', 'standby-maker', `standby-factory-${randomBytes(3).toString('hex')}`);
 });
 
-/** Site B's host: its agent, its postmaster and every PostgreSQL process of cluster fleetpki-b. */
-function siteBProcesses(): number[] {
+/**
+ * Freezes site B's host: its agent and postmaster, then the postmaster's children (listed once it is
+ * stopped, so none is forked after the list). Its own children: matching backends by cluster_name
+ * would also stop another checkout's site B. Returns every process stopped.
+ */
+function freezeSiteB(): number[] {
   const site = config.sites.b;
   const postmaster = Number(readFileSync(join(pgDataDir(site), 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const backends = (spawnSync('pgrep', ['-f', `postgres: fleetpki-${site.id}:`], { encoding: 'utf8' }).stdout ?? '').split('\n').map(Number).filter((p) => p > 0);
-  return [agentPid(site), postmaster, ...backends].filter((p): p is number => p !== undefined && p > 0);
+  const first = [agentPid(site), postmaster].filter((p): p is number => p !== undefined && p > 0);
+  for (const pid of first) signalIfAlive(pid, 'SIGSTOP');
+  const children = postgresChildren(postmaster);
+  for (const pid of children) signalIfAlive(pid, 'SIGSTOP');
+  return [...first, ...children];
 }
 
 let thaw: (() => void) | undefined;
@@ -103,10 +110,8 @@ describe('the standby site goes down', () => {
 
     // The standby host freezes (a hung host, or a cut link: its walsender on A still says "streaming"):
     // its agent and every PostgreSQL process stop.
-    const frozen = siteBProcesses();
-    assert.ok(frozen.length >= 2, 'site B runs an agent and PostgreSQL');
-    // The agent and the postmaster first (listed first): a stopped postmaster forks no new backend.
-    for (const pid of frozen) signalIfAlive(pid, 'SIGSTOP');
+    const frozen = freezeSiteB();
+    assert.ok(frozen.length >= 3, 'site B runs an agent, a postmaster and its processes');
     thaw = () => frozen.forEach((pid) => signalIfAlive(pid, 'SIGCONT'));
 
     // A client that gives up before the service answers: the enrolment waits for B in its commit.

@@ -32,18 +32,29 @@ export function killSiteInfrastructure(site: SiteConfig): number {
   return killed;
 }
 
-/** SIGKILL a site's PostgreSQL alone (postmaster and every backend); its services and Redis live on. */
+/**
+ * SIGKILL a site's PostgreSQL alone (postmaster and every backend); its services and Redis live on.
+ * The backends are the postmaster's children, listed before it dies: matching them by cluster_name
+ * (`postgres: fleetpki-a: ...`) would also kill another checkout's site A on the same machine.
+ */
 export function killPostgres(site: SiteConfig): number {
-  let killed = 0;
+  let postmaster: number;
   try {
-    const postmaster = Number(readFileSync(join(pgDataDir(site), 'postmaster.pid'), 'utf8').split('\n')[0]);
-    if (Number.isInteger(postmaster) && postmaster > 0 && killPid(postmaster)) killed++;
+    postmaster = Number(readFileSync(join(pgDataDir(site), 'postmaster.pid'), 'utf8').split('\n')[0]);
   } catch {
-    // not running
+    return 0; // not running
   }
-  const backends = spawnSync('pgrep', ['-f', `postgres: fleetpki-${site.id}:`], { encoding: 'utf8' }).stdout ?? '';
-  for (const pid of backends.split('\n').map(Number).filter((p) => p > 0)) if (killPid(pid)) killed++;
+  if (!Number.isInteger(postmaster) || postmaster <= 0) return 0;
+  const backends = postgresChildren(postmaster);
+  let killed = killPid(postmaster) ? 1 : 0;
+  for (const pid of backends) if (killPid(pid)) killed++;
   return killed;
+}
+
+/** The processes a postmaster started (its backends and auxiliary processes). */
+export function postgresChildren(postmaster: number): number[] {
+  const out = spawnSync('pgrep', ['-P', String(postmaster)], { encoding: 'utf8' }).stdout ?? '';
+  return out.split('\n').map(Number).filter((p) => p > 0);
 }
 
 /**
