@@ -37,15 +37,20 @@ function servedSerial(port: number): Promise<string> {
     const socket = connect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false }, () => {
       const serial = socket.getPeerCertificate().serialNumber;
       socket.end();
-      resolve(serial.toUpperCase());
+      resolve(normalSerial(serial));
     });
     socket.on('error', reject);
   });
 }
 
-/** A pair's certificate serial as Node prints it (hex, upper case, no leading zeros). */
+/** Hex, upper case, no leading zeros: Node and OpenSSL differ on the zeros. */
+function normalSerial(hex: string): string {
+  return hex.toUpperCase().replace(/^0+/, '');
+}
+
+/** A pair's certificate serial, as servedSerial gives it. */
 function serialOf(pair: TestTlsPair): string {
-  return execFileSync('openssl', ['x509', '-in', pair.cert, '-noout', '-serial'], { encoding: 'utf8' }).trim().replace(/^serial=/, '').replace(/^0+/, '').toUpperCase();
+  return normalSerial(execFileSync('openssl', ['x509', '-in', pair.cert, '-noout', '-serial'], { encoding: 'utf8' }).trim().replace(/^serial=/, ''));
 }
 
 function install(pair: TestTlsPair, into: TestTlsPair): void {
@@ -101,7 +106,9 @@ describe('rotating the HTTPS pairs of the issuer API and the status responder', 
       install(second, s.files);
       assert.equal(await servedSerial(s.port), first, `${s.name}: nothing changes before the signal`);
       s.child.kill('SIGHUP');
-      await waitFor(`${s.name} serving the rotated certificate`, async () => ((await servedSerial(s.port)) === serialOf(second) ? true : undefined), 30_000, 100);
+      await waitFor(`${s.name} serving the rotated certificate`, async () => ((await servedSerial(s.port)) === serialOf(second) ? true : undefined), 30_000, 100).catch(async (err: Error) => {
+        throw new Error(`${err.message}; it said: ${s.output}; served ${await servedSerial(s.port)}, expected ${serialOf(second)}`);
+      });
       assert.match(s.output, new RegExp(`${s.name}: TLS material reloaded`));
       assert.equal(s.child.exitCode, null, `${s.name} still runs`);
     }
