@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { openRoleSiteRuntime, type RoleSiteRuntime } from '@fleetpki/ca';
 import type { FleetConfig } from '@fleetpki/core';
 import { openSiteDaemons, type SiteDaemons } from '@fleetpki/daemons';
 import type { Pool } from '@fleetpki/store';
@@ -30,8 +31,13 @@ after(async () => {
   await pool?.end();
 });
 
-async function instance(): Promise<SiteDaemons> {
-  const d = await openSiteDaemons({ ...config, site: 'a' }, { only: [JOB], logger: false });
+/** An instance of site A's daemons; `mayAct` stands for its view of the site (its lease), true by default. */
+async function instance(mayAct?: () => boolean): Promise<SiteDaemons> {
+  const site = { ...config, site: 'a' as const };
+  const seams = mayAct
+    ? { openRoleSite: async () => ({ ...(await openRoleSiteRuntime(site, { service: 'issuer', pool: { max: 2 }, purpose: 'daemons' })), guard: { canAct: async () => mayAct() } }) as RoleSiteRuntime }
+    : undefined;
+  const d = await openSiteDaemons(site, { only: [JOB], logger: false, ...(seams ? { seams } : {}) });
   opened.push(d);
   return d;
 }
@@ -78,7 +84,8 @@ describe('one leader per job among a site\'s daemons instances', () => {
     assert.equal(await ran(follower), false);
     const holder = await lockHolder();
     assert.ok(holder !== undefined, 'a session holds the job lock');
-    await pool.query('SELECT pg_terminate_backend($1)', [holder]);
+    // Waits (up to 5 s) until the backend has gone, its locks with it.
+    assert.equal((await pool.query<{ t: boolean }>('SELECT pg_terminate_backend($1, 5000) AS t', [holder])).rows[0]!.t, true);
     // The session is gone with its lock: the follower takes the job.
     assert.equal(await ran(follower), true, 'the follower takes the job once the leader\'s session is gone');
     // The old leader's next check finds its session gone (a failed check, not a pass), then it is a follower.
@@ -86,5 +93,19 @@ describe('one leader per job among a site\'s daemons instances', () => {
     assert.equal(await ran(leader), false);
     assert.equal(await ran(follower), true);
     assert.ok(leader.stats()[0]!.skippedNotLeader >= 1, 'the old leader now follows');
+  });
+
+  it('a leader that may no longer act (its lease lost, the others\' not) gives the job up to one that may', async () => {
+    for (const d of opened.splice(0)) await d.close();
+    let leaderActs = true;
+    const leader = await instance(() => leaderActs);
+    assert.equal(await ran(leader), true);
+    const other = await instance();
+    assert.equal(await ran(other), false, 'the leader holds the job');
+    leaderActs = false;
+    assert.equal(await ran(leader), false, 'it may not act: no pass');
+    assert.equal(await ran(other), true, 'the other instance takes the job it gave up');
+    leaderActs = true;
+    assert.equal(await ran(leader), false, 'acting again, it follows the new leader');
   });
 });

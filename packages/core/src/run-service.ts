@@ -18,25 +18,30 @@ export interface RunningService {
 }
 
 export async function runService(name: SecretReadingService, start: (config: FleetConfig) => Promise<RunningService>): Promise<void> {
+  // Installed before anything starts: Node's default for SIGHUP ends the process, and a `systemctl
+  // reload` during a slow start (HSM login, pools) must not kill a unit that systemd would not restart.
+  let running: RunningService | undefined;
+  process.on('SIGHUP', () => {
+    if (!running) return console.error(`${name}: SIGHUP while starting: ignored (the pair is read as the service starts; send it again once it is up)`);
+    if (!running.reload) return console.error(`${name}: SIGHUP: nothing to reload`);
+    try {
+      running.reload();
+      console.error(`${name}: TLS material reloaded: new connections get it`);
+    } catch (err) {
+      console.error(`${name}: reload refused, still serving the previous certificate: ${isFleetError(err) ? `${err.code}: ${err.message}` : String(err)}`);
+    }
+  });
   try {
     const config = loadConfig();
     checkServiceCredentials(config, name);
-    const running = await start(config);
+    const started = await start(config);
+    running = started;
     const stop = async () => {
-      await running.close();
+      await started.close();
       process.exit(0);
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
-    process.on('SIGHUP', () => {
-      if (!running.reload) return console.error(`${name}: SIGHUP: nothing to reload`);
-      try {
-        running.reload();
-        console.error(`${name}: TLS material reloaded: new connections get it`);
-      } catch (err) {
-        console.error(`${name}: reload refused, still serving the previous certificate: ${isFleetError(err) ? `${err.code}: ${err.message}` : String(err)}`);
-      }
-    });
     // A parent that started us with an IPC channel (the start-up benchmark, a supervisor) learns the
     // moment we are ready, the same moment for every service, without knowing how each one serves.
     process.send?.({ fleetpkiReady: name });

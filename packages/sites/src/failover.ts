@@ -34,21 +34,38 @@ export function killSiteInfrastructure(site: SiteConfig): number {
 
 /**
  * SIGKILL a site's PostgreSQL alone (postmaster and every backend); its services and Redis live on.
- * The backends are the postmaster's children, listed before it dies: matching them by cluster_name
- * (`postgres: fleetpki-a: ...`) would also kill another checkout's site A on the same machine.
+ * The backends are the postmaster's children, listed once it is stopped (SIGSTOP: it forks none after
+ * the list): matching them by cluster_name (`postgres: fleetpki-a: ...`) would also kill another
+ * checkout's site A on the same machine. A pid file whose number now belongs to another process (a
+ * postmaster that died long ago) kills nothing.
  */
 export function killPostgres(site: SiteConfig): number {
+  const dataDir = pgDataDir(site);
   let postmaster: number;
   try {
-    postmaster = Number(readFileSync(join(pgDataDir(site), 'postmaster.pid'), 'utf8').split('\n')[0]);
+    postmaster = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
   } catch {
     return 0; // not running
   }
-  if (!Number.isInteger(postmaster) || postmaster <= 0) return 0;
+  if (!Number.isInteger(postmaster) || postmaster <= 0 || !isPostmasterOf(postmaster, dataDir)) return 0;
+  try {
+    process.kill(postmaster, 'SIGSTOP');
+  } catch {
+    return 0; // ended meanwhile
+  }
   const backends = postgresChildren(postmaster);
   let killed = killPid(postmaster) ? 1 : 0;
   for (const pid of backends) if (killPid(pid)) killed++;
   return killed;
+}
+
+/** Whether `pid` is the postmaster of `dataDir` (its command line names the folder). */
+function isPostmasterOf(pid: number, dataDir: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(dataDir);
+  } catch {
+    return false;
+  }
 }
 
 /** The processes a postmaster started (its backends and auxiliary processes). */

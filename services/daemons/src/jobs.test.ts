@@ -31,7 +31,7 @@ function seams() {
       // The only instance: it leads every job.
       openLeadership: async () => {
         opened.push('leadership');
-        return { holds: async () => true, close: async () => void closed.push('leadership') };
+        return { holds: async () => true, release: async () => undefined, close: async () => void closed.push('leadership') };
       },
     },
   };
@@ -128,7 +128,7 @@ describe('openSiteDaemons', () => {
   it('a job this process does not lead is skipped, counted as not leader; the one it leads runs', async () => {
     const { seams: s } = seams();
     const asked: string[] = [];
-    const followerOfOne = { ...s, openLeadership: async () => ({ holds: async (job: string) => (asked.push(job), job !== 'online-intents'), close: async () => undefined }) };
+    const followerOfOne = { ...s, openLeadership: async () => ({ holds: async (job: string) => (asked.push(job), job !== 'online-intents'), release: async () => undefined, close: async () => undefined }) };
     const daemons = await openSiteDaemons(config, { only: ['online-intents', 'cmp-confirm-expiry'], logger: false, seams: followerOfOne });
     await daemons.runOnce();
     const stats = Object.fromEntries(daemons.stats().map((d) => [d.name, d]));
@@ -136,6 +136,21 @@ describe('openSiteDaemons', () => {
     // The one it leads ran its pass (which the stand-in pool may fail: run, not skipped, is what counts here).
     assert.deepEqual([stats['cmp-confirm-expiry']!.passes + stats['cmp-confirm-expiry']!.failures, stats['cmp-confirm-expiry']!.skippedNotLeader], [1, 0]);
     assert.deepEqual(asked, ['online-intents', 'cmp-confirm-expiry']);
+    await daemons.close();
+  });
+
+  it('an instance whose site may not act asks for no lock and gives up the one it held', async () => {
+    const { seams: s } = seams();
+    const calls: string[] = [];
+    let acts = true;
+    const leadership = { holds: async (job: string) => (calls.push(`holds ${job}`), true), release: async (job: string) => void calls.push(`release ${job}`), close: async () => undefined };
+    const standby = { ...s, openRoleSite: async (role: 'issuer' | 'worker') => ({ ...(await s.openRoleSite(role)), guard: { canAct: async () => acts } }) as RoleSiteRuntime, openLeadership: async () => leadership };
+    const daemons = await openSiteDaemons(config, { only: ['online-intents'], logger: false, seams: standby });
+    await daemons.runOnce();
+    acts = false;
+    await daemons.runOnce();
+    assert.deepEqual(calls, ['holds online-intents', 'release online-intents']);
+    assert.equal(daemons.stats()[0]!.skippedNotLeader, 1);
     await daemons.close();
   });
 });

@@ -119,8 +119,15 @@ export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsO
     for (const name of names) {
       const spec = JOBS[name]!;
       const placed = spec.role === 'status' ? { job: spec.make(context, statusSite!), canAct: statusSite!.site.canAct } : { job: spec.make(context, roleSites[spec.role]!), canAct: () => roleSites[spec.role as 'issuer' | 'worker']!.guard.canAct() };
-      // The site first: a standby's instance takes no lock it could not use.
-      const mayRun = async () => (await placed.canAct()) && (await leadership.holds(name));
+      // The site first: an instance that may not act takes no lock, and gives up one it held (its
+      // lease lost while the others' is not), or the job would stop for the whole site.
+      const mayRun = async () => {
+        if (!(await placed.canAct())) {
+          await leadership.release(name);
+          return false;
+        }
+        return leadership.holds(name);
+      };
       if (placed.job) daemons.push(new Daemon(placed.job, { mayRun, log }));
       else unavailable.push(name);
     }

@@ -37,6 +37,8 @@ export type LeaseDatabase = Pick<LeaseConnection, 'inRecovery' | 'receiver' | 's
  */
 export interface JobLeadership {
   holds(job: string): Promise<boolean>;
+  /** Gives `job` up if held: this instance may not act now, so another that may takes it. */
+  release(job: string): Promise<void>;
   /** Gives up every job (another instance takes them at its next check). */
   close(): Promise<void>;
 }

@@ -175,7 +175,7 @@ describe('the configuration file', () => {
     assert.equal(c.secrets.redis, '/etc/fleetpki/redis.pw');
     // An operator's shell has no CREDENTIALS_DIRECTORY: the CLI loads the file (it reads none of the services' credentials)...
     const shell = loadConfig(file(text));
-    assert.equal(shell.sites.a.hsmPinFile, '$CREDENTIALS_DIRECTORY/hsm-pin');
+    assert.equal(shell.sites.a.hsmPinFile, '/run/credentials/CREDENTIALS_DIRECTORY-is-not-set/hsm-pin', 'absolute: never a file in the working directory');
     // ...and a service started the same way is refused at start, naming the key.
     assert.throws(() => checkServiceCredentials(shell, 'batch-worker', {}), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /hsm\.a\.pin is the systemd credential "hsm-pin", but CREDENTIALS_DIRECTORY is not set/.test(err.message));
   });

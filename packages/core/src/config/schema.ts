@@ -25,7 +25,7 @@ const identifier = z.string({ error: 'expected a name of lower-case letters, dig
  */
 export const secretSourceSchema = z
   .string({ error: 'expected a secret source: file:/path, /path or credential:<name>' })
-  .regex(/^(file:\/|\/|credential:[A-Za-z0-9_.-]+$)/, { error: 'expected a secret source: file:/path, /path or credential:<name>' });
+  .regex(/^(file:\/|\/|credential:(?!\.\.?$)[A-Za-z0-9_.-]+$)/, { error: 'expected a secret source: file:/path, /path or credential:<name>' });
 
 const endpoint = { host: hostSchema.optional(), port: portSchema.optional() };
 const siteSchema = z.strictObject({

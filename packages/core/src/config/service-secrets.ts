@@ -4,6 +4,7 @@
 // connection), and test/unit-credentials.test.ts checks infra/systemd's units against the example file.
 import { accessSync, constants } from 'node:fs';
 import { FleetError } from '../errors.js';
+import { UNSET_CREDENTIALS_DIRECTORY } from './sources.js';
 import type { DatabaseClient, FleetConfig, TlsPart } from './types.js';
 
 export const SECRET_READING_SERVICES = ['site-agent', 'issuer-api', 'status-responder', 'batch-worker', 'daemons'] as const;
@@ -56,7 +57,7 @@ export function serviceSecretFiles(config: FleetConfig, service: SecretReadingSe
 
 /** The systemd credential a file is, or undefined for a plain file. */
 export function credentialNameOf(file: string, env: Record<string, string | undefined>): string | undefined {
-  for (const dir of [env.CREDENTIALS_DIRECTORY, '$CREDENTIALS_DIRECTORY']) {
+  for (const dir of [env.CREDENTIALS_DIRECTORY, UNSET_CREDENTIALS_DIRECTORY]) {
     if (dir && file.startsWith(`${dir}/`)) return file.slice(dir.length + 1);
   }
   return undefined;
