@@ -8,6 +8,7 @@ import type { FleetConfig } from '@fleetpki/core';
 import { startService, stopProcess } from '@fleetpki/sites';
 import { freePort } from '../scripts/lib/free-port.js';
 import { ensureCa, siteAPool } from './support/ca.js';
+import { cli } from './support/cli.js';
 import { ensureSites, waitFor } from './support/sites.js';
 import { makeTestTlsCa, type TestTlsCa, type TestTlsPair } from './support/tls-material.js';
 
@@ -30,6 +31,7 @@ interface Served {
   output: string;
 }
 const services: Served[] = [];
+let env: Record<string, string>;
 
 /** The serial of the certificate a new TLS connection to `port` is given (not checked: this asks what is served). */
 function servedSerial(port: number): Promise<string> {
@@ -72,7 +74,7 @@ before(async () => {
   install(tlsCa.server('api-1', ['localhost', '127.0.0.1']), apiFiles);
   install(tlsCa.server('status-1', ['localhost', '127.0.0.1']), statusFiles);
   const [apiPort, statusPort] = [await freePort(), await freePort()];
-  const env = {
+  env = {
     FLEETPKI_SITE: 'a',
     FLEETPKI_TLS_CA_BUNDLE: bundle,
     FLEETPKI_TLS_API_CERT: apiFiles.cert,
@@ -118,9 +120,15 @@ describe('rotating the HTTPS pairs of the issuer API and the status responder', 
     for (const s of services) {
       const serving = await servedSerial(s.port);
       const other = tlsCa.server(`${s.name}-3`, ['localhost', '127.0.0.1']);
+      const part = s.name === 'issuer-api' ? 'api' : 'status';
+      assert.equal((await cli(['config', 'check', '--pair', part], env)).code, 0, `the unit's ExecReload= check passes the pair in place (${part})`);
       copyFileSync(other.cert, s.files.cert); // the new certificate, but the old key left in place
-      s.child.kill('SIGHUP');
       const code = s.name === 'issuer-api' ? 'API_TLS_MATERIAL' : 'STATUS_TLS_MATERIAL';
+      // The unit's ExecReload= runs this first: `systemctl reload` fails, naming what is wrong.
+      const check = await cli(['config', 'check', '--pair', part], env);
+      assert.equal(check.code, 1);
+      assert.match(check.stderr, new RegExp(`fleetpki: ${code}: tls\\.${part}: the key .* does not go with the certificate`));
+      s.child.kill('SIGHUP');
       await waitFor(`${s.name} refusing the pair`, async () => (s.output.includes('reload refused') ? true : undefined), 30_000, 100);
       assert.match(s.output, new RegExp(`${s.name}: reload refused, still serving the previous certificate: ${code}: .*does not go with the certificate`));
       assert.equal(await servedSerial(s.port), serving, `${s.name} serves the previous certificate`);
