@@ -41,7 +41,7 @@ let traffic: EnrolmentTraffic | undefined;
 async function teardown(): Promise<void> {
   const c = loadConfig({ ...process.env, ...nsEnv });
   await sitesDown(c).catch(() => undefined);
-  removeNetns();
+  removeNetns(c.simulation);
   rmSync(stateDir, { recursive: true, force: true });
 }
 
@@ -134,7 +134,7 @@ async function partitionMidBatch(): Promise<void> {
     assert.notEqual(view.status, 'complete', 'the batch is still running when the link is cut');
 
     // Cut. Watch A from this machine (its link here stays) while B and the witness elect B.
-    cutOff('a');
+    cutOff(config.simulation, 'a');
     const cutAt = Date.now();
     let aStoppedAt: number | undefined;
     const watchA = (async () => {
@@ -155,7 +155,7 @@ async function partitionMidBatch(): Promise<void> {
     assert.ok(lastOnA <= aStoppedAt, 'nothing acknowledged by A after it stopped');
 
     // The link is back: A's agent sees B lead and rewinds A into its standby; B's writes flow again.
-    reconnect('a');
+    reconnect(config.simulation, 'a');
     const healedAt = Date.now();
     await waitForSyncStandby(config, b, a, 180_000);
     const rejoin = await waitForRejoin(config, a, cutAt);

@@ -25,7 +25,7 @@ export function localDeployment(config: FleetConfig): DeploymentInput {
   return {
     paths: { state: config.stateDir, deployment: config.deploymentDir },
     database: { name: config.pgDatabase, owner: config.pgUser },
-    simulation: { netns: config.sites.a.netns !== undefined },
+    simulation: { netns: config.simulation.netns, namespacePrefix: config.simulation.namespaces.a.replace(/-a$/, ''), subnet: config.simulation.subnet, linkPrefix: config.simulation.linkPrefix },
     sites: { a: site('a'), b: site('b') },
     etcd: { members: Object.fromEntries(config.consensus.members.map((m) => [m.name, { clientUrl: m.clientUrl, peerUrl: m.peerUrl }])), prefix: config.consensus.prefix },
     hsm: { tokenPrefix: config.hsmTokenPrefix, a: { modulePath: config.sites.a.hsm.modulePath }, b: { modulePath: config.sites.b.hsm.modulePath } },

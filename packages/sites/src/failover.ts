@@ -32,16 +32,24 @@ export function killSiteInfrastructure(site: SiteConfig): number {
   return killed;
 }
 
-/** SIGKILL a site's PostgreSQL alone (postmaster and every backend); its services and Redis live on. */
+/**
+ * SIGKILL a site's PostgreSQL alone (postmaster and every backend); its services and Redis live on.
+ * Only this site's own cluster, found by its data directory's postmaster.pid and that postmaster's
+ * children: a match on the process title (`postgres: fleetpki-a: ...`, the same cluster_name in every
+ * checkout) also killed other checkouts' clusters running beside this one.
+ */
 export function killPostgres(site: SiteConfig): number {
   let killed = 0;
+  let postmaster: number;
   try {
-    const postmaster = Number(readFileSync(join(pgDataDir(site), 'postmaster.pid'), 'utf8').split('\n')[0]);
-    if (Number.isInteger(postmaster) && postmaster > 0 && killPid(postmaster)) killed++;
+    postmaster = Number(readFileSync(join(pgDataDir(site), 'postmaster.pid'), 'utf8').split('\n')[0]);
   } catch {
-    // not running
+    return 0; // not running
   }
-  const backends = spawnSync('pgrep', ['-f', `postgres: fleetpki-${site.id}:`], { encoding: 'utf8' }).stdout ?? '';
+  if (!Number.isInteger(postmaster) || postmaster <= 0) return 0;
+  // Its children first: once the postmaster is gone they are re-parented and no longer tell whose they were.
+  const backends = spawnSync('pgrep', ['-P', String(postmaster)], { encoding: 'utf8' }).stdout ?? '';
+  if (killPid(postmaster)) killed++;
   for (const pid of backends.split('\n').map(Number).filter((p) => p > 0)) if (killPid(pid)) killed++;
   return killed;
 }

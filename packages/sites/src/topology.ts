@@ -35,7 +35,7 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined): 
       : `offline root: token ${config.rootTokenLabel} in its own HSM (${config.rootHsm.dir})${root === 'created' ? ' (initialised; PINs with the custodians)' : ''}`,
   );
   if (config.sites.a.netns) {
-    ensureNetns();
+    ensureNetns(config.simulation);
     log(`network namespaces: ${config.consensus.members.map((m) => `${m.netns} (${m.host})`).join(', ')}, linked point to point`);
   }
   const { primary, standby } = currentRoles(config);
