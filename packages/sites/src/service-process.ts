@@ -13,7 +13,7 @@ export function startService(config: FleetConfig, name: string, env: NodeJS.Proc
   const extra = process.env.FLEETPKI_SERVICE_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   // On the site's own host: its network namespace when the sites run in namespaces.
   const site = (env.FLEETPKI_SITE ?? process.env.FLEETPKI_SITE ?? config.site) as SiteId;
-  const [file, args] = inNetns(config.sites[site]?.netns, process.execPath, [...extra, ...entryPoint(config.repoRoot, name)]);
+  const [file, args] = inNetns(config.sites[site]?.netns, process.execPath, [...extra, ...entryPoint(config.programsDir, name)]);
   // The deployment's file, when `sites up` wrote one (a caller's FLEETPKI_CONFIG wins).
   const configFile = existsSync(deploymentFile(config)) ? { FLEETPKI_CONFIG: deploymentFile(config) } : {};
   const child = spawn(file, args, {

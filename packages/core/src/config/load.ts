@@ -93,6 +93,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
   const leaseMs = d.siteLease.leaseMs;
   return {
     repoRoot,
+    programsDir: d.paths.programs ?? repoRoot,
     stateDir,
     deploymentDir,
     configFile: file,

@@ -69,7 +69,12 @@ export const deploymentSchema = z.strictObject({
     /** The services this host runs (default: every one of a site's, etcd alone on the witness). */
     services: z.array(z.enum(HOST_SERVICES, { error: `expected one of ${HOST_SERVICES.join(', ')}` })).optional(),
   }).prefault({}),
-  paths: z.strictObject({ state: absolutePath.optional(), deployment: absolutePath.optional() }).prefault({}),
+  paths: z.strictObject({
+    state: absolutePath.optional(),
+    deployment: absolutePath.optional(),
+    /** The installation the programs run from (scripts/package.sh's folder): what the simulation starts services and agents from. */
+    programs: absolutePath.optional(),
+  }).prefault({}),
   database: z.strictObject({ name: identifier.optional(), owner: identifier.default('fleetpki') }).prefault({}),
   sites: z.strictObject({ a: siteSchema.optional(), b: siteSchema.optional() }).prefault({}),
   etcd: z.strictObject({

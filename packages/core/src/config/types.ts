@@ -135,6 +135,11 @@ export interface EtcdMember {
 export interface FleetConfig {
   readonly repoRoot: string;
   /**
+   * Where the programs this process starts are (services/NAME/...): paths.programs, an installation
+   * made by scripts/package.sh, else repoRoot (this process's own repository or installation).
+   */
+  readonly programsDir: string;
+  /**
    * Where the local clusters live (PostgreSQL, Redis, etcd, the sites' SoftHSM token directories, the
    * agents): shared by every deployment on them (FLEETPKI_STATE_DIR).
    */
