@@ -9,7 +9,7 @@ import { issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
 import { FleetApiClient } from '@fleetpki/client';
 import { InternalHttps, findRepoRoot, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { syntheticEui64 } from '@fleetpki/manifest';
-import { agentLogFile, netnsAvailable, sitesUp, stopProcess, waitForHttp } from '@fleetpki/sites';
+import { agentLogFile, currentRoles, netnsAvailable, readTopology, sitesUp, stopProcess, waitForHttp } from '@fleetpki/sites';
 import { createPool, migrate, pgLinkSecurity, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys, toPem } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
@@ -239,5 +239,27 @@ describe('a partition between the hosts, on the installed layout', { skip }, () 
       (err as Error).message += `\n${agentLogs()}`;
       throw err;
     }
+  });
+});
+
+describe('a failover drill on the installed layout', { skip }, () => {
+  it('the installed CLI kills the active site mid-batch; the agents and etcd fail over with RPO 0, nothing duplicated, OCSP answered throughout', async () => {
+    // The drill starts both sites' services itself (and kills the active site's): ours make way.
+    await Promise.all(children.splice(0).map(stopProcess));
+    const { primary, standby } = currentRoles(config);
+    // An operator on the active site's host, with its file.
+    const run = await installedCli(install!, ['drill', 'failover', '--devices', '10000', '--json'], { FLEETPKI_CONFIG: h.files[primary.id] }, 400_000);
+    assert.equal(run.code, 0, `${run.stderr.slice(0, 3000)}\n${run.stdout.slice(-2000)}\n${agentLogs()}`);
+    const r = JSON.parse(run.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+    assert.deepEqual([r.from, r.to], [primary.id, standby.id]);
+    assert.equal(r.rpo_lost, 0);
+    assert.equal(r.duplicate_serials, 0);
+    assert.equal(r.batch_complete, true);
+    assert.equal(r.batch_devices_not_exactly_one, 0);
+    const acks = r.enrolments_acknowledged as Record<string, number>;
+    assert.ok(acks[primary.id]! > 0 && acks[standby.id]! > 0, 'enrolments acknowledged on both sides of the failover');
+    assert.ok((r.ocsp_answered as number) > 0);
+    assert.equal(r.ocsp_failed, 0, 'the standby answered every OCSP request during the drill');
+    assert.equal(readTopology(config).primary, standby.id);
   });
 });

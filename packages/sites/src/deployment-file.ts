@@ -47,3 +47,13 @@ export function writeDeploymentFile(config: FleetConfig): { path: string; writte
   if (written) writeFileSync(path, text, { mode: 0o644 });
   return { path, written };
 }
+
+/**
+ * The file the processes `sites up` starts read: the one this process was configured from when that is
+ * a host's own (FLEETPKI_CONFIG: an installed layout, one file per host), else the generated one
+ * (undefined when it was not written yet). A host's own file carries what the generated one never does
+ * (secrets.*), so a process started from it must not be pointed at the generated one.
+ */
+export function hostOwnFile(config: FleetConfig): string | undefined {
+  return config.configFile !== undefined && config.configFile !== deploymentFile(config) ? config.configFile : undefined;
+}

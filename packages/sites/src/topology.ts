@@ -12,7 +12,7 @@ import { CaSiteReader, openConsensus, readRejoin, type RejoinRecord } from '@fle
 import { ensureStateDir } from './state-dir.js';
 import { currentRoles } from './topology-file.js';
 import { ensureNetns } from './netns.js';
-import { writeDeploymentFile } from './deployment-file.js';
+import { hostOwnFile, writeDeploymentFile } from './deployment-file.js';
 
 export type Log = (line: string) => void;
 
@@ -31,6 +31,7 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined, o
   if (config.deploymentDir !== config.stateDir) mkdirSync(config.deploymentDir, { recursive: true, mode: 0o700 });
   // The topology as a configuration file: what the agents (and services started here) read.
   if (options.hostFiles) log(`configuration: ${Object.values(options.hostFiles).join(', ')} (one per host)`);
+  else if (hostOwnFile(config)) log(`configuration: ${hostOwnFile(config)} (this host's own)`);
   else {
     const file = writeDeploymentFile(config);
     log(`configuration: ${file.path}${file.written ? ' (written)' : ''}`);
