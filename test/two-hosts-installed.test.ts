@@ -151,6 +151,7 @@ describe('the installed layout on three hosts (network namespaces)', { skip }, (
   });
 
   it('an enrolment over HTTPS on A gives a certificate that openssl verifies; B\'s status responder answers OCSP for it over https', async () => {
+    assert.match(config.sites.a.apiUrl, /^https:\/\/10\.78\.0\.1:/);
     const factory = FleetApiClient.forSite(config, 'a', factoryToken);
     const [key] = generateDeviceKeys(1);
     const enrolled = await factory.enrol({ eui64: syntheticEui64('inst-meters'), keyRole: 'digitalSignature', csr: key!.csr.toString('base64'), format: 'pem' });

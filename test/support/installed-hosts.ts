@@ -1,6 +1,7 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type EtcdMemberName, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { removeNetns, sitesDown, startService } from '@fleetpki/sites';
@@ -86,20 +87,35 @@ export function hostConfig(h: InstalledHosts, member: EtcdMemberName): FleetConf
  * namespaces, links and the folder. The configuration for it needs no TLS material (it may be gone).
  */
 export async function tearDown(dir: string, install: string): Promise<void> {
+  let config: FleetConfig;
   if (existsSync(dir)) {
     const bare = join(dir, 'teardown.yaml');
     writeHostFile(bare, deploymentDoc(dir, install, join(dir, 'tls'), { postgres: {}, redis: '' }, false), 'a');
-    const config = loadConfig({ FLEETPKI_CONFIG: bare });
+    config = loadConfig({ FLEETPKI_CONFIG: bare });
     await sitesDown(config).catch(() => undefined);
-    removeNetns(config.simulation);
   } else {
-    removeNetns(loadConfig({ FLEETPKI_CONFIG: writeTemp(install) }).simulation);
+    const temp = writeTemp(install);
+    config = loadConfig({ FLEETPKI_CONFIG: temp });
+    rmSync(temp, { force: true });
   }
+  // Whatever still runs in our namespaces is ours (a killed run's services, which name no state folder
+  // on their command line): a namespace with a process in it outlives `ip netns del`.
+  for (const ns of Object.values(config.simulation.namespaces)) {
+    const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '';
+    for (const pid of pids.split('\n').map(Number).filter((p) => p > 0 && p !== process.pid)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  removeNetns(config.simulation);
   rmSync(dir, { recursive: true, force: true });
 }
 
 function writeTemp(install: string): string {
-  const file = join('/tmp', `fpinst-teardown-${process.pid}.yaml`);
+  const file = join(tmpdir(), `fpinst-teardown-${process.pid}.yaml`);
   writeHostFile(file, { simulation: SIMULATION, paths: { programs: install } }, 'a');
   return file;
 }
