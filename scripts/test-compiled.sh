@@ -14,10 +14,12 @@
 #   custody          the CLI's ceremony and custody commands (HSM child processes, the offline root)
 #   standby-down     issuer-api as a process; the CLI's sites orders carried out by the agents
 #   drills           the CLI's failover, switchover and failback drills: agents, promotion, rewind
+#   two-hosts-installed  the installed layout on three network namespaces, one file per host, TLS and
+#                    authentication on every link; refusals at start; skipped without root
 # Usage: scripts/test-compiled.sh [test files] (default: the set above). Needs the sites up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-files=(test/installation.test.ts test/service-database.test.ts test/batch.test.ts test/custody.test.ts test/standby-down.test.ts test/drills.test.ts)
+files=(test/installation.test.ts test/service-database.test.ts test/batch.test.ts test/custody.test.ts test/standby-down.test.ts test/drills.test.ts test/two-hosts-installed.test.ts)
 if [ "$#" -gt 0 ]; then files=("$@"); fi
 node_run=(node --conditions=fleetpki-source --import tsx)
 # FLEETPKI_INSTALLATION_DIR names one made before (pnpm package DIR), kept; else a temporary one.

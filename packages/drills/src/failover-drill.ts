@@ -17,6 +17,7 @@ import {
   listCas,
   readSiteStates,
   recordDrillRun,
+  pgLinkSecurity,
   type Pool,
 } from '@fleetpki/store';
 import { generateDeviceKeys, ocspIssuerHashes, parseCaCertificate } from '@fleetpki/x509';
@@ -91,7 +92,7 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
 
   // Every request to the sites' APIs and status responders: at their configured URLs, https checked against the configured bundle.
   const https = new InternalHttps(config);
-  const dbFrom = createPool(from.databaseUrl, { max: 2, applicationName: 'fleetpki-drill' });
+  const dbFrom = createPool(from.databaseUrl, { security: pgLinkSecurity(config, 'owner'), max: 2, applicationName: 'fleetpki-drill' });
   let dbTo: Pool | undefined;
   const children: ChildProcess[] = [];
   let toChildren: ChildProcess[] = [];
@@ -173,7 +174,7 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     log(`batch ${done.status} on site ${to.id}: ${done.issued}/${done.certificatesRequested}`);
 
     // CRL numbers continue above the failed site's: revoke one device on the new site and wait for its shard.
-    dbTo = createPool(to.databaseUrl, { max: 2, applicationName: 'fleetpki-drill' });
+    dbTo = createPool(to.databaseUrl, { security: pgLinkSecurity(config, 'owner'), max: 2, applicationName: 'fleetpki-drill' });
     const officer = FleetApiClient.forSite(config, to.id, officerToken);
     await officer.revoke({ serials: [traffic.acknowledged[traffic.acknowledged.length - 1]!.serial] }, 'cessationOfOperation');
     let crlAfter = await highestCrlNumber(dbTo, issuing.id);

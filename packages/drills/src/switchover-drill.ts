@@ -4,7 +4,7 @@ import { DualControl, TokenAuthenticator, issueApiToken, registerSyntheticManufa
 import { FleetError, InternalHttps, type FleetConfig } from '@fleetpki/core';
 import { currentRoles, ensureRedis, lastRejoin, sitesUp, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { syntheticRunPrefix } from '@fleetpki/manifest';
-import { countMissingCertificates, createPool, disablePeopleAsOwner, recordDrillRun } from '@fleetpki/store';
+import { countMissingCertificates, createPool, disablePeopleAsOwner, recordDrillRun, pgLinkSecurity } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { EnrolmentTraffic } from './probes.js';
 
@@ -35,7 +35,7 @@ export async function runSwitchoverDrill(config: FleetConfig, log: (line: string
   });
   // The sites' APIs at their configured URLs, https checked against the configured bundle.
   const https = new InternalHttps(config);
-  const db = createPool(from.databaseUrl, { max: 1, applicationName: 'fleetpki-drill' });
+  const db = createPool(from.databaseUrl, { security: pgLinkSecurity(config, 'owner'), max: 1, applicationName: 'fleetpki-drill' });
   let api: ChildProcess | undefined;
   let traffic: EnrolmentTraffic | undefined;
   try {
@@ -60,7 +60,7 @@ export async function runSwitchoverDrill(config: FleetConfig, log: (line: string
     await traffic.stop();
     const onFrom = traffic.acknowledged.filter((a) => a.site === from.id);
     const onTo = traffic.acknowledged.filter((a) => a.site === to.id);
-    const check = createPool(to.databaseUrl, { max: 1, applicationName: 'fleetpki-drill' });
+    const check = createPool(to.databaseUrl, { security: pgLinkSecurity(config, 'owner'), max: 1, applicationName: 'fleetpki-drill' });
     try {
       const lastFrom = Math.max(...onFrom.map((a) => a.at));
       const firstTo = Math.min(...onTo.map((a) => a.at));
@@ -145,7 +145,7 @@ export async function runFailback(config: FleetConfig, options: FailbackOptions 
   if (options.switchBack) {
     const approval = options.switchBack;
     // The approval lives on the active site's database; the claim commits there before the switch.
-    const db = createPool(primary.serviceDatabaseUrls.operator, { max: 2, applicationName: 'fleetpki-failback' });
+    const db = createPool(primary.serviceDatabaseUrls.operator, { security: pgLinkSecurity(config, 'operator'), max: 2, applicationName: 'fleetpki-failback' });
     try {
       t = performance.now();
       await new DualControl(db, primary.id, config.dualControl.approvalTtlMinutes).execute(approval.executor, approval.approvalId, 'site.switchover', () => switchover(config, approval.executor.name, log));
@@ -168,7 +168,7 @@ export async function runFailback(config: FleetConfig, options: FailbackOptions 
   };
   // In the drill history (console, auditors) like failovers and switchovers, on the site active now.
   // Its "RTO" is the switch back's own time; nothing acknowledged is at stake in a rebuild (no RPO).
-  const history = createPool(active.databaseUrl, { max: 1, applicationName: 'fleetpki-drill' });
+  const history = createPool(active.databaseUrl, { security: pgLinkSecurity(config, 'owner'), max: 1, applicationName: 'fleetpki-drill' });
   try {
     await recordDrillRun(history, { kind: 'failback', from: primary.id, to: report.active, rtoSeconds: report.switched_back ? report.switchover_s : null, rpoLost: null, report: { ...report } });
   } finally {
@@ -184,7 +184,7 @@ export async function runFailback(config: FleetConfig, options: FailbackOptions 
  */
 export async function approvedSwitchoverForDrill(config: FleetConfig): Promise<SwitchBackApproval> {
   const primary = currentRoles(config).primary;
-  const owner = createPool(primary.databaseUrl, { max: 2, applicationName: 'fleetpki-drill' });
+  const owner = createPool(primary.databaseUrl, { security: pgLinkSecurity(config, 'owner'), max: 2, applicationName: 'fleetpki-drill' });
   try {
     const suffix = randomUUID().slice(0, 8);
     const [first, second] = await Promise.all([1, 2].map((n) => issueApiToken(owner, { site: primary.id, actor: 'drill', name: `drill-admin-${n}-${suffix}`, role: 'administrator', manufacturerId: null, expiresDays: 1 })));
@@ -204,7 +204,7 @@ export async function approvedSwitchoverForDrill(config: FleetConfig): Promise<S
  * of the installation nobody holds (and `fleetpki bootstrap` after the demo would refuse, BOOTSTRAP_DONE).
  */
 async function disableThrowAwayPeople(config: FleetConfig, names: readonly string[], log: (line: string) => void): Promise<void> {
-  const owner = createPool(currentRoles(config).primary.databaseUrl, { max: 1, applicationName: 'fleetpki-drill' });
+  const owner = createPool(currentRoles(config).primary.databaseUrl, { security: pgLinkSecurity(config, 'owner'), max: 1, applicationName: 'fleetpki-drill' });
   try {
     const n = await disablePeopleAsOwner(owner, names);
     log(`disabled the drill's ${n} throw-away administrators`);

@@ -3,7 +3,7 @@ import { issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
 import { FleetError, InternalHttps, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { currentRoles, failoverTo, killPostgres, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { syntheticRunPrefix } from '@fleetpki/manifest';
-import { countMissingCertificates, createPool } from '@fleetpki/store';
+import { countMissingCertificates, createPool, pgLinkSecurity } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { EnrolmentTraffic } from './probes.js';
 
@@ -49,7 +49,7 @@ export class TakeoverRuns {
     const log = options.log ?? (() => undefined);
     const { primary, standby } = currentRoles(config);
     await waitForSyncStandby(config, primary, standby, 60_000);
-    const db = createPool(primary.databaseUrl, { max: 1, applicationName: 'fleetpki-bench' });
+    const db = createPool(primary.databaseUrl, { security: pgLinkSecurity(config, 'owner'), max: 1, applicationName: 'fleetpki-bench' });
     let token: string;
     try {
       await registerSyntheticManufacturer(db, { site: primary.id, id: 'drill-meters', name: 'Drill Meters', actor: 'bench' });
@@ -87,7 +87,7 @@ export class TakeoverRuns {
     // writes waited for that anyway: strict synchronous replication).
     await waitForSyncStandby(this.config, to, from, 180_000);
     const rejoin = await waitForRejoin(this.config, from, started);
-    const check = createPool(to.databaseUrl, { max: 1, applicationName: 'fleetpki-bench' });
+    const check = createPool(to.databaseUrl, { security: pgLinkSecurity(this.config, 'owner'), max: 1, applicationName: 'fleetpki-bench' });
     try {
       return {
         kind,

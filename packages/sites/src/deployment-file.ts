@@ -25,7 +25,7 @@ export function localDeployment(config: FleetConfig): DeploymentInput {
   return {
     paths: { state: config.stateDir, deployment: config.deploymentDir },
     database: { name: config.pgDatabase, owner: config.pgUser },
-    simulation: { netns: config.sites.a.netns !== undefined },
+    simulation: { netns: config.simulation.netns, namespacePrefix: config.simulation.namespaces.a.replace(/-a$/, ''), subnet: config.simulation.subnet, linkPrefix: config.simulation.linkPrefix },
     sites: { a: site('a'), b: site('b') },
     etcd: { members: Object.fromEntries(config.consensus.members.map((m) => [m.name, { clientUrl: m.clientUrl, peerUrl: m.peerUrl }])), prefix: config.consensus.prefix },
     hsm: { tokenPrefix: config.hsmTokenPrefix, a: { modulePath: config.sites.a.hsm.modulePath }, b: { modulePath: config.sites.b.hsm.modulePath } },
@@ -46,4 +46,14 @@ export function writeDeploymentFile(config: FleetConfig): { path: string; writte
   const written = !existsSync(path) || readFileSync(path, 'utf8') !== text;
   if (written) writeFileSync(path, text, { mode: 0o644 });
   return { path, written };
+}
+
+/**
+ * The file the processes `sites up` starts read: the one this process was configured from when that is
+ * a host's own (FLEETPKI_CONFIG: an installed layout, one file per host), else the generated one
+ * (undefined when it was not written yet). A host's own file carries what the generated one never does
+ * (secrets.*), so a process started from it must not be pointed at the generated one.
+ */
+export function hostOwnFile(config: FleetConfig): string | undefined {
+  return config.configFile !== undefined && config.configFile !== deploymentFile(config) ? config.configFile : undefined;
 }

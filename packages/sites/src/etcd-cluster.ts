@@ -54,8 +54,9 @@ async function startMember(config: FleetConfig, member: EtcdMember): Promise<'st
   const tlsFlags = etcdServerTlsFlags(config, member);
   mkdirSync(member.dir, { recursive: true, mode: 0o700 });
   const members = config.consensus.members;
-  // One cluster token per state folder: two checkouts' members never join each other.
-  const token = `fleetpki-${createHash('sha256').update(config.stateDir).digest('hex').slice(0, 12)}`;
+  // One cluster token per deployment, from its members' peer URLs and its state folder: two clusters
+  // (two checkouts, or a test's beside the sites) never join each other, even with one of the two.
+  const token = `fleetpki-${createHash('sha256').update(`${config.stateDir}\n${members.map((m) => `${m.name}=${m.peerUrl}`).join(',')}`).digest('hex').slice(0, 12)}`;
   const log = openSync(etcdLogFile(member), 'a');
   const [file, args] = inNetns(
     member.netns,

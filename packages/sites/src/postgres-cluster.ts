@@ -1,7 +1,7 @@
 // The local simulation's PostgreSQL clusters: initdb, settings, start/stop, replication, pg_rewind (issue 35 replaces them with Patroni).
 import { appendFileSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FleetError, NETNS_SUBNET, type FleetConfig, type SiteConfig } from '@fleetpki/core';
+import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { connectOwner, ownerPool } from './ca-databases.js';
 import { isRoot, pgBinDir, run } from './exec.js';
 import { osUserIds } from './os-user.js';
@@ -158,7 +158,7 @@ export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncS
     if (site.netns) {
       // The sites in network namespaces reach each other (replication, pg_rewind, the services of the
       // other site) over the namespaces' private link; trust, as on loopback (production: scram, TLS).
-      appendFileSync(join(dataDir, 'pg_hba.conf'), `host all all ${NETNS_SUBNET} trust\nhost replication all ${NETNS_SUBNET} trust\n`);
+      appendFileSync(join(dataDir, 'pg_hba.conf'), `host all all ${config.simulation.subnet} trust\nhost replication all ${config.simulation.subnet} trust\n`);
     }
     outcome = 'created';
   }

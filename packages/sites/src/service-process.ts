@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { entryPoint, isFleetError, type FleetConfig, type HttpsPart, type InternalHttps, type SiteId } from '@fleetpki/core';
 import { inNetns } from './exec.js';
-import { deploymentFile } from './deployment-file.js';
+import { deploymentFile, hostOwnFile } from './deployment-file.js';
 
 /**
  * Starts a service as its own process, as it runs in production: its build (services/NAME/dist/main.js)
@@ -14,9 +14,11 @@ export function startService(config: FleetConfig, name: string, env: NodeJS.Proc
   const extra = process.env.FLEETPKI_SERVICE_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   // On the site's own host: its network namespace when the sites run in namespaces.
   const site = (env.FLEETPKI_SITE ?? process.env.FLEETPKI_SITE ?? config.site) as SiteId;
-  const [file, args] = inNetns(config.sites[site]?.netns, process.execPath, [...extra, ...entryPoint(config.repoRoot, name)]);
-  // The deployment's file, when `sites up` wrote one (a caller's FLEETPKI_CONFIG wins).
-  const configFile = existsSync(deploymentFile(config)) ? { FLEETPKI_CONFIG: deploymentFile(config) } : {};
+  const [file, args] = inNetns(config.sites[site]?.netns, process.execPath, [...extra, ...entryPoint(config.programsDir, name)]);
+  // This host's own file when the caller was configured from one, else the deployment's file when `sites
+  // up` wrote one (a caller's FLEETPKI_CONFIG in `env` wins).
+  const own = hostOwnFile(config);
+  const configFile = own ? { FLEETPKI_CONFIG: own } : existsSync(deploymentFile(config)) ? { FLEETPKI_CONFIG: deploymentFile(config) } : {};
   const child = spawn(file, args, {
     env: { ...process.env, FLEETPKI_LOG_LEVEL: 'warn', ...configFile, ...env },
     stdio: ['ignore', options.output ?? 'inherit', options.output ?? 'inherit'],

@@ -3,7 +3,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { entryPoint, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { inNetns } from './exec.js';
-import { writeDeploymentFile } from './deployment-file.js';
+import { hostOwnFile, writeDeploymentFile } from './deployment-file.js';
 import { livePid, removePidFile, writePidFile } from './pid-file.js';
 
 /** The site agent runs as a daemon beside its site's PostgreSQL: a pid file and a log in the site folder. */
@@ -19,15 +19,19 @@ export function agentPid(site: SiteConfig): number | undefined {
   return livePid(pidFile(site));
 }
 
-export function ensureAgent(config: FleetConfig, site: SiteConfig): 'started' | 'running' {
+/**
+ * Starts the site's agent (a no-op when it runs). It reads `configFile` when given (its host's own
+ * file, as on a real host), else the file `sites up` generates for the whole simulation.
+ */
+export function ensureAgent(config: FleetConfig, site: SiteConfig, configFile?: string): 'started' | 'running' {
   if (agentPid(site) !== undefined) return 'running';
   mkdirSync(site.dir, { recursive: true });
   const log = openSync(agentLogFile(site), 'a');
   // The state folder on the command line marks it as ours (sitesDown's sweep of leftovers finds it).
-  const [file, args] = inNetns(site.netns, process.execPath, [...entryPoint(config.repoRoot, 'site-agent'), `--state-dir=${config.stateDir}`]);
+  const [file, args] = inNetns(site.netns, process.execPath, [...entryPoint(config.programsDir, 'site-agent'), `--state-dir=${config.stateDir}`]);
   const child = spawn(file, args, {
     cwd: config.repoRoot,
-    env: { ...process.env, FLEETPKI_CONFIG: writeDeploymentFile(config).path, FLEETPKI_SITE: site.id, FLEETPKI_STATE_DIR: config.stateDir },
+    env: { ...process.env, FLEETPKI_CONFIG: configFile ?? hostOwnFile(config) ?? writeDeploymentFile(config).path, FLEETPKI_SITE: site.id, FLEETPKI_STATE_DIR: config.stateDir },
     detached: true,
     stdio: ['ignore', log, log],
   });

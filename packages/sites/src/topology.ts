@@ -12,18 +12,30 @@ import { CaSiteReader, openConsensus, readRejoin, type RejoinRecord } from '@fle
 import { ensureStateDir } from './state-dir.js';
 import { currentRoles } from './topology-file.js';
 import { ensureNetns } from './netns.js';
-import { writeDeploymentFile } from './deployment-file.js';
+import { hostOwnFile, writeDeploymentFile } from './deployment-file.js';
 
 export type Log = (line: string) => void;
 
 /** Brings both local sites up; every step is a no-op when its part already runs. */
-export async function sitesUp(config: FleetConfig, log: Log = () => undefined): Promise<void> {
+export interface SitesUpOptions {
+  /**
+   * Each site's own configuration file (one file per host, as on real hosts): its agent reads it. Without
+   * them `sites up` writes one file for the whole simulation (writeDeploymentFile) that every process reads.
+   */
+  readonly hostFiles?: Readonly<Record<SiteId, string>>;
+}
+
+export async function sitesUp(config: FleetConfig, log: Log = () => undefined, options: SitesUpOptions = {}): Promise<void> {
   ensureStateDir(config.stateDir);
   // A deployment's own folder, when it is not the state folder: its secrets live there (no service but its own reads it).
   if (config.deploymentDir !== config.stateDir) mkdirSync(config.deploymentDir, { recursive: true, mode: 0o700 });
   // The topology as a configuration file: what the agents (and services started here) read.
-  const file = writeDeploymentFile(config);
-  log(`configuration: ${file.path}${file.written ? ' (written)' : ''}`);
+  if (options.hostFiles) log(`configuration: ${Object.values(options.hostFiles).join(', ')} (one per host)`);
+  else if (hostOwnFile(config)) log(`configuration: ${hostOwnFile(config)} (this host's own)`);
+  else {
+    const file = writeDeploymentFile(config);
+    log(`configuration: ${file.path}${file.written ? ' (written)' : ''}`);
+  }
   for (const site of [config.sites.a, config.sites.b]) {
     const created = await ensureTokens(config, site);
     log(`site ${site.id}: HSM token ${tokensOfSite(config, site).join(', ')}${created.length ? ` (initialised ${created.join(', ')})` : ''}`);
@@ -35,7 +47,7 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined): 
       : `offline root: token ${config.rootTokenLabel} in its own HSM (${config.rootHsm.dir})${root === 'created' ? ' (initialised; PINs with the custodians)' : ''}`,
   );
   if (config.sites.a.netns) {
-    ensureNetns();
+    ensureNetns(config.simulation);
     log(`network namespaces: ${config.consensus.members.map((m) => `${m.netns} (${m.host})`).join(', ')}, linked point to point`);
   }
   const { primary, standby } = currentRoles(config);
@@ -46,7 +58,7 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined): 
   }
   const etcd = await ensureEtcd(config);
   log(`etcd: ${config.consensus.members.map((m) => `${m.name} on ${new URL(m.clientUrl).host} ${etcd[m.name]}`).join(', ')}`);
-  for (const site of [primary, standby]) log(`site ${site.id}: agent ${ensureAgent(config, site)} (log ${agentLogFile(site)})`);
+  for (const site of [primary, standby]) log(`site ${site.id}: agent ${ensureAgent(config, site, options.hostFiles?.[site.id])} (log ${agentLogFile(site)})`);
 }
 
 /** Stops every process of ours (standby first, so the primary does not wait on it while shutting down). */

@@ -26,7 +26,7 @@ export async function launchFailoverDrill(config: FleetConfig, options: { device
     throw new FleetError('DRILLS_DISABLED', 'drills start from the API only on a test deployment (FLEETPKI_CONSOLE_DRILLS=on); elsewhere run `pnpm fleetpki drill failover` where the sites are', { httpStatus: 403 });
   }
   // The CLI as this deployment runs its programs (entryPoint); a test passes a stand-in file.
-  const cli = cliMain === undefined ? entryPoint(config.repoRoot, 'cli') : [...moduleNodeFlags(cliMain), cliMain];
+  const cli = cliMain === undefined ? entryPoint(config.programsDir, 'cli') : [...moduleNodeFlags(cliMain), cliMain];
   const dir = join(config.deploymentDir, 'drill');
   mkdirSync(dir, { recursive: true });
   const log = join(dir, `console-failover-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(3).toString('hex')}.log`);

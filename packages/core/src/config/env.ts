@@ -236,10 +236,11 @@ export function overlayEnv(file: Doc, e: ParsedEnv): { doc: Doc; fromEnv: Map<st
     for (const id of SITE_IDS) deleteKey(doc, `hsm.${id}.token.label`);
     deleteKey(doc, 'hsm.root.tokenLabel');
   }
-  const netns = e.FLEETPKI_NETNS !== undefined ? e.FLEETPKI_NETNS === 'on' : isObject(doc.simulation) && doc.simulation.netns === true;
+  const simDoc = isObject(doc.simulation) ? doc.simulation : {};
+  const netns = { netns: e.FLEETPKI_NETNS !== undefined ? e.FLEETPKI_NETNS === 'on' : simDoc.netns === true, subnet: typeof simDoc.subnet === 'string' ? simDoc.subnet : undefined };
   // Where the simulation puts every part: the file's hosts yield to it.
   if (e.FLEETPKI_NETNS !== undefined) {
-    set('FLEETPKI_NETNS', 'simulation.netns', netns);
+    set('FLEETPKI_NETNS', 'simulation.netns', netns.netns);
     for (const id of SITE_IDS) {
       deleteKey(doc, `sites.${id}.host`);
       for (const part of ['postgres', 'redis', 'api', 'status']) deleteKey(doc, `sites.${id}.${part}.host`);

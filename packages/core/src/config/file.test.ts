@@ -104,6 +104,8 @@ describe('the configuration file', () => {
     ['the status responder in plain HTTP off loopback', 'sites: { a: { host: 10.0.1.10 } }\napi: { tls: true }', 'the status responder would listen on sites.a.host=10.0.1.10 in plain HTTP'],
     ['a witness running services', 'this: { site: witness, services: [etcd, issuer-api] }', 'this.services: the witness host runs etcd only'],
     ['a file that is not YAML', 'sites: { a: [', 'not valid YAML'],
+    ['a simulation subnet that is not a /24', 'simulation: { netns: true, subnet: 10.78.0.0/16 }', 'simulation.subnet: expected a /24 subnet'],
+    ['a veth prefix too long for the kernel', 'simulation: { netns: true, linkPrefix: fleetpkiinst }', 'simulation.linkPrefix: expected a link prefix'],
   ] as const) {
     it(`refuses ${name}, naming the key`, () => {
       const env = file(text);
@@ -114,6 +116,15 @@ describe('the configuration file', () => {
       });
     });
   }
+
+  it("places a second simulation on its own namespaces, addresses and links (simulation.*), the default's untouched", () => {
+    const own = loadConfig(file('simulation: { netns: true, namespacePrefix: fpinst, subnet: 10.78.0.0/24, linkPrefix: fpi }'));
+    assert.deepEqual([own.sites.a.host, own.sites.b.host, own.consensus.members.find((m) => m.name === 'witness')!.host], ['10.78.0.1', '10.78.0.2', '10.78.0.3']);
+    assert.deepEqual([own.sites.a.netns, own.sites.b.netns], ['fpinst-a', 'fpinst-b']);
+    assert.deepEqual([own.simulation.rootHost, own.simulation.subnet, own.simulation.linkPrefix, own.simulation.namespaces.witness], ['10.78.0.254', '10.78.0.0/24', 'fpi', 'fpinst-witness']);
+    const standard = loadConfig(file('simulation: { netns: true }'));
+    assert.deepEqual([standard.sites.a.host, standard.sites.a.netns, standard.simulation.rootHost, standard.simulation.linkPrefix], ['10.77.0.1', 'fleetpki-a', '10.77.0.254', 'fpk']);
+  });
 
   it('names every problem at once, and the file', () => {
     const env = file('sites: { a: { api: { port: 0 } } }\nlog: { level: loud }');

@@ -2,7 +2,7 @@
 // that keep a configuration from leaving a part, or a client of it, on plain HTTP by accident.
 import { FleetError } from '../errors.js';
 import type { Deployment } from './schema.js';
-import { NETNS_HOSTS } from './types.js';
+import type { SimulationNet } from './types.js';
 
 const refuse = (message: string) => new FleetError('CONFIG_INVALID', `invalid configuration: ${message}`);
 
@@ -13,8 +13,8 @@ type NameOf = (key: string) => string;
  * Where plain HTTP may still carry tokens and operator endpoints: loopback, or the simulation's
  * namespaces' private link, which never leaves this machine.
  */
-export function isLocalOnly(host: string, netns: boolean): boolean {
-  return ['127.0.0.1', '::1', 'localhost'].includes(host) || (netns && Object.values(NETNS_HOSTS).includes(host));
+export function isLocalOnly(host: string, sim: SimulationNet): boolean {
+  return ['127.0.0.1', '::1', 'localhost'].includes(host) || (sim.netns && Object.values(sim.hosts).includes(host));
 }
 
 /**

@@ -10,6 +10,7 @@ import { deploymentSchema, type Deployment } from './schema.js';
 import { checkPlacesDiffer, resolveEtcdMembers, resolveSite } from './sites.js';
 import { apiServesHttps, checkHttpsMaterial, isLocalOnly } from './https.js';
 import { secretFile } from './sources.js';
+import { resolveSimulation } from './placement.js';
 import { HOST_SERVICES, TLS_PARTS, type FleetConfig, type SecretFiles, type SiteConfig, type SiteId, type TlsFiles } from './types.js';
 
 /** Marks the root of an installation (scripts/package.sh): the build of every service, no sources. */
@@ -75,7 +76,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
   const sites = { a: resolveSite(d, ctx, 'a'), b: resolveSite(d, ctx, 'b') };
   const members = resolveEtcdMembers(d, sites, stateDir);
   checkPlacesDiffer(sites, members);
-  const netns = d.simulation.netns;
+  const netns = resolveSimulation(d.simulation);
   const apiHost = d.api.host ?? sites[own].apiHost;
   const apiTls = apiServesHttps(d, (key) => fromEnv.get(key) ?? key);
   // Tokens travel in headers: off loopback they need TLS (the namespaces' link never leaves this machine).
@@ -92,9 +93,11 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
   const leaseMs = d.siteLease.leaseMs;
   return {
     repoRoot,
+    programsDir: d.paths.programs ?? repoRoot,
     stateDir,
     deploymentDir,
     configFile: file,
+    simulation: netns,
     thisHost: { name: thisName, services },
     ...resolveSecrets(d, env),
     site: own,

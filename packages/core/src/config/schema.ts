@@ -69,7 +69,12 @@ export const deploymentSchema = z.strictObject({
     /** The services this host runs (default: every one of a site's, etcd alone on the witness). */
     services: z.array(z.enum(HOST_SERVICES, { error: `expected one of ${HOST_SERVICES.join(', ')}` })).optional(),
   }).prefault({}),
-  paths: z.strictObject({ state: absolutePath.optional(), deployment: absolutePath.optional() }).prefault({}),
+  paths: z.strictObject({
+    state: absolutePath.optional(),
+    deployment: absolutePath.optional(),
+    /** The installation the programs run from (scripts/package.sh's folder): what the simulation starts services and agents from. */
+    programs: absolutePath.optional(),
+  }).prefault({}),
   database: z.strictObject({ name: identifier.optional(), owner: identifier.default('fleetpki') }).prefault({}),
   sites: z.strictObject({ a: siteSchema.optional(), b: siteSchema.optional() }).prefault({}),
   etcd: z.strictObject({
@@ -106,7 +111,15 @@ export const deploymentSchema = z.strictObject({
   }).prefault({}),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], { error: 'expected trace, debug, info, warn, error, fatal or silent' }).default('info') }).prefault({}),
   /** The local two-site simulation only: each site and the witness in a network namespace of its own. */
-  simulation: z.strictObject({ netns: onOff.default(false) }).prefault({}),
+  simulation: z.strictObject({
+    netns: onOff.default(false),
+    /** The namespaces' names, `<prefix>-a|b|witness`: another simulation on the machine (a test's) takes its own. */
+    namespacePrefix: z.string().regex(/^[a-z][a-z0-9-]{0,20}$/, { error: 'expected a namespace prefix: a lower-case letter, then up to 20 of a-z, 0-9, -' }).optional(),
+    /** The private link's /24 (`.1` a, `.2` b, `.3` witness, `.254` this machine). */
+    subnet: z.string().regex(/^(\d{1,3}\.){3}0\/24$/, { error: 'expected a /24 subnet such as 10.77.0.0/24' }).optional(),
+    /** The veth interfaces' prefix: `<prefix>-<from><to>` must fit the kernel's 15 characters. */
+    linkPrefix: z.string().regex(/^[a-z][a-z0-9]{0,9}$/, { error: 'expected a link prefix: a lower-case letter, then up to 9 of a-z, 0-9' }).optional(),
+  }).prefault({}),
   api: z.strictObject({
     host: hostSchema.optional(),
     // Unset: HTTPS exactly when tls.api names the server's pair (false with tls.api set is refused: https.ts).

@@ -60,7 +60,7 @@ function resolveHsm(d: Deployment, ctx: ResolveContext, id: SiteId, dir: string)
 
 export function resolveSite(d: Deployment, ctx: ResolveContext, id: SiteId): SiteConfig {
   const s = d.sites[id] ?? {};
-  const netns = d.simulation.netns;
+  const netns = d.simulation;
   const host = s.host ?? simulatedHost(id, netns);
   const dir = s.dir ?? join(ctx.stateDir, `site-${id}`);
   const database = d.database.name ?? 'fleetpki';
@@ -137,7 +137,7 @@ export function resolveSite(d: Deployment, ctx: ResolveContext, id: SiteId): Sit
 }
 
 export function resolveEtcdMembers(d: Deployment, sites: Readonly<Record<SiteId, SiteConfig>>, stateDir: string): EtcdMember[] {
-  const netns = d.simulation.netns;
+  const netns = d.simulation;
   checkEtcdTlsMaterial(d);
   // Named TLS material makes https the default; a URL the file gives must then say https too.
   const clientScheme = d.tls.etcd ? 'https' : 'http';

@@ -100,11 +100,28 @@ export type EtcdMemberName = SiteId | 'witness';
 
 /**
  * FLEETPKI_NETNS=on: the addresses of site A, site B and the witness on the namespaces' private link
- * (10.77.0.0/24; this machine's own end, where tests and the CLI run, is 10.77.0.254).
+ * (10.77.0.0/24; this machine's own end, where tests and the CLI run, is 10.77.0.254): the defaults of
+ * simulation.subnet. Another simulation on the same machine (a test's own) names another subnet,
+ * namespace prefix and link prefix (simulation.*), so the two never share a namespace, veth or address.
  */
 export const NETNS_HOSTS: Readonly<Record<EtcdMemberName, string>> = { a: '10.77.0.1', b: '10.77.0.2', witness: '10.77.0.3' };
 export const NETNS_SUBNET = '10.77.0.0/24';
 export const NETNS_ROOT_HOST = '10.77.0.254';
+
+/** The simulation's network namespaces, resolved from simulation.* (namespaces.ts in packages/sites uses these). */
+export interface SimulationNet {
+  readonly netns: boolean;
+  /** Each member's network namespace (`<namespacePrefix>-<member>`). */
+  readonly namespaces: Readonly<Record<EtcdMemberName, string>>;
+  /** Each member's address on the private link (.1, .2, .3 of the subnet). */
+  readonly hosts: Readonly<Record<EtcdMemberName, string>>;
+  /** This machine's own end of the links (.254). */
+  readonly rootHost: string;
+  /** The subnet, as CIDR (pg_hba.conf's trust lines of a simulation without TLS). */
+  readonly subnet: string;
+  /** The veth interfaces' prefix (`<linkPrefix>-<from><to>`, within IFNAMSIZ). */
+  readonly linkPrefix: string;
+}
 
 export interface EtcdMember {
   readonly name: EtcdMemberName;
@@ -117,6 +134,11 @@ export interface EtcdMember {
 
 export interface FleetConfig {
   readonly repoRoot: string;
+  /**
+   * Where the programs this process starts are (services/NAME/...): paths.programs, an installation
+   * made by scripts/package.sh, else repoRoot (this process's own repository or installation).
+   */
+  readonly programsDir: string;
   /**
    * Where the local clusters live (PostgreSQL, Redis, etcd, the sites' SoftHSM token directories, the
    * agents): shared by every deployment on them (FLEETPKI_STATE_DIR).
@@ -131,6 +153,8 @@ export interface FleetConfig {
   readonly deploymentDir: string;
   /** The configuration file this was read from (FLEETPKI_CONFIG, or /etc/fleetpki/fleetpki.yaml when present), else undefined. */
   readonly configFile: string | undefined;
+  /** The local simulation's network namespaces (simulation.*): names, addresses, links. */
+  readonly simulation: SimulationNet;
   /** This host: which member of the deployment it is (a site's host or the witness) and which services it runs. */
   readonly thisHost: { readonly name: EtcdMemberName; readonly services: readonly HostService[] };
   /** Where secrets are read from (secrets.*): files only, resolved; the TLS helper and the database clients read them. */
