@@ -52,7 +52,8 @@ before(async () => {
   symlinkSync(join(config.repoRoot, 'node_modules'), join(standInRepo, 'node_modules'));
   writeFileSync(join(standInRepo, 'package.json'), '{ "type": "module" }\n');
   for (let i = 0; i < 3; i++) admins.push(await createToken(pool, 'administrator', null, `drill-api-admin-${i}-${randomUUID().slice(0, 8)}`));
-  runtime = await createIssuerRuntime({ ...config, site: 'a', repoRoot: standInRepo, stateDir, console: { ...config.console, drills: true } }, { logger: false, hsmSessions: 1, poolSize: 4 });
+  // programsDir is where the API starts the CLI from (paths.programs): the stand-in's folder, or a real drill would kill site A.
+  runtime = await createIssuerRuntime({ ...config, site: 'a', repoRoot: standInRepo, programsDir: standInRepo, stateDir, console: { ...config.console, drills: true } }, { logger: false, hsmSessions: 1, poolSize: 4 });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
   apiUrl = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
 });
