@@ -32,36 +32,6 @@ export async function withOwnerPool<T>(config: FleetConfig, site: SiteConfig, da
 }
 
 /**
- * The site agent's one owner connection to its own cluster, kept between its steps (every 500 ms): a pool
- * per look opened a TLS session and a scram exchange each time, several per step. Any failure drops it,
- * so the next look connects afresh (after a restart, a promotion or a rewind of the cluster).
- */
-export class OwnerLink {
-  private pool: Pool | undefined;
-
-  constructor(
-    private readonly config: FleetConfig,
-    private readonly site: SiteConfig,
-  ) {}
-
-  async use<T>(fn: (pool: Pool) => Promise<T>): Promise<T> {
-    this.pool ??= ownerPool(this.config, this.site, 'postgres', { applicationName: 'fleetpki-site-agent', max: 1, connectionTimeoutMillis: 2_000 });
-    try {
-      return await fn(this.pool);
-    } catch (err) {
-      await this.close();
-      throw err;
-    }
-  }
-
-  async close(): Promise<void> {
-    const pool = this.pool;
-    this.pool = undefined;
-    await pool?.end().catch(() => undefined);
-  }
-}
-
-/**
  * Every CA database on a site's cluster (the installation's and any test or benchmark deployment's):
  * the cluster's role is one for all of them, so a promotion activates the site in each.
  */

@@ -4,7 +4,7 @@ import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
 import { readDatabaseRole } from '@fleetpki/store';
 import { acknowledgeStandby, rejoinAsStandby, takeOver } from './failover.js';
 import { isClusterRunning, postmasterAlive, reloadCluster, startCluster, stopCluster, writeSettings } from './postgres-cluster.js';
-import { OwnerLink } from './ca-databases.js';
+import { withOwnerPool } from './ca-databases.js';
 import { readTopology } from './topology-file.js';
 import { SiteOrderDesk } from './site-orders.js';
 
@@ -20,14 +20,14 @@ interface LocalDatabase {
   readonly syncRequired: boolean;
 }
 
-async function observeLocal(config: FleetConfig, site: SiteConfig, other: SiteConfig, link: OwnerLink): Promise<LocalDatabase> {
+async function observeLocal(config: FleetConfig, site: SiteConfig, other: SiteConfig): Promise<LocalDatabase> {
   const down = { running: false, standby: false, syncStandbyStreaming: false, syncRequired: false };
   if (!(await isClusterRunning(site))) return down;
   // Running but not answering (starting, or out of connections): not "down"; decide nothing this time.
   // Refused connections are the exception: nothing listens, the postmaster is gone (pg_ctl may not
   // have noticed yet after a SIGKILL).
   try {
-    return await link.use(async (pool) => {
+    return await withOwnerPool(config, site, 'postgres', async (pool) => {
       const role = await readDatabaseRole(pool);
       // Streaming, and heard from within a write's wait (a frozen host's walsender streams on for a while).
       const sync = role.standbys.some((s) => s.applicationName === `site_${other.id}` && s.state === 'streaming' && s.syncState === 'sync' && (s.lastReplySecondsAgo ?? 0) * 1000 <= config.writeWaitMs);
@@ -87,8 +87,6 @@ export class SiteAgent {
   private candidacyMissing = 0;
   /** The other site has been marked standby again (not fenced) since it last streamed. */
   private standbyAcknowledged = false;
-  /** The one owner connection to this site's cluster that every step's looks share. */
-  private readonly local: OwnerLink;
 
   constructor(
     private readonly config: FleetConfig,
@@ -101,7 +99,6 @@ export class SiteAgent {
     this.client = openConsensus(config, agentIdentity(siteId));
     this.reader = new CaSiteReader(this.client, config);
     this.orders = new SiteOrderDesk(config, this.site, log);
-    this.local = new OwnerLink(config, this.site);
   }
 
   start(): void {
@@ -128,7 +125,6 @@ export class SiteAgent {
     // Stepping down is not the agent's to do on a stop: the lease runs out by itself, and a restart
     // of the agent campaigns again. An orderly shutdown of the whole site resigns first (`sites down`).
     this.client.close();
-    await this.local.close();
   }
 
   /** Steps down now (the site's services lose the role within their last read of etcd). */
@@ -185,7 +181,7 @@ export class SiteAgent {
       // Cut off from the majority: nothing to decide; the services stop acting on their own.
       return;
     }
-    const local = await observeLocal(this.config, this.site, this.other, this.local);
+    const local = await observeLocal(this.config, this.site, this.other);
     const leader = state.leader;
     // Elected when etcd's leader key is this candidacy's, whatever became of the campaign's own watch
     // (a watch stream on a member that was cut off can stay broken for long; the reads above cannot).
@@ -357,7 +353,7 @@ export class SiteAgent {
   private async publishVouchFloor(_state: CaSiteState): Promise<void> {
     let lsn: string;
     try {
-      lsn = await this.local.use(async (pool) => (await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn);
+      lsn = await withOwnerPool(this.config, this.site, 'postgres', async (pool) => (await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn);
     } catch (err) {
       // Not published: the standby stops vouching once the last floor is too old (SiteLease).
       this.log(`site ${this.site.id}: cannot read the primary's WAL position for the standby's vouching: ${(err as Error).message}`);
