@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { issueApiToken } from '@fleetpki/ca';
 import { findRepoRoot, loadConfig, type FleetConfig } from '@fleetpki/core';
-import { agentLogFile, netnsAvailable, removeNetns, sitesDown, sitesUp, startService, stopProcess, waitForHttp } from '@fleetpki/sites';
+import { netnsAvailable, removeNetns, sitesDown, sitesUp, startService, stopProcess, waitForHttp } from '@fleetpki/sites';
 import { createPool, migrate, type Pool } from '@fleetpki/store';
 import { ensureCa } from './support/ca.js';
 import { cli } from './support/cli.js';
-import { partitionMidBatch as runScenario } from './support/partition-scenario.js';
+import { agentLogTails, partitionMidBatch as runScenario } from './support/partition-scenario.js';
 
 /**
  * A real partition between two hosts. Site A, site B and the witness run in network namespaces of their
@@ -68,25 +68,13 @@ after(async () => {
   await teardown();
 });
 
-/** The agents' last lines, for a failure's message (the deployment is removed afterwards). */
-function agentLogs(): string {
-  return (['a', 'b'] as const)
-    .map((id) => {
-      try {
-        return `--- site ${id} agent ---\n${readFileSync(agentLogFile(config.sites[id]), 'utf8').split('\n').slice(-25).join('\n')}`;
-      } catch {
-        return `--- site ${id} agent: no log ---`;
-      }
-    })
-    .join('\n');
-}
 
 describe('a partition between two hosts (network namespaces)', { skip: available ? false : 'needs root and ip netns (the sites run on loopback here)' }, () => {
   it('cut A off mid-batch: A stops before B promotes; after the link is back A is rewound into the standby; the batch completes, nothing duplicated or lost', async () => {
     try {
       await partitionMidBatch();
     } catch (err) {
-      (err as Error).message += `\n${agentLogs()}`;
+      (err as Error).message += `\n${agentLogTails(config)}`;
       throw err;
     }
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -9,13 +9,13 @@ import { issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
 import { FleetApiClient } from '@fleetpki/client';
 import { InternalHttps, findRepoRoot, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { syntheticEui64 } from '@fleetpki/manifest';
-import { agentLogFile, currentRoles, netnsAvailable, readTopology, sitesUp, stopProcess, waitForHttp } from '@fleetpki/sites';
+import { currentRoles, netnsAvailable, readTopology, sitesUp, stopProcess, waitForHttp } from '@fleetpki/sites';
 import { createPool, migrate, pgLinkSecurity, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys, toPem } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
 import { HOSTS, TLS_PARTS, hostConfig, installedCli, layOut, startAndWaitForExit, startInstalled, tearDown, writeHostFile, type InstalledHosts } from './support/installed-hosts.js';
 import { OcspAsker, verdictOf } from './support/ocsp.js';
-import { partitionMidBatch } from './support/partition-scenario.js';
+import { agentLogTails, partitionMidBatch } from './support/partition-scenario.js';
 import { ensureSites, waitFor } from './support/sites.js';
 import { makeTestTlsCa } from './support/tls-material.js';
 
@@ -113,18 +113,6 @@ after(async () => {
   await tearDown(dir, install!);
 });
 
-/** The agents' last lines, for a failure's message (the folder is removed afterwards). */
-function agentLogs(): string {
-  return (['a', 'b'] as const)
-    .map((id) => {
-      try {
-        return `--- site ${id} agent ---\n${readFileSync(agentLogFile(config.sites[id]), 'utf8').split('\n').slice(-25).join('\n')}`;
-      } catch {
-        return `--- site ${id} agent: no log ---`;
-      }
-    })
-    .join('\n');
-}
 
 describe('the installed layout on three hosts (network namespaces)', { skip }, () => {
   it('every link is secured: PostgreSQL and its replication over TLS with scram, Redis TLS-only, etcd https; the parts listen on their own hosts', async () => {
@@ -237,7 +225,7 @@ describe('a partition between the hosts, on the installed layout', { skip }, () 
     try {
       await partitionMidBatch(config, pool, 'inst-partition');
     } catch (err) {
-      (err as Error).message += `\n${agentLogs()}`;
+      (err as Error).message += `\n${agentLogTails(config)}`;
       throw err;
     }
   });
@@ -250,7 +238,7 @@ describe('a failover drill on the installed layout', { skip }, () => {
     const { primary, standby } = currentRoles(config);
     // An operator on the active site's host, with its file.
     const run = await installedCli(install!, ['drill', 'failover', '--devices', '10000', '--json'], { FLEETPKI_CONFIG: h.files[primary.id] }, 400_000);
-    assert.equal(run.code, 0, `${run.stderr.slice(0, 3000)}\n${run.stdout.slice(-2000)}\n${agentLogs()}`);
+    assert.equal(run.code, 0, `${run.stderr.slice(0, 3000)}\n${run.stdout.slice(-2000)}\n${agentLogTails(config)}`);
     const r = JSON.parse(run.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
     assert.deepEqual([r.from, r.to], [primary.id, standby.id]);
     assert.equal(r.rpo_lost, 0);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildOcspRequest, issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
@@ -7,7 +7,7 @@ import { FleetApiClient } from '@fleetpki/client';
 import { InternalHttps, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { EnrolmentTraffic } from '@fleetpki/drills';
 import { generateManifest, syntheticRunPrefix } from '@fleetpki/manifest';
-import { cutOff, reconnect, waitForActiveSite, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
+import { agentLogFile, cutOff, reconnect, waitForActiveSite, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { batchDevicesNotExactlyOne, countDuplicateIssuance, countMissingCertificates, createPool, pgLinkSecurity, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { OcspAsker, verdictOf, type Verdict } from './ocsp.js';
@@ -114,4 +114,17 @@ export async function partitionMidBatch(config: FleetConfig, pool: Pool, manufac
     await traffic.stop();
     rmSync(folder, { recursive: true, force: true });
   }
+}
+
+/** The sites' agents' last lines, for a failure's message (the deployment is removed afterwards). */
+export function agentLogTails(config: FleetConfig): string {
+  return (['a', 'b'] as const)
+    .map((id) => {
+      try {
+        return `--- site ${id} agent ---\n${readFileSync(agentLogFile(config.sites[id]), 'utf8').split('\n').slice(-25).join('\n')}`;
+      } catch {
+        return `--- site ${id} agent: no log ---`;
+      }
+    })
+    .join('\n');
 }
