@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { openRoleSiteRuntime, type RoleSiteRuntime } from '@fleetpki/ca';
 import type { FleetConfig } from '@fleetpki/core';
 import { openSiteDaemons, type SiteDaemons } from '@fleetpki/daemons';
-import type { Pool } from '@fleetpki/store';
+import { JOB_LOCK_CLASS, type Pool } from '@fleetpki/store';
 import { ensureCa, siteAPool } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
 
@@ -56,7 +56,7 @@ async function leadershipSessions(): Promise<number[]> {
 }
 
 async function lockHolder(): Promise<number | undefined> {
-  const { rows } = await pool.query<{ pid: number }>(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::oid`, [0x46504b49]);
+  const { rows } = await pool.query<{ pid: number }>(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::oid`, [JOB_LOCK_CLASS]);
   return rows[0]?.pid;
 }
 

@@ -6,9 +6,9 @@ import { deploymentFile, hostOwnFile } from './deployment-file.js';
 
 /**
  * Starts a service as its own process, as it runs in production: its build (services/NAME/dist/main.js)
- * or its sources through tsx, as FLEETPKI_RUNTIME says (entryPoint).
+ * or its sources through tsx, as FLEETPKI_RUNTIME says (entryPoint). `output: 'pipe'` gives the caller
+ * the service's stdout and stderr (a test reading what it says); else they are this process's.
  */
-/** `output: 'pipe'` gives the caller the service's stdout and stderr (a test reading what it says); else they are this process's. */
 export function startService(config: FleetConfig, name: string, env: NodeJS.ProcessEnv = {}, options: { output?: 'inherit' | 'pipe' } = {}): ChildProcess {
   // FLEETPKI_SERVICE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the service under load.
   const extra = process.env.FLEETPKI_SERVICE_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
