@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { openRoleSiteRuntime, type RoleSiteRuntime } from '@fleetpki/ca';
 import type { FleetConfig } from '@fleetpki/core';
 import { openSiteDaemons, type SiteDaemons } from '@fleetpki/daemons';
+import { startService, stopProcess } from '@fleetpki/sites';
 import { JOB_LOCK_CLASS, type Pool } from '@fleetpki/store';
 import { ensureCa, siteAPool } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
@@ -107,5 +108,42 @@ describe('one leader per job among a site\'s daemons instances', () => {
     assert.equal(await ran(other), true, 'the other instance takes the job it gave up');
     leaderActs = true;
     assert.equal(await ran(leader), false, 'acting again, it follows the new leader');
+  });
+
+  it('a daemons process whose pass hangs past its deadline exits (DAEMON_PASS_STUCK), and its job lock goes with it', async () => {
+    for (const d of opened.splice(0)) await d.close();
+    // The job's query waits behind a table lock the test holds: a pass that never returns, as a query
+    // behind a stuck transaction or an HSM call that hangs would be.
+    const blocker = await pool.connect();
+    let child: ReturnType<typeof startService> | undefined;
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE issuance_intents IN ACCESS EXCLUSIVE MODE');
+      child = startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: JOB, FLEETPKI_DAEMONS_PASS_DEADLINE_MS: '2000', FLEETPKI_DAEMONS_METRICS_PORT: '0' }, { output: 'pipe' });
+      let output = '';
+      child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
+      // While its pass hangs, the process leads the job: no other instance may run it.
+      let held: number | undefined;
+      for (let i = 0; i < 300 && held === undefined; i++) {
+        held = await lockHolder();
+        if (held === undefined) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(held !== undefined, `the process took the job's lock: ${output}`);
+      const code = await Promise.race([exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), 60_000))]);
+      assert.equal(code, 75, `the process ends itself to be restarted (EX_TEMPFAIL): ${output}`);
+      assert.match(output, new RegExp(`DAEMON_PASS_STUCK: a pass of ${JOB} has run for over 2000 ms`));
+      child = undefined;
+      // Its idle leadership session sees the connection close at once; the lock goes with it.
+      for (let i = 0; i < 100 && (await lockHolder()) !== undefined; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(await lockHolder(), undefined, 'no session holds the job lock once the stuck process is gone');
+    } finally {
+      if (child) await stopProcess(child).catch(() => undefined);
+      await blocker.query('ROLLBACK').catch(() => undefined);
+      blocker.release();
+    }
+    const other = await instance();
+    assert.equal(await ran(other), true, 'another instance takes the job');
   });
 });

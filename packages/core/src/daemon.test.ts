@@ -99,4 +99,20 @@ describe('Daemon', () => {
     await daemon.stop();
     assert.equal(most, 1);
   });
+
+  it('reports a pass that outlives its deadline once, and not a pass that ends in time', async () => {
+    const stuck: [string, number][] = [];
+    let release!: () => void;
+    const hanging = countingJob(() => new Promise<boolean>((r) => (release = () => r(false))));
+    const daemon = new Daemon(hanging, { log: quiet, passDeadlineMs: 30, onStuck: (job, ms) => stuck.push([job, ms]) });
+    const pass = daemon.runOnce();
+    await sleep(120);
+    assert.deepEqual(stuck, [['test-job', 30]], 'reported once, naming the job and its deadline');
+    release();
+    await pass;
+    const quick = new Daemon(countingJob(async () => false), { log: quiet, passDeadlineMs: 30, onStuck: (job, ms) => stuck.push([job, ms]) });
+    await quick.runOnce();
+    await sleep(60);
+    assert.equal(stuck.length, 1, 'a pass that ended in time is not reported later');
+  });
 });

@@ -22,7 +22,19 @@ export interface DaemonOptions {
   /** Asked before each pass: only the active site's leader runs the job (several instances are safe). */
   readonly mayRun?: () => Promise<boolean>;
   readonly log: DaemonLogger;
+  /**
+   * Called once for a pass still running `passDeadlineMs` after it began (an HSM call or a query that
+   * never returns). The pass cannot be cancelled from here and, while it hangs, this instance keeps the
+   * job's leadership lock, so no other instance runs the job: the caller ends the process, its sessions
+   * and locks with it (services/daemons exits with DAEMON_PASS_STUCK and is restarted).
+   */
+  readonly onStuck?: (job: string, deadlineMs: number) => void;
+  /** Default DEFAULT_PASS_DEADLINE_MS; only used with onStuck. */
+  readonly passDeadlineMs?: number;
 }
+
+/** Long enough for a pass over a full backlog slice (a CRL shard of a million entries signs in seconds). */
+export const DEFAULT_PASS_DEADLINE_MS = 600_000;
 
 /**
  * Runs one job: a pass, then the job's pause (none when the pass says a backlog remains), one pass at a
@@ -80,6 +92,9 @@ export class Daemon {
       return false;
     }
     const started = performance.now();
+    const { onStuck } = this.options;
+    const deadlineMs = this.options.passDeadlineMs ?? DEFAULT_PASS_DEADLINE_MS;
+    const deadline = onStuck ? setTimeout(() => onStuck(this.job.name, deadlineMs), deadlineMs) : undefined;
     try {
       const more = await this.job.pass();
       this.figures.passes++;
@@ -89,6 +104,7 @@ export class Daemon {
       this.options.log.warn({ daemon: this.job.name, err: { message: (err as Error).message, code: (err as { code?: unknown }).code } }, `${this.job.name}: pass failed; retrying`);
       return false;
     } finally {
+      clearTimeout(deadline);
       this.figures.lastPassAt = new Date();
       this.figures.lastDurationMs = Math.round(performance.now() - started);
     }

@@ -1,18 +1,28 @@
 import { runService } from '@fleetpki/core';
 import { serveDaemonMetrics } from './metrics.js';
-import { openSiteDaemons, selectJobs } from './site-daemons.js';
+import { openSiteDaemons, passDeadlineFrom, selectJobs } from './site-daemons.js';
 
 // Thin entry point: the site's background jobs, one daemon each (CRL publisher, OCSP pre-producer and
 // refresher, audit sealer; the reconcilers: batch outbox, online intents, CMP confirm expiry, EST
 // superseded). `--only crl-publisher,audit-sealer` or FLEETPKI_DAEMONS selects some, and only the
-// database roles those need are opened; FLEETPKI_DAEMONS_METRICS_PORT serves /healthz and /metrics.
+// database roles those need are opened; FLEETPKI_DAEMONS_METRICS_PORT serves /healthz and /metrics;
+// FLEETPKI_DAEMONS_PASS_DEADLINE_MS bounds one pass (default 10 minutes).
 /** How often a process started without the CA key checks whether its site became the one that acts. */
 const BLIND_CHECK_MS = 5_000;
 
 await runService('daemons', async (config) => {
   const flag = process.argv.indexOf('--only');
   const only = selectJobs(flag >= 0 ? process.argv[flag + 1] : process.env.FLEETPKI_DAEMONS);
-  const daemons = await openSiteDaemons(config, only ? { only } : {});
+  const passDeadlineMs = passDeadlineFrom(process.env.FLEETPKI_DAEMONS_PASS_DEADLINE_MS);
+  // A pass that hangs (an HSM call, a query behind a lock) keeps its job's leadership lock, so no other
+  // instance would take the job over. Nothing can cancel it from here: the process ends at once (exit 75,
+  // EX_TEMPFAIL; no close, which would wait for that pass), its database sessions and job locks end with
+  // it, another instance takes the job at its next check, and the supervisor starts this one again.
+  const onStuck = (job: string, deadlineMs: number) => {
+    console.error(`daemons: DAEMON_PASS_STUCK: a pass of ${job} has run for over ${deadlineMs} ms on site ${config.site}; exiting so that its job locks are released and the job runs elsewhere, to be restarted`);
+    process.exit(75);
+  };
+  const daemons = await openSiteDaemons(config, { ...(only ? { only } : {}), onStuck, passDeadlineMs });
   const port = Number(process.env.FLEETPKI_DAEMONS_METRICS_PORT ?? 0);
   const server = port > 0 ? await serveDaemonMetrics(daemons, config.sites[config.site].host, port) : undefined;
   daemons.start();

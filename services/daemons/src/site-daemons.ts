@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { openJobLeadership, openRoleSiteRuntime, openStatusSite, type ChunkJobQueue, type JobLeadership, type RoleSiteRuntime, type SiteLease, type StatusSite } from '@fleetpki/ca';
-import { Daemon, FleetError, type DaemonStats, type FleetConfig } from '@fleetpki/core';
+import { DEFAULT_PASS_DEADLINE_MS, Daemon, FleetError, type DaemonStats, type FleetConfig } from '@fleetpki/core';
 import { assertRedisLink, ChunkQueue, redisLink } from '@fleetpki/queue';
 import { JOBS, rolesOf, statusProducers, type JobContext, type JobRole, type StatusJobSite, type StatusProducers } from './jobs.js';
 
@@ -48,6 +48,20 @@ export interface SiteDaemonsOptions {
   /** The status site, opened by the caller (tests share it with a responder); the caller closes it. */
   readonly site?: StatusSite;
   readonly seams?: SiteDaemonsSeams;
+  /** Called when a pass outlives `passDeadlineMs` (Daemon's onStuck): main.ts ends the process. */
+  readonly onStuck?: (job: string, deadlineMs: number) => void;
+  readonly passDeadlineMs?: number;
+}
+
+/**
+ * FLEETPKI_DAEMONS_PASS_DEADLINE_MS: how long a pass may run before the process gives up on it (default
+ * DEFAULT_PASS_DEADLINE_MS, 10 minutes). Refused unless a whole number of milliseconds, at least one second.
+ */
+export function passDeadlineFrom(value: string | undefined): number {
+  if (value === undefined || value === '') return DEFAULT_PASS_DEADLINE_MS;
+  const ms = Number(value);
+  if (!Number.isInteger(ms) || ms < 1_000) throw new FleetError('CONFIG_INVALID', `invalid configuration: FLEETPKI_DAEMONS_PASS_DEADLINE_MS must be a whole number of milliseconds, at least 1000, got "${value}"`);
+  return ms;
 }
 
 /** Parses `--only a,b` / FLEETPKI_DAEMONS=a,b, refusing a name that is no job (a typo must not run nothing). */
@@ -128,7 +142,7 @@ export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsO
         }
         return leadership.holds(name);
       };
-      if (placed.job) daemons.push(new Daemon(placed.job, { mayRun, log }));
+      if (placed.job) daemons.push(new Daemon(placed.job, { mayRun, log, ...(options.onStuck ? { onStuck: options.onStuck } : {}), ...(options.passDeadlineMs ? { passDeadlineMs: options.passDeadlineMs } : {}) }));
       else unavailable.push(name);
     }
     if (unavailable.length > 0) log.warn({ unavailable }, 'these daemons do not run here: no CA key in this site\'s HSM, or turned off in the configuration');
