@@ -3,6 +3,7 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
+import { FleetApiClient } from '@fleetpki/client';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { startService, stopProcess } from '@fleetpki/sites';
@@ -32,6 +33,7 @@ interface Served {
 }
 const services: Served[] = [];
 let env: Record<string, string>;
+let bundle: string;
 
 /** The serial of the certificate a new TLS connection to `port` is given (not checked: this asks what is served). */
 function servedSerial(port: number): Promise<string> {
@@ -66,7 +68,7 @@ before(async () => {
   await ensureCa(config, pool);
   await pool.end();
   tlsCa = makeTestTlsCa('fleetpki tls-reload test CA');
-  const bundle = join(tlsCa.dir, 'bundle.pem');
+  bundle = join(tlsCa.dir, 'bundle.pem');
   writeFileSync(bundle, readFileSync(tlsCa.caPem, 'utf8') + (config.tls.caBundle ? readFileSync(config.tls.caBundle, 'utf8') : ''));
   // The files the configuration names, which a rotation overwrites in place.
   const apiFiles = { cert: join(tlsCa.dir, 'api-served.pem'), key: join(tlsCa.dir, 'api-served.key') };
@@ -134,5 +136,46 @@ describe('rotating the HTTPS pairs of the issuer API and the status responder', 
       assert.equal(await servedSerial(s.port), serving, `${s.name} serves the previous certificate`);
       assert.equal(s.child.exitCode, null, `${s.name} still runs`);
     }
+  });
+
+  it('after a reload the API still checks client certificates against tls.caBundle', async () => {
+    const api = services.find((s) => s.name === 'issuer-api')!;
+    // The reload builds a new context: its client CAs must be there too, or every person's certificate
+    // would stop chaining (and dropping them would go unseen by the tests above, which only ask what is served).
+    const rotated = tlsCa.server('issuer-api-4', ['localhost', '127.0.0.1']);
+    install(rotated, api.files);
+    api.child.kill('SIGHUP');
+    await waitFor('the API serving the pair of this test', async () => ((await servedSerial(api.port)) === serialOf(rotated) ? true : undefined), 30_000, 100);
+    const stranger = makeTestTlsCa('fleetpki tls-reload stranger CA');
+    const asking = async (pair: TestTlsPair) => {
+      const client = new FleetApiClient(`https://localhost:${api.port}`, undefined, { cert: readFileSync(pair.cert), key: readFileSync(pair.key), ca: readFileSync(bundle) });
+      try {
+        await client.approvals();
+        return 'admitted';
+      } catch (err) {
+        return `${(err as { code?: string }).code}: ${(err as Error).message}`;
+      } finally {
+        await client.close();
+      }
+    };
+    // Chains (the bundle's CA) but names nobody: past TLS, refused by who it is.
+    assert.match(await asking(tlsCa.client('reload-client', 'reload-person')), /^CLIENT_CERT_INVALID: the client certificate is not one fleetpki issued/);
+    // From a CA outside the bundle: refused because it does not chain.
+    assert.match(await asking(stranger.client('stranger-client', 'stranger')), /^CLIENT_CERT_INVALID: the client certificate does not chain to the organisation CA/);
+  });
+
+  it('a service serving plain HTTP says a reload has nothing to read, and goes on running', async () => {
+    const port = await freePort();
+    const plain = startService(config, 'status-responder', { FLEETPKI_SITE: 'a', FLEETPKI_STATUS_PORT_A: String(port) }, { output: 'pipe' });
+    children.push(plain);
+    let output = '';
+    plain.stdout!.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    plain.stderr!.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    await waitFor('the plain responder up', async () => ((await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)) ? true : undefined), 90_000, 250);
+    plain.kill('SIGHUP');
+    await waitFor('its answer to SIGHUP', async () => (output.includes('SIGHUP') ? true : undefined), 30_000, 100);
+    assert.match(output, /status-responder: SIGHUP: nothing to reload \(this service serves plain HTTP\)/);
+    assert.doesNotMatch(output, /TLS material reloaded/);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).ok, true, 'it still answers');
   });
 });

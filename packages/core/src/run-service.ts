@@ -10,11 +10,11 @@ import { isFleetError } from './errors.js';
 export interface RunningService {
   close(): Promise<void>;
   /**
-   * SIGHUP (`systemctl reload`): read the TLS material again and serve it to new connections. Throws
-   * (a FleetError naming what is wrong) when the new material is unusable; the service keeps serving
-   * what it had.
+   * SIGHUP (`systemctl reload`): read the TLS material again and serve it to new connections; false
+   * when the service serves plain HTTP (there is no pair to read). Throws (a FleetError naming what is
+   * wrong) when the new material is unusable; the service keeps serving what it had.
    */
-  reload?(): void;
+  reload?(): boolean;
 }
 
 export async function runService(name: SecretReadingService, start: (config: FleetConfig) => Promise<RunningService>): Promise<void> {
@@ -25,8 +25,7 @@ export async function runService(name: SecretReadingService, start: (config: Fle
     if (!running) return console.error(`${name}: SIGHUP while starting: ignored (the pair is read as the service starts; send it again once it is up)`);
     if (!running.reload) return console.error(`${name}: SIGHUP: nothing to reload`);
     try {
-      running.reload();
-      console.error(`${name}: TLS material reloaded: new connections get it`);
+      console.error(running.reload() ? `${name}: TLS material reloaded: new connections get it` : `${name}: SIGHUP: nothing to reload (this service serves plain HTTP)`);
     } catch (err) {
       console.error(`${name}: reload refused, still serving the previous certificate: ${isFleetError(err) ? `${err.code}: ${err.message}` : String(err)}`);
     }

@@ -199,8 +199,12 @@ export interface IssuerRuntime {
   /** The general pool (IssuerApiDeps.pool). */
   readonly pool: Pool;
   readonly keyStore: KeyStore;
-  /** Reads tls.api again (a rotated pair) and serves it to new connections; throws, changing nothing, if it is unusable. */
-  reload(): void;
+  /**
+   * Reads tls.api again (a rotated pair) and serves it to new connections; throws, changing nothing, if
+   * it is unusable; false when the API serves plain HTTP. A runtime built with `options.tls` (tests,
+   * benches) reloads from the configuration's tls.api all the same.
+   */
+  reload(): boolean;
   close(): Promise<void>;
 }
 
@@ -238,10 +242,11 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
       pool,
       keyStore,
       reload() {
-        if (!tls) return;
+        if (!tls) return false;
         const next = apiServerTls(config);
-        if (!next) return;
+        if (!next) return false;
         (app.server as HttpsServer).setSecureContext(apiSecureContext(next, chainPem));
+        return true;
       },
       async close() {
         await app.close();

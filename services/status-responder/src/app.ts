@@ -22,8 +22,8 @@ export interface StatusRuntime {
   readonly warmer: OcspCacheWarmer;
   /** One pass of the revocation watcher, then one of the cache's feed (tests with tickEveryMs 0 drive them with this). */
   tick(): Promise<void>;
-  /** Reads tls.status again (a rotated pair) and serves it to new connections; throws, changing nothing, if it is unusable. */
-  reload(): void;
+  /** Reads tls.status again (a rotated pair) and serves it to new connections; throws, changing nothing, if it is unusable; false when it serves plain HTTP. */
+  reload(): boolean;
   close(): Promise<void>;
 }
 
@@ -131,9 +131,11 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
         await feedDaemon.runOnce();
       },
       reload() {
-        if (!serverTls) return;
+        if (!serverTls) return false;
         const next = readServerTls(config, 'status');
-        if (next) (app.server as HttpsServer).setSecureContext({ key: next.key, cert: next.cert, minVersion: 'TLSv1.2' });
+        if (!next) return false;
+        (app.server as HttpsServer).setSecureContext({ key: next.key, cert: next.cert, minVersion: 'TLSv1.2' });
+        return true;
       },
       async close() {
         // A pass still signing must finish before the HSM session goes away under it.
