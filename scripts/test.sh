@@ -23,6 +23,9 @@ pnpm -s build
 phase 'units and build'
 pnpm -s test
 phase 'tests'
+# The attack tests once more, with TLS and authentication on every internal link (issue 34).
+bash scripts/test-secure.sh
+phase 'attack tests with TLS and authentication'
 # The tests that start programs, again against a production installation of that build (issue 34).
 FLEETPKI_PACKAGE_SKIP_BUILD=1 bash scripts/test-compiled.sh
 phase 'tests against the build'

@@ -12,6 +12,11 @@ import { ensureCa } from './support/ca.js';
 import { appendAuditEvents, createPool, insertCa, lastAuditSeal, listAuditKeys, listCas, migrate, unsealedAuditRows, type Pool } from '@fleetpki/store';
 import { createScratchDatabase, ensureSites } from './support/sites.js';
 
+/**
+ * The audit log against someone who can write its tables: append-only, a hash chain, seals signed in the
+ * HSM and checkpoints outside the database, so a change, a deletion or a re-sealed stretch shows.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
+ */
 let pool: Pool;
 let drop: () => Promise<void>;
 let checkpoints: string;

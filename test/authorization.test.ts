@@ -17,6 +17,7 @@ import { ensureSites } from './support/sites.js';
  * The authorization matrix: every route x every role (and a factory of another manufacturer, and no,
  * bad, revoked or expired tokens) -> the expected status. A new route must be added here: the last
  * test compares this table with the routes the API documents.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 type Who = 'factory' | 'factory-other' | 'revocation-officer' | 'auditor' | 'administrator' | 'custodian';
 const EVERYONE: readonly Who[] = ['factory', 'factory-other', 'revocation-officer', 'auditor', 'administrator', 'custodian'];

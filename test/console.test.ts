@@ -25,6 +25,7 @@ import { createStatusSite, type StatusSiteRuntime } from './support/status.js';
  * a factory's view, the audit page, and axe on every screen. Screenshots go to a temporary folder, or to
  * FLEETPKI_CONSOLE_SCREENSHOTS: `pnpm docs:screenshots` (scripts/docs-screenshots.sh) copies them into
  * docs/console/ after a passing run; a test never writes into the repository.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 const MAKER = 'console-maker';
 const OTHER_MAKER = 'console-other-maker';

@@ -13,6 +13,7 @@ import { ensureSites } from './support/sites.js';
  * (its id), claimed, then a new administrator and a token of her choosing. The rule functions must
  * take proof of possession (the secret's SHA-256, which no role can read), and write their own audit
  * rows in the caller's transaction.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let owner: Pool;

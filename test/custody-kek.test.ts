@@ -20,6 +20,7 @@ import { openSiteKeyStore } from '@fleetpki/hsm';
  * (or switches the key itself to unwrap), wraps the CA and master keys under it and unwraps them again
  * as readable session objects. The attacker runs in an HSM process of its own, a separate PKCS#11
  * application from the ceremony, as it would in reality.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let pool: Pool;

@@ -11,6 +11,7 @@ import { ensureSites } from './support/sites.js';
  * (fleetpki_issuer, _worker, _status, _operator), so a grant their code needs and lacks fails the
  * suite; this file checks the other direction: what none of them may do, even with its process
  * subverted. Each statement runs in a transaction that is rolled back, whatever happens.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let owner: Pool;

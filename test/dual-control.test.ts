@@ -13,7 +13,10 @@ import { cli } from './support/cli.js';
 import { createToken, ensureCa, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureSites } from './support/sites.js';
 
-/** Dual control: request -> approve (a second, distinct officer) -> execute once, before expiry. */
+/**
+ * Dual control: request -> approve (a second, distinct officer) -> execute once, before expiry.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
+ */
 let config: FleetConfig;
 let pool: Pool;
 let ca: TestCa;

@@ -18,6 +18,7 @@ import { ensureSites, waitFor } from './support/sites.js';
  * authentication now (consensus/etcd-auth.ts): these run against the local sites' etcd, with etcdctl
  * (what anyone who can reach etcd has) and with our own clients, and try what the checks are about.
  * The agents act only on orders recorded in the database (sites/site-orders.ts); a forged one is refused.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let pool: Pool;

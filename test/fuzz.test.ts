@@ -18,6 +18,7 @@ import { ensureSites } from './support/sites.js';
  * C509 requests, random ASN.1, broken manifests, huge and empty bodies, bad tokens, odd paths and
  * parameters). Every answer must be a 4xx with a stable code, the process must stay up, no business
  * row may be written, and the log must not carry a token or the HSM PIN.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 const CAMPAIGN = 10_000;
 const SEED = Number(process.env.FLEETPKI_FUZZ_SEED ?? Date.now() % 2 ** 31);

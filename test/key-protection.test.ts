@@ -16,6 +16,7 @@ import { ensureSites } from './support/sites.js';
  * their own choosing, the HSM asked to wrap a CA key under it with CKM_AES_KEY_WRAP_PAD, the blob
  * unwrapped with node:crypto's id-aes256-wrap-pad. It works against a key made the old way (shown
  * first, so this test can fail); it must be refused for every key fleetpki makes now.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let pool: Pool;

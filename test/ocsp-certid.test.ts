@@ -22,6 +22,7 @@ import { type StatusSiteRuntime, preProduceFor } from './support/status.js';
  * CertID is the canonical one the tests compare against). The responder runs in this process without
  * its background loop, so the windows an attacker aims at (before a revocation is re-signed, before a
  * certificate's response is pre-produced) are held open for as long as the test needs.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 
 let bed: OcspTestbed;

@@ -15,6 +15,7 @@ import { ensureSites } from './support/sites.js';
  * fresh deployment (its own database and tokens) is set up and taken through its first ceremonies
  * while another process records the command line of every process on the machine, and a shim records
  * every softhsm2-util invocation; afterwards no PIN of the deployment may appear in either.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let fresh: FleetConfig;

@@ -17,6 +17,7 @@ import { createStatusSite, preProduceFor, type StatusSiteRuntime } from './suppo
  * played against the real PostgreSQL with that role's own connection, then what must still hold.
  * Fixed in migrations/0043 (feed position, revocation time and generation assigned by the database)
  * and in the store (supersededUnrevoked, the refresher's due list, the overwrite of rows dated ahead).
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let pool: Pool;

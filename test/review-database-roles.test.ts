@@ -18,6 +18,7 @@ const standInSigner: AuditSigner = { keyId: Buffer.alloc(20), sign: async () => 
  * Review of issues 33 §2 and 40 §3 (branch review-1), as the holder of a database role would try it
  * after migrations 0026/0027: what the roles can still write, and what the rule functions still accept.
  * Each attempt that would change shared state runs in a transaction that is rolled back.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let owner: Pool;

@@ -17,6 +17,7 @@ import { createStatusSite, type StatusSiteRuntime, preProduceFor } from './suppo
  * UPDATE ocsp_responses and crls, fleetpki_operator crls (0016): an old, validly signed "good" response
  * or an old CRL put back is served as current by every responder that has not cached the answer (a
  * restarted process, the standby site).
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let bed: OcspTestbed;
 let config: FleetConfig;

@@ -16,6 +16,7 @@ import { ensureSites } from './support/sites.js';
  * non-DER bytes), PEM that RFC 7468's lax grammar refuses (whitespace and line length are free, as
  * section 3 asks of parsers; the base64 is canonical), and several PEM blocks in one text are
  * refused with 400, a stable code and the rule broken, and write nothing; the valid forms still pass.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let pool: Pool;

@@ -18,6 +18,7 @@ import { ensureSites } from './support/sites.js';
  * certificate does, and the etcd pairs carry clientAuth. Whoever takes one from a host (etcd's peer key,
  * the host's etcd client key) presents it to the issuer API's mTLS: it must stand for nobody. The pairs
  * are the witness host's, issued to --out, so this file leaves site A's internal pairs alone.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let pool: Pool;

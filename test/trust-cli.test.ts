@@ -18,6 +18,7 @@ import { createScratchDatabase, ensureSites } from './support/sites.js';
  * device-key bundles, manufacturers' keys, organisation certificates. Each attack as it was reproduced,
  * against the real CLI process, database and HSM. FLEETPKI_ACTOR is set on every call: no audit row may
  * take its actor from it.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let pool: Pool;

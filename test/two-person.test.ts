@@ -17,6 +17,7 @@ import { ensureSites } from './support/sites.js';
  * credentials — their own, and tokens they minted for others — is still one person: every approval or
  * execution where they stand behind both steps is refused, by the database, audited, and changes
  * nothing. Splitting a large revocation into small ones does not escape the threshold either.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let pool: Pool;

@@ -16,6 +16,7 @@ import { ensureSites, type Pool } from './support/sites.js';
  * transaction as it started, with no deadline; uploads trickling a byte at a time held every
  * connection, and an officer's revocation, a certificate lookup and /readyz failed after the pool's
  * 5 s wait. Here the general pool has 4 connections and 6 uploads trickle at once.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 const GENERAL_CONNECTIONS = 4;
 const UPLOADS = { connections: 6, perManufacturer: 2, idleSeconds: 8, progressBytes: 1024, maxSeconds: 600 };

@@ -1,0 +1,77 @@
+/**
+ * The two-site simulation with TLS and authentication on every internal link (issue 34): PostgreSQL
+ * takes only scram-sha-256 over TLS (clients and replication), Redis only its ACL users over TLS, etcd
+ * only TLS with its users. scripts/test-secure.sh runs the attack tests on it, so each attack is tried
+ * against parts that authenticate, not only against the trusting loopback simulation.
+ *
+ * Usage: secure-simulation.ts DIR. Writes DIR/fleetpki.yaml (printed on stdout) and DIR/pgpass. Its
+ * own ports, namespaces, token prefix and folder, so it runs beside the plain simulation of the same
+ * checkout. The passwords are kept from an earlier run (the clusters in DIR/state were made with them);
+ * the TLS material is made anew each time (a throw-away CA valid two days, from openssl: a run must not
+ * depend on a ceremony), so the parts must be started after this ran (test-secure.sh stops them first).
+ *
+ * The issuer API and status responder stay on plain HTTP here: the attack tests start them on ports of
+ * their own and reach them by http:// URLs they build. HTTPS is tried by test/https-parts, test/tls-reload
+ * and, with every link secured at once, test/two-hosts-installed.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DATABASE_ROLES } from '@fleetpki/core';
+import { makeTestTlsCa } from '../../test/support/tls-material.js';
+
+const PG_ROLES = ['owner', 'issuer', 'worker', 'status', 'operator'] as const;
+const TLS_PARTS = ['postgres', 'redis', 'etcd', 'etcdPeer', 'etcdClient'] as const;
+/** The plain simulation's ports + 10000 (PostgreSQL 25432/25433, Redis 26379/26380, etcd 22379..22384). */
+const site = (n: number) => ({ host: '127.0.0.1', postgres: { port: 25432 + n }, redis: { port: 26379 + n }, api: { port: 28080 + n }, status: { port: 28090 + n } });
+const member = (n: number) => ({ clientUrl: `https://127.0.0.1:${22379 + 2 * n}`, peerUrl: `https://127.0.0.1:${22380 + 2 * n}` });
+
+const arg = process.argv[2];
+if (!arg) {
+  console.error('usage: secure-simulation.ts DIR');
+  process.exit(2);
+}
+const dir = resolve(arg);
+// The clusters run as the postgres OS user, which must traverse the folder to its data and key.
+mkdirSync(dir, { recursive: true });
+chmodSync(dir, 0o755);
+const secretsDir = join(dir, 'secrets');
+mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
+
+/** A password file, kept when there is one: the clusters and etcd of DIR/state were made with it. */
+function secret(name: string): string {
+  const file = join(secretsDir, name);
+  if (!existsSync(file)) writeFileSync(file, randomBytes(18).toString('base64url'), { mode: 0o600 });
+  return file;
+}
+
+const ca = makeTestTlsCa('fleetpki secure simulation CA', join(dir, 'tls'));
+const pairs = Object.fromEntries(
+  TLS_PARTS.map((part) => {
+    // The etcd client certificate's CN must name no etcd user (etcd would take it as the user).
+    const pair = part === 'etcdClient' ? ca.client(part, 'fleetpki-simulation-host') : ca.server(part, ['127.0.0.1', 'localhost']);
+    return [part, { cert: pair.cert, key: pair.key }];
+  }),
+);
+const postgres = Object.fromEntries(PG_ROLES.map((role) => [role, secret(`pg-${role}`)])) as Record<(typeof PG_ROLES)[number], string>;
+const doc = {
+  this: { site: 'a' },
+  paths: { state: join(dir, 'state'), deployment: join(dir, 'deployment') },
+  database: { name: 'fleetpki' },
+  simulation: { netns: false, namespacePrefix: 'fpsec', subnet: '10.79.0.0/24', linkPrefix: 'fps' },
+  sites: { a: site(0), b: site(1) },
+  etcd: { members: { a: member(0), b: member(1), witness: member(2) } },
+  hsm: { tokenPrefix: 'fpsec' },
+  secrets: { postgres, redis: secret('redis') },
+  tls: { caBundle: ca.caPem, ...pairs },
+};
+const file = join(dir, 'fleetpki.yaml');
+// JSON is YAML: no YAML writer needed.
+writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
+
+// The test harness's own connections (pools the tests open on a URL, the installation guard) are not
+// configured from the file: libpq's variables give them TLS (PGSSLMODE, NODE_EXTRA_CA_CERTS) and the
+// passwords (PGPASSFILE), one line per role.
+const user = (role: (typeof PG_ROLES)[number]) => (role === 'owner' ? 'fleetpki' : DATABASE_ROLES[role]);
+writeFileSync(join(dir, 'pgpass'), PG_ROLES.map((role) => `*:*:*:${user(role)}:${readFileSync(postgres[role], 'utf8').trim()}\n`).join(''), { mode: 0o600 });
+console.log(file);
