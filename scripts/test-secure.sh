@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The attack tests again, on the two-site simulation with TLS and authentication on every internal link
-# (issue 34: "every attack test still passes with TLS and authentication on"): PostgreSQL scram-sha-256
-# over TLS for clients and replication, Redis ACL users over TLS, etcd over TLS with its users
-# (scripts/lib/secure-simulation.ts; the API and status responders stay plain there, see its head).
+# The attack tests again, on the two-site simulation with TLS and authentication on every link (issue
+# 34: "every attack test still passes with TLS and authentication on"): PostgreSQL scram-sha-256 over TLS
+# for clients and replication, Redis ACL users over TLS, etcd over TLS with its users, the API and the
+# status responders over HTTPS (scripts/lib/secure-simulation.ts).
 # An attack test is a test file whose head comment says "Attack test:". The simulation has its own
 # ports and folder (.fleetpki-secure/, git-ignored), runs beside the plain one, and is stopped at the end.
 # Usage: scripts/test-secure.sh [test files] (default: every attack test).
@@ -27,5 +27,5 @@ if [ "$(timeout 5 redis-cli -h 127.0.0.1 -p 26379 ping 2>/dev/null)" = PONG ]; t
 if curl -sf --max-time 5 http://127.0.0.1:22379/health > /dev/null; then refuse "etcd answered over plain HTTP"; fi
 mapfile -t files < <(grep -l "Attack test:" test/*.test.ts | sort)
 if [ "$#" -gt 0 ]; then files=("$@"); fi
-echo "test-secure.sh: ${#files[@]} attack test files with TLS and authentication on PostgreSQL, Redis and etcd"
+echo "test-secure.sh: ${#files[@]} attack test files with TLS and authentication on PostgreSQL, Redis, etcd and HTTPS"
 bash scripts/run-tests.sh "${files[@]}"

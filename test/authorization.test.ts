@@ -11,7 +11,7 @@ import { generateManifest, syntheticEui64, syntheticRunPrefix } from '@fleetpki/
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
-import { ensureSites } from './support/sites.js';
+import { ensureSites, localUrl } from './support/sites.js';
 
 /**
  * The authorization matrix: every route x every role (and a factory of another manufacturer, and no,
@@ -38,7 +38,7 @@ before(async () => {
   // default per-address budget allows (test/cmp.test.ts tests the budget).
   runtime = await createIssuerRuntime({ ...config, site: 'a', cmp: { ...config.cmp, authBudget: { burst: 1_000, refillPerSecond: 1_000 } } }, { logger: false, hsmSessions: 1, poolSize: 4 });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
-  base = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
+  base = localUrl(config, 'api', (runtime.app.server.address() as AddressInfo).port);
   const suffix = randomUUID().slice(0, 8);
   tokens.factory = await createToken(pool, 'factory', 'authz-maker', `authz-factory-${suffix}`);
   tokens['factory-other'] = await createToken(pool, 'factory', 'authz-other-maker', `authz-other-${suffix}`);

@@ -15,7 +15,7 @@ import { generateManifest, syntheticRunPrefix } from '@fleetpki/manifest';
 import { recordDrillRun, type Pool } from '@fleetpki/store';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, opensslAsync, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
-import { ensureSites, waitFor } from './support/sites.js';
+import { ensureSites, localUrl, waitFor } from './support/sites.js';
 import { httpsCall, type HttpsAnswer } from './support/https.js';
 import { createStatusSite, type StatusSiteRuntime } from './support/status.js';
 
@@ -123,7 +123,7 @@ before(async () => {
   base = `https://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
   status = await createStatusSite({ ...config, site: 'a' }, { logger: false, tickEveryMs: 200 });
   await status.app.listen({ host: '127.0.0.1', port: 0 });
-  statusUrl = `http://127.0.0.1:${(status.app.server.address() as AddressInfo).port}`;
+  statusUrl = localUrl(config, 'status', (status.app.server.address() as AddressInfo).port);
   const site = await loadSiteIssuer({ ...config, site: 'a' }, pool, runtime.keyStore);
   issuer = ChunkIssuer.forPool(pool, site.ca, 'a', site.serialPrefix);
   const clientCa = readFileSync(join(config.api.tlsDir, 'clients-ca.pem'));

@@ -11,7 +11,7 @@ import { checkKeyProtection, siteSoPinFile, startService, stopProcess, waitForHt
 import { listCas, listMasterKeys, type Pool } from '@fleetpki/store';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
 import { cli } from './support/cli.js';
-import { ensureSites } from './support/sites.js';
+import { ensureSites, localUrl } from './support/sites.js';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 
 /**
@@ -110,8 +110,8 @@ describe("the custody ceremony's key-encryption key against a holder of the site
       const ports = { FLEETPKI_API_PORT_A: String(config.sites.a.apiPort + 310), FLEETPKI_STATUS_PORT_A: String(config.sites.a.statusPort + 310) };
       const api = startService(config, 'issuer-api', ports);
       try {
-        await waitForHttp(`http://127.0.0.1:${ports.FLEETPKI_API_PORT_A}/healthz`, 60_000);
-        const ready = await fetch(`http://127.0.0.1:${ports.FLEETPKI_API_PORT_A}/readyz`);
+        await waitForHttp(`${localUrl(config, 'api', ports.FLEETPKI_API_PORT_A)}/healthz`, 60_000);
+        const ready = await fetch(`${localUrl(config, 'api', ports.FLEETPKI_API_PORT_A)}/readyz`);
         const body = (await ready.json()) as { code?: string; message?: string };
         assert.deepEqual([ready.status, body.code], [503, 'HSM_TRUSTED_KEY_PRESENT'], JSON.stringify(body));
         assert.match(body.message ?? '', new RegExp(label));

@@ -11,7 +11,7 @@ import { insertCa, listMasterKeys, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
-import { ensureSites } from './support/sites.js';
+import { ensureSites, localUrl } from './support/sites.js';
 
 /**
  * Dual control: request -> approve (a second, distinct officer) -> execute once, before expiry.
@@ -40,7 +40,7 @@ before(async () => {
   // A small threshold so a handful of certificates is a "bulk" revocation.
   runtime = await createIssuerRuntime({ ...config, site: 'a', dualControl: { revocationThreshold: THRESHOLD, revocationWindowMinutes: 60, approvalTtlMinutes: 60 } }, { logger: false, hsmSessions: 1, poolSize: 4 });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
-  apiUrl = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
+  apiUrl = localUrl(config, 'api', (runtime.app.server.address() as AddressInfo).port);
   factoryToken = await createToken(pool, 'factory', MAKER, 'dc-factory');
   factory = new FleetApiClient(apiUrl, factoryToken);
   alice = new FleetApiClient(apiUrl, await createToken(pool, 'revocation-officer', null, `dc-alice-${randomUUID()}`));

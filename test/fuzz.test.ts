@@ -11,7 +11,7 @@ import { syntheticEuiBlock } from '@fleetpki/manifest';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys, pkcs10ToC509 } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
-import { ensureSites } from './support/sites.js';
+import { ensureSites, localUrl } from './support/sites.js';
 
 /**
  * A fuzz campaign against the running API: at least 10,000 generated bad inputs (mutated CSRs and
@@ -67,7 +67,7 @@ before(async () => {
   // admission (tested apart: test/upload-limits.test.ts); its 16 clients share one factory.
   runtime = await createIssuerRuntime({ ...config, site: 'a', api: { ...config.api, rateLimitPerMinute: 10_000_000, failedAuthPerMinute: 10_000_000 }, uploads: { ...config.uploads, connections: 16, perManufacturer: 16 } }, { logger: { level: 'info', stream }, hsmSessions: 1, poolSize: 6, batchLimits: { ...DEFAULT_BATCH_LIMITS, maxLineBytes: 16 * 1024 } });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
-  base = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
+  base = localUrl(config, 'api', (runtime.app.server.address() as AddressInfo).port);
 });
 
 after(async () => {
@@ -285,7 +285,7 @@ describe('rate limits', () => {
     const limited = await createIssuerRuntime({ ...config, site: 'a', api: { ...config.api, rateLimitPerMinute: 20, failedAuthPerMinute: 3 } }, { logger: false, hsmSessions: 1, poolSize: 2 });
     try {
       await limited.app.listen({ host: '127.0.0.1', port: 0 });
-      const url = `http://127.0.0.1:${(limited.app.server.address() as AddressInfo).port}`;
+      const url = localUrl(config, 'api', (limited.app.server.address() as AddressInfo).port);
       const bad = () => fetch(`${url}/v1/approvals`, { headers: { authorization: `Bearer fpk_${randomBytes(32).toString('base64url')}` } });
       for (let i = 0; i < 3; i++) assert.equal((await bad()).status, 401);
       const blocked = await bad();

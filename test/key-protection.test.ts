@@ -9,7 +9,7 @@ import { HsmProcess, Pkcs11Probes, openSiteKeyStore, parsePkcs11Uri, readPin, ty
 import { checkKeyProtection, custodianPinFiles, dropDeployment, hardenSiteKeys, listTokensOf, migrateRootToken, siteSoPinFile, startService, stopProcess, waitForHttp } from '@fleetpki/sites';
 import { listCas, listMasterKeys, type Pool } from '@fleetpki/store';
 import { ensureCa, siteAPool } from './support/ca.js';
-import { ensureSites } from './support/sites.js';
+import { ensureSites, localUrl } from './support/sites.js';
 
 /**
  * Issue 15's attack, performed as someone holding only the services' user PIN would: an AES key of
@@ -138,8 +138,8 @@ describe('CA and master keys that no PIN holder can take out of the HSM', () => 
     const ports = { FLEETPKI_API_PORT_A: String(config.sites.a.apiPort + 300), FLEETPKI_STATUS_PORT_A: String(config.sites.a.statusPort + 300), FLEETPKI_CRL_BASE_URL: config.crlBaseUrl };
     const services = [startService(config, 'issuer-api', ports), startService(config, 'status-responder', ports), startService(config, 'batch-worker', ports)];
     try {
-      await waitForHttp(`http://127.0.0.1:${ports.FLEETPKI_API_PORT_A}/readyz`);
-      await waitForHttp(`http://127.0.0.1:${ports.FLEETPKI_STATUS_PORT_A}/healthz`);
+      await waitForHttp(`${localUrl(config, 'api', ports.FLEETPKI_API_PORT_A)}/readyz`);
+      await waitForHttp(`${localUrl(config, 'status', ports.FLEETPKI_STATUS_PORT_A)}/healthz`);
       await new Promise((r) => setTimeout(r, 1_000));
       for (const child of services) {
         const environ = readFileSync(`/proc/${child.pid}/environ`, 'utf8');

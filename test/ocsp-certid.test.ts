@@ -9,7 +9,7 @@ import { createStatusRuntime } from '@fleetpki/status-responder';
 import type { Pool } from '@fleetpki/store';
 import { opensslAsync, writeCaFile, type TestCa } from './support/ca.js';
 import { openOcspTestbed, type EnrolledDevice, type OcspTestbed } from './support/ocsp-testbed.js';
-import { waitFor } from './support/sites.js';
+import { localUrl, waitFor } from './support/sites.js';
 import { type StatusSiteRuntime, preProduceFor } from './support/status.js';
 
 /**
@@ -229,7 +229,7 @@ describe('OCSP CertIDs are canonical: no request decides what others are answere
     const cold = await createStatusRuntime({ ...config, site: 'a' }, { logger: false, tickEveryMs: 0 });
     try {
       await cold.app.listen({ host: '127.0.0.1', port: 0 });
-      const coldUrl = `http://127.0.0.1:${(cold.app.server.address() as AddressInfo).port}`;
+      const coldUrl = localUrl(config, 'status', (cold.app.server.address() as AddressInfo).port);
       const text = await opensslAsync(['ocsp', '-issuer', ca.issuingPem, '-sha1', '-cert', device.path, '-url', `${coldUrl}/ocsp`, '-CAfile', ca.rootPem, '-no_nonce']);
       assert.match(text, /Response verify OK/);
       assert.match(text, /: good\b/);

@@ -6,6 +6,7 @@ import type { FleetConfig } from '@fleetpki/core';
 import { createPool, type Pool } from '@fleetpki/store';
 import { openssl, opensslAsync, type TestCa } from './support/ca.js';
 import { openOcspTestbed, type EnrolledDevice, type OcspTestbed } from './support/ocsp-testbed.js';
+import { localUrl } from './support/sites.js';
 import { createStatusSite, type StatusSiteRuntime, preProduceFor } from './support/status.js';
 
 /**
@@ -42,7 +43,7 @@ async function withColdResponder<T>(fn: (url: string, cold: StatusSiteRuntime) =
   const cold = await createStatusSite({ ...config, site: 'a' }, { logger: false, tickEveryMs: 0 });
   try {
     await cold.app.listen({ host: '127.0.0.1', port: 0 });
-    return await fn(`http://127.0.0.1:${(cold.app.server.address() as AddressInfo).port}`, cold);
+    return await fn(localUrl(config, 'status', (cold.app.server.address() as AddressInfo).port), cold);
   } finally {
     await cold.close();
   }

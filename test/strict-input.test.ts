@@ -9,7 +9,7 @@ import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys, toPem } from '@fleetpki/x509';
 import { syntheticEui64 } from '@fleetpki/manifest';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
-import { ensureSites } from './support/sites.js';
+import { ensureSites, localUrl } from './support/sites.js';
 
 /**
  * A CA parses exactly one thing one way: CSRs that are not DER (even with a valid signature over the
@@ -136,7 +136,7 @@ describe('one strict reader for CSRs and PEM', () => {
     assert.match(wrapped.stdout, /^[A-Za-z0-9+/]{76}\n/, 'coreutils base64 wraps at 76 columns');
     const csr = `-----BEGIN CERTIFICATE REQUEST-----\n${wrapped.stdout}-----END CERTIFICATE REQUEST-----\n`;
     await runtime.app.listen({ host: '127.0.0.1', port: 0 });
-    const url = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}/v1/enrolments`;
+    const url = `${localUrl(config, 'api', (runtime.app.server.address() as AddressInfo).port)}/v1/enrolments`;
     const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ eui64: syntheticEui64('strict-maker'), keyRole: 'digitalSignature', csr }) });
     const body = (await res.json()) as { code?: string; message?: string; certificate?: string };
     assert.equal(res.status, 201, JSON.stringify(body));

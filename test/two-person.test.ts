@@ -10,7 +10,7 @@ import { generateDeviceKeys } from '@fleetpki/x509';
 import { syntheticEui64 } from '@fleetpki/manifest';
 import { cli } from './support/cli.js';
 import { createToken, ensureCa, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
-import { ensureSites } from './support/sites.js';
+import { ensureSites, localUrl } from './support/sites.js';
 
 /**
  * Two-person control that one person cannot satisfy alone. An administrator who holds several
@@ -34,7 +34,7 @@ before(async () => {
   ca = await ensureCa(config, pool);
   runtime = await createIssuerRuntime({ ...config, site: 'a', dualControl: { revocationThreshold: THRESHOLD, revocationWindowMinutes: 60, approvalTtlMinutes: 60 } }, { logger: false, hsmSessions: 2, poolSize: 6 });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
-  apiUrl = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
+  apiUrl = localUrl(config, 'api', (runtime.app.server.address() as AddressInfo).port);
 });
 
 after(async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
@@ -51,11 +52,14 @@ interface Answer {
   readonly body: { code?: string; message?: string; [k: string]: unknown };
 }
 
+/** https when the configuration gives the API a pair (scripts/test-secure.sh), else http. */
+const web = () => (config.tls.parts.api ? https : http);
+
 /** One HTTP request over its own connection; JSON in and out. */
 function call(method: string, path: string, token: string | null, body?: unknown): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = http.request({ host: '127.0.0.1', port, method, path, agent: false, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(payload ? { 'content-type': 'application/json' } : {}) } }, (res) => {
+    const req = web().request({ host: '127.0.0.1', port, method, path, agent: false, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(payload ? { 'content-type': 'application/json' } : {}) } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (text += c));
@@ -88,7 +92,7 @@ interface Trickle {
 function trickleUpload(maker: string): Trickle {
   const token = factory[maker]!;
   let finished = false;
-  const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/batches', agent: false, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' } });
+  const req = web().request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/batches', agent: false, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' } });
   const timer = setInterval(() => {
     if (!req.destroyed && !req.writableEnded) req.write(' ');
   }, 200);
@@ -188,7 +192,7 @@ describe('slow batch uploads do not stall the API', () => {
 
     // The upload connections came back: a manifest sent at a normal pace is accepted.
     const accepted = await new Promise<Answer>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/batches', agent: false, headers: { authorization: `Bearer ${factory['trickle-1']!}`, 'content-type': 'application/x-ndjson' } }, (res) => {
+      const req = web().request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/batches', agent: false, headers: { authorization: `Bearer ${factory['trickle-1']!}`, 'content-type': 'application/x-ndjson' } }, (res) => {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (text += c));

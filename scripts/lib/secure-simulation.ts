@@ -1,7 +1,7 @@
 /**
- * The two-site simulation with TLS and authentication on every internal link (issue 34): PostgreSQL
- * takes only scram-sha-256 over TLS (clients and replication), Redis only its ACL users over TLS, etcd
- * only TLS with its users. scripts/test-secure.sh runs the attack tests on it, so each attack is tried
+ * The two-site simulation with TLS and authentication on every link (issue 34): PostgreSQL takes only
+ * scram-sha-256 over TLS (clients and replication), Redis only its ACL users over TLS, etcd only TLS
+ * with its users, the API and the status responders HTTPS. scripts/test-secure.sh runs the attack tests on it, so each attack is tried
  * against parts that authenticate, not only against the trusting loopback simulation.
  *
  * Usage: secure-simulation.ts DIR. Writes DIR/fleetpki.yaml (printed on stdout) and DIR/pgpass. Its
@@ -10,9 +10,8 @@
  * the TLS material is made anew each time (a throw-away CA valid two days, from openssl: a run must not
  * depend on a ceremony), so the parts must be started after this ran (test-secure.sh stops them first).
  *
- * The issuer API and status responder stay on plain HTTP here: the attack tests start them on ports of
- * their own and reach them by http:// URLs they build. HTTPS is tried by test/https-parts, test/tls-reload
- * and, with every link secured at once, test/two-hosts-installed.
+ * The issuer API and the status responders serve HTTPS too (tls.api, tls.status): the tests build their
+ * URLs with localUrl (test/support/sites.ts), which follows the configuration.
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -21,7 +20,7 @@ import { DATABASE_ROLES } from '@fleetpki/core';
 import { makeTestTlsCa } from '../../test/support/tls-material.js';
 
 const PG_ROLES = ['owner', 'issuer', 'worker', 'status', 'operator'] as const;
-const TLS_PARTS = ['postgres', 'redis', 'etcd', 'etcdPeer', 'etcdClient'] as const;
+const TLS_PARTS = ['api', 'status', 'postgres', 'redis', 'etcd', 'etcdPeer', 'etcdClient'] as const;
 /** The plain simulation's ports + 10000 (PostgreSQL 25432/25433, Redis 26379/26380, etcd 22379..22384). */
 const site = (n: number) => ({ host: '127.0.0.1', postgres: { port: 25432 + n }, redis: { port: 26379 + n }, api: { port: 28080 + n }, status: { port: 28090 + n } });
 const member = (n: number) => ({ clientUrl: `https://127.0.0.1:${22379 + 2 * n}`, peerUrl: `https://127.0.0.1:${22380 + 2 * n}` });

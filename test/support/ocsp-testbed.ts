@@ -7,7 +7,7 @@ import { syntheticEui64 } from '@fleetpki/manifest';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, siteAPool, writeCaFile, type TestCa } from './ca.js';
-import { ensureSites } from './sites.js';
+import { ensureSites, localUrl } from './sites.js';
 import { createStatusSite, type StatusSiteRuntime } from './status.js';
 
 /** A device certificate a test enrolled: its serial (hex) and its PEM file in the test CA's folder. */
@@ -40,13 +40,13 @@ export async function openOcspTestbed(name: string): Promise<OcspTestbed> {
   const ca = await ensureCa(config, pool);
   const issuer = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 1, poolSize: 4 });
   await issuer.app.listen({ host: '127.0.0.1', port: 0 });
-  const apiUrl = `http://127.0.0.1:${(issuer.app.server.address() as AddressInfo).port}`;
+  const apiUrl = localUrl(config, 'api', (issuer.app.server.address() as AddressInfo).port);
   const maker = `${name}-maker`;
   const factoryToken = await createToken(pool, 'factory', maker);
   const officer = new FleetApiClient(apiUrl, await createToken(pool, 'revocation-officer', null, `${name}-officer`));
   const status = await createStatusSite({ ...config, site: 'a' }, { logger: false, tickEveryMs: 0 });
   await status.app.listen({ host: '127.0.0.1', port: 0 });
-  const statusUrl = `http://127.0.0.1:${(status.app.server.address() as AddressInfo).port}`;
+  const statusUrl = localUrl(config, 'status', (status.app.server.address() as AddressInfo).port);
   return {
     config,
     pool,

@@ -2,6 +2,7 @@ import { buildCertId, buildOcspRequest } from '@fleetpki/ca';
 import type { FleetConfig } from '@fleetpki/core';
 import { listCas, type Pool } from '@fleetpki/store';
 import { ocspIssuerHashes, parseCaCertificate, type OcspIssuerHashes } from '@fleetpki/x509';
+import { localUrl } from './sites.js';
 
 export type Verdict = 'good' | 'revoked' | 'other';
 
@@ -39,5 +40,5 @@ export class OcspAsker {
 }
 
 export function statusUrl(config: FleetConfig, site: 'a' | 'b', offset: number): string {
-  return `http://${config.sites[site].host}:${config.sites[site].statusPort + offset}`;
+  return localUrl(config, 'status', config.sites[site].statusPort + offset, config.sites[site].host);
 }

@@ -24,6 +24,15 @@ export async function ensureSites(): Promise<FleetConfig> {
   return config;
 }
 
+/**
+ * The base URL of the issuer API or a status responder listening on `port` of `host`: https when the
+ * configuration gives that part a pair (the secure simulation of scripts/test-secure.sh, whose CA the
+ * test processes trust through NODE_EXTRA_CA_CERTS), else http.
+ */
+export function localUrl(config: FleetConfig, part: 'api' | 'status', port: number | string, host = '127.0.0.1'): string {
+  return `${config.tls.parts[part] ? 'https' : 'http'}://${host}:${port}`;
+}
+
 /** The URL of another database on the same cluster as `url`. */
 export function databaseUrl(url: string, database: string): string {
   const u = new URL(url);
