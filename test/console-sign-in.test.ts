@@ -20,6 +20,7 @@ import { ensureSites } from './support/sites.js';
  * bound to a pre-session cookie (__Host-, HttpOnly, SameSite=Strict) that the sign-in page sets; a
  * sign-in without both, or with a token of another pre-session, opens no session. Real HTTPS to an
  * issuer API in this process, with a server certificate of its own in a temporary folder.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let pool: Pool;

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { openRoleSiteRuntime, type RoleSiteRuntime } from '@fleetpki/ca';
 import type { FleetConfig } from '@fleetpki/core';
-import { openSiteDaemons, type SiteDaemons } from '@fleetpki/daemons';
+import { DAEMON_SESSION_WAITS, MIN_PASS_DEADLINE_MS, openSiteDaemons, type SiteDaemons } from '@fleetpki/daemons';
 import { startService, stopProcess } from '@fleetpki/sites';
-import { JOB_LOCK_CLASS, type Pool } from '@fleetpki/store';
+import { JOB_LOCK_CLASS, createPool, type Pool } from '@fleetpki/store';
 import { ensureCa, siteAPool } from './support/ca.js';
-import { ensureSites } from './support/sites.js';
+import { ensureSites, waitFor } from './support/sites.js';
 
 /**
  * Two daemons processes of one site (a second host, a restart overlapping the old process): each job
@@ -15,6 +15,7 @@ import { ensureSites } from './support/sites.js';
  * next check; the old leader, its session gone, does not run it again until it has the lock back.
  * Against site A's real PostgreSQL; two openSiteDaemons in this process stand for the two processes
  * (each opens its own connections, as a process would).
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 const JOB = 'online-intents';
 let config: FleetConfig;
@@ -54,6 +55,12 @@ async function ran(d: SiteDaemons): Promise<boolean> {
 async function leadershipSessions(): Promise<number[]> {
   const { rows } = await pool.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name LIKE '%daemon-leadership%' AND datname = current_database()`);
   return rows.map((r) => r.pid);
+}
+
+/** Backends of site A's daemons pools waiting for a heavyweight lock. */
+async function waitingDaemonBackends(): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'fleetpki-issuer-a-daemons' AND datname = current_database() AND wait_event_type = 'Lock'`);
+  return rows[0]!.n;
 }
 
 async function lockHolder(): Promise<number | undefined> {
@@ -110,20 +117,21 @@ describe('one leader per job among a site\'s daemons instances', () => {
     assert.equal(await ran(leader), false, 'acting again, it follows the new leader');
   });
 
-  it('a daemons process whose pass hangs past its deadline exits (DAEMON_PASS_STUCK), and its job lock goes with it', async () => {
+  it('a daemons process whose pass hangs past its deadline kills itself (DAEMONS_PASS_STUCK); its job lock and its sessions go with it', async () => {
     for (const d of opened.splice(0)) await d.close();
-    // The job's query waits behind a table lock the test holds: a pass that never returns, as a query
-    // behind a stuck transaction or an HSM call that hangs would be.
+    // The job's query waits behind a table lock the test holds, longer than the deadline (the minimum,
+    // 30 s, under the pools' one-minute lock_timeout): a pass that does not return, as an HSM call that
+    // hangs would not.
     const blocker = await pool.connect();
     let child: ReturnType<typeof startService> | undefined;
     try {
       await blocker.query('BEGIN');
       await blocker.query('LOCK TABLE issuance_intents IN ACCESS EXCLUSIVE MODE');
-      child = startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: JOB, FLEETPKI_DAEMONS_PASS_DEADLINE_MS: '2000', FLEETPKI_DAEMONS_METRICS_PORT: '0' }, { output: 'pipe' });
+      child = startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: JOB, FLEETPKI_DAEMONS_PASS_DEADLINE_MS: String(MIN_PASS_DEADLINE_MS), FLEETPKI_DAEMONS_METRICS_PORT: '0' }, { output: 'pipe' });
       let output = '';
       child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
       child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-      const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child!.once('exit', (code, signal) => resolve({ code, signal })));
       // While its pass hangs, the process leads the job: no other instance may run it.
       let held: number | undefined;
       for (let i = 0; i < 300 && held === undefined; i++) {
@@ -131,13 +139,17 @@ describe('one leader per job among a site\'s daemons instances', () => {
         if (held === undefined) await new Promise((r) => setTimeout(r, 100));
       }
       assert.ok(held !== undefined, `the process took the job's lock: ${output}`);
-      const code = await Promise.race([exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), 60_000))]);
-      assert.equal(code, 75, `the process ends itself to be restarted (EX_TEMPFAIL): ${output}`);
-      assert.match(output, new RegExp(`DAEMON_PASS_STUCK: a pass of ${JOB} has run for over 2000 ms`));
+      await waitFor('its pass waiting behind the lock', async () => ((await waitingDaemonBackends()) === 1 ? true : undefined), 20_000, 100);
+      const end = await Promise.race([exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), 120_000))]);
+      // SIGKILL, not exit(): an exit would wait for a thread stuck in the HSM. systemd restarts it (Restart=on-failure).
+      assert.deepEqual(end, { code: null, signal: 'SIGKILL' }, `the process kills itself: ${output}`);
+      assert.match(output, new RegExp(`DAEMONS_PASS_STUCK: a pass of ${JOB} has run for over ${MIN_PASS_DEADLINE_MS} ms`));
       child = undefined;
-      // Its idle leadership session sees the connection close at once; the lock goes with it.
-      for (let i = 0; i < 100 && (await lockHolder()) !== undefined; i++) await new Promise((r) => setTimeout(r, 100));
-      assert.equal(await lockHolder(), undefined, 'no session holds the job lock once the stuck process is gone');
+      // Its idle leadership session sees the connection close at once, and the lock goes with it; the
+      // backend waiting in the lock queue notices its client is gone within client_connection_check_interval,
+      // rather than waiting on and then committing its statement for nobody.
+      await waitFor('the job lock released', async () => ((await lockHolder()) === undefined ? true : undefined), 20_000, 100);
+      await waitFor('no backend of the dead process left waiting', async () => ((await waitingDaemonBackends()) === 0 ? true : undefined), 20_000, 200);
     } finally {
       if (child) await stopProcess(child).catch(() => undefined);
       await blocker.query('ROLLBACK').catch(() => undefined);
@@ -145,5 +157,17 @@ describe('one leader per job among a site\'s daemons instances', () => {
     }
     const other = await instance();
     assert.equal(await ran(other), true, 'another instance takes the job');
+  });
+
+  it("the daemons' sessions give up a lock wait after a minute and a statement after five, and check for a vanished client every five seconds", async () => {
+    const daemonsPool = createPool(config.sites.a.databaseUrl, { max: 1, waits: DAEMON_SESSION_WAITS });
+    try {
+      const show = async (name: string) => (await daemonsPool.query<Record<string, string>>(`SHOW ${name}`)).rows[0]![name];
+      assert.equal(await show('lock_timeout'), '1min');
+      assert.equal(await show('statement_timeout'), '5min');
+      assert.equal(await show('client_connection_check_interval'), '5s');
+    } finally {
+      await daemonsPool.end();
+    }
   });
 });

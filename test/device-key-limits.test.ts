@@ -22,6 +22,7 @@ import { ensureSites, waitFor, type Pool } from './support/sites.js';
  * The API listens on a Unix socket: loopback TCP buffers grow to ~4 MB for a reader that does not read,
  * so only a bundle of some twenty thousand devices would make the server wait on it; a Unix socket
  * buffers ~200 KB, which 3,000 devices' keys (~700 KB) overflow.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 const DEVICES = 3_000;
 const BUNDLES = { concurrency: 1, maxSeconds: 4 };

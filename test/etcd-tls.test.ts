@@ -16,6 +16,7 @@ import { makeTestTlsCa, type TestTlsCa, type TestTlsPair } from './support/tls-m
  * (temp folder, free ports), started by the function `sites up` uses (ensureEtcd), so the shared sites'
  * etcd stays on loopback http for every other test file. The attacks first: no certificate, another CA's
  * certificate, a bundle that does not hold etcd's CA, a wrong password; then the roles at work over TLS.
+ * Attack test: not run again on the secure simulation: it starts parts of its own with TLS and authentication on.
  */
 const dir = mkdtempSync(join(tmpdir(), 'fleetpki-etcd-tls-'));
 let ca: TestTlsCa;

@@ -24,6 +24,7 @@ import { ensureSites } from './support/sites.js';
  * whatever the protocol (JSON API, EST, CMP, batch intake, device keys); first intent no longer wins.
  * Reproduced before: a factory claimed an unclaimed EUI-64 of another manufacturer's block (201).
  * One issuer API over HTTPS (EST needs it), reached by real clients (node https, openssl cmp).
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let pool: Pool;

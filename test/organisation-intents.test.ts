@@ -10,6 +10,7 @@ import { ensureSites } from './support/sites.js';
  * Organisation-certificate intents (migrations/0041) tried as the holder of each role that may record
  * them (an outside review of issue 37 found a service role could record intents for client and server
  * certificates). Every attempt runs in a transaction that is rolled back.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let owner: Pool;

@@ -17,6 +17,7 @@ import { pgTlsConfig, writeSecret, type PgTlsFixture } from './support/postgres-
  * own free ports) started by the same packages/sites functions as `sites up`: the shared test sites
  * stay on loopback without TLS. The attacks come first: a client in plaintext, with a wrong password,
  * or trusting another CA is refused, and a service so configured stops at start with a clear error.
+ * Attack test: not run again on the secure simulation: it starts parts of its own with TLS and authentication on.
  */
 const dir = mkdtempSync(join(tmpdir(), 'fleetpki-pg-tls-'));
 // The clusters run as the postgres OS user, which must reach their folders.

@@ -17,6 +17,7 @@ import { ensureSites } from './support/sites.js';
  * Raw public keys online (issue 40 §4): the batch path takes a raw key only from a manifest the
  * manufacturer's registered key signed; online enrolment follows the same rule: a CSR (proof of
  * possession), or a raw key with a statement the manufacturer's key signed. Over real HTTP.
+ * Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).
  */
 let config: FleetConfig;
 let pool: Pool;

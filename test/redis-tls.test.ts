@@ -2,6 +2,7 @@
 // port and folder of its own (the shared test sites stay open on loopback). The attacks come first:
 // no password, a wrong password, a server certificate from another CA, a plaintext client, and the
 // service user reaching past its queue's keys or for the admin commands.
+// Attack test: not run again on the secure simulation: it starts parts of its own with TLS and authentication on.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';

@@ -109,13 +109,16 @@ export async function revokeAndPollOcsp(
   return { devices: devices.length, request_s: requestSeconds, execute_s: executeSeconds, all_revoked_in_ocsp_s: allRevokedSeconds, all_revoked_after_execute_s: afterExecuteSeconds, ocsp_passes: passes };
 }
 
-/** A Fisher-Yates shuffle driven by a fixed linear congruential sequence: the same order in every run. */
+/**
+ * A Fisher-Yates shuffle driven by a fixed linear congruential sequence: the same order in every run. The
+ * index comes from the sequence's high bits (scaled), not `seed % n`: an LCG's low bits repeat quickly.
+ */
 function shuffled<T>(items: readonly T[]): T[] {
   const out = [...items];
   let seed = 0x2545f491;
   for (let i = out.length - 1; i > 0; i--) {
     seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0;
-    const j = seed % (i + 1);
+    const j = Math.floor((seed / 2 ** 32) * (i + 1));
     [out[i], out[j]] = [out[j]!, out[i]!];
   }
   return out;

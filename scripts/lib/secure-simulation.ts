@@ -14,7 +14,7 @@
  * URLs with localUrl (test/support/sites.ts), which follows the configuration.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DATABASE_ROLES } from '@fleetpki/core';
 import { makeTestTlsCa } from '../../test/support/tls-material.js';
@@ -64,6 +64,8 @@ const doc = {
   secrets: { postgres, redis: secret('redis') },
   tls: { caBundle: ca.caPem, ...pairs },
 };
+// The CA's key is not needed once the pairs are issued: no key that could sign for the links stays behind.
+rmSync(join(dir, 'tls', 'ca.key'), { force: true });
 const file = join(dir, 'fleetpki.yaml');
 // JSON is YAML: no YAML writer needed.
 writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { entryPoint, findRepoRoot } from '@fleetpki/core';
+import { entryPoint, findRepoRoot, programEnvironment } from '@fleetpki/core';
 
 export interface CliResult {
   readonly code: number;
@@ -17,7 +17,7 @@ export function cli(args: readonly string[], env: NodeJS.ProcessEnv = {}, timeou
     execFile(
       process.execPath,
       [...entryPoint(root, 'cli'), ...args],
-      { env: { ...process.env, FLEETPKI_LOG_LEVEL: 'warn', ...env }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+      { env: { ...programEnvironment(), FLEETPKI_LOG_LEVEL: 'warn', ...env }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });

@@ -26,7 +26,7 @@ export interface DaemonOptions {
    * Called once for a pass still running `passDeadlineMs` after it began (an HSM call or a query that
    * never returns). The pass cannot be cancelled from here and, while it hangs, this instance keeps the
    * job's leadership lock, so no other instance runs the job: the caller ends the process, its sessions
-   * and locks with it (services/daemons exits with DAEMON_PASS_STUCK and is restarted).
+   * and locks with it (services/daemons kills itself with DAEMONS_PASS_STUCK and is restarted).
    */
   readonly onStuck?: (job: string, deadlineMs: number) => void;
   /** Default DEFAULT_PASS_DEADLINE_MS; only used with onStuck. */

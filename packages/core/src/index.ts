@@ -10,5 +10,6 @@ export * from './progress-deadline.js';
 export * from './drill-start-message.js';
 export * from './daemon-job.js';
 export * from './daemon.js';
+export * from './last-resort.js';
 export * from './tls-trust.js';
 export * from './https-parts.js';

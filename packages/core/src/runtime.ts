@@ -53,3 +53,14 @@ export function entryPoint(root: string, program: string, runtime: Runtime = run
   }
   return runtime === 'compiled' ? [file] : [...SOURCE_NODE_FLAGS, file];
 }
+
+/**
+ * The environment a fleetpki program is started with: the caller's, without libpq's connection variables
+ * (PGHOST, PGSSLMODE, PGPASSFILE ...) and NODE_EXTRA_CA_CERTS. A program is configured from its file
+ * (tls.*, secrets.*): a shell's variables must not make a link work that the file leaves unsecured
+ * (node-postgres takes TLS and passwords from them when a pool is given none), nor trust a CA the file
+ * does not name. scripts/test-secure.sh sets them for the tests' own connections only.
+ */
+export function programEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !/^PG[A-Z]+$/.test(k) && k !== 'NODE_EXTRA_CA_CERTS'));
+}

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { entryPoint, isFleetError, type FleetConfig, type HttpsPart, type InternalHttps, type SiteId } from '@fleetpki/core';
+import { entryPoint, isFleetError, programEnvironment, type FleetConfig, type HttpsPart, type InternalHttps, type SiteId } from '@fleetpki/core';
 import { inNetns } from './exec.js';
 import { deploymentFile, hostOwnFile } from './deployment-file.js';
 
@@ -20,7 +20,7 @@ export function startService(config: FleetConfig, name: string, env: NodeJS.Proc
   const own = hostOwnFile(config);
   const configFile = own ? { FLEETPKI_CONFIG: own } : existsSync(deploymentFile(config)) ? { FLEETPKI_CONFIG: deploymentFile(config) } : {};
   const child = spawn(file, args, {
-    env: { ...process.env, FLEETPKI_LOG_LEVEL: 'warn', ...configFile, ...env },
+    env: { ...programEnvironment(), FLEETPKI_LOG_LEVEL: 'warn', ...configFile, ...env },
     stdio: ['ignore', options.output ?? 'inherit', options.output ?? 'inherit'],
   });
   return child;

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { entryPoint, type FleetConfig, type SiteConfig } from '@fleetpki/core';
+import { entryPoint, programEnvironment, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { inNetns } from './exec.js';
 import { hostOwnFile, writeDeploymentFile } from './deployment-file.js';
 import { livePid, removePidFile, writePidFile } from './pid-file.js';
@@ -31,7 +31,7 @@ export function ensureAgent(config: FleetConfig, site: SiteConfig, configFile?: 
   const [file, args] = inNetns(site.netns, process.execPath, [...entryPoint(config.programsDir, 'site-agent'), `--state-dir=${config.stateDir}`]);
   const child = spawn(file, args, {
     cwd: config.repoRoot,
-    env: { ...process.env, FLEETPKI_CONFIG: configFile ?? hostOwnFile(config) ?? writeDeploymentFile(config).path, FLEETPKI_SITE: site.id, FLEETPKI_STATE_DIR: config.stateDir },
+    env: { ...programEnvironment(), FLEETPKI_CONFIG: configFile ?? hostOwnFile(config) ?? writeDeploymentFile(config).path, FLEETPKI_SITE: site.id, FLEETPKI_STATE_DIR: config.stateDir },
     detached: true,
     stdio: ['ignore', log, log],
   });

@@ -18,6 +18,20 @@ export interface PoolOptions {
   idleInTransactionTimeoutMs?: number;
   /** TLS and the role's password (pgLinkSecurity); undefined: the loopback simulation's plain link. */
   security?: PgLinkSecurity | undefined;
+  /** Bounds on how long a statement may wait or run (background jobs: see SessionWaits). */
+  waits?: SessionWaits;
+}
+
+/**
+ * How long a session's statements may wait for a lock and run (lock_timeout, statement_timeout), and how
+ * often a running statement checks that its client is still there (client_connection_check_interval):
+ * without it, a backend waiting in a lock queue for a client that died goes on waiting, then runs its
+ * statement and commits for nobody.
+ */
+export interface SessionWaits {
+  readonly lockTimeoutMs: number;
+  readonly statementTimeoutMs: number;
+  readonly clientCheckIntervalMs: number;
 }
 
 // BYTEA comes back as Buffer already; BIGINT (OID 20) and NUMERIC stay strings unless parsed. Counts and
@@ -40,6 +54,7 @@ export function createPool(databaseUrl: string, options: PoolOptions = {}): Pool
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? 5_000,
     application_name: options.applicationName ?? 'fleetpki',
     ...(options.idleInTransactionTimeoutMs !== undefined ? { idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs } : {}),
+    ...(options.waits ? { lock_timeout: options.waits.lockTimeoutMs, statement_timeout: options.waits.statementTimeoutMs, options: `-c client_connection_check_interval=${options.waits.clientCheckIntervalMs}` } : {}),
   });
   // A client losing its server (site failover, `sites down`, a killed PostgreSQL) must not crash the
   // process: idle in the pool (pool 'error'), or checked out between two queries of a transaction that

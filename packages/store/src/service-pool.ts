@@ -8,13 +8,13 @@ import { createPool, describeConnectionError, type Pool, type PoolOptions } from
  * that silently worked on another database than the one it was pointed at is how a benchmark once
  * waited for ever; now it refuses to start and says which two differ.
  */
-export async function openServicePool(config: FleetConfig, service: DatabaseClient, max: number, options: Pick<PoolOptions, 'idleInTransactionTimeoutMs'> & { purpose?: string } = {}): Promise<Pool> {
+export async function openServicePool(config: FleetConfig, service: DatabaseClient, max: number, options: Pick<PoolOptions, 'idleInTransactionTimeoutMs' | 'waits'> & { purpose?: string } = {}): Promise<Pool> {
   const site = config.sites[config.site];
   const url = site.serviceDatabaseUrls[service];
   // A process may have several pools (the issuer API: general, reserved, uploads): each says which it is.
   const applicationName = `fleetpki-${service}-${site.id}${options.purpose ? `-${options.purpose}` : ''}`;
   const security = pgLinkSecurity(config, service);
-  const pool = createPool(url, { applicationName, max, security, ...(options.idleInTransactionTimeoutMs !== undefined ? { idleInTransactionTimeoutMs: options.idleInTransactionTimeoutMs } : {}) });
+  const pool = createPool(url, { applicationName, max, security, ...(options.idleInTransactionTimeoutMs !== undefined ? { idleInTransactionTimeoutMs: options.idleInTransactionTimeoutMs } : {}), ...(options.waits ? { waits: options.waits } : {}) });
   let reached: string;
   try {
     reached = (await pool.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db;

@@ -1,4 +1,4 @@
-import { runService } from '@fleetpki/core';
+import { killSelf, runService, watchEventLoop } from '@fleetpki/core';
 import { serveDaemonMetrics } from './metrics.js';
 import { openSiteDaemons, passDeadlineFrom, selectJobs } from './site-daemons.js';
 
@@ -6,7 +6,7 @@ import { openSiteDaemons, passDeadlineFrom, selectJobs } from './site-daemons.js
 // refresher, audit sealer; the reconcilers: batch outbox, online intents, CMP confirm expiry, EST
 // superseded). `--only crl-publisher,audit-sealer` or FLEETPKI_DAEMONS selects some, and only the
 // database roles those need are opened; FLEETPKI_DAEMONS_METRICS_PORT serves /healthz and /metrics;
-// FLEETPKI_DAEMONS_PASS_DEADLINE_MS bounds one pass (default 10 minutes).
+// FLEETPKI_DAEMONS_PASS_DEADLINE_MS bounds one pass and any stall of the event loop (default 10 minutes).
 /** How often a process started without the CA key checks whether its site became the one that acts. */
 const BLIND_CHECK_MS = 5_000;
 
@@ -14,14 +14,15 @@ await runService('daemons', async (config) => {
   const flag = process.argv.indexOf('--only');
   const only = selectJobs(flag >= 0 ? process.argv[flag + 1] : process.env.FLEETPKI_DAEMONS);
   const passDeadlineMs = passDeadlineFrom(process.env.FLEETPKI_DAEMONS_PASS_DEADLINE_MS);
-  // A pass that hangs (an HSM call, a query behind a lock) keeps its job's leadership lock, so no other
-  // instance would take the job over. Nothing can cancel it from here: the process ends at once (exit 75,
-  // EX_TEMPFAIL; no close, which would wait for that pass), its database sessions and job locks end with
-  // it, another instance takes the job at its next check, and the supervisor starts this one again.
-  const onStuck = (job: string, deadlineMs: number) => {
-    console.error(`daemons: DAEMON_PASS_STUCK: a pass of ${job} has run for over ${deadlineMs} ms on site ${config.site}; exiting so that its job locks are released and the job runs elsewhere, to be restarted`);
-    process.exit(75);
-  };
+  // A pass that hangs keeps its job's leadership lock, so no other instance would take the job over.
+  // A wait in PostgreSQL ends by itself (the pools' lock and statement timeouts: a failed pass). What
+  // nothing can cancel (an HSM call that never returns) ends the process: SIGKILL (killSelf: exit would
+  // wait for the stuck thread), its sessions and job locks go with it, another instance takes the job at
+  // its next check, and the supervisor starts this one again. A main thread blocked in a synchronous
+  // native call fires no timer at all: a watchdog thread covers that case.
+  const onStuck = (job: string, deadlineMs: number) =>
+    killSelf(`daemons: DAEMONS_PASS_STUCK: a pass of ${job} has run for over ${deadlineMs} ms on site ${config.site}; killing this process so that its job locks are released and the job runs elsewhere, to be restarted`);
+  const watchdog = watchEventLoop(passDeadlineMs, `daemons: DAEMONS_PASS_STUCK: site ${config.site}'s daemons process is stuck in a synchronous call; killing it so that its job locks are released, to be restarted`);
   const daemons = await openSiteDaemons(config, { ...(only ? { only } : {}), onStuck, passDeadlineMs });
   const port = Number(process.env.FLEETPKI_DAEMONS_METRICS_PORT ?? 0);
   const server = port > 0 ? await serveDaemonMetrics(daemons, config.sites[config.site].host, port) : undefined;
@@ -40,6 +41,7 @@ await runService('daemons', async (config) => {
   }, BLIND_CHECK_MS);
   return {
     async close() {
+      watchdog.stop();
       clearInterval(watch);
       server?.close();
       await daemons.close();

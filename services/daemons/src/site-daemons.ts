@@ -55,14 +55,26 @@ export interface SiteDaemonsOptions {
 
 /**
  * FLEETPKI_DAEMONS_PASS_DEADLINE_MS: how long a pass may run before the process gives up on it (default
- * DEFAULT_PASS_DEADLINE_MS, 10 minutes). Refused unless a whole number of milliseconds, at least one second.
+ * DEFAULT_PASS_DEADLINE_MS, 10 minutes). Refused unless a whole number of milliseconds, at least
+ * MIN_PASS_DEADLINE_MS: a shorter one would have a stalled job restart the unit more often than
+ * systemd's StartLimitBurst=5 in StartLimitIntervalSec=120 allows, and the unit would stay down.
  */
 export function passDeadlineFrom(value: string | undefined): number {
   if (value === undefined || value === '') return DEFAULT_PASS_DEADLINE_MS;
   const ms = Number(value);
-  if (!Number.isInteger(ms) || ms < 1_000) throw new FleetError('CONFIG_INVALID', `invalid configuration: FLEETPKI_DAEMONS_PASS_DEADLINE_MS must be a whole number of milliseconds, at least 1000, got "${value}"`);
+  if (!Number.isInteger(ms) || ms < MIN_PASS_DEADLINE_MS) throw new FleetError('CONFIG_INVALID', `invalid configuration: FLEETPKI_DAEMONS_PASS_DEADLINE_MS must be a whole number of milliseconds, at least ${MIN_PASS_DEADLINE_MS}, got "${value}"`);
   return ms;
 }
+
+export const MIN_PASS_DEADLINE_MS = 30_000;
+
+/**
+ * The daemons' sessions: a pass waits at most a minute for a lock and five for a statement, then fails
+ * and is retried, instead of hanging behind a transaction someone keeps open (and holding its job); a
+ * backend whose daemons process is gone notices within five seconds instead of waiting on, then
+ * committing its statement while another instance runs the same job.
+ */
+export const DAEMON_SESSION_WAITS = { lockTimeoutMs: 60_000, statementTimeoutMs: 300_000, clientCheckIntervalMs: 5_000 } as const;
 
 /** Parses `--only a,b` / FLEETPKI_DAEMONS=a,b, refusing a name that is no job (a typo must not run nothing). */
 export function selectJobs(list: string | undefined): string[] | undefined {
@@ -116,11 +128,11 @@ export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsO
     const roleSites: Partial<Record<'issuer' | 'worker', RoleSiteRuntime>> = {};
     for (const role of roles) {
       if (role === 'status') {
-        const site = options.site ?? (await (seams.openStatusSite ? seams.openStatusSite() : openStatusSite(config, { connections: 4, purpose: 'daemons' })));
+        const site = options.site ?? (await (seams.openStatusSite ? seams.openStatusSite() : openStatusSite(config, { connections: 4, purpose: 'daemons', waits: DAEMON_SESSION_WAITS })));
         if (!options.site) closers.push(() => site.close());
         statusSite = { site, status: statusProducers(config, site) };
       } else {
-        const site = await (seams.openRoleSite ? seams.openRoleSite(role) : openRoleSiteRuntime(config, { service: role, pool: { max: 2 }, purpose: 'daemons' }));
+        const site = await (seams.openRoleSite ? seams.openRoleSite(role) : openRoleSiteRuntime(config, { service: role, pool: { max: 2, waits: DAEMON_SESSION_WAITS }, purpose: 'daemons' }));
         closers.push(() => site.close());
         roleSites[role] = site;
       }

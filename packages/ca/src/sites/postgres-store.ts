@@ -1,5 +1,5 @@
 import type { DatabaseClient, FleetConfig, SiteId } from '@fleetpki/core';
-import { AdvisoryLeadership, LeaseConnection, appendAuditEvents, createPool, isInRecovery, isPool, listCas, openServicePool, pgLinkSecurity, pgLinkSecurityForUrl, readSiteStates, syncStandbyState, withTransaction, type Pool } from '@fleetpki/store';
+import { AdvisoryLeadership, LeaseConnection, appendAuditEvents, createPool, isInRecovery, isPool, listCas, openServicePool, pgLinkSecurity, pgLinkSecurityForUrl, readSiteStates, syncStandbyState, withTransaction, type Pool, type SessionWaits } from '@fleetpki/store';
 import type { JobLeadership, LeaseDatabase, SiteStore } from './store.js';
 
 /** The sites ports on the site's PostgreSQL database: the only file of sites/ that calls the store. */
@@ -31,7 +31,7 @@ export function openLeaseDatabase(config: FleetConfig, connectionString: string,
 }
 
 /** A service's pool to its site's database, checked to reach the configured database (openServicePool). */
-export function openSitePool(config: FleetConfig, service: DatabaseClient, max: number, options: { purpose?: string; idleInTransactionTimeoutMs?: number } = {}): Promise<Pool> {
+export function openSitePool(config: FleetConfig, service: DatabaseClient, max: number, options: { purpose?: string; idleInTransactionTimeoutMs?: number; waits?: SessionWaits } = {}): Promise<Pool> {
   return openServicePool(config, service, max, options);
 }
 

@@ -1,6 +1,6 @@
 import { isFleetError, type DatabaseClient, type FleetConfig } from '@fleetpki/core';
 import { openSiteKeyStore, type KeyStore } from '@fleetpki/hsm';
-import type { Pool } from '@fleetpki/store';
+import type { Pool, SessionWaits } from '@fleetpki/store';
 import { loadSiteIssuer, type SiteIssuer } from '../issuance/site-issuer.js';
 import { openSitePool } from './postgres-store.js';
 import { SiteGuard } from './site-guard.js';
@@ -10,6 +10,8 @@ import { SiteLease } from './site-lease.js';
 export interface SitePoolSpec {
   readonly max: number;
   readonly idleInTransactionTimeoutMs?: number;
+  /** Bounds on lock waits and statements (the daemons' pools: a pass must fail, not hang, behind a lock). */
+  readonly waits?: SessionWaits;
 }
 
 export interface SiteRuntimeSpec<P extends string = never> {
@@ -118,7 +120,7 @@ async function open<P extends string>(config: FleetConfig, spec: SiteRuntimeSpec
   const openPool = async (s: SitePoolSpec, purpose?: string): Promise<Pool> => {
     const pool = seams.openPool
       ? await seams.openPool(s, purpose)
-      : await openSitePool(config, spec.service, s.max, { ...(purpose ? { purpose } : {}), ...(s.idleInTransactionTimeoutMs !== undefined ? { idleInTransactionTimeoutMs: s.idleInTransactionTimeoutMs } : {}) });
+      : await openSitePool(config, spec.service, s.max, { ...(purpose ? { purpose } : {}), ...(s.idleInTransactionTimeoutMs !== undefined ? { idleInTransactionTimeoutMs: s.idleInTransactionTimeoutMs } : {}), ...(s.waits ? { waits: s.waits } : {}) });
     closers.push(() => pool.end());
     return pool;
   };

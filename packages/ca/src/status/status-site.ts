@@ -1,6 +1,6 @@
 import type { FleetConfig } from '@fleetpki/core';
 import type { KeyStore } from '@fleetpki/hsm';
-import type { Pool } from '@fleetpki/store';
+import type { Pool, SessionWaits } from '@fleetpki/store';
 import { ocspIssuerHashes, parseCaCertificate, type OcspIssuerHashes } from '@fleetpki/x509';
 import { CA_IDS } from '../ca-ids.js';
 import type { IssuingCa } from '../issuance/issuing-ca.js';
@@ -32,8 +32,8 @@ export interface StatusSite {
   close(): Promise<void>;
 }
 
-export async function openStatusSite(config: FleetConfig, options: { connections: number; purpose?: string }): Promise<StatusSite> {
-  const runtime = await openSiteRuntimeKeyOptional(config, { service: 'status', pool: { max: options.connections }, ...(options.purpose ? { purpose: options.purpose } : {}), hsm: { sessions: 4, signingThreads: config.signing.threads } });
+export async function openStatusSite(config: FleetConfig, options: { connections: number; purpose?: string; waits?: SessionWaits }): Promise<StatusSite> {
+  const runtime = await openSiteRuntimeKeyOptional(config, { service: 'status', pool: { max: options.connections, ...(options.waits ? { waits: options.waits } : {}) }, ...(options.purpose ? { purpose: options.purpose } : {}), hsm: { sessions: 4, signingThreads: config.signing.threads } });
   try {
     const store = postgresStatusStore(runtime.pool);
     const record = (await store.cas()).find((c) => c.id === CA_IDS.deviceIssuing);
