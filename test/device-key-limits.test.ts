@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { createReadStream, mkdtempSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
+import https from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,9 +43,12 @@ interface Answer {
   readonly text: string;
 }
 
+/** https when the configuration gives the API a pair (scripts/test-secure.sh), else http; over the socket either way. */
+const web = () => (config.tls.parts.api ? https : http);
+
 function call(method: string, path: string, body?: NodeJS.ReadableStream, headers: Record<string, string> = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, method, path, headers: { authorization: `Bearer ${token}`, ...headers } }, (res) => {
+    const req = web().request({ socketPath, method, path, headers: { authorization: `Bearer ${token}`, ...headers } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (text += c));
@@ -91,7 +96,8 @@ after(async () => {
 
 /** A download whose reader takes the answer's first bytes and then reads nothing more. */
 function stalledDownload(): { firstBytes: Promise<string>; rest(): Promise<string>; destroy(): void } {
-  const socket = net.connect(socketPath);
+  // TLS on the socket when the API serves HTTPS (the certificate names localhost; NODE_EXTRA_CA_CERTS trusts its CA).
+  const socket = config.tls.parts.api ? tlsConnect({ path: socketPath, servername: 'localhost' }) : net.connect(socketPath);
   let received = '';
   const firstBytes = new Promise<string>((resolve, reject) => {
     socket.once('data', (chunk: Buffer) => {
@@ -166,7 +172,7 @@ describe('device-key bundle downloads are capped and have a deadline', () => {
       const [key] = generateDeviceKeys(1);
       const body = JSON.stringify({ eui64: syntheticEui64(MAKER), keyRole: 'digitalSignature', csr: key!.csr.toString('base64'), deviceKeys: true });
       const res = await new Promise<Answer>((resolve, reject) => {
-        const req = http.request({ socketPath, method: 'POST', path: '/v1/enrolments', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (r) => {
+        const req = web().request({ socketPath, method: 'POST', path: '/v1/enrolments', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (r) => {
           let text = '';
           r.setEncoding('utf8');
           r.on('data', (c: string) => (text += c));

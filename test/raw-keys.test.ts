@@ -11,7 +11,7 @@ import { syntheticEui64 } from '@fleetpki/manifest';
 import { setManufacturerManifestKey, type Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { createToken, ensureCa, openssl, siteAPool, type TestCa } from './support/ca.js';
-import { ensureSites } from './support/sites.js';
+import { ensureSites, localUrl } from './support/sites.js';
 
 /**
  * Raw public keys online (issue 40 §4): the batch path takes a raw key only from a manifest the
@@ -62,7 +62,7 @@ before(async () => {
   await setManufacturerManifestKey(pool, SIGNING_MAKER, pair.publicKey.export({ format: 'der', type: 'spki' }));
   runtime = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 1, poolSize: 4 });
   await runtime.app.listen({ host: '127.0.0.1', port: 0 });
-  base = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}`;
+  base = localUrl(config, 'api', (runtime.app.server.address() as AddressInfo).port);
 });
 
 after(async () => {
