@@ -13,7 +13,9 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh   # the Node setup installed, when run from a shell without it
 unmarked=()
 for f in test/*.test.ts; do
-  if ! grep -q "Attack test:" "$f" && head -40 "$f" | grep -qiE 'attack|outside review|issue 40'; then unmarked+=("$f"); fi
+  # grep reads head's output through a process substitution: with pipefail, a pipe into grep -q could
+  # fail on head's SIGPIPE and read as "no match".
+  if ! grep -q "Attack test:" "$f" && grep -qiE 'attack|outside review|issue 40' <(head -40 "$f"); then unmarked+=("$f"); fi
 done
 if [ "${#unmarked[@]}" -gt 0 ]; then
   echo "test-secure.sh: these test files speak of an attack or a review but have no 'Attack test:' line in their head comment (say 'Attack test: also run with TLS and authentication on every internal link (scripts/test-secure.sh).' or 'Attack test: not run again on the secure simulation: <why>'): ${unmarked[*]}" >&2
