@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { loadConfig, SITE_IDS } from '@fleetpki/core';
+import { loadConfig, programEnvironment, SITE_IDS } from '@fleetpki/core';
 import { assertRedisLink, redisLink } from '@fleetpki/queue';
 import { createPool, pgLinkSecurity } from '@fleetpki/store';
 
@@ -27,8 +27,10 @@ async function expect(what: string, admitted: boolean, attempt: () => Promise<un
   if (!admitted && error === undefined) failures.push(`${what}: admitted`);
 }
 
-// libpq's variables stay out of it: this checks what the servers take, not the shell's settings.
-for (const k of Object.keys(process.env)) if (/^PG[A-Z]+$/.test(k)) delete process.env[k];
+// libpq's variables stay out of it, as out of every program (programEnvironment): this checks what the
+// servers take, not the shell's settings.
+const clean = programEnvironment();
+for (const k of Object.keys(process.env)) if (!(k in clean)) delete process.env[k];
 
 async function query(url: string, security: ReturnType<typeof pgLinkSecurity>): Promise<void> {
   const pool = createPool(url, { max: 1, connectionTimeoutMillis: 5_000, ...(security ? { security } : {}) });
