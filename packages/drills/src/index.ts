@@ -3,3 +3,4 @@ export * from './failover-drill.js';
 export * from './switchover-drill.js';
 export * from './takeover-runs.js';
 export * from './one-drill-at-a-time.js';
+export * from './restore-drill.js';

@@ -1,6 +1,7 @@
 import { userInfo } from 'node:os';
 import { acquireDrillLock, openConsensus } from '@fleetpki/consensus';
 import { type DrillStartMessage, type FleetConfig, isFleetError } from '@fleetpki/core';
+import type { DrillKind } from '@fleetpki/store';
 
 /** Who starts a drill at the command line, when nobody said (the API's launcher names the people). */
 export function commandLineStarter(): string {
@@ -18,7 +19,7 @@ function tellLauncher(message: DrillStartMessage): void {
  * the pair of sites, whoever starts it (CLI or API), held for the drill's whole life and gone if its
  * process dies. A second drill is refused with 409 DRILL_RUNNING naming the first.
  */
-export async function withDrillLock<T>(config: FleetConfig, kind: 'failover' | 'switchover' | 'failback', startedBy: string, run: () => Promise<T>, log: (line: string) => void = () => undefined): Promise<T> {
+export async function withDrillLock<T>(config: FleetConfig, kind: DrillKind, startedBy: string, run: () => Promise<T>, log: (line: string) => void = () => undefined): Promise<T> {
   // The CLI's etcd credential: it may write `drill` (and orders/), nothing the agents decide.
   const client = openConsensus(config, 'operator');
   let lock;

@@ -17,4 +17,7 @@ export * from './netns.js';
 export * from './site-orders.js';
 export * from './deployment-file.js';
 export * from './etcd-server-tls.js';
+export * from './pgbackrest.js';
+export * from './backups.js';
 export { pgBinDir } from './exec.js';
+export * from './scratch-restore.js';

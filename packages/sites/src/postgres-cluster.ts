@@ -5,6 +5,7 @@ import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { connectOwner, ownerPool } from './ca-databases.js';
 import { isRoot, pgBinDir, run } from './exec.js';
 import { osUserIds } from './os-user.js';
+import { archiveCommand, writePgbackrestConf } from './pgbackrest.js';
 import { assertPortFree } from './ports.js';
 import { pgDataDir, postmasterAlive, waitForPostmasterExit } from './postmaster.js';
 import { installPgTlsFiles, libpqTlsEnv, libpqTlsParams, pgHbaWithTls, pgServerTls, pgTlsSettings, setRolePasswords, writeInitdbPasswordFile } from './postgres-tls.js';
@@ -74,6 +75,12 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
     // Which statements cost what (`CREATE EXTENSION pg_stat_statements` in the CA database, then read
     // the view): how the reconciler's full scan of online intents was found. A few % of statement time.
     `shared_preload_libraries = 'pg_stat_statements'`,
+    // Every WAL segment goes to the backup repository (pgbackrest.ts) from whichever site is primary:
+    // with backups, that is what a restore to any point in time replays. A quiet primary still closes a
+    // segment a minute, so a restore's reach trails the clock by at most that (docs/backup.md).
+    `archive_mode = on`,
+    `archive_command = '${archiveCommand(site, config.backup.stanza)}'`,
+    `archive_timeout = '60s'`,
     `log_destination = 'stderr'`,
     `log_min_messages = warning`,
   ];
@@ -101,6 +108,7 @@ export function writeSettings(config: FleetConfig, site: SiteConfig, role: Clust
   // pg_basebackup -R writes primary_conninfo into postgresql.auto.conf, which would win over ours.
   writeFileSync(join(dataDir, 'postgresql.auto.conf'), '# managed by fleetpki: see fleetpki.conf\n');
   writeFileSync(join(dataDir, 'fleetpki.conf'), clusterSettings(config, site, role));
+  writePgbackrestConf(config, site);
   chownToPgUser(join(dataDir, 'fleetpki.conf'), join(dataDir, 'postgresql.auto.conf'), conf);
 }
 

@@ -10,7 +10,7 @@ import { writeRedisAclFile } from './redis-acl.js';
 /** What ensureRedis reads of the configuration: the TLS material, the password file, and the CA database (queue prefix). */
 export type RedisServerConfig = Pick<FleetConfig, 'tls' | 'secrets' | 'pgDatabase'>;
 
-const OPEN: RedisServerConfig = { tls: { caBundle: undefined, parts: {} }, secrets: { postgres: {}, redis: undefined, etcd: undefined }, pgDatabase: 'fleetpki' };
+const OPEN: RedisServerConfig = { tls: { caBundle: undefined, parts: {} }, secrets: { postgres: {}, redis: undefined, etcd: undefined, backup: undefined }, pgDatabase: 'fleetpki' };
 
 function redisDir(site: SiteConfig): string {
   return join(site.dir, 'redis');

@@ -10,6 +10,7 @@ import { ensureRedis, stopRedis } from './redis-server.js';
 import { agentLogFile, agentPid, ensureAgent, stopAgent } from './site-agent-process.js';
 import { CaSiteReader, openConsensus, readRejoin, type RejoinRecord } from '@fleetpki/consensus';
 import { ensureStateDir } from './state-dir.js';
+import { ensureStanza } from './backups.js';
 import { currentRoles } from './topology-file.js';
 import { ensureNetns } from './netns.js';
 import { hostOwnFile, writeDeploymentFile } from './deployment-file.js';
@@ -56,6 +57,7 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined, o
   for (const site of [config.sites.a, config.sites.b]) {
     log(`site ${site.id}: Redis on ${site.host}:${site.redisPort} ${await ensureRedis(site, config)}`);
   }
+  log(`backups: repository ${config.backup.repository}, stanza ${config.backup.stanza}: ${await ensureStanza(config)}`);
   const etcd = await ensureEtcd(config);
   log(`etcd: ${config.consensus.members.map((m) => `${m.name} on ${new URL(m.clientUrl).host} ${etcd[m.name]}`).join(', ')}`);
   for (const site of [primary, standby]) log(`site ${site.id}: agent ${ensureAgent(config, site, options.hostFiles?.[site.id])} (log ${agentLogFile(site)})`);

@@ -27,5 +27,6 @@ export * from './repositories/cmp.js';
 export * from './repositories/console-sessions.js';
 export * from './repositories/overview.js';
 export * from './repositories/drill-runs.js';
+export * from './repositories/restore-evidence.js';
 export * from './repositories/eui64-ranges.js';
 export * from './repositories/site-orders.js';

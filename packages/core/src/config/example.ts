@@ -60,6 +60,7 @@ secrets:                      # files (file:/path or /path) or systemd credentia
     operator: /etc/fleetpki/secrets/pg-operator
   redis: credential:redis-password   # each unit's own file: one Redis ACL user per service
   # etcd takes no password: a client is the user its certificate names (tls.etcdClient)
+  backup: /etc/fleetpki/secrets/backup-cipher-pass   # encrypts the backup repository: without it no backup can be read (docs/backup.md)
 
 tls:                          # the organisation CA's bundle and each part's certificate and key
   caBundle: /etc/fleetpki/tls/ca.pem
@@ -70,6 +71,10 @@ tls:                          # the organisation CA's bundle and each part's cer
   etcd: { cert: /etc/fleetpki/tls/etcd.pem, key: /run/credentials/fleetpki-etcd.service/server-key }   # etcd members: https, client certificates required; read by etcd (its unit)
   etcdPeer: { cert: /etc/fleetpki/tls/etcd-peer.pem, key: /run/credentials/fleetpki-etcd.service/peer-key }
   etcdClient: { cert: /etc/fleetpki/tls/etcd-client.pem, key: credential:etcd-client-tls-key }  # this host's processes towards etcd
+
+backup:                       # pgBackRest: WAL archive and backups, off the database hosts (docs/backup.md)
+  repository: /mnt/fleetpki-backup   # a share both sites mount; S3 in production
+  retention: { full: 2, differential: 7 }
 
 crl:
   baseUrl: http://crl.example.net/crl/        # written into certificates: one name for both sites

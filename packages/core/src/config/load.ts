@@ -50,7 +50,7 @@ function resolveSecrets(d: Deployment, env: FleetEnv): { secrets: SecretFiles; t
     const pair = d.tls[part];
     return pair ? [[part, { cert: pair.cert, key: file(pair.key)! }]] : [];
   }));
-  return { secrets: { postgres, redis: file(d.secrets.redis), etcd: file(d.secrets.etcd) }, tls: { caBundle: d.tls.caBundle, parts } };
+  return { secrets: { postgres, redis: file(d.secrets.redis), etcd: file(d.secrets.etcd), backup: file(d.secrets.backup) }, tls: { caBundle: d.tls.caBundle, parts } };
 }
 
 /** Where a site's OCSP and CRLs are fetched from: its plain-HTTP listener when it has one, else its status URL. */
@@ -91,6 +91,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     throw new FleetError('CONFIG_INVALID', `invalid configuration: the status responder would listen on ${fromEnv.get(`sites.${own}.host`) ?? `sites.${own}.host`}=${statusListen} in plain HTTP; off loopback set tls.status (FLEETPKI_TLS_STATUS_CERT/_KEY) for HTTPS, and sites.${own}.status.httpPort for OCSP and CRLs over plain HTTP`);
   }
   const leaseMs = d.siteLease.leaseMs;
+  const secretFiles = resolveSecrets(d, env);
   return {
     repoRoot,
     programsDir: d.paths.programs ?? repoRoot,
@@ -99,7 +100,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     configFile: file,
     simulation: netns,
     thisHost: { name: thisName, services },
-    ...resolveSecrets(d, env),
+    ...secretFiles,
     site: own,
     sites,
     pkcs11Module: sites[own].hsm.modulePath,
@@ -131,6 +132,13 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
       prefix: d.etcd.prefix,
       ttlSeconds: Math.max(2, Math.ceil(leaseMs / 1000)),
       credentialsDir: d.etcd.credentialsDir ?? join(stateDir, 'etcd-credentials'),
+    },
+    // The repository belongs to the clusters (like stateDir), not to one deployment on them.
+    backup: {
+      repository: d.backup.repository ?? join(stateDir, 'backup-repo'),
+      stanza: 'fleetpki',
+      cipherPassFile: secretFiles.secrets.backup ?? join(stateDir, 'backup-secrets', 'cipher-pass'),
+      retention: d.backup.retention,
     },
     writeWaitMs: d.writeWaitMs,
     possessionThreads: d.possessionThreads,

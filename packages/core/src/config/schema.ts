@@ -92,6 +92,8 @@ export const deploymentSchema = z.strictObject({
     postgres: z.strictObject({ owner: secretSourceSchema.optional(), issuer: secretSourceSchema.optional(), worker: secretSourceSchema.optional(), status: secretSourceSchema.optional(), operator: secretSourceSchema.optional() }).optional(),
     redis: secretSourceSchema.optional(),
     etcd: secretSourceSchema.optional(),
+    /** The backup repository's encryption passphrase (pgBackRest repo1-cipher-pass). */
+    backup: secretSourceSchema.optional(),
   }).prefault({}),
   tls: z.strictObject({
     caBundle: absolutePath.optional(),
@@ -103,6 +105,15 @@ export const deploymentSchema = z.strictObject({
     etcdPeer: keyPair.optional(),
     etcdClient: keyPair.optional(),
   } satisfies Record<TlsPart | 'caBundle', z.ZodType>).prefault({}),
+  /**
+   * pgBackRest: WAL archived from whichever site is primary and full/differential backups, into one
+   * repository off the database hosts (a path here: a third directory or a mounted share; S3 in
+   * production, docs/backup.md), encrypted; `retention` counts the backups kept.
+   */
+  backup: z.strictObject({
+    repository: absolutePath.optional(),
+    retention: z.strictObject({ full: count(1, 100).default(2), differential: count(1, 1_000).default(7) }).prefault({}),
+  }).prefault({}),
   crl: z.strictObject({ baseUrl: httpUrl.optional() }).prefault({}),
   ocsp: z.strictObject({
     url: httpUrl.optional(),

@@ -88,6 +88,8 @@ export interface SecretFiles {
   readonly postgres: Readonly<Partial<Record<'owner' | DatabaseClient, string>>>;
   readonly redis: string | undefined;
   readonly etcd: string | undefined;
+  /** The backup repository's passphrase; undefined: the simulation's own, generated beside the repository (backup.cipherPassFile). */
+  readonly backup: string | undefined;
 }
 
 export interface TlsFiles {
@@ -285,6 +287,17 @@ export interface FleetConfig {
     readonly maxAgeSeconds: number;
     /** A test deployment: administrators may start a failover drill from the API and the console (it kills the active site). */
     readonly drills: boolean;
+  };
+  /**
+   * pgBackRest (packages/sites/src/backup): the repository every site archives WAL to and backs up
+   * into, the stanza (one per pair of clusters), the passphrase it is encrypted with, and how many
+   * full and differential backups expire leaves.
+   */
+  readonly backup: {
+    readonly repository: string;
+    readonly stanza: string;
+    readonly cipherPassFile: string;
+    readonly retention: { readonly full: number; readonly differential: number };
   };
   /** Abuse limits of the HTTP API, per client address; where it listens and whether over TLS. */
   readonly api: {

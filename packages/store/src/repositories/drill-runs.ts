@@ -1,9 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../pool.js';
 
+/** Site drills (the CA moves between sites) and recovery drills (a backup restored: restore, disaster). */
+export const DRILL_KINDS = ['failover', 'switchover', 'failback', 'restore', 'disaster'] as const;
+export type DrillKind = (typeof DRILL_KINDS)[number];
+
 export interface DrillRun {
   readonly id: string;
-  readonly kind: 'failover' | 'switchover' | 'failback';
+  readonly kind: DrillKind;
   readonly from: string | null;
   readonly to: string | null;
   readonly finishedAt: Date;

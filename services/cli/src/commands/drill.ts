@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { FleetError, loadConfig } from '@fleetpki/core';
-import { commandLineStarter, runFailback, runFailoverDrill, runSwitchoverDrill, withDrillLock } from '@fleetpki/drills';
+import { commandLineStarter, runFailback, runFailoverDrill, runRestoreDrill, runSwitchoverDrill, withDrillLock } from '@fleetpki/drills';
 import { consensusStatus, formatStatus, readTopology, sitesStatus } from '@fleetpki/sites';
 import { executeApproved, requireOfficer, withDatabase } from '../context.js';
 
@@ -30,7 +30,23 @@ async function report(result: object, json: boolean | undefined): Promise<void> 
 }
 
 export function registerDrillCommands(program: Command): void {
-  const drill = program.command('drill').description('site drills: failover (unplanned), switchover (planned), failback; one at a time (a lock in etcd)');
+  const drill = program.command('drill').description('site drills: failover (unplanned), switchover (planned), failback; recovery drills: restore; one at a time (a lock in etcd)');
+  drill
+    .command('restore')
+    .description('restore the backup repository into a scratch cluster as of --to-time and prove what came back: certificates issued by then, the last of them, the audit chain and seals; the sites are not touched')
+    .requiredOption('--to-time <time>', 'ISO 8601 time to restore to (e.g. 2026-12-07T05:40:00Z)')
+    .option('--json', 'one JSON object on the last line')
+    .action(async (options: { toTime: string; json?: boolean }) => {
+      const config = loadConfig();
+      const log = options.json ? undefined : (l: string) => console.log(l);
+      const target = new Date(options.toTime);
+      if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(options.toTime) || Number.isNaN(target.getTime())) {
+        throw new FleetError('INPUT_INVALID', `--to-time must be an ISO 8601 time with its zone (e.g. 2026-12-07T05:40:00Z), got "${options.toTime}"`);
+      }
+      const result = await withDrillLock(config, 'restore', commandLineStarter(), () => runRestoreDrill(config, { target, ...(log ? { log } : {}) }), log);
+      await report(result, options.json);
+      if (!result.verified) process.exitCode = 1;
+    });
   drill
     .command('failover')
     .description('SIGKILL the active site mid-batch with enrolments running, promote the standby, finish the batch there; RTO, RPO, duplicates')

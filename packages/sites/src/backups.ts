@@ -1,0 +1,158 @@
+// The backups of the CA's clusters: the stanza, full and differential backups from the primary, what the
+// repository holds, and whether WAL archiving keeps up. pgBackRest does the work (pgbackrest.ts); this
+// module decides where to run it and reads its answers.
+import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
+import { ownerPool } from './ca-databases.js';
+import { pgbackrest } from './pgbackrest.js';
+import { readTopology } from './topology-file.js';
+
+export const BACKUP_TYPES = ['full', 'diff', 'incr'] as const;
+export type BackupType = (typeof BACKUP_TYPES)[number];
+
+export interface BackupSet {
+  readonly label: string;
+  readonly type: BackupType;
+  readonly startedAt: Date;
+  readonly stoppedAt: Date;
+  /** The cluster's size, and what the backup takes in the repository (compressed, encrypted, only the changed files for diff and incr). */
+  readonly databaseBytes: number;
+  readonly repositoryBytes: number;
+  /** WAL needed to make it consistent. */
+  readonly walStart: string;
+  readonly walStop: string;
+}
+
+export interface RepositoryInfo {
+  /** pgBackRest's status: 0 ok; otherwise its message (no stanza, missing backups, passphrase wrong...). */
+  readonly status: { readonly code: number; readonly message: string };
+  readonly backups: readonly BackupSet[];
+  /** The oldest and newest WAL segment archived (null when none). */
+  readonly archive: { readonly min: string | null; readonly max: string | null };
+}
+
+/** The site whose cluster is primary now: backups are taken there (pgBackRest refuses a standby without backup-standby). */
+function primaryOf(config: FleetConfig): SiteConfig {
+  return config.sites[readTopology(config).primary];
+}
+
+/**
+ * Creates the stanza (a no-op when it exists and matches the cluster), then, on a repository with no
+ * backup yet, takes the first full one: until then the archive could not be restored from. A cluster
+ * still running without archive_mode (an installation from before backups, not restarted since) gets
+ * neither, and says so.
+ */
+export async function ensureStanza(config: FleetConfig): Promise<'created' | 'first backup taken' | 'ready' | 'archive_mode off: restart the primary'> {
+  const archiver = await archiverState(config);
+  if (archiver.archiveMode !== 'on') return 'archive_mode off: restart the primary';
+  const out = await pgbackrest(config, primaryOf(config), 'stanza-create', { timeoutMs: 120_000, args: ['--log-level-console=info'] });
+  const created = !/already exists/.test(out);
+  if ((await repositoryInfo(config)).backups.length > 0) return created ? 'created' : 'ready';
+  await takeBackup(config, 'full');
+  return 'first backup taken';
+}
+
+/** Takes a backup from the primary, then expires what retention no longer keeps. Returns the new set. */
+export async function takeBackup(config: FleetConfig, type: BackupType): Promise<BackupSet> {
+  const before = new Set((await repositoryInfo(config)).backups.map((b) => b.label));
+  // With no full backup to build on, pgBackRest takes a full one instead of a diff or incr: the set returned says which.
+  await pgbackrest(config, primaryOf(config), 'backup', { args: [`--type=${type}`], timeoutMs: 6 * 3_600_000 });
+  const made = (await repositoryInfo(config)).backups.find((b) => !before.has(b.label));
+  if (!made) throw new FleetError('BACKUP_FAILED', 'pgbackrest backup ended without error, but the repository shows no new backup');
+  return made;
+}
+
+interface InfoJson {
+  status: { code: number; message: string };
+  archive?: { max?: string; min?: string }[];
+  backup?: { label: string; type: BackupType; timestamp: { start: number; stop: number }; info: { size: number; repository: { delta: number } }; archive: { start: string; stop: string } }[];
+}
+
+/** What the repository holds, from `pgbackrest info --output=json` (reads the repository only, never the cluster). */
+export async function repositoryInfo(config: FleetConfig): Promise<RepositoryInfo> {
+  const out = await pgbackrest(config, primaryOf(config), 'info', { args: ['--output=json', '--log-level-console=off'], timeoutMs: 60_000 });
+  const stanza = (JSON.parse(out) as InfoJson[])[0];
+  if (!stanza) throw new FleetError('BACKUP_REPOSITORY_UNREADABLE', `pgbackrest info named no stanza: ${out.slice(0, 300)}`);
+  const archive = stanza.archive ?? [];
+  return {
+    status: stanza.status,
+    backups: (stanza.backup ?? []).map((b) => ({
+      label: b.label,
+      type: b.type,
+      startedAt: new Date(b.timestamp.start * 1000),
+      stoppedAt: new Date(b.timestamp.stop * 1000),
+      databaseBytes: b.info.size,
+      repositoryBytes: b.info.repository.delta,
+      walStart: b.archive.start,
+      walStop: b.archive.stop,
+    })),
+    archive: { min: archive[0]?.min ?? null, max: archive[archive.length - 1]?.max ?? null },
+  };
+}
+
+export interface ArchiverState {
+  readonly site: SiteConfig['id'];
+  readonly archiveMode: string;
+  readonly archived: number;
+  readonly failed: number;
+  readonly lastArchivedWal: string | null;
+  readonly lastArchivedAt: Date | null;
+  readonly lastFailedWal: string | null;
+  readonly lastFailedAt: Date | null;
+  /** Segments written but not archived yet (.ready files): what a lost primary would take with it beyond the standby. */
+  readonly waitingSegments: number;
+}
+
+/** The primary's archiver (pg_stat_archiver): is WAL reaching the repository, and how far behind is it? */
+export async function archiverState(config: FleetConfig, site = primaryOf(config)): Promise<ArchiverState> {
+  const pool = ownerPool(config, site, 'postgres', { applicationName: 'fleetpki-backup', max: 1 });
+  try {
+    const { rows } = await pool.query<{ archive_mode: string; archived_count: string; failed_count: string; last_archived_wal: string | null; last_archived_time: Date | null; last_failed_wal: string | null; last_failed_time: Date | null; waiting: string }>(
+      `SELECT current_setting('archive_mode') AS archive_mode, archived_count, failed_count, last_archived_wal, last_archived_time, last_failed_wal, last_failed_time,
+              (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') AS waiting
+         FROM pg_stat_archiver`,
+    );
+    const r = rows[0]!;
+    return {
+      site: site.id,
+      archiveMode: r.archive_mode,
+      archived: Number(r.archived_count),
+      failed: Number(r.failed_count),
+      lastArchivedWal: r.last_archived_wal,
+      lastArchivedAt: r.last_archived_time,
+      lastFailedWal: r.last_failed_wal,
+      lastFailedAt: r.last_failed_time,
+      waitingSegments: Number(r.waiting),
+    };
+  } finally {
+    await pool.end();
+  }
+}
+
+/** Is archiving failing now: the last attempt failed (a later success clears it). */
+export function archivingFails(state: ArchiverState): boolean {
+  return state.lastFailedAt !== null && (state.lastArchivedAt === null || state.lastFailedAt > state.lastArchivedAt);
+}
+
+/**
+ * `pgbackrest check`: switches the primary to a new WAL segment and waits until the repository has it,
+ * so it proves the whole path (archive_command, repository, passphrase) end to end. Throws with
+ * pgBackRest's own message when any link is broken.
+ */
+export async function checkBackups(config: FleetConfig): Promise<void> {
+  await pgbackrest(config, primaryOf(config), 'check', { timeoutMs: 120_000 });
+}
+
+/**
+ * Makes everything committed until now restorable to any time before now: a commit recorded now (an
+ * xid assigned and committed: replay to a time T stops at the first commit after T, and a quiet
+ * database may have none), then `check`, which archives the segment holding it.
+ */
+export async function archiveUpToNow(config: FleetConfig): Promise<void> {
+  const pool = ownerPool(config, primaryOf(config), 'postgres', { applicationName: 'fleetpki-backup', max: 1 });
+  try {
+    await pool.query('SELECT txid_current()');
+  } finally {
+    await pool.end();
+  }
+  await checkBackups(config);
+}

@@ -1,0 +1,122 @@
+// A backup restored beside the sites, never over them: pgBackRest restores the repository's backup into a
+// scratch data directory, PostgreSQL replays archived WAL up to the target and promotes, and the caller
+// reads what came back. Archiving is off there, so the scratch cluster's new timeline never reaches the
+// repository the real sites archive to.
+import { existsSync, mkdirSync, readFileSync, rmSync, chownSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
+import { ownerPool } from './ca-databases.js';
+import { isRoot, pgBinDir, run } from './exec.js';
+import { osUserIds } from './os-user.js';
+import { pgbackrest } from './pgbackrest.js';
+import { pgDataDir, postmasterAlive } from './postmaster.js';
+import { currentRoles } from './topology-file.js';
+
+export interface ScratchCluster {
+  /** The primary's site with the scratch cluster's port and folder: what ownerPool and pgLinkSecurity need to reach it. */
+  readonly site: SiteConfig;
+  /** pgbackrest restore (files out of the repository), then PostgreSQL's replay up to the target and promotion. */
+  readonly restoreSeconds: number;
+  readonly recoverySeconds: number;
+  /** Stops the scratch cluster and removes its folder. */
+  remove(): Promise<void>;
+}
+
+/** pgBackRest's --target format (PostgreSQL parses it too): UTC, milliseconds. */
+export function recoveryTargetTime(at: Date): string {
+  return `${at.toISOString().replace('T', ' ').replace('Z', '')}+00`;
+}
+
+function scratchDir(config: FleetConfig): string {
+  return join(config.stateDir, 'restore-scratch');
+}
+
+/** A port nobody listens on now (the kernel's choice): the scratch cluster lives for one drill. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function stopScratch(site: SiteConfig): Promise<void> {
+  if (!postmasterAlive(site)) return;
+  await run(join(pgBinDir(), 'pg_ctl'), ['stop', '-D', pgDataDir(site), '-m', 'immediate', '-w', '-t', '60'], { asPgUser: true }).catch(() => undefined);
+}
+
+/**
+ * Restores the repository into a scratch cluster: to `target` (the state of every transaction committed
+ * by then), or with no target to the end of the archive. A scratch cluster left by an interrupted drill
+ * is removed first.
+ */
+export async function restoreToScratch(config: FleetConfig, options: { target?: Date; log?: (line: string) => void } = {}): Promise<ScratchCluster> {
+  const log = options.log ?? (() => undefined);
+  const { primary } = currentRoles(config);
+  const dir = scratchDir(config);
+  const site: SiteConfig = { ...primary, dir, pgPort: await freePort() };
+  await stopScratch(site);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(pgDataDir(site), { recursive: true, mode: 0o700 });
+  if (isRoot) {
+    const { uid, gid } = osUserIds('postgres');
+    for (const d of [dir, pgDataDir(site)]) chownSync(d, uid, gid);
+  }
+  const remove = async () => {
+    await stopScratch(site);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const target = options.target ? ['--type=time', `--target=${recoveryTargetTime(options.target)}`, '--target-action=promote'] : [];
+    let started = Date.now();
+    log(`restoring the repository into ${pgDataDir(site)}${options.target ? ` as of ${options.target.toISOString()}` : ' (to the end of the archive)'}`);
+    await pgbackrest(config, primary, 'restore', { args: [`--pg1-path=${pgDataDir(site)}`, ...target], timeoutMs: 6 * 3_600_000 });
+    const restoreSeconds = (Date.now() - started) / 1000;
+    started = Date.now();
+    const logFile = join(dir, 'postgresql.log');
+    // The restored settings are the primary's; these override them for a cluster nobody else may see:
+    // its own port, no archiving, no synchronous standby, no hot standby (nobody reads it before the target).
+    const overrides = [
+      `-c port=${site.pgPort}`,
+      `-c listen_addresses=${site.host}`,
+      `-c archive_mode=off`,
+      `-c synchronous_standby_names=''`,
+      `-c hot_standby=off`,
+      `-c cluster_name=fleetpki-restore-drill`,
+      `-c shared_buffers=128MB`,
+    ].join(' ');
+    const failed = (why: string, cause?: unknown) => {
+      const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join(' | ') : '';
+      return new FleetError('RESTORE_RECOVERY_FAILED', `the restored cluster did not finish recovery${options.target ? ` to ${options.target.toISOString()}` : ''}: ${why}${tail ? `; its log ends: ${tail}` : ''}`, cause ? { cause } : undefined);
+    };
+    try {
+      await run(join(pgBinDir(), 'pg_ctl'), ['start', '-D', pgDataDir(site), '-l', logFile, '-w', '-t', '600', '-o', overrides], { asPgUser: true, netns: site.netns, timeoutMs: 660_000 });
+    } catch (err) {
+      throw failed((err as Error).message, err);
+    }
+    // pg_ctl returns once the postmaster runs; replay goes on until the target, then it promotes. Until
+    // then it refuses connections (57P03, no hot standby); a replay that cannot reach the target ends it.
+    const pool = ownerPool(config, site, 'postgres', { applicationName: 'fleetpki-restore-drill', max: 1 });
+    try {
+      for (;;) {
+        if (!postmasterAlive(site)) throw failed('PostgreSQL stopped during replay');
+        const open = await pool.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r').then((q) => !q.rows[0]!.r, (err: { code?: string }) => {
+          if (err.code === '57P03') return false;
+          throw err;
+        });
+        if (open) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    } finally {
+      await pool.end();
+    }
+    return { site, restoreSeconds, recoverySeconds: (Date.now() - started) / 1000, remove };
+  } catch (err) {
+    await remove();
+    throw err;
+  }
+}
