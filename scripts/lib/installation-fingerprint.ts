@@ -34,12 +34,16 @@ export interface FingerprintComparison {
  * Redis, the etcd members and their logs, the site agents' pid files and logs, which site is primary, and
  * the SoftHSM token directories (every deployment's tokens live side by side
  * there, and SoftHSM rewrites a token's files on mere reading: the installation's own tokens are
- * fingerprinted by their objects instead). Also the Node.js runtime setup installs (tools/: 190 MB of
+ * fingerprinted by their objects instead). The backup repository and each site's pgBackRest folder (WAL
+ * from every deployment's writes is archived there) and a restore drill's scratch cluster, but not the
+ * repository's passphrase. Also the Node.js runtime setup installs (tools/: 190 MB of
  * a registry package, not the installation's data; hashing it cost every run seconds).
  */
 const CLUSTER_PATHS: readonly RegExp[] = [
   /^site-[ab]$/,
   /^site-[ab]\/(pg|pg-log|redis|etcd|hsm)(\/|$)/,
+  /^site-[ab]\/pgbackrest(\/|$)/,
+  /^(backup-repo|restore-scratch)(\/|$)/,
   /^site-[ab]\/(agent\.pid|agent\.log|etcd-[a-z]+\.log)$/,
   /^witness(\/|$)/,
   /^root-hsm\/tokens(\/|$)/,

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { auditCheckpointFile, verifyAuditLog } from '@fleetpki/ca';
 import { FleetError, type FleetConfig, type SiteId } from '@fleetpki/core';
-import { archiveUpToNow, currentRoles, ownerPool, repositoryInfo, restoreToScratch } from '@fleetpki/sites';
+import { currentRoles, ownerPool, repositoryInfo, restoreToScratch } from '@fleetpki/sites';
 import { certificateSerialsAfter, certificateSummary, recordDrillRun, type Queryable } from '@fleetpki/store';
 
 export interface RestoreReport {
@@ -75,8 +75,6 @@ export async function runRestoreDrill(config: FleetConfig, options: { target: Da
     const first = info.backups[0];
     throw new FleetError('RESTORE_TARGET_UNREACHABLE', first ? `--to-time ${target.toISOString()} is before the oldest backup the repository keeps (${first.label}, ended ${first.stoppedAt.toISOString()})` : 'the backup repository holds no backup yet: pnpm fleetpki backup run --type full');
   }
-  // WAL up to now into the repository, with a commit after T in it: replay stops there.
-  await archiveUpToNow(config);
   const { primary } = currentRoles(config);
   const scratch = await restoreToScratch(config, { target, log });
   const work = mkdtempSync(join(tmpdir(), 'fleetpki-restore-drill-'));

@@ -44,6 +44,9 @@ function primaryOf(config: FleetConfig): SiteConfig {
 export async function ensureStanza(config: FleetConfig): Promise<'created' | 'first backup taken' | 'ready' | 'archive_mode off: restart the primary'> {
   const archiver = await archiverState(config);
   if (archiver.archiveMode !== 'on') return 'archive_mode off: restart the primary';
+  // The usual case, a stanza with backups, costs one read of the repository.
+  const known = await repositoryInfo(config).catch(() => undefined);
+  if (known && known.status.code === 0 && known.backups.length > 0) return 'ready';
   const out = await pgbackrest(config, primaryOf(config), 'stanza-create', { timeoutMs: 120_000, args: ['--log-level-console=info'] });
   const created = !/already exists/.test(out);
   if ((await repositoryInfo(config)).backups.length > 0) return created ? 'created' : 'ready';
@@ -138,8 +141,9 @@ export function archivingFails(state: ArchiverState): boolean {
  * so it proves the whole path (archive_command, repository, passphrase) end to end. Throws with
  * pgBackRest's own message when any link is broken.
  */
-export async function checkBackups(config: FleetConfig): Promise<void> {
-  await pgbackrest(config, primaryOf(config), 'check', { timeoutMs: 120_000 });
+export async function checkBackups(config: FleetConfig, options: { archiveTimeoutSeconds?: number } = {}): Promise<void> {
+  const wait = options.archiveTimeoutSeconds ?? 60;
+  await pgbackrest(config, primaryOf(config), 'check', { timeoutMs: (wait + 60) * 1000, args: [`--archive-timeout=${wait}`] });
 }
 
 /**
@@ -155,4 +159,43 @@ export async function archiveUpToNow(config: FleetConfig): Promise<void> {
     await pool.end();
   }
   await checkBackups(config);
+}
+
+/** What `sites status` shows of the backups: each part read on its own, so one broken part still shows the others. */
+export interface BackupStatus {
+  readonly repository: string;
+  readonly info?: RepositoryInfo;
+  readonly archiver?: ArchiverState;
+  /** `pgbackrest check` passed (the archive path works end to end), or why not. */
+  readonly check: { readonly ok: true; readonly seconds: number } | { readonly ok: false; readonly error: string };
+  readonly errors: readonly string[];
+}
+
+export async function backupStatus(config: FleetConfig): Promise<BackupStatus> {
+  const errors: string[] = [];
+  const info = await repositoryInfo(config).catch((err: Error) => void errors.push(`info: ${err.message}`));
+  const archiver = await archiverState(config).catch((err: Error) => void errors.push(`archiver: ${err.message}`));
+  const started = Date.now();
+  // A status answers in seconds: a segment not archived in 10 s counts as failing here.
+  const check = await checkBackups(config, { archiveTimeoutSeconds: 10 }).then(
+    () => ({ ok: true as const, seconds: (Date.now() - started) / 1000 }),
+    (err: Error) => ({ ok: false as const, error: err.message.split('\n').filter(Boolean).slice(-1)[0] ?? err.message }),
+  );
+  return { repository: config.backup.repository, ...(info ? { info } : {}), ...(archiver ? { archiver } : {}), check, errors };
+}
+
+/** Rows for the status table: site, part, state, detail. */
+export function backupStatusRows(b: BackupStatus): string[][] {
+  const last = (type: BackupType) => [...(b.info?.backups ?? [])].reverse().find((x) => x.type === type);
+  const full = last('full');
+  const diff = last('diff');
+  const rows = [
+    ['-', 'backups', b.info?.status.code === 0 ? 'ok' : 'problem', `${b.repository}: ${b.info ? `${b.info.status.message}; last full ${full ? full.stoppedAt.toISOString() : 'none'}, last diff ${diff ? diff.stoppedAt.toISOString() : 'none'}; ${b.info.backups.length} kept` : b.errors.join('; ')}`],
+    ['-', 'archive', b.check.ok ? 'ok' : 'FAILING', b.check.ok ? `check passed in ${b.check.seconds.toFixed(1)} s; WAL ${b.info?.archive.min ?? '-'} .. ${b.info?.archive.max ?? '-'}` : b.check.error],
+  ];
+  if (b.archiver) {
+    const a = b.archiver;
+    rows.push([a.site, 'archiver', archivingFails(a) ? 'FAILING' : a.archiveMode === 'on' ? 'ok' : `archive_mode ${a.archiveMode}`, `${a.archived} archived, last at ${a.lastArchivedAt?.toISOString() ?? '-'}; ${a.waitingSegments} waiting${a.failed ? `; ${a.failed} failed attempts, last ${a.lastFailedAt?.toISOString() ?? '-'}` : ''}`]);
+  }
+  return rows;
 }

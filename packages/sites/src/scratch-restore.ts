@@ -9,6 +9,7 @@ import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { ownerPool } from './ca-databases.js';
 import { isRoot, pgBinDir, run } from './exec.js';
 import { osUserIds } from './os-user.js';
+import { archiveUpToNow } from './backups.js';
 import { pgbackrest } from './pgbackrest.js';
 import { pgDataDir, postmasterAlive } from './postmaster.js';
 import { currentRoles } from './topology-file.js';
@@ -51,7 +52,7 @@ async function stopScratch(site: SiteConfig): Promise<void> {
 
 /**
  * Restores the repository into a scratch cluster: to `target` (the state of every transaction committed
- * by then), or with no target to the end of the archive. A scratch cluster left by an interrupted drill
+ * by then; the primary's WAL is archived up to now first), or with no target to the end of the archive. A scratch cluster left by an interrupted drill
  * is removed first.
  */
 export async function restoreToScratch(config: FleetConfig, options: { target?: Date; log?: (line: string) => void } = {}): Promise<ScratchCluster> {
@@ -71,6 +72,8 @@ export async function restoreToScratch(config: FleetConfig, options: { target?: 
     rmSync(dir, { recursive: true, force: true });
   };
   try {
+    // Replay to T needs the WAL up to T in the repository, and a commit after T in it to stop at.
+    if (options.target) await archiveUpToNow(config);
     const target = options.target ? ['--type=time', `--target=${recoveryTargetTime(options.target)}`, '--target-action=promote'] : [];
     let started = Date.now();
     log(`restoring the repository into ${pgDataDir(site)}${options.target ? ` as of ${options.target.toISOString()}` : ' (to the end of the archive)'}`);

@@ -10,7 +10,7 @@ import { ensureRedis, stopRedis } from './redis-server.js';
 import { agentLogFile, agentPid, ensureAgent, stopAgent } from './site-agent-process.js';
 import { CaSiteReader, openConsensus, readRejoin, type RejoinRecord } from '@fleetpki/consensus';
 import { ensureStateDir } from './state-dir.js';
-import { ensureStanza } from './backups.js';
+import { backupStatusRows, ensureStanza, type BackupStatus } from './backups.js';
 import { currentRoles } from './topology-file.js';
 import { ensureNetns } from './netns.js';
 import { hostOwnFile, writeDeploymentFile } from './deployment-file.js';
@@ -57,7 +57,9 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined, o
   for (const site of [config.sites.a, config.sites.b]) {
     log(`site ${site.id}: Redis on ${site.host}:${site.redisPort} ${await ensureRedis(site, config)}`);
   }
-  log(`backups: repository ${config.backup.repository}, stanza ${config.backup.stanza}: ${await ensureStanza(config)}`);
+  // A CA whose backups fail still issues: say so loudly (sites status, backup check) rather than stop here.
+  const backups = await ensureStanza(config).catch((err: Error) => `FAILED: ${err.message}`);
+  log(`backups: repository ${config.backup.repository}, stanza ${config.backup.stanza}: ${backups}`);
   const etcd = await ensureEtcd(config);
   log(`etcd: ${config.consensus.members.map((m) => `${m.name} on ${new URL(m.clientUrl).host} ${etcd[m.name]}`).join(', ')}`);
   for (const site of [primary, standby]) log(`site ${site.id}: agent ${ensureAgent(config, site, options.hostFiles?.[site.id])} (log ${agentLogFile(site)})`);
@@ -196,7 +198,7 @@ export async function sitesStatus(config: FleetConfig): Promise<SiteStatus[]> {
 }
 
 /** A plain-text table of sitesStatus (and what etcd says) for terminals. */
-export function formatStatus(statuses: readonly SiteStatus[], consensus?: ConsensusStatus): string {
+export function formatStatus(statuses: readonly SiteStatus[], consensus?: ConsensusStatus, backup?: BackupStatus): string {
   const rows = [['site', 'part', 'state', 'detail']];
   for (const s of statuses) {
     const blocked = consensus?.writesBlocked[s.site];
@@ -217,6 +219,7 @@ export function formatStatus(statuses: readonly SiteStatus[], consensus?: Consen
     rows.push(['witness', 'etcd', consensus.witness.healthy ? 'up' : consensus.witness.up ? 'no quorum' : 'down', consensus.witness.error ?? '']);
     rows.push(['-', 'ca site', consensus.leader ? consensus.leader.site : 'none', consensus.reachable ? (consensus.unprotected ? consensus.unprotected.restoring ? `UNPROTECTED since ${consensus.unprotected.since} (by ${consensus.unprotected.by}), restoring: commits wait for the standby again, which neither vouches nor may be promoted until it has caught up` : `UNPROTECTED since ${consensus.unprotected.since} (by ${consensus.unprotected.by}): the primary commits without its standby` : 'strictly synchronous') : `etcd unreachable: ${consensus.error ?? ''}`]);
   }
+  if (backup) rows.push(...backupStatusRows(backup));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { assertTwoPeopleTogether, auditActor, postgresSiteStore, recordSiteOperation, type Principal } from '@fleetpki/ca';
 import { FleetError, SITE_IDS, loadConfig, type FleetConfig, type SiteId } from '@fleetpki/core';
-import { consensusStatus, failoverTo, formatStatus, placeSiteOrder, protect, readTopology, sitesDown, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
+import { backupStatus, consensusStatus, failoverTo, formatStatus, placeSiteOrder, protect, readTopology, sitesDown, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
 import { executeApproved, hostActor, requireOfficer, withDatabase } from '../context.js';
 
 export function registerSitesCommands(program: Command): void {
@@ -21,12 +21,13 @@ export function registerSitesCommands(program: Command): void {
     });
   sites
     .command('status')
-    .description('each part of each site: up/down, role, replication lag, etcd, the agents, who leads, whether writes are blocked')
+    .description('each part of each site: up/down, role, replication lag, etcd, the agents, who leads, whether writes are blocked; the backups and a check of the WAL archive (pgbackrest check)')
     .option('--json', 'print JSON instead of a table')
     .action(async (options: { json?: boolean }) => {
       const config = loadConfig();
-      const [statuses, consensus] = await Promise.all([sitesStatus(config), consensusStatus(config)]);
-      console.log(options.json ? JSON.stringify({ sites: statuses, consensus }, null, 2) : formatStatus(statuses, consensus));
+      const [statuses, consensus, backup] = await Promise.all([sitesStatus(config), consensusStatus(config), backupStatus(config)]);
+      console.log(options.json ? JSON.stringify({ sites: statuses, consensus, backup }, null, 2) : formatStatus(statuses, consensus, backup));
+      if (!backup.check.ok) process.exitCode = 1;
     });
   sites
     .command('switchover')
