@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { approvedSwitchoverForDrill, runFailback } from '@fleetpki/drills';
 import { createIssuerRuntime } from '@fleetpki/issuer-api';
-import { currentRoles, readTopology, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
+import { archiverState, currentRoles, readTopology, repositoryInfo, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { createPool } from '@fleetpki/store';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
 import { ensureStandbyKeys } from './support/custody.js';
@@ -69,6 +69,16 @@ describe('site drills', () => {
     await waitForSyncStandby(config, config.sites.b, config.sites.a);
     const rejoin = await waitForRejoin(config, config.sites.a, failedOverAt);
     assert.equal(rejoin.how, 'rewound', `rejoined by ${rejoin.how}: ${rejoin.why ?? ''}`);
+  });
+
+  it('the WAL archive goes on from the new primary: B archives its timeline to the same repository (issue 35)', async () => {
+    const check = await cli(['backup', 'check']);
+    assert.equal(check.code, 0, check.stderr);
+    const info = await repositoryInfo(config);
+    const archiver = await archiverState(config);
+    assert.equal(archiver.site, 'b');
+    assert.ok(archiver.lastArchivedWal !== null && parseInt(archiver.lastArchivedWal.slice(0, 8), 16) > 1, `B archives on its own timeline (last ${archiver.lastArchivedWal})`);
+    assert.equal(info.archive.max!.slice(0, 8), archiver.lastArchivedWal!.slice(0, 8), 'the repository holds the new timeline');
   });
 
   it('failback: A rebuilt as standby of B, then switched back to active, under the same approval as a switchover', async () => {

@@ -42,14 +42,26 @@ export function drillsBody(drills: readonly DrillView[], csrf?: string): Html {
     <input id="drill-approval" name="approval" required maxlength="64" aria-describedby="drill-approval-hint" autocomplete="off">
     <p><button type="submit" class="danger">Run a failover drill (test deployment)</button></p></form>`
     : '';
-  const intro = html`<p class="hint">Drills run from the CLI, where the sites are: <code>pnpm fleetpki drill failover</code>, <code>drill switchover --approval &lt;id&gt;</code> and <code>drill failback</code> (see the README). Each leaves its figures here.</p>${start}`;
+  const intro = html`<p class="hint">Drills run from the CLI, where the sites are: <code>pnpm fleetpki drill failover</code>, <code>drill switchover --approval &lt;id&gt;</code>, <code>drill failback</code> and <code>drill restore --to-time &lt;T&gt;</code> (see the README). Each leaves its figures here.</p>${start}`;
   if (drills.length === 0) return html`${intro}<p>No drills recorded yet.</p>`;
-  return html`${intro}${drills.map(
-    (d) => html`<section class="card" aria-labelledby="drill-${d.id}" data-testid="drill"><h2 id="drill-${d.id}">${d.kind} ${d.from ?? '?'} → ${d.to ?? '?'}, ${when(d.finishedAt)}</h2>
+  return html`${intro}${drills.map((d) => (d.kind === 'restore' ? restoreCard(d) : siteDrillCard(d)))}`;
+}
+
+function siteDrillCard(d: DrillView): Html {
+  return html`<section class="card" aria-labelledby="drill-${d.id}" data-testid="drill"><h2 id="drill-${d.id}">${d.kind} ${d.from ?? '?'} → ${d.to ?? '?'}, ${when(d.finishedAt)}</h2>
     <dl class="facts"><dt>${d.kind === 'failover' ? 'RTO' : 'Downtime'}</dt><dd>${d.rtoSeconds === null ? '—' : `${d.rtoSeconds} s`}</dd>
     <dt>RPO</dt><dd>${d.rpoLost === null ? '—' : d.rpoLost === 0 ? status('ok', '0 certificates lost') : status('bad', `${d.rpoLost} certificates lost`)}</dd>
     ${d.report.duplicate_serials !== undefined ? html`<dt>Duplicates</dt><dd>${d.report.duplicate_serials === 0 ? status('ok', 'none') : status('bad', String(d.report.duplicate_serials))}</dd>` : ''}
     ${d.report.batch_complete !== undefined ? html`<dt>Batch in flight</dt><dd>${d.report.batch_complete ? status('ok', 'completed on the new site') : status('bad', 'not completed')}</dd>` : ''}</dl>
-    ${timeline(d.report.timeline ?? [], d.id)}</section>`,
-  )}`;
+    ${timeline(d.report.timeline ?? [], d.id)}</section>`;
+}
+
+/** A restore drill (`fleetpki drill restore`): what the backup gave back as of its target time. */
+function restoreCard(d: DrillView): Html {
+  const r = d.report as { target?: string; certificates_restored?: number; last_serial?: string | null; committed_after_target?: number; removed_since_target?: number; verified?: boolean; backup?: string };
+  return html`<section class="card" aria-labelledby="drill-${d.id}" data-testid="drill"><h2 id="drill-${d.id}">restore as of ${r.target ?? '?'}, ${when(d.finishedAt)}</h2>
+    <dl class="facts"><dt>Restored in</dt><dd>${d.rtoSeconds === null ? '—' : `${d.rtoSeconds} s`} (from backup ${r.backup ?? '?'})</dd>
+    <dt>Certificates</dt><dd>${String(r.certificates_restored ?? '?')}, the last ${r.last_serial ?? 'none'}</dd>
+    <dt>Removed since</dt><dd>${String(r.removed_since_target ?? '?')}</dd>
+    <dt>Audit chain</dt><dd>${r.verified ? status('ok', 'verifies up to the target') : status('bad', 'problems: see the report')}</dd></dl></section>`;
 }
