@@ -24,7 +24,7 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/etc/systemd/system" "$root/usr/lib/sysusers.d" "$root/usr/lib/tmpfiles.d" "$root/usr/lib/systemd"
 cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/"
-cp -a "$UNITS_DIR"/*.service "$UNITS_DIR"/*.target "$UNITS_DIR"/*.d "$root/etc/systemd/system/"
+cp -a "$UNITS_DIR"/*.service "$UNITS_DIR"/*.target "$UNITS_DIR"/*.timer "$UNITS_DIR"/*.d "$root/etc/systemd/system/"
 rm -rf "$root/etc/systemd/system/sysusers.d" "$root/etc/systemd/system/tmpfiles.d"
 cp "$UNITS_DIR"/sysusers.d/*.conf "$root/usr/lib/sysusers.d/"
 cp "$UNITS_DIR"/tmpfiles.d/*.conf "$root/usr/lib/tmpfiles.d/"
@@ -49,7 +49,7 @@ done < <(grep -rhoE '^Exec(Start|StartPre|StartPost|Stop|StopPost|Reload|Conditi
 
 # --- verify ----------------------------------------------------------------------------------------
 units=()
-for f in "$UNITS_DIR"/*.service "$UNITS_DIR"/*.target; do
+for f in "$UNITS_DIR"/*.service "$UNITS_DIR"/*.target "$UNITS_DIR"/*.timer; do
   u=$(basename "$f")
   [[ $u == *@.service ]] && u=${u/@.service/@1.service}
   units+=("$u")

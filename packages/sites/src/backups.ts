@@ -54,14 +54,24 @@ export async function ensureStanza(config: FleetConfig): Promise<'created' | 'fi
   return 'first backup taken';
 }
 
-/** Takes a backup from the primary, then expires what retention no longer keeps. Returns the new set. */
-export async function takeBackup(config: FleetConfig, type: BackupType): Promise<BackupSet> {
+/** Takes a backup from the primary (or from `from`), then expires what retention no longer keeps. Returns the new set. */
+export async function takeBackup(config: FleetConfig, type: BackupType, from: SiteConfig = primaryOf(config)): Promise<BackupSet> {
   const before = new Set((await repositoryInfo(config)).backups.map((b) => b.label));
   // With no full backup to build on, pgBackRest takes a full one instead of a diff or incr: the set returned says which.
-  await pgbackrest(config, primaryOf(config), 'backup', { args: [`--type=${type}`], timeoutMs: 6 * 3_600_000 });
+  await pgbackrest(config, from, 'backup', { args: [`--type=${type}`], timeoutMs: 6 * 3_600_000 });
   const made = (await repositoryInfo(config)).backups.find((b) => !before.has(b.label));
   if (!made) throw new FleetError('BACKUP_FAILED', 'pgbackrest backup ended without error, but the repository shows no new backup');
   return made;
+}
+
+/** Whether `site`'s cluster is the primary now, asked of the cluster itself (a timer on each database host backs up only where this is true). */
+export async function isPrimaryNow(config: FleetConfig, site: SiteConfig): Promise<boolean> {
+  const pool = ownerPool(config, site, 'postgres', { applicationName: 'fleetpki-backup', max: 1 });
+  try {
+    return !(await pool.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r;
+  } finally {
+    await pool.end();
+  }
 }
 
 interface InfoJson {
@@ -72,7 +82,8 @@ interface InfoJson {
 
 /** What the repository holds, from `pgbackrest info --output=json` (reads the repository only, never the cluster). */
 export async function repositoryInfo(config: FleetConfig): Promise<RepositoryInfo> {
-  const out = await pgbackrest(config, primaryOf(config), 'info', { args: ['--output=json', '--log-level-console=off'], timeoutMs: 60_000 });
+  // Any site's configuration names the one repository: this host's own is the one a real host has.
+  const out = await pgbackrest(config, config.sites[config.site], 'info', { args: ['--output=json', '--log-level-console=off'], timeoutMs: 60_000 });
   const stanza = (JSON.parse(out) as InfoJson[])[0];
   if (!stanza) throw new FleetError('BACKUP_REPOSITORY_UNREADABLE', `pgbackrest info named no stanza: ${out.slice(0, 300)}`);
   const archive = stanza.archive ?? [];

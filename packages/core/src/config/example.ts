@@ -60,7 +60,7 @@ secrets:                      # files (file:/path or /path) or systemd credentia
     operator: /etc/fleetpki/secrets/pg-operator
   redis: credential:redis-password   # each unit's own file: one Redis ACL user per service
   # etcd takes no password: a client is the user its certificate names (tls.etcdClient)
-  backup: /etc/fleetpki/secrets/backup-cipher-pass   # encrypts the backup repository: without it no backup can be read (docs/backup.md)
+  backup: credential:backup-cipher-pass   # encrypts the backup repository: without it no backup can be read (docs/backup.md)
 
 tls:                          # the organisation CA's bundle and each part's certificate and key
   caBundle: /etc/fleetpki/tls/ca.pem

@@ -18,15 +18,17 @@ interface Reads {
   readonly redis: boolean;
   /** The TLS servers it runs, whose keys it loads (the agent's: PostgreSQL, its child). */
   readonly serves: readonly Extract<TlsPart, 'api' | 'status' | 'postgres'>[];
+  /** The backup repository's passphrase (the agent writes it into pgBackRest's configuration for archive_command). */
+  readonly backup: boolean;
 }
 
 // Every service but the agent signs; the daemons run jobs of all three service roles (services/daemons/src/jobs.ts).
 const READS: Readonly<Record<SecretReadingService, Reads>> = {
-  'site-agent': { hsm: false, postgres: ['owner'], redis: false, serves: ['postgres'] },
-  'issuer-api': { hsm: true, postgres: ['issuer'], redis: true, serves: ['api'] },
-  'status-responder': { hsm: true, postgres: ['status'], redis: false, serves: ['status'] },
-  'batch-worker': { hsm: true, postgres: ['worker'], redis: true, serves: [] },
-  daemons: { hsm: true, postgres: ['issuer', 'worker', 'status'], redis: true, serves: [] },
+  'site-agent': { hsm: false, postgres: ['owner'], redis: false, serves: ['postgres'], backup: true },
+  'issuer-api': { hsm: true, postgres: ['issuer'], redis: true, serves: ['api'], backup: false },
+  'status-responder': { hsm: true, postgres: ['status'], redis: false, serves: ['status'], backup: false },
+  'batch-worker': { hsm: true, postgres: ['worker'], redis: true, serves: [], backup: false },
+  daemons: { hsm: true, postgres: ['issuer', 'worker', 'status'], redis: true, serves: [], backup: false },
 };
 
 export interface SecretRead {
@@ -50,6 +52,7 @@ export function serviceSecretFiles(config: FleetConfig, service: SecretReadingSe
     const pair = config.tls.parts[part];
     if (pair) out.push({ key: `tls.${part}.key`, file: pair.key });
   }
+  if (reads.backup && config.secrets.backup) out.push({ key: 'secrets.backup', file: config.secrets.backup });
   const etcdClient = config.tls.parts.etcdClient;
   if (etcdClient) out.push({ key: 'tls.etcdClient.key', file: etcdClient.key });
   return out;

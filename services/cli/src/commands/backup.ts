@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { FleetError, loadConfig } from '@fleetpki/core';
-import { BACKUP_TYPES, archiverState, archivingFails, checkBackups, repositoryInfo, takeBackup, type BackupSet, type BackupType } from '@fleetpki/sites';
+import { BACKUP_TYPES, archiverState, archivingFails, checkBackups, isPrimaryNow, repositoryInfo, takeBackup, type BackupSet, type BackupType } from '@fleetpki/sites';
 
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
@@ -13,12 +13,19 @@ export function registerBackupCommands(program: Command): void {
   const backup = program.command('backup').description('pgBackRest: WAL archive and backups of the CA database clusters, in a repository off the database hosts (docs/backup.md)');
   backup
     .command('run')
-    .description('take a backup from the primary now, then expire what retention no longer keeps (infra/systemd: fleetpki-backup@full.timer weekly, @diff daily)')
+    .description('take a backup from the primary now, then expire what retention no longer keeps (infra/systemd: fleetpki-backup-full.timer weekly, fleetpki-backup-diff.timer daily)')
     .option('--type <type>', `one of ${BACKUP_TYPES.join(', ')}`, 'diff')
+    .option('--here', "back up this host's site (this.site), and only if its cluster is the primary now: a timer on every database host, one backup wherever the primary is")
     .option('--json', 'print the new backup as JSON')
-    .action(async (options: { type: string; json?: boolean }) => {
+    .action(async (options: { type: string; here?: boolean; json?: boolean }) => {
       if (!BACKUP_TYPES.includes(options.type as BackupType)) throw new FleetError('INPUT_INVALID', `--type must be one of ${BACKUP_TYPES.join(', ')}, got "${options.type}"`);
-      const made = await takeBackup(loadConfig(), options.type as BackupType);
+      const config = loadConfig();
+      const here = config.sites[config.site];
+      if (options.here && !(await isPrimaryNow(config, here))) {
+        console.log(`site ${here.id}'s cluster is a standby: no backup here (the primary's host takes it)`);
+        return;
+      }
+      const made = await takeBackup(config, options.type as BackupType, options.here ? here : undefined);
       console.log(options.json ? JSON.stringify(made) : `backup taken: ${describe(made)}`);
     });
   backup
