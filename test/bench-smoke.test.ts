@@ -27,6 +27,7 @@ const TINY: Record<string, string[][]> = {
   failover: [['--stored', '0', '--devices', '300', '--runs', '1']],
   cmp: [['--seconds', '2', '--clients', '4', '--flood-rate', '50', '--flood-addresses', '1']],
   startup: [['--runs', '1']],
+  backup: [['--stored', '1000', '--devices', '300']],
 };
 
 /** The README's benchmark table: name -> documented fields (dotted paths into the JSON line). */

@@ -37,6 +37,12 @@ export async function createSyntheticCaDatabase(
   onProgress?: (line: string) => void,
   /** Called as soon as the database exists, before it is filled: a benchmark stopped meanwhile drops it too. */
   onCreated?: (drop: () => Promise<void>) => void,
+  /**
+   * derBytes: each row's DER as that many pseudo-random bytes instead of a 2-byte placeholder, for a
+   * benchmark whose figure depends on the table's size (a backup's time and size): incompressible, as
+   * a certificate's key and signature are.
+   */
+  options: { derBytes?: number } = {},
 ): Promise<SyntheticCaDatabase> {
   const siteUrl = config.sites.a.databaseUrl;
   const source = createPool(siteUrl, { max: 1 });
@@ -68,6 +74,10 @@ export async function createSyntheticCaDatabase(
     await migrate(pool, join(config.repoRoot, 'migrations'));
     for (const ca of cas) await insertCa(pool, ca);
     const caId = CA_IDS.deviceIssuing;
+    const blocks = Math.ceil((options.derBytes ?? 0) / 64);
+    const der = options.derBytes
+      ? `substring((SELECT string_agg(sha512(serial || int2send(k::int2)), ''::bytea) FROM generate_series(1, ${blocks}) AS k) FROM 1 FOR ${options.derBytes})`
+      : `'\\x3000'::bytea`;
     const insert = (from: number, to: number) =>
       pool.query(
         `WITH rows AS (
@@ -78,7 +88,7 @@ export async function createSyntheticCaDatabase(
          )
          -- Issued a minute ago: past the responder's settle time, so pre-production starts at once.
          INSERT INTO certificates (serial, ca_id, eui64, key_role, profile, der, not_before, not_after, crl_shard, issued_at)
-         SELECT serial, $1, int8send(i + 7000000000000000000) /* syntheticEui64(i) */, 'digitalSignature', 'smart-meter', '\\x3000'::bytea, now(), 'infinity', get_byte(serial, 15) % 64, now() - interval '1 minute' FROM rows`,
+         SELECT serial, $1, int8send(i + 7000000000000000000) /* syntheticEui64(i) */, 'digitalSignature', 'smart-meter', ${der}, now(), 'infinity', get_byte(serial, 15) % 64, now() - interval '1 minute' FROM rows`,
         [caId, from, to],
       );
     // In slices of 100k, so a million rows show progress and no statement holds a huge snapshot.
