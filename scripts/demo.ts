@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { entryPoint, loadConfig } from '@fleetpki/core';
 import { issueApiToken, postgresCustodyStore, registerSyntheticManufacturer, runCeremony } from '@fleetpki/ca';
 import { FleetApiClient, revokeUnderDualControl } from '@fleetpki/client';
-import { approvedSwitchoverForDrill, runFailback, runFailoverDrill } from '@fleetpki/drills';
+import { approvedSwitchoverForDrill, runFailback, runFailoverDrill, runRestoreDrill } from '@fleetpki/drills';
 import { generateManifest, syntheticRunPrefix } from '@fleetpki/manifest';
 import { hsmSelfTest, openSiteKeyStore, readPin } from '@fleetpki/hsm';
-import { consensusStatus, custodianPinFiles, formatStatus, openRootKeyStore, readTopology, sitesStatus, sitesUp } from '@fleetpki/sites';
+import { backupStatus, consensusStatus, custodianPinFiles, formatStatus, openRootKeyStore, readTopology, sitesStatus, sitesUp } from '@fleetpki/sites';
 import { createPool, migrate, readSiteStates } from '@fleetpki/store';
 import { generateDeviceKeys, toPem, x509ToC509 } from '@fleetpki/x509';
 import { euiGenerator, percentile } from './lib/bench.js';
@@ -245,9 +245,17 @@ if (drill.rpo_lost !== 0 || drill.duplicate_serials !== 0 || !drill.batch_comple
 const back = await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), failedOverAt, log: (line) => console.log(`  ${line}`) });
 console.log(`  failback: site ${back.rebuilt} ${back.how} in ${back.rebuild_s} s, switched back in ${back.switchover_s} s; active site ${back.active}`);
 
-heading('9. Status');
+heading('9. Backups: the WAL archive went on across the failover; a restore drill to the moment before it');
+const beforeDrill = new Date(failedOverAt - 1_000);
+const restore = await runRestoreDrill(config, { target: beforeDrill, log: (line) => console.log(`  ${line}`) });
+console.log(`  as of ${restore.target} (from backup ${restore.backup}): ${restore.certificates_restored} certificates, the last ${restore.last_serial ?? 'none'} issued ${restore.last_issued_at ?? '-'}`);
+console.log(`  live database by then: ${restore.live_certificates_by_target}; committed after the target ${restore.committed_after_target}; removed since ${restore.removed_since_target}`);
+console.log(`  restore ${restore.restore_s} s, replay and promotion ${restore.recovery_s} s; audit chain ${restore.verified ? `verifies (${restore.audit.rows} rows, sealed up to ${restore.audit.sealed_up_to ?? '-'})` : `PROBLEMS: ${restore.audit.problems.join('; ')}`}`);
+if (!restore.verified || restore.removed_since_target !== 0) process.exitCode = 1;
+
+heading('10. Status');
 console.log(
-  formatStatus(await sitesStatus(config), await consensusStatus(config))
+  formatStatus(await sitesStatus(config), await consensusStatus(config), await backupStatus(config))
     .split('\n')
     .map((l) => `  ${l}`)
     .join('\n'),
