@@ -4,3 +4,4 @@ export * from './switchover-drill.js';
 export * from './takeover-runs.js';
 export * from './one-drill-at-a-time.js';
 export * from './restore-drill.js';
+export * from './disaster-drill.js';

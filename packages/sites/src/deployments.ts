@@ -3,9 +3,8 @@ import { dropChunkQueue, redisLink } from '@fleetpki/queue';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { custodianPinFiles, listTokens, listTokensOf, tokensOfSite } from './hsm-tokens.js';
+import { custodianPinFiles, deleteSiteTokens, deleteToken, listTokensOf } from './hsm-tokens.js';
 import { isClusterRunning } from './postgres-cluster.js';
-import { run } from './exec.js';
 import { ownerPool } from './ca-databases.js';
 import { currentRoles } from './topology-file.js';
 
@@ -32,11 +31,6 @@ export function testDeployment(runId: string): { database: string; tokenPrefix: 
   return { database: `${TEST_DATABASE_PREFIX}${runId}`, tokenPrefix: `${TEST_TOKEN_PREFIX}${runId}` };
 }
 
-async function deleteToken(softhsmConf: string, label: string): Promise<void> {
-  // No PIN needed: SoftHSM removes the token's folder (and with it every object in it).
-  await run('softhsm2-util', ['--delete-token', '--token', label], { env: { SOFTHSM2_CONF: softhsmConf } });
-}
-
 /** Drops this configuration's database, tokens and queue keys. Refuses the installation's own deployment. */
 export async function dropDeployment(config: FleetConfig, log: (line: string) => void = () => undefined): Promise<void> {
   if (!config.pgDatabase.startsWith(TEST_DATABASE_PREFIX) || !config.hsmTokenPrefix.startsWith(TEST_TOKEN_PREFIX)) {
@@ -53,12 +47,7 @@ export async function dropDeployment(config: FleetConfig, log: (line: string) =>
     log(`dropped database ${config.pgDatabase}`);
   }
   for (const site of [config.sites.a, config.sites.b]) {
-    const present = await listTokens(site);
-    for (const label of tokensOfSite(config, site)) {
-      if (!present.includes(label)) continue;
-      await deleteToken(site.softhsmConf, label);
-      log(`site ${site.id}: deleted token ${label}`);
-    }
+    for (const label of await deleteSiteTokens(config, site)) log(`site ${site.id}: deleted token ${label}`);
     await dropChunkQueue(redisLink(config, site), config.pgDatabase).catch(() => undefined);
   }
   if ((await listTokensOf(config.rootHsm.softhsmConf)).includes(config.rootTokenLabel)) {

@@ -101,6 +101,23 @@ async function initTokenIn(config: FleetConfig, hsm: LocalHsm, label: string, so
   }
 }
 
+/** Deletes a SoftHSM token (no PIN needed: SoftHSM removes the token's folder, and every object in it). */
+export async function deleteToken(softhsmConf: string, label: string): Promise<void> {
+  await run('softhsm2-util', ['--delete-token', '--token', label], { env: { SOFTHSM2_CONF: softhsmConf } });
+}
+
+/** Deletes this deployment's tokens in a site's HSM (the local stand-in for an HSM lost with its site); returns their labels. */
+export async function deleteSiteTokens(config: FleetConfig, site: SiteConfig): Promise<string[]> {
+  const present = await listTokens(site);
+  const deleted: string[] = [];
+  for (const label of tokensOfSite(config, site)) {
+    if (!present.includes(label)) continue;
+    await deleteToken(site.softhsmConf, label);
+    deleted.push(label);
+  }
+  return deleted;
+}
+
 /** Writes the site's softhsm2.conf and initialises its token: user PIN in secrets/ (the services'), SO PIN with the custodians. */
 export async function ensureTokens(config: FleetConfig, site: SiteConfig): Promise<string[]> {
   ensureHsmDir(siteHsm(site), site.dir);

@@ -21,3 +21,4 @@ export * from './pgbackrest.js';
 export * from './backups.js';
 export { pgBinDir } from './exec.js';
 export * from './scratch-restore.js';
+export * from './site-restore.js';

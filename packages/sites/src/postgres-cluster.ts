@@ -18,7 +18,7 @@ export function standbyName(site: SiteConfig): string {
 /** What a cluster is in the current topology: the primary (with the standby it waits for, if any) or a standby of a primary. */
 export type ClusterRole = { readonly role: 'primary'; readonly syncStandby?: SiteConfig } | { readonly role: 'standby'; readonly primary: SiteConfig };
 
-export { pgDataDir, postmasterAlive };
+export { pgDataDir, postmasterAlive, waitForPostmasterExit };
 
 function pg(bin: string): string {
   return join(pgBinDir(), bin);
@@ -118,7 +118,8 @@ function chownToPgUser(...paths: string[]): void {
   for (const p of paths) chownSync(p, uid, gid);
 }
 
-function prepareDir(dir: string): void {
+/** A folder the postgres OS user owns, mode 0700 (a data directory, the server log's). */
+export function prepareClusterDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chownToPgUser(dir);
 }
@@ -135,7 +136,7 @@ export function pgLogFile(site: SiteConfig): string {
 export async function startCluster(site: SiteConfig): Promise<void> {
   const dataDir = pgDataDir(site);
   await assertPortFree(site.pgPort, `PostgreSQL of site ${site.id}`, `FLEETPKI_PG_PORT_${site.id.toUpperCase()}`, site.host);
-  prepareDir(join(site.dir, 'pg-log'));
+  prepareClusterDir(join(site.dir, 'pg-log'));
   await run(pg('pg_ctl'), ['start', '-D', dataDir, '-l', pgLogFile(site), '-w', '-t', '60'], { asPgUser: true, netns: site.netns });
 }
 
@@ -152,7 +153,7 @@ export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncS
   const dataDir = pgDataDir(site);
   let outcome: 'created' | 'started' | 'running' = 'running';
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
-    prepareDir(dataDir);
+    prepareClusterDir(dataDir);
     const tls = pgServerTls(config);
     // With TLS the owner has its password from the start: our pg_hba.conf has no trust line to set it over.
     if (tls) installPgTlsFiles(config, site, tls);
@@ -219,7 +220,7 @@ export async function baseBackup(config: FleetConfig, site: SiteConfig, primary:
     await pool.end();
   }
   const dataDir = pgDataDir(site);
-  prepareDir(dataDir);
+  prepareClusterDir(dataDir);
   await run(
     pg('pg_basebackup'),
     ['-h', primary.host, '-p', String(primary.pgPort), '-U', config.pgUser, '-D', dataDir, '-X', 'stream', '-C', '-S', standbyName(site), '-R', '--checkpoint=fast'],

@@ -2,16 +2,16 @@
 // scratch data directory, PostgreSQL replays archived WAL up to the target and promotes, and the caller
 // reads what came back. Archiving is off there, so the scratch cluster's new timeline never reaches the
 // repository the real sites archive to.
-import { existsSync, mkdirSync, readFileSync, rmSync, chownSync } from 'node:fs';
+import { chownSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
-import { ownerPool } from './ca-databases.js';
+import type { FleetConfig, SiteConfig } from '@fleetpki/core';
 import { isRoot, pgBinDir, run } from './exec.js';
 import { osUserIds } from './os-user.js';
 import { archiveUpToNow } from './backups.js';
 import { pgbackrest } from './pgbackrest.js';
 import { pgDataDir, postmasterAlive } from './postmaster.js';
+import { startRestoredCluster } from './restored-cluster.js';
 import { currentRoles } from './topology-file.js';
 
 export interface ScratchCluster {
@@ -82,41 +82,16 @@ export async function restoreToScratch(config: FleetConfig, options: { target?: 
     started = Date.now();
     const logFile = join(dir, 'postgresql.log');
     // The restored settings are the primary's; these override them for a cluster nobody else may see:
-    // its own port, no archiving, no synchronous standby, no hot standby (nobody reads it before the target).
-    const overrides = [
+    // its own port, no archiving, no synchronous standby.
+    const overrides: string[] = [
       `-c port=${site.pgPort}`,
       `-c listen_addresses=${site.host}`,
       `-c archive_mode=off`,
       `-c synchronous_standby_names=''`,
-      `-c hot_standby=off`,
       `-c cluster_name=fleetpki-restore-drill`,
       `-c shared_buffers=128MB`,
-    ].join(' ');
-    const failed = (why: string, cause?: unknown) => {
-      const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join(' | ') : '';
-      return new FleetError('RESTORE_RECOVERY_FAILED', `the restored cluster did not finish recovery${options.target ? ` to ${options.target.toISOString()}` : ''}: ${why}${tail ? `; its log ends: ${tail}` : ''}`, cause ? { cause } : undefined);
-    };
-    try {
-      await run(join(pgBinDir(), 'pg_ctl'), ['start', '-D', pgDataDir(site), '-l', logFile, '-w', '-t', '600', '-o', overrides], { asPgUser: true, netns: site.netns, timeoutMs: 660_000 });
-    } catch (err) {
-      throw failed((err as Error).message, err);
-    }
-    // pg_ctl returns once the postmaster runs; replay goes on until the target, then it promotes. Until
-    // then it refuses connections (57P03, no hot standby); a replay that cannot reach the target ends it.
-    const pool = ownerPool(config, site, 'postgres', { applicationName: 'fleetpki-restore-drill', max: 1 });
-    try {
-      for (;;) {
-        if (!postmasterAlive(site)) throw failed('PostgreSQL stopped during replay');
-        const open = await pool.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r').then((q) => !q.rows[0]!.r, (err: { code?: string }) => {
-          if (err.code === '57P03') return false;
-          throw err;
-        });
-        if (open) break;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    } finally {
-      await pool.end();
-    }
+    ];
+    await startRestoredCluster(config, site, { logFile, overrides, what: `the restored cluster${options.target ? ` (to ${options.target.toISOString()})` : ''}` });
     return { site, restoreSeconds, recoverySeconds: (Date.now() - started) / 1000, remove };
   } catch (err) {
     await remove();

@@ -1,12 +1,13 @@
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { createKeyCustody, parseCustodianShare, postgresCustodyStore, restoreKeysFromShares, auditActor } from '@fleetpki/ca';
+import { createKeyCustody, postgresCustodyStore, restoreKeysFromShares, auditActor } from '@fleetpki/ca';
 import { FleetError } from '@fleetpki/core';
 import { openSiteKeyStore, readPin } from '@fleetpki/hsm';
 import { wrapSiteKeysForCustody } from '@fleetpki/sites';
 import { requireOfficer, withDatabase } from '../context.js';
 import { readSoPin, soPinOption } from '../custodian-pins.js';
+import { readShares } from '../custodian-shares.js';
 
 export function registerCustodyCommands(program: Command): void {
   const custody = program.command('custody').description('key custody: clone CA keys into the standby HSM under an M-of-N key-encryption key');
@@ -50,15 +51,7 @@ export function registerCustodyCommands(program: Command): void {
     .requiredOption('--share <file...>', 'custodian share files (at least the threshold)')
     .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)")
     .action(async (options: { site: string; share: string[]; tokenFile?: string }) => {
-      const shares = options.share.map((f) => {
-        let text: string;
-        try {
-          text = readFileSync(f, 'utf8');
-        } catch (err) {
-          throw new FleetError('SHARE_UNREADABLE', `cannot read share file ${f}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-        }
-        return parseCustodianShare(text, f);
-      });
+      const shares = readShares(options.share);
       await withDatabase(
         async ({ config, pool }) => {
           await requireOfficer(pool, options.tokenFile, ['custodian'], 'a key restore');

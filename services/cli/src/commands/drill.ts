@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { FleetError, loadConfig } from '@fleetpki/core';
-import { commandLineStarter, runFailback, runFailoverDrill, runRestoreDrill, runSwitchoverDrill, withDrillLock } from '@fleetpki/drills';
+import { commandLineStarter, runDisasterDrill, runFailback, runFailoverDrill, runRestoreDrill, runSwitchoverDrill, withDrillLock } from '@fleetpki/drills';
 import { consensusStatus, formatStatus, readTopology, sitesStatus } from '@fleetpki/sites';
 import { executeApproved, requireOfficer, withDatabase } from '../context.js';
+import { readShares } from '../custodian-shares.js';
 
 /** Prints the report: a readable list, or with --json one object on the last line. */
 /**
@@ -46,6 +47,25 @@ export function registerDrillCommands(program: Command): void {
       const result = await withDrillLock(config, 'restore', commandLineStarter(), () => runRestoreDrill(config, { target, ...(log ? { log } : {}) }), log);
       await report(result, options.json);
       if (!result.verified) process.exitCode = 1;
+    });
+  drill
+    .command('disaster')
+    .description("lose both sites' data directories and HSM tokens, then rebuild: the active site from the backup repository, the other copied from it, the keys from custodian shares; time to the first certificate issued again (docs/backup.md). Destroys both sites' databases: a drill environment only")
+    .requiredOption('--share <file...>', 'custodian share files of the key-encryption key (at least the threshold)')
+    .option('--token-file <file>', "a custodian's API token (default: $FLEETPKI_TOKEN)")
+    .option('--archive-first', 'archive the WAL before the loss (nothing lost); without it what was not archived yet is lost, and counted')
+    .option('--destroy-both-sites', 'required: says you mean it')
+    .option('--json', 'one JSON object on the last line')
+    .action(async (options: { share: string[]; tokenFile?: string; archiveFirst?: boolean; destroyBothSites?: boolean; json?: boolean }) => {
+      if (!options.destroyBothSites) throw new FleetError('CONFIRMATION_REQUIRED', "the disaster drill deletes both sites' data directories and HSM tokens: add --destroy-both-sites on a drill environment");
+      const config = loadConfig();
+      const shares = readShares(options.share);
+      // The custodian is checked before anything is lost: the token lives in the database the drill destroys.
+      await withDatabase(({ pool }) => requireOfficer(pool, options.tokenFile, ['custodian'], 'a disaster drill (it restores the keys from shares)'), { site: readTopology(config).primary });
+      const log = options.json ? undefined : (l: string) => console.log(l);
+      const result = await withDrillLock(config, 'disaster', commandLineStarter(), () => runDisasterDrill(config, { shares, archiveFirst: options.archiveFirst ?? false, ...(log ? { log } : {}) }), log);
+      await report(result, options.json);
+      if (!result.new_certificate_verifies || result.old_certificate_verifies === false) process.exitCode = 1;
     });
   drill
     .command('failover')
