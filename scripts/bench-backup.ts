@@ -100,7 +100,8 @@ await run.main(async () => {
   await new Promise((r) => setTimeout(r, 1_100));
   await side.add(10_000);
   const drill = await runRestoreDrill({ ...config, pgDatabase: side.name }, { target, log: (l) => run.log(`  ${l}`) });
-  const proof = drill.certificates_restored === stored && drill.live_certificates_by_target === stored && drill.removed_since_target === 0 && drill.committed_after_target === 0;
+  // The rows added after T commit after it (their issued_at, set back a minute by the generator, does not count: commit times do).
+  const proof = drill.commit_times && drill.certificates_restored === stored && drill.live_certificates_by_target === stored && drill.removed_since_target === 0 && drill.missing_from_restore === 0;
   run.log(`  restore ${drill.restore_s} s + recovery ${drill.recovery_s} s; ${drill.certificates_restored} certificates back of ${drill.live_certificates_by_target} there at T, none of the 10000 added after: ${proof}`);
   const info = await repositoryInfo(config);
   return {

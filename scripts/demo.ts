@@ -249,9 +249,9 @@ heading('9. Backups: the WAL archive went on across the failover; a restore dril
 const beforeDrill = new Date(failedOverAt - 1_000);
 const restore = await runRestoreDrill(config, { target: beforeDrill, log: (line) => console.log(`  ${line}`) });
 console.log(`  as of ${restore.target} (from backup ${restore.backup}): ${restore.certificates_restored} certificates, the last ${restore.last_serial ?? 'none'} issued ${restore.last_issued_at ?? '-'}`);
-console.log(`  live database by then: ${restore.live_certificates_by_target}; committed after the target ${restore.committed_after_target}; removed since ${restore.removed_since_target}`);
+console.log(`  live database by then: ${restore.live_certificates_by_target}; missing from the restore ${restore.missing_from_restore}; removed since ${restore.removed_since_target}`);
 console.log(`  restore ${restore.restore_s} s, replay and promotion ${restore.recovery_s} s; audit chain ${restore.verified ? `verifies (${restore.audit.rows} rows, sealed up to ${restore.audit.sealed_up_to ?? '-'})` : `PROBLEMS: ${restore.audit.problems.join('; ')}`}`);
-if (!restore.verified || restore.removed_since_target !== 0) process.exitCode = 1;
+if (!restore.verified) process.exitCode = 1;
 
 heading('10. Status');
 console.log(

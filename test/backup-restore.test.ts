@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
@@ -47,6 +49,15 @@ async function enrol(): Promise<string> {
   return res.json<{ serial: string }>().serial.toLowerCase();
 }
 
+/** Every file under `dir`. */
+function* walk(dir: string): Generator<string> {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* walk(path);
+    else yield path;
+  }
+}
+
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function lastJson<T>(stdout: string): T {
@@ -54,18 +65,28 @@ function lastJson<T>(stdout: string): T {
 }
 
 describe('backups (pgBackRest)', () => {
-  it('archives WAL from the primary and takes a full backup into the repository, encrypted', async () => {
+  it('archives WAL from the primary and takes full backups into the repository, encrypted; expire keeps what retention says', async () => {
     const archiver = await archiverState(config);
-    assert.equal(archiver.archiveMode, 'on');
+    assert.equal(archiver.archiveMode, 'always');
     assert.equal(archiver.site, 'a');
-    const run = await cli(['backup', 'run', '--type', 'full', '--json'], {}, 600_000);
-    assert.equal(run.code, 0, run.stderr);
-    const made = lastJson<{ label: string; type: string; repositoryBytes: number }>(run.stdout);
-    assert.equal(made.type, 'full');
+    const fullsBefore = (await repositoryInfo(config)).backups.filter((b) => b.type === 'full').map((b) => b.label);
+    const made: { label: string; type: string }[] = [];
+    // One more than retention keeps, so expire has one to remove.
+    for (let i = fullsBefore.length; i <= config.backup.retention.full; i++) {
+      const run = await cli(['backup', 'run', '--type', 'full', '--json'], {}, 600_000);
+      assert.equal(run.code, 0, run.stderr);
+      made.push(lastJson<{ label: string; type: string }>(run.stdout));
+    }
+    assert.ok(made.length > 0 && made.every((m) => m.type === 'full'));
     const info = await repositoryInfo(config);
     assert.equal(info.status.code, 0, info.status.message);
-    assert.ok(info.backups.some((b) => b.label === made.label), 'the new backup is in the repository');
-    assert.ok(info.backups.filter((b) => b.type === 'full').length <= config.backup.retention.full, 'expire keeps no more full backups than retention says');
+    const fulls = info.backups.filter((b) => b.type === 'full').map((b) => b.label);
+    assert.ok(made.every((m) => fulls.includes(m.label)), 'the new backups are in the repository');
+    assert.equal(fulls.length, config.backup.retention.full, `expire kept ${config.backup.retention.full} full backups (before: ${fullsBefore.join(', ')}; now: ${fulls.join(', ')})`);
+    // Encrypted: every file pgBackRest writes there is OpenSSL's salted format, never PostgreSQL's own bytes.
+    const segment = [...walk(join(config.backup.repository, 'archive'))].find((f) => /\/[0-9A-F]{24}-[0-9a-f]{40}\.lz4$/.test(f));
+    assert.ok(segment, 'an archived WAL segment in the repository');
+    assert.equal(readFileSync(segment).subarray(0, 8).toString('latin1'), 'Salted__', `${segment} is encrypted`);
     const check = await cli(['backup', 'check']);
     assert.equal(check.code, 0, check.stderr);
     assert.match(check.stdout, /archive check passed/);
@@ -94,21 +115,28 @@ describe('backups (pgBackRest)', () => {
     }
   });
 
-  it('drill restore --to-time T reports the last certificate acknowledged by T and an intact audit chain, and is recorded', async () => {
+  it('drill restore --to-time T gives back a certificate deleted by mistake after T, names the last one acknowledged by T, verifies the audit chain, and is recorded', async () => {
     const sealed = await cli(['audit', 'seal', '--settle-ms', '0']);
     assert.equal(sealed.code, 0, sealed.stderr);
+    const victim = await enrol();
     const last = await enrol();
     await pause(1_100);
     const target = new Date();
     await pause(1_100);
     const later = await enrol();
+    // The bad write a backup is for: an owner's mistaken DELETE, replicated to B at once.
+    await pool.query('DELETE FROM ocsp_responses WHERE serial = $1', [Buffer.from(victim, 'hex')]);
+    const deleted = await pool.query('DELETE FROM certificates WHERE serial = $1', [Buffer.from(victim, 'hex')]);
+    assert.equal(deleted.rowCount, 1);
     const run = await cli(['drill', 'restore', '--to-time', target.toISOString(), '--json'], {}, 600_000);
     assert.equal(run.code, 0, `${run.stderr}\n${run.stdout.slice(-2000)}`);
     const r = lastJson<Record<string, unknown> & { audit: { problems: string[]; checkpoints_by_target: number; rows: number } }>(run.stdout);
     assert.equal(r.last_serial, last, 'the newest certificate in the restore is the last one acknowledged before T');
     assert.notEqual(r.last_serial, later);
-    assert.equal(r.removed_since_target, 0);
-    assert.equal(r.certificates_restored, (r.live_certificates_by_target as number) - (r.committed_after_target as number));
+    assert.equal(r.removed_since_target, 1, 'the deleted certificate is in the restore and no longer live');
+    assert.equal(r.commit_times, true, 'the live database is compared by commit time');
+    assert.equal(r.missing_from_restore, 0);
+    assert.equal(r.certificates_restored, (r.live_certificates_by_target as number) + 1, 'everything committed by T, the deleted one included');
     assert.deepEqual(r.audit.problems, []);
     assert.ok(r.audit.checkpoints_by_target > 0 && r.audit.rows > 0, 'the audit chain was checked against checkpoints written by T');
     assert.equal(r.verified, true);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { auditCheckpointFile, verifyAuditLog } from '@fleetpki/ca';
 import { FleetError, type FleetConfig, type SiteId } from '@fleetpki/core';
 import { currentRoles, ownerPool, repositoryInfo, restoreToScratch } from '@fleetpki/sites';
-import { certificateSerialsAfter, certificateSummary, recordDrillRun, type Queryable } from '@fleetpki/store';
+import { certificateSerialPages, certificateSummary, recordDrillRun } from '@fleetpki/store';
 
 export interface RestoreReport {
   readonly drill: 'restore';
@@ -20,17 +20,22 @@ export interface RestoreReport {
   readonly restore_s: number;
   readonly recovery_s: number;
   readonly certificates_restored: number;
-  /** The newest certificate in the restore, by issue time: the last one acknowledged by T. */
+  /** The newest certificate in the restore, by commit time: the last one acknowledged by T. */
   readonly last_serial: string | null;
   readonly last_issued_at: string | null;
-  /** Live certificates issued by T (issued_at is the transaction's start). */
+  /** Live certificates committed by T (commit times: track_commit_timestamp; else issued_at, the transaction's start). */
   readonly live_certificates_by_target: number;
-  /** Of those, not in the restore: their transaction began by T and committed after it. */
-  readonly committed_after_target: number;
+  /** Whether "by T" above is read from commit times; without them a certificate committed just after T may count as missing. */
+  readonly commit_times: boolean;
+  /** Of those, not in the restore: a certificate the restore failed to give back. */
+  readonly missing_from_restore: number;
   /** In the restore, no longer live: removed since T (what a restore gives back after a bad write). */
   readonly removed_since_target: number;
   readonly audit: { readonly rows: number; readonly sealed_up_to: string | null; readonly signed_seals: number; readonly checkpoints_by_target: number; readonly problems: readonly string[] };
-  /** The restore is usable: it recovered, and its audit chain and seals verify against the checkpoints written by T. */
+  /**
+   * The restore gave back exactly what was committed by T (nothing missing), and its audit chain and
+   * seals verify against the checkpoints written by T (there must be some, when the restore has seals).
+   */
   readonly verified: boolean;
 }
 
@@ -68,7 +73,11 @@ export async function runRestoreDrill(config: FleetConfig, options: { target: Da
   const log = options.log ?? (() => undefined);
   const target = options.target;
   if (Number.isNaN(target.getTime())) throw new FleetError('INPUT_INVALID', '--to-time: not a time (expected ISO 8601, e.g. 2026-12-07T05:40:00Z)');
-  if (target.getTime() > Date.now()) throw new FleetError('INPUT_INVALID', `--to-time ${target.toISOString()} is in the future`);
+  // The database's clock, not this host's: the commit replay stops at is stamped by the primary.
+  const { primary: source } = currentRoles(config);
+  const clock = ownerPool(config, source, 'postgres', { max: 1, applicationName: 'fleetpki-restore-drill' });
+  const dbNow = await clock.query<{ now: Date }>('SELECT now()').then((r) => r.rows[0]!.now).finally(() => clock.end());
+  if (target.getTime() > dbNow.getTime()) throw new FleetError('INPUT_INVALID', `--to-time ${target.toISOString()} is in the future (the primary's clock says ${dbNow.toISOString()})`);
   const info = await repositoryInfo(config);
   const usable = info.backups.filter((b) => b.stoppedAt <= target);
   if (usable.length === 0) {
@@ -84,8 +93,7 @@ export async function runRestoreDrill(config: FleetConfig, options: { target: Da
     log(`restored in ${scratch.restoreSeconds.toFixed(1)} s, recovered to ${target.toISOString()} in ${scratch.recoverySeconds.toFixed(1)} s; comparing with site ${primary.id}`);
     const inRestore = await certificateSummary(restored);
     const liveByTarget = await certificateSummary(live, target);
-    const page = (db: Queryable, until?: Date) => (after: Buffer | null) => certificateSerialsAfter(db, after, 10_000, until);
-    const { onlyA: removed, onlyB: committedAfter } = await compareSerials(page(restored), page(live, target));
+    const { onlyA: removed, onlyB: missing } = await compareSerials(await certificateSerialPages(restored, 10_000), await certificateSerialPages(live, 10_000, target));
     const checkpoints = join(work, 'checkpoints.ndjson');
     const checkpointCount = checkpointsAsOf(config, target, checkpoints);
     const audit = await verifyAuditLog(restored, checkpoints);
@@ -100,10 +108,11 @@ export async function runRestoreDrill(config: FleetConfig, options: { target: Da
       last_serial: inRestore.last ? inRestore.last.serial.toString('hex') : null,
       last_issued_at: inRestore.last ? inRestore.last.issuedAt.toISOString() : null,
       live_certificates_by_target: liveByTarget.count,
-      committed_after_target: committedAfter,
+      commit_times: liveByTarget.commitTimes,
+      missing_from_restore: missing,
       removed_since_target: removed,
       audit: { rows: audit.rows, sealed_up_to: audit.sealedUpTo, signed_seals: audit.signedSeals, checkpoints_by_target: checkpointCount, problems: audit.problems.map((p) => `${p.kind} at seq ${p.seq}: ${p.detail}`) },
-      verified: audit.problems.length === 0,
+      verified: audit.problems.length === 0 && missing === 0 && (checkpointCount > 0 || audit.sealedUpTo === null),
     };
     await recordDrillRun(live, { kind: 'restore', from: primary.id, to: null, rtoSeconds: Number((scratch.restoreSeconds + scratch.recoverySeconds).toFixed(2)), rpoLost: null, report: { ...report } });
     return report;

@@ -22,12 +22,24 @@ export interface BackupSet {
   readonly walStop: string;
 }
 
+/** The primary's system identifier (a bigint: as text, JSON numbers lose its last digits). */
+async function clusterSystemId(config: FleetConfig): Promise<string> {
+  const pool = ownerPool(config, primaryOf(config), 'postgres', { applicationName: 'fleetpki-backup', max: 1 });
+  try {
+    return (await pool.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]!.id;
+  } finally {
+    await pool.end();
+  }
+}
+
 export interface RepositoryInfo {
   /** pgBackRest's status: 0 ok; otherwise its message (no stanza, missing backups, passphrase wrong...). */
   readonly status: { readonly code: number; readonly message: string };
   readonly backups: readonly BackupSet[];
   /** The oldest and newest WAL segment archived (null when none). */
   readonly archive: { readonly min: string | null; readonly max: string | null };
+  /** The clusters the stanza was made for (PostgreSQL system identifiers, as text). */
+  readonly systemIds: readonly string[];
 }
 
 /** The site whose cluster is primary now: backups are taken there (pgBackRest refuses a standby without backup-standby). */
@@ -41,11 +53,16 @@ function primaryOf(config: FleetConfig): SiteConfig {
  * still running without archive_mode (an installation from before backups, not restarted since) gets
  * neither, and says so.
  */
-export async function ensureStanza(config: FleetConfig): Promise<'created' | 'first backup taken' | 'ready' | 'archive_mode off: restart the primary'> {
+export async function ensureStanza(config: FleetConfig): Promise<string> {
   const archiver = await archiverState(config);
-  if (archiver.archiveMode !== 'on') return 'archive_mode off: restart the primary';
+  if (archiver.archiveMode === 'off') return 'archive_mode off: restart the primary';
   // The usual case, a stanza with backups, costs one read of the repository.
   const known = await repositoryInfo(config).catch(() => undefined);
+  const cluster = await clusterSystemId(config);
+  if (known?.systemIds.length && !known.systemIds.includes(cluster)) {
+    // A cluster made anew (initdb) beside an old repository: archive-push refuses it, WAL piles up.
+    return `FAILING: the repository's stanza belongs to cluster ${known.systemIds.join(', ')}, this primary is ${cluster}; restore from the repository (docs/backup.md) or move the old repository away and run sites up again`;
+  }
   if (known && known.status.code === 0 && known.backups.length > 0) return 'ready';
   const out = await pgbackrest(config, primaryOf(config), 'stanza-create', { timeoutMs: 120_000, args: ['--log-level-console=info'] });
   const created = !/already exists/.test(out);
@@ -83,7 +100,7 @@ interface InfoJson {
 /** What the repository holds, from `pgbackrest info --output=json` (reads the repository only, never the cluster). */
 export async function repositoryInfo(config: FleetConfig): Promise<RepositoryInfo> {
   // Any site's configuration names the one repository: this host's own is the one a real host has.
-  const out = await pgbackrest(config, config.sites[config.site], 'info', { args: ['--output=json', '--log-level-console=off'], timeoutMs: 60_000 });
+  const out = await pgbackrest(config, config.sites[config.site], 'info', { args: ['--output=json', '--log-level-console=off'], timeoutMs: 60_000, stdoutOnly: true });
   const stanza = (JSON.parse(out) as InfoJson[])[0];
   if (!stanza) throw new FleetError('BACKUP_REPOSITORY_UNREADABLE', `pgbackrest info named no stanza: ${out.slice(0, 300)}`);
   const archive = stanza.archive ?? [];
@@ -100,6 +117,8 @@ export async function repositoryInfo(config: FleetConfig): Promise<RepositoryInf
       walStop: b.archive.stop,
     })),
     archive: { min: archive[0]?.min ?? null, max: archive[archive.length - 1]?.max ?? null },
+    // Read from the text: JSON.parse would round these 64-bit numbers.
+    systemIds: [...new Set([...out.matchAll(/"system-id":(\d+)/g)].map((m) => m[1]!))],
   };
 }
 
@@ -206,7 +225,7 @@ export function backupStatusRows(b: BackupStatus): string[][] {
   ];
   if (b.archiver) {
     const a = b.archiver;
-    rows.push([a.site, 'archiver', archivingFails(a) ? 'FAILING' : a.archiveMode === 'on' ? 'ok' : `archive_mode ${a.archiveMode}`, `${a.archived} archived, last at ${a.lastArchivedAt?.toISOString() ?? '-'}; ${a.waitingSegments} waiting${a.failed ? `; ${a.failed} failed attempts, last ${a.lastFailedAt?.toISOString() ?? '-'}` : ''}`]);
+    rows.push([a.site, 'archiver', archivingFails(a) ? 'FAILING' : a.archiveMode !== 'off' ? 'ok' : `archive_mode ${a.archiveMode}`, `${a.archived} archived, last at ${a.lastArchivedAt?.toISOString() ?? '-'}; ${a.waitingSegments} waiting${a.failed ? `; ${a.failed} failed attempts, last ${a.lastFailedAt?.toISOString() ?? '-'}` : ''}`]);
   }
   return rows;
 }

@@ -27,7 +27,7 @@ export function pgbackrestConfFile(site: SiteConfig): string {
 
 /** archive_command of a site's cluster: runs on whichever site is primary (archive_mode = on: a standby archives nothing). */
 export function archiveCommand(site: SiteConfig, stanza: string): string {
-  return `${pgbackrestBin()} --config=${pgbackrestConfFile(site)} --stanza=${stanza} archive-push %p`;
+  return `${checkPath('FLEETPKI_PGBACKREST', pgbackrestBin())} --config=${checkPath(`sites.${site.id}.dir`, pgbackrestConfFile(site))} --stanza=${stanza} archive-push %p`;
 }
 
 function ownByPostgres(path: string): void {
@@ -43,6 +43,16 @@ function privateDir(path: string): void {
 }
 
 /**
+ * The paths pgBackRest's file and archive_command name: plain characters only. archive_command is a
+ * shell command line and the file is line-based, so a space, quote, `$`, `;` or newline in a configured
+ * path would break archiving or say more than it should.
+ */
+function checkPath(key: string, path: string): string {
+  if (!/^\/[A-Za-z0-9/._-]*$/.test(path)) throw new FleetError('CONFIG_INVALID', `invalid configuration: ${key} "${path}" must be an absolute path of letters, digits and / . _ - only (pgBackRest's configuration and archive_command name it)`);
+  return path;
+}
+
+/**
  * The repository's passphrase. The simulation's default file is made here on first use; a configured
  * one (secrets.backup) must exist: a new passphrase would make every existing backup unreadable.
  */
@@ -54,6 +64,7 @@ export function readCipherPass(config: FleetConfig): string {
     writeFileSync(file, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600 });
   }
   const pass = readFileSync(file, 'utf8').trim();
+  if (!/^[\x21-\x7e]+$/.test(pass)) throw new FleetError('BACKUP_PASSPHRASE_INVALID', `${file}: the backup repository's passphrase must be one line of printable characters without spaces`);
   if (pass.length < 20) throw new FleetError('BACKUP_PASSPHRASE_WEAK', `${file}: the backup repository's passphrase must have at least 20 characters`);
   return pass;
 }
@@ -63,10 +74,13 @@ export function readCipherPass(config: FleetConfig): string {
  * archive_command reads it inside the postmaster, where no environment is ours to set).
  */
 export function writePgbackrestConf(config: FleetConfig, site: SiteConfig): string {
-  const dir = pgbackrestDir(site);
+  const dir = checkPath(`sites.${site.id}.dir`, pgbackrestDir(site));
+  checkPath('backup.repository', config.backup.repository);
   privateDir(dir);
   for (const sub of ['log', 'lock', 'spool']) privateDir(join(dir, sub));
-  privateDir(config.backup.repository);
+  // The repository is made here when it is missing (the simulation's); an existing one (a share, a
+  // mount) is the operator's, its owner and mode left as they set them.
+  if (!existsSync(config.backup.repository)) privateDir(config.backup.repository);
   const text = [
     '# Written by fleetpki sites up; edits are overwritten (docs/backup.md).',
     '[global]',
@@ -99,6 +113,8 @@ export function writePgbackrestConf(config: FleetConfig, site: SiteConfig): stri
 
 export interface PgbackrestRun {
   readonly timeoutMs?: number;
+  /** Only stdout (JSON output); by default stderr is kept too, where pgBackRest says what went wrong. */
+  readonly stdoutOnly?: boolean;
   /** Extra options after the command (--type=full, --target=...). */
   readonly args?: readonly string[];
 }
@@ -115,6 +131,6 @@ export function pgbackrest(config: FleetConfig, site: SiteConfig, command: strin
     env,
     netns: site.netns,
     timeoutMs: options.timeoutMs ?? 600_000,
-    stderrToo: true,
+    stderrToo: !options.stdoutOnly,
   });
 }

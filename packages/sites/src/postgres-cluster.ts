@@ -75,12 +75,17 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
     // Which statements cost what (`CREATE EXTENSION pg_stat_statements` in the CA database, then read
     // the view): how the reconciler's full scan of online intents was found. A few % of statement time.
     `shared_preload_libraries = 'pg_stat_statements'`,
-    // Every WAL segment goes to the backup repository (pgbackrest.ts) from whichever site is primary:
-    // with backups, that is what a restore to any point in time replays. A quiet primary still closes a
-    // segment a minute, so a restore's reach trails the clock by at most that (docs/backup.md).
-    `archive_mode = on`,
+    // Every WAL segment goes to the backup repository (pgbackrest.ts): with backups, that is what a
+    // restore to any point in time replays. `always`: the standby pushes each segment it receives too
+    // (pgBackRest takes a second copy with the same checksum as done), so a primary killed with segments
+    // not yet pushed leaves no hole in the archive; B has them. A quiet primary still closes a segment a
+    // minute (docs/backup.md).
+    `archive_mode = always`,
     `archive_command = '${archiveCommand(site, config.backup.stanza)}'`,
     `archive_timeout = '60s'`,
+    // Each transaction's commit time, for the restore drill: which certificates a restore to T must hold
+    // is those committed by T (recovery stops at commit records), not those whose transaction began by T.
+    `track_commit_timestamp = on`,
     `log_destination = 'stderr'`,
     `log_min_messages = warning`,
   ];
@@ -108,7 +113,13 @@ export function writeSettings(config: FleetConfig, site: SiteConfig, role: Clust
   // pg_basebackup -R writes primary_conninfo into postgresql.auto.conf, which would win over ours.
   writeFileSync(join(dataDir, 'postgresql.auto.conf'), '# managed by fleetpki: see fleetpki.conf\n');
   writeFileSync(join(dataDir, 'fleetpki.conf'), clusterSettings(config, site, role));
-  writePgbackrestConf(config, site);
+  // Never in the way of PostgreSQL itself (a promotion calls this): a broken backup configuration shows
+  // as archiving failing (sites status, backup check), while the CA goes on issuing.
+  try {
+    writePgbackrestConf(config, site);
+  } catch (err) {
+    console.error(`site ${site.id}: pgBackRest's configuration not written, WAL archiving will fail: ${(err as Error).message}`);
+  }
   chownToPgUser(join(dataDir, 'fleetpki.conf'), join(dataDir, 'postgresql.auto.conf'), conf);
 }
 

@@ -9,7 +9,7 @@ import { pgBinDir, run } from './exec.js';
 import { pgDataDir, postmasterAlive } from './postmaster.js';
 
 /** Starts the restored cluster in `site`'s data directory and waits until it accepts writes; returns the seconds that took. */
-export async function startRestoredCluster(config: FleetConfig, site: SiteConfig, options: { logFile: string; overrides?: readonly string[]; what: string }): Promise<number> {
+export async function startRestoredCluster(config: FleetConfig, site: SiteConfig, options: { logFile: string; overrides?: readonly string[]; what: string; replayTimeoutMs?: number }): Promise<number> {
   const started = Date.now();
   const failed = (why: string, cause?: unknown) => {
     const tail = existsSync(options.logFile) ? readFileSync(options.logFile, 'utf8').trim().split('\n').slice(-5).join(' | ') : '';
@@ -24,9 +24,12 @@ export async function startRestoredCluster(config: FleetConfig, site: SiteConfig
   }
   // Until the promotion it refuses connections (57P03); a replay that fails ends the postmaster.
   const pool = ownerPool(config, site, 'postgres', { applicationName: 'fleetpki-restore', max: 1 });
+  const deadline = Date.now() + (options.replayTimeoutMs ?? 6 * 3_600_000);
   try {
     for (;;) {
       if (!postmasterAlive(site)) throw failed('PostgreSQL stopped during replay');
+      // A restore_command that hangs (a share gone) would otherwise keep this waiting for ever.
+      if (Date.now() > deadline) throw failed(`still replaying after ${Math.round((options.replayTimeoutMs ?? 6 * 3_600_000) / 60_000)} min`);
       const open = await pool.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r').then(
         (q) => !q.rows[0]!.r,
         (err: { code?: string }) => {

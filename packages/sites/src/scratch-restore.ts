@@ -2,13 +2,13 @@
 // scratch data directory, PostgreSQL replays archived WAL up to the target and promotes, and the caller
 // reads what came back. Archiving is off there, so the scratch cluster's new timeline never reaches the
 // repository the real sites archive to.
-import { chownSync, mkdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, rmSync, statfsSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
-import type { FleetConfig, SiteConfig } from '@fleetpki/core';
+import { dirname, join } from 'node:path';
+import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { isRoot, pgBinDir, run } from './exec.js';
 import { osUserIds } from './os-user.js';
-import { archiveUpToNow } from './backups.js';
+import { archiveUpToNow, repositoryInfo } from './backups.js';
 import { pgbackrest } from './pgbackrest.js';
 import { pgDataDir, postmasterAlive } from './postmaster.js';
 import { startRestoredCluster } from './restored-cluster.js';
@@ -29,8 +29,17 @@ export function recoveryTargetTime(at: Date): string {
   return `${at.toISOString().replace('T', ' ').replace('Z', '')}+00`;
 }
 
-function scratchDir(config: FleetConfig): string {
-  return join(config.stateDir, 'restore-scratch');
+/**
+ * Refuses a restore the scratch volume has no room for (the newest backup's cluster size and a tenth
+ * more): a full copy of the database that filled the live cluster's disk would stop the CA.
+ */
+function checkRoom(dir: string, clusterBytes: number): void {
+  let probe = dir;
+  while (!existsSync(probe)) probe = dirname(probe);
+  const fs = statfsSync(probe);
+  const free = fs.bavail * fs.bsize;
+  const needed = Math.ceil(clusterBytes * 1.1);
+  if (free < needed) throw new FleetError('RESTORE_NO_ROOM', `the restore needs about ${Math.ceil(needed / 1048576)} MB in ${dir} (backup.scratch), and ${Math.floor(free / 1048576)} MB are free there`);
 }
 
 /** A port nobody listens on now (the kernel's choice): the scratch cluster lives for one drill. */
@@ -58,10 +67,12 @@ async function stopScratch(site: SiteConfig): Promise<void> {
 export async function restoreToScratch(config: FleetConfig, options: { target?: Date; log?: (line: string) => void } = {}): Promise<ScratchCluster> {
   const log = options.log ?? (() => undefined);
   const { primary } = currentRoles(config);
-  const dir = scratchDir(config);
+  const dir = config.backup.scratch;
   const site: SiteConfig = { ...primary, dir, pgPort: await freePort() };
   await stopScratch(site);
   rmSync(dir, { recursive: true, force: true });
+  const newest = (await repositoryInfo(config)).backups.at(-1);
+  checkRoom(dir, newest?.databaseBytes ?? 0);
   mkdirSync(pgDataDir(site), { recursive: true, mode: 0o700 });
   if (isRoot) {
     const { uid, gid } = osUserIds('postgres');
@@ -77,7 +88,9 @@ export async function restoreToScratch(config: FleetConfig, options: { target?: 
     const target = options.target ? ['--type=time', `--target=${recoveryTargetTime(options.target)}`, '--target-action=promote'] : [];
     let started = Date.now();
     log(`restoring the repository into ${pgDataDir(site)}${options.target ? ` as of ${options.target.toISOString()}` : ' (to the end of the archive)'}`);
-    await pgbackrest(config, primary, 'restore', { args: [`--pg1-path=${pgDataDir(site)}`, ...target], timeoutMs: 6 * 3_600_000 });
+    // --archive-mode=off: pgBackRest writes it into the restored settings, so even a scratch cluster
+    // started by hand later never pushes its own timeline into the repository the sites archive to.
+    await pgbackrest(config, primary, 'restore', { args: [`--pg1-path=${pgDataDir(site)}`, '--archive-mode=off', ...target], timeoutMs: 6 * 3_600_000 });
     const restoreSeconds = (Date.now() - started) / 1000;
     started = Date.now();
     const logFile = join(dir, 'postgresql.log');

@@ -74,6 +74,7 @@ tls:                          # the organisation CA's bundle and each part's cer
 
 backup:                       # pgBackRest: WAL archive and backups, off the database hosts (docs/backup.md)
   repository: /mnt/fleetpki-backup   # a share both sites mount; S3 in production
+  scratch: /srv/fleetpki-restore      # restore drills' scratch cluster: a volume of its own, room for a full copy
   retention: { full: 2, differential: 7 }
 
 crl:

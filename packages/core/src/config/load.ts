@@ -136,6 +136,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     // The repository belongs to the clusters (like stateDir), not to one deployment on them.
     backup: {
       repository: d.backup.repository ?? join(stateDir, 'backup-repo'),
+      scratch: d.backup.scratch ?? join(stateDir, 'restore-scratch'),
       stanza: 'fleetpki',
       cipherPassFile: secretFiles.secrets.backup ?? join(stateDir, 'backup-secrets', 'cipher-pass'),
       retention: d.backup.retention,

@@ -112,6 +112,8 @@ export const deploymentSchema = z.strictObject({
    */
   backup: z.strictObject({
     repository: absolutePath.optional(),
+    /** Where a restore drill restores into: a volume of its own, not the live cluster's (a full copy of the database lands there). */
+    scratch: absolutePath.optional(),
     retention: z.strictObject({ full: count(1, 100).default(2), differential: count(1, 1_000).default(7) }).prefault({}),
   }).prefault({}),
   crl: z.strictObject({ baseUrl: httpUrl.optional() }).prefault({}),

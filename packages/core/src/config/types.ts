@@ -295,6 +295,8 @@ export interface FleetConfig {
    */
   readonly backup: {
     readonly repository: string;
+    /** Where restore drills put their scratch cluster (backup.scratch). */
+    readonly scratch: string;
     readonly stanza: string;
     readonly cipherPassFile: string;
     readonly retention: { readonly full: number; readonly differential: number };

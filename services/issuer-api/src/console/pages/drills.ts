@@ -58,10 +58,11 @@ function siteDrillCard(d: DrillView): Html {
 
 /** A restore drill (`fleetpki drill restore`): what the backup gave back as of its target time. */
 function restoreCard(d: DrillView): Html {
-  const r = d.report as { target?: string; certificates_restored?: number; last_serial?: string | null; committed_after_target?: number; removed_since_target?: number; verified?: boolean; backup?: string };
+  const r = d.report as { target?: string; certificates_restored?: number; last_serial?: string | null; missing_from_restore?: number; removed_since_target?: number; verified?: boolean; backup?: string };
   return html`<section class="card" aria-labelledby="drill-${d.id}" data-testid="drill"><h2 id="drill-${d.id}">restore as of ${r.target ?? '?'}, ${when(d.finishedAt)}</h2>
     <dl class="facts"><dt>Restored in</dt><dd>${d.rtoSeconds === null ? '—' : `${d.rtoSeconds} s`} (from backup ${r.backup ?? '?'})</dd>
     <dt>Certificates</dt><dd>${String(r.certificates_restored ?? '?')}, the last ${r.last_serial ?? 'none'}</dd>
+    <dt>Missing</dt><dd>${r.missing_from_restore === 0 ? status('ok', 'none') : status('bad', String(r.missing_from_restore ?? '?'))}</dd>
     <dt>Removed since</dt><dd>${String(r.removed_since_target ?? '?')}</dd>
-    <dt>Audit chain</dt><dd>${r.verified ? status('ok', 'verifies up to the target') : status('bad', 'problems: see the report')}</dd></dl></section>`;
+    <dt>Verified</dt><dd>${r.verified ? status('ok', 'everything committed by the target is back; the audit chain verifies') : status('bad', 'no: see the report')}</dd></dl></section>`;
 }
