@@ -87,14 +87,15 @@ describe('disaster drill', () => {
     assert.equal(status.code, 0, status.stdout);
     assert.match(status.stdout, /a\s+postgres :\d+\s+up\s+primary; standbys: site_b streaming\/sync/);
     assert.match(status.stdout, /a\s+agent\s+up\s+leads/);
-    pool = createPool(config.sites.a.databaseUrl, { max: 1 });
+    const db = createPool(config.sites.a.databaseUrl, { max: 1 });
+    pool = db;
     for (const serial of [r.old_certificate_serial as string, r.new_certificate_serial as string]) {
-      const { rows } = await pool.query<{ der: Buffer }>('SELECT der FROM certificates WHERE serial = $1', [Buffer.from(serial, 'hex')]);
+      const { rows } = await db.query<{ der: Buffer }>('SELECT der FROM certificates WHERE serial = $1', [Buffer.from(serial, 'hex')]);
       assert.equal(rows.length, 1, `certificate ${serial} is in the rebuilt database`);
       const path = writeCaFile(ca, `disaster-${serial}.pem`, toPem(rows[0]!.der, 'CERTIFICATE'));
       assert.match(openssl(['verify', '-CAfile', ca.rootPem, '-untrusted', ca.issuingPem, path]), /: OK/);
     }
-    const recorded = await pool.query<{ kind: string; rpo_lost: number }>("SELECT kind, rpo_lost FROM drill_runs WHERE kind = 'disaster' ORDER BY finished_at DESC LIMIT 1");
+    const recorded = await db.query<{ kind: string; rpo_lost: number }>("SELECT kind, rpo_lost FROM drill_runs WHERE kind = 'disaster' ORDER BY finished_at DESC LIMIT 1");
     assert.deepEqual(recorded.rows[0], { kind: 'disaster', rpo_lost: 0 });
   });
 });
