@@ -67,7 +67,7 @@ function lastJson<T>(stdout: string): T {
 describe('backups (pgBackRest)', () => {
   it('archives WAL from the primary and takes full backups into the repository, encrypted; expire keeps what retention says', async () => {
     const archiver = await archiverState(config);
-    assert.equal(archiver.archiveMode, 'always');
+    assert.equal(archiver.archiveMode, 'on');
     assert.equal(archiver.site, 'a');
     const fullsBefore = (await repositoryInfo(config)).backups.filter((b) => b.type === 'full').map((b) => b.label);
     const made: { label: string; type: string }[] = [];

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FleetConfig } from '@fleetpki/core';
 import { approvedSwitchoverForDrill, runFailback } from '@fleetpki/drills';
 import { createIssuerRuntime } from '@fleetpki/issuer-api';
-import { archiverState, currentRoles, readTopology, repositoryInfo, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
+import { agentLogFile, archiverState, currentRoles, readTopology, repositoryInfo, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { createPool } from '@fleetpki/store';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
 import { ensureStandbyKeys } from './support/custody.js';
@@ -79,6 +79,9 @@ describe('site drills', () => {
     assert.equal(archiver.site, 'b');
     assert.ok(archiver.lastArchivedWal !== null && parseInt(archiver.lastArchivedWal.slice(0, 8), 16) > 1, `B archives on its own timeline (last ${archiver.lastArchivedWal})`);
     assert.equal(info.archive.max!.slice(0, 8), archiver.lastArchivedWal!.slice(0, 8), 'the repository holds the new timeline');
+    // And the old timeline's segments B had received: what A might not have pushed before it died.
+    const pushed = await waitFor('B\'s agent to push the old timeline\'s segments', async () => [...readFileSync(agentLogFile(config.sites.b), 'utf8').matchAll(/WAL archive: \d+ segment\(s\) of the old timeline pushed from here.*/g)].at(-1)?.[0], 60_000, 500);
+    assert.doesNotMatch(pushed, /FAILED/, pushed);
   });
 
   it('failback: A rebuilt as standby of B, then switched back to active, under the same approval as a switchover', async () => {

@@ -1,9 +1,12 @@
 // The backups of the CA's clusters: the stanza, full and differential backups from the primary, what the
 // repository holds, and whether WAL archiving keeps up. pgBackRest does the work (pgbackrest.ts); this
 // module decides where to run it and reads its answers.
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { ownerPool } from './ca-databases.js';
 import { pgbackrest } from './pgbackrest.js';
+import { pgDataDir } from './postmaster.js';
 import { readTopology } from './topology-file.js';
 
 export const BACKUP_TYPES = ['full', 'diff', 'incr'] as const;
@@ -228,4 +231,29 @@ export function backupStatusRows(b: BackupStatus): string[][] {
     rows.push([a.site, 'archiver', archivingFails(a) ? 'FAILING' : a.archiveMode !== 'off' ? 'ok' : `archive_mode ${a.archiveMode}`, `${a.archived} archived, last at ${a.lastArchivedAt?.toISOString() ?? '-'}; ${a.waitingSegments} waiting${a.failed ? `; ${a.failed} failed attempts, last ${a.lastFailedAt?.toISOString() ?? '-'}` : ''}`]);
   }
   return rows;
+}
+
+/**
+ * After a promotion: pushes the WAL segments of the old timeline this site received as the standby
+ * (with archive_mode = on a standby archives nothing, and marks what it streams as done). A primary that
+ * died with segments not yet pushed would otherwise leave a hole in the archive that no restore could
+ * cross. Each push is idempotent: a segment the old primary pushed already has the same checksum and is
+ * taken as done; one whose content differs is refused by pgBackRest and named here.
+ */
+export async function archiveInheritedWal(config: FleetConfig, site: SiteConfig): Promise<{ pushed: number; failed: string[] }> {
+  const dir = join(pgDataDir(site), 'pg_wal');
+  const names = readdirSync(dir).filter((n) => /^[0-9A-F]{24}(\.partial)?$/.test(n));
+  const newest = Math.max(...names.map((n) => parseInt(n.slice(0, 8), 16)));
+  const inherited = names.filter((n) => parseInt(n.slice(0, 8), 16) < newest).sort();
+  const failed: string[] = [];
+  let pushed = 0;
+  for (const name of inherited) {
+    try {
+      await pgbackrest(config, site, 'archive-push', { args: [join(dir, name)], timeoutMs: 120_000 });
+      pushed++;
+    } catch (err) {
+      failed.push(`${name}: ${(err as Error).message.split('\n').filter(Boolean).slice(-1)[0] ?? ''}`);
+    }
+  }
+  return { pushed, failed };
 }

@@ -75,12 +75,13 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
     // Which statements cost what (`CREATE EXTENSION pg_stat_statements` in the CA database, then read
     // the view): how the reconciler's full scan of online intents was found. A few % of statement time.
     `shared_preload_libraries = 'pg_stat_statements'`,
-    // Every WAL segment goes to the backup repository (pgbackrest.ts): with backups, that is what a
-    // restore to any point in time replays. `always`: the standby pushes each segment it receives too
-    // (pgBackRest takes a second copy with the same checksum as done), so a primary killed with segments
-    // not yet pushed leaves no hole in the archive; B has them. A quiet primary still closes a segment a
-    // minute (docs/backup.md).
-    `archive_mode = always`,
+    // Every WAL segment goes to the backup repository (pgbackrest.ts) from the primary: with backups,
+    // that is what a restore to any point in time replays. Not `always`: both sites pushing the same
+    // segment at the same moment write the same temporary file in the repository, and with encryption
+    // (a random salt each) two writers' bytes would interleave. Instead a promoted standby pushes the
+    // old timeline's segments it received (archiveInheritedWal), so a primary killed with segments not
+    // yet pushed leaves no hole. A quiet primary still closes a segment a minute (docs/backup.md).
+    `archive_mode = on`,
     `archive_command = '${archiveCommand(site, config.backup.stanza)}'`,
     `archive_timeout = '60s'`,
     // Each transaction's commit time, for the restore drill: which certificates a restore to T must hold

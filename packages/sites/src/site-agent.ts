@@ -3,6 +3,7 @@ import { agentIdentity, CaSiteReader, campaignForCaSite, openConsensus, recordRe
 import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
 import { readDatabaseRole } from '@fleetpki/store';
 import { acknowledgeStandby, rejoinAsStandby, takeOver } from './failover.js';
+import { archiveInheritedWal } from './backups.js';
 import { isClusterRunning, postmasterAlive, reloadCluster, startCluster, stopCluster, writeSettings } from './postgres-cluster.js';
 import { withOwnerPool } from './ca-databases.js';
 import { readTopology } from './topology-file.js';
@@ -278,6 +279,11 @@ export class SiteAgent {
       }
       const epoch = await takeOver(this.config, this.site, `elected in etcd${handedOver ? ' (switchover)' : ''}`);
       this.log(`site ${this.site.id}: promoted; active CA site at epoch ${epoch}`);
+      // After the CA is back, not before: the old timeline's segments the old primary may not have pushed.
+      void archiveInheritedWal(this.config, this.site).then(
+        (r) => this.log(`site ${this.site.id}: WAL archive: ${r.pushed} segment(s) of the old timeline pushed from here${r.failed.length ? `; FAILED: ${r.failed.join('; ')}` : ''}`),
+        (err: Error) => this.log(`site ${this.site.id}: WAL archive: pushing the old timeline's segments failed: ${err.message}`),
+      );
       return;
     }
     const coldStart = this.leaderlessSince !== undefined && performance.now() - this.leaderlessSince > 2 * this.config.consensus.ttlSeconds * 1000;
