@@ -243,16 +243,19 @@ export function backupStatusRows(b: BackupStatus): string[][] {
 export async function archiveInheritedWal(config: FleetConfig, site: SiteConfig): Promise<{ pushed: number; failed: string[] }> {
   const dir = join(pgDataDir(site), 'pg_wal');
   const names = readdirSync(dir).filter((n) => /^[0-9A-F]{24}(\.partial)?$/.test(n));
-  const newest = Math.max(...names.map((n) => parseInt(n.slice(0, 8), 16)));
-  const inherited = names.filter((n) => parseInt(n.slice(0, 8), 16) < newest).sort();
+  // The timeline followed as the standby: the newest before the one the promotion began. Older ones in
+  // pg_wal (earlier failovers, kept by wal_keep_size) were pushed, or not, back then.
+  const timelines = [...new Set(names.map((n) => parseInt(n.slice(0, 8), 16)))].sort((a, b) => b - a);
+  const followed = timelines[1];
+  const inherited = followed === undefined ? [] : names.filter((n) => parseInt(n.slice(0, 8), 16) === followed).sort();
   const failed: string[] = [];
   let pushed = 0;
   for (const name of inherited) {
     try {
-      await pgbackrest(config, site, 'archive-push', { args: [join(dir, name)], timeoutMs: 120_000 });
+      await pgbackrest(config, site, 'archive-push', { operands: [join(dir, name)], timeoutMs: 120_000 });
       pushed++;
     } catch (err) {
-      failed.push(`${name}: ${(err as Error).message.split('\n').filter(Boolean).slice(-1)[0] ?? ''}`);
+      failed.push(`${name}: ${/ERROR: \[\d+\]: [^\n]*/.exec((err as Error).message)?.[0] ?? (err as Error).message.slice(-300)}`);
     }
   }
   return { pushed, failed };

@@ -115,8 +115,10 @@ export interface PgbackrestRun {
   readonly timeoutMs?: number;
   /** Only stdout (JSON output); by default stderr is kept too, where pgBackRest says what went wrong. */
   readonly stdoutOnly?: boolean;
-  /** Extra options after the command (--type=full, --target=...). */
+  /** Extra options (--type=full, --target=...). */
   readonly args?: readonly string[];
+  /** What follows the command itself (archive-push's WAL file). */
+  readonly operands?: readonly string[];
 }
 
 /**
@@ -126,7 +128,7 @@ export interface PgbackrestRun {
  */
 export function pgbackrest(config: FleetConfig, site: SiteConfig, command: string, options: PgbackrestRun = {}): Promise<string> {
   const env = { PGHOST: site.pgHost, ...libpqTlsEnv(config, site) };
-  return run(pgbackrestBin(), [`--config=${pgbackrestConfFile(site)}`, `--stanza=${config.backup.stanza}`, ...(options.args ?? []), command], {
+  return run(pgbackrestBin(), [`--config=${pgbackrestConfFile(site)}`, `--stanza=${config.backup.stanza}`, ...(options.args ?? []), command, ...(options.operands ?? [])], {
     asPgUser: true,
     env,
     netns: site.netns,
