@@ -74,6 +74,7 @@ describe('disaster drill', () => {
     const run = await cli(['drill', 'disaster', '--archive-first', '--destroy-both-sites', '--json', ...shares.flatMap((s) => ['--share', s])], { FLEETPKI_TOKEN: custodianToken }, 900_000);
     assert.equal(run.code, 0, `${run.stderr.slice(-3000)}\n${run.stdout.slice(-2000)}`);
     const r = lastJson<Record<string, unknown> & { keys_restored: Record<string, string[]> }>(run.stdout);
+    console.log(`# disaster drill: first certificate ${r.first_certificate_s} s after both sites were lost (restore ${r.restore_s} s, replay ${r.replay_s} s, standby copy ${r.standby_copy_s} s); ${r.certificates_before} certificates before, ${r.certificates_lost} lost; keys ${JSON.stringify(r.keys_restored)}`);
     assert.equal(r.restored_site, 'a');
     assert.equal(r.copied_site, 'b');
     assert.equal(r.segments_waiting_at_loss, 0, 'archived first');
