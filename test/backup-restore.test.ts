@@ -9,7 +9,7 @@ import { archiverState, ownerPool, repositoryInfo, restoreToScratch } from '@fle
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys, toPem } from '@fleetpki/x509';
 import { createToken, ensureCa, openssl, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
-import { cli } from './support/cli.js';
+import { cli, lastJson } from './support/cli.js';
 import { ensureSites } from './support/sites.js';
 
 /**
@@ -60,9 +60,6 @@ function* walk(dir: string): Generator<string> {
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function lastJson<T>(stdout: string): T {
-  return JSON.parse(stdout.trim().split('\n').pop()!) as T;
-}
 
 describe('backups (pgBackRest)', () => {
   it('archives WAL from the primary and takes full backups into the repository, encrypted; expire keeps what retention says', async () => {

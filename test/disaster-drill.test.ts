@@ -11,7 +11,7 @@ import { syntheticEui64 } from '@fleetpki/manifest';
 import { generateDeviceKeys, toPem } from '@fleetpki/x509';
 import { createToken, ensureCa, openssl, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { ensureStandbyKeys } from './support/custody.js';
-import { cli } from './support/cli.js';
+import { cli, lastJson } from './support/cli.js';
 import { ensureSites } from './support/sites.js';
 
 /**
@@ -59,9 +59,6 @@ after(async () => {
   await pool?.end();
 });
 
-function lastJson<T>(stdout: string): T {
-  return JSON.parse(stdout.trim().split('\n').pop()!) as T;
-}
 
 describe('disaster drill', () => {
   it('refuses without --destroy-both-sites, and touches nothing', async () => {

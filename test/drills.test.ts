@@ -13,16 +13,12 @@ import { createPool } from '@fleetpki/store';
 import { createToken, ensureCa, siteAPool, type TestCa } from './support/ca.js';
 import { ensureStandbyKeys } from './support/custody.js';
 import { approvedRequest } from './support/dual-control.js';
-import { cli } from './support/cli.js';
+import { cli, lastJson } from './support/cli.js';
 import { ensureSites, waitFor } from './support/sites.js';
 
 let config: FleetConfig;
 let ca: TestCa;
 
-/** The last line of a --json drill: its report. */
-function lastJson<T>(stdout: string): T {
-  return JSON.parse(stdout.trim().split('\n').pop()!) as T;
-}
 
 before(async () => {
   config = await ensureSites();

@@ -22,3 +22,8 @@ export function cli(args: readonly string[], env: NodeJS.ProcessEnv = {}, timeou
     );
   });
 }
+
+/** The last line of a command run with --json (a drill's report, a new backup): one JSON object. */
+export function lastJson<T>(stdout: string): T {
+  return JSON.parse(stdout.trim().split('\n').pop()!) as T;
+}
