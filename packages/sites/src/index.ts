@@ -19,6 +19,8 @@ export * from './deployment-file.js';
 export * from './etcd-server-tls.js';
 export * from './pgbackrest.js';
 export * from './backups.js';
+export * from './wal-archive.js';
+export * from './backup-status.js';
 export { pgBinDir } from './exec.js';
 export * from './scratch-restore.js';
 export * from './site-restore.js';

@@ -3,7 +3,7 @@ import { agentIdentity, CaSiteReader, campaignForCaSite, openConsensus, recordRe
 import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
 import { readDatabaseRole } from '@fleetpki/store';
 import { acknowledgeStandby, rejoinAsStandby, takeOver } from './failover.js';
-import { archiveInheritedWal } from './backups.js';
+import { archiveInheritedWal } from './wal-archive.js';
 import { isClusterRunning, postmasterAlive, reloadCluster, startCluster, stopCluster, writeSettings } from './postgres-cluster.js';
 import { withOwnerPool } from './ca-databases.js';
 import { readTopology } from './topology-file.js';
