@@ -65,6 +65,19 @@ describe('disaster drill', () => {
     const refused = await cli(['drill', 'disaster', ...shares.flatMap((s) => ['--share', s])], { FLEETPKI_TOKEN: custodianToken });
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /CONFIRMATION_REQUIRED/);
+    const status = await cli(['sites', 'status']);
+    assert.equal(status.code, 0, status.stdout);
+    assert.match(status.stdout, /a\s+postgres :\d+\s+up\s+primary; standbys: site_b streaming\/sync/);
+    assert.deepEqual(readTopology(config), { primary: 'a' });
+  });
+
+  it('refuses shares that do not rebuild the key-encryption key, before anything is lost', async () => {
+    const two = await cli(['drill', 'disaster', '--destroy-both-sites', '--share', shares[0]!, '--share', shares[1]!], { FLEETPKI_TOKEN: custodianToken });
+    assert.notEqual(two.code, 0);
+    assert.match(two.stderr, /CUSTODY_SHARES_INSUFFICIENT/);
+    const status = await cli(['sites', 'status']);
+    assert.equal(status.code, 0, status.stdout);
+    assert.match(status.stdout, /a\s+postgres :\d+\s+up\s+primary/);
   });
 
   it("both sites' data and tokens gone: A rebuilt from the repository, B from A, keys from 3 shares; issuing again, old and new certificates verify with openssl", async () => {
@@ -75,7 +88,11 @@ describe('disaster drill', () => {
     assert.equal(r.restored_site, 'a');
     assert.equal(r.copied_site, 'b');
     assert.equal(r.segments_waiting_at_loss, 0, 'archived first');
+    assert.ok((r.certificates_before as number) >= 1);
     assert.equal(r.certificates_lost, 0);
+    assert.equal(r.revocations_lost, 0);
+    assert.equal(r.old_certificate_present, true, 'the newest certificate from before is in the rebuilt database');
+    assert.match(r.started_by as string, /^person:/);
     assert.ok((r.first_certificate_s as number) > 0);
     assert.ok(r.keys_restored.a!.length > 0 && r.keys_restored.b!.length > 0, `keys back in both new tokens: ${JSON.stringify(r.keys_restored)}`);
     assert.equal(r.new_certificate_verifies, true);

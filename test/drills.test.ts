@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,8 +39,11 @@ after(async () => {
 
 describe('site drills', () => {
   let failedOverAt = 0;
+  /** Where B's agent log stood before the failover: its lines after that are this failover's. */
+  let agentLogFrom = 0;
   it('failover: site A killed mid-batch; the agents and etcd fail over to B, which finishes it with RPO 0, no duplicates, OCSP served throughout, CRL numbers continuing', async () => {
     failedOverAt = Date.now();
+    agentLogFrom = statSync(agentLogFile(config.sites.b)).size;
     const run = await cli(['drill', 'failover', '--devices', '20000', '--json'], {}, 300_000);
     assert.equal(run.code, 0, `${run.stderr.slice(0, 3000)}\n${run.stdout.slice(-2000)}`);
     const r = lastJson<Record<string, unknown>>(run.stdout);
@@ -76,8 +79,9 @@ describe('site drills', () => {
     assert.ok(archiver.lastArchivedWal !== null && parseInt(archiver.lastArchivedWal.slice(0, 8), 16) > 1, `B archives on its own timeline (last ${archiver.lastArchivedWal})`);
     assert.equal(info.archive.max!.slice(0, 8), archiver.lastArchivedWal!.slice(0, 8), 'the repository holds the new timeline');
     // And the old timeline's segments B had received: what A might not have pushed before it died.
-    const pushed = await waitFor('B\'s agent to push the old timeline\'s segments', async () => [...readFileSync(agentLogFile(config.sites.b), 'utf8').matchAll(/WAL archive: \d+ segment\(s\) of the old timeline pushed from here.*/g)].at(-1)?.[0], 60_000, 500);
-    assert.doesNotMatch(pushed, /FAILED/, pushed);
+    const pushed = await waitFor('B\'s agent to push the old timeline\'s segments', async () => /WAL archive: (\d+) segment\(s\) of the old timeline pushed from here.*/.exec(readFileSync(agentLogFile(config.sites.b)).subarray(agentLogFrom).toString('utf8')) ?? undefined, 60_000, 500);
+    assert.doesNotMatch(pushed[0], /FAILED/, pushed[0]);
+    assert.ok(Number(pushed[1]) >= 1, `B pushed the segments it had received from A and marked done: ${pushed[0]}`);
   });
 
   it('failback: A rebuilt as standby of B, then switched back to active, under the same approval as a switchover', async () => {

@@ -281,7 +281,7 @@ export class SiteAgent {
       this.log(`site ${this.site.id}: promoted; active CA site at epoch ${epoch}`);
       // After the CA is back, not before: the old timeline's segments the old primary may not have pushed.
       void archiveInheritedWal(this.config, this.site).then(
-        (r) => this.log(`site ${this.site.id}: WAL archive: ${r.pushed} segment(s) of the old timeline pushed from here${r.failed.length ? `; FAILED ${r.failed.length}, the first: ${r.failed[0]}` : ''}`),
+        (r) => this.log(`site ${this.site.id}: WAL archive: ${r.pushed} segment(s) of the old timeline pushed from here, ${r.gone} recycled meanwhile${r.failed.length ? `; FAILED ${r.failed.length}, the first: ${r.failed[0]}` : ''}`),
         (err: Error) => this.log(`site ${this.site.id}: WAL archive: pushing the old timeline's segments failed: ${err.message}`),
       );
       return;

@@ -1,6 +1,6 @@
 // The WAL archive: is it keeping up (the primary's archiver), proving the path end to end, making the
 // archive reach now, and closing the hole a promotion could leave (the old timeline's last segments).
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FleetConfig, SiteConfig } from '@fleetpki/core';
 import { ownerPool } from './ca-databases.js';
@@ -78,29 +78,38 @@ export async function archiveUpToNow(config: FleetConfig): Promise<void> {
 }
 
 /**
- * After a promotion: pushes the WAL segments of the old timeline this site received as the standby
- * (with archive_mode = on a standby archives nothing, and marks what it streams as done). A primary that
+ * After a promotion: pushes the segments of the old timeline this site received as the standby and
+ * marked done without archiving them (with archive_mode = on a standby archives nothing). A primary that
  * died with segments not yet pushed would otherwise leave a hole in the archive that no restore could
- * cross. Each push is idempotent: a segment the old primary pushed already has the same checksum and is
- * taken as done; one whose content differs is refused by pgBackRest and named here.
+ * cross. Only `.done` ones: the promotion's own `.partial` and anything `.ready` are PostgreSQL's
+ * archiver's to push, and two pushers of one file would write one temporary file in the repository.
+ * Each push is idempotent (a segment the old primary pushed has the same checksum and is taken as done);
+ * one the checkpoint after the promotion recycled meanwhile is counted as gone.
  */
-export async function archiveInheritedWal(config: FleetConfig, site: SiteConfig): Promise<{ pushed: number; failed: string[] }> {
+export async function archiveInheritedWal(config: FleetConfig, site: SiteConfig): Promise<{ pushed: number; gone: number; failed: string[] }> {
   const dir = join(pgDataDir(site), 'pg_wal');
-  const names = readdirSync(dir).filter((n) => /^[0-9A-F]{24}(\.partial)?$/.test(n));
+  const done = new Set(readdirSync(join(dir, 'archive_status')).filter((n) => n.endsWith('.done')).map((n) => n.slice(0, -'.done'.length)));
+  const names = readdirSync(dir).filter((n) => /^[0-9A-F]{24}$/.test(n));
   // The timeline followed as the standby: the newest before the one the promotion began. Older ones in
-  // pg_wal (earlier failovers, kept by wal_keep_size) were pushed, or not, back then.
+  // pg_wal (earlier failovers, kept by wal_keep_size) were dealt with back then.
   const timelines = [...new Set(names.map((n) => parseInt(n.slice(0, 8), 16)))].sort((a, b) => b - a);
   const followed = timelines[1];
-  const inherited = followed === undefined ? [] : names.filter((n) => parseInt(n.slice(0, 8), 16) === followed).sort();
+  const inherited = followed === undefined ? [] : names.filter((n) => parseInt(n.slice(0, 8), 16) === followed && done.has(n)).sort();
   const failed: string[] = [];
   let pushed = 0;
+  let gone = 0;
   for (const name of inherited) {
+    if (!existsSync(join(dir, name))) {
+      gone++;
+      continue;
+    }
     try {
       await pgbackrest(config, site, 'archive-push', { operands: [join(dir, name)], timeoutMs: 120_000 });
       pushed++;
     } catch (err) {
-      failed.push(`${name}: ${/ERROR: \[\d+\]: [^\n]*/.exec((err as Error).message)?.[0] ?? (err as Error).message.slice(-300)}`);
+      if (!existsSync(join(dir, name))) gone++;
+      else failed.push(`${name}: ${/ERROR: \[\d+\]: [^\n]*/.exec((err as Error).message)?.[0] ?? (err as Error).message.slice(-300)}`);
     }
   }
-  return { pushed, failed };
+  return { pushed, gone, failed };
 }

@@ -115,14 +115,8 @@ export interface RestoreReport {
   readonly alreadyPresent: string[];
 }
 
-/**
- * Restores the CA keys into this site's token (the standby's, typically) from M custodian shares: the
- * shares must name one KEK, be distinct and at least its threshold, and rebuild a KEK whose check value
- * matches the store's; each key is unwrapped inside the HSM as non-extractable and must then produce
- * signatures that verify under the public key recorded at wrapping time. Keys already present are
- * checked, not replaced. Reads only: works against a hot standby.
- */
-export async function restoreKeysFromShares(store: KeyCustodyStore, keyStore: CustodyKeyStore, shares: readonly CustodianShare[]): Promise<RestoreReport> {
+/** The KEK the shares rebuild, checked against the store's check value: the caller zeroes it. */
+async function rebuildKek(store: KeyCustodyStore, shares: readonly CustodianShare[]): Promise<{ kekId: string; kek: Buffer }> {
   if (shares.length === 0) throw new FleetError('CUSTODY_SHARES_INSUFFICIENT', 'no shares given', { httpStatus: 400 });
   const kekId = shares[0]!.kekId;
   if (shares.some((s) => s.kekId !== kekId)) throw new FleetError('CUSTODY_SHARES_MISMATCH', 'the shares belong to different key-encryption keys', { httpStatus: 400 });
@@ -133,10 +127,34 @@ export async function restoreKeysFromShares(store: KeyCustodyStore, keyStore: Cu
     throw new FleetError('CUSTODY_SHARES_INSUFFICIENT', `${distinct.size} distinct custodian share(s) given; ${kekRecord.threshold} of ${kekRecord.custodians} are needed`, { httpStatus: 400 });
   }
   const kek = Buffer.from(await combine([...distinct.values()].map((s) => new Uint8Array(Buffer.from(s.share, 'base64')))));
+  if (!timingSafeEqual(kekCheckValue(kek), kekRecord.kekCheck)) {
+    kek.fill(0);
+    throw new FleetError('CUSTODY_SHARES_MISMATCH', 'the shares do not rebuild the key-encryption key: one of them is wrong or damaged', { httpStatus: 400 });
+  }
+  return { kekId, kek };
+}
+
+/**
+ * Whether these shares would restore the keys, without touching any token: they rebuild the KEK (its
+ * check value matches), and the labels of the keys wrapped under it. What a disaster drill checks before
+ * anything is lost.
+ */
+export async function checkCustodyShares(store: KeyCustodyStore, shares: readonly CustodianShare[]): Promise<{ kekId: string; keys: string[] }> {
+  const { kekId, kek } = await rebuildKek(store, shares);
+  kek.fill(0);
+  return { kekId, keys: (await store.listKeyBackups(kekId)).map((b) => b.keyLabel) };
+}
+
+/**
+ * Restores the CA keys into this site's token (the standby's, typically) from M custodian shares: the
+ * shares must name one KEK, be distinct and at least its threshold, and rebuild a KEK whose check value
+ * matches the store's; each key is unwrapped inside the HSM as non-extractable and must then produce
+ * signatures that verify under the public key recorded at wrapping time. Keys already present are
+ * checked, not replaced. Reads only: works against a hot standby.
+ */
+export async function restoreKeysFromShares(store: KeyCustodyStore, keyStore: CustodyKeyStore, shares: readonly CustodianShare[]): Promise<RestoreReport> {
+  const { kekId, kek } = await rebuildKek(store, shares);
   try {
-    if (!timingSafeEqual(kekCheckValue(kek), kekRecord.kekCheck)) {
-      throw new FleetError('CUSTODY_SHARES_MISMATCH', 'the shares do not rebuild the key-encryption key: one of them is wrong or damaged', { httpStatus: 400 });
-    }
     const restored: string[] = [];
     const alreadyPresent: string[] = [];
     for (const backup of await store.listKeyBackups(kekId)) {

@@ -44,3 +44,24 @@ export async function certificateSerialPages(db: Queryable, limit: number, until
     return rows.map((r) => r.serial);
   };
 }
+
+/** The database's clock, the WAL position and the counts of certificates and revocations, in one snapshot: what a loss is measured against. */
+export async function lossSnapshot(db: Queryable): Promise<{ at: Date; lsn: string; certificates: number; revocations: number }> {
+  const { rows } = await db.query<{ at: Date; lsn: string; certificates: string; revocations: string }>(
+    'SELECT now() AS at, pg_current_wal_lsn()::text AS lsn, (SELECT count(*) FROM certificates)::text AS certificates, (SELECT count(*) FROM revocations)::text AS revocations',
+  );
+  const r = rows[0]!;
+  return { at: r.at, lsn: r.lsn, certificates: Number(r.certificates), revocations: Number(r.revocations) };
+}
+
+/** Whether a certificate is there (a drill's newest from before a loss, looked for afterwards). */
+export async function certificateDer(db: Queryable, serial: Buffer): Promise<Buffer | undefined> {
+  const { rows } = await db.query<{ der: Buffer }>('SELECT der FROM certificates WHERE serial = $1', [serial]);
+  return rows[0]?.der;
+}
+
+/** Revocations recorded at or before `until`: a revocation lost with both sites is a revoked certificate answering good. */
+export async function revocationCount(db: Queryable, until: Date): Promise<number> {
+  const { rows } = await db.query<{ n: string }>('SELECT count(*)::text AS n FROM revocations WHERE created_at <= $1', [until]);
+  return Number(rows[0]!.n);
+}

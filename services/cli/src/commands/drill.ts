@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { auditActor } from '@fleetpki/ca';
 import { FleetError, loadConfig } from '@fleetpki/core';
 import { commandLineStarter, runDisasterDrill, runFailback, runFailoverDrill, runRestoreDrill, runSwitchoverDrill, withDrillLock } from '@fleetpki/drills';
 import { consensusStatus, formatStatus, readTopology, sitesStatus } from '@fleetpki/sites';
@@ -61,11 +62,11 @@ export function registerDrillCommands(program: Command): void {
       const config = loadConfig();
       const shares = readShares(options.share);
       // The custodian is checked before anything is lost: the token lives in the database the drill destroys.
-      await withDatabase(({ pool }) => requireOfficer(pool, options.tokenFile, ['custodian'], 'a disaster drill (it restores the keys from shares)'), { site: readTopology(config).primary });
+      const custodian = await withDatabase(({ pool }) => requireOfficer(pool, options.tokenFile, ['custodian'], 'a disaster drill (it restores the keys from shares)'), { site: readTopology(config).primary });
       const log = options.json ? undefined : (l: string) => console.log(l);
-      const result = await withDrillLock(config, 'disaster', commandLineStarter(), () => runDisasterDrill(config, { shares, archiveFirst: options.archiveFirst ?? false, ...(log ? { log } : {}) }), log);
+      const result = await withDrillLock(config, 'disaster', commandLineStarter(), () => runDisasterDrill(config, { shares, archiveFirst: options.archiveFirst ?? false, startedBy: auditActor(custodian), ...(log ? { log } : {}) }), log);
       await report(result, options.json);
-      if (!result.new_certificate_verifies || result.old_certificate_verifies === false) process.exitCode = 1;
+      if (!result.new_certificate_verifies || (options.archiveFirst && (result.old_certificate_verifies !== true || result.certificates_lost !== 0))) process.exitCode = 1;
     });
   drill
     .command('failover')
