@@ -42,14 +42,14 @@ export function drillsBody(drills: readonly DrillView[], csrf?: string): Html {
     <input id="drill-approval" name="approval" required maxlength="64" aria-describedby="drill-approval-hint" autocomplete="off">
     <p><button type="submit" class="danger">Run a failover drill (test deployment)</button></p></form>`
     : '';
-  const intro = html`<p class="hint">Drills run from the CLI, where the sites are: <code>pnpm fleetpki drill failover</code>, <code>drill switchover --approval &lt;id&gt;</code>, <code>drill failback</code> and <code>drill restore --to-time &lt;T&gt;</code> (see the README). Each leaves its figures here.</p>${start}`;
+  const intro = html`<p class="hint">Drills run from the CLI, where the sites are: <code>pnpm fleetpki drill failover</code>, <code>drill switchover --approval &lt;id&gt;</code>, <code>drill failback</code>, <code>drill restore --to-time &lt;T&gt;</code> and <code>drill disaster</code> (see the README and docs/backup.md). Each leaves its figures here.</p>${start}`;
   if (drills.length === 0) return html`${intro}<p>No drills recorded yet.</p>`;
   return html`${intro}${drills.map((d) => (d.kind === 'restore' ? restoreCard(d) : siteDrillCard(d)))}`;
 }
 
 function siteDrillCard(d: DrillView): Html {
   return html`<section class="card" aria-labelledby="drill-${d.id}" data-testid="drill"><h2 id="drill-${d.id}">${d.kind} ${d.from ?? '?'} → ${d.to ?? '?'}, ${when(d.finishedAt)}</h2>
-    <dl class="facts"><dt>${d.kind === 'failover' ? 'RTO' : 'Downtime'}</dt><dd>${d.rtoSeconds === null ? '—' : `${d.rtoSeconds} s`}</dd>
+    <dl class="facts"><dt>${d.kind === 'failover' ? 'RTO' : d.kind === 'disaster' ? 'Both sites lost to the first certificate' : 'Downtime'}</dt><dd>${d.rtoSeconds === null ? '—' : `${d.rtoSeconds} s`}</dd>
     <dt>RPO</dt><dd>${d.rpoLost === null ? '—' : d.rpoLost === 0 ? status('ok', '0 certificates lost') : status('bad', `${d.rpoLost} certificates lost`)}</dd>
     ${d.report.duplicate_serials !== undefined ? html`<dt>Duplicates</dt><dd>${d.report.duplicate_serials === 0 ? status('ok', 'none') : status('bad', String(d.report.duplicate_serials))}</dd>` : ''}
     ${d.report.batch_complete !== undefined ? html`<dt>Batch in flight</dt><dd>${d.report.batch_complete ? status('ok', 'completed on the new site') : status('bad', 'not completed')}</dd>` : ''}</dl>
