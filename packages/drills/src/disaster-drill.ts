@@ -6,7 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import { CA_IDS, checkCustodyShares, issueApiToken, postgresCustodyStore, registerSyntheticManufacturer, restoreKeysFromShares, type CustodianShare } from '@fleetpki/ca';
 import { FleetError, InternalHttps, type FleetConfig, type SiteId } from '@fleetpki/core';
-import { openSiteKeyStore } from '@fleetpki/hsm';
+import { openSiteKeyStore, parsePkcs11Uri } from '@fleetpki/hsm';
 import { syntheticRunPrefix } from '@fleetpki/manifest';
 import {
   agentPid,
@@ -36,7 +36,7 @@ import {
   waitForSyncStandby,
   writeTopology,
 } from '@fleetpki/sites';
-import { certificateDer, certificateSummary, listCas, lossSnapshot, recordDrillRun, revocationCount, type Queryable } from '@fleetpki/store';
+import { certificateDer, certificateSummary, listCas, listMasterKeys, lossSnapshot, recordDrillRun, revocationCount, type Queryable } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { rmSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
@@ -121,6 +121,14 @@ export async function runDisasterDrill(config: FleetConfig, options: DisasterDri
   let custody;
   try {
     custody = await checkCustodyShares(postgresCustodyStore(db), options.shares);
+    // Every key the sites sign with must come back from custody: a CA made after the last custody
+    // ceremony (or a master key) would be lost for good. Revoked CAs' keys are left out on purpose.
+    const needed = [
+      ...(await listCas(db)).filter((ca) => ca.kind !== 'root' && ca.status !== 'revoked').map((ca) => parsePkcs11Uri(ca.keyUri)).filter((uri) => uri.token === active.hsmTokenLabel).map((uri) => uri.object),
+      ...(await listMasterKeys(db)).map((m) => m.keyLabel),
+    ];
+    const uncovered = needed.filter((label) => !custody!.keys.includes(label));
+    if (uncovered.length) throw new FleetError('DRILL_NOT_READY', `key-encryption key ${custody.kekId} does not carry ${uncovered.join(', ')}: a rebuild would lose them; run \`fleetpki custody create\` again and use its shares`);
     summary = await certificateSummary(db);
   } finally {
     await db.end();

@@ -41,9 +41,14 @@ function addYears(date: Date, years: number): Date {
   return d;
 }
 
-/** Checks every recorded CA's key against its certificate; throws CA_KEY_MISMATCH naming the first that differs. */
+/**
+ * Checks every recorded CA's key against its certificate; throws CA_KEY_MISMATCH naming the first that
+ * differs. A revoked CA's key is not looked for: nothing may sign with it, custody does not carry it to a
+ * new token, and after a rebuild from custody (a disaster) it is rightly gone.
+ */
 export async function verifyCaKeys(records: readonly CaRecord[], stores: readonly SigningKeyStore[]): Promise<void> {
   for (const record of records) {
+    if (record.status === 'revoked') continue;
     const uri = parsePkcs11Uri(record.keyUri);
     // On a standby site the clone sits in that site's own token (the last store), under the same label and id.
     const store = stores.find((s) => s.tokenLabel === uri.token) ?? stores[stores.length - 1]!;
