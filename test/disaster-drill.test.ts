@@ -110,6 +110,9 @@ describe('disaster drill', () => {
       const path = writeCaFile(ca, `disaster-${serial}.pem`, toPem(rows[0]!.der, 'CERTIFICATE'));
       assert.match(openssl(['verify', '-CAfile', ca.rootPem, '-untrusted', ca.issuingPem, path]), /: OK/);
     }
+    // The rebuilt active site can run a custody ceremony again: its keys came back cloneable (under a trusted wrap only).
+    const again = await cli(['custody', 'create', '--custodians', '3', '--threshold', '2', '--out', mkdtempSync(join(tmpdir(), 'fleetpki-disaster-again-'))], { FLEETPKI_TOKEN: custodianToken });
+    assert.equal(again.code, 0, again.stderr);
     const recorded = await db.query<{ kind: string; rpo_lost: number }>("SELECT kind, rpo_lost FROM drill_runs WHERE kind = 'disaster' ORDER BY finished_at DESC LIMIT 1");
     assert.deepEqual(recorded.rows[0], { kind: 'disaster', rpo_lost: 0 });
   });

@@ -190,7 +190,9 @@ export async function runDisasterDrill(config: FleetConfig, options: DisasterDri
       const db = ownerPool(config, site, config.pgDatabase, { max: 1, applicationName: 'fleetpki-drill' });
       const keyStore = await openSiteKeyStore(config, site, { sessions: 1 });
       try {
-        keysRestored[site.id] = (await restoreKeysFromShares(postgresCustodyStore(db), keyStore, options.shares)).restored;
+        // The active site's keys as they were generated (cloneable under a trusted wrap), so a custody
+        // ceremony can run again there; the standby's as clones (final).
+        keysRestored[site.id] = (await restoreKeysFromShares(postgresCustodyStore(db), keyStore, options.shares, { cloneable: site.id === active.id })).restored;
       } finally {
         await keyStore.close();
         await db.end();

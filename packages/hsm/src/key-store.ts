@@ -105,15 +105,22 @@ export interface MasterKeyStore {
   masterCheckValue(ref: KeyRef | string): Promise<Buffer>;
 }
 
+export interface UnwrapOptions {
+  readonly cloneable?: boolean;
+}
+
 /** Key custody: what a restore from custodian shares needs of the receiving token. */
 export interface CustodyKeyStore extends SigningKeyStore, MasterKeyStore {
   /**
-   * Unwraps into this token as a sensitive, non-extractable key pair with the wrapped key's label and
-   * id; `kek` (the value the custodians' shares rebuild) is a session object for the call only.
+   * Unwraps into this token as a sensitive key pair with the wrapped key's label and id; `kek` (the value
+   * the custodians' shares rebuild) is a session object for the call only. A clone (the standby's) is
+   * non-extractable; `cloneable` gives it the protection of a key generated at the active site instead
+   * (extractable only wrapped under a trusted key), for a site rebuilt from custody that must be able to
+   * clone its keys again (a disaster's rebuild).
    */
-  unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array): Promise<KeyInfo>;
+  unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array, options?: UnwrapOptions): Promise<KeyInfo>;
   /** The same for a device master key (AES); `checkValue` identifies the key (masterCheckValue). */
-  unwrapSecretKey(ref: KeyRef, wrapped: Buffer, kek: Uint8Array): Promise<{ checkValue: Buffer }>;
+  unwrapSecretKey(ref: KeyRef, wrapped: Buffer, kek: Uint8Array, options?: UnwrapOptions): Promise<{ checkValue: Buffer }>;
 }
 
 /** Device keys: diversified from a master key and wrapped for a factory, or used to MAC. */

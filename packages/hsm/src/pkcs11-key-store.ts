@@ -4,7 +4,7 @@ import * as graphene from 'graphene-pk11';
 import { CKR, HsmError, pkcs11Code } from './errors.js';
 import { P256_EC_PARAMS, ecdsaRawToDer } from './ecdsa.js';
 import { DeviceKeyOperations } from './device-keys.js';
-import { keyRef, type DeviceKeyTransport, type GenerateKeyOptions, type KeyInfo, type KeyProtection, type KeyRef, type KeyStore, type Signer, type WrappedKey } from './key-store.js';
+import { keyRef, type DeviceKeyTransport, type GenerateKeyOptions, type KeyInfo, type KeyProtection, type KeyRef, type KeyStore, type Signer, type UnwrapOptions, type WrappedKey } from './key-store.js';
 import { MASTER_KEY_PROTECTION, PRIVATE_KEY_PROTECTION } from './key-protection.js';
 import { findSlot, findSlotById, isBrokenSession, loadModule, loginWithRetry, moduleUsers, releaseModule } from './pkcs11-module.js';
 import { SessionPool } from './session-pool.js';
@@ -171,7 +171,7 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
 
-  async unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array): Promise<KeyInfo> {
+  async unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array, options: UnwrapOptions = {}): Promise<KeyInfo> {
     if (await this.hasKey(wrapped.label)) throw new HsmError('HSM_KEY_EXISTS', `token "${this.tokenLabel}" already holds a key labelled "${wrapped.label}"`);
     const { label, id } = wrapped;
     await this.pool.use((session) =>
@@ -186,8 +186,9 @@ export class Pkcs11KeyStore implements KeyStore {
             sign: true,
             label,
             id,
-            // A clone is final: it never leaves this token again, not even wrapped. Last (key-protection.ts).
-            ...PRIVATE_KEY_PROTECTION(false),
+            // A clone is final: it never leaves this token again, not even wrapped; a site rebuilt from
+            // custody keeps its keys cloneable as generated keys are. Last (key-protection.ts).
+            ...PRIVATE_KEY_PROTECTION(options.cloneable === true),
           });
         } catch (err) {
           // Wrong KEK or a corrupted blob: RFC 5649's integrity check fails inside the HSM.
@@ -284,7 +285,7 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
 
-  async unwrapSecretKey(ref: KeyRef, wrapped: Buffer, kek: Uint8Array): Promise<{ checkValue: Buffer }> {
+  async unwrapSecretKey(ref: KeyRef, wrapped: Buffer, kek: Uint8Array, options: UnwrapOptions = {}): Promise<{ checkValue: Buffer }> {
     if (await this.hasSecretKey(ref.label)) throw new HsmError('HSM_KEY_EXISTS', `token "${this.tokenLabel}" already holds a secret key labelled "${ref.label}"`);
     return this.pool.use((session) =>
       this.withUnwrappingKek(session, kek, (kekObject) => {
@@ -298,7 +299,7 @@ export class Pkcs11KeyStore implements KeyStore {
               private: true,
               label: ref.label,
               id: ref.id ?? createHash('sha256').update(ref.label).digest().subarray(0, 8),
-              ...MASTER_KEY_PROTECTION(false),
+              ...MASTER_KEY_PROTECTION(options.cloneable === true),
             })
             .toType<graphene.SecretKey>();
         } catch (err) {

@@ -1,7 +1,7 @@
 import { createHash, createHmac, createPublicKey, randomBytes, randomUUID, timingSafeEqual, verify } from 'node:crypto';
 import { combine, split } from 'shamir-secret-sharing';
 import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
-import { parsePkcs11Uri, type CustodyWrapResult, type KeyRef, type CustodyKeyStore } from '@fleetpki/hsm';
+import { parsePkcs11Uri, type CustodyWrapResult, type KeyRef, type CustodyKeyStore, type UnwrapOptions } from '@fleetpki/hsm';
 import type { KeyBackupRecord } from '@fleetpki/store';
 import type { KeyCustodyStore } from './store.js';
 
@@ -150,9 +150,9 @@ export async function checkCustodyShares(store: KeyCustodyStore, shares: readonl
  * shares must name one KEK, be distinct and at least its threshold, and rebuild a KEK whose check value
  * matches the store's; each key is unwrapped inside the HSM as non-extractable and must then produce
  * signatures that verify under the public key recorded at wrapping time. Keys already present are
- * checked, not replaced. Reads only: works against a hot standby.
+ * checked, not replaced. Reads only: works against a hot standby. `cloneable`: see CustodyKeyStore.
  */
-export async function restoreKeysFromShares(store: KeyCustodyStore, keyStore: CustodyKeyStore, shares: readonly CustodianShare[]): Promise<RestoreReport> {
+export async function restoreKeysFromShares(store: KeyCustodyStore, keyStore: CustodyKeyStore, shares: readonly CustodianShare[], options: UnwrapOptions = {}): Promise<RestoreReport> {
   const { kekId, kek } = await rebuildKek(store, shares);
   try {
     const restored: string[] = [];
@@ -161,7 +161,7 @@ export async function restoreKeysFromShares(store: KeyCustodyStore, keyStore: Cu
       const ref = { label: backup.keyLabel, id: backup.keyObjectId ?? legacyKeyId(backup.keyLabel) };
       if (backup.keyClass === 'secret') {
         const present = await keyStore.hasSecretKey(backup.keyLabel);
-        const { checkValue } = present ? { checkValue: await keyStore.masterCheckValue(backup.keyLabel) } : await keyStore.unwrapSecretKey(ref, backup.wrapped, kek);
+        const { checkValue } = present ? { checkValue: await keyStore.masterCheckValue(backup.keyLabel) } : await keyStore.unwrapSecretKey(ref, backup.wrapped, kek, options);
         if (!checkValue.equals(backup.checkValue)) throw new FleetError('CA_KEY_MISMATCH', `master key "${backup.keyLabel}" in token "${keyStore.tokenLabel}" does not match its check value`);
         (present ? alreadyPresent : restored).push(backup.keyLabel);
         continue;
@@ -172,7 +172,7 @@ export async function restoreKeysFromShares(store: KeyCustodyStore, keyStore: Cu
         alreadyPresent.push(backup.keyLabel);
         continue;
       }
-      await keyStore.unwrapPrivateKey({ ...ref, mechanism: backup.mechanism, wrapped: backup.wrapped, publicKeySpki: backup.publicKeySpki }, kek);
+      await keyStore.unwrapPrivateKey({ ...ref, mechanism: backup.mechanism, wrapped: backup.wrapped, publicKeySpki: backup.publicKeySpki }, kek, options);
       const probe = randomBytes(32);
       const signature = await (await keyStore.getSigner(ref)).sign(probe);
       if (!verify('sha256', probe, createPublicKey({ key: backup.publicKeySpki, format: 'der', type: 'spki' }), signature)) {
