@@ -50,14 +50,15 @@ export function registerCustodyCommands(program: Command): void {
     .option('--site <id>', 'the site whose token receives the keys', 'b')
     .requiredOption('--share <file...>', 'custodian share files (at least the threshold)')
     .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)")
-    .action(async (options: { site: string; share: string[]; tokenFile?: string }) => {
+    .option('--cloneable', "restore as the active site's own keys after a disaster (extractable only wrapped under a trusted key, so custody can run there again); without it the keys are final clones (docs/backup.md)")
+    .action(async (options: { site: string; share: string[]; tokenFile?: string; cloneable?: boolean }) => {
       const shares = readShares(options.share);
       await withDatabase(
         async ({ config, pool }) => {
           await requireOfficer(pool, options.tokenFile, ['custodian'], 'a key restore');
           const keyStore = await openSiteKeyStore(config, config.sites[config.site], { sessions: 1 });
           try {
-            const report = await restoreKeysFromShares(postgresCustodyStore(pool), keyStore, shares);
+            const report = await restoreKeysFromShares(postgresCustodyStore(pool), keyStore, shares, { cloneable: options.cloneable === true });
             console.log(`site ${config.site} token ${keyStore.tokenLabel}: restored ${report.restored.join(', ') || 'none'}; already present ${report.alreadyPresent.join(', ') || 'none'}`);
           } finally {
             await keyStore.close();
