@@ -35,7 +35,8 @@ before(async () => {
   await ensureAuditKey(pool, site, 'a', 'test');
   for (const ca of await listCas(pool)) {
     const uri = parsePkcs11Uri(ca.keyUri);
-    if (ca.kind !== 'root') keys.push({ ref: { label: uri.object, id: uri.id! }, keyClass: 'private', what: `CA key ${ca.id}` });
+    // A revoked CA's key may be gone (custody does not carry it through a rebuild: disaster-drill.test.ts).
+    if (ca.kind !== 'root' && ca.status !== 'revoked') keys.push({ ref: { label: uri.object, id: uri.id! }, keyClass: 'private', what: `CA key ${ca.id}` });
   }
   for (const m of await listMasterKeys(pool)) keys.push({ ref: { label: m.keyLabel, id: m.keyObjectId! }, keyClass: 'secret', what: `master key ${m.keyLabel}` });
   keys.push({ ref: { label: 'audit-a' }, keyClass: 'private', what: 'audit key audit-a' });
