@@ -6,7 +6,8 @@
  *   and etcd fail over, the batch finished on B) and the failback (A rewound by its agent, approved
  *   switchover back): RPO, duplicates, batch completion;
  * - R automatic takeovers under online enrolment traffic, each a kill -9 of the active site's PostgreSQL
- *   alone (services alive), alternating between the sites: RTO (last enrolment acknowledged by the old
+ *   (and, with database.ha patroni, its Patroni: the database host dies) with the services alive,
+ *   alternating between the sites: RTO (last enrolment acknowledged by the old
  *   site to the first by the new one) min/median/max, and how the killed site rejoined (pg_rewind or
  *   base backup) with its time;
  * - one forced manual failover (`sites failover --force`: the live site's lease revoked) and one planned
@@ -58,7 +59,7 @@ await run.main(async () => {
     run.begin(`failback (${stored} extra stored)`);
     const back = await runFailback(config, { switchBack: await approvedSwitchoverForDrill(config), failedOverAt, log: (l) => run.log(`  ${l}`) });
     run.log(`  failback: ${back.how} in ${back.rebuild_s} s, switchover back ${back.switchover_s} s`);
-    run.begin(`${args.runs} automatic takeovers (kill -9 of the active site's PostgreSQL), then a forced failover and a switchover (${stored} extra stored)`);
+    run.begin(`${args.runs} automatic takeovers (kill -9 of the active site's PostgreSQL${config.databaseHa === 'patroni' ? ' and Patroni' : ''}), then a forced failover and a switchover (${stored} extra stored)`);
     const takeovers = await TakeoverRuns.start(config, { devices: Math.max(2_000, (Number(args.runs) + 3) * 1_500), log: (l) => run.log(`  ${l}`) });
     const automatic: TakeoverRun[] = [];
     let forced: TakeoverRun;
@@ -109,10 +110,10 @@ await run.main(async () => {
   }
   for (const r of results) {
     run.log(
-      `stored +${r.stored_extra} (cluster ${r.cluster_mb} MB): automatic RTO min/median/max ${r.automatic_rto_min_s}/${r.automatic_rto_median_s}/${r.automatic_rto_max_s} s over ${r.automatic_runs} runs, ` +
+      `${config.databaseHa === 'patroni' ? 'Patroni' : 'site agent'}: stored +${r.stored_extra} (cluster ${r.cluster_mb} MB): automatic RTO min/median/max ${r.automatic_rto_min_s}/${r.automatic_rto_median_s}/${r.automatic_rto_max_s} s over ${r.automatic_runs} runs, ` +
         `rejoin by pg_rewind ${r.rejoins_rewound}x (${r.rewind_min_s}/${r.rewind_median_s}/${r.rewind_max_s} s), base backup ${r.rejoins_copied}x; forced failover RTO ${r.forced_rto_s} s, switchover RTO ${r.switchover_rto_s} s; ` +
         `drill RTO ${r.rto_s} s, failback ${r.failback} ${r.rebuild_s} s; RPO ${r.rpo_lost}, duplicates ${r.duplicate_serials}`,
     );
   }
-  return { devices: Number(args.devices), runs: results };
+  return { database_ha: config.databaseHa, devices: Number(args.devices), runs: results };
 });

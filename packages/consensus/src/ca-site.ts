@@ -1,6 +1,6 @@
 import { Etcd3, type Campaign, type Namespace } from 'etcd3';
 import { FleetError, SITE_IDS, type FleetConfig, type SiteId } from '@fleetpki/core';
-import { readEtcdPassword, type EtcdIdentity } from './etcd-auth.js';
+import { PATRONI_NAMESPACE, readEtcdPassword, type EtcdIdentity } from './etcd-auth.js';
 import { etcd3Tls, etcdClientTls } from './etcd-tls.js';
 
 /**
@@ -131,37 +131,76 @@ function parseSite(value: string): SiteId {
   return site as SiteId;
 }
 
-/** Reads the CA-site role: a linearizable read, so a member cut off from the majority answers nothing. */
+/** Patroni's cluster name (its `scope`) under PATRONI_NAMESPACE: its keys are `<prefix>patroni/fleetpki/...`. */
+export const PATRONI_SCOPE = 'fleetpki';
+
+/** A key of Patroni's store, relative to the pair's prefix. */
+export function patroniKey(name: string): string {
+  return `${PATRONI_NAMESPACE}${PATRONI_SCOPE}/${name}`;
+}
+
+/** Patroni names its members after the sites (`site_a`): the name streamed under as a standby too. */
+function siteOfMember(name: string): SiteId {
+  const site = name.replace(/^site_/, '');
+  if (!SITE_IDS.includes(site as SiteId)) throw new FleetError('CONSENSUS_INVALID', `Patroni's member "${name}" names no site`);
+  return site as SiteId;
+}
+
+/**
+ * Reads the CA-site role: a linearizable read, so a member cut off from the majority answers nothing.
+ * With database.ha patroni the leader is Patroni's: its leader key (value: the member's name) and the
+ * lease Patroni keeps it on, so the services' view of the role runs out with Patroni's leadership, and
+ * there is no second election; the candidates are Patroni's members.
+ */
 export class CaSiteReader {
   private readonly ns: Namespace;
+  private readonly patroni: boolean;
 
   constructor(
     private readonly client: Etcd3,
     config: FleetConfig,
   ) {
     this.ns = namespaceOf(client, config);
+    this.patroni = config.databaseHa === 'patroni';
+  }
+
+  /**
+   * The candidates, the leader first when there is one: the election's keys (oldest leads), or Patroni's
+   * leader key and members (only the leader key makes a leader; a member key is no candidacy of its own).
+   */
+  private async candidateKeys(): Promise<{ list: { site: SiteId; lease: string }[]; leaderFirst: boolean }> {
+    if (!this.patroni) {
+      const kvs = (await this.ns.getAll().prefix(`election/${ELECTION}/`).sort('Create', 'Ascend').exec()).kvs;
+      return { list: kvs.map((kv) => ({ site: parseSite(kv.value.toString()), lease: kv.lease })), leaderFirst: kvs.length > 0 };
+    }
+    const [leader, members] = await Promise.all([this.ns.get(patroniKey('leader')).exec(), this.ns.getAll().prefix(patroniKey('members/')).sort('Create', 'Ascend').exec()]);
+    const lead = leader.kvs[0];
+    const rest = members.kvs.map((kv) => ({ site: siteOfMember(kv.key.toString().split('/').pop()!), lease: kv.lease }));
+    if (!lead) return { list: rest, leaderFirst: false };
+    const site = siteOfMember(lead.value.toString());
+    return { list: [{ site, lease: lead.lease }, ...rest.filter((c) => c.site !== site)], leaderFirst: true };
   }
 
   async read(): Promise<CaSiteState> {
-    const [candidates, unprotected, floor, handovers, switchover, writes] = await Promise.all([
-      this.ns.getAll().prefix(`election/${ELECTION}/`).sort('Create', 'Ascend').exec(),
+    const [candidateKeys, unprotected, floor, handovers, switchover, writes] = await Promise.all([
+      this.candidateKeys(),
       this.ns.get('unprotected').string(),
       this.ns.get('vouch-floor').string(),
       this.ns.getAll().prefix('handover/').keys(),
       this.ns.get('switchover').string(),
       this.ns.getAll().prefix('writes/').strings(),
     ]);
-    const first = candidates.kvs[0];
+    const first = candidateKeys.leaderFirst ? candidateKeys.list[0] : undefined;
     let leader: CaSiteLeader | undefined;
     if (first) {
       const lease = BigInt(first.lease).toString(16);
       const live = await this.client.leaseClient.leaseTimeToLive({ ID: first.lease });
       const ttl = Number(live.TTL);
-      if (ttl > 0) leader = { site: parseSite(first.value.toString()), lease, ttlSeconds: ttl };
+      if (ttl > 0) leader = { site: first.site, lease, ttlSeconds: ttl };
     }
     return {
       leader,
-      candidates: candidates.kvs.map((kv) => ({ site: parseSite(kv.value.toString()), lease: BigInt(kv.lease).toString(16) })),
+      candidates: candidateKeys.list.map((c) => ({ site: c.site, lease: BigInt(c.lease).toString(16) })),
       unprotected: unprotected ? (JSON.parse(unprotected) as UnprotectedState) : undefined,
       vouchFloor: floor ? (JSON.parse(floor) as VouchFloor) : undefined,
       handedOver: handovers.map((k) => k.slice('handover/'.length)),
@@ -244,7 +283,8 @@ export async function setSwitchover(client: Etcd3, config: FleetConfig, request:
 }
 
 export interface RejoinRecord {
-  readonly how: 'rewound' | 'copied';
+  /** pg_rewind, a fresh copy, or (under Patroni) a plain restart as the standby when nothing had diverged. */
+  readonly how: 'rewound' | 'copied' | 'restarted';
   readonly seconds: number;
   readonly at: string;
   /** Why rewinding did not work, when the site was copied instead. */

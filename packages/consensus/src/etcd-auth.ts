@@ -19,15 +19,25 @@ import { etcd3Tls, etcdClientTls } from './etcd-tls.js';
  *                     drill at a time) and `switchover` (a planned, zero-loss handover the leader's agent
  *                     performs only while its standby streams synchronously).
  *   service           issuer-api, status-responder, batch-worker, `sites status`: read only.
+ *   patroni-a, -b     each site's Patroni (database.ha patroni): reads and writes only its own store,
+ *                     `<prefix>patroni/`; the agents and services read its leader key there.
  *   root              only to set the users and roles up (ensureEtcdAuth); nothing runs with it.
  *
  * Passwords are random, one file each (0600) in <stateDir>/etcd-credentials/, never printed. Locally every
  * process runs as the same host account, so the files' modes keep other accounts out, not one of our
  * processes from another: on separate hosts each holds only its own file.
  */
-export type EtcdIdentity = `agent-${SiteId}` | 'operator' | 'service';
+export type EtcdIdentity = `agent-${SiteId}` | 'operator' | 'service' | `patroni-${SiteId}`;
 
 export const ETCD_ROOT = 'root';
+
+/** Where under the pair's prefix Patroni keeps its store (its `namespace`; the cluster is `scope` below it). */
+export const PATRONI_NAMESPACE = 'patroni/';
+
+/** The etcd user of a site's Patroni. */
+export function patroniIdentity(site: SiteId): EtcdIdentity {
+  return `patroni-${site}`;
+}
 
 /** The agent's identity for a site. */
 export function agentIdentity(site: SiteId): EtcdIdentity {
@@ -98,12 +108,14 @@ function rolesFor(config: FleetConfig): Record<string, readonly Grant[]> {
     'fleetpki-agent': [all('Readwrite')],
     'fleetpki-service': [all('Read')],
     'fleetpki-operator': [all('Read'), under('Write', 'orders/'), key('Write', 'drill'), key('Write', 'switchover')],
+    'fleetpki-patroni': [under('Readwrite', PATRONI_NAMESPACE)],
   };
 }
 
 function usersFor(): Record<EtcdIdentity, string> {
   const users = { operator: 'fleetpki-operator', service: 'fleetpki-service' } as Record<EtcdIdentity, string>;
   for (const site of SITE_IDS) users[agentIdentity(site)] = 'fleetpki-agent';
+  for (const site of SITE_IDS) users[patroniIdentity(site)] = 'fleetpki-patroni';
   return users;
 }
 

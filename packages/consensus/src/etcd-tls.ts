@@ -26,7 +26,7 @@ export interface EtcdClientTls {
  * The etcd users etcd-auth.ts creates: a client certificate named like one would be that user (etcd
  * takes the CN as the user when no password is sent), so the organisation CA names no certificate so.
  */
-export const ETCD_USER_NAMES: readonly string[] = ['root', 'operator', 'service', ...SITE_IDS.map((s) => `agent-${s}`)];
+export const ETCD_USER_NAMES: readonly string[] = ['root', 'operator', 'service', ...SITE_IDS.map((s) => `agent-${s}`), ...SITE_IDS.map((s) => `patroni-${s}`)];
 
 function hostOf(url: string): string {
   return new URL(url).host;

@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { DualControl, TokenAuthenticator, issueApiToken, registerSyntheticManufacturer, type Principal } from '@fleetpki/ca';
 import { FleetError, InternalHttps, type FleetConfig } from '@fleetpki/core';
+import type { RejoinRecord } from '@fleetpki/consensus';
 import { currentRoles, ensureRedis, lastRejoin, sitesUp, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { syntheticRunPrefix } from '@fleetpki/manifest';
 import { countMissingCertificates, createPool, disablePeopleAsOwner, recordDrillRun, pgLinkSecurity } from '@fleetpki/store';
@@ -94,7 +95,7 @@ export async function runSwitchoverDrill(config: FleetConfig, log: (line: string
 export interface FailbackReport {
   readonly drill: 'failback';
   readonly rebuilt: string;
-  readonly how: 'rewound' | 'copied';
+  readonly how: RejoinRecord['how'];
   /** The rebuild's own time, by its agent (pg_rewind or base backup, start, streaming again). */
   readonly rebuild_s: number;
   /** How long this waited for the site to stream as the synchronous standby. */

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { issueApiToken, registerSyntheticManufacturer } from '@fleetpki/ca';
 import { FleetError, InternalHttps, type FleetConfig, type SiteId } from '@fleetpki/core';
-import { currentRoles, failoverTo, killPostgres, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
+import { currentRoles, failoverTo, killPatroni, killPostgres, startService, stopProcess, switchover, waitForHttp, waitForRejoin, waitForSyncStandby } from '@fleetpki/sites';
 import { syntheticRunPrefix } from '@fleetpki/manifest';
 import { countMissingCertificates, createPool, pgLinkSecurity } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
@@ -76,7 +76,8 @@ export class TakeoverRuns {
     const before = this.traffic.acknowledged.length;
     await this.until(`site ${from.id} to acknowledge enrolments`, () => this.traffic.acknowledged.slice(before).filter((a) => a.site === from.id).length >= 20, 60_000);
     const started = Date.now();
-    if (kind === 'kill-postgres') this.log(`  site ${from.id}: kill -9 PostgreSQL (${killPostgres(from)} processes)`);
+    // The database host dies: under Patroni its Patroni with it (a PostgreSQL killed alone, Patroni restarts in place).
+    if (kind === 'kill-postgres') this.log(`  site ${from.id}: kill -9 ${this.config.databaseHa === 'patroni' ? `Patroni (${killPatroni(from)}) and ` : ''}PostgreSQL (${killPostgres(from)} processes)`);
     else if (kind === 'forced') await failoverTo(this.config, to, { force: true, log: (l) => this.log(`  ${l}`) });
     else await switchover(this.config, 'bench failover', (l) => this.log(`  ${l}`));
     await this.until(`site ${to.id} to acknowledge enrolments`, () => this.traffic.acknowledged.some((a) => a.site === to.id && a.at > started), 180_000);

@@ -20,11 +20,11 @@ export function localDeployment(config: FleetConfig): DeploymentInput {
   const site = (id: SiteId) => {
     const s = config.sites[id];
     const status = { port: s.statusPort, ...(s.statusHttpPort !== undefined ? { httpPort: s.statusHttpPort } : {}) };
-    return { host: s.host, postgres: { port: s.pgPort }, redis: { port: s.redisPort }, api: { port: s.apiPort }, status };
+    return { host: s.host, postgres: { port: s.pgPort }, redis: { port: s.redisPort }, api: { port: s.apiPort }, status, patroni: { port: s.patroniPort } };
   };
   return {
     paths: { state: config.stateDir, deployment: config.deploymentDir },
-    database: { name: config.pgDatabase, owner: config.pgUser },
+    database: { name: config.pgDatabase, owner: config.pgUser, ha: config.databaseHa },
     simulation: { netns: config.simulation.netns, namespacePrefix: config.simulation.namespaces.a.replace(/-a$/, ''), subnet: config.simulation.subnet, linkPrefix: config.simulation.linkPrefix },
     sites: { a: site('a'), b: site('b') },
     etcd: { members: Object.fromEntries(config.consensus.members.map((m) => [m.name, { clientUrl: m.clientUrl, peerUrl: m.peerUrl }])), prefix: config.consensus.prefix },

@@ -7,6 +7,7 @@ import { FleetError, type FleetConfig, type SiteConfig, type SiteId } from '@fle
 import { activateSite, isInRecovery, markSiteStandby } from '@fleetpki/store';
 import { caDatabases, withOwnerPool } from './ca-databases.js';
 import { pgDataDir, standbyName, promoteCluster, rebuildAsStandby, reloadCluster, waitUntilStreaming, writeSettings } from './postgres-cluster.js';
+import { killPatroni, patroniCall } from './patroni.js';
 import { redisPid } from './redis-server.js';
 import { readTopology, writeTopology } from './topology-file.js';
 
@@ -26,7 +27,9 @@ function killPid(pid: number): boolean {
  * Redis. Its service processes belong to whoever started them (the drill kills those itself).
  */
 export function killSiteInfrastructure(site: SiteConfig): number {
-  let killed = killPostgres(site);
+  // Patroni first (when it runs the site's PostgreSQL): it would otherwise restart PostgreSQL in place.
+  let killed = killPatroni(site);
+  killed += killPostgres(site);
   const redis = redisPid(site);
   if (redis !== undefined && killPid(redis)) killed++;
   return killed;
@@ -169,6 +172,15 @@ export async function takeOver(config: FleetConfig, site: SiteConfig, note: stri
   if (await withOwnerPool(config, site, 'postgres', isInRecovery)) await promoteCluster(site);
   writeSettings(config, site, { role: 'primary', syncStandby: other });
   await reloadCluster(site);
+  return activateCaSite(config, site, note);
+}
+
+/**
+ * The site whose database is now the primary becomes the active CA site: the topology file names it, and
+ * it is activated with a new epoch in every CA database on the cluster. The activation commits locally
+ * (the standby it would wait for is the site that just failed). Returns the highest new epoch.
+ */
+export async function activateCaSite(config: FleetConfig, site: SiteConfig, note: string): Promise<number> {
   writeTopology(config, { primary: site.id });
   let epoch = 0;
   for (const database of await caDatabases(config, site)) {
@@ -269,8 +281,15 @@ export async function failoverTo(config: FleetConfig, to: SiteConfig, options: {
       await waitForCandidacy(client, config, to, options.candidacyTimeoutMs);
       const now = await new CaSiteReader(client, config).read();
       if (now.leader?.lease !== state.leader.lease) throw new FleetError('SITE_LEADER_CHANGED', `the leader changed while waiting for site ${to.id}'s candidacy (now ${now.leader ? `site ${now.leader.site}` : 'nobody'}); nothing was revoked, ask again`);
-      log(`revoking site ${state.leader.site}'s lease ${state.leader.lease} in etcd (site ${to.id} is queued behind it)`);
-      await revokeLeaderLease(client, state.leader.lease);
+      if (config.databaseHa === 'patroni') {
+        // Patroni's leader key is Patroni's: its own manual failover, which promotes only the member in sync.
+        log(`asking Patroni to fail over from site ${state.leader.site} to site ${to.id}`);
+        const r = await patroniCall(config, to, 'POST', '/failover', { candidate: standbyName(to) });
+        if (r.status !== 200) throw new FleetError('SITE_FAILOVER_REFUSED', `Patroni refused the failover to site ${to.id}: ${r.status} ${r.text.trim()}`);
+      } else {
+        log(`revoking site ${state.leader.site}'s lease ${state.leader.lease} in etcd (site ${to.id} is queued behind it)`);
+        await revokeLeaderLease(client, state.leader.lease);
+      }
       revokedLeaseOf = state.leader.site;
     } else log(`no site leads; site ${to.id}'s agent campaigns on its own within ${2 * config.consensus.ttlSeconds} s`);
     const epoch = await waitForActiveSite(config, to);

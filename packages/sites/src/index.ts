@@ -24,3 +24,6 @@ export * from './backup-status.js';
 export { pgBinDir } from './exec.js';
 export * from './scratch-restore.js';
 export * from './site-restore.js';
+export * from './patroni.js';
+export * from './patroni-sites.js';
+export * from './patroni-agent.js';

@@ -5,10 +5,11 @@ import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { connectOwner, ownerPool } from './ca-databases.js';
 import { isRoot, pgBinDir, run } from './exec.js';
 import { osUserIds } from './os-user.js';
-import { archiveCommand, writePgbackrestConf } from './pgbackrest.js';
+import { sharedSettings } from './cluster-settings.js';
+import { writePgbackrestConf } from './pgbackrest.js';
 import { assertPortFree } from './ports.js';
 import { pgDataDir, postmasterAlive, waitForPostmasterExit } from './postmaster.js';
-import { installPgTlsFiles, libpqTlsEnv, libpqTlsParams, pgHbaWithTls, pgServerTls, pgTlsSettings, setRolePasswords, writeInitdbPasswordFile } from './postgres-tls.js';
+import { installPgTlsFiles, libpqTlsEnv, libpqTlsParams, pgHbaWithTls, pgServerTls, setRolePasswords, writeInitdbPasswordFile } from './postgres-tls.js';
 
 /** The slot and application name a site streams under as a standby; the primary's synchronous_standby_names waits for it. */
 export function standbyName(site: SiteConfig): string {
@@ -18,7 +19,7 @@ export function standbyName(site: SiteConfig): string {
 /** What a cluster is in the current topology: the primary (with the standby it waits for, if any) or a standby of a primary. */
 export type ClusterRole = { readonly role: 'primary'; readonly syncStandby?: SiteConfig } | { readonly role: 'standby'; readonly primary: SiteConfig };
 
-export { pgDataDir, postmasterAlive, waitForPostmasterExit };
+export { pgDataDir, postmasterAlive, sharedSettings, waitForPostmasterExit };
 
 function pg(bin: string): string {
   return join(pgBinDir(), bin);
@@ -30,67 +31,12 @@ function clusterSettings(config: FleetConfig, site: SiteConfig, role: ClusterRol
     `# Written by fleetpki sites up; edits are overwritten. See infra/README.md.`,
     `port = ${site.pgPort}`,
     `listen_addresses = '${site.host}'`,
-    // No Unix socket: the state folder path can exceed the 107-byte socket path limit, and TCP is enough.
-    `unix_socket_directories = ''`,
-    `cluster_name = 'fleetpki-${site.id}'`,
-    `max_connections = 200`,
-    `shared_buffers = 256MB`,
-    `wal_level = replica`,
-    `max_wal_senders = 10`,
-    `max_replication_slots = 10`,
-    // Needed by pg_rewind when a failed primary is rebuilt as the new primary's standby (failback).
-    `wal_log_hints = on`,
-    // pg_rewind reads the failed primary's WAL back to where the timelines split; keep enough of it.
-    `wal_keep_size = '1GB'`,
-    `hot_standby = on`,
-    `hot_standby_feedback = on`,
+    ...sharedSettings(config, site),
     // RPO 0: a commit on the primary returns only once the standby has it. If the standby is down,
     // commits wait (no silent degradation; the services answer 503 STANDBY_UNAVAILABLE after
     // FLEETPKI_WRITE_WAIT_MS). Only `sites unprotect` (two people) clears it; the site agent applies it.
     `synchronous_standby_names = '${role.role === 'primary' && role.syncStandby ? `FIRST 1 (${standbyName(role.syncStandby)})` : ''}'`,
-    // remote_apply, not on: a commit returns once the standby has applied it, so a read on the standby
-    // after an acknowledged revocation sees it (its OCSP responder never says "good" for it afterwards).
-    `synchronous_commit = remote_apply`,
-    // A standby reports every second, and a walsender gives up on a silent one after 10 s: the primary
-    // tells "frozen or cut off" from "streaming" soon (fp_sync_standby's reply_age_ms, the site agent).
-    `wal_receiver_status_interval = 1s`,
-    `wal_sender_timeout = 10s`,
-    // How much WAL a checkpoint may leave behind it bounds failover, not only crash recovery: a killed
-    // primary rejoins by replaying the WAL since its last checkpoint (crash recovery), pg_rewind copies
-    // every block changed since then, and the rewound standby replays that WAL again, while the new
-    // primary's writes wait for it (strictly synchronous). With 15 min / 8 GB (tried for bulk issuance)
-    // the drill's RTO after 2M rows written was 55 s and the cap was minutes; a checkpoint every minute
-    // or GB bounds it. lz4 compresses the full-page images that each checkpoint brings back (random
-    // serials touch most B-tree pages): a 300k batch wrote less WAL than before, at the same rate. No
-    // recycling: pg_rewind copies the source's whole pg_wal, pre-allocated segments included.
-    // Figures: infra/README.md.
-    `max_wal_size = '1GB'`,
-    `checkpoint_timeout = '1min'`,
-    `wal_compression = lz4`,
-    `wal_recycle = off`,
-    `checkpoint_completion_target = 0.9`,
-    // Batch intake sorts and de-duplicates manifests in memory rather than on disk.
-    `work_mem = '32MB'`,
-    `maintenance_work_mem = '256MB'`,
-    // Which statements cost what (`CREATE EXTENSION pg_stat_statements` in the CA database, then read
-    // the view): how the reconciler's full scan of online intents was found. A few % of statement time.
-    `shared_preload_libraries = 'pg_stat_statements'`,
-    // Every WAL segment goes to the backup repository (pgbackrest.ts) from the primary: with backups,
-    // that is what a restore to any point in time replays. Not `always`: both sites pushing the same
-    // segment at the same moment write the same temporary file in the repository, and with encryption
-    // (a random salt each) two writers' bytes would interleave. Instead a promoted standby pushes the
-    // old timeline's segments it received (archiveInheritedWal), so a primary killed with segments not
-    // yet pushed leaves no hole. A quiet primary still closes a segment a minute (docs/backup.md).
-    `archive_mode = on`,
-    `archive_command = '${archiveCommand(site, config.backup.stanza)}'`,
-    `archive_timeout = '60s'`,
-    // Each transaction's commit time, for the restore drill: which certificates a restore to T must hold
-    // is those committed by T (recovery stops at commit records), not those whose transaction began by T.
-    `track_commit_timestamp = on`,
-    `log_destination = 'stderr'`,
-    `log_min_messages = warning`,
   ];
-  if (pgServerTls(config)) lines.push(...pgTlsSettings(site));
   if (role.role === 'standby') {
     const tls = pgServerTls(config) ? ` ${libpqTlsParams(site)}` : '';
     lines.push(`primary_conninfo = 'host=${role.primary.host} port=${role.primary.pgPort} user=${config.pgUser} application_name=${standbyName(site)}${tls}'`);
@@ -188,6 +134,12 @@ export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncS
     await startCluster(site);
     if (outcome === 'running') outcome = 'started';
   } else await reloadCluster(site);
+  await ensureCaDatabase(config, site);
+  return outcome;
+}
+
+/** On a running primary: the owner's password (with TLS) and the CA's database, without waiting for a standby. */
+export async function ensureCaDatabase(config: FleetConfig, site: SiteConfig): Promise<void> {
   const pool = ownerPool(config, site, 'postgres', { applicationName: 'fleetpki-sites', max: 1 });
   try {
     // Bootstrap statements must not wait for a standby that does not exist yet.
@@ -203,7 +155,6 @@ export async function ensurePrimary(config: FleetConfig, site: SiteConfig, syncS
   } finally {
     await pool.end();
   }
-  return outcome;
 }
 
 /** Creates `site` as a hot standby of `primary` by base backup (first run) and starts it. */

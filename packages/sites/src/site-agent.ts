@@ -1,46 +1,14 @@
-/* eslint-disable max-lines -- the site agent's one state machine (lease, epoch, fencing, orders), kept whole so its transitions read in one place; issue 35 moves it onto Patroni's leader */
-import { agentIdentity, CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, recordWritesBlocked, setSwitchover, setVouchFloor, type Candidacy, type CaSiteState, type SwitchoverRequest } from '@fleetpki/consensus';
+import { agentIdentity, CaSiteReader, campaignForCaSite, openConsensus, recordRejoin, setSwitchover, type Candidacy, type CaSiteState, type SwitchoverRequest } from '@fleetpki/consensus';
 import type { FleetConfig, SiteConfig, SiteId } from '@fleetpki/core';
-import { readDatabaseRole } from '@fleetpki/store';
 import { acknowledgeStandby, rejoinAsStandby, takeOver } from './failover.js';
 import { archiveInheritedWal } from './wal-archive.js';
-import { isClusterRunning, postmasterAlive, reloadCluster, startCluster, stopCluster, writeSettings } from './postgres-cluster.js';
-import { withOwnerPool } from './ca-databases.js';
+import { reloadCluster, startCluster, stopCluster, writeSettings } from './postgres-cluster.js';
+import { observeLocal, type LocalDatabase } from './local-database.js';
+import { publishVouchFloor, watchWrites } from './primary-duties.js';
 import { readTopology } from './topology-file.js';
 import { SiteOrderDesk } from './site-orders.js';
 
 type Log = (line: string) => void;
-
-/** What the agent sees of its own site's PostgreSQL. */
-interface LocalDatabase {
-  readonly running: boolean;
-  readonly standby: boolean;
-  /** On a primary: the other site streams from it as its synchronous standby. */
-  readonly syncStandbyStreaming: boolean;
-  /** On a primary: its commits wait for a synchronous standby (synchronous_standby_names is set). */
-  readonly syncRequired: boolean;
-}
-
-async function observeLocal(config: FleetConfig, site: SiteConfig, other: SiteConfig): Promise<LocalDatabase> {
-  const down = { running: false, standby: false, syncStandbyStreaming: false, syncRequired: false };
-  if (!(await isClusterRunning(site))) return down;
-  // Running but not answering (starting, or out of connections): not "down"; decide nothing this time.
-  // Refused connections are the exception: nothing listens, the postmaster is gone (pg_ctl may not
-  // have noticed yet after a SIGKILL).
-  try {
-    return await withOwnerPool(config, site, 'postgres', async (pool) => {
-      const role = await readDatabaseRole(pool);
-      // Streaming, and heard from within a write's wait (a frozen host's walsender streams on for a while).
-      const sync = role.standbys.some((s) => s.applicationName === `site_${other.id}` && s.state === 'streaming' && s.syncState === 'sync' && (s.lastReplySecondsAgo ?? 0) * 1000 <= config.writeWaitMs);
-      const required = (await pool.query<{ s: string }>(`SELECT current_setting('synchronous_standby_names') AS s`)).rows[0]!.s.trim() !== '';
-      return { running: true, standby: role.inRecovery, syncStandbyStreaming: sync, syncRequired: required };
-    });
-  } catch (err) {
-    // Refused while the postmaster is still alive (starting, shutting down): decide nothing this time.
-    if ((err as { code?: string }).code === 'ECONNREFUSED' && !postmasterAlive(site)) return down;
-    throw err;
-  }
-}
 
 /**
  * One per site, always running beside its PostgreSQL (started by `sites up`). It campaigns in etcd for
@@ -351,36 +319,12 @@ export class SiteAgent {
     );
   }
 
-  /**
-   * How far the leader's primary has written, for the standby's vouching (SiteLease): a standby that has
-   * not replayed this far may lack a revocation the primary already shows, so it does not say "good".
-   * Written when it moved, at most once a tick.
-   */
   private async publishVouchFloor(_state: CaSiteState): Promise<void> {
-    let lsn: string;
-    try {
-      lsn = await withOwnerPool(this.config, this.site, 'postgres', async (pool) => (await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn);
-    } catch (err) {
-      // Not published: the standby stops vouching once the last floor is too old (SiteLease).
-      this.log(`site ${this.site.id}: cannot read the primary's WAL position for the standby's vouching: ${(err as Error).message}`);
-      return;
-    }
-    // Every tick, moved or not: its time says the primary's agent is still watching (SiteLease refuses a stale floor).
-    await setVouchFloor(this.client, this.config, { site: this.site.id, lsn, at: new Date().toISOString() });
+    await publishVouchFloor(this.client, this.config, this.site, this.log);
   }
 
-  /** Writes blocked on the leader's primary (its synchronous standby unreachable): said at error, recorded in etcd. */
   private async watchWrites(local: LocalDatabase, state: CaSiteState): Promise<void> {
-    const blocked = this.elected && local.syncRequired && !local.syncStandbyStreaming;
-    const recorded = state.writesBlocked[this.site.id];
-    if (blocked && !recorded) {
-      const since = new Date().toISOString();
-      this.log(`site ${this.site.id}: ERROR writes blocked: synchronous standby (site ${this.other.id}) unreachable since ${since}`);
-      await recordWritesBlocked(this.client, this.config, this.site.id, since);
-    } else if (!blocked && recorded) {
-      this.log(`site ${this.site.id}: writes flow again (blocked since ${recorded})`);
-      await recordWritesBlocked(this.client, this.config, this.site.id, undefined);
-    }
+    await watchWrites(this.client, this.config, this.site, this.other, this.elected && local.syncRequired && !local.syncStandbyStreaming, state, this.log);
   }
 
   private async rejoin(): Promise<void> {

@@ -14,6 +14,8 @@ import { ensureStanza } from './backups.js';
 import { backupStatusRows, type BackupStatus } from './backup-status.js';
 import { currentRoles } from './topology-file.js';
 import { ensureNetns } from './netns.js';
+import { patroniSitesDown, patroniSitesUp } from './patroni-sites.js';
+import { patroniCluster, type PatroniMember } from './patroni.js';
 import { hostOwnFile, writeDeploymentFile } from './deployment-file.js';
 
 export type Log = (line: string) => void;
@@ -53,16 +55,25 @@ export async function sitesUp(config: FleetConfig, log: Log = () => undefined, o
     log(`network namespaces: ${config.consensus.members.map((m) => `${m.netns} (${m.host})`).join(', ')}, linked point to point`);
   }
   const { primary, standby } = currentRoles(config);
-  log(`site ${primary.id}: PostgreSQL primary on ${primary.host}:${primary.pgPort} ${await ensurePrimary(config, primary, standby)}`);
-  log(`site ${standby.id}: PostgreSQL hot standby on ${standby.host}:${standby.pgPort} ${await ensureStandby(config, standby, primary)}`);
+  const startEtcd = async () => {
+    const etcd = await ensureEtcd(config);
+    log(`etcd: ${config.consensus.members.map((m) => `${m.name} on ${new URL(m.clientUrl).host} ${etcd[m.name]}`).join(', ')}`);
+  };
+  if (config.databaseHa === 'patroni') {
+    // etcd first: it is Patroni's store.
+    await startEtcd();
+    await patroniSitesUp(config, log);
+  } else {
+    log(`site ${primary.id}: PostgreSQL primary on ${primary.host}:${primary.pgPort} ${await ensurePrimary(config, primary, standby)}`);
+    log(`site ${standby.id}: PostgreSQL hot standby on ${standby.host}:${standby.pgPort} ${await ensureStandby(config, standby, primary)}`);
+  }
   for (const site of [config.sites.a, config.sites.b]) {
     log(`site ${site.id}: Redis on ${site.host}:${site.redisPort} ${await ensureRedis(site, config)}`);
   }
   // A CA whose backups fail still issues: say so loudly (sites status, backup check) rather than stop here.
   const backups = await ensureStanza(config).catch((err: Error) => `FAILED: ${err.message}`);
   log(`backups: repository ${config.backup.repository}, stanza ${config.backup.stanza}: ${backups}`);
-  const etcd = await ensureEtcd(config);
-  log(`etcd: ${config.consensus.members.map((m) => `${m.name} on ${new URL(m.clientUrl).host} ${etcd[m.name]}`).join(', ')}`);
+  if (config.databaseHa !== 'patroni') await startEtcd();
   for (const site of [primary, standby]) log(`site ${site.id}: agent ${ensureAgent(config, site, options.hostFiles?.[site.id])} (log ${agentLogFile(site)})`);
 }
 
@@ -71,6 +82,7 @@ export async function sitesDown(config: FleetConfig, log: Log = () => undefined)
   const { primary, standby } = currentRoles(config);
   // The agents first: they would otherwise take a stopping database for a failure and fail over.
   for (const site of [standby, primary]) await stopAgent(site);
+  if (config.databaseHa === 'patroni') await patroniSitesDown(config);
   for (const site of [standby, primary]) {
     await stopCluster(site);
     await stopRedis(site);
@@ -125,6 +137,8 @@ export interface ConsensusStatus {
   readonly writesBlocked: Readonly<Partial<Record<SiteId, string>>>;
   readonly witness: { readonly up: boolean; readonly healthy: boolean; readonly error?: string };
   readonly lastRejoin: Readonly<Partial<Record<SiteId, RejoinRecord>>>;
+  /** With database.ha patroni: the members as `patronictl list` shows them (undefined when no Patroni answers). */
+  readonly patroni?: { readonly members: readonly PatroniMember[]; readonly paused: boolean } | undefined;
 }
 
 export async function consensusStatus(config: FleetConfig): Promise<ConsensusStatus> {
@@ -138,7 +152,9 @@ export async function consensusStatus(config: FleetConfig): Promise<ConsensusSta
       const r = await readRejoin(client, config, id);
       if (r) lastRejoin[id] = r;
     }
+    const patroni = config.databaseHa === 'patroni' ? await patroniCluster(config) : undefined;
     return {
+      ...(config.databaseHa === 'patroni' ? { patroni } : {}),
       reachable: true,
       ...(state.leader ? { leader: { site: state.leader.site, ttlSeconds: state.leader.ttlSeconds } } : {}),
       ...(state.unprotected ? { unprotected: state.unprotected } : {}),
@@ -219,6 +235,10 @@ export function formatStatus(statuses: readonly SiteStatus[], consensus?: Consen
   if (consensus) {
     rows.push(['witness', 'etcd', consensus.witness.healthy ? 'up' : consensus.witness.up ? 'no quorum' : 'down', consensus.witness.error ?? '']);
     rows.push(['-', 'ca site', consensus.leader ? consensus.leader.site : 'none', consensus.reachable ? (consensus.unprotected ? consensus.unprotected.restoring ? `UNPROTECTED since ${consensus.unprotected.since} (by ${consensus.unprotected.by}), restoring: commits wait for the standby again, which neither vouches nor may be promoted until it has caught up` : `UNPROTECTED since ${consensus.unprotected.since} (by ${consensus.unprotected.by}): the primary commits without its standby` : 'strictly synchronous') : `etcd unreachable: ${consensus.error ?? ''}`]);
+  }
+  if (consensus && 'patroni' in consensus) {
+    if (!consensus.patroni) rows.push(['-', 'patroni', 'down', 'no Patroni REST API answers']);
+    for (const m of consensus.patroni?.members ?? []) rows.push([m.site, `patroni ${m.name}`, m.role, `${m.state}, timeline ${m.timeline ?? '?'}${m.lagBytes !== undefined ? `, lag ${m.lagBytes} B` : ''}${consensus.patroni!.paused ? ', PAUSED (no automatic failover)' : ''}`]);
   }
   if (backup) rows.push(...backupStatusRows(backup));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

@@ -26,6 +26,8 @@ export const envSchema = z.object({
   FLEETPKI_API_PORT_B: port.optional(),
   FLEETPKI_STATUS_PORT_A: port.optional(),
   FLEETPKI_STATUS_PORT_B: port.optional(),
+  FLEETPKI_PATRONI_PORT_A: port.optional(),
+  FLEETPKI_PATRONI_PORT_B: port.optional(),
   // With tls.status: each site's plain-HTTP listener for OCSP and CRLs (sites.<id>.status.httpPort).
   FLEETPKI_STATUS_HTTP_PORT_A: port.optional(),
   FLEETPKI_STATUS_HTTP_PORT_B: port.optional(),
@@ -40,6 +42,7 @@ export const envSchema = z.object({
   FLEETPKI_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   FLEETPKI_PG_USER: z.string().regex(/^[a-z_][a-z0-9_]*$/).optional(),
   FLEETPKI_PG_DATABASE: z.string().regex(/^[a-z_][a-z0-9_]*$/).optional(),
+  FLEETPKI_DATABASE_HA: z.enum(['agent', 'patroni']).optional(),
   // SoftHSM token labels are at most 32 characters; "-root" is appended.
   FLEETPKI_HSM_TOKEN_PREFIX: z.string().regex(/^[a-z][a-z0-9-]{0,26}$/).optional(),
   FLEETPKI_SERVICE_DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
@@ -99,7 +102,7 @@ const SINGLE_KEYS: readonly (readonly [Variable, string, ((v: unknown) => unknow
   ['FLEETPKI_STATE_DIR', 'paths.state', (v) => resolve(String(v))],
   ['FLEETPKI_DEPLOYMENT_DIR', 'paths.deployment', (v) => resolve(String(v))],
   ['FLEETPKI_SITE', 'this.site'],
-  ...SITE_IDS.flatMap((id) => (['PG:postgres', 'REDIS:redis', 'API:api', 'STATUS:status'] as const).map((pair) => {
+  ...SITE_IDS.flatMap((id) => (['PG:postgres', 'REDIS:redis', 'API:api', 'STATUS:status', 'PATRONI:patroni'] as const).map((pair) => {
     const [variable, part] = pair.split(':') as [string, string];
     return [`FLEETPKI_${variable}_PORT_${id.toUpperCase()}` as Variable, `sites.${id}.${part}.port`] as const;
   })),
@@ -107,6 +110,7 @@ const SINGLE_KEYS: readonly (readonly [Variable, string, ((v: unknown) => unknow
   ['FLEETPKI_LOG_LEVEL', 'log.level'],
   ['FLEETPKI_PG_USER', 'database.owner'],
   ['FLEETPKI_PG_DATABASE', 'database.name'],
+  ['FLEETPKI_DATABASE_HA', 'database.ha'],
   ['FLEETPKI_CRL_BASE_URL', 'crl.baseUrl'],
   ['FLEETPKI_DUAL_CONTROL_REVOCATIONS', 'dualControl.revocationThreshold'],
   ['FLEETPKI_DUAL_CONTROL_WINDOW_MINUTES', 'dualControl.revocationWindowMinutes'],

@@ -17,6 +17,7 @@ paths:
 database:
   name: fleetpki
   owner: fleetpki             # the owner role: migrations, ceremonies; each service connects as its own role
+  ha: agent                   # patroni: Patroni keeps PostgreSQL available (issue 35, docs/patroni.md; not yet with TLS)
 
 sites:
   a:
@@ -24,12 +25,14 @@ sites:
     postgres: { port: 5432 }
     redis: { port: 6379 }
     api: { port: 8443, url: https://ca-a.example.net:8443 }
+    patroni: { port: 8008 }   # Patroni's REST API beside PostgreSQL (health, switchover, patronictl)
     status: { port: 9443, httpPort: 8080 }   # HTTPS (tls.status); OCSP and CRLs also over plain HTTP on httpPort
   b:
     host: 10.0.2.10
     postgres: { port: 5432 }
     redis: { port: 6379 }
     api: { port: 8443, url: https://ca-b.example.net:8443 }
+    patroni: { port: 8008 }
     status: { port: 9443, httpPort: 8080 }
 
 etcd:                         # who is the CA site: one member per site and the witness, a majority of three

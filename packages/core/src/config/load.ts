@@ -107,6 +107,7 @@ export function loadConfig(env: FleetEnv = process.env): FleetConfig {
     logLevel: d.log.level,
     pgUser: d.database.owner,
     pgDatabase: d.database.name ?? 'fleetpki',
+    databaseHa: d.database.ha,
     hsmTokenPrefix: d.hsm.tokenPrefix,
     rootTokenLabel: d.hsm.root?.tokenLabel ?? `${d.hsm.tokenPrefix}-root`,
     rootHsm: { dir: join(deploymentDir, 'root-hsm'), softhsmConf: d.hsm.root?.softhsmConf ?? join(deploymentDir, 'root-hsm', 'softhsm2.conf') },

@@ -36,6 +36,8 @@ const siteSchema = z.strictObject({
   postgres: z.strictObject({ ...endpoint, url: pgUrl.optional(), serviceUrl: pgUrl.optional() }).optional(),
   redis: z.strictObject({ ...endpoint, url: urlOf(/^rediss?$/, 'redis(s)://').optional() }).optional(),
   api: z.strictObject({ ...endpoint, url: httpUrl.optional() }).optional(),
+  /** Patroni's REST API on the site's database host (database.ha patroni): health, switchover, `patronictl`. */
+  patroni: z.strictObject(endpoint).optional(),
   status: z.strictObject({
     ...endpoint,
     url: httpUrl.optional(),
@@ -75,7 +77,16 @@ export const deploymentSchema = z.strictObject({
     /** The installation the programs run from (scripts/package.sh's folder): what the simulation starts services and agents from. */
     programs: absolutePath.optional(),
   }).prefault({}),
-  database: z.strictObject({ name: identifier.optional(), owner: identifier.default('fleetpki') }).prefault({}),
+  database: z.strictObject({
+    name: identifier.optional(),
+    owner: identifier.default('fleetpki'),
+    /**
+     * Who keeps PostgreSQL highly available (issue 35): `patroni` (one Patroni per site, etcd as its store,
+     * synchronous_mode_strict, pg_rewind; the site agent keeps only the CA's epoch and vouching), or
+     * `agent`, the site agent's own promote/rewind, which Patroni is replacing.
+     */
+    ha: z.enum(['agent', 'patroni'], { error: 'expected agent or patroni' }).default('agent'),
+  }).prefault({}),
   sites: z.strictObject({ a: siteSchema.optional(), b: siteSchema.optional() }).prefault({}),
   etcd: z.strictObject({
     members: z.strictObject({ a: etcdMemberSchema.optional(), b: etcdMemberSchema.optional(), witness: etcdMemberSchema.optional() }).prefault({}),

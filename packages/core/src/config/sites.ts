@@ -10,9 +10,9 @@ import { DEFAULT_ETCD_PORTS } from './env.js';
 import { DATABASE_CLIENTS, DATABASE_ROLES, SITE_IDS, type DatabaseClient, type EtcdMember, type EtcdMemberName, type SiteConfig, type SiteHsmConfig, type SiteId } from './types.js';
 
 /** Ports of the local simulation's parts when the file names none. */
-const DEFAULT_PORTS: Readonly<Record<SiteId, { postgres: number; redis: number; api: number; status: number }>> = {
-  a: { postgres: 15432, redis: 16379, api: 18080, status: 18090 },
-  b: { postgres: 15433, redis: 16380, api: 18081, status: 18091 },
+const DEFAULT_PORTS: Readonly<Record<SiteId, { postgres: number; redis: number; api: number; status: number; patroni: number }>> = {
+  a: { postgres: 15432, redis: 16379, api: 18080, status: 18090, patroni: 18008 },
+  b: { postgres: 15433, redis: 16380, api: 18081, status: 18091, patroni: 18009 },
 };
 export const DEFAULT_PKCS11_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
 
@@ -72,6 +72,9 @@ export function resolveSite(d: Deployment, ctx: ResolveContext, id: SiteId): Sit
   const apiPort = s.api?.port ?? DEFAULT_PORTS[id].api;
   const statusHost = s.status?.host ?? host;
   const statusPort = s.status?.port ?? DEFAULT_PORTS[id].status;
+  // Patroni runs beside PostgreSQL: its REST API is on the database's host unless the file says otherwise.
+  const patroniHost = s.patroni?.host ?? pgHost;
+  const patroniPort = s.patroni?.port ?? DEFAULT_PORTS[id].patroni;
   const apiHttps = apiServesHttps(d, (key) => nameOf(ctx, key));
   const statusHttps = statusServesHttps(d);
   const statusHttpPort = s.status?.httpPort;
@@ -120,6 +123,8 @@ export function resolveSite(d: Deployment, ctx: ResolveContext, id: SiteId): Sit
     apiPort,
     statusPort,
     statusHttpPort,
+    patroniHost,
+    patroniPort,
     databaseUrl,
     serviceDatabaseUrls: Object.fromEntries(DATABASE_CLIENTS.map((c) => [c, asRole(c)])) as Record<DatabaseClient, string>,
     redisUrl: s.redis?.url ?? `redis://${redisHost}:${redisPort}`,
@@ -177,6 +182,7 @@ export function checkPlacesDiffer(sites: Readonly<Record<SiteId, SiteConfig>>, m
     claim(`${s.redisHost}:${s.redisPort}`, `sites.${id}.redis`);
     claim(`${s.apiHost}:${s.apiPort}`, `sites.${id}.api`);
     claim(`${s.statusHost}:${s.statusPort}`, `sites.${id}.status`);
+    claim(`${s.patroniHost}:${s.patroniPort}`, `sites.${id}.patroni`);
     if (s.statusHttpPort !== undefined) claim(`${s.statusHost}:${s.statusHttpPort}`, `sites.${id}.status.httpPort`);
   }
   for (const m of members) {

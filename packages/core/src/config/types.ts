@@ -29,6 +29,9 @@ export interface SiteConfig {
    * the HTTPS status port; undefined when there is none.
    */
   readonly statusHttpPort: number | undefined;
+  /** Patroni's REST API (database.ha patroni): sites.<id>.patroni. */
+  readonly patroniHost: string;
+  readonly patroniPort: number;
   /** The owner's connection: operators, migrations, ceremonies, drills (the CLI). */
   readonly databaseUrl: string;
   /**
@@ -177,6 +180,8 @@ export interface FleetConfig {
    * is what every URL below, the queue's Redis prefix and the service start-up check follow.
    */
   readonly pgDatabase: string;
+  /** Who keeps PostgreSQL highly available (database.ha): Patroni, or the site agent's own promote/rewind. */
+  readonly databaseHa: 'agent' | 'patroni';
   /** Prefix of the SoftHSM token labels (`<prefix>-a`, `<prefix>-b`, `<prefix>-root`); tests use their own tokens. */
   readonly hsmTokenPrefix: string;
   /** Label of the token holding the offline root CA key, in the root's own HSM (rootHsm). */

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { CaSiteReader, openConsensus, patroniKey } from '@fleetpki/consensus';
+import { loadConfig, type FleetConfig } from '@fleetpki/core';
+import { killPostgres, patroniCluster, patroniGet, patroniUrl, waitForPatroniRole } from '@fleetpki/sites';
+import type { Pool } from '@fleetpki/store';
+import { siteAPool } from './support/ca.js';
+import { cli } from './support/cli.js';
+import { etcdctl } from './support/etcd-permissions.js';
+import { ensureSites, waitFor } from './support/sites.js';
+
+/**
+ * Patroni runs PostgreSQL (database.ha patroni, issue 35). Attack test: not run again on the secure
+ * simulation: Patroni runs there only once it takes tls.postgres (scripts/test-patroni.sh runs this file
+ * on the Patroni simulation; in the plain suite, where the site agent runs PostgreSQL, it is skipped).
+ * The failover invariants under Patroni are the drills' and the other failover tests', which
+ * test-patroni.sh runs there too; this file checks what is Patroni's own: its settings, that its leader
+ * key is the CA-site role, that nobody without its credentials can move that role, and that a crashed
+ * PostgreSQL is restarted in place rather than failed over.
+ */
+const underPatroni = loadConfig({ ...process.env, FLEETPKI_SITE: 'a' }).databaseHa === 'patroni';
+let config: FleetConfig;
+let pool: Pool;
+
+before(async () => {
+  if (!underPatroni) return;
+  config = await ensureSites();
+  pool = siteAPool(config);
+});
+
+after(async () => {
+  await pool?.end();
+});
+
+async function epochOf(site: 'a' | 'b'): Promise<number> {
+  const { rows } = await pool.query<{ epoch: string; role: string }>('SELECT epoch::text, role FROM site_state WHERE site = $1', [site]);
+  assert.equal(rows[0]?.role, 'active', `site ${site} is active`);
+  return Number(rows[0]!.epoch);
+}
+
+describe('Patroni runs PostgreSQL on both sites', { skip: underPatroni ? false : 'runs on the Patroni simulation (scripts/test-patroni.sh)' }, () => {
+  it('A leads with B as its synchronous standby, strict, failsafe, pg_rewind; the CA-site role the services read is Patroni\'s leader key and lease', async () => {
+    const cluster = await patroniCluster(config);
+    assert.ok(cluster, 'a Patroni answers');
+    const roles = Object.fromEntries(cluster.members.map((m) => [m.site, `${m.role}/${m.state}`]));
+    assert.equal(roles.a, 'leader/running', JSON.stringify(cluster.members));
+    assert.match(roles.b ?? '', /^sync_standby\/(running|streaming)$/, JSON.stringify(cluster.members));
+    const dynamic = (await patroniGet(config.sites.a, '/config')).body as Record<string, unknown> & { postgresql?: { use_pg_rewind?: boolean } };
+    assert.equal(dynamic.synchronous_mode, true);
+    assert.equal(dynamic.synchronous_mode_strict, true);
+    assert.equal(dynamic.failsafe_mode, true);
+    assert.equal(dynamic.postgresql?.use_pg_rewind, true);
+    const client = openConsensus(config, 'service');
+    try {
+      const state = await new CaSiteReader(client, config).read();
+      assert.equal(state.leader?.site, 'a');
+      const raw = etcdctl(config, 'service', ['get', `${config.consensus.prefix}${patroniKey('leader')}`, '-w', 'json']);
+      assert.ok(raw.ok, raw.output);
+      const kv = (JSON.parse(raw.output) as { kvs: { value: string; lease: number | string }[] }).kvs[0]!;
+      assert.equal(Buffer.from(kv.value, 'base64').toString(), 'site_a');
+      assert.equal(BigInt(kv.lease).toString(16), state.leader?.lease, 'the services\' view runs out with the lease Patroni keeps its leader key on');
+    } finally {
+      client.close();
+    }
+    const status = await cli(['sites', 'status']);
+    assert.match(status.stdout, /a\s+patroni site_a\s+leader\s+running, timeline \d+/);
+    assert.match(status.stdout, /b\s+patroni site_b\s+sync_standby\s+(running|streaming)/);
+  });
+
+  it('nobody moves the role without credentials: Patroni\'s REST API refuses a switchover without its password, and etcd lets no service, operator or other site\'s Patroni write its leader key', async () => {
+    for (const authorization of [undefined, `Basic ${Buffer.from('fleetpki:wrong-password').toString('base64')}`]) {
+      const res = await fetch(`${patroniUrl(config.sites.a)}/switchover`, { method: 'POST', headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) }, body: JSON.stringify({ leader: 'site_a', candidate: 'site_b' }) });
+      assert.equal(res.status, 401, `switchover ${authorization ? 'with a wrong password' : 'without a password'}: ${res.status} ${await res.text()}`);
+    }
+    const leaderKey = `${config.consensus.prefix}${patroniKey('leader')}`;
+    for (const as of [undefined, 'service', 'operator'] as const) {
+      for (const args of [['put', leaderKey, 'site_b'], ['del', leaderKey]]) {
+        const r = etcdctl(config, as, args);
+        assert.equal(r.ok, false, `${args[0]} of Patroni's leader key as ${as ?? 'anonymous'}: ${r.output}`);
+        assert.match(r.output, /permission denied|user name is empty|invalid auth token/i);
+      }
+    }
+    // A site's Patroni writes its own store and nothing else of the pair's.
+    const outside = etcdctl(config, 'patroni-b', ['put', `${config.consensus.prefix}unprotected`, JSON.stringify({ since: new Date().toISOString(), by: 'patroni-b' })]);
+    assert.equal(outside.ok, false, outside.output);
+    assert.match(outside.output, /permission denied/i);
+    const cluster = await patroniCluster(config);
+    assert.equal(cluster?.members.find((m) => m.role === 'leader')?.site, 'a', 'A still leads');
+  });
+
+  it('PostgreSQL killed alone on the primary (Patroni alive): Patroni restarts it in place; no failover, the same epoch', async () => {
+    const before = await epochOf('a');
+    assert.ok(killPostgres(config.sites.a) > 0, 'the primary\'s postmaster was killed');
+    await waitForPatroniRole(config.sites.a, 'primary', 120_000);
+    await waitFor('site A to answer again as the primary', async () => (await pool.query('SELECT 1').then(() => true, () => undefined)), 60_000, 250);
+    const cluster = await patroniCluster(config);
+    assert.equal(cluster?.members.find((m) => m.role === 'leader')?.site, 'a', 'A still leads');
+    assert.equal(await epochOf('a'), before, 'no new epoch: nothing was failed over');
+    await waitForPatroniRole(config.sites.b, 'sync', 120_000);
+  });
+});
