@@ -2,13 +2,16 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { FleetConfig } from '@fleetpki/core';
+import type { FleetConfig, SiteConfig } from '@fleetpki/core';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
-import { protect, startService, stopProcess, unprotect, waitForHttp, withOwnerPool } from '@fleetpki/sites';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pgDataDir, postgresChildren, protect, startService, stopProcess, unprotect, waitForHttp } from '@fleetpki/sites';
 import type { Pool } from '@fleetpki/store';
 import { generateDeviceKeys } from '@fleetpki/x509';
 import { syntheticEui64 } from '@fleetpki/manifest';
 import { createToken, ensureCa, siteAPool } from './support/ca.js';
+import { ensureStandbyKeys } from './support/custody.js';
 import { OcspAsker, type Verdict } from './support/ocsp.js';
 import { ensureSites } from './support/sites.js';
 
@@ -35,6 +38,9 @@ before(async () => {
   config = await ensureSites();
   pool = siteAPool(config);
   await ensureCa(config, pool);
+  // B signs its own answers, as a standby holding its custody clone of the CA key does (without it B
+  // answers only what A pre-produced, SHA-1 and after a settle time: the vouching below would not show).
+  await ensureStandbyKeys(pool);
   factoryToken = await createToken(pool, 'factory', 'race-maker', `race-factory-${randomBytes(3).toString('hex')}`);
   issuer = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 2, poolSize: 6 });
   asker = await OcspAsker.forIssuingCa(pool);
@@ -50,7 +56,7 @@ before(async () => {
 
 after(async () => {
   // Whatever happened in the stall case, the next file finds B replaying and the primary protected.
-  await withOwnerPool(config, config.sites.b, 'postgres', (p) => p.query('SELECT pg_wal_replay_resume()')).catch(() => undefined);
+  stallReplay(config.sites.b, false);
   await protect(config).catch((err: Error) => console.error(`ocsp-race: restoring protection failed: ${err.message}`));
   await Promise.all(responders.map(stopProcess));
   await issuer?.close();
@@ -65,6 +71,32 @@ async function enrolSome(n: number): Promise<Buffer[]> {
     serials.push(Buffer.from(res.json<{ serial: string }>().serial, 'hex'));
   }
   return serials;
+}
+
+/**
+ * Stops (SIGSTOP) or continues the standby's startup process, the one that replays WAL: its replay stalls
+ * while its WAL receiver goes on receiving. Found among its postmaster's children by its title.
+ */
+function stallReplay(site: SiteConfig, stall: boolean): void {
+  let postmaster: number;
+  try {
+    postmaster = Number(readFileSync(join(pgDataDir(site), 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    if (stall) throw new Error(`site ${site.id}'s PostgreSQL is not running`);
+    return;
+  }
+  const startup = postgresChildren(postmaster).find((pid) => {
+    try {
+      return /startup/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+    } catch {
+      return false;
+    }
+  });
+  if (startup === undefined) {
+    if (stall) throw new Error(`site ${site.id} has no startup (recovery) process: is it a standby?`);
+    return;
+  }
+  process.kill(startup, stall ? 'SIGSTOP' : 'SIGCONT');
 }
 
 describe('OCSP never says "good" after a revocation returned', () => {
@@ -113,8 +145,9 @@ describe('OCSP never says "good" after a revocation returned', () => {
   });
 
   /**
-   * Issue 33 §4: the standby across unprotect/protect, with its replay stalled (pg_wal_replay_pause on B
-   * stands in for a standby that stopped applying). A revocation acknowledged while unprotected must
+   * Issue 33 §4: the standby across unprotect/protect, with its replay stalled (B's startup process, the
+   * one that applies WAL, stopped with SIGSTOP: a standby that stopped applying while it still receives.
+   * Not pg_wal_replay_pause: Patroni resumes a paused replay within a second, a stuck one it cannot). A revocation acknowledged while unprotected must
    * never read "good" from B: not while unprotected, not while `protect` waits for B (it must not finish
    * while B is behind), and after it finished only once B has replayed it. Then, with protection back,
    * a stall makes B stop vouching rather than answer from the past.
@@ -128,8 +161,7 @@ describe('OCSP never says "good" after a revocation returned', () => {
     let before: Verdict[] = [];
     for (let i = 0; i < 50 && !(before = await askB()).every((v) => v === 'good'); i++) await new Promise((r) => setTimeout(r, 200));
     assert.deepEqual(before, serials.map(() => 'good'), 'B says "good" before');
-    const onB = <T>(sql: string) => withOwnerPool(config, config.sites.b, 'postgres', async (p) => (await p.query<T & Record<string, unknown>>(sql)).rows);
-    await onB('SELECT pg_wal_replay_pause()');
+    stallReplay(config.sites.b, true);
     try {
       await unprotect(config, 'test: issue 33 §4');
       const officer = await createToken(pool, 'revocation-officer', null, `race-officer-stall-${randomBytes(3).toString('hex')}`);
@@ -140,7 +172,7 @@ describe('OCSP never says "good" after a revocation returned', () => {
       await assert.rejects(protect(config, () => undefined, { replayTimeoutMs: 5_000 }), { code: 'SITE_STANDBY_BEHIND' });
       assert.ok(!(await askB()).includes('good'), 'B said "good" while protection was being restored and it was behind');
     } finally {
-      await onB('SELECT pg_wal_replay_resume()');
+      stallReplay(config.sites.b, false);
     }
     await protect(config);
     let after: Verdict[] = [];
@@ -155,7 +187,7 @@ describe('OCSP never says "good" after a revocation returned', () => {
     const fresh = await enrolSome(3);
     // Before the stall: with B's replay paused every commit on A waits for it (remote_apply), a token's too.
     const officer = await createToken(pool, 'revocation-officer', null, `race-officer-stall2-${randomBytes(3).toString('hex')}`);
-    await onB('SELECT pg_wal_replay_pause()');
+    stallReplay(config.sites.b, true);
     try {
       const askFreshB = async () => Promise.all(fresh.map((s) => asker.ask(statusUrl('b'), s, 'sha256', 'POST').catch((): Verdict => 'other')));
       let stalled: Verdict[] = [];
@@ -165,10 +197,10 @@ describe('OCSP never says "good" after a revocation returned', () => {
       for (let i = 0; i < 75 && (stalled = await askFreshB()).includes('good'); i++) await new Promise((r) => setTimeout(r, 200));
       assert.ok(!stalled.includes('good'), `a stalled B still vouches: ${stalled.join(', ')}`);
       for (let i = 0; i < 5; i++) assert.ok(!(await askFreshB()).includes('good'), 'B vouched again while still stalled');
-      await onB('SELECT pg_wal_replay_resume()');
+      stallReplay(config.sites.b, false);
       assert.ok([200, 503].includes((await pending).statusCode));
     } finally {
-      await onB('SELECT pg_wal_replay_resume()').catch(() => undefined);
+      stallReplay(config.sites.b, false);
     }
   });
 });

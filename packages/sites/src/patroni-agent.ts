@@ -6,7 +6,7 @@ import { caDatabases, withOwnerPool } from './ca-databases.js';
 import { acknowledgeStandby, activateCaSite } from './failover.js';
 import { observeLocal, type LocalDatabase } from './local-database.js';
 import { ensurePatroni, PATRONI_TIMING, patroniCall, patroniGet, patroniLogFile, patroniPid, patroniPidFile } from './patroni.js';
-import { publishVouchFloor, watchWrites } from './primary-duties.js';
+import { publishVouchFloor, watchWrites, type FloorMemory } from './primary-duties.js';
 import { SiteOrderDesk } from './site-orders.js';
 import { archiveInheritedWal } from './wal-archive.js';
 
@@ -55,6 +55,7 @@ export class PatroniSiteAgent {
   /** When this agent first saw `unprotected` while Patroni still ran strict (monotonic). */
   private unprotectSeenAt: number | undefined;
   private saidNotMigrated = false;
+  private readonly floor: FloorMemory = {};
 
   constructor(
     private readonly config: FleetConfig,
@@ -140,7 +141,7 @@ export class PatroniSiteAgent {
       return;
     }
     await this.applyProtection(state);
-    await publishVouchFloor(this.client, this.config, this.site, this.log);
+    await publishVouchFloor(this.client, this.config, this.site, this.log, this.floor);
     await watchWrites(this.client, this.config, this.site, this.other, local.syncRequired && !local.syncStandbyStreaming, state, this.log);
     await this.acknowledge(local);
   }

@@ -4,7 +4,7 @@ import { acknowledgeStandby, rejoinAsStandby, takeOver } from './failover.js';
 import { archiveInheritedWal } from './wal-archive.js';
 import { reloadCluster, startCluster, stopCluster, writeSettings } from './postgres-cluster.js';
 import { observeLocal, type LocalDatabase } from './local-database.js';
-import { publishVouchFloor, watchWrites } from './primary-duties.js';
+import { publishVouchFloor, watchWrites, type FloorMemory } from './primary-duties.js';
 import { readTopology } from './topology-file.js';
 import { SiteOrderDesk } from './site-orders.js';
 
@@ -56,6 +56,7 @@ export class SiteAgent {
   private candidacyMissing = 0;
   /** The other site has been marked standby again (not fenced) since it last streamed. */
   private standbyAcknowledged = false;
+  private readonly floor: FloorMemory = {};
 
   constructor(
     private readonly config: FleetConfig,
@@ -320,7 +321,7 @@ export class SiteAgent {
   }
 
   private async publishVouchFloor(_state: CaSiteState): Promise<void> {
-    await publishVouchFloor(this.client, this.config, this.site, this.log);
+    await publishVouchFloor(this.client, this.config, this.site, this.log, this.floor);
   }
 
   private async watchWrites(local: LocalDatabase, state: CaSiteState): Promise<void> {
