@@ -171,9 +171,10 @@ export async function ensurePatroni(config: FleetConfig, site: SiteConfig): Prom
   // Patroni's initdb or basebackup fills it; the site folder itself is not the postgres user's to write.
   prepareClusterDir(pgDataDir(site));
   const log = openSync(patroniLogFile(site), 'a');
-  // In a site's network namespace `ip netns exec` (root) execs runuser, which drops to postgres: same pid.
+  // In a site's network namespace `ip netns exec` (root) execs setpriv, which drops to postgres and execs
+  // Patroni: one pid all along, so the pid file names Patroni itself (runuser would stay as its parent).
   const ids = isRoot && !site.netns ? osUserIds(PG_OS_USER) : undefined;
-  const [cmd, args] = site.netns ? inNetns(site.netns, 'runuser', ['-u', PG_OS_USER, '--', 'patroni', file]) : ['patroni', [file]];
+  const [cmd, args] = site.netns ? inNetns(site.netns, 'setpriv', ['--reuid', PG_OS_USER, '--regid', PG_OS_USER, '--init-groups', 'patroni', file]) : ['patroni', [file]];
   const child = spawn(cmd, args, { cwd: patroniDir(site), detached: true, stdio: ['ignore', log, log], ...(ids ? { uid: ids.uid, gid: ids.gid } : {}), env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' } });
   closeSync(log);
   child.unref();
