@@ -70,13 +70,13 @@ describe('Patroni runs PostgreSQL on both sites', { skip: underPatroni ? false :
     assert.match(status.stdout, /b\s+patroni site_b\s+sync_standby\s+(running|streaming)/);
   });
 
-  it('nobody moves the role without credentials: Patroni\'s REST API refuses a switchover without its password, and etcd lets no service, operator or other site\'s Patroni write its leader key', async () => {
+  it('nobody moves the role past Patroni: its REST API refuses a switchover without its password; etcd lets no service, operator or site agent write its leader key, and a site\'s Patroni nothing outside its store', async () => {
     for (const authorization of [undefined, `Basic ${Buffer.from('fleetpki:wrong-password').toString('base64')}`]) {
       const res = await fetch(`${patroniUrl(config.sites.a)}/switchover`, { method: 'POST', headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) }, body: JSON.stringify({ leader: 'site_a', candidate: 'site_b' }) });
       assert.equal(res.status, 401, `switchover ${authorization ? 'with a wrong password' : 'without a password'}: ${res.status} ${await res.text()}`);
     }
     const leaderKey = `${config.consensus.prefix}${patroniKey('leader')}`;
-    for (const as of [undefined, 'service', 'operator'] as const) {
+    for (const as of [undefined, 'service', 'operator', 'agent-a', 'agent-b'] as const) {
       for (const args of [['put', leaderKey, 'site_b'], ['del', leaderKey]]) {
         const r = etcdctl(config, as, args);
         assert.equal(r.ok, false, `${args[0]} of Patroni's leader key as ${as ?? 'anonymous'}: ${r.output}`);

@@ -139,11 +139,14 @@ export function patroniKey(name: string): string {
   return `${PATRONI_NAMESPACE}${PATRONI_SCOPE}/${name}`;
 }
 
-/** Patroni names its members after the sites (`site_a`): the name streamed under as a standby too. */
-function siteOfMember(name: string): SiteId {
+/**
+ * Patroni names its members after the sites (`site_a`): the name streamed under as a standby too. Any
+ * other member (a DBA's reporting replica, a stray key) is no site: ignored as a candidate, and as the
+ * leader it makes no site lead (the services stop rather than fail every read).
+ */
+function siteOfMember(name: string): SiteId | undefined {
   const site = name.replace(/^site_/, '');
-  if (!SITE_IDS.includes(site as SiteId)) throw new FleetError('CONSENSUS_INVALID', `Patroni's member "${name}" names no site`);
-  return site as SiteId;
+  return SITE_IDS.includes(site as SiteId) ? (site as SiteId) : undefined;
 }
 
 /**
@@ -175,9 +178,12 @@ export class CaSiteReader {
     }
     const [leader, members] = await Promise.all([this.ns.get(patroniKey('leader')).exec(), this.ns.getAll().prefix(patroniKey('members/')).sort('Create', 'Ascend').exec()]);
     const lead = leader.kvs[0];
-    const rest = members.kvs.map((kv) => ({ site: siteOfMember(kv.key.toString().split('/').pop()!), lease: kv.lease }));
-    if (!lead) return { list: rest, leaderFirst: false };
-    const site = siteOfMember(lead.value.toString());
+    const rest = members.kvs.flatMap((kv) => {
+      const site = siteOfMember(kv.key.toString().split('/').pop()!);
+      return site ? [{ site, lease: kv.lease }] : [];
+    });
+    const site = lead ? siteOfMember(lead.value.toString()) : undefined;
+    if (!lead || !site) return { list: rest, leaderFirst: false };
     return { list: [{ site, lease: lead.lease }, ...rest.filter((c) => c.site !== site)], leaderFirst: true };
   }
 

@@ -9,7 +9,8 @@ import { etcd3Tls, etcdClientTls } from './etcd-tls.js';
  * Who a process is towards etcd (issue 33 §2). With authentication on, a client without credentials can
  * do nothing, and each credential may touch only the keys its holder's code writes:
  *
- *   agent-a, agent-b  the site agents: read and write everything under the pair's prefix (they campaign,
+ *   agent-a, agent-b  the site agents: read and write everything under the pair's prefix but Patroni's
+ *                     store, which they only read (they campaign,
  *                     publish the vouch floor, record rejoins and blocked writes, answer switchovers,
  *                     and execute the operators' recorded orders: `unprotected`, a forced failover's
  *                     lease revocation). LeaseRevoke needs write permission on every key attached to
@@ -104,8 +105,16 @@ function rolesFor(config: FleetConfig): Record<string, readonly Grant[]> {
     const k = Buffer.from(config.consensus.prefix + name);
     return { permType, key: k, rangeEnd: prefixEnd(k) };
   };
+  // Patroni's store is Patroni's: an agent reads it (the leader key is the CA-site role) and writes none
+  // of it, so its credential cannot move the role past Patroni (a written leader key makes that member
+  // promote) or change Patroni's settings past the recorded two-person orders.
+  const patroni = Buffer.from(config.consensus.prefix + PATRONI_NAMESPACE);
   return {
-    'fleetpki-agent': [all('Readwrite')],
+    'fleetpki-agent': [
+      { permType: 'Readwrite', key: prefix, rangeEnd: patroni },
+      { permType: 'Readwrite', key: prefixEnd(patroni), rangeEnd: prefixEnd(prefix) },
+      under('Read', PATRONI_NAMESPACE),
+    ],
     'fleetpki-service': [all('Read')],
     'fleetpki-operator': [all('Read'), under('Write', 'orders/'), key('Write', 'drill'), key('Write', 'switchover')],
     'fleetpki-patroni': [under('Readwrite', PATRONI_NAMESPACE)],

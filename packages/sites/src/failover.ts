@@ -216,7 +216,16 @@ export async function acknowledgeStandby(config: FleetConfig, leader: SiteConfig
   for (const database of await caDatabases(config, leader)) {
     await withOwnerPool(config, leader, database, async (pool) => {
       const { rows } = await pool.query<{ role: string }>('SELECT role FROM site_state WHERE site = $1', [standby.id]);
-      if (rows[0]?.role === 'fenced') await markSiteStandby(pool, standby.id, `streams as ${leader.id}'s synchronous standby again`);
+      if (rows[0]?.role !== 'fenced') return;
+      // Committed locally: a standby that stalls right now must not hang the agent's step (the operators'
+      // remedy for that stall, unprotect, is applied by that same step).
+      const client = await pool.connect();
+      try {
+        await client.query('SET synchronous_commit = local');
+        await markSiteStandby(client, standby.id, `streams as ${leader.id}'s synchronous standby again`);
+      } finally {
+        client.release();
+      }
     });
   }
 }

@@ -55,6 +55,7 @@ export class PatroniSiteAgent {
   /** When this agent first saw `unprotected` while Patroni still ran strict (monotonic). */
   private unprotectSeenAt: number | undefined;
   private saidNotMigrated = false;
+  private activatedCheckedAt = 0;
   private readonly floor: FloorMemory = {};
 
   constructor(
@@ -124,7 +125,10 @@ export class PatroniSiteAgent {
       return;
     }
     if (!leads || !leader) return;
-    if (this.activatedUnder !== leader.lease) {
+    // Patroni keeps one lease per process for its member and leader keys: A -> B -> A can show the same
+    // lease. So the check is made again every few seconds, not only when the lease changes.
+    if (this.activatedUnder !== leader.lease || performance.now() - this.activatedCheckedAt > 5_000) {
+      this.activatedCheckedAt = performance.now();
       const active = await this.isActive();
       if (active === undefined) return;
       if (!active) {
@@ -137,13 +141,18 @@ export class PatroniSiteAgent {
       this.rejoin = undefined;
     }
     if (state.switchover?.to === this.other.id && !state.switchover.refused) {
-      await this.switchover(state);
+      await this.switchover(state, local);
       return;
     }
-    await this.applyProtection(state);
-    await publishVouchFloor(this.client, this.config, this.site, this.log, this.floor);
-    await watchWrites(this.client, this.config, this.site, this.other, local.syncRequired && !local.syncStandbyStreaming, state, this.log);
-    await this.acknowledge(local);
+    // Each duty on its own: one that fails (Patroni's API down a moment) must not skip the floor.
+    for (const [what, duty] of [
+      ['protection', () => this.applyProtection(state)],
+      ['vouch floor', () => publishVouchFloor(this.client, this.config, this.site, this.log, this.floor)],
+      ['blocked writes', () => watchWrites(this.client, this.config, this.site, this.other, local.syncRequired && !local.syncStandbyStreaming, state, this.log)],
+      ['standby acknowledgement', () => this.acknowledge(local)],
+    ] as const) {
+      await duty().catch((err: Error) => this.log(`site ${this.site.id}: ${what}: ${err.message}`));
+    }
   }
 
   /**
@@ -240,9 +249,30 @@ export class PatroniSiteAgent {
     );
   }
 
-  /** A planned switchover asked in etcd (`sites switchover`): Patroni's own, which hands over only to the member in sync. */
-  private async switchover(state: CaSiteState): Promise<void> {
+  /**
+   * A planned switchover asked in etcd (`sites switchover`, which the operator's credential may write
+   * alone): handed to Patroni only while it is zero-loss, as the agent's own handover was. Patroni checks
+   * the candidate against its sync key only in synchronous mode; while unprotected that mode is off, and a
+   * standby that lacks acknowledged commits could be promoted. So: protected (no `unprotected` key), the
+   * other site streaming as the synchronous standby now, and Patroni's sync key naming it.
+   */
+  private async switchover(state: CaSiteState, local: LocalDatabase): Promise<void> {
     const request = state.switchover!;
+    const ageMs = Date.now() - Date.parse(request.at);
+    const sync = await patroniGet(this.site, '/cluster');
+    const candidateInSync = ((sync.body?.members ?? []) as { name?: string; role?: string }[]).some((m) => m.name === `site_${this.other.id}` && m.role === 'sync_standby');
+    const refusal = !(ageMs >= 0 && ageMs <= 120_000)
+      ? `the request is from ${request.at}, not from the last two minutes: ask again`
+      : state.unprotected
+        ? `the primary runs unprotected since ${state.unprotected.since}: site ${this.other.id} may lack acknowledged commits`
+        : !local.syncStandbyStreaming || !candidateInSync
+          ? `site ${this.other.id} is not streaming as the synchronous standby (Patroni's sync key): a switchover now could lose data`
+          : undefined;
+    if (refusal) {
+      this.log(`site ${this.site.id}: switchover to ${this.other.id} refused: ${refusal}`);
+      await setSwitchover(this.client, this.config, { ...request, refused: refusal });
+      return;
+    }
     this.log(`site ${this.site.id}: switchover to ${this.other.id} (asked by ${request.requestedBy}): asking Patroni`);
     const r = await patroniCall(this.config, this.site, 'POST', '/switchover', { leader: `site_${this.site.id}`, candidate: `site_${this.other.id}` }).catch((err: Error) => ({ status: 0, text: err.message }));
     if (r.status !== 200) {

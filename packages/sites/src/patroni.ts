@@ -52,7 +52,7 @@ export function patroniPid(site: SiteConfig): number | undefined {
  * A password of Patroni's (the replication and rewind roles', the REST API's), made once and kept in
  * <stateDir>/patroni-secrets (0600): both sites' Patroni must know the same ones.
  */
-function patroniSecret(config: FleetConfig, name: 'replication' | 'rewind' | 'rest'): string {
+function patroniSecret(config: FleetConfig, name: 'replication' | 'rewind' | 'rest' | 'superuser'): string {
   const dir = join(config.stateDir, 'patroni-secrets');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, name);
@@ -84,6 +84,7 @@ export function patroniUrl(site: SiteConfig): string {
 export function patroniDocument(config: FleetConfig, site: SiteConfig): Record<string, unknown> {
   const tls = pgServerTls(config);
   if (tls) throw new FleetError('SITES_PATRONI_UNSUPPORTED', 'database.ha patroni with tls.postgres is not built yet (issue 35): Patroni would need the TLS client settings for replication and pg_rewind; use database.ha agent with TLS for now');
+  if (config.consensus.endpoints.some((u) => u.startsWith('https:'))) throw new FleetError('SITES_PATRONI_UNSUPPORTED', 'database.ha patroni with etcd over TLS (tls.etcd) is not built yet (issue 35): Patroni would need the client certificate; use database.ha agent with TLS for now');
   const shared = parameters(sharedSettings(config, site));
   const endpoints = config.consensus.endpoints.map((u) => new URL(u).host);
   const restPassword = patroniSecret(config, 'rest');
@@ -111,6 +112,9 @@ export function patroniDocument(config: FleetConfig, site: SiteConfig): Record<s
         synchronous_mode_strict: true,
         // etcd lost while both sites still see each other: the primary keeps going (Patroni 3's failsafe).
         failsafe_mode: true,
+        // Not maximum_lag_on_failover 0: measured against the old primary's last WAL position, a sync standby
+        // under write load is always "behind" by what was in flight, and would never be promoted. While
+        // asynchronous (`sites unprotect`) Patroni is paused instead, and the agent refuses a switchover.
         postgresql: {
           use_pg_rewind: true,
           use_slots: true,
@@ -136,7 +140,7 @@ export function patroniDocument(config: FleetConfig, site: SiteConfig): Record<s
       bin_dir: pgBinDir(),
       pgpass: join(patroniDir(site), 'pgpass'),
       authentication: {
-        superuser: { username: config.pgUser, password: 'unused-on-trust' },
+        superuser: { username: config.pgUser, password: patroniSecret(config, 'superuser') },
         replication: { username: REPLICATION_ROLE, password: patroniSecret(config, 'replication') },
         rewind: { username: REWIND_ROLE, password: patroniSecret(config, 'rewind') },
       },
@@ -170,13 +174,18 @@ export async function ensurePatroni(config: FleetConfig, site: SiteConfig): Prom
   const file = writePatroniConfig(config, site);
   // Patroni's initdb or basebackup fills it; the site folder itself is not the postgres user's to write.
   prepareClusterDir(pgDataDir(site));
-  const log = openSync(patroniLogFile(site), 'a');
+  const log = openSync(patroniLogFile(site), 'a', 0o640);
   // In a site's network namespace `ip netns exec` (root) execs setpriv, which drops to postgres and execs
   // Patroni: one pid all along, so the pid file names Patroni itself (runuser would stay as its parent).
   const ids = isRoot && !site.netns ? osUserIds(PG_OS_USER) : undefined;
   const [cmd, args] = site.netns ? inNetns(site.netns, 'setpriv', ['--reuid', PG_OS_USER, '--regid', PG_OS_USER, '--init-groups', 'patroni', file]) : ['patroni', [file]];
   const child = spawn(cmd, args, { cwd: patroniDir(site), detached: true, stdio: ['ignore', log, log], ...(ids ? { uid: ids.uid, gid: ids.gid } : {}), env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8' } });
   closeSync(log);
+  if (child.pid === undefined) {
+    const why = await new Promise<string>((resolve) => child.once('error', (err) => resolve(err.message)));
+    throw new FleetError('SITES_PATRONI_START_FAILED', `site ${site.id}: cannot start Patroni (${cmd}): ${why}; install the Debian package patroni (scripts/setup.sh)`);
+  }
+  child.on('error', () => undefined);
   child.unref();
   writePidFile(patroniPidFile(site), child.pid);
   return 'started';
@@ -236,8 +245,12 @@ export async function patroniGet(site: SiteConfig, path: string, timeoutMs = 2_0
 /** A call that changes something (switchover, PATCH /config): with the REST API's password. */
 export async function patroniCall(config: FleetConfig, site: SiteConfig, method: 'POST' | 'PATCH', path: string, body: unknown, timeoutMs = 60_000): Promise<{ status: number; text: string }> {
   const auth = Buffer.from(`fleetpki:${patroniSecret(config, 'rest')}`).toString('base64');
-  const res = await fetch(`${patroniUrl(site)}${path}`, { method, headers: { authorization: `Basic ${auth}`, 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
-  return { status: res.status, text: await res.text() };
+  try {
+    const res = await fetch(`${patroniUrl(site)}${path}`, { method, headers: { authorization: `Basic ${auth}`, 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
+    return { status: res.status, text: await res.text() };
+  } catch (err) {
+    throw new FleetError('SITES_PATRONI_UNREACHABLE', `site ${site.id}'s Patroni REST API (${patroniUrl(site)}) did not answer ${method} ${path}: ${(err as Error).message}`);
+  }
 }
 
 /**

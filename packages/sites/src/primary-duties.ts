@@ -35,8 +35,10 @@ export async function publishVouchFloor(client: ConsensusClient, config: FleetCo
       const at = await read();
       if (at !== memory.lastLsn || (memory.heartbeatAt !== undefined && now - memory.heartbeatAt < HEARTBEAT_EVERY_MS)) return at;
       memory.heartbeatAt = now;
-      // The record's end, not pg_current_wal_lsn(): that is the write position, before the WAL writer has written it.
-      return (await pool.query<{ lsn: string }>(`SELECT pg_logical_emit_message(false, 'fleetpki-heartbeat', '')::text AS lsn`)).rows[0]!.lsn;
+      // The floor stays where it was (the heartbeat carries nothing a standby could lack): publishing the
+      // heartbeat's own end would make the standby "behind" until the WAL writer has written it.
+      await pool.query(`SELECT pg_logical_emit_message(false, 'fleetpki-heartbeat', '')`);
+      return at;
     });
   } catch (err) {
     // Not published: the standby stops vouching once the last floor is too old (SiteLease).
