@@ -71,7 +71,7 @@ describe('etcd authentication', () => {
     assert.deepEqual(await ensureEtcdAuth(config), { enabled: 'already' });
     const dir = etcdCredentialsDir(config);
     assert.equal(statSync(dir).mode & 0o777, 0o700);
-    assert.deepEqual(readdirSync(dir).sort(), ['agent-a', 'agent-b', 'operator', 'root', 'service']);
+    assert.deepEqual(readdirSync(dir).sort(), ['agent-a', 'agent-b', 'operator', 'patroni-a', 'patroni-b', 'root', 'service']);
     for (const f of readdirSync(dir)) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f);
   });
 
