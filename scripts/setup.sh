@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 PNPM_VERSION=12.21.0
 # strongswan-pki and its plugins: the EST client the tests enrol with (pki --est, pki --estca); curl: the README recipe;
 # chromium and a font: the browser the console's end-to-end tests drive (playwright-core).
-# pgbackrest: WAL archive, backups and restores of the clusters (issue 35); patroni: runs them with database.ha patroni.
+# pgbackrest: WAL archive, backups and restores of the clusters (issue 35); patroni: runs them with database.ha patroni
+# (python3-idna: Patroni's HTTPS client to etcd over TLS needs it, and Debian's urllib3 only suggests it).
 # systemd: systemd-analyze, -sysusers and -tmpfiles for scripts/check-units.sh (the package only; it does not become init).
-OS_PACKAGES=(systemd softhsm2 opensc postgresql pgbackrest patroni redis-server openssl procps util-linux etcd-server etcd-client strongswan-pki libstrongswan-standard-plugins libstrongswan-extra-plugins curl chromium fonts-dejavu-core)
+OS_PACKAGES=(systemd softhsm2 opensc postgresql pgbackrest patroni python3-idna redis-server openssl procps util-linux etcd-server etcd-client strongswan-pki libstrongswan-standard-plugins libstrongswan-extra-plugins curl chromium fonts-dejavu-core)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 

@@ -5,14 +5,15 @@
  * are checked against Patroni's decisions, not only the site agent's own.
  *
  * Usage: patroni-simulation.ts DIR. Writes DIR/fleetpki.yaml (printed on stdout). Its own ports,
- * namespaces, token prefix and folder (the plain simulation's ports + 20000), so it runs beside the plain
- * and the secure simulation of the same checkout.
+ * namespaces, token prefix and folder (the plain simulation's ports + 5000), so it runs beside the plain
+ * and the secure simulation of the same checkout. Below 32768, where Linux's ephemeral range starts: a
+ * listening port up there can be taken at any moment by an outgoing connection (SITES_PORT_IN_USE at random).
  */
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-const site = (n: number) => ({ host: '127.0.0.1', postgres: { port: 35432 + n }, redis: { port: 36379 + n }, api: { port: 38080 + n }, status: { port: 38090 + n }, patroni: { port: 38008 + n } });
-const member = (n: number) => ({ clientUrl: `http://127.0.0.1:${32379 + 2 * n}`, peerUrl: `http://127.0.0.1:${32380 + 2 * n}` });
+const site = (n: number) => ({ host: '127.0.0.1', postgres: { port: 20432 + n }, redis: { port: 21379 + n }, api: { port: 23080 + n }, status: { port: 23090 + n }, patroni: { port: 23008 + n } });
+const member = (n: number) => ({ clientUrl: `http://127.0.0.1:${17379 + 2 * n}`, peerUrl: `http://127.0.0.1:${17380 + 2 * n}` });
 
 const arg = process.argv[2];
 if (!arg) {

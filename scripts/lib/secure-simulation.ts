@@ -4,7 +4,8 @@
  * with its users, the API and the status responders HTTPS. scripts/test-secure.sh runs the attack tests on it, so each attack is tried
  * against parts that authenticate, not only against the trusting loopback simulation.
  *
- * Usage: secure-simulation.ts DIR. Writes DIR/fleetpki.yaml (printed on stdout) and DIR/pgpass. Its
+ * Usage: secure-simulation.ts DIR [--ha patroni]. With --ha patroni, Patroni runs PostgreSQL (issue 35) on
+ * ports of its own (the plain simulation's + 7000), so it runs beside the agent-run secure simulation. Writes DIR/fleetpki.yaml (printed on stdout) and DIR/pgpass. Its
  * own ports, namespaces, token prefix and folder, so it runs beside the plain simulation of the same
  * checkout. The passwords are kept from an earlier run (the clusters in DIR/state were made with them);
  * the TLS material is made anew each time (a throw-away CA valid two days, from openssl: a run must not
@@ -21,15 +22,21 @@ import { makeTestTlsCa } from '../../test/support/tls-material.js';
 
 const PG_ROLES = ['owner', 'issuer', 'worker', 'status', 'operator'] as const;
 const TLS_PARTS = ['api', 'status', 'postgres', 'redis', 'etcd', 'etcdPeer', 'etcdClient'] as const;
-/** The plain simulation's ports + 10000 (PostgreSQL 25432/25433, Redis 26379/26380, etcd 22379..22384). */
-const site = (n: number) => ({ host: '127.0.0.1', postgres: { port: 25432 + n }, redis: { port: 26379 + n }, api: { port: 28080 + n }, status: { port: 28090 + n } });
-const member = (n: number) => ({ clientUrl: `https://127.0.0.1:${22379 + 2 * n}`, peerUrl: `https://127.0.0.1:${22380 + 2 * n}` });
-
 const arg = process.argv[2];
-if (!arg) {
-  console.error('usage: secure-simulation.ts DIR');
+const ha = process.argv[3] === '--ha' ? process.argv[4] : 'agent';
+if (!arg || (ha !== 'agent' && ha !== 'patroni')) {
+  console.error('usage: secure-simulation.ts DIR [--ha patroni]');
   process.exit(2);
 }
+/**
+ * The plain simulation's ports + 10000 (PostgreSQL 25432/25433, Redis 26379/26380, etcd 22379..22384); + 7000
+ * under Patroni. All below 32768, where Linux's ephemeral range starts: a listening port up there can be
+ * taken at any moment by some process's outgoing connection (SITES_PORT_IN_USE at random).
+ */
+const offset = ha === 'patroni' ? 7_000 : 10_000;
+const site = (n: number) => ({ host: '127.0.0.1', postgres: { port: 15432 + offset + n }, redis: { port: 16379 + offset + n }, api: { port: 18080 + offset + n }, status: { port: 18090 + offset + n }, patroni: { port: 18008 + offset + n } });
+const member = (n: number) => ({ clientUrl: `https://127.0.0.1:${12379 + offset + 2 * n}`, peerUrl: `https://127.0.0.1:${12380 + offset + 2 * n}` });
+const prefix = ha === 'patroni' ? 'fpsp' : 'fpsec';
 const dir = resolve(arg);
 // The clusters run as the postgres OS user, which must traverse the folder to its data and key.
 mkdirSync(dir, { recursive: true });
@@ -47,8 +54,9 @@ function secret(name: string): string {
 const ca = makeTestTlsCa('fleetpki secure simulation CA', join(dir, 'tls'));
 const pairs = Object.fromEntries(
   TLS_PARTS.map((part) => {
-    // The etcd client certificate's CN must name no etcd user (etcd would take it as the user).
-    const pair = part === 'etcdClient' ? ca.client(part, 'fleetpki-simulation-host') : ca.server(part, ['127.0.0.1', 'localhost']);
+    // The etcd client certificate has no CN, as `fleetpki tls internal` issues it: etcd's JSON gateway
+    // (Patroni's way in) refuses a client certificate with one, and a CN naming an etcd user would be its login.
+    const pair = part === 'etcdClient' ? ca.client(part, undefined) : ca.server(part, ['127.0.0.1', 'localhost']);
     return [part, { cert: pair.cert, key: pair.key }];
   }),
 );
@@ -56,11 +64,11 @@ const postgres = Object.fromEntries(PG_ROLES.map((role) => [role, secret(`pg-${r
 const doc = {
   this: { site: 'a' },
   paths: { state: join(dir, 'state'), deployment: join(dir, 'deployment') },
-  database: { name: 'fleetpki' },
-  simulation: { netns: false, namespacePrefix: 'fpsec', subnet: '10.79.0.0/24', linkPrefix: 'fps' },
+  database: { name: 'fleetpki', ha },
+  simulation: { netns: false, namespacePrefix: prefix, subnet: ha === 'patroni' ? '10.81.0.0/24' : '10.79.0.0/24', linkPrefix: ha === 'patroni' ? 'fpq' : 'fps' },
   sites: { a: site(0), b: site(1) },
   etcd: { members: { a: member(0), b: member(1), witness: member(2) } },
-  hsm: { tokenPrefix: 'fpsec' },
+  hsm: { tokenPrefix: prefix },
   secrets: { postgres, redis: secret('redis') },
   tls: { caBundle: ca.caPem, ...pairs },
 };

@@ -15,8 +15,12 @@ export interface TestTlsCa {
   readonly caPem: string;
   /** A server pair: subjectAltName DNS/IP entries from `names`, extendedKeyUsage serverAuth (and clientAuth: etcd peers are both). */
   server(name: string, names: readonly string[]): TestTlsPair;
-  /** A client pair whose CN is `commonName` (etcd takes it as the user name), extendedKeyUsage clientAuth. */
-  client(name: string, commonName: string): TestTlsPair;
+  /**
+   * A client pair, extendedKeyUsage clientAuth, whose CN is `commonName` (etcd takes it as the user name),
+   * or with no CN when `commonName` is undefined (O=fleetpki, OU=`name`), as `fleetpki tls internal` issues
+   * etcdClient: etcd's JSON gateway, which Patroni uses, refuses a client certificate with a CN.
+   */
+  client(name: string, commonName: string | undefined): TestTlsPair;
 }
 
 export interface TestTlsPair {
@@ -53,6 +57,6 @@ export function makeTestTlsCa(label = 'fleetpki test internal CA', dir = mkdtemp
     dir,
     caPem,
     server: (name, names) => issue(name, `/CN=${names[0] ?? name}`, `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=${sanOf(names)}\n`),
-    client: (name, commonName) => issue(name, `/CN=${commonName}`, 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n'),
+    client: (name, commonName) => issue(name, commonName === undefined ? `/O=fleetpki/OU=${name}` : `/CN=${commonName}`, 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n'),
   };
 }

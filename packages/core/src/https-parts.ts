@@ -12,10 +12,12 @@ import { FleetError } from './errors.js';
 import type { FleetConfig } from './config.js';
 import { isUntrustedCertificateCode } from './tls-trust.js';
 
-export type HttpsPart = 'api' | 'status';
+export type HttpsPart = 'api' | 'status' | 'patroni';
 const PARTS: Readonly<Record<HttpsPart, { readonly what: string; readonly code: string }>> = {
   api: { what: 'the issuer API', code: 'API' },
   status: { what: 'the status responder', code: 'STATUS' },
+  // A site's Patroni (database.ha patroni): HTTPS with the site's PostgreSQL pair when tls.postgres is set.
+  patroni: { what: "a site's Patroni REST API", code: 'PATRONI' },
 };
 
 /** A server's pair, and the bundle its clients' certificates are checked against (the API asks for them). */
@@ -38,7 +40,7 @@ function readMaterial(part: HttpsPart, file: string, key: string): Buffer {
  * configuration names no pair for the part. A key that is not its certificate's stops the start here,
  * named, rather than as a handshake every client fails later.
  */
-export function readServerTls(config: Pick<FleetConfig, 'tls'>, part: HttpsPart): ServerTls | undefined {
+export function readServerTls(config: Pick<FleetConfig, 'tls'>, part: Exclude<HttpsPart, 'patroni'>): ServerTls | undefined {
   const pair = config.tls.parts[part];
   if (!pair) return undefined;
   const bundle = config.tls.caBundle;

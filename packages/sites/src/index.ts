@@ -25,5 +25,6 @@ export { pgBinDir } from './exec.js';
 export * from './scratch-restore.js';
 export * from './site-restore.js';
 export * from './patroni.js';
+export * from './patroni-config.js';
 export * from './patroni-sites.js';
 export * from './patroni-agent.js';

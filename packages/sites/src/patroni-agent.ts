@@ -5,7 +5,8 @@ import { isInRecovery } from '@fleetpki/store';
 import { caDatabases, withOwnerPool } from './ca-databases.js';
 import { acknowledgeStandby, activateCaSite } from './failover.js';
 import { observeLocal, type LocalDatabase } from './local-database.js';
-import { ensurePatroni, PATRONI_TIMING, patroniCall, patroniGet, patroniLogFile, patroniPid, patroniPidFile } from './patroni.js';
+import { ensurePatroni, patroniCall, patroniGet, patroniLogFile, patroniPid, patroniPidFile } from './patroni.js';
+import { PATRONI_TIMING } from './patroni-config.js';
 import { publishVouchFloor, watchWrites, type FloorMemory } from './primary-duties.js';
 import { SiteOrderDesk } from './site-orders.js';
 import { archiveInheritedWal } from './wal-archive.js';
@@ -121,7 +122,7 @@ export class PatroniSiteAgent {
     if (lost && !leads) this.rejoin ??= { at: performance.now(), logOffset: this.ledUntilOffset ?? logSize(patroniLogFile(this.site)) };
     if (local.running && local.standby) {
       this.wasStandby = true;
-      if (this.rejoin && (await patroniGet(this.site, '/sync')).status === 200) await this.recordRejoin(this.rejoin);
+      if (this.rejoin && (await patroniGet(this.config, this.site, '/sync')).status === 200) await this.recordRejoin(this.rejoin);
       return;
     }
     if (!leads || !leader) return;
@@ -226,7 +227,7 @@ export class PatroniSiteAgent {
   private async applyProtection(state: CaSiteState): Promise<void> {
     const u = state.unprotected;
     const want = { synchronous_mode: u === undefined || u.restoring === true, synchronous_mode_strict: u === undefined || u.restoring === true, pause: u !== undefined };
-    const current = await patroniGet(this.site, '/config');
+    const current = await patroniGet(this.config, this.site, '/config');
     if (current.status !== 200 || !current.body) return;
     const changes = Object.fromEntries(Object.entries(want).filter(([k, v]) => (current.body![k] === true) !== v));
     if (u === undefined || u.restoring || want.synchronous_mode === (current.body.synchronous_mode === true)) this.unprotectSeenAt = undefined;
@@ -259,7 +260,7 @@ export class PatroniSiteAgent {
   private async switchover(state: CaSiteState, local: LocalDatabase): Promise<void> {
     const request = state.switchover!;
     const ageMs = Date.now() - Date.parse(request.at);
-    const sync = await patroniGet(this.site, '/cluster');
+    const sync = await patroniGet(this.config, this.site, '/cluster');
     const candidateInSync = ((sync.body?.members ?? []) as { name?: string; role?: string }[]).some((m) => m.name === `site_${this.other.id}` && m.role === 'sync_standby');
     const refusal = !(ageMs >= 0 && ageMs <= 120_000)
       ? `the request is from ${request.at}, not from the last two minutes: ask again`

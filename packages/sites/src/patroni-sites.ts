@@ -29,7 +29,7 @@ export async function patroniSitesUp(config: FleetConfig, log: Log): Promise<voi
   log(`site ${leader.id}: PostgreSQL primary on ${leader.host}:${leader.pgPort} (Patroni leader)`);
   log(`site ${standby.id}: Patroni ${await ensurePatroni(config, standby)} (log ${patroniLogFile(standby)})`);
   const follower = leader.id === primary.id ? standby : primary;
-  await waitForPatroniRole(follower, 'sync', 600_000);
+  await waitForPatroniRole(config, follower, 'sync', 600_000);
   log(`site ${follower.id}: PostgreSQL synchronous standby on ${follower.host}:${follower.pgPort} (Patroni)`);
 }
 
@@ -40,7 +40,7 @@ async function waitForLeader(config: FleetConfig, first: SiteConfig): Promise<Si
     const cluster = await patroniCluster(config);
     const lead = cluster?.members.find((m) => m.role === 'leader' && m.state === 'running');
     if (lead) return config.sites[lead.site];
-    if (patroniPid(first) === undefined || Date.now() > deadline) await waitForPatroniRole(first, 'primary', 1); // throws with what Patroni said
+    if (patroniPid(first) === undefined || Date.now() > deadline) await waitForPatroniRole(config, first, 'primary', 1); // throws with what Patroni said
     await new Promise((r) => setTimeout(r, 250));
   }
 }

@@ -99,18 +99,26 @@ export function pgTlsSettings(site: SiteConfig): string[] {
  * (unix_socket_directories = '', the state folder's path can exceed the socket path limit), so the
  * superuser that runs migrations authenticates as every other client does.
  */
-export function pgHbaWithTls(config: FleetConfig): string {
+export function pgHbaWithTls(config: FleetConfig, patroniRoles?: { readonly replication: string; readonly rewind: string }): string {
+  return `${pgHbaLinesWithTls(config, patroniRoles).join('\n')}\n`;
+}
+
+/**
+ * The same lines one by one (Patroni writes pg_hba.conf from a list). Under Patroni, replication is its
+ * replication role's and pg_rewind connects as its rewind role (an ordinary connection to `postgres`).
+ */
+export function pgHbaLinesWithTls(config: FleetConfig, patroniRoles?: { readonly replication: string; readonly rewind: string }): string[] {
   const services = DATABASE_CLIENTS.map((c) => DATABASE_ROLES[c]).join(',');
   return [
-    '# Written by fleetpki sites up (tls.postgres is set); edits are overwritten.',
+    `# Written by fleetpki ${patroniRoles ? "(Patroni's postgresql.pg_hba)" : 'sites up'} (tls.postgres is set); edits are overwritten.`,
     '# TYPE    DATABASE     USER                 ADDRESS  METHOD',
     `hostssl   all          ${config.pgUser}     all      scram-sha-256`,
     `hostssl   all          ${services}          all      scram-sha-256`,
-    `hostssl   replication  ${config.pgUser}     all      scram-sha-256`,
+    ...(patroniRoles ? [`hostssl   all          ${patroniRoles.rewind}     all      scram-sha-256`] : []),
+    `hostssl   replication  ${patroniRoles ? patroniRoles.replication : config.pgUser}     all      scram-sha-256`,
     'hostnossl all          all                  all      reject',
     'hostnossl replication  all                  all      reject',
-    '',
-  ].join('\n');
+  ];
 }
 
 /**

@@ -33,13 +33,16 @@ export interface CaTbs {
   readonly subjectDer: Buffer;
 }
 
-export function encodeName(name: CaName): Buffer {
+/** A subject as encodeName takes it: a CA's always has a common name; an etcd client's has none (organisation-certificate.ts). */
+export type NameParts = Omit<CaName, 'commonName'> & { readonly commonName?: string };
+
+export function encodeName(name: NameParts): Buffer {
   const rdn = (type: string, value: asn1js.Utf8String | asn1js.PrintableString) => new pkijs.AttributeTypeAndValue({ type, value });
   const values: pkijs.AttributeTypeAndValue[] = [];
   if (name.country) values.push(rdn(OID.countryName, new asn1js.PrintableString({ value: name.country })));
   if (name.organization) values.push(rdn(OID.organizationName, new asn1js.Utf8String({ value: name.organization })));
   if (name.organizationalUnit) values.push(rdn(OID.organizationalUnitName, new asn1js.Utf8String({ value: name.organizationalUnit })));
-  values.push(rdn(OID.commonName, new asn1js.Utf8String({ value: name.commonName })));
+  if (name.commonName !== undefined) values.push(rdn(OID.commonName, new asn1js.Utf8String({ value: name.commonName })));
   // One attribute per RDN, in the usual C, O, OU, CN order.
   const rdns = new asn1js.Sequence({ value: values.map((v) => new asn1js.Set({ value: [v.toSchema()] })) });
   return Buffer.from(rdns.toBER(false));

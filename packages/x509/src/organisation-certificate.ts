@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { certificateTime, encodeName, type CaName } from './ca-certificate.js';
+import { certificateTime, encodeName, type NameParts } from './ca-certificate.js';
 import { subjectKeyIdMethod2 } from './device-template.js';
 import { OID } from './oids.js';
 
@@ -17,7 +17,12 @@ export type OrganisationPurpose = 'server' | 'client' | 'audit' | 'cmp' | 'inter
 export const SERVER_PURPOSES: readonly OrganisationPurpose[] = ['server', 'internal-server'];
 
 export interface OrganisationCertificateRequest {
-  readonly subject: CaName;
+  /**
+   * A common name except for an internal client (etcd's): with client certificates required, etcd's JSON
+   * gateway (which Patroni talks to) answers 400 "CommonName of client sending a request against gateway
+   * will be ignored" to any client certificate with one. Such a subject names its host in the OU.
+   */
+  readonly subject: NameParts;
   readonly purpose: OrganisationPurpose;
   readonly issuerSubjectDer: Buffer;
   readonly issuerKeyId: Buffer;

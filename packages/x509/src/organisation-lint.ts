@@ -58,8 +58,9 @@ const LINTS: Record<string, Lint> = {
   san_required: (t) => (t.request.purpose === 'internal-server' && !t.request.names?.length ? 'an internal server certificate names its hosts (subjectAltName)' : undefined),
   // RFC 5280 4.2.1.12: one purpose per certificate, except a part that is both server and client of its peers.
   eku_client_too: (t) => (t.request.clientAuthToo && t.request.purpose !== 'internal-server' ? `a ${t.request.purpose} certificate has its purpose's extended key usage only` : undefined),
-  // RFC 5280 4.1.2.6: a subject with a common name.
-  subject_cn: (t) => (!t.request.subject.commonName ? 'subject has no commonName' : undefined),
+  // RFC 5280 4.1.2.6: a subject with a common name; none for an internal client (etcd's gateway refuses a
+  // client certificate with one, and a common name that named an etcd user would be that user's login).
+  subject_cn: (t) => (t.request.purpose === 'internal-client' ? (t.request.subject.commonName !== undefined ? 'an internal client certificate has no commonName' : undefined) : !t.request.subject.commonName ? 'subject has no commonName' : undefined),
 };
 
 export function lintOrganisationProblems(tbs: OrganisationTbs): LintProblem[] {

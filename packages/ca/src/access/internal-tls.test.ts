@@ -35,9 +35,14 @@ describe('internal TLS certificates', () => {
     assert.deepEqual(both.keyUsage, ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
     assert.match(both.subjectAltName ?? '', /IP Address:127\.0\.0\.1, DNS:etcd\.example/);
     assert.deepEqual(certificate(request({})).keyUsage, ['1.3.6.1.5.5.7.3.1']);
-    const { names: _names, ...clientRequest } = request({ purpose: 'internal-client' });
-    assert.deepEqual(certificate(clientRequest).keyUsage, ['1.3.6.1.5.5.7.3.2']);
-    assert.deepEqual(lint(request({ purpose: 'internal-client' })), ['san_purpose']);
+    const { names: _names, ...withCn } = request({ purpose: 'internal-client' });
+    const clientRequest = { ...withCn, subject: { organization: 'fleetpki', organizationalUnit: 'internal tls etcdClient a' } };
+    const client = certificate(clientRequest);
+    assert.deepEqual(client.keyUsage, ['1.3.6.1.5.5.7.3.2']);
+    assert.equal(client.subject, 'O=fleetpki\nOU=internal tls etcdClient a', "etcd's JSON gateway (Patroni's) refuses a client certificate with a CN");
+    assert.deepEqual(lint({ ...clientRequest, names: ['127.0.0.1'] }), ['san_purpose']);
+    assert.deepEqual(lint(withCn), ['subject_cn'], 'an internal client certificate with a CN is refused');
+    assert.deepEqual(lint({ ...request({}), subject: { organization: 'fleetpki' } }), ['subject_cn'], 'a server certificate keeps its CN');
     assert.deepEqual(lint({ ...clientRequest, clientAuthToo: true }), ['eku_client_too']);
     assert.deepEqual(lint(request({ names: [] })), ['san_required']);
     assert.deepEqual(lint(request({ purpose: 'server', clientAuthToo: true })), ['eku_client_too'], "a person's or the API's server certificate keeps one purpose");

@@ -21,8 +21,9 @@ import type { InternalTlsStore } from './store.js';
  *   certificate when --client-cert-auth is on: with serverAuth alone every JSON /v3 call fails, logged
  *   as "certificate specifies an incompatible key usage" (measured on etcd 3.4.23).
  * - etcdPeer: server and client. Each member serves its peers and dials them (--peer-client-cert-auth).
- * - etcdClient: client only, no subjectAltName: this host's processes towards etcd. Its CN names no etcd
- *   user (etcd would grant that user's role to the certificate alone; consensus/etcd-tls.ts refuses it).
+ * - etcdClient: client only, no subjectAltName, no common name (its host in the OU): this host's processes
+ *   and its Patroni towards etcd. etcd's JSON gateway, which Patroni uses, refuses a client certificate
+ *   with a common name (HTTP 400), and a CN naming an etcd user would be that user's login without a password.
  */
 export const INTERNAL_TLS_PROFILES: Readonly<Record<TlsPart, { readonly purpose: 'internal-server' | 'internal-client'; readonly clientAuthToo: boolean }>> = {
   api: { purpose: 'internal-server', clientAuthToo: false },
@@ -94,7 +95,7 @@ export async function issueInternalTlsCertificate(db: InternalTlsStore | Pool, k
   const supersedes = current?.serial ?? null;
   const issued = await issueOrganisationCertificate(store, keyStore, site, {
     purpose: profile.purpose,
-    subject: { organization: 'fleetpki', organizationalUnit: 'internal tls', commonName: `fleetpki ${order.part} ${host}` },
+    subject: profile.purpose === 'internal-client' ? { organization: 'fleetpki', organizationalUnit: `internal tls ${order.part} ${host}` } : { organization: 'fleetpki', organizationalUnit: 'internal tls', commonName: `fleetpki ${order.part} ${host}` },
     publicKeySpki: order.publicKeySpki,
     days,
     ...(names.length ? { names } : {}),

@@ -3,7 +3,7 @@ import { FleetError, type EtcdMemberName, type SiteId, type TlsPart } from '@fle
 import { parsePkcs11Uri, type KeyStore } from '@fleetpki/hsm';
 import { ETCD_USER_NAMES } from '@fleetpki/consensus';
 import type { Pool, Role } from '@fleetpki/store';
-import { assembleSignedCertificate, buildOrganisationTbs, lintOrganisationTbs, parseCaCertificate, type CaName, type LintedOrganisationTbs, type OrganisationPurpose, type ParsedCaCertificate } from '@fleetpki/x509';
+import { assembleSignedCertificate, buildOrganisationTbs, lintOrganisationTbs, parseCaCertificate, type LintedOrganisationTbs, type NameParts, type OrganisationPurpose, type ParsedCaCertificate } from '@fleetpki/x509';
 import { CA_IDS } from '../ca-ids.js';
 import { newSerial } from '../issuance/serials.js';
 import { accessStoreOf } from './postgres-store.js';
@@ -11,7 +11,7 @@ import type { OrganisationIssuerStore } from './store.js';
 
 export interface OrganisationCertificateOrder {
   readonly purpose: OrganisationPurpose;
-  readonly subject: CaName;
+  readonly subject: NameParts;
   readonly publicKeySpki: Buffer;
   readonly days: number;
   /** SAN of a server: host names and IP addresses. */
@@ -56,8 +56,8 @@ export async function issueOrganisationCertificate(db: OrganisationIssuerStore |
   // etcd trusts the organisation CA and takes a client certificate's CN as the etcd user when no
   // password is sent: a person named "root" (people's names allow it) would get etcd's root role with
   // their API client certificate. No certificate of this CA is named like an etcd user.
-  const commonName = order.subject.commonName.trim().toLowerCase();
-  if (ETCD_USER_NAMES.includes(commonName)) throw new FleetError('ORG_CERT_NAME_RESERVED', `no certificate of the organisation CA may be named "${order.subject.commonName}": etcd would take it for its user of that name; rename the person`, { httpStatus: 400 });
+  const commonName = order.subject.commonName?.trim().toLowerCase();
+  if (commonName !== undefined && ETCD_USER_NAMES.includes(commonName)) throw new FleetError('ORG_CERT_NAME_RESERVED', `no certificate of the organisation CA may be named "${order.subject.commonName}": etcd would take it for its user of that name; rename the person`, { httpStatus: 400 });
   const store: OrganisationIssuerStore = accessStoreOf(db);
   const ca = (await store.listCas()).find((c) => c.id === CA_IDS.organisation);
   if (!ca) throw new FleetError('CA_NOT_FOUND', 'no organisation CA: run `pnpm fleetpki ceremony init` first', { httpStatus: 409 });
@@ -98,7 +98,7 @@ export function prepareOrganisationCertificate(issuer: Pick<ParsedCaCertificate,
   const request = { subject: order.subject, purpose: order.purpose, issuerSubjectDer: issuer.subjectDer, issuerKeyId: issuer.keyId, serial, notBefore, notAfter, publicKeySpki: order.publicKeySpki, ...(order.names ? { names: order.names } : {}), ...(order.internal?.clientAuthToo ? { clientAuthToo: true } : {}) };
   const tbs = buildOrganisationTbs(request);
   const linted = lintOrganisationTbs({ ...tbs, request });
-  const subjectDn = [order.subject.organization && `O=${order.subject.organization}`, order.subject.organizationalUnit && `OU=${order.subject.organizationalUnit}`, `CN=${order.subject.commonName}`].filter(Boolean).join(', ');
+  const subjectDn = [order.subject.organization && `O=${order.subject.organization}`, order.subject.organizationalUnit && `OU=${order.subject.organizationalUnit}`, order.subject.commonName !== undefined && `CN=${order.subject.commonName}`].filter(Boolean).join(', ');
   return { linted, serial, keyId: tbs.keyId, notAfter, subjectDn, tbsSha256: createHash('sha256').update(tbs.der).digest() };
 }
 
