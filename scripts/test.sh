@@ -26,8 +26,11 @@ phase 'tests'
 # The attack tests once more, with TLS and authentication on every internal link (issue 34).
 bash scripts/test-secure.sh
 phase 'attack tests with TLS and authentication'
-# Not yet here: scripts/test-patroni.sh, the failover tests with Patroni running PostgreSQL (issue 35's
-# first increment; run it by hand: its runs beside another suite on these two cores failed, docs/patroni.md).
+# Patroni running PostgreSQL with TLS and authentication on every link (issue 35): its links attacked in
+# plaintext. The failover tests under Patroni (scripts/test-patroni.sh without --secure) are not here yet:
+# run by hand; CI's time limit and runs beside another suite on these two cores (docs/patroni.md).
+bash scripts/test-patroni.sh --secure
+phase 'Patroni with TLS'
 # The tests that start programs, again against a production installation of that build (issue 34).
 FLEETPKI_PACKAGE_SKIP_BUILD=1 bash scripts/test-compiled.sh
 phase 'tests against the build'
