@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CaSiteReader, openConsensus, patroniKey } from '@fleetpki/consensus';
 import { loadConfig, type FleetConfig } from '@fleetpki/core';
-import { killPostgres, patroniCluster, patroniDocument, patroniGet, patroniUrl, pgBinDir, REPLICATION_ROLE, waitForPatroniRole } from '@fleetpki/sites';
+import { killPostgres, patroniCluster, patroniDocument, patroniGet, patroniUrl, pgBinDir, REPLICATION_ROLE, REWIND_ROLE, waitForPatroniRole } from '@fleetpki/sites';
 import type { Pool } from '@fleetpki/store';
 import { siteAPool } from './support/ca.js';
 import { makeTestTlsCa } from './support/tls-material.js';
@@ -114,7 +114,7 @@ describe('Patroni runs PostgreSQL on both sites', { skip: underPatroni ? false :
     await waitForPatroniRole(config, config.sites.b, 'sync', 120_000);
   });
 
-  it('with TLS on (test-patroni.sh --secure), nothing of Patroni\'s talks in plaintext: its REST API answers only HTTPS, its PostgreSQL refuses replication and the superuser without TLS even with the right password, and it refuses an etcd client certificate with a common name', { skip: underPatroni && withTls ? false : 'runs with tls.postgres (scripts/test-patroni.sh --secure)' }, async () => {
+  it('with TLS on (test-patroni.sh --secure), nothing of Patroni\'s talks in plaintext: its REST API answers only HTTPS, its PostgreSQL refuses replication, the superuser and a service without TLS even with the right password and the rewind role outside `postgres`, and it refuses an etcd client certificate with a common name', { skip: underPatroni && withTls ? false : 'runs with tls.postgres (scripts/test-patroni.sh --secure)' }, async () => {
     assert.match(patroniUrl(config, config.sites.a), /^https:/);
     const plainRest = await fetch(`http://${config.sites.a.patroniHost}:${config.sites.a.patroniPort}/health`, { signal: AbortSignal.timeout(5_000) }).then((r) => `answered ${r.status}`, (err: Error) => `failed: ${err.message}`);
     assert.match(plainRest, /^failed/, `plain HTTP to Patroni's REST API: ${plainRest}`);
@@ -125,6 +125,15 @@ describe('Patroni runs PostgreSQL on both sites', { skip: underPatroni ? false :
     assert.match(plainReplication, /^failed: .*(no pg_hba\.conf entry|rejects connection|no encryption)/s, plainReplication);
     const tlsReplication = await psql(`host=${site.host} port=${site.pgPort} user=${REPLICATION_ROLE} dbname=postgres replication=true sslmode=verify-full sslrootcert=${config.tls.caBundle}`, { PGPASSWORD: replicationPassword }, 'IDENTIFY_SYSTEM');
     assert.doesNotMatch(tlsReplication, /^failed/, `the same over TLS is admitted (the refusal above is the plaintext's): ${tlsReplication}`);
+    // pg_rewind's role may read the data directory's files in `postgres`; it never logs in to a CA database.
+    const rewindPassword = readFileSync(join(config.stateDir, 'patroni-secrets', 'rewind'), 'utf8').trim();
+    const verified = `sslmode=verify-full sslrootcert=${config.tls.caBundle}`;
+    const rewindInPostgres = await psql(`host=${site.host} port=${site.pgPort} user=${REWIND_ROLE} dbname=postgres ${verified}`, { PGPASSWORD: rewindPassword });
+    assert.doesNotMatch(rewindInPostgres, /^failed/, `the rewind role in postgres, over TLS: ${rewindInPostgres}`);
+    const rewindInCa = await psql(`host=${site.host} port=${site.pgPort} user=${REWIND_ROLE} dbname=${config.pgDatabase} ${verified}`, { PGPASSWORD: rewindPassword });
+    assert.match(rewindInCa, /^failed: .*no pg_hba\.conf entry/s, `the rewind role in the CA database: ${rewindInCa}`);
+    const plainService = await psql(`host=${site.host} port=${site.pgPort} user=fleetpki_status dbname=${config.pgDatabase} sslmode=disable`, { PGPASSFILE: process.env.PGPASSFILE ?? '' });
+    assert.match(plainService, /^failed: .*(no pg_hba\.conf entry|rejects connection|no encryption)/s, plainService);
     const plainSuperuser = await psql(`host=${site.host} port=${site.pgPort} user=${config.pgUser} dbname=postgres sslmode=disable`, { PGPASSFILE: process.env.PGPASSFILE ?? '' });
     assert.match(plainSuperuser, /^failed: .*(no pg_hba\.conf entry|rejects connection|no encryption)/s, plainSuperuser);
     const named = makeTestTlsCa('a CA for a client certificate with a common name').client('etcd-client-with-cn', 'fleetpki-host');

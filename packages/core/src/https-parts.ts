@@ -78,7 +78,7 @@ export function httpsPartError(part: HttpsPart, url: string, err: unknown, trust
   const { what, code: prefix } = PARTS[part];
   const origin = URL.canParse(url) ? new URL(url).origin : url;
   if (isUntrustedCertificateCode(code)) return new FleetError(`${prefix}_TLS_UNTRUSTED`, `${what} at ${origin} presented a certificate that ${trustFile ?? "Node's default CAs"} does not vouch for (${reason}); nothing was sent`, { httpStatus: 502, cause: err });
-  if (code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') return new FleetError(`${prefix}_TLS_UNAVAILABLE`, `${what} at ${origin} does not speak TLS (${reason}); is tls.${part} set on its host?`, { httpStatus: 502, cause: err });
+  if (code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') return new FleetError(`${prefix}_TLS_UNAVAILABLE`, `${what} at ${origin} does not speak TLS (${reason}); is tls.${part === 'patroni' ? 'postgres' : part} set on its host?`, { httpStatus: 502, cause: err });
   return undefined;
 }
 

@@ -260,9 +260,18 @@ export class PatroniSiteAgent {
   private async switchover(state: CaSiteState, local: LocalDatabase): Promise<void> {
     const request = state.switchover!;
     const ageMs = Date.now() - Date.parse(request.at);
-    const sync = await patroniGet(this.config, this.site, '/cluster');
-    const candidateInSync = ((sync.body?.members ?? []) as { name?: string; role?: string }[]).some((m) => m.name === `site_${this.other.id}` && m.role === 'sync_standby');
-    const refusal = !(ageMs >= 0 && ageMs <= 120_000)
+    // A REST error (its certificate not vouched for, say) refuses this request rather than escaping the
+    // step: unrefused, the request would be tried again every step and the primary's duties never run.
+    let sync: Awaited<ReturnType<typeof patroniGet>> | Error;
+    try {
+      sync = await patroniGet(this.config, this.site, '/cluster');
+    } catch (err) {
+      sync = err as Error;
+    }
+    const candidateInSync = !(sync instanceof Error) && ((sync.body?.members ?? []) as { name?: string; role?: string }[]).some((m) => m.name === `site_${this.other.id}` && m.role === 'sync_standby');
+    const refusal = sync instanceof Error
+      ? `Patroni's REST API cannot be asked: ${sync.message}`
+      : !(ageMs >= 0 && ageMs <= 120_000)
       ? `the request is from ${request.at}, not from the last two minutes: ask again`
       : state.unprotected
         ? `the primary runs unprotected since ${state.unprotected.since}: site ${this.other.id} may lack acknowledged commits`

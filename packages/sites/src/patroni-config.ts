@@ -2,13 +2,14 @@
 // with the cluster-wide settings Patroni puts into etcd once, the TLS material it reads when the links are
 // secured, and the passwords both sites' Patroni share. patroni.ts starts, stops and asks Patroni.
 import { randomBytes, X509Certificate } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { PATRONI_NAMESPACE, PATRONI_SCOPE, patroniIdentity, readEtcdPassword } from '@fleetpki/consensus';
 import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { pgLinkSecurity, readPgPassword } from '@fleetpki/store';
 import { isRoot, pgBinDir, PG_OS_USER } from './exec.js';
-import { osUserIds } from './os-user.js';
+import { writeFileForPgUser } from './os-user.js';
 import { sharedSettings } from './cluster-settings.js';
 import { pgDataDir, prepareClusterDir, standbyName } from './postgres-cluster.js';
 import { installPgTlsFiles, pgHbaLinesWithTls, pgServerTls, pgTlsDir } from './postgres-tls.js';
@@ -75,15 +76,8 @@ export function installPatroniTlsFiles(config: FleetConfig, site: SiteConfig): v
   if (etcdOverTls(config) && client) {
     const dir = patroniDir(site);
     prepareClusterDir(dir);
-    for (const [from, name] of [[client.cert, 'etcd-client.pem'], [client.key, 'etcd-client.key'], [config.tls.caBundle!, 'etcd-ca.pem']] as const) {
-      const to = join(dir, name);
-      copyFileSync(from, to);
-      chmodSync(to, 0o600);
-      if (isRoot) {
-        const { uid, gid } = osUserIds(PG_OS_USER);
-        chownSync(to, uid, gid);
-      }
-    }
+    // The folder is the postgres user's: never through a link planted there (writeFileForPgUser).
+    for (const [from, name] of [[client.cert, 'etcd-client.pem'], [client.key, 'etcd-client.key'], [config.tls.caBundle!, 'etcd-ca.pem']] as const) writeFileForPgUser(join(dir, name), readFileSync(from), PG_OS_USER, isRoot);
   }
 }
 
@@ -141,6 +135,9 @@ function hbaLines(config: FleetConfig, site: SiteConfig): string[] {
  */
 export function patroniDocument(config: FleetConfig, site: SiteConfig): Record<string, unknown> {
   const tls = pgServerTls(config);
+  // Half the links secured would leave the REST API's password or PostgreSQL's trust lines in plaintext.
+  if (Boolean(tls) !== etcdOverTls(config)) throw new FleetError('SITES_PATRONI_TLS_PARTIAL', `database.ha patroni takes TLS on both of its links or on neither: ${tls ? 'tls.postgres is set but etcd is reached over http' : 'etcd is reached over https but tls.postgres (with tls.caBundle) is not set'}`);
+  if (tls) checkRestApiName(site, tls.cert);
   const shared = parameters(sharedSettings(config, site));
   const restPassword = patroniSecret(config, 'rest');
   const tlsDir = pgTlsDir(site);
@@ -206,17 +203,23 @@ export function patroniDocument(config: FleetConfig, site: SiteConfig): Record<s
   };
 }
 
+/**
+ * The REST API serves the site's PostgreSQL pair: it must name the host the API is reached at, or the
+ * agents and the other site's Patroni (which checks names too) would take the API for down.
+ */
+function checkRestApiName(site: SiteConfig, certFile: string): void {
+  const cert = new X509Certificate(readFileSync(certFile));
+  const host = site.patroniHost;
+  const named = isIP(host) ? cert.checkIP(host) !== undefined : cert.checkHost(host) !== undefined;
+  if (!named) throw new FleetError('SITES_PATRONI_TLS_NAME', `site ${site.id}'s Patroni REST API is reached at ${host}, which tls.postgres's certificate (${certFile}) does not name (${cert.subjectAltName ?? 'no subjectAltName'}); set sites.${site.id}.patroni.host to a name it has, or issue the pair for that host too`);
+}
+
 /** Writes the site's patroni.yml (0600, the postgres OS user's: it holds passwords). */
 export function writePatroniConfig(config: FleetConfig, site: SiteConfig): string {
   const dir = patroniDir(site);
   prepareClusterDir(dir);
   const file = patroniConfigFile(site);
-  writeFileSync(file, `${JSON.stringify(patroniDocument(config, site), null, 2)}\n`, { mode: 0o600 });
-  chmodSync(file, 0o600);
-  if (isRoot) {
-    const { uid, gid } = osUserIds(PG_OS_USER);
-    chownSync(file, uid, gid);
-  }
+  writeFileForPgUser(file, `${JSON.stringify(patroniDocument(config, site), null, 2)}\n`, PG_OS_USER, isRoot);
   return file;
 }
 

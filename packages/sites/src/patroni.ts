@@ -165,10 +165,20 @@ export interface PatroniMember {
   readonly lagBytes: number | undefined;
 }
 
-/** The cluster as Patroni sees it (GET /cluster from whichever site answers), or undefined when neither does. */
-export async function patroniCluster(config: FleetConfig): Promise<{ members: PatroniMember[]; paused: boolean } | undefined> {
+/**
+ * The cluster as Patroni sees it (GET /cluster from whichever site answers), or undefined when neither does.
+ * A site whose API fails (a certificate the bundle does not vouch for) is passed over for the other; what
+ * failed goes into `errors` when given, for whoever reports it.
+ */
+export async function patroniCluster(config: FleetConfig, errors?: string[]): Promise<{ members: PatroniMember[]; paused: boolean } | undefined> {
   for (const site of [config.sites.a, config.sites.b]) {
-    const r = await patroniGet(config, site, '/cluster');
+    let r: Awaited<ReturnType<typeof patroniGet>>;
+    try {
+      r = await patroniGet(config, site, '/cluster');
+    } catch (err) {
+      errors?.push(`site ${site.id}: ${(err as Error).message}`);
+      continue;
+    }
     if (r.status !== 200 || !r.body) continue;
     const members = ((r.body.members ?? []) as Record<string, unknown>[]).map((m) => ({
       name: String(m.name),

@@ -2,12 +2,12 @@
 // only, pg_hba.conf with no trust line, every role's password from its secret file. Off unless the file
 // names tls.postgres and tls.caBundle (the same condition as the clients', pgLinkSecurity).
 import { createHmac, createHash, pbkdf2Sync, randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DATABASE_CLIENTS, DATABASE_ROLES, FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
 import { pgLinkSecurity, readPgPassword, type PoolClient } from '@fleetpki/store';
 import { isRoot } from './exec.js';
-import { osUserIds } from './os-user.js';
+import { osUserIds, writeFileForPgUser } from './os-user.js';
 
 export interface PgServerTls {
   readonly cert: string;
@@ -26,15 +26,12 @@ export function pgTlsDir(site: SiteConfig): string {
   return join(site.dir, 'pg-tls');
 }
 
-/** Writes `path` readable by the postgres OS user only (PostgreSQL refuses a key others can read). */
+/**
+ * Writes `path` readable by the postgres OS user only (PostgreSQL refuses a key others can read), never
+ * through a link that user planted in its folder (writeFileForPgUser).
+ */
 function writePrivate(path: string, from: { file: string } | { text: string }): void {
-  if ('file' in from) copyFileSync(from.file, path);
-  else writeFileSync(path, from.text, { mode: 0o600 });
-  chmodSync(path, 0o600);
-  if (isRoot) {
-    const { uid, gid } = osUserIds('postgres');
-    chownSync(path, uid, gid);
-  }
+  writeFileForPgUser(path, 'file' in from ? readFileSync(from.file) : from.text, 'postgres', isRoot);
 }
 
 /**
@@ -114,7 +111,9 @@ export function pgHbaLinesWithTls(config: FleetConfig, patroniRoles?: { readonly
     '# TYPE    DATABASE     USER                 ADDRESS  METHOD',
     `hostssl   all          ${config.pgUser}     all      scram-sha-256`,
     `hostssl   all          ${services}          all      scram-sha-256`,
-    ...(patroniRoles ? [`hostssl   all          ${patroniRoles.rewind}     all      scram-sha-256`] : []),
+    // pg_rewind's role reads files of the data directory (Patroni grants it pg_read_binary_file in
+    // `postgres`): it logs in there only, never to a CA database.
+    ...(patroniRoles ? [`hostssl   postgres     ${patroniRoles.rewind}     all      scram-sha-256`] : []),
     `hostssl   replication  ${patroniRoles ? patroniRoles.replication : config.pgUser}     all      scram-sha-256`,
     'hostnossl all          all                  all      reject',
     'hostnossl replication  all                  all      reject',

@@ -139,6 +139,8 @@ export interface ConsensusStatus {
   readonly lastRejoin: Readonly<Partial<Record<SiteId, RejoinRecord>>>;
   /** With database.ha patroni: the members as `patronictl list` shows them (undefined when no Patroni answers). */
   readonly patroni?: { readonly members: readonly PatroniMember[]; readonly paused: boolean } | undefined;
+  /** Why a site's Patroni REST API failed (TLS), beside `patroni`. */
+  readonly patroniErrors?: readonly string[];
 }
 
 export async function consensusStatus(config: FleetConfig): Promise<ConsensusStatus> {
@@ -152,9 +154,10 @@ export async function consensusStatus(config: FleetConfig): Promise<ConsensusSta
       const r = await readRejoin(client, config, id);
       if (r) lastRejoin[id] = r;
     }
-    const patroni = config.databaseHa === 'patroni' ? await patroniCluster(config) : undefined;
+    const patroniErrors: string[] = [];
+    const patroni = config.databaseHa === 'patroni' ? await patroniCluster(config, patroniErrors) : undefined;
     return {
-      ...(config.databaseHa === 'patroni' ? { patroni } : {}),
+      ...(config.databaseHa === 'patroni' ? { patroni, patroniErrors } : {}),
       reachable: true,
       ...(state.leader ? { leader: { site: state.leader.site, ttlSeconds: state.leader.ttlSeconds } } : {}),
       ...(state.unprotected ? { unprotected: state.unprotected } : {}),
@@ -237,7 +240,7 @@ export function formatStatus(statuses: readonly SiteStatus[], consensus?: Consen
     rows.push(['-', 'ca site', consensus.leader ? consensus.leader.site : 'none', consensus.reachable ? (consensus.unprotected ? consensus.unprotected.restoring ? `UNPROTECTED since ${consensus.unprotected.since} (by ${consensus.unprotected.by}), restoring: commits wait for the standby again, which neither vouches nor may be promoted until it has caught up` : `UNPROTECTED since ${consensus.unprotected.since} (by ${consensus.unprotected.by}): the primary commits without its standby` : 'strictly synchronous') : `etcd unreachable: ${consensus.error ?? ''}`]);
   }
   if (consensus && 'patroni' in consensus) {
-    if (!consensus.patroni) rows.push(['-', 'patroni', 'down', 'no Patroni REST API answers']);
+    if (!consensus.patroni) rows.push(['-', 'patroni', 'down', `no Patroni REST API answers${consensus.patroniErrors?.length ? `: ${consensus.patroniErrors.join('; ')}` : ''}`]);
     for (const m of consensus.patroni?.members ?? []) rows.push([m.site, `patroni ${m.name}`, m.role, `${m.state}, timeline ${m.timeline ?? '?'}${m.lagBytes !== undefined ? `, lag ${m.lagBytes} B` : ''}${consensus.patroni!.paused ? ', PAUSED (no automatic failover)' : ''}`]);
   }
   if (backup) rows.push(...backupStatusRows(backup));

@@ -60,7 +60,17 @@ const LINTS: Record<string, Lint> = {
   eku_client_too: (t) => (t.request.clientAuthToo && t.request.purpose !== 'internal-server' ? `a ${t.request.purpose} certificate has its purpose's extended key usage only` : undefined),
   // RFC 5280 4.1.2.6: a subject with a common name; none for an internal client (etcd's gateway refuses a
   // client certificate with one, and a common name that named an etcd user would be that user's login).
-  subject_cn: (t) => (t.request.purpose === 'internal-client' ? (t.request.subject.commonName !== undefined ? 'an internal client certificate has no commonName' : undefined) : !t.request.subject.commonName ? 'subject has no commonName' : undefined),
+  // Without one it still has a subject (RFC 5280 4.1.2.6: no subjectAltName to stand in for it): O or OU.
+  subject_cn: (t) =>
+    t.request.purpose === 'internal-client'
+      ? t.request.subject.commonName !== undefined
+        ? 'an internal client certificate must have no commonName'
+        : !t.request.subject.organization && !t.request.subject.organizationalUnit
+          ? 'an internal client certificate names its organisation or unit (no commonName, no subjectAltName)'
+          : undefined
+      : !t.request.subject.commonName
+        ? 'subject has no commonName'
+        : undefined,
 };
 
 export function lintOrganisationProblems(tbs: OrganisationTbs): LintProblem[] {

@@ -43,6 +43,7 @@ describe('internal TLS certificates', () => {
     assert.deepEqual(lint({ ...clientRequest, names: ['127.0.0.1'] }), ['san_purpose']);
     assert.deepEqual(lint(withCn), ['subject_cn'], 'an internal client certificate with a CN is refused');
     assert.deepEqual(lint({ ...request({}), subject: { organization: 'fleetpki' } }), ['subject_cn'], 'a server certificate keeps its CN');
+    assert.deepEqual(lint({ ...clientRequest, subject: {} }), ['subject_cn'], 'an internal client certificate without a CN still names its organisation or unit');
     assert.deepEqual(lint({ ...clientRequest, clientAuthToo: true }), ['eku_client_too']);
     assert.deepEqual(lint(request({ names: [] })), ['san_required']);
     assert.deepEqual(lint(request({ purpose: 'server', clientAuthToo: true })), ['eku_client_too'], "a person's or the API's server certificate keeps one purpose");
