@@ -23,6 +23,12 @@ export function sharedSettings(config: FleetConfig, site: SiteConfig): string[] 
     `wal_log_hints = on`,
     // pg_rewind reads the failed primary's WAL back to where the timelines split; keep enough of it.
     `wal_keep_size = '1GB'`,
+    // A standby that is gone for long (its host down while the primary runs unprotected) holds WAL on the
+    // primary through its replication slot; unbounded, that fills pg_wal and stops the primary, the CA
+    // with it. Past this much the slot is given up instead and the standby has to be copied again from the
+    // primary (`patronictl reinit`; under the site agent, its data directory removed and `sites up`); the
+    // archive still holds every segment. Strictly synchronous, a standby cannot fall this far behind.
+    `max_slot_wal_keep_size = '16GB'`,
     `hot_standby = on`,
     `hot_standby_feedback = on`,
     // remote_apply, not on: a commit returns once the standby has applied it, so a read on the standby
