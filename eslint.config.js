@@ -8,6 +8,7 @@ const OWNERS = {
   'packages/store': ['pg', 'pg-copy-streams'],
   'packages/hsm': ['graphene-pk11', 'pkcs11js'],
   'packages/queue': ['bullmq', 'ioredis'],
+  'packages/metrics': ['prom-client'],
 };
 const SERVICES = ['issuer-api', 'batch-worker', 'status-responder', 'daemons', 'site-agent', 'cli'];
 

@@ -72,7 +72,7 @@ await run.main(async () => {
   const api = run.track(startService(config, 'issuer-api', { FLEETPKI_SITE: 'a' }), 'issuer-api');
   const workers = Array.from({ length: workerCount }, (_, i) => run.track(startService(config, 'batch-worker', { FLEETPKI_SITE: 'a' }), `batch-worker ${i + 1}`));
   // The batch outbox runs in the site's daemons (the workers only pull chunk jobs), as in production.
-  const outbox = run.track(startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: 'batch-outbox', FLEETPKI_DAEMONS_METRICS_PORT: '0' }), 'daemons');
+  const outbox = run.track(startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: 'batch-outbox', FLEETPKI_METRICS_PORT: '0' }), 'daemons');
   run.onCleanup(async () => {
     for (const child of [api, ...workers, outbox]) run.untrack(child);
     await Promise.all([api, ...workers, outbox].map(stopProcess));

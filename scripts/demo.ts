@@ -122,7 +122,7 @@ try {
     const workers = [
       startService(config, 'batch-worker', { FLEETPKI_SITE: 'a' }),
       startService(config, 'batch-worker', { FLEETPKI_SITE: 'a' }),
-      startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: 'batch-outbox,online-intents,cmp-confirm-expiry,est-superseded', FLEETPKI_DAEMONS_METRICS_PORT: '0' }),
+      startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: 'batch-outbox,online-intents,cmp-confirm-expiry,est-superseded', FLEETPKI_METRICS_PORT: '0' }),
     ];
     try {
       const manifestPath = join(outDir, 'factory-batch.ndjson');

@@ -127,7 +127,7 @@ describe('one leader per job among a site\'s daemons instances', () => {
     try {
       await blocker.query('BEGIN');
       await blocker.query('LOCK TABLE issuance_intents IN ACCESS EXCLUSIVE MODE');
-      child = startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: JOB, FLEETPKI_DAEMONS_PASS_DEADLINE_MS: String(MIN_PASS_DEADLINE_MS), FLEETPKI_DAEMONS_METRICS_PORT: '0' }, { output: 'pipe' });
+      child = startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: JOB, FLEETPKI_DAEMONS_PASS_DEADLINE_MS: String(MIN_PASS_DEADLINE_MS), FLEETPKI_METRICS_PORT: '0' }, { output: 'pipe' });
       let output = '';
       child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
       child.stderr!.on('data', (d: Buffer) => (output += d.toString()));

@@ -71,7 +71,7 @@ describe('online enrolment never strands a device', () => {
 
     const issuer = startService(config, 'issuer-api', { ...env, FLEETPKI_API_PORT_A: String(port()) });
     // The site's daemons, with the online-intent reconciler alone, as production runs it.
-    const daemons = startService(config, 'daemons', { ...env, FLEETPKI_DAEMONS: 'online-intents', FLEETPKI_DAEMONS_METRICS_PORT: '0' });
+    const daemons = startService(config, 'daemons', { ...env, FLEETPKI_DAEMONS: 'online-intents', FLEETPKI_METRICS_PORT: '0' });
     try {
       await waitForHttp(`http://127.0.0.1:${port()}/readyz`);
       // The reconciler releases it on its own, with an audit row.

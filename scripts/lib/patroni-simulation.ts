@@ -12,7 +12,7 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-const site = (n: number) => ({ host: '127.0.0.1', postgres: { port: 20432 + n }, redis: { port: 21379 + n }, api: { port: 23080 + n }, status: { port: 23090 + n }, patroni: { port: 23008 + n } });
+const site = (n: number) => ({ host: '127.0.0.1', postgres: { port: 20432 + n }, redis: { port: 21379 + n }, api: { port: 23080 + n }, status: { port: 23090 + n }, patroni: { port: 23008 + n }, metrics: { agent: 23102 + 10 * n } });
 const member = (n: number) => ({ clientUrl: `http://127.0.0.1:${17379 + 2 * n}`, peerUrl: `http://127.0.0.1:${17380 + 2 * n}` });
 
 const arg = process.argv[2];

@@ -34,7 +34,7 @@ if (!arg || (ha !== 'agent' && ha !== 'patroni')) {
  * taken at any moment by some process's outgoing connection (SITES_PORT_IN_USE at random).
  */
 const offset = ha === 'patroni' ? 7_000 : 10_000;
-const site = (n: number) => ({ host: '127.0.0.1', postgres: { port: 15432 + offset + n }, redis: { port: 16379 + offset + n }, api: { port: 18080 + offset + n }, status: { port: 18090 + offset + n }, patroni: { port: 18008 + offset + n } });
+const site = (n: number) => ({ host: '127.0.0.1', postgres: { port: 15432 + offset + n }, redis: { port: 16379 + offset + n }, api: { port: 18080 + offset + n }, status: { port: 18090 + offset + n }, patroni: { port: 18008 + offset + n }, metrics: { agent: 18102 + offset + 10 * n } });
 const member = (n: number) => ({ clientUrl: `https://127.0.0.1:${12379 + offset + 2 * n}`, peerUrl: `https://127.0.0.1:${12380 + offset + 2 * n}` });
 const prefix = ha === 'patroni' ? 'fpsp' : 'fpsec';
 const dir = resolve(arg);

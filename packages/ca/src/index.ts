@@ -11,6 +11,7 @@ export * from './issuance/device-ownership.js';
 export * from './issuance/raw-key-statement.js';
 export * from './issuance/enrolment-labels.js';
 export * from './issuance/batch-intake.js';
+export * from './issuance/counted-stores.js';
 export * from './issuance/upload-admission.js';
 export * from './issuance/batch-chunk.js';
 export * from './issuance/batch-reads.js';

@@ -125,8 +125,8 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
     // site's batch outbox queues the batch's unfinished chunks into its own Redis after the failover; they
     // work only while their site is active), started once the services answer rather than in the same
     // start-up burst. Both on one host here: no metrics port, so the second does not find it taken.
-    children.push(startService(config, 'daemons', { FLEETPKI_SITE: from.id, FLEETPKI_DAEMONS_METRICS_PORT: '0' }));
-    toChildren.push(startService(config, 'daemons', { FLEETPKI_SITE: to.id, FLEETPKI_DAEMONS_METRICS_PORT: '0' }));
+    children.push(startService(config, 'daemons', { FLEETPKI_SITE: from.id, FLEETPKI_METRICS_PORT: '0' }));
+    toChildren.push(startService(config, 'daemons', { FLEETPKI_SITE: to.id, FLEETPKI_METRICS_PORT: '0' }));
     const manifest = join(dir, `failover-${options.devices}.ndjson`);
     log(`manifest of ${options.devices} devices ...`);
     await generateManifest({ devices: options.devices, out: manifest, euiPrefix: syntheticRunPrefix('drill-meters') });

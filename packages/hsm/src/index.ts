@@ -15,3 +15,4 @@ export * from './root-key-store.js';
 export * from './pkcs11-probes.js';
 export * from './signature-check.js';
 export * from './signing-threads.js';
+export { observeHsm, type HsmObserver } from './observer.js';

@@ -11,6 +11,7 @@ import { SessionPool } from './session-pool.js';
 import { collect, findObjects, findOneKey, protectionOf, readP256PublicKey } from './pkcs11-objects.js';
 import { CHECK_EVERY_SIGNATURE, inP256ScalarRange, type SignatureCheck } from './signature-check.js';
 import { SigningThreads } from './signing-threads.js';
+import { observed, observedSigner, reportRelogin } from './observer.js';
 
 export interface Pkcs11Options {
   readonly modulePath: string;
@@ -60,6 +61,7 @@ export class Pkcs11KeyStore implements KeyStore {
     }
     const fresh = this.slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
     await loginWithRetry(fresh, this.pin, this.tokenLabel);
+    reportRelogin();
     const at = this.sessions.indexOf(broken);
     if (at >= 0) this.sessions[at] = fresh;
     else this.sessions.push(fresh);
@@ -136,7 +138,7 @@ export class Pkcs11KeyStore implements KeyStore {
       this.findKey(session, graphene.ObjectClass.PRIVATE_KEY, key);
       return this.readPublicKey(session, key);
     });
-    if (this.threads) return this.threads.signer(key, publicKeySpki);
+    if (this.threads) return observedSigner(this.threads.signer(key, publicKeySpki), this.tokenLabel, key.label);
     // Object handles are valid in every session of the application (PKCS#11 v2.40 2.4), so look the key
     // up once per session rather than once per signature.
     const handles = new Map<graphene.Session, graphene.PrivateKey>();
@@ -145,7 +147,7 @@ export class Pkcs11KeyStore implements KeyStore {
     const publicKey = createPublicKey({ key: publicKeySpki, format: 'der', type: 'spki' });
     const every = this.check.every;
     let signed = 0;
-    return {
+    return observedSigner({
       algorithm: 'ecdsa-p256-sha256',
       publicKeySpki,
       async sign(data: Uint8Array): Promise<Buffer> {
@@ -167,7 +169,7 @@ export class Pkcs11KeyStore implements KeyStore {
         if (signed++ % every === 0 && !verify('sha256', data, publicKey, der)) throw new HsmError('HSM_SIGNATURE_INVALID', `the HSM's signature with "${key.label}" does not verify with its public key`);
         return der;
       },
-    };
+    }, this.tokenLabel, key.label);
   }
 
 
@@ -239,13 +241,15 @@ export class Pkcs11KeyStore implements KeyStore {
       const findMaster = (label: string) => this.findKey(session, graphene.ObjectClass.SECRET_KEY, { label }).toType<graphene.SecretKey>();
       return {
         ephemeralPoint,
-        async wrapDeviceKeys(items) {
-          return items.map(({ masterLabel, data }) => {
-            let master = masters.get(masterLabel);
-            if (!master) masters.set(masterLabel, (master = findMaster(masterLabel)));
-            return ops.diversifyAndWrap(master, kek, data);
-          });
-        },
+        // One observed operation per call (a chunk's device keys), under the key label 'device-keys'.
+        wrapDeviceKeys: (items) =>
+          observed(this.tokenLabel, 'device-keys', 'wrap', async () =>
+            items.map(({ masterLabel, data }) => {
+              let master = masters.get(masterLabel);
+              if (!master) masters.set(masterLabel, (master = findMaster(masterLabel)));
+              return ops.diversifyAndWrap(master, kek, data);
+            }),
+          ),
         async close() {
           try {
             kek.destroy();

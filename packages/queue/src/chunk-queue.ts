@@ -54,6 +54,12 @@ export class ChunkQueue {
     return Object.values(counts).reduce((a, b) => a + b, 0);
   }
 
+  /** Jobs by state, for metrics. */
+  async counts(): Promise<{ waiting: number; active: number; delayed: number; failed: number }> {
+    const c = await this.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized');
+    return { waiting: (c.waiting ?? 0) + (c.prioritized ?? 0), active: c.active ?? 0, delayed: c.delayed ?? 0, failed: c.failed ?? 0 };
+  }
+
   /** Batch workers connected to this site's queue now (BullMQ's worker registry in Redis). */
   async workers(): Promise<number> {
     return this.queue.getWorkersCount();

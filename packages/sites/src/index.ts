@@ -11,6 +11,7 @@ export * from './key-protection-check.js';
 export * from './key-migration.js';
 export * from './etcd-cluster.js';
 export * from './site-agent.js';
+export * from './site-figures.js';
 export * from './ca-databases.js';
 export * from './site-agent-process.js';
 export * from './netns.js';

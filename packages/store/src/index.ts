@@ -11,6 +11,7 @@ export * from './repositories/people.js';
 export * from './repositories/site.js';
 export * from './repositories/issuance.js';
 export * from './repositories/batches.js';
+export * from './repositories/health.js';
 export * from './repositories/revocations.js';
 export * from './repositories/ocsp-feed.js';
 export * from './repositories/key-custody.js';

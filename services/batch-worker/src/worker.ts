@@ -1,10 +1,14 @@
 import pino from 'pino';
 import type { FleetConfig } from '@fleetpki/core';
-import { ChunkIssuer, openSiteRuntime } from '@fleetpki/ca';
+import { ChunkIssuer, openSiteRuntime, postgresBatchHealthStore } from '@fleetpki/ca';
+import { observeHsm } from '@fleetpki/hsm';
+import { batchMetrics, hsmMetrics, issuanceMetrics, leaseMetrics, processRegistry, serveMetrics } from '@fleetpki/metrics';
 import { PossessionThreads } from '@fleetpki/x509';
-import { assertRedisLink, redisLink, startChunkWorker } from '@fleetpki/queue';
+import { assertRedisLink, ChunkQueue, redisLink, startChunkWorker } from '@fleetpki/queue';
 
 export interface BatchWorkerOptions {
+  /** The metrics listener's port (docs/metrics.md); none when undefined. */
+  readonly metricsPort?: number;
   /** Chunks in flight in this process (one signs while another commits). */
   readonly concurrency?: number;
   readonly hsmSessions?: number;
@@ -22,6 +26,9 @@ export interface BatchWorker {
 export async function startBatchWorker(config: FleetConfig, options: BatchWorkerOptions = {}): Promise<BatchWorker> {
   const log = pino({ name: `batch-worker-${config.site}`, level: config.logLevel });
   const site = config.sites[config.site];
+  // Before the HSM opens, so its first operations are counted.
+  const registry = processRegistry('batch-worker', config.site);
+  observeHsm(hsmMetrics(registry));
   // Pool, lease, guard, HSM and issuing CA, opened in order and closed in reverse (site.close()).
   const runtime = await openSiteRuntime(config, { service: 'worker', pool: { max: 6 }, hsm: { sessions: options.hsmSessions ?? 4, signingThreads: config.signing.threads } });
   const { pool, guard } = runtime;
@@ -29,10 +36,16 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
   const possession = PossessionThreads.start(config.possessionThreads);
   let closing = false;
   try {
-    const issuer = ChunkIssuer.forPool(pool, ca, config.site, serialPrefix, possession);
     // A wrong Redis password or CA stops the worker at start; Redis merely down is waited for by BullMQ.
     const link = redisLink(config, site, 'batch-worker');
     await assertRedisLink(link);
+    const issuance = issuanceMetrics(registry);
+    const queue = new ChunkQueue(link, config.pgDatabase);
+    const health = postgresBatchHealthStore(pool);
+    const batch = batchMetrics(registry, async () => ({ jobs: await queue.counts(), workers: await queue.workers(), oldestUnfinishedChunkSeconds: await health.oldestUnfinishedChunkSeconds() }));
+    leaseMetrics(registry, () => runtime.lease.state());
+    const issuer = ChunkIssuer.forPool(pool, ca, config.site, serialPrefix, possession, { ...issuance, chunkDone: (n) => batch.chunkDone(n) });
+    const server = options.metricsPort === undefined ? undefined : await serveMetrics(registry, site.host, options.metricsPort);
     const worker = startChunkWorker(
       link,
       config.pgDatabase,
@@ -51,7 +64,9 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
     return {
       async close() {
         closing = true;
+        server?.close();
         await worker.close();
+        await queue.close();
         await possession.close();
         await runtime.close();
       },

@@ -4,7 +4,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import cookie from '@fastify/cookie';
 import type { FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, BatchIntake, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, FailoverDrills, openSiteRuntime, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresStatusStore, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa, type SiteLease } from '@fleetpki/ca';
+import { AccessAdministration, BatchIntake, countedEnrolmentStore, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, FailoverDrills, openSiteRuntime, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresStatusStore, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa, type SiteLease } from '@fleetpki/ca';
 import type { KeyStore } from '@fleetpki/hsm';
 import { assertRedisLink, ChunkQueue, redisLink } from '@fleetpki/queue';
 import type { Pool } from '@fleetpki/store';
@@ -103,7 +103,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  const metrics = installMetrics(app);
+  const metrics = installMetrics(app, deps.config.site);
   // Cookies are read for console sessions only (ApiAccess); every other credential is a header or TLS.
   await app.register(cookie);
   const accessStore = postgresAccessStore(deps.pool);
@@ -118,14 +118,14 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const guard = new SiteGuard(reservedPool, deps.config, deps.lease);
   installWriteDeadline(app, guard, deps.config.writeWaitMs);
   guard.onWritesBlocked = (blocked) => {
-    metrics.writesBlocked.set(blocked ? 1 : 0);
+    metrics.issuance.writesBlocked(blocked !== undefined);
     if (blocked) app.log.error({ since: blocked.since }, 'writes blocked: the synchronous standby is unreachable; writes answer 503 STANDBY_UNAVAILABLE');
     else app.log.warn('writes flow again: the synchronous standby is back');
   };
   // A held label is the label's, whatever the protocol (a typo in the configuration stops the start, named).
   const heldLabels = deps.config.enrolmentHolds.labels.map((name) => enrolmentLabel(name));
   const caGuard = new CaStatusGuard(deps.pool);
-  const enrolment = new EnrolmentService(deps.ca, postgresEnrolmentStore(deps.pool), deps.config.site, deps.serialPrefix, { site: guard, ca: caGuard }, {
+  const enrolment = new EnrolmentService(deps.ca, countedEnrolmentStore(postgresEnrolmentStore(deps.pool), metrics.issuance), deps.config.site, deps.serialPrefix, { site: guard, ca: caGuard }, {
     intentTimeoutSeconds: deps.config.intentTimeoutSeconds,
     holds: { labels: heldLabels, retryAfterSeconds: deps.config.enrolmentHolds.retryAfterSeconds },
     // Crash tests only: die between the intent's commit and the signature, as a process could.
@@ -160,7 +160,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
       caId: deps.ca.record.id,
       chainDer,
       threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes },
-      onIssued: (profile, keyRole) => metrics.issued.inc({ profile, key_role: keyRole }),
+      onIssued: (profile, keyRole) => metrics.issuance.issued(profile, keyRole),
       ...(deps.pbm ? { pbm: deps.pbm } : {}),
     }),
   });

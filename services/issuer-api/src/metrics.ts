@@ -1,32 +1,57 @@
-import type { FastifyInstance } from 'fastify';
-import client from 'prom-client';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { observeHsm } from '@fleetpki/hsm';
+import { hsmMetrics, httpMetrics, issuanceMetrics, processRegistry, type EnrolmentProtocol, type IssuanceMetrics, type Registry } from '@fleetpki/metrics';
 
 export interface IssuerMetrics {
-  readonly registry: client.Registry;
-  readonly issued: client.Counter<'profile' | 'key_role'>;
-  /** 1 while writes are blocked (the synchronous standby unreachable), else 0. */
-  readonly writesBlocked: client.Gauge;
+  readonly registry: Registry;
+  readonly issuance: IssuanceMetrics;
 }
 
-/** Prometheus metrics: HTTP requests by route and status, latency, certificates issued, process stats. */
-export function installMetrics(app: FastifyInstance): IssuerMetrics {
-  const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, prefix: 'fleetpki_issuer_' });
-  const requests = new client.Counter({ name: 'fleetpki_http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'] as const, registers: [registry] });
-  const latency = new client.Histogram({
-    name: 'fleetpki_http_request_duration_seconds',
-    help: 'HTTP request latency',
-    labelNames: ['route'] as const,
-    buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [registry],
+/** Which online enrolment protocol a route serves (CMP's route carries its other messages too). */
+function protocolOf(method: string, route: string | undefined): EnrolmentProtocol | undefined {
+  if (method !== 'POST' || !route) return undefined;
+  if (route === '/v1/enrolments') return 'json';
+  if (route.startsWith('/.well-known/est') && /\/(simpleenroll|simplereenroll|serverkeygen)$/.test(route)) return 'est';
+  if (route.startsWith('/.well-known/cmp')) return 'cmp';
+  return undefined;
+}
+
+// A refusal's code, noted where it is known: the CMP route (its errors are CMP messages with 200), or
+// an error answer's JSON body.
+const refusals = new WeakMap<FastifyRequest, string>();
+
+/** The CMP route's answer was an error message: counted as a refusal with this code. */
+export function noteRefusal(request: FastifyRequest, code: string | undefined): void {
+  if (code !== undefined) refusals.set(request, code);
+}
+
+/**
+ * Prometheus metrics of the issuer API (docs/metrics.md): HTTP requests and latency, issuance counts,
+ * online enrolment latency and refusals by protocol, the HSM's operations, process figures.
+ */
+export function installMetrics(app: FastifyInstance, site: string): IssuerMetrics {
+  const registry = processRegistry('issuer-api', site);
+  observeHsm(hsmMetrics(registry));
+  const http = httpMetrics(registry);
+  const issuance = issuanceMetrics(registry);
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (reply.statusCode >= 400 && typeof payload === 'string' && protocolOf(request.method, request.routeOptions.url)) {
+      try {
+        const code = (JSON.parse(payload) as { code?: unknown }).code;
+        if (typeof code === 'string') refusals.set(request, code);
+      } catch {
+        // not JSON: counted under its status below
+      }
+    }
+    return payload;
   });
-  const issued = new client.Counter({ name: 'fleetpki_certificates_issued_total', help: 'certificates issued', labelNames: ['profile', 'key_role'] as const, registers: [registry] });
   app.addHook('onResponse', async (request, reply) => {
-    const route = request.routeOptions.url ?? 'unmatched';
-    requests.inc({ method: request.method, route, status: String(reply.statusCode) });
-    latency.observe({ route }, reply.elapsedTime / 1000);
+    const route = request.routeOptions.url;
+    const seconds = reply.elapsedTime / 1000;
+    http.request(request.method, route ?? 'unmatched', reply.statusCode, seconds);
+    const protocol = protocolOf(request.method, route);
+    if (protocol) issuance.enrolment(protocol, seconds, refusals.get(request) ?? (reply.statusCode >= 400 ? `HTTP_${reply.statusCode}` : undefined));
   });
-  const writesBlocked = new client.Gauge({ name: 'fleetpki_writes_blocked', help: '1 while writes are blocked because the synchronous standby is unreachable', registers: [registry] });
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
-  return { registry, issued, writesBlocked };
+  return { registry, issuance };
 }

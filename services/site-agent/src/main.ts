@@ -1,13 +1,35 @@
 import { runService } from '@fleetpki/core';
-import { checkEtcdTls, PatroniSiteAgent, SiteAgent } from '@fleetpki/sites';
+import { metricsPort, processRegistry, serveMetrics, siteFiguresMetrics } from '@fleetpki/metrics';
+import { checkEtcdTls, PatroniSiteAgent, SiteAgent, siteFiguresReader } from '@fleetpki/sites';
 
 // Thin entry point: this site's agent, one per site, started by `sites up`: beside Patroni
 // (packages/sites/src/patroni-agent.ts) or running PostgreSQL's failover itself (site-agent.ts).
+// sites.<id>.metrics.agent (or FLEETPKI_METRICS_PORT) serves its site's figures: replication, the WAL
+// archive, the audit seals, the last drills (docs/metrics.md).
 await runService('site-agent', async (config) => {
   // A wrong CA or client certificate towards etcd stops the agent here, naming the member (ETCD_TLS_*).
   await checkEtcdTls(config);
   const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
   const agent = config.databaseHa === 'patroni' ? new PatroniSiteAgent(config, config.site, log) : new SiteAgent(config, config.site, log);
+  const port = metricsPort(config.sites[config.site].metrics.agent);
+  const figures = port === undefined ? undefined : siteFiguresReader(config);
+  let server: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  if (figures && port !== undefined) {
+    const registry = processRegistry('site-agent', config.site);
+    siteFiguresMetrics(registry, () => figures.read());
+    // The agent runs the site's role whatever happens to its metrics: a port taken is logged, not fatal
+    // (Prometheus's `up` shows the scrape failing; FleetpkiTargetDown).
+    server = await serveMetrics(registry, config.sites[config.site].host, port).catch((err: unknown) => {
+      log(`metrics: METRICS_LISTEN_FAILED: cannot listen on ${config.sites[config.site].host}:${port} (${(err as Error).message}); the agent runs without its metrics listener`);
+      return undefined;
+    });
+  }
   agent.start();
-  return { close: () => agent.stop() };
+  return {
+    async close() {
+      server?.close();
+      await agent.stop();
+      await figures?.close();
+    },
+  };
 });

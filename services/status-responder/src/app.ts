@@ -1,8 +1,9 @@
 import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance } from 'fastify';
-import client from 'prom-client';
 import { OcspAnswerCache, OcspCacheWarmer, OcspResponder, OcspRevocationResigner, ocspCacheFeedJob, ocspRevocationsJob, openStatusSite, type StatusSite } from '@fleetpki/ca';
 import { Daemon, readServerTls, type FleetConfig } from '@fleetpki/core';
+import { observeHsm } from '@fleetpki/hsm';
+import { collectedGauge, hsmMetrics, leaseMetrics, processRegistry, statusMetrics } from '@fleetpki/metrics';
 import { MAX_OCSP_REQUEST, installStatusErrors, refuseOperatorRoutes, registerStatusObjectRoutes } from './routes.js';
 
 export interface StatusRuntime {
@@ -57,8 +58,10 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     const ocsp = new OcspResponder(store, status.caId, status.issuer, signing, canWrite, cache, { vouching: () => lease.state().vouching, onDemand: config.ocspOnDemand, revocations });
     const warmer = new OcspCacheWarmer(store, status.caId, status.issuer, cache);
 
-    const registry = new client.Registry();
-    const responses = new client.Counter({ name: 'fleetpki_ocsp_responses_total', help: 'OCSP responses by kind', labelNames: ['kind'] as const, registers: [registry] });
+    const registry = processRegistry('status-responder', config.site);
+    observeHsm(hsmMetrics(registry));
+    leaseMetrics(registry, () => lease.state());
+    const { responses } = statusMetrics(registry, async () => ({ crls: await store.crlStates(), unsigned: await store.unsignedRevocations(), caIds: [status.caId] }));
     const logger = options.logger ?? { level: config.logLevel };
     const app = Fastify({ logger, bodyLimit: MAX_OCSP_REQUEST, ...(serverTls ? { https: { key: serverTls.key, cert: serverTls.cert, minVersion: 'TLSv1.2' as const } } : {}) });
     const objects = { ocsp, store, responses, maxAgeSeconds: config.ocspMaxAgeSeconds };
@@ -77,35 +80,17 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     const revocationDaemon = new Daemon(ocspRevocationsJob(revocations, app.log, Math.min(options.tickEveryMs ?? 200, 200)), { log: app.log });
     // The feed too runs on every site: a standby's responders serve what the active site's daemons produce.
     const feedDaemon = new Daemon(ocspCacheFeedJob(warmer, Math.min(options.tickEveryMs ?? 250, 250)), { log: app.log });
-    new client.Gauge({
-      name: 'fleetpki_daemon_passes',
-      help: "Passes of this process's daemons (the revocation watcher, the cache's feed), by outcome",
-      labelNames: ['daemon', 'outcome'] as const,
-      registers: [registry],
-      collect() {
-        for (const s of [revocationDaemon.stats, feedDaemon.stats]) {
-          this.set({ daemon: s.name, outcome: 'ok' }, s.passes);
-          this.set({ daemon: s.name, outcome: 'failed' }, s.failures);
-        }
-      },
+    // The same names as the daemons process's (services/daemons/src/metrics.ts), for this process's two.
+    collectedGauge(registry, 'fleetpki_daemon_passes', 'Passes run to the end', ['daemon'], (set) => {
+      for (const d of [revocationDaemon.stats, feedDaemon.stats]) set({ daemon: d.name }, d.passes);
     });
-    new client.Gauge({
-      name: 'fleetpki_ocsp_cache_entries',
-      help: 'Answers in the OCSP cache',
-      registers: [registry],
-      collect() {
-        this.set(cache.size);
-      },
+    collectedGauge(registry, 'fleetpki_daemon_failures', 'Passes that failed (logged)', ['daemon'], (set) => {
+      for (const d of [revocationDaemon.stats, feedDaemon.stats]) set({ daemon: d.name }, d.failures);
     });
-    new client.Gauge({
-      name: 'fleetpki_ocsp_cache_loaded',
-      help: 'Answers loaded into the OCSP cache from the store in bulk, by source (warm-up at start, feed)',
-      labelNames: ['source'] as const,
-      registers: [registry],
-      collect() {
-        this.set({ source: 'warm-up' }, warmer.status.warmedUp);
-        this.set({ source: 'feed' }, warmer.status.followed);
-      },
+    collectedGauge(registry, 'fleetpki_ocsp_cache_entries', 'Answers in the OCSP cache', [], (set) => set({}, cache.size));
+    collectedGauge(registry, 'fleetpki_ocsp_cache_loaded', 'Answers loaded into the OCSP cache from the store in bulk, by source (warm-up at start, feed)', ['source'], (set) => {
+      set({ source: 'warm-up' }, warmer.status.warmedUp);
+      set({ source: 'feed' }, warmer.status.followed);
     });
     let warming: Promise<void> = Promise.resolve();
     if (options.tickEveryMs !== 0) {

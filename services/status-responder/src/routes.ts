@@ -3,7 +3,6 @@
 // them over https would need the status of the server's own certificate first). /healthz and /metrics
 // tell what the site is doing: HTTPS only once tls.status is set.
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { Counter } from 'prom-client';
 import { CA_IDS, type OcspAnswer, type OcspResponder, type StatusSite } from '@fleetpki/ca';
 
 /** Largest OCSP request accepted (a few CertIDs; RFC 6960 requests are ~100 bytes). */
@@ -12,7 +11,8 @@ export const MAX_OCSP_REQUEST = 4 * 1024;
 export interface StatusObjectDeps {
   readonly ocsp: OcspResponder;
   readonly store: StatusSite['store'];
-  readonly responses: Counter<'kind'>;
+  /** Counts each answer by its kind (fleetpki_ocsp_responses_total). */
+  readonly responses: { inc(labels: { kind: string }): void };
   readonly maxAgeSeconds: number;
 }
 

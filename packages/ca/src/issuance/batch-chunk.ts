@@ -6,6 +6,7 @@ import { issuanceTime, prepareIssuance, rebuildIssuance } from './prepare-issuan
 import { CaStatusGuard } from '../sites/site-guard.js';
 import { postgresChunkStore } from './postgres-store.js';
 import type { ChunkStore } from './store.js';
+import { countedChunkStore, type IssuanceCounts } from './counted-stores.js';
 
 export interface ChunkOutcome {
   readonly issued: number;
@@ -33,8 +34,9 @@ export class ChunkIssuer {
     private readonly actor = `batch-worker:${site}`,
   ) {}
 
-  static forPool(pool: Pool, ca: IssuingCa, site: SiteId, serialPrefix: number, possession?: PossessionVerifier): ChunkIssuer {
-    return new ChunkIssuer(postgresChunkStore(pool), ca, site, serialPrefix, new CaStatusGuard(pool), possession);
+  static forPool(pool: Pool, ca: IssuingCa, site: SiteId, serialPrefix: number, possession?: PossessionVerifier, counts?: IssuanceCounts): ChunkIssuer {
+    const store = postgresChunkStore(pool);
+    return new ChunkIssuer(counts ? countedChunkStore(store, counts) : store, ca, site, serialPrefix, new CaStatusGuard(pool), possession);
   }
 
   async issue(batchId: string, chunkNo: number): Promise<ChunkOutcome> {

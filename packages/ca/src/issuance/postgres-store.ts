@@ -24,6 +24,7 @@ import {
   listUnfinishedChunks,
   loadChunkWork,
   noteChunkError,
+  oldestUnfinishedChunkSeconds,
   readBatchProgress,
   readBatchResults,
   recordChunkIntents,
@@ -125,4 +126,9 @@ export function postgresBatchOutboxStore(db: Queryable): BatchOutboxStore {
     listUnfinishedChunks: (limit) => listUnfinishedChunks(db, limit),
     completeFinishedBatches: () => completeFinishedBatches(db),
   };
+}
+
+/** What a batch worker's metrics read at a scrape (docs/metrics.md, Batch). */
+export function postgresBatchHealthStore(db: Queryable): { oldestUnfinishedChunkSeconds(): Promise<number> } {
+  return { oldestUnfinishedChunkSeconds: () => oldestUnfinishedChunkSeconds(db) };
 }

@@ -30,6 +30,8 @@ export interface CmpAnswer {
   readonly retryAfterSeconds?: number;
   /** Whether the request's protection proved its sender (false: a failed authentication, to be counted). */
   readonly authenticated: boolean;
+  /** Why the request was answered with an error message: its FleetError code, or CMP_<failInfo> (metrics). */
+  readonly refusal?: string;
 }
 
 const OID_IT_CA_CERTS = '1.3.6.1.5.5.7.4.17';
@@ -90,11 +92,11 @@ export class CmpServer {
       return { httpStatus: 200, authenticated: true, der: await this.respond(message, sender, answer.body, answer.implicitConfirm) };
     } catch (err) {
       const authenticated = sender !== undefined;
-      if (err instanceof CmpMessageError) return { httpStatus: 200, authenticated, der: await this.respond(message, sender, { type: 'error', failInfo: err.failInfo, text: err.message }) };
+      if (err instanceof CmpMessageError) return { httpStatus: 200, authenticated, refusal: `CMP_${err.failInfo.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase()}`, der: await this.respond(message, sender, { type: 'error', failInfo: err.failInfo, text: err.message }) };
       if (err instanceof FleetError) {
         const text = `${err.code}: ${err.message}`;
-        if (UNAVAILABLE.has(err.code)) return { httpStatus: 503, authenticated, retryAfterSeconds: 10, der: await this.respond(message, sender, { type: 'error', failInfo: 'systemUnavail', text }) };
-        return { httpStatus: 200, authenticated, der: await this.respond(message, sender, { type: 'error', failInfo: FAIL_INFO_OF[err.code] ?? (err.httpStatus === 403 || err.httpStatus === 401 ? 'notAuthorized' : err.httpStatus >= 500 ? 'systemFailure' : 'badRequest'), text }) };
+        if (UNAVAILABLE.has(err.code)) return { httpStatus: 503, authenticated, refusal: err.code, retryAfterSeconds: 10, der: await this.respond(message, sender, { type: 'error', failInfo: 'systemUnavail', text }) };
+        return { httpStatus: 200, authenticated, refusal: err.code, der: await this.respond(message, sender, { type: 'error', failInfo: FAIL_INFO_OF[err.code] ?? (err.httpStatus === 403 || err.httpStatus === 401 ? 'notAuthorized' : err.httpStatus >= 500 ? 'systemFailure' : 'badRequest'), text }) };
       }
       throw err;
     }

@@ -12,6 +12,8 @@ export const OCSP_PASS_LIMITS = { refresh: 5_000, preProduce: 2_000 } as const;
  */
 export class OcspPreProducer {
   private cursor: IssueCursor = { issuedAt: '-infinity', serial: Buffer.alloc(0) };
+  /** Since when passes have ended with certificates still waiting (undefined: the last pass caught up). */
+  private behindSince: number | undefined;
 
   constructor(
     private readonly store: OcspProductionStore,
@@ -38,9 +40,12 @@ export class OcspPreProducer {
     // A revocation committed during the pass (the generation moves) ends it: the responder's re-signer,
     // in another process, has the HSM first, as when both ran in one process.
     const generation = await this.store.revocationGeneration();
+    let caughtUp = false;
     while (produced < limit && Date.now() < deadline && !this.revocationsWaiting()) {
       if (produced > 0 && (await this.store.revocationGeneration()) !== generation) break;
-      const rows = await this.store.certificatesIssuedAfter(this.caId, this.cursor, until, limit - produced);
+      const want = limit - produced;
+      const rows = await this.store.certificatesIssuedAfter(this.caId, this.cursor, until, want);
+      if (rows.length < want) caughtUp = true;
       if (rows.length === 0) break;
       const last = rows[rows.length - 1]!;
       const todo = rows.filter((r) => !r.hasResponse);
@@ -50,7 +55,17 @@ export class OcspPreProducer {
       );
       this.cursor = { issuedAt: last.issuedAt, serial: last.serial };
       produced += todo.length;
+      if (caughtUp) break;
     }
+    this.behindSince = caughtUp ? undefined : (this.behindSince ?? Date.now());
     return produced;
+  }
+
+  /**
+   * How long passes have ended with certificates still waiting for their response (0: the last pass
+   * reached the newest settled certificate). A pass that did not run (a standby) changes nothing.
+   */
+  backlogSeconds(): number {
+    return this.behindSince === undefined ? 0 : (Date.now() - this.behindSince) / 1000;
   }
 }

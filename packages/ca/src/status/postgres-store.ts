@@ -2,6 +2,7 @@ import {
   appendAuditEvents,
   batchOwner,
   certificatesIssuedAfter,
+  crlStates,
   databaseNow,
   getCertificateStatus,
   getCrl,
@@ -20,6 +21,7 @@ import {
   saveOcspResponses,
   storedOcspResponsesBySerial,
   storedOcspResponsesSince,
+  unsignedRevocations,
   withCrlSnapshot,
   withTransaction,
   type Pool,
@@ -32,6 +34,8 @@ import type { StatusStore } from './store.js';
  */
 export function postgresStatusStore(pool: Pool): StatusStore {
   return {
+    crlStates: () => crlStates(pool),
+    unsignedRevocations: () => unsignedRevocations(pool),
     lookupOcsp: (serial, hashAlg) => lookupOcsp(pool, serial, hashAlg),
     certificateStatus: (serial) => getCertificateStatus(pool, serial),
     revocationGeneration: () => revocationGeneration(pool),

@@ -3,6 +3,7 @@ import type {
   CaRecord,
   CertificateStatusRow,
   CrlRecord,
+  CrlState,
   IssueCursor,
   IssuedCertificateStatus,
   OcspLookup,
@@ -90,4 +91,10 @@ export interface RevocationStore {
   databaseNow(): Promise<Date>;
 }
 
-export type StatusStore = OcspAnswerStore & OcspWarmStore & RevocationFeedStore & OcspProductionStore & CrlPublicationStore & StatusReadStore & RevocationStore;
+/** What the status responder's metrics read at a scrape (docs/metrics.md, Status). */
+export interface StatusHealthStore {
+  crlStates(): Promise<CrlState[]>;
+  unsignedRevocations(): Promise<{ caId: string; count: number; oldestSeconds: number }[]>;
+}
+
+export type StatusStore = StatusHealthStore & OcspAnswerStore & OcspWarmStore & RevocationFeedStore & OcspProductionStore & CrlPublicationStore & StatusReadStore & RevocationStore;

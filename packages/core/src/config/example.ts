@@ -17,7 +17,7 @@ paths:
 database:
   name: fleetpki
   owner: fleetpki             # the owner role: migrations, ceremonies; each service connects as its own role
-  ha: agent                   # patroni: Patroni keeps PostgreSQL available (issue 35, docs/patroni.md; not yet with TLS)
+  ha: agent                   # patroni: Patroni keeps PostgreSQL available (docs/patroni.md)
 
 sites:
   a:
@@ -27,6 +27,7 @@ sites:
     api: { port: 8443, url: https://ca-a.example.net:8443 }
     patroni: { port: 8008 }   # Patroni's REST API beside PostgreSQL (health, switchover, patronictl)
     status: { port: 9443, httpPort: 8080 }   # HTTPS (tls.status); OCSP and CRLs also over plain HTTP on httpPort
+    metrics: { daemons: 9101, worker: 9102, agent: 9103 }   # GET /metrics of the processes without a server of their own (docs/metrics.md)
   b:
     host: 10.0.2.10
     postgres: { port: 5432 }
@@ -34,6 +35,7 @@ sites:
     api: { port: 8443, url: https://ca-b.example.net:8443 }
     patroni: { port: 8008 }
     status: { port: 9443, httpPort: 8080 }
+    metrics: { daemons: 9101, worker: 9102, agent: 9103 }
 
 etcd:                         # who is the CA site: one member per site and the witness, a majority of three
   members:

@@ -47,6 +47,11 @@ const siteSchema = z.strictObject({
      */
     httpPort: portSchema.optional(),
   }).optional(),
+  /**
+   * The metrics listeners (plain HTTP, GET /metrics) of the processes without an HTTP server of their
+   * own (docs/metrics.md); a process without a port serves none. FLEETPKI_METRICS_PORT overrides.
+   */
+  metrics: z.strictObject({ daemons: portSchema.optional(), worker: portSchema.optional(), agent: portSchema.optional() }).optional(),
 });
 
 const etcdMemberSchema = z.strictObject({ clientUrl: httpUrl.optional(), peerUrl: httpUrl.optional(), dir: absolutePath.optional() });

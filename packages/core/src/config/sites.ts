@@ -10,9 +10,9 @@ import { DEFAULT_ETCD_PORTS } from './env.js';
 import { DATABASE_CLIENTS, DATABASE_ROLES, SITE_IDS, type DatabaseClient, type EtcdMember, type EtcdMemberName, type SiteConfig, type SiteHsmConfig, type SiteId } from './types.js';
 
 /** Ports of the local simulation's parts when the file names none. */
-const DEFAULT_PORTS: Readonly<Record<SiteId, { postgres: number; redis: number; api: number; status: number; patroni: number }>> = {
-  a: { postgres: 15432, redis: 16379, api: 18080, status: 18090, patroni: 18008 },
-  b: { postgres: 15433, redis: 16380, api: 18081, status: 18091, patroni: 18009 },
+const DEFAULT_PORTS: Readonly<Record<SiteId, { postgres: number; redis: number; api: number; status: number; patroni: number; agentMetrics: number }>> = {
+  a: { postgres: 15432, redis: 16379, api: 18080, status: 18090, patroni: 18008, agentMetrics: 18102 },
+  b: { postgres: 15433, redis: 16380, api: 18081, status: 18091, patroni: 18009, agentMetrics: 18112 },
 };
 export const DEFAULT_PKCS11_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
 
@@ -123,6 +123,9 @@ export function resolveSite(d: Deployment, ctx: ResolveContext, id: SiteId): Sit
     apiPort,
     statusPort,
     statusHttpPort,
+    // The agent (one per site) serves metrics by default; the daemons and workers, of which tests start
+    // several per site, only where a port is configured.
+    metrics: { ...s.metrics, agent: s.metrics?.agent ?? DEFAULT_PORTS[id].agentMetrics },
     patroniHost,
     patroniPort,
     databaseUrl,
@@ -184,6 +187,7 @@ export function checkPlacesDiffer(sites: Readonly<Record<SiteId, SiteConfig>>, m
     claim(`${s.statusHost}:${s.statusPort}`, `sites.${id}.status`);
     claim(`${s.patroniHost}:${s.patroniPort}`, `sites.${id}.patroni`);
     if (s.statusHttpPort !== undefined) claim(`${s.statusHost}:${s.statusHttpPort}`, `sites.${id}.status.httpPort`);
+    for (const [part, port] of Object.entries(s.metrics)) if (port !== undefined) claim(`${s.host}:${port}`, `sites.${id}.metrics.${part}`);
   }
   for (const m of members) {
     claim(new URL(m.clientUrl).host, `etcd.members.${m.name}.clientUrl`);

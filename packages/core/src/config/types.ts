@@ -29,6 +29,8 @@ export interface SiteConfig {
    * the HTTPS status port; undefined when there is none.
    */
   readonly statusHttpPort: number | undefined;
+  /** Metrics listeners of the daemons, batch worker and site agent (sites.<id>.metrics), where configured. */
+  readonly metrics: { readonly daemons?: number; readonly worker?: number; readonly agent?: number };
   /** Patroni's REST API (database.ha patroni): sites.<id>.patroni. */
   readonly patroniHost: string;
   readonly patroniPort: number;

@@ -3,6 +3,7 @@ import { FleetError, isFleetError } from '@fleetpki/core';
 import { ENROLMENT_LABELS, auditActor, enrolmentLabel, type CmpAuthBudget, type CmpAuthTicket, type CmpSecretAdministration, type CmpServer } from '@fleetpki/ca';
 import { MAX_PKI_MESSAGE_BYTES } from '@fleetpki/cmp';
 import { type ApiAccess, requireRole } from '../auth.js';
+import { noteRefusal } from '../metrics.js';
 
 const PKIXCMP = 'application/pkixcmp';
 
@@ -62,6 +63,7 @@ export function registerCmpRoutes(app: FastifyInstance, deps: { server: CmpServe
             throw new FleetError('CMP_UNAVAILABLE', 'the CMP service cannot answer now; try again', { httpStatus: 503 });
           }
           // Its place in the budget stays spent, and the address's failed authentications count it.
+          noteRefusal(request, answer.refusal);
           if (!answer.authenticated) await deps.access.recordFailedAuthentication(request, 'CMP_PROTECTION_FAILED');
           if (answer.retryAfterSeconds) reply.header('retry-after', String(answer.retryAfterSeconds));
           return reply.status(answer.httpStatus).header('content-type', PKIXCMP).send(answer.der);

@@ -96,7 +96,7 @@ export function registerEnrolmentRoutes(app: FastifyInstance, deps: { enrolment:
           deviceKeys = await deps.deviceKeys.issueBundle({ manufacturerId: principal.manufacturerId!, eui64s: [eui64ToBytes(eui64)], roles: profile.hybridKeys, context: `${eui64}/${keyRole}/${profile.id}`, actor: auditActor(principal) });
         },
       );
-      if (!issued.reused) deps.metrics.issued.inc({ profile: profile.id, key_role: keyRole });
+      if (!issued.reused) deps.metrics.issuance.issued(profile.id, keyRole);
       // Already answered 503 by the write deadline (its commit waited for the standby): the client
       // retries and gets this certificate then.
       if (reply.sent) return reply;

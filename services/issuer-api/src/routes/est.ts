@@ -61,7 +61,7 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstDeps): void {
     const outcome = await deps.est.enrol({ csr, label, principal: request.principal, device });
     if (outcome.kind === 'later') return reply.status(202).header('retry-after', outcome.retryAfterSeconds).send(outcome.body);
     const issued = outcome.certificate;
-    if (!issued.reused) deps.metrics.issued.inc({ profile: outcome.profileId, key_role: label.keyRole });
+    if (!issued.reused) deps.metrics.issuance.issued(outcome.profileId, label.keyRole);
     if (reply.sent) return reply; // answered 503 by the write deadline; the retry gets this certificate
     return respondCertificate(reply, issued);
   }

@@ -1,0 +1,54 @@
+import type { Signer } from './key-store.js';
+
+/** What the HSM layer tells a process's metrics (packages/metrics' hsmMetrics has this shape). */
+export interface HsmObserver {
+  operation(event: { key: string; kind: 'sign' | 'wrap'; seconds: number }): void;
+  failure(event: { key: string; kind: 'sign' | 'wrap'; code: string }): void;
+  relogin(): void;
+  token(event: { token: string; up: boolean }): void;
+}
+
+// One per process, like the process's metrics registry: every key store of the process reports to it,
+// without each constructor and caller carrying it (the HSM is opened in a dozen places).
+let observer: HsmObserver | undefined;
+
+/** Reports this process's HSM operations to `o` from now on (a service's metrics). */
+export function observeHsm(o: HsmObserver | undefined): void {
+  observer = o;
+}
+
+function codeOf(err: unknown): string {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(code) ? code : 'HSM_UNKNOWN_ERROR';
+}
+
+/** Runs one HSM operation, reporting its time or its failure (and the token's health by its outcome). */
+export async function observed<T>(token: string, key: string, kind: 'sign' | 'wrap', run: () => Promise<T>): Promise<T> {
+  const o = observer;
+  if (!o) return run();
+  const started = process.hrtime.bigint();
+  try {
+    const result = await run();
+    o.operation({ key, kind, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+    o.token({ token, up: true });
+    return result;
+  } catch (err) {
+    o.failure({ key, kind, code: codeOf(err) });
+    o.token({ token, up: false });
+    throw err;
+  }
+}
+
+/** A signer whose signatures are reported (observed). */
+export function observedSigner(signer: Signer, token: string, key: string): Signer {
+  return {
+    algorithm: signer.algorithm,
+    publicKeySpki: signer.publicKeySpki,
+    sign: (data) => observed(token, key, 'sign', () => signer.sign(data)),
+  };
+}
+
+/** A session logged in again (the token dropped its login, or the session broke). */
+export function reportRelogin(): void {
+  observer?.relogin();
+}
