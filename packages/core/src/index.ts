@@ -13,3 +13,4 @@ export * from './daemon.js';
 export * from './last-resort.js';
 export * from './tls-trust.js';
 export * from './https-parts.js';
+export * from './request-context.js';

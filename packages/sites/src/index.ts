@@ -29,3 +29,4 @@ export * from './patroni.js';
 export * from './patroni-config.js';
 export * from './patroni-sites.js';
 export * from './patroni-agent.js';
+export * from './log-rotation.js';

@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import cookie from '@fastify/cookie';
-import type { FleetConfig } from '@fleetpki/core';
+import { requestIdFrom, withRequestId, type FleetConfig } from '@fleetpki/core';
 import { AccessAdministration, BatchIntake, countedEnrolmentStore, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, FailoverDrills, openSiteRuntime, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresStatusStore, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa, type SiteLease } from '@fleetpki/ca';
 import type { KeyStore } from '@fleetpki/hsm';
 import { assertRedisLink, ChunkQueue, redisLink } from '@fleetpki/queue';
@@ -90,6 +90,14 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     // No request takes longer to arrive than the longest upload may (fastify's default is no limit at
     // all); uploads have their own, tighter deadlines (routes/batches.ts).
     requestTimeout: (deps.config.uploads.maxSeconds + 60) * 1000,
+    // A request id that means something outside this process: the client's X-Request-Id when plain,
+    // else a UUID (fastify's default counts from 1 in every process). Logged with each line, returned
+    // as X-Request-Id, written into the audit rows of the request and carried into its batch's chunks.
+    genReqId: (request) => requestIdFrom(request.headers['x-request-id']),
+  });
+  app.addHook('onRequest', (request, reply, done) => {
+    void reply.header('x-request-id', request.id);
+    withRequestId(request.id, done);
   });
   const reservedPool = deps.reservedPool ?? deps.pool;
   const uploadPool = deps.uploadPool ?? deps.pool;

@@ -1,3 +1,4 @@
+import pino from 'pino';
 import { runService } from '@fleetpki/core';
 import { metricsPort, processRegistry, serveMetrics, siteFiguresMetrics } from '@fleetpki/metrics';
 import { checkEtcdTls, PatroniSiteAgent, SiteAgent, siteFiguresReader } from '@fleetpki/sites';
@@ -9,7 +10,11 @@ import { checkEtcdTls, PatroniSiteAgent, SiteAgent, siteFiguresReader } from '@f
 await runService('site-agent', async (config) => {
   // A wrong CA or client certificate towards etcd stops the agent here, naming the member (ETCD_TLS_*).
   await checkEtcdTls(config);
-  const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+  // One JSON line per event (pino), as every service logs; its file (sites up) or the journal (units)
+  // keeps them. Always at info: each line is a decision about the site's role (promoted, fenced,
+  // rejoined), which log.level (the services' request logs) must not silence.
+  const logger = pino({ name: 'site-agent', level: 'info', base: { site: config.site, pid: process.pid } });
+  const log = (line: string) => logger.info(line);
   const agent = config.databaseHa === 'patroni' ? new PatroniSiteAgent(config, config.site, log) : new SiteAgent(config, config.site, log);
   const port = metricsPort(config.sites[config.site].metrics.agent);
   const figures = port === undefined ? undefined : siteFiguresReader(config);

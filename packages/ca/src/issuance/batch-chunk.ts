@@ -1,5 +1,5 @@
-import { FleetError, isFleetError, type KeyRole, type SiteId } from '@fleetpki/core';
-import type { ChunkCertificate, ChunkIntent, Pool } from '@fleetpki/store';
+import { FleetError, isFleetError, withRequestId, type KeyRole, type SiteId } from '@fleetpki/core';
+import type { ChunkCertificate, ChunkIntent, ChunkWork, Pool } from '@fleetpki/store';
 import { checkCsr, inlinePossessionVerifier, type DevicePublicKey, type LintedTbs, type PossessionVerifier } from '@fleetpki/x509';
 import { signCertificate, type IssuingCa } from './issuing-ca.js';
 import { issuanceTime, prepareIssuance, rebuildIssuance } from './prepare-issuance.js';
@@ -13,6 +13,8 @@ export interface ChunkOutcome {
   readonly refused: number;
   /** Another worker had finished this chunk already (a duplicate job): nothing was stored twice. */
   readonly alreadyDone: boolean;
+  /** The request that uploaded the chunk's batch (X-Request-Id), for the worker's log line. */
+  readonly requestId?: string;
 }
 
 /**
@@ -45,6 +47,13 @@ export class ChunkIssuer {
     const work = await this.store.loadChunkWork(batchId, chunkNo);
     if (!work) throw new FleetError('CHUNK_NOT_FOUND', `batch ${batchId} has no chunk ${chunkNo}`, { httpStatus: 404 });
     if (work.done) return { issued: 0, refused: 0, alreadyDone: true };
+    // The rest runs as part of the upload's request: the chunk's audit rows and log lines carry its id.
+    const requestId = work.batch.requestId ?? undefined;
+    const outcome = await withRequestId(requestId, () => this.issueLoaded(work, batchId, chunkNo));
+    return requestId === undefined ? outcome : { ...outcome, requestId };
+  }
+
+  private async issueLoaded(work: ChunkWork, batchId: string, chunkNo: number): Promise<ChunkOutcome> {
     const { batch } = work;
     const notBefore = issuanceTime();
     const fresh: ChunkIntent[] = [];

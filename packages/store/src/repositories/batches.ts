@@ -4,6 +4,7 @@ import type { Pool, PoolClient, Queryable } from '../pool.js';
 import { withTransaction } from '../pool.js';
 import { appendAuditEvents } from './audit.js';
 import { recordIntents } from './issuance.js';
+import { currentRequestId } from '@fleetpki/core';
 
 export type BatchStatus = 'accepted' | 'issuing' | 'complete' | 'failed' | 'cancelled';
 
@@ -24,6 +25,8 @@ export interface BatchRecord {
   readonly createdAt: Date;
   readonly startedAt: Date | null;
   readonly completedAt: Date | null;
+  /** The API request that uploaded it (X-Request-Id), null for batches made before migrations/0046. */
+  readonly requestId?: string | null;
 }
 
 export interface BatchProgress {
@@ -55,7 +58,7 @@ export interface ItemConflict {
 }
 
 const BATCH_COLUMNS = `id, manufacturer_id, idempotency_key, manifest_sha256, profile, status, device_count, item_count, chunk_count,
-  chunk_size, skipped_lines, skip_report, signed, created_at, started_at, completed_at`;
+  chunk_size, skipped_lines, skip_report, signed, created_at, started_at, completed_at, request_id`;
 
 function toBatch(r: Record<string, unknown>): BatchRecord {
   return {
@@ -75,6 +78,7 @@ function toBatch(r: Record<string, unknown>): BatchRecord {
     createdAt: r.created_at as Date,
     startedAt: r.started_at as Date | null,
     completedAt: r.completed_at as Date | null,
+    requestId: r.request_id as string | null,
   };
 }
 
@@ -107,9 +111,10 @@ export async function setManufacturerManifestKey(db: Queryable, manufacturerId: 
 /** Opens the batch row inside the upload's transaction, so items can reference it; finalised later. */
 export async function insertBatchDraft(client: PoolClient, batch: { id: string; manufacturerId: string; idempotencyKey: string; profile: string; chunkSize: number; createdBy: string }): Promise<void> {
   await client.query(
-    `INSERT INTO batches (id, manufacturer_id, idempotency_key, manifest_sha256, profile, status, device_count, chunk_count, chunk_size, created_by)
-     VALUES ($1, $2, $3, '\\x0000000000000000000000000000000000000000000000000000000000000000', $4, 'accepted', 0, 0, $5, $6)`,
-    [batch.id, batch.manufacturerId, batch.idempotencyKey, batch.profile, batch.chunkSize, batch.createdBy],
+    `INSERT INTO batches (id, manufacturer_id, idempotency_key, manifest_sha256, profile, status, device_count, chunk_count, chunk_size, created_by, request_id)
+     VALUES ($1, $2, $3, '\\x0000000000000000000000000000000000000000000000000000000000000000', $4, 'accepted', 0, 0, $5, $6, $7)`,
+    // The upload's request (packages/core request-context), which its chunks' work carries on.
+    [batch.id, batch.manufacturerId, batch.idempotencyKey, batch.profile, batch.chunkSize, batch.createdBy, currentRequestId() ?? null],
   );
 }
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { assertTwoPeopleTogether, auditActor, postgresSiteStore, recordSiteOperation, type Principal } from '@fleetpki/ca';
 import { FleetError, SITE_IDS, loadConfig, type FleetConfig, type SiteId } from '@fleetpki/core';
-import { backupStatus, consensusStatus, failoverTo, formatStatus, placeSiteOrder, protect, readTopology, sitesDown, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
+import { backupStatus, consensusStatus, failoverTo, formatStatus, placeSiteOrder, protect, readTopology, rotateLogs, sitesDown, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
 import { executeApproved, hostActor, requireOfficer, withDatabase } from '../context.js';
 
 export function registerSitesCommands(program: Command): void {
@@ -28,6 +28,15 @@ export function registerSitesCommands(program: Command): void {
       const [statuses, consensus, backup] = await Promise.all([sitesStatus(config), consensusStatus(config), backupStatus(config)]);
       console.log(options.json ? JSON.stringify({ sites: statuses, consensus, backup }, null, 2) : formatStatus(statuses, consensus, backup));
       if (!backup.check.ok) process.exitCode = 1;
+    });
+  sites
+    .command('rotate-logs')
+    .description("rotate the local simulation's log files over 50 MB (agents, etcd, Redis, PostgreSQL, pgBackRest; copytruncate, 7 kept, compressed): run it from cron. Production units log to the journal")
+    .option('--force', 'rotate every file now, whatever its size')
+    .action(async (options: { force?: boolean }) => {
+      const report = await rotateLogs(loadConfig(), { force: options.force === true });
+      const rotated = report.split('\n').filter((l) => /^renaming|^copying|^truncating/.test(l));
+      console.log(rotated.length ? rotated.join('\n') : 'no log file needed rotating');
     });
   sites
     .command('switchover')
