@@ -10,7 +10,8 @@ PNPM_VERSION=12.21.0
 # pgbackrest: WAL archive, backups and restores of the clusters (issue 35); patroni: runs them with database.ha patroni
 # (python3-idna: Patroni's HTTPS client to etcd over TLS needs it, and Debian's urllib3 only suggests it).
 # systemd: systemd-analyze, -sysusers and -tmpfiles for scripts/check-units.sh (the package only; it does not become init).
-OS_PACKAGES=(systemd softhsm2 opensc postgresql pgbackrest patroni python3-idna redis-server openssl procps util-linux etcd-server etcd-client strongswan-pki libstrongswan-standard-plugins libstrongswan-extra-plugins curl chromium fonts-dejavu-core)
+# prometheus: promtool checks and tests the alert rules (issue 39)
+OS_PACKAGES=(systemd softhsm2 opensc postgresql pgbackrest patroni python3-idna redis-server openssl procps util-linux etcd-server etcd-client strongswan-pki libstrongswan-standard-plugins libstrongswan-extra-plugins curl chromium fonts-dejavu-core prometheus)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -46,6 +47,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   "${SUDO[@]}" apt-get update -qq
   "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian's prometheus package enables a server on :9090 where systemd runs; fleetpki wanted promtool
+  # (and a Prometheus that tests and `sites up --prometheus` start themselves). One installed just now
+  # for us is turned off; one that was there before is the machine owner's and left alone.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    "${SUDO[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 # --- pnpm ----------------------------------------------------------------------------------------

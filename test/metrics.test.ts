@@ -37,7 +37,7 @@ function documentedNames(): Map<string, string[]> {
 const SECTION_PROCESSES: Record<string, readonly string[]> = {
   'HSM (every process that signs: issuer-api, batch-worker, daemons, status-responder)': ['issuer-api', 'batch-worker', 'daemons', 'status-responder'],
   'Issuance (issuer-api; batch-worker for `channel="batch"`)': ['issuer-api'],
-  'Batch (batch-worker)': ['batch-worker'],
+  "Batch (batch-worker; the queue's three gauges from the daemons too)": ['batch-worker'],
   'Status (status-responder; daemons for pre-production)': ['status-responder'],
   "The site's role (every service: issuer-api, status-responder, batch-worker, daemons)": ['issuer-api', 'status-responder', 'batch-worker', 'daemons'],
   'Database, replication, archive, audit and drills (site-agent)': ['site-agent'],
@@ -47,6 +47,9 @@ const SECTION_PROCESSES: Record<string, readonly string[]> = {
 /** Exceptions within a section: a name exported by other processes than the section's. */
 const ONLY_IN: Record<string, readonly string[]> = {
   fleetpki_ocsp_preproduction_backlog_seconds: ['daemons'],
+  fleetpki_batch_queue_jobs: ['batch-worker', 'daemons'],
+  fleetpki_batch_workers_connected: ['batch-worker', 'daemons'],
+  fleetpki_batch_oldest_unfinished_chunk_seconds: ['batch-worker', 'daemons'],
   fleetpki_http_requests_total: ['issuer-api'],
   fleetpki_http_request_duration_seconds: ['issuer-api'],
   fleetpki_writes_blocked: ['issuer-api'],
@@ -86,7 +89,7 @@ after(async () => {
 describe('metrics on every process', () => {
   it('each documented metric is on a scrape of the processes the document names, labelled with site and process', async () => {
     const a = config.sites.a;
-    const ports = { api: a.apiPort + 520, status: a.statusPort + 520, daemons: a.apiPort + 530, worker: a.apiPort + 531 };
+    const ports = { api: a.apiPort + 520, status: a.statusPort + 520, daemons: a.apiPort + 540, worker: a.apiPort + 541 };
     const env = { FLEETPKI_SITE: 'a', FLEETPKI_LOG_LEVEL: 'error', FLEETPKI_API_PORT_A: String(ports.api), FLEETPKI_STATUS_PORT_A: String(ports.status), FLEETPKI_CRL_BASE_URL: config.crlBaseUrl };
     const children = [
       startService(config, 'issuer-api', env),

@@ -7,7 +7,6 @@ export interface IssuanceMetrics {
   certificatesStored(channel: 'online' | 'batch', count: number): void;
   issued(profile: string, keyRole: string): void;
   enrolment(protocol: EnrolmentProtocol, seconds: number, refusal: string | undefined): void;
-  writesBlocked(blocked: boolean): void;
 }
 
 /** Issuance counters and online enrolment latency (docs/metrics.md, Issuance). */
@@ -24,7 +23,6 @@ export function issuanceMetrics(registry: Registry): IssuanceMetrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers,
   });
-  const blocked = new Gauge({ name: 'fleetpki_writes_blocked', help: '1 while writes are blocked because the synchronous standby is unreachable', registers });
   // Every protocol's series exists from the start, so a rate over it is 0 rather than absent.
   for (const protocol of ['json', 'est', 'cmp'] as const) duration.zero({ protocol });
   for (const channel of ['online', 'batch'] as const) {
@@ -39,8 +37,13 @@ export function issuanceMetrics(registry: Registry): IssuanceMetrics {
       duration.observe({ protocol }, seconds);
       if (refusal !== undefined) refusals.inc({ protocol, code: refusal });
     },
-    writesBlocked: (b) => blocked.set(b ? 1 : 0),
   };
+}
+
+/** 1 while the site's writes are blocked (the issuer API, whose site guard blocks them). */
+export function writesBlockedMetric(registry: Registry): (blocked: boolean) => void {
+  const gauge = new Gauge({ name: 'fleetpki_writes_blocked', help: '1 while writes are blocked because the synchronous standby is unreachable', registers: [registry] });
+  return (blocked) => gauge.set(blocked ? 1 : 0);
 }
 
 /** HTTP requests by route and status, and their latency: what every HTTP service exports. */

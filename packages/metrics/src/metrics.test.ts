@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { batchMetrics, hsmMetrics, leaseMetrics, metricsPort, processRegistry, siteFiguresMetrics, statusMetrics } from './index.js';
+import { batchQueueMetrics, hsmMetrics, leaseMetrics, metricsPort, processRegistry, siteFiguresMetrics, statusMetrics } from './index.js';
 
 /** The value of one series in a scrape's text, or undefined when it is absent. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -52,7 +52,7 @@ describe('metrics', () => {
 
   it('a failed read leaves the labelled gauges without series and is counted', async () => {
     const registry = processRegistry('batch-worker', 'a');
-    batchMetrics(registry, async () => {
+    batchQueueMetrics(registry, async () => {
       throw new Error('redis down');
     });
     const text = await registry.metrics();

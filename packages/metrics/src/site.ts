@@ -47,10 +47,12 @@ export function siteFiguresMetrics(registry: Registry, read: () => Promise<SiteF
       const f = await figures.get();
       if (f) collect(f, set);
     });
-  // A gauge without labels always shows a value (0 before one is set); the per-standby ones show none
-  // where there is no standby (on the standby itself), so "the primary" is a gauge of its own.
+  // A figure that means nothing here (replication on a standby) or could not be read is NaN in a gauge
+  // without labels (collectedGauge), and has no series in a labelled one.
   gauge('fleetpki_database_primary', "1 when this site's cluster is the primary, 0 on a standby", [], (f, set) => set({}, f.primary ? 1 : 0));
-  gauge('fleetpki_replication_synchronous', 'On the primary: 1 when a synchronous standby is streaming (0 on a standby)', [], (f, set) => set({}, f.primary && f.standbys.some((s) => s.syncState === 'sync' && s.state === 'streaming') ? 1 : 0));
+  gauge('fleetpki_replication_synchronous', 'On the primary: 1 when a synchronous standby is streaming, else 0 (NaN on a standby)', [], (f, set) => {
+    if (f.primary) set({}, f.standbys.some((s) => s.syncState === 'sync' && s.state === 'streaming') ? 1 : 0);
+  });
   gauge('fleetpki_replication_lag_bytes', 'On the primary, per standby: WAL bytes not yet replayed there', ['standby'], (f, set) => {
     for (const s of f.standbys) set({ standby: s.name }, s.replayLagBytes);
   });
@@ -58,7 +60,9 @@ export function siteFiguresMetrics(registry: Registry, read: () => Promise<SiteF
     for (const s of f.standbys) if (s.lastReplySecondsAgo !== null) set({ standby: s.name }, s.lastReplySecondsAgo);
   });
   gauge('fleetpki_wal_archive_failed_total', 'WAL segments the archiver failed to push since the cluster started (pg_stat_archiver)', [], (f, set) => set({}, f.archiver.failedCount));
-  gauge('fleetpki_wal_archive_last_success_age_seconds', 'On the primary: seconds since the archiver last pushed a segment (0 on a standby, or before the first)', [], (f, set) => set({}, f.primary ? (f.archiver.lastSuccessSeconds ?? 0) : 0));
+  gauge('fleetpki_wal_archive_last_success_age_seconds', 'On the primary: seconds since the archiver last pushed a segment (NaN on a standby, or before the first since the cluster started)', [], (f, set) => {
+    if (f.primary && f.archiver.lastSuccessSeconds !== null) set({}, f.archiver.lastSuccessSeconds);
+  });
   gauge('fleetpki_audit_last_sealed_sequence', 'Sequence number of the last sealed audit event', [], (f, set) => set({}, f.audit.lastSealedSeq));
   gauge('fleetpki_audit_unsealed_events', 'Audit events after the last seal', [], (f, set) => set({}, f.audit.unsealed));
   gauge('fleetpki_audit_oldest_unsealed_seconds', 'Age of the oldest audit event not yet sealed (0 when none)', [], (f, set) => set({}, f.audit.oldestUnsealedSeconds));

@@ -2,7 +2,7 @@ import pino from 'pino';
 import type { FleetConfig } from '@fleetpki/core';
 import { ChunkIssuer, openSiteRuntime, postgresBatchHealthStore } from '@fleetpki/ca';
 import { observeHsm } from '@fleetpki/hsm';
-import { batchMetrics, hsmMetrics, issuanceMetrics, leaseMetrics, processRegistry, serveMetrics } from '@fleetpki/metrics';
+import { batchQueueMetrics, batchWorkMetrics, hsmMetrics, issuanceMetrics, leaseMetrics, processRegistry, serveMetrics } from '@fleetpki/metrics';
 import { PossessionThreads } from '@fleetpki/x509';
 import { assertRedisLink, ChunkQueue, redisLink, startChunkWorker } from '@fleetpki/queue';
 
@@ -42,7 +42,8 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
     const issuance = issuanceMetrics(registry);
     const queue = new ChunkQueue(link, config.pgDatabase);
     const health = postgresBatchHealthStore(pool);
-    const batch = batchMetrics(registry, async () => ({ jobs: await queue.counts(), workers: await queue.workers(), oldestUnfinishedChunkSeconds: await health.oldestUnfinishedChunkSeconds() }));
+    batchQueueMetrics(registry, async () => ({ jobs: await queue.counts(), workers: await queue.workers(), oldestUnfinishedChunkSeconds: await health.oldestUnfinishedChunkSeconds() }));
+    const batch = batchWorkMetrics(registry);
     leaseMetrics(registry, () => runtime.lease.state());
     const issuer = ChunkIssuer.forPool(pool, ca, config.site, serialPrefix, possession, { ...issuance, chunkDone: (n) => batch.chunkDone(n) });
     const server = options.metricsPort === undefined ? undefined : await serveMetrics(registry, site.host, options.metricsPort);

@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { collectedGauge, leaseMetrics, serveMetrics, type Registry } from '@fleetpki/metrics';
+import { batchQueueMetrics, collectedGauge, leaseMetrics, serveMetrics, type Registry } from '@fleetpki/metrics';
 import type { SiteDaemons } from './site-daemons.js';
 
 /**
@@ -22,6 +22,7 @@ export function daemonMetrics(registry: Registry, daemons: SiteDaemons): Registr
   collectedGauge(registry, 'fleetpki_ocsp_preproduction_backlog_seconds', 'How long the OCSP pre-producer has ended its passes with certificates still waiting (0: caught up)', ['ca'], (set) => {
     if (daemons.preProducer && daemons.site) set({ ca: daemons.site.caId }, daemons.preProducer.backlogSeconds());
   });
+  if (daemons.batchFigures) batchQueueMetrics(registry, daemons.batchFigures);
   // Any of the jobs' leases: they all read the same site's role.
   const lease = Object.values(daemons.leases())[0];
   if (lease) leaseMetrics(registry, () => Object.values(daemons.leases())[0] ?? lease);

@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { openJobLeadership, openRoleSiteRuntime, openStatusSite, type ChunkJobQueue, type JobLeadership, type RoleSiteRuntime, type SiteLease, type StatusSite } from '@fleetpki/ca';
+import { openJobLeadership, openRoleSiteRuntime, openStatusSite, postgresBatchHealthStore, type ChunkJobQueue, type JobLeadership, type RoleSiteRuntime, type SiteLease, type StatusSite } from '@fleetpki/ca';
 import { DEFAULT_PASS_DEADLINE_MS, Daemon, FleetError, type DaemonStats, type FleetConfig } from '@fleetpki/core';
 import { assertRedisLink, ChunkQueue, redisLink } from '@fleetpki/queue';
 import { JOBS, rolesOf, statusProducers, type JobContext, type JobRole, type StatusJobSite, type StatusProducers } from './jobs.js';
@@ -27,6 +27,8 @@ export interface SiteDaemons extends StatusProducers {
   stats(): DaemonStats[];
   /** The lease each opened role holds its view of the site through (for /healthz). */
   leases(): Partial<Record<JobRole, ReturnType<SiteLease['state']>>>;
+  /** With the batch outbox: the site's queue and the oldest unfinished chunk, for metrics (undefined otherwise). */
+  readonly batchFigures: (() => Promise<{ jobs: { waiting: number; active: number; delayed: number; failed: number }; workers: number; oldestUnfinishedChunkSeconds: number }>) | undefined;
   close(): Promise<void>;
 }
 
@@ -158,7 +160,17 @@ export async function openSiteDaemons(config: FleetConfig, options: SiteDaemonsO
       else unavailable.push(name);
     }
     if (unavailable.length > 0) log.warn({ unavailable }, 'these daemons do not run here: no CA key in this site\'s HSM, or turned off in the configuration');
+    const outboxSite = names.includes('batch-outbox') ? roleSites.worker : undefined;
+    const batchFigures = outboxSite
+      ? async () => {
+          const queue = context.queue() as Partial<ChunkQueue>;
+          if (!queue.counts || !queue.workers) throw new Error('this queue cannot be counted');
+          const health = postgresBatchHealthStore(outboxSite.pool);
+          return { jobs: await queue.counts(), workers: await queue.workers(), oldestUnfinishedChunkSeconds: await health.oldestUnfinishedChunkSeconds() };
+        }
+      : undefined;
     return {
+      batchFigures,
       publisher: statusSite?.status.publisher,
       preProducer: statusSite?.status.preProducer,
       refresher: statusSite?.status.refresher,

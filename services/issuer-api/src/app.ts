@@ -126,7 +126,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   const guard = new SiteGuard(reservedPool, deps.config, deps.lease);
   installWriteDeadline(app, guard, deps.config.writeWaitMs);
   guard.onWritesBlocked = (blocked) => {
-    metrics.issuance.writesBlocked(blocked !== undefined);
+    metrics.writesBlocked(blocked !== undefined);
     if (blocked) app.log.error({ since: blocked.since }, 'writes blocked: the synchronous standby is unreachable; writes answer 503 STANDBY_UNAVAILABLE');
     else app.log.warn('writes flow again: the synchronous standby is back');
   };

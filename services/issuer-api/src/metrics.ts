@@ -1,10 +1,11 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { observeHsm } from '@fleetpki/hsm';
-import { hsmMetrics, httpMetrics, issuanceMetrics, processRegistry, type EnrolmentProtocol, type IssuanceMetrics, type Registry } from '@fleetpki/metrics';
+import { hsmMetrics, httpMetrics, issuanceMetrics, processRegistry, writesBlockedMetric, type EnrolmentProtocol, type IssuanceMetrics, type Registry } from '@fleetpki/metrics';
 
 export interface IssuerMetrics {
   readonly registry: Registry;
   readonly issuance: IssuanceMetrics;
+  readonly writesBlocked: (blocked: boolean) => void;
 }
 
 /** Which online enrolment protocol a route serves (CMP's route carries its other messages too). */
@@ -53,5 +54,5 @@ export function installMetrics(app: FastifyInstance, site: string): IssuerMetric
     if (protocol) issuance.enrolment(protocol, seconds, refusals.get(request) ?? (reply.statusCode >= 400 ? `HTTP_${reply.statusCode}` : undefined));
   });
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
-  return { registry, issuance };
+  return { registry, issuance, writesBlocked: writesBlockedMetric(registry) };
 }
