@@ -54,6 +54,11 @@ export class ChunkQueue {
     return Object.values(counts).reduce((a, b) => a + b, 0);
   }
 
+  /** Takes jobs out of the queue (a job queued by hand, by mistake): the chunk rows are not touched. */
+  async remove(jobs: readonly ChunkJob[]): Promise<void> {
+    for (const job of jobs) await this.queue.remove(chunkJobId(job));
+  }
+
   /** Jobs by state, for metrics. */
   async counts(): Promise<{ waiting: number; active: number; delayed: number; failed: number }> {
     const c = await this.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized');
