@@ -4,7 +4,7 @@ import type { Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { CA_IDS } from '@fleetpki/ca';
 import type { FleetConfig } from '@fleetpki/core';
-import { observeHsm, openSiteKeyStore } from '@fleetpki/hsm';
+import { observeHsm, openSiteKeyStore, Pkcs11Probes } from '@fleetpki/hsm';
 import { hsmMetrics, processRegistry, serveMetrics } from '@fleetpki/metrics';
 import { ChunkQueue, redisLink } from '@fleetpki/queue';
 import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
@@ -50,7 +50,8 @@ describe('alerts over real faults', () => {
     const store = await openSiteKeyStore(config, config.sites.a, { sessions: 1 });
     const label = `metrics-fault-${randomBytes(3).toString('hex')}`;
     try {
-      await store.generateSigningKey(label);
+      // A key made as before the key-protection rules (destroyable), so that it can be taken away.
+      new Pkcs11Probes(store).generateLegacySigningKey(label);
       const signer = await store.getSigner(label);
       await signer.sign(Buffer.from('before'));
       await waitFor('a scrape with the signature', async () => ((await prometheus.query('fleetpki_hsm_operations_total{kind="sign"}')).some((s) => s.value >= 1) ? true : undefined), 20_000, 250);

@@ -111,7 +111,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  const metrics = installMetrics(app, deps.config.site);
+  const metrics = installMetrics(app, deps.config.site, deps.lease);
   // Cookies are read for console sessions only (ApiAccess); every other credential is a header or TLS.
   await app.register(cookie);
   const accessStore = postgresAccessStore(deps.pool);

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { observeHsm } from '@fleetpki/hsm';
-import { hsmMetrics, httpMetrics, issuanceMetrics, processRegistry, writesBlockedMetric, type EnrolmentProtocol, type IssuanceMetrics, type Registry } from '@fleetpki/metrics';
+import { hsmMetrics, httpMetrics, issuanceMetrics, leaseMetrics, processRegistry, writesBlockedMetric, type LeaseFigures, type EnrolmentProtocol, type IssuanceMetrics, type Registry } from '@fleetpki/metrics';
 
 export interface IssuerMetrics {
   readonly registry: Registry;
@@ -30,9 +30,10 @@ export function noteRefusal(request: FastifyRequest, code: string | undefined): 
  * Prometheus metrics of the issuer API (docs/metrics.md): HTTP requests and latency, issuance counts,
  * online enrolment latency and refusals by protocol, the HSM's operations, process figures.
  */
-export function installMetrics(app: FastifyInstance, site: string): IssuerMetrics {
+export function installMetrics(app: FastifyInstance, site: string, lease?: { state(): LeaseFigures }): IssuerMetrics {
   const registry = processRegistry('issuer-api', site);
   observeHsm(hsmMetrics(registry));
+  if (lease) leaseMetrics(registry, () => lease.state());
   const http = httpMetrics(registry);
   const issuance = issuanceMetrics(registry);
   app.addHook('onSend', async (request, reply, payload) => {
