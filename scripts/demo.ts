@@ -15,7 +15,7 @@ import { backupStatus, consensusStatus, custodianPinFiles, formatStatus, openRoo
 import { createPool, migrate, readSiteStates } from '@fleetpki/store';
 import { generateDeviceKeys, toPem, x509ToC509 } from '@fleetpki/x509';
 import { euiGenerator, percentile } from './lib/bench.js';
-import { startService, stopProcess, waitForHttp } from '@fleetpki/sites';
+import { DEMO_METRICS_PORTS, startService, stopProcess, waitForHttp } from '@fleetpki/sites';
 
 function heading(text: string): void {
   console.log(`\n\x1b[1m== ${text}\x1b[0m`);
@@ -120,9 +120,10 @@ try {
     // The workers only pull chunk jobs; the batch outbox (chunks lost with Redis or a worker queued again)
     // and the other reconcilers are the site's daemons' jobs, one daemon each.
     const workers = [
-      startService(config, 'batch-worker', { FLEETPKI_SITE: 'a' }),
-      startService(config, 'batch-worker', { FLEETPKI_SITE: 'a' }),
-      startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: 'batch-outbox,online-intents,cmp-confirm-expiry,est-superseded', FLEETPKI_METRICS_PORT: '0' }),
+      // Each with its metrics listener, where `sites up --prometheus` scrapes it (DEMO_METRICS_PORTS).
+      startService(config, 'batch-worker', { FLEETPKI_SITE: 'a', FLEETPKI_METRICS_PORT: String(DEMO_METRICS_PORTS.worker1) }),
+      startService(config, 'batch-worker', { FLEETPKI_SITE: 'a', FLEETPKI_METRICS_PORT: String(DEMO_METRICS_PORTS.worker2) }),
+      startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: 'batch-outbox,online-intents,cmp-confirm-expiry,est-superseded', FLEETPKI_METRICS_PORT: String(DEMO_METRICS_PORTS.daemonsBatch) }),
     ];
     try {
       const manifestPath = join(outDir, 'factory-batch.ndjson');
@@ -167,7 +168,7 @@ try {
       const secondOfficer = new FleetApiClient(base, await issueApiToken(db, { site: 'a', actor: 'demo', name: 'demo-second-officer', role: 'revocation-officer', manufacturerId: null, expiresDays: 1 }));
       const status = startService(config, 'status-responder', { FLEETPKI_SITE: 'a' });
       // The site's daemons publish the CRL shards and pre-produce OCSP responses; the responder answers.
-      const daemons = startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: 'crl-publisher,ocsp-preproducer,ocsp-refresher,audit-sealer' });
+      const daemons = startService(config, 'daemons', { FLEETPKI_SITE: 'a', FLEETPKI_DAEMONS: 'crl-publisher,ocsp-preproducer,ocsp-refresher,audit-sealer', FLEETPKI_METRICS_PORT: String(DEMO_METRICS_PORTS.daemonsStatus) });
       try {
         const statusBase = `http://127.0.0.1:${config.sites.a.statusPort}`;
         await waitForHttp(`${statusBase}/healthz`);

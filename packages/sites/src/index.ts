@@ -30,3 +30,4 @@ export * from './patroni-config.js';
 export * from './patroni-sites.js';
 export * from './patroni-agent.js';
 export * from './log-rotation.js';
+export * from './local-prometheus.js';

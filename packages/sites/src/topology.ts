@@ -17,6 +17,7 @@ import { ensureNetns } from './netns.js';
 import { patroniSitesDown, patroniSitesUp } from './patroni-sites.js';
 import { patroniCluster, type PatroniMember } from './patroni.js';
 import { hostOwnFile, writeDeploymentFile } from './deployment-file.js';
+import { stopLocalPrometheus } from './local-prometheus.js';
 
 export type Log = (line: string) => void;
 
@@ -90,6 +91,7 @@ export async function sitesDown(config: FleetConfig, log: Log = () => undefined)
   }
   await stopEtcd(config);
   log('etcd: stopped');
+  await stopLocalPrometheus(config);
   const leftovers = processesUnder(config.stateDir);
   for (const pid of leftovers) {
     try {

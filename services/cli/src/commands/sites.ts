@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { assertTwoPeopleTogether, auditActor, postgresSiteStore, recordSiteOperation, type Principal } from '@fleetpki/ca';
 import { FleetError, SITE_IDS, loadConfig, type FleetConfig, type SiteId } from '@fleetpki/core';
-import { backupStatus, consensusStatus, failoverTo, formatStatus, placeSiteOrder, protect, readTopology, rotateLogs, sitesDown, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
+import { backupStatus, consensusStatus, failoverTo, formatStatus, ensureLocalPrometheus, placeSiteOrder, protect, readTopology, rotateLogs, sitesDown, sitesStatus, sitesUp, switchover } from '@fleetpki/sites';
 import { executeApproved, hostActor, requireOfficer, withDatabase } from '../context.js';
 
 export function registerSitesCommands(program: Command): void {
@@ -9,9 +9,14 @@ export function registerSitesCommands(program: Command): void {
   sites
     .command('up')
     .description('create (first run) and start both sites; a no-op for parts already running')
-    .action(async () => {
+    .option('--prometheus', "also start Debian's Prometheus on 127.0.0.1:19090, scraping every process of both sites with the alert rules (docs/operations.md)")
+    .action(async (options: { prometheus?: boolean }) => {
       const config = loadConfig();
       await sitesUp(config, (line) => console.log(line));
+      if (options.prometheus) {
+        const { state, url } = ensureLocalPrometheus(config);
+        console.log(`prometheus: ${state} on ${url} (graphs: ${url}/graph, alerts: ${url}/alerts)`);
+      }
     });
   sites
     .command('down')
