@@ -122,6 +122,23 @@ describe('metrics on every process', () => {
       assert.ok(refused.status >= 400 && refused.status < 500, `a bad CSR is refused (${refused.status})`);
       const refusedCode = ((await refused.json()) as { code: string }).code;
 
+      // A request id: the client's own (plain) is answered and written into the request's audit rows; one
+      // that is not plain is replaced by the API's own.
+      const officer = await createToken(pool, 'revocation-officer', null, `metrics-officer-${randomBytes(3).toString('hex')}`);
+      const requestId = `metrics-${randomBytes(6).toString('hex')}`;
+      const serial = ((await enrolment.json()) as { serial: string }).serial;
+      const revoked = await fetch(`${api}/v1/revocations`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${officer}`, 'content-type': 'application/json', 'x-request-id': requestId },
+        body: JSON.stringify({ serials: [serial] }),
+      });
+      assert.equal(revoked.status, 200, await revoked.clone().text());
+      assert.equal(revoked.headers.get('x-request-id'), requestId);
+      const audited = await pool.query(`SELECT action FROM audit_events WHERE details->>'requestId' = $1`, [requestId]);
+      assert.deepEqual(audited.rows.map((r: { action: string }) => r.action), ['revocation.request'], "the revocation's audit row carries the request id");
+      const replaced = (await fetch(`${api}/healthz`, { headers: { 'x-request-id': 'two words' } })).headers.get('x-request-id');
+      assert.match(replaced ?? '', /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'an id that is not plain is not taken');
+
       const urls: Record<string, string> = {
         'issuer-api': `${api}/metrics`,
         'status-responder': `${localUrl(config, 'status', ports.status)}/metrics`,

@@ -22,21 +22,40 @@ function codeOf(err: unknown): string {
   return typeof code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(code) ? code : 'HSM_UNKNOWN_ERROR';
 }
 
-/** Runs one HSM operation, reporting its time or its failure (and the token's health by its outcome). */
+/** Failures of one key or one signature, not of the token: they leave its health as it was. */
+const KEY_FAILURES = new Set(['HSM_KEY_NOT_FOUND', 'HSM_KEY_AMBIGUOUS', 'HSM_SIGNATURE_INVALID']);
+
+/** Metrics never change what signing does: an observer that throws is ignored. */
+function report(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // a metrics fault must not fail (or, after the fact, un-succeed) an HSM operation
+  }
+}
+
+/**
+ * Runs one HSM operation, reporting its time or its failure by code, and the token's health by its
+ * outcome: up after a success, down after a failure of the token or its sessions (not of one key).
+ */
 export async function observed<T>(token: string, key: string, kind: 'sign' | 'wrap', run: () => Promise<T>): Promise<T> {
   const o = observer;
   if (!o) return run();
   const started = process.hrtime.bigint();
+  let result: T;
   try {
-    const result = await run();
-    o.operation({ key, kind, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
-    o.token({ token, up: true });
-    return result;
+    result = await run();
   } catch (err) {
-    o.failure({ key, kind, code: codeOf(err) });
-    o.token({ token, up: false });
+    const code = codeOf(err);
+    report(() => o.failure({ key, kind, code }));
+    if (!KEY_FAILURES.has(code)) report(() => o.token({ token, up: false }));
     throw err;
   }
+  report(() => {
+    o.operation({ key, kind, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+    o.token({ token, up: true });
+  });
+  return result;
 }
 
 /** A signer whose signatures are reported (observed). */
@@ -50,5 +69,6 @@ export function observedSigner(signer: Signer, token: string, key: string): Sign
 
 /** A session logged in again (the token dropped its login, or the session broke). */
 export function reportRelogin(): void {
-  observer?.relogin();
+  const o = observer;
+  if (o) report(() => o.relogin());
 }

@@ -7,3 +7,4 @@ export * from './status.js';
 export * from './collected-gauge.js';
 export * from './site.js';
 export * from './batch.js';
+export * from './scrapers.js';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { batchQueueMetrics, hsmMetrics, leaseMetrics, metricsPort, processRegistry, siteFiguresMetrics, statusMetrics } from './index.js';
+import { batchQueueMetrics, hsmMetrics, leaseMetrics, mayScrape, metricsPort, processRegistry, scraperList, siteFiguresMetrics, statusMetrics } from './index.js';
+import { sharedRead } from './scrape-read.js';
 
 /** The value of one series in a scrape's text, or undefined when it is absent. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -87,5 +88,26 @@ describe('metrics', () => {
     assert.equal(metricsPort(9101, { FLEETPKI_METRICS_PORT: '0' }), undefined);
     assert.equal(metricsPort(undefined, { FLEETPKI_METRICS_PORT: '19999' }), 19999);
     assert.throws(() => metricsPort(undefined, { FLEETPKI_METRICS_PORT: 'x' }), /FLEETPKI_METRICS_PORT "x"/);
+  });
+
+  it('only the configured scrapers may read /metrics (default: this host); a bad entry is refused by name', () => {
+    const local = scraperList();
+    assert.ok(mayScrape(local, '127.0.0.1') && mayScrape(local, '::1') && mayScrape(local, '::ffff:127.0.0.1'));
+    assert.ok(!mayScrape(local, '10.0.1.20') && !mayScrape(local, undefined));
+    const prometheusNet = scraperList(['10.0.9.0/24', '2001:db8::5']);
+    assert.ok(mayScrape(prometheusNet, '10.0.9.7') && mayScrape(prometheusNet, '2001:db8::5') && !mayScrape(prometheusNet, '10.0.8.7') && !mayScrape(prometheusNet, '127.0.0.1'));
+    assert.throws(() => scraperList(['10.0.0.0/33']), /"10\.0\.0\.0\/33" is not an IP address or CIDR range/);
+  });
+
+  it('a read that hangs fails the scrape\'s figures, not the scrape, and is not started twice', async () => {
+    let started = 0;
+    const read = sharedRead(() => {
+      started++;
+      return new Promise<number>(() => undefined);
+    }, 0, 50);
+    assert.equal(await read.get(), undefined);
+    assert.equal(await read.get(), undefined);
+    assert.equal(started, 1, 'the hanging read is shared');
+    assert.equal(read.failures, 2);
   });
 });

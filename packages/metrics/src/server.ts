@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { BlockList } from 'node:net';
 import type { Registry } from 'prom-client';
+import { mayScrape, scraperList } from './scrapers.js';
 import { FleetError } from '@fleetpki/core';
 
 /** Another path the listener answers besides /metrics (the daemons' /healthz). */
@@ -10,10 +12,14 @@ export type ExtraRoute = (request: IncomingMessage) => Promise<{ status: number;
  * GET /metrics, and what `extra` answers. Plain HTTP on the site's host, as Prometheus scrapes
  * node exporters; the figures are not secrets, and the listener accepts nothing that changes state.
  */
-export async function serveMetrics(registry: Registry, host: string, port: number, extra?: ExtraRoute): Promise<Server> {
+export async function serveMetrics(registry: Registry, host: string, port: number, extra?: ExtraRoute, scrapers: BlockList = scraperList()): Promise<Server> {
   const server = createServer((request, response) => {
     void (async () => {
       if (request.method === 'GET' && request.url === '/metrics') {
+        if (!mayScrape(scrapers, request.socket.remoteAddress)) {
+          response.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'METRICS_FORBIDDEN', message: 'this address may not read metrics (sites.<id>.metrics.scrapers)' }));
+          return;
+        }
         response.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
         return;
       }

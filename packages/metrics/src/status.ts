@@ -15,6 +15,9 @@ export interface StatusFigures {
 export function statusMetrics(registry: Registry, read: () => Promise<StatusFigures>): { responses: Counter<'kind'> } {
   const registers = [registry];
   const figures = sharedRead(read);
+  // The CRLs last read: when a read fails, the CRLs served have not changed, but they go on ageing, so
+  // their time left is worked out again at every scrape (a CRL expiring during an outage still alerts).
+  let lastCrls: StatusFigures['crls'] = [];
   const crlGauge = (name: string, help: string, value: (c: StatusFigures['crls'][number]) => number) =>
     new Gauge({
       name,
@@ -23,9 +26,9 @@ export function statusMetrics(registry: Registry, read: () => Promise<StatusFigu
       registers,
       async collect() {
         const f = await figures.get();
-        if (!f) return;
+        if (f) lastCrls = f.crls;
         this.reset();
-        for (const c of f.crls) this.set({ ca: c.caId, shard: String(c.shard), kind: c.kind }, value(c));
+        for (const c of lastCrls) this.set({ ca: c.caId, shard: String(c.shard), kind: c.kind }, value(c));
       },
     });
   crlGauge('fleetpki_crl_number', 'CRL number of the CRL this site serves', (c) => Number(c.crlNumber));
@@ -40,6 +43,7 @@ export function statusMetrics(registry: Registry, read: () => Promise<StatusFigu
       registers,
       async collect() {
         const f = await figures.get();
+        this.reset();
         if (!f) return;
         for (const ca of f.caIds) this.set({ ca }, value(f.unsigned.find((u) => u.caId === ca) ?? { count: 0, oldestSeconds: 0 }));
       },

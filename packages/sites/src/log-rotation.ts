@@ -15,7 +15,7 @@ export function logRotationFiles(config: FleetConfig): { conf: string; state: st
 
 /**
  * logrotate's configuration for the files the local simulation writes: the agents', etcd's, Redis's,
- * PostgreSQL's and pgBackRest's logs. copytruncate: every writer keeps its file open (an agent's stdout,
+ * Patroni's, PostgreSQL's, pgBackRest's and the local Prometheus's logs. copytruncate: every writer keeps its file open (an agent's stdout,
  * a postmaster's log collector-less stderr), so the file is copied and emptied in place rather than
  * renamed under it. A file owned by postgres is rotated as postgres (`su`), as logrotate requires for
  * a directory only that user may write. In production the units log to the journal, which journald
@@ -28,10 +28,11 @@ export function logRotationConfig(config: FleetConfig, options: { maxSize?: stri
   const postgresFiles: string[] = [];
   for (const id of SITE_IDS) {
     const site = config.sites[id];
-    rootFiles.push(agentLogFile(site), join(site.dir, 'redis', '*.log'));
+    rootFiles.push(agentLogFile(site), join(site.dir, 'redis', '*.log'), join(site.dir, 'patroni.log'));
     postgresFiles.push(join(site.dir, 'pg-log', '*.log'), join(site.dir, 'pgbackrest', 'log', '*.log'));
   }
   for (const member of config.consensus.members) rootFiles.push(etcdLogFile(member));
+  rootFiles.push(join(config.stateDir, 'prometheus', 'prometheus.log'));
   for (const path of [...rootFiles, ...postgresFiles]) {
     // logrotate's configuration is line-based and a space separates paths: refuse what would break it.
     if (!/^\/[A-Za-z0-9/._*-]+$/.test(path)) throw new FleetError('CONFIG_INVALID', `invalid configuration: the log file path "${path}" must be an absolute path of letters, digits and / . _ - only (logrotate's configuration names it)`);

@@ -1,4 +1,4 @@
-import { FleetError, runService } from '@fleetpki/core';
+import { FleetError, MAX_WORKER_INSTANCES, runService } from '@fleetpki/core';
 import { metricsPort } from '@fleetpki/metrics';
 import { startBatchWorker } from './worker.js';
 
@@ -10,7 +10,7 @@ function workerMetricsPort(configured: number | undefined): number | undefined {
   const instance = process.env.FLEETPKI_WORKER_INSTANCE;
   if (configured === undefined || instance === undefined || instance === '') return metricsPort(configured);
   const n = Number(instance);
-  if (!Number.isInteger(n) || n < 1 || configured + n - 1 > 65535) throw new FleetError('CONFIG_INVALID', `invalid configuration: FLEETPKI_WORKER_INSTANCE "${instance}" must be the instance number 1, 2, ... (fleetpki-batch-worker@N)`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKER_INSTANCES) throw new FleetError('CONFIG_INVALID', `invalid configuration: FLEETPKI_WORKER_INSTANCE "${instance}" must be the instance number 1 to ${MAX_WORKER_INSTANCES} (fleetpki-batch-worker@N; their metrics ports are kept free from sites.<id>.metrics.worker on)`);
   return metricsPort(configured + n - 1);
 }
 

@@ -2,7 +2,7 @@ import pino from 'pino';
 import type { FleetConfig } from '@fleetpki/core';
 import { ChunkIssuer, openSiteRuntime, postgresBatchHealthStore } from '@fleetpki/ca';
 import { observeHsm } from '@fleetpki/hsm';
-import { batchQueueMetrics, batchWorkMetrics, hsmMetrics, issuanceMetrics, leaseMetrics, processRegistry, serveMetrics } from '@fleetpki/metrics';
+import { batchQueueMetrics, batchWorkMetrics, hsmMetrics, issuanceMetrics, leaseMetrics, processRegistry, scraperList, serveMetrics } from '@fleetpki/metrics';
 import { PossessionThreads } from '@fleetpki/x509';
 import { assertRedisLink, ChunkQueue, redisLink, startChunkWorker } from '@fleetpki/queue';
 
@@ -46,14 +46,18 @@ export async function startBatchWorker(config: FleetConfig, options: BatchWorker
     const batch = batchWorkMetrics(registry);
     leaseMetrics(registry, () => runtime.lease.state());
     const issuer = ChunkIssuer.forPool(pool, ca, config.site, serialPrefix, possession, { ...issuance, chunkDone: (n) => batch.chunkDone(n) });
-    const server = options.metricsPort === undefined ? undefined : await serveMetrics(registry, site.host, options.metricsPort);
+    // Issuing matters more than the worker's figures: a port taken is logged (and `up` shows the scrape failing).
+    const server = options.metricsPort === undefined ? undefined : await serveMetrics(registry, site.host, options.metricsPort, undefined, scraperList(site.metrics.scrapers)).catch((err: unknown) => {
+      log.error({ code: 'METRICS_LISTEN_FAILED', port: options.metricsPort, err: { message: (err as Error).message } }, 'the metrics listener could not start; the worker runs without it');
+      return undefined;
+    });
     const worker = startChunkWorker(
       link,
       config.pgDatabase,
       async (job) => {
         await guard.assertWritable();
         const outcome = await issuer.attempt(job.batchId, job.chunkNo);
-        log.debug({ ...job, ...outcome }, 'chunk done');
+        log.info({ ...job, ...outcome }, 'chunk done');
       },
       {
         concurrency: options.concurrency ?? 2,

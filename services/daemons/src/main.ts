@@ -30,7 +30,7 @@ await runService('daemons', async (config) => {
   observeHsm(hsmMetrics(registry));
   const daemons = await openSiteDaemons(config, { ...(only ? { only } : {}), onStuck, passDeadlineMs });
   const port = metricsPort(config.sites[config.site].metrics.daemons);
-  const server = port !== undefined ? await serveDaemonMetrics(registry, daemons, config.sites[config.site].host, port) : undefined;
+  const server = port !== undefined ? await serveDaemonMetrics(registry, daemons, config.sites[config.site].host, port, config.sites[config.site].metrics.scrapers) : undefined;
   daemons.start();
   // A site that became active while its status jobs have no CA key ends this process (exit 75,
   // EX_TEMPFAIL), so the supervisor (systemd Restart=on-failure) starts one that opens the key again.

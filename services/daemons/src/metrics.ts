@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { batchQueueMetrics, collectedGauge, leaseMetrics, serveMetrics, type Registry } from '@fleetpki/metrics';
+import { batchQueueMetrics, collectedGauge, leaseMetrics, scraperList, serveMetrics, type Registry } from '@fleetpki/metrics';
 import type { SiteDaemons } from './site-daemons.js';
 
 /**
@@ -30,11 +30,11 @@ export function daemonMetrics(registry: Registry, daemons: SiteDaemons): Registr
 }
 
 /** /healthz and /metrics on `port` (sites.<id>.metrics.daemons, FLEETPKI_METRICS_PORT), for the load balancer and Prometheus. */
-export async function serveDaemonMetrics(registry: Registry, daemons: SiteDaemons, host: string, port: number): Promise<Server> {
+export async function serveDaemonMetrics(registry: Registry, daemons: SiteDaemons, host: string, port: number, scrapers?: readonly string[]): Promise<Server> {
   daemonMetrics(registry, daemons);
   return serveMetrics(registry, host, port, async (request) => {
     if (request.url !== '/healthz') return undefined;
     const blind = await daemons.blindWhileActive();
     return { status: blind ? 503 : 200, body: { status: blind ? 'blind' : 'ok', daemons: daemons.stats(), unavailable: daemons.unavailable, leases: daemons.leases() } };
-  });
+  }, scraperList(scrapers));
 }

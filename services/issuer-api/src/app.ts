@@ -111,7 +111,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  const metrics = installMetrics(app, deps.config.site, deps.lease);
+  const metrics = installMetrics(app, deps.config.site, deps.lease, deps.config.sites[deps.config.site].metrics.scrapers);
   // Cookies are read for console sessions only (ApiAccess); every other credential is a header or TLS.
   await app.register(cookie);
   const accessStore = postgresAccessStore(deps.pool);

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { observeHsm } from '@fleetpki/hsm';
-import { hsmMetrics, httpMetrics, issuanceMetrics, leaseMetrics, processRegistry, writesBlockedMetric, type LeaseFigures, type EnrolmentProtocol, type IssuanceMetrics, type Registry } from '@fleetpki/metrics';
+import { hsmMetrics, httpMetrics, issuanceMetrics, leaseMetrics, mayScrape, processRegistry, scraperList, writesBlockedMetric, type LeaseFigures, type EnrolmentProtocol, type IssuanceMetrics, type Registry } from '@fleetpki/metrics';
 
 export interface IssuerMetrics {
   readonly registry: Registry;
@@ -30,7 +30,7 @@ export function noteRefusal(request: FastifyRequest, code: string | undefined): 
  * Prometheus metrics of the issuer API (docs/metrics.md): HTTP requests and latency, issuance counts,
  * online enrolment latency and refusals by protocol, the HSM's operations, process figures.
  */
-export function installMetrics(app: FastifyInstance, site: string, lease?: { state(): LeaseFigures }): IssuerMetrics {
+export function installMetrics(app: FastifyInstance, site: string, lease?: { state(): LeaseFigures }, scrapers?: readonly string[]): IssuerMetrics {
   const registry = processRegistry('issuer-api', site);
   observeHsm(hsmMetrics(registry));
   if (lease) leaseMetrics(registry, () => lease.state());
@@ -54,6 +54,10 @@ export function installMetrics(app: FastifyInstance, site: string, lease?: { sta
     const protocol = protocolOf(request.method, route);
     if (protocol) issuance.enrolment(protocol, seconds, refusals.get(request) ?? (reply.statusCode >= 400 ? `HTTP_${reply.statusCode}` : undefined));
   });
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+  const allowed = scraperList(scrapers);
+  app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+    if (!mayScrape(allowed, request.socket.remoteAddress)) return reply.status(403).send({ code: 'METRICS_FORBIDDEN', message: 'this address may not read metrics (sites.<id>.metrics.scrapers)' });
+    return reply.type(registry.contentType).send(await registry.metrics());
+  });
   return { registry, issuance, writesBlocked: writesBlockedMetric(registry) };
 }

@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { runService } from '@fleetpki/core';
-import { metricsPort, processRegistry, serveMetrics, siteFiguresMetrics } from '@fleetpki/metrics';
+import { metricsPort, processRegistry, scraperList, serveMetrics, siteFiguresMetrics } from '@fleetpki/metrics';
 import { checkEtcdTls, PatroniSiteAgent, SiteAgent, siteFiguresReader } from '@fleetpki/sites';
 
 // Thin entry point: this site's agent, one per site, started by `sites up`: beside Patroni
@@ -24,7 +24,7 @@ await runService('site-agent', async (config) => {
     siteFiguresMetrics(registry, () => figures.read());
     // The agent runs the site's role whatever happens to its metrics: a port taken is logged, not fatal
     // (Prometheus's `up` shows the scrape failing; FleetpkiTargetDown).
-    server = await serveMetrics(registry, config.sites[config.site].host, port).catch((err: unknown) => {
+    server = await serveMetrics(registry, config.sites[config.site].host, port, undefined, scraperList(config.sites[config.site].metrics.scrapers)).catch((err: unknown) => {
       log(`metrics: METRICS_LISTEN_FAILED: cannot listen on ${config.sites[config.site].host}:${port} (${(err as Error).message}); the agent runs without its metrics listener`);
       return undefined;
     });

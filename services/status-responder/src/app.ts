@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { OcspAnswerCache, OcspCacheWarmer, OcspResponder, OcspRevocationResigner, ocspCacheFeedJob, ocspRevocationsJob, openStatusSite, type StatusSite } from '@fleetpki/ca';
 import { Daemon, readServerTls, type FleetConfig } from '@fleetpki/core';
 import { observeHsm } from '@fleetpki/hsm';
-import { collectedGauge, hsmMetrics, leaseMetrics, processRegistry, statusMetrics } from '@fleetpki/metrics';
+import { collectedGauge, hsmMetrics, leaseMetrics, mayScrape, processRegistry, scraperList, statusMetrics } from '@fleetpki/metrics';
 import { MAX_OCSP_REQUEST, installStatusErrors, refuseOperatorRoutes, registerStatusObjectRoutes } from './routes.js';
 
 export interface StatusRuntime {
@@ -74,7 +74,11 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
       refuseOperatorRoutes(plainApp, own.statusUrl);
     }
     app.get('/healthz', async () => ({ status: 'ok', signing: signing !== undefined, lease: lease.state(), cache: { entries: cache.size, ...warmer.status } }));
-    app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+    const scrapers = scraperList(own.metrics.scrapers);
+    app.get('/metrics', async (request, reply) => {
+      if (!mayScrape(scrapers, request.socket.remoteAddress)) return reply.status(403).send({ code: 'METRICS_FORBIDDEN', message: 'this address may not read metrics (sites.<id>.metrics.scrapers)' });
+      return reply.type(registry.contentType).send(await registry.metrics());
+    });
 
     // Revocations are watched on every site, leader or not: a standby's cache must drop them too.
     const revocationDaemon = new Daemon(ocspRevocationsJob(revocations, app.log, Math.min(options.tickEveryMs ?? 200, 200)), { log: app.log });

@@ -27,7 +27,7 @@ sites:
     api: { port: 8443, url: https://ca-a.example.net:8443 }
     patroni: { port: 8008 }   # Patroni's REST API beside PostgreSQL (health, switchover, patronictl)
     status: { port: 9443, httpPort: 8080 }   # HTTPS (tls.status); OCSP and CRLs also over plain HTTP on httpPort
-    metrics: { daemons: 9101, worker: 9102, agent: 9103 }   # GET /metrics of the processes without a server of their own (docs/metrics.md)
+    metrics: { daemons: 9101, agent: 9102, worker: 9110 }   # GET /metrics of the processes without a server of their own; batch worker @N on 9110 + N - 1 (docs/metrics.md)
   b:
     host: 10.0.2.10
     postgres: { port: 5432 }
@@ -35,7 +35,7 @@ sites:
     api: { port: 8443, url: https://ca-b.example.net:8443 }
     patroni: { port: 8008 }
     status: { port: 9443, httpPort: 8080 }
-    metrics: { daemons: 9101, worker: 9102, agent: 9103 }
+    metrics: { daemons: 9101, agent: 9102, worker: 9110 }
 
 etcd:                         # who is the CA site: one member per site and the witness, a majority of three
   members:

@@ -235,4 +235,11 @@ describe('the configuration file', () => {
     assert.match(loadConfig(file('')).sites.a.hsm.softhsmConf ?? '', /site-a\/hsm\/softhsm2\.conf$/);
     assert.equal(loadConfig(file('hsm: { a: { modulePath: /opt/hsm/libvendor.so } }')).sites.a.hsm.softhsmConf, undefined);
   });
+
+  it('metrics listeners: ports kept free for every batch worker instance, scrapers as addresses or CIDR ranges', () => {
+    const c = loadConfig(file('sites: { a: { metrics: { daemons: 19101, worker: 19110, scrapers: [10.0.9.0/24, "::1"] } } }'));
+    assert.deepEqual([c.sites.a.metrics.daemons, c.sites.a.metrics.worker, c.sites.a.metrics.agent, c.sites.a.metrics.scrapers], [19101, 19110, 18102, ['10.0.9.0/24', '::1']]);
+    assert.throws(() => loadConfig(file('sites: { a: { metrics: { daemons: 19113, worker: 19110 } } }')), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /sites\.a\.metrics\.worker \(batch worker @4\) and sites\.a\.metrics\.daemons|sites\.a\.metrics\.daemons and sites\.a\.metrics\.worker \(batch worker @4\)/.test(err.message));
+    assert.throws(() => loadConfig(file('sites: { a: { metrics: { scrapers: [10.0.0.0/33] } } }')), (err: unknown) => isFleetError(err, 'CONFIG_INVALID') && /sites\.a\.metrics\.scrapers: "10\.0\.0\.0\/33"/.test(err.message));
+  });
 });

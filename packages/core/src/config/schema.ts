@@ -51,7 +51,13 @@ const siteSchema = z.strictObject({
    * The metrics listeners (plain HTTP, GET /metrics) of the processes without an HTTP server of their
    * own (docs/metrics.md); a process without a port serves none. FLEETPKI_METRICS_PORT overrides.
    */
-  metrics: z.strictObject({ daemons: portSchema.optional(), worker: portSchema.optional(), agent: portSchema.optional() }).optional(),
+  metrics: z.strictObject({
+    daemons: portSchema.optional(),
+    worker: portSchema.optional(),
+    agent: portSchema.optional(),
+    /** Who may read /metrics, on these listeners and the API's and status responder's: addresses or CIDR ranges (default: this host). */
+    scrapers: z.array(z.string().min(1)).optional(),
+  }).optional(),
 });
 
 const etcdMemberSchema = z.strictObject({ clientUrl: httpUrl.optional(), peerUrl: httpUrl.optional(), dir: absolutePath.optional() });

@@ -1,5 +1,6 @@
 // The deployment's topology, resolved: each site's parts (host, port, URLs), its HSM, the etcd members.
 // What the file leaves out is the local two-site simulation's (loopback, or the network namespaces).
+import { isIP } from 'node:net';
 import { basename, join } from 'node:path';
 import { FleetError } from '../errors.js';
 import type { Deployment } from './schema.js';
@@ -8,6 +9,9 @@ import { secretFile } from './sources.js';
 import { apiServesHttps, checkHttpsUrl, statusServesHttps } from './https.js';
 import { DEFAULT_ETCD_PORTS } from './env.js';
 import { DATABASE_CLIENTS, DATABASE_ROLES, SITE_IDS, type DatabaseClient, type EtcdMember, type EtcdMemberName, type SiteConfig, type SiteHsmConfig, type SiteId } from './types.js';
+
+/** Batch worker instances per host whose metrics ports (sites.<id>.metrics.worker + N - 1) are kept free. */
+export const MAX_WORKER_INSTANCES = 8;
 
 /** Ports of the local simulation's parts when the file names none. */
 const DEFAULT_PORTS: Readonly<Record<SiteId, { postgres: number; redis: number; api: number; status: number; patroni: number; agentMetrics: number }>> = {
@@ -24,6 +28,15 @@ export interface ResolveContext {
   readonly env: Record<string, string | undefined>;
   /** Which key a variable set, so an error names the variable (env.ts). */
   readonly fromEnv: ReadonlyMap<string, string>;
+}
+
+/** An address or CIDR range allowed to read /metrics. */
+function checkScraper(entry: string, key: string): string {
+  const [address, bits] = entry.split('/');
+  const family = isIP(address ?? '');
+  const max = family === 6 ? 128 : 32;
+  if (family === 0 || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))) throw refuse(`${key}: "${entry}" is not an IP address or CIDR range`);
+  return entry;
 }
 
 const refuse = (message: string) => new FleetError('CONFIG_INVALID', `invalid configuration: ${message}`);
@@ -125,7 +138,7 @@ export function resolveSite(d: Deployment, ctx: ResolveContext, id: SiteId): Sit
     statusHttpPort,
     // The agent (one per site) serves metrics by default; the daemons and workers, of which tests start
     // several per site, only where a port is configured.
-    metrics: { ...s.metrics, agent: s.metrics?.agent ?? DEFAULT_PORTS[id].agentMetrics },
+    metrics: { ...s.metrics, agent: s.metrics?.agent ?? DEFAULT_PORTS[id].agentMetrics, ...(s.metrics?.scrapers ? { scrapers: s.metrics.scrapers.map((entry) => checkScraper(entry, `sites.${id}.metrics.scrapers`)) } : {}) },
     patroniHost,
     patroniPort,
     databaseUrl,
@@ -187,7 +200,12 @@ export function checkPlacesDiffer(sites: Readonly<Record<SiteId, SiteConfig>>, m
     claim(`${s.statusHost}:${s.statusPort}`, `sites.${id}.status`);
     claim(`${s.patroniHost}:${s.patroniPort}`, `sites.${id}.patroni`);
     if (s.statusHttpPort !== undefined) claim(`${s.statusHost}:${s.statusHttpPort}`, `sites.${id}.status.httpPort`);
-    for (const [part, port] of Object.entries(s.metrics)) if (port !== undefined) claim(`${s.host}:${port}`, `sites.${id}.metrics.${part}`);
+    for (const [part, port] of Object.entries(s.metrics)) {
+      if (typeof port !== 'number') continue;
+      // A host's batch workers @1..@N take consecutive ports from sites.<id>.metrics.worker.
+      const count = part === 'worker' ? MAX_WORKER_INSTANCES : 1;
+      for (let n = 0; n < count; n++) claim(`${s.host}:${port + n}`, `sites.${id}.metrics.${part}${count > 1 ? ` (batch worker @${n + 1})` : ''}`);
+    }
   }
   for (const m of members) {
     claim(new URL(m.clientUrl).host, `etcd.members.${m.name}.clientUrl`);

@@ -30,7 +30,7 @@ export interface SiteConfig {
    */
   readonly statusHttpPort: number | undefined;
   /** Metrics listeners of the daemons, batch worker and site agent (sites.<id>.metrics), where configured. */
-  readonly metrics: { readonly daemons?: number; readonly worker?: number; readonly agent?: number };
+  readonly metrics: { readonly daemons?: number; readonly worker?: number; readonly agent?: number; readonly scrapers?: readonly string[] };
   /** Patroni's REST API (database.ha patroni): sites.<id>.patroni. */
   readonly patroniHost: string;
   readonly patroniPort: number;

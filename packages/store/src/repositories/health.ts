@@ -21,17 +21,20 @@ export async function crlStates(db: Queryable): Promise<CrlState[]> {
 }
 
 /**
- * Revocations of the last ten minutes with no stored SHA-1 "revoked" response yet (the responder is
- * re-signing them, or failing to), by CA: how many and the oldest's age. The window is the CRL
- * publisher's (revocationsAwaitingOcsp); revocations_by_commit_order bounds the scan to it.
+ * Revocations of the last hour with no stored SHA-1 "revoked" response yet (the responder is
+ * re-signing them, or failing to), by CA: how many (counted up to 10,000) and the oldest's age. An
+ * hour, not the CRL publisher's ten minutes (revocationsAwaitingOcsp): a re-signer that stays broken
+ * keeps its alert for that long. revocations_by_commit_order bounds the scan to the window, and the
+ * cap bounds a scrape after a bulk revocation.
  */
 export async function unsignedRevocations(db: Queryable): Promise<{ caId: string; count: number; oldestSeconds: number }[]> {
   const { rows } = await db.query<{ ca_id: string; n: number; oldest_s: number }>(
-    `SELECT r.ca_id, count(*)::int AS n, extract(epoch FROM now() - min(r.created_at))::float8 AS oldest_s
-       FROM revocations r
-      WHERE r.created_at > now() - interval '10 minutes'
-        AND NOT EXISTS (SELECT 1 FROM ocsp_responses o WHERE o.serial = r.serial AND o.hash_alg = 'sha1' AND o.status = 'revoked')
-      GROUP BY r.ca_id`,
+    `SELECT ca_id, count(*)::int AS n, extract(epoch FROM now() - min(created_at))::float8 AS oldest_s
+       FROM (SELECT r.ca_id, r.created_at FROM revocations r
+              WHERE r.created_at > now() - interval '1 hour'
+                AND NOT EXISTS (SELECT 1 FROM ocsp_responses o WHERE o.serial = r.serial AND o.hash_alg = 'sha1' AND o.status = 'revoked')
+              ORDER BY r.created_at LIMIT 10000) unsigned
+      GROUP BY ca_id`,
   );
   return rows.map((r) => ({ caId: r.ca_id, count: r.n, oldestSeconds: r.oldest_s }));
 }
