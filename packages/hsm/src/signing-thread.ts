@@ -34,7 +34,7 @@ export interface SliceRequest {
 }
 
 export type SliceReply =
-  | { readonly id: number; readonly ok: true; readonly signatures: Uint8Array; readonly ends: Uint32Array }
+  | { readonly id: number; readonly ok: true; readonly signatures: Uint8Array; readonly ends: Uint32Array; readonly relogged?: true }
   | { readonly id: number; readonly ok: false; readonly code: string; readonly message: string };
 
 class SliceSigner {
@@ -62,7 +62,9 @@ class SliceSigner {
     } catch (err) {
       if (!isBrokenSession(err)) throw err;
       await this.openSession();
-      return this.signSlice(request);
+      // Said in the reply: the main thread's metrics count re-logins (this thread has no observer).
+      const reply = this.signSlice(request);
+      return reply.ok ? { ...reply, relogged: true } : reply;
     }
   }
 

@@ -5,6 +5,7 @@ import { HsmError, type HsmErrorCode } from './errors.js';
 import type { KeyRef, Signer } from './key-store.js';
 import type { SignatureCheck } from './signature-check.js';
 import type { SigningThreadInit, SliceReply, SliceRequest } from './signing-thread.js';
+import { reportRelogin } from './observer.js';
 
 interface Item {
   readonly data: Uint8Array;
@@ -129,6 +130,7 @@ export class SigningThreads extends WorkerPool<Slice, SliceReply> {
 
   protected answer(slice: Slice, reply: SliceReply): void {
     if (reply.ok) {
+      if (reply.relogged) reportRelogin();
       let start = 0;
       slice.items.forEach((item, i) => {
         const end = reply.ends[i]!;
