@@ -72,3 +72,27 @@ export function reportRelogin(): void {
   const o = observer;
   if (o) report(() => o.relogin());
 }
+
+/** How often a key store asks its token whether it is there (C_GetTokenInfo), for fleetpki_hsm_token_up. */
+export const TOKEN_HEALTH_EVERY_MS = 15_000;
+
+/**
+ * Asks the token every TOKEN_HEALTH_EVERY_MS whether it is there, while a process reports to an
+ * observer: a process that signs nothing for hours (a standby's responders) still says its token is
+ * gone before a failover needs it. The timer never keeps the process alive.
+ */
+export function watchTokenHealth(token: string, probe: () => void): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    const o = observer;
+    if (!o) return;
+    let up = true;
+    try {
+      probe();
+    } catch {
+      up = false;
+    }
+    report(() => o.token({ token, up }));
+  }, TOKEN_HEALTH_EVERY_MS);
+  timer.unref();
+  return timer;
+}

@@ -11,7 +11,7 @@ import { SessionPool } from './session-pool.js';
 import { collect, findObjects, findOneKey, protectionOf, readP256PublicKey } from './pkcs11-objects.js';
 import { CHECK_EVERY_SIGNATURE, inP256ScalarRange, type SignatureCheck } from './signature-check.js';
 import { SigningThreads } from './signing-threads.js';
-import { observed, observedSigner, reportRelogin } from './observer.js';
+import { observed, observedSigner, reportRelogin, watchTokenHealth } from './observer.js';
 
 export interface Pkcs11Options {
   readonly modulePath: string;
@@ -33,6 +33,8 @@ export interface Pkcs11Options {
 export class Pkcs11KeyStore implements KeyStore {
   readonly tokenLabel: string;
   private closed = false;
+  /** The token asked every 15 s whether it is there (fleetpki_hsm_token_up); stopped by close(). */
+  private readonly healthWatch: NodeJS.Timeout;
 
   private readonly pool: SessionPool<graphene.Session>;
 
@@ -47,6 +49,9 @@ export class Pkcs11KeyStore implements KeyStore {
   ) {
     this.tokenLabel = tokenLabel;
     this.pool = new SessionPool(sessions, { isBroken: isBrokenSession, replace: (broken) => this.replaceSession(broken) });
+    this.healthWatch = watchTokenHealth(tokenLabel, () => {
+      slot.getToken();
+    });
   }
 
   /**
@@ -403,6 +408,7 @@ export class Pkcs11KeyStore implements KeyStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.healthWatch);
     // The threads' sessions first: finalising the module under them would end them mid-signature.
     await this.threads?.close();
     this.threads = undefined;
