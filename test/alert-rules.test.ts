@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 // (infra/prometheus, infra/grafana) against each other and against the catalogue of metrics
 // (docs/metrics.md) and the runbook (docs/operations.md): issue 39.
 
-const repo = (path: string) => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
+const repo = (path: string) => fileURLToPath(new URL(`../${path}`, import.meta.url));
 const prometheusDir = repo('infra/prometheus');
 const read = (path: string) => readFileSync(repo(path), 'utf8');
 
