@@ -3,15 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findRepoRoot } from '@fleetpki/core';
-import { stopProcess } from '@fleetpki/sites';
+import { prometheusConfig, stopProcess, type ScrapeTarget } from '@fleetpki/sites';
 import { waitFor } from './sites.js';
 
-export interface ScrapeTarget {
-  /** host:port of a /metrics endpoint over plain HTTP. */
-  readonly address: string;
-  readonly site: string;
-  readonly process: string;
-}
+export type { ScrapeTarget };
 
 export interface PrometheusAlert {
   readonly labels: Record<string, string>;
@@ -33,9 +28,7 @@ export class TestPrometheus {
   static async start(port: number, targets: readonly ScrapeTarget[]): Promise<TestPrometheus> {
     const dir = mkdtempSync(join(tmpdir(), 'fleetpki-prometheus-'));
     copyFileSync(join(findRepoRoot(), 'infra', 'prometheus', 'alerts.yml'), join(dir, 'alerts.yml'));
-    const scrapeConfigs = targets.map((t, i) => ({ job_name: `${t.process}-${t.site}-${i}`, static_configs: [{ targets: [t.address], labels: { site: t.site, process: t.process } }] }));
-    // JSON is YAML: no YAML writer needed for a file this small.
-    writeFileSync(join(dir, 'prometheus.yml'), JSON.stringify({ global: { scrape_interval: '1s', evaluation_interval: '1s', scrape_timeout: '1s' }, rule_files: ['alerts.yml'], scrape_configs: scrapeConfigs }));
+    writeFileSync(join(dir, 'prometheus.yml'), prometheusConfig(targets, 1));
     const child = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));

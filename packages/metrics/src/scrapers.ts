@@ -30,3 +30,6 @@ export function mayScrape(list: BlockList, ip: string | undefined): boolean {
   if (v4) return list.check(v4, 'ipv4');
   return isIP(ip) === 6 ? list.check(ip, 'ipv6') : list.check(ip, 'ipv4');
 }
+
+/** The answer to a scrape from an address not among the scrapers (every metrics listener gives the same). */
+export const SCRAPE_FORBIDDEN = { code: 'METRICS_FORBIDDEN', message: 'this address may not read metrics (sites.<id>.metrics.scrapers)' } as const;

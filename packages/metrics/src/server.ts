@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { BlockList } from 'node:net';
 import type { Registry } from 'prom-client';
-import { mayScrape, scraperList } from './scrapers.js';
+import { mayScrape, SCRAPE_FORBIDDEN, scraperList } from './scrapers.js';
 import { FleetError } from '@fleetpki/core';
 
 /** Another path the listener answers besides /metrics (the daemons' /healthz). */
@@ -17,7 +17,7 @@ export async function serveMetrics(registry: Registry, host: string, port: numbe
     void (async () => {
       if (request.method === 'GET' && request.url === '/metrics') {
         if (!mayScrape(scrapers, request.socket.remoteAddress)) {
-          response.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'METRICS_FORBIDDEN', message: 'this address may not read metrics (sites.<id>.metrics.scrapers)' }));
+          response.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify(SCRAPE_FORBIDDEN));
           return;
         }
         response.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());

@@ -18,6 +18,33 @@ function dir(config: FleetConfig): string {
   return join(config.stateDir, 'prometheus');
 }
 
+/** A scrape target: host:port of a /metrics endpoint, and the site and process its `up` is labelled with. */
+export interface ScrapeTarget {
+  readonly address: string;
+  readonly site: string;
+  readonly process: string;
+  readonly scheme?: 'http' | 'https';
+  /** The CA bundle that checks an https target's certificate. */
+  readonly caFile?: string;
+}
+
+/**
+ * Prometheus's configuration for `targets`, scraped and evaluated every `everySeconds` with the rules of
+ * alerts.yml beside it (the local Prometheus, and the tests' own). The processes label their series
+ * themselves (honor_labels); the target's labels are what `up` gets. JSON is YAML: no YAML writer.
+ */
+export function prometheusConfig(targets: readonly ScrapeTarget[], everySeconds: number): string {
+  const every = `${everySeconds}s`;
+  const scrapeConfigs = targets.map((t, i) => ({
+    job_name: `${t.process}-${t.site}-${i}`,
+    scheme: t.scheme ?? 'http',
+    honor_labels: true,
+    ...(t.caFile ? { tls_config: { ca_file: t.caFile } } : {}),
+    static_configs: [{ targets: [t.address], labels: { site: t.site, process: t.process } }],
+  }));
+  return JSON.stringify({ global: { scrape_interval: every, evaluation_interval: every, scrape_timeout: every }, rule_files: ['alerts.yml'], scrape_configs: scrapeConfigs }, null, 2);
+}
+
 /** The scrape targets of the local two sites: every process's metrics, labelled with its site and process. */
 export function localScrapeTargets(config: FleetConfig): { address: string; site: SiteId; process: string; scheme: 'http' | 'https' }[] {
   const targets: { address: string; site: SiteId; process: string; scheme: 'http' | 'https' }[] = [];
@@ -54,16 +81,8 @@ export function ensureLocalPrometheus(config: FleetConfig): { state: 'started' |
   if (config.simulation.netns) throw new FleetError('SITES_PROMETHEUS_NETNS', "the local Prometheus scrapes the loopback simulation only; with network namespaces (FLEETPKI_NETNS=on) run a Prometheus that reaches the sites' addresses (infra/prometheus/prometheus.yml)");
   mkdirSync(dir(config), { recursive: true });
   copyFileSync(join(config.repoRoot, 'infra', 'prometheus', 'alerts.yml'), join(dir(config), 'alerts.yml'));
-  const scrapeConfigs = localScrapeTargets(config).map((t) => ({
-    job_name: `${t.process}-${t.site}-${t.address.split(':').pop()}`,
-    scheme: t.scheme,
-    // The processes label their series themselves; the target's labels are what `up` gets.
-    honor_labels: true,
-    ...(t.scheme === 'https' && config.tls.caBundle ? { tls_config: { ca_file: config.tls.caBundle } } : {}),
-    static_configs: [{ targets: [t.address], labels: { site: t.site, process: t.process } }],
-  }));
-  // JSON is YAML: no YAML writer for a generated file.
-  writeFileSync(join(dir(config), 'prometheus.yml'), JSON.stringify({ global: { scrape_interval: '5s', evaluation_interval: '5s' }, rule_files: ['alerts.yml'], scrape_configs: scrapeConfigs }, null, 2));
+  const ca = config.tls.caBundle;
+  writeFileSync(join(dir(config), 'prometheus.yml'), prometheusConfig(localScrapeTargets(config).map((t) => ({ ...t, ...(t.scheme === 'https' && ca ? { caFile: ca } : {}) })), 5));
   const log = openSync(join(dir(config), 'prometheus.log'), 'a');
   try {
     const child = spawn('prometheus', [`--config.file=${join(dir(config), 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir(config), 'data')}`, `--web.listen-address=127.0.0.1:${LOCAL_PROMETHEUS_PORT}`, '--storage.tsdb.retention.time=7d'], { detached: true, stdio: ['ignore', log, log] });

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { observeHsm } from '@fleetpki/hsm';
-import { hsmMetrics, httpMetrics, issuanceMetrics, leaseMetrics, mayScrape, processRegistry, scraperList, writesBlockedMetric, type LeaseFigures, type EnrolmentProtocol, type IssuanceMetrics, type Registry } from '@fleetpki/metrics';
+import { hsmMetrics, httpMetrics, issuanceMetrics, leaseMetrics, mayScrape, SCRAPE_FORBIDDEN, processRegistry, scraperList, writesBlockedMetric, type LeaseFigures, type EnrolmentProtocol, type IssuanceMetrics, type Registry } from '@fleetpki/metrics';
 
 export interface IssuerMetrics {
   readonly registry: Registry;
@@ -56,7 +56,7 @@ export function installMetrics(app: FastifyInstance, site: string, lease?: { sta
   });
   const allowed = scraperList(scrapers);
   app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
-    if (!mayScrape(allowed, request.socket.remoteAddress)) return reply.status(403).send({ code: 'METRICS_FORBIDDEN', message: 'this address may not read metrics (sites.<id>.metrics.scrapers)' });
+    if (!mayScrape(allowed, request.socket.remoteAddress)) return reply.status(403).send(SCRAPE_FORBIDDEN);
     return reply.type(registry.contentType).send(await registry.metrics());
   });
   return { registry, issuance, writesBlocked: writesBlockedMetric(registry) };

@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { OcspAnswerCache, OcspCacheWarmer, OcspResponder, OcspRevocationResigner, ocspCacheFeedJob, ocspRevocationsJob, openStatusSite, type StatusSite } from '@fleetpki/ca';
 import { Daemon, readServerTls, type FleetConfig } from '@fleetpki/core';
 import { observeHsm } from '@fleetpki/hsm';
-import { collectedGauge, hsmMetrics, leaseMetrics, mayScrape, processRegistry, scraperList, statusMetrics } from '@fleetpki/metrics';
+import { collectedGauge, hsmMetrics, leaseMetrics, mayScrape, SCRAPE_FORBIDDEN, processRegistry, scraperList, statusMetrics } from '@fleetpki/metrics';
 import { MAX_OCSP_REQUEST, installStatusErrors, refuseOperatorRoutes, registerStatusObjectRoutes } from './routes.js';
 
 export interface StatusRuntime {
@@ -76,7 +76,7 @@ export async function createStatusRuntime(config: FleetConfig, options: { logger
     app.get('/healthz', async () => ({ status: 'ok', signing: signing !== undefined, lease: lease.state(), cache: { entries: cache.size, ...warmer.status } }));
     const scrapers = scraperList(own.metrics.scrapers);
     app.get('/metrics', async (request, reply) => {
-      if (!mayScrape(scrapers, request.socket.remoteAddress)) return reply.status(403).send({ code: 'METRICS_FORBIDDEN', message: 'this address may not read metrics (sites.<id>.metrics.scrapers)' });
+      if (!mayScrape(scrapers, request.socket.remoteAddress)) return reply.status(403).send(SCRAPE_FORBIDDEN);
       return reply.type(registry.contentType).send(await registry.metrics());
     });
 
