@@ -51,6 +51,8 @@ export type * from './access/store.js';
 export { postgresAccessStore, postgresConsoleSessions } from './access/postgres-store.js';
 export * from './custody/ceremony.js';
 export * from './custody/root-ceremonies.js';
+export * from './custody/root-generations.js';
+export * from './custody/root-rollover.js';
 export * from './custody/key-custody.js';
 export * from './custody/device-key-service.js';
 export * from './custody/hsm-maintenance.js';

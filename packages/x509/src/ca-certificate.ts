@@ -88,8 +88,11 @@ export interface ParsedCaCertificate {
   /** Serial number (unsigned big-endian bytes), as a CRL entry names the certificate. */
   readonly serial: Buffer;
   readonly subjectDer: Buffer;
+  /** The issuer's name as encoded (a link certificate's or a re-certified CA's differs from its subject's issuer before). */
+  readonly issuerDer: Buffer;
   readonly keyId: Buffer;
   readonly publicKeySpki: Buffer;
+  readonly notBefore: Date;
   readonly notAfter: Date;
   readonly subjectText: string;
 }
@@ -106,8 +109,10 @@ export function parseCaCertificate(der: Uint8Array): ParsedCaCertificate {
   return {
     serial,
     subjectDer: Buffer.from(cert.subject.toSchema().toBER(false)),
+    issuerDer: Buffer.from(cert.issuer.toSchema().toBER(false)),
     keyId,
     publicKeySpki: Buffer.from(cert.subjectPublicKeyInfo.toSchema().toBER(false)),
+    notBefore: cert.notBefore.value,
     notAfter: cert.notAfter.value,
     subjectText,
   };

@@ -64,10 +64,11 @@ export function registerStatusObjectRoutes(app: FastifyInstance, deps: StatusObj
     return sendOcsp(reply, answer, true, maxAgeSeconds);
   });
   app.get<{ Params: { caId: string; name: string } }>('/crl/:caId/:name', async (request, reply) => {
-    // Device CRL shards sNNNN.crl (and -delta), and the root's ARL (arl.crl: its CRL of CA certificates).
+    // Device CRL shards sNNNN.crl (and -delta), and a root's ARL (arl.crl: its CRL of CA certificates,
+    // one per root generation still trusted).
     const m = /^s(\d{4})(-delta)?\.crl$/.exec(request.params.name);
-    const arl = request.params.name === 'arl.crl' && request.params.caId === CA_IDS.root;
-    const crl = m ? await store.crl(request.params.caId, Number(m[1]), m[2] ? 'delta' : 'full') : arl ? await store.crl(CA_IDS.root, 0, 'full') : undefined;
+    const arl = request.params.name === 'arl.crl' && (request.params.caId === CA_IDS.root || (await isRoot(store, request.params.caId)));
+    const crl = m ? await store.crl(request.params.caId, Number(m[1]), m[2] ? 'delta' : 'full') : arl ? await store.crl(request.params.caId, 0, 'full') : undefined;
     if (!crl) return reply.status(404).send({ code: 'CRL_NOT_FOUND', message: `no CRL ${request.params.caId}/${request.params.name}` });
     const maxAge = Math.max(0, Math.floor((crl.nextUpdate.getTime() - Date.now()) / 1000));
     return reply
@@ -77,6 +78,11 @@ export function registerStatusObjectRoutes(app: FastifyInstance, deps: StatusObj
       .header('expires', crl.nextUpdate.toUTCString())
       .send(crl.der);
   });
+}
+
+/** Whether `caId` names a root (the CA list is read again only for a name that is not the first root's). */
+async function isRoot(store: StatusSite['store'], caId: string): Promise<boolean> {
+  return (await store.cas()).some((c) => c.id === caId && c.kind === 'root');
 }
 
 /**

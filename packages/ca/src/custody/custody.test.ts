@@ -1,15 +1,17 @@
 import assert from 'node:assert/strict';
-import { createCipheriv, createDecipheriv, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { X509Certificate, createCipheriv, createDecipheriv, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { CustodyKeyStore, KeyInfo, KeyRef, SigningKeyStore, TrustedKeyStore } from '@fleetpki/hsm';
-import type { AuditEvent, CaRecord, CrlRecord, KekRecord, KeyBackupRecord, MasterKeyRecord } from '@fleetpki/store';
+import type { AuditEvent, CaRecord, CrlRecord, KekRecord, KeyBackupRecord, MasterKeyRecord, RootLinkRecord } from '@fleetpki/store';
 import { parseCaCertificate } from '@fleetpki/x509';
 import { CA_IDS } from '../ca-ids.js';
 import { caCertificate, runCeremony, verifyCaKeys } from './ceremony.js';
 import { destroyTrustedKey, hardenTokenKeys } from './hsm-maintenance.js';
 import { createKeyCustody, restoreKeysFromShares, type CustodyWrap } from './key-custody.js';
 import { createSubordinateCa, publishAuthorityRevocationList, renewSubordinateCa } from './root-ceremonies.js';
-import type { HsmAuditStore, KeyCustodyStore, RootCeremonyStore } from './store.js';
+import { caCertificatesForClients, rootGenerations } from './root-generations.js';
+import { rollRootKey } from './root-rollover.js';
+import type { HsmAuditStore, KeyCustodyStore, RootRolloverStore } from './store.js';
 
 /**
  * Custody's ceremonies against in-memory stores behind their narrow ports and software key stores:
@@ -19,8 +21,9 @@ import type { HsmAuditStore, KeyCustodyStore, RootCeremonyStore } from './store.
  */
 
 /** The custody tables in memory, as the PostgreSQL store keeps them (a transaction is one call here). */
-class MemoryCustodyStore implements RootCeremonyStore, KeyCustodyStore, HsmAuditStore {
+class MemoryCustodyStore implements RootRolloverStore, KeyCustodyStore, HsmAuditStore {
   cas: CaRecord[] = [];
+  links: RootLinkRecord[] = [];
   history = new Map<string, Buffer[]>();
   crls: CrlRecord[] = [];
   keks: KekRecord[] = [];
@@ -36,10 +39,23 @@ class MemoryCustodyStore implements RootCeremonyStore, KeyCustodyStore, HsmAudit
     for (const r of records) this.cas.push({ ...r, status: 'active' });
     this.audit.push(event);
   }
-  async renewCa(caId: string, certificate: Buffer, notAfter: Date, event: AuditEvent): Promise<void> {
+  async renewCa(caId: string, parentId: string, certificate: Buffer, notAfter: Date, event: AuditEvent): Promise<void> {
     const ca = this.cas.find((c) => c.id === caId)!;
     this.history.set(caId, [...(this.history.get(caId) ?? []), ca.certificate]);
-    Object.assign(ca, { certificate, notAfter });
+    Object.assign(ca, { parentId, certificate, notAfter });
+    this.audit.push(event);
+  }
+  async rootLinks(): Promise<RootLinkRecord[]> {
+    return this.links;
+  }
+  async recordRootRollover(rollover: { root: Omit<CaRecord, 'status'>; link: RootLinkRecord; recertified: readonly { caId: string; certificate: Buffer; notAfter: Date }[] }, event: AuditEvent): Promise<void> {
+    this.cas.push({ ...rollover.root, status: 'active' });
+    this.links.push(rollover.link);
+    for (const r of rollover.recertified) {
+      const ca = this.cas.find((c) => c.id === r.caId)!;
+      this.history.set(r.caId, [...(this.history.get(r.caId) ?? []), ca.certificate]);
+      Object.assign(ca, { parentId: rollover.root.id, certificate: r.certificate, notAfter: r.notAfter });
+    }
     this.audit.push(event);
   }
   async previousCaCertificates(caId: string): Promise<Buffer[]> {
@@ -267,5 +283,56 @@ describe('HSM maintenance records its own audit rows', () => {
     const store = new MemoryCustodyStore();
     await hardenTokenKeys({ ...m(store), tokenLabel: 'site-a' }, async () => ({ restricted: ['fpd1'], movedPinFiles: ['a', 'b'] }));
     assert.deepEqual(store.audit, [{ site: 'a', actor: 'custodian:alice', action: 'hsm.harden', subject: 'site-a', details: { restricted: ['fpd1'], movedPinFiles: 2 } }]);
+  });
+});
+
+describe('a root rollover through its port', () => {
+  it('a new root with its links; the device issuing CA re-certified under it, the organisation CA not; each root signs its own ARL', async () => {
+    const { store, root } = await ceremony();
+    const base = { store, rootKeyStore: root, site: 'a' as const, actor: 'custodian:bob', serialPrefix: 7 };
+    const fpd1Before = store.cas.find((c) => c.id === CA_IDS.deviceIssuing)!.certificate;
+    const rollover = await rollRootKey({ ...base, id: 'rootg2', name: { commonName: 'fleetpki Root CA G2' }, years: 40 });
+    const x = (der: Buffer) => new X509Certificate(der);
+    const [oldRoot, newRoot, nwo, own] = [x(rollover.replaced.certificate), x(rollover.root.certificate), x(rollover.newWithOld), x(rollover.oldWithNew)];
+    assert.ok(newRoot.verify(newRoot.publicKey) && newRoot.checkIssued(newRoot), 'NewWithNew is self-signed');
+    assert.ok(nwo.verify(oldRoot.publicKey) && nwo.checkIssued(oldRoot) && nwo.publicKey.equals(newRoot.publicKey) && nwo.subject === newRoot.subject, 'NewWithOld: the new key under the old');
+    assert.ok(own.verify(newRoot.publicKey) && own.checkIssued(newRoot) && own.publicKey.equals(oldRoot.publicKey) && own.subject === oldRoot.subject, 'OldWithNew: the old key under the new');
+    const fpd1 = store.cas.find((c) => c.id === CA_IDS.deviceIssuing)!;
+    assert.equal(fpd1.parentId, 'rootg2');
+    assert.ok(x(fpd1.certificate).verify(newRoot.publicKey) && x(fpd1.certificate).publicKey.equals(x(fpd1Before).publicKey), 'same key, under the new root');
+    assert.deepEqual(await store.previousCaCertificates(CA_IDS.deviceIssuing), [fpd1Before]);
+    assert.equal(store.cas.find((c) => c.id === CA_IDS.organisation)!.parentId, CA_IDS.root);
+    assert.deepEqual(store.audit.at(-1)!.action, 'ceremony.root-rollover');
+
+    const generations = rootGenerations(store.cas, store.links);
+    assert.equal(generations.current.id, 'rootg2');
+    assert.deepEqual(generations.updates, [{ oldWithOld: rollover.replaced.certificate, newWithNew: rollover.root.certificate, newWithOld: rollover.newWithOld, oldWithNew: rollover.oldWithNew }]);
+    const cacerts = caCertificatesForClients(fpd1.certificate, rollover.root, generations.updates);
+    assert.deepEqual(cacerts, [fpd1.certificate, rollover.root.certificate, rollover.newWithOld, rollover.oldWithNew, rollover.replaced.certificate]);
+
+    // A new CA now goes under the current root; renewing the organisation CA moves it there too.
+    assert.equal((await createSubordinateCa({ ...base, siteKeyStore: new SoftwareToken('site-a2'), id: 'fpd2', kind: 'device-issuing', name: { commonName: 'FPD2' }, years: 5 })).parentId, 'rootg2');
+    assert.equal((await renewSubordinateCa({ ...base, caId: CA_IDS.organisation, years: 5 })).parentId, 'rootg2');
+
+    // fpd1 revoked: the old root's ARL lists the certificate it signed, the new root's the one it signed.
+    store.cas = store.cas.map((c) => (c.id === CA_IDS.deviceIssuing ? { ...c, status: 'revoked' as const, revokedAt: new Date(), revocationReason: 1 } : c));
+    const oldArl = await publishAuthorityRevocationList({ ...base, rootId: CA_IDS.root });
+    const newArl = await publishAuthorityRevocationList(base);
+    assert.deepEqual([oldArl.rootId, newArl.rootId], [CA_IDS.root, 'rootg2']);
+    assert.deepEqual(oldArl.entries.map((e) => e.serial), [parseCaCertificate(fpd1Before).serial.toString('hex')]);
+    assert.deepEqual(newArl.entries.map((e) => e.serial), [parseCaCertificate(fpd1.certificate).serial.toString('hex')]);
+  });
+
+  it('refuses an id in use, the old root\'s name, and a new root that would not outlive the old', async () => {
+    const { store, root } = await ceremony();
+    const base = { store, rootKeyStore: root, site: 'a' as const, actor: 'custodian:bob', serialPrefix: 7 };
+    await assert.rejects(rollRootKey({ ...base, id: CA_IDS.deviceIssuing, name: { commonName: 'G2' }, years: 40 }), { code: 'CA_EXISTS' });
+    await assert.rejects(rollRootKey({ ...base, id: 'rootg2', name: { commonName: 'fleetpki Root CA', organization: 'fleetpki' }, years: 40 }), { code: 'CA_NAME_INVALID' });
+    await assert.rejects(rollRootKey({ ...base, id: 'rootg3', name: { commonName: 'G3' }, years: 5 }), { code: 'CA_VALIDITY_INVALID' });
+    assert.equal(store.links.length, 0);
+    // A run that failed after generating the key is run again: the key under that label is reused.
+    const second = await rollRootKey({ ...base, id: 'rootg2', name: { commonName: 'fleetpki Root CA G2' }, years: 40 });
+    assert.ok(second.root.keyUri.includes('rootg2'));
+    await assert.rejects(rollRootKey({ ...base, id: 'rootg2', name: { commonName: 'again' }, years: 50 }), { code: 'CA_EXISTS' });
   });
 });

@@ -8,11 +8,13 @@ import {
   insertMasterKey,
   isInRecovery,
   listCas,
+  listRootLinks,
+  insertRootLink,
+  recertifyCa,
   listKeyBackups,
   listMasterKeys,
   nextCrlNumber,
   previousCaCertificates,
-  renewCaCertificate,
   saveCrl,
   saveDeviceKeyChecks,
   withTransaction,
@@ -31,12 +33,20 @@ export function postgresCustodyStore(pool: Pool): CustodyStore {
         for (const record of records) await insertCa(client, record);
         await appendAuditEvents(client, [event]);
       }),
-    renewCa: (caId, certificate, notAfter, event) =>
+    renewCa: (caId, parentId, certificate, notAfter, event) =>
       withTransaction(pool, async (client) => {
-        await renewCaCertificate(client, caId, certificate, notAfter);
+        await recertifyCa(client, caId, parentId, certificate, notAfter);
         await appendAuditEvents(client, [event]);
       }),
     previousCaCertificates: (caId) => previousCaCertificates(pool, caId),
+    rootLinks: () => listRootLinks(pool),
+    recordRootRollover: ({ root, link, recertified }, event) =>
+      withTransaction(pool, async (client) => {
+        await insertCa(client, root);
+        await insertRootLink(client, link);
+        for (const r of recertified) await recertifyCa(client, r.caId, root.id, r.certificate, r.notAfter);
+        await appendAuditEvents(client, [event]);
+      }),
     publishCrl: (caId, build) =>
       withTransaction(pool, async (client) => {
         const crlNumber = await nextCrlNumber(client, caId);

@@ -5,7 +5,8 @@ import type { CaKind, CaRecord } from '@fleetpki/store';
 import { assembleSignedCertificate, buildCaTbs, buildCrlTbs, parseCaCertificate, type CaName, type CrlEntry } from '@fleetpki/x509';
 import { CA_IDS } from '../ca-ids.js';
 import { newSerial } from '../issuance/serials.js';
-import type { CaCeremonyStore, RootCeremonyStore } from './store.js';
+import { rootGenerations } from './root-generations.js';
+import type { RootCeremonyStore } from './store.js';
 
 /**
  * What only the offline root signs, each a ceremony run by custodians at the CLI with the root's HSM
@@ -21,10 +22,15 @@ export interface RootCeremony {
   readonly now?: Date;
 }
 
-/** The root's record and a signer for its key (found by the label and CKA_ID its URI records). */
-export async function rootSigner(store: Pick<CaCeremonyStore, 'listCas'>, rootKeyStore: SigningKeyStore): Promise<{ root: CaRecord; signer: Signer }> {
-  const root = (await store.listCas()).find((c) => c.kind === 'root');
-  if (!root) throw new FleetError('CA_NOT_INITIALISED', 'no root CA in the store: run `pnpm fleetpki ceremony init` first');
+/**
+ * A root's record and a signer for its key (found by the label and CKA_ID its URI records): the current
+ * root (root-generations.ts), or `rootId`, an earlier generation still trusted (its ARL).
+ */
+export async function rootSigner(store: Pick<RootCeremonyStore, 'listCas' | 'rootLinks'>, rootKeyStore: SigningKeyStore, rootId?: string): Promise<{ root: CaRecord; signer: Signer }> {
+  const cas = await store.listCas();
+  const root = rootId === undefined ? rootGenerations(cas, await store.rootLinks()).current : cas.find((c) => c.id === rootId && c.kind === 'root');
+  if (!root) throw new FleetError('CA_NOT_FOUND', `no root CA ${String(rootId).slice(0, 40)}`, { httpStatus: 404 });
+  if (root.status === 'revoked') throw new FleetError('CA_NOT_ACTIVE', `root ${root.id} is revoked; it signs nothing more`, { httpStatus: 409 });
   const uri = parsePkcs11Uri(root.keyUri);
   const signer = await rootKeyStore.getSigner({ label: uri.object, ...(uri.id ? { id: uri.id } : {}) });
   if (!signer.publicKeySpki.equals(parseCaCertificate(root.certificate).publicKeySpki)) throw new FleetError('CA_KEY_MISMATCH', `the root key in token "${rootKeyStore.tokenLabel}" does not match the root certificate`);
@@ -67,6 +73,7 @@ export async function createSubordinateCa(
  * Renews a subordinate CA's certificate: same subject and key (so the certificates it issued stay
  * valid and identical in their issuer fields), a new serial and validity, signed by the offline root.
  * The previous certificate goes into the CA's history (the ARL lists it too if the CA is revoked).
+ * It is signed by the current root: after a root rollover, renewing a CA moves it under the new root.
  */
 export async function renewSubordinateCa(ceremony: RootCeremony & { caId: string; years: number; serialPrefix: number }): Promise<CaRecord> {
   const ca = (await ceremony.store.listCas()).find((c) => c.id === ceremony.caId);
@@ -80,16 +87,17 @@ export async function renewSubordinateCa(ceremony: RootCeremony & { caId: string
   notAfter.setUTCFullYear(notAfter.getUTCFullYear() + ceremony.years);
   const tbs = buildCaTbs({ subjectDer: current.subjectDer, issuerSubjectDer: rootCertificate.subjectDer, issuerKeyId: rootCertificate.keyId, serial: newSerial(ceremony.serialPrefix), notBefore: now, notAfter, publicKeySpki: current.publicKeySpki, pathLength: 0 });
   const certificate = assembleSignedCertificate(tbs.der, await rootSigns(signer, tbs.der, `the renewal of CA ${ca.id}`));
-  await ceremony.store.renewCa(ca.id, certificate, notAfter, { site: ceremony.site, actor: ceremony.actor, action: 'ceremony.renew-ca', subject: ca.id, details: { previousSerial: current.serial.toString('hex'), serial: parseCaCertificate(certificate).serial.toString('hex'), notAfter: notAfter.toISOString() } });
-  return { ...ca, certificate, notAfter };
+  await ceremony.store.renewCa(ca.id, root.id, certificate, notAfter, { site: ceremony.site, actor: ceremony.actor, action: 'ceremony.renew-ca', subject: ca.id, details: { previousSerial: current.serial.toString('hex'), serial: parseCaCertificate(certificate).serial.toString('hex'), notAfter: notAfter.toISOString() } });
+  return { ...ca, parentId: root.id, certificate, notAfter };
 }
 
-/** Where the root's ARL is served, beside the device CRL shards (status responder: /crl/<root>/arl.crl). */
-export function arlUrl(crlBaseUrl: string): string {
-  return `${crlBaseUrl.replace(/\/?$/, '/')}${CA_IDS.root}/arl.crl`;
+/** Where a root's ARL is served, beside the device CRL shards (status responder: /crl/<root>/arl.crl). */
+export function arlUrl(crlBaseUrl: string, rootId: string = CA_IDS.root): string {
+  return `${crlBaseUrl.replace(/\/?$/, '/')}${rootId}/arl.crl`;
 }
 
 export interface ArlResult {
+  readonly rootId: string;
   readonly crlNumber: bigint;
   readonly entries: readonly { caId: string; serial: string; reason: number }[];
   readonly thisUpdate: Date;
@@ -103,14 +111,16 @@ export interface ArlResult {
  * site's status responder serves it. An offline root publishes rarely: nextUpdate is `validityDays` on
  * (default 180) and the ceremony runs again after any CA revocation and before that date.
  */
-export async function publishAuthorityRevocationList(ceremony: RootCeremony & { validityDays?: number }): Promise<ArlResult> {
-  const { root, signer } = await rootSigner(ceremony.store, ceremony.rootKeyStore);
+export async function publishAuthorityRevocationList(ceremony: RootCeremony & { validityDays?: number; rootId?: string }): Promise<ArlResult> {
+  const { root, signer } = await rootSigner(ceremony.store, ceremony.rootKeyStore, ceremony.rootId);
   const rootCertificate = parseCaCertificate(root.certificate);
-  const revoked = (await ceremony.store.listCas()).filter((c) => c.parentId === root.id && c.status === 'revoked');
+  const revoked = (await ceremony.store.listCas()).filter((c) => c.kind !== 'root' && c.status === 'revoked');
   const entries: (CrlEntry & { caId: string })[] = [];
   for (const c of revoked) {
-    // Every certificate the CA had, renewals included: any of them would otherwise still chain.
+    // Every certificate the CA had that this root signed, renewals and certificates under an earlier
+    // or later root generation told apart by issuer: any of them would otherwise still chain.
     for (const certificate of [c.certificate, ...(await ceremony.store.previousCaCertificates(c.id))]) {
+      if (!parseCaCertificate(certificate).issuerDer.equals(rootCertificate.subjectDer)) continue;
       entries.push({ caId: c.id, serial: parseCaCertificate(certificate).serial, revokedAt: c.revokedAt ?? new Date(0), reason: c.revocationReason ?? 0 });
     }
   }
@@ -124,7 +134,7 @@ export async function publishAuthorityRevocationList(ceremony: RootCeremony & { 
     return {
       crl: { caId: root.id, shard: 0, kind: 'full', baseNumber: null, thisUpdate, nextUpdate, coversUntil: thisUpdate, entries: entries.length, der },
       event: { site: ceremony.site, actor: ceremony.actor, action: 'ceremony.arl', subject: root.id, details: { crlNumber: crlNumber.toString(), revoked: listed, nextUpdate: nextUpdate.toISOString() } },
-      result: { crlNumber, entries: listed, thisUpdate, nextUpdate, der },
+      result: { rootId: root.id, crlNumber, entries: listed, thisUpdate, nextUpdate, der },
     };
   });
 }

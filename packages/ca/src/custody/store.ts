@@ -1,4 +1,4 @@
-import type { AuditEvent, CaRecord, CrlRecord, DeviceKeyRoleName, KekRecord, KeyBackupRecord, MasterKeyRecord } from '@fleetpki/store';
+import type { AuditEvent, CaRecord, CrlRecord, DeviceKeyRoleName, KekRecord, KeyBackupRecord, MasterKeyRecord, RootLinkRecord } from '@fleetpki/store';
 
 // The store calls custody needs, one narrow interface per caller (Boulder: narrow storage interfaces),
 // implemented for PostgreSQL by postgres-store.ts and in memory by the unit tests. Every change is
@@ -20,11 +20,19 @@ export interface NumberedCrl<T> {
 
 /** What only the offline root signs (root-ceremonies.ts). */
 export interface RootCeremonyStore extends CaCeremonyStore {
-  /** The CA's new certificate (the previous one goes into its history), with the audit event. */
-  renewCa(caId: string, certificate: Buffer, notAfter: Date, event: AuditEvent): Promise<void>;
+  /** The links between root generations (root-generations.ts finds the current root with them). */
+  rootLinks(): Promise<RootLinkRecord[]>;
+  /** The CA's new certificate under `parentId` (the previous one goes into its history), with the audit event. */
+  renewCa(caId: string, parentId: string, certificate: Buffer, notAfter: Date, event: AuditEvent): Promise<void>;
   previousCaCertificates(caId: string): Promise<Buffer[]>;
   /** Takes the CA's next CRL number, lets `build` sign with it, stores the CRL and the audit event: one transaction. */
   publishCrl<T>(caId: string, build: (crlNumber: bigint) => Promise<NumberedCrl<T>>): Promise<T>;
+}
+
+/** A root rollover (root-rollover.ts). */
+export interface RootRolloverStore extends RootCeremonyStore {
+  /** The new root, its link to the old one and the re-certified CAs (previous certificates to their history), with the audit event: one transaction. */
+  recordRootRollover(rollover: { root: Omit<CaRecord, 'status'>; link: RootLinkRecord; recertified: readonly { caId: string; certificate: Buffer; notAfter: Date }[] }, event: AuditEvent): Promise<void>;
 }
 
 /** Key custody (key-custody.ts): the keys to wrap, the KEK and its backups. */
@@ -58,4 +66,4 @@ export interface HsmAuditStore {
 }
 
 /** Every custody port; what postgresCustodyStore implements. */
-export type CustodyStore = RootCeremonyStore & KeyCustodyStore & DeviceKeyStore & HsmAuditStore;
+export type CustodyStore = RootRolloverStore & KeyCustodyStore & DeviceKeyStore & HsmAuditStore;

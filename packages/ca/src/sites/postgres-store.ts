@@ -1,5 +1,5 @@
 import type { DatabaseClient, FleetConfig, SiteId } from '@fleetpki/core';
-import { AdvisoryLeadership, LeaseConnection, appendAuditEvents, createPool, isInRecovery, isPool, listCas, openServicePool, pgLinkSecurity, pgLinkSecurityForUrl, readSiteStates, syncStandbyState, withTransaction, type Pool, type SessionWaits } from '@fleetpki/store';
+import { AdvisoryLeadership, LeaseConnection, appendAuditEvents, createPool, isInRecovery, isPool, listCas, listRootLinks, openServicePool, pgLinkSecurity, pgLinkSecurityForUrl, readSiteStates, syncStandbyState, withTransaction, type Pool, type SessionWaits } from '@fleetpki/store';
 import type { JobLeadership, LeaseDatabase, SiteStore } from './store.js';
 
 /** The sites ports on the site's PostgreSQL database: the only file of sites/ that calls the store. */
@@ -8,6 +8,7 @@ export function postgresSiteStore(pool: Pool): SiteStore {
     isInRecovery: () => isInRecovery(pool),
     syncStandbyState: () => syncStandbyState(pool),
     listCas: () => listCas(pool),
+    rootLinks: () => listRootLinks(pool),
     readSiteStates: () => readSiteStates(pool),
     appendAuditLocally: (event) =>
       withTransaction(pool, async (client) => {

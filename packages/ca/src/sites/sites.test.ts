@@ -38,6 +38,9 @@ class MemorySiteStore implements SiteGuardStore, SiteIssuerStore, SiteAuditStore
   async listCas() {
     return this.cas;
   }
+  async rootLinks() {
+    return [];
+  }
   async readSiteStates() {
     return this.states;
   }

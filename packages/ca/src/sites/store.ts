@@ -1,4 +1,4 @@
-import type { AuditEvent, CaRecord, LeaseConnection, SiteStateRecord } from '@fleetpki/store';
+import type { AuditEvent, CaRecord, LeaseConnection, RootLinkRecord, SiteStateRecord } from '@fleetpki/store';
 
 // The store calls of the sites capability (which site may act), one narrow interface per caller,
 // implemented for PostgreSQL by postgres-store.ts and in memory by the unit tests.
@@ -20,7 +20,10 @@ export interface SiteStateStore {
   readSiteStates(): Promise<SiteStateRecord[]>;
 }
 
-export interface SiteIssuerStore extends CaStatusStore, SiteStateStore {}
+export interface SiteIssuerStore extends CaStatusStore, SiteStateStore {
+  /** The links between root generations: what EST /cacerts and CMP rootCaKeyUpdate hand out. */
+  rootLinks(): Promise<RootLinkRecord[]>;
+}
 
 /** Site operations done at the CLI (failover, protection): their audit events. */
 export interface SiteAuditStore {

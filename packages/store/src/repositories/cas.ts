@@ -63,3 +63,28 @@ export async function previousCaCertificates(db: Queryable, id: string): Promise
   const { rows } = await db.query<{ certificate: Buffer }>('SELECT certificate FROM ca_certificate_history WHERE ca_id = $1 ORDER BY replaced_at', [id]);
   return rows.map((r) => r.certificate);
 }
+
+/** A root rollover's link between a root and its successor (RFC 4210 4.4), migrations/0047. */
+export interface RootLinkRecord {
+  readonly oldRootId: string;
+  readonly newRootId: string;
+  /** The new root's key certified by the old root. */
+  readonly newWithOld: Buffer;
+  /** The old root's key certified by the new root. */
+  readonly oldWithNew: Buffer;
+}
+
+export async function insertRootLink(db: Queryable, link: RootLinkRecord): Promise<void> {
+  await db.query('INSERT INTO root_links (old_root_id, new_root_id, new_with_old, old_with_new) VALUES ($1, $2, $3, $4)', [link.oldRootId, link.newRootId, link.newWithOld, link.oldWithNew]);
+}
+
+export async function listRootLinks(db: Queryable): Promise<RootLinkRecord[]> {
+  const { rows } = await db.query<{ old_root_id: string; new_root_id: string; new_with_old: Buffer; old_with_new: Buffer }>('SELECT old_root_id, new_root_id, new_with_old, old_with_new FROM root_links ORDER BY created_at');
+  return rows.map((r) => ({ oldRootId: r.old_root_id, newRootId: r.new_root_id, newWithOld: r.new_with_old, oldWithNew: r.old_with_new }));
+}
+
+/** Re-certifies a CA under another issuer (a root rollover): same key and subject, the previous certificate kept in its history. */
+export async function recertifyCa(db: Queryable, id: string, parentId: string, certificate: Buffer, notAfter: Date): Promise<void> {
+  await renewCaCertificate(db, id, certificate, notAfter);
+  await db.query('UPDATE cas SET parent_id = $2 WHERE id = $1', [id, parentId]);
+}

@@ -8,6 +8,7 @@ import { openSiteKeyStore } from '@fleetpki/hsm';
 import { toPem } from '@fleetpki/x509';
 import { hardenSiteKeys, migrateRootToken, openRootKeyStore } from '@fleetpki/sites';
 import { requireOfficer, withDatabase } from '../context.js';
+import { registerRootRollover } from './root-rollover.js';
 import { readRootPin, rootPinOption } from '../custodian-pins.js';
 
 export function registerCeremonyCommands(program: Command): void {
@@ -114,21 +115,23 @@ export function registerCeremonyCommands(program: Command): void {
     ceremony
       .command('arl')
       .description("sign and publish the root's CRL of CA certificates (ARL): every revoked CA; run after each CA revocation and before the ARL's nextUpdate")
+      .option('--root <id>', 'the root whose ARL to sign (default: the current root; an earlier generation signs its own while meters trust it)')
       .option('--out <file>', 'also write the ARL (DER) here')
       .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)"),
-  ).action(async (options: { out?: string; tokenFile?: string; rootPinFile?: string }) => {
+  ).action(async (options: { root?: string; out?: string; tokenFile?: string; rootPinFile?: string }) => {
     await withDatabase(async ({ config, pool }) => {
       const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'signing the ARL');
       const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
       try {
-        const arl = await publishAuthorityRevocationList({ store: postgresCustodyStore(pool), rootKeyStore, site: config.site, actor: auditActor(custodian) });
+        const arl = await publishAuthorityRevocationList({ store: postgresCustodyStore(pool), rootKeyStore, site: config.site, actor: auditActor(custodian), ...(options.root ? { rootId: options.root } : {}) });
         if (options.out) writeFileSync(options.out, arl.der);
-        console.log(`ARL number ${arl.crlNumber}: ${arl.entries.length ? arl.entries.map((e) => `${e.caId} (serial ${e.serial}, reason ${e.reason})`).join(', ') : 'no revoked CA'}; next update ${arl.nextUpdate.toISOString()}; served at ${arlUrl(config.crlBaseUrl)}`);
+        console.log(`ARL number ${arl.crlNumber}: ${arl.entries.length ? arl.entries.map((e) => `${e.caId} (serial ${e.serial}, reason ${e.reason})`).join(', ') : 'no revoked CA'}; next update ${arl.nextUpdate.toISOString()}; served at ${arlUrl(config.crlBaseUrl, arl.rootId)}`);
       } finally {
         await rootKeyStore.close();
       }
     });
   });
+  registerRootRollover(ceremony);
   rootPinOption(
     ceremony
       .command('renew-ca')

@@ -10,8 +10,8 @@ export interface EstDeps {
   readonly est: EstEnrolment;
   readonly authenticator: ApiAccess;
   readonly metrics: IssuerMetrics;
-  /** The issuing CA's certificate and the root's, DER: /cacerts. */
-  readonly chainDer: readonly Buffer[];
+  /** /cacerts, DER: the issuing CA's certificate, its root's, and during a root transition the links (SiteIssuer.caCertificates). */
+  readonly caCertificates: readonly Buffer[];
 }
 
 const CERTS_ONLY = 'application/pkcs7-mime; smime-type=certs-only';
@@ -78,10 +78,10 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstDeps): void {
       // The strongSwan form is the labelled one again: documented once, in the README.
       const hide = prefix.endsWith('/.well-known/est') && labelled;
       const docs = (summary: string, extra: Record<string, unknown> = {}) => ({ schema: { summary, tags: ['est'], ...(params ? { params } : {}), ...extra, ...(hide ? { hide: true } : {}) } });
-      est.get<{ Params: { label?: string } }>(`${prefix}/cacerts`, docs('EST: the CA certificates (issuing CA and root), certs-only CMS, base64', { produces: ['application/pkcs7-mime'] }), async (request, reply) => {
+      est.get<{ Params: { label?: string } }>(`${prefix}/cacerts`, docs('EST: the CA certificates (issuing CA, root, and the root link certificates during a root transition, RFC 7030 4.1.3), certs-only CMS, base64', { produces: ['application/pkcs7-mime'] }), async (request, reply) => {
         requireTls(request);
         enrolmentLabel(request.params.label);
-        return reply.header('content-type', 'application/pkcs7-mime').header('content-transfer-encoding', 'base64').send(estBase64(certsOnly(deps.chainDer)));
+        return reply.header('content-type', 'application/pkcs7-mime').header('content-transfer-encoding', 'base64').send(estBase64(certsOnly(deps.caCertificates)));
       });
       est.get<{ Params: { label?: string } }>(`${prefix}/csrattrs`, docs('EST: what a CSR must carry (P-256, ecdsa-with-SHA256, hardwareModuleName)', { produces: ['application/csrattrs'] }), async (request, reply) => {
         requireTls(request);
