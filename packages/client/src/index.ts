@@ -304,6 +304,7 @@ export class FleetApiClient {
   }
 }
 export * from './device-key-bundle.js';
+export * from './root-update.js';
 
 /**
  * A revocation of any size, as two officers carry it out: the requester asks, the approver approves

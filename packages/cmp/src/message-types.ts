@@ -66,6 +66,12 @@ export interface RevDetails {
   readonly reason?: number;
 }
 
+/** InfoTypeAndValue (RFC 4210 5.3.19): the OID, and the value's DER when one was sent (ANY DEFINED BY infoType). */
+export interface InfoTypeAndValue {
+  readonly infoType: string;
+  readonly value?: Buffer;
+}
+
 export interface CertStatus {
   readonly certHash: Buffer;
   readonly certReqId: number;
@@ -77,13 +83,14 @@ export type PkiBody =
   | { readonly type: 'ir' | 'cr' | 'kur'; readonly requests: readonly CertReqMsg[] }
   | { readonly type: 'p10cr'; readonly csr: Buffer }
   | { readonly type: 'rr'; readonly revocations: readonly RevDetails[] }
-  | { readonly type: 'genm'; readonly infoTypes: readonly string[] }
+  /** GenMsgContent and GenRepContent (RFC 4210 5.3.19/5.3.20): infoTypes are infoValues' OIDs, for callers that need no value. */
+  | { readonly type: 'genm' | 'genp'; readonly infoTypes: readonly string[]; readonly infoValues: readonly InfoTypeAndValue[] }
   | { readonly type: 'certConf'; readonly statuses: readonly CertStatus[] }
   | { readonly type: 'pollReq'; readonly certReqIds: readonly number[] }
   | { readonly type: 'pkiconf' }
   /** ErrorMsgContent: the PKIStatus, the PKIFailureInfo bits set (RFC 4210 5.2.3 numbering) and the texts. */
   | { readonly type: 'error'; readonly status: number; readonly failInfo: readonly number[]; readonly texts: readonly string[] }
-  | { readonly type: Exclude<BodyType, 'ir' | 'cr' | 'kur' | 'p10cr' | 'rr' | 'genm' | 'certConf' | 'pollReq' | 'pkiconf' | 'error'>; readonly der: Buffer };
+  | { readonly type: Exclude<BodyType, 'ir' | 'cr' | 'kur' | 'p10cr' | 'rr' | 'genm' | 'genp' | 'certConf' | 'pollReq' | 'pkiconf' | 'error'>; readonly der: Buffer };
 
 export interface PkiMessage {
   readonly der: Buffer;

@@ -189,14 +189,18 @@ function body(der: Buffer, t: Tlv): PkiBody {
         }),
       };
     case 'genm':
-      return {
-        type,
-        infoTypes: children(der, inner).map((itav) => {
-          const [oid] = children(der, itav);
-          if (!oid || oid.tag !== OID) throw new DerError('genm: an InfoTypeAndValue without its OID');
-          return oidText(content(der, oid));
-        }),
-      };
+    case 'genp': {
+      // Both SEQUENCE OF InfoTypeAndValue. A value is kept as sent: its syntax depends on the infoType,
+      // and whoever answers (or reads) that infoType reads it (e.g. rootCaCert, RFC 9483 4.3.2).
+      if (inner.tag !== SEQUENCE) throw new DerError(`${type}: not a SEQUENCE`);
+      const infoValues = children(der, inner).map((itav) => {
+        const [oid, value, extra] = itav.tag === SEQUENCE ? children(der, itav) : [];
+        if (!oid || oid.tag !== OID) throw new DerError(`${type}: an InfoTypeAndValue without its OID`);
+        if (extra) throw new DerError(`${type}: an InfoTypeAndValue with more than one value`);
+        return { infoType: oidText(content(der, oid)), ...(value ? { value: Buffer.from(bytes(der, value)) } : {}) };
+      });
+      return { type, infoTypes: infoValues.map((v) => v.infoType), infoValues };
+    }
     case 'certConf':
       return {
         type,

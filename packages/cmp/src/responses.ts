@@ -134,9 +134,12 @@ export interface ResponseOptions {
   readonly now?: Date;
 }
 
-/** Responses are MACed with SHA-256 and HMAC-SHA-256 whatever the request used (RFC 9483 4.1.1 recommends them). */
-function pbmParameters(p: PbmParameters): Buffer {
-  if (p.owf !== 'sha256' || p.mac !== 'sha256') throw new Error('responses use SHA-256 and HMAC-SHA-256');
+/**
+ * PBMParameter (RFC 4210 5.1.3.1) of what we MAC: responses, whatever the request used, and our own
+ * requests (requests.ts), with SHA-256 and HMAC-SHA-256 (RFC 9483 4.1.1 recommends them).
+ */
+export function pbmParameters(p: PbmParameters): Buffer {
+  if (p.owf !== 'sha256' || p.mac !== 'sha256') throw new Error('our messages use SHA-256 and HMAC-SHA-256');
   return seq(octets(p.salt), seq(derOid(OID_SHA256)), derInteger(p.iterations), seq(derOid(OID_HMAC_SHA256)));
 }
 
@@ -152,7 +155,7 @@ export async function buildResponse(options: ResponseOptions, body: ResponseBody
     explicit(4, options.sender),
     // The recipient is whoever sent the request (a GeneralName, as sent); NULL-DN when unknown.
     request?.sender ?? explicit(4, seq()),
-    explicit(0, generalizedTime(options.now ?? new Date())),
+    explicit(0, derGeneralizedTime(options.now ?? new Date())),
     protectionAlg ? explicit(1, protectionAlg) : Buffer.alloc(0),
     senderKid ? explicit(2, octets(senderKid)) : Buffer.alloc(0),
     request?.transactionId ? explicit(4, octets(request.transactionId)) : Buffer.alloc(0),
@@ -174,7 +177,7 @@ export async function buildResponse(options: ResponseOptions, body: ResponseBody
 }
 
 /** GeneralizedTime (CMP's messageTime is one, whatever the year; RFC 5280's UTCTime rule is for certificates). */
-function generalizedTime(date: Date): Buffer {
+export function derGeneralizedTime(date: Date): Buffer {
   const iso = date.toISOString();
   return derTlv(0x18, Buffer.from(`${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}Z`, 'latin1'));
 }

@@ -4,7 +4,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import cookie from '@fastify/cookie';
 import { requestIdFrom, withRequestId, type FleetConfig } from '@fleetpki/core';
-import { AccessAdministration, BatchIntake, countedEnrolmentStore, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, FailoverDrills, openSiteRuntime, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresStatusStore, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa, type SiteLease } from '@fleetpki/ca';
+import { AccessAdministration, BatchIntake, countedEnrolmentStore, BatchReads, CaStatusGuard, CertificateReads, ClientCertificateAuthenticator, CmpAuthBudget, CmpSecretAdministration, CmpServer, CmpSharedSecrets, ConsoleSessions, DEFAULT_BATCH_LIMITS, DeviceKeyService, DualControl, enrolmentLabel, EnrolmentRequestDecisions, EnrolmentService, ensureCmpProtectionKey, EstEnrolment, FailoverDrills, openSiteRuntime, OperatorReads, postgresAccessStore, postgresAuditStore, postgresBatchIntakeStore, postgresCmpStore, postgresConsoleSessions, postgresEnrolmentRequestStore, postgresEnrolmentStore, postgresManifestKeyStore, postgresStatusStore, RawKeyStatements, RevocationService, SiteGuard, TokenAuthenticator, UploadAdmission, type BatchLimits, type IssuingCa, type RootCaKeyUpdate, type SiteLease } from '@fleetpki/ca';
 import type { KeyStore } from '@fleetpki/hsm';
 import { assertRedisLink, ChunkQueue, redisLink } from '@fleetpki/queue';
 import type { Pool } from '@fleetpki/store';
@@ -54,6 +54,12 @@ export interface IssuerApiDeps {
   /** The site's HSM key store: device keys are diversified and wrapped in it. */
   readonly keyStore: KeyStore;
   readonly chainPem: string;
+  /**
+   * The root generations' updates (CMP rootCaKeyUpdate) and what EST /cacerts returns with them
+   * (SiteIssuer): default none, and the issuing CA and its root from chainPem.
+   */
+  readonly rootUpdates?: readonly RootCaKeyUpdate[];
+  readonly caCertificates?: readonly Buffer[];
   readonly serialPrefix: number;
   /** The site's chunk queue (batch uploads queue their chunks; the daemons' batch-outbox job would anyway). */
   readonly queue: ChunkQueue;
@@ -146,7 +152,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
   registerCertificateRoutes(app, { certificates: CertificateReads.forPool(reservedPool), authenticator: reservedAccess });
   const chain = deps.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((p) => p.includes('BEGIN'));
   const chainDer = chain.map((pem) => readStrictPem(pem, ['CERTIFICATE'], 'the CA chain'));
-  registerEstRoutes(app, { est: new EstEnrolment({ enrolment, guard, caGuard, caId: deps.ca.record.id, possession }), authenticator, metrics, chainDer });
+  registerEstRoutes(app, { est: new EstEnrolment({ enrolment, guard, caGuard, caId: deps.ca.record.id, possession }), authenticator, metrics, caCertificates: deps.caCertificates ?? chainDer });
   registerEstRequestRoutes(app, { requests: new EnrolmentRequestDecisions(postgresEnrolmentRequestStore(deps.pool, deps.config.site), guard), authenticator });
   const cmpSecrets = new CmpSharedSecrets(deps.pool, deps.keyStore, deps.config.site);
   const cmpStore = postgresCmpStore(deps.pool, deps.config.site);
@@ -167,6 +173,7 @@ export async function buildIssuerApi(deps: IssuerApiDeps): Promise<FastifyInstan
       caGuard,
       caId: deps.ca.record.id,
       chainDer,
+      rootUpdates: deps.rootUpdates ?? [],
       threshold: { certificates: deps.config.dualControl.revocationThreshold, windowMinutes: deps.config.dualControl.revocationWindowMinutes },
       onIssued: (profile, keyRole) => metrics.issuance.issued(profile, keyRole),
       ...(deps.pbm ? { pbm: deps.pbm } : {}),
@@ -230,7 +237,7 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
     hsm: { sessions: options.hsmSessions ?? 4, signingThreads: config.signing.threads },
   });
   const { pool, keyStore, lease } = site;
-  const { ca, root, serialPrefix } = site.issuer;
+  const { ca, root, serialPrefix, rootUpdates, caCertificates } = site.issuer;
   const possession = PossessionThreads.start(config.possessionThreads);
   const pbm = PbmThreads.start(config.cmp.pbmThreads);
   const stop = async () => {
@@ -244,7 +251,7 @@ export async function createIssuerRuntime(config: FleetConfig, options: { logger
     await assertRedisLink(link);
     const queue = new ChunkQueue(link, config.pgDatabase);
     const chainPem = toPem(ca.record.certificate) + toPem(root.certificate);
-    const app = await buildIssuerApi({ config, pool, reservedPool: site.pools.reserved, uploadPool: site.pools.uploads, ca, keyStore, queue, lease, possession, pbm, chainPem, serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...(tls ? { tls } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
+    const app = await buildIssuerApi({ config, pool, reservedPool: site.pools.reserved, uploadPool: site.pools.uploads, ca, keyStore, queue, lease, possession, pbm, chainPem, rootUpdates, caCertificates, serialPrefix, ...(options.batchLimits ? { batchLimits: options.batchLimits } : {}), ...(tls ? { tls } : {}), ...(options.logger !== undefined ? { logger: options.logger } : {}) });
     return {
       app,
       pool,

@@ -3,10 +3,12 @@ import { X509Certificate, generateKeyPairSync, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
-import { readPkiMessage, type PkiMessage } from '@fleetpki/cmp';
+import { OID_IT_ROOT_CA_CERT, OID_IT_ROOT_CA_KEY_UPDATE, buildGenmRequest, readPkiMessage, readRootCaKeyUpdateContent, verifyMacProtection, type PkiMessage } from '@fleetpki/cmp';
 import type { CmpTransactionRecord } from '@fleetpki/store';
 import { derTlv, inlinePossessionVerifier } from '@fleetpki/x509';
+import { testRollover, testRoot } from '../../../cmp/src/fixtures/root-rollover.js';
 import type { CmpProtectionKey } from '../access/cmp-credentials.js';
+import type { RootCaKeyUpdate } from '../custody/root-generations.js';
 import type { EnrolmentRequest, IssuedCertificate } from '../issuance/enrolment.js';
 import { enrolmentLabel } from '../issuance/enrolment-labels.js';
 import { CmpServer } from './cmp-server.js';
@@ -58,7 +60,7 @@ const responseKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKe
 const protectionKey: CmpProtectionKey = { certificate: someCertificate, chain: [someCertificate, someCertificate], subjectDer: derTlv(0x30, Buffer.alloc(0)), keyId: Buffer.alloc(20, 1), sign: async (data) => sign('sha256', data, responseKey) };
 const issued: IssuedCertificate = { serial: Buffer.from('7a0102', 'hex'), der: someCertificate, notBefore: new Date(), notAfter: new Date(), crlShard: 0, reused: false };
 
-function server(options: { enrol?: (r: EnrolmentRequest & { manufacturerId: string }) => Promise<IssuedCertificate>; writable?: () => Promise<void>; secret?: string } = {}) {
+function server(options: { enrol?: (r: EnrolmentRequest & { manufacturerId: string }) => Promise<IssuedCertificate>; writable?: () => Promise<void>; secret?: string; chainDer?: Buffer[]; rootUpdates?: RootCaKeyUpdate[] } = {}) {
   const memory = memoryCmpStore();
   const enrolled: (EnrolmentRequest & { manufacturerId: string })[] = [];
   const counted: string[] = [];
@@ -80,9 +82,10 @@ function server(options: { enrol?: (r: EnrolmentRequest & { manufacturerId: stri
     guard: { assertWritable: options.writable ?? (async () => undefined) },
     caGuard: { assertActive: async () => undefined },
     caId: 'fpd1',
-    chainDer: [someCertificate, someCertificate],
+    chainDer: options.chainDer ?? [someCertificate, someCertificate],
     threshold: { certificates: 10, windowMinutes: 60 },
     onIssued: (profile, keyRole) => counted.push(`${profile}/${keyRole}`),
+    ...(options.rootUpdates ? { rootUpdates: options.rootUpdates } : {}),
   });
   return { cmp, ...memory, enrolled, counted };
 }
@@ -169,5 +172,57 @@ describe('CmpServer (RA logic, in-memory ports)', () => {
     assert.equal(answer.authenticated, false);
     assert.equal(answer.httpStatus, 200);
     assert.equal(readPkiMessage(answer.der).body.type, 'error');
+  });
+});
+
+describe('CmpServer genm rootCaCert: the root CA key update (RFC 9483 4.3.2)', () => {
+  // Three root generations: G1 was replaced by G2, G2 by G3 (the current root, last in the chain).
+  const g1 = testRoot('Test Root G1');
+  const g2 = testRoot('Test Root G2');
+  const g3 = testRoot('Test Root G3');
+  const rootUpdates = [testRollover(g1, g2), testRollover(g2, g3)];
+  const rolledOver = () => server({ chainDer: [someCertificate, g3.der], rootUpdates });
+  const genm = (value?: Buffer) => buildGenmRequest({ reference: 'factory-1', secret: Buffer.from('s3cret'), infos: [{ infoType: OID_IT_ROOT_CA_CERT, ...(value ? { value } : {}) }] });
+
+  /** The genp's one InfoTypeAndValue: always id-it-rootCaKeyUpdate, whatever was asked. */
+  async function answerTo(s: ReturnType<typeof server>, request: Buffer) {
+    const answer = await s.cmp.handle(request, label);
+    const response = readPkiMessage(answer.der);
+    await verifyMacProtection(response, Buffer.from('s3cret'));
+    assert.equal(response.body.type, 'genp', JSON.stringify(response.body));
+    if (response.body.type !== 'genp') throw new Error('genp expected');
+    assert.deepEqual(response.body.infoTypes, [OID_IT_ROOT_CA_KEY_UPDATE]);
+    assert.equal(s.rows.size, 0, 'no transaction row');
+    return response.body.infoValues[0]!.value;
+  }
+
+  it('the current root held: id-it-rootCaKeyUpdate without a value (no update)', async () => {
+    assert.equal(await answerTo(rolledOver(), genm(g3.der)), undefined);
+    // Before any rollover the current root is the chain's last certificate.
+    assert.equal(await answerTo(server({ chainDer: [someCertificate, g1.der] }), genm(g1.der)), undefined);
+  });
+
+  it("a replaced root held: that root's update (G1 gets G2 with its links; G2 then gets G3)", async () => {
+    assert.deepEqual(readRootCaKeyUpdateContent((await answerTo(rolledOver(), genm(g1.der)))!), { newWithNew: g2.der, newWithOld: rootUpdates[0]!.newWithOld, oldWithNew: rootUpdates[0]!.oldWithNew });
+    assert.deepEqual(readRootCaKeyUpdateContent((await answerTo(rolledOver(), genm(g2.der)))!), { newWithNew: g3.der, newWithOld: rootUpdates[1]!.newWithOld, oldWithNew: rootUpdates[1]!.oldWithNew });
+  });
+
+  it('no root sent: the latest update; none before a rollover', async () => {
+    assert.ok(readRootCaKeyUpdateContent((await answerTo(rolledOver(), genm()))!).newWithNew.equals(g3.der));
+    assert.equal(await answerTo(server(), genm()), undefined);
+  });
+
+  it("a root that is not one of this CA's: badRequest, saying so", async () => {
+    const answer = await rolledOver().cmp.handle(genm(testRoot('Somebody Else Root').der), label);
+    assert.ok(answer.authenticated);
+    const error = errorOf(answer);
+    assert.deepEqual(error.failInfo, [BIT.badRequest]);
+    assert.match(error.texts[0]!, /not one of this CA's roots/);
+  });
+
+  it('a genm without infoType still answers caCerts, signKeyPairTypes and certReqTemplate only', async () => {
+    const answer = await rolledOver().cmp.handle(buildGenmRequest({ reference: 'factory-1', secret: Buffer.from('s3cret'), infos: [] }), label);
+    const body = readPkiMessage(answer.der).body;
+    assert.deepEqual(body.type === 'genp' ? body.infoTypes : body, ['1.3.6.1.5.5.7.4.17', '1.3.6.1.5.5.7.4.3', '1.3.6.1.5.5.7.4.19']);
   });
 });

@@ -1,11 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { FleetError, isFleetError, type FleetConfig } from '@fleetpki/core';
-import { CmpMessageError, buildResponse, derOid, inlinePbm, readPkiMessage, verifyPop, type CertReqMsg, type CertStatus, type PkiMessage, type RevDetails, type ResponseBody, type ResponseProtection } from '@fleetpki/cmp';
-import { checkCsr, derTlv, publicKeyFromSpki, readCertificateDeviceId, readCsrDeviceId, readTemplateDeviceId, type DevicePublicKey, type PossessionVerifier } from '@fleetpki/x509';
+import { CmpMessageError, buildResponse, inlinePbm, readPkiMessage, verifyPop, type CertReqMsg, type CertStatus, type PkiMessage, type RevDetails, type ResponseBody, type ResponseProtection } from '@fleetpki/cmp';
+import { checkCsr, publicKeyFromSpki, readCertificateDeviceId, readCsrDeviceId, readTemplateDeviceId, type DevicePublicKey, type PossessionVerifier } from '@fleetpki/x509';
+import type { RootCaKeyUpdate } from '../custody/root-generations.js';
 import type { EnrolmentService, IssuedCertificate } from '../issuance/enrolment.js';
 import type { EnrolmentLabel } from '../issuance/enrolment-labels.js';
 import type { CaStatusGuard, SiteGuard } from '../sites/site-guard.js';
 import type { RevocationService } from '../status/revocation.js';
+import { answerGeneralMessage } from './cmp-general-messages.js';
 import { authenticateCmpSender, type CmpCredentials, type CmpSender } from './cmp-sender.js';
 import type { CmpStore } from './store.js';
 
@@ -22,6 +24,8 @@ export interface CmpServerDeps extends CmpCredentials {
   readonly threshold: { readonly certificates: number; readonly windowMinutes: number };
   /** Counts a certificate issued (metrics), as the other enrolment routes do. */
   readonly onIssued?: (profile: string, keyRole: string) => void;
+  /** The root rollovers, oldest generation first (rootGenerations): answered to genm rootCaCert (RFC 9483 4.3.2). */
+  readonly rootUpdates?: readonly RootCaKeyUpdate[];
 }
 
 export interface CmpAnswer {
@@ -34,13 +38,7 @@ export interface CmpAnswer {
   readonly refusal?: string;
 }
 
-const OID_IT_CA_CERTS = '1.3.6.1.5.5.7.4.17';
-const OID_IT_SIGN_KEY_PAIR_TYPES = '1.3.6.1.5.5.7.4.3';
-const OID_IT_CERT_REQ_TEMPLATE = '1.3.6.1.5.5.7.4.19';
 const OID_IT_IMPLICIT_CONFIRM = '1.3.6.1.5.5.7.4.13';
-const OID_REG_CTRL_ALG_ID = '1.3.6.1.5.5.7.5.1.11';
-const ECDSA_WITH_SHA256 = derTlv(0x30, derOid('1.2.840.10045.4.3.2'));
-const P256_ALGORITHM = derTlv(0x30, Buffer.concat([derOid('1.2.840.10045.2.1'), derOid('1.2.840.10045.3.1.7')]));
 /** RFC 5280 CRLReason cessationOfOperation: a certificate its device refused in certConf (RFC 9483 4.1.1). */
 const REASON_CESSATION = 5;
 
@@ -128,7 +126,7 @@ export class CmpServer {
       case 'certConf':
         return { body: await this.certificateConfirmation(message, sender, body.statuses) };
       case 'genm':
-        return { body: this.generalMessage(body.infoTypes) };
+        return { body: answerGeneralMessage(body.infoValues, this.deps) };
       case 'pollReq':
         throw new CmpMessageError('nothing is waiting here: this server answers every request at once (no pollRep)', 'badRequest');
       default:
@@ -252,19 +250,6 @@ export class CmpServer {
       if (revoke) await this.deps.revocations.revoke({ target: { kind: 'serials', serials: [transaction.certificateSerial!] }, reason: REASON_CESSATION, requestedBy: sender.actor, manufacturerId: null });
     }
     return { type: 'pkiconf' };
-  }
-
-  /** genm (RFC 9483 4.3): the CA certificates, the key types accepted, the certificate request template. No infoType asks for all. */
-  private generalMessage(infoTypes: readonly string[]): ResponseBody {
-    const supported: Record<string, () => Buffer> = {
-      [OID_IT_CA_CERTS]: () => derTlv(0x30, Buffer.concat(this.deps.chainDer)),
-      [OID_IT_SIGN_KEY_PAIR_TYPES]: () => derTlv(0x30, ECDSA_WITH_SHA256),
-      // CertReqTemplateValue ::= SEQUENCE { certTemplate CertTemplate, keySpec Controls }: any subject
-      // naming the device, and a P-256 key (id-regCtrl-algId).
-      [OID_IT_CERT_REQ_TEMPLATE]: () => derTlv(0x30, Buffer.concat([derTlv(0x30, Buffer.alloc(0)), derTlv(0x30, derTlv(0x30, Buffer.concat([derOid(OID_REG_CTRL_ALG_ID), P256_ALGORITHM])))])),
-    };
-    const asked = infoTypes.length ? infoTypes : Object.keys(supported);
-    return { type: 'genp', values: asked.map((oid) => (supported[oid] ? { infoType: oid, value: supported[oid]!() } : { infoType: oid })) };
   }
 
   /**

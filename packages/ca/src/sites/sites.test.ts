@@ -55,7 +55,7 @@ function hierarchy(): { cas: CaRecord[]; keyStore: KeyStore } {
   const spki = keys.publicKey.export({ format: 'der', type: 'spki' });
   const tbs = buildCaTbs({ subject: { commonName: 'FPD1' }, serial: Buffer.from('0a01', 'hex'), notBefore: new Date('2026-01-01Z'), notAfter: new Date('2050-01-01Z'), publicKeySpki: spki, pathLength: 0 });
   const certificate = assembleSignedCertificate(tbs.der, sign('sha256', tbs.der, keys.privateKey));
-  const record = (id: string, kind: CaRecord['kind']): CaRecord => ({ id, kind, parentId: null, subjectDn: 'CN=FPD1', keyUri: `pkcs11:token=software;object=${id}`, keyId: tbs.keyId, certificate, notAfter: new Date('2050-01-01Z'), status: 'active' });
+  const record = (id: string, kind: CaRecord['kind']): CaRecord => ({ id, kind, parentId: kind === 'root' ? null : 'root', subjectDn: 'CN=FPD1', keyUri: `pkcs11:token=software;object=${id}`, keyId: tbs.keyId, certificate, notAfter: new Date('2050-01-01Z'), status: 'active' });
   const keyStore = { tokenLabel: 'software', getSigner: async () => ({ algorithm: 'ecdsa-p256-sha256' as const, publicKeySpki: spki, sign: async (d: Uint8Array) => sign('sha256', d, keys.privateKey) }), close: async () => undefined } as unknown as KeyStore;
   return { cas: [record('root', 'root'), record('fpd1', 'device-issuing')], keyStore };
 }

@@ -1,0 +1,179 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { DeviceKeyService, loadSiteIssuer, openIssuingCa, signCertificate, newSerial } from '@fleetpki/ca';
+import { requestRootCaKeyUpdate, verifyRootCaKeyUpdate } from '@fleetpki/client';
+import type { FleetConfig } from '@fleetpki/core';
+import { openSiteKeyStore, type Pkcs11KeyStore } from '@fleetpki/hsm';
+import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
+import { getCrl, listCas, listMasterKeys, type CaRecord, type Pool } from '@fleetpki/store';
+import { generateDeviceKeys, lintDeviceTbs, toPem } from '@fleetpki/x509';
+import { createToken, ensureCa, openssl, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
+import { cli } from './support/cli.js';
+import { ensureSites } from './support/sites.js';
+
+/**
+ * A root rollover (issue 36) end to end: the custodians' ceremony makes a new root in the offline root's
+ * HSM with NewWithOld and OldWithNew, re-certifies the device issuing CA under it; then a meter that
+ * holds only the old root in firmware validates a certificate under the new hierarchy through
+ * NewWithOld (`openssl verify`, as a meter would: the old root its only anchor), a verifier holding only
+ * the new root accepts a certificate of the old chain through OldWithNew, each root signs its own ARL
+ * (`openssl crl -verify`), EST's /cacerts list carries all four, and CMP genm id-it-rootCaCert is
+ * answered with id-it-rootCaKeyUpdate (our client: OpenSSL 3.0 has none).
+ *
+ * The rollover changes the test deployment's hierarchy; `after` puts it back as it was (the new root's
+ * rows gone, the issuing CAs' certificates restored), so the files after this one see the deployment
+ * every other file sees.
+ */
+let config: FleetConfig;
+let pool: Pool;
+let ca: TestCa;
+let site: Pkcs11KeyStore;
+let runtime: IssuerRuntime | undefined;
+let custodianFile: string;
+let oldDevicePem: string;
+let oldIssuingPem: string;
+/** The CAs before the rollover, to put back afterwards. */
+let saved: CaRecord[] = [];
+const newRootId = `rg${randomBytes(3).toString('hex')}`;
+const out = () => join(ca.dir, 'rollover');
+const file = (name: string) => join(out(), name);
+
+function verify(args: readonly string[]): string {
+  try {
+    return openssl(['verify', ...args]);
+  } catch (err) {
+    return String((err as { stdout?: string }).stdout ?? '') + String((err as { stderr?: string }).stderr ?? '');
+  }
+}
+
+async function deviceCertificate(name: string): Promise<string> {
+  const issuing = await openIssuingCa((await listCas(pool)).find((c) => c.id === 'fpd1')!, site, { crlBaseUrl: config.crlBaseUrl });
+  const [key] = generateDeviceKeys(1);
+  const tbs = issuing.template('smart-meter', 'digitalSignature').assemble({ serial: newSerial(10), notBefore: new Date(Math.floor(Date.now() / 1000) * 1000), eui64: randomBytes(8), publicKeySpki: key!.publicKeySpki, crlShard: 0 });
+  return writeCaFile(ca, `${newRootId}-${name}.pem`, toPem(await signCertificate(issuing, lintDeviceTbs(tbs))));
+}
+
+before(async () => {
+  config = await ensureSites();
+  pool = siteAPool(config);
+  ca = await ensureCa(config, pool);
+  site = await openSiteKeyStore(config, config.sites.a, { sessions: 1 });
+  custodianFile = writeCaFile(ca, `${newRootId}-custodian.token`, await createToken(pool, 'custodian', null, `rollover-custodian-${newRootId}`));
+  oldIssuingPem = ca.issuingPem;
+  oldDevicePem = await deviceCertificate('before');
+  saved = await listCas(pool);
+});
+
+after(async () => {
+  await runtime?.close();
+  await site?.close();
+  if (pool) await undoRollover();
+  await pool?.end();
+});
+
+/** The deployment as it was: every CA the rollover re-certified gets its previous certificate back. */
+async function undoRollover(): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const moved = await client.query<{ id: string }>('SELECT id FROM cas WHERE parent_id = $1', [newRootId]);
+    for (const { id } of moved.rows) {
+      const was = saved.find((c) => c.id === id)!;
+      await client.query('UPDATE cas SET certificate = $2, parent_id = $3, not_after = $4 WHERE id = $1', [id, was.certificate, was.parentId, was.notAfter]);
+      await client.query('DELETE FROM ca_certificate_history WHERE ca_id = $1 AND certificate = $2', [id, was.certificate]);
+    }
+    await client.query('DELETE FROM crls WHERE ca_id = $1', [newRootId]);
+    await client.query('DELETE FROM crl_numbers WHERE ca_id = $1', [newRootId]);
+    await client.query('DELETE FROM root_links WHERE new_root_id = $1', [newRootId]);
+    await client.query('DELETE FROM cas WHERE id = $1', [newRootId]);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK');
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+describe('root rollover with link certificates', () => {
+  it('the ceremony makes the new root, both links, and re-certifies fpd1 under it (same key)', async () => {
+    const r = await cli(['ceremony', 'root-rollover', '--id', newRootId, '--name', `fleetpki Root CA ${newRootId.toUpperCase()}`, '--out', out(), '--token-file', custodianFile]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`root ${newRootId} .* replaces root`));
+    assert.match(r.stdout, /re-certified under it: .*fpd1/);
+    const cas = await listCas(pool);
+    assert.equal(cas.find((c) => c.id === 'fpd1')!.parentId, newRootId);
+    assert.equal(cas.find((c) => c.id === 'org1')!.parentId, 'root', 'the organisation CA stays under the old root');
+    const key = (pem: string) => openssl(['x509', '-noout', '-pubkey'], readFileSync(pem));
+    assert.equal(key(file('fpd1.pem')), key(oldIssuingPem), 'fpd1 keeps its key');
+    // Run again with the same id: refused, nothing changed.
+    const again = await cli(['ceremony', 'root-rollover', '--id', newRootId, '--name', 'another', '--token-file', custodianFile]);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /CA_EXISTS/);
+  });
+
+  it('a meter holding only the old root validates the new hierarchy through NewWithOld, and not without it', async () => {
+    const newDevicePem = await deviceCertificate('after');
+    for (const device of [newDevicePem, oldDevicePem]) {
+      assert.match(verify(['-CAfile', ca.rootPem, '-untrusted', file('fpd1.pem'), '-untrusted', file('new-with-old.pem'), device]), /: OK/);
+      assert.match(verify(['-partial_chain', '-trusted', ca.rootPem, '-untrusted', file('fpd1.pem'), '-untrusted', file('new-with-old.pem'), device]), /: OK/);
+      assert.doesNotMatch(verify(['-CAfile', ca.rootPem, '-untrusted', file('fpd1.pem'), device]), /: OK/, 'without the link the old root does not reach the new fpd1');
+      // The new root alone, directly.
+      assert.match(verify(['-CAfile', file('new-with-new.pem'), '-untrusted', file('fpd1.pem'), device]), /: OK/);
+    }
+  });
+
+  it('a verifier holding only the new root accepts the old chain through OldWithNew', () => {
+    assert.match(verify(['-CAfile', file('new-with-new.pem'), '-untrusted', oldIssuingPem, '-untrusted', file('old-with-new.pem'), oldDevicePem]), /: OK/);
+    assert.doesNotMatch(verify(['-CAfile', file('new-with-new.pem'), '-untrusted', oldIssuingPem, oldDevicePem]), /: OK/);
+  });
+
+  it('each root signs its own ARL, and each verifies under its root', async () => {
+    for (const [root, anchor] of [[undefined, file('new-with-new.pem')], ['root', ca.rootPem]] as const) {
+      const r = await cli(['ceremony', 'arl', ...(root ? ['--root', root] : []), '--token-file', custodianFile]);
+      assert.equal(r.code, 0, r.stderr);
+      const id = root ?? newRootId;
+      assert.match(r.stdout, new RegExp(`/${id}/arl.crl`));
+      const path = writeCaFile(ca, `${newRootId}-${id}-arl.pem`, toPem((await getCrl(pool, id, 0, 'full'))!.der, 'X509 CRL'));
+      try {
+        openssl(['crl', '-in', path, '-CAfile', anchor, '-noout', '-verify']);
+      } catch (err) {
+        assert.fail(`the ARL of ${id} does not verify under its root: ${String((err as { stderr?: string }).stderr)}`);
+      }
+    }
+  });
+
+  it("EST /cacerts carries NewWithNew, NewWithOld, OldWithNew and OldWithOld beside the issuing CA", async () => {
+    const issuer = await loadSiteIssuer(config, pool, site);
+    const pems = issuer.caCertificates.map((der) => toPem(der));
+    const expected = ['fpd1.pem', 'new-with-new.pem', 'new-with-old.pem', 'old-with-new.pem'].map((name) => readFileSync(file(name), 'utf8'));
+    assert.deepEqual(pems, [...expected, readFileSync(ca.rootPem, 'utf8')]);
+  });
+
+  it('CMP genm id-it-rootCaCert: the old root gets id-it-rootCaKeyUpdate, which our client checks as a meter would; the new root gets no update', async () => {
+    runtime = await createIssuerRuntime({ ...config, site: 'a' }, { logger: false, hsmSessions: 1, poolSize: 2 });
+    await runtime.app.listen({ host: '127.0.0.1', port: 0 });
+    const url = `http://127.0.0.1:${(runtime.app.server.address() as AddressInfo).port}/.well-known/cmp`;
+    if (!(await listMasterKeys(pool)).some((m) => m.role === 'mac' && m.status === 'active')) await new DeviceKeyService(pool, runtime.keyStore, 'a').createMasterKey('mac', 'test');
+    const admin = await createToken(pool, 'administrator', null, `rollover-admin-${newRootId}`);
+    await createToken(pool, 'factory', 'rollover-maker', `rollover-factory-${newRootId}`);
+    const reference = `rollover-${newRootId}`;
+    const issued = await fetch(url.replace('/.well-known/cmp', '/v1/cmp/secrets'), { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ reference, manufacturer: 'rollover-maker' }) });
+    assert.equal(issued.status, 201, await issued.clone().text());
+    const secret = Buffer.from(((await issued.json()) as { secret: string }).secret, 'utf8');
+    const der = (pem: string) => Buffer.from(readFileSync(pem, 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    const oldRoot = der(ca.rootPem);
+    const update = await requestRootCaKeyUpdate(url, { reference, secret, heldRoot: oldRoot });
+    assert.ok(update, 'an update for the old root');
+    assert.ok(update.newWithNew.equals(der(file('new-with-new.pem'))));
+    assert.ok(update.newWithOld?.equals(der(file('new-with-old.pem'))));
+    assert.ok(update.oldWithNew?.equals(der(file('old-with-new.pem'))));
+    assert.ok(verifyRootCaKeyUpdate(oldRoot, update).equals(der(file('new-with-new.pem'))), 'the meter accepts the new root');
+    assert.equal(await requestRootCaKeyUpdate(url, { reference, secret, heldRoot: der(file('new-with-new.pem')) }), undefined, 'the current root has no update');
+    await assert.rejects(requestRootCaKeyUpdate(url, { reference, secret, heldRoot: der(file('fpd1.pem')) }), /badRequest|not one of/);
+  });
+});
