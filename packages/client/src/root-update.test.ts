@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { assembleSignedCertificate, buildCaTbs } from '@fleetpki/x509';
 import { describe, it, type TestContext } from 'node:test';
 import { OID_IT_ROOT_CA_CERT, OID_IT_ROOT_CA_KEY_UPDATE, buildResponse, encodeRootCaKeyUpdateContent, readPkiMessage, verifyMacProtection, type ResponseBody } from '@fleetpki/cmp';
 import { linkCertificate, testRollover, testRoot } from '../../cmp/src/fixtures/root-rollover.js';
@@ -9,6 +10,7 @@ const g1 = testRoot('Test Root G1');
 const g2 = testRoot('Test Root G2');
 const update = testRollover(g1, g2);
 const SECRET = Buffer.from('s3cret');
+const signedBy = (tbs: Buffer, key: KeyObject): [Buffer, Buffer] => [tbs, sign('sha256', tbs, key)];
 const URL = 'http://ca.test/.well-known/cmp';
 
 describe('verifyRootCaKeyUpdate: what a meter checks before it trusts the new root', () => {
@@ -22,6 +24,12 @@ describe('verifyRootCaKeyUpdate: what a meter checks before it trusts the new ro
     assert.throws(() => verifyRootCaKeyUpdate(g1.der, { ...update, newWithOld: forged }), /NewWithOld does not verify under the held root's key/);
     // The same genuine update, for a meter holding another root.
     assert.throws(() => verifyRootCaKeyUpdate(testRoot('Test Root G1').der, update), /NewWithOld does not verify under the held root's key/);
+  });
+
+  it("a subordinate CA's genuine certificate (pathLen 0) with a self-signed twin of its key: refused, it is no root", () => {
+    const fpd = testRoot('FPD1');
+    const subordinate = assembleSignedCertificate(...signedBy(buildCaTbs({ subjectDer: fpd.subjectDer, issuerSubjectDer: g1.subjectDer, issuerKeyId: g1.keyId, publicKeySpki: fpd.spki, serial: Buffer.from('0a02', 'hex'), notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000), pathLength: 0 }).der, g1.key));
+    assert.throws(() => verifyRootCaKeyUpdate(g1.der, { newWithNew: fpd.der, newWithOld: subordinate }), /NewWithOld is not a root's certificate/);
   });
 
   it('a NewWithNew that is not the key NewWithOld certifies, a missing NewWithOld, a foreign OldWithNew: refused, each named', () => {

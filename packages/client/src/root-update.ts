@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { caConstraints } from '@fleetpki/x509';
 import { OID_IT_ROOT_CA_CERT, OID_IT_ROOT_CA_KEY_UPDATE, buildGenmRequest, readPkiMessage, readRootCaKeyUpdateContent, verifyMacProtection, type PkiMessage, type RootCaKeyUpdateContent } from '@fleetpki/cmp';
 
 /**
@@ -86,6 +87,13 @@ export function verifyRootCaKeyUpdate(heldRoot: Buffer, update: RootCaKeyUpdateA
   if (!newWithOld.checkIssued(held) || !newWithOld.verify(held.publicKey)) refuse("NewWithOld does not verify under the held root's key");
   if (newWithOld.subject !== newWithNew.subject || !spki(newWithOld).equals(spki(newWithNew))) refuse("NewWithOld does not certify NewWithNew's subject and key");
   if (!newWithNew.ca || !newWithNew.checkIssued(newWithNew) || !newWithNew.verify(newWithNew.publicKey)) refuse('NewWithNew is not a self-signed CA certificate that verifies');
+  // A subordinate CA's genuine certificate (signed by the held root, pathLen 0) with a self-signed
+  // twin of its key would pass the checks above: a root's link has no path length limit and may sign
+  // certificates.
+  for (const [name, der] of [['NewWithOld', update.newWithOld!], ['NewWithNew', update.newWithNew]] as const) {
+    const c = caConstraints(der);
+    if (!c.ca || c.pathLength !== undefined || !c.keyCertSign) refuse(`${name} is not a root's certificate (cA with no pathLenConstraint and keyCertSign): a subordinate CA cannot become a root`);
+  }
   if (update.oldWithNew) {
     const oldWithNew = certificate(update.oldWithNew, 'OldWithNew');
     if (oldWithNew.subject !== held.subject || !spki(oldWithNew).equals(spki(held))) refuse("OldWithNew does not carry the held root's subject and key");

@@ -117,3 +117,19 @@ export function parseCaCertificate(der: Uint8Array): ParsedCaCertificate {
     subjectText,
   };
 }
+
+/**
+ * What a certificate allows its key to certify: basicConstraints (cA, pathLenConstraint) and whether
+ * keyUsage has keyCertSign. Node's X509Certificate tells cA only; a root's successor must be a CA
+ * with no path length limit (a subordinate CA's certificate, pathLen 0, must never pass for a root).
+ */
+export function caConstraints(der: Uint8Array): { ca: boolean; pathLength: number | undefined; keyCertSign: boolean } {
+  const cert = pkijs.Certificate.fromBER(der);
+  const extension = (oid: string) => cert.extensions?.find((e) => e.extnID === oid);
+  const basic = extension(OID.basicConstraints);
+  const constraints = basic ? new pkijs.BasicConstraints({ schema: asn1js.fromBER(basic.extnValue.valueBlock.valueHexView).result }) : undefined;
+  const usage = extension(OID.keyUsage);
+  const bits = usage ? Buffer.from((asn1js.fromBER(usage.extnValue.valueBlock.valueHexView).result as asn1js.BitString).valueBlock.valueHexView) : undefined;
+  const pathLength = constraints?.pathLenConstraint;
+  return { ca: constraints?.cA === true, pathLength: pathLength === undefined ? undefined : typeof pathLength === 'number' ? pathLength : pathLength.valueBlock.valueDec, keyCertSign: bits === undefined || (bits[0]! & 0x04) !== 0 };
+}

@@ -9,8 +9,10 @@ export function newKey(): { privatePem: string; spki: Buffer } {
   return { privatePem: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, spki: publicKey.export({ format: 'der', type: 'spki' }) };
 }
 
-/** The organisation CA's and the root's certificates, PEM: a leaf's chain, and the bundle its peers trust. */
+/** The organisation CA's and its root's certificates, PEM: a leaf's chain, and the bundle its peers trust. */
 export async function chainPems(pool: Pool): Promise<{ org: string; root: string }> {
   const store = postgresCustodyStore(pool);
-  return { org: toPem(await caCertificate(store, CA_IDS.organisation)), root: toPem(await caCertificate(store, CA_IDS.root)) };
+  const org = (await store.listCas()).find((c) => c.id === CA_IDS.organisation);
+  // After a root rollover and `renew-ca --ca org1`, the organisation CA is under the new root.
+  return { org: toPem(await caCertificate(store, CA_IDS.organisation)), root: toPem(await caCertificate(store, org?.parentId ?? CA_IDS.root)) };
 }

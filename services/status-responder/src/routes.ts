@@ -43,6 +43,7 @@ export function installStatusErrors(app: FastifyInstance): void {
 /** OCSP over POST and GET, and the CRL shards at their distribution-point URLs. */
 export function registerStatusObjectRoutes(app: FastifyInstance, deps: StatusObjectDeps): void {
   const { ocsp, store, responses, maxAgeSeconds } = deps;
+  const rootIds = cachedRootIds(store);
   app.post('/ocsp', async (request, reply) => {
     const body = request.body;
     if (!Buffer.isBuffer(body)) return reply.status(415).send({ code: 'MEDIA_TYPE_UNSUPPORTED', message: 'send application/ocsp-request' });
@@ -67,7 +68,7 @@ export function registerStatusObjectRoutes(app: FastifyInstance, deps: StatusObj
     // Device CRL shards sNNNN.crl (and -delta), and a root's ARL (arl.crl: its CRL of CA certificates,
     // one per root generation still trusted).
     const m = /^s(\d{4})(-delta)?\.crl$/.exec(request.params.name);
-    const arl = request.params.name === 'arl.crl' && (request.params.caId === CA_IDS.root || (await isRoot(store, request.params.caId)));
+    const arl = request.params.name === 'arl.crl' && (request.params.caId === CA_IDS.root || (await rootIds()).has(request.params.caId));
     const crl = m ? await store.crl(request.params.caId, Number(m[1]), m[2] ? 'delta' : 'full') : arl ? await store.crl(request.params.caId, 0, 'full') : undefined;
     if (!crl) return reply.status(404).send({ code: 'CRL_NOT_FOUND', message: `no CRL ${request.params.caId}/${request.params.name}` });
     const maxAge = Math.max(0, Math.floor((crl.nextUpdate.getTime() - Date.now()) / 1000));
@@ -80,9 +81,23 @@ export function registerStatusObjectRoutes(app: FastifyInstance, deps: StatusObj
   });
 }
 
-/** Whether `caId` names a root (the CA list is read again only for a name that is not the first root's). */
-async function isRoot(store: StatusSite['store'], caId: string): Promise<boolean> {
-  return (await store.cas()).some((c) => c.id === caId && c.kind === 'root');
+/**
+ * The roots' ids, read at most once a minute: anyone may ask for /crl/<anything>/arl.crl, and a name
+ * that is not a root must not cost a database read each time. A new root generation is served within
+ * a minute of its ceremony (its ARL is signed at the ceremony, and relying parties fetch it far later).
+ */
+function cachedRootIds(store: StatusSite['store'], ttlMs = 60_000): () => Promise<ReadonlySet<string>> {
+  let cached: { ids: Promise<ReadonlySet<string>>; at: number } | undefined;
+  return () => {
+    if (!cached || Date.now() - cached.at > ttlMs) {
+      const ids = store.cas().then((cas) => new Set(cas.filter((c) => c.kind === 'root').map((c) => c.id)));
+      cached = { ids, at: Date.now() };
+      ids.catch(() => {
+        cached = undefined;
+      });
+    }
+    return cached.ids;
+  };
 }
 
 /**

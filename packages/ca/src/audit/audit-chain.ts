@@ -133,8 +133,10 @@ export interface AuditVerification {
  */
 function trustedAuditKeys(keys: readonly AuditKeyRecord[], cas: readonly CaRecord[], trustedRoot: Buffer | undefined, problems: AuditProblem[]): Map<string, KeyObject> {
   const out = new Map<string, KeyObject>();
-  const rootDer = trustedRoot ?? cas.find((c) => c.id === CA_IDS.root)?.certificate;
-  const orgDer = cas.find((c) => c.id === CA_IDS.organisation)?.certificate;
+  const orgCa = cas.find((c) => c.id === CA_IDS.organisation);
+  const orgDer = orgCa?.certificate;
+  // The root the organisation CA's certificate is under now (after a root rollover, the one it was moved to).
+  const rootDer = trustedRoot ?? cas.find((c) => c.id === (orgCa?.parentId ?? CA_IDS.root))?.certificate;
   if (!rootDer || !orgDer) return out;
   const root = new X509Certificate(rootDer);
   const org = new X509Certificate(orgDer);

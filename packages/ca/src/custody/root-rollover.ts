@@ -1,7 +1,7 @@
 import { FleetError } from '@fleetpki/core';
 import { formatPkcs11Uri } from '@fleetpki/hsm';
 import type { CaRecord } from '@fleetpki/store';
-import { assembleSignedCertificate, buildCaTbs, parseCaCertificate, type CaName } from '@fleetpki/x509';
+import { assembleSignedCertificate, buildCaTbs, encodeName, parseCaCertificate, type CaName } from '@fleetpki/x509';
 import { newSerial } from '../issuance/serials.js';
 import { ensureKey } from './ceremony.js';
 import { rootSigner, rootSigns, type RootCeremony } from './root-ceremonies.js';
@@ -41,10 +41,14 @@ export async function rollRootKey(ceremony: RootCeremony & { store: RootRollover
   notAfter.setUTCFullYear(notAfter.getUTCFullYear() + ceremony.years);
   if (notAfter <= old.notAfter) throw new FleetError('CA_VALIDITY_INVALID', `the new root must outlive the one it replaces (${old.notAfter.toISOString()}); --years ${ceremony.years} ends ${notAfter.toISOString()}`, { httpStatus: 400 });
 
+  // Every check before a key is generated: a refused ceremony leaves nothing in the root's HSM.
+  const subjectDer = encodeName(ceremony.name);
+  if (cas.some((c) => c.kind === 'root' && parseCaCertificate(c.certificate).subjectDer.equals(subjectDer))) {
+    throw new FleetError('CA_NAME_INVALID', 'the new root needs a name no root has had (e.g. "fleetpki Root CA G2"): a meter tells the generations apart by name as well as by key id', { httpStatus: 400 });
+  }
   const key = await ensureKey(ceremony.rootKeyStore, ceremony.id, false);
   const newSigner = await ceremony.rootKeyStore.getSigner({ label: key.label, id: key.id });
-  const nwn = buildCaTbs({ subject: ceremony.name, serial: newSerial(ceremony.serialPrefix), notBefore: now, notAfter, publicKeySpki: key.publicKeySpki });
-  if (nwn.subjectDer.equals(old.subjectDer)) throw new FleetError('CA_NAME_INVALID', 'the new root needs a name of its own (e.g. "fleetpki Root CA G2"): a meter tells the generations apart by name as well as by key id', { httpStatus: 400 });
+  const nwn = buildCaTbs({ subjectDer, serial: newSerial(ceremony.serialPrefix), notBefore: now, notAfter, publicKeySpki: key.publicKeySpki });
   const newWithNew = assembleSignedCertificate(nwn.der, await rootSigns(newSigner, nwn.der, `the new root ${ceremony.id}`));
   const linkEnd = earliest(old.notAfter, notAfter);
   const nwo = buildCaTbs({ subjectDer: nwn.subjectDer, issuerSubjectDer: old.subjectDer, issuerKeyId: old.keyId, serial: newSerial(ceremony.serialPrefix), notBefore: now, notAfter: linkEnd, publicKeySpki: key.publicKeySpki });

@@ -22,6 +22,8 @@ const P256_ALGORITHM = derTlv(0x30, Buffer.concat([derOid('1.2.840.10045.2.1'), 
  * and the root CA key update. A genm without infoType asks for the first three (RFC 9483 4.3.1-4.3.3);
  * the root update needs the root the client holds, so it is answered only when asked for.
  */
+const MAX_INFO_TYPES = 8;
+
 export function answerGeneralMessage(infos: readonly InfoTypeAndValue[], sources: GeneralMessageSources): ResponseBody {
   const supported: Record<string, () => Buffer> = {
     [OID_IT_CA_CERTS]: () => derTlv(0x30, Buffer.concat(sources.chainDer)),
@@ -30,6 +32,10 @@ export function answerGeneralMessage(infos: readonly InfoTypeAndValue[], sources
     // naming the device, and a P-256 key (id-regCtrl-algId).
     [OID_IT_CERT_REQ_TEMPLATE]: () => derTlv(0x30, Buffer.concat([derTlv(0x30, Buffer.alloc(0)), derTlv(0x30, derTlv(0x30, Buffer.concat([derOid(OID_REG_CTRL_ALG_ID), P256_ALGORITHM])))])),
   };
+  // One answer per infoType, and few of them: a 64 KB genm repeating one infoType must not buy a
+  // response of megabytes, MAC'd or signed by the CA.
+  if (new Set(infos.map((i) => i.infoType)).size !== infos.length) throw new CmpMessageError('a genm names each infoType once', 'badRequest');
+  if (infos.length > MAX_INFO_TYPES) throw new CmpMessageError(`a genm asks for at most ${MAX_INFO_TYPES} infoTypes, not ${infos.length}`, 'badRequest');
   const asked: readonly InfoTypeAndValue[] = infos.length ? infos : Object.keys(supported).map((infoType) => ({ infoType }));
   return {
     type: 'genp',
