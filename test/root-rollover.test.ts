@@ -7,16 +7,18 @@ import { after, before, describe, it } from 'node:test';
 import { DeviceKeyService, loadSiteIssuer, openIssuingCa, signCertificate, newSerial } from '@fleetpki/ca';
 import { requestRootCaKeyUpdate, verifyRootCaKeyUpdate } from '@fleetpki/client';
 import type { FleetConfig } from '@fleetpki/core';
-import { openSiteKeyStore, type Pkcs11KeyStore } from '@fleetpki/hsm';
+import { openSiteKeyStore, readPin, type Pkcs11KeyStore } from '@fleetpki/hsm';
+import { custodianPinFiles, openRootKeyStoreAt } from '@fleetpki/sites';
 import { createIssuerRuntime, type IssuerRuntime } from '@fleetpki/issuer-api';
 import { getCrl, listCas, listMasterKeys, type CaRecord, type Pool } from '@fleetpki/store';
-import { generateDeviceKeys, lintDeviceTbs, toPem } from '@fleetpki/x509';
+import { generateDeviceKeys, lintDeviceTbs, parseCaCertificate, toPem } from '@fleetpki/x509';
 import { createToken, ensureCa, openssl, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { cli } from './support/cli.js';
 import { ensureSites } from './support/sites.js';
 
 /**
- * A root rollover (issue 36) end to end: the custodians' ceremony makes a new root in the offline root's
+ * The offline root's second copy (issue 36): the root's custody ceremony and its restore into a second
+ * root HSM, which then signs as the root. A root rollover end to end, run with that copy: the custodians' ceremony makes a new root in the offline root's
  * HSM with NewWithOld and OldWithNew, re-certifies the device issuing CA under it; then a meter that
  * holds only the old root in firmware validates a certificate under the new hierarchy through
  * NewWithOld (`openssl verify`, as a meter would: the old root its only anchor), a verifier holding only
@@ -40,6 +42,8 @@ let oldIssuingPem: string;
 let saved: CaRecord[] = [];
 const newRootId = `rg${randomBytes(3).toString('hex')}`;
 const out = () => join(ca.dir, 'rollover');
+const custodyDir = () => join(ca.dir, 'root-custody');
+const copyDir = () => join(ca.dir, 'root-copy-hsm');
 const file = (name: string) => join(out(), name);
 
 function verify(args: readonly string[]): string {
@@ -99,9 +103,36 @@ async function undoRollover(): Promise<void> {
   }
 }
 
+describe("the root's second copy", () => {
+  it('root-custody wraps the root for offline media under a KEK split among custodians; root-restore puts it into a second root HSM from 2 of 3 shares', async () => {
+    const made = await cli(['ceremony', 'root-custody', '--custodians', '3', '--threshold', '2', '--out', custodyDir(), '--token-file', custodianFile]);
+    assert.equal(made.code, 0, made.stderr);
+    assert.match(made.stdout, /root root wrapped into .*root-backup\.json; 3 shares, any 2 restore/);
+    const backup = readFileSync(join(custodyDir(), 'root-backup.json'), 'utf8');
+    assert.equal((await pool.query("SELECT count(*)::int AS n FROM key_backups WHERE key_label = 'root'")).rows[0].n, 0, 'the root is never in the database, not even wrapped');
+    assert.ok(JSON.parse(backup).keys[0].wrapped.length > 100);
+    // A site's HSM is refused as the place of a copy.
+    const refused = await cli(['ceremony', 'root-restore', '--backup', join(custodyDir(), 'root-backup.json'), '--share', join(custodyDir(), 'custodian-1.share'), join(custodyDir(), 'custodian-3.share'), '--hsm-dir', config.sites.b.dir, '--token-file', custodianFile]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /ROOT_COPY_PLACE_INVALID/);
+    const one = await cli(['ceremony', 'root-restore', '--backup', join(custodyDir(), 'root-backup.json'), '--share', join(custodyDir(), 'custodian-2.share'), '--hsm-dir', copyDir(), '--token-file', custodianFile]);
+    assert.match(one.stderr, /CUSTODY_SHARES_INSUFFICIENT/);
+    const restored = await cli(['ceremony', 'root-restore', '--backup', join(custodyDir(), 'root-backup.json'), '--share', join(custodyDir(), 'custodian-1.share'), join(custodyDir(), 'custodian-3.share'), '--hsm-dir', copyDir(), '--token-file', custodianFile]);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.match(restored.stdout, /restored root;/);
+    // Its public key is the root certificate's.
+    const copy = await openRootKeyStoreAt(config, readPin(`file:${custodianPinFiles(config).rootPin}`), copyDir());
+    try {
+      assert.ok((await copy.describeKey('root')).publicKeySpki.equals(parseCaCertificate((await listCas(pool)).find((c) => c.id === 'root')!.certificate).publicKeySpki));
+    } finally {
+      await copy.close();
+    }
+  });
+});
+
 describe('root rollover with link certificates', () => {
-  it('the ceremony makes the new root, both links, and re-certifies fpd1 under it (same key)', async () => {
-    const r = await cli(['ceremony', 'root-rollover', '--id', newRootId, '--name', `fleetpki Root CA ${newRootId.toUpperCase()}`, '--out', out(), '--token-file', custodianFile]);
+  it('the ceremony, run with the root\'s copy, makes the new root, both links, and re-certifies fpd1 under it (same key)', async () => {
+    const r = await cli(['ceremony', 'root-rollover', '--id', newRootId, '--name', `fleetpki Root CA ${newRootId.toUpperCase()}`, '--out', out(), '--root-hsm-dir', copyDir(), '--token-file', custodianFile]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`root ${newRootId} .* replaces root`));
     assert.match(r.stdout, /re-certified under it: .*fpd1/);
@@ -132,9 +163,9 @@ describe('root rollover with link certificates', () => {
     assert.doesNotMatch(verify(['-CAfile', file('new-with-new.pem'), '-untrusted', oldIssuingPem, oldDevicePem]), /: OK/);
   });
 
-  it('each root signs its own ARL, and each verifies under its root', async () => {
-    for (const [root, anchor] of [[undefined, file('new-with-new.pem')], ['root', ca.rootPem]] as const) {
-      const r = await cli(['ceremony', 'arl', ...(root ? ['--root', root] : []), '--token-file', custodianFile]);
+  it("each root signs its own ARL (the new one's key is in the copy only, the old root signs from its own HSM), and each verifies under its root", async () => {
+    for (const [root, anchor, place] of [[undefined, file('new-with-new.pem'), ['--root-hsm-dir', copyDir()]], ['root', ca.rootPem, []]] as const) {
+      const r = await cli(['ceremony', 'arl', ...(root ? ['--root', root] : []), ...place, '--token-file', custodianFile]);
       assert.equal(r.code, 0, r.stderr);
       const id = root ?? newRootId;
       assert.match(r.stdout, new RegExp(`/${id}/arl.crl`));

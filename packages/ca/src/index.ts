@@ -53,6 +53,7 @@ export * from './custody/ceremony.js';
 export * from './custody/root-ceremonies.js';
 export * from './custody/root-generations.js';
 export * from './custody/root-rollover.js';
+export * from './custody/root-custody.js';
 export * from './custody/key-custody.js';
 export * from './custody/device-key-service.js';
 export * from './custody/hsm-maintenance.js';

@@ -8,7 +8,7 @@ import { wrapForCustody, type CustodyWrapRequest, type CustodyWrapResult } from 
 import { initToken, listTokenLabels, plantLegacyTrustedKek, rePinToken } from './pkcs11-admin.js';
 import { Pkcs11KeyStore } from './pkcs11-key-store.js';
 import { Pkcs11Probes, type ProbeOutcome, type TrustedKeyTheft } from './pkcs11-probes.js';
-import type { GenerateKeyOptions, KeyInfo, KeyProtection, KeyRef } from './key-store.js';
+import type { GenerateKeyOptions, KeyInfo, KeyProtection, KeyRef, UnwrapOptions, WrappedKey } from './key-store.js';
 
 let modulePath = '';
 const softhsmConf = process.env.SOFTHSM2_CONF;
@@ -50,6 +50,9 @@ export const operations = {
   },
   async describeKey(ref: KeyRef): Promise<KeyInfo> {
     return openStore().describeKey(ref);
+  },
+  async unwrapPrivateKey(wrapped: WrappedKey, kek: Uint8Array, options: UnwrapOptions): Promise<KeyInfo> {
+    return openStore().unwrapPrivateKey({ ...wrapped, id: Buffer.from(wrapped.id), wrapped: Buffer.from(wrapped.wrapped), publicKeySpki: Buffer.from(wrapped.publicKeySpki) }, kek, options);
   },
   async sign(ref: KeyRef, data: Uint8Array): Promise<Buffer> {
     return (await openStore().getSigner(ref)).sign(data);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FleetError, type FleetConfig, type SiteConfig } from '@fleetpki/core';
-import { HsmProcess, openRemoteKeyStore, readPin, type CustodyWrapRequest, type CustodyWrapResult, type SigningKeyStore } from '@fleetpki/hsm';
+import { HsmProcess, openRemoteKeyStore, readPin, type CustodyWrapRequest, type CustodyWrapResult, type RemoteKeyStore } from '@fleetpki/hsm';
 import { run } from './exec.js';
 
 /**
@@ -63,7 +63,7 @@ function ensureSecret(file: string): string {
   return secret;
 }
 
-function ensureHsmDir(hsm: LocalHsm, dir: string): void {
+export function ensureHsmDir(hsm: LocalHsm, dir: string): void {
   const tokenDir = join(dirname(hsm.softhsmConf), 'tokens');
   // The site folder must stay reachable by the postgres user; only the token folder itself is private.
   mkdirSync(dir, { recursive: true, mode: 0o755 });
@@ -92,7 +92,7 @@ export function listTokens(site: SiteConfig): Promise<string[]> {
  * Initialises a token through the PKCS#11 API in a process of its own (HsmProcess): PINs travel over
  * its IPC channel, never as arguments (softhsm2-util --pin would show them to every user in /proc).
  */
-async function initTokenIn(config: FleetConfig, hsm: LocalHsm, label: string, soPin: string, userPin: string): Promise<boolean> {
+export async function initTokenIn(config: FleetConfig, hsm: LocalHsm, label: string, soPin: string, userPin: string): Promise<boolean> {
   const child = await HsmProcess.start({ modulePath: config.pkcs11Module, softhsmConf: hsm.softhsmConf });
   try {
     return (await child.call('initToken', label, soPin, userPin)) === 'created';
@@ -166,7 +166,7 @@ export async function readCeremonyPin(source: string, what: string): Promise<str
  * brought. Refuses while the root token still sits in site A's HSM (an installation from before the
  * root had an HSM of its own): that layout is what `ceremony migrate-root` fixes.
  */
-export async function openRootKeyStore(config: FleetConfig, rootPin: string): Promise<SigningKeyStore> {
+export async function openRootKeyStore(config: FleetConfig, rootPin: string): Promise<RemoteKeyStore> {
   if ((await listTokens(config.sites.a)).includes(config.rootTokenLabel)) {
     throw new FleetError('ROOT_TOKEN_LEGACY', `the root token ${config.rootTokenLabel} is inside site a's HSM and opens with the site's PIN; move it to its own HSM first: \`pnpm fleetpki ceremony migrate-root\``);
   }

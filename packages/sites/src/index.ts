@@ -1,5 +1,6 @@
 export * from './topology.js';
 export * from './hsm-tokens.js';
+export * from './root-copies.js';
 export * from './postgres-cluster.js';
 export * from './redis-server.js';
 export * from './state-dir.js';

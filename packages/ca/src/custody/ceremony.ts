@@ -74,13 +74,15 @@ export async function runCeremony(options: CeremonyOptions): Promise<CeremonyRes
   }
   const now = new Date(Math.floor((options.now ?? new Date()).getTime() / 1000) * 1000);
   const plans: CaPlan[] = [
-    { id: CA_IDS.root, kind: 'root', name: { commonName: 'fleetpki Root CA', organization: 'fleetpki' }, years: 30, store: options.rootKeyStore, cloneable: false },
+    { id: CA_IDS.root, kind: 'root', name: { commonName: 'fleetpki Root CA', organization: 'fleetpki' }, years: 30, store: options.rootKeyStore, cloneable: true },
     // Short subject: it is copied into every device certificate's issuer field (PROFILE.md).
     { id: CA_IDS.deviceIssuing, kind: 'device-issuing', name: { commonName: 'FPD1' }, years: 25, pathLength: 0, store: options.siteKeyStore, cloneable: true },
     { id: CA_IDS.organisation, kind: 'organisation', name: { commonName: 'fleetpki Organisation CA', organization: 'fleetpki' }, years: 25, pathLength: 0, store: options.siteKeyStore, cloneable: true },
   ];
   const records: Omit<CaRecord, 'status'>[] = [];
-  const rootKey = await ensureKey(options.rootKeyStore, CA_IDS.root, false);
+  // The root too may leave its token wrapped under a trusted key only: the root's custody ceremony makes
+  // a second offline copy with it (issue 36; a root that exists once loses every meter's hierarchy with it).
+  const rootKey = await ensureKey(options.rootKeyStore, CA_IDS.root, true);
   const rootSigner = await options.rootKeyStore.getSigner({ label: rootKey.label, id: rootKey.id });
   let rootSubject: Buffer | undefined;
   let rootKeyId: Buffer | undefined;

@@ -11,6 +11,7 @@ import { createKeyCustody, restoreKeysFromShares, type CustodyWrap } from './key
 import { createSubordinateCa, publishAuthorityRevocationList, renewSubordinateCa } from './root-ceremonies.js';
 import { caCertificatesForClients, rootGenerations } from './root-generations.js';
 import { rollRootKey } from './root-rollover.js';
+import { createRootCustody, parseRootBackup, restoreRootFromShares } from './root-custody.js';
 import type { HsmAuditStore, KeyCustodyStore, RootRolloverStore } from './store.js';
 
 /**
@@ -198,7 +199,7 @@ describe('the key ceremony through its port', () => {
     const rootCert = parseCaCertificate(result.chain[0]!.certificate);
     for (const ca of result.chain.slice(1)) assert.ok(parseCaCertificate(ca.certificate).publicKeySpki.length > 0 && ca.parentId === CA_IDS.root);
     assert.ok(rootCert.publicKeySpki.equals(root.keys.get(CA_IDS.root)!.spki), 'the root key is in the root token');
-    assert.ok(site.keys.get(CA_IDS.deviceIssuing)!.cloneable && !root.keys.get(CA_IDS.root)!.cloneable, 'online keys cloneable, the root not');
+    assert.ok(site.keys.get(CA_IDS.deviceIssuing)!.cloneable && root.keys.get(CA_IDS.root)!.cloneable, 'every CA key cloneable (under a trusted key only), the root too');
     assert.deepEqual(store.audit.map((e) => [e.action, e.actor, e.subject]), [['ceremony.init', 'custodian:alice', CA_IDS.root]]);
     assert.deepEqual((store.audit[0]!.details!.cas as { id: string }[]).map((c) => c.id), [CA_IDS.root, CA_IDS.deviceIssuing, CA_IDS.organisation]);
   });
@@ -334,5 +335,42 @@ describe('a root rollover through its port', () => {
     const second = await rollRootKey({ ...base, id: 'rootg2', name: { commonName: 'fleetpki Root CA G2' }, years: 40 });
     assert.ok(second.root.keyUri.includes('rootg2'));
     await assert.rejects(rollRootKey({ ...base, id: 'rootg2', name: { commonName: 'again' }, years: 50 }), { code: 'CA_EXISTS' });
+  });
+});
+
+describe("the root's second copy through its port", () => {
+  it('wraps the root under a KEK split into shares; M of them restore it into another token, where it signs for the same public key', async () => {
+    const { store, root } = await ceremony();
+    const base = { store, rootKeyStore: root, site: 'a' as const, actor: 'custodian:carol' };
+    const { backup, shares, uncopyable } = await createRootCustody({ ...base, custodians: 3, threshold: 2, wrap: softwareWrap(root) });
+    assert.deepEqual([backup.keys.map((k) => k.rootId), uncopyable, shares.length], [[CA_IDS.root], [], 3]);
+    assert.equal(store.audit.at(-1)!.action, 'ceremony.root-custody');
+    assert.ok(!JSON.stringify(backup).includes(root.keys.get(CA_IDS.root)!.key.export({ format: 'der', type: 'pkcs8' }).toString('base64')), 'the key is in the backup only wrapped');
+    const parsed = parseRootBackup(JSON.stringify(backup), 'root-backup.json');
+    await assert.rejects(restoreRootFromShares({ ...base, target: new SoftwareToken('root-copy') }, parsed, shares.slice(0, 1)), { code: 'CUSTODY_SHARES_INSUFFICIENT' });
+    const copy = new SoftwareToken('root-copy');
+    const report = await restoreRootFromShares({ ...base, target: copy }, parsed, [shares[0]!, shares[2]!]);
+    assert.deepEqual(report, { restored: [CA_IDS.root], alreadyPresent: [] });
+    const rootCertificate = store.cas.find((c) => c.id === CA_IDS.root)!.certificate;
+    assert.ok(copy.keys.get(CA_IDS.root)!.spki.equals(parseCaCertificate(rootCertificate).publicKeySpki), 'the copy holds the root key');
+    // The copy signs as the root: an ARL and a root rollover's link certificate.
+    const arl = await publishAuthorityRevocationList({ ...base, rootKeyStore: copy });
+    assert.equal(arl.rootId, CA_IDS.root);
+    const rollover = await rollRootKey({ ...base, rootKeyStore: copy, serialPrefix: 7, id: 'rootg2', name: { commonName: 'fleetpki Root CA G2' }, years: 40 });
+    assert.ok(new X509Certificate(rollover.newWithOld).verify(new X509Certificate(rootCertificate).publicKey), "NewWithOld signed by the copy verifies under the root's certificate");
+    assert.deepEqual((await restoreRootFromShares({ ...base, target: copy }, parsed, shares)).alreadyPresent, [CA_IDS.root]);
+  });
+
+  it("refuses a root that may not leave its token, another KEK's shares, and a backup whose public key is not the root's", async () => {
+    const { store, root } = await ceremony();
+    const base = { store, rootKeyStore: root, site: 'a' as const, actor: 'custodian:carol' };
+    const { backup, shares } = await createRootCustody({ ...base, custodians: 2, threshold: 2, wrap: softwareWrap(root) });
+    const other = await createRootCustody({ ...base, custodians: 2, threshold: 2, wrap: softwareWrap(root) });
+    await assert.rejects(restoreRootFromShares({ ...base, target: new SoftwareToken('c') }, backup, other.shares), { code: 'CUSTODY_SHARES_MISMATCH' });
+    const swapped = { ...backup, keys: backup.keys.map((k) => ({ ...k, publicKeySpki: root.keys.get(CA_IDS.root)!.spki.subarray(0, 10).toString('base64') })) };
+    await assert.rejects(restoreRootFromShares({ ...base, target: new SoftwareToken('c') }, swapped, shares), { code: 'CA_KEY_MISMATCH' });
+    assert.throws(() => parseRootBackup('{"format":"x"}', 'f.json'), { code: 'ROOT_BACKUP_INVALID' });
+    root.keys.get(CA_IDS.root)!.cloneable = false;
+    await assert.rejects(createRootCustody({ ...base, custodians: 2, threshold: 2, wrap: softwareWrap(root) }), { code: 'ROOT_NOT_COPYABLE' });
   });
 });

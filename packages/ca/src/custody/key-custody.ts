@@ -60,9 +60,7 @@ export async function createKeyCustody(
   options: { custodians: number; threshold: number; site: SiteId; tokenLabel: string; actor: string; wrap: CustodyWrap },
 ): Promise<{ kekId: string; shares: CustodianShare[]; keys: string[] }> {
   const { custodians, threshold } = options;
-  if (!Number.isInteger(custodians) || !Number.isInteger(threshold) || threshold < 2 || custodians < threshold || custodians > 20) {
-    throw new FleetError('CUSTODY_INVALID', `need 2 <= threshold <= custodians <= 20 (got ${threshold} of ${custodians})`, { httpStatus: 400 });
-  }
+  checkCustodians(custodians, threshold);
   const caKeys = await siteCaKeys(store, options.tokenLabel);
   if (caKeys.length === 0) throw new FleetError('CA_NOT_INITIALISED', `no CA keys in token "${options.tokenLabel}": run \`pnpm fleetpki ceremony init\` first`);
   // Device master keys (hybrid keys) go the same way, so the standby can issue device keys too.
@@ -71,10 +69,6 @@ export async function createKeyCustody(
   try {
     const kekId = randomUUID();
     const { privateKeys: wrapped, secretKeys: masters } = await options.wrap(kek, { privateKeys: caKeys, secretKeys: masterKeys });
-    // The library wants a plain Uint8Array (a Buffer fails its check); the copy is wiped below too.
-    const secret = new Uint8Array(kek);
-    const parts = await split(secret, custodians, threshold);
-    secret.fill(0);
     const backups: KeyBackupRecord[] = [
       ...wrapped.map((w) => ({ kekId, keyLabel: w.label, keyObjectId: w.id, keyClass: 'private' as const, mechanism: w.mechanism, wrapped: w.wrapped, publicKeySpki: w.publicKeySpki })),
       ...masters.map((m) => ({ kekId, keyLabel: m.label, keyObjectId: m.id, keyClass: 'secret' as const, mechanism: 'aes-key-wrap' as const, wrapped: m.wrapped, checkValue: m.checkValue })),
@@ -86,10 +80,29 @@ export async function createKeyCustody(
       subject: kekId,
       details: { custodians, threshold, keys: [...wrapped.map((w) => w.label), ...masters.map((m) => m.label)], kek: "trusted session object of the ceremony's own HSM process, destroyed after wrapping" },
     });
-    const shares = parts.map((p, i) => ({ format: SHARE_FORMAT, kekId, custodian: i + 1, custodians, threshold, share: Buffer.from(p).toString('base64') }) as const);
+    const shares = await splitKek(kek, kekId, custodians, threshold);
     return { kekId, shares, keys: [...wrapped.map((w) => w.label), ...masters.map((m) => m.label)] };
   } finally {
     kek.fill(0);
+  }
+}
+
+/** M of N: at least two custodians needed, at most twenty shares. */
+export function checkCustodians(custodians: number, threshold: number): void {
+  if (!Number.isInteger(custodians) || !Number.isInteger(threshold) || threshold < 2 || custodians < threshold || custodians > 20) {
+    throw new FleetError('CUSTODY_INVALID', `need 2 <= threshold <= custodians <= 20 (got ${threshold} of ${custodians})`, { httpStatus: 400 });
+  }
+}
+
+/** The KEK as `custodians` Shamir shares, any `threshold` of which rebuild it (the caller then forgets the KEK). */
+export async function splitKek(kek: Uint8Array, kekId: string, custodians: number, threshold: number): Promise<CustodianShare[]> {
+  // The library wants a plain Uint8Array (a Buffer fails its check); the copy is wiped here.
+  const secret = new Uint8Array(kek);
+  try {
+    const parts = await split(secret, custodians, threshold);
+    return parts.map((p, i) => ({ format: SHARE_FORMAT, kekId, custodian: i + 1, custodians, threshold, share: Buffer.from(p).toString('base64') }) as const);
+  } finally {
+    secret.fill(0);
   }
 }
 
@@ -117,11 +130,19 @@ export interface RestoreReport {
 
 /** The KEK the shares rebuild, checked against the store's check value: the caller zeroes it. */
 async function rebuildKek(store: KeyCustodyStore, shares: readonly CustodianShare[]): Promise<{ kekId: string; kek: Buffer }> {
+  return rebuildKekFrom(shares, async (kekId) => {
+    const kekRecord = await store.getKek(kekId);
+    if (!kekRecord) throw new FleetError('CUSTODY_KEK_UNKNOWN', `no key-encryption key ${kekId} in this site's store (was the custody ceremony run, and has it replicated?)`, { httpStatus: 404 });
+    return kekRecord;
+  });
+}
+
+/** The KEK the shares rebuild, checked against the check value `record` gives for their KEK id: the caller zeroes it. */
+export async function rebuildKekFrom(shares: readonly CustodianShare[], record: (kekId: string) => Promise<{ custodians: number; threshold: number; kekCheck: Buffer }>): Promise<{ kekId: string; kek: Buffer }> {
   if (shares.length === 0) throw new FleetError('CUSTODY_SHARES_INSUFFICIENT', 'no shares given', { httpStatus: 400 });
   const kekId = shares[0]!.kekId;
   if (shares.some((s) => s.kekId !== kekId)) throw new FleetError('CUSTODY_SHARES_MISMATCH', 'the shares belong to different key-encryption keys', { httpStatus: 400 });
-  const kekRecord = await store.getKek(kekId);
-  if (!kekRecord) throw new FleetError('CUSTODY_KEK_UNKNOWN', `no key-encryption key ${kekId} in this site's store (was the custody ceremony run, and has it replicated?)`, { httpStatus: 404 });
+  const kekRecord = await record(kekId);
   const distinct = new Map(shares.map((s) => [s.custodian, s]));
   if (distinct.size < kekRecord.threshold) {
     throw new FleetError('CUSTODY_SHARES_INSUFFICIENT', `${distinct.size} distinct custodian share(s) given; ${kekRecord.threshold} of ${kekRecord.custodians} are needed`, { httpStatus: 400 });

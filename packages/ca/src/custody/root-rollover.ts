@@ -46,7 +46,9 @@ export async function rollRootKey(ceremony: RootCeremony & { store: RootRollover
   if (cas.some((c) => c.kind === 'root' && parseCaCertificate(c.certificate).subjectDer.equals(subjectDer))) {
     throw new FleetError('CA_NAME_INVALID', 'the new root needs a name no root has had (e.g. "fleetpki Root CA G2"): a meter tells the generations apart by name as well as by key id', { httpStatus: 400 });
   }
-  const key = await ensureKey(ceremony.rootKeyStore, ceremony.id, false);
+  // Copyable under a trusted key only (CKA_WRAP_WITH_TRUSTED): the root's custody ceremony can make a
+  // second offline copy of it, which the first generation's key never allowed.
+  const key = await ensureKey(ceremony.rootKeyStore, ceremony.id, true);
   const newSigner = await ceremony.rootKeyStore.getSigner({ label: key.label, id: key.id });
   const nwn = buildCaTbs({ subjectDer, serial: newSerial(ceremony.serialPrefix), notBefore: now, notAfter, publicKeySpki: key.publicKeySpki });
   const newWithNew = assembleSignedCertificate(nwn.der, await rootSigns(newSigner, nwn.der, `the new root ${ceremony.id}`));

@@ -6,10 +6,11 @@ import { FleetError } from '@fleetpki/core';
 import { arlUrl, createSubordinateCa, hardenTokenKeys, moveRootToken, postgresCustodyStore, postgresSiteStore, publishAuthorityRevocationList, readSiteState, renewSubordinateCa, runCeremony, auditActor } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { toPem } from '@fleetpki/x509';
-import { hardenSiteKeys, migrateRootToken, openRootKeyStore } from '@fleetpki/sites';
+import { hardenSiteKeys, migrateRootToken } from '@fleetpki/sites';
 import { requireOfficer, withDatabase } from '../context.js';
+import { registerRootCustody } from './root-custody.js';
 import { registerRootRollover } from './root-rollover.js';
-import { readRootPin, rootPinOption } from '../custodian-pins.js';
+import { openCeremonyRoot, rootPinOption } from '../custodian-pins.js';
 
 export function registerCeremonyCommands(program: Command): void {
   const ceremony = program.command('ceremony').description('key ceremonies (custodians)');
@@ -19,14 +20,14 @@ export function registerCeremonyCommands(program: Command): void {
       .description("create the CA hierarchy: the root key in the offline root's HSM, device issuing and organisation CA keys in the site's; a re-run checks keys against certificates")
       .option('--out <dir>', 'also write root.pem, issuing.pem, organisation.pem and chain.pem here')
       .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)"),
-  ).action(async (options: { out?: string; tokenFile?: string; rootPinFile?: string }) => {
+  ).action(async (options: { out?: string; tokenFile?: string; rootPinFile?: string; rootHsmDir?: string }) => {
       await withDatabase(async ({ config, pool }) => {
         const site = config.sites[config.site];
         const state = await readSiteState(postgresSiteStore(pool), site.id);
         if (!state) throw new FleetError('SITE_STATE_MISSING', `no site_state row for site ${site.id}: run \`pnpm fleetpki db migrate\``);
         if (state.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is ${state.role}; run the ceremony on the active site`);
         const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'the key ceremony');
-        const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
+        const rootKeyStore = await openCeremonyRoot(config, options);
         let siteKeyStore: Awaited<ReturnType<typeof openSiteKeyStore>> | undefined;
         try {
           siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 });
@@ -87,7 +88,7 @@ export function registerCeremonyCommands(program: Command): void {
       .option('--years <n>', 'validity in years', (v) => Number(v), 25)
       .option('--out <file>', 'also write the certificate (PEM) here')
       .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)"),
-  ).action(async (options: { id: string; kind: string; name: string; years: number; out?: string; tokenFile?: string; rootPinFile?: string }) => {
+  ).action(async (options: { id: string; kind: string; name: string; years: number; out?: string; tokenFile?: string; rootPinFile?: string; rootHsmDir?: string }) => {
     if (options.kind !== 'device-issuing' && options.kind !== 'organisation') throw new FleetError('CA_KIND_INVALID', `--kind must be device-issuing or organisation, not ${options.kind}`);
     const kind = options.kind;
     await withDatabase(async ({ config, pool }) => {
@@ -95,7 +96,7 @@ export function registerCeremonyCommands(program: Command): void {
       const state = await readSiteState(postgresSiteStore(pool), site.id);
       if (state?.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is not the active site; run the ceremony there`);
       const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'a new CA');
-      const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
+      const rootKeyStore = await openCeremonyRoot(config, options);
       const siteKeyStore = await openSiteKeyStore(config, site, { sessions: 1 }).catch(async (err: unknown) => {
         await rootKeyStore.close();
         throw err;
@@ -118,10 +119,10 @@ export function registerCeremonyCommands(program: Command): void {
       .option('--root <id>', 'the root whose ARL to sign (default: the current root; an earlier generation signs its own while meters trust it)')
       .option('--out <file>', 'also write the ARL (DER) here')
       .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)"),
-  ).action(async (options: { root?: string; out?: string; tokenFile?: string; rootPinFile?: string }) => {
+  ).action(async (options: { root?: string; out?: string; tokenFile?: string; rootPinFile?: string; rootHsmDir?: string }) => {
     await withDatabase(async ({ config, pool }) => {
       const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'signing the ARL');
-      const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
+      const rootKeyStore = await openCeremonyRoot(config, options);
       try {
         const arl = await publishAuthorityRevocationList({ store: postgresCustodyStore(pool), rootKeyStore, site: config.site, actor: auditActor(custodian), ...(options.root ? { rootId: options.root } : {}) });
         if (options.out) writeFileSync(options.out, arl.der);
@@ -132,6 +133,7 @@ export function registerCeremonyCommands(program: Command): void {
     });
   });
   registerRootRollover(ceremony);
+  registerRootCustody(ceremony);
   rootPinOption(
     ceremony
       .command('renew-ca')
@@ -140,13 +142,13 @@ export function registerCeremonyCommands(program: Command): void {
       .option('--years <n>', 'validity in years from now', (v) => Number(v), 25)
       .option('--out <file>', 'also write the new certificate (PEM) here')
       .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)"),
-  ).action(async (options: { ca: string; years: number; out?: string; tokenFile?: string; rootPinFile?: string }) => {
+  ).action(async (options: { ca: string; years: number; out?: string; tokenFile?: string; rootPinFile?: string; rootHsmDir?: string }) => {
     await withDatabase(async ({ config, pool }) => {
       const site = config.sites[config.site];
       const state = await readSiteState(postgresSiteStore(pool), site.id);
       if (state?.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is not the active site; run the ceremony there`);
       const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'renewing a CA certificate');
-      const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
+      const rootKeyStore = await openCeremonyRoot(config, options);
       try {
         const ca = await renewSubordinateCa({ store: postgresCustodyStore(pool), rootKeyStore, site: site.id, actor: auditActor(custodian), caId: options.ca, years: options.years, serialPrefix: state.serialPrefix });
         if (options.out) writeFileSync(options.out, toPem(ca.certificate));

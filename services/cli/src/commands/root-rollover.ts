@@ -4,9 +4,8 @@ import type { Command } from 'commander';
 import { FleetError } from '@fleetpki/core';
 import { auditActor, postgresCustodyStore, postgresSiteStore, readSiteState, rollRootKey } from '@fleetpki/ca';
 import { toPem } from '@fleetpki/x509';
-import { openRootKeyStore } from '@fleetpki/sites';
 import { requireOfficer, withDatabase } from '../context.js';
-import { readRootPin, rootPinOption } from '../custodian-pins.js';
+import { openCeremonyRoot, rootPinOption } from '../custodian-pins.js';
 
 /** `fleetpki ceremony root-rollover`: a new root generation with its link certificates (root-rollover.ts). */
 export function registerRootRollover(ceremony: Command): void {
@@ -19,14 +18,14 @@ export function registerRootRollover(ceremony: Command): void {
       .option('--years <n>', 'validity in years (it must outlive the old root)', (v) => Number(v), 40)
       .option('--out <dir>', 'also write new-with-new.pem, new-with-old.pem, old-with-new.pem and each re-certified CA here')
       .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)"),
-  ).action(async (options: { id: string; name: string; years: number; out?: string; tokenFile?: string; rootPinFile?: string }) => {
+  ).action(async (options: { id: string; name: string; years: number; out?: string; tokenFile?: string; rootPinFile?: string; rootHsmDir?: string }) => {
     if (!Number.isInteger(options.years) || options.years < 1 || options.years > 100) throw new FleetError('CA_VALIDITY_INVALID', `--years must be a whole number of years from 1 to 100, not ${options.years}`);
     await withDatabase(async ({ config, pool }) => {
       const site = config.sites[config.site];
       const state = await readSiteState(postgresSiteStore(pool), site.id);
       if (state?.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is not the active site; run the ceremony there`);
       const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'a root rollover');
-      const rootKeyStore = await openRootKeyStore(config, await readRootPin(config, options.rootPinFile));
+      const rootKeyStore = await openCeremonyRoot(config, options);
       try {
         const rollover = await rollRootKey({ store: postgresCustodyStore(pool), rootKeyStore, site: site.id, actor: auditActor(custodian), id: options.id, name: { commonName: options.name }, years: options.years, serialPrefix: state.serialPrefix });
         console.log(`root ${rollover.root.id} (${rollover.root.subjectDn}) replaces ${rollover.replaced.id}: key ${rollover.root.keyUri}, expires ${rollover.root.notAfter.toISOString()}`);

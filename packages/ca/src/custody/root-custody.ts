@@ -1,0 +1,169 @@
+import { createHash, createPublicKey, randomBytes, randomUUID, verify } from 'node:crypto';
+import { FleetError, isUuid, type SiteId } from '@fleetpki/core';
+import { parsePkcs11Uri, type CustodyKeyStore, type KeyRef, type SigningKeyStore } from '@fleetpki/hsm';
+import type { CaRecord } from '@fleetpki/store';
+import { parseCaCertificate } from '@fleetpki/x509';
+import { checkCustodians, kekCheckValue, rebuildKekFrom, splitKek, type CustodianShare, type CustodyWrap } from './key-custody.js';
+import type { HsmAuditStore } from './store.js';
+
+export const ROOT_BACKUP_FORMAT = 'fleetpki-root-backup/1';
+
+/**
+ * A second copy of the offline root (issue 36): the root keys wrapped under a KEK that exists only as
+ * custodians' shares, written to a file for offline media, never to the CA's database. A site's
+ * `custody restore` reads its wrapped keys from the database, so it can never put a root key into a
+ * site token; only `ceremony root-restore`, into a root HSM, reads this file.
+ */
+export interface RootBackup {
+  readonly format: typeof ROOT_BACKUP_FORMAT;
+  readonly kekId: string;
+  /** kekCheckValue(KEK), base64: the shares are checked against it before anything is unwrapped. */
+  readonly kekCheck: string;
+  readonly custodians: number;
+  readonly threshold: number;
+  readonly createdAt: string;
+  readonly keys: readonly { rootId: string; label: string; id: string; mechanism: 'aes-key-wrap-pad'; wrapped: string; publicKeySpki: string }[];
+}
+
+/** The store side of the root's custody: the roots (to find their keys and check a restore) and the audit log. */
+export interface RootCustodyStore extends HsmAuditStore {
+  listCas(): Promise<CaRecord[]>;
+}
+
+/** What a restore needs of the receiving root token (openRemoteKeyStore gives it). */
+export type RootCopyTarget = Pick<CustodyKeyStore, 'tokenLabel' | 'hasKey' | 'describeKey' | 'getSigner' | 'unwrapPrivateKey'>;
+
+export interface RootCustodyCeremony {
+  readonly store: RootCustodyStore;
+  /** The offline root's key store, opened with the custodians' PIN (to describe the keys before wrapping). */
+  readonly rootKeyStore: SigningKeyStore;
+  readonly site: SiteId;
+  readonly actor: string;
+}
+
+/** The live roots whose keys are in `tokenLabel`. */
+function rootKeys(cas: readonly CaRecord[], tokenLabel: string): { root: CaRecord; ref: KeyRef }[] {
+  return cas
+    .filter((c) => c.kind === 'root' && c.status !== 'revoked')
+    .map((root) => ({ root, uri: parsePkcs11Uri(root.keyUri) }))
+    .filter(({ uri }) => uri.token === tokenLabel)
+    .map(({ root, uri }) => ({ root, ref: { label: uri.object, ...(uri.id ? { id: uri.id } : {}) } }));
+}
+
+/**
+ * The root's custody ceremony: the root token's security officer makes a trusted KEK in a session of
+ * its own (`wrap`, the same HSM step as the site custody), every live root key that may leave its token
+ * wrapped is wrapped under it, the KEK is split into shares and forgotten. A root generated before roots
+ * could be copied (CKA_EXTRACTABLE false) is named and left out: only a root rollover to a new,
+ * copyable root gives such an installation a second copy.
+ */
+export async function createRootCustody(ceremony: RootCustodyCeremony & { custodians: number; threshold: number; wrap: CustodyWrap }): Promise<{ backup: RootBackup; shares: CustodianShare[]; uncopyable: string[] }> {
+  checkCustodians(ceremony.custodians, ceremony.threshold);
+  if (await ceremony.store.isInRecovery()) throw new FleetError('SITE_STANDBY', 'this database is a standby; run the root custody ceremony against the active site (its audit log)');
+  const copyable: { root: CaRecord; ref: KeyRef }[] = [];
+  const uncopyable: string[] = [];
+  for (const key of rootKeys(await ceremony.store.listCas(), ceremony.rootKeyStore.tokenLabel)) {
+    const info = await ceremony.rootKeyStore.describeKey(key.ref);
+    if (!info.publicKeySpki.equals(parseCaCertificate(key.root.certificate).publicKeySpki)) throw new FleetError('CA_KEY_MISMATCH', `the key of root ${key.root.id} in token "${ceremony.rootKeyStore.tokenLabel}" does not match its certificate`);
+    if (info.extractable && info.wrapWithTrusted) copyable.push(key);
+    else uncopyable.push(key.root.id);
+  }
+  if (copyable.length === 0) {
+    throw new FleetError('ROOT_NOT_COPYABLE', `no root key in token "${ceremony.rootKeyStore.tokenLabel}" may leave it, even wrapped (${uncopyable.join(', ') || 'no live root'}): roll over to a copyable root first (\`ceremony root-rollover\`)`, { httpStatus: 409 });
+  }
+  const kek = randomBytes(32);
+  try {
+    const kekId = randomUUID();
+    const { privateKeys } = await ceremony.wrap(kek, { privateKeys: copyable.map((k) => k.ref), secretKeys: [] });
+    const backup: RootBackup = {
+      format: ROOT_BACKUP_FORMAT,
+      kekId,
+      kekCheck: kekCheckValue(kek).toString('base64'),
+      custodians: ceremony.custodians,
+      threshold: ceremony.threshold,
+      createdAt: new Date().toISOString(),
+      keys: privateKeys.map((w) => ({ rootId: copyable.find((k) => k.ref.label === w.label)!.root.id, label: w.label, id: w.id.toString('hex'), mechanism: 'aes-key-wrap-pad', wrapped: w.wrapped.toString('base64'), publicKeySpki: w.publicKeySpki.toString('base64') })),
+    };
+    const shares = await splitKek(kek, kekId, ceremony.custodians, ceremony.threshold);
+    await ceremony.store.appendAudit({
+      site: ceremony.site,
+      actor: ceremony.actor,
+      action: 'ceremony.root-custody',
+      subject: kekId,
+      details: { roots: backup.keys.map((k) => k.rootId), uncopyable, custodians: ceremony.custodians, threshold: ceremony.threshold, backupSha256: backupDigest(backup) },
+    });
+    return { backup, shares, uncopyable };
+  } finally {
+    kek.fill(0);
+  }
+}
+
+function backupDigest(backup: RootBackup): string {
+  return createHash('sha256').update(JSON.stringify(backup)).digest('hex');
+}
+
+/** Reads a root backup file, naming what is wrong with it. */
+export function parseRootBackup(text: string, source: string): RootBackup {
+  const bad = (what: string) => new FleetError('ROOT_BACKUP_INVALID', `${source}: ${what}`, { httpStatus: 400 });
+  let v: Partial<RootBackup>;
+  try {
+    v = JSON.parse(text) as Partial<RootBackup>;
+  } catch {
+    throw bad('not a fleetpki root backup (not JSON)');
+  }
+  if (v.format !== ROOT_BACKUP_FORMAT) throw bad(`format must be ${ROOT_BACKUP_FORMAT}`);
+  if (typeof v.kekId !== 'string' || !isUuid(v.kekId)) throw bad('kekId missing or malformed');
+  if (typeof v.kekCheck !== 'string' || Buffer.from(v.kekCheck, 'base64').length !== 16) throw bad('kekCheck must be the base64 of 16 bytes');
+  if (!Array.isArray(v.keys) || v.keys.length === 0) throw bad('no keys');
+  for (const k of v.keys) {
+    if (typeof k?.rootId !== 'string' || typeof k.label !== 'string' || typeof k.id !== 'string' || !/^([0-9a-f]{2})+$/.test(k.id) || k.mechanism !== 'aes-key-wrap-pad' || typeof k.wrapped !== 'string' || typeof k.publicKeySpki !== 'string') {
+      throw bad('a key entry lacks rootId, label, id (hex), mechanism aes-key-wrap-pad, wrapped or publicKeySpki');
+    }
+  }
+  return v as RootBackup;
+}
+
+/**
+ * Restores the root keys of `backup` into `target`, a token of a root HSM (never a site's: the caller
+ * opens only a root HSM), from the custodians' shares. Each key must be a live root of the store whose
+ * certificate carries the same public key (the file is not trusted for that), and must then sign a probe
+ * that verifies under it. Restored keys may be copied again (wrapped under a trusted key only), so the
+ * copy can make a third. Keys already present are checked, not replaced.
+ */
+export async function restoreRootFromShares(
+  ceremony: { store: RootCustodyStore; target: RootCopyTarget; site: SiteId; actor: string },
+  backup: RootBackup,
+  shares: readonly CustodianShare[],
+): Promise<{ restored: string[]; alreadyPresent: string[] }> {
+  const roots = new Map((await ceremony.store.listCas()).filter((c) => c.kind === 'root' && c.status !== 'revoked').map((c) => [c.id, c]));
+  const { kek } = await rebuildKekFrom(shares, async (kekId) => {
+    if (kekId !== backup.kekId) throw new FleetError('CUSTODY_SHARES_MISMATCH', `the shares are for key-encryption key ${kekId}, the backup for ${backup.kekId}`, { httpStatus: 400 });
+    return { custodians: backup.custodians, threshold: backup.threshold, kekCheck: Buffer.from(backup.kekCheck, 'base64') };
+  });
+  try {
+    const restored: string[] = [];
+    const alreadyPresent: string[] = [];
+    for (const key of backup.keys) {
+      const root = roots.get(key.rootId);
+      if (!root) throw new FleetError('CA_NOT_FOUND', `the backup holds root ${key.rootId}, which is not a live root of this CA`, { httpStatus: 404 });
+      const spki = parseCaCertificate(root.certificate).publicKeySpki;
+      if (!Buffer.from(key.publicKeySpki, 'base64').equals(spki)) throw new FleetError('CA_KEY_MISMATCH', `the backup's public key for root ${key.rootId} is not its certificate's`);
+      const ref = { label: key.label, id: Buffer.from(key.id, 'hex') };
+      if (await ceremony.target.hasKey(ref.label)) {
+        if (!(await ceremony.target.describeKey(ref.label)).publicKeySpki.equals(spki)) throw new FleetError('CA_KEY_MISMATCH', `token "${ceremony.target.tokenLabel}" holds a different key labelled "${key.label}"`);
+        alreadyPresent.push(key.rootId);
+        continue;
+      }
+      await ceremony.target.unwrapPrivateKey({ ...ref, mechanism: key.mechanism, wrapped: Buffer.from(key.wrapped, 'base64'), publicKeySpki: spki }, kek, { cloneable: true });
+      const probe = randomBytes(32);
+      if (!verify('sha256', probe, createPublicKey({ key: spki, format: 'der', type: 'spki' }), await (await ceremony.target.getSigner(ref)).sign(probe))) {
+        throw new FleetError('CA_KEY_MISMATCH', `the key unwrapped as "${key.label}" does not sign for root ${key.rootId}'s public key`);
+      }
+      restored.push(key.rootId);
+    }
+    await ceremony.store.appendAudit({ site: ceremony.site, actor: ceremony.actor, action: 'ceremony.root-restore', subject: backup.kekId, details: { token: ceremony.target.tokenLabel, restored, alreadyPresent } });
+    return { restored, alreadyPresent };
+  } finally {
+    kek.fill(0);
+  }
+}
