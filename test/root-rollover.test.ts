@@ -14,6 +14,7 @@ import { getCrl, listCas, listMasterKeys, type CaRecord, type Pool } from '@flee
 import { generateDeviceKeys, lintDeviceTbs, parseCaCertificate, toPem } from '@fleetpki/x509';
 import { createToken, ensureCa, openssl, siteAPool, writeCaFile, type TestCa } from './support/ca.js';
 import { cli } from './support/cli.js';
+import { approvedRequest } from './support/dual-control.js';
 import { ensureSites } from './support/sites.js';
 
 /**
@@ -132,7 +133,13 @@ describe("the root's second copy", () => {
 
 describe('root rollover with link certificates', () => {
   it('the ceremony, run with the root\'s copy, makes the new root, both links, and re-certifies fpd1 under it (same key)', async () => {
-    const r = await cli(['ceremony', 'root-rollover', '--id', newRootId, '--name', `fleetpki Root CA ${newRootId.toUpperCase()}`, '--out', out(), '--root-hsm-dir', copyDir(), '--token-file', custodianFile]);
+    // Two custodians: one requests ca.root-rollover naming the new root, a second approves.
+    const approval = await approvedRequest(pool, ca, 'ca.root-rollover', 'custodian', { id: newRootId, name: `fleetpki Root CA ${newRootId.toUpperCase()}` });
+    const unapproved = await approvedRequest(pool, ca, 'master-key.rotate', 'custodian', { role: 'mac' });
+    const wrong = await cli(['ceremony', 'root-rollover', '--approval', unapproved.id, '--root-hsm-dir', copyDir(), '--token-file', unapproved.tokenFile]);
+    assert.notEqual(wrong.code, 0, 'an approval of another action does not roll the root');
+    assert.equal((await listCas(pool)).filter((c) => c.kind === 'root').length, 1);
+    const r = await cli(['ceremony', 'root-rollover', '--approval', approval.id, '--out', out(), '--root-hsm-dir', copyDir(), '--token-file', approval.tokenFile]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`root ${newRootId} .* replaces root`));
     assert.match(r.stdout, /re-certified under it: .*fpd1/);
@@ -141,10 +148,10 @@ describe('root rollover with link certificates', () => {
     assert.equal(cas.find((c) => c.id === 'org1')!.parentId, 'root', 'the organisation CA stays under the old root');
     const key = (pem: string) => openssl(['x509', '-noout', '-pubkey'], readFileSync(pem));
     assert.equal(key(file('fpd1.pem')), key(oldIssuingPem), 'fpd1 keeps its key');
-    // Run again with the same id: refused, nothing changed.
-    const again = await cli(['ceremony', 'root-rollover', '--id', newRootId, '--name', 'another', '--token-file', custodianFile]);
+    // The approval is spent: run again, refused, nothing changed.
+    const again = await cli(['ceremony', 'root-rollover', '--approval', approval.id, '--root-hsm-dir', copyDir(), '--token-file', approval.tokenFile]);
     assert.notEqual(again.code, 0);
-    assert.match(again.stderr, /CA_EXISTS/);
+    assert.equal((await listCas(pool)).filter((c) => c.kind === 'root').length, 2);
   });
 
   it('a meter holding only the old root validates the new hierarchy through NewWithOld, and not without it', async () => {
@@ -169,6 +176,8 @@ describe('root rollover with link certificates', () => {
       assert.equal(r.code, 0, r.stderr);
       const id = root ?? newRootId;
       assert.match(r.stdout, new RegExp(`/${id}/arl.crl`));
+      // Without --root, every live root whose key is in the token opened: with the copy, both.
+      if (!root) assert.match(r.stdout, /root: ARL number/);
       const path = writeCaFile(ca, `${newRootId}-${id}-arl.pem`, toPem((await getCrl(pool, id, 0, 'full'))!.der, 'X509 CRL'));
       try {
         openssl(['crl', '-in', path, '-CAfile', anchor, '-noout', '-verify']);

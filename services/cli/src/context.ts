@@ -44,9 +44,9 @@ export async function requireOfficer(pool: Pool, tokenFile: string | undefined, 
  * Runs an approved dual-control request from the command line (where the HSM and the sites are). The
  * executing officer is the one whose API token is given: the requester or the approver.
  */
-export async function executeApproved<T>(config: FleetConfig, pool: Pool, approvalId: string, tokenFile: string | undefined, action: ApprovalAction, run: (payload: Record<string, unknown>, actor: string) => Promise<T>): Promise<T> {
+export async function executeApproved<T>(config: FleetConfig, pool: Pool, approvalId: string, tokenFile: string | undefined, action: ApprovalAction, run: (payload: Record<string, unknown>, actor: string) => Promise<T>, recorded?: (outcome: T) => unknown): Promise<T> {
   const officer = await requireOfficer(pool, tokenFile, DUAL_CONTROL_ROLES[action], `executing an approved ${action}`);
   const dualControl = new DualControl(pool, config.site, config.dualControl.approvalTtlMinutes);
-  const { outcome } = await dualControl.execute(officer, approvalId, action, (payload) => run(payload, `${auditActor(officer)} (approval ${approvalId})`));
+  const { outcome } = await dualControl.execute(officer, approvalId, action, (payload) => run(payload, `${auditActor(officer)} (approval ${approvalId})`), recorded);
   return outcome;
 }

@@ -25,6 +25,7 @@ export const DUAL_CONTROL_ROLES: Readonly<Record<ApprovalAction, readonly Role[]
   'person.create': ['administrator'],
   'person.rescope': ['administrator'],
   'credential.create': ['administrator'],
+  'ca.root-rollover': ['custodian'],
 };
 
 export type ApprovalStatus = 'pending' | 'approved' | 'executed' | 'expired';

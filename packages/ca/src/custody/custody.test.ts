@@ -308,6 +308,9 @@ describe('a root rollover through its port', () => {
     const generations = rootGenerations(store.cas, store.links);
     assert.equal(generations.current.id, 'rootg2');
     assert.deepEqual(generations.updates, [{ oldWithOld: rollover.replaced.certificate, newWithNew: rollover.root.certificate, newWithOld: rollover.newWithOld, oldWithNew: rollover.oldWithNew }]);
+    // A link row that does not verify (written by a database role, say) is refused, not served.
+    assert.throws(() => rootGenerations(store.cas, [{ ...store.links[0]!, newWithOld: rollover.oldWithNew }]), { code: 'CA_CHAIN_INVALID' });
+    assert.throws(() => rootGenerations(store.cas, [{ ...store.links[0]!, oldWithNew: rollover.root.certificate }]), { code: 'CA_CHAIN_INVALID' });
     const cacerts = caCertificatesForClients(fpd1.certificate, rollover.root, generations.updates);
     assert.deepEqual(cacerts, [fpd1.certificate, rollover.root.certificate, rollover.newWithOld, rollover.oldWithNew, rollover.replaced.certificate]);
 

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { FleetError } from '@fleetpki/core';
 import type { CaRecord, RootLinkRecord } from '@fleetpki/store';
 
@@ -34,7 +35,9 @@ export function rootGenerations(cas: readonly CaRecord[], links: readonly RootLi
     const oldRoot = byId.get(link.oldRootId);
     const newRoot = byId.get(link.newRootId);
     if (!oldRoot || !newRoot) throw new FleetError('CA_NOT_FOUND', `the root link ${link.oldRootId} -> ${link.newRootId} names a CA the store does not hold`);
-    updates.unshift({ oldWithOld: oldRoot.certificate, newWithNew: newRoot.certificate, newWithOld: link.newWithOld, oldWithNew: link.oldWithNew });
+    const update = { oldWithOld: oldRoot.certificate, newWithNew: newRoot.certificate, newWithOld: link.newWithOld, oldWithNew: link.oldWithNew };
+    assertLinked(update, `${link.oldRootId} -> ${link.newRootId}`);
+    updates.unshift(update);
     if (updates.length > links.length) throw new FleetError('CA_ROOT_AMBIGUOUS', 'the root links form a cycle');
   }
   return { current: current[0]!, updates };
@@ -60,4 +63,30 @@ export function caCertificatesForClients(issuing: Buffer, root: CaRecord, update
     add(u.oldWithOld);
   }
   return out;
+}
+
+/**
+ * Checks a link as a meter will before anything serves it: NewWithOld certifies the new root's name and
+ * key under the old root's key, OldWithNew the old root's under the new key, and the new root is
+ * self-signed. The rows are written only by the root ceremony, but a database role that could write
+ * them must not be able to make the services hand out a root the old one never certified.
+ */
+function assertLinked(u: RootCaKeyUpdate, what: string): void {
+  const [oldRoot, newRoot, newWithOld, oldWithNew] = [u.oldWithOld, u.newWithNew, u.newWithOld, u.oldWithNew].map((der) => new X509Certificate(der));
+  const sameKey = (a: X509Certificate, b: X509Certificate) => a.publicKey.equals(b.publicKey);
+  const ok =
+    newRoot!.verify(newRoot!.publicKey) &&
+    newWithOld!.verify(oldRoot!.publicKey) &&
+    newWithOld!.subject === newRoot!.subject &&
+    sameKey(newWithOld!, newRoot!) &&
+    oldWithNew!.verify(newRoot!.publicKey) &&
+    oldWithNew!.subject === oldRoot!.subject &&
+    sameKey(oldWithNew!, oldRoot!);
+  if (!ok) throw new FleetError('CA_CHAIN_INVALID', `the root link ${what} does not verify (NewWithOld under the old root, OldWithNew under the new): refusing to serve it`);
+}
+
+/** The issuing CA's certificate must verify under its parent root's key: the chain the services hand out. */
+export function assertIssuedBy(ca: CaRecord, root: CaRecord): void {
+  const [cert, issuer] = [new X509Certificate(ca.certificate), new X509Certificate(root.certificate)];
+  if (!cert.checkIssued(issuer) || !cert.verify(issuer.publicKey)) throw new FleetError('CA_CHAIN_INVALID', `the certificate of CA ${ca.id} does not verify under its parent ${root.id}: refusing to serve that chain`);
 }

@@ -2,7 +2,7 @@ import { FleetError, type FleetConfig } from '@fleetpki/core';
 import type { SigningKeyStore } from '@fleetpki/hsm';
 import type { CaRecord, Pool } from '@fleetpki/store';
 import { CA_IDS } from '../ca-ids.js';
-import { caCertificatesForClients, rootGenerations, type RootCaKeyUpdate } from '../custody/root-generations.js';
+import { assertIssuedBy, caCertificatesForClients, rootGenerations, type RootCaKeyUpdate } from '../custody/root-generations.js';
 import { siteStoreOf } from '../sites/postgres-store.js';
 import type { SiteIssuerStore } from '../sites/store.js';
 import { openIssuingCa, type IssuingCa } from './issuing-ca.js';
@@ -29,6 +29,7 @@ export async function loadSiteIssuer(config: FleetConfig, source: SiteIssuerStor
   const record = cas.find((c) => c.id === CA_IDS.deviceIssuing);
   const root = cas.find((c) => c.id === record?.parentId);
   if (!record || !root) throw new FleetError('CA_NOT_INITIALISED', 'no device issuing CA in the store: run `pnpm fleetpki ceremony init` first');
+  assertIssuedBy(record, root);
   const generations = rootGenerations(cas, await store.rootLinks());
   const state = (await store.readSiteStates()).find((s) => s.site === site.id);
   if (!state) throw new FleetError('SITE_STATE_MISSING', `no site_state row for site ${site.id}`);

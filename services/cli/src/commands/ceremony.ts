@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError } from '@fleetpki/core';
-import { arlUrl, createSubordinateCa, hardenTokenKeys, moveRootToken, postgresCustodyStore, postgresSiteStore, publishAuthorityRevocationList, readSiteState, renewSubordinateCa, runCeremony, auditActor } from '@fleetpki/ca';
+import { arlUrl, createSubordinateCa, hardenTokenKeys, moveRootToken, postgresCustodyStore, postgresSiteStore, publishAuthorityRevocationList, publishEveryAuthorityRevocationList, readSiteState, renewSubordinateCa, runCeremony, auditActor } from '@fleetpki/ca';
 import { openSiteKeyStore } from '@fleetpki/hsm';
 import { toPem } from '@fleetpki/x509';
 import { hardenSiteKeys, migrateRootToken } from '@fleetpki/sites';
@@ -115,18 +115,23 @@ export function registerCeremonyCommands(program: Command): void {
   rootPinOption(
     ceremony
       .command('arl')
-      .description("sign and publish the root's CRL of CA certificates (ARL): every revoked CA; run after each CA revocation and before the ARL's nextUpdate")
+      .description("sign and publish each live root's CRL of CA certificates (ARL): every revoked CA it certified; run after each CA revocation and before the ARLs' nextUpdate")
       .option('--root <id>', 'the root whose ARL to sign (default: the current root; an earlier generation signs its own while meters trust it)')
-      .option('--out <file>', 'also write the ARL (DER) here')
+      .option('--out <file>', 'also write the ARL (DER) here (with several roots: <file>-<root>.der)')
       .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)"),
   ).action(async (options: { root?: string; out?: string; tokenFile?: string; rootPinFile?: string; rootHsmDir?: string }) => {
     await withDatabase(async ({ config, pool }) => {
       const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], 'signing the ARL');
       const rootKeyStore = await openCeremonyRoot(config, options);
       try {
-        const arl = await publishAuthorityRevocationList({ store: postgresCustodyStore(pool), rootKeyStore, site: config.site, actor: auditActor(custodian), ...(options.root ? { rootId: options.root } : {}) });
-        if (options.out) writeFileSync(options.out, arl.der);
-        console.log(`ARL number ${arl.crlNumber}: ${arl.entries.length ? arl.entries.map((e) => `${e.caId} (serial ${e.serial}, reason ${e.reason})`).join(', ') : 'no revoked CA'}; next update ${arl.nextUpdate.toISOString()}; served at ${arlUrl(config.crlBaseUrl, arl.rootId)}`);
+        const base = { store: postgresCustodyStore(pool), rootKeyStore, site: config.site, actor: auditActor(custodian) };
+        const { published, skipped } = options.root ? { published: [await publishAuthorityRevocationList({ ...base, rootId: options.root })], skipped: [] } : await publishEveryAuthorityRevocationList(base);
+        if (options.out && published.length === 1) writeFileSync(options.out, published[0]!.der);
+        else if (options.out) for (const arl of published) writeFileSync(`${options.out.replace(/\.[a-z]+$/, '')}-${arl.rootId}.der`, arl.der);
+        for (const arl of published) {
+          console.log(`${arl.rootId}: ARL number ${arl.crlNumber}: ${arl.entries.length ? arl.entries.map((e) => `${e.caId} (serial ${e.serial}, reason ${e.reason})`).join(', ') : 'no revoked CA'}; next update ${arl.nextUpdate.toISOString()}; served at ${arlUrl(config.crlBaseUrl, arl.rootId)}`);
+        }
+        if (skipped.length) console.log(`not signed here (their keys are not in this root token): ${skipped.join(', ')}`);
       } finally {
         await rootKeyStore.close();
       }

@@ -7,11 +7,12 @@ import { parseRevocationBody, runRevocation, type RevocationBody } from './revoc
 const OFFICERS = ['revocation-officer', 'administrator', 'custodian'] as const;
 const READERS = [...OFFICERS, 'auditor'] as const;
 /** Requested here rather than by a route of their own (bulk revocations come from POST /v1/revocations). */
-const REQUESTABLE: readonly ApprovalAction[] = ['ca.revoke', 'master-key.rotate', 'site.switchover', 'drill.failover', 'person.create', 'person.rescope', 'credential.create'];
+const REQUESTABLE: readonly ApprovalAction[] = ['ca.revoke', 'master-key.rotate', 'site.switchover', 'drill.failover', 'person.create', 'person.rescope', 'credential.create', 'ca.root-rollover'];
 /** Executed by the CLI, where the HSM and the sites are. */
 const CLI_EXECUTED: Partial<Record<ApprovalAction, string>> = {
   'master-key.rotate': 'pnpm fleetpki keys master create --role <role> --approval <id> --token-file <file>',
   'site.switchover': 'pnpm fleetpki drill switchover --approval <id> --token-file <file>',
+  'ca.root-rollover': 'pnpm fleetpki ceremony root-rollover --approval <id> --token-file <file>',
 };
 /** Executed by the route that does the change, with the approval's id. */
 const ROUTE_EXECUTED: Partial<Record<ApprovalAction, string>> = {
@@ -64,6 +65,11 @@ async function summarise(people: Pick<AccessAdministration, 'person'>, body: Req
       return { payload: { role: body.role }, summary: `rotate the ${body.role} device master key` };
     case 'site.switchover':
       return { payload: {}, summary: 'planned switchover to the standby site' };
+    case 'ca.root-rollover':
+      // What the ceremony will do is fixed here, so the approver approves this root and no other.
+      if (!body.caId || !/^[a-z][a-z0-9]{1,15}$/.test(body.caId)) throw new FleetError('REQUEST_INVALID', 'ca.root-rollover needs "caId": the new root\'s id (2-16 lower-case letters and digits)', { httpStatus: 400 });
+      if (!body.name || body.name.length > 64 || !/^[\x20-\x7e]+$/.test(body.name)) throw new FleetError('REQUEST_INVALID', 'ca.root-rollover needs "name": the new root\'s common name (1-64 printable ASCII characters)', { httpStatus: 400 });
+      return { payload: { id: body.caId, name: body.name }, summary: `root rollover to a new root ${body.caId} ("${body.name}")` };
     case 'drill.failover':
       return { payload: {}, summary: 'failover drill: kill the active site mid-batch (test deployment)' };
     default:
