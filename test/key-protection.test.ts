@@ -92,9 +92,11 @@ describe('CA and master keys that no PIN holder can take out of the HSM', () => 
     const hsm = await HsmProcess.start({ modulePath: config.pkcs11Module, softhsmConf: config.rootHsm.softhsmConf });
     try {
       await hsm.call('openKeyStore', config.rootTokenLabel, readPin(`file:${custodianPinFiles(config).rootPin}`), 1);
+      // The root leaves its token only wrapped under a trusted key (its custody ceremony): a key of the
+      // PIN holder's own is refused, and the trusted-only flag cannot be switched off.
       const outcome = await hsm.call('probeWrapUnderOwnKey', { label: root.object, id: root.id! }, 'private');
-      assert.deepEqual([outcome.refused, outcome.reason], [true, 'CKR_KEY_UNEXTRACTABLE']);
-      const weakened = await hsm.call('probeWeaken', { label: root.object, id: root.id! }, 'private', { extractable: true });
+      assert.deepEqual([outcome.refused, outcome.reason], [true, 'CKR_KEY_NOT_WRAPPABLE']);
+      const weakened = await hsm.call('probeWeaken', { label: root.object, id: root.id! }, 'private', { wrapWithTrusted: false });
       assert.equal(weakened.refused, true);
     } finally {
       await hsm.close();
