@@ -73,6 +73,22 @@ async function enrolSome(n: number): Promise<Buffer[]> {
   return serials;
 }
 
+/** For a failure's message: B's lease view as its responder has it, and the state of B's startup process (T: stopped). */
+async function stallEvidence(site: SiteConfig): Promise<string> {
+  const health = await fetch(`${statusUrl('b')}/healthz`).then((r) => r.text()).catch((err: Error) => `healthz: ${err.message}`);
+  let startup = 'no startup process';
+  try {
+    const postmaster = Number(readFileSync(join(pgDataDir(site), 'postmaster.pid'), 'utf8').split('\n')[0]);
+    for (const pid of postgresChildren(postmaster)) {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (/startup/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))) startup = `startup pid ${pid} state ${stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)}, postmaster ${postmaster}`;
+    }
+  } catch (err) {
+    startup = `cannot read: ${(err as Error).message}`;
+  }
+  return `B's responder: ${health}; ${startup}`;
+}
+
 /**
  * Stops (SIGSTOP) or continues the standby's startup process, the one that replays WAL: its replay stalls
  * while its WAL receiver goes on receiving. Found among its postmaster's children by its title.
@@ -196,7 +212,12 @@ describe('OCSP never says "good" after a revocation returned', () => {
       const pending = issuer.app.inject({ method: 'POST', url: '/v1/revocations', headers: { authorization: `Bearer ${officer}` }, payload: { serials: fresh.map((s) => s.toString('hex')), reason: 'keyCompromise' } });
       for (let i = 0; i < 75 && (stalled = await askFreshB()).includes('good'); i++) await new Promise((r) => setTimeout(r, 200));
       assert.ok(!stalled.includes('good'), `a stalled B still vouches: ${stalled.join(', ')}`);
-      for (let i = 0; i < 5; i++) assert.ok(!(await askFreshB()).includes('good'), 'B vouched again while still stalled');
+      // Once seen in a CI run (ci9), not reproduced alone since: the message carries what B's responder
+      // believed (its lease view and reason) and whether B's replay was in fact still stopped.
+      for (let i = 0; i < 5; i++) {
+        const verdicts = await askFreshB();
+        if (verdicts.includes('good')) assert.fail(`B vouched again while still stalled (${verdicts.join(', ')}): ${await stallEvidence(config.sites.b)}`);
+      }
       stallReplay(config.sites.b, false);
       assert.ok([200, 503].includes((await pending).statusCode));
     } finally {
