@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { caConstraints } from '@fleetpki/x509';
-import { OID_IT_ROOT_CA_CERT, OID_IT_ROOT_CA_KEY_UPDATE, buildGenmRequest, readPkiMessage, readRootCaKeyUpdateContent, verifyMacProtection, type PkiMessage, type RootCaKeyUpdateContent } from '@fleetpki/cmp';
+import { MAX_PKI_MESSAGE_BYTES, OID_IT_ROOT_CA_CERT, OID_IT_ROOT_CA_KEY_UPDATE, buildGenmRequest, readPkiMessage, readRootCaKeyUpdateContent, verifyMacProtection, type PkiMessage, type RootCaKeyUpdateContent } from '@fleetpki/cmp';
 
 /**
  * The client side of the root CA key update (RFC 9483 4.3.2): ask the CA's CMP endpoint (RFC 6712
@@ -17,6 +17,8 @@ export interface RootCaKeyUpdateRequest {
   readonly secret: Buffer;
   /** The root held (RootCaCertValue); without it the CA answers its latest update. */
   readonly heldRoot?: Buffer;
+  /** How long to wait for the answer (default 30 s). */
+  readonly timeoutMs?: number;
 }
 
 const PKIXCMP = 'application/pkixcmp';
@@ -31,10 +33,13 @@ export async function requestRootCaKeyUpdate(url: string, options: RootCaKeyUpda
   const sent = readPkiMessage(request).header;
   let res: Response;
   try {
-    res = await fetch(url, { method: 'POST', headers: { 'content-type': PKIXCMP }, body: request });
+    res = await fetch(url, { method: 'POST', headers: { 'content-type': PKIXCMP }, body: request, signal: AbortSignal.timeout(options.timeoutMs ?? 30_000) });
   } catch (err) {
     throw new Error(`cannot reach the CMP endpoint ${url}: ${(err as Error).message}`, { cause: err });
   }
+  // A CMP message is small (readPkiMessage refuses more than MAX_PKI_MESSAGE_BYTES): a larger answer is
+  // refused before it is read, so a server cannot make the client buffer without bound.
+  if (Number(res.headers.get('content-length') ?? 0) > MAX_PKI_MESSAGE_BYTES) throw new Error(`${url} answered ${res.headers.get('content-length')} bytes, more than a CMP message (${MAX_PKI_MESSAGE_BYTES})`);
   let answer: PkiMessage;
   try {
     answer = readPkiMessage(Buffer.from(await res.arrayBuffer()));
