@@ -95,6 +95,7 @@ async function undoRollover(): Promise<void> {
     await client.query('DELETE FROM crl_numbers WHERE ca_id = $1', [newRootId]);
     await client.query('DELETE FROM root_links WHERE new_root_id = $1', [newRootId]);
     await client.query('DELETE FROM cas WHERE id = $1', [newRootId]);
+    await client.query(`UPDATE cas SET status = 'active' WHERE id = 'root'`);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK');
@@ -216,4 +217,19 @@ describe('root rollover with link certificates', () => {
     assert.equal(await requestRootCaKeyUpdate(url, { reference, secret, heldRoot: der(file('new-with-new.pem')) }), undefined, 'the current root has no update');
     await assert.rejects(requestRootCaKeyUpdate(url, { reference, secret, heldRoot: der(file('fpd1.pem')) }), /badRequest|not one of/);
   });
+
+  it("root-retire ends the transition: /cacerts carries the issuing CA and the new root only, and the old root's ARL is no longer signed", async () => {
+    const refused = await cli(['ceremony', 'root-retire', '--root', newRootId, '--token-file', custodianFile]);
+    assert.match(refused.stderr, /CA_ROOT_CURRENT/);
+    const r = await cli(['ceremony', 'root-retire', '--root', 'root', '--token-file', custodianFile]);
+    assert.equal(r.code, 0, r.stderr);
+    const issuer = await loadSiteIssuer(config, pool, site);
+    assert.deepEqual(issuer.caCertificates.map((der) => toPem(der)), ['fpd1.pem', 'new-with-new.pem'].map((name) => readFileSync(file(name), 'utf8')));
+    assert.deepEqual(issuer.rootUpdates, []);
+    const arl = await cli(['ceremony', 'arl', '--root-hsm-dir', copyDir(), '--token-file', custodianFile]);
+    assert.equal(arl.code, 0, arl.stderr);
+    assert.doesNotMatch(arl.stdout, /^root: ARL/m);
+    assert.match(arl.stdout, new RegExp(`^${newRootId}: ARL number`, 'm'));
+  });
 });
+

@@ -10,7 +10,7 @@ import { destroyTrustedKey, hardenTokenKeys } from './hsm-maintenance.js';
 import { createKeyCustody, restoreKeysFromShares, type CustodyWrap } from './key-custody.js';
 import { createSubordinateCa, publishAuthorityRevocationList, renewSubordinateCa } from './root-ceremonies.js';
 import { caCertificatesForClients, rootGenerations } from './root-generations.js';
-import { rollRootKey } from './root-rollover.js';
+import { retireRoot, rollRootKey } from './root-rollover.js';
 import { createRootCustody, parseRootBackup, restoreRootFromShares } from './root-custody.js';
 import type { HsmAuditStore, KeyCustodyStore, RootRolloverStore } from './store.js';
 
@@ -48,6 +48,10 @@ class MemoryCustodyStore implements RootRolloverStore, KeyCustodyStore, HsmAudit
   }
   async rootLinks(): Promise<RootLinkRecord[]> {
     return this.links;
+  }
+  async retireRoot(rootId: string, event: AuditEvent): Promise<void> {
+    this.cas = this.cas.map((c) => (c.id === rootId ? { ...c, status: 'retired' as const } : c));
+    this.audit.push(event);
   }
   async recordRootRollover(rollover: { root: Omit<CaRecord, 'status'>; link: RootLinkRecord; recertified: readonly { caId: string; certificate: Buffer; notAfter: Date }[] }, event: AuditEvent): Promise<void> {
     this.cas.push({ ...rollover.root, status: 'active' });
@@ -325,6 +329,13 @@ describe('a root rollover through its port', () => {
     assert.deepEqual([oldArl.rootId, newArl.rootId], [CA_IDS.root, 'rootg2']);
     assert.deepEqual(oldArl.entries.map((e) => e.serial), [parseCaCertificate(fpd1Before).serial.toString('hex')]);
     assert.deepEqual(newArl.entries.map((e) => e.serial), [parseCaCertificate(fpd1.certificate).serial.toString('hex')]);
+
+    // The transition ends: the old root is retired, its links are no longer served; the current root is not retired.
+    await assert.rejects(retireRoot({ store, site: 'a', actor: 'custodian:bob', rootId: 'rootg2' }), { code: 'CA_ROOT_CURRENT' });
+    await retireRoot({ store, site: 'a', actor: 'custodian:bob', rootId: CA_IDS.root });
+    assert.deepEqual(rootGenerations(store.cas, store.links), { current: store.cas.find((c) => c.id === 'rootg2'), updates: [] });
+    assert.equal(store.audit.at(-1)!.action, 'ceremony.root-retire');
+    await assert.rejects(retireRoot({ store, site: 'a', actor: 'custodian:bob', rootId: CA_IDS.root }), { code: 'CA_NOT_ACTIVE' });
   });
 
   it('refuses an id in use, the old root\'s name, and a new root that would not outlive the old', async () => {

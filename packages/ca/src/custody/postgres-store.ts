@@ -17,6 +17,7 @@ import {
   previousCaCertificates,
   saveCrl,
   saveDeviceKeyChecks,
+  setCaStatus,
   withTransaction,
   type Pool,
   isPool,
@@ -40,6 +41,11 @@ export function postgresCustodyStore(pool: Pool): CustodyStore {
       }),
     previousCaCertificates: (caId) => previousCaCertificates(pool, caId),
     rootLinks: () => listRootLinks(pool),
+    retireRoot: (rootId, event) =>
+      withTransaction(pool, async (client) => {
+        await setCaStatus(client, rootId, 'retired');
+        await appendAuditEvents(client, [event]);
+      }),
     recordRootRollover: ({ root, link, recertified }, event) =>
       withTransaction(pool, async (client) => {
         await insertCa(client, root);

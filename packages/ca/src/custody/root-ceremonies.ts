@@ -140,14 +140,14 @@ export async function publishAuthorityRevocationList(ceremony: RootCeremony & { 
 }
 
 /**
- * The ARL of every live root generation whose key is in this root token: an old root's ARL must not
+ * The ARL of every active root generation (not retired) whose key is in this root token: an old root's ARL must not
  * lapse while meters still hold that root (`ceremony arl` without --root). Roots whose key is not in
  * the token opened are named in `skipped`.
  */
 export async function publishEveryAuthorityRevocationList(ceremony: RootCeremony & { validityDays?: number }): Promise<{ published: ArlResult[]; skipped: string[] }> {
   const published: ArlResult[] = [];
   const skipped: string[] = [];
-  for (const root of (await ceremony.store.listCas()).filter((c) => c.kind === 'root' && c.status !== 'revoked')) {
+  for (const root of (await ceremony.store.listCas()).filter((c) => c.kind === 'root' && c.status === 'active')) {
     if (!(await ceremony.rootKeyStore.hasKey(parsePkcs11Uri(root.keyUri).object))) {
       skipped.push(root.id);
       continue;

@@ -41,10 +41,10 @@ export interface RootCustodyCeremony {
   readonly actor: string;
 }
 
-/** The live roots whose keys are in `tokenLabel`. */
+/** The active roots whose keys are in `tokenLabel` (a retired root needs no further copy). */
 function rootKeys(cas: readonly CaRecord[], tokenLabel: string): { root: CaRecord; ref: KeyRef }[] {
   return cas
-    .filter((c) => c.kind === 'root' && c.status !== 'revoked')
+    .filter((c) => c.kind === 'root' && c.status === 'active')
     .map((root) => ({ root, uri: parsePkcs11Uri(root.keyUri) }))
     .filter(({ uri }) => uri.token === tokenLabel)
     .map(({ root, uri }) => ({ root, ref: { label: uri.object, ...(uri.id ? { id: uri.id } : {}) } }));

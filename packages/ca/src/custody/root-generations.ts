@@ -20,7 +20,11 @@ export interface RootCaKeyUpdate {
   readonly oldWithNew: Buffer;
 }
 
-/** The roots still trusted (not revoked), oldest generation first, and the current one. */
+/**
+ * The roots still served (active: neither revoked nor retired), oldest generation first, and the
+ * current one. The walk back from the current root stops at a retired root: its transition is over
+ * (`ceremony root-retire`), and its links are no longer handed out.
+ */
 export function rootGenerations(cas: readonly CaRecord[], links: readonly RootLinkRecord[]): { current: CaRecord; updates: RootCaKeyUpdate[] } {
   const roots = cas.filter((c) => c.kind === 'root' && c.status !== 'revoked');
   const replaced = new Set(links.map((l) => l.oldRootId));
@@ -35,6 +39,7 @@ export function rootGenerations(cas: readonly CaRecord[], links: readonly RootLi
     const oldRoot = byId.get(link.oldRootId);
     const newRoot = byId.get(link.newRootId);
     if (!oldRoot || !newRoot) throw new FleetError('CA_NOT_FOUND', `the root link ${link.oldRootId} -> ${link.newRootId} names a CA the store does not hold`);
+    if (oldRoot.status !== 'active') break;
     const update = { oldWithOld: oldRoot.certificate, newWithNew: newRoot.certificate, newWithOld: link.newWithOld, oldWithNew: link.oldWithNew };
     assertLinked(update, `${link.oldRootId} -> ${link.newRootId}`);
     updates.unshift(update);

@@ -1,9 +1,10 @@
-import { FleetError } from '@fleetpki/core';
+import { FleetError, type SiteId } from '@fleetpki/core';
 import { formatPkcs11Uri } from '@fleetpki/hsm';
 import type { CaRecord } from '@fleetpki/store';
 import { assembleSignedCertificate, buildCaTbs, encodeName, parseCaCertificate, type CaName } from '@fleetpki/x509';
 import { newSerial } from '../issuance/serials.js';
 import { ensureKey } from './ceremony.js';
+import { rootGenerations } from './root-generations.js';
 import { rootSigner, rootSigns, type RootCeremony } from './root-ceremonies.js';
 import type { RootRolloverStore } from './store.js';
 
@@ -77,4 +78,22 @@ export async function rollRootKey(ceremony: RootCeremony & { store: RootRollover
     details: { replaces: replaced.id, subject: root.subjectDn, keyUri: root.keyUri, newWithNew: serials(newWithNew), newWithOld: serials(newWithOld), oldWithNew: serials(oldWithNew), recertified: recertified.map((r) => ({ caId: r.caId, serial: serials(r.certificate) })) },
   });
   return { root: { ...root, status: 'active' }, replaced, newWithOld, oldWithNew, recertified: recertified.map(({ caId, certificate }) => ({ caId, certificate })) };
+}
+
+/**
+ * Ends a root's transition (RFC 7030 4.1.3 "after the transition"): once every meter holds the new root,
+ * the old one is retired. EST /cacerts and CMP no longer hand out its links, `ceremony arl` no longer
+ * signs its ARL, and the root's custody leaves it out. Its key stays in the root HSM (set the status
+ * back to active to serve it again); the current root cannot be retired.
+ */
+export async function retireRoot(ceremony: { store: RootRolloverStore; site: SiteId; actor: string; rootId: string }): Promise<CaRecord> {
+  const cas = await ceremony.store.listCas();
+  const root = cas.find((c) => c.id === ceremony.rootId && c.kind === 'root');
+  if (!root) throw new FleetError('CA_NOT_FOUND', `no root CA ${ceremony.rootId.slice(0, 40)}`, { httpStatus: 404 });
+  if (root.status !== 'active') throw new FleetError('CA_NOT_ACTIVE', `root ${root.id} is ${root.status} already`, { httpStatus: 409 });
+  const { current } = rootGenerations(cas, await ceremony.store.rootLinks());
+  if (current.id === root.id) throw new FleetError('CA_ROOT_CURRENT', `root ${root.id} is the current root: it is retired only once a rollover has replaced it`, { httpStatus: 409 });
+  const under = cas.filter((c) => c.parentId === root.id && c.status === 'active').map((c) => c.id);
+  await ceremony.store.retireRoot(root.id, { site: ceremony.site, actor: ceremony.actor, action: 'ceremony.root-retire', subject: root.id, details: { current: current.id, stillUnder: under } });
+  return { ...root, status: 'retired' };
 }

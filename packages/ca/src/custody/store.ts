@@ -33,6 +33,8 @@ export interface RootCeremonyStore extends CaCeremonyStore {
 export interface RootRolloverStore extends RootCeremonyStore {
   /** The new root, its link to the old one and the re-certified CAs (previous certificates to their history), with the audit event: one transaction. */
   recordRootRollover(rollover: { root: Omit<CaRecord, 'status'>; link: RootLinkRecord; recertified: readonly { caId: string; certificate: Buffer; notAfter: Date }[] }, event: AuditEvent): Promise<void>;
+  /** Marks a root retired (its transition over), with the audit event. */
+  retireRoot(rootId: string, event: AuditEvent): Promise<void>;
 }
 
 /** Key custody (key-custody.ts): the keys to wrap, the KEK and its backups. */

@@ -2,9 +2,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { FleetError } from '@fleetpki/core';
-import { postgresCustodyStore, postgresSiteStore, readSiteState, rollRootKey } from '@fleetpki/ca';
+import { auditActor, postgresCustodyStore, retireRoot, postgresSiteStore, readSiteState, rollRootKey } from '@fleetpki/ca';
 import { toPem } from '@fleetpki/x509';
-import { executeApproved, withDatabase } from '../context.js';
+import { executeApproved, requireOfficer, withDatabase } from '../context.js';
 import { openCeremonyRoot, rootPinOption } from '../custodian-pins.js';
 
 /** `fleetpki ceremony root-rollover`: a new root generation with its link certificates (root-rollover.ts). */
@@ -45,4 +45,18 @@ export function registerRootRollover(ceremony: Command): void {
       }
     });
   });
+  ceremony
+    .command('root-retire')
+    .description("end a root's transition once every meter holds its successor: its links leave EST /cacerts and CMP, its ARL is no longer signed (its key stays in the root HSM)")
+    .requiredOption('--root <id>', 'the replaced root, e.g. root')
+    .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)")
+    .action(async (options: { root: string; tokenFile?: string }) => {
+      await withDatabase(async ({ config, pool }) => {
+        const site = config.sites[config.site];
+        if ((await readSiteState(postgresSiteStore(pool), site.id))?.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is not the active site; run the ceremony there`);
+        const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], "retiring a root");
+        const root = await retireRoot({ store: postgresCustodyStore(pool), site: site.id, actor: auditActor(custodian), rootId: options.root });
+        console.log(`root ${root.id} retired: restart the issuer APIs to stop serving its links`);
+      });
+    });
 }
