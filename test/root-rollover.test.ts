@@ -95,7 +95,10 @@ async function undoRollover(): Promise<void> {
     await client.query('DELETE FROM crl_numbers WHERE ca_id = $1', [newRootId]);
     await client.query('DELETE FROM root_links WHERE new_root_id = $1', [newRootId]);
     await client.query('DELETE FROM cas WHERE id = $1', [newRootId]);
+    // Retirement is final (a trigger, migrations/0049): only the tables' owner, as here, undoes it.
+    await client.query('ALTER TABLE cas DISABLE TRIGGER cas_roots_frozen');
     await client.query(`UPDATE cas SET status = 'active' WHERE id = 'root'`);
+    await client.query('ALTER TABLE cas ENABLE TRIGGER cas_roots_frozen');
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK');
@@ -107,7 +110,11 @@ async function undoRollover(): Promise<void> {
 
 describe("the root's second copy", () => {
   it('root-custody wraps the root for offline media under a KEK split among custodians; root-restore puts it into a second root HSM from 2 of 3 shares', async () => {
-    const made = await cli(['ceremony', 'root-custody', '--custodians', '3', '--threshold', '2', '--out', custodyDir(), '--token-file', custodianFile]);
+    // Two custodians: the root leaves its HSM, even wrapped, only with an approved ca.root-custody.
+    const unapproved = await cli(['ceremony', 'root-custody', '--custodians', '3', '--threshold', '2', '--out', custodyDir(), '--token-file', custodianFile]);
+    assert.notEqual(unapproved.code, 0);
+    const approval = await approvedRequest(pool, ca, 'ca.root-custody', 'custodian', {});
+    const made = await cli(['ceremony', 'root-custody', '--approval', approval.id, '--custodians', '3', '--threshold', '2', '--out', custodyDir(), '--token-file', approval.tokenFile]);
     assert.equal(made.code, 0, made.stderr);
     assert.match(made.stdout, /root root wrapped into .*root-backup\.json; 3 shares, any 2 restore/);
     const backup = readFileSync(join(custodyDir(), 'root-backup.json'), 'utf8');
@@ -221,8 +228,17 @@ describe('root rollover with link certificates', () => {
   it("root-retire ends the transition: /cacerts carries the issuing CA and the new root only, and the old root's ARL is no longer signed", async () => {
     const refused = await cli(['ceremony', 'root-retire', '--root', newRootId, '--token-file', custodianFile]);
     assert.match(refused.stderr, /CA_ROOT_CURRENT/);
+    // The organisation CA is still under the old root: refused until it has moved.
+    const inUse = await cli(['ceremony', 'root-retire', '--root', 'root', '--token-file', custodianFile]);
+    assert.match(inUse.stderr, /CA_ROOT_IN_USE.*org1/);
+    const moved = await cli(['ceremony', 'renew-ca', '--ca', 'org1', '--root-hsm-dir', copyDir(), '--token-file', custodianFile]);
+    assert.equal(moved.code, 0, moved.stderr);
+    assert.equal((await listCas(pool)).find((c) => c.id === 'org1')!.parentId, newRootId);
     const r = await cli(['ceremony', 'root-retire', '--root', 'root', '--token-file', custodianFile]);
     assert.equal(r.code, 0, r.stderr);
+    // Final: the database refuses to make it active again, whoever asks through the operator role's grants.
+    const again = await cli(['ceremony', 'root-retire', '--root', 'root', '--token-file', custodianFile]);
+    assert.match(again.stderr, /CA_NOT_ACTIVE/);
     const issuer = await loadSiteIssuer(config, pool, site);
     assert.deepEqual(issuer.caCertificates.map((der) => toPem(der)), ['fpd1.pem', 'new-with-new.pem'].map((name) => readFileSync(file(name), 'utf8')));
     assert.deepEqual(issuer.rootUpdates, []);

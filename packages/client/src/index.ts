@@ -240,7 +240,7 @@ export class FleetApiClient {
     return this.parse<ApprovalView>(await this.fetch(`${this.baseUrl}/v1/approvals/${encodeURIComponent(id)}`, { headers: this.headers() }));
   }
 
-  async requestApproval(body: { action: 'ca.revoke' | 'master-key.rotate' | 'site.switchover' | 'drill.failover' | 'person.create' | 'person.rescope' | 'credential.create' | 'ca.root-rollover'; caId?: string; role?: string; reason?: string; name?: string }): Promise<ApprovalView> {
+  async requestApproval(body: { action: 'ca.revoke' | 'master-key.rotate' | 'site.switchover' | 'drill.failover' | 'person.create' | 'person.rescope' | 'credential.create' | 'ca.root-rollover' | 'ca.root-custody'; caId?: string; role?: string; reason?: string; name?: string }): Promise<ApprovalView> {
     return this.parse<ApprovalView>(await this.fetch(`${this.baseUrl}/v1/approvals`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body: JSON.stringify(body) }));
   }
 

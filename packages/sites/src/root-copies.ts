@@ -1,4 +1,5 @@
-import { resolve, join } from 'node:path';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { FleetError, type FleetConfig } from '@fleetpki/core';
 import { HsmProcess, openRemoteKeyStore, type CustodyWrapRequest, type CustodyWrapResult, type RemoteKeyStore } from '@fleetpki/hsm';
 import { ensureHsmDir, initTokenIn, listTokensOf, openRootKeyStore, rootHsm, type LocalHsm } from './hsm-tokens.js';
@@ -10,14 +11,37 @@ import { ensureHsmDir, initTokenIn, listTokensOf, openRootKeyStore, rootHsm, typ
  * a root key must not sit where a service's PKCS#11 configuration can reach it.
  */
 export function rootCopyHsm(dir: string): LocalHsm & { dir: string } {
-  return { name: 'offline root copy', dir: resolve(dir), softhsmConf: join(resolve(dir), 'softhsm2.conf') };
+  // ensureHsmDir writes the header from the name: "# fleetpki offline root copy HSM".
+  return { name: 'offline root copy', dir: real(dir), softhsmConf: join(real(dir), 'softhsm2.conf') };
 }
 
+/** The real path of `path`, or of its nearest existing parent with the rest appended (symbolic links resolved). */
+function real(path: string): string {
+  const absolute = resolve(path);
+  if (existsSync(absolute)) return realpathSync(absolute);
+  const parent = dirname(absolute);
+  return parent === absolute ? absolute : join(real(parent), absolute.slice(parent.length + 1));
+}
+
+const HEADER = '# fleetpki offline root copy HSM';
+
+/**
+ * Refuses a place that is, contains or lies inside another HSM (the root's own, a site's folder, any
+ * configured softhsm2.conf's folder), symbolic links resolved; and a softhsm2.conf there that is not a
+ * root copy's (it would be overwritten).
+ */
 function assertNotAnotherHsm(config: FleetConfig, dir: string): void {
-  const taken = [[resolve(config.rootHsm.dir), "the root's own HSM"], ...Object.values(config.sites).map((s) => [resolve(s.dir), `site ${s.id}'s folder (its HSM)`])] as const;
+  const here = real(dir);
+  const taken: (readonly [string, string])[] = [
+    [real(config.rootHsm.dir), "the root's own HSM"],
+    [real(dirname(config.rootHsm.softhsmConf)), "the root's own HSM"],
+    ...Object.values(config.sites).flatMap((s) => [[real(s.dir), `site ${s.id}'s folder (its HSM)`] as const, [real(dirname(s.softhsmConf)), `site ${s.id}'s HSM`] as const]),
+  ];
   for (const [path, what] of taken) {
-    if (resolve(dir) === path || resolve(dir).startsWith(`${path}/`)) throw new FleetError('ROOT_COPY_PLACE_INVALID', `${dir} is ${what}: a copy of the root goes into a root HSM of its own`, { httpStatus: 400 });
+    if (here === path || here.startsWith(`${path}/`) || path.startsWith(`${here}/`)) throw new FleetError('ROOT_COPY_PLACE_INVALID', `${dir} is or holds ${what}: a copy of the root goes into a root HSM of its own`, { httpStatus: 400 });
   }
+  const conf = join(here, 'softhsm2.conf');
+  if (existsSync(conf) && !readFileSync(conf, 'utf8').startsWith(HEADER)) throw new FleetError('ROOT_COPY_PLACE_INVALID', `${conf} exists and is not a root copy's: refusing to replace it`, { httpStatus: 400 });
 }
 
 /** Initialises the copy's token (the root's label, the PINs the custodians bring: the root's own) if it is not there yet. */
@@ -40,9 +64,10 @@ export async function openRootKeyStoreAt(config: FleetConfig, rootPin: string, d
   return openRemoteKeyStore({ modulePath: config.pkcs11Module, softhsmConf: hsm.softhsmConf }, config.rootTokenLabel, rootPin);
 }
 
-/** The root custody ceremony's HSM part on the root token (custody-wrap.ts), in an HSM process of its own. */
-export async function wrapRootKeysForCustody(config: FleetConfig, request: Omit<CustodyWrapRequest, 'tokenLabel'>): Promise<CustodyWrapResult> {
-  const child = await HsmProcess.start({ modulePath: config.pkcs11Module, softhsmConf: rootHsm(config).softhsmConf });
+/** The root custody ceremony's HSM part on the root token (custody-wrap.ts), in an HSM process of its own: the root's own HSM, or the copy at `dir`. */
+export async function wrapRootKeysForCustody(config: FleetConfig, request: Omit<CustodyWrapRequest, 'tokenLabel'>, dir?: string): Promise<CustodyWrapResult> {
+  if (dir !== undefined) assertNotAnotherHsm(config, dir);
+  const child = await HsmProcess.start({ modulePath: config.pkcs11Module, softhsmConf: dir === undefined ? rootHsm(config).softhsmConf : rootCopyHsm(dir).softhsmConf });
   try {
     return await child.call('wrapForCustody', { ...request, tokenLabel: config.rootTokenLabel });
   } finally {

@@ -26,6 +26,7 @@ export const DUAL_CONTROL_ROLES: Readonly<Record<ApprovalAction, readonly Role[]
   'person.rescope': ['administrator'],
   'credential.create': ['administrator'],
   'ca.root-rollover': ['custodian'],
+  'ca.root-custody': ['custodian'],
 };
 
 export type ApprovalStatus = 'pending' | 'approved' | 'executed' | 'expired';

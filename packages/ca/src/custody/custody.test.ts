@@ -118,6 +118,7 @@ class SoftwareToken implements SigningKeyStore, CustodyKeyStore {
     return this.info(label, entry);
   }
   async generateSigningKey(label: string, options: { cloneable?: boolean } = {}): Promise<KeyInfo> {
+    if (this.keys.has(label)) throw Object.assign(new Error(`a key labelled ${label} exists`), { code: 'HSM_KEY_EXISTS' });
     return this.add(label, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, options.cloneable ?? false);
   }
   async getSigner(ref: KeyRef | string) {
@@ -213,6 +214,7 @@ describe('the key ceremony through its port', () => {
     const again = await runCeremony({ store, rootKeyStore: root, siteKeyStore: site, site: 'a', serialPrefix: 7, actor: 'custodian:alice' });
     assert.equal(again.created, false);
     assert.equal(store.audit.length, 1);
+    site.keys.delete(CA_IDS.organisation);
     await site.generateSigningKey(CA_IDS.organisation, { cloneable: true });
     await assert.rejects(verifyCaKeys(store.cas, [root, site]), { code: 'CA_KEY_MISMATCH' });
     assert.ok((await caCertificate(store, CA_IDS.root)).equals(store.cas[0]!.certificate));
@@ -345,7 +347,10 @@ describe('a root rollover through its port', () => {
     await assert.rejects(rollRootKey({ ...base, id: 'rootg2', name: { commonName: 'fleetpki Root CA', organization: 'fleetpki' }, years: 40 }), { code: 'CA_NAME_INVALID' });
     await assert.rejects(rollRootKey({ ...base, id: 'rootg3', name: { commonName: 'G3' }, years: 5 }), { code: 'CA_VALIDITY_INVALID' });
     assert.equal(store.links.length, 0);
-    // A run that failed after generating the key is run again: the key under that label is reused.
+    // Every refusal came before a key was made: the same id works now. A key already under the approved
+    // id (planted by a PIN holder who saw the approval) is never adopted as the new root.
+    await root.generateSigningKey('rootg4', { cloneable: true });
+    await assert.rejects(rollRootKey({ ...base, id: 'rootg4', name: { commonName: 'G4' }, years: 40 }), { code: 'HSM_KEY_EXISTS' });
     const second = await rollRootKey({ ...base, id: 'rootg2', name: { commonName: 'fleetpki Root CA G2' }, years: 40 });
     assert.ok(second.root.keyUri.includes('rootg2'));
     await assert.rejects(rollRootKey({ ...base, id: 'rootg2', name: { commonName: 'again' }, years: 50 }), { code: 'CA_EXISTS' });
@@ -384,7 +389,19 @@ describe("the root's second copy through its port", () => {
     const swapped = { ...backup, keys: backup.keys.map((k) => ({ ...k, publicKeySpki: root.keys.get(CA_IDS.root)!.spki.subarray(0, 10).toString('base64') })) };
     await assert.rejects(restoreRootFromShares({ ...base, target: new SoftwareToken('c') }, swapped, shares), { code: 'CA_KEY_MISMATCH' });
     assert.throws(() => parseRootBackup('{"format":"x"}', 'f.json'), { code: 'ROOT_BACKUP_INVALID' });
+    // Shares that claim another threshold than the backup's.
+    await assert.rejects(restoreRootFromShares({ ...base, target: new SoftwareToken('c') }, { ...backup, threshold: 1 }, shares), { code: 'CUSTODY_SHARES_MISMATCH' });
     root.keys.get(CA_IDS.root)!.cloneable = false;
     await assert.rejects(createRootCustody({ ...base, custodians: 2, threshold: 2, wrap: softwareWrap(root) }), { code: 'ROOT_NOT_COPYABLE' });
+  });
+
+  it('a root key planted under a site custody KEK (a database role can write key_backups) never reaches a site token', async () => {
+    const { store, root, site } = await ceremony();
+    const custody = await createKeyCustody(store, { custodians: 2, threshold: 2, site: 'a', tokenLabel: 'site-a', actor: 'custodian:alice', wrap: softwareWrap(site) });
+    const wrappedRoot = (await softwareWrap(root)(Buffer.alloc(32), { privateKeys: [{ label: CA_IDS.root }], secretKeys: [] })).privateKeys[0]!;
+    store.backups.push({ kekId: custody.kekId, keyLabel: 'planted', keyObjectId: wrappedRoot.id, keyClass: 'private', mechanism: 'aes-key-wrap-pad', wrapped: wrappedRoot.wrapped, publicKeySpki: wrappedRoot.publicKeySpki });
+    const standby = new SoftwareToken('site-b');
+    await assert.rejects(restoreKeysFromShares(store, standby, custody.shares), { code: 'CUSTODY_ROOT_KEY' });
+    assert.ok(![...standby.keys.values()].some((k) => k.spki.equals(wrappedRoot.publicKeySpki)), 'the root key is not in the site token');
   });
 });

@@ -3,6 +3,7 @@ import { combine, split } from 'shamir-secret-sharing';
 import { FleetError, type SiteId, isUuid } from '@fleetpki/core';
 import { parsePkcs11Uri, type CustodyWrapResult, type KeyRef, type CustodyKeyStore, type UnwrapOptions } from '@fleetpki/hsm';
 import type { KeyBackupRecord } from '@fleetpki/store';
+import { parseCaCertificate } from '@fleetpki/x509';
 import type { KeyCustodyStore } from './store.js';
 
 export const SHARE_FORMAT = 'fleetpki-kek-share/1';
@@ -147,7 +148,9 @@ export async function rebuildKekFrom(shares: readonly CustodianShare[], record: 
   if (distinct.size < kekRecord.threshold) {
     throw new FleetError('CUSTODY_SHARES_INSUFFICIENT', `${distinct.size} distinct custodian share(s) given; ${kekRecord.threshold} of ${kekRecord.custodians} are needed`, { httpStatus: 400 });
   }
-  const kek = Buffer.from(await combine([...distinct.values()].map((s) => new Uint8Array(Buffer.from(s.share, 'base64')))));
+  const combined = await combine([...distinct.values()].map((s) => new Uint8Array(Buffer.from(s.share, 'base64'))));
+  const kek = Buffer.from(combined);
+  combined.fill(0);
   if (!timingSafeEqual(kekCheckValue(kek), kekRecord.kekCheck)) {
     kek.fill(0);
     throw new FleetError('CUSTODY_SHARES_MISMATCH', 'the shares do not rebuild the key-encryption key: one of them is wrong or damaged', { httpStatus: 400 });
@@ -178,7 +181,11 @@ export async function restoreKeysFromShares(store: KeyCustodyStore, keyStore: Cu
   try {
     const restored: string[] = [];
     const alreadyPresent: string[] = [];
+    // A root key never enters a site token, whatever a database role put under this KEK (root-custody.ts).
+    const roots = (await store.listCas()).filter((c) => c.kind === 'root');
     for (const backup of await store.listKeyBackups(kekId)) {
+      const root = roots.find((r) => parsePkcs11Uri(r.keyUri).object === backup.keyLabel || (backup.keyClass === 'private' && parseCaCertificate(r.certificate).publicKeySpki.equals(backup.publicKeySpki)));
+      if (root) throw new FleetError('CUSTODY_ROOT_KEY', `the backup under key-encryption key ${kekId} holds root ${root.id}'s key ("${backup.keyLabel}"): a root key goes only into a root HSM (ceremony root-restore)`, { httpStatus: 400 });
       const ref = { label: backup.keyLabel, id: backup.keyObjectId ?? legacyKeyId(backup.keyLabel) };
       if (backup.keyClass === 'secret') {
         const present = await keyStore.hasSecretKey(backup.keyLabel);

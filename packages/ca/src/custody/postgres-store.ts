@@ -17,7 +17,7 @@ import {
   previousCaCertificates,
   saveCrl,
   saveDeviceKeyChecks,
-  setCaStatus,
+  retireRootCa,
   withTransaction,
   type Pool,
   isPool,
@@ -43,7 +43,7 @@ export function postgresCustodyStore(pool: Pool): CustodyStore {
     rootLinks: () => listRootLinks(pool),
     retireRoot: (rootId, event) =>
       withTransaction(pool, async (client) => {
-        await setCaStatus(client, rootId, 'retired');
+        await retireRootCa(client, rootId);
         await appendAuditEvents(client, [event]);
       }),
     recordRootRollover: ({ root, link, recertified }, event) =>

@@ -30,7 +30,7 @@ export async function rootSigner(store: Pick<RootCeremonyStore, 'listCas' | 'roo
   const cas = await store.listCas();
   const root = rootId === undefined ? rootGenerations(cas, await store.rootLinks()).current : cas.find((c) => c.id === rootId && c.kind === 'root');
   if (!root) throw new FleetError('CA_NOT_FOUND', `no root CA ${String(rootId).slice(0, 40)}`, { httpStatus: 404 });
-  if (root.status === 'revoked') throw new FleetError('CA_NOT_ACTIVE', `root ${root.id} is revoked; it signs nothing more`, { httpStatus: 409 });
+  if (root.status !== 'active') throw new FleetError('CA_NOT_ACTIVE', `root ${root.id} is ${root.status}; it signs nothing more`, { httpStatus: 409 });
   const uri = parsePkcs11Uri(root.keyUri);
   const signer = await rootKeyStore.getSigner({ label: uri.object, ...(uri.id ? { id: uri.id } : {}) });
   if (!signer.publicKeySpki.equals(parseCaCertificate(root.certificate).publicKeySpki)) throw new FleetError('CA_KEY_MISMATCH', `the root key in token "${rootKeyStore.tokenLabel}" does not match the root certificate`);

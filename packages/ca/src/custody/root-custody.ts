@@ -57,12 +57,20 @@ function rootKeys(cas: readonly CaRecord[], tokenLabel: string): { root: CaRecor
  * could be copied (CKA_EXTRACTABLE false) is named and left out: only a root rollover to a new,
  * copyable root gives such an installation a second copy.
  */
-export async function createRootCustody(ceremony: RootCustodyCeremony & { custodians: number; threshold: number; wrap: CustodyWrap }): Promise<{ backup: RootBackup; shares: CustodianShare[]; uncopyable: string[] }> {
+export async function createRootCustody(
+  ceremony: RootCustodyCeremony & { custodians: number; threshold: number; wrap: CustodyWrap; deliver?: (backup: RootBackup, shares: readonly CustodianShare[]) => Promise<void> },
+): Promise<{ backup: RootBackup; shares: CustodianShare[]; uncopyable: string[]; absent: string[] }> {
   checkCustodians(ceremony.custodians, ceremony.threshold);
   if (await ceremony.store.isInRecovery()) throw new FleetError('SITE_STANDBY', 'this database is a standby; run the root custody ceremony against the active site (its audit log)');
   const copyable: { root: CaRecord; ref: KeyRef }[] = [];
   const uncopyable: string[] = [];
+  // A root whose key is not in this HSM (made with the other copy) is named: its custody runs there.
+  const absent: string[] = [];
   for (const key of rootKeys(await ceremony.store.listCas(), ceremony.rootKeyStore.tokenLabel)) {
+    if (!(await ceremony.rootKeyStore.hasKey(key.ref))) {
+      absent.push(key.root.id);
+      continue;
+    }
     const info = await ceremony.rootKeyStore.describeKey(key.ref);
     if (!info.publicKeySpki.equals(parseCaCertificate(key.root.certificate).publicKeySpki)) throw new FleetError('CA_KEY_MISMATCH', `the key of root ${key.root.id} in token "${ceremony.rootKeyStore.tokenLabel}" does not match its certificate`);
     if (info.extractable && info.wrapWithTrusted) copyable.push(key);
@@ -85,14 +93,16 @@ export async function createRootCustody(ceremony: RootCustodyCeremony & { custod
       keys: privateKeys.map((w) => ({ rootId: copyable.find((k) => k.ref.label === w.label)!.root.id, label: w.label, id: w.id.toString('hex'), mechanism: 'aes-key-wrap-pad', wrapped: w.wrapped.toString('base64'), publicKeySpki: w.publicKeySpki.toString('base64') })),
     };
     const shares = await splitKek(kek, kekId, ceremony.custodians, ceremony.threshold);
+    // On the custodians' media before the audit says it exists: a write that fails leaves no record of a copy nobody holds.
+    await ceremony.deliver?.(backup, shares);
     await ceremony.store.appendAudit({
       site: ceremony.site,
       actor: ceremony.actor,
       action: 'ceremony.root-custody',
       subject: kekId,
-      details: { roots: backup.keys.map((k) => k.rootId), uncopyable, custodians: ceremony.custodians, threshold: ceremony.threshold, backupSha256: backupDigest(backup) },
+      details: { roots: backup.keys.map((k) => k.rootId), uncopyable, absent, custodians: ceremony.custodians, threshold: ceremony.threshold, backupSha256: backupDigest(backup) },
     });
-    return { backup, shares, uncopyable };
+    return { backup, shares, uncopyable, absent };
   } finally {
     kek.fill(0);
   }
@@ -114,6 +124,8 @@ export function parseRootBackup(text: string, source: string): RootBackup {
   if (v.format !== ROOT_BACKUP_FORMAT) throw bad(`format must be ${ROOT_BACKUP_FORMAT}`);
   if (typeof v.kekId !== 'string' || !isUuid(v.kekId)) throw bad('kekId missing or malformed');
   if (typeof v.kekCheck !== 'string' || Buffer.from(v.kekCheck, 'base64').length !== 16) throw bad('kekCheck must be the base64 of 16 bytes');
+  if (!Number.isInteger(v.custodians) || !Number.isInteger(v.threshold)) throw bad('custodians and threshold must be integers');
+  checkCustodians(v.custodians!, v.threshold!);
   if (!Array.isArray(v.keys) || v.keys.length === 0) throw bad('no keys');
   for (const k of v.keys) {
     if (typeof k?.rootId !== 'string' || typeof k.label !== 'string' || typeof k.id !== 'string' || !/^([0-9a-f]{2})+$/.test(k.id) || k.mechanism !== 'aes-key-wrap-pad' || typeof k.wrapped !== 'string' || typeof k.publicKeySpki !== 'string') {
@@ -125,45 +137,53 @@ export function parseRootBackup(text: string, source: string): RootBackup {
 
 /**
  * Restores the root keys of `backup` into `target`, a token of a root HSM (never a site's: the caller
- * opens only a root HSM), from the custodians' shares. Each key must be a live root of the store whose
- * certificate carries the same public key (the file is not trusted for that), and must then sign a probe
- * that verifies under it. Restored keys may be copied again (wrapped under a trusted key only), so the
- * copy can make a third. Keys already present are checked, not replaced.
+ * opens only a root HSM), from the custodians' shares. Nothing of the file is trusted but the wrapped
+ * blobs: each key goes under the label and CKA_ID of its root's key URI in the store, must carry the
+ * public key of that root's certificate, and must sign a probe that verifies under it (a key found
+ * already present too). Every entry is checked before anything is unwrapped, and the audit event is
+ * written whatever happens, naming what was restored. Restored keys may be copied again (wrapped under a
+ * trusted key only), so a copy can make the next copy.
  */
 export async function restoreRootFromShares(
   ceremony: { store: RootCustodyStore; target: RootCopyTarget; site: SiteId; actor: string },
   backup: RootBackup,
   shares: readonly CustodianShare[],
 ): Promise<{ restored: string[]; alreadyPresent: string[] }> {
-  const roots = new Map((await ceremony.store.listCas()).filter((c) => c.kind === 'root' && c.status !== 'revoked').map((c) => [c.id, c]));
+  const roots = new Map((await ceremony.store.listCas()).filter((c) => c.kind === 'root' && c.status === 'active').map((c) => [c.id, c]));
+  const plan = backup.keys.map((key) => {
+    const root = roots.get(key.rootId);
+    if (!root) throw new FleetError('CA_NOT_FOUND', `the backup holds root ${key.rootId}, which is not an active root of this CA`, { httpStatus: 404 });
+    const spki = parseCaCertificate(root.certificate).publicKeySpki;
+    if (!Buffer.from(key.publicKeySpki, 'base64').equals(spki)) throw new FleetError('CA_KEY_MISMATCH', `the backup's public key for root ${key.rootId} is not its certificate's`);
+    const uri = parsePkcs11Uri(root.keyUri);
+    return { rootId: root.id, spki, wrapped: Buffer.from(key.wrapped, 'base64'), ref: { label: uri.object, id: uri.id ?? Buffer.from(key.id, 'hex') } };
+  });
+  for (const s of shares) {
+    if (s.threshold !== backup.threshold || s.custodians !== backup.custodians) throw new FleetError('CUSTODY_SHARES_MISMATCH', `share ${s.custodian} says ${s.threshold} of ${s.custodians}, the backup ${backup.threshold} of ${backup.custodians}`, { httpStatus: 400 });
+  }
   const { kek } = await rebuildKekFrom(shares, async (kekId) => {
     if (kekId !== backup.kekId) throw new FleetError('CUSTODY_SHARES_MISMATCH', `the shares are for key-encryption key ${kekId}, the backup for ${backup.kekId}`, { httpStatus: 400 });
     return { custodians: backup.custodians, threshold: backup.threshold, kekCheck: Buffer.from(backup.kekCheck, 'base64') };
   });
+  const restored: string[] = [];
+  const alreadyPresent: string[] = [];
+  let failure: string | undefined;
   try {
-    const restored: string[] = [];
-    const alreadyPresent: string[] = [];
-    for (const key of backup.keys) {
-      const root = roots.get(key.rootId);
-      if (!root) throw new FleetError('CA_NOT_FOUND', `the backup holds root ${key.rootId}, which is not a live root of this CA`, { httpStatus: 404 });
-      const spki = parseCaCertificate(root.certificate).publicKeySpki;
-      if (!Buffer.from(key.publicKeySpki, 'base64').equals(spki)) throw new FleetError('CA_KEY_MISMATCH', `the backup's public key for root ${key.rootId} is not its certificate's`);
-      const ref = { label: key.label, id: Buffer.from(key.id, 'hex') };
-      if (await ceremony.target.hasKey(ref.label)) {
-        if (!(await ceremony.target.describeKey(ref.label)).publicKeySpki.equals(spki)) throw new FleetError('CA_KEY_MISMATCH', `token "${ceremony.target.tokenLabel}" holds a different key labelled "${key.label}"`);
-        alreadyPresent.push(key.rootId);
-        continue;
-      }
-      await ceremony.target.unwrapPrivateKey({ ...ref, mechanism: key.mechanism, wrapped: Buffer.from(key.wrapped, 'base64'), publicKeySpki: spki }, kek, { cloneable: true });
+    for (const key of plan) {
+      const present = await ceremony.target.hasKey(key.ref);
+      if (!present) await ceremony.target.unwrapPrivateKey({ ...key.ref, mechanism: 'aes-key-wrap-pad', wrapped: key.wrapped, publicKeySpki: key.spki }, kek, { cloneable: true });
       const probe = randomBytes(32);
-      if (!verify('sha256', probe, createPublicKey({ key: spki, format: 'der', type: 'spki' }), await (await ceremony.target.getSigner(ref)).sign(probe))) {
-        throw new FleetError('CA_KEY_MISMATCH', `the key unwrapped as "${key.label}" does not sign for root ${key.rootId}'s public key`);
+      if (!verify('sha256', probe, createPublicKey({ key: key.spki, format: 'der', type: 'spki' }), await (await ceremony.target.getSigner(key.ref)).sign(probe))) {
+        throw new FleetError('CA_KEY_MISMATCH', `the key ${present ? 'present' : 'unwrapped'} as "${key.ref.label}" in token "${ceremony.target.tokenLabel}" does not sign for root ${key.rootId}'s public key`);
       }
-      restored.push(key.rootId);
+      (present ? alreadyPresent : restored).push(key.rootId);
     }
-    await ceremony.store.appendAudit({ site: ceremony.site, actor: ceremony.actor, action: 'ceremony.root-restore', subject: backup.kekId, details: { token: ceremony.target.tokenLabel, restored, alreadyPresent } });
     return { restored, alreadyPresent };
+  } catch (err) {
+    failure = (err as Error).message;
+    throw err;
   } finally {
     kek.fill(0);
+    await ceremony.store.appendAudit({ site: ceremony.site, actor: ceremony.actor, action: 'ceremony.root-restore', subject: backup.kekId, details: { token: ceremony.target.tokenLabel, restored, alreadyPresent, ...(failure ? { failure } : {}) } });
   }
 }

@@ -3,7 +3,6 @@ import { formatPkcs11Uri } from '@fleetpki/hsm';
 import type { CaRecord } from '@fleetpki/store';
 import { assembleSignedCertificate, buildCaTbs, encodeName, parseCaCertificate, type CaName } from '@fleetpki/x509';
 import { newSerial } from '../issuance/serials.js';
-import { ensureKey } from './ceremony.js';
 import { rootGenerations } from './root-generations.js';
 import { rootSigner, rootSigns, type RootCeremony } from './root-ceremonies.js';
 import type { RootRolloverStore } from './store.js';
@@ -29,7 +28,7 @@ const earliest = (a: Date, b: Date) => (a < b ? a : b);
  * The organisation CA is left under the old root on purpose: it certifies this installation's own
  * hosts and people, whose trust stores the operators replace themselves (`renew-ca --ca org1` moves it).
  * Link certificates expire with the old root: after that no meter can rely on the old root anyway.
- * A re-run after a failure reuses the new key generated under the same label (ensureKey).
+ * A run that fails after the key was generated leaves it in the HSM under that id: run again with a new id.
  */
 export async function rollRootKey(ceremony: RootCeremony & { store: RootRolloverStore; id: string; name: CaName; years: number; serialPrefix: number }): Promise<RootRollover> {
   if (!/^[a-z][a-z0-9]{1,15}$/.test(ceremony.id)) throw new FleetError('CA_ID_INVALID', `a CA id is 2-16 lower-case letters and digits starting with a letter (it appears in ARL URLs), got "${ceremony.id}"`, { httpStatus: 400 });
@@ -48,8 +47,9 @@ export async function rollRootKey(ceremony: RootCeremony & { store: RootRollover
     throw new FleetError('CA_NAME_INVALID', 'the new root needs a name no root has had (e.g. "fleetpki Root CA G2"): a meter tells the generations apart by name as well as by key id', { httpStatus: 400 });
   }
   // Copyable under a trusted key only (CKA_WRAP_WITH_TRUSTED): the root's custody ceremony can make a
-  // second offline copy of it, which the first generation's key never allowed.
-  const key = await ensureKey(ceremony.rootKeyStore, ceremony.id, true);
+  // second offline copy of it, which the first generation's key never allowed. Always a fresh key: one
+  // already under the approved id could have been planted by a PIN holder who saw the approval (HSM_KEY_EXISTS).
+  const key = await ceremony.rootKeyStore.generateSigningKey(ceremony.id, { cloneable: true });
   const newSigner = await ceremony.rootKeyStore.getSigner({ label: key.label, id: key.id });
   const nwn = buildCaTbs({ subjectDer, serial: newSerial(ceremony.serialPrefix), notBefore: now, notAfter, publicKeySpki: key.publicKeySpki });
   const newWithNew = assembleSignedCertificate(nwn.der, await rootSigns(newSigner, nwn.der, `the new root ${ceremony.id}`));
@@ -83,17 +83,22 @@ export async function rollRootKey(ceremony: RootCeremony & { store: RootRollover
 /**
  * Ends a root's transition (RFC 7030 4.1.3 "after the transition"): once every meter holds the new root,
  * the old one is retired. EST /cacerts and CMP no longer hand out its links, `ceremony arl` no longer
- * signs its ARL, and the root's custody leaves it out. Its key stays in the root HSM (set the status
- * back to active to serve it again); the current root cannot be retired.
+ * signs its ARL, and the root's custody leaves it out. Its key stays in the root HSM; retirement is final.
+ * Not the current root, not while a CA is under it, oldest generation first.
  */
 export async function retireRoot(ceremony: { store: RootRolloverStore; site: SiteId; actor: string; rootId: string }): Promise<CaRecord> {
   const cas = await ceremony.store.listCas();
   const root = cas.find((c) => c.id === ceremony.rootId && c.kind === 'root');
   if (!root) throw new FleetError('CA_NOT_FOUND', `no root CA ${ceremony.rootId.slice(0, 40)}`, { httpStatus: 404 });
   if (root.status !== 'active') throw new FleetError('CA_NOT_ACTIVE', `root ${root.id} is ${root.status} already`, { httpStatus: 409 });
-  const { current } = rootGenerations(cas, await ceremony.store.rootLinks());
+  const links = await ceremony.store.rootLinks();
+  const { current } = rootGenerations(cas, links);
   if (current.id === root.id) throw new FleetError('CA_ROOT_CURRENT', `root ${root.id} is the current root: it is retired only once a rollover has replaced it`, { httpStatus: 409 });
+  // The same rules as fp_root_retire (migrations/0049), which has the last word: said here first, named.
   const under = cas.filter((c) => c.parentId === root.id && c.status === 'active').map((c) => c.id);
-  await ceremony.store.retireRoot(root.id, { site: ceremony.site, actor: ceremony.actor, action: 'ceremony.root-retire', subject: root.id, details: { current: current.id, stillUnder: under } });
+  if (under.length) throw new FleetError('CA_ROOT_IN_USE', `active CAs are still under root ${root.id} (${under.join(', ')}): move them first (ceremony renew-ca)`, { httpStatus: 409 });
+  const older = links.find((l) => l.newRootId === root.id && cas.find((c) => c.id === l.oldRootId)?.status === 'active');
+  if (older) throw new FleetError('CA_ROOT_IN_USE', `root ${root.id} has an active predecessor (${older.oldRootId}): retire the oldest generation first`, { httpStatus: 409 });
+  await ceremony.store.retireRoot(root.id, { site: ceremony.site, actor: ceremony.actor, action: 'ceremony.root-retire', subject: root.id, details: { current: current.id } });
   return { ...root, status: 'retired' };
 }

@@ -1,7 +1,7 @@
 import { FleetError } from '@fleetpki/core';
 import type { Queryable } from '../pool.js';
 
-export type ApprovalAction = 'revocation.bulk' | 'ca.revoke' | 'master-key.rotate' | 'site.switchover' | 'drill.failover' | 'person.create' | 'person.rescope' | 'credential.create' | 'ca.root-rollover';
+export type ApprovalAction = 'revocation.bulk' | 'ca.revoke' | 'master-key.rotate' | 'site.switchover' | 'drill.failover' | 'person.create' | 'person.rescope' | 'credential.create' | 'ca.root-rollover' | 'ca.root-custody';
 
 export interface ApprovalRecord {
   readonly id: string;

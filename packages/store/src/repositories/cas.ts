@@ -83,6 +83,15 @@ export async function listRootLinks(db: Queryable): Promise<RootLinkRecord[]> {
   return rows.map((r) => ({ oldRootId: r.old_root_id, newRootId: r.new_root_id, newWithOld: r.new_with_old, oldWithNew: r.old_with_new }));
 }
 
+/** Retires a root through fp_root_retire (migrations/0049: the database decides whether it may be). */
+export async function retireRootCa(db: Queryable, id: string): Promise<void> {
+  try {
+    await db.query('SELECT fp_root_retire($1)', [id]);
+  } catch (err) {
+    throw ruleError(err);
+  }
+}
+
 /** Re-certifies a CA under another issuer (a root rollover): same key and subject, the previous certificate kept in its history. */
 export async function recertifyCa(db: Queryable, id: string, parentId: string, certificate: Buffer, notAfter: Date): Promise<void> {
   await renewCaCertificate(db, id, certificate, notAfter);

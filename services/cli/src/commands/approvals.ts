@@ -17,12 +17,12 @@ export function registerApprovalCommands(program: Command): void {
     console.log(JSON.stringify(await apiClient(options).approval(id), null, 2));
   });
   withApiOptions(approvals.command('request <action>'))
-    .description('request ca.revoke (--ca), master-key.rotate (--role), site.switchover, drill.failover (test deployments: POST /v1/drills), person.create (--name --role), person.rescope (--name --role), credential.create (--name) or ca.root-rollover (--ca <new root id> --name <its common name>); bulk revocations are requested by `revoke` itself')
+    .description('request ca.revoke (--ca), master-key.rotate (--role), site.switchover, drill.failover (test deployments: POST /v1/drills), person.create (--name --role), person.rescope (--name --role), credential.create (--name), ca.root-rollover (--ca <new root id> --name <its common name>) or ca.root-custody; bulk revocations are requested by `revoke` itself')
     .option('--ca <id>', 'ca.revoke: the CA to revoke; ca.root-rollover: the new root\'s id')
     .option('--role <role>', 'master-key.rotate: the key role (mac or enc); person.create, person.rescope: the person\'s role')
     .option('--name <name>', 'person.create, person.rescope, credential.create: the person; ca.root-rollover: the new root\'s common name')
     .option('--reason <reason>', 'for ca.revoke: RFC 5280 reason (default keyCompromise)')
-    .action(async (action: 'ca.revoke' | 'master-key.rotate' | 'site.switchover' | 'drill.failover' | 'person.create' | 'person.rescope' | 'credential.create' | 'ca.root-rollover', options: ApiOptions & { ca?: string; role?: string; reason?: string; name?: string }) => {
+    .action(async (action: 'ca.revoke' | 'master-key.rotate' | 'site.switchover' | 'drill.failover' | 'person.create' | 'person.rescope' | 'credential.create' | 'ca.root-rollover' | 'ca.root-custody', options: ApiOptions & { ca?: string; role?: string; reason?: string; name?: string }) => {
       const a = await apiClient(options).requestApproval({ action, ...(options.ca ? { caId: options.ca } : {}), ...(options.role ? { role: options.role } : {}), ...(options.reason ? { reason: options.reason } : {}), ...(options.name ? { name: options.name } : {}) });
       console.log(show(a));
       console.log(`a second officer approves with: pnpm fleetpki approvals approve ${a.id} --token-file <their token>`);

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { auditActor, createRootCustody, parseRootBackup, postgresCustodyStore, restoreRootFromShares } from '@fleetpki/ca';
 import { FleetError } from '@fleetpki/core';
 import { ensureRootCopyToken, openRootKeyStoreAt, wrapRootKeysForCustody } from '@fleetpki/sites';
-import { requireOfficer, withDatabase } from '../context.js';
+import { executeApproved, requireOfficer, withDatabase } from '../context.js';
 import { openCeremonyRoot, readRootPin, readRootSoPin, rootPinOption } from '../custodian-pins.js';
 import { readShares } from '../custodian-shares.js';
 
@@ -18,37 +18,49 @@ export function registerRootCustody(ceremony: Command): void {
   rootPinOption(
     ceremony
       .command('root-custody')
-      .description("the root token's security officer wraps every copyable root key under a KEK split among the custodians; writes root-backup.json (for offline media, never the database) and the shares")
+      .description("an approved ca.root-custody (two custodians): the root token's security officer wraps every copyable root key under a KEK split among the custodians; writes root-backup.json (for offline media, never the database) and the shares")
+      .requiredOption('--approval <id>', 'the approved ca.root-custody request')
       .requiredOption('--custodians <n>', 'number of custodians (shares)', Number)
       .requiredOption('--threshold <m>', 'shares needed to restore', Number)
       .requiredOption('--out <dir>', 'where to write root-backup.json and custodian-N.share (hand each share to its custodian, then delete)')
       .option('--root-so-pin-file <file>', "the root token's security officer PIN (custodians); - to type it (default: .fleetpki/custodians/<root token>.so-pin)")
       .option('--token-file <file>', "the custodian's API token (default: $FLEETPKI_TOKEN)"),
-  ).action(async (options: { custodians: number; threshold: number; out: string; rootSoPinFile?: string; tokenFile?: string; rootPinFile?: string; rootHsmDir?: string }) => {
-    if (options.rootHsmDir) throw new FleetError('ROOT_COPY_PLACE_INVALID', 'root-custody wraps the keys of the root\'s own HSM; run it without --root-hsm-dir');
+  ).action(async (options: { approval: string; custodians: number; threshold: number; out: string; rootSoPinFile?: string; tokenFile?: string; rootPinFile?: string; rootHsmDir?: string }) => {
     await withDatabase(async ({ config, pool }) => {
-      const custodian = await requireOfficer(pool, options.tokenFile, ['custodian'], "the root's custody ceremony");
       const userPin = await readRootPin(config, options.rootPinFile);
       const soPin = await readRootSoPin(config, options.rootSoPinFile);
-      const rootKeyStore = await openCeremonyRoot(config, options);
-      try {
-        const result = await createRootCustody({
-          store: postgresCustodyStore(pool),
-          rootKeyStore,
-          site: config.site,
-          actor: auditActor(custodian),
-          custodians: options.custodians,
-          threshold: options.threshold,
-          wrap: (kek, keys) => wrapRootKeysForCustody(config, { soPin, userPin, kek, ...keys }),
-        });
-        mkdirSync(options.out, { recursive: true, mode: 0o700 });
-        writePrivate(join(options.out, 'root-backup.json'), JSON.stringify(result.backup, null, 2) + '\n');
-        for (const share of result.shares) writePrivate(join(options.out, `custodian-${share.custodian}.share`), JSON.stringify(share, null, 2) + '\n');
-        console.log(`key-encryption key ${result.backup.kekId}: root ${result.backup.keys.map((k) => k.rootId).join(', ')} wrapped into ${join(options.out, 'root-backup.json')}; ${options.custodians} shares, any ${options.threshold} restore`);
-        if (result.uncopyable.length) console.log(`not copyable (generated before roots could be copied): ${result.uncopyable.join(', ')}; a root rollover replaces them with a copyable root`);
-      } finally {
-        await rootKeyStore.close();
-      }
+      const result = await executeApproved(
+        config,
+        pool,
+        options.approval,
+        options.tokenFile,
+        'ca.root-custody',
+        async (_payload, actor) => {
+          const rootKeyStore = await openCeremonyRoot(config, options);
+          try {
+            return await createRootCustody({
+              store: postgresCustodyStore(pool),
+              rootKeyStore,
+              site: config.site,
+              actor,
+              custodians: options.custodians,
+              threshold: options.threshold,
+              wrap: (kek, keys) => wrapRootKeysForCustody(config, { soPin, userPin, kek, ...keys }, options.rootHsmDir),
+              deliver: async (backup, shares) => {
+                mkdirSync(options.out, { recursive: true, mode: 0o700 });
+                writePrivate(join(options.out, 'root-backup.json'), JSON.stringify(backup, null, 2) + '\n');
+                for (const share of shares) writePrivate(join(options.out, `custodian-${share.custodian}.share`), JSON.stringify(share, null, 2) + '\n');
+              },
+            });
+          } finally {
+            await rootKeyStore.close();
+          }
+        },
+        (r) => ({ kekId: r.backup.kekId, roots: r.backup.keys.map((k) => k.rootId) }),
+      );
+      console.log(`key-encryption key ${result.backup.kekId}: root ${result.backup.keys.map((k) => k.rootId).join(', ')} wrapped into ${join(options.out, 'root-backup.json')}; ${options.custodians} shares, any ${options.threshold} restore`);
+      if (result.uncopyable.length) console.log(`not copyable (generated before roots could be copied): ${result.uncopyable.join(', ')}; a root rollover replaces them with a copyable root`);
+      if (result.absent.length) console.log(`not in this root HSM (their custody runs where their key is): ${result.absent.join(', ')}`);
     });
   });
   ceremony

@@ -23,26 +23,35 @@ export function registerRootRollover(ceremony: Command): void {
       const site = config.sites[config.site];
       const state = await readSiteState(postgresSiteStore(pool), site.id);
       if (state?.role !== 'active') throw new FleetError('SITE_NOT_ACTIVE', `site ${site.id} is not the active site; run the ceremony there`);
-      const rootKeyStore = await openCeremonyRoot(config, options);
-      try {
-        const rollover = await executeApproved(config, pool, options.approval, options.tokenFile, 'ca.root-rollover', (payload, actor) =>
-          rollRootKey({ store: postgresCustodyStore(pool), rootKeyStore, site: site.id, actor, id: String(payload.id), name: { commonName: String(payload.name) }, years: options.years, serialPrefix: state.serialPrefix }),
-          (r) => ({ root: r.root.id, replaced: r.replaced.id, recertified: r.recertified.map((c) => c.caId) }),
-        );
-        console.log(`root ${rollover.root.id} (${rollover.root.subjectDn}) replaces ${rollover.replaced.id}: key ${rollover.root.keyUri}, expires ${rollover.root.notAfter.toISOString()}`);
-        console.log(`re-certified under it: ${rollover.recertified.map((r) => r.caId).join(', ') || 'none'}; the old root stays trusted and keeps signing its own ARL (\`ceremony arl\` signs every live root's)`);
-        if (options.out) {
-          mkdirSync(options.out, { recursive: true });
-          writeFileSync(join(options.out, 'new-with-new.pem'), toPem(rollover.root.certificate));
-          writeFileSync(join(options.out, 'new-with-old.pem'), toPem(rollover.newWithOld));
-          writeFileSync(join(options.out, 'old-with-new.pem'), toPem(rollover.oldWithNew));
-          for (const r of rollover.recertified) writeFileSync(join(options.out, `${r.caId}.pem`), toPem(r.certificate));
-          console.log(`wrote the new root, the link certificates and the re-certified CAs to ${options.out}`);
-        }
-        console.log('restart the issuer APIs to serve the new chain (EST /cacerts, CMP rootCaKeyUpdate); run `ceremony arl` now: the new root\'s first ARL');
-      } finally {
-        await rootKeyStore.close();
+      // The root's HSM opens only once the approval is claimed (executeApproved checks the officer and the approval first).
+      const rollover = await executeApproved(
+        config,
+        pool,
+        options.approval,
+        options.tokenFile,
+        'ca.root-rollover',
+        async (payload, actor) => {
+          if (typeof payload.id !== 'string' || typeof payload.name !== 'string') throw new FleetError('APPROVAL_PAYLOAD_INVALID', 'the ca.root-rollover request names no new root id and name');
+          const rootKeyStore = await openCeremonyRoot(config, options);
+          try {
+            return await rollRootKey({ store: postgresCustodyStore(pool), rootKeyStore, site: site.id, actor, id: payload.id, name: { commonName: payload.name }, years: options.years, serialPrefix: state.serialPrefix });
+          } finally {
+            await rootKeyStore.close();
+          }
+        },
+        (r) => ({ root: r.root.id, replaced: r.replaced.id, recertified: r.recertified.map((c) => c.caId) }),
+      );
+      console.log(`root ${rollover.root.id} (${rollover.root.subjectDn}) replaces ${rollover.replaced.id}: key ${rollover.root.keyUri}, expires ${rollover.root.notAfter.toISOString()}`);
+      console.log(`re-certified under it: ${rollover.recertified.map((r) => r.caId).join(', ') || 'none'}; the old root stays trusted and keeps signing its own ARL (\`ceremony arl\` signs every live root's)`);
+      if (options.out) {
+        mkdirSync(options.out, { recursive: true });
+        writeFileSync(join(options.out, 'new-with-new.pem'), toPem(rollover.root.certificate));
+        writeFileSync(join(options.out, 'new-with-old.pem'), toPem(rollover.newWithOld));
+        writeFileSync(join(options.out, 'old-with-new.pem'), toPem(rollover.oldWithNew));
+        for (const r of rollover.recertified) writeFileSync(join(options.out, `${r.caId}.pem`), toPem(r.certificate));
+        console.log(`wrote the new root, the link certificates and the re-certified CAs to ${options.out}`);
       }
+      console.log('restart the issuer APIs to serve the new chain (EST /cacerts, CMP rootCaKeyUpdate); run `ceremony arl` now: the new root\'s first ARL');
     });
   });
   ceremony

@@ -7,12 +7,13 @@ import { parseRevocationBody, runRevocation, type RevocationBody } from './revoc
 const OFFICERS = ['revocation-officer', 'administrator', 'custodian'] as const;
 const READERS = [...OFFICERS, 'auditor'] as const;
 /** Requested here rather than by a route of their own (bulk revocations come from POST /v1/revocations). */
-const REQUESTABLE: readonly ApprovalAction[] = ['ca.revoke', 'master-key.rotate', 'site.switchover', 'drill.failover', 'person.create', 'person.rescope', 'credential.create', 'ca.root-rollover'];
+const REQUESTABLE: readonly ApprovalAction[] = ['ca.revoke', 'master-key.rotate', 'site.switchover', 'drill.failover', 'person.create', 'person.rescope', 'credential.create', 'ca.root-rollover', 'ca.root-custody'];
 /** Executed by the CLI, where the HSM and the sites are. */
 const CLI_EXECUTED: Partial<Record<ApprovalAction, string>> = {
   'master-key.rotate': 'pnpm fleetpki keys master create --role <role> --approval <id> --token-file <file>',
   'site.switchover': 'pnpm fleetpki drill switchover --approval <id> --token-file <file>',
   'ca.root-rollover': 'pnpm fleetpki ceremony root-rollover --approval <id> --token-file <file>',
+  'ca.root-custody': 'pnpm fleetpki ceremony root-custody --approval <id> --custodians <n> --threshold <m> --out <dir> --token-file <file>',
 };
 /** Executed by the route that does the change, with the approval's id. */
 const ROUTE_EXECUTED: Partial<Record<ApprovalAction, string>> = {
@@ -70,6 +71,9 @@ async function summarise(people: Pick<AccessAdministration, 'person'>, body: Req
       if (!body.caId || !/^[a-z][a-z0-9]{1,15}$/.test(body.caId)) throw new FleetError('REQUEST_INVALID', 'ca.root-rollover needs "caId": the new root\'s id (2-16 lower-case letters and digits)', { httpStatus: 400 });
       if (!body.name || body.name.length > 64 || !/^[\x20-\x7e]+$/.test(body.name)) throw new FleetError('REQUEST_INVALID', 'ca.root-rollover needs "name": the new root\'s common name (1-64 printable ASCII characters)', { httpStatus: 400 });
       return { payload: { id: body.caId, name: body.name }, summary: `root rollover to a new root ${body.caId} ("${body.name}")` };
+    case 'ca.root-custody':
+      // The root leaves its HSM (wrapped) only with two custodians: the shares and the backup are made once per approval.
+      return { payload: {}, summary: "a second copy of the offline root: its keys wrapped under a KEK split among the custodians" };
     case 'drill.failover':
       return { payload: {}, summary: 'failover drill: kill the active site mid-batch (test deployment)' };
     default:
