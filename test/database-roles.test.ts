@@ -75,6 +75,7 @@ const FORBIDDEN_PER_ROLE: Readonly<Record<DatabaseClient, readonly [string, stri
     ['change site roles', `UPDATE site_state SET role = 'active'`],
     ['un-revoke a CA two people revoked', `UPDATE cas SET status = 'active'`],
     ['record a client certificate for anyone', CLIENT_CERTIFICATE],
+    ['forge a root link meters would follow', `INSERT INTO root_links (old_root_id, new_root_id, new_with_old, old_with_new) SELECT c.id, o.id, '\\x00', '\\x00' FROM cas c, cas o WHERE c.kind = 'root' AND o.id = 'fpd1' LIMIT 1`],
   ],
   worker: [
     ['give a manufacturer device ids', `INSERT INTO manufacturer_eui64_ranges (manufacturer_id, first_eui64, last_eui64, created_by) SELECT id, '\\x0000000000000000', '\\xffffffffffffffff', 'mallory' FROM manufacturers LIMIT 1`],
@@ -93,6 +94,8 @@ const FORBIDDEN_PER_ROLE: Readonly<Record<DatabaseClient, readonly [string, stri
     ['record a client certificate for anyone', CLIENT_CERTIFICATE],
   ],
   operator: [
+    ['retire a root by hand, past fp_root_retire', `UPDATE cas SET status = 'retired' WHERE kind = 'root'`],
+    ['drop a root link', `DELETE FROM root_links`],
     ['revoke', `INSERT INTO revocations (serial, ca_id, crl_shard, reason, requested_by) SELECT serial, ca_id, crl_shard, 1, 'x' FROM certificates LIMIT 1`],
     ['issue', `INSERT INTO certificates (serial, ca_id, eui64, key_role, profile, der, not_before, not_after, crl_shard) VALUES ('\\x0a0000000000000001', 'fpd1', '\\x0000000000000001', 'digitalSignature', 'smart-meter', '\\x00', now(), now(), 0)`],
     ['change site roles', `UPDATE site_state SET role = 'active'`],
@@ -128,6 +131,11 @@ describe('database roles: one per service, each with only its grants', () => {
       }
     });
   }
+
+  it("a root's certificate never changes, even for the operator role that renews CA certificates (its links were checked against it)", async () => {
+    const message = await refused(pools.get('operator')!, `UPDATE cas SET certificate = '\\x00' WHERE kind = 'root'`);
+    assert.match(message ?? 'accepted', /CA_ROOT_FROZEN/);
+  });
 
   it('the approval rules refuse a made-up credential, whoever calls them', async () => {
     for (const client of ['issuer', 'operator'] as const) {

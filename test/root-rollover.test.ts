@@ -195,6 +195,24 @@ describe('root rollover with link certificates', () => {
     }
   });
 
+  it("root-custody with the copy wraps both roots; in the root's own HSM it names the new root, whose key is only in the copy", async () => {
+    const onCopy = await approvedRequest(pool, ca, 'ca.root-custody', 'custodian', {});
+    const copied = await cli(['ceremony', 'root-custody', '--approval', onCopy.id, '--custodians', '2', '--threshold', '2', '--out', join(ca.dir, 'root-custody-2'), '--root-hsm-dir', copyDir(), '--token-file', onCopy.tokenFile]);
+    assert.equal(copied.code, 0, copied.stderr);
+    assert.match(copied.stdout, new RegExp(`root root, ${newRootId} wrapped`));
+    const own = await approvedRequest(pool, ca, 'ca.root-custody', 'custodian', {});
+    const mine = await cli(['ceremony', 'root-custody', '--approval', own.id, '--custodians', '2', '--threshold', '2', '--out', join(ca.dir, 'root-custody-3'), '--token-file', own.tokenFile]);
+    assert.equal(mine.code, 0, mine.stderr);
+    assert.match(mine.stdout, new RegExp(`not in this root HSM .*: ${newRootId}`));
+  });
+
+  it("`ceremony arl` in the root's own HSM signs the old root's ARL and names the new root, whose key is only in the copy", async () => {
+    const r = await cli(['ceremony', 'arl', '--token-file', custodianFile]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^root: ARL number/m);
+    assert.match(r.stdout, new RegExp(`not signed here .*: ${newRootId}`));
+  });
+
   it("EST /cacerts carries NewWithNew, NewWithOld, OldWithNew and OldWithOld beside the issuing CA", async () => {
     const issuer = await loadSiteIssuer(config, pool, site);
     const pems = issuer.caCertificates.map((der) => toPem(der));
