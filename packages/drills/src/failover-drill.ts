@@ -52,6 +52,8 @@ export interface FailoverDrillReport {
   /** tryLater answers: the standby declining to vouch for a moment (OcspProbe). */
   readonly ocsp_try_later: number;
   readonly ocsp_failed: number;
+  /** The first failures' reasons (OcspProbe.failures). */
+  readonly ocsp_failures: readonly string[];
   readonly crl_number_before: string;
   readonly crl_number_after: string;
   readonly crl_numbers_continue: boolean;
@@ -210,6 +212,7 @@ export async function runFailoverDrill(config: FleetConfig, options: FailoverDri
       ocsp_answered: probe.answered,
       ocsp_try_later: probe.tryLater,
       ocsp_failed: probe.failed,
+      ocsp_failures: probe.failures,
       crl_number_before: crlBefore.toString(),
       crl_number_after: crlAfter.toString(),
       crl_numbers_continue: crlAfter > crlBefore,

@@ -110,6 +110,8 @@ export class OcspProbe {
    */
   tryLater = 0;
   failed = 0;
+  /** Why the first failures failed (at most 10, with the time): a timeout, an HTTP status, an OCSP status. */
+  readonly failures: string[] = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly request: Buffer;
 
@@ -133,9 +135,9 @@ export class OcspProbe {
         // responseStatus 0 successful, 3 tryLater (RFC 6960 4.2.1).
         if (res.status === 200 && der[off] === 0x0a && der[off + 2] === 0) this.answered++;
         else if (res.status === 200 && der[off] === 0x0a && der[off + 2] === 3) this.tryLater++;
-        else this.failed++;
-      } catch {
-        this.failed++;
+        else this.fail(`HTTP ${res.status}, responseStatus ${der[off] === 0x0a ? der[off + 2] : 'unreadable'}`);
+      } catch (err) {
+        this.fail((err as Error).message);
       }
       this.timer = setTimeout(tick, everyMs);
     };
@@ -144,6 +146,11 @@ export class OcspProbe {
 
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
+  }
+
+  private fail(why: string): void {
+    this.failed++;
+    if (this.failures.length < 10) this.failures.push(`${new Date().toISOString()} ${why}`);
   }
 }
 
