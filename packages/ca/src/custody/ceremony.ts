@@ -123,8 +123,7 @@ export async function runCeremony(options: CeremonyOptions): Promise<CeremonyRes
  * the one already there, provided it is protected as fleetpki protects keys now. A key that can be
  * wrapped under any key (made by an older fleetpki) is refused: `fleetpki hsm check` tells what to do.
  */
-/** The key under `label`, generated if absent; refused when it could leave the token under any key. */
-export async function ensureKey(store: SigningKeyStore, label: string, cloneable: boolean): Promise<KeyInfo> {
+async function ensureKey(store: SigningKeyStore, label: string, cloneable: boolean): Promise<KeyInfo> {
   if (!(await store.hasKey(label))) return store.generateSigningKey(label, { cloneable });
   const info = await store.describeKey(label);
   if (!info.sensitive || (info.extractable && !info.wrapWithTrusted)) {
